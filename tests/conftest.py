@@ -1,0 +1,32 @@
+"""Shared test fixtures: paths to ../shared and tiny checkpoints built once per session."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared, skipping the test cleanly where it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight tiny checkpoint in the official layout (built once per test session)."""
+    from gr00t_fast.make_checkpoint import write_checkpoint
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    write_checkpoint(out, size="tiny", seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def golden_checkpoint() -> Path:
+    """NVIDIA's own tiny N1.5 checkpoint from ../shared/golden_public (skips when absent)."""
+    return shared_path("golden_public", "tiny_n15")
