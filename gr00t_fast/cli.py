@@ -1,0 +1,35 @@
+"""`gr00t-fast` command line: one subcommand per job, each owned by its module."""
+
+import importlib
+import sys
+
+# subcommand -> (module, help). Each module exposes `main(argv: list[str] | None) -> int | None`.
+COMMANDS = {
+    "run": ("gr00t_fast.runner", "drive a real or simulated SO-100 with the policy in-process"),
+    "serve": ("gr00t_fast.serve.server", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
+    "make-checkpoint": ("gr00t_fast.make_checkpoint", "write a random-weight checkpoint in the official layout"),
+    "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
+    "bench": ("gr00t_fast.bench", "benchmark inference, the control loop and scaling"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: gr00t-fast <command> [options]", "", "commands:"]
+    lines += [f"  {name:<16} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"gr00t-fast: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
