@@ -1,0 +1,81 @@
+"""Locate the Eagle 2.5 VL asset folder (vision/LLM dimensions, image token id, tokenizer files).
+
+GR00T N1.5 checkpoints do not carry the Eagle dimensions or the tokenizer: the official code reads them
+from `gr00t/model/backbone/eagle2_hg_model/` (on the Hub: `lerobot/eagle2hg-processor-groot-n1p5`).
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HUB_REPO = "lerobot/eagle2hg-processor-groot-n1p5"
+ASSET_DIRNAME = "eagle2_hg_model"
+
+# The real N1.5 Eagle dimensions: used only when no asset folder can be found.
+DEFAULT_EAGLE_CONFIG: dict[str, Any] = {
+    "image_token_index": 151669,
+    "vision_config": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "image_size": 224,
+        "patch_size": 14,
+        "layer_norm_eps": 1e-6,
+        "num_channels": 3,
+    },
+    "text_config": {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "vocab_size": 151680,
+    },
+}
+
+
+def _hub_cache_dir() -> Path | None:
+    """The Hugging Face cache snapshot of the Eagle assets, downloading it when online."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    for local_only in (True, False):
+        if not local_only and os.environ.get("HF_HUB_OFFLINE"):
+            break
+        try:
+            return Path(snapshot_download(HUB_REPO, local_files_only=local_only))
+        except Exception as err:  # offline, missing, or no such repo: fall through
+            log.debug("Eagle assets not in the HF cache (local_only=%s): %s", local_only, err)
+    return None
+
+
+def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None) -> Path | None:
+    """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the HF cache."""
+    if eagle_path is not None:
+        path = Path(eagle_path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"eagle_path {path} has no config.json (expected an Eagle 2.5 VL asset folder)")
+        return path
+    if checkpoint_dir is not None:
+        local = Path(checkpoint_dir) / ASSET_DIRNAME
+        if (local / "config.json").is_file():
+            return local
+    if os.environ.get("GR00T_FAST_NO_HUB"):
+        return None
+    return _hub_cache_dir()
+
+
+def load_eagle_config(eagle_dir: Path | None) -> dict[str, Any]:
+    """The Eagle `config.json`, or the built-in N1.5 dimensions when no asset folder exists."""
+    if eagle_dir is None:
+        return DEFAULT_EAGLE_CONFIG
+    return json.loads((eagle_dir / "config.json").read_text())

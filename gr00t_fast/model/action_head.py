@@ -1,0 +1,307 @@
+"""N1.5 flow-matching action head: VL self-attention, per-embodiment encoders, AdaLN DiT, Euler sampler.
+
+`get_action` hoists all work that does not change across denoising steps (cross-attention K/V of the VL
+features, timestep embeddings and every AdaLN modulation, the state/future/position tokens, the time
+codes of the action encoder) out of the step loop; `velocity` is the plain per-step function it must match.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gr00t_fast.model.config import Gr00tConfig, TransformerConfig
+
+EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
+
+
+def discretized_timesteps(num_steps: int, buckets: int) -> list[int]:
+    """Euler time points as the official sampler discretizes them: int(k/N * buckets)."""
+    return [int(k / float(num_steps) * buckets) for k in range(num_steps)]
+
+
+def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
+    """diffusers `Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=1)`."""
+    half = dim // 2
+    exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1)
+    emb = t[:, None].float() * torch.exp(exponent)[None]
+    return torch.cat([torch.cos(emb), torch.sin(emb)], dim=-1)
+
+
+def action_time_code(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Action-encoder sinusoid: sin half then cos half, frequencies exp(-i*ln(1e4)/(dim/2))."""
+    half = dim // 2
+    exponent = -torch.arange(half, dtype=torch.float, device=t.device) * (torch.log(torch.tensor(10000.0)) / half)
+    freqs = t.float().unsqueeze(-1) * exponent.exp()
+    return torch.cat([torch.sin(freqs), torch.cos(freqs)], dim=-1)
+
+
+# ------------------------------------------------------------------------------------ building blocks
+class CategorySpecificLinear(nn.Module):
+    """Linear layer with one weight matrix per embodiment: W (E, in, out), b (E, out)."""
+
+    def __init__(self, num_categories: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(num_categories, in_dim, out_dim))
+        self.b = nn.Parameter(torch.empty(num_categories, out_dim))
+
+    def forward(self, x: torch.Tensor, cat: EmbodimentId) -> torch.Tensor:
+        if isinstance(cat, int):
+            return torch.matmul(x, self.W[cat]) + self.b[cat]
+        return torch.bmm(x, self.W[cat]) + self.b[cat].unsqueeze(1)
+
+
+class CategorySpecificMLP(nn.Module):
+    def __init__(self, num_categories: int, in_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.layer1 = CategorySpecificLinear(num_categories, in_dim, hidden)
+        self.layer2 = CategorySpecificLinear(num_categories, hidden, out_dim)
+
+    def forward(self, x: torch.Tensor, cat: EmbodimentId) -> torch.Tensor:
+        return self.layer2(F.relu(self.layer1(x, cat)), cat)
+
+
+class MultiEmbodimentActionEncoder(nn.Module):
+    def __init__(self, action_dim: int, hidden: int, num_embodiments: int):
+        super().__init__()
+        self.hidden = hidden
+        self.W1 = CategorySpecificLinear(num_embodiments, action_dim, hidden)
+        self.W2 = CategorySpecificLinear(num_embodiments, 2 * hidden, hidden)
+        self.W3 = CategorySpecificLinear(num_embodiments, hidden, hidden)
+
+    def forward(self, actions: torch.Tensor, time_code: torch.Tensor, cat: EmbodimentId) -> torch.Tensor:
+        """actions (B,T,A); time_code (B,T,hidden) from `action_time_code`."""
+        a = self.W1(actions, cat)
+        x = torch.cat([a, time_code.to(a.dtype)], dim=-1)
+        return self.W3(F.silu(self.W2(x, cat)), cat)
+
+
+class Attention(nn.Module):
+    """diffusers `Attention` with biases: to_q / to_k / to_v / to_out.0."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None = None):
+        super().__init__()
+        inner, kv_dim = heads * head_dim, kv_dim or dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner)
+        self.to_k = nn.Linear(kv_dim, inner)
+        self.to_v = nn.Linear(kv_dim, inner)
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        return x.view(B, N, self.heads, -1).transpose(1, 2)
+
+    def key_value(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split_heads(self.to_k(context)), self.split_heads(self.to_v(context))
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        k, v = kv if kv is not None else self.key_value(x)
+        out = F.scaled_dot_product_attention(self.split_heads(self.to_q(x)), k, v)
+        B, _, N, _ = out.shape
+        return self.to_out[0](out.transpose(1, 2).reshape(B, N, -1))
+
+
+class GeluProj(nn.Module):
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """diffusers `FeedForward(activation_fn="gelu-approximate")`: net.0.proj, (dropout), net.2."""
+
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.ModuleList([GeluProj(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[2](self.net[0](x))
+
+
+class AdaLayerNorm(nn.Module):
+    """LayerNorm without affine, modulated by Linear(SiLU(temb)) split as (scale, shift)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.linear = nn.Linear(dim, 2 * dim)
+        self.eps = eps
+
+    def modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
+        return scale.unsqueeze(-2), shift.unsqueeze(-2)
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """AdaLN -> attention (cross to the VL features, or self) -> residual; LN -> FF -> residual."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None):
+        super().__init__()
+        self.cross = kv_dim is not None
+        self.norm1 = AdaLayerNorm(dim)
+        self.attn1 = Attention(dim, heads, head_dim, kv_dim)
+        self.ff = FeedForward(dim)
+
+    def forward(self, x, scale, shift, kv: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x, scale, shift), kv)
+        return x + self.ff(F.layer_norm(x, x.shape[-1:], eps=1e-5))
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1, self.linear_2 = nn.Linear(in_dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class TimestepEncoder(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.timestep_embedder = TimestepEmbedding(256, dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        dtype = self.timestep_embedder.linear_1.weight.dtype
+        return self.timestep_embedder(timestep_sinusoid(t).to(dtype))
+
+
+class DiT(nn.Module):
+    """Cross-attention DiT: even blocks attend to the VL features, odd blocks to themselves."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        dim = cfg.inner_dim
+        self.timestep_encoder = TimestepEncoder(dim)
+        self.transformer_blocks = nn.ModuleList(
+            DiTBlock(dim, cfg.num_heads, cfg.head_dim,
+                     None if (i % 2 == 1 and cfg.interleave_self_attention) else cfg.cross_attention_dim)
+            for i in range(cfg.num_layers)
+        )
+        self.proj_out_1 = nn.Linear(dim, 2 * dim)
+        self.proj_out_2 = nn.Linear(dim, cfg.output_dim)
+
+    def output_modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale): note the opposite order to the blocks' (scale, shift)."""
+        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
+        return shift.unsqueeze(-2), scale.unsqueeze(-2)
+
+    def output(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.proj_out_2(F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Plain DiT pass: x (B,T,D), context (B,S,Dc), t (B,) discretized timesteps."""
+        temb = self.timestep_encoder(t)
+        for block in self.transformer_blocks:
+            kv = block.attn1.key_value(context) if block.cross else None
+            x = block(x, *block.norm1.modulation(temb), kv)
+        return self.output(x, *self.output_modulation(temb))
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-LayerNorm transformer block (affine LayerNorms, eps 1e-5) used by `vl_self_attention`."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn1 = Attention(dim, heads, head_dim)
+        self.norm3 = nn.LayerNorm(dim, eps=1e-5)
+        self.ff = FeedForward(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        return x + self.ff(self.norm3(x))
+
+
+class SelfAttentionTransformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.transformer_blocks = nn.ModuleList(
+            SelfAttentionBlock(cfg.inner_dim, cfg.num_heads, cfg.head_dim) for _ in range(cfg.num_layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.transformer_blocks:
+            x = block(x)
+        return x
+
+
+# ---------------------------------------------------------------------------------------- action head
+class FlowMatchingActionHead(nn.Module):
+    def __init__(self, cfg: Gr00tConfig):
+        super().__init__()
+        self.cfg = cfg
+        D, E = cfg.input_embedding_dim, cfg.max_num_embodiments
+        self.model = DiT(cfg.dit)
+        self.state_encoder = CategorySpecificMLP(E, cfg.max_state_dim, cfg.hidden_size, D)
+        self.action_encoder = MultiEmbodimentActionEncoder(cfg.action_dim, D, E)
+        self.action_decoder = CategorySpecificMLP(E, cfg.hidden_size, cfg.hidden_size, cfg.action_dim)
+        self.future_tokens = nn.Embedding(cfg.num_target_vision_tokens, D)
+        self.vlln = nn.LayerNorm(cfg.backbone_embedding_dim) if cfg.use_vlln else nn.Identity()
+        self.vl_self_attention = SelfAttentionTransformer(cfg.vl_self_attention)
+        if cfg.add_pos_embed:
+            self.position_embedding = nn.Embedding(cfg.max_seq_len, D)
+
+    def encode_vl(self, backbone_features: torch.Tensor) -> torch.Tensor:
+        """`vlln` + VL self-attention, run once per inference."""
+        return self.vl_self_attention(self.vlln(backbone_features))
+
+    def prefix_tokens(self, state: torch.Tensor, embodiment_id: EmbodimentId) -> torch.Tensor:
+        """[state token, future tokens]: (B, 1 + num_target_vision_tokens, D)."""
+        state_tok = self.state_encoder(state, embodiment_id)
+        future = self.future_tokens.weight.unsqueeze(0).expand(state_tok.shape[0], -1, -1)
+        return torch.cat([state_tok, future], dim=1)
+
+    def action_tokens(self, x: torch.Tensor, time_code: torch.Tensor, embodiment_id: EmbodimentId) -> torch.Tensor:
+        tokens = self.action_encoder(x, time_code, embodiment_id)
+        if self.cfg.add_pos_embed:
+            tokens = tokens + self.position_embedding.weight[: x.shape[1]]
+        return tokens
+
+    def velocity(self, x, t: int, vl, state, embodiment_id: EmbodimentId) -> torch.Tensor:
+        """One plain denoising step, exactly as the official loop computes it: (B, horizon, action_dim)."""
+        B, H, _ = x.shape
+        t_batch = torch.full((B,), t, device=vl.device)
+        code = action_time_code(t_batch.unsqueeze(1).expand(-1, H), self.cfg.input_embedding_dim)
+        tokens = torch.cat([self.prefix_tokens(state, embodiment_id), self.action_tokens(x, code, embodiment_id)], 1)
+        return self.action_decoder(self.model(tokens, vl, t_batch), embodiment_id)[:, -H:]
+
+    def get_action(self, backbone_features, state, embodiment_id: EmbodimentId, noise, num_steps: int):
+        """Euler flow-matching sampler from `noise` (B, horizon, action_dim) over `num_steps` steps.
+
+        Returns the normalized actions (B, horizon, action_dim) in float32.
+        """
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        dtype = self.future_tokens.weight.dtype
+        vl = self.encode_vl(backbone_features.to(dtype))
+        B, H, _ = noise.shape
+        dit = self.model
+        times = discretized_timesteps(num_steps, self.cfg.num_timestep_buckets)
+        t_steps = torch.tensor(times, device=vl.device)
+
+        # Step-invariant work, computed once per call.
+        prefix = self.prefix_tokens(state.to(dtype), embodiment_id)
+        temb = dit.timestep_encoder(t_steps)  # (S, D): the same for every batch row
+        mods = [[blk.norm1.modulation(temb[s]) for blk in dit.transformer_blocks] for s in range(num_steps)]
+        out_mods = [dit.output_modulation(temb[s]) for s in range(num_steps)]
+        kvs = [blk.attn1.key_value(vl) if blk.cross else None for blk in dit.transformer_blocks]
+        codes = action_time_code(t_steps[:, None].expand(-1, H), self.cfg.input_embedding_dim).to(dtype)
+
+        x = noise.float()
+        dt = 1.0 / num_steps
+        for s in range(num_steps):
+            h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
+            for blk, (scale, shift), kv in zip(dit.transformer_blocks, mods[s], kvs):
+                h = blk(h, scale, shift, kv)
+            # Output norm, projection and decoder are per-token: only the action tokens are needed.
+            v = self.action_decoder(dit.output(h[:, -H:], *out_mods[s]), embodiment_id)
+            x = x + dt * v.float()
+        return x

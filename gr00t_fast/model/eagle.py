@@ -1,0 +1,236 @@
+"""Eagle 2.5 VL backbone of N1.5: SigLIP vision tower, one-Linear connector, truncated Qwen3 decoder.
+
+Module and parameter names mirror the official checkpoint (`backbone.eagle_model.*`) so weights load
+by name. Static shapes and `scaled_dot_product_attention` throughout; no Python-side shape logic in the
+hot path beyond what depends on the (static) input shapes.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gr00t_fast.model.config import LLMConfig, VisionConfig
+
+
+# --------------------------------------------------------------------------------------------- SigLIP
+class SiglipAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        q, k, v = (p(x).view(B, N, self.heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class SiglipMLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class SiglipLayer(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.self_attn = SiglipAttention(cfg.hidden_size, cfg.num_heads)
+        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.mlp = SiglipMLP(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class SiglipEmbeddings(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.patch_embedding = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
+        self.position_embedding = nn.Embedding(cfg.num_patches, cfg.hidden_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
+        return x.flatten(2).transpose(1, 2) + self.position_embedding.weight
+
+
+class SiglipEncoder(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(SiglipLayer(cfg) for _ in range(cfg.num_layers))
+
+
+class SiglipVisionTransformer(nn.Module):
+    """SigLIP (So400m/14 at full size) without its unused attention-pooling head."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.embeddings = SiglipEmbeddings(cfg)
+        self.encoder = SiglipEncoder(cfg)
+        self.post_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(pixel_values)
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.post_layernorm(x)
+
+
+class SiglipVisionModel(nn.Module):
+    """Wrapper level that exists only to match the `vision_model.vision_model.*` checkpoint names."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.vision_model = SiglipVisionTransformer(cfg)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.vision_model(pixel_values)
+
+
+# ---------------------------------------------------------------------------------------------- Qwen3
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rope_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device, dtype: torch.dtype):
+    """RoPE tables for positions 0..L-1 (computed in float32 as in Qwen3, then cast)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
+    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Qwen3Attention(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask: torch.Tensor | None) -> torch.Tensor:
+        B, L, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(B, L, self.heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(B, L, self.kv_heads, self.head_dim)).transpose(1, 2)
+        v = self.v_proj(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        rep = self.heads // self.kv_heads  # grouped-query attention: each KV head serves `rep` query heads
+        k = k[:, :, None].expand(B, self.kv_heads, rep, L, self.head_dim).reshape(B, self.heads, L, self.head_dim)
+        v = v[:, :, None].expand(B, self.kv_heads, rep, L, self.head_dim).reshape(B, self.heads, L, self.head_dim)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
+
+
+class Qwen3MLP(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Qwen3Layer(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Qwen3Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = Qwen3MLP(cfg)
+
+    def forward(self, x, cos, sin, mask) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def causal_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive (B,1,L,L) mask: causal plus left padding, built like transformers on CPU.
+
+    Rows of padding queries are fully masked with the dtype's minimum, so they attend uniformly
+    (as the official fp32 CPU pipeline does); their features still reach the action head unmasked.
+    """
+    L = attention_mask.shape[-1]
+    allowed = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
+    allowed = allowed[None, None] & attention_mask[:, None, None, :].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class Qwen3Model(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Qwen3Layer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state after the kept layers and the final RMSNorm. Positions are 0..L-1."""
+        L = inputs_embeds.shape[1]
+        cos, sin = rope_cos_sin(L, self.cfg.head_dim, self.cfg.rope_theta, inputs_embeds.device, inputs_embeds.dtype)
+        mask = None if attention_mask is None else causal_padding_mask(attention_mask, inputs_embeds.dtype)
+        x = inputs_embeds
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return self.norm(x)
+
+
+class Qwen3ForCausalLM(nn.Module):
+    """Name level for `language_model.model.*`; the tied `lm_head` is never computed."""
+
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.model = Qwen3Model(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- Eagle
+class EagleModel(nn.Module):
+    def __init__(self, vision: VisionConfig, llm: LLMConfig, image_token_index: int):
+        super().__init__()
+        self.image_token_index = image_token_index
+        self.vision_model = SiglipVisionModel(vision)
+        self.mlp1 = nn.Sequential(nn.Linear(vision.hidden_size, llm.hidden_size))
+        self.language_model = Qwen3ForCausalLM(llm)
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with every `<IMG_CONTEXT>` position replaced, in order, by projected patches."""
+        vit = self.mlp1(self.vision_model(pixel_values))
+        embeds = self.language_model.model.embed_tokens(input_ids)
+        is_image = (input_ids == self.image_token_index).unsqueeze(-1)
+        return embeds.masked_scatter(is_image, vit.to(embeds.dtype))
+
+    def forward(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+        return self.language_model.model(self.embed(input_ids, pixel_values), attention_mask)
+
+
+class EagleBackbone(nn.Module):
+    """`backbone.*`: Eagle features, `eagle_linear` is Identity for N1.5."""
+
+    def __init__(self, vision: VisionConfig, llm: LLMConfig, image_token_index: int):
+        super().__init__()
+        self.eagle_model = EagleModel(vision, llm, image_token_index)
+
+    def forward(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+        return self.eagle_model(input_ids, attention_mask, pixel_values)

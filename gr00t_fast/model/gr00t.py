@@ -1,0 +1,41 @@
+"""The whole GR00T N1.5 network: Eagle backbone + flow-matching action head."""
+
+import torch
+from torch import nn
+
+from gr00t_fast.model.action_head import EmbodimentId, FlowMatchingActionHead
+from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.eagle import EagleBackbone
+
+
+class Gr00tN15(nn.Module):
+    """Parameter names match the official checkpoint (`backbone.*`, `action_head.*`)."""
+
+    def __init__(self, config: Gr00tConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = EagleBackbone(config.vision, config.llm, config.image_token_index)
+        self.action_head = FlowMatchingActionHead(config)
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_head.future_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.action_head.future_tokens.weight.dtype
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        pixel_values: torch.Tensor,
+        state: torch.Tensor,
+        embodiment_id: EmbodimentId,
+        noise: torch.Tensor,
+        num_steps: int,
+    ) -> torch.Tensor:
+        """Prompt ids (B,L), mask (B,L) or None (no padding), pixels (B*V,3,224,224), state (B,1,64),
+        embodiment id, noise (B,horizon,action_dim) -> normalized actions (B,horizon,action_dim) float32."""
+        features = self.backbone(input_ids, attention_mask, pixel_values)
+        return self.action_head.get_action(features, state, embodiment_id, noise, num_steps)

@@ -1,0 +1,119 @@
+"""Strict, memory-efficient checkpoint loading from the official on-disk layout.
+
+The network is built on the meta device and every tensor is read from safetensors straight into its
+final dtype and device, so loading never holds two full copies of the weights.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.gr00t import Gr00tN15
+
+LEROBOT_PREFIX = "_groot_model."
+# Stored in official checkpoints but never used at inference.
+_UNUSED = (
+    re.compile(r"^backbone\.eagle_model\.vision_model\.vision_model\.head\."),  # SigLIP pooling head
+    re.compile(r"^backbone\.eagle_model\.language_model\.lm_head\."),  # tied to embed_tokens
+)
+_LLM_LAYER = re.compile(r"^backbone\.eagle_model\.language_model\.model\.layers\.(\d+)\.")
+
+
+class CheckpointError(ValueError):
+    """The checkpoint on disk does not match the network its config describes."""
+
+
+def weight_files(checkpoint_dir: Path) -> list[Path]:
+    """`model.safetensors`, or the shards named by `model.safetensors.index.json`."""
+    index = checkpoint_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise CheckpointError(f"{index} is not a valid safetensors index: {err!r}") from None
+        files = [checkpoint_dir / name for name in sorted(set(weight_map.values()))]
+    else:
+        files = [checkpoint_dir / "model.safetensors"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"missing weight files in {checkpoint_dir}: {', '.join(missing)}")
+    return files
+
+
+def is_unused(name: str, kept_llm_layers: int) -> bool:
+    """Tensors skipped on purpose: SigLIP pooling head, lm_head, LLM layers beyond select_layer."""
+    if any(p.match(name) for p in _UNUSED):
+        return True
+    layer = _LLM_LAYER.match(name)
+    return layer is not None and int(layer.group(1)) >= kept_llm_layers
+
+
+def read_state_dict(
+    checkpoint_dir: Path, expected: dict[str, torch.Size], kept_llm_layers: int, device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Read every expected tensor (cast to `dtype` on `device`); one clear error lists every mismatch."""
+    tensors: dict[str, torch.Tensor] = {}
+    unexpected, wrong_shape = [], []
+    for path in weight_files(checkpoint_dir):
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    name = key.removeprefix(LEROBOT_PREFIX)
+                    if name not in expected:
+                        if not is_unused(name, kept_llm_layers):
+                            unexpected.append(name)
+                        continue
+                    shape = tuple(f.get_slice(key).get_shape())
+                    if shape != tuple(expected[name]):
+                        wrong_shape.append(f"{name}: checkpoint {list(shape)} vs model {list(expected[name])}")
+                        continue
+                    tensors[name] = f.get_tensor(key).to(device=device, dtype=dtype)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"cannot read {path} (corrupt or not safetensors): {err}") from None
+    missing = sorted(set(expected) - set(tensors) - {w.split(":")[0] for w in wrong_shape})
+    problems = [
+        (f"{len(missing)} missing", missing),
+        (f"{len(unexpected)} unexpected", sorted(unexpected)),
+        (f"{len(wrong_shape)} wrongly shaped", wrong_shape),
+    ]
+    if missing or unexpected or wrong_shape:
+        lines = [f"checkpoint {checkpoint_dir} does not match its config:"]
+        for title, items in problems:
+            if items:
+                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+                lines.append(f"  {title}:\n    " + "\n    ".join(shown))
+        raise CheckpointError("\n".join(lines))
+    return tensors
+
+
+def build_meta_model(config: Gr00tConfig) -> Gr00tN15:
+    """The network on the meta device: names and shapes without allocating memory."""
+    with torch.device("meta"):
+        return Gr00tN15(config)
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    eagle_path: str | Path | None = None,
+) -> Gr00tN15:
+    """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
+
+    `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU.
+    """
+    path = Path(path)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    config = Gr00tConfig.from_checkpoint(path, eagle_path)
+    model = build_meta_model(config)
+    expected = {name: p.shape for name, p in model.state_dict().items()}
+    state = read_state_dict(path, expected, config.llm.num_layers, device, dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
