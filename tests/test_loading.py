@@ -1,0 +1,131 @@
+"""Checkpoint loading: layouts, dtypes, LeRobot prefix, and every error."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from gr00t_fast.make_checkpoint import main as make_checkpoint_main
+from gr00t_fast.model import CheckpointError, load_model
+from gr00t_fast.model.config import Gr00tConfig
+
+
+@pytest.fixture()
+def ckpt(tiny_checkpoint, tmp_path):
+    """A private copy of the tiny checkpoint that a test may damage."""
+    return shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+
+
+def all_tensors(path):
+    out = {}
+    for f in sorted(path.glob("model-*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def as_single_file(path, tensors):
+    for f in path.glob("model*.safetensors*"):
+        f.unlink()
+    save_file(tensors, str(path / "model.safetensors"))
+
+
+def test_sharded_checkpoint_loads_every_tensor(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu")
+    on_disk = all_tensors(tiny_checkpoint)
+    state = model.state_dict()
+    assert set(state) <= set(on_disk)
+    assert all(torch.equal(state[k], on_disk[k]) for k in state)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+
+
+def test_single_file_bf16_and_lerobot_prefix(ckpt):
+    tensors = all_tensors(ckpt)
+    as_single_file(ckpt, {"_groot_model." + k: v.to(torch.bfloat16) for k, v in tensors.items()})
+    model = load_model(ckpt, device="cpu", dtype=torch.float32)
+    name = "action_head.future_tokens.weight"
+    assert model.dtype == torch.float32
+    assert torch.equal(model.state_dict()[name], tensors[name].to(torch.bfloat16).float())
+    assert load_model(ckpt, device="cpu", dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_unused_tensors_are_skipped(ckpt):
+    tensors = all_tensors(ckpt)
+    assert any(".vision_model.head." in k for k in tensors)  # stored like the official checkpoints
+    emb = tensors["backbone.eagle_model.language_model.model.embed_tokens.weight"]
+    tensors["backbone.eagle_model.language_model.lm_head.weight"] = emb.clone()
+    as_single_file(ckpt, tensors)
+    load_model(ckpt, device="cpu")
+
+
+def test_missing_unexpected_and_wrong_shape_listed_in_one_error(ckpt):
+    tensors = all_tensors(ckpt)
+    del tensors["action_head.vlln.weight"]
+    tensors["action_head.bogus.weight"] = torch.zeros(3)
+    tensors["action_head.future_tokens.weight"] = torch.zeros(7, 7)
+    as_single_file(ckpt, tensors)
+    with pytest.raises(CheckpointError) as err:
+        load_model(ckpt, device="cpu")
+    text = str(err.value)
+    assert "1 missing" in text and "action_head.vlln.weight" in text
+    assert "1 unexpected" in text and "action_head.bogus.weight" in text
+    assert "1 wrongly shaped" in text and "future_tokens.weight: checkpoint [7, 7]" in text
+
+
+def test_corrupt_weight_file(ckpt):
+    shard = sorted(ckpt.glob("model-*.safetensors"))[0]
+    shard.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model(ckpt, device="cpu")
+
+
+def test_missing_shard_and_missing_config(ckpt):
+    sorted(ckpt.glob("model-*.safetensors"))[-1].unlink()
+    with pytest.raises(CheckpointError, match="missing weight files"):
+        load_model(ckpt, device="cpu")
+    (ckpt / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(ckpt, device="cpu")
+
+
+def test_bad_config_json(ckpt):
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_model(ckpt, device="cpu")
+
+
+def test_wrong_model_type(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model_type"] = "gr00t_n1_6"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="gr00t_n1_5"):
+        load_model(ckpt, device="cpu")
+
+
+def test_explicit_eagle_path(ckpt, tmp_path):
+    eagle = shutil.move(str(ckpt / "eagle2_hg_model"), str(tmp_path / "assets"))
+    cfg = Gr00tConfig.from_checkpoint(ckpt, eagle_path=eagle)
+    assert cfg.eagle_dir == tmp_path / "assets" and cfg.llm.hidden_size == 96
+    with pytest.raises(FileNotFoundError, match="eagle_path"):
+        Gr00tConfig.from_checkpoint(ckpt, eagle_path=tmp_path / "nowhere")
+
+
+def test_make_checkpoint_cli(tmp_path, capsys):
+    assert make_checkpoint_main(["--size", "tiny", "--out", str(tmp_path / "c"), "--seed", "3"]) == 0
+    assert "parameters" in capsys.readouterr().out
+    index = json.loads((tmp_path / "c" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) >= 2
+    meta = json.loads((tmp_path / "c" / "experiment_cfg" / "metadata.json").read_text())["new_embodiment"]
+    assert set(meta["modalities"]["video"]) == {"webcam", "front", "wrist"}
+    assert meta["modalities"]["video"]["webcam"]["resolution"] == [640, 480]
+    assert meta["statistics"]["state"]["single_arm"]["min"].__len__() == 5
+    load_model(tmp_path / "c", device="cpu")
+
+
+def test_same_seed_same_weights(tmp_path):
+    from gr00t_fast.make_checkpoint import write_checkpoint
+
+    a = all_tensors(write_checkpoint(tmp_path / "a", "tiny", seed=1, progress=False))
+    b = all_tensors(write_checkpoint(tmp_path / "b", "tiny", seed=1, progress=False))
+    assert all(torch.equal(a[k], b[k]) for k in a)
