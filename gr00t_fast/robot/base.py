@@ -1,0 +1,69 @@
+"""The robot interface shared by the real SO-100/SO-101 followers and the simulated arm.
+
+Keys and units follow LeRobot's SO-100/SO-101 followers with `use_degrees=True`: one `"<joint>.pos"` float per
+joint, arm joints in degrees (0 = middle of the calibrated range), gripper 0 (closed) to 100 (open), plus one RGB
+uint8 (H, W, 3) array per camera, keyed by the camera's name.
+"""
+
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+ACTION_KEYS = tuple(f"{name}.pos" for name in JOINT_NAMES)
+
+
+class CameraError(RuntimeError):
+    """A camera returned no frame. Raised by `get_observation`, never papered over with a blank image."""
+
+
+@runtime_checkable
+class Robot(Protocol):
+    """What the control loop needs from an arm. `make_robot` builds one from a `RobotConfig`."""
+
+    camera_names: tuple[str, ...]
+    # Per action key ("shoulder_pan.pos" ...): (low, high) in the units above, for clipping actions.
+    joint_limits: dict[str, tuple[float, float]]
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    @property
+    def observation_features(self) -> dict[str, type | tuple[int, ...]]:
+        """`{"shoulder_pan.pos": float, ..., "<camera>": (height, width, 3)}`, like LeRobot's."""
+        ...
+
+    @property
+    def action_features(self) -> dict[str, type]:
+        """`{"shoulder_pan.pos": float, ...}`, like LeRobot's."""
+        ...
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def get_observation(self) -> dict[str, float | np.ndarray]:
+        """Joint positions and one RGB frame per camera; raises `CameraError` when a camera gives no frame."""
+        ...
+
+    def send_action(self, action: dict[str, float]) -> dict[str, float]:
+        """Command joint targets; returns the targets actually sent (after the robot's own clipping)."""
+        ...
+
+
+def check_action(action: dict[str, float]) -> dict[str, float]:
+    """Validate an action dict: known `"<joint>.pos"` keys only, finite numbers. Returns it as plain floats."""
+    unknown = sorted(set(action) - set(ACTION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown action keys {unknown}; expected a subset of {list(ACTION_KEYS)}")
+    goal = {key: float(value) for key, value in action.items()}
+    bad = {key: value for key, value in goal.items() if not math.isfinite(value)}
+    if bad:
+        raise ValueError(f"non-finite action values {bad}")
+    return goal
+
+
+def clip_to_limits(goal: dict[str, float], limits: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Clip each target into its `(low, high)` joint limit."""
+    return {key: min(max(value, limits[key][0]), limits[key][1]) for key, value in goal.items()}

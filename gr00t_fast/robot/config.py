@@ -1,0 +1,100 @@
+"""Draccus configs for robots and cameras, parsed from the same flags LeRobot users type.
+
+    --robot.type=so100_follower --robot.port=/dev/tty.usbmodem58FA0921581 --robot.id=black
+    --robot.cameras="{ front: {type: opencv, index_or_path: 1, width: 1280, height: 720, fps: 30}}"
+
+`--robot.type=so100_sim` accepts the same camera dict: the simulator renders each camera at its width x height.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+
+OPENCV_ROTATIONS = (0, 90, 180, -90)
+
+
+@dataclass(kw_only=True)
+class CameraConfig(draccus.ChoiceRegistry):
+    width: int = 640
+    height: int = 480
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"camera width and height must be positive, got {self.width}x{self.height}")
+
+    @property
+    def type(self) -> str:
+        return self.get_choice_name(type(self))
+
+
+@CameraConfig.register_subclass("opencv")
+@dataclass(kw_only=True)
+class OpenCVCameraConfig(CameraConfig):
+    """A USB camera or video file read through OpenCV (LeRobot's `OpenCVCamera`)."""
+
+    index_or_path: int | str
+    fps: int = 30
+    rotation: int = 0  # degrees, one of OPENCV_ROTATIONS
+    warmup_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fps <= 0:
+            raise ValueError(f"camera fps must be positive, got {self.fps}")
+        if self.rotation not in OPENCV_ROTATIONS:
+            raise ValueError(f"camera rotation must be one of {OPENCV_ROTATIONS}, got {self.rotation}")
+
+
+@CameraConfig.register_subclass("sim")
+@dataclass(kw_only=True)
+class SimCameraConfig(CameraConfig):
+    """A camera rendered by the simulator (the MJCF camera of the same name, else the `front` viewpoint)."""
+
+
+@dataclass(kw_only=True)
+class RobotConfig(draccus.ChoiceRegistry):
+    id: str | None = None  # tells arms of the same type apart (names the calibration file)
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    # Largest change of a joint target per action, in the action's units (degrees / 0-100); None: no limit.
+    max_relative_target: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_relative_target is not None and self.max_relative_target <= 0:
+            raise ValueError(f"max_relative_target must be positive or None, got {self.max_relative_target}")
+
+    @property
+    def type(self) -> str:
+        return self.get_choice_name(type(self))
+
+
+@RobotConfig.register_subclass("so100_follower")
+@dataclass(kw_only=True)
+class SO100FollowerConfig(RobotConfig):
+    """LeRobot's SO-100 follower arm on a Feetech serial bus."""
+
+    port: str
+    disable_torque_on_disconnect: bool = True
+    use_degrees: bool = True  # False: arm joints in LeRobot's -100..100 range units instead of degrees
+    calibration_dir: Path | None = None  # None: LeRobot's default calibration location
+
+
+@RobotConfig.register_subclass("so101_follower")
+@dataclass(kw_only=True)
+class SO101FollowerConfig(SO100FollowerConfig):
+    """LeRobot's SO-101 follower arm (same fields as the SO-100)."""
+
+
+@RobotConfig.register_subclass("so100_sim")
+@dataclass(kw_only=True)
+class SimSO100Config(RobotConfig):
+    """The built-in MuJoCo simulation of the arm, with a cube to look at."""
+
+    cameras: dict[str, CameraConfig] = field(default_factory=lambda: {"front": SimCameraConfig()})
+    seed: int = 0  # initial arm pose and cube position jitter
+    physics_dt: float = 0.002  # largest physics step in seconds; each action advances exactly 1/fps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.physics_dt <= 0:
+            raise ValueError(f"physics_dt must be positive, got {self.physics_dt}")
