@@ -1,0 +1,257 @@
+"""Observation checks, the official N1.5 image/state transforms, and action decoding."""
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+
+from gr00t_fast.data_config import DataConfig
+from gr00t_fast.metadata import EmbodimentMetadata
+
+log = logging.getLogger(__name__)
+
+CROP_SCALE = 0.95
+
+
+@dataclass
+class ModelInputs:
+    """Everything the network needs apart from tokens: cameras flattened sample-major (B*V, 3, S, S)."""
+
+    batch_size: int
+    batched: bool
+    instructions: list[str]
+    pixel_values: torch.Tensor
+    state: torch.Tensor  # (B, 1, max_state_dim)
+
+
+def center_crop_box(height: int, width: int, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
+    """(top, left, crop_h, crop_w) of Isaac's VideoCrop in eval mode (torchvision CenterCrop offsets)."""
+    crop_h, crop_w = int(height * scale), int(width * scale)
+    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0)), crop_h, crop_w
+
+
+@lru_cache(maxsize=32)
+def _aa_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices (out, K) and float32 weights (out, K) of antialiased bilinear resampling.
+
+    Term by term PyTorch 2.5's `_compute_indices_min_size_weights_aa` for float input (the version the
+    official pipeline ran), including its float/double promotions; unused taps get weight 0.
+    """
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    support = f32(1.0 * float(scale)) if scale >= 1 else f32(1.0)
+    invscale = f32(1.0 / float(scale)) if scale >= 1 else f32(1.0)
+    rows = []
+    for i in range(out_size):
+        center = f32(float(scale) * (i + 0.5))
+        xmin = max(int(float(f32(center - support)) + 0.5), 0)
+        xsize = min(int(float(f32(center + support)) + 0.5), in_size) - xmin
+        ws = []
+        for j in range(xsize):
+            x = abs(f32((float(f32(f32(j + xmin) - center)) + 0.5) * float(invscale)))
+            ws.append(f32(1.0 - float(x)) if x < 1.0 else f32(0.0))
+        total = f32(0.0)
+        for w in ws:
+            total = f32(total + w)
+        rows.append((xmin, [f32(w / total) for w in ws] if total != 0 else ws))
+    k = max(len(ws) for _, ws in rows)
+    index = torch.tensor([[min(xmin + j, in_size - 1) for j in range(k)] for xmin, _ in rows], dtype=torch.long)
+    weight = torch.tensor([[float(ws[j]) if j < len(ws) else 0.0 for j in range(k)] for _, ws in rows], dtype=torch.float32)
+    return index.to(device), weight.to(device)
+
+
+def _resample(x: torch.Tensor, out_size: int) -> torch.Tensor:
+    """One separable float32 pass along dim 0 (rows are contiguous, so each tap is a row gather).
+
+    Upstream's CPU kernel accumulates `out = x0*w0; out += xj*wj` in float32, compiled to fused
+    multiply-adds; `torch.addcmul` is that fused multiply-add bit for bit (checked in the tests).
+    """
+    index, weight = _aa_taps(x.shape[0], out_size, x.device)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    acc = x.index_select(0, index[:, 0]).mul_(weight[:, 0].view(shape))
+    for j in range(1, index.shape[1]):
+        acc = torch.addcmul(acc, x.index_select(0, index[:, j]), weight[:, j].view(shape))
+    return acc
+
+
+def transform_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 SigLIP input in [-1, 1], bit-exact to Isaac + Eagle.
+
+    /255 -> 95% center crop -> bilinear antialiased resize (horizontal pass, then vertical, as torch 2.5 CPU)
+    -> (x*255) truncated to uint8 -> (u8 - 127.5) / 127.5. The crop is a slice taken before the float conversion.
+    Recent torch's `interpolate(antialias=True)` rounds differently: 1-level differences on a few % of pixels.
+    """
+    top, left, crop_h, crop_w = center_crop_box(frames.shape[1], frames.shape[2])
+    # (W, N, H, C) contiguous, so every resampling tap gathers whole contiguous rows.
+    crop = frames[:, top : top + crop_h, left : left + crop_w].permute(2, 0, 1, 3).contiguous()
+    x = _resample(crop.to(torch.float32).div_(255.0), size)  # (size_w, N, H, C)
+    x = _resample(x.permute(2, 1, 0, 3).contiguous(), size)  # (size_h, N, size_w, C)
+    u8 = (x * 255).to(torch.uint8)
+    return (u8.permute(1, 3, 0, 2).to(torch.float32) - 127.5) / 127.5
+
+
+class Processor:
+    """Turns Isaac-format observations into model inputs and normalized actions back into `action.<key>` arrays."""
+
+    def __init__(
+        self,
+        data_config: DataConfig,
+        metadata: EmbodimentMetadata,
+        *,
+        max_state_dim: int,
+        max_action_dim: int,
+        image_size: int = 224,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.config = data_config
+        self.image_size = image_size
+        self.max_state_dim = max_state_dim
+        self.device = torch.device(device)
+        self.dtype = dtype
+        missing = [k for k in (*data_config.state_keys, *data_config.action_keys) if k not in metadata.stats]
+        missing += [k for k in data_config.video_keys if k not in metadata.video_resolution]
+        if missing:
+            known = sorted(metadata.stats) + sorted(metadata.video_resolution)
+            raise ValueError(
+                f"data config {data_config.name!r} needs {missing}, which metadata.json for "
+                f"{metadata.tag!r} does not describe; it has: {', '.join(known)}"
+            )
+        self.video_resolution = {k: metadata.video_resolution[k] for k in data_config.video_keys}
+        self.state_dims = {k: metadata.stats[k].dim for k in data_config.state_keys}
+        self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys}
+        self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys}
+        if sum(self.state_dims.values()) > max_state_dim:
+            raise ValueError(f"state keys need {sum(self.state_dims.values())} dims, the model takes {max_state_dim}")
+        self.action_slices: dict[str, slice] = {}
+        start = 0
+        for key in data_config.action_keys:
+            self.action_slices[key] = slice(start, start + metadata.stats[key].dim)
+            start += metadata.stats[key].dim
+        if start > max_action_dim:
+            raise ValueError(f"action keys need {start} dims, the model predicts {max_action_dim}")
+        # Un-normalization runs in float32 with float32 statistics (as upstream).
+        self.action_low = {k: metadata.stats[k].min.astype(np.float32) for k in data_config.action_keys}
+        self.action_range = {
+            k: (metadata.stats[k].max.astype(np.float32) - self.action_low[k]) for k in data_config.action_keys
+        }
+        self._warned: set[str] = set()
+
+    # ---- validation -------------------------------------------------------------------------------
+
+    def check(self, obs: dict) -> tuple[bool, int]:
+        """Validate keys, dtypes and shapes; return (batched, batch size)."""
+        if not isinstance(obs, dict):
+            raise ValueError(f"observation must be a dict, got {type(obs).__name__}")
+        expected = [*self.config.video_keys, *self.config.state_keys, self.config.language_key]
+        missing = [k for k in expected if k not in obs]
+        extra = [k for k in obs if k not in expected]
+        if missing or extra:
+            raise ValueError(
+                f"observation keys do not match data config {self.config.name!r}: missing {missing}, "
+                f"unexpected {extra}; expected exactly {expected}"
+            )
+        first = self.config.video_keys[0]
+        frames = self._array(first, obs[first])
+        if frames.ndim not in (4, 5):
+            raise ValueError(f"{first}: expected (T, H, W, 3) or (B, T, H, W, 3), received shape {frames.shape}")
+        batched = frames.ndim == 5
+        batch = frames.shape[0] if batched else 1
+        lead = (batch, 1) if batched else (1,)
+        for key in self.config.video_keys:
+            frames = self._array(key, obs[key])
+            want = "(B, 1, H, W, 3)" if batched else "(1, H, W, 3)"
+            if frames.dtype != np.uint8:
+                raise ValueError(f"{key}: expected dtype uint8, received {frames.dtype}")
+            if frames.ndim != len(lead) + 3 or frames.shape[: len(lead)] != lead:
+                raise ValueError(f"{key}: expected shape {want} with B={batch}, received {frames.shape}")
+            if frames.shape[-1] != 3:
+                raise ValueError(f"{key}: expected 3 RGB channels (last axis), received shape {frames.shape}")
+        for key in self.config.state_keys:
+            state = self._array(key, obs[key])
+            want = (*lead, self.state_dims[key])
+            if state.dtype.kind not in "fiu":
+                raise ValueError(f"{key}: expected a float array, received dtype {state.dtype}")
+            if state.shape != want:
+                raise ValueError(f"{key}: expected shape {want}, received {state.shape}")
+            if not np.isfinite(state).all():
+                raise ValueError(f"{key}: expected finite values, received {state.reshape(-1).tolist()}")
+        return batched, batch
+
+    @staticmethod
+    def _array(key: str, value) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{key}: expected a numpy array, received {type(value).__name__}")
+        return value
+
+    def instructions(self, obs: dict, batched: bool, batch: int) -> list[str]:
+        """The language instruction(s): a list of one str (or a str), or B strings / a (B, 1) array when batched."""
+        key = self.config.language_key
+        value = obs[key]
+        texts = [value] if isinstance(value, str) else list(np.asarray(value, dtype=object).reshape(-1))
+        if len(texts) != batch or not all(isinstance(t, str) for t in texts):
+            want = f"{batch} strings (list or (B, 1) array)" if batched else "a list of one string"
+            raise ValueError(f"{key}: expected {want}, received {value!r}")
+        return [str(t) for t in texts]
+
+    # ---- transforms -------------------------------------------------------------------------------
+
+    def _fit_resolution(self, key: str, frames: np.ndarray) -> np.ndarray:
+        """Resize (N, H, W, 3) frames to the camera's training resolution when they differ (warns once)."""
+        width, height = self.video_resolution[key]
+        if frames.shape[1:3] == (height, width):
+            return frames
+        shrink = frames.shape[1] >= height and frames.shape[2] >= width
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(
+                "%s: frames are %dx%d, the checkpoint was trained on %dx%d; resizing them (OpenCV %s)",
+                key, frames.shape[2], frames.shape[1], width, height, "INTER_AREA" if shrink else "INTER_LINEAR",
+            )
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
+
+    def pixel_values(self, obs: dict, batch: int) -> torch.Tensor:
+        """(B*V, 3, S, S) in the model dtype on the model device, ordered sample, then camera."""
+        per_camera = []
+        for key in self.config.video_keys:
+            frames = self._fit_resolution(key, obs[key].reshape(batch, *obs[key].shape[-3:]))
+            per_camera.append(transform_frames(torch.from_numpy(frames).to(self.device), self.image_size))
+        pixels = torch.stack(per_camera, dim=1).flatten(0, 1)
+        return pixels.to(self.dtype)
+
+    def state(self, obs: dict, batch: int) -> torch.Tensor:
+        """Min-max normalized state in float64 (0 where max == min, no clamping), zero-padded, (B, 1, D)."""
+        out = np.zeros((batch, 1, self.max_state_dim), dtype=np.float64)
+        start = 0
+        for key in self.config.state_keys:
+            x = obs[key].reshape(batch, 1, -1).astype(np.float64)
+            lo, hi = self.state_min[key], self.state_max[key]
+            span = hi - lo
+            safe = np.where(span != 0, span, 1.0)
+            norm = 2 * ((x - lo) / safe) - 1
+            out[..., start : start + lo.shape[0]] = np.where(span != 0, norm, 0.0)
+            start += lo.shape[0]
+        return torch.from_numpy(out.astype(np.float32)).to(self.device, self.dtype)
+
+    def __call__(self, obs: dict) -> ModelInputs:
+        batched, batch = self.check(obs)
+        return ModelInputs(
+            batch_size=batch,
+            batched=batched,
+            instructions=self.instructions(obs, batched, batch),
+            pixel_values=self.pixel_values(obs, batch),
+            state=self.state(obs, batch),
+        )
+
+    def decode(self, actions: torch.Tensor, batched: bool) -> dict[str, np.ndarray]:
+        """(B, T, max_action_dim) normalized actions -> `action.<key>` float32 (T, D), or (B, T, D) when batched."""
+        pred = actions.to("cpu", torch.float32).numpy()
+        out = {}
+        for key, dims in self.action_slices.items():
+            value = (pred[..., dims] + 1) / 2 * self.action_range[key] + self.action_low[key]
+            out[key] = value if batched else value[0]
+        return out

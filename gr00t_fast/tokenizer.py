@@ -1,0 +1,72 @@
+"""The N1.5 prompt and its Qwen2-style byte-level BPE tokenization, built from the Eagle asset files."""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+SYSTEM_PROMPT = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+IMAGE_TOKEN = "<IMG_CONTEXT>"
+PAD_TOKEN = "<|endoftext|>"
+# Qwen2's pre-tokenization pattern (transformers' Qwen2Converter).
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def build_prompt(instruction: str, n_cameras: int, n_image_tokens: int) -> str:
+    """The exact string N1.5 tokenizes: chat template, one image block per camera, instruction as `['...']`."""
+    images = "".join(f"<image {k}><img>{IMAGE_TOKEN * n_image_tokens}</img>" for k in range(1, n_cameras + 1))
+    text = str([str(instruction)])  # str() first: numpy 2 would render np.str_('...')
+    return f"{SYSTEM_PROMPT}<|im_start|>user\n{images}{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def load_qwen2_tokenizer(eagle_dir: str | Path) -> Tokenizer:
+    """Qwen2 fast tokenizer from vocab.json + merges.txt + added_tokens.json (no BOS/EOS added)."""
+    eagle_dir = Path(eagle_dir)
+    vocab = json.loads((eagle_dir / "vocab.json").read_text(encoding="utf-8"))
+    added = json.loads((eagle_dir / "added_tokens.json").read_text(encoding="utf-8"))
+    lines = (eagle_dir / "merges.txt").read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+    tok = Tokenizer(models.BPE(vocab={**vocab, **added}, merges=merges, fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    # The added tokens are in the BPE vocabulary with their own ids; registering them makes them match first.
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in sorted(added, key=added.get)])
+    return tok
+
+
+class PromptTokenizer:
+    """Tokenizes N1.5 prompts (cached per instruction and camera count) and left-pads batches."""
+
+    def __init__(self, eagle_dir: str | Path, n_image_tokens: int = 256, cache_size: int = 256):
+        self.tokenizer = load_qwen2_tokenizer(eagle_dir)
+        self.n_image_tokens = n_image_tokens
+        self.pad_id = self.tokenizer.token_to_id(PAD_TOKEN)
+        self.image_token_id = self.tokenizer.token_to_id(IMAGE_TOKEN)
+        if self.pad_id is None or self.image_token_id is None:
+            raise ValueError(f"{eagle_dir}: tokenizer lacks {PAD_TOKEN} or {IMAGE_TOKEN}")
+        self.encode = lru_cache(maxsize=cache_size)(self._encode)
+
+    def _encode(self, instruction: str, n_cameras: int) -> tuple[int, ...]:
+        prompt = build_prompt(instruction, n_cameras, self.n_image_tokens)
+        return tuple(self.tokenizer.encode(prompt, add_special_tokens=False).ids)
+
+    def __call__(self, instructions: list[str], n_cameras: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), both (B, L) int64, left-padded with `<|endoftext|>` (mask 0 there)."""
+        rows = [self.encode(text, n_cameras) for text in instructions]
+        length = max(len(r) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, length - len(row) :] = 1
+        return ids, mask

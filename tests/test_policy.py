@@ -1,0 +1,104 @@
+"""Gr00tPolicy on a random tiny checkpoint: batching, step control, timings, modality config, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gr00t_fast.policy import load_policy
+from gr00t_fast.runtime import make_backend
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    return load_policy(tiny_checkpoint, device="cpu", warmup=True)
+
+
+def observation(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "video.webcam": rng.integers(0, 256, (1, 480, 640, 3), dtype=np.uint8),
+        "state.single_arm": rng.uniform(-90, 90, (1, 5)),
+        "state.gripper": rng.uniform(0, 100, (1, 1)),
+        "annotation.human.task_description": ["Pick up the red cube and put it in the box."],
+    }
+
+
+def test_batched_equals_unbatched(policy):
+    noise = np.random.default_rng(7).standard_normal((2, 16, 32)).astype(np.float32)
+    singles = [policy.get_action(observation(i), noise=noise[i]) for i in range(2)]
+    obs = [observation(i) for i in range(2)]
+    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k.startswith(("video", "state"))}
+    batch["annotation.human.task_description"] = [o["annotation.human.task_description"][0] for o in obs]
+    out = policy.get_action(batch, noise=noise)
+    for key in ("action.single_arm", "action.gripper"):
+        assert out[key].shape == (2, 16, singles[0][key].shape[-1])
+        for i in range(2):
+            np.testing.assert_allclose(out[key][i], singles[i][key], atol=1e-3)
+
+
+def test_left_padded_batch_runs(policy):
+    # Upstream keeps position ids 0..L-1 under left padding, so a padded row is not bit-equal to its
+    # unbatched run; it must still go through with its mask.
+    obs = [observation(i) for i in range(2)]
+    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k.startswith(("video", "state"))}
+    batch["annotation.human.task_description"] = np.array([["Fold the napkin."], ["Pick up the red cube and put it in the box."]])
+    out = policy.get_action(batch)
+    assert out["action.single_arm"].shape == (2, 16, 5) and np.isfinite(out["action.single_arm"]).all()
+
+
+def test_denoising_steps_override_and_determinism(policy):
+    obs, noise = observation(0), np.random.default_rng(3).standard_normal((16, 32)).astype(np.float32)
+    default = policy.get_action(obs, noise=noise)
+    assert policy.denoising_steps == 4
+    np.testing.assert_array_equal(policy.get_action(obs, noise=noise, denoising_steps=4)["action.single_arm"], default["action.single_arm"])
+    one_step = policy.get_action(obs, noise=noise, denoising_steps=1)
+    assert not np.allclose(one_step["action.single_arm"], default["action.single_arm"])
+    with pytest.raises(ValueError, match="denoising_steps must be an integer >= 1, received 0"):
+        policy.get_action(obs, denoising_steps=0)
+    with pytest.raises(ValueError, match=r"noise: expected shape \(16, 32\), received \(2, 16, 32\)"):
+        policy.get_action(obs, noise=np.zeros((2, 16, 32), np.float32))
+
+
+def test_random_noise_when_none(policy):
+    out = policy.get_action(observation(0))
+    assert out["action.single_arm"].shape == (16, 5) and out["action.gripper"].shape == (16, 1)
+    assert not np.array_equal(out["action.single_arm"], policy.get_action(observation(0))["action.single_arm"])
+
+
+def test_timings(policy):
+    policy.get_action(observation(1))
+    timings = policy.timings
+    assert timings["count"] >= 1
+    for stat in ("last", "mean", "p50", "p90", "max"):
+        assert set(timings[stat]) == {"preprocess", "backbone", "action_head", "postprocess", "total"}
+        assert all(v >= 0 for v in timings[stat].values())
+    assert policy.backend.last_timings.keys() == {"backbone", "action_head"}
+
+
+def test_modality_config_and_attributes(policy):
+    config = policy.get_modality_config()
+    assert json.loads(json.dumps(config)) == config
+    assert config["video"] == {"delta_indices": [0], "modality_keys": ["video.webcam"]}
+    assert config["state"]["modality_keys"] == ["state.single_arm", "state.gripper"]
+    assert config["action"] == {"delta_indices": list(range(16)), "modality_keys": ["action.single_arm", "action.gripper"]}
+    assert config["language"]["modality_keys"] == ["annotation.human.task_description"]
+    assert policy.video_resolution == {"video.webcam": (640, 480)}
+    assert policy.action_horizon == 16 and policy.data_config.name == "so100"
+
+
+def test_load_errors(tiny_checkpoint):
+    with pytest.raises(ValueError, match="embodiment tag 'gr1' not in .*available: new_embodiment"):
+        load_policy(tiny_checkpoint, embodiment_tag="gr1", warmup=False)
+    with pytest.raises(ValueError, match="unknown data config 'so101'; known: so100, so100_dualcam"):
+        load_policy(tiny_checkpoint, data_config="so101", warmup=False)
+
+
+def test_metadata_data_config(tiny_checkpoint):
+    policy = load_policy(tiny_checkpoint, data_config="metadata", device="cpu", warmup=False)
+    assert policy.data_config.video_keys == ("video.webcam", "video.front", "video.wrist")
+
+
+def test_unknown_backend(policy):
+    with pytest.raises(ValueError, match="unknown backend 'nope'; available: .*torch"):
+        make_backend("nope", policy.model)

@@ -1,0 +1,71 @@
+"""Every case of ../shared/golden_public (NVIDIA's own Gr00tPolicy on its tiny checkpoint, float32 CPU)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from gr00t_fast.policy import load_policy
+
+CASES = ("so100_steps4", "so100_steps2_instr2", "so100_dualcam_steps4", "so100_batch2_samelen")
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(shared_path("golden_public", "cases.npz"))
+
+
+@pytest.fixture(scope="module")
+def policies(golden_checkpoint):
+    """One policy per data config (loaded lazily, shared by the cases)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = load_policy(golden_checkpoint, data_config=name, device="cpu", warmup=False)
+        return cache[name]
+
+    return get
+
+
+def case_inputs(golden, case):
+    arrays = {k[len(case) + 1 :]: golden[k] for k in golden.files if k.startswith(case + "/")}
+    obs = {k[4:]: v for k, v in arrays.items() if k.startswith("obs.")}
+    if not arrays["batched"]:
+        obs["annotation.human.task_description"] = list(obs["annotation.human.task_description"])
+    return arrays, obs
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_preprocessing_is_exact(golden, policies, case):
+    arrays, obs = case_inputs(golden, case)
+    policy = policies(str(arrays["data_config"]))
+    inputs = policy.processor(obs)
+    ids, mask = policy.tokenizer(inputs.instructions, len(policy.data_config.video_keys))
+    np.testing.assert_array_equal(ids.numpy(), arrays["m.eagle_input_ids"])
+    np.testing.assert_array_equal(mask.numpy(), arrays["m.eagle_attention_mask"])
+    np.testing.assert_array_equal(inputs.pixel_values.numpy(), arrays["m.eagle_pixel_values"])
+    levels = torch.round(inputs.pixel_values * 127.5 + 127.5).to(torch.uint8).permute(0, 2, 3, 1)
+    np.testing.assert_array_equal(levels.numpy(), arrays["t.video"].reshape(-1, *levels.shape[1:]))
+    np.testing.assert_array_equal(inputs.state.numpy(), arrays["m.state"])
+    np.testing.assert_array_equal(inputs.state.numpy()[..., :6], arrays["t.state_normalized"].astype(np.float32))
+    assert policy.embodiment_id == int(arrays["m.embodiment_id"][0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_end_to_end_actions(golden, policies, case):
+    arrays, obs = case_inputs(golden, case)
+    policy = policies(str(arrays["data_config"]))
+    steps = int(arrays["denoising_steps"])
+    out = policy.get_action(obs, noise=arrays["noise"], denoising_steps=steps)
+    for key in policy.data_config.action_keys:
+        assert out[key].dtype == np.float32 and out[key].shape == arrays[f"out.{key}"].shape
+        np.testing.assert_allclose(out[key], arrays[f"out.{key}"], atol=1e-2, rtol=0)
+    # the normalized action, through the policy's own preprocessing and backend
+    inputs = policy.processor(obs)
+    ids, mask = policy.tokenizer(inputs.instructions, len(policy.data_config.video_keys))
+    noise = torch.from_numpy(arrays["noise"]).reshape(inputs.batch_size, 16, 32)
+    emb = torch.full((inputs.batch_size,), policy.embodiment_id)
+    with torch.inference_mode():
+        pred = policy.backend(ids, mask, inputs.pixel_values, inputs.state, emb, noise, steps)
+    np.testing.assert_allclose(pred.numpy().reshape(arrays["action_pred"].shape), arrays["action_pred"], atol=1e-4, rtol=0)
