@@ -1,0 +1,96 @@
+"""Client for any server speaking the Isaac-GR00T ZeroMQ protocol (gr00t-fast's or upstream's).
+
+`PolicyClient` is policy-shaped (`get_action(obs) -> dict`, `get_modality_config()`), so code written against an
+in-process policy drives a remote one unchanged. Unlike upstream's client, its timeout is real: a request without
+a reply in `timeout_ms` raises TimeoutError and the REQ socket is replaced so that the next call works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import zmq
+
+from gr00t_fast.serve import protocol
+
+
+class ServerError(RuntimeError):
+    """The server answered `{"error": ...}`."""
+
+
+class PolicyClient:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5555,
+        timeout_ms: int = 15000,
+        api_token: str | None = None,
+        legacy_format: bool = False,
+    ):
+        self.address = protocol.tcp_address(host, port)
+        self.timeout_ms = timeout_ms
+        self.api_token = api_token
+        self.legacy_format = legacy_format
+        self.context = zmq.Context.instance()
+        self.socket = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        socket = self.context.socket(zmq.REQ)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms)
+        socket.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
+        socket.setsockopt(zmq.IPV6, int(self.address.startswith("tcp://[")))
+        socket.connect(self.address)
+        return socket
+
+    def _reset(self) -> None:
+        self.socket.close(linger=0)
+        self.socket = self._connect()
+
+    def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
+        """Send one request and return the decoded reply; ServerError on an error reply, TimeoutError on none."""
+        request = protocol.make_request(endpoint, data, self.api_token)
+        message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request)
+        try:
+            self.socket.send(message)
+            reply = self.socket.recv()
+        except zmq.Again:
+            self._reset()
+            raise TimeoutError(f"no reply from {self.address} to {endpoint!r} within {self.timeout_ms} ms") from None
+        except BaseException:  # a REQ socket interrupted between send and recv is stuck: replace it
+            self._reset()
+            raise
+        response = protocol.unpack_legacy(reply) if self.legacy_format else protocol.unpack(reply)
+        if isinstance(response, dict) and "error" in response:
+            raise ServerError(f"Server error: {response['error']}")
+        return response
+
+    def ping(self) -> bool:
+        """True when the server answers, False when it does not within the timeout (ServerError if it refuses)."""
+        try:
+            self.call("ping")
+        except TimeoutError:
+            return False
+        return True
+
+    def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        action = self.call("get_action", observation)
+        if not isinstance(action, dict):
+            raise protocol.ProtocolError(f"get_action reply must be a map, got {type(action).__name__}")
+        return action
+
+    def get_modality_config(self) -> dict[str, Any]:
+        return self.call("get_modality_config")
+
+    def kill_server(self) -> None:
+        self.call("kill")
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

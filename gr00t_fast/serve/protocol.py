@@ -1,0 +1,211 @@
+"""The Isaac-GR00T ZeroMQ wire format: message (de)serialization and request validation.
+
+A request is a map `{"endpoint": str, "data": map, "api_token": str}`; a reply is the endpoint's result map or
+`{"error": str}`. Two encodings exist upstream:
+
+- msgpack (Isaac-GR00T since Sep 2025, the default here): numpy arrays travel as
+  `{"__ndarray_class__": True, "as_npy": <np.save bytes>}` and modality configs as
+  `{"__ModalityConfig_class__": True, "as_json": <json>}`. Arrays are decoded from the .npy bytes without pickle;
+  object arrays are refused.
+- the legacy `torch.save` format (older Isaac-GR00T). Upstream decodes it with `torch.load(weights_only=False)`,
+  i.e. a full pickle: whoever can send a message to such a server (or answer such a client) can run arbitrary code
+  on it. Here it is off unless asked for, and decoded with `torch.load(weights_only=True)` plus an allowlist of
+  the numpy reconstruction functions and plain dtypes only, so no arbitrary object can be built.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import msgpack
+import numpy as np
+
+ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
+LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_NDARRAY = "__ndarray_class__"
+_MODALITY_CONFIG = "__ModalityConfig_class__"
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the protocol (undecodable, wrong types, unknown endpoint, ...)."""
+
+
+# --- numpy arrays as .npy bytes ---------------------------------------------------------------------------------
+
+
+def array_to_npy(array: np.ndarray) -> bytes:
+    """The .npy bytes of `array`, identical to upstream's `np.save(..., allow_pickle=False)`.
+
+    Contiguous arrays are written as header + one copy of their memory (0.03 ms for a 640x480 frame, np.save
+    2 ms); anything else goes through np.save.
+    """
+    buffer = io.BytesIO()
+    if (array.flags.c_contiguous or array.flags.f_contiguous) and not array.dtype.hasobject:
+        try:
+            np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(array))
+            memory = array if array.flags.c_contiguous else array.T  # an F-ordered array's transpose is C-ordered
+            return b"".join((buffer.getvalue(), memory.data))
+        except ValueError:  # header too long for format 1.0 (huge structured dtypes): np.save picks 2.0
+            buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)  # raises on object arrays
+    return buffer.getvalue()
+
+
+def npy_to_array(data: bytes) -> np.ndarray:
+    """Decode .npy bytes without pickle, checking the declared size against the payload before allocating."""
+    if not isinstance(data, bytes):
+        raise ProtocolError(f"ndarray 'as_npy' must be bytes, got {type(data).__name__}")
+    fp = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ProtocolError(f"unsupported .npy version {version}; expected (1, 0) or (2, 0)")
+    except ProtocolError:
+        raise
+    except Exception as e:
+        raise ProtocolError(f"invalid .npy header: {e}") from None
+    if dtype.hasobject:
+        raise ProtocolError(f"object arrays are not allowed (dtype {dtype})")
+    count = math.prod(shape)
+    payload = len(data) - fp.tell()
+    if count * dtype.itemsize != payload:
+        raise ProtocolError(f".npy array {shape} {dtype} needs {count * dtype.itemsize} bytes, got {payload}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=fp.tell())
+    return flat.reshape(shape, order="F" if fortran_order else "C").copy(order="K")
+
+
+# --- msgpack ----------------------------------------------------------------------------------------------------
+
+
+def _encode_custom(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return {_NDARRAY: True, "as_npy": array_to_npy(obj)}
+    if isinstance(obj, np.generic):  # numpy scalars travel as 0-d arrays
+        return {_NDARRAY: True, "as_npy": array_to_npy(np.asarray(obj))}
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
+def _decode_custom(obj: dict) -> Any:
+    if _MODALITY_CONFIG in obj:
+        try:
+            return json.loads(obj["as_json"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProtocolError(f"invalid ModalityConfig entry: {e}") from None
+    if _NDARRAY in obj:
+        if "as_npy" not in obj:
+            raise ProtocolError("ndarray entry without 'as_npy'")
+        return npy_to_array(obj["as_npy"])
+    return obj
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack-encode a message (numpy arrays as .npy entries)."""
+    return msgpack.packb(obj, default=_encode_custom, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode a msgpack message; anything malformed raises ProtocolError."""
+    try:
+        return msgpack.unpackb(data, object_hook=_decode_custom, raw=False)
+    except ProtocolError:
+        raise
+    except Exception as e:  # msgpack raises a zoo of types (ExtraData, FormatError, StackError, ValueError, ...)
+        raise ProtocolError(f"undecodable msgpack message ({type(e).__name__}: {e})") from None
+
+
+def modality_config_to_wire(config: dict[str, Any]) -> dict[str, Any]:
+    """Wrap each modality of a plain `get_modality_config()` dict as upstream's ModalityConfig entry.
+
+    Upstream clients then get their `ModalityConfig` objects back; `unpack` turns the entries into plain dicts.
+    """
+    return {name: {_MODALITY_CONFIG: True, "as_json": json.dumps(cfg)} for name, cfg in config.items()}
+
+
+# --- legacy torch.save --------------------------------------------------------------------------------------------
+
+
+def _legacy_safe_globals() -> list:
+    from numpy._core.multiarray import _reconstruct, scalar
+
+    plain_dtypes = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"]
+    # numpy 1.x pickles name numpy.core, numpy 2.x numpy._core: accept both spellings of the same functions.
+    aliases = [(f, f"{module}.multiarray.{f.__name__}") for f in (_reconstruct, scalar) for module in ("numpy.core", "numpy._core")]
+    return [*aliases, np.ndarray, np.dtype, *plain_dtypes]
+
+
+def pack_legacy(obj: Any) -> bytes:
+    """Encode a message in the legacy torch.save format (for old upstream peers)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def unpack_legacy(data: bytes) -> Any:
+    """Decode a legacy torch.save message with `weights_only=True` (no arbitrary objects are built)."""
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_legacy_safe_globals()):
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as e:
+        # torch wraps the reason in advice paragraphs; keep the lines that state it
+        advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip() and not line.startswith(advice))
+        raise ProtocolError(f"rejected legacy torch.save message ({type(e).__name__}: {reason})") from None
+
+
+def is_legacy(data: bytes) -> bool:
+    """Whether a raw message is in the legacy torch.save format."""
+    return data[:4] == LEGACY_MAGIC
+
+
+def tcp_address(host: str, port: int) -> str:
+    """ZeroMQ TCP address; port 0 means an ephemeral port (bind only); IPv6 hosts are bracketed."""
+    host = f"[{host}]" if ":" in host else host
+    return f"tcp://{host}:{port or '*'}"
+
+
+# --- requests -----------------------------------------------------------------------------------------------------
+
+
+def make_request(endpoint: str, data: dict[str, Any] | None = None, api_token: str | None = None) -> dict[str, Any]:
+    """A request map as upstream clients send it (`data` and `api_token` only when given)."""
+    request: dict[str, Any] = {"endpoint": endpoint}
+    if data is not None:
+        request["data"] = data
+    if api_token:
+        request["api_token"] = api_token
+    return request
+
+
+def validate_request(request: Any) -> tuple[str, dict[str, Any], str | None]:
+    """Check a decoded request and return (endpoint, data, api_token).
+
+    Like upstream, a missing endpoint means "get_action" and missing data an empty map.
+    """
+    if not isinstance(request, dict):
+        raise ProtocolError(f"request must be a map, got {type(request).__name__}")
+    endpoint = request.get("endpoint", "get_action")
+    if not isinstance(endpoint, str):
+        raise ProtocolError(f"'endpoint' must be a string, got {type(endpoint).__name__}")
+    if endpoint not in ENDPOINTS:
+        raise ProtocolError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
+    data = request.get("data")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ProtocolError(f"'data' must be a map, got {type(data).__name__}")
+    if not all(isinstance(key, str) for key in data):
+        raise ProtocolError(f"'data' keys must be strings, got {sorted({type(k).__name__ for k in data})}")
+    api_token = request.get("api_token")
+    if api_token is not None and not isinstance(api_token, str):
+        raise ProtocolError(f"'api_token' must be a string, got {type(api_token).__name__}")
+    return endpoint, data, api_token
