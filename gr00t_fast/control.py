@@ -1,0 +1,434 @@
+"""The control loop: robot observation -> policy -> action queue -> robot, at a fixed rate.
+
+Two modes share one loop:
+- `sync` (the upstream behaviour, kept as the baseline): when the queue is empty, capture, infer (blocking), then
+  execute `action_horizon` actions one per period.
+- `async`: inference runs on its own thread and is requested when the queue falls to a threshold. Each chunk is
+  tagged with the step of its observation; when it arrives, the actions whose step has passed (the measured
+  latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
+  nor jumps at chunk boundaries.
+
+Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
+the joint limits and to `max_relative_target` around the measured position; a failed observation, a failed inference
+or a non-finite chunk holds the last safe position, is reported, and the loop stops after
+`max_consecutive_failures` of them in a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from gr00t_fast.data_config import LANGUAGE_KEY
+from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError
+from gr00t_fast.telemetry import StepRecord
+
+MODES = ("sync", "async")
+
+
+@dataclass
+class ControlConfig:
+    """How the loop runs (the policy and the robot come separately)."""
+
+    instruction: str
+    fps: float = 30.0
+    mode: str = "async"  # "sync" or "async"
+    action_horizon: int = 8  # actions of each chunk that may be executed
+    camera_map: dict[str, str] | None = None  # robot camera -> model video key; None: in order
+    max_relative_target: float | None = None  # max per-step change from the measured position
+    inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
+    max_consecutive_failures: int = 5
+    queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.action_horizon < 1:
+            raise ValueError(f"action_horizon must be >= 1, got {self.action_horizon}")
+        if self.max_consecutive_failures < 1:
+            raise ValueError(f"max_consecutive_failures must be >= 1, got {self.max_consecutive_failures}")
+        if self.inject_delay < 0:
+            raise ValueError(f"inject_delay must be >= 0, got {self.inject_delay}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Robot <-> policy mapping
+
+
+def policy_video_keys(policy: Any) -> tuple[str, ...]:
+    """Video keys the policy reads, from its data config or (remote policies) its modality config."""
+    data_config = getattr(policy, "data_config", None)
+    if data_config is not None:
+        return tuple(data_config.video_keys)
+    return tuple(policy.get_modality_config()["video"]["modality_keys"])
+
+
+def resolve_camera_map(
+    camera_map: dict[str, str] | None, camera_names: Sequence[str], video_keys: Sequence[str]
+) -> dict[str, str]:
+    """Robot camera name -> model video key. Default: the robot's cameras in order of the model's video keys."""
+    if camera_map is None:
+        if len(camera_names) != len(video_keys):
+            raise ValueError(
+                f"the robot has cameras {list(camera_names)} but the policy expects {list(video_keys)}; "
+                "pass --camera_map, e.g. \"{front: video.webcam}\""
+            )
+        return dict(zip(camera_names, video_keys))
+    mapping = {cam: key if key.startswith("video.") else f"video.{key}" for cam, key in camera_map.items()}
+    for cam, key in mapping.items():
+        if cam not in camera_names:
+            raise ValueError(f"camera_map names camera {cam!r}; the robot has {list(camera_names)}")
+        if key not in video_keys:
+            raise ValueError(f"camera_map maps {cam!r} to {key!r}; the policy expects {list(video_keys)}")
+    missing = set(video_keys) - set(mapping.values())
+    if missing:
+        raise ValueError(f"camera_map {camera_map} leaves policy video keys {sorted(missing)} without a camera")
+    return mapping
+
+
+def joint_vector(values: dict[str, float]) -> np.ndarray:
+    """Joint positions in JOINT_NAMES order from `<joint>.pos` keys."""
+    missing = [key for key in ACTION_KEYS if key not in values]
+    if missing:
+        raise ValueError(f"robot values miss {missing}; got keys {sorted(values)}")
+    return np.array([values[key] for key in ACTION_KEYS], dtype=np.float64)
+
+
+def joint_dict(vector: np.ndarray) -> dict[str, float]:
+    return {key: float(v) for key, v in zip(ACTION_KEYS, vector)}
+
+
+def to_policy_observation(
+    obs: dict[str, Any],
+    camera_map: dict[str, str],
+    instruction: str,
+    video_resolution: dict[str, tuple[int, int]] | None = None,
+    language_key: str = LANGUAGE_KEY,
+) -> dict[str, Any]:
+    """Robot observation -> Isaac-format observation (T=1). Frames are resized to the training (W, H) if given."""
+    state = joint_vector(obs)
+    out: dict[str, Any] = {
+        "state.single_arm": state[None, :5],
+        "state.gripper": state[None, 5:],
+        language_key: [instruction],
+    }
+    for cam, key in camera_map.items():
+        frame = obs.get(cam)
+        if frame is None:
+            raise CameraError(f"camera {cam!r} returned no frame")
+        size = (video_resolution or {}).get(key)
+        if size is not None and (frame.shape[1], frame.shape[0]) != tuple(size):
+            frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
+        out[key] = frame[None]
+    return out
+
+
+def chunk_to_actions(chunk: dict[str, Any]) -> np.ndarray:
+    """Policy output -> (T, 6) joint targets in JOINT_NAMES order."""
+    if "action.single_arm" not in chunk or "action.gripper" not in chunk:
+        raise ValueError(f"policy output needs action.single_arm and action.gripper, got {sorted(chunk)}")
+    arm = np.asarray(chunk["action.single_arm"], dtype=np.float64)
+    gripper = np.asarray(chunk["action.gripper"], dtype=np.float64)
+    arm = arm[0] if arm.ndim == 3 and arm.shape[0] == 1 else arm
+    gripper = gripper[0] if gripper.ndim == 3 and gripper.shape[0] == 1 else gripper
+    gripper = gripper[:, None] if gripper.ndim == 1 else gripper
+    if arm.ndim != 2 or arm.shape[1] != 5 or gripper.shape != (arm.shape[0], 1):
+        raise ValueError(f"expected action.single_arm (T, 5) and action.gripper (T, 1), got {arm.shape} and {gripper.shape}")
+    return np.concatenate([arm, gripper], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Action queue
+
+
+class ActionQueue:
+    """Upcoming joint targets; element 0 is the action for the next step."""
+
+    def __init__(self) -> None:
+        self.actions = np.zeros((0, len(JOINT_NAMES)))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def pop(self) -> np.ndarray | None:
+        if not len(self.actions):
+            return None
+        action, self.actions = self.actions[0], self.actions[1:]
+        return action
+
+    def merge(self, chunk: np.ndarray, stale: int) -> int:
+        """Add a chunk whose first `stale` actions are already in the past; cross-fade it with the queued actions.
+
+        Over the overlap the new chunk's weight rises linearly (1/(n+1) ... n/(n+1)), so the first executed action
+        stays close to what the old chunk planned and the last blended one close to the new plan. Returns the
+        number of new actions kept. A chunk that is entirely stale leaves the queue unchanged.
+        """
+        new = chunk[stale:]
+        if not len(new):
+            return 0
+        n = min(len(self.actions), len(new))
+        w = (np.arange(1, n + 1) / (n + 1))[:, None]
+        blended = (1 - w) * self.actions[:n] + w * new[:n]
+        self.actions = np.concatenate([blended, new[n:]])
+        return len(new)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class _Result:
+    step: int  # step of the observation the chunk was computed from
+    actions: np.ndarray | None
+    latency_s: float
+    error: str | None = None
+
+
+class ControlLoop:
+    """Drives `robot` with `policy` (in-process or a PolicyClient) according to `config`."""
+
+    def __init__(
+        self,
+        robot: Any,
+        policy: Any,
+        config: ControlConfig,
+        on_step: Sequence[Callable[[StepRecord], None]] = (),
+        report: Callable[[str], None] | None = None,
+    ):
+        self.robot, self.policy, self.config = robot, policy, config
+        self.on_step = list(on_step)
+        self.report = report or (lambda msg: print(f"gr00t-fast: {msg}", file=sys.stderr, flush=True))
+        video_keys = policy_video_keys(policy)
+        self.camera_map = resolve_camera_map(config.camera_map, robot.camera_names, video_keys)
+        self.video_resolution = getattr(policy, "video_resolution", None)
+        data_config = getattr(policy, "data_config", None)
+        self.language_key = getattr(data_config, "language_key", LANGUAGE_KEY)
+        self.lo, self.hi = np.array([robot.joint_limits[key] for key in ACTION_KEYS], dtype=np.float64).T
+        horizon = getattr(policy, "action_horizon", None)
+        if horizon is not None and config.action_horizon > horizon:
+            raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of {horizon} actions")
+        self.period = 1.0 / config.fps
+        self.queue = ActionQueue()
+        self.records: list[StepRecord] = []
+        self.errors: list[tuple[int, str]] = []  # (step, message) of every reported failure
+        self.stop_reason: str | None = None
+        self.aborted = False  # stopped by max_consecutive_failures
+        self.last_safe: np.ndarray | None = None  # last target sent (or the first measured position)
+        self.latency_s: float | None = None  # most recent inference latency
+        self._stop = threading.Event()
+        self._consecutive_failures = 0
+        self._requests: queue.Queue = queue.Queue()  # (policy observation, step), or None to end the worker
+        self._results: queue.Queue = queue.Queue()
+        self._in_flight = False
+        self._got_chunk = False
+        self._worker: threading.Thread | None = None
+
+    # -- public ------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current step (safe to call from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def warmup(self) -> float:
+        """One inference on a real observation (not executed) before the first motion; returns its latency in s."""
+        obs = self.robot.get_observation()
+        state = joint_vector(obs)
+        if self.last_safe is None:
+            self.last_safe = state
+        result = self._infer(self._policy_observation(obs), step=0)
+        if result.error is not None:
+            raise RuntimeError(f"warm-up inference failed: {result.error}")
+        return result.latency_s
+
+    def run(self, max_steps: int | None = None, duration: float | None = None) -> list[StepRecord]:
+        """Run until max_steps, duration, stop() or too many consecutive failures (see `stop_reason`, `aborted`)."""
+        if self.config.mode == "async":
+            self._worker = threading.Thread(target=self._worker_loop, name="gr00t-inference", daemon=True)
+            self._worker.start()
+        t0 = time.perf_counter()
+        deadline = t0
+        try:
+            while True:
+                self.stop_reason = self._finished(max_steps, duration, time.perf_counter() - t0)
+                if self.stop_reason:
+                    break
+                self._step(len(self.records), t0)
+                if self._consecutive_failures >= self.config.max_consecutive_failures:
+                    self.stop_reason, self.aborted = f"{self._consecutive_failures} consecutive failures", True
+                    self.report(f"stopping: {self.stop_reason}")
+                    break
+                deadline += self.period
+                now = time.perf_counter()
+                if now - deadline > self.period:  # overran by more than a period (a stall): restart the schedule
+                    deadline = now
+                self._stop.wait(max(0.0, deadline - now))
+        finally:
+            self._stop.set()
+            if self._worker is not None:
+                self._requests.put(None)
+                self._worker.join(timeout=5.0)
+        return self.records
+
+    def _finished(self, max_steps: int | None, duration: float | None, elapsed: float) -> str | None:
+        if self._stop.is_set():
+            return "stop requested"
+        if max_steps is not None and len(self.records) >= max_steps:
+            return f"{max_steps} steps done"
+        if duration is not None and elapsed >= duration:
+            return f"{duration:g} s done"
+        return None
+
+    # -- one step ----------------------------------------------------------------------------------------------
+
+    def _step(self, step: int, t0: float) -> None:
+        start = time.perf_counter()
+        errors_before = len(self.errors)
+        state, policy_obs = None, None
+        try:
+            obs = self.robot.get_observation()
+            state = joint_vector(obs)
+            policy_obs = self._policy_observation(obs)
+        except CameraError as e:
+            self._fail(step, f"camera error: {e}")
+        if self.last_safe is None and state is not None:
+            self.last_safe = state
+
+        inference_ms = None
+        refill = False
+        if self.config.mode == "async":
+            if policy_obs is not None and not self._in_flight and len(self.queue) <= self._threshold():
+                self._requests.put((policy_obs, step))
+                self._in_flight = True
+            if not self._got_chunk and self._in_flight and not len(self.queue):
+                refill = True  # nothing to execute before the first chunk: wait for it
+                inference_ms = self._collect(step, block=True)
+            elif self._in_flight:
+                inference_ms = self._collect(step, block=False)
+        elif not len(self.queue) and policy_obs is not None:
+            refill = True
+            inference_ms = self._accept(self._infer(policy_obs, step), step)
+
+        action = self.queue.pop()
+        hold = action is None
+        if hold:
+            action = self.last_safe
+        if action is not None:
+            action = self._clip(action, state)
+            sent = joint_vector(self.robot.send_action(joint_dict(action)))
+            self.last_safe = sent
+        else:
+            sent = np.zeros(0)
+        if len(self.errors) == errors_before and not hold:
+            self._consecutive_failures = 0
+
+        record = StepRecord(
+            step=step,
+            t=time.perf_counter() - t0,
+            state=[] if state is None else state.tolist(),
+            action=sent.tolist(),
+            refill=refill,
+            hold=hold,
+            inference_ms=inference_ms,
+            loop_ms=(time.perf_counter() - start) * 1e3,
+            queue_depth=len(self.queue),
+        )
+        self.records.append(record)
+        for callback in self.on_step:
+            callback(record)
+
+    def _clip(self, action: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        action = np.clip(action, self.lo, self.hi)
+        m = self.config.max_relative_target
+        if m is not None and state is not None:
+            action = np.clip(action, state - m, state + m)
+        return action
+
+    def _fail(self, step: int, message: str) -> None:
+        self._consecutive_failures += 1
+        self.errors.append((step, message))
+        self.report(f"step {step}: {message} (holding the last safe position)")
+
+    # -- inference ---------------------------------------------------------------------------------------------
+
+    def _policy_observation(self, obs: dict[str, Any]) -> dict[str, Any]:
+        return to_policy_observation(
+            obs, self.camera_map, self.config.instruction, self.video_resolution, self.language_key
+        )
+
+    def _threshold(self) -> int:
+        """Queue depth at which async inference is requested: the latency in steps plus a blending margin."""
+        horizon = self.config.action_horizon
+        if self.config.queue_threshold is not None:
+            return self.config.queue_threshold
+        latency_steps = math.ceil((self.latency_s or 0.0) / self.period)
+        return min(horizon, latency_steps + max(1, horizon // 4))
+
+    def _infer(self, policy_obs: dict[str, Any], step: int) -> _Result:
+        start = time.perf_counter()
+        try:
+            if self.config.inject_delay:
+                self._stop.wait(self.config.inject_delay)
+            actions = chunk_to_actions(self.policy.get_action(policy_obs))[: self.config.action_horizon]
+            error = None if np.isfinite(actions).all() else "policy returned a non-finite action (NaN/inf)"
+        except Exception as e:  # noqa: BLE001 - any policy failure is reported and held, never fatal by itself
+            actions, error = None, f"inference failed: {type(e).__name__}: {e}"
+        latency = time.perf_counter() - start
+        self.latency_s = latency
+        return _Result(step, None if error else actions, latency, error)
+
+    def _accept(self, result: _Result, step: int) -> float:
+        """Merge a finished inference into the queue, aligned to the current `step`; returns its latency in ms."""
+        if result.error is not None:
+            self._fail(step, result.error)
+        else:
+            self.queue.merge(result.actions, stale=step - result.step)
+            self._got_chunk = True
+        return result.latency_s * 1e3
+
+    def _collect(self, step: int, block: bool) -> float | None:
+        """Accept the async worker's result if there is one (waiting for it when `block`)."""
+        try:
+            result = self._results.get() if block else self._results.get_nowait()
+        except queue.Empty:
+            return None
+        self._in_flight = False
+        return self._accept(result, step)
+
+    def _worker_loop(self) -> None:
+        while (request := self._requests.get()) is not None:
+            self._results.put(self._infer(*request))
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: ControlLoop) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the loop after the current step; a second SIGINT raises KeyboardInterrupt."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        if loop.stopping and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        loop.report(f"{signal.Signals(signum).name}: stopping after the current step")
+        loop.stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,145 @@
+"""Control-loop telemetry: per-step records, a live status line, the end-of-run summary and step recording.
+
+The statistics are plain functions over `StepRecord`s so that benchmarks can reuse them on recorded runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Sequence
+
+import numpy as np
+
+
+@dataclass
+class StepRecord:
+    """What happened in one control step."""
+
+    step: int
+    t: float  # seconds since the loop started, taken when the action was sent
+    state: list[float]  # observed joint positions (JOINT_NAMES order; empty when the observation failed)
+    action: list[float]  # joint targets sent to the robot
+    refill: bool  # the step waited for a new chunk (blocking inference)
+    hold: bool  # no usable policy action: the last safe position was held
+    inference_ms: float | None  # latency of the inference that finished during this step
+    loop_ms: float  # work time of the step (observation, any blocking inference, send), sleep excluded
+    queue_depth: int  # actions left in the queue after this step
+
+
+def control_periods_ms(records: Sequence[StepRecord]) -> np.ndarray:
+    """Time between consecutive sent actions, in ms."""
+    t = np.array([r.t for r in records], dtype=np.float64)
+    return np.diff(t) * 1e3
+
+
+def longest_freeze_ms(records: Sequence[StepRecord]) -> float:
+    """Longest time between two consecutive fresh policy actions (steps that did not hold), in ms."""
+    t = np.array([r.t for r in records if not r.hold], dtype=np.float64)
+    return float(np.diff(t).max() * 1e3) if len(t) > 1 else 0.0
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
+    """Run statistics in ms: per-step work time, step vs refill means, control period, freezes, inference."""
+    loop = [r.loop_ms for r in records]
+    periods = control_periods_ms(records)
+    inference = [r.inference_ms for r in records if r.inference_ms is not None]
+    step = _stats(loop)
+    return {
+        "steps": len(records),
+        "refills": sum(r.refill for r in records),
+        "holds": sum(r.hold for r in records),
+        "step_mean_ms": step["mean"],
+        "step_median_ms": step["median"],
+        "step_min_ms": step["min"],
+        "step_max_ms": step["max"],
+        "nonrefill_mean_ms": _stats([r.loop_ms for r in records if not r.refill])["mean"],
+        "refill_mean_ms": _stats([r.loop_ms for r in records if r.refill])["mean"],
+        "period_p50_ms": float(np.percentile(periods, 50)) if periods.size else float("nan"),
+        "period_p99_ms": float(np.percentile(periods, 99)) if periods.size else float("nan"),
+        "longest_freeze_ms": longest_freeze_ms(records),
+        "inferences": len(inference),
+        "inference_mean_ms": _stats(inference)["mean"],
+    }
+
+
+def format_summary(summary: dict[str, float | int], title: str = "Control loop summary") -> str:
+    """Human-readable summary block."""
+    s = summary
+    return "\n".join(
+        [
+            f"==== {title} ====",
+            f"Mean per-step time:   {s['step_mean_ms']:.2f} ms",
+            f"Median per-step time: {s['step_median_ms']:.2f} ms",
+            f"Min per-step time:    {s['step_min_ms']:.2f} ms",
+            f"Max per-step time:    {s['step_max_ms']:.2f} ms",
+            f"Step Mean: {s['nonrefill_mean_ms']:.2f} ms vs Refill Mean: {s['refill_mean_ms']:.2f} ms",
+            f"Step count: {s['steps']}, Refill count: {s['refills']}, Held steps: {s['holds']}",
+            f"Control period p50: {s['period_p50_ms']:.2f} ms, p99: {s['period_p99_ms']:.2f} ms, "
+            f"longest freeze: {s['longest_freeze_ms']:.1f} ms",
+            f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms",
+        ]
+    )
+
+
+class LiveTelemetry:
+    """Prints one status line per `interval_s` with the recent inference time, loop time and queue depth."""
+
+    def __init__(self, interval_s: float = 1.0, stream: IO[str] | None = None):
+        self.interval_s = interval_s
+        self.stream = stream
+        self._pending: list[StepRecord] = []
+        self._last_print = time.perf_counter()
+
+    def update(self, record: StepRecord) -> None:
+        self._pending.append(record)
+        now = time.perf_counter()
+        if now - self._last_print >= self.interval_s:
+            print(status_line(self._pending), file=self.stream, flush=True)
+            self._pending.clear()
+            self._last_print = now
+
+
+def status_line(records: Sequence[StepRecord]) -> str:
+    """One line over a window of recent steps."""
+    last = records[-1]
+    inference = [r.inference_ms for r in records if r.inference_ms is not None]
+    periods = control_periods_ms(records)
+    return (
+        f"[{last.t:7.2f}s] step {last.step:5d} | inference "
+        + (f"{np.mean(inference):7.1f} ms" if inference else "      - ms")
+        + f" | loop {np.mean([r.loop_ms for r in records]):6.2f} ms"
+        + (f" | period {np.median(periods):6.1f} ms" if periods.size else "")
+        + f" | queue {last.queue_depth:2d} | held {sum(r.hold for r in records)}"
+    )
+
+
+class StepRecorder:
+    """Writes every step as one JSON line (see `load_records`)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w")
+
+    def write(self, record: StepRecord) -> None:
+        self._file.write(json.dumps(dataclasses.asdict(record)) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def load_records(path: str | Path) -> list[StepRecord]:
+    """Read a `--record` file back."""
+    with Path(path).open() as f:
+        return [StepRecord(**json.loads(line)) for line in f if line.strip()]

@@ -1,0 +1,260 @@
+"""Control loop with a fake robot and a fake policy: mapping, queue, alignment, blending, timing, safety."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from gr00t_fast.control import (
+    ActionQueue,
+    ControlConfig,
+    ControlLoop,
+    chunk_to_actions,
+    resolve_camera_map,
+    to_policy_observation,
+)
+from gr00t_fast.data_config import DATA_CONFIGS
+from gr00t_fast.robot import JOINT_NAMES
+from gr00t_fast.robot.base import CameraError
+from gr00t_fast.telemetry import format_summary, load_records, StepRecorder, summarize
+
+FRAME_VALUE = 7
+
+
+class FakeRobot:
+    """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
+
+    camera_names = ("front",)
+
+    def __init__(self, limits=1000.0, clock=False, camera_fails=()):
+        self.joint_limits = {f"{j}.pos": (-limits, limits) for j in JOINT_NAMES[:5]} | {"gripper.pos": (0.0, 100.0)}
+        self.pos = np.zeros(6)
+        self.clock = clock
+        self.camera_fails = set(camera_fails)
+        self.observations = 0
+        self.sent: list[np.ndarray] = []
+
+    def get_observation(self):
+        n = self.observations
+        self.observations += 1
+        if n in self.camera_fails:
+            raise CameraError("front: no frame")
+        pos = np.full(6, float(n)) if self.clock else self.pos
+        return {f"{j}.pos": float(v) for j, v in zip(JOINT_NAMES, pos)} | {
+            "front": np.full((12, 16, 3), FRAME_VALUE, np.uint8)
+        }
+
+    def send_action(self, action):
+        self.pos = np.array([action[f"{j}.pos"] for j in JOINT_NAMES])
+        self.sent.append(self.pos)
+        return dict(action)
+
+
+class FakePolicy:
+    """`plan(state (6,), call) -> (16, 6)` decides the chunk; checks every observation it receives."""
+
+    data_config = DATA_CONFIGS["so100"]
+    video_resolution = {"video.webcam": (32, 24)}
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.calls = 0
+
+    def get_action(self, obs):
+        frame = obs["video.webcam"]
+        assert frame.shape == (1, 24, 32, 3) and (frame == FRAME_VALUE).all()
+        assert obs["annotation.human.task_description"] == ["pick"]
+        state = np.concatenate([obs["state.single_arm"][0], obs["state.gripper"][0]])
+        actions = np.asarray(self.plan(state, self.calls), dtype=np.float32)
+        self.calls += 1
+        return {"action.single_arm": actions[:, :5], "action.gripper": actions[:, 5:]}
+
+
+def clock_plan(state, call):
+    """Action i of a chunk targets (observation step + i): a perfectly aligned run sends step k at step k."""
+    return state[0] + np.arange(16)[:, None] * np.ones(6)
+
+
+def make_loop(robot, policy, **kw):
+    errors = []
+    loop = ControlLoop(robot, policy, ControlConfig(instruction="pick", **kw), report=errors.append)
+    return loop, errors
+
+
+def test_observation_and_action_mapping():
+    robot = FakeRobot()
+    obs = to_policy_observation(robot.get_observation(), {"front": "video.webcam"}, "pick", {"video.webcam": (32, 24)})
+    assert obs["state.single_arm"].shape == (1, 5) and obs["state.gripper"].shape == (1, 1)
+    assert obs["video.webcam"].shape == (1, 24, 32, 3) and obs["video.webcam"].dtype == np.uint8
+    assert obs["annotation.human.task_description"] == ["pick"]
+    chunk = {"action.single_arm": np.ones((16, 5)), "action.gripper": np.full((16, 1), 2.0)}
+    assert chunk_to_actions(chunk).shape == (16, 6) and chunk_to_actions(chunk)[0, 5] == 2.0
+    with pytest.raises(ValueError, match="action.gripper"):
+        chunk_to_actions({"action.single_arm": np.ones((16, 5))})
+    with pytest.raises(CameraError, match="front"):
+        to_policy_observation(robot.get_observation() | {"front": None}, {"front": "video.webcam"}, "pick")
+
+
+def test_camera_map():
+    keys = ("video.front", "video.wrist")
+    assert resolve_camera_map(None, ["a", "b"], keys) == {"a": "video.front", "b": "video.wrist"}
+    assert resolve_camera_map({"a": "wrist", "b": "front"}, ["a", "b"], keys) == {"a": "video.wrist", "b": "video.front"}
+    with pytest.raises(ValueError, match="camera_map"):
+        resolve_camera_map(None, ["a"], keys)
+    with pytest.raises(ValueError, match="'c'"):
+        resolve_camera_map({"c": "front", "b": "wrist"}, ["a", "b"], keys)
+    with pytest.raises(ValueError, match="video.wrist"):
+        resolve_camera_map({"a": "front"}, ["a", "b"], keys)
+
+
+def test_queue_drops_stale_actions_and_cross_fades():
+    q = ActionQueue()
+    q.merge(np.zeros((8, 6)), stale=0)
+    for _ in range(4):
+        q.pop()
+    assert q.merge(np.full((8, 6), 10.0), stale=3) == 5  # 3 actions already in the past
+    values = [q.pop()[0] for _ in range(len(q))]
+    np.testing.assert_allclose(values, [2.0, 4.0, 6.0, 8.0, 10.0])  # 4 overlapping steps fade from 0 to 10
+    assert q.merge(np.ones((4, 6)), stale=4) == 0 and len(q) == 0  # an entirely stale chunk changes nothing
+
+
+def test_sync_executes_action_horizon_then_refills():
+    robot, policy = FakeRobot(), FakePolicy(lambda s, call: np.full((16, 6), 10.0 * call + np.arange(16)[:, None]))
+    loop, errors = make_loop(robot, policy, mode="sync", fps=200, action_horizon=8)
+    records = loop.run(max_steps=20)
+    assert policy.calls == 3 and not errors
+    assert [r.step for r in records if r.refill] == [0, 8, 16]
+    np.testing.assert_allclose([a[0] for a in robot.sent], [10 * (k // 8) + k % 8 for k in range(20)])
+    assert loop.stop_reason == "20 steps done"
+
+
+def test_async_aligns_chunks_by_latency():
+    robot, policy = FakeRobot(clock=True), FakePolicy(clock_plan)
+    loop, errors = make_loop(robot, policy, mode="async", fps=50, action_horizon=16, inject_delay=0.05)
+    records = loop.run(max_steps=40)
+    assert not errors and policy.calls >= 3
+    assert records[0].refill and not any(r.refill for r in records[1:])
+    assert not any(r.hold for r in records)
+    assert max(r.inference_ms for r in records if r.inference_ms) > 50
+    # every step executes the action planned for it, although each chunk arrives ~3 steps after its observation
+    np.testing.assert_allclose([a[0] for a in robot.sent][1:], np.arange(1, 40))
+
+
+def test_chunk_boundaries_are_blended_in_async():
+    """Consecutive chunks 10 apart: sync jumps by 10 at every boundary, async cross-fades over the overlap."""
+    for mode in ("sync", "async"):
+        robot, policy = FakeRobot(), FakePolicy(lambda s, call: np.full((16, 6), 10.0 * call))
+        loop, _ = make_loop(robot, policy, mode=mode, fps=50, action_horizon=8, queue_threshold=5)
+        loop.run(max_steps=24)
+        jumps = np.abs(np.diff([a[0] for a in robot.sent]))
+        assert policy.calls >= 3 and not any(r.hold for r in loop.records)
+        assert jumps.max() == 10.0 if mode == "sync" else 0 < jumps.max() <= 5.0
+
+
+def test_deadline_timing_does_not_drift():
+    class SlowRobot(FakeRobot):
+        def send_action(self, action):
+            threading.Event().wait(0.004 * (len(self.sent) % 3))  # 0-8 ms of jitter each step
+            return super().send_action(action)
+
+    loop, _ = make_loop(SlowRobot(), FakePolicy(clock_plan), mode="sync", fps=20, action_horizon=16)
+    records = loop.run(max_steps=31)
+    # with sleep(period) the 4 ms mean work time would add up to 120 ms; deadlines keep step k at k * 50 ms
+    t = np.array([r.t for r in records[1:]]) - records[1].t
+    assert abs(t[-1] - 29 * 0.05) < 0.05
+
+
+def test_actions_are_clipped_to_limits_and_max_relative_target():
+    robot = FakeRobot(limits=50.0)
+    loop, _ = make_loop(robot, FakePolicy(lambda s, call: np.full((16, 6), 80.0)), mode="sync", fps=200)
+    loop.run(max_steps=3)
+    np.testing.assert_allclose(robot.sent[-1], [50, 50, 50, 50, 50, 80])
+
+    robot = FakeRobot(limits=50.0)
+    loop, _ = make_loop(robot, FakePolicy(lambda s, call: np.full((16, 6), 80.0)), fps=200, max_relative_target=5.0)
+    loop.run(max_steps=4)
+    np.testing.assert_allclose([a[0] for a in robot.sent], [5, 10, 15, 20])
+
+
+def test_nan_chunk_holds_last_safe_position_and_is_reported():
+    def plan(state, call):
+        return np.full((16, 6), np.nan if call == 1 else 20.0 + call)
+
+    robot, policy = FakeRobot(), FakePolicy(plan)
+    loop, errors = make_loop(robot, policy, mode="sync", fps=200, action_horizon=4)
+    records = loop.run(max_steps=9)
+    assert len(errors) == 1 and "non-finite" in errors[0] and loop.errors[0][0] == 4
+    sent = np.array(robot.sent)
+    assert np.isfinite(sent).all()
+    np.testing.assert_allclose(sent[:, 0], [20] * 4 + [20] + [22] * 4)  # step 4 holds, step 5 uses the next chunk
+    assert records[4].hold and not loop.aborted
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_inference_exceptions_hold_and_stop_after_max_consecutive_failures(mode):
+    def plan(state, call):
+        if call >= 1:
+            raise RuntimeError("GPU on fire")
+        return np.full((16, 6), 30.0)
+
+    robot = FakeRobot()
+    loop, errors = make_loop(robot, FakePolicy(plan), mode=mode, fps=100, action_horizon=4, max_consecutive_failures=3)
+    records = loop.run(max_steps=100)
+    assert loop.aborted and loop.stop_reason == "3 consecutive failures"
+    assert sum("GPU on fire" in e for e in errors) == 3 and len(records) < 100
+    np.testing.assert_allclose(np.array(robot.sent)[:, 0], 30.0)  # the last safe position is held throughout
+
+
+def test_camera_error_is_reported_and_never_fed_to_the_policy():
+    robot, policy = FakeRobot(camera_fails={2, 3}), FakePolicy(lambda s, call: np.full((16, 6), 5.0 + call))
+    loop, errors = make_loop(robot, policy, mode="sync", fps=200, action_horizon=2)
+    records = loop.run(max_steps=6)
+    assert [s for s, _ in loop.errors] == [2, 3] and all("camera" in e for e in errors)
+    assert [r.hold for r in records] == [False, False, True, True, False, False]
+    np.testing.assert_allclose([a[0] for a in robot.sent], [5, 5, 5, 5, 6, 6])
+    assert records[2].state == []
+
+
+def test_stop_finishes_the_step(tmp_path):
+    robot = FakeRobot()
+    recorder = StepRecorder(tmp_path / "steps.jsonl")
+    loop, _ = make_loop(robot, FakePolicy(clock_plan), fps=100)
+    loop.on_step.append(recorder.write)
+    loop.on_step.append(lambda r: r.step == 5 and loop.stop())
+    records = loop.run(duration=10.0)
+    recorder.close()
+    assert len(records) == 6 and loop.stop_reason == "stop requested" and len(robot.sent) == 6
+    loaded = load_records(tmp_path / "steps.jsonl")
+    assert loaded == records
+
+
+def test_summary_statistics():
+    from gr00t_fast.telemetry import StepRecord
+
+    def rec(step, t, refill=False, hold=False, loop_ms=1.0):
+        return StepRecord(step, t, [], [], refill, hold, 50.0 if refill else None, loop_ms, 0)
+
+    records = [rec(0, 0.0, True, loop_ms=100.0), rec(1, 0.1), rec(2, 0.2, hold=True), rec(3, 0.3), rec(4, 0.4)]
+    s = summarize(records)
+    assert s["steps"] == 5 and s["refills"] == 1 and s["holds"] == 1
+    assert s["refill_mean_ms"] == 100.0 and s["nonrefill_mean_ms"] == 1.0 and s["step_max_ms"] == 100.0
+    assert s["period_p50_ms"] == pytest.approx(100.0) and s["longest_freeze_ms"] == pytest.approx(200.0)
+    text = format_summary(s)
+    for needle in ("Mean per-step time", "Median per-step time", "Step Mean", "Refill Mean", "Refill count", "p99"):
+        assert needle in text
+
+
+def test_sigterm_stops_after_the_current_step():
+    import os
+    import signal
+
+    from gr00t_fast.control import stop_on_signals
+
+    robot = FakeRobot()
+    loop, errors = make_loop(robot, FakePolicy(clock_plan), fps=100)
+    loop.on_step.append(lambda r: r.step == 3 and os.kill(os.getpid(), signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals(loop):
+        records = loop.run(duration=10.0)
+    assert len(records) == 4 and loop.stop_reason == "stop requested" and "SIGTERM" in errors[0]
+    assert signal.getsignal(signal.SIGTERM) is previous
