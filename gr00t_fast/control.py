@@ -301,10 +301,15 @@ class ControlLoop:
         start = time.perf_counter()
         errors_before = len(self.errors)
         state, policy_obs = None, None
+        wants_inference = not len(self.queue) if self.config.mode == "sync" else (
+            not self._in_flight and len(self.queue) <= self._threshold())
         try:
-            obs = self.robot.get_observation()
+            if wants_inference or not hasattr(self.robot, "read_joints"):
+                obs = self.robot.get_observation()
+                policy_obs = self._policy_observation(obs)
+            else:  # cameras are only needed for inference; a simulated frame costs tens of ms to render
+                obs = self.robot.read_joints()
             state = joint_vector(obs)
-            policy_obs = self._policy_observation(obs)
         except CameraError as e:
             self._fail(step, f"camera error: {e}")
         if self.last_safe is None and state is not None:
@@ -313,7 +318,7 @@ class ControlLoop:
         inference_ms = None
         refill = False
         if self.config.mode == "async":
-            if policy_obs is not None and not self._in_flight and len(self.queue) <= self._threshold():
+            if policy_obs is not None and wants_inference:
                 self._requests.put((policy_obs, step))
                 self._in_flight = True
             if not self._got_chunk and self._in_flight and not len(self.queue):

@@ -205,3 +205,17 @@ def test_missing_simulation_packages_give_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "gr00t_fast.robot.sim")
     with pytest.raises(ImportError, match=r'pip install "gr00t-fast\[sim\]"'):
         importlib.import_module("gr00t_fast.robot.sim")
+
+
+def test_read_joints_matches_observation_without_frames():
+    from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
+
+    robot = make_robot(SimSO100Config(cameras={"front": SimCameraConfig(width=64, height=48)}), fps=30)
+    robot.connect()
+    try:
+        joints = robot.read_joints()
+        obs = robot.get_observation()
+        assert set(joints) == {k for k in obs if k.endswith(".pos")}
+        assert all(joints[k] == obs[k] for k in joints) and "front" not in joints
+    finally:
+        robot.disconnect()

@@ -51,6 +51,9 @@ class Robot(Protocol):
         """Command joint targets; returns the targets actually sent (after the robot's own clipping)."""
         ...
 
+    # Optional: `read_joints() -> dict[str, float]`, the joint positions without capturing the cameras. The
+    # control loop uses it on steps that need no inference (the simulation renders frames, which is slow).
+
 
 def check_action(action: dict[str, float]) -> dict[str, float]:
     """Validate an action dict: known `"<joint>.pos"` keys only, finite numbers. Returns it as plain floats."""

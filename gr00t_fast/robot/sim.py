@@ -239,6 +239,12 @@ class SimSO100:
         obs.update(frames.result())
         return obs
 
+    def read_joints(self) -> dict[str, float]:
+        """Joint positions only, without rendering the cameras (the control loop's cheap per-step read)."""
+        with self._lock:
+            self._require_connected()
+            return dict(zip(ACTION_KEYS, self._joint_positions().tolist()))
+
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
         goal = check_action(action)
         with self._lock:
