@@ -22,6 +22,7 @@ from tqdm import tqdm
 from gr00t_fast.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.loading import build_meta_model
+from gr00t_fast.tokenizer import qwen2_pre_tokenizer
 
 # The 37 special tokens of the Qwen3 / Eagle vocabulary with their real N1.5 ids, in id order.
 SPECIAL_TOKENS = [
@@ -36,9 +37,6 @@ SPECIAL_TOKENS = [
     ("<img>", 151670), ("</img>", 151671), ("<box>", 151672), ("</box>", 151673), ("<quad>", 151674),
     ("</quad>", 151675), ("<ref>", 151676), ("</ref>", 151677), ("<interval>", 151678), ("</interval>", 151679),
 ]
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 # Text the small tokenizer is trained on: the fixed prompt and typical SO-100 instructions.
 CORPUS = [
     "system\nYou are a helpful assistant.", "user\n<image 1><image 2><image 3>", "assistant\n",
@@ -115,14 +113,11 @@ def write_tokenizer(out: Path, merges: int, real_ids: bool) -> dict[str, int]:
     Returns the special-token ids: their real N1.5 ids when `real_ids`, else the ids right after the
     BPE vocabulary, in the same order.
     """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = qwen2_pre_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )

@@ -23,6 +23,14 @@ def build_prompt(instruction: str, n_cameras: int, n_image_tokens: int) -> str:
     return f"{SYSTEM_PROMPT}<|im_start|>user\n{images}{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
+def qwen2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """Qwen2's split pattern, then the byte-level mapping."""
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
 def load_qwen2_tokenizer(eagle_dir: str | Path) -> Tokenizer:
     """Qwen2 fast tokenizer from vocab.json + merges.txt + added_tokens.json (no BOS/EOS added)."""
     eagle_dir = Path(eagle_dir)
@@ -32,12 +40,7 @@ def load_qwen2_tokenizer(eagle_dir: str | Path) -> Tokenizer:
     merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
     tok = Tokenizer(models.BPE(vocab={**vocab, **added}, merges=merges, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    tok.pre_tokenizer = qwen2_pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     # The added tokens are in the BPE vocabulary with their own ids; registering them makes them match first.
     tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in sorted(added, key=added.get)])
