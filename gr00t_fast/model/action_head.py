@@ -6,6 +6,7 @@ codes of the action encoder) out of the step loop; `velocity` is the plain per-s
 """
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,14 @@ EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the
 def discretized_timesteps(num_steps: int, buckets: int) -> list[int]:
     """Euler time points as the official sampler discretizes them: int(k/N * buckets)."""
     return [int(k / float(num_steps) * buckets) for k in range(num_steps)]
+
+
+@lru_cache(maxsize=32)
+def timestep_tensor(num_steps: int, buckets: int, device: torch.device) -> torch.Tensor:
+    """`discretized_timesteps` as a tensor on `device`, made once: the sampler then does no host-to-device
+    copy per call (no sync; capturable in a CUDA graph)."""
+    with torch.inference_mode(False):
+        return torch.tensor(discretized_timesteps(num_steps, buckets), device=device)
 
 
 def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
@@ -129,14 +138,14 @@ class AdaLayerNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
         self.linear = nn.Linear(dim, 2 * dim)
-        self.eps = eps
+        self.dim, self.eps = dim, eps
 
     def modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
         return scale.unsqueeze(-2), shift.unsqueeze(-2)
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * (1 + scale) + shift
+        return F.layer_norm(x, (self.dim,), eps=self.eps) * (1 + scale) + shift
 
 
 class DiTBlock(nn.Module):
@@ -144,14 +153,14 @@ class DiTBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None):
         super().__init__()
-        self.cross = kv_dim is not None
+        self.cross, self.dim = kv_dim is not None, dim
         self.norm1 = AdaLayerNorm(dim)
         self.attn1 = Attention(dim, heads, head_dim, kv_dim)
         self.ff = FeedForward(dim)
 
     def forward(self, x, scale, shift, kv: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x, scale, shift), kv)
-        return x + self.ff(F.layer_norm(x, x.shape[-1:], eps=1e-5))
+        return x + self.ff(F.layer_norm(x, (self.dim,), eps=1e-5))
 
 
 class TimestepEmbedding(nn.Module):
@@ -178,7 +187,7 @@ class DiT(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        dim = cfg.inner_dim
+        self.dim = dim = cfg.inner_dim
         self.timestep_encoder = TimestepEncoder(dim)
         self.transformer_blocks = nn.ModuleList(
             DiTBlock(dim, cfg.num_heads, cfg.head_dim,
@@ -194,7 +203,7 @@ class DiT(nn.Module):
         return shift.unsqueeze(-2), scale.unsqueeze(-2)
 
     def output(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return self.proj_out_2(F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift)
+        return self.proj_out_2(F.layer_norm(x, (self.dim,), eps=1e-6) * (1 + scale) + shift)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Plain DiT pass: x (B,T,D), context (B,S,Dc), t (B,) discretized timesteps."""
@@ -278,14 +287,17 @@ class FlowMatchingActionHead(nn.Module):
 
         Returns the normalized actions (B, horizon, action_dim) in float32.
         """
+        vl = self.encode_vl(backbone_features.to(self.future_tokens.weight.dtype))
+        return self.sample(vl, state, embodiment_id, noise, num_steps)
+
+    def sample(self, vl, state, embodiment_id: EmbodimentId, noise, num_steps: int) -> torch.Tensor:
+        """The sampler on already encoded VL features (`encode_vl` output): (B, horizon, action_dim) float32."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         dtype = self.future_tokens.weight.dtype
-        vl = self.encode_vl(backbone_features.to(dtype))
         B, H, _ = noise.shape
         dit = self.model
-        times = discretized_timesteps(num_steps, self.cfg.num_timestep_buckets)
-        t_steps = torch.tensor(times, device=vl.device)
+        t_steps = timestep_tensor(num_steps, self.cfg.num_timestep_buckets, vl.device)
 
         # Step-invariant work, computed once per call.
         prefix = self.prefix_tokens(state.to(dtype), embodiment_id)
