@@ -1,0 +1,85 @@
+"""`tensorrt` backend: the graphs as TensorRT engines, fed with CUDA tensors in place (no host copies).
+
+    make_backend("tensorrt", model, engine_dir="engines/so100_bf16")     # built by `gr00t-fast export tensorrt`
+    make_backend("tensorrt", model, model_path=ckpt, precision="fp16")   # builds (or reuses) into the cache
+
+Shapes are checked against each engine's optimization profile before running, so a camera count, batch or
+prompt length the engine was not built for is a clear error instead of TensorRT's "dimension mismatch".
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from gr00t_fast.backends import GraphBackend, missing_gpu_stack
+from gr00t_fast.export.onnx import sampler_name
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gr00t_fast" / "tensorrt"
+
+
+class TensorRTBackend(GraphBackend):
+    def __init__(self, model: torch.nn.Module, engine_dir: str | Path | None = None, model_path: str | Path | None = None,
+                 precision: str = "bf16", data_config: str = "so100", batch: tuple[int, int, int] = (1, 1, 1),
+                 cache_dir: str | Path = DEFAULT_CACHE):
+        missing_gpu_stack("backend 'tensorrt'", needs_tensorrt=True)
+        import tensorrt as trt
+
+        super().__init__(model)
+        if self.device.type != "cuda":
+            raise ValueError(f"backend 'tensorrt' needs the model on a CUDA device, it is on {self.device}")
+        if engine_dir is None:
+            if model_path is None:
+                raise ValueError("backend 'tensorrt' needs engine_dir= (from `gr00t-fast export tensorrt`) or model_path=")
+            from gr00t_fast.export.tensorrt import build_engines
+
+            engine_dir = build_engines(model_path, Path(cache_dir) / f"{data_config}_{precision}_b{batch[-1]}",
+                                       data_config=data_config, batch=batch, precision=precision)
+        self.engine_dir = Path(engine_dir)
+        manifest_path = self.engine_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path} is missing: build engines with `gr00t-fast export tensorrt`")
+        self.manifest = json.loads(manifest_path.read_text())
+        if self.manifest["tensorrt"] != trt.__version__:
+            raise RuntimeError(f"engines in {self.engine_dir} were built with TensorRT {self.manifest['tensorrt']}, "
+                               f"this is {trt.__version__}: rebuild them")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engines, self.contexts, self.profiles = {}, {}, {}
+        for graph, entry in self.manifest["graphs"].items():
+            engine = runtime.deserialize_cuda_engine((self.engine_dir / "engines" / entry["engine"]).read_bytes())
+            if engine is None:
+                raise RuntimeError(f"cannot load {entry['engine']} (built for another GPU or TensorRT?)")
+            self.engines[graph], self.contexts[graph] = engine, engine.create_execution_context()
+            self.profiles[graph] = {k: tuple(tuple(s) for s in v) for k, v in entry["profile"].items()}
+        self.trt = trt
+        self.torch_dtypes = {trt.float32: torch.float32, trt.float16: torch.float16, trt.bfloat16: torch.bfloat16,
+                             trt.int64: torch.int64, trt.int32: torch.int32, trt.bool: torch.bool}
+
+    def ensure_sampler(self, num_steps: int) -> str:
+        name = sampler_name(num_steps)
+        if name not in self.engines:
+            raise ValueError(f"no {num_steps}-step sampler engine in {self.engine_dir} (has {sorted(self.engines)}); "
+                             f"export with --steps {num_steps}")
+        return name
+
+    def run(self, graph: str, **inputs: torch.Tensor) -> torch.Tensor:
+        from gr00t_fast.export.tensorrt import check_shapes
+
+        trt, engine, context = self.trt, self.engines[graph], self.contexts[graph]
+        check_shapes(graph, self.profiles[graph], {k: tuple(v.shape) for k, v in inputs.items()})
+        keep, output_name = [], None
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            torch_dtype = self.torch_dtypes[engine.get_tensor_dtype(name)]
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                tensor = inputs[name].to(self.device, torch_dtype).contiguous()
+                context.set_input_shape(name, tuple(tensor.shape))
+                keep.append(tensor)
+                context.set_tensor_address(name, tensor.data_ptr())
+            else:
+                output_name, output_dtype = name, torch_dtype
+        output = torch.empty(tuple(context.get_tensor_shape(output_name)), dtype=output_dtype, device=self.device)
+        context.set_tensor_address(output_name, output.data_ptr())
+        if not context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+            raise RuntimeError(f"TensorRT failed to run {graph}")
+        return output

@@ -1,0 +1,76 @@
+"""`gr00t-fast export onnx|tensorrt|int8`: graphs, engines and INT8 models from a checkpoint.
+
+    gr00t-fast export onnx     --model_path CKPT --out DIR [--data_config so100] [--steps 4] [--batch 1]
+    gr00t-fast export tensorrt --model_path CKPT --out DIR [--precision bf16] [--batch 1] [--max_batch 4]
+    gr00t-fast export int8     --model_path CKPT --out DIR [--calibration_samples 8]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from gr00t_fast.backends import example_inputs, missing_gpu_stack
+from gr00t_fast.data_config import get_data_config
+from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gr00t-fast export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", choices=["onnx", "tensorrt", "int8"])
+    parser.add_argument("--model_path", required=True, help="GR00T N1.5 checkpoint directory")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--data_config", default="so100", help="decides the camera count (prompt length)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps unrolled in the sampler graph")
+    parser.add_argument("--batch", type=int, default=1, help="example batch (tensorrt: the optimal batch)")
+    parser.add_argument("--max_batch", type=int, default=None, help="tensorrt: largest batch (default --batch)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="bf16", help="tensorrt engine precision")
+    parser.add_argument("--max_instruction_tokens", type=int, default=INSTRUCTION_MARGIN,
+                        help="tensorrt: instruction tokens the prompt-length profile allows")
+    parser.add_argument("--calibration_samples", type=int, default=8, help="int8: sample observations to calibrate on")
+    parser.add_argument("--eagle_path", default=None, help="Eagle assets folder (default: found beside the checkpoint)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.target == "tensorrt":
+        from gr00t_fast.export.tensorrt import build_engines
+
+        try:
+            missing_gpu_stack("building TensorRT engines", needs_tensorrt=True)
+        except RuntimeError as err:
+            print(f"gr00t-fast export: {err}", file=sys.stderr)
+            return 2
+        max_batch = max(args.batch, args.max_batch or args.batch)
+        build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
+                      num_steps=args.steps, precision=args.precision, instruction_margin=args.max_instruction_tokens,
+                      eagle_path=args.eagle_path)
+        print(f"TensorRT engines and manifest.json written to {out}")
+        return 0
+
+    from gr00t_fast.model import load_model
+
+    model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
+    cameras = len(get_data_config(args.data_config).video_keys)
+    inputs = example_inputs(model.config, batch=args.batch, cameras=cameras, steps=args.steps)
+    if args.target == "onnx":
+        from gr00t_fast.export.onnx import export_onnx
+
+        report = export_onnx(model, out, inputs)
+        for graph, entry in report.items():
+            print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e}")
+    else:
+        from gr00t_fast.export.int8 import calibration_inputs, export_int8
+
+        calibration = calibration_inputs(model.config, args.calibration_samples, cameras, args.steps)
+        report = {"action_error": export_int8(model, out, calibration, inputs)}
+        print(f"INT8 graphs in {out}; action error vs fp32 eager: max {report['action_error']['max_abs_diff']:.4f}, "
+              f"mean {report['action_error']['mean_abs_diff']:.4f}")
+    manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
+                    cameras=cameras, num_steps=inputs["num_steps"], report=report)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return 0

@@ -1,0 +1,270 @@
+"""TensorRT engines from the exported ONNX graphs: shape profiles from the data config, a keyed engine cache.
+
+Upstream N1.5 deployments fail with "dimension mismatch" when the camera count or the batch differs from
+the one the engine was built for. Here every engine's optimization profile is derived from the data config
+(cameras -> images per sample and prompt length, measured with the real tokenizer on the real prompt, plus a
+margin for the instruction) and a batch range, and the runtime checks shapes against the profile before
+running. Engines are cached under a key of checkpoint fingerprint, graph, profile, precision, GPU and
+TensorRT version, so a changed checkpoint, shape range, precision, GPU or TensorRT never reuses a stale engine.
+
+Precisions: fp32, fp16, bf16 (builder flags on the fp32 graphs); int8 (explicit Q/DQ graphs calibrated with
+ONNX Runtime, see `export.int8`); fp8 (Q/DQ graphs from NVIDIA ModelOpt, which must be installed).
+"""
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gr00t_fast.backends import DEFAULT_INSTRUCTION
+from gr00t_fast.model.config import Gr00tConfig
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+INSTRUCTION_MARGIN = 64  # tokens allowed for the instruction beyond the empty one
+Shape = tuple[int, ...]
+Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max) shapes
+
+
+# ------------------------------------------------------------------------------------------ profiles
+def prompt_length_range(config: Gr00tConfig, cameras: int, margin: int = INSTRUCTION_MARGIN) -> tuple[int, int, int]:
+    """(min, opt, max) prompt tokens for `cameras` images: the prompt with an empty instruction, with a
+    typical one, and the empty one plus `margin` instruction tokens (1 camera at full size: ~291 + instruction)."""
+    from gr00t_fast.tokenizer import PromptTokenizer
+
+    if config.eagle_dir is None:
+        raise ValueError("prompt lengths need the Eagle tokenizer files: the model config has no eagle_dir")
+    tokenizer = PromptTokenizer(config.eagle_dir, config.num_image_tokens)
+    shortest = len(tokenizer.encode("", cameras))
+    typical = len(tokenizer.encode(DEFAULT_INSTRUCTION, cameras))
+    return shortest, max(shortest, typical), shortest + margin
+
+
+def optimization_profiles(
+    config: Gr00tConfig, cameras: int, batch: tuple[int, int, int], prompt: tuple[int, int, int], num_steps: int
+) -> dict[str, Profile]:
+    """Min/opt/max input shapes of every graph for a (min, opt, max) batch and prompt-length range."""
+    if not (1 <= batch[0] <= batch[1] <= batch[2]) or not (1 <= prompt[0] <= prompt[1] <= prompt[2]):
+        raise ValueError(f"ranges must satisfy 1 <= min <= opt <= max, got batch {batch} and prompt {prompt}")
+    D, S = config.backbone_embedding_dim, config.image_size
+    H, A = config.action_horizon, config.max_action_dim
+
+    def shapes(make) -> tuple[Shape, Shape, Shape]:
+        return tuple(make(b, length) for b, length in zip(batch, prompt))
+
+    return {
+        "vision": {"pixel_values": shapes(lambda b, n: (b * cameras, 3, S, S))},
+        "llm": {"inputs_embeds": shapes(lambda b, n: (b, n, D)), "attention_mask": shapes(lambda b, n: (b, n))},
+        "vl": {"features": shapes(lambda b, n: (b, n, D))},
+        f"sampler_s{num_steps}": {
+            "vl_embeds": shapes(lambda b, n: (b, n, D)),
+            "state": shapes(lambda b, n: (b, 1, config.max_state_dim)),
+            "embodiment_id": shapes(lambda b, n: (b,)),
+            "noise": shapes(lambda b, n: (b, H, A)),
+        },
+    }
+
+
+def check_shapes(graph: str, profile: Profile, shapes: dict[str, Shape]) -> None:
+    """Raise a ValueError naming the input, its shape and the profile range when a shape falls outside it."""
+    for name, shape in shapes.items():
+        lo, _, hi = profile[name]
+        if len(shape) != len(lo) or any(not a <= s <= b for s, a, b in zip(shape, lo, hi)):
+            raise ValueError(
+                f"{graph} input {name!r} has shape {tuple(shape)}, outside the engine profile min {lo} .. max {hi}; "
+                "rebuild the engine with a wider --batch / --max_instruction_tokens range or the right --data_config"
+            )
+
+
+# --------------------------------------------------------------------------------------- cache keys
+def checkpoint_fingerprint(checkpoint_dir: str | Path, content: bool = False) -> str:
+    """Hash of config.json, the safetensors index and every weight file's size and mtime (or its bytes)."""
+    path = Path(checkpoint_dir)
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors.index.json"):
+        if (path / name).is_file():
+            h.update(name.encode() + (path / name).read_bytes())
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise ValueError(f"{path} holds no *.safetensors files")
+    for f in weights:
+        stat = f.stat()
+        h.update(f"{f.name}:{stat.st_size}".encode())
+        if content:
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(block)
+        else:
+            h.update(str(stat.st_mtime_ns).encode())
+    return h.hexdigest()[:16]
+
+
+def engine_cache_key(
+    checkpoint: str, graph: str, profile: Profile, precision: str, gpu: str, compute_capability: str, trt_version: str
+) -> str:
+    """Key of one engine: any change of checkpoint, graph, shapes, precision, GPU or TensorRT changes it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    payload = dict(checkpoint=checkpoint, graph=graph, precision=precision, gpu=gpu, sm=compute_capability,
+                   trt=trt_version, profile={k: [list(s) for s in v] for k, v in sorted(profile.items())})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability "major.minor") of the current CUDA device."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    return torch.cuda.get_device_name(), f"{major}.{minor}"
+
+
+# ------------------------------------------------------------------------------------------- builder
+def _progress_monitor(trt):
+    """A tqdm bar per top-level builder phase (TensorRT's IProgressMonitor)."""
+    from tqdm import tqdm
+
+    class TqdmMonitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.bars = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            if parent_phase is None:
+                self.bars[phase_name] = tqdm(total=num_steps, desc=f"  {phase_name}", leave=False)
+
+        def step_complete(self, phase_name, step):
+            if phase_name in self.bars:
+                self.bars[phase_name].update(1)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            bar = self.bars.pop(phase_name, None)
+            if bar is not None:
+                bar.close()
+
+    return TqdmMonitor()
+
+
+def build_engine(
+    onnx_path: Path, engine_path: Path, profile: Profile, precision: str, *,
+    timing_cache: Path | None = None, workspace_gb: float = 8.0, progress: bool = True,
+) -> Path:
+    """Parse `onnx_path`, build a serialized engine for one optimization profile, write it to `engine_path`."""
+    import tensorrt as trt
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT cannot parse {onnx_path}:\n{errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    flags = {"fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"], "fp8": ["FP8", "FP16"], "fp32": []}
+    for flag in flags[precision]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    opt_profile = builder.create_optimization_profile()
+    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
+    if inputs != set(profile):
+        raise ValueError(f"{onnx_path.name} inputs {sorted(inputs)} do not match the profile's {sorted(profile)}")
+    for name, (lo, opt, hi) in profile.items():
+        opt_profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(opt_profile)
+    cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    if progress:
+        config.progress_monitor = monitor = _progress_monitor(trt)  # noqa: F841 (must outlive the build)
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see the log above")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    engine_path.write_bytes(bytes(serialized))
+    if timing_cache is not None:
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    log.info("built %s (%s) in %.0f s", engine_path.name, precision, time.perf_counter() - start)
+    return engine_path
+
+
+def quantize_fp8(onnx_path: Path, out_path: Path, calibration: dict[str, np.ndarray]) -> Path:
+    """Q/DQ FP8 graph with NVIDIA ModelOpt (`modelopt.onnx.quantization.quantize`)."""
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError:
+        raise RuntimeError("FP8 engines need NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'") from None
+    quantize(onnx_path=str(onnx_path), quantize_mode="fp8", calibration_data=calibration, output_path=str(out_path))
+    return out_path
+
+
+def build_engines(
+    model_path: str | Path,
+    out_dir: str | Path,
+    *,
+    data_config: str = "so100",
+    batch: tuple[int, int, int] = (1, 1, 1),
+    num_steps: int | None = None,
+    precision: str = "bf16",
+    instruction_margin: int = INSTRUCTION_MARGIN,
+    eagle_path: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Export ONNX, quantize when asked, build (or reuse from `out_dir/engines`) one engine per graph and
+    write `out_dir/manifest.json` (engine paths + profiles), which the `tensorrt` backend loads."""
+    from gr00t_fast.backends import example_inputs, missing_gpu_stack
+
+    missing_gpu_stack("building TensorRT engines", needs_tensorrt=True)
+    import tensorrt as trt
+    import torch
+
+    from gr00t_fast.data_config import get_data_config
+    from gr00t_fast.export.onnx import export_onnx, graph_inputs, to_numpy
+    from gr00t_fast.model import load_model
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    out = Path(out_dir)
+    model = load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=eagle_path)
+    config = model.config
+    steps = num_steps or config.num_inference_timesteps
+    cameras = len(get_data_config(data_config).video_keys)
+    prompt = prompt_length_range(config, cameras, instruction_margin)
+    profiles = optimization_profiles(config, cameras, batch, prompt, steps)
+    inputs = example_inputs(config, batch=batch[1], cameras=cameras, steps=steps)
+    onnx_dir = out / "onnx"
+    export_onnx(model, onnx_dir, inputs, progress=progress)
+    if precision == "int8":
+        from gr00t_fast.export.int8 import quantize_graphs
+
+        onnx_dir = quantize_graphs(model, onnx_dir, out / "onnx_int8", [inputs], progress=progress)
+    elif precision == "fp8":
+        calibration = graph_inputs(model, inputs)
+        for graph in profiles:
+            feeds = calibration["sampler" if graph.startswith("sampler_s") else graph]
+            quantize_fp8(onnx_dir / f"{graph}.onnx", out / "onnx_fp8" / f"{graph}.onnx",
+                         {k: to_numpy(v) for k, v in feeds.items()})
+        onnx_dir = out / "onnx_fp8"
+    fingerprint = checkpoint_fingerprint(model_path)
+    gpu, capability = gpu_identity()
+    manifest = dict(checkpoint=str(model_path), fingerprint=fingerprint, precision=precision, gpu=gpu,
+                    compute_capability=capability, tensorrt=trt.__version__, data_config=data_config,
+                    cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps, graphs={})
+    for graph, profile in profiles.items():
+        key = engine_cache_key(fingerprint, graph, profile, precision, gpu, capability, trt.__version__)
+        engine = out / "engines" / f"{graph}-{precision}-{key}.engine"
+        if engine.is_file():
+            log.info("reusing cached engine %s", engine)
+        else:
+            if progress:
+                print(f"building {graph} ({precision}) engine ...", flush=True)
+            build_engine(onnx_dir / f"{graph}.onnx", engine, profile, precision,
+                         timing_cache=out / "engines" / "timing.cache", progress=progress)
+        manifest["graphs"][graph] = dict(engine=engine.name, profile={k: [list(s) for s in v] for k, v in profile.items()})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
