@@ -56,6 +56,7 @@ class Gr00tPolicy:
         *,
         denoising_steps: int | None = None,
         backend: str = "torch",
+        backend_options: dict | None = None,
         seed: int = 0,
     ):
         self.model = model
@@ -65,7 +66,7 @@ class Gr00tPolicy:
         self.embodiment_tag = metadata.tag
         self.embodiment_id = metadata.embodiment_id
         self.denoising_steps = self._check_steps(denoising_steps or self.config.num_inference_timesteps)
-        self.backend = make_backend(backend, model)
+        self.backend = make_backend(backend, model, **(backend_options or {}))
         self.device = model.device
         self.dtype = model.dtype
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -182,11 +183,16 @@ def load_policy(
     eagle_path: str | Path | None = None,
     warmup: bool = True,
     backend: str = "torch",
+    backend_options: dict | None = None,
+    seed: int = 0,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
 
     `data_config`: "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from metadata.json) or a
     DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
+    `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt; `backend_options` go to its constructor
+    (e.g. `{"onnx_dir": ...}` for onnxruntime, `{"engine_dir": ...}` for tensorrt, `{"mode": ...}` for compile).
+    `seed` seeds the sampler's noise when `get_action` is given none.
     """
     from gr00t_fast.model import load_model
 
@@ -214,7 +220,8 @@ def load_policy(
         device=model.device,
         dtype=model.dtype,
     )
-    policy = Gr00tPolicy(model, processor, tokenizer, metadata, denoising_steps=denoising_steps, backend=backend)
+    policy = Gr00tPolicy(model, processor, tokenizer, metadata, denoising_steps=denoising_steps,
+                         backend=backend, backend_options=backend_options, seed=seed)
     if warmup:
         policy.warmup()
     return policy
