@@ -16,16 +16,14 @@ own upstream `inference_service.py --server`, plus the codec steps for the same 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -84,25 +82,13 @@ class ReplayPolicy:
         return self.modality_config
 
 
-@contextlib.contextmanager
-def serving(policy: Any) -> Iterator[PolicyServer]:
-    """A PolicyServer (both formats allowed) on an ephemeral loopback port, run in a thread."""
-    server = PolicyServer(policy, host="127.0.0.1", port=0, allow_legacy_format=True)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join()
-
-
 def server_overhead(policy: Any, observation: dict[str, Any], fmt: str, repeats: int) -> dict[str, float]:
     """Direct call vs the ZeroMQ round trip through a local server, with codec and transport split out."""
     legacy = fmt == "legacy"
     action = policy.get_action(observation)
     replay = ReplayPolicy(action, policy.get_modality_config())
-    with serving(policy) as server, serving(replay) as replay_server, \
+    with PolicyServer(policy, port=0, allow_legacy_format=True).in_thread() as server, \
+            PolicyServer(replay, port=0, allow_legacy_format=True).in_thread() as replay_server, \
             PolicyClient(port=server.port, timeout_ms=600_000, legacy_format=legacy) as client, \
             PolicyClient(port=replay_server.port, timeout_ms=600_000, legacy_format=legacy) as replay_client:
         calls = {

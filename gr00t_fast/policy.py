@@ -3,6 +3,7 @@
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,6 +171,14 @@ class Gr00tPolicy:
         for _ in range(iterations):
             self.get_action(obs)
         self._timings.clear()
+
+
+CLI_LOAD_OPTIONS = ("embodiment_tag", "data_config", "denoising_steps", "device", "dtype", "eagle_path", "backend")
+
+
+def cli_load_options(options: Any) -> dict[str, Any]:
+    """The `load_policy` keyword arguments a command line holds as attributes (runner config, server args)."""
+    return {name: getattr(options, name) for name in CLI_LOAD_OPTIONS}
 
 
 def load_policy(

@@ -82,21 +82,11 @@ def make_policy(cfg: RunConfig) -> Any:
         from gr00t_fast.serve.client import PolicyClient
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token)
-    from gr00t_fast import load_policy
+    from gr00t_fast.policy import cli_load_options, load_policy
 
     model_path = cfg.model_path or demo_checkpoint()
     print(f"loading {model_path} ...", flush=True)
-    return load_policy(
-        model_path,
-        embodiment_tag=cfg.embodiment_tag,
-        data_config=cfg.data_config,
-        denoising_steps=cfg.denoising_steps,
-        device=cfg.device,
-        dtype=cfg.dtype,
-        eagle_path=cfg.eagle_path,
-        backend=cfg.backend,
-        warmup=True,
-    )
+    return load_policy(model_path, **cli_load_options(cfg), warmup=True)
 
 
 def control_config(cfg: RunConfig) -> ControlConfig:

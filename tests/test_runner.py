@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -160,16 +159,10 @@ def test_drives_a_policy_server(tmp_path, tiny_policy, capsys):
     """--policy_host: the same loop through the ZeroMQ client (frames at the training resolution: 640x480)."""
     from gr00t_fast.serve.server import PolicyServer
 
-    server = PolicyServer(tiny_policy, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        record = tmp_path / "steps.jsonl"
+    record = tmp_path / "steps.jsonl"
+    with PolicyServer(tiny_policy, host="127.0.0.1", port=0).in_thread() as server:
         rc = runner.main(["--robot.type=so100_sim", "--policy_host=127.0.0.1", f"--policy_port={server.port}",
                           "--mode=sync", "--fps=10", "--max_steps=6", "--action_horizon=4", f"--record={record}"])
-    finally:
-        server.stop()
-        thread.join(timeout=5)
     records = load_records(record)
     assert rc == 0 and len(records) == 6 and sum(r.refill for r in records) == 2 and not any(r.hold for r in records)
     assert "Refill count: 2" in capsys.readouterr().out

@@ -74,14 +74,8 @@ def so100_observation(seed: int = 0) -> dict:
 @contextlib.contextmanager
 def running_server(policy=None, **kwargs):
     server = PolicyServer(policy or FakePolicy(), host=kwargs.pop("host", "127.0.0.1"), port=0, poll_ms=20, **kwargs)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with server.in_thread(join_timeout=5):
         yield server
-    finally:
-        server.stop()
-        thread.join(5)
-        assert not thread.is_alive()
 
 
 def client_for(server: PolicyServer, host: str = "127.0.0.1", **kwargs) -> PolicyClient:

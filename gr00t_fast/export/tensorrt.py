@@ -180,7 +180,8 @@ def build_engine(
     cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
     config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
     if progress:
-        config.progress_monitor = monitor = _progress_monitor(trt)  # noqa: F841 (must outlive the build)
+        monitor = _progress_monitor(trt)  # held here: it must outlive the build
+        config.progress_monitor = monitor
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

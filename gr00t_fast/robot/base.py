@@ -55,6 +55,19 @@ class Robot(Protocol):
     # control loop uses it on steps that need no inference (the simulation renders frames, which is slow).
 
 
+class So100Features:
+    """`observation_features` / `action_features` of an SO-100 arm whose `config.cameras` maps names to cameras."""
+
+    @property
+    def observation_features(self) -> dict[str, type | tuple[int, ...]]:
+        cams = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
+        return {**self.action_features, **cams}
+
+    @property
+    def action_features(self) -> dict[str, type]:
+        return {key: float for key in ACTION_KEYS}
+
+
 def check_action(action: dict[str, float]) -> dict[str, float]:
     """Validate an action dict: known `"<joint>.pos"` keys only, finite numbers. Returns it as plain floats."""
     unknown = sorted(set(action) - set(ACTION_KEYS))

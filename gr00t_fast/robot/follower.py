@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.robot.base import ACTION_KEYS, CameraError, check_action, clip_to_limits
+from gr00t_fast.robot.base import ACTION_KEYS, CameraError, So100Features, check_action, clip_to_limits
 from gr00t_fast.robot.config import OpenCVCameraConfig, SO100FollowerConfig, SO101FollowerConfig
 
 INSTALL_HINT = (
@@ -75,7 +75,7 @@ def to_lerobot(config: SO100FollowerConfig) -> Any:
     return follower_cls(lerobot_config)
 
 
-class LeRobotFollower:
+class LeRobotFollower(So100Features):
     """A real SO-100/SO-101 follower arm driven through LeRobot. Construction touches no hardware."""
 
     def __init__(self, config: SO100FollowerConfig):
@@ -90,15 +90,6 @@ class LeRobotFollower:
     @property
     def is_connected(self) -> bool:
         return self._robot.is_connected
-
-    @property
-    def observation_features(self) -> dict[str, type | tuple[int, ...]]:
-        cams = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
-        return {**self.action_features, **cams}
-
-    @property
-    def action_features(self) -> dict[str, type]:
-        return {key: float for key in ACTION_KEYS}
 
     def connect(self) -> None:
         """Open the bus and cameras; LeRobot asks to calibrate interactively when the arm has no calibration."""

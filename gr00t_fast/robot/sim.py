@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, check_action, clip_to_limits
+from gr00t_fast.robot.base import (
+    ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits,
+)
 from gr00t_fast.robot.config import SimSO100Config
 
 INSTALL_HINT = 'install the simulation extra: pip install "gr00t-fast[sim]"'
@@ -153,7 +155,7 @@ class OffscreenRenderer:
         self._gl.free()
 
 
-class SimSO100:
+class SimSO100(So100Features):
     """Simulated SO-100 follower. Each `send_action` holds the targets for exactly 1/fps of simulated time.
 
     Deterministic for a seed: `connect` resets the arm to a jittered rest pose and the cube to a jittered spot.
@@ -195,15 +197,6 @@ class SimSO100:
     @property
     def is_connected(self) -> bool:
         return self._render_thread is not None
-
-    @property
-    def observation_features(self) -> dict[str, type | tuple[int, ...]]:
-        cams = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
-        return {**self.action_features, **cams}
-
-    @property
-    def action_features(self) -> dict[str, type]:
-        return {key: float for key in ACTION_KEYS}
 
     def connect(self) -> None:
         with self._lock:

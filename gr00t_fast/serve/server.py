@@ -10,12 +10,14 @@ reply, `{"error": ...}` when it failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import logging
 import signal
 import sys
+import threading
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import zmq
 
@@ -166,6 +168,19 @@ class PolicyServer:
         self.socket.close(linger=0)
         self.context.term()
 
+    @contextlib.contextmanager
+    def in_thread(self, join_timeout: float = 10.0) -> Iterator["PolicyServer"]:
+        """Serve from a daemon thread for the duration of the block (tests, benchmarks), then stop and join."""
+        thread = threading.Thread(target=self.run, name="gr00t-policy-server", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            thread.join(join_timeout)
+            if thread.is_alive():
+                raise RuntimeError(f"policy server on {self.address} did not stop within {join_timeout} s")
+
 
 # --- command line ---------------------------------------------------------------------------------------------------
 
@@ -200,20 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from gr00t_fast import load_policy
+    from gr00t_fast.policy import cli_load_options, load_policy
 
     try:
-        policy = load_policy(
-            args.model_path,
-            embodiment_tag=args.embodiment_tag,
-            data_config=args.data_config,
-            denoising_steps=args.denoising_steps,
-            device=args.device,
-            dtype=args.dtype,
-            eagle_path=args.eagle_path,
-            backend=args.backend,
-            warmup=True,
-        )
+        policy = load_policy(args.model_path, **cli_load_options(args), warmup=True)
         server = PolicyServer(
             policy,
             host=args.host,
