@@ -1,0 +1,97 @@
+"""The benchmark harness runs end to end on the tiny model with 2 repetitions and writes valid outputs."""
+
+import json
+
+import pytest
+
+from gr00t_fast import bench
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+COMMON = ["--reps", "2", "--warmup", "1", "--threads", "2"]
+
+
+def check_outputs(out, name, pngs):
+    result = json.loads((out / f"{name}.json").read_text())
+    env = result["environment"]
+    assert env["torch_threads"] == 2 and env["cores"] >= 1 and env["cpu"]
+    assert {"python", "torch", "numpy", "onnxruntime", "gr00t_fast"} <= set(env["versions"])
+    markdown = (out / f"{name}.md").read_text()
+    assert markdown.startswith("# ") and "|---|" in markdown
+    for png in pngs:
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    return result, markdown
+
+
+def test_inference(tiny_checkpoint, tmp_path, capsys):
+    argv = ["inference", "--model_path", str(tiny_checkpoint), "--backends", "torch", "--steps", "4,2",
+            "--loop_chunks", "2", "--action_horizon", "8", "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, markdown = check_outputs(tmp_path, "inference", ["inference.png"])
+    rows = {r["name"]: r for r in result["configurations"]}
+    assert list(rows) == ["Server 4-step", "Direct 4-step", "Direct 2-step"]
+    for row in rows.values():
+        assert row["successful_runs"] == 2 and len(row["times_ms"]) == 2
+        assert row["min"] <= row["median"] <= row["max"]
+        assert row["closed_loop"]["steps"] == 16 and row["closed_loop"]["refills"] == 2
+    # same observation and noise: the server computes exactly the direct 4-step actions, 2 steps do not
+    assert rows["Server 4-step"]["max_action_diff_vs_direct_4step"] == 0.0
+    assert rows["Direct 2-step"]["max_action_diff_vs_direct_4step"] > 0.0
+    console = capsys.readouterr().out
+    lines = [line.split("  ")[0].strip() for line in console.splitlines()]
+    metrics = ["Metric", "Mean Time", "Median Time", "Min Time", "Max Time", "Successful Runs", "Step Mean (ms)",
+               "Refill Mean (ms)", "Step/Refill"]
+    start = lines.index("Metric")
+    assert lines[start : start + len(metrics)] == metrics
+    header = console.splitlines()[start]
+    assert header.split()[-1] == "Direct/Server" and "Server 4-step (ms)" in header
+    assert "Successful Runs" in markdown and "Step/Refill" in markdown
+
+
+def test_loop(tiny_checkpoint, tmp_path):
+    argv = ["loop", "--model_path", str(tiny_checkpoint), "--duration", "0.3", "--fps", "10", "--delays", "0.1",
+            "--camera_size", "64x48", "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "loop", ["loop_trajectories.png", "loop_errors.png"])
+    runs = result["runs"]
+    assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in bench.LOOP_METHODS]
+    for run in runs:
+        assert run["steps"] >= 1 and run["actions_per_s"] > 0
+        assert run["arm_mae_deg"] >= 0 and run["arm_rmse_deg"] >= run["arm_mae_deg"]
+        assert set(run["mae"]) == set(bench.JOINT_NAMES)
+
+
+def test_scaling(tiny_checkpoint, tmp_path):
+    argv = ["scaling", "--model_path", str(tiny_checkpoint), "--cameras", "1,2", "--steps", "1,2", "--batches", "1,2",
+            "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "scaling", ["scaling.png"])
+    rows = [(r["axis"], r["value"], r["cameras"], r["steps"], r["batch"]) for r in result["rows"]]
+    assert rows == [("cameras", 1, 1, 4, 1), ("cameras", 2, 2, 4, 1), ("denoising_steps", 1, 1, 1, 1),
+                    ("denoising_steps", 2, 1, 2, 1), ("batch", 1, 1, 4, 1), ("batch", 2, 1, 4, 2)]
+    assert all(r["successful_runs"] == 2 for r in result["rows"])
+
+
+def test_tracking_error_is_zero_on_time_and_grows_with_lag():
+    import numpy as np
+
+    fps = 10.0
+    values = np.arange(20, dtype=float)[:, None].repeat(6, 1)
+    reference = (np.arange(20) / fps, values)
+    on_time = (np.arange(20) / fps + 0.03, values)  # each action sent 30 ms into its period
+    late = (np.arange(20) / fps + 0.13, values)  # one period late (the first action counts from the start)
+    assert bench.tracking_error(on_time, reference, fps, 1.5)["arm_mae_deg"] == 0.0
+    assert bench.tracking_error(late, reference, fps, 1.5)["arm_mae_deg"] == pytest.approx(14 / 15)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["inference", "--steps", "2,1"], "--steps must include 4"),
+        (["loop", "--methods", "sync,teleport"], "unknown ['teleport']"),
+        (["scaling", "--cameras", "3"], "--cameras"),
+        (["inference", "--model_path", "/nonexistent"], "not a checkpoint directory"),
+    ],
+)
+def test_bad_arguments(argv, message, capsys):
+    assert bench.main(argv) == 2
+    assert message in capsys.readouterr().err
