@@ -174,11 +174,24 @@ class Gr00tPolicy:
 
 
 CLI_LOAD_OPTIONS = ("embodiment_tag", "data_config", "denoising_steps", "device", "dtype", "eagle_path", "backend")
+BACKEND_DIR_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}
 
 
-def cli_load_options(options: Any) -> dict[str, Any]:
-    """The `load_policy` keyword arguments a command line holds as attributes (runner config, server args)."""
-    return {name: getattr(options, name) for name in CLI_LOAD_OPTIONS}
+def cli_load_options(options: Any, model_path: str | Path) -> dict[str, Any]:
+    """`load_policy` keyword arguments from a command line's attributes (runner config, server args).
+
+    `backend_dir` (exported ONNX graphs or TensorRT engines) becomes the backend's `onnx_dir` / `engine_dir`;
+    `tensorrt` without one builds (or reuses) engines for `model_path` in its cache.
+    """
+    kwargs = {name: getattr(options, name) for name in CLI_LOAD_OPTIONS}
+    backend, backend_dir = options.backend, getattr(options, "backend_dir", None)
+    if backend_dir:
+        if backend not in BACKEND_DIR_OPTION:
+            raise ValueError(f"backend_dir is for the backends {sorted(BACKEND_DIR_OPTION)}, not {backend!r}")
+        kwargs["backend_options"] = {BACKEND_DIR_OPTION[backend]: backend_dir}
+    elif backend == "tensorrt":
+        kwargs["backend_options"] = {"model_path": model_path, "data_config": options.data_config}
+    return {"model_path": model_path, **kwargs}
 
 
 def load_policy(

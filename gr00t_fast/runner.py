@@ -37,7 +37,8 @@ class RunConfig:
     action_horizon: int = 8  # actions executed from each predicted chunk
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None  # float32 / bfloat16 / float16; None: the policy's default for the device
-    backend: str = "torch"
+    backend: str = "torch"  # torch, compile, cuda-graph, onnxruntime, tensorrt
+    backend_dir: str | None = None  # onnxruntime: exported ONNX graphs; tensorrt: built engines (gr00t-fast export)
     eagle_path: str | None = None
     fps: int = 30  # control rate
     mode: str = "async"  # async (overlapped inference) or sync (upstream: infer, then execute the chunk)
@@ -86,7 +87,7 @@ def make_policy(cfg: RunConfig) -> Any:
 
     model_path = cfg.model_path or demo_checkpoint()
     print(f"loading {model_path} ...", flush=True)
-    return load_policy(model_path, **cli_load_options(cfg), warmup=True)
+    return load_policy(**cli_load_options(cfg, model_path), warmup=True)
 
 
 def control_config(cfg: RunConfig) -> ControlConfig:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from gr00t_fast.policy import load_policy
+from gr00t_fast.policy import cli_load_options, load_policy
 from gr00t_fast.runtime import make_backend
 
 
@@ -102,3 +102,18 @@ def test_metadata_data_config(tiny_checkpoint):
 def test_unknown_backend(policy):
     with pytest.raises(ValueError, match="unknown backend 'nope'; available: .*torch"):
         make_backend("nope", policy.model)
+
+
+def test_cli_load_options_map_backend_dir():
+    from gr00t_fast.runner import RunConfig
+    from gr00t_fast.serve.server import build_parser
+
+    args = build_parser().parse_args(["--model-path", "ckpt", "--backend", "onnxruntime", "--backend-dir", "out/onnx"])
+    assert cli_load_options(args, "ckpt")["backend_options"] == {"onnx_dir": "out/onnx"}
+    run = cli_load_options(RunConfig(backend="tensorrt", backend_dir="engines"), "ckpt")
+    assert run["model_path"] == "ckpt" and run["backend_options"] == {"engine_dir": "engines"}
+    built = cli_load_options(RunConfig(backend="tensorrt"), "ckpt")["backend_options"]
+    assert built == {"model_path": "ckpt", "data_config": "so100"}
+    assert "backend_options" not in cli_load_options(RunConfig(), "ckpt")
+    with pytest.raises(ValueError, match="backend_dir is for the backends"):
+        cli_load_options(RunConfig(backend="torch", backend_dir="x"), "ckpt")

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     add("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on CPU)")
     add("--eagle-path", default=None, help="Eagle asset folder (default: <model-path>/eagle2_hg_model or the HF cache)")
-    add("--backend", default="torch", help="inference backend (default: torch)")
+    add("--backend", default="torch", help="torch, compile, cuda-graph, onnxruntime or tensorrt (default: torch)")
+    add("--backend-dir", default=None, help="onnxruntime: exported ONNX graphs; tensorrt: engines (gr00t-fast export)")
     add("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request (default: 64)")
     add("--allow-legacy-format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from gr00t_fast.policy import cli_load_options, load_policy
 
     try:
-        policy = load_policy(args.model_path, **cli_load_options(args), warmup=True)
+        policy = load_policy(**cli_load_options(args, args.model_path), warmup=True)
         server = PolicyServer(
             policy,
             host=args.host,
