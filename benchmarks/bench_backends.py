@@ -3,9 +3,10 @@
     python benchmarks/bench_backends.py                          # CPU, small random checkpoint (made in /tmp)
     python benchmarks/bench_backends.py --size full --out results/   # on a GPU: bf16 eager/compile/cuda-graph/TensorRT
 
-CPU rows: torch fp32 eager, compile (Inductor), ONNX Runtime fp32, ONNX Runtime INT8 (static quantization).
-GPU rows: torch bf16 eager, compile, cuda-graph, TensorRT (when installed). The error columns compare with
-fp32 eager on the same device, inputs and noise.
+CPU rows: torch fp32 eager, compile (Inductor), ONNX Runtime fp32, ONNX Runtime INT8 (static quantization),
+torch with INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers.
+GPU rows: torch bf16 eager, compile, cuda-graph, cuda-graph with INT8 / FP8 matmuls, TensorRT (when installed).
+The error columns compare with fp32 eager on the same device, inputs and noise.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import torch
 from gr00t_fast.backends import example_inputs, fidelity
 from gr00t_fast.make_checkpoint import write_checkpoint
 from gr00t_fast.model import load_model
+from gr00t_fast.model.quantize import quantize_linears
 from gr00t_fast.runtime import make_backend
 
 
@@ -50,6 +52,17 @@ def timed_ms(backend, inputs: dict) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def quantized(ckpt: Path, device: str, dtype: torch.dtype, mode: str, backend: str):
+    """A factory: a fresh copy of the model with `mode` matmuls, run by `backend`."""
+
+    def build():
+        model = load_model(ckpt, device=device, dtype=dtype)
+        quantize_linears(model, mode)
+        return make_backend(backend, model)
+
+    return build
+
+
 def candidates(args, ckpt: Path, device: str, scratch: Path):
     """(name, factory) pairs for this device; factories build lazily so one failure does not stop the run."""
     if device == "cpu":
@@ -67,12 +80,16 @@ def candidates(args, ckpt: Path, device: str, scratch: Path):
             ("compile (inductor)", lambda: make_backend("compile", model)),
             ("onnxruntime fp32", lambda: make_backend("onnxruntime", model)),
             ("onnxruntime int8", ort_int8),
+            ("torch int8 (_int_mm)", quantized(ckpt, "cpu", torch.float32, "int8", "torch")),
+            ("torch fp8 (_scaled_mm)", quantized(ckpt, "cpu", torch.float32, "fp8", "torch")),
         ]
     model = load_model(ckpt, device="cuda", dtype=torch.bfloat16)
     rows = [
         ("torch bf16 eager", lambda: make_backend("torch", model)),
         ("compile bf16 (max-autotune-no-cudagraphs)", lambda: make_backend("compile", model, mode="max-autotune-no-cudagraphs")),
         ("cuda-graph bf16", lambda: make_backend("cuda-graph", model)),
+        ("cuda-graph bf16 + int8 (_int_mm)", quantized(ckpt, "cuda", torch.bfloat16, "int8", "cuda-graph")),
+        ("cuda-graph bf16 + fp8 (_scaled_mm)", quantized(ckpt, "cuda", torch.bfloat16, "fp8", "cuda-graph")),
     ]
     import importlib.util
 

@@ -173,7 +173,9 @@ class Gr00tPolicy:
         self._timings.clear()
 
 
-CLI_LOAD_OPTIONS = ("embodiment_tag", "data_config", "denoising_steps", "device", "dtype", "eagle_path", "backend")
+CLI_LOAD_OPTIONS = ("embodiment_tag", "data_config", "denoising_steps", "device", "dtype", "eagle_path", "backend",
+                    "quantize")
+TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
 BACKEND_DIR_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}
 
 
@@ -206,6 +208,7 @@ def load_policy(
     warmup: bool = True,
     backend: str = "torch",
     backend_options: dict | None = None,
+    quantize: str | None = None,
     seed: int = 0,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
@@ -214,13 +217,21 @@ def load_policy(
     DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
     `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt; `backend_options` go to its constructor
     (e.g. `{"onnx_dir": ...}` for onnxruntime, `{"engine_dir": ...}` for tensorrt, `{"mode": ...}` for compile).
+    `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
     `seed` seeds the sampler's noise when `get_action` is given none.
     """
     from gr00t_fast.model import load_model
+    from gr00t_fast.model.quantize import MODES, quantize_linears
+
+    if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
+        raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
+                         f"{TORCH_BACKENDS}, got backend {backend!r} (exported graphs: gr00t-fast export int8)")
 
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
+    if quantize is not None:
+        quantize_linears(model, quantize)
     cfg = model.config
     if cfg.eagle_dir is None:
         raise ValueError(

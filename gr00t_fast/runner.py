@@ -39,6 +39,7 @@ class RunConfig:
     dtype: str | None = None  # float32 / bfloat16 / float16; None: the policy's default for the device
     backend: str = "torch"  # torch, compile, cuda-graph, onnxruntime, tensorrt
     backend_dir: str | None = None  # onnxruntime: exported ONNX graphs; tensorrt: built engines (gr00t-fast export)
+    quantize: str | None = None  # int8 / fp8 matmuls in the transformer stacks (torch, compile, cuda-graph)
     eagle_path: str | None = None
     fps: int = 30  # control rate
     mode: str = "async"  # async (overlapped inference) or sync (upstream: infer, then execute the chunk)

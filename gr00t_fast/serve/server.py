@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eagle-path", default=None, help="Eagle asset folder (default: <model-path>/eagle2_hg_model or the HF cache)")
     add("--backend", default="torch", help="torch, compile, cuda-graph, onnxruntime or tensorrt (default: torch)")
     add("--backend-dir", default=None, help="onnxruntime: exported ONNX graphs; tensorrt: engines (gr00t-fast export)")
+    add("--quantize", default=None, choices=["int8", "fp8"], help="int8/fp8 matmuls (torch, compile, cuda-graph)")
     add("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request (default: 64)")
     add("--allow-legacy-format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")

@@ -1,0 +1,93 @@
+"""INT8 / FP8 matmuls for the PyTorch backends: Linear layers swapped for `torch._int_mm` / `torch._scaled_mm`.
+
+Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at
+run time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph).
+
+    int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype.
+    fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`), output in the model dtype.
+
+Only the transformer stacks are converted (SigLIP, Qwen3, VL self-attention, DiT): their Linear layers carry
+nearly all of the FLOPs. Embeddings, norms, the connector and the per-embodiment encoders/decoder stay as loaded.
+Layers whose widths the kernels cannot take (int8: multiples of 8; fp8: multiples of 16) are left as they are.
+Both kernels also run on CPU (that is how the tests check them); their speed matters on a GPU.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
+INT_MM_MIN_ROWS = 17  # cuBLAS int8 GEMM in `torch._int_mm` wants more than 16 rows
+
+
+def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row quantization of a 2-D tensor: (values in `dtype`, float32 scales (rows, 1))."""
+    x = x.float()
+    scale = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / qmax
+    q = (x / scale).clamp(-qmax, qmax)
+    return (q.round() if dtype == torch.int8 else q).to(dtype), scale
+
+
+class QuantizedLinear(nn.Module):
+    """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization."""
+
+    def __init__(self, linear: nn.Linear, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.qdtype, self.qmax, _ = MODES[mode]
+        self.out_dtype = linear.weight.dtype
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight, scale = _quantize_rows(linear.weight.detach(), self.qdtype, self.qmax)
+        self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
+        self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        rows = x.reshape(-1, self.in_features)
+        n = rows.shape[0]
+        if self.mode == "int8" and n < INT_MM_MIN_ROWS:  # static shapes: a Python branch, not a graph break
+            rows = F.pad(rows, (0, 0, 0, INT_MM_MIN_ROWS - n))
+        q, scale = _quantize_rows(rows, self.qdtype, self.qmax)
+        if self.mode == "int8":
+            out = (torch._int_mm(q, self.weight.t()).float() * scale * self.weight_scale).to(self.out_dtype)
+        else:
+            out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale,
+                                   out_dtype=self.out_dtype)
+        out = out[:n]
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules whose Linear layers are quantized, by name."""
+    eagle = model.backbone.eagle_model
+    return {
+        "vision": eagle.vision_model,
+        "llm": eagle.language_model,
+        "vl_self_attention": model.action_head.vl_self_attention,
+        "dit": model.action_head.model,
+    }
+
+
+@torch.no_grad()
+def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
+    """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns converted/kept counts."""
+    if mode not in MODES:
+        raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
+    width = MODES[mode][2]
+    counts = {"converted": 0, "kept": 0}
+    for stack in transformer_stacks(model).values():
+        for parent in list(stack.modules()):
+            for name, child in parent.named_children():
+                if type(child) is not nn.Linear:
+                    continue
+                fits = child.in_features % width == 0 and child.out_features % width == 0
+                if fits:
+                    setattr(parent, name, QuantizedLinear(child, mode))
+                counts["converted" if fits else "kept"] += 1
+    return counts
