@@ -34,6 +34,7 @@ import torch
 from gr00t_fast.control import ControlConfig, ControlLoop, joint_dict
 from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES
 from gr00t_fast.telemetry import StepRecord, summarize
+from gr00t_fast.torch_thread import run_on_torch_thread, torch_thread
 
 BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
 SERVER_TIMEOUT_MS = 600_000
@@ -375,6 +376,7 @@ class Config:
     notes: list[str] = field(default_factory=list)
 
 
+@torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.torch_thread)
 def make_backends(policy: Any, names: Sequence[str]) -> tuple[dict[str, tuple[Any, float]], dict[str, str]]:
     """Build each backend on the loaded model: ({name: (backend, build s)}, {name: why it is unavailable})."""
     from gr00t_fast.runtime import make_backend
@@ -390,6 +392,7 @@ def make_backends(policy: Any, names: Sequence[str]) -> tuple[dict[str, tuple[An
     return built, skipped
 
 
+@torch_thread
 def backend_fidelity(policy: Any, backends: dict[str, tuple[Any, float]], reference: Any) -> dict[str, dict]:
     """Model-level fidelity (normalized actions) of each backend against fp32 eager on the same inputs and noise."""
     from gr00t_fast.backends import example_inputs, fidelity
@@ -413,12 +416,13 @@ def upstream_config(bench: Bench, policy: Any, observation: dict[str, Any], data
         return "NVIDIA's gr00t package (Isaac-GR00T) is not importable: upstream in-process row skipped"
     try:
         dc = DATA_CONFIG_MAP[data_config]
-        upstream = Gr00tPolicy(model_path=str(bench.checkpoint), embodiment_tag=policy.embodiment_tag,
-                               modality_config=dc.modality_config(), modality_transform=dc.transform(),
-                               denoising_steps=4, device=str(policy.device))
+        upstream = run_on_torch_thread(  # the same thread as ours: one OpenMP team (gr00t_fast.torch_thread)
+            Gr00tPolicy, model_path=str(bench.checkpoint), embodiment_tag=policy.embodiment_tag,
+            modality_config=dc.modality_config(), modality_transform=dc.transform(), denoising_steps=4,
+            device=str(policy.device))
     except Exception as e:  # noqa: BLE001
         return f"upstream Gr00tPolicy failed to load {bench.checkpoint}: {type(e).__name__}: {e}".splitlines()[0]
-    return Config("Upstream 4-step", "upstream", 4, lambda: upstream.get_action(observation), None,
+    return Config("Upstream 4-step", "upstream", 4, lambda: run_on_torch_thread(upstream.get_action, observation), None,
                   notes=["upstream samples its own noise: its action difference includes sampling noise",
                          "no closed-loop run (the control loop drives gr00t-fast policies and protocol clients)"])
 

@@ -13,6 +13,7 @@ from gr00t_fast.metadata import EmbodimentMetadata, load_metadata
 from gr00t_fast.processor import Processor
 from gr00t_fast.runtime import make_backend
 from gr00t_fast.tokenizer import PromptTokenizer
+from gr00t_fast.torch_thread import torch_thread
 
 STAGES = ("preprocess", "backbone", "action_head", "postprocess", "total")
 
@@ -122,6 +123,7 @@ class Gr00tPolicy:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    @torch_thread
     @torch.inference_mode()
     def get_action(self, observation: dict, *, noise=None, denoising_steps: int | None = None) -> dict[str, np.ndarray]:
         """Actions for one observation (`action.<key>` float32 (horizon, D)) or a batch ((B, horizon, D)).
@@ -165,6 +167,7 @@ class Gr00tPolicy:
         obs[self.data_config.language_key] = ["warm up"]
         return obs
 
+    @torch_thread
     def warmup(self, iterations: int = 3) -> None:
         """Run real calls so that lazy initialisation (allocator, kernels, caches) is paid before the first action."""
         obs = self.dummy_observation()
@@ -196,6 +199,7 @@ def cli_load_options(options: Any, model_path: str | Path) -> dict[str, Any]:
     return {"model_path": model_path, **kwargs}
 
 
+@torch_thread
 def load_policy(
     model_path: str | Path,
     *,

@@ -1,0 +1,44 @@
+"""All PyTorch work of a policy runs on one thread, whichever thread calls (one OpenMP team, see torch_thread)."""
+
+import threading
+
+import pytest
+
+from gr00t_fast.policy import load_policy
+from gr00t_fast.torch_thread import on_torch_thread, run_on_torch_thread
+
+
+def test_runs_on_one_thread_reentrantly_and_propagates_errors():
+    idents = [run_on_torch_thread(threading.get_ident)]
+    worker = threading.Thread(target=lambda: idents.append(run_on_torch_thread(threading.get_ident)))
+    worker.start()
+    worker.join()
+    assert len(set(idents)) == 1 and idents[0] != threading.get_ident() and not on_torch_thread()
+    assert run_on_torch_thread(lambda: run_on_torch_thread(on_torch_thread))  # nested: runs in place
+    with pytest.raises(ValueError, match="boom"):
+        run_on_torch_thread(lambda: (_ for _ in ()).throw(ValueError("boom")))
+
+
+def test_policy_loads_and_infers_on_the_torch_thread(tiny_checkpoint):
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    seen = []
+
+    class Spy:
+        def __init__(self, backend):
+            self.backend = backend
+
+        def __call__(self, *args):
+            seen.append((threading.get_ident(), on_torch_thread()))
+            return self.backend(*args)
+
+        @property
+        def last_timings(self):
+            return self.backend.last_timings
+
+    policy.backend = Spy(policy.backend)
+    obs = policy.dummy_observation()
+    policy.get_action(obs)
+    caller = threading.Thread(target=policy.get_action, args=(obs,))
+    caller.start()
+    caller.join()
+    assert len(seen) == 2 and seen[0] == seen[1] and seen[0][1]
