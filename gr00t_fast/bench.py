@@ -473,14 +473,18 @@ def run_inference(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             notes.append(upstream)
 
         measurements, loops = {}, {}
-        for c in configs:
-            print(f"{c.name}: {max(1, bench.warmup)} warm-up + {bench.reps} measured calls, then "
-                  f"{args.loop_chunks} chunks of closed loop", flush=True)
+        for c in configs:  # warm-up, one configuration after the other (its first call is the cold one)
+            print(f"{c.name}: {max(1, bench.warmup)} warm-up calls", flush=True)
             m = measurements[c.name] = Measurement()
-            for warm, rounds in ((False, max(1, bench.warmup)), (True, bench.reps)):
-                for _ in range(rounds):
-                    m.call(c.call, policy.device, warm, c.stages)
+            for _ in range(max(1, bench.warmup)):
+                m.call(c.call, policy.device, False, c.stages)
+        print(f"{bench.reps} measured calls per configuration, round-robin", flush=True)
+        for _ in range(bench.reps):  # interleaved, so drift and other jobs' load hit every configuration alike
+            for c in configs:
+                measurements[c.name].call(c.call, policy.device, True, c.stages)
+        for c in configs:
             if c.loop_policy is not None:
+                print(f"{c.name}: {args.loop_chunks} chunks of closed loop", flush=True)
                 loops[c.name] = closed_loop_steps(c.loop_policy, observation, video_keys, args.action_horizon,
                                                   args.loop_chunks)
 
