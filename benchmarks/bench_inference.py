@@ -3,7 +3,7 @@
     python benchmarks/bench_inference.py --size small --reps 10 --out bench_out
     python benchmarks/bench_inference.py --model_path CKPT --server 127.0.0.1:5555   # also time a running server
 
-Same as `gr00t-fast bench inference`; see `gr00t_fast/bench.py` and benchmarks/README.md.
+Same as `gr00t-fast bench inference`; see `gr00t_fast/bench/` and benchmarks/README.md.
 """
 
 import sys

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_loop.py --size tiny --duration 4 --out bench_out
 
-Same as `gr00t-fast bench loop`; see `gr00t_fast/bench.py` and benchmarks/README.md.
+Same as `gr00t-fast bench loop`; see `gr00t_fast/bench/` and benchmarks/README.md.
 """
 
 import sys

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scaling.py --size small --out bench_out
 
-Same as `gr00t-fast bench scaling`; see `gr00t_fast/bench.py` and benchmarks/README.md.
+Same as `gr00t-fast bench scaling`; see `gr00t_fast/bench/` and benchmarks/README.md.
 """
 
 import sys

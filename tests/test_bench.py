@@ -5,6 +5,8 @@ import json
 import pytest
 
 from gr00t_fast import bench
+from gr00t_fast.bench.loop import LOOP_METHODS, tracking_error
+from gr00t_fast.robot.base import JOINT_NAMES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COMMON = ["--reps", "2", "--warmup", "1", "--threads", "2"]
@@ -53,11 +55,11 @@ def test_loop(tiny_checkpoint, tmp_path):
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path, "loop", ["loop_trajectories.png", "loop_errors.png"])
     runs = result["runs"]
-    assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in bench.LOOP_METHODS]
+    assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in LOOP_METHODS]
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0
         assert run["arm_mae_deg"] >= 0 and run["arm_rmse_deg"] >= run["arm_mae_deg"]
-        assert set(run["mae"]) == set(bench.JOINT_NAMES)
+        assert set(run["mae"]) == set(JOINT_NAMES)
 
 
 def test_scaling(tiny_checkpoint, tmp_path):
@@ -79,8 +81,8 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
     reference = (np.arange(20) / fps, values)
     on_time = (np.arange(20) / fps + 0.03, values)  # each action sent 30 ms into its period
     late = (np.arange(20) / fps + 0.13, values)  # one period late (the first action counts from the start)
-    assert bench.tracking_error(on_time, reference, fps, 1.5)["arm_mae_deg"] == 0.0
-    assert bench.tracking_error(late, reference, fps, 1.5)["arm_mae_deg"] == pytest.approx(14 / 15)
+    assert tracking_error(on_time, reference, fps, 1.5)["arm_mae_deg"] == 0.0
+    assert tracking_error(late, reference, fps, 1.5)["arm_mae_deg"] == pytest.approx(14 / 15)
 
 
 @pytest.mark.parametrize(
