@@ -1,6 +1,6 @@
 """Backends side by side: median latency (preprocessed inputs -> actions) and action error vs fp32 eager.
 
-    python benchmarks/bench_backends.py                          # CPU, small random checkpoint (made in /tmp)
+    python benchmarks/bench_backends.py                          # CPU, small random checkpoint (cached)
     python benchmarks/bench_backends.py --size full --out results/   # on a GPU: bf16 eager/compile/cuda-graph/TensorRT
 
 CPU rows: torch fp32 eager, compile (Inductor), ONNX Runtime fp32, ONNX Runtime INT8 (static quantization),
@@ -11,7 +11,6 @@ The error columns compare with fp32 eager on the same device, inputs and noise.
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -22,34 +21,10 @@ from pathlib import Path
 import torch
 
 from gr00t_fast.backends import example_inputs, fidelity
-from gr00t_fast.make_checkpoint import write_checkpoint
+from gr00t_fast.bench.common import checkpoint_path, environment, timed
 from gr00t_fast.model import load_model
 from gr00t_fast.model.quantize import quantize_linears
 from gr00t_fast.runtime import make_backend
-
-
-def machine_info() -> dict:
-    info = dict(python=platform.python_version(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
-                threads=torch.get_num_threads(), platform=platform.platform())
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    return info
-
-
-def timed_ms(backend, inputs: dict) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    backend(**inputs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
 
 
 def quantized(ckpt: Path, device: str, dtype: torch.dtype, mode: str, backend: str):
@@ -115,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     print("command:", shlex.join([sys.executable, *sys.argv]))
-    info = machine_info()
+    info = environment(torch.device(device))
     print("machine:", json.dumps(info))
 
-    scratch = Path(tempfile.mkdtemp(prefix="gr00t_fast_bench_"))
-    ckpt = Path(args.model_path) if args.model_path else write_checkpoint(scratch / args.size, args.size, seed=0)
+    scratch = Path(tempfile.mkdtemp(prefix="gr00t_fast_bench_"))  # exported graphs and engines of this run
+    ckpt = checkpoint_path(args.model_path, args.size)
     model, rows = candidates(args, ckpt, device, scratch)
     inputs = example_inputs(model.config, batch=args.batch, cameras=args.cameras, steps=args.steps, device=device,
                             dtype=model.dtype)
@@ -142,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     times = {name: [] for name in built}
     for _ in range(args.iters):  # ... then time them round-robin, so load changes hit every row alike
         for name, (backend, _, _) in built.items():
-            times[name].append(timed_ms(backend, inputs))
+            times[name].append(timed(lambda: backend(**inputs), torch.device(device))[0])
     print(f"\n{'backend':<44} {'median ms':>10} {'max |da|':>10} {'mean |da|':>10}")
     for name, (_, setup_s, error) in built.items():
         ms = statistics.median(times[name])

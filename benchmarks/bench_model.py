@@ -9,40 +9,16 @@ Prints a table and writes `model.json` into `--out`.
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from gr00t_fast.make_checkpoint import write_checkpoint
+from gr00t_fast.backends import SO100_EMBODIMENT_ID, example_inputs
+from gr00t_fast.bench.common import checkpoint_path, environment, timed
 from gr00t_fast.model import load_model
-
-CACHE = Path.home() / ".cache" / "gr00t_fast"
-
-
-def checkpoint_for(size: str) -> Path:
-    path = CACHE / f"bench_{size}"
-    if not (path / "model.safetensors.index.json").is_file():
-        write_checkpoint(path, size=size, seed=0, progress=True)
-    return path
-
-
-def time_ms(fn, reps: int, device: torch.device) -> list[float]:
-    out = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
 
 def peak_rss_of_loading(path: Path, dtype: str) -> dict:
     """Load in a fresh process (touching every weight) and report its peak RSS growth next to the weights."""
@@ -76,40 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench_out/model")
     args = ap.parse_args(argv)
 
-    path = Path(args.model_path) if args.model_path else checkpoint_for(args.size)
+    path = checkpoint_path(args.model_path, args.size)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    result = {"checkpoint": str(path), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-              "threads": args.threads, "python": platform.python_version(), "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(),
-              "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    torch.set_num_threads(args.threads)
+    result = {"checkpoint": str(path), "dtype": str(dtype).removeprefix("torch."), "environment": environment(device)}
     result["load"] = peak_rss_of_loading(path, "bfloat16" if args.size == "full" else "float32")
     if not args.load_rss_only:
-        torch.set_num_threads(args.threads)
         model = load_model(path, device=device, dtype=dtype)
-        cfg = model.config
-        gen = torch.Generator().manual_seed(0)
-        n_img, text = cfg.num_image_tokens, 35
-        ids = torch.randint(0, 100, (1, args.cameras * (n_img + 8) + text), generator=gen)
-        for k in range(args.cameras):
-            ids[0, 20 + k * (n_img + 8): 20 + k * (n_img + 8) + n_img] = cfg.image_token_index
-        ids = ids.to(device)
-        pixels = torch.randn(args.cameras, 3, cfg.image_size, cfg.image_size, generator=gen).to(device, dtype)
-        state = torch.randn(1, 1, cfg.max_state_dim, generator=gen).to(device, dtype)
-        noise = torch.randn(1, cfg.action_horizon, cfg.action_dim, generator=gen).to(device)
+        inputs = example_inputs(model.config, cameras=args.cameras, device=device, dtype=dtype)
+        ids, pixels, state, noise = (inputs[k] for k in ("input_ids", "pixel_values", "state", "noise"))
+        eid = SO100_EMBODIMENT_ID
         head = model.action_head
         with torch.inference_mode():
             feats = model.backbone(ids, None, pixels)
             stages = {
                 "backbone (vision + LLM)": lambda: model.backbone(ids, None, pixels),
                 "vlln + VL self-attention": lambda: head.encode_vl(feats),
-                "action head, 1 step": lambda: head.get_action(feats, state, 31, noise, 1),
-                "action head, 4 steps": lambda: head.get_action(feats, state, 31, noise, 4),
-                "whole sample, 4 steps": lambda: model(ids, None, pixels, state, 31, noise, 4),
+                "action head, 1 step": lambda: head.get_action(feats, state, eid, noise, 1),
+                "action head, 4 steps": lambda: head.get_action(feats, state, eid, noise, 4),
+                "whole sample, 4 steps": lambda: model(ids, None, pixels, state, eid, noise, 4),
             }
-            for fn in stages.values():  # warm-up
-                time_ms(fn, 2, device)
-            timings = {name: time_ms(fn, args.reps, device) for name, fn in stages.items()}
+            for fn in stages.values():  # warm-up: two calls each
+                for _ in range(2):
+                    timed(fn, device)
+            timings = {name: [timed(fn, device)[0] for _ in range(args.reps)] for name, fn in stages.items()}
         med = {name: statistics.median(t) for name, t in timings.items()}
         med["one denoising step (from 1 vs 4 steps)"] = (med["action head, 4 steps"] - med["action head, 1 step"]) / 3
         result["prompt_tokens"] = ids.shape[1]

@@ -17,6 +17,7 @@ from gr00t_fast.data_config import get_data_config
 from gr00t_fast.eagle_assets import find_eagle_dir
 from gr00t_fast.metadata import load_metadata
 from gr00t_fast.processor import Processor
+from gr00t_fast.runtime import synchronize
 from gr00t_fast.tokenizer import PromptTokenizer
 
 
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         inputs = processor(obs)
         tokenizer(inputs.instructions, len(config.video_keys))
-        if processor.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(processor.device)
         mid = time.perf_counter()
         processor.decode(pred, inputs.batched)
         return (mid - start) * 1e3, (time.perf_counter() - mid) * 1e3

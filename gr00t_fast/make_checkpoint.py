@@ -12,6 +12,8 @@ import argparse
 import copy
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -265,6 +267,26 @@ def write_checkpoint(
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return out
+
+
+def cache_dir() -> Path:
+    """gr00t-fast's cache: `$GR00T_FAST_CACHE`, default `~/.cache/gr00t_fast`."""
+    return Path(os.environ.get("GR00T_FAST_CACHE") or Path.home() / ".cache" / "gr00t_fast")
+
+
+def cached_checkpoint(name: str, size: str) -> Path:
+    """The random-weight `size` checkpoint `<cache>/<name>`, generated on first use (atomically: written beside,
+    then renamed, so concurrent first uses never see half a checkpoint)."""
+    path = cache_dir() / name
+    if not (path / "config.json").is_file():
+        print(f"generating a random-weight {size} checkpoint in {path} ...", flush=True)
+        tmp = path.with_name(f"{name}.tmp{os.getpid()}")
+        write_checkpoint(tmp, size=size, seed=0, progress=True)
+        try:
+            tmp.rename(path)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

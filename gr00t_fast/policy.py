@@ -11,7 +11,7 @@ import torch
 from gr00t_fast.data_config import DataConfig, get_data_config
 from gr00t_fast.metadata import EmbodimentMetadata, load_metadata
 from gr00t_fast.processor import Processor
-from gr00t_fast.runtime import make_backend
+from gr00t_fast.runtime import make_backend, synchronize
 from gr00t_fast.tokenizer import PromptTokenizer
 from gr00t_fast.torch_thread import torch_thread
 
@@ -119,10 +119,6 @@ class Gr00tPolicy:
         noise = torch.as_tensor(noise).to(self.device, torch.float32)
         return noise if batched else noise.unsqueeze(0)
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @torch_thread
     @torch.inference_mode()
     def get_action(self, observation: dict, *, noise=None, denoising_steps: int | None = None) -> dict[str, np.ndarray]:
@@ -139,7 +135,7 @@ class Gr00tPolicy:
         ids = ids.to(self.device)
         mask = None if bool(mask.all()) else mask.to(self.device)
         embodiment = torch.full((inputs.batch_size,), self.embodiment_id, dtype=torch.long, device=self.device)
-        self._sync()
+        synchronize(self.device)
         prepared = time.perf_counter()
         pred = self.backend(ids, mask, inputs.pixel_values, inputs.state, embodiment, noise, steps)
         decoded = time.perf_counter()

@@ -12,8 +12,6 @@ YAML config that the flags then override. With `--policy_host` the same loop dri
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,24 +56,11 @@ class RunConfig:
     telemetry_interval: float = 1.0  # seconds between live telemetry lines
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("GR00T_FAST_CACHE") or Path.home() / ".cache" / "gr00t_fast")
-
-
 def demo_checkpoint() -> Path:
     """The random-weight "small" demo checkpoint, generated on first use."""
-    from gr00t_fast.make_checkpoint import write_checkpoint
+    from gr00t_fast.make_checkpoint import cached_checkpoint
 
-    path = cache_dir() / "demo_small"
-    if not (path / "config.json").is_file():
-        print(f"generating the demo checkpoint (random weights) in {path} ...", flush=True)
-        tmp = path.with_name(f"demo_small.tmp{os.getpid()}")
-        write_checkpoint(tmp, size="small", seed=0, progress=True)
-        try:
-            tmp.rename(path)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return cached_checkpoint("demo_small", "small")
 
 
 def make_policy(cfg: RunConfig) -> Any:

@@ -19,6 +19,12 @@ def register_backend(name: str):
     return add
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU): call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Backend:
     """Shared state of backends. Subclasses implement `__call__(input_ids, attention_mask, pixel_values, state,
     embodiment_id, noise, num_steps) -> (B, horizon, max_action_dim)` and fill `last_timings` (ms per part)."""
@@ -29,8 +35,7 @@ class Backend:
         self.last_timings: dict[str, float] = {}
 
     def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
 
 @register_backend("torch")

@@ -15,13 +15,11 @@ import torch
 from gr00t_fast.backends import GraphBackend, missing_gpu_stack
 from gr00t_fast.export.onnx import sampler_name
 
-DEFAULT_CACHE = Path.home() / ".cache" / "gr00t_fast" / "tensorrt"
-
 
 class TensorRTBackend(GraphBackend):
     def __init__(self, model: torch.nn.Module, engine_dir: str | Path | None = None, model_path: str | Path | None = None,
                  precision: str = "bf16", data_config: str = "so100", batch: tuple[int, int, int] = (1, 1, 1),
-                 cache_dir: str | Path = DEFAULT_CACHE):
+                 cache_dir: str | Path | None = None):
         missing_gpu_stack("backend 'tensorrt'", needs_tensorrt=True)
         import tensorrt as trt
 
@@ -32,8 +30,10 @@ class TensorRTBackend(GraphBackend):
             if model_path is None:
                 raise ValueError("backend 'tensorrt' needs engine_dir= (from `gr00t-fast export tensorrt`) or model_path=")
             from gr00t_fast.export.tensorrt import build_engines
+            from gr00t_fast.make_checkpoint import cache_dir as gr00t_cache
 
-            engine_dir = build_engines(model_path, Path(cache_dir) / f"{data_config}_{precision}_b{batch[-1]}",
+            cache = Path(cache_dir) if cache_dir else gr00t_cache() / "tensorrt"
+            engine_dir = build_engines(model_path, cache / f"{data_config}_{precision}_b{batch[-1]}",
                                        data_config=data_config, batch=batch, precision=precision)
         self.engine_dir = Path(engine_dir)
         manifest_path = self.engine_dir / "manifest.json"

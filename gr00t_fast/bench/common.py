@@ -7,7 +7,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 
 from gr00t_fast.control import ControlConfig, ControlLoop, joint_dict
 from gr00t_fast.robot.base import ACTION_KEYS
+from gr00t_fast.runtime import synchronize
 from gr00t_fast.telemetry import summarize
 
 BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
@@ -92,19 +92,9 @@ def checkpoint_path(model_path: str | None, size: str) -> Path:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model_path {path} is not a checkpoint directory (no config.json)")
         return path
-    from gr00t_fast.make_checkpoint import write_checkpoint
-    from gr00t_fast.runner import cache_dir
+    from gr00t_fast.make_checkpoint import cached_checkpoint
 
-    path = cache_dir() / f"bench_{size}"
-    if not (path / "config.json").is_file():
-        print(f"generating a random-weight {size} checkpoint in {path} ...", flush=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        write_checkpoint(tmp, size=size, seed=0, progress=True)
-        try:
-            tmp.rename(path)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return cached_checkpoint(f"bench_{size}", size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,12 +112,10 @@ def stats_ms(values: Sequence[float]) -> dict[str, float]:
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     """(ms, result) of one call, the device synchronized before both clock reads."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     result = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) * 1e3, result
 
 
