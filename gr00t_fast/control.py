@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from gr00t_fast.data_config import LANGUAGE_KEY
+from gr00t_fast.processor import resize_frame
 from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError
 from gr00t_fast.telemetry import StepRecord
 
@@ -129,9 +129,7 @@ def to_policy_observation(
         if frame is None:
             raise CameraError(f"camera {cam!r} returned no frame")
         size = (video_resolution or {}).get(key)
-        if size is not None and (frame.shape[1], frame.shape[0]) != tuple(size):
-            frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
-        out[key] = frame[None]
+        out[key] = (frame if size is None else resize_frame(frame, tuple(size)))[None]
     return out
 
 

@@ -93,6 +93,19 @@ def transform_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     return (u8.permute(1, 3, 0, 2).to(torch.float32) - 127.5) / 127.5
 
 
+def _interpolation(frame: np.ndarray, width: int, height: int) -> str:
+    return "INTER_AREA" if frame.shape[0] >= height and frame.shape[1] >= width else "INTER_LINEAR"
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) frame resized to `size` (W, H): OpenCV area interpolation when shrinking, bilinear otherwise."""
+    width, height = size
+    if frame.shape[:2] == (height, width):
+        return frame
+    interp = getattr(cv2, _interpolation(frame, width, height))
+    return cv2.resize(frame, (width, height), interpolation=interp)
+
+
 class Processor:
     """Turns Isaac-format observations into model inputs and normalized actions back into `action.<key>` arrays."""
 
@@ -204,15 +217,11 @@ class Processor:
         width, height = self.video_resolution[key]
         if frames.shape[1:3] == (height, width):
             return frames
-        shrink = frames.shape[1] >= height and frames.shape[2] >= width
         if key not in self._warned:
             self._warned.add(key)
-            log.warning(
-                "%s: frames are %dx%d, the checkpoint was trained on %dx%d; resizing them (OpenCV %s)",
-                key, frames.shape[2], frames.shape[1], width, height, "INTER_AREA" if shrink else "INTER_LINEAR",
-            )
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
+            log.warning("%s: frames are %dx%d, the checkpoint was trained on %dx%d; resizing them (OpenCV %s)",
+                        key, frames.shape[2], frames.shape[1], width, height, _interpolation(frames[0], width, height))
+        return np.stack([resize_frame(f, (width, height)) for f in frames])
 
     def pixel_values(self, obs: dict, batch: int) -> torch.Tensor:
         """(B*V, 3, S, S) in the model dtype on the model device, ordered sample, then camera."""

@@ -2,6 +2,7 @@
 
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ from gr00t_fast.control import (
     ControlConfig,
     ControlLoop,
     chunk_to_actions,
+    joint_dict,
     resolve_camera_map,
     to_policy_observation,
 )
@@ -258,3 +260,12 @@ def test_sigterm_stops_after_the_current_step():
         records = loop.run(duration=10.0)
     assert len(records) == 4 and loop.stop_reason == "stop requested" and "SIGTERM" in errors[0]
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize("size, interpolation", [((32, 24), cv2.INTER_AREA), ((320, 240), cv2.INTER_LINEAR)])
+def test_loop_resizes_frames_like_the_processor(size, interpolation):
+    """Shrinking uses area interpolation, enlarging bilinear: the same rule as the policy's own auto-resize."""
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    obs = to_policy_observation({**joint_dict(np.zeros(6)), "front": frame}, {"front": "video.webcam"}, "pick",
+                                {"video.webcam": size})
+    np.testing.assert_array_equal(obs["video.webcam"][0], cv2.resize(frame, size, interpolation=interpolation))
