@@ -42,11 +42,13 @@ def longest_freeze_ms(records: Sequence[StepRecord]) -> float:
     return float(np.diff(t).max() * 1e3) if len(t) > 1 else 0.0
 
 
-def _stats(values: Sequence[float]) -> dict[str, float]:
+def stats_ms(values: Sequence[float]) -> dict[str, float]:
+    """Mean / median / min / max / std / p90 of a list of milliseconds (NaN when empty)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
-        return {"mean": float("nan"), "median": float("nan"), "min": float("nan"), "max": float("nan")}
-    return {"mean": float(v.mean()), "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+        return {k: float("nan") for k in ("mean", "median", "min", "max", "std", "p90")}
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
+            "std": float(v.std()), "p90": float(np.percentile(v, 90))}
 
 
 def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
@@ -54,7 +56,7 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
     loop = [r.loop_ms for r in records]
     periods = control_periods_ms(records)
     inference = [r.inference_ms for r in records if r.inference_ms is not None]
-    step = _stats(loop)
+    step = stats_ms(loop)
     return {
         "steps": len(records),
         "refills": sum(r.refill for r in records),
@@ -63,13 +65,13 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
         "step_median_ms": step["median"],
         "step_min_ms": step["min"],
         "step_max_ms": step["max"],
-        "nonrefill_mean_ms": _stats([r.loop_ms for r in records if not r.refill])["mean"],
-        "refill_mean_ms": _stats([r.loop_ms for r in records if r.refill])["mean"],
+        "nonrefill_mean_ms": stats_ms([r.loop_ms for r in records if not r.refill])["mean"],
+        "refill_mean_ms": stats_ms([r.loop_ms for r in records if r.refill])["mean"],
         "period_p50_ms": float(np.percentile(periods, 50)) if periods.size else float("nan"),
         "period_p99_ms": float(np.percentile(periods, 99)) if periods.size else float("nan"),
         "longest_freeze_ms": longest_freeze_ms(records),
         "inferences": len(inference),
-        "inference_mean_ms": _stats(inference)["mean"],
+        "inference_mean_ms": stats_ms(inference)["mean"],
     }
 
 

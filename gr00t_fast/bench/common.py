@@ -19,7 +19,7 @@ import torch
 from gr00t_fast.control import ControlConfig, ControlLoop, joint_dict
 from gr00t_fast.robot.base import ACTION_KEYS
 from gr00t_fast.runtime import synchronize
-from gr00t_fast.telemetry import summarize
+from gr00t_fast.telemetry import stats_ms, summarize
 
 BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
 SERVER_TIMEOUT_MS = 600_000
@@ -99,15 +99,6 @@ def checkpoint_path(model_path: str | None, size: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Statistics and timing
-
-
-def stats_ms(values: Sequence[float]) -> dict[str, float]:
-    """Mean / median / min / max / std / p90 of a list of milliseconds (NaN when empty)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return {k: float("nan") for k in ("mean", "median", "min", "max", "std", "p90")}
-    return {"mean": float(v.mean()), "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
-            "std": float(v.std()), "p90": float(np.percentile(v, 90))}
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
