@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.data_config import get_data_config
-from gr00t_fast.eagle_assets import find_eagle_dir
+from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.metadata import load_metadata
 from gr00t_fast.processor import Processor
 from gr00t_fast.runtime import synchronize
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     metadata = load_metadata(checkpoint, "new_embodiment")
     config = get_data_config(args.data_config, metadata.modalities)
     processor = Processor(config, metadata, max_state_dim=64, max_action_dim=32, device=args.device)
-    tokenizer = PromptTokenizer(find_eagle_dir(checkpoint), 256)
+    tokenizer = PromptTokenizer.for_model(Gr00tConfig.from_checkpoint(checkpoint))
     rng = np.random.default_rng(0)
     obs = {k: rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8) for k, (w, h) in processor.video_resolution.items()}
     obs.update({k: rng.uniform(-50, 50, (1, d)) for k, d in processor.state_dims.items()})

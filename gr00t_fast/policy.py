@@ -233,17 +233,7 @@ def load_policy(
     if quantize is not None:
         quantize_linears(model, quantize)
     cfg = model.config
-    if cfg.eagle_dir is None:
-        raise ValueError(
-            f"no Eagle asset folder (tokenizer) for {model_path}: pass eagle_path=... "
-            "or place eagle2_hg_model/ in the checkpoint"
-        )
-    tokenizer = PromptTokenizer(cfg.eagle_dir, cfg.num_image_tokens)
-    if tokenizer.image_token_id != cfg.image_token_index:
-        raise ValueError(
-            f"{cfg.eagle_dir}: <IMG_CONTEXT> has id {tokenizer.image_token_id}, "
-            f"the model expects image_token_index {cfg.image_token_index}"
-        )
+    tokenizer = PromptTokenizer.for_model(cfg)
     processor = Processor(
         config,
         metadata,

@@ -1,11 +1,17 @@
 """The N1.5 prompt and its Qwen2-style byte-level BPE tokenization, built from the Eagle asset files."""
 
+from __future__ import annotations
+
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+if TYPE_CHECKING:
+    from gr00t_fast.model.config import Gr00tConfig
 
 SYSTEM_PROMPT = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 IMAGE_TOKEN = "<IMG_CONTEXT>"
@@ -58,6 +64,18 @@ class PromptTokenizer:
         if self.pad_id is None or self.image_token_id is None:
             raise ValueError(f"{eagle_dir}: tokenizer lacks {PAD_TOKEN} or {IMAGE_TOKEN}")
         self.encode = lru_cache(maxsize=cache_size)(self._encode)
+
+    @classmethod
+    def for_model(cls, config: "Gr00tConfig") -> "PromptTokenizer":
+        """The tokenizer of a model's Eagle assets, checked to put images where the model expects them."""
+        if config.eagle_dir is None:
+            raise ValueError("no Eagle asset folder (tokenizer) for this checkpoint: pass eagle_path=... "
+                             "or place eagle2_hg_model/ in the checkpoint")
+        tokenizer = cls(config.eagle_dir, config.num_image_tokens)
+        if tokenizer.image_token_id != config.image_token_index:
+            raise ValueError(f"{config.eagle_dir}: {IMAGE_TOKEN} has id {tokenizer.image_token_id}, "
+                             f"the model expects image_token_index {config.image_token_index}")
+        return tokenizer
 
     def _encode(self, instruction: str, n_cameras: int) -> tuple[int, ...]:
         prompt = build_prompt(instruction, n_cameras, self.n_image_tokens)

@@ -81,3 +81,16 @@ def test_encode_is_cached(real_tokenizer):
     first = real_tokenizer.encode("Fold the napkin.", 1)
     assert real_tokenizer.encode("Fold the napkin.", 1) is first
     assert real_tokenizer.encode.cache_info().hits >= 1
+
+
+def test_for_model_checks_the_assets(tiny_checkpoint):
+    import dataclasses
+
+    from gr00t_fast.model import Gr00tConfig
+
+    config = Gr00tConfig.from_checkpoint(tiny_checkpoint)
+    assert PromptTokenizer.for_model(config).image_token_id == config.image_token_index
+    with pytest.raises(ValueError, match="no Eagle asset folder"):
+        PromptTokenizer.for_model(dataclasses.replace(config, eagle_dir=None))
+    with pytest.raises(ValueError, match="the model expects image_token_index 7"):
+        PromptTokenizer.for_model(dataclasses.replace(config, image_token_index=7))

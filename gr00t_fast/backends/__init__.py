@@ -11,11 +11,12 @@ from typing import Callable
 
 import torch
 
+from gr00t_fast.metadata import EMBODIMENT_IDS
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.runtime import Backend
 
 DEFAULT_INSTRUCTION = "Pick up the red cube and put it in the box."
-SO100_EMBODIMENT_ID = 31  # `new_embodiment` in N1.5's embodiment-tag table
+SO100_EMBODIMENT_ID = EMBODIMENT_IDS["new_embodiment"]
 
 Inputs = dict[str, torch.Tensor | int]
 
@@ -36,13 +37,7 @@ def example_inputs(
     `instructions` (one per sample, left-padded when their lengths differ) overrides `batch`."""
     from gr00t_fast.tokenizer import PromptTokenizer
 
-    if config.eagle_dir is None:
-        raise ValueError("example_inputs needs the Eagle tokenizer files: the model config has no eagle_dir")
-    tokenizer = PromptTokenizer(config.eagle_dir, config.num_image_tokens)
-    if tokenizer.image_token_id != config.image_token_index:
-        raise ValueError(
-            f"tokenizer image token id {tokenizer.image_token_id} != model image_token_index {config.image_token_index}"
-        )
+    tokenizer = PromptTokenizer.for_model(config)
     texts = instructions or [DEFAULT_INSTRUCTION] * batch
     batch = len(texts)
     input_ids, attention_mask = tokenizer(texts, cameras)

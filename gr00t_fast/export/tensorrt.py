@@ -36,9 +36,7 @@ def prompt_length_range(config: Gr00tConfig, cameras: int, margin: int = INSTRUC
     typical one, and the empty one plus `margin` instruction tokens (1 camera at full size: ~291 + instruction)."""
     from gr00t_fast.tokenizer import PromptTokenizer
 
-    if config.eagle_dir is None:
-        raise ValueError("prompt lengths need the Eagle tokenizer files: the model config has no eagle_dir")
-    tokenizer = PromptTokenizer(config.eagle_dir, config.num_image_tokens)
+    tokenizer = PromptTokenizer.for_model(config)
     shortest = len(tokenizer.encode("", cameras))
     typical = len(tokenizer.encode(DEFAULT_INSTRUCTION, cameras))
     return shortest, max(shortest, typical), shortest + margin
