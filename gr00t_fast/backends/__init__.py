@@ -93,6 +93,14 @@ def merge_image_embeddings(
     return embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds.to(embeds.dtype))
 
 
+def explicit_mask_and_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, embodiment_id):
+    """The exported graphs take an explicit (B, L) mask and a (B,) embodiment tensor: fill in None / an int."""
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    if isinstance(embodiment_id, int):
+        embodiment_id = torch.full((input_ids.shape[0],), embodiment_id, dtype=torch.long, device=input_ids.device)
+    return mask, embodiment_id
+
+
 class GraphBackend(Backend):
     """Runs the exported graphs in order: vision -> image/token merge -> llm -> vl -> sampler (N steps).
 
@@ -112,10 +120,7 @@ class GraphBackend(Backend):
 
     def __call__(self, input_ids, attention_mask, pixel_values, state, embodiment_id, noise, num_steps) -> torch.Tensor:
         sampler = self.ensure_sampler(num_steps)
-        B = input_ids.shape[0]
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        if isinstance(embodiment_id, int):
-            embodiment_id = torch.full((B,), embodiment_id, dtype=torch.long, device=input_ids.device)
+        mask, embodiment_id = explicit_mask_and_ids(input_ids, attention_mask, embodiment_id)
         start = time.perf_counter()
         image = self.run("vision", pixel_values=pixel_values)
         embeds = merge_image_embeddings(self.token_embeddings, input_ids, image, self.config.image_token_index)

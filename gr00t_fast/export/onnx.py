@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gr00t_fast.backends import Inputs, merge_image_embeddings
+from gr00t_fast.backends import Inputs, explicit_mask_and_ids, merge_image_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,9 @@ def graph_inputs(model: nn.Module, inputs: Inputs) -> dict[str, dict[str, torch.
     image = VisionGraph(model)(pixels)
     table = eagle.language_model.model.embed_tokens.weight
     embeds = merge_image_embeddings(table, inputs["input_ids"], image, cfg.image_token_index)
-    mask = inputs["attention_mask"]
-    mask = torch.ones_like(inputs["input_ids"]) if mask is None else mask
+    mask, emb = explicit_mask_and_ids(inputs["input_ids"], inputs["attention_mask"], inputs["embodiment_id"])
     features = eagle.language_model.model(embeds, mask)
     vl = head.encode_vl(features)
-    emb = inputs["embodiment_id"]
-    if isinstance(emb, int):
-        emb = torch.full((inputs["input_ids"].shape[0],), emb, dtype=torch.long, device=vl.device)
     return {
         "vision": {"pixel_values": pixels},
         "llm": {"inputs_embeds": embeds, "attention_mask": mask},
