@@ -30,7 +30,7 @@ import numpy as np
 
 from gr00t_fast.data_config import LANGUAGE_KEY
 from gr00t_fast.processor import resize_frame
-from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError
+from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, joint_dict, joint_vector
 from gr00t_fast.telemetry import StepRecord
 
 MODES = ("sync", "async")
@@ -96,18 +96,6 @@ def resolve_camera_map(
     if missing:
         raise ValueError(f"camera_map {camera_map} leaves policy video keys {sorted(missing)} without a camera")
     return mapping
-
-
-def joint_vector(values: dict[str, float]) -> np.ndarray:
-    """Joint positions in JOINT_NAMES order from `<joint>.pos` keys."""
-    missing = [key for key in ACTION_KEYS if key not in values]
-    if missing:
-        raise ValueError(f"robot values miss {missing}; got keys {sorted(values)}")
-    return np.array([values[key] for key in ACTION_KEYS], dtype=np.float64)
-
-
-def joint_dict(vector: np.ndarray) -> dict[str, float]:
-    return {key: float(v) for key, v in zip(ACTION_KEYS, vector)}
 
 
 def to_policy_observation(

@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from gr00t_fast.control import ControlConfig, ControlLoop, joint_dict
-from gr00t_fast.robot.base import ACTION_KEYS
+from gr00t_fast.control import ControlConfig, ControlLoop
+from gr00t_fast.robot.base import ACTION_KEYS, joint_dict
 from gr00t_fast.runtime import synchronize
 from gr00t_fast.telemetry import stats_ms, summarize
 

@@ -68,6 +68,19 @@ class So100Features:
         return {key: float for key in ACTION_KEYS}
 
 
+def joint_vector(values: dict[str, float]) -> np.ndarray:
+    """Joint positions in JOINT_NAMES order from `<joint>.pos` keys."""
+    missing = [key for key in ACTION_KEYS if key not in values]
+    if missing:
+        raise ValueError(f"robot values miss {missing}; got keys {sorted(values)}")
+    return np.array([values[key] for key in ACTION_KEYS], dtype=np.float64)
+
+
+def joint_dict(vector: np.ndarray) -> dict[str, float]:
+    """`<joint>.pos` keys from joint positions in JOINT_NAMES order."""
+    return {key: float(v) for key, v in zip(ACTION_KEYS, vector)}
+
+
 def check_action(action: dict[str, float]) -> dict[str, float]:
     """Validate an action dict: known `"<joint>.pos"` keys only, finite numbers. Returns it as plain floats."""
     unknown = sorted(set(action) - set(ACTION_KEYS))

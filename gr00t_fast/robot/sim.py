@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gr00t_fast.robot.base import (
-    ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits,
+    ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits, joint_dict,
 )
 from gr00t_fast.robot.config import SimSO100Config
 
@@ -226,7 +226,7 @@ class SimSO100(So100Features):
     def get_observation(self) -> dict[str, float | np.ndarray]:
         with self._lock:
             self._require_connected()
-            obs: dict[str, float | np.ndarray] = dict(zip(ACTION_KEYS, self._joint_positions().tolist()))
+            obs: dict[str, float | np.ndarray] = joint_dict(self._joint_positions())
             snapshot = copy.copy(self._data)  # render this instant while send_action goes on
             frames = self._render_thread.submit(self._render_all, snapshot)
         obs.update(frames.result())
@@ -236,7 +236,7 @@ class SimSO100(So100Features):
         """Joint positions only, without rendering the cameras (the control loop's cheap per-step read)."""
         with self._lock:
             self._require_connected()
-            return dict(zip(ACTION_KEYS, self._joint_positions().tolist()))
+            return joint_dict(self._joint_positions())
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
         goal = check_action(action)
@@ -245,7 +245,7 @@ class SimSO100(So100Features):
             goal = clip_to_limits(goal, self.joint_limits)
             step = self.config.max_relative_target
             if step is not None:
-                present = dict(zip(ACTION_KEYS, self._joint_positions().tolist()))
+                present = joint_dict(self._joint_positions())
                 goal = {key: min(max(value, present[key] - step), present[key] + step) for key, value in goal.items()}
             self._target.update(goal)
             self._data.ctrl[self._ctrl_ids] = self._to_radians(np.array([self._target[key] for key in ACTION_KEYS]))
