@@ -9,7 +9,7 @@
 
 import sys
 
-from gr00t_fast.runner import main
+from gr00t_fast.control.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

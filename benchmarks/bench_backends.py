@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from gr00t_fast.backends import example_inputs, fidelity
-from gr00t_fast.bench.common import checkpoint_path, environment, timed
+from gr00t_fast.dev.bench.common import checkpoint_path, environment, timed
 from gr00t_fast.model import load_model
 from gr00t_fast.model.quantize import quantize_linears
-from gr00t_fast.runtime import make_backend
+from gr00t_fast.backends.base import make_backend
 
 
 def quantized(ckpt: Path, device: str, dtype: torch.dtype, mode: str, backend: str):

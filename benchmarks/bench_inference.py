@@ -8,7 +8,7 @@ Same as `gr00t-fast bench inference`; see `gr00t_fast/bench/` and benchmarks/REA
 
 import sys
 
-from gr00t_fast.bench import main
+from gr00t_fast.dev.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(["inference", *sys.argv[1:]]))

@@ -7,7 +7,7 @@ Same as `gr00t-fast bench loop`; see `gr00t_fast/bench/` and benchmarks/README.m
 
 import sys
 
-from gr00t_fast.bench import main
+from gr00t_fast.dev.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(["loop", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from gr00t_fast.backends import SO100_EMBODIMENT_ID, example_inputs
-from gr00t_fast.bench.common import checkpoint_path, environment, timed
+from gr00t_fast.dev.bench.common import checkpoint_path, environment, timed
 from gr00t_fast.model import load_model
 
 def peak_rss_of_loading(path: Path, dtype: str) -> dict:

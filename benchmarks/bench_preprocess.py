@@ -13,12 +13,12 @@ import time
 import numpy as np
 import torch
 
-from gr00t_fast.data_config import get_data_config
+from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.metadata import load_metadata
-from gr00t_fast.processor import Processor
-from gr00t_fast.runtime import synchronize
-from gr00t_fast.tokenizer import PromptTokenizer
+from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.processor import Processor
+from gr00t_fast.backends.base import synchronize
+from gr00t_fast.policy.tokenizer import PromptTokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from gr00t_fast.make_checkpoint import write_checkpoint
+        from gr00t_fast.dev.make_checkpoint import write_checkpoint
 
         checkpoint = tempfile.mkdtemp(prefix="gr00t_bench_")
         write_checkpoint(checkpoint, size="tiny", seed=0, progress=False)

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                          **remote_round_trip(args.host, args.port, observation, fmt, args.repeats, args.api_token)})
     else:
         from gr00t_fast import load_policy
-        from gr00t_fast.make_checkpoint import write_checkpoint
+        from gr00t_fast.dev.make_checkpoint import write_checkpoint
 
         with tempfile.TemporaryDirectory() as tmp:
             models = {"checkpoint": args.checkpoint} if args.checkpoint else {size: Path(tmp) / size for size in args.sizes}

@@ -5,11 +5,11 @@ import sys
 
 # subcommand -> (module, help). Each module exposes `main(argv: list[str] | None) -> int | None`.
 COMMANDS = {
-    "run": ("gr00t_fast.runner", "drive a real or simulated SO-100 with the policy in-process"),
+    "run": ("gr00t_fast.control.run", "drive a real or simulated SO-100 with the policy in-process"),
     "serve": ("gr00t_fast.serve.server", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
-    "make-checkpoint": ("gr00t_fast.make_checkpoint", "write a random-weight checkpoint in the official layout"),
+    "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
-    "bench": ("gr00t_fast.bench", "benchmark inference, the control loop and scaling"),
+    "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),
 }
 
 

@@ -19,7 +19,7 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight tiny checkpoint in the official layout (built once per test session)."""
-    from gr00t_fast.make_checkpoint import write_checkpoint
+    from gr00t_fast.dev.make_checkpoint import write_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     write_checkpoint(out, size="tiny", seed=0, progress=False)

@@ -6,7 +6,7 @@ import torch
 from gr00t_fast.backends import example_inputs, fidelity, merge_image_embeddings
 from gr00t_fast.backends.cuda_graph import signature
 from gr00t_fast.model import load_model
-from gr00t_fast.runtime import make_backend
+from gr00t_fast.backends.base import make_backend
 
 
 @pytest.fixture(scope="module")

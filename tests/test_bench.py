@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from gr00t_fast import bench
-from gr00t_fast.bench.loop import LOOP_METHODS, tracking_error
+from gr00t_fast.dev import bench
+from gr00t_fast.dev.bench.loop import LOOP_METHODS, tracking_error
 from gr00t_fast.robot.base import JOINT_NAMES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gr00t_fast.control import (
+from gr00t_fast.control.loop import (
     ActionQueue,
     ControlConfig,
     ControlLoop,
@@ -15,10 +15,10 @@ from gr00t_fast.control import (
     resolve_camera_map,
     to_policy_observation,
 )
-from gr00t_fast.data_config import DATA_CONFIGS
+from gr00t_fast.policy.data_config import DATA_CONFIGS
 from gr00t_fast.robot import JOINT_NAMES
 from gr00t_fast.robot.base import CameraError
-from gr00t_fast.telemetry import format_summary, load_records, StepRecorder, summarize
+from gr00t_fast.control.telemetry import format_summary, load_records, StepRecorder, summarize
 
 FRAME_VALUE = 7
 
@@ -231,7 +231,7 @@ def test_stop_finishes_the_step(tmp_path):
 
 
 def test_summary_statistics():
-    from gr00t_fast.telemetry import StepRecord
+    from gr00t_fast.control.telemetry import StepRecord
 
     def rec(step, t, refill=False, hold=False, loop_ms=1.0):
         return StepRecord(step, t, [], [], refill, hold, 50.0 if refill else None, loop_ms, 0)
@@ -250,7 +250,7 @@ def test_sigterm_stops_after_the_current_step():
     import os
     import signal
 
-    from gr00t_fast.control import stop_on_signals
+    from gr00t_fast.control.loop import stop_on_signals
 
     robot = FakeRobot()
     loop, errors = make_loop(robot, FakePolicy(clock_plan), fps=100)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gr00t_fast.make_checkpoint import main as make_checkpoint_main
+from gr00t_fast.dev.make_checkpoint import main as make_checkpoint_main
 from gr00t_fast.model import CheckpointError, load_model
 from gr00t_fast.model.config import Gr00tConfig
 
@@ -124,7 +124,7 @@ def test_make_checkpoint_cli(tmp_path, capsys):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from gr00t_fast.make_checkpoint import write_checkpoint
+    from gr00t_fast.dev.make_checkpoint import write_checkpoint
 
     a = all_tensors(write_checkpoint(tmp_path / "a", "tiny", seed=1, progress=False))
     b = all_tensors(write_checkpoint(tmp_path / "b", "tiny", seed=1, progress=False))

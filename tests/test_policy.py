@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from gr00t_fast.policy import cli_load_options, load_policy
-from gr00t_fast.runtime import make_backend
+from gr00t_fast.policy.policy import cli_load_options, load_policy
+from gr00t_fast.backends.base import make_backend
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_unknown_backend(policy):
 
 
 def test_cli_load_options_map_backend_dir():
-    from gr00t_fast.runner import RunConfig
+    from gr00t_fast.control.run import RunConfig
     from gr00t_fast.serve.server import build_parser
 
     args = build_parser().parse_args(["--model-path", "ckpt", "--backend", "onnxruntime", "--backend-dir", "out/onnx"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gr00t_fast.data_config import DATA_CONFIGS, DataConfig, get_data_config
-from gr00t_fast.metadata import load_metadata
-from gr00t_fast.processor import Processor, center_crop_box, transform_frames
+from gr00t_fast.policy.data_config import DATA_CONFIGS, DataConfig, get_data_config
+from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.processor import Processor, center_crop_box, transform_frames
 
 ARM_MIN, ARM_MAX = [-90.0, -95.0, -100.0, -90.0, -98.0], [90.0, 98.0, 97.0, 102.0, 95.0]
 
@@ -108,7 +108,7 @@ def test_transform_frames_matches_independent_reference():
 
 def test_auto_resize_warns_once_per_camera(processor, caplog):
     obs = observation(size=(240, 320))
-    with caplog.at_level(logging.WARNING, logger="gr00t_fast.processor"):
+    with caplog.at_level(logging.WARNING, logger="gr00t_fast.policy.processor"):
         first = processor(obs)
         processor(obs)
     assert len([r for r in caplog.records if "video.webcam" in r.getMessage()]) == 1

@@ -8,8 +8,8 @@ import torch
 from gr00t_fast.backends import example_inputs, fidelity
 from gr00t_fast.model import load_model
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
-from gr00t_fast.policy import load_policy
-from gr00t_fast.runtime import make_backend
+from gr00t_fast.policy.policy import load_policy
+from gr00t_fast.backends.base import make_backend
 
 
 def dequantized_reference(linear: torch.nn.Linear, x: torch.Tensor, mode: str) -> torch.Tensor:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr00t_fast import runner
+from gr00t_fast.control import run as runner
 from gr00t_fast.robot import OpenCVCameraConfig, SimSO100Config, SO100FollowerConfig
-from gr00t_fast.telemetry import load_records, summarize
+from gr00t_fast.control.telemetry import load_records, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 SIM_FLAGS = ["--robot.type=so100_sim", "--robot.cameras={front: {type: sim, width: 160, height: 120}}"]
@@ -62,7 +62,7 @@ def test_yaml_configs_load_and_flags_override_them(name):
 
 
 def test_demo_checkpoint_is_generated_once(tmp_path, monkeypatch):
-    import gr00t_fast.make_checkpoint as make_checkpoint
+    import gr00t_fast.dev.make_checkpoint as make_checkpoint
 
     calls = []
 

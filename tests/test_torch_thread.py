@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from gr00t_fast.policy import load_policy
-from gr00t_fast.torch_thread import on_torch_thread, run_on_torch_thread
+from gr00t_fast.policy.policy import load_policy
+from gr00t_fast.policy.torch_thread import on_torch_thread, run_on_torch_thread
 
 
 def test_runs_on_one_thread_reentrantly_and_propagates_errors():

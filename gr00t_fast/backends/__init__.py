@@ -1,7 +1,7 @@
 """Accelerated backends (compile, cuda-graph, onnxruntime, tensorrt) and the helpers they share.
 
 Every backend is a callable `(input_ids, attention_mask, pixel_values, state, embodiment_id, noise, num_steps)
--> (B, horizon, max_action_dim)` registered in `gr00t_fast.runtime`. `fidelity` compares any of them with the
+-> (B, horizon, max_action_dim)` registered in `gr00t_fast.backends.base`. `fidelity` compares any of them with the
 fp32 eager model on the same inputs and noise; `example_inputs` builds such inputs from the real prompt layout.
 """
 
@@ -11,9 +11,9 @@ from typing import Callable
 
 import torch
 
-from gr00t_fast.metadata import EMBODIMENT_IDS
+from gr00t_fast.policy.metadata import EMBODIMENT_IDS
 from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.runtime import Backend
+from gr00t_fast.backends.base import Backend
 
 DEFAULT_INSTRUCTION = "Pick up the red cube and put it in the box."
 SO100_EMBODIMENT_ID = EMBODIMENT_IDS["new_embodiment"]
@@ -35,7 +35,7 @@ def example_inputs(
     """Model inputs with the exact N1.5 prompt layout (tokenized with the checkpoint's Eagle tokenizer),
     random pixels in [-1, 1], random normalized state and noise: keyword arguments of any backend.
     `instructions` (one per sample, left-padded when their lengths differ) overrides `batch`."""
-    from gr00t_fast.tokenizer import PromptTokenizer
+    from gr00t_fast.policy.tokenizer import PromptTokenizer
 
     tokenizer = PromptTokenizer.for_model(config)
     texts = instructions or [DEFAULT_INSTRUCTION] * batch

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from gr00t_fast.runtime import Backend
+from gr00t_fast.backends.base import Backend
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from gr00t_fast.backends import missing_gpu_stack
-from gr00t_fast.runtime import Backend
+from gr00t_fast.backends.base import Backend
 
 ARG_NAMES = ("input_ids", "attention_mask", "pixel_values", "state", "embodiment_id", "noise")
 

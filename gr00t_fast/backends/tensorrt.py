@@ -30,7 +30,7 @@ class TensorRTBackend(GraphBackend):
             if model_path is None:
                 raise ValueError("backend 'tensorrt' needs engine_dir= (from `gr00t-fast export tensorrt`) or model_path=")
             from gr00t_fast.export.tensorrt import build_engines
-            from gr00t_fast.make_checkpoint import cache_dir as gr00t_cache
+            from gr00t_fast.dev.make_checkpoint import cache_dir as gr00t_cache
 
             cache = Path(cache_dir) if cache_dir else gr00t_cache() / "tensorrt"
             engine_dir = build_engines(model_path, cache / f"{data_config}_{precision}_b{batch[-1]}",

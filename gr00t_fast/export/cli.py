@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from gr00t_fast.backends import example_inputs, missing_gpu_stack
-from gr00t_fast.data_config import get_data_config
+from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 
 

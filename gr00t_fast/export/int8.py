@@ -77,7 +77,7 @@ def quantize_graphs(
 def action_error(model: torch.nn.Module, int8_dir: str | Path, inputs: Inputs) -> dict:
     """Max/mean absolute action difference of the INT8 graphs (ONNX Runtime) against fp32 eager PyTorch."""
     from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
-    from gr00t_fast.runtime import TorchBackend
+    from gr00t_fast.backends.base import TorchBackend
 
     return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), inputs)
 

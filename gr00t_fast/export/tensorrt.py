@@ -34,7 +34,7 @@ Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max)
 def prompt_length_range(config: Gr00tConfig, cameras: int, margin: int = INSTRUCTION_MARGIN) -> tuple[int, int, int]:
     """(min, opt, max) prompt tokens for `cameras` images: the prompt with an empty instruction, with a
     typical one, and the empty one plus `margin` instruction tokens (1 camera at full size: ~291 + instruction)."""
-    from gr00t_fast.tokenizer import PromptTokenizer
+    from gr00t_fast.policy.tokenizer import PromptTokenizer
 
     tokenizer = PromptTokenizer.for_model(config)
     shortest = len(tokenizer.encode("", cameras))
@@ -222,7 +222,7 @@ def build_engines(
     import tensorrt as trt
     import torch
 
-    from gr00t_fast.data_config import get_data_config
+    from gr00t_fast.policy.data_config import get_data_config
     from gr00t_fast.export.onnx import export_onnx, graph_inputs, to_numpy
     from gr00t_fast.model import load_model
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gr00t_fast.eagle_assets import find_eagle_dir, load_eagle_config
+from gr00t_fast.model.eagle_assets import find_eagle_dir, load_eagle_config
 
 
 @dataclass(frozen=True)

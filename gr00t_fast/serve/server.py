@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from gr00t_fast.policy import cli_load_options, load_policy
+    from gr00t_fast.policy.policy import cli_load_options, load_policy
 
     try:
         policy = load_policy(**cli_load_options(args, args.model_path), warmup=True)

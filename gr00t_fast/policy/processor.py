@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import torch
 
-from gr00t_fast.data_config import DataConfig
-from gr00t_fast.metadata import EmbodimentMetadata
+from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy.metadata import EmbodimentMetadata
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gr00t_fast.bench.common import (
+from gr00t_fast.dev.bench.common import (
     INSTRUCTION, SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, RemotePolicy, bench_noise, environment_markdown, fmt,
     format_table, local_server, markdown_table, pyplot, write_outputs,
 )
-from gr00t_fast.control import ControlConfig, ControlLoop
+from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.robot.base import JOINT_NAMES
-from gr00t_fast.telemetry import StepRecord, summarize
+from gr00t_fast.control.telemetry import StepRecord, summarize
 
 
 def trajectory(records: Sequence[StepRecord], ideal_fps: float | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import draccus
 
-from gr00t_fast.control import ControlConfig, ControlLoop, stop_on_signals
+from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
-from gr00t_fast.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
+from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
 
 
 @dataclass
@@ -58,7 +58,7 @@ class RunConfig:
 
 def demo_checkpoint() -> Path:
     """The random-weight "small" demo checkpoint, generated on first use."""
-    from gr00t_fast.make_checkpoint import cached_checkpoint
+    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
 
     return cached_checkpoint("demo_small", "small")
 
@@ -69,7 +69,7 @@ def make_policy(cfg: RunConfig) -> Any:
         from gr00t_fast.serve.client import PolicyClient
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token)
-    from gr00t_fast.policy import cli_load_options, load_policy
+    from gr00t_fast.policy.policy import cli_load_options, load_policy
 
     model_path = cfg.model_path or demo_checkpoint()
     print(f"loading {model_path} ...", flush=True)

@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from gr00t_fast.control import ControlConfig, ControlLoop
+from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.robot.base import ACTION_KEYS, joint_dict
-from gr00t_fast.runtime import synchronize
-from gr00t_fast.telemetry import stats_ms, summarize
+from gr00t_fast.backends.base import synchronize
+from gr00t_fast.control.telemetry import stats_ms, summarize
 
 BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
 SERVER_TIMEOUT_MS = 600_000
@@ -92,7 +92,7 @@ def checkpoint_path(model_path: str | None, size: str) -> Path:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model_path {path} is not a checkpoint directory (no config.json)")
         return path
-    from gr00t_fast.make_checkpoint import cached_checkpoint
+    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
 
     return cached_checkpoint(f"bench_{size}", size)
 

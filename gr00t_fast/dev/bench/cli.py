@@ -9,10 +9,10 @@ from typing import Callable
 
 import torch
 
-from gr00t_fast.bench.common import BACKENDS, Bench, checkpoint_path
-from gr00t_fast.bench.inference import run_inference
-from gr00t_fast.bench.loop import LOOP_METHODS, run_loop
-from gr00t_fast.bench.scaling import run_scaling
+from gr00t_fast.dev.bench.common import BACKENDS, Bench, checkpoint_path
+from gr00t_fast.dev.bench.inference import run_inference
+from gr00t_fast.dev.bench.loop import LOOP_METHODS, run_loop
+from gr00t_fast.dev.bench.scaling import run_scaling
 
 
 def number_list(kind: type, minimum: float, what: str) -> Callable[[str], list]:

@@ -11,6 +11,6 @@ configurations; CUDA is synchronized before every clock read; torch's thread cou
 machine and library versions in every JSON file. `benchmarks/README.md` has the method in full and the figures.
 """
 
-from gr00t_fast.bench.cli import main
+from gr00t_fast.dev.bench.cli import main
 
 __all__ = ["main"]

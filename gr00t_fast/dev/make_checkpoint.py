@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from gr00t_fast.eagle_assets import DEFAULT_EAGLE_CONFIG
+from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.loading import build_meta_model
-from gr00t_fast.tokenizer import qwen2_pre_tokenizer
+from gr00t_fast.policy.tokenizer import qwen2_pre_tokenizer
 
 # The 37 special tokens of the Qwen3 / Eagle vocabulary with their real N1.5 ids, in id order.
 SPECIAL_TOKENS = [

@@ -11,12 +11,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gr00t_fast.bench.common import (
+from gr00t_fast.dev.bench.common import (
     SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, Measurement, bench_noise, bench_observation,
     closed_loop_steps, environment_markdown, fmt, format_table, local_server, markdown_table, max_action_diff,
     parse_address, pyplot, timed, write_outputs,
 )
-from gr00t_fast.torch_thread import run_on_torch_thread, torch_thread
+from gr00t_fast.policy.torch_thread import run_on_torch_thread, torch_thread
 
 
 @dataclass
@@ -32,10 +32,10 @@ class Config:
     notes: list[str] = field(default_factory=list)
 
 
-@torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.torch_thread)
+@torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.policy.torch_thread)
 def make_backends(policy: Any, names: Sequence[str]) -> tuple[dict[str, tuple[Any, float]], dict[str, str]]:
     """Build each backend on the loaded model: ({name: (backend, build s)}, {name: why it is unavailable})."""
-    from gr00t_fast.runtime import make_backend
+    from gr00t_fast.backends.base import make_backend
 
     built, skipped = {}, {}
     for name in names:
@@ -72,7 +72,7 @@ def upstream_config(bench: Bench, policy: Any, observation: dict[str, Any], data
         return "NVIDIA's gr00t package (Isaac-GR00T) is not importable: upstream in-process row skipped"
     try:
         dc = DATA_CONFIG_MAP[data_config]
-        upstream = run_on_torch_thread(  # the same thread as ours: one OpenMP team (gr00t_fast.torch_thread)
+        upstream = run_on_torch_thread(  # the same thread as ours: one OpenMP team (gr00t_fast.policy.torch_thread)
             Gr00tPolicy, model_path=str(bench.checkpoint), embodiment_tag=policy.embodiment_tag,
             modality_config=dc.modality_config(), modality_transform=dc.transform(), denoising_steps=4,
             device=str(policy.device))

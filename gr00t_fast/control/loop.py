@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from gr00t_fast.data_config import LANGUAGE_KEY
-from gr00t_fast.processor import resize_frame
+from gr00t_fast.policy.data_config import LANGUAGE_KEY
+from gr00t_fast.policy.processor import resize_frame
 from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, joint_dict, joint_vector
-from gr00t_fast.telemetry import StepRecord
+from gr00t_fast.control.telemetry import StepRecord
 
 MODES = ("sync", "async")
 

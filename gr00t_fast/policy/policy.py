@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gr00t_fast.data_config import DataConfig, get_data_config
-from gr00t_fast.metadata import EmbodimentMetadata, load_metadata
-from gr00t_fast.processor import Processor
-from gr00t_fast.runtime import make_backend, synchronize
-from gr00t_fast.tokenizer import PromptTokenizer
-from gr00t_fast.torch_thread import torch_thread
+from gr00t_fast.policy.data_config import DataConfig, get_data_config
+from gr00t_fast.policy.metadata import EmbodimentMetadata, load_metadata
+from gr00t_fast.policy.processor import Processor
+from gr00t_fast.backends.base import make_backend, synchronize
+from gr00t_fast.policy.tokenizer import PromptTokenizer
+from gr00t_fast.policy.torch_thread import torch_thread
 
 STAGES = ("preprocess", "backbone", "action_head", "postprocess", "total")
 

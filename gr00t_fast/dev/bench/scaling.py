@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.bench.common import (
+from gr00t_fast.dev.bench.common import (
     Bench, Measurement, bench_noise, bench_observation, environment_markdown, fmt, format_table, markdown_table,
     pyplot, write_outputs,
 )
