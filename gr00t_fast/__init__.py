@@ -9,7 +9,7 @@ __all__ = ["load_policy", "load_model", "__version__"]
 def __getattr__(name: str) -> Any:
     # Lazy so that `import gr00t_fast` stays cheap for the CLI and the robot tools.
     if name == "load_policy":
-        from gr00t_fast.policy.policy import load_policy
+        from gr00t_fast.policy.loading import load_policy
 
         return load_policy
     if name == "load_model":

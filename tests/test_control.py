@@ -6,19 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from gr00t_fast.control.loop import (
-    ActionQueue,
-    ControlConfig,
-    ControlLoop,
-    chunk_to_actions,
-    joint_dict,
-    resolve_camera_map,
-    to_policy_observation,
-)
+from gr00t_fast.control.adapter import RobotAdapter, policy_data_config, resolve_camera_map
+from gr00t_fast.control.loop import ActionQueue, ControlConfig, ControlLoop
+from gr00t_fast.control.telemetry import StepRecorder, format_summary, load_records, summarize
 from gr00t_fast.policy.data_config import DATA_CONFIGS
 from gr00t_fast.robot import JOINT_NAMES
-from gr00t_fast.robot.base import CameraError
-from gr00t_fast.control.telemetry import format_summary, load_records, StepRecorder, summarize
+from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, CameraError
 
 FRAME_VALUE = 7
 
@@ -27,6 +20,8 @@ class FakeRobot:
     """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
 
     camera_names = ("front",)
+    action_features = {key: float for key in ACTION_KEYS}
+    joint_groups = SO100_JOINT_GROUPS
 
     def __init__(self, limits=1000.0, clock=False, camera_fails=()):
         self.joint_limits = {f"{j}.pos": (-limits, limits) for j in JOINT_NAMES[:5]} | {"gripper.pos": (0.0, 100.0)}
@@ -79,22 +74,53 @@ def clock_plan(state, call):
 
 def make_loop(robot, policy, **kw):
     errors = []
-    loop = ControlLoop(robot, policy, ControlConfig(instruction="pick", **kw), report=errors.append)
+    loop = ControlLoop(robot, policy, ControlConfig(lang_instruction="pick", **kw), report=errors.append)
     return loop, errors
+
+
+def adapter(robot=None, resolution=(32, 24), data_config=DATA_CONFIGS["so100"], **kw):
+    return RobotAdapter.build(robot or FakeRobot(), data_config, {"front": "video.webcam"},
+                              {"video.webcam": resolution}, **kw)
 
 
 def test_observation_and_action_mapping():
     robot = FakeRobot()
-    obs = to_policy_observation(robot.get_observation(), {"front": "video.webcam"}, "pick", {"video.webcam": (32, 24)})
-    assert obs["state.single_arm"].shape == (1, 5) and obs["state.gripper"].shape == (1, 1)
+    robot.pos = np.arange(6.0)
+    mapping = adapter(robot)
+    assert mapping.joint_keys == ACTION_KEYS
+    obs = mapping.observation(robot.get_observation(), "pick")
+    np.testing.assert_array_equal(obs["state.single_arm"], [[0, 1, 2, 3, 4]])
+    np.testing.assert_array_equal(obs["state.gripper"], [[5]])
     assert obs["video.webcam"].shape == (1, 24, 32, 3) and obs["video.webcam"].dtype == np.uint8
     assert obs["annotation.human.task_description"] == ["pick"]
     chunk = {"action.single_arm": np.ones((16, 5)), "action.gripper": np.full((16, 1), 2.0)}
-    assert chunk_to_actions(chunk).shape == (16, 6) and chunk_to_actions(chunk)[0, 5] == 2.0
+    actions = mapping.actions(chunk)
+    assert actions.shape == (16, 6) and actions[0, 5] == 2.0 and actions[0, 0] == 1.0
+    assert mapping.actions({k: v[None] for k, v in chunk.items()}).shape == (16, 6)  # batch axis of 1
     with pytest.raises(ValueError, match="action.gripper"):
-        chunk_to_actions({"action.single_arm": np.ones((16, 5))})
+        mapping.actions({"action.single_arm": np.ones((16, 5))})
+    with pytest.raises(ValueError, match=r"action.single_arm: expected \(T, 5\)"):
+        mapping.actions({"action.single_arm": np.ones((16, 4)), "action.gripper": np.ones((16, 1))})
     with pytest.raises(CameraError, match="front"):
-        to_policy_observation(robot.get_observation() | {"front": None}, {"front": "video.webcam"}, "pick")
+        mapping.observation(robot.get_observation() | {"front": None}, "pick")
+
+
+def test_adapter_follows_the_data_config_and_checks_the_robot():
+    """The keys come from the data config (here a remote policy's modality config); mismatches name the problem."""
+    class RemotePolicy:
+        def get_modality_config(self):
+            return DATA_CONFIGS["so100"].modality_config(16)
+
+    assert policy_data_config(RemotePolicy()).state_keys == ("state.single_arm", "state.gripper")
+    with pytest.raises(ValueError, match="state.single_arm has 6 dims in the checkpoint.*has 5 joints"):
+        adapter(dims={"state.single_arm": 6})
+    odd = DATA_CONFIGS["so100"].__class__("odd", ("video.webcam",), ("state.left_arm",), ("action.single_arm",
+                                                                                           "action.gripper"))
+    with pytest.raises(ValueError, match="no joint group 'left_arm'.*it has \\['gripper', 'single_arm'\\]"):
+        adapter(data_config=odd)
+    arm_only = DATA_CONFIGS["so100"].__class__("arm", ("video.webcam",), ("state.single_arm",), ("action.single_arm",))
+    with pytest.raises(ValueError, match=r"leave joints \['gripper.pos'\] without a command"):
+        adapter(data_config=arm_only)
 
 
 def test_camera_map():
@@ -110,7 +136,7 @@ def test_camera_map():
 
 
 def test_queue_drops_stale_actions_and_cross_fades():
-    q = ActionQueue()
+    q = ActionQueue(6)
     q.merge(np.zeros((8, 6)), stale=0)
     for _ in range(4):
         q.pop()
@@ -166,16 +192,11 @@ def test_deadline_timing_does_not_drift():
     assert abs(t[-1] - 29 * 0.05) < 0.05
 
 
-def test_actions_are_clipped_to_limits_and_max_relative_target():
+def test_actions_are_clipped_to_limits():
     robot = FakeRobot(limits=50.0)
     loop, _ = make_loop(robot, FakePolicy(lambda s, call: np.full((16, 6), 80.0)), mode="sync", fps=200)
     loop.run(max_steps=3)
     np.testing.assert_allclose(robot.sent[-1], [50, 50, 50, 50, 50, 80])
-
-    robot = FakeRobot(limits=50.0)
-    loop, _ = make_loop(robot, FakePolicy(lambda s, call: np.full((16, 6), 80.0)), fps=200, max_relative_target=5.0)
-    loop.run(max_steps=4)
-    np.testing.assert_allclose([a[0] for a in robot.sent], [5, 10, 15, 20])
 
 
 def test_nan_chunk_holds_last_safe_position_and_is_reported():
@@ -266,6 +287,6 @@ def test_sigterm_stops_after_the_current_step():
 def test_loop_resizes_frames_like_the_processor(size, interpolation):
     """Shrinking uses area interpolation, enlarging bilinear: the same rule as the policy's own auto-resize."""
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    obs = to_policy_observation({**joint_dict(np.zeros(6)), "front": frame}, {"front": "video.webcam"}, "pick",
-                                {"video.webcam": size})
+    mapping = adapter(resolution=size)
+    obs = mapping.observation({**mapping.joint_dict(np.zeros(6)), "front": frame}, "pick")
     np.testing.assert_array_equal(obs["video.webcam"][0], cv2.resize(frame, size, interpolation=interpolation))

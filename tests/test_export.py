@@ -7,17 +7,13 @@ import shutil
 import pytest
 import torch
 
-from gr00t_fast.backends import example_inputs
+from gr00t_fast.backends.tensorrt import check_shapes
+from gr00t_fast.cache import checkpoint_fingerprint
 from gr00t_fast.export import cli
 from gr00t_fast.export.int8 import action_error, calibration_inputs, quantize_graphs
-from gr00t_fast.export.tensorrt import (
-    check_shapes,
-    checkpoint_fingerprint,
-    engine_cache_key,
-    optimization_profiles,
-    prompt_length_range,
-)
+from gr00t_fast.export.tensorrt import engine_cache_key, optimization_profiles, prompt_length_range
 from gr00t_fast.model import load_model
+from gr00t_fast.policy.processor import example_inputs
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +37,11 @@ def test_onnx_graphs_match_pytorch(onnx_dir):
 
 
 def test_int8_quantization_reports_action_error(model, onnx_dir, tmp_path):
-    calibration = calibration_inputs(model.config, 2, steps=2)
-    out = quantize_graphs(model, onnx_dir, tmp_path / "int8", calibration, progress=False)
+    calibration = calibration_inputs(model.config, 2)
+    out = quantize_graphs(model, onnx_dir, tmp_path / "int8", calibration, 2, progress=False)
     assert sorted(p.name for p in out.glob("*.onnx")) == ["llm.onnx", "sampler_s2.onnx", "vision.onnx", "vl.onnx"]
     assert (out / "llm.onnx").stat().st_size < (onnx_dir / "llm.onnx").stat().st_size  # int8 weights
-    error = action_error(model, out, example_inputs(model.config, steps=2, seed=9))
+    error = action_error(model, out, example_inputs(model.config, seed=9), 2)
     assert 0 < error["mean_abs_diff"] <= error["max_abs_diff"] < 1.0
 
 
@@ -54,7 +50,7 @@ def test_prompt_length_range_follows_cameras(model):
     assert one[0] <= one[1] <= one[2] == one[0] + 64
     assert two[0] > one[0] + model.config.num_image_tokens  # a second image block with its markers
     for cams, (lo, _, hi) in ((1, one), (2, two)):
-        length = example_inputs(model.config, cameras=cams)["input_ids"].shape[1]
+        length = example_inputs(model.config, cameras=cams)[0].input_ids.shape[1]
         assert lo < length <= hi
 
 
@@ -67,12 +63,12 @@ def test_optimization_profiles_cover_the_data_config(model):
     assert profiles["vision"]["pixel_values"] == ((2, 3, size, size), (4, 3, size, size), (8, 3, size, size))
     assert profiles["llm"]["inputs_embeds"] == tuple((b, n, dim) for b, n in zip((1, 2, 4), prompt))
     assert profiles["sampler_s4"]["noise"][2] == (4, cfg.action_horizon, cfg.max_action_dim)
-    inputs = example_inputs(cfg, batch=3, cameras=2)
-    check_shapes("vision", profiles["vision"], {"pixel_values": tuple(inputs["pixel_values"].shape)})
-    check_shapes("llm", profiles["llm"], {"attention_mask": tuple(inputs["attention_mask"].shape)})
-    three_cams = example_inputs(cfg, cameras=3)
+    inputs, _ = example_inputs(cfg, batch=3, cameras=2)
+    check_shapes("vision", profiles["vision"], {"pixel_values": tuple(inputs.pixel_values.shape)})
+    check_shapes("llm", profiles["llm"], {"attention_mask": tuple(inputs.input_ids.shape)})
+    three_cams, _ = example_inputs(cfg, cameras=3)
     with pytest.raises(ValueError, match="attention_mask.*outside the engine profile"):
-        check_shapes("llm", profiles["llm"], {"attention_mask": tuple(three_cams["attention_mask"].shape)})
+        check_shapes("llm", profiles["llm"], {"attention_mask": tuple(three_cams.input_ids.shape)})
     with pytest.raises(ValueError, match="pixel_values.*outside"):
         check_shapes("vision", profiles["vision"], {"pixel_values": (10, 3, size, size)})
     with pytest.raises(ValueError, match="1 <= min <= opt <= max"):

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from gr00t_fast.policy.policy import cli_load_options, load_policy
-from gr00t_fast.backends.base import make_backend
+from gr00t_fast.backends import make_backend
+from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.loading import load_policy
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,11 @@ def test_timings(policy):
     timings = policy.timings
     assert timings["count"] >= 1
     for stat in ("last", "mean", "p50", "p90", "max"):
-        assert set(timings[stat]) == {"preprocess", "backbone", "action_head", "postprocess", "total"}
+        assert set(timings[stat]) == {"preprocess", "model", "backbone", "action_head", "postprocess", "total"}
         assert all(v >= 0 for v in timings[stat].values())
-    assert policy.backend.last_timings.keys() == {"backbone", "action_head"}
+    last = timings["last"]
+    assert last["total"] == pytest.approx(last["preprocess"] + last["model"] + last["postprocess"])
+    assert policy.backend.stage_ms().keys() == {"backbone", "action_head"}
 
 
 def test_modality_config_and_attributes(policy):
@@ -104,16 +107,39 @@ def test_unknown_backend(policy):
         make_backend("nope", policy.model)
 
 
-def test_cli_load_options_map_backend_dir():
-    from gr00t_fast.control.run import RunConfig
+def test_policy_config_is_shared_by_run_serve_and_bench():
+    from gr00t_fast.control.run import RunConfig, parse
     from gr00t_fast.serve.server import build_parser
 
-    args = build_parser().parse_args(["--model-path", "ckpt", "--backend", "onnxruntime", "--backend-dir", "out/onnx"])
-    assert cli_load_options(args, "ckpt")["backend_options"] == {"onnx_dir": "out/onnx"}
-    run = cli_load_options(RunConfig(backend="tensorrt", backend_dir="engines"), "ckpt")
-    assert run["model_path"] == "ckpt" and run["backend_options"] == {"engine_dir": "engines"}
-    built = cli_load_options(RunConfig(backend="tensorrt"), "ckpt")["backend_options"]
-    assert built == {"model_path": "ckpt", "data_config": "so100"}
-    assert "backend_options" not in cli_load_options(RunConfig(), "ckpt")
+    dashed = build_parser().parse_args(["--model-path", "ckpt", "--backend", "onnxruntime", "--backend-dir", "out/onnx",
+                                        "--denoising-steps", "2", "--dtype", "bfloat16"])
+    from gr00t_fast.policy.config import policy_config_from_args
+
+    served = policy_config_from_args(dashed)
+    assert served == PolicyConfig(model_path="ckpt", backend="onnxruntime", backend_dir="out/onnx", denoising_steps=2,
+                                  dtype="bfloat16")
+    run = parse(["--model_path=ckpt", "--backend=onnxruntime", "--backend_dir=out/onnx", "--denoising_steps=2",
+                 "--dtype=bfloat16", "--seed=3"])
+    assert isinstance(run, RunConfig) and isinstance(run, PolicyConfig)
+    assert run.load_kwargs() == {**served.load_kwargs(), "seed": 3}
+    assert run.load_kwargs("demo")["model_path"] == "demo"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model-path", "ckpt", "--backend", "tvm"])  # Literal choices
+    with pytest.raises(ValueError, match="denoising_steps must be >= 1"):
+        PolicyConfig(denoising_steps=0)
+
+
+def test_backend_dir_only_for_artifact_backends(tiny_checkpoint):
     with pytest.raises(ValueError, match="backend_dir is for the backends"):
-        cli_load_options(RunConfig(backend="torch", backend_dir="x"), "ckpt")
+        load_policy(tiny_checkpoint, device="cpu", backend="torch", backend_dir="x", warmup=False)
+
+
+def test_seed_goes_through_load_policy(tiny_checkpoint):
+    obs = None
+    outs = []
+    for seed in (5, 5, 6):
+        policy = load_policy(tiny_checkpoint, device="cpu", seed=seed, warmup=False)
+        obs = obs or policy.dummy_observation()
+        outs.append(policy.get_action(obs)["action.single_arm"])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.allclose(outs[0], outs[2])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from gr00t_fast.policy.data_config import DATA_CONFIGS, DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.processor import Processor, center_crop_box, transform_frames
+from gr00t_fast.policy.tokenizer import PromptTokenizer
 
 ARM_MIN, ARM_MAX = [-90.0, -95.0, -100.0, -90.0, -98.0], [90.0, 98.0, 97.0, 102.0, 95.0]
 
@@ -34,9 +35,15 @@ def checkpoint(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def tokenizer(tiny_checkpoint):
+    return PromptTokenizer(tiny_checkpoint / "eagle2_hg_model")
+
+
 @pytest.fixture
-def processor(checkpoint):
-    return Processor(DATA_CONFIGS["so100"], load_metadata(checkpoint, "new_embodiment"), max_state_dim=64, max_action_dim=32)
+def processor(checkpoint, tokenizer):
+    return Processor(DATA_CONFIGS["so100"], load_metadata(checkpoint, "new_embodiment"), tokenizer,
+                     max_state_dim=64, max_action_dim=32)
 
 
 def observation(batch: int | None = None, size=(480, 640)) -> dict:
@@ -192,10 +199,14 @@ def test_batched_shape_errors(processor):
         processor(obs)
 
 
-def test_batched_language_as_array(processor):
+def test_batched_language_as_array(processor, tokenizer):
     obs = observation(batch=2)
-    obs["annotation.human.task_description"] = np.array([["fold"], ["pour"]])
-    assert processor(obs).instructions == ["fold", "pour"]
+    obs["annotation.human.task_description"] = np.array([["fold"], ["pour the juice"]])
+    inputs = processor(obs)
+    ids, mask = tokenizer(["fold", "pour the juice"], 1)
+    assert not mask.all()  # "fold" is left-padded
+    assert torch.equal(inputs.input_ids, ids) and torch.equal(inputs.attention_mask, mask)
+    assert inputs.batched and inputs.batch_size == 2 and inputs.embodiment_id == 31
 
 
 # ---- data configs and metadata --------------------------------------------------------------------
@@ -228,4 +239,4 @@ def test_metadata_errors(checkpoint):
         load_metadata(checkpoint, "gr1")
     wrong = DataConfig("odd", ("video.top",), ("state.single_arm",), ("action.single_arm",))
     with pytest.raises(ValueError, match=r"needs \['video.top'\]"):
-        Processor(wrong, meta, max_state_dim=64, max_action_dim=32)
+        Processor(wrong, meta, None, max_state_dim=64, max_action_dim=32)

@@ -168,11 +168,15 @@ def test_drives_a_policy_server(tmp_path, tiny_policy, capsys):
     assert "Refill count: 2" in capsys.readouterr().out
 
 
-def test_seed_makes_sync_runs_repeatable(tmp_path, tiny_policy, monkeypatch):
-    """The shared policy's noise generator has moved on between the runs: only --seed makes them agree."""
+def test_seed_makes_sync_runs_repeatable(tmp_path, tiny_checkpoint):
+    """--seed reaches load_policy: two runs with one seed agree, another seed differs."""
 
-    def actions():
-        _, records = _run_sim(tmp_path, tiny_policy, monkeypatch, "--mode=sync", "--fps=30", "--max_steps=2", "--seed=3")
-        return np.array([r.action for r in records])
+    def actions(seed: int) -> np.ndarray:
+        record = tmp_path / f"steps{seed}.jsonl"
+        assert runner.main(SIM_FLAGS + [f"--model_path={tiny_checkpoint}", "--device=cpu", "--mode=sync", "--fps=30",
+                                        "--max_steps=2", f"--seed={seed}", f"--record={record}"]) == 0
+        return np.array([r.action for r in load_records(record)])
 
-    np.testing.assert_array_equal(actions(), actions())
+    first = actions(3)
+    np.testing.assert_array_equal(first, actions(3))
+    assert not np.array_equal(first, actions(4))

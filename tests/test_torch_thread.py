@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from gr00t_fast.policy.policy import load_policy
+from gr00t_fast.policy.loading import load_policy
 from gr00t_fast.policy.torch_thread import on_torch_thread, run_on_torch_thread
 
 
@@ -31,9 +31,8 @@ def test_policy_loads_and_infers_on_the_torch_thread(tiny_checkpoint):
             seen.append((threading.get_ident(), on_torch_thread()))
             return self.backend(*args)
 
-        @property
-        def last_timings(self):
-            return self.backend.last_timings
+        def stage_ms(self):
+            return self.backend.stage_ms()
 
     policy.backend = Spy(policy.backend)
     obs = policy.dummy_observation()

@@ -1,74 +1,100 @@
-"""Inference backends: how the network is executed (eager PyTorch now; compiled/exported ones plug in here)."""
+"""The backend contract: how the network is executed, behind one call.
 
-import importlib
+    backend = make_backend("onnxruntime", model, onnx_dir=...)   # gr00t_fast.backends
+    actions = backend(inputs, noise, num_steps)                  # ModelInputs -> (B, horizon, max_action_dim) fp32
+
+Every backend subclasses `Backend`: `missing(device)` says what this machine lacks for it (None when it can run),
+`__call__` runs one call, and `stage_ms()` optionally splits the last call's time into backbone / action head.
+"""
+
+import importlib.util
 import time
-from typing import Callable
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar
 
 import torch
 
-BACKENDS: dict[str, Callable[..., "Backend"]] = {}
-
-
-def register_backend(name: str):
-    """Class decorator adding a backend constructor `(model, **opts)` under `name`."""
-
-    def add(cls):
-        BACKENDS[name] = cls
-        return cls
-
-    return add
+from gr00t_fast.model.inputs import ModelInputs
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on CPU): call before reading a clock."""
+    """Wait for the device's queued work (a no-op on CPU): call before reading a host clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-class Backend:
-    """Shared state of backends. Subclasses implement `__call__(input_ids, attention_mask, pixel_values, state,
-    embodiment_id, noise, num_steps) -> (B, horizon, max_action_dim)` and fill `last_timings` (ms per part)."""
+class StageClock:
+    """Marks points of one call and measures the time between them without stalling the device:
+    CUDA events on a GPU (read once the caller has synchronized), the host clock on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def elapsed_ms(self) -> list[float]:
+        """Milliseconds between consecutive marks (waits for the last CUDA event)."""
+        if self.cuda:
+            self.marks[-1].synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+
+
+def cuda_missing(device: torch.device) -> str | None:
+    """What a CUDA-only path lacks on `device`, phrased as what it needs; None when nothing is missing."""
+    if not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + (" is a CPU-only build" if torch.version.cuda is None else " sees no GPU")
+        return f"a CUDA GPU ({build})"
+    if device.type != "cuda":
+        return f"the model on a CUDA device (it is on {device})"
+    return None
+
+
+def package_missing(package: str, label: str, extra: str) -> str | None:
+    """What an optional Python package's absence means, phrased as what is needed; None when it is installed."""
+    if importlib.util.find_spec(package) is None:
+        return f"{label} (the `{package}` Python package is not installed: pip install 'gr00t-fast[{extra}]')"
+    return None
+
+
+class Backend(ABC):
+    """Runs a loaded `Gr00tN15` on `ModelInputs`. Subclasses set `name` and implement `__call__`."""
+
+    name: ClassVar[str]
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
-        self.device = model.device
-        self.last_timings: dict[str, float] = {}
+        self.device: torch.device = model.device
 
-    def _sync(self) -> None:
-        synchronize(self.device)
+    @classmethod
+    def missing(cls, device: torch.device) -> str | None:
+        """What this machine lacks to run the backend for a model on `device`, phrased as what the backend
+        needs ("a CUDA GPU (...)"); None when it can run."""
+        return None
 
+    @abstractmethod
+    def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """Normalized actions (B, horizon, max_action_dim) in float32 from `noise` (B, horizon, max_action_dim)."""
 
-@register_backend("torch")
-class TorchBackend(Backend):
-    """Eager PyTorch: the model's own modules, timed per part."""
-
-    def __call__(self, input_ids, attention_mask, pixel_values, state, embodiment_id, noise, num_steps) -> torch.Tensor:
-        start = time.perf_counter()
-        features = self.model.backbone(input_ids, attention_mask, pixel_values)
-        self._sync()
-        mid = time.perf_counter()
-        actions = self.model.action_head.get_action(features, state, embodiment_id, noise, num_steps)
-        self._sync()
-        end = time.perf_counter()
-        self.last_timings = {"backbone": (mid - start) * 1e3, "action_head": (end - mid) * 1e3}
-        return actions
+    def stage_ms(self) -> dict[str, float]:
+        """Split of the last call's model time (e.g. backbone / action_head), for backends that can tell."""
+        return {}
 
 
-def make_backend(name: str, model: torch.nn.Module, **opts) -> Backend:
-    """Build the backend `name` for a loaded model."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](model, **opts)
-
-
-def _lazy(module: str, cls: str) -> Callable[..., Backend]:
-    """Constructor imported on first use, so optional dependencies (onnxruntime, tensorrt) stay optional."""
-    return lambda model, **opts: getattr(importlib.import_module(module), cls)(model, **opts)
-
-
-BACKENDS.update({
-    "compile": _lazy("gr00t_fast.backends.compiled", "CompiledBackend"),
-    "cuda-graph": _lazy("gr00t_fast.backends.cuda_graph", "CudaGraphBackend"),
-    "onnxruntime": _lazy("gr00t_fast.backends.onnxruntime", "OnnxRuntimeBackend"),
-    "tensorrt": _lazy("gr00t_fast.backends.tensorrt", "TensorRTBackend"),
-})
+@torch.inference_mode()
+def fidelity(backend: Callable[..., torch.Tensor], reference: Callable[..., torch.Tensor], inputs: ModelInputs,
+             noise: torch.Tensor, num_steps: int) -> dict[str, float]:
+    """Max and mean absolute action difference of `backend` against `reference` (fp32 eager) on the same call."""
+    got = backend(inputs, noise, num_steps).float().cpu()
+    want = reference(inputs.to(inputs.input_ids.device, torch.float32), noise.float(), num_steps).float().cpu()
+    if got.shape != want.shape:
+        raise ValueError(f"backend returned actions of shape {tuple(got.shape)}, reference {tuple(want.shape)}")
+    diff = (got - want).abs()
+    return {"max_abs_diff": diff.max().item(), "mean_abs_diff": diff.mean().item()}

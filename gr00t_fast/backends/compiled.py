@@ -6,16 +6,16 @@ each new (batch, prompt length, cameras, steps) triggers one recompilation, then
 used by the CPU tests to prove the graphs have no breaks).
 """
 
-import time
-
 import torch
 
-from gr00t_fast.backends.base import Backend
+from gr00t_fast.backends.eager import TorchBackend
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-class CompiledBackend(Backend):
+class CompiledBackend(TorchBackend):
+    name = "compile"
+
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
                  fullgraph: bool = True, dynamic: bool = False):
         super().__init__(model)
@@ -27,14 +27,4 @@ class CompiledBackend(Backend):
         if backend == "inductor":
             opts["mode"] = mode
         self.backbone = torch.compile(model.backbone, **opts)
-        self.get_action = torch.compile(model.action_head.get_action, **opts)
-
-    def __call__(self, input_ids, attention_mask, pixel_values, state, embodiment_id, noise, num_steps) -> torch.Tensor:
-        start = time.perf_counter()
-        features = self.backbone(input_ids, attention_mask, pixel_values)
-        self._sync()
-        mid = time.perf_counter()
-        actions = self.get_action(features, state, embodiment_id, noise, num_steps)
-        self._sync()
-        self.last_timings = {"backbone": (mid - start) * 1e3, "action_head": (time.perf_counter() - mid) * 1e3}
-        return actions
+        self.sample = torch.compile(model.action_head.get_action, **opts)

@@ -1,42 +1,64 @@
 """`onnxruntime` backend: the exported graphs (fp32 or INT8) run by ONNX Runtime, CUDA provider when available.
 
-    make_backend("onnxruntime", model)                       # exports + validates fp32 graphs into a temp dir
-    make_backend("onnxruntime", model, onnx_dir="out/int8")  # runs graphs exported/quantized beforehand
+    make_backend("onnxruntime", model, onnx_dir="out/onnx")   # graphs from `gr00t-fast export onnx|int8`
+
+`load_policy(..., backend="onnxruntime")` without a folder exports the graphs first (gr00t_fast.export).
 """
 
-import tempfile
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 
-from gr00t_fast.backends import GraphBackend, example_inputs
-from gr00t_fast.export.onnx import export_onnx, ort_session, sampler_name, to_numpy
+from gr00t_fast.backends.base import package_missing
+from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.model.graphs import sampler_name
+
+
+def ort_session(path: Path, providers: list[str] | None = None):
+    """An ONNX Runtime session: CUDA execution provider when available and asked for, else CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # No busy-waiting between runs: the graphs run one after another, interleaved with PyTorch work.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    available = ort.get_available_providers()
+    providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    """Feed for ONNX Runtime: float tensors as float32 (the exported graphs' precision), on the host."""
+    return (x.float() if x.is_floating_point() else x).detach().cpu().numpy()
 
 
 class OnnxRuntimeBackend(GraphBackend):
     """Runs `vision`, `llm`, `vl` and `sampler_s{N}` ONNX graphs from `onnx_dir` with ONNX Runtime.
 
-    Without `onnx_dir` the float32 model is exported (and checked against PyTorch) into a temporary folder,
-    and samplers for other step counts are exported on first use.
+    `export_sampler(num_steps)`, when given, writes a missing sampler graph into `onnx_dir` on first use.
     """
 
-    def __init__(self, model: torch.nn.Module, onnx_dir: str | Path | None = None, providers: list[str] | None = None):
+    name = "onnxruntime"
+
+    @classmethod
+    def missing(cls, device: torch.device) -> str | None:
+        return package_missing("onnxruntime", "ONNX Runtime", "onnx")
+
+    def __init__(self, model: torch.nn.Module, onnx_dir: str | Path, providers: list[str] | None = None,
+                 export_sampler: Callable[[int], None] | None = None):
         import onnxruntime
 
         super().__init__(model)
-        self.exports_on_demand = onnx_dir is None
-        if self.exports_on_demand:
-            self._tmp = tempfile.TemporaryDirectory(prefix="gr00t_fast_onnx_")
-            onnx_dir = self._tmp.name
         self.onnx_dir = Path(onnx_dir)
         available = onnxruntime.get_available_providers()
         unknown = [p for p in providers or [] if p not in available]
         if unknown:
             raise ValueError(f"ONNX Runtime providers {unknown} are not available here; available: {available}")
         self.providers = providers
-        self.sessions = {}
-        if self.exports_on_demand:
-            self.ensure_sampler(model.config.num_inference_timesteps)  # the first export writes every graph
+        self.export_sampler = export_sampler
+        self.sessions: dict = {}
         for graph in ("vision", "llm", "vl"):
             self.session(graph)
 
@@ -56,20 +78,12 @@ class OnnxRuntimeBackend(GraphBackend):
 
     def ensure_sampler(self, num_steps: int) -> str:
         name = sampler_name(num_steps)
-        path = self.onnx_dir / f"{name}.onnx"
-        if not path.is_file() and self.exports_on_demand:
-            graphs = (name,) if self.sessions else None
-            export_onnx(self.model, self.onnx_dir, example_inputs(self.config, steps=num_steps), graphs=graphs,
-                        progress=False)
+        if name not in self.sessions and self.export_sampler and not (self.onnx_dir / f"{name}.onnx").is_file():
+            self.export_sampler(num_steps)
         self.session(name)
         return name
 
-    def run(self, graph: str, **inputs: torch.Tensor) -> torch.Tensor:
+    def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         session = self.session(graph)
-        feeds = {arg.name: to_numpy(_float32(inputs[arg.name])) for arg in session.get_inputs()}
-        (out,) = session.run(None, feeds)
+        (out,) = session.run(None, {arg.name: to_numpy(feeds[arg.name]) for arg in session.get_inputs()})
         return torch.from_numpy(out).to(self.device)
-
-
-def _float32(x: torch.Tensor) -> torch.Tensor:
-    return x.float() if x.is_floating_point() else x

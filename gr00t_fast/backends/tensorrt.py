@@ -1,8 +1,8 @@
 """`tensorrt` backend: the graphs as TensorRT engines, fed with CUDA tensors in place (no host copies).
 
     make_backend("tensorrt", model, engine_dir="engines/so100_bf16")     # built by `gr00t-fast export tensorrt`
-    make_backend("tensorrt", model, model_path=ckpt, precision="fp16")   # builds (or reuses) into the cache
 
+`load_policy(..., backend="tensorrt")` without a folder builds (or reuses from the cache) engines first.
 Shapes are checked against each engine's optimization profile before running, so a camera count, batch or
 prompt length the engine was not built for is a clear error instead of TensorRT's "dimension mismatch".
 """
@@ -12,29 +12,37 @@ from pathlib import Path
 
 import torch
 
-from gr00t_fast.backends import GraphBackend, missing_gpu_stack
-from gr00t_fast.export.onnx import sampler_name
+from gr00t_fast.backends.base import cuda_missing, package_missing
+from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.model.graphs import sampler_name
+
+Shape = tuple[int, ...]
+Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max) shapes
+
+
+def check_shapes(graph: str, profile: Profile, shapes: dict[str, Shape]) -> None:
+    """Raise a ValueError naming the input, its shape and the profile range when a shape falls outside it."""
+    for name, shape in shapes.items():
+        lo, _, hi = profile[name]
+        if len(shape) != len(lo) or any(not a <= s <= b for s, a, b in zip(shape, lo, hi)):
+            raise ValueError(
+                f"{graph} input {name!r} has shape {tuple(shape)}, outside the engine profile min {lo} .. max {hi}; "
+                "rebuild the engine with a wider --batch / --max_instruction_tokens range or the right --data_config"
+            )
 
 
 class TensorRTBackend(GraphBackend):
-    def __init__(self, model: torch.nn.Module, engine_dir: str | Path | None = None, model_path: str | Path | None = None,
-                 precision: str = "bf16", data_config: str = "so100", batch: tuple[int, int, int] = (1, 1, 1),
-                 cache_dir: str | Path | None = None):
-        missing_gpu_stack("backend 'tensorrt'", needs_tensorrt=True)
+    name = "tensorrt"
+
+    @classmethod
+    def missing(cls, device: torch.device) -> str | None:
+        reasons = [r for r in (package_missing("tensorrt", "TensorRT", "tensorrt"), cuda_missing(device)) if r]
+        return " and ".join(reasons) or None
+
+    def __init__(self, model: torch.nn.Module, engine_dir: str | Path):
         import tensorrt as trt
 
         super().__init__(model)
-        if self.device.type != "cuda":
-            raise ValueError(f"backend 'tensorrt' needs the model on a CUDA device, it is on {self.device}")
-        if engine_dir is None:
-            if model_path is None:
-                raise ValueError("backend 'tensorrt' needs engine_dir= (from `gr00t-fast export tensorrt`) or model_path=")
-            from gr00t_fast.export.tensorrt import build_engines
-            from gr00t_fast.dev.make_checkpoint import cache_dir as gr00t_cache
-
-            cache = Path(cache_dir) if cache_dir else gr00t_cache() / "tensorrt"
-            engine_dir = build_engines(model_path, cache / f"{data_config}_{precision}_b{batch[-1]}",
-                                       data_config=data_config, batch=batch, precision=precision)
         self.engine_dir = Path(engine_dir)
         manifest_path = self.engine_dir / "manifest.json"
         if not manifest_path.is_file():
@@ -62,17 +70,15 @@ class TensorRTBackend(GraphBackend):
                              f"export with --steps {num_steps}")
         return name
 
-    def run(self, graph: str, **inputs: torch.Tensor) -> torch.Tensor:
-        from gr00t_fast.export.tensorrt import check_shapes
-
+    def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         trt, engine, context = self.trt, self.engines[graph], self.contexts[graph]
-        check_shapes(graph, self.profiles[graph], {k: tuple(v.shape) for k, v in inputs.items()})
+        check_shapes(graph, self.profiles[graph], {k: tuple(v.shape) for k, v in feeds.items()})
         keep, output_name = [], None
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             torch_dtype = self.torch_dtypes[engine.get_tensor_dtype(name)]
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                tensor = inputs[name].to(self.device, torch_dtype).contiguous()
+                tensor = feeds[name].to(self.device, torch_dtype).contiguous()
                 context.set_input_shape(name, tuple(tensor.shape))
                 keep.append(tensor)
                 context.set_tensor_address(name, tensor.data_ptr())

@@ -8,10 +8,11 @@ Two modes share one loop:
   latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
   nor jumps at chunk boundaries.
 
+Robot joints and cameras map onto the policy's keys through a `RobotAdapter` (derived from the data config).
 Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
-the joint limits and to `max_relative_target` around the measured position; a failed observation, a failed inference
-or a non-finite chunk holds the last safe position, is reported, and the loop stops after
-`max_consecutive_failures` of them in a row.
+the joint limits (the robot applies its own `max_relative_target`); a failed observation, a failed inference or a
+non-finite chunk holds the last safe position, is reported, and the loop stops after `max_consecutive_failures` of
+them in a row.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from gr00t_fast.policy.data_config import LANGUAGE_KEY
-from gr00t_fast.policy.processor import resize_frame
-from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, joint_dict, joint_vector
+from gr00t_fast.control.adapter import RobotAdapter, policy_data_config
 from gr00t_fast.control.telemetry import StepRecord
+from gr00t_fast.robot.base import CameraError
 
 MODES = ("sync", "async")
 
@@ -40,12 +40,11 @@ MODES = ("sync", "async")
 class ControlConfig:
     """How the loop runs (the policy and the robot come separately)."""
 
-    instruction: str
+    lang_instruction: str = "Place the block in the bowl"
     fps: float = 30.0
-    mode: str = "async"  # "sync" or "async"
+    mode: Literal["sync", "async"] = "async"  # sync (upstream: infer, then execute the chunk) or async (overlapped)
     action_horizon: int = 8  # actions of each chunk that may be executed
-    camera_map: dict[str, str] | None = None  # robot camera -> model video key; None: in order
-    max_relative_target: float | None = None  # max per-step change from the measured position
+    camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
@@ -64,86 +63,14 @@ class ControlConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Robot <-> policy mapping
-
-
-def policy_video_keys(policy: Any) -> tuple[str, ...]:
-    """Video keys the policy reads, from its data config or (remote policies) its modality config."""
-    data_config = getattr(policy, "data_config", None)
-    if data_config is not None:
-        return tuple(data_config.video_keys)
-    return tuple(policy.get_modality_config()["video"]["modality_keys"])
-
-
-def resolve_camera_map(
-    camera_map: dict[str, str] | None, camera_names: Sequence[str], video_keys: Sequence[str]
-) -> dict[str, str]:
-    """Robot camera name -> model video key. Default: the robot's cameras in order of the model's video keys."""
-    if camera_map is None:
-        if len(camera_names) != len(video_keys):
-            raise ValueError(
-                f"the robot has cameras {list(camera_names)} but the policy expects {list(video_keys)}; "
-                "pass --camera_map, e.g. \"{front: video.webcam}\""
-            )
-        return dict(zip(camera_names, video_keys))
-    mapping = {cam: key if key.startswith("video.") else f"video.{key}" for cam, key in camera_map.items()}
-    for cam, key in mapping.items():
-        if cam not in camera_names:
-            raise ValueError(f"camera_map names camera {cam!r}; the robot has {list(camera_names)}")
-        if key not in video_keys:
-            raise ValueError(f"camera_map maps {cam!r} to {key!r}; the policy expects {list(video_keys)}")
-    missing = set(video_keys) - set(mapping.values())
-    if missing:
-        raise ValueError(f"camera_map {camera_map} leaves policy video keys {sorted(missing)} without a camera")
-    return mapping
-
-
-def to_policy_observation(
-    obs: dict[str, Any],
-    camera_map: dict[str, str],
-    instruction: str,
-    video_resolution: dict[str, tuple[int, int]] | None = None,
-    language_key: str = LANGUAGE_KEY,
-) -> dict[str, Any]:
-    """Robot observation -> Isaac-format observation (T=1). Frames are resized to the training (W, H) if given."""
-    state = joint_vector(obs)
-    out: dict[str, Any] = {
-        "state.single_arm": state[None, :5],
-        "state.gripper": state[None, 5:],
-        language_key: [instruction],
-    }
-    for cam, key in camera_map.items():
-        frame = obs.get(cam)
-        if frame is None:
-            raise CameraError(f"camera {cam!r} returned no frame")
-        size = (video_resolution or {}).get(key)
-        out[key] = (frame if size is None else resize_frame(frame, tuple(size)))[None]
-    return out
-
-
-def chunk_to_actions(chunk: dict[str, Any]) -> np.ndarray:
-    """Policy output -> (T, 6) joint targets in JOINT_NAMES order."""
-    if "action.single_arm" not in chunk or "action.gripper" not in chunk:
-        raise ValueError(f"policy output needs action.single_arm and action.gripper, got {sorted(chunk)}")
-    arm = np.asarray(chunk["action.single_arm"], dtype=np.float64)
-    gripper = np.asarray(chunk["action.gripper"], dtype=np.float64)
-    arm = arm[0] if arm.ndim == 3 and arm.shape[0] == 1 else arm
-    gripper = gripper[0] if gripper.ndim == 3 and gripper.shape[0] == 1 else gripper
-    gripper = gripper[:, None] if gripper.ndim == 1 else gripper
-    if arm.ndim != 2 or arm.shape[1] != 5 or gripper.shape != (arm.shape[0], 1):
-        raise ValueError(f"expected action.single_arm (T, 5) and action.gripper (T, 1), got {arm.shape} and {gripper.shape}")
-    return np.concatenate([arm, gripper], axis=1)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Action queue
 
 
 class ActionQueue:
     """Upcoming joint targets; element 0 is the action for the next step."""
 
-    def __init__(self) -> None:
-        self.actions = np.zeros((0, len(JOINT_NAMES)))
+    def __init__(self, joints: int) -> None:
+        self.actions = np.zeros((0, joints))
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -197,17 +124,14 @@ class ControlLoop:
         self.robot, self.policy, self.config = robot, policy, config
         self.on_step = list(on_step)
         self.report = report or (lambda msg: print(f"gr00t-fast: {msg}", file=sys.stderr, flush=True))
-        video_keys = policy_video_keys(policy)
-        self.camera_map = resolve_camera_map(config.camera_map, robot.camera_names, video_keys)
-        self.video_resolution = getattr(policy, "video_resolution", None)
-        data_config = getattr(policy, "data_config", None)
-        self.language_key = getattr(data_config, "language_key", LANGUAGE_KEY)
-        self.lo, self.hi = np.array([robot.joint_limits[key] for key in ACTION_KEYS], dtype=np.float64).T
+        self.adapter = RobotAdapter.build(robot, policy_data_config(policy), config.camera_map,
+                                          getattr(policy, "video_resolution", None), getattr(policy, "key_dims", None))
+        self.lo, self.hi = np.array([robot.joint_limits[key] for key in self.adapter.joint_keys], dtype=np.float64).T
         horizon = getattr(policy, "action_horizon", None)
         if horizon is not None and config.action_horizon > horizon:
             raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of {horizon} actions")
         self.period = 1.0 / config.fps
-        self.queue = ActionQueue()
+        self.queue = ActionQueue(len(self.adapter.joint_keys))
         self.records: list[StepRecord] = []
         self.errors: list[tuple[int, str]] = []  # (step, message) of every reported failure
         self.stop_reason: str | None = None
@@ -235,7 +159,7 @@ class ControlLoop:
     def warmup(self) -> float:
         """One inference on a real observation (not executed) before the first motion; returns its latency in s."""
         obs = self.robot.get_observation()
-        state = joint_vector(obs)
+        state = self.adapter.joints(obs)
         if self.last_safe is None:
             self.last_safe = state
         result = self._infer(self._policy_observation(obs), step=0)
@@ -295,7 +219,7 @@ class ControlLoop:
                 policy_obs = self._policy_observation(obs)
             else:  # cameras are only needed for inference; a simulated frame costs tens of ms to render
                 obs = self.robot.read_joints()
-            state = joint_vector(obs)
+            state = self.adapter.joints(obs)
         except CameraError as e:
             self._fail(step, f"camera error: {e}")
         if self.last_safe is None and state is not None:
@@ -321,8 +245,8 @@ class ControlLoop:
         if hold:
             action = self.last_safe
         if action is not None:
-            action = self._clip(action, state)
-            sent = joint_vector(self.robot.send_action(joint_dict(action)))
+            action = self._clip(action)
+            sent = self.adapter.joints(self.robot.send_action(self.adapter.joint_dict(action)))
             self.last_safe = sent
         else:
             sent = np.zeros(0)
@@ -344,12 +268,9 @@ class ControlLoop:
         for callback in self.on_step:
             callback(record)
 
-    def _clip(self, action: np.ndarray, state: np.ndarray | None) -> np.ndarray:
-        action = np.clip(action, self.lo, self.hi)
-        m = self.config.max_relative_target
-        if m is not None and state is not None:
-            action = np.clip(action, state - m, state + m)
-        return action
+    def _clip(self, action: np.ndarray) -> np.ndarray:
+        """Targets inside the joint limits (the robot applies its own `max_relative_target`)."""
+        return np.clip(action, self.lo, self.hi)
 
     def _fail(self, step: int, message: str) -> None:
         self._consecutive_failures += 1
@@ -359,9 +280,7 @@ class ControlLoop:
     # -- inference ---------------------------------------------------------------------------------------------
 
     def _policy_observation(self, obs: dict[str, Any]) -> dict[str, Any]:
-        return to_policy_observation(
-            obs, self.camera_map, self.config.instruction, self.video_resolution, self.language_key
-        )
+        return self.adapter.observation(obs, self.config.lang_instruction)
 
     def _threshold(self) -> int:
         """Queue depth at which async inference is requested: the latency in steps plus a blending margin."""
@@ -376,7 +295,7 @@ class ControlLoop:
         try:
             if self.config.inject_delay:
                 self._stop.wait(self.config.inject_delay)
-            actions = chunk_to_actions(self.policy.get_action(policy_obs))[: self.config.action_horizon]
+            actions = self.adapter.actions(self.policy.get_action(policy_obs))[: self.config.action_horizon]
             error = None if np.isfinite(actions).all() else "policy returned a non-finite action (NaN/inf)"
         except Exception as e:  # noqa: BLE001 - any policy failure is reported and held, never fatal by itself
             actions, error = None, f"inference failed: {type(e).__name__}: {e}"

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from gr00t_fast.cache import cache_dir
 from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.loading import build_meta_model
@@ -267,11 +268,6 @@ def write_checkpoint(
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return out
-
-
-def cache_dir() -> Path:
-    """gr00t-fast's cache: `$GR00T_FAST_CACHE`, default `~/.cache/gr00t_fast`."""
-    return Path(os.environ.get("GR00T_FAST_CACHE") or Path.home() / ".cache" / "gr00t_fast")
 
 
 def cached_checkpoint(name: str, size: str) -> Path:

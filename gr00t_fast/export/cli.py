@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from gr00t_fast.backends import example_inputs, missing_gpu_stack
-from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
+from gr00t_fast.policy.data_config import get_data_config
+from gr00t_fast.policy.processor import example_inputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,15 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.target == "tensorrt":
         from gr00t_fast.export.tensorrt import build_engines
 
+        max_batch = max(args.batch, args.max_batch or args.batch)
         try:
-            missing_gpu_stack("building TensorRT engines", needs_tensorrt=True)
+            build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
+                          num_steps=args.steps, precision=args.precision,
+                          instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
         except RuntimeError as err:
             print(f"gr00t-fast export: {err}", file=sys.stderr)
             return 2
-        max_batch = max(args.batch, args.max_batch or args.batch)
-        build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
-                      num_steps=args.steps, precision=args.precision, instruction_margin=args.max_instruction_tokens,
-                      eagle_path=args.eagle_path)
         print(f"TensorRT engines and manifest.json written to {out}")
         return 0
 
@@ -56,21 +55,22 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
     cameras = len(get_data_config(args.data_config).video_keys)
-    inputs = example_inputs(model.config, batch=args.batch, cameras=cameras, steps=args.steps)
+    steps = args.steps or model.config.num_inference_timesteps
+    inputs, noise = example_inputs(model.config, batch=args.batch, cameras=cameras)
     if args.target == "onnx":
         from gr00t_fast.export.onnx import export_onnx
 
-        report = export_onnx(model, out, inputs)
+        report = export_onnx(model, out, inputs, noise, steps)
         for graph, entry in report.items():
             print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e}")
     else:
         from gr00t_fast.export.int8 import calibration_inputs, export_int8
 
-        calibration = calibration_inputs(model.config, args.calibration_samples, cameras, args.steps)
-        report = {"action_error": export_int8(model, out, calibration, inputs)}
+        calibration = calibration_inputs(model.config, args.calibration_samples, cameras)
+        report = {"action_error": export_int8(model, out, calibration, (inputs, noise), steps)}
         print(f"INT8 graphs in {out}; action error vs fp32 eager: max {report['action_error']['max_abs_diff']:.4f}, "
               f"mean {report['action_error']['mean_abs_diff']:.4f}")
     manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
-                    cameras=cameras, num_steps=inputs["num_steps"], report=report)
+                    cameras=cameras, num_steps=steps, report=report)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return 0

@@ -14,8 +14,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from gr00t_fast.backends import Inputs, example_inputs, fidelity
-from gr00t_fast.export.onnx import graph_inputs, to_numpy
+from gr00t_fast.backends import fidelity
+from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend, to_numpy
+from gr00t_fast.model.graphs import graph_inputs, graph_kind
+from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.policy.processor import example_inputs
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +33,13 @@ INSTRUCTIONS = (
 )
 
 
-def calibration_inputs(config, n: int, cameras: int = 1, steps: int | None = None, seed: int = 0) -> list[Inputs]:
-    """`n` sample observations' model inputs: varied instructions, pixels, states and noise."""
-    return [example_inputs(config, cameras=cameras, steps=steps, seed=seed + i,
-                           instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]]) for i in range(n)]
+Sample = tuple[ModelInputs, torch.Tensor]  # model inputs and noise of one call
+
+
+def calibration_inputs(config, n: int, cameras: int = 1, seed: int = 0) -> list[Sample]:
+    """`n` sample calls: varied instructions, pixels, states and noise."""
+    return [example_inputs(config, cameras=cameras, seed=seed + i, instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]])
+            for i in range(n)]
 
 
 class GraphCalibrationReader:
@@ -46,7 +53,8 @@ class GraphCalibrationReader:
 
 
 def quantize_graphs(
-    model: torch.nn.Module, onnx_dir: str | Path, out_dir: str | Path, calibration: list[Inputs], progress: bool = True
+    model: torch.nn.Module, onnx_dir: str | Path, out_dir: str | Path, calibration: list[Sample], num_steps: int,
+    progress: bool = True,
 ) -> Path:
     """Quantize every `*.onnx` graph in `onnx_dir` into `out_dir` (same names), calibrated on `calibration`."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -55,13 +63,13 @@ def quantize_graphs(
     CalibrationDataReader.register(GraphCalibrationReader)
     onnx_dir, out = Path(onnx_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recorded = [graph_inputs(model, inputs) for inputs in calibration]
+    recorded = [graph_inputs(model, inputs, noise, num_steps) for inputs, noise in calibration]
     paths = sorted(onnx_dir.glob("*.onnx"))
     if not paths:
         raise FileNotFoundError(f"no ONNX graphs in {onnx_dir}: run `gr00t-fast export onnx` first")
     for path in tqdm(paths, desc="quantizing INT8", unit="graph", disable=not progress):
         graph = path.stem
-        key = "sampler" if graph.startswith("sampler_s") else graph
+        key = graph_kind(graph)
         prepared = out / f"{graph}.prep.onnx"
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)  # shape inference + graph cleanup
         quantize_static(
@@ -74,25 +82,23 @@ def quantize_graphs(
     return out
 
 
-def action_error(model: torch.nn.Module, int8_dir: str | Path, inputs: Inputs) -> dict:
+def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int) -> dict:
     """Max/mean absolute action difference of the INT8 graphs (ONNX Runtime) against fp32 eager PyTorch."""
-    from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
-    from gr00t_fast.backends.base import TorchBackend
-
-    return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), inputs)
+    return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), *evaluation, num_steps)
 
 
 def export_int8(
-    model: torch.nn.Module, out_dir: str | Path, calibration: list[Inputs], evaluation: Inputs, progress: bool = True
+    model: torch.nn.Module, out_dir: str | Path, calibration: list[Sample], evaluation: Sample, num_steps: int,
+    progress: bool = True,
 ) -> dict:
     """fp32 ONNX export (into a scratch folder), INT8 quantization into `out_dir`, and its action error."""
     from gr00t_fast.export.onnx import export_onnx
 
     out = Path(out_dir)
     fp32_dir = out / "fp32"
-    export_onnx(model, fp32_dir, calibration[0], progress=progress)
-    quantize_graphs(model, fp32_dir, out, calibration, progress=progress)
+    export_onnx(model, fp32_dir, *calibration[0], num_steps, progress=progress)
+    quantize_graphs(model, fp32_dir, out, calibration, num_steps, progress=progress)
     shutil.rmtree(fp32_dir)
-    error = action_error(model, out, evaluation)
+    error = action_error(model, out, evaluation, num_steps)
     log.info("INT8 action error vs fp32 eager: %s", error)
     return error

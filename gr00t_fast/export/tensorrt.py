@@ -19,26 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
-from gr00t_fast.backends import DEFAULT_INSTRUCTION
+from gr00t_fast.backends.tensorrt import Profile, Shape, TensorRTBackend
+from gr00t_fast.cache import checkpoint_fingerprint
 from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.graphs import sampler_name
+from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
+from gr00t_fast.policy.tokenizer import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 INSTRUCTION_MARGIN = 64  # tokens allowed for the instruction beyond the empty one
-Shape = tuple[int, ...]
-Profile = dict[str, tuple[Shape, Shape, Shape]]  # input name -> (min, opt, max) shapes
 
 
 # ------------------------------------------------------------------------------------------ profiles
 def prompt_length_range(config: Gr00tConfig, cameras: int, margin: int = INSTRUCTION_MARGIN) -> tuple[int, int, int]:
     """(min, opt, max) prompt tokens for `cameras` images: the prompt with an empty instruction, with a
     typical one, and the empty one plus `margin` instruction tokens (1 camera at full size: ~291 + instruction)."""
-    from gr00t_fast.policy.tokenizer import PromptTokenizer
-
     tokenizer = PromptTokenizer.for_model(config)
     shortest = len(tokenizer.encode("", cameras))
-    typical = len(tokenizer.encode(DEFAULT_INSTRUCTION, cameras))
+    typical = len(tokenizer.encode(EXAMPLE_INSTRUCTION, cameras))
     return shortest, max(shortest, typical), shortest + margin
 
 
@@ -58,7 +58,7 @@ def optimization_profiles(
         "vision": {"pixel_values": shapes(lambda b, n: (b * cameras, 3, S, S))},
         "llm": {"inputs_embeds": shapes(lambda b, n: (b, n, D)), "attention_mask": shapes(lambda b, n: (b, n))},
         "vl": {"features": shapes(lambda b, n: (b, n, D))},
-        f"sampler_s{num_steps}": {
+        sampler_name(num_steps): {
             "vl_embeds": shapes(lambda b, n: (b, n, D)),
             "state": shapes(lambda b, n: (b, 1, config.max_state_dim)),
             "embodiment_id": shapes(lambda b, n: (b,)),
@@ -67,40 +67,7 @@ def optimization_profiles(
     }
 
 
-def check_shapes(graph: str, profile: Profile, shapes: dict[str, Shape]) -> None:
-    """Raise a ValueError naming the input, its shape and the profile range when a shape falls outside it."""
-    for name, shape in shapes.items():
-        lo, _, hi = profile[name]
-        if len(shape) != len(lo) or any(not a <= s <= b for s, a, b in zip(shape, lo, hi)):
-            raise ValueError(
-                f"{graph} input {name!r} has shape {tuple(shape)}, outside the engine profile min {lo} .. max {hi}; "
-                "rebuild the engine with a wider --batch / --max_instruction_tokens range or the right --data_config"
-            )
-
-
 # --------------------------------------------------------------------------------------- cache keys
-def checkpoint_fingerprint(checkpoint_dir: str | Path, content: bool = False) -> str:
-    """Hash of config.json, the safetensors index and every weight file's size and mtime (or its bytes)."""
-    path = Path(checkpoint_dir)
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors.index.json"):
-        if (path / name).is_file():
-            h.update(name.encode() + (path / name).read_bytes())
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        raise ValueError(f"{path} holds no *.safetensors files")
-    for f in weights:
-        stat = f.stat()
-        h.update(f"{f.name}:{stat.st_size}".encode())
-        if content:
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(block)
-        else:
-            h.update(str(stat.st_mtime_ns).encode())
-    return h.hexdigest()[:16]
-
-
 def engine_cache_key(
     checkpoint: str, graph: str, profile: Profile, precision: str, gpu: str, compute_capability: str, trt_version: str
 ) -> str:
@@ -216,15 +183,17 @@ def build_engines(
 ) -> Path:
     """Export ONNX, quantize when asked, build (or reuse from `out_dir/engines`) one engine per graph and
     write `out_dir/manifest.json` (engine paths + profiles), which the `tensorrt` backend loads."""
-    from gr00t_fast.backends import example_inputs, missing_gpu_stack
-
-    missing_gpu_stack("building TensorRT engines", needs_tensorrt=True)
-    import tensorrt as trt
     import torch
 
-    from gr00t_fast.policy.data_config import get_data_config
-    from gr00t_fast.export.onnx import export_onnx, graph_inputs, to_numpy
+    reason = TensorRTBackend.missing(torch.device("cuda"))
+    if reason:
+        raise RuntimeError(f"building TensorRT engines needs {reason}")
+    import tensorrt as trt
+
+    from gr00t_fast.export.onnx import export_onnx
     from gr00t_fast.model import load_model
+    from gr00t_fast.model.graphs import graph_inputs, graph_kind
+    from gr00t_fast.policy.data_config import get_data_config
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
@@ -235,19 +204,20 @@ def build_engines(
     cameras = len(get_data_config(data_config).video_keys)
     prompt = prompt_length_range(config, cameras, instruction_margin)
     profiles = optimization_profiles(config, cameras, batch, prompt, steps)
-    inputs = example_inputs(config, batch=batch[1], cameras=cameras, steps=steps)
+    inputs, noise = example_inputs(config, batch=batch[1], cameras=cameras)
     onnx_dir = out / "onnx"
-    export_onnx(model, onnx_dir, inputs, progress=progress)
+    export_onnx(model, onnx_dir, inputs, noise, steps, progress=progress)
     if precision == "int8":
         from gr00t_fast.export.int8 import quantize_graphs
 
-        onnx_dir = quantize_graphs(model, onnx_dir, out / "onnx_int8", [inputs], progress=progress)
+        onnx_dir = quantize_graphs(model, onnx_dir, out / "onnx_int8", [(inputs, noise)], steps, progress=progress)
     elif precision == "fp8":
-        calibration = graph_inputs(model, inputs)
+        from gr00t_fast.backends.onnxruntime import to_numpy
+
+        calibration = graph_inputs(model, inputs, noise, steps)
         for graph in profiles:
-            feeds = calibration["sampler" if graph.startswith("sampler_s") else graph]
             quantize_fp8(onnx_dir / f"{graph}.onnx", out / "onnx_fp8" / f"{graph}.onnx",
-                         {k: to_numpy(v) for k, v in feeds.items()})
+                         {k: to_numpy(v) for k, v in calibration[graph_kind(graph)].items()})
         onnx_dir = out / "onnx_fp8"
     fingerprint = checkpoint_fingerprint(model_path)
     gpu, capability = gpu_identity()

@@ -206,6 +206,19 @@ class Qwen3ForCausalLM(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- Eagle
+def merge_image_embeddings(
+    token_embeddings: torch.Tensor, input_ids: torch.Tensor, image_embeds: torch.Tensor, image_token_index: int
+) -> torch.Tensor:
+    """Embedding lookup with every image-token position replaced, in order, by the projected patches.
+
+    No count check here (it would sync the device every call): the prompt tokenizer puts exactly 256 image
+    tokens per camera into every prompt.
+    """
+    embeds = F.embedding(input_ids, token_embeddings)
+    is_image = (input_ids == image_token_index).unsqueeze(-1)
+    return embeds.masked_scatter(is_image, image_embeds.to(embeds.dtype))
+
+
 class EagleModel(nn.Module):
     def __init__(self, vision: VisionConfig, llm: LLMConfig, image_token_index: int):
         super().__init__()
@@ -214,12 +227,14 @@ class EagleModel(nn.Module):
         self.mlp1 = nn.Sequential(nn.Linear(vision.hidden_size, llm.hidden_size))
         self.language_model = Qwen3ForCausalLM(llm)
 
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(images, patches, llm hidden): SigLIP features through the `mlp1` connector."""
+        return self.mlp1(self.vision_model(pixel_values))
+
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """Token embeddings with every `<IMG_CONTEXT>` position replaced, in order, by projected patches."""
-        vit = self.mlp1(self.vision_model(pixel_values))
-        embeds = self.language_model.model.embed_tokens(input_ids)
-        is_image = (input_ids == self.image_token_index).unsqueeze(-1)
-        return embeds.masked_scatter(is_image, vit.to(embeds.dtype))
+        table = self.language_model.model.embed_tokens.weight
+        return merge_image_embeddings(table, input_ids, self.image_embeddings(pixel_values), self.image_token_index)
 
     def forward(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
         return self.language_model.model(self.embed(input_ids, pixel_values), attention_mask)

@@ -56,6 +56,16 @@ def from_modalities(name: str, modalities: dict[str, Any]) -> DataConfig:
     )
 
 
+def from_modality_config(name: str, config: dict[str, Any]) -> DataConfig:
+    """Config from a policy's `get_modality_config()` (e.g. a server's): modality -> {"modality_keys": [...]}."""
+    try:
+        keys = {m: tuple(config[m]["modality_keys"]) for m in ("video", "state", "action", "language")}
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"modality config lacks {e}: expected video/state/action/language entries with "
+                         f"'modality_keys', got {sorted(config) if isinstance(config, dict) else config!r}") from None
+    return DataConfig(name, keys["video"], keys["state"], keys["action"], keys["language"][0])
+
+
 def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[str, Any] | None = None) -> DataConfig:
     """Resolve a data config: a DataConfig, a built-in name, a modality JSON path, or "metadata".
 

@@ -1,30 +1,22 @@
 """Observation checks, the official N1.5 image/state transforms, and action decoding."""
 
 import logging
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 import torch
 
+from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.data_config import DataConfig
-from gr00t_fast.policy.metadata import EmbodimentMetadata
+from gr00t_fast.policy.metadata import EMBODIMENT_IDS, EmbodimentMetadata
+from gr00t_fast.policy.tokenizer import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 CROP_SCALE = 0.95
-
-
-@dataclass
-class ModelInputs:
-    """Everything the network needs apart from tokens: cameras flattened sample-major (B*V, 3, S, S)."""
-
-    batch_size: int
-    batched: bool
-    instructions: list[str]
-    pixel_values: torch.Tensor
-    state: torch.Tensor  # (B, 1, max_state_dim)
+EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
 
 
 def center_crop_box(height: int, width: int, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
@@ -107,12 +99,14 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class Processor:
-    """Turns Isaac-format observations into model inputs and normalized actions back into `action.<key>` arrays."""
+    """Turns Isaac-format observations into complete `ModelInputs` (tokenized prompt included) and normalized
+    actions back into `action.<key>` arrays."""
 
     def __init__(
         self,
         data_config: DataConfig,
         metadata: EmbodimentMetadata,
+        tokenizer: PromptTokenizer,
         *,
         max_state_dim: int,
         max_action_dim: int,
@@ -121,6 +115,8 @@ class Processor:
         dtype: torch.dtype = torch.float32,
     ):
         self.config = data_config
+        self.tokenizer = tokenizer
+        self.embodiment_tag, self.embodiment_id = metadata.tag, metadata.embodiment_id
         self.image_size = image_size
         self.max_state_dim = max_state_dim
         self.device = torch.device(device)
@@ -146,6 +142,7 @@ class Processor:
             start += metadata.stats[key].dim
         if start > max_action_dim:
             raise ValueError(f"action keys need {start} dims, the model predicts {max_action_dim}")
+        self.key_dims = {**self.state_dims, **{k: s.stop - s.start for k, s in self.action_slices.items()}}
         # Un-normalization runs in float32 with float32 statistics (as upstream).
         self.action_low = {k: metadata.stats[k].min.astype(np.float32) for k in data_config.action_keys}
         self.action_range = {
@@ -248,12 +245,14 @@ class Processor:
 
     def __call__(self, obs: dict) -> ModelInputs:
         batched, batch = self.check(obs)
+        ids, mask = self.tokenizer(self.instructions(obs, batched, batch), len(self.config.video_keys))
         return ModelInputs(
-            batch_size=batch,
-            batched=batched,
-            instructions=self.instructions(obs, batched, batch),
+            input_ids=ids.to(self.device),
+            attention_mask=None if bool(mask.all()) else mask.to(self.device),
             pixel_values=self.pixel_values(obs, batch),
             state=self.state(obs, batch),
+            embodiment_id=self.embodiment_id,
+            batched=batched,
         )
 
     def decode(self, actions: torch.Tensor, batched: bool) -> dict[str, np.ndarray]:
@@ -264,3 +263,38 @@ class Processor:
             value = (pred[..., dims] + 1) / 2 * self.action_range[key] + self.action_low[key]
             out[key] = value if batched else value[0]
         return out
+
+
+def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: EmbodimentMetadata,
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Processor:
+    """The processor for a model: its Eagle tokenizer, state/action widths and image size."""
+    return Processor(data_config, metadata, PromptTokenizer.for_model(config), max_state_dim=config.max_state_dim,
+                     max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype)
+
+
+def example_inputs(
+    config: Gr00tConfig,
+    *,
+    batch: int = 1,
+    cameras: int = 1,
+    instructions: list[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[ModelInputs, torch.Tensor]:
+    """Random `ModelInputs` with the exact N1.5 prompt layout (the checkpoint's tokenizer), and a noise sample.
+
+    Pixels uniform in [-1, 1], normalized state in [-1, 1], embodiment `new_embodiment`. `instructions` (one per
+    sample, left-padded when their lengths differ) overrides `batch`. For tests, exports and benchmarks.
+    """
+    texts = instructions or [EXAMPLE_INSTRUCTION] * batch
+    batch = len(texts)
+    ids, mask = PromptTokenizer.for_model(config)(texts, cameras)
+    gen = torch.Generator().manual_seed(seed)
+    size = config.image_size
+    pixels = torch.rand(batch * cameras, 3, size, size, generator=gen) * 2 - 1
+    state = torch.rand(batch, 1, config.max_state_dim, generator=gen) * 2 - 1
+    noise = torch.randn(batch, config.action_horizon, config.max_action_dim, generator=gen)
+    inputs = ModelInputs(ids, None if bool(mask.all()) else mask, pixels, state,
+                         torch.full((batch,), EMBODIMENT_IDS["new_embodiment"], dtype=torch.long))
+    return inputs.to(device, dtype), noise.to(device)

@@ -12,6 +12,8 @@ import numpy as np
 
 JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 ACTION_KEYS = tuple(f"{name}.pos" for name in JOINT_NAMES)
+JointGroups = dict[str, tuple[str, ...]]  # data-config part ("single_arm") -> the joints that make it, in order
+SO100_JOINT_GROUPS: JointGroups = {"single_arm": JOINT_NAMES[:5], "gripper": JOINT_NAMES[5:]}
 
 
 class CameraError(RuntimeError):
@@ -25,6 +27,8 @@ class Robot(Protocol):
     camera_names: tuple[str, ...]
     # Per action key ("shoulder_pan.pos" ...): (low, high) in the units above, for clipping actions.
     joint_limits: dict[str, tuple[float, float]]
+    # Which joints make each part of a data config's state/action (SO-100: single_arm, gripper).
+    joint_groups: JointGroups
 
     @property
     def is_connected(self) -> bool: ...
@@ -56,7 +60,10 @@ class Robot(Protocol):
 
 
 class So100Features:
-    """`observation_features` / `action_features` of an SO-100 arm whose `config.cameras` maps names to cameras."""
+    """`observation_features` / `action_features` / `joint_groups` of an SO-100 arm whose `config.cameras` maps
+    names to cameras."""
+
+    joint_groups = SO100_JOINT_GROUPS
 
     @property
     def observation_features(self) -> dict[str, type | tuple[int, ...]]:

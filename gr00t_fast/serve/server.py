@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import zmq
 
+from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.serve import protocol
 
 log = logging.getLogger("gr00t_fast.serve")
@@ -191,23 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a GR00T N1.5 policy over the Isaac-GR00T ZeroMQ protocol (drop-in for "
         "scripts/inference_service.py --server; underscore spellings of the flags work too).",
     )
+    add_policy_arguments(parser, dashes=True)
 
-    def add(name: str, **kwargs: Any) -> None:  # "--model-path" also as "--model_path"
+    def add(name: str, **kwargs: Any) -> None:  # "--max-message-mb" also as "--max_message_mb"
         parser.add_argument(*dict.fromkeys([name, "--" + name[2:].replace("-", "_")]), **kwargs)
 
-    add("--model-path", required=True, help="checkpoint directory")
-    add("--embodiment-tag", default="new_embodiment", help="embodiment of the checkpoint (default: new_embodiment)")
-    add("--data-config", default="so100", help="so100, so100_dualcam, metadata or a modality .json (default: so100)")
     add("--port", type=int, default=5555, help="TCP port (default: 5555)")
     add("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    add("--denoising-steps", type=int, default=None, help="flow-matching steps (default: the checkpoint's, 4)")
     add("--api-token", default=None, help="require this token in every request")
-    add("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    add("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on CPU)")
-    add("--eagle-path", default=None, help="Eagle asset folder (default: <model-path>/eagle2_hg_model or the HF cache)")
-    add("--backend", default="torch", help="torch, compile, cuda-graph, onnxruntime or tensorrt (default: torch)")
-    add("--backend-dir", default=None, help="onnxruntime: exported ONNX graphs; tensorrt: engines (gr00t-fast export)")
-    add("--quantize", default=None, choices=["int8", "fp8"], help="int8/fp8 matmuls (torch, compile, cuda-graph)")
     add("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request (default: 64)")
     add("--allow-legacy-format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
@@ -217,10 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from gr00t_fast.policy.policy import cli_load_options, load_policy
-
     try:
-        policy = load_policy(**cli_load_options(args, args.model_path), warmup=True)
+        policy = policy_config_from_args(args).load(warmup=True)
         server = PolicyServer(
             policy,
             host=args.host,
@@ -229,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             max_message_bytes=int(args.max_message_mb * 2**20),
             allow_legacy_format=args.allow_legacy_format,
         )
-    except (OSError, ValueError) as e:  # bad checkpoint / config, or the address is taken
+    except (OSError, ValueError, RuntimeError) as e:  # bad checkpoint / config, unavailable backend, address taken
         print(f"gr00t-fast serve: error: {e}", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGINT):

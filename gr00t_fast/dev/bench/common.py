@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
-from gr00t_fast.robot.base import ACTION_KEYS, joint_dict
+from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, joint_dict
 from gr00t_fast.backends.base import synchronize
 from gr00t_fast.control.telemetry import stats_ms, summarize
 
@@ -230,6 +230,7 @@ class ReplayRobot:
     def __init__(self, observation: dict[str, Any], video_keys: Sequence[str]):
         self.camera_names = tuple(key.removeprefix("video.") for key in video_keys)
         self.joint_limits = {key: (-1e9, 1e9) for key in ACTION_KEYS}
+        self.action_features, self.joint_groups = {key: float for key in ACTION_KEYS}, SO100_JOINT_GROUPS
         state = np.concatenate([observation["state.single_arm"][0], observation["state.gripper"][0]])
         frames = {cam: observation[key][0] for cam, key in zip(self.camera_names, video_keys)}
         self.observation = {**joint_dict(state), **frames}
@@ -244,7 +245,7 @@ class ReplayRobot:
 def closed_loop_steps(policy: Any, observation: dict[str, Any], video_keys: Sequence[str], action_horizon: int,
                       chunks: int) -> dict[str, Any]:
     """Step vs refill statistics of the sync control loop with an action queue (`chunks` refills), unthrottled."""
-    config = ControlConfig(instruction=INSTRUCTION, fps=1000.0, mode="sync", action_horizon=action_horizon)
+    config = ControlConfig(lang_instruction=INSTRUCTION, fps=1000.0, mode="sync", action_horizon=action_horizon)
     loop = ControlLoop(ReplayRobot(observation, video_keys), policy, config)
     return summarize(loop.run(max_steps=chunks * action_horizon))
 

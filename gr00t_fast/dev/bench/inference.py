@@ -33,15 +33,15 @@ class Config:
 
 
 @torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.policy.torch_thread)
-def make_backends(policy: Any, names: Sequence[str]) -> tuple[dict[str, tuple[Any, float]], dict[str, str]]:
+def make_backends(policy: Any, names: Sequence[str], checkpoint: Path) -> tuple[dict[str, tuple[Any, float]], dict[str, str]]:
     """Build each backend on the loaded model: ({name: (backend, build s)}, {name: why it is unavailable})."""
-    from gr00t_fast.backends.base import make_backend
+    from gr00t_fast.policy.loading import build_backend
 
     built, skipped = {}, {}
     for name in names:
         start = time.perf_counter()
         try:
-            built[name] = (policy.backend if name == "torch" else make_backend(name, policy.model),
+            built[name] = (policy.backend if name == "torch" else build_backend(name, policy.model, checkpoint, policy.data_config),
                            time.perf_counter() - start)
         except Exception as e:  # noqa: BLE001 - unknown, missing extra, no GPU: skipped with the reason
             skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -51,13 +51,14 @@ def make_backends(policy: Any, names: Sequence[str]) -> tuple[dict[str, tuple[An
 @torch_thread
 def backend_fidelity(policy: Any, backends: dict[str, tuple[Any, float]], reference: Any) -> dict[str, dict]:
     """Model-level fidelity (normalized actions) of each backend against fp32 eager on the same inputs and noise."""
-    from gr00t_fast.backends import example_inputs, fidelity
+    from gr00t_fast.backends import fidelity
+    from gr00t_fast.policy.processor import example_inputs
 
-    inputs = example_inputs(policy.config, device=policy.device, dtype=policy.dtype)
+    inputs, noise = example_inputs(policy.config, device=policy.device, dtype=policy.dtype)
     out = {}
     for name, (backend, _) in backends.items():
         try:
-            out[name] = fidelity(backend, reference, inputs)
+            out[name] = fidelity(backend, reference, inputs, noise, policy.denoising_steps)
         except Exception as e:  # noqa: BLE001
             out[name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
     return out
@@ -91,7 +92,7 @@ def run_inference(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     cold_ms, _ = timed(lambda: policy.get_action(observation, noise=noise), policy.device)
     video_keys = policy.data_config.video_keys
     header = bench.header(policy)
-    backends, skipped = make_backends(policy, args.backends)
+    backends, skipped = make_backends(policy, args.backends, bench.checkpoint)
     notes = [f"backend {name} skipped: {why}" for name, why in skipped.items()]
     stages = lambda: dict(policy.timings["last"])  # noqa: E731
 

@@ -48,7 +48,7 @@ def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, max_
 
     camera = SimCameraConfig(width=args.camera_size[0], height=args.camera_size[1])
     robot = make_robot(SimSO100Config(seed=args.seed, cameras={"front": camera}), fps=args.fps)
-    config = ControlConfig(instruction=INSTRUCTION, fps=args.fps, mode=mode, action_horizon=args.action_horizon,
+    config = ControlConfig(lang_instruction=INSTRUCTION, fps=args.fps, mode=mode, action_horizon=args.action_horizon,
                            inject_delay=delay)
     robot.connect()
     try:

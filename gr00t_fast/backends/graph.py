@@ -1,0 +1,47 @@
+"""What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part."""
+
+from abc import abstractmethod
+
+import torch
+
+from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.model.graphs import run_graphs
+from gr00t_fast.model.inputs import ModelInputs
+
+
+class GraphBackend(Backend):
+    """Runs vision -> image/token merge -> llm -> vl -> sampler_s{N}, one exported graph at a time.
+
+    Subclasses implement `run(graph, feeds)` and `ensure_sampler(num_steps)` (the sampler graph's name).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(model)
+        self._clock: StageClock | None = None
+
+    @abstractmethod
+    def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Output of one graph for its named input tensors."""
+
+    @abstractmethod
+    def ensure_sampler(self, num_steps: int) -> str:
+        """Make the `num_steps` sampler graph runnable (or raise naming how to export it); returns its name."""
+
+    def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+        self.ensure_sampler(num_steps)
+        clock = self._clock = StageClock(self.device)
+
+        def run(graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+            if graph == "vision" or graph == "vl":  # backbone = vision + merge + llm; action head = vl + sampler
+                clock.mark()
+            return self.run(graph, feeds)
+
+        actions = run_graphs(run, self.model, inputs, noise, num_steps)
+        clock.mark()
+        return actions
+
+    def stage_ms(self) -> dict[str, float]:
+        if self._clock is None:
+            return {}
+        backbone, action_head = self._clock.elapsed_ms()
+        return {"backbone": backbone, "action_head": action_head}

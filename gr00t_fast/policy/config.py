@@ -1,0 +1,74 @@
+"""`PolicyConfig`: what loading a policy takes, one dataclass for `run` (draccus flags), `serve` and `bench`
+(argparse flags, with inference_service.py's dash spellings too)."""
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BackendName = Literal["torch", "compile", "cuda-graph", "onnxruntime", "tensorrt"]
+DTypeName = Literal["float32", "bfloat16", "float16"]
+Quantization = Literal["int8", "fp8"]
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class PolicyConfig:
+    model_path: str = field(default="", metadata=_help("checkpoint directory"))
+    embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
+    data_config: str = field(default="so100", metadata=_help("so100, so100_dualcam, metadata or a modality .json"))
+    denoising_steps: int | None = field(default=None, metadata=_help("flow-matching steps (default: the checkpoint's, 4)"))
+    device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
+    dtype: DTypeName | None = field(default=None, metadata=_help("default: bfloat16 on CUDA, float32 on CPU"))
+    backend: BackendName = field(default="torch", metadata=_help("how the network runs (gr00t_fast.backends)"))
+    backend_dir: str | None = field(default=None, metadata=_help(
+        "onnxruntime: exported ONNX graphs; tensorrt: built engines (default: exported / built into the cache)"))
+    quantize: Quantization | None = field(default=None, metadata=_help("int8/fp8 matmuls (torch, compile, cuda-graph)"))
+    eagle_path: str | None = field(default=None, metadata=_help(
+        "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
+    seed: int = field(default=0, metadata=_help("seeds the denoising noise"))
+
+    def __post_init__(self) -> None:
+        if self.denoising_steps is not None and self.denoising_steps < 1:
+            raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
+
+    def load_kwargs(self, model_path: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of `load_policy` (`model_path` overrides the configured one, e.g. a demo checkpoint)."""
+        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(PolicyConfig)}
+        kwargs["model_path"] = model_path or self.model_path
+        return kwargs
+
+    def load(self, model_path: str | None = None, warmup: bool = True):
+        """The policy this configuration describes (see `gr00t_fast.policy.loading.load_policy`)."""
+        from gr00t_fast.policy.loading import load_policy
+
+        return load_policy(**self.load_kwargs(model_path), warmup=warmup)
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser, dashes: bool = False, required_model: bool = True) -> None:
+    """One argparse flag per `PolicyConfig` field: `--model_path` (and `--model-path` with `dashes`), choices from
+    the Literal types, help from the field metadata."""
+    hints = typing.get_type_hints(PolicyConfig)
+    for f in dataclasses.fields(PolicyConfig):
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if dashes and "_" in f.name else [])
+        kind = hints[f.name]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+            kind = next(t for t in typing.get_args(kind) if t is not type(None))
+        options: dict[str, Any] = {"default": f.default, "help": f.metadata["help"], "dest": f.name}
+        if typing.get_origin(kind) is Literal:
+            options["choices"] = typing.get_args(kind)
+        else:
+            options["type"] = kind
+        if f.name == "model_path" and required_model:
+            options = {"required": True, "help": f.metadata["help"], "dest": f.name}
+        parser.add_argument(*names, **options)
+
+
+def policy_config_from_args(args: argparse.Namespace) -> PolicyConfig:
+    """The `PolicyConfig` of parsed `add_policy_arguments` flags."""
+    return PolicyConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PolicyConfig)})

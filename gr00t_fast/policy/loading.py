@@ -1,0 +1,92 @@
+"""`load_policy`: checkpoint -> model (+ quantization) -> processor -> backend (+ its artifacts) -> `Gr00tPolicy`."""
+
+from pathlib import Path
+
+import torch
+
+from gr00t_fast.backends import Backend, require_backend
+from gr00t_fast.policy.data_config import DataConfig, get_data_config
+from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
+from gr00t_fast.policy.processor import processor_for_model
+from gr00t_fast.policy.torch_thread import torch_thread
+
+TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
+ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
+
+
+def cached_engines(model_path: str | Path, data_config: DataConfig, precision: str) -> Path:
+    """TensorRT engines for a checkpoint without an engine folder: built (or found) in the cache."""
+    from gr00t_fast.cache import cache_dir
+    from gr00t_fast.export.tensorrt import build_engines
+
+    folder = cache_dir() / "tensorrt" / f"{data_config.name}_{precision}"
+    return build_engines(model_path, folder, data_config=data_config.name, precision=precision)
+
+
+def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
+                  backend_dir: str | Path | None = None, options: dict | None = None) -> Backend:
+    """The backend `name` for `model` with its artifacts: `backend_dir` when given, else exported (ONNX) or
+    built (TensorRT) into the cache. The capability check comes first: nothing is exported for a backend this
+    machine cannot run."""
+    cls = require_backend(name, model.device)
+    options = dict(options or {})
+    if backend_dir is not None:
+        if name not in ARTIFACT_OPTION:
+            raise ValueError(f"backend_dir is for the backends {sorted(ARTIFACT_OPTION)}, not {name!r}")
+        options[ARTIFACT_OPTION[name]] = backend_dir
+    elif name == "onnxruntime" and "onnx_dir" not in options:
+        from gr00t_fast.export.onnx import cached_onnx_export
+
+        options.update(cached_onnx_export(model, model_path))
+    elif name == "tensorrt" and "engine_dir" not in options:
+        options["engine_dir"] = cached_engines(model_path, data_config, options.pop("precision", "bf16"))
+    return cls(model, **options)
+
+
+@torch_thread
+def load_policy(
+    model_path: str | Path,
+    *,
+    embodiment_tag: str = "new_embodiment",
+    data_config: "str | Path | DataConfig" = "so100",
+    denoising_steps: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    eagle_path: str | Path | None = None,
+    warmup: bool = True,
+    backend: str = "torch",
+    backend_dir: str | Path | None = None,
+    backend_options: dict | None = None,
+    quantize: str | None = None,
+    seed: int = 0,
+) -> Gr00tPolicy:
+    """Load a GR00T N1.5 checkpoint as a policy.
+
+    `data_config`: "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from metadata.json) or a
+    DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
+    `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt (`gr00t_fast.backends`); `backend_dir` holds
+    exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
+    `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
+    `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
+    `seed` seeds the sampler's noise when `get_action` is given none.
+    """
+    from gr00t_fast.model import load_model
+    from gr00t_fast.model.quantize import MODES, quantize_linears
+
+    if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
+        raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
+                         f"{TORCH_BACKENDS}, got backend {backend!r} (exported graphs: gr00t-fast export int8)")
+    if denoising_steps is not None:
+        check_steps(denoising_steps)
+    metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
+    config = get_data_config(data_config, metadata.modalities)
+    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
+    if quantize is not None:
+        quantize_linears(model, quantize)
+    processor = processor_for_model(model.config, config, metadata, device=model.device, dtype=model.dtype)
+    policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
+                         denoising_steps=denoising_steps, seed=seed)
+    if warmup:
+        policy.warmup()
+    return policy
