@@ -32,7 +32,7 @@ def test_inference(tiny_checkpoint, tmp_path, capsys):
     rows = {r["name"]: r for r in result["configurations"]}
     assert list(rows) == ["Server 4-step", "Direct 4-step", "Direct 2-step"]
     for row in rows.values():
-        assert row["successful_runs"] == 2 and len(row["times_ms"]) == 2
+        assert row["successful_runs"] == 2 and len(row["times_ms"]) == 2 and row["first_call_ms"] > 0
         assert row["min"] <= row["median"] <= row["max"]
         assert row["closed_loop"]["steps"] == 16 and row["closed_loop"]["refills"] == 2
     # same observation and noise: the server computes exactly the direct 4-step actions, 2 steps do not
@@ -92,8 +92,40 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["loop", "--methods", "sync,teleport"], "unknown ['teleport']"),
         (["scaling", "--cameras", "3"], "--cameras"),
         (["inference", "--model_path", "/nonexistent"], "not a checkpoint directory"),
+        (["server", "--formats", "json"], "--formats"),
+        (["model", "--reps", "0"], "--reps must be >= 1"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
     assert bench.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_backends(tiny_checkpoint, tmp_path, capsys):
+    """Model-level rows with their action error against fp32 eager (compile and ORT INT8 skipped: slow to build)."""
+    argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--out",
+            str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "backends", [])
+    rows = {r["backend"]: r for r in result["results"]}
+    assert set(rows) == {"torch float32 eager", "onnxruntime fp32", "torch int8 (_int_mm)", "torch fp8 (_scaled_mm)"}
+    assert rows["torch float32 eager"]["max_abs_diff"] == 0.0 and rows["onnxruntime fp32"]["max_abs_diff"] < 1e-4
+    assert 0 < rows["torch int8 (_int_mm)"]["mean_abs_diff"] < 0.2
+    assert all(r["successful_runs"] == 2 for r in rows.values())
+
+
+def test_server(tiny_checkpoint, tmp_path):
+    argv = ["server", "--model_path", str(tiny_checkpoint), "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "server", [])
+    for row in result["rows"]:
+        assert row["round_trip_ms"] > 0 and row["codec_ms"] > 0 and row["request_kb"] > 900  # one 640x480 frame
+    assert [r["format"] for r in result["rows"]] == ["msgpack", "legacy"]
+
+
+def test_model(tiny_checkpoint, tmp_path):
+    argv = ["model", "--model_path", str(tiny_checkpoint), "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "model", [])
+    assert result["load"]["weights_mb"] > 0 and result["load"]["peak_rss_mb"] >= result["load"]["rss_before_mb"]
+    assert set(result["median_ms"]) >= {"backbone (vision + LLM)", "whole call, 4 steps"}

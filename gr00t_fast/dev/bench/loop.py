@@ -1,4 +1,5 @@
-"""2. Control loop on the simulated SO-100: sync vs async vs server-client, with injected delays."""
+"""The control loop on the simulated SO-100: sync vs async vs server-client, with injected inference delays; the
+executed trajectory of each run against a no-delay reference."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, RemotePolicy, bench_noise, environment_markdown, fmt,
-    format_table, local_server, markdown_table, pyplot, write_outputs,
+    INSTRUCTION, SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, bench_noise, fmt, local_server, pyplot,
 )
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.robot.base import JOINT_NAMES
@@ -41,13 +41,13 @@ def tracking_error(run: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarr
             "arm_mae_deg": float(mae[:5].mean()), "arm_rmse_deg": float(np.sqrt((err[:, :5] ** 2).mean()))}
 
 
-def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, max_steps: int | None = None,
+def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, seed: int, max_steps: int | None = None,
             duration: float | None = None) -> list[StepRecord]:
     """One control-loop run on a fresh `so100_sim` (same seed every time)."""
     from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
 
     camera = SimCameraConfig(width=args.camera_size[0], height=args.camera_size[1])
-    robot = make_robot(SimSO100Config(seed=args.seed, cameras={"front": camera}), fps=args.fps)
+    robot = make_robot(SimSO100Config(seed=seed, cameras={"front": camera}), fps=args.fps)
     config = ControlConfig(lang_instruction=INSTRUCTION, fps=args.fps, mode=mode, action_horizon=args.action_horizon,
                            inject_delay=delay)
     robot.connect()
@@ -62,49 +62,79 @@ def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, max_
 LOOP_METHODS = ("sync", "async", "server")
 
 
-def run_loop(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gr00t_fast.dev.bench.cli import float_list, word_list
+
+    parser.add_argument("--methods", type=word_list, default=list(LOOP_METHODS), help="sync, async, server")
+    parser.add_argument("--delays", type=float_list, default=[0.0, 0.8], help="injected inference delays in s")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
+    parser.add_argument("--fps", type=float, default=10.0, help="control rate")
+    parser.add_argument("--action_horizon", type=int, default=8)
+    parser.add_argument("--camera_size", type=size_pair, default=(160, 120), help="simulated camera WIDTHxHEIGHT")
+
+
+def size_pair(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
+
+
+def check(args: argparse.Namespace) -> None:
+    unknown = sorted(set(args.methods) - set(LOOP_METHODS))
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; expected a subset of {list(LOOP_METHODS)}")
+    if args.duration <= 0 or args.fps <= 0:
+        raise ValueError(f"--duration and --fps must be > 0, got {args.duration} and {args.fps}")
+
+
+class RemotePolicy:
+    """A PolicyClient that tells the control loop the training resolution, so frames are resized on the robot side
+    exactly as for the in-process policy (the server then gets the same pixels)."""
+
+    def __init__(self, client: Any, video_resolution: dict[str, tuple[int, int]]):
+        self.client, self.video_resolution = client, video_resolution
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.serve import PolicyClient
 
     policy = bench.load(data_config="so100", warmup=True)
-    fixed = FixedNoisePolicy(policy, bench_noise(policy, bench.seed), args.denoising_steps)
-    header = bench.header(policy)
-    steps = int(round(args.duration * args.fps))
-    print(f"reference: sync, no delay, {steps} steps retimed to 1/{args.fps:g} s", flush=True)
-    reference = trajectory(sim_run(fixed, "sync", 0.0, args, max_steps=steps + 1), ideal_fps=args.fps)
+    steps = policy.denoising_steps
+    fixed = FixedNoisePolicy(policy, bench_noise(policy, bench.policy.seed), steps)
+    n_steps = int(round(args.duration * args.fps))
+    print(f"reference: sync, no delay, {n_steps} steps retimed to 1/{args.fps:g} s", flush=True)
+    reference = trajectory(sim_run(fixed, "sync", 0.0, args, bench.policy.seed, max_steps=n_steps + 1), ideal_fps=args.fps)
     runs, curves = [], {}
     with local_server(fixed).in_thread() as server, \
             PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS) as client:
         for delay in args.delays:
             for method in args.methods:
                 print(f"{method}, injected delay {delay:g} s, {args.duration:g} s ...", flush=True)
-                policy_for = RemotePolicy(client, policy.video_resolution) if method == "server" else fixed
-                records = sim_run(policy_for, "sync" if method == "server" else method, delay, args,
+                driver = RemotePolicy(client, policy.video_resolution) if method == "server" else fixed
+                records = sim_run(driver, "sync" if method == "server" else method, delay, args, bench.policy.seed,
                                   duration=args.duration)
-                summary = summarize(records)
-                run = trajectory(records)
-                error = tracking_error(run, reference, args.fps, args.duration)
-                span = records[-1].t - records[0].t if len(records) > 1 else float("nan")
+                run_trajectory = trajectory(records)
+                error = tracking_error(run_trajectory, reference, args.fps, args.duration)
                 executed = sum(not r.hold for r in records)
-                curves[(method, delay)] = (run, error)
-                runs.append({"method": method, "delay_s": delay, **summary, "actions_executed": executed,
-                             "actions_per_s": executed / records[-1].t if records else 0.0, "span_s": span,
+                curves[(method, delay)] = (run_trajectory, error)
+                runs.append({"method": method, "delay_s": delay, **summarize(records), "actions_executed": executed,
+                             "actions_per_s": executed / records[-1].t if records else 0.0,
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
-    result = {**header, "benchmark": "loop", "fps": args.fps, "duration_s": args.duration,
-              "action_horizon": args.action_horizon, "denoising_steps": args.denoising_steps,
-              "camera_size": list(args.camera_size), "reference": "sync without delay, retimed to k/fps",
-              "runs": runs}
-    headers, rows = loop_rows(runs)
-    print(format_table(headers, rows), flush=True)
-    md = "\n\n".join([
-        "# Control loop (simulated SO-100)", f"`{result['command']}`", environment_markdown(result["environment"]),
-        f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, "
-        f"{args.denoising_steps} denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. "
-        "Tracking error: executed joint targets against the reference (sync without delay, each action retimed to "
-        "k/fps: inference free), both zero-order held on the control grid; arm joints in degrees.",
-        markdown_table(headers, rows), "![trajectories](loop_trajectories.png)", "![errors](loop_errors.png)", "",
-    ])
-    write_outputs(bench.out, "loop", result, md)
+    result = {**bench.header(policy.device), "benchmark": "loop", "fps": args.fps, "duration_s": args.duration,
+              "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
+              "reference": "sync without delay, retimed to k/fps", "runs": runs}
+    bench.write("loop", result, "Control loop (simulated SO-100)",
+                f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
+                f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
+                "joint targets against the reference (sync without delay, each action retimed to k/fps: inference "
+                "free), both zero-order held on the control grid; arm joints in degrees.",
+                [loop_rows(runs)], ["loop_trajectories.png", "loop_errors.png"])
     plot_loop(reference, curves, args, bench.out)
     return result
 

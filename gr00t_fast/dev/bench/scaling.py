@@ -1,4 +1,4 @@
-"""3. Scaling: latency against cameras, denoising steps and batch size."""
+"""Latency against cameras (1: data config so100, 2: so100_dualcam), denoising steps and batch size."""
 
 from __future__ import annotations
 
@@ -8,84 +8,62 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import (
-    Bench, Measurement, bench_noise, bench_observation, environment_markdown, fmt, format_table, markdown_table,
-    pyplot, write_outputs,
-)
+from gr00t_fast.dev.bench.common import Bench, bench_noise, bench_observation, fmt, measure, pyplot
 
 
-def measure(policy: Any, observation: dict[str, Any], noise: np.ndarray, steps: int, bench: Bench) -> dict[str, Any]:
-    m = Measurement()
-    call = lambda: policy.get_action(observation, noise=noise, denoising_steps=steps)  # noqa: E731
-    stages = lambda: dict(policy.timings["last"])  # noqa: E731
-    for _ in range(max(1, bench.warmup)):
-        m.call(call, policy.device, False, None)
-    for _ in range(bench.reps):
-        m.call(call, policy.device, True, stages)
-    report = m.report(bench.reps)
-    report.pop("times_ms")
-    return report
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gr00t_fast.dev.bench.cli import int_list
+
+    parser.add_argument("--cameras", type=int_list, default=[1, 2], help="1 (so100) and/or 2 (so100_dualcam)")
+    parser.add_argument("--steps", type=int_list, default=list(range(1, 9)))
+    parser.add_argument("--batches", type=int_list, default=[1, 2, 4, 8])
 
 
-def run_scaling(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    policies = {1: bench.load(data_config="so100", warmup=False)}
-    if 2 in args.cameras:
-        policies[2] = bench.load(data_config="so100_dualcam", warmup=False)
-    base = policies[1]
-    header = bench.header(base)
-    rows = []
+def check(args: argparse.Namespace) -> None:
+    if not set(args.cameras) <= {1, 2}:
+        raise ValueError(f"--cameras: 1 (so100) and 2 (so100_dualcam) are supported, got {args.cameras}")
 
-    def add(axis: str, value: int, policy: Any, steps: int, batch: int | None) -> None:
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    policies = {n: bench.load(data_config="so100" if n == 1 else "so100_dualcam") for n in sorted({1, *args.cameras})}
+    seed, rows = bench.policy.seed, []
+    points = ([("cameras", n, policies[n], 4, None) for n in args.cameras]
+              + [("denoising_steps", k, policies[1], k, None) for k in args.steps]
+              + [("batch", b, policies[1], 4, b) for b in args.batches])
+    for axis, value, policy, steps, batch in points:
         print(f"{axis} = {value} ...", flush=True)
-        obs, noise = bench_observation(policy, bench.seed, batch), bench_noise(policy, bench.seed, batch)
-        report = measure(policy, obs, noise, steps, bench)
+        obs, noise = bench_observation(policy, seed, batch), bench_noise(policy, seed, batch)
+        call = lambda: policy.get_action(obs, noise=noise, denoising_steps=steps)  # noqa: E731
+        report = measure({"call": call}, policy.device, bench.warmup, bench.reps,
+                         {"call": lambda: dict(policy.timings["last"])})["call"].report()
         rows.append({"axis": axis, "value": value, "cameras": len(policy.data_config.video_keys), "steps": steps,
                      "batch": batch or 1, **report, "per_sample_median_ms": report["median"] / (batch or 1)})
-
-    for n in args.cameras:
-        add("cameras", n, policies[n], 4, None)
-    for k in args.steps:
-        add("denoising_steps", k, base, k, None)
-    for b in args.batches:
-        add("batch", b, base, 4, b)
-    result = {**header, "benchmark": "scaling", "rows": rows,
-              "notes": ["cameras 1: data config so100 (video.webcam); 2: so100_dualcam (video.front, video.wrist)"]}
-    headers = ["Axis", "Value", "Cameras", "Steps", "Batch", "Median (ms)", "Mean (ms)", "Min (ms)", "Max (ms)",
-               "Per sample (ms)", "Backbone (ms)", "Action head (ms)", "Preprocess (ms)", "Runs"]
-    table = [[r["axis"], r["value"], r["cameras"], r["steps"], r["batch"], fmt(r["median"]), fmt(r["mean"]),
-              fmt(r["min"]), fmt(r["max"]), fmt(r["per_sample_median_ms"]),
-              fmt(r["stage_median_ms"].get("backbone")), fmt(r["stage_median_ms"].get("action_head")),
-              fmt(r["stage_median_ms"].get("preprocess")), f"{r['successful_runs']}/{r['runs']}"] for r in rows]
-    print(format_table(headers, table), flush=True)
-    md = "\n\n".join([
-        "# Scaling", f"`{result['command']}`", environment_markdown(result["environment"]),
-        f"Checkpoint `{result['checkpoint']}`, dtype {result['dtype']}; {bench.warmup} warm-up + {bench.reps} "
-        "measured calls per row; 4 denoising steps unless the row varies them; stage times from the policy.",
-        markdown_table(headers, table), "\n".join(f"- {n}" for n in result["notes"]), "![scaling](scaling.png)", "",
-    ])
-    write_outputs(bench.out, "scaling", result, md)
-    plot_scaling(rows, bench.out / "scaling.png")
+    result = {**bench.header(policies[1].device), "benchmark": "scaling", "rows": rows}
+    headers = ["Axis", "Value", "Cameras", "Steps", "Batch", "Median (ms)", "Min (ms)", "Max (ms)", "Per sample (ms)",
+               "Preprocess (ms)", "Model (ms)", "Runs"]
+    table = [[r["axis"], r["value"], r["cameras"], r["steps"], r["batch"], fmt(r["median"]), fmt(r["min"]),
+              fmt(r["max"]), fmt(r["per_sample_median_ms"]), fmt(r["stage_median_ms"].get("preprocess")),
+              fmt(r["stage_median_ms"].get("model")), f"{r['successful_runs']}/{r['runs']}"] for r in rows]
+    bench.write("scaling", result, "Scaling", f"Checkpoint `{bench.checkpoint}`; {bench.warmup} warm-up + {bench.reps} "
+                "measured calls per row; 4 denoising steps unless the row varies them.", [(headers, table)],
+                ["scaling.png"])
+    plot(rows, bench.out / "scaling.png")
     return result
 
 
-def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
-    axes_names = [a for a in ("cameras", "denoising_steps", "batch") if any(r["axis"] == a for r in rows)]
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.5 * len(axes_names), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], axes_names):
+    names = [a for a in ("cameras", "denoising_steps", "batch") if any(r["axis"] == a for r in rows)]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
         sel = [r for r in rows if r["axis"] == name]
-        x = [r["value"] for r in sel]
-        med = np.array([r["median"] for r in sel])
-        err = [med - np.array([r["min"] for r in sel]), np.array([r["max"] for r in sel]) - med]
-        ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label="per call")
+        x, med = [r["value"] for r in sel], np.array([r["median"] for r in sel])
+        ax.errorbar(x, med, yerr=[med - [r["min"] for r in sel], np.array([r["max"] for r in sel]) - med], marker="o",
+                    capsize=3, label="per call")
         if name == "batch":
             ax.plot(x, [r["per_sample_median_ms"] for r in sel], marker="s", label="per sample")
             ax.legend(fontsize=8)
-        ax.set_xlabel(name.replace("_", " "))
-        ax.set_xticks(x)
-        ax.set_ylabel("latency (ms), median")
-        ax.set_ylim(bottom=0)
+        ax.set(xlabel=name.replace("_", " "), xticks=x, ylabel="latency (ms), median", ylim=(0, None))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    print(f"wrote {path}", flush=True)

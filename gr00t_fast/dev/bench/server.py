@@ -1,0 +1,109 @@
+"""What the ZeroMQ server/client split costs over calling the policy in-process.
+
+Per wire format (msgpack, legacy torch.save), three calls go round-robin: the direct `get_action`, the client round
+trip through a loopback server, and the round trip to a server replaying a fixed action (the protocol alone). The
+four codec steps (client encodes the request, server decodes it, server encodes the reply, client decodes it) are
+timed on their own; transport = replay round trip - codec. With `--server HOST:PORT` the round trip goes to any
+running Isaac-GR00T protocol server instead (e.g. upstream's inference_service.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+from typing import Any
+
+import torch
+
+from gr00t_fast.dev.bench.common import (
+    SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, measure,
+    parse_address, timed,
+)
+
+FORMATS = ("msgpack", "legacy")
+CPU = torch.device("cpu")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gr00t_fast.dev.bench.cli import word_list
+
+    parser.add_argument("--formats", type=word_list, default=list(FORMATS), help="msgpack and/or legacy")
+    parser.add_argument("--server", default=None, help="HOST:PORT of a running server: time it instead")
+    parser.add_argument("--api_token", default=None, help="token for --server")
+
+
+def check(args: argparse.Namespace) -> None:
+    if not args.formats or set(args.formats) - set(FORMATS):
+        raise ValueError(f"--formats: expected a subset of {list(FORMATS)}, got {args.formats}")
+
+
+class ReplayPolicy:
+    """Answers every request with the same action: a server around it costs only the protocol."""
+
+    def __init__(self, action: dict[str, Any], modality_config: dict[str, Any]):
+        self.action, self.modality_config = action, modality_config
+
+    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return self.action
+
+    def get_modality_config(self) -> dict[str, Any]:
+        return self.modality_config
+
+
+def codec_ms(observation: dict[str, Any], action: dict[str, Any], fmt_name: str, reps: int) -> dict[str, float]:
+    """Median ms of the four (de)serialization steps of one get_action round trip, their sum, and the sizes."""
+    from gr00t_fast.serve import protocol
+
+    pack, unpack = (protocol.pack_legacy, protocol.unpack_legacy) if fmt_name == "legacy" else (protocol.pack, protocol.unpack)
+    request = protocol.make_request("get_action", observation)
+    request_bytes, reply_bytes = pack(request), pack(action)
+    steps = {"encode_request_ms": lambda: pack(request), "decode_request_ms": lambda: unpack(request_bytes),
+             "encode_reply_ms": lambda: pack(action), "decode_reply_ms": lambda: unpack(reply_bytes)}
+    medians = {name: statistics.median(timed(fn, CPU)[0] for _ in range(reps)) for name, fn in steps.items()}
+    return {**medians, "codec_ms": sum(medians.values()), "request_kb": len(request_bytes) / 1024,
+            "reply_kb": len(reply_bytes) / 1024}
+
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    from gr00t_fast.serve import PolicyClient
+
+    policy = bench.load()
+    obs = bench_observation(policy, bench.policy.seed)
+    action = policy.get_action(obs)
+    rows = []
+    for fmt_name in args.formats:
+        legacy = fmt_name == "legacy"
+        with contextlib.ExitStack() as stack:
+            def client(port: int, host: str = "127.0.0.1", token: str | None = None) -> PolicyClient:
+                return stack.enter_context(PolicyClient(host, port, timeout_ms=SERVER_TIMEOUT_MS, api_token=token,
+                                                        legacy_format=legacy))
+            if args.server:
+                host, port = parse_address(args.server)
+                remote = client(port, host, args.api_token)
+                calls = {"round_trip_ms": lambda: remote.get_action(obs)}
+            else:
+                served = stack.enter_context(local_server(policy, allow_legacy_format=True).in_thread())
+                replay = ReplayPolicy(action, policy.get_modality_config())
+                replayed = stack.enter_context(local_server(replay, allow_legacy_format=True).in_thread())
+                to_policy, to_replay = client(served.port), client(replayed.port)
+                calls = {"direct_ms": lambda: policy.get_action(obs), "round_trip_ms": lambda: to_policy.get_action(obs),
+                         "protocol_round_trip_ms": lambda: to_replay.get_action(obs)}
+            print(f"{fmt_name}: {len(calls)} calls round-robin", flush=True)
+            measured = measure(calls, policy.device, bench.warmup, bench.reps)
+        row = {"format": fmt_name, **{name: m.report()["median"] for name, m in measured.items()},
+               **codec_ms(obs, action, fmt_name, bench.reps)}
+        if not args.server:
+            row["overhead_ms"] = row["round_trip_ms"] - row["direct_ms"]
+            row["transport_ms"] = row["protocol_round_trip_ms"] - row["codec_ms"]
+        rows.append(row)
+    result = {**bench.header(policy.device), "benchmark": "server", "server": args.server or "local", "rows": rows}
+    columns = ["direct_ms", "round_trip_ms", "overhead_ms", "protocol_round_trip_ms", "codec_ms", "transport_ms",
+               "request_kb", "reply_kb"]
+    headers = ["Format", "Direct", "Round trip", "Overhead", "Protocol only", "Codec", "Transport", "Request KB",
+               "Reply KB"]
+    table = [[r["format"], *(fmt(r.get(c), 2) for c in columns)] for r in rows]
+    bench.write("server", result, "Protocol overhead",
+                f"Checkpoint `{bench.checkpoint}`; server: {result['server']}; medians in ms over {bench.reps} calls.",
+                [(headers, table)])
+    return result
