@@ -143,3 +143,15 @@ def test_seed_goes_through_load_policy(tiny_checkpoint):
         outs.append(policy.get_action(obs)["action.single_arm"])
     np.testing.assert_array_equal(outs[0], outs[1])
     assert not np.allclose(outs[0], outs[2])
+
+
+def test_inference_path_imports_no_dev_tool_and_no_export(tiny_checkpoint):
+    """Loading a policy and acting imports neither the development tools nor export/ (torch backend)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gr00t_fast import load_policy;"
+            f"p = load_policy({str(tiny_checkpoint)!r}, device='cpu', warmup=False); p.get_action(p.dummy_observation());"
+            "print(sorted(m for m in sys.modules if m.startswith(('gr00t_fast.dev', 'gr00t_fast.export'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -84,8 +84,13 @@ class Backend(ABC):
         """Normalized actions (B, horizon, max_action_dim) in float32 from `noise` (B, horizon, max_action_dim)."""
 
     def stage_ms(self) -> dict[str, float]:
-        """Split of the last call's model time (e.g. backbone / action_head), for backends that can tell."""
-        return {}
+        """Split of the last call's model time into backbone / action_head, for backends that mark it: they set
+        `self.split` to a StageClock marked at the start, at the boundary and at the end of each call."""
+        split: StageClock | None = getattr(self, "split", None)
+        if split is None:
+            return {}
+        backbone, action_head = split.elapsed_ms()
+        return {"backbone": backbone, "action_head": action_head}
 
 
 @torch.inference_mode()

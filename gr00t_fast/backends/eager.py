@@ -15,19 +15,12 @@ class TorchBackend(Backend):
         super().__init__(model)
         self.backbone = model.backbone
         self.sample = model.action_head.get_action
-        self._clock: StageClock | None = None
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
-        clock = self._clock = StageClock(self.device)
+        clock = self.split = StageClock(self.device)
         clock.mark()
         features = self.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
         clock.mark()
         actions = self.sample(features, inputs.state, inputs.embodiment_id, noise, num_steps)
         clock.mark()
         return actions
-
-    def stage_ms(self) -> dict[str, float]:
-        if self._clock is None:
-            return {}
-        backbone, action_head = self._clock.elapsed_ms()
-        return {"backbone": backbone, "action_head": action_head}

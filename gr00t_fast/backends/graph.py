@@ -15,10 +15,6 @@ class GraphBackend(Backend):
     Subclasses implement `run(graph, feeds)` and `ensure_sampler(num_steps)` (the sampler graph's name).
     """
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__(model)
-        self._clock: StageClock | None = None
-
     @abstractmethod
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         """Output of one graph for its named input tensors."""
@@ -29,7 +25,7 @@ class GraphBackend(Backend):
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         self.ensure_sampler(num_steps)
-        clock = self._clock = StageClock(self.device)
+        clock = self.split = StageClock(self.device)
 
         def run(graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
             if graph == "vision" or graph == "vl":  # backbone = vision + merge + llm; action head = vl + sampler
@@ -39,9 +35,3 @@ class GraphBackend(Backend):
         actions = run_graphs(run, self.model, inputs, noise, num_steps)
         clock.mark()
         return actions
-
-    def stage_ms(self) -> dict[str, float]:
-        if self._clock is None:
-            return {}
-        backbone, action_head = self._clock.elapsed_ms()
-        return {"backbone": backbone, "action_head": action_head}
