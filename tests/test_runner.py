@@ -123,13 +123,10 @@ def test_sim_end_to_end_with_injected_latency(mode, tmp_path, tiny_policy, monke
     # the simulated joints follow the policy: after each step they are closer to its target than before it
     assert np.abs(state[1:] - action[:-1]).mean() < np.abs(state[:-1] - action[:-1]).mean()
     summary = summarize(records)
-    if mode == "sync":
-        assert summary["refills"] == 2 and summary["refill_mean_ms"] >= 800.0
-        assert summary["longest_freeze_ms"] >= 800.0 + 200.0  # the arm waits for every chunk
-    else:
-        assert summary["refills"] == 1  # only the very first chunk is waited for
-        assert abs(summary["period_p50_ms"] - 200.0) <= 20.0  # within 10% of the period at the median
-        assert summary["longest_freeze_ms"] < 800.0
+    if mode == "sync":  # the arm waits for every chunk
+        assert [r.step for r in records if r.refill] == [0, 4]
+    else:  # only the very first chunk is waited for; later ones arrive while the queue still has actions
+        assert [r.step for r in records if r.refill] == [0] and summary["inferences"] >= 2
 
 
 def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint):

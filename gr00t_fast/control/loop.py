@@ -139,6 +139,8 @@ class ControlLoop:
         self.last_safe: np.ndarray | None = None  # last target sent (or the first measured position)
         self.latency_s: float | None = None  # most recent inference latency
         self._stop = threading.Event()
+        self.now: Callable[[], float] = time.perf_counter  # the loop's clock, and its interruptible sleep
+        self.sleep: Callable[[float], Any] = self._stop.wait
         self._consecutive_failures = 0
         self._requests: queue.Queue = queue.Queue()  # (policy observation, step), or None to end the worker
         self._results: queue.Queue = queue.Queue()
@@ -172,11 +174,11 @@ class ControlLoop:
         if self.config.mode == "async":
             self._worker = threading.Thread(target=self._worker_loop, name="gr00t-inference", daemon=True)
             self._worker.start()
-        t0 = time.perf_counter()
+        t0 = self.now()
         deadline = t0
         try:
             while True:
-                self.stop_reason = self._finished(max_steps, duration, time.perf_counter() - t0)
+                self.stop_reason = self._finished(max_steps, duration, self.now() - t0)
                 if self.stop_reason:
                     break
                 self._step(len(self.records), t0)
@@ -185,10 +187,10 @@ class ControlLoop:
                     self.report(f"stopping: {self.stop_reason}")
                     break
                 deadline += self.period
-                now = time.perf_counter()
+                now = self.now()
                 if now - deadline > self.period:  # overran by more than a period (a stall): restart the schedule
                     deadline = now
-                self._stop.wait(max(0.0, deadline - now))
+                self.sleep(max(0.0, deadline - now))
         finally:
             self._stop.set()
             if self._worker is not None:
@@ -208,7 +210,7 @@ class ControlLoop:
     # -- one step ----------------------------------------------------------------------------------------------
 
     def _step(self, step: int, t0: float) -> None:
-        start = time.perf_counter()
+        start = self.now()
         errors_before = len(self.errors)
         state, policy_obs = None, None
         wants_inference = not len(self.queue) if self.config.mode == "sync" else (
@@ -255,13 +257,13 @@ class ControlLoop:
 
         record = StepRecord(
             step=step,
-            t=time.perf_counter() - t0,
+            t=self.now() - t0,
             state=[] if state is None else state.tolist(),
             action=sent.tolist(),
             refill=refill,
             hold=hold,
             inference_ms=inference_ms,
-            loop_ms=(time.perf_counter() - start) * 1e3,
+            loop_ms=(self.now() - start) * 1e3,
             queue_depth=len(self.queue),
         )
         self.records.append(record)
