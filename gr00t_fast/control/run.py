@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import draccus
+from draccus.utils import DecodingError, ParsingError
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
@@ -42,6 +43,8 @@ class RunConfig(PolicyConfig, ControlConfig):
     def __post_init__(self) -> None:
         PolicyConfig.__post_init__(self)
         ControlConfig.__post_init__(self)
+        if self.max_steps is not None and self.max_steps < 0 or self.duration is not None and self.duration <= 0:
+            raise ValueError(f"max_steps must be >= 0 and duration > 0, got {self.max_steps} and {self.duration}")
 
 
 def demo_checkpoint() -> Path:
@@ -62,7 +65,7 @@ def make_policy(cfg: RunConfig) -> Any:
     return cfg.load(model_path, warmup=True)
 
 
-def setup_error(e: Exception) -> int:
+def setup_error(e: Exception | str) -> int:
     print(f"gr00t-fast run: error: {e}", file=sys.stderr)
     return 2
 
@@ -74,6 +77,9 @@ def run(cfg: RunConfig) -> int:
         policy = make_policy(cfg)
     except (ImportError, ValueError, FileNotFoundError, RuntimeError) as e:
         return setup_error(e)
+    except KeyboardInterrupt:  # the model loads on a daemon thread: nothing waits for it
+        print("gr00t-fast run: interrupted while loading the model", file=sys.stderr, flush=True)
+        return 130
     robot.connect()
     recorder = StepRecorder(cfg.record) if cfg.record else None
     live = LiveTelemetry(cfg.telemetry_interval)
@@ -106,7 +112,13 @@ def parse(argv: list[str] | None = None) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse(argv))
+    try:
+        cfg = parse(argv)
+    except (DecodingError, ParsingError, ValueError, OSError) as e:  # a bad flag or config file: one line
+        while type(e) is ParsingError and e.__cause__ is not None:  # "couldn't instantiate": say why
+            e = e.__cause__
+        return setup_error(" ".join(str(e).split()))
+    return run(cfg)
 
 
 if __name__ == "__main__":

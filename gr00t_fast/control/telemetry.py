@@ -78,6 +78,8 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
 def format_summary(summary: dict[str, float | int], title: str = "Control loop summary") -> str:
     """Human-readable summary block."""
     s = summary
+    if not s["steps"]:
+        return f"==== {title} ====\nno control step was run"
     return "\n".join(
         [
             f"==== {title} ====",

@@ -95,8 +95,6 @@ class Gr00tConfig:
     @classmethod
     def from_dicts(cls, model_cfg: dict[str, Any], eagle_cfg: dict[str, Any], eagle_dir: Path | None = None):
         """Build from a checkpoint `config.json` dict and an Eagle `config.json` dict."""
-        if model_cfg.get("model_type") not in (None, "gr00t_n1_5"):
-            raise ValueError(f"model_type {model_cfg.get('model_type')!r} is not 'gr00t_n1_5'")
         bb = model_cfg.get("backbone_cfg", {})
         ah = model_cfg.get("action_head_cfg", {})
         if bb.get("project_to_dim") not in (None, 0):
@@ -165,13 +163,26 @@ class Gr00tConfig:
     @classmethod
     def from_checkpoint(cls, checkpoint_dir: str | Path, eagle_path: str | Path | None = None) -> "Gr00tConfig":
         """Read `<checkpoint>/config.json` plus the Eagle assets config (see `find_eagle_dir`)."""
-        path = Path(checkpoint_dir)
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"{path} is not a GR00T checkpoint: no config.json")
+        cfg_file = checkpoint_file(checkpoint_dir, "config.json")
         try:
             model_cfg = json.loads(cfg_file.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{cfg_file} is not valid JSON: {err}") from None
-        eagle_dir = find_eagle_dir(path, eagle_path)
+        if not isinstance(model_cfg, dict) or model_cfg.get("model_type") != "gr00t_n1_5":
+            found = model_cfg.get("model_type", model_cfg.get("type")) if isinstance(model_cfg, dict) else model_cfg
+            raise ValueError(f"{cfg_file} is not a GR00T N1.5 config: model_type is {found!r}, expected 'gr00t_n1_5'")
+        for section in ("backbone_cfg", "action_head_cfg"):
+            if not isinstance(model_cfg.get(section, {}), dict):
+                raise ValueError(f"{cfg_file}: {section} must be a map, got {type(model_cfg[section]).__name__}")
+        eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path)
         return cls.from_dicts(model_cfg, load_eagle_config(eagle_dir), eagle_dir)
+
+
+def checkpoint_file(checkpoint_dir: str | Path, name: str) -> Path:
+    """`<checkpoint_dir>/<name>`; a FileNotFoundError says whether the folder or the file is missing."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {folder} does not exist")
+    if not (folder / name).is_file():
+        raise FileNotFoundError(f"{folder} is not a GR00T N1.5 checkpoint: it has no {name}")
+    return folder / name

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 HUB_REPO = "lerobot/eagle2hg-processor-groot-n1p5"
 ASSET_DIRNAME = "eagle2_hg_model"
 
-# The real N1.5 Eagle dimensions: used only when no asset folder can be found.
+# The real N1.5 Eagle dimensions (make-checkpoint writes them for the full-size model).
 DEFAULT_EAGLE_CONFIG: dict[str, Any] = {
     "image_token_index": 151669,
     "vision_config": {
@@ -58,24 +58,38 @@ def _hub_cache_dir() -> Path | None:
     return None
 
 
-def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None) -> Path | None:
-    """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the HF cache."""
+def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None) -> Path:
+    """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the HF cache; a
+    FileNotFoundError names every place looked at when none has them."""
     if eagle_path is not None:
         path = Path(eagle_path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"eagle_path {path} has no config.json (expected an Eagle 2.5 VL asset folder)")
         return path
+    looked = []
     if checkpoint_dir is not None:
         local = Path(checkpoint_dir) / ASSET_DIRNAME
         if (local / "config.json").is_file():
             return local
-    if os.environ.get("GR00T_FAST_NO_HUB"):
-        return None
-    return _hub_cache_dir()
+        looked.append(str(local))
+    if not os.environ.get("GR00T_FAST_NO_HUB"):
+        hub = _hub_cache_dir()
+        if hub is not None:
+            return hub
+        looked.append(f"the Hugging Face cache ({HUB_REPO})")
+    raise FileNotFoundError(f"no Eagle assets found (looked in {' and '.join(looked)}): they hold the tokenizer and the "
+                            f"vision/LLM dimensions; pass eagle_path=... (--eagle_path) or place {ASSET_DIRNAME}/ in the "
+                            "checkpoint")
 
 
-def load_eagle_config(eagle_dir: Path | None) -> dict[str, Any]:
-    """The Eagle `config.json`, or the built-in N1.5 dimensions when no asset folder exists."""
-    if eagle_dir is None:
-        return DEFAULT_EAGLE_CONFIG
-    return json.loads((eagle_dir / "config.json").read_text())
+def load_eagle_config(eagle_dir: Path) -> dict[str, Any]:
+    """The Eagle `config.json`, checked for the sections the model is built from."""
+    path = eagle_dir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable JSON file: {e}") from None
+    missing = [key for key in ("vision_config", "text_config", "image_token_index") if key not in config]
+    if missing:
+        raise ValueError(f"{path} is not an Eagle 2.5 VL config: it lacks {missing}")
+    return config

@@ -57,7 +57,7 @@ def read_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Read every expected tensor (cast to `dtype` on `device`); one clear error lists every mismatch."""
     tensors: dict[str, torch.Tensor] = {}
-    unexpected, wrong_shape = [], []
+    unexpected, wrong_shape, non_finite = [], [], []
     for path in weight_files(checkpoint_dir):
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -71,9 +71,15 @@ def read_state_dict(
                     if shape != tuple(expected[name]):
                         wrong_shape.append(f"{name}: checkpoint {list(shape)} vs model {list(expected[name])}")
                         continue
-                    tensors[name] = f.get_tensor(key).to(device=device, dtype=dtype)
+                    tensor = f.get_tensor(key)
+                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                        non_finite.append(name)
+                    tensors[name] = tensor.to(device=device, dtype=dtype)
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"cannot read {path} (corrupt or not safetensors): {err}") from None
+    if non_finite:
+        raise CheckpointError(f"checkpoint {checkpoint_dir} has NaN/inf values in {len(non_finite)} tensor(s): "
+                              f"{', '.join(sorted(non_finite)[:5])}{' ...' if len(non_finite) > 5 else ''}")
     missing = sorted(set(expected) - set(tensors) - {w.split(":")[0] for w in wrong_shape})
     problems = [
         (f"{len(missing)} missing", missing),
@@ -96,6 +102,32 @@ def build_meta_model(config: Gr00tConfig) -> Gr00tN15:
         return Gr00tN15(config)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device_dtype(device: str | torch.device | None, dtype: torch.dtype | str | None) -> tuple[torch.device, torch.dtype]:
+    """The device (default CUDA when available) and dtype (default bfloat16 on CUDA, float32 on CPU) to load into;
+    a ValueError names a device this torch cannot use or a dtype the model does not run in."""
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build that sees no GPU"
+        raise ValueError(f"device {str(device)!r}: torch {torch.__version__} is {build}; use --device=cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r}: gr00t-fast runs on cpu or cuda")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype {dtype} is not one of {', '.join(DTYPES)}")
+    return device, dtype
+
+
 def load_model(
     path: str | Path,
     device: str | torch.device | None = None,
@@ -107,10 +139,7 @@ def load_model(
     `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU.
     """
     path = Path(path)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    device, dtype = resolve_device_dtype(device, dtype)
     config = Gr00tConfig.from_checkpoint(path, eagle_path)
     model = build_meta_model(config)
     expected = {name: p.shape for name, p in model.state_dict().items()}

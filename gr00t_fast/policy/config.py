@@ -32,10 +32,17 @@ class PolicyConfig:
     eagle_path: str | None = field(default=None, metadata=_help(
         "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
     seed: int = field(default=0, metadata=_help("seeds the denoising noise"))
+    max_instruction_tokens: int = field(default=512, metadata=_help("longer instructions are refused (default 512)"))
 
     def __post_init__(self) -> None:
         if self.denoising_steps is not None and self.denoising_steps < 1:
             raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
+        if self.max_instruction_tokens < 1:
+            raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
+        if self.device is not None:  # fail on the flag line, before any checkpoint is read or generated
+            from gr00t_fast.model.loading import resolve_device_dtype
+
+            resolve_device_dtype(self.device, self.dtype)
 
     def load_kwargs(self, model_path: str | None = None) -> dict[str, Any]:
         """Keyword arguments of `load_policy` (`model_path` overrides the configured one, e.g. a demo checkpoint)."""

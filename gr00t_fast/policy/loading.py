@@ -9,6 +9,7 @@ from gr00t_fast.policy.data_config import DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
+from gr00t_fast.policy.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.torch_thread import torch_thread
 
 TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
@@ -60,6 +61,7 @@ def load_policy(
     backend_options: dict | None = None,
     quantize: str | None = None,
     seed: int = 0,
+    max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
 
@@ -69,7 +71,8 @@ def load_policy(
     exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
-    `seed` seeds the sampler's noise when `get_action` is given none.
+    `seed` seeds the sampler's noise when `get_action` is given none. Instructions longer than
+    `max_instruction_tokens` are refused.
     """
     from gr00t_fast.model import load_model
     from gr00t_fast.model.quantize import MODES, quantize_linears
@@ -79,12 +82,14 @@ def load_policy(
                          f"{TORCH_BACKENDS}, got backend {backend!r} (exported graphs: gr00t-fast export int8)")
     if denoising_steps is not None:
         check_steps(denoising_steps)
+    if max_instruction_tokens < 1:
+        raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
     if quantize is not None:
         quantize_linears(model, quantize)
-    processor = processor_for_model(model.config, config, metadata, device=model.device, dtype=model.dtype)
+    processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
                          denoising_steps=denoising_steps, seed=seed)
     if warmup:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from gr00t_fast.model.config import checkpoint_file
+
 # Isaac-GR00T N1.5 EMBODIMENT_TAG_MAPPING, plus the two tags LeRobot adds.
 EMBODIMENT_IDS: dict[str, int] = {
     "new_embodiment": 31,
@@ -57,22 +59,26 @@ def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
 
 def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> EmbodimentMetadata:
     """Read `<checkpoint>/experiment_cfg/metadata.json` for one embodiment tag."""
-    path = Path(checkpoint_dir) / "experiment_cfg" / "metadata.json"
-    if not path.is_file():
-        raise ValueError(f"checkpoint {checkpoint_dir} has no experiment_cfg/metadata.json")
-    everything = json.loads(path.read_text())
-    if embodiment_tag not in everything:
-        raise ValueError(
-            f"embodiment tag {embodiment_tag!r} not in {path}; available: {', '.join(sorted(everything))}"
-        )
+    path = checkpoint_file(checkpoint_dir, "experiment_cfg/metadata.json")
+    try:
+        everything = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(everything, dict) or embodiment_tag not in everything:
+        available = ", ".join(sorted(everything)) if isinstance(everything, dict) else "none (not a map)"
+        raise ValueError(f"embodiment tag {embodiment_tag!r} not in {path}; available: {available}")
     entry = everything[embodiment_tag]
-    stats = {
-        f"{modality}.{key}": _min_max(f"{modality}.{key}", value)
-        for modality in ("state", "action")
-        for key, value in entry["statistics"][modality].items()
-    }
-    video = entry.get("modalities", {}).get("video", {})
-    resolution = {f"video.{cam}": (int(v["resolution"][0]), int(v["resolution"][1])) for cam, v in video.items()}
+    try:
+        stats = {
+            f"{modality}.{key}": _min_max(f"{modality}.{key}", value)
+            for modality in ("state", "action")
+            for key, value in entry["statistics"][modality].items()
+        }
+        video = entry.get("modalities", {}).get("video", {})
+        resolution = {f"video.{cam}": (int(v["resolution"][0]), int(v["resolution"][1])) for cam, v in video.items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path}: the entry for {embodiment_tag!r} is malformed ({type(e).__name__}: {e}); expected "
+                         "statistics.{state,action}.<key>.{min,max} and modalities.video.<camera>.resolution") from None
     return EmbodimentMetadata(
         tag=embodiment_tag,
         embodiment_id=embodiment_id(embodiment_tag),

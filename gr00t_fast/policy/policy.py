@@ -40,6 +40,10 @@ class Timings:
         return out
 
 
+class NonFiniteActionError(RuntimeError):
+    """The model produced NaN/inf actions: they are never returned."""
+
+
 def check_steps(steps) -> int:
     """A denoising step count: an integer >= 1."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -121,6 +125,9 @@ class Gr00tPolicy:
         clock.mark()
         pred = self.backend(inputs, noise, steps)
         clock.mark()
+        if not bool(torch.isfinite(pred).all()):
+            raise NonFiniteActionError(f"the model produced non-finite actions (NaN/inf) for this observation with "
+                                       f"backend {self.backend.name!r}; nothing is returned")
         actions = self.processor.decode(pred, inputs.batched)
         clock.mark()
         preprocess, model, postprocess = clock.elapsed_ms()

@@ -11,12 +11,14 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.metadata import EMBODIMENT_IDS, EmbodimentMetadata
-from gr00t_fast.policy.tokenizer import PromptTokenizer
+from gr00t_fast.policy.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 CROP_SCALE = 0.95
 EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
+MAX_FRAME_PIXELS = 4096 * 4096  # larger camera frames are refused (they only cost memory: frames become 224x224)
+MAX_STATE_DEVIATION = 10.0  # |normalized state| beyond this (10x the training range) is refused: wrong units
 
 
 def center_crop_box(height: int, width: int, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
@@ -162,7 +164,7 @@ class Processor:
         if missing or extra:
             raise ValueError(
                 f"observation keys do not match data config {self.config.name!r}: missing {missing}, "
-                f"unexpected {extra}; expected exactly {expected}"
+                f"unexpected {extra[:10]}{' and more' if len(extra) > 10 else ''}; expected exactly {expected}"
             )
         first = self.config.video_keys[0]
         frames = self._array(first, obs[first])
@@ -180,6 +182,11 @@ class Processor:
                 raise ValueError(f"{key}: expected shape {want} with B={batch}, received {frames.shape}")
             if frames.shape[-1] != 3:
                 raise ValueError(f"{key}: expected 3 RGB channels (last axis), received shape {frames.shape}")
+            height, width = frames.shape[-3:-1]
+            if height == 0 or width == 0 or height * width > MAX_FRAME_PIXELS:
+                raise ValueError(f"{key}: frame of {width}x{height} pixels; expected a non-empty frame of at most "
+                                 f"{MAX_FRAME_PIXELS} pixels (the training resolution is "
+                                 f"{self.video_resolution[key][0]}x{self.video_resolution[key][1]})")
         for key in self.config.state_keys:
             state = self._array(key, obs[key])
             want = (*lead, self.state_dims[key])
@@ -188,7 +195,14 @@ class Processor:
             if state.shape != want:
                 raise ValueError(f"{key}: expected shape {want}, received {state.shape}")
             if not np.isfinite(state).all():
-                raise ValueError(f"{key}: expected finite values, received {state.reshape(-1).tolist()}")
+                raise ValueError(f"{key}: expected finite values, received {state.reshape(-1)[:16].tolist()}")
+            lo, hi = self.state_min[key], self.state_max[key]
+            span = hi - lo  # a constant dimension (max == min) normalizes to 0 whatever it reads
+            deviation = np.where(span > 0, np.abs(2 * (state - lo) / np.where(span > 0, span, 1.0) - 1), 0.0)
+            if (deviation > MAX_STATE_DEVIATION).any():
+                raise ValueError(f"{key}: values {state.reshape(-1)[:8].tolist()} lie far outside the checkpoint's "
+                                 f"statistics (min {lo.tolist()}, max {hi.tolist()}): more than "
+                                 f"{MAX_STATE_DEVIATION:g}x the range away, a sign of wrong units (degrees/radians)")
         return batched, batch
 
     @staticmethod
@@ -266,9 +280,11 @@ class Processor:
 
 
 def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: EmbodimentMetadata,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Processor:
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                        max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS) -> Processor:
     """The processor for a model: its Eagle tokenizer, state/action widths and image size."""
-    return Processor(data_config, metadata, PromptTokenizer.for_model(config), max_state_dim=config.max_state_dim,
+    tokenizer = PromptTokenizer.for_model(config, max_instruction_tokens)
+    return Processor(data_config, metadata, tokenizer, max_state_dim=config.max_state_dim,
                      max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype)
 
 

@@ -53,33 +53,62 @@ def load_qwen2_tokenizer(eagle_dir: str | Path) -> Tokenizer:
     return tok
 
 
-class PromptTokenizer:
-    """Tokenizes N1.5 prompts (cached per instruction and camera count) and left-pads batches."""
+MAX_INSTRUCTION_TOKENS = 512  # real instructions take 5-50 tokens; attention cost grows with the square
+CHARS_PER_TOKEN_BOUND = 8  # text longer than 8x the token bound is refused before tokenizing (it costs memory)
 
-    def __init__(self, eagle_dir: str | Path, n_image_tokens: int = 256, cache_size: int = 256):
+
+class PromptTokenizer:
+    """Tokenizes N1.5 prompts (cached per instruction and camera count) and left-pads batches.
+
+    Instructions are bounded (`max_instruction_tokens`, and 8x that in characters before any tokenizing) and may
+    not contain the vocabulary's special tokens (`<IMG_CONTEXT>`, `<|im_end|>`, ...): they would be read as prompt
+    structure, not text, and put a wrong number of image slots into the prompt.
+    """
+
+    def __init__(self, eagle_dir: str | Path, n_image_tokens: int = 256, cache_size: int = 256,
+                 max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS):
         self.tokenizer = load_qwen2_tokenizer(eagle_dir)
         self.n_image_tokens = n_image_tokens
+        self.max_instruction_tokens = max_instruction_tokens
         self.pad_id = self.tokenizer.token_to_id(PAD_TOKEN)
         self.image_token_id = self.tokenizer.token_to_id(IMAGE_TOKEN)
         if self.pad_id is None or self.image_token_id is None:
             raise ValueError(f"{eagle_dir}: tokenizer lacks {PAD_TOKEN} or {IMAGE_TOKEN}")
+        self.special_tokens = tuple(json.loads((Path(eagle_dir) / "added_tokens.json").read_text(encoding="utf-8")))
         self.encode = lru_cache(maxsize=cache_size)(self._encode)
+        self._template_length = lru_cache(maxsize=8)(lambda n_cameras: len(self._tokens("", n_cameras)))
 
     @classmethod
-    def for_model(cls, config: "Gr00tConfig") -> "PromptTokenizer":
+    def for_model(cls, config: "Gr00tConfig", max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS) -> "PromptTokenizer":
         """The tokenizer of a model's Eagle assets, checked to put images where the model expects them."""
         if config.eagle_dir is None:
             raise ValueError("no Eagle asset folder (tokenizer) for this checkpoint: pass eagle_path=... "
                              "or place eagle2_hg_model/ in the checkpoint")
-        tokenizer = cls(config.eagle_dir, config.num_image_tokens)
+        tokenizer = cls(config.eagle_dir, config.num_image_tokens, max_instruction_tokens=max_instruction_tokens)
         if tokenizer.image_token_id != config.image_token_index:
             raise ValueError(f"{config.eagle_dir}: {IMAGE_TOKEN} has id {tokenizer.image_token_id}, "
                              f"the model expects image_token_index {config.image_token_index}")
         return tokenizer
 
-    def _encode(self, instruction: str, n_cameras: int) -> tuple[int, ...]:
+    def _tokens(self, instruction: str, n_cameras: int) -> tuple[int, ...]:
         prompt = build_prompt(instruction, n_cameras, self.n_image_tokens)
         return tuple(self.tokenizer.encode(prompt, add_special_tokens=False).ids)
+
+    def _encode(self, instruction: str, n_cameras: int) -> tuple[int, ...]:
+        """The prompt's token ids; a ValueError for an instruction that is too long or holds special tokens."""
+        limit = self.max_instruction_tokens
+        if len(instruction) > CHARS_PER_TOKEN_BOUND * limit:
+            raise ValueError(f"instruction of {len(instruction)} characters is too long: at most "
+                             f"{CHARS_PER_TOKEN_BOUND * limit} characters / {limit} tokens (max_instruction_tokens)")
+        found = [token for token in self.special_tokens if token in instruction]
+        if found:
+            raise ValueError(f"instruction contains the special token(s) {found[:3]}, which the prompt reserves "
+                             "for its own structure")
+        ids = self._tokens(instruction, n_cameras)
+        length = len(ids) - self._template_length(n_cameras)
+        if length > limit:
+            raise ValueError(f"instruction of {length} tokens is too long: at most {limit} (max_instruction_tokens)")
+        return ids
 
     def __call__(self, instructions: list[str], n_cameras: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask), both (B, L) int64, left-padded with `<|endoftext|>` (mask 0 there)."""

@@ -6,26 +6,35 @@ inference), libgomp manages more threads than there are cores and stops spin-wai
 a model made of many small ops then runs about twice as slow on CPU (tiny model on 2 cores: 13 ms -> 32 ms per
 call). Running loading, warm-up and every call on one dedicated thread keeps a single team. On a GPU it costs
 one thread hand-off (tens of microseconds) per call.
+
+The thread is a daemon: Ctrl-C while a model loads ends the process at once instead of waiting for the load.
 """
 
 import functools
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
 _local = threading.local()
 _lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def _mark_torch_thread() -> None:
-    _local.is_torch_thread = True
+_jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]] | None" = None
 
 
 def on_torch_thread() -> bool:
     return getattr(_local, "is_torch_thread", False)
+
+
+def _serve(jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]]") -> None:
+    _local.is_torch_thread = True
+    while True:
+        fn, args, kwargs, future = jobs.get()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            future.set_exception(e)
 
 
 def run_on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -34,13 +43,16 @@ def run_on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     Never call it, from the torch thread or not, with a function that waits for another caller of the torch
     thread (e.g. a ZeroMQ round trip to an in-process server): that waits forever.
     """
-    global _executor
+    global _jobs
     if on_torch_thread():
         return fn(*args, **kwargs)
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(1, thread_name_prefix="gr00t-torch", initializer=_mark_torch_thread)
-    return _executor.submit(fn, *args, **kwargs).result()
+        if _jobs is None:
+            _jobs = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(_jobs,), name="gr00t-torch", daemon=True).start()
+    future: Future = Future()
+    _jobs.put((fn, args, kwargs, future))
+    return future.result()
 
 
 def torch_thread(fn: Callable[..., T]) -> Callable[..., T]:

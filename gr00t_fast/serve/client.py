@@ -50,7 +50,7 @@ class PolicyClient:
 
     def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
         """Send one request and return the decoded reply; ServerError on an error reply, TimeoutError on none."""
-        request = protocol.make_request(endpoint, data, self.api_token)
+        request = protocol.make_request(endpoint, data, self.api_token, error_map_ok=self.legacy_format)
         message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request)
         try:
             self.socket.send(message)
@@ -75,9 +75,14 @@ class PolicyClient:
         return True
 
     def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The server's actions; a reply that is not a map of finite arrays is an error, never an action."""
         action = self.call("get_action", observation)
         if not isinstance(action, dict):
             raise protocol.ProtocolError(f"get_action reply must be a map, got {type(action).__name__}")
+        bad = [key for key, value in action.items()
+               if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu" or not np.isfinite(value).all()]
+        if bad:
+            raise ServerError(f"get_action reply has non-numeric or non-finite actions in {sorted(bad)[:8]}")
         return action
 
     def get_modality_config(self) -> dict[str, Any]:

@@ -10,7 +10,11 @@ A request is a map `{"endpoint": str, "data": map, "api_token": str}`; a reply i
 - the legacy `torch.save` format (older Isaac-GR00T). Upstream decodes it with `torch.load(weights_only=False)`,
   i.e. a full pickle: whoever can send a message to such a server (or answer such a client) can run arbitrary code
   on it. Here it is off unless asked for, and decoded with `torch.load(weights_only=True)` plus an allowlist of
-  the numpy reconstruction functions and plain dtypes only, so no arbitrary object can be built.
+  the numpy reconstruction functions and plain dtypes only, so no arbitrary object can be built; the archive must
+  be stored uncompressed, as torch.save writes it, so it never expands beyond its own size.
+
+Every decode is bounded: strings (`MAX_STR_BYTES`), maps (`MAX_MAP_KEYS`), lists (`MAX_LIST_ITEMS`), nesting
+(msgpack's own stack), archive entries; every error text is cut to `MAX_ERROR_CHARS`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import zipfile
 from typing import Any
 
 import msgpack
@@ -27,6 +32,18 @@ ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
 LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _NDARRAY = "__ndarray_class__"
 _MODALITY_CONFIG = "__ModalityConfig_class__"
+MAX_STR_BYTES = 64 * 1024  # an instruction, a key (the tokenizer bounds instructions further, in tokens)
+MAX_MAP_KEYS = 1024  # keys per map (an observation has a handful)
+MAX_LIST_ITEMS = 4096  # items per list (a batch of instructions)
+MAX_ARCHIVE_ENTRIES = 4096  # files in a legacy torch.save archive
+MAX_ERROR_CHARS = 1000  # error replies and log lines quote at most this much
+ERROR_MAP_FIELD = "error_map_ok"  # request field of clients that read {"error": ...} replies (gr00t-fast's)
+ERROR_PREFIX = "gr00t-fast server error: "
+
+
+def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to `limit` characters (echoed input must not make replies or logs unbounded)."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
 class ProtocolError(ValueError):
@@ -111,13 +128,19 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """Decode a msgpack message; anything malformed raises ProtocolError."""
+    """Decode a msgpack message within the size bounds; anything malformed raises ProtocolError."""
+    if is_legacy(data):
+        raise ProtocolError("the message is in the legacy torch.save format, not msgpack (legacy_format=True / "
+                            "--policy_legacy_format talks to such a server)")
     try:
-        return msgpack.unpackb(data, object_hook=_decode_custom, raw=False)
+        return msgpack.unpackb(data, object_hook=_decode_custom, raw=False, max_str_len=MAX_STR_BYTES,
+                               max_map_len=MAX_MAP_KEYS, max_array_len=MAX_LIST_ITEMS, max_ext_len=0)
     except ProtocolError:
         raise
-    except Exception as e:  # msgpack raises a zoo of types (ExtraData, FormatError, StackError, ValueError, ...)
-        raise ProtocolError(f"undecodable msgpack message ({type(e).__name__}: {e})") from None
+    except msgpack.StackError:
+        raise ProtocolError("undecodable msgpack message: nested too deeply") from None
+    except Exception as e:  # msgpack raises a zoo of types (ExtraData, FormatError, ValueError, ...)
+        raise ProtocolError(bounded(f"undecodable msgpack message ({type(e).__name__}: {e})")) from None
 
 
 def modality_config_to_wire(config: dict[str, Any]) -> dict[str, Any]:
@@ -149,10 +172,35 @@ def pack_legacy(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+def check_archive(data: bytes) -> None:
+    """A legacy message must be a zip archive stored as torch.save writes it: uncompressed entries whose sizes add
+    up to no more than the message, so decoding never expands it (a deflated entry could hold a memory bomb)."""
+    try:
+        entries = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ProtocolError(f"legacy message is not a torch.save archive ({type(e).__name__}: {e})") from None
+    if len(entries) > MAX_ARCHIVE_ENTRIES:
+        raise ProtocolError(f"legacy archive has {len(entries)} entries, at most {MAX_ARCHIVE_ENTRIES} are accepted")
+    compressed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        raise ProtocolError(f"legacy archive has compressed entries {bounded(str(compressed[:5]), 200)}; torch.save "
+                            "stores them uncompressed, and compressed ones are refused (they could expand unbounded)")
+    declared = sum(e.file_size for e in entries)
+    if declared > len(data):
+        raise ProtocolError(f"legacy archive declares {declared} bytes of content in a {len(data)}-byte message")
+
+
 def unpack_legacy(data: bytes) -> Any:
     """Decode a legacy torch.save message with `weights_only=True` (no arbitrary objects are built)."""
     import torch
 
+    if not is_legacy(data):
+        raise ProtocolError("the message is msgpack, not the legacy torch.save format (drop legacy_format / "
+                            "--policy_legacy_format for this server)")
+    check_archive(data)
+    message = _raising_reply_message(data)
+    if message is not None:  # an error reply made for clients that do not read {"error": ...}
+        return {"error": message}
     try:
         with torch.serialization.safe_globals(_legacy_safe_globals()):
             return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
@@ -160,12 +208,51 @@ def unpack_legacy(data: bytes) -> Any:
         # torch wraps the reason in advice paragraphs; keep the lines that state it
         advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
         reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip() and not line.startswith(advice))
-        raise ProtocolError(f"rejected legacy torch.save message ({type(e).__name__}: {reason})") from None
+        raise ProtocolError(bounded(f"rejected legacy torch.save message ({type(e).__name__}: {reason})")) from None
 
 
 def is_legacy(data: bytes) -> bool:
     """Whether a raw message is in the legacy torch.save format."""
     return data[:4] == LEGACY_MAGIC
+
+
+class _RaisingReply:
+    """Unpickles as `operator.getitem({}, message)`: a KeyError carrying the message, raised inside the caller's
+    `torch.load`. Legacy Isaac-GR00T clients (torch.save, June-Sept 2025) never look for an "error" key: they would
+    fail later with `KeyError: 'action.single_arm'`; this way they fail at once, quoting the server's error."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __reduce__(self):
+        import operator
+
+        return operator.getitem, ({}, self.message)
+
+
+def _raising_reply_message(data: bytes) -> str | None:
+    """The message of a `_RaisingReply` archive, read by parsing (never running) its pickle; None otherwise."""
+    import pickletools
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            pickle_bytes = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+        ops = list(pickletools.genops(pickle_bytes))
+    except Exception:  # noqa: BLE001 - not one of ours
+        return None
+    strings = [arg for _, arg, _ in ops if isinstance(arg, str)]
+    if {"_operator", "getitem"} <= set(strings) or "_operator getitem" in strings:
+        return next((text.removeprefix(ERROR_PREFIX) for text in strings if text.startswith(ERROR_PREFIX)), None)
+    return None
+
+
+def pack_legacy_error(message: str, error_map_ok: bool) -> bytes:
+    """A legacy-format error reply: the plain `{"error": message}` map for clients that said they read it
+    (`ERROR_MAP_FIELD` in the request, as gr00t-fast's client does), else one that raises in the client's
+    `torch.load` with the message (see `_RaisingReply`)."""
+    if error_map_ok:
+        return pack_legacy({"error": message})
+    return pack_legacy(_RaisingReply(ERROR_PREFIX + message))
 
 
 def tcp_address(host: str, port: int) -> str:
@@ -177,13 +264,17 @@ def tcp_address(host: str, port: int) -> str:
 # --- requests -----------------------------------------------------------------------------------------------------
 
 
-def make_request(endpoint: str, data: dict[str, Any] | None = None, api_token: str | None = None) -> dict[str, Any]:
-    """A request map as upstream clients send it (`data` and `api_token` only when given)."""
+def make_request(endpoint: str, data: dict[str, Any] | None = None, api_token: str | None = None,
+                 error_map_ok: bool = False) -> dict[str, Any]:
+    """A request map as upstream clients send it (`data` and `api_token` only when given); `error_map_ok` adds the
+    field that tells a gr00t-fast server this client reads `{"error": ...}` replies (upstream servers ignore it)."""
     request: dict[str, Any] = {"endpoint": endpoint}
     if data is not None:
         request["data"] = data
     if api_token:
         request["api_token"] = api_token
+    if error_map_ok:
+        request[ERROR_MAP_FIELD] = True
     return request
 
 

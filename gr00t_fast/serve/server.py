@@ -2,9 +2,10 @@
 
 Same wire protocol and flags as upstream `scripts/inference_service.py --server`, with the fast policy behind it and
 the upstream defects fixed: `--host` is honoured (default 127.0.0.1, not every interface), the pickle-based legacy
-format is off by default and never unpickles arbitrary objects, messages are size-limited, and no input (garbage,
-wrong types, policy errors, vanishing clients) takes the server down: every request within the size limit gets a
-reply, `{"error": ...}` when it failed.
+format is off by default and never unpickles arbitrary objects, messages and everything decoded from them are
+bounded, and no input (garbage, bombs, wrong types, policy errors, vanishing clients) takes the server down or holds
+it: every request within the size limit gets a reply, `{"error": ...}` when it failed, within `--request-timeout-s`.
+Inference runs on a worker while this loop keeps answering: `ping` and `get_modality_config` never wait for it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
 import zmq
@@ -27,6 +31,8 @@ from gr00t_fast.serve import protocol
 log = logging.getLogger("gr00t_fast.serve")
 
 DEFAULT_MAX_MESSAGE_MB = 64.0
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+MAX_QUEUED_REQUESTS = 32
 
 
 class PolicyLike(Protocol):
@@ -35,12 +41,28 @@ class PolicyLike(Protocol):
     def get_modality_config(self) -> dict[str, Any]: ...
 
 
+@dataclass
+class Pending:
+    """A get_action request waiting for, or in, inference."""
+
+    envelope: list[bytes]
+    data: dict[str, Any]
+    encode: Callable[[Any], bytes]
+    encode_error: Callable[[str], bytes]
+    received: float  # when the message arrived
+    decoded: float  # when it was decoded and queued
+    deadline: float
+    future: Future | None = None  # -> (actions, inference start, inference end)
+
+
 class PolicyServer:
     """REQ/REP-protocol server around any object with `get_action(obs) -> dict` and `get_modality_config() -> dict`.
 
     Messages over `max_message_bytes` get an error reply; beyond twice that, ZeroMQ drops the sender's connection
     without buffering the message (its request then times out). With `allow_legacy_format`, requests in the old
-    torch.save format are accepted (decoded safely) and answered in the same format.
+    torch.save format are accepted (decoded safely) and answered in the same format. get_action requests queue
+    for one inference worker; one not answered within `request_timeout_s` of its arrival gets an error reply
+    (an inference past its budget runs on, its result is dropped, and queued requests wait for it).
     """
 
     def __init__(
@@ -52,22 +74,26 @@ class PolicyServer:
         max_message_bytes: int = int(DEFAULT_MAX_MESSAGE_MB * 2**20),
         allow_legacy_format: bool = False,
         poll_ms: int = 100,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     ):
         self.policy = policy
         self.api_token = api_token
         self.max_message_bytes = max_message_bytes
         self.allow_legacy_format = allow_legacy_format
         self.poll_ms = poll_ms
+        self.request_timeout_s = request_timeout_s
         self.running = True  # set here, not in run(): a stop() that comes before run() must hold
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda data: {"status": "ok", "message": "Server is running"},
             "kill": self._kill,
-            "get_action": self._get_action,
             "get_modality_config": lambda data: policy.get_modality_config(),
         }
+        self.queue: deque[Pending] = deque()
+        self.running_request: Pending | None = None  # in inference (possibly past its deadline and answered)
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="gr00t-serve-inference")
         self.context = zmq.Context()
         # ROUTER rather than REP: REP loses track of replies after malformed envelopes (which any TCP peer can
-        # inject through the ZMTP 1.0 fallback); with ROUTER every request's envelope is checked here.
+        # inject through the ZMTP 1.0 fallback), and ROUTER lets replies go out while an inference runs.
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, 2 * max_message_bytes)
@@ -88,20 +114,34 @@ class PolicyServer:
         self.running = False
         return {"status": "ok", "message": "Server is shutting down"}
 
-    def _get_action(self, observation: dict[str, Any]) -> dict[str, Any]:
+    def _get_action(self, observation: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
+        start = time.monotonic()
         action = self.policy.get_action(observation)
         if not isinstance(action, dict):
             raise TypeError(f"policy.get_action returned {type(action).__name__}, expected a dict")
-        return action
+        return action, start, time.monotonic()
 
     # --- one request ---
 
-    def handle(self, message: bytes) -> bytes:
-        """Answer one raw request with the raw reply; never raises."""
+    def _error(self, e: BaseException, endpoint: str) -> str:
+        text = protocol.bounded(f"{type(e).__name__}: {e}")
+        if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError)):
+            log.warning("request rejected (%s): %s", endpoint, text)
+        else:
+            log.error("request failed (%s): %s", endpoint, text, exc_info=e)
+        return text
+
+    def receive(self, envelope: list[bytes], message: bytes) -> bytes | None:
+        """Decode and answer one raw request now, or queue it for inference (None); never raises."""
+        received = time.monotonic()
         legacy = protocol.is_legacy(message)
         encode = protocol.pack_legacy if legacy else protocol.pack
-        t0 = time.perf_counter()
+        error_map_ok = not legacy  # msgpack clients all read {"error": ...}; legacy ones say so in the request
         endpoint = "?"
+
+        def encode_error(text: str) -> bytes:
+            return protocol.pack_legacy_error(text, error_map_ok) if legacy else protocol.pack({"error": text})
+
         try:
             if len(message) > self.max_message_bytes:
                 raise protocol.ProtocolError(
@@ -115,26 +155,60 @@ class PolicyServer:
                 )
             request = protocol.unpack_legacy(message) if legacy else protocol.unpack(message)
             endpoint, data, api_token = protocol.validate_request(request)
+            error_map_ok = error_map_ok or request.get(protocol.ERROR_MAP_FIELD) is True
             if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
                 raise PermissionError("Unauthorized: Invalid API token")
-            t1 = time.perf_counter()
+            if endpoint == "get_action":
+                if len(self.queue) >= MAX_QUEUED_REQUESTS:
+                    raise RuntimeError(f"server overloaded: {len(self.queue)} get_action requests already queued")
+                self.queue.append(Pending(envelope, data, encode, encode_error, received, time.monotonic(),
+                                          received + self.request_timeout_s))
+                return None
             result = self.handlers[endpoint](data)
             if endpoint == "get_modality_config" and not legacy:  # upstream msgpack clients expect ModalityConfig entries
                 result = protocol.modality_config_to_wire(result)
-            t2 = time.perf_counter()
-            reply = encode(result)
-        except Exception as e:
-            if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError)):
-                log.warning("request rejected (%s): %s", endpoint, e)
-            else:
-                log.exception("request failed (%s)", endpoint)
-            return encode({"error": f"{type(e).__name__}: {e}"})
-        t3 = time.perf_counter()
-        log.log(
-            logging.INFO if endpoint == "get_action" else logging.DEBUG,
-            "%s: decode %.2f ms, inference %.2f ms, encode %.2f ms (%d -> %d bytes)",
-            endpoint, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, len(message), len(reply),
-        )
+            return encode(result)
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error reply
+            return encode_error(self._error(e, endpoint))
+
+    def step_inference(self) -> list[tuple[list[bytes], bytes]]:
+        """Advance the inference queue: finished or overdue requests -> (envelope, reply); start the next one."""
+        now, replies = time.monotonic(), []
+        current = self.running_request
+        if current is not None and current.future.done():
+            if current.envelope:  # not answered yet (an overdue request was answered with an error already)
+                try:
+                    result, started, finished = current.future.result()
+                    reply = current.encode(result)
+                    log.info("get_action: decode %.2f ms, queue %.2f ms, inference %.2f ms, encode %.2f ms (%d bytes)",
+                             (current.decoded - current.received) * 1e3, (started - current.decoded) * 1e3,
+                             (finished - started) * 1e3, (time.monotonic() - finished) * 1e3, len(reply))
+                except Exception as e:  # noqa: BLE001
+                    reply = current.encode_error(self._error(e, "get_action"))
+                replies.append((current.envelope, reply))
+            self.running_request = current = None
+        for pending in [p for p in (current, *self.queue) if p is not None and p.envelope and now > p.deadline]:
+            text = (f"TimeoutError: get_action not answered within the {self.request_timeout_s:g} s budget "
+                    "(--request-timeout-s)")
+            log.warning("request timed out after %.1f s", now - pending.received)
+            replies.append((pending.envelope, pending.encode_error(text)))
+            pending.envelope = []  # answered: a late result is dropped
+        while self.queue and not self.queue[0].envelope:
+            self.queue.popleft()
+        if self.running_request is None and self.queue:
+            pending = self.running_request = self.queue.popleft()
+            pending.future = self.worker.submit(self._get_action, pending.data)
+        return replies
+
+    def handle(self, message: bytes, timeout_s: float | None = None) -> bytes:
+        """Answer one raw request synchronously (tests, tools): the reply bytes, like a client would get them."""
+        reply = self.receive([b"direct"], message)
+        deadline = time.monotonic() + (timeout_s or self.request_timeout_s) + 1.0
+        while reply is None and time.monotonic() < deadline:
+            ready = self.step_inference()
+            reply = next((r for envelope, r in ready if envelope == [b"direct"]), None)
+            if reply is None:
+                time.sleep(0.001)
         return reply
 
     # --- serving loop ---
@@ -144,19 +218,22 @@ class PolicyServer:
         log.info("policy server listening on %s", self.address)
         try:
             while self.running:
-                if not self.socket.poll(self.poll_ms, zmq.POLLIN):
-                    continue
-                frames = self.socket.recv_multipart()
-                if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
-                    log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
-                    continue
-                split = frames.index(b"", 1) + 1
-                envelope, body = frames[:split], frames[split:]
-                if len(body) == 1:
-                    reply = self.handle(body[0])
-                else:
-                    reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
-                self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it silently
+                busy = self.running_request is not None or self.queue
+                if self.socket.poll(1 if busy else self.poll_ms, zmq.POLLIN):
+                    frames = self.socket.recv_multipart()
+                    if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
+                        log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
+                        continue
+                    split = frames.index(b"", 1) + 1
+                    envelope, body = frames[:split], frames[split:]
+                    if len(body) == 1:
+                        reply = self.receive(envelope, body[0])
+                    else:
+                        reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
+                    if reply is not None:
+                        self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
+                for envelope, reply in self.step_inference():
+                    self.socket.send_multipart([*envelope, reply])
         finally:
             self.close()
             log.info("policy server stopped")
@@ -166,6 +243,7 @@ class PolicyServer:
         self.running = False
 
     def close(self) -> None:
+        self.worker.shutdown(wait=False, cancel_futures=True)
         self.socket.close(linger=0)
         self.context.term()
 
@@ -201,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
     add("--api-token", default=None, help="require this token in every request")
     add("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request (default: 64)")
+    add("--request-timeout-s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+        help="a get_action not answered this long after it arrived gets an error reply (default: 30)")
     add("--allow-legacy-format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
     return parser
@@ -210,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.max_message_mb <= 0 or args.request_timeout_s <= 0:
+            raise ValueError("--max-message-mb and --request-timeout-s must be > 0")
         policy = policy_config_from_args(args).load(warmup=True)
         server = PolicyServer(
             policy,
@@ -218,10 +300,14 @@ def main(argv: list[str] | None = None) -> int:
             api_token=args.api_token,
             max_message_bytes=int(args.max_message_mb * 2**20),
             allow_legacy_format=args.allow_legacy_format,
+            request_timeout_s=args.request_timeout_s,
         )
     except (OSError, ValueError, RuntimeError) as e:  # bad checkpoint / config, unavailable backend, address taken
-        print(f"gr00t-fast serve: error: {e}", file=sys.stderr)
+        print(f"gr00t-fast serve: error: {protocol.bounded(str(e))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr)
+        return 130
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     server.run()
