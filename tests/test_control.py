@@ -1,6 +1,5 @@
 """Control loop with a fake robot and a fake policy: mapping, queue, alignment, blending, timing, safety."""
 
-
 import cv2
 import numpy as np
 import pytest
