@@ -177,3 +177,15 @@ def test_seed_makes_sync_runs_repeatable(tmp_path, tiny_checkpoint):
     first = actions(3)
     np.testing.assert_array_equal(first, actions(3))
     assert not np.array_equal(first, actions(4))
+
+
+def test_drives_a_legacy_format_server(tmp_path, tiny_policy):
+    """--policy_legacy_format: the torch.save protocol of older Isaac-GR00T servers (ours serves it on request)."""
+    from gr00t_fast.serve.server import PolicyServer
+
+    record = tmp_path / "steps.jsonl"
+    with PolicyServer(tiny_policy, host="127.0.0.1", port=0, allow_legacy_format=True).in_thread() as server:
+        rc = runner.main(["--robot.type=so100_sim", "--policy_host=127.0.0.1", f"--policy_port={server.port}",
+                          "--policy_legacy_format=true", "--mode=sync", "--fps=10", "--max_steps=3",
+                          "--action_horizon=4", f"--record={record}"])
+    assert rc == 0 and len(load_records(record)) == 3

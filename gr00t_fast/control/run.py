@@ -37,6 +37,7 @@ class RunConfig(PolicyConfig, ControlConfig):
     policy_host: str | None = None  # drive a ZeroMQ policy server instead of the in-process policy
     policy_port: int = 5555
     policy_timeout_ms: int = 15000
+    policy_legacy_format: bool = False  # talk torch.save to an older Isaac-GR00T server (June-Sept 2025)
     api_token: str | None = None
     telemetry_interval: float = 1.0  # seconds between live telemetry lines
 
@@ -59,7 +60,8 @@ def make_policy(cfg: RunConfig) -> Any:
     if cfg.policy_host:
         from gr00t_fast.serve.client import PolicyClient
 
-        return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token)
+        return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token,
+                            legacy_format=cfg.policy_legacy_format)
     model_path = cfg.model_path or str(demo_checkpoint())
     print(f"loading {model_path} ...", flush=True)
     return cfg.load(model_path, warmup=True)
