@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from shared_data import shared_path
 from gr00t_fast.dev.make_checkpoint import SIZES, eagle_config, model_config, parameter_shapes
 from gr00t_fast.model import Gr00tConfig, Gr00tN15, load_model
 from gr00t_fast.model.action_head import discretized_timesteps

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from shared_data import shared_path
 
 from gr00t_fast.policy.loading import load_policy
 

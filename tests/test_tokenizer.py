@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import shared_path
+from shared_data import shared_path
 
 from gr00t_fast.policy.tokenizer import PromptTokenizer, build_prompt
 

@@ -24,16 +24,19 @@ import signal
 import sys
 import threading
 import time
+import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from gr00t_fast.control.adapter import RobotAdapter, policy_data_config
 from gr00t_fast.control.telemetry import StepRecord
+from gr00t_fast.literals import literal
+
+ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
 from gr00t_fast.robot.base import CameraError
 
-MODES = ("sync", "async")
 
 
 @dataclass
@@ -42,7 +45,7 @@ class ControlConfig:
 
     lang_instruction: str = "Place the block in the bowl"
     fps: float = 30.0
-    mode: Literal["sync", "async"] = "async"  # sync (upstream: infer, then execute the chunk) or async (overlapped)
+    mode: ControlMode = "async"  # sync (upstream: infer, then execute the chunk) or async (overlapped)
     action_horizon: int = 8  # actions of each chunk that may be executed
     camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
@@ -50,8 +53,8 @@ class ControlConfig:
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode not in typing.get_args(ControlMode):
+            raise ValueError(f"mode must be one of {typing.get_args(ControlMode)}, got {self.mode!r}")
         if self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.action_horizon < 1:
@@ -164,7 +167,11 @@ class ControlLoop:
         state = self.adapter.joints(obs)
         if self.last_safe is None:
             self.last_safe = state
-        result = self._infer(self._policy_observation(obs), step=0)
+        policy_obs = self._policy_observation(obs)
+        warning = getattr(self.policy, "state_warning", lambda _: None)(policy_obs)
+        if warning:
+            self.report(warning)
+        result = self._infer(policy_obs, step=0)
         if result.error is not None:
             raise RuntimeError(f"warm-up inference failed: {result.error}")
         return result.latency_s

@@ -73,25 +73,32 @@ def setup_error(e: Exception | str) -> int:
 
 
 def run(cfg: RunConfig) -> int:
-    """Build everything, warm up, drive the robot, print the summary. Returns the exit code."""
+    """Connect the robot, load the policy, warm up, drive, print the summary. Returns the exit code.
+
+    The robot connects before the model loads: a wrong port, a missing calibration or a dead camera fails in
+    seconds, not after the model. Every setup failure is one line and exit code 2; the robot is always
+    disconnected (torque off) on the way out."""
     try:
-        robot = make_robot(cfg.robot, fps=cfg.fps)  # before the model loads: a missing extra fails fast
-        policy = make_policy(cfg)
-    except (ImportError, ValueError, FileNotFoundError, RuntimeError) as e:
+        robot = make_robot(cfg.robot, fps=cfg.fps)
+        robot.connect()
+    except (ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
         return setup_error(e)
-    except KeyboardInterrupt:  # the model loads on a daemon thread: nothing waits for it
-        print("gr00t-fast run: interrupted while loading the model", file=sys.stderr, flush=True)
-        return 130
-    robot.connect()
     recorder = StepRecorder(cfg.record) if cfg.record else None
-    live = LiveTelemetry(cfg.telemetry_interval)
     try:
         try:
-            loop = ControlLoop(robot, policy, cfg, on_step=[live.update] + ([recorder.write] if recorder else []))
-        except (ValueError, TimeoutError) as e:  # camera map, action horizon, unreachable policy server
-            return setup_error(e)
+            policy = make_policy(cfg)
+            loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
+                               + ([recorder.write] if recorder else []))
+        except (ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+            return setup_error(e)  # checkpoint, backend, camera map, action horizon, unreachable policy server
+        except KeyboardInterrupt:  # the model loads on a daemon thread: nothing waits for it
+            print("gr00t-fast run: interrupted while loading the model", file=sys.stderr, flush=True)
+            return 130
         with stop_on_signals(loop):
-            print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
+            try:
+                print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
+            except (RuntimeError, ValueError) as e:  # a camera or the policy failing on the first observation
+                return setup_error(e)
             print(
                 f"driving {cfg.robot.type} at {cfg.fps:g} Hz, {cfg.mode} mode, action horizon {cfg.action_horizon}, "
                 f"cameras {loop.adapter.camera_map}; Ctrl-C to stop",

@@ -8,9 +8,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BackendName = Literal["torch", "compile", "cuda-graph", "onnxruntime", "tensorrt"]
-DTypeName = Literal["float32", "bfloat16", "float16"]
-Quantization = Literal["int8", "fp8"]
+from gr00t_fast.literals import literal
+
+BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
+DTypeName = literal("float32", "bfloat16", "float16")
+Quantization = literal("int8", "fp8")
 
 
 def _help(text: str) -> dict:

@@ -135,6 +135,10 @@ class Gr00tPolicy:
                               "postprocess": postprocess})
         return actions
 
+    def state_warning(self, observation: dict) -> str | None:
+        """A warning when the observation's state lies far outside the checkpoint's statistics (units mismatch)."""
+        return self.processor.state_warning(observation)
+
     def dummy_observation(self) -> dict:
         """A valid unbatched observation: black frames at the training resolution, mid-range state."""
         obs: dict = {}

@@ -19,6 +19,7 @@ CROP_SCALE = 0.95
 EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
 MAX_FRAME_PIXELS = 4096 * 4096  # larger camera frames are refused (they only cost memory: frames become 224x224)
 MAX_STATE_DEVIATION = 10.0  # |normalized state| beyond this (10x the training range) is refused: wrong units
+STATE_WARNING_MARGIN = 0.25  # a measured state this far (share of the range) outside the statistics is warned about
 
 
 def center_crop_box(height: int, width: int, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
@@ -204,6 +205,22 @@ class Processor:
                                  f"statistics (min {lo.tolist()}, max {hi.tolist()}): more than "
                                  f"{MAX_STATE_DEVIATION:g}x the range away, a sign of wrong units (degrees/radians)")
         return batched, batch
+
+    def state_warning(self, obs: dict) -> str | None:
+        """A warning when a state lies more than 25% of the range outside the checkpoint's statistics: the usual
+        sign that the robot's units differ from the training data's (degrees vs -100..100, another calibration)."""
+        far = []
+        for key in self.config.state_keys:
+            x = np.asarray(obs[key], dtype=np.float64).reshape(-1)
+            lo, hi = self.state_min[key], self.state_max[key]
+            margin = STATE_WARNING_MARGIN * (hi - lo)
+            if x.shape == lo.shape and ((x < lo - margin) | (x > hi + margin)).any():
+                far.append(f"{key} {np.round(x, 1).tolist()} (statistics {np.round(lo, 1).tolist()} .. "
+                           f"{np.round(hi, 1).tolist()})")
+        if not far:
+            return None
+        return (f"the measured state lies far outside the checkpoint's statistics: {'; '.join(far)}; are the robot's "
+                "units (use_degrees, calibration) those of the training data?")
 
     @staticmethod
     def _array(key: str, value) -> np.ndarray:

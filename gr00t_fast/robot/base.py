@@ -103,3 +103,17 @@ def check_action(action: dict[str, float]) -> dict[str, float]:
 def clip_to_limits(goal: dict[str, float], limits: dict[str, tuple[float, float]]) -> dict[str, float]:
     """Clip each target into its `(low, high)` joint limit."""
     return {key: min(max(value, limits[key][0]), limits[key][1]) for key, value in goal.items()}
+
+
+def clip_relative(goal: dict[str, float], present: dict[str, float],
+                  max_relative_target: float | dict[str, float] | None) -> dict[str, float]:
+    """Each target at most `max_relative_target` away from the present position: one bound for every joint, or
+    one per joint name (`{"gripper": 10}`, as LeRobot's); joints without a bound are left as they are."""
+    if max_relative_target is None:
+        return goal
+    out = {}
+    for key, value in goal.items():
+        step = max_relative_target.get(key.removesuffix(".pos")) if isinstance(max_relative_target, dict) \
+            else max_relative_target
+        out[key] = value if step is None else min(max(value, present[key] - step), present[key] + step)
+    return out

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import draccus
 
+from gr00t_fast.literals import literal
+from gr00t_fast.robot.base import JOINT_NAMES
+
+ColorMode = literal("rgb", "bgr")
+
 OPENCV_ROTATIONS = (0, 90, 180, -90)
 
 
@@ -31,12 +36,15 @@ class CameraConfig(draccus.ChoiceRegistry):
 @CameraConfig.register_subclass("opencv")
 @dataclass(kw_only=True)
 class OpenCVCameraConfig(CameraConfig):
-    """A USB camera or video file read through OpenCV (LeRobot's `OpenCVCamera`)."""
+    """A USB camera or video file read through OpenCV (LeRobot's `OpenCVCamera`, same field names)."""
 
     index_or_path: int | str
     fps: int = 30
     rotation: int = 0  # degrees, one of OPENCV_ROTATIONS
     warmup_s: float = 1.0
+    fourcc: str | None = None  # e.g. MJPG, YUYV: some cameras reach their fps only in one format
+    color_mode: ColorMode = "rgb"
+    backend: int = 0  # OpenCV capture API: 0 any, 200 V4L2, 700 DSHOW, 1200 AVFOUNDATION, 1400 MSMF
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -44,6 +52,8 @@ class OpenCVCameraConfig(CameraConfig):
             raise ValueError(f"camera fps must be positive, got {self.fps}")
         if self.rotation not in OPENCV_ROTATIONS:
             raise ValueError(f"camera rotation must be one of {OPENCV_ROTATIONS}, got {self.rotation}")
+        if self.fourcc is not None and len(self.fourcc) != 4:
+            raise ValueError(f"camera fourcc must be 4 characters (MJPG, YUYV, ...), got {self.fourcc!r}")
 
 
 @CameraConfig.register_subclass("sim")
@@ -56,12 +66,18 @@ class SimCameraConfig(CameraConfig):
 class RobotConfig(draccus.ChoiceRegistry):
     id: str | None = None  # tells arms of the same type apart (names the calibration file)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
-    # Largest change of a joint target per action, in the action's units (degrees / 0-100); None: no limit.
-    max_relative_target: float | None = None
+    # Largest change of a joint target per action, in the action's units (degrees / 0-100): one number for every
+    # joint, or per joint ({gripper: 10, wrist_roll: 5}); None: no limit.
+    max_relative_target: float | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_relative_target is not None and self.max_relative_target <= 0:
-            raise ValueError(f"max_relative_target must be positive or None, got {self.max_relative_target}")
+        limits = self.max_relative_target
+        values = limits.values() if isinstance(limits, dict) else [] if limits is None else [limits]
+        if any(v <= 0 for v in values):
+            raise ValueError(f"max_relative_target must be positive (or None), got {limits}")
+        unknown = sorted(set(limits) - set(JOINT_NAMES)) if isinstance(limits, dict) else []
+        if unknown:
+            raise ValueError(f"max_relative_target names unknown joints {unknown}; joints: {', '.join(JOINT_NAMES)}")
 
     @property
     def type(self) -> str:

@@ -1,20 +1,30 @@
 """LeRobot's SO-100 / SO-101 follower arms behind the gr00t-fast `Robot` interface.
 
-LeRobot is an optional extra, imported only when a real follower is built. Calibration, torque handling,
-`max_relative_target` and the cameras' background reading are LeRobot's own.
+LeRobot is an optional extra, imported only when a real follower is built: `lerobot.robots.so_follower` (0.4.3+,
+one `SOFollower` for both arms), else the `so100_follower` / `so101_follower` modules of 0.4.0-0.4.2. Calibration,
+torque handling, `max_relative_target` and the cameras' background reading are LeRobot's own. `connect()` checks
+the port and the calibration file first and turns every connection, camera or calibration failure into one
+`ConnectionError` line, with whatever was opened closed again.
 """
 
+import importlib.metadata
+import importlib.util
+import logging
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gr00t_fast.robot.base import ACTION_KEYS, CameraError, So100Features, check_action, clip_to_limits
+from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits
 from gr00t_fast.robot.config import OpenCVCameraConfig, SO100FollowerConfig, SO101FollowerConfig
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     'the real SO-100/SO-101 follower needs LeRobot: pip install "gr00t-fast[lerobot]" '
-    "(LeRobot 0.4 pins torch<2.11, so install it where the torch version fits)"
+    "(LeRobot 0.4 pins torch<2.11; see the README for installing it beside another torch)"
 )
 
 # Software joint limits in LeRobot's degree mode (0 = middle of the calibrated range), taken from the SO-ARM CAD
@@ -35,20 +45,38 @@ SO100_JOINT_LIMITS_RANGE: dict[str, tuple[float, float]] = {
 }
 
 
+def one_line(error: BaseException) -> str:
+    """LeRobot's multi-line messages as one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def follower_classes(config: SO100FollowerConfig) -> tuple[type, type]:
+    """LeRobot's (follower class, config class) for `config`, from whichever module layout is installed."""
+    if importlib.util.find_spec("lerobot") is None:
+        raise ImportError(INSTALL_HINT)
+    try:  # LeRobot 0.4.3+: one SO follower for both arms
+        from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
+
+        return SOFollower, SOFollowerRobotConfig
+    except ImportError as new_layout:
+        try:  # LeRobot 0.4.0 - 0.4.2
+            if isinstance(config, SO101FollowerConfig):
+                from lerobot.robots.so101_follower import SO101Follower, SO101FollowerConfig as LeRobotConfig
+
+                return SO101Follower, LeRobotConfig
+            from lerobot.robots.so100_follower import SO100Follower, SO100FollowerConfig as LeRobotConfig
+
+            return SO100Follower, LeRobotConfig
+        except ImportError as old_layout:
+            version = importlib.metadata.version("lerobot")
+            raise ImportError(f"unsupported LeRobot layout: lerobot {version} has neither lerobot.robots.so_follower "
+                              f"({new_layout}) nor lerobot.robots.so100_follower ({old_layout})") from None
+
+
 def to_lerobot(config: SO100FollowerConfig) -> Any:
     """Build LeRobot's (unconnected) follower for `config`; ImportError with the install hint without LeRobot."""
-    try:
-        from lerobot.cameras.opencv.configuration_opencv import Cv2Rotation
-        from lerobot.cameras.opencv.configuration_opencv import OpenCVCameraConfig as LeRobotOpenCVConfig
-
-        if isinstance(config, SO101FollowerConfig):
-            from lerobot.robots.so101_follower import SO101Follower as follower_cls
-            from lerobot.robots.so101_follower import SO101FollowerConfig as config_cls
-        else:
-            from lerobot.robots.so100_follower import SO100Follower as follower_cls
-            from lerobot.robots.so100_follower import SO100FollowerConfig as config_cls
-    except ImportError as e:
-        raise ImportError(f"{INSTALL_HINT} ({e})") from e
+    follower_cls, config_cls = follower_classes(config)
+    from lerobot.cameras.opencv.configuration_opencv import OpenCVCameraConfig as LeRobotOpenCVConfig
 
     cameras = {}
     for name, cam in config.cameras.items():
@@ -56,19 +84,18 @@ def to_lerobot(config: SO100FollowerConfig) -> Any:
             raise ValueError(f"camera {name!r}: a real follower reads cameras of type 'opencv', got type {cam.type!r}")
         source = cam.index_or_path if isinstance(cam.index_or_path, int) else Path(cam.index_or_path)
         cameras[name] = LeRobotOpenCVConfig(
-            index_or_path=source,
-            fps=cam.fps,
-            width=cam.width,
-            height=cam.height,
-            rotation=Cv2Rotation(cam.rotation),
-            warmup_s=cam.warmup_s,
+            index_or_path=source, fps=cam.fps, width=cam.width, height=cam.height, rotation=cam.rotation,
+            warmup_s=cam.warmup_s, fourcc=cam.fourcc, color_mode=cam.color_mode, backend=cam.backend,
         )
+    max_relative_target = config.max_relative_target
+    if isinstance(max_relative_target, dict):  # LeRobot wants every motor: unlisted ones are unbounded
+        max_relative_target = {joint: float(max_relative_target.get(joint, math.inf)) for joint in JOINT_NAMES}
     lerobot_config = config_cls(
         port=config.port,
         id=config.id,
         calibration_dir=config.calibration_dir,
         cameras=cameras,
-        max_relative_target=config.max_relative_target,
+        max_relative_target=max_relative_target,
         disable_torque_on_disconnect=config.disable_torque_on_disconnect,
         use_degrees=config.use_degrees,
     )
@@ -91,19 +118,60 @@ class LeRobotFollower(So100Features):
     def is_connected(self) -> bool:
         return self._robot.is_connected
 
+    @property
+    def calibration_file(self) -> Path:
+        return Path(self._robot.calibration_fpath)
+
+    def calibrate_hint(self) -> str:
+        c = self.config
+        return f"lerobot-calibrate --robot.type={c.type} --robot.port={c.port} --robot.id={c.id}"
+
     def connect(self) -> None:
-        """Open the bus and cameras; LeRobot asks to calibrate interactively when the arm has no calibration."""
-        self._robot.connect()
+        """Check the port and the calibration file, open the bus and the cameras, make the motors hold the file's
+        calibration. Any failure closes what was opened and raises one ConnectionError line."""
+        if not Path(self.config.port).exists():
+            raise ConnectionError(f"{self}: serial port {self.config.port} does not exist (find the arm's port with "
+                                  "`lerobot-find-port`)")
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+        if not self.calibration_file.is_file() and not interactive:
+            raise ConnectionError(f"{self}: no calibration file {self.calibration_file}; calibrate the arm first: "
+                                  f"`{self.calibrate_hint()}`")
+        try:
+            self._robot.connect(calibrate=interactive)  # with a terminal, LeRobot asks what it needs to
+            if not self._robot.is_calibrated:  # the motors hold another calibration than the file: use the file
+                log.warning("%s: the motors' calibration differs from %s; writing the file's", self, self.calibration_file)
+                with self._robot.bus.torque_disabled():
+                    self._robot.bus.write_calibration(self._robot.calibration)
+        except (ConnectionError, RuntimeError, OSError, TimeoutError, EOFError, ValueError) as e:
+            self._close_opened()
+            raise ConnectionError(f"{self}: {one_line(e)}") from e
+
+    def _close_opened(self) -> None:
+        """Close the bus and the cameras that a failed connect() left open."""
+        try:
+            if self._robot.bus.is_connected:
+                self._robot.bus.disconnect(self.config.disable_torque_on_disconnect)
+        except Exception as e:  # noqa: BLE001 - best effort: the original error is the one to report
+            log.warning("%s: closing the bus failed: %s", self, one_line(e))
+        for camera in self._robot.cameras.values():
+            try:
+                if camera.is_connected:
+                    camera.disconnect()
+            except Exception as e:  # noqa: BLE001
+                log.warning("%s: closing a camera failed: %s", self, one_line(e))
 
     def disconnect(self) -> None:
         """Close the bus (torque off when `disable_torque_on_disconnect`) and the cameras."""
-        self._robot.disconnect()
+        if self._robot.is_connected:
+            self._robot.disconnect()
+        else:
+            self._close_opened()
 
     def get_observation(self) -> dict[str, float | np.ndarray]:
         try:
             raw = self._robot.get_observation()
         except (TimeoutError, RuntimeError) as e:  # what LeRobot's camera reads raise when no frame arrives
-            raise CameraError(f"{self}: a camera gave no frame: {e}") from e
+            raise CameraError(f"{self}: a camera gave no frame: {one_line(e)}") from e
         obs: dict[str, float | np.ndarray] = {key: float(raw[key]) for key in ACTION_KEYS}
         for name in self.camera_names:
             frame = raw.get(name)
@@ -111,6 +179,10 @@ class LeRobotFollower(So100Features):
                 raise CameraError(f"{self}: camera {name!r} gave no frame")
             obs[name] = frame
         return obs
+
+    def read_joints(self) -> dict[str, float]:
+        """Joint positions only (one sync read of the bus), without the cameras."""
+        return {f"{motor}.pos": float(value) for motor, value in self._robot.bus.sync_read("Present_Position").items()}
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
         sent = self._robot.send_action(clip_to_limits(check_action(action), self.joint_limits))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gr00t_fast.robot.base import (
-    ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits, joint_dict,
+    ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_relative, clip_to_limits, joint_dict,
 )
 from gr00t_fast.robot.config import SimSO100Config
 
@@ -243,10 +243,7 @@ class SimSO100(So100Features):
         with self._lock:
             self._require_connected()
             goal = clip_to_limits(goal, self.joint_limits)
-            step = self.config.max_relative_target
-            if step is not None:
-                present = joint_dict(self._joint_positions())
-                goal = {key: min(max(value, present[key] - step), present[key] + step) for key, value in goal.items()}
+            goal = clip_relative(goal, joint_dict(self._joint_positions()), self.config.max_relative_target)
             self._target.update(goal)
             self._data.ctrl[self._ctrl_ids] = self._to_radians(np.array([self._target[key] for key in ACTION_KEYS]))
             mujoco.mj_step(self._model, self._data, nstep=self._substeps)

@@ -1,0 +1,221 @@
+"""`--robot.type=so100_follower` against LeRobot 0.4.4's own SOFollower, FeetechMotorsBus and OpenCVCamera, with
+the hardware simulated at the bus (six STS3215 servos behind a pty, `feetech_bus.py`) and at the camera (OpenCV's
+VideoCapture answered by a stand-in device). The runner drives the real stack end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feetech_bus import HOMING_OFFSET, MAX_POSITION_LIMIT, MIN_POSITION_LIMIT, SimulatedFeetechBus
+
+from gr00t_fast.control import run
+from gr00t_fast.control.telemetry import load_records
+from gr00t_fast.robot import SimCameraConfig, SO100FollowerConfig, make_robot
+from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError
+
+MOTOR_IDS = {name: i + 1 for i, name in enumerate(JOINT_NAMES)}
+# As `lerobot-calibrate` leaves an arm: homing offset, range min, range max per motor (raw 0..4095 ticks).
+CALIBRATION = {name: (0, 1000, 3000) for name in JOINT_NAMES} | {"wrist_roll": (0, 0, 4095), "gripper": (0, 2000, 3000)}
+REST = {name: 2048 for name in JOINT_NAMES} | {"gripper": 2500}
+
+
+class StandInCamera:
+    """A USB camera as OpenCV sees it: properties that take what is set, a frame per 1/fps, BGR."""
+
+    connected = {0: np.full((480, 640, 3), (30, 60, 90), np.uint8)}  # index -> the scene it films
+
+    def __init__(self, index_or_path, backend=0):
+        self.scene = self.connected.get(index_or_path)
+        self.props = {}
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.scene is not None
+
+    def set(self, prop, value):
+        self.props[prop] = value
+        return True
+
+    def get(self, prop):
+        return self.props.get(prop, 0.0)
+
+    def read(self):
+        time.sleep(1 / 30)
+        return True, self.scene.copy()
+
+    def release(self):
+        self.scene = None
+
+    def getBackendName(self):  # noqa: N802
+        return "STANDIN"
+
+
+@pytest.fixture
+def camera(monkeypatch):
+    from lerobot.cameras.opencv import camera_opencv
+
+    monkeypatch.setattr(camera_opencv.cv2, "VideoCapture", StandInCamera)
+
+
+def write_calibration(folder: Path, robot_id: str = "black") -> Path:
+    path = folder / f"{robot_id}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({name: {"id": MOTOR_IDS[name], "drive_mode": 0, "homing_offset": offset,
+                                       "range_min": low, "range_max": high}
+                                for name, (offset, low, high) in CALIBRATION.items()}))
+    return path
+
+
+@pytest.fixture
+def bus():
+    simulated = SimulatedFeetechBus({MOTOR_IDS[n]: c for n, c in CALIBRATION.items()},
+                                    {MOTOR_IDS[n]: p for n, p in REST.items()})
+    yield simulated
+    simulated.close()
+
+
+def flags(bus, calibration_dir, *extra, camera_index=0):
+    return ["--robot.type=so100_follower", f"--robot.port={bus.port}", "--robot.id=black",
+            f"--robot.calibration_dir={calibration_dir}",
+            f"--robot.cameras={{front: {{type: opencv, index_or_path: {camera_index}, width: 640, height: 480, "
+            "fps: 30, warmup_s: 0}}", "--camera_map={front: video.webcam}", "--device=cpu", "--fps=30", *extra]
+
+
+def lerobot_unnormalize(bus, calibration_dir, sent: dict[str, float]) -> dict[int, int]:
+    """LeRobot's own un-normalization of a sent action (what its bus must write as Goal_Position)."""
+    from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
+
+    robot = SOFollower(SOFollowerRobotConfig(port=bus.port, id="black", calibration_dir=calibration_dir))
+    ids_values = {MOTOR_IDS[key.removesuffix(".pos")]: value for key, value in sent.items()}
+    return robot.bus._unnormalize(ids_values)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_runner_drives_lerobots_follower_over_the_bus(mode, bus, camera, tiny_checkpoint, tmp_path, capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    record = tmp_path / "steps.jsonl"
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={tiny_checkpoint}", f"--mode={mode}", "--max_steps=40",
+                        "--action_horizon=8", f"--record={record}"))
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    records = load_records(record)
+    assert len(records) == 40 and not any(r.hold for r in records)
+    # joint keys and units: the first measured state is LeRobot's degree reading of the resting raw positions
+    degrees = [(REST[n] - (CALIBRATION[n][1] + CALIBRATION[n][2]) / 2) * 360 / 4095 for n in JOINT_NAMES[:5]]
+    np.testing.assert_allclose(records[0].state[:5], degrees, atol=1e-9)
+    assert records[0].state[5] == pytest.approx(50.0)
+    # every sent action reached the bus as LeRobot's own un-normalization of it
+    goals = [g for g in bus.goal_writes if len(g) == 6]
+    assert len(goals) == 40
+    for r, written in zip(records, goals):
+        assert written == lerobot_unnormalize(bus, calibration_dir, dict(zip(ACTION_KEYS, r.action)))
+    assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())  # torque off after exit
+    assert "robot disconnected" in out.out
+
+
+def test_missing_calibration_stops_before_the_model_with_the_calibrate_command(bus, camera, tmp_path, capsys):
+    assert run.main(flags(bus, tmp_path / "empty", "--model_path=/never/loaded")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no calibration file" in err
+    assert f"lerobot-calibrate --robot.type=so100_follower --robot.port={bus.port} --robot.id=black" in err
+
+
+def test_wrong_port_and_silent_port(camera, tmp_path, capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    absent = flags(type("Bus", (), {"port": "/dev/ttyACM_nothing"}), calibration_dir, "--model_path=/never/loaded")
+    assert run.main(absent) == 2
+    assert "serial port /dev/ttyACM_nothing does not exist" in capsys.readouterr().err
+    silent = SimulatedFeetechBus({}, {})  # a serial device where no servo answers
+    try:
+        assert run.main(flags(silent, calibration_dir, "--model_path=/never/loaded")) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Missing motor IDs" in err
+    finally:
+        silent.close()
+
+
+def test_dead_camera_closes_the_bus_and_says_so(bus, camera, tmp_path, capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    assert run.main(flags(bus, calibration_dir, "--model_path=/never/loaded", camera_index=3)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Failed to open OpenCVCamera(3)" in err
+    assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())
+
+
+def test_motors_with_another_calibration_get_the_files(camera, tmp_path):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    fresh = SimulatedFeetechBus({}, {MOTOR_IDS[n]: p for n, p in REST.items()})  # factory EEPROM
+    try:
+        robot = make_robot(SO100FollowerConfig(port=fresh.port, id="black", calibration_dir=calibration_dir))
+        robot.connect()
+        try:
+            for name, (offset, low, high) in CALIBRATION.items():
+                servo = MOTOR_IDS[name]
+                assert (fresh.read(servo, MIN_POSITION_LIMIT), fresh.read(servo, MAX_POSITION_LIMIT)) == (low, high)
+                assert fresh.read(servo, HOMING_OFFSET) == offset
+            joints = robot.read_joints()  # the bus alone, no camera
+            assert set(joints) == set(ACTION_KEYS) and joints["gripper.pos"] == pytest.approx(50.0)
+        finally:
+            robot.disconnect()
+    finally:
+        fresh.close()
+
+
+def test_per_motor_max_relative_target_and_far_state_warning(bus, camera, tiny_checkpoint, tmp_path, capsys):
+    """LeRobot applies a per-motor max_relative_target; a start far outside the statistics is warned about."""
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    bus.registers[MOTOR_IDS["shoulder_lift"]][56:58] = (4000).to_bytes(2, "little")  # ~ +176 deg: far outside
+    record = tmp_path / "steps.jsonl"
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={tiny_checkpoint}", "--mode=sync", "--max_steps=6",
+                        "--robot.max_relative_target={gripper: 2.0}", f"--record={record}"))
+    assert rc == 0
+    assert "the measured state lies far outside the checkpoint's statistics: state.single_arm" in capsys.readouterr().err
+    records = load_records(record)
+    grippers = [records[0].state[5]] + [r.action[5] for r in records]
+    assert all(abs(b - a) <= 2.0 + 1e-6 for a, b in zip(grippers, grippers[1:]))
+
+
+def test_unsupported_lerobot_layout_is_named(monkeypatch):
+    for module in ("lerobot.robots.so_follower", "lerobot.robots.so100_follower", "lerobot.robots.so101_follower"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if this LeRobot had neither layout
+    with pytest.raises(ImportError, match="unsupported LeRobot layout: lerobot 0.4.4"):
+        make_robot(SO100FollowerConfig(port="/dev/null"))
+
+
+def test_follower_config_reaches_lerobot_and_refuses_sim_cameras(tmp_path):
+    with pytest.raises(ValueError, match="type 'opencv'"):
+        make_robot(SO100FollowerConfig(port="/dev/null", cameras={"front": SimCameraConfig()}))
+    config = run.parse(flags(type("Bus", (), {"port": "/dev/ttyACM0"}), tmp_path,
+                             "--robot.cameras={front: {type: opencv, index_or_path: 1, width: 1280, height: 720, "
+                             "fps: 30, fourcc: MJPG, color_mode: bgr, backend: 200}}", "--robot.use_degrees=false"))
+    robot = make_robot(config.robot)
+    lerobot_config = robot._robot.config
+    camera = lerobot_config.cameras["front"]
+    assert (camera.width, camera.height, camera.fourcc, camera.color_mode.value, int(camera.backend)) == \
+        (1280, 720, "MJPG", "bgr", 200)
+    assert lerobot_config.use_degrees is False and robot.joint_limits["shoulder_lift.pos"] == (-100.0, 100.0)
+    assert Path(robot.calibration_file) == tmp_path / "black.json"
+
+
+def test_camera_read_failures_become_camera_errors(bus, camera, tmp_path):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    robot = make_robot(run.parse(flags(bus, calibration_dir)).robot)
+    robot.connect()
+    try:
+        assert robot.get_observation()["front"].shape == (480, 640, 3)
+        robot._robot.cameras["front"]._stop_read_thread()  # the camera stops delivering frames
+        with pytest.raises(CameraError, match="gave no frame"):
+            robot.get_observation()
+    finally:
+        robot.disconnect()
