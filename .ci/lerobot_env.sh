@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A second environment with the real LeRobot 0.4.4 for tests/lerobot/ (the SO follower contract suite, the
+# A second environment with the real LeRobot 0.4.4 for tests/real_lerobot/ (the SO follower contract suite, the
 # LeRobot-checkpoint and plugin tests). LeRobot 0.4.4 pins torch<2.11 and draccus==0.10.0; installed with
 # --no-deps beside torch 2.13.0 (CPU) plus its base requirements it imports and runs. The only torchvision for
 # torch 2.13 on the index is the CUDA build: installed without its CUDA libraries, its import needs the test-only
-# shim in tests/lerobot/conftest.py (LeRobot's robot/camera/motor code never calls torchvision ops).
+# shim in tests/real_lerobot/conftest.py (LeRobot's robot/camera/motor code never calls torchvision ops).
 #
 #   bash .ci/lerobot_env.sh [DIR]      DIR: $GR00T_LEROBOT_ENV, else ${TMPDIR:-/tmp}/gr00t-fast-lerobot
 #

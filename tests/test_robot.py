@@ -1,4 +1,4 @@
-"""Robot configs and the registry (the LeRobot follower against real LeRobot: tests/lerobot/)."""
+"""Robot configs and the registry (the LeRobot follower against real LeRobot: tests/real_lerobot/)."""
 
 import importlib.util
 import subprocess
