@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shared_data import shared_path
-from gr00t_fast.dev.make_checkpoint import SIZES, eagle_config, model_config, parameter_shapes
+from gr00t_fast.dev.make_checkpoint import SIZES, SPECIAL_TOKENS, eagle_config, model_config, parameter_shapes
 from gr00t_fast.model import Gr00tConfig, Gr00tN15, load_model
 from gr00t_fast.model.action_head import discretized_timesteps
 from gr00t_fast.model.eagle import Qwen3Model, SiglipVisionModel
@@ -112,7 +112,7 @@ def test_left_padding_keeps_real_token_features(tiny_model):
 
 def full_config() -> Gr00tConfig:
     preset = SIZES["full"]
-    return Gr00tConfig.from_dicts(model_config(preset, 2048), eagle_config(preset, 151680, 151669))
+    return Gr00tConfig.from_dicts(model_config(preset, 2048), eagle_config(preset, dict(SPECIAL_TOKENS), "bfloat16"))
 
 
 def test_full_size_names_and_shapes_match_official_tsv():

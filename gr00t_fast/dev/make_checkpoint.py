@@ -143,15 +143,41 @@ def write_tokenizer(out: Path, merges: int, real_ids: bool) -> dict[str, int]:
     return ids
 
 
-def eagle_config(preset: dict[str, Any], vocab_size: int, image_token_index: int) -> dict[str, Any]:
+def eagle_config(preset: dict[str, Any], special_ids: dict[str, int], dtype: str) -> dict[str, Any]:
+    """The Eagle 2.5 VL config.json, complete enough for NVIDIA's and LeRobot's own code (transformers AutoConfig
+    with their remote code: `auto_map`, `text_config.architectures`, an explicit attention implementation)."""
     cfg = copy.deepcopy(DEFAULT_EAGLE_CONFIG)
-    cfg["vision_config"].update(preset["vision"], model_type="siglip_vision_model", hidden_act="gelu_pytorch_tanh")
+    attention = dict(_attn_implementation="sdpa", _attn_implementation_autoset=False, torch_dtype=dtype)
+    cfg["vision_config"].update(preset["vision"], model_type="siglip_vision_model", hidden_act="gelu_pytorch_tanh",
+                                attention_dropout=0.0, **attention)
     cfg["text_config"].update(preset["text"], model_type="qwen3", hidden_act="silu", tie_word_embeddings=True,
-                              vocab_size=vocab_size)
-    cfg.update(image_token_index=image_token_index, model_type="eagle_2_5_vl", use_pixel_shuffle=False,
+                              vocab_size=max(special_ids.values()) + 1, architectures=["Qwen3ForCausalLM"],
+                              bos_token_id=special_ids["<|endoftext|>"], eos_token_id=special_ids["<|im_end|>"],
+                              attention_bias=False, attention_dropout=0.0, max_position_embeddings=40960,
+                              rope_scaling=None, sliding_window=None, use_sliding_window=False, use_cache=False,
+                              initializer_range=0.02, **attention)
+    cfg.update(image_token_index=special_ids["<IMG_CONTEXT>"], model_type="eagle_2_5_vl", use_pixel_shuffle=False,
                mlp_connector_layers=1, select_layer=-1, force_image_size=224, template="qwen3-chat",
-               architectures=["Eagle2_5_VLForConditionalGeneration"])
+               architectures=["Eagle2_5_VLForConditionalGeneration"], downsample_ratio=0.5, dynamic_image_size=True,
+               loss_version="efficient_v2_cp_head", max_dynamic_tiles=12, min_dynamic_tiles=1, mlp_checkpoint=False,
+               pad2square=False, use_backbone_lora=0, use_llm_lora=0, use_thumbnail=True, **attention,
+               auto_map={"AutoConfig": "configuration_eagle2_5_vl.Eagle2_5_VLConfig",
+                         "AutoModel": "modeling_eagle2_5_vl.Eagle2_5_VLForConditionalGeneration"})
     return cfg
+
+
+def write_processor_files(out: Path, special_ids: dict[str, int]) -> None:
+    """The Eagle processor's own files (processor, image preprocessor, chat template, generation config) as the
+    official asset folder has them, token ids remapped to this tokenizer's; the remote-code modules
+    (`*_eagle2_5_vl*.py`) are NVIDIA's / LeRobot's and are not written here."""
+    official = json.loads((Path(__file__).parent / "assets" / "eagle_processor.json").read_text())
+    for name in ("processor_config.json", "preprocessor_config.json", "chat_template.json"):
+        (out / name).write_text(json.dumps(official[name], indent=2))
+    (out / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": special_ids["<|endoftext|>"], "eos_token_id": special_ids["<|im_end|>"]}, indent=2))
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, **official["tokenizer_config_extra"]},
+                                                          indent=2))
 
 
 def model_config(preset: dict[str, Any], backbone_dim: int) -> dict[str, Any]:
@@ -245,9 +271,10 @@ def write_checkpoint(
     eagle_dir.mkdir(parents=True, exist_ok=True)
     (out / "experiment_cfg").mkdir(exist_ok=True)
     special_ids = write_tokenizer(eagle_dir, preset["merges"], real_ids=size == "full")
-    eagle_cfg = eagle_config(preset, max(special_ids.values()) + 1, special_ids["<IMG_CONTEXT>"])
-    (eagle_dir / "config.json").write_text(json.dumps(eagle_cfg, indent=2))
+    write_processor_files(eagle_dir, special_ids)
     dtype_name = dtype or preset["dtype"]
+    eagle_cfg = eagle_config(preset, special_ids, dtype_name)
+    (eagle_dir / "config.json").write_text(json.dumps(eagle_cfg, indent=2))
     model_cfg = model_config(preset, eagle_cfg["text_config"]["hidden_size"])
     model_cfg["model_dtype"] = model_cfg["torch_dtype"] = model_cfg["action_head_cfg"]["model_dtype"] = dtype_name
     (out / "config.json").write_text(json.dumps(model_cfg, indent=2))
