@@ -23,7 +23,8 @@ if [ ! -f "$ENV/.complete" ]; then
        "pynput>=1.7.7,<1.9.0" "pyserial>=3.5,<4.0" "draccus==0.10.0" "gymnasium>=1.1.1,<2.0.0" \
        "deepdiff>=7.0.1,<9.0.0" "imageio[ffmpeg]>=2.34.0,<3.0.0" "termcolor>=2.4.0,<4.0.0" \
        "feetech-servo-sdk>=1.0.0,<2.0.0" "transformers>=4.57.1,<5.0.0" "num2words>=0.5.14,<0.6.0" \
-       "safetensors>=0.4.3,<1.0.0" "wandb>=0.24.0,<0.25.0" "rerun-sdk>=0.24.0,<0.27.0"
+       "safetensors>=0.4.3,<1.0.0" "wandb>=0.24.0,<0.25.0" "rerun-sdk>=0.24.0,<0.27.0" \
+       "peft>=0.13.0,<1.0.0" "dm-tree>=0.1.8,<1.0.0"
   $PIP -e "$REPO[test]"
   touch "$ENV/.complete"
 fi

@@ -214,7 +214,7 @@ def test_batched_language_as_array(processor, tokenizer):
 
 def test_data_configs(checkpoint, tmp_path):
     assert DATA_CONFIGS["so100_dualcam"].video_keys == ("video.front", "video.wrist")
-    with pytest.raises(ValueError, match="unknown data config 'nope'; known: so100, so100_dualcam"):
+    with pytest.raises(ValueError, match="unknown data config 'nope'; known: auto, so100, so100_dualcam"):
         get_data_config("nope")
     modality = {
         "state": {"single_arm": {"start": 0, "end": 5}, "gripper": {"start": 5, "end": 6}},

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gr00t_fast.model.eagle_assets import find_eagle_dir, load_eagle_config
+from gr00t_fast.model.eagle_assets import HUB_REPO, find_eagle_dir, lerobot_assets_dir, load_eagle_config
 
 
 @dataclass(frozen=True)
@@ -164,18 +164,32 @@ class Gr00tConfig:
     def from_checkpoint(cls, checkpoint_dir: str | Path, eagle_path: str | Path | None = None) -> "Gr00tConfig":
         """Read `<checkpoint>/config.json` plus the Eagle assets config (see `find_eagle_dir`)."""
         cfg_file = checkpoint_file(checkpoint_dir, "config.json")
-        try:
-            model_cfg = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{cfg_file} is not valid JSON: {err}") from None
+        model_cfg = read_json(cfg_file)
+        also: tuple[Path, ...] = ()
+        if is_lerobot_config(model_cfg):  # the network is the LeRobot policy's base model: its config, or N1.5-3B's
+            also = (lerobot_assets_dir(model_cfg.get("tokenizer_assets_repo", HUB_REPO)),)
+            base = Path(model_cfg.get("base_model_path") or "") / "config.json"
+            model_cfg = read_json(base) if base.is_file() else {"model_type": "gr00t_n1_5"}
         if not isinstance(model_cfg, dict) or model_cfg.get("model_type") != "gr00t_n1_5":
             found = model_cfg.get("model_type", model_cfg.get("type")) if isinstance(model_cfg, dict) else model_cfg
             raise ValueError(f"{cfg_file} is not a GR00T N1.5 config: model_type is {found!r}, expected 'gr00t_n1_5'")
         for section in ("backbone_cfg", "action_head_cfg"):
             if not isinstance(model_cfg.get(section, {}), dict):
                 raise ValueError(f"{cfg_file}: {section} must be a map, got {type(model_cfg[section]).__name__}")
-        eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path)
+        eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path, also)
         return cls.from_dicts(model_cfg, load_eagle_config(eagle_dir), eagle_dir)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
+def is_lerobot_config(config: Any) -> bool:
+    """Whether a checkpoint's config.json is a LeRobot GrootPolicy's (`"type": "groot"`)."""
+    return isinstance(config, dict) and config.get("type") == "groot"
 
 
 def checkpoint_file(checkpoint_dir: str | Path, name: str) -> Path:

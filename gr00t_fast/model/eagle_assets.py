@@ -58,17 +58,25 @@ def _hub_cache_dir() -> Path | None:
     return None
 
 
-def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None) -> Path:
-    """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the HF cache; a
-    FileNotFoundError names every place looked at when none has them."""
+def lerobot_assets_dir(repo: str = HUB_REPO) -> Path:
+    """Where LeRobot keeps the Eagle assets of its GR00T policy: `$HF_LEROBOT_HOME/<repo>`."""
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    return Path(os.environ.get("HF_LEROBOT_HOME") or hf_home / "lerobot") / repo
+
+
+def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None,
+                   also: tuple[Path, ...] = ()) -> Path:
+    """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the folders in `also`
+    (LeRobot's copy for LeRobot checkpoints), else the HF cache; a FileNotFoundError names every place looked at
+    when none has them."""
     if eagle_path is not None:
         path = Path(eagle_path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"eagle_path {path} has no config.json (expected an Eagle 2.5 VL asset folder)")
         return path
     looked = []
-    if checkpoint_dir is not None:
-        local = Path(checkpoint_dir) / ASSET_DIRNAME
+    candidates = ([Path(checkpoint_dir) / ASSET_DIRNAME] if checkpoint_dir is not None else []) + list(also)
+    for local in candidates:
         if (local / "config.json").is_file():
             return local
         looked.append(str(local))

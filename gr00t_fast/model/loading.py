@@ -15,6 +15,8 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.gr00t import Gr00tN15
 
 LEROBOT_PREFIX = "_groot_model."
+EMBED_TOKENS = "backbone.eagle_model.language_model.model.embed_tokens.weight"
+TIED_LM_HEAD = "backbone.eagle_model.language_model.lm_head.weight"
 # Stored in official checkpoints but never used at inference.
 _UNUSED = (
     re.compile(r"^backbone\.eagle_model\.vision_model\.vision_model\.head\."),  # SigLIP pooling head
@@ -61,8 +63,12 @@ def read_state_dict(
     for path in weight_files(checkpoint_dir):
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
-                for key in f.keys():
+                keys = list(f.keys())
+                names = {key.removeprefix(LEROBOT_PREFIX) for key in keys}
+                for key in keys:
                     name = key.removeprefix(LEROBOT_PREFIX)
+                    if name == TIED_LM_HEAD and EMBED_TOKENS not in names:
+                        name = EMBED_TOKENS  # saved by its tied twin only (safetensors keeps one name of a shared tensor)
                     if name not in expected:
                         if not is_unused(name, kept_llm_layers):
                             unexpected.append(name)

@@ -13,6 +13,7 @@ from gr00t_fast.literals import literal
 BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
 DTypeName = literal("float32", "bfloat16", "float16")
 Quantization = literal("int8", "fp8")
+ImagePreprocessing = literal("auto", "isaac", "lerobot")
 
 
 def _help(text: str) -> dict:
@@ -23,7 +24,8 @@ def _help(text: str) -> dict:
 class PolicyConfig:
     model_path: str = field(default="", metadata=_help("checkpoint directory"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
-    data_config: str = field(default="so100", metadata=_help("so100, so100_dualcam, metadata or a modality .json"))
+    data_config: str = field(default="auto", metadata=_help(
+        "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))
     denoising_steps: int | None = field(default=None, metadata=_help("flow-matching steps (default: the checkpoint's, 4)"))
     device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
     dtype: DTypeName | None = field(default=None, metadata=_help("default: bfloat16 on CUDA, float32 on CPU"))
@@ -35,6 +37,8 @@ class PolicyConfig:
         "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
     seed: int = field(default=0, metadata=_help("seeds the denoising noise"))
     max_instruction_tokens: int = field(default=512, metadata=_help("longer instructions are refused (default 512)"))
+    image_preprocessing: ImagePreprocessing = field(default="auto", metadata=_help(
+        "auto (the checkpoint writer's: Isaac-GR00T or LeRobot), isaac or lerobot"))
 
     def __post_init__(self) -> None:
         if self.denoising_steps is not None and self.denoising_steps < 1:

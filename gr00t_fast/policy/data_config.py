@@ -66,13 +66,17 @@ def from_modality_config(name: str, config: dict[str, Any]) -> DataConfig:
     return DataConfig(name, keys["video"], keys["state"], keys["action"], keys["language"][0])
 
 
-def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[str, Any] | None = None) -> DataConfig:
-    """Resolve a data config: a DataConfig, a built-in name, a modality JSON path, or "metadata".
+def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[str, Any] | None = None,
+                    checkpoint_source: str = "isaac") -> DataConfig:
+    """Resolve a data config: a DataConfig, a built-in name, a modality JSON path, "metadata" or "auto".
 
-    "metadata" derives the keys from the checkpoint's metadata.json modalities (pass them as `metadata_modalities`).
+    "metadata" derives the keys from the checkpoint's modalities (pass them as `metadata_modalities`); "auto" is
+    "so100" for Isaac-GR00T checkpoints and "metadata" for LeRobot ones (`checkpoint_source`).
     """
     if isinstance(spec, DataConfig):
         return spec
+    if spec == "auto":
+        spec = "metadata" if checkpoint_source == "lerobot" else "so100"
     if isinstance(spec, Path) or str(spec).endswith(".json"):
         path = Path(spec)
         if not path.is_file():
@@ -84,5 +88,5 @@ def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[s
         return from_modalities("metadata", metadata_modalities)
     if spec in DATA_CONFIGS:
         return DATA_CONFIGS[spec]
-    known = sorted(DATA_CONFIGS) + ["metadata", "<path to a modality .json>"]
+    known = ["auto"] + sorted(DATA_CONFIGS) + ["metadata", "<path to a modality .json>"]
     raise ValueError(f"unknown data config {spec!r}; known: {', '.join(known)}")

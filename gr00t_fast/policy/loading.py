@@ -50,7 +50,7 @@ def load_policy(
     model_path: str | Path,
     *,
     embodiment_tag: str = "new_embodiment",
-    data_config: "str | Path | DataConfig" = "so100",
+    data_config: "str | Path | DataConfig" = "auto",
     denoising_steps: int | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
@@ -62,17 +62,19 @@ def load_policy(
     quantize: str | None = None,
     seed: int = 0,
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
+    image_preprocessing: str = "auto",
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
 
-    `data_config`: "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from metadata.json) or a
-    DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
+    `data_config`: "auto" (so100 for Isaac-GR00T checkpoints, the checkpoint's own keys for LeRobot ones),
+    "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from the checkpoint) or a DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
     `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt (`gr00t_fast.backends`); `backend_dir` holds
     exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
     `seed` seeds the sampler's noise when `get_action` is given none. Instructions longer than
-    `max_instruction_tokens` are refused.
+    `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
+    checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
     """
     from gr00t_fast.model import load_model
     from gr00t_fast.model.quantize import MODES, quantize_linears
@@ -85,11 +87,12 @@ def load_policy(
     if max_instruction_tokens < 1:
         raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
-    config = get_data_config(data_config, metadata.modalities)
+    config = get_data_config(data_config, metadata.modalities, metadata.source)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
     if quantize is not None:
         quantize_linears(model, quantize)
-    processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens)
+    processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
+                                    image_preprocessing)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
                          denoising_steps=denoising_steps, seed=seed)
     if warmup:

@@ -1,13 +1,12 @@
 """Checkpoint metadata (`experiment_cfg/metadata.json`): embodiment ids, normalization statistics, camera resolutions."""
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gr00t_fast.model.config import checkpoint_file
+from gr00t_fast.model.config import checkpoint_file, is_lerobot_config, read_json
 
 # Isaac-GR00T N1.5 EMBODIMENT_TAG_MAPPING, plus the two tags LeRobot adds.
 EMBODIMENT_IDS: dict[str, int] = {
@@ -41,6 +40,7 @@ class EmbodimentMetadata:
     stats: dict[str, MinMax]  # "state.single_arm" / "action.gripper" -> statistics
     video_resolution: dict[str, tuple[int, int]]  # "video.webcam" -> training (W, H)
     modalities: dict[str, Any]  # raw "modalities" entry (derives a data config)
+    source: str = "isaac"  # "isaac" (experiment_cfg/metadata.json) or "lerobot" (a LeRobot GrootPolicy checkpoint)
 
 
 def embodiment_id(tag: str) -> int:
@@ -57,13 +57,64 @@ def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
     return MinMax(lo, hi)
 
 
+# How LeRobot's SO-100/SO-101 datasets lay out observation.state and action: the five arm joints, then the gripper.
+SO100_PARTS = (("single_arm", 5), ("gripper", 1))
+
+
+def lerobot_stats(checkpoint_dir: Path) -> dict[str, np.ndarray]:
+    """The min/max statistics a LeRobot GR00T checkpoint keeps in its preprocessor's pack-inputs step file."""
+    from safetensors.numpy import load_file
+
+    pipeline = read_json(checkpoint_file(checkpoint_dir, "policy_preprocessor.json"))
+    files = [step["state_file"] for step in pipeline.get("steps", [])
+             if str(step.get("registry_name", "")).startswith("groot_pack_inputs") and step.get("state_file")]
+    if not files:
+        raise ValueError(f"{checkpoint_dir}/policy_preprocessor.json has no groot_pack_inputs step with statistics")
+    stats = load_file(str(checkpoint_file(checkpoint_dir, files[0])))
+    missing = [k for k in ("observation.state.min", "observation.state.max", "action.min", "action.max") if k not in stats]
+    if missing:
+        raise ValueError(f"{checkpoint_dir}/{files[0]} lacks the statistics {missing}")
+    return stats
+
+
+def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_tag: str) -> EmbodimentMetadata:
+    """Metadata of a LeRobot GrootPolicy checkpoint: cameras and resolutions from its input features, min/max
+    statistics from its processor files, split into the SO-100 parts (single_arm, gripper)."""
+    tag = config.get("embodiment_tag", "new_embodiment")
+    if embodiment_tag != tag:
+        raise ValueError(f"{checkpoint_dir} is a LeRobot checkpoint for embodiment tag {tag!r}, not {embodiment_tag!r}")
+    stats = lerobot_stats(checkpoint_dir)
+    features = config.get("input_features") or {}
+    cameras = sorted(k.removeprefix("observation.images.") for k, f in features.items() if f.get("type") == "VISUAL")
+    if not cameras:
+        raise ValueError(f"{checkpoint_dir}/config.json describes no camera (observation.images.*)")
+    parts, out = {}, {}
+    for modality, prefix in (("state", "observation.state"), ("action", "action")):
+        low, high = stats[f"{prefix}.min"].astype(np.float64), stats[f"{prefix}.max"].astype(np.float64)
+        if low.shape != (sum(d for _, d in SO100_PARTS),):
+            raise ValueError(f"{checkpoint_dir}: {prefix} has {low.shape[0]} dims; LeRobot GR00T checkpoints are "
+                             "supported in the SO-100/SO-101 layout (5 arm joints + gripper)")
+        start = 0
+        for name, dim in SO100_PARTS:
+            out[f"{modality}.{name}"] = MinMax(low[start : start + dim], high[start : start + dim])
+            start += dim
+        parts[modality] = {name: {"shape": [dim]} for name, dim in SO100_PARTS}
+    video = {cam: {"resolution": [features[f"observation.images.{cam}"]["shape"][2],
+                                  features[f"observation.images.{cam}"]["shape"][1]]} for cam in cameras}
+    return EmbodimentMetadata(tag=tag, embodiment_id=embodiment_id(tag), stats=out,
+                              video_resolution={f"video.{c}": tuple(v["resolution"]) for c, v in video.items()},
+                              modalities={"video": video, **parts}, source="lerobot")
+
+
 def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> EmbodimentMetadata:
-    """Read `<checkpoint>/experiment_cfg/metadata.json` for one embodiment tag."""
+    """Read `<checkpoint>/experiment_cfg/metadata.json` for one embodiment tag (a LeRobot checkpoint: its config
+    and processor files)."""
+    config_file = Path(checkpoint_dir) / "config.json"
+    config = read_json(config_file) if config_file.is_file() else None
+    if is_lerobot_config(config):
+        return lerobot_metadata(Path(checkpoint_dir), config, embodiment_tag)
     path = checkpoint_file(checkpoint_dir, "experiment_cfg/metadata.json")
-    try:
-        everything = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    everything = read_json(path)
     if not isinstance(everything, dict) or embodiment_tag not in everything:
         available = ", ".join(sorted(everything)) if isinstance(everything, dict) else "none (not a map)"
         raise ValueError(f"embodiment tag {embodiment_tag!r} not in {path}; available: {available}")

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 CROP_SCALE = 0.95
 EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
+PIPELINES = ("isaac", "lerobot")
 MAX_FRAME_PIXELS = 4096 * 4096  # larger camera frames are refused (they only cost memory: frames become 224x224)
 MAX_STATE_DEVIATION = 10.0  # |normalized state| beyond this (10x the training range) is refused: wrong units
 STATE_WARNING_MARGIN = 0.25  # a measured state this far (share of the range) outside the statistics is warned about
@@ -88,6 +89,17 @@ def transform_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     return (u8.permute(1, 3, 0, 2).to(torch.float32) - 127.5) / 127.5
 
 
+def transform_frames_lerobot(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 in [-1, 1], bit-exact to LeRobot's GR00T preprocessing:
+    no crop, the Eagle image processor's uint8 bicubic antialiased squash to size x size (torchvision's native
+    uint8 path on CPU), then (x - 127.5) / 127.5."""
+    x = frames.permute(0, 3, 1, 2).contiguous()
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x.cpu(), size=(size, size), mode="bicubic", align_corners=False,
+                                            antialias=True).to(frames.device)
+    return (x.to(torch.float32) - 127.5) / 127.5
+
+
 def _interpolation(frame: np.ndarray, width: int, height: int) -> str:
     return "INTER_AREA" if frame.shape[0] >= height and frame.shape[1] >= width else "INTER_LINEAR"
 
@@ -116,8 +128,12 @@ class Processor:
         image_size: int = 224,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        pipeline: str = "isaac",
     ):
+        if pipeline not in PIPELINES:
+            raise ValueError(f"image preprocessing {pipeline!r} is not one of {PIPELINES}")
         self.config = data_config
+        self.pipeline = pipeline  # "isaac" or "lerobot": whose image and state preprocessing to reproduce
         self.tokenizer = tokenizer
         self.embodiment_tag, self.embodiment_id = metadata.tag, metadata.embodiment_id
         self.image_size = image_size
@@ -255,22 +271,27 @@ class Processor:
         """(B*V, 3, S, S) in the model dtype on the model device, ordered sample, then camera."""
         per_camera = []
         for key in self.config.video_keys:
-            frames = self._fit_resolution(key, obs[key].reshape(batch, *obs[key].shape[-3:]))
-            per_camera.append(transform_frames(torch.from_numpy(frames).to(self.device), self.image_size))
+            frames = obs[key].reshape(batch, *obs[key].shape[-3:])
+            if self.pipeline == "isaac":  # Isaac resizes to the training resolution first; LeRobot squashes any
+                frames = self._fit_resolution(key, frames)
+            transform = transform_frames if self.pipeline == "isaac" else transform_frames_lerobot
+            per_camera.append(transform(torch.from_numpy(frames).to(self.device), self.image_size))
         pixels = torch.stack(per_camera, dim=1).flatten(0, 1)
         return pixels.to(self.dtype)
 
     def state(self, obs: dict, batch: int) -> torch.Tensor:
-        """Min-max normalized state in float64 (0 where max == min, no clamping), zero-padded, (B, 1, D)."""
-        out = np.zeros((batch, 1, self.max_state_dim), dtype=np.float64)
+        """Min-max normalized state (0 where max == min, no clamping), zero-padded, (B, 1, D): in float64 as
+        Isaac computes it, in float32 as LeRobot does (`2 * (x - min) / (max - min) - 1`)."""
+        dtype = np.float64 if self.pipeline == "isaac" else np.float32
+        out = np.zeros((batch, 1, self.max_state_dim), dtype=dtype)
         start = 0
         for key in self.config.state_keys:
-            x = obs[key].reshape(batch, 1, -1).astype(np.float64)
-            lo, hi = self.state_min[key], self.state_max[key]
+            x = obs[key].reshape(batch, 1, -1).astype(dtype)
+            lo, hi = self.state_min[key].astype(dtype), self.state_max[key].astype(dtype)
             span = hi - lo
-            safe = np.where(span != 0, span, 1.0)
-            norm = 2 * ((x - lo) / safe) - 1
-            out[..., start : start + lo.shape[0]] = np.where(span != 0, norm, 0.0)
+            safe = np.where(span != 0, span, dtype(1.0))
+            norm = 2 * ((x - lo) / safe) - 1 if self.pipeline == "isaac" else 2 * (x - lo) / safe - 1
+            out[..., start : start + lo.shape[0]] = np.where(span != 0, norm, dtype(0.0))
             start += lo.shape[0]
         return torch.from_numpy(out.astype(np.float32)).to(self.device, self.dtype)
 
@@ -298,11 +319,13 @@ class Processor:
 
 def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: EmbodimentMetadata,
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS) -> Processor:
-    """The processor for a model: its Eagle tokenizer, state/action widths and image size."""
+                        max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS, pipeline: str = "auto") -> Processor:
+    """The processor for a model: its Eagle tokenizer, state/action widths and image size; `pipeline` "auto"
+    reproduces the preprocessing of the code that wrote the checkpoint (Isaac-GR00T or LeRobot)."""
     tokenizer = PromptTokenizer.for_model(config, max_instruction_tokens)
     return Processor(data_config, metadata, tokenizer, max_state_dim=config.max_state_dim,
-                     max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype)
+                     max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype,
+                     pipeline=metadata.source if pipeline == "auto" else pipeline)
 
 
 def example_inputs(
