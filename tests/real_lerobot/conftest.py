@@ -36,3 +36,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/real_lerobot/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def camera(monkeypatch):
+    """OpenCV's VideoCapture answered by `StandInCamera`."""
+    from lerobot.cameras.opencv import camera_opencv
+    from stand_ins import StandInCamera
+
+    monkeypatch.setattr(camera_opencv.cv2, "VideoCapture", StandInCamera)
+
+
+@pytest.fixture
+def bus():
+    """Six calibrated STS3215 servos at rest behind a pty."""
+    from feetech_bus import SimulatedFeetechBus
+    from stand_ins import CALIBRATION, MOTOR_IDS, REST
+
+    simulated = SimulatedFeetechBus({MOTOR_IDS[n]: c for n, c in CALIBRATION.items()},
+                                    {MOTOR_IDS[n]: p for n, p in REST.items()})
+    yield simulated
+    simulated.close()

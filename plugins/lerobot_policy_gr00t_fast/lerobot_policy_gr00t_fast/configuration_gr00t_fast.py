@@ -1,0 +1,53 @@
+"""`Gr00tFastConfig`: the LeRobot policy config of gr00t-fast (inference only)."""
+
+from dataclasses import dataclass
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.optim.optimizers import AdamWConfig
+
+
+@PreTrainedConfig.register_subclass("gr00t_fast")
+@dataclass
+class Gr00tFastConfig(PreTrainedConfig):
+    """A GR00T N1.5 checkpoint (Isaac-GR00T or LeRobot format) run by gr00t-fast."""
+
+    model_path: str = ""  # the GR00T N1.5 checkpoint folder
+    embodiment_tag: str = "new_embodiment"
+    data_config: str = "auto"  # as gr00t-fast's --data_config
+    denoising_steps: int | None = None
+    backend: str = "torch"
+    dtype: str | None = None
+    n_action_steps: int = 8  # actions executed from each predicted chunk of 16
+    # LeRobot camera name -> the checkpoint's video key, e.g. {front: video.webcam}; None: cameras in order
+    camera_map: dict[str, str] | None = None
+    use_degrees: bool = True  # the robot reports degrees (LeRobot's default): joint-limit clipping in degrees
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.n_action_steps <= 16:
+            raise ValueError(f"n_action_steps must be in 1..16 (one GR00T chunk), got {self.n_action_steps}")
+
+    @property
+    def observation_delta_indices(self) -> None:
+        return None
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.n_action_steps))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    def get_optimizer_preset(self) -> AdamWConfig:  # inference only: training is Isaac-GR00T's or LeRobot's groot
+        return AdamWConfig(lr=0.0)
+
+    def get_scheduler_preset(self) -> None:
+        return None
+
+    def validate_features(self) -> None:
+        if not self.model_path:
+            raise ValueError("gr00t_fast needs --policy.model_path: the GR00T N1.5 checkpoint to run")
+
+
+__all__ = ["Gr00tFastConfig"]

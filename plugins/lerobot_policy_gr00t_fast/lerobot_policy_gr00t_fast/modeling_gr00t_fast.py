@@ -1,0 +1,109 @@
+"""`Gr00tFastPolicy`: a GR00T N1.5 checkpoint run by gr00t-fast behind LeRobot's `PreTrainedPolicy` interface.
+
+LeRobot hands the policy a batch of `observation.state` (B, joints), `observation.images.<camera>` (B, 3, H, W)
+floats in [0, 1] and `task`; gr00t-fast runs the whole GR00T pipeline on it (its own preprocessing, the checkpoint's
+normalization) and returns joint targets in the robot's units, clipped to the SO-100/SO-101 travel, from a queue of
+`n_action_steps` actions per predicted chunk. Inference only: `forward` (training) raises.
+"""
+
+from collections import deque
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gr00t_fast.control.adapter import RobotAdapter
+from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
+from gr00t_fast.robot.follower import SO100_JOINT_LIMITS_DEG, SO100_JOINT_LIMITS_RANGE
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+
+from lerobot_policy_gr00t_fast.configuration_gr00t_fast import Gr00tFastConfig
+
+
+def joint_keys_of(dataset_meta: Any) -> tuple[str, ...]:
+    """The robot's "<joint>.pos" action names, from the dataset LeRobot records into; SO-100 order without one."""
+    names = getattr(dataset_meta, "features", {}).get(ACTION, {}).get("names") if dataset_meta is not None else None
+    return tuple(names) if names else ACTION_KEYS
+
+
+def frame_of(image: Tensor) -> np.ndarray:
+    """LeRobot's (3, H, W) float image in [0, 1] (it divided the camera's uint8 by 255) -> the (H, W, 3) uint8."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class Gr00tFastPolicy(PreTrainedPolicy):
+    """GR00T N1.5 through gr00t-fast, as the LeRobot policy type `gr00t_fast`."""
+
+    config_class = Gr00tFastConfig
+    name = "gr00t_fast"
+
+    def __init__(self, config: Gr00tFastConfig, dataset_meta: Any = None, **_: Any):
+        super().__init__(config)
+        config.validate_features()
+        self.gr00t = load_policy(config.model_path, embodiment_tag=config.embodiment_tag,
+                                 data_config=config.data_config, denoising_steps=config.denoising_steps,
+                                 device=config.device, dtype=config.dtype, backend=config.backend)
+        self.joint_keys = joint_keys_of(dataset_meta)
+        limits = SO100_JOINT_LIMITS_DEG if config.use_degrees else SO100_JOINT_LIMITS_RANGE
+        self.lo = np.array([limits.get(key, (-np.inf, np.inf))[0] for key in self.joint_keys])
+        self.hi = np.array([limits.get(key, (-np.inf, np.inf))[1] for key in self.joint_keys])
+        self.adapter: RobotAdapter | None = None  # built at the first batch, when the cameras are known
+        self._queue: deque[Tensor] = deque(maxlen=config.n_action_steps)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: Gr00tFastConfig | None = None,
+                        **kwargs: Any) -> "Gr00tFastPolicy":
+        """The saved folder holds only the config: the weights are the GR00T checkpoint at `config.model_path`."""
+        if config is None:
+            config = Gr00tFastConfig.from_pretrained(pretrained_name_or_path)
+        return cls(config, **{k: v for k, v in kwargs.items() if k == "dataset_meta"}).eval()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        self.config._save_pretrained(save_directory)
+
+    def get_optim_params(self) -> dict:
+        raise NotImplementedError("gr00t_fast runs GR00T N1.5 for inference only; fine-tune with Isaac-GR00T")
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict | None]:
+        raise NotImplementedError("gr00t_fast runs GR00T N1.5 for inference only; fine-tune with Isaac-GR00T")
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def _adapter(self, cameras: list[str]) -> RobotAdapter:
+        if self.adapter is None:
+            robot = SimpleNamespace(action_features=self.joint_keys, joint_groups=SO100_JOINT_GROUPS,
+                                    camera_names=cameras)
+            self.adapter = RobotAdapter.build(robot, self.gr00t.data_config, self.config.camera_map,
+                                              self.gr00t.video_resolution, self.gr00t.key_dims)
+        return self.adapter
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs: Any) -> Tensor:
+        """(B, 16, joints) float32 joint targets, one GR00T call per row, clipped to the arm's travel."""
+        prefix = f"{OBS_IMAGES}."
+        cameras = sorted(key[len(prefix):] for key in batch if key.startswith(prefix))
+        adapter = self._adapter(cameras)
+        state = batch[OBS_STATE].detach().cpu().numpy().astype(np.float64)
+        tasks = batch.get("task", "")
+        chunks = []
+        for row in range(state.shape[0]):
+            robot_obs: dict[str, Any] = dict(zip(self.joint_keys, state[row]))
+            robot_obs.update({cam: frame_of(batch[prefix + cam][row]) for cam in cameras})
+            task = tasks if isinstance(tasks, str) else tasks[row]
+            chunk = adapter.actions(self.gr00t.get_action(adapter.observation(robot_obs, task)))
+            chunks.append(np.clip(chunk, self.lo, self.hi))
+        return torch.from_numpy(np.stack(chunks)).float()
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Tensor], **kwargs: Any) -> Tensor:
+        """The next (B, joints) action: a new chunk when the queue of `n_action_steps` actions is empty."""
+        if not self._queue:
+            chunk = self.predict_action_chunk(batch)[:, : self.config.n_action_steps]
+            self._queue.extend(chunk.transpose(0, 1))
+        return self._queue.popleft()

@@ -1,0 +1,92 @@
+"""gr00t-fast as a LeRobot policy plugin: `lerobot-record --policy.type=gr00t_fast` (and `--policy.path=` a saved
+folder) drives LeRobot's own SOFollower over the simulated bus and records a dataset, in-process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stand_ins import StandInCamera, write_calibration
+
+from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.robot.base import ACTION_KEYS
+from gr00t_fast.robot.follower import SO100_JOINT_LIMITS_DEG
+
+pytest.importorskip("lerobot_policy_gr00t_fast", reason="the plugin is installed by .ci/lerobot_env.sh")
+
+
+def lerobot_record(monkeypatch, bus, calibration_dir: Path, root: Path, *policy_flags: str):
+    """LeRobot's own `lerobot-record` entry point, one episode of ~1 s at 10 fps, not pushed to the hub (the cameras
+    are recorded as video: with --dataset.video=false LeRobot drops them from the policy's observation too)."""
+    from lerobot.scripts import lerobot_record as record_script
+
+    argv = ["lerobot-record", "--robot.type=so100_follower", f"--robot.port={bus.port}", "--robot.id=black",
+            f"--robot.calibration_dir={calibration_dir}",
+            "--robot.cameras={front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30, "
+            "warmup_s: 0}}",
+            "--dataset.repo_id=local/eval_gr00t_fast", f"--dataset.root={root}", "--dataset.single_task=pick it up",
+            "--dataset.num_episodes=1", "--dataset.episode_time_s=1", "--dataset.reset_time_s=0", "--dataset.fps=10",
+            "--dataset.push_to_hub=false", "--display_data=false", "--play_sounds=false",
+            *policy_flags]
+    monkeypatch.setattr(sys, "argv", argv)
+    record_script.main()
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset("local/eval_gr00t_fast", root=root)
+
+
+def first_call_actions(model_path: Path, state: np.ndarray, n_action_steps: int) -> np.ndarray:
+    """gr00t-fast's own first chunk (seed 0) for the recorded first observation: the plugin must send exactly it."""
+    policy = load_policy(model_path, device="cpu")
+    frame = np.ascontiguousarray(StandInCamera.connected[0][None, :, :, ::-1])  # OpenCVCamera delivers RGB
+    chunk = policy.get_action({"state.single_arm": state[None, :5], "state.gripper": state[None, 5:],
+                               "video.webcam": frame, policy.data_config.language_key: ["pick it up"]})
+    return np.concatenate([chunk["action.single_arm"], chunk["action.gripper"]], axis=-1)[:n_action_steps]
+
+
+@pytest.mark.parametrize("how", ["type", "path"])
+def test_lerobot_record_runs_gr00t_fast_on_the_follower(how, monkeypatch, bus, camera, tiny_checkpoint, tmp_path):
+    from lerobot_policy_gr00t_fast import Gr00tFastConfig
+    from lerobot_policy_gr00t_fast.processor_gr00t_fast import make_gr00t_fast_pre_post_processors
+
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    if how == "type":
+        policy_flags = ["--policy.type=gr00t_fast", f"--policy.model_path={tiny_checkpoint}", "--policy.device=cpu",
+                        "--policy.n_action_steps=4", "--policy.push_to_hub=false"]
+    else:  # a folder as LeRobot saves policies: config + processor pipelines, the weights stay in model_path
+        saved = tmp_path / "policy"
+        config = Gr00tFastConfig(model_path=str(tiny_checkpoint), device="cpu", n_action_steps=4, push_to_hub=False)
+        config.save_pretrained(saved)
+        for pipeline in make_gr00t_fast_pre_post_processors(config):
+            pipeline.save_pretrained(saved)
+        policy_flags = [f"--policy.path={saved}"]
+    dataset = lerobot_record(monkeypatch, bus, calibration_dir, tmp_path / "dataset", *policy_flags)
+
+    assert dataset.num_episodes == 1 and dataset.num_frames >= 4
+    actions = torch.stack(list(dataset.hf_dataset["action"])).numpy()
+    states = torch.stack(list(dataset.hf_dataset["observation.state"])).numpy()
+    assert list(dataset.features["action"]["names"]) == list(ACTION_KEYS)
+    assert np.isfinite(actions).all()
+    expected = first_call_actions(tiny_checkpoint, states[0].astype(np.float64), 4)
+    low, high = np.array([SO100_JOINT_LIMITS_DEG[key] for key in ACTION_KEYS]).T
+    assert ((expected < low) | (expected > high)).any()  # the random tiny model commands beyond the arm's travel
+    np.testing.assert_allclose(actions[:4], np.clip(expected, low, high), atol=1e-4)  # the dataset stores float32
+    goals = [g for g in bus.goal_writes if len(g) == 6]
+    assert len(goals) == dataset.num_frames  # every recorded action went to the servos
+
+
+def test_plugin_refuses_training_and_a_missing_checkpoint(tiny_checkpoint):
+    from lerobot_policy_gr00t_fast import Gr00tFastConfig
+    from lerobot_policy_gr00t_fast.modeling_gr00t_fast import Gr00tFastPolicy
+
+    with pytest.raises(ValueError, match="needs --policy.model_path"):
+        Gr00tFastPolicy(Gr00tFastConfig(device="cpu"))
+    with pytest.raises(ValueError, match="n_action_steps must be in 1..16"):
+        Gr00tFastConfig(model_path=str(tiny_checkpoint), n_action_steps=17)
+    policy = Gr00tFastPolicy(Gr00tFastConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    with pytest.raises(NotImplementedError, match="inference only"):
+        policy.forward({})
