@@ -1,10 +1,7 @@
 """The real-LeRobot suite: runs where LeRobot is installed (`bash .ci/lerobot_env.sh` builds such an environment),
 skips everywhere else.
 
-Test-only shim: the only torchvision 0.28 (the release for torch 2.13) on the package index is the CUDA build.
-Installed without its CUDA libraries beside CPU torch, its import fails registering fake kernels for its C++ ops
-(`RuntimeError: operator torchvision::nms does not exist`). Defining those two operators' schemas first lets the
-import through; LeRobot's robot, camera, motor and policy code never calls them.
+The torchvision import needs `torchvision_shim` here (see there).
 """
 
 import importlib.util
@@ -13,20 +10,8 @@ import pytest
 
 HAS_LEROBOT = importlib.util.find_spec("lerobot") is not None
 
-def torchvision_imports() -> bool:
-    """Whether torchvision imports as installed (checked in a fresh interpreter: a failed import is not undone)."""
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True).returncode == 0
-
-
-if HAS_LEROBOT and importlib.util.find_spec("torchvision") is not None and not torchvision_imports():
-    import torch
-
-    _torchvision_shim = torch.library.Library("torchvision", "DEF")
-    _torchvision_shim.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _torchvision_shim.define("qnms(Tensor qdets, Tensor qscores, float iou_threshold) -> Tensor")
+if HAS_LEROBOT:
+    import torchvision_shim  # noqa: F401 - applies itself where needed
 
 
 def pytest_collection_modifyitems(config, items):

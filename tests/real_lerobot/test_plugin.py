@@ -90,3 +90,18 @@ def test_plugin_refuses_training_and_a_missing_checkpoint(tiny_checkpoint):
     policy = Gr00tFastPolicy(Gr00tFastConfig(model_path=str(tiny_checkpoint), device="cpu"))
     with pytest.raises(NotImplementedError, match="inference only"):
         policy.forward({})
+
+
+def test_bench_policies_times_gr00t_and_act_through_their_queues(tiny_checkpoint, tmp_path):
+    import json
+
+    from gr00t_fast.dev.bench.cli import main
+
+    assert main(["policies", f"--model_path={tiny_checkpoint}", "--policies=gr00t_fast,act", "--reps=1",
+                 "--n_action_steps=4", f"--out={tmp_path}"]) == 0
+    result = json.loads((tmp_path / "policies.json").read_text())
+    for name in ("gr00t_fast", "act"):
+        row = result["policies"][name]
+        assert (row["steps"], row["refills"], row["successful_runs"], row["failures"]) == (3, 1, 1, [])
+        assert row["refill_mean_ms"] > 0 and row["first_call_ms"] > 0
+    assert (tmp_path / "policies.png").stat().st_size > 0 and "Refill vs GR00T" in (tmp_path / "policies.md").read_text()

@@ -22,6 +22,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "loop": "the control loop on the simulated SO-100: sync / async / server, injected delays, tracking error",
     "scaling": "latency against cameras, denoising steps and batch size",
     "model": "model stages (backbone, VL, one denoising step) and the peak memory of loading",
+    "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
 }
 
 
