@@ -77,6 +77,7 @@ def load_policy(
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
     """
     from gr00t_fast.model import load_model
+    from gr00t_fast.policy.heap import keep_freed_memory
     from gr00t_fast.model.quantize import MODES, quantize_linears
 
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
@@ -89,6 +90,8 @@ def load_policy(
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
+    if model.device.type == "cpu":
+        keep_freed_memory()
     if quantize is not None:
         quantize_linears(model, quantize)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
