@@ -60,8 +60,9 @@ def test_cpu_backends_through_the_policy(policies, name):
         assert got[key].shape == want[key].shape
         np.testing.assert_allclose(got[key], want[key], atol=1e-4 * 200)  # normalized 1e-4 over a ~190 range
     last = policy.timings["last"]
-    assert {"preprocess", "model", "postprocess", "total", "backbone", "action_head"} <= set(last)
-    assert last["backbone"] + last["action_head"] <= last["model"] + 1e-6 and min(last.values()) >= 0
+    assert {"preprocess", "model", "postprocess", "total"} <= set(last) and min(last.values()) >= 0
+    if name != "compile":  # one compiled graph for the whole call: no backbone / action-head boundary
+        assert last["backbone"] + last["action_head"] <= last["model"] + 1e-6
     assert policy.get_action(obs, noise=noise, denoising_steps=2)["action.gripper"].shape == (16, 1)
 
 

@@ -7,20 +7,15 @@ from gr00t_fast.model.inputs import ModelInputs
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch. `backbone` and `sample` are the two callables a call runs; `compile` swaps in compiled ones."""
+    """Eager PyTorch: the backbone, then the action head, with the split between them marked."""
 
     name = "torch"
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__(model)
-        self.backbone = model.backbone
-        self.sample = model.action_head.get_action
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         clock = self.split = StageClock(self.device)
         clock.mark()
-        features = self.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
+        features = self.model.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
         clock.mark()
-        actions = self.sample(features, inputs.state, inputs.embodiment_id, noise, num_steps)
+        actions = self.model.action_head.get_action(features, inputs.state, inputs.embodiment_id, noise, num_steps)
         clock.mark()
         return actions

@@ -1,12 +1,13 @@
 """N1.5 flow-matching action head: VL self-attention, per-embodiment encoders, AdaLN DiT, Euler sampler.
 
-`get_action` hoists all work that does not change across denoising steps (cross-attention K/V of the VL
-features, timestep embeddings and every AdaLN modulation, the state/future/position tokens, the time
-codes of the action encoder) out of the step loop; `velocity` is the plain per-step function it must match.
+`get_action` hoists all work that does not change across denoising steps out of the step loop: per call the
+cross-attention K/V of the VL features and the state/future tokens; once per step count (`StepTables`, cached)
+the timestep embeddings, every AdaLN modulation and the time codes of the action encoder. `velocity` is the plain
+per-step function it must match.
 """
 
 import math
-from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +21,6 @@ EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the
 def discretized_timesteps(num_steps: int, buckets: int) -> list[int]:
     """Euler time points as the official sampler discretizes them: int(k/N * buckets)."""
     return [int(k / float(num_steps) * buckets) for k in range(num_steps)]
-
-
-@lru_cache(maxsize=32)
-def timestep_tensor(num_steps: int, buckets: int, device: torch.device) -> torch.Tensor:
-    """`discretized_timesteps` as a tensor on `device`, made once: the sampler then does no host-to-device
-    copy per call (no sync; capturable in a CUDA graph)."""
-    with torch.inference_mode(False):
-        return torch.tensor(discretized_timesteps(num_steps, buckets), device=device)
 
 
 def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
@@ -243,6 +236,14 @@ class SelfAttentionTransformer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- action head
+class StepTables(NamedTuple):
+    """What the sampler needs that depends only on the step count (and the horizon), not on the observation."""
+
+    block_mods: tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], ...]  # [step][block] (scale, shift), (1, D)
+    output_mods: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # [step] (shift, scale), (1, D)
+    time_codes: torch.Tensor  # (steps, horizon, D) action-encoder time codes, model dtype
+
+
 class FlowMatchingActionHead(nn.Module):
     def __init__(self, cfg: Gr00tConfig):
         super().__init__()
@@ -257,6 +258,24 @@ class FlowMatchingActionHead(nn.Module):
         self.vl_self_attention = SelfAttentionTransformer(cfg.vl_self_attention)
         if cfg.add_pos_embed:
             self.position_embedding = nn.Embedding(cfg.max_seq_len, D)
+        self.step_table_cache: dict[tuple, StepTables] = {}  # cleared when weights change (quantization)
+
+    def step_tables(self, num_steps: int, horizon: int) -> StepTables:
+        """The `StepTables` of `num_steps` steps, computed once (outside any inference mode, so that the tables
+        also serve autograd) and kept; call it eagerly, before a compiled sampler that takes them."""
+        device, dtype = self.future_tokens.weight.device, self.future_tokens.weight.dtype
+        key = (num_steps, horizon, device, dtype)
+        if key not in self.step_table_cache:
+            with torch.inference_mode(False), torch.no_grad():
+                dit = self.model
+                t_steps = torch.tensor(discretized_timesteps(num_steps, self.cfg.num_timestep_buckets), device=device)
+                temb = dit.timestep_encoder(t_steps)  # (S, D): the same for every batch row
+                self.step_table_cache[key] = StepTables(
+                    tuple(tuple(blk.norm1.modulation(temb[s]) for blk in dit.transformer_blocks)
+                          for s in range(num_steps)),
+                    tuple(dit.output_modulation(temb[s]) for s in range(num_steps)),
+                    action_time_code(t_steps[:, None].expand(-1, horizon), self.cfg.input_embedding_dim).to(dtype))
+        return self.step_table_cache[key]
 
     def encode_vl(self, backbone_features: torch.Tensor) -> torch.Tensor:
         """`vlln` + VL self-attention, run once per inference."""
@@ -282,38 +301,36 @@ class FlowMatchingActionHead(nn.Module):
         tokens = torch.cat([self.prefix_tokens(state, embodiment_id), self.action_tokens(x, code, embodiment_id)], 1)
         return self.action_decoder(self.model(tokens, vl, t_batch), embodiment_id)[:, -H:]
 
-    def get_action(self, backbone_features, state, embodiment_id: EmbodimentId, noise, num_steps: int):
+    def get_action(self, backbone_features, state, embodiment_id: EmbodimentId, noise, num_steps: int,
+                   tables: StepTables | None = None):
         """Euler flow-matching sampler from `noise` (B, horizon, action_dim) over `num_steps` steps.
 
-        Returns the normalized actions (B, horizon, action_dim) in float32.
+        Returns the normalized actions (B, horizon, action_dim) in float32. `tables`: `step_tables(num_steps,
+        horizon)`, fetched here when not given (a compiled caller passes them in).
         """
         vl = self.encode_vl(backbone_features.to(self.future_tokens.weight.dtype))
-        return self.sample(vl, state, embodiment_id, noise, num_steps)
+        return self.sample(vl, state, embodiment_id, noise, num_steps, tables)
 
-    def sample(self, vl, state, embodiment_id: EmbodimentId, noise, num_steps: int) -> torch.Tensor:
+    def sample(self, vl, state, embodiment_id: EmbodimentId, noise, num_steps: int,
+               tables: StepTables | None = None) -> torch.Tensor:
         """The sampler on already encoded VL features (`encode_vl` output): (B, horizon, action_dim) float32."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         dtype = self.future_tokens.weight.dtype
         B, H, _ = noise.shape
         dit = self.model
-        t_steps = timestep_tensor(num_steps, self.cfg.num_timestep_buckets, vl.device)
-
-        # Step-invariant work, computed once per call.
+        block_mods, output_mods, codes = tables if tables is not None else self.step_tables(num_steps, H)
+        # Per-call work that does not change across steps.
         prefix = self.prefix_tokens(state.to(dtype), embodiment_id)
-        temb = dit.timestep_encoder(t_steps)  # (S, D): the same for every batch row
-        mods = [[blk.norm1.modulation(temb[s]) for blk in dit.transformer_blocks] for s in range(num_steps)]
-        out_mods = [dit.output_modulation(temb[s]) for s in range(num_steps)]
         kvs = [blk.attn1.key_value(vl) if blk.cross else None for blk in dit.transformer_blocks]
-        codes = action_time_code(t_steps[:, None].expand(-1, H), self.cfg.input_embedding_dim).to(dtype)
 
         x = noise.float()
         dt = 1.0 / num_steps
         for s in range(num_steps):
             h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
-            for blk, (scale, shift), kv in zip(dit.transformer_blocks, mods[s], kvs):
+            for blk, (scale, shift), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
                 h = blk(h, scale, shift, kv)
             # Output norm, projection and decoder are per-token: only the action tokens are needed.
-            v = self.action_decoder(dit.output(h[:, -H:], *out_mods[s]), embodiment_id)
+            v = self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id)
             x = x + dt * v.float()
         return x

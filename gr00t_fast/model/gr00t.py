@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from gr00t_fast.model.action_head import EmbodimentId, FlowMatchingActionHead
+from gr00t_fast.model.action_head import EmbodimentId, FlowMatchingActionHead, StepTables
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.eagle import EagleBackbone
 
@@ -34,8 +34,10 @@ class Gr00tN15(nn.Module):
         embodiment_id: EmbodimentId,
         noise: torch.Tensor,
         num_steps: int,
+        tables: StepTables | None = None,
     ) -> torch.Tensor:
         """Prompt ids (B,L), mask (B,L) or None (no padding), pixels (B*V,3,224,224), state (B,1,64),
-        embodiment id, noise (B,horizon,action_dim) -> normalized actions (B,horizon,action_dim) float32."""
+        embodiment id, noise (B,horizon,action_dim) -> normalized actions (B,horizon,action_dim) float32.
+        `tables`: the action head's `step_tables` (a compiled caller passes them in)."""
         features = self.backbone(input_ids, attention_mask, pixel_values)
-        return self.action_head.get_action(features, state, embodiment_id, noise, num_steps)
+        return self.action_head.get_action(features, state, embodiment_id, noise, num_steps, tables)

@@ -90,4 +90,5 @@ def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
                 if fits:
                     setattr(parent, name, QuantizedLinear(child, mode))
                 counts["converted" if fits else "kept"] += 1
+    model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts
