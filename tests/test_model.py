@@ -9,6 +9,7 @@ from gr00t_fast.dev.make_checkpoint import SIZES, SPECIAL_TOKENS, eagle_config, 
 from gr00t_fast.model import Gr00tConfig, Gr00tN15, load_model
 from gr00t_fast.model.action_head import discretized_timesteps
 from gr00t_fast.model.eagle import Qwen3Model, SiglipVisionModel
+from gr00t_fast.model.fusion import fuse_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_siglip_matches_transformers(tiny_model):
     _randomize(hf, 3)
     ours = SiglipVisionModel(v)
     state = {k if k.startswith("vision_model.") else "vision_model." + k: t for k, t in hf.state_dict().items()}
-    ours.load_state_dict(state)
+    ours.load_state_dict(fuse_state_dict(ours, state))
     pixels = torch.randn(2, 3, v.image_size, v.image_size, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(ours(pixels), hf(pixel_values=pixels).last_hidden_state, atol=1e-5, rtol=1e-5)
 
@@ -169,7 +170,7 @@ def test_qwen3_matches_transformers(tiny_model):
     hf = transformers.Qwen3Model(hf_cfg).eval()
     _randomize(hf, 5)
     ours = Qwen3Model(c)
-    ours.load_state_dict(hf.state_dict())
+    ours.load_state_dict(fuse_state_dict(ours, hf.state_dict()))
     embeds = torch.randn(2, 37, c.hidden_size, generator=torch.Generator().manual_seed(6))
     expected = hf(inputs_embeds=embeds).last_hidden_state  # includes the final RMSNorm
     torch.testing.assert_close(ours(embeds), expected, atol=1e-5, rtol=1e-5)

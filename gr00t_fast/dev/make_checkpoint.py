@@ -24,6 +24,7 @@ from tqdm import tqdm
 from gr00t_fast.cache import cache_dir
 from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.fusion import checkpoint_shapes
 from gr00t_fast.model.loading import build_meta_model
 from gr00t_fast.policy.tokenizer import qwen2_pre_tokenizer
 
@@ -207,7 +208,7 @@ def model_config(preset: dict[str, Any], backbone_dim: int) -> dict[str, Any]:
 
 def parameter_shapes(config: Gr00tConfig) -> dict[str, torch.Size]:
     """Every official tensor: the network's parameters plus the stored-but-unused SigLIP pooling head."""
-    shapes = {name: p.shape for name, p in build_meta_model(config).state_dict().items()}
+    shapes = checkpoint_shapes(build_meta_model(config))
     d, mlp = config.vision.hidden_size, config.vision.intermediate_size
     head = "backbone.eagle_model.vision_model.vision_model.head."
     shapes.update({

@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from gr00t_fast.model.config import Gr00tConfig
+from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
 from gr00t_fast.model.gr00t import Gr00tN15
 
 LEROBOT_PREFIX = "_groot_model."
@@ -148,7 +149,6 @@ def load_model(
     device, dtype = resolve_device_dtype(device, dtype)
     config = Gr00tConfig.from_checkpoint(path, eagle_path)
     model = build_meta_model(config)
-    expected = {name: p.shape for name, p in model.state_dict().items()}
-    state = read_state_dict(path, expected, config.llm.num_layers, device, dtype)
-    model.load_state_dict(state, strict=True, assign=True)
+    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, dtype)
+    model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
     return model.eval().requires_grad_(False)

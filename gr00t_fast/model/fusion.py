@@ -1,0 +1,37 @@
+"""Projections fused at load: one matmul where the checkpoint has several on the same input (SigLIP's and Qwen3's
+q/k/v, Qwen3's gate/up). Checkpoints keep NVIDIA's names; a module that fuses declares
+`fused = {fused child: ((checkpoint child, rows), ...)}` and these functions map between the two layouts."""
+
+import torch
+from torch import nn
+
+Parts = tuple[tuple[str, int], ...]  # (checkpoint name, rows) of each part, in the fused order
+
+
+def fused_names(model: nn.Module) -> dict[str, Parts]:
+    """Every fused parameter's name -> its parts' checkpoint names and rows (weights and biases alike)."""
+    names: dict[str, Parts] = {}
+    for prefix, module in model.named_modules():
+        base = f"{prefix}." if prefix else ""
+        for child, parts in getattr(module, "fused", {}).items():
+            for param, _ in getattr(module, child).named_parameters(recurse=False):
+                names[f"{base}{child}.{param}"] = tuple((f"{base}{part}.{param}", rows) for part, rows in parts)
+    return names
+
+
+def checkpoint_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """The tensor names and shapes of `model`'s checkpoint: its state dict with fused tensors listed as parts."""
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    for fused, parts in fused_names(model).items():
+        shape = shapes.pop(fused)
+        shapes.update({name: torch.Size([rows, *shape[1:]]) for name, rows in parts})
+    return shapes
+
+
+def fuse_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint-layout state dict in `model`'s layout: each fused tensor is its parts concatenated (the parts
+    are released one fused tensor at a time)."""
+    state = dict(state)
+    for fused, parts in fused_names(model).items():
+        state[fused] = torch.cat([state.pop(name) for name, _ in parts])
+    return state
