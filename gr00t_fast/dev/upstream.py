@@ -1,0 +1,68 @@
+"""gr00t-fast's side of the A/B against NVIDIA's own pipeline: locate an Isaac-GR00T environment and drive
+`upstream_runner.py` (run with that environment's python) through case files and subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUNNER = Path(__file__).with_name("upstream_runner.py")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An Isaac-GR00T N1.5 environment: its python and its source root (the `gr00t` package + scripts/)."""
+
+    python: Path
+    src: Path
+
+    @classmethod
+    def find(cls, python: str | None = None, src: str | None = None) -> "Upstream":
+        """From the arguments, else GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC; ValueError naming what is missing."""
+        python = python or os.environ.get("GR00T_UPSTREAM_PYTHON")
+        src = src or os.environ.get("GR00T_UPSTREAM_SRC")
+        if not python or not src:
+            raise ValueError("NVIDIA's pipeline is not configured: set --upstream_python and --upstream_src (or "
+                             "GR00T_UPSTREAM_PYTHON and GR00T_UPSTREAM_SRC; ../shared/upstream/setup.sh builds them)")
+        if not Path(python).is_file():
+            raise ValueError(f"upstream python {python} does not exist")
+        if not (Path(src) / "gr00t" / "model" / "policy.py").is_file():
+            raise ValueError(f"upstream source {src} has no gr00t/model/policy.py")
+        return cls(Path(python), Path(src))
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # never gr00t-fast's path
+        return {**env, "GR00T_UPSTREAM_SRC": str(self.src), "GR00T_COMPUTE_DTYPE": "float32", "HF_HUB_OFFLINE": "1"}
+
+    def command(self, mode: str, checkpoint: Path, *args: str) -> list[str]:
+        return [str(self.python), str(RUNNER), mode, str(checkpoint), *map(str, args)]
+
+    def outputs(self, checkpoint: Path, cases: list[dict[str, Any]], workdir: Path,
+                timeout_s: float = 900) -> dict[str, dict[str, np.ndarray]]:
+        """NVIDIA's model inputs and actions per case: {name: {"eagle_input_ids", ..., "action_pred", "action.<key>"}}."""
+        write_cases(workdir / "cases.npz", cases)
+        done = subprocess.run(self.command("outputs", checkpoint, workdir / "cases.npz", workdir / "upstream.npz"),
+                              env=self.env(), cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"NVIDIA's pipeline failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        data = np.load(workdir / "upstream.npz")
+        return {c["name"]: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(c["name"] + "/")}
+                for c in cases}
+
+
+def write_cases(path: Path, cases: list[dict[str, Any]]) -> None:
+    """The runner's case file: `spec` and `<name>/<observation key>`, `<name>/noise` (with a batch axis)."""
+    arrays: dict[str, np.ndarray] = {"spec": np.array(json.dumps(
+        [{"name": c["name"], "data_config": c["data_config"], "steps": c["steps"]} for c in cases]))}
+    for c in cases:
+        arrays.update({f"{c['name']}/{k}": np.asarray(v) for k, v in c["observation"].items()})
+        noise = np.asarray(c["noise"], np.float32)
+        arrays[f"{c['name']}/noise"] = noise if noise.ndim == 3 else noise[None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)

@@ -1,0 +1,179 @@
+"""NVIDIA's own GR00T N1.5 pipeline (Isaac-GR00T's Gr00tPolicy, scripts/inference_service.py) driven from outside.
+
+Run with the python of an environment where Isaac-GR00T is importable (`../shared/upstream/setup.sh` builds one);
+it never imports gr00t-fast, and gr00t-fast never imports it: tests and `gr00t-fast bench ab` start it as a
+subprocess. Cases come in an .npz: `spec` (JSON: [{"name", "data_config", "steps"}]) and per case the observation
+arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial noise `<name>/noise` (B, horizon, action_dim), B = 1 for an unbatched observation.
+
+  outputs CKPT IN.npz OUT.npz   per case: NVIDIA's model inputs (`<name>/eagle_input_ids`, `.../eagle_pixel_values`,
+                                `.../state`, ...), normalized actions `<name>/action_pred`, actions `<name>/action.<key>`
+  time CKPT IN.npz              serves timing requests for the first case: JSON lines on stdin
+                                ({"reps": n}) -> JSON lines on stdout ({"times_ms", "stages_ms", "action"})
+  serve CKPT NOISE.npy ARGS...  scripts/inference_service.py ARGS with the sampler's noise fixed to NOISE.npy
+
+The initial noise is fixed the way NVIDIA's public reference data was made: the action head's one `torch.randn`
+draw of shape (B, horizon, action_dim) per call returns the given array; every other step is NVIDIA's code.
+Environment: GR00T_UPSTREAM_SRC (Isaac-GR00T source root); GR00T_COMPUTE_DTYPE defaults to float32 here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def use_checkpoint_eagle(checkpoint: Path) -> None:
+    """Point upstream at the checkpoint's Eagle folder, with upstream's remote-code modules beside its files (they
+    are NVIDIA's code: linked from the source tree into a temporary folder, never written into the checkpoint)."""
+    src = Path(os.environ["GR00T_UPSTREAM_SRC"])
+    eagle = Path(tempfile.mkdtemp(prefix="upstream_eagle_"))
+    for path in [*(checkpoint / "eagle2_hg_model").iterdir(), *(src / "gr00t/model/backbone/eagle2_hg_model").glob("*.py")]:
+        (eagle / path.name).unlink(missing_ok=True)
+        (eagle / path.name).symlink_to(path.resolve())
+    os.environ["GR00T_EAGLE_PATH"] = str(eagle)
+    os.environ.setdefault("GR00T_COMPUTE_DTYPE", "float32")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(src))
+
+
+def fix_noise(noise_of) -> None:
+    """Make `torch.randn` return `noise_of()` (a numpy array) when asked for exactly that shape."""
+    import torch
+
+    randn = torch.randn
+
+    def fixed(*size, **kwargs):
+        noise = noise_of()
+        shape = tuple(kwargs.get("size") or (size[0] if len(size) == 1 and not isinstance(size[0], int) else size))
+        if noise is None or shape != noise.shape:
+            return randn(*size, **kwargs)
+        return torch.from_numpy(noise).to(kwargs.get("device") or "cpu", kwargs.get("dtype") or torch.float32)
+
+    torch.randn = fixed
+
+
+def load_cases(path: Path) -> list[dict]:
+    """[{"name", "data_config", "steps", "observation", "noise"}] from a cases .npz."""
+    import numpy as np
+
+    data = np.load(path, allow_pickle=False)
+    cases = json.loads(str(data["spec"]))
+    for case in cases:
+        prefix = case["name"] + "/"
+        arrays = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+        case["noise"] = arrays.pop("noise").astype(np.float32)
+        case["observation"] = {k: v.tolist() if v.dtype.kind == "U" else v for k, v in arrays.items()}
+    return cases
+
+
+class Upstream:
+    """NVIDIA's Gr00tPolicy per data config, its three stages timed, the initial noise fixed per call."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint, self.policies, self.noise = checkpoint, {}, None
+        self.last: dict = {}
+        fix_noise(lambda: self.noise)
+
+    def policy(self, data_config: str, steps: int):
+        from gr00t.experiment.data_config import DATA_CONFIG_MAP
+        from gr00t.model.policy import Gr00tPolicy
+
+        if data_config not in self.policies:
+            dc = DATA_CONFIG_MAP[data_config]
+            policy = Gr00tPolicy(model_path=str(self.checkpoint), embodiment_tag="new_embodiment", device="cpu",
+                                 modality_config=dc.modality_config(), modality_transform=dc.transform())
+            for stage in ("apply_transforms", "_get_action_from_normalized_input", "_get_unnormalized_action"):
+                setattr(policy, stage, self.timed(stage, getattr(policy, stage)))
+            self.policies[data_config] = policy
+        policy = self.policies[data_config]
+        policy.denoising_steps = steps
+        return policy
+
+    def timed(self, stage: str, fn):
+        def call(arg):
+            start = time.perf_counter()
+            out = fn(arg)
+            self.last[stage] = ((time.perf_counter() - start) * 1e3, arg, out)
+            return out
+
+        return call
+
+    def get_action(self, case: dict) -> dict:
+        self.noise, self.last = case["noise"], {}
+        policy = self.policy(case["data_config"], case["steps"])
+        return policy.get_action(dict(case["observation"]))
+
+    def stages_ms(self) -> dict:
+        names = {"apply_transforms": "preprocess", "_get_action_from_normalized_input": "model",
+                 "_get_unnormalized_action": "postprocess"}
+        return {names[k]: v[0] for k, v in self.last.items()}
+
+
+def outputs(checkpoint: Path, cases_path: Path, out_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    upstream, out = Upstream(checkpoint), {}
+    for case in load_cases(cases_path):
+        actions = upstream.get_action(case)
+        inputs = upstream.last["_get_action_from_normalized_input"][1]
+        for key, value in inputs.items():
+            if isinstance(value, (torch.Tensor, np.ndarray)):
+                out[f"{case['name']}/{key}"] = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
+        out[f"{case['name']}/action_pred"] = upstream.last["_get_action_from_normalized_input"][2].cpu().numpy()
+        out.update({f"{case['name']}/{k}": np.asarray(v) for k, v in actions.items()})
+    np.savez(out_path, **out)
+
+
+def serve_timing(checkpoint: Path, cases_path: Path) -> None:
+    """Answer {"reps": n} lines with n timed get_action calls on the first case (stdout carries only replies)."""
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # upstream's prints go to stderr
+    start = time.perf_counter()
+    upstream, case = Upstream(checkpoint), load_cases(cases_path)[0]
+    upstream.policy(case["data_config"], case["steps"])
+    reply.write(json.dumps({"ready": True, "load_s": time.perf_counter() - start}) + "\n")
+    reply.flush()
+    for line in sys.stdin:
+        times, stages, action = [], [], None
+        for _ in range(json.loads(line)["reps"]):
+            start = time.perf_counter()
+            action = upstream.get_action(case)
+            times.append((time.perf_counter() - start) * 1e3)
+            stages.append(upstream.stages_ms())
+        reply.write(json.dumps({"times_ms": times, "stages_ms": stages,
+                                "action": {k: v.tolist() for k, v in action.items()}}) + "\n")
+        reply.flush()
+
+
+def serve(checkpoint: Path, noise_path: Path, args: list[str]) -> None:
+    import runpy
+
+    import numpy as np
+
+    noise = np.load(noise_path).astype(np.float32)
+    fix_noise(lambda: noise)
+    script = Path(os.environ["GR00T_UPSTREAM_SRC"]) / "scripts" / "inference_service.py"
+    sys.argv = [str(script), *args]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def main(argv: list[str]) -> None:
+    mode, checkpoint, rest = argv[0], Path(argv[1]), argv[2:]
+    use_checkpoint_eagle(checkpoint)
+    if mode == "outputs":
+        outputs(checkpoint, Path(rest[0]), Path(rest[1]))
+    elif mode == "time":
+        serve_timing(checkpoint, Path(rest[0]))
+    elif mode == "serve":
+        serve(checkpoint, Path(rest[0]), rest[1:])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}: outputs, time or serve")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
