@@ -94,6 +94,8 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["inference", "--model_path", "/nonexistent"], "not a checkpoint directory"),
         (["server", "--formats", "json"], "--formats"),
         (["model", "--reps", "0"], "--reps must be >= 1"),
+        (["ab", "--upstream_python", "/nonexistent/python", "--upstream_src", "/tmp"], "/nonexistent/python does not exist"),
+        (["ab", "--upstream_port", "5555", "--fps", "0"], "--fps be > 0"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):

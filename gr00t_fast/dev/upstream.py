@@ -36,9 +36,11 @@ class Upstream:
             raise ValueError(f"upstream source {src} has no gr00t/model/policy.py")
         return cls(Path(python), Path(src))
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # never gr00t-fast's path
-        return {**env, "GR00T_UPSTREAM_SRC": str(self.src), "GR00T_COMPUTE_DTYPE": "float32", "HF_HUB_OFFLINE": "1"}
+    def env(self, threads: int | None = None) -> dict[str, str]:
+        """The runner's environment (never gr00t-fast's PYTHONPATH); `threads` sets torch's CPU threads there."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(GR00T_UPSTREAM_SRC=str(self.src), GR00T_COMPUTE_DTYPE="float32", HF_HUB_OFFLINE="1")
+        return {**env, "OMP_NUM_THREADS": str(threads)} if threads else env
 
     def command(self, mode: str, checkpoint: Path, *args: str) -> list[str]:
         return [str(self.python), str(RUNNER), mode, str(checkpoint), *map(str, args)]

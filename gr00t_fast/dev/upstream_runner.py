@@ -136,7 +136,9 @@ def serve_timing(checkpoint: Path, cases_path: Path) -> None:
     start = time.perf_counter()
     upstream, case = Upstream(checkpoint), load_cases(cases_path)[0]
     upstream.policy(case["data_config"], case["steps"])
-    reply.write(json.dumps({"ready": True, "load_s": time.perf_counter() - start}) + "\n")
+    import torch
+
+    reply.write(json.dumps({"load_s": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}) + "\n")
     reply.flush()
     for line in sys.stdin:
         times, stages, action = [], [], None

@@ -23,6 +23,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "scaling": "latency against cameras, denoising steps and batch size",
     "model": "model stages (backbone, VL, one denoising step) and the peak memory of loading",
     "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
+    "ab": "side by side with NVIDIA's own Gr00tPolicy and inference_service.py: latency, ratio, stages, step/refill",
 }
 
 

@@ -80,9 +80,10 @@ class ReplayRobot:
 
 
 def closed_loop_steps(policy: Any, observation: dict[str, Any], video_keys: Sequence[str], action_horizon: int,
-                      chunks: int) -> dict[str, Any]:
-    """Step vs refill statistics of the sync control loop with an action queue (`chunks` refills), unthrottled."""
-    config = ControlConfig(lang_instruction=INSTRUCTION, fps=1000.0, mode="sync", action_horizon=action_horizon)
+                      chunks: int, fps: float = 1000.0) -> dict[str, Any]:
+    """Step vs refill statistics of the sync control loop with an action queue (`chunks` refills) at `fps`
+    (default: unthrottled)."""
+    config = ControlConfig(lang_instruction=INSTRUCTION, fps=fps, mode="sync", action_horizon=action_horizon)
     loop = ControlLoop(ReplayRobot(observation, video_keys), policy, config)
     return summarize(loop.run(max_steps=chunks * action_horizon))
 
