@@ -18,8 +18,11 @@ Environment: GR00T_UPSTREAM_SRC (Isaac-GR00T source root); GR00T_COMPUTE_DTYPE d
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ def use_checkpoint_eagle(checkpoint: Path) -> None:
     are NVIDIA's code: linked from the source tree into a temporary folder, never written into the checkpoint)."""
     src = Path(os.environ["GR00T_UPSTREAM_SRC"])
     eagle = Path(tempfile.mkdtemp(prefix="upstream_eagle_"))
+    atexit.register(shutil.rmtree, eagle, ignore_errors=True)
     for path in [*(checkpoint / "eagle2_hg_model").iterdir(), *(src / "gr00t/model/backbone/eagle2_hg_model").glob("*.py")]:
         (eagle / path.name).unlink(missing_ok=True)
         (eagle / path.name).symlink_to(path.resolve())
@@ -40,16 +44,16 @@ def use_checkpoint_eagle(checkpoint: Path) -> None:
     sys.path.insert(0, str(src))
 
 
-def fix_noise(noise_of) -> None:
-    """Make `torch.randn` return `noise_of()` (a numpy array) when asked for exactly that shape."""
+def fix_noise(noise_for) -> None:
+    """Make `torch.randn(shape)` return `noise_for(shape)` (a numpy array) where that is not None."""
     import torch
 
     randn = torch.randn
 
     def fixed(*size, **kwargs):
-        noise = noise_of()
         shape = tuple(kwargs.get("size") or (size[0] if len(size) == 1 and not isinstance(size[0], int) else size))
-        if noise is None or shape != noise.shape:
+        noise = noise_for(shape)
+        if noise is None:
             return randn(*size, **kwargs)
         return torch.from_numpy(noise).to(kwargs.get("device") or "cpu", kwargs.get("dtype") or torch.float32)
 
@@ -74,9 +78,16 @@ class Upstream:
     """NVIDIA's Gr00tPolicy per data config, its three stages timed, the initial noise fixed per call."""
 
     def __init__(self, checkpoint: Path):
-        self.checkpoint, self.policies, self.noise = checkpoint, {}, None
+        self.checkpoint, self.policies, self.noise, self.drawn = checkpoint, {}, None, 0
         self.last: dict = {}
-        fix_noise(lambda: self.noise)
+        fix_noise(self.draw)
+
+    def draw(self, shape: tuple) -> object:
+        """The case's noise for the action head's one draw of its shape."""
+        if self.noise is None or shape != self.noise.shape:
+            return None
+        self.drawn += 1
+        return self.noise
 
     def policy(self, data_config: str, steps: int):
         from gr00t.experiment.data_config import DATA_CONFIG_MAP
@@ -103,9 +114,12 @@ class Upstream:
         return call
 
     def get_action(self, case: dict) -> dict:
-        self.noise, self.last = case["noise"], {}
-        policy = self.policy(case["data_config"], case["steps"])
-        return policy.get_action(dict(case["observation"]))
+        self.noise, self.last, self.drawn = case["noise"], {}, 0
+        actions = self.policy(case["data_config"], case["steps"]).get_action(dict(case["observation"]))
+        if self.drawn != 1:
+            raise RuntimeError(f"{case['name']}: the action head drew {self.drawn} samples of the noise's shape "
+                               f"{case['noise'].shape}, expected exactly 1")
+        return actions
 
     def stages_ms(self) -> dict:
         names = {"apply_transforms": "preprocess", "_get_action_from_normalized_input": "model",
@@ -157,8 +171,9 @@ def serve(checkpoint: Path, noise_path: Path, args: list[str]) -> None:
 
     import numpy as np
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # terminated like any server: clean up on the way out
     noise = np.load(noise_path).astype(np.float32)
-    fix_noise(lambda: noise)
+    fix_noise(lambda shape: noise if shape == noise.shape else None)
     script = Path(os.environ["GR00T_UPSTREAM_SRC"]) / "scripts" / "inference_service.py"
     sys.argv = [str(script), *args]
     runpy.run_path(str(script), run_name="__main__")
