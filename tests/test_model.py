@@ -185,3 +185,18 @@ def test_model_builds_on_meta_for_any_config(tiny_model):
     with torch.device("meta"):
         model = Gr00tN15(tiny_model.config)
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_step_tables_are_made_once_and_serve_autograd(tiny_model):
+    head, cfg = tiny_model.action_head, tiny_model.config
+    head.step_table_cache.clear()
+    with torch.inference_mode():
+        tables = head.step_tables(3, cfg.action_horizon)
+    assert head.step_tables(3, cfg.action_horizon) is tables
+    assert len(tables.block_mods) == 3 and len(tables.block_mods[0]) == len(head.model.transformer_blocks)
+    assert not tables.time_codes.is_inference()  # usable where autograd runs (e.g. a guided sampler)
+    torch.manual_seed(2)
+    feats, state = torch.randn(1, 20, cfg.backbone_embedding_dim), torch.randn(1, 1, cfg.max_state_dim)
+    noise = torch.randn(1, cfg.action_horizon, cfg.action_dim, requires_grad=True)
+    head.get_action(feats, state, 31, noise, 3).sum().backward()
+    assert noise.grad is not None and torch.isfinite(noise.grad).all()
