@@ -49,9 +49,10 @@ class CategorySpecificLinear(nn.Module):
         self.b = nn.Parameter(torch.empty(num_categories, out_dim))
 
     def forward(self, x: torch.Tensor, cat: EmbodimentId) -> torch.Tensor:
+        """x (B, T, in) -> (B, T, out), bias added inside the matmul."""
         if isinstance(cat, int):
-            return torch.matmul(x, self.W[cat]) + self.b[cat]
-        return torch.bmm(x, self.W[cat]) + self.b[cat].unsqueeze(1)
+            return torch.addmm(self.b[cat], x.reshape(-1, x.shape[-1]), self.W[cat]).view(*x.shape[:-1], -1)
+        return torch.baddbmm(self.b[cat].unsqueeze(1), x, self.W[cat])
 
 
 class CategorySpecificMLP(nn.Module):
@@ -134,11 +135,24 @@ class AdaLayerNorm(nn.Module):
         self.dim, self.eps = dim, eps
 
     def modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
-        return scale.unsqueeze(-2), shift.unsqueeze(-2)
+        """(weight, bias) = (1 + scale, shift): (D,) each for one temb (D,), (B, 1, D) for a batch (B, D)."""
+        return batch_affine(*self.linear(F.silu(temb)).chunk(2, dim=-1))
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (self.dim,), eps=self.eps) * (1 + scale) + shift
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return modulated_layer_norm(x, weight, bias, self.dim, self.eps)
+
+
+def batch_affine(scale: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """AdaLN's (1 + scale, shift), unsqueezed to (B, 1, D) when they differ per batch row."""
+    return (1 + scale, shift) if scale.dim() == 1 else ((1 + scale).unsqueeze(-2), shift.unsqueeze(-2))
+
+
+def modulated_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dim: int,
+                         eps: float) -> torch.Tensor:
+    """LayerNorm(x) * weight + bias; one kernel (LayerNorm's own affine) when the modulation is the whole batch's."""
+    if weight.dim() == 1:
+        return F.layer_norm(x, (dim,), weight, bias, eps)
+    return F.layer_norm(x, (dim,), eps=eps) * weight + bias
 
 
 class DiTBlock(nn.Module):
@@ -151,8 +165,9 @@ class DiTBlock(nn.Module):
         self.attn1 = Attention(dim, heads, head_dim, kv_dim)
         self.ff = FeedForward(dim)
 
-    def forward(self, x, scale, shift, kv: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x, scale, shift), kv)
+    def forward(self, x, weight, bias, kv: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """`weight`, `bias`: the AdaLN modulation (`AdaLayerNorm.modulation`)."""
+        x = x + self.attn1(self.norm1(x, weight, bias), kv)
         return x + self.ff(F.layer_norm(x, (self.dim,), eps=1e-5))
 
 
@@ -191,12 +206,12 @@ class DiT(nn.Module):
         self.proj_out_2 = nn.Linear(dim, cfg.output_dim)
 
     def output_modulation(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(shift, scale): note the opposite order to the blocks' (scale, shift)."""
+        """(weight, bias) of the output norm: proj_out_1 splits as (shift, scale), the blocks' opposite order."""
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
-        return shift.unsqueeze(-2), scale.unsqueeze(-2)
+        return batch_affine(scale, shift)
 
-    def output(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return self.proj_out_2(F.layer_norm(x, (self.dim,), eps=1e-6) * (1 + scale) + shift)
+    def output(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.proj_out_2(modulated_layer_norm(x, weight, bias, self.dim, 1e-6))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Plain DiT pass: x (B,T,D), context (B,S,Dc), t (B,) discretized timesteps."""
@@ -239,8 +254,8 @@ class SelfAttentionTransformer(nn.Module):
 class StepTables(NamedTuple):
     """What the sampler needs that depends only on the step count (and the horizon), not on the observation."""
 
-    block_mods: tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], ...]  # [step][block] (scale, shift), (1, D)
-    output_mods: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # [step] (shift, scale), (1, D)
+    block_mods: tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], ...]  # [step][block] (weight, bias), (D,)
+    output_mods: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # [step] (weight, bias), (D,)
     time_codes: torch.Tensor  # (steps, horizon, D) action-encoder time codes, model dtype
 
 
@@ -328,8 +343,8 @@ class FlowMatchingActionHead(nn.Module):
         dt = 1.0 / num_steps
         for s in range(num_steps):
             h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
-            for blk, (scale, shift), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
-                h = blk(h, scale, shift, kv)
+            for blk, (weight, bias), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
+                h = blk(h, weight, bias, kv)
             # Output norm, projection and decoder are per-token: only the action tokens are needed.
             v = self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id)
             x = x + dt * v.float()
