@@ -7,7 +7,7 @@ per-step function it must match.
 """
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from torch import nn
 from gr00t_fast.model.config import Gr00tConfig, TransformerConfig
 
 EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
+EulerStep = Callable[[torch.Tensor, int, Callable[[torch.Tensor, int], torch.Tensor]], torch.Tensor]
 
 
 def discretized_timesteps(num_steps: int, buckets: int) -> list[int]:
@@ -327,8 +328,11 @@ class FlowMatchingActionHead(nn.Module):
         return self.sample(vl, state, embodiment_id, noise, num_steps, tables)
 
     def sample(self, vl, state, embodiment_id: EmbodimentId, noise, num_steps: int,
-               tables: StepTables | None = None) -> torch.Tensor:
-        """The sampler on already encoded VL features (`encode_vl` output): (B, horizon, action_dim) float32."""
+               tables: StepTables | None = None, step: EulerStep | None = None) -> torch.Tensor:
+        """The sampler on already encoded VL features (`encode_vl` output): (B, horizon, action_dim) float32.
+
+        `step(x, s, velocity)` replaces the Euler update `x + velocity(x, s) / num_steps` (real-time chunking,
+        `gr00t_fast.model.rtc`); `velocity(x, s)` is step s's velocity in float32."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         dtype = self.future_tokens.weight.dtype
@@ -339,13 +343,15 @@ class FlowMatchingActionHead(nn.Module):
         prefix = self.prefix_tokens(state.to(dtype), embodiment_id)
         kvs = [blk.attn1.key_value(vl) if blk.cross else None for blk in dit.transformer_blocks]
 
-        x = noise.float()
-        dt = 1.0 / num_steps
-        for s in range(num_steps):
+        def velocity(x: torch.Tensor, s: int) -> torch.Tensor:
             h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
             for blk, (weight, bias), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
                 h = blk(h, weight, bias, kv)
             # Output norm, projection and decoder are per-token: only the action tokens are needed.
-            v = self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id)
-            x = x + dt * v.float()
+            return self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id).float()
+
+        x = noise.float()
+        dt = 1.0 / num_steps
+        for s in range(num_steps):
+            x = x + dt * velocity(x, s) if step is None else step(x, s, velocity)
         return x

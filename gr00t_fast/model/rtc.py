@@ -1,0 +1,136 @@
+"""Real-time chunking (Black et al., "Real-Time Execution of Action Chunking Flow Policies", 2025) on N1.5's sampler.
+
+A new chunk is generated while the previous one is still executing: its first `inference_delay` (d) rows will be
+in the past when it arrives, and the rows after them should continue the previous chunk's plan. The previous
+chunk's not yet executed actions (normalized, row 0 = the new chunk's first timestep) are the prefix target Y.
+Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler step x <- x + v/N.
+
+- `guided` (the paper's method): x <- x + (v + w g)/N with g the VJP of x1_hat = x + (1 - tau) v with respect to
+  x applied to W * (Y - x1_hat), W the `soft_mask`, w = min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2).
+  Autograd runs for that VJP only (the caller runs under `no_grad`, never `inference_mode`).
+- `freeze` (no backward): rows start from a mix a*noise + (1 - a)*Y and move with a*v, a = `freeze_ramp`: 0 on
+  the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) over the overlap, 1 after it.
+
+Both drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+RTC_MODES = ("guided", "freeze")
+
+
+@dataclass(frozen=True)
+class RtcRequest:
+    """What the sampler needs to continue the previous chunk.
+
+    prefix: (P, A) normalized actions the previous chunk still plans (row 0 = the new chunk's first timestep),
+        P <= horizon, A <= max_action_dim (the embodiment's action dims; the padding dims are not guided).
+    inference_delay: d, actions executed while this call runs; the new chunk's first d rows are discarded.
+    execution_horizon: s, guidance covers rows i < horizon - s; None: horizon - P (all the prefix).
+    beta: the guidance weight's ceiling (`guided`); ramp: r of the `freeze` velocity ramp.
+    """
+
+    mode: str
+    prefix: np.ndarray | torch.Tensor
+    inference_delay: int
+    execution_horizon: int | None = None
+    beta: float = 5.0
+    ramp: float = 6.0
+
+    def check(self, horizon: int, max_action_dim: int) -> None:
+        """Raise ValueError (one line naming the problem) unless the request fits a (horizon, max_action_dim) chunk."""
+        if self.mode not in RTC_MODES:
+            raise ValueError(f"rtc mode must be one of {RTC_MODES}, got {self.mode!r}")
+        shape = tuple(getattr(self.prefix, "shape", ()))
+        if len(shape) != 2 or shape[0] > horizon or not 1 <= shape[1] <= max_action_dim:
+            raise ValueError(f"rtc prefix: expected shape (P <= {horizon}, A <= {max_action_dim}) normalized actions, "
+                             f"received {shape or type(self.prefix).__name__}")
+        if not bool(np.isfinite(np.asarray(self.prefix, dtype=np.float64)).all()):
+            raise ValueError("rtc prefix contains non-finite values (NaN/inf)")
+        for name, value in (("inference_delay", self.inference_delay), ("execution_horizon", self.execution_horizon)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or not 0 <= value <= horizon):
+                raise ValueError(f"rtc {name} must be an integer in [0, {horizon}], got {value!r}")
+        for name, value in (("beta", self.beta), ("ramp", self.ramp)):
+            if not isinstance(value, (int, float, np.number)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"rtc {name} must be a finite number > 0, got {value!r}")
+
+    def guided_rows(self, horizon: int) -> int:
+        """H - s: the rows the prefix constrains (never beyond the prefix)."""
+        s = horizon - len(self.prefix) if self.execution_horizon is None else self.execution_horizon
+        return min(horizon - s, len(self.prefix))
+
+
+def soft_mask(horizon: int, delay: int, execution_horizon: int) -> torch.Tensor:
+    """W (horizon,): 1 for i < d; c_i (e^{c_i} - 1)/(e - 1), c_i = (H - s - i)/(H - s - d + 1) for d <= i < H - s;
+    0 for i >= H - s."""
+    i = torch.arange(horizon, dtype=torch.float64)
+    end = horizon - execution_horizon
+    c = (end - i) / max(end - delay + 1, 1)
+    decay = c * torch.expm1(c) / math.expm1(1.0)
+    return torch.where(i < delay, 1.0, torch.where(i < end, decay, 0.0)).float()
+
+
+def freeze_ramp(horizon: int, delay: int, overlap_end: int, rate: float) -> torch.Tensor:
+    """a (horizon,): 0 for i < d, (1 - e^{-r t})/(1 - e^{-r}) with t = (i - d + 1)/(end - d + 1) for d <= i < end,
+    1 for i >= end."""
+    i = torch.arange(horizon, dtype=torch.float64)
+    t = (i - delay + 1) / max(overlap_end - delay + 1, 1)
+    ramp = -torch.expm1(-rate * t) / -math.expm1(-rate)
+    return torch.where(i < delay, 0.0, torch.where(i < overlap_end, ramp, 1.0)).float()
+
+
+def guidance_weight(tau: float, beta: float) -> float:
+    """min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2); beta at tau = 0."""
+    if tau <= 0.0:
+        return beta
+    return min(beta, (tau**2 + (1 - tau) ** 2) / (tau * (1 - tau)))
+
+
+def _rows(values: torch.Tensor, dims: int, like: torch.Tensor, pad: float) -> torch.Tensor:
+    """(H,) per-row values as (1, H, D) over the guided dims, `pad` on the padding dims."""
+    out = torch.full(like.shape[1:], pad, dtype=torch.float32, device=like.device)
+    out[:, :dims] = values.to(like.device)[:, None]
+    return out.unsqueeze(0)
+
+
+def rtc_sample(action_head: torch.nn.Module, vl: torch.Tensor, state: torch.Tensor, embodiment_id,
+               noise: torch.Tensor, num_steps: int, rtc: RtcRequest) -> torch.Tensor:
+    """`action_head.sample` continuing `rtc.prefix`: (B, horizon, max_action_dim) float32 (B = noise's batch)."""
+    _, horizon, max_dim = noise.shape
+    rtc.check(horizon, max_dim)
+    prefix = torch.as_tensor(rtc.prefix, dtype=torch.float32, device=noise.device)
+    rows, dims = prefix.shape
+    target = torch.zeros_like(noise[:1], dtype=torch.float32)
+    target[0, :rows, :dims] = prefix
+    end, delay = rtc.guided_rows(horizon), min(rtc.inference_delay, rows)
+    dt = 1.0 / num_steps
+    step: Callable
+    if rtc.mode == "freeze":
+        a = _rows(freeze_ramp(horizon, delay, end, rtc.ramp), dims, noise, 1.0)
+        start = a * noise.float() + (1 - a) * target
+
+        def step(x, s, velocity):
+            return x + dt * (a * velocity(x, s))
+
+        return action_head.sample(vl, state, embodiment_id, start, num_steps, step=step)
+
+    weights = _rows(soft_mask(horizon, delay, horizon - end), dims, noise, 0.0)
+
+    def step(x, s, velocity):
+        tau = s / num_steps
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            v = velocity(x_in, s)
+            x1_hat = x_in + (1 - tau) * v
+            (g,) = torch.autograd.grad(x1_hat, x_in, weights * (target - x1_hat.detach()))
+        return x + dt * (v.detach() + guidance_weight(tau, rtc.beta) * g)
+
+    return action_head.sample(vl, state, embodiment_id, noise, num_steps, step=step)
