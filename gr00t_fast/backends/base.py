@@ -15,6 +15,7 @@ from typing import Callable, ClassVar
 import torch
 
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.rtc import RtcRequest
 
 
 def synchronize(device: torch.device) -> None:
@@ -82,6 +83,11 @@ class Backend(ABC):
     @abstractmethod
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         """Normalized actions (B, horizon, max_action_dim) in float32 from `noise` (B, horizon, max_action_dim)."""
+
+    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int, request: RtcRequest) -> torch.Tensor:
+        """Like `__call__`, the sampler continuing `request.prefix` (real-time chunking, `gr00t_fast.model.rtc`);
+        backends that run the sampler as one compiled or exported graph do not support it."""
+        raise ValueError(f"backend {self.name!r} does not support real-time chunking (rtc); use backend 'torch'")
 
     def stage_ms(self) -> dict[str, float]:
         """Split of the last call's model time into backbone / action_head, for backends that mark it: they set

@@ -1,9 +1,12 @@
 """`torch` backend: the model's own modules, eagerly, timed per part."""
 
+from typing import Callable
+
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.rtc import RtcRequest, rtc_sample
 
 
 class TorchBackend(Backend):
@@ -12,10 +15,18 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+        return self._run(inputs, lambda features: self.model.action_head.get_action(
+            features, inputs.state, inputs.embodiment_id, noise, num_steps))
+
+    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int, request: RtcRequest) -> torch.Tensor:
+        return self._run(inputs, lambda features: rtc_sample(self.model.action_head, features, inputs.state,
+                                                             inputs.embodiment_id, noise, num_steps, request))
+
+    def _run(self, inputs: ModelInputs, sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         clock = self.split = StageClock(self.device)
         clock.mark()
         features = self.model.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
         clock.mark()
-        actions = self.model.action_head.get_action(features, inputs.state, inputs.embodiment_id, noise, num_steps)
+        actions = sample(features)
         clock.mark()
         return actions

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 RTC_MODES = ("guided", "freeze")
+RTC_CHUNK_KEY = "rtc.normalized_action"  # result key of an rtc call: the chunk (horizon, action dims), normalized
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class RtcRequest:
         if len(shape) != 2 or shape[0] > horizon or not 1 <= shape[1] <= max_action_dim:
             raise ValueError(f"rtc prefix: expected shape (P <= {horizon}, A <= {max_action_dim}) normalized actions, "
                              f"received {shape or type(self.prefix).__name__}")
-        if not bool(np.isfinite(np.asarray(self.prefix, dtype=np.float64)).all()):
+        if not bool(torch.isfinite(torch.as_tensor(self.prefix)).all()):
             raise ValueError("rtc prefix contains non-finite values (NaN/inf)")
         for name, value in (("inference_delay", self.inference_delay), ("execution_horizon", self.execution_horizon)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
@@ -101,11 +102,12 @@ def _rows(values: torch.Tensor, dims: int, like: torch.Tensor, pad: float) -> to
     return out.unsqueeze(0)
 
 
-def rtc_sample(action_head: torch.nn.Module, vl: torch.Tensor, state: torch.Tensor, embodiment_id,
+def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, state: torch.Tensor, embodiment_id,
                noise: torch.Tensor, num_steps: int, rtc: RtcRequest) -> torch.Tensor:
-    """`action_head.sample` continuing `rtc.prefix`: (B, horizon, max_action_dim) float32 (B = noise's batch)."""
+    """`action_head.get_action` continuing `rtc.prefix`: (B, horizon, max_action_dim) float32 (B = noise's batch)."""
     _, horizon, max_dim = noise.shape
     rtc.check(horizon, max_dim)
+    vl = action_head.encode_vl(backbone_features.to(action_head.future_tokens.weight.dtype))
     prefix = torch.as_tensor(rtc.prefix, dtype=torch.float32, device=noise.device)
     rows, dims = prefix.shape
     target = torch.zeros_like(noise[:1], dtype=torch.float32)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import Processor
 from gr00t_fast.policy.torch_thread import torch_thread
@@ -110,25 +111,39 @@ class Gr00tPolicy:
         return noise if batched else noise.unsqueeze(0)
 
     @torch_thread
-    @torch.inference_mode()
-    def get_action(self, observation: dict, *, noise=None, denoising_steps: int | None = None) -> dict[str, np.ndarray]:
+    def get_action(self, observation: dict, *, noise=None, denoising_steps: int | None = None,
+                   rtc: RtcRequest | None = None) -> dict[str, np.ndarray]:
         """Actions for one observation (`action.<key>` float32 (horizon, D)) or a batch ((B, horizon, D)).
 
         `noise`: the sampler's initial sample, (horizon, max_action_dim) or (B, horizon, max_action_dim).
         `denoising_steps` overrides the policy default for this call.
+        `rtc`: continue the previous chunk (real-time chunking, one observation); its prefix is in the normalized
+        space of the `RTC_CHUNK_KEY` (horizon, action dims) array that such a call adds to the result.
         """
+        if rtc is not None:
+            rtc.check(self.action_horizon, self.processor.action_dim)
+        # guided RTC runs its own VJP: autograd must be available (no_grad), which inference_mode forbids
+        with torch.no_grad() if rtc is not None and rtc.mode == "guided" else torch.inference_mode():
+            return self._get_action(observation, noise, denoising_steps, rtc)
+
+    def _get_action(self, observation: dict, noise, denoising_steps: int | None,
+                    rtc: RtcRequest | None) -> dict[str, np.ndarray]:
         steps = self.denoising_steps if denoising_steps is None else check_steps(denoising_steps)
         clock = StageClock(self.device)
         clock.mark()
         inputs = self.processor(observation)
+        if rtc is not None and inputs.batched:
+            raise ValueError("rtc continues one robot's chunk: send one unbatched observation")
         noise = self._noise(noise, inputs.batched, inputs.batch_size)
         clock.mark()
-        pred = self.backend(inputs, noise, steps)
+        pred = self.backend(inputs, noise, steps) if rtc is None else self.backend.rtc(inputs, noise, steps, rtc)
         clock.mark()
         if not bool(torch.isfinite(pred).all()):
             raise NonFiniteActionError(f"the model produced non-finite actions (NaN/inf) for this observation with "
                                        f"backend {self.backend.name!r}; nothing is returned")
         actions = self.processor.decode(pred, inputs.batched)
+        if rtc is not None:
+            actions[RTC_CHUNK_KEY] = pred[0, :, : self.processor.action_dim].to("cpu", torch.float32).numpy()
         clock.mark()
         preprocess, model, postprocess = clock.elapsed_ms()
         self._timings.record({"preprocess": preprocess, "model": model, **self.backend.stage_ms(),

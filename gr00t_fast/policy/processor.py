@@ -161,6 +161,7 @@ class Processor:
             start += metadata.stats[key].dim
         if start > max_action_dim:
             raise ValueError(f"action keys need {start} dims, the model predicts {max_action_dim}")
+        self.action_dim = start  # the embodiment's action dims, the first of the model's max_action_dim
         self.key_dims = {**self.state_dims, **{k: s.stop - s.start for k, s in self.action_slices.items()}}
         # Un-normalization runs in float32 with float32 statistics (as upstream).
         self.action_low = {k: metadata.stats[k].min.astype(np.float32) for k in data_config.action_keys}
