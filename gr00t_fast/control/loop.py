@@ -7,6 +7,12 @@ Two modes share one loop:
   tagged with the step of its observation; when it arrives, the actions whose step has passed (the measured
   latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
   nor jumps at chunk boundaries.
+- `async` with `rtc` (`freeze` / `guided`, real-time chunking, `gr00t_fast.model.rtc`): instead of blending after
+  the fact, the request carries the queued actions' normalized plan as the prefix and the delay d (actions popped
+  from the queue during the previous call); the new chunk continues that plan, its first d' rows (d' popped during
+  this call) are dropped and the rest replaces the queue.
+Every chunk switch records the jump |first action executed from the new chunk - the action the queue held for that
+step| (arm joints, degrees).
 
 Robot joints and cameras map onto the policy's keys through a `RobotAdapter` (derived from the data config).
 Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
@@ -18,6 +24,7 @@ them in a row.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import queue
 import signal
@@ -33,10 +40,11 @@ import numpy as np
 from gr00t_fast.control.adapter import RobotAdapter, policy_data_config
 from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.literals import literal
-
-ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.robot.base import CameraError
 
+ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
+RtcMode = literal("off", "freeze", "guided")  # async chunk switch: blend (off) or real-time chunking
 
 
 @dataclass
@@ -51,6 +59,8 @@ class ControlConfig:
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
+    rtc: RtcMode = "off"  # async: off (blend the overlap), freeze or guided (real-time chunking)
+    rtc_beta: float = 5.0  # guided RTC's guidance weight ceiling (about the number of denoising steps)
 
     def __post_init__(self) -> None:
         if self.mode not in typing.get_args(ControlMode):
@@ -63,6 +73,12 @@ class ControlConfig:
             raise ValueError(f"max_consecutive_failures must be >= 1, got {self.max_consecutive_failures}")
         if self.inject_delay < 0:
             raise ValueError(f"inject_delay must be >= 0, got {self.inject_delay}")
+        if self.rtc not in typing.get_args(RtcMode):
+            raise ValueError(f"rtc must be one of {typing.get_args(RtcMode)}, got {self.rtc!r}")
+        if self.rtc != "off" and self.mode != "async":
+            raise ValueError(f"rtc={self.rtc} needs mode=async (sync mode never overlaps chunks)")
+        if not math.isfinite(self.rtc_beta) or self.rtc_beta <= 0:
+            raise ValueError(f"rtc_beta must be > 0, got {self.rtc_beta}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -70,10 +86,13 @@ class ControlConfig:
 
 
 class ActionQueue:
-    """Upcoming joint targets; element 0 is the action for the next step."""
+    """Upcoming joint targets; element 0 is the action for the next step. With RTC, `plan` holds the current
+    chunk's normalized rows from the same step on (the whole chunk's tail: it may outlast `actions`)."""
 
     def __init__(self, joints: int) -> None:
         self.actions = np.zeros((0, joints))
+        self.plan = np.zeros((0, 0), dtype=np.float32)
+        self.popped = 0  # actions popped so far: the RTC delay is a difference of two readings
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -81,8 +100,14 @@ class ActionQueue:
     def pop(self) -> np.ndarray | None:
         if not len(self.actions):
             return None
-        action, self.actions = self.actions[0], self.actions[1:]
+        action, self.actions, self.plan = self.actions[0], self.actions[1:], self.plan[1:]
+        self.popped += 1
         return action
+
+    def replace(self, chunk: np.ndarray, plan: np.ndarray, delay: int) -> int:
+        """RTC: the chunk continues the queued plan; its first `delay` rows are past. Returns the actions kept."""
+        self.actions, self.plan = chunk[delay:], plan[delay:]
+        return len(self.actions)
 
     def merge(self, chunk: np.ndarray, stale: int) -> int:
         """Add a chunk whose first `stale` actions are already in the past; cross-fade it with the queued actions.
@@ -106,11 +131,20 @@ class ActionQueue:
 
 
 @dataclass
+class _Request:
+    observation: dict[str, Any]
+    step: int  # step of the observation
+    popped: int  # the queue's pop count when the request was made
+    rtc: RtcRequest | None = None
+
+
+@dataclass
 class _Result:
-    step: int  # step of the observation the chunk was computed from
+    request: _Request
     actions: np.ndarray | None
     latency_s: float
     error: str | None = None
+    plan: np.ndarray | None = None  # RTC: the chunk's normalized rows
 
 
 class ControlLoop:
@@ -130,6 +164,10 @@ class ControlLoop:
         self.adapter = RobotAdapter.build(robot, policy_data_config(policy), config.camera_map,
                                           getattr(policy, "video_resolution", None), getattr(policy, "key_dims", None))
         self.lo, self.hi = np.array([robot.joint_limits[key] for key in self.adapter.joint_keys], dtype=np.float64).T
+        self.arm = np.array(["gripper" not in key for key in self.adapter.joint_keys])  # joints in degrees
+        if config.rtc != "off" and "rtc" not in inspect.signature(policy.get_action).parameters:
+            raise ValueError(f"rtc={config.rtc} needs a policy whose get_action takes rtc= (Gr00tPolicy with backend "
+                             f"torch or compile, or a PolicyClient); {type(policy).__name__} does not")
         horizon = getattr(policy, "action_horizon", None)
         if horizon is not None and config.action_horizon > horizon:
             raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of {horizon} actions")
@@ -141,14 +179,16 @@ class ControlLoop:
         self.aborted = False  # stopped by max_consecutive_failures
         self.last_safe: np.ndarray | None = None  # last target sent (or the first measured position)
         self.latency_s: float | None = None  # most recent inference latency
+        self.rtc_delay: int | None = None  # actions popped during the last RTC call: the next call's d
         self._stop = threading.Event()
         self.now: Callable[[], float] = time.perf_counter  # the loop's clock, and its interruptible sleep
         self.sleep: Callable[[float], Any] = self._stop.wait
         self._consecutive_failures = 0
-        self._requests: queue.Queue = queue.Queue()  # (policy observation, step), or None to end the worker
+        self._requests: queue.Queue = queue.Queue()  # _Request, or None to end the worker
         self._results: queue.Queue = queue.Queue()
         self._in_flight = False
         self._got_chunk = False
+        self._jump: float | None = None  # chunk-switch jump of the current step (degrees), if a chunk arrived
         self._worker: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------------------------------
@@ -171,7 +211,7 @@ class ControlLoop:
         warning = getattr(self.policy, "state_warning", lambda _: None)(policy_obs)
         if warning:
             self.report(warning)
-        result = self._infer(policy_obs, step=0)
+        result = self._infer(self._request(policy_obs, step=0))
         if result.error is not None:
             raise RuntimeError(f"warm-up inference failed: {result.error}")
         return result.latency_s
@@ -219,6 +259,7 @@ class ControlLoop:
     def _step(self, step: int, t0: float) -> None:
         start = self.now()
         errors_before = len(self.errors)
+        self._jump = None
         state, policy_obs = None, None
         wants_inference = not len(self.queue) if self.config.mode == "sync" else (
             not self._in_flight and len(self.queue) <= self._threshold())
@@ -238,7 +279,7 @@ class ControlLoop:
         refill = False
         if self.config.mode == "async":
             if policy_obs is not None and wants_inference:
-                self._requests.put((policy_obs, step))
+                self._requests.put(self._request(policy_obs, step))
                 self._in_flight = True
             if not self._got_chunk and self._in_flight and not len(self.queue):
                 refill = True  # nothing to execute before the first chunk: wait for it
@@ -247,7 +288,7 @@ class ControlLoop:
                 inference_ms = self._collect(step, block=False)
         elif not len(self.queue) and policy_obs is not None:
             refill = True
-            inference_ms = self._accept(self._infer(policy_obs, step), step)
+            inference_ms = self._accept(self._infer(self._request(policy_obs, step)), step)
 
         action = self.queue.pop()
         hold = action is None
@@ -272,6 +313,7 @@ class ControlLoop:
             inference_ms=inference_ms,
             loop_ms=(self.now() - start) * 1e3,
             queue_depth=len(self.queue),
+            chunk_jump_deg=self._jump,
         )
         self.records.append(record)
         for callback in self.on_step:
@@ -299,26 +341,51 @@ class ControlLoop:
         latency_steps = math.ceil((self.latency_s or 0.0) / self.period)
         return min(horizon, latency_steps + max(1, horizon // 4))
 
-    def _infer(self, policy_obs: dict[str, Any], step: int) -> _Result:
+    def _request(self, policy_obs: dict[str, Any], step: int) -> _Request:
+        """An inference request; with RTC it carries the queued plan as the prefix and the last measured delay."""
+        rtc = None
+        if self.config.rtc != "off":
+            delay = self.rtc_delay
+            if delay is None:  # no RTC call measured yet: the warm-up latency in steps
+                delay = math.ceil((self.latency_s or 0.0) / self.period)
+            prefix = self.queue.plan
+            rtc = RtcRequest(self.config.rtc, prefix, min(delay, len(prefix)), beta=self.config.rtc_beta)
+        return _Request(policy_obs, step, self.queue.popped, rtc)
+
+    def _infer(self, request: _Request) -> _Result:
         start = time.perf_counter()
+        plan = None
         try:
             if self.config.inject_delay:
                 self._stop.wait(self.config.inject_delay)
-            actions = self.adapter.actions(self.policy.get_action(policy_obs))[: self.config.action_horizon]
+            if request.rtc is None:
+                output = self.policy.get_action(request.observation)
+            else:
+                output = self.policy.get_action(request.observation, rtc=request.rtc)
+                plan = np.asarray(output[RTC_CHUNK_KEY], dtype=np.float32)
+            actions = self.adapter.actions(output)[: self.config.action_horizon]
             error = None if np.isfinite(actions).all() else "policy returned a non-finite action (NaN/inf)"
         except Exception as e:  # noqa: BLE001 - any policy failure is reported and held, never fatal by itself
             actions, error = None, f"inference failed: {type(e).__name__}: {e}"
         latency = time.perf_counter() - start
         self.latency_s = latency
-        return _Result(step, None if error else actions, latency, error)
+        return _Result(request, None if error else actions, latency, error, plan)
 
     def _accept(self, result: _Result, step: int) -> float:
-        """Merge a finished inference into the queue, aligned to the current `step`; returns its latency in ms."""
+        """Put a finished inference into the queue, aligned to the current `step` (blend: by the steps elapsed since
+        its observation; RTC: by the actions popped since its request); returns its latency in ms."""
         if result.error is not None:
             self._fail(step, result.error)
+            return result.latency_s * 1e3
+        planned = self.queue.actions[0] if len(self.queue) else self.last_safe
+        if result.plan is None:
+            self.queue.merge(result.actions, stale=step - result.request.step)
         else:
-            self.queue.merge(result.actions, stale=step - result.step)
-            self._got_chunk = True
+            self.rtc_delay = self.queue.popped - result.request.popped
+            self.queue.replace(result.actions, result.plan, self.rtc_delay)
+        if self._got_chunk and len(self.queue) and planned is not None:
+            self._jump = float(np.abs(self._clip(self.queue.actions[0]) - self._clip(planned))[self.arm].max())
+        self._got_chunk = True
         return result.latency_s * 1e3
 
     def _collect(self, step: int, block: bool) -> float | None:
@@ -332,7 +399,7 @@ class ControlLoop:
 
     def _worker_loop(self) -> None:
         while (request := self._requests.get()) is not None:
-            self._results.put(self._infer(*request))
+            self._results.put(self._infer(request))
 
 
 @contextlib.contextmanager

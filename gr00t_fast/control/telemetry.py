@@ -28,6 +28,7 @@ class StepRecord:
     inference_ms: float | None  # latency of the inference that finished during this step
     loop_ms: float  # work time of the step (observation, any blocking inference, send), sleep excluded
     queue_depth: int  # actions left in the queue after this step
+    chunk_jump_deg: float | None = None  # a chunk switch happened: |new action - the one the queue held|, arm max
 
 
 def control_periods_ms(records: Sequence[StepRecord]) -> np.ndarray:
@@ -56,6 +57,7 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
     loop = [r.loop_ms for r in records]
     periods = control_periods_ms(records)
     inference = [r.inference_ms for r in records if r.inference_ms is not None]
+    jumps = [r.chunk_jump_deg for r in records if r.chunk_jump_deg is not None]
     step = stats_ms(loop)
     return {
         "steps": len(records),
@@ -72,6 +74,9 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
         "longest_freeze_ms": longest_freeze_ms(records),
         "inferences": len(inference),
         "inference_mean_ms": stats_ms(inference)["mean"],
+        "chunk_switches": len(jumps),
+        "jump_mean_deg": float(np.mean(jumps)) if jumps else float("nan"),
+        "jump_max_deg": float(np.max(jumps)) if jumps else float("nan"),
     }
 
 
@@ -92,6 +97,8 @@ def format_summary(summary: dict[str, float | int], title: str = "Control loop s
             f"Control period p50: {s['period_p50_ms']:.2f} ms, p99: {s['period_p99_ms']:.2f} ms, "
             f"longest freeze: {s['longest_freeze_ms']:.1f} ms",
             f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms",
+            f"Chunk-switch jump: mean {s['jump_mean_deg']:.2f} deg, max {s['jump_max_deg']:.2f} deg "
+            f"({s['chunk_switches']} switches)",
         ]
     )
 

@@ -50,7 +50,7 @@ class RtcRequest:
         if self.mode not in RTC_MODES:
             raise ValueError(f"rtc mode must be one of {RTC_MODES}, got {self.mode!r}")
         shape = tuple(getattr(self.prefix, "shape", ()))
-        if len(shape) != 2 or shape[0] > horizon or not 1 <= shape[1] <= max_action_dim:
+        if len(shape) != 2 or shape[0] > horizon or shape[1] > max_action_dim or shape[0] and not shape[1]:
             raise ValueError(f"rtc prefix: expected shape (P <= {horizon}, A <= {max_action_dim}) normalized actions, "
                              f"received {shape or type(self.prefix).__name__}")
         if not bool(torch.isfinite(torch.as_tensor(self.prefix)).all()):

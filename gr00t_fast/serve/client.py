@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from gr00t_fast.model.rtc import RtcRequest
 from gr00t_fast.serve import protocol
 
 
@@ -74,8 +75,14 @@ class PolicyClient:
             return False
         return True
 
-    def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The server's actions; a reply that is not a map of finite arrays is an error, never an action."""
+    def get_action(self, observation: dict[str, Any], rtc: RtcRequest | None = None) -> dict[str, np.ndarray]:
+        """The server's actions; a reply that is not a map of finite arrays is an error, never an action.
+
+        `rtc` (an `RtcRequest`) travels with the observation to a gr00t-fast server (real-time chunking)."""
+        if rtc is not None:
+            if self.legacy_format:
+                raise ValueError("rtc needs a gr00t-fast server in the msgpack format, not legacy_format")
+            observation = {**observation, protocol.RTC_FIELD: protocol.rtc_to_wire(rtc)}
         action = self.call("get_action", observation)
         if not isinstance(action, dict):
             raise protocol.ProtocolError(f"get_action reply must be a map, got {type(action).__name__}")
@@ -83,6 +90,9 @@ class PolicyClient:
                if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu" or not np.isfinite(value).all()]
         if bad:
             raise ServerError(f"get_action reply has non-numeric or non-finite actions in {sorted(bad)[:8]}")
+        if rtc is not None and protocol.RTC_CHUNK_KEY not in action:
+            raise ServerError(f"the server ignored rtc (its reply has no {protocol.RTC_CHUNK_KEY!r}): it is not a "
+                              "gr00t-fast server with real-time chunking")
         return action
 
     def get_modality_config(self) -> dict[str, Any]:

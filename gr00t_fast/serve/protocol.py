@@ -28,6 +28,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+
 ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
 LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _NDARRAY = "__ndarray_class__"
@@ -39,6 +41,9 @@ MAX_ARCHIVE_ENTRIES = 4096  # files in a legacy torch.save archive
 MAX_ERROR_CHARS = 1000  # error replies and log lines quote at most this much
 ERROR_MAP_FIELD = "error_map_ok"  # request field of clients that read {"error": ...} replies (gr00t-fast's)
 ERROR_PREFIX = "gr00t-fast server error: "
+RTC_FIELD = "rtc"  # optional get_action field (gr00t-fast): real-time chunking's prefix, delay and settings;
+# the reply then holds the chunk's normalized actions under RTC_CHUNK_KEY (the next request's prefix comes from it)
+RTC_INTS, RTC_FLOATS = ("inference_delay", "execution_horizon"), ("beta", "ramp")
 
 
 def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -300,3 +305,44 @@ def validate_request(request: Any) -> tuple[str, dict[str, Any], str | None]:
     if api_token is not None and not isinstance(api_token, str):
         raise ProtocolError(f"'api_token' must be a string, got {type(api_token).__name__}")
     return endpoint, data, api_token
+
+
+# --- real-time chunking -------------------------------------------------------------------------------------------
+
+
+def rtc_to_wire(rtc: RtcRequest) -> dict[str, Any]:
+    """The `RTC_FIELD` map of an `RtcRequest` (the prefix as a float32 array; unset fields left out)."""
+    wire = {"mode": rtc.mode, "prefix": np.asarray(rtc.prefix, dtype=np.float32)}
+    for name in (*RTC_INTS, *RTC_FLOATS):
+        if (value := getattr(rtc, name)) is not None:
+            wire[name] = value
+    return wire
+
+
+def rtc_from_wire(wire: Any) -> RtcRequest:
+    """The `RtcRequest` of an `RTC_FIELD` map; ProtocolError for wrong types (shapes and values are checked by the
+    policy against its chunk)."""
+    if not isinstance(wire, dict):
+        raise ProtocolError(f"'{RTC_FIELD}' must be a map, got {type(wire).__name__}")
+    unknown = sorted(set(wire) - {"mode", "prefix", *RTC_INTS, *RTC_FLOATS}, key=str)
+    if unknown:
+        raise ProtocolError(bounded(f"'{RTC_FIELD}' has unknown fields {unknown}"))
+    prefix = wire.get("prefix")
+    if not isinstance(prefix, np.ndarray) or prefix.dtype.kind not in "fiu":
+        raise ProtocolError(f"'{RTC_FIELD}.prefix' must be a numeric array, got {type(prefix).__name__}")
+    if not isinstance(wire.get("mode"), str):
+        raise ProtocolError(f"'{RTC_FIELD}.mode' must be a string, got {type(wire.get('mode')).__name__}")
+    fields: dict[str, Any] = {}
+    for name, kinds in [(n, "iu") for n in RTC_INTS] + [(n, "fiu") for n in RTC_FLOATS]:
+        if name not in wire:
+            continue
+        value = wire[name]
+        value = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+        kind = np.asarray(value).dtype.kind if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        if kind not in kinds:
+            raise ProtocolError(bounded(f"'{RTC_FIELD}.{name}' must be a number ({'integer' if kinds == 'iu' else 'real'}"
+                                        f"), got {value!r}"))
+        fields[name] = value
+    if "inference_delay" not in fields:
+        raise ProtocolError(f"'{RTC_FIELD}' needs 'inference_delay'")
+    return RtcRequest(wire["mode"], prefix.astype(np.float32), **fields)

@@ -116,7 +116,11 @@ class PolicyServer:
 
     def _get_action(self, observation: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
         start = time.monotonic()
-        action = self.policy.get_action(observation)
+        if protocol.RTC_FIELD in observation:  # real-time chunking: the prefix and delay travel with the request
+            rtc = protocol.rtc_from_wire(observation.pop(protocol.RTC_FIELD))
+            action = self.policy.get_action(observation, rtc=rtc)
+        else:
+            action = self.policy.get_action(observation)
         if not isinstance(action, dict):
             raise TypeError(f"policy.get_action returned {type(action).__name__}, expected a dict")
         return action, start, time.monotonic()
