@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import typing
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -45,6 +46,7 @@ from gr00t_fast.robot.base import CameraError
 
 ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
 RtcMode = literal("off", "freeze", "guided")  # async chunk switch: blend (off) or real-time chunking
+RTC_DELAY_WINDOW = 4  # RTC calls whose measured delay bounds the next call's d
 
 
 @dataclass
@@ -179,7 +181,7 @@ class ControlLoop:
         self.aborted = False  # stopped by max_consecutive_failures
         self.last_safe: np.ndarray | None = None  # last target sent (or the first measured position)
         self.latency_s: float | None = None  # most recent inference latency
-        self.rtc_delay: int | None = None  # actions popped during the last RTC call: the next call's d
+        self.rtc_delays: deque[int] = deque(maxlen=RTC_DELAY_WINDOW)  # actions popped during recent RTC calls
         self._stop = threading.Event()
         self.now: Callable[[], float] = time.perf_counter  # the loop's clock, and its interruptible sleep
         self.sleep: Callable[[float], Any] = self._stop.wait
@@ -345,9 +347,9 @@ class ControlLoop:
         """An inference request; with RTC it carries the queued plan as the prefix and the last measured delay."""
         rtc = None
         if self.config.rtc != "off":
-            delay = self.rtc_delay
-            if delay is None:  # no RTC call measured yet: the warm-up latency in steps
-                delay = math.ceil((self.latency_s or 0.0) / self.period)
+            # d: the most popped during the recent calls (conservative: rows below d are held to the prefix), or
+            # the latest latency in steps before any call overlapped execution
+            delay = max(self.rtc_delays, default=math.ceil((self.latency_s or 0.0) / self.period))
             prefix = self.queue.plan
             rtc = RtcRequest(self.config.rtc, prefix, min(delay, len(prefix)), beta=self.config.rtc_beta)
         return _Request(policy_obs, step, self.queue.popped, rtc)
@@ -381,8 +383,10 @@ class ControlLoop:
         if result.plan is None:
             self.queue.merge(result.actions, stale=step - result.request.step)
         else:
-            self.rtc_delay = self.queue.popped - result.request.popped
-            self.queue.replace(result.actions, result.plan, self.rtc_delay)
+            delay = self.queue.popped - result.request.popped
+            if self._got_chunk:  # the first chunk is waited for: nothing executes during that call
+                self.rtc_delays.append(delay)
+            self.queue.replace(result.actions, result.plan, delay)
         if self._got_chunk and len(self.queue) and planned is not None:
             self._jump = float(np.abs(self._clip(self.queue.actions[0]) - self._clip(planned))[self.arm].max())
         self._got_chunk = True

@@ -333,15 +333,14 @@ def rtc_from_wire(wire: Any) -> RtcRequest:
     if not isinstance(wire.get("mode"), str):
         raise ProtocolError(f"'{RTC_FIELD}.mode' must be a string, got {type(wire.get('mode')).__name__}")
     fields: dict[str, Any] = {}
-    for name, kinds in [(n, "iu") for n in RTC_INTS] + [(n, "fiu") for n in RTC_FLOATS]:
+    for name, types in [(n, (int,)) for n in RTC_INTS] + [(n, (int, float)) for n in RTC_FLOATS]:
         if name not in wire:
             continue
         value = wire[name]
         value = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
-        kind = np.asarray(value).dtype.kind if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-        if kind not in kinds:
-            raise ProtocolError(bounded(f"'{RTC_FIELD}.{name}' must be a number ({'integer' if kinds == 'iu' else 'real'}"
-                                        f"), got {value!r}"))
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = "an integer" if types == (int,) else "a number"
+            raise ProtocolError(bounded(f"'{RTC_FIELD}.{name}' must be {kind}, got {value!r}"))
         fields[name] = value
     if "inference_delay" not in fields:
         raise ProtocolError(f"'{RTC_FIELD}' needs 'inference_delay'")

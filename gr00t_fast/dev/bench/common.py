@@ -214,10 +214,10 @@ class FixedNoisePolicy:
     def __init__(self, policy: Any, noise: np.ndarray, steps: int, backend: Any = None):
         self.policy, self.noise, self.steps, self.backend_impl = policy, noise, steps, backend
 
-    def get_action(self, observation: dict[str, Any]) -> Actions:
+    def get_action(self, observation: dict[str, Any], rtc: Any = None) -> Actions:
         if self.backend_impl is not None:
             self.policy.backend = self.backend_impl
-        return self.policy.get_action(observation, noise=self.noise, denoising_steps=self.steps)
+        return self.policy.get_action(observation, noise=self.noise, denoising_steps=self.steps, rtc=rtc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.policy, name)

@@ -1,5 +1,7 @@
-"""The control loop on the simulated SO-100: sync vs async vs server-client, with injected inference delays; the
-executed trajectory of each run against a no-delay reference."""
+"""The control loop on the simulated SO-100: sync, async with blended chunk switches, async with real-time chunking
+(freeze / guided), server-client (sync, and guided RTC), with injected inference delays. Per run: the executed
+trajectory against a no-delay reference, the jump at every chunk switch, the jerk of the commanded trajectory;
+and the cost of one call per RTC mode."""
 
 from __future__ import annotations
 
@@ -41,15 +43,22 @@ def tracking_error(run: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarr
             "arm_mae_deg": float(mae[:5].mean()), "arm_rmse_deg": float(np.sqrt((err[:, :5] ** 2).mean()))}
 
 
-def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, seed: int, max_steps: int | None = None,
-            duration: float | None = None) -> list[StepRecord]:
-    """One control-loop run on a fresh `so100_sim` (same seed every time)."""
+def jerk_rms(t_values: tuple[np.ndarray, np.ndarray], fps: float) -> float:
+    """RMS of the third difference of the commanded arm targets per control period (deg/s^3)."""
+    values = t_values[1][:, :5]
+    return float(np.sqrt(np.mean((np.diff(values, n=3, axis=0) * fps**3) ** 2))) if len(values) > 3 else float("nan")
+
+
+def sim_run(policy: Any, method: str, delay: float, args: argparse.Namespace, seed: int,
+            max_steps: int | None = None, duration: float | None = None) -> list[StepRecord]:
+    """One control-loop run of `method` (a LOOP_METHODS name) on a fresh `so100_sim` (same seed every time)."""
     from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
 
+    mode, rtc, _ = LOOP_METHODS[method]
     camera = SimCameraConfig(width=args.camera_size[0], height=args.camera_size[1])
     robot = make_robot(SimSO100Config(seed=seed, cameras={"front": camera}), fps=args.fps)
     config = ControlConfig(lang_instruction=INSTRUCTION, fps=args.fps, mode=mode, action_horizon=args.action_horizon,
-                           inject_delay=delay)
+                           inject_delay=delay, rtc=rtc)
     robot.connect()
     try:
         loop = ControlLoop(robot, policy, config, report=lambda msg: None)
@@ -59,14 +68,21 @@ def sim_run(policy: Any, mode: str, delay: float, args: argparse.Namespace, seed
         robot.disconnect()
 
 
-LOOP_METHODS = ("sync", "async", "server")
+LOOP_METHODS = {  # name: (control mode, rtc, through the server)
+    "sync": ("sync", "off", False),
+    "async-blend": ("async", "off", False),
+    "async-rtc-freeze": ("async", "freeze", False),
+    "async-rtc-guided": ("async", "guided", False),
+    "server": ("sync", "off", True),
+    "server-rtc-guided": ("async", "guided", True),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench.cli import float_list, word_list
 
-    parser.add_argument("--methods", type=word_list, default=list(LOOP_METHODS), help="sync, async, server")
-    parser.add_argument("--delays", type=float_list, default=[0.0, 0.8], help="injected inference delays in s")
+    parser.add_argument("--methods", type=word_list, default=list(LOOP_METHODS), help=", ".join(LOOP_METHODS))
+    parser.add_argument("--delays", type=float_list, default=[0.0, 0.3, 0.8], help="injected inference delays in s")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--fps", type=float, default=10.0, help="control rate")
     parser.add_argument("--action_horizon", type=int, default=8)
@@ -96,6 +112,9 @@ class RemotePolicy:
     def __init__(self, client: Any, video_resolution: dict[str, tuple[int, int]]):
         self.client, self.video_resolution = client, video_resolution
 
+    def get_action(self, observation: dict[str, Any], rtc: Any = None) -> dict[str, np.ndarray]:
+        return self.client.get_action(observation, rtc=rtc)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
@@ -115,28 +134,50 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         for delay in args.delays:
             for method in args.methods:
                 print(f"{method}, injected delay {delay:g} s, {args.duration:g} s ...", flush=True)
-                driver = RemotePolicy(client, policy.video_resolution) if method == "server" else fixed
-                records = sim_run(driver, "sync" if method == "server" else method, delay, args, bench.policy.seed,
-                                  duration=args.duration)
+                driver = RemotePolicy(client, policy.video_resolution) if LOOP_METHODS[method][2] else fixed
+                records = sim_run(driver, method, delay, args, bench.policy.seed, duration=args.duration)
                 run_trajectory = trajectory(records)
                 error = tracking_error(run_trajectory, reference, args.fps, args.duration)
                 executed = sum(not r.hold for r in records)
-                curves[(method, delay)] = (run_trajectory, error)
+                switches = [(r.t, r.chunk_jump_deg) for r in records if r.chunk_jump_deg is not None]
+                curves[(method, delay)] = (run_trajectory, error, switches)
                 runs.append({"method": method, "delay_s": delay, **summarize(records), "actions_executed": executed,
                              "actions_per_s": executed / records[-1].t if records else 0.0,
+                             "jerk_rms_deg_s3": jerk_rms(run_trajectory, args.fps),
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
+    costs = call_costs(bench, fixed)
     result = {**bench.header(policy.device), "benchmark": "loop", "fps": args.fps, "duration_s": args.duration,
               "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
-              "reference": "sync without delay, retimed to k/fps", "runs": runs}
+              "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs}
     bench.write("loop", result, "Control loop (simulated SO-100)",
                 f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
                 f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
                 "joint targets against the reference (sync without delay, each action retimed to k/fps: inference "
-                "free), both zero-order held on the control grid; arm joints in degrees.",
-                [loop_rows(runs)], ["loop_trajectories.png", "loop_errors.png"])
+                "free), both zero-order held on the control grid; arm joints in degrees. Chunk-switch jump: |first "
+                "action executed from a new chunk - the action the queue held for that step|, max over the arm joints. "
+                "Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
+                "injected delay) per RTC mode, median of the measured calls.",
+                [loop_rows(runs), switch_rows(runs), cost_rows(costs)],
+                ["loop_trajectories.png", "loop_errors.png", "loop_switches.png", "loop_metrics.png"])
     plot_loop(reference, curves, args, bench.out)
+    plot_switches(curves, runs, args, bench.out)
     return result
+
+
+def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
+    """One policy call per RTC mode on the bench observation, continuing a plain chunk (prefix = its rows 4.., the
+    delay 3 steps): warm-up, then `bench.reps` calls round-robin."""
+    from gr00t_fast.dev.bench.common import bench_observation, measure
+    from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+
+    obs = bench_observation(policy, bench.policy.seed)
+    prefix = policy.get_action(obs, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))[RTC_CHUNK_KEY][4:]
+    calls = {"plain": lambda: policy.get_action(obs)}
+    calls.update({mode: (lambda mode=mode: policy.get_action(obs, rtc=RtcRequest(mode, prefix, 3)))
+                  for mode in ("freeze", "guided")})
+    stages = {name: (lambda: policy.timings["last"]) for name in calls}
+    return {name: m.report() for name, m in measure(calls, policy.device, bench.warmup, bench.reps, stages).items()}
 
 
 def loop_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -147,6 +188,59 @@ def loop_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
              fmt(r["refill_mean_ms"]), f"{r['steps']}/{r['refills']}", fmt(r["arm_mae_deg"], 2),
              fmt(r["arm_rmse_deg"], 2)] for r in runs]
     return headers, rows
+
+
+def switch_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Method", "Delay (s)", "Chunk switches", "Jump mean (deg)", "Jump max (deg)", "Jerk RMS (deg/s^3)",
+               "Period p50 (ms)", "Period p99 (ms)", "Inference mean (ms)", "Arm MAE (deg)"]
+    rows = [[r["method"], f"{r['delay_s']:g}", str(r["chunk_switches"]), fmt(r["jump_mean_deg"], 2),
+             fmt(r["jump_max_deg"], 2), fmt(r["jerk_rms_deg_s3"], 0), fmt(r["period_p50_ms"]), fmt(r["period_p99_ms"]),
+             fmt(r["inference_mean_ms"]), fmt(r["arm_mae_deg"], 2)] for r in runs]
+    return headers, rows
+
+
+def cost_rows(costs: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Call", "Median (ms)", "p90 (ms)", "Action head median (ms)", "Calls"]
+    rows = [[name, fmt(c["median"]), fmt(c["p90"]), fmt(c["stage_median_ms"].get("action_head")),
+             str(c["successful_runs"])] for name, c in costs.items()]
+    return headers, rows
+
+
+def plot_switches(curves: dict, runs: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
+    """loop_switches.png: shoulder_lift around the chunk switches, per delay; loop_metrics.png: bar charts."""
+    plt = pyplot()
+    delays, joint = list(args.delays), 1
+    fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 3.5), squeeze=False)
+    for col, delay in enumerate(delays):
+        ax = axes[0, col]
+        for method in args.methods:
+            (t, values), _, switches = curves[(method, delay)]
+            line, = ax.step(t, values[:, joint], where="post", lw=1, label=method)
+            for ts, _ in switches:
+                ax.axvline(ts, color=line.get_color(), lw=0.5, ls=":", alpha=0.6)
+        ax.set_title(f"{JOINT_NAMES[joint]}, injected delay {delay:g} s (dotted: chunk switches)", fontsize=9)
+        ax.set_xlabel("wall time (s)")
+    axes[0, 0].set_ylabel("target (deg)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loop_switches.png", dpi=80)
+    plt.close(fig)
+
+    metrics = [("jump_mean_deg", "jump mean (deg)"), ("jump_max_deg", "jump max (deg)"),
+               ("jerk_rms_deg_s3", "jerk RMS (deg/s^3)"), ("arm_mae_deg", "arm MAE vs reference (deg)")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    width = 0.8 / len(args.methods)
+    for ax, (key, label) in zip(axes[0], metrics):
+        for k, method in enumerate(args.methods):
+            values = [next(r[key] for r in runs if r["method"] == method and r["delay_s"] == d) for d in delays]
+            ax.bar(np.arange(len(delays)) + k * width, np.nan_to_num(values), width, label=method)
+        ax.set_xticks(np.arange(len(delays)) + 0.4 - width / 2, [f"{d:g} s" for d in delays])
+        ax.set_title(label, fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loop_metrics.png", dpi=80)
+    plt.close(fig)
+    print(f"wrote {out / 'loop_switches.png'}, {out / 'loop_metrics.png'}", flush=True)
 
 
 def plot_loop(reference: tuple[np.ndarray, np.ndarray], curves: dict, args: argparse.Namespace, out: Path) -> None:
@@ -160,7 +254,7 @@ def plot_loop(reference: tuple[np.ndarray, np.ndarray], curves: dict, args: argp
             ax.step(*_clip_time(reference, args.duration, j), where="post", color="black", lw=2, alpha=0.4,
                     label="reference")
             for method in args.methods:
-                (t, values), _ = curves[(method, delay)]
+                (t, values), _, _ = curves[(method, delay)]
                 ax.step(t, values[:, j], where="post", lw=1, label=method)
             ax.set_ylabel(f"{joint}\n({'0-100' if joint == 'gripper' else 'deg'})", fontsize=8)
             if j == 0:
@@ -176,7 +270,7 @@ def plot_loop(reference: tuple[np.ndarray, np.ndarray], curves: dict, args: argp
     for col, delay in enumerate(delays):
         ax = axes[0, col]
         for method in args.methods:
-            _, error = curves[(method, delay)]
+            _, error, _ = curves[(method, delay)]
             ax.plot(error["grid_s"], np.abs(error["error"][:, :5]).mean(1), lw=1,
                     label=f"{method} (MAE {error['arm_mae_deg']:.1f})")
         ax.set_title(f"injected delay {delay:g} s")

@@ -1,0 +1,220 @@
+"""Real-time chunking: the sampler (mask, guidance, freeze) on a tiny model, the policy and server surface, the
+control loop's prefix and delay bookkeeping, and a guided run on the MuJoCo simulation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gr00t_fast.control.loop import ControlConfig, ControlLoop
+from gr00t_fast.control.telemetry import format_summary, summarize
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest, freeze_ramp, guidance_weight, rtc_sample, soft_mask
+from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.policy.processor import example_inputs
+from test_control import FakePolicy, FakeRobot, make_loop
+
+E1 = math.e - 1
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    return load_policy(tiny_checkpoint, device="cpu", warmup=False)
+
+
+@pytest.fixture(scope="module")
+def features(policy):
+    """(model, backbone features, inputs, noise) of one example call."""
+    model = policy.model
+    inputs, noise = example_inputs(model.config, batch=1, seed=0)
+    with torch.no_grad():
+        return model, model.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values), inputs, noise
+
+
+def sample(features, noise, rtc=None):
+    model, feats, inputs, _ = features
+    head = model.action_head
+    with torch.no_grad():
+        if rtc is None:
+            return head.get_action(feats, inputs.state, inputs.embodiment_id, noise, 4)
+        return rtc_sample(head, feats, inputs.state, inputs.embodiment_id, noise, 4, rtc)
+
+
+# ------------------------------------------------------------------------------------------------- the math
+def test_soft_mask_matches_hand_computed_values():
+    # H=4, d=1, s=1: W = [1, c(e^c-1)/(e-1) with c=2/3 and 1/3, 0]
+    c = np.array([2 / 3, 1 / 3])
+    np.testing.assert_allclose(soft_mask(4, 1, 1), [1.0, *(c * np.expm1(c) / E1), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(soft_mask(4, 1, 1), [1.0, 0.367707, 0.076746, 0.0], atol=1e-6)
+    # H=6, d=2, s=2: two rows at 1, the same decay after them, nothing in the last s rows
+    np.testing.assert_allclose(soft_mask(6, 2, 2), [1.0, 1.0, 0.367707, 0.076746, 0.0, 0.0], atol=1e-6)
+    # d=0, s=0: c_i = (5 - i)/6 over the whole chunk
+    c = (5 - np.arange(5)) / 6
+    np.testing.assert_allclose(soft_mask(5, 0, 0), c * np.expm1(c) / E1, rtol=1e-6)
+    # d = H - s: hard prefix, no decay
+    np.testing.assert_array_equal(soft_mask(6, 3, 3), [1, 1, 1, 0, 0, 0])
+
+
+def test_freeze_ramp_and_guidance_weight():
+    ramp = lambda t: (1 - math.exp(-6 * t)) / (1 - math.exp(-6))  # noqa: E731
+    np.testing.assert_allclose(freeze_ramp(6, 1, 4, 6.0), [0, ramp(0.25), ramp(0.5), ramp(0.75), 1, 1], rtol=1e-6)
+    assert guidance_weight(0.0, 5.0) == 5.0  # clipped at beta where the formula diverges
+    assert guidance_weight(0.5, 5.0) == pytest.approx(2.0)  # (1/4 + 1/4) / (1/4)
+    assert guidance_weight(0.75, 5.0) == pytest.approx((0.75**2 + 0.25**2) / (0.75 * 0.25))
+    assert guidance_weight(0.9, 5.0) == 5.0
+
+
+# ---------------------------------------------------------------------------------------------- the sampler
+@pytest.mark.parametrize("mode", ["guided", "freeze"])
+def test_zero_mask_equals_the_plain_sampler_exactly(features, mode):
+    noise = features[3]
+    plain = sample(features, noise)
+    prefix = torch.randn(6, 6)
+    for rtc in (RtcRequest(mode, torch.zeros(0, 0), 0),  # no prefix
+                RtcRequest(mode, prefix, 0, execution_horizon=16)):  # a prefix, but no row guided: W = 0
+        assert torch.equal(sample(features, noise, rtc), plain)
+
+
+def test_guided_pulls_the_prefix_to_the_target_and_freeze_holds_it(features):
+    _, _, _, noise = features
+    other = torch.randn(noise.shape, generator=torch.Generator().manual_seed(7))
+    target = sample(features, other)[0, 5:, :6]  # a previous chunk's tail: 11 rows, d = 3
+    free = sample(features, noise)[0, :8, :6]
+    guided = sample(features, noise, RtcRequest("guided", target, 3))[0, :8, :6]
+    frozen = sample(features, noise, RtcRequest("freeze", target, 3))[0, :8, :6]
+    distance = lambda x: float((x - target[:8]).norm(dim=1)[:4].mean())  # noqa: E731  rows d-1..d: the switch
+    assert distance(guided) < 0.25 * distance(free)
+    assert distance(frozen) < distance(free)
+    torch.testing.assert_close(frozen[:3], target[:3], rtol=0, atol=0)  # frozen rows are the prefix
+    assert torch.isfinite(guided).all()
+
+
+def test_policy_rtc_results_and_errors(policy):
+    obs = policy.dummy_observation()
+    noise = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    plain = policy.get_action(obs, noise=noise)
+    first = policy.get_action(obs, noise=noise, rtc=RtcRequest("guided", np.zeros((0, 0), np.float32), 0))
+    assert first.keys() == {*plain, RTC_CHUNK_KEY} and first[RTC_CHUNK_KEY].shape == (16, 6)
+    for key in plain:
+        np.testing.assert_array_equal(first[key], plain[key])
+    again = policy.get_action(obs, rtc=RtcRequest("freeze", first[RTC_CHUNK_KEY][4:], 2))
+    np.testing.assert_array_equal(again[RTC_CHUNK_KEY][:2], first[RTC_CHUNK_KEY][4:6])
+    bad = {"prefix contains non-finite": RtcRequest("guided", np.full((3, 6), np.nan), 1),
+           "rtc mode must be one of": RtcRequest("blend", np.zeros((3, 6)), 1),
+           "expected shape (P <= 16, A <= 6)": RtcRequest("guided", np.zeros((17, 6)), 1),
+           "inference_delay must be an integer in [0, 16]": RtcRequest("guided", np.zeros((3, 6)), 20),
+           "beta must be a finite number > 0": RtcRequest("guided", np.zeros((3, 6)), 1, beta=float("inf"))}
+    for message, rtc in bad.items():
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            policy.get_action(obs, rtc=rtc)
+
+
+def test_graph_backends_refuse_rtc_in_one_sentence(policy):
+    from gr00t_fast.backends.graph import GraphBackend
+
+    class Graphs(GraphBackend):
+        name = "graphs"
+        run = ensure_sampler = None
+
+    inputs, noise = example_inputs(policy.config, batch=1)
+    with pytest.raises(ValueError, match="backend 'graphs' does not support real-time chunking"):
+        Graphs(policy.model).rtc(inputs, noise, 4, RtcRequest("guided", np.zeros((0, 0)), 0))
+
+
+def test_rtc_over_the_server(policy):
+    from gr00t_fast.dev.bench.common import FixedNoisePolicy, local_server
+    from gr00t_fast.serve import PolicyClient
+    from gr00t_fast.serve.client import ServerError
+
+    noise = np.random.default_rng(1).standard_normal((16, 32)).astype(np.float32)
+    fixed = FixedNoisePolicy(policy, noise, 4)
+    obs = policy.dummy_observation()
+    rtc = RtcRequest("guided", np.linspace(-1, 1, 36, dtype=np.float32).reshape(6, 6), 2, beta=4.0)
+    with local_server(fixed).in_thread() as server, PolicyClient("127.0.0.1", server.port, timeout_ms=60000) as client:
+        assert client.get_action(obs).keys() == fixed.get_action(obs).keys()  # without rtc: served as before
+        remote, local = client.get_action(obs, rtc=rtc), fixed.get_action(obs, rtc=rtc)
+        assert remote.keys() == local.keys()
+        for key in local:
+            np.testing.assert_array_equal(remote[key], local[key])
+        with pytest.raises(ServerError, match="rtc prefix contains non-finite values"):
+            client.get_action(obs, rtc=RtcRequest("guided", np.full((2, 6), np.inf, np.float32), 1))
+        with pytest.raises(ServerError, match="'rtc.inference_delay' must be an integer"):
+            client.call("get_action", {**obs, "rtc": {"mode": "guided", "prefix": np.zeros((2, 6)),
+                                                      "inference_delay": "3"}})
+        assert client.ping()
+
+
+# ------------------------------------------------------------------------------------------ the control loop
+class FakeRtcPolicy(FakePolicy):
+    """Clock chunks (row i targets observation step + i) with their normalized plan (the same / 1000); records
+    every RTC request with the observed state."""
+
+    def __init__(self):
+        super().__init__(lambda state, call: state[0] + np.arange(16)[:, None] * np.ones(6))
+        self.requests: list[tuple[float, RtcRequest]] = []
+
+    def get_action(self, obs, rtc=None):
+        out = super().get_action(obs)
+        chunk = np.concatenate([out["action.single_arm"], out["action.gripper"]], axis=1)
+        self.requests.append((float(obs["state.single_arm"][0][0]), rtc))
+        return {**out, RTC_CHUNK_KEY: chunk / 1000}
+
+
+def test_rtc_requires_async_and_a_policy_that_takes_it():
+    with pytest.raises(ValueError, match="rtc=guided needs mode=async"):
+        ControlConfig(mode="sync", rtc="guided")
+    with pytest.raises(ValueError, match="rtc must be one of"):
+        ControlConfig(rtc="blend")
+    with pytest.raises(ValueError, match="needs a policy whose get_action takes rtc="):
+        make_loop(FakeRobot(), FakePolicy(lambda s, c: np.zeros((16, 6))), mode="async", rtc="guided")
+
+
+def test_rtc_delay_is_counted_from_the_queue():
+    """The queue runs dry during each call (threshold 2, a call lasts ~6 periods): the step delta and the actions
+    popped differ, and the new chunk continues from the popped count; the prefix is the queued plan."""
+    robot, policy = FakeRobot(clock=True), FakeRtcPolicy()
+    loop, errors = make_loop(robot, policy, mode="async", fps=50, action_horizon=16, inject_delay=0.12,
+                             queue_threshold=2, rtc="freeze")
+    loop.warmup()
+    records = loop.run(max_steps=60)
+    assert not errors
+    # observation n is the robot's n-th get_observation; the warm-up took n=0, so step k observes k + 1
+    requests = [(int(state) - 1, rtc) for state, rtc in policy.requests[1:]]
+    switches = [r.step for r in records if r.chunk_jump_deg is not None]
+    assert len(switches) >= 2
+    measured = []
+    for (step, rtc), switch in zip(requests[1:], switches):
+        popped = sum(not r.hold for r in records[step:switch])
+        assert popped < switch - step  # the queue ran dry: the step delta would drop too many rows
+        # the prefix is the plan of the queued actions: row 0 is this step's action of the previous chunk
+        np.testing.assert_allclose(rtc.prefix[:, 0] * 1000, robot.sent[step][0] + np.arange(len(rtc.prefix)), rtol=1e-5)
+        # the request's d: the most popped during the previous (up to 4) calls, at most the prefix
+        if measured:
+            assert rtc.inference_delay == min(max(measured[-4:]), len(rtc.prefix))
+        measured.append(popped)
+        # the first action executed from the new chunk is its row `popped`
+        assert robot.sent[switch][0] == step + 1 + popped
+
+
+def test_guided_rtc_on_the_simulation(tiny_checkpoint):
+    """A guided-RTC run on the MuJoCo SO-100 until three chunk switches (step-counted, no timing asserted)."""
+    from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
+
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    robot = make_robot(SimSO100Config(seed=0, cameras={"front": SimCameraConfig(width=64, height=48)}), fps=20)
+    config = ControlConfig(lang_instruction="pick", fps=20, mode="async", action_horizon=16, inject_delay=0.1,
+                           rtc="guided")
+    robot.connect()
+    try:
+        loop = ControlLoop(robot, policy, config, report=lambda msg: None)
+        loop.on_step.append(lambda r: loop.stop() if sum(x.chunk_jump_deg is not None for x in loop.records) >= 3
+                            else None)
+        loop.warmup()
+        records = loop.run(max_steps=2000)
+    finally:
+        robot.disconnect()
+    assert loop.stop_reason == "stop requested" and not loop.errors
+    assert np.isfinite([r.action for r in records]).all()
+    summary = summarize(records)
+    assert summary["chunk_switches"] == 3 and np.isfinite(summary["jump_max_deg"])
+    assert "Chunk-switch jump: mean " in format_summary(summary)
