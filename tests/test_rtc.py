@@ -57,7 +57,8 @@ def test_soft_mask_matches_hand_computed_values():
 
 def test_freeze_ramp_and_guidance_weight():
     ramp = lambda t: (1 - math.exp(-6 * t)) / (1 - math.exp(-6))  # noqa: E731
-    np.testing.assert_allclose(freeze_ramp(6, 1, 4, 6.0), [0, ramp(0.25), ramp(0.5), ramp(0.75), 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(freeze_ramp(6, 1, 4, 6.0), [0, 0, ramp(1 / 3), ramp(2 / 3), 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(freeze_ramp(6, 1, 4, 6.0)[2], 0.866813, atol=1e-6)  # 1 - e^-2 over 1 - e^-6
     assert guidance_weight(0.0, 5.0) == 5.0  # clipped at beta where the formula diverges
     assert guidance_weight(0.5, 5.0) == pytest.approx(2.0)  # (1/4 + 1/4) / (1/4)
     assert guidance_weight(0.75, 5.0) == pytest.approx((0.75**2 + 0.25**2) / (0.75 * 0.25))
@@ -85,7 +86,7 @@ def test_guided_pulls_the_prefix_to_the_target_and_freeze_holds_it(features):
     distance = lambda x: float((x - target[:8]).norm(dim=1)[:4].mean())  # noqa: E731  rows d-1..d: the switch
     assert distance(guided) < 0.25 * distance(free)
     assert distance(frozen) < distance(free)
-    torch.testing.assert_close(frozen[:3], target[:3], rtol=0, atol=0)  # frozen rows are the prefix
+    torch.testing.assert_close(frozen[:4], target[:4], rtol=0, atol=0)  # frozen rows and the first executed one
     assert torch.isfinite(guided).all()
 
 

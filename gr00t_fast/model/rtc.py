@@ -9,7 +9,7 @@ Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler s
   x applied to W * (Y - x1_hat), W the `soft_mask`, w = min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2).
   Autograd runs for that VJP only (the caller runs under `no_grad`, never `inference_mode`).
 - `freeze` (no backward): rows start from a mix a*noise + (1 - a)*Y and move with a*v, a = `freeze_ramp`: 0 on
-  the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) over the overlap, 1 after it.
+  the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) from 0 over the overlap, 1 after it.
 
 Both drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain sampler.
 """
@@ -80,10 +80,10 @@ def soft_mask(horizon: int, delay: int, execution_horizon: int) -> torch.Tensor:
 
 
 def freeze_ramp(horizon: int, delay: int, overlap_end: int, rate: float) -> torch.Tensor:
-    """a (horizon,): 0 for i < d, (1 - e^{-r t})/(1 - e^{-r}) with t = (i - d + 1)/(end - d + 1) for d <= i < end,
-    1 for i >= end."""
+    """a (horizon,): 0 for i < d, (1 - e^{-r t})/(1 - e^{-r}) with t = (i - d)/(end - d) for d <= i < end (0 at the
+    first executed row: the switch is continuous), 1 for i >= end."""
     i = torch.arange(horizon, dtype=torch.float64)
-    t = (i - delay + 1) / max(overlap_end - delay + 1, 1)
+    t = (i - delay) / max(overlap_end - delay, 1)
     ramp = -torch.expm1(-rate * t) / -math.expm1(-rate)
     return torch.where(i < delay, 0.0, torch.where(i < overlap_end, ramp, 1.0)).float()
 
