@@ -170,6 +170,19 @@ def test_rtc_requires_async_and_a_policy_that_takes_it():
         make_loop(FakeRobot(), FakePolicy(lambda s, c: np.zeros((16, 6))), mode="async", rtc="guided")
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_chunk_switch_jump_is_measured_with_and_without_blending(mode):
+    """Chunks 10 apart: sync switches by the full 10, the blend's first action moves 1/(n+1) of the way."""
+    robot, policy = FakeRobot(), FakePolicy(lambda s, call: np.full((16, 6), 10.0 * call))
+    loop, _ = make_loop(robot, policy, mode=mode, fps=50, action_horizon=8, queue_threshold=5)
+    summary = summarize(loop.run(max_steps=24))
+    jumps = [r.chunk_jump_deg for r in loop.records if r.chunk_jump_deg is not None]
+    assert summary["chunk_switches"] == len(jumps) == policy.calls - 1 >= 2
+    assert all(j == 10.0 for j in jumps) if mode == "sync" else all(0 < j <= 5.0 for j in jumps)
+    line = f"Chunk-switch jump: mean {np.mean(jumps):.2f} deg, max {np.max(jumps):.2f} deg ({len(jumps)} chunk switches)"
+    assert line in format_summary(summary)
+
+
 def test_rtc_delay_is_counted_from_the_queue():
     """The queue runs dry during each call (threshold 2, a call lasts ~6 periods): the step delta and the actions
     popped differ, and the new chunk continues from the popped count; the prefix is the queued plan."""

@@ -97,10 +97,14 @@ def format_summary(summary: dict[str, float | int], title: str = "Control loop s
             f"Control period p50: {s['period_p50_ms']:.2f} ms, p99: {s['period_p99_ms']:.2f} ms, "
             f"longest freeze: {s['longest_freeze_ms']:.1f} ms",
             f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms",
-            f"Chunk-switch jump: mean {s['jump_mean_deg']:.2f} deg, max {s['jump_max_deg']:.2f} deg "
-            f"({s['chunk_switches']} switches)",
+            f"Chunk-switch jump: mean {_deg(s['jump_mean_deg'])} deg, max {_deg(s['jump_max_deg'])} deg "
+            f"({s['chunk_switches']} chunk switches)",
         ]
     )
+
+
+def _deg(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "-"
 
 
 class LiveTelemetry:
