@@ -110,7 +110,8 @@ def test_policy_rtc_results_and_errors(policy):
             policy.get_action(obs, rtc=rtc)
 
 
-def test_graph_backends_refuse_rtc_in_one_sentence(policy):
+def test_whole_graph_backends_refuse_rtc_in_one_sentence(policy):
+    from gr00t_fast.backends import CompiledBackend
     from gr00t_fast.backends.graph import GraphBackend
 
     class Graphs(GraphBackend):
@@ -118,8 +119,9 @@ def test_graph_backends_refuse_rtc_in_one_sentence(policy):
         run = ensure_sampler = None
 
     inputs, noise = example_inputs(policy.config, batch=1)
-    with pytest.raises(ValueError, match="backend 'graphs' does not support real-time chunking"):
-        Graphs(policy.model).rtc(inputs, noise, 4, RtcRequest("guided", np.zeros((0, 0)), 0))
+    for backend in (Graphs(policy.model), CompiledBackend(policy.model, backend="aot_eager")):
+        with pytest.raises(ValueError, match=f"backend '{backend.name}' does not support real-time chunking"):
+            backend.rtc(inputs, noise, 4, RtcRequest("guided", np.zeros((0, 0)), 0))
 
 
 def test_rtc_over_the_server(policy):

@@ -169,7 +169,7 @@ class ControlLoop:
         self.arm = np.array(["gripper" not in key for key in self.adapter.joint_keys])  # joints in degrees
         if config.rtc != "off" and "rtc" not in inspect.signature(policy.get_action).parameters:
             raise ValueError(f"rtc={config.rtc} needs a policy whose get_action takes rtc= (Gr00tPolicy with backend "
-                             f"torch or compile, or a PolicyClient); {type(policy).__name__} does not")
+                             f"torch, or a PolicyClient); {type(policy).__name__} does not")
         horizon = getattr(policy, "action_horizon", None)
         if horizon is not None and config.action_horizon > horizon:
             raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of {horizon} actions")
