@@ -102,6 +102,7 @@ def test_policy_rtc_results_and_errors(policy):
     np.testing.assert_array_equal(again[RTC_CHUNK_KEY][:2], first[RTC_CHUNK_KEY][4:6])
     bad = {"prefix contains non-finite": RtcRequest("guided", np.full((3, 6), np.nan), 1),
            "rtc mode must be one of": RtcRequest("blend", np.zeros((3, 6)), 1),
+           "rtc prefix is normalized actions": RtcRequest("guided", np.full((3, 6), 45.0), 1),  # degrees
            "expected shape (P <= 16, A <= 6)": RtcRequest("guided", np.zeros((17, 6)), 1),
            "inference_delay must be an integer in [0, 16]": RtcRequest("guided", np.zeros((3, 6)), 20),
            "beta must be a finite number > 0": RtcRequest("guided", np.zeros((3, 6)), 1, beta=float("inf"))}

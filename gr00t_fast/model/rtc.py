@@ -25,6 +25,7 @@ import torch
 
 RTC_MODES = ("guided", "freeze")
 RTC_CHUNK_KEY = "rtc.normalized_action"  # result key of an rtc call: the chunk (horizon, action dims), normalized
+MAX_PREFIX_ABS = 10.0  # a prefix beyond this is not normalized actions (units mixed up), not something to pull to
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,12 @@ class RtcRequest:
         if len(shape) != 2 or shape[0] > horizon or shape[1] > max_action_dim or shape[0] and not shape[1]:
             raise ValueError(f"rtc prefix: expected shape (P <= {horizon}, A <= {max_action_dim}) normalized actions, "
                              f"received {shape or type(self.prefix).__name__}")
-        if not bool(torch.isfinite(torch.as_tensor(self.prefix)).all()):
+        prefix = torch.as_tensor(self.prefix)
+        if not bool(torch.isfinite(prefix).all()):
             raise ValueError("rtc prefix contains non-finite values (NaN/inf)")
+        if prefix.numel() and float(prefix.abs().max()) > MAX_PREFIX_ABS:
+            raise ValueError(f"rtc prefix is normalized actions (the model's lie in [-1, 1]); |values| up to "
+                             f"{MAX_PREFIX_ABS:g} are accepted, got {float(prefix.abs().max()):.3g}")
         for name, value in (("inference_delay", self.inference_delay), ("execution_horizon", self.execution_horizon)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                       or not 0 <= value <= horizon):
