@@ -53,11 +53,16 @@ def test_loop(tiny_checkpoint, tmp_path):
     argv = ["loop", "--model_path", str(tiny_checkpoint), "--duration", "0.3", "--fps", "10", "--delays", "0.1",
             "--camera_size", "64x48", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
-    result, _ = check_outputs(tmp_path, "loop", ["loop_trajectories.png", "loop_errors.png"])
+    result, markdown = check_outputs(tmp_path, "loop", ["loop_trajectories.png", "loop_errors.png",
+                                                        "loop_switches.png", "loop_metrics.png"])
     runs = result["runs"]
     assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in LOOP_METHODS]
+    assert "Jump mean (deg)" in markdown and "Jerk RMS" in markdown
+    assert set(result["call_cost"]) == {"plain", "freeze", "guided"}
+    assert all(c["successful_runs"] == 2 and c["median"] > 0 for c in result["call_cost"].values())
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0
+        assert run["chunk_switches"] >= 0 and "jump_mean_deg" in run and "jerk_rms_deg_s3" in run
         assert run["arm_mae_deg"] >= 0 and run["arm_rmse_deg"] >= run["arm_mae_deg"]
         assert set(run["mae"]) == set(JOINT_NAMES)
 
