@@ -82,15 +82,19 @@ class MultiEmbodimentActionEncoder(nn.Module):
 
 
 class Attention(nn.Module):
-    """diffusers `Attention` with biases: to_q / to_k / to_v / to_out.0."""
+    """diffusers `Attention` with biases (to_q / to_k / to_v / to_out.0), its projections fused at load: q/k/v
+    for self-attention, k/v for cross-attention to `kv_dim` features (`gr00t_fast.model.fusion`)."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, kv_dim: int | None = None):
         super().__init__()
-        inner, kv_dim = heads * head_dim, kv_dim or dim
+        inner = heads * head_dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner)
-        self.to_k = nn.Linear(kv_dim, inner)
-        self.to_v = nn.Linear(kv_dim, inner)
+        if kv_dim is None:
+            self.to_qkv = nn.Linear(dim, 3 * inner)
+            self.fused = {"to_qkv": (("to_q", inner), ("to_k", inner), ("to_v", inner))}
+        else:
+            self.to_q, self.to_kv = nn.Linear(dim, inner), nn.Linear(kv_dim, 2 * inner)
+            self.fused = {"to_kv": (("to_k", inner), ("to_v", inner))}
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +102,17 @@ class Attention(nn.Module):
         return x.view(B, N, self.heads, -1).transpose(1, 2)
 
     def key_value(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split_heads(self.to_k(context)), self.split_heads(self.to_v(context))
+        """Cross-attention K, V of `context` (computed once per call by the sampler)."""
+        k, v = self.to_kv(context).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        k, v = kv if kv is not None else self.key_value(x)
-        out = F.scaled_dot_product_attention(self.split_heads(self.to_q(x)), k, v)
+        """Self-attention of `x`, or cross-attention to `kv` (`key_value` of the context)."""
+        if kv is None:
+            q, k, v = (self.split_heads(t) for t in self.to_qkv(x).chunk(3, dim=-1))
+        else:
+            q, (k, v) = self.split_heads(self.to_q(x)), kv
+        out = F.scaled_dot_product_attention(q, k, v)
         B, _, N, _ = out.shape
         return self.to_out[0](out.transpose(1, 2).reshape(B, N, -1))
 
