@@ -200,3 +200,24 @@ def test_step_tables_are_made_once_and_serve_autograd(tiny_model):
     noise = torch.randn(1, cfg.action_horizon, cfg.action_dim, requires_grad=True)
     head.get_action(feats, state, 31, noise, 3).sum().backward()
     assert noise.grad is not None and torch.isfinite(noise.grad).all()
+
+
+@torch.inference_mode()
+def test_padding_queries_attend_uniformly_with_a_finite_mask(tiny_model):
+    """Upstream fills masked positions with float32's minimum, so a padding query (every key masked) attends
+    uniformly; the finite fill plus zeroed padding queries gives the same hidden states, padding rows included."""
+    from gr00t_fast.model.eagle import MASK_FILL, PaddingMask, padding_mask, rope_cos_sin
+
+    llm, c = tiny_model.backbone.eagle_model.language_model.model, tiny_model.config.llm
+    embeds = torch.randn(2, 12, c.hidden_size, generator=torch.Generator().manual_seed(8))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, :4] = 0
+    ours = padding_mask(mask, torch.float32)
+    assert torch.isfinite(ours.bias).all() and ours.queries[1, 0, :4].eq(0).all()
+    upstream = PaddingMask(ours.bias.masked_fill(ours.bias == MASK_FILL, torch.finfo(torch.float32).min),
+                           torch.ones_like(ours.queries))
+    cos, sin = rope_cos_sin(12, c.head_dim, c.rope_theta, embeds.device, embeds.dtype)
+    x = embeds
+    for layer in llm.layers:
+        x = layer(x, cos, sin, upstream)
+    torch.testing.assert_close(llm(embeds, mask), llm.norm(x), atol=1e-6, rtol=0)

@@ -6,6 +6,7 @@ hot path beyond what depends on the (static) input shapes.
 """
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +125,28 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+MASK_FILL = torch.finfo(torch.float16).min  # finite in every dtype the model and its graphs run in
+
+
+class PaddingMask(NamedTuple):
+    """Left padding for the LLM's attention. `bias`: additive (B,1,L,L), causal plus padding keys; `queries`:
+    (B,1,L,1), 0 on padding queries. A padding query sees only masked keys: zeroing it makes its scores equal, so
+    it attends uniformly, as upstream's rows filled with the dtype's minimum do, while the fill stays finite (an
+    infinite fill turns such rows into NaN in fp16/bf16 engines)."""
+
+    bias: torch.Tensor
+    queries: torch.Tensor
+
+
+def padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> PaddingMask:
+    """The `PaddingMask` of a (B, L) attention mask (1 = token, 0 = left padding)."""
+    L = attention_mask.shape[-1]
+    allowed = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
+    allowed = allowed[None, None] & attention_mask[:, None, None, :].bool()
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, MASK_FILL)
+    return PaddingMask(bias, attention_mask[:, None, :, None].to(dtype))
+
+
 class Qwen3Attention(nn.Module):
     def __init__(self, cfg: LLMConfig):
         super().__init__()
@@ -135,7 +158,7 @@ class Qwen3Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, mask: PaddingMask | None) -> torch.Tensor:
         B, L, _ = x.shape
         q, k, v = self.qkv_proj(x).view(B, L, self.heads + 2 * self.kv_heads, self.head_dim).split(
             (self.heads, self.kv_heads, self.kv_heads), dim=2)
@@ -146,7 +169,10 @@ class Qwen3Attention(nn.Module):
         gqa = not torch.onnx.is_in_onnx_export()
         if not gqa:
             k, v = (t.repeat_interleave(self.heads // self.kv_heads, dim=1) for t in (k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
+        if mask is not None:
+            q = q * mask.queries
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.bias,
+                                             is_causal=mask is None, enable_gqa=gqa)
         return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
 
 
@@ -175,18 +201,6 @@ class Qwen3Layer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-def causal_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive (B,1,L,L) mask: causal plus left padding, built like transformers on CPU.
-
-    Rows of padding queries are fully masked with the dtype's minimum, so they attend uniformly
-    (as the official fp32 CPU pipeline does); their features still reach the action head unmasked.
-    """
-    L = attention_mask.shape[-1]
-    allowed = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
-    allowed = allowed[None, None] & attention_mask[:, None, None, :].bool()
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
-
-
 class Qwen3Model(nn.Module):
     def __init__(self, cfg: LLMConfig):
         super().__init__()
@@ -199,7 +213,7 @@ class Qwen3Model(nn.Module):
         """Hidden state after the kept layers and the final RMSNorm. Positions are 0..L-1."""
         L = inputs_embeds.shape[1]
         cos, sin = rope_cos_sin(L, self.cfg.head_dim, self.cfg.rope_theta, inputs_embeds.device, inputs_embeds.dtype)
-        mask = None if attention_mask is None else causal_padding_mask(attention_mask, inputs_embeds.dtype)
+        mask = None if attention_mask is None else padding_mask(attention_mask, inputs_embeds.dtype)
         x = inputs_embeds
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
