@@ -10,9 +10,10 @@ import torch
 from gr00t_fast.backends.tensorrt import check_shapes
 from gr00t_fast.cache import checkpoint_fingerprint
 from gr00t_fast.export import cli
-from gr00t_fast.export.int8 import action_error, calibration_inputs, quantize_graphs
+from gr00t_fast.export.int8 import action_error, calibration_inputs, graphs_in, quantize_graphs
 from gr00t_fast.export.tensorrt import engine_cache_key, optimization_profiles, prompt_length_range
 from gr00t_fast.model import load_model
+from gr00t_fast.model.graphs import graph_file
 from gr00t_fast.policy.processor import example_inputs
 
 
@@ -36,11 +37,21 @@ def test_onnx_graphs_match_pytorch(onnx_dir):
         assert entry["max_abs_diff"] <= 1e-4, graph
 
 
-def test_int8_quantization_reports_action_error(model, onnx_dir, tmp_path):
+def test_int8_graphs_keep_their_weights_as_external_data_and_report_action_error(model, onnx_dir, tmp_path):
+    """Each INT8 graph in its own folder with its weights in `<graph>.onnx.data` (full-size graphs are over
+    protobuf's 2 GB); ONNX Runtime loads them from there."""
+    import onnx
+
     calibration = calibration_inputs(model.config, 2)
     out = quantize_graphs(model, onnx_dir, tmp_path / "int8", calibration, 2, progress=False)
-    assert sorted(p.name for p in out.glob("*.onnx")) == ["llm.onnx", "sampler_s2.onnx", "vision.onnx", "vl.onnx"]
-    assert (out / "llm.onnx").stat().st_size < (onnx_dir / "llm.onnx").stat().st_size  # int8 weights
+    graphs = ["llm", "sampler_s2", "vision", "vl"]
+    assert graphs_in(out) == graphs
+    for graph in graphs:
+        assert sorted(p.name for p in (out / graph).iterdir()) == [f"{graph}.onnx", f"{graph}.onnx.data"]
+        proto = onnx.load(graph_file(out, graph), load_external_data=False)
+        assert any(onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer), graph
+    int8_bytes = (out / "llm" / "llm.onnx.data").stat().st_size
+    assert int8_bytes < graph_file(onnx_dir, "llm").stat().st_size  # int8 weights
     error = action_error(model, out, example_inputs(model.config, seed=9), 2)
     assert 0 < error["mean_abs_diff"] <= error["max_abs_diff"] < 1.0
 

@@ -13,7 +13,7 @@ import torch
 
 from gr00t_fast.backends.base import package_missing
 from gr00t_fast.backends.graph import GraphBackend
-from gr00t_fast.model.graphs import sampler_name
+from gr00t_fast.model.graphs import graph_file, sampler_name
 
 
 def ort_session(path: Path, providers: list[str] | None = None):
@@ -68,7 +68,7 @@ class OnnxRuntimeBackend(GraphBackend):
 
     def session(self, graph: str):
         if graph not in self.sessions:
-            path = self.onnx_dir / f"{graph}.onnx"
+            path = graph_file(self.onnx_dir, graph)
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{path} does not exist; export it with `gr00t-fast export onnx --steps N --out {self.onnx_dir}`"
@@ -78,7 +78,7 @@ class OnnxRuntimeBackend(GraphBackend):
 
     def ensure_sampler(self, num_steps: int) -> str:
         name = sampler_name(num_steps)
-        if name not in self.sessions and self.export_sampler and not (self.onnx_dir / f"{name}.onnx").is_file():
+        if name not in self.sessions and self.export_sampler and not graph_file(self.onnx_dir, name).is_file():
             self.export_sampler(num_steps)
         self.session(name)
         return name

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from gr00t_fast.backends import fidelity
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend, to_numpy
-from gr00t_fast.model.graphs import graph_inputs, graph_kind
+from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.processor import example_inputs
 
@@ -52,34 +52,42 @@ class GraphCalibrationReader:
         return next(self.feeds, None)
 
 
+def graphs_in(folder: str | Path) -> list[str]:
+    """Names of the graphs an export folder holds (`<folder>/<graph>/<graph>.onnx`)."""
+    return sorted(p.stem for p in Path(folder).glob("*/*.onnx") if p.stem == p.parent.name)
+
+
 def quantize_graphs(
     model: torch.nn.Module, onnx_dir: str | Path, out_dir: str | Path, calibration: list[Sample], num_steps: int,
-    progress: bool = True,
+    graphs: list[str] | None = None, progress: bool = True,
 ) -> Path:
-    """Quantize every `*.onnx` graph in `onnx_dir` into `out_dir` (same names), calibrated on `calibration`."""
+    """Quantize `graphs` (default: every graph in `onnx_dir`) into `out_dir` (same layout), calibrated on
+    `calibration`. Weights are written as external data (`<graph>.onnx.data`, one file per graph in its own
+    folder): at full size the llm and sampler graphs are over protobuf's 2 GB."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     CalibrationDataReader.register(GraphCalibrationReader)
-    onnx_dir, out = Path(onnx_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = [graph_inputs(model, inputs, noise, num_steps) for inputs, noise in calibration]
-    paths = sorted(onnx_dir.glob("*.onnx"))
-    if not paths:
+    graphs = graphs or graphs_in(onnx_dir)
+    if not graphs:
         raise FileNotFoundError(f"no ONNX graphs in {onnx_dir}: run `gr00t-fast export onnx` first")
-    for path in tqdm(paths, desc="quantizing INT8", unit="graph", disable=not progress):
-        graph = path.stem
-        key = graph_kind(graph)
-        prepared = out / f"{graph}.prep.onnx"
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)  # shape inference + graph cleanup
+    recorded = [graph_inputs(model, inputs, noise, num_steps) for inputs, noise in calibration]
+    for graph in tqdm(graphs, desc="quantizing INT8", unit="graph", disable=not progress):
+        target = graph_file(out_dir, graph)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        prepared = target.with_name(f"{graph}.prep.onnx")
+        quant_pre_process(graph_file(onnx_dir, graph), prepared, skip_symbolic_shape=True,  # shape inference, cleanup
+                          save_as_external_data=True, all_tensors_to_one_file=True,
+                          external_data_location=f"{prepared.name}.data")
         quantize_static(
-            str(prepared), str(out / path.name), GraphCalibrationReader([r[key] for r in recorded]),
+            prepared, target, GraphCalibrationReader([r[graph_kind(graph)] for r in recorded]),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True, op_types_to_quantize=QUANTIZED_OPS, use_external_data_format=True,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
         prepared.unlink()
-    return out
+        prepared.with_name(f"{prepared.name}.data").unlink()
+    return Path(out_dir)
 
 
 def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int) -> dict:

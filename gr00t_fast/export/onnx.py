@@ -2,10 +2,13 @@
 `onnxruntime` backend's own session, against PyTorch.
 
 Batch, image count and sequence length are dynamic axes; the step count is baked into the sampler graph's name.
+Each graph is written to its own folder (`graph_file`): at full size the llm and sampler graphs are over protobuf's
+2 GB and keep their weights beside them as external data.
 """
 
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from tqdm import tqdm
 
 from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
 from gr00t_fast.cache import cache_dir, checkpoint_fingerprint
-from gr00t_fast.model.graphs import GRAPH_IO, graph_inputs, graph_kind, graph_module, sampler_name
+from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.processor import example_inputs
 
@@ -88,7 +91,7 @@ def export_onnx(
     report = {}
     for graph in tqdm(graphs, desc="exporting ONNX", unit="graph", disable=not progress):
         example = examples[graph_kind(graph)]
-        path = export_graph(model, graph, example, out / f"{graph}.onnx")
+        path = export_graph(model, graph, example, graph_file(out, graph))
         report[graph] = {"path": str(path)}
         if validate:
             diff = validate_graph(model, graph, path, example)
@@ -114,10 +117,11 @@ def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
         scratch = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # concurrent exports never see half a file
         export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs, progress=False)
         folder.mkdir(parents=True, exist_ok=True)
-        for path in scratch.iterdir():
-            os.replace(path, folder / path.name)
+        for graph_dir in scratch.iterdir():
+            shutil.rmtree(folder / graph_dir.name, ignore_errors=True)
+            os.replace(graph_dir, folder / graph_dir.name)
         scratch.rmdir()
 
-    if not all((folder / f"{graph}.onnx").is_file() for graph in ("vision", "llm", "vl")):
+    if not all(graph_file(folder, graph).is_file() for graph in ("vision", "llm", "vl")):
         export(fp32.config.num_inference_timesteps)
     return {"onnx_dir": folder, "export_sampler": lambda num_steps: export(num_steps, (sampler_name(num_steps),))}

@@ -10,6 +10,7 @@ Between vision and llm, the token-embedding lookup and the image/token merge (`m
 the graphs: a gather keeps the 151680-row embedding table out of every graph.
 """
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -32,6 +33,12 @@ GraphRunner = Callable[[str, dict[str, torch.Tensor]], torch.Tensor]  # (graph n
 def sampler_name(num_steps: int) -> str:
     """The sampler graph's name: its step count is unrolled into it."""
     return f"sampler_s{num_steps}"
+
+
+def graph_file(folder: str | Path, graph: str) -> Path:
+    """Where an export folder keeps `graph`: `<folder>/<graph>/<graph>.onnx`, each graph in its own folder, so the
+    external-data files of graphs over protobuf's 2 GB (full-size llm, samplers) never share a directory."""
+    return Path(folder) / graph / f"{graph}.onnx"
 
 
 def graph_kind(graph: str) -> str:
