@@ -3,13 +3,16 @@
 import json
 import os
 import shutil
+import sys
+import types
 
 import pytest
 import torch
 
-from gr00t_fast.backends.tensorrt import check_shapes
+from gr00t_fast.backends.tensorrt import TensorRTBackend, check_shapes
 from gr00t_fast.cache import checkpoint_fingerprint
 from gr00t_fast.export import cli
+from gr00t_fast.export import tensorrt as export_tensorrt
 from gr00t_fast.export.int8 import action_error, calibration_inputs, graphs_in, quantize_graphs
 from gr00t_fast.export.tensorrt import engine_cache_key, optimization_profiles, prompt_length_range
 from gr00t_fast.model import load_model
@@ -114,3 +117,118 @@ def test_engine_cache_key_changes_with_checkpoint_shapes_precision_and_platform(
 def test_tensorrt_export_without_tensorrt_or_gpu_says_what_is_missing(tiny_checkpoint, tmp_path, capsys):
     assert cli.main(["tensorrt", "--model_path", str(tiny_checkpoint), "--out", str(tmp_path)]) == 2
     assert "CUDA GPU" in capsys.readouterr().err
+
+
+def fake_tensorrt(version: str = "10.9.0.34") -> types.ModuleType:
+    """Stands in for TensorRT 10 where it cannot be installed (its wheels come from NVIDIA's own index, out of reach
+    here; building also needs a GPU): the documented Python names `build_engine` uses, a parser that loads the real
+    ONNX file with its external data, and a record of every build's file, flags and profile."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__, trt.builds = version, []
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
+    trt.BuilderFlag = types.SimpleNamespace(**{f: f for f in ("FP16", "BF16", "INT8", "FP8", "TF32")})
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+
+    class Network:
+        inputs: list[str] = []
+        num_inputs = property(lambda self: len(self.inputs))
+
+        def get_input(self, i):
+            return types.SimpleNamespace(name=self.inputs[i])
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse_from_file(self, path):
+            import onnx
+
+            graph = onnx.load(path).graph  # external data resolved beside the file, as TensorRT's parser does
+            weights = {t.name for t in graph.initializer}
+            self.network.inputs, self.network.path = [i.name for i in graph.input if i.name not in weights], path
+            return True
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles = set(), []
+
+        set_memory_pool_limit = lambda self, pool, size: None  # noqa: E731
+        set_flag = lambda self, flag: self.flags.add(flag)  # noqa: E731
+        add_optimization_profile = lambda self, profile: self.profiles.append(profile)  # noqa: E731
+        create_timing_cache = lambda self, data: data  # noqa: E731
+        set_timing_cache = lambda self, cache, ignore_mismatch: None  # noqa: E731
+        get_timing_cache = lambda self: types.SimpleNamespace(serialize=lambda: b"timing")  # noqa: E731
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        create_network = lambda self, flags: Network()  # noqa: E731
+        create_builder_config = lambda self: Config()  # noqa: E731
+        def create_optimization_profile(self):
+            profile = types.SimpleNamespace(shapes={})
+            profile.set_shape = lambda name, lo, opt, hi: profile.shapes.__setitem__(name, [list(lo), list(opt), list(hi)])
+            return profile
+
+        def build_serialized_network(self, network, config):
+            trt.builds.append(dict(path=network.path, flags=config.flags, shapes=config.profiles[0].shapes))
+            return b"engine"
+
+    trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    return trt
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    trt = fake_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(TensorRTBackend, "missing", classmethod(lambda cls, device: None))
+    monkeypatch.setattr(export_tensorrt, "gpu_identity", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    return trt
+
+
+def test_tensorrt_engines_are_looked_up_in_the_cache_before_any_reload_or_export(fake_trt, tiny_checkpoint, tmp_path,
+                                                                                 monkeypatch):
+    """First build: INT8 Q/DQ graphs (weights as external data, each in its own folder) with the INT8 + FP16 flags
+    and profiles naming exactly each graph's inputs. Second: every engine cached, the checkpoint is not even loaded.
+    Third: one engine gone, only that graph is exported and built."""
+    build = lambda: export_tensorrt.build_engines(tiny_checkpoint, tmp_path, num_steps=2, precision="int8",  # noqa: E731
+                                                 progress=False)
+    manifest = json.loads((build() / "manifest.json").read_text())
+    graphs = ["vision", "llm", "vl", "sampler_s2"]
+    assert list(manifest["graphs"]) == graphs and manifest["tensorrt"] == "10.9.0.34"
+    assert [b["path"] for b in fake_trt.builds] == [str(graph_file(tmp_path / "onnx_int8", g)) for g in graphs]
+    for graph, built in zip(graphs, fake_trt.builds):
+        assert built["flags"] == {"INT8", "FP16"} and built["shapes"] == manifest["graphs"][graph]["profile"]
+        assert (tmp_path / "engines" / manifest["graphs"][graph]["engine"]).read_bytes() == b"engine"
+
+    fake_trt.builds.clear()
+    with monkeypatch.context() as m:
+        m.setattr("gr00t_fast.model.load_model", lambda *a, **k: pytest.fail("reloaded a checkpoint whose engines are cached"))
+        assert json.loads((build() / "manifest.json").read_text()) == manifest
+    assert fake_trt.builds == []
+
+    (tmp_path / "engines" / manifest["graphs"]["vl"]["engine"]).unlink()
+    build()
+    assert [b["path"] for b in fake_trt.builds] == [str(graph_file(tmp_path / "onnx_int8", "vl"))]
+
+
+@pytest.mark.parametrize("precision, flags", [("fp32", set()), ("fp16", {"FP16"}), ("bf16", {"BF16"}),
+                                              ("fp8", {"FP8", "FP16"})])
+def test_tensorrt_builder_flags_per_precision(fake_trt, precision, flags, onnx_dir, tmp_path, model):
+    profile = optimization_profiles(model.config, 1, (1, 1, 2), prompt_length_range(model.config, 1), 2)["vl"]
+    export_tensorrt.build_engine(graph_file(onnx_dir, "vl"), tmp_path / "vl.engine", profile, precision, progress=False)
+    assert fake_trt.builds[0]["flags"] == flags
+    with pytest.raises(ValueError, match=r"vl.onnx: network inputs \['features'\] do not match.*'vl_embeds'"):
+        export_tensorrt.build_engine(graph_file(onnx_dir, "vl"), tmp_path / "x.engine", {"vl_embeds": profile["features"]},
+                                     precision, progress=False)
+
+
+def test_tensorrt_11_is_refused_before_anything_loads(fake_trt, tiny_checkpoint, tmp_path):
+    export_tensorrt.check_tensorrt_version("10.16.1.11")
+    fake_trt.__version__ = "11.4.0.106"
+    with pytest.raises(RuntimeError, match=r"TensorRT 11 removed .* pip install 'tensorrt>=10,<11'"):
+        export_tensorrt.build_engines(tiny_checkpoint, tmp_path, progress=False)
+    assert not tmp_path.joinpath("onnx").exists()

@@ -8,7 +8,8 @@ running. Engines are cached under a key of checkpoint fingerprint, graph, profil
 TensorRT version, so a changed checkpoint, shape range, precision, GPU or TensorRT never reuses a stale engine.
 
 Precisions: fp32, fp16, bf16 (builder flags on the fp32 graphs); int8 (explicit Q/DQ graphs calibrated with
-ONNX Runtime, see `export.int8`); fp8 (Q/DQ graphs from NVIDIA ModelOpt, which must be installed).
+ONNX Runtime, see `export.int8`); fp8 (Q/DQ graphs from NVIDIA ModelOpt, which must be installed). The builder
+flags are TensorRT 10's (`tensorrt>=10,<11`): TensorRT 11 removed them in favour of strongly typed networks.
 """
 
 import hashlib
@@ -22,13 +23,17 @@ import numpy as np
 from gr00t_fast.backends.tensorrt import Profile, Shape, TensorRTBackend
 from gr00t_fast.cache import checkpoint_fingerprint
 from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.model.graphs import sampler_name
+from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind, sampler_name
+from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
 from gr00t_fast.policy.tokenizer import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+TENSORRT_MAJOR = 10  # `tensorrt>=10,<11`: the builder flags below were removed in TensorRT 11
+# precision -> TensorRT 10 builder flags (int8 / fp8: explicit Q/DQ graphs, other layers in fp16)
+PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "bf16": ("BF16",), "int8": ("INT8", "FP16"), "fp8": ("FP8", "FP16")}
 INSTRUCTION_MARGIN = 64  # tokens allowed for the instruction beyond the empty one
 
 
@@ -114,15 +119,42 @@ def _progress_monitor(trt):
     return TqdmMonitor()
 
 
+def check_tensorrt_version(version: str) -> None:
+    """Engines are built with TensorRT 10's precision builder flags, which TensorRT 11 removed (strong typing only)."""
+    if version.split(".")[0] != str(TENSORRT_MAJOR):
+        raise RuntimeError(f"gr00t-fast builds engines with TensorRT {TENSORRT_MAJOR} (TensorRT 11 removed the precision "
+                           f"builder flags it uses), this is TensorRT {version}: pip install 'tensorrt>={TENSORRT_MAJOR},<11'")
+
+
+def builder_config(trt, builder, network, profile: Profile, precision: str, workspace_gb: float, timing_cache: bytes):
+    """TensorRT 10 builder config: workspace, the precision's builder flags, one optimization profile covering
+    every network input, a timing cache."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
+    if inputs != set(profile):
+        raise ValueError(f"network inputs {sorted(inputs)} do not match the profile's {sorted(profile)}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    for flag in PRECISION_FLAGS[precision]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    opt_profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile.items():
+        opt_profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(opt_profile)
+    config.set_timing_cache(config.create_timing_cache(timing_cache), ignore_mismatch=False)
+    return config
+
+
 def build_engine(
     onnx_path: Path, engine_path: Path, profile: Profile, precision: str, *,
     timing_cache: Path | None = None, workspace_gb: float = 8.0, progress: bool = True,
 ) -> Path:
-    """Parse `onnx_path`, build a serialized engine for one optimization profile, write it to `engine_path`."""
+    """Parse `onnx_path` (external data beside it), build a serialized engine for one optimization profile, write it
+    to `engine_path`."""
     import tensorrt as trt
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    check_tensorrt_version(trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -130,20 +162,11 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}:\n{errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    flags = {"fp16": ["FP16"], "bf16": ["BF16"], "int8": ["INT8", "FP16"], "fp8": ["FP8", "FP16"], "fp32": []}
-    for flag in flags[precision]:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    opt_profile = builder.create_optimization_profile()
-    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
-    if inputs != set(profile):
-        raise ValueError(f"{onnx_path.name} inputs {sorted(inputs)} do not match the profile's {sorted(profile)}")
-    for name, (lo, opt, hi) in profile.items():
-        opt_profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(opt_profile)
     cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    try:
+        config = builder_config(trt, builder, network, profile, precision, workspace_gb, cache_bytes)
+    except ValueError as e:
+        raise ValueError(f"{onnx_path.name}: {e}") from None
     if progress:
         monitor = _progress_monitor(trt)  # held here: it must outlive the build
         config.progress_monitor = monitor
@@ -160,13 +183,43 @@ def build_engine(
 
 
 def quantize_fp8(onnx_path: Path, out_path: Path, calibration: dict[str, np.ndarray]) -> Path:
-    """Q/DQ FP8 graph with NVIDIA ModelOpt (`modelopt.onnx.quantization.quantize`)."""
+    """Q/DQ FP8 graph with NVIDIA ModelOpt (`modelopt.onnx.quantization.quantize`), weights as external data."""
     try:
         from modelopt.onnx.quantization import quantize
     except ImportError:
         raise RuntimeError("FP8 engines need NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'") from None
-    quantize(onnx_path=str(onnx_path), quantize_mode="fp8", calibration_data=calibration, output_path=str(out_path))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    quantize(onnx_path=str(onnx_path), quantize_mode="fp8", calibration_data=calibration, output_path=str(out_path),
+             use_external_data_format=True)
     return out_path
+
+
+def graphs_to_build(model_path: str | Path, out: Path, graphs: list[str], precision: str, batch: int, cameras: int,
+                    num_steps: int, eagle_path: str | Path | None, progress: bool) -> Path:
+    """The ONNX folder to build `graphs` from: the fp32 model loaded and exported, then quantized to INT8 Q/DQ
+    (ONNX Runtime) or FP8 Q/DQ (ModelOpt) when asked; each graph in its own folder."""
+    import torch
+
+    from gr00t_fast.backends.onnxruntime import to_numpy
+    from gr00t_fast.export.onnx import export_onnx
+    from gr00t_fast.model import load_model
+
+    model = load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=eagle_path)
+    inputs, noise = example_inputs(model.config, batch=batch, cameras=cameras)
+    onnx_dir = out / "onnx"
+    export_onnx(model, onnx_dir, inputs, noise, num_steps, graphs=tuple(graphs), progress=progress)
+    if precision == "int8":
+        from gr00t_fast.export.int8 import calibration_inputs, quantize_graphs
+
+        calibration = calibration_inputs(model.config, 8, cameras)
+        return quantize_graphs(model, onnx_dir, out / "onnx_int8", calibration, num_steps, graphs, progress)
+    if precision == "fp8":
+        feeds = graph_inputs(model, inputs, noise, num_steps)
+        for graph in graphs:
+            quantize_fp8(graph_file(onnx_dir, graph), graph_file(out / "onnx_fp8", graph),
+                         {k: to_numpy(v) for k, v in feeds[graph_kind(graph)].items()})
+        return out / "onnx_fp8"
+    return onnx_dir
 
 
 def build_engines(
@@ -181,8 +234,10 @@ def build_engines(
     eagle_path: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Export ONNX, quantize when asked, build (or reuse from `out_dir/engines`) one engine per graph and
-    write `out_dir/manifest.json` (engine paths + profiles), which the `tensorrt` backend loads."""
+    """Engines for every graph in `out_dir/engines`, looked up in that cache first (key: checkpoint fingerprint,
+    graph, profile, precision, GPU, TensorRT): only when one is missing is the checkpoint loaded, exported (and
+    quantized) and that engine built. Writes `out_dir/manifest.json` (engine names + profiles), which the
+    `tensorrt` backend loads."""
     import torch
 
     reason = TensorRTBackend.missing(torch.device("cuda"))
@@ -190,50 +245,34 @@ def build_engines(
         raise RuntimeError(f"building TensorRT engines needs {reason}")
     import tensorrt as trt
 
-    from gr00t_fast.export.onnx import export_onnx
-    from gr00t_fast.model import load_model
-    from gr00t_fast.model.graphs import graph_inputs, graph_kind
-    from gr00t_fast.policy.data_config import get_data_config
-
+    check_tensorrt_version(trt.__version__)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     out = Path(out_dir)
-    model = load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=eagle_path)
-    config = model.config
+    config = Gr00tConfig.from_checkpoint(model_path, eagle_path)
     steps = num_steps or config.num_inference_timesteps
     cameras = len(get_data_config(data_config).video_keys)
     prompt = prompt_length_range(config, cameras, instruction_margin)
     profiles = optimization_profiles(config, cameras, batch, prompt, steps)
-    inputs, noise = example_inputs(config, batch=batch[1], cameras=cameras)
-    onnx_dir = out / "onnx"
-    export_onnx(model, onnx_dir, inputs, noise, steps, progress=progress)
-    if precision == "int8":
-        from gr00t_fast.export.int8 import quantize_graphs
-
-        onnx_dir = quantize_graphs(model, onnx_dir, out / "onnx_int8", [(inputs, noise)], steps, progress=progress)
-    elif precision == "fp8":
-        from gr00t_fast.backends.onnxruntime import to_numpy
-
-        calibration = graph_inputs(model, inputs, noise, steps)
-        for graph in profiles:
-            quantize_fp8(onnx_dir / f"{graph}.onnx", out / "onnx_fp8" / f"{graph}.onnx",
-                         {k: to_numpy(v) for k, v in calibration[graph_kind(graph)].items()})
-        onnx_dir = out / "onnx_fp8"
     fingerprint = checkpoint_fingerprint(model_path)
     gpu, capability = gpu_identity()
-    manifest = dict(checkpoint=str(model_path), fingerprint=fingerprint, precision=precision, gpu=gpu,
-                    compute_capability=capability, tensorrt=trt.__version__, data_config=data_config,
-                    cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps, graphs={})
-    for graph, profile in profiles.items():
-        key = engine_cache_key(fingerprint, graph, profile, precision, gpu, capability, trt.__version__)
-        engine = out / "engines" / f"{graph}-{precision}-{key}.engine"
-        if engine.is_file():
-            log.info("reusing cached engine %s", engine)
-        else:
+    keys = {graph: engine_cache_key(fingerprint, graph, profile, precision, gpu, capability, trt.__version__)
+            for graph, profile in profiles.items()}
+    engines = {graph: out / "engines" / f"{graph}-{precision}-{key}.engine" for graph, key in keys.items()}
+    missing = [graph for graph, engine in engines.items() if not engine.is_file()]
+    if missing:
+        onnx_dir = graphs_to_build(model_path, out, missing, precision, batch[1], cameras, steps, eagle_path, progress)
+        for graph in missing:
             if progress:
                 print(f"building {graph} ({precision}) engine ...", flush=True)
-            build_engine(onnx_dir / f"{graph}.onnx", engine, profile, precision,
+            build_engine(graph_file(onnx_dir, graph), engines[graph], profiles[graph], precision,
                          timing_cache=out / "engines" / "timing.cache", progress=progress)
-        manifest["graphs"][graph] = dict(engine=engine.name, profile={k: [list(s) for s in v] for k, v in profile.items()})
+    log.info("TensorRT engines: %d reused from %s, %d built", len(engines) - len(missing), out / "engines", len(missing))
+    manifest = dict(checkpoint=str(model_path), fingerprint=fingerprint, precision=precision, gpu=gpu,
+                    compute_capability=capability, tensorrt=trt.__version__, data_config=data_config,
+                    cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps,
+                    graphs={graph: dict(engine=engine.name, profile={k: [list(s) for s in v]
+                                                                    for k, v in profiles[graph].items()})
+                            for graph, engine in engines.items()})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out

@@ -16,13 +16,14 @@ TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
 ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
 
 
-def cached_engines(model_path: str | Path, data_config: DataConfig, precision: str) -> Path:
-    """TensorRT engines for a checkpoint without an engine folder: built (or found) in the cache."""
+def cached_engines(model_path: str | Path, data_config: DataConfig, precision: str, eagle_path: Path | None) -> Path:
+    """TensorRT engines for a checkpoint without an engine folder: found in the cache (nothing reloaded or
+    re-exported), else built into it."""
     from gr00t_fast.cache import cache_dir
     from gr00t_fast.export.tensorrt import build_engines
 
     folder = cache_dir() / "tensorrt" / f"{data_config.name}_{precision}"
-    return build_engines(model_path, folder, data_config=data_config.name, precision=precision)
+    return build_engines(model_path, folder, data_config=data_config.name, precision=precision, eagle_path=eagle_path)
 
 
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
@@ -41,7 +42,8 @@ def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, dat
 
         options.update(cached_onnx_export(model, model_path))
     elif name == "tensorrt" and "engine_dir" not in options:
-        options["engine_dir"] = cached_engines(model_path, data_config, options.pop("precision", "bf16"))
+        options["engine_dir"] = cached_engines(model_path, data_config, options.pop("precision", "bf16"),
+                                               model.config.eagle_dir)
     return cls(model, **options)
 
 
