@@ -8,7 +8,7 @@ import torch
 from gr00t_fast.backends import fidelity, make_backend
 from gr00t_fast.model import load_model
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.policy.loading import load_policy, quantize_model
 from gr00t_fast.policy.processor import example_inputs
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
@@ -29,7 +29,7 @@ def on_grid(mode: str, rows: int, cols: int, gen: torch.Generator) -> torch.Tens
 
 
 @pytest.mark.parametrize("mode", ["int8", "fp8"])
-@pytest.mark.parametrize("tokens", [5, 40])  # 3*5 rows takes the int8 padding path, 3*40 does not
+@pytest.mark.parametrize("tokens", [5, 40])  # 3*5 rows takes the int8 padding path, 3*40 does not (bias fused)
 def test_quantized_linear_is_exact_when_nothing_is_lost(mode, tokens):
     gen = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(64, 48)
@@ -51,6 +51,15 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
     assert 1e-4 < ((out - want).norm() / want.norm()).item() < tolerance  # quantized, yet close
 
 
+@pytest.mark.parametrize("rows, padded", [(1, 24), (15, 24), (17, 24), (24, 24), (25, 32), (120, 120)])
+def test_int_mm_gets_a_column_major_weight_and_rows_padded_to_a_multiple_of_8(monkeypatch, rows, padded):
+    seen, int_mm = [], torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda a, b: seen.append((a.shape, a.stride(), b.shape, b.stride())) or int_mm(a, b))
+    layer = QuantizedLinear(torch.nn.Linear(64, 48), "int8")
+    assert layer(torch.randn(rows, 64)).shape == (rows, 48)
+    assert seen == [((padded, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
+
+
 @pytest.fixture(scope="module")
 def fp32_reference(tiny_checkpoint):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
@@ -67,6 +76,17 @@ def test_model_quantization_reports_its_action_error(tiny_checkpoint, fp32_refer
     assert not any(isinstance(m, QuantizedLinear) for m in model.action_head.action_encoder.modules())
     error = fidelity(make_backend("torch", model), fp32_reference[1], *example_inputs(model.config), 4)
     assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
+
+
+def test_layers_that_see_few_rows_stay_float(tiny_checkpoint):
+    """Timestep and AdaLN projections multiply one row per sample: quantizing them would cost more than it saves."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    counts = quantize_model(model, "int8")
+    dit = model.action_head.model
+    few = [dit.timestep_encoder.timestep_embedder.linear_1, dit.transformer_blocks[0].norm1.linear, dit.proj_out_1]
+    assert all(type(layer) is torch.nn.Linear for layer in few)
+    assert isinstance(dit.transformer_blocks[0].attn1.to_q, QuantizedLinear)
+    assert counts["few_rows"] >= 2 + len(dit.transformer_blocks) and counts["converted"] > 0
 
 
 def test_quantized_model_compiles_without_graph_breaks(tiny_checkpoint):

@@ -41,3 +41,25 @@ def test_policy_loads_and_infers_on_the_torch_thread(tiny_checkpoint):
     caller.start()
     caller.join()
     assert len(seen) == 2 and seen[0] == seen[1] and seen[0][1]
+
+
+def test_the_policy_device_is_made_current_on_the_torch_thread(tiny_checkpoint, monkeypatch):
+    """A new thread starts on cuda:0: loading and every call make the policy's device current there first."""
+    import torch
+
+    from gr00t_fast.policy import loading, policy as policy_module
+    from gr00t_fast.policy.torch_thread import use_device
+
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    use_device(torch.device("cpu"))
+    use_device(torch.device("cuda", 1))
+    assert made_current == [torch.device("cuda", 1)]
+
+    seen = []
+    record = lambda device: seen.append((device, on_torch_thread()))  # noqa: E731
+    monkeypatch.setattr(loading, "use_device", record)
+    monkeypatch.setattr(policy_module, "use_device", record)
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    policy.get_action(policy.dummy_observation())
+    assert seen == [(policy.device, True)] * 2

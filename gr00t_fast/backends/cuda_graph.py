@@ -57,6 +57,10 @@ class CudaGraphBackend(Backend):
 
     @torch.inference_mode()
     def capture(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> CapturedGraph:
+        with torch.cuda.device(self.device):  # the capture's side stream and pool on the model's device
+            return self._capture(inputs, noise, num_steps)
+
+    def _capture(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> CapturedGraph:
         static, static_noise = _clone(inputs), noise.clone()
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))

@@ -3,21 +3,34 @@
 Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at
 run time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph).
 
-    int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype.
-    fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`), output in the model dtype.
+    int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
+          row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
+          int8 GEMM is exact with; rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and 17 was
+          reported wrong on CUDA 12.1, pytorch#107671).
+    fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`, bias fused), output in the model
+          dtype, which on CUDA must be bfloat16 (the only output row-wise scaling has there).
 
 Only the transformer stacks are converted (SigLIP, Qwen3, VL self-attention, DiT): their Linear layers carry
 nearly all of the FLOPs. Embeddings, norms, the connector and the per-embodiment encoders/decoder stay as loaded.
-Layers whose widths the kernels cannot take (int8: multiples of 8; fp8: multiples of 16) are left as they are.
+Layers whose widths the kernels cannot take (int8: multiples of 8; fp8: multiples of 16) are left as they are, and
+so are layers that see at most `MIN_ROWS` rows in a sample call (timestep and AdaLN projections: one row per
+sample), where quantizing the activations costs more than the matmul saves.
 Both kernels also run on CPU (that is how the tests check them); their speed matters on a GPU.
 """
+
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
-INT_MM_MIN_ROWS = 17  # cuBLAS int8 GEMM in `torch._int_mm` wants more than 16 rows
+MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
+
+
+def int_mm_rows(n: int) -> int:
+    """Rows `torch._int_mm` gets for `n` rows: a multiple of 8, more than 16."""
+    return max(24, -(-n // 8) * 8)
 
 
 def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +49,9 @@ class QuantizedLinear(nn.Module):
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]
         self.out_dtype = linear.weight.dtype
+        if mode == "fp8" and linear.weight.is_cuda and self.out_dtype != torch.bfloat16:
+            raise ValueError(f"fp8 matmuls (row-wise torch._scaled_mm) output bfloat16 only on CUDA: load the model "
+                             f"with dtype=bfloat16, not {self.out_dtype}")
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight, scale = _quantize_rows(linear.weight.detach(), self.qdtype, self.qmax)
         self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
@@ -46,17 +62,17 @@ class QuantizedLinear(nn.Module):
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
         n = rows.shape[0]
-        if self.mode == "int8" and n < INT_MM_MIN_ROWS:  # static shapes: a Python branch, not a graph break
-            rows = F.pad(rows, (0, 0, 0, INT_MM_MIN_ROWS - n))
+        if self.mode == "int8" and n != int_mm_rows(n):  # static shapes: a Python branch, not a graph break
+            rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
         q, scale = _quantize_rows(rows, self.qdtype, self.qmax)
         if self.mode == "int8":
-            out = (torch._int_mm(q, self.weight.t()).float() * scale * self.weight_scale).to(self.out_dtype)
+            out = (torch._int_mm(q, self.weight.t()).float() * scale * self.weight_scale).to(self.out_dtype)[:n]
+            if self.bias is not None:
+                out = out + self.bias
         else:
-            out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale,
+            bias = None if self.bias is None else self.bias.to(self.out_dtype)
+            out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
                                    out_dtype=self.out_dtype)
-        out = out[:n]
-        if self.bias is not None:
-            out = out + self.bias
         return out.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
@@ -75,20 +91,44 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
-def quantize_linears(model: nn.Module, mode: str) -> dict[str, int]:
-    """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns converted/kept counts."""
+def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, int]:
+    """Most rows (tokens x batch) each Linear layer of `model` multiplies during `sample()`."""
+    rows: dict[nn.Module, int] = {}
+
+    def record(layer: nn.Module, args: tuple) -> None:
+        rows[layer] = max(rows.get(layer, 0), args[0].numel() // args[0].shape[-1])
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if type(m) is nn.Linear]
+    try:
+        sample()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return rows
+
+
+@torch.no_grad()
+def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None) -> dict[str, int]:
+    """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns the counts converted, kept
+    (widths the kernel cannot take) and few_rows (<= MIN_ROWS rows during `sample()`, a call of the model)."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     width = MODES[mode][2]
-    counts = {"converted": 0, "kept": 0}
+    if sample is not None:
+        model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
+    rows = rows_seen(model, sample) if sample is not None else {}
+    counts = {"converted": 0, "kept": 0, "few_rows": 0}
     for stack in transformer_stacks(model).values():
         for parent in list(stack.modules()):
             for name, child in parent.named_children():
                 if type(child) is not nn.Linear:
                     continue
-                fits = child.in_features % width == 0 and child.out_features % width == 0
-                if fits:
+                if child.in_features % width or child.out_features % width:
+                    counts["kept"] += 1
+                elif rows.get(child, MIN_ROWS + 1) <= MIN_ROWS:
+                    counts["few_rows"] += 1
+                else:
                     setattr(parent, name, QuantizedLinear(child, mode))
-                counts["converted" if fits else "kept"] += 1
+                    counts["converted"] += 1
     model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts

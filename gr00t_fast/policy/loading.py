@@ -10,10 +10,21 @@ from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
 from gr00t_fast.policy.tokenizer import MAX_INSTRUCTION_TOKENS
-from gr00t_fast.policy.torch_thread import torch_thread
+from gr00t_fast.policy.torch_thread import torch_thread, use_device
 
 TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
 ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
+
+
+def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
+    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1)."""
+    from gr00t_fast.backends.eager import TorchBackend
+    from gr00t_fast.model.quantize import quantize_linears
+    from gr00t_fast.policy.processor import example_inputs
+
+    inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
+    steps = model.config.num_inference_timesteps
+    return quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
 
 
 def cached_engines(model_path: str | Path, data_config: DataConfig, precision: str, eagle_path: Path | None) -> Path:
@@ -79,8 +90,8 @@ def load_policy(
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
     """
     from gr00t_fast.model import load_model
+    from gr00t_fast.model.quantize import MODES
     from gr00t_fast.policy.heap import keep_freed_memory
-    from gr00t_fast.model.quantize import MODES, quantize_linears
 
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
         raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
@@ -94,8 +105,9 @@ def load_policy(
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
     if model.device.type == "cpu":
         keep_freed_memory()
+    use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
-        quantize_linears(model, quantize)
+        quantize_model(model, quantize)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),

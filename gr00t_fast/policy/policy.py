@@ -13,7 +13,7 @@ from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import Processor
-from gr00t_fast.policy.torch_thread import torch_thread
+from gr00t_fast.policy.torch_thread import torch_thread, use_device
 
 
 class Timings:
@@ -129,6 +129,7 @@ class Gr00tPolicy:
     def _get_action(self, observation: dict, noise, denoising_steps: int | None,
                     rtc: RtcRequest | None) -> dict[str, np.ndarray]:
         steps = self.denoising_steps if denoising_steps is None else check_steps(denoising_steps)
+        use_device(self.device)
         clock = StageClock(self.device)
         clock.mark()
         inputs = self.processor(observation)

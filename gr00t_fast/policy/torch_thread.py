@@ -8,6 +8,8 @@ call). Running loading, warm-up and every call on one dedicated thread keeps a s
 one thread hand-off (tens of microseconds) per call.
 
 The thread is a daemon: Ctrl-C while a model loads ends the process at once instead of waiting for the load.
+A new thread starts on cuda:0 whatever device its creator used: the policy makes its own device current on it
+(`use_device`) before loading and before every call, so side streams and CUDA graph captures land on that device.
 """
 
 import functools
@@ -16,11 +18,19 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 _local = threading.local()
 _lock = threading.Lock()
 _jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]] | None" = None
+
+
+def use_device(device: torch.device) -> None:
+    """Make `device` the calling thread's current CUDA device (nothing for other devices)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
 
 
 def on_torch_thread() -> bool:

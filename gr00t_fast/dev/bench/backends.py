@@ -25,16 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
     """Row name -> a factory of its backend (built lazily: one failure does not stop the others)."""
     from gr00t_fast.backends import make_backend
-    from gr00t_fast.model.quantize import quantize_linears
     from gr00t_fast.policy.data_config import get_data_config
-    from gr00t_fast.policy.loading import build_backend
+    from gr00t_fast.policy.loading import build_backend, quantize_model
 
     data_config = get_data_config(bench.policy.data_config)
 
     def quantized(mode: str, backend: str) -> Callable[[], Any]:
         def build():
             copied = copy.deepcopy(model)
-            quantize_linears(copied, mode)
+            quantize_model(copied, mode)
             return make_backend(backend, copied)
         return build
 
