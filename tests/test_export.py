@@ -232,3 +232,65 @@ def test_tensorrt_11_is_refused_before_anything_loads(fake_trt, tiny_checkpoint,
     with pytest.raises(RuntimeError, match=r"TensorRT 11 removed .* pip install 'tensorrt>=10,<11'"):
         export_tensorrt.build_engines(tiny_checkpoint, tmp_path, progress=False)
     assert not tmp_path.joinpath("onnx").exists()
+
+
+def as_float16(proto):
+    """The fp32 graph in float16, as a TensorRT fp16 engine runs it: weights, constants, casts and I/O in half
+    precision (constants out of its range become +-inf); Range, which has no float16 kernel, between casts."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    def half(t):
+        return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
+
+    fp32, fp16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    for t in proto.graph.initializer:
+        if t.data_type == fp32:
+            t.CopyFrom(half(t))
+    nodes = []
+    for node in proto.graph.node:
+        for a in node.attribute:
+            if a.name == "to" and a.i == fp32:
+                a.i = fp16
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == fp32:
+                a.t.CopyFrom(half(a.t))
+        if node.op_type == "Range":
+            inputs, output = list(node.input), node.output[0]
+            node.input[:], node.output[0] = [f"{i}_fp32" for i in inputs], f"{output}_fp32"
+            nodes += [onnx.helper.make_node("Cast", [i], [f"{i}_fp32"], to=fp32) for i in inputs]
+            nodes += [node, onnx.helper.make_node("Cast", [f"{output}_fp32"], [output], to=fp16)]
+        else:
+            nodes.append(node)
+    proto.graph.ClearField("node")
+    proto.graph.node.extend(nodes)
+    for value in [*proto.graph.input, *proto.graph.output]:
+        if value.type.tensor_type.elem_type == fp32:
+            value.type.tensor_type.elem_type = fp16
+    proto.graph.ClearField("value_info")
+    return proto
+
+
+@pytest.mark.xfail(strict=True, reason="needs the causal_padding_mask change in model/eagle.py (issue 13 report); "
+                   "remove this mark with it")
+def test_padded_batch_through_an_fp16_llm_graph_has_no_nan(model, tmp_path):
+    """Left padding masks every key of a padding query; with finfo(float32).min as the fill, the fp16 graph turns
+    that row into -inf, softmax into NaN, and the NaN reaches every token of the sample through the next layer."""
+    import numpy as np
+    import onnx
+
+    from gr00t_fast.backends.onnxruntime import ort_session
+    from gr00t_fast.export.onnx import export_graph
+    from gr00t_fast.model.graphs import graph_inputs
+
+    inputs, noise = example_inputs(model.config, batch=2, instructions=["Go.", "Pick up the red cube and put it in the box."])
+    assert inputs.attention_mask is not None and not inputs.attention_mask[0].all()  # the first sample is padded
+    feeds = graph_inputs(model, inputs, noise, 2)["llm"]
+    path = export_graph(model, "llm", feeds, graph_file(tmp_path, "llm"))
+    onnx.save(as_float16(onnx.load(path)), tmp_path / "llm_fp16.onnx")
+    session = ort_session(tmp_path / "llm_fp16.onnx", ["CPUExecutionProvider"])
+    (half,) = session.run(None, {"inputs_embeds": feeds["inputs_embeds"].numpy().astype(np.float16),
+                                 "attention_mask": feeds["attention_mask"].numpy()})
+    assert np.isfinite(half).all()
+    (full,) = ort_session(path, ["CPUExecutionProvider"]).run(None, {k: v.numpy() for k, v in feeds.items()})
+    np.testing.assert_allclose(half.astype(np.float32), full, atol=0.05)  # fp16 rounding only
