@@ -136,3 +136,23 @@ def test_model(tiny_checkpoint, tmp_path):
     result, _ = check_outputs(tmp_path, "model", [])
     assert result["load"]["weights_mb"] > 0 and result["load"]["peak_rss_mb"] >= result["load"]["rss_before_mb"]
     assert set(result["median_ms"]) >= {"backbone (vision + LLM)", "whole call, 4 steps"}
+
+
+def test_gpu_on_cpu(tmp_path, monkeypatch, capsys):
+    """`bench gpu --device cpu --size tiny`: the random checkpoint is generated, every row is measured or reports why
+    it failed (cuda-graph needs a GPU), and gpu.json holds cold call, median / p90 and the action error."""
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    argv = ["gpu", "--device", "cpu", "--size", "tiny", "--skip", "compile", "--out", str(tmp_path / "out"), *COMMON]
+    assert bench.main(argv) == 0
+    assert (tmp_path / "cache" / "bench_tiny" / "config.json").is_file()
+    result, markdown = check_outputs(tmp_path / "out", "gpu", [])
+    rows = {r["row"]: r for r in result["results"]}
+    assert list(rows) == ["torch fp32", "torch bf16", "cuda-graph bf16", "bf16 + fp8", "bf16 + int8"]
+    assert "needs a CUDA GPU" in rows["cuda-graph bf16"]["error"] and "cuda-graph bf16 | failed" in markdown
+    assert rows["torch fp32"]["max_abs_diff"] == 0.0 and result["timer"] == "host clock"
+    for name in ("torch bf16", "bf16 + fp8", "bf16 + int8"):
+        assert 0 < rows[name]["mean_abs_diff"] <= rows[name]["max_abs_diff"] < 1.0, name
+    for row in rows.values():
+        if "error" not in row:
+            assert len(row["times_ms"]) == 2 and row["cold_call_ms"] > 0 and row["p90"] >= row["median"] > 0
+    assert rows["bf16 + int8"]["backend"] == "torch" and rows["bf16 + fp8"]["quantize"] == "fp8"

@@ -24,6 +24,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "model": "model stages (backbone, VL, one denoising step) and the peak memory of loading",
     "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
     "ab": "side by side with NVIDIA's own Gr00tPolicy and inference_service.py: latency, ratio, stages, step/refill",
+    "gpu": "full size on one GPU: fp32, bf16, compile, cuda-graph, fp8, int8 with cold call, p90, memory, error",
 }
 
 

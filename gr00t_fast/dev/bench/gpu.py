@@ -1,0 +1,123 @@
+"""The fast paths on one GPU in one command: a full-size random checkpoint (generated once), then torch fp32, torch
+bf16, compile, cuda-graph and bf16 + fp8 / int8 matmuls, each with its cold call, warm median / p90 over `--reps`
+calls (CUDA events, two input sets alternating), peak memory and action error against fp32 eager. A row that fails
+is reported and the others go on. `--device cpu --size tiny` runs the same rows on CPU (host clock, no memory)."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from typing import Any, Callable
+
+import torch
+
+from gr00t_fast.dev.bench.common import Bench, fmt, timed
+from gr00t_fast.model.inputs import ModelInputs
+
+Call = tuple[ModelInputs, torch.Tensor]  # inputs and noise of one call
+ROWS = {  # name -> (model dtype, backend, quantization); quantized rows run as CUDA graphs on a GPU
+    "torch fp32": (torch.float32, "torch", None),
+    "torch bf16": (torch.bfloat16, "torch", None),
+    "compile bf16": (torch.bfloat16, "compile", None),
+    "cuda-graph bf16": (torch.bfloat16, "cuda-graph", None),
+    "bf16 + fp8": (torch.bfloat16, "cuda-graph", "fp8"),
+    "bf16 + int8": (torch.bfloat16, "cuda-graph", "int8"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gr00t_fast.dev.bench import backends
+
+    backends.add_arguments(parser)  # --cameras --batch --skip
+    parser.set_defaults(size="full", reps=50)
+
+
+def warm_ms(backend: Callable, calls: list[Call], steps: int, device: torch.device, reps: int) -> list[float]:
+    """Per-call milliseconds of `reps` calls alternating over `calls`: CUDA events around each call on a GPU (the
+    device idle before each, so launch overhead counts), the host clock on CPU."""
+    times = []
+    for i in range(reps):
+        inputs, noise = calls[i % len(calls)]
+        if device.type != "cuda":
+            times.append(timed(lambda: backend(inputs, noise, steps), device)[0])
+            continue
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        backend(inputs, noise, steps)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def measure_row(bench: Bench, name: str, calls: list[Call], references: list[torch.Tensor], steps: int,
+                device: torch.device) -> dict[str, Any]:
+    """Load, convert and build one row, then its cold call, warm calls, peak memory and action error."""
+    from gr00t_fast.backends import make_backend
+    from gr00t_fast.control.telemetry import stats_ms
+    from gr00t_fast.model import load_model
+    from gr00t_fast.policy.loading import quantize_model
+
+    dtype, backend_name, quantize = ROWS[name]
+    if device.type != "cuda" and backend_name == "cuda-graph" and quantize:
+        backend_name = "torch"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    model = load_model(bench.checkpoint, device=device, dtype=dtype, eagle_path=bench.policy.eagle_path)
+    if quantize:
+        quantize_model(model, quantize)
+    backend = make_backend(backend_name, model)
+    build_s = time.perf_counter() - start
+    own = [(inputs.to(device, dtype), noise) for inputs, noise in calls]
+    cold_ms, _ = timed(lambda: backend(*own[0], steps), device)
+    for i in range(1, bench.warmup):  # --warmup counts the cold call
+        backend(*own[i % len(own)], steps)
+    times = warm_ms(backend, own, steps, device, bench.reps)
+    diffs = [(backend(*call, steps).float().cpu() - ref).abs() for call, ref in zip(own, references)]
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"row": name, "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "quantize": quantize,
+            "build_s": build_s, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times, "peak_memory_mb": peak,
+            "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
+
+
+@torch.inference_mode()
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    from gr00t_fast.backends import make_backend
+    from gr00t_fast.model import load_model
+    from gr00t_fast.policy.processor import example_inputs
+
+    cfg = bench.policy
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fp32 = load_model(bench.checkpoint, device=device, dtype=torch.float32, eagle_path=cfg.eagle_path)
+    steps = cfg.denoising_steps or fp32.config.num_inference_timesteps
+    calls = [example_inputs(fp32.config, batch=args.batch, cameras=args.cameras, seed=seed, device=device)
+             for seed in (0, 1)]
+    reference = make_backend("torch", fp32)
+    references = [reference(inputs, noise, steps).float().cpu() for inputs, noise in calls]
+    del fp32, reference
+    rows = []
+    for name in ROWS:
+        if any(word in name for word in args.skip):
+            continue
+        try:
+            rows.append(measure_row(bench, name, calls, references, steps, device))
+        except Exception as e:  # noqa: BLE001 - report and go on: one failing path must not hide the others
+            rows.append({"row": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]})
+            print(f"{name}: failed: {rows[-1]['error']}", flush=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
+              "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
+    headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
+    table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
+              f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
+             else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in rows]
+    bench.write("gpu", result, "Fast paths on one device",
+                f"Checkpoint `{bench.checkpoint}`, {steps} steps, {args.cameras} camera(s), batch {args.batch}, "
+                f"{bench.reps} warm calls alternating two inputs ({result['timer']}); action error against fp32 eager "
+                "in normalized units; peak memory is what the row allocated on the GPU, its weights included.",
+                [(headers, table)])
+    return result
