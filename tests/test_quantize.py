@@ -106,3 +106,17 @@ def test_quantized_policy_and_errors(tiny_checkpoint):
         quantize_linears(policy.model, "int4")
     with pytest.raises(ValueError, match="needs one of .* and a PyTorch backend"):
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="onnxruntime", warmup=False)
+
+
+@pytest.mark.parametrize("capability, dtype, message", [((8, 0), torch.bfloat16, "compute capability 8.9 or newer"),
+                                                        ((9, 0), torch.float16, "output bfloat16 only on CUDA")])
+def test_fp8_on_cuda_says_what_it_needs(monkeypatch, capability, dtype, message):
+    """What torch._scaled_mm would fail on deep inside, said in one sentence (GPU facts stubbed: no GPU here)."""
+    from gr00t_fast.model.quantize import check_fp8_cuda
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA A100")
+    with pytest.raises(ValueError, match=message):
+        check_fp8_cuda(torch.device("cuda"), dtype)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
+    check_fp8_cuda(torch.device("cuda"), torch.bfloat16)

@@ -41,6 +41,17 @@ def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[to
     return (q.round() if dtype == torch.int8 else q).to(dtype), scale
 
 
+def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
+    """Row-wise `torch._scaled_mm` on CUDA: compute capability 8.9+ (Ada, Hopper, Blackwell), bfloat16 output."""
+    capability = torch.cuda.get_device_capability(device)
+    if capability < (8, 9):
+        raise ValueError(f"fp8 matmuls need a GPU of compute capability 8.9 or newer (Ada, Hopper, Blackwell); "
+                         f"{torch.cuda.get_device_name(device)} is {capability[0]}.{capability[1]}: use int8")
+    if dtype != torch.bfloat16:
+        raise ValueError(f"fp8 matmuls (row-wise torch._scaled_mm) output bfloat16 only on CUDA: load the model with "
+                         f"dtype=bfloat16, not {dtype}")
+
+
 class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization."""
 
@@ -49,9 +60,8 @@ class QuantizedLinear(nn.Module):
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]
         self.out_dtype = linear.weight.dtype
-        if mode == "fp8" and linear.weight.is_cuda and self.out_dtype != torch.bfloat16:
-            raise ValueError(f"fp8 matmuls (row-wise torch._scaled_mm) output bfloat16 only on CUDA: load the model "
-                             f"with dtype=bfloat16, not {self.out_dtype}")
+        if mode == "fp8" and linear.weight.is_cuda:
+            check_fp8_cuda(linear.weight.device, self.out_dtype)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight, scale = _quantize_rows(linear.weight.detach(), self.qdtype, self.qmax)
         self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want

@@ -101,14 +101,14 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for name in ROWS:
         if any(word in name for word in args.skip):
             continue
+        gc.collect()  # the previous row's model, graphs and pool are gone before this row's peak memory counts
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         try:
             rows.append(measure_row(bench, name, calls, references, steps, device))
         except Exception as e:  # noqa: BLE001 - report and go on: one failing path must not hide the others
             rows.append({"row": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]})
             print(f"{name}: failed: {rows[-1]['error']}", flush=True)
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
               "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
     headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
