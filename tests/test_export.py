@@ -242,7 +242,8 @@ def as_float16(proto):
     from onnx import TensorProto, numpy_helper
 
     def half(t):
-        return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
+        with np.errstate(over="ignore"):  # out of float16's range: +-inf, as the engine would hold it
+            return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
 
     fp32, fp16 = TensorProto.FLOAT, TensorProto.FLOAT16
     for t in proto.graph.initializer:
