@@ -272,11 +272,10 @@ def as_float16(proto):
     return proto
 
 
-@pytest.mark.xfail(strict=True, reason="needs the causal_padding_mask change in model/eagle.py (issue 13 report); "
-                   "remove this mark with it")
 def test_padded_batch_through_an_fp16_llm_graph_has_no_nan(model, tmp_path):
-    """Left padding masks every key of a padding query; with finfo(float32).min as the fill, the fp16 graph turns
-    that row into -inf, softmax into NaN, and the NaN reaches every token of the sample through the next layer."""
+    """Left padding masks every key of a padding query; with finfo(float32).min as the fill, the fp16 graph would
+    turn that row into -inf, softmax into NaN, and the NaN would reach every token of the sample through the next
+    layer. The finite fill (`eagle.PaddingMask`) keeps it finite."""
     import numpy as np
     import onnx
 

@@ -35,7 +35,7 @@ def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
 def action_time_code(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Action-encoder sinusoid: sin half then cos half, frequencies exp(-i*ln(1e4)/(dim/2))."""
     half = dim // 2
-    exponent = -torch.arange(half, dtype=torch.float, device=t.device) * (torch.log(torch.tensor(10000.0)) / half)
+    exponent = -torch.arange(half, dtype=torch.float, device=t.device) * (math.log(10000.0) / half)
     freqs = t.float().unsqueeze(-1) * exponent.exp()
     return torch.cat([torch.sin(freqs), torch.cos(freqs)], dim=-1)
 
