@@ -3,8 +3,10 @@
 Vision tower, LLM, VL self-attention, every denoising step and the action decoder are captured once per
 input signature (shapes of every tensor, embodiment id when it is an int, step count) into static buffers;
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
-is where eager N1.5 spends most of its time on a GPU. A new signature (another batch size, camera count or
-prompt length) captures a new graph; the most recent `max_graphs` are kept.
+is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
+(`torch.compile`, fused kernels, no CUDA graphs of its own) unless `compiled=False` (then the eager kernels).
+A new signature (another batch size, camera count or prompt length) captures a new graph; the most recent
+`max_graphs` are kept.
 """
 
 from collections import OrderedDict
@@ -45,15 +47,17 @@ class CudaGraphBackend(Backend):
     def missing(cls, device: torch.device) -> str | None:
         return cuda_missing(device)
 
-    def __init__(self, model: torch.nn.Module, max_graphs: int = 8, warmup_iters: int = 2):
+    def __init__(self, model: torch.nn.Module, max_graphs: int = 8, warmup_iters: int = 2, compiled: bool = True):
         super().__init__(model)
         self.max_graphs, self.warmup_iters = max_graphs, warmup_iters
+        self.whole_call = torch.compile(model, mode="max-autotune-no-cudagraphs", fullgraph=True) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape
 
     def run_model(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
-        return self.model(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
-                          inputs.embodiment_id, noise, num_steps)
+        tables = self.model.action_head.step_tables(num_steps, noise.shape[1])  # made before capture, then reused
+        return self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
+                               inputs.embodiment_id, noise, num_steps, tables)
 
     @torch.inference_mode()
     def capture(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> CapturedGraph:
