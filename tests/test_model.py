@@ -221,3 +221,48 @@ def test_padding_queries_attend_uniformly_with_a_finite_mask(tiny_model):
     for layer in llm.layers:
         x = layer(x, cos, sin, upstream)
     torch.testing.assert_close(llm(embeds, mask), llm.norm(x), atol=1e-6, rtol=0)
+
+
+MIXED_PROMPTS = ["go", "Pick up the red cube.", "Stack the three blue blocks on the plate, then wave twice.",
+                 "Open the drawer and put the sponge inside it carefully, then close it.", "x y"]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5])
+@torch.inference_mode()
+def test_collated_batch_equals_unbatched_calls(tiny_model, batch):
+    """Different robots' calls (prompts of different lengths, embodiments) collated into one batch get exactly
+    their own unbatched actions: the padding is hidden from the action head as well."""
+    from gr00t_fast.backends import make_backend
+    from gr00t_fast.model.inputs import collate
+    from gr00t_fast.policy.processor import example_inputs
+    from gr00t_fast.policy.tokenizer import PromptTokenizer
+
+    backend, cfg = make_backend("torch", tiny_model), tiny_model.config
+    calls = [example_inputs(cfg, instructions=[text], seed=i) for i, text in enumerate(MIXED_PROMPTS[:batch])]
+    for i, (inputs, _) in enumerate(calls):
+        inputs.embodiment_id = 31 if i % 2 else 5
+    alone = torch.cat([backend(inputs, noise, 4) for inputs, noise in calls])
+    collated = collate([inputs for inputs, _ in calls], PromptTokenizer.for_model(cfg).pad_id)
+    assert collated.isolate_padding and (batch == 1) == (collated.attention_mask is None)
+    together = backend(collated, torch.cat([noise for _, noise in calls]), 4)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    if batch > 1:  # upstream's batching (padding not hidden) does change the padded rows' actions
+        collated.isolate_padding = False
+        assert (backend(collated, torch.cat([noise for _, noise in calls]), 4) - alone).abs().max() > 1e-4
+
+
+@torch.inference_mode()
+def test_collated_batch_compiled_matches_eager(tiny_model):
+    """The compile backend (one graph for the whole call) isolates the padding too (aot_eager: no Inductor)."""
+    from gr00t_fast.backends import make_backend
+    from gr00t_fast.model.inputs import collate
+    from gr00t_fast.policy.processor import example_inputs
+    from gr00t_fast.policy.tokenizer import PromptTokenizer
+
+    cfg = tiny_model.config
+    calls = [example_inputs(cfg, instructions=[text], seed=i) for i, text in enumerate(MIXED_PROMPTS[:3])]
+    batch = collate([inputs for inputs, _ in calls], PromptTokenizer.for_model(cfg).pad_id)
+    noise = torch.cat([noise for _, noise in calls])
+    compiled = make_backend("compile", tiny_model, backend="aot_eager")
+    torch.testing.assert_close(compiled(batch, noise, 4), make_backend("torch", tiny_model)(batch, noise, 4),
+                               atol=1e-5, rtol=0)

@@ -57,7 +57,7 @@ class CudaGraphBackend(Backend):
     def run_model(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         tables = self.model.action_head.step_tables(num_steps, noise.shape[1])  # made before capture, then reused
         return self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
-                               inputs.embodiment_id, noise, num_steps, tables)
+                               inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
 
     @torch.inference_mode()
     def capture(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> CapturedGraph:

@@ -15,8 +15,9 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+        mask = inputs.attention_mask if inputs.isolate_padding else None
         return self._run(inputs, lambda features: self.model.action_head.get_action(
-            features, inputs.state, inputs.embodiment_id, noise, num_steps))
+            features, inputs.state, inputs.embodiment_id, noise, num_steps, attention_mask=mask))
 
     def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int, request: RtcRequest) -> torch.Tensor:
         return self._run(inputs, lambda features: rtc_sample(self.model.action_head, features, inputs.state,

@@ -24,6 +24,10 @@ class GraphBackend(Backend):
         """Make the `num_steps` sampler graph runnable (or raise naming how to export it); returns its name."""
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+        if inputs.isolate_padding and inputs.attention_mask is not None:
+            raise ValueError(f"backend {self.name!r} runs exported graphs, which let prompt padding reach the action "
+                             "head as upstream does; batches of padded prompts with isolate_padding need a PyTorch "
+                             "backend (torch, compile, cuda-graph)")
         self.ensure_sampler(num_steps)
         clock = self.split = StageClock(self.device)
 

@@ -40,6 +40,16 @@ def action_time_code(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(freqs), torch.cos(freqs)], dim=-1)
 
 
+def key_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Additive (B,1,1,L) attention mask hiding the left-padding positions of the VL features (0 in
+    `attention_mask`) from every query; None for None. Upstream passes no such mask: its padding features are
+    attended to, so a padded row's actions depend on the other prompts of its batch."""
+    if attention_mask is None:
+        return None
+    hidden = attention_mask[:, None, None, :] == 0
+    return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill(hidden, torch.finfo(dtype).min)
+
+
 # ------------------------------------------------------------------------------------ building blocks
 class CategorySpecificLinear(nn.Module):
     """Linear layer with one weight matrix per embodiment: W (E, in, out), b (E, out)."""
@@ -106,13 +116,15 @@ class Attention(nn.Module):
         k, v = self.to_kv(context).chunk(2, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Self-attention of `x`, or cross-attention to `kv` (`key_value` of the context)."""
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention of `x`, or cross-attention to `kv` (`key_value` of the context); `mask`: additive,
+        hiding keys (`key_padding_mask`)."""
         if kv is None:
             q, k, v = (self.split_heads(t) for t in self.to_qkv(x).chunk(3, dim=-1))
         else:
             q, (k, v) = self.split_heads(self.to_q(x)), kv
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, _, N, _ = out.shape
         return self.to_out[0](out.transpose(1, 2).reshape(B, N, -1))
 
@@ -176,9 +188,11 @@ class DiTBlock(nn.Module):
         self.attn1 = Attention(dim, heads, head_dim, kv_dim)
         self.ff = FeedForward(dim)
 
-    def forward(self, x, weight, bias, kv: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """`weight`, `bias`: the AdaLN modulation (`AdaLayerNorm.modulation`)."""
-        x = x + self.attn1(self.norm1(x, weight, bias), kv)
+    def forward(self, x, weight, bias, kv: tuple[torch.Tensor, torch.Tensor] | None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`weight`, `bias`: the AdaLN modulation (`AdaLayerNorm.modulation`); `context_mask` (`key_padding_mask`)
+        hides context positions from a cross-attention block."""
+        x = x + self.attn1(self.norm1(x, weight, bias), kv, context_mask if self.cross else None)
         return x + self.ff(F.layer_norm(x, (self.dim,), eps=1e-5))
 
 
@@ -243,8 +257,8 @@ class SelfAttentionBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim, eps=1e-5)
         self.ff = FeedForward(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x), mask=mask)
         return x + self.ff(self.norm3(x))
 
 
@@ -255,9 +269,9 @@ class SelfAttentionTransformer(nn.Module):
             SelfAttentionBlock(cfg.inner_dim, cfg.num_heads, cfg.head_dim) for _ in range(cfg.num_layers)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.transformer_blocks:
-            x = block(x)
+            x = block(x, mask)
         return x
 
 
@@ -303,9 +317,10 @@ class FlowMatchingActionHead(nn.Module):
                     action_time_code(t_steps[:, None].expand(-1, horizon), self.cfg.input_embedding_dim).to(dtype))
         return self.step_table_cache[key]
 
-    def encode_vl(self, backbone_features: torch.Tensor) -> torch.Tensor:
-        """`vlln` + VL self-attention, run once per inference."""
-        return self.vl_self_attention(self.vlln(backbone_features))
+    def encode_vl(self, backbone_features: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """`vlln` + VL self-attention, run once per inference. `padding`: a `key_padding_mask` hiding the left
+        padding (None: upstream, which attends to it)."""
+        return self.vl_self_attention(self.vlln(backbone_features), padding)
 
     def prefix_tokens(self, state: torch.Tensor, embodiment_id: EmbodimentId) -> torch.Tensor:
         """[state token, future tokens]: (B, 1 + num_target_vision_tokens, D)."""
@@ -328,21 +343,27 @@ class FlowMatchingActionHead(nn.Module):
         return self.action_decoder(self.model(tokens, vl, t_batch), embodiment_id)[:, -H:]
 
     def get_action(self, backbone_features, state, embodiment_id: EmbodimentId, noise, num_steps: int,
-                   tables: StepTables | None = None):
+                   tables: StepTables | None = None, attention_mask: torch.Tensor | None = None):
         """Euler flow-matching sampler from `noise` (B, horizon, action_dim) over `num_steps` steps.
 
         Returns the normalized actions (B, horizon, action_dim) in float32. `tables`: `step_tables(num_steps,
-        horizon)`, fetched here when not given (a compiled caller passes them in).
+        horizon)`, fetched here when not given (a compiled caller passes them in). `attention_mask` (B, L), when
+        given, hides the prompts' left padding from the VL self-attention and the DiT's cross-attention (upstream
+        hides it from neither).
         """
-        vl = self.encode_vl(backbone_features.to(self.future_tokens.weight.dtype))
-        return self.sample(vl, state, embodiment_id, noise, num_steps, tables)
+        dtype = self.future_tokens.weight.dtype
+        padding = key_padding_mask(attention_mask, dtype)
+        vl = self.encode_vl(backbone_features.to(dtype), padding)
+        return self.sample(vl, state, embodiment_id, noise, num_steps, tables, padding=padding)
 
     def sample(self, vl, state, embodiment_id: EmbodimentId, noise, num_steps: int,
-               tables: StepTables | None = None, step: EulerStep | None = None) -> torch.Tensor:
+               tables: StepTables | None = None, step: EulerStep | None = None,
+               padding: torch.Tensor | None = None) -> torch.Tensor:
         """The sampler on already encoded VL features (`encode_vl` output): (B, horizon, action_dim) float32.
 
         `step(x, s, velocity)` replaces the Euler update `x + velocity(x, s) / num_steps` (real-time chunking,
-        `gr00t_fast.model.rtc`); `velocity(x, s)` is step s's velocity in float32."""
+        `gr00t_fast.model.rtc`); `velocity(x, s)` is step s's velocity in float32. `padding`: a `key_padding_mask`
+        for the cross-attention to `vl` (None: none, as upstream)."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         dtype = self.future_tokens.weight.dtype
@@ -356,7 +377,7 @@ class FlowMatchingActionHead(nn.Module):
         def velocity(x: torch.Tensor, s: int) -> torch.Tensor:
             h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
             for blk, (weight, bias), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
-                h = blk(h, weight, bias, kv)
+                h = blk(h, weight, bias, kv, padding)
             # Output norm, projection and decoder are per-token: only the action tokens are needed.
             return self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id).float()
 

@@ -35,9 +35,12 @@ class Gr00tN15(nn.Module):
         noise: torch.Tensor,
         num_steps: int,
         tables: StepTables | None = None,
+        isolate_padding: bool = False,
     ) -> torch.Tensor:
         """Prompt ids (B,L), mask (B,L) or None (no padding), pixels (B*V,3,224,224), state (B,1,64),
         embodiment id, noise (B,horizon,action_dim) -> normalized actions (B,horizon,action_dim) float32.
-        `tables`: the action head's `step_tables` (a compiled caller passes them in)."""
+        `tables`: the action head's `step_tables` (a compiled caller passes them in). `isolate_padding`: see
+        `ModelInputs`."""
         features = self.backbone(input_ids, attention_mask, pixel_values)
-        return self.action_head.get_action(features, state, embodiment_id, noise, num_steps, tables)
+        return self.action_head.get_action(features, state, embodiment_id, noise, num_steps, tables,
+                                           attention_mask if isolate_padding else None)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 
 EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
 
@@ -11,7 +12,10 @@ EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the
 class ModelInputs:
     """One (possibly batched) call's inputs, on the model's device.
 
-    `attention_mask` is None when no prompt is padded: the model then runs the plain causal path.
+    `attention_mask` is None when no prompt is padded: the model then runs the plain causal path. Upstream lets a
+    padded row's padding features reach the action head, so its actions differ from its unbatched call's;
+    `isolate_padding` hides the padding from the action head too (the LLM already masks it, and RoPE is relative),
+    so that every row gets its unbatched actions (the fleet server's batches of different robots).
     """
 
     input_ids: torch.Tensor  # (B, L) int64 prompt tokens, left-padded with <|endoftext|>
@@ -20,6 +24,7 @@ class ModelInputs:
     state: torch.Tensor  # (B, 1, max_state_dim) normalized and zero-padded, model dtype
     embodiment_id: EmbodimentId
     batched: bool = True  # the observation had a batch axis: actions keep it too
+    isolate_padding: bool = False  # padding hidden from the action head's attention too
 
     @property
     def batch_size(self) -> int:
@@ -34,3 +39,24 @@ class ModelInputs:
                 value = value.to(device, dtype if value.is_floating_point() else value.dtype)
             moved[f.name] = value
         return ModelInputs(**moved)
+
+
+def collate(parts: list[ModelInputs], pad_id: int) -> ModelInputs:
+    """One batch of several calls' inputs (e.g. different robots' observations), prompts left-padded with `pad_id`
+    to the longest and the padding isolated: every row's actions are those of its own call."""
+    length = max(p.input_ids.shape[1] for p in parts)
+    ids, masks = [], []
+    for p in parts:
+        pad = length - p.input_ids.shape[1]
+        mask = torch.ones_like(p.input_ids) if p.attention_mask is None else p.attention_mask
+        ids.append(F.pad(p.input_ids, (pad, 0), value=pad_id))
+        masks.append(F.pad(mask, (pad, 0), value=0))
+    mask = torch.cat(masks)
+    embodiments = {p.embodiment_id for p in parts if isinstance(p.embodiment_id, int)}
+    if len(embodiments) == 1 and all(isinstance(p.embodiment_id, int) for p in parts):
+        embodiment: EmbodimentId = embodiments.pop()
+    else:  # per-row ids: the per-embodiment layers gather each row's weights
+        embodiment = torch.cat([torch.as_tensor(p.embodiment_id, device=mask.device).reshape(-1).expand(p.batch_size)
+                                for p in parts])
+    return ModelInputs(torch.cat(ids), None if bool(mask.all()) else mask, torch.cat([p.pixel_values for p in parts]),
+                       torch.cat([p.state for p in parts]), embodiment, batched=True, isolate_padding=True)
