@@ -52,6 +52,7 @@ class Pending:
     received: float  # when the message arrived
     decoded: float  # when it was decoded and queued
     deadline: float
+    robot: str  # who asked: the request's "robot_id", else the connection's routing id (hex)
     future: Future | None = None  # -> (actions, inference start, inference end)
 
 
@@ -61,8 +62,9 @@ class PolicyServer:
     Messages over `max_message_bytes` get an error reply; beyond twice that, ZeroMQ drops the sender's connection
     without buffering the message (its request then times out). With `allow_legacy_format`, requests in the old
     torch.save format are accepted (decoded safely) and answered in the same format. get_action requests queue
-    for one inference worker; one not answered within `request_timeout_s` of its arrival gets an error reply
-    (an inference past its budget runs on, its result is dropped, and queued requests wait for it).
+    for `concurrency` inference workers (1: one at a time; the fleet server runs many, batched behind them); one
+    not answered within `request_timeout_s` of its arrival gets an error reply (an inference past its budget runs
+    on, its result is dropped, and queued requests wait for it).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class PolicyServer:
         allow_legacy_format: bool = False,
         poll_ms: int = 100,
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        concurrency: int = 1,
     ):
         self.policy = policy
         self.api_token = api_token
@@ -89,8 +92,9 @@ class PolicyServer:
             "get_modality_config": lambda data: policy.get_modality_config(),
         }
         self.queue: deque[Pending] = deque()
-        self.running_request: Pending | None = None  # in inference (possibly past its deadline and answered)
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="gr00t-serve-inference")
+        self.concurrency = concurrency
+        self.in_flight: list[Pending] = []  # in inference (possibly past their deadline and answered)
+        self.worker = ThreadPoolExecutor(concurrency, thread_name_prefix="gr00t-serve-inference")
         self.context = zmq.Context()
         # ROUTER rather than REP: REP loses track of replies after malformed envelopes (which any TCP peer can
         # inject through the ZMTP 1.0 fallback), and ROUTER lets replies go out while an inference runs.
@@ -114,13 +118,16 @@ class PolicyServer:
         self.running = False
         return {"status": "ok", "message": "Server is shutting down"}
 
-    def _get_action(self, observation: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
-        start = time.monotonic()
+    def infer(self, observation: dict[str, Any], robot: str) -> Any:
+        """One get_action inference, on a worker thread; `robot` says who asked (see `Pending.robot`)."""
         if protocol.RTC_FIELD in observation:  # real-time chunking: the prefix and delay travel with the request
             rtc = protocol.rtc_from_wire(observation.pop(protocol.RTC_FIELD))
-            action = self.policy.get_action(observation, rtc=rtc)
-        else:
-            action = self.policy.get_action(observation)
+            return self.policy.get_action(observation, rtc=rtc)
+        return self.policy.get_action(observation)
+
+    def _get_action(self, observation: dict[str, Any], robot: str) -> tuple[dict[str, Any], float, float]:
+        start = time.monotonic()
+        action = self.infer(observation, robot)
         if not isinstance(action, dict):
             raise TypeError(f"policy.get_action returned {type(action).__name__}, expected a dict")
         return action, start, time.monotonic()
@@ -165,8 +172,11 @@ class PolicyServer:
             if endpoint == "get_action":
                 if len(self.queue) >= MAX_QUEUED_REQUESTS:
                     raise RuntimeError(f"server overloaded: {len(self.queue)} get_action requests already queued")
+                robot = request.get("robot_id", envelope[0].hex())
+                if not isinstance(robot, str):
+                    raise protocol.ProtocolError(f"'robot_id' must be a string, got {type(robot).__name__}")
                 self.queue.append(Pending(envelope, data, encode, encode_error, received, time.monotonic(),
-                                          received + self.request_timeout_s))
+                                          received + self.request_timeout_s, protocol.bounded(robot, 200)))
                 return None
             result = self.handlers[endpoint](data)
             if endpoint == "get_modality_config" and not legacy:  # upstream msgpack clients expect ModalityConfig entries
@@ -176,10 +186,10 @@ class PolicyServer:
             return encode_error(self._error(e, endpoint))
 
     def step_inference(self) -> list[tuple[list[bytes], bytes]]:
-        """Advance the inference queue: finished or overdue requests -> (envelope, reply); start the next one."""
+        """Advance the inference queue: finished or overdue requests -> (envelope, reply); start the next ones."""
         now, replies = time.monotonic(), []
-        current = self.running_request
-        if current is not None and current.future.done():
+        for current in [p for p in self.in_flight if p.future.done()]:
+            self.in_flight.remove(current)
             if current.envelope:  # not answered yet (an overdue request was answered with an error already)
                 try:
                     result, started, finished = current.future.result()
@@ -190,8 +200,7 @@ class PolicyServer:
                 except Exception as e:  # noqa: BLE001
                     reply = current.encode_error(self._error(e, "get_action"))
                 replies.append((current.envelope, reply))
-            self.running_request = current = None
-        for pending in [p for p in (current, *self.queue) if p is not None and p.envelope and now > p.deadline]:
+        for pending in [p for p in (*self.in_flight, *self.queue) if p.envelope and now > p.deadline]:
             text = (f"TimeoutError: get_action not answered within the {self.request_timeout_s:g} s budget "
                     "(--request-timeout-s)")
             log.warning("request timed out after %.1f s", now - pending.received)
@@ -199,9 +208,10 @@ class PolicyServer:
             pending.envelope = []  # answered: a late result is dropped
         while self.queue and not self.queue[0].envelope:
             self.queue.popleft()
-        if self.running_request is None and self.queue:
-            pending = self.running_request = self.queue.popleft()
-            pending.future = self.worker.submit(self._get_action, pending.data)
+        while len(self.in_flight) < self.concurrency and self.queue:
+            pending = self.queue.popleft()
+            pending.future = self.worker.submit(self._get_action, pending.data, pending.robot)
+            self.in_flight.append(pending)
         return replies
 
     def handle(self, message: bytes, timeout_s: float | None = None) -> bytes:
@@ -222,7 +232,7 @@ class PolicyServer:
         log.info("policy server listening on %s", self.address)
         try:
             while self.running:
-                busy = self.running_request is not None or self.queue
+                busy = self.in_flight or self.queue
                 if self.socket.poll(1 if busy else self.poll_ms, zmq.POLLIN):
                     frames = self.socket.recv_multipart()
                     if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
