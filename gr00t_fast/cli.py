@@ -7,6 +7,7 @@ import sys
 COMMANDS = {
     "run": ("gr00t_fast.control.run", "drive a real or simulated SO-100 with the policy in-process"),
     "serve": ("gr00t_fast.serve.server", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
+    "fleet": ("gr00t_fast.serve.fleet", "serve one policy to many robots: Triton with dynamic batching (fleet serve)"),
     "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
     "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),

@@ -1,0 +1,309 @@
+"""`gr00t-fast fleet serve`: one policy for many robots, as a Triton Inference Server model with dynamic batching.
+
+Triton (through PyTriton, which ships the server binary) queues the requests of every robot and hands the model
+up to `--max_batch` of them at once, waiting at most `--max_queue_delay_ms` for more. `FleetModel` preprocesses
+each request on its own (a malformed one gets its own error, the others still run), collates them into one batch
+(prompts left-padded, the padding hidden from the action head: every row gets its unbatched actions), runs the
+backend once and splits the actions. Per robot it keeps a `Session` (the last chunk, the latency it saw).
+
+Two ways in: Triton's own gRPC/HTTP endpoint (`tritonclient`, any language; inputs named like the observation
+keys), and the Isaac-GR00T ZeroMQ protocol of `gr00t-fast serve` (`FleetFront`: the same ROUTER server, token and
+limits, with many requests in flight, each forwarded to Triton), so existing robot clients connect unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import sysconfig
+import threading
+import time
+import warnings
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gr00t_fast.model.inputs import ModelInputs, collate
+from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.policy.policy import Gr00tPolicy
+from gr00t_fast.policy.torch_thread import torch_thread
+from gr00t_fast.serve import protocol
+from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer
+
+log = logging.getLogger("gr00t_fast.fleet")
+
+MODEL_NAME = "gr00t"
+ROBOT_ID = "robot_id"  # optional BYTES input: whose session a request belongs to
+NOISE = "noise"  # optional FP32 input (horizon, max_action_dim): the sampler's initial sample (tests, replays)
+ERROR = "error"  # BYTES output: empty, or why this request got no actions
+MAX_SESSIONS = 4096  # robots remembered (least recently seen forgotten first)
+
+
+@dataclass
+class Session:
+    """What the server keeps per robot: its last normalized chunk (the prefix real-time chunking continues) and
+    the latency of the batch that made it."""
+
+    chunk: torch.Tensor | None = None  # (horizon, max_action_dim) float32, normalized
+    latency_ms: float = 0.0
+    requests: int = 0
+
+
+class FleetModel:
+    """Runs several requests (each one observation, batched or not) as one batch of the policy's backend."""
+
+    def __init__(self, policy: Gr00tPolicy, noise: np.ndarray | None = None):
+        """`noise`: one fixed initial sample (horizon, max_action_dim) for every row without its own (tests and
+        benchmarks, like `FixedNoisePolicy`); None draws it from the policy's generator."""
+        self.policy = policy
+        self.noise = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))
+        self.pad_id = policy.processor.tokenizer.pad_id
+        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.batch_rows: Counter[int] = Counter()  # rows per model call -> how many calls
+
+    def session(self, robot: str) -> Session:
+        session = self.sessions.pop(robot, None) or Session()
+        self.sessions[robot] = session  # most recently seen last
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        return session
+
+    def _noise(self, noise: Any, inputs: ModelInputs) -> torch.Tensor:
+        if noise is None and self.noise is not None:
+            noise = self.noise.expand(inputs.batch_size, -1, -1) if inputs.batched else self.noise
+        return self.policy._noise(noise, inputs.batched, inputs.batch_size)
+
+    @torch_thread
+    @torch.inference_mode()
+    def __call__(self, observations: list[Any], noises: list[Any], robots: list[str | None]) -> list[dict | str]:
+        """Per request: its actions (as `Gr00tPolicy.get_action` returns them), or a one-line error."""
+        policy, results = self.policy, [None] * len(observations)
+        parts = []
+        for i, (observation, noise) in enumerate(zip(observations, noises)):
+            try:
+                if isinstance(observation, Exception):
+                    raise observation
+                inputs = policy.processor(observation)
+                parts.append((i, inputs, self._noise(noise, inputs)))
+            except Exception as e:  # noqa: BLE001 - a bad request fails alone
+                results[i] = protocol.bounded(f"{type(e).__name__}: {e}")
+        if not parts:
+            return results
+        start = time.monotonic()
+        batch = collate([inputs for _, inputs, _ in parts], self.pad_id)
+        pred = policy.backend(batch, torch.cat([noise for _, _, noise in parts]), policy.denoising_steps)
+        latency_ms = (time.monotonic() - start) * 1e3
+        self.batch_rows[pred.shape[0]] += 1
+        for (i, inputs, _), rows in zip(parts, pred.split([inputs.batch_size for _, inputs, _ in parts])):
+            if not bool(torch.isfinite(rows).all()):
+                results[i] = "NonFiniteActionError: the model produced non-finite actions for this observation"
+                continue
+            results[i] = policy.processor.decode(rows, inputs.batched)
+            if robots[i] is not None:
+                session = self.session(robots[i])
+                session.chunk, session.latency_ms, session.requests = rows[-1].clone(), latency_ms, session.requests + 1
+        log.debug("batch of %d requests (%d rows): %.1f ms", len(parts), pred.shape[0], latency_ms)
+        return results
+
+
+# --- the Triton model: tensors named like the observation keys ------------------------------------------------------
+
+
+def triton_tensors(policy: Gr00tPolicy) -> tuple[list, list]:
+    """(inputs, outputs) of the Triton model, per row of a batch: cameras (1, H, W, 3) uint8, states (1, D) FP64,
+    the instruction (1,) BYTES, optional robot id and noise; actions (horizon, D) FP32 and an error (1,) BYTES."""
+    from pytriton.model_config import Tensor
+
+    config, dims = policy.data_config, policy.key_dims
+    inputs = [Tensor(name=key, dtype=np.uint8, shape=(1, -1, -1, 3)) for key in config.video_keys]
+    inputs += [Tensor(name=key, dtype=np.float64, shape=(1, dims[key])) for key in config.state_keys]
+    inputs += [Tensor(name=config.language_key, dtype=bytes, shape=(1,)),
+               Tensor(name=ROBOT_ID, dtype=bytes, shape=(1,), optional=True),
+               Tensor(name=NOISE, dtype=np.float32, shape=(policy.action_horizon, policy.config.max_action_dim),
+                      optional=True)]
+    outputs = [Tensor(name=key, dtype=np.float32, shape=(policy.action_horizon, dims[key]))
+               for key in config.action_keys]
+    return inputs, [*outputs, Tensor(name=ERROR, dtype=bytes, shape=(1,))]
+
+
+def _text(value: np.ndarray) -> str:
+    item = value.reshape(-1)[0]
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+
+
+def request_observation(policy: Gr00tPolicy, request: Any) -> dict | Exception:
+    """The batched observation a Triton request holds (B rows), or the reason it holds none."""
+    config = policy.data_config
+    try:
+        observation = {key: request[key] for key in [*config.video_keys, *config.state_keys]}
+        observation[config.language_key] = [_text(row) for row in request[config.language_key]]
+        return observation
+    except KeyError as e:
+        return ValueError(f"request misses input {e}")
+
+
+def infer_function(fleet: FleetModel):
+    """The PyTriton inference callable: a list of requests in, one response each (errors in the ERROR output)."""
+    policy = fleet.policy
+    config, horizon = policy.data_config, policy.action_horizon
+
+    def infer(requests: list) -> list[dict[str, np.ndarray]]:
+        observations = [request_observation(policy, r) for r in requests]
+        noises = [r.data.get(NOISE) for r in requests]
+        robots = [_text(r.data[ROBOT_ID]) if ROBOT_ID in r.data else None for r in requests]
+        responses = []
+        for request, result in zip(requests, fleet(observations, noises, robots)):
+            rows = len(next(iter(request.data.values())))
+            if isinstance(result, str):
+                actions = {k: np.zeros((rows, horizon, policy.key_dims[k]), np.float32) for k in config.action_keys}
+                responses.append({**actions, ERROR: np.full((rows, 1), result.encode(), dtype=object)})
+            else:
+                responses.append({**result, ERROR: np.full((rows, 1), b"", dtype=object)})
+        return responses
+
+    return infer
+
+
+def triton_environment() -> None:
+    """Triton's Python backend stub links libpython: point it at this interpreter's (a pyenv or venv Python would
+    otherwise pick up the system one and fail with "'_thread.RLock' object has no attribute '_recursion_count'")."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    paths = os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+    if libdir and libdir not in paths:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *filter(None, paths)])
+
+
+def start_triton(fleet: FleetModel, *, max_batch: int = 16, max_queue_delay_ms: float = 5.0,
+                 host: str = "127.0.0.1", grpc_port: int = 8001, http_port: int = 8000, metrics_port: int = 8002):
+    """Start Triton serving `fleet` as model `MODEL_NAME` (returns the running `pytriton.triton.Triton`)."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig
+    from pytriton.triton import Triton, TritonConfig
+
+    triton_environment()
+    inputs, outputs = triton_tensors(fleet.policy)
+    triton = Triton(config=TritonConfig(grpc_address=host, grpc_port=grpc_port, http_address=host,
+                                        http_port=http_port, metrics_address=host, metrics_port=metrics_port))
+    batcher = DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_ms * 1000))
+    triton.bind(MODEL_NAME, infer_function(fleet), inputs, outputs,
+                config=ModelConfig(max_batch_size=max_batch, batcher=batcher), strict=False)
+    triton.run()
+    return triton
+
+
+# --- the Isaac ZeroMQ protocol in front ----------------------------------------------------------------------------
+
+
+def triton_inputs(policy: Gr00tPolicy, observation: dict, robot: str) -> tuple[dict[str, np.ndarray], bool]:
+    """A checked Isaac observation as Triton batch inputs (+ whether it was batched)."""
+    batched, batch = policy.processor.check(observation)
+    config = policy.data_config
+    inputs = {key: np.ascontiguousarray(observation[key]).reshape(batch, *observation[key].shape[-4:])
+              for key in config.video_keys}
+    inputs.update({key: np.asarray(observation[key], np.float64).reshape(batch, 1, -1) for key in config.state_keys})
+    texts = policy.processor.instructions(observation, batched, batch)
+    inputs[config.language_key] = np.array([[t.encode()] for t in texts], dtype=object)
+    inputs[ROBOT_ID] = np.full((batch, 1), robot.encode(), dtype=object)
+    return inputs, batched
+
+
+class FleetFront(PolicyServer):
+    """`gr00t-fast serve`'s ZeroMQ server (ROUTER, token, size and time limits) forwarding every get_action to the
+    Triton model, up to `concurrency` at once: Triton batches them."""
+
+    def __init__(self, policy: Gr00tPolicy, triton_url: str, *, concurrency: int = 32, **server_options: Any):
+        super().__init__(policy, concurrency=concurrency, **server_options)
+        self.triton_url = triton_url
+        self.clients = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
+
+    def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
+        from pytriton.client import ModelClient
+
+        inputs, batched = triton_inputs(self.policy, observation, robot)
+        client = getattr(self.clients, "client", None)
+        if client is None:
+            with warnings.catch_warnings():  # tritonclient.grpc applies the timeout to inference calls only: fine
+                warnings.simplefilter("ignore")
+                client = self.clients.client = ModelClient(self.triton_url, MODEL_NAME,
+                                                           inference_timeout_s=self.request_timeout_s)
+        result = client.infer_batch(**inputs)
+        error = _text(result.pop(ERROR))
+        if error:
+            raise ValueError(error)
+        return result if batched else {key: value[0] for key, value in result.items()}
+
+
+# --- command line ----------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gr00t-fast fleet serve",
+        description="Serve one GR00T N1.5 policy to many robots: a Triton Inference Server model with dynamic "
+        "batching (gRPC/HTTP), and the Isaac-GR00T ZeroMQ protocol in front for existing robot clients.")
+    add_policy_arguments(parser)
+    parser.add_argument("--max_batch", type=int, default=16, help="largest batch Triton forms (default: 16)")
+    parser.add_argument("--max_queue_delay_ms", type=float, default=5.0,
+                        help="longest a request waits for others to batch with (default: 5)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port (default: 5555)")
+    parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request")
+    parser.add_argument("--triton_host", default="127.0.0.1",
+                        help="interface of Triton's gRPC/HTTP endpoints, which check no token (default: 127.0.0.1)")
+    parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port (default: 8001)")
+    parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port (default: 8000)")
+    parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port (default: 8002)")
+    parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB)
+    parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "serve":
+        print("usage: gr00t-fast fleet serve --model_path PATH [options] (--help for them)", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.max_batch < 1 or args.max_queue_delay_ms < 0 or args.request_timeout_s <= 0 or args.max_message_mb <= 0:
+            raise ValueError("--max_batch must be >= 1, --max_queue_delay_ms >= 0, the limits > 0")
+        import pytriton  # noqa: F401 - the one-line answer when the extra is missing
+    except ImportError:
+        print('gr00t-fast fleet: error: PyTriton is not installed (pip install "gr00t-fast[fleet]")', file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        policy = policy_config_from_args(args).load(warmup=True)
+        triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
+                              host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
+        return 2
+    try:
+        front = FleetFront(policy, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
+                           host=args.host, port=args.port, api_token=args.api_token,
+                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s)
+    except OSError as e:
+        triton.stop()
+        print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
+        return 2
+    if args.triton_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("Triton's gRPC/HTTP endpoints on %s check no token: keep them on a trusted network", args.triton_host)
+    log.info("Triton model %r: gRPC %s:%d, HTTP %s:%d; ZeroMQ front %s", MODEL_NAME, args.triton_host, args.grpc_port,
+             args.triton_host, args.http_port, front.address)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: front.stop())
+    try:
+        front.run()
+    finally:
+        triton.stop()
+    return 0

@@ -1,0 +1,153 @@
+"""The fleet server (issue 17): the real Triton Inference Server (PyTriton) with dynamic batching, on loopback.
+
+Runs where the `fleet` extra is installed (`bash .ci/fleet_env.sh` builds such an environment), skips elsewhere.
+"""
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="the fleet extra (nvidia-pytriton) is not installed")
+
+from pytriton.client import ModelClient  # noqa: E402
+
+from gr00t_fast import load_policy  # noqa: E402
+from gr00t_fast.dev.bench.common import bench_noise, bench_observation  # noqa: E402
+from gr00t_fast.serve.client import PolicyClient, ServerError  # noqa: E402
+from gr00t_fast.serve.fleet import ERROR, MODEL_NAME, NOISE, FleetFront, FleetModel, start_triton, triton_inputs  # noqa: E402
+
+PROMPTS = ["go", "Pick up the red cube.", "Stack the three blue blocks on the plate, then wave twice.",
+           "Open the drawer and put the sponge inside it carefully, then close it.", "x y", "wave",
+           "Put the cup on the saucer.", "Push the green button twice, slowly."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def robot_observation(policy, i: int) -> dict:
+    obs = bench_observation(policy, seed=i)
+    obs[policy.data_config.language_key] = [PROMPTS[i % len(PROMPTS)]]
+    return obs
+
+
+def assert_actions_close(policy, got: dict, want: dict) -> None:
+    """Equal within 1e-5 of the model's normalized output (in robot units: 1e-5 of half each joint's range)."""
+    assert got.keys() == want.keys()
+    for key in want:
+        tolerance = 1e-5 * policy.processor.action_range[key] / 2
+        assert (np.abs(got[key] - want[key]) <= tolerance).all(), f"{key}: {np.abs(got[key] - want[key]).max()}"
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    return load_policy(tiny_checkpoint, device="cpu", warmup=False)
+
+
+@pytest.fixture(scope="module")
+def noise(policy):
+    return bench_noise(policy)
+
+
+@pytest.fixture(scope="module")
+def fleet(policy, noise):
+    """Triton's endpoints ({"grpc": url, "http": url}), its model, and the ZeroMQ front in front of it."""
+    model = FleetModel(policy, noise=noise)
+    grpc, http = free_port(), free_port()
+    triton = start_triton(model, max_batch=8, max_queue_delay_ms=20, grpc_port=grpc, http_port=http,
+                          metrics_port=free_port())
+    urls = {"grpc": f"grpc://127.0.0.1:{grpc}", "http": f"http://127.0.0.1:{http}"}
+    try:
+        front = FleetFront(policy, urls["grpc"], concurrency=16, port=0, poll_ms=20)
+        with front.in_thread():
+            yield urls, model, front
+    finally:
+        triton.stop()
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5])
+def test_batched_equals_unbatched(policy, batch):
+    """Mixed prompts, one batch: each robot gets the actions of its own unbatched call (fixed noise, fp32)."""
+    observations = [robot_observation(policy, i) for i in range(batch)]
+    noises = [bench_noise(policy, seed=i) for i in range(batch)]
+    results = FleetModel(policy)(observations, noises, [f"robot-{i}" for i in range(batch)])
+    for obs, noise, result in zip(observations, noises, results):
+        assert_actions_close(policy, result, policy.get_action(obs, noise=noise))
+
+
+def test_malformed_request_fails_alone_in_its_batch(policy, noise):
+    good = [robot_observation(policy, i) for i in range(3)]
+    bad = robot_observation(policy, 3)
+    bad[policy.data_config.state_keys[0]] = np.full_like(bad[policy.data_config.state_keys[0]], np.nan)
+    model = FleetModel(policy, noise=noise)
+    results = model([good[0], bad, good[1], ValueError("request misses input 'x'"), good[2]], [None] * 5, [None] * 5)
+    assert "expected finite values" in results[1] and results[3] == "ValueError: request misses input 'x'"
+    for obs, result in zip(good, [results[0], results[2], results[4]]):
+        assert_actions_close(policy, result, policy.get_action(obs, noise=noise))
+    assert model.batch_rows == {3: 1}
+
+
+def test_triton_grpc_and_http_batches_concurrent_requests(policy, fleet):
+    """Direct Triton clients (tritonclient through PyTriton's ModelClient), one malformed among them."""
+    urls, model, _ = fleet
+    model.batch_rows.clear()
+    results: dict[int, dict] = {}
+
+    def call(i: int) -> None:
+        inputs, _ = triton_inputs(policy, robot_observation(policy, i), f"robot-{i}")
+        inputs[NOISE] = bench_noise(policy, seed=i, batch=1)
+        if i == 5:
+            inputs[policy.data_config.state_keys[0]][:] = np.inf
+        with ModelClient(urls["grpc" if i % 2 else "http"], MODEL_NAME, inference_timeout_s=120) as client:
+            results[i] = client.infer_batch(**inputs)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert sorted(results) == list(range(6))
+    assert b"expected finite values" in results[5][ERROR][0, 0]
+    for i in range(5):
+        assert results[i].pop(ERROR)[0, 0] == b""
+        want = policy.get_action(robot_observation(policy, i), noise=bench_noise(policy, seed=i))
+        assert_actions_close(policy, {k: v[0] for k, v in results[i].items()}, want)
+    assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
+    assert {f"robot-{i}" for i in range(5)} <= set(model.sessions)
+
+
+def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
+    """Eight robots on the Isaac ZeroMQ protocol at once, plus one sending garbage: all eight get their actions."""
+    _, model, front = fleet
+    model.batch_rows.clear()
+    answers: dict[int, list] = {}
+
+    def robot(i: int) -> None:
+        with PolicyClient(host="127.0.0.1", port=front.port, timeout_ms=120_000) as client:
+            answers[i] = [client.get_action(robot_observation(policy, i)) for _ in range(2)]
+
+    def vandal() -> None:
+        with PolicyClient(host="127.0.0.1", port=front.port, timeout_ms=120_000) as client:
+            bad = robot_observation(policy, 0)
+            bad[policy.data_config.video_keys[0]] = bad[policy.data_config.video_keys[0]][..., :2]
+            with pytest.raises(ServerError, match="3 RGB channels"):
+                client.get_action(bad)
+            answers["vandal"] = client.ping()
+
+    threads = [threading.Thread(target=robot, args=(i,)) for i in range(8)] + [threading.Thread(target=vandal)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert answers.pop("vandal") is True
+    assert sorted(answers) == list(range(8))
+    for i, replies in answers.items():
+        want = policy.get_action(robot_observation(policy, i), noise=noise)
+        for got in replies:
+            assert_actions_close(policy, got, want)
+    assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
+    assert len([r for r in model.sessions if r not in {f"robot-{i}" for i in range(8)}]) >= 8  # routing ids
