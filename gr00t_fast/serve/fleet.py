@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import sysconfig
 import threading
@@ -168,6 +169,13 @@ def infer_function(fleet: FleetModel):
         return responses
 
     return infer
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now (Triton takes fixed ports: tests and benchmarks pick them this way)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def triton_environment() -> None:

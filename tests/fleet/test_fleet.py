@@ -3,7 +3,6 @@
 Runs where the `fleet` extra is installed (`bash .ci/fleet_env.sh` builds such an environment), skips elsewhere.
 """
 
-import socket
 import threading
 
 import numpy as np
@@ -16,17 +15,11 @@ from pytriton.client import ModelClient  # noqa: E402
 from gr00t_fast import load_policy  # noqa: E402
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation  # noqa: E402
 from gr00t_fast.serve.client import PolicyClient, ServerError  # noqa: E402
-from gr00t_fast.serve.fleet import ERROR, MODEL_NAME, NOISE, FleetFront, FleetModel, start_triton, triton_inputs  # noqa: E402
+from gr00t_fast.serve.fleet import ERROR, MODEL_NAME, NOISE, FleetFront, FleetModel, free_port, start_triton, triton_inputs  # noqa: E402
 
 PROMPTS = ["go", "Pick up the red cube.", "Stack the three blue blocks on the plate, then wave twice.",
            "Open the drawer and put the sponge inside it carefully, then close it.", "x y", "wave",
            "Put the cup on the saucer.", "Push the green button twice, slowly."]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def robot_observation(policy, i: int) -> dict:

@@ -25,6 +25,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
     "ab": "side by side with NVIDIA's own Gr00tPolicy and inference_service.py: latency, ratio, stages, step/refill",
     "gpu": "full size on one GPU: fp32, bf16, compile, cuda-graph, fp8, int8 with cold call, p90, memory, error",
+    "fleet": "simulated robots against the serial server and the Triton fleet server: requests/s, latency, empty queues",
 }
 
 
