@@ -144,3 +144,43 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
             assert_actions_close(policy, got, want)
     assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
     assert len([r for r in model.sessions if r not in {f"robot-{i}" for i in range(8)}]) >= 8  # routing ids
+
+
+def test_cli_fleet_serve_answers_isaac_clients_and_stops_on_sigterm(tiny_checkpoint):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    command = [sys.executable, "-m", "gr00t_fast.cli", "fleet", "serve", "--model_path", str(tiny_checkpoint),
+               "--device", "cpu", "--port", str(port), "--grpc_port", str(free_port()), "--http_port",
+               str(free_port()), "--metrics_port", str(free_port()), "--max_batch", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with PolicyClient(port=port, timeout_ms=500) as client:
+            deadline = time.monotonic() + 180
+            while not client.ping():
+                assert proc.poll() is None and time.monotonic() < deadline, "fleet serve did not come up"
+        with PolicyClient(port=port, timeout_ms=120_000) as client:
+            policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+            action = client.get_action(robot_observation(policy, 0))
+            assert {k: v.shape for k, v in action.items()} == {"action.single_arm": (16, 5), "action.gripper": (16, 1)}
+            assert client.get_modality_config() == policy.get_modality_config()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output[-3000:]
+        assert "Triton model 'gr00t'" in output
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
+@pytest.mark.parametrize("argv, message", [([], "usage: gr00t-fast fleet serve"),
+                                           (["serve", "--model_path", "x", "--max_batch", "0"], "--max_batch")])
+def test_cli_fleet_bad_flags_get_one_line(argv, message, capsys):
+    from gr00t_fast.serve.fleet import main
+
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
