@@ -41,10 +41,10 @@ class ModelInputs:
         return ModelInputs(**moved)
 
 
-def collate(parts: list[ModelInputs], pad_id: int) -> ModelInputs:
+def collate(parts: list[ModelInputs], pad_id: int, length: int = 0) -> ModelInputs:
     """One batch of several calls' inputs (e.g. different robots' observations), prompts left-padded with `pad_id`
-    to the longest and the padding isolated: every row's actions are those of its own call."""
-    length = max(p.input_ids.shape[1] for p in parts)
+    to the longest (or to `length`) and the padding isolated: every row's actions are those of its own call."""
+    length = max(length, *(p.input_ids.shape[1] for p in parts))
     ids, masks = [], []
     for p in parts:
         pad = length - p.input_ids.shape[1]

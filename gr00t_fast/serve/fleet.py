@@ -44,6 +44,8 @@ ROBOT_ID = "robot_id"  # optional BYTES input: whose session a request belongs t
 NOISE = "noise"  # optional FP32 input (horizon, max_action_dim): the sampler's initial sample (tests, replays)
 ERROR = "error"  # BYTES output: empty, or why this request got no actions
 MAX_SESSIONS = 4096  # robots remembered (least recently seen forgotten first)
+GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32)  # cuda-graph: batches padded up to one of these row counts ...
+GRAPH_PROMPT_STEP = 64  # ... and prompts to a multiple of this many tokens, so that few graphs get captured
 
 
 @dataclass
@@ -59,10 +61,15 @@ class Session:
 class FleetModel:
     """Runs several requests (each one observation, batched or not) as one batch of the policy's backend."""
 
-    def __init__(self, policy: Gr00tPolicy, noise: np.ndarray | None = None):
+    def __init__(self, policy: Gr00tPolicy, noise: np.ndarray | None = None,
+                 buckets: tuple[int, ...] | None = None, prompt_step: int = GRAPH_PROMPT_STEP):
         """`noise`: one fixed initial sample (horizon, max_action_dim) for every row without its own (tests and
-        benchmarks, like `FixedNoisePolicy`); None draws it from the policy's generator."""
+        benchmarks, like `FixedNoisePolicy`); None draws it from the policy's generator. `buckets`: row counts a
+        batch is padded up to (repeating its last row; with prompts padded to a multiple of `prompt_step`), by
+        default `GRAPH_BUCKETS` for the cuda-graph backend (a captured graph per bucket), none otherwise."""
         self.policy = policy
+        self.buckets = (GRAPH_BUCKETS if policy.backend.name == "cuda-graph" else ()) if buckets is None else buckets
+        self.prompt_step = prompt_step
         self.noise = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))
         self.pad_id = policy.processor.tokenizer.pad_id
         self.sessions: OrderedDict[str, Session] = OrderedDict()
@@ -79,6 +86,24 @@ class FleetModel:
         if noise is None and self.noise is not None:
             noise = self.noise.expand(inputs.batch_size, -1, -1) if inputs.batched else self.noise
         return self.policy._noise(noise, inputs.batched, inputs.batch_size)
+
+    def collate(self, parts: list[ModelInputs], noise: torch.Tensor) -> tuple[ModelInputs, torch.Tensor]:
+        """One batch of `parts`, padded to the next bucket (its last row repeated) when buckets are set."""
+        rows = noise.shape[0]
+        target = next((b for b in self.buckets if b >= rows), rows)
+        if target == rows:
+            return collate(parts, self.pad_id), noise
+        length = max(p.input_ids.shape[1] for p in parts)
+        batch = collate(parts, self.pad_id, -(-length // self.prompt_step) * self.prompt_step)
+        fill, views = target - rows, batch.pixel_values.shape[0] // rows
+
+        def grow(t: torch.Tensor, last: int = 1) -> torch.Tensor:
+            return torch.cat([t, t[-last:].repeat(fill, *[1] * (t.dim() - 1))])
+
+        mask = torch.ones_like(batch.input_ids) if batch.attention_mask is None else batch.attention_mask
+        embodiment = batch.embodiment_id if isinstance(batch.embodiment_id, int) else grow(batch.embodiment_id)
+        return (ModelInputs(grow(batch.input_ids), grow(mask), grow(batch.pixel_values, views), grow(batch.state),
+                            embodiment, batched=True, isolate_padding=True), grow(noise))
 
     @torch_thread
     @torch.inference_mode()
@@ -97,11 +122,12 @@ class FleetModel:
         if not parts:
             return results
         start = time.monotonic()
-        batch = collate([inputs for _, inputs, _ in parts], self.pad_id)
-        pred = policy.backend(batch, torch.cat([noise for _, _, noise in parts]), policy.denoising_steps)
+        batch, noise = self.collate([inputs for _, inputs, _ in parts], torch.cat([noise for _, _, noise in parts]))
+        pred = policy.backend(batch, noise, policy.denoising_steps)
         latency_ms = (time.monotonic() - start) * 1e3
         self.batch_rows[pred.shape[0]] += 1
-        for (i, inputs, _), rows in zip(parts, pred.split([inputs.batch_size for _, inputs, _ in parts])):
+        sizes = [inputs.batch_size for _, inputs, _ in parts]
+        for (i, inputs, _), rows in zip(parts, pred[: sum(sizes)].split(sizes)):  # bucket padding dropped
             if not bool(torch.isfinite(rows).all()):
                 results[i] = "NonFiniteActionError: the model produced non-finite actions for this observation"
                 continue

@@ -72,6 +72,15 @@ def test_batched_equals_unbatched(policy, batch):
         assert_actions_close(policy, result, policy.get_action(obs, noise=noise))
 
 
+def test_graph_buckets_pad_the_batch_without_changing_actions(policy, noise):
+    """cuda-graph batches are padded to a bucket (rows and prompt length); the padding changes no robot's actions."""
+    observations = [robot_observation(policy, i) for i in range(3)]
+    model = FleetModel(policy, noise=noise, buckets=(1, 2, 4, 8))
+    for obs, result in zip(observations, model(observations, [None] * 3, [None] * 3)):
+        assert_actions_close(policy, result, policy.get_action(obs, noise=noise))
+    assert model.batch_rows == {4: 1}
+
+
 def test_malformed_request_fails_alone_in_its_batch(policy, noise):
     good = [robot_observation(policy, i) for i in range(3)]
     bad = robot_observation(policy, 3)
