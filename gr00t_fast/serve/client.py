@@ -28,7 +28,11 @@ class PolicyClient:
         timeout_ms: int = 15000,
         api_token: str | None = None,
         legacy_format: bool = False,
+        robot_id: str | None = None,
     ):
+        """`robot_id` names this robot in every get_action (a fleet server keeps its session under it; without
+        one the server goes by the connection, which a reconnect after a timeout changes)."""
+        self.robot_id = robot_id
         self.address = protocol.tcp_address(host, port)
         self.timeout_ms = timeout_ms
         self.api_token = api_token
@@ -52,6 +56,8 @@ class PolicyClient:
     def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
         """Send one request and return the decoded reply; ServerError on an error reply, TimeoutError on none."""
         request = protocol.make_request(endpoint, data, self.api_token, error_map_ok=self.legacy_format)
+        if self.robot_id is not None:
+            request["robot_id"] = self.robot_id
         message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request)
         try:
             self.socket.send(message)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gr00t_fast.backends.graph import GraphBackend
 from gr00t_fast.model.inputs import ModelInputs, collate
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.policy import Gr00tPolicy
@@ -67,6 +68,9 @@ class FleetModel:
         benchmarks, like `FixedNoisePolicy`); None draws it from the policy's generator. `buckets`: row counts a
         batch is padded up to (repeating its last row; with prompts padded to a multiple of `prompt_step`), by
         default `GRAPH_BUCKETS` for the cuda-graph backend (a captured graph per bucket), none otherwise."""
+        if isinstance(policy.backend, GraphBackend):
+            raise ValueError(f"fleet serving batches prompts of different lengths, which backend "
+                             f"{policy.backend.name!r} (exported graphs) cannot isolate; use torch, compile or cuda-graph")
         self.policy = policy
         self.buckets = (GRAPH_BUCKETS if policy.backend.name == "cuda-graph" else ()) if buckets is None else buckets
         self.prompt_step = prompt_step
@@ -123,7 +127,11 @@ class FleetModel:
             return results
         start = time.monotonic()
         batch, noise = self.collate([inputs for _, inputs, _ in parts], torch.cat([noise for _, _, noise in parts]))
-        pred = policy.backend(batch, noise, policy.denoising_steps)
+        try:
+            pred = policy.backend(batch, noise, policy.denoising_steps)
+        except Exception as e:  # noqa: BLE001 - the batch's requests all get the one line (Triton carries on)
+            log.error("batch of %d requests failed", len(parts), exc_info=e)
+            return [protocol.bounded(f"{type(e).__name__}: {e}") if r is None else r for r in results]
         latency_ms = (time.monotonic() - start) * 1e3
         self.batch_rows[pred.shape[0]] += 1
         sizes = [inputs.batch_size for _, inputs, _ in parts]

@@ -129,7 +129,8 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
     answers: dict[int, list] = {}
 
     def robot(i: int) -> None:
-        with PolicyClient(host="127.0.0.1", port=front.port, timeout_ms=120_000) as client:
+        robot_id = f"arm-{i}" if i % 2 else None  # the others go by their connection
+        with PolicyClient(host="127.0.0.1", port=front.port, timeout_ms=120_000, robot_id=robot_id) as client:
             answers[i] = [client.get_action(robot_observation(policy, i)) for _ in range(2)]
 
     def vandal() -> None:
@@ -152,7 +153,9 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
         for got in replies:
             assert_actions_close(policy, got, want)
     assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
-    assert len([r for r in model.sessions if r not in {f"robot-{i}" for i in range(8)}]) >= 8  # routing ids
+    named = {f"arm-{i}" for i in range(1, 8, 2)}
+    assert named <= set(model.sessions) and all(model.sessions[r].requests == 2 for r in named)
+    assert len([r for r in model.sessions if r not in named and not r.startswith("robot-")]) == 4  # routing ids
 
 
 def test_cli_fleet_serve_answers_isaac_clients_and_stops_on_sigterm(tiny_checkpoint):
