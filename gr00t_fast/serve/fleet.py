@@ -221,16 +221,29 @@ def triton_environment() -> None:
         os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *filter(None, paths)])
 
 
+def token_headers(api_token: str | None, url: str) -> dict[str, str] | None:
+    """The headers a Triton request to `url` carries when the fleet server was started with `api_token`
+    (HTTP: `triton-access-token`; gRPC: `triton-grpc-protocol-triton-access-token`)."""
+    from pytriton.client.auth import create_auth_headers
+
+    return None if api_token is None else create_auth_headers(api_token, url.split(":", 1)[0])
+
+
 def start_triton(fleet: FleetModel, *, max_batch: int = 16, max_queue_delay_ms: float = 5.0,
-                 host: str = "127.0.0.1", grpc_port: int = 8001, http_port: int = 8000, metrics_port: int = 8002):
-    """Start Triton serving `fleet` as model `MODEL_NAME` (returns the running `pytriton.triton.Triton`)."""
+                 host: str = "127.0.0.1", grpc_port: int = 8001, http_port: int = 8000, metrics_port: int = 8002,
+                 api_token: str | None = None):
+    """Start Triton serving `fleet` as model `MODEL_NAME` (returns the running `pytriton.triton.Triton`). With
+    `api_token`, inference (and PyTriton's protected endpoints) need it in a header (`token_headers`)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
     triton_environment()
     inputs, outputs = triton_tensors(fleet.policy)
+    security = None if api_token is None else TritonSecurityConfig(
+        access_token=api_token, restricted_endpoints=[*DEFAULT_PROTECTED_ENDPOINTS, "inference"])
     triton = Triton(config=TritonConfig(grpc_address=host, grpc_port=grpc_port, http_address=host,
-                                        http_port=http_port, metrics_address=host, metrics_port=metrics_port))
+                                        http_port=http_port, metrics_address=host, metrics_port=metrics_port),
+                    security_config=security)
     batcher = DynamicBatcher(max_queue_delay_microseconds=int(max_queue_delay_ms * 1000))
     triton.bind(MODEL_NAME, infer_function(fleet), inputs, outputs,
                 config=ModelConfig(max_batch_size=max_batch, batcher=batcher), strict=False)
@@ -259,8 +272,9 @@ class FleetFront(PolicyServer):
     Triton model, up to `concurrency` at once: Triton batches them."""
 
     def __init__(self, policy: Gr00tPolicy, triton_url: str, *, concurrency: int = 32, **server_options: Any):
+        """`server_options`: `PolicyServer`'s; its `api_token` is also sent to Triton (see `start_triton`)."""
         super().__init__(policy, concurrency=concurrency, **server_options)
-        self.triton_url = triton_url
+        self.triton_url, self.headers = triton_url, token_headers(self.api_token, triton_url)
         self.clients = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
 
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
@@ -273,7 +287,7 @@ class FleetFront(PolicyServer):
                 warnings.simplefilter("ignore")
                 client = self.clients.client = ModelClient(self.triton_url, MODEL_NAME,
                                                            inference_timeout_s=self.request_timeout_s)
-        result = client.infer_batch(**inputs)
+        result = client.infer_batch(**inputs, headers=self.headers)
         error = _text(result.pop(ERROR))
         if error:
             raise ValueError(error)
@@ -294,9 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="longest a request waits for others to batch with (default: 5)")
     parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port (default: 5555)")
-    parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request")
+    parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request, and in the "
+                        "triton-access-token header (gRPC: triton-grpc-protocol-triton-access-token) of Triton's")
     parser.add_argument("--triton_host", default="127.0.0.1",
-                        help="interface of Triton's gRPC/HTTP endpoints, which check no token (default: 127.0.0.1)")
+                        help="interface of Triton's gRPC/HTTP endpoints (default: 127.0.0.1)")
     parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port (default: 8001)")
     parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port (default: 8000)")
     parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port (default: 8002)")
@@ -326,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = policy_config_from_args(args).load(warmup=True)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
-                              metrics_port=args.metrics_port)
+                              metrics_port=args.metrics_port, api_token=args.api_token)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
         return 2
@@ -338,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         triton.stop()
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
-    if args.triton_host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("Triton's gRPC/HTTP endpoints on %s check no token: keep them on a trusted network", args.triton_host)
+    if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
     log.info("Triton model %r: gRPC %s:%d, HTTP %s:%d; ZeroMQ front %s", MODEL_NAME, args.triton_host, args.grpc_port,
              args.triton_host, args.http_port, front.address)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -196,3 +196,32 @@ def test_cli_fleet_bad_flags_get_one_line(argv, message, capsys):
 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_api_token_guards_the_zmq_front_and_triton_inference(policy, noise):
+    from pytriton.client.exceptions import PyTritonClientError
+
+    from gr00t_fast.serve.fleet import token_headers
+
+    grpc, http = free_port(), free_port()
+    triton = start_triton(FleetModel(policy, noise=noise), grpc_port=grpc, http_port=http, metrics_port=free_port(),
+                          api_token="s3cret")
+    try:
+        inputs, _ = triton_inputs(policy, robot_observation(policy, 0), "robot-0")
+        for url in (f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{http}"):
+            with ModelClient(url, MODEL_NAME, inference_timeout_s=120) as client:
+                with pytest.raises(PyTritonClientError):
+                    client.infer_batch(**inputs)
+                with pytest.raises(PyTritonClientError):
+                    client.infer_batch(**inputs, headers=token_headers("wrong", url))
+                assert client.infer_batch(**inputs, headers=token_headers("s3cret", url))[ERROR][0, 0] == b""
+        front = FleetFront(policy, f"grpc://127.0.0.1:{grpc}", port=0, poll_ms=20, api_token="s3cret")
+        with front.in_thread():
+            with PolicyClient(port=front.port, timeout_ms=120_000) as client:
+                with pytest.raises(ServerError, match="Unauthorized"):
+                    client.get_action(robot_observation(policy, 0))
+            with PolicyClient(port=front.port, timeout_ms=120_000, api_token="s3cret") as client:
+                assert_actions_close(policy, client.get_action(robot_observation(policy, 0)),
+                                     policy.get_action(robot_observation(policy, 0), noise=noise))
+    finally:
+        triton.stop()
