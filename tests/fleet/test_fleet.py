@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytriton", reason="the fleet extra (nvidia-pytriton) is not installed")
+pytestmark = pytest.mark.filterwarnings("ignore:tritonclient.grpc doesn't support timeout")  # PyTriton's clients
 
 from pytriton.client import ModelClient  # noqa: E402
 

@@ -181,16 +181,16 @@ def run_fleet(policy: Any, observations: list[dict[str, Any]], args: argparse.Na
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for server in dict.fromkeys(r["server"] for r in results):
-        rows = [r for r in results if r["server"] == server]
+    for k, server in enumerate(dict.fromkeys(r["server"] for r in results)):
+        rows, color = [r for r in results if r["server"] == server], f"C{k}"
         x = [r["robots"] for r in rows]
-        axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", label=server)
-        axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", label=f"{server} p99")
-        axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", label=f"{server} p50")
-        axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", label=server)
+        axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", color=color, label=server)
+        axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{server} p99")
+        axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", color=color, label=f"{server} p50")
+        axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", color=color, label=server)
     axes[0].plot(x, [r["demand_per_s"] for r in rows], color="gray", linestyle=":", label="demand")
     for ax, label in zip(axes, ("requests / s served", "request latency (ms)", "ticks with an empty queue (%)")):
-        ax.set(xlabel="robots", ylabel=label, ylim=(0, None))
+        ax.set(xlabel="robots", xticks=x, ylabel=label, ylim=(0, None))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
