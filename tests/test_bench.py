@@ -101,6 +101,8 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["model", "--reps", "0"], "--reps must be >= 1"),
         (["ab", "--upstream_python", "/nonexistent/python", "--upstream_src", "/tmp"], "/nonexistent/python does not exist"),
         (["ab", "--upstream_port", "5555", "--fps", "0"], "--fps be > 0"),
+        (["fleet", "--servers", "serial,grpc"], "--servers"),
+        (["fleet", "--servers", "serial", "--chunk_steps", "0"], "--chunk_steps >= 1"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
@@ -156,3 +158,15 @@ def test_gpu_on_cpu(tmp_path, monkeypatch, capsys):
         if "error" not in row:
             assert len(row["times_ms"]) == 2 and row["cold_call_ms"] > 0 and row["p90"] >= row["median"] > 0
     assert rows["bf16 + int8"]["backend"] == "torch" and rows["bf16 + fp8"]["quantize"] == "fp8"
+
+
+def test_fleet_serial_rows(tiny_checkpoint, tmp_path):
+    """The serial rows of `bench fleet` (the fleet rows need PyTriton: tests/fleet runs them)."""
+    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--servers", "serial", "--robots", "1,2", "--duration_s",
+            "1", "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path, "fleet", ["fleet.png"])
+    assert [(r["server"], r["robots"]) for r in result["results"]] == [("serial", 1), ("serial", 2)]
+    for row in result["results"]:
+        assert row["requests"] > 0 and row["failures"] == 0 and 0 <= row["empty_queue_share"] <= 1
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_s"] > 0

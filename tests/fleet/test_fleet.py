@@ -226,3 +226,20 @@ def test_api_token_guards_the_zmq_front_and_triton_inference(policy, noise):
                                      policy.get_action(robot_observation(policy, 0), noise=noise))
     finally:
         triton.stop()
+
+
+def test_bench_fleet_writes_both_servers_rows(tiny_checkpoint, tmp_path):
+    import json
+
+    from gr00t_fast.dev import bench
+
+    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--robots", "1,3", "--duration_s", "1", "--out",
+            str(tmp_path), "--reps", "2", "--warmup", "1"]
+    assert bench.main(argv) == 0
+    results = json.loads((tmp_path / "fleet.json").read_text())["results"]
+    assert [(r["server"], r["robots"]) for r in results] == [("serial", 1), ("serial", 3), ("fleet", 1), ("fleet", 3)]
+    for row in results:
+        assert {"requests_per_s", "p50_ms", "p99_ms", "empty_queue_share"} <= set(row) and row["requests"] > 0
+        assert row["failures"] == 0
+    assert all(r["mean_batch"] >= 1 for r in results if r["server"] == "fleet")
+    assert (tmp_path / "fleet.png").read_bytes()[:4] == b"\x89PNG"
