@@ -275,23 +275,30 @@ class FleetFront(PolicyServer):
         """`server_options`: `PolicyServer`'s; its `api_token` is also sent to Triton (see `start_triton`)."""
         super().__init__(policy, concurrency=concurrency, **server_options)
         self.triton_url, self.headers = triton_url, token_headers(self.api_token, triton_url)
-        self.clients = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
+        self.local = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
+        self.clients: list = []  # all of them, closed with the server
 
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
         from pytriton.client import ModelClient
 
         inputs, batched = triton_inputs(self.policy, observation, robot)
-        client = getattr(self.clients, "client", None)
+        client = getattr(self.local, "client", None)
         if client is None:
             with warnings.catch_warnings():  # tritonclient.grpc applies the timeout to inference calls only: fine
                 warnings.simplefilter("ignore")
-                client = self.clients.client = ModelClient(self.triton_url, MODEL_NAME,
-                                                           inference_timeout_s=self.request_timeout_s)
+                client = self.local.client = ModelClient(self.triton_url, MODEL_NAME,
+                                                         inference_timeout_s=self.request_timeout_s)
+            self.clients.append(client)
         result = client.infer_batch(**inputs, headers=self.headers)
         error = _text(result.pop(ERROR))
         if error:
             raise ValueError(error)
         return result if batched else {key: value[0] for key, value in result.items()}
+
+    def close(self) -> None:
+        super().close()
+        for client in self.clients:
+            client.close()
 
 
 # --- command line ----------------------------------------------------------------------------------------------------
