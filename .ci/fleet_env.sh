@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A third environment for the fleet server (issue 17): PyTriton 0.7.0, which ships the Triton Inference Server 2.51
-# binary with its Python backend and runs on CPU-only Linux, beside torch 2.13.0 (CPU). PyTriton pins numpy<2, so
-# this environment also proves that gr00t-fast works on numpy 1.26 (opencv-python-headless < 4.12: later wheels
-# need numpy 2).
+# The environment of the fleet server suite (issue 17, tests/fleet): PyTriton 0.7.0, which ships the Triton Inference
+# Server 2.51 binary with its Python backend and runs on CPU-only Linux, beside torch 2.13.0 (CPU) and the simulated
+# SO-100 (MuJoCo: `gr00t-fast run` against the fleet). PyTriton pins numpy<2, so this environment also proves that
+# gr00t-fast works on numpy 1.26 (opencv-python-headless < 4.12: later wheels need numpy 2).
 #
 #   bash .ci/fleet_env.sh [DIR]      DIR: $GR00T_FLEET_ENV, else ${TMPDIR:-/tmp}/gr00t-fast-fleet
 #
@@ -15,7 +15,7 @@ if [ ! -f "$ENV/.complete" ]; then
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.13.0
-  $PIP "numpy>=1.26,<2" "opencv-python-headless>=4.9,<4.12" -e "$REPO[fleet]" "pytest>=8" "pytest-timeout>=2.3" \
+  $PIP "numpy>=1.26,<2" "opencv-python-headless>=4.9,<4.12" -e "$REPO[fleet,sim]" "pytest>=8" "pytest-timeout>=2.3" \
        "matplotlib>=3.7"
   touch "$ENV/.complete"
 fi

@@ -39,6 +39,7 @@ class RunConfig(PolicyConfig, ControlConfig):
     policy_timeout_ms: int = 15000
     policy_legacy_format: bool = False  # talk torch.save to an older Isaac-GR00T server (June-Sept 2025)
     api_token: str | None = None
+    robot_id: str | None = None  # this robot's name to a fleet server (its session); default: the connection
     telemetry_interval: float = 1.0  # seconds between live telemetry lines
 
     def __post_init__(self) -> None:
@@ -61,7 +62,7 @@ def make_policy(cfg: RunConfig) -> Any:
         from gr00t_fast.serve.client import PolicyClient
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token,
-                            legacy_format=cfg.policy_legacy_format)
+                            legacy_format=cfg.policy_legacy_format, robot_id=cfg.robot_id)
     model_path = cfg.model_path or str(demo_checkpoint())
     print(f"loading {model_path} ...", flush=True)
     return cfg.load(model_path, warmup=True)

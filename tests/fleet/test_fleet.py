@@ -243,3 +243,17 @@ def test_bench_fleet_writes_both_servers_rows(tiny_checkpoint, tmp_path):
         assert row["failures"] == 0
     assert all(r["mean_batch"] >= 1 for r in results if r["server"] == "fleet")
     assert (tmp_path / "fleet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_path):
+    """`gr00t-fast run --policy_host` against the fleet's ZeroMQ front, unchanged but for its robot id."""
+    pytest.importorskip("mujoco", reason="the simulated SO-100 needs MuJoCo (the sim extra)")
+    from gr00t_fast.control import run
+
+    _, model, front = fleet
+    record = tmp_path / "steps.jsonl"
+    rc = run.main(["--robot.type=so100_sim", "--policy_host=127.0.0.1", f"--policy_port={front.port}",
+                   "--robot_id=sim-arm-1", "--policy_timeout_ms=120000", "--mode=sync", "--fps=10", "--max_steps=6",
+                   "--action_horizon=4", f"--record={record}"])
+    assert rc == 0 and len(record.read_text().splitlines()) == 6
+    assert model.sessions["sim-arm-1"].requests >= 2  # its chunks (and the first call run makes)
