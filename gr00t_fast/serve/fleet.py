@@ -281,6 +281,9 @@ class FleetFront(PolicyServer):
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
         from pytriton.client import ModelClient
 
+        if protocol.RTC_FIELD in observation:
+            raise ValueError(f"the fleet server does not run real-time chunking yet: send get_action without "
+                             f"{protocol.RTC_FIELD!r}, or use gr00t-fast serve")
         inputs, batched = triton_inputs(self.policy, observation, robot)
         client = getattr(self.local, "client", None)
         if client is None:

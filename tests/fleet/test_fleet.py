@@ -140,6 +140,8 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
             bad[policy.data_config.video_keys[0]] = bad[policy.data_config.video_keys[0]][..., :2]
             with pytest.raises(ServerError, match="3 RGB channels"):
                 client.get_action(bad)
+            with pytest.raises(ServerError, match="does not run real-time chunking"):
+                client.get_action({**robot_observation(policy, 0), "rtc": {}})
             answers["vandal"] = client.ping()
 
     threads = [threading.Thread(target=robot, args=(i,)) for i in range(8)] + [threading.Thread(target=vandal)]
