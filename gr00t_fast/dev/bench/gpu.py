@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+import traceback
 from typing import Any, Callable
 
 import torch
@@ -97,7 +98,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     reference = make_backend("torch", fp32)
     references = [reference(inputs, noise, steps).float().cpu() for inputs, noise in calls]
     del fp32, reference
-    rows = []
+    rows: list[dict[str, Any]] = []
+    result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
+              "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
     for name in ROWS:
         if any(word in name for word in args.skip):
             continue
@@ -106,18 +109,23 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.empty_cache()
         try:
             rows.append(measure_row(bench, name, calls, references, steps, device))
+            print(f"{name}: cold {rows[-1]['cold_call_ms']:.1f} ms, median {rows[-1]['median']:.2f} ms", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on: one failing path must not hide the others
-            rows.append({"row": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]})
-            print(f"{name}: failed: {rows[-1]['error']}", flush=True)
-    result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
-              "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
+            rows.append({"row": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300],
+                         "traceback": traceback.format_exc()[-3000:]})
+            print(f"{name}: failed:\n{rows[-1]['traceback']}", flush=True)
+        write(bench, result)  # after every row: a run cut short keeps what it measured
+    return result
+
+
+def write(bench: Bench, result: dict[str, Any]) -> None:
+    """JSON, Markdown table and plot of the rows measured so far."""
     headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
     table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
               f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
-             else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in rows]
+             else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in result["results"]]
     bench.write("gpu", result, "Fast paths on one device",
-                f"Checkpoint `{bench.checkpoint}`, {steps} steps, {args.cameras} camera(s), batch {args.batch}, "
-                f"{bench.reps} warm calls alternating two inputs ({result['timer']}); action error against fp32 eager "
-                "in normalized units; peak memory is what the row allocated on the GPU, its weights included.",
-                [(headers, table)])
-    return result
+                f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
+                f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
+                "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "
+                "included.", [(headers, table)])
