@@ -148,6 +148,32 @@ def test_rtc_over_the_server(policy):
         assert client.ping()
 
 
+def test_fleet_batch_runs_each_robots_rtc_request(policy):
+    """One fleet batch (prompts of different lengths) mixing guided, frozen and plain robots: each row equals its
+    robot's own unbatched call; a bad rtc request fails alone."""
+    from gr00t_fast.dev.bench.common import bench_noise, bench_observation
+    from gr00t_fast.serve.fleet import FleetModel
+
+    observations = [bench_observation(policy, seed=i) for i in range(5)]
+    for obs, prompt in zip(observations, ["go", "Pick up the red cube.", "wave", "Stack the blue blocks.", "x"]):
+        obs[policy.data_config.language_key] = [prompt]
+    noises = [bench_noise(policy, seed=i) for i in range(5)]
+    prefix = np.linspace(-0.8, 0.8, 60, dtype=np.float32).reshape(10, 6)
+    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix[2:], 2), RtcRequest("guided", prefix, 1, beta=2.0),
+            RtcRequest("guided", np.full((2, 6), np.nan, np.float32), 1)]
+    model = FleetModel(policy)
+    results = model(observations, noises, [f"arm-{i}" for i in range(5)], rtcs)
+    assert results[4] == "ValueError: rtc prefix contains non-finite values (NaN/inf)"
+    for obs, noise, rtc, got in zip(observations[:4], noises, rtcs, results):
+        want = policy.get_action(obs, noise=noise, rtc=rtc)
+        assert got.keys() == want.keys() and (RTC_CHUNK_KEY in got) == (rtc is not None)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], atol=1e-5 * (1 if key == RTC_CHUNK_KEY else 100))
+    assert model.batch_rows == {4: 1}
+    batched = bench_observation(policy, seed=0, batch=2)
+    assert "send one observation, not a batch of 2" in model([batched], [None], [None], [rtcs[0]])[0]
+
+
 # ------------------------------------------------------------------------------------------ the control loop
 class FakeRtcPolicy(FakePolicy):
     """Clock chunks (row i targets observation step + i) with their normalized plan (the same / 1000); records

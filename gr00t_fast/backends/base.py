@@ -10,7 +10,7 @@ Every backend subclasses `Backend`: `missing(device)` says what this machine lac
 import importlib.util
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
 import torch
 
@@ -84,10 +84,17 @@ class Backend(ABC):
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         """Normalized actions (B, horizon, max_action_dim) in float32 from `noise` (B, horizon, max_action_dim)."""
 
-    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int, request: RtcRequest) -> torch.Tensor:
-        """Like `__call__`, the sampler continuing `request.prefix` (real-time chunking, `gr00t_fast.model.rtc`);
-        backends that run the sampler as one compiled or exported graph do not support it."""
+    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int,
+            request: RtcRequest | Sequence[RtcRequest | None]) -> torch.Tensor:
+        """Like `__call__`, the sampler continuing `request.prefix` (real-time chunking, `gr00t_fast.model.rtc`;
+        one request for every row or one per row); backends that run the sampler as one compiled or exported graph
+        do not support it (`supports_rtc`)."""
         raise ValueError(f"backend {self.name!r} does not support real-time chunking (rtc); use backend 'torch'")
+
+    @property
+    def supports_rtc(self) -> bool:
+        """Whether `rtc` runs here (a subclass overrides it) rather than refusing."""
+        return type(self).rtc is not Backend.rtc
 
     def stage_ms(self) -> dict[str, float]:
         """Split of the last call's model time into backbone / action_head, for backends that mark it: they set

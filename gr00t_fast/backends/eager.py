@@ -1,6 +1,6 @@
 """`torch` backend: the model's own modules, eagerly, timed per part."""
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -19,9 +19,11 @@ class TorchBackend(Backend):
         return self._run(inputs, lambda features: self.model.action_head.get_action(
             features, inputs.state, inputs.embodiment_id, noise, num_steps, attention_mask=mask))
 
-    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int, request: RtcRequest) -> torch.Tensor:
+    def rtc(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int,
+            request: RtcRequest | Sequence[RtcRequest | None]) -> torch.Tensor:
+        mask = inputs.attention_mask if inputs.isolate_padding else None
         return self._run(inputs, lambda features: rtc_sample(self.model.action_head, features, inputs.state,
-                                                             inputs.embodiment_id, noise, num_steps, request))
+                                                             inputs.embodiment_id, noise, num_steps, request, mask))
 
     def _run(self, inputs: ModelInputs, sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         clock = self.split = StageClock(self.device)

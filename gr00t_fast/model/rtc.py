@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Sequence
 
 import numpy as np
 import torch
+
+from gr00t_fast.model.action_head import key_padding_mask
 
 RTC_MODES = ("guided", "freeze")
 RTC_CHUNK_KEY = "rtc.normalized_action"  # result key of an rtc call: the chunk (horizon, action dims), normalized
@@ -93,51 +95,58 @@ def freeze_ramp(horizon: int, delay: int, overlap_end: int, rate: float) -> torc
     return torch.where(i < delay, 0.0, torch.where(i < overlap_end, ramp, 1.0)).float()
 
 
-def guidance_weight(tau: float, beta: float) -> float:
-    """min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2); beta at tau = 0."""
+def guidance_weight(tau: float, beta: float | torch.Tensor) -> float | torch.Tensor:
+    """min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2); beta at tau = 0 (`beta` a number or per row)."""
     if tau <= 0.0:
         return beta
-    return min(beta, (tau**2 + (1 - tau) ** 2) / (tau * (1 - tau)))
-
-
-def _rows(values: torch.Tensor, dims: int, like: torch.Tensor, pad: float) -> torch.Tensor:
-    """(H,) per-row values as (1, H, D) over the guided dims, `pad` on the padding dims."""
-    out = torch.full(like.shape[1:], pad, dtype=torch.float32, device=like.device)
-    out[:, :dims] = values.to(like.device)[:, None]
-    return out.unsqueeze(0)
+    ceiling = (tau**2 + (1 - tau) ** 2) / (tau * (1 - tau))
+    return beta.clamp(max=ceiling) if isinstance(beta, torch.Tensor) else min(beta, ceiling)
 
 
 def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, state: torch.Tensor, embodiment_id,
-               noise: torch.Tensor, num_steps: int, rtc: RtcRequest) -> torch.Tensor:
-    """`action_head.get_action` continuing `rtc.prefix`: (B, horizon, max_action_dim) float32 (B = noise's batch)."""
-    _, horizon, max_dim = noise.shape
-    rtc.check(horizon, max_dim)
-    vl = action_head.encode_vl(backbone_features.to(action_head.future_tokens.weight.dtype))
-    prefix = torch.as_tensor(rtc.prefix, dtype=torch.float32, device=noise.device)
-    rows, dims = prefix.shape
-    target = torch.zeros_like(noise[:1], dtype=torch.float32)
-    target[0, :rows, :dims] = prefix
-    end, delay = rtc.guided_rows(horizon), min(rtc.inference_delay, rows)
+               noise: torch.Tensor, num_steps: int, rtc: RtcRequest | Sequence[RtcRequest | None],
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`action_head.get_action` continuing the prefix of `rtc`: (B, horizon, max_action_dim) float32 (B = noise's
+    batch). `rtc`: one request for every row, or one per row (None: that row samples as the plain sampler, exactly),
+    guided and frozen rows mixed. `attention_mask`: the batch's padding, hidden from the action head (as
+    `get_action`'s)."""
+    batch, horizon, max_dim = noise.shape
+    requests = [rtc] * batch if isinstance(rtc, RtcRequest) else list(rtc)
+    if len(requests) != batch:
+        raise ValueError(f"rtc: {len(requests)} requests for a batch of {batch} rows")
+    # per row: the prefix target Y, the guidance mask W and ceiling beta (guided), the velocity scale a (freeze)
+    target = torch.zeros(noise.shape, dtype=torch.float32)
+    weights, scale, beta = torch.zeros_like(target), torch.ones_like(target), torch.zeros(batch, 1, 1)
+    for row, request in enumerate(requests):
+        if request is None:
+            continue
+        request.check(horizon, max_dim)
+        prefix = torch.as_tensor(request.prefix, dtype=torch.float32)
+        rows, dims = prefix.shape
+        target[row, :rows, :dims] = prefix
+        end, delay = request.guided_rows(horizon), min(request.inference_delay, rows)
+        if request.mode == "freeze":
+            scale[row, :, :dims] = freeze_ramp(horizon, delay, end, request.ramp)[:, None]
+        else:
+            weights[row, :, :dims] = soft_mask(horizon, delay, horizon - end)[:, None]
+            beta[row] = request.beta
+    target, weights, scale, beta = (t.to(noise.device) for t in (target, weights, scale, beta))
+    dtype = action_head.future_tokens.weight.dtype
+    padding = key_padding_mask(attention_mask, dtype)
+    vl = action_head.encode_vl(backbone_features.to(dtype), padding)
+    start = scale * noise.float() + (1 - scale) * target  # frozen rows start at Y, the others at the noise
     dt = 1.0 / num_steps
-    step: Callable
-    if rtc.mode == "freeze":
-        a = _rows(freeze_ramp(horizon, delay, end, rtc.ramp), dims, noise, 1.0)
-        start = a * noise.float() + (1 - a) * target
-
-        def step(x, s, velocity):
-            return x + dt * (a * velocity(x, s))
-
-        return action_head.sample(vl, state, embodiment_id, start, num_steps, step=step)
-
-    weights = _rows(soft_mask(horizon, delay, horizon - end), dims, noise, 0.0)
+    guided = any(request is not None and request.mode == "guided" for request in requests)
 
     def step(x, s, velocity):
+        if not guided:
+            return x + dt * (scale * velocity(x, s))
         tau = s / num_steps
-        with torch.enable_grad():
+        with torch.enable_grad():  # the VJP of the denoised estimate: autograd for this alone
             x_in = x.detach().requires_grad_(True)
             v = velocity(x_in, s)
             x1_hat = x_in + (1 - tau) * v
             (g,) = torch.autograd.grad(x1_hat, x_in, weights * (target - x1_hat.detach()))
-        return x + dt * (v.detach() + guidance_weight(tau, rtc.beta) * g)
+        return x + dt * (scale * (v.detach() + guidance_weight(tau, beta) * g))
 
-    return action_head.sample(vl, state, embodiment_id, noise, num_steps, step=step)
+    return action_head.sample(vl, state, embodiment_id, start, num_steps, step=step, padding=padding)

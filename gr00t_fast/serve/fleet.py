@@ -4,7 +4,9 @@ Triton (through PyTriton, which ships the server binary) queues the requests of 
 up to `--max_batch` of them at once, waiting at most `--max_queue_delay_ms` for more. `FleetModel` preprocesses
 each request on its own (a malformed one gets its own error, the others still run), collates them into one batch
 (prompts left-padded, the padding hidden from the action head: every row gets its unbatched actions), runs the
-backend once and splits the actions. Per robot it keeps a `Session` (the last chunk, the latency it saw).
+backend once and splits the actions. Real-time chunking runs per row: each request brings its own prefix and
+delay (the ZeroMQ protocol's `rtc` map), guided, frozen and plain rows share the batch. Per robot it keeps a
+`Session` (the last chunk, the latency it saw).
 
 Two ways in: Triton's own gRPC/HTTP endpoint (`tritonclient`, any language; inputs named like the observation
 keys), and the Isaac-GR00T ZeroMQ protocol of `gr00t-fast serve` (`FleetFront`: the same ROUTER server, token and
@@ -32,6 +34,7 @@ import torch
 
 from gr00t_fast.backends.graph import GraphBackend
 from gr00t_fast.model.inputs import ModelInputs, collate
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.policy import Gr00tPolicy
 from gr00t_fast.policy.torch_thread import torch_thread
@@ -43,6 +46,7 @@ log = logging.getLogger("gr00t_fast.fleet")
 MODEL_NAME = "gr00t"
 ROBOT_ID = "robot_id"  # optional BYTES input: whose session a request belongs to
 NOISE = "noise"  # optional FP32 input (horizon, max_action_dim): the sampler's initial sample (tests, replays)
+RTC = "rtc"  # optional BYTES input: real-time chunking's request, msgpack of the ZeroMQ protocol's `rtc` map
 ERROR = "error"  # BYTES output: empty, or why this request got no actions
 MAX_SESSIONS = 4096  # robots remembered (least recently seen forgotten first)
 GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32)  # cuda-graph: batches padded up to one of these row counts ...
@@ -51,8 +55,8 @@ GRAPH_PROMPT_STEP = 64  # ... and prompts to a multiple of this many tokens, so 
 
 @dataclass
 class Session:
-    """What the server keeps per robot: its last normalized chunk (the prefix real-time chunking continues) and
-    the latency of the batch that made it."""
+    """What the server keeps per robot: its last normalized chunk and the latency of the batch that made it. The
+    rtc prefix still travels with each request: only the robot knows how much of that chunk it has executed."""
 
     chunk: torch.Tensor | None = None  # (horizon, max_action_dim) float32, normalized
     latency_ms: float = 0.0
@@ -110,36 +114,66 @@ class FleetModel:
                             embodiment, batched=True, isolate_padding=True), grow(noise))
 
     @torch_thread
-    @torch.inference_mode()
-    def __call__(self, observations: list[Any], noises: list[Any], robots: list[str | None]) -> list[dict | str]:
-        """Per request: its actions (as `Gr00tPolicy.get_action` returns them), or a one-line error."""
+    def __call__(self, observations: list[Any], noises: list[Any], robots: list[str | None],
+                 rtcs: list[RtcRequest | Exception | None] | None = None) -> list[dict | str]:
+        """Per request: its actions (as `Gr00tPolicy.get_action` returns them, with `RTC_CHUNK_KEY` for an rtc
+        request), or a one-line error. `rtcs`: per request, real-time chunking's request (one observation) or None."""
+        rtcs = [None] * len(observations) if rtcs is None else rtcs
+        guided = any(isinstance(rtc, RtcRequest) and rtc.mode == "guided" for rtc in rtcs)
+        with torch.no_grad() if guided else torch.inference_mode():  # guided RTC runs a VJP: no inference_mode
+            return self._run(observations, noises, robots, rtcs)
+
+    def _prepare(self, observation: Any, noise: Any, rtc: RtcRequest | Exception | None) -> tuple:
+        """(inputs, noise, per-row rtc requests) of one request; raises what is wrong with it."""
+        for problem in (observation, rtc):
+            if isinstance(problem, Exception):
+                raise problem
+        inputs = self.policy.processor(observation)
+        if rtc is not None:
+            if not self.policy.backend.supports_rtc:
+                raise ValueError(f"backend {self.policy.backend.name!r} does not support real-time chunking (rtc); "
+                                 "serve with backend 'torch'")
+            if inputs.batch_size != 1:
+                raise ValueError(f"rtc continues one robot's chunk: send one observation, not a batch of "
+                                 f"{inputs.batch_size}")
+            rtc.check(self.policy.action_horizon, self.policy.processor.action_dim)
+        return inputs, self._noise(noise, inputs), [rtc] * inputs.batch_size
+
+    def _run(self, observations: list[Any], noises: list[Any], robots: list[str | None],
+             rtcs: list[RtcRequest | Exception | None]) -> list[dict | str]:
         policy, results = self.policy, [None] * len(observations)
         parts = []
-        for i, (observation, noise) in enumerate(zip(observations, noises)):
+        for i, request in enumerate(zip(observations, noises, rtcs)):
             try:
-                if isinstance(observation, Exception):
-                    raise observation
-                inputs = policy.processor(observation)
-                parts.append((i, inputs, self._noise(noise, inputs)))
+                parts.append((i, *self._prepare(*request)))
             except Exception as e:  # noqa: BLE001 - a bad request fails alone
                 results[i] = protocol.bounded(f"{type(e).__name__}: {e}")
         if not parts:
             return results
         start = time.monotonic()
-        batch, noise = self.collate([inputs for _, inputs, _ in parts], torch.cat([noise for _, _, noise in parts]))
+        batch, noise = self.collate([inputs for _, inputs, _, _ in parts],
+                                    torch.cat([noise for _, _, noise, _ in parts]))
+        row_rtcs = [rtc for *_, rows in parts for rtc in rows]
         try:
-            pred = policy.backend(batch, noise, policy.denoising_steps)
+            if any(rtc is not None for rtc in row_rtcs):
+                row_rtcs += [None] * (noise.shape[0] - len(row_rtcs))  # bucket padding rows sample plainly
+                pred = policy.backend.rtc(batch, noise, policy.denoising_steps, row_rtcs)
+            else:
+                pred = policy.backend(batch, noise, policy.denoising_steps)
         except Exception as e:  # noqa: BLE001 - the batch's requests all get the one line (Triton carries on)
             log.error("batch of %d requests failed", len(parts), exc_info=e)
             return [protocol.bounded(f"{type(e).__name__}: {e}") if r is None else r for r in results]
         latency_ms = (time.monotonic() - start) * 1e3
         self.batch_rows[pred.shape[0]] += 1
-        sizes = [inputs.batch_size for _, inputs, _ in parts]
-        for (i, inputs, _), rows in zip(parts, pred[: sum(sizes)].split(sizes)):  # bucket padding dropped
+        sizes = [inputs.batch_size for _, inputs, _, _ in parts]
+        for (i, inputs, _, requests), rows in zip(parts, pred[: sum(sizes)].split(sizes)):  # bucket padding dropped
             if not bool(torch.isfinite(rows).all()):
                 results[i] = "NonFiniteActionError: the model produced non-finite actions for this observation"
                 continue
             results[i] = policy.processor.decode(rows, inputs.batched)
+            if requests[0] is not None:  # the normalized chunk: the robot's next prefix comes from it
+                chunk = rows[:, :, : policy.processor.action_dim].to("cpu", torch.float32).numpy()
+                results[i][RTC_CHUNK_KEY] = chunk if inputs.batched else chunk[0]
             if robots[i] is not None:
                 session = self.session(robots[i])
                 session.chunk, session.latency_ms, session.requests = rows[-1].clone(), latency_ms, session.requests + 1
@@ -152,7 +186,8 @@ class FleetModel:
 
 def triton_tensors(policy: Gr00tPolicy) -> tuple[list, list]:
     """(inputs, outputs) of the Triton model, per row of a batch: cameras (1, H, W, 3) uint8, states (1, D) FP64,
-    the instruction (1,) BYTES, optional robot id and noise; actions (horizon, D) FP32 and an error (1,) BYTES."""
+    the instruction (1,) BYTES, optional robot id, noise and rtc request; actions (horizon, D) FP32, the normalized
+    chunk (horizon, action dims) FP32 (zeros unless rtc was asked for) and an error (1,) BYTES."""
     from pytriton.model_config import Tensor
 
     config, dims = policy.data_config, policy.key_dims
@@ -161,10 +196,12 @@ def triton_tensors(policy: Gr00tPolicy) -> tuple[list, list]:
     inputs += [Tensor(name=config.language_key, dtype=bytes, shape=(1,)),
                Tensor(name=ROBOT_ID, dtype=bytes, shape=(1,), optional=True),
                Tensor(name=NOISE, dtype=np.float32, shape=(policy.action_horizon, policy.config.max_action_dim),
-                      optional=True)]
+                      optional=True),
+               Tensor(name=RTC, dtype=bytes, shape=(1,), optional=True)]
     outputs = [Tensor(name=key, dtype=np.float32, shape=(policy.action_horizon, dims[key]))
                for key in config.action_keys]
-    return inputs, [*outputs, Tensor(name=ERROR, dtype=bytes, shape=(1,))]
+    chunk = Tensor(name=RTC_CHUNK_KEY, dtype=np.float32, shape=(policy.action_horizon, policy.processor.action_dim))
+    return inputs, [*outputs, chunk, Tensor(name=ERROR, dtype=bytes, shape=(1,))]
 
 
 def _text(value: np.ndarray) -> str:
@@ -183,6 +220,16 @@ def request_observation(policy: Gr00tPolicy, request: Any) -> dict | Exception:
         return ValueError(f"request misses input {e}")
 
 
+def request_rtc(request: Any) -> RtcRequest | Exception | None:
+    """The real-time chunking request a Triton request holds (its first row's), or why it is malformed."""
+    if RTC not in request.data:
+        return None
+    try:
+        return protocol.rtc_from_wire(protocol.unpack(request.data[RTC].reshape(-1)[0]))
+    except Exception as e:  # noqa: BLE001 - reported as this request's error
+        return ValueError(f"input {RTC!r}: {e}")
+
+
 def infer_function(fleet: FleetModel):
     """The PyTriton inference callable: a list of requests in, one response each (errors in the ERROR output)."""
     policy = fleet.policy
@@ -193,13 +240,14 @@ def infer_function(fleet: FleetModel):
         noises = [r.data.get(NOISE) for r in requests]
         robots = [_text(r.data[ROBOT_ID]) if ROBOT_ID in r.data else None for r in requests]
         responses = []
-        for request, result in zip(requests, fleet(observations, noises, robots)):
+        for request, result in zip(requests, fleet(observations, noises, robots, [request_rtc(r) for r in requests])):
             rows = len(next(iter(request.data.values())))
+            empty = {k: np.zeros((rows, horizon, policy.key_dims[k]), np.float32) for k in config.action_keys}
+            empty[RTC_CHUNK_KEY] = np.zeros((rows, horizon, policy.processor.action_dim), np.float32)
             if isinstance(result, str):
-                actions = {k: np.zeros((rows, horizon, policy.key_dims[k]), np.float32) for k in config.action_keys}
-                responses.append({**actions, ERROR: np.full((rows, 1), result.encode(), dtype=object)})
+                responses.append({**empty, ERROR: np.full((rows, 1), result.encode(), dtype=object)})
             else:
-                responses.append({**result, ERROR: np.full((rows, 1), b"", dtype=object)})
+                responses.append({**empty, **result, ERROR: np.full((rows, 1), b"", dtype=object)})
         return responses
 
     return infer
@@ -281,10 +329,10 @@ class FleetFront(PolicyServer):
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
         from pytriton.client import ModelClient
 
-        if protocol.RTC_FIELD in observation:
-            raise ValueError(f"the fleet server does not run real-time chunking yet: send get_action without "
-                             f"{protocol.RTC_FIELD!r}, or use gr00t-fast serve")
+        rtc = observation.pop(protocol.RTC_FIELD, None)
         inputs, batched = triton_inputs(self.policy, observation, robot)
+        if rtc is not None:  # checked here (one line to the robot), carried to the batch as the protocol's map
+            inputs[RTC] = np.array([[protocol.pack(protocol.rtc_to_wire(protocol.rtc_from_wire(rtc)))]], dtype=object)
         client = getattr(self.local, "client", None)
         if client is None:
             with warnings.catch_warnings():  # tritonclient.grpc applies the timeout to inference calls only: fine
@@ -296,6 +344,8 @@ class FleetFront(PolicyServer):
         error = _text(result.pop(ERROR))
         if error:
             raise ValueError(error)
+        if rtc is None:
+            result.pop(RTC_CHUNK_KEY)
         return result if batched else {key: value[0] for key, value in result.items()}
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from pytriton.client import ModelClient  # noqa: E402
 from gr00t_fast import load_policy  # noqa: E402
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation  # noqa: E402
 from gr00t_fast.serve.client import PolicyClient, ServerError  # noqa: E402
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest  # noqa: E402
 from gr00t_fast.serve.fleet import ERROR, MODEL_NAME, NOISE, FleetFront, FleetModel, free_port, start_triton, triton_inputs  # noqa: E402
 
 PROMPTS = ["go", "Pick up the red cube.", "Stack the three blue blocks on the plate, then wave twice.",
@@ -117,6 +118,7 @@ def test_triton_grpc_and_http_batches_concurrent_requests(policy, fleet):
     assert b"expected finite values" in results[5][ERROR][0, 0]
     for i in range(5):
         assert results[i].pop(ERROR)[0, 0] == b""
+        assert not results[i].pop(RTC_CHUNK_KEY).any()  # no rtc asked for: its output stays zero
         want = policy.get_action(robot_observation(policy, i), noise=bench_noise(policy, seed=i))
         assert_actions_close(policy, {k: v[0] for k, v in results[i].items()}, want)
     assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
@@ -140,8 +142,8 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
             bad[policy.data_config.video_keys[0]] = bad[policy.data_config.video_keys[0]][..., :2]
             with pytest.raises(ServerError, match="3 RGB channels"):
                 client.get_action(bad)
-            with pytest.raises(ServerError, match="does not run real-time chunking"):
-                client.get_action({**robot_observation(policy, 0), "rtc": {}})
+            with pytest.raises(ServerError, match="'rtc' needs 'inference_delay'"):
+                client.get_action({**robot_observation(policy, 0), "rtc": {"mode": "guided", "prefix": np.zeros((2, 6))}})
             answers["vandal"] = client.ping()
 
     threads = [threading.Thread(target=robot, args=(i,)) for i in range(8)] + [threading.Thread(target=vandal)]
@@ -159,6 +161,34 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
     named = {f"arm-{i}" for i in range(1, 8, 2)}
     assert named <= set(model.sessions) and all(model.sessions[r].requests == 2 for r in named)
     assert len([r for r in model.sessions if r not in named and not r.startswith("robot-")]) == 4  # routing ids
+
+
+def test_rtc_requests_of_concurrent_robots_batch_through_the_front(policy, noise, fleet):
+    """Real-time chunking per robot in one Triton batch: guided, frozen and plain robots at once over the ZeroMQ
+    front, each answered as its own unbatched call (the prefix and delay travel with the request)."""
+    _, model, front = fleet
+    model.batch_rows.clear()
+    prefix = np.linspace(-0.8, 0.8, 60, dtype=np.float32).reshape(10, 6)
+    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix, 2), RtcRequest("guided", prefix[4:], 1)]
+    answers: dict[int, dict] = {}
+
+    def robot(i: int) -> None:
+        with PolicyClient(host="127.0.0.1", port=front.port, timeout_ms=120_000, robot_id=f"rtc-{i}") as client:
+            answers[i] = client.get_action(robot_observation(policy, i), rtc=rtcs[i])
+
+    threads = [threading.Thread(target=robot, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(answers) == list(range(4))
+    for i, rtc in enumerate(rtcs):
+        want = policy.get_action(robot_observation(policy, i), noise=noise, rtc=rtc)
+        got = answers[i]
+        if rtc is not None:
+            np.testing.assert_allclose(got.pop(RTC_CHUNK_KEY), want.pop(RTC_CHUNK_KEY), atol=1e-5)
+        assert_actions_close(policy, got, want)
+    assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
 
 
 def test_cli_fleet_serve_answers_isaac_clients_and_stops_on_sigterm(tiny_checkpoint):
@@ -247,8 +277,10 @@ def test_bench_fleet_writes_both_servers_rows(tiny_checkpoint, tmp_path):
     assert (tmp_path / "fleet.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_path):
-    """`gr00t-fast run --policy_host` against the fleet's ZeroMQ front, unchanged but for its robot id."""
+@pytest.mark.parametrize("mode", [["--mode=sync"], ["--mode=async", "--rtc=guided", "--inject_delay=0.2"]])
+def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_path, mode):
+    """`gr00t-fast run --policy_host` against the fleet's ZeroMQ front, unchanged but for its robot id; also with
+    guided real-time chunking."""
     import importlib.util
 
     if importlib.util.find_spec("mujoco") is None:  # not imported here: the simulator picks its GL backend first
@@ -258,7 +290,7 @@ def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_
     _, model, front = fleet
     record = tmp_path / "steps.jsonl"
     rc = run.main(["--robot.type=so100_sim", "--policy_host=127.0.0.1", f"--policy_port={front.port}",
-                   "--robot_id=sim-arm-1", "--policy_timeout_ms=120000", "--mode=sync", "--fps=10", "--max_steps=6",
+                   "--robot_id=sim-arm-1", "--policy_timeout_ms=120000", *mode, "--fps=10", "--max_steps=6",
                    "--action_horizon=4", f"--record={record}"])
     assert rc == 0 and len(record.read_text().splitlines()) == 6
     assert model.sessions["sim-arm-1"].requests >= 2  # its chunks (and the first call run makes)
