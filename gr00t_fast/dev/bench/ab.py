@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int_list, default=[4], help="gr00t-fast denoising steps (NVIDIA runs "
                         "--denoising_steps, default 4)")
     parser.add_argument("--backends", type=word_list, default=["torch"], help="gr00t-fast backends to time")
+    parser.add_argument("--settle", type=int, default=1,
+                        help="unmeasured calls of a configuration before each of its measured calls (default 1: the "
+                        "call after a switch of process pays for the other process's caches and spinning threads)")
     parser.add_argument("--action_horizon", type=int_list, default=[8], help="actions per chunk in the loop view")
     parser.add_argument("--fps", type=float, default=30.0, help="control rate of the step/refill view")
     parser.add_argument("--loop_chunks", type=int, default=4, help="refills per step/refill run")
@@ -56,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     if args.upstream_port is None:  # with a running server to time, NVIDIA's in-process side is optional
         Upstream.find(args.upstream_python, args.upstream_src)
-    if "torch" not in args.backends or args.fps <= 0 or args.loop_chunks < 1:
-        raise ValueError(f"--backends must include torch, --fps be > 0 and --loop_chunks >= 1, got "
-                         f"{args.backends}, {args.fps}, {args.loop_chunks}")
+    if "torch" not in args.backends or args.fps <= 0 or args.loop_chunks < 1 or args.settle < 0:
+        raise ValueError(f"--backends must include torch, --fps be > 0, --loop_chunks >= 1 and --settle >= 0, got "
+                         f"{args.backends}, {args.fps}, {args.loop_chunks}, {args.settle}")
 
 
 def find_upstream(args: argparse.Namespace, checkpoint: Path) -> Upstream | None:
@@ -216,7 +219,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
         stages = {name: (lambda: {s: policy.timings["last"][s] for s in STAGES})
                   for name in configs if name.startswith("gr00t-fast ") and name != FAST_SERVER}
-        measured = measure({n: c.call for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages)
+        measured = measure({n: c.call for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages,
+                           args.settle)
         loops = [{"name": name, "action_horizon": h, "fps": args.fps, **closed_loop_steps(
                     c.loop_policy, obs, policy.data_config.video_keys, h, args.loop_chunks, args.fps)}
                  for h in args.action_horizon for name, c in configs.items() if c.loop_policy is not None]

@@ -173,9 +173,11 @@ class Measurement:
 
 
 def measure(calls: dict[str, Callable[[], Any]], device: torch.device, warmup: int, reps: int,
-            stages: dict[str, Callable[[], dict]] | None = None) -> dict[str, Measurement]:
+            stages: dict[str, Callable[[], dict]] | None = None, settle: int = 0) -> dict[str, Measurement]:
     """Warm every configuration up in turn (its first call is the cold one), then `reps` measured calls
-    round-robin over them, so drift and other jobs' load hit every configuration alike."""
+    round-robin over them, so drift and other jobs' load hit every configuration alike. `settle`: unmeasured calls
+    of the same configuration before each measured one, so that none pays for what ran before it in the round
+    (another process's weights in the caches, its OpenMP threads still spinning)."""
     stages = stages or {}
     results = {name: Measurement() for name in calls}
     for name, fn in calls.items():
@@ -183,6 +185,8 @@ def measure(calls: dict[str, Callable[[], Any]], device: torch.device, warmup: i
             results[name].call(fn, device, False, None)
     for _ in range(reps):
         for name, fn in calls.items():
+            for _ in range(settle):
+                fn()
             results[name].call(fn, device, True, stages.get(name))
     return results
 
