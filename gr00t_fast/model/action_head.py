@@ -117,13 +117,19 @@ class Attention(nn.Module):
         return self.split_heads(k), self.split_heads(v)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, rows: int | None = None) -> torch.Tensor:
         """Self-attention of `x`, or cross-attention to `kv` (`key_value` of the context); `mask`: additive,
-        hiding keys (`key_padding_mask`)."""
-        if kv is None:
+        hiding keys (`key_padding_mask`). `rows`: only the last `rows` positions query (keys are all of `x`)."""
+        queries = x if rows is None else x[:, -rows:]
+        if kv is None and rows is None:
             q, k, v = (self.split_heads(t) for t in self.to_qkv(x).chunk(3, dim=-1))
+        elif kv is None:  # the fused weight's q rows for the queries, its k/v rows for every position
+            inner = self.to_qkv.out_features // 3
+            weight, bias = self.to_qkv.weight, self.to_qkv.bias
+            q = self.split_heads(F.linear(queries, weight[:inner], bias[:inner]))
+            k, v = (self.split_heads(t) for t in F.linear(x, weight[inner:], bias[inner:]).chunk(2, dim=-1))
         else:
-            q, (k, v) = self.split_heads(self.to_q(x)), kv
+            q, (k, v) = self.split_heads(self.to_q(queries)), kv
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, _, N, _ = out.shape
         return self.to_out[0](out.transpose(1, 2).reshape(B, N, -1))
@@ -189,10 +195,12 @@ class DiTBlock(nn.Module):
         self.ff = FeedForward(dim)
 
     def forward(self, x, weight, bias, kv: tuple[torch.Tensor, torch.Tensor] | None,
-                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+                context_mask: torch.Tensor | None = None, rows: int | None = None) -> torch.Tensor:
         """`weight`, `bias`: the AdaLN modulation (`AdaLayerNorm.modulation`); `context_mask` (`key_padding_mask`)
-        hides context positions from a cross-attention block."""
-        x = x + self.attn1(self.norm1(x, weight, bias), kv, context_mask if self.cross else None)
+        hides context positions from a cross-attention block. `rows`: compute only the last `rows` positions'
+        outputs (every position still serves as a key)."""
+        attended = self.attn1(self.norm1(x, weight, bias), kv, context_mask if self.cross else None, rows)
+        x = (x if rows is None else x[:, -rows:]) + attended
         return x + self.ff(F.layer_norm(x, (self.dim,), eps=1e-5))
 
 
@@ -374,12 +382,15 @@ class FlowMatchingActionHead(nn.Module):
         prefix = self.prefix_tokens(state.to(dtype), embodiment_id)
         kvs = [blk.attn1.key_value(vl) if blk.cross else None for blk in dit.transformer_blocks]
 
+        last = len(dit.transformer_blocks) - 1
+
         def velocity(x: torch.Tensor, s: int) -> torch.Tensor:
             h = torch.cat([prefix, self.action_tokens(x.to(dtype), codes[s].expand(B, -1, -1), embodiment_id)], 1)
-            for blk, (weight, bias), kv in zip(dit.transformer_blocks, block_mods[s], kvs):
-                h = blk(h, weight, bias, kv, padding)
-            # Output norm, projection and decoder are per-token: only the action tokens are needed.
-            return self.action_decoder(dit.output(h[:, -H:], *output_mods[s]), embodiment_id).float()
+            # Only the action tokens are decoded, and everything after the last block's attention is per-token:
+            # the last block computes the action tokens' rows alone.
+            for i, (blk, (weight, bias), kv) in enumerate(zip(dit.transformer_blocks, block_mods[s], kvs)):
+                h = blk(h, weight, bias, kv, padding, rows=H if i == last else None)
+            return self.action_decoder(dit.output(h, *output_mods[s]), embodiment_id).float()
 
         x = noise.float()
         dt = 1.0 / num_steps
