@@ -80,6 +80,36 @@ def test_non_finite_actions_are_never_returned(tiny_checkpoint):
         policy.get_action(small_observation())
 
 
+def test_actions_that_decode_to_non_finite_values_are_never_returned(policy, monkeypatch):
+    """A finite normalized prediction times an overflowing range: the decoded arrays are checked too."""
+    monkeypatch.setitem(policy.processor.action_range, "action.single_arm", np.full(5, np.inf, np.float32))
+    with pytest.raises(NonFiniteActionError, match=r"non-finite values \(NaN/inf\) in \['action.single_arm'\]"):
+        policy.get_action(small_observation())
+
+
+@pytest.mark.parametrize("modality, key, field, value, words", [
+    ("action", "single_arm", "max", float("inf"), "new_embodiment.statistics.action.single_arm.max holds non-finite"),
+    ("state", "gripper", "min", float("nan"), "new_embodiment.statistics.state.gripper.min holds non-finite"),
+    ("action", "gripper", "max", 1e39, "new_embodiment.statistics.action.gripper.max holds values beyond float32"),
+    ("action", "single_arm", "both", 3e38, "new_embodiment.statistics.action.single_arm.max - "
+                                           "new_embodiment.statistics.action.single_arm.min overflows float32"),
+])
+def test_non_finite_statistics_are_named_at_load(tiny_checkpoint, tmp_path, modality, key, field, value, words):
+    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    meta_file = ckpt / "experiment_cfg" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    stats = meta["new_embodiment"]["statistics"][modality][key]
+    if field == "both":  # each bound fits in float32, their difference does not
+        stats["min"], stats["max"] = [-value] * len(stats["min"]), [value] * len(stats["max"])
+    else:
+        stats[field] = [value] * len(stats[field])
+    meta_file.write_text(json.dumps(meta))  # inf/NaN as JSON's Infinity/NaN, which Python's json reads
+    with pytest.raises(ValueError) as err:
+        load_policy(ckpt, device="cpu", warmup=False)
+    text = str(err.value)
+    assert text.startswith(f"{meta_file}: ") and words in text and "\n" not in text, text
+
+
 def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path):
     ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "nan"))
     shard = next(ckpt.glob("*.safetensors"))

@@ -49,6 +49,25 @@ def embodiment_id(tag: str) -> int:
     return EMBODIMENT_IDS[tag]
 
 
+def check_min_max(where: str, key: str, stats: MinMax) -> MinMax:
+    """`stats` when its min, max and max - min are finite in float32 (the dtype actions are decoded in), else a
+    one-line ValueError naming `where` (the file), `key` and the field: normalization divides by max - min and
+    decoding multiplies by it, so one inf would turn every action into NaN/inf."""
+    for field, values in (("min", stats.min), ("max", stats.max)):
+        with np.errstate(over="ignore"):
+            fits = np.isfinite(values.astype(np.float32)).all()
+        if not fits:
+            what = "non-finite values" if not np.isfinite(values).all() else "values beyond float32"
+            raise ValueError(f"{where}: {key}.{field} holds {what} {values.reshape(-1)[:8].tolist()}; "
+                             "expected finite float32 numbers")
+    with np.errstate(over="ignore"):
+        span = stats.max.astype(np.float32) - stats.min.astype(np.float32)
+    if not np.isfinite(span).all():
+        raise ValueError(f"{where}: {key}.max - {key}.min overflows float32 (min {stats.min.reshape(-1)[:8].tolist()}, "
+                         f"max {stats.max.reshape(-1)[:8].tolist()}); expected a range that fits in float32")
+    return stats
+
+
 def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
     lo = np.asarray(entry["min"], dtype=np.float64).reshape(-1)
     hi = np.asarray(entry["max"], dtype=np.float64).reshape(-1)
@@ -61,8 +80,9 @@ def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
 SO100_PARTS = (("single_arm", 5), ("gripper", 1))
 
 
-def lerobot_stats(checkpoint_dir: Path) -> dict[str, np.ndarray]:
-    """The min/max statistics a LeRobot GR00T checkpoint keeps in its preprocessor's pack-inputs step file."""
+def lerobot_stats(checkpoint_dir: Path) -> tuple[dict[str, np.ndarray], str]:
+    """The min/max statistics a LeRobot GR00T checkpoint keeps in its preprocessor's pack-inputs step file, and
+    that file's name."""
     from safetensors.numpy import load_file
 
     pipeline = read_json(checkpoint_file(checkpoint_dir, "policy_preprocessor.json"))
@@ -74,7 +94,7 @@ def lerobot_stats(checkpoint_dir: Path) -> dict[str, np.ndarray]:
     missing = [k for k in ("observation.state.min", "observation.state.max", "action.min", "action.max") if k not in stats]
     if missing:
         raise ValueError(f"{checkpoint_dir}/{files[0]} lacks the statistics {missing}")
-    return stats
+    return stats, files[0]
 
 
 def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_tag: str) -> EmbodimentMetadata:
@@ -83,7 +103,7 @@ def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_ta
     tag = config.get("embodiment_tag", "new_embodiment")
     if embodiment_tag != tag:
         raise ValueError(f"{checkpoint_dir} is a LeRobot checkpoint for embodiment tag {tag!r}, not {embodiment_tag!r}")
-    stats = lerobot_stats(checkpoint_dir)
+    stats, source = lerobot_stats(checkpoint_dir)
     features = config.get("input_features") or {}
     cameras = sorted(k.removeprefix("observation.images.") for k, f in features.items() if f.get("type") == "VISUAL")
     if not cameras:
@@ -94,6 +114,7 @@ def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_ta
         if low.shape != (sum(d for _, d in SO100_PARTS),):
             raise ValueError(f"{checkpoint_dir}: {prefix} has {low.shape[0]} dims; LeRobot GR00T checkpoints are "
                              "supported in the SO-100/SO-101 layout (5 arm joints + gripper)")
+        check_min_max(f"{checkpoint_dir}/{source}", prefix, MinMax(low, high))
         start = 0
         for name, dim in SO100_PARTS:
             out[f"{modality}.{name}"] = MinMax(low[start : start + dim], high[start : start + dim])
@@ -130,6 +151,8 @@ def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> Embodiment
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ValueError(f"{path}: the entry for {embodiment_tag!r} is malformed ({type(e).__name__}: {e}); expected "
                          "statistics.{state,action}.<key>.{min,max} and modalities.video.<camera>.resolution") from None
+    for key, minmax in stats.items():
+        check_min_max(str(path), f"{embodiment_tag}.statistics.{key}", minmax)
     return EmbodimentMetadata(
         tag=embodiment_tag,
         embodiment_id=embodiment_id(embodiment_tag),

@@ -42,7 +42,7 @@ class Timings:
 
 
 class NonFiniteActionError(RuntimeError):
-    """The model produced NaN/inf actions: they are never returned."""
+    """The model produced NaN/inf actions, or decoding them did: they are never returned."""
 
 
 def check_steps(steps) -> int:
@@ -143,6 +143,10 @@ class Gr00tPolicy:
             raise NonFiniteActionError(f"the model produced non-finite actions (NaN/inf) for this observation with "
                                        f"backend {self.backend.name!r}; nothing is returned")
         actions = self.processor.decode(pred, inputs.batched)
+        bad = [key for key, value in actions.items() if not np.isfinite(value).all()]
+        if bad:  # finite normalized actions can still overflow float32 when scaled by the statistics
+            raise NonFiniteActionError(f"decoding the model's actions with the checkpoint's statistics gave "
+                                       f"non-finite values (NaN/inf) in {bad}; nothing is returned")
         if rtc is not None:
             actions[RTC_CHUNK_KEY] = pred[0, :, : self.processor.action_dim].to("cpu", torch.float32).numpy()
         clock.mark()
