@@ -3,6 +3,8 @@ observations, checkpoints and flags, and no non-finite action ever returned."""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import io
 import json
 import os
@@ -341,19 +343,87 @@ def test_bad_serve_flags_get_one_line(capsys):
     assert "denoising_steps must be >= 1" in capsys.readouterr().err
 
 
-def test_ctrl_c_while_loading_ends_with_one_line(monkeypatch, capsys):
-    from gr00t_fast.control import run
-    from gr00t_fast.policy import torch_thread
+@pytest.fixture(scope="module")
+def small_checkpoint() -> Path:
+    """The "small" random-weight checkpoint (cached): loading it takes long enough to be interrupted."""
+    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
 
-    def interrupted(cfg):
+    return cached_checkpoint("bench_small", "small")
+
+
+INTERRUPTED_COMMANDS = {
+    "serve": ["serve", "--model-path", "{ckpt}", "--port", "0", "--device", "cpu"],
+    "run": ["run", "--model_path={ckpt}", "--robot.type=so100_sim", "--robot.cameras={{}}", "--device=cpu",
+            "--max_steps=1"],
+}
+
+
+@pytest.mark.parametrize("command", list(INTERRUPTED_COMMANDS))
+def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
+    """A real process, interrupted once it says that it loads (the line comes from the load itself, so the load
+    runs when the signal lands): exit code 130 and one line, no abort from a torch call cut off at shutdown."""
+    import queue
+    import signal
+    import subprocess
+    import sys
+
+    if command == "run" and importlib.util.find_spec("mujoco") is None:
+        pytest.skip("the simulated robot needs MuJoCo")
+    argv = [arg.format(ckpt=small_checkpoint) for arg in INTERRUPTED_COMMANDS[command]]
+    process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    stderr: list[str] = []
+    readers = [threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)]),
+               threading.Thread(target=lambda: stderr.extend(process.stderr))]
+    for reader in readers:
+        reader.start()
+    try:
+        while (line := lines.get(timeout=300)) is not None and not line.startswith("loading "):
+            pass
+        assert line is not None, f"{command} ended before loading: {''.join(stderr)}"
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)  # a safety net: it exits at once
+    finally:
+        process.kill()
+        for reader in readers:
+            reader.join(10)
+    err = "".join(stderr)
+    assert "terminate called" not in err and "Traceback" not in err, err
+    assert code == 130, (code, err)
+    assert err.strip() == f"gr00t-fast {command}: interrupted while loading the model", err
+
+
+class _InterruptedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import mujoco` cut off by Ctrl-C: a plain KeyboardInterrupt, or pybind11's ImportError raised from it."""
+
+    def __init__(self, wrapped: bool):
+        self.wrapped = wrapped
+
+    def find_spec(self, name, path, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "mujoco" else None
+
+    def create_module(self, spec):
+        if self.wrapped:
+            raise ImportError("initialization failed") from KeyboardInterrupt()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "make_policy", interrupted)
+    def exec_module(self, module):
+        pass
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_while_setting_up_the_simulator_ends_with_one_line(wrapped, monkeypatch, capsys):
+    import sys
+
+    from gr00t_fast.control import run
+
+    for name in ("mujoco", "gr00t_fast.robot.sim"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(wrapped), *sys.meta_path])
     assert run.main(["--robot.type=so100_sim", "--robot.cameras={}"]) == 130
-    assert capsys.readouterr().err.strip() == "gr00t-fast run: interrupted while loading the model"
-    torch_thread.run_on_torch_thread(lambda: None)
-    thread = next(t for t in threading.enumerate() if t.name == "gr00t-torch")
-    assert thread.daemon  # a load in progress never holds the process at exit
+    err = capsys.readouterr().err.strip()
+    assert err == "gr00t-fast run: interrupted while setting up the robot", err  # not "MuJoCo ... not installed"
 
 
 def test_summary_of_a_run_without_steps():

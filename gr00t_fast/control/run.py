@@ -22,7 +22,9 @@ from draccus.utils import DecodingError, ParsingError
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
+from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 
 
@@ -63,14 +65,20 @@ def make_policy(cfg: RunConfig) -> Any:
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token,
                             legacy_format=cfg.policy_legacy_format, robot_id=cfg.robot_id)
-    model_path = cfg.model_path or str(demo_checkpoint())
-    print(f"loading {model_path} ...", flush=True)
-    return cfg.load(model_path, warmup=True)
+    return cfg.load(cfg.model_path or str(demo_checkpoint()), warmup=True, announce=True)
+
+
+INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C before it drove the robot (128 + SIGINT)
 
 
 def setup_error(e: Exception | str) -> int:
     print(f"gr00t-fast run: error: {e}", file=sys.stderr)
     return 2
+
+
+def interrupted(doing: str) -> int:
+    print(f"gr00t-fast run: interrupted while {doing}", file=sys.stderr, flush=True)
+    return INTERRUPTED
 
 
 def run(cfg: RunConfig) -> int:
@@ -79,22 +87,29 @@ def run(cfg: RunConfig) -> int:
     The robot connects before the model loads: a wrong port, a missing calibration or a dead camera fails in
     seconds, not after the model. Every setup failure is one line and exit code 2; the robot is always
     disconnected (torque off) on the way out."""
+    robot = None
     try:
         robot = make_robot(cfg.robot, fps=cfg.fps)
         robot.connect()
-    except (ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
-        return setup_error(e)
+    except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
+        if not raised_by_interrupt(e):  # (an extension interrupted while importing raises ImportError)
+            return setup_error(e)
+        if robot is not None:  # Ctrl-C while importing the simulator or LeRobot, or connecting
+            try:  # torque off whatever part of the connection was made
+                robot.disconnect()
+            except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
+                pass
+        return interrupted("setting up the robot")
     recorder = StepRecorder(cfg.record) if cfg.record else None
     try:
         try:
             policy = make_policy(cfg)
             loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
                                + ([recorder.write] if recorder else []))
-        except (ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+        except (KeyboardInterrupt, ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+            if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
+                return interrupted("loading the model")
             return setup_error(e)  # checkpoint, backend, camera map, action horizon, unreachable policy server
-        except KeyboardInterrupt:  # the model loads on a daemon thread: nothing waits for it
-            print("gr00t-fast run: interrupted while loading the model", file=sys.stderr, flush=True)
-            return 130
         with stop_on_signals(loop):
             try:
                 print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
@@ -128,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         while type(e) is ParsingError and e.__cause__ is not None:  # "couldn't instantiate": say why
             e = e.__cause__
         return setup_error(" ".join(str(e).split()))
-    return run(cfg)
+    code = run(cfg)
+    if code == INTERRUPTED:  # the robot is disconnected; a model load may still run on the torch thread
+        exit_if_busy(code)
+    return code
 
 
 if __name__ == "__main__":

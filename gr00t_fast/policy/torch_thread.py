@@ -8,12 +8,17 @@ call). Running loading, warm-up and every call on one dedicated thread keeps a s
 one thread hand-off (tens of microseconds) per call.
 
 The thread is a daemon: Ctrl-C while a model loads ends the process at once instead of waiting for the load.
+Interpreter shutdown must not run while the thread is inside a native torch call, though: Python stops a daemon
+thread there by unwinding it through C++ code, which aborts the process (`terminate called without an active
+exception`, SIGABRT). A command interrupted while the thread is busy leaves through `exit_if_busy`.
 A new thread starts on cuda:0 whatever device its creator used: the policy makes its own device current on it
 (`use_device`) before loading and before every call, so side streams and CUDA graph captures land on that device.
 """
 
 import functools
+import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from typing import Callable, TypeVar
@@ -25,6 +30,7 @@ T = TypeVar("T")
 _local = threading.local()
 _lock = threading.Lock()
 _jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]] | None" = None
+_unfinished = 0  # jobs handed to the torch thread and not finished yet (under _lock)
 
 
 def use_device(device: torch.device) -> None:
@@ -37,14 +43,42 @@ def on_torch_thread() -> bool:
     return getattr(_local, "is_torch_thread", False)
 
 
+def busy() -> bool:
+    """Whether the torch thread has a job queued or running (e.g. a model load its caller stopped waiting for)."""
+    return _unfinished > 0
+
+
+def exit_if_busy(code: int) -> None:
+    """End the process now with `code` when the torch thread is busy (a command interrupted during loading):
+    stdout and stderr are flushed, then `os._exit` skips the interpreter shutdown that would abort the process
+    under the thread's native call. Nothing happens when the thread is idle (a normal exit is safe then)."""
+    if not busy():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to say
+            pass
+    os._exit(code)
+
+
 def _serve(jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]]") -> None:
+    global _unfinished
     _local.is_torch_thread = True
     while True:
         fn, args, kwargs, future = jobs.get()
+        result, error = None, None
         try:
-            future.set_result(fn(*args, **kwargs))
+            result = fn(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            future.set_exception(e)
+            error = e
+        with _lock:  # idle before the caller hears back: busy() is False once a call has returned
+            _unfinished -= 1
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+        del result, error  # hold no result or exception (with its frames) while waiting for the next job
 
 
 def run_on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -53,15 +87,16 @@ def run_on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:
     Never call it, from the torch thread or not, with a function that waits for another caller of the torch
     thread (e.g. a ZeroMQ round trip to an in-process server): that waits forever.
     """
-    global _jobs
+    global _jobs, _unfinished
     if on_torch_thread():
         return fn(*args, **kwargs)
+    future: Future = Future()
     with _lock:
         if _jobs is None:
             _jobs = queue.SimpleQueue()
             threading.Thread(target=_serve, args=(_jobs,), name="gr00t-torch", daemon=True).start()
-    future: Future = Future()
-    _jobs.put((fn, args, kwargs, future))
+        _unfinished += 1
+        _jobs.put((fn, args, kwargs, future))
     return future.result()
 
 

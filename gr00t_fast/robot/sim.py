@@ -23,6 +23,7 @@ import numpy as np
 from gr00t_fast.robot.base import (
     ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_relative, clip_to_limits, joint_dict,
 )
+from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.robot.config import SimSO100Config
 
 INSTALL_HINT = 'install the simulation extra: pip install "gr00t-fast[sim]"'
@@ -32,7 +33,12 @@ if sys.platform.startswith("linux"):
 try:
     import mujoco
 except ImportError as e:
-    raise ImportError(f"the simulated SO-100 needs MuJoCo, which is not installed; {INSTALL_HINT}") from e
+    if raised_by_interrupt(e):  # Ctrl-C during the import: not a missing MuJoCo
+        raise KeyboardInterrupt from None
+    if isinstance(e, ModuleNotFoundError) and e.name == "mujoco":
+        raise ImportError(f"the simulated SO-100 needs MuJoCo, which is not installed; {INSTALL_HINT}") from e
+    raise ImportError(f"the simulated SO-100 needs MuJoCo, which is installed but failed to import "
+                      f"({type(e).__name__}: {e}); {INSTALL_HINT}") from e
 
 REST_POSE = (0.0, -60.0, 60.0, 60.0, 0.0, 30.0)  # degrees, gripper 0-100: raised above the cube
 POSE_JITTER_DEG = 2.0

@@ -25,7 +25,9 @@ from typing import Any, Callable, Iterator, Protocol
 
 import zmq
 
+from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.policy.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
 
 log = logging.getLogger("gr00t_fast.serve")
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_message_mb <= 0 or args.request_timeout_s <= 0:
             raise ValueError("--max-message-mb and --request-timeout-s must be > 0")
-        policy = policy_config_from_args(args).load(warmup=True)
+        policy = policy_config_from_args(args).load(warmup=True, announce=True)
         server = PolicyServer(
             policy,
             host=args.host,
@@ -316,12 +318,14 @@ def main(argv: list[str] | None = None) -> int:
             allow_legacy_format=args.allow_legacy_format,
             request_timeout_s=args.request_timeout_s,
         )
-    except (OSError, ValueError, RuntimeError) as e:  # bad checkpoint / config, unavailable backend, address taken
+    except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
+        if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it
+            print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr, flush=True)
+            exit_if_busy(130)  # a load still running there: leave now, before interpreter shutdown aborts under it
+            return 130
+        # bad checkpoint / config, unavailable backend or its package, address taken
         print(f"gr00t-fast serve: error: {protocol.bounded(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr)
-        return 130
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     server.run()
