@@ -7,6 +7,7 @@ import importlib.abc
 import importlib.util
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from gr00t_fast.model.loading import CheckpointError
 from gr00t_fast.policy.loading import load_policy
 from gr00t_fast.policy.policy import NonFiniteActionError
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
+from gr00t_fast.serve.server import MAX_TRACEBACK_CHARS
 
 BUDGET_S = 5.0  # the test server's per-request time budget
 
@@ -441,6 +443,29 @@ def test_error_texts_are_bounded(policy):
         assert len(reply["error"]) <= protocol.MAX_ERROR_CHARS + 100 and "and more" in reply["error"]
     finally:
         server.close()
+
+
+def test_unexpected_failures_are_logged_bounded(caplog):
+    """A policy failing with a huge message: the reply and the log record (message and stack) stay bounded."""
+
+    class Failing:
+        def get_action(self, observation):
+            raise RuntimeError("boom " + "x" * 1_000_000)
+
+        def get_modality_config(self):
+            return {}
+
+    server = PolicyServer(Failing(), port=0)
+    try:
+        with caplog.at_level("ERROR", logger="gr00t_fast.serve"):
+            reply = protocol.unpack(server.handle(protocol.pack(protocol.make_request("get_action", {}))))
+    finally:
+        server.close()
+    assert reply["error"].startswith("RuntimeError: boom xxx") and len(reply["error"]) < 1100
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    logged = logging.Formatter().format(record)  # what a handler writes: the message with any traceback
+    assert "request failed (get_action): RuntimeError: boom" in logged and "in get_action" in logged  # the stack
+    assert len(logged) < protocol.MAX_ERROR_CHARS + MAX_TRACEBACK_CHARS + 500, len(logged)
 
 
 def test_metadata_json_type_errors_name_the_file(tiny_checkpoint, tmp_path):

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ log = logging.getLogger("gr00t_fast.serve")
 DEFAULT_MAX_MESSAGE_MB = 64.0
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 MAX_QUEUED_REQUESTS = 32
+MAX_TRACEBACK_CHARS = 4 * protocol.MAX_ERROR_CHARS  # the stack logged with an unexpected failure, innermost frames
+
+
+def bounded_stack(e: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """Where `e` was raised: its traceback's frames without the message, the innermost `limit` characters."""
+    frames = "".join(traceback.format_tb(e.__traceback__)).rstrip("\n")
+    if len(frames) <= limit:
+        return f"Traceback (most recent call last):\n{frames}"
+    return f"Traceback (most recent call last, {len(frames) - limit} characters of outer frames left out):\n" \
+           f"{frames[-limit:]}"
 
 
 class PolicyLike(Protocol):
@@ -140,8 +151,8 @@ class PolicyServer:
         text = protocol.bounded(f"{type(e).__name__}: {e}")
         if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError)):
             log.warning("request rejected (%s): %s", endpoint, text)
-        else:
-            log.error("request failed (%s): %s", endpoint, text, exc_info=e)
+        else:  # the stack, not exc_info: a traceback would repeat the exception's message, unbounded
+            log.error("request failed (%s): %s\n%s", endpoint, text, bounded_stack(e))
         return text
 
     def receive(self, envelope: list[bytes], message: bytes) -> bytes | None:
