@@ -287,10 +287,56 @@ def test_fuzzed_real_server_answers_everything_and_keeps_serving(policy, tmp_pat
                 assert set(decoded) == set(want) and all(np.isfinite(v).all() for v in decoded.values()), i
             got = client.get_action(good)  # a good request after each bad one: served, and served right
             assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want), i
+        huge = small_observation("x" * 1_000_000)  # a literal 1 MB instruction under the language key
+        for message, words in ((protocol.pack(protocol.make_request("get_action", huge)), "exceeds max_str_len"),
+                               (protocol.pack_legacy(protocol.make_request("get_action", huge)),
+                                "instruction of 1000000 characters is too long")):
+            socket.send(message)
+            reply = socket.recv()  # within the budget
+            error = (protocol.unpack_legacy(reply) if protocol.is_legacy(reply) else protocol.unpack(reply))["error"]
+            assert words in error and "\n" not in error and len(error) <= protocol.MAX_ERROR_CHARS + 100, error
+            got = client.get_action(good)
+            assert all(np.array_equal(got[k], want[k]) for k in want)
         growth = rss_mb() - baseline
     socket.close()
     assert not marker.exists()
     assert growth < 300, f"server memory grew by {growth:.0f} MB"
+
+
+def test_fuzzed_token_protected_server_answers_only_the_token(policy, tmp_path):
+    """The hostile messages against a server with --api-token: each answered with an error within the budget (a
+    valid observation too: it has no token), a missing or wrong token refused, the right token served."""
+    marker = tmp_path / "pwned"
+    messages = hostile_messages(np.random.default_rng(7), marker)
+    good = small_observation()
+    server = PolicyServer(FixedNoise(policy), port=0, poll_ms=5, allow_legacy_format=True, request_timeout_s=BUDGET_S,
+                          api_token="s3cret")
+    socket = zmq.Context.instance().socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVTIMEO, int(BUDGET_S * 1000) + 2000)
+    timeout_ms = int(BUDGET_S * 1000) + 2000
+    with server.in_thread(), PolicyClient(port=server.port, timeout_ms=timeout_ms, api_token="s3cret") as client, \
+            PolicyClient(port=server.port, timeout_ms=timeout_ms) as anonymous, \
+            PolicyClient(port=server.port, timeout_ms=timeout_ms, api_token="s3cret!") as impostor:
+        socket.connect(server.address)
+        want = client.get_action(good)
+        for caller in (anonymous, impostor):
+            for call in (caller.ping, lambda c=caller: c.get_action(good)):
+                with pytest.raises(ServerError, match="Unauthorized: Invalid API token"):
+                    call()
+        socket.send(protocol.pack({"endpoint": "ping", "api_token": 123}))
+        assert "'api_token' must be a string" in protocol.unpack(socket.recv())["error"]
+        for i, message in enumerate(messages):
+            socket.send(message)
+            reply = socket.recv()  # zmq.Again here: a message went unanswered within the budget
+            decoded = protocol.unpack_legacy(reply) if protocol.is_legacy(reply) else protocol.unpack(reply)
+            assert set(decoded) == {"error"} and len(reply) < 4096, (i, message[:60])
+            if i % 100 == 0:  # the right token is still served, and served right
+                got = client.get_action(good)
+                assert all(np.array_equal(got[k], want[k]) for k in want), i
+        assert client.ping()
+    socket.close()
+    assert not marker.exists()
 
 
 def test_a_slow_inference_is_answered_within_the_budget_and_pings_go_on():
