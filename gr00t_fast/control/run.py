@@ -136,13 +136,24 @@ def parse(argv: list[str] | None = None) -> RunConfig:
     return draccus.parse(RunConfig, args=sys.argv[1:] if argv is None else argv, prog="gr00t-fast run")
 
 
+def config_path_error(argv: list[str], e: OSError) -> str | None:
+    """"--config_path: no such file: <path>" when `e` is about the file that flag names, else None."""
+    paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config_path=")]
+    paths += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config_path"]
+    if e.filename is None or str(e.filename) not in paths:
+        return None
+    problem = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or type(e).__name__).lower()
+    return f"--config_path: {problem}: {e.filename}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse(argv)
     except (DecodingError, ParsingError, ValueError, OSError) as e:  # a bad flag or config file: one line
         while type(e) is ParsingError and e.__cause__ is not None:  # "couldn't instantiate": say why
             e = e.__cause__
-        return setup_error(" ".join(str(e).split()))
+        return setup_error((isinstance(e, OSError) and config_path_error(argv, e)) or " ".join(str(e).split()))
     code = run(cfg)
     if code == INTERRUPTED:  # the robot is disconnected; a model load may still run on the torch thread
         exit_if_busy(code)
