@@ -35,6 +35,8 @@ class SimulatedFeetechBus:
     """Servos 1..6 on `self.port`. `calibration` (motor id -> (homing_offset, range_min, range_max)) is what their
     EEPROM holds, as after `lerobot-calibrate`; `positions` (id -> raw 0..4095) where the joints rest."""
 
+    answering: set[str] = set()  # ports of the open buses that have servos (see conftest's patient_servo_timeout)
+
     def __init__(self, calibration: dict[int, tuple[int, int, int]], positions: dict[int, int]):
         self.registers = {servo: bytearray(256) for servo in positions}
         for servo, memory in self.registers.items():
@@ -56,6 +58,8 @@ class SimulatedFeetechBus:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="feetech-bus", daemon=True)
         self._thread.start()
+        if self.registers:
+            self.answering.add(self.port)
 
     # --- what the test inspects ---
 
@@ -67,6 +71,7 @@ class SimulatedFeetechBus:
         return bool(self.read(servo, TORQUE_ENABLE, 1))
 
     def close(self) -> None:
+        self.answering.discard(self.port)
         self._stop.set()
         self._thread.join(2)
         os.close(self.master)
