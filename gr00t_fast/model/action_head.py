@@ -120,16 +120,11 @@ class Attention(nn.Module):
                 mask: torch.Tensor | None = None, rows: int | None = None) -> torch.Tensor:
         """Self-attention of `x`, or cross-attention to `kv` (`key_value` of the context); `mask`: additive,
         hiding keys (`key_padding_mask`). `rows`: only the last `rows` positions query (keys are all of `x`)."""
-        queries = x if rows is None else x[:, -rows:]
-        if kv is None and rows is None:
-            q, k, v = (self.split_heads(t) for t in self.to_qkv(x).chunk(3, dim=-1))
-        elif kv is None:  # the fused weight's q rows for the queries, its k/v rows for every position
-            inner = self.to_qkv.out_features // 3
-            weight, bias = self.to_qkv.weight, self.to_qkv.bias
-            q = self.split_heads(F.linear(queries, weight[:inner], bias[:inner]))
-            k, v = (self.split_heads(t) for t in F.linear(x, weight[inner:], bias[inner:]).chunk(2, dim=-1))
+        if kv is None:
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # one projection (quantized or not) for every position
+            q, k, v = (self.split_heads(t) for t in (q if rows is None else q[:, -rows:], k, v))
         else:
-            q, (k, v) = self.split_heads(self.to_q(queries)), kv
+            q, (k, v) = self.split_heads(self.to_q(x if rows is None else x[:, -rows:])), kv
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         B, _, N, _ = out.shape
         return self.to_out[0](out.transpose(1, 2).reshape(B, N, -1))
