@@ -170,6 +170,12 @@ def test_fleet_batch_runs_each_robots_rtc_request(policy):
         for key in want:
             np.testing.assert_allclose(got[key], want[key], atol=1e-5 * (1 if key == RTC_CHUNK_KEY else 100))
     assert model.batch_rows == {4: 1}
+    assert model.robots == {f"arm-{i}": 1 for i in range(4)}  # answered requests per robot (arm-4's failed)
+    # nothing of arm-0's rtc call carries over: the server keeps no per-robot state, the prefix travels with a request
+    again = model([observations[0]], [noises[0]], ["arm-0"])[0]
+    for key, value in policy.get_action(observations[0], noise=noises[0]).items():
+        np.testing.assert_allclose(again[key], value, atol=1e-3)
+    assert model.robots["arm-0"] == 2
     batched = bench_observation(policy, seed=0, batch=2)
     assert "send one observation, not a batch of 2" in model([batched], [None], [None], [rtcs[0]])[0]
 

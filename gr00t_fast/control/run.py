@@ -41,7 +41,7 @@ class RunConfig(PolicyConfig, ControlConfig):
     policy_timeout_ms: int = 15000
     policy_legacy_format: bool = False  # talk torch.save to an older Isaac-GR00T server (June-Sept 2025)
     api_token: str | None = None
-    robot_id: str | None = None  # this robot's name to a fleet server (its session); default: the connection
+    robot_id: str | None = None  # this robot's name to a fleet server (its log, its counts); default: the connection
     telemetry_interval: float = 1.0  # seconds between live telemetry lines
 
     def __post_init__(self) -> None:

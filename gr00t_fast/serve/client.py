@@ -30,8 +30,8 @@ class PolicyClient:
         legacy_format: bool = False,
         robot_id: str | None = None,
     ):
-        """`robot_id` names this robot in every get_action (a fleet server keeps its session under it; without
-        one the server goes by the connection, which a reconnect after a timeout changes)."""
+        """`robot_id` names this robot in every get_action (a fleet server's log and per-robot request counts;
+        without one the server goes by the connection, which a reconnect after a timeout changes)."""
         self.robot_id = robot_id
         self.address = protocol.tcp_address(host, port)
         self.timeout_ms = timeout_ms

@@ -5,8 +5,11 @@ up to `--max_batch` of them at once, waiting at most `--max_queue_delay_ms` for 
 each request on its own (a malformed one gets its own error, the others still run), collates them into one batch
 (prompts left-padded, the padding hidden from the action head: every row gets its unbatched actions), runs the
 backend once and splits the actions. Real-time chunking runs per row: each request brings its own prefix and
-delay (the ZeroMQ protocol's `rtc` map), guided, frozen and plain rows share the batch. Per robot it keeps a
-`Session` (the last chunk, the latency it saw).
+delay (the ZeroMQ protocol's `rtc` map), guided, frozen and plain rows share the batch. The server keeps no
+per-robot state that actions depend on: only the robot knows how much of its last chunk it has executed, so it
+sends the rest as the prefix (the `rtc.normalized_action` output of its previous call, less the rows executed
+since), and any replica can answer any request. A request's robot id names the robot in the log and in
+`FleetModel.robots` (requests answered per robot).
 
 Two ways in: Triton's own gRPC/HTTP endpoint (`tritonclient`, any language; inputs named like the observation
 keys), and the Isaac-GR00T ZeroMQ protocol of `gr00t-fast serve` (`FleetFront`: the same ROUTER server, token and
@@ -26,7 +29,6 @@ import threading
 import time
 import warnings
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,23 +46,13 @@ from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIME
 log = logging.getLogger("gr00t_fast.fleet")
 
 MODEL_NAME = "gr00t"
-ROBOT_ID = "robot_id"  # optional BYTES input: whose session a request belongs to
+ROBOT_ID = "robot_id"  # optional BYTES input: who asked (the log, `FleetModel.robots`); no state is kept under it
 NOISE = "noise"  # optional FP32 input (horizon, max_action_dim): the sampler's initial sample (tests, replays)
 RTC = "rtc"  # optional BYTES input: real-time chunking's request, msgpack of the ZeroMQ protocol's `rtc` map
 ERROR = "error"  # BYTES output: empty, or why this request got no actions
-MAX_SESSIONS = 4096  # robots remembered (least recently seen forgotten first)
+MAX_ROBOTS = 4096  # robots counted in `FleetModel.robots` (least recently seen forgotten first)
 GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32)  # cuda-graph: batches padded up to one of these row counts ...
 GRAPH_PROMPT_STEP = 64  # ... and prompts to a multiple of this many tokens, so that few graphs get captured
-
-
-@dataclass
-class Session:
-    """What the server keeps per robot: its last normalized chunk and the latency of the batch that made it. The
-    rtc prefix still travels with each request: only the robot knows how much of that chunk it has executed."""
-
-    chunk: torch.Tensor | None = None  # (horizon, max_action_dim) float32, normalized
-    latency_ms: float = 0.0
-    requests: int = 0
 
 
 class FleetModel:
@@ -80,15 +72,13 @@ class FleetModel:
         self.prompt_step = prompt_step
         self.noise = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))
         self.pad_id = policy.processor.tokenizer.pad_id
-        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.robots: OrderedDict[str, int] = OrderedDict()  # robot id -> requests answered with actions
         self.batch_rows: Counter[int] = Counter()  # rows per model call -> how many calls
 
-    def session(self, robot: str) -> Session:
-        session = self.sessions.pop(robot, None) or Session()
-        self.sessions[robot] = session  # most recently seen last
-        while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
-        return session
+    def _answered(self, robot: str) -> None:
+        self.robots[robot] = self.robots.pop(robot, 0) + 1  # most recently seen last
+        while len(self.robots) > MAX_ROBOTS:
+            self.robots.popitem(last=False)
 
     def _noise(self, noise: Any, inputs: ModelInputs) -> torch.Tensor:
         if noise is None and self.noise is not None:
@@ -148,6 +138,7 @@ class FleetModel:
                 parts.append((i, *self._prepare(*request)))
             except Exception as e:  # noqa: BLE001 - a bad request fails alone
                 results[i] = protocol.bounded(f"{type(e).__name__}: {e}")
+                log.warning("request of robot %s rejected: %s", robots[i] or "(unnamed)", results[i])
         if not parts:
             return results
         start = time.monotonic()
@@ -175,8 +166,7 @@ class FleetModel:
                 chunk = rows[:, :, : policy.processor.action_dim].to("cpu", torch.float32).numpy()
                 results[i][RTC_CHUNK_KEY] = chunk if inputs.batched else chunk[0]
             if robots[i] is not None:
-                session = self.session(robots[i])
-                session.chunk, session.latency_ms, session.requests = rows[-1].clone(), latency_ms, session.requests + 1
+                self._answered(robots[i])
         log.debug("batch of %d requests (%d rows): %.1f ms", len(parts), pred.shape[0], latency_ms)
         return results
 

@@ -122,7 +122,7 @@ def test_triton_grpc_and_http_batches_concurrent_requests(policy, fleet):
         want = policy.get_action(robot_observation(policy, i), noise=bench_noise(policy, seed=i))
         assert_actions_close(policy, {k: v[0] for k, v in results[i].items()}, want)
     assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
-    assert {f"robot-{i}" for i in range(5)} <= set(model.sessions)
+    assert {f"robot-{i}" for i in range(5)} <= set(model.robots)
 
 
 def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
@@ -159,8 +159,8 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
             assert_actions_close(policy, got, want)
     assert max(model.batch_rows) > 1, f"Triton formed no batch: {model.batch_rows}"
     named = {f"arm-{i}" for i in range(1, 8, 2)}
-    assert named <= set(model.sessions) and all(model.sessions[r].requests == 2 for r in named)
-    assert len([r for r in model.sessions if r not in named and not r.startswith("robot-")]) == 4  # routing ids
+    assert named <= set(model.robots) and all(model.robots[r] == 2 for r in named)
+    assert len([r for r in model.robots if r not in named and not r.startswith("robot-")]) == 4  # routing ids
 
 
 def test_rtc_requests_of_concurrent_robots_batch_through_the_front(policy, noise, fleet):
@@ -293,4 +293,4 @@ def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_
                    "--robot_id=sim-arm-1", "--policy_timeout_ms=120000", *mode, "--fps=10", "--max_steps=6",
                    "--action_horizon=4", f"--record={record}"])
     assert rc == 0 and len(record.read_text().splitlines()) == 6
-    assert model.sessions["sim-arm-1"].requests >= 2  # its chunks (and the first call run makes)
+    assert model.robots["sim-arm-1"] >= 2  # its chunks (and the first call run makes)
