@@ -101,7 +101,7 @@ def reference_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 def test_transform_frames_matches_independent_reference():
     frame = np.random.default_rng(1).integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
-    out = transform_frames(torch.from_numpy(frame), 16)
+    out = transform_frames(frame, 16)
     assert out.shape == (1, 3, 16, 16) and out.dtype == torch.float32
     assert center_crop_box(60, 80) == (2, 2, 57, 76)  # round(1.5) == 2
     crop = frame[0, 2:59, 2:78].astype(np.float32) / np.float32(255)
@@ -120,13 +120,13 @@ def test_auto_resize_warns_once_per_camera(processor, caplog):
         processor(obs)
     assert len([r for r in caplog.records if "video.webcam" in r.getMessage()]) == 1
     upscaled = cv2.resize(obs["video.webcam"][0], (640, 480), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_array_equal(first.pixel_values.numpy(), transform_frames(torch.from_numpy(upscaled[None]), 224).numpy())
+    np.testing.assert_array_equal(first.pixel_values.numpy(), transform_frames(upscaled[None], 224).numpy())
 
 
 def test_auto_resize_shrinks_with_area(processor):
     obs = observation(size=(960, 1280))
     shrunk = cv2.resize(obs["video.webcam"][0], (640, 480), interpolation=cv2.INTER_AREA)
-    expected = transform_frames(torch.from_numpy(shrunk[None]), 224)
+    expected = transform_frames(shrunk[None], 224)
     np.testing.assert_array_equal(processor(obs).pixel_values.numpy(), expected.numpy())
 
 
