@@ -23,7 +23,7 @@ import torch
 
 from gr00t_fast.dev.bench.common import (
     SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, fmt, local_server,
-    measure, pyplot,
+    measure, pyplot, timed,
 )
 from gr00t_fast.dev.bench.inference import build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
@@ -176,9 +176,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.serve import PolicyClient
 
     upstream = find_upstream(args, bench.checkpoint)
-    start = time.perf_counter()
-    policy = bench.load()
-    facts: dict[str, Any] = {"gr00t_fast_load_s": time.perf_counter() - start, "nvidia_steps":
+    load_ms, policy = timed(bench.load)
+    facts: dict[str, Any] = {"gr00t_fast_load_s": load_ms / 1e3, "nvidia_steps":
                              bench.policy.denoising_steps or 4, "data_config": policy.data_config.name}
     header = bench.header(policy.device)
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)

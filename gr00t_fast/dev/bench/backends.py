@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from typing import Any, Callable
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, fmt, measure
+from gr00t_fast.dev.bench.common import Bench, error_text, fmt, measure, timed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,11 +85,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         if any(word in name for word in args.skip):
             continue
         try:
-            start = time.perf_counter()
-            backend = factory()
-            built[name] = (backend, time.perf_counter() - start, fidelity(backend, reference, inputs, noise, steps))
+            build_ms, backend = timed(factory)
+            built[name] = (backend, build_ms / 1e3, fidelity(backend, reference, inputs, noise, steps))
         except Exception as e:  # noqa: BLE001 - report and go on: one missing extra must not hide the other rows
-            errors[name] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            errors[name] = error_text(e)
             print(f"{name}: failed: {errors[name]}", flush=True)
     calls = {name: (lambda b=backend: b(inputs, noise, steps)) for name, (backend, _, _) in built.items()}
     measured = measure(calls, model.device, bench.warmup, bench.reps)

@@ -116,13 +116,28 @@ def environment_markdown(env: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """(ms, result) of one call, the device synchronized before both clock reads."""
-    synchronize(device)
+def timed(fn: Callable[[], Any], device: torch.device | None = None, events: bool = False) -> tuple[float, Any]:
+    """(ms, result) of one call: the host clock, `device` synchronized before both reads; with `events` on a GPU,
+    CUDA events around the call instead (no synchronization before it, so launch overhead counts)."""
+    if events and device is not None and device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        result = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end), result
+    if device is not None:
+        synchronize(device)
     start = time.perf_counter()
     result = fn()
-    synchronize(device)
+    if device is not None:
+        synchronize(device)
     return (time.perf_counter() - start) * 1e3, result
+
+
+def error_text(e: BaseException) -> str:
+    """The first line of an exception, with its type, at most 300 characters: what a failed row reports."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
 
 
 @dataclass
@@ -150,7 +165,7 @@ class Measurement:
         try:
             ms, self.output = timed(fn, device)
         except Exception as e:  # noqa: BLE001 - a failed call is counted and reported, never fatal
-            self.failures.append(f"{type(e).__name__}: {e}"[:300])
+            self.failures.append(error_text(e))
             return
         if isinstance(self.output, SelfTimed):
             own, self.output = self.output, self.output.output

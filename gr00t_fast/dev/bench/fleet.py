@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, pyplot
+from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, pyplot, timed
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -63,9 +63,7 @@ class Robot:
         self.ticks = self.empty = self.failures = 0
 
     def request(self) -> float:
-        start = time.perf_counter()
-        self.client.get_action(self.observation)
-        return (time.perf_counter() - start) * 1e3
+        return timed(lambda: self.client.get_action(self.observation))[0]
 
     def warm_up(self, calls: int) -> None:
         for _ in range(calls):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,7 +13,7 @@ import numpy as np
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import summarize
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, fmt,
+    INSTRUCTION, SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
     local_server, measure, parse_address, pyplot, timed,
 )
 from gr00t_fast.policy.torch_thread import torch_thread
@@ -48,13 +47,12 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dic
 
     built, notes = {}, []
     for name in names:
-        start = time.perf_counter()
         try:
-            backend = policy.backend if name == "torch" else build_backend(name, policy.model, checkpoint,
-                                                                           policy.data_config)
-            built[name] = (backend, time.perf_counter() - start)
+            ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
+                name, policy.model, checkpoint, policy.data_config))
+            built[name] = (backend, ms / 1e3)
         except Exception as e:  # noqa: BLE001 - unknown, missing extra, no GPU: skipped with the reason
-            notes.append(f"backend {name} skipped: {type(e).__name__}: {e}".splitlines()[0])
+            notes.append(f"backend {name} skipped: {error_text(e)}")
     return built, notes
 
 
@@ -98,9 +96,8 @@ def max_action_diff(a: Actions | None, b: Actions | None) -> float | None:
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.serve import PolicyClient
 
-    start = time.perf_counter()
-    policy = bench.load()
-    load_s = time.perf_counter() - start
+    load_ms, policy = timed(bench.load)
+    load_s = load_ms / 1e3
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
     cold_ms, _ = timed(lambda: policy.get_action(obs, noise=noise), policy.device)
     backends, notes = build_backends(policy, args.backends, bench.checkpoint)

@@ -6,7 +6,6 @@ queue (LeRobot's own `predict_action`), random weights, nothing downloaded. Need
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.telemetry import stats_ms
-from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, fmt, pyplot
+from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, fmt, pyplot, timed
 
 STATE, IMAGE, ACTION = "observation.state", "observation.images.front", "action"
 POLICIES = ("gr00t_fast", "act", "diffusion", "diffusion_ddim10", "smolvla")
@@ -115,17 +114,18 @@ def step_refill(step: Callable[[dict], torch.Tensor], frames: list[dict], n_acti
                 refills: int) -> dict[str, Any]:
     """Time every `select_action` call of `refills` chunks (the first chunk is the cold, unmeasured one): a call
     that empties the queue runs the model (a refill), the others only pop (steps)."""
+    def checked(frame: dict) -> torch.Tensor:
+        action = step(dict(frame))
+        if not torch.isfinite(action).all():
+            raise ValueError("non-finite action")
+        return action
+
     records, failures = [], []  # (call index, ms)
     for k in range((refills + 1) * n_action_steps):
-        start = time.perf_counter()
         try:
-            action = step(dict(frames[k % len(frames)]))
-            if not torch.isfinite(action).all():
-                raise ValueError("non-finite action")
+            records.append((k, timed(lambda: checked(frames[k % len(frames)]))[0]))
         except Exception as e:  # noqa: BLE001 - counted and reported
-            failures.append(f"{type(e).__name__}: {e}"[:300])
-            continue
-        records.append((k, (time.perf_counter() - start) * 1e3))
+            failures.append(error_text(e))
     refill_ms = [ms for k, ms in records if k >= n_action_steps and k % n_action_steps == 0]
     step_ms = [ms for k, ms in records if k >= n_action_steps and k % n_action_steps]
     return {**stats_ms(refill_ms), "first_call_ms": next((ms for k, ms in records if k == 0), None),

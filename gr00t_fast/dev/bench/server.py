@@ -14,7 +14,6 @@ import contextlib
 import statistics
 from typing import Any
 
-import torch
 
 from gr00t_fast.dev.bench.common import (
     SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, measure,
@@ -22,7 +21,6 @@ from gr00t_fast.dev.bench.common import (
 )
 
 FORMATS = ("msgpack", "legacy")
-CPU = torch.device("cpu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +58,7 @@ def codec_ms(observation: dict[str, Any], action: dict[str, Any], fmt_name: str,
     request_bytes, reply_bytes = pack(request), pack(action)
     steps = {"encode_request_ms": lambda: pack(request), "decode_request_ms": lambda: unpack(request_bytes),
              "encode_reply_ms": lambda: pack(action), "decode_reply_ms": lambda: unpack(reply_bytes)}
-    medians = {name: statistics.median(timed(fn, CPU)[0] for _ in range(reps)) for name, fn in steps.items()}
+    medians = {name: statistics.median(timed(fn)[0] for _ in range(reps)) for name, fn in steps.items()}
     return {**medians, "codec_ms": sum(medians.values()), "request_kb": len(request_bytes) / 1024,
             "reply_kb": len(reply_bytes) / 1024}
 
