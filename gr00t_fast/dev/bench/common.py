@@ -207,17 +207,27 @@ def measure(calls: dict[str, Callable[[], Any]], device: torch.device, warmup: i
 
 
 # ------------------------------------------------------------------------------------- observation and policies
-def bench_observation(policy: Any, seed: int = 0, batch: int | None = None) -> dict[str, Any]:
-    """A deterministic observation for `policy`'s data config: random frames at the training resolution, a state
-    inside the metadata range. `batch` adds a leading batch axis."""
+def random_observation(seed: int, frames: dict[str, tuple[int, int]], states: dict[str, tuple[np.ndarray, np.ndarray]],
+                       lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The one observation builder: uint8 RGB frames of (height, width) and float32 states uniform in (low, high),
+    each with the leading axes `lead`; the same `seed` gives the same observation."""
     rng = np.random.default_rng(seed)
-    lead = (batch, 1) if batch else (1,)
-    obs: dict[str, Any] = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8)
-                           for key, (width, height) in policy.video_resolution.items()}
-    for key in policy.data_config.state_keys:
-        lo, hi = policy.processor.state_min[key], policy.processor.state_max[key]
-        obs[key] = (lo + (hi - lo) * rng.uniform(0.25, 0.75, (*lead, lo.shape[0]))).astype(np.float32)
-    obs[policy.data_config.language_key] = [INSTRUCTION] * (batch or 1)
+    obs = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8) for key, (height, width) in frames.items()}
+    obs.update({key: rng.uniform(low, high, (*lead, len(low))).astype(np.float32) for key, (low, high) in states.items()})
+    return obs
+
+
+def bench_observation(policy: Any, seed: int = 0, batch: int | None = None,
+                      instruction: str = INSTRUCTION) -> dict[str, Any]:
+    """An observation for `policy`'s data config: frames at the training resolution, states in the middle half of
+    the metadata range. `batch` adds a leading batch axis."""
+    ranges = {key: (policy.processor.state_min[key], policy.processor.state_max[key])
+              for key in policy.data_config.state_keys}
+    obs: dict[str, Any] = random_observation(
+        seed, {key: (height, width) for key, (width, height) in policy.video_resolution.items()},
+        {key: (lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)) for key, (lo, hi) in ranges.items()},
+        (batch, 1) if batch else (1,))
+    obs[policy.data_config.language_key] = [instruction] * (batch or 1)
     return obs
 
 

@@ -128,11 +128,8 @@ def drive(port: int, observations: list[dict[str, Any]], horizon: int, args: arg
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     policy = bench.load()
     policy.warmup()
-    observations = []
-    for i in range(max(args.robots)):
-        obs = bench_observation(policy, seed=bench.policy.seed + i)
-        obs[policy.data_config.language_key] = [PROMPTS[i % len(PROMPTS)]]
-        observations.append(obs)
+    observations = [bench_observation(policy, bench.policy.seed + i, instruction=PROMPTS[i % len(PROMPTS)])
+                    for i in range(max(args.robots))]
     results = []
     for server in args.servers:
         for count in args.robots:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.telemetry import stats_ms
-from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, fmt, pyplot, timed
+from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, fmt, pyplot, random_observation, timed
 
 STATE, IMAGE, ACTION = "observation.state", "observation.images.front", "action"
 POLICIES = ("gr00t_fast", "act", "diffusion", "diffusion_ddim10", "smolvla")
@@ -103,13 +103,6 @@ def statistics() -> dict[str, dict[str, torch.Tensor]]:
     return {STATE: joints, ACTION: joints, IMAGE: pixels}
 
 
-def observations(seed: int, count: int) -> list[dict[str, np.ndarray]]:
-    """Synthetic SO-100 frames as LeRobot's record loop builds them: joint degrees and an RGB uint8 camera frame."""
-    rng = np.random.default_rng(seed)
-    return [{STATE: rng.uniform(-60, 60, 6).astype(np.float32),
-             IMAGE: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)} for _ in range(count)]
-
-
 def step_refill(step: Callable[[dict], torch.Tensor], frames: list[dict], n_action_steps: int,
                 refills: int) -> dict[str, Any]:
     """Time every `select_action` call of `refills` chunks (the first chunk is the cold, unmeasured one): a call
@@ -141,7 +134,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
     from gr00t_fast.cache import cache_dir
 
-    frames = observations(bench.policy.seed, 4)
+    # SO-100 observations as LeRobot's record loop builds them: joint degrees and one RGB uint8 camera frame
+    frames = [random_observation(bench.policy.seed + i, {IMAGE: (480, 640)},
+                                 {STATE: (np.full(6, -60.0), np.full(6, 60.0))}) for i in range(4)]
     rows: dict[str, dict[str, Any]] = {}
     for name in args.policies.split(","):
         torch.manual_seed(bench.policy.seed)
