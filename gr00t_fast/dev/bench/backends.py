@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, error_text, fmt, measure, timed
+from gr00t_fast.dev.bench.common import Bench, error_text, fmt, measure, model_inputs, timed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,15 +70,11 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import fidelity, make_backend
-    from gr00t_fast.model import load_model
-    from gr00t_fast.policy.processor import example_inputs
 
-    cfg = bench.policy
-    model = load_model(bench.checkpoint, device=cfg.device, dtype=cfg.dtype, eagle_path=cfg.eagle_path)
-    steps = cfg.denoising_steps or model.config.num_inference_timesteps
-    inputs, noise = example_inputs(model.config, batch=args.batch, cameras=args.cameras, device=model.device,
-                                   dtype=model.dtype)
-    fp32 = model if model.dtype == torch.float32 else load_model(bench.checkpoint, device=model.device, dtype=torch.float32)
+    model = bench.load_model()
+    steps = bench.policy.denoising_steps or model.config.num_inference_timesteps
+    inputs, noise = model_inputs(model, args.cameras, args.batch)
+    fp32 = model if model.dtype == torch.float32 else bench.load_model(device=model.device, dtype=torch.float32)
     reference = make_backend("torch", fp32)
     built, errors, rows = {}, {}, []
     for name, factory in candidates(bench, model, args, steps).items():

@@ -43,6 +43,14 @@ class Bench:
 
         return load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
 
+    def load_model(self, **overrides: Any) -> Any:
+        """The network alone (no processor), in the policy's device and dtype unless `overrides` say otherwise."""
+        from gr00t_fast.model import load_model
+
+        cfg = self.policy
+        return load_model(self.checkpoint, **{"device": cfg.device, "dtype": cfg.dtype, "eagle_path": cfg.eagle_path,
+                                               **overrides})
+
     def header(self, device: torch.device, **extra: Any) -> dict[str, Any]:
         return {"command": self.command, "checkpoint": str(self.checkpoint), "environment": environment(device),
                 "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, **extra}
@@ -229,6 +237,13 @@ def bench_observation(policy: Any, seed: int = 0, batch: int | None = None,
         (batch, 1) if batch else (1,))
     obs[policy.data_config.language_key] = [instruction] * (batch or 1)
     return obs
+
+
+def model_inputs(model: Any, cameras: int = 1, batch: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor]:
+    """Preprocessed inputs (`ModelInputs`) and initial noise for `model`, on its device and in its dtype."""
+    from gr00t_fast.policy.processor import example_inputs
+
+    return example_inputs(model.config, batch=batch, cameras=cameras, seed=seed, device=model.device, dtype=model.dtype)
 
 
 def bench_noise(policy: Any, seed: int = 0, batch: int | None = None) -> np.ndarray:

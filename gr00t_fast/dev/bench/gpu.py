@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, error_text, fmt, timed
+from gr00t_fast.dev.bench.common import Bench, error_text, fmt, model_inputs, timed
 from gr00t_fast.model.inputs import ModelInputs
 
 Call = tuple[ModelInputs, torch.Tensor]  # inputs and noise of one call
@@ -38,7 +38,6 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
     """Load, convert and build one row, then its cold call, warm calls, peak memory and action error."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.control.telemetry import stats_ms
-    from gr00t_fast.model import load_model
     from gr00t_fast.policy.loading import quantize_model
 
     dtype, backend_name, quantize = ROWS[name]
@@ -48,7 +47,7 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
         torch.cuda.reset_peak_memory_stats(device)
 
     def build() -> Any:
-        model = load_model(bench.checkpoint, device=device, dtype=dtype, eagle_path=bench.policy.eagle_path)
+        model = bench.load_model(device=device, dtype=dtype)
         if quantize:
             quantize_model(model, quantize)
         return make_backend(backend_name, model)
@@ -70,15 +69,11 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
-    from gr00t_fast.model import load_model
-    from gr00t_fast.policy.processor import example_inputs
 
-    cfg = bench.policy
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    fp32 = load_model(bench.checkpoint, device=device, dtype=torch.float32, eagle_path=cfg.eagle_path)
-    steps = cfg.denoising_steps or fp32.config.num_inference_timesteps
-    calls = [example_inputs(fp32.config, batch=args.batch, cameras=args.cameras, seed=seed, device=device)
-             for seed in (0, 1)]
+    device = torch.device(bench.policy.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fp32 = bench.load_model(device=device, dtype=torch.float32)
+    steps = bench.policy.denoising_steps or fp32.config.num_inference_timesteps
+    calls = [model_inputs(fp32, args.cameras, args.batch, seed) for seed in (0, 1)]
     reference = make_backend("torch", fp32)
     references = [reference(inputs, noise, steps).float().cpu() for inputs, noise in calls]
     del fp32, reference
