@@ -23,7 +23,7 @@ import torch
 
 from gr00t_fast.dev.bench.common import (
     SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, fmt, local_server,
-    measure, pyplot, timed,
+    measure, timed,
 )
 from gr00t_fast.dev.bench.inference import build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
@@ -225,11 +225,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                  for h in args.action_horizon for name, c in configs.items() if c.loop_policy is not None]
     rows = summarize_rows(measured, configs, steps, args.bootstrap)
     warning = load_warning(header["environment"])
-    result = {**header, "benchmark": "ab", **facts, "configurations": rows, "step_refill": loops, "notes": notes,
+    result = {**header, **facts, "configurations": rows, "step_refill": loops, "notes": notes,
               "load_warning": warning}
-    bench.write("ab", result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
-                [latency_table(rows), stage_table(rows), loop_table(loops)], ["ab.png"])
-    plot(rows, loops, bench.out / "ab.png")
+    bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
+                [latency_table(rows), stage_table(rows), loop_table(loops)], {"ab.png": lambda path: plot(rows, loops, path)})
     if warning:
         print(f"WARNING: {warning}", flush=True)
     return result
@@ -295,20 +294,16 @@ def loop_table(loops: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 
 def plot(rows: list[dict[str, Any]], loops: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 0.5 * max(len(rows), len(loops)) + 2))
-    y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
-    ax.barh(y, med, xerr=[med - [r["p10"] for r in rows], np.array([r["p90"] for r in rows]) - med],
-            color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in rows])
-    ax.set_yticks(y, [r["name"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("get_action latency (ms): median, p10-p90")
-    yl = np.arange(len(loops))
-    bx.barh(yl, [r["refill_mean_ms"] for r in loops],
-            color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in loops])
-    bx.set_yticks(yl, [f"{r['name']} (H={r['action_horizon']})" for r in loops])
-    bx.invert_yaxis()
-    bx.set_xlabel(f"robot wait at a refill (ms), sync loop at {loops[0]['fps']:g} Hz" if loops else "")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(13, 0.5 * max(len(rows), len(loops)) + 2)) as (_, (ax, bx)):
+        y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
+        ax.barh(y, med, xerr=[med - [r["p10"] for r in rows], np.array([r["p90"] for r in rows]) - med],
+                color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in rows])
+        ax.set_yticks(y, [r["name"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("get_action latency (ms): median, p10-p90")
+        yl = np.arange(len(loops))
+        bx.barh(yl, [r["refill_mean_ms"] for r in loops],
+                color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in loops])
+        bx.set_yticks(yl, [f"{r['name']} (H={r['action_horizon']})" for r in loops])
+        bx.invert_yaxis()
+        bx.set_xlabel(f"robot wait at a refill (ms), sync loop at {loops[0]['fps']:g} Hz" if loops else "")

@@ -91,13 +91,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for name, (_, build_s, error) in built.items():
         rows.append({"backend": name, "build_s": build_s, **error, **measured[name].report()})
     rows += [{"backend": name, "error": error} for name, error in errors.items()]
-    result = {**bench.header(model.device), "benchmark": "backends", "dtype": str(model.dtype), "steps": steps,
+    result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps,
               "cameras": args.cameras, "batch": args.batch, "results": rows}
     headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ"]
     table = [[r["backend"], fmt(r["median"], 2), fmt(r["first_call_ms"]), f"{r['max_abs_diff']:.2e}",
               f"{r['mean_abs_diff']:.2e}"] if "error" not in r else [r["backend"], "failed: " + r["error"], "", "", ""]
              for r in rows]
-    bench.write("backends", result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, "
+    bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, "
                 f"{args.cameras} camera(s), batch {args.batch}; action error against fp32 eager in normalized units.",
                 [(headers, table)])
     return result

@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ Table = tuple[Sequence[str], Sequence[Sequence[Any]]]  # (headers, rows)
 class Bench:
     """The flags every benchmark shares: the policy to load, repetitions, the output folder."""
 
+    name: str  # the benchmark: "benchmark" in its JSON, <out>/<name>.json and .md
     policy: PolicyConfig
     checkpoint: Path  # --model_path, or the generated checkpoint of --size
     reps: int
@@ -53,19 +54,23 @@ class Bench:
 
     def header(self, device: torch.device, **extra: Any) -> dict[str, Any]:
         return {"command": self.command, "checkpoint": str(self.checkpoint), "environment": environment(device),
-                "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, **extra}
+                "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, "benchmark": self.name, **extra}
 
-    def write(self, name: str, result: dict[str, Any], title: str, text: str, tables: Sequence[Table],
-              images: Sequence[str] = ()) -> None:
-        """Print the tables; write `<out>/<name>.json` (everything) and `<out>/<name>.md` (title, command, machine,
-        text, tables, images)."""
+    def write(self, result: dict[str, Any], title: str, text: str, tables: Sequence[Table],
+              plots: dict[str, Callable[[Path], None]] | None = None) -> None:
+        """The one writer: print the tables; write `<out>/<name>.json` (everything), `<out>/<name>.md` (title,
+        command, machine, text, tables, images) and each plot (file name -> a function drawing it to a path)."""
         print("\n\n".join(format_table(*t) for t in tables), flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"{name}.json").write_text(json.dumps(result, indent=2, default=float))
+        files = [self.out / f"{self.name}.json", self.out / f"{self.name}.md"]
+        files[0].write_text(json.dumps(result, indent=2, default=float))
         sections = [f"# {title}", f"`{result['command']}`", environment_markdown(result["environment"]), text,
-                    *(markdown_table(*t) for t in tables), *(f"![{Path(i).stem}]({i})" for i in images), ""]
-        (self.out / f"{name}.md").write_text("\n\n".join(sections))
-        print(f"wrote {self.out / name}.json, {self.out / name}.md", flush=True)
+                    *(markdown_table(*t) for t in tables), *(f"![{Path(i).stem}]({i})" for i in plots or {}), ""]
+        files[1].write_text("\n\n".join(sections))
+        for image, draw in (plots or {}).items():
+            files.append(self.out / image)
+            draw(files[-1])
+        print("wrote " + ", ".join(map(str, files)), flush=True)
 
 
 def checkpoint_path(model_path: str | None, size: str) -> Path:
@@ -298,10 +303,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
-def pyplot():
+@contextlib.contextmanager
+def figure(path: Path, *grid: int, dpi: int = 100, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """(figure, axes) of matplotlib's `subplots(*grid, **options)`, laid out and saved to `path` when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    fig, axes = plt.subplots(*grid, **options)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, pyplot, timed
+from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, figure, fmt, local_server, timed
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -140,7 +140,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 row = run_fleet(policy, observations[:count], args, bench.warmup)
             results.append({"server": server, **row})
-    result = {**bench.header(policy.device), "benchmark": "fleet", "fps": args.fps, "chunk_steps": args.chunk_steps,
+    result = {**bench.header(policy.device), "fps": args.fps, "chunk_steps": args.chunk_steps,
               "duration_s": args.duration_s, "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
               "results": results}
     headers = ["Server", "Robots", "Demand (req/s)", "Served (req/s)", "p50 (ms)", "p99 (ms)", "Empty queue",
@@ -148,11 +148,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     table = [[r["server"], r["robots"], fmt(r["demand_per_s"]), fmt(r["requests_per_s"]), fmt(r["p50_ms"]),
               fmt(r["p99_ms"]), f"{r['empty_queue_share']:.1%}", fmt(r.get("mean_batch"), 2), r["failures"]]
              for r in results]
-    bench.write("fleet", result, "Fleet serving", f"Checkpoint `{bench.checkpoint}`; robots at {args.fps:g} Hz, a new "
+    bench.write(result, "Fleet serving", f"Checkpoint `{bench.checkpoint}`; robots at {args.fps:g} Hz, a new "
                 f"chunk every {args.chunk_steps} actions, {args.duration_s:g} s measured per row; fleet: Triton "
                 f"max batch {args.max_batch}, queue delay {args.max_queue_delay_ms:g} ms.", [(headers, table)],
-                ["fleet.png"])
-    plot(results, bench.out / "fleet.png")
+                {"fleet.png": lambda path: plot(results, path)})
     return result
 
 
@@ -174,19 +173,15 @@ def run_fleet(policy: Any, observations: list[dict[str, Any]], args: argparse.Na
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for k, server in enumerate(dict.fromkeys(r["server"] for r in results)):
-        rows, color = [r for r in results if r["server"] == server], f"C{k}"
-        x = [r["robots"] for r in rows]
-        axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", color=color, label=server)
-        axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{server} p99")
-        axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", color=color, label=f"{server} p50")
-        axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", color=color, label=server)
-    axes[0].plot(x, [r["demand_per_s"] for r in rows], color="gray", linestyle=":", label="demand")
-    for ax, label in zip(axes, ("requests / s served", "request latency (ms)", "ticks with an empty queue (%)")):
-        ax.set(xlabel="robots", xticks=x, ylabel=label, ylim=(0, None))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, 3, figsize=(13, 3.6)) as (_, axes):
+        for k, server in enumerate(dict.fromkeys(r["server"] for r in results)):
+            rows, color = [r for r in results if r["server"] == server], f"C{k}"
+            x = [r["robots"] for r in rows]
+            axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", color=color, label=server)
+            axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{server} p99")
+            axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", color=color, label=f"{server} p50")
+            axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", color=color, label=server)
+        axes[0].plot(x, [r["demand_per_s"] for r in rows], color="gray", linestyle=":", label="demand")
+        for ax, label in zip(axes, ("requests / s served", "request latency (ms)", "ticks with an empty queue (%)")):
+            ax.set(xlabel="robots", xticks=x, ylabel=label, ylim=(0, None))
+            ax.legend(fontsize=8)

@@ -78,7 +78,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     references = [reference(inputs, noise, steps).float().cpu() for inputs, noise in calls]
     del fp32, reference
     rows: list[dict[str, Any]] = []
-    result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
+    result = {**bench.header(device), "steps": steps, "cameras": args.cameras,
               "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
     for name in ROWS:
         if any(word in name for word in args.skip):
@@ -98,12 +98,12 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write(bench: Bench, result: dict[str, Any]) -> None:
-    """JSON, Markdown table and plot of the rows measured so far."""
+    """JSON and Markdown table of the rows measured so far."""
     headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
     table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
               f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
              else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in result["results"]]
-    bench.write("gpu", result, "Fast paths on one device",
+    bench.write(result, "Fast paths on one device",
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
                 f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
                 "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "

@@ -14,7 +14,7 @@ from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import summarize
 from gr00t_fast.dev.bench.common import (
     INSTRUCTION, SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
-    local_server, measure, parse_address, pyplot, timed,
+    figure, local_server, measure, parse_address, timed,
 )
 from gr00t_fast.policy.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
@@ -130,7 +130,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                      "build_s": backends[backend][1] if backend in backends and name.startswith("Direct") else None,
                      "closed_loop": loops[name], "speedup_vs_server": server_median / report["median"],
                      "max_action_diff_vs_direct_4step": max_action_diff(measured[name].output, reference)})
-    result = {**bench.header(policy.device), "benchmark": "inference", "data_config": policy.data_config.name,
+    result = {**bench.header(policy.device), "data_config": policy.data_config.name,
               "dtype": str(policy.dtype).removeprefix("torch."), "load_s": load_s, "cold_first_call_ms": cold_ms,
               "action_horizon": args.action_horizon, "loop_chunks": args.loop_chunks, "configurations": rows,
               "notes": notes}
@@ -139,8 +139,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                f"{load_s:.1f} s; cold first call {cold_ms:.1f} ms. Step/Refill: {args.loop_chunks} chunks of "
                f"{args.action_horizon} actions through the sync control loop.")
     summary += "".join(f"\n- {n}" for n in notes)
-    bench.write("inference", result, "Inference speed", summary, [headline(rows), detail(rows)], ["inference.png"])
-    plot(rows, bench.out / "inference.png")
+    bench.write(result, "Inference speed", summary, [headline(rows), detail(rows)],
+                {"inference.png": lambda path: plot(rows, path)})
     return result
 
 
@@ -171,22 +171,19 @@ def detail(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-    y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
-    ax.barh(y, med, xerr=[med - [r["min"] for r in rows], np.array([r["max"] for r in rows]) - med],
-            color=["tab:gray" if r["name"].startswith(("Server", "External")) else "tab:blue" for r in rows])
-    limit = 1.3 * np.nanmax([r["max"] for r in rows])
-    for yi, r in zip(y, rows):  # the first call, written out where it would squash the bars (torch.compile)
-        first = r["first_call_ms"] or np.nan
-        if first <= limit:
-            ax.plot(first, yi, "x", color="tab:red")
-        elif np.isfinite(first):
-            ax.annotate(f"first call {first:,.0f} ms", (limit, yi), ha="right", va="center", fontsize=8, color="tab:red")
-    ax.set_xlim(0, limit)
-    ax.set_yticks(y, [r["name"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("get_action latency (ms): median, min-max bar; x: first call")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(9, 0.5 * len(rows) + 1.5)) as (_, ax):
+        y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
+        ax.barh(y, med, xerr=[med - [r["min"] for r in rows], np.array([r["max"] for r in rows]) - med],
+                color=["tab:gray" if r["name"].startswith(("Server", "External")) else "tab:blue" for r in rows])
+        limit = 1.3 * np.nanmax([r["max"] for r in rows])
+        for yi, r in zip(y, rows):  # the first call, written out where it would squash the bars (torch.compile)
+            first = r["first_call_ms"] or np.nan
+            if first <= limit:
+                ax.plot(first, yi, "x", color="tab:red")
+            elif np.isfinite(first):
+                ax.annotate(f"first call {first:,.0f} ms", (limit, yi), ha="right", va="center", fontsize=8,
+                            color="tab:red")
+        ax.set_xlim(0, limit)
+        ax.set_yticks(y, [r["name"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("get_action latency (ms): median, min-max bar; x: first call")

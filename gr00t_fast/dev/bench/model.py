@@ -36,7 +36,7 @@ def peak_rss_of_loading(path: Path, dtype: torch.dtype) -> dict[str, float]:
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     model = bench.load_model()
-    result = {**bench.header(model.device), "benchmark": "model", "dtype": str(model.dtype),
+    result = {**bench.header(model.device), "dtype": str(model.dtype),
               "load": peak_rss_of_loading(bench.checkpoint, model.dtype)}
     text = (f"Loading `{bench.checkpoint}` ({model.dtype}): {result['load']['weights_mb']:.0f} MB of weights, "
             f"peak RSS growth {result['load']['peak_growth_over_weights']:.2f}x the weights.")
@@ -60,5 +60,5 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                       parameters=sum(p.numel() for p in model.parameters()))
         tables.append((["Stage", "Median (ms)"], [[name, fmt(ms, 2)] for name, ms in medians.items()]))
     print(text, flush=True)
-    bench.write("model", result, "Model stages", text, tables)
+    bench.write(result, "Model stages", text, tables)
     return result

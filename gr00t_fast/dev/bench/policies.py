@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.telemetry import stats_ms
-from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, fmt, pyplot, random_observation, timed
+from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, figure, fmt, random_observation, timed
 
 STATE, IMAGE, ACTION = "observation.state", "observation.images.front", "action"
 POLICIES = ("gr00t_fast", "act", "diffusion", "diffusion_ddim10", "smolvla")
@@ -151,15 +151,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             rows[name]["parameters"] = sum(p.numel() for p in policy.gr00t.backend.model.parameters())
         print(f"{TITLES[name]}: refill {fmt(rows[name]['refill_mean_ms'])} ms", flush=True)
         del policy
-    result = {**bench.header(torch.device("cpu"), benchmark="policies", threads=torch.get_num_threads(),
-                             n_action_steps=args.n_action_steps), "policies": rows}
-    bench.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, bench.out / "policies.png")
+    result = {**bench.header(torch.device("cpu"), threads=torch.get_num_threads(), n_action_steps=args.n_action_steps),
+              "policies": rows}
     text = (f"One {480}x{640} camera and six joints per step, {args.n_action_steps} actions per chunk, "
             f"{torch.get_num_threads()} torch thread(s), random weights; GR00T N1.5 from `{bench.checkpoint}`. "
             "Times are whole `predict_action` calls (processors + `select_action`); a refill runs the model.")
-    bench.write("policies", result, "Step vs refill: GR00T N1.5 (gr00t-fast) and LeRobot's policies", text,
-                [table(rows)], ["policies.png"])
+    bench.write(result, "Step vs refill: GR00T N1.5 (gr00t-fast) and LeRobot's policies", text, [table(rows)],
+                {"policies.png": lambda path: plot(rows, path)})
     return result
 
 
@@ -181,16 +179,12 @@ def table(rows: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
     names = list(rows)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [rows[n]["refill_mean_ms"] or 0 for n in names], 0.4, label="refill (model runs)")
-    ax.bar(x + 0.2, [rows[n]["step_mean_ms"] or 0 for n in names], 0.4, label="step (queue pop)")
-    ax.set_xticks(x, [TITLES[n] for n in names], rotation=15)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms per select_action call")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(8, 4)) as (_, ax):
+        ax.bar(x - 0.2, [rows[n]["refill_mean_ms"] or 0 for n in names], 0.4, label="refill (model runs)")
+        ax.bar(x + 0.2, [rows[n]["step_mean_ms"] or 0 for n in names], 0.4, label="step (queue pop)")
+        ax.set_xticks(x, [TITLES[n] for n in names], rotation=15)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per select_action call")
+        ax.legend()

@@ -95,13 +95,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             row["overhead_ms"] = row["round_trip_ms"] - row["direct_ms"]
             row["transport_ms"] = row["protocol_round_trip_ms"] - row["codec_ms"]
         rows.append(row)
-    result = {**bench.header(policy.device), "benchmark": "server", "server": args.server or "local", "rows": rows}
+    result = {**bench.header(policy.device), "server": args.server or "local", "rows": rows}
     columns = ["direct_ms", "round_trip_ms", "overhead_ms", "protocol_round_trip_ms", "codec_ms", "transport_ms",
                "request_kb", "reply_kb"]
     headers = ["Format", "Direct", "Round trip", "Overhead", "Protocol only", "Codec", "Transport", "Request KB",
                "Reply KB"]
     table = [[r["format"], *(fmt(r.get(c), 2) for c in columns)] for r in rows]
-    bench.write("server", result, "Protocol overhead",
+    bench.write(result, "Protocol overhead",
                 f"Checkpoint `{bench.checkpoint}`; server: {result['server']}; medians in ms over {bench.reps} calls.",
                 [(headers, table)])
     return result
