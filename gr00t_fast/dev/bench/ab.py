@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, fmt, local_server,
-    measure, timed,
+    Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, figure, fmt, local_server, measure,
+    policy_client, timed,
 )
 from gr00t_fast.dev.bench.inference import build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
@@ -108,16 +107,10 @@ class UpstreamProcess:
         self.proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: int, noise: np.ndarray, work: Path):
     """NVIDIA's scripts/inference_service.py --server on a free port, its initial noise fixed; yields (port, start s)."""
-    from gr00t_fast.serve import PolicyClient
+    from gr00t_fast.serve.fleet import free_port
 
     np.save(work / "noise.npy", noise[None])
     port, log = free_port(), work / "upstream_server.log"
@@ -128,7 +121,7 @@ def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: in
                             env=upstream.env(torch.get_num_threads()),
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
-        with PolicyClient("127.0.0.1", port, timeout_ms=1000) as probe:
+        with policy_client(port, timeout_ms=1000) as probe:
             while not probe.ping():
                 if proc.poll() is not None or time.perf_counter() - start > START_TIMEOUT_S:
                     raise RuntimeError(f"NVIDIA's inference_service.py did not start: {log.read_text()[-2000:]}")
@@ -173,8 +166,6 @@ class Config:
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     upstream = find_upstream(args, bench.checkpoint)
     load_ms, policy = timed(bench.load)
     facts: dict[str, Any] = {"gr00t_fast_load_s": load_ms / 1e3, "nvidia_steps":
@@ -205,15 +196,14 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 upstream_server(upstream, bench.checkpoint, policy, steps, noise, work))
             notes.append("NVIDIA server: scripts/inference_service.py started here (it listens on every interface), "
                          "its initial noise fixed like the in-process side's")
-        remote = stack.enter_context(PolicyClient(args.upstream_host, port, timeout_ms=SERVER_TIMEOUT_MS,
-                                                  api_token=args.api_token))
+        remote = stack.enter_context(policy_client(port, args.upstream_host, api_token=args.api_token))
         configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps, args.upstream_port is None)
         for name, (backend, _) in backends.items():
             for n in args.steps:
                 fast = FixedNoisePolicy(policy, noise, n, backend)
                 configs[f"gr00t-fast {name} {n}-step"] = Config(lambda f=fast: f.get_action(obs), fast, n)
         server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, steps, backends["torch"][0])).in_thread())
-        client = stack.enter_context(PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS))
+        client = stack.enter_context(policy_client(server.port))
         configs[FAST_SERVER] = Config(lambda: client.get_action(obs), client, steps)
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
         stages = {name: (lambda: {s: policy.timings["last"][s] for s in STAGES})

@@ -272,6 +272,13 @@ class FixedNoisePolicy:
         return getattr(self.policy, name)
 
 
+def policy_client(port: int, host: str = "127.0.0.1", timeout_ms: int = SERVER_TIMEOUT_MS, **options: Any) -> Any:
+    """A PolicyClient; the default timeout is long enough for a server's cold compile."""
+    from gr00t_fast.serve import PolicyClient
+
+    return PolicyClient(host, port, timeout_ms=timeout_ms, **options)
+
+
 def local_server(policy: Any, **options: Any) -> Any:
     """A gr00t-fast PolicyServer for `policy` on a free loopback port (start it with `.in_thread()`)."""
     from gr00t_fast.serve import PolicyServer

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, figure, fmt, local_server, timed
+from gr00t_fast.dev.bench.common import Bench, bench_observation, figure, fmt, local_server, policy_client, timed
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -54,9 +54,7 @@ class Robot:
     """One simulated robot: its control loop on the calling thread, its requests on a worker of its own."""
 
     def __init__(self, port: int, observation: dict[str, Any], horizon: int):
-        from gr00t_fast.serve import PolicyClient
-
-        self.client = PolicyClient("127.0.0.1", port, timeout_ms=SERVER_TIMEOUT_MS)
+        self.client = policy_client(port)
         self.observation, self.horizon = observation, horizon
         self.worker = ThreadPoolExecutor(1)
         self.latencies_ms: list[float] = []

@@ -13,8 +13,8 @@ import numpy as np
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import summarize
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
-    figure, local_server, measure, parse_address, timed,
+    INSTRUCTION, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
+    figure, local_server, measure, parse_address, policy_client, timed,
 )
 from gr00t_fast.policy.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
@@ -94,8 +94,6 @@ def max_action_diff(a: Actions | None, b: Actions | None) -> float | None:
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     load_ms, policy = timed(bench.load)
     load_s = load_ms / 1e3
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
@@ -104,7 +102,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     configs: dict[str, tuple[Callable[[], Any], Any, str | None, int]] = {}  # name -> (call, loop policy, backend, steps)
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, 4, backends["torch"][0])).in_thread())
-        client = stack.enter_context(PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS))
+        client = stack.enter_context(policy_client(server.port))
         configs["Server 4-step"] = (lambda: client.get_action(obs), client, "torch", 4)
         for name, (backend, _) in backends.items():
             for steps in args.steps if name == "torch" else [4]:
@@ -113,7 +111,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 configs[label] = (lambda d=direct: d.get_action(obs), direct, name, steps)
         if args.server:
             host, port = parse_address(args.server)
-            external = stack.enter_context(PolicyClient(host, port, timeout_ms=SERVER_TIMEOUT_MS, api_token=args.api_token))
+            external = stack.enter_context(policy_client(port, host, api_token=args.api_token))
             configs[f"External {args.server}"] = (lambda: external.get_action(obs), external, None, 4)
             notes.append("the external server samples its own noise and steps")
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, bench_noise, figure, fmt, local_server,
+    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, figure, fmt, local_server, policy_client,
 )
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.robot.base import JOINT_NAMES
@@ -122,8 +122,6 @@ class RemotePolicy:
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     policy = bench.load(data_config="so100", warmup=True)
     steps = policy.denoising_steps
     fixed = FixedNoisePolicy(policy, bench_noise(policy, bench.policy.seed), steps)
@@ -131,8 +129,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     print(f"reference: sync, no delay, {n_steps} steps retimed to 1/{args.fps:g} s", flush=True)
     reference = trajectory(sim_run(fixed, "sync", 0.0, args, bench.policy.seed, max_steps=n_steps + 1), ideal_fps=args.fps)
     runs, curves = [], {}
-    with local_server(fixed).in_thread() as server, \
-            PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS) as client:
+    with local_server(fixed).in_thread() as server, policy_client(server.port) as client:
         for delay in args.delays:
             for method in args.methods:
                 print(f"{method}, injected delay {delay:g} s, {args.duration:g} s ...", flush=True)

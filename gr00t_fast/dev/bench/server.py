@@ -16,8 +16,7 @@ from typing import Any
 
 
 from gr00t_fast.dev.bench.common import (
-    SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, measure,
-    parse_address, timed,
+    Bench, bench_observation, fmt, local_server, measure, parse_address, policy_client, timed,
 )
 
 FORMATS = ("msgpack", "legacy")
@@ -64,8 +63,6 @@ def codec_ms(observation: dict[str, Any], action: dict[str, Any], fmt_name: str,
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     policy = bench.load()
     obs = bench_observation(policy, bench.policy.seed)
     action = policy.get_action(obs)
@@ -73,9 +70,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for fmt_name in args.formats:
         legacy = fmt_name == "legacy"
         with contextlib.ExitStack() as stack:
-            def client(port: int, host: str = "127.0.0.1", token: str | None = None) -> PolicyClient:
-                return stack.enter_context(PolicyClient(host, port, timeout_ms=SERVER_TIMEOUT_MS, api_token=token,
-                                                        legacy_format=legacy))
+            def client(port: int, host: str = "127.0.0.1", token: str | None = None) -> Any:
+                return stack.enter_context(policy_client(port, host, api_token=token, legacy_format=legacy))
             if args.server:
                 host, port = parse_address(args.server)
                 remote = client(port, host, args.api_token)
