@@ -13,9 +13,8 @@ import os
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from gr00t_fast.dev.bench.common import (
     Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, figure, fmt, local_server, measure,
     policy_client, timed,
 )
-from gr00t_fast.dev.bench.inference import build_backends, closed_loop_steps, max_action_diff
+from gr00t_fast.dev.bench.inference import Config, build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
 
 NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server", "gr00t-fast server"
@@ -154,17 +153,6 @@ def load_warning(env: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class Config:
-    """One timed configuration: the call, what drives the step/refill loop (None: not loop-capable), its steps,
-    whether it samples the shared noise (so that its actions are comparable)."""
-
-    call: Callable[[], Any]
-    loop_policy: Any
-    steps: int
-    same_noise: bool = True
-
-
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     upstream = find_upstream(args, bench.checkpoint)
     load_ms, policy = timed(bench.load)
@@ -197,7 +185,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             notes.append("NVIDIA server: scripts/inference_service.py started here (it listens on every interface), "
                          "its initial noise fixed like the in-process side's")
         remote = stack.enter_context(policy_client(port, args.upstream_host, api_token=args.api_token))
-        configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps, args.upstream_port is None)
+        configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps,
+                                        same_noise=args.upstream_port is None)
         for name, (backend, _) in backends.items():
             for n in args.steps:
                 fast = FixedNoisePolicy(policy, noise, n, backend)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -93,39 +94,51 @@ def max_action_diff(a: Actions | None, b: Actions | None) -> float | None:
     return float(max(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))) for k in b))
 
 
+@dataclass
+class Config:
+    """One timed configuration: the call, what drives the step/refill loop (None: not loop-capable), its denoising
+    steps and backend, whether it samples the shared noise (so that its actions are comparable)."""
+
+    call: Callable[[], Any]
+    loop_policy: Any
+    steps: int
+    backend: str | None = None
+    same_noise: bool = True
+
+
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     load_ms, policy = timed(bench.load)
     load_s = load_ms / 1e3
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
     cold_ms, _ = timed(lambda: policy.get_action(obs, noise=noise), policy.device)
     backends, notes = build_backends(policy, args.backends, bench.checkpoint)
-    configs: dict[str, tuple[Callable[[], Any], Any, str | None, int]] = {}  # name -> (call, loop policy, backend, steps)
+    configs: dict[str, Config] = {}
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, 4, backends["torch"][0])).in_thread())
         client = stack.enter_context(policy_client(server.port))
-        configs["Server 4-step"] = (lambda: client.get_action(obs), client, "torch", 4)
+        configs["Server 4-step"] = Config(lambda: client.get_action(obs), client, 4, "torch")
         for name, (backend, _) in backends.items():
             for steps in args.steps if name == "torch" else [4]:
                 direct = FixedNoisePolicy(policy, noise, steps, backend)
                 label = f"Direct {steps}-step" + ("" if name == "torch" else f" [{name}]")
-                configs[label] = (lambda d=direct: d.get_action(obs), direct, name, steps)
+                configs[label] = Config(lambda d=direct: d.get_action(obs), direct, steps, name)
         if args.server:
             host, port = parse_address(args.server)
             external = stack.enter_context(policy_client(port, host, api_token=args.api_token))
-            configs[f"External {args.server}"] = (lambda: external.get_action(obs), external, None, 4)
+            configs[f"External {args.server}"] = Config(lambda: external.get_action(obs), external, 4, same_noise=False)
             notes.append("the external server samples its own noise and steps")
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
         stages = {name: (lambda: dict(policy.timings["last"])) for name in configs if name.startswith("Direct")}
-        measured = measure({n: c[0] for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages)
-        loops = {name: closed_loop_steps(c[1], obs, policy.data_config.video_keys, args.action_horizon, args.loop_chunks)
-                 for name, c in configs.items()}
+        measured = measure({n: c.call for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages)
+        loops = {name: closed_loop_steps(c.loop_policy, obs, policy.data_config.video_keys, args.action_horizon,
+                                         args.loop_chunks) for name, c in configs.items()}
     reference = measured["Direct 4-step"].output
     server_median = measured["Server 4-step"].report()["median"]
     rows = []
-    for name, (_, _, backend, steps) in configs.items():
+    for name, c in configs.items():
         report = measured[name].report()
-        rows.append({"name": name, "backend": backend, "denoising_steps": steps, **report,
-                     "build_s": backends[backend][1] if backend in backends and name.startswith("Direct") else None,
+        rows.append({"name": name, "backend": c.backend, "denoising_steps": c.steps, **report,
+                     "build_s": backends[c.backend][1] if c.backend in backends and name.startswith("Direct") else None,
                      "closed_loop": loops[name], "speedup_vs_server": server_median / report["median"],
                      "max_action_diff_vs_direct_4step": max_action_diff(measured[name].output, reference)})
     result = {**bench.header(policy.device), "data_config": policy.data_config.name,
