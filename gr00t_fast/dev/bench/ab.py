@@ -207,7 +207,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     result = {**header, **facts, "configurations": rows, "step_refill": loops, "notes": notes,
               "load_warning": warning}
     bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
-                [latency_table(rows), stage_table(rows), loop_table(loops)], {"ab.png": lambda path: plot(rows, loops, path)})
+                [latency_table(rows), stage_table(rows), loop_table(loops)],
+                {"ab.png": lambda path: plot(rows, loops, path)})
     if warning:
         print(f"WARNING: {warning}", flush=True)
     return result

@@ -73,6 +73,13 @@ class Bench:
         print("wrote " + ", ".join(map(str, files)), flush=True)
 
 
+def check_subset(flag: str, values: Sequence[str], allowed: Sequence[str]) -> None:
+    """ValueError unless `values` (a comma-separated flag's words) are a non-empty subset of `allowed`."""
+    unknown = sorted(set(values) - set(allowed))
+    if not values or unknown:
+        raise ValueError(f"{flag}: unknown {unknown}; expected a non-empty subset of {list(allowed)}")
+
+
 def checkpoint_path(model_path: str | None, size: str) -> Path:
     """`model_path`, or a random-weight checkpoint of `size` generated once into the gr00t-fast cache."""
     if model_path:
@@ -225,8 +232,10 @@ def random_observation(seed: int, frames: dict[str, tuple[int, int]], states: di
     """The one observation builder: uint8 RGB frames of (height, width) and float32 states uniform in (low, high),
     each with the leading axes `lead`; the same `seed` gives the same observation."""
     rng = np.random.default_rng(seed)
-    obs = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8) for key, (height, width) in frames.items()}
-    obs.update({key: rng.uniform(low, high, (*lead, len(low))).astype(np.float32) for key, (low, high) in states.items()})
+    obs = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8)
+           for key, (height, width) in frames.items()}
+    obs.update({key: rng.uniform(low, high, (*lead, len(low))).astype(np.float32)
+                for key, (low, high) in states.items()})
     return obs
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import Bench, bench_observation, figure, fmt, local_server, policy_client, timed
+from gr00t_fast.dev.bench.common import (
+    Bench, bench_observation, check_subset, figure, fmt, local_server, policy_client, timed,
+)
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -38,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if not args.servers or set(args.servers) - set(SERVERS):
-        raise ValueError(f"--servers: expected a subset of {list(SERVERS)}, got {args.servers}")
+    check_subset("--servers", args.servers, SERVERS)
     if args.fps <= 0 or args.duration_s <= 0 or args.chunk_steps < 1:
         raise ValueError("--fps and --duration_s must be > 0, --chunk_steps >= 1")
     if "fleet" in args.servers:

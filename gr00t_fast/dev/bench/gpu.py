@@ -62,7 +62,8 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
     diffs = [(backend(*call, steps).float().cpu() - ref).abs() for call, ref in zip(own, references)]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"row": name, "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "quantize": quantize,
-            "build_s": build_ms / 1e3, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times, "peak_memory_mb": peak,
+            "build_s": build_ms / 1e3, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times,
+            "peak_memory_mb": peak,
             "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
 
 

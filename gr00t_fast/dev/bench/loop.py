@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, figure, fmt, local_server, policy_client,
+    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, check_subset, figure, fmt, local_server, policy_client,
 )
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.robot.base import JOINT_NAMES
@@ -100,9 +100,7 @@ def size_pair(text: str) -> tuple[int, int]:
 
 
 def check(args: argparse.Namespace) -> None:
-    unknown = sorted(set(args.methods) - set(LOOP_METHODS))
-    if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; expected a subset of {list(LOOP_METHODS)}")
+    check_subset("--methods", args.methods, list(LOOP_METHODS))
     if args.duration <= 0 or args.fps <= 0:
         raise ValueError(f"--duration and --fps must be > 0, got {args.duration} and {args.fps}")
 

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.telemetry import stats_ms
-from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, error_text, figure, fmt, random_observation, timed
+from gr00t_fast.dev.bench.common import (
+    INSTRUCTION, Bench, check_subset, error_text, figure, fmt, random_observation, timed,
+)
 
 STATE, IMAGE, ACTION = "observation.state", "observation.images.front", "action"
 POLICIES = ("gr00t_fast", "act", "diffusion", "diffusion_ddim10", "smolvla")
@@ -28,14 +30,14 @@ SMOLVLM_VISION = {"model_type": "smolvlm_vision", "hidden_size": 768, "intermedi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {POLICIES}")
+    from gr00t_fast.dev.bench.cli import word_list
+
+    parser.add_argument("--policies", type=word_list, default=list(POLICIES), help=", ".join(POLICIES))
     parser.add_argument("--n_action_steps", type=int, default=8, help="actions executed per predicted chunk")
 
 
 def check(args: argparse.Namespace) -> None:
-    unknown = set(args.policies.split(",")) - set(POLICIES)
-    if unknown:
-        raise ValueError(f"unknown --policies {sorted(unknown)}; choose from {list(POLICIES)}")
+    check_subset("--policies", args.policies, POLICIES)
     if not 1 <= args.n_action_steps <= 16:
         raise ValueError(f"--n_action_steps must be in 1..16 (one GR00T chunk), got {args.n_action_steps}")
 
@@ -138,7 +140,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     frames = [random_observation(bench.policy.seed + i, {IMAGE: (480, 640)},
                                  {STATE: (np.full(6, -60.0), np.full(6, 60.0))}) for i in range(4)]
     rows: dict[str, dict[str, Any]] = {}
-    for name in args.policies.split(","):
+    for name in args.policies:
         torch.manual_seed(bench.policy.seed)
         config = policy_config(name, bench.checkpoint, args.n_action_steps, cache_dir())
         policy = get_policy_class(config.type)(config).eval()

@@ -16,7 +16,7 @@ from typing import Any
 
 
 from gr00t_fast.dev.bench.common import (
-    Bench, bench_observation, fmt, local_server, measure, parse_address, policy_client, timed,
+    Bench, bench_observation, check_subset, fmt, local_server, measure, parse_address, policy_client, timed,
 )
 
 FORMATS = ("msgpack", "legacy")
@@ -31,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if not args.formats or set(args.formats) - set(FORMATS):
-        raise ValueError(f"--formats: expected a subset of {list(FORMATS)}, got {args.formats}")
+    check_subset("--formats", args.formats, FORMATS)
 
 
 class ReplayPolicy:
