@@ -253,16 +253,17 @@ def bench_observation(policy: Any, seed: int = 0, batch: int | None = None,
     return obs
 
 
+def bench_noise(policy: Any, seed: int = 0, batch: int | None = None) -> np.ndarray:
+    """The initial noise the configurations of a benchmark share (`batch` adds a leading axis)."""
+    shape = (policy.action_horizon, policy.config.max_action_dim)
+    return np.random.default_rng(seed + 1).standard_normal((batch, *shape) if batch else shape).astype(np.float32)
+
+
 def model_inputs(model: Any, cameras: int = 1, batch: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor]:
     """Preprocessed inputs (`ModelInputs`) and initial noise for `model`, on its device and in its dtype."""
     from gr00t_fast.policy.processor import example_inputs
 
     return example_inputs(model.config, batch=batch, cameras=cameras, seed=seed, device=model.device, dtype=model.dtype)
-
-
-def bench_noise(policy: Any, seed: int = 0, batch: int | None = None) -> np.ndarray:
-    shape = (policy.action_horizon, policy.config.max_action_dim)
-    return np.random.default_rng(seed + 1).standard_normal((batch, *shape) if batch else shape).astype(np.float32)
 
 
 class FixedNoisePolicy:

@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -101,19 +101,23 @@ def drive(port: int, observations: list[dict[str, Any]], horizon: int, args: arg
           warmup: int) -> dict[str, Any]:
     """Run len(observations) robots against the server on `port`; their pooled statistics."""
     robots = [Robot(port, obs, horizon) for obs in observations]
+
+    def on_every_robot(method: Callable[..., None], *args: Any) -> None:
+        """`method(robot, *args)` for all robots at once, each on its own thread; returns when all are done."""
+        threads = [threading.Thread(target=method, args=(robot, *args)) for robot in robots]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
     try:
-        threads = [threading.Thread(target=r.warm_up, args=(warmup,)) for r in robots]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        on_every_robot(Robot.warm_up, warmup)
         settle = 2 * args.chunk_steps / args.fps  # the robots' first chunks, not measured
         start = time.perf_counter()
-        measure_from, stop_at = start + settle, start + settle + args.duration_s
-        threads = [threading.Thread(target=r.run, args=(args.fps, args.chunk_steps, measure_from, stop_at))
-                   for r in robots]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        on_every_robot(Robot.run, args.fps, args.chunk_steps, start + settle, start + settle + args.duration_s)
     finally:
-        [r.close() for r in robots]
+        for robot in robots:
+            robot.close()
     latencies = np.concatenate([r.latencies_ms for r in robots]) if robots else np.zeros(0)
     ticks = sum(r.ticks for r in robots)
     return {"robots": len(robots), "requests": int(latencies.size), "requests_per_s": latencies.size / args.duration_s,

@@ -11,12 +11,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, check_subset, figure, fmt, local_server, policy_client,
-)
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
-from gr00t_fast.robot.base import JOINT_NAMES
 from gr00t_fast.control.telemetry import StepRecord, summarize
+from gr00t_fast.dev.bench.common import (
+    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
+    measure, policy_client,
+)
+from gr00t_fast.robot.base import JOINT_NAMES
 
 
 Trajectory = tuple[np.ndarray, np.ndarray]  # (t s, sent joint targets (N, 6))
@@ -166,7 +167,6 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     """One policy call per RTC mode on the bench observation, continuing a plain chunk (prefix = its rows 4.., the
     delay 3 steps): warm-up, then `bench.reps` calls round-robin."""
-    from gr00t_fast.dev.bench.common import bench_observation, measure
     from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 
     obs = bench_observation(policy, bench.policy.seed)
