@@ -10,22 +10,20 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, fmt, local_server,
-    measure, pyplot,
+    Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, figure, fmt, local_server, measure,
+    policy_client, timed,
 )
-from gr00t_fast.dev.bench.inference import build_backends, closed_loop_steps, max_action_diff
+from gr00t_fast.dev.bench.inference import Config, build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
 
 NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server", "gr00t-fast server"
@@ -108,16 +106,10 @@ class UpstreamProcess:
         self.proc.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: int, noise: np.ndarray, work: Path):
     """NVIDIA's scripts/inference_service.py --server on a free port, its initial noise fixed; yields (port, start s)."""
-    from gr00t_fast.serve import PolicyClient
+    from gr00t_fast.serve.fleet import free_port
 
     np.save(work / "noise.npy", noise[None])
     port, log = free_port(), work / "upstream_server.log"
@@ -128,7 +120,7 @@ def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: in
                             env=upstream.env(torch.get_num_threads()),
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
-        with PolicyClient("127.0.0.1", port, timeout_ms=1000) as probe:
+        with policy_client(port, timeout_ms=1000) as probe:
             while not probe.ping():
                 if proc.poll() is not None or time.perf_counter() - start > START_TIMEOUT_S:
                     raise RuntimeError(f"NVIDIA's inference_service.py did not start: {log.read_text()[-2000:]}")
@@ -161,24 +153,10 @@ def load_warning(env: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class Config:
-    """One timed configuration: the call, what drives the step/refill loop (None: not loop-capable), its steps,
-    whether it samples the shared noise (so that its actions are comparable)."""
-
-    call: Callable[[], Any]
-    loop_policy: Any
-    steps: int
-    same_noise: bool = True
-
-
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     upstream = find_upstream(args, bench.checkpoint)
-    start = time.perf_counter()
-    policy = bench.load()
-    facts: dict[str, Any] = {"gr00t_fast_load_s": time.perf_counter() - start, "nvidia_steps":
+    load_ms, policy = timed(bench.load)
+    facts: dict[str, Any] = {"gr00t_fast_load_s": load_ms / 1e3, "nvidia_steps":
                              bench.policy.denoising_steps or 4, "data_config": policy.data_config.name}
     header = bench.header(policy.device)
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
@@ -206,15 +184,15 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 upstream_server(upstream, bench.checkpoint, policy, steps, noise, work))
             notes.append("NVIDIA server: scripts/inference_service.py started here (it listens on every interface), "
                          "its initial noise fixed like the in-process side's")
-        remote = stack.enter_context(PolicyClient(args.upstream_host, port, timeout_ms=SERVER_TIMEOUT_MS,
-                                                  api_token=args.api_token))
-        configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps, args.upstream_port is None)
+        remote = stack.enter_context(policy_client(port, args.upstream_host, api_token=args.api_token))
+        configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps,
+                                        same_noise=args.upstream_port is None)
         for name, (backend, _) in backends.items():
             for n in args.steps:
                 fast = FixedNoisePolicy(policy, noise, n, backend)
                 configs[f"gr00t-fast {name} {n}-step"] = Config(lambda f=fast: f.get_action(obs), fast, n)
         server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, steps, backends["torch"][0])).in_thread())
-        client = stack.enter_context(PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS))
+        client = stack.enter_context(policy_client(server.port))
         configs[FAST_SERVER] = Config(lambda: client.get_action(obs), client, steps)
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
         stages = {name: (lambda: {s: policy.timings["last"][s] for s in STAGES})
@@ -226,11 +204,11 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                  for h in args.action_horizon for name, c in configs.items() if c.loop_policy is not None]
     rows = summarize_rows(measured, configs, steps, args.bootstrap)
     warning = load_warning(header["environment"])
-    result = {**header, "benchmark": "ab", **facts, "configurations": rows, "step_refill": loops, "notes": notes,
+    result = {**header, **facts, "configurations": rows, "step_refill": loops, "notes": notes,
               "load_warning": warning}
-    bench.write("ab", result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
-                [latency_table(rows), stage_table(rows), loop_table(loops)], ["ab.png"])
-    plot(rows, loops, bench.out / "ab.png")
+    bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
+                [latency_table(rows), stage_table(rows), loop_table(loops)],
+                {"ab.png": lambda path: plot(rows, loops, path)})
     if warning:
         print(f"WARNING: {warning}", flush=True)
     return result
@@ -296,20 +274,16 @@ def loop_table(loops: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 
 def plot(rows: list[dict[str, Any]], loops: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 0.5 * max(len(rows), len(loops)) + 2))
-    y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
-    ax.barh(y, med, xerr=[med - [r["p10"] for r in rows], np.array([r["p90"] for r in rows]) - med],
-            color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in rows])
-    ax.set_yticks(y, [r["name"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("get_action latency (ms): median, p10-p90")
-    yl = np.arange(len(loops))
-    bx.barh(yl, [r["refill_mean_ms"] for r in loops],
-            color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in loops])
-    bx.set_yticks(yl, [f"{r['name']} (H={r['action_horizon']})" for r in loops])
-    bx.invert_yaxis()
-    bx.set_xlabel(f"robot wait at a refill (ms), sync loop at {loops[0]['fps']:g} Hz" if loops else "")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(13, 0.5 * max(len(rows), len(loops)) + 2)) as (_, (ax, bx)):
+        y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
+        ax.barh(y, med, xerr=[med - [r["p10"] for r in rows], np.array([r["p90"] for r in rows]) - med],
+                color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in rows])
+        ax.set_yticks(y, [r["name"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("get_action latency (ms): median, p10-p90")
+        yl = np.arange(len(loops))
+        bx.barh(yl, [r["refill_mean_ms"] for r in loops],
+                color=["tab:green" if r["name"].startswith("NVIDIA") else "tab:blue" for r in loops])
+        bx.set_yticks(yl, [f"{r['name']} (H={r['action_horizon']})" for r in loops])
+        bx.invert_yaxis()
+        bx.set_xlabel(f"robot wait at a refill (ms), sync loop at {loops[0]['fps']:g} Hz" if loops else "")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from typing import Any, Callable
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, fmt, measure
+from gr00t_fast.dev.bench.common import Bench, error_text, fmt, measure, model_inputs, timed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,39 +70,34 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import fidelity, make_backend
-    from gr00t_fast.model import load_model
-    from gr00t_fast.policy.processor import example_inputs
 
-    cfg = bench.policy
-    model = load_model(bench.checkpoint, device=cfg.device, dtype=cfg.dtype, eagle_path=cfg.eagle_path)
-    steps = cfg.denoising_steps or model.config.num_inference_timesteps
-    inputs, noise = example_inputs(model.config, batch=args.batch, cameras=args.cameras, device=model.device,
-                                   dtype=model.dtype)
-    fp32 = model if model.dtype == torch.float32 else load_model(bench.checkpoint, device=model.device, dtype=torch.float32)
+    model = bench.load_model()
+    steps = bench.policy.denoising_steps or model.config.num_inference_timesteps
+    inputs, noise = model_inputs(model, args.cameras, args.batch)
+    fp32 = model if model.dtype == torch.float32 else bench.load_model(device=model.device, dtype=torch.float32)
     reference = make_backend("torch", fp32)
     built, errors, rows = {}, {}, []
     for name, factory in candidates(bench, model, args, steps).items():
         if any(word in name for word in args.skip):
             continue
         try:
-            start = time.perf_counter()
-            backend = factory()
-            built[name] = (backend, time.perf_counter() - start, fidelity(backend, reference, inputs, noise, steps))
+            build_ms, backend = timed(factory)
+            built[name] = (backend, build_ms / 1e3, fidelity(backend, reference, inputs, noise, steps))
         except Exception as e:  # noqa: BLE001 - report and go on: one missing extra must not hide the other rows
-            errors[name] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            errors[name] = error_text(e)
             print(f"{name}: failed: {errors[name]}", flush=True)
     calls = {name: (lambda b=backend: b(inputs, noise, steps)) for name, (backend, _, _) in built.items()}
     measured = measure(calls, model.device, bench.warmup, bench.reps)
     for name, (_, build_s, error) in built.items():
         rows.append({"backend": name, "build_s": build_s, **error, **measured[name].report()})
     rows += [{"backend": name, "error": error} for name, error in errors.items()]
-    result = {**bench.header(model.device), "benchmark": "backends", "dtype": str(model.dtype), "steps": steps,
+    result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps,
               "cameras": args.cameras, "batch": args.batch, "results": rows}
     headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ"]
     table = [[r["backend"], fmt(r["median"], 2), fmt(r["first_call_ms"]), f"{r['max_abs_diff']:.2e}",
               f"{r['mean_abs_diff']:.2e}"] if "error" not in r else [r["backend"], "failed: " + r["error"], "", "", ""]
              for r in rows]
-    bench.write("backends", result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, "
+    bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, "
                 f"{args.cameras} camera(s), batch {args.batch}; action error against fp32 eager in normalized units.",
                 [(headers, table)])
     return result

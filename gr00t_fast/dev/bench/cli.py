@@ -85,6 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(policy.seed)
-    bench = Bench(policy, checkpoint, args.reps, args.warmup, Path(args.out), "gr00t-fast bench " + " ".join(argv))
+    bench = Bench(args.benchmark, policy, checkpoint, args.reps, args.warmup, Path(args.out), "gr00t-fast bench " + " ".join(argv))
     module.run(bench, args)
     return 0

@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ Table = tuple[Sequence[str], Sequence[Sequence[Any]]]  # (headers, rows)
 class Bench:
     """The flags every benchmark shares: the policy to load, repetitions, the output folder."""
 
+    name: str  # the benchmark: "benchmark" in its JSON, <out>/<name>.json and .md
     policy: PolicyConfig
     checkpoint: Path  # --model_path, or the generated checkpoint of --size
     reps: int
@@ -43,21 +44,40 @@ class Bench:
 
         return load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
 
+    def load_model(self, **overrides: Any) -> Any:
+        """The network alone (no processor), in the policy's device and dtype unless `overrides` say otherwise."""
+        from gr00t_fast.model import load_model
+
+        cfg = self.policy
+        return load_model(self.checkpoint, **{"device": cfg.device, "dtype": cfg.dtype, "eagle_path": cfg.eagle_path,
+                                               **overrides})
+
     def header(self, device: torch.device, **extra: Any) -> dict[str, Any]:
         return {"command": self.command, "checkpoint": str(self.checkpoint), "environment": environment(device),
-                "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, **extra}
+                "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, "benchmark": self.name, **extra}
 
-    def write(self, name: str, result: dict[str, Any], title: str, text: str, tables: Sequence[Table],
-              images: Sequence[str] = ()) -> None:
-        """Print the tables; write `<out>/<name>.json` (everything) and `<out>/<name>.md` (title, command, machine,
-        text, tables, images)."""
+    def write(self, result: dict[str, Any], title: str, text: str, tables: Sequence[Table],
+              plots: dict[str, Callable[[Path], None]] | None = None) -> None:
+        """The one writer: print the tables; write `<out>/<name>.json` (everything), `<out>/<name>.md` (title,
+        command, machine, text, tables, images) and each plot (file name -> a function drawing it to a path)."""
         print("\n\n".join(format_table(*t) for t in tables), flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"{name}.json").write_text(json.dumps(result, indent=2, default=float))
+        files = [self.out / f"{self.name}.json", self.out / f"{self.name}.md"]
+        files[0].write_text(json.dumps(result, indent=2, default=float))
         sections = [f"# {title}", f"`{result['command']}`", environment_markdown(result["environment"]), text,
-                    *(markdown_table(*t) for t in tables), *(f"![{Path(i).stem}]({i})" for i in images), ""]
-        (self.out / f"{name}.md").write_text("\n\n".join(sections))
-        print(f"wrote {self.out / name}.json, {self.out / name}.md", flush=True)
+                    *(markdown_table(*t) for t in tables), *(f"![{Path(i).stem}]({i})" for i in plots or {}), ""]
+        files[1].write_text("\n\n".join(sections))
+        for image, draw in (plots or {}).items():
+            files.append(self.out / image)
+            draw(files[-1])
+        print("wrote " + ", ".join(map(str, files)), flush=True)
+
+
+def check_subset(flag: str, values: Sequence[str], allowed: Sequence[str]) -> None:
+    """ValueError unless `values` (a comma-separated flag's words) are a non-empty subset of `allowed`."""
+    unknown = sorted(set(values) - set(allowed))
+    if not values or unknown:
+        raise ValueError(f"{flag}: unknown {unknown}; expected a non-empty subset of {list(allowed)}")
 
 
 def checkpoint_path(model_path: str | None, size: str) -> Path:
@@ -116,13 +136,28 @@ def environment_markdown(env: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """(ms, result) of one call, the device synchronized before both clock reads."""
-    synchronize(device)
+def timed(fn: Callable[[], Any], device: torch.device | None = None, events: bool = False) -> tuple[float, Any]:
+    """(ms, result) of one call: the host clock, `device` synchronized before both reads; with `events` on a GPU,
+    CUDA events around the call instead (no synchronization before it, so launch overhead counts)."""
+    if events and device is not None and device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        result = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end), result
+    if device is not None:
+        synchronize(device)
     start = time.perf_counter()
     result = fn()
-    synchronize(device)
+    if device is not None:
+        synchronize(device)
     return (time.perf_counter() - start) * 1e3, result
+
+
+def error_text(e: BaseException) -> str:
+    """The first line of an exception, with its type, at most 300 characters: what a failed row reports."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
 
 
 @dataclass
@@ -150,7 +185,7 @@ class Measurement:
         try:
             ms, self.output = timed(fn, device)
         except Exception as e:  # noqa: BLE001 - a failed call is counted and reported, never fatal
-            self.failures.append(f"{type(e).__name__}: {e}"[:300])
+            self.failures.append(error_text(e))
             return
         if isinstance(self.output, SelfTimed):
             own, self.output = self.output, self.output.output
@@ -192,23 +227,43 @@ def measure(calls: dict[str, Callable[[], Any]], device: torch.device, warmup: i
 
 
 # ------------------------------------------------------------------------------------- observation and policies
-def bench_observation(policy: Any, seed: int = 0, batch: int | None = None) -> dict[str, Any]:
-    """A deterministic observation for `policy`'s data config: random frames at the training resolution, a state
-    inside the metadata range. `batch` adds a leading batch axis."""
+def random_observation(seed: int, frames: dict[str, tuple[int, int]], states: dict[str, tuple[np.ndarray, np.ndarray]],
+                       lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The one observation builder: uint8 RGB frames of (height, width) and float32 states uniform in (low, high),
+    each with the leading axes `lead`; the same `seed` gives the same observation."""
     rng = np.random.default_rng(seed)
-    lead = (batch, 1) if batch else (1,)
-    obs: dict[str, Any] = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8)
-                           for key, (width, height) in policy.video_resolution.items()}
-    for key in policy.data_config.state_keys:
-        lo, hi = policy.processor.state_min[key], policy.processor.state_max[key]
-        obs[key] = (lo + (hi - lo) * rng.uniform(0.25, 0.75, (*lead, lo.shape[0]))).astype(np.float32)
-    obs[policy.data_config.language_key] = [INSTRUCTION] * (batch or 1)
+    obs = {key: rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8)
+           for key, (height, width) in frames.items()}
+    obs.update({key: rng.uniform(low, high, (*lead, len(low))).astype(np.float32)
+                for key, (low, high) in states.items()})
+    return obs
+
+
+def bench_observation(policy: Any, seed: int = 0, batch: int | None = None,
+                      instruction: str = INSTRUCTION) -> dict[str, Any]:
+    """An observation for `policy`'s data config: frames at the training resolution, states in the middle half of
+    the metadata range. `batch` adds a leading batch axis."""
+    ranges = {key: (policy.processor.state_min[key], policy.processor.state_max[key])
+              for key in policy.data_config.state_keys}
+    obs: dict[str, Any] = random_observation(
+        seed, {key: (height, width) for key, (width, height) in policy.video_resolution.items()},
+        {key: (lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)) for key, (lo, hi) in ranges.items()},
+        (batch, 1) if batch else (1,))
+    obs[policy.data_config.language_key] = [instruction] * (batch or 1)
     return obs
 
 
 def bench_noise(policy: Any, seed: int = 0, batch: int | None = None) -> np.ndarray:
+    """The initial noise the configurations of a benchmark share (`batch` adds a leading axis)."""
     shape = (policy.action_horizon, policy.config.max_action_dim)
     return np.random.default_rng(seed + 1).standard_normal((batch, *shape) if batch else shape).astype(np.float32)
+
+
+def model_inputs(model: Any, cameras: int = 1, batch: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor]:
+    """Preprocessed inputs (`ModelInputs`) and initial noise for `model`, on its device and in its dtype."""
+    from gr00t_fast.policy.processor import example_inputs
+
+    return example_inputs(model.config, batch=batch, cameras=cameras, seed=seed, device=model.device, dtype=model.dtype)
 
 
 class FixedNoisePolicy:
@@ -225,6 +280,13 @@ class FixedNoisePolicy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.policy, name)
+
+
+def policy_client(port: int, host: str = "127.0.0.1", timeout_ms: int = SERVER_TIMEOUT_MS, **options: Any) -> Any:
+    """A PolicyClient; the default timeout is long enough for a server's cold compile."""
+    from gr00t_fast.serve import PolicyClient
+
+    return PolicyClient(host, port, timeout_ms=timeout_ms, **options)
 
 
 def local_server(policy: Any, **options: Any) -> Any:
@@ -258,10 +320,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
-def pyplot():
+@contextlib.contextmanager
+def figure(path: Path, *grid: int, dpi: int = 100, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """(figure, axes) of matplotlib's `subplots(*grid, **options)`, laid out and saved to `path` when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    fig, axes = plt.subplots(*grid, **options)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)

@@ -14,11 +14,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, pyplot
+from gr00t_fast.dev.bench.common import (
+    Bench, bench_observation, check_subset, figure, fmt, local_server, policy_client, timed,
+)
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -38,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if not args.servers or set(args.servers) - set(SERVERS):
-        raise ValueError(f"--servers: expected a subset of {list(SERVERS)}, got {args.servers}")
+    check_subset("--servers", args.servers, SERVERS)
     if args.fps <= 0 or args.duration_s <= 0 or args.chunk_steps < 1:
         raise ValueError("--fps and --duration_s must be > 0, --chunk_steps >= 1")
     if "fleet" in args.servers:
@@ -54,18 +55,14 @@ class Robot:
     """One simulated robot: its control loop on the calling thread, its requests on a worker of its own."""
 
     def __init__(self, port: int, observation: dict[str, Any], horizon: int):
-        from gr00t_fast.serve import PolicyClient
-
-        self.client = PolicyClient("127.0.0.1", port, timeout_ms=SERVER_TIMEOUT_MS)
+        self.client = policy_client(port)
         self.observation, self.horizon = observation, horizon
         self.worker = ThreadPoolExecutor(1)
         self.latencies_ms: list[float] = []
         self.ticks = self.empty = self.failures = 0
 
     def request(self) -> float:
-        start = time.perf_counter()
-        self.client.get_action(self.observation)
-        return (time.perf_counter() - start) * 1e3
+        return timed(lambda: self.client.get_action(self.observation))[0]
 
     def warm_up(self, calls: int) -> None:
         for _ in range(calls):
@@ -104,19 +101,23 @@ def drive(port: int, observations: list[dict[str, Any]], horizon: int, args: arg
           warmup: int) -> dict[str, Any]:
     """Run len(observations) robots against the server on `port`; their pooled statistics."""
     robots = [Robot(port, obs, horizon) for obs in observations]
+
+    def on_every_robot(method: Callable[..., None], *args: Any) -> None:
+        """`method(robot, *args)` for all robots at once, each on its own thread; returns when all are done."""
+        threads = [threading.Thread(target=method, args=(robot, *args)) for robot in robots]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
     try:
-        threads = [threading.Thread(target=r.warm_up, args=(warmup,)) for r in robots]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        on_every_robot(Robot.warm_up, warmup)
         settle = 2 * args.chunk_steps / args.fps  # the robots' first chunks, not measured
         start = time.perf_counter()
-        measure_from, stop_at = start + settle, start + settle + args.duration_s
-        threads = [threading.Thread(target=r.run, args=(args.fps, args.chunk_steps, measure_from, stop_at))
-                   for r in robots]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        on_every_robot(Robot.run, args.fps, args.chunk_steps, start + settle, start + settle + args.duration_s)
     finally:
-        [r.close() for r in robots]
+        for robot in robots:
+            robot.close()
     latencies = np.concatenate([r.latencies_ms for r in robots]) if robots else np.zeros(0)
     ticks = sum(r.ticks for r in robots)
     return {"robots": len(robots), "requests": int(latencies.size), "requests_per_s": latencies.size / args.duration_s,
@@ -130,11 +131,8 @@ def drive(port: int, observations: list[dict[str, Any]], horizon: int, args: arg
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     policy = bench.load()
     policy.warmup()
-    observations = []
-    for i in range(max(args.robots)):
-        obs = bench_observation(policy, seed=bench.policy.seed + i)
-        obs[policy.data_config.language_key] = [PROMPTS[i % len(PROMPTS)]]
-        observations.append(obs)
+    observations = [bench_observation(policy, bench.policy.seed + i, instruction=PROMPTS[i % len(PROMPTS)])
+                    for i in range(max(args.robots))]
     results = []
     for server in args.servers:
         for count in args.robots:
@@ -145,7 +143,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 row = run_fleet(policy, observations[:count], args, bench.warmup)
             results.append({"server": server, **row})
-    result = {**bench.header(policy.device), "benchmark": "fleet", "fps": args.fps, "chunk_steps": args.chunk_steps,
+    result = {**bench.header(policy.device), "fps": args.fps, "chunk_steps": args.chunk_steps,
               "duration_s": args.duration_s, "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
               "results": results}
     headers = ["Server", "Robots", "Demand (req/s)", "Served (req/s)", "p50 (ms)", "p99 (ms)", "Empty queue",
@@ -153,11 +151,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     table = [[r["server"], r["robots"], fmt(r["demand_per_s"]), fmt(r["requests_per_s"]), fmt(r["p50_ms"]),
               fmt(r["p99_ms"]), f"{r['empty_queue_share']:.1%}", fmt(r.get("mean_batch"), 2), r["failures"]]
              for r in results]
-    bench.write("fleet", result, "Fleet serving", f"Checkpoint `{bench.checkpoint}`; robots at {args.fps:g} Hz, a new "
+    bench.write(result, "Fleet serving", f"Checkpoint `{bench.checkpoint}`; robots at {args.fps:g} Hz, a new "
                 f"chunk every {args.chunk_steps} actions, {args.duration_s:g} s measured per row; fleet: Triton "
                 f"max batch {args.max_batch}, queue delay {args.max_queue_delay_ms:g} ms.", [(headers, table)],
-                ["fleet.png"])
-    plot(results, bench.out / "fleet.png")
+                {"fleet.png": lambda path: plot(results, path)})
     return result
 
 
@@ -179,19 +176,15 @@ def run_fleet(policy: Any, observations: list[dict[str, Any]], args: argparse.Na
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for k, server in enumerate(dict.fromkeys(r["server"] for r in results)):
-        rows, color = [r for r in results if r["server"] == server], f"C{k}"
-        x = [r["robots"] for r in rows]
-        axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", color=color, label=server)
-        axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{server} p99")
-        axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", color=color, label=f"{server} p50")
-        axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", color=color, label=server)
-    axes[0].plot(x, [r["demand_per_s"] for r in rows], color="gray", linestyle=":", label="demand")
-    for ax, label in zip(axes, ("requests / s served", "request latency (ms)", "ticks with an empty queue (%)")):
-        ax.set(xlabel="robots", xticks=x, ylabel=label, ylim=(0, None))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, 3, figsize=(13, 3.6)) as (_, axes):
+        for k, server in enumerate(dict.fromkeys(r["server"] for r in results)):
+            rows, color = [r for r in results if r["server"] == server], f"C{k}"
+            x = [r["robots"] for r in rows]
+            axes[0].plot(x, [r["requests_per_s"] for r in rows], marker="o", color=color, label=server)
+            axes[1].plot(x, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{server} p99")
+            axes[1].plot(x, [r["p50_ms"] for r in rows], marker=".", linestyle="--", color=color, label=f"{server} p50")
+            axes[2].plot(x, [100 * r["empty_queue_share"] for r in rows], marker="o", color=color, label=server)
+        axes[0].plot(x, [r["demand_per_s"] for r in rows], color="gray", linestyle=":", label="demand")
+        for ax, label in zip(axes, ("requests / s served", "request latency (ms)", "ticks with an empty queue (%)")):
+            ax.set(xlabel="robots", xticks=x, ylabel=label, ylim=(0, None))
+            ax.legend(fontsize=8)

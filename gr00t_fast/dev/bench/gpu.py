@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import time
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, fmt, timed
+from gr00t_fast.dev.bench.common import Bench, error_text, fmt, model_inputs, timed
 from gr00t_fast.model.inputs import ModelInputs
 
 Call = tuple[ModelInputs, torch.Tensor]  # inputs and noise of one call
@@ -34,30 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(size="full", reps=50)
 
 
-def warm_ms(backend: Callable, calls: list[Call], steps: int, device: torch.device, reps: int) -> list[float]:
-    """Per-call milliseconds of `reps` calls alternating over `calls`: CUDA events around each call on a GPU (the
-    device idle before each, so launch overhead counts), the host clock on CPU."""
-    times = []
-    for i in range(reps):
-        inputs, noise = calls[i % len(calls)]
-        if device.type != "cuda":
-            times.append(timed(lambda: backend(inputs, noise, steps), device)[0])
-            continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        backend(inputs, noise, steps)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
-
-
 def measure_row(bench: Bench, name: str, calls: list[Call], references: list[torch.Tensor], steps: int,
                 device: torch.device) -> dict[str, Any]:
     """Load, convert and build one row, then its cold call, warm calls, peak memory and action error."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.control.telemetry import stats_ms
-    from gr00t_fast.model import load_model
     from gr00t_fast.policy.loading import quantize_model
 
     dtype, backend_name, quantize = ROWS[name]
@@ -65,41 +45,41 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
         backend_name = "torch"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    model = load_model(bench.checkpoint, device=device, dtype=dtype, eagle_path=bench.policy.eagle_path)
-    if quantize:
-        quantize_model(model, quantize)
-    backend = make_backend(backend_name, model)
-    build_s = time.perf_counter() - start
+
+    def build() -> Any:
+        model = bench.load_model(device=device, dtype=dtype)
+        if quantize:
+            quantize_model(model, quantize)
+        return make_backend(backend_name, model)
+
+    build_ms, backend = timed(build)
     own = [(inputs.to(device, dtype), noise) for inputs, noise in calls]
     cold_ms, _ = timed(lambda: backend(*own[0], steps), device)
     for i in range(1, bench.warmup):  # --warmup counts the cold call
         backend(*own[i % len(own)], steps)
-    times = warm_ms(backend, own, steps, device, bench.reps)
+    # warm calls alternate the inputs; CUDA events on a GPU (the device idle before each), the host clock on CPU
+    times = [timed(lambda c=own[i % len(own)]: backend(*c, steps), device, events=True)[0] for i in range(bench.reps)]
     diffs = [(backend(*call, steps).float().cpu() - ref).abs() for call, ref in zip(own, references)]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"row": name, "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "quantize": quantize,
-            "build_s": build_s, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times, "peak_memory_mb": peak,
+            "build_s": build_ms / 1e3, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times,
+            "peak_memory_mb": peak,
             "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
 
 
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
-    from gr00t_fast.model import load_model
-    from gr00t_fast.policy.processor import example_inputs
 
-    cfg = bench.policy
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    fp32 = load_model(bench.checkpoint, device=device, dtype=torch.float32, eagle_path=cfg.eagle_path)
-    steps = cfg.denoising_steps or fp32.config.num_inference_timesteps
-    calls = [example_inputs(fp32.config, batch=args.batch, cameras=args.cameras, seed=seed, device=device)
-             for seed in (0, 1)]
+    device = torch.device(bench.policy.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fp32 = bench.load_model(device=device, dtype=torch.float32)
+    steps = bench.policy.denoising_steps or fp32.config.num_inference_timesteps
+    calls = [model_inputs(fp32, args.cameras, args.batch, seed) for seed in (0, 1)]
     reference = make_backend("torch", fp32)
     references = [reference(inputs, noise, steps).float().cpu() for inputs, noise in calls]
     del fp32, reference
     rows: list[dict[str, Any]] = []
-    result = {**bench.header(device), "benchmark": "gpu", "steps": steps, "cameras": args.cameras,
+    result = {**bench.header(device), "steps": steps, "cameras": args.cameras,
               "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
     for name in ROWS:
         if any(word in name for word in args.skip):
@@ -111,7 +91,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             rows.append(measure_row(bench, name, calls, references, steps, device))
             print(f"{name}: cold {rows[-1]['cold_call_ms']:.1f} ms, median {rows[-1]['median']:.2f} ms", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on: one failing path must not hide the others
-            rows.append({"row": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:300],
+            rows.append({"row": name, "error": error_text(e),
                          "traceback": traceback.format_exc()[-3000:]})
             print(f"{name}: failed:\n{rows[-1]['traceback']}", flush=True)
         write(bench, result)  # after every row: a run cut short keeps what it measured
@@ -119,12 +99,12 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write(bench: Bench, result: dict[str, Any]) -> None:
-    """JSON, Markdown table and plot of the rows measured so far."""
+    """JSON and Markdown table of the rows measured so far."""
     headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
     table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
               f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
              else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in result["results"]]
-    bench.write("gpu", result, "Fast paths on one device",
+    bench.write(result, "Fast paths on one device",
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
                 f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
                 "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "

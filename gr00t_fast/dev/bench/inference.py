@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,8 +14,8 @@ import numpy as np
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import summarize
 from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, fmt,
-    local_server, measure, parse_address, pyplot, timed,
+    INSTRUCTION, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
+    figure, local_server, measure, parse_address, policy_client, timed,
 )
 from gr00t_fast.policy.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
@@ -48,13 +48,12 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dic
 
     built, notes = {}, []
     for name in names:
-        start = time.perf_counter()
         try:
-            backend = policy.backend if name == "torch" else build_backend(name, policy.model, checkpoint,
-                                                                           policy.data_config)
-            built[name] = (backend, time.perf_counter() - start)
+            ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
+                name, policy.model, checkpoint, policy.data_config))
+            built[name] = (backend, ms / 1e3)
         except Exception as e:  # noqa: BLE001 - unknown, missing extra, no GPU: skipped with the reason
-            notes.append(f"backend {name} skipped: {type(e).__name__}: {e}".splitlines()[0])
+            notes.append(f"backend {name} skipped: {error_text(e)}")
     return built, notes
 
 
@@ -95,45 +94,54 @@ def max_action_diff(a: Actions | None, b: Actions | None) -> float | None:
     return float(max(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))) for k in b))
 
 
-def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
+@dataclass
+class Config:
+    """One timed configuration: the call, what drives the step/refill loop (None: not loop-capable), its denoising
+    steps and backend, whether it samples the shared noise (so that its actions are comparable)."""
 
-    start = time.perf_counter()
-    policy = bench.load()
-    load_s = time.perf_counter() - start
+    call: Callable[[], Any]
+    loop_policy: Any
+    steps: int
+    backend: str | None = None
+    same_noise: bool = True
+
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    load_ms, policy = timed(bench.load)
+    load_s = load_ms / 1e3
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
     cold_ms, _ = timed(lambda: policy.get_action(obs, noise=noise), policy.device)
     backends, notes = build_backends(policy, args.backends, bench.checkpoint)
-    configs: dict[str, tuple[Callable[[], Any], Any, str | None, int]] = {}  # name -> (call, loop policy, backend, steps)
+    configs: dict[str, Config] = {}
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, 4, backends["torch"][0])).in_thread())
-        client = stack.enter_context(PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS))
-        configs["Server 4-step"] = (lambda: client.get_action(obs), client, "torch", 4)
+        client = stack.enter_context(policy_client(server.port))
+        configs["Server 4-step"] = Config(lambda: client.get_action(obs), client, 4, "torch")
         for name, (backend, _) in backends.items():
             for steps in args.steps if name == "torch" else [4]:
                 direct = FixedNoisePolicy(policy, noise, steps, backend)
                 label = f"Direct {steps}-step" + ("" if name == "torch" else f" [{name}]")
-                configs[label] = (lambda d=direct: d.get_action(obs), direct, name, steps)
+                configs[label] = Config(lambda d=direct: d.get_action(obs), direct, steps, name)
         if args.server:
             host, port = parse_address(args.server)
-            external = stack.enter_context(PolicyClient(host, port, timeout_ms=SERVER_TIMEOUT_MS, api_token=args.api_token))
-            configs[f"External {args.server}"] = (lambda: external.get_action(obs), external, None, 4)
+            external = stack.enter_context(policy_client(port, host, api_token=args.api_token))
+            configs[f"External {args.server}"] = Config(lambda: external.get_action(obs), external, 4, same_noise=False)
             notes.append("the external server samples its own noise and steps")
         print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
         stages = {name: (lambda: dict(policy.timings["last"])) for name in configs if name.startswith("Direct")}
-        measured = measure({n: c[0] for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages)
-        loops = {name: closed_loop_steps(c[1], obs, policy.data_config.video_keys, args.action_horizon, args.loop_chunks)
-                 for name, c in configs.items()}
+        measured = measure({n: c.call for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages)
+        loops = {name: closed_loop_steps(c.loop_policy, obs, policy.data_config.video_keys, args.action_horizon,
+                                         args.loop_chunks) for name, c in configs.items()}
     reference = measured["Direct 4-step"].output
     server_median = measured["Server 4-step"].report()["median"]
     rows = []
-    for name, (_, _, backend, steps) in configs.items():
+    for name, c in configs.items():
         report = measured[name].report()
-        rows.append({"name": name, "backend": backend, "denoising_steps": steps, **report,
-                     "build_s": backends[backend][1] if backend in backends and name.startswith("Direct") else None,
+        rows.append({"name": name, "backend": c.backend, "denoising_steps": c.steps, **report,
+                     "build_s": backends[c.backend][1] if c.backend in backends and name.startswith("Direct") else None,
                      "closed_loop": loops[name], "speedup_vs_server": server_median / report["median"],
                      "max_action_diff_vs_direct_4step": max_action_diff(measured[name].output, reference)})
-    result = {**bench.header(policy.device), "benchmark": "inference", "data_config": policy.data_config.name,
+    result = {**bench.header(policy.device), "data_config": policy.data_config.name,
               "dtype": str(policy.dtype).removeprefix("torch."), "load_s": load_s, "cold_first_call_ms": cold_ms,
               "action_horizon": args.action_horizon, "loop_chunks": args.loop_chunks, "configurations": rows,
               "notes": notes}
@@ -142,8 +150,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                f"{load_s:.1f} s; cold first call {cold_ms:.1f} ms. Step/Refill: {args.loop_chunks} chunks of "
                f"{args.action_horizon} actions through the sync control loop.")
     summary += "".join(f"\n- {n}" for n in notes)
-    bench.write("inference", result, "Inference speed", summary, [headline(rows), detail(rows)], ["inference.png"])
-    plot(rows, bench.out / "inference.png")
+    bench.write(result, "Inference speed", summary, [headline(rows), detail(rows)],
+                {"inference.png": lambda path: plot(rows, path)})
     return result
 
 
@@ -174,22 +182,19 @@ def detail(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-    y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
-    ax.barh(y, med, xerr=[med - [r["min"] for r in rows], np.array([r["max"] for r in rows]) - med],
-            color=["tab:gray" if r["name"].startswith(("Server", "External")) else "tab:blue" for r in rows])
-    limit = 1.3 * np.nanmax([r["max"] for r in rows])
-    for yi, r in zip(y, rows):  # the first call, written out where it would squash the bars (torch.compile)
-        first = r["first_call_ms"] or np.nan
-        if first <= limit:
-            ax.plot(first, yi, "x", color="tab:red")
-        elif np.isfinite(first):
-            ax.annotate(f"first call {first:,.0f} ms", (limit, yi), ha="right", va="center", fontsize=8, color="tab:red")
-    ax.set_xlim(0, limit)
-    ax.set_yticks(y, [r["name"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("get_action latency (ms): median, min-max bar; x: first call")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(9, 0.5 * len(rows) + 1.5)) as (_, ax):
+        y, med = np.arange(len(rows)), np.array([r["median"] for r in rows])
+        ax.barh(y, med, xerr=[med - [r["min"] for r in rows], np.array([r["max"] for r in rows]) - med],
+                color=["tab:gray" if r["name"].startswith(("Server", "External")) else "tab:blue" for r in rows])
+        limit = 1.3 * np.nanmax([r["max"] for r in rows])
+        for yi, r in zip(y, rows):  # the first call, written out where it would squash the bars (torch.compile)
+            first = r["first_call_ms"] or np.nan
+            if first <= limit:
+                ax.plot(first, yi, "x", color="tab:red")
+            elif np.isfinite(first):
+                ax.annotate(f"first call {first:,.0f} ms", (limit, yi), ha="right", va="center", fontsize=8,
+                            color="tab:red")
+        ax.set_xlim(0, limit)
+        ax.set_yticks(y, [r["name"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("get_action latency (ms): median, min-max bar; x: first call")

@@ -11,16 +11,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import (
-    INSTRUCTION, SERVER_TIMEOUT_MS, Bench, FixedNoisePolicy, bench_noise, fmt, local_server, pyplot,
-)
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
-from gr00t_fast.robot.base import JOINT_NAMES
 from gr00t_fast.control.telemetry import StepRecord, summarize
+from gr00t_fast.dev.bench.common import (
+    INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
+    measure, policy_client,
+)
+from gr00t_fast.robot.base import JOINT_NAMES
 
 
-def trajectory(records: Sequence[StepRecord], ideal_fps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(t s, sent joint targets (N, 6)) of a run; `ideal_fps` retimes it to k / fps (the no-delay reference)."""
+Trajectory = tuple[np.ndarray, np.ndarray]  # (t s, sent joint targets (N, 6))
+
+
+def trajectory(records: Sequence[StepRecord], ideal_fps: float | None = None) -> Trajectory:
+    """A run's trajectory; `ideal_fps` retimes it to k / fps (the no-delay reference)."""
     kept = [r for r in records if r.action]
     t = np.arange(len(kept)) / ideal_fps if ideal_fps else np.array([r.t for r in kept])
     return t, np.array([r.action for r in kept], dtype=np.float64).reshape(-1, len(JOINT_NAMES))
@@ -31,8 +35,7 @@ def hold_at(t: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return values[np.clip(np.searchsorted(t, grid, side="left") - 1, 0, len(t) - 1)]
 
 
-def tracking_error(run: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], fps: float,
-                   duration: float) -> dict[str, Any]:
+def tracking_error(run: Trajectory, reference: Trajectory, fps: float, duration: float) -> dict[str, Any]:
     """MAE / RMSE per joint of a run's executed targets against the reference: the targets in effect at the end
     of every control period (so a run on time matches the reference exactly)."""
     grid = (np.arange(int(round(duration * fps))) + 1) / fps
@@ -43,7 +46,7 @@ def tracking_error(run: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarr
             "arm_mae_deg": float(mae[:5].mean()), "arm_rmse_deg": float(np.sqrt((err[:, :5] ** 2).mean()))}
 
 
-def jerk_rms(t_values: tuple[np.ndarray, np.ndarray], fps: float) -> float:
+def jerk_rms(t_values: Trajectory, fps: float) -> float:
     """RMS of the third difference of the commanded arm targets per control period (deg/s^3)."""
     values = t_values[1][:, :5]
     return float(np.sqrt(np.mean((np.diff(values, n=3, axis=0) * fps**3) ** 2))) if len(values) > 3 else float("nan")
@@ -98,9 +101,7 @@ def size_pair(text: str) -> tuple[int, int]:
 
 
 def check(args: argparse.Namespace) -> None:
-    unknown = sorted(set(args.methods) - set(LOOP_METHODS))
-    if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; expected a subset of {list(LOOP_METHODS)}")
+    check_subset("--methods", args.methods, list(LOOP_METHODS))
     if args.duration <= 0 or args.fps <= 0:
         raise ValueError(f"--duration and --fps must be > 0, got {args.duration} and {args.fps}")
 
@@ -120,8 +121,6 @@ class RemotePolicy:
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     policy = bench.load(data_config="so100", warmup=True)
     steps = policy.denoising_steps
     fixed = FixedNoisePolicy(policy, bench_noise(policy, bench.policy.seed), steps)
@@ -129,8 +128,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     print(f"reference: sync, no delay, {n_steps} steps retimed to 1/{args.fps:g} s", flush=True)
     reference = trajectory(sim_run(fixed, "sync", 0.0, args, bench.policy.seed, max_steps=n_steps + 1), ideal_fps=args.fps)
     runs, curves = [], {}
-    with local_server(fixed).in_thread() as server, \
-            PolicyClient("127.0.0.1", server.port, timeout_ms=SERVER_TIMEOUT_MS) as client:
+    with local_server(fixed).in_thread() as server, policy_client(server.port) as client:
         for delay in args.delays:
             for method in args.methods:
                 print(f"{method}, injected delay {delay:g} s, {args.duration:g} s ...", flush=True)
@@ -147,10 +145,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
     costs = call_costs(bench, fixed)
-    result = {**bench.header(policy.device), "benchmark": "loop", "fps": args.fps, "duration_s": args.duration,
+    result = {**bench.header(policy.device), "fps": args.fps, "duration_s": args.duration,
               "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
               "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs}
-    bench.write("loop", result, "Control loop (simulated SO-100)",
+    bench.write(result, "Control loop (simulated SO-100)",
                 f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
                 f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
                 "joint targets against the reference (sync without delay, each action retimed to k/fps: inference "
@@ -159,16 +157,16 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
                 "injected delay) per RTC mode, median of the measured calls.",
                 [loop_rows(runs), switch_rows(runs), cost_rows(costs)],
-                ["loop_trajectories.png", "loop_errors.png", "loop_switches.png", "loop_metrics.png"])
-    plot_loop(reference, curves, args, bench.out)
-    plot_switches(curves, runs, args, bench.out)
+                {"loop_trajectories.png": lambda path: plot_trajectories(reference, curves, args, path),
+                 "loop_errors.png": lambda path: plot_errors(curves, args, path),
+                 "loop_switches.png": lambda path: plot_switches(curves, args, path),
+                 "loop_metrics.png": lambda path: plot_metrics(runs, args, path)})
     return result
 
 
 def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     """One policy call per RTC mode on the bench observation, continuing a plain chunk (prefix = its rows 4.., the
     delay 3 steps): warm-up, then `bench.reps` calls round-robin."""
-    from gr00t_fast.dev.bench.common import bench_observation, measure
     from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 
     obs = bench_observation(policy, bench.policy.seed)
@@ -206,84 +204,73 @@ def cost_rows(costs: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def plot_switches(curves: dict, runs: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
-    """loop_switches.png: shoulder_lift around the chunk switches, per delay; loop_metrics.png: bar charts."""
-    plt = pyplot()
-    delays, joint = list(args.delays), 1
-    fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 3.5), squeeze=False)
-    for col, delay in enumerate(delays):
-        ax = axes[0, col]
-        for method in args.methods:
-            (t, values), _, switches = curves[(method, delay)]
-            line, = ax.step(t, values[:, joint], where="post", lw=1, label=method)
-            for ts, _ in switches:
-                ax.axvline(ts, color=line.get_color(), lw=0.5, ls=":", alpha=0.6)
-        ax.set_title(f"{JOINT_NAMES[joint]}, injected delay {delay:g} s (dotted: chunk switches)", fontsize=9)
-        ax.set_xlabel("wall time (s)")
-    axes[0, 0].set_ylabel("target (deg)")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "loop_switches.png", dpi=80)
-    plt.close(fig)
+def plot_trajectories(reference: Trajectory, curves: dict, args: argparse.Namespace, path: Path) -> None:
+    """Every joint's executed targets per delay (columns), each method against the reference."""
+    delays, n = list(args.delays), len(JOINT_NAMES)
+    ref_t, ref_values = reference
+    shown = ref_t <= args.duration
+    with figure(path, n, len(delays), dpi=80, figsize=(6 * len(delays), 2.2 * n), sharex=True, squeeze=False) as (
+            fig, axes):
+        for col, delay in enumerate(delays):
+            for j, joint in enumerate(JOINT_NAMES):
+                ax = axes[j, col]
+                ax.step(ref_t[shown], ref_values[shown, j], where="post", color="black", lw=2, alpha=0.4,
+                        label="reference")
+                for method in args.methods:
+                    (t, values), _, _ = curves[(method, delay)]
+                    ax.step(t, values[:, j], where="post", lw=1, label=method)
+                ax.set_ylabel(f"{joint}\n({'0-100' if joint == 'gripper' else 'deg'})", fontsize=8)
+                if j == 0:
+                    ax.set_title(f"injected delay {delay:g} s")
+            axes[-1, col].set_xlabel("wall time (s)")
+        axes[0, 0].legend(fontsize=7, loc="best")
+        fig.suptitle("Executed joint targets, simulated SO-100")
 
+
+def plot_errors(curves: dict, args: argparse.Namespace, path: Path) -> None:
+    """The arm's mean |error| against the reference over time, per delay."""
+    delays = list(args.delays)
+    with figure(path, 1, len(delays), dpi=80, figsize=(6 * len(delays), 3.5), squeeze=False, sharey=True) as (_, axes):
+        for col, delay in enumerate(delays):
+            ax = axes[0, col]
+            for method in args.methods:
+                _, error, _ = curves[(method, delay)]
+                ax.plot(error["grid_s"], np.abs(error["error"][:, :5]).mean(1), lw=1,
+                        label=f"{method} (MAE {error['arm_mae_deg']:.1f})")
+            ax.set_title(f"injected delay {delay:g} s")
+            ax.set_xlabel("wall time (s)")
+            ax.legend(fontsize=8)
+        axes[0, 0].set_ylabel("|error| vs reference, arm mean (deg)")
+
+
+def plot_switches(curves: dict, args: argparse.Namespace, path: Path) -> None:
+    """shoulder_lift around the chunk switches, per delay."""
+    delays, joint = list(args.delays), 1
+    with figure(path, 1, len(delays), dpi=80, figsize=(6 * len(delays), 3.5), squeeze=False) as (_, axes):
+        for col, delay in enumerate(delays):
+            ax = axes[0, col]
+            for method in args.methods:
+                (t, values), _, switches = curves[(method, delay)]
+                line, = ax.step(t, values[:, joint], where="post", lw=1, label=method)
+                for ts, _ in switches:
+                    ax.axvline(ts, color=line.get_color(), lw=0.5, ls=":", alpha=0.6)
+            ax.set_title(f"{JOINT_NAMES[joint]}, injected delay {delay:g} s (dotted: chunk switches)", fontsize=9)
+            ax.set_xlabel("wall time (s)")
+        axes[0, 0].set_ylabel("target (deg)")
+        axes[0, 0].legend(fontsize=7)
+
+
+def plot_metrics(runs: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
+    """Chunk-switch jumps, jerk and tracking error: bars per method and delay."""
+    delays = list(args.delays)
     metrics = [("jump_mean_deg", "jump mean (deg)"), ("jump_max_deg", "jump max (deg)"),
                ("jerk_rms_deg_s3", "jerk RMS (deg/s^3)"), ("arm_mae_deg", "arm MAE vs reference (deg)")]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
     width = 0.8 / len(args.methods)
-    for ax, (key, label) in zip(axes[0], metrics):
-        for k, method in enumerate(args.methods):
-            values = [next(r[key] for r in runs if r["method"] == method and r["delay_s"] == d) for d in delays]
-            ax.bar(np.arange(len(delays)) + k * width, np.nan_to_num(values), width, label=method)
-        ax.set_xticks(np.arange(len(delays)) + 0.4 - width / 2, [f"{d:g} s" for d in delays])
-        ax.set_title(label, fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "loop_metrics.png", dpi=80)
-    plt.close(fig)
-    print(f"wrote {out / 'loop_switches.png'}, {out / 'loop_metrics.png'}", flush=True)
-
-
-def plot_loop(reference: tuple[np.ndarray, np.ndarray], curves: dict, args: argparse.Namespace, out: Path) -> None:
-    plt = pyplot()
-    delays = list(args.delays)
-    fig, axes = plt.subplots(len(JOINT_NAMES), len(delays), figsize=(6 * len(delays), 2.2 * len(JOINT_NAMES)),
-                             sharex=True, squeeze=False)
-    for col, delay in enumerate(delays):
-        for j, joint in enumerate(JOINT_NAMES):
-            ax = axes[j, col]
-            ax.step(*_clip_time(reference, args.duration, j), where="post", color="black", lw=2, alpha=0.4,
-                    label="reference")
-            for method in args.methods:
-                (t, values), _, _ = curves[(method, delay)]
-                ax.step(t, values[:, j], where="post", lw=1, label=method)
-            ax.set_ylabel(f"{joint}\n({'0-100' if joint == 'gripper' else 'deg'})", fontsize=8)
-            if j == 0:
-                ax.set_title(f"injected delay {delay:g} s")
-        axes[-1, col].set_xlabel("wall time (s)")
-    axes[0, 0].legend(fontsize=7, loc="best")
-    fig.suptitle("Executed joint targets, simulated SO-100")
-    fig.tight_layout()
-    fig.savefig(out / "loop_trajectories.png", dpi=80)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 3.5), squeeze=False, sharey=True)
-    for col, delay in enumerate(delays):
-        ax = axes[0, col]
-        for method in args.methods:
-            _, error, _ = curves[(method, delay)]
-            ax.plot(error["grid_s"], np.abs(error["error"][:, :5]).mean(1), lw=1,
-                    label=f"{method} (MAE {error['arm_mae_deg']:.1f})")
-        ax.set_title(f"injected delay {delay:g} s")
-        ax.set_xlabel("wall time (s)")
-        ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel("|error| vs reference, arm mean (deg)")
-    fig.tight_layout()
-    fig.savefig(out / "loop_errors.png", dpi=80)
-    plt.close(fig)
-    print(f"wrote {out / 'loop_trajectories.png'}, {out / 'loop_errors.png'}", flush=True)
-
-
-def _clip_time(run: tuple[np.ndarray, np.ndarray], duration: float, joint: int) -> tuple[np.ndarray, np.ndarray]:
-    t, values = run
-    keep = t <= duration
-    return t[keep], values[keep, joint]
+    with figure(path, 1, len(metrics), dpi=80, figsize=(4.5 * len(metrics), 3.5), squeeze=False) as (_, axes):
+        for ax, (key, label) in zip(axes[0], metrics):
+            for k, method in enumerate(args.methods):
+                values = [next(r[key] for r in runs if r["method"] == method and r["delay_s"] == d) for d in delays]
+                ax.bar(np.arange(len(delays)) + k * width, np.nan_to_num(values), width, label=method)
+            ax.set_xticks(np.arange(len(delays)) + 0.4 - width / 2, [f"{d:g} s" for d in delays])
+            ax.set_title(label, fontsize=9)
+        axes[0, 0].legend(fontsize=7)

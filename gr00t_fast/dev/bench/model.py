@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, fmt, measure
+from gr00t_fast.dev.bench.common import Bench, fmt, measure, model_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,18 +35,14 @@ def peak_rss_of_loading(path: Path, dtype: torch.dtype) -> dict[str, float]:
 
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.model import load_model
-    from gr00t_fast.policy.processor import example_inputs
-
-    cfg = bench.policy
-    model = load_model(bench.checkpoint, device=cfg.device, dtype=cfg.dtype, eagle_path=cfg.eagle_path)
-    result = {**bench.header(model.device), "benchmark": "model", "dtype": str(model.dtype),
+    model = bench.load_model()
+    result = {**bench.header(model.device), "dtype": str(model.dtype),
               "load": peak_rss_of_loading(bench.checkpoint, model.dtype)}
     text = (f"Loading `{bench.checkpoint}` ({model.dtype}): {result['load']['weights_mb']:.0f} MB of weights, "
             f"peak RSS growth {result['load']['peak_growth_over_weights']:.2f}x the weights.")
     tables = []
     if not args.load_rss_only:
-        inputs, noise = example_inputs(model.config, cameras=args.cameras, device=model.device, dtype=model.dtype)
+        inputs, noise = model_inputs(model, args.cameras)
         ids, mask, pixels, state, eid = (inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
                                          inputs.embodiment_id)
         head, features = model.action_head, model.backbone(ids, mask, pixels)
@@ -64,5 +60,5 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                       parameters=sum(p.numel() for p in model.parameters()))
         tables.append((["Stage", "Median (ms)"], [[name, fmt(ms, 2)] for name, ms in medians.items()]))
     print(text, flush=True)
-    bench.write("model", result, "Model stages", text, tables)
+    bench.write(result, "Model stages", text, tables)
     return result

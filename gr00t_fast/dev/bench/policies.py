@@ -6,7 +6,6 @@ queue (LeRobot's own `predict_action`), random weights, nothing downloaded. Need
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +13,9 @@ import numpy as np
 import torch
 
 from gr00t_fast.control.telemetry import stats_ms
-from gr00t_fast.dev.bench.common import INSTRUCTION, Bench, fmt, pyplot
+from gr00t_fast.dev.bench.common import (
+    INSTRUCTION, Bench, check_subset, error_text, figure, fmt, random_observation, timed,
+)
 
 STATE, IMAGE, ACTION = "observation.state", "observation.images.front", "action"
 POLICIES = ("gr00t_fast", "act", "diffusion", "diffusion_ddim10", "smolvla")
@@ -29,14 +30,14 @@ SMOLVLM_VISION = {"model_type": "smolvlm_vision", "hidden_size": 768, "intermedi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {POLICIES}")
+    from gr00t_fast.dev.bench.cli import word_list
+
+    parser.add_argument("--policies", type=word_list, default=list(POLICIES), help=", ".join(POLICIES))
     parser.add_argument("--n_action_steps", type=int, default=8, help="actions executed per predicted chunk")
 
 
 def check(args: argparse.Namespace) -> None:
-    unknown = set(args.policies.split(",")) - set(POLICIES)
-    if unknown:
-        raise ValueError(f"unknown --policies {sorted(unknown)}; choose from {list(POLICIES)}")
+    check_subset("--policies", args.policies, POLICIES)
     if not 1 <= args.n_action_steps <= 16:
         raise ValueError(f"--n_action_steps must be in 1..16 (one GR00T chunk), got {args.n_action_steps}")
 
@@ -104,28 +105,22 @@ def statistics() -> dict[str, dict[str, torch.Tensor]]:
     return {STATE: joints, ACTION: joints, IMAGE: pixels}
 
 
-def observations(seed: int, count: int) -> list[dict[str, np.ndarray]]:
-    """Synthetic SO-100 frames as LeRobot's record loop builds them: joint degrees and an RGB uint8 camera frame."""
-    rng = np.random.default_rng(seed)
-    return [{STATE: rng.uniform(-60, 60, 6).astype(np.float32),
-             IMAGE: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)} for _ in range(count)]
-
-
 def step_refill(step: Callable[[dict], torch.Tensor], frames: list[dict], n_action_steps: int,
                 refills: int) -> dict[str, Any]:
     """Time every `select_action` call of `refills` chunks (the first chunk is the cold, unmeasured one): a call
     that empties the queue runs the model (a refill), the others only pop (steps)."""
+    def checked(frame: dict) -> torch.Tensor:
+        action = step(dict(frame))
+        if not torch.isfinite(action).all():
+            raise ValueError("non-finite action")
+        return action
+
     records, failures = [], []  # (call index, ms)
     for k in range((refills + 1) * n_action_steps):
-        start = time.perf_counter()
         try:
-            action = step(dict(frames[k % len(frames)]))
-            if not torch.isfinite(action).all():
-                raise ValueError("non-finite action")
+            records.append((k, timed(lambda: checked(frames[k % len(frames)]))[0]))
         except Exception as e:  # noqa: BLE001 - counted and reported
-            failures.append(f"{type(e).__name__}: {e}"[:300])
-            continue
-        records.append((k, (time.perf_counter() - start) * 1e3))
+            failures.append(error_text(e))
     refill_ms = [ms for k, ms in records if k >= n_action_steps and k % n_action_steps == 0]
     step_ms = [ms for k, ms in records if k >= n_action_steps and k % n_action_steps]
     return {**stats_ms(refill_ms), "first_call_ms": next((ms for k, ms in records if k == 0), None),
@@ -141,9 +136,11 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
     from gr00t_fast.cache import cache_dir
 
-    frames = observations(bench.policy.seed, 4)
+    # SO-100 observations as LeRobot's record loop builds them: joint degrees and one RGB uint8 camera frame
+    frames = [random_observation(bench.policy.seed + i, {IMAGE: (480, 640)},
+                                 {STATE: (np.full(6, -60.0), np.full(6, 60.0))}) for i in range(4)]
     rows: dict[str, dict[str, Any]] = {}
-    for name in args.policies.split(","):
+    for name in args.policies:
         torch.manual_seed(bench.policy.seed)
         config = policy_config(name, bench.checkpoint, args.n_action_steps, cache_dir())
         policy = get_policy_class(config.type)(config).eval()
@@ -156,15 +153,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             rows[name]["parameters"] = sum(p.numel() for p in policy.gr00t.backend.model.parameters())
         print(f"{TITLES[name]}: refill {fmt(rows[name]['refill_mean_ms'])} ms", flush=True)
         del policy
-    result = {**bench.header(torch.device("cpu"), benchmark="policies", threads=torch.get_num_threads(),
-                             n_action_steps=args.n_action_steps), "policies": rows}
-    bench.out.mkdir(parents=True, exist_ok=True)
-    plot(rows, bench.out / "policies.png")
+    result = {**bench.header(torch.device("cpu"), threads=torch.get_num_threads(), n_action_steps=args.n_action_steps),
+              "policies": rows}
     text = (f"One {480}x{640} camera and six joints per step, {args.n_action_steps} actions per chunk, "
             f"{torch.get_num_threads()} torch thread(s), random weights; GR00T N1.5 from `{bench.checkpoint}`. "
             "Times are whole `predict_action` calls (processors + `select_action`); a refill runs the model.")
-    bench.write("policies", result, "Step vs refill: GR00T N1.5 (gr00t-fast) and LeRobot's policies", text,
-                [table(rows)], ["policies.png"])
+    bench.write(result, "Step vs refill: GR00T N1.5 (gr00t-fast) and LeRobot's policies", text, [table(rows)],
+                {"policies.png": lambda path: plot(rows, path)})
     return result
 
 
@@ -186,16 +181,12 @@ def table(rows: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot(rows: dict[str, dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
     names = list(rows)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [rows[n]["refill_mean_ms"] or 0 for n in names], 0.4, label="refill (model runs)")
-    ax.bar(x + 0.2, [rows[n]["step_mean_ms"] or 0 for n in names], 0.4, label="step (queue pop)")
-    ax.set_xticks(x, [TITLES[n] for n in names], rotation=15)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms per select_action call")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(8, 4)) as (_, ax):
+        ax.bar(x - 0.2, [rows[n]["refill_mean_ms"] or 0 for n in names], 0.4, label="refill (model runs)")
+        ax.bar(x + 0.2, [rows[n]["step_mean_ms"] or 0 for n in names], 0.4, label="step (queue pop)")
+        ax.set_xticks(x, [TITLES[n] for n in names], rotation=15)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per select_action call")
+        ax.legend()

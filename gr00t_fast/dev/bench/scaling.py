@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.dev.bench.common import Bench, bench_noise, bench_observation, fmt, measure, pyplot
+from gr00t_fast.dev.bench.common import Bench, bench_noise, bench_observation, figure, fmt, measure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,32 +38,27 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                          {"call": lambda: dict(policy.timings["last"])})["call"].report()
         rows.append({"axis": axis, "value": value, "cameras": len(policy.data_config.video_keys), "steps": steps,
                      "batch": batch or 1, **report, "per_sample_median_ms": report["median"] / (batch or 1)})
-    result = {**bench.header(policies[1].device), "benchmark": "scaling", "rows": rows}
+    result = {**bench.header(policies[1].device), "rows": rows}
     headers = ["Axis", "Value", "Cameras", "Steps", "Batch", "Median (ms)", "Min (ms)", "Max (ms)", "Per sample (ms)",
                "Preprocess (ms)", "Model (ms)", "Runs"]
     table = [[r["axis"], r["value"], r["cameras"], r["steps"], r["batch"], fmt(r["median"]), fmt(r["min"]),
               fmt(r["max"]), fmt(r["per_sample_median_ms"]), fmt(r["stage_median_ms"].get("preprocess")),
               fmt(r["stage_median_ms"].get("model")), f"{r['successful_runs']}/{r['runs']}"] for r in rows]
-    bench.write("scaling", result, "Scaling", f"Checkpoint `{bench.checkpoint}`; {bench.warmup} warm-up + {bench.reps} "
-                "measured calls per row; 4 denoising steps unless the row varies them.", [(headers, table)],
-                ["scaling.png"])
-    plot(rows, bench.out / "scaling.png")
+    bench.write(result, "Scaling", f"Checkpoint `{bench.checkpoint}`; {bench.warmup} warm-up + {bench.reps} measured "
+                "calls per row; 4 denoising steps unless the row varies them.", [(headers, table)],
+                {"scaling.png": lambda path: plot(rows, path)})
     return result
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    plt = pyplot()
     names = [a for a in ("cameras", "denoising_steps", "batch") if any(r["axis"] == a for r in rows)]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        sel = [r for r in rows if r["axis"] == name]
-        x, med = [r["value"] for r in sel], np.array([r["median"] for r in sel])
-        ax.errorbar(x, med, yerr=[med - [r["min"] for r in sel], np.array([r["max"] for r in sel]) - med], marker="o",
-                    capsize=3, label="per call")
-        if name == "batch":
-            ax.plot(x, [r["per_sample_median_ms"] for r in sel], marker="s", label="per sample")
-            ax.legend(fontsize=8)
-        ax.set(xlabel=name.replace("_", " "), xticks=x, ylabel="latency (ms), median", ylim=(0, None))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, 1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False) as (_, axes):
+        for ax, name in zip(axes[0], names):
+            sel = [r for r in rows if r["axis"] == name]
+            x, med = [r["value"] for r in sel], np.array([r["median"] for r in sel])
+            ax.errorbar(x, med, yerr=[med - [r["min"] for r in sel], np.array([r["max"] for r in sel]) - med],
+                        marker="o", capsize=3, label="per call")
+            if name == "batch":
+                ax.plot(x, [r["per_sample_median_ms"] for r in sel], marker="s", label="per sample")
+                ax.legend(fontsize=8)
+            ax.set(xlabel=name.replace("_", " "), xticks=x, ylabel="latency (ms), median", ylim=(0, None))

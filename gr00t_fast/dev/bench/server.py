@@ -14,15 +14,12 @@ import contextlib
 import statistics
 from typing import Any
 
-import torch
 
 from gr00t_fast.dev.bench.common import (
-    SERVER_TIMEOUT_MS, Bench, bench_observation, fmt, local_server, measure,
-    parse_address, timed,
+    Bench, bench_observation, check_subset, fmt, local_server, measure, parse_address, policy_client, timed,
 )
 
 FORMATS = ("msgpack", "legacy")
-CPU = torch.device("cpu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    if not args.formats or set(args.formats) - set(FORMATS):
-        raise ValueError(f"--formats: expected a subset of {list(FORMATS)}, got {args.formats}")
+    check_subset("--formats", args.formats, FORMATS)
 
 
 class ReplayPolicy:
@@ -60,14 +56,12 @@ def codec_ms(observation: dict[str, Any], action: dict[str, Any], fmt_name: str,
     request_bytes, reply_bytes = pack(request), pack(action)
     steps = {"encode_request_ms": lambda: pack(request), "decode_request_ms": lambda: unpack(request_bytes),
              "encode_reply_ms": lambda: pack(action), "decode_reply_ms": lambda: unpack(reply_bytes)}
-    medians = {name: statistics.median(timed(fn, CPU)[0] for _ in range(reps)) for name, fn in steps.items()}
+    medians = {name: statistics.median(timed(fn)[0] for _ in range(reps)) for name, fn in steps.items()}
     return {**medians, "codec_ms": sum(medians.values()), "request_kb": len(request_bytes) / 1024,
             "reply_kb": len(reply_bytes) / 1024}
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.serve import PolicyClient
-
     policy = bench.load()
     obs = bench_observation(policy, bench.policy.seed)
     action = policy.get_action(obs)
@@ -75,9 +69,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for fmt_name in args.formats:
         legacy = fmt_name == "legacy"
         with contextlib.ExitStack() as stack:
-            def client(port: int, host: str = "127.0.0.1", token: str | None = None) -> PolicyClient:
-                return stack.enter_context(PolicyClient(host, port, timeout_ms=SERVER_TIMEOUT_MS, api_token=token,
-                                                        legacy_format=legacy))
+            def client(port: int, host: str = "127.0.0.1", token: str | None = None) -> Any:
+                return stack.enter_context(policy_client(port, host, api_token=token, legacy_format=legacy))
             if args.server:
                 host, port = parse_address(args.server)
                 remote = client(port, host, args.api_token)
@@ -97,13 +90,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             row["overhead_ms"] = row["round_trip_ms"] - row["direct_ms"]
             row["transport_ms"] = row["protocol_round_trip_ms"] - row["codec_ms"]
         rows.append(row)
-    result = {**bench.header(policy.device), "benchmark": "server", "server": args.server or "local", "rows": rows}
+    result = {**bench.header(policy.device), "server": args.server or "local", "rows": rows}
     columns = ["direct_ms", "round_trip_ms", "overhead_ms", "protocol_round_trip_ms", "codec_ms", "transport_ms",
                "request_kb", "reply_kb"]
     headers = ["Format", "Direct", "Round trip", "Overhead", "Protocol only", "Codec", "Transport", "Request KB",
                "Reply KB"]
     table = [[r["format"], *(fmt(r.get(c), 2) for c in columns)] for r in rows]
-    bench.write("server", result, "Protocol overhead",
+    bench.write(result, "Protocol overhead",
                 f"Checkpoint `{bench.checkpoint}`; server: {result['server']}; medians in ms over {bench.reps} calls.",
                 [(headers, table)])
     return result
