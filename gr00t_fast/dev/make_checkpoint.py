@@ -5,7 +5,10 @@ No real weights can be downloaded in CI, so tests (tiny), CPU benchmarks (small)
 safetensors + `model.safetensors.index.json`, `experiment_cfg/metadata.json` (SO-100 embodiment) and
 an `eagle2_hg_model/` folder with the Eagle config and a small byte-level BPE tokenizer.
 
-    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16]
+    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--demo-task reach]
+
+`--demo-task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
+chunks from two modes, for judging chunk switches and real-time chunking, which random weights cannot show.
 """
 
 import argparse
@@ -320,8 +323,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="dtype on disk (default: float32 for tiny/small, bfloat16 for full)")
+    parser.add_argument("--demo-task", choices=["reach"], default=None,
+                        help="then fit the action head to a scripted two-pose SO-100 motion (gr00t_fast.dev.demo_task)")
+    parser.add_argument("--demo-steps", type=int, default=1500, help="training steps of --demo-task")
     args = parser.parse_args(argv)
+    if args.demo_steps < 1:
+        parser.error(f"--demo-steps must be >= 1, got {args.demo_steps}")
     path = write_checkpoint(args.out, args.size, args.seed, args.dtype)
+    if args.demo_task:
+        from gr00t_fast.dev.demo_task import fit_reach
+
+        first, last = fit_reach(path, steps=args.demo_steps, seed=args.seed)["loss"]
+        print(f"fitted the action head to the {args.demo_task} task: loss {first:.3f} -> {last:.4f}")
     n = sum(math.prod(s) for s in parameter_shapes(Gr00tConfig.from_checkpoint(path)).values())
     print(f"wrote {args.size} checkpoint ({n:,} parameters) to {path}")
     return 0

@@ -35,3 +35,12 @@ def fuse_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[st
     for fused, parts in fused_names(model).items():
         state[fused] = torch.cat([state.pop(name) for name, _ in parts])
     return state
+
+
+def split_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `fuse_state_dict`: `model`-layout tensors (any subset) in the checkpoint's layout."""
+    state = dict(state)
+    for fused, parts in fused_names(model).items():
+        if fused in state:
+            state.update(zip((name for name, _ in parts), state.pop(fused).split([rows for _, rows in parts])))
+    return state

@@ -1,0 +1,126 @@
+"""A demo task for random-weight checkpoints: fit the action head to a scripted, two-mode SO-100 motion.
+
+A random-weight policy's actions jump between joint limits from one step to the next, so nothing that depends on
+motion being smooth (chunk-switch jumps, real-time chunking, tracking) can be judged with it. `fit_reach` trains the
+action head (flow matching, as N1.5 is trained; backbone and VL self-attention frozen) on a scripted behaviour with the property that real
+chunking policies have and that real-time chunking is made for: smooth chunks drawn from two modes. The arm swings
+between two poses; near one it heads for the other, in between it picks either (50/50), so two chunks computed a
+few steps apart may disagree. The observation's images and instruction carry no information (the features of
+random frames vary during training, so the head learns to ignore them).
+
+    gr00t-fast make-checkpoint --size tiny --demo-task reach --out DIR
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from gr00t_fast.model.action_head import action_time_code
+from gr00t_fast.model.fusion import split_state_dict
+from gr00t_fast.model.loading import load_model
+from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
+
+POSES = np.array([[-40.0, -30.0, 40.0, 50.0, -30.0, 15.0],  # the two poses the arm swings between: five arm joints
+                  [40.0, 10.0, 60.0, 70.0, 30.0, 70.0]])  # in degrees, then the gripper (0 closed - 100 open)
+STEP = np.array([3.0] * 5 + [5.0])  # largest change per control step: degrees (arm), gripper units
+NOISE_BETA, NOISE_S = (1.5, 1.0), 0.999  # N1.5's training-time sampling of tau (noise_beta_alpha/beta, noise_s)
+SWITCH_WIDTH = 0.1  # how sharply the choice of pose turns from "the far one" (ends) to a coin flip (middle)
+KEYS = ("single_arm", "gripper")
+
+
+def reach_chunks(states: np.ndarray, horizon: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, 6) joint states -> (B, horizon, 6) scripted action chunks: straight toward one of the two poses at the
+    speed limit of the slowest joint, then holding it. The far pose is chosen near either end, either one in the
+    middle (the mode is drawn per chunk)."""
+    a, b = POSES
+    along = ((states - a)[:, :5] @ (b - a)[:5]) / ((b - a)[:5] @ (b - a)[:5])  # 0 at pose a, 1 at pose b
+    to_b = rng.random(len(states)) < 1 / (1 + np.exp(-(0.5 - along) / SWITCH_WIDTH))
+    goals = np.where(to_b[:, None], b, a)
+    steps_needed = np.abs(goals - states) / STEP  # per joint; all joints arrive together
+    progress = np.arange(1, horizon + 1)[None, :] / np.maximum(steps_needed.max(1, keepdims=True), 1e-6)
+    return states[:, None] + np.minimum(progress, 1.0)[..., None] * (goals - states)[:, None]
+
+
+def sample_states(n: int, rng: np.random.Generator) -> np.ndarray:
+    """States around the segment between the two poses (and a little beyond), scattered by ~10 degrees."""
+    along = rng.uniform(-0.2, 1.2, (n, 1))
+    return POSES[0] + along * (POSES[1] - POSES[0]) + rng.normal(0.0, 10.0, (n, 6)) * np.r_[[1.0] * 5, 0.5]
+
+
+def normalize(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Min-max to [-1, 1], as the processor normalizes states and decodes actions."""
+    return 2 * (values - low) / (high - low) - 1
+
+
+def fit_reach(checkpoint: str | Path, steps: int = 1500, batch: int = 64, seed: int = 0, progress: bool = True) -> dict:
+    """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}."""
+    checkpoint = Path(checkpoint)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = load_model(checkpoint, device="cpu", dtype=torch.float32)
+    config, head = model.config, model.action_head
+    meta = load_metadata(checkpoint, "new_embodiment")
+    stat = lambda kind: [np.concatenate([getattr(meta.stats[f"{kind}.{k}"], m) for k in KEYS]) for m in ("min", "max")]  # noqa: E731
+    (state_lo, state_hi), (action_lo, action_hi) = stat("state"), stat("action")
+    with torch.no_grad():  # VL features of random frames (backbone and VL self-attention stay as they are): the
+        # rest of the head must learn that they do not matter
+        pool = [head.encode_vl(model.backbone(i.input_ids, i.attention_mask, i.pixel_values)) for i, _ in
+                (example_inputs(config, batch=8, seed=s, instructions=[EXAMPLE_INSTRUCTION] * 8) for s in range(8))]
+    vl_pool = torch.cat(pool)
+    trained = [p for name, p in head.named_parameters() if not name.startswith(("vlln.", "vl_self_attention."))]
+    for p in trained:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trained, lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    beta = torch.distributions.Beta(*NOISE_BETA)
+    horizon, dims, emb = config.action_horizon, len(STEP), meta.embodiment_id
+    losses = []
+    for step in range(steps):
+        states = sample_states(batch, rng)
+        chunks = normalize(reach_chunks(states, horizon, rng), action_lo, action_hi)
+        state = torch.zeros(batch, 1, config.max_state_dim)
+        state[:, 0, :dims] = torch.from_numpy(normalize(states, state_lo, state_hi)).float()
+        actions = torch.zeros(batch, horizon, config.max_action_dim)
+        actions[..., :dims] = torch.from_numpy(chunks).float()
+        noise = torch.randn_like(actions)
+        t = (NOISE_S - beta.sample((batch,))) / NOISE_S  # tau: 0 is noise, 1 is data
+        noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
+        buckets = (t * config.num_timestep_buckets).long()
+        vl = vl_pool[torch.randint(len(vl_pool), (batch,))]
+        code = action_time_code(buckets[:, None].expand(-1, horizon), config.input_embedding_dim)
+        tokens = torch.cat([head.prefix_tokens(state, emb), head.action_tokens(noisy, code, emb)], 1)
+        velocity = head.action_decoder(head.model(tokens, vl, buckets), emb)[:, -horizon:]
+        loss = (velocity - (actions - noise))[..., :dims].pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if progress and (step % 250 == 0 or step == steps - 1):
+            print(f"reach task: step {step}/{steps}, loss {np.mean(losses[-50:]):.4f}", flush=True)
+    head.step_table_cache.clear()
+    write_action_head(checkpoint, model)
+    return {"loss": [losses[0], float(np.mean(losses[-50:]))]}
+
+
+def write_action_head(checkpoint: Path, model: torch.nn.Module) -> None:
+    """Overwrite the action head's tensors in the checkpoint's shards (official names, the shards' own dtype)."""
+    trained = split_state_dict(model, {k: v.detach() for k, v in model.state_dict().items()
+                                       if k.startswith("action_head.")})
+    weight_map = json.loads((checkpoint / "model.safetensors.index.json").read_text())["weight_map"]
+    for shard in sorted(set(weight_map.values())):
+        tensors = load_file(str(checkpoint / shard))
+        for name in tensors.keys() & trained.keys():
+            tensors[name] = trained[name].to(tensors[name].dtype).contiguous()
+        save_file(tensors, str(checkpoint / shard), metadata={"format": "pt"})
+    missing = trained.keys() - weight_map.keys()
+    if missing:
+        raise ValueError(f"{checkpoint}: the index has no shard for {sorted(missing)[:3]}")
+    readme = checkpoint / "DEMO_TASK.md"
+    readme.write_text(f"Action head fitted to the scripted two-pose reach task of `{__name__}` (poses "
+                      f"{POSES.tolist()}, {math.floor(STEP[0])} deg per step); backbone random.\n")

@@ -1,0 +1,55 @@
+"""The demo task (`make-checkpoint --demo-task reach`): the scripted motion, and the fit written back in place."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gr00t_fast.dev.demo_task import POSES, STEP, fit_reach, reach_chunks
+from gr00t_fast.dev.make_checkpoint import main as make_checkpoint_main
+from gr00t_fast.model import load_model
+from gr00t_fast.model.fusion import fuse_state_dict, split_state_dict
+
+
+def test_reach_chunks_are_smooth_and_choose_the_far_pose_near_an_end():
+    rng = np.random.default_rng(0)
+    near_a, near_b = np.repeat(POSES[:1] + 1.0, 200, 0), np.repeat(POSES[1:] - 1.0, 200, 0)
+    for states, far in ((near_a, POSES[1]), (near_b, POSES[0])):
+        chunks = reach_chunks(states, 16, rng)
+        steps = np.abs(np.diff(np.concatenate([states[:, None], chunks], 1), axis=1))
+        assert (steps <= STEP + 1e-9).all()  # never faster than the speed limit
+        heading = np.sign(chunks[:, -1, 0] - states[:, 0])
+        assert (heading == np.sign(far[0] - states[0, 0])).mean() > 0.95
+    middle = np.repeat((POSES[:1] + POSES[1:]) / 2, 400, 0)
+    to_b = (reach_chunks(middle, 16, rng)[:, -1, 0] > middle[:, 0]).mean()
+    assert 0.4 < to_b < 0.6  # both modes in the middle
+
+
+def test_split_state_dict_inverts_fuse(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu")
+    state = {k: v for k, v in model.state_dict().items()}
+    split = split_state_dict(model, state)
+    assert not any(k.endswith(("to_qkv.weight", "qkv_proj.weight", "gate_up_proj.weight")) for k in split)
+    fused = fuse_state_dict(model, split)
+    assert fused.keys() == state.keys() and all(torch.equal(fused[k], state[k]) for k in state)
+
+
+def test_fit_writes_the_trained_action_head_back_and_leaves_the_rest(tiny_checkpoint, tmp_path):
+    ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    before = {k: v for f in sorted(ckpt.glob("model-*.safetensors")) for k, v in load_file(f).items()}
+    first, last = fit_reach(ckpt, steps=40, batch=16, progress=False)["loss"]
+    assert last < first
+    after = {k: v for f in sorted(ckpt.glob("model-*.safetensors")) for k, v in load_file(f).items()}
+    assert after.keys() == before.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("action_head.") for k in changed)
+    assert not any(k.startswith(("action_head.vl_self_attention.", "action_head.vlln.")) for k in changed)
+    assert any(".to_qkv" not in k and "attn1.to_q." in k for k in changed)  # written under the official names
+    load_model(ckpt, device="cpu")
+
+
+def test_demo_task_flag(tmp_path):
+    with pytest.raises(SystemExit):
+        make_checkpoint_main(["--size", "tiny", "--out", str(tmp_path / "c"), "--demo-task", "reach", "--demo-steps", "0"])
