@@ -237,12 +237,35 @@ def test_rtc_delay_is_counted_from_the_queue():
         assert popped < switch - step  # the queue ran dry: the step delta would drop too many rows
         # the prefix is the plan of the queued actions: row 0 is this step's action of the previous chunk
         np.testing.assert_allclose(rtc.prefix[:, 0] * 1000, robot.sent[step][0] + np.arange(len(rtc.prefix)), rtol=1e-5)
-        # the request's d: the most popped during the previous (up to 4) calls, at most the prefix
+        # the request's d: one more than the most popped during the previous (up to 4) calls, at most the prefix
         if measured:
-            assert rtc.inference_delay == min(max(measured[-4:]), len(rtc.prefix))
+            assert rtc.inference_delay == min(1 + max(measured[-4:]), len(rtc.prefix))
         measured.append(popped)
         # the first action executed from the new chunk is its row `popped`
         assert robot.sent[switch][0] == step + 1 + popped
+
+
+def test_rtc_delay_has_a_margin_of_one_action():
+    """With a deep queue (the prefix outlasts the call), d is one more than the most actions popped during the
+    previous (up to 4) calls: a d too small would start execution inside the blend of the two plans."""
+    robot, policy = FakeRobot(clock=True), FakeRtcPolicy()
+    loop, errors = make_loop(robot, policy, mode="async", fps=50, action_horizon=16, inject_delay=0.06,
+                             queue_threshold=10, rtc="freeze")
+    seen = []  # (delays measured so far, the request's d, its prefix length)
+    request = loop._request
+
+    def recording(*args, **kwargs):
+        made = request(*args, **kwargs)
+        seen.append((list(loop.rtc_delays), made.rtc.inference_delay, len(made.rtc.prefix)))
+        return made
+
+    loop._request = recording
+    loop.warmup()
+    loop.run(max_steps=80)
+    assert not errors
+    measured = [(max(delays), d, rows) for delays, d, rows in seen if delays]
+    assert len(measured) >= 2 and all(rows > d for _, d, rows in measured)  # never capped by the prefix here
+    assert all(d == 1 + most for most, d, _ in measured)
 
 
 def test_guided_rtc_on_the_simulation(tiny_checkpoint):

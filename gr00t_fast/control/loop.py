@@ -347,9 +347,10 @@ class ControlLoop:
         """An inference request; with RTC it carries the queued plan as the prefix and the last measured delay."""
         rtc = None
         if self.config.rtc != "off":
-            # d: the most popped during the recent calls (conservative: rows below d are held to the prefix); before
-            # any call overlapped execution, the pops the latest latency implies (a result is taken at a step start)
-            delay = max(self.rtc_delays, default=int((self.latency_s or 0.0) / self.period) + 1)
+            # d: one more than the most popped during the recent calls, or than the latest latency implies before any
+            # call overlapped execution. Rows below d continue the prefix: a d too large executes a few more of the
+            # previous plan's actions, a d too small starts execution inside the blend of the two (a jump)
+            delay = 1 + max(self.rtc_delays, default=int((self.latency_s or 0.0) / self.period))
             prefix = self.queue.plan
             rtc = RtcRequest(self.config.rtc, prefix, min(delay, len(prefix)), beta=self.config.rtc_beta)
         return _Request(policy_obs, step, self.queue.popped, rtc)
