@@ -411,14 +411,20 @@ INTERRUPTED_COMMANDS = {
 def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
     """A real process, interrupted once it says that it loads (the line comes from the load itself, so the load
     runs when the signal lands): exit code 130 and one line, no abort from a torch call cut off at shutdown."""
+    if command == "run" and importlib.util.find_spec("mujoco") is None:
+        pytest.skip("the simulated robot needs MuJoCo")
+    assert_interrupted_while_loading([arg.format(ckpt=small_checkpoint) for arg in INTERRUPTED_COMMANDS[command]],
+                                     f"gr00t-fast {command}")
+
+
+def assert_interrupted_while_loading(argv: list[str], program: str) -> None:
+    """`gr00t-fast <argv>` gets SIGINT once it prints "loading ...": it must exit 130 with the one line
+    "<program>: interrupted while loading the model" (also used by tests/fleet)."""
     import queue
     import signal
     import subprocess
     import sys
 
-    if command == "run" and importlib.util.find_spec("mujoco") is None:
-        pytest.skip("the simulated robot needs MuJoCo")
-    argv = [arg.format(ckpt=small_checkpoint) for arg in INTERRUPTED_COMMANDS[command]]
     process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
@@ -430,7 +436,7 @@ def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
     try:
         while (line := lines.get(timeout=300)) is not None and not line.startswith("loading "):
             pass
-        assert line is not None, f"{command} ended before loading: {''.join(stderr)}"
+        assert line is not None, f"{program} ended before loading: {''.join(stderr)}"
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)  # a safety net: it exits at once
     finally:
@@ -440,7 +446,7 @@ def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
     err = "".join(stderr)
     assert "terminate called" not in err and "Traceback" not in err, err
     assert code == 130, (code, err)
-    assert err.strip() == f"gr00t-fast {command}: interrupted while loading the model", err
+    assert err.strip() == f"{program}: interrupted while loading the model", err
 
 
 class _InterruptedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -39,9 +39,10 @@ from gr00t_fast.model.inputs import ModelInputs, collate
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.policy import Gr00tPolicy
-from gr00t_fast.policy.torch_thread import torch_thread
+from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.policy.torch_thread import exit_if_busy, torch_thread
 from gr00t_fast.serve import protocol
-from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer
+from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, bounded_stack
 
 log = logging.getLogger("gr00t_fast.fleet")
 
@@ -152,8 +153,9 @@ class FleetModel:
             else:
                 pred = policy.backend(batch, noise, policy.denoising_steps)
         except Exception as e:  # noqa: BLE001 - the batch's requests all get the one line (Triton carries on)
-            log.error("batch of %d requests failed", len(parts), exc_info=e)
-            return [protocol.bounded(f"{type(e).__name__}: {e}") if r is None else r for r in results]
+            text = protocol.bounded(f"{type(e).__name__}: {e}")
+            log.error("batch of %d requests failed: %s\n%s", len(parts), text, bounded_stack(e))
+            return [text if r is None else r for r in results]
         latency_ms = (time.monotonic() - start) * 1e3
         self.batch_rows[pred.shape[0]] += 1
         sizes = [inputs.batch_size for _, inputs, _, _ in parts]
@@ -388,11 +390,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
     try:
-        policy = policy_config_from_args(args).load(warmup=True)
+        policy = policy_config_from_args(args).load(warmup=True, announce=True)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
+        if raised_by_interrupt(e):  # as `gr00t-fast serve`: one line, and out before shutdown aborts a running load
+            print("gr00t-fast fleet: interrupted while loading the model", file=sys.stderr, flush=True)
+            exit_if_busy(130)
+            return 130
         print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
         return 2
     try:

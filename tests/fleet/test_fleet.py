@@ -294,3 +294,15 @@ def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_
                    "--action_horizon=4", f"--record={record}"])
     assert rc == 0 and len(record.read_text().splitlines()) == 6
     assert model.robots["sim-arm-1"] >= 2  # its chunks (and the first call run makes)
+
+
+def test_ctrl_c_while_the_fleet_server_loads_ends_with_one_line():
+    """`gr00t-fast fleet serve` interrupted during its load: exit 130 and one line, as `gr00t-fast serve`."""
+    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
+    from test_hardening import assert_interrupted_while_loading
+
+    checkpoint = cached_checkpoint("bench_small", "small")
+    assert_interrupted_while_loading(["fleet", "serve", "--model_path", str(checkpoint), "--device", "cpu",
+                                      "--port", str(free_port()), "--grpc_port", str(free_port()),
+                                      "--http_port", str(free_port()), "--metrics_port", str(free_port())],
+                                     "gr00t-fast fleet")
