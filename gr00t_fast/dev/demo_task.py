@@ -57,6 +57,11 @@ def normalize(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarr
     return 2 * (values - low) / (high - low) - 1
 
 
+def min_max(meta, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The SO-100 statistics of `kind` ("state" or "action"): arm joints then gripper, min and max."""
+    return tuple(np.concatenate([getattr(meta.stats[f"{kind}.{key}"], m) for key in KEYS]) for m in ("min", "max"))
+
+
 def fit_reach(checkpoint: str | Path, steps: int = 1500, batch: int = 64, seed: int = 0, progress: bool = True) -> dict:
     """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}."""
     checkpoint = Path(checkpoint)
@@ -65,8 +70,7 @@ def fit_reach(checkpoint: str | Path, steps: int = 1500, batch: int = 64, seed: 
     model = load_model(checkpoint, device="cpu", dtype=torch.float32)
     config, head = model.config, model.action_head
     meta = load_metadata(checkpoint, "new_embodiment")
-    stat = lambda kind: [np.concatenate([getattr(meta.stats[f"{kind}.{k}"], m) for k in KEYS]) for m in ("min", "max")]  # noqa: E731
-    (state_lo, state_hi), (action_lo, action_hi) = stat("state"), stat("action")
+    (state_lo, state_hi), (action_lo, action_hi) = (min_max(meta, "state"), min_max(meta, "action"))
     with torch.no_grad():  # VL features of random frames (backbone and VL self-attention stay as they are): the
         # rest of the head must learn that they do not matter
         pool = [head.encode_vl(model.backbone(i.input_ids, i.attention_mask, i.pixel_values)) for i, _ in
