@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gr00t_fast.model.action_head import action_time_code
 from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
 from gr00t_fast.policy.metadata import load_metadata
@@ -96,9 +95,7 @@ def fit_reach(checkpoint: str | Path, steps: int = 1500, batch: int = 64, seed: 
         noisy = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
         buckets = (t * config.num_timestep_buckets).long()
         vl = vl_pool[torch.randint(len(vl_pool), (batch,))]
-        code = action_time_code(buckets[:, None].expand(-1, horizon), config.input_embedding_dim)
-        tokens = torch.cat([head.prefix_tokens(state, emb), head.action_tokens(noisy, code, emb)], 1)
-        velocity = head.action_decoder(head.model(tokens, vl, buckets), emb)[:, -horizon:]
+        velocity = head.velocity(noisy, buckets, vl, state, emb)
         loss = (velocity - (actions - noise))[..., :dims].pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -117,14 +114,14 @@ def write_action_head(checkpoint: Path, model: torch.nn.Module) -> None:
     trained = split_state_dict(model, {k: v.detach() for k, v in model.state_dict().items()
                                        if k.startswith("action_head.")})
     weight_map = json.loads((checkpoint / "model.safetensors.index.json").read_text())["weight_map"]
+    missing = trained.keys() - weight_map.keys()
+    if missing:  # checked before any shard is rewritten
+        raise ValueError(f"{checkpoint}: the index has no shard for {sorted(missing)[:3]}")
     for shard in sorted(set(weight_map.values())):
         tensors = load_file(str(checkpoint / shard))
         for name in tensors.keys() & trained.keys():
             tensors[name] = trained[name].to(tensors[name].dtype).contiguous()
         save_file(tensors, str(checkpoint / shard), metadata={"format": "pt"})
-    missing = trained.keys() - weight_map.keys()
-    if missing:
-        raise ValueError(f"{checkpoint}: the index has no shard for {sorted(missing)[:3]}")
     readme = checkpoint / "DEMO_TASK.md"
     readme.write_text(f"Action head fitted to the scripted two-pose reach task of `{__name__}` (poses "
                       f"{POSES.tolist()}, {math.floor(STEP[0])} deg per step); backbone random.\n")

@@ -337,10 +337,11 @@ class FlowMatchingActionHead(nn.Module):
             tokens = tokens + self.position_embedding.weight[: x.shape[1]]
         return tokens
 
-    def velocity(self, x, t: int, vl, state, embodiment_id: EmbodimentId) -> torch.Tensor:
-        """One plain denoising step, exactly as the official loop computes it: (B, horizon, action_dim)."""
+    def velocity(self, x, t: int | torch.Tensor, vl, state, embodiment_id: EmbodimentId) -> torch.Tensor:
+        """One plain denoising step, exactly as the official loop computes it: (B, horizon, action_dim). `t`: the
+        discretized timestep, one int for the batch or (B,) per row (as in training)."""
         B, H, _ = x.shape
-        t_batch = torch.full((B,), t, device=vl.device)
+        t_batch = t if torch.is_tensor(t) else torch.full((B,), t, device=vl.device)
         code = action_time_code(t_batch.unsqueeze(1).expand(-1, H), self.cfg.input_embedding_dim)
         tokens = torch.cat([self.prefix_tokens(state, embodiment_id), self.action_tokens(x, code, embodiment_id)], 1)
         return self.action_decoder(self.model(tokens, vl, t_batch), embodiment_id)[:, -H:]
