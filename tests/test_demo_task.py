@@ -53,3 +53,20 @@ def test_fit_writes_the_trained_action_head_back_and_leaves_the_rest(tiny_checkp
 def test_demo_task_flag(tmp_path):
     with pytest.raises(SystemExit):
         make_checkpoint_main(["--size", "tiny", "--out", str(tmp_path / "c"), "--demo-task", "reach", "--demo-steps", "0"])
+
+
+def test_fitted_head_ignores_images_and_instruction(tiny_checkpoint, tmp_path):
+    """The demo task depends on the joint state alone: a simulator's renders move the arm as random frames do."""
+    from gr00t_fast.policy.loading import load_policy
+
+    ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
+    fit_reach(ckpt, steps=2, batch=4, progress=False)
+    policy = load_policy(ckpt, device="cpu", data_config="so100", warmup=False)
+    noise = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    black = policy.dummy_observation()
+    other = {**black, "video.webcam": np.random.default_rng(1).integers(0, 256, black["video.webcam"].shape, np.uint8),
+             "annotation.human.task_description": ["something else entirely"]}
+    first, second = policy.get_action(black, noise=noise), policy.get_action(other, noise=noise)
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    moved = {**black, "state.single_arm": black["state.single_arm"] + 20.0}
+    assert not np.array_equal(policy.get_action(moved, noise=noise)["action.single_arm"], first["action.single_arm"])
