@@ -23,6 +23,18 @@ def policy(tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
+def reach_policy(tiny_checkpoint, tmp_path_factory):
+    """A tiny checkpoint whose action head is fitted to the demo task (a few hundred steps)."""
+    import shutil
+
+    from gr00t_fast.dev.demo_task import fit_reach
+
+    checkpoint = shutil.copytree(tiny_checkpoint, tmp_path_factory.mktemp("reach") / "ckpt")
+    fit_reach(checkpoint, steps=300, batch=32, progress=False)
+    return load_policy(checkpoint, device="cpu", data_config="so100", warmup=False)
+
+
+@pytest.fixture(scope="module")
 def features(policy):
     """(model, backbone features, inputs, noise) of one example call."""
     model = policy.model
@@ -32,12 +44,16 @@ def features(policy):
 
 
 def sample(features, noise, rtc=None):
+    return sample_steps(features, noise, 4, rtc)
+
+
+def sample_steps(features, noise, steps, rtc=None):
     model, feats, inputs, _ = features
     head = model.action_head
     with torch.no_grad():
         if rtc is None:
-            return head.get_action(feats, inputs.state, inputs.embodiment_id, noise, 4)
-        return rtc_sample(head, feats, inputs.state, inputs.embodiment_id, noise, 4, rtc)
+            return head.get_action(feats, inputs.state, inputs.embodiment_id, noise, steps)
+        return rtc_sample(head, feats, inputs.state, inputs.embodiment_id, noise, steps, rtc)
 
 
 # ------------------------------------------------------------------------------------------------- the math
@@ -66,7 +82,7 @@ def test_freeze_ramp_and_guidance_weight():
 
 
 # ---------------------------------------------------------------------------------------------- the sampler
-@pytest.mark.parametrize("mode", ["guided", "freeze"])
+@pytest.mark.parametrize("mode", ["guided", "guided-identity", "freeze"])
 def test_zero_mask_equals_the_plain_sampler_exactly(features, mode):
     noise = features[3]
     plain = sample(features, noise)
@@ -88,6 +104,40 @@ def test_guided_pulls_the_prefix_to_the_target_and_freeze_holds_it(features):
     assert distance(frozen) < distance(free)
     torch.testing.assert_close(frozen[:4], target[:4], rtol=0, atol=0)  # frozen rows and the first executed one
     assert torch.isfinite(guided).all()
+
+
+def test_guided_identity_is_the_guided_update_with_the_identity_jacobian(features):
+    """One step (tau = 0, w = beta): x1 = noise + v (the plain one-step sample), guided-identity adds beta W (Y - x1)
+    to it; the VJP version adds beta J^T W (Y - x1) instead, which differs."""
+    _, _, _, noise = features
+    target = torch.linspace(-1, 1, 8 * 6).reshape(8, 6)
+    plain = sample_steps(features, noise, 1)
+    weights = torch.zeros(16, 32)
+    weights[:8, :6] = soft_mask(16, 2, 8)[:8, None]
+    padded = torch.zeros(16, 32)
+    padded[:8, :6] = target
+    want = plain + 3.0 * weights * (padded - plain)
+    got = sample_steps(features, noise, 1, RtcRequest("guided-identity", target, 2, beta=3.0))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    vjp = sample_steps(features, noise, 1, RtcRequest("guided", target, 2, beta=3.0))
+    assert float((vjp - want).abs().max()) > 1e-3
+
+
+def test_guided_identity_pulls_harder_than_the_vjp_on_a_fitted_head(reach_policy):
+    """A head fitted to a task (its denoised estimate hardly depends on x) is steered little through its Jacobian:
+    on the previous chunk's continuation, guided-identity lands closer to the prefix than guided, and both closer
+    than no guidance (fixed noise, the switch rows d-1..d+1)."""
+    obs = reach_policy.dummy_observation()
+    rng = np.random.default_rng(0)
+    first = reach_policy.get_action(obs, noise=rng.standard_normal((16, 32)).astype(np.float32),
+                                    rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))[RTC_CHUNK_KEY]
+    target, noise = first[4:], rng.standard_normal((16, 32)).astype(np.float32)
+    distance = {}
+    for mode in ("plain", "guided", "guided-identity"):
+        rtc = None if mode == "plain" else RtcRequest(mode, target, 3)
+        chunk = reach_policy.get_action(obs, noise=noise, rtc=rtc or RtcRequest("freeze", np.zeros((0, 0)), 0))
+        distance[mode] = float(np.abs(chunk[RTC_CHUNK_KEY][2:5] - target[2:5]).mean())
+    assert distance["guided-identity"] < 0.7 * distance["guided"] and distance["guided"] < distance["plain"]
 
 
 def test_policy_rtc_results_and_errors(policy):

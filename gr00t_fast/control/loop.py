@@ -7,7 +7,7 @@ Two modes share one loop:
   tagged with the step of its observation; when it arrives, the actions whose step has passed (the measured
   latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
   nor jumps at chunk boundaries.
-- `async` with `rtc` (`freeze` / `guided`, real-time chunking, `gr00t_fast.model.rtc`): instead of blending after
+- `async` with `rtc` (`freeze` / `guided` / `guided-identity`, real-time chunking, `gr00t_fast.model.rtc`): instead of blending after
   the fact, the request carries the queued actions' normalized plan as the prefix and the delay d (actions popped
   from the queue during the previous call); the new chunk continues that plan, its first d' rows (d' popped during
   this call) are dropped and the rest replaces the queue.
@@ -45,7 +45,7 @@ from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.robot.base import CameraError
 
 ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
-RtcMode = literal("off", "freeze", "guided")  # async chunk switch: blend (off) or real-time chunking
+RtcMode = literal("off", "freeze", "guided", "guided-identity")  # async chunk switch: blend (off) or real-time chunking
 RTC_DELAY_WINDOW = 4  # RTC calls whose measured delay bounds the next call's d
 
 
@@ -61,8 +61,8 @@ class ControlConfig:
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
-    rtc: RtcMode = "off"  # async: off (blend the overlap), freeze or guided (real-time chunking)
-    rtc_beta: float = 5.0  # guided RTC's guidance weight ceiling (about the number of denoising steps)
+    rtc: RtcMode = "off"  # async: off (blend the overlap), freeze, guided or guided-identity (real-time chunking)
+    rtc_beta: float = 5.0  # the guided modes' guidance weight ceiling (about the number of denoising steps)
 
     def __post_init__(self) -> None:
         if self.mode not in typing.get_args(ControlMode):

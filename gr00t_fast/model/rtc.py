@@ -8,10 +8,13 @@ Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler s
 - `guided` (the paper's method): x <- x + (v + w g)/N with g the VJP of x1_hat = x + (1 - tau) v with respect to
   x applied to W * (Y - x1_hat), W the `soft_mask`, w = min(beta, (1 - tau)/tau * (tau^2 + (1 - tau)^2)/(1 - tau)^2).
   Autograd runs for that VJP only (the caller runs under `no_grad`, never `inference_mode`).
+- `guided-identity`: the same update with the Jacobian of x1_hat taken as the identity, g = W * (Y - x1_hat): no
+  backward pass. A trained policy's denoised estimate hardly depends on x where it is confident (the VJP then shrinks
+  the correction to a fraction of the gap: `benchmarks/README.md` measures it); this variant pulls x1_hat itself.
 - `freeze` (no backward): rows start from a mix a*noise + (1 - a)*Y and move with a*v, a = `freeze_ramp`: 0 on
   the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) from 0 over the overlap, 1 after it.
 
-Both drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain sampler.
+All three drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain sampler.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import torch
 
 from gr00t_fast.model.action_head import key_padding_mask
 
-RTC_MODES = ("guided", "freeze")
+RTC_MODES = ("guided", "guided-identity", "freeze")
+GUIDED_MODES = ("guided", "guided-identity")  # the modes with a guidance weight (beta) and the soft mask W
 RTC_CHUNK_KEY = "rtc.normalized_action"  # result key of an rtc call: the chunk (horizon, action dims), normalized
 MAX_PREFIX_ABS = 10.0  # a prefix beyond this is not normalized actions (units mixed up), not something to pull to
 
@@ -38,7 +42,7 @@ class RtcRequest:
         P <= horizon, A <= max_action_dim (the embodiment's action dims; the padding dims are not guided).
     inference_delay: d, actions executed while this call runs; the new chunk's first d rows are discarded.
     execution_horizon: s, guidance covers rows i < horizon - s; None: horizon - P (all the prefix).
-    beta: the guidance weight's ceiling (`guided`); ramp: r of the `freeze` velocity ramp.
+    beta: the guidance weight's ceiling (the guided modes); ramp: r of the `freeze` velocity ramp.
     """
 
     mode: str
@@ -114,9 +118,11 @@ def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, st
     requests = [rtc] * batch if isinstance(rtc, RtcRequest) else list(rtc)
     if len(requests) != batch:
         raise ValueError(f"rtc: {len(requests)} requests for a batch of {batch} rows")
-    # per row: the prefix target Y, the guidance mask W and ceiling beta (guided), the velocity scale a (freeze)
+    # per row: the prefix target Y, the guidance mask W and ceiling beta (guided), 1 where the Jacobian is taken as
+    # the identity (guided-identity), the velocity scale a (freeze)
     target = torch.zeros(noise.shape, dtype=torch.float32)
     weights, scale, beta = torch.zeros_like(target), torch.ones_like(target), torch.zeros(batch, 1, 1)
+    identity = torch.zeros(batch, 1, 1)
     for row, request in enumerate(requests):
         if request is None:
             continue
@@ -129,24 +135,31 @@ def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, st
             scale[row, :, :dims] = freeze_ramp(horizon, delay, end, request.ramp)[:, None]
         else:
             weights[row, :, :dims] = soft_mask(horizon, delay, horizon - end)[:, None]
-            beta[row] = request.beta
-    target, weights, scale, beta = (t.to(noise.device) for t in (target, weights, scale, beta))
+            beta[row], identity[row] = request.beta, float(request.mode == "guided-identity")
+    target, weights, scale, beta, identity = (t.to(noise.device) for t in (target, weights, scale, beta, identity))
     dtype = action_head.future_tokens.weight.dtype
     padding = key_padding_mask(attention_mask, dtype)
     vl = action_head.encode_vl(backbone_features.to(dtype), padding)
     start = scale * noise.float() + (1 - scale) * target  # frozen rows start at Y, the others at the noise
     dt = 1.0 / num_steps
-    guided = any(request is not None and request.mode == "guided" for request in requests)
+    modes = {request.mode for request in requests if request is not None}
 
     def step(x, s, velocity):
-        if not guided:
+        if not modes & set(GUIDED_MODES):
             return x + dt * (scale * velocity(x, s))
         tau = s / num_steps
-        with torch.enable_grad():  # the VJP of the denoised estimate: autograd for this alone
-            x_in = x.detach().requires_grad_(True)
-            v = velocity(x_in, s)
-            x1_hat = x_in + (1 - tau) * v
-            (g,) = torch.autograd.grad(x1_hat, x_in, weights * (target - x1_hat.detach()))
-        return x + dt * (scale * (v.detach() + guidance_weight(tau, beta) * g))
+        if "guided" in modes:
+            with torch.enable_grad():  # the VJP of the denoised estimate: autograd for this alone
+                x_in = x.detach().requires_grad_(True)
+                v = velocity(x_in, s)
+                x1_hat = x_in + (1 - tau) * v
+                error = weights * (target - x1_hat.detach())
+                (g,) = torch.autograd.grad(x1_hat, x_in, error * (1 - identity))
+            v = v.detach()
+        else:
+            v = velocity(x, s)
+            error, g = weights * (target - (x + (1 - tau) * v)), 0.0
+        g = g + identity * error
+        return x + dt * (scale * (v + guidance_weight(tau, beta) * g))
 
     return action_head.sample(vl, state, embodiment_id, start, num_steps, step=step, padding=padding)

@@ -1,5 +1,5 @@
 """The control loop on the simulated SO-100: sync, async with blended chunk switches, async with real-time chunking
-(freeze / guided), server-client (sync, and guided RTC), with injected inference delays. Per run: the executed
+(freeze / guided / guided-identity), server-client (sync, and guided RTC), with injected inference delays. Per run: the executed
 trajectory against a no-delay reference, the jump at every chunk switch, the jerk of the commanded trajectory;
 and the cost of one call per RTC mode."""
 
@@ -76,6 +76,7 @@ LOOP_METHODS = {  # name: (control mode, rtc, through the server)
     "async-blend": ("async", "off", False),
     "async-rtc-freeze": ("async", "freeze", False),
     "async-rtc-guided": ("async", "guided", False),
+    "async-rtc-guided-identity": ("async", "guided-identity", False),
     "server": ("sync", "off", True),
     "server-rtc-guided": ("async", "guided", True),
 }
@@ -173,7 +174,7 @@ def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     prefix = policy.get_action(obs, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))[RTC_CHUNK_KEY][4:]
     calls = {"plain": lambda: policy.get_action(obs)}
     calls.update({mode: (lambda mode=mode: policy.get_action(obs, rtc=RtcRequest(mode, prefix, 3)))
-                  for mode in ("freeze", "guided")})
+                  for mode in ("freeze", "guided", "guided-identity")})
     stages = {name: (lambda: policy.timings["last"]) for name in calls}
     return {name: m.report() for name, m in measure(calls, policy.device, bench.warmup, bench.reps, stages).items()}
 
