@@ -58,7 +58,10 @@ def test_loop(tiny_checkpoint, tmp_path):
     runs = result["runs"]
     assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in LOOP_METHODS]
     assert "Jump mean (deg)" in markdown and "Jerk RMS" in markdown
-    assert set(result["call_cost"]) == {"plain", "freeze", "guided"}
+    assert set(result["call_cost"]) == {"plain", "freeze", "guided", "guided-identity"}
+    gaps = result["switch_gap"]["modes"]
+    assert set(gaps) == {"plain", "freeze", "guided", "guided-identity"} and "Switch gap mean (deg)" in markdown
+    assert gaps["plain"]["mean_deg"] > 0 and gaps["freeze"]["mean_deg"] == 0.0  # frozen rows are the prefix
     assert all(c["successful_runs"] == 2 and c["median"] > 0 for c in result["call_cost"].values())
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0

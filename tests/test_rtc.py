@@ -199,8 +199,8 @@ def test_rtc_over_the_server(policy):
 
 
 def test_fleet_batch_runs_each_robots_rtc_request(policy):
-    """One fleet batch (prompts of different lengths) mixing guided, frozen and plain robots: each row equals its
-    robot's own unbatched call; a bad rtc request fails alone."""
+    """One fleet batch (prompts of different lengths) mixing guided (VJP and identity), frozen and plain robots: each
+    row equals its robot's own unbatched call; a bad rtc request fails alone."""
     from gr00t_fast.dev.bench.common import bench_noise, bench_observation
     from gr00t_fast.serve.fleet import FleetModel
 
@@ -209,7 +209,8 @@ def test_fleet_batch_runs_each_robots_rtc_request(policy):
         obs[policy.data_config.language_key] = [prompt]
     noises = [bench_noise(policy, seed=i) for i in range(5)]
     prefix = np.linspace(-0.8, 0.8, 60, dtype=np.float32).reshape(10, 6)
-    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix[2:], 2), RtcRequest("guided", prefix, 1, beta=2.0),
+    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix[2:], 2),
+            RtcRequest("guided-identity", prefix, 1, beta=2.0),
             RtcRequest("guided", np.full((2, 6), np.nan, np.float32), 1)]
     model = FleetModel(policy)
     results = model(observations, noises, [f"arm-{i}" for i in range(5)], rtcs)

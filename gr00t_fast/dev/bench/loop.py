@@ -146,9 +146,11 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
     costs = call_costs(bench, fixed)
+    gaps = switch_gaps(policy)
     result = {**bench.header(policy.device), "fps": args.fps, "duration_s": args.duration,
               "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
-              "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs}
+              "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs,
+              "switch_gap": gaps}
     bench.write(result, "Control loop (simulated SO-100)",
                 f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
                 f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
@@ -156,8 +158,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "free), both zero-order held on the control grid; arm joints in degrees. Chunk-switch jump: |first "
                 "action executed from a new chunk - the action the queue held for that step|, max over the arm joints. "
                 "Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
-                "injected delay) per RTC mode, median of the measured calls.",
-                [loop_rows(runs), switch_rows(runs), cost_rows(costs)],
+                "injected delay) per RTC mode, median of the measured calls. Switch gap (offline): |row d of a chunk "
+                "continuing the previous one's tail - that tail's row d|, arm max, per mode (see `switch_gaps`).",
+                [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps)],
                 {"loop_trajectories.png": lambda path: plot_trajectories(reference, curves, args, path),
                  "loop_errors.png": lambda path: plot_errors(curves, args, path),
                  "loop_switches.png": lambda path: plot_switches(curves, args, path),
@@ -179,6 +182,34 @@ def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     return {name: m.report() for name, m in measure(calls, policy.device, bench.warmup, bench.reps, stages).items()}
 
 
+def switch_gaps(policy: Any, trials: int = 24, executed: int = 5, delay: int = 3) -> dict[str, Any]:
+    """Offline, what each RTC mode does at the switch row: a chunk A from observation t (its state in the middle of
+    the range), then `executed` of its actions executed (the state moves to A's row executed - 1), then a new chunk
+    from that state with other noise, continuing A's tail (the prefix; d = delay + 1, as the loop's margin). The gap
+    is |new row `delay` - A's action for that step| (arm max, degrees); `closed` the share of the unguided gap
+    removed. No clock involved: the policy's own behaviour."""
+    from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+
+    keys = policy.data_config.state_keys
+    modes = ("plain", "freeze", "guided", "guided-identity")
+    gaps: dict[str, list[float]] = {mode: [] for mode in modes}
+    for trial in range(trials):
+        obs = bench_observation(policy, seed=trial)
+        first_noise, noise = (bench_noise(policy, seed=2 * trial + k) for k in (0, 1))
+        first = policy.get_action(obs, noise=first_noise, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))
+        moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1] for key in keys}}
+        planned = first["action.single_arm"][executed + delay]
+        for mode in modes:
+            rtc = None if mode == "plain" else RtcRequest(mode, first[RTC_CHUNK_KEY][executed:], delay + 1)
+            chunk = policy.get_action(moved, noise=noise, rtc=rtc)["action.single_arm"]
+            gaps[mode].append(float(np.abs(chunk[delay] - planned).max()))
+    plain = float(np.mean(gaps["plain"]))
+    return {"trials": trials, "executed": executed, "delay": delay,
+            "modes": {mode: {"mean_deg": float(np.mean(v)), "median_deg": float(np.median(v)),
+                             "closed": 1 - float(np.mean(v)) / plain if plain else float("nan")}
+                      for mode, v in gaps.items()}}
+
+
 def loop_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     headers = ["Method", "Delay (s)", "Period p50 (ms)", "Period p99 (ms)", "Longest freeze (ms)", "Actions/s",
                "Held steps", "Step Mean (ms)", "Refill Mean (ms)", "Step/Refill", "Arm MAE (deg)", "Arm RMSE (deg)"]
@@ -195,6 +226,13 @@ def switch_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     rows = [[r["method"], f"{r['delay_s']:g}", str(r["chunk_switches"]), fmt(r["jump_mean_deg"], 2),
              fmt(r["jump_max_deg"], 2), fmt(r["jerk_rms_deg_s3"], 0), fmt(r["period_p50_ms"]), fmt(r["period_p99_ms"]),
              fmt(r["inference_mean_ms"]), fmt(r["arm_mae_deg"], 2)] for r in runs]
+    return headers, rows
+
+
+def gap_rows(gaps: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Mode (offline)", "Switch gap mean (deg)", "Median (deg)", "Gap closed"]
+    rows = [[mode, fmt(g["mean_deg"], 2), fmt(g["median_deg"], 2), f"{100 * g['closed']:.0f}%"]
+            for mode, g in gaps["modes"].items()]
     return headers, rows
 
 
