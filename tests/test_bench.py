@@ -66,6 +66,7 @@ def test_loop(tiny_checkpoint, tmp_path):
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0
         assert run["chunk_switches"] >= 0 and "jump_mean_deg" in run and "jerk_rms_deg_s3" in run
+        assert "after_switch_step_deg" in run and run["median_step_deg"] >= 0
         assert run["arm_mae_deg"] >= 0 and run["arm_rmse_deg"] >= run["arm_mae_deg"]
         assert set(run["mae"]) == set(JOINT_NAMES)
 
@@ -173,3 +174,15 @@ def test_fleet_serial_rows(tiny_checkpoint, tmp_path):
     for row in result["results"]:
         assert row["requests"] > 0 and row["failures"] == 0 and 0 <= row["empty_queue_share"] <= 1
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["requests_per_s"] > 0
+
+
+def test_steps_after_switches_sees_a_dip_one_step_after_an_exact_switch():
+    from gr00t_fast.control.telemetry import StepRecord
+    from gr00t_fast.dev.bench.loop import steps_after_switches
+
+    targets = [0, 3, 6, 9, 30, 12, 15, 18, 21]  # a chunk switch at step 3 (exact), a 21-degree dip one step later
+    records = [StepRecord(step=k, t=k / 5, state=[], action=[v] * 6, refill=False, hold=False, inference_ms=None,
+                          loop_ms=1.0, queue_depth=1, chunk_jump_deg=0.0 if k == 3 else None)
+               for k, v in enumerate(targets)]
+    result = steps_after_switches(records)
+    assert result == {"after_switch_step_deg": 21.0, "median_step_deg": 3.0}

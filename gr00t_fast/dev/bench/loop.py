@@ -52,6 +52,16 @@ def jerk_rms(t_values: Trajectory, fps: float) -> float:
     return float(np.sqrt(np.mean((np.diff(values, n=3, axis=0) * fps**3) ** 2))) if len(values) > 3 else float("nan")
 
 
+def steps_after_switches(records: Sequence[StepRecord], window: int = 3) -> dict[str, float]:
+    """The largest change of the arm targets during the `window` steps after each chunk switch (mean over switches;
+    the switch metric reads the first executed action only), and the run's median change per step, in degrees."""
+    sent = [(r.chunk_jump_deg is not None, np.array(r.action[:5])) for r in records if r.action]
+    change = [float(np.abs(b - a).max()) for (_, a), (_, b) in zip(sent, sent[1:])]
+    after = [max(change[k:k + window]) for k, (switch, _) in enumerate(sent) if switch and change[k:k + window]]
+    return {"after_switch_step_deg": float(np.mean(after)) if after else float("nan"),
+            "median_step_deg": float(np.median(change)) if change else float("nan")}
+
+
 def sim_run(policy: Any, method: str, delay: float, args: argparse.Namespace, seed: int,
             max_steps: int | None = None, duration: float | None = None) -> list[StepRecord]:
     """One control-loop run of `method` (a LOOP_METHODS name) on a fresh `so100_sim` (same seed every time)."""
@@ -142,7 +152,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 curves[(method, delay)] = (run_trajectory, error, switches)
                 runs.append({"method": method, "delay_s": delay, **summarize(records), "actions_executed": executed,
                              "actions_per_s": executed / records[-1].t if records else 0.0,
-                             "jerk_rms_deg_s3": jerk_rms(run_trajectory, args.fps),
+                             "jerk_rms_deg_s3": jerk_rms(run_trajectory, args.fps), **steps_after_switches(records),
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
     costs = call_costs(bench, fixed)
@@ -157,7 +167,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "joint targets against the reference (sync without delay, each action retimed to k/fps: inference "
                 "free), both zero-order held on the control grid; arm joints in degrees. Chunk-switch jump: |first "
                 "action executed from a new chunk - the action the queue held for that step|, max over the arm joints. "
-                "Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
+                "Step after switch: the largest change of the arm targets in the 3 steps after a switch (mean over "
+                "switches), beside the run's median change per step. Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
                 "injected delay) per RTC mode, median of the measured calls. Switch gap (offline): |row d of a chunk "
                 "continuing the previous one's tail - that tail's row d|, arm max, per mode (see `switch_gaps`).",
                 [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps)],
@@ -221,10 +232,12 @@ def loop_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def switch_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["Method", "Delay (s)", "Chunk switches", "Jump mean (deg)", "Jump max (deg)", "Jerk RMS (deg/s^3)",
+    headers = ["Method", "Delay (s)", "Chunk switches", "Jump mean (deg)", "Jump max (deg)",
+               "Step after switch (deg)", "Median step (deg)", "Jerk RMS (deg/s^3)",
                "Period p50 (ms)", "Period p99 (ms)", "Inference mean (ms)", "Arm MAE (deg)"]
     rows = [[r["method"], f"{r['delay_s']:g}", str(r["chunk_switches"]), fmt(r["jump_mean_deg"], 2),
-             fmt(r["jump_max_deg"], 2), fmt(r["jerk_rms_deg_s3"], 0), fmt(r["period_p50_ms"]), fmt(r["period_p99_ms"]),
+             fmt(r["jump_max_deg"], 2), fmt(r["after_switch_step_deg"], 2), fmt(r["median_step_deg"], 2),
+             fmt(r["jerk_rms_deg_s3"], 0), fmt(r["period_p50_ms"]), fmt(r["period_p99_ms"]),
              fmt(r["inference_mean_ms"]), fmt(r["arm_mae_deg"], 2)] for r in runs]
     return headers, rows
 
