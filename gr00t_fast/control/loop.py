@@ -7,10 +7,10 @@ Two modes share one loop:
   tagged with the step of its observation; when it arrives, the actions whose step has passed (the measured
   latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
   nor jumps at chunk boundaries.
-- `async` with `rtc` (`freeze` / `guided` / `guided-identity`, real-time chunking, `gr00t_fast.model.rtc`): instead of blending after
-  the fact, the request carries the queued actions' normalized plan as the prefix and the delay d (actions popped
-  from the queue during the previous call); the new chunk continues that plan, its first d' rows (d' popped during
-  this call) are dropped and the rest replaces the queue.
+- `async` with `rtc` (`freeze`, `guided`, `guided-identity`: real-time chunking, `gr00t_fast.model.rtc`): instead of
+  blending after the fact, the request carries the queued actions' normalized plan as the prefix and the delay d
+  (actions popped from the queue during the previous call); the new chunk continues that plan, its first d' rows
+  (d' popped during this call) are dropped and the rest replaces the queue.
 Every chunk switch records the jump |first action executed from the new chunk - the action the queue held for that
 step| (arm joints, degrees).
 

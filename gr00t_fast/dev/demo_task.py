@@ -138,5 +138,5 @@ def write_action_head(checkpoint: Path, model: torch.nn.Module) -> None:
         save_file(tensors, str(checkpoint / shard), metadata={"format": "pt"})
     readme = checkpoint / "DEMO_TASK.md"
     readme.write_text(f"Action head fitted to the scripted two-pose reach task of `{__name__}` (poses "
-                      f"{POSES.tolist()}, {math.floor(STEP[0])} deg per step); backbone random, the DiT's cross-attention "
-                      "output zeroed: the actions depend on the joint state alone.\n")
+                      f"{POSES.tolist()}, {math.floor(STEP[0])} deg per step); backbone random, the DiT's "
+                      "cross-attention output zeroed: the actions depend on the joint state alone.\n")

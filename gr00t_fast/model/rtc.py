@@ -14,7 +14,8 @@ Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler s
 - `freeze` (no backward): rows start from a mix a*noise + (1 - a)*Y and move with a*v, a = `freeze_ramp`: 0 on
   the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) from 0 over the overlap, 1 after it.
 
-All three drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain sampler.
+All three drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain
+sampler.
 """
 
 from __future__ import annotations
@@ -143,12 +144,13 @@ def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, st
     start = scale * noise.float() + (1 - scale) * target  # frozen rows start at Y, the others at the noise
     dt = 1.0 / num_steps
     modes = {request.mode for request in requests if request is not None}
+    guided, vjp = bool(modes & set(GUIDED_MODES)), "guided" in modes
 
     def step(x, s, velocity):
-        if not modes & set(GUIDED_MODES):
+        if not guided:
             return x + dt * (scale * velocity(x, s))
         tau = s / num_steps
-        if "guided" in modes:
+        if vjp:
             with torch.enable_grad():  # the VJP of the denoised estimate: autograd for this alone
                 x_in = x.detach().requires_grad_(True)
                 v = velocity(x_in, s)

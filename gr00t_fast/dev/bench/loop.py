@@ -1,7 +1,7 @@
 """The control loop on the simulated SO-100: sync, async with blended chunk switches, async with real-time chunking
-(freeze / guided / guided-identity), server-client (sync, and guided RTC), with injected inference delays. Per run: the executed
-trajectory against a no-delay reference, the jump at every chunk switch, the jerk of the commanded trajectory;
-and the cost of one call per RTC mode."""
+(freeze / guided / guided-identity), server-client (sync, and guided RTC), with injected inference delays. Per run:
+the executed trajectory against a no-delay reference, the jump at every chunk switch and the steps after it, the
+jerk of the commanded trajectory; the cost of one call per RTC mode, and offline the gap each mode leaves."""
 
 from __future__ import annotations
 
@@ -168,9 +168,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "free), both zero-order held on the control grid; arm joints in degrees. Chunk-switch jump: |first "
                 "action executed from a new chunk - the action the queue held for that step|, max over the arm joints. "
                 "Step after switch: the largest change of the arm targets in the 3 steps after a switch (mean over "
-                "switches), beside the run's median change per step. Jerk: third difference of the commanded arm targets per period. Call cost: one policy call (no "
-                "injected delay) per RTC mode, median of the measured calls. Switch gap (offline): |row d of a chunk "
-                "continuing the previous one's tail - that tail's row d|, arm max, per mode (see `switch_gaps`).",
+                "switches), beside the run's median change per step. Jerk: third difference of the commanded arm "
+                "targets per period. Call cost: one policy call (no injected delay) per RTC mode, median of the "
+                "measured calls. Switch gap (offline): |row d of a chunk continuing the previous one's tail - that "
+                "tail's row d|, arm max, per mode (see `switch_gaps`).",
                 [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps)],
                 {"loop_trajectories.png": lambda path: plot_trajectories(reference, curves, args, path),
                  "loop_errors.png": lambda path: plot_errors(curves, args, path),
