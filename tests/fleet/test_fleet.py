@@ -164,12 +164,13 @@ def test_eight_concurrent_zmq_clients_and_a_malformed_one(policy, noise, fleet):
 
 
 def test_rtc_requests_of_concurrent_robots_batch_through_the_front(policy, noise, fleet):
-    """Real-time chunking per robot in one Triton batch: guided, frozen and plain robots at once over the ZeroMQ
-    front, each answered as its own unbatched call (the prefix and delay travel with the request)."""
+    """Real-time chunking per robot in one Triton batch: guided (VJP, identity), frozen and plain robots at once over
+    the ZeroMQ front, each answered as its own unbatched call (the prefix and delay travel with the request)."""
     _, model, front = fleet
     model.batch_rows.clear()
     prefix = np.linspace(-0.8, 0.8, 60, dtype=np.float32).reshape(10, 6)
-    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix, 2), RtcRequest("guided", prefix[4:], 1)]
+    rtcs = [RtcRequest("guided", prefix, 3), None, RtcRequest("freeze", prefix, 2),
+            RtcRequest("guided-identity", prefix[4:], 1)]
     answers: dict[int, dict] = {}
 
     def robot(i: int) -> None:
