@@ -106,6 +106,21 @@ def test_guided_pulls_the_prefix_to_the_target_and_freeze_holds_it(features):
     assert torch.isfinite(guided).all()
 
 
+def test_freeze_starts_every_prefix_row_at_the_prefix(features):
+    """The rows the prefix covers (frozen and ramped) start at Y, not at a mix with the noise: a ramped row moves
+    with a fraction of the velocity and would keep part of any noise it started with. Other noise on those rows
+    changes nothing; other noise after them does."""
+    _, _, _, noise = features
+    target = torch.linspace(-1, 1, 8 * 6).reshape(8, 6)
+    rtc = RtcRequest("freeze", target, 3)
+    first = sample(features, noise, rtc)
+    covered, after = noise.clone(), noise.clone()
+    covered[0, :8, :6] += 3.0
+    after[0, 8:, :6] += 3.0
+    assert torch.equal(sample(features, covered, rtc), first)
+    assert not torch.equal(sample(features, after, rtc), first)
+
+
 def test_guided_identity_is_the_guided_update_with_the_identity_jacobian(features):
     """One step (tau = 0, w = beta): x1 = noise + v (the plain one-step sample), guided-identity adds beta W (Y - x1)
     to it; the VJP version adds beta J^T W (Y - x1) instead, which differs."""

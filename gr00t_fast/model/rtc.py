@@ -11,8 +11,10 @@ Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler s
 - `guided-identity`: the same update with the Jacobian of x1_hat taken as the identity, g = W * (Y - x1_hat): no
   backward pass. A trained policy's denoised estimate hardly depends on x where it is confident (the VJP then shrinks
   the correction to a fraction of the gap: `benchmarks/README.md` measures it); this variant pulls x1_hat itself.
-- `freeze` (no backward): rows start from a mix a*noise + (1 - a)*Y and move with a*v, a = `freeze_ramp`: 0 on
-  the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) from 0 over the overlap, 1 after it.
+- `freeze` (no backward): the rows the prefix covers start at Y, the others at the noise, and every row moves with
+  a*v, a = `freeze_ramp`: 0 on the d frozen rows (they stay Y), rising (1 - e^{-r t})/(1 - e^{-r}) from 0 over the
+  overlap (those rows travel from Y toward the new chunk), 1 after it (the plain sampler). No row keeps noise: a
+  row starting at the noise moves with the full velocity.
 
 All three drive `FlowMatchingActionHead.sample` through its `step` hook; with an all-zero mask they are the plain
 sampler.
@@ -120,9 +122,10 @@ def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, st
     if len(requests) != batch:
         raise ValueError(f"rtc: {len(requests)} requests for a batch of {batch} rows")
     # per row: the prefix target Y, the guidance mask W and ceiling beta (guided), 1 where the Jacobian is taken as
-    # the identity (guided-identity), the velocity scale a (freeze)
+    # the identity (guided-identity), the velocity scale a and the rows that start at Y (freeze)
     target = torch.zeros(noise.shape, dtype=torch.float32)
     weights, scale, beta = torch.zeros_like(target), torch.ones_like(target), torch.zeros(batch, 1, 1)
+    from_prefix = torch.zeros(noise.shape, dtype=torch.bool)
     identity = torch.zeros(batch, 1, 1)
     for row, request in enumerate(requests):
         if request is None:
@@ -134,14 +137,16 @@ def rtc_sample(action_head: torch.nn.Module, backbone_features: torch.Tensor, st
         end, delay = request.guided_rows(horizon), min(request.inference_delay, rows)
         if request.mode == "freeze":
             scale[row, :, :dims] = freeze_ramp(horizon, delay, end, request.ramp)[:, None]
+            from_prefix[row, :end, :dims] = True
         else:
             weights[row, :, :dims] = soft_mask(horizon, delay, horizon - end)[:, None]
             beta[row], identity[row] = request.beta, float(request.mode == "guided-identity")
-    target, weights, scale, beta, identity = (t.to(noise.device) for t in (target, weights, scale, beta, identity))
+    target, weights, scale, beta, identity, from_prefix = (
+        t.to(noise.device) for t in (target, weights, scale, beta, identity, from_prefix))
     dtype = action_head.future_tokens.weight.dtype
     padding = key_padding_mask(attention_mask, dtype)
     vl = action_head.encode_vl(backbone_features.to(dtype), padding)
-    start = scale * noise.float() + (1 - scale) * target  # frozen rows start at Y, the others at the noise
+    start = torch.where(from_prefix, target, noise.float())
     dt = 1.0 / num_steps
     modes = {request.mode for request in requests if request is not None}
     guided, vjp = bool(modes & set(GUIDED_MODES)), "guided" in modes
