@@ -17,10 +17,13 @@ from gr00t_fast.dev.bench.common import (
     INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
     measure, policy_client,
 )
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RTC_MODES, RtcRequest
 from gr00t_fast.robot.base import JOINT_NAMES
 
 
 Trajectory = tuple[np.ndarray, np.ndarray]  # (t s, sent joint targets (N, 6))
+PLAIN_WITH_PLAN = RtcRequest("freeze", np.zeros((0, 0), np.float32), 0)  # an empty prefix: the plain sampler, exactly,
+# with the normalized chunk (RTC_CHUNK_KEY) in the result
 
 
 def trajectory(records: Sequence[StepRecord], ideal_fps: float | None = None) -> Trajectory:
@@ -183,13 +186,11 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     """One policy call per RTC mode on the bench observation, continuing a plain chunk (prefix = its rows 4.., the
     delay 3 steps): warm-up, then `bench.reps` calls round-robin."""
-    from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
-
     obs = bench_observation(policy, bench.policy.seed)
-    prefix = policy.get_action(obs, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))[RTC_CHUNK_KEY][4:]
+    prefix = policy.get_action(obs, rtc=PLAIN_WITH_PLAN)[RTC_CHUNK_KEY][4:]
     calls = {"plain": lambda: policy.get_action(obs)}
     calls.update({mode: (lambda mode=mode: policy.get_action(obs, rtc=RtcRequest(mode, prefix, 3)))
-                  for mode in ("freeze", "guided", "guided-identity")})
+                  for mode in RTC_MODES})
     stages = {name: (lambda: policy.timings["last"]) for name in calls}
     return {name: m.report() for name, m in measure(calls, policy.device, bench.warmup, bench.reps, stages).items()}
 
@@ -200,15 +201,13 @@ def switch_gaps(policy: Any, trials: int = 24, executed: int = 5, delay: int = 3
     from that state with other noise, continuing A's tail (the prefix; d = delay + 1, as the loop's margin). The gap
     is |new row `delay` - A's action for that step| (arm max, degrees); `closed` the share of the unguided gap
     removed. No clock involved: the policy's own behaviour."""
-    from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
-
     keys = policy.data_config.state_keys
-    modes = ("plain", "freeze", "guided", "guided-identity")
+    modes = ("plain", *RTC_MODES)
     gaps: dict[str, list[float]] = {mode: [] for mode in modes}
     for trial in range(trials):
         obs = bench_observation(policy, seed=trial)
         first_noise, noise = (bench_noise(policy, seed=2 * trial + k) for k in (0, 1))
-        first = policy.get_action(obs, noise=first_noise, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))
+        first = policy.get_action(obs, noise=first_noise, rtc=PLAIN_WITH_PLAN)
         moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1] for key in keys}}
         planned = first["action.single_arm"][executed + delay]
         for mode in modes:
