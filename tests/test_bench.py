@@ -62,6 +62,10 @@ def test_loop(tiny_checkpoint, tmp_path):
     gaps = result["switch_gap"]["modes"]
     assert set(gaps) == {"plain", "freeze", "guided", "guided-identity"} and "Switch gap mean (deg)" in markdown
     assert gaps["plain"]["mean_deg"] > 0 and gaps["freeze"]["mean_deg"] == 0.0  # frozen rows are the prefix
+    headings = result["heading_kept"]
+    if headings["trials"]:  # a random head may never head for pose B from there
+        assert set(headings["modes"]) == set(gaps) and all(0 <= m["kept"] <= 1 for m in headings["modes"].values())
+    assert "Heading kept" in markdown
     assert all(c["successful_runs"] == 2 and c["median"] > 0 for c in result["call_cost"].values())
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0

@@ -159,11 +159,11 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                              "arm_mae_deg": error["arm_mae_deg"], "arm_rmse_deg": error["arm_rmse_deg"],
                              "mae": error["mae"], "rmse": error["rmse"]})
     costs = call_costs(bench, fixed)
-    gaps = switch_gaps(policy)
+    gaps, headings = switch_gaps(policy), heading_kept(policy)
     result = {**bench.header(policy.device), "fps": args.fps, "duration_s": args.duration,
               "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
               "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs,
-              "switch_gap": gaps}
+              "switch_gap": gaps, "heading_kept": headings}
     bench.write(result, "Control loop (simulated SO-100)",
                 f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
                 f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
@@ -174,8 +174,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "switches), beside the run's median change per step. Jerk: third difference of the commanded arm "
                 "targets per period. Call cost: one policy call (no injected delay) per RTC mode, median of the "
                 "measured calls. Switch gap (offline): |row d of a chunk continuing the previous one's tail - that "
-                "tail's row d|, arm max, per mode (see `switch_gaps`).",
-                [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps)],
+                "tail's row d|, arm max, per mode (see `switch_gaps`). Heading kept (offline): the share of new chunks "
+                "that keep heading where the previous one headed, from the middle of the demo task's swing, where "
+                "it may take either pose (see `heading_kept`).",
+                [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps, headings)],
                 {"loop_trajectories.png": lambda path: plot_trajectories(reference, curves, args, path),
                  "loop_errors.png": lambda path: plot_errors(curves, args, path),
                  "loop_switches.png": lambda path: plot_switches(curves, args, path),
@@ -221,6 +223,37 @@ def switch_gaps(policy: Any, trials: int = 24, executed: int = 5, delay: int = 3
                       for mode, v in gaps.items()}}
 
 
+def heading_kept(policy: Any, trials: int = 48, along: float = 0.3, executed: int = 5,
+                 delay: int = 3) -> dict[str, Any]:
+    """Offline, whether a new chunk keeps the previous chunk's heading where the policy may take either: a first
+    chunk from `along` of the way from the demo task's pose A to pose B (`demo_task.POSES`) heading for B (the first
+    of 64 noises that does), `executed` of its actions executed (the arm reaches the middle of the swing, where the
+    demo task picks either pose), then new chunks with `trials` other noises continuing its tail (d = delay + 1).
+    Kept: the share of new chunks whose motion from row `delay` to their last row points toward B (arm joints)."""
+    from gr00t_fast.dev.demo_task import POSES
+
+    toward_b = (POSES[1] - POSES[0])[:5]
+    start = POSES[0] + along * (POSES[1] - POSES[0])
+    obs = {**bench_observation(policy), "state.single_arm": start[None, :5], "state.gripper": start[None, 5:]}
+    for seed in range(64):
+        first = policy.get_action(obs, noise=bench_noise(policy, seed=seed), rtc=PLAIN_WITH_PLAN)
+        if (first["action.single_arm"][-1] - start[:5]) @ toward_b > 0:
+            break
+    else:
+        return {"along": along, "trials": 0, "modes": {}}  # this policy never heads for B from there
+    moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1] for key in
+                       ("state.single_arm", "state.gripper")}}
+    kept: dict[str, list[bool]] = {mode: [] for mode in ("plain", *RTC_MODES)}
+    for trial in range(trials):
+        noise = bench_noise(policy, seed=1000 + trial)
+        for mode, outcomes in kept.items():
+            rtc = None if mode == "plain" else RtcRequest(mode, first[RTC_CHUNK_KEY][executed:], delay + 1)
+            chunk = policy.get_action(moved, noise=noise, rtc=rtc)["action.single_arm"]
+            outcomes.append(bool((chunk[-1] - chunk[delay]) @ toward_b > 0))
+    return {"along": along, "trials": trials, "executed": executed, "delay": delay,
+            "modes": {mode: {"kept": float(np.mean(v))} for mode, v in kept.items()}}
+
+
 def loop_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     headers = ["Method", "Delay (s)", "Period p50 (ms)", "Period p99 (ms)", "Longest freeze (ms)", "Actions/s",
                "Held steps", "Step Mean (ms)", "Refill Mean (ms)", "Step/Refill", "Arm MAE (deg)", "Arm RMSE (deg)"]
@@ -242,9 +275,10 @@ def switch_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     return headers, rows
 
 
-def gap_rows(gaps: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    headers = ["Mode (offline)", "Switch gap mean (deg)", "Median (deg)", "Gap closed"]
-    rows = [[mode, fmt(g["mean_deg"], 2), fmt(g["median_deg"], 2), f"{100 * g['closed']:.0f}%"]
+def gap_rows(gaps: dict[str, Any], headings: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Mode (offline)", "Switch gap mean (deg)", "Median (deg)", "Gap closed", "Heading kept"]
+    rows = [[mode, fmt(g["mean_deg"], 2), fmt(g["median_deg"], 2), f"{100 * g['closed']:.0f}%",
+             f"{100 * headings['modes'][mode]['kept']:.0f}%" if mode in headings["modes"] else "-"]
             for mode, g in gaps["modes"].items()]
     return headers, rows
 
