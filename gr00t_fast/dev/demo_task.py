@@ -31,6 +31,7 @@ STEP = np.array([3.0] * 5 + [5.0])  # largest change per control step: degrees (
 NOISE_BETA, NOISE_S = (1.5, 1.0), 0.999  # N1.5's training-time sampling of tau (noise_beta_alpha/beta, noise_s)
 SWITCH_WIDTH = 0.1  # how sharply the choice of pose turns from "the far one" (ends) to a coin flip (middle)
 KEYS = ("single_arm", "gripper")
+FIT_STEPS = 12000  # enough for two distinct modes in the middle of the swing (4000 left them blurred into one)
 
 
 def reach_chunks(states: np.ndarray, horizon: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +65,7 @@ def min_max(meta, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.concatenate([getattr(meta.stats[f"{kind}.{key}"], m) for key in KEYS]) for m in ("min", "max"))
 
 
-def fit_reach(checkpoint: str | Path, steps: int = 1500, batch: int = 64, seed: int = 0, progress: bool = True) -> dict:
+def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, seed: int = 0, progress: bool = True) -> dict:
     """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}."""
     checkpoint = Path(checkpoint)
     torch.manual_seed(seed)
