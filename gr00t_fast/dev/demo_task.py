@@ -65,7 +65,8 @@ def min_max(meta, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.concatenate([getattr(meta.stats[f"{kind}.{key}"], m) for key in KEYS]) for m in ("min", "max"))
 
 
-def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, seed: int = 0, progress: bool = True) -> dict:
+def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, seed: int = 0,
+              progress: bool = True) -> dict:
     """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}."""
     checkpoint = Path(checkpoint)
     torch.manual_seed(seed)

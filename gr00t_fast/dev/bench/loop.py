@@ -241,8 +241,8 @@ def heading_kept(policy: Any, trials: int = 48, along: float = 0.3, executed: in
             break
     else:
         return {"along": along, "trials": 0, "modes": {}}  # this policy never heads for B from there
-    moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1] for key in
-                       ("state.single_arm", "state.gripper")}}
+    moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1]
+                       for key in policy.data_config.state_keys}}
     kept: dict[str, list[bool]] = {mode: [] for mode in ("plain", *RTC_MODES)}
     for trial in range(trials):
         noise = bench_noise(policy, seed=1000 + trial)
