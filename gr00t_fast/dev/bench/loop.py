@@ -197,24 +197,34 @@ def call_costs(bench: Bench, policy: Any) -> dict[str, Any]:
     return {name: m.report() for name, m in measure(calls, policy.device, bench.warmup, bench.reps, stages).items()}
 
 
+CONTINUATION_MODES = ("plain", *RTC_MODES)  # the offline probes' modes ("plain": no RTC)
+
+
+def continuations(policy: Any, obs: dict[str, Any], first: dict[str, np.ndarray], noise: np.ndarray, executed: int,
+                  delay: int) -> dict[str, np.ndarray]:
+    """Per CONTINUATION_MODES mode, the arm actions of a new chunk from the state `executed` actions into `first`
+    (a PLAIN_WITH_PLAN result for `obs`), with `noise`, continuing `first`'s tail (d = delay + 1)."""
+    moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1]
+                       for key in policy.data_config.state_keys}}
+    prefix = first[RTC_CHUNK_KEY][executed:]
+    return {mode: policy.get_action(moved, noise=noise, rtc=None if mode == "plain" else
+                                    RtcRequest(mode, prefix, delay + 1))["action.single_arm"]
+            for mode in CONTINUATION_MODES}
+
+
 def switch_gaps(policy: Any, trials: int = 24, executed: int = 5, delay: int = 3) -> dict[str, Any]:
     """Offline, what each RTC mode does at the switch row: a chunk A from observation t (its state in the middle of
     the range), then `executed` of its actions executed (the state moves to A's row executed - 1), then a new chunk
     from that state with other noise, continuing A's tail (the prefix; d = delay + 1, as the loop's margin). The gap
     is |new row `delay` - A's action for that step| (arm max, degrees); `closed` the share of the unguided gap
     removed. No clock involved: the policy's own behaviour."""
-    keys = policy.data_config.state_keys
-    modes = ("plain", *RTC_MODES)
-    gaps: dict[str, list[float]] = {mode: [] for mode in modes}
+    gaps: dict[str, list[float]] = {mode: [] for mode in CONTINUATION_MODES}
     for trial in range(trials):
         obs = bench_observation(policy, seed=trial)
         first_noise, noise = (bench_noise(policy, seed=2 * trial + k) for k in (0, 1))
         first = policy.get_action(obs, noise=first_noise, rtc=PLAIN_WITH_PLAN)
-        moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1] for key in keys}}
         planned = first["action.single_arm"][executed + delay]
-        for mode in modes:
-            rtc = None if mode == "plain" else RtcRequest(mode, first[RTC_CHUNK_KEY][executed:], delay + 1)
-            chunk = policy.get_action(moved, noise=noise, rtc=rtc)["action.single_arm"]
+        for mode, chunk in continuations(policy, obs, first, noise, executed, delay).items():
             gaps[mode].append(float(np.abs(chunk[delay] - planned).max()))
     plain = float(np.mean(gaps["plain"]))
     return {"trials": trials, "executed": executed, "delay": delay,
@@ -241,15 +251,11 @@ def heading_kept(policy: Any, trials: int = 48, along: float = 0.3, executed: in
             break
     else:
         return {"along": along, "trials": 0, "modes": {}}  # this policy never heads for B from there
-    moved = {**obs, **{key: first[key.replace("state.", "action.")][None, executed - 1]
-                       for key in policy.data_config.state_keys}}
-    kept: dict[str, list[bool]] = {mode: [] for mode in ("plain", *RTC_MODES)}
+    kept: dict[str, list[bool]] = {mode: [] for mode in CONTINUATION_MODES}
     for trial in range(trials):
         noise = bench_noise(policy, seed=1000 + trial)
-        for mode, outcomes in kept.items():
-            rtc = None if mode == "plain" else RtcRequest(mode, first[RTC_CHUNK_KEY][executed:], delay + 1)
-            chunk = policy.get_action(moved, noise=noise, rtc=rtc)["action.single_arm"]
-            outcomes.append(bool((chunk[-1] - chunk[delay]) @ toward_b > 0))
+        for mode, chunk in continuations(policy, obs, first, noise, executed, delay).items():
+            kept[mode].append(bool((chunk[-1] - chunk[delay]) @ toward_b > 0))
     return {"along": along, "trials": trials, "executed": executed, "delay": delay,
             "modes": {mode: {"kept": float(np.mean(v))} for mode, v in kept.items()}}
 
