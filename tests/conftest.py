@@ -18,6 +18,19 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_stand_in(tmp_path_factory) -> Path:
+    """A tiny checkpoint without make-checkpoint's random-weight mark: it stands in for a trained one where a test
+    drives a (simulated) real robot, which refuses marked checkpoints."""
+    from gr00t_fast.dev.make_checkpoint import write_checkpoint
+    from gr00t_fast.model.provenance import PROVENANCE_FILE
+
+    out = tmp_path_factory.mktemp("ckpt") / "trained_stand_in"
+    write_checkpoint(out, size="tiny", seed=0, progress=False)
+    (out / PROVENANCE_FILE).unlink()
+    return out
+
+
+@pytest.fixture(scope="session")
 def golden_checkpoint() -> Path:
     """NVIDIA's own tiny N1.5 checkpoint from ../shared/golden_public (skips when absent)."""
     return shared_path("golden_public", "tiny_n15")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.dev.demo_task import POSES, STEP, fit_reach, reach_chunks
 from gr00t_fast.dev.make_checkpoint import main as make_checkpoint_main
 from gr00t_fast.model import load_model
@@ -48,6 +49,7 @@ def test_fit_writes_the_trained_action_head_back_and_leaves_the_rest(tiny_checkp
     assert not any(k.startswith(("action_head.vl_self_attention.", "action_head.vlln.")) for k in changed)
     assert any(".to_qkv" not in k and "attn1.to_q." in k for k in changed)  # written under the official names
     load_model(ckpt, device="cpu")
+    assert random_weights(ckpt) == "random, size tiny, seed 0, demo_task reach (action head fitted to a scripted simulation motion)"
 
 
 def test_demo_task_flag(tmp_path):

@@ -77,10 +77,51 @@ def test_demo_checkpoint_is_generated_once(tmp_path, monkeypatch):
     assert calls == ["small"] and (tmp_path / "demo_small" / "config.json").is_file()
 
 
+REAL_ARM = ["--robot.type=so100_follower", "--robot.port=/dev/ttyACM0"]
+
+
+@pytest.fixture
+def no_robot(monkeypatch):
+    """Fails the test if the run gets as far as making a robot."""
+    def make_robot(*args, **kwargs):
+        raise AssertionError("the robot was made")
+
+    monkeypatch.setattr(runner, "make_robot", make_robot)
+
+
+def test_a_real_arm_is_refused_without_model_path(no_robot, capsys):
+    for robot in (REAL_ARM, ["--robot.type=so101_follower", "--robot.port=COM3"]):
+        assert runner.main(robot) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--model_path" in err and "so100_sim" in err and "refusing" in err
+
+
+def test_a_real_arm_is_refused_on_generated_weights(no_robot, tiny_checkpoint, capsys):
+    assert runner.main(REAL_ARM + [f"--model_path={tiny_checkpoint}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "make-checkpoint" in err and "random, size tiny, seed 0" in err
+
+
+def test_the_guard_passes_a_trained_checkpoint_a_server_and_the_simulation(tiny_checkpoint, trained_stand_in):
+    assert runner.unchosen_weights(runner.parse(REAL_ARM + [f"--model_path={trained_stand_in}"])) is None
+    assert runner.unchosen_weights(runner.parse(REAL_ARM + ["--policy_host=127.0.0.1"])) is None
+    assert runner.unchosen_weights(runner.parse([])) is None  # the simulation's random-weight demo
+    assert runner.unchosen_weights(runner.parse(SIM_FLAGS + [f"--model_path={tiny_checkpoint}"])) is None
+
+
+def test_an_unreadable_mark_counts_as_random(tmp_path):
+    from gr00t_fast.model.provenance import PROVENANCE_FILE, random_weights
+
+    (tmp_path / PROVENANCE_FILE).write_text("{not json")
+    assert "unreadable" in random_weights(tmp_path)
+    (tmp_path / PROVENANCE_FILE).write_text('{"weights": "trained"}')
+    assert random_weights(tmp_path) is None
+
+
 def test_missing_lerobot_gives_the_install_hint(capsys):
     if _has_lerobot():
         pytest.skip("lerobot is installed")
-    assert runner.main(USER_FLAGS) == 2
+    assert runner.main(USER_FLAGS) == 2  # the guard passes: /models/so100-finetune carries no random-weight mark
     err = capsys.readouterr().err
     assert "lerobot" in err and "pip install" in err
 

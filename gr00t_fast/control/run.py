@@ -5,8 +5,9 @@
         --model_path=... --embodiment_tag=new_embodiment --data_config=so100 --denoising_steps=2 \\
         --lang_instruction="Place the block in the bowl" --action_horizon=8
 
-Without `--model_path` a random-weight demo checkpoint is generated once (in `$GR00T_FAST_CACHE`, default
-`~/.cache/gr00t_fast`); the default robot is the built-in simulation. `--config_path=configs/sim_demo.yaml` loads a
+Without `--model_path` the simulation (the default robot) runs a random-weight demo checkpoint, generated once (in
+`$GR00T_FAST_CACHE`, default `~/.cache/gr00t_fast`); a real robot is refused without `--model_path`, and on any
+checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--config_path=configs/sim_demo.yaml` loads a
 YAML config that the flags then override. With `--policy_host` the same loop drives a ZeroMQ policy server.
 """
 
@@ -23,6 +24,7 @@ from draccus.utils import DecodingError, ParsingError
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
 from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
@@ -58,6 +60,22 @@ def demo_checkpoint() -> Path:
     return cached_checkpoint("demo_small", "small")
 
 
+def unchosen_weights(cfg: RunConfig) -> str | None:
+    """Why the run would drive real hardware on weights nobody chose for it, or None. A simulation may run the
+    random-weight demo; a real robot runs only a checkpoint the user named and `make-checkpoint` did not write."""
+    if cfg.robot.simulated or cfg.policy_host:
+        return None
+    where = f"--robot.type={cfg.robot.type} is a real robot"
+    if not cfg.model_path:
+        return (f"{where}: name its checkpoint with --model_path (the random-weight demo checkpoint drives only "
+                f"--robot.type=so100_sim)")
+    made = random_weights(cfg.model_path)
+    if made:
+        return (f"{where}, and --model_path={cfg.model_path} holds weights gr00t-fast make-checkpoint generated "
+                f"({made}): give a trained checkpoint, or drive --robot.type=so100_sim")
+    return None
+
+
 def make_policy(cfg: RunConfig) -> Any:
     """The in-process policy, or a PolicyClient when `policy_host` is set."""
     if cfg.policy_host:
@@ -87,6 +105,9 @@ def run(cfg: RunConfig) -> int:
     The robot connects before the model loads: a wrong port, a missing calibration or a dead camera fails in
     seconds, not after the model. Every setup failure is one line and exit code 2; the robot is always
     disconnected (torque off) on the way out."""
+    refused = unchosen_weights(cfg)
+    if refused:  # before anything connects: the arm's torque is never switched on
+        return setup_error(f"refusing to drive: {refused}")
     robot = None
     try:
         robot = make_robot(cfg.robot, fps=cfg.fps)

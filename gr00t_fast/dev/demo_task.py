@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
+from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
 
@@ -110,6 +111,7 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
             print(f"reach task: step {step}/{steps}, loss {np.mean(losses[-50:]):.4f}", flush=True)
     head.step_table_cache.clear()
     write_action_head(checkpoint, model)
+    mark_random(checkpoint, demo_task="reach (action head fitted to a scripted simulation motion)")
     return {"loss": [losses[0], float(np.mean(losses[-50:]))]}
 
 

@@ -30,6 +30,7 @@ from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes
 from gr00t_fast.model.loading import build_meta_model
+from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.policy.tokenizer import qwen2_pre_tokenizer
 
 # The 37 special tokens of the Qwen3 / Eagle vocabulary with their real N1.5 ids, in id order.
@@ -284,6 +285,7 @@ def write_checkpoint(
     model_cfg["model_dtype"] = model_cfg["torch_dtype"] = model_cfg["action_head_cfg"]["model_dtype"] = dtype_name
     (out / "config.json").write_text(json.dumps(model_cfg, indent=2))
     (out / "experiment_cfg" / "metadata.json").write_text(json.dumps(so100_metadata(), indent=2))
+    mark_random(out, size=size, seed=seed)
 
     config = Gr00tConfig.from_dicts(model_cfg, eagle_cfg, eagle_dir)
     shapes = parameter_shapes(config)

@@ -8,6 +8,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import draccus
 
@@ -64,6 +65,8 @@ class SimCameraConfig(CameraConfig):
 
 @dataclass(kw_only=True)
 class RobotConfig(draccus.ChoiceRegistry):
+    simulated: ClassVar[bool] = False  # True only for a simulation: anything else may move real hardware
+
     id: str | None = None  # tells arms of the same type apart (names the calibration file)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     # Largest change of a joint target per action, in the action's units (degrees / 0-100): one number for every
@@ -105,6 +108,8 @@ class SO101FollowerConfig(SO100FollowerConfig):
 @dataclass(kw_only=True)
 class SimSO100Config(RobotConfig):
     """The built-in MuJoCo simulation of the arm, with a cube to look at."""
+
+    simulated: ClassVar[bool] = True
 
     cameras: dict[str, CameraConfig] = field(default_factory=lambda: {"front": SimCameraConfig()})
     seed: int = 0  # initial arm pose and cube position jitter

@@ -36,11 +36,11 @@ def lerobot_unnormalize(bus, calibration_dir, sent: dict[str, float]) -> dict[in
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_runner_drives_lerobots_follower_over_the_bus(mode, bus, camera, tiny_checkpoint, tmp_path, capsys):
+def test_runner_drives_lerobots_follower_over_the_bus(mode, bus, camera, trained_stand_in, tmp_path, capsys):
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
     record = tmp_path / "steps.jsonl"
-    rc = run.main(flags(bus, calibration_dir, f"--model_path={tiny_checkpoint}", f"--mode={mode}", "--max_steps=40",
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", f"--mode={mode}", "--max_steps=40",
                         "--action_horizon=8", f"--record={record}"))
     out = capsys.readouterr()
     assert rc == 0, out.err
@@ -111,13 +111,13 @@ def test_motors_with_another_calibration_get_the_files(camera, tmp_path):
         fresh.close()
 
 
-def test_per_motor_max_relative_target_and_far_state_warning(bus, camera, tiny_checkpoint, tmp_path, capsys):
+def test_per_motor_max_relative_target_and_far_state_warning(bus, camera, trained_stand_in, tmp_path, capsys):
     """LeRobot applies a per-motor max_relative_target; a start far outside the statistics is warned about."""
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
     bus.registers[MOTOR_IDS["shoulder_lift"]][56:58] = (4000).to_bytes(2, "little")  # ~ +176 deg: far outside
     record = tmp_path / "steps.jsonl"
-    rc = run.main(flags(bus, calibration_dir, f"--model_path={tiny_checkpoint}", "--mode=sync", "--max_steps=6",
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--mode=sync", "--max_steps=6",
                         "--robot.max_relative_target={gripper: 2.0}", f"--record={record}"))
     assert rc == 0
     assert "the measured state lies far outside the checkpoint's statistics: state.single_arm" in capsys.readouterr().err
