@@ -10,7 +10,7 @@ from shared_data import shared_path
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight tiny checkpoint in the official layout (built once per test session)."""
-    from gr00t_fast.dev.make_checkpoint import write_checkpoint
+    from gr00t_fast.model.random_checkpoint import write_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     write_checkpoint(out, size="tiny", seed=0, progress=False)
@@ -21,7 +21,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def trained_stand_in(tmp_path_factory) -> Path:
     """A tiny checkpoint without make-checkpoint's random-weight mark: it stands in for a trained one where a test
     drives a (simulated) real robot, which refuses marked checkpoints."""
-    from gr00t_fast.dev.make_checkpoint import write_checkpoint
+    from gr00t_fast.model.random_checkpoint import write_checkpoint
     from gr00t_fast.model.provenance import PROVENANCE_FILE
 
     out = tmp_path_factory.mktemp("ckpt") / "trained_stand_in"

@@ -11,8 +11,8 @@ from gr00t_fast.backends import BACKENDS, Backend, BackendUnavailable, fidelity,
 from gr00t_fast.backends.cuda_graph import signature
 from gr00t_fast.model import load_model
 from gr00t_fast.model.eagle import merge_image_embeddings
-from gr00t_fast.policy.loading import load_policy
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model.inputs import example_inputs
 
 CPU_BACKENDS = {"torch": None, "compile": {"backend": "eager"}, "onnxruntime": None}  # options keep the test fast
 GPU_BACKENDS = ("cuda-graph", "tensorrt")

@@ -4,76 +4,19 @@ import cv2
 import numpy as np
 import pytest
 
-from gr00t_fast.control.adapter import RobotAdapter, policy_data_config, resolve_camera_map
-from gr00t_fast.control.loop import ActionQueue, ControlConfig, ControlLoop
+from gr00t_fast.control.adapter import RobotAdapter, resolve_camera_map
+from gr00t_fast.control.loop import ActionQueue
 from gr00t_fast.control.telemetry import StepRecorder, format_summary, load_records, summarize
-from gr00t_fast.policy.data_config import DATA_CONFIGS
-from gr00t_fast.robot import JOINT_NAMES
-from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, CameraError
+from gr00t_fast.policy.data_config import DATA_CONFIGS, from_modality_config
+from gr00t_fast.robot.base import ACTION_KEYS, CameraError
 
-FRAME_VALUE = 7
+from fakes import FakeClock, FakePolicy, FakeRobot, make_loop
 
-
-class FakeRobot:
-    """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
-
-    camera_names = ("front",)
-    action_features = {key: float for key in ACTION_KEYS}
-    joint_groups = SO100_JOINT_GROUPS
-
-    def __init__(self, limits=1000.0, clock=False, camera_fails=()):
-        self.joint_limits = {f"{j}.pos": (-limits, limits) for j in JOINT_NAMES[:5]} | {"gripper.pos": (0.0, 100.0)}
-        self.pos = np.zeros(6)
-        self.clock = clock
-        self.camera_fails = set(camera_fails)
-        self.observations = 0
-        self.sent: list[np.ndarray] = []
-
-    def get_observation(self):
-        n = self.observations
-        self.observations += 1
-        if n in self.camera_fails:
-            raise CameraError("front: no frame")
-        pos = np.full(6, float(n)) if self.clock else self.pos
-        return {f"{j}.pos": float(v) for j, v in zip(JOINT_NAMES, pos)} | {
-            "front": np.full((12, 16, 3), FRAME_VALUE, np.uint8)
-        }
-
-    def send_action(self, action):
-        self.pos = np.array([action[f"{j}.pos"] for j in JOINT_NAMES])
-        self.sent.append(self.pos)
-        return dict(action)
-
-
-class FakePolicy:
-    """`plan(state (6,), call) -> (16, 6)` decides the chunk; checks every observation it receives."""
-
-    data_config = DATA_CONFIGS["so100"]
-    video_resolution = {"video.webcam": (32, 24)}
-
-    def __init__(self, plan):
-        self.plan = plan
-        self.calls = 0
-
-    def get_action(self, obs):
-        frame = obs["video.webcam"]
-        assert frame.shape == (1, 24, 32, 3) and (frame == FRAME_VALUE).all()
-        assert obs["annotation.human.task_description"] == ["pick"]
-        state = np.concatenate([obs["state.single_arm"][0], obs["state.gripper"][0]])
-        actions = np.asarray(self.plan(state, self.calls), dtype=np.float32)
-        self.calls += 1
-        return {"action.single_arm": actions[:, :5], "action.gripper": actions[:, 5:]}
 
 
 def clock_plan(state, call):
     """Action i of a chunk targets (observation step + i): a perfectly aligned run sends step k at step k."""
     return state[0] + np.arange(16)[:, None] * np.ones(6)
-
-
-def make_loop(robot, policy, **kw):
-    errors = []
-    loop = ControlLoop(robot, policy, ControlConfig(lang_instruction="pick", **kw), report=errors.append)
-    return loop, errors
 
 
 def adapter(robot=None, resolution=(32, 24), data_config=DATA_CONFIGS["so100"], **kw):
@@ -105,11 +48,8 @@ def test_observation_and_action_mapping():
 
 def test_adapter_follows_the_data_config_and_checks_the_robot():
     """The keys come from the data config (here a remote policy's modality config); mismatches name the problem."""
-    class RemotePolicy:
-        def get_modality_config(self):
-            return DATA_CONFIGS["so100"].modality_config(16)
-
-    assert policy_data_config(RemotePolicy()).state_keys == ("state.single_arm", "state.gripper")
+    remote = from_modality_config("remote", DATA_CONFIGS["so100"].modality_config(16))
+    assert remote.state_keys == ("state.single_arm", "state.gripper")
     with pytest.raises(ValueError, match="state.single_arm has 6 dims in the checkpoint.*has 5 joints"):
         adapter(dims={"state.single_arm": 6})
     odd = DATA_CONFIGS["so100"].__class__("odd", ("video.webcam",), ("state.left_arm",), ("action.single_arm",
@@ -174,19 +114,6 @@ def test_chunk_boundaries_are_blended_in_async():
         jumps = np.abs(np.diff([a[0] for a in robot.sent]))
         assert policy.calls >= 3 and not any(r.hold for r in loop.records)
         assert jumps.max() == 10.0 if mode == "sync" else 0 < jumps.max() <= 5.0
-
-
-class FakeClock:
-    """The loop's time: advances only when the loop sleeps or the robot works, so timing is exact."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def test_deadline_timing_does_not_drift():

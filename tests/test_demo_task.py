@@ -59,7 +59,7 @@ def test_demo_task_flag(tmp_path):
 
 def test_fitted_head_ignores_images_and_instruction(tiny_checkpoint, tmp_path):
     """The demo task depends on the joint state alone: a simulator's renders move the arm as random frames do."""
-    from gr00t_fast.policy.loading import load_policy
+    from gr00t_fast.loading import load_policy
 
     ckpt = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
     fit_reach(ckpt, steps=2, batch=4, progress=False)

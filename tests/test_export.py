@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from gr00t_fast.backends.tensorrt import TensorRTBackend, check_shapes
-from gr00t_fast.cache import checkpoint_fingerprint
+from gr00t_fast.runtime.cache import checkpoint_fingerprint
 from gr00t_fast.export import cli
 from gr00t_fast.export import tensorrt as export_tensorrt
 from gr00t_fast.export.int8 import action_error, calibration_inputs, graphs_in, quantize_graphs
 from gr00t_fast.export.tensorrt import engine_cache_key, optimization_profiles, prompt_length_range
 from gr00t_fast.model import load_model
 from gr00t_fast.model.graphs import graph_file
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.model.inputs import example_inputs
 
 
 @pytest.fixture(scope="module")

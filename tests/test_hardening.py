@@ -23,7 +23,7 @@ import zmq
 from safetensors.torch import load_file, save_file
 
 from gr00t_fast.model.loading import CheckpointError
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 from gr00t_fast.policy.policy import NonFiniteActionError
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
 from gr00t_fast.serve.server import MAX_TRACEBACK_CHARS
@@ -395,7 +395,7 @@ def test_bad_serve_flags_get_one_line(capsys):
 @pytest.fixture(scope="module")
 def small_checkpoint() -> Path:
     """The "small" random-weight checkpoint (cached): loading it takes long enough to be interrupted."""
-    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
+    from gr00t_fast.model.random_checkpoint import cached_checkpoint
 
     return cached_checkpoint("bench_small", "small")
 

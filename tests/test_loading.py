@@ -125,7 +125,7 @@ def test_make_checkpoint_cli(tmp_path, capsys):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from gr00t_fast.dev.make_checkpoint import write_checkpoint
+    from gr00t_fast.model.random_checkpoint import write_checkpoint
 
     a = all_tensors(write_checkpoint(tmp_path / "a", "tiny", seed=1, progress=False))
     b = all_tensors(write_checkpoint(tmp_path / "b", "tiny", seed=1, progress=False))

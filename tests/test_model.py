@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shared_data import shared_path
-from gr00t_fast.dev.make_checkpoint import SIZES, SPECIAL_TOKENS, eagle_config, model_config, parameter_shapes
+from gr00t_fast.model.random_checkpoint import SIZES, SPECIAL_TOKENS, eagle_config, model_config, parameter_shapes
 from gr00t_fast.model import Gr00tConfig, Gr00tN15, load_model
 from gr00t_fast.model.action_head import discretized_timesteps
 from gr00t_fast.model.eagle import Qwen3Model, SiglipVisionModel
@@ -234,8 +234,8 @@ def test_collated_batch_equals_unbatched_calls(tiny_model, batch):
     their own unbatched actions: the padding is hidden from the action head as well."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.model.inputs import collate
-    from gr00t_fast.policy.processor import example_inputs
-    from gr00t_fast.policy.tokenizer import PromptTokenizer
+    from gr00t_fast.model.inputs import example_inputs
+    from gr00t_fast.model.tokenizer import PromptTokenizer
 
     backend, cfg = make_backend("torch", tiny_model), tiny_model.config
     calls = [example_inputs(cfg, instructions=[text], seed=i) for i, text in enumerate(MIXED_PROMPTS[:batch])]
@@ -256,8 +256,8 @@ def test_collated_batch_compiled_matches_eager(tiny_model):
     """The compile backend (one graph for the whole call) isolates the padding too (aot_eager: no Inductor)."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.model.inputs import collate
-    from gr00t_fast.policy.processor import example_inputs
-    from gr00t_fast.policy.tokenizer import PromptTokenizer
+    from gr00t_fast.model.inputs import example_inputs
+    from gr00t_fast.model.tokenizer import PromptTokenizer
 
     cfg = tiny_model.config
     calls = [example_inputs(cfg, instructions=[text], seed=i) for i, text in enumerate(MIXED_PROMPTS[:3])]

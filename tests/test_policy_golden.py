@@ -5,7 +5,7 @@ import pytest
 import torch
 from shared_data import shared_path
 
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 
 CASES = ("so100_steps4", "so100_steps2_instr2", "so100_dualcam_steps4", "so100_batch2_samelen")
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from gr00t_fast.policy.data_config import DATA_CONFIGS, DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.processor import Processor, center_crop_box, transform_frames
-from gr00t_fast.policy.tokenizer import PromptTokenizer
+from gr00t_fast.model.tokenizer import PromptTokenizer
 
 ARM_MIN, ARM_MAX = [-90.0, -95.0, -100.0, -90.0, -98.0], [90.0, 98.0, 97.0, 102.0, 95.0]
 

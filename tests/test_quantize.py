@@ -8,8 +8,8 @@ import torch
 from gr00t_fast.backends import fidelity, make_backend
 from gr00t_fast.model import load_model
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
-from gr00t_fast.policy.loading import load_policy, quantize_model
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.loading import load_policy, quantize_model
+from gr00t_fast.model.inputs import example_inputs
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
 # Values each format holds exactly at scale 1 (e4m3: 3 mantissa bits), each row reaching the format's maximum.

@@ -10,9 +10,9 @@ import torch
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import format_summary, summarize
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest, freeze_ramp, guidance_weight, rtc_sample, soft_mask
-from gr00t_fast.policy.loading import load_policy
-from gr00t_fast.policy.processor import example_inputs
-from test_control import FakePolicy, FakeRobot, make_loop
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model.inputs import example_inputs
+from fakes import FakePolicy, FakeRobot, make_loop
 
 E1 = math.e - 1
 
@@ -255,7 +255,10 @@ class FakeRtcPolicy(FakePolicy):
         super().__init__(lambda state, call: state[0] + np.arange(16)[:, None] * np.ones(6))
         self.requests: list[tuple[float, RtcRequest]] = []
 
-    def get_action(self, obs, rtc=None):
+    def supports_rtc(self):
+        return True
+
+    def get_action(self, obs, *, noise=None, denoising_steps=None, rtc=None):
         out = super().get_action(obs)
         chunk = np.concatenate([out["action.single_arm"], out["action.gripper"]], axis=1)
         self.requests.append((float(obs["state.single_arm"][0][0]), rtc))
@@ -267,7 +270,7 @@ def test_rtc_requires_async_and_a_policy_that_takes_it():
         ControlConfig(mode="sync", rtc="guided")
     with pytest.raises(ValueError, match="rtc must be one of"):
         ControlConfig(rtc="blend")
-    with pytest.raises(ValueError, match="needs a policy whose get_action takes rtc="):
+    with pytest.raises(ValueError, match="needs a policy that supports real-time chunking"):
         make_loop(FakeRobot(), FakePolicy(lambda s, c: np.zeros((16, 6))), mode="async", rtc="guided")
 
 

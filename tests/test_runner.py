@@ -62,7 +62,7 @@ def test_yaml_configs_load_and_flags_override_them(name):
 
 
 def test_demo_checkpoint_is_generated_once(tmp_path, monkeypatch):
-    import gr00t_fast.dev.make_checkpoint as make_checkpoint
+    import gr00t_fast.model.random_checkpoint as make_checkpoint
 
     calls = []
 

@@ -23,42 +23,13 @@ import zmq
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
 from gr00t_fast.serve.server import build_parser, main
 
+from fakes import CRASH_KEY, MODALITY_CONFIG, ServedPolicy
+
 REPO = Path(__file__).resolve().parents[1]
 needs_policy = pytest.mark.skipif(importlib.util.find_spec("gr00t_fast.policy") is None, reason="gr00t_fast.policy not available")
 
-MODALITY_CONFIG = {
-    "video": {"delta_indices": [0], "modality_keys": ["video.webcam"]},
-    "state": {"delta_indices": [0], "modality_keys": ["state.single_arm", "state.gripper"]},
-    "action": {"delta_indices": list(range(16)), "modality_keys": ["action.single_arm", "action.gripper"]},
-    "language": {"delta_indices": [0], "modality_keys": ["annotation.human.task_description"]},
-}
 
 
-CRASH_KEY = "test.crash"  # makes the fake policy fail like a bug would (not a ValueError)
-
-
-class FakePolicy:
-    """Deterministic policy: actions are a function of the observation; blocks on `gate` when one is set."""
-
-    def __init__(self, gate: threading.Event | None = None):
-        self.gate = gate
-
-    def get_action(self, observation: dict) -> dict:
-        for key in ("video.webcam", "state.single_arm", "state.gripper"):
-            if key not in observation:
-                raise ValueError(f"observation is missing {key!r}")
-        if CRASH_KEY in observation:
-            raise RuntimeError("policy crashed")
-        if self.gate is not None:
-            self.gate.wait(10)
-        rng = np.random.default_rng(int(np.asarray(observation["video.webcam"]).sum()))
-        return {
-            "action.single_arm": (rng.standard_normal((16, 5)) + observation["state.single_arm"]).astype(np.float32),
-            "action.gripper": rng.standard_normal((16, 1)).astype(np.float32),
-        }
-
-    def get_modality_config(self) -> dict:
-        return MODALITY_CONFIG
 
 
 def so100_observation(seed: int = 0) -> dict:
@@ -73,7 +44,7 @@ def so100_observation(seed: int = 0) -> dict:
 
 @contextlib.contextmanager
 def running_server(policy=None, **kwargs):
-    server = PolicyServer(policy or FakePolicy(), host=kwargs.pop("host", "127.0.0.1"), port=0, poll_ms=20, **kwargs)
+    server = PolicyServer(policy or ServedPolicy(), host=kwargs.pop("host", "127.0.0.1"), port=0, poll_ms=20, **kwargs)
     with server.in_thread(join_timeout=5):
         yield server
 
@@ -182,14 +153,14 @@ def test_legacy_decoder_builds_no_arbitrary_objects(tmp_path):
 
 
 def test_round_trip_is_bit_exact(server, client):
-    policy, obs = FakePolicy(), so100_observation(1)
+    policy, obs = ServedPolicy(), so100_observation(1)
     assert_same_arrays(client.get_action(obs), policy.get_action(obs))
     assert_same_arrays(raw_request(server, [protocol.pack({"data": obs})]), policy.get_action(obs))  # upstream default
     assert client.ping()
 
 
 def test_legacy_round_trip_is_bit_exact():
-    policy, obs = FakePolicy(), so100_observation(2)
+    policy, obs = ServedPolicy(), so100_observation(2)
     with running_server(allow_legacy_format=True) as server, client_for(server, legacy_format=True) as client:
         assert_same_arrays(client.get_action(obs), policy.get_action(obs))
         assert client.get_modality_config() == MODALITY_CONFIG
@@ -265,7 +236,7 @@ def test_bad_input_gets_error_then_server_still_serves(server, client, name):
     reply = raw_request(server, frames)
     assert isinstance(reply, dict) and expected in reply["error"], reply
     obs = so100_observation(4)
-    assert_same_arrays(client.get_action(obs), FakePolicy().get_action(obs))
+    assert_same_arrays(client.get_action(obs), ServedPolicy().get_action(obs))
 
 
 def test_fuzzed_messages_never_kill_the_server(server, client):
@@ -311,18 +282,18 @@ def test_oversized_messages():
 
 def test_timeout_recreates_socket_and_next_call_works():
     gate = threading.Event()
-    with running_server(FakePolicy(gate)) as server, client_for(server, timeout_ms=1000) as client:
+    with running_server(ServedPolicy(gate)) as server, client_for(server, timeout_ms=1000) as client:
         with pytest.raises(TimeoutError, match="within 1000 ms"):
             client.get_action(so100_observation(7))
         gate.set()
         obs = so100_observation(8)
         assert client.ping()
-        assert_same_arrays(client.get_action(obs), FakePolicy().get_action(obs))
+        assert_same_arrays(client.get_action(obs), ServedPolicy().get_action(obs))
 
 
 def test_client_leaving_mid_request_does_not_block_server():
     gate = threading.Event()
-    with running_server(FakePolicy(gate)) as server:
+    with running_server(ServedPolicy(gate)) as server:
         leaver = zmq.Context.instance().socket(zmq.REQ)
         leaver.connect(server.address)
         leaver.send(_request(endpoint="get_action", data=so100_observation(9)))
@@ -353,7 +324,7 @@ def test_api_token():
                     client.ping()
         with client_for(server, api_token="s3cret") as client:
             assert client.ping()
-            assert_same_arrays(client.get_action(obs), FakePolicy().get_action(obs))
+            assert_same_arrays(client.get_action(obs), ServedPolicy().get_action(obs))
 
 
 def test_host_is_honoured():
@@ -370,7 +341,7 @@ def test_host_is_honoured():
 
 
 def test_kill_endpoint_stops_server():
-    server = PolicyServer(FakePolicy(), port=0, poll_ms=20)
+    server = PolicyServer(ServedPolicy(), port=0, poll_ms=20)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     with client_for(server) as client:

@@ -5,7 +5,7 @@ import json
 import pytest
 from shared_data import shared_path
 
-from gr00t_fast.policy.tokenizer import PromptTokenizer, build_prompt
+from gr00t_fast.model.tokenizer import PromptTokenizer, build_prompt
 
 # Real N1.5 ids (Qwen3 vocabulary + Eagle added tokens).
 IMG_CONTEXT, IMG, END_IMG, IM_START, IM_END, PAD = 151669, 151670, 151671, 151644, 151645, 151643

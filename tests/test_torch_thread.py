@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from gr00t_fast.policy.loading import load_policy
-from gr00t_fast.policy.torch_thread import on_torch_thread, run_on_torch_thread
+from gr00t_fast.loading import load_policy
+from gr00t_fast.runtime.torch_thread import on_torch_thread, run_on_torch_thread
 
 
 def test_runs_on_one_thread_reentrantly_and_propagates_errors():
@@ -48,7 +48,7 @@ def test_the_policy_device_is_made_current_on_the_torch_thread(tiny_checkpoint, 
     import torch
 
     from gr00t_fast.policy import loading, policy as policy_module
-    from gr00t_fast.policy.torch_thread import use_device
+    from gr00t_fast.runtime.torch_thread import use_device
 
     made_current = []
     monkeypatch.setattr(torch.cuda, "set_device", made_current.append)

@@ -10,15 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gr00t_fast.policy.data_config import DataConfig, from_modality_config
+from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import resize_frame
 from gr00t_fast.robot.base import CameraError
-
-
-def policy_data_config(policy: Any) -> DataConfig:
-    """The data config of an in-process policy, or the one its `get_modality_config()` describes (servers)."""
-    data_config = getattr(policy, "data_config", None)
-    return data_config if data_config is not None else from_modality_config("remote", policy.get_modality_config())
 
 
 def resolve_camera_map(

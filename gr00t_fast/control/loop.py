@@ -24,7 +24,6 @@ them in a row.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import queue
 import signal
@@ -38,11 +37,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from gr00t_fast.control.adapter import RobotAdapter, policy_data_config
+from gr00t_fast.control.adapter import RobotAdapter
 from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.literals import literal
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
-from gr00t_fast.robot.base import CameraError
+from gr00t_fast.policy.base import Policy
+from gr00t_fast.robot.base import CameraError, Robot
 
 ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
 RtcMode = literal("off", "freeze", "guided", "guided-identity")  # async chunk switch: blend (off) or real-time chunking
@@ -154,8 +154,8 @@ class ControlLoop:
 
     def __init__(
         self,
-        robot: Any,
-        policy: Any,
+        robot: Robot,
+        policy: Policy,
         config: ControlConfig,
         on_step: Sequence[Callable[[StepRecord], None]] = (),
         report: Callable[[str], None] | None = None,
@@ -163,16 +163,17 @@ class ControlLoop:
         self.robot, self.policy, self.config = robot, policy, config
         self.on_step = list(on_step)
         self.report = report or (lambda msg: print(f"gr00t-fast: {msg}", file=sys.stderr, flush=True))
-        self.adapter = RobotAdapter.build(robot, policy_data_config(policy), config.camera_map,
-                                          getattr(policy, "video_resolution", None), getattr(policy, "key_dims", None))
+        self.adapter = RobotAdapter.build(robot, policy.data_config, config.camera_map, policy.video_resolution,
+                                          policy.key_dims)
         self.lo, self.hi = np.array([robot.joint_limits[key] for key in self.adapter.joint_keys], dtype=np.float64).T
         self.arm = np.array(["gripper" not in key for key in self.adapter.joint_keys])  # joints in degrees
-        if config.rtc != "off" and "rtc" not in inspect.signature(policy.get_action).parameters:
-            raise ValueError(f"rtc={config.rtc} needs a policy whose get_action takes rtc= (Gr00tPolicy with backend "
-                             f"torch, or a PolicyClient); {type(policy).__name__} does not")
-        horizon = getattr(policy, "action_horizon", None)
-        if horizon is not None and config.action_horizon > horizon:
-            raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of {horizon} actions")
+        if config.rtc != "off" and not policy.supports_rtc():
+            raise ValueError(f"rtc={config.rtc} needs a policy that supports real-time chunking (Gr00tPolicy with "
+                             f"backend torch, or a PolicyClient in the msgpack format); this {type(policy).__name__} "
+                             "does not")
+        if config.action_horizon > policy.action_horizon:
+            raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of "
+                             f"{policy.action_horizon} actions")
         self.period = 1.0 / config.fps
         self.queue = ActionQueue(len(self.adapter.joint_keys))
         self.records: list[StepRecord] = []
@@ -210,7 +211,7 @@ class ControlLoop:
         if self.last_safe is None:
             self.last_safe = state
         policy_obs = self._policy_observation(obs)
-        warning = getattr(self.policy, "state_warning", lambda _: None)(policy_obs)
+        warning = self.policy.state_warning(policy_obs)
         if warning:
             self.report(warning)
         result = self._infer(self._request(policy_obs, step=0))

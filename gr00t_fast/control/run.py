@@ -23,10 +23,12 @@ from draccus.utils import DecodingError, ParsingError
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
-from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.model.provenance import random_weights
+from gr00t_fast.model.random_checkpoint import cached_checkpoint
+from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.config import PolicyConfig
-from gr00t_fast.policy.torch_thread import exit_if_busy
+from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 
 
@@ -54,9 +56,7 @@ class RunConfig(PolicyConfig, ControlConfig):
 
 
 def demo_checkpoint() -> Path:
-    """The random-weight "small" demo checkpoint, generated on first use (the only use of a dev tool here)."""
-    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
-
+    """The random-weight "small" demo checkpoint for the simulation, generated on first use."""
     return cached_checkpoint("demo_small", "small")
 
 
@@ -83,7 +83,7 @@ def make_policy(cfg: RunConfig) -> Any:
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token,
                             legacy_format=cfg.policy_legacy_format, robot_id=cfg.robot_id)
-    return cfg.load(cfg.model_path or str(demo_checkpoint()), warmup=True, announce=True)
+    return create_policy(cfg, cfg.model_path or str(demo_checkpoint()), warmup=True, announce=True)
 
 
 INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C before it drove the robot (128 + SIGINT)

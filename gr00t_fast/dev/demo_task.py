@@ -24,7 +24,7 @@ from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
 from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.policy.metadata import load_metadata
-from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
+from gr00t_fast.model.inputs import EXAMPLE_INSTRUCTION, example_inputs
 
 POSES = np.array([[-40.0, -30.0, 40.0, 50.0, -30.0, 15.0],  # the two poses the arm swings between: five arm joints
                   [40.0, 10.0, 60.0, 70.0, 30.0, 70.0]])  # in degrees, then the gripper (0 closed - 100 open)

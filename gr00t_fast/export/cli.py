@@ -14,7 +14,7 @@ import torch
 
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 from gr00t_fast.policy.data_config import get_data_config
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.model.inputs import example_inputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,12 +37,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
+    cameras = len(get_data_config(args.data_config).video_keys)
     if args.target == "tensorrt":
         from gr00t_fast.export.tensorrt import build_engines
 
         max_batch = max(args.batch, args.max_batch or args.batch)
         try:
-            build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
+            build_engines(args.model_path, out, cameras=cameras, batch=(1, args.batch, max_batch),
                           num_steps=args.steps, precision=args.precision,
                           instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
         except RuntimeError as err:
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     from gr00t_fast.model import load_model
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
-    cameras = len(get_data_config(args.data_config).video_keys)
     steps = args.steps or model.config.num_inference_timesteps
     inputs, noise = example_inputs(model.config, batch=args.batch, cameras=cameras)
     if args.target == "onnx":

@@ -19,7 +19,7 @@ from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend, to_numpy
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.model.inputs import example_inputs
 
 log = logging.getLogger(__name__)
 

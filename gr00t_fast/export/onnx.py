@@ -18,10 +18,10 @@ from torch import nn
 from tqdm import tqdm
 
 from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
-from gr00t_fast.cache import cache_dir, checkpoint_fingerprint
+from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.model.inputs import example_inputs
 
 log = logging.getLogger(__name__)
 

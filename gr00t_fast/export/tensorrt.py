@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from gr00t_fast.backends.tensorrt import Profile, Shape, TensorRTBackend
-from gr00t_fast.cache import checkpoint_fingerprint
+from gr00t_fast.runtime.cache import checkpoint_fingerprint
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind, sampler_name
-from gr00t_fast.policy.data_config import get_data_config
-from gr00t_fast.policy.processor import EXAMPLE_INSTRUCTION, example_inputs
-from gr00t_fast.policy.tokenizer import PromptTokenizer
+from gr00t_fast.model.inputs import EXAMPLE_INSTRUCTION, example_inputs
+from gr00t_fast.model.tokenizer import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +225,7 @@ def build_engines(
     model_path: str | Path,
     out_dir: str | Path,
     *,
-    data_config: str = "so100",
+    cameras: int = 1,
     batch: tuple[int, int, int] = (1, 1, 1),
     num_steps: int | None = None,
     precision: str = "bf16",
@@ -237,7 +236,7 @@ def build_engines(
     """Engines for every graph in `out_dir/engines`, looked up in that cache first (key: checkpoint fingerprint,
     graph, profile, precision, GPU, TensorRT): only when one is missing is the checkpoint loaded, exported (and
     quantized) and that engine built. Writes `out_dir/manifest.json` (engine names + profiles), which the
-    `tensorrt` backend loads."""
+    `tensorrt` backend loads. `cameras`: images per prompt (the data config's video keys)."""
     import torch
 
     reason = TensorRTBackend.missing(torch.device("cuda"))
@@ -251,7 +250,6 @@ def build_engines(
     out = Path(out_dir)
     config = Gr00tConfig.from_checkpoint(model_path, eagle_path)
     steps = num_steps or config.num_inference_timesteps
-    cameras = len(get_data_config(data_config).video_keys)
     prompt = prompt_length_range(config, cameras, instruction_margin)
     profiles = optimization_profiles(config, cameras, batch, prompt, steps)
     fingerprint = checkpoint_fingerprint(model_path)
@@ -269,8 +267,8 @@ def build_engines(
                          timing_cache=out / "engines" / "timing.cache", progress=progress)
     log.info("TensorRT engines: %d reused from %s, %d built", len(engines) - len(missing), out / "engines", len(missing))
     manifest = dict(checkpoint=str(model_path), fingerprint=fingerprint, precision=precision, gpu=gpu,
-                    compute_capability=capability, tensorrt=trt.__version__, data_config=data_config,
-                    cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps,
+                    compute_capability=capability, tensorrt=trt.__version__, cameras=cameras, batch=list(batch),
+                    prompt=list(prompt), num_steps=steps,
                     graphs={graph: dict(engine=engine.name, profile={k: [list(s) for s in v]
                                                                     for k, v in profiles[graph].items()})
                             for graph, engine in engines.items()})

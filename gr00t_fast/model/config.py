@@ -7,6 +7,16 @@ from typing import Any
 
 from gr00t_fast.model.eagle_assets import HUB_REPO, find_eagle_dir, lerobot_assets_dir, load_eagle_config
 
+# Isaac-GR00T N1.5 EMBODIMENT_TAG_MAPPING, plus the two tags LeRobot adds.
+EMBODIMENT_IDS: dict[str, int] = {
+    "new_embodiment": 31,
+    "oxe_droid": 17,
+    "agibot_genie1": 26,
+    "gr1": 24,
+    "so100": 2,
+    "unitree_g1": 3,
+}
+
 
 @dataclass(frozen=True)
 class VisionConfig:

@@ -5,6 +5,10 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from gr00t_fast.model.config import EMBODIMENT_IDS, Gr00tConfig
+from gr00t_fast.model.tokenizer import PromptTokenizer
+
+EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
 EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
 
 
@@ -60,3 +64,31 @@ def collate(parts: list[ModelInputs], pad_id: int, length: int = 0) -> ModelInpu
                                 for p in parts])
     return ModelInputs(torch.cat(ids), None if bool(mask.all()) else mask, torch.cat([p.pixel_values for p in parts]),
                        torch.cat([p.state for p in parts]), embodiment, batched=True, isolate_padding=True)
+
+
+def example_inputs(
+    config: Gr00tConfig,
+    *,
+    batch: int = 1,
+    cameras: int = 1,
+    instructions: list[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[ModelInputs, torch.Tensor]:
+    """Random `ModelInputs` with the exact N1.5 prompt layout (the checkpoint's tokenizer), and a noise sample.
+
+    Pixels uniform in [-1, 1], normalized state in [-1, 1], embodiment `new_embodiment`. `instructions` (one per
+    sample, left-padded when their lengths differ) overrides `batch`. For tests, exports and benchmarks.
+    """
+    texts = instructions or [EXAMPLE_INSTRUCTION] * batch
+    batch = len(texts)
+    ids, mask = PromptTokenizer.for_model(config)(texts, cameras)
+    gen = torch.Generator().manual_seed(seed)
+    size = config.image_size
+    pixels = torch.rand(batch * cameras, 3, size, size, generator=gen) * 2 - 1
+    state = torch.rand(batch, 1, config.max_state_dim, generator=gen) * 2 - 1
+    noise = torch.randn(batch, config.action_horizon, config.max_action_dim, generator=gen)
+    inputs = ModelInputs(ids, None if bool(mask.all()) else mask, pixels, state,
+                         torch.full((batch,), EMBODIMENT_IDS["new_embodiment"], dtype=torch.long))
+    return inputs.to(device, dtype), noise.to(device)

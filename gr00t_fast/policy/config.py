@@ -56,22 +56,6 @@ class PolicyConfig:
         kwargs["model_path"] = model_path or self.model_path
         return kwargs
 
-    def load(self, model_path: str | None = None, warmup: bool = True, announce: bool = False):
-        """The policy this configuration describes (see `gr00t_fast.policy.loading.load_policy`). `announce`
-        prints "loading <path> ..." from the torch thread once the load runs there: a Ctrl-C after that line
-        always interrupts a load in progress (see `torch_thread.exit_if_busy`)."""
-        from gr00t_fast.policy.loading import load_policy
-        from gr00t_fast.policy.torch_thread import run_on_torch_thread
-
-        kwargs = self.load_kwargs(model_path)
-
-        def load() -> Any:
-            if announce:
-                print(f"loading {kwargs['model_path']} ...", flush=True)
-            return load_policy(**kwargs, warmup=warmup)
-
-        return run_on_torch_thread(load)
-
 
 def add_policy_arguments(parser: argparse.ArgumentParser, dashes: bool = False, required_model: bool = True) -> None:
     """One argparse flag per `PolicyConfig` field: `--model_path` (and `--model-path` with `dashes`), choices from

@@ -6,18 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.model.config import checkpoint_file, is_lerobot_config, read_json
-
-# Isaac-GR00T N1.5 EMBODIMENT_TAG_MAPPING, plus the two tags LeRobot adds.
-EMBODIMENT_IDS: dict[str, int] = {
-    "new_embodiment": 31,
-    "oxe_droid": 17,
-    "agibot_genie1": 26,
-    "gr1": 24,
-    "so100": 2,
-    "unitree_g1": 3,
-}
-
+from gr00t_fast.model.config import EMBODIMENT_IDS, checkpoint_file, is_lerobot_config, read_json
 
 @dataclass(frozen=True)
 class MinMax:

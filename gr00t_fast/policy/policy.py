@@ -13,7 +13,7 @@ from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import Processor
-from gr00t_fast.policy.torch_thread import torch_thread, use_device
+from gr00t_fast.runtime.torch_thread import torch_thread, use_device
 
 
 class Timings:
@@ -88,6 +88,10 @@ class Gr00tPolicy:
     @property
     def action_horizon(self) -> int:
         return self.config.action_horizon
+
+    def supports_rtc(self) -> bool:
+        """Real-time chunking needs a backend that runs the sampler step by step (`torch`)."""
+        return self.backend.supports_rtc
 
     def get_modality_config(self) -> dict:
         """modality -> {"delta_indices": [...], "modality_keys": [...]} (plain, serializable)."""

@@ -10,13 +10,12 @@ import torch
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.data_config import DataConfig
-from gr00t_fast.policy.metadata import EMBODIMENT_IDS, EmbodimentMetadata
-from gr00t_fast.policy.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
+from gr00t_fast.policy.metadata import EmbodimentMetadata
+from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 CROP_SCALE = 0.95
-EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
 PIPELINES = ("isaac", "lerobot")
 MAX_FRAME_PIXELS = 4096 * 4096  # larger camera frames are refused (they only cost memory: frames become 224x224)
 MAX_STATE_DEVIATION = 10.0  # |normalized state| beyond this (10x the training range) is refused: wrong units
@@ -331,31 +330,3 @@ def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: 
     return Processor(data_config, metadata, tokenizer, max_state_dim=config.max_state_dim,
                      max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype,
                      pipeline=metadata.source if pipeline == "auto" else pipeline)
-
-
-def example_inputs(
-    config: Gr00tConfig,
-    *,
-    batch: int = 1,
-    cameras: int = 1,
-    instructions: list[str] | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> tuple[ModelInputs, torch.Tensor]:
-    """Random `ModelInputs` with the exact N1.5 prompt layout (the checkpoint's tokenizer), and a noise sample.
-
-    Pixels uniform in [-1, 1], normalized state in [-1, 1], embodiment `new_embodiment`. `instructions` (one per
-    sample, left-padded when their lengths differ) overrides `batch`. For tests, exports and benchmarks.
-    """
-    texts = instructions or [EXAMPLE_INSTRUCTION] * batch
-    batch = len(texts)
-    ids, mask = PromptTokenizer.for_model(config)(texts, cameras)
-    gen = torch.Generator().manual_seed(seed)
-    size = config.image_size
-    pixels = torch.rand(batch * cameras, 3, size, size, generator=gen) * 2 - 1
-    state = torch.rand(batch, 1, config.max_state_dim, generator=gen) * 2 - 1
-    noise = torch.randn(batch, config.action_horizon, config.max_action_dim, generator=gen)
-    inputs = ModelInputs(ids, None if bool(mask.all()) else mask, pixels, state,
-                         torch.full((batch,), EMBODIMENT_IDS["new_embodiment"], dtype=torch.long))
-    return inputs.to(device, dtype), noise.to(device)

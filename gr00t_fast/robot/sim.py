@@ -23,7 +23,7 @@ import numpy as np
 from gr00t_fast.robot.base import (
     ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_relative, clip_to_limits, joint_dict,
 )
-from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.robot.config import SimSO100Config
 
 INSTALL_HINT = 'install the simulation extra: pip install "gr00t-fast[sim]"'

@@ -7,12 +7,14 @@ a reply in `timeout_ms` raises TimeoutError and the REQ socket is replaced so th
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import zmq
 
 from gr00t_fast.model.rtc import RtcRequest
+from gr00t_fast.policy.data_config import DataConfig, from_modality_config
 from gr00t_fast.serve import protocol
 
 
@@ -21,6 +23,13 @@ class ServerError(RuntimeError):
 
 
 class PolicyClient:
+    """A policy served over the Isaac-GR00T ZeroMQ protocol (`gr00t-fast serve`, `fleet serve`, NVIDIA's server), as
+    a `gr00t_fast.policy.Policy`: its keys and chunk length come from the server's `get_modality_config`, asked once.
+    """
+
+    video_resolution = None  # the server resizes frames to its training resolution itself
+    key_dims = None  # and checks the widths of the state keys
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -81,10 +90,31 @@ class PolicyClient:
             return False
         return True
 
-    def get_action(self, observation: dict[str, Any], rtc: RtcRequest | None = None) -> dict[str, np.ndarray]:
+    @cached_property
+    def data_config(self) -> DataConfig:
+        return from_modality_config("remote", self.get_modality_config())
+
+    @cached_property
+    def action_horizon(self) -> int:
+        return len(self.get_modality_config()["action"]["delta_indices"])
+
+    def supports_rtc(self) -> bool:
+        """Real-time chunking travels in the msgpack format (a gr00t-fast server answers it; others refuse)."""
+        return not self.legacy_format
+
+    def state_warning(self, observation: dict[str, Any]) -> None:
+        """The server, which knows the statistics, refuses a state far outside them."""
+        return None
+
+    def get_action(self, observation: dict[str, Any], *, noise: Any = None, denoising_steps: int | None = None,
+                   rtc: RtcRequest | None = None) -> dict[str, np.ndarray]:
         """The server's actions; a reply that is not a map of finite arrays is an error, never an action.
 
-        `rtc` (an `RtcRequest`) travels with the observation to a gr00t-fast server (real-time chunking)."""
+        `rtc` (an `RtcRequest`) travels with the observation to a gr00t-fast server (real-time chunking). `noise`
+        and `denoising_steps` are the server's to choose: the protocol carries neither."""
+        if noise is not None or denoising_steps is not None:
+            raise ValueError("noise and denoising_steps are not sent to a policy server (start it with "
+                             "--denoising_steps instead)")
         if rtc is not None:
             if self.legacy_format:
                 raise ValueError("rtc needs a gr00t-fast server in the msgpack format, not legacy_format")

@@ -37,10 +37,11 @@ import torch
 from gr00t_fast.backends.graph import GraphBackend
 from gr00t_fast.model.inputs import ModelInputs, collate
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.policy import Gr00tPolicy
-from gr00t_fast.interrupt import raised_by_interrupt
-from gr00t_fast.policy.torch_thread import exit_if_busy, torch_thread
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.torch_thread import exit_if_busy, torch_thread
 from gr00t_fast.serve import protocol
 from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, bounded_stack
 
@@ -390,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
     try:
-        policy = policy_config_from_args(args).load(warmup=True, announce=True)
+        policy = create_policy(policy_config_from_args(args), warmup=True, announce=True)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)

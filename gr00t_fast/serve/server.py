@@ -22,13 +22,15 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 import zmq
 
-from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
+from gr00t_fast.loading import create_policy
+from gr00t_fast.policy.base import Policy
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
-from gr00t_fast.policy.torch_thread import exit_if_busy
+from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
 
 log = logging.getLogger("gr00t_fast.serve")
@@ -48,12 +50,6 @@ def bounded_stack(e: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
            f"{frames[-limit:]}"
 
 
-class PolicyLike(Protocol):
-    def get_action(self, observation: dict[str, Any]) -> dict[str, Any]: ...
-
-    def get_modality_config(self) -> dict[str, Any]: ...
-
-
 @dataclass
 class Pending:
     """A get_action request waiting for, or in, inference."""
@@ -70,7 +66,7 @@ class Pending:
 
 
 class PolicyServer:
-    """REQ/REP-protocol server around any object with `get_action(obs) -> dict` and `get_modality_config() -> dict`.
+    """REQ/REP-protocol server around a `Policy` (it calls `get_action` and `get_modality_config`).
 
     Messages over `max_message_bytes` get an error reply; beyond twice that, ZeroMQ drops the sender's connection
     without buffering the message (its request then times out). With `allow_legacy_format`, requests in the old
@@ -82,7 +78,7 @@ class PolicyServer:
 
     def __init__(
         self,
-        policy: PolicyLike,
+        policy: Policy,
         host: str = "127.0.0.1",
         port: int = 5555,
         api_token: str | None = None,
@@ -319,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_message_mb <= 0 or args.request_timeout_s <= 0:
             raise ValueError("--max-message-mb and --request-timeout-s must be > 0")
-        policy = policy_config_from_args(args).load(warmup=True, announce=True)
+        policy = create_policy(policy_config_from_args(args), warmup=True, announce=True)
         server = PolicyServer(
             policy,
             host=args.host,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 
 CAMERAS = {"wrist": (480, 640), "front": (480, 640)}  # LeRobot orders cameras by name (and stacks them: one size)
 STATS = {"observation.state": {"min": torch.tensor([-90.0, -95, -100, -90, -98, 1]),

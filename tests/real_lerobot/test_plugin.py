@@ -11,7 +11,7 @@ import pytest
 import torch
 from stand_ins import StandInCamera, write_calibration
 
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 from gr00t_fast.robot.base import ACTION_KEYS
 from gr00t_fast.robot.follower import SO100_JOINT_LIMITS_DEG
 

@@ -17,7 +17,7 @@ import torch
 
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 
 try:
     UPSTREAM = Upstream.find()

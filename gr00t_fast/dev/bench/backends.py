@@ -25,7 +25,7 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
     """Row name -> a factory of its backend (built lazily: one failure does not stop the others)."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.policy.data_config import get_data_config
-    from gr00t_fast.policy.loading import build_backend, quantize_model
+    from gr00t_fast.loading import build_backend, quantize_model
 
     data_config = get_data_config(bench.policy.data_config)
 

@@ -40,7 +40,7 @@ class Bench:
     command: str
 
     def load(self, **overrides: Any) -> Any:
-        from gr00t_fast.policy.loading import load_policy
+        from gr00t_fast.loading import load_policy
 
         return load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
 
@@ -87,7 +87,7 @@ def checkpoint_path(model_path: str | None, size: str) -> Path:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model_path {path} is not a checkpoint directory (no config.json)")
         return path
-    from gr00t_fast.dev.make_checkpoint import cached_checkpoint
+    from gr00t_fast.model.random_checkpoint import cached_checkpoint
 
     return cached_checkpoint(f"bench_{size}", size)
 
@@ -261,7 +261,7 @@ def bench_noise(policy: Any, seed: int = 0, batch: int | None = None) -> np.ndar
 
 def model_inputs(model: Any, cameras: int = 1, batch: int = 1, seed: int = 0) -> tuple[Any, torch.Tensor]:
     """Preprocessed inputs (`ModelInputs`) and initial noise for `model`, on its device and in its dtype."""
-    from gr00t_fast.policy.processor import example_inputs
+    from gr00t_fast.model.inputs import example_inputs
 
     return example_inputs(model.config, batch=batch, cameras=cameras, seed=seed, device=model.device, dtype=model.dtype)
 

@@ -38,7 +38,7 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
     """Load, convert and build one row, then its cold call, warm calls, peak memory and action error."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.control.telemetry import stats_ms
-    from gr00t_fast.policy.loading import quantize_model
+    from gr00t_fast.loading import quantize_model
 
     dtype, backend_name, quantize = ROWS[name]
     if device.type != "cuda" and backend_name == "cuda-graph" and quantize:

@@ -17,7 +17,7 @@ from gr00t_fast.dev.bench.common import (
     INSTRUCTION, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
     figure, local_server, measure, parse_address, policy_client, timed,
 )
-from gr00t_fast.policy.torch_thread import torch_thread
+from gr00t_fast.runtime.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
 
 ALL_BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
@@ -41,10 +41,10 @@ def check(args: argparse.Namespace) -> None:
                          f"got {args.steps} and {args.backends}")
 
 
-@torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.policy.torch_thread)
+@torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.runtime.torch_thread)
 def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dict[str, tuple[Any, float]], list[str]]:
     """({name: (backend, build s)}, notes on the skipped ones)."""
-    from gr00t_fast.policy.loading import build_backend
+    from gr00t_fast.loading import build_backend
 
     built, notes = {}, []
     for name in names:

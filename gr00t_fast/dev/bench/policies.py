@@ -134,7 +134,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
     from lerobot.utils.control_utils import predict_action
 
-    from gr00t_fast.cache import cache_dir
+    from gr00t_fast.runtime.cache import cache_dir
 
     # SO-100 observations as LeRobot's record loop builds them: joint degrees and one RGB uint8 camera frame
     frames = [random_observation(bench.policy.seed + i, {IMAGE: (480, 640)},

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gr00t_fast.control.adapter import RobotAdapter
-from gr00t_fast.policy.loading import load_policy
+from gr00t_fast.loading import load_policy
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
 from gr00t_fast.robot.follower import SO100_JOINT_LIMITS_DEG, SO100_JOINT_LIMITS_RANGE
 from lerobot.policies.pretrained import PreTrainedPolicy

@@ -1,61 +1,48 @@
-"""`load_policy`: checkpoint -> model (+ quantization) -> processor -> backend (+ its artifacts) -> `Gr00tPolicy`."""
+"""The one place that assembles a policy (openpi's `create_trained_policy`): checkpoint -> model (+ quantization)
+-> processor -> backend (+ the artifacts `gr00t_fast.export` makes for it) -> `Gr00tPolicy`.
+
+It sits above every layer: `policy/` knows neither `export/` nor the backend implementations, `export/` knows no
+`policy/`, and this module hands each what it needs.
+"""
 
 from pathlib import Path
 
 import torch
 
 from gr00t_fast.backends import Backend, require_backend
+from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.export import ensure_artifacts
+from gr00t_fast.model import load_model
+from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.quantize import MODES, quantize_linears
+from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
+from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.data_config import DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
-from gr00t_fast.policy.tokenizer import MAX_INSTRUCTION_TOKENS
-from gr00t_fast.policy.torch_thread import torch_thread, use_device
+from gr00t_fast.runtime.heap import keep_freed_memory
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
+
+__all__ = ["TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "quantize_model"]
 
 TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
-ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
 
 
 def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
     """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1)."""
-    from gr00t_fast.backends.eager import TorchBackend
-    from gr00t_fast.model.quantize import quantize_linears
-    from gr00t_fast.policy.processor import example_inputs
-
     inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
     steps = model.config.num_inference_timesteps
     return quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
 
 
-def cached_engines(model_path: str | Path, data_config: DataConfig, precision: str, eagle_path: Path | None) -> Path:
-    """TensorRT engines for a checkpoint without an engine folder: found in the cache (nothing reloaded or
-    re-exported), else built into it."""
-    from gr00t_fast.cache import cache_dir
-    from gr00t_fast.export.tensorrt import build_engines
-
-    folder = cache_dir() / "tensorrt" / f"{data_config.name}_{precision}"
-    return build_engines(model_path, folder, data_config=data_config.name, precision=precision, eagle_path=eagle_path)
-
-
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
                   backend_dir: str | Path | None = None, options: dict | None = None) -> Backend:
-    """The backend `name` for `model` with its artifacts: `backend_dir` when given, else exported (ONNX) or
-    built (TensorRT) into the cache. The capability check comes first: nothing is exported for a backend this
-    machine cannot run."""
+    """The backend `name` for `model` with its artifacts (`export.ensure_artifacts`). The capability check comes
+    first: nothing is exported for a backend this machine cannot run."""
     cls = require_backend(name, model.device)
-    options = dict(options or {})
-    if backend_dir is not None:
-        if name not in ARTIFACT_OPTION:
-            raise ValueError(f"backend_dir is for the backends {sorted(ARTIFACT_OPTION)}, not {name!r}")
-        options[ARTIFACT_OPTION[name]] = backend_dir
-    elif name == "onnxruntime" and "onnx_dir" not in options:
-        from gr00t_fast.export.onnx import cached_onnx_export
-
-        options.update(cached_onnx_export(model, model_path))
-    elif name == "tensorrt" and "engine_dir" not in options:
-        options["engine_dir"] = cached_engines(model_path, data_config, options.pop("precision", "bf16"),
-                                               model.config.eagle_dir)
-    return cls(model, **options)
+    return cls(model, **ensure_artifacts(name, model, model_path, cameras=len(data_config.video_keys),
+                                         backend_dir=backend_dir, options=options))
 
 
 @torch_thread
@@ -89,10 +76,6 @@ def load_policy(
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
     """
-    from gr00t_fast.model import load_model
-    from gr00t_fast.model.quantize import MODES
-    from gr00t_fast.policy.heap import keep_freed_memory
-
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
         raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
                          f"{TORCH_BACKENDS}, got backend {backend!r} (exported graphs: gr00t-fast export int8)")
@@ -115,3 +98,18 @@ def load_policy(
     if warmup:
         policy.warmup()
     return policy
+
+
+def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup: bool = True,
+                  announce: bool = False) -> Gr00tPolicy:
+    """The policy `config` describes (`model_path` overrides its checkpoint, e.g. the simulation's demo one).
+    `announce` prints "loading <path> ..." from the torch thread once the load runs there: a Ctrl-C after that line
+    always interrupts a load in progress (see `runtime.torch_thread.exit_if_busy`)."""
+    kwargs = config.load_kwargs(model_path)
+
+    def load() -> Gr00tPolicy:
+        if announce:
+            print(f"loading {kwargs['model_path']} ...", flush=True)
+        return load_policy(**kwargs, warmup=warmup)
+
+    return run_on_torch_thread(load)

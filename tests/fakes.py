@@ -1,0 +1,135 @@
+"""The test suite's stand-ins, in one place: a robot (hardware is the one thing faked), policies that implement
+`gr00t_fast.policy.Policy` with scripted actions, and a clock for exact loop timing."""
+
+import threading
+
+import numpy as np
+
+from gr00t_fast.control.loop import ControlConfig, ControlLoop
+
+from gr00t_fast.policy.data_config import DATA_CONFIGS
+from gr00t_fast.robot import JOINT_NAMES
+from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, CameraError
+
+FRAME_VALUE = 7
+CRASH_KEY = "test.crash"  # makes ServedPolicy fail like a bug would (not a ValueError)
+MODALITY_CONFIG = {
+    "video": {"delta_indices": [0], "modality_keys": ["video.webcam"]},
+    "state": {"delta_indices": [0], "modality_keys": ["state.single_arm", "state.gripper"]},
+    "action": {"delta_indices": list(range(16)), "modality_keys": ["action.single_arm", "action.gripper"]},
+    "language": {"delta_indices": [0], "modality_keys": ["annotation.human.task_description"]},
+}
+
+class FakeRobot:
+    """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
+
+    camera_names = ("front",)
+    action_features = {key: float for key in ACTION_KEYS}
+    joint_groups = SO100_JOINT_GROUPS
+
+    def __init__(self, limits=1000.0, clock=False, camera_fails=()):
+        self.joint_limits = {f"{j}.pos": (-limits, limits) for j in JOINT_NAMES[:5]} | {"gripper.pos": (0.0, 100.0)}
+        self.pos = np.zeros(6)
+        self.clock = clock
+        self.camera_fails = set(camera_fails)
+        self.observations = 0
+        self.sent: list[np.ndarray] = []
+
+    def get_observation(self):
+        n = self.observations
+        self.observations += 1
+        if n in self.camera_fails:
+            raise CameraError("front: no frame")
+        pos = np.full(6, float(n)) if self.clock else self.pos
+        return {f"{j}.pos": float(v) for j, v in zip(JOINT_NAMES, pos)} | {
+            "front": np.full((12, 16, 3), FRAME_VALUE, np.uint8)
+        }
+
+    def send_action(self, action):
+        self.pos = np.array([action[f"{j}.pos"] for j in JOINT_NAMES])
+        self.sent.append(self.pos)
+        return dict(action)
+
+
+class FakePolicy:
+    """`plan(state (6,), call) -> (16, 6)` decides the chunk; checks every observation it receives."""
+
+    action_horizon = 16
+    data_config = DATA_CONFIGS["so100"]
+    video_resolution = {"video.webcam": (32, 24)}
+    key_dims = None
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.calls = 0
+
+    def get_modality_config(self):
+        return self.data_config.modality_config(self.action_horizon)
+
+    def supports_rtc(self):
+        return False
+
+    def state_warning(self, obs):
+        return None
+
+    def get_action(self, obs, *, noise=None, denoising_steps=None, rtc=None):
+        frame = obs["video.webcam"]
+        assert frame.shape == (1, 24, 32, 3) and (frame == FRAME_VALUE).all()
+        assert obs["annotation.human.task_description"] == ["pick"]
+        state = np.concatenate([obs["state.single_arm"][0], obs["state.gripper"][0]])
+        actions = np.asarray(self.plan(state, self.calls), dtype=np.float32)
+        self.calls += 1
+        return {"action.single_arm": actions[:, :5], "action.gripper": actions[:, 5:]}
+
+
+class ServedPolicy:
+    """Deterministic policy: actions are a function of the observation; blocks on `gate` when one is set."""
+
+    action_horizon = 16
+    data_config = DATA_CONFIGS["so100"]
+    video_resolution = key_dims = None
+
+    def __init__(self, gate: threading.Event | None = None):
+        self.gate = gate
+
+    def supports_rtc(self) -> bool:
+        return False
+
+    def state_warning(self, observation: dict) -> None:
+        return None
+
+    def get_action(self, observation: dict, *, noise=None, denoising_steps=None, rtc=None) -> dict:
+        for key in ("video.webcam", "state.single_arm", "state.gripper"):
+            if key not in observation:
+                raise ValueError(f"observation is missing {key!r}")
+        if CRASH_KEY in observation:
+            raise RuntimeError("policy crashed")
+        if self.gate is not None:
+            self.gate.wait(10)
+        rng = np.random.default_rng(int(np.asarray(observation["video.webcam"]).sum()))
+        return {
+            "action.single_arm": (rng.standard_normal((16, 5)) + observation["state.single_arm"]).astype(np.float32),
+            "action.gripper": rng.standard_normal((16, 1)).astype(np.float32),
+        }
+
+    def get_modality_config(self) -> dict:
+        return MODALITY_CONFIG
+
+
+class FakeClock:
+    """The loop's time: advances only when the loop sleeps or the robot works, so timing is exact."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def make_loop(robot, policy, **kw):
+    errors = []
+    loop = ControlLoop(robot, policy, ControlConfig(lang_instruction="pick", **kw), report=errors.append)
+    return loop, errors

@@ -1,0 +1,102 @@
+"""The package's shape: which folder may import which (imports inside functions counted), the public names of every
+package, the old module paths that still import, and the README's Python examples run as written."""
+
+import ast
+import importlib
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+import gr00t_fast
+from gr00t_fast.moved import MOVED
+
+PACKAGE = Path(gr00t_fast.__file__).parent
+REPO = PACKAGE.parent
+PACKAGES = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+def room(module: str) -> str:
+    """The folder of a gr00t_fast module ("policy"), or the module itself for top-level ones ("loading")."""
+    return module.split(".")[1] if module.count(".") else "<root>"
+
+
+def imports() -> list[tuple[str, str, str]]:
+    """(importing module, imported module, file) for every gr00t_fast import in the package, at any depth."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            found += [(module, name, str(path)) for name in names if name.startswith("gr00t_fast.")]
+    return found
+
+
+def test_no_folder_imports_a_folder_that_imports_it_back():
+    edges = {(room(a), room(b)) for a, b, _ in imports() if room(a) != room(b)}
+    edges |= {(a.split(".")[1], b) for a, b, _ in imports() if a.count(".") == 1 and b.count(".") == 1}  # top level
+    cycles = sorted((a, b) for a, b in edges if (b, a) in edges and a < b)
+    assert not cycles, f"folders importing each other: {cycles}"
+
+
+def test_nothing_outside_dev_imports_dev_and_policy_imports_no_export():
+    rows = imports()
+    assert not [(f, b) for a, b, f in rows if room(b) == "dev" and room(a) != "dev"]
+    assert not [(f, b) for a, b, f in rows if room(a) == "policy" and room(b) == "export"]
+    implementations = [(f, b) for a, b, f in rows if room(a) == "policy" and room(b) == "backends"
+                       and b != "gr00t_fast.backends.base"]
+    assert not implementations, "policy/ knows backends through their contract (backends.base) alone"
+
+
+def test_the_runtime_imports_no_other_layer():
+    assert {room(b) for a, b, _ in imports() if room(a) == "runtime"} <= {"runtime"}
+
+
+@pytest.mark.parametrize("package", ["gr00t_fast", *(f"gr00t_fast.{p}" for p in PACKAGES)])
+def test_every_public_name_imports(package):
+    module = importlib.import_module(package)
+    assert isinstance(module.__all__, list), f"{package} lists its public names in __all__"
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_the_top_level_names():
+    from gr00t_fast import Gr00tPolicy, Policy, PolicyClient, PolicyConfig, RtcRequest, create_policy, load_policy
+
+    assert load_policy.__module__ == create_policy.__module__ == "gr00t_fast.loading"
+    assert (Gr00tPolicy.__name__, PolicyConfig.__name__, RtcRequest.__name__) == ("Gr00tPolicy", "PolicyConfig",
+                                                                                   "RtcRequest")
+    for cls in (Gr00tPolicy, PolicyClient):  # both implement the contract the loop, servers and plugin rely on
+        missing = [name for name in ("action_horizon", "data_config", "video_resolution", "key_dims", "get_action",
+                                     "get_modality_config", "supports_rtc", "state_warning") if not hasattr(cls, name)]
+        assert not missing, f"{cls.__name__} lacks {missing} of Policy"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        gr00t_fast.nothing  # noqa: B018
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_module_paths_warn_and_give_the_new_module(old):
+    with pytest.warns(DeprecationWarning, match=f"{re.escape(old)} moved to {re.escape(MOVED[old])}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(MOVED[old])
+
+
+def test_a_moved_package_s_submodules_are_the_new_modules():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert importlib.import_module("gr00t_fast.bench.cli") is importlib.import_module("gr00t_fast.dev.bench.cli")
+
+
+def readme_python_blocks() -> list[str]:
+    """The README's ```python blocks (```py marks the one that needs a fleet node's Triton server)."""
+    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+
+
+def test_the_readme_python_examples_run(tiny_checkpoint):
+    blocks = readme_python_blocks()
+    assert blocks, "the README has Python examples"
+    for block in blocks:
+        code = block.replace("/path/to/checkpoint", str(tiny_checkpoint))
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102 - the project's own README
