@@ -25,7 +25,7 @@ from gr00t_fast.serve.server import build_parser, main
 
 from fakes import CRASH_KEY, MODALITY_CONFIG, ServedPolicy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 needs_policy = pytest.mark.skipif(importlib.util.find_spec("gr00t_fast.policy") is None, reason="gr00t_fast.policy not available")
 
 

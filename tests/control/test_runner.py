@@ -14,7 +14,7 @@ from gr00t_fast.control import run as runner
 from gr00t_fast.robot import OpenCVCameraConfig, SimSO100Config, SO100FollowerConfig
 from gr00t_fast.control.telemetry import load_records, summarize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIM_FLAGS = ["--robot.type=so100_sim", "--robot.cameras={front: {type: sim, width: 160, height: 120}}"]
 
 # the flag line robot users already type (upstream's SO-100 example)
