@@ -123,6 +123,8 @@ class Gr00tPolicy:
         `denoising_steps` overrides the policy default for this call.
         `rtc`: continue the previous chunk (real-time chunking, one observation); its prefix is in the normalized
         space of the `RTC_CHUNK_KEY` (horizon, action dims) array that such a call adds to the result.
+        The call runs on the process's one torch thread (`gr00t_fast.runtime.torch_thread`), whichever thread makes
+        it: the caller waits for it there.
         """
         if rtc is not None:
             rtc.check(self.action_horizon, self.processor.action_dim)
