@@ -22,7 +22,8 @@ def _help(text: str) -> dict:
 
 @dataclass
 class PolicyConfig:
-    model_path: str = field(default="", metadata=_help("checkpoint directory"))
+    model_path: str = field(default="", metadata=_help(
+        "checkpoint directory (run: empty drives the simulation with a random-weight demo checkpoint)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
     data_config: str = field(default="auto", metadata=_help(
         "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))
