@@ -49,7 +49,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return f"{text} (required)".strip()
         if action.nargs == 0 or "default" in text or action.default is argparse.SUPPRESS:
             return text
-        return f"{text} (default: {'none' if action.default is None else '%(default)s'})".strip()
+        default = action.default
+        shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, (list, tuple)) \
+            else str(default).replace("%", "%%")
+        return f"{text} (default: {shown})".strip()
 
 
 class ArgumentParser(argparse.ArgumentParser):
