@@ -24,6 +24,9 @@ EXTRAS = {
 }
 
 
+METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT"}
+
+
 def normalize_flag(arg: str) -> str:
     """`--model-path=x` -> `--model_path=x`: dashes in a long flag's name read as underscores; values untouched."""
     if not arg.startswith("--") or arg == "--":
@@ -63,6 +66,12 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.deprecated = deprecated or {}
+
+    def add_argument(self, *names: str, **options):
+        """As argparse's; a valued flag without choices shows its kind (INT, FLOAT, TEXT) instead of its name."""
+        if names[0].startswith("-") and options.get("action", "store") == "store" and not options.get("choices"):
+            options.setdefault("metavar", METAVARS.get(options.get("type"), "VALUE"))
+        return super().add_argument(*names, **options)
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
         args = list(sys.argv[1:] if args is None else args)

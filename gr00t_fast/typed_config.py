@@ -235,7 +235,8 @@ def flag_fields(cls: type, prefix: str = "", default: Any = None) -> list[FlagFi
     if not issubclass(cls, draccus.ChoiceRegistry):
         return _fields(cls, prefix, default, None)
     registry = cls.get_known_choices()
-    flags = [FlagField(f"{prefix}type", cls.__name__, "", f"which {prefix[:-1]}; each type adds its own settings",
+    flags = [FlagField(f"{prefix}type", f"{prefix[:-1]}: every type", _about(cls),
+                       f"which {prefix[:-1]}; each type adds its own settings",
                        getattr(default, "type", None), tuple(registry), "TYPE")]
     for sub in registry.values():
         names = {f.name for f in flags}
@@ -260,11 +261,15 @@ def _fields(cls: type, prefix: str, default: Any, registry: dict[str, type] | No
             types_ = [name for name, sub in registry.items() if issubclass(sub, owner)]
             group = f"{prefix[:-1]}: every type" if len(types_) == len(registry) else \
                 f"{prefix}type={', '.join(types_)}"
-        doc = owner.__doc__ or ""
-        about = "" if doc.startswith(owner.__name__ + "(") else " ".join(doc.split("\n\n")[0].split())
-        flags.append(FlagField(prefix + f.name, group, about, field_help(cls, f), value, _choices(kind),
+        flags.append(FlagField(prefix + f.name, group, _about(owner), field_help(cls, f), value, _choices(kind),
                                _metavar(kind)))
     return flags
+
+
+def _about(cls: type) -> str:
+    """The first paragraph of a class's docstring ("" for the signature a dataclass writes when it has none)."""
+    doc = cls.__doc__ or ""
+    return "" if doc.startswith(cls.__name__ + "(") else " ".join(doc.split("\n\n")[0].split())
 
 
 def _choices(kind: Any) -> tuple[str, ...] | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
 from gr00t_fast.interrupt import raised_by_interrupt
@@ -165,6 +166,7 @@ def parse(argv: list[str] | None = None) -> RunConfig:
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:
     """"--config_path: no such file: <path>" when `e` is about the file that flag names, else None."""
+    argv = [normalize_flag(arg) for arg in argv]
     paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config_path=")]
     paths += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config_path"]
     if e.filename is None or str(e.filename) not in paths:

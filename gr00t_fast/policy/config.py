@@ -22,6 +22,8 @@ def _help(text: str) -> dict:
 
 @dataclass
 class PolicyConfig:
+    """The policy: the checkpoint, how the network runs (device, dtype, backend, quantization) and its inputs."""
+
     model_path: str = field(default="", metadata=_help(
         "checkpoint directory (run: empty drives the simulation with a random-weight demo checkpoint)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
