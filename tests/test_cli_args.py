@@ -211,6 +211,14 @@ def test_export_without_onnx_names_the_extra_and_writes_nothing(tiny_checkpoint,
     assert not out.exists()
 
 
+def test_export_of_a_bad_checkpoint_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from gr00t_fast.export.cli import main
+
+    out = tmp_path / "out"
+    assert main(["int8", "--model-path", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "does not exist" in one_error_line(capsys) and not out.exists()
+
+
 def test_bench_without_matplotlib_names_the_extra(monkeypatch, capsys):
     from gr00t_fast.dev.bench.cli import main
 

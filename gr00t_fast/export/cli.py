@@ -5,13 +5,15 @@
     gr00t-fast export int8     --model_path CKPT --out DIR [--calibration_samples 8]
 """
 
+import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from gr00t_fast.cli_args import ArgumentParser, MissingExtra, require
+from gr00t_fast.cli_args import ArgumentParser, require
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.policy.processor import example_inputs
@@ -42,27 +44,39 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Export; a bad checkpoint, a missing extra or a failing build is one line and exit code 2, and an output
+    folder this run created is removed again when the export does not finish (nothing half-written is left)."""
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    fresh = not out.exists()
     try:
         require(f"export {args.target}", *NEEDS[args.target])
-    except MissingExtra as e:
-        print(f"gr00t-fast export: error: {e}", file=sys.stderr)
+        if args.target == "tensorrt":
+            export_engines(args, out)
+        else:
+            export_graphs(args, out)
+    except BaseException as e:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        if not isinstance(e, (ImportError, ValueError, OSError, RuntimeError)):
+            raise
+        print(f"gr00t-fast export: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    if args.target == "tensorrt":
-        from gr00t_fast.export.tensorrt import build_engines
+    return 0
 
-        max_batch = max(args.batch, args.max_batch or args.batch)
-        try:
-            build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
-                          num_steps=args.denoising_steps, precision=args.precision,
-                          instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
-        except RuntimeError as err:
-            print(f"gr00t-fast export: {err}", file=sys.stderr)
-            return 2
-        print(f"TensorRT engines and manifest.json written to {out}")
-        return 0
 
+def export_engines(args: argparse.Namespace, out: Path) -> None:
+    from gr00t_fast.export.tensorrt import build_engines
+
+    max_batch = max(args.batch, args.max_batch or args.batch)
+    build_engines(args.model_path, out, data_config=args.data_config, batch=(1, args.batch, max_batch),
+                  num_steps=args.denoising_steps, precision=args.precision,
+                  instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
+    print(f"TensorRT engines and manifest.json written to {out}")
+
+
+def export_graphs(args: argparse.Namespace, out: Path) -> None:
+    """ONNX (fp32) or INT8 graphs and their manifest.json."""
     from gr00t_fast.model import load_model
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
@@ -85,4 +99,3 @@ def main(argv: list[str] | None = None) -> int:
     manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
                     cameras=cameras, num_steps=steps, report=report)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return 0
