@@ -28,8 +28,8 @@ import yaml
 
 from gr00t_fast.cli_args import ArgumentParser, closest
 
-__all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "convert", "flag_fields", "load_yaml",
-           "parse_config", "parse_yaml"]
+__all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "convert", "field_help", "flag_fields",
+           "load_yaml", "parse_config", "parse_yaml", "shown"]
 
 NULL_WORDS = ("", "~", "null", "Null", "NULL")  # YAML's spellings of null: unset an optional field
 TRUE_WORDS, FALSE_WORDS = ("y", "yes", "true", "on"), ("n", "no", "false", "off")  # YAML 1.1's booleans, any case

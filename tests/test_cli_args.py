@@ -40,7 +40,7 @@ def cli(*args: str, script: str | None = None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("word", YAML_WORDS)
 def test_text_flags_keep_every_yaml_word_as_typed(word):
-    cfg = run.parse([f"--lang_instruction={word}", f"--data_config={word}", f"--robot_id={word}", f"--device=cpu",
+    cfg = run.parse([f"--lang_instruction={word}", f"--data_config={word}", f"--robot_id={word}", "--device=cpu",
                      f"--embodiment_tag={word}", *FOLLOWER, f"--robot.id={word}", "--model_path=m"])
     assert (cfg.lang_instruction, cfg.data_config, cfg.embodiment_tag) == (word, word, word)
     expected = None if word in NULLS else word  # an optional text setting is unset by YAML's null spellings only
