@@ -25,8 +25,8 @@ NEEDS = {"onnx": ("onnx", "onnxruntime"), "int8": ("onnx", "onnxruntime"), "tens
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="gr00t-fast export", description=__doc__.split("\n\n")[0]
-                            + " Every flag also takes dashes (--model-path).", deprecated={"--steps": "--denoising_steps"})
+    parser = ArgumentParser(prog="gr00t-fast export", deprecated={"--steps": "--denoising_steps"},
+                            description=__doc__.split("\n\n")[0] + " Every flag also takes dashes (--model-path).")
     parser.add_argument("target", choices=list(NEEDS), help="onnx (fp32 graphs), tensorrt (engines) or int8 (graphs)")
     parser.add_argument("--model_path", required=True, help="GR00T N1.5 checkpoint directory")
     parser.add_argument("--out", required=True, help="output directory")
