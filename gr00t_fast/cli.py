@@ -3,6 +3,9 @@
 import importlib
 import sys
 
+from gr00t_fast import __version__
+from gr00t_fast.cli_args import closest, missing_extra
+
 # subcommand -> (module, help). Each module exposes `main(argv: list[str] | None) -> int | None`.
 COMMANDS = {
     "run": ("gr00t_fast.control.run", "drive a real or simulated SO-100 with the policy in-process"),
@@ -15,8 +18,9 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: gr00t-fast <command> [options]", "", "commands:"]
+    lines = ["usage: gr00t-fast [--version] <command> [options]", "", "commands:"]
     lines += [f"  {name:<16} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "gr00t-fast <command> --help lists its flags; each takes --snake_case and --kebab-case spellings."]
     return "\n".join(lines)
 
 
@@ -25,11 +29,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"gr00t-fast {__version__}")
+        return 0
     if argv[0] not in COMMANDS:
-        print(f"gr00t-fast: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        print(f"gr00t-fast: error: unknown command {argv[0]!r}{closest(argv[0], COMMANDS)}; commands: "
+              f"{', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    except ImportError as e:  # an optional extra a command reached without checking first: name the extra
+        message = missing_extra(e)
+        if message is None:
+            raise
+        print(f"gr00t-fast {argv[0]}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -369,9 +369,9 @@ def test_a_slow_inference_is_answered_within_the_budget_and_pings_go_on():
 
 
 @pytest.mark.parametrize("flag, words", [
-    ("--dtype=float8", "'float8'"), ("--fps=abc", "`fps`: Couldn't parse 'abc'"),
+    ("--dtype=float8", "'float8'"), ("--fps=abc", "--fps: expected a number, got 'abc'"),
     ("--config_path=/nonexistent.yaml", "gr00t-fast run: error: --config_path: no such file: /nonexistent.yaml"),
-    ("--config_path=/", "gr00t-fast run: error: --config_path: is a directory: /"), ("--robot.type=so100_follower", "Missing required field(s) `port`"),
+    ("--config_path=/", "gr00t-fast run: error: --config_path: is a directory: /"), ("--robot.type=so100_follower", "--robot.port: required"),
     ("--denoising_steps=0", "denoising_steps must be >= 1"), ("--device=tpu", "is not a torch device"),
     ("--model_path=/nonexistent", "checkpoint directory /nonexistent does not exist"),
 ])

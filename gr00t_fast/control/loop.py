@@ -53,18 +53,20 @@ RTC_DELAY_WINDOW = 4  # RTC calls whose measured delay bounds the next call's d
 class ControlConfig:
     """How the loop runs (the policy and the robot come separately)."""
 
-    lang_instruction: str = "Place the block in the bowl"
-    fps: float = 30.0
+    lang_instruction: str = "Place the block in the bowl"  # the task, as the policy was trained to read it
+    fps: float = 30.0  # control rate in Hz: one action per period
     mode: ControlMode = "async"  # sync (upstream: infer, then execute the chunk) or async (overlapped)
     action_horizon: int = 8  # actions of each chunk that may be executed
     camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
-    max_consecutive_failures: int = 5
+    max_consecutive_failures: int = 5  # stop after this many failed steps in a row (each holds the last safe pose)
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
     rtc: RtcMode = "off"  # async: off (blend the overlap), freeze, guided or guided-identity (real-time chunking)
     rtc_beta: float = 5.0  # the guided modes' guidance weight ceiling (about the number of denoising steps)
 
     def __post_init__(self) -> None:
+        if not self.lang_instruction.strip():
+            raise ValueError("lang_instruction is empty: give the task, e.g. --lang_instruction='Pick up the cube'")
         if self.mode not in typing.get_args(ControlMode):
             raise ValueError(f"mode must be one of {typing.get_args(ControlMode)}, got {self.mode!r}")
         if self.fps <= 0:

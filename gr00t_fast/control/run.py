@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import draccus
-from draccus.utils import DecodingError, ParsingError
-
+from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
@@ -30,6 +28,7 @@ from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
+from gr00t_fast.typed_config import parse_config
 
 
 @dataclass
@@ -38,13 +37,13 @@ class RunConfig(PolicyConfig, ControlConfig):
 
     robot: RobotConfig = field(default_factory=SimSO100Config)
     duration: float | None = None  # seconds; None: until Ctrl-C or max_steps
-    max_steps: int | None = None
+    max_steps: int | None = None  # stop after this many steps; None: no limit
     record: str | None = None  # write every step as JSON lines here
     policy_host: str | None = None  # drive a ZeroMQ policy server instead of the in-process policy
-    policy_port: int = 5555
-    policy_timeout_ms: int = 15000
+    policy_port: int = 5555  # port of --policy_host
+    policy_timeout_ms: int = 15000  # an answer from --policy_host later than this fails the step
     policy_legacy_format: bool = False  # talk torch.save to an older Isaac-GR00T server (June-Sept 2025)
-    api_token: str | None = None
+    api_token: str | None = None  # the token --policy_host requires (its --api_token)
     robot_id: str | None = None  # this robot's name to a fleet server (its log, its counts); default: the connection
     telemetry_interval: float = 1.0  # seconds between live telemetry lines
 
@@ -153,12 +152,21 @@ def run(cfg: RunConfig) -> int:
     return 1 if loop.aborted else 0
 
 
+DESCRIPTION = """Drive a real or simulated SO-100 with GR00T N1.5 from one terminal (also so100_inference_optimized.py).
+
+Every flag also takes dashes (--model-path). Values are read as their setting's type: text and choices as typed
+(--rtc=off, --lang_instruction=yes), numbers, booleans (true/false/yes/no/on/off), null (or ~) to unset an optional
+setting, YAML for structures (--robot.cameras="{front: {type: opencv, index_or_path: 0}}")."""
+
+
 def parse(argv: list[str] | None = None) -> RunConfig:
-    return draccus.parse(RunConfig, args=sys.argv[1:] if argv is None else argv, prog="gr00t-fast run")
+    """The run's configuration; ValueError (naming the flag, or the config file and key) or OSError when bad."""
+    return parse_config(RunConfig, sys.argv[1:] if argv is None else argv, "gr00t-fast run", DESCRIPTION)
 
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:
     """"--config_path: no such file: <path>" when `e` is about the file that flag names, else None."""
+    argv = [normalize_flag(arg) for arg in argv]
     paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config_path=")]
     paths += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config_path"]
     if e.filename is None or str(e.filename) not in paths:
@@ -171,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse(argv)
-    except (DecodingError, ParsingError, ValueError, OSError) as e:  # a bad flag or config file: one line
-        while type(e) is ParsingError and e.__cause__ is not None:  # "couldn't instantiate": say why
-            e = e.__cause__
+    except (ValueError, OSError) as e:  # a bad flag or config file: one line
         return setup_error((isinstance(e, OSError) and config_path_error(argv, e)) or " ".join(str(e).split()))
     code = run(cfg)
     if code == INTERRUPTED:  # the robot is disconnected; a model load may still run on the torch thread

@@ -1,34 +1,41 @@
 """`gr00t-fast make-checkpoint`: write a random-weight checkpoint in the official layout
 (`gr00t_fast.model.random_checkpoint`).
 
-    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--demo-task reach]
+    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--demo_task reach]
 
-`--demo-task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
+`--demo_task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
 chunks from two modes, for judging chunk switches and real-time chunking, which random weights cannot show.
 """
 
-import argparse
 import math
 
+from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.dev.demo_task import FIT_STEPS, fit_reach
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, write_checkpoint
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gr00t-fast make-checkpoint", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="gr00t-fast make-checkpoint", description=__doc__.split("\n\n")[0]
+                            + " Every flag also takes dashes (--demo-task).")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
+                        help="tiny (tests, seconds), small (CPU benchmarks, the run demo) or full (the official shapes)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random weights (and the demo task's fit)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="dtype on disk (default: float32 for tiny/small, bfloat16 for full)")
-    parser.add_argument("--demo-task", choices=["reach"], default=None,
+    parser.add_argument("--demo_task", choices=["reach"], default=None,
                         help="then fit the action head to a scripted two-pose SO-100 motion (gr00t_fast.dev.demo_task)")
-    parser.add_argument("--demo-steps", type=int, default=FIT_STEPS,
-                        help=f"training steps of --demo-task (default {FIT_STEPS}: about 10 min on 2 CPU cores)")
+    parser.add_argument("--demo_steps", type=int, default=FIT_STEPS,
+                        help=f"training steps of --demo_task (default {FIT_STEPS}: about 10 min on 2 CPU cores)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.demo_steps < 1:
-        parser.error(f"--demo-steps must be >= 1, got {args.demo_steps}")
+        parser.error(f"--demo_steps must be >= 1, got {args.demo_steps}")
     path = write_checkpoint(args.out, args.size, args.seed, args.dtype)
     if args.demo_task:
         first, last = fit_reach(path, steps=args.demo_steps, seed=args.seed)["loss"]

@@ -1,29 +1,38 @@
 """`gr00t-fast export onnx|tensorrt|int8`: graphs, engines and INT8 models from a checkpoint.
 
-    gr00t-fast export onnx     --model_path CKPT --out DIR [--data_config so100] [--steps 4] [--batch 1]
+    gr00t-fast export onnx     --model_path CKPT --out DIR [--data_config so100] [--denoising_steps 4] [--batch 1]
     gr00t-fast export tensorrt --model_path CKPT --out DIR [--precision bf16] [--batch 1] [--max_batch 4]
     gr00t-fast export int8     --model_path CKPT --out DIR [--calibration_samples 8]
 """
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
+from gr00t_fast.cli_args import ArgumentParser, require
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.model.inputs import example_inputs
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="gr00t-fast export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=["onnx", "tensorrt", "int8"])
+# target -> the optional modules it needs, checked before anything is written (TensorRT's engine build checks its
+# own stack: the GPU, TensorRT's version, then onnx)
+NEEDS = {"onnx": ("onnx", "onnxruntime"), "int8": ("onnx", "onnxruntime"), "tensorrt": ()}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="gr00t-fast export", deprecated={"--steps": "--denoising_steps"},
+                            description=__doc__.split("\n\n")[0] + " Every flag also takes dashes (--model-path).")
+    parser.add_argument("target", choices=list(NEEDS), help="onnx (fp32 graphs), tensorrt (engines) or int8 (graphs)")
     parser.add_argument("--model_path", required=True, help="GR00T N1.5 checkpoint directory")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--data_config", default="so100", help="decides the camera count (prompt length)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps unrolled in the sampler graph")
+    parser.add_argument("--denoising_steps", type=int, default=None,
+                        help="denoising steps unrolled in the sampler graph (default: the checkpoint's)")
     parser.add_argument("--batch", type=int, default=1, help="example batch (tensorrt: the optimal batch)")
     parser.add_argument("--max_batch", type=int, default=None, help="tensorrt: largest batch (default --batch)")
     parser.add_argument("--precision", choices=PRECISIONS, default="bf16", help="tensorrt engine precision")
@@ -31,31 +40,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tensorrt: instruction tokens the prompt-length profile allows")
     parser.add_argument("--calibration_samples", type=int, default=8, help="int8: sample observations to calibrate on")
     parser.add_argument("--eagle_path", default=None, help="Eagle assets folder (default: found beside the checkpoint)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Export; a bad checkpoint, a missing extra or a failing build is one line and exit code 2, and an output
+    folder this run created is removed again when the export does not finish (nothing half-written is left)."""
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
-    cameras = len(get_data_config(args.data_config).video_keys)
-    if args.target == "tensorrt":
-        from gr00t_fast.export.tensorrt import build_engines
+    fresh = not out.exists()
+    try:
+        require(f"export {args.target}", *NEEDS[args.target])
+        if args.target == "tensorrt":
+            export_engines(args, out)
+        else:
+            export_graphs(args, out)
+    except BaseException as e:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        if not isinstance(e, (ImportError, ValueError, OSError, RuntimeError)):
+            raise
+        print(f"gr00t-fast export: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
 
-        max_batch = max(args.batch, args.max_batch or args.batch)
-        try:
-            build_engines(args.model_path, out, cameras=cameras, batch=(1, args.batch, max_batch),
-                          num_steps=args.steps, precision=args.precision,
-                          instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
-        except RuntimeError as err:
-            print(f"gr00t-fast export: {err}", file=sys.stderr)
-            return 2
-        print(f"TensorRT engines and manifest.json written to {out}")
-        return 0
 
+def export_engines(args: argparse.Namespace, out: Path) -> None:
+    from gr00t_fast.export.tensorrt import build_engines
+
+    max_batch = max(args.batch, args.max_batch or args.batch)
+    build_engines(args.model_path, out, cameras=len(get_data_config(args.data_config).video_keys),
+                  batch=(1, args.batch, max_batch), num_steps=args.denoising_steps, precision=args.precision,
+                  instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
+    print(f"TensorRT engines and manifest.json written to {out}")
+
+
+def export_graphs(args: argparse.Namespace, out: Path) -> None:
+    """ONNX (fp32) or INT8 graphs and their manifest.json."""
     from gr00t_fast.model import load_model
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
-    steps = args.steps or model.config.num_inference_timesteps
+    cameras = len(get_data_config(args.data_config).video_keys)
+    steps = args.denoising_steps or model.config.num_inference_timesteps
     inputs, noise = example_inputs(model.config, batch=args.batch, cameras=cameras)
     if args.target == "onnx":
         from gr00t_fast.export.onnx import export_onnx
@@ -73,4 +99,3 @@ def main(argv: list[str] | None = None) -> int:
     manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
                     cameras=cameras, num_steps=steps, report=report)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return 0

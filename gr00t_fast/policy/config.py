@@ -1,5 +1,5 @@
-"""`PolicyConfig`: what loading a policy takes, one dataclass for `run` (draccus flags), `serve` and `bench`
-(argparse flags, with inference_service.py's dash spellings too)."""
+"""`PolicyConfig`: what loading a policy takes, one dataclass for `run` (`gr00t_fast.typed_config` flags), `serve`,
+`fleet serve` and `bench` (argparse flags, `gr00t_fast.cli_args`: inference_service.py's dash spellings work too)."""
 
 import argparse
 import dataclasses
@@ -22,7 +22,10 @@ def _help(text: str) -> dict:
 
 @dataclass
 class PolicyConfig:
-    model_path: str = field(default="", metadata=_help("checkpoint directory"))
+    """The policy: the checkpoint, how the network runs (device, dtype, backend, quantization) and its inputs."""
+
+    model_path: str = field(default="", metadata=_help(
+        "checkpoint directory (run: empty drives the simulation with a random-weight demo checkpoint)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
     data_config: str = field(default="auto", metadata=_help(
         "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))
@@ -57,12 +60,11 @@ class PolicyConfig:
         return kwargs
 
 
-def add_policy_arguments(parser: argparse.ArgumentParser, dashes: bool = False, required_model: bool = True) -> None:
-    """One argparse flag per `PolicyConfig` field: `--model_path` (and `--model-path` with `dashes`), choices from
-    the Literal types, help from the field metadata."""
+def add_policy_arguments(parser: argparse.ArgumentParser, required_model: bool = True) -> None:
+    """One argparse flag per `PolicyConfig` field (`--model_path`; a `gr00t_fast.cli_args.ArgumentParser` takes
+    `--model-path` too), choices from the Literal types, help from the field metadata."""
     hints = typing.get_type_hints(PolicyConfig)
     for f in dataclasses.fields(PolicyConfig):
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if dashes and "_" in f.name else [])
         kind = hints[f.name]
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
             kind = next(t for t in typing.get_args(kind) if t is not type(None))
@@ -73,7 +75,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, dashes: bool = False, 
             options["type"] = kind
         if f.name == "model_path" and required_model:
             options = {"required": True, "help": f.metadata["help"], "dest": f.name}
-        parser.add_argument(*names, **options)
+        parser.add_argument(f"--{f.name}", **options)
 
 
 def policy_config_from_args(args: argparse.Namespace) -> PolicyConfig:

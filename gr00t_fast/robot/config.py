@@ -68,6 +68,7 @@ class RobotConfig(draccus.ChoiceRegistry):
     simulated: ClassVar[bool] = False  # True only for a simulation: anything else may move real hardware
 
     id: str | None = None  # tells arms of the same type apart (names the calibration file)
+    # name -> camera: {front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}}
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     # Largest change of a joint target per action, in the action's units (degrees / 0-100): one number for every
     # joint, or per joint ({gripper: 10, wrist_roll: 5}); None: no limit.
@@ -92,8 +93,8 @@ class RobotConfig(draccus.ChoiceRegistry):
 class SO100FollowerConfig(RobotConfig):
     """LeRobot's SO-100 follower arm on a Feetech serial bus."""
 
-    port: str
-    disable_torque_on_disconnect: bool = True
+    port: str  # the arm's serial port (/dev/ttyACM0, /dev/tty.usbmodem..., COM3); lerobot-find-port finds it
+    disable_torque_on_disconnect: bool = True  # motors go limp when the run ends
     use_degrees: bool = True  # False: arm joints in LeRobot's -100..100 range units instead of degrees
     calibration_dir: Path | None = None  # None: LeRobot's default calibration location
 

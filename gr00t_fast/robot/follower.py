@@ -102,6 +102,13 @@ def to_lerobot(config: SO100FollowerConfig) -> Any:
     return follower_cls(lerobot_config)
 
 
+def port_problem(port: str) -> str | None:
+    """Why `port` cannot be the arm's, when that is certain before LeRobot opens it: a device path under /dev/ that
+    does not exist. Anything else (COM3 on Windows, a path elsewhere) is LeRobot's (pyserial's) to judge."""
+    if port.startswith("/dev/") and not Path(port).exists():
+        return f"serial port {port} does not exist (find the arm's port with `lerobot-find-port`)"
+    return None
+
 class LeRobotFollower(So100Features):
     """A real SO-100/SO-101 follower arm driven through LeRobot. Construction touches no hardware."""
 
@@ -129,9 +136,9 @@ class LeRobotFollower(So100Features):
     def connect(self) -> None:
         """Check the port and the calibration file, open the bus and the cameras, make the motors hold the file's
         calibration. Any failure closes what was opened and raises one ConnectionError line."""
-        if not Path(self.config.port).exists():
-            raise ConnectionError(f"{self}: serial port {self.config.port} does not exist (find the arm's port with "
-                                  "`lerobot-find-port`)")
+        problem = port_problem(self.config.port)
+        if problem:
+            raise ConnectionError(f"{self}: {problem}")
         interactive = sys.stdin is not None and sys.stdin.isatty()
         if not self.calibration_file.is_file() and not interactive:
             raise ConnectionError(f"{self}: no calibration file {self.calibration_file}; calibrate the arm first: "

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.model.inputs import ModelInputs, collate
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.loading import create_policy
@@ -351,32 +352,38 @@ class FleetFront(PolicyServer):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gr00t-fast fleet serve",
         description="Serve one GR00T N1.5 policy to many robots: a Triton Inference Server model with dynamic "
-        "batching (gRPC/HTTP), and the Isaac-GR00T ZeroMQ protocol in front for existing robot clients.")
+        "batching (gRPC/HTTP), and the Isaac-GR00T ZeroMQ protocol in front for existing robot clients. Every flag "
+        "also takes dashes (--model-path).")
     add_policy_arguments(parser)
-    parser.add_argument("--max_batch", type=int, default=16, help="largest batch Triton forms (default: 16)")
+    parser.add_argument("--max_batch", type=int, default=16, help="largest batch Triton forms")
     parser.add_argument("--max_queue_delay_ms", type=float, default=5.0,
-                        help="longest a request waits for others to batch with (default: 5)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port (default: 5555)")
+                        help="longest a request waits for others to batch with")
+    parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front")
+    parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port")
     parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request, and in the "
                         "triton-access-token header (gRPC: triton-grpc-protocol-triton-access-token) of Triton's")
-    parser.add_argument("--triton_host", default="127.0.0.1",
-                        help="interface of Triton's gRPC/HTTP endpoints (default: 127.0.0.1)")
-    parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port (default: 8001)")
-    parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port (default: 8000)")
-    parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port (default: 8002)")
-    parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB)
-    parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S)
+    parser.add_argument("--triton_host", default="127.0.0.1", help="interface of Triton's gRPC/HTTP endpoints")
+    parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port")
+    parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port")
+    parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port")
+    parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,
+                        help="largest accepted ZeroMQ request in MiB")
+    parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+                        help="a get_action not answered this long after it arrived gets an error reply (seconds)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        build_parser().print_help()
+        return 0
     if not argv or argv[0] != "serve":
-        print("usage: gr00t-fast fleet serve --model_path PATH [options] (--help for them)", file=sys.stderr)
+        print("gr00t-fast fleet: error: usage: gr00t-fast fleet serve --model_path PATH [options] (--help for them)",
+              file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterator
 
 import zmq
 
-from gr00t_fast.runtime.interrupt import raised_by_interrupt
+from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.base import Policy
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
@@ -288,23 +289,20 @@ class PolicyServer:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gr00t-fast serve",
         description="Serve a GR00T N1.5 policy over the Isaac-GR00T ZeroMQ protocol (drop-in for "
-        "scripts/inference_service.py --server; underscore spellings of the flags work too).",
+        "scripts/inference_service.py --server). Every flag also takes dashes (--model-path).",
     )
-    add_policy_arguments(parser, dashes=True)
-
-    def add(name: str, **kwargs: Any) -> None:  # "--max-message-mb" also as "--max_message_mb"
-        parser.add_argument(*dict.fromkeys([name, "--" + name[2:].replace("-", "_")]), **kwargs)
-
-    add("--port", type=int, default=5555, help="TCP port (default: 5555)")
-    add("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    add("--api-token", default=None, help="require this token in every request")
-    add("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request (default: 64)")
-    add("--request-timeout-s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
-        help="a get_action not answered this long after it arrived gets an error reply (default: 30)")
-    add("--allow-legacy-format", action="store_true", help="also accept the old pickle-based torch.save format")
+    add_policy_arguments(parser)
+    add = parser.add_argument
+    add("--port", type=int, default=5555, help="TCP port")
+    add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
+    add("--api_token", default=None, help="require this token in every request")
+    add("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
+    add("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+        help="a get_action not answered this long after it arrived gets an error reply (seconds)")
+    add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
     return parser
 
@@ -314,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.max_message_mb <= 0 or args.request_timeout_s <= 0:
-            raise ValueError("--max-message-mb and --request-timeout-s must be > 0")
+            raise ValueError("--max_message_mb and --request_timeout_s must be > 0")
         policy = create_policy(policy_config_from_args(args), warmup=True, announce=True)
         server = PolicyServer(
             policy,

@@ -170,7 +170,7 @@ def test_gpu_on_cpu(tmp_path, monkeypatch, capsys):
 
 def test_fleet_serial_rows(tiny_checkpoint, tmp_path):
     """The serial rows of `bench fleet` (the fleet rows need PyTriton: tests/fleet runs them)."""
-    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--servers", "serial", "--robots", "1,2", "--duration_s",
+    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--servers", "serial", "--robots", "1,2", "--duration",
             "1", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path, "fleet", ["fleet.png"])

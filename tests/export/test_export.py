@@ -28,7 +28,7 @@ def model(tiny_checkpoint):
 @pytest.fixture(scope="module")
 def onnx_dir(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    assert cli.main(["onnx", "--model_path", str(tiny_checkpoint), "--out", str(out), "--steps", "2"]) == 0
+    assert cli.main(["onnx", "--model_path", str(tiny_checkpoint), "--out", str(out), "--denoising_steps", "2"]) == 0
     return out
 
 

@@ -266,7 +266,7 @@ def test_bench_fleet_writes_both_servers_rows(tiny_checkpoint, tmp_path):
 
     from gr00t_fast.dev import bench
 
-    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--robots", "1,3", "--duration_s", "1", "--out",
+    argv = ["fleet", "--model_path", str(tiny_checkpoint), "--robots", "1,3", "--duration", "1", "--out",
             str(tmp_path), "--reps", "2", "--warmup", "1"]
     assert bench.main(argv) == 0
     results = json.loads((tmp_path / "fleet.json").read_text())["results"]

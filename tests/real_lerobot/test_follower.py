@@ -82,6 +82,15 @@ def test_wrong_port_and_silent_port(camera, tmp_path, capsys):
         silent.close()
 
 
+def test_a_port_that_is_no_device_path_is_left_to_lerobot(camera, tmp_path, capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    windows = flags(type("Bus", (), {"port": "COM3"}), calibration_dir, "--model_path=/never/loaded")
+    assert run.main(windows) == 2  # LeRobot (pyserial) tries it, and cannot open it here; on Windows it would
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Could not connect on port 'COM3'" in err and "does not exist" not in err
+
+
 def test_dead_camera_closes_the_bus_and_says_so(bus, camera, tmp_path, capsys):
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)

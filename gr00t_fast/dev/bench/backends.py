@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench.cli import word_list
 
     parser.add_argument("--cameras", type=int, default=1, help="cameras in the example inputs")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1, help="rows per call")
     parser.add_argument("--skip", type=word_list, default=[], help="skip rows whose name contains one of these words")
 
 

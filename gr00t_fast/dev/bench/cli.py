@@ -1,6 +1,9 @@
 """`gr00t-fast bench <benchmark>`: one harness, one set of flags (the policy's own, see PolicyConfig, plus --size,
---reps, --warmup, --threads, --out). Each benchmark module has `add_arguments(parser)`, optional `check(args)`
-(raise ValueError) and `run(bench, args)`."""
+--reps, --warmup, --threads and --out).
+
+Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`
+and optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning). Every benchmark plots: matplotlib
+(the `bench` extra) is checked before any starts."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from gr00t_fast.cli_args import ArgumentParser, MissingExtra, require
 from gr00t_fast.dev.bench.common import Bench, checkpoint_path
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 
@@ -52,7 +56,7 @@ def word_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     add_policy_arguments(common, required_model=False)
     common.add_argument("--size", choices=("tiny", "small", "full"), default="small",
                         help="without --model_path: a random-weight checkpoint of this size (generated once, cached)")
@@ -60,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--warmup", type=int, default=3, help="warm-up calls per configuration (the first is the cold one)")
     common.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     common.add_argument("--out", default="bench_out", help="folder for JSON, Markdown and PNG")
-    parser = argparse.ArgumentParser(prog="gr00t-fast bench", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="benchmark", required=True)
+    parser = ArgumentParser(prog="gr00t-fast bench", description="Benchmarks: each writes JSON, Markdown and PNG to "
+                            "--out (benchmarks/README.md has the method and the figures). Every flag also takes dashes.")
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, text in BENCHMARKS.items():
-        importlib.import_module(f"gr00t_fast.dev.bench.{name}").add_arguments(
-            sub.add_parser(name, parents=[common], help=text, description=text))
+        module = importlib.import_module(f"gr00t_fast.dev.bench.{name}")
+        module.add_arguments(sub.add_parser(name, parents=[common], help=text, description=text,
+                                            deprecated=getattr(module, "DEPRECATED", None)))
     return parser
 
 
@@ -73,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"gr00t_fast.dev.bench.{args.benchmark}")
     try:
+        require(f"bench {args.benchmark}", "matplotlib")
         if args.reps < 1 or args.warmup < 0:
             raise ValueError(f"--reps must be >= 1 and --warmup >= 0, got {args.reps} and {args.warmup}")
         if hasattr(module, "check"):
             module.check(args)
         policy = policy_config_from_args(args)
         checkpoint = checkpoint_path(policy.model_path, args.size)
-    except ValueError as e:
+    except (ValueError, MissingExtra) as e:
         print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
         return 2
     if args.threads:

@@ -34,15 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers", type=word_list, default=list(SERVERS), help="serial and/or fleet")
     parser.add_argument("--fps", type=float, default=30.0, help="each robot's control rate (default: 30)")
     parser.add_argument("--chunk_steps", type=int, default=8, help="actions executed per chunk (default: 8)")
-    parser.add_argument("--duration_s", type=float, default=20.0, help="measured seconds per row (default: 20)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per row")
     parser.add_argument("--max_batch", type=int, default=16, help="fleet: Triton's largest batch (default: 16)")
     parser.add_argument("--max_queue_delay_ms", type=float, default=5.0, help="fleet: batching delay (default: 5)")
 
 
+DEPRECATED = {"--duration_s": "--duration"}
+
+
 def check(args: argparse.Namespace) -> None:
     check_subset("--servers", args.servers, SERVERS)
-    if args.fps <= 0 or args.duration_s <= 0 or args.chunk_steps < 1:
-        raise ValueError("--fps and --duration_s must be > 0, --chunk_steps >= 1")
+    if args.fps <= 0 or args.duration <= 0 or args.chunk_steps < 1:
+        raise ValueError("--fps and --duration must be > 0, --chunk_steps >= 1")
     if "fleet" in args.servers:
         try:
             import pytriton  # noqa: F401
@@ -114,13 +117,13 @@ def drive(port: int, observations: list[dict[str, Any]], horizon: int, args: arg
         on_every_robot(Robot.warm_up, warmup)
         settle = 2 * args.chunk_steps / args.fps  # the robots' first chunks, not measured
         start = time.perf_counter()
-        on_every_robot(Robot.run, args.fps, args.chunk_steps, start + settle, start + settle + args.duration_s)
+        on_every_robot(Robot.run, args.fps, args.chunk_steps, start + settle, start + settle + args.duration)
     finally:
         for robot in robots:
             robot.close()
     latencies = np.concatenate([r.latencies_ms for r in robots]) if robots else np.zeros(0)
     ticks = sum(r.ticks for r in robots)
-    return {"robots": len(robots), "requests": int(latencies.size), "requests_per_s": latencies.size / args.duration_s,
+    return {"robots": len(robots), "requests": int(latencies.size), "requests_per_s": latencies.size / args.duration,
             "demand_per_s": len(robots) * args.fps / args.chunk_steps,
             "p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
             "p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
@@ -144,7 +147,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 row = run_fleet(policy, observations[:count], args, bench.warmup)
             results.append({"server": server, **row})
     result = {**bench.header(policy.device), "fps": args.fps, "chunk_steps": args.chunk_steps,
-              "duration_s": args.duration_s, "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
+              "duration_s": args.duration, "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
               "results": results}
     headers = ["Server", "Robots", "Demand (req/s)", "Served (req/s)", "p50 (ms)", "p99 (ms)", "Empty queue",
                "Mean batch", "Failures"]
@@ -152,7 +155,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
               fmt(r["p99_ms"]), f"{r['empty_queue_share']:.1%}", fmt(r.get("mean_batch"), 2), r["failures"]]
              for r in results]
     bench.write(result, "Fleet serving", f"Checkpoint `{bench.checkpoint}`; robots at {args.fps:g} Hz, a new "
-                f"chunk every {args.chunk_steps} actions, {args.duration_s:g} s measured per row; fleet: Triton "
+                f"chunk every {args.chunk_steps} actions, {args.duration:g} s measured per row; fleet: Triton "
                 f"max batch {args.max_batch}, queue delay {args.max_queue_delay_ms:g} ms.", [(headers, table)],
                 {"fleet.png": lambda path: plot(results, path)})
     return result

@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delays", type=float_list, default=[0.0, 0.3, 0.8], help="injected inference delays in s")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--fps", type=float, default=10.0, help="control rate")
-    parser.add_argument("--action_horizon", type=int, default=8)
+    parser.add_argument("--action_horizon", type=int, default=8, help="actions of each chunk that may be executed")
     parser.add_argument("--camera_size", type=size_pair, default=(160, 120), help="simulated camera WIDTHxHEIGHT")
 
 

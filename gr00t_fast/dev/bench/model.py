@@ -15,7 +15,7 @@ from gr00t_fast.dev.bench.common import Bench, fmt, measure, model_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cameras", type=int, default=1)
+    parser.add_argument("--cameras", type=int, default=1, help="cameras in the example inputs")
     parser.add_argument("--load_rss_only", action="store_true", help="only measure the peak memory of loading")
 
 

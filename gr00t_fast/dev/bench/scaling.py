@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench.cli import int_list
 
     parser.add_argument("--cameras", type=int_list, default=[1, 2], help="1 (so100) and/or 2 (so100_dualcam)")
-    parser.add_argument("--steps", type=int_list, default=list(range(1, 9)))
-    parser.add_argument("--batches", type=int_list, default=[1, 2, 4, 8])
+    parser.add_argument("--steps", type=int_list, default=list(range(1, 9)),
+                        help="denoising step counts to sweep (comma-separated)")
+    parser.add_argument("--batches", type=int_list, default=[1, 2, 4, 8], help="batch sizes to sweep (comma-separated)")
 
 
 def check(args: argparse.Namespace) -> None:

@@ -1,0 +1,134 @@
+"""One flag dialect for every gr00t-fast command (`ArgumentParser`), and one line for a missing optional extra.
+
+- Every flag takes `--snake_case` and `--kebab-case` alike: a flag's name is read with dashes as underscores (its
+  value is left as typed), so parsers declare the underscore spelling only and help lists that one.
+- An old spelling kept for compatibility (`deprecated={"--steps": "--denoising_steps"}`) still works and warns.
+- Every error is one line and exit code 2; an unknown flag is answered with the closest valid one.
+- Help shows each flag's description, default and choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import sys
+from typing import Iterable, NoReturn, Sequence
+
+__all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missing_extra", "normalize_flag", "require"]
+
+# optional module -> the gr00t-fast extra that installs it
+EXTRAS = {
+    "onnx": "onnx", "onnxruntime": "onnx", "tensorrt": "tensorrt", "matplotlib": "bench", "pytriton": "fleet",
+    "tritonclient": "fleet", "mujoco": "sim", "lerobot": "lerobot",
+}
+
+
+METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT"}
+
+
+def normalize_flag(arg: str) -> str:
+    """`--model-path=x` -> `--model_path=x`: dashes in a long flag's name read as underscores; values untouched."""
+    if not arg.startswith("--") or arg == "--":
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
+def closest(name: str, options: Iterable[str]) -> str:
+    """" (did you mean --x?)" for the option closest to `name`, or ""."""
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every flag's help ends with its default (unless the text already gives it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if action.required:
+            return f"{text} (required)".strip()
+        if action.nargs == 0 or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        default = action.default
+        shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, (list, tuple)) \
+            else str(default).replace("%", "%%")
+        return f"{text} (default: {shown})".strip()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's dialect (see the module doc). Subparsers are of this class too."""
+
+    def __init__(self, *args, deprecated: dict[str, str] | None = None, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.deprecated = deprecated or {}
+
+    def add_argument(self, *names: str, **options):
+        """As argparse's; a valued flag without choices shows its kind (INT, FLOAT, TEXT) instead of its name."""
+        if names[0].startswith("-") and options.get("action", "store") == "store" and not options.get("choices"):
+            options.setdefault("metavar", METAVARS.get(options.get("type"), "VALUE"))
+        return super().add_argument(*names, **options)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        args = list(sys.argv[1:] if args is None else args)
+        end = args.index("--") if "--" in args else len(args)
+        args = [normalize_flag(a) for a in args[:end]] + args[end:]
+        for i, arg in enumerate(args[:end]):
+            name, eq, value = arg.partition("=")
+            if name in self.deprecated:
+                print(f"{self.prog}: warning: {name} is deprecated, use {self.deprecated[name]}", file=sys.stderr)
+                args[i] = self.deprecated[name] + eq + value
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            name = extras[0].partition("=")[0]
+            if not name.startswith("-"):
+                self.error(f"unexpected argument {extras[0]!r}")
+            self.error(f"unknown flag {name}{closest(name, self.flags(namespace))}")
+        return namespace
+
+    def flags(self, namespace: argparse.Namespace | None = None) -> list[str]:
+        """Every long flag this parser (and the subcommand `namespace` chose) accepts."""
+        names = []
+        for action in self._actions:
+            names += [s for s in action.option_strings if s.startswith("--")]
+            if isinstance(action, argparse._SubParsersAction) and namespace is not None:
+                chosen = action.choices.get(getattr(namespace, action.dest, None) or "")
+                names += chosen.flags(namespace) if isinstance(chosen, ArgumentParser) else []
+        return names
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+class MissingExtra(ImportError):
+    """An optional module is not installed; the message names the extra that installs it."""
+
+    def __init__(self, modules: Sequence[str], needed_for: str) -> None:
+        extras = sorted({EXTRAS.get(m.split(".")[0], "") for m in modules} - {""})
+        install = " ".join(f'"gr00t-fast[{e}]"' for e in extras)
+        super().__init__(f"{needed_for} needs {', '.join(modules)}, not installed" + (f": pip install {install}"
+                                                                                        if install else ""))
+
+
+def require(needed_for: str, *modules: str) -> None:
+    """Raise `MissingExtra` unless every module of `modules` can be imported (checked before any work starts)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(missing, needed_for)
+
+
+def missing_extra(e: BaseException) -> str | None:
+    """The one-line message for a `ModuleNotFoundError` of an optional extra's module, else None."""
+    if isinstance(e, MissingExtra):
+        return str(e)
+    name = getattr(e, "name", None) or ""
+    if isinstance(e, ModuleNotFoundError) and name.split(".")[0] in EXTRAS:
+        return str(MissingExtra([name.split(".")[0]], "this command"))
+    return None
