@@ -21,8 +21,11 @@ from typing import Any
 import draccus
 from draccus.utils import DecodingError, ParsingError
 
+from gr00t_fast.configs import select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
+from gr00t_fast.control.plot import plot_error, plot_joints
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
+from gr00t_fast.control.video import SimVideo, video_error
 from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.policy.config import PolicyConfig
@@ -38,6 +41,8 @@ class RunConfig(PolicyConfig, ControlConfig):
     duration: float | None = None  # seconds; None: until Ctrl-C or max_steps
     max_steps: int | None = None
     record: str | None = None  # write every step as JSON lines here
+    video: str | None = None  # simulation: write its camera with the joint targets beside it to this .mp4
+    plot: str | None = None  # draw every joint's target and measured position to this image (.png, .pdf, .svg)
     policy_host: str | None = None  # drive a ZeroMQ policy server instead of the in-process policy
     policy_port: int = 5555
     policy_timeout_ms: int = 15000
@@ -108,6 +113,9 @@ def run(cfg: RunConfig) -> int:
     refused = unchosen_weights(cfg)
     if refused:  # before anything connects: the arm's torque is never switched on
         return setup_error(f"refusing to drive: {refused}")
+    unwritable = (cfg.video and video_error(cfg.video, cfg.robot)) or (cfg.plot and plot_error())
+    if unwritable:
+        return setup_error(unwritable)
     robot = None
     try:
         robot = make_robot(cfg.robot, fps=cfg.fps)
@@ -125,8 +133,9 @@ def run(cfg: RunConfig) -> int:
     try:
         try:
             policy = make_policy(cfg)
+            video = SimVideo(robot, cfg.video, cfg.fps) if cfg.video else None
             loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
-                               + ([recorder.write] if recorder else []))
+                               + ([recorder.write] if recorder else []) + ([video.update] if video else []))
         except (KeyboardInterrupt, ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
             if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
                 return interrupted("loading the model")
@@ -146,15 +155,43 @@ def run(cfg: RunConfig) -> int:
         robot.disconnect()
         if recorder:
             recorder.close()
-    print(format_summary(summarize(loop.records), title=f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"), flush=True)
-    if recorder:
+    return report(cfg, loop, video)
+
+
+def untrained(cfg: RunConfig) -> str | None:
+    """How the in-process checkpoint's random weights were made ("random, size small, seed 0"), or None for a
+    trained one, a demo-task fit (its chunks are smooth) or a policy server (its weights are not known here)."""
+    if cfg.policy_host:
+        return None
+    made = random_weights(cfg.model_path or demo_checkpoint())
+    return None if made is None or "demo_task" in made else made
+
+
+def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None) -> int:
+    """The summary, then the files asked for: the video (rendered now from the recorded states) and the plot."""
+    title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
+    print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg)), flush=True)
+    if cfg.record:
         print(f"recorded {len(loop.records)} steps to {cfg.record}")
     print("robot disconnected", flush=True)
+    try:
+        if video:
+            print(f"video of camera {video.camera!r}, joint targets beside it: {video.write()} frames at "
+                  f"{cfg.fps:g} fps written to {cfg.video}", flush=True)
+        if cfg.plot:
+            plot_joints(loop.records, loop.adapter.joint_keys, cfg.plot, title=f"{cfg.robot.type}, {title}")
+            print(f"joint plot written to {cfg.plot}", flush=True)
+    except KeyboardInterrupt:
+        return interrupted("writing the video and plot")
+    except (OSError, ValueError) as e:  # an unwritable path, a file type matplotlib does not know
+        return setup_error(e)
     return 1 if loop.aborted else 0
 
 
 def parse(argv: list[str] | None = None) -> RunConfig:
-    return draccus.parse(RunConfig, args=sys.argv[1:] if argv is None else argv, prog="gr00t-fast run")
+    """The flags over the config file they select (`--config NAME`, `--config_path=FILE`; none: the demo)."""
+    argv, config = select_config(sys.argv[1:] if argv is None else argv)
+    return draccus.parse(RunConfig, config_path=config, args=argv, prog="gr00t-fast run")
 
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:
