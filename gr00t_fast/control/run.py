@@ -7,8 +7,9 @@
 
 Without `--model_path` the simulation (the default robot) runs a random-weight demo checkpoint, generated once (in
 `$GR00T_FAST_CACHE`, default `~/.cache/gr00t_fast`); a real robot is refused without `--model_path`, and on any
-checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--config_path=configs/sim_demo.yaml` loads a
-YAML config that the flags then override. With `--policy_host` the same loop drives a ZeroMQ policy server.
+checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--config NAME` loads a ready-made config
+(`gr00t_fast.configs`; without flags: `sim_demo`), `--config_path=FILE` a YAML file; flags override either. With
+`--policy_host` the same loop drives a ZeroMQ policy server. `--video` / `--plot` write the run's camera and joints.
 """
 
 from __future__ import annotations
