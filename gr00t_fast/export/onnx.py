@@ -22,6 +22,7 @@ from gr00t_fast.cache import cache_dir, checkpoint_fingerprint
 from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.processor import example_inputs
+from gr00t_fast.progress import redrawn
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,18 @@ def export_onnx(
     examples = graph_inputs(model, inputs, noise, num_steps)
     graphs = graphs or ("vision", "llm", "vl", sampler_name(num_steps))
     report = {}
-    for graph in tqdm(graphs, desc="exporting ONNX", unit="graph", disable=not progress):
-        example = examples[graph_kind(graph)]
-        path = export_graph(model, graph, example, graph_file(out, graph))
-        report[graph] = {"path": str(path)}
-        if validate:
-            diff = validate_graph(model, graph, path, example)
-            report[graph]["max_abs_diff"] = diff
-            log.info("%s: max |onnx - torch| = %.3g", graph, diff)
-            if diff > atol:
-                raise RuntimeError(f"{path.name} differs from PyTorch by {diff:.3g} > {atol:g}")
+    with redrawn(tqdm(graphs, desc="exporting ONNX", unit="graph", disable=not progress)) as bar:
+        for graph in bar:  # one graph takes minutes at full size: the bar names it and its elapsed time moves
+            bar.set_postfix_str(graph)
+            example = examples[graph_kind(graph)]
+            path = export_graph(model, graph, example, graph_file(out, graph))
+            report[graph] = {"path": str(path)}
+            if validate:
+                diff = validate_graph(model, graph, path, example)
+                report[graph]["max_abs_diff"] = diff
+                log.info("%s: max |onnx - torch| = %.3g", graph, diff)
+                if diff > atol:
+                    raise RuntimeError(f"{path.name} differs from PyTorch by {diff:.3g} > {atol:g}")
     return report
 
 
