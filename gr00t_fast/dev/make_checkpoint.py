@@ -302,6 +302,7 @@ def write_checkpoint(
             tensors = dict(_tensors(names, shapes, gen, torch_dtype, bar))
             bar.set_postfix_str(f"saving {fname}")
             save_file(tensors, str(out / fname), metadata={"format": "pt"})
+            bar.set_postfix_str("", refresh=False)
             weight_map.update({n: fname for n in names})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
