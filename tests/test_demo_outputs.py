@@ -44,7 +44,7 @@ def test_video_and_plot_from_outside_the_checkout(tmp_path, tiny_checkpoint):
     per step (camera + joint panel), a PNG plot, the legend once, a summary whose counts agree."""
     steps = 8
     proc = gr00t_fast("run", "--config", "sim_demo", CAMERA, f"--model_path={tiny_checkpoint}", f"--max_steps={steps}",
-                      "--mode=sync", "--action_horizon=4",  # refills at steps 0 and 4: one chunk switch, whatever the speed
+                      "--mode=sync", "--action_horizon=4",  # refills at steps 0 and 4: one chunk switch at any speed
                       "--telemetry_interval=0", "--video", "out/run.mp4", "--plot=out/joints.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -67,7 +67,8 @@ def test_video_and_plot_from_outside_the_checkout(tmp_path, tiny_checkpoint):
 
 def _counts(out: str) -> tuple[int, ...]:
     refills = int(re.search(r"Refill count: (\d+)", out).group(1))
-    calls, waited, moved = map(int, re.search(r"Inference: (\d+) calls, .*: (\d+) waited for .*, (\d+) ran", out).groups())
+    inference = re.search(r"Inference: (\d+) calls, .*: (\d+) waited for .*, (\d+) ran", out)
+    calls, waited, moved = map(int, inference.groups())
     return refills, calls, waited, moved
 
 

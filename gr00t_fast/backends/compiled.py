@@ -37,8 +37,9 @@ class CompiledBackend(Backend):
         tables = self.model.action_head.step_tables(num_steps, noise.shape[1])
         shape = (tuple(inputs.input_ids.shape), tuple(inputs.pixel_values.shape), tuple(noise.shape), num_steps,
                  inputs.attention_mask is None)
-        with ticking(f"torch.compile: compiling for inputs {shape} (once per shape, about a minute)",
-                     enabled=shape not in self.compiled_shapes):
+        new = (f"torch.compile: compiling for batch {inputs.batch_size}, {inputs.input_ids.shape[1]} prompt tokens, "
+               f"{inputs.pixel_values.shape[0]} images, {num_steps} steps (once per input shape, a minute or more)")
+        with ticking(new, enabled=shape not in self.compiled_shapes):
             actions = self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
                                       inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
         self.compiled_shapes.add(shape)

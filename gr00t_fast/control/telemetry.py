@@ -91,8 +91,8 @@ def format_summary(summary: dict[str, float | int], title: str = "Control loop s
     jumps = (f"Chunk-switch jump: mean {_deg(s['jump_mean_deg'])} deg, max {_deg(s['jump_max_deg'])} deg "
              f"({s['chunk_switches']} chunk switches)")
     if random_weights and s["chunk_switches"]:
-        jumps += (f"\n  the checkpoint holds random weights ({random_weights}): its chunks are unrelated to each other, "
-                  "so these jumps measure the weights, not the loop (a trained policy's are a few degrees)")
+        jumps += (f"\n  the checkpoint holds random weights ({random_weights}): its chunks are unrelated to each "
+                  "other, so these jumps measure the weights, not the loop (a trained policy's are a few degrees)")
     return "\n".join(
         [
             f"==== {title} ====",
