@@ -118,7 +118,7 @@ def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
 
     def export(num_steps: int, graphs: tuple[str, ...] | None = None) -> None:
         scratch = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # concurrent exports never see half a file
-        export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs, progress=False)
+        export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs)
         folder.mkdir(parents=True, exist_ok=True)
         for graph_dir in scratch.iterdir():
             shutil.rmtree(folder / graph_dir.name, ignore_errors=True)
