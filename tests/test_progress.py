@@ -34,7 +34,7 @@ def test_compiled_backend_shows_its_first_call_per_shape(tiny_model, capsys):
     from gr00t_fast.backends import make_backend
     from gr00t_fast.policy.processor import example_inputs
 
-    compiled = make_backend("compile", tiny_model, backend="aot_eager")
+    compiled = make_backend("compile", tiny_model, backend="eager")  # dynamo only: the cheapest real compile
     inputs, noise = example_inputs(tiny_model.config)
     compiled(inputs, noise, 2)
     assert "torch.compile: compiling for batch 1, " in capsys.readouterr().err
