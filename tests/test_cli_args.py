@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gr00t_fast.cli_args import ArgumentParser, missing_extra, normalize_flag
+from gr00t_fast.configs import CONFIG_DIR
 from gr00t_fast.control import run
 from gr00t_fast.robot.follower import port_problem
 from gr00t_fast.typed_config import flag_fields
@@ -125,9 +126,9 @@ def test_a_bad_config_file_is_named_with_its_key(text, words, tmp_path, capsys):
 
 
 def test_flags_override_a_config_file_and_another_robot_type_drops_its_settings():
-    cfg = run.parse([f"--config_path={REPO / 'configs' / 'so100_follower.yaml'}", "--rtc=off", "--fps=15"])
+    cfg = run.parse([f"--config_path={CONFIG_DIR / 'so100_follower.yaml'}", "--rtc=off", "--fps=15"])
     assert (cfg.robot.port, cfg.fps, cfg.camera_map) == ("/dev/ttyACM0", 15, {"front": "video.webcam"})
-    sim = run.parse([f"--config_path={REPO / 'configs' / 'so100_follower.yaml'}", "--robot.type=so100_sim"])
+    sim = run.parse([f"--config_path={CONFIG_DIR / 'so100_follower.yaml'}", "--robot.type=so100_sim"])
     assert sim.robot.type == "so100_sim" and sim.data_config == "so100"
 
 

@@ -12,6 +12,7 @@ import torch
 
 from gr00t_fast.backends.base import Backend
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.runtime.progress import ticking
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -30,8 +31,16 @@ class CompiledBackend(Backend):
         if backend == "inductor":
             opts["mode"] = mode
         self.whole_call = torch.compile(model, **opts)
+        self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         tables = self.model.action_head.step_tables(num_steps, noise.shape[1])
-        return self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
-                               inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
+        shape = (tuple(inputs.input_ids.shape), tuple(inputs.pixel_values.shape), tuple(noise.shape), num_steps,
+                 inputs.attention_mask is None)
+        new = (f"torch.compile: compiling for batch {inputs.batch_size}, {inputs.input_ids.shape[1]} prompt tokens, "
+               f"{inputs.pixel_values.shape[0]} images, {num_steps} steps (once per input shape, a minute or more)")
+        with ticking(new, enabled=shape not in self.compiled_shapes):
+            actions = self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
+                                      inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
+        self.compiled_shapes.add(shape)
+        return actions

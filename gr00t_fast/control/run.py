@@ -7,8 +7,9 @@
 
 Without `--model_path` the simulation (the default robot) runs a random-weight demo checkpoint, generated once (in
 `$GR00T_FAST_CACHE`, default `~/.cache/gr00t_fast`); a real robot is refused without `--model_path`, and on any
-checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--config_path=configs/sim_demo.yaml` loads a
-YAML config that the flags then override. With `--policy_host` the same loop drives a ZeroMQ policy server.
+checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--config NAME` loads a ready-made config
+(`gr00t_fast.configs`; without flags: `sim_demo`), `--config_path=FILE` a YAML file; flags override either. With
+`--policy_host` the same loop drives a ZeroMQ policy server. `--video` / `--plot` write the run's camera and joints.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from gr00t_fast.cli_args import normalize_flag
+from gr00t_fast.configs import select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
+from gr00t_fast.control.plot import plot_error, plot_joints
 from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
+from gr00t_fast.control.video import SimVideo, video_error
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
@@ -39,6 +43,8 @@ class RunConfig(PolicyConfig, ControlConfig):
     duration: float | None = None  # seconds; None: until Ctrl-C or max_steps
     max_steps: int | None = None  # stop after this many steps; None: no limit
     record: str | None = None  # write every step as JSON lines here
+    video: str | None = None  # simulation: write its camera with the joint targets beside it to this .mp4
+    plot: str | None = None  # draw every joint's target and measured position to this image (.png, .pdf, .svg)
     policy_host: str | None = None  # drive a ZeroMQ policy server instead of the in-process policy
     policy_port: int = 5555  # port of --policy_host
     policy_timeout_ms: int = 15000  # an answer from --policy_host later than this fails the step
@@ -107,6 +113,9 @@ def run(cfg: RunConfig) -> int:
     refused = unchosen_weights(cfg)
     if refused:  # before anything connects: the arm's torque is never switched on
         return setup_error(f"refusing to drive: {refused}")
+    unwritable = (cfg.video and video_error(cfg.video, cfg.robot)) or (cfg.plot and plot_error())
+    if unwritable:
+        return setup_error(unwritable)
     robot = None
     try:
         robot = make_robot(cfg.robot, fps=cfg.fps)
@@ -124,8 +133,9 @@ def run(cfg: RunConfig) -> int:
     try:
         try:
             policy = make_policy(cfg)
+            video = SimVideo(robot, cfg.video, cfg.fps) if cfg.video else None
             loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
-                               + ([recorder.write] if recorder else []))
+                               + ([recorder.write] if recorder else []) + ([video.update] if video else []))
         except (KeyboardInterrupt, ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
             if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
                 return interrupted("loading the model")
@@ -145,23 +155,54 @@ def run(cfg: RunConfig) -> int:
         robot.disconnect()
         if recorder:
             recorder.close()
-    print(format_summary(summarize(loop.records), title=f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"), flush=True)
-    if recorder:
+    return report(cfg, loop, video)
+
+
+def untrained(cfg: RunConfig) -> str | None:
+    """How the in-process checkpoint's random weights were made ("random, size small, seed 0"), or None for a
+    trained one, a demo-task fit (its chunks are smooth) or a policy server (its weights are not known here)."""
+    if cfg.policy_host:
+        return None
+    made = random_weights(cfg.model_path or demo_checkpoint())
+    return None if made is None or "demo_task" in made else made
+
+
+def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None) -> int:
+    """The summary, then the files asked for: the video (rendered now from the recorded states) and the plot."""
+    title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
+    print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg)), flush=True)
+    if cfg.record:
         print(f"recorded {len(loop.records)} steps to {cfg.record}")
     print("robot disconnected", flush=True)
+    try:
+        if video:
+            print(f"video of camera {video.camera!r}, joint targets beside it: {video.write()} frames at "
+                  f"{cfg.fps:g} fps written to {cfg.video}", flush=True)
+        if cfg.plot:
+            plot_joints(loop.records, loop.adapter.joint_keys, cfg.plot, title=f"{cfg.robot.type}, {title}")
+            print(f"joint plot written to {cfg.plot}", flush=True)
+    except KeyboardInterrupt:
+        return interrupted("writing the video and plot")
+    except (OSError, ValueError) as e:  # an unwritable path, a file type matplotlib does not know
+        return setup_error(e)
     return 1 if loop.aborted else 0
 
 
 DESCRIPTION = """Drive a real or simulated SO-100 with GR00T N1.5 from one terminal (also so100_inference_optimized.py).
 
-Every flag also takes dashes (--model-path). Values are read as their setting's type: text and choices as typed
+`--config NAME` starts from a ready-made config (sim_demo, so100_follower, so100_dualcam), `--config_path=FILE` from
+a YAML file of your own; with neither and no --robot.type the run is the sim_demo config. Every flag also takes
+dashes (--model-path). Values are read as their setting's type: text and choices as typed
 (--rtc=off, --lang_instruction=yes), numbers, booleans (true/false/yes/no/on/off), null (or ~) to unset an optional
 setting, YAML for structures (--robot.cameras="{front: {type: opencv, index_or_path: 0}}")."""
 
 
 def parse(argv: list[str] | None = None) -> RunConfig:
-    """The run's configuration; ValueError (naming the flag, or the config file and key) or OSError when bad."""
-    return parse_config(RunConfig, sys.argv[1:] if argv is None else argv, "gr00t-fast run", DESCRIPTION)
+    """The flags over the config file they select (`--config NAME`, `--config_path=FILE`; neither, and no
+    `--robot.type`: the sim_demo config); ValueError (naming the flag, or the config file and key) or OSError."""
+    argv, config = select_config(sys.argv[1:] if argv is None else argv)
+    argv = argv if config is None else [f"--config_path={config}", *argv]
+    return parse_config(RunConfig, argv, "gr00t-fast run", DESCRIPTION)
 
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:

@@ -80,25 +80,33 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
     }
 
 
-def format_summary(summary: dict[str, float | int], title: str = "Control loop summary") -> str:
-    """Human-readable summary block."""
+def format_summary(summary: dict[str, float | int], title: str = "Control loop summary",
+                   random_weights: str | None = None) -> str:
+    """Human-readable summary block. Every count is of the same steps and calls: refills are the steps that waited
+    for an inference call, so refills + overlapped calls = calls; each call after the first is a chunk switch
+    unless it failed. `random_weights` (how the checkpoint's untrained weights were made) explains the jumps."""
     s = summary
     if not s["steps"]:
         return f"==== {title} ====\nno control step was run"
+    jumps = (f"Chunk-switch jump: mean {_deg(s['jump_mean_deg'])} deg, max {_deg(s['jump_max_deg'])} deg "
+             f"({s['chunk_switches']} chunk switches)")
+    if random_weights and s["chunk_switches"]:
+        jumps += (f"\n  the checkpoint holds random weights ({random_weights}): its chunks are unrelated to each "
+                  "other, so these jumps measure the weights, not the loop (a trained policy's are a few degrees)")
     return "\n".join(
         [
             f"==== {title} ====",
-            f"Mean per-step time:   {s['step_mean_ms']:.2f} ms",
-            f"Median per-step time: {s['step_median_ms']:.2f} ms",
-            f"Min per-step time:    {s['step_min_ms']:.2f} ms",
-            f"Max per-step time:    {s['step_max_ms']:.2f} ms",
-            f"Step Mean: {s['nonrefill_mean_ms']:.2f} ms vs Refill Mean: {s['refill_mean_ms']:.2f} ms",
-            f"Step count: {s['steps']}, Refill count: {s['refills']}, Held steps: {s['holds']}",
+            f"Steps: {s['steps']}; Refill count: {s['refills']} (steps that waited for an inference call); "
+            f"held: {s['holds']} (no action ready, the last position repeated)",
+            f"Per-step time (work, sleep excluded): mean {s['step_mean_ms']:.2f} ms, median {s['step_median_ms']:.2f}"
+            f" ms, min {s['step_min_ms']:.2f} ms, max {s['step_max_ms']:.2f} ms",
+            f"  of which Step Mean {s['nonrefill_mean_ms']:.2f} ms over the {s['steps'] - s['refills']} steps that "
+            f"did not wait, Refill Mean {s['refill_mean_ms']:.2f} ms over the {s['refills']} that did",
             f"Control period p50: {s['period_p50_ms']:.2f} ms, p99: {s['period_p99_ms']:.2f} ms, "
             f"longest freeze: {s['longest_freeze_ms']:.1f} ms",
-            f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms",
-            f"Chunk-switch jump: mean {_deg(s['jump_mean_deg'])} deg, max {_deg(s['jump_max_deg'])} deg "
-            f"({s['chunk_switches']} chunk switches)",
+            f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms: {s['refills']} waited for "
+            f"(the refills), {s['inferences'] - s['refills']} ran while the arm moved",
+            jumps,
         ]
     )
 
@@ -107,19 +115,29 @@ def _deg(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "-"
 
 
+LEGEND = ("live line, over the steps since the previous one: inference = mean latency of the calls that finished | "
+          "loop = mean work per step, sleep excluded | period = median time between actions (1000/fps ms when on "
+          "time) | queue = actions left to execute | held = steps that repeated the last position (no action ready)")
+
+
 class LiveTelemetry:
-    """Prints one status line per `interval_s` with the recent inference time, loop time and queue depth."""
+    """Prints one status line per `interval_s` with the recent inference time, loop time and queue depth, the
+    `LEGEND` once before the first."""
 
     def __init__(self, interval_s: float = 1.0, stream: IO[str] | None = None):
         self.interval_s = interval_s
         self.stream = stream
         self._pending: list[StepRecord] = []
         self._last_print = time.perf_counter()
+        self._legend = True
 
     def update(self, record: StepRecord) -> None:
         self._pending.append(record)
         now = time.perf_counter()
         if now - self._last_print >= self.interval_s:
+            if self._legend:
+                print(LEGEND, file=self.stream, flush=True)
+                self._legend = False
             print(status_line(self._pending), file=self.stream, flush=True)
             self._pending.clear()
             self._last_print = now

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
@@ -89,7 +90,8 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
     beta = torch.distributions.Beta(*NOISE_BETA)
     horizon, dims, emb = config.action_horizon, len(STEP), meta.embodiment_id
     losses = []
-    for step in range(steps):
+    bar = tqdm(range(steps), desc="fitting the reach task", unit="step", disable=not progress)
+    for step in bar:
         states = sample_states(batch, rng)
         chunks = normalize(reach_chunks(states, horizon, rng), action_lo, action_hi)
         state = torch.zeros(batch, 1, config.max_state_dim)
@@ -107,8 +109,8 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        if progress and (step % 250 == 0 or step == steps - 1):
-            print(f"reach task: step {step}/{steps}, loss {np.mean(losses[-50:]):.4f}", flush=True)
+        if step % 50 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
     head.step_table_cache.clear()
     write_action_head(checkpoint, model)
     mark_random(checkpoint, demo_task="reach (action head fitted to a scripted simulation motion)")

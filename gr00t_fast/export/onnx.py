@@ -20,8 +20,8 @@ from tqdm import tqdm
 from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
-from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.inputs import ModelInputs, example_inputs
+from gr00t_fast.runtime.progress import redrawn
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,18 @@ def export_onnx(
     examples = graph_inputs(model, inputs, noise, num_steps)
     graphs = graphs or ("vision", "llm", "vl", sampler_name(num_steps))
     report = {}
-    for graph in tqdm(graphs, desc="exporting ONNX", unit="graph", disable=not progress):
-        example = examples[graph_kind(graph)]
-        path = export_graph(model, graph, example, graph_file(out, graph))
-        report[graph] = {"path": str(path)}
-        if validate:
-            diff = validate_graph(model, graph, path, example)
-            report[graph]["max_abs_diff"] = diff
-            log.info("%s: max |onnx - torch| = %.3g", graph, diff)
-            if diff > atol:
-                raise RuntimeError(f"{path.name} differs from PyTorch by {diff:.3g} > {atol:g}")
+    with redrawn(tqdm(graphs, desc="exporting ONNX", unit="graph", disable=not progress)) as bar:
+        for graph in bar:  # one graph takes minutes at full size: the bar names it and its elapsed time moves
+            bar.set_postfix_str(graph)
+            example = examples[graph_kind(graph)]
+            path = export_graph(model, graph, example, graph_file(out, graph))
+            report[graph] = {"path": str(path)}
+            if validate:
+                diff = validate_graph(model, graph, path, example)
+                report[graph]["max_abs_diff"] = diff
+                log.info("%s: max |onnx - torch| = %.3g", graph, diff)
+                if diff > atol:
+                    raise RuntimeError(f"{path.name} differs from PyTorch by {diff:.3g} > {atol:g}")
     return report
 
 
@@ -115,7 +117,7 @@ def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
 
     def export(num_steps: int, graphs: tuple[str, ...] | None = None) -> None:
         scratch = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # concurrent exports never see half a file
-        export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs, progress=False)
+        export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs)
         folder.mkdir(parents=True, exist_ok=True)
         for graph_dir in scratch.iterdir():
             shutil.rmtree(folder / graph_dir.name, ignore_errors=True)

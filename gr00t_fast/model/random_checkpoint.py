@@ -28,6 +28,7 @@ from gr00t_fast.model.fusion import checkpoint_shapes
 from gr00t_fast.model.loading import build_meta_model
 from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.model.tokenizer import qwen2_pre_tokenizer
+from gr00t_fast.runtime.progress import redrawn
 
 # The 37 special tokens of the Qwen3 / Eagle vocabulary with their real N1.5 ids, in id order.
 SPECIAL_TOKENS = [
@@ -290,10 +291,14 @@ def write_checkpoint(
     gen = torch.Generator().manual_seed(seed)
     total = sum(math.prod(s) for s in shapes.values()) * torch.tensor([], dtype=torch_dtype).element_size()
     weight_map = {}
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {size} checkpoint", disable=not progress) as bar:
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {size} checkpoint", disable=not progress)
+    with redrawn(bar):  # a full-size shard (2 GB) is saved in one call: the elapsed time keeps moving meanwhile
         for i, names in enumerate(plan, 1):
             fname = f"model-{i:05d}-of-{len(plan):05d}.safetensors"
-            save_file(dict(_tensors(names, shapes, gen, torch_dtype, bar)), str(out / fname), metadata={"format": "pt"})
+            tensors = dict(_tensors(names, shapes, gen, torch_dtype, bar))
+            bar.set_postfix_str(f"saving {fname}")
+            save_file(tensors, str(out / fname), metadata={"format": "pt"})
+            bar.set_postfix_str("", refresh=False)
             weight_map.update({n: fname for n in names})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))

@@ -17,6 +17,7 @@ import threading
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -243,6 +244,25 @@ class SimSO100(So100Features):
         with self._lock:
             self._require_connected()
             return joint_dict(self._joint_positions())
+
+    def physics_state(self) -> np.ndarray:
+        """A copy of every position of the scene (arm and cube): `replay` renders it again later."""
+        with self._lock:
+            return self._data.qpos.copy()
+
+    def replay(self, states: Sequence[np.ndarray], camera: str) -> Iterator[np.ndarray]:
+        """Camera `camera`'s RGB frames of recorded `physics_state`s, rendered in the calling thread with a GL
+        context of its own (after a run: recording a state costs the loop nothing, rendering it ~0.1 s)."""
+        cam = self.config.cameras[camera]
+        data = mujoco.MjData(self._model)
+        renderer = OffscreenRenderer(self._model)
+        try:
+            for qpos in states:
+                data.qpos[:] = qpos
+                mujoco.mj_forward(self._model, data)
+                yield renderer.render(data, self._camera_ids[camera], cam.width, cam.height)
+        finally:
+            renderer.close()
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
         goal = check_action(action)

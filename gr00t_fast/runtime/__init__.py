@@ -1,6 +1,6 @@
 """Process-level concerns shared by every layer: the one torch thread every PyTorch call runs on
 (`torch_thread`), heap trimming (`heap`), telling a Ctrl-C apart from an error (`interrupt`) and the cache directory
-(`cache`). Nothing here imports another gr00t-fast package.
+(`cache`) and progress lines for long work (`progress`). Nothing here imports another gr00t-fast package.
 
 (`torch_thread`, the decorator, is `gr00t_fast.runtime.torch_thread.torch_thread`: the package attribute is the module.)
 Names resolve on first use, so that `gr00t_fast.runtime.interrupt` (the robot layer's) does not import torch."""

@@ -1,0 +1,105 @@
+"""`gr00t-fast run --video run.mp4`: the simulated camera with the joint targets beside it, one frame per step.
+
+During the run only the simulation's state is kept at every step (a copy of its positions); the frames are rendered
+after the run from those states, so the video costs the control loop nothing. Beside each frame a panel shows, per
+joint, the target sent at that step (bar) and the measured position (tick) within the joint's limits; a held step
+is marked in red, a chunk switch in yellow. Written with OpenCV's `VideoWriter` (MPEG-4, plays at the control rate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from gr00t_fast.control.telemetry import StepRecord
+
+__all__ = ["SimVideo", "video_error"]
+
+PANEL_WIDTH = 240  # pixels beside the camera frame
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE, GREY, GREEN, RED, YELLOW = (255, 255, 255), (90, 90, 90), (80, 200, 80), (60, 60, 230), (0, 210, 230)  # BGR
+
+
+def video_error(path: str, robot: Any) -> str | None:
+    """Why `--video path` cannot be written for the robot of config `robot`, or None (checked before it connects)."""
+    if not robot.simulated:
+        return "--video renders the simulation's camera (--robot.type=so100_sim); record a real run with --record"
+    if not robot.cameras:
+        return "--video needs a simulated camera; the robot has none (--robot.cameras)"
+    if Path(path).suffix.lower() != ".mp4":
+        return f"--video writes an MPEG-4 file: give a name ending in .mp4, got {path!r}"
+    return None
+
+
+class SimVideo:
+    """Collects (simulation state, step record) at every step (`update`, an `on_step` callback); `write` renders and
+    encodes them. `robot` is a connected `SimSO100`; `camera` one of its cameras (default: the first)."""
+
+    def __init__(self, robot: Any, path: str | Path, fps: float, camera: str | None = None):
+        self.robot, self.path, self.fps = robot, Path(path), fps
+        self.camera = camera or robot.camera_names[0]
+        self.joint_keys = list(robot.action_features)
+        self.limits = np.array([robot.joint_limits[key] for key in self.joint_keys], dtype=np.float64)
+        self.states: list[np.ndarray] = []
+        self.records: list[StepRecord] = []
+
+    def update(self, record: StepRecord) -> None:
+        self.states.append(self.robot.physics_state())
+        self.records.append(record)
+
+    def write(self, progress: bool = True) -> int:
+        """Render and encode every recorded step; returns the number of frames written."""
+        cam = self.robot.config.cameras[self.camera]
+        size = (cam.width + PANEL_WIDTH, cam.height)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        if not writer.isOpened():
+            raise OSError(f"--video: OpenCV cannot write {self.path}")
+        frames = self.robot.replay(self.states, self.camera)
+        try:
+            for frame, record in tqdm(zip(frames, self.records), total=len(self.records), desc=f"writing {self.path}",
+                                      unit="frame", disable=not progress):
+                panel = self.panel(record, cam.height)
+                writer.write(np.concatenate([cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), panel], axis=1))
+        finally:
+            frames.close()
+            writer.release()
+        return len(self.records)
+
+    def panel(self, record: StepRecord, height: int) -> np.ndarray:
+        """The joint panel of one step: a row per joint, target bar and measured tick over the joint's range."""
+        panel = np.zeros((height, PANEL_WIDTH, 3), np.uint8)
+        scale = min(0.45, height / 600)
+        row = max(12, (height - 24) // (len(self.joint_keys) + 1))
+        status = "HELD" if record.hold else "new chunk" if record.chunk_jump_deg is not None else ""
+        cv2.putText(panel, f"step {record.step}  {record.t:5.2f} s  {status}", (6, row - 4), FONT, scale,
+                    RED if record.hold else YELLOW if status else WHITE, 1, cv2.LINE_AA)
+        span = PANEL_WIDTH - 12
+        cv2.putText(panel, "bar: target sent, tick: measured", (6, height - 6), FONT, scale * 0.8, WHITE, 1,
+                    cv2.LINE_AA)
+        for i, key in enumerate(self.joint_keys):
+            y = row * (i + 2)
+            lo, hi = self.limits[i]
+            target = record.action[i] if record.action else None
+            cv2.putText(panel, f"{key.removesuffix('.pos')} {_value(target)}", (6, y - row // 3), FONT, scale * 0.9,
+                        WHITE, 1, cv2.LINE_AA)
+            cv2.rectangle(panel, (6, y - row // 4), (6 + span, y), GREY, -1)
+            if target is not None:
+                cv2.rectangle(panel, (6, y - row // 4), (6 + int(span * _fraction(target, lo, hi)), y),
+                              RED if record.hold else GREEN, -1)
+            if record.state:
+                x = 6 + int(span * _fraction(record.state[i], lo, hi))
+                cv2.line(panel, (x, y - row // 3), (x, y + 2), WHITE, 2)
+        return panel
+
+
+def _fraction(value: float, lo: float, hi: float) -> float:
+    return float(np.clip((value - lo) / (hi - lo), 0.0, 1.0))
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:7.1f}"
