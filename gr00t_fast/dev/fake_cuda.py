@@ -51,7 +51,7 @@ MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.d
            aten._scaled_dot_product_efficient_attention.default, aten._scaled_dot_product_cudnn_attention.default,
            aten._scaled_dot_product_flash_attention_for_cpu.default, aten._int_mm.default, aten._scaled_mm.default,
            aten.convolution.default, aten.conv2d.default, aten.scaled_dot_product_attention.default}
-HERE = str(Path(__file__).resolve().parent.parent)  # gr00t_fast/: the frames a sync is attributed to
+TORCH_DIR = str(Path(torch.__file__).parent)
 
 
 @contextlib.contextmanager
@@ -92,11 +92,10 @@ class Region:
 
 
 def caller() -> str:
-    """The innermost gr00t_fast frame (file:line function) of the current stack, else the innermost frame."""
-    frames = [f for f in traceback.extract_stack()[:-3] if "fake_cuda.py" not in f.filename]
-    ours = [f for f in frames if f.filename.startswith(HERE)]
-    f = (ours or frames)[-1]
-    return f"{Path(f.filename).name}:{f.lineno} {f.name}"
+    """The innermost frame outside torch and this module (file:line function): the code that asked."""
+    frames = [f for f in traceback.extract_stack()[:-1]
+              if not f.filename.startswith(TORCH_DIR) and not f.filename.endswith("fake_cuda.py")]
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno} {frames[-1].name}" if frames else "?"
 
 
 def is_cuda(t: Any) -> bool:
@@ -244,7 +243,7 @@ class FakeCuda(TorchDispatchMode):
         return found
 
     def check(self, dtype: torch.dtype | None = None) -> None:
-        found = self.defects(dtype)
+        found = [f"{text} ({n}x)" if n > 1 else text for text, n in Counter(self.defects(dtype)).items()]
         if found:
             raise TraceError(f"{len(found)} defect(s) on fake CUDA:\n  " + "\n  ".join(found))
 

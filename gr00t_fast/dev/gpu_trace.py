@@ -15,6 +15,7 @@ call or a CUDA graph capture) and the bytes: weights, and the peak of live CUDA 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -108,7 +109,7 @@ class Trace:
 
     def check(self, out_dtype: torch.dtype = torch.float32) -> None:
         """Raise TraceError unless: no defect, model outputs on cuda in `out_dtype`, only justified syncs outside."""
-        problems = list(self.defects)
+        problems = [f"{text} ({n}x)" if n > 1 else text for text, n in Counter(self.defects).items()]
         problems += [f"model output on {d} in {t} {s}, expected cuda:0 {out_dtype}" for d, t, s in self.outputs
                      if d != "cuda:0" or t != str(out_dtype)]
         if not self.outputs:
