@@ -4,13 +4,13 @@ torch (no GPU): `.ci/fake_cuda_env.sh` builds that environment, `.ci/run` runs t
 import pytest
 import torch
 
-if torch.version.cuda is None:
-    pytest.skip(f"torch {torch.__version__} is a CPU-only build: the fake-CUDA lane needs a CUDA build "
-                "(bash .ci/fake_cuda_env.sh)", allow_module_level=True)
+from gr00t_fast.dev.fake_cuda import FakeCuda
+from gr00t_fast.dev.gpu_trace import config_folder, fake_policy
+from gr00t_fast.policy.torch_thread import run_on_torch_thread
 
-from gr00t_fast.dev.fake_cuda import FakeCuda  # noqa: E402
-from gr00t_fast.dev.gpu_trace import config_folder, fake_policy  # noqa: E402
-from gr00t_fast.policy.torch_thread import run_on_torch_thread  # noqa: E402
+CPU_BUILD = torch.version.cuda is None
+WHY_SKIPPED = (f"torch {torch.__version__} is a CPU-only build: the fake-CUDA lane needs a CUDA build "
+               "(bash .ci/fake_cuda_env.sh)")
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

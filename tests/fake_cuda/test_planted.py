@@ -6,11 +6,14 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError
 
-from conftest import on_torch_thread
+from conftest import CPU_BUILD, WHY_SKIPPED, on_torch_thread
 from gr00t_fast.dev.fake_cuda import TraceError
 from gr00t_fast.dev.gpu_trace import observation, trace_call
 from gr00t_fast.model.action_head import DiTBlock
 from gr00t_fast.policy.processor import Processor
+
+if CPU_BUILD:
+    pytest.skip(WHY_SKIPPED, allow_module_level=True)
 
 
 def test_a_cpu_tensor_planted_in_preprocessing_fails_the_lane(cuda, policies, monkeypatch):
