@@ -27,24 +27,24 @@ def usable_gib(device: str) -> float:
     return DEVICES[device] - (OS_GIB["jetson"] if device.startswith("Jetson") else 0.0)
 
 
-def measure(folder, rows_list: tuple[int, ...]) -> list[dict]:
-    """Per weight format and row count: weights and peak activation GiB (on the torch thread, on fake CUDA)."""
-    from gr00t_fast.dev.fake_cuda import FakeCuda
+def measure(cuda, folder, rows_list: tuple[int, ...], formats: tuple[str, ...] = tuple(FORMATS)) -> list[dict]:
+    """Per weight format and row count: weights and peak activation GiB of the fleet's batched call (requests of
+    different prompt lengths), traced on `cuda` (a `FakeCuda` active on this thread, the torch thread)."""
     from gr00t_fast.dev.gpu_trace import fake_policy, observation, trace_call
     from gr00t_fast.serve.fleet import FleetModel
 
     rows_out = []
-    with FakeCuda() as cuda:
-        for name, (dtype, quantize) in FORMATS.items():
-            policy = fake_policy(folder, dtype, quantize=quantize)
-            fleet = FleetModel(policy, buckets=rows_list)
-            for rows in rows_list:
-                obs = [observation(policy, instruction="Pick up the cube" + " now" * i, seed=i) for i in range(rows)]
-                trace = trace_call(cuda, policy, lambda: fleet(obs, [None] * rows, [None] * rows), f"{name} x{rows}")
-                trace.check()
-                rows_out.append({"weights": name, "rows": rows, "weights_gib": trace.weights_bytes / GIB,
-                                 "activations_gib": trace.peak_bytes / GIB})
-            del policy, fleet
+    for name in formats:
+        dtype, quantize = FORMATS[name]
+        policy = fake_policy(folder, dtype, quantize=quantize)
+        fleet = FleetModel(policy, buckets=rows_list)
+        for rows in rows_list:
+            obs = [observation(policy, instruction="Pick up the cube" + " now" * i, seed=i) for i in range(rows)]
+            trace = trace_call(cuda, policy, lambda: fleet(obs, [None] * rows, [None] * rows), f"{name} x{rows}")
+            trace.check()
+            rows_out.append({"weights": name, "rows": rows, "weights_gib": trace.weights_bytes / GIB,
+                             "activations_gib": trace.peak_bytes / GIB})
+        del policy, fleet
     return rows_out
 
 
@@ -63,14 +63,19 @@ def table(plan: list[dict]) -> str:
 
 def print_plan(rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> str:
     """Trace, print and return the plan's Markdown table."""
+    from gr00t_fast.dev.fake_cuda import FakeCuda
     from gr00t_fast.dev.gpu_trace import config_folder
     from gr00t_fast.policy.torch_thread import run_on_torch_thread
 
     if torch.version.cuda is None:
         raise ValueError(f"--plan traces on fake CUDA: it needs a CUDA build of torch (this is {torch.__version__}); "
                          "bash .ci/fake_cuda_env.sh builds one (no GPU needed)")
+    def traced(folder) -> list[dict]:
+        with FakeCuda() as cuda:
+            return measure(cuda, folder, rows_list)
+
     with tempfile.TemporaryDirectory() as tmp:
-        plan = run_on_torch_thread(measure, config_folder(tmp), rows_list)
+        plan = run_on_torch_thread(traced, config_folder(tmp))
     text = table(plan)
     print(f"Full-size N1.5 memory plan (fake-CUDA trace; headroom in GiB, Jetson less {OS_GIB['jetson']:g} GiB for "
           f"the OS):\n{text}", flush=True)
