@@ -42,9 +42,11 @@ from torch.utils._pytree import tree_flatten, tree_map_only
 aten = torch.ops.aten
 CAPTURE_REGION = "cuda-graph capture"
 # ops that read a CUDA tensor's value on the host
-READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.item.default, aten.nonzero.default, aten.masked_select.default,
-         aten._unique2.default, aten.equal.default, aten.allclose.default}
-SCALAR_READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.item.default}
+SCALAR_READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.item.default, aten.equal.default,
+                aten.allclose.default}
+TRUTH_READS = {aten.is_nonzero.default, aten.equal.default, aten.allclose.default}  # answered True
+SHAPE_READS = {aten.nonzero.default, aten.masked_select.default}  # their output's size is the data's
+READS = SCALAR_READS | SHAPE_READS
 COPIES = {aten._to_copy.default, aten.copy_.default, aten.to.device, aten.to.dtype_layout}
 MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default, aten.matmul.default,
            aten.linear.default, aten._scaled_dot_product_flash_attention.default,
@@ -184,13 +186,17 @@ class FakeCuda(TorchDispatchMode):
         return out
 
     def _read(self, func, args, kwargs, region):
-        """A CUDA value read on the host: recorded, answered with a stand-in (True / 0 / zeros of the shape)."""
+        """A CUDA value read on the host: recorded, answered with a stand-in (True / 0, an empty result on the
+        device, zeros of the shape on the host) so that the code after it runs on."""
         self.record.syncs.append(Sync(func.__name__, caller(), region))
         if func in SCALAR_READS:
-            dtype = args[0].dtype
-            return True if dtype == torch.bool or func is aten.is_nonzero.default else 0 if not dtype.is_floating_point else 0.0
-        if func in (aten.equal.default, aten.allclose.default):
-            return True
+            if func in TRUTH_READS or args[0].dtype == torch.bool:
+                return True
+            return 0.0 if args[0].dtype.is_floating_point else 0
+        if func in SHAPE_READS:
+            width = args[0].dim() if func is aten.nonzero.default else None
+            shape, dtype = ((0, width), torch.long) if width is not None else ((0,), args[0].dtype)
+            return torch.empty(shape, dtype=dtype, device=args[0].device)  # in the fake mode beneath
         if func is aten.copy_.default:  # into a host tensor: it keeps what it held
             return args[0]
         shaped = func(*args, **kwargs)  # the fake result's shape and dtype
@@ -287,7 +293,8 @@ def fake_cuda_runtime(cuda: FakeCuda, device_name: str = "NVIDIA H100 80GB HBM3 
             yield
 
     def synchronize(device=None) -> None:
-        cuda.record.syncs.append(Sync("torch.cuda.synchronize", caller(), cuda.active[-1].name if cuda.active else None))
+        region = cuda.active[-1].name if cuda.active else None
+        cuda.record.syncs.append(Sync("torch.cuda.synchronize", caller(), region))
 
     patches = dict(
         set_device=lambda device: None, Event=_Event, Stream=_Stream, current_stream=lambda device=None: _Stream(),

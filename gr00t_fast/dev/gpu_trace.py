@@ -28,12 +28,10 @@ from gr00t_fast.dev.fake_cuda import CAPTURE_REGION, FakeCuda, TraceError
 MODEL_CALL = "model call"  # the region around every backend call (what the cuda-graph backend captures)
 DEVICE = torch.device("cuda:0")
 # host syncs a policy call makes outside the model call, each justified: anything else fails the trace
-ALLOWED_SYNCS = {
-    ("to.device", "policy.py"): "the actions' one device-to-host copy (the finite check and decoding run on it)",
-    ("_to_copy.default", "policy.py"): "the actions' one device-to-host copy (the finite check and decoding run on it)",
-    ("to.device", "fleet.py"): "the batch's actions copied to the host once (finite checks and decoding per request)",
-    ("_to_copy.default", "fleet.py"): "the batch's actions copied to the host once (finite checks and decoding per request)",
-}
+POLICY_COPY = "the actions' one device-to-host copy (the finite check and decoding run on it)"
+FLEET_COPY = "the batch's actions copied to the host once (finite checks and decoding per request)"
+ALLOWED_SYNCS = {(op, file): why for op in ("to.device", "_to_copy.default")
+                 for file, why in (("policy.py", POLICY_COPY), ("fleet.py", FLEET_COPY))}
 
 
 def config_folder(out: str | Path) -> Path:
@@ -79,7 +77,8 @@ def fake_policy(folder: Path, dtype: torch.dtype, backend: str = "torch", quanti
     return Gr00tPolicy(processor, BACKENDS[backend](model, **backend_options))
 
 
-def observation(policy: Any, batch: int | None = None, instruction: str = "Pick up the red cube.", seed: int = 0) -> dict:
+def observation(policy: Any, batch: int | None = None, instruction: str = "Pick up the red cube.",
+                seed: int = 0) -> dict:
     """A real observation: uint8 frames at each camera's resolution, float64 state inside the statistics, an
     instruction; a batch of `batch` (its instructions of different lengths) when given."""
     rng = np.random.default_rng(seed)

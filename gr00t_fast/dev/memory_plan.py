@@ -44,7 +44,6 @@ def measure(cuda, folder, rows_list: tuple[int, ...], formats: tuple[str, ...] =
             trace.check()
             rows_out.append({"weights": name, "rows": rows, "weights_gib": trace.weights_bytes / GIB,
                              "activations_gib": trace.peak_bytes / GIB})
-        del policy, fleet
     return rows_out
 
 

@@ -41,3 +41,20 @@ def test_an_item_planted_inside_the_model_fails_the_lane(cuda, policies, monkeyp
     trace = on_torch_thread(trace_call, cuda, policy, lambda: policy.get_action(observation(policy)))
     with pytest.raises(TraceError, match=rf"host sync inside '{region}': item.default at test_planted.py:\d+ planted"):
         trace.check()
+
+
+def test_a_float32_matmul_planted_in_a_bf16_model_fails_the_lane(cuda, policies, monkeypatch):
+    """A silent upcast (the MLP's down projection computed in float32, then cast back) is a defect in bf16."""
+    from gr00t_fast.model.eagle import Qwen3MLP
+
+    policy = policies(torch.bfloat16)
+
+    def upcast(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        hidden = torch.nn.functional.silu(gate) * up
+        return torch.nn.functional.linear(hidden.float(), self.down_proj.weight.float()).to(x.dtype)
+
+    monkeypatch.setattr(Qwen3MLP, "forward", upcast)
+    trace = on_torch_thread(trace_call, cuda, policy, lambda: policy.get_action(observation(policy)))
+    with pytest.raises(TraceError, match=r"linear in float32/float32 inside 'model call' .* at test_planted.py:\d+ upcast"):
+        trace.check()

@@ -22,7 +22,8 @@ TRT_OBJECTS = {"trt", "builder", "network", "parser", "config", "opt_profile", "
                "logger", "profile_obj"}
 
 if BINDINGS is None:
-    pytest.skip("tensorrt-cu13-bindings is not installed (bash .ci/fake_cuda_env.sh installs it)", allow_module_level=True)
+    pytest.skip("tensorrt-cu13-bindings is not installed (bash .ci/fake_cuda_env.sh installs it)",
+                allow_module_level=True)
 
 
 def registered_names() -> tuple[set[bytes], bytes]:
@@ -47,8 +48,8 @@ def api_names_used() -> set[str]:
                 while isinstance(root, ast.Attribute):
                     root = root.value
                 chain_on_trt = isinstance(root, ast.Name) and root.id in TRT_OBJECTS
-                on_self_trt = isinstance(root, ast.Name) and root.id == "self" and isinstance(node.value, ast.Attribute) \
-                    and node.value.attr == "trt"
+                on_self_trt = (isinstance(root, ast.Name) and root.id == "self"
+                               and isinstance(node.value, ast.Attribute) and node.value.attr == "trt")
                 if chain_on_trt or on_self_trt:
                     names.add(node.attr)
             if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Attribute) and b.attr == "IProgressMonitor"
