@@ -56,5 +56,6 @@ def test_a_float32_matmul_planted_in_a_bf16_model_fails_the_lane(cuda, policies,
 
     monkeypatch.setattr(Qwen3MLP, "forward", upcast)
     trace = on_torch_thread(trace_call, cuda, policy, lambda: policy.get_action(observation(policy)))
-    with pytest.raises(TraceError, match=r"linear in float32/float32 inside 'model call' .* at test_planted.py:\d+ upcast"):
+    twelve_layers = r"linear in float32/float32 \(12x\) inside 'model call' .* at test_planted.py:\d+ upcast"
+    with pytest.raises(TraceError, match=twelve_layers):
         trace.check()
