@@ -40,6 +40,8 @@ from torch.utils._python_dispatch import TorchDispatchMode, _push_mode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
 aten = torch.ops.aten
+
+__all__ = ["CAPTURE_REGION", "FakeCuda", "Record", "Region", "Sync", "TraceError", "fake_cuda_runtime"]
 CAPTURE_REGION = "cuda-graph capture"
 # ops that read a CUDA tensor's value on the host
 SCALAR_READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.item.default, aten.equal.default,

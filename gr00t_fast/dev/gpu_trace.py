@@ -25,6 +25,9 @@ import torch
 
 from gr00t_fast.dev.fake_cuda import CAPTURE_REGION, FakeCuda, TraceError
 
+__all__ = ["ALLOWED_SYNCS", "MODEL_CALL", "Trace", "config_folder", "fake_model", "fake_policy", "observation",
+           "trace_call", "trace_compiled"]
+
 MODEL_CALL = "model call"  # the region around every backend call (what the cuda-graph backend captures)
 DEVICE = torch.device("cuda:0")
 # host syncs a policy call makes outside the model call, each justified: anything else fails the trace

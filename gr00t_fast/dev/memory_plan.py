@@ -12,6 +12,8 @@ import tempfile
 
 import torch
 
+__all__ = ["DEVICES", "FORMATS", "measure", "print_plan", "table", "usable_gib"]
+
 GIB = 2**30
 RUNTIME_GIB = 1.0
 OS_GIB = {"jetson": 1.5}
