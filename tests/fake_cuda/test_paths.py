@@ -94,11 +94,11 @@ def test_cuda_graph_backend_captured_region(cuda, policies, dtype):
     assert captured.graph.replays == 1 and captured.output.device == torch.device("cuda:0")
 
 
-@pytest.mark.parametrize("rows", GRAPH_BUCKETS)
-def test_fleet_batched_model_call_at_each_bucket(cuda, policies, rows):
+@pytest.mark.parametrize("dtype, rows", [("bf16", rows) for rows in GRAPH_BUCKETS] + [("fp16", GRAPH_BUCKETS[-1])])
+def test_fleet_batched_model_call_at_each_bucket(cuda, policies, dtype, rows):
     """The fleet's batched model call: requests of different prompt lengths collated, padded to the bucket (prompts
-    to a multiple of 64), captured as a CUDA graph per bucket."""
-    policy = policies(torch.bfloat16, "cuda-graph", compiled=False, warmup_iters=1)
+    to a multiple of 64), captured as a CUDA graph per bucket (bf16; fp16 at the largest)."""
+    policy = policies(DTYPES[dtype], "cuda-graph", compiled=False, warmup_iters=1)
     fleet = FleetModel(policy)
     requests = rows if rows <= 2 else rows // 2 + 1  # padded up to `rows` (from 3 up)
     observations = [observation(policy, instruction="Pick up the cube" + " now" * i, seed=i) for i in range(requests)]
@@ -112,13 +112,14 @@ def test_fleet_batched_model_call_at_each_bucket(cuda, policies, rows):
     assert trace.syncs_outside == ["to.device at fleet.py:161 _run"]
 
 
-def test_compile_is_one_graph_on_cuda(cuda, policies):
+@pytest.mark.parametrize("dtype", DTYPE_IDS)
+def test_compile_is_one_graph_on_cuda(cuda, policies, dtype):
     """The compile backend's whole call traced by dynamo on fake CUDA inputs with fullgraph=True: one graph, no
     break; then that graph (what Inductor would compile) run on fake CUDA inside a capture region and checked."""
     from gr00t_fast.backends.compiled import CompiledBackend
     from gr00t_fast.dev.gpu_trace import trace_compiled
 
-    policy = policies(torch.bfloat16)
+    policy = policies(DTYPES[dtype])
     graphs, trace = on_torch_thread(trace_compiled, cuda, CompiledBackend, policy)
     assert len(graphs) == 1
     trace.check()
