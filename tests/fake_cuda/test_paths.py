@@ -25,6 +25,11 @@ def traced(cuda, policy, call, name=""):
     return trace
 
 
+def synced(trace):
+    """The host syncs outside the model call, as "op at file" (line numbers left out)."""
+    return [sync.split(":")[0] for sync in trace.syncs_outside]
+
+
 def action_shapes(actions):
     return {key: (value.shape, value.dtype) for key, value in actions.items()}
 
@@ -38,7 +43,7 @@ def test_torch_backend_get_action_from_a_real_observation(cuda, policies, dtype,
     assert trace.outputs == [("cuda:0", "torch.float32", (1, 16, 32))]
     assert action_shapes(trace.result) == {"action.single_arm": ((16, 5), np.float32),
                                            "action.gripper": ((16, 1), np.float32)}
-    assert trace.syncs_outside == ["to.device at policy.py:144 _get_action"]  # the actions' one copy to the host
+    assert synced(trace) == ["to.device at policy.py"]  # the actions' one copy to the host
     assert trace.weights_bytes > 2.4e9 * 2 * 0.95  # 2.4B parameters in 16 bits, never allocated
 
 
@@ -109,7 +114,7 @@ def test_fleet_batched_model_call_at_each_bucket(cuda, policies, dtype, rows):
     key = next(reversed(policy.backend.graphs))
     prompt = dict((k[0], k[1:]) for k in key[2:])["input_ids"][0]
     assert prompt[0] == rows and (requests == rows or prompt[1] % GRAPH_PROMPT_STEP == 0)
-    assert trace.syncs_outside == ["to.device at fleet.py:161 _run"]
+    assert synced(trace) == ["to.device at fleet.py"]  # the batch's one copy to the host
 
 
 @pytest.mark.parametrize("dtype", DTYPE_IDS)
