@@ -56,13 +56,15 @@ def collate(parts: list[ModelInputs], pad_id: int, length: int = 0) -> ModelInpu
         ids.append(F.pad(p.input_ids, (pad, 0), value=pad_id))
         masks.append(F.pad(mask, (pad, 0), value=0))
     mask = torch.cat(masks)
+    # from the host's knowledge, not `mask.all()` (a device sync): the processor gives unpadded prompts no mask
+    unpadded = all(p.attention_mask is None and p.input_ids.shape[1] == length for p in parts)
     embodiments = {p.embodiment_id for p in parts if isinstance(p.embodiment_id, int)}
     if len(embodiments) == 1 and all(isinstance(p.embodiment_id, int) for p in parts):
         embodiment: EmbodimentId = embodiments.pop()
     else:  # per-row ids: the per-embodiment layers gather each row's weights
         embodiment = torch.cat([torch.as_tensor(p.embodiment_id, device=mask.device).reshape(-1).expand(p.batch_size)
                                 for p in parts])
-    return ModelInputs(torch.cat(ids), None if bool(mask.all()) else mask, torch.cat([p.pixel_values for p in parts]),
+    return ModelInputs(torch.cat(ids), None if unpadded else mask, torch.cat([p.pixel_values for p in parts]),
                        torch.cat([p.state for p in parts]), embodiment, batched=True, isolate_padding=True)
 
 

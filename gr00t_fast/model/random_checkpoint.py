@@ -262,14 +262,12 @@ def _tensors(names, shapes, gen, dtype, bar) -> Iterator[tuple[str, torch.Tensor
         yield name, t
 
 
-def write_checkpoint(
-    out_dir: str | Path, size: str = "tiny", seed: int = 0, dtype: str | None = None, progress: bool = True
-) -> Path:
-    """Write a random-weight checkpoint of preset `size` into `out_dir` (created) and return its path."""
+def write_config(out: Path, size: str, seed: int = 0, dtype: str | None = None) -> tuple[Gr00tConfig, str]:
+    """Everything of a `size` checkpoint but its weights (config, Eagle assets, metadata, random mark) into `out`:
+    (its config, the dtype name on disk). The fake-CUDA lane traces the full size from such a folder."""
     if size not in SIZES:
         raise ValueError(f"unknown checkpoint size {size!r}; choose one of {sorted(SIZES)}")
     preset = SIZES[size]
-    out = Path(out_dir)
     eagle_dir = out / "eagle2_hg_model"
     eagle_dir.mkdir(parents=True, exist_ok=True)
     (out / "experiment_cfg").mkdir(exist_ok=True)
@@ -283,11 +281,18 @@ def write_checkpoint(
     (out / "config.json").write_text(json.dumps(model_cfg, indent=2))
     (out / "experiment_cfg" / "metadata.json").write_text(json.dumps(so100_metadata(), indent=2))
     mark_random(out, size=size, seed=seed)
+    return Gr00tConfig.from_dicts(model_cfg, eagle_cfg, eagle_dir), dtype_name
 
-    config = Gr00tConfig.from_dicts(model_cfg, eagle_cfg, eagle_dir)
+
+def write_checkpoint(
+    out_dir: str | Path, size: str = "tiny", seed: int = 0, dtype: str | None = None, progress: bool = True
+) -> Path:
+    """Write a random-weight checkpoint of preset `size` into `out_dir` (created) and return its path."""
+    out = Path(out_dir)
+    config, dtype_name = write_config(out, size, seed, dtype)
     shapes = parameter_shapes(config)
     torch_dtype = getattr(torch, dtype_name)
-    plan = shard_plan(shapes, torch.tensor([], dtype=torch_dtype).element_size(), preset["shards"])
+    plan = shard_plan(shapes, torch.tensor([], dtype=torch_dtype).element_size(), SIZES[size]["shards"])
     gen = torch.Generator().manual_seed(seed)
     total = sum(math.prod(s) for s in shapes.values()) * torch.tensor([], dtype=torch_dtype).element_size()
     weight_map = {}

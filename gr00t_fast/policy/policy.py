@@ -64,7 +64,9 @@ class Gr00tPolicy:
         self.dtype = self.model.dtype
         self.denoising_steps = check_steps(self.config.num_inference_timesteps if denoising_steps is None
                                            else denoising_steps)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # the sampler's noise is drawn on the host and copied over (16x32 floats): the same seed gives the same
+        # noise on every device, and no CUDA generator (driver state a trace without a GPU cannot make) is needed
+        self.generator = torch.Generator().manual_seed(seed)
         self._timings = Timings()
 
     @property
@@ -107,7 +109,7 @@ class Gr00tPolicy:
         shape = (self.action_horizon, self.config.max_action_dim)
         want = (batch, *shape) if batched else shape
         if noise is None:
-            return torch.randn((batch, *shape), generator=self.generator, device=self.device, dtype=torch.float32)
+            return torch.randn((batch, *shape), generator=self.generator, dtype=torch.float32).to(self.device)
         if not isinstance(noise, (np.ndarray, torch.Tensor)) or tuple(noise.shape) != want:
             got = tuple(noise.shape) if hasattr(noise, "shape") else type(noise).__name__
             raise ValueError(f"noise: expected shape {want}, received {got}")
@@ -145,6 +147,7 @@ class Gr00tPolicy:
         clock.mark()
         pred = self.backend(inputs, noise, steps) if rtc is None else self.backend.rtc(inputs, noise, steps, rtc)
         clock.mark()
+        pred = pred.to("cpu", torch.float32)  # the one device-to-host copy: the checks and decoding run on the host
         if not bool(torch.isfinite(pred).all()):
             raise NonFiniteActionError(f"the model produced non-finite actions (NaN/inf) for this observation with "
                                        f"backend {self.backend.name!r}; nothing is returned")
@@ -154,7 +157,7 @@ class Gr00tPolicy:
             raise NonFiniteActionError(f"decoding the model's actions with the checkpoint's statistics gave "
                                        f"non-finite values (NaN/inf) in {bad}; nothing is returned")
         if rtc is not None:
-            actions[RTC_CHUNK_KEY] = pred[0, :, : self.processor.action_dim].to("cpu", torch.float32).numpy()
+            actions[RTC_CHUNK_KEY] = pred[0, :, : self.processor.action_dim].numpy()
         clock.mark()
         preprocess, model, postprocess = clock.elapsed_ms()
         self._timings.record({"preprocess": preprocess, "model": model, **self.backend.stage_ms(),

@@ -160,6 +160,7 @@ class FleetModel:
             return [text if r is None else r for r in results]
         latency_ms = (time.monotonic() - start) * 1e3
         self.batch_rows[pred.shape[0]] += 1
+        pred = pred.to("cpu", torch.float32)  # one device-to-host copy for the batch, then per request on the host
         sizes = [inputs.batch_size for _, inputs, _, _ in parts]
         for (i, inputs, _, requests), rows in zip(parts, pred[: sum(sizes)].split(sizes)):  # bucket padding dropped
             if not bool(torch.isfinite(rows).all()):
@@ -167,7 +168,7 @@ class FleetModel:
                 continue
             results[i] = policy.processor.decode(rows, inputs.batched)
             if requests[0] is not None:  # the normalized chunk: the robot's next prefix comes from it
-                chunk = rows[:, :, : policy.processor.action_dim].to("cpu", torch.float32).numpy()
+                chunk = rows[:, :, : policy.processor.action_dim].numpy()
                 results[i][RTC_CHUNK_KEY] = chunk if inputs.batched else chunk[0]
             if robots[i] is not None:
                 self._answered(robots[i])

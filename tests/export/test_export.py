@@ -119,10 +119,11 @@ def test_tensorrt_export_without_tensorrt_or_gpu_says_what_is_missing(tiny_check
     assert "CUDA GPU" in capsys.readouterr().err
 
 
-def fake_tensorrt(version: str = "10.9.0.34") -> types.ModuleType:
-    """Stands in for TensorRT 10 where it cannot be installed (its wheels come from NVIDIA's own index, out of reach
-    here; building also needs a GPU): the documented Python names `build_engine` uses, a parser that loads the real
-    ONNX file with its external data, and a record of every build's file, flags and profile."""
+def fake_tensorrt(version: str = "10.16.1.11") -> types.ModuleType:
+    """Stands in for TensorRT 10 where it cannot be installed (its libraries come from NVIDIA's own index, out of reach
+    here; building also needs a GPU): the Python names `build_engine` uses (each checked against the real 10.16.1.11
+    bindings by tests/fake_cuda/test_tensorrt_api.py), a parser that loads the real ONNX file with its external data,
+    and a record of every build's file, flags and profile."""
     trt = types.ModuleType("tensorrt")
     trt.__version__, trt.builds = version, []
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
@@ -198,7 +199,7 @@ def test_tensorrt_engines_are_looked_up_in_the_cache_before_any_reload_or_export
                                                  progress=False)
     manifest = json.loads((build() / "manifest.json").read_text())
     graphs = ["vision", "llm", "vl", "sampler_s2"]
-    assert list(manifest["graphs"]) == graphs and manifest["tensorrt"] == "10.9.0.34"
+    assert list(manifest["graphs"]) == graphs and manifest["tensorrt"] == "10.16.1.11"
     assert [b["path"] for b in fake_trt.builds] == [str(graph_file(tmp_path / "onnx_int8", g)) for g in graphs]
     for graph, built in zip(graphs, fake_trt.builds):
         assert built["flags"] == {"INT8", "FP16"} and built["shapes"] == manifest["graphs"][graph]["profile"]

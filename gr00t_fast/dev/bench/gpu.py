@@ -30,7 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench import backends
 
     backends.add_arguments(parser)  # --cameras --batch --skip
+    parser.add_argument("--plan", action="store_true",
+                        help="print the full-size memory plan per GPU from a fake-CUDA trace (no GPU, no checkpoint: "
+                             "a CUDA build of torch) and exit")
     parser.set_defaults(size="full", reps=50)
+
+
+def check(args: argparse.Namespace) -> None:
+    """--plan runs here, before any checkpoint is generated or loaded, and exits."""
+    if args.plan:
+        from gr00t_fast.dev.memory_plan import print_plan
+
+        print_plan()
+        raise SystemExit(0)
 
 
 def measure_row(bench: Bench, name: str, calls: list[Call], references: list[torch.Tensor], steps: int,
