@@ -56,14 +56,15 @@ class PolicyConfig:
         kwargs["model_path"] = model_path or self.model_path
         return kwargs
 
-    def load(self, model_path: str | None = None, warmup: bool = True, announce: bool = False):
-        """The policy this configuration describes (see `gr00t_fast.policy.loading.load_policy`). `announce`
-        prints "loading <path> ..." from the torch thread once the load runs there: a Ctrl-C after that line
-        always interrupts a load in progress (see `torch_thread.exit_if_busy`)."""
+    def load(self, model_path: str | None = None, warmup: bool = True, announce: bool = False, **options: Any):
+        """The policy this configuration describes (see `gr00t_fast.policy.loading.load_policy`, which also takes
+        `options`, e.g. a server's `max_batch`). `announce` prints "loading <path> ..." from the torch thread once
+        the load runs there: a Ctrl-C after that line always interrupts a load in progress (see
+        `torch_thread.exit_if_busy`)."""
         from gr00t_fast.policy.loading import load_policy
         from gr00t_fast.policy.torch_thread import run_on_torch_thread
 
-        kwargs = self.load_kwargs(model_path)
+        kwargs = {**self.load_kwargs(model_path), **options}
 
         def load() -> Any:
             if announce:

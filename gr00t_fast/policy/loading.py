@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from gr00t_fast.backends import Backend, require_backend
+from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
@@ -76,6 +77,7 @@ def load_policy(
     seed: int = 0,
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
     image_preprocessing: str = "auto",
+    max_batch: int = IN_PROCESS_MAX_BATCH,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
 
@@ -88,6 +90,8 @@ def load_policy(
     `seed` seeds the sampler's noise when `get_action` is given none. Instructions longer than
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
+    `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
+    `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
     from gr00t_fast.model import load_model
     from gr00t_fast.model.quantize import MODES
@@ -100,6 +104,7 @@ def load_policy(
         check_steps(denoising_steps)
     if max_instruction_tokens < 1:
         raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
+    bounds = RequestBounds(max_batch)
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
@@ -109,7 +114,7 @@ def load_policy(
     if quantize is not None:
         quantize_model(model, quantize)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
-                                    image_preprocessing)
+                                    image_preprocessing, bounds)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
                          denoising_steps=denoising_steps, seed=seed)
     if warmup:

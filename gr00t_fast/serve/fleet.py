@@ -42,7 +42,11 @@ from gr00t_fast.policy.policy import Gr00tPolicy
 from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.policy.torch_thread import exit_if_busy, torch_thread
 from gr00t_fast.serve import protocol
-from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, bounded_stack
+from gr00t_fast.serve.server import (
+    DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, add_load_arguments, bounded_stack,
+    check_load_arguments,
+)
+from gr00t_fast.serve.watch import CheckpointWatch
 
 log = logging.getLogger("gr00t_fast.fleet")
 
@@ -369,7 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port (default: 8002)")
     parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB)
     parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S)
+    add_load_arguments(parser, max_batch=None)  # --max_batch above: Triton's batch is also a request's bound
     return parser
+
+
+def check_ports_free(host: str, ports: list[int]) -> None:
+    """OSError (one line) when one of Triton's ports is taken: said before the model loads, not after."""
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as e:
+                raise OSError(f"cannot bind Triton to {host}:{port}: {e.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.max_batch < 1 or args.max_queue_delay_ms < 0 or args.request_timeout_s <= 0 or args.max_message_mb <= 0:
-            raise ValueError("--max_batch must be >= 1, --max_queue_delay_ms >= 0, the limits > 0")
+        check_load_arguments(args)
+        if args.max_queue_delay_ms < 0:
+            raise ValueError("--max_queue_delay_ms must be >= 0")
         import pytriton  # noqa: F401 - the one-line answer when the extra is missing
     except ImportError:
         print('gr00t-fast fleet: error: PyTriton is not installed (pip install "gr00t-fast[fleet]")', file=sys.stderr)
@@ -389,25 +405,27 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
-    try:
-        policy = policy_config_from_args(args).load(warmup=True, announce=True)
+    front = None
+    try:  # the ZeroMQ front bound, Triton's ports checked, before the model loads
+        front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
+                           host=args.host, port=args.port, api_token=args.api_token,
+                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s,
+                           max_queue=args.max_queue, grace_s=args.grace_s)
+        check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
+        front.housekeeping.append(CheckpointWatch(args.model_path).poll)
+        front.policy = policy = policy_config_from_args(args).load(warmup=True, announce=True,
+                                                                   max_batch=args.max_batch)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)
     except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
+        if front is not None:
+            front.close()
         if raised_by_interrupt(e):  # as `gr00t-fast serve`: one line, and out before shutdown aborts a running load
             print("gr00t-fast fleet: interrupted while loading the model", file=sys.stderr, flush=True)
             exit_if_busy(130)
             return 130
         print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
-        return 2
-    try:
-        front = FleetFront(policy, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
-                           host=args.host, port=args.port, api_token=args.api_token,
-                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s)
-    except OSError as e:
-        triton.stop()
-        print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
     if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
@@ -419,4 +437,5 @@ def main(argv: list[str] | None = None) -> int:
         front.run()
     finally:
         triton.stop()
+    exit_if_busy(0)
     return 0
