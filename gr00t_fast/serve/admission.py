@@ -11,12 +11,14 @@ away merely for being many.
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from typing import Any, Mapping
 
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH, RequestBounds
 
 DEFAULT_MAX_QUEUE = 128  # 64 robots with one request each, and as many left by clients that timed out
-SMOOTHING = 0.2  # weight of the newest inference time in the running estimate
+WINDOW = 32  # inference times the estimate is the median of (a few slow ones, e.g. a busy machine, do not count)
 
 
 class Overloaded(RuntimeError):
@@ -34,22 +36,25 @@ def request_rows(policy: Any, observation: Mapping[str, Any]) -> int:
 
 
 class Admission:
-    """The queue's bound and the running estimate of one inference's duration."""
+    """The queue's bound and the estimate of one inference's duration (the median of the last `WINDOW`)."""
 
     def __init__(self, max_queue: int, timeout_s: float, concurrency: int):
         if max_queue < 1:
             raise ValueError(f"--max_queue must be >= 1, got {max_queue}")
         self.max_queue, self.timeout_s, self.concurrency = max_queue, timeout_s, concurrency
-        self.inference_s: float | None = None  # none measured yet: nothing is refused for time
+        self.recent: deque[float] = deque(maxlen=WINDOW)  # none measured yet: nothing is refused for time
+
+    @property
+    def inference_s(self) -> float:
+        return statistics.median(self.recent) if self.recent else 0.0
 
     def served(self, seconds: float) -> None:
         """Count one finished inference of `seconds`."""
-        old = self.inference_s
-        self.inference_s = seconds if old is None else (1 - SMOOTHING) * old + SMOOTHING * seconds
+        self.recent.append(seconds)
 
     def wait_s(self, ahead: int) -> float:
         """Estimated seconds until a request with `ahead` requests before it (queued or running) is answered."""
-        return math.ceil((ahead + 1) / self.concurrency) * (self.inference_s or 0.0)
+        return math.ceil((ahead + 1) / self.concurrency) * self.inference_s
 
     def check(self, queued: int, running: int) -> None:
         """Overloaded, one line, when a new request cannot be queued or answered in time."""

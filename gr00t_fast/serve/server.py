@@ -271,26 +271,32 @@ class PolicyServer:
             while self.running or self.draining():
                 busy = self.in_flight or self.queue
                 if self.socket.poll(1 if busy else self.poll_ms, zmq.POLLIN):
-                    frames = self.socket.recv_multipart()
-                    if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
-                        log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
-                        continue
-                    split = frames.index(b"", 1) + 1
-                    envelope, body = frames[:split], frames[split:]
-                    if len(body) == 1:
-                        reply = self.receive(envelope, body[0])
-                    else:
-                        reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
-                    if reply is not None:
-                        self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
+                    self.read_message()
                 for envelope, reply in self.step_inference():
                     self.socket.send_multipart([*envelope, reply])
                 for task in self.housekeeping:
                     task()
+            while self.socket.poll(0, zmq.POLLIN):  # arrived too late: told that the server is stopping
+                self.read_message()
             self.answer_unanswered()
         finally:
             self.close(linger_ms=CLOSE_LINGER_MS)
             log.info("policy server stopped")
+
+    def read_message(self) -> None:
+        """Receive one message and answer it now, or queue it."""
+        frames = self.socket.recv_multipart()
+        if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
+            log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
+            return
+        split = frames.index(b"", 1) + 1
+        envelope, body = frames[:split], frames[split:]
+        if len(body) == 1:
+            reply = self.receive(envelope, body[0])
+        else:
+            reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
+        if reply is not None:
+            self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
 
     def unanswered(self) -> list[Pending]:
         return [p for p in (*self.in_flight, *self.queue) if p.envelope]
