@@ -211,3 +211,19 @@ def test_rewritten_checkpoint_files_change_nothing_but_a_log_line(tiny_checkpoin
         for key in want:
             np.testing.assert_allclose(have[key], want[key], rtol=1e-5, atol=1e-4)
     assert "changed since it was loaded" in served.output() and "restart the server" in served.output()
+
+
+def test_bench_server_clients_reports_latency_percentiles(tiny_checkpoint, tmp_path, capsys):
+    import json
+
+    from gr00t_fast.dev import bench
+
+    argv = ["server", "--model_path", str(tiny_checkpoint), "--device", "cpu", "--clients", "4", "--requests", "2",
+            "--out", str(tmp_path), "--reps", "1", "--warmup", "0"]
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "server.json").read_text())
+    assert (result["requests"], result["answered"], result["overloaded"], result["failed"]) == (8, 8, 0, 0)
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"] and result["requests_per_s"] > 0
+    assert "| Clients |" in (tmp_path / "server.md").read_text()
+    assert bench.main(["server", "--clients", "-1"]) == 2
+    assert "--clients must be >= 0" in capsys.readouterr().err

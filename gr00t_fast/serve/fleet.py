@@ -344,8 +344,8 @@ class FleetFront(PolicyServer):
             result.pop(RTC_CHUNK_KEY)
         return result if batched else {key: value[0] for key, value in result.items()}
 
-    def close(self) -> None:
-        super().close()
+    def close(self, linger_ms: int = 0) -> None:
+        super().close(linger_ms)
         for client in self.clients:
             client.close()
 

@@ -31,10 +31,10 @@ from typing import Any, Callable, Iterator, Protocol
 import zmq
 
 from gr00t_fast.interrupt import raised_by_interrupt
+from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
-from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, request_rows
 from gr00t_fast.serve.watch import CheckpointWatch
 
