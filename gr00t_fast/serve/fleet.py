@@ -317,10 +317,10 @@ class FleetFront(PolicyServer):
 
     def __init__(self, policy: Gr00tPolicy, triton_url: str, *, concurrency: int = 32, **server_options: Any):
         """`server_options`: `PolicyServer`'s; its `api_token` is also sent to Triton (see `start_triton`)."""
+        self.clients: list = []  # all of them, closed with the server (also when it cannot bind)
         super().__init__(policy, concurrency=concurrency, **server_options)
         self.triton_url, self.headers = triton_url, token_headers(self.api_token, triton_url)
         self.local = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
-        self.clients: list = []  # all of them, closed with the server
 
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
         from pytriton.client import ModelClient
