@@ -19,14 +19,7 @@ from gr00t_fast.policy.loading import load_policy
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
 from gr00t_fast.serve.admission import Admission, Overloaded
 from gr00t_fast.serve.watch import CheckpointWatch
-
-
-def observation(batch: int | None = None, height: int = 24, width: int = 32, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    lead = (batch, 1) if batch else (1,)
-    return {"video.webcam": rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8),
-            "state.single_arm": np.zeros((*lead, 5)), "state.gripper": np.full((*lead, 1), 40.0),
-            "annotation.human.task_description": ["pick up the cube"] * (batch or 1)}
+from test_serve_load import observation
 
 
 @pytest.fixture(scope="module")

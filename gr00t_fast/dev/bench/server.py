@@ -6,8 +6,8 @@ four codec steps (client encodes the request, server decodes it, server encodes 
 timed on their own; transport = replay round trip - codec. With `--server HOST:PORT` the round trip goes to any
 running Isaac-GR00T protocol server instead (e.g. upstream's inference_service.py).
 
-With `--clients N`, the server under load instead: a `gr00t-fast serve` process with its default flags (or the
-server of `--server`), N concurrent clients sending `--requests` get_action each: latency p50/p99/max as the clients
+With `--clients N`, the server under load instead: a `gr00t-fast serve` process with its default flags (and
+`--threads` torch threads when given; or the server of `--server`), N concurrent clients sending `--requests` get_action each: latency p50/p99/max as the clients
 see it, requests/s, and how many were refused (overloaded) or failed.
 """
 
@@ -112,7 +112,8 @@ def run_load(bench: Bench, args: argparse.Namespace, policy: Any) -> dict[str, A
             bench.out.mkdir(parents=True, exist_ok=True)
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(bench.policy).items()
                      if k not in ("model_path", "device") and v is not None] + [f"--device={policy.device}"]
-            served = stack.enter_context(serve(bench.checkpoint, bench.out / "server_load.log", *flags))
+            served = stack.enter_context(serve(bench.checkpoint, bench.out / "server_load.log", *flags,
+                                               threads=args.threads))
             host, port = "127.0.0.1", served.port
         print(f"{args.clients} clients x {args.requests} get_action against {host}:{port}", flush=True)
         latencies, errors, wall_s = client_latencies(port, host, args.api_token, obs, args.clients, args.requests)
