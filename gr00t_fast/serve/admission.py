@@ -25,6 +25,10 @@ class Overloaded(RuntimeError):
     """The server cannot take this request now (a full queue, or no answer possible within the budget)."""
 
 
+class ShuttingDown(RuntimeError):
+    """The server is stopping: it answers the requests it has, and takes no new one."""
+
+
 def request_rows(policy: Any, observation: Mapping[str, Any]) -> int:
     """The observations `observation` holds, checked against the policy's bounds (its processor's, else
     `RequestBounds(SERVE_MAX_BATCH)`): RequestTooLarge, one line, beyond them."""

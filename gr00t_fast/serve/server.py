@@ -35,7 +35,7 @@ from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
-from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, request_rows
+from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, ShuttingDown, request_rows
 from gr00t_fast.serve.watch import CheckpointWatch
 
 log = logging.getLogger("gr00t_fast.serve")
@@ -111,6 +111,7 @@ class PolicyServer:
         self.request_timeout_s = request_timeout_s
         self.running = True  # set here, not in run(): a stop() that comes before run() must hold
         self.stopped_at: float | None = None  # when stop() was asked: the grace period runs from here
+        self.stop_announced = False
         self.grace_s = grace_s
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda data: {"status": "ok", "message": "Server is running"},
@@ -164,7 +165,8 @@ class PolicyServer:
 
     def _error(self, e: BaseException, endpoint: str) -> str:
         text = protocol.bounded(f"{type(e).__name__}: {e}")
-        if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError, Overloaded)):
+        if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError, Overloaded,
+                          ShuttingDown)):
             log.warning("request rejected (%s): %s", endpoint, text)
         else:  # the stack, not exc_info: a traceback would repeat the exception's message, unbounded
             log.error("request failed (%s): %s\n%s", endpoint, text, bounded_stack(e))
@@ -198,7 +200,7 @@ class PolicyServer:
             if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
                 raise PermissionError("Unauthorized: Invalid API token")
             if self.stopped_at is not None:
-                raise Overloaded("the server is shutting down and takes no new requests")
+                raise ShuttingDown("the server is shutting down and takes no new requests")
             if endpoint == "get_action":
                 self.admit(data)
                 robot = request.get("robot_id", envelope[0].hex())
@@ -269,6 +271,8 @@ class PolicyServer:
         log.info("policy server listening on %s", self.address)
         try:
             while self.running or self.draining():
+                if not self.running:
+                    self.announce_stop()
                 busy = self.in_flight or self.queue
                 if self.socket.poll(1 if busy else self.poll_ms, zmq.POLLIN):
                     self.read_message()
@@ -276,6 +280,7 @@ class PolicyServer:
                     self.socket.send_multipart([*envelope, reply])
                 for task in self.housekeeping:
                     task()
+            self.announce_stop()
             while self.socket.poll(0, zmq.POLLIN):  # arrived too late: told that the server is stopping
                 self.read_message()
             self.answer_unanswered()
@@ -297,6 +302,13 @@ class PolicyServer:
             reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
         if reply is not None:
             self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
+
+    def announce_stop(self) -> None:
+        """Log once, when the loop first sees stop(), how many received requests it still answers."""
+        if not self.stop_announced:
+            self.stop_announced = True
+            log.info("stopping: %d get_action requests received and unanswered get up to %g s (--grace_s); new "
+                     "requests are refused", len(self.unanswered()), self.grace_s)
 
     def unanswered(self) -> list[Pending]:
         return [p for p in (*self.in_flight, *self.queue) if p.envelope]
