@@ -6,6 +6,7 @@ It sits above every layer: `policy/` knows neither `export/` nor the backend imp
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +18,7 @@ from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.model.quantize import MODES, quantize_linears
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig, get_data_config
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
@@ -63,6 +65,7 @@ def load_policy(
     seed: int = 0,
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
     image_preprocessing: str = "auto",
+    max_batch: int = IN_PROCESS_MAX_BATCH,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy.
 
@@ -75,6 +78,8 @@ def load_policy(
     `seed` seeds the sampler's noise when `get_action` is given none. Instructions longer than
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
+    `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
+    `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
         raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
@@ -83,6 +88,7 @@ def load_policy(
         check_steps(denoising_steps)
     if max_instruction_tokens < 1:
         raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
+    bounds = RequestBounds(max_batch)
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
@@ -92,7 +98,7 @@ def load_policy(
     if quantize is not None:
         quantize_model(model, quantize)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
-                                    image_preprocessing)
+                                    image_preprocessing, bounds)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
                          denoising_steps=denoising_steps, seed=seed)
     if warmup:
@@ -101,11 +107,12 @@ def load_policy(
 
 
 def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup: bool = True,
-                  announce: bool = False) -> Gr00tPolicy:
-    """The policy `config` describes (`model_path` overrides its checkpoint, e.g. the simulation's demo one).
-    `announce` prints "loading <path> ..." from the torch thread once the load runs there: a Ctrl-C after that line
-    always interrupts a load in progress (see `runtime.torch_thread.exit_if_busy`)."""
-    kwargs = config.load_kwargs(model_path)
+                  announce: bool = False, **options: Any) -> Gr00tPolicy:
+    """The policy `config` describes (`model_path` overrides its checkpoint, e.g. the simulation's demo one;
+    `options` go to `load_policy` too, e.g. a server's `max_batch`). `announce` prints "loading <path> ..." from
+    the torch thread once the load runs there: a Ctrl-C after that line always interrupts a load in progress (see
+    `runtime.torch_thread.exit_if_busy`)."""
+    kwargs = {**config.load_kwargs(model_path), **options}
 
     def load() -> Gr00tPolicy:
         if announce:

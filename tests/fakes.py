@@ -20,6 +20,15 @@ MODALITY_CONFIG = {
     "language": {"delta_indices": [0], "modality_keys": ["annotation.human.task_description"]},
 }
 
+def observation(seed: int = 0, batch: int | None = None, height: int = 24, width: int = 32) -> dict:
+    """An SO-100 observation with small frames (resized by the server to the training resolution)."""
+    rng = np.random.default_rng(seed)
+    lead = (batch, 1) if batch else (1,)
+    return {"video.webcam": rng.integers(0, 256, (*lead, height, width, 3), dtype=np.uint8),
+            "state.single_arm": rng.uniform(-50, 50, (*lead, 5)), "state.gripper": rng.uniform(0, 50, (*lead, 1)),
+            "annotation.human.task_description": ["pick up the cube"] * (batch or 1)}
+
+
 class FakeRobot:
     """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
 

@@ -1,7 +1,9 @@
 """Strict, memory-efficient checkpoint loading from the official on-disk layout.
 
 The network is built on the meta device and every tensor is read from safetensors straight into its
-final dtype and device, so loading never holds two full copies of the weights.
+final dtype and device, so loading never holds two full copies of the weights. Every tensor lives in memory of its
+own, read from the file (never a view of a memory-mapped file): rewriting the checkpoint folder under a running
+policy changes nothing in it (`gr00t_fast.model.owned_weights`).
 """
 
 import json
@@ -9,11 +11,11 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
 from gr00t_fast.model.gr00t import Gr00tN15
+from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError
 
 LEROBOT_PREFIX = "_groot_model."
 EMBED_TOKENS = "backbone.eagle_model.language_model.model.embed_tokens.weight"
@@ -63,8 +65,8 @@ def read_state_dict(
     unexpected, wrong_shape, non_finite = [], [], []
     for path in weight_files(checkpoint_dir):
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                keys = list(f.keys())
+            with OwnedSafetensors(path) as f:
+                keys = f.keys()
                 names = {key.removeprefix(LEROBOT_PREFIX) for key in keys}
                 for key in keys:
                     name = key.removeprefix(LEROBOT_PREFIX)
@@ -74,16 +76,16 @@ def read_state_dict(
                         if not is_unused(name, kept_llm_layers):
                             unexpected.append(name)
                         continue
-                    shape = tuple(f.get_slice(key).get_shape())
+                    shape = f.shape(key)
                     if shape != tuple(expected[name]):
                         wrong_shape.append(f"{name}: checkpoint {list(shape)} vs model {list(expected[name])}")
                         continue
-                    tensor = f.get_tensor(key)
+                    tensor = f.tensor(key)
                     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                         non_finite.append(name)
                     tensors[name] = tensor.to(device=device, dtype=dtype)
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"cannot read {path} (corrupt or not safetensors): {err}") from None
+        except WeightFileError as err:
+            raise CheckpointError(str(err)) from None
     if non_finite:
         raise CheckpointError(f"checkpoint {checkpoint_dir} has NaN/inf values in {len(non_finite)} tensor(s): "
                               f"{', '.join(sorted(non_finite)[:5])}{' ...' if len(non_finite) > 5 else ''}")

@@ -9,6 +9,7 @@ import torch
 
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.policy.bounds import MAX_FRAME_PIXELS, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.metadata import EmbodimentMetadata
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
@@ -17,7 +18,6 @@ log = logging.getLogger(__name__)
 
 CROP_SCALE = 0.95
 PIPELINES = ("isaac", "lerobot")
-MAX_FRAME_PIXELS = 4096 * 4096  # larger camera frames are refused (they only cost memory: frames become 224x224)
 MAX_STATE_DEVIATION = 10.0  # |normalized state| beyond this (10x the training range) is refused: wrong units
 STATE_WARNING_MARGIN = 0.25  # a measured state this far (share of the range) outside the statistics is warned about
 
@@ -132,7 +132,10 @@ class Processor:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         pipeline: str = "isaac",
+        bounds: RequestBounds | None = None,
     ):
+        """`bounds`: observations per call and pixels per call (default `RequestBounds()`), checked before any
+        frame is resized."""
         if pipeline not in PIPELINES:
             raise ValueError(f"image preprocessing {pipeline!r} is not one of {PIPELINES}")
         self.config = data_config
@@ -152,6 +155,7 @@ class Processor:
                 f"{metadata.tag!r} does not describe; it has: {', '.join(known)}"
             )
         self.video_resolution = {k: metadata.video_resolution[k] for k in data_config.video_keys}
+        self.bounds = bounds or RequestBounds()
         self.state_dims = {k: metadata.stats[k].dim for k in data_config.state_keys}
         self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys}
         self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys}
@@ -175,6 +179,13 @@ class Processor:
 
     # ---- validation -------------------------------------------------------------------------------
 
+    @property
+    def resized_pixels(self) -> dict[str, int]:
+        """Per camera, the pixels each of its frames is resized to before inference (what a frame costs at least)."""
+        if self.pipeline == "lerobot":
+            return {key: self.image_size**2 for key in self.config.video_keys}
+        return {key: width * height for key, (width, height) in self.video_resolution.items()}
+
     def check(self, obs: dict) -> tuple[bool, int]:
         """Validate keys, dtypes and shapes; return (batched, batch size)."""
         if not isinstance(obs, dict):
@@ -187,6 +198,7 @@ class Processor:
                 f"observation keys do not match data config {self.config.name!r}: missing {missing}, "
                 f"unexpected {extra[:10]}{' and more' if len(extra) > 10 else ''}; expected exactly {expected}"
             )
+        self.bounds.check(obs, self.resized_pixels)
         first = self.config.video_keys[0]
         frames = self._array(first, obs[first])
         if frames.ndim not in (4, 5):
@@ -323,10 +335,11 @@ class Processor:
 
 def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: EmbodimentMetadata,
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS, pipeline: str = "auto") -> Processor:
+                        max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS, pipeline: str = "auto",
+                     bounds: RequestBounds | None = None) -> Processor:
     """The processor for a model: its Eagle tokenizer, state/action widths and image size; `pipeline` "auto"
     reproduces the preprocessing of the code that wrote the checkpoint (Isaac-GR00T or LeRobot)."""
     tokenizer = PromptTokenizer.for_model(config, max_instruction_tokens)
     return Processor(data_config, metadata, tokenizer, max_state_dim=config.max_state_dim,
                      max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype,
-                     pipeline=metadata.source if pipeline == "auto" else pipeline)
+                     pipeline=metadata.source if pipeline == "auto" else pipeline, bounds=bounds)

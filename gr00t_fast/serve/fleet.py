@@ -44,7 +44,11 @@ from gr00t_fast.policy.policy import Gr00tPolicy
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.runtime.torch_thread import exit_if_busy, torch_thread
 from gr00t_fast.serve import protocol
-from gr00t_fast.serve.server import DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, bounded_stack
+from gr00t_fast.serve.server import (
+    DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer, add_load_arguments, bounded_stack,
+    check_load_arguments,
+)
+from gr00t_fast.serve.watch import CheckpointWatch
 
 log = logging.getLogger("gr00t_fast.fleet")
 
@@ -316,10 +320,10 @@ class FleetFront(PolicyServer):
 
     def __init__(self, policy: Gr00tPolicy, triton_url: str, *, concurrency: int = 32, **server_options: Any):
         """`server_options`: `PolicyServer`'s; its `api_token` is also sent to Triton (see `start_triton`)."""
+        self.clients: list = []  # all of them, closed with the server (also when it cannot bind)
         super().__init__(policy, concurrency=concurrency, **server_options)
         self.triton_url, self.headers = triton_url, token_headers(self.api_token, triton_url)
         self.local = threading.local()  # a pytriton ModelClient is not thread-safe: one per worker
-        self.clients: list = []  # all of them, closed with the server
 
     def infer(self, observation: dict[str, Any], robot: str) -> dict[str, np.ndarray]:
         from pytriton.client import ModelClient
@@ -343,8 +347,8 @@ class FleetFront(PolicyServer):
             result.pop(RTC_CHUNK_KEY)
         return result if batched else {key: value[0] for key, value in result.items()}
 
-    def close(self) -> None:
-        super().close()
+    def close(self, linger_ms: int = 0) -> None:
+        super().close(linger_ms)
         for client in self.clients:
             client.close()
 
@@ -374,7 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest accepted ZeroMQ request in MiB")
     parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
                         help="a get_action not answered this long after it arrived gets an error reply (seconds)")
+    add_load_arguments(parser, max_batch=None)  # --max_batch above: Triton's batch is also a request's bound
     return parser
+
+
+def check_ports_free(host: str, ports: list[int]) -> None:
+    """OSError (one line) when one of Triton's ports is taken: said before the model loads, not after."""
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as e:
+                raise OSError(f"cannot bind Triton to {host}:{port}: {e.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.max_batch < 1 or args.max_queue_delay_ms < 0 or args.request_timeout_s <= 0 or args.max_message_mb <= 0:
-            raise ValueError("--max_batch must be >= 1, --max_queue_delay_ms >= 0, the limits > 0")
+        check_load_arguments(args)
+        if args.max_queue_delay_ms < 0:
+            raise ValueError("--max_queue_delay_ms must be >= 0")
         import pytriton  # noqa: F401 - the one-line answer when the extra is missing
     except ImportError:
         print('gr00t-fast fleet: error: PyTriton is not installed (pip install "gr00t-fast[fleet]")', file=sys.stderr)
@@ -398,25 +414,27 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
-    try:
-        policy = create_policy(policy_config_from_args(args), warmup=True, announce=True)
+    front = None
+    try:  # the ZeroMQ front bound, Triton's ports checked, before the model loads
+        front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
+                           host=args.host, port=args.port, api_token=args.api_token,
+                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s,
+                           max_queue=args.max_queue, grace_s=args.grace_s)
+        check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
+        front.housekeeping.append(CheckpointWatch(args.model_path).poll)
+        front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
+                                              max_batch=args.max_batch)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)
     except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
+        if front is not None:
+            front.close()
         if raised_by_interrupt(e):  # as `gr00t-fast serve`: one line, and out before shutdown aborts a running load
             print("gr00t-fast fleet: interrupted while loading the model", file=sys.stderr, flush=True)
             exit_if_busy(130)
             return 130
         print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
-        return 2
-    try:
-        front = FleetFront(policy, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
-                           host=args.host, port=args.port, api_token=args.api_token,
-                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s)
-    except OSError as e:
-        triton.stop()
-        print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
     if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
@@ -428,4 +446,5 @@ def main(argv: list[str] | None = None) -> int:
         front.run()
     finally:
         triton.stop()
+    exit_if_busy(0)
     return 0

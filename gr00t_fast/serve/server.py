@@ -6,6 +6,10 @@ format is off by default and never unpickles arbitrary objects, messages and eve
 bounded, and no input (garbage, bombs, wrong types, policy errors, vanishing clients) takes the server down or holds
 it: every request within the size limit gets a reply, `{"error": ...}` when it failed, within `--request-timeout-s`.
 Inference runs on a worker while this loop keeps answering: `ping` and `get_modality_config` never wait for it.
+get_action requests wait in a bounded queue and are refused at arrival only when they exceed the policy's batch
+and pixel bounds or could not be answered in time (`gr00t_fast.serve.admission`). SIGTERM/SIGINT stop it
+gracefully: no new request is taken, every one received is answered (or gets an error reply) within `--grace_s`.
+The sockets are bound before the model loads, so an address it cannot use is reported at once.
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ import zmq
 from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.base import Policy
+from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
+from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, ShuttingDown, request_rows
+from gr00t_fast.serve.watch import CheckpointWatch
 
 log = logging.getLogger("gr00t_fast.serve")
 
 DEFAULT_MAX_MESSAGE_MB = 64.0
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
-MAX_QUEUED_REQUESTS = 32
+DEFAULT_GRACE_S = 5.0
+CLOSE_LINGER_MS = 2000  # the last replies' time to leave when the server closes
 MAX_TRACEBACK_CHARS = 4 * protocol.MAX_ERROR_CHARS  # the stack logged with an unexpected failure, innermost frames
 
 
@@ -74,7 +82,8 @@ class PolicyServer:
     torch.save format are accepted (decoded safely) and answered in the same format. get_action requests queue
     for `concurrency` inference workers (1: one at a time; the fleet server runs many, batched behind them); one
     not answered within `request_timeout_s` of its arrival gets an error reply (an inference past its budget runs
-    on, its result is dropped, and queued requests wait for it).
+    on, its result is dropped, and queued requests wait for it). At most `max_queue` wait (see `Admission`).
+    `stop()` ends it gracefully within `grace_s`. `policy` may be None until `run()`: bind first, load after.
     """
 
     def __init__(
@@ -88,6 +97,8 @@ class PolicyServer:
         poll_ms: int = 100,
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         concurrency: int = 1,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        grace_s: float = DEFAULT_GRACE_S,
     ):
         self.policy = policy
         self.api_token = api_token
@@ -96,12 +107,17 @@ class PolicyServer:
         self.poll_ms = poll_ms
         self.request_timeout_s = request_timeout_s
         self.running = True  # set here, not in run(): a stop() that comes before run() must hold
+        self.stopped_at: float | None = None  # when stop() was asked: the grace period runs from here
+        self.stop_announced = False
+        self.grace_s = grace_s
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda data: {"status": "ok", "message": "Server is running"},
             "kill": self._kill,
-            "get_modality_config": lambda data: policy.get_modality_config(),
+            "get_modality_config": lambda data: self.policy.get_modality_config(),
         }
         self.queue: deque[Pending] = deque()
+        self.housekeeping: list[Callable[[], None]] = []  # run by the loop between messages (e.g. CheckpointWatch)
+        self.admission = Admission(max_queue, request_timeout_s, concurrency)
         self.concurrency = concurrency
         self.in_flight: list[Pending] = []  # in inference (possibly past their deadline and answered)
         self.worker = ThreadPoolExecutor(concurrency, thread_name_prefix="gr00t-serve-inference")
@@ -125,7 +141,7 @@ class PolicyServer:
     # --- endpoints ---
 
     def _kill(self, data: dict[str, Any]) -> dict[str, str]:
-        self.running = False
+        self.stop()
         return {"status": "ok", "message": "Server is shutting down"}
 
     def infer(self, observation: dict[str, Any], robot: str) -> Any:
@@ -146,7 +162,8 @@ class PolicyServer:
 
     def _error(self, e: BaseException, endpoint: str) -> str:
         text = protocol.bounded(f"{type(e).__name__}: {e}")
-        if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError)):
+        if isinstance(e, (protocol.ProtocolError, PermissionError, ValueError, KeyError, TimeoutError, Overloaded,
+                          ShuttingDown)):
             log.warning("request rejected (%s): %s", endpoint, text)
         else:  # the stack, not exc_info: a traceback would repeat the exception's message, unbounded
             log.error("request failed (%s): %s\n%s", endpoint, text, bounded_stack(e))
@@ -179,9 +196,10 @@ class PolicyServer:
             error_map_ok = error_map_ok or request.get(protocol.ERROR_MAP_FIELD) is True
             if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
                 raise PermissionError("Unauthorized: Invalid API token")
+            if self.stopped_at is not None:
+                raise ShuttingDown("the server is shutting down and takes no new requests")
             if endpoint == "get_action":
-                if len(self.queue) >= MAX_QUEUED_REQUESTS:
-                    raise RuntimeError(f"server overloaded: {len(self.queue)} get_action requests already queued")
+                self.admit(data)
                 robot = request.get("robot_id", envelope[0].hex())
                 if not isinstance(robot, str):
                     raise protocol.ProtocolError(f"'robot_id' must be a string, got {type(robot).__name__}")
@@ -195,11 +213,19 @@ class PolicyServer:
         except Exception as e:  # noqa: BLE001 - every failure becomes an error reply
             return encode_error(self._error(e, endpoint))
 
+    def admit(self, observation: dict[str, Any]) -> None:
+        """Refuse, before any work, a get_action beyond the policy's bounds or one that cannot be answered in time."""
+        request_rows(self.policy, {k: v for k, v in observation.items() if k != protocol.RTC_FIELD})
+        self.admission.check(len(self.queue), sum(1 for p in self.in_flight if not p.future.done()))
+
     def step_inference(self) -> list[tuple[list[bytes], bytes]]:
         """Advance the inference queue: finished or overdue requests -> (envelope, reply); start the next ones."""
         now, replies = time.monotonic(), []
         for current in [p for p in self.in_flight if p.future.done()]:
             self.in_flight.remove(current)
+            if not current.future.exception():
+                _, started, finished = current.future.result()
+                self.admission.served(finished - started)
             if current.envelope:  # not answered yet (an overdue request was answered with an error already)
                 try:
                     result, started, finished = current.future.result()
@@ -241,34 +267,74 @@ class PolicyServer:
         """Serve until `kill`, `stop()` (e.g. from a signal handler) or SIGTERM via `main`; then close."""
         log.info("policy server listening on %s", self.address)
         try:
-            while self.running:
+            while self.running or self.draining():
+                if not self.running:
+                    self.announce_stop()
                 busy = self.in_flight or self.queue
                 if self.socket.poll(1 if busy else self.poll_ms, zmq.POLLIN):
-                    frames = self.socket.recv_multipart()
-                    if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
-                        log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
-                        continue
-                    split = frames.index(b"", 1) + 1
-                    envelope, body = frames[:split], frames[split:]
-                    if len(body) == 1:
-                        reply = self.receive(envelope, body[0])
-                    else:
-                        reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
-                    if reply is not None:
-                        self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
+                    self.read_message()
                 for envelope, reply in self.step_inference():
                     self.socket.send_multipart([*envelope, reply])
+                for task in self.housekeeping:
+                    task()
+            self.announce_stop()
+            while self.socket.poll(0, zmq.POLLIN):  # arrived too late: told that the server is stopping
+                self.read_message()
+            self.answer_unanswered()
         finally:
-            self.close()
+            self.close(linger_ms=CLOSE_LINGER_MS)
             log.info("policy server stopped")
 
+    def read_message(self) -> None:
+        """Receive one message and answer it now, or queue it."""
+        frames = self.socket.recv_multipart()
+        if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
+            log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
+            return
+        split = frames.index(b"", 1) + 1
+        envelope, body = frames[:split], frames[split:]
+        if len(body) == 1:
+            reply = self.receive(envelope, body[0])
+        else:
+            reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
+        if reply is not None:
+            self.socket.send_multipart([*envelope, reply])  # to a client that left, ROUTER drops it
+
+    def announce_stop(self) -> None:
+        """Log once, when the loop first sees stop(), how many received requests it still answers."""
+        if not self.stop_announced:
+            self.stop_announced = True
+            log.info("stopping: %d get_action requests received and unanswered get up to %g s (--grace_s); new "
+                     "requests are refused", len(self.unanswered()), self.grace_s)
+
+    def unanswered(self) -> list[Pending]:
+        return [p for p in (*self.in_flight, *self.queue) if p.envelope]
+
+    def draining(self) -> bool:
+        """After stop(): whether requests received before it still wait for an answer within the grace period."""
+        return bool(self.unanswered()) and time.monotonic() < (self.stopped_at or 0.0) + self.grace_s
+
+    def answer_unanswered(self) -> None:
+        """An error reply to every request still unanswered when the server stops."""
+        pending = self.unanswered()
+        if pending:
+            log.warning("stopping with %d get_action requests unanswered: error replies sent", len(pending))
+        for p in pending:
+            text = f"RuntimeError: the server stopped before answering within its {self.grace_s:g} s grace period (--grace_s)"
+            self.socket.send_multipart([*p.envelope, p.encode_error(text)])
+            p.envelope = []
+
     def stop(self) -> None:
-        """Ask the loop to finish after the current request (safe from signal handlers and other threads)."""
+        """Stop gracefully (safe from signal handlers and other threads): no new request is taken, those received
+        are answered, or get an error reply, within `grace_s`; then the loop ends."""
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
         self.running = False
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket (replies already sent get `linger_ms` to leave) and drop the inference worker."""
         self.worker.shutdown(wait=False, cancel_futures=True)
-        self.socket.close(linger=0)
+        self.socket.close(linger=linger_ms)
         self.context.term()
 
     @contextlib.contextmanager
@@ -302,28 +368,58 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
     add("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
         help="a get_action not answered this long after it arrived gets an error reply (seconds)")
+    add_load_arguments(parser, SERVE_MAX_BATCH)
     add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
     return parser
 
 
+def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:
+    """The load flags `serve` and `fleet serve` share: `--max_batch` (when `max_batch` gives its default),
+    `--max_queue`, `--grace_s`."""
+    add = parser.add_argument
+
+    if max_batch is not None:
+        add("--max_batch", type=int, default=max_batch, help=f"most observations one request may hold; its frames "
+            f"count within max_batch x cameras x 4096x4096 pixels, each at least its training resolution "
+            f"(default: {max_batch})")
+    add("--max_queue", type=int, default=DEFAULT_MAX_QUEUE, help="get_action requests that may wait; beyond it, or "
+        f"when a request could not be answered within --request_timeout_s, it is refused (default: {DEFAULT_MAX_QUEUE})")
+    add("--grace_s", type=float, default=DEFAULT_GRACE_S, help="on SIGTERM/SIGINT, how long requests already "
+        f"received get to be answered before they get an error reply (default: {DEFAULT_GRACE_S:g})")
+
+
+def check_load_arguments(args: argparse.Namespace) -> None:
+    """ValueError (one line) for load flags out of range."""
+    if args.max_message_mb <= 0 or args.request_timeout_s <= 0 or args.grace_s < 0:
+        raise ValueError("--max_message_mb and --request_timeout_s must be > 0, --grace_s >= 0")
+    if args.max_batch < 1 or args.max_queue < 1:
+        raise ValueError(f"--max_batch and --max_queue must be >= 1, got {args.max_batch} and {args.max_queue}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = None
     try:
-        if args.max_message_mb <= 0 or args.request_timeout_s <= 0:
-            raise ValueError("--max_message_mb and --request_timeout_s must be > 0")
-        policy = create_policy(policy_config_from_args(args), warmup=True, announce=True)
-        server = PolicyServer(
-            policy,
+        check_load_arguments(args)
+        config = policy_config_from_args(args)
+        server = PolicyServer(  # bound before the model loads: an address it cannot use is reported at once
+            None,
             host=args.host,
             port=args.port,
             api_token=args.api_token,
             max_message_bytes=int(args.max_message_mb * 2**20),
             allow_legacy_format=args.allow_legacy_format,
             request_timeout_s=args.request_timeout_s,
+            max_queue=args.max_queue,
+            grace_s=args.grace_s,
         )
+        server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
+        server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
     except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
+        if server is not None:
+            server.close()
         if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it
             print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr, flush=True)
             exit_if_busy(130)  # a load still running there: leave now, before interpreter shutdown aborts under it
@@ -334,4 +430,5 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     server.run()
+    exit_if_busy(0)  # an inference still running past the grace period: leave without waiting for it
     return 0
