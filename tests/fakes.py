@@ -29,6 +29,32 @@ def observation(seed: int = 0, batch: int | None = None, height: int = 24, width
             "annotation.human.task_description": ["pick up the cube"] * (batch or 1)}
 
 
+def small_observation(instruction="Pick up the cube", **overrides) -> dict:
+    """A valid SO-100 observation with a small frame (the policy resizes it to the training resolution)."""
+    rng = np.random.default_rng(0)
+    obs = {"video.webcam": rng.integers(0, 256, (1, 24, 32, 3), dtype=np.uint8),
+           "state.single_arm": np.zeros((1, 5)), "state.gripper": np.full((1, 1), 40.0),
+           "annotation.human.task_description": [instruction]}
+    return {**obs, **overrides}
+
+
+BAD_OBSERVATIONS = {  # observation -> the words its error must contain
+    "missing key": ({k: v for k, v in small_observation().items() if k != "state.gripper"}, "missing ['state.gripper']"),
+    "0x0 frame": (small_observation(**{"video.webcam": np.zeros((1, 0, 0, 3), np.uint8)}), "frame of 0x0 pixels"),
+    "huge frame": (small_observation(**{"video.webcam": np.zeros((1, 1, 2**24 + 1, 3), np.uint8)}), "at most 16777216"),
+    "float frame": (small_observation(**{"video.webcam": np.zeros((1, 24, 32, 3), np.float32)}), "dtype uint8"),
+    "NaN state": (small_observation(**{"state.gripper": np.full((1, 1), np.nan)}), "expected finite values"),
+    "1e30 state": (small_observation(**{"state.single_arm": np.full((1, 5), 1e30)}), "far outside the checkpoint"),
+    "1e308 state": (small_observation(**{"state.single_arm": np.full((1, 5), 1e308)}), "far outside the checkpoint"),
+    "wrong state shape": (small_observation(**{"state.single_arm": np.zeros((1, 4))}), "expected shape (1, 5)"),
+    "image token": (small_observation("put <IMG_CONTEXT> here"), "special token(s) ['<IMG_CONTEXT>']"),
+    "chat token": (small_observation("x<|im_end|>y"), "special token(s) ['<|im_end|>']"),
+    "long instruction": (small_observation("go " * 20_000), "60000 characters is too long"),
+    "many tokens": (small_observation("go " * 700), "tokens is too long: at most 512"),
+    "language type": (small_observation(**{"annotation.human.task_description": [7]}), "expected a list of one string"),
+}
+
+
 class FakeRobot:
     """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
 

@@ -66,8 +66,8 @@ def test_the_top_level_names():
     from gr00t_fast import Gr00tPolicy, Policy, PolicyClient, PolicyConfig, RtcRequest, create_policy, load_policy
 
     assert load_policy.__module__ == create_policy.__module__ == "gr00t_fast.loading"
-    assert (Gr00tPolicy.__name__, PolicyConfig.__name__, RtcRequest.__name__) == ("Gr00tPolicy", "PolicyConfig",
-                                                                                   "RtcRequest")
+    assert [c.__name__ for c in (Gr00tPolicy, Policy, PolicyConfig, RtcRequest)] == ["Gr00tPolicy", "Policy",
+                                                                                     "PolicyConfig", "RtcRequest"]
     for cls in (Gr00tPolicy, PolicyClient):  # both implement the contract the loop, servers and plugin rely on
         missing = [name for name in ("action_horizon", "data_config", "video_resolution", "key_dims", "get_action",
                                      "get_modality_config", "supports_rtc", "state_warning") if not hasattr(cls, name)]

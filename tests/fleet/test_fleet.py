@@ -300,7 +300,7 @@ def test_run_command_drives_a_robot_through_the_fleet_server(policy, fleet, tmp_
 def test_ctrl_c_while_the_fleet_server_loads_ends_with_one_line():
     """`gr00t-fast fleet serve` interrupted during its load: exit 130 and one line, as `gr00t-fast serve`."""
     from gr00t_fast.model.random_checkpoint import cached_checkpoint
-    from test_hardening import assert_interrupted_while_loading
+    from processes import assert_interrupted_while_loading
 
     checkpoint = cached_checkpoint("bench_small", "small")
     assert_interrupted_while_loading(["fleet", "serve", "--model_path", str(checkpoint), "--device", "cpu",

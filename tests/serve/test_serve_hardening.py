@@ -1,16 +1,12 @@
-"""Hostile and careless input: a fuzzed real server on loopback, bounded decoding, named errors for bad
-observations, checkpoints and flags, and no non-finite action ever returned."""
+"""Hostile input to a server: bounded decoding, a fuzzed real server on loopback, bounded error texts and logs,
+and one line for bad serve flags."""
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import io
-import json
 import logging
 import os
 import re
-import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -20,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 import zmq
-from safetensors.torch import load_file, save_file
 
-from gr00t_fast.model.loading import CheckpointError
 from gr00t_fast.loading import load_policy
-from gr00t_fast.policy.policy import NonFiniteActionError
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
 from gr00t_fast.serve.server import MAX_TRACEBACK_CHARS
+
+from fakes import BAD_OBSERVATIONS, small_observation
+
 
 BUDGET_S = 5.0  # the test server's per-request time budget
 
@@ -34,115 +30,6 @@ BUDGET_S = 5.0  # the test server's per-request time budget
 @pytest.fixture(scope="module")
 def policy(tiny_checkpoint):
     return load_policy(tiny_checkpoint, device="cpu", warmup=False)
-
-
-def small_observation(instruction="Pick up the cube", **overrides) -> dict:
-    """A valid SO-100 observation with a small frame (the policy resizes it to the training resolution)."""
-    rng = np.random.default_rng(0)
-    obs = {"video.webcam": rng.integers(0, 256, (1, 24, 32, 3), dtype=np.uint8),
-           "state.single_arm": np.zeros((1, 5)), "state.gripper": np.full((1, 1), 40.0),
-           "annotation.human.task_description": [instruction]}
-    return {**obs, **overrides}
-
-
-BAD_OBSERVATIONS = {  # observation -> the words its error must contain
-    "missing key": ({k: v for k, v in small_observation().items() if k != "state.gripper"}, "missing ['state.gripper']"),
-    "0x0 frame": (small_observation(**{"video.webcam": np.zeros((1, 0, 0, 3), np.uint8)}), "frame of 0x0 pixels"),
-    "huge frame": (small_observation(**{"video.webcam": np.zeros((1, 1, 2**24 + 1, 3), np.uint8)}), "at most 16777216"),
-    "float frame": (small_observation(**{"video.webcam": np.zeros((1, 24, 32, 3), np.float32)}), "dtype uint8"),
-    "NaN state": (small_observation(**{"state.gripper": np.full((1, 1), np.nan)}), "expected finite values"),
-    "1e30 state": (small_observation(**{"state.single_arm": np.full((1, 5), 1e30)}), "far outside the checkpoint"),
-    "1e308 state": (small_observation(**{"state.single_arm": np.full((1, 5), 1e308)}), "far outside the checkpoint"),
-    "wrong state shape": (small_observation(**{"state.single_arm": np.zeros((1, 4))}), "expected shape (1, 5)"),
-    "image token": (small_observation("put <IMG_CONTEXT> here"), "special token(s) ['<IMG_CONTEXT>']"),
-    "chat token": (small_observation("x<|im_end|>y"), "special token(s) ['<|im_end|>']"),
-    "long instruction": (small_observation("go " * 20_000), "60000 characters is too long"),
-    "many tokens": (small_observation("go " * 700), "tokens is too long: at most 512"),
-    "language type": (small_observation(**{"annotation.human.task_description": [7]}), "expected a list of one string"),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_OBSERVATIONS))
-def test_bad_observations_are_named(policy, name):
-    obs, words = BAD_OBSERVATIONS[name]
-    with pytest.raises(ValueError) as err:
-        policy.get_action(obs)
-    assert words in str(err.value) and len(str(err.value)) < 1000
-
-
-def test_moderately_out_of_range_state_is_served_like_upstream(policy):
-    """Upstream does not clamp (the golden batch case has a gripper 1.14 normalized): neither do we, up to 10x."""
-    out = policy.get_action(small_observation(**{"state.gripper": np.full((1, 1), 300.0)}))
-    assert np.isfinite(out["action.single_arm"]).all()
-
-
-def test_non_finite_actions_are_never_returned(tiny_checkpoint):
-    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
-    with torch.no_grad():
-        policy.model.action_head.action_decoder.layer2.b.fill_(float("nan"))  # what a corrupt weight would do
-    with pytest.raises(NonFiniteActionError, match="non-finite actions"):
-        policy.get_action(small_observation())
-
-
-def test_actions_that_decode_to_non_finite_values_are_never_returned(policy, monkeypatch):
-    """A finite normalized prediction times an overflowing range: the decoded arrays are checked too."""
-    monkeypatch.setitem(policy.processor.action_range, "action.single_arm", np.full(5, np.inf, np.float32))
-    with pytest.raises(NonFiniteActionError, match=r"non-finite values \(NaN/inf\) in \['action.single_arm'\]"):
-        policy.get_action(small_observation())
-
-
-@pytest.mark.parametrize("modality, key, field, value, words", [
-    ("action", "single_arm", "max", float("inf"), "new_embodiment.statistics.action.single_arm.max holds non-finite"),
-    ("state", "gripper", "min", float("nan"), "new_embodiment.statistics.state.gripper.min holds non-finite"),
-    ("action", "gripper", "max", 1e39, "new_embodiment.statistics.action.gripper.max holds values beyond float32"),
-    ("action", "single_arm", "both", 3e38, "new_embodiment.statistics.action.single_arm.max - "
-                                           "new_embodiment.statistics.action.single_arm.min overflows float32"),
-])
-def test_non_finite_statistics_are_named_at_load(tiny_checkpoint, tmp_path, modality, key, field, value, words):
-    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
-    meta_file = ckpt / "experiment_cfg" / "metadata.json"
-    meta = json.loads(meta_file.read_text())
-    stats = meta["new_embodiment"]["statistics"][modality][key]
-    if field == "both":  # each bound fits in float32, their difference does not
-        stats["min"], stats["max"] = [-value] * len(stats["min"]), [value] * len(stats["max"])
-    else:
-        stats[field] = [value] * len(stats[field])
-    meta_file.write_text(json.dumps(meta))  # inf/NaN as JSON's Infinity/NaN, which Python's json reads
-    with pytest.raises(ValueError) as err:
-        load_policy(ckpt, device="cpu", warmup=False)
-    text = str(err.value)
-    assert text.startswith(f"{meta_file}: ") and words in text and "\n" not in text, text
-
-
-def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path):
-    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "nan"))
-    shard = next(ckpt.glob("*.safetensors"))
-    tensors = load_file(shard)
-    name = next(k for k in tensors if k.endswith("vlln.weight"))
-    tensors[name][3] = float("inf")
-    save_file(tensors, shard)
-    with pytest.raises(CheckpointError, match=f"NaN/inf values in 1 tensor.*{re.escape(name)}"):
-        load_policy(ckpt, device="cpu", warmup=False)
-
-
-@pytest.mark.parametrize("break_it, words", [
-    (lambda c: shutil.rmtree(c), "checkpoint directory .* does not exist"),
-    (lambda c: (c / "experiment_cfg" / "metadata.json").write_text("{not json"), "metadata.json is not valid JSON"),
-    (lambda c: (c / "experiment_cfg" / "metadata.json").write_text('{"new_embodiment": {"statistics": 3}}'),
-     "metadata.json: the entry for 'new_embodiment' is malformed"),
-    (lambda c: (c / "config.json").write_text('{"type": "act", "select_layer": 12}'),
-     "is not a GR00T N1.5 config: model_type is 'act'"),
-    (lambda c: (c / "config.json").write_text("[1, 2]"), "is not a GR00T N1.5 config"),
-    (lambda c: shutil.rmtree(c / "eagle2_hg_model"), "no Eagle assets found .*eagle2_hg_model"),
-])
-def test_bad_checkpoints_are_named(tiny_checkpoint, tmp_path, monkeypatch, break_it, words):
-    monkeypatch.setenv("GR00T_FAST_NO_HUB", "1")
-    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
-    break_it(ckpt)
-    with pytest.raises((ValueError, FileNotFoundError)) as err:
-        load_policy(ckpt, device="cpu", warmup=False)
-    assert re.search(words, str(err.value)), str(err.value)
-    assert "\n" not in str(err.value)
 
 
 # --- the protocol's bounds ----------------------------------------------------------------------------------------
@@ -365,127 +252,11 @@ def test_a_slow_inference_is_answered_within_the_budget_and_pings_go_on():
         assert other.ping()
 
 
-# --- the command line ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("flag, words", [
-    ("--dtype=float8", "'float8'"), ("--fps=abc", "--fps: expected a number, got 'abc'"),
-    ("--config_path=/nonexistent.yaml", "gr00t-fast run: error: --config_path: no such file: /nonexistent.yaml"),
-    ("--config_path=/", "gr00t-fast run: error: --config_path: is a directory: /"), ("--robot.type=so100_follower", "--robot.port: required"),
-    ("--denoising_steps=0", "denoising_steps must be >= 1"), ("--device=tpu", "is not a torch device"),
-    ("--model_path=/nonexistent", "checkpoint directory /nonexistent does not exist"),
-])
-def test_bad_run_flags_get_one_line(flag, words, capsys):
-    from gr00t_fast.control import run
-
-    assert run.main(["--robot.type=so100_sim", flag]) == 2
-    err = capsys.readouterr().err.strip()
-    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    if flag.startswith("--dtype"):
-        assert "float32, bfloat16, float16" in err  # the choices, on every draccus version
-
-
 def test_bad_serve_flags_get_one_line(capsys):
     from gr00t_fast.serve.server import main
 
     assert main(["--model-path", "/nonexistent", "--denoising-steps", "0"]) == 2
     assert "denoising_steps must be >= 1" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint() -> Path:
-    """The "small" random-weight checkpoint (cached): loading it takes long enough to be interrupted."""
-    from gr00t_fast.model.random_checkpoint import cached_checkpoint
-
-    return cached_checkpoint("bench_small", "small")
-
-
-INTERRUPTED_COMMANDS = {
-    "serve": ["serve", "--model-path", "{ckpt}", "--port", "0", "--device", "cpu"],
-    "run": ["run", "--model_path={ckpt}", "--robot.type=so100_sim", "--robot.cameras={{}}", "--device=cpu",
-            "--max_steps=1"],
-}
-
-
-@pytest.mark.parametrize("command", list(INTERRUPTED_COMMANDS))
-def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
-    """A real process, interrupted once it says that it loads (the line comes from the load itself, so the load
-    runs when the signal lands): exit code 130 and one line, no abort from a torch call cut off at shutdown."""
-    if command == "run" and importlib.util.find_spec("mujoco") is None:
-        pytest.skip("the simulated robot needs MuJoCo")
-    assert_interrupted_while_loading([arg.format(ckpt=small_checkpoint) for arg in INTERRUPTED_COMMANDS[command]],
-                                     f"gr00t-fast {command}")
-
-
-def assert_interrupted_while_loading(argv: list[str], program: str) -> None:
-    """`gr00t-fast <argv>` gets SIGINT once it prints "loading ...": it must exit 130 with the one line
-    "<program>: interrupted while loading the model" (also used by tests/fleet)."""
-    import queue
-    import signal
-    import subprocess
-    import sys
-
-    process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    stderr: list[str] = []
-    readers = [threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)]),
-               threading.Thread(target=lambda: stderr.extend(process.stderr))]
-    for reader in readers:
-        reader.start()
-    try:
-        while (line := lines.get(timeout=300)) is not None and not line.startswith("loading "):
-            pass
-        assert line is not None, f"{program} ended before loading: {''.join(stderr)}"
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=60)  # a safety net: it exits at once
-    finally:
-        process.kill()
-        for reader in readers:
-            reader.join(10)
-    err = "".join(stderr)
-    assert "terminate called" not in err and "Traceback" not in err, err
-    assert code == 130, (code, err)
-    assert err.strip() == f"{program}: interrupted while loading the model", err
-
-
-class _InterruptedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """`import mujoco` cut off by Ctrl-C: a plain KeyboardInterrupt, or pybind11's ImportError raised from it."""
-
-    def __init__(self, wrapped: bool):
-        self.wrapped = wrapped
-
-    def find_spec(self, name, path, target=None):
-        return importlib.util.spec_from_loader(name, self) if name == "mujoco" else None
-
-    def create_module(self, spec):
-        if self.wrapped:
-            raise ImportError("initialization failed") from KeyboardInterrupt()
-        raise KeyboardInterrupt
-
-    def exec_module(self, module):
-        pass
-
-
-@pytest.mark.parametrize("wrapped", [False, True])
-def test_ctrl_c_while_setting_up_the_simulator_ends_with_one_line(wrapped, monkeypatch, capsys):
-    import sys
-
-    from gr00t_fast.control import run
-
-    for name in ("mujoco", "gr00t_fast.robot.sim"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(wrapped), *sys.meta_path])
-    assert run.main(["--robot.type=so100_sim", "--robot.cameras={}"]) == 130
-    err = capsys.readouterr().err.strip()
-    assert err == "gr00t-fast run: interrupted while setting up the robot", err  # not "MuJoCo ... not installed"
-
-
-def test_summary_of_a_run_without_steps():
-    from gr00t_fast.control.telemetry import format_summary, summarize
-
-    text = format_summary(summarize([]), title="sync @ 30 Hz: 0 steps done")
-    assert "nan" not in text and "no control step was run" in text
 
 
 def test_error_texts_are_bounded(policy):
@@ -519,11 +290,3 @@ def test_unexpected_failures_are_logged_bounded(caplog):
     logged = logging.Formatter().format(record)  # what a handler writes: the message with any traceback
     assert "request failed (get_action): RuntimeError: boom" in logged and "in get_action" in logged  # the stack
     assert len(logged) < protocol.MAX_ERROR_CHARS + MAX_TRACEBACK_CHARS + 500, len(logged)
-
-
-def test_metadata_json_type_errors_name_the_file(tiny_checkpoint, tmp_path):
-    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
-    meta = ckpt / "experiment_cfg" / "metadata.json"
-    meta.write_text(json.dumps({"new_embodiment": {"statistics": {"state": {"single_arm": {"min": [0], "max": [1, 2]}}}}}))
-    with pytest.raises(ValueError, match="metadata.json: the entry for 'new_embodiment' is malformed"):
-        load_policy(ckpt, device="cpu", warmup=False)
