@@ -6,11 +6,13 @@ import sys
 from gr00t_fast import __version__
 from gr00t_fast.cli_args import closest, missing_extra
 
-# subcommand -> (module, help). Each module exposes `main(argv: list[str] | None) -> int | None`.
+# subcommand -> ("module" or "module:function", help); the function (default `main`) takes the rest of the argv and
+# returns the exit code (None: 0).
 COMMANDS = {
     "run": ("gr00t_fast.control.run", "drive a real or simulated SO-100 with the policy in-process"),
-    "serve": ("gr00t_fast.serve.server", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
-    "fleet": ("gr00t_fast.serve.fleet", "serve one policy to many robots: Triton with dynamic batching (fleet serve)"),
+    "serve": ("gr00t_fast.serve.cli:serve_main", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
+    "fleet": ("gr00t_fast.serve.cli:fleet_main",
+              "serve one policy to many robots: Triton with dynamic batching (fleet serve)"),
     "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
     "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),
@@ -37,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(COMMANDS[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
+        module, _, function = COMMANDS[argv[0]][0].partition(":")
+        return int(getattr(importlib.import_module(module), function or "main")(argv[1:]) or 0)
     except ImportError as e:  # an optional extra a command reached without checking first: name the extra
         message = missing_extra(e)
         if message is None:

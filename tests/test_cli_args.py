@@ -139,8 +139,8 @@ def all_parsers() -> dict[str, argparse.ArgumentParser]:
     from gr00t_fast.dev.bench.cli import build_parser as bench
     from gr00t_fast.dev.make_checkpoint import build_parser as make_checkpoint
     from gr00t_fast.export.cli import build_parser as export
-    from gr00t_fast.serve.fleet import build_parser as fleet
-    from gr00t_fast.serve.server import build_parser as serve
+    from gr00t_fast.serve.cli import fleet_parser as fleet
+    from gr00t_fast.serve.cli import serve_parser as serve
     from gr00t_fast.typed_config import config_parser
 
     parsers = {"run": config_parser(run.RunConfig, "gr00t-fast run", ""), "serve": serve(), "fleet serve": fleet(),

@@ -33,7 +33,7 @@ def measure(cuda, folder, rows_list: tuple[int, ...], formats: tuple[str, ...] =
     """Per weight format and row count: weights and peak activation GiB of the fleet's batched call (requests of
     different prompt lengths), traced on `cuda` (a `FakeCuda` active on this thread, the torch thread)."""
     from gr00t_fast.dev.gpu_trace import fake_policy, observation, trace_call
-    from gr00t_fast.serve.fleet import FleetModel
+    from gr00t_fast.serve.fleet_model import FleetModel
 
     rows_out = []
     for name in formats:

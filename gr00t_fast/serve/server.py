@@ -1,4 +1,5 @@
-"""`gr00t-fast serve`: a drop-in, hardened server for the Isaac-GR00T ZeroMQ protocol.
+"""`PolicyServer`: a drop-in, hardened server for the Isaac-GR00T ZeroMQ protocol (`gr00t-fast serve`, whose
+command line is `gr00t_fast.serve.cli`).
 
 Same wire protocol and flags as upstream `scripts/inference_service.py --server`, with the fast policy behind it and
 the upstream defects fixed: `--host` is honoured (default 127.0.0.1, not every interface), the pickle-based legacy
@@ -14,12 +15,9 @@ The sockets are bound before the model loads, so an address it cannot use is rep
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hmac
 import logging
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -30,16 +28,9 @@ from typing import Any, Callable, Iterator
 
 import zmq
 
-from gr00t_fast.cli_args import ArgumentParser
-from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.base import Policy
-from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
-from gr00t_fast.runtime.interrupt import raised_by_interrupt
-from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
-from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, ShuttingDown, request_rows
-from gr00t_fast.serve.watch import CheckpointWatch
 
 log = logging.getLogger("gr00t_fast.serve")
 
@@ -349,86 +340,3 @@ class PolicyServer:
             thread.join(join_timeout)
             if thread.is_alive():
                 raise RuntimeError(f"policy server on {self.address} did not stop within {join_timeout} s")
-
-
-# --- command line ---------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="gr00t-fast serve",
-        description="Serve a GR00T N1.5 policy over the Isaac-GR00T ZeroMQ protocol (drop-in for "
-        "scripts/inference_service.py --server). Every flag also takes dashes (--model-path).",
-    )
-    add_policy_arguments(parser)
-    add = parser.add_argument
-    add("--port", type=int, default=5555, help="TCP port")
-    add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
-    add("--api_token", default=None, help="require this token in every request")
-    add("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
-    add("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
-        help="a get_action not answered this long after it arrived gets an error reply (seconds)")
-    add_load_arguments(parser, SERVE_MAX_BATCH)
-    add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
-    add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
-    return parser
-
-
-def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:
-    """The load flags `serve` and `fleet serve` share: `--max_batch` (when `max_batch` gives its default),
-    `--max_queue`, `--grace_s`."""
-    add = parser.add_argument
-
-    if max_batch is not None:
-        add("--max_batch", type=int, default=max_batch, help=f"most observations one request may hold; its frames "
-            f"count within max_batch x cameras x 4096x4096 pixels, each at least its training resolution "
-            f"(default: {max_batch})")
-    add("--max_queue", type=int, default=DEFAULT_MAX_QUEUE, help="get_action requests that may wait; beyond it, or "
-        f"when a request could not be answered within --request_timeout_s, it is refused (default: {DEFAULT_MAX_QUEUE})")
-    add("--grace_s", type=float, default=DEFAULT_GRACE_S, help="on SIGTERM/SIGINT, how long requests already "
-        f"received get to be answered before they get an error reply (default: {DEFAULT_GRACE_S:g})")
-
-
-def check_load_arguments(args: argparse.Namespace) -> None:
-    """ValueError (one line) for load flags out of range."""
-    if args.max_message_mb <= 0 or args.request_timeout_s <= 0 or args.grace_s < 0:
-        raise ValueError("--max_message_mb and --request_timeout_s must be > 0, --grace_s >= 0")
-    if args.max_batch < 1 or args.max_queue < 1:
-        raise ValueError(f"--max_batch and --max_queue must be >= 1, got {args.max_batch} and {args.max_queue}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = None
-    try:
-        check_load_arguments(args)
-        config = policy_config_from_args(args)
-        server = PolicyServer(  # bound before the model loads: an address it cannot use is reported at once
-            None,
-            host=args.host,
-            port=args.port,
-            api_token=args.api_token,
-            max_message_bytes=int(args.max_message_mb * 2**20),
-            allow_legacy_format=args.allow_legacy_format,
-            request_timeout_s=args.request_timeout_s,
-            max_queue=args.max_queue,
-            grace_s=args.grace_s,
-        )
-        server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
-        server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
-    except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
-        if server is not None:
-            server.close()
-        if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it
-            print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr, flush=True)
-            exit_if_busy(130)  # a load still running there: leave now, before interpreter shutdown aborts under it
-            return 130
-        # bad checkpoint / config, unavailable backend or its package, address taken
-        print(f"gr00t-fast serve: error: {protocol.bounded(str(e))}", file=sys.stderr)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: server.stop())
-    server.run()
-    exit_if_busy(0)  # an inference still running past the grace period: leave without waiting for it
-    return 0

@@ -11,7 +11,7 @@ from conftest import CPU_BUILD, WHY_SKIPPED, DTYPES, on_torch_thread
 from gr00t_fast.dev.fake_cuda import CAPTURE_REGION
 from gr00t_fast.dev.gpu_trace import observation, trace_call
 from gr00t_fast.model.rtc import RtcRequest
-from gr00t_fast.serve.fleet import GRAPH_BUCKETS, GRAPH_PROMPT_STEP, FleetModel
+from gr00t_fast.serve.fleet_model import GRAPH_BUCKETS, GRAPH_PROMPT_STEP, FleetModel
 
 if CPU_BUILD:
     pytest.skip(WHY_SKIPPED, allow_module_level=True)

@@ -17,7 +17,9 @@ from gr00t_fast import load_policy  # noqa: E402
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation  # noqa: E402
 from gr00t_fast.serve.client import PolicyClient, ServerError  # noqa: E402
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest  # noqa: E402
-from gr00t_fast.serve.fleet import ERROR, MODEL_NAME, NOISE, FleetFront, FleetModel, free_port, start_triton, triton_inputs  # noqa: E402
+from gr00t_fast.serve.fleet_front import FleetFront, triton_inputs  # noqa: E402
+from gr00t_fast.serve.fleet_model import ERROR, MODEL_NAME, NOISE, FleetModel  # noqa: E402
+from gr00t_fast.serve.triton import free_port, start_triton  # noqa: E402
 
 PROMPTS = ["go", "Pick up the red cube.", "Stack the three blue blocks on the plate, then wave twice.",
            "Open the drawer and put the sponge inside it carefully, then close it.", "x y", "wave",
@@ -226,7 +228,7 @@ def test_cli_fleet_serve_answers_isaac_clients_and_stops_on_sigterm(tiny_checkpo
 @pytest.mark.parametrize("argv, message", [([], "usage: gr00t-fast fleet serve"),
                                            (["serve", "--model_path", "x", "--max_batch", "0"], "--max_batch")])
 def test_cli_fleet_bad_flags_get_one_line(argv, message, capsys):
-    from gr00t_fast.serve.fleet import main
+    from gr00t_fast.serve.cli import fleet_main as main
 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -235,7 +237,7 @@ def test_cli_fleet_bad_flags_get_one_line(argv, message, capsys):
 def test_api_token_guards_the_zmq_front_and_triton_inference(policy, noise):
     from pytriton.client.exceptions import PyTritonClientError
 
-    from gr00t_fast.serve.fleet import token_headers
+    from gr00t_fast.serve.triton import token_headers
 
     grpc, http = free_port(), free_port()
     triton = start_triton(FleetModel(policy, noise=noise), grpc_port=grpc, http_port=http, metrics_port=free_port(),

@@ -13,7 +13,9 @@ pytest.importorskip("pytriton", reason="the fleet extra (nvidia-pytriton) is not
 from gr00t_fast import load_policy  # noqa: E402
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation  # noqa: E402
 from gr00t_fast.serve.client import PolicyClient, ServerError  # noqa: E402
-from gr00t_fast.serve.fleet import FleetFront, FleetModel, free_port  # noqa: E402
+from gr00t_fast.serve.fleet_front import FleetFront  # noqa: E402
+from gr00t_fast.serve.fleet_model import FleetModel  # noqa: E402
+from gr00t_fast.serve.triton import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -217,7 +217,7 @@ def test_fleet_batch_runs_each_robots_rtc_request(policy):
     """One fleet batch (prompts of different lengths) mixing guided (VJP and identity), frozen and plain robots: each
     row equals its robot's own unbatched call; a bad rtc request fails alone."""
     from gr00t_fast.dev.bench.common import bench_noise, bench_observation
-    from gr00t_fast.serve.fleet import FleetModel
+    from gr00t_fast.serve.fleet_model import FleetModel
 
     observations = [bench_observation(policy, seed=i) for i in range(5)]
     for obs, prompt in zip(observations, ["go", "Pick up the red cube.", "wave", "Stack the blue blocks.", "x"]):

@@ -109,7 +109,7 @@ def test_unknown_backend(policy):
 
 def test_policy_config_is_shared_by_run_serve_and_bench():
     from gr00t_fast.control.run import RunConfig, parse
-    from gr00t_fast.serve.server import build_parser
+    from gr00t_fast.serve.cli import serve_parser as build_parser
 
     dashed = build_parser().parse_args(["--model-path", "ckpt", "--backend", "onnxruntime", "--backend-dir", "out/onnx",
                                         "--denoising-steps", "2", "--dtype", "bfloat16"])

@@ -21,7 +21,8 @@ import pytest
 import zmq
 
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
-from gr00t_fast.serve.server import build_parser, main
+from gr00t_fast.serve.cli import serve_main as main
+from gr00t_fast.serve.cli import serve_parser as build_parser
 
 from fakes import CRASH_KEY, MODALITY_CONFIG, ServedPolicy
 

@@ -253,7 +253,7 @@ def test_a_slow_inference_is_answered_within_the_budget_and_pings_go_on():
 
 
 def test_bad_serve_flags_get_one_line(capsys):
-    from gr00t_fast.serve.server import main
+    from gr00t_fast.serve.cli import serve_main as main
 
     assert main(["--model-path", "/nonexistent", "--denoising-steps", "0"]) == 2
     assert "denoising_steps must be >= 1" in capsys.readouterr().err

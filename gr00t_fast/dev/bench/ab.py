@@ -109,7 +109,7 @@ class UpstreamProcess:
 @contextlib.contextmanager
 def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: int, noise: np.ndarray, work: Path):
     """NVIDIA's scripts/inference_service.py --server on a free port, its initial noise fixed; yields (port, start s)."""
-    from gr00t_fast.serve.fleet import free_port
+    from gr00t_fast.serve.triton import free_port
 
     np.save(work / "noise.npy", noise[None])
     port, log = free_port(), work / "upstream_server.log"

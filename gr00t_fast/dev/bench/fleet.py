@@ -162,7 +162,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_fleet(policy: Any, observations: list[dict[str, Any]], args: argparse.Namespace, warmup: int) -> dict:
-    from gr00t_fast.serve.fleet import FleetFront, FleetModel, free_port, start_triton
+    from gr00t_fast.serve.fleet_front import FleetFront
+    from gr00t_fast.serve.fleet_model import FleetModel
+    from gr00t_fast.serve.triton import free_port, start_triton
 
     model, grpc = FleetModel(policy), free_port()
     triton = start_triton(model, max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,

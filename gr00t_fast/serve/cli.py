@@ -1,0 +1,194 @@
+"""The command line of both servers: `gr00t-fast serve` (one policy, the Isaac-GR00T ZeroMQ protocol) and
+`gr00t-fast fleet serve` (one policy for many robots: Triton with dynamic batching, the ZeroMQ protocol in front).
+Both bind their sockets before the model loads and answer a bad flag, checkpoint or address in one line (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from gr00t_fast.cli_args import ArgumentParser
+from gr00t_fast.loading import create_policy
+from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
+from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.torch_thread import exit_if_busy
+from gr00t_fast.serve import protocol
+from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE
+from gr00t_fast.serve.fleet_front import FleetFront
+from gr00t_fast.serve.fleet_model import MODEL_NAME, FleetModel
+from gr00t_fast.serve.server import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer
+from gr00t_fast.serve.triton import check_ports_free, start_triton
+from gr00t_fast.serve.watch import CheckpointWatch
+
+__all__ = ["add_load_arguments", "check_load_arguments", "fleet_main", "fleet_parser", "serve_main", "serve_parser"]
+
+log = logging.getLogger("gr00t_fast.fleet")
+
+
+def serve_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="gr00t-fast serve",
+        description="Serve a GR00T N1.5 policy over the Isaac-GR00T ZeroMQ protocol (drop-in for "
+        "scripts/inference_service.py --server). Every flag also takes dashes (--model-path).",
+    )
+    add_policy_arguments(parser)
+    add = parser.add_argument
+    add("--port", type=int, default=5555, help="TCP port")
+    add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
+    add("--api_token", default=None, help="require this token in every request")
+    add("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
+    add("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+        help="a get_action not answered this long after it arrived gets an error reply (seconds)")
+    add_load_arguments(parser, SERVE_MAX_BATCH)
+    add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
+    add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
+    return parser
+
+
+def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:
+    """The load flags `serve` and `fleet serve` share: `--max_batch` (when `max_batch` gives its default),
+    `--max_queue`, `--grace_s`."""
+    add = parser.add_argument
+
+    if max_batch is not None:
+        add("--max_batch", type=int, default=max_batch, help=f"most observations one request may hold; its frames "
+            f"count within max_batch x cameras x 4096x4096 pixels, each at least its training resolution "
+            f"(default: {max_batch})")
+    add("--max_queue", type=int, default=DEFAULT_MAX_QUEUE, help="get_action requests that may wait; beyond it, or "
+        f"when a request could not be answered within --request_timeout_s, it is refused (default: {DEFAULT_MAX_QUEUE})")
+    add("--grace_s", type=float, default=DEFAULT_GRACE_S, help="on SIGTERM/SIGINT, how long requests already "
+        f"received get to be answered before they get an error reply (default: {DEFAULT_GRACE_S:g})")
+
+
+def check_load_arguments(args: argparse.Namespace) -> None:
+    """ValueError (one line) for load flags out of range."""
+    if args.max_message_mb <= 0 or args.request_timeout_s <= 0 or args.grace_s < 0:
+        raise ValueError("--max_message_mb and --request_timeout_s must be > 0, --grace_s >= 0")
+    if args.max_batch < 1 or args.max_queue < 1:
+        raise ValueError(f"--max_batch and --max_queue must be >= 1, got {args.max_batch} and {args.max_queue}")
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """`gr00t-fast serve`."""
+    args = serve_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = None
+    try:
+        check_load_arguments(args)
+        config = policy_config_from_args(args)
+        server = PolicyServer(  # bound before the model loads: an address it cannot use is reported at once
+            None,
+            host=args.host,
+            port=args.port,
+            api_token=args.api_token,
+            max_message_bytes=int(args.max_message_mb * 2**20),
+            allow_legacy_format=args.allow_legacy_format,
+            request_timeout_s=args.request_timeout_s,
+            max_queue=args.max_queue,
+            grace_s=args.grace_s,
+        )
+        server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
+        server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
+    except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
+        if server is not None:
+            server.close()
+        if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it
+            print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr, flush=True)
+            exit_if_busy(130)  # a load still running there: leave now, before interpreter shutdown aborts under it
+            return 130
+        # bad checkpoint / config, unavailable backend or its package, address taken
+        print(f"gr00t-fast serve: error: {protocol.bounded(str(e))}", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.stop())
+    server.run()
+    exit_if_busy(0)  # an inference still running past the grace period: leave without waiting for it
+    return 0
+
+
+def fleet_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="gr00t-fast fleet serve",
+        description="Serve one GR00T N1.5 policy to many robots: a Triton Inference Server model with dynamic "
+        "batching (gRPC/HTTP), and the Isaac-GR00T ZeroMQ protocol in front for existing robot clients. Every flag "
+        "also takes dashes (--model-path).")
+    add_policy_arguments(parser)
+    parser.add_argument("--max_batch", type=int, default=16, help="largest batch Triton forms")
+    parser.add_argument("--max_queue_delay_ms", type=float, default=5.0,
+                        help="longest a request waits for others to batch with")
+    parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front")
+    parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port")
+    parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request, and in the "
+                        "triton-access-token header (gRPC: triton-grpc-protocol-triton-access-token) of Triton's")
+    parser.add_argument("--triton_host", default="127.0.0.1", help="interface of Triton's gRPC/HTTP endpoints")
+    parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port")
+    parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port")
+    parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port")
+    parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,
+                        help="largest accepted ZeroMQ request in MiB")
+    parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+                        help="a get_action not answered this long after it arrived gets an error reply (seconds)")
+    add_load_arguments(parser, max_batch=None)  # --max_batch above: Triton's batch is also a request's bound
+    return parser
+
+
+def fleet_main(argv: list[str] | None = None) -> int:
+    """`gr00t-fast fleet serve`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        fleet_parser().print_help()
+        return 0
+    if not argv or argv[0] != "serve":
+        print("gr00t-fast fleet: error: usage: gr00t-fast fleet serve --model_path PATH [options] (--help for them)",
+              file=sys.stderr)
+        return 2
+    args = fleet_parser().parse_args(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        check_load_arguments(args)
+        if args.max_queue_delay_ms < 0:
+            raise ValueError("--max_queue_delay_ms must be >= 0")
+        import pytriton  # noqa: F401 - the one-line answer when the extra is missing
+    except ImportError:
+        print('gr00t-fast fleet: error: PyTriton is not installed (pip install "gr00t-fast[fleet]")', file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
+        return 2
+    front = None
+    try:  # the ZeroMQ front bound, Triton's ports checked, before the model loads
+        front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
+                           host=args.host, port=args.port, api_token=args.api_token,
+                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s,
+                           max_queue=args.max_queue, grace_s=args.grace_s)
+        check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
+        front.housekeeping.append(CheckpointWatch(args.model_path).poll)
+        front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
+                                              max_batch=args.max_batch)
+        triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
+                              host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port, api_token=args.api_token)
+    except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
+        if front is not None:
+            front.close()
+        if raised_by_interrupt(e):  # as `gr00t-fast serve`: one line, and out before shutdown aborts a running load
+            print("gr00t-fast fleet: interrupted while loading the model", file=sys.stderr, flush=True)
+            exit_if_busy(130)
+            return 130
+        print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
+        return 2
+    if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
+    log.info("Triton model %r: gRPC %s:%d, HTTP %s:%d; ZeroMQ front %s", MODEL_NAME, args.triton_host, args.grpc_port,
+             args.triton_host, args.http_port, front.address)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: front.stop())
+    try:
+        front.run()
+    finally:
+        triton.stop()
+    exit_if_busy(0)
+    return 0
