@@ -29,7 +29,7 @@ import zmq
 from gr00t_fast.interrupt import raised_by_interrupt
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.torch_thread import exit_if_busy
-from gr00t_fast.serve import protocol
+from gr00t_fast.serve import nested, protocol
 
 log = logging.getLogger("gr00t_fast.serve")
 
@@ -103,6 +103,7 @@ class PolicyServer:
             "ping": lambda data: {"status": "ok", "message": "Server is running"},
             "kill": self._kill,
             "get_modality_config": lambda data: policy.get_modality_config(),
+            "reset": lambda data: {},  # Isaac-GR00T N1.6/N1.7 clients' episode reset: an N1.5 policy keeps no state
         }
         self.queue: deque[Pending] = deque()
         self.concurrency = concurrency
@@ -183,6 +184,8 @@ class PolicyServer:
             if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
                 raise PermissionError("Unauthorized: Invalid API token")
             if endpoint == "get_action":
+                if nested.is_nested(data):  # an Isaac-GR00T N1.6/N1.7 client (gr00t_fast.serve.nested)
+                    data, encode = nested.flat_observation(data, self.policy.data_config), nested.nested_encoder(encode)
                 if len(self.queue) >= MAX_QUEUED_REQUESTS:
                     raise RuntimeError(f"server overloaded: {len(self.queue)} get_action requests already queued")
                 robot = request.get("robot_id", envelope[0].hex())
