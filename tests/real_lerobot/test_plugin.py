@@ -139,3 +139,24 @@ def test_save_pretrained_then_from_pretrained_round_trip(trained_stand_in, tmp_p
     loaded = get_policy_class("gr00t_fast").from_pretrained(saved)
     assert isinstance(loaded, Gr00tFastPolicy) and not loaded.training
     assert torch.equal(loaded.predict_action_chunk(batch), expected)
+
+
+def test_rtc_leftover_is_found_in_the_last_chunk():
+    """LeRobot's leftover (a tail of the last chunk, truncated or zero-padded to the execution horizon) -> the same
+    rows of that chunk's normalized plan; anything else -> no prefix (the plain sampler)."""
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+    from lerobot_policy_gr00t_fast.rtc_gr00t_fast import ChunkPlan, tail_offset
+
+    chunk = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+    plan = np.random.default_rng(0).uniform(-1, 1, (16, 6)).astype(np.float32)
+    padded = torch.zeros(8, 6)
+    padded[:4] = chunk[12:]
+    assert (tail_offset(chunk, chunk[5:13]), tail_offset(chunk, padded), tail_offset(chunk, chunk[:8] + 1)) == \
+        (5, 12, None)
+    plans = ChunkPlan()
+    assert plans.request("freeze", chunk[5:13], 2, None).prefix.shape[0] == 0  # nothing returned yet
+    plans.keep(chunk, plan)
+    request = plans.request("guided", padded, 9, RTCConfig(max_guidance_weight=3.0))
+    np.testing.assert_array_equal(request.prefix, plan[12:])
+    assert (request.mode, request.inference_delay, request.beta) == ("guided", 4, 3.0)
+    assert plans.request("guided", chunk[:8] + 1, 2, None).prefix.shape == (0, 6)
