@@ -24,4 +24,6 @@ if [ ! -f "$ENV/.complete" ]; then
   "$ENV/bin/python" -c "import torch; assert torch.version.cuda, torch.__version__"
   touch "$ENV/.complete"
 fi
+# the editable install points at this checkout, also where the environment was built from another one (CI's clones)
+"$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

@@ -19,4 +19,6 @@ if [ ! -f "$ENV/.complete" ]; then
        "matplotlib>=3.7"
   touch "$ENV/.complete"
 fi
+# the editable install points at this checkout, also where the environment was built from another one (CI's clones)
+"$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

@@ -29,6 +29,7 @@ if [ ! -f "$ENV/.complete" ]; then
   touch "$ENV/.complete"
 fi
 # gr00t-fast's LeRobot policy plugin (policy type gr00t_fast for lerobot-record / lerobot-eval)
-"$ENV/bin/pip" show -q lerobot_policy_gr00t_fast 2>/dev/null \
-  || "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/plugins/lerobot_policy_gr00t_fast"
+"$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/plugins/lerobot_policy_gr00t_fast"
+# the editable install points at this checkout, also where the environment was built from another one (CI's clones)
+"$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

@@ -177,6 +177,7 @@ class Gr00tConfig:
         model_cfg = read_json(cfg_file)
         also: tuple[Path, ...] = ()
         if is_lerobot_config(model_cfg):  # the network is the LeRobot policy's base model: its config, or N1.5-3B's
+            check_lerobot_n15(model_cfg, cfg_file)
             also = (lerobot_assets_dir(model_cfg.get("tokenizer_assets_repo", HUB_REPO)),)
             base = Path(model_cfg.get("base_model_path") or "") / "config.json"
             model_cfg = read_json(base) if base.is_file() else {"model_type": "gr00t_n1_5"}
@@ -200,6 +201,16 @@ def read_json(path: Path) -> Any:
 def is_lerobot_config(config: Any) -> bool:
     """Whether a checkpoint's config.json is a LeRobot GrootPolicy's (`"type": "groot"`)."""
     return isinstance(config, dict) and config.get("type") == "groot"
+
+
+def check_lerobot_n15(config: dict[str, Any], cfg_file: Path) -> None:
+    """Refuse, in one line, a LeRobot GrootPolicy config that is not GR00T N1.5. LeRobot 0.4.x-0.5.1 saved N1.5
+    under `"type": "groot"`, always with `tokenizer_assets_repo` (its Eagle processor); LeRobot 0.6+ saves GR00T N1.7
+    under the same type, with that field null (LeRobot's own N1.5 tripwire)."""
+    if not config.get("tokenizer_assets_repo"):
+        raise ValueError(f"{cfg_file} is a GR00T N1.7 checkpoint (saved by LeRobot 0.6 or later: \"type\": \"groot\" "
+                         "without tokenizer_assets_repo); gr00t-fast runs GR00T N1.5 only (LeRobot 0.4.x-0.5.1 saved "
+                         "N1.5 checkpoints)")
 
 
 def checkpoint_file(checkpoint_dir: str | Path, name: str) -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.model.config import EMBODIMENT_IDS, checkpoint_file, is_lerobot_config, read_json
+from gr00t_fast.model.config import EMBODIMENT_IDS, check_lerobot_n15, checkpoint_file, is_lerobot_config, read_json
 
 @dataclass(frozen=True)
 class MinMax:
@@ -122,6 +122,7 @@ def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> Embodiment
     config_file = Path(checkpoint_dir) / "config.json"
     config = read_json(config_file) if config_file.is_file() else None
     if is_lerobot_config(config):
+        check_lerobot_n15(config, config_file)
         return lerobot_metadata(Path(checkpoint_dir), config, embodiment_tag)
     path = checkpoint_file(checkpoint_dir, "experiment_cfg/metadata.json")
     everything = read_json(path)

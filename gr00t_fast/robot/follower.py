@@ -1,13 +1,12 @@
 """LeRobot's SO-100 / SO-101 follower arms behind the gr00t-fast `Robot` interface.
 
 LeRobot is an optional extra, imported only when a real follower is built: `lerobot.robots.so_follower` (0.4.3+,
-one `SOFollower` for both arms), else the `so100_follower` / `so101_follower` modules of 0.4.0-0.4.2. Calibration,
+one `SOFollower` for both arms, 0.6 included), else the `so100_follower` / `so101_follower` modules of 0.4.0-0.4.2. Calibration,
 torque handling, `max_relative_target` and the cameras' background reading are LeRobot's own. `connect()` checks
 the port and the calibration file first and turns every connection, camera or calibration failure into one
 `ConnectionError` line, with whatever was opened closed again.
 """
 
-import importlib.metadata
 import importlib.util
 import logging
 import math
@@ -19,13 +18,9 @@ import numpy as np
 
 from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits
 from gr00t_fast.robot.config import OpenCVCameraConfig, SO100FollowerConfig, SO101FollowerConfig
+from gr00t_fast.robot.lerobot_version import lerobot_problem
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = (
-    'the real SO-100/SO-101 follower needs LeRobot: pip install "gr00t-fast[lerobot]" '
-    "(LeRobot 0.4 pins torch<2.11; see the README for installing it beside another torch)"
-)
 
 # Software joint limits in LeRobot's degree mode (0 = middle of the calibrated range), taken from the SO-ARM CAD
 # joint ranges (the MJCF `so100_sim` uses): pan +-110, lift +-100, elbow +-96.8, wrist flex +-95, wrist roll
@@ -51,9 +46,18 @@ def one_line(error: BaseException) -> str:
 
 
 def follower_classes(config: SO100FollowerConfig) -> tuple[type, type]:
-    """LeRobot's (follower class, config class) for `config`, from whichever module layout is installed."""
+    """LeRobot's (follower class, config class) for `config`, from whichever module layout is installed. Any
+    failure to import LeRobot (missing, too old, too new for this Python: a SyntaxError) is one ImportError line
+    naming LeRobot's version, the Python version and what to install."""
     if importlib.util.find_spec("lerobot") is None:
-        raise ImportError(INSTALL_HINT)
+        raise ImportError(lerobot_problem())
+    try:
+        return _follower_classes(config)
+    except Exception as e:  # noqa: BLE001 - whatever LeRobot's modules raise while importing
+        raise ImportError(lerobot_problem(e)) from None
+
+
+def _follower_classes(config: SO100FollowerConfig) -> tuple[type, type]:
     try:  # LeRobot 0.4.3+: one SO follower for both arms
         from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
 
@@ -68,9 +72,8 @@ def follower_classes(config: SO100FollowerConfig) -> tuple[type, type]:
 
             return SO100Follower, LeRobotConfig
         except ImportError as old_layout:
-            version = importlib.metadata.version("lerobot")
-            raise ImportError(f"unsupported LeRobot layout: lerobot {version} has neither lerobot.robots.so_follower "
-                              f"({new_layout}) nor lerobot.robots.so100_follower ({old_layout})") from None
+            raise ImportError(f"unsupported LeRobot layout: neither lerobot.robots.so_follower ({new_layout}) nor "
+                              f"lerobot.robots.so100_follower ({old_layout})") from None
 
 
 def to_lerobot(config: SO100FollowerConfig) -> Any:

@@ -31,6 +31,11 @@ INSTALL_HINT = 'install the simulation extra: pip install "gr00t-fast[sim]"'
 
 if sys.platform.startswith("linux"):
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; read when mujoco is imported
+if importlib.util.find_spec("triton") is not None:
+    # triton (shipped with CUDA builds of torch, imported by torch on first use, e.g. when the model is built)
+    # must load its LLVM before Mesa's software EGL loads its own: the other order kills the process (SIGSEGV in
+    # triton's static initialisation; measured with torch 2.14.1's CUDA build on a CPU-only machine, Python 3.12)
+    import triton  # noqa: F401
 try:
     import mujoco
 except ImportError as e:

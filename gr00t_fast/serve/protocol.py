@@ -30,7 +30,7 @@ import numpy as np
 
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 
-ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config")
+ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config", "reset")  # reset: N1.6/N1.7 clients
 LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _NDARRAY = "__ndarray_class__"
 _MODALITY_CONFIG = "__ModalityConfig_class__"

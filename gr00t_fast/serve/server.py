@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import zmq
 
 from gr00t_fast.policy.base import Policy
-from gr00t_fast.serve import protocol
+from gr00t_fast.serve import nested, protocol
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, ShuttingDown, request_rows
 
 log = logging.getLogger("gr00t_fast.serve")
@@ -105,6 +105,7 @@ class PolicyServer:
             "ping": lambda data: {"status": "ok", "message": "Server is running"},
             "kill": self._kill,
             "get_modality_config": lambda data: self.policy.get_modality_config(),
+            "reset": lambda data: {},  # Isaac-GR00T N1.6/N1.7 clients' episode reset: an N1.5 policy keeps no state
         }
         self.queue: deque[Pending] = deque()
         self.housekeeping: list[Callable[[], None]] = []  # run by the loop between messages (e.g. CheckpointWatch)
@@ -190,6 +191,8 @@ class PolicyServer:
             if self.stopped_at is not None:
                 raise ShuttingDown("the server is shutting down and takes no new requests")
             if endpoint == "get_action":
+                if nested.is_nested(data):  # an Isaac-GR00T N1.6/N1.7 client (gr00t_fast.serve.nested)
+                    data, encode = nested.flat_observation(data, self.policy.data_config), nested.nested_encoder(encode)
                 self.admit(data)
                 robot = request.get("robot_id", envelope[0].hex())
                 if not isinstance(robot, str):

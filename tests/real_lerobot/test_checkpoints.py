@@ -2,18 +2,30 @@
 dimensions: the base model is a tiny make-checkpoint output), loaded by gr00t-fast and compared with LeRobot's own
 preprocessing and inference on the same observation and noise.
 
+LeRobot 0.6 removed GR00T N1.5 (its `groot` type is N1.7): there the N1.5 checkpoint is the one `lerobot_n15_format`
+writes, which the LeRobot 0.4 lane checks file for file against LeRobot's own save, and gr00t-fast loads it without
+importing LeRobot's groot module; a checkpoint LeRobot 0.6 saves (N1.7) is named as such in one line.
+
 LeRobot's GR00T forces flash-attention-2 on SigLIP, which cannot be installed on a CPU machine; the test runs
 LeRobot's code with SDPA there, the same adjustment NVIDIA's CPU fixture of the upstream stack makes."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from lerobot_n15_format import write_lerobot_n15
+from safetensors.torch import load_file
 
+from gr00t_fast.control import run
 from gr00t_fast.loading import load_policy
 
 CAMERAS = {"wrist": (480, 640), "front": (480, 640)}  # LeRobot orders cameras by name (and stacks them: one size)
@@ -34,12 +46,29 @@ def lerobot_eagle_assets(eagle_dir: Path, destination: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lerobot(tiny_checkpoint, tmp_path_factory):
-    """(checkpoint folder, LeRobot's GrootPolicy, its preprocessor, its postprocessor)."""
+def lerobot_home(tiny_checkpoint, tmp_path_factory):
+    """$HF_LEROBOT_HOME holding the tiny checkpoint's Eagle assets where LeRobot's N1.5 keeps them."""
     home = tmp_path_factory.mktemp("hf_lerobot_home")
+    lerobot_eagle_assets(tiny_checkpoint / "eagle2_hg_model", home / "lerobot" / "eagle2hg-processor-groot-n1p5")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_LEROBOT_HOME", str(home))
         mp.setenv("HF_HUB_OFFLINE", "1")
+        yield home
+
+
+@pytest.fixture(scope="module")
+def written(tiny_checkpoint, lerobot_home, tmp_path_factory):
+    """A LeRobot N1.5 checkpoint in LeRobot 0.4's layout, written without LeRobot (`lerobot_n15_format`)."""
+    return write_lerobot_n15(tmp_path_factory.mktemp("written_groot"), tiny_checkpoint, CAMERAS, STATS)
+
+
+@pytest.fixture(scope="module")
+def lerobot(tiny_checkpoint, lerobot_home, tmp_path_factory):
+    """(checkpoint folder, LeRobot's GrootPolicy, its preprocessor, its postprocessor): LeRobot 0.4.x-0.5.1 only."""
+    if importlib.util.find_spec("lerobot.policies.groot.groot_n1") is None:
+        pytest.skip(f"LeRobot {importlib.metadata.version('lerobot')} has no GR00T N1.5 (removed in 0.6)")
+    home = lerobot_home
+    with pytest.MonkeyPatch.context() as mp:
         import lerobot.policies.groot.groot_n1 as groot_n1
         import lerobot.utils.constants as constants
         from lerobot.configs.types import FeatureType, PolicyFeature
@@ -62,7 +91,6 @@ def lerobot(tiny_checkpoint, tmp_path_factory):
                 'config.vision_config._attn_implementation = "sdpa"'))
 
         mp.setattr(groot_n1, "ensure_eagle_cache_ready", eagle_cache_for_cpu)
-        lerobot_eagle_assets(tiny_checkpoint / "eagle2_hg_model", home / "lerobot" / "eagle2hg-processor-groot-n1p5")
         features = {f"observation.images.{cam}": PolicyFeature(FeatureType.VISUAL, (3, h, w))
                     for cam, (h, w) in CAMERAS.items()}
         features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
@@ -91,8 +119,31 @@ def observations(seed: int = 0):
     return batch, obs
 
 
-def test_lerobot_checkpoint_is_recognised(lerobot, tiny_checkpoint):
+def test_written_layout_is_lerobots_own(lerobot, written):
+    """The LeRobot-less writer produces what LeRobot 0.4.4's own save does, file for file."""
     folder = lerobot[0]
+    assert sorted(p.name for p in written.iterdir()) == sorted(p.name for p in folder.iterdir())
+    for path in folder.iterdir():
+        if path.suffix == ".json":
+            theirs = json.loads(path.read_text())
+            assert json.loads((written / path.name).read_text()) == theirs, path.name
+        else:
+            theirs, ours = load_file(str(path)), load_file(str(written / path.name))
+            assert sorted(ours) == sorted(theirs), path.name
+            assert all(torch.equal(ours[k], theirs[k]) and ours[k].dtype == theirs[k].dtype for k in theirs), path.name
+
+
+def test_lerobot_checkpoint_loads_without_importing_lerobot(written):
+    code = ("import sys; from gr00t_fast.loading import load_policy; "
+            f"load_policy({str(written)!r}, device='cpu', warmup=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lerobot'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lerobot_checkpoint_is_recognised(written, tiny_checkpoint):
+    folder = written
     policy = load_policy(folder, device="cpu", warmup=False)
     assert policy.processor.pipeline == "lerobot" and policy.embodiment_tag == "new_embodiment"
     assert policy.data_config.video_keys == ("video.front", "video.wrist")
@@ -133,8 +184,8 @@ def test_actions_match_lerobots_own_inference(lerobot):
                                atol=1e-3, rtol=0)
 
 
-def test_image_preprocessing_can_be_overridden(lerobot):
-    folder = lerobot[0]
+def test_image_preprocessing_can_be_overridden(written):
+    folder = written
     isaac = load_policy(folder, device="cpu", warmup=False, image_preprocessing="isaac")
     assert isaac.processor.pipeline == "isaac"
     _, obs = observations(0)
@@ -142,11 +193,31 @@ def test_image_preprocessing_can_be_overridden(lerobot):
     assert not torch.equal(isaac.processor(obs).pixel_values, lerobot_style)  # crop + bilinear vs squash + bicubic
 
 
-def test_broken_lerobot_checkpoints_are_named(lerobot, tmp_path):
-    folder = Path(shutil.copytree(lerobot[0], tmp_path / "broken"))
+def test_broken_lerobot_checkpoints_are_named(written, tmp_path):
+    folder = Path(shutil.copytree(written, tmp_path / "broken"))
     with pytest.raises(ValueError, match="LeRobot checkpoint for embodiment tag 'new_embodiment', not 'gr1'"):
         load_policy(folder, device="cpu", embodiment_tag="gr1", warmup=False)
     for state_file in folder.glob("policy_preprocessor_step_*.safetensors"):
         state_file.unlink()
     with pytest.raises(FileNotFoundError, match="policy_preprocessor_step_2_groot_pack_inputs_v3.safetensors"):
         load_policy(folder, device="cpu", warmup=False)
+
+
+def test_a_lerobot_n17_checkpoint_is_named_in_one_line(tmp_path, capsys):
+    """LeRobot 0.6's own GrootConfig (N1.7) saved as its policies save their config."""
+    configuration = pytest.importorskip("lerobot.policies.groot.configuration_groot")
+    if not hasattr(configuration, "GROOT_N1_7"):
+        pytest.skip(f"LeRobot {importlib.metadata.version('lerobot')}'s groot type is N1.5")
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    features = {"observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 480, 640)),
+                "observation.state": PolicyFeature(FeatureType.STATE, (6,))}
+    configuration.GrootConfig(input_features=features, device="cpu",
+                              output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))}
+                              ).save_pretrained(tmp_path / "n17")
+    with pytest.raises(ValueError, match="is a GR00T N1.7 checkpoint .*gr00t-fast runs GR00T N1.5 only"):
+        load_policy(tmp_path / "n17", device="cpu", warmup=False)
+    assert run.main(["--robot.type=so100_sim", f"--model_path={tmp_path / 'n17'}", "--device=cpu",
+                     "--max_steps=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a GR00T N1.7 checkpoint" in err

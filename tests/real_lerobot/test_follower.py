@@ -1,9 +1,10 @@
-"""`--robot.type=so100_follower` against LeRobot 0.4.4's own SOFollower, FeetechMotorsBus and OpenCVCamera, with
+"""`--robot.type=so100_follower` against LeRobot's own SOFollower (0.4.4 on Python 3.11, 0.6.1 on 3.12), FeetechMotorsBus and OpenCVCamera, with
 the hardware simulated at the bus (six STS3215 servos behind a pty, `feetech_bus.py`) and at the camera (OpenCV's
 VideoCapture answered by a stand-in device). The runner drives the real stack end to end."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -138,8 +139,12 @@ def test_per_motor_max_relative_target_and_far_state_warning(bus, camera, traine
 def test_unsupported_lerobot_layout_is_named(monkeypatch):
     for module in ("lerobot.robots.so_follower", "lerobot.robots.so100_follower", "lerobot.robots.so101_follower"):
         monkeypatch.setitem(sys.modules, module, None)  # as if this LeRobot had neither layout
-    with pytest.raises(ImportError, match="unsupported LeRobot layout: lerobot 0.4.4"):
+    with pytest.raises(ImportError) as raised:
         make_robot(SO100FollowerConfig(port="/dev/null"))
+    line = str(raised.value)
+    assert line.startswith(f"LeRobot {importlib.metadata.version('lerobot')} does not work with gr00t-fast on Python "
+                           f"{'.'.join(map(str, sys.version_info[:3]))} (ImportError: unsupported LeRobot layout: ")
+    assert "\n" not in line and 'pip install "lerobot[feetech]==' in line
 
 
 def test_follower_config_reaches_lerobot_and_refuses_sim_cameras(tmp_path):

@@ -80,7 +80,7 @@ def policy_config(name: str, checkpoint: Path, n_action_steps: int, cache: Path)
     if name == "gr00t_fast":
         from lerobot_policy_gr00t_fast import Gr00tFastConfig
 
-        return Gr00tFastConfig(model_path=str(checkpoint), **features)
+        return Gr00tFastConfig(model_path=str(checkpoint), allow_random_weights=True, **features)  # no robot here
     if name == "act":
         from lerobot.policies.act.configuration_act import ACTConfig
 
@@ -132,7 +132,11 @@ def step_refill(step: Callable[[dict], torch.Tensor], frames: list[dict], n_acti
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-    from lerobot.utils.control_utils import predict_action
+
+    try:  # LeRobot 0.6+
+        from lerobot.common.control_utils import predict_action
+    except ImportError:  # LeRobot 0.4
+        from lerobot.utils.control_utils import predict_action
 
     from gr00t_fast.runtime.cache import cache_dir
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from gr00t_fast.model.provenance import random_weights
+from gr00t_fast.model.rtc import RTC_MODES
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.optim.optimizers import AdamWConfig
 
@@ -21,11 +23,19 @@ class Gr00tFastConfig(PreTrainedConfig):
     # LeRobot camera name -> the checkpoint's video key, e.g. {front: video.webcam}; None: cameras in order
     camera_map: dict[str, str] | None = None
     use_degrees: bool = True  # the robot reports degrees (LeRobot's default): joint-limit clipping in degrees
+    # lerobot-rollout --inference.type=rtc: gr00t-fast's real-time chunking mode (gr00t_fast.model.rtc);
+    # guided-identity is the guidance LeRobot's own RTC computes
+    rtc_mode: str = "guided-identity"
+    # a checkpoint `gr00t-fast make-checkpoint` generated (random weights) is refused: LeRobot's scripts drive a
+    # robot with the policy. True only for a benchmark or a simulation
+    allow_random_weights: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 1 <= self.n_action_steps <= 16:
             raise ValueError(f"n_action_steps must be in 1..16 (one GR00T chunk), got {self.n_action_steps}")
+        if self.rtc_mode not in RTC_MODES:
+            raise ValueError(f"rtc_mode must be one of {RTC_MODES}, got {self.rtc_mode!r}")
 
     @property
     def observation_delta_indices(self) -> None:
@@ -48,6 +58,11 @@ class Gr00tFastConfig(PreTrainedConfig):
     def validate_features(self) -> None:
         if not self.model_path:
             raise ValueError("gr00t_fast needs --policy.model_path: the GR00T N1.5 checkpoint to run")
+        made = None if self.allow_random_weights else random_weights(self.model_path)
+        if made:
+            raise ValueError(f"--policy.model_path={self.model_path} holds weights gr00t-fast make-checkpoint "
+                             f"generated ({made}), not trained ones: gr00t_fast does not drive a robot with them "
+                             "(--policy.allow_random_weights=true only for a benchmark or a simulation)")
 
 
 __all__ = ["Gr00tFastConfig"]
