@@ -4,6 +4,7 @@ package, the old module paths that still import, and the README's Python example
 import ast
 import importlib
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def test_the_top_level_names():
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))
-def test_old_module_paths_warn_and_give_the_new_module(old):
+def test_old_module_paths_warn_and_give_the_new_module(old, monkeypatch):
+    monkeypatch.delitem(sys.modules, old, raising=False)  # imported through the old path before: import it anew
     with pytest.warns(DeprecationWarning, match=f"{re.escape(old)} moved to {re.escape(MOVED[old])}"):
         module = importlib.import_module(old)
     assert module is importlib.import_module(MOVED[old])

@@ -47,7 +47,8 @@ def test_the_policy_device_is_made_current_on_the_torch_thread(tiny_checkpoint, 
     """A new thread starts on cuda:0: loading and every call make the policy's device current there first."""
     import torch
 
-    from gr00t_fast.policy import loading, policy as policy_module
+    from gr00t_fast import loading
+    from gr00t_fast.policy import policy as policy_module
     from gr00t_fast.runtime.torch_thread import use_device
 
     made_current = []
