@@ -34,7 +34,7 @@ DEVICE = torch.device("cuda:0")
 POLICY_COPY = "the actions' one device-to-host copy (the finite check and decoding run on it)"
 FLEET_COPY = "the batch's actions copied to the host once (finite checks and decoding per request)"
 ALLOWED_SYNCS = {(op, file): why for op in ("to.device", "_to_copy.default")
-                 for file, why in (("policy.py", POLICY_COPY), ("fleet.py", FLEET_COPY))}
+                 for file, why in (("policy.py", POLICY_COPY), ("fleet_model.py", FLEET_COPY))}
 
 
 def config_folder(out: str | Path) -> Path:

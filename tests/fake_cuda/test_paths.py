@@ -114,7 +114,7 @@ def test_fleet_batched_model_call_at_each_bucket(cuda, policies, dtype, rows):
     key = next(reversed(policy.backend.graphs))
     prompt = dict((k[0], k[1:]) for k in key[2:])["input_ids"][0]
     assert prompt[0] == rows and (requests == rows or prompt[1] % GRAPH_PROMPT_STEP == 0)
-    assert synced(trace) == ["to.device at fleet.py"]  # the batch's one copy to the host
+    assert synced(trace) == ["to.device at fleet_model.py"]  # the batch's one copy to the host
 
 
 @pytest.mark.parametrize("dtype", DTYPE_IDS)
