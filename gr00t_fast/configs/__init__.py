@@ -9,6 +9,8 @@ Flags override the config's values either way.
 
 from pathlib import Path
 
+from gr00t_fast.cli_args import normalize_flag
+
 __all__ = ["CONFIG_DIR", "DEMO", "config_file", "config_names", "select_config"]
 
 CONFIG_DIR = Path(__file__).parent
@@ -31,7 +33,7 @@ def config_file(name: str) -> Path:
 
 def _flag_name(arg: str) -> str | None:
     """`--robot.type=x` -> "robot.type" (kebab and snake spellings alike), None for a value."""
-    return arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+    return normalize_flag(arg)[2:].split("=", 1)[0] if arg.startswith("--") else None
 
 
 def select_config(argv: list[str]) -> tuple[list[str], Path | None]:

@@ -8,6 +8,7 @@ import argparse
 import logging
 import signal
 import sys
+from typing import Any, Callable
 
 from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.loading import create_policy
@@ -71,6 +72,40 @@ def check_load_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--max_batch and --max_queue must be >= 1, got {args.max_batch} and {args.max_queue}")
 
 
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `PolicyServer` options both commands take from their flags."""
+    return dict(host=args.host, port=args.port, api_token=args.api_token,
+                max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s,
+                max_queue=args.max_queue, grace_s=args.grace_s)
+
+
+def setup_failed(program: str, e: BaseException, server: PolicyServer | None) -> int:
+    """The exit code after a failure before serving (bad checkpoint or config, unavailable backend or package,
+    address taken: one line, 2), or a Ctrl-C while the model loads (130). The model loads on a daemon thread:
+    nothing waits for it, and a load still running there leaves now, before interpreter shutdown aborts under it."""
+    if server is not None:
+        server.close()
+    if raised_by_interrupt(e):
+        print(f"{program}: interrupted while loading the model", file=sys.stderr, flush=True)
+        exit_if_busy(130)
+        return 130
+    print(f"{program}: error: {protocol.bounded(str(e))}", file=sys.stderr)
+    return 2
+
+
+def serve_until_stopped(server: PolicyServer, then: Callable[[], None] = lambda: None) -> int:
+    """Serve until SIGTERM/SIGINT has stopped `server` gracefully, run `then` (the fleet stops Triton), and leave
+    without waiting for an inference still running past the grace period."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.stop())
+    try:
+        server.run()
+    finally:
+        then()
+    exit_if_busy(0)
+    return 0
+
+
 def serve_main(argv: list[str] | None = None) -> int:
     """`gr00t-fast serve`."""
     args = serve_parser().parse_args(argv)
@@ -79,34 +114,13 @@ def serve_main(argv: list[str] | None = None) -> int:
     try:
         check_load_arguments(args)
         config = policy_config_from_args(args)
-        server = PolicyServer(  # bound before the model loads: an address it cannot use is reported at once
-            None,
-            host=args.host,
-            port=args.port,
-            api_token=args.api_token,
-            max_message_bytes=int(args.max_message_mb * 2**20),
-            allow_legacy_format=args.allow_legacy_format,
-            request_timeout_s=args.request_timeout_s,
-            max_queue=args.max_queue,
-            grace_s=args.grace_s,
-        )
+        # bound before the model loads: an address it cannot use is reported at once
+        server = PolicyServer(None, allow_legacy_format=args.allow_legacy_format, **server_options(args))
         server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
         server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
     except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
-        if server is not None:
-            server.close()
-        if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it
-            print("gr00t-fast serve: interrupted while loading the model", file=sys.stderr, flush=True)
-            exit_if_busy(130)  # a load still running there: leave now, before interpreter shutdown aborts under it
-            return 130
-        # bad checkpoint / config, unavailable backend or its package, address taken
-        print(f"gr00t-fast serve: error: {protocol.bounded(str(e))}", file=sys.stderr)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: server.stop())
-    server.run()
-    exit_if_busy(0)  # an inference still running past the grace period: leave without waiting for it
-    return 0
+        return setup_failed("gr00t-fast serve", e, server)
+    return serve_until_stopped(server)
 
 
 def fleet_parser() -> ArgumentParser:
@@ -161,9 +175,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
     front = None
     try:  # the ZeroMQ front bound, Triton's ports checked, before the model loads
         front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
-                           host=args.host, port=args.port, api_token=args.api_token,
-                           max_message_bytes=int(args.max_message_mb * 2**20), request_timeout_s=args.request_timeout_s,
-                           max_queue=args.max_queue, grace_s=args.grace_s)
+                           **server_options(args))
         check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
         front.housekeeping.append(CheckpointWatch(args.model_path).poll)
         front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
@@ -172,23 +184,9 @@ def fleet_main(argv: list[str] | None = None) -> int:
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)
     except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
-        if front is not None:
-            front.close()
-        if raised_by_interrupt(e):  # as `gr00t-fast serve`: one line, and out before shutdown aborts a running load
-            print("gr00t-fast fleet: interrupted while loading the model", file=sys.stderr, flush=True)
-            exit_if_busy(130)
-            return 130
-        print(f"gr00t-fast fleet: error: {protocol.bounded(str(e))}", file=sys.stderr)
-        return 2
+        return setup_failed("gr00t-fast fleet", e, front)
     if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
     log.info("Triton model %r: gRPC %s:%d, HTTP %s:%d; ZeroMQ front %s", MODEL_NAME, args.triton_host, args.grpc_port,
              args.triton_host, args.http_port, front.address)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: front.stop())
-    try:
-        front.run()
-    finally:
-        triton.stop()
-    exit_if_busy(0)
-    return 0
+    return serve_until_stopped(front, then=triton.stop)
