@@ -55,7 +55,7 @@ def load_policy(
     data_config: "str | Path | DataConfig" = "auto",
     denoising_steps: int | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | str | None = None,
+    dtype: torch.dtype | str | None = "auto",
     eagle_path: str | Path | None = None,
     warmup: bool = True,
     backend: str = "torch",
@@ -70,7 +70,10 @@ def load_policy(
     """Load a GR00T N1.5 checkpoint as a policy.
 
     `data_config`: "auto" (so100 for Isaac-GR00T checkpoints, the checkpoint's own keys for LeRobot ones),
-    "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from the checkpoint) or a DataConfig. `device` defaults to CUDA when available; `dtype` to bfloat16 on CUDA and float32 on CPU.
+    "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from the checkpoint) or a DataConfig. `device` defaults to CUDA when available. `dtype`: "auto"
+    (bfloat16 on CUDA; on a CPU bfloat16 where it has AMX / AVX512-BF16 and bf16 is faster for this checkpoint,
+    timed at load, else float32: `gr00t_fast.model.precision`), float32 (the exact path), bfloat16, float16 or None
+    (bfloat16 on CUDA, float32 on CPU); `policy.precision` says what was chosen and why.
     `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt (`gr00t_fast.backends`); `backend_dir` holds
     exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
@@ -91,6 +94,8 @@ def load_policy(
     bounds = RequestBounds(max_batch)
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
+    if dtype == "auto" and backend not in TORCH_BACKENDS:
+        dtype = None  # exported graphs and engines: the device's default precision
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
     if model.device.type == "cpu":
         keep_freed_memory()
@@ -110,13 +115,16 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
                   announce: bool = False, **options: Any) -> Gr00tPolicy:
     """The policy `config` describes (`model_path` overrides its checkpoint, e.g. the simulation's demo one;
     `options` go to `load_policy` too, e.g. a server's `max_batch`). `announce` prints "loading <path> ..." from
-    the torch thread once the load runs there: a Ctrl-C after that line always interrupts a load in progress (see
-    `runtime.torch_thread.exit_if_busy`)."""
+    the torch thread once the load runs there (a Ctrl-C after that line always interrupts a load in progress, see
+    `runtime.torch_thread.exit_if_busy`), and "loaded on <device>, <precision>" once it is done."""
     kwargs = {**config.load_kwargs(model_path), **options}
 
     def load() -> Gr00tPolicy:
         if announce:
             print(f"loading {kwargs['model_path']} ...", flush=True)
-        return load_policy(**kwargs, warmup=warmup)
+        policy = load_policy(**kwargs, warmup=warmup)
+        if announce:
+            print(f"loaded on {policy.device}, {policy.precision}", flush=True)
+        return policy
 
     return run_on_torch_thread(load)

@@ -1,10 +1,18 @@
-"""Shared test fixtures: paths to ../shared and tiny checkpoints built once per session."""
+"""Shared test fixtures: paths to ../shared and tiny checkpoints built once per session.
 
+`dtype="auto"` (the default) is pinned to float32 for the whole suite and the processes it starts: on a CPU with
+AMX it would time bf16 against float32 at every load and could pick either, and the suite compares actions exactly
+(tests/model/test_precision.py tests the choice itself)."""
+
+import os
 from pathlib import Path
 
 import pytest
 
+from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from shared_data import shared_path
+
+os.environ[AUTO_DTYPE_ENV] = "float32"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """The whole GR00T N1.5 network: Eagle backbone + flow-matching action head."""
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -7,9 +9,14 @@ from gr00t_fast.model.action_head import EmbodimentId, FlowMatchingActionHead, S
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.eagle import EagleBackbone
 
+if TYPE_CHECKING:
+    from gr00t_fast.model.precision import Precision
+
 
 class Gr00tN15(nn.Module):
     """Parameter names match the official checkpoint (`backbone.*`, `action_head.*`)."""
+
+    precision: "Precision | None" = None  # what it runs in and why, set by `load_model`
 
     def __init__(self, config: Gr00tConfig):
         super().__init__()

@@ -16,6 +16,7 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
 from gr00t_fast.model.gr00t import Gr00tN15
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError
+from gr00t_fast.model.precision import Precision, choose_cpu_dtype
 
 LEROBOT_PREFIX = "_groot_model."
 EMBED_TOKENS = "backbone.eagle_model.language_model.model.embed_tokens.weight"
@@ -115,8 +116,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_device_dtype(device: str | torch.device | None, dtype: torch.dtype | str | None) -> tuple[torch.device, torch.dtype]:
-    """The device (default CUDA when available) and dtype (default bfloat16 on CUDA, float32 on CPU) to load into;
-    a ValueError names a device this torch cannot use or a dtype the model does not run in."""
+    """The device (default CUDA when available) and dtype (default, and "auto": bfloat16 on CUDA, float32 on CPU) to
+    load into; a ValueError names a device this torch cannot use or a dtype the model does not run in."""
     try:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except (RuntimeError, TypeError):
@@ -126,14 +127,14 @@ def resolve_device_dtype(device: str | torch.device | None, dtype: torch.dtype |
         raise ValueError(f"device {str(device)!r}: torch {torch.__version__} is {build}; use --device=cpu")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device {str(device)!r}: gr00t-fast runs on cpu or cuda")
-    if dtype is None:
+    if dtype is None or dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+            raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
     if dtype not in DTYPES.values():
-        raise ValueError(f"dtype {dtype} is not one of {', '.join(DTYPES)}")
+        raise ValueError(f"dtype {dtype} is not one of auto, {', '.join(DTYPES)}")
     return device, dtype
 
 
@@ -145,12 +146,22 @@ def load_model(
 ) -> Gr00tN15:
     """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
 
-    `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU.
+    `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU. `dtype="auto"`: the
+    same on CUDA; on a CPU bfloat16 where it has bf16 units and bf16 is faster for this checkpoint
+    (`gr00t_fast.model.precision`). `model.precision` says what it runs in and why.
     """
     path = Path(path)
-    device, dtype = resolve_device_dtype(device, dtype)
+    device, load_dtype = resolve_device_dtype(device, dtype)
     config = Gr00tConfig.from_checkpoint(path, eagle_path)
     model = build_meta_model(config)
-    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, dtype)
+    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, load_dtype)
     model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
-    return model.eval().requires_grad_(False)
+    del state
+    model = model.eval().requires_grad_(False)
+    if dtype == "auto" and device.type == "cpu":
+        model.precision = choose_cpu_dtype(model)
+    else:
+        why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
+        model.precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."),
+                                    why)
+    return model

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from gr00t_fast.literals import literal
 
 BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
-DTypeName = literal("float32", "bfloat16", "float16")
+DTypeName = literal("auto", "float32", "bfloat16", "float16")
 Quantization = literal("int8", "fp8")
 ImagePreprocessing = literal("auto", "isaac", "lerobot")
 
@@ -31,7 +31,9 @@ class PolicyConfig:
         "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))
     denoising_steps: int | None = field(default=None, metadata=_help("flow-matching steps (default: the checkpoint's, 4)"))
     device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
-    dtype: DTypeName | None = field(default=None, metadata=_help("default: bfloat16 on CUDA, float32 on CPU"))
+    dtype: DTypeName | None = field(default="auto", metadata=_help(
+        "auto: bfloat16 on CUDA; on a CPU bfloat16 where it has AMX/AVX512-BF16 and bf16 is faster for this checkpoint "
+        "(timed at load), else float32. float32 is the exact path; null: bfloat16 on CUDA, float32 on CPU"))
     backend: BackendName = field(default="torch", metadata=_help("how the network runs (gr00t_fast.backends)"))
     backend_dir: str | None = field(default=None, metadata=_help(
         "onnxruntime: exported ONNX graphs; tensorrt: built engines (default: exported / built into the cache)"))

@@ -62,6 +62,7 @@ class Gr00tPolicy:
         self.config = self.model.config
         self.device = self.model.device
         self.dtype = self.model.dtype
+        self.precision = self.model.precision  # what the network runs in and why (`gr00t_fast.model.precision`)
         self.denoising_steps = check_steps(self.config.num_inference_timesteps if denoising_steps is None
                                            else denoising_steps)
         # the sampler's noise is drawn on the host and copied over (16x32 floats): the same seed gives the same
@@ -102,8 +103,10 @@ class Gr00tPolicy:
     @property
     def timings(self) -> dict:
         """Stage timings in ms (preprocess, model, postprocess, total; backbone / action_head when the backend
-        splits them): the last call and mean/p50/p90/max over the last 100 calls."""
-        return self._timings.summary()
+        splits them): the last call and mean/p50/p90/max over the last 100 calls; and the precision they were
+        measured in ({"dtype", "requested", "reason", ...})."""
+        precision = {} if self.precision is None else {"precision": self.precision.as_dict()}
+        return {**self._timings.summary(), **precision}
 
     def _noise(self, noise, batched: bool, batch: int) -> torch.Tensor:
         shape = (self.action_horizon, self.config.max_action_dim)

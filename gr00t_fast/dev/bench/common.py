@@ -38,23 +38,32 @@ class Bench:
     warmup: int
     out: Path
     command: str
+    precision: Any = None  # `Precision` of the last policy / model loaded
 
     def load(self, **overrides: Any) -> Any:
         from gr00t_fast.loading import load_policy
 
-        return load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
+        policy = load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
+        self.precision = policy.precision
+        return policy
 
     def load_model(self, **overrides: Any) -> Any:
         """The network alone (no processor), in the policy's device and dtype unless `overrides` say otherwise."""
         from gr00t_fast.model import load_model
 
         cfg = self.policy
-        return load_model(self.checkpoint, **{"device": cfg.device, "dtype": cfg.dtype, "eagle_path": cfg.eagle_path,
-                                               **overrides})
+        model = load_model(self.checkpoint, **{"device": cfg.device, "dtype": cfg.dtype, "eagle_path": cfg.eagle_path,
+                                                **overrides})
+        self.precision = model.precision
+        return model
 
     def header(self, device: torch.device, **extra: Any) -> dict[str, Any]:
+        """What every benchmark's JSON starts with: the command, the machine, and the precision of the last policy or
+        model this benchmark loaded (what `--dtype`, default auto, chose and why)."""
+        precision = None if self.precision is None else self.precision.as_dict()
         return {"command": self.command, "checkpoint": str(self.checkpoint), "environment": environment(device),
-                "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed, "benchmark": self.name, **extra}
+                "precision": precision, "reps": self.reps, "warmup": self.warmup, "seed": self.policy.seed,
+                "benchmark": self.name, **extra}
 
     def write(self, result: dict[str, Any], title: str, text: str, tables: Sequence[Table],
               plots: dict[str, Callable[[Path], None]] | None = None) -> None:

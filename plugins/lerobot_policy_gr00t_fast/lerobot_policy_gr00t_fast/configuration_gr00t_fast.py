@@ -18,7 +18,7 @@ class Gr00tFastConfig(PreTrainedConfig):
     data_config: str = "auto"  # as gr00t-fast's --data_config
     denoising_steps: int | None = None
     backend: str = "torch"
-    dtype: str | None = None
+    dtype: str = "auto"  # as gr00t-fast's --dtype: auto (bf16 where the CPU has AMX/AVX512-BF16 and it is faster), float32, ...
     n_action_steps: int = 8  # actions executed from each predicted chunk of 16
     # LeRobot camera name -> the checkpoint's video key, e.g. {front: video.webcam}; None: cameras in order
     camera_map: dict[str, str] | None = None
