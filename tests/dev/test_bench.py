@@ -145,6 +145,8 @@ def test_model(tiny_checkpoint, tmp_path):
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path, "model", [])
     assert result["load"]["weights_mb"] > 0 and result["load"]["peak_rss_mb"] >= result["load"]["rss_before_mb"]
+    assert result["load"]["load_s"] > 0 and result["cold_call_ms"] > 0
+    assert result["load"]["precision"]["requested"] == result["precision"]["requested"] == "auto"
     assert set(result["median_ms"]) >= {"backbone (vision + LLM)", "whole call, 4 steps"}
 
 
