@@ -36,9 +36,9 @@ def int_mm_rows(n: int) -> int:
 def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row quantization of a 2-D tensor: (values in `dtype`, float32 scales (rows, 1))."""
     x = x.float()
-    scale = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / qmax
-    q = (x / scale).clamp(-qmax, qmax)
-    return (q.round() if dtype == torch.int8 else q).to(dtype), scale
+    scale = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp(min=1e-12) / qmax  # max |x|
+    q = x / scale  # within [-qmax, qmax] up to rounding: int8 rounds to at most 127, fp8 (no inf) is clamped
+    return (q.round() if dtype == torch.int8 else q.clamp(-qmax, qmax)).to(dtype), scale
 
 
 def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:

@@ -1,6 +1,7 @@
 """The benchmark harness runs end to end on the tiny model with 2 repetitions and writes valid outputs."""
 
 import json
+import math
 
 import pytest
 
@@ -70,7 +71,9 @@ def test_loop(tiny_checkpoint, tmp_path):
     for run in runs:
         assert run["steps"] >= 1 and run["actions_per_s"] > 0
         assert run["chunk_switches"] >= 0 and "jump_mean_deg" in run and "jerk_rms_deg_s3" in run
-        assert "after_switch_step_deg" in run and run["median_step_deg"] >= 0
+        # 0.3 s at 10 Hz: a loaded machine may send a single action, and a change per step needs two
+        step = run["median_step_deg"]
+        assert "after_switch_step_deg" in run and (step >= 0 or math.isnan(step) and run["actions_executed"] < 2)
         assert run["arm_mae_deg"] >= 0 and run["arm_rmse_deg"] >= run["arm_mae_deg"]
         assert set(run["mae"]) == set(JOINT_NAMES)
 
