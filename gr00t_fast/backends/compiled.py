@@ -5,7 +5,9 @@ Compiled with `fullgraph=True` (a graph break is an error, not a silent slowdown
 (batch, prompt length, cameras, steps) triggers one recompilation, then runs from the cache. The step tables
 are computed eagerly and passed in (`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the
 whole call as one CUDA graph on a GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests
-to prove the graph has no breaks). One graph has no backbone / action-head boundary: no stage split is reported.
+to prove the graph has no breaks). On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the
+call's host-side glue runs as C++ instead of Python, which is what a small, overhead-bound checkpoint spends its
+time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
 """
 
 import torch
@@ -21,14 +23,22 @@ class CompiledBackend(Backend):
     name = "compile"
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
-                 fullgraph: bool = True, dynamic: bool = False):
+                 fullgraph: bool = True, dynamic: bool = False, cpp_wrapper: bool | None = None):
         super().__init__(model)
         if mode not in MODES:
             raise ValueError(f"compile mode {mode!r} is not one of {MODES}")
         if mode not in (None, "default") and backend != "inductor":
             raise ValueError(f"compile mode {mode!r} needs backend='inductor', got {backend!r}")
+        plain_inductor = backend == "inductor" and mode in (None, "default")
+        if cpp_wrapper is None:
+            cpp_wrapper = plain_inductor and self.device.type == "cpu"
+        self.cpp_wrapper = cpp_wrapper
+        if cpp_wrapper and not plain_inductor:
+            raise ValueError(f"cpp_wrapper needs backend='inductor' and no mode, got {backend!r} and {mode!r}")
         opts = dict(backend=backend, fullgraph=fullgraph, dynamic=dynamic)
-        if backend == "inductor":
+        if cpp_wrapper:
+            opts["options"] = {"cpp_wrapper": True}
+        elif backend == "inductor":
             opts["mode"] = mode
         self.whole_call = torch.compile(model, **opts)
         self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line

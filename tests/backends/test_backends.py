@@ -103,6 +103,16 @@ def test_compile_rejects_bad_modes(model):
         make_backend("compile", model, mode="max-autotune", backend="eager")
 
 
+def test_compile_writes_the_cpp_wrapper_on_cpu_by_default(model):
+    """The C++ wrapper (host glue without Python) is the CPU default of plain Inductor, and only of it."""
+    assert make_backend("compile", model).cpp_wrapper is True
+    assert make_backend("compile", model, cpp_wrapper=False).cpp_wrapper is False
+    assert make_backend("compile", model, mode="max-autotune").cpp_wrapper is False
+    assert make_backend("compile", model, backend="eager").cpp_wrapper is False
+    with pytest.raises(ValueError, match="cpp_wrapper needs backend='inductor' and no mode"):
+        make_backend("compile", model, mode="reduce-overhead", cpp_wrapper=True)
+
+
 def test_unknown_backend_lists_them_all(model):
     with pytest.raises(ValueError, match="compile, cuda-graph, onnxruntime, tensorrt, torch"):
         make_backend("tvm", model)
