@@ -380,8 +380,8 @@ def summary_text(bench: Bench, args: argparse.Namespace, r: dict[str, Any]) -> s
             f"{', '.join(r['dtypes'])}{''.join(f' and {q} matmuls (float32)' for q in r['quantize'])}; NVIDIA runs "
             f"{r['nvidia_steps']} steps (bf16: its model cast to bf16 under the CPU's autocast in its own process; "
             f"its server float32, NVIDIA's CPU default); {bench.warmup} warm-up + {bench.reps} measured calls per "
-            f"configuration, {mode} (torch threads: {r['environment']['torch_threads']} here, "
-            f"{r['nvidia_torch_threads'] or '-'} in NVIDIA's process). Load / start: "
+            f"configuration, {mode}. Torch threads: {r['environment']['torch_threads']} here, "
+            f"{r['nvidia_torch_threads'] or '-'} in NVIDIA's process. Load / start: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items())
             + f". Speed-up: against NVIDIA in-process fp32 (NVIDIA's CPU default), against NVIDIA in-process in the "
             f"row's own precision (like for like) and against NVIDIA's server. Step/refill (fp32 rows only): the sync "
