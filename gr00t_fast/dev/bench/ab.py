@@ -238,7 +238,8 @@ def fast_policy(bench: Bench, args: argparse.Namespace, inputs: Inputs, dtype: s
     label = precision_label(dtype, quantize)
     names = args.backends if quantize is None else [b for b in args.backends if b in TORCH_BACKENDS]
     backends, skipped = build_backends(policy, names, bench.checkpoint)
-    notes += [f"{label}: {note}" for note in skipped]
+    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} matmuls need a "
+                                                         f"PyTorch backend" for b in args.backends if b not in names]
     common = {"dtype": dtype, "quantize": quantize, "load_s": load_s,
               "stages": lambda: {s: policy.timings["last"][s] for s in STAGES}}
     sides = {}
