@@ -36,10 +36,11 @@ class Upstream:
             raise ValueError(f"upstream source {src} has no gr00t/model/policy.py")
         return cls(Path(python), Path(src))
 
-    def env(self, threads: int | None = None) -> dict[str, str]:
-        """The runner's environment (never gr00t-fast's PYTHONPATH); `threads` sets torch's CPU threads there."""
+    def env(self, threads: int | None = None, dtype: str = "float32") -> dict[str, str]:
+        """The runner's environment (never gr00t-fast's PYTHONPATH); `threads` sets torch's CPU threads there,
+        `dtype` NVIDIA's compute dtype (GR00T_COMPUTE_DTYPE: float32 is its CPU default)."""
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(GR00T_UPSTREAM_SRC=str(self.src), GR00T_COMPUTE_DTYPE="float32", HF_HUB_OFFLINE="1")
+        env.update(GR00T_UPSTREAM_SRC=str(self.src), GR00T_COMPUTE_DTYPE=dtype, HF_HUB_OFFLINE="1")
         return {**env, "OMP_NUM_THREADS": str(threads)} if threads else env
 
     def command(self, mode: str, checkpoint: Path, *args: str) -> list[str]:

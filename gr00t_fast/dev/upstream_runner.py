@@ -8,12 +8,15 @@ arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial
   outputs CKPT IN.npz OUT.npz   per case: NVIDIA's model inputs (`<name>/eagle_input_ids`, `.../eagle_pixel_values`,
                                 `.../state`, ...), normalized actions `<name>/action_pred`, actions `<name>/action.<key>`
   time CKPT IN.npz              serves timing requests for the first case: JSON lines on stdin
-                                ({"reps": n}) -> JSON lines on stdout ({"times_ms", "stages_ms", "action"})
+                                ({"reps": n}) -> JSON lines on stdout ({"times_ms", "stages_ms", "action",
+                                "peak_rss_mb"}), after one ready line ({"load_s", "torch_threads", "dtype",
+                                "peak_rss_mb"})
   serve CKPT NOISE.npy ARGS...  scripts/inference_service.py ARGS with the sampler's noise fixed to NOISE.npy
 
 The initial noise is fixed the way NVIDIA's public reference data was made: the action head's one `torch.randn`
 draw of shape (B, horizon, action_dim) per call returns the given array; every other step is NVIDIA's code.
-Environment: GR00T_UPSTREAM_SRC (Isaac-GR00T source root); GR00T_COMPUTE_DTYPE defaults to float32 here.
+Environment: GR00T_UPSTREAM_SRC (Isaac-GR00T source root); GR00T_COMPUTE_DTYPE defaults to float32 here (NVIDIA's
+CPU default); bfloat16 casts NVIDIA's model to bf16 and runs its model call under CPU autocast (`cpu_autocast`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,30 @@ def fix_noise(noise_for) -> None:
     torch.randn = fixed
 
 
+def cpu_autocast(policy) -> None:
+    """NVIDIA's model call under `torch.autocast` on the CPU too, in the policy's compute dtype.
+
+    Gr00tPolicy runs its model under `torch.autocast(device_type="cuda", dtype=COMPUTE_DTYPE)`: on a GPU that
+    makes its bf16 default work (its bf16 action head and float32 Eagle backbone meet float32 inputs), on a CPU it
+    does nothing, so a bf16 Gr00tPolicy fails there on its first mixed matmul. Here its call runs under the CPU's
+    autocast, and the whole model is cast to the compute dtype first (CPU autocast leaves layer norms alone, and
+    the CPU kernel refuses the float32 backbone's features with the action head's bf16 norm weights); in float32
+    (NVIDIA's CPU default) nothing changes."""
+    import torch
+
+    dtype = getattr(torch, os.environ["GR00T_COMPUTE_DTYPE"])
+    if dtype == torch.float32:
+        return
+    policy.model.to(dtype)  # from_pretrained(torch_dtype=...) leaves the Eagle backbone in float32
+    call = policy._get_action_from_normalized_input
+
+    def autocast_call(normalized_input):
+        with torch.autocast(device_type="cpu", dtype=dtype):
+            return call(normalized_input)
+
+    policy._get_action_from_normalized_input = autocast_call
+
+
 def load_cases(path: Path) -> list[dict]:
     """[{"name", "data_config", "steps", "observation", "noise"}] from a cases .npz."""
     import numpy as np
@@ -97,6 +124,7 @@ class Upstream:
             dc = DATA_CONFIG_MAP[data_config]
             policy = Gr00tPolicy(model_path=str(self.checkpoint), embodiment_tag="new_embodiment", device="cpu",
                                  modality_config=dc.modality_config(), modality_transform=dc.transform())
+            cpu_autocast(policy)
             for stage in ("apply_transforms", "_get_action_from_normalized_input", "_get_unnormalized_action"):
                 setattr(policy, stage, self.timed(stage, getattr(policy, stage)))
             self.policies[data_config] = policy
@@ -127,6 +155,13 @@ class Upstream:
         return {names[k]: v[0] for k, v in self.last.items()}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def outputs(checkpoint: Path, cases_path: Path, out_path: Path) -> None:
     import numpy as np
     import torch
@@ -149,10 +184,12 @@ def serve_timing(checkpoint: Path, cases_path: Path) -> None:
     os.dup2(2, 1)  # upstream's prints go to stderr
     start = time.perf_counter()
     upstream, case = Upstream(checkpoint), load_cases(cases_path)[0]
-    upstream.policy(case["data_config"], case["steps"])
+    policy = upstream.policy(case["data_config"], case["steps"])
     import torch
 
-    reply.write(json.dumps({"load_s": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}) + "\n")
+    reply.write(json.dumps({"load_s": time.perf_counter() - start, "torch_threads": torch.get_num_threads(),
+                            "dtype": str(next(policy.model.parameters()).dtype).removeprefix("torch."),
+                            "peak_rss_mb": peak_rss_mb()}) + "\n")
     reply.flush()
     for line in sys.stdin:
         times, stages, action = [], [], None
@@ -161,7 +198,7 @@ def serve_timing(checkpoint: Path, cases_path: Path) -> None:
             action = upstream.get_action(case)
             times.append((time.perf_counter() - start) * 1e3)
             stages.append(upstream.stages_ms())
-        reply.write(json.dumps({"times_ms": times, "stages_ms": stages,
+        reply.write(json.dumps({"times_ms": times, "stages_ms": stages, "peak_rss_mb": peak_rss_mb(),
                                 "action": {k: v.tolist() for k, v in action.items()}}) + "\n")
         reply.flush()
 

@@ -78,7 +78,9 @@ def _serve(jobs: "queue.SimpleQueue[tuple[Callable, tuple, dict, Future]]") -> N
             future.set_result(result)
         else:
             future.set_exception(error)
-        del result, error  # hold no result or exception (with its frames) while waiting for the next job
+        # hold no job (its arguments: a policy that was closed), result or exception (with its frames) while
+        # waiting for the next job
+        del fn, args, kwargs, future, result, error
 
 
 def run_on_torch_thread(fn: Callable[..., T], *args, **kwargs) -> T:

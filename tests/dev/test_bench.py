@@ -18,8 +18,9 @@ def check_outputs(out, name, pngs):
     env = result["environment"]
     assert env["torch_threads"] == 2 and env["cores"] >= 1 and env["cpu"]
     assert {"python", "torch", "numpy", "onnxruntime", "gr00t_fast"} <= set(env["versions"])
+    assert set(env["cpu_flags"]) == {"amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2"}
     markdown = (out / f"{name}.md").read_text()
-    assert markdown.startswith("# ") and "|---|" in markdown
+    assert markdown.startswith("# ") and "|---|" in markdown and "CPU flags present: " in markdown
     for png in pngs:
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     return result, markdown
@@ -112,13 +113,17 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["model", "--reps", "0"], "--reps must be >= 1"),
         (["ab", "--upstream_python", "/nonexistent/python", "--upstream_src", "/tmp"], "/nonexistent/python does not exist"),
         (["ab", "--upstream_port", "5555", "--fps", "0"], "--fps be > 0"),
+        (["ab", "--upstream_port", "5555", "--dtypes", "float32,float16"], "--dtypes: unknown ['float16']"),
+        (["ab", "--upstream_port", "5555", "--dtypes", "bfloat16"], "--dtypes must include float32"),
+        (["ab", "--upstream_port", "5555", "--dtype", "bfloat16"], "instead of --dtype"),
         (["fleet", "--servers", "serial,grpc"], "--servers"),
         (["fleet", "--servers", "serial", "--chunk_steps", "0"], "--chunk_steps >= 1"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
     assert bench.main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1  # one line
 
 
 def test_backends(tiny_checkpoint, tmp_path, capsys):

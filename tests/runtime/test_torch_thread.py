@@ -1,6 +1,9 @@
 """All PyTorch work of a policy runs on one thread, whichever thread calls (one OpenMP team, see torch_thread)."""
 
+import gc
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -17,6 +20,25 @@ def test_runs_on_one_thread_reentrantly_and_propagates_errors():
     assert run_on_torch_thread(lambda: run_on_torch_thread(on_torch_thread))  # nested: runs in place
     with pytest.raises(ValueError, match="boom"):
         run_on_torch_thread(lambda: (_ for _ in ()).throw(ValueError("boom")))
+
+
+def test_a_finished_job_leaves_nothing_alive_on_the_torch_thread():
+    """While it waits for the next job the thread holds none of the last one's arguments or result: a policy that
+    was closed is freed before the next one loads (`bench ab --sequential` on a model that fits only once)."""
+
+    class Weights:
+        pass
+
+    argument = Weights()
+    result = run_on_torch_thread(lambda _: Weights(), argument)
+    refs = [weakref.ref(argument), weakref.ref(result)]
+    del argument, result
+    for _ in range(500):  # the thread drops its references right after answering
+        gc.collect()
+        if all(ref() is None for ref in refs):
+            break
+        time.sleep(0.01)
+    assert [ref() for ref in refs] == [None, None]
 
 
 def test_policy_loads_and_infers_on_the_torch_thread(tiny_checkpoint):

@@ -1,32 +1,38 @@
 """A/B against NVIDIA's own pipeline on the same checkpoint, observation and noise, calls alternating round-robin
-between processes: NVIDIA's Gr00tPolicy in its own python (timing itself), NVIDIA's scripts/inference_service.py
-through the ZeroMQ protocol (or a server the user runs: --upstream_host/--upstream_port), gr00t-fast in-process per
-backend and step count, and gr00t-fast's server. Then the step/refill view: the sync control loop at --fps and each
---action_horizon, how long the robot waits per control step when the queue refills, direct vs upstream server."""
+between processes (or, with --sequential, one configuration after the other): NVIDIA's Gr00tPolicy in its own
+python per --dtypes (timing itself), NVIDIA's scripts/inference_service.py (fp32) through the ZeroMQ protocol (or a
+server the user runs: --upstream_host/--upstream_port), gr00t-fast in-process per dtype, backend and step count (and
+with --quantize int8 matmuls), and gr00t-fast's server. Then the step/refill view (fp32 rows): the sync control loop
+at --fps and each --action_horizon, how long the robot waits per control step when the queue refills."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
+import gc
 import json
 import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, figure, fmt, local_server, measure,
-    policy_client, timed,
+    Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
+    measure, peak_rss_mb, policy_client, reset_peak_rss, timed,
 )
 from gr00t_fast.dev.bench.inference import Config, build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
 
-NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server", "gr00t-fast server"
+DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # --dtypes -> its name in the rows
+NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server fp32", "gr00t-fast server"
 STAGES = ("preprocess", "model", "postprocess")
 START_TIMEOUT_S = 600
 
@@ -42,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream_port", type=int, default=None,
                         help="time an upstream inference_service.py the user already runs instead of starting one")
     parser.add_argument("--api_token", default=None, help="token for --upstream_port")
+    parser.add_argument("--dtypes", type=word_list, default=list(DTYPES), help="precisions, both sides (default "
+                        "float32,bfloat16; must include float32, NVIDIA's CPU default): one NVIDIA Gr00tPolicy "
+                        "process and one gr00t-fast policy per dtype; NVIDIA's server stays float32. --quantize "
+                        "int8 (or fp8) adds gr00t-fast float32 rows with those matmuls per PyTorch backend")
+    parser.add_argument("--sequential", action="store_true", help="run each configuration to the end and close "
+                        "its process / policy before the next one starts, instead of round-robin (for checkpoints "
+                        "whose sides do not fit in memory together)")
     parser.add_argument("--steps", type=int_list, default=[4], help="gr00t-fast denoising steps (NVIDIA runs "
                         "--denoising_steps, default 4)")
     parser.add_argument("--backends", type=word_list, default=["torch"], help="gr00t-fast backends to time")
@@ -60,6 +73,45 @@ def check(args: argparse.Namespace) -> None:
     if "torch" not in args.backends or args.fps <= 0 or args.loop_chunks < 1 or args.settle < 0:
         raise ValueError(f"--backends must include torch, --fps be > 0, --loop_chunks >= 1 and --settle >= 0, got "
                          f"{args.backends}, {args.fps}, {args.loop_chunks}, {args.settle}")
+    check_subset("--dtypes", args.dtypes, list(DTYPES))
+    if "float32" not in args.dtypes or args.dtype is not None:
+        raise ValueError(f"--dtypes must include float32 (NVIDIA's CPU default, the base of the ratios) and sets "
+                         f"the precisions of bench ab instead of --dtype, got --dtypes {','.join(args.dtypes)} and "
+                         f"--dtype {args.dtype}")
+
+
+def nvidia_direct(dtype: str) -> str:
+    """The row of NVIDIA's Gr00tPolicy in `dtype`."""
+    return f"{NVIDIA_DIRECT} {DTYPES[dtype]}"
+
+
+NVIDIA_FP32 = nvidia_direct("float32")
+
+
+@dataclass
+class Side(Config):
+    """One timed configuration of the A/B: what `Config` says, plus its precision and quantization, its stage split
+    (None: the call reports its own, or none), load (or server start) seconds and peak resident memory (MB)."""
+
+    dtype: str = "float32"
+    quantize: str | None = None
+    stages: Callable[[], dict] | None = None
+    load_s: float | None = None
+    peak_rss_mb: float | None = None
+    reported: dict[str, Any] = dataclasses.field(default_factory=dict)  # what NVIDIA's process said when ready
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every configuration shares: observation, initial noise, NVIDIA's steps, data config, embodiment."""
+
+    observation: dict[str, Any]
+    noise: np.ndarray
+    steps: int
+    data_config: str
+    embodiment_tag: str
+    video_keys: tuple[str, ...]
+    device: torch.device
 
 
 def find_upstream(args: argparse.Namespace, checkpoint: Path) -> Upstream | None:
@@ -77,14 +129,16 @@ def find_upstream(args: argparse.Namespace, checkpoint: Path) -> Upstream | None
 
 
 class UpstreamProcess:
-    """NVIDIA's Gr00tPolicy in its own process (upstream_runner.py `time`): each call is one get_action timed there."""
+    """NVIDIA's Gr00tPolicy in its own process (upstream_runner.py `time`) in `dtype`: each call is one get_action
+    timed there; it reports its peak resident memory with every reply."""
 
-    def __init__(self, upstream: Upstream, checkpoint: Path, cases: Path, log: Path):
+    def __init__(self, upstream: Upstream, checkpoint: Path, cases: Path, log: Path, dtype: str = "float32"):
         self.log = log
         self.proc = subprocess.Popen(upstream.command("time", checkpoint, cases), text=True,
-                                     env=upstream.env(torch.get_num_threads()),
+                                     env=upstream.env(torch.get_num_threads(), dtype),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"))
-        self.ready = self.reply()  # load_s, torch_threads
+        self.ready = self.reply()  # load_s, torch_threads, dtype, peak_rss_mb
+        self.peak_rss_mb = self.ready["peak_rss_mb"]
 
     def reply(self) -> dict[str, Any]:
         line = self.proc.stdout.readline()
@@ -96,6 +150,7 @@ class UpstreamProcess:
         self.proc.stdin.write('{"reps": 1}\n')
         self.proc.stdin.flush()
         r = self.reply()
+        self.peak_rss_mb = r["peak_rss_mb"]
         return SelfTimed(r["times_ms"][0], {k: np.asarray(v, np.float32) for k, v in r["action"].items()},
                          r["stages_ms"][0])
 
@@ -107,14 +162,15 @@ class UpstreamProcess:
 
 
 @contextlib.contextmanager
-def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: int, noise: np.ndarray, work: Path):
-    """NVIDIA's scripts/inference_service.py --server on a free port, its initial noise fixed; yields (port, start s)."""
+def upstream_server(upstream: Upstream, checkpoint: Path, inputs: Inputs, work: Path):
+    """NVIDIA's scripts/inference_service.py --server on a free port, its initial noise fixed; yields (port, start s,
+    a function reading the server process's peak resident memory)."""
     from gr00t_fast.serve.triton import free_port
 
-    np.save(work / "noise.npy", noise[None])
+    np.save(work / "noise.npy", inputs.noise[None])
     port, log = free_port(), work / "upstream_server.log"
-    args = ["--server", "--model-path", checkpoint, "--embodiment-tag", policy.embodiment_tag,
-            "--data-config", policy.data_config.name, "--denoising-steps", steps, "--port", port]
+    args = ["--server", "--model-path", checkpoint, "--embodiment-tag", inputs.embodiment_tag,
+            "--data-config", inputs.data_config, "--denoising-steps", inputs.steps, "--port", port]
     start = time.perf_counter()
     proc = subprocess.Popen(upstream.command("serve", checkpoint, work / "noise.npy", *args),
                             env=upstream.env(torch.get_num_threads()),
@@ -124,12 +180,89 @@ def upstream_server(upstream: Upstream, checkpoint: Path, policy: Any, steps: in
             while not probe.ping():
                 if proc.poll() is not None or time.perf_counter() - start > START_TIMEOUT_S:
                     raise RuntimeError(f"NVIDIA's inference_service.py did not start: {log.read_text()[-2000:]}")
-        yield port, time.perf_counter() - start
+        yield port, time.perf_counter() - start, lambda: peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
         proc.kill()
+
+
+Group = Callable[[], ContextManager[dict[str, Side]]]  # opens one process or policy: its configurations
+
+
+@contextlib.contextmanager
+def nvidia_policy(upstream: Upstream, checkpoint: Path, work: Path, inputs: Inputs, dtype: str):
+    """NVIDIA's Gr00tPolicy process in `dtype` (GR00T_COMPUTE_DTYPE) as one configuration."""
+    proc = UpstreamProcess(upstream, checkpoint, work / "cases.npz", work / f"upstream_policy_{dtype}.log", dtype)
+    try:
+        side = Side(proc, None, inputs.steps, dtype=dtype, load_s=proc.ready["load_s"], reported=proc.ready)
+        yield {nvidia_direct(dtype): side}
+        side.peak_rss_mb = proc.peak_rss_mb
+    finally:
+        proc.close()
+
+
+@contextlib.contextmanager
+def nvidia_server(args: argparse.Namespace, upstream: Upstream | None, checkpoint: Path, work: Path, inputs: Inputs,
+                  notes: list[str]):
+    """NVIDIA's inference_service.py (started here, fp32, or the one at --upstream_port) through its client."""
+    with contextlib.ExitStack() as stack:
+        if args.upstream_port is not None:
+            port, start_s, peak = args.upstream_port, None, lambda: None
+            notes.append(f"NVIDIA server: the one running at {args.upstream_host}:{port} (its own checkpoint, steps, "
+                         f"dtype and noise: no action difference)")
+        else:
+            port, start_s, peak = stack.enter_context(upstream_server(upstream, checkpoint, inputs, work))
+            notes.append("NVIDIA server: scripts/inference_service.py started here in float32 (it listens on every "
+                         "interface), its initial noise fixed like the in-process side's")
+        remote = stack.enter_context(policy_client(port, args.upstream_host, api_token=args.api_token))
+        side = Side(lambda: remote.get_action(inputs.observation), remote, inputs.steps,
+                    same_noise=args.upstream_port is None, load_s=start_s)
+        yield {NVIDIA_SERVER: side}
+        side.peak_rss_mb = peak()
+
+
+def precision_label(dtype: str, quantize: str | None) -> str:
+    return DTYPES[dtype] + (f" {quantize}" if quantize else "")
+
+
+@contextlib.contextmanager
+def fast_policy(bench: Bench, args: argparse.Namespace, inputs: Inputs, dtype: str, quantize: str | None,
+                loaded: dict[tuple, tuple[float, Any]], notes: list[str]):
+    """A gr00t-fast policy in `dtype` (with `quantize` matmuls), per backend and step count; the float32 one also
+    behind gr00t-fast's server. `loaded`: policies loaded already, (load s, policy) by (dtype, quantize)."""
+    from gr00t_fast.loading import TORCH_BACKENDS
+
+    load_s, policy = loaded.pop((dtype, quantize), None) or load(bench, dtype, quantize)
+    label = precision_label(dtype, quantize)
+    names = args.backends if quantize is None else [b for b in args.backends if b in TORCH_BACKENDS]
+    backends, skipped = build_backends(policy, names, bench.checkpoint)
+    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} matmuls need a "
+                                                         f"PyTorch backend" for b in args.backends if b not in names]
+    common = {"dtype": dtype, "quantize": quantize, "load_s": load_s,
+              "stages": lambda: {s: policy.timings["last"][s] for s in STAGES}}
+    sides = {}
+    for name, (backend, _) in backends.items():
+        for n in args.steps:
+            fast = FixedNoisePolicy(policy, inputs.noise, n, backend)
+            sides[f"gr00t-fast {name} {n}-step {label}"] = Side(lambda f=fast: f.get_action(inputs.observation),
+                                                                fast, n, name, **common)
+    with contextlib.ExitStack() as stack:
+        if dtype == "float32" and quantize is None:
+            served = FixedNoisePolicy(policy, inputs.noise, inputs.steps, backends["torch"][0])
+            client = stack.enter_context(policy_client(stack.enter_context(local_server(served).in_thread()).port))
+            sides[f"{FAST_SERVER} {label}"] = Side(lambda: client.get_action(inputs.observation), client,
+                                                   inputs.steps, **{**common, "stages": None})
+        yield sides
+        for side in sides.values():
+            side.peak_rss_mb = peak_rss_mb()
+
+
+def load(bench: Bench, dtype: str, quantize: str | None) -> tuple[float, Any]:
+    """(seconds, policy) of loading the benchmark's policy in `dtype` with `quantize` matmuls."""
+    ms, policy = timed(lambda: bench.load(dtype=dtype, quantize=quantize))
+    return ms / 1e3, policy
 
 
 def ratio_ci(base: list[float], new: list[float], resamples: int, seed: int = 0) -> tuple[float, ...]:
@@ -155,57 +288,36 @@ def load_warning(env: dict[str, Any]) -> str | None:
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     upstream = find_upstream(args, bench.checkpoint)
-    load_ms, policy = timed(bench.load)
-    facts: dict[str, Any] = {"gr00t_fast_load_s": load_ms / 1e3, "nvidia_steps":
-                             bench.policy.denoising_steps or 4, "data_config": policy.data_config.name}
-    header = bench.header(policy.device)
+    load_s, policy = load(bench, "float32", None)
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
     # float64 states, as the control loop (and NVIDIA's SO-100 client) sends them: NVIDIA's server refuses a state
     # dtype that differs from its first request's
     obs = {k: v.astype(np.float64) if k.startswith("state.") else v for k, v in obs.items()}
-    backends, notes = build_backends(policy, args.backends, bench.checkpoint)
-    steps = facts["nvidia_steps"]
-    configs: dict[str, Config] = {}
-    with contextlib.ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_ab_")))
+    inputs = Inputs(obs, noise, bench.policy.denoising_steps or 4, policy.data_config.name, policy.embodiment_tag,
+                    tuple(policy.data_config.video_keys), policy.device)
+    header = bench.header(policy.device)
+    # sequential: nothing stays loaded between configurations (the float32 policy is loaded again in its turn)
+    loaded = {} if args.sequential else {("float32", None): (load_s, policy)}
+    del policy
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench_ab_") as tmp:
+        work, groups = Path(tmp), []
         if upstream is not None:
-            write_cases(work / "cases.npz", [{"name": "bench", "data_config": policy.data_config.name,
-                                              "steps": steps, "observation": obs, "noise": noise}])
-            direct = UpstreamProcess(upstream, bench.checkpoint, work / "cases.npz", work / "upstream_policy.log")
-            stack.callback(direct.close)
-            facts["nvidia_load_s"], facts["nvidia_torch_threads"] = direct.ready["load_s"], direct.ready["torch_threads"]
-            configs[NVIDIA_DIRECT] = Config(direct, None, steps)
-        if args.upstream_port is not None:
-            port = args.upstream_port
-            notes.append(f"NVIDIA server: the one running at {args.upstream_host}:{port} (its own checkpoint, steps "
-                         f"and noise: no action difference)")
-        else:
-            port, facts["nvidia_server_start_s"] = stack.enter_context(
-                upstream_server(upstream, bench.checkpoint, policy, steps, noise, work))
-            notes.append("NVIDIA server: scripts/inference_service.py started here (it listens on every interface), "
-                         "its initial noise fixed like the in-process side's")
-        remote = stack.enter_context(policy_client(port, args.upstream_host, api_token=args.api_token))
-        configs[NVIDIA_SERVER] = Config(lambda: remote.get_action(obs), remote, steps,
-                                        same_noise=args.upstream_port is None)
-        for name, (backend, _) in backends.items():
-            for n in args.steps:
-                fast = FixedNoisePolicy(policy, noise, n, backend)
-                configs[f"gr00t-fast {name} {n}-step"] = Config(lambda f=fast: f.get_action(obs), fast, n)
-        server = stack.enter_context(local_server(FixedNoisePolicy(policy, noise, steps, backends["torch"][0])).in_thread())
-        client = stack.enter_context(policy_client(server.port))
-        configs[FAST_SERVER] = Config(lambda: client.get_action(obs), client, steps)
-        print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
-        stages = {name: (lambda: {s: policy.timings["last"][s] for s in STAGES})
-                  for name in configs if name.startswith("gr00t-fast ") and name != FAST_SERVER}
-        measured = measure({n: c.call for n, c in configs.items()}, policy.device, bench.warmup, bench.reps, stages,
-                           args.settle)
-        loops = [{"name": name, "action_horizon": h, "fps": args.fps, **closed_loop_steps(
-                    c.loop_policy, obs, policy.data_config.video_keys, h, args.loop_chunks, args.fps)}
-                 for h in args.action_horizon for name, c in configs.items() if c.loop_policy is not None]
-    rows = summarize_rows(measured, configs, steps, args.bootstrap)
+            write_cases(work / "cases.npz", [{"name": "bench", "data_config": inputs.data_config,
+                                              "steps": inputs.steps, "observation": obs, "noise": noise}])
+            groups += [functools.partial(nvidia_policy, upstream, bench.checkpoint, work, inputs, d)
+                       for d in args.dtypes]
+        groups.append(functools.partial(nvidia_server, args, upstream, bench.checkpoint, work, inputs, notes))
+        groups += [functools.partial(fast_policy, bench, args, inputs, d, q, loaded, notes)
+                   for d, q in [*((d, None) for d in args.dtypes), *(("float32", q) for q in quantize_rows(bench))]]
+        sides, measured, loops = run_groups(groups, bench, args, inputs)
+    rows = summarize_rows(measured, sides, inputs.steps, args.bootstrap)
     warning = load_warning(header["environment"])
-    result = {**header, **facts, "configurations": rows, "step_refill": loops, "notes": notes,
-              "load_warning": warning}
+    reported = next((s.reported for s in sides.values() if s.reported), {})
+    result = {**header, "nvidia_steps": inputs.steps, "data_config": inputs.data_config, "dtypes": args.dtypes,
+              "quantize": quantize_rows(bench), "sequential": args.sequential,
+              "nvidia_torch_threads": reported.get("torch_threads"), "configurations": rows, "step_refill": loops,
+              "notes": notes, "load_warning": warning}
     bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
                 [latency_table(rows), stage_table(rows), loop_table(loops)],
                 {"ab.png": lambda path: plot(rows, loops, path)})
@@ -214,47 +326,117 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def quantize_rows(bench: Bench) -> list[str]:
+    """The quantizations gr00t-fast adds rows for: --quantize (in bench ab it adds rows, the others stay unquantized)."""
+    return [bench.policy.quantize] if bench.policy.quantize else []
+
+
+def run_groups(groups: list[Group], bench: Bench, args: argparse.Namespace,
+               inputs: Inputs) -> tuple[dict[str, Side], dict[str, Any], list[dict[str, Any]]]:
+    """Open every group and time all configurations round-robin, or (--sequential) open, time and close one group
+    after the other; then the step/refill view of the float32 unquantized configurations. (sides, measurements,
+    step/refill rows); in sequential mode the sides keep no reference to their closed process or policy."""
+    sides: dict[str, Side] = {}
+    measured: dict[str, Any] = {}
+    loops: list[dict[str, Any]] = []
+
+    def time_them(configs: dict[str, Side]) -> None:
+        print(f"{len(configs)} configurations: {bench.warmup} warm-up calls each, then {bench.reps} rounds", flush=True)
+        measured.update(measure({n: c.call for n, c in configs.items()}, inputs.device, bench.warmup, bench.reps,
+                                {n: c.stages for n, c in configs.items() if c.stages}, args.settle))
+        loops.extend({"name": name, "action_horizon": h, "fps": args.fps, **closed_loop_steps(
+                          c.loop_policy, inputs.observation, inputs.video_keys, h, args.loop_chunks, args.fps)}
+                     for h in args.action_horizon for name, c in configs.items()
+                     if c.loop_policy is not None and c.dtype == "float32" and c.quantize is None)
+
+    if args.sequential:
+        for open_group in groups:
+            reset_peak_rss()
+            with open_group() as configs:
+                time_them(configs)
+            sides.update({n: dataclasses.replace(c, call=None, loop_policy=None, stages=None)
+                          for n, c in configs.items()})
+            del configs
+            gc.collect()
+    else:
+        with contextlib.ExitStack() as stack:
+            for open_group in groups:
+                sides.update(stack.enter_context(open_group()))
+            time_them(sides)
+    loops.sort(key=lambda r: args.action_horizon.index(r["action_horizon"]))
+    return sides, measured, loops
+
+
 def summary_text(bench: Bench, args: argparse.Namespace, r: dict[str, Any]) -> str:
-    loads = {"gr00t-fast": r["gr00t_fast_load_s"], "NVIDIA's Gr00tPolicy": r.get("nvidia_load_s"),
-             "NVIDIA's server start": r.get("nvidia_server_start_s")}
-    text = (f"Checkpoint `{bench.checkpoint}`, data config {r['data_config']}, fp32; NVIDIA runs {r['nvidia_steps']} "
-            f"steps; {bench.warmup} warm-up + {bench.reps} measured calls per configuration, round-robin over the "
-            f"processes (torch threads: {r['environment']['torch_threads']} here, "
-            f"{r.get('nvidia_torch_threads', '-')} in NVIDIA's process). Load: "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items() if v is not None)
-            + f". Step/refill: the sync control loop at {args.fps:g} Hz, {args.loop_chunks} refills per action "
-            "horizon; the robot waits at each refill.")
+    loads: dict[str, float] = {}  # one entry per process or policy
+    for row in r["configurations"]:
+        side = row["name"] if row["name"].startswith("NVIDIA") else "gr00t-fast " + precision_label(row["dtype"],
+                                                                                                     row["quantize"])
+        if row["load_s"] is not None:
+            loads.setdefault(side, row["load_s"])
+    mode = ("--sequential: each configuration ran to the end and its process / policy was closed before the next "
+            "one started (peak RSS per configuration)" if r["sequential"] else "round-robin over the processes "
+            "(gr00t-fast's peak RSS is its whole process, every gr00t-fast configuration together)")
+    text = (f"Checkpoint `{bench.checkpoint}`, data config {r['data_config']}, precisions "
+            f"{', '.join(r['dtypes'])}{''.join(f' and {q} matmuls (float32)' for q in r['quantize'])}; NVIDIA runs "
+            f"{r['nvidia_steps']} steps (bf16: its model cast to bf16 under the CPU's autocast in its own process; "
+            f"its server float32, NVIDIA's CPU default); {bench.warmup} warm-up + {bench.reps} measured calls per "
+            f"configuration, {mode}. Torch threads: {r['environment']['torch_threads']} here, "
+            f"{r['nvidia_torch_threads'] or '-'} in NVIDIA's process. Load / start: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items())
+            + f". Speed-up: against NVIDIA in-process fp32 (NVIDIA's CPU default), against NVIDIA in-process in the "
+            f"row's own precision (like for like) and against NVIDIA's server. Step/refill (fp32 rows only): the sync "
+            f"control loop at {args.fps:g} Hz, {args.loop_chunks} refills per action horizon; the robot waits at "
+            "each refill.")
     text += "".join(f"\n- {n}" for n in r["notes"])
     return text + (f"\n\n**Warning: {r['load_warning']}.**" if r["load_warning"] else "")
 
 
-def summarize_rows(measured: dict[str, Any], configs: dict[str, Config], nvidia_steps: int,
+def summarize_rows(measured: dict[str, Any], sides: dict[str, Side], nvidia_steps: int,
                    resamples: int) -> list[dict[str, Any]]:
-    """Per configuration: median [p10, p90], cold call, stage split, ratio to each NVIDIA mode, action difference."""
-    nvidia = {n: measured[n] for n in (NVIDIA_DIRECT, NVIDIA_SERVER) if n in measured}
-    reference = measured[NVIDIA_DIRECT].output if NVIDIA_DIRECT in measured else None
+    """Per configuration: median [p10, p90], cold call, stage split, ratio to each NVIDIA configuration, the max
+    action difference against NVIDIA in-process fp32 and against NVIDIA in-process in the row's precision."""
+    nvidia = {n: measured[n] for n in sides if n.startswith("NVIDIA")}
     rows = []
-    for name, config in configs.items():
+    for name, side in sides.items():
         m = measured[name]
         report = m.report()
         times = report["times_ms"] or [float("nan")]
-        ratios = {base: ratio_ci(b.times_ms, m.times_ms, resamples) for base, b in nvidia.items()}
-        same = config.steps == nvidia_steps and config.same_noise and name != NVIDIA_DIRECT
-        rows.append({"name": name, "denoising_steps": config.steps, **report, "p10": float(np.percentile(times, 10)),
-                     "p90": float(np.percentile(times, 90)), "ratio": ratios,
-                     "max_action_diff_vs_nvidia": max_action_diff(m.output, reference) if same else None})
+        comparable = side.steps == nvidia_steps and side.same_noise
+        same_dtype = nvidia_direct(side.dtype)
+        diffs = {key: max_action_diff(m.output, measured[base].output) if comparable and base in nvidia and
+                 base != name else None for key, base in (("fp32", NVIDIA_FP32), ("same_dtype", same_dtype))}
+        rows.append({"name": name, "dtype": side.dtype, "quantize": side.quantize, "denoising_steps": side.steps,
+                     **report, "p10": float(np.percentile(times, 10)), "p90": float(np.percentile(times, 90)),
+                     "ratio": {base: ratio_ci(b.times_ms, m.times_ms, resamples) for base, b in nvidia.items()},
+                     "nvidia_same_dtype": same_dtype if same_dtype in nvidia else None,
+                     "max_action_diff_vs_nvidia_fp32": diffs["fp32"],
+                     "max_action_diff_vs_nvidia_same_dtype": diffs["same_dtype"],
+                     "load_s": side.load_s, "peak_rss_mb": side.peak_rss_mb})
     return rows
 
 
 def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    bases = list(rows[0]["ratio"])
-    headers = ["Configuration", "Steps", "Median [p10, p90] (ms)", "Cold call (ms)",
-               *(f"Speed-up vs {b} [95% CI]" for b in bases), "Max Δ action vs NVIDIA", "Runs"]
-    return headers, [[r["name"], r["denoising_steps"], f"{fmt(r['median'])} [{fmt(r['p10'])}, {fmt(r['p90'])}]",
-                      fmt(r["first_call_ms"]),
-                      *(f"{r['ratio'][b][0]:.2f}x [{r['ratio'][b][1]:.2f}, {r['ratio'][b][2]:.2f}]" for b in bases),
-                      "-" if r["max_action_diff_vs_nvidia"] is None else f"{r['max_action_diff_vs_nvidia']:.2e}",
-                      f"{r['successful_runs']}/{r['runs']}"] for r in rows]
+    """Speed-ups against NVIDIA in-process fp32, against NVIDIA in-process in the row's precision and against
+    NVIDIA's server; action differences against NVIDIA fp32 and NVIDIA in the row's precision."""
+    bases = [b for b in (NVIDIA_FP32, NVIDIA_SERVER) if b in rows[0]["ratio"]]
+
+    def speedup(row: dict[str, Any], base: str | None) -> str:
+        r = row["ratio"].get(base)
+        return "-" if r is None else f"{r[0]:.2f}x [{r[1]:.2f}, {r[2]:.2f}]"
+
+    def diff(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2e}"
+
+    headers = ["Configuration", "Precision", "Steps", "Median [p10, p90] (ms)", "Cold call (ms)",
+               f"Speed-up vs {bases[0]} [95% CI]", "Speed-up vs NVIDIA in-process, same precision [95% CI]",
+               *(f"Speed-up vs {b} [95% CI]" for b in bases[1:]), "Max Δ action vs NVIDIA in-process fp32",
+               "Max Δ action vs NVIDIA in-process, same precision", "Peak RSS (MB)", "Runs"]
+    return headers, [[r["name"], precision_label(r["dtype"], r["quantize"]), r["denoising_steps"],
+                      f"{fmt(r['median'])} [{fmt(r['p10'])}, {fmt(r['p90'])}]", fmt(r["first_call_ms"]),
+                      speedup(r, bases[0]), speedup(r, r["nvidia_same_dtype"]), *(speedup(r, b) for b in bases[1:]),
+                      diff(r["max_action_diff_vs_nvidia_fp32"]), diff(r["max_action_diff_vs_nvidia_same_dtype"]),
+                      fmt(r["peak_rss_mb"], 0), f"{r['successful_runs']}/{r['runs']}"] for r in rows]
 
 
 def stage_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

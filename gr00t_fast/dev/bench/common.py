@@ -119,15 +119,26 @@ def git_commit() -> str | None:
     return None
 
 
+CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # bf16 / int8 units
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first `name: value` of /proc/cpuinfo (None where there is none)."""
+    if not Path("/proc/cpuinfo").exists():
+        return None
+    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.split(":", 1)[0].strip() == name), None)
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Machine, threads, load and library versions: what a figure needs to be compared with another."""
     from gr00t_fast import __version__
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    flags = set((cpuinfo_field("flags") or "").split())
     versions = {name: version_of(name) for name in ("torch", "numpy", "onnxruntime", "tensorrt", "mujoco", "pyzmq")}
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+        "cpu": cpuinfo_field("model name") or platform.processor(), "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
         "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg()),
         "platform": platform.platform(),
@@ -137,11 +148,30 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def environment_markdown(env: dict[str, Any]) -> str:
-    v = env["versions"]
+    v, flags = env["versions"], env.get("cpu_flags", {})
+    present = " ".join(f for f, on in flags.items() if on) or "none"
+    absent = " ".join(f for f, on in flags.items() if not on) or "none"
     return (f"Machine: {env['cpu']}, {env['cores_usable']} cores, GPU: {env['gpu'] or 'none'}; device {env['device']}, "
             f"torch threads {env['torch_threads']}; load average {', '.join(f'{x:.2f}' for x in env['load_average'])}. "
+            f"CPU flags present: {present}; absent: {absent}. "
             f"Versions: python {v['python']}, torch {v['torch']}, numpy {v['numpy']}, onnxruntime {v['onnxruntime']}, "
             f"gr00t_fast {v['gr00t_fast']} ({v['gr00t_fast_commit']}).")
+
+
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """A process's peak resident memory (VmHWM) in MB; None where /proc does not have it."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory afresh (Linux: 5 into /proc/self/clear_refs), so that the next
+    `peak_rss_mb()` is the peak of what ran after this call; nothing where that is not allowed."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 # ---------------------------------------------------------------------------------------------------- timing
