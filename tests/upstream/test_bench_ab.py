@@ -64,6 +64,7 @@ def test_bench_ab(tiny_checkpoint, tmp_path):
     assert all(r["steps"] == 16 and r["refills"] == 2 for r in loops.values())
     assert result["nvidia_torch_threads"] == 2 and result["dtypes"] == ["float32", "bfloat16"]
     assert result["quantize"] == ["int8"] and not result["sequential"]
+    assert result["default_precision"] == {**result["precision"], "requested": "auto", "dtype": "float32"}  # pinned
     assert set(result["environment"]["cpu_flags"]) >= {"amx_bf16", "avx512_bf16", "avx2"}
     markdown = (tmp_path / "ab.md").read_text()
     for column in ("Speed-up vs NVIDIA in-process fp32 [95% CI]", "Speed-up vs NVIDIA in-process, same precision",

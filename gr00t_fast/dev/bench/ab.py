@@ -74,7 +74,7 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError(f"--backends must include torch, --fps be > 0, --loop_chunks >= 1 and --settle >= 0, got "
                          f"{args.backends}, {args.fps}, {args.loop_chunks}, {args.settle}")
     check_subset("--dtypes", args.dtypes, list(DTYPES))
-    if "float32" not in args.dtypes or args.dtype is not None:
+    if "float32" not in args.dtypes or args.dtype != "auto":
         raise ValueError(f"--dtypes must include float32 (NVIDIA's CPU default, the base of the ratios) and sets "
                          f"the precisions of bench ab instead of --dtype, got --dtypes {','.join(args.dtypes)} and "
                          f"--dtype {args.dtype}")
@@ -288,7 +288,8 @@ def load_warning(env: dict[str, Any]) -> str | None:
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     upstream = find_upstream(args, bench.checkpoint)
-    load_s, policy = load(bench, "float32", None)
+    load_s, policy = load(bench, "auto", None)  # gr00t-fast's default: its rows are those of the dtype it chose
+    default = policy.precision.as_dict()
     obs, noise = bench_observation(policy, bench.policy.seed), bench_noise(policy, bench.policy.seed)
     # float64 states, as the control loop (and NVIDIA's SO-100 client) sends them: NVIDIA's server refuses a state
     # dtype that differs from its first request's
@@ -297,7 +298,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                     tuple(policy.data_config.video_keys), policy.device)
     header = bench.header(policy.device)
     # sequential: nothing stays loaded between configurations (the float32 policy is loaded again in its turn)
-    loaded = {} if args.sequential else {("float32", None): (load_s, policy)}
+    loaded = {} if args.sequential else {(default["dtype"], None): (load_s, policy)}
     del policy
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench_ab_") as tmp:
@@ -315,7 +316,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     warning = load_warning(header["environment"])
     reported = next((s.reported for s in sides.values() if s.reported), {})
     result = {**header, "nvidia_steps": inputs.steps, "data_config": inputs.data_config, "dtypes": args.dtypes,
-              "quantize": quantize_rows(bench), "sequential": args.sequential,
+              "quantize": quantize_rows(bench), "sequential": args.sequential, "default_precision": default,
               "nvidia_torch_threads": reported.get("torch_threads"), "configurations": rows, "step_refill": loops,
               "notes": notes, "load_warning": warning}
     bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
@@ -388,6 +389,10 @@ def summary_text(bench: Bench, args: argparse.Namespace, r: dict[str, Any]) -> s
             f"row's own precision (like for like) and against NVIDIA's server. Step/refill (fp32 rows only): the sync "
             f"control loop at {args.fps:g} Hz, {args.loop_chunks} refills per action horizon; the robot waits at "
             "each refill.")
+    d = r["default_precision"]
+    text += (f"\n- gr00t-fast's default (`--dtype auto`) chose {d['dtype']} here ({d['reason']}): its rows are "
+             f"the {precision_label(d['dtype'], None)} rows" + ("" if d["dtype"] in r["dtypes"] else " (not measured: "
+                                                               "not among --dtypes)"))
     text += "".join(f"\n- {n}" for n in r["notes"])
     return text + (f"\n\n**Warning: {r['load_warning']}.**" if r["load_warning"] else "")
 
