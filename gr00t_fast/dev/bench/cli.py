@@ -1,8 +1,9 @@
 """`gr00t-fast bench <benchmark>`: one harness, one set of flags (the policy's own, see PolicyConfig, plus --size,
 --reps, --warmup, --threads and --out).
 
-Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`
-and optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning). Every benchmark plots: matplotlib
+Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`,
+optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning) and `default_checkpoint(size)` (the
+checkpoint without --model_path, instead of a random-weight one). Every benchmark plots: matplotlib
 (the `bench` extra) is checked before any starts."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "model": "model stages (backbone, VL, one denoising step) and the peak memory of loading",
     "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
     "ab": "side by side with NVIDIA's own Gr00tPolicy and inference_service.py: latency, ratio, stages, step/refill",
+    "reach": "the demo task in the closed loop per precision (fp32, bf16, int8): does the simulated arm reach its poses",
     "gpu": "full size on one GPU: fp32, bf16, compile, cuda-graph, fp8, int8 with cold call, p90, memory, error",
     "fleet": "simulated robots against the serial server and the Triton fleet server: requests/s, latency, empty queues",
 }
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "check"):
             module.check(args)
         policy = policy_config_from_args(args)
-        checkpoint = checkpoint_path(policy.model_path, args.size)
+        checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None))
     except (ValueError, MissingExtra) as e:
         print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
         return 2
