@@ -1,6 +1,7 @@
 """The benchmark harness runs end to end on the tiny model with 2 repetitions and writes valid outputs."""
 
 import json
+import shutil
 
 import pytest
 
@@ -158,13 +159,17 @@ def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
     assert bf16["error_cases"]["so100_batch2_samelen"]["max_abs_diff"] > 0
 
 
-def test_reach_per_precision(tiny_checkpoint, tmp_path):
+def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch):
     """The closed loop per precision: the same sync run in each, so float32 against itself deviates by nothing and
-    bfloat16 / int8 (a silently fp32 path would not) by something."""
-    argv = ["reach", "--model_path", str(tiny_checkpoint), "--precisions", "float32,bfloat16,int8", "--max_steps", "8",
-            "--camera_size", "32x24", "--out", str(tmp_path), *COMMON]
+    bfloat16 / int8 (a silently fp32 path would not) by something. Without --model_path it runs the cached demo
+    checkpoint of --size tiny (here a random-weight stand-in already in the cache: no fit)."""
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(tiny_checkpoint, tmp_path / "cache" / "reach_tiny")
+    argv = ["reach", "--precisions", "float32,bfloat16,int8", "--max_steps", "8", "--camera_size", "32x24",
+            "--out", str(tmp_path / "out"), *COMMON]
     assert bench.main(argv) == 0
-    result, markdown = check_outputs(tmp_path, "reach", [])
+    result, markdown = check_outputs(tmp_path / "out", "reach", [])
+    assert result["checkpoint"] == str(tmp_path / "cache" / "reach_tiny")
     outcome = result["precisions"]
     assert list(outcome) == ["float32", "bfloat16", "int8"]
     for name, o in outcome.items():
@@ -234,3 +239,14 @@ def test_steps_after_switches_sees_a_dip_one_step_after_an_exact_switch():
                for k, v in enumerate(targets)]
     result = steps_after_switches(records)
     assert result == {"after_switch_step_deg": 21.0, "median_step_deg": 3.0}
+
+
+def test_a_benchmarks_own_defaults_stay_its_own():
+    """gpu defaults to --size full --reps 50 and reach to --size tiny; the others keep small and 20."""
+    from gr00t_fast.dev.bench.cli import build_parser
+
+    parser = build_parser()
+    defaults = {name: (parser.parse_args([name]).size, parser.parse_args([name]).reps)
+                for name in ("backends", "inference", "reach", "gpu")}
+    assert defaults == {"backends": ("small", 20), "inference": ("small", 20), "reach": ("tiny", 20),
+                        "gpu": ("full", 50)}

@@ -57,7 +57,9 @@ def word_list(text: str) -> list[str]:
     return [w for w in text.split(",") if w]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_parser() -> argparse.ArgumentParser:
+    """The flags every benchmark shares, new for each: argparse's `parents` share their actions, so one benchmark's
+    `set_defaults` (gpu: --size full) would otherwise change every other's default."""
     common = ArgumentParser(add_help=False)
     add_policy_arguments(common, required_model=False)
     common.add_argument("--size", choices=("tiny", "small", "full"), default="small",
@@ -66,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--warmup", type=int, default=3, help="warm-up calls per configuration (the first is the cold one)")
     common.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     common.add_argument("--out", default="bench_out", help="folder for JSON, Markdown and PNG")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="gr00t-fast bench", description="Benchmarks: each writes JSON, Markdown and PNG to "
                             "--out (benchmarks/README.md has the method and the figures). Every flag also takes dashes.")
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, text in BENCHMARKS.items():
         module = importlib.import_module(f"gr00t_fast.dev.bench.{name}")
-        module.add_arguments(sub.add_parser(name, parents=[common], help=text, description=text,
+        module.add_arguments(sub.add_parser(name, parents=[common_parser()], help=text, description=text,
                                             deprecated=getattr(module, "DEPRECATED", None)))
     return parser
 
