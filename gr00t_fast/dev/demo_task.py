@@ -42,7 +42,7 @@ def reach_chunks(states: np.ndarray, horizon: int, rng: np.random.Generator) -> 
     speed limit of the slowest joint, then holding it. The far pose is chosen near either end, either one in the
     middle (the mode is drawn per chunk)."""
     a, b = POSES
-    along = ((states - a)[:, :5] @ (b - a)[:5]) / ((b - a)[:5] @ (b - a)[:5])  # 0 at pose a, 1 at pose b
+    along = swing_position(states)
     to_b = rng.random(len(states)) < 1 / (1 + np.exp(-(0.5 - along) / SWITCH_WIDTH))
     goals = np.where(to_b[:, None], b, a)
     steps_needed = np.abs(goals - states) / STEP  # per joint; all joints arrive together
@@ -64,19 +64,49 @@ def swing_observation(observation: dict, along: float) -> dict:
     return {**observation, "state.single_arm": state[None, :5], "state.gripper": state[None, 5:]}
 
 
+def swing_position(states: np.ndarray) -> np.ndarray:
+    """(..., 6) joint states -> where their arm joints lie along the swing: 0 at pose A, 1 at pose B (projection)."""
+    a, b = POSES[0, :5], POSES[1, :5]
+    return ((states[..., :5] - a) @ (b - a)) / ((b - a) @ (b - a))
+
+
+def turning_points(along: np.ndarray, hysteresis: float = 0.05) -> list[tuple[int, int]]:
+    """Where the swing turns back: (step, the pose it was heading for: 1 for B at a maximum of `along`, 0 for A at a
+    minimum) of every extreme followed by a move back of more than `hysteresis`."""
+    turns: list[tuple[int, int]] = []
+    extreme, rising = 0, None
+    for k in range(1, len(along)):
+        if rising is None:  # the first move sets the direction
+            if abs(along[k] - along[0]) > hysteresis:
+                rising, extreme = bool(along[k] > along[0]), k
+        elif (along[k] > along[extreme]) == rising and along[k] != along[extreme]:
+            extreme = k
+        elif abs(along[k] - along[extreme]) > hysteresis:
+            turns.append((extreme, int(rising)))
+            rising, extreme = not rising, k
+    return turns
+
+
 def reach_outcome(states: np.ndarray, tolerance: float = 5.0) -> dict:
     """What a closed-loop run of the task did, from its measured joint states (N, 6): per pose of POSES the closest
-    approach (the smallest largest arm-joint error over the run, degrees; the gripper's error at that step) and the
-    reaches (entries to within `tolerance` degrees on every arm joint); the order of all reaches and the switches
-    (a reach of the other pose than the last one reached)."""
+    approach (the smallest largest arm-joint error over the run, degrees; the gripper's error at that step), the
+    reaches (entries to within `tolerance` degrees on every arm joint) and the turns of the swing on its side (the
+    turning points heading for that pose: the step, how far along the swing, the largest arm-joint error to the
+    pose); the order of all reaches, the switches (a reach of the other pose than the last one reached) and the
+    range of the swing (0 at A, 1 at B)."""
     arm = np.abs(states[:, None, :5] - POSES[None, :, :5]).max(-1)  # (N, 2)
     near = arm <= tolerance
     entered = near & ~np.vstack([np.zeros((1, len(POSES)), bool), near[:-1]])
     order = [int(pose) for _, pose in np.argwhere(entered)]
+    along = swing_position(states)
+    turns = turning_points(along)
     closest = arm.argmin(0)
-    return {"poses": [{"closest_arm_deg": float(arm[k, p]), "gripper_error": float(abs(states[k, 5] - POSES[p, 5])),
-                       "closest_step": int(k), "reaches": int(entered[:, p].sum())} for p, k in enumerate(closest)],
-            "reach_order": order, "switches": sum(a != b for a, b in zip(order, order[1:])), "tolerance_deg": tolerance}
+    poses = [{"closest_arm_deg": float(arm[k, p]), "gripper_error": float(abs(states[k, 5] - POSES[p, 5])),
+              "closest_step": int(k), "reaches": int(entered[:, p].sum()),
+              "turns": [{"step": int(t), "along": float(along[t]), "arm_error_deg": float(arm[t, p])}
+                        for t, side in turns if side == p]} for p, k in enumerate(closest)]
+    return {"poses": poses, "reach_order": order, "switches": sum(a != b for a, b in zip(order, order[1:])),
+            "tolerance_deg": tolerance, "swing": [float(along.min()), float(along.max())] if len(along) else []}
 
 
 def normalize(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch):
         assert all(0 <= p["closest_arm_deg"] < 360 and 0 <= p["closest_step"] < 8 for p in o["poses"]), name
     assert outcome["float32"]["max_arm_deviation_deg"] == 0.0
     assert outcome["bfloat16"]["max_arm_deviation_deg"] > 0 and outcome["int8"]["max_arm_deviation_deg"] > 0
-    assert "Closest to A (deg)" in markdown and "Switches" in markdown
+    assert "Closest to A / B (deg)" in markdown and "Turns toward A / B" in markdown
 
 
 def test_server(tiny_checkpoint, tmp_path):
