@@ -25,8 +25,7 @@ PRECISIONS = {  # name: load_policy's dtype and quantize
 UNTHROTTLED_FPS = 1000.0  # the loop's own rate: the simulation advances 1/--fps per action whatever it is
 
 
-def default_checkpoint(size: str) -> Any:
-    return reach_checkpoint(size)
+default_checkpoint = reach_checkpoint  # without --model_path: the demo task's fitted checkpoint of --size (cached)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
