@@ -108,11 +108,17 @@ class Backend(ABC):
 
 @torch.inference_mode()
 def fidelity(backend: Callable[..., torch.Tensor], reference: Callable[..., torch.Tensor], inputs: ModelInputs,
-             noise: torch.Tensor, num_steps: int) -> dict[str, float]:
-    """Max and mean absolute action difference of `backend` against `reference` (fp32 eager) on the same call."""
+             noise: torch.Tensor, num_steps: int, decode: Callable[[torch.Tensor], dict] | None = None) -> dict:
+    """Max and mean absolute action difference of `backend` against `reference` (fp32 eager) on the same call, in
+    normalized units over every action dimension. `decode` (normalized actions -> {key: array}, the processor's
+    unnormalization) adds "max_abs_diff_by_key": the largest difference per key in the decoded units."""
     got = backend(inputs, noise, num_steps).float().cpu()
     want = reference(inputs.to(inputs.input_ids.device, torch.float32), noise.float(), num_steps).float().cpu()
     if got.shape != want.shape:
         raise ValueError(f"backend returned actions of shape {tuple(got.shape)}, reference {tuple(want.shape)}")
     diff = (got - want).abs()
-    return {"max_abs_diff": diff.max().item(), "mean_abs_diff": diff.mean().item()}
+    result = {"max_abs_diff": diff.max().item(), "mean_abs_diff": diff.mean().item()}
+    if decode is not None:
+        ours, theirs = decode(got), decode(want)
+        result["max_abs_diff_by_key"] = {key: float(abs(ours[key] - theirs[key]).max()) for key in theirs}
+    return result

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
 from gr00t_fast.model.provenance import mark_random
+from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.model.inputs import EXAMPLE_INSTRUCTION, example_inputs
 
@@ -41,7 +42,7 @@ def reach_chunks(states: np.ndarray, horizon: int, rng: np.random.Generator) -> 
     speed limit of the slowest joint, then holding it. The far pose is chosen near either end, either one in the
     middle (the mode is drawn per chunk)."""
     a, b = POSES
-    along = ((states - a)[:, :5] @ (b - a)[:5]) / ((b - a)[:5] @ (b - a)[:5])  # 0 at pose a, 1 at pose b
+    along = swing_position(states)
     to_b = rng.random(len(states)) < 1 / (1 + np.exp(-(0.5 - along) / SWITCH_WIDTH))
     goals = np.where(to_b[:, None], b, a)
     steps_needed = np.abs(goals - states) / STEP  # per joint; all joints arrive together
@@ -55,6 +56,57 @@ def sample_states(n: int, rng: np.random.Generator) -> np.ndarray:
     along = rng.uniform(-0.2, 1.2, (n, 1))
     scatter = np.where(rng.random((n, 1)) < 0.25, 30.0, 10.0)
     return POSES[0] + along * (POSES[1] - POSES[0]) + rng.normal(0.0, 1.0, (n, 6)) * scatter * np.r_[[1.0] * 5, 0.5]
+
+
+def swing_observation(observation: dict, along: float) -> dict:
+    """`observation` (an SO-100 one) with the joint state `along` of the way from pose A (0) to pose B (1)."""
+    state = POSES[0] + along * (POSES[1] - POSES[0])
+    return {**observation, "state.single_arm": state[None, :5], "state.gripper": state[None, 5:]}
+
+
+def swing_position(states: np.ndarray) -> np.ndarray:
+    """(..., 6) joint states -> where their arm joints lie along the swing: 0 at pose A, 1 at pose B (projection)."""
+    a, b = POSES[0, :5], POSES[1, :5]
+    return ((states[..., :5] - a) @ (b - a)) / ((b - a) @ (b - a))
+
+
+def turning_points(along: np.ndarray, hysteresis: float = 0.05) -> list[tuple[int, int]]:
+    """Where the swing turns back: (step, the pose it was heading for: 1 for B at a maximum of `along`, 0 for A at a
+    minimum) of every extreme followed by a move back of more than `hysteresis`."""
+    turns: list[tuple[int, int]] = []
+    extreme, rising = 0, None
+    for k in range(1, len(along)):
+        if rising is None:  # the first move sets the direction
+            if abs(along[k] - along[0]) > hysteresis:
+                rising, extreme = bool(along[k] > along[0]), k
+        elif (along[k] > along[extreme]) == rising and along[k] != along[extreme]:
+            extreme = k
+        elif abs(along[k] - along[extreme]) > hysteresis:
+            turns.append((extreme, int(rising)))
+            rising, extreme = not rising, k
+    return turns
+
+
+def reach_outcome(states: np.ndarray, tolerance: float = 5.0) -> dict:
+    """What a closed-loop run of the task did, from its measured joint states (N, 6): per pose of POSES the closest
+    approach (the smallest largest arm-joint error over the run, degrees; the gripper's error at that step), the
+    reaches (entries to within `tolerance` degrees on every arm joint) and the turns of the swing on its side (the
+    turning points heading for that pose: the step, how far along the swing, the largest arm-joint error to the
+    pose); the order of all reaches, the switches (a reach of the other pose than the last one reached) and the
+    range of the swing (0 at A, 1 at B)."""
+    arm = np.abs(states[:, None, :5] - POSES[None, :, :5]).max(-1)  # (N, 2)
+    near = arm <= tolerance
+    entered = near & ~np.vstack([np.zeros((1, len(POSES)), bool), near[:-1]])
+    order = [int(pose) for _, pose in np.argwhere(entered)]
+    along = swing_position(states)
+    turns = turning_points(along)
+    closest = arm.argmin(0)
+    poses = [{"closest_arm_deg": float(arm[k, p]), "gripper_error": float(abs(states[k, 5] - POSES[p, 5])),
+              "closest_step": int(k), "reaches": int(entered[:, p].sum()),
+              "turns": [{"step": int(t), "along": float(along[t]), "arm_error_deg": float(arm[t, p])}
+                        for t, side in turns if side == p]} for p, k in enumerate(closest)]
+    return {"poses": poses, "reach_order": order, "switches": sum(a != b for a, b in zip(order, order[1:])),
+            "tolerance_deg": tolerance, "swing": [float(along.min()), float(along.max())] if len(along) else []}
 
 
 def normalize(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -115,6 +167,12 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
     write_action_head(checkpoint, model)
     mark_random(checkpoint, demo_task="reach (action head fitted to a scripted simulation motion)")
     return {"loss": [losses[0], float(np.mean(losses[-50:]))]}
+
+
+def reach_checkpoint(size: str = "tiny") -> Path:
+    """The demo task's fitted checkpoint of `size` (`make-checkpoint --size SIZE --demo-task reach`, seed 0),
+    generated into the gr00t-fast cache on first use (about 10 min for tiny on 2 CPU cores)."""
+    return cached_checkpoint(f"reach_{size}", size, finish=fit_reach)
 
 
 def blind_to_vision_language(head: torch.nn.Module) -> set[str]:

@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -310,14 +310,17 @@ def write_checkpoint(
     return out
 
 
-def cached_checkpoint(name: str, size: str) -> Path:
+def cached_checkpoint(name: str, size: str, finish: Callable[[Path], Any] | None = None) -> Path:
     """The random-weight `size` checkpoint `<cache>/<name>`, generated on first use (atomically: written beside,
-    then renamed, so concurrent first uses never see half a checkpoint)."""
+    then renamed, so concurrent first uses never see half a checkpoint). `finish` runs on the written checkpoint
+    before the rename (e.g. the demo task's fit)."""
     path = cache_dir() / name
     if not (path / "config.json").is_file():
         print(f"generating a random-weight {size} checkpoint in {path} ...", flush=True)
         tmp = path.with_name(f"{name}.tmp{os.getpid()}")
         write_checkpoint(tmp, size=size, seed=0, progress=True)
+        if finish is not None:
+            finish(tmp)
         try:
             tmp.rename(path)
         except OSError:  # another process finished first

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -118,6 +119,8 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["ab", "--upstream_port", "5555", "--dtype", "bfloat16"], "instead of --dtype"),
         (["fleet", "--servers", "serial,grpc"], "--servers"),
         (["fleet", "--servers", "serial", "--chunk_steps", "0"], "--chunk_steps >= 1"),
+        (["backends", "--observations", "/nonexistent/cases.npz"], "--observations: expected example, reach or"),
+        (["reach", "--precisions", "float32,fp4"], "unknown ['fp4']"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
@@ -127,16 +130,62 @@ def test_bad_arguments(argv, message, capsys):
 
 
 def test_backends(tiny_checkpoint, tmp_path, capsys):
-    """Model-level rows with their action error against fp32 eager (compile and ORT INT8 skipped: slow to build)."""
-    argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--out",
-            str(tmp_path), *COMMON]
+    """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
+    units, on the demo task's swing (compile and ORT INT8 skipped: slow to build)."""
+    argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--observations",
+            "reach", "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    result, markdown = check_outputs(tmp_path, "backends", [])
+    rows = {r["backend"]: r for r in result["results"]}
+    assert set(rows) == {"torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", "torch int8 (_int_mm)",
+                         "torch bfloat16 + int8 (_int_mm)", "torch fp8 (_scaled_mm)"}
+    assert result["error_inputs"] == ["swing 0.00", "swing 0.25", "swing 0.50", "swing 0.75", "swing 1.00"]
+    assert rows["torch float32 eager"]["max_abs_diff"] == 0.0 and rows["onnxruntime fp32"]["max_abs_diff"] < 1e-4
+    assert rows["torch float32 eager"]["max_abs_diff_by_key"] == {"action.single_arm": 0.0, "action.gripper": 0.0}
+    for name in ("torch bfloat16 eager", "torch int8 (_int_mm)", "torch bfloat16 + int8 (_int_mm)"):
+        row = rows[name]
+        assert 0 < row["mean_abs_diff"] < 0.2, name
+        assert all(0 < v < 90 for v in row["max_abs_diff_by_key"].values()), (name, row["max_abs_diff_by_key"])
+    assert all(r["successful_runs"] == 2 for r in rows.values())
+    assert "Max Δ single_arm" in markdown and "Max Δ gripper" in markdown
+
+
+def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
+    """On NVIDIA's tiny checkpoint and its own observations and noise (the so100 cases of cases.npz), bf16 moves the
+    decoded actions by a finite, non-zero amount per key; fp32 against itself by nothing."""
+    cases = golden_checkpoint.parent / "cases.npz"
+    argv = ["backends", "--model_path", str(golden_checkpoint), "--observations", str(cases), "--skip",
+            "compile,onnxruntime,int8,fp8", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path, "backends", [])
-    rows = {r["backend"]: r for r in result["results"]}
-    assert set(rows) == {"torch float32 eager", "onnxruntime fp32", "torch int8 (_int_mm)", "torch fp8 (_scaled_mm)"}
-    assert rows["torch float32 eager"]["max_abs_diff"] == 0.0 and rows["onnxruntime fp32"]["max_abs_diff"] < 1e-4
-    assert 0 < rows["torch int8 (_int_mm)"]["mean_abs_diff"] < 0.2
-    assert all(r["successful_runs"] == 2 for r in rows.values())
+    assert result["error_inputs"] == ["so100_steps4", "so100_steps2_instr2", "so100_batch2_samelen"]
+    fp32, bf16 = result["results"]
+    assert (fp32["backend"], bf16["backend"]) == ("torch float32 eager", "torch bfloat16 eager")
+    assert set(fp32["max_abs_diff_by_key"].values()) == {0.0}
+    assert bf16["max_abs_diff_by_key"].keys() == {"action.single_arm", "action.gripper"}
+    assert all(0 < v < 20 for v in bf16["max_abs_diff_by_key"].values()), bf16["max_abs_diff_by_key"]
+    assert bf16["error_cases"]["so100_batch2_samelen"]["max_abs_diff"] > 0
+
+
+def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch):
+    """The closed loop per precision: the same sync run in each, so float32 against itself deviates by nothing and
+    bfloat16 / int8 (a silently fp32 path would not) by something. Without --model_path it runs the cached demo
+    checkpoint of --size tiny (here a random-weight stand-in already in the cache: no fit)."""
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(tiny_checkpoint, tmp_path / "cache" / "reach_tiny")
+    argv = ["reach", "--precisions", "float32,bfloat16,int8", "--max_steps", "8", "--camera_size", "32x24",
+            "--out", str(tmp_path / "out"), *COMMON]
+    assert bench.main(argv) == 0
+    result, markdown = check_outputs(tmp_path / "out", "reach", [])
+    assert result["checkpoint"] == str(tmp_path / "cache" / "reach_tiny")
+    outcome = result["precisions"]
+    assert list(outcome) == ["float32", "bfloat16", "int8"]
+    for name, o in outcome.items():
+        assert o["steps"] == 8 and o["held"] == 0 and len(o["poses"]) == 2, name
+        assert all(0 <= p["closest_arm_deg"] < 360 and 0 <= p["closest_step"] < 8 for p in o["poses"]), name
+    assert outcome["float32"]["max_arm_deviation_deg"] == 0.0
+    assert outcome["bfloat16"]["max_arm_deviation_deg"] > 0 and outcome["int8"]["max_arm_deviation_deg"] > 0
+    assert "Closest to A / B (deg)" in markdown and "Turns toward A / B" in markdown
 
 
 def test_server(tiny_checkpoint, tmp_path):
@@ -200,3 +249,14 @@ def test_steps_after_switches_sees_a_dip_one_step_after_an_exact_switch():
                for k, v in enumerate(targets)]
     result = steps_after_switches(records)
     assert result == {"after_switch_step_deg": 21.0, "median_step_deg": 3.0}
+
+
+def test_a_benchmarks_own_defaults_stay_its_own():
+    """gpu defaults to --size full --reps 50 and reach to --size tiny; the others keep small and 20."""
+    from gr00t_fast.dev.bench.cli import build_parser
+
+    parser = build_parser()
+    defaults = {name: (parser.parse_args([name]).size, parser.parse_args([name]).reps)
+                for name in ("backends", "inference", "reach", "gpu")}
+    assert defaults == {"backends": ("small", 20), "inference": ("small", 20), "reach": ("tiny", 20),
+                        "gpu": ("full", 50)}

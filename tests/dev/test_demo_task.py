@@ -8,7 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from gr00t_fast.model.provenance import random_weights
-from gr00t_fast.dev.demo_task import POSES, STEP, fit_reach, reach_chunks
+from gr00t_fast.dev import demo_task
+from gr00t_fast.dev.demo_task import (
+    POSES, STEP, fit_reach, reach_chunks, reach_outcome, swing_observation, swing_position, turning_points,
+)
 from gr00t_fast.dev.make_checkpoint import main as make_checkpoint_main
 from gr00t_fast.model import load_model
 from gr00t_fast.model.fusion import fuse_state_dict, split_state_dict
@@ -72,3 +75,49 @@ def test_fitted_head_ignores_images_and_instruction(tiny_checkpoint, tmp_path):
     assert all(np.array_equal(first[key], second[key]) for key in first)
     moved = {**black, "state.single_arm": black["state.single_arm"] + 20.0}
     assert not np.array_equal(policy.get_action(moved, noise=noise)["action.single_arm"], first["action.single_arm"])
+
+
+def test_reach_outcome_counts_reaches_and_switches():
+    """A run that leaves A, reaches B (within 2 degrees), comes back to A and lingers there."""
+    a, b = POSES
+    path = [a + t * (b - a) for t in np.linspace(0, 1, 11)] + [b + [2.0, 0, 0, 0, 0, 0]]
+    path += [b + t * (a - b) for t in np.linspace(0, 1, 11)] + [a + 1.0, a]
+    result = reach_outcome(np.array(path), tolerance=5.0)
+    assert result["reach_order"] == [0, 1, 0] and result["switches"] == 2
+    assert [p["reaches"] for p in result["poses"]] == [2, 1]
+    assert [p["closest_arm_deg"] for p in result["poses"]] == [0.0, 0.0]
+    a_turns, b_turns = (p["turns"] for p in result["poses"])
+    beyond_b = 1 + 2.0 * 80 / 12400  # 2 degrees past B on the shoulder pan, projected on A -> B
+    assert a_turns == [] and b_turns == [{"step": 11, "along": pytest.approx(beyond_b), "arm_error_deg": 2.0}]
+    assert result["swing"] == [0.0, pytest.approx(beyond_b)]
+    far = reach_outcome(np.array(path)[3:8], tolerance=5.0)  # the middle of the swing only
+    assert far["reach_order"] == [] and far["switches"] == 0 and min(p["closest_arm_deg"] for p in far["poses"]) > 5
+
+
+def test_swing_observation_puts_the_state_between_the_poses():
+    obs = {"video.webcam": np.zeros((1, 4, 4, 3), np.uint8), "state.single_arm": np.zeros((1, 5)),
+           "state.gripper": np.zeros((1, 1))}
+    for along, pose in ((0.0, POSES[0]), (1.0, POSES[1])):
+        moved = swing_observation(obs, along)
+        assert np.array_equal(np.concatenate([moved["state.single_arm"][0], moved["state.gripper"][0]]), pose)
+    assert moved["video.webcam"] is obs["video.webcam"]
+
+
+def test_reach_checkpoint_is_fitted_once_before_it_appears(tmp_path, monkeypatch):
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path))
+    fitted = []
+
+    def fake_fit(path):
+        assert not (tmp_path / "reach_tiny").exists()  # fitted beside, then renamed into place
+        fitted.append(path)
+
+    monkeypatch.setattr(demo_task, "fit_reach", fake_fit)
+    assert demo_task.reach_checkpoint("tiny") == demo_task.reach_checkpoint("tiny") == tmp_path / "reach_tiny"
+    assert len(fitted) == 1 and (tmp_path / "reach_tiny" / "config.json").is_file()
+
+
+def test_turning_points_need_a_move_back_beyond_the_hysteresis():
+    along = np.array([0.0, 0.3, 0.6, 0.58, 0.62, 0.4, 0.1, 0.12, 0.5])  # 0.58 is jitter, 0.62 the turn, 0.1 another
+    assert turning_points(along, hysteresis=0.05) == [(4, 1), (6, 0)]
+    assert turning_points(np.linspace(0, 1, 5)) == []
+    assert swing_position(POSES).tolist() == [0.0, 1.0]

@@ -1,16 +1,29 @@
 """Backends side by side at the model level (preprocessed inputs -> actions), with the action error of each against
-fp32 eager on the same inputs and noise. CPU: torch fp32, compile, ONNX Runtime fp32 and INT8, torch INT8 / FP8
-matmuls. GPU: torch in the policy dtype, compile, cuda-graph (+ INT8 / FP8), TensorRT when installed."""
+fp32 eager on the same inputs and noise: normalized, and per action key in the policy's units (the checkpoint's
+statistics, as `get_action` decodes them: degrees for the SO-100 arm). CPU: torch fp32 and bf16, compile, ONNX
+Runtime fp32 and INT8, torch INT8 (eager, compiled, bf16) / FP8 matmuls. GPU: torch in the policy dtype, compile,
+cuda-graph (+ INT8 / FP8), TensorRT when installed.
+
+The error is measured on `--observations`: the timed random inputs (`example`), the demo task's swing (`reach`:
+states from pose A to pose B, for `make-checkpoint --demo-task reach` heads) or a `cases.npz` of NVIDIA's reference
+outputs (`../shared/golden_public`: each case of the policy's data config, its observation and noise)."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
+from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
-from gr00t_fast.dev.bench.common import Bench, error_text, fmt, measure, model_inputs, timed
+from gr00t_fast.dev.bench.common import (
+    Bench, bench_noise, bench_observation, error_text, fmt, measure, model_inputs, timed,
+)
+
+SWING_POINTS = 5  # observations along the demo task's swing (`--observations reach`)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cameras", type=int, default=1, help="cameras in the example inputs")
     parser.add_argument("--batch", type=int, default=1, help="rows per call")
     parser.add_argument("--skip", type=word_list, default=[], help="skip rows whose name contains one of these words")
+    parser.add_argument("--observations", default="example", help="what the error is measured on: example (the "
+                        "timed random inputs), reach (the demo task's swing) or a cases.npz path "
+                        "(../shared/golden_public/cases.npz: NVIDIA's reference observations and noise)")
+
+
+def check(args: argparse.Namespace) -> None:
+    if args.observations not in ("example", "reach") and not Path(args.observations).is_file():
+        raise ValueError(f"--observations: expected example, reach or a cases.npz file, got {args.observations!r}")
 
 
 def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
@@ -28,12 +49,16 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
     from gr00t_fast.loading import build_backend, quantize_model
 
     data_config = get_data_config(bench.policy.data_config)
+    bf16 = functools.cache(lambda: bench.load_model(device=model.device, dtype=torch.bfloat16))
 
-    def quantized(mode: str, backend: str) -> Callable[[], Any]:
+    def quantized(mode: str, backend: str, base: Callable[[], Any] = lambda: model) -> Callable[[], Any]:
+        """A factory of `backend` on a quantized copy of `base()` (the policy's model, or the bf16 one)."""
+
         def build():
-            copied = copy.deepcopy(model)
+            copied = copy.deepcopy(base())
             quantize_model(copied, mode)
-            return make_backend(backend, copied)
+            built = make_backend(backend, copied)
+            return built if copied.dtype == model.dtype else in_dtype(built, copied.dtype)
         return build
 
     def ort_int8():
@@ -45,14 +70,20 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
 
     dtype = str(model.dtype).removeprefix("torch.")
     if model.device.type == "cpu":
-        return {
+        rows = {
             f"torch {dtype} eager": lambda: make_backend("torch", model),
+            "torch bfloat16 eager": lambda: in_dtype(make_backend("torch", bf16()), torch.bfloat16),
             "compile (inductor)": lambda: make_backend("compile", model),
             "onnxruntime fp32": lambda: build_backend("onnxruntime", model, bench.checkpoint, data_config),
             "onnxruntime int8": ort_int8,
             "torch int8 (_int_mm)": quantized("int8", "torch"),
+            "compile + int8 (_int_mm)": quantized("int8", "compile"),
+            "torch bfloat16 + int8 (_int_mm)": quantized("int8", "torch", bf16),
             "torch fp8 (_scaled_mm)": quantized("fp8", "torch"),
         }
+        if model.dtype == torch.bfloat16:  # the policy's own rows are the bf16 ones already
+            del rows["torch bfloat16 eager"], rows["torch bfloat16 + int8 (_int_mm)"]
+        return rows
     rows = {
         f"torch {dtype} eager": lambda: make_backend("torch", model),
         f"compile {dtype} (max-autotune-no-cudagraphs)": lambda: make_backend("compile", model,
@@ -67,37 +98,96 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
     return rows
 
 
+def in_dtype(backend: Callable[..., torch.Tensor], dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    """`backend` taking inputs in any dtype: cast to `dtype` first, as the processor of a `dtype` policy makes them."""
+    return lambda inputs, noise, steps: backend(inputs.to(inputs.input_ids.device, dtype), noise, steps)
+
+
+def case_observations(path: str | Path, data_config: str) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    """Case name -> (observation, noise) of every case of `data_config` in a cases.npz of NVIDIA's reference outputs
+    (`../shared/golden_public`: arrays "<case>/obs.<key>" and "<case>/noise")."""
+    with np.load(path) as cases:
+        names = [str(n) for n in cases["cases"] if str(cases[f"{n}/data_config"]) == data_config]
+        return {name: ({key.split("/obs.", 1)[1]: cases[key] for key in cases.files if key.startswith(f"{name}/obs.")},
+                       cases[f"{name}/noise"]) for name in names}
+
+
+def error_inputs(policy: Any, source: str, seed: int, timed_inputs: tuple[Any, torch.Tensor]) -> dict[str, tuple]:
+    """Name -> (ModelInputs, noise) the error is measured on (`--observations`), through `policy`'s processor."""
+    from gr00t_fast.dev.demo_task import swing_observation
+
+    if source == "example":
+        return {"example": timed_inputs}
+    if source == "reach":
+        base = bench_observation(policy, seed)
+        observations = {f"swing {along:.2f}": (swing_observation(base, along), bench_noise(policy, seed + k))
+                        for k, along in enumerate(np.linspace(0.0, 1.0, SWING_POINTS))}
+    else:
+        observations = case_observations(source, policy.data_config.name)
+        if not observations:
+            raise ValueError(f"--observations {source}: no case of data config {policy.data_config.name!r}")
+    shape = (policy.action_horizon, policy.config.max_action_dim)
+    return {name: (policy.processor(obs), torch.as_tensor(noise).reshape(-1, *shape).to(policy.device))
+            for name, (obs, noise) in observations.items()}
+
+
+def errors(backend: Callable[..., torch.Tensor], reference: Callable[..., torch.Tensor], cases: dict[str, tuple],
+           steps: int, decode: Callable[[torch.Tensor], dict]) -> dict[str, Any]:
+    """`fidelity` on every error input: the largest max (per key too) and the mean of the means, and each case's."""
+    from gr00t_fast.backends import fidelity
+
+    each = {name: fidelity(backend, reference, inputs, noise, steps, decode) for name, (inputs, noise) in cases.items()}
+    keys = next(iter(each.values()))["max_abs_diff_by_key"]
+    return {"max_abs_diff": max(e["max_abs_diff"] for e in each.values()),
+            "mean_abs_diff": float(np.mean([e["mean_abs_diff"] for e in each.values()])),
+            "max_abs_diff_by_key": {k: max(e["max_abs_diff_by_key"][k] for e in each.values()) for k in keys},
+            "error_cases": each}
+
+
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    from gr00t_fast.backends import fidelity, make_backend
+    from gr00t_fast.backends import make_backend
 
-    model = bench.load_model()
+    from gr00t_fast.model.loading import resolve_device_dtype
+
+    # each CPU row is a precision against float32: with dtype auto (the default) the policy's own rows are float32
+    cpu = resolve_device_dtype(bench.policy.device, None)[0].type == "cpu"
+    dtype = "float32" if cpu and bench.policy.dtype == "auto" else bench.policy.dtype
+    policy = bench.load(backend="torch", quantize=None, warmup=False, dtype=dtype)  # the model and its processor
+    model = policy.model
     steps = bench.policy.denoising_steps or model.config.num_inference_timesteps
     inputs, noise = model_inputs(model, args.cameras, args.batch)
+    cases = error_inputs(policy, args.observations, bench.policy.seed, (inputs, noise))
+    decode = functools.partial(policy.processor.decode, batched=True)
     fp32 = model if model.dtype == torch.float32 else bench.load_model(device=model.device, dtype=torch.float32)
     reference = make_backend("torch", fp32)
-    built, errors, rows = {}, {}, []
+    built, failed, rows = {}, {}, []
     for name, factory in candidates(bench, model, args, steps).items():
         if any(word in name for word in args.skip):
             continue
         try:
             build_ms, backend = timed(factory)
-            built[name] = (backend, build_ms / 1e3, fidelity(backend, reference, inputs, noise, steps))
+            built[name] = (backend, build_ms / 1e3, errors(backend, reference, cases, steps, decode))
         except Exception as e:  # noqa: BLE001 - report and go on: one missing extra must not hide the other rows
-            errors[name] = error_text(e)
-            print(f"{name}: failed: {errors[name]}", flush=True)
+            failed[name] = error_text(e)
+            print(f"{name}: failed: {failed[name]}", flush=True)
     calls = {name: (lambda b=backend: b(inputs, noise, steps)) for name, (backend, _, _) in built.items()}
     measured = measure(calls, model.device, bench.warmup, bench.reps)
     for name, (_, build_s, error) in built.items():
         rows.append({"backend": name, "build_s": build_s, **error, **measured[name].report()})
-    rows += [{"backend": name, "error": error} for name, error in errors.items()]
-    result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps,
-              "cameras": args.cameras, "batch": args.batch, "results": rows}
-    headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ"]
+    rows += [{"backend": name, "error": error} for name, error in failed.items()]
+    keys = list(policy.processor.action_slices)
+    result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps, "cameras": args.cameras,
+              "batch": args.batch, "observations": args.observations, "error_inputs": list(cases), "results": rows}
+    headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ",
+               *(f"Max Δ {key.removeprefix('action.')}" for key in keys)]
     table = [[r["backend"], fmt(r["median"], 2), fmt(r["first_call_ms"]), f"{r['max_abs_diff']:.2e}",
-              f"{r['mean_abs_diff']:.2e}"] if "error" not in r else [r["backend"], "failed: " + r["error"], "", "", ""]
-             for r in rows]
-    bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, "
-                f"{args.cameras} camera(s), batch {args.batch}; action error against fp32 eager in normalized units.",
-                [(headers, table)])
+              f"{r['mean_abs_diff']:.2e}", *(f"{r['max_abs_diff_by_key'][key]:.3g}" for key in keys)]
+             if "error" not in r else [r["backend"], "failed: " + r["error"], *[""] * (3 + len(keys))] for r in rows]
+    bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, {args.cameras} "
+                f"camera(s), batch {args.batch}. Action error against fp32 eager on `--observations "
+                f"{args.observations}` ({', '.join(cases)}): max / mean abs Δ in normalized units over all "
+                f"{model.config.max_action_dim} action dims; Max Δ <key>: the largest difference of the decoded "
+                "actions in the policy's units (the checkpoint's statistics, as get_action returns them: degrees "
+                "for the SO-100 arm joints, 0-100 for the gripper).", [(headers, table)])
     return result

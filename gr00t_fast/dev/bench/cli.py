@@ -1,8 +1,9 @@
 """`gr00t-fast bench <benchmark>`: one harness, one set of flags (the policy's own, see PolicyConfig, plus --size,
 --reps, --warmup, --threads and --out).
 
-Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`
-and optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning). Every benchmark plots: matplotlib
+Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`,
+optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning) and `default_checkpoint(size)` (the
+checkpoint without --model_path, instead of a random-weight one). Every benchmark plots: matplotlib
 (the `bench` extra) is checked before any starts."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "model": "model stages (backbone, VL, one denoising step) and the peak memory of loading",
     "policies": "step vs refill: GR00T N1.5 (gr00t-fast) against LeRobot's ACT, Diffusion and SmolVLA (LeRobot env)",
     "ab": "side by side with NVIDIA's own Gr00tPolicy and inference_service.py: latency, ratio, stages, step/refill",
+    "reach": "the demo task in the closed loop per precision (fp32, bf16, int8): does the simulated arm reach its poses",
     "gpu": "full size on one GPU: fp32, bf16, compile, cuda-graph, fp8, int8 with cold call, p90, memory, error",
     "fleet": "simulated robots against the serial server and the Triton fleet server: requests/s, latency, empty queues",
 }
@@ -55,7 +57,9 @@ def word_list(text: str) -> list[str]:
     return [w for w in text.split(",") if w]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_parser() -> argparse.ArgumentParser:
+    """The flags every benchmark shares, new for each: argparse's `parents` share their actions, so one benchmark's
+    `set_defaults` (gpu: --size full) would otherwise change every other's default."""
     common = ArgumentParser(add_help=False)
     add_policy_arguments(common, required_model=False)
     common.add_argument("--size", choices=("tiny", "small", "full"), default="small",
@@ -64,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--warmup", type=int, default=3, help="warm-up calls per configuration (the first is the cold one)")
     common.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     common.add_argument("--out", default="bench_out", help="folder for JSON, Markdown and PNG")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="gr00t-fast bench", description="Benchmarks: each writes JSON, Markdown and PNG to "
                             "--out (benchmarks/README.md has the method and the figures). Every flag also takes dashes.")
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, text in BENCHMARKS.items():
         module = importlib.import_module(f"gr00t_fast.dev.bench.{name}")
-        module.add_arguments(sub.add_parser(name, parents=[common], help=text, description=text,
+        module.add_arguments(sub.add_parser(name, parents=[common_parser()], help=text, description=text,
                                             deprecated=getattr(module, "DEPRECATED", None)))
     return parser
 
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "check"):
             module.check(args)
         policy = policy_config_from_args(args)
-        checkpoint = checkpoint_path(policy.model_path, args.size)
+        checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None))
     except (ValueError, MissingExtra) as e:
         print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
         return 2

@@ -89,13 +89,16 @@ def check_subset(flag: str, values: Sequence[str], allowed: Sequence[str]) -> No
         raise ValueError(f"{flag}: unknown {unknown}; expected a non-empty subset of {list(allowed)}")
 
 
-def checkpoint_path(model_path: str | None, size: str) -> Path:
-    """`model_path`, or a random-weight checkpoint of `size` generated once into the gr00t-fast cache."""
+def checkpoint_path(model_path: str | None, size: str, default: Callable[[str], Path] | None = None) -> Path:
+    """`model_path`, or the benchmark's `default` checkpoint of `size`, or a random-weight checkpoint of `size`
+    generated once into the gr00t-fast cache."""
     if model_path:
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise ValueError(f"--model_path {path} is not a checkpoint directory (no config.json)")
         return path
+    if default is not None:
+        return default(size)
     from gr00t_fast.model.random_checkpoint import cached_checkpoint
 
     return cached_checkpoint(f"bench_{size}", size)

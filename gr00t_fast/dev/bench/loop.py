@@ -66,15 +66,18 @@ def steps_after_switches(records: Sequence[StepRecord], window: int = 3) -> dict
 
 
 def sim_run(policy: Any, method: str, delay: float, args: argparse.Namespace, seed: int,
-            max_steps: int | None = None, duration: float | None = None) -> list[StepRecord]:
-    """One control-loop run of `method` (a LOOP_METHODS name) on a fresh `so100_sim` (same seed every time)."""
+            max_steps: int | None = None, duration: float | None = None,
+            loop_fps: float | None = None) -> list[StepRecord]:
+    """One control-loop run of `method` (a LOOP_METHODS name) on a fresh `so100_sim` (same seed every time). Each
+    action advances the simulation 1/`args.fps`; `loop_fps` (default `args.fps`) is the loop's own rate (sync mode
+    is the same run at any rate: a higher one only takes less wall time)."""
     from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
 
     mode, rtc, _ = LOOP_METHODS[method]
     camera = SimCameraConfig(width=args.camera_size[0], height=args.camera_size[1])
     robot = make_robot(SimSO100Config(seed=seed, cameras={"front": camera}), fps=args.fps)
-    config = ControlConfig(lang_instruction=INSTRUCTION, fps=args.fps, mode=mode, action_horizon=args.action_horizon,
-                           inject_delay=delay, rtc=rtc)
+    config = ControlConfig(lang_instruction=INSTRUCTION, fps=loop_fps or args.fps, mode=mode,
+                           action_horizon=args.action_horizon, inject_delay=delay, rtc=rtc)
     robot.connect()
     try:
         loop = ControlLoop(robot, policy, config, report=lambda msg: None)
@@ -240,14 +243,14 @@ def heading_kept(policy: Any, trials: int = 48, along: float = 0.3, executed: in
     of 64 noises that does), `executed` of its actions executed (the arm reaches the middle of the swing, where the
     demo task picks either pose), then new chunks with `trials` other noises continuing its tail (d = delay + 1).
     Kept: the share of new chunks whose motion from row `delay` to their last row points toward B (arm joints)."""
-    from gr00t_fast.dev.demo_task import POSES
+    from gr00t_fast.dev.demo_task import POSES, swing_observation
 
     toward_b = (POSES[1] - POSES[0])[:5]
-    start = POSES[0] + along * (POSES[1] - POSES[0])
-    obs = {**bench_observation(policy), "state.single_arm": start[None, :5], "state.gripper": start[None, 5:]}
+    obs = swing_observation(bench_observation(policy), along)
+    start = obs["state.single_arm"][0]
     for seed in range(64):
         first = policy.get_action(obs, noise=bench_noise(policy, seed=seed), rtc=PLAIN_WITH_PLAN)
-        if (first["action.single_arm"][-1] - start[:5]) @ toward_b > 0:
+        if (first["action.single_arm"][-1] - start) @ toward_b > 0:
             break
     else:
         return {"along": along, "trials": 0, "modes": {}}  # this policy never heads for B from there
