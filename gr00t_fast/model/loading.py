@@ -156,7 +156,7 @@ def load_model(
     model = build_meta_model(config)
     state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, load_dtype)
     model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
-    del state
+    del state  # the model holds every tensor now: nothing else may keep one alive
     model = model.eval().requires_grad_(False)
     if dtype == "auto" and device.type == "cpu":
         model.precision = choose_cpu_dtype(model)
