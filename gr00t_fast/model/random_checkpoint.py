@@ -130,6 +130,11 @@ def write_tokenizer(out: Path, merges: int, real_ids: bool) -> dict[str, int]:
     tok.train_from_iterator(CORPUS, trainer)
     tok.model.save(str(out))  # vocab.json + merges.txt
     base = tok.get_vocab_size()
+    if real_ids:  # the vocabulary runs up to the first special id, as a real one does: transformers' tokenizer
+        # (NVIDIA's, LeRobot's) would otherwise renumber the special tokens to follow a short vocabulary
+        vocab = json.loads((out / "vocab.json").read_text())
+        vocab.update({f"<|unused_{i}|>": i for i in range(base, SPECIAL_TOKENS[0][1])})  # no merge makes them
+        (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     ids = {name: (real if real_ids else base + i) for i, (name, real) in enumerate(SPECIAL_TOKENS)}
     (out / "added_tokens.json").write_text(json.dumps(ids, indent=2))
     decoder = {str(i): dict(content=n, lstrip=False, normalized=False, rstrip=False, single_word=False,
