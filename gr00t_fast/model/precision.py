@@ -77,10 +77,11 @@ def _race(model: nn.Module, weights: dict[torch.dtype, list]) -> dict[torch.dtyp
     """Median ms of a call per dtype, calls alternating between the weight sets (a busy machine slows both alike)
     after one cold call each; `model` is left holding the last set."""
     times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in weights}
+    examples = {dtype: example_inputs(model.config, device=model.device, dtype=dtype) for dtype in weights}
     for round_ in range(ROUNDS + 1):
         for dtype, tensors in weights.items():
             _use(model, tensors)
-            inputs, noise = example_inputs(model.config, device=model.device, dtype=dtype)
+            inputs, noise = examples[dtype]
             start = time.perf_counter()
             model(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state, inputs.embodiment_id,
                   noise, model.config.num_inference_timesteps)

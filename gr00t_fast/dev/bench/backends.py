@@ -147,7 +147,6 @@ def errors(backend: Callable[..., torch.Tensor], reference: Callable[..., torch.
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
-
     from gr00t_fast.model.loading import resolve_device_dtype
 
     # each CPU row is a precision against float32: with dtype auto (the default) the policy's own rows are float32

@@ -23,17 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def peak_rss_of_loading(path: Path, dtype: str | None) -> dict[str, Any]:
     """Load in a fresh process, touching every weight: the load time, its peak RSS (VmHWM) growth next to the
     weights' size, and the precision `dtype` resolved to (auto: chosen and timed at load)."""
-    code = ("import re, time, json, torch; from gr00t_fast.model import load_model;"
-            "kb = lambda k: int(re.search(k + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1));"
-            f"before = kb('VmHWM'); start = time.perf_counter(); m = load_model({str(path)!r}, device='cpu', "
+    code = ("import time, json; from gr00t_fast.model import load_model;"
+            "from gr00t_fast.dev.bench.common import peak_rss_mb;"
+            f"before = peak_rss_mb(); start = time.perf_counter(); m = load_model({str(path)!r}, device='cpu', "
             f"dtype={dtype!r}); load_s = time.perf_counter() - start;"
             "[p.sum() for p in m.parameters()]; n = sum(p.numel() * p.element_size() for p in m.parameters());"
-            "print(json.dumps([n, before, kb('VmHWM'), load_s, m.precision.as_dict()]))")
+            "print(json.dumps([n, before, peak_rss_mb(), load_s, m.precision.as_dict()]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    weights, before_kb, peak_kb, load_s, precision = json.loads(out.stdout.splitlines()[-1])
+    weights, before_mb, peak_mb, load_s, precision = json.loads(out.stdout.splitlines()[-1])
     mb = weights / 2**20
-    return {"weights_mb": mb, "rss_before_mb": before_kb / 1024, "peak_rss_mb": peak_kb / 1024,
-            "peak_growth_over_weights": (peak_kb - before_kb) / 1024 / mb, "load_s": load_s, "precision": precision}
+    return {"weights_mb": mb, "rss_before_mb": before_mb, "peak_rss_mb": peak_mb,
+            "peak_growth_over_weights": (peak_mb - before_mb) / mb, "load_s": load_s, "precision": precision}
 
 
 @torch.inference_mode()
