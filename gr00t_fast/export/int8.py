@@ -5,12 +5,30 @@ calibration samples (pixels for `vision`, merged prompt embeddings for `llm`, ba
 VL embeddings + state + noise for the sampler). The output is explicit Q/DQ ONNX with symmetric INT8
 activations and per-channel weights, which ONNX Runtime runs on CPU and TensorRT builds as explicit-precision
 INT8 engines. `action_error` reports what the quantization costs in action space.
+
+What is quantized follows `--quantize int8` (`model.quantize`): the Linear layers in the transformer stacks' layers
+and blocks (SigLIP, Qwen3, VL self-attention, DiT), weights per channel. A static scale per tensor cannot follow
+what a per-token dynamic one does, and measured on NVIDIA's tiny checkpoint and its so100 cases (the arm's largest
+action difference against fp32) these cannot be quantized statically without a large error, so they stay fp32:
+- attention's activation x activation MatMuls (scores, probabilities x values): 7-9 deg from the LLM's alone;
+- the per-embodiment encoders and decoder (their weights are gathered by embodiment, so ONNX Runtime quantizes
+  them per tensor as activations): the action encoder's first layer reads the noisy actions themselves and alone
+  moved the arm by 4-6 deg, by 67 deg where a later step's noisy actions exceeded the calibrated range by up to 24%
+  (the batch-2 case);
+- the sampler's DiT feed-forward output projections (their GELU input has outlier channels): 4 deg alone on the
+  fitted demo head (`make-checkpoint --demo-task reach`), where all the quantized layers together cost ~1;
+- the patch embedding (a Conv), the connector and the DiT's output projections, outside those layers and blocks.
+The calibration frames are smooth synthetic scenes, not noise: noise frames give SigLIP and the LLM activations
+no camera frame gives (calibrated on them, the vision graph alone moved the arm by up to 23 deg).
 """
 
 import logging
+import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -23,7 +41,9 @@ from gr00t_fast.model.inputs import example_inputs
 
 log = logging.getLogger(__name__)
 
-QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]  # the weight-heavy ops; norms, softmax and residual adds stay fp32
+QUANTIZED_OPS = ["MatMul", "Gemm"]  # with a weight initializer, in a transformer stack; all else stays fp32
+STACK_LAYER = re.compile(r"/(layers|transformer_blocks)\.\d+/")  # SigLIP / Qwen3 layers, VL and DiT blocks
+DIT_FF_OUT = re.compile(r"/transformer_blocks\.\d+/ff/net\.2(_\d+)?/")  # the sampler's FF output projections
 
 
 INSTRUCTIONS = (
@@ -36,10 +56,47 @@ INSTRUCTIONS = (
 Sample = tuple[ModelInputs, torch.Tensor]  # model inputs and noise of one call
 
 
+def scene(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """A smooth synthetic camera frame as SigLIP input, (3, size, size) in [-1, 1]: a two-colour gradient, a table
+    band and a few flat boxes and shaded discs."""
+    y, x = np.mgrid[0:size, 0:size][..., None] / size  # (size, size, 1) each
+    low, high = rng.uniform(0, 255, (2, 3))
+    image = low + (high - low) * (y * rng.uniform() + x * rng.uniform()) / 2
+    image = np.where(y > rng.uniform(0.4, 0.7), rng.uniform(0, 255, 3), image)
+    for _ in range(rng.integers(2, 6)):
+        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.15)
+        if rng.uniform() < 0.5:  # a box
+            image = np.where((abs(y - cy) < r) & (abs(x - cx) < 1.5 * r), rng.uniform(0, 255, 3), image)
+        else:  # a disc, darker toward its rim
+            d = ((y - cy) ** 2 + (x - cx) ** 2) / r**2
+            image = np.where(d < 1, rng.uniform(0, 255, 3) * (1 - 0.4 * d), image)
+    return torch.from_numpy(image / 127.5 - 1).permute(2, 0, 1).float()
+
+
 def calibration_inputs(config, n: int, cameras: int = 1, seed: int = 0) -> list[Sample]:
-    """`n` sample calls: varied instructions, pixels, states and noise."""
-    return [example_inputs(config, cameras=cameras, seed=seed + i, instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]])
-            for i in range(n)]
+    """`n` sample calls: varied instructions, synthetic scenes as camera frames, states and noise."""
+    samples = []
+    for i in range(n):
+        inputs, noise = example_inputs(config, cameras=cameras, seed=seed + i,
+                                       instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]])
+        rng = np.random.default_rng(seed + i)
+        inputs.pixel_values = torch.stack([scene(rng, config.image_size) for _ in range(cameras)])
+        samples.append((inputs, noise))
+    return samples
+
+
+def quantized_nodes(path: Path, graph: str) -> list[str]:
+    """The nodes of `graph` (the ONNX file at `path`) to quantize: MatMul/Gemm with a weight initializer in a
+    transformer stack, less the sampler's DiT feed-forward output projections (module docstring)."""
+    import onnx
+
+    proto = onnx.load(path, load_external_data=False)
+    weights = {t.name for t in proto.graph.initializer}
+    nodes = [n.name for n in proto.graph.node if n.op_type in QUANTIZED_OPS and n.input[1] in weights
+             and STACK_LAYER.search(n.name) and not (graph_kind(graph) == "sampler" and DIT_FF_OUT.search(n.name))]
+    if not nodes:  # ONNX Runtime reads an empty list as "every node"
+        raise ValueError(f"{path}: no transformer-stack MatMul to quantize")
+    return nodes
 
 
 class GraphCalibrationReader:
@@ -82,7 +139,8 @@ def quantize_graphs(
         quantize_static(
             prepared, target, GraphCalibrationReader([r[graph_kind(graph)] for r in recorded]),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, op_types_to_quantize=QUANTIZED_OPS, use_external_data_format=True,
+            per_channel=True, op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=quantized_nodes(prepared, graph),
+            use_external_data_format=True,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
         prepared.unlink()
@@ -90,9 +148,11 @@ def quantize_graphs(
     return Path(out_dir)
 
 
-def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int) -> dict:
-    """Max/mean absolute action difference of the INT8 graphs (ONNX Runtime) against fp32 eager PyTorch."""
-    return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), *evaluation, num_steps)
+def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int,
+                 decode: Callable[[torch.Tensor], dict] | None = None) -> dict:
+    """Max/mean absolute action difference of the INT8 graphs (ONNX Runtime) against fp32 eager PyTorch (`decode`:
+    per action key too, in the policy's units, as `fidelity`)."""
+    return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), *evaluation, num_steps, decode)
 
 
 def export_int8(
