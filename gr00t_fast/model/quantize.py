@@ -5,8 +5,8 @@ run time (a reduction on the device, no host sync, so the result still compiles 
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
-          int8 GEMM is exact with; rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and 17 was
-          reported wrong on CUDA 12.1, pytorch#107671).
+          int8 GEMM is exact with; on CUDA rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and
+          17 was reported wrong on CUDA 12.1, pytorch#107671). On a CPU it is oneDNN's s8 GEMM (VNNI), any rows.
     fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`, bias fused), output in the model
           dtype, which on CUDA must be bfloat16 (the only output row-wise scaling has there).
 
@@ -14,8 +14,10 @@ Only the transformer stacks are converted (SigLIP, Qwen3, VL self-attention, DiT
 nearly all of the FLOPs. Embeddings, norms, the connector and the per-embodiment encoders/decoder stay as loaded.
 Layers whose widths the kernels cannot take (int8: multiples of 8; fp8: multiples of 16) are left as they are, and
 so are layers that see at most `MIN_ROWS` rows in a sample call (timestep and AdaLN projections: one row per
-sample), where quantizing the activations costs more than the matmul saves.
-Both kernels also run on CPU (that is how the tests check them); their speed matters on a GPU.
+sample), where quantizing the activations costs more than the matmul saves. On a CPU, int8 also leaves the layers
+of that call too small to pay (`int8_pays_on_cpu`: narrower than 256 or under 4M multiply-adds; every layer of
+NVIDIA's tiny checkpoint, whose int8 ran slower than float32): counted as slow_on_cpu.
+Both kernels also run on CPU (that is how the tests check them); fp8's speed matters on a GPU only.
 """
 
 from typing import Any, Callable
