@@ -110,7 +110,7 @@ def converted_names(model):
 
 
 # NVIDIA's tiny checkpoint at batch 1 (320 prompt rows): the LLM's and the VL self-attention's layers of >= 4M
-# multiply-adds (320x96x160 and wider; 320x96x96 is 2.9M), in both of their blocks. Nothing else is 96 wide.
+# multiply-adds (320x96x160 and wider; 320x96x96 is 2.9M), in both of their blocks (SigLIP is 48 wide, the DiT 56).
 WIDE_TINY_LAYERS = {f"backbone.eagle_model.language_model.model.layers.{i}.{name}" for i in range(2)
                     for name in ("self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj")} | {
     f"action_head.vl_self_attention.transformer_blocks.{i}.{name}" for i in range(2)
