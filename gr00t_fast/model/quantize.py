@@ -5,8 +5,8 @@ run time (a reduction on the device, no host sync, so the result still compiles 
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
-          int8 GEMM is exact with; rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and 17 was
-          reported wrong on CUDA 12.1, pytorch#107671).
+          int8 GEMM is exact with; on CUDA rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and
+          17 was reported wrong on CUDA 12.1, pytorch#107671). On a CPU it is oneDNN's s8 GEMM (VNNI), any rows.
     fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`, bias fused), output in the model
           dtype, which on CUDA must be bfloat16 (the only output row-wise scaling has there).
 
@@ -14,8 +14,10 @@ Only the transformer stacks are converted (SigLIP, Qwen3, VL self-attention, DiT
 nearly all of the FLOPs. Embeddings, norms, the connector and the per-embodiment encoders/decoder stay as loaded.
 Layers whose widths the kernels cannot take (int8: multiples of 8; fp8: multiples of 16) are left as they are, and
 so are layers that see at most `MIN_ROWS` rows in a sample call (timestep and AdaLN projections: one row per
-sample), where quantizing the activations costs more than the matmul saves.
-Both kernels also run on CPU (that is how the tests check them); their speed matters on a GPU.
+sample), where quantizing the activations costs more than the matmul saves. On a CPU, int8 also leaves the layers
+of that call too small to pay (`int8_pays_on_cpu`: narrower than 256 or under 4M multiply-adds; every layer of
+NVIDIA's tiny checkpoint, whose int8 ran slower than float32): counted as slow_on_cpu.
+Both kernels also run on CPU (that is how the tests check them); fp8's speed matters on a GPU only.
 """
 
 from typing import Any, Callable
@@ -26,6 +28,12 @@ from torch import nn
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
+# int8 on a CPU (oneDNN's VNNI `_int_mm`, 1 thread): the per-token quantization and the rescale cost ~40 us a layer
+# plus a share that grows with rows x (in + out); the matmul it shortens grows with rows x in x out. It paid from
+# min(in, out) = 256 and 4M multiply-adds (320x256x256 1.35x, 16x512x512 1.3x) and cost below (320x384x96 0.7x,
+# 49x256x256 0.85x, every layer of NVIDIA's tiny checkpoint 0.3-0.9x): benchmarks/README.md, "CPU precisions".
+CPU_INT8_MIN_WIDTH = 256
+CPU_INT8_MIN_MACS = 4_000_000
 
 
 def int_mm_rows(n: int) -> int:
@@ -36,7 +44,11 @@ def int_mm_rows(n: int) -> int:
 def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row quantization of a 2-D tensor: (values in `dtype`, float32 scales (rows, 1))."""
     x = x.float()
-    scale = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp(min=1e-12) / qmax  # max |x|
+    if x.is_cuda:
+        absmax = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True)
+    else:  # the same values; the CPU's inf-norm is a generic reduction, 3-8x slower than abs + amax at these widths
+        absmax = x.abs().amax(dim=1, keepdim=True)
+    scale = absmax.clamp(min=1e-12) / qmax
     q = x / scale  # within [-qmax, qmax] up to rounding: int8 rounds to at most 127, fp8 (no inf) is clamped
     return (q.round() if dtype == torch.int8 else q.clamp(-qmax, qmax)).to(dtype), scale
 
@@ -72,13 +84,14 @@ class QuantizedLinear(nn.Module):
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
         n = rows.shape[0]
-        if self.mode == "int8" and n != int_mm_rows(n):  # static shapes: a Python branch, not a graph break
+        if self.mode == "int8" and rows.is_cuda and n != int_mm_rows(n):  # static: a Python branch, no graph break
             rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
         q, scale = _quantize_rows(rows, self.qdtype, self.qmax)
         if self.mode == "int8":
-            out = (torch._int_mm(q, self.weight.t()).float() * scale * self.weight_scale).to(self.out_dtype)[:n]
+            out = torch._int_mm(q, self.weight.t()).float().mul_(scale).mul_(self.weight_scale)  # fresh: in place
+            out = out.to(self.out_dtype)[:n]
             if self.bias is not None:
-                out = out + self.bias
+                out = out.add_(self.bias)
         else:
             bias = None if self.bias is None else self.bias.to(self.out_dtype)
             out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
@@ -87,6 +100,12 @@ class QuantizedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+def int8_pays_on_cpu(rows: int, in_features: int, out_features: int) -> bool:
+    """Whether `QuantizedLinear` int8 beats the float Linear on a CPU for a layer seeing `rows` rows per call."""
+    macs = rows * in_features * out_features
+    return min(in_features, out_features) >= CPU_INT8_MIN_WIDTH and macs >= CPU_INT8_MIN_MACS
 
 
 def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
@@ -120,23 +139,28 @@ def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, in
 @torch.no_grad()
 def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None) -> dict[str, int]:
     """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns the counts converted, kept
-    (widths the kernel cannot take) and few_rows (<= MIN_ROWS rows during `sample()`, a call of the model)."""
+    (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during `sample()`, a call of the model) and
+    slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows seen during `sample()`)."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     width = MODES[mode][2]
     if sample is not None:
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
     rows = rows_seen(model, sample) if sample is not None else {}
-    counts = {"converted": 0, "kept": 0, "few_rows": 0}
+    cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
+    counts = {"converted": 0, "kept": 0, "few_rows": 0, "slow_on_cpu": 0}
     for stack in transformer_stacks(model).values():
         for parent in list(stack.modules()):
             for name, child in parent.named_children():
                 if type(child) is not nn.Linear:
                     continue
+                seen = rows.get(child, MIN_ROWS + 1)
                 if child.in_features % width or child.out_features % width:
                     counts["kept"] += 1
-                elif rows.get(child, MIN_ROWS + 1) <= MIN_ROWS:
+                elif seen <= MIN_ROWS:
                     counts["few_rows"] += 1
+                elif cpu_int8 and not int8_pays_on_cpu(seen, child.in_features, child.out_features):
+                    counts["slow_on_cpu"] += 1
                 else:
                     setattr(parent, name, QuantizedLinear(child, mode))
                     counts["converted"] += 1

@@ -129,7 +129,14 @@ def test_bad_arguments(argv, message, capsys):
     assert message in err and err.count("\n") == 1  # one line
 
 
-def test_backends(tiny_checkpoint, tmp_path, capsys):
+@pytest.fixture
+def int8_at_every_size(monkeypatch):
+    """int8 converts the tiny checkpoint's layers on this CPU too (its size rule would keep them all float32)."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_WIDTH", 0)
+    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_MACS", 0)
+
+
+def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
     """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
     units, on the demo task's swing (compile and ORT INT8 skipped: slow to build)."""
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--observations",
@@ -167,7 +174,7 @@ def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
     assert bf16["error_cases"]["so100_batch2_samelen"]["max_abs_diff"] > 0
 
 
-def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch):
+def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch, int8_at_every_size):
     """The closed loop per precision: the same sync run in each, so float32 against itself deviates by nothing and
     bfloat16 / int8 (a silently fp32 path would not) by something. Without --model_path it runs the cached demo
     checkpoint of --size tiny (here a random-weight stand-in already in the cache: no fit)."""

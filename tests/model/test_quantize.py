@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gr00t_fast.backends import fidelity, make_backend
-from gr00t_fast.model import load_model
-from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
+from gr00t_fast.model import load_model, quantize
+from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import load_policy, quantize_model
 from gr00t_fast.model.inputs import example_inputs
 
@@ -52,12 +52,13 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
 
 
 @pytest.mark.parametrize("rows, padded", [(1, 24), (15, 24), (17, 24), (24, 24), (25, 32), (120, 120)])
-def test_int_mm_gets_a_column_major_weight_and_rows_padded_to_a_multiple_of_8(monkeypatch, rows, padded):
+def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of_8(monkeypatch, rows, padded):
+    """CUDA's rows are padded (`int_mm_rows`: cuBLASLt's limits); the CPU kernel takes any count, so no padding."""
     seen, int_mm = [], torch._int_mm
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: seen.append((a.shape, a.stride(), b.shape, b.stride())) or int_mm(a, b))
     layer = QuantizedLinear(torch.nn.Linear(64, 48), "int8")
-    assert layer(torch.randn(rows, 64)).shape == (rows, 48)
-    assert seen == [((padded, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
+    assert layer(torch.randn(rows, 64)).shape == (rows, 48) and int_mm_rows(rows) == padded
+    assert seen == [((rows, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,14 @@ def test_model_quantization_reports_its_action_error(tiny_checkpoint, fp32_refer
     assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
 
 
-def test_layers_that_see_few_rows_stay_float(tiny_checkpoint):
+@pytest.fixture
+def any_size_pays_on_cpu(monkeypatch):
+    """The CPU's int8 size rule off (every size pays), for the tests of the other rules on the tiny checkpoint."""
+    monkeypatch.setattr(quantize, "CPU_INT8_MIN_WIDTH", 0)
+    monkeypatch.setattr(quantize, "CPU_INT8_MIN_MACS", 0)
+
+
+def test_layers_that_see_few_rows_stay_float(tiny_checkpoint, any_size_pays_on_cpu):
     """Timestep and AdaLN projections multiply one row per sample: quantizing them would cost more than it saves."""
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     counts = quantize_model(model, "int8")
@@ -87,6 +95,46 @@ def test_layers_that_see_few_rows_stay_float(tiny_checkpoint):
     assert all(type(layer) is torch.nn.Linear for layer in few)
     assert isinstance(dit.transformer_blocks[0].attn1.to_q, QuantizedLinear)
     assert counts["few_rows"] >= 2 + len(dit.transformer_blocks) and counts["converted"] > 0
+
+
+@pytest.mark.parametrize("shape, pays", [
+    ((320, 256, 256), True), ((16, 512, 512), True), ((49, 384, 384), True), ((294, 384, 2048), True),
+    ((49, 256, 256), False), ((16, 384, 384), False), ((320, 384, 96), False), ((320, 96, 320), False),
+    ((1, 1024, 1024), False)])
+def test_int8_pays_on_cpu_from_width_256_and_4m_multiply_adds(shape, pays):
+    assert int8_pays_on_cpu(*shape) is pays  # rows, in, out: measured both sides of the bounds (quantize.py)
+
+
+def converted_names(model):
+    return {name for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+
+
+# NVIDIA's tiny checkpoint at batch 1 (320 prompt rows): the LLM's and the VL self-attention's layers of >= 4M
+# multiply-adds (320x96x160 and wider; 320x96x96 is 2.9M), in both of their blocks (SigLIP is 48 wide, the DiT 56).
+WIDE_TINY_LAYERS = {f"backbone.eagle_model.language_model.model.layers.{i}.{name}" for i in range(2)
+                    for name in ("self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj")} | {
+    f"action_head.vl_self_attention.transformer_blocks.{i}.{name}" for i in range(2)
+    for name in ("attn1.to_qkv", "ff.net.0.proj", "ff.net.2")}
+
+
+@pytest.mark.parametrize("min_width, converted", [(256, set()), (96, WIDE_TINY_LAYERS)])
+def test_int8_on_a_cpu_converts_only_the_layers_where_it_pays(tiny_checkpoint, monkeypatch, min_width, converted):
+    """The tiny checkpoint's layers (widths 48-384, <= 320 rows) all run faster in float on a CPU: none converts.
+    At a lower width bound exactly the layers that wide and of 4M multiply-adds convert."""
+    monkeypatch.setattr(quantize, "CPU_INT8_MIN_WIDTH", min_width)
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    counts = quantize_model(model, "int8")
+    assert converted_names(model) == converted and counts["converted"] == len(converted)
+    assert counts["slow_on_cpu"] == 43 - counts["kept"] - counts["few_rows"] - len(converted)  # 43 Linear layers
+    assert quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "fp8")["slow_on_cpu"] == 0
+
+
+def test_the_cpu_rule_is_for_cpus_only(tiny_checkpoint, monkeypatch):
+    """The same checkpoint on another device (its `device` stubbed: no GPU here) converts what the kernel takes."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda")))
+    counts = quantize_linears(model, "int8", sample=lambda: None)  # a sample call that multiplies nothing
+    assert counts["slow_on_cpu"] == counts["few_rows"] == 0 and counts["converted"] > len(WIDE_TINY_LAYERS)
 
 
 def test_quantized_model_compiles_without_graph_breaks(tiny_checkpoint):
