@@ -5,6 +5,7 @@ It sits above every layer: `policy/` knows neither `export/` nor the backend imp
 `policy/`, and this module hands each what it needs.
 """
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def load_policy(
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
-        quantize_model(model, quantize)
+        model.precision = replace(model.precision, quantization={"mode": quantize, **quantize_model(model, quantize)})
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),

@@ -35,13 +35,20 @@ class Precision:
     reason: str
     float32_ms: float | None = None  # the timed calls behind an auto choice on a CPU with bf16 units
     bfloat16_ms: float | None = None
+    quantization: dict | None = None  # `--quantize`: its mode and `quantize_linears`' layer counts
 
     def as_dict(self) -> dict:
         return {**asdict(self), "dtype": str(self.dtype).removeprefix("torch.")}
 
     def __str__(self) -> str:
         name = str(self.dtype).removeprefix("torch.")
-        return name if self.requested != "auto" else f"{name} (auto: {self.reason})"
+        text = name if self.requested != "auto" else f"{name} (auto: {self.reason})"
+        if self.quantization is None:
+            return text
+        counts = {k: v for k, v in self.quantization.items() if k != "mode"}
+        text += f", {self.quantization['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers"
+        return text + (f" ({counts['slow_on_cpu']} too small to pay on this CPU stay {name})"
+                       if counts.get("slow_on_cpu") else "")
 
 
 def bf16_units() -> str | None:

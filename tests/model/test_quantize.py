@@ -146,6 +146,19 @@ def test_quantized_model_compiles_without_graph_breaks(tiny_checkpoint):
     torch.testing.assert_close(compiled, eager)
 
 
+def test_the_policy_says_how_many_layers_run_int8(tiny_checkpoint):
+    """On a CPU the size rule can leave every layer in float: the load line and `timings` say so."""
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False)
+    counts = policy.precision.quantization
+    assert counts["mode"] == "int8" and counts["converted"] + counts["slow_on_cpu"] + counts["kept"] + \
+        counts["few_rows"] == 43 and counts["slow_on_cpu"] > 0
+    assert str(policy.precision) == (f"float32, int8 matmuls in {counts['converted']} of 43 layers "
+                                     f"({counts['slow_on_cpu']} too small to pay on this CPU stay float32)")
+    policy.get_action(policy.dummy_observation())
+    assert policy.timings["precision"]["quantization"] == counts
+    assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).precision.quantization is None
+
+
 def test_quantized_policy_and_errors(tiny_checkpoint):
     policy = load_policy(tiny_checkpoint, device="cpu", quantize="fp8", warmup=False)
     actions = policy.get_action(policy.dummy_observation())
