@@ -42,3 +42,11 @@ def trained_stand_in(tmp_path_factory) -> Path:
 def golden_checkpoint() -> Path:
     """NVIDIA's own tiny N1.5 checkpoint from ../shared/golden_public (skips when absent)."""
     return shared_path("golden_public", "tiny_n15")
+
+
+@pytest.fixture
+def int8_at_every_size(monkeypatch):
+    """int8 converts the tiny checkpoint's layers on a CPU too (the size rule of `gr00t_fast.model.quantize` keeps
+    them all float32 there): for tests of what int8 itself does."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_WIDTH", 0)
+    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_MACS", 0)

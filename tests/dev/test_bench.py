@@ -129,13 +129,6 @@ def test_bad_arguments(argv, message, capsys):
     assert message in err and err.count("\n") == 1  # one line
 
 
-@pytest.fixture
-def int8_at_every_size(monkeypatch):
-    """int8 converts the tiny checkpoint's layers on this CPU too (its size rule would keep them all float32)."""
-    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_WIDTH", 0)
-    monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_MACS", 0)
-
-
 def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
     """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
     units, on the demo task's swing (compile and ORT INT8 skipped: slow to build)."""

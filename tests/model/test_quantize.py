@@ -79,14 +79,7 @@ def test_model_quantization_reports_its_action_error(tiny_checkpoint, fp32_refer
     assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
 
 
-@pytest.fixture
-def any_size_pays_on_cpu(monkeypatch):
-    """The CPU's int8 size rule off (every size pays), for the tests of the other rules on the tiny checkpoint."""
-    monkeypatch.setattr(quantize, "CPU_INT8_MIN_WIDTH", 0)
-    monkeypatch.setattr(quantize, "CPU_INT8_MIN_MACS", 0)
-
-
-def test_layers_that_see_few_rows_stay_float(tiny_checkpoint, any_size_pays_on_cpu):
+def test_layers_that_see_few_rows_stay_float(tiny_checkpoint, int8_at_every_size):
     """Timestep and AdaLN projections multiply one row per sample: quantizing them would cost more than it saves."""
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     counts = quantize_model(model, "int8")
