@@ -64,6 +64,11 @@ def test_bench_ab(tiny_checkpoint, tmp_path):
     assert all(r["steps"] == 16 and r["refills"] == 2 for r in loops.values())
     assert result["nvidia_torch_threads"] == 2 and result["dtypes"] == ["float32", "bfloat16"]
     assert result["quantize"] == ["int8"] and not result["sequential"]
+    # what int8 converted, per gr00t-fast row and in the notes (the CPU's size rule may keep every layer in float)
+    converted = rows[FAST_INT8]["precision"]["quantization"]
+    assert converted["mode"] == "int8" and rows[FAST32]["precision"]["quantization"] is None
+    assert rows[NV32]["precision"] is None
+    assert f"gr00t-fast fp32 int8: float32, int8 matmuls in {converted['converted']} of" in (tmp_path / "ab.md").read_text()
     assert result["default_precision"] == {**result["precision"], "requested": "auto", "dtype": "float32"}  # pinned
     assert set(result["environment"]["cpu_flags"]) >= {"amx_bf16", "avx512_bf16", "avx2"}
     markdown = (tmp_path / "ab.md").read_text()

@@ -98,6 +98,7 @@ class Side(Config):
     stages: Callable[[], dict] | None = None
     load_s: float | None = None
     peak_rss_mb: float | None = None
+    precision: dict | None = None  # gr00t-fast's `policy.precision` (with what `quantize` converted)
     reported: dict[str, Any] = dataclasses.field(default_factory=dict)  # what NVIDIA's process said when ready
 
 
@@ -240,7 +241,9 @@ def fast_policy(bench: Bench, args: argparse.Namespace, inputs: Inputs, dtype: s
     backends, skipped = build_backends(policy, names, bench.checkpoint)
     notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} matmuls need a "
                                                          f"PyTorch backend" for b in args.backends if b not in names]
-    common = {"dtype": dtype, "quantize": quantize, "load_s": load_s,
+    if quantize is not None:  # how many layers it converted (the CPU's size rule may leave them all in float)
+        notes.append(f"gr00t-fast {label}: {policy.precision}")
+    common = {"dtype": dtype, "quantize": quantize, "load_s": load_s, "precision": policy.precision.as_dict(),
               "stages": lambda: {s: policy.timings["last"][s] for s in STAGES}}
     sides = {}
     for name, (backend, _) in backends.items():
@@ -417,7 +420,7 @@ def summarize_rows(measured: dict[str, Any], sides: dict[str, Side], nvidia_step
                      "nvidia_same_dtype": same_dtype if same_dtype in nvidia else None,
                      "max_action_diff_vs_nvidia_fp32": diffs["fp32"],
                      "max_action_diff_vs_nvidia_same_dtype": diffs["same_dtype"],
-                     "load_s": side.load_s, "peak_rss_mb": side.peak_rss_mb})
+                     "load_s": side.load_s, "peak_rss_mb": side.peak_rss_mb, "precision": side.precision})
     return rows
 
 
