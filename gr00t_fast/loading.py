@@ -33,10 +33,14 @@ TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
 
 
 def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
-    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1)."""
+    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1). Its layer
+    counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are returned."""
     inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
     steps = model.config.num_inference_timesteps
-    return quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
+    counts = quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
+    if model.precision is not None:
+        model.precision = replace(model.precision, quantization={"mode": mode, **counts})
+    return counts
 
 
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
@@ -102,7 +106,7 @@ def load_policy(
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
-        model.precision = replace(model.precision, quantization={"mode": quantize, **quantize_model(model, quantize)})
+        quantize_model(model, quantize)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds)
     policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),

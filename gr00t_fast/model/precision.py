@@ -40,15 +40,20 @@ class Precision:
     def as_dict(self) -> dict:
         return {**asdict(self), "dtype": str(self.dtype).removeprefix("torch.")}
 
+    def quantized(self) -> str:
+        """What `--quantize` converted, "" when it was not asked for, e.g. "int8 matmuls in 0 of 43 layers (37 too
+        small to pay on this CPU stay float32)"."""
+        if self.quantization is None:
+            return ""
+        counts = {k: v for k, v in self.quantization.items() if k != "mode"}
+        text = f"{self.quantization['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers"
+        return text + (f" ({counts['slow_on_cpu']} too small to pay on this CPU stay "
+                       f"{str(self.dtype).removeprefix('torch.')})" if counts.get("slow_on_cpu") else "")
+
     def __str__(self) -> str:
         name = str(self.dtype).removeprefix("torch.")
         text = name if self.requested != "auto" else f"{name} (auto: {self.reason})"
-        if self.quantization is None:
-            return text
-        counts = {k: v for k, v in self.quantization.items() if k != "mode"}
-        text += f", {self.quantization['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers"
-        return text + (f" ({counts['slow_on_cpu']} too small to pay on this CPU stay {name})"
-                       if counts.get("slow_on_cpu") else "")
+        return f"{text}, {self.quantized()}" if self.quantization is not None else text
 
 
 def bf16_units() -> str | None:

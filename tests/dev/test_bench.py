@@ -147,7 +147,13 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
         assert 0 < row["mean_abs_diff"] < 0.2, name
         assert all(0 < v < 90 for v in row["max_abs_diff_by_key"].values()), (name, row["max_abs_diff_by_key"])
     assert all(r["successful_runs"] == 2 for r in rows.values())
-    assert "Max Δ single_arm" in markdown and "Max Δ gripper" in markdown
+    assert "Max Δ single_arm" in markdown and "Max Δ gripper" in markdown and "Quantized (--quantize)" in markdown
+    # each row says what --quantize converted in the network it ran (nothing in the unquantized and exported ones)
+    assert {rows[name]["quantized"] for name in ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32")} == {""}
+    for name, mode in [("torch int8 (_int_mm)", "int8"), ("torch bfloat16 + int8 (_int_mm)", "int8"),
+                       ("torch fp8 (_scaled_mm)", "fp8")]:
+        assert rows[name]["quantized"].startswith(f"{mode} matmuls in "), rows[name]["quantized"]
+    assert not rows["torch int8 (_int_mm)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
 
 
 def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
@@ -185,6 +191,8 @@ def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch, int8_at_eve
         assert all(0 <= p["closest_arm_deg"] < 360 and 0 <= p["closest_step"] < 8 for p in o["poses"]), name
     assert outcome["float32"]["max_arm_deviation_deg"] == 0.0
     assert outcome["bfloat16"]["max_arm_deviation_deg"] > 0 and outcome["int8"]["max_arm_deviation_deg"] > 0
+    assert outcome["float32"]["ran_as"] == "float32" and outcome["bfloat16"]["ran_as"] == "bfloat16"
+    assert outcome["int8"]["ran_as"].startswith("float32, int8 matmuls in "), outcome["int8"]["ran_as"]
     assert "Closest to A / B (deg)" in markdown and "Turns toward A / B" in markdown
 
 

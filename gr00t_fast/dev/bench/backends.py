@@ -58,7 +58,7 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
             copied = copy.deepcopy(base())
             quantize_model(copied, mode)
             built = make_backend(backend, copied)
-            return built if copied.dtype == model.dtype else in_dtype(built, copied.dtype)
+            return built if copied.dtype == model.dtype else InDtype(built, copied.dtype)
         return build
 
     def ort_int8():
@@ -72,7 +72,7 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
     if model.device.type == "cpu":
         rows = {
             f"torch {dtype} eager": lambda: make_backend("torch", model),
-            "torch bfloat16 eager": lambda: in_dtype(make_backend("torch", bf16()), torch.bfloat16),
+            "torch bfloat16 eager": lambda: InDtype(make_backend("torch", bf16()), torch.bfloat16),
             "compile (inductor)": lambda: make_backend("compile", model),
             "onnxruntime fp32": lambda: build_backend("onnxruntime", model, bench.checkpoint, data_config),
             "onnxruntime int8": ort_int8,
@@ -98,9 +98,21 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
     return rows
 
 
-def in_dtype(backend: Callable[..., torch.Tensor], dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+class InDtype:
     """`backend` taking inputs in any dtype: cast to `dtype` first, as the processor of a `dtype` policy makes them."""
-    return lambda inputs, noise, steps: backend(inputs.to(inputs.input_ids.device, dtype), noise, steps)
+
+    def __init__(self, backend: Any, dtype: torch.dtype):
+        self.backend, self.dtype, self.model = backend, dtype, backend.model
+
+    def __call__(self, inputs: Any, noise: torch.Tensor, steps: int) -> torch.Tensor:
+        return self.backend(inputs.to(inputs.input_ids.device, self.dtype), noise, steps)
+
+
+def quantization(backend: Any) -> str:
+    """What `--quantize` converted in the network a row runs (`Precision.quantized`), "" for an unquantized one or
+    an exported graph."""
+    precision = getattr(backend.model, "precision", None)
+    return precision.quantized() if precision is not None else ""
 
 
 def case_observations(path: str | Path, data_config: str) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
@@ -172,21 +184,24 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             print(f"{name}: failed: {failed[name]}", flush=True)
     calls = {name: (lambda b=backend: b(inputs, noise, steps)) for name, (backend, _, _) in built.items()}
     measured = measure(calls, model.device, bench.warmup, bench.reps)
-    for name, (_, build_s, error) in built.items():
-        rows.append({"backend": name, "build_s": build_s, **error, **measured[name].report()})
+    for name, (backend, build_s, error) in built.items():
+        rows.append({"backend": name, "quantized": quantization(backend), "build_s": build_s, **error,
+                     **measured[name].report()})
     rows += [{"backend": name, "error": error} for name, error in failed.items()]
     keys = list(policy.processor.action_slices)
     result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps, "cameras": args.cameras,
               "batch": args.batch, "observations": args.observations, "error_inputs": list(cases), "results": rows}
     headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ",
-               *(f"Max Δ {key.removeprefix('action.')}" for key in keys)]
+               *(f"Max Δ {key.removeprefix('action.')}" for key in keys), "Quantized (--quantize)"]
     table = [[r["backend"], fmt(r["median"], 2), fmt(r["first_call_ms"]), f"{r['max_abs_diff']:.2e}",
-              f"{r['mean_abs_diff']:.2e}", *(f"{r['max_abs_diff_by_key'][key]:.3g}" for key in keys)]
-             if "error" not in r else [r["backend"], "failed: " + r["error"], *[""] * (3 + len(keys))] for r in rows]
+              f"{r['mean_abs_diff']:.2e}", *(f"{r['max_abs_diff_by_key'][key]:.3g}" for key in keys), r["quantized"]]
+             if "error" not in r else [r["backend"], "failed: " + r["error"], *[""] * (4 + len(keys))] for r in rows]
     bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, {args.cameras} "
                 f"camera(s), batch {args.batch}. Action error against fp32 eager on `--observations "
                 f"{args.observations}` ({', '.join(cases)}): max / mean abs Δ in normalized units over all "
                 f"{model.config.max_action_dim} action dims; Max Δ <key>: the largest difference of the decoded "
                 "actions in the policy's units (the checkpoint's statistics, as get_action returns them: degrees "
-                "for the SO-100 arm joints, 0-100 for the gripper).", [(headers, table)])
+                "for the SO-100 arm joints, 0-100 for the gripper); Quantized: the layers `--quantize` converted (on a "
+                "CPU those too small for it to pay stay in the float precision: such a row can run float itself).",
+                [(headers, table)])
     return result

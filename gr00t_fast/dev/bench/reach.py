@@ -50,14 +50,15 @@ def check(args: argparse.Namespace) -> None:
                          f"{args.max_steps}, {args.action_horizon}, {args.fps} and {args.tolerance}")
 
 
-def closed_loop(bench: Bench, precision: str, args: argparse.Namespace) -> tuple[list[Any], torch.device]:
-    """The step records of one sync run of `args.max_steps` steps of the policy in `precision`, and its device."""
+def closed_loop(bench: Bench, precision: str, args: argparse.Namespace) -> tuple[list[Any], torch.device, Any]:
+    """The step records of one sync run of `args.max_steps` steps of the policy in `precision`, its device and what it
+    ran in (`policy.precision`: on a CPU int8 leaves the layers too small for it to pay in float)."""
     from gr00t_fast.dev.bench.loop import sim_run
 
     dtype, quantize = PRECISIONS[precision]
     policy = bench.load(data_config="so100", dtype=dtype, quantize=quantize, backend="torch", warmup=True)
     records = sim_run(policy, "sync", 0.0, args, bench.policy.seed, max_steps=args.max_steps, loop_fps=UNTHROTTLED_FPS)
-    return records, policy.device
+    return records, policy.device, policy.precision
 
 
 def compare(runs: dict[str, list[Any]], tolerance: float) -> dict[str, dict[str, Any]]:
@@ -75,11 +76,13 @@ def compare(runs: dict[str, list[Any]], tolerance: float) -> dict[str, dict[str,
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    runs, device = {}, torch.device("cpu")
+    runs, ran_as, device = {}, {}, torch.device("cpu")
     for precision in args.precisions:
         print(f"{precision}: {args.max_steps} steps ...", flush=True)
-        runs[precision], device = closed_loop(bench, precision, args)
+        runs[precision], device, ran_as[precision] = closed_loop(bench, precision, args)
     outcome = compare(runs, args.tolerance)
+    for precision, o in outcome.items():
+        o["ran_as"] = str(ran_as[precision])
     result = {**bench.header(device), "fps": args.fps, "max_steps": args.max_steps,
               "action_horizon": args.action_horizon, "poses": POSES.tolist(), "precisions": outcome}
     bench.write(result, "Demo task in the closed loop, per precision",
@@ -92,19 +95,20 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "swing turns back (its position along A -> B, projected, reverses by more than 0.05), counted on the "
                 "side of the pose it was heading for, with the largest arm-joint error to that pose; max arm Δ: the "
                 "largest arm-joint distance from the first precision's measured state at the same step; held: steps "
-                "without a usable action (a non-finite one, a failed call).",
+                "without a usable action (a non-finite one, a failed call); ran as: `policy.precision` (on a CPU, int8 "
+                "leaves the layers too small for it to pay in float: a small checkpoint's int8 can be float itself).",
                 [outcome_table(outcome, args.precisions[0])])
     return result
 
 
 def outcome_table(outcome: dict[str, dict[str, Any]], first: str) -> tuple[list[str], list[list[Any]]]:
     headers = ["Precision", "Steps", "Held", "Closest to A / B (deg)", "Reaches A / B", "Switches", "Turns toward A / B",
-               "Mean error at the turns A / B (deg)", "Swing (A = 0, B = 1)", f"Max arm Δ vs {first} (deg)"]
+               "Mean error at the turns A / B (deg)", "Swing (A = 0, B = 1)", f"Max arm Δ vs {first} (deg)", "Ran as"]
     rows = []
     for name, o in outcome.items():
         a, b = o["poses"]
         at_turns = [fmt(np.mean([t["arm_error_deg"] for t in p["turns"]]) if p["turns"] else None) for p in (a, b)]
         rows.append([name, o["steps"], o["held"], f"{fmt(a['closest_arm_deg'])} / {fmt(b['closest_arm_deg'])}",
                      f"{a['reaches']} / {b['reaches']}", o["switches"], f"{len(a['turns'])} / {len(b['turns'])}",
-                     " / ".join(at_turns), "{:.2f} .. {:.2f}".format(*o["swing"]), fmt(o["max_arm_deviation_deg"], 2)])
+                     " / ".join(at_turns), "{:.2f} .. {:.2f}".format(*o["swing"]), fmt(o["max_arm_deviation_deg"], 2), o["ran_as"]])
     return headers, rows
