@@ -64,6 +64,27 @@ def swing_observation(observation: dict, along: float) -> dict:
     return {**observation, "state.single_arm": state[None, :5], "state.gripper": state[None, 5:]}
 
 
+def sim_swing_observations(n: int, instructions: tuple[str, ...] = (EXAMPLE_INSTRUCTION,),
+                           size: tuple[int, int] = (640, 480)) -> dict[str, np.ndarray]:
+    """One batched `so100` observation of `n` samples along the swing (-0.2 to 1.2 of the way from pose A to B):
+    the simulated SO-100's camera (MuJoCo, WIDTHxHEIGHT `size`) rendered with the arm at each state, the states, and
+    the instructions in turn. Real renders, unlike NVIDIA's reference images: held-out data for `export int8
+    --calibration` and its error (benchmarks/int8_calibration.py)."""
+    from gr00t_fast.robot.config import SimCameraConfig, SimSO100Config
+    from gr00t_fast.robot.sim import SimSO100
+
+    states = POSES[0] + np.linspace(-0.2, 1.2, n)[:, None] * (POSES[1] - POSES[0])
+    robot = SimSO100(SimSO100Config(cameras={"front": SimCameraConfig(width=size[0], height=size[1])}))
+    robot.connect()
+    try:
+        frames = np.stack(list(robot.replay([robot.posed(s) for s in states], "front")))
+    finally:
+        robot.disconnect()
+    states = states.astype(np.float32)[:, None]  # (n, T=1, 6)
+    return {"video.webcam": frames[:, None], "state.single_arm": states[..., :5], "state.gripper": states[..., 5:],
+            "annotation.human.task_description": np.array([instructions[i % len(instructions)] for i in range(n)])}
+
+
 def swing_position(states: np.ndarray) -> np.ndarray:
     """(..., 6) joint states -> where their arm joints lie along the swing: 0 at pose A, 1 at pose B (projection)."""
     a, b = POSES[0, :5], POSES[1, :5]

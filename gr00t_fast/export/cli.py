@@ -2,7 +2,7 @@
 
     gr00t-fast export onnx     --model_path CKPT --out DIR [--data_config so100] [--denoising_steps 4] [--batch 1]
     gr00t-fast export tensorrt --model_path CKPT --out DIR [--precision bf16] [--batch 1] [--max_batch 4]
-    gr00t-fast export int8     --model_path CKPT --out DIR [--calibration_samples 8]
+    gr00t-fast export int8     --model_path CKPT --out DIR [--calibration OBS.npz] [--calibration_samples 8]
 """
 
 import argparse
@@ -39,6 +39,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max_instruction_tokens", type=int, default=INSTRUCTION_MARGIN,
                         help="tensorrt: instruction tokens the prompt-length profile allows")
     parser.add_argument("--calibration_samples", type=int, default=8, help="int8: sample observations to calibrate on")
+    parser.add_argument("--calibration", default=None, help="int8: calibrate on your own observations: an .npz of one "
+                        "batched observation as get_action takes it (video.<camera> (N, T, H, W, 3) uint8, "
+                        "state.<key> (N, T, D), the instruction key N strings): --calibration_samples of its N, "
+                        "evenly spaced, beside as many synthetic scenes (default: those alone)")
+    parser.add_argument("--embodiment_tag", default="new_embodiment", help="int8 --calibration: the checkpoint's "
+                        "embodiment whose statistics normalize the states")
     parser.add_argument("--eagle_path", default=None, help="Eagle assets folder (default: found beside the checkpoint)")
     return parser
 
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     fresh = not out.exists()
     try:
+        if args.calibration is not None and args.target != "int8" or args.calibration_samples < 1:
+            raise ValueError(f"--calibration is for export int8 and --calibration_samples must be >= 1, got export "
+                             f"{args.target} --calibration {args.calibration} --calibration_samples "
+                             f"{args.calibration_samples}")
         require(f"export {args.target}", *NEEDS[args.target])
         if args.target == "tensorrt":
             export_engines(args, out)
@@ -90,12 +100,32 @@ def export_graphs(args: argparse.Namespace, out: Path) -> None:
         for graph, entry in report.items():
             print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e}")
     else:
-        from gr00t_fast.export.int8 import calibration_inputs, export_int8
+        from gr00t_fast.export.int8 import export_int8
 
-        calibration = calibration_inputs(model.config, args.calibration_samples, cameras)
-        report = {"action_error": export_int8(model, out, calibration, (inputs, noise), steps)}
+        samples = calibration(args, model, cameras)
+        report = {"action_error": export_int8(model, out, samples, (inputs, noise), steps),
+                  "calibration": {"observations": args.calibration, "samples": len(samples)}}
         print(f"INT8 graphs in {out}; action error vs fp32 eager: max {report['action_error']['max_abs_diff']:.4f}, "
               f"mean {report['action_error']['mean_abs_diff']:.4f}")
     manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
                     cameras=cameras, num_steps=steps, report=report)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def calibration(args: argparse.Namespace, model: torch.nn.Module, cameras: int) -> list:
+    """The int8 calibration samples: synthetic scenes (their states and noise span the whole normalized range), and
+    with `--calibration` as many of the user's own observations besides, through the policy's processor for
+    `--data_config` (frames and states as at inference). Their own frames alone would leave states outside the
+    recorded ones beyond the calibrated range (benchmarks/README.md: 12.5 deg on one of NVIDIA's cases)."""
+    from gr00t_fast.export.int8 import calibration_inputs, observation_samples
+
+    synthetic = calibration_inputs(model.config, args.calibration_samples, cameras)
+    if args.calibration is None:
+        return synthetic
+    from gr00t_fast.policy.metadata import load_metadata
+    from gr00t_fast.policy.processor import processor_for_model
+
+    metadata = load_metadata(args.model_path, args.embodiment_tag)
+    processor = processor_for_model(model.config, get_data_config(args.data_config, metadata.modalities,
+                                                                  metadata.source), metadata)
+    return observation_samples(args.calibration, processor, model.config, args.calibration_samples) + synthetic

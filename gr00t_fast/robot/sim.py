@@ -255,6 +255,13 @@ class SimSO100(So100Features):
         with self._lock:
             return self._data.qpos.copy()
 
+    def posed(self, joints: np.ndarray) -> np.ndarray:
+        """A `physics_state` of the present scene with the arm at `joints` (degrees, then the gripper 0-100), for
+        `replay` to render: the frames a camera would see at given joint states, without driving there."""
+        qpos = self.physics_state()
+        qpos[self._qpos_ids] = self._to_radians(np.asarray(joints, dtype=np.float64).copy())
+        return qpos
+
     def replay(self, states: Sequence[np.ndarray], camera: str) -> Iterator[np.ndarray]:
         """Camera `camera`'s RGB frames of recorded `physics_state`s, rendered in the calling thread with a GL
         context of its own (after a run: recording a state costs the loop nothing, rendering it ~0.1 s)."""

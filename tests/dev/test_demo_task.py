@@ -121,3 +121,19 @@ def test_turning_points_need_a_move_back_beyond_the_hysteresis():
     assert turning_points(along, hysteresis=0.05) == [(4, 1), (6, 0)]
     assert turning_points(np.linspace(0, 1, 5)) == []
     assert swing_position(POSES).tolist() == [0.0, 1.0]
+
+
+def test_sim_swing_observations_render_the_arm_at_each_state():
+    """One batched so100 observation along the swing: the simulated camera renders the arm where the state says
+    (frames differ as the arm moves, the same state renders the same frame), states from before A to past B."""
+    obs = demo_task.sim_swing_observations(3, ("pick", "place"), size=(64, 48))
+    assert obs["video.webcam"].shape == (3, 1, 48, 64, 3) and obs["video.webcam"].dtype == np.uint8
+    assert obs["state.single_arm"].shape == (3, 1, 5) and obs["state.gripper"].shape == (3, 1, 1)
+    assert obs["annotation.human.task_description"].tolist() == ["pick", "place", "pick"]
+    arm = obs["state.single_arm"][:, 0]
+    np.testing.assert_allclose(arm[1], (POSES[0, :5] + POSES[1, :5]) / 2, atol=1e-4)  # the middle of -0.2 .. 1.2
+    assert np.all(np.abs(arm[0] - POSES[0, :5]) > 0) and np.all(np.abs(arm[2] - POSES[1, :5]) > 0)
+    frames = obs["video.webcam"][:, 0].astype(int)
+    assert np.abs(frames[0] - frames[2]).mean() > 1  # the arm moved in the picture
+    again = demo_task.sim_swing_observations(3, ("pick", "place"), size=(64, 48))["video.webcam"]
+    np.testing.assert_array_equal(again, obs["video.webcam"])
