@@ -151,9 +151,9 @@ def replies_of(sockets: list[zmq.Socket], poller: zmq.Poller, timeout_s: float) 
 def test_sigterm_answers_every_request_received_then_exits_0(tiny_checkpoint, tmp_path, grace_s):
     """10 robots mid-request when SIGTERM lands: each gets a reply and the server exits 0. Every request the server
     had received (its log says how many) gets its actions within the grace period; one that arrives after the
-    signal is refused in one line. With --grace_s 0 nothing waits: the error replies go out at once. (32 denoising
+    signal is refused in one line. With --grace_s 0 nothing waits: the error replies go out at once. (128 denoising
     steps make each inference long enough for the signal to land mid-queue; 60 s of grace cover a busy machine.)"""
-    with serve(tiny_checkpoint, tmp_path, "--grace_s", grace_s, "--denoising-steps", "32") as served:
+    with serve(tiny_checkpoint, tmp_path, "--grace_s", grace_s, "--denoising-steps", "128") as served:
         sockets, poller = requests_in_flight(served.port, 10)
         time.sleep(0.3)  # let the server read them (one that comes later is refused, not answered)
         code = served.stop(timeout_s=120)
