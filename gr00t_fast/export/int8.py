@@ -90,29 +90,35 @@ def calibration_inputs(config, n: int, cameras: int = 1, seed: int = 0) -> list[
     return samples
 
 
-def observation_samples(path: str | Path, process: Callable[[dict], ModelInputs], config, n: int,
-                        seed: int = 0) -> list[Sample]:
-    """Up to `n` sample calls from a user's own observations (`export int8 --calibration`): `path` an .npz holding
-    one batched observation as `get_action` takes it, N samples (`video.<camera>` (N, T, H, W, 3) uint8,
-    `state.<key>` (N, T, D), the instruction key N strings). `n` of them, evenly spaced, each through `process`
-    (the policy's processor: frames resized and normalized as at inference), with seeded noise."""
+def read_observations(path: str | Path) -> dict[str, np.ndarray]:
+    """One batched observation as `get_action` takes it, N samples (`video.<camera>` (N, T, H, W, 3) uint8,
+    `state.<key>` (N, T, D), the instruction key N strings), from an .npz: every array with the same N >= 1."""
     try:
         with np.load(path, allow_pickle=False) as data:
             observation = {key: data[key] for key in data.files}
     except Exception as e:  # noqa: BLE001 - not a file, not an npz, a pickled array: one line naming the file
-        raise ValueError(f"--calibration {path}: not an .npz of observation arrays ({' '.join(str(e).split())})")
+        raise ValueError(f"{path}: not an .npz of observation arrays ({' '.join(str(e).split())})")
     lengths = {key: len(value) if value.ndim else 0 for key, value in observation.items()}
     if not lengths or len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise ValueError(f"--calibration {path}: expected arrays with one leading sample axis of the same length "
-                         f"(N >= 1), got lengths {lengths}")
-    picks = np.unique(np.linspace(0, next(iter(lengths.values())) - 1, n).round().astype(int))
+        raise ValueError(f"{path}: expected arrays with one leading sample axis of the same length (N >= 1), got "
+                         f"lengths {lengths}")
+    return observation
+
+
+def observation_samples(path: str | Path, process: Callable[[dict], ModelInputs], config, n: int,
+                        seed: int = 0) -> list[Sample]:
+    """Up to `n` sample calls from a user's own observations (`read_observations`; `export int8 --calibration`,
+    `bench backends --observations`), evenly spaced, each through `process` (the policy's processor: frames resized
+    and normalized as at inference), with seeded noise."""
+    observation = read_observations(path)
+    picks = np.unique(np.linspace(0, len(next(iter(observation.values()))) - 1, n).round().astype(int))
     gen = torch.Generator().manual_seed(seed)
     samples = []
     for i in picks:
         try:
             inputs = process({key: value[i : i + 1] for key, value in observation.items()})
         except ValueError as e:
-            raise ValueError(f"--calibration {path}, sample {i}: {e}") from None
+            raise ValueError(f"{path}, sample {i}: {e}") from None
         samples.append((inputs, torch.randn(1, config.action_horizon, config.max_action_dim, generator=gen)))
     return samples
 

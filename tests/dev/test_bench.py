@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 from gr00t_fast.dev import bench
@@ -171,6 +172,25 @@ def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
     assert bf16["max_abs_diff_by_key"].keys() == {"action.single_arm", "action.gripper"}
     assert all(0 < v < 20 for v in bf16["max_abs_diff_by_key"].values()), bf16["max_abs_diff_by_key"]
     assert bf16["error_cases"]["so100_batch2_samelen"]["max_abs_diff"] > 0
+
+
+def test_backends_on_your_own_observations(tiny_checkpoint, tmp_path):
+    """`--observations FILE.npz` of one batched observation (what `export int8 --calibration` takes): the error is
+    measured on its samples, each through the policy's processor; fp32 against itself moves nothing, bf16 something.
+    A file that is neither that nor NVIDIA's cases is one line."""
+    from gr00t_fast.dev.demo_task import sim_swing_observations
+
+    own = tmp_path / "observations.npz"
+    np.savez(own, **sim_swing_observations(3, size=(64, 48)))
+    argv = ["backends", "--model_path", str(tiny_checkpoint), "--observations", str(own), "--skip",
+            "compile,onnxruntime,int8,fp8", "--out", str(tmp_path / "out"), *COMMON]
+    assert bench.main(argv) == 0
+    result, _ = check_outputs(tmp_path / "out", "backends", [])
+    assert result["error_inputs"] == ["sample 0", "sample 1", "sample 2"]
+    fp32, bf16 = result["results"]
+    assert set(fp32["max_abs_diff_by_key"].values()) == {0.0} and bf16["max_abs_diff"] > 0
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert bench.main([*argv[:4], str(tmp_path / "bad.npz"), *argv[5:]]) == 2
 
 
 def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch, int8_at_every_size):

@@ -24,6 +24,7 @@ from gr00t_fast.dev.bench.common import (
 )
 
 SWING_POINTS = 5  # observations along the demo task's swing (`--observations reach`)
+OWN_SAMPLES = 16  # most samples of your own observations file the error is measured on (evenly spaced)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,13 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="rows per call")
     parser.add_argument("--skip", type=word_list, default=[], help="skip rows whose name contains one of these words")
     parser.add_argument("--observations", default="example", help="what the error is measured on: example (the "
-                        "timed random inputs), reach (the demo task's swing) or a cases.npz path "
-                        "(../shared/golden_public/cases.npz: NVIDIA's reference observations and noise)")
+                        "timed random inputs), reach (the demo task's swing), a cases.npz path "
+                        "(../shared/golden_public/cases.npz: NVIDIA's reference observations and noise) or your own "
+                        "observations (an .npz as export int8 --calibration takes: up to 16 of its samples)")
 
 
 def check(args: argparse.Namespace) -> None:
+    from gr00t_fast.export.int8 import read_observations
+
     if args.observations not in ("example", "reach") and not Path(args.observations).is_file():
-        raise ValueError(f"--observations: expected example, reach or a cases.npz file, got {args.observations!r}")
+        raise ValueError(f"--observations: expected example, reach or an .npz file, got {args.observations!r}")
+    if Path(args.observations).is_file() and not is_cases_file(args.observations):
+        read_observations(args.observations)  # a bad file is one line before anything loads
 
 
 def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
@@ -115,6 +121,15 @@ def quantization(backend: Any) -> str:
     return precision.quantized() if precision is not None else ""
 
 
+def is_cases_file(path: str | Path) -> bool:
+    """Whether `path` holds NVIDIA's reference cases (`case_observations`), not one batched observation."""
+    try:
+        with np.load(path) as data:
+            return "cases" in data.files
+    except Exception:  # noqa: BLE001 - not an npz: `observation_samples` says so in one line
+        return False
+
+
 def case_observations(path: str | Path, data_config: str) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
     """Case name -> (observation, noise) of every case of `data_config` in a cases.npz of NVIDIA's reference outputs
     (`../shared/golden_public`: arrays "<case>/obs.<key>" and "<case>/noise")."""
@@ -134,6 +149,11 @@ def error_inputs(policy: Any, source: str, seed: int, timed_inputs: tuple[Any, t
         base = bench_observation(policy, seed)
         observations = {f"swing {along:.2f}": (swing_observation(base, along), bench_noise(policy, seed + k))
                         for k, along in enumerate(np.linspace(0.0, 1.0, SWING_POINTS))}
+    elif not is_cases_file(source):  # the user's own observations
+        from gr00t_fast.export.int8 import observation_samples
+
+        samples = observation_samples(source, policy.processor, policy.config, OWN_SAMPLES, seed)
+        return {f"sample {k}": (inputs, noise.to(policy.device)) for k, (inputs, noise) in enumerate(samples)}
     else:
         observations = case_observations(source, policy.data_config.name)
         if not observations:
