@@ -2,7 +2,9 @@
 
 from gr00t_fast.control.adapter import RobotAdapter
 from gr00t_fast.control.loop import ActionQueue, ControlConfig, ControlLoop, stop_on_signals
-from gr00t_fast.control.telemetry import LiveTelemetry, StepRecord, StepRecorder, format_summary, load_records, summarize
+from gr00t_fast.control.telemetry import (
+    LiveTelemetry, ObservationRecorder, StepRecord, StepRecorder, format_summary, load_records, summarize,
+)
 
-__all__ = ["ActionQueue", "ControlConfig", "ControlLoop", "LiveTelemetry", "RobotAdapter", "StepRecord", "StepRecorder",
-           "format_summary", "load_records", "stop_on_signals", "summarize"]
+__all__ = ["ActionQueue", "ControlConfig", "ControlLoop", "LiveTelemetry", "ObservationRecorder", "RobotAdapter",
+           "StepRecord", "StepRecorder", "format_summary", "load_records", "stop_on_signals", "summarize"]

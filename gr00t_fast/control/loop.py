@@ -161,9 +161,11 @@ class ControlLoop:
         config: ControlConfig,
         on_step: Sequence[Callable[[StepRecord], None]] = (),
         report: Callable[[str], None] | None = None,
+        on_observation: Sequence[Callable[[dict[str, Any]], None]] = (),
     ):
         self.robot, self.policy, self.config = robot, policy, config
         self.on_step = list(on_step)
+        self.on_observation = list(on_observation)  # called with each observation sent to the policy
         self.report = report or (lambda msg: print(f"gr00t-fast: {msg}", file=sys.stderr, flush=True))
         self.adapter = RobotAdapter.build(robot, policy.data_config, config.camera_map, policy.video_resolution,
                                           policy.key_dims)
@@ -356,6 +358,8 @@ class ControlLoop:
             delay = 1 + max(self.rtc_delays, default=int((self.latency_s or 0.0) / self.period))
             prefix = self.queue.plan
             rtc = RtcRequest(self.config.rtc, prefix, min(delay, len(prefix)), beta=self.config.rtc_beta)
+        for callback in self.on_observation:
+            callback(policy_obs)
         return _Request(policy_obs, step, self.queue.popped, rtc)
 
     def _infer(self, request: _Request) -> _Result:

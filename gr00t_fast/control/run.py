@@ -23,7 +23,7 @@ from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.configs import select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
 from gr00t_fast.control.plot import plot_error, plot_joints
-from gr00t_fast.control.telemetry import LiveTelemetry, StepRecorder, format_summary, summarize
+from gr00t_fast.control.telemetry import LiveTelemetry, ObservationRecorder, StepRecorder, format_summary, summarize
 from gr00t_fast.control.video import SimVideo, video_error
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.model.provenance import random_weights
@@ -43,6 +43,9 @@ class RunConfig(PolicyConfig, ControlConfig):
     duration: float | None = None  # seconds; None: until Ctrl-C or max_steps
     max_steps: int | None = None  # stop after this many steps; None: no limit
     record: str | None = None  # write every step as JSON lines here
+    # keep 64 of the observations sent to the policy (a uniform sample of the run) in this .npz, the file
+    # `export int8 --calibration` and `bench backends --observations` read
+    record_observations: str | None = None
     video: str | None = None  # simulation: write its camera with the joint targets beside it to this .mp4
     plot: str | None = None  # draw every joint's target and measured position to this image (.png, .pdf, .svg)
     policy_host: str | None = None  # drive a ZeroMQ policy server instead of the in-process policy
@@ -130,12 +133,14 @@ def run(cfg: RunConfig) -> int:
                 pass
         return interrupted("setting up the robot")
     recorder = StepRecorder(cfg.record) if cfg.record else None
+    observations = ObservationRecorder(cfg.record_observations) if cfg.record_observations else None
     try:
         try:
             policy = make_policy(cfg)
             video = SimVideo(robot, cfg.video, cfg.fps) if cfg.video else None
             loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
-                               + ([recorder.write] if recorder else []) + ([video.update] if video else []))
+                               + ([recorder.write] if recorder else []) + ([video.update] if video else []),
+                               on_observation=[observations.add] if observations else [])
         except (KeyboardInterrupt, ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
             if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
                 return interrupted("loading the model")
@@ -155,6 +160,10 @@ def run(cfg: RunConfig) -> int:
         robot.disconnect()
         if recorder:
             recorder.close()
+        if observations:
+            kept = observations.close()
+            print(f"kept {kept} of the {observations.seen} observations sent to the policy in "
+                  f"{cfg.record_observations}", flush=True)
     return report(cfg, loop, video)
 
 

@@ -172,6 +172,32 @@ class StepRecorder:
         self._file.close()
 
 
+class ObservationRecorder:
+    """Keeps up to `capacity` of the observations sent to the policy, a uniform sample of the whole run (reservoir
+    sampling, seeded), and writes them as one batched observation, an .npz `export int8 --calibration` and `bench
+    backends --observations` read: each key's arrays stacked on a new leading sample axis."""
+
+    def __init__(self, path: str | Path, capacity: int = 64, seed: int = 0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.capacity, self.rng = capacity, np.random.default_rng(seed)
+        self.seen = 0
+        self.kept: list[dict] = []
+
+    def add(self, observation: dict) -> None:
+        self.seen += 1
+        slot = len(self.kept) if len(self.kept) < self.capacity else int(self.rng.integers(self.seen))
+        if slot < self.capacity:  # copied: the robot may reuse its frame buffers
+            kept = {key: np.array(value) for key, value in observation.items()}
+            self.kept[slot:slot + 1] = [kept]
+
+    def close(self) -> int:
+        """Write the kept observations (none: no file); returns how many."""
+        if self.kept:
+            np.savez(self.path, **{key: np.stack([o[key] for o in self.kept]) for key in self.kept[0]})
+        return len(self.kept)
+
+
 def load_records(path: str | Path) -> list[StepRecord]:
     """Read a `--record` file back."""
     with Path(path).open() as f:

@@ -19,12 +19,14 @@ action difference against fp32) these cannot be quantized statically without a l
   fitted demo head (`make-checkpoint --demo-task reach`), where all the quantized layers together cost ~1;
 - the patch embedding (a Conv), the connector and the DiT's output projections, outside those layers and blocks.
 The calibration frames are smooth synthetic scenes, not noise: noise frames give SigLIP and the LLM activations
-no camera frame gives (calibrated on them, the vision graph alone moved the arm by up to 23 deg). `export int8
---calibration OBS.npz` adds the user's own observations (`observation_samples`, through the policy's processor)
-beside them, never instead: the synthetic samples' states and noise span the whole normalized range, and
-calibrated on simulated camera frames alone, one of NVIDIA's cases (states beyond the recorded ones) moved the arm by
-13.4 deg, against 4.2 with both. The error on frames unlike the synthetic scenes is larger than on NVIDIA's cases,
-whose images resemble them: 6.7-7.0 deg on held-out simulated frames against 3.6 (benchmarks/int8_calibration.py).
+no camera frame gives (calibrated on them, the vision graph alone moved the arm by up to 23 deg).
+
+`export int8 --calibration OBS.npz` (`gr00t-fast run --record_observations OBS.npz` writes one) adds the user's own
+observations (`observation_samples`, through the policy's processor) beside them, never instead: the synthetic
+samples' states and noise span the whole normalized range, and calibrated on simulated camera frames alone, one of
+NVIDIA's cases (states beyond the recorded ones) moved the arm by 13.4 deg, against 4.2 with both. The error on
+frames unlike the synthetic scenes is larger than on NVIDIA's cases, whose images resemble them: 6.7-7.0 deg on
+held-out simulated frames against 3.6 (benchmarks/int8_calibration.py).
 """
 
 import logging

@@ -233,3 +233,24 @@ def test_drives_a_legacy_format_server(tmp_path, tiny_policy):
                           "--policy_legacy_format=true", "--mode=sync", "--fps=10", "--max_steps=3",
                           "--action_horizon=4", f"--record={record}"])
     assert rc == 0 and len(load_records(record)) == 3
+
+
+def test_record_observations_feeds_int8_calibration(tmp_path, tiny_policy, tiny_checkpoint, monkeypatch, capsys):
+    """`run --record_observations OBS.npz` keeps the observations sent to the policy (the warm-up's and every
+    inference's) stacked on a sample axis, and `export int8 --calibration` calibrates on that very file."""
+    from gr00t_fast.export import cli as export_cli
+
+    observations = tmp_path / "observations.npz"
+    rc, records = _run_sim(tmp_path, tiny_policy, monkeypatch, "--mode=sync", "--fps=10", "--max_steps=6",
+                           "--action_horizon=2", f"--record_observations={observations}")
+    assert rc == 0 and len(records) == 6
+    assert "kept 4 of the 4 observations sent to the policy" in capsys.readouterr().out  # warm-up + 3 refills
+    with np.load(observations) as saved:
+        assert sorted(saved.files) == ["annotation.human.task_description", "state.gripper", "state.single_arm",
+                                       "video.webcam"]
+        assert saved["video.webcam"].shape[:2] == (4, 1) and saved["video.webcam"].dtype == np.uint8
+        assert saved["state.single_arm"].shape == (4, 1, 5) and saved["state.gripper"].shape == (4, 1, 1)
+        assert len(saved["annotation.human.task_description"]) == 4
+    assert export_cli.main(["int8", "--model_path", str(tiny_checkpoint), "--out", str(tmp_path / "int8"),
+                            "--calibration", str(observations), "--calibration_samples", "2",
+                            "--denoising_steps", "2"]) == 0

@@ -150,7 +150,8 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
     assert all(r["successful_runs"] == 2 for r in rows.values())
     assert "Max Δ single_arm" in markdown and "Max Δ gripper" in markdown and "Quantized (--quantize)" in markdown
     # each row says what --quantize converted in the network it ran (nothing in the unquantized and exported ones)
-    assert {rows[name]["quantized"] for name in ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32")} == {""}
+    unquantized = ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32")
+    assert {rows[name]["quantized"] for name in unquantized} == {""}
     for name, mode in [("torch int8 (_int_mm)", "int8"), ("torch bfloat16 + int8 (_int_mm)", "int8"),
                        ("torch fp8 (_scaled_mm)", "fp8")]:
         assert rows[name]["quantized"].startswith(f"{mode} matmuls in "), rows[name]["quantized"]

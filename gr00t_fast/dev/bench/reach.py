@@ -110,5 +110,6 @@ def outcome_table(outcome: dict[str, dict[str, Any]], first: str) -> tuple[list[
         at_turns = [fmt(np.mean([t["arm_error_deg"] for t in p["turns"]]) if p["turns"] else None) for p in (a, b)]
         rows.append([name, o["steps"], o["held"], f"{fmt(a['closest_arm_deg'])} / {fmt(b['closest_arm_deg'])}",
                      f"{a['reaches']} / {b['reaches']}", o["switches"], f"{len(a['turns'])} / {len(b['turns'])}",
-                     " / ".join(at_turns), "{:.2f} .. {:.2f}".format(*o["swing"]), fmt(o["max_arm_deviation_deg"], 2), o["ran_as"]])
+                     " / ".join(at_turns), "{:.2f} .. {:.2f}".format(*o["swing"]), fmt(o["max_arm_deviation_deg"], 2),
+                     o["ran_as"]])
     return headers, rows
