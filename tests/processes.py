@@ -7,28 +7,60 @@ import sys
 import threading
 
 
+class Command:
+    """`gr00t-fast <argv>` as a real process: its stdout read line by line as it comes (`wait_for`), signals sent to
+    it at chosen moments, then `finish` for (exit code, stdout, stderr)."""
+
+    def __init__(self, argv: list[str]):
+        self.process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        self._lines: queue.Queue = queue.Queue()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=self._read_out), threading.Thread(target=self._read_err)]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_out(self) -> None:
+        for line in self.process.stdout:
+            self.out.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _read_err(self) -> None:
+        self.err.extend(self.process.stderr)
+
+    def wait_for(self, prefix: str, timeout: float = 300) -> bool:
+        """Wait until a stdout line starts with `prefix` (True) or the output ends (False)."""
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            if line.startswith(prefix):
+                return True
+        self._lines.put(None)
+        return False
+
+    def send(self, signum: int = signal.SIGINT) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
+        """Exit code, stdout and stderr (a process still running after `timeout` s is killed: the test fails)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            self.process.kill()
+            for reader in self._readers:
+                reader.join(10)
+        return code, "".join(self.out), "".join(self.err)
+
+
 def assert_interrupted_while_loading(argv: list[str], program: str) -> None:
     """`gr00t-fast <argv>` gets SIGINT once it prints "loading ...": it must exit 130 with the one line
     "<program>: interrupted while loading the model" (also used by tests/fleet)."""
-    process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    stderr: list[str] = []
-    readers = [threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)]),
-               threading.Thread(target=lambda: stderr.extend(process.stderr))]
-    for reader in readers:
-        reader.start()
-    try:
-        while (line := lines.get(timeout=300)) is not None and not line.startswith("loading "):
-            pass
-        assert line is not None, f"{program} ended before loading: {''.join(stderr)}"
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=60)  # a safety net: it exits at once
-    finally:
-        process.kill()
-        for reader in readers:
-            reader.join(10)
-    err = "".join(stderr)
+    command = Command(argv)
+    loading = command.wait_for("loading ")
+    command.send(signal.SIGINT)
+    code, _, err = command.finish(timeout=60)  # a safety net: it exits at once
+    assert loading, f"{program} ended before loading: {err}"
     assert "terminate called" not in err and "Traceback" not in err, err
     assert code == 130, (code, err)
     assert err.strip() == f"{program}: interrupted while loading the model", err

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from gr00t_fast.control.adapter import RobotAdapter
+from gr00t_fast.control.signals import StopSignals
 from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.literals import literal
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
@@ -188,6 +188,7 @@ class ControlLoop:
         self.latency_s: float | None = None  # most recent inference latency
         self.rtc_delays: deque[int] = deque(maxlen=RTC_DELAY_WINDOW)  # actions popped during recent RTC calls
         self._stop = threading.Event()
+        self._hurry = threading.Event()
         self.now: Callable[[], float] = time.perf_counter  # the loop's clock, and its interruptible sleep
         self.sleep: Callable[[float], Any] = self._stop.wait
         self._consecutive_failures = 0
@@ -204,9 +205,19 @@ class ControlLoop:
         """Ask the loop to stop after the current step (safe to call from a signal handler)."""
         self._stop.set()
 
+    def hurry(self) -> None:
+        """Ask the loop to stop at once: after the current step, without waiting for an inference in flight (its
+        thread is a daemon; safe to call from a signal handler)."""
+        self._hurry.set()
+        self._stop.set()
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def hurried(self) -> bool:
+        return self._hurry.is_set()
 
     def warmup(self) -> float:
         """One inference on a real observation (not executed) before the first motion; returns its latency in s."""
@@ -247,9 +258,11 @@ class ControlLoop:
                 self.sleep(max(0.0, deadline - now))
         finally:
             self._stop.set()
-            if self._worker is not None:
+            if self._worker is not None:  # let an inference in flight finish (5 s at most), unless hurried
                 self._requests.put(None)
-                self._worker.join(timeout=5.0)
+                end = time.monotonic() + 5.0
+                while self._worker.is_alive() and not self._hurry.is_set() and time.monotonic() < end:
+                    self._worker.join(timeout=0.05)
         return self.records
 
     def _finished(self, max_steps: int | None, duration: float | None, elapsed: float) -> str | None:
@@ -416,17 +429,7 @@ class ControlLoop:
 
 @contextlib.contextmanager
 def stop_on_signals(loop: ControlLoop) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the loop after the current step; a second SIGINT raises KeyboardInterrupt."""
-
-    def handle(signum: int, _frame: Any) -> None:
-        if loop.stopping and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        loop.report(f"{signal.Signals(signum).name}: stopping after the current step")
-        loop.stop()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    """SIGINT/SIGTERM stop the loop after the current step, another one at once; none raises (`StopSignals`)."""
+    with StopSignals() as signals:
+        signals.drive(loop)
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

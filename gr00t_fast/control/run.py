@@ -14,6 +14,7 @@ checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--con
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 
 from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.configs import select_config
-from gr00t_fast.control.loop import ControlConfig, ControlLoop, stop_on_signals
+from gr00t_fast.control.loop import ControlConfig, ControlLoop
+from gr00t_fast.control.outputs import output_error
 from gr00t_fast.control.plot import plot_error, plot_joints
+from gr00t_fast.control.signals import Interrupted, StopSignals
 from gr00t_fast.control.telemetry import LiveTelemetry, ObservationRecorder, StepRecorder, format_summary, summarize
 from gr00t_fast.control.video import SimVideo, video_error
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
@@ -102,69 +105,132 @@ def setup_error(e: Exception | str) -> int:
     return 2
 
 
-def interrupted(doing: str) -> int:
+def interrupted(doing: str, e: BaseException | None = None) -> int:
+    """One line for a run a signal cut short while `doing`; the exit code is 128 + the signal (130 for Ctrl-C)."""
+    if isinstance(e, Interrupted) and e.signum != signal.SIGINT:
+        print(f"gr00t-fast run: stopped by {e} while {doing}", file=sys.stderr, flush=True)
+        return e.code
     print(f"gr00t-fast run: interrupted while {doing}", file=sys.stderr, flush=True)
     return INTERRUPTED
+
+
+def outputs_error(cfg: RunConfig) -> str | None:
+    """Why one of the files the run would write cannot be (the first), or None: checked before anything loads or
+    connects."""
+    if cfg.video and (error := video_error(cfg.video, cfg.robot)):
+        return error
+    if cfg.plot and (error := plot_error()):
+        return error
+    outputs = {"--record": cfg.record, "--record_observations": cfg.record_observations, "--video": cfg.video,
+               "--plot": cfg.plot}
+    return next((error for flag, path in outputs.items() if path and (error := output_error(flag, path))), None)
 
 
 def run(cfg: RunConfig) -> int:
     """Connect the robot, load the policy, warm up, drive, print the summary. Returns the exit code.
 
     The robot connects before the model loads: a wrong port, a missing calibration or a dead camera fails in
-    seconds, not after the model. Every setup failure is one line and exit code 2; the robot is always
-    disconnected (torque off) on the way out."""
+    seconds, not after the model. Every setup failure is one line and exit code 2. Once connected, the robot is
+    disconnected (torque off) on every way out: an error, Ctrl-C (any number of times) or SIGTERM at any moment
+    (`StopSignals`)."""
     refused = unchosen_weights(cfg)
     if refused:  # before anything connects: the arm's torque is never switched on
         return setup_error(f"refusing to drive: {refused}")
-    unwritable = (cfg.video and video_error(cfg.video, cfg.robot)) or (cfg.plot and plot_error())
+    unwritable = outputs_error(cfg)
     if unwritable:
         return setup_error(unwritable)
-    robot = None
-    try:
-        robot = make_robot(cfg.robot, fps=cfg.fps)
-        robot.connect()
-    except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
-        if not raised_by_interrupt(e):  # (an extension interrupted while importing raises ImportError)
-            return setup_error(e)
-        if robot is not None:  # Ctrl-C while importing the simulator or LeRobot, or connecting
-            try:  # torque off whatever part of the connection was made
-                robot.disconnect()
-            except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
-                pass
-        return interrupted("setting up the robot")
-    recorder = StepRecorder(cfg.record) if cfg.record else None
-    observations = ObservationRecorder(cfg.record_observations) if cfg.record_observations else None
+    with StopSignals() as signals:
+        robot = None
+        try:
+            robot = make_robot(cfg.robot, fps=cfg.fps)
+            robot.connect()
+        except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
+            signals.hold()
+            if not raised_by_interrupt(e):  # (an extension interrupted while importing raises ImportError)
+                return setup_error(e)
+            if robot is not None:  # a signal while importing the simulator or LeRobot, or connecting
+                try:  # torque off whatever part of the connection was made
+                    robot.disconnect()
+                except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
+                    pass
+            return interrupted("setting up the robot", _interrupt(e))
+        try:
+            code, loop, video = drive(cfg, robot, signals)
+        finally:
+            signals.hold()
+            released = release(robot)
+    if code is not None:
+        return code
+    code = report(cfg, loop, video)
+    return code if released else 1
+
+
+def drive(cfg: RunConfig, robot: Any, signals: StopSignals) -> tuple[int | None, ControlLoop | None, Any]:
+    """Load the policy, warm up and run the loop on the connected `robot`: (exit code when it ended early, the
+    loop, the video). The caller disconnects the robot, whatever happens here."""
+    recorder = observations = loop = video = None
     try:
         try:
             policy = make_policy(cfg)
             video = SimVideo(robot, cfg.video, cfg.fps) if cfg.video else None
+            recorder = StepRecorder(cfg.record) if cfg.record else None
+            observations = ObservationRecorder(cfg.record_observations) if cfg.record_observations else None
             loop = ControlLoop(robot, policy, cfg, on_step=[LiveTelemetry(cfg.telemetry_interval).update]
                                + ([recorder.write] if recorder else []) + ([video.update] if video else []),
                                on_observation=[observations.add] if observations else [])
-        except (KeyboardInterrupt, ImportError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+        except (KeyboardInterrupt, ImportError, ValueError, OSError, RuntimeError, TimeoutError) as e:
             if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
-                return interrupted("loading the model")
-            return setup_error(e)  # checkpoint, backend, camera map, action horizon, unreachable policy server
-        with stop_on_signals(loop):
-            try:
-                print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
-            except (RuntimeError, ValueError) as e:  # a camera or the policy failing on the first observation
-                return setup_error(e)
-            print(
-                f"driving {cfg.robot.type} at {cfg.fps:g} Hz, {cfg.mode} mode, action horizon {cfg.action_horizon}, "
-                f"cameras {loop.adapter.camera_map}; Ctrl-C to stop",
-                flush=True,
-            )
-            loop.run(max_steps=cfg.max_steps, duration=cfg.duration)
+                return interrupted("loading the model", _interrupt(e)), None, None
+            return setup_error(e), None, None  # checkpoint, backend, camera map, horizon, unreachable server
+        signals.drive(loop)
+        try:
+            print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
+        except (RuntimeError, ValueError) as e:  # a camera or the policy failing on the first observation
+            return setup_error(e), loop, video
+        print(
+            f"driving {cfg.robot.type} at {cfg.fps:g} Hz, {cfg.mode} mode, action horizon {cfg.action_horizon}, "
+            f"cameras {loop.adapter.camera_map}; Ctrl-C to stop",
+            flush=True,
+        )
+        loop.run(max_steps=cfg.max_steps, duration=cfg.duration)
+        return None, loop, video
     finally:
-        robot.disconnect()
         if recorder:
             recorder.close()
+            if loop is not None and not recorder.failed:
+                print(f"recorded {len(loop.records)} steps to {cfg.record}", flush=True)
         if observations:
-            kept = observations.close()
-            print(f"kept {kept} of the {observations.seen} observations sent to the policy in "
-                  f"{cfg.record_observations}", flush=True)
-    return report(cfg, loop, video)
+            save_observations(observations, cfg.record_observations)
+
+
+def save_observations(observations: ObservationRecorder, path: str) -> None:
+    """Write `--record_observations` (one line either way: what was kept, or why it could not be written)."""
+    try:
+        kept = observations.close()
+    except OSError as e:
+        print(f"gr00t-fast run: --record_observations: cannot write {path}: {e.strerror or e}", file=sys.stderr,
+              flush=True)
+        return
+    print(f"kept {kept} of the {observations.seen} observations sent to the policy in {path}", flush=True)
+
+
+def release(robot: Any) -> bool:
+    """Disconnect `robot` (torque off); a failure is one line telling the user to cut its power."""
+    try:
+        robot.disconnect()
+    except Exception as e:  # noqa: BLE001 - whatever the driver raised, the user must hear it
+        print(f"gr00t-fast run: error: disconnecting the robot failed ({type(e).__name__}: {e}): switch its power "
+              "off", file=sys.stderr, flush=True)
+        return False
+    print("robot disconnected", flush=True)
+    return True
+
+
+def _interrupt(e: BaseException) -> BaseException | None:
+    """The `Interrupted` (or KeyboardInterrupt) in `e`'s chain, for its signal."""
+    while e is not None and not isinstance(e, KeyboardInterrupt):
+        e = e.__cause__ or e.__context__
+    return e
 
 
 def untrained(cfg: RunConfig) -> str | None:
@@ -180,11 +246,10 @@ def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None) -> int:
     """The summary, then the files asked for: the video (rendered now from the recorded states) and the plot."""
     title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
     print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg)), flush=True)
-    if cfg.record:
-        print(f"recorded {len(loop.records)} steps to {cfg.record}")
-    print("robot disconnected", flush=True)
     try:
-        if video:
+        if video and loop.hurried:
+            print("video not written: the run was stopped at once (a second stop signal)", flush=True)
+        elif video:
             print(f"video of camera {video.camera!r}, joint targets beside it: {video.write()} frames at "
                   f"{cfg.fps:g} fps written to {cfg.video}", flush=True)
         if cfg.plot:
@@ -232,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # a bad flag or config file: one line
         return setup_error((isinstance(e, OSError) and config_path_error(argv, e)) or " ".join(str(e).split()))
     code = run(cfg)
-    if code == INTERRUPTED:  # the robot is disconnected; a model load may still run on the torch thread
-        exit_if_busy(code)
+    exit_if_busy(code)  # the robot is disconnected; a model load or an inference may still run on the torch thread
     return code
 
 

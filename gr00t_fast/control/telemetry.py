@@ -14,6 +14,8 @@ from typing import IO, Sequence
 
 import numpy as np
 
+from gr00t_fast.control.outputs import OutputFile
+
 
 @dataclass
 class StepRecord:
@@ -158,12 +160,16 @@ def status_line(records: Sequence[StepRecord]) -> str:
 
 
 class StepRecorder:
-    """Writes every step as one JSON line (see `load_records`)."""
+    """Writes every step as one JSON line (see `load_records`). A failed write (a full disk) stops the recording with
+    one line; the run goes on (`gr00t_fast.control.outputs.OutputFile`)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, flag: str = "--record"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w")
+        self._file = OutputFile(flag, path)
+
+    @property
+    def failed(self) -> bool:
+        return self._file.failed
 
     def write(self, record: StepRecord) -> None:
         self._file.write(json.dumps(dataclasses.asdict(record)) + "\n")
@@ -175,11 +181,11 @@ class StepRecorder:
 class ObservationRecorder:
     """Keeps up to `capacity` of the observations sent to the policy, a uniform sample of the whole run (reservoir
     sampling, seeded), and writes them as one batched observation, an .npz `export int8 --calibration` and `bench
-    backends --observations` read: each key's arrays stacked on a new leading sample axis."""
+    backends --observations` read: each key's arrays stacked on a new leading sample axis. The file is written at
+    `path` exactly (NumPy would add ".npz" to a name without it)."""
 
     def __init__(self, path: str | Path, capacity: int = 64, seed: int = 0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.capacity, self.rng = capacity, np.random.default_rng(seed)
         self.seen = 0
         self.kept: list[dict] = []
@@ -192,9 +198,11 @@ class ObservationRecorder:
             self.kept[slot:slot + 1] = [kept]
 
     def close(self) -> int:
-        """Write the kept observations (none: no file); returns how many."""
+        """Write the kept observations (none: no file); returns how many. OSError: the file could not be written."""
         if self.kept:
-            np.savez(self.path, **{key: np.stack([o[key] for o in self.kept]) for key in self.kept[0]})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("wb") as f:
+                np.savez(f, **{key: np.stack([o[key] for o in self.kept]) for key in self.kept[0]})
         return len(self.kept)
 
 

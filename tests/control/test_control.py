@@ -240,6 +240,26 @@ def test_sigterm_stops_after_the_current_step():
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_hurry_leaves_without_waiting_for_the_inference_in_flight():
+    """The second stop signal: `run` returns while an inference is still running (the first one waits for it)."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_after_first(state, call):
+        if call:
+            started.set()
+            release.wait(30)
+        return clock_plan(state, call)
+
+    robot = FakeRobot()
+    loop, _ = make_loop(robot, FakePolicy(slow_after_first), fps=100, action_horizon=4)
+    loop.on_step.append(lambda r: started.is_set() and loop.hurry())
+    loop.run(duration=30.0)
+    assert loop.hurried and loop.stop_reason == "stop requested" and not release.is_set()
+    release.set()
+
+
 @pytest.mark.parametrize("size, interpolation", [((32, 24), cv2.INTER_AREA), ((320, 240), cv2.INTER_LINEAR)])
 def test_loop_resizes_frames_like_the_processor(size, interpolation):
     """Shrinking uses area interpolation, enlarging bilinear: the same rule as the policy's own auto-resize."""

@@ -1,0 +1,91 @@
+"""SIGINT and SIGTERM while a command holds a robot: never an abort, never a disconnect cut short.
+
+Python turns a signal into an exception wherever the main thread happens to be. Raised twice (a double Ctrl-C),
+the second lands in whatever the first started, the robot's disconnect or the join of the inference thread, and the
+interpreter then exits under a native torch call (`terminate called without an active exception`, SIGABRT). Here a
+signal raises at most once, and only while the command sets up (connecting, loading the model: work that can take
+minutes and holds nothing that a `finally` cannot release). While the loop drives, signals only ask it to stop:
+the first after the current step, any later one at once (`ControlLoop.hurry`). While the robot disconnects they are
+noted and nothing more.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gr00t_fast.control.loop import ControlLoop
+
+__all__ = ["Interrupted", "StopSignals"]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal that cut a command's setup short; `code` is the exit code that reports it (128 + signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def code(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """A context manager over a command's whole hold on a robot, from before it connects to after it disconnects.
+
+    Setting up: the first signal raises `Interrupted` in the main thread, later ones are noted. `drive(loop)`: each
+    signal asks the loop to stop (the first after the current step, the next ones at once). `hold()`: signals are only
+    noted (the robot is being released). Leaving restores the handlers that were there before."""
+
+    def __init__(self) -> None:
+        self.signals = 0  # received so far
+        self.loop: ControlLoop | None = None
+        self._raised = False
+        self._held = False
+        self._noted = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def drive(self, loop: "ControlLoop") -> None:
+        """From now on signals stop `loop` instead of raising."""
+        self.loop = loop
+
+    def hold(self) -> None:
+        """From now on signals are only noted: the robot is being released."""
+        self._held = True
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.loop is not None and not self._held:
+            if not self.loop.stopping:
+                self._say(f"{name}: stopping after the current step (again: stop at once)")
+                self.loop.stop()
+            elif not self.loop.hurried:
+                self._say(f"{name} again: stopping at once, without waiting for the inference in flight")
+                self.loop.hurry()
+            return
+        if not self._raised and not self._held:
+            self._raised = True
+            raise Interrupted(signum)
+        if not self._noted:  # once: a held-down Ctrl-C is one line
+            self._noted = True
+            self._say(f"{name}: already stopping; the robot is disconnected first")
+
+    def _say(self, message: str) -> None:
+        if self.loop is not None:
+            self.loop.report(message)
+        else:
+            print(f"gr00t-fast: {message}", file=sys.stderr, flush=True)
