@@ -9,7 +9,7 @@
 
 import sys
 
-from gr00t_fast.control.run import main
+from gr00t_fast.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console(["run", *sys.argv[1:]])

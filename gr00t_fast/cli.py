@@ -1,6 +1,7 @@
 """`gr00t-fast` command line: one subcommand per job, each owned by its module."""
 
 import importlib
+import signal
 import sys
 
 from gr00t_fast import __version__
@@ -49,5 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def console(argv: list[str] | None = None) -> None:
+    """The `gr00t-fast` executable: `main`, then exit with its code. The work is done then, and stop signals are
+    ignored while the interpreter shuts down: Ctrl-C pressed once more as a run ends is neither a KeyboardInterrupt
+    traceback nor a kill by the signal (Python resets handlers to the defaults during shutdown, not an ignore)."""
+    code = main(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

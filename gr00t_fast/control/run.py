@@ -18,7 +18,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.configs import select_config
@@ -33,6 +33,7 @@ from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 from gr00t_fast.typed_config import parse_config
@@ -139,6 +140,11 @@ def run(cfg: RunConfig) -> int:
     unwritable = outputs_error(cfg)
     if unwritable:
         return setup_error(unwritable)
+    if not cfg.policy_host:  # statistics and camera resolutions that make no sense: refused before the arm's torque
+        try:
+            load_metadata(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag)
+        except (ValueError, OSError) as e:
+            return setup_error(e)
     with StopSignals() as signals:
         robot = None
         try:
@@ -159,9 +165,10 @@ def run(cfg: RunConfig) -> int:
         finally:
             signals.hold()
             released = release(robot)
-    if code is not None:
-        return code
-    code = report(cfg, loop, video)
+        if code is not None:
+            return code
+        signals.finish()  # the robot is released: a signal now cuts the video short
+        code = report(cfg, loop, video, cancelled=lambda: signals.cancelled or loop.hurried)
     return code if released else 1
 
 
@@ -242,22 +249,22 @@ def untrained(cfg: RunConfig) -> str | None:
     return None if made is None or "demo_task" in made else made
 
 
-def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None) -> int:
-    """The summary, then the files asked for: the video (rendered now from the recorded states) and the plot."""
+def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None,
+           cancelled: Callable[[], bool] = lambda: False) -> int:
+    """The summary, then the files asked for: the video (rendered now from the recorded states; `cancelled()`
+    stops it early, e.g. a stop signal) and the plot."""
     title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
     print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg)), flush=True)
     try:
-        if video and loop.hurried:
-            print("video not written: the run was stopped at once (a second stop signal)", flush=True)
-        elif video:
-            print(f"video of camera {video.camera!r}, joint targets beside it: {video.write()} frames at "
-                  f"{cfg.fps:g} fps written to {cfg.video}", flush=True)
+        if video:
+            frames = video.write(cancelled=cancelled)
+            cut = f" (cut short by a stop signal: {len(loop.records)} steps recorded)" if frames < len(loop.records) else ""
+            print(f"video of camera {video.camera!r}, joint targets beside it: {frames} frames at {cfg.fps:g} fps "
+                  f"written to {cfg.video}{cut}", flush=True)
         if cfg.plot:
             plot_joints(loop.records, loop.adapter.joint_keys, cfg.plot, title=f"{cfg.robot.type}, {title}")
             print(f"joint plot written to {cfg.plot}", flush=True)
-    except KeyboardInterrupt:
-        return interrupted("writing the video and plot")
-    except (OSError, ValueError) as e:  # an unwritable path, a file type matplotlib does not know
+    except (OSError, ValueError) as e:  # a disk that filled up, a file type matplotlib does not know
         return setup_error(e)
     return 1 if loop.aborted else 0
 

@@ -36,17 +36,20 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """A context manager over a command's whole hold on a robot, from before it connects to after it disconnects.
+    """A context manager over a command's whole hold on a robot, from before it connects to the last file it writes.
 
-    Setting up: the first signal raises `Interrupted` in the main thread, later ones are noted. `drive(loop)`: each
-    signal asks the loop to stop (the first after the current step, the next ones at once). `hold()`: signals are only
-    noted (the robot is being released). Leaving restores the handlers that were there before."""
+    Setting up (at first): the first signal raises `Interrupted` in the main thread, later ones are noted.
+    `drive(loop)`: each signal asks the loop to stop (the first after the current step, the next ones at once).
+    `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
+    files are written): a signal sets `cancelled`, which the writers check. Leaving restores the handlers that were
+    there before."""
 
     def __init__(self) -> None:
         self.signals = 0  # received so far
         self.loop: ControlLoop | None = None
+        self._mode = "raise"  # "raise" (once), "drive", "hold" or "finish"
+        self.cancelled = False  # a signal came after `finish()`
         self._raised = False
-        self._held = False
         self._noted = False
         self._previous: dict[int, Any] = {}
 
@@ -60,16 +63,20 @@ class StopSignals:
 
     def drive(self, loop: "ControlLoop") -> None:
         """From now on signals stop `loop` instead of raising."""
-        self.loop = loop
+        self.loop, self._mode = loop, "drive"
 
     def hold(self) -> None:
         """From now on signals are only noted: the robot is being released."""
-        self._held = True
+        self._mode = "hold"
+
+    def finish(self) -> None:
+        """The robot is released: from now on a signal sets `cancelled` (the files being written stop early)."""
+        self._mode, self._noted = "finish", False
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.signals += 1
         name = signal.Signals(signum).name
-        if self.loop is not None and not self._held:
+        if self._mode == "drive" and self.loop is not None:
             if not self.loop.stopping:
                 self._say(f"{name}: stopping after the current step (again: stop at once)")
                 self.loop.stop()
@@ -77,12 +84,14 @@ class StopSignals:
                 self._say(f"{name} again: stopping at once, without waiting for the inference in flight")
                 self.loop.hurry()
             return
-        if not self._raised and not self._held:
+        if self._mode == "raise" and not self._raised:
             self._raised = True
             raise Interrupted(signum)
+        self.cancelled = self._mode == "finish"
         if not self._noted:  # once: a held-down Ctrl-C is one line
             self._noted = True
-            self._say(f"{name}: already stopping; the robot is disconnected first")
+            self._say(f"{name}: " + ("stopping the files being written" if self.cancelled else
+                                     "already stopping; the robot is disconnected first"))
 
     def _say(self, message: str) -> None:
         if self.loop is not None:

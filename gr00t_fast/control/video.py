@@ -9,7 +9,7 @@ is marked in red, a chunk switch in yellow. Written with OpenCV's `VideoWriter` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -51,8 +51,9 @@ class SimVideo:
         self.states.append(self.robot.physics_state())
         self.records.append(record)
 
-    def write(self, progress: bool = True) -> int:
-        """Render and encode every recorded step; returns the number of frames written."""
+    def write(self, progress: bool = True, cancelled: Callable[[], bool] = lambda: False) -> int:
+        """Render and encode every recorded step, or those before `cancelled()` turns true (a playable file
+        either way); returns the number of frames written."""
         cam = self.robot.config.cameras[self.camera]
         size = (cam.width + PANEL_WIDTH, cam.height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,15 +61,19 @@ class SimVideo:
         if not writer.isOpened():
             raise OSError(f"--video: OpenCV cannot write {self.path}")
         frames = self.robot.replay(self.states, self.camera)
+        written = 0
         try:
             for frame, record in tqdm(zip(frames, self.records), total=len(self.records), desc=f"writing {self.path}",
                                       unit="frame", disable=not progress):
+                if cancelled():
+                    break
                 panel = self.panel(record, cam.height)
                 writer.write(np.concatenate([cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), panel], axis=1))
+                written += 1
         finally:
             frames.close()
             writer.release()
-        return len(self.records)
+        return written
 
     def panel(self, record: StepRecord, height: int) -> np.ndarray:
         """The joint panel of one step: a row per joint, target bar and measured tick over the joint's range."""

@@ -216,6 +216,9 @@ def check_lerobot_n15(config: dict[str, Any], cfg_file: Path) -> None:
 def checkpoint_file(checkpoint_dir: str | Path, name: str) -> Path:
     """`<checkpoint_dir>/<name>`; a FileNotFoundError says whether the folder or the file is missing."""
     folder = Path(checkpoint_dir)
+    if folder.exists() and not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is a file, not a checkpoint directory: give the folder that holds "
+                                f"config.json and the weights")
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint directory {folder} does not exist")
     if not (folder / name).is_file():

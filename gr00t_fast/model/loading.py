@@ -34,20 +34,55 @@ class CheckpointError(ValueError):
 
 
 def weight_files(checkpoint_dir: Path) -> list[Path]:
-    """`model.safetensors`, or the shards named by `model.safetensors.index.json`."""
+    """`model.safetensors`, or the shards named by `model.safetensors.index.json`: regular files inside
+    `checkpoint_dir` once symlinks are resolved (an index naming `../x`, `/etc/passwd` or a link out of the folder is
+    refused, one line naming the index and the entry)."""
     index = checkpoint_dir / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise CheckpointError(f"{index} is not a valid safetensors index: {err!r}") from None
-        files = [checkpoint_dir / name for name in sorted(set(weight_map.values()))]
+        names = index_shards(index)
     else:
-        files = [checkpoint_dir / "model.safetensors"]
-    missing = [str(f) for f in files if not f.is_file()]
+        names = ["model.safetensors"]
+    files = [inside(checkpoint_dir, name, index) for name in names]
+    missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise CheckpointError(f"missing weight files in {checkpoint_dir}: {', '.join(missing)}")
+    not_files = [str(f) for f in files if not f.is_file()]
+    if not_files:
+        raise CheckpointError(f"weight files in {checkpoint_dir} that are not regular files: {', '.join(not_files)}")
     return files
+
+
+def index_shards(index: Path) -> list[str]:
+    """The shard names of a safetensors index, its JSON shape checked: {"weight_map": {tensor: file name}}."""
+    try:
+        content = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{index} is not a valid safetensors index: {err}") from None
+    if not isinstance(content, dict) or not isinstance(content.get("weight_map"), dict):
+        found = type(content.get("weight_map") if isinstance(content, dict) else content).__name__
+        raise CheckpointError(f'{index} is not a valid safetensors index: it needs "weight_map", a map of tensor name '
+                              f"to file name (found {found})")
+    for tensor, name in content["weight_map"].items():
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index}: weight_map[{tensor!r}] must be a file name, got {name!r}")
+    return sorted(set(content["weight_map"].values()))
+
+
+def inside(checkpoint_dir: Path, name: str, index: Path) -> Path:
+    """`checkpoint_dir / name` when it stays inside the folder after resolving symlinks (in a Hugging Face cache
+    snapshot, `snapshots/<revision>/`, the repository's `blobs/` the snapshot links to count too), else
+    CheckpointError."""
+    folder = checkpoint_dir.resolve()
+    path = (checkpoint_dir / name).resolve()
+    roots = [folder]
+    if checkpoint_dir.absolute().parent.name == "snapshots":  # huggingface_hub's cache layout
+        roots.append(checkpoint_dir.absolute().parent.parent.resolve() / "blobs")
+    if path == folder or not any(path.is_relative_to(root) for root in roots):
+        where = f"{index} names {name!r}" if index.is_file() else f"{checkpoint_dir / name} is a link"
+        raise CheckpointError(f"{where}, which is outside the checkpoint folder {folder}"
+                              + (f" (it resolves to {path})" if not Path(name).is_absolute() else "")
+                              + ": a checkpoint reads only files of its own folder")
+    return checkpoint_dir / name
 
 
 def is_unused(name: str, kept_llm_layers: int) -> bool:
@@ -89,21 +124,20 @@ def read_state_dict(
             raise CheckpointError(str(err)) from None
     if non_finite:
         raise CheckpointError(f"checkpoint {checkpoint_dir} has NaN/inf values in {len(non_finite)} tensor(s): "
-                              f"{', '.join(sorted(non_finite)[:5])}{' ...' if len(non_finite) > 5 else ''}")
+                              f"{few(sorted(non_finite))}")
     missing = sorted(set(expected) - set(tensors) - {w.split(":")[0] for w in wrong_shape})
-    problems = [
-        (f"{len(missing)} missing", missing),
-        (f"{len(unexpected)} unexpected", sorted(unexpected)),
-        (f"{len(wrong_shape)} wrongly shaped", wrong_shape),
-    ]
-    if missing or unexpected or wrong_shape:
-        lines = [f"checkpoint {checkpoint_dir} does not match its config:"]
-        for title, items in problems:
-            if items:
-                shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
-                lines.append(f"  {title}:\n    " + "\n    ".join(shown))
-        raise CheckpointError("\n".join(lines))
+    problems = [(f"{len(items)} {title}", items) for title, items in
+                (("missing", missing), ("unexpected", sorted(unexpected)), ("wrongly shaped", wrong_shape)) if items]
+    if problems:
+        raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its config: "
+                              + "; ".join(f"{title} ({few(items)})" for title, items in problems))
     return tensors
+
+
+def few(items: list[str], shown: int = 3) -> str:
+    """The first `shown` items and how many more: "a, b, c and 145 more"."""
+    rest = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def build_meta_model(config: Gr00tConfig) -> Gr00tN15:

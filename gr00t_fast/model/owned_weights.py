@@ -37,10 +37,14 @@ class OwnedSafetensors:
     def __init__(self, path: Path):
         self.path = path
         try:
+            self.file = open(path, "rb")  # first: a permission error is named as one, not as a corrupt file
+        except OSError as err:
+            raise WeightFileError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from None
+        try:
             with safe_open(str(path), framework="pt", device="cpu") as f:  # validation only: no tensor is taken
                 names = list(f.keys())
-            self.file = open(path, "rb")
         except (SafetensorError, OSError) as err:
+            self.file.close()
             raise WeightFileError(f"cannot read {path} (corrupt or not safetensors): {err}") from None
         try:
             (length,) = struct.unpack("<Q", self.file.read(8))

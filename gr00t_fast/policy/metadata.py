@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 
 from gr00t_fast.model.config import EMBODIMENT_IDS, check_lerobot_n15, checkpoint_file, is_lerobot_config, read_json
+from gr00t_fast.policy.bounds import MAX_FRAME_PIXELS
+
 
 @dataclass(frozen=True)
 class MinMax:
@@ -38,10 +40,24 @@ def embodiment_id(tag: str) -> int:
     return EMBODIMENT_IDS[tag]
 
 
+# The widest range a state or action key can physically mean, per kind (`physical_limit`): a joint angle within four
+# turns in degrees (radians, meters and LeRobot's -100..100 fit easily), a gripper within one turn (LeRobot's 0-100,
+# degrees or radians). Statistics beyond it are a corrupt or mistaken file: decoded actions would sit at joint limits.
+JOINT_LIMIT = 4 * 360.0
+GRIPPER_LIMIT = 360.0
+MIN_CAMERA_SIDE = 16  # pixels: a training resolution below it is no camera (Isaac's crop would leave nothing)
+
+
+def physical_limit(key: str) -> float:
+    """The largest |value| the statistics of `key` (e.g. "action.gripper", "state.single_arm") may hold."""
+    return GRIPPER_LIMIT if "gripper" in key else JOINT_LIMIT
+
+
 def check_min_max(where: str, key: str, stats: MinMax) -> MinMax:
-    """`stats` when its min, max and max - min are finite in float32 (the dtype actions are decoded in), else a
-    one-line ValueError naming `where` (the file), `key` and the field: normalization divides by max - min and
-    decoding multiplies by it, so one inf would turn every action into NaN/inf."""
+    """`stats` when they make sense, else a one-line ValueError naming `where` (the file), `key` and the field:
+    min and max finite (normalization divides by max - min and decoding multiplies by it, so one inf would turn every
+    action into NaN/inf), min <= max in every dimension, and both within what the key can physically mean
+    (`physical_limit`)."""
     for field, values in (("min", stats.min), ("max", stats.max)):
         with np.errstate(over="ignore"):
             fits = np.isfinite(values.astype(np.float32)).all()
@@ -49,12 +65,30 @@ def check_min_max(where: str, key: str, stats: MinMax) -> MinMax:
             what = "non-finite values" if not np.isfinite(values).all() else "values beyond float32"
             raise ValueError(f"{where}: {key}.{field} holds {what} {values.reshape(-1)[:8].tolist()}; "
                              "expected finite float32 numbers")
-    with np.errstate(over="ignore"):
-        span = stats.max.astype(np.float32) - stats.min.astype(np.float32)
-    if not np.isfinite(span).all():
-        raise ValueError(f"{where}: {key}.max - {key}.min overflows float32 (min {stats.min.reshape(-1)[:8].tolist()}, "
-                         f"max {stats.max.reshape(-1)[:8].tolist()}); expected a range that fits in float32")
+    swapped = np.flatnonzero(stats.min > stats.max)
+    if swapped.size:
+        i = int(swapped[0])
+        raise ValueError(f"{where}: {key}.min > {key}.max in {swapped.size} dimension(s), e.g. dimension {i}: min "
+                         f"{stats.min[i]:g}, max {stats.max[i]:g} (swapped?)")
+    limit = physical_limit(key)
+    for field, values in (("min", stats.min), ("max", stats.max)):
+        beyond = np.flatnonzero(np.abs(values) > limit)
+        if beyond.size:
+            i = int(beyond[0])
+            raise ValueError(f"{where}: {key}.{field}[{i}] = {values[i]:g} is beyond what the key can mean (|value| <= "
+                             f"{limit:g}: {'a gripper' if limit == GRIPPER_LIMIT else 'a joint, four turns in degrees'})"
+                             "; the statistics are corrupt or in other units")
     return stats
+
+
+def check_resolution(where: str, key: str, resolution: tuple[int, int]) -> tuple[int, int]:
+    """A camera's training resolution (W, H) when each side is at least `MIN_CAMERA_SIDE` and the frame within
+    the pixel budget of one frame (`MAX_FRAME_PIXELS`), else a one-line ValueError naming the file and key."""
+    width, height = resolution
+    if min(width, height) < MIN_CAMERA_SIDE or width * height > MAX_FRAME_PIXELS:
+        raise ValueError(f"{where}: {key}.resolution {[width, height]} is no camera resolution: expected [width, "
+                         f"height], each side >= {MIN_CAMERA_SIDE}, at most {MAX_FRAME_PIXELS:,} pixels")
+    return width, height
 
 
 def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
@@ -103,14 +137,16 @@ def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_ta
         if low.shape != (sum(d for _, d in SO100_PARTS),):
             raise ValueError(f"{checkpoint_dir}: {prefix} has {low.shape[0]} dims; LeRobot GR00T checkpoints are "
                              "supported in the SO-100/SO-101 layout (5 arm joints + gripper)")
-        check_min_max(f"{checkpoint_dir}/{source}", prefix, MinMax(low, high))
         start = 0
         for name, dim in SO100_PARTS:
-            out[f"{modality}.{name}"] = MinMax(low[start : start + dim], high[start : start + dim])
+            out[f"{modality}.{name}"] = check_min_max(f"{checkpoint_dir}/{source}", f"{prefix}.{name}",
+                                                      MinMax(low[start : start + dim], high[start : start + dim]))
             start += dim
         parts[modality] = {name: {"shape": [dim]} for name, dim in SO100_PARTS}
-    video = {cam: {"resolution": [features[f"observation.images.{cam}"]["shape"][2],
-                                  features[f"observation.images.{cam}"]["shape"][1]]} for cam in cameras}
+    video = {cam: {"resolution": list(check_resolution(
+        f"{checkpoint_dir}/config.json", f"input_features.observation.images.{cam}.shape",
+        (int(features[f"observation.images.{cam}"]["shape"][2]), int(features[f"observation.images.{cam}"]["shape"][1]))))}
+        for cam in cameras}
     return EmbodimentMetadata(tag=tag, embodiment_id=embodiment_id(tag), stats=out,
                               video_resolution={f"video.{c}": tuple(v["resolution"]) for c, v in video.items()},
                               modalities={"video": video, **parts}, source="lerobot")
@@ -143,6 +179,8 @@ def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> Embodiment
                          "statistics.{state,action}.<key>.{min,max} and modalities.video.<camera>.resolution") from None
     for key, minmax in stats.items():
         check_min_max(str(path), f"{embodiment_tag}.statistics.{key}", minmax)
+    for key, size in resolution.items():
+        check_resolution(str(path), f"{embodiment_tag}.modalities.video.{key.removeprefix('video.')}", size)
     return EmbodimentMetadata(
         tag=embodiment_tag,
         embodiment_id=embodiment_id(embodiment_tag),

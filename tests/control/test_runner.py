@@ -121,10 +121,10 @@ def test_an_unreadable_mark_counts_as_random(tmp_path):
     assert random_weights(tmp_path) is None
 
 
-def test_missing_lerobot_gives_the_install_hint(capsys):
+def test_missing_lerobot_gives_the_install_hint(trained_stand_in, capsys):
     if _has_lerobot():
         pytest.skip("lerobot is installed")
-    assert runner.main(USER_FLAGS) == 2  # the guard passes: /models/so100-finetune carries no random-weight mark
+    assert runner.main(USER_FLAGS + [f"--model_path={trained_stand_in}"]) == 2  # no random-weight mark: the guard passes
     err = capsys.readouterr().err
     assert "lerobot" in err and "pip install" in err
 

@@ -90,6 +90,100 @@ def test_missing_shard_and_missing_config(ckpt):
         load_model(ckpt, device="cpu")
 
 
+def retarget_index(ckpt, target):
+    """Point the index's first shard at `target` instead."""
+    index_file = ckpt / "model.safetensors.index.json"
+    index = json.loads(index_file.read_text())
+    first = sorted(set(index["weight_map"].values()))[0]
+    index["weight_map"] = {k: (target if v == first else v) for k, v in index["weight_map"].items()}
+    index_file.write_text(json.dumps(index))
+    return ckpt / first
+
+
+@pytest.mark.parametrize("entry", ["../outside/s.safetensors", "/etc/passwd", "link.safetensors", "."])
+def test_an_index_entry_outside_the_folder_is_refused_before_it_is_opened(entry, ckpt, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shard = retarget_index(ckpt, entry)
+    shutil.copy(shard, outside / "s.safetensors")  # a valid shard: only where it lies is wrong
+    (ckpt / "link.safetensors").symlink_to(outside / "s.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_model(ckpt, device="cpu")
+    text = str(err.value)
+    assert f"model.safetensors.index.json names {entry!r}, which is outside the checkpoint folder" in text, text
+    assert len(text.splitlines()) == 1
+
+
+def test_a_symlinked_single_file_outside_the_folder_is_refused(ckpt, tmp_path):
+    tensors = all_tensors(ckpt)
+    as_single_file(ckpt, tensors)
+    (ckpt / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    (ckpt / "model.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors is a link, which is outside the checkpoint folder"):
+        load_model(ckpt, device="cpu")
+
+
+def test_a_symlinked_shard_inside_the_folder_and_a_hub_cache_blob_load(ckpt, tmp_path):
+    shard = sorted(ckpt.glob("model-*.safetensors"))[0]
+    (ckpt / "blob").mkdir()
+    shard.rename(ckpt / "blob" / "data")
+    shard.symlink_to(ckpt / "blob" / "data")
+    load_model(ckpt, device="cpu")
+    repo = tmp_path / "models--org--name"  # huggingface_hub's layout: snapshots link into the repository's blobs
+    (repo / "snapshots").mkdir(parents=True)
+    shutil.move(ckpt / "blob", repo / "blobs")
+    snapshot = shutil.move(ckpt, repo / "snapshots" / "0123abcd")
+    (snapshot / shard.name).unlink()
+    (snapshot / shard.name).symlink_to("../../blobs/data")
+    load_model(snapshot, device="cpu")
+
+
+@pytest.mark.parametrize("content, found", [
+    ("[1, 2]", "found list"), ("null", "found NoneType"), ('{"weight_map": ["a"]}', "found list"),
+    ('{"metadata": {}}', "found NoneType"),
+])
+def test_an_index_of_the_wrong_json_shape_is_one_line(content, found, ckpt):
+    (ckpt / "model.safetensors.index.json").write_text(content)
+    with pytest.raises(CheckpointError) as err:
+        load_model(ckpt, device="cpu")
+    assert "is not a valid safetensors index" in str(err.value) and found in str(err.value)
+
+
+def test_a_weight_map_value_that_is_no_file_name_is_named(ckpt):
+    retarget_index(ckpt, 7)
+    with pytest.raises(CheckpointError, match=r"weight_map\[.*\] must be a file name, got 7"):
+        load_model(ckpt, device="cpu")
+
+
+def test_an_unreadable_shard_is_a_permission_error_and_a_file_is_no_checkpoint_folder(ckpt):
+    import os
+
+    shard = sorted(ckpt.glob("model-*.safetensors"))[0]
+    if os.geteuid() == 0:  # root reads anything: a folder in place of the shard is the unreadable file here
+        shard.unlink()
+        shard.mkdir()
+        with pytest.raises(CheckpointError, match="not regular files"):
+            load_model(ckpt, device="cpu")
+    else:
+        shard.chmod(0)
+        with pytest.raises(CheckpointError, match="cannot read .*: permission denied"):
+            load_model(ckpt, device="cpu")
+    with pytest.raises(FileNotFoundError, match="is a file, not a checkpoint directory"):
+        load_model(ckpt / "config.json", device="cpu")
+
+
+def test_a_large_mismatch_is_one_line_with_its_counts(ckpt):
+    tensors = all_tensors(ckpt)
+    as_single_file(ckpt, {f"{k}.renamed": v for k, v in tensors.items()})
+    with pytest.raises(CheckpointError) as err:
+        load_model(ckpt, device="cpu")
+    text = str(err.value)
+    assert len(text.splitlines()) == 1 and len(text) < 1000
+    import re
+
+    assert re.search(r": \d+ missing \(.* and \d+ more\); \d+ unexpected \(.* and \d+ more\)$", text), text
+
+
 def test_bad_config_json(ckpt):
     (ckpt / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

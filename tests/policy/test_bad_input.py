@@ -58,16 +58,23 @@ def test_actions_that_decode_to_non_finite_values_are_never_returned(policy, mon
     ("action", "single_arm", "max", float("inf"), "new_embodiment.statistics.action.single_arm.max holds non-finite"),
     ("state", "gripper", "min", float("nan"), "new_embodiment.statistics.state.gripper.min holds non-finite"),
     ("action", "gripper", "max", 1e39, "new_embodiment.statistics.action.gripper.max holds values beyond float32"),
-    ("action", "single_arm", "both", 3e38, "new_embodiment.statistics.action.single_arm.max - "
-                                           "new_embodiment.statistics.action.single_arm.min overflows float32"),
+    ("action", "single_arm", "both", 1e30, "new_embodiment.statistics.action.single_arm.min[0] = -1e+30 is beyond "
+                                           "what the key can mean (|value| <= 1440: a joint, four turns in degrees)"),
+    ("action", "single_arm", "both", 1e6, "action.single_arm.min[0] = -1e+06 is beyond what the key can mean"),
+    ("state", "gripper", "max", 500.0, "state.gripper.max[0] = 500 is beyond what the key can mean (|value| <= 360: "
+                                       "a gripper)"),
+    ("action", "single_arm", "swap", None, "action.single_arm.min > new_embodiment.statistics.action.single_arm.max "
+                                           "in 5 dimension(s), e.g. dimension 0"),
 ])
-def test_non_finite_statistics_are_named_at_load(tiny_checkpoint, tmp_path, modality, key, field, value, words):
+def test_absurd_statistics_are_named_at_load(tiny_checkpoint, tmp_path, modality, key, field, value, words):
     ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
     meta_file = ckpt / "experiment_cfg" / "metadata.json"
     meta = json.loads(meta_file.read_text())
     stats = meta["new_embodiment"]["statistics"][modality][key]
-    if field == "both":  # each bound fits in float32, their difference does not
+    if field == "both":
         stats["min"], stats["max"] = [-value] * len(stats["min"]), [value] * len(stats["max"])
+    elif field == "swap":
+        stats["min"], stats["max"] = stats["max"], stats["min"]
     else:
         stats[field] = [value] * len(stats[field])
     meta_file.write_text(json.dumps(meta))  # inf/NaN as JSON's Infinity/NaN, which Python's json reads
@@ -75,6 +82,20 @@ def test_non_finite_statistics_are_named_at_load(tiny_checkpoint, tmp_path, moda
         load_policy(ckpt, device="cpu", warmup=False)
     text = str(err.value)
     assert text.startswith(f"{meta_file}: ") and words in text and "\n" not in text, text
+
+
+@pytest.mark.parametrize("resolution", [[1, 1], [1e6, 1e6], [-640, 480], [640, 0]])
+def test_impossible_camera_resolutions_are_named_at_load(tiny_checkpoint, tmp_path, resolution):
+    ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    meta_file = ckpt / "experiment_cfg" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["new_embodiment"]["modalities"]["video"]["webcam"]["resolution"] = resolution
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError) as err:
+        load_policy(ckpt, device="cpu", warmup=False)
+    text = str(err.value)
+    assert text.startswith(f"{meta_file}: new_embodiment.modalities.video.webcam.resolution ") and "\n" not in text
+    assert "is no camera resolution: expected [width, height], each side >= 16" in text, text
 
 
 def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path):
