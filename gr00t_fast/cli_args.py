@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib.util
+import math
 import sys
 from typing import Iterable, NoReturn, Sequence
 
-__all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missing_extra", "normalize_flag", "require"]
+__all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missing_extra", "non_negative", "normalize_flag",
+           "port", "positive", "require"]
 
 # optional module -> the gr00t-fast extra that installs it
 EXTRAS = {
@@ -24,7 +26,6 @@ EXTRAS = {
 }
 
 
-METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT"}
 
 
 def normalize_flag(arg: str) -> str:
@@ -39,6 +40,33 @@ def closest(name: str, options: Iterable[str]) -> str:
     """" (did you mean --x?)" for the option closest to `name`, or ""."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
     return f" (did you mean {match[0]}?)" if match else ""
+
+
+def port(text: str) -> int:
+    """A TCP port flag's value: 1-65535, or 0 for any free port (argparse `type=`)."""
+    value = int(text)  # argparse: "invalid port value"
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535 (0: any free one), got {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """A finite number > 0 (sizes, timeouts; argparse `type=`): inf and nan are refused."""
+    value = float(text)  # argparse: "invalid positive value"
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0 (grace periods; argparse `type=`)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT", port: "PORT", positive: "FLOAT", non_negative: "FLOAT"}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -82,6 +110,11 @@ class ArgumentParser(argparse.ArgumentParser):
             if name in self.deprecated:
                 print(f"{self.prog}: warning: {name} is deprecated, use {self.deprecated[name]}", file=sys.stderr)
                 args[i] = self.deprecated[name] + eq + value
+        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):  # before "required" errors
+            known = self.flags()
+            unknown = [a.partition("=")[0] for a in args[:end] if a.startswith("--") and a.partition("=")[0] not in known]
+            if unknown and unknown[0] not in ("--help",):
+                self.error(f"unknown flag {unknown[0]}{closest(unknown[0], known)}")
         return super().parse_known_args(args, namespace)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):

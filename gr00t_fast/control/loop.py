@@ -69,13 +69,13 @@ class ControlConfig:
             raise ValueError("lang_instruction is empty: give the task, e.g. --lang_instruction='Pick up the cube'")
         if self.mode not in typing.get_args(ControlMode):
             raise ValueError(f"mode must be one of {typing.get_args(ControlMode)}, got {self.mode!r}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if not math.isfinite(self.fps) or self.fps <= 0:
+            raise ValueError(f"fps must be a finite number > 0, got {self.fps}")
         if self.action_horizon < 1:
             raise ValueError(f"action_horizon must be >= 1, got {self.action_horizon}")
         if self.max_consecutive_failures < 1:
             raise ValueError(f"max_consecutive_failures must be >= 1, got {self.max_consecutive_failures}")
-        if self.inject_delay < 0:
+        if not math.isfinite(self.inject_delay) or self.inject_delay < 0:
             raise ValueError(f"inject_delay must be >= 0, got {self.inject_delay}")
         if self.rtc not in typing.get_args(RtcMode):
             raise ValueError(f"rtc must be one of {typing.get_args(RtcMode)}, got {self.rtc!r}")

@@ -14,6 +14,7 @@ checkpoint `make-checkpoint` generated (marked in its `gr00t_fast.json`). `--con
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -63,8 +64,13 @@ class RunConfig(PolicyConfig, ControlConfig):
     def __post_init__(self) -> None:
         PolicyConfig.__post_init__(self)
         ControlConfig.__post_init__(self)
-        if self.max_steps is not None and self.max_steps < 0 or self.duration is not None and self.duration <= 0:
+        if self.max_steps is not None and self.max_steps < 0 or self.duration is not None and not 0 < self.duration < math.inf:
             raise ValueError(f"max_steps must be >= 0 and duration > 0, got {self.max_steps} and {self.duration}")
+        if not 1 <= self.policy_port <= 65535 or self.policy_timeout_ms <= 0:
+            raise ValueError(f"policy_port must be 1-65535 and policy_timeout_ms > 0, got {self.policy_port} and "
+                             f"{self.policy_timeout_ms}")
+        if not math.isfinite(self.telemetry_interval) or self.telemetry_interval < 0:
+            raise ValueError(f"telemetry_interval must be a finite number >= 0, got {self.telemetry_interval}")
 
 
 def demo_checkpoint() -> Path:

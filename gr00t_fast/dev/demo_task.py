@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from gr00t_fast.model.fusion import split_state_dict
 from gr00t_fast.model.loading import load_model
 from gr00t_fast.model.provenance import mark_random
-from gr00t_fast.model.random_checkpoint import cached_checkpoint
+from gr00t_fast.model.random_checkpoint import cached_checkpoint, save_shard
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.model.inputs import EXAMPLE_INSTRUCTION, example_inputs
 
@@ -220,7 +220,7 @@ def write_action_head(checkpoint: Path, model: torch.nn.Module) -> None:
         tensors = load_file(str(checkpoint / shard))
         for name in tensors.keys() & trained.keys():
             tensors[name] = trained[name].to(tensors[name].dtype).contiguous()
-        save_file(tensors, str(checkpoint / shard), metadata={"format": "pt"})
+        save_shard(tensors, checkpoint / shard)
     readme = checkpoint / "DEMO_TASK.md"
     readme.write_text(f"Action head fitted to the scripted two-pose reach task of `{__name__}` (poses "
                       f"{POSES.tolist()}, {math.floor(STEP[0])} deg per step); backbone random, the DiT's "

@@ -8,11 +8,14 @@ chunks from two modes, for judging chunk switches and real-time chunking, which 
 """
 
 import math
+import sys
+from pathlib import Path
 
 from gr00t_fast.cli_args import ArgumentParser
+from gr00t_fast.control.outputs import output_error
 from gr00t_fast.dev.demo_task import FIT_STEPS, fit_reach
 from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, write_checkpoint
+from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint
 
 
 def build_parser() -> ArgumentParser:
@@ -36,10 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.demo_steps < 1:
         parser.error(f"--demo_steps must be >= 1, got {args.demo_steps}")
-    path = write_checkpoint(args.out, args.size, args.seed, args.dtype)
-    if args.demo_task:
-        first, last = fit_reach(path, steps=args.demo_steps, seed=args.seed)["loss"]
-        print(f"fitted the action head to the {args.demo_task} task: loss {first:.3f} -> {last:.4f}")
-    n = sum(math.prod(s) for s in parameter_shapes(Gr00tConfig.from_checkpoint(path)).values())
-    print(f"wrote {args.size} checkpoint ({n:,} parameters) to {path}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"--out {out} exists and is not an empty folder: remove it or choose another")
+    unwritable = output_error("--out", out / "config.json")
+    if unwritable:
+        parser.error(unwritable)
+    try:
+        with staged(out) as tmp:  # an interrupted or failed run leaves nothing at --out
+            write_checkpoint(tmp, args.size, args.seed, args.dtype)
+            if args.demo_task:
+                first, last = fit_reach(tmp, steps=args.demo_steps, seed=args.seed)["loss"]
+                print(f"fitted the action head to the {args.demo_task} task: loss {first:.3f} -> {last:.4f}")
+    except KeyboardInterrupt:
+        print(f"\ngr00t-fast make-checkpoint: interrupted; nothing written to {out}", file=sys.stderr, flush=True)
+        return 130
+    except OSError as e:
+        print(f"gr00t-fast make-checkpoint: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    n = sum(math.prod(s) for s in parameter_shapes(Gr00tConfig.from_checkpoint(out)).values())
+    print(f"wrote {args.size} checkpoint ({n:,} parameters) to {out}")
     return 0

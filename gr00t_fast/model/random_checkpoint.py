@@ -9,6 +9,7 @@ The command line is `gr00t-fast make-checkpoint` (`gr00t_fast.dev.make_checkpoin
 marked random (`gr00t_fast.model.provenance`): no real robot is driven with it.
 """
 
+import contextlib
 import copy
 import json
 import math
@@ -307,7 +308,7 @@ def write_checkpoint(
             fname = f"model-{i:05d}-of-{len(plan):05d}.safetensors"
             tensors = dict(_tensors(names, shapes, gen, torch_dtype, bar))
             bar.set_postfix_str(f"saving {fname}")
-            save_file(tensors, str(out / fname), metadata={"format": "pt"})
+            save_shard(tensors, out / fname)
             bar.set_postfix_str("", refresh=False)
             weight_map.update({n: fname for n in names})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
@@ -315,19 +316,44 @@ def write_checkpoint(
     return out
 
 
+def save_shard(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """`safetensors.torch.save_file`, then the mode every other file gets (safetensors writes 0600 through a temporary
+    file: another user of a shared checkpoint would be refused the shards and nothing else)."""
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+
+
+@contextlib.contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A fresh folder beside `path` to write a checkpoint into, renamed to `path` when the block completes and
+    removed when it fails or is interrupted: `path` holds a whole checkpoint or nothing. The rename's OSError (e.g.
+    `path` appeared meanwhile and is not empty) propagates, after the folder is removed."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def cached_checkpoint(name: str, size: str, finish: Callable[[Path], Any] | None = None) -> Path:
-    """The random-weight `size` checkpoint `<cache>/<name>`, generated on first use (atomically: written beside,
-    then renamed, so concurrent first uses never see half a checkpoint). `finish` runs on the written checkpoint
-    before the rename (e.g. the demo task's fit)."""
+    """The random-weight `size` checkpoint `<cache>/<name>`, generated on first use (`staged`: concurrent first uses
+    never see half a checkpoint). `finish` runs on the written checkpoint before the rename (e.g. the demo task's
+    fit)."""
     path = cache_dir() / name
     if not (path / "config.json").is_file():
         print(f"generating a random-weight {size} checkpoint in {path} ...", flush=True)
-        tmp = path.with_name(f"{name}.tmp{os.getpid()}")
-        write_checkpoint(tmp, size=size, seed=0, progress=True)
-        if finish is not None:
-            finish(tmp)
         try:
-            tmp.rename(path)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
+            with staged(path) as tmp:
+                write_checkpoint(tmp, size=size, seed=0, progress=True)
+                if finish is not None:
+                    finish(tmp)
+        except OSError:
+            if not (path / "config.json").is_file():
+                raise
+            # another process finished first
     return path

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any, Callable
 
-from gr00t_fast.cli_args import ArgumentParser
+from gr00t_fast.cli_args import ArgumentParser, non_negative, port, positive
 from gr00t_fast.loading import create_policy
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
@@ -37,11 +37,11 @@ def serve_parser() -> ArgumentParser:
     )
     add_policy_arguments(parser)
     add = parser.add_argument
-    add("--port", type=int, default=5555, help="TCP port")
+    add("--port", type=port, default=5555, help="TCP port (0: any free one)")
     add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
     add("--api_token", default=None, help="require this token in every request")
-    add("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
-    add("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+    add("--max_message_mb", type=positive, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
+    add("--request_timeout_s", type=positive, default=DEFAULT_REQUEST_TIMEOUT_S,
         help="a get_action not answered this long after it arrived gets an error reply (seconds)")
     add_load_arguments(parser, SERVE_MAX_BATCH)
     add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
@@ -60,14 +60,12 @@ def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:
             f"(default: {max_batch})")
     add("--max_queue", type=int, default=DEFAULT_MAX_QUEUE, help="get_action requests that may wait; beyond it, or "
         f"when a request could not be answered within --request_timeout_s, it is refused (default: {DEFAULT_MAX_QUEUE})")
-    add("--grace_s", type=float, default=DEFAULT_GRACE_S, help="on SIGTERM/SIGINT, how long requests already "
+    add("--grace_s", type=non_negative, default=DEFAULT_GRACE_S, help="on SIGTERM/SIGINT, how long requests already "
         f"received get to be answered before they get an error reply (default: {DEFAULT_GRACE_S:g})")
 
 
 def check_load_arguments(args: argparse.Namespace) -> None:
-    """ValueError (one line) for load flags out of range."""
-    if args.max_message_mb <= 0 or args.request_timeout_s <= 0 or args.grace_s < 0:
-        raise ValueError("--max_message_mb and --request_timeout_s must be > 0, --grace_s >= 0")
+    """ValueError (one line) for load flags out of range (the ports, sizes and times are checked by their types)."""
     if args.max_batch < 1 or args.max_queue < 1:
         raise ValueError(f"--max_batch and --max_queue must be >= 1, got {args.max_batch} and {args.max_queue}")
 
@@ -131,19 +129,19 @@ def fleet_parser() -> ArgumentParser:
         "also takes dashes (--model-path).")
     add_policy_arguments(parser)
     parser.add_argument("--max_batch", type=int, default=16, help="largest batch Triton forms")
-    parser.add_argument("--max_queue_delay_ms", type=float, default=5.0,
+    parser.add_argument("--max_queue_delay_ms", type=non_negative, default=5.0,
                         help="longest a request waits for others to batch with")
     parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front")
-    parser.add_argument("--port", type=int, default=5555, help="ZeroMQ front port")
+    parser.add_argument("--port", type=port, default=5555, help="ZeroMQ front port")
     parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request, and in the "
                         "triton-access-token header (gRPC: triton-grpc-protocol-triton-access-token) of Triton's")
     parser.add_argument("--triton_host", default="127.0.0.1", help="interface of Triton's gRPC/HTTP endpoints")
-    parser.add_argument("--grpc_port", type=int, default=8001, help="Triton gRPC port")
-    parser.add_argument("--http_port", type=int, default=8000, help="Triton HTTP port")
-    parser.add_argument("--metrics_port", type=int, default=8002, help="Triton metrics port")
-    parser.add_argument("--max_message_mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,
+    parser.add_argument("--grpc_port", type=port, default=8001, help="Triton gRPC port")
+    parser.add_argument("--http_port", type=port, default=8000, help="Triton HTTP port")
+    parser.add_argument("--metrics_port", type=port, default=8002, help="Triton metrics port")
+    parser.add_argument("--max_message_mb", type=positive, default=DEFAULT_MAX_MESSAGE_MB,
                         help="largest accepted ZeroMQ request in MiB")
-    parser.add_argument("--request_timeout_s", type=float, default=DEFAULT_REQUEST_TIMEOUT_S,
+    parser.add_argument("--request_timeout_s", type=positive, default=DEFAULT_REQUEST_TIMEOUT_S,
                         help="a get_action not answered this long after it arrived gets an error reply (seconds)")
     add_load_arguments(parser, max_batch=None)  # --max_batch above: Triton's batch is also a request's bound
     return parser

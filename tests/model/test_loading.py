@@ -224,3 +224,35 @@ def test_same_seed_same_weights(tmp_path):
     a = all_tensors(write_checkpoint(tmp_path / "a", "tiny", seed=1, progress=False))
     b = all_tensors(write_checkpoint(tmp_path / "b", "tiny", seed=1, progress=False))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_make_checkpoint_files_share_one_mode_and_a_full_out_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert make_checkpoint_main(["--size", "tiny", "--out", str(out)]) == 0
+    modes = {f.relative_to(out).as_posix(): oct(f.stat().st_mode & 0o777) for f in out.rglob("*") if f.is_file()}
+    assert len(set(modes.values())) == 1, modes  # the shards too (safetensors alone writes them 0600)
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # nothing left of the staging folder
+    with pytest.raises(SystemExit) as exit_:
+        make_checkpoint_main(["--size", "tiny", "--out", str(out)])
+    assert exit_.value.code == 2
+    assert f"--out {out} exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path):
+    import signal
+    import time
+
+    from processes import Command
+
+    out = tmp_path / "fitted"
+    command = Command(["make-checkpoint", "--size", "tiny", "--out", str(out), "--demo_task", "reach",
+                       "--demo_steps", "100000"])
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".fitted.tmp*")) and command.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the staging folder exists: the writing has begun
+    time.sleep(0.5)
+    command.send(signal.SIGINT)
+    code, _, err = command.finish()
+    assert code == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"gr00t-fast make-checkpoint: interrupted; nothing written to {out}"
+    assert list(tmp_path.iterdir()) == []

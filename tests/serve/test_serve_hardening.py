@@ -259,6 +259,26 @@ def test_bad_serve_flags_get_one_line(capsys):
     assert "denoising_steps must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--port", "70000"], "argument --port: a TCP port is 1-65535 (0: any free one), got 70000"),
+    (["--port", "-1"], "argument --port: a TCP port is 1-65535 (0: any free one), got -1"),
+    (["--max_message_mb", "inf"], "argument --max_message_mb: expected a finite number > 0, got inf"),
+    (["--max_message_mb", "nan"], "argument --max_message_mb: expected a finite number > 0, got nan"),
+    (["--request_timeout_s", "nan"], "argument --request_timeout_s: expected a finite number > 0, got nan"),
+    (["--grace_s", "-1"], "argument --grace_s: expected a finite number >= 0, got -1"),
+    (["--model-paht", "x"], "unknown flag --model_paht (did you mean --model_path?)"),
+])
+def test_serve_flags_out_of_range_or_misspelt_are_one_line_naming_the_flag(flags, words, capsys):
+    from gr00t_fast.serve.cli import fleet_main, serve_main
+
+    for main, program in ((serve_main, "gr00t-fast serve"), (fleet_main, "gr00t-fast fleet serve")):
+        argv = flags if "--model-paht" in flags else ["--model_path", "/nonexistent", *flags]
+        with pytest.raises(SystemExit) as exit_:
+            main(argv if main is serve_main else ["serve", *argv])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err == f"{program}: error: {words}", err
+
+
 def test_error_texts_are_bounded(policy):
     server = PolicyServer(policy, port=0)
     try:
