@@ -163,6 +163,7 @@ def run(cfg: RunConfig) -> int:
             if robot is not None:  # a signal while importing the simulator or LeRobot, or connecting
                 try:  # torque off whatever part of the connection was made
                     robot.disconnect()
+                    print("robot disconnected", flush=True)
                 except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
                     pass
             return interrupted("setting up the robot", _interrupt(e))

@@ -38,9 +38,15 @@ class PolicyClient:
         api_token: str | None = None,
         legacy_format: bool = False,
         robot_id: str | None = None,
+        array_format: str = "npy",
     ):
         """`robot_id` names this robot in every get_action (a fleet server's log and per-robot request counts;
-        without one the server goes by the connection, which a reconnect after a timeout changes)."""
+        without one the server goes by the connection, which a reconnect after a timeout changes). `array_format`:
+        how msgpack carries arrays, "npy" (Isaac-GR00T N1.5's `inference_service.py`, the default) or
+        "msgpack-numpy" (Isaac-GR00T main since May 2026); replies are read in either."""
+        if array_format not in protocol.ARRAY_FORMATS:
+            raise ValueError(f"array_format must be one of {protocol.ARRAY_FORMATS}, got {array_format!r}")
+        self.array_format = array_format
         self.robot_id = robot_id
         self.address = protocol.tcp_address(host, port)
         self.timeout_ms = timeout_ms
@@ -67,7 +73,7 @@ class PolicyClient:
         request = protocol.make_request(endpoint, data, self.api_token, error_map_ok=self.legacy_format)
         if self.robot_id is not None:
             request["robot_id"] = self.robot_id
-        message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request)
+        message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request, self.array_format)
         try:
             self.socket.send(message)
             reply = self.socket.recv()

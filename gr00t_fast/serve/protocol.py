@@ -1,20 +1,25 @@
 """The Isaac-GR00T ZeroMQ wire format: message (de)serialization and request validation.
 
 A request is a map `{"endpoint": str, "data": map, "api_token": str}`; a reply is the endpoint's result map or
-`{"error": str}`. Two encodings exist upstream:
+`{"error": str}`. Three encodings exist upstream; every one is read, and a server replies in the one its request
+came in:
 
-- msgpack (Isaac-GR00T since Sep 2025, the default here): numpy arrays travel as
+- msgpack with .npy arrays (Isaac-GR00T N1.5, Sep 2025 - May 2026; the default here): numpy arrays travel as
   `{"__ndarray_class__": True, "as_npy": <np.save bytes>}` and modality configs as
-  `{"__ModalityConfig_class__": True, "as_json": <json>}`. Arrays are decoded from the .npy bytes without pickle;
-  object arrays are refused.
+  `{"__ModalityConfig_class__": True, "as_json": <json>}`. Arrays are decoded from the .npy bytes without pickle.
+- msgpack with msgpack-numpy arrays (Isaac-GR00T main since 2026-05-07, its N1.6/N1.7 `PolicyClient`):
+  `{b"nd": True, b"type": "<f4", b"kind": b"", b"shape": [...], b"data": <raw bytes>}` (keys as bytes or str;
+  `nd: False` a numpy scalar), modality configs marked `__ModalityConfig__`. Decoded here without msgpack-numpy
+  (whose decoder would unpickle an object array): plain dtypes only, the size checked against the shape.
 - the legacy `torch.save` format (older Isaac-GR00T). Upstream decodes it with `torch.load(weights_only=False)`,
   i.e. a full pickle: whoever can send a message to such a server (or answer such a client) can run arbitrary code
   on it. Here it is off unless asked for, and decoded with `torch.load(weights_only=True)` plus an allowlist of
   the numpy reconstruction functions and plain dtypes only, so no arbitrary object can be built; the archive must
   be stored uncompressed, as torch.save writes it, so it never expands beyond its own size.
 
-Every decode is bounded: strings (`MAX_STR_BYTES`), maps (`MAX_MAP_KEYS`), lists (`MAX_LIST_ITEMS`), nesting
-(msgpack's own stack), archive entries; every error text is cut to `MAX_ERROR_CHARS`.
+Object arrays are refused in every encoding. Every decode is bounded: strings (`MAX_STR_BYTES`), maps
+(`MAX_MAP_KEYS`), lists (`MAX_LIST_ITEMS`), nesting (msgpack's own stack), array dimensions, archive entries; every
+error text is cut to `MAX_ERROR_CHARS`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config", "reset")  # reset: N1.6/N1.7 clients
 LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _NDARRAY = "__ndarray_class__"
-_MODALITY_CONFIG = "__ModalityConfig_class__"
+_MODALITY_CONFIG = "__ModalityConfig_class__"  # N1.5's marker; NVIDIA's current client reads it too
+MODALITY_CONFIG_MARKERS = (_MODALITY_CONFIG, "__ModalityConfig__")  # N1.5's, Isaac-GR00T main's
+ARRAY_FORMATS = ("npy", "msgpack-numpy")  # how a msgpack message carries arrays: N1.5's .npy bytes, or main's
+MAX_ARRAY_DIMS = 32
 MAX_STR_BYTES = 64 * 1024  # an instruction, a key (the tokenizer bounds instructions further, in tokens)
 MAX_MAP_KEYS = 1024  # keys per map (an observation has a handful)
 MAX_LIST_ITEMS = 4096  # items per list (a batch of instructions)
@@ -93,20 +101,75 @@ def npy_to_array(data: bytes) -> np.ndarray:
         raise
     except Exception as e:
         raise ProtocolError(f"invalid .npy header: {e}") from None
+    return _array(data, fp.tell(), dtype, shape, "F" if fortran_order else "C")
+
+
+def _array(data: bytes, offset: int, dtype: np.dtype, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
+    """An array of its own from `data[offset:]`, once the declared dtype and shape are checked against its size."""
     if dtype.hasobject:
         raise ProtocolError(f"object arrays are not allowed (dtype {dtype})")
     count = math.prod(shape)
-    payload = len(data) - fp.tell()
+    payload = len(data) - offset
     if count * dtype.itemsize != payload:
-        raise ProtocolError(f".npy array {shape} {dtype} needs {count * dtype.itemsize} bytes, got {payload}")
-    flat = np.frombuffer(data, dtype=dtype, count=count, offset=fp.tell())
-    return flat.reshape(shape, order="F" if fortran_order else "C").copy(order="K")
+        raise ProtocolError(f"array {tuple(shape)} {dtype} needs {count * dtype.itemsize} bytes, got {payload}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape, order=order).copy(order="K")
+
+
+def _field(entry: dict, name: str) -> Any:
+    """`entry[name]` under a str or a bytes key (msgpack-numpy writes bytes keys)."""
+    return entry[name] if name in entry else entry.get(name.encode())
+
+
+def _plain_dtype(text: Any) -> np.dtype:
+    """A msgpack-numpy array's dtype: a plain one named by its string (e.g. "<f4"), never object or structured."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    if not isinstance(text, str):
+        raise ProtocolError(f"msgpack-numpy 'type' must be a dtype string such as '<f4', got {type(text).__name__}")
+    try:
+        dtype = np.dtype(text)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(bounded(f"msgpack-numpy 'type' {text!r} is not a numpy dtype ({e})")) from None
+    if dtype.hasobject or dtype.kind == "V":
+        raise ProtocolError(f"msgpack-numpy arrays of dtype {dtype} are refused (object arrays are pickled, "
+                            "structured ones are no observation)")
+    return dtype
+
+
+def msgpack_numpy_to_array(entry: dict) -> np.ndarray | np.generic:
+    """Decode one msgpack-numpy entry (`nd` true: an array; false: a numpy scalar) without pickle."""
+    kind = _field(entry, "kind")
+    if kind not in (None, b"", ""):
+        raise ProtocolError(bounded(f"msgpack-numpy arrays of kind {kind!r} are refused (kind 'O' is a pickled "
+                                    "object array)"))
+    dtype, data = _plain_dtype(_field(entry, "type")), _field(entry, "data")
+    if not isinstance(data, bytes):
+        raise ProtocolError(f"msgpack-numpy 'data' must be bytes, got {type(data).__name__}")
+    if not _field(entry, "nd"):
+        return _array(data, 0, dtype, ())[()]
+    shape = _field(entry, "shape")
+    if (not isinstance(shape, (list, tuple)) or len(shape) > MAX_ARRAY_DIMS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ProtocolError(bounded(f"msgpack-numpy 'shape' must be a list of at most {MAX_ARRAY_DIMS} sizes >= 0, "
+                                    f"got {shape!r}"))
+    return _array(data, 0, dtype, tuple(shape))
+
+
+def array_to_msgpack_numpy(array: np.ndarray | np.generic) -> dict[bytes, Any]:
+    """An array (or numpy scalar) as msgpack-numpy 0.4.8 writes it, bytes keys and all (its decoder looks for
+    those)."""
+    array = np.asarray(array)
+    if array.dtype.hasobject or array.dtype.kind == "V":
+        raise TypeError(f"cannot send an array of dtype {array.dtype} (object or structured)")
+    data = np.ascontiguousarray(array).tobytes()
+    return {b"nd": True, b"type": array.dtype.str, b"kind": b"", b"shape": list(array.shape), b"data": data}
 
 
 # --- msgpack ----------------------------------------------------------------------------------------------------
 
 
-def _encode_custom(obj: Any) -> Any:
+def _encode_npy(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return {_NDARRAY: True, "as_npy": array_to_npy(obj)}
     if isinstance(obj, np.generic):  # numpy scalars travel as 0-d arrays
@@ -114,31 +177,55 @@ def _encode_custom(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
-def _decode_custom(obj: dict) -> Any:
-    if _MODALITY_CONFIG in obj:
-        try:
-            return json.loads(obj["as_json"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProtocolError(f"invalid ModalityConfig entry: {e}") from None
-    if _NDARRAY in obj:
-        if "as_npy" not in obj:
-            raise ProtocolError("ndarray entry without 'as_npy'")
-        return npy_to_array(obj["as_npy"])
-    return obj
+def _encode_msgpack_numpy(obj: Any) -> Any:
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return array_to_msgpack_numpy(obj)
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
-def pack(obj: Any) -> bytes:
-    """msgpack-encode a message (numpy arrays as .npy entries)."""
-    return msgpack.packb(obj, default=_encode_custom, use_bin_type=True)
+_ENCODERS = {"npy": _encode_npy, "msgpack-numpy": _encode_msgpack_numpy}
 
 
-def unpack(data: bytes) -> Any:
-    """Decode a msgpack message within the size bounds; anything malformed raises ProtocolError."""
+def _decoder(seen: set[str] | None) -> Any:
+    """msgpack's object hook: array and modality-config entries of every format; the array formats met go into
+    `seen`."""
+
+    def decode(obj: dict) -> Any:
+        marker = next((m for m in MODALITY_CONFIG_MARKERS if m in obj or m.encode() in obj), None)
+        if marker is not None:
+            payload = _field(obj, "as_json")
+            try:
+                return json.loads(payload) if isinstance(payload, (str, bytes)) else dict(payload)
+            except (TypeError, ValueError) as e:
+                raise ProtocolError(f"invalid ModalityConfig entry: {e}") from None
+        if _NDARRAY in obj:
+            if "as_npy" not in obj:
+                raise ProtocolError("ndarray entry without 'as_npy'")
+            if seen is not None:
+                seen.add("npy")
+            return npy_to_array(obj["as_npy"])
+        if b"nd" in obj or ("nd" in obj and "data" in obj):
+            if seen is not None:
+                seen.add("msgpack-numpy")
+            return msgpack_numpy_to_array(obj)
+        return obj
+
+    return decode
+
+
+def pack(obj: Any, array_format: str = "npy") -> bytes:
+    """msgpack-encode a message, numpy arrays as .npy entries (N1.5) or msgpack-numpy ones (`ARRAY_FORMATS`)."""
+    return msgpack.packb(obj, default=_ENCODERS[array_format], use_bin_type=True)
+
+
+def unpack(data: bytes, seen: set[str] | None = None) -> Any:
+    """Decode a msgpack message within the size bounds, arrays in either format (the formats met are added to
+    `seen`); anything malformed raises ProtocolError."""
     if is_legacy(data):
         raise ProtocolError("the message is in the legacy torch.save format, not msgpack (legacy_format=True / "
                             "--policy_legacy_format talks to such a server)")
     try:
-        return msgpack.unpackb(data, object_hook=_decode_custom, raw=False, max_str_len=MAX_STR_BYTES,
+        return msgpack.unpackb(data, object_hook=_decoder(seen), raw=False, max_str_len=MAX_STR_BYTES,
                                max_map_len=MAX_MAP_KEYS, max_array_len=MAX_LIST_ITEMS, max_ext_len=0)
     except ProtocolError:
         raise
@@ -146,6 +233,11 @@ def unpack(data: bytes) -> Any:
         raise ProtocolError("undecodable msgpack message: nested too deeply") from None
     except Exception as e:  # msgpack raises a zoo of types (ExtraData, FormatError, ValueError, ...)
         raise ProtocolError(bounded(f"undecodable msgpack message ({type(e).__name__}: {e})")) from None
+
+
+def reply_format(seen: set[str]) -> str:
+    """The array format to answer a request in: msgpack-numpy when it came so, else N1.5's .npy."""
+    return "msgpack-numpy" if "msgpack-numpy" in seen else "npy"
 
 
 def modality_config_to_wire(config: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ The sockets are bound before the model loads, so an address it cannot use is rep
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import threading
@@ -183,7 +184,10 @@ class PolicyServer:
                     "legacy torch.save messages are disabled (they are pickle-based); use a msgpack client "
                     "or start the server with --allow-legacy-format"
                 )
-            request = protocol.unpack_legacy(message) if legacy else protocol.unpack(message)
+            seen: set[str] = set()
+            request = protocol.unpack_legacy(message) if legacy else protocol.unpack(message, seen)
+            if not legacy:  # the reply's arrays in the request's format (NVIDIA's current client: msgpack-numpy)
+                encode = functools.partial(protocol.pack, array_format=protocol.reply_format(seen))
             endpoint, data, api_token = protocol.validate_request(request)
             error_map_ok = error_map_ok or request.get(protocol.ERROR_MAP_FIELD) is True
             if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):

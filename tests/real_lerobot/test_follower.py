@@ -61,41 +61,41 @@ def test_runner_drives_lerobots_follower_over_the_bus(mode, bus, camera, trained
     assert "robot disconnected" in out.out
 
 
-def test_missing_calibration_stops_before_the_model_with_the_calibrate_command(bus, camera, tmp_path, capsys):
-    assert run.main(flags(bus, tmp_path / "empty", "--model_path=/never/loaded")) == 2
+def test_missing_calibration_stops_before_the_model_with_the_calibrate_command(bus, camera, trained_stand_in, tmp_path, capsys):
+    assert run.main(flags(bus, tmp_path / "empty", f"--model_path={trained_stand_in}")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no calibration file" in err
     assert f"lerobot-calibrate --robot.type=so100_follower --robot.port={bus.port} --robot.id=black" in err
 
 
-def test_wrong_port_and_silent_port(camera, tmp_path, capsys):
+def test_wrong_port_and_silent_port(camera, trained_stand_in, tmp_path, capsys):
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
-    absent = flags(type("Bus", (), {"port": "/dev/ttyACM_nothing"}), calibration_dir, "--model_path=/never/loaded")
+    absent = flags(type("Bus", (), {"port": "/dev/ttyACM_nothing"}), calibration_dir, f"--model_path={trained_stand_in}")
     assert run.main(absent) == 2
     assert "serial port /dev/ttyACM_nothing does not exist" in capsys.readouterr().err
     silent = SimulatedFeetechBus({}, {})  # a serial device where no servo answers
     try:
-        assert run.main(flags(silent, calibration_dir, "--model_path=/never/loaded")) == 2
+        assert run.main(flags(silent, calibration_dir, f"--model_path={trained_stand_in}")) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Missing motor IDs" in err
     finally:
         silent.close()
 
 
-def test_a_port_that_is_no_device_path_is_left_to_lerobot(camera, tmp_path, capsys):
+def test_a_port_that_is_no_device_path_is_left_to_lerobot(camera, trained_stand_in, tmp_path, capsys):
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
-    windows = flags(type("Bus", (), {"port": "COM3"}), calibration_dir, "--model_path=/never/loaded")
+    windows = flags(type("Bus", (), {"port": "COM3"}), calibration_dir, f"--model_path={trained_stand_in}")
     assert run.main(windows) == 2  # LeRobot (pyserial) tries it, and cannot open it here; on Windows it would
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Could not connect on port 'COM3'" in err and "does not exist" not in err
 
 
-def test_dead_camera_closes_the_bus_and_says_so(bus, camera, tmp_path, capsys):
+def test_dead_camera_closes_the_bus_and_says_so(bus, camera, trained_stand_in, tmp_path, capsys):
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
-    assert run.main(flags(bus, calibration_dir, "--model_path=/never/loaded", camera_index=3)) == 2
+    assert run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", camera_index=3)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Failed to open OpenCVCamera(3)" in err
     assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())
@@ -174,3 +174,44 @@ def test_camera_read_failures_become_camera_errors(bus, camera, tmp_path):
             robot.get_observation()
     finally:
         robot.disconnect()
+
+
+def test_a_full_disk_mid_run_leaves_the_run_to_its_normal_end_torque_off(bus, camera, trained_stand_in, tmp_path,
+                                                                         capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--max_steps=10",
+                        "--record=/dev/full"))
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "--record: writing /dev/full failed: no space left on device" in out.err
+    assert "10 steps done" in out.out and "robot disconnected" in out.out
+    assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())
+
+
+def test_sigterm_once_the_arm_is_connected_turns_its_torque_off(bus, camera, trained_stand_in, tmp_path, capsys):
+    """SIGTERM as soon as LeRobot has switched the torque on (the model then loads, or warms up): the run ends with
+    the torque off, whichever phase the signal lands in."""
+    import os
+    import signal
+    import threading
+    import time
+
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+
+    def terminate_once_connected():
+        deadline = time.monotonic() + 120
+        while not any(bus.torque_on(i) for i in MOTOR_IDS.values()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=terminate_once_connected)
+    sender.start()
+    # run.run, not run.main: main leaves at once (os._exit) while a load still runs on the torch thread
+    rc = run.run(run.parse(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--duration=30")))
+    sender.join()
+    out = capsys.readouterr()
+    assert rc in (0, 143), out.err
+    assert "robot disconnected" in out.out and "Traceback" not in out.err
+    assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())

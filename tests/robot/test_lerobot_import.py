@@ -18,18 +18,19 @@ from gr00t_fast.robot.lerobot_version import LEROBOT_FOR_PYTHON, lerobot_problem
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = ".".join(map(str, sys.version_info[:3]))
-RUN = [sys.executable, "-m", "gr00t_fast.cli", "run", "--robot.type=so100_follower", "--robot.port=/dev/null",
-       "--model_path=/never/loaded"]
+RUN = [sys.executable, "-m", "gr00t_fast.cli", "run", "--robot.type=so100_follower", "--robot.port=/dev/null"]
 
 
-def run_with(path_first: list[str]) -> subprocess.CompletedProcess:
+def run_with(path_first: list[str], checkpoint) -> subprocess.CompletedProcess:
+    """`gr00t-fast run` on the follower (the checkpoint is valid: it is checked before the robot is set up)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path_first, str(REPO)])}
-    return subprocess.run(RUN, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run([*RUN, f"--model_path={checkpoint}"], capture_output=True, text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lerobot") is not None, reason="LeRobot is installed here")
-def test_missing_lerobot_is_one_line_with_what_to_install():
-    done = run_with([])
+def test_missing_lerobot_is_one_line_with_what_to_install(trained_stand_in):
+    done = run_with([], trained_stand_in)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip()
     release = LEROBOT_FOR_PYTHON[sys.version_info[:2]]
@@ -38,14 +39,14 @@ def test_missing_lerobot_is_one_line_with_what_to_install():
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="LeRobot 0.6.1 imports on Python >= 3.12")
-def test_lerobot_too_new_for_this_python_is_one_line(tmp_path_factory):
+def test_lerobot_too_new_for_this_python_is_one_line(tmp_path_factory, trained_stand_in):
     target = tmp_path_factory.mktemp("lerobot061")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
            "--ignore-requires-python", "--target", str(target), "lerobot==0.6.1"]
     install = subprocess.run(pip, capture_output=True, text=True, timeout=300)
     if install.returncode != 0:
         pytest.skip(f"LeRobot 0.6.1 could not be downloaded here: {install.stderr.strip()[-300:]}")
-    done = run_with([str(target)])
+    done = run_with([str(target)], trained_stand_in)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip()
     assert len(err.splitlines()) == 1, err

@@ -1,16 +1,14 @@
-"""`gr00t-fast serve` answering Isaac-GR00T N1.6/N1.7 clients (`{"observation", "options"}` -> `[action, info]`,
-`reset`) for an N1.5 model, over loopback.
+"""`gr00t-fast serve` driven by NVIDIA's current client: Isaac-GR00T main's own `PolicyClient`
+(`../shared/isaac_main`, or $GR00T_ISAAC_MAIN_SRC), which sends msgpack-numpy arrays and the N1.6/N1.7 request
+shape (`{"observation", "options"}` -> `[action, info]`, `reset`), against an N1.5 model, over loopback.
 
-The client is NVIDIA's own `PolicyClient` from Isaac-GR00T main (`gr00t/policy/server_client.py`) when
-$GR00T_ISAAC_MAIN_SRC names a checkout of it whose `gr00t` package imports; NVIDIA publishes that code on no package
-index (PyPI's nvidia-gr00t-sdk 0.1.0 is the April 2025 N1 code, without it), so without that checkout the client is
-`WireClient` below: the same messages, written from that file's documented shapes (msgpack, numpy arrays as
-`{"__ndarray_class__": True, "as_npy": np.save bytes}`, `{"endpoint", "data"}` requests)."""
+It needs msgpack-numpy (the test extra pins NVIDIA's 0.4.8); without it or the client's source the module skips.
+The N1.5 clients' .npy arrays are tested in tests/serve/test_serve.py; both formats meet here only where the reply
+must follow the request's."""
 
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import sys
 
@@ -18,119 +16,135 @@ import msgpack
 import numpy as np
 import pytest
 import torch
-import zmq
 
-from gr00t_fast.serve import PolicyServer
+from gr00t_fast.serve import PolicyServer, protocol
+from shared_data import shared_path
+
+pytest.importorskip("msgpack_numpy", reason="NVIDIA's current client needs msgpack-numpy (pip install msgpack-numpy)")
 
 INSTRUCTION = "pick up the cube"
 
 
-class WireClient:
-    """Isaac-GR00T main's PolicyClient protocol, from its documented message shapes (see the module docstring)."""
-
-    def __init__(self, port: int, timeout_ms: int = 60000):
-        self.socket = zmq.Context.instance().socket(zmq.REQ)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
-        self.socket.connect(f"tcp://127.0.0.1:{port}")
-
-    @staticmethod
-    def _encode(obj):
-        if isinstance(obj, np.ndarray):
-            out = io.BytesIO()
-            np.save(out, obj, allow_pickle=False)
-            return {"__ndarray_class__": True, "as_npy": out.getvalue()}
-        return obj
-
-    @staticmethod
-    def _decode(obj):
-        if isinstance(obj, dict) and "__ndarray_class__" in obj:
-            return np.load(io.BytesIO(obj["as_npy"]), allow_pickle=False)
-        return obj
-
-    def call_endpoint(self, endpoint: str, data: dict | None = None):
-        self.socket.send(msgpack.packb({"endpoint": endpoint, "data": data}, default=self._encode))
-        response = msgpack.unpackb(self.socket.recv(), object_hook=self._decode)
-        if isinstance(response, dict) and "error" in response:
-            raise RuntimeError(f"Server error: {response['error']}")
-        return response
-
-    def get_action(self, observation: dict, options: dict | None = None) -> tuple[dict, dict]:
-        return tuple(self.call_endpoint("get_action", {"observation": observation, "options": options}))
-
-    def reset(self, options: dict | None = None) -> dict:
-        return self.call_endpoint("reset", {"options": options})
-
-    def close(self) -> None:
-        self.socket.close()
-
-
-def nvidia_client(port: int):
-    """NVIDIA's PolicyClient from $GR00T_ISAAC_MAIN_SRC, else WireClient."""
-    source = os.environ.get("GR00T_ISAAC_MAIN_SRC")
-    if not source:
-        return WireClient(port)
+def nvidia_client_module():
+    """`gr00t.policy.server_client` from Isaac-GR00T main (torch-free copy in ../shared/isaac_main)."""
+    source = os.environ.get("GR00T_ISAAC_MAIN_SRC") or str(shared_path("isaac_main"))
     sys.path.insert(0, source)
     try:
-        server_client = importlib.import_module("gr00t.policy.server_client")
+        return importlib.import_module("gr00t.policy.server_client")
     finally:
         sys.path.remove(source)
-    return server_client.PolicyClient(host="127.0.0.1", port=port, timeout_ms=60000, strict=False)
+
+
+def nvidia_client(port: int, **kwargs):
+    return nvidia_client_module().PolicyClient(host="127.0.0.1", port=port, timeout_ms=60000, strict=False, **kwargs)
 
 
 class FixedNoise:
-    """The tiny policy with the sampler's noise pinned server-side (noise is not part of the protocol)."""
+    """The policy with the sampler's noise pinned server-side (noise is not part of the protocol)."""
 
     def __init__(self, policy, noise):
         self.policy, self.noise, self.data_config = policy, noise, policy.data_config
+        self.processor = policy.processor  # its request bounds: at most max_batch observations, the pixel budget
 
     def get_action(self, observation):
-        return self.policy.get_action(observation, noise=self.noise)
+        noise = self.noise.expand(len(observation["annotation.human.task_description"]), -1, -1)
+        return self.policy.get_action(observation, noise=noise)
 
     def get_modality_config(self):
         return self.policy.get_modality_config()
 
 
+def serve(policy, noise, **options):
+    return PolicyServer(FixedNoise(policy, noise), host="127.0.0.1", port=0, poll_ms=20, **options)
+
+
 @pytest.fixture(scope="module")
-def served(tiny_checkpoint):
+def noise():
+    return torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
     from gr00t_fast import load_policy
 
-    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
-    noise = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
-    server = PolicyServer(FixedNoise(policy, noise), host="127.0.0.1", port=0, poll_ms=20)
-    with server.in_thread(join_timeout=5):
+    return load_policy(tiny_checkpoint, device="cpu", warmup=False, max_batch=2)
+
+
+@pytest.fixture(scope="module")
+def served(policy, noise):
+    with serve(policy, noise).in_thread(join_timeout=5) as server:
         client = nvidia_client(server.port)
         yield policy, noise, client
-        getattr(client, "close", lambda: None)()
+        client.close()
 
 
-def nested_observation(seed: int, camera: str = "webcam") -> dict:
-    """An observation as an N1.6/N1.7 client sends it: batch 1, horizon 1."""
+def nested_observation(seed: int, cameras=("webcam",), batch: int = 1) -> dict:
+    """An observation as NVIDIA's current client sends it: (B, T=1, ...) arrays, (B, 1) instructions."""
     rng = np.random.default_rng(seed)
-    return {"video": {camera: rng.integers(0, 256, (1, 1, 480, 640, 3), dtype=np.uint8)},
-            "state": {"single_arm": rng.uniform(-90, 90, (1, 1, 5)).astype(np.float32),
-                      "gripper": rng.uniform(0, 100, (1, 1, 1)).astype(np.float32)},
-            "language": {"annotation.human.task_description": [[INSTRUCTION]]}}
+    return {"video": {camera: rng.integers(0, 256, (batch, 1, 480, 640, 3), dtype=np.uint8) for camera in cameras},
+            "state": {"single_arm": rng.uniform(-90, 90, (batch, 1, 5)).astype(np.float32),
+                      "gripper": rng.uniform(0, 100, (batch, 1, 1)).astype(np.float32)},
+            "language": {"annotation.human.task_description": [[INSTRUCTION]] * batch}}
 
 
-def test_nested_request_gets_the_n15_models_actions(served):
+def flat(observation: dict) -> dict:
+    """The same observation in N1.5's flat keys, for the in-process policy."""
+    out = {f"video.{k}": v for k, v in observation["video"].items()}
+    out.update({f"state.{k}": v for k, v in observation["state"].items()})
+    (rows,) = observation["language"].values()
+    out["annotation.human.task_description"] = [row[0] for row in rows]
+    return out
+
+
+def assert_same_actions(action: dict, expected: dict) -> None:
+    assert sorted(action) == sorted(k.removeprefix("action.") for k in expected)
+    for key in action:
+        assert action[key].dtype == np.float32, key
+        assert action[key].tobytes() == expected[f"action.{key}"].tobytes(), key  # bit for bit
+
+
+def test_ping_modality_config_and_reset(served):
+    _, _, client = served
+    assert client.ping()
+    config = client.get_modality_config()
+    types = nvidia_client_module().ModalityConfig
+    assert all(isinstance(c, types) for c in config.values())  # NVIDIA's own ModalityConfig objects
+    assert config["video"].modality_keys == ["video.webcam"] and len(config["action"].delta_indices) == 16
+    assert client.reset(options=None) == {}
+
+
+def test_get_action_is_the_in_process_policys_bit_for_bit(served):
     policy, noise, client = served
     observation = nested_observation(0)
     action, info = client.get_action(observation, options=None)
-    flat = {"video.webcam": observation["video"]["webcam"], "state.single_arm": observation["state"]["single_arm"],
-            "state.gripper": observation["state"]["gripper"], "annotation.human.task_description": [INSTRUCTION]}
-    expected = policy.get_action(flat, noise=noise)
-    assert info == {} and sorted(action) == ["gripper", "single_arm"]
-    for key in action:
-        assert action[key].dtype == np.float32 and action[key].shape == expected[f"action.{key}"].shape
-        assert action[key].tobytes() == expected[f"action.{key}"].tobytes(), key  # (1, 16, D), bit for bit
-    assert action["single_arm"].shape == (1, 16, 5)
+    assert info == {} and action["single_arm"].shape == (1, 16, 5)
+    assert_same_actions(action, policy.get_action(flat(observation), noise=noise))
     # keys carrying their modality prefix (as this server's N1.5 get_modality_config lists them) work as well
-    prefixed = nested_observation(0, camera="video.webcam")
-    prefixed["state"] = {f"state.{k}": v for k, v in prefixed["state"].items()}
+    prefixed = {"video": {"video.webcam": observation["video"]["webcam"]},
+                "state": {f"state.{k}": v for k, v in observation["state"].items()},
+                "language": observation["language"]}
     again, _ = client.get_action(prefixed, options={"anything": 1})
     assert again["gripper"].tobytes() == action["gripper"].tobytes()
-    assert client.reset(options=None) == {}
+
+
+def test_a_batch_of_two(served):
+    policy, noise, client = served
+    observation = nested_observation(2, batch=2)
+    action, _ = client.get_action(observation)
+    assert action["single_arm"].shape == (2, 16, 5)
+    assert_same_actions(action, policy.get_action(flat(observation), noise=noise.expand(2, -1, -1)))
+
+
+def test_two_cameras(tiny_checkpoint, noise):
+    from gr00t_fast import load_policy
+
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False, data_config="so100_dualcam")
+    with serve(policy, noise).in_thread(join_timeout=5) as server:
+        client = nvidia_client(server.port)
+        observation = nested_observation(3, cameras=("front", "wrist"))
+        action, _ = client.get_action(observation)
+        assert_same_actions(action, policy.get_action(flat(observation), noise=noise))
+        client.close()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -138,8 +152,9 @@ def test_nested_request_gets_the_n15_models_actions(served):
                                                                   "takes webcam"),
     (lambda o: o["language"].update({"annotation.human.task_description": ["no time axis"]}), "(B, 1) nested lists"),
     (lambda o: o.pop("language"), "'observation' must be a map of ['video', 'state', 'language']"),
+    (lambda o: o["state"].update(single_arm=np.full((1, 1, 5), np.nan, np.float32)), "state.single_arm"),
 ])
-def test_bad_nested_requests_get_one_line_and_the_server_serves_on(served, change, message):
+def test_a_bad_request_is_one_line_and_the_next_good_one_is_answered(served, change, message):
     _, _, client = served
     observation = nested_observation(1)
     change(observation)
@@ -148,3 +163,81 @@ def test_bad_nested_requests_get_one_line_and_the_server_serves_on(served, chang
     assert message in str(raised.value) and "\n" not in str(raised.value)
     action, _ = client.get_action(nested_observation(1))
     assert np.isfinite(action["single_arm"]).all()
+
+
+def test_the_api_token(policy, noise):
+    with serve(policy, noise, api_token="s3cret").in_thread(join_timeout=5) as server:
+        stranger, member = nvidia_client(server.port), nvidia_client(server.port, api_token="s3cret")
+        with pytest.raises(RuntimeError, match="Unauthorized"):
+            stranger.get_action(nested_observation(0))
+        action, _ = member.get_action(nested_observation(0))
+        assert action["single_arm"].shape == (1, 16, 5)
+        stranger.close()
+        member.close()
+
+
+def test_the_reply_follows_the_requests_array_format(policy, noise):
+    """An N1.5 client gets .npy arrays back, NVIDIA's current one msgpack-numpy ones (with the bytes keys its
+    msgpack-numpy decoder looks for)."""
+    import msgpack_numpy
+
+    server = serve(policy, noise)
+    try:
+        observation = flat(nested_observation(0))
+        for array_format, marker in (("npy", "__ndarray_class__"), ("msgpack-numpy", b"nd")):
+            request = protocol.make_request("get_action", observation)
+            raw = msgpack.unpackb(server.handle(protocol.pack(request, array_format)), raw=False)
+            assert all(marker in entry for entry in raw.values()), (array_format, raw)
+        reply = server.handle(protocol.pack(protocol.make_request("get_action", observation), "msgpack-numpy"))
+        decoded = msgpack.unpackb(reply, object_hook=msgpack_numpy.decode, raw=False)  # msgpack-numpy's own reader
+        assert_same_actions({k.removeprefix("action."): v for k, v in decoded.items()},
+                            policy.get_action(observation, noise=noise))
+    finally:
+        server.close()
+
+
+def test_pickled_object_arrays_and_unplain_dtypes_are_refused_in_one_line(policy, noise):
+    import msgpack_numpy
+
+    server = serve(policy, noise)
+    try:
+        observation = flat(nested_observation(0))
+        forged = [
+            {**observation, "state.gripper": np.array([[1.0, "x"]], dtype=object)},  # msgpack-numpy pickles it
+        ]
+        for bad in forged:
+            message = msgpack.packb({"endpoint": "get_action", "data": bad}, default=msgpack_numpy.encode)
+            reply = protocol.unpack(server.handle(message))
+            assert "kind b'O' are refused" in reply["error"] and "\n" not in reply["error"], reply
+        structured = {b"nd": True, b"type": [["a", "<f4"]], b"kind": b"V", b"shape": [1], b"data": b"\0" * 4}
+        for entry, words in ((structured, "refused"), ({**structured, b"kind": b"", b"type": "|O"}, "refused"),
+                             ({**structured, b"kind": b"", b"type": "<f4", b"shape": [10**6]}, "needs 4000000 bytes")):
+            message = protocol.pack({"endpoint": "get_action", "data": {**observation, "state.gripper": entry}},
+                                    "msgpack-numpy")
+            reply = protocol.unpack(server.handle(message))
+            assert words in reply["error"], reply
+        assert "action.single_arm" in protocol.unpack(server.handle(protocol.pack(
+            protocol.make_request("get_action", observation), "msgpack-numpy")))
+    finally:
+        server.close()
+
+
+def test_the_batch_pixel_and_size_bounds_hold_for_msgpack_numpy(policy, noise):
+    server = serve(policy, noise)  # the policy takes at most 2 observations per request
+    try:
+        too_many = flat(nested_observation(0, batch=3))
+        reply = protocol.unpack(server.handle(protocol.pack(protocol.make_request("get_action", too_many),
+                                                            "msgpack-numpy")))
+        assert "a batch of 3 observations exceeds the bound of 2" in reply["error"], reply
+        many_frames = flat(nested_observation(0))  # 200 tiny frames: 38 KB on the wire, 200 frames once resized
+        many_frames["video.webcam"] = np.zeros((1, 200, 8, 8, 3), np.uint8)
+        reply = protocol.unpack(server.handle(protocol.pack(protocol.make_request("get_action", many_frames),
+                                                            "msgpack-numpy")))
+        assert "beyond the budget" in reply["error"], reply
+        huge = flat(nested_observation(0))
+        huge["video.webcam"] = np.zeros((1, 1, 8192, 8192, 3), np.uint8)
+        reply = protocol.unpack(server.handle(protocol.pack(protocol.make_request("get_action", huge),
+                                                            "msgpack-numpy")))
+        assert "exceeds the limit of 64.0 MB (--max-message-mb)" in reply["error"], reply
+    finally:
+        server.close()
