@@ -19,6 +19,8 @@ if [ ! -f "$ENV/.complete" ]; then
        "matplotlib>=3.7"
   touch "$ENV/.complete"
 fi
+# NVIDIA's current PolicyClient needs msgpack-numpy (also in an environment built before it was added)
+"$ENV/bin/pip" install -q --disable-pip-version-check "msgpack-numpy==0.4.8"
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

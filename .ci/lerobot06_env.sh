@@ -29,6 +29,8 @@ if [ ! -f "$ENV/.complete" ]; then
 fi
 # gr00t-fast's LeRobot policy plugin (policy type gr00t_fast for lerobot-rollout / lerobot-eval)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/plugins/lerobot_policy_gr00t_fast"
+# NVIDIA's current PolicyClient needs msgpack-numpy (also in an environment built before it was added)
+"$ENV/bin/pip" install -q --disable-pip-version-check "msgpack-numpy==0.4.8"
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

@@ -15,6 +15,7 @@ from gr00t_fast.backends import Backend, require_backend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.export import ensure_artifacts
 from gr00t_fast.model import load_model
+from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.model.quantize import MODES, quantize_linears
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
@@ -56,6 +57,7 @@ def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, dat
 def load_policy(
     model_path: str | Path,
     *,
+    revision: str | None = None,
     embodiment_tag: str = "new_embodiment",
     data_config: "str | Path | DataConfig" = "auto",
     denoising_steps: int | None = None,
@@ -72,7 +74,8 @@ def load_policy(
     image_preprocessing: str = "auto",
     max_batch: int = IN_PROCESS_MAX_BATCH,
 ) -> Gr00tPolicy:
-    """Load a GR00T N1.5 checkpoint as a policy.
+    """Load a GR00T N1.5 checkpoint as a policy: a folder, or a Hugging Face model id `ORG/NAME` at `revision`
+    (resolved by huggingface_hub: its cache, HF_HUB_OFFLINE, its token; `gr00t_fast.model.hub`).
 
     `data_config`: "auto" (so100 for Isaac-GR00T checkpoints, the checkpoint's own keys for LeRobot ones),
     "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from the checkpoint) or a DataConfig. `device` defaults to CUDA when available. `dtype`: "auto"
@@ -97,6 +100,7 @@ def load_policy(
     if max_instruction_tokens < 1:
         raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
     bounds = RequestBounds(max_batch)
+    model_path = resolve_checkpoint(model_path, revision)
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     if dtype == "auto" and backend not in TORCH_BACKENDS:

@@ -33,6 +33,7 @@ from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.loading import create_policy
+from gr00t_fast.model.hub import HubError, resolve_checkpoint
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.runtime.torch_thread import exit_if_busy
@@ -140,6 +141,13 @@ def run(cfg: RunConfig) -> int:
     seconds, not after the model. Every setup failure is one line and exit code 2. Once connected, the robot is
     disconnected (torque off) on every way out: an error, Ctrl-C (any number of times) or SIGTERM at any moment
     (`StopSignals`)."""
+    if cfg.model_path and not cfg.policy_host:  # a Hugging Face model id: its snapshot folder from here on
+        try:
+            cfg.model_path = str(resolve_checkpoint(cfg.model_path, cfg.revision))
+        except HubError as e:
+            return setup_error(e)
+        except KeyboardInterrupt:
+            return interrupted("downloading the checkpoint")
     refused = unchosen_weights(cfg)
     if refused:  # before anything connects: the arm's torque is never switched on
         return setup_error(f"refusing to drive: {refused}")

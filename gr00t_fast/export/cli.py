@@ -15,6 +15,7 @@ import torch
 
 from gr00t_fast.cli_args import ArgumentParser, require
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
+from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.model.inputs import example_inputs
 
@@ -28,7 +29,9 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="gr00t-fast export", deprecated={"--steps": "--denoising_steps"},
                             description=__doc__.split("\n\n")[0] + " Every flag also takes dashes (--model-path).")
     parser.add_argument("target", choices=list(NEEDS), help="onnx (fp32 graphs), tensorrt (engines) or int8 (graphs)")
-    parser.add_argument("--model_path", required=True, help="GR00T N1.5 checkpoint directory")
+    parser.add_argument("--model_path", required=True, help="GR00T N1.5 checkpoint directory, or a Hugging Face "
+                        "model id ORG/NAME")
+    parser.add_argument("--revision", default=None, help="with a model id: its branch, tag or commit (default: main)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--data_config", default="so100", help="decides the camera count (prompt length)")
     parser.add_argument("--denoising_steps", type=int, default=None,
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     fresh = not out.exists()
     try:
+        args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
         if args.calibration is not None and args.target != "int8" or args.calibration_samples < 1:
             raise ValueError(f"--calibration is for export int8 and --calibration_samples must be >= 1, got export "
                              f"{args.target} --calibration {args.calibration} --calibration_samples "

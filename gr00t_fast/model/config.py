@@ -176,9 +176,11 @@ class Gr00tConfig:
         cfg_file = checkpoint_file(checkpoint_dir, "config.json")
         model_cfg = read_json(cfg_file)
         also: tuple[Path, ...] = ()
+        hub_repo = HUB_REPO
         if is_lerobot_config(model_cfg):  # the network is the LeRobot policy's base model: its config, or N1.5-3B's
             check_lerobot_n15(model_cfg, cfg_file)
-            also = (lerobot_assets_dir(model_cfg.get("tokenizer_assets_repo", HUB_REPO)),)
+            hub_repo = model_cfg.get("tokenizer_assets_repo", HUB_REPO)
+            also = (lerobot_assets_dir(hub_repo),)
             base = Path(model_cfg.get("base_model_path") or "") / "config.json"
             model_cfg = read_json(base) if base.is_file() else {"model_type": "gr00t_n1_5"}
         if not isinstance(model_cfg, dict) or model_cfg.get("model_type") != "gr00t_n1_5":
@@ -187,7 +189,7 @@ class Gr00tConfig:
         for section in ("backbone_cfg", "action_head_cfg"):
             if not isinstance(model_cfg.get(section, {}), dict):
                 raise ValueError(f"{cfg_file}: {section} must be a map, got {type(model_cfg[section]).__name__}")
-        eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path, also)
+        eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path, also, hub_repo)
         return cls.from_dicts(model_cfg, load_eagle_config(eagle_dir), eagle_dir)
 
 

@@ -42,22 +42,6 @@ DEFAULT_EAGLE_CONFIG: dict[str, Any] = {
 }
 
 
-def _hub_cache_dir() -> Path | None:
-    """The Hugging Face cache snapshot of the Eagle assets, downloading it when online."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    for local_only in (True, False):
-        if not local_only and os.environ.get("HF_HUB_OFFLINE"):
-            break
-        try:
-            return Path(snapshot_download(HUB_REPO, local_files_only=local_only))
-        except Exception as err:  # offline, missing, or no such repo: fall through
-            log.debug("Eagle assets not in the HF cache (local_only=%s): %s", local_only, err)
-    return None
-
-
 def lerobot_assets_dir(repo: str = HUB_REPO) -> Path:
     """Where LeRobot keeps the Eagle assets of its GR00T policy: `$HF_LEROBOT_HOME/<repo>`."""
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
@@ -65,10 +49,10 @@ def lerobot_assets_dir(repo: str = HUB_REPO) -> Path:
 
 
 def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | None = None,
-                   also: tuple[Path, ...] = ()) -> Path:
+                   also: tuple[Path, ...] = (), hub_repo: str = HUB_REPO) -> Path:
     """Eagle assets: explicit `eagle_path`, else `<checkpoint>/eagle2_hg_model/`, else the folders in `also`
-    (LeRobot's copy for LeRobot checkpoints), else the HF cache; a FileNotFoundError names every place looked at
-    when none has them."""
+    (LeRobot's copy for LeRobot checkpoints), else `hub_repo` through huggingface_hub (its cache, downloaded when
+    online: `gr00t_fast.model.hub`); a FileNotFoundError names every place looked at when none has them."""
     if eagle_path is not None:
         path = Path(eagle_path)
         if not (path / "config.json").is_file():
@@ -81,10 +65,13 @@ def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | N
             return local
         looked.append(str(local))
     if not os.environ.get("GR00T_FAST_NO_HUB"):
-        hub = _hub_cache_dir()
-        if hub is not None:
-            return hub
-        looked.append(f"the Hugging Face cache ({HUB_REPO})")
+        from gr00t_fast.model.hub import HubError, snapshot
+
+        try:
+            return snapshot(hub_repo, what="Eagle assets")
+        except HubError as e:
+            log.debug("%s", e)
+            looked.append(f"the Hugging Face cache ({hub_repo})")
     raise FileNotFoundError(f"no Eagle assets found (looked in {' and '.join(looked)}): they hold the tokenizer and the "
                             f"vision/LLM dimensions; pass eagle_path=... (--eagle_path) or place {ASSET_DIRNAME}/ in the "
                             "checkpoint")

@@ -25,7 +25,10 @@ class PolicyConfig:
     """The policy: the checkpoint, how the network runs (device, dtype, backend, quantization) and its inputs."""
 
     model_path: str = field(default="", metadata=_help(
-        "checkpoint directory (run: empty drives the simulation with a random-weight demo checkpoint)"))
+        "checkpoint directory, or a Hugging Face model id ORG/NAME (Isaac-GR00T or LeRobot format; a local folder of "
+        "that name wins); run: empty drives the simulation with a random-weight demo checkpoint"))
+    revision: str | None = field(default=None, metadata=_help(
+        "with a model id: the branch, tag or commit to load (default: main)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
     data_config: str = field(default="auto", metadata=_help(
         "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))

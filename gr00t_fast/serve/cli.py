@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from gr00t_fast.cli_args import ArgumentParser, non_negative, port, positive
 from gr00t_fast.loading import create_policy
+from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
@@ -111,6 +112,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     server = None
     try:
         check_load_arguments(args)
+        args.model_path = str(resolve_checkpoint(args.model_path, args.revision))  # a model id: its snapshot folder
         config = policy_config_from_args(args)
         # bound before the model loads: an address it cannot use is reported at once
         server = PolicyServer(None, allow_legacy_format=args.allow_legacy_format, **server_options(args))
@@ -175,6 +177,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
         front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,
                            **server_options(args))
         check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
+        args.model_path = str(resolve_checkpoint(args.model_path, args.revision))  # a model id: its snapshot folder
         front.housekeeping.append(CheckpointWatch(args.model_path).poll)
         front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
                                               max_batch=args.max_batch)

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "check"):
             module.check(args)
         policy = policy_config_from_args(args)
-        checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None))
+        checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None),
+                                     policy.revision)
     except (ValueError, MissingExtra) as e:
         print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import torch
 
 from gr00t_fast.backends import synchronize
 from gr00t_fast.control.telemetry import stats_ms
+from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.config import PolicyConfig
 
 SERVER_TIMEOUT_MS = 600_000
@@ -89,11 +90,12 @@ def check_subset(flag: str, values: Sequence[str], allowed: Sequence[str]) -> No
         raise ValueError(f"{flag}: unknown {unknown}; expected a non-empty subset of {list(allowed)}")
 
 
-def checkpoint_path(model_path: str | None, size: str, default: Callable[[str], Path] | None = None) -> Path:
-    """`model_path`, or the benchmark's `default` checkpoint of `size`, or a random-weight checkpoint of `size`
-    generated once into the gr00t-fast cache."""
+def checkpoint_path(model_path: str | None, size: str, default: Callable[[str], Path] | None = None,
+                    revision: str | None = None) -> Path:
+    """`model_path` (a folder, or a Hugging Face model id at `revision`), or the benchmark's `default` checkpoint of
+    `size`, or a random-weight checkpoint of `size` generated once into the gr00t-fast cache."""
     if model_path:
-        path = Path(model_path)
+        path = resolve_checkpoint(model_path, revision)
         if not (path / "config.json").is_file():
             raise ValueError(f"--model_path {path} is not a checkpoint directory (no config.json)")
         return path

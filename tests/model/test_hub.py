@@ -1,0 +1,128 @@
+"""`--model_path ORG/NAME`: Hugging Face model ids resolved by huggingface_hub against a cache this test lays out as
+huggingface_hub writes one (blobs, snapshots of symlinks into them, refs naming commits), offline, in Isaac-GR00T's
+layout and LeRobot's (whose Eagle processor files then come from the same cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gr00t_fast.model.hub import HubError, resolve_checkpoint
+
+REPO_ID = "acme/gr00t-n15-tiny"
+EAGLE_REPO = "lerobot/eagle2hg-processor-groot-n1p5"
+
+
+def cache_repo(cache: Path, repo_id: str, files: Path, ref: str = "main", commit: str | None = None) -> Path:
+    """`files` as huggingface_hub caches a repository's snapshot: each file a blob named by its hash, the snapshot
+    a tree of relative symlinks into the blobs, `refs/<ref>` naming the commit. Returns the snapshot folder."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = commit or hashlib.sha1(f"{repo_id}@{ref}".encode()).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    for path in sorted(p for p in files.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / path.relative_to(files)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline (the environment for processes, huggingface_hub's constants here)."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hf_cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def gr00t_fast(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gr00t_fast.cli", *argv], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, cwd=cwd)
+
+
+def test_run_drives_the_simulation_from_a_cached_model_id(hub_cache, tiny_checkpoint):
+    pytest.importorskip("mujoco")
+    snapshot = cache_repo(hub_cache, REPO_ID, tiny_checkpoint)
+    done = gr00t_fast("run", "--robot.type=so100_sim", f"--model_path={REPO_ID}", "--device=cpu", "--max_steps=3")
+    assert done.returncode == 0, done.stderr
+    assert f"loading {snapshot} ..." in done.stdout and "3 steps done" in done.stdout
+
+
+def test_a_revision_picks_its_snapshot_and_a_local_folder_wins(hub_cache, tiny_checkpoint, tmp_path, monkeypatch):
+    main = cache_repo(hub_cache, REPO_ID, tiny_checkpoint)
+    tagged = cache_repo(hub_cache, REPO_ID, tiny_checkpoint, ref="v1.0")
+    assert resolve_checkpoint(REPO_ID) == main
+    assert resolve_checkpoint(REPO_ID, "v1.0") == tagged
+    assert resolve_checkpoint(REPO_ID, tagged.name) == tagged  # a commit
+    local = tmp_path / "cwd" / REPO_ID
+    shutil.copytree(tiny_checkpoint, local)
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert resolve_checkpoint(REPO_ID) == Path(REPO_ID)  # the folder of that name, not the cached model
+
+
+def test_load_policy_export_and_bench_take_a_model_id(hub_cache, tiny_checkpoint, tmp_path):
+    from gr00t_fast import load_policy
+    from gr00t_fast.dev.bench.common import checkpoint_path
+    from gr00t_fast.export import cli as export_cli
+
+    snapshot = cache_repo(hub_cache, REPO_ID, tiny_checkpoint)
+    by_id = load_policy(REPO_ID, device="cpu", warmup=False)
+    by_folder = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    name = "action_head.future_tokens.weight"
+    assert torch.equal(by_id.model.state_dict()[name], by_folder.model.state_dict()[name])
+    assert checkpoint_path(REPO_ID, "tiny") == snapshot
+    assert export_cli.main(["onnx", "--model_path", REPO_ID, "--out", str(tmp_path / "onnx"), "--denoising_steps",
+                            "1"]) == 0
+    assert (tmp_path / "onnx" / "manifest.json").is_file()
+
+
+def test_a_lerobot_checkpoint_and_its_eagle_processor_resolve_from_the_cache(hub_cache, tiny_checkpoint, tmp_path,
+                                                                            monkeypatch):
+    from lerobot_n15_format import write_lerobot_n15
+
+    from gr00t_fast import load_policy
+
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "empty_lerobot_home"))  # not there: from the Hub cache
+    stats = {key: {"min": torch.full((6,), -90.0), "max": torch.full((6,), 90.0)}
+             for key in ("observation.state", "action")}
+    folder = write_lerobot_n15(tmp_path / "lerobot_ckpt", tiny_checkpoint, {"front": (480, 640)}, stats)
+    cache_repo(hub_cache, "me/so100-groot", folder)
+    eagle = cache_repo(hub_cache, EAGLE_REPO, tiny_checkpoint / "eagle2_hg_model")
+    policy = load_policy("me/so100-groot", device="cpu", warmup=False)
+    assert policy.model.config.eagle_dir == eagle
+    assert list(policy.data_config.video_keys) == ["video.front"]
+
+
+@pytest.mark.parametrize("command", [["run", "--robot.type=so100_sim"], ["serve"], ["bench", "inference"],
+                                     ["export", "onnx", "--out", "unused"]])
+def test_an_id_neither_cached_nor_reachable_is_one_line(command, hub_cache, tmp_path):
+    done = gr00t_fast(*command, "--model_path", "nvidia/GR00T-N1.5-3B", "--revision", "v9", cwd=tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert ("--model_path nvidia/GR00T-N1.5-3B (revision v9) is not in the Hugging Face cache "
+            f"({hub_cache}) and HF_HUB_OFFLINE is set: this machine is offline") in err, err
+    assert not (tmp_path / "unused").exists()
+
+
+def test_hub_errors_are_one_line(hub_cache):
+    with pytest.raises(HubError) as raised:
+        resolve_checkpoint("acme/missing")
+    assert "\n" not in str(raised.value) and "revision main" in str(raised.value)
