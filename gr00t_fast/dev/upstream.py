@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,15 @@ class Upstream:
 
     @classmethod
     def find(cls, python: str | None = None, src: str | None = None) -> "Upstream":
-        """From the arguments, else GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC; ValueError naming what is missing."""
-        python = python or os.environ.get("GR00T_UPSTREAM_PYTHON")
+        """From the arguments, else GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC; a source root alone (your own
+        Isaac-GR00T checkout) runs with this python (the environment you installed gr00t-fast into beside it).
+        ValueError naming what is missing."""
         src = src or os.environ.get("GR00T_UPSTREAM_SRC")
+        python = python or os.environ.get("GR00T_UPSTREAM_PYTHON") or (sys.executable if src else None)
         if not python or not src:
-            raise ValueError("NVIDIA's pipeline is not configured: set --upstream_python and --upstream_src (or "
-                             "GR00T_UPSTREAM_PYTHON and GR00T_UPSTREAM_SRC; ../shared/upstream/setup.sh builds them)")
+            raise ValueError("NVIDIA's pipeline is not configured: give --upstream_src (your Isaac-GR00T N1.5 checkout; "
+                             "with --upstream_python when its environment is another one), or time your running "
+                             "inference_service.py with --upstream_port")
         if not Path(python).is_file():
             raise ValueError(f"upstream python {python} does not exist")
         if not (Path(src) / "gr00t" / "model" / "policy.py").is_file():

@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,3 +290,50 @@ def test_a_benchmarks_own_defaults_stay_its_own():
                 for name in ("backends", "inference", "reach", "gpu")}
     assert defaults == {"backends": ("small", 20), "inference": ("small", 20), "reach": ("tiny", 20),
                         "gpu": ("full", 50)}
+
+
+def test_ab_against_the_server_you_run(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """Terminal 1 runs a policy server on the checkpoint (here gr00t-fast's, which speaks inference_service.py's
+    protocol; tests/upstream runs NVIDIA's own), terminal 2 `bench ab --upstream_port`: the side-by-side table, with
+    nothing of NVIDIA's in-process pipeline configured."""
+    from gr00t_fast import load_policy
+    from gr00t_fast.dev.bench.common import local_server
+
+    for name in ("GR00T_UPSTREAM_PYTHON", "GR00T_UPSTREAM_SRC"):
+        monkeypatch.delenv(name, raising=False)
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    with local_server(policy).in_thread() as server:
+        argv = ["ab", "--model_path", str(tiny_checkpoint), "--upstream_port", str(server.port), "--dtypes",
+                "float32,bfloat16", "--out", str(tmp_path), *COMMON]
+        assert bench.main(argv) == 0, capsys.readouterr().err
+    result, markdown = check_outputs(tmp_path, "ab", ["ab.png"])
+    rows = {r["name"]: r for r in result["configurations"]}
+    assert list(rows) == ["NVIDIA server fp32", "gr00t-fast torch 4-step fp32", "gr00t-fast server fp32",
+                          "gr00t-fast torch 4-step bf16"]
+    assert set(rows["gr00t-fast torch 4-step bf16"]["ratio"]) == {"NVIDIA server fp32"}
+    assert "NVIDIA server fp32" in markdown
+
+
+def test_ab_against_a_port_where_nothing_answers_is_one_line(tiny_checkpoint, capsys):
+    from gr00t_fast.serve.triton import free_port
+
+    port = free_port()
+    assert bench.main(["ab", "--model_path", str(tiny_checkpoint), "--upstream_port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"gr00t-fast bench: error: --upstream_host/--upstream_port 127.0.0.1:{port}: no policy server "
+                   f"answered within 5 s: start NVIDIA's scripts/inference_service.py --server --port {port} (or "
+                   "gr00t-fast serve) there first"), err
+
+
+def test_an_isaac_checkout_alone_runs_with_this_python(tmp_path, monkeypatch):
+    import sys
+
+    from gr00t_fast.dev.upstream import Upstream
+
+    for name in ("GR00T_UPSTREAM_PYTHON", "GR00T_UPSTREAM_SRC"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "gr00t" / "model").mkdir(parents=True)
+    (tmp_path / "gr00t" / "model" / "policy.py").write_text("")
+    assert Upstream.find(src=str(tmp_path)) == Upstream(Path(sys.executable), tmp_path)
+    with pytest.raises(ValueError, match="give --upstream_src"):
+        Upstream.find()

@@ -35,15 +35,16 @@ DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # --dtypes -> its name in the 
 NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server fp32", "gr00t-fast server"
 STAGES = ("preprocess", "model", "postprocess")
 START_TIMEOUT_S = 600
+PROBE_TIMEOUT_S = 5.0  # a running inference_service.py answers a ping in milliseconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench.cli import int_list, word_list
 
     parser.add_argument("--upstream_python", default=None, help="python of an Isaac-GR00T N1.5 environment "
-                        "(default $GR00T_UPSTREAM_PYTHON; ../shared/upstream/setup.sh builds one)")
-    parser.add_argument("--upstream_src", default=None, help="its source root with gr00t/ and scripts/ "
-                        "(default $GR00T_UPSTREAM_SRC)")
+                        "(default $GR00T_UPSTREAM_PYTHON, else this python when --upstream_src is given)")
+    parser.add_argument("--upstream_src", default=None, help="your Isaac-GR00T N1.5 checkout, with gr00t/ and "
+                        "scripts/ (default $GR00T_UPSTREAM_SRC)")
     parser.add_argument("--upstream_host", default="127.0.0.1", help="host of --upstream_port")
     parser.add_argument("--upstream_port", type=int, default=None,
                         help="time an upstream inference_service.py the user already runs instead of starting one")
@@ -78,6 +79,24 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError(f"--dtypes must include float32 (NVIDIA's CPU default, the base of the ratios) and sets "
                          f"the precisions of bench ab instead of --dtype, got --dtypes {','.join(args.dtypes)} and "
                          f"--dtype {args.dtype}")
+    if args.upstream_port is not None:
+        probe_server(args.upstream_host, args.upstream_port, args.api_token)
+
+
+def probe_server(host: str, port: int, api_token: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """ValueError, one line naming the address, unless a policy server answers a ping there within `timeout_s`
+    (before anything loads: a dead port is not a 10-minute wait)."""
+    from gr00t_fast.serve.client import ServerError
+
+    where = f"--upstream_host/--upstream_port {host}:{port}"
+    with policy_client(port, host, timeout_ms=int(timeout_s * 1000), api_token=api_token) as probe:
+        try:
+            answered = probe.ping()
+        except ServerError as e:
+            raise ValueError(f"{where}: the server refused a ping ({e}): --api_token?") from None
+    if not answered:
+        raise ValueError(f"{where}: no policy server answered within {timeout_s:g} s: start NVIDIA's "
+                         f"scripts/inference_service.py --server --port {port} (or gr00t-fast serve) there first")
 
 
 def nvidia_direct(dtype: str) -> str:
