@@ -309,3 +309,46 @@ def test_ctrl_c_while_the_fleet_server_loads_ends_with_one_line():
                                       "--port", str(free_port()), "--grpc_port", str(free_port()),
                                       "--http_port", str(free_port()), "--metrics_port", str(free_port())],
                                      "gr00t-fast fleet")
+
+
+def test_nvidias_current_client_through_the_fleet_front(policy, noise, fleet, tiny_checkpoint):
+    """Isaac-GR00T main's own PolicyClient (msgpack-numpy, nested requests) against the ZeroMQ front: ping, modality
+    config, reset, get_action with one camera and a batch of two, a bad request then a good one; two cameras and an
+    api token on a second Triton model."""
+    from isaac_main import client_module, flat, nested_observation, nvidia_client
+
+    _, _, front = fleet
+    client = nvidia_client(front.port)
+    try:
+        assert client.ping() and client.reset(options=None) == {}
+        config = client.get_modality_config()
+        assert isinstance(config["video"], client_module().ModalityConfig)
+        for observation in (nested_observation(0), nested_observation(1, batch=2)):
+            action, info = client.get_action(observation)
+            rows = len(observation["state"]["gripper"])  # batched: the noise of each row
+            want = policy.get_action(flat(observation), noise=np.repeat(np.asarray(noise)[None], rows, axis=0))
+            assert info == {}
+            assert_actions_close(policy, {f"action.{k}": v for k, v in action.items()}, want)
+        with pytest.raises(RuntimeError, match="observation.video has 'front'"):
+            client.get_action(nested_observation(2, cameras=("front",)))
+        assert np.isfinite(client.get_action(nested_observation(2))[0]["single_arm"]).all()
+    finally:
+        client.close()
+    dualcam = load_policy(tiny_checkpoint, device="cpu", warmup=False, data_config="so100_dualcam")
+    grpc = free_port()
+    triton = start_triton(FleetModel(dualcam, noise=noise), grpc_port=grpc, http_port=free_port(),
+                          metrics_port=free_port(), api_token="s3cret")
+    try:
+        front = FleetFront(dualcam, f"grpc://127.0.0.1:{grpc}", port=0, poll_ms=20, api_token="s3cret")
+        with front.in_thread():
+            stranger, member = nvidia_client(front.port), nvidia_client(front.port, api_token="s3cret")
+            with pytest.raises(RuntimeError, match="Unauthorized"):
+                stranger.get_action(nested_observation(3, cameras=("front", "wrist")))
+            observation = nested_observation(3, cameras=("front", "wrist"))
+            action, _ = member.get_action(observation)
+            assert_actions_close(dualcam, {f"action.{k}": v for k, v in action.items()},
+                                 dualcam.get_action(flat(observation), noise=np.asarray(noise)[None]))
+            stranger.close()
+            member.close()
+    finally:
+        triton.stop()

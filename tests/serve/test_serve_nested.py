@@ -8,35 +8,15 @@ must follow the request's."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import msgpack
 import numpy as np
 import pytest
 import torch
 
 from gr00t_fast.serve import PolicyServer, protocol
-from shared_data import shared_path
+from isaac_main import client_module, flat, nested_observation, nvidia_client
 
 pytest.importorskip("msgpack_numpy", reason="NVIDIA's current client needs msgpack-numpy (pip install msgpack-numpy)")
-
-INSTRUCTION = "pick up the cube"
-
-
-def nvidia_client_module():
-    """`gr00t.policy.server_client` from Isaac-GR00T main (torch-free copy in ../shared/isaac_main)."""
-    source = os.environ.get("GR00T_ISAAC_MAIN_SRC") or str(shared_path("isaac_main"))
-    sys.path.insert(0, source)
-    try:
-        return importlib.import_module("gr00t.policy.server_client")
-    finally:
-        sys.path.remove(source)
-
-
-def nvidia_client(port: int, **kwargs):
-    return nvidia_client_module().PolicyClient(host="127.0.0.1", port=port, timeout_ms=60000, strict=False, **kwargs)
 
 
 class FixedNoise:
@@ -78,24 +58,6 @@ def served(policy, noise):
         client.close()
 
 
-def nested_observation(seed: int, cameras=("webcam",), batch: int = 1) -> dict:
-    """An observation as NVIDIA's current client sends it: (B, T=1, ...) arrays, (B, 1) instructions."""
-    rng = np.random.default_rng(seed)
-    return {"video": {camera: rng.integers(0, 256, (batch, 1, 480, 640, 3), dtype=np.uint8) for camera in cameras},
-            "state": {"single_arm": rng.uniform(-90, 90, (batch, 1, 5)).astype(np.float32),
-                      "gripper": rng.uniform(0, 100, (batch, 1, 1)).astype(np.float32)},
-            "language": {"annotation.human.task_description": [[INSTRUCTION]] * batch}}
-
-
-def flat(observation: dict) -> dict:
-    """The same observation in N1.5's flat keys, for the in-process policy."""
-    out = {f"video.{k}": v for k, v in observation["video"].items()}
-    out.update({f"state.{k}": v for k, v in observation["state"].items()})
-    (rows,) = observation["language"].values()
-    out["annotation.human.task_description"] = [row[0] for row in rows]
-    return out
-
-
 def assert_same_actions(action: dict, expected: dict) -> None:
     assert sorted(action) == sorted(k.removeprefix("action.") for k in expected)
     for key in action:
@@ -107,7 +69,7 @@ def test_ping_modality_config_and_reset(served):
     _, _, client = served
     assert client.ping()
     config = client.get_modality_config()
-    types = nvidia_client_module().ModalityConfig
+    types = client_module().ModalityConfig
     assert all(isinstance(c, types) for c in config.values())  # NVIDIA's own ModalityConfig objects
     assert config["video"].modality_keys == ["video.webcam"] and len(config["action"].delta_indices) == 16
     assert client.reset(options=None) == {}
