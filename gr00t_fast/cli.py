@@ -15,6 +15,7 @@ COMMANDS = {
     "fleet": ("gr00t_fast.serve.cli:fleet_main",
               "serve one policy to many robots: Triton with dynamic batching (fleet serve)"),
     "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
+    "install-lerobot": ("gr00t_fast.robot.lerobot_install", "install LeRobot for this Python, keeping your torch"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
     "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),
 }

@@ -20,9 +20,11 @@ def python_version() -> str:
 
 
 def install_advice() -> str:
-    """What to install on this Python."""
+    """What to install on this Python: gr00t-fast's own command, which keeps the installed torch (LeRobot's pins
+    would replace it)."""
     release = LEROBOT_FOR_PYTHON.get(sys.version_info[:2], "0.6.1" if sys.version_info >= (3, 12) else "0.4.4")
-    return f'pip install "lerobot[feetech]=={release}" (or pip install "gr00t-fast[lerobot]")'
+    return (f"gr00t-fast install-lerobot (LeRobot {release} and its requirements beside your torch; --dry-run "
+            "prints the pip commands)")
 
 
 def installed_lerobot() -> str | None:

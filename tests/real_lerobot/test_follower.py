@@ -144,7 +144,7 @@ def test_unsupported_lerobot_layout_is_named(monkeypatch):
     line = str(raised.value)
     assert line.startswith(f"LeRobot {importlib.metadata.version('lerobot')} does not work with gr00t-fast on Python "
                            f"{'.'.join(map(str, sys.version_info[:3]))} (ImportError: unsupported LeRobot layout: ")
-    assert "\n" not in line and 'pip install "lerobot[feetech]==' in line
+    assert "\n" not in line and "gr00t-fast install-lerobot (LeRobot " in line
 
 
 def test_follower_config_reaches_lerobot_and_refuses_sim_cameras(tmp_path):

@@ -35,7 +35,7 @@ def test_missing_lerobot_is_one_line_with_what_to_install(trained_stand_in):
     err = done.stderr.strip()
     release = LEROBOT_FOR_PYTHON[sys.version_info[:2]]
     assert len(err.splitlines()) == 1 and f"not installed for Python {PYTHON}" in err
-    assert f'pip install "lerobot[feetech]=={release}"' in err
+    assert f"gr00t-fast install-lerobot (LeRobot {release} and its requirements beside your torch" in err
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="LeRobot 0.6.1 imports on Python >= 3.12")
@@ -51,7 +51,7 @@ def test_lerobot_too_new_for_this_python_is_one_line(tmp_path_factory, trained_s
     err = done.stderr.strip()
     assert len(err.splitlines()) == 1, err
     assert f"LeRobot 0.6.1 needs Python >=3.12, this is Python {PYTHON} (SyntaxError: " in err
-    assert f'pip install "lerobot[feetech]=={LEROBOT_FOR_PYTHON[sys.version_info[:2]]}"' in err
+    assert f"gr00t-fast install-lerobot (LeRobot {LEROBOT_FOR_PYTHON[sys.version_info[:2]]} and" in err
 
 
 def test_the_problem_line_names_the_import_error(monkeypatch):
@@ -59,4 +59,23 @@ def test_the_problem_line_names_the_import_error(monkeypatch):
     monkeypatch.setattr("gr00t_fast.robot.lerobot_version.requires_python", lambda version: None)
     line = lerobot_problem(ImportError("unsupported LeRobot layout:\n neither a nor b"))
     assert line.startswith(f"LeRobot 0.3.3 does not work with gr00t-fast on Python {PYTHON} (ImportError: "
-                           "unsupported LeRobot layout: neither a nor b): pip install")
+                           "unsupported LeRobot layout: neither a nor b): gr00t-fast install-lerobot")
+
+
+def test_install_lerobot_keeps_the_installed_torch(capsys):
+    """The commands (their execution is the LeRobot lanes' environment build, .ci/lerobot_env.sh): LeRobot and
+    torchvision without dependencies, the rest under a constraint that pins the installed torch."""
+    import importlib.metadata
+    import shlex
+
+    from gr00t_fast.robot import lerobot_install
+
+    assert lerobot_install.main(["--dry-run", "--release", "0.4.4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    torch_version = importlib.metadata.version("torch")
+    assert lines[1] == f"$ echo 'torch=={torch_version}' > keep-torch.txt"
+    first, second = (shlex.split(line[2:]) for line in lines[2:])
+    assert "--no-deps" in first and first[-2:] == ["lerobot==0.4.4", lerobot_install.torchvision_for(torch_version)]
+    assert second[second.index("-c") + 1] == "keep-torch.txt" and f"torch=={torch_version}" in second
+    assert not any(arg.startswith(("torch<", "torch>", "torchvision")) for arg in second)
+    assert lerobot_install.torchvision_for("2.13.0+cpu") == "torchvision==0.28.*"
