@@ -26,6 +26,7 @@ from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
 from gr00t_fast.runtime.heap import keep_freed_memory
+from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
 __all__ = ["TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "quantize_model"]
@@ -70,6 +71,7 @@ def load_policy(
     backend_options: dict | None = None,
     quantize: str | None = None,
     seed: int = 0,
+    threads: int | None = None,
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
     image_preprocessing: str = "auto",
     max_batch: int = IN_PROCESS_MAX_BATCH,
@@ -86,7 +88,8 @@ def load_policy(
     exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
-    `seed` seeds the sampler's noise when `get_action` is given none. Instructions longer than
+    `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
+    (None: adapted before each call to the CPUs other work leaves, `gr00t_fast.runtime.threads`). Instructions longer than
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
     checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
@@ -105,6 +108,7 @@ def load_policy(
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     if dtype == "auto" and backend not in TORCH_BACKENDS:
         dtype = None  # exported graphs and engines: the device's default precision
+    cpu_threads.configure(threads)
     model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
     if model.device.type == "cpu":
         keep_freed_memory()
@@ -133,7 +137,8 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
             print(f"loading {kwargs['model_path']} ...", flush=True)
         policy = load_policy(**kwargs, warmup=warmup)
         if announce:
-            print(f"loaded on {policy.device}, {policy.precision}", flush=True)
+            threads = f", {cpu_threads.describe()}" if policy.device.type == "cpu" else ""
+            print(f"loaded on {policy.device}, {policy.precision}{threads}", flush=True)
         return policy
 
     return run_on_torch_thread(load)

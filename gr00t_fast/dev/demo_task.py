@@ -26,6 +26,7 @@ from gr00t_fast.model.loading import load_model
 from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.model.random_checkpoint import cached_checkpoint, save_shard
 from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.model.inputs import EXAMPLE_INSTRUCTION, example_inputs
 
 POSES = np.array([[-40.0, -30.0, 40.0, 50.0, -30.0, 15.0],  # the two poses the arm swings between: five arm joints
@@ -165,6 +166,7 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
     losses = []
     bar = tqdm(range(steps), desc="fitting the reach task", unit="step", disable=not progress)
     for step in bar:
+        cpu_threads.adapt()  # a busy machine: fewer threads, not 3x slower steps (`gr00t_fast.runtime.threads`)
         states = sample_states(batch, rng)
         chunks = normalize(reach_chunks(states, horizon, rng), action_lo, action_hi)
         state = torch.zeros(batch, 1, config.max_state_dim)

@@ -16,6 +16,7 @@ from gr00t_fast.control.outputs import output_error
 from gr00t_fast.dev.demo_task import FIT_STEPS, fit_reach
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint
+from gr00t_fast.runtime.threads import cpu_threads
 
 
 def build_parser() -> ArgumentParser:
@@ -29,6 +30,8 @@ def build_parser() -> ArgumentParser:
                         help="dtype on disk (default: float32 for tiny/small, bfloat16 for full)")
     parser.add_argument("--demo_task", choices=["reach"], default=None,
                         help="then fit the action head to a scripted two-pose SO-100 motion (gr00t_fast.dev.demo_task)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: auto, every usable "
+                        "CPU, fewer while other processes keep them busy)")
     parser.add_argument("--demo_steps", type=int, default=FIT_STEPS,
                         help=f"training steps of --demo_task (default {FIT_STEPS}: about 10 min on 2 CPU cores)")
     return parser
@@ -37,8 +40,9 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.demo_steps < 1:
-        parser.error(f"--demo_steps must be >= 1, got {args.demo_steps}")
+    if args.demo_steps < 1 or args.threads is not None and args.threads < 1:
+        parser.error(f"--demo_steps and --threads must be >= 1, got {args.demo_steps} and {args.threads}")
+    cpu_threads.configure(args.threads)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"--out {out} exists and is not an empty folder: remove it or choose another")

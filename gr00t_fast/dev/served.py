@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -52,15 +51,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(checkpoint: str | Path, log: Path, *flags: str, threads: int | None = None,
-          start_timeout_s: float = START_TIMEOUT_S) -> Iterator[Served]:
+def serve(checkpoint: str | Path, log: Path, *flags: str, start_timeout_s: float = START_TIMEOUT_S) -> Iterator[Served]:
     """`gr00t-fast serve --model-path checkpoint *flags` on a free port, answering pings; killed at the end of the
-    block unless stopped in it. Its output goes to `log`. `threads`: its torch CPU threads (OMP_NUM_THREADS)."""
+    block unless stopped in it. Its output goes to `log`."""
     port = free_port()
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", "serve", "--model-path", str(checkpoint),
-                                    "--port", str(port), *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                    "--port", str(port), *flags], stdout=out, stderr=subprocess.STDOUT)
     served = Served(process, port, Path(log))
     try:
         with served.client(timeout_ms=500) as client:

@@ -44,6 +44,9 @@ class PolicyConfig:
     eagle_path: str | None = field(default=None, metadata=_help(
         "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
     seed: int = field(default=0, metadata=_help("seeds the denoising noise"))
+    threads: int | None = field(default=None, metadata=_help(
+        "torch CPU threads; default (null) auto: every usable CPU (affinity, cgroup quota), fewer while other "
+        "processes keep them busy"))
     max_instruction_tokens: int = field(default=512, metadata=_help("longer instructions are refused (default 512)"))
     image_preprocessing: ImagePreprocessing = field(default="auto", metadata=_help(
         "auto (the checkpoint writer's: Isaac-GR00T or LeRobot), isaac or lerobot"))
@@ -53,6 +56,8 @@ class PolicyConfig:
             raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or null: auto), got {self.threads}")
         if self.device is not None:  # fail on the flag line, before any checkpoint is read or generated
             from gr00t_fast.model.loading import resolve_device_dtype
 

@@ -13,6 +13,7 @@ from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import Processor
+from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import torch_thread, use_device
 
 
@@ -106,7 +107,8 @@ class Gr00tPolicy:
         splits them): the last call and mean/p50/p90/max over the last 100 calls; and the precision they were
         measured in ({"dtype", "requested", "reason", ...})."""
         precision = {} if self.precision is None else {"precision": self.precision.as_dict()}
-        return {**self._timings.summary(), **precision}
+        threads = {"threads": cpu_threads.as_dict()} if self.device.type == "cpu" else {}
+        return {**self._timings.summary(), **precision, **threads}
 
     def _noise(self, noise, batched: bool, batch: int) -> torch.Tensor:
         shape = (self.action_horizon, self.config.max_action_dim)
@@ -141,6 +143,8 @@ class Gr00tPolicy:
                     rtc: RtcRequest | None) -> dict[str, np.ndarray]:
         steps = self.denoising_steps if denoising_steps is None else check_steps(denoising_steps)
         use_device(self.device)
+        if self.device.type == "cpu":
+            cpu_threads.adapt()  # the CPUs other work leaves now (`gr00t_fast.runtime.threads`)
         clock = StageClock(self.device)
         clock.mark()
         inputs = self.processor(observation)

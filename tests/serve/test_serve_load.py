@@ -32,9 +32,8 @@ RSS_BOUND_MB_PER_MESSAGE_MB, RSS_BOUND_BASE_MB = 4, 256  # README: "Bounds under
 
 
 @contextlib.contextmanager
-def serve(checkpoint: Path, tmp_path: Path, *flags: str, threads: int | None = None) -> Iterator[Served]:
-    with served_process(checkpoint, tmp_path / f"serve-{time.monotonic_ns()}.log", "--device", "cpu", *flags,
-                        threads=threads) as served:
+def serve(checkpoint: Path, tmp_path: Path, *flags: str) -> Iterator[Served]:
+    with served_process(checkpoint, tmp_path / f"serve-{time.monotonic_ns()}.log", "--device", "cpu", *flags) as served:
         yield served
 
 
@@ -69,7 +68,7 @@ def test_64_concurrent_robots_are_all_answered(tiny_checkpoint, tmp_path):
                 except (ServerError, TimeoutError) as e:
                     outcomes[i].append(str(e))
 
-    with serve(tiny_checkpoint, tmp_path, threads=1) as served:
+    with serve(tiny_checkpoint, tmp_path, "--threads", "1") as served:
         threads = [threading.Thread(target=robot, args=(i,)) for i in range(robots)]
         for thread in threads:
             thread.start()

@@ -19,6 +19,8 @@ import torch
 from gr00t_fast.cli_args import ArgumentParser, MissingExtra, require
 from gr00t_fast.dev.bench.common import Bench, checkpoint_path
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.runtime.threads import cpu_threads
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
 BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "inference": "get_action: the ZeroMQ server vs direct calls, denoising steps, backends, step vs refill",
@@ -32,6 +34,7 @@ BENCHMARKS = {  # name -> help; the code is gr00t_fast.dev.bench.<name>
     "reach": "the demo task in the closed loop per precision (fp32, bf16, int8): does the simulated arm reach its poses",
     "gpu": "full size on one GPU: fp32, bf16, compile, cuda-graph, fp8, int8 with cold call, p90, memory, error",
     "fleet": "simulated robots against the serial server and the Triton fleet server: requests/s, latency, empty queues",
+    "contention": "a busy computer: get_action and the simulated loop with 0-2 competing busy processes, per thread setting",
 }
 
 
@@ -66,7 +69,6 @@ def common_parser() -> argparse.ArgumentParser:
                         help="without --model_path: a random-weight checkpoint of this size (generated once, cached)")
     common.add_argument("--reps", type=int, default=20, help="measured calls per configuration")
     common.add_argument("--warmup", type=int, default=3, help="warm-up calls per configuration (the first is the cold one)")
-    common.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     common.add_argument("--out", default="bench_out", help="folder for JSON, Markdown and PNG")
     return common
 
@@ -98,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, MissingExtra) as e:
         print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    run_on_torch_thread(cpu_threads.configure, policy.threads)  # --threads (default auto), on the torch thread
     torch.manual_seed(policy.seed)
     bench = Bench(args.benchmark, policy, checkpoint, args.reps, args.warmup, Path(args.out), "gr00t-fast bench " + " ".join(argv))
     module.run(bench, args)

@@ -19,6 +19,7 @@ import torch
 from gr00t_fast.backends import synchronize
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
+from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.policy.config import PolicyConfig
 
 SERVER_TIMEOUT_MS = 600_000
@@ -145,7 +146,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu": cpuinfo_field("model name") or platform.processor(), "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
-        "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg()),
+        "torch_threads": torch.get_num_threads(), "threads": cpu_threads.as_dict() | {"text": cpu_threads.describe()},
+        "load_average": list(os.getloadavg()),
         "platform": platform.platform(),
         "versions": {"python": platform.python_version(), **versions, "torch": torch.__version__,
                      "cuda": torch.version.cuda, "gr00t_fast": __version__, "gr00t_fast_commit": git_commit()},
@@ -157,7 +159,7 @@ def environment_markdown(env: dict[str, Any]) -> str:
     present = " ".join(f for f, on in flags.items() if on) or "none"
     absent = " ".join(f for f, on in flags.items() if not on) or "none"
     return (f"Machine: {env['cpu']}, {env['cores_usable']} cores, GPU: {env['gpu'] or 'none'}; device {env['device']}, "
-            f"torch threads {env['torch_threads']}; load average {', '.join(f'{x:.2f}' for x in env['load_average'])}. "
+            f"torch threads {env['torch_threads']} ({env['threads']['text']}); load average {', '.join(f'{x:.2f}' for x in env['load_average'])}. "
             f"CPU flags present: {present}; absent: {absent}. "
             f"Versions: python {v['python']}, torch {v['torch']}, numpy {v['numpy']}, onnxruntime {v['onnxruntime']}, "
             f"gr00t_fast {v['gr00t_fast']} ({v['gr00t_fast_commit']}).")

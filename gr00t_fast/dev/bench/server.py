@@ -112,8 +112,7 @@ def run_load(bench: Bench, args: argparse.Namespace, policy: Any) -> dict[str, A
             bench.out.mkdir(parents=True, exist_ok=True)
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(bench.policy).items()
                      if k not in ("model_path", "device") and v is not None] + [f"--device={policy.device}"]
-            served = stack.enter_context(serve(bench.checkpoint, bench.out / "server_load.log", *flags,
-                                               threads=args.threads))
+            served = stack.enter_context(serve(bench.checkpoint, bench.out / "server_load.log", *flags))
             host, port = "127.0.0.1", served.port
         print(f"{args.clients} clients x {args.requests} get_action against {host}:{port}", flush=True)
         latencies, errors, wall_s = client_latencies(port, host, args.api_token, obs, args.clients, args.requests)

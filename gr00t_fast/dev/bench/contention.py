@@ -1,0 +1,157 @@
+"""A busy robot computer: `get_action` p50/p90/max with 0, 1 and 2 competing busy processes (each spins one core),
+per thread setting (auto, the default; 1; every usable CPU, fixed: the old default), and the simulated control loop
+(async) under the same load: inference time, steps held after the first chunk and the longest freeze."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from gr00t_fast.control.telemetry import summarize
+from gr00t_fast.dev.bench.common import Bench, bench_observation, figure, fmt
+from gr00t_fast.runtime.threads import WINDOW_S, cpu_threads
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
+
+HOG = "while True: pass"  # one busy process: a core's worth of other work
+SETTLE_S = 1.0  # after the busy processes start, before anything is measured
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gr00t_fast.dev.bench.cli import word_list
+
+    parser.add_argument("--busy", type=word_list, default=["0", "1", "2"],
+                        help="competing busy processes per row (comma-separated)")
+    parser.add_argument("--settings", type=word_list, default=["auto", "1", "all"],
+                        help="thread settings: auto (the default), a number, or all (every usable CPU, fixed)")
+    parser.add_argument("--loop_duration", type=float, default=20.0,
+                        help="seconds of the simulated loop per busy count and setting (0: no loop rows)")
+    parser.add_argument("--fps", type=float, default=10.0, help="control rate of the loop rows")
+    parser.add_argument("--action_horizon", type=int, default=16, help="actions per chunk in the loop rows")
+
+
+def check(args: argparse.Namespace) -> None:
+    busy = [int(b) for b in args.busy if b.isdigit()]
+    if len(busy) != len(args.busy) or any(s not in ("auto", "all") and not s.isdigit() for s in args.settings):
+        raise ValueError(f"--busy takes counts, --settings auto, all or numbers; got {args.busy} and {args.settings}")
+    if args.loop_duration < 0 or args.fps <= 0 or args.action_horizon < 1:
+        raise ValueError("--loop_duration must be >= 0, --fps > 0 and --action_horizon >= 1")
+
+
+def threads_of(setting: str) -> int | None:
+    """--threads of a setting: None for auto, every usable CPU for all."""
+    return None if setting == "auto" else cpu_threads.limit if setting == "all" else int(setting)
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """`count` processes each keeping a core busy, stopped at the end of the block."""
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(count)]
+    try:
+        time.sleep(SETTLE_S if count else 0)
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def calls(policy: Any, observation: dict, warmup: int, reps: int) -> tuple[list[float], list[int]]:
+    """Latencies (ms) of `reps` calls after `warmup`, and the team each ran with."""
+    times, teams = [], []
+    for i in range(warmup + reps):
+        start = time.perf_counter()
+        policy.get_action(observation)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+            teams.append(cpu_threads.last)
+    return times, teams
+
+
+def loop_run(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The async loop on the simulated arm (its camera at the policy's resolution) for --loop_duration seconds."""
+    from gr00t_fast.control.loop import ControlConfig, ControlLoop
+    from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
+
+    (width, height), = policy.video_resolution.values()
+    robot = make_robot(SimSO100Config(cameras={"front": SimCameraConfig(width=width, height=height)}), fps=args.fps)
+    robot.connect()
+    try:
+        loop = ControlLoop(robot, policy, ControlConfig(fps=args.fps, action_horizon=args.action_horizon),
+                           report=lambda msg: None)
+        loop.warmup()
+        records = loop.run(duration=args.loop_duration)
+    finally:
+        robot.disconnect()
+    first = next((i for i, r in enumerate(records) if not r.hold), len(records))
+    summary = summarize(records)
+    return {"steps": summary["steps"], "held_after_first_chunk": sum(r.hold for r in records[first:]),
+            "longest_freeze_ms": summary["longest_freeze_ms"], "inference_mean_ms": summary["inference_mean_ms"],
+            "inferences": summary["inferences"]}
+
+
+def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    policy = bench.load(warmup=True)
+    observation = bench_observation(policy, bench.policy.seed)
+    rows = []
+    for busy in [int(b) for b in args.busy]:
+        with busy_processes(busy):
+            settings = args.settings if busy % 2 == 0 else args.settings[::-1]  # alternate the order
+            for setting in settings:
+                run_on_torch_thread(cpu_threads.configure, threads_of(setting))
+                time.sleep(WINDOW_S)  # auto's first decision measures this span (in a run: the model's load)
+                print(f"{busy} busy, threads {setting} ...", flush=True)
+                times, teams = calls(policy, observation, bench.warmup, bench.reps)
+                row = {"busy": busy, "threads": setting, "teams": sorted(set(teams)),
+                       "p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
+                       "max": float(np.max(times)), "times_ms": times}
+                if args.loop_duration:
+                    row["loop"] = loop_run(policy, args)
+                rows.append(row)
+    run_on_torch_thread(cpu_threads.configure, bench.policy.threads)
+    one_idle = next((r["p50"] for r in rows if r["busy"] == 0 and r["threads"] == "1"), None)
+    alone = {r["threads"]: r["loop"]["inference_mean_ms"] for r in rows if r["busy"] == 0 and "loop" in r}
+    for r in rows:
+        r["p50_vs_one_thread_idle"] = r["p50"] / one_idle if one_idle else None
+        r["p90_vs_own_p50"] = r["p90"] / r["p50"]
+        if "loop" in r and alone.get(r["threads"]):
+            r["loop"]["inference_vs_alone"] = r["loop"]["inference_mean_ms"] / alone[r["threads"]]
+    result = {**bench.header(policy.device), "rows": rows, "usable_cpus": cpu_threads.limit}
+    headers = ["Busy processes", "Threads", "Ran with", "p50 (ms)", "p90 (ms)", "max (ms)", "p50 / 1-thread idle p50",
+               "p90 / p50", "Loop inference (ms)", "vs alone", "Held after 1st chunk", "Longest freeze (ms)"]
+    table = [[r["busy"], r["threads"], ",".join(map(str, r["teams"])), fmt(r["p50"]), fmt(r["p90"]), fmt(r["max"]),
+              fmt(r["p50_vs_one_thread_idle"], 2), fmt(r["p90_vs_own_p50"], 2),
+              fmt(r.get("loop", {}).get("inference_mean_ms")), fmt(r.get("loop", {}).get("inference_vs_alone"), 2),
+              r.get("loop", {}).get("held_after_first_chunk", "-"), fmt(r.get("loop", {}).get("longest_freeze_ms"))]
+             for r in rows]
+    text = (f"Checkpoint `{bench.checkpoint}`, {policy.precision}; {cpu_threads.limit} usable CPUs. Each busy process "
+            f"spins one core (`python -c '{HOG}'`), started {SETTLE_S:g} s before the row. Per row {bench.warmup} "
+            f"warm-up + {bench.reps} measured `get_action` calls, settings in alternating order per busy count; "
+            f"then the async loop on the simulated SO-100 at {args.fps:g} Hz, horizon {args.action_horizon}, for "
+            f"{args.loop_duration:g} s ('vs alone': its mean inference over the same setting's with no busy process).")
+    bench.write(result, "Inference on a busy computer", text, [(headers, table)],
+                {"contention.png": lambda path: plot(rows, path)})
+    return result
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    settings = list(dict.fromkeys(r["threads"] for r in rows))
+    busy = sorted({r["busy"] for r in rows})
+    with figure(path, 1, 1, figsize=(6.5, 3.8)) as (_, ax):
+        width = 0.8 / len(settings)
+        for i, setting in enumerate(settings):
+            sel = {r["busy"]: r for r in rows if r["threads"] == setting}
+            x = np.array(busy) + (i - (len(settings) - 1) / 2) * width
+            p50 = np.array([sel[b]["p50"] for b in busy])
+            ax.bar(x, p50, width, label=f"threads {setting}")
+            ax.errorbar(x, p50, yerr=[np.zeros_like(p50), np.array([sel[b]["max"] for b in busy]) - p50], fmt="none",
+                        ecolor="k", capsize=2)
+        ax.set(xlabel="competing busy processes", xticks=busy, ylabel="get_action (ms): p50, bar to max",
+               ylim=(0, None))
+        ax.legend(fontsize=8)
