@@ -1,11 +1,16 @@
-"""Which get_action requests a server takes: within the policy's batch and pixel bounds, and answerable in time.
+"""Which get_action requests a server takes, and in which order it serves them.
 
 A request is refused at arrival, in one line, when it is larger than the policy takes (`--max_batch`, checked on
-the decoded shapes before any work, see `gr00t_fast.policy.bounds`), when `--max_queue` requests already wait, or
-when the requests ahead of it could not all be served before its `--request-timeout-s` budget runs out (estimated
-from the inference times measured so far). Everything else waits in the queue, as NVIDIA's server lets it:
-NVIDIA's clients raise on an error reply, so a fleet that works against `inference_service.py` must not be turned
-away merely for being many.
+the decoded shapes before any work, see `gr00t_fast.policy.bounds`), or when it could not be answered within its
+budget even if served next (the inference running plus its own, from the times measured so far). Its budget is the
+client's own timeout when the request carries one (`timeout_ms`; gr00t-fast's PolicyClient sends it) and
+`--request_timeout_s` otherwise (15 s, the default timeout of NVIDIA's client): a queued request past it gets an
+error reply and is dropped before it is computed, since its client has given up.
+
+First come, first served while the queue drains within half the budget. Beyond that (a standing queue) the newest
+requests are served first, and when `--max_queue` requests already wait the oldest is dropped with an error reply to
+make room: a client that has waited longest is the likeliest to have left (its REQ socket timed out and was
+replaced), and a burst of requests from clients that left never locks out the next one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Mapping
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH, RequestBounds
 
 DEFAULT_MAX_QUEUE = 128  # 64 robots with one request each, and as many left by clients that timed out
+CLIENT_MARGIN_S = 0.25  # past the client's timeout before its request counts as abandoned: the client gives up first
 WINDOW = 32  # inference times the estimate is the median of (a few slow ones, e.g. a busy machine, do not count)
 
 
@@ -40,7 +46,7 @@ def request_rows(policy: Any, observation: Mapping[str, Any]) -> int:
 
 
 class Admission:
-    """The queue's bound and the estimate of one inference's duration (the median of the last `WINDOW`)."""
+    """The queue's bound, its order, and the estimate of one inference's duration (the median of the last `WINDOW`)."""
 
     def __init__(self, max_queue: int, timeout_s: float, concurrency: int):
         if max_queue < 1:
@@ -60,13 +66,32 @@ class Admission:
         """Estimated seconds until a request with `ahead` requests before it (queued or running) is answered."""
         return math.ceil((ahead + 1) / self.concurrency) * self.inference_s
 
-    def check(self, queued: int, running: int) -> None:
-        """Overloaded, one line, when a new request cannot be queued or answered in time."""
-        if queued >= self.max_queue:
-            raise Overloaded(f"server overloaded: {queued} get_action requests already queued, the bound "
-                             f"(--max_queue {self.max_queue}); retry later")
-        wait = self.wait_s(queued + running)
-        if wait > self.timeout_s:
-            raise Overloaded(f"server overloaded: {queued + running} get_action requests ahead of this one at "
-                             f"~{self.inference_s:.2f} s each would keep it waiting ~{wait:.0f} s, beyond the "
-                             f"{self.timeout_s:g} s budget (--request-timeout-s); retry later")
+    def budget_s(self, client_timeout_ms: Any) -> float:
+        """A request's budget: the client's timeout (a number of ms > 0, when it sends one) and `CLIENT_MARGIN_S`, at
+        most the server's."""
+        if client_timeout_ms is None:
+            return self.timeout_s
+        if isinstance(client_timeout_ms, bool) or not isinstance(client_timeout_ms, (int, float)) \
+                or not 0 < client_timeout_ms < math.inf:
+            raise ValueError(f"'timeout_ms' must be a number of milliseconds > 0, got {client_timeout_ms!r}")
+        return min(self.timeout_s, client_timeout_ms / 1000 + CLIENT_MARGIN_S)
+
+    def check(self, running: int, budget_s: float) -> None:
+        """Overloaded, one line, when a new request could not be answered within `budget_s` even if served next."""
+        wait = self.wait_s(running)
+        if wait > budget_s:
+            raise Overloaded(f"server overloaded: {running} get_action requests running at ~{self.inference_s:.2f} s "
+                             f"each would keep this one waiting ~{wait:.1f} s, beyond its {budget_s:g} s budget "
+                             "(the client's timeout, or --request-timeout-s); retry later")
+
+    def full(self, queued: int) -> bool:
+        """Whether a new request must push out the oldest queued one."""
+        return queued >= self.max_queue
+
+    def newest_first(self, queued: int) -> bool:
+        """Serve the newest queued request next rather than the oldest: when, first come first served, the last of
+        `queued` would wait beyond half the server's budget (a standing queue: its oldest are the likeliest gone),
+        and before any inference was measured, when more wait than run at once."""
+        if not self.recent:
+            return queued > self.concurrency
+        return self.wait_s(queued) > self.timeout_s / 2

@@ -70,7 +70,8 @@ class PolicyClient:
 
     def call(self, endpoint: str, data: dict[str, Any] | None = None) -> Any:
         """Send one request and return the decoded reply; ServerError on an error reply, TimeoutError on none."""
-        request = protocol.make_request(endpoint, data, self.api_token, error_map_ok=self.legacy_format)
+        request = protocol.make_request(endpoint, data, self.api_token, error_map_ok=self.legacy_format,
+                                        timeout_ms=self.timeout_ms)
         if self.robot_id is not None:
             request["robot_id"] = self.robot_id
         message = protocol.pack_legacy(request) if self.legacy_format else protocol.pack(request, self.array_format)

@@ -52,6 +52,7 @@ ERROR_PREFIX = "gr00t-fast server error: "
 RTC_FIELD = "rtc"  # optional get_action field (gr00t-fast): real-time chunking's prefix, delay and settings;
 # the reply then holds the chunk's normalized actions under RTC_CHUNK_KEY (the next request's prefix comes from it)
 RTC_INTS, RTC_FLOATS = ("inference_delay", "execution_horizon"), ("beta", "ramp")
+TIMEOUT_FIELD = "timeout_ms"  # optional request field (gr00t-fast's client): how long its client waits for the reply
 
 
 def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -362,9 +363,10 @@ def tcp_address(host: str, port: int) -> str:
 
 
 def make_request(endpoint: str, data: dict[str, Any] | None = None, api_token: str | None = None,
-                 error_map_ok: bool = False) -> dict[str, Any]:
+                 error_map_ok: bool = False, timeout_ms: int | None = None) -> dict[str, Any]:
     """A request map as upstream clients send it (`data` and `api_token` only when given); `error_map_ok` adds the
-    field that tells a gr00t-fast server this client reads `{"error": ...}` replies (upstream servers ignore it)."""
+    field that tells a gr00t-fast server this client reads `{"error": ...}` replies, `timeout_ms` how long the
+    client waits (a gr00t-fast server drops the request unanswered past it; upstream servers ignore both)."""
     request: dict[str, Any] = {"endpoint": endpoint}
     if data is not None:
         request["data"] = data
@@ -372,6 +374,8 @@ def make_request(endpoint: str, data: dict[str, Any] | None = None, api_token: s
         request["api_token"] = api_token
     if error_map_ok:
         request[ERROR_MAP_FIELD] = True
+    if timeout_ms is not None:
+        request[TIMEOUT_FIELD] = timeout_ms
     return request
 
 

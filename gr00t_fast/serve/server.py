@@ -36,7 +36,7 @@ from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded,
 log = logging.getLogger("gr00t_fast.serve")
 
 DEFAULT_MAX_MESSAGE_MB = 64.0
-DEFAULT_REQUEST_TIMEOUT_S = 30.0
+DEFAULT_REQUEST_TIMEOUT_S = 15.0  # NVIDIA's client gives up after 15 s (its default timeout_ms)
 DEFAULT_GRACE_S = 5.0
 CLOSE_LINGER_MS = 2000  # the last replies' time to leave when the server closes
 MAX_TRACEBACK_CHARS = 4 * protocol.MAX_ERROR_CHARS  # the stack logged with an unexpected failure, innermost frames
@@ -64,6 +64,7 @@ class Pending:
     deadline: float
     robot: str  # who asked: the request's "robot_id", else the connection's routing id (hex)
     future: Future | None = None  # -> (actions, inference start, inference end)
+    dropped: str | None = None  # why it is answered with an error before its inference (pushed out of the queue)
 
 
 class PolicyServer:
@@ -197,12 +198,12 @@ class PolicyServer:
             if endpoint == "get_action":
                 if nested.is_nested(data):  # an Isaac-GR00T N1.6/N1.7 client (gr00t_fast.serve.nested)
                     data, encode = nested.flat_observation(data, self.policy.data_config), nested.nested_encoder(encode)
-                self.admit(data)
+                budget = self.admit(data, request.get(protocol.TIMEOUT_FIELD))
                 robot = request.get("robot_id", envelope[0].hex())
                 if not isinstance(robot, str):
                     raise protocol.ProtocolError(f"'robot_id' must be a string, got {type(robot).__name__}")
                 self.queue.append(Pending(envelope, data, encode, encode_error, received, time.monotonic(),
-                                          received + self.request_timeout_s, protocol.bounded(robot, 200)))
+                                          received + budget, protocol.bounded(robot, 200)))
                 return None
             result = self.handlers[endpoint](data)
             if endpoint == "get_modality_config" and not legacy:  # upstream msgpack clients expect ModalityConfig entries
@@ -211,10 +212,18 @@ class PolicyServer:
         except Exception as e:  # noqa: BLE001 - every failure becomes an error reply
             return encode_error(self._error(e, endpoint))
 
-    def admit(self, observation: dict[str, Any]) -> None:
-        """Refuse, before any work, a get_action beyond the policy's bounds or one that cannot be answered in time."""
+    def admit(self, observation: dict[str, Any], client_timeout_ms: Any) -> float:
+        """Refuse, before any work, a get_action beyond the policy's bounds or one that cannot be answered within its
+        budget even if served next; push the oldest queued request out when the queue is full. Returns the budget in
+        seconds (`Admission`)."""
         request_rows(self.policy, {k: v for k, v in observation.items() if k != protocol.RTC_FIELD})
-        self.admission.check(len(self.queue), sum(1 for p in self.in_flight if not p.future.done()))
+        budget = self.admission.budget_s(client_timeout_ms)
+        self.admission.check(sum(1 for p in self.in_flight if not p.future.done()), budget)
+        waiting = [p for p in self.queue if p.envelope and p.dropped is None]
+        if self.admission.full(len(waiting)):
+            waiting[0].dropped = (f"Overloaded: server overloaded: dropped from the queue for newer requests (at most "
+                                  f"--max_queue {self.admission.max_queue} wait, the oldest make room); retry")
+        return budget
 
     def step_inference(self) -> list[tuple[list[bytes], bytes]]:
         """Advance the inference queue: finished or overdue requests -> (envelope, reply); start the next ones."""
@@ -234,16 +243,20 @@ class PolicyServer:
                 except Exception as e:  # noqa: BLE001
                     reply = current.encode_error(self._error(e, "get_action"))
                 replies.append((current.envelope, reply))
-        for pending in [p for p in (*self.in_flight, *self.queue) if p.envelope and now > p.deadline]:
-            text = (f"TimeoutError: get_action not answered within the {self.request_timeout_s:g} s budget "
-                    "(--request-timeout-s)")
-            log.warning("request timed out after %.1f s", now - pending.received)
+        for pending in [p for p in (*self.in_flight, *self.queue) if p.envelope and (now > p.deadline or p.dropped)]:
+            text = pending.dropped or (f"TimeoutError: get_action not answered within the "
+                                       f"{pending.deadline - pending.received:g} s budget (the client's timeout, or "
+                                       "--request-timeout-s): " + ("its result is dropped" if pending.future else
+                                                                   "its client has given up, it is not computed"))
+            log.warning("request %s after %.1f s", "dropped" if pending.dropped else "timed out",
+                        now - pending.received)
             replies.append((pending.envelope, pending.encode_error(text)))
-            pending.envelope = []  # answered: a late result is dropped
-        while self.queue and not self.queue[0].envelope:
-            self.queue.popleft()
+            pending.envelope = []  # answered: never computed when queued, a late result is dropped
+        if any(not p.envelope for p in self.queue):
+            self.queue = deque(p for p in self.queue if p.envelope)
         while len(self.in_flight) < self.concurrency and self.queue:
-            pending = self.queue.popleft()
+            newest = self.admission.newest_first(len(self.queue))  # overload: the oldest are likeliest gone
+            pending = self.queue.pop() if newest else self.queue.popleft()
             pending.future = self.worker.submit(self._get_action, pending.data, pending.robot)
             self.in_flight.append(pending)
         return replies

@@ -58,16 +58,22 @@ def test_bounds_are_checked_before_any_resize(tiny_checkpoint):
         RequestBounds(max_batch=0)
 
 
-def test_admission_refuses_only_what_cannot_be_answered_in_time():
-    admission = Admission(max_queue=100, timeout_s=30.0, concurrency=1)
-    admission.check(queued=99, running=1)  # nothing measured yet: only the queue bound applies
-    with pytest.raises(Overloaded, match=r"100 get_action requests already queued, the bound \(--max_queue 100\)"):
-        admission.check(queued=100, running=1)
+def test_admission_budgets_order_and_the_requests_it_refuses():
+    admission = Admission(max_queue=100, timeout_s=15.0, concurrency=1)
+    admission.check(running=1, budget_s=15.0)  # nothing measured yet: nothing is refused for time
+    assert admission.budget_s(None) == 15.0 and admission.budget_s(4000) == 4.25 and admission.budget_s(60_000) == 15.0
+    for bad in (0, -1, float("nan"), float("inf"), "5", True):
+        with pytest.raises(ValueError, match="'timeout_ms' must be a number of milliseconds > 0"):
+            admission.budget_s(bad)
     admission.served(0.5)
-    admission.check(queued=57, running=1)  # 59 x 0.5 s = 29.5 s: in time
-    with pytest.raises(Overloaded, match=r"60 get_action requests ahead .* beyond the 30 s budget "
-                                         r"\(--request-timeout-s\)"):
-        admission.check(queued=59, running=1)
+    admission.check(running=1, budget_s=1.0)  # served next: 2 x 0.5 s
+    with pytest.raises(Overloaded, match=r"1 get_action requests running at ~0.50 s each would keep this one waiting "
+                                         r"~1.0 s, beyond its 0.9 s budget"):
+        admission.check(running=1, budget_s=0.9)
+    assert not admission.full(99) and admission.full(100)
+    assert not admission.newest_first(14) and admission.newest_first(15)  # 15 x 0.5 s drain within 7.5 s, 16 not
+    fresh = Admission(max_queue=100, timeout_s=15.0, concurrency=1)
+    assert not fresh.newest_first(1) and fresh.newest_first(2)  # nothing measured: more wait than run at once
     with pytest.raises(ValueError, match="--max_queue must be >= 1"):
         Admission(0, 30.0, 1)
 
@@ -133,3 +139,83 @@ def test_stop_answers_received_requests_and_refuses_new_ones():
             assert all("action.x" in r for r in replies), replies
         else:
             assert all("grace period (--grace_s)" in r["error"] for r in replies), replies
+
+
+class Recorder:
+    """A policy that records which observations it computed (by their first state value); the first call waits for
+    `gate`, every call takes `seconds`."""
+
+    def __init__(self, seconds: float = 0.0):
+        self.gate, self.seen, self.seconds = threading.Event(), [], seconds
+
+    def get_action(self, observation):
+        if not self.seen:
+            self.gate.wait(10)
+        time.sleep(self.seconds)
+        self.seen.append(float(np.asarray(observation["state.single_arm"]).reshape(-1)[0]))
+        return {"action.x": np.zeros((16, 1), np.float32)}
+
+    def get_modality_config(self):
+        return {}
+
+
+def marked(value: float) -> dict:
+    obs = observation()
+    obs["state.single_arm"] = np.full_like(obs["state.single_arm"], value)
+    return obs
+
+
+def send(server, value: float, **request) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.RCVTIMEO, 15_000)
+    sock.connect(server.address)
+    sock.send(protocol.pack({**protocol.make_request("get_action", marked(value)), **request}))
+    return sock
+
+
+def wait_until(condition) -> None:
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_a_burst_of_abandoned_requests_does_not_lock_out_the_next_client():
+    """Ten requests whose clients left (never read), a queue of four of 0.3 s inferences, a 2 s budget: the oldest
+    are pushed out with an error reply, and the client that comes next is served right after the inference in
+    flight, before the rest of the burst (the queue would drain beyond half the budget: newest first)."""
+    policy = Recorder(seconds=0.3)
+    server = PolicyServer(policy, port=0, poll_ms=5, max_queue=4, request_timeout_s=2.0)
+    with server.in_thread():
+        burst = [send(server, float(i)) for i in range(10)]
+        wait_until(lambda: len(policy.seen) + len(server.in_flight) + len(server.queue) >= 5 and server.in_flight)
+        wait_until(lambda: sum(1 for p in server.queue if p.envelope) <= 4 and len(server.queue) >= 4)
+        legitimate = send(server, 99.0)
+        wait_until(lambda: any(p.data["state.single_arm"].reshape(-1)[0] == 99.0 for p in server.queue))
+        policy.gate.set()
+        reply = protocol.unpack(legitimate.recv())
+        assert "action.x" in reply, reply
+        assert policy.seen[:2] == [0.0, 99.0], policy.seen  # in flight first, then the newcomer
+        dropped = [protocol.unpack(sock.recv()) for sock in burst[1:6]]  # the oldest queued ones made room
+        assert all("dropped from the queue for newer requests" in r.get("error", "") for r in dropped), dropped
+        for sock in [*burst, legitimate]:
+            sock.close(linger=0)
+
+
+def test_a_queued_request_past_its_clients_timeout_is_never_computed():
+    policy = Recorder()
+    server = PolicyServer(policy, port=0, poll_ms=5)
+    with server.in_thread():
+        first = send(server, 1.0)
+        wait_until(lambda: server.in_flight)
+        impatient = send(server, 2.0, timeout_ms=100)  # the client waits 100 ms
+        reply = protocol.unpack(impatient.recv())
+        assert "not answered within the 0.35 s budget (the client's timeout" in reply["error"], reply
+        assert "its client has given up, it is not computed" in reply["error"]
+        policy.gate.set()
+        assert "action.x" in protocol.unpack(first.recv())
+        with PolicyClient(port=server.port, timeout_ms=5000) as client:  # sends its own timeout_ms
+            assert client.get_action(marked(3.0))["action.x"].shape == (16, 1)
+        assert policy.seen == [1.0, 3.0]
+        for sock in (first, impatient):
+            sock.close(linger=0)
