@@ -16,7 +16,7 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
 from gr00t_fast.model.gr00t import Gr00tN15
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError
-from gr00t_fast.model.precision import Precision, choose_cpu_dtype
+from gr00t_fast.model.precision import Precision, auto_cpu_precision
 
 LEROBOT_PREFIX = "_groot_model."
 EMBED_TOKENS = "backbone.eagle_model.language_model.model.embed_tokens.weight"
@@ -181,21 +181,22 @@ def load_model(
     """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
 
     `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU. `dtype="auto"`: the
-    same on CUDA; on a CPU bfloat16 where it has bf16 units and bf16 is faster for this checkpoint
-    (`gr00t_fast.model.precision`). `model.precision` says what it runs in and why.
+    same on CUDA; on a CPU bfloat16 where it has bf16 units and the checkpoint is large enough for bf16 to pay
+    (`gr00t_fast.model.precision`), decided before the weights are read. `model.precision` says what it runs in and
+    why.
     """
     path = Path(path)
     device, load_dtype = resolve_device_dtype(device, dtype)
     config = Gr00tConfig.from_checkpoint(path, eagle_path)
     model = build_meta_model(config)
-    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, load_dtype)
+    if dtype == "auto" and device.type == "cpu":  # decided before any weight is read: they are read into it
+        precision = auto_cpu_precision(sum(p.numel() for p in model.parameters()))
+    else:
+        why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
+        precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."), why)
+    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, precision.dtype)
     model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
     del state  # the model holds every tensor now: nothing else may keep one alive
     model = model.eval().requires_grad_(False)
-    if dtype == "auto" and device.type == "cpu":
-        model.precision = choose_cpu_dtype(model)
-    else:
-        why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
-        model.precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."),
-                                    why)
+    model.precision = precision
     return model

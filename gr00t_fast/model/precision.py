@@ -1,29 +1,28 @@
-"""`dtype="auto"`: the precision the network runs in, chosen where it is loaded, with the reason why.
+"""`dtype="auto"`: the precision the network runs in, chosen by a rule before its weights are read, the same at
+every load, with the reason why.
 
-On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 only where the CPU has bf16 units
-(AMX tiles or AVX512-BF16, as torch reports them) *and* bf16 is faster for this checkpoint, timed on the model
-itself right after loading: a small checkpoint is overhead-bound, and casts can make bf16 slower than float32 there
-even on AMX. Everywhere else float32, the exact path. Deciding holds float32 and bfloat16 copies of the weights for
-the few timed calls (1.5x the float32 weights), never two float32 copies.
+On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units (AMX
+tiles or AVX512-BF16, as torch reports them) and the checkpoint has at least `BF16_MIN_PARAMETERS` parameters;
+everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/README.md, "Precision on a CPU"): the
+tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the casts cost
+more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier version timed
+both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16 loads of one
+checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the dtype is known
+before the first weight is read, so the weights are read straight into it.
 
-`GR00T_FAST_AUTO_DTYPE=float32|bfloat16` pins the choice (reproducible runs; the test suite pins float32).
+`GR00T_FAST_AUTO_DTYPE=float32|bfloat16` pins the choice (the test suite pins float32).
 """
 
 import os
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 
-from gr00t_fast.model.inputs import example_inputs
-
-__all__ = ["AUTO_DTYPE_ENV", "Precision", "bf16_units", "choose_cpu_dtype"]
+__all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
 AUTO_DTYPE_ENV = "GR00T_FAST_AUTO_DTYPE"
 PINNABLE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-ROUNDS = 3  # timed calls per dtype, alternating, after one cold call each
+BF16_MIN_PARAMETERS = 10_000_000  # below: float32 on a CPU even with bf16 units (overhead-bound calls)
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,6 @@ class Precision:
     dtype: torch.dtype
     requested: str
     reason: str
-    float32_ms: float | None = None  # the timed calls behind an auto choice on a CPU with bf16 units
-    bfloat16_ms: float | None = None
     quantization: dict | None = None  # `--quantize`: its mode and `quantize_linears`' layer counts
 
     def as_dict(self) -> dict:
@@ -66,61 +63,20 @@ def bf16_units() -> str | None:
     return None
 
 
-def _floating_tensors(model: nn.Module) -> list[tuple[dict, str, torch.Tensor]]:
-    """Every floating-point parameter and buffer of `model`: (the dict holding it, its name, the tensor)."""
-    return [(tensors, name, tensor) for module in model.modules() for tensors in (module._parameters, module._buffers)
-            for name, tensor in tensors.items() if tensor is not None and tensor.is_floating_point()]
-
-
-def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    cast = tensor.detach().to(dtype)
-    return nn.Parameter(cast, requires_grad=False) if isinstance(tensor, nn.Parameter) else cast
-
-
-def _use(model: nn.Module, tensors: list[tuple[dict, str, torch.Tensor]]) -> None:
-    """Put `tensors` (from `_floating_tensors`, or casts of them) in place."""
-    for holder, name, tensor in tensors:
-        holder[name] = tensor
-    model.action_head.step_table_cache.clear()  # computed in the old dtype
-
-
-@torch.inference_mode()
-def _race(model: nn.Module, weights: dict[torch.dtype, list]) -> dict[torch.dtype, float]:
-    """Median ms of a call per dtype, calls alternating between the weight sets (a busy machine slows both alike)
-    after one cold call each; `model` is left holding the last set."""
-    times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in weights}
-    examples = {dtype: example_inputs(model.config, device=model.device, dtype=dtype) for dtype in weights}
-    for round_ in range(ROUNDS + 1):
-        for dtype, tensors in weights.items():
-            _use(model, tensors)
-            inputs, noise = examples[dtype]
-            start = time.perf_counter()
-            model(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state, inputs.embodiment_id,
-                  noise, model.config.num_inference_timesteps)
-            if round_:
-                times[dtype].append((time.perf_counter() - start) * 1e3)
-    return {dtype: statistics.median(ms) for dtype, ms in times.items()}
-
-
-def choose_cpu_dtype(model: nn.Module) -> Precision:
-    """Keep `model` (float32, on a CPU) in float32 or cast it to bfloat16, whichever `dtype="auto"` picks."""
+def auto_cpu_precision(parameters: int) -> Precision:
+    """`dtype="auto"` on a CPU for a network of `parameters` (from its config, before any weight is read)."""
     pinned = os.environ.get(AUTO_DTYPE_ENV)
     if pinned:
         if pinned not in PINNABLE:
             raise ValueError(f"{AUTO_DTYPE_ENV}={pinned!r}: expected one of {', '.join(PINNABLE)}")
-        _use(model, [(holder, name, _cast(t, PINNABLE[pinned])) for holder, name, t in _floating_tensors(model)])
         return Precision(PINNABLE[pinned], "auto", f"pinned by {AUTO_DTYPE_ENV}")
     units = bf16_units()
     if units is None:
         return Precision(torch.float32, "auto", f"this CPU has no AMX or AVX512-BF16 (torch capability "
                                                 f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be emulated")
-    fp32 = _floating_tensors(model)
-    weights = {torch.float32: fp32, torch.bfloat16: [(h, n, _cast(t, torch.bfloat16)) for h, n, t in fp32]}
-    ms = _race(model, weights)
-    faster = min(ms, key=ms.get)
-    _use(model, weights.pop(faster))
-    weights.clear()  # the other copy is freed here
-    ratio = max(ms.values()) / min(ms.values())
-    reason = (f"{units}: bf16 {ratio:.2f}x faster than float32 on this checkpoint" if faster == torch.bfloat16 else
-              f"{units}, but float32 {ratio:.2f}x faster than bf16 on this checkpoint")
-    return Precision(faster, "auto", reason, ms[torch.float32], ms[torch.bfloat16])
+    size = f"{parameters / 1e6:.1f}M parameters"
+    if parameters >= BF16_MIN_PARAMETERS:
+        return Precision(torch.bfloat16, "auto", f"{units} and {size} (bf16 pays from "
+                                                 f"{BF16_MIN_PARAMETERS / 1e6:.0f}M)")
+    return Precision(torch.float32, "auto", f"{units}, but {size}: below {BF16_MIN_PARAMETERS / 1e6:.0f}M calls are "
+                                            "overhead-bound and bf16 does not pay")

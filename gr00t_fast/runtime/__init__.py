@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "cache_dir": "cache", "checkpoint_fingerprint": "cache", "keep_freed_memory": "heap",
+    "cache_dir": "cache", "checkpoint_fingerprint": "cache", "keep_freed_memory": "heap", "release_freed_memory": "heap",
     "raised_by_interrupt": "interrupt", "exit_if_busy": "torch_thread", "on_torch_thread": "torch_thread",
     "run_on_torch_thread": "torch_thread", "use_device": "torch_thread", "cpu_threads": "threads",
     "usable_cpus": "threads",

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import zmq
 
 from gr00t_fast.policy.base import Policy
+from gr00t_fast.runtime.heap import release_freed_memory
 from gr00t_fast.serve import nested, protocol
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded, ShuttingDown, request_rows
 
@@ -38,6 +39,7 @@ log = logging.getLogger("gr00t_fast.serve")
 DEFAULT_MAX_MESSAGE_MB = 64.0
 DEFAULT_REQUEST_TIMEOUT_S = 15.0  # NVIDIA's client gives up after 15 s (its default timeout_ms)
 DEFAULT_GRACE_S = 5.0
+IDLE_RELEASE_S = 2.0  # without a request this long, the C heap's free memory goes back to the kernel
 CLOSE_LINGER_MS = 2000  # the last replies' time to leave when the server closes
 MAX_TRACEBACK_CHARS = 4 * protocol.MAX_ERROR_CHARS  # the stack logged with an unexpected failure, innermost frames
 
@@ -111,6 +113,8 @@ class PolicyServer:
         }
         self.queue: deque[Pending] = deque()
         self.housekeeping: list[Callable[[], None]] = []  # run by the loop between messages (e.g. CheckpointWatch)
+        self.last_message = time.monotonic()
+        self.released = True  # no message since the heap's free memory was last given back
         self.admission = Admission(max_queue, request_timeout_s, concurrency)
         self.concurrency = concurrency
         self.in_flight: list[Pending] = []  # in inference (possibly past their deadline and answered)
@@ -230,19 +234,25 @@ class PolicyServer:
         now, replies = time.monotonic(), []
         for current in [p for p in self.in_flight if p.future.done()]:
             self.in_flight.remove(current)
-            if not current.future.exception():
-                _, started, finished = current.future.result()
+            # the failure read, never re-raised here: raising it would tie this frame (and the request's arrays) to
+            # its traceback in a cycle only a full garbage collection frees (a flood of bad requests piled up)
+            error = current.future.exception()
+            if error is None:
+                result, started, finished = current.future.result()
                 self.admission.served(finished - started)
             if current.envelope:  # not answered yet (an overdue request was answered with an error already)
                 try:
-                    result, started, finished = current.future.result()
+                    if error is not None:
+                        raise error
                     reply = current.encode(result)
                     log.info("get_action: decode %.2f ms, queue %.2f ms, inference %.2f ms, encode %.2f ms (%d bytes)",
                              (current.decoded - current.received) * 1e3, (started - current.decoded) * 1e3,
                              (finished - started) * 1e3, (time.monotonic() - finished) * 1e3, len(reply))
                 except Exception as e:  # noqa: BLE001
                     reply = current.encode_error(self._error(e, "get_action"))
+                    e.__traceback__ = None
                 replies.append((current.envelope, reply))
+            current.future = current.data = error = None
         for pending in [p for p in (*self.in_flight, *self.queue) if p.envelope and (now > p.deadline or p.dropped)]:
             text = pending.dropped or (f"TimeoutError: get_action not answered within the "
                                        f"{pending.deadline - pending.received:g} s budget (the client's timeout, or "
@@ -288,6 +298,7 @@ class PolicyServer:
                     self.socket.send_multipart([*envelope, reply])
                 for task in self.housekeeping:
                     task()
+                self.release_when_idle()
             self.announce_stop()
             while self.socket.poll(0, zmq.POLLIN):  # arrived too late: told that the server is stopping
                 self.read_message()
@@ -296,9 +307,18 @@ class PolicyServer:
             self.close(linger_ms=CLOSE_LINGER_MS)
             log.info("policy server stopped")
 
+    def release_when_idle(self) -> None:
+        """Give the C heap's free memory back once no message came for `IDLE_RELEASE_S` and nothing is queued or
+        running: a flood (of malformed requests, say) leaves no memory behind (`gr00t_fast.runtime.heap`)."""
+        if not self.released and not (self.queue or self.in_flight) \
+                and time.monotonic() - self.last_message > IDLE_RELEASE_S:
+            release_freed_memory()
+            self.released = True
+
     def read_message(self) -> None:
         """Receive one message and answer it now, or queue it."""
         frames = self.socket.recv_multipart()
+        self.last_message, self.released = time.monotonic(), False
         if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
             log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
             return

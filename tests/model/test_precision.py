@@ -1,15 +1,14 @@
-"""dtype="auto": float32 without bf16 units, the faster of float32 and bfloat16 with them (timed on the model at
-load), the pin, and what the policy, the load line and the benchmarks report. The CPU's bf16 units are hardware:
-a test that needs them says the CPU has them (`bf16_units`) and the call times are set by a fake clock, so the choice
-is deterministic whatever CPU runs the suite; every call still runs the real model."""
-
-import types
+"""dtype="auto": a rule, decided before the weights are read (float32 without bf16 units or below
+`BF16_MIN_PARAMETERS`, bfloat16 with bf16 units from there), the same at every load, the weights read straight into
+the chosen dtype; the pin, and what the policy, the load line and the benchmarks report. The CPU's bf16 units are
+hardware: a test that needs them says the CPU has them (`bf16_units`)."""
 
 import pytest
 import torch
 
 from gr00t_fast.loading import create_policy, load_policy
 from gr00t_fast.model import example_inputs, load_model
+from gr00t_fast.model import loading as loading_module
 from gr00t_fast.model import precision as precision_module
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from gr00t_fast.policy.config import PolicyConfig
@@ -21,30 +20,15 @@ def unpinned(monkeypatch):
     return monkeypatch
 
 
-def with_bf16_units(monkeypatch, call_ms: dict[torch.dtype, float]) -> list[torch.dtype]:
-    """A CPU with AMX whose calls take `call_ms` per dtype of the model; returns the dtypes of the timed calls."""
-    monkeypatch.setattr(precision_module, "bf16_units", lambda: "AMX")
-    clock = {"t": 0.0, "model": None}
-    seen: list[torch.dtype] = []
-    race = precision_module._race
+def read_dtypes(monkeypatch) -> list[torch.dtype]:
+    """The dtypes the loader reads weights in, one per load."""
+    seen, read = [], loading_module.read_state_dict
 
-    def perf_counter() -> float:
-        t = clock["t"]
-        clock["t"] += call_ms[clock["model"].dtype] / 1e3  # start and end read: the call took call_ms
-        return t
+    def traced(path, expected, layers, device, dtype):
+        seen.append(dtype)
+        return read(path, expected, layers, device, dtype)
 
-    def traced_race(model, weights):
-        clock["model"] = model
-        original_use = precision_module._use
-
-        def use(m, tensors):
-            original_use(m, tensors)
-            seen.append(m.dtype)
-        monkeypatch.setattr(precision_module, "_use", use)
-        return race(model, weights)
-
-    monkeypatch.setattr(precision_module, "time", types.SimpleNamespace(perf_counter=perf_counter))
-    monkeypatch.setattr(precision_module, "_race", traced_race)
+    monkeypatch.setattr(loading_module, "read_state_dict", traced)
     return seen
 
 
@@ -59,40 +43,41 @@ def actions(model):
                  noise, 4)
 
 
-def test_no_bf16_units_means_float32_untimed(unpinned, tiny_checkpoint):
+def test_no_bf16_units_means_float32(unpinned, tiny_checkpoint):
     unpinned.setattr(precision_module, "bf16_units", lambda: None)
     model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
     assert model.dtype == torch.float32 and floating_dtypes(model) == {torch.float32}
-    p = model.precision
-    assert (p.requested, p.float32_ms, p.bfloat16_ms) == ("auto", None, None)
-    assert "no AMX or AVX512-BF16" in p.reason and str(p).startswith("float32 (auto: ")
+    assert model.precision.requested == "auto" and "no AMX or AVX512-BF16" in model.precision.reason
+    assert str(model.precision).startswith("float32 (auto: ")
 
 
-def test_bf16_chosen_when_faster_is_the_bf16_model(unpinned, tiny_checkpoint):
-    seen = with_bf16_units(unpinned, {torch.float32: 30.0, torch.bfloat16: 10.0})
-    model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
-    assert seen[:2] == [torch.float32, torch.bfloat16] and len(seen) == 2 * (precision_module.ROUNDS + 1) + 1
-    assert model.dtype == torch.bfloat16 and floating_dtypes(model) == {torch.bfloat16}
-    p = model.precision
-    assert (p.float32_ms, p.bfloat16_ms) == pytest.approx((30.0, 10.0)) and "bf16 3.00x faster" in p.reason
-    assert torch.equal(actions(model), actions(load_model(tiny_checkpoint, device="cpu", dtype="bfloat16")))
-
-
-def test_float32_kept_when_faster_is_bitwise_the_float32_model(unpinned, tiny_checkpoint):
-    with_bf16_units(unpinned, {torch.float32: 10.0, torch.bfloat16: 25.0})
+def test_bf16_units_and_a_small_checkpoint_mean_float32_bitwise(unpinned, tiny_checkpoint):
+    unpinned.setattr(precision_module, "bf16_units", lambda: "AVX512-BF16")
     model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
     assert model.dtype == torch.float32 and floating_dtypes(model) == {torch.float32}
-    assert "float32 2.50x faster than bf16" in model.precision.reason
+    assert model.precision.reason == ("AVX512-BF16, but 1.3M parameters: below 10M calls are overhead-bound and bf16 "
+                                      "does not pay")
     exact = load_model(tiny_checkpoint, device="cpu", dtype="float32")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exact.state_dict().values()))
     assert torch.equal(actions(model), actions(exact))
 
 
-def test_the_pin_decides_without_timing(unpinned, tiny_checkpoint):
+def test_bf16_units_and_a_large_checkpoint_read_the_weights_as_bf16(unpinned, tiny_checkpoint):
+    """Every load the same dtype, and the weights read straight into it (no float32 copy on the way)."""
+    unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
+    seen = read_dtypes(unpinned)
+    models = [load_model(tiny_checkpoint, device="cpu", dtype="auto") for _ in range(3)]
+    assert seen == [torch.bfloat16] * 3
+    assert all(m.dtype == torch.bfloat16 and floating_dtypes(m) == {torch.bfloat16} for m in models)
+    assert models[0].precision.reason == "AMX and 1.3M parameters (bf16 pays from 1M)"
+    assert torch.equal(actions(models[0]), actions(load_model(tiny_checkpoint, device="cpu", dtype="bfloat16")))
+
+
+def test_the_pin_decides(unpinned, tiny_checkpoint):
     unpinned.setenv(AUTO_DTYPE_ENV, "bfloat16")
-    unpinned.setattr(precision_module, "_race", lambda *_: pytest.fail("a pinned choice must not time anything"))
+    seen = read_dtypes(unpinned)
     model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
-    assert model.dtype == torch.bfloat16 and floating_dtypes(model) == {torch.bfloat16}
+    assert model.dtype == torch.bfloat16 and floating_dtypes(model) == {torch.bfloat16} and seen == [torch.bfloat16]
     assert model.precision.reason == f"pinned by {AUTO_DTYPE_ENV}"
     unpinned.setenv(AUTO_DTYPE_ENV, "float64")
     with pytest.raises(ValueError, match=f"{AUTO_DTYPE_ENV}='float64': expected one of float32, bfloat16"):
@@ -117,7 +102,7 @@ def test_policy_reports_the_choice(unpinned, tiny_checkpoint, capsys):
 
 
 def test_auto_with_an_exported_backend_is_the_device_default(unpinned, tiny_checkpoint):
-    unpinned.setattr(precision_module, "_race", lambda *_: pytest.fail("onnxruntime runs the exported float32 graph"))
     unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 0)
     policy = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False)
     assert policy.dtype == torch.float32 and policy.precision.reason == "the default on cpu"

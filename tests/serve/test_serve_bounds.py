@@ -219,3 +219,30 @@ def test_a_queued_request_past_its_clients_timeout_is_never_computed():
         assert policy.seen == [1.0, 3.0]
         for sock in (first, impatient):
             sock.close(linger=0)
+
+
+def test_an_idle_server_gives_its_free_heap_back_once(monkeypatch):
+    import gr00t_fast.serve.server as server_module
+
+    released = []
+    monkeypatch.setattr(server_module, "release_freed_memory", lambda: released.append(time.monotonic()) or True)
+    monkeypatch.setattr(server_module, "IDLE_RELEASE_S", 0.05)
+    server = PolicyServer(Recorder(), port=0, poll_ms=5)
+    with server.in_thread(), PolicyClient(port=server.port, timeout_ms=5000) as client:
+        time.sleep(0.3)
+        assert released == []  # nothing came since the start: nothing to give back
+        server.policy.gate.set()
+        client.get_action(marked(1.0))
+        wait_until(lambda: len(released) == 1)
+        time.sleep(0.3)
+        assert len(released) == 1  # once per idle spell
+
+
+def test_the_heap_settings_apply_on_glibc():
+    import platform
+
+    from gr00t_fast.runtime.heap import keep_freed_memory, release_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt and malloc_trim are glibc's")
+    assert keep_freed_memory() and release_freed_memory()
