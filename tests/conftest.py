@@ -1,10 +1,14 @@
 """Shared test fixtures: paths to ../shared and tiny checkpoints built once per session.
 
 `dtype="auto"` (the default) is pinned to float32 for the whole suite and the processes it starts: on a CPU with
-AMX it would time bf16 against float32 at every load and could pick either, and the suite compares actions exactly
-(tests/model/test_precision.py tests the choice itself)."""
+bf16 units it picks bf16 for the larger checkpoints, and the suite compares actions exactly
+(tests/model/test_precision.py tests the choice itself). What gr00t-fast caches (demo checkpoints, exported graphs)
+goes to a folder of this test session, never the user's `~/.cache/gr00t_fast`."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,8 @@ from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from shared_data import shared_path
 
 os.environ[AUTO_DTYPE_ENV] = "float32"
+os.environ["GR00T_FAST_CACHE"] = tempfile.mkdtemp(prefix="gr00t_fast_test_cache_")
+atexit.register(shutil.rmtree, os.environ["GR00T_FAST_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

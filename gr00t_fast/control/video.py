@@ -3,7 +3,8 @@
 During the run only the simulation's state is kept at every step (a copy of its positions); the frames are rendered
 after the run from those states, so the video costs the control loop nothing. Beside each frame a panel shows, per
 joint, the target sent at that step (bar) and the measured position (tick) within the joint's limits; a held step
-is marked in red, a chunk switch in yellow. Written with OpenCV's `VideoWriter` (MPEG-4, plays at the control rate).
+is marked in red, a chunk switch in yellow. Encoded as H.264 in MP4 (yuv420p, what browsers play) by the ffmpeg that
+imageio-ffmpeg ships, at the control rate; without imageio-ffmpeg, OpenCV's MPEG-4 part 2 (`mp4v`), with a note.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from gr00t_fast.control.telemetry import StepRecord
 
-__all__ = ["SimVideo", "video_error"]
+__all__ = ["SimVideo", "VideoEncoder", "video_error"]
 
 PANEL_WIDTH = 240  # pixels beside the camera frame
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -55,11 +56,8 @@ class SimVideo:
         """Render and encode every recorded step, or those before `cancelled()` turns true (a playable file
         either way); returns the number of frames written."""
         cam = self.robot.config.cameras[self.camera]
-        size = (cam.width + PANEL_WIDTH, cam.height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
-        if not writer.isOpened():
-            raise OSError(f"--video: OpenCV cannot write {self.path}")
+        encoder = VideoEncoder(self.path, self.fps, (cam.width + PANEL_WIDTH, cam.height))
         frames = self.robot.replay(self.states, self.camera)
         written = 0
         try:
@@ -67,12 +65,12 @@ class SimVideo:
                                       unit="frame", disable=not progress):
                 if cancelled():
                     break
-                panel = self.panel(record, cam.height)
-                writer.write(np.concatenate([cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), panel], axis=1))
+                panel = cv2.cvtColor(self.panel(record, cam.height), cv2.COLOR_BGR2RGB)
+                encoder.write(np.concatenate([frame, panel], axis=1))
                 written += 1
         finally:
             frames.close()
-            writer.release()
+            encoder.close()
         return written
 
     def panel(self, record: StepRecord, height: int) -> np.ndarray:
@@ -100,6 +98,41 @@ class SimVideo:
                 x = 6 + int(span * _fraction(record.state[i], lo, hi))
                 cv2.line(panel, (x, y - row // 3), (x, y + 2), WHITE, 2)
         return panel
+
+
+class VideoEncoder:
+    """RGB frames of one (width, height) into an MP4 at `fps`: H.264 (yuv420p; odd sizes padded to even with black)
+    through imageio-ffmpeg's ffmpeg, else OpenCV's `mp4v` with a note saying browsers will not play it."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self.size, self.even = size, (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        try:
+            import imageio_ffmpeg
+        except ImportError:
+            print(f"note: {path} is MPEG-4 part 2 (OpenCV's mp4v), which browsers do not play: pip install "
+                  "imageio-ffmpeg for H.264", flush=True)
+            self.codec, self.writer = "mp4v", cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            if not self.writer.isOpened():
+                raise OSError(f"--video: OpenCV cannot write {path}")
+            return
+        self.codec = "h264"
+        self.writer = imageio_ffmpeg.write_frames(str(path), self.even, fps=fps, codec="libx264",
+                                                  pix_fmt_out="yuv420p", macro_block_size=1,
+                                                  ffmpeg_log_level="error")
+        self.writer.send(None)  # starts ffmpeg
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self.codec == "mp4v":
+            self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            return
+        pad = ((0, self.even[1] - self.size[1]), (0, self.even[0] - self.size[0]), (0, 0))
+        self.writer.send(np.ascontiguousarray(np.pad(rgb, pad) if any(p[1] for p in pad) else rgb))
+
+    def close(self) -> None:
+        if self.codec == "mp4v":
+            self.writer.release()
+        else:
+            self.writer.close()
 
 
 def _fraction(value: float, lo: float, hi: float) -> float:

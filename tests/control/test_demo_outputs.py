@@ -60,6 +60,10 @@ def test_video_and_plot_from_outside_the_checkout(tmp_path, tiny_checkpoint):
     assert plot is not None and plot.shape[0] > 300 and plot.shape[1] > 600
     assert out.count(LEGEND) == 1 and out.count("| queue") >= steps
     assert f"{steps} frames at 10 fps written to out/run.mp4" in out and "joint plot written to out/joints.png" in out
+    import imageio_ffmpeg
+
+    meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "out" / "run.mp4")))
+    assert meta["codec"] == "h264", meta  # what browsers play (MPEG-4 part 2 they do not)
     refills, calls, waited, moved = _counts(out)
     assert refills == waited == calls == 2 and moved == 0
     assert "random weights (random, size tiny, seed 0)" in out
