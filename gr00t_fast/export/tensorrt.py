@@ -83,6 +83,22 @@ def engine_cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+# the lowest compute capability whose tensor cores run a precision (fp32 runs everywhere): bf16 from Ampere (Jetson
+# Orin is 8.7), fp8 from Ada / Hopper (8.9, 9.0; Orin has no FP8), int8 and fp16 from Turing
+MIN_CAPABILITY = {"fp16": (7, 5), "int8": (7, 5), "bf16": (8, 0), "fp8": (8, 9)}
+
+
+def precision_error(precision: str, gpu: str, capability: str) -> str | None:
+    """Why `precision` cannot run on `gpu` (compute capability "major.minor"), or None."""
+    need = MIN_CAPABILITY.get(precision)
+    have = tuple(int(v) for v in capability.split("."))
+    if need is None or have >= need:
+        return None
+    usable = [p for p in PRECISIONS if have >= MIN_CAPABILITY.get(p, (0, 0))]
+    return (f"--precision {precision} needs compute capability {need[0]}.{need[1]} or newer; {gpu} has {capability} "
+            f"(it runs {', '.join(usable)})")
+
+
 def gpu_identity() -> tuple[str, str]:
     """(GPU name, compute capability "major.minor") of the current CUDA device."""
     import torch
@@ -247,6 +263,9 @@ def build_engines(
     check_tensorrt_version(trt.__version__)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    unsupported = precision_error(precision, *gpu_identity())
+    if unsupported:  # before anything is exported
+        raise ValueError(unsupported)
     out = Path(out_dir)
     config = Gr00tConfig.from_checkpoint(model_path, eagle_path)
     steps = num_steps or config.num_inference_timesteps

@@ -388,3 +388,13 @@ def test_padded_batch_through_an_fp16_llm_graph_has_no_nan(model, tmp_path):
     assert np.isfinite(half).all()
     (full,) = ort_session(path, ["CPUExecutionProvider"]).run(None, {k: v.numpy() for k, v in feeds.items()})
     np.testing.assert_allclose(half.astype(np.float32), full, atol=0.05)  # fp16 rounding only
+
+
+def test_a_precision_the_gpu_cannot_run_is_named_with_the_device():
+    from gr00t_fast.export.tensorrt import precision_error
+
+    assert precision_error("fp8", "Orin", "8.7") == ("--precision fp8 needs compute capability 8.9 or newer; Orin has "
+                                                     "8.7 (it runs fp32, fp16, bf16, int8)")
+    assert precision_error("bf16", "Tesla T4", "7.5").startswith("--precision bf16 needs compute capability 8.0")
+    assert precision_error("fp8", "NVIDIA H100 80GB HBM3", "9.0") is None
+    assert precision_error("fp32", "anything", "6.1") is None
