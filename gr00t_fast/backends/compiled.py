@@ -10,6 +10,8 @@ call's host-side glue runs as C++ instead of Python, which is what a small, over
 time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
 """
 
+import warnings
+
 import torch
 
 from gr00t_fast.backends.base import Backend
@@ -17,6 +19,11 @@ from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.runtime.progress import ticking
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+# Dynamo traces through the rotary tables' lru_cache (their arguments are static: the traced values are the cached
+# ones) and says so in 12 lines that tell a user nothing
+warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools.lru_cache`-wrapped function",
+                        category=UserWarning)
 
 
 class CompiledBackend(Backend):
