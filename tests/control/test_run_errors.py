@@ -45,7 +45,7 @@ class _InterruptedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
-def test_ctrl_c_while_setting_up_the_simulator_ends_with_one_line(wrapped, monkeypatch, capsys):
+def test_ctrl_c_while_setting_up_the_simulator_ends_with_one_line(wrapped, tiny_checkpoint, monkeypatch, capsys):
     import sys
 
     from gr00t_fast.control import run
@@ -53,7 +53,7 @@ def test_ctrl_c_while_setting_up_the_simulator_ends_with_one_line(wrapped, monke
     for name in ("mujoco", "gr00t_fast.robot.sim"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(wrapped), *sys.meta_path])
-    assert run.main(["--robot.type=so100_sim", "--robot.cameras={}"]) == 130
+    assert run.main(["--robot.type=so100_sim", "--robot.cameras={}", f"--model_path={tiny_checkpoint}"]) == 130
     err = capsys.readouterr().err.strip()
     assert err == "gr00t-fast run: interrupted while setting up the robot", err  # not "MuJoCo ... not installed"
 

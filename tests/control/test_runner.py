@@ -126,7 +126,7 @@ def test_missing_lerobot_gives_the_install_hint(trained_stand_in, capsys):
         pytest.skip("lerobot is installed")
     assert runner.main(USER_FLAGS + [f"--model_path={trained_stand_in}"]) == 2  # no random-weight mark: the guard passes
     err = capsys.readouterr().err
-    assert "lerobot" in err and "pip install" in err
+    assert "LeRobot" in err and "gr00t-fast install-lerobot" in err
 
 
 def _has_lerobot() -> bool:

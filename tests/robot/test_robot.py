@@ -107,5 +107,5 @@ def test_make_robot_rejects_unknown_config():
 @pytest.mark.skipif(importlib.util.find_spec("lerobot") is not None, reason="lerobot is installed")
 @pytest.mark.parametrize("robot_type", ["so100_follower", "so101_follower"])
 def test_missing_lerobot_gives_install_hint(robot_type):
-    with pytest.raises(ImportError, match=r'pip install "gr00t-fast\[lerobot\]"'):
+    with pytest.raises(ImportError, match=r"gr00t-fast install-lerobot \(LeRobot 0\.[46]\.[14] and its requirements"):
         make_robot(parse([f"--robot.type={robot_type}", *FLAG_LINE[1:]]))
