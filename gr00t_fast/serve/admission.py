@@ -7,10 +7,11 @@ client's own timeout when the request carries one (`timeout_ms`; gr00t-fast's Po
 `--request_timeout_s` otherwise (15 s, the default timeout of NVIDIA's client): a queued request past it gets an
 error reply and is dropped before it is computed, since its client has given up.
 
-First come, first served while the queue drains within half the budget. Beyond that (a standing queue) the newest
-requests are served first, and when `--max_queue` requests already wait the oldest is dropped with an error reply to
-make room: a client that has waited longest is the likeliest to have left (its REQ socket timed out and was
-replaced), and a burst of requests from clients that left never locks out the next one.
+First come, first served while the queue drains within `STANDING_S`. Beyond that (a standing queue) the server
+alternates between the newest and the oldest request, and when `--max_queue` requests already wait the oldest is
+dropped with an error reply to make room: a request from a client that has just come is answered within two
+inferences, even behind a burst of requests whose clients left (nothing tells those apart: they came over sockets
+that are closed now), while the oldest are still served at half the rate, so that none of many live robots starves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Mapping
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH, RequestBounds
 
 DEFAULT_MAX_QUEUE = 128  # 64 robots with one request each, and as many left by clients that timed out
+STANDING_S = 1.0  # a queue that takes longer to drain stands: newest and oldest served in turn
 CLIENT_MARGIN_S = 0.25  # past the client's timeout before its request counts as abandoned: the client gives up first
 WINDOW = 32  # inference times the estimate is the median of (a few slow ones, e.g. a busy machine, do not count)
 
@@ -53,6 +55,7 @@ class Admission:
             raise ValueError(f"--max_queue must be >= 1, got {max_queue}")
         self.max_queue, self.timeout_s, self.concurrency = max_queue, timeout_s, concurrency
         self.recent: deque[float] = deque(maxlen=WINDOW)  # none measured yet: nothing is refused for time
+        self.newest_next = True  # a standing queue's turn
 
     @property
     def inference_s(self) -> float:
@@ -89,9 +92,11 @@ class Admission:
         return queued >= self.max_queue
 
     def newest_first(self, queued: int) -> bool:
-        """Serve the newest queued request next rather than the oldest: when, first come first served, the last of
-        `queued` would wait beyond half the server's budget (a standing queue: its oldest are the likeliest gone),
-        and before any inference was measured, when more wait than run at once."""
-        if not self.recent:
-            return queued > self.concurrency
-        return self.wait_s(queued) > self.timeout_s / 2
+        """Serve the newest queued request next rather than the oldest: in turn with the oldest while the queue
+        stands (first come first served, the last of `queued` would wait beyond `STANDING_S`; before any inference
+        was measured: more wait than run at once)."""
+        standing = queued > self.concurrency if not self.recent else self.wait_s(queued) > STANDING_S
+        if not standing:
+            return False
+        self.newest_next = not self.newest_next
+        return not self.newest_next

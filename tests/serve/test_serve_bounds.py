@@ -71,7 +71,8 @@ def test_admission_budgets_order_and_the_requests_it_refuses():
                                          r"~1.0 s, beyond its 0.9 s budget"):
         admission.check(running=1, budget_s=0.9)
     assert not admission.full(99) and admission.full(100)
-    assert not admission.newest_first(14) and admission.newest_first(15)  # 15 x 0.5 s drain within 7.5 s, 16 not
+    assert not admission.newest_first(1)  # 2 x 0.5 s drain within 1 s: first come, first served
+    assert [admission.newest_first(2) for _ in range(4)] == [True, False, True, False]  # standing: in turn
     fresh = Admission(max_queue=100, timeout_s=15.0, concurrency=1)
     assert not fresh.newest_first(1) and fresh.newest_first(2)  # nothing measured: more wait than run at once
     with pytest.raises(ValueError, match="--max_queue must be >= 1"):
@@ -183,7 +184,7 @@ def wait_until(condition) -> None:
 def test_a_burst_of_abandoned_requests_does_not_lock_out_the_next_client():
     """Ten requests whose clients left (never read), a queue of four of 0.3 s inferences, a 2 s budget: the oldest
     are pushed out with an error reply, and the client that comes next is served right after the inference in
-    flight, before the rest of the burst (the queue would drain beyond half the budget: newest first)."""
+    flight, before the rest of the burst (the queue would drain beyond 1 s: newest and oldest in turn)."""
     policy = Recorder(seconds=0.3)
     server = PolicyServer(policy, port=0, poll_ms=5, max_queue=4, request_timeout_s=2.0)
     with server.in_thread():
