@@ -88,3 +88,22 @@ def test_bench_ab_sequential(tiny_checkpoint, tmp_path):
     assert rows[NVS]["max_action_diff_vs_nvidia_fp32"] == 0.0
     assert rows[FAST32]["max_action_diff_vs_nvidia_fp32"] < 0.05
     assert "--sequential: each configuration ran to the end" in (tmp_path / "ab.md").read_text()
+
+
+def test_bench_ab_against_nvidias_server_you_run(tiny_checkpoint, tmp_path):
+    """Terminal 1: NVIDIA's inference_service.py --server on the checkpoint (started here as a user would); terminal 2:
+    `bench ab --upstream_port` times gr00t-fast in-process against it on the same observation."""
+    from gr00t_fast import load_policy
+    from gr00t_fast.dev.bench.ab import Inputs, upstream_server
+    from gr00t_fast.dev.bench.common import bench_noise, bench_observation
+
+    policy = load_policy(tiny_checkpoint, device="cpu", warmup=False)
+    inputs = Inputs(bench_observation(policy, 0), bench_noise(policy, 0), 4, "so100", "new_embodiment",
+                    tuple(policy.data_config.video_keys), policy.device)
+    (tmp_path / "server").mkdir()
+    with upstream_server(Upstream.find(), tiny_checkpoint, inputs, tmp_path / "server") as (port, _, _):
+        result, rows = run_ab(tmp_path / "out", "--model_path", str(tiny_checkpoint), "--upstream_port", str(port),
+                              "--dtypes", "float32")
+    assert NVS in rows and rows[NVS]["successful_runs"] == 2 and FAST32 in rows
+    assert set(rows[FAST32]["ratio"]) >= {NVS}
+    assert f"the one running at 127.0.0.1:{port}" in (tmp_path / "out" / "ab.md").read_text()
