@@ -78,8 +78,10 @@ class CpuShare:
 
     def others(self) -> float | None:
         """Busy CPUs of other work since the last call that returned a number (None: too soon, or no /proc)."""
+        if self.last is None or time.monotonic() - self.last[2] < WINDOW_S:  # too soon: nothing read (a hot path)
+            return None
         now = self._read()
-        if now is None or self.last is None or now[2] - self.last[2] < WINDOW_S:
+        if now is None:
             return None
         (busy, own, t), (busy0, own0, t0) = now, self.last
         self.last = now
