@@ -27,6 +27,10 @@ from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.serve import protocol
 
 
+OBSERVATION = {"video.webcam": np.zeros((1, 480, 640, 3), np.uint8), "state.single_arm": np.zeros((1, 5)),
+               "state.gripper": np.zeros((1, 1)), "annotation.human.task_description": ["pick up the cube"]}
+
+
 def malformed(i: int, rng: np.random.Generator) -> bytes:
     """One of four kinds of bad request, by `i`."""
     kind = i % 4
@@ -63,13 +67,11 @@ def flood(port: int, count: int, sockets: int = 8) -> None:
 
 def soak(served, clients: int, requests: int) -> list[tuple[float, float]]:
     """(seconds, RSS MB) every 0.5 s while `clients` x `requests` get_action run."""
-    observation = {"video.webcam": np.zeros((1, 480, 640, 3), np.uint8), "state.single_arm": np.zeros((1, 5)),
-                   "state.gripper": np.zeros((1, 1)), "annotation.human.task_description": ["pick up the cube"]}
 
     def client() -> None:
         with served.client(timeout_ms=600_000) as c:
             for _ in range(requests):
-                c.get_action(observation)
+                c.get_action(OBSERVATION)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start, samples = time.monotonic(), []
@@ -97,8 +99,7 @@ def main() -> int:
     with serve(checkpoint, out / "serve.log", "--device", "cpu", "--dtype", "float32") as served:
         with served.client() as c:
             for _ in range(3):
-                c.get_action({"video.webcam": np.zeros((1, 480, 640, 3), np.uint8), "state.single_arm": np.zeros((1, 5)),
-                              "state.gripper": np.zeros((1, 1)), "annotation.human.task_description": ["pick"]})
+                c.get_action(OBSERVATION)
         time.sleep(3)
         start_mb = mb()
         t = time.monotonic()
