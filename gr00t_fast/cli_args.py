@@ -113,7 +113,7 @@ class ArgumentParser(argparse.ArgumentParser):
         if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):  # before "required" errors
             known = self.flags()
             unknown = [a.partition("=")[0] for a in args[:end] if a.startswith("--") and a.partition("=")[0] not in known]
-            if unknown and unknown[0] not in ("--help",):
+            if unknown:
                 self.error(f"unknown flag {unknown[0]}{closest(unknown[0], known)}")
         return super().parse_known_args(args, namespace)
 

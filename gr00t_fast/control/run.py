@@ -29,7 +29,7 @@ from gr00t_fast.control.plot import plot_error, plot_joints
 from gr00t_fast.control.signals import Interrupted, StopSignals
 from gr00t_fast.control.telemetry import LiveTelemetry, ObservationRecorder, StepRecorder, format_summary, summarize
 from gr00t_fast.control.video import SimVideo, video_error
-from gr00t_fast.runtime.interrupt import raised_by_interrupt
+from gr00t_fast.runtime.interrupt import interrupt_in
 from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.loading import create_policy
@@ -166,7 +166,8 @@ def run(cfg: RunConfig) -> int:
             robot.connect()
         except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
             signals.hold()
-            if not raised_by_interrupt(e):  # (an extension interrupted while importing raises ImportError)
+            interrupt = interrupt_in(e)  # (an extension interrupted while importing raises ImportError)
+            if interrupt is None:
                 return setup_error(e)
             if robot is not None:  # a signal while importing the simulator or LeRobot, or connecting
                 try:  # torque off whatever part of the connection was made
@@ -174,7 +175,7 @@ def run(cfg: RunConfig) -> int:
                     print("robot disconnected", flush=True)
                 except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
                     pass
-            return interrupted("setting up the robot", _interrupt(e))
+            return interrupted("setting up the robot", interrupt)
         try:
             code, loop, video = drive(cfg, robot, signals)
         finally:
@@ -201,8 +202,9 @@ def drive(cfg: RunConfig, robot: Any, signals: StopSignals) -> tuple[int | None,
                                + ([recorder.write] if recorder else []) + ([video.update] if video else []),
                                on_observation=[observations.add] if observations else [])
         except (KeyboardInterrupt, ImportError, ValueError, OSError, RuntimeError, TimeoutError) as e:
-            if raised_by_interrupt(e):  # the model loads on a daemon thread: nothing waits for it (see main)
-                return interrupted("loading the model", _interrupt(e)), None, None
+            interrupt = interrupt_in(e)
+            if interrupt is not None:  # the model loads on a daemon thread: nothing waits for it (see main)
+                return interrupted("loading the model", interrupt), None, None
             return setup_error(e), None, None  # checkpoint, backend, camera map, horizon, unreachable server
         signals.drive(loop)
         try:
@@ -246,13 +248,6 @@ def release(robot: Any) -> bool:
         return False
     print("robot disconnected", flush=True)
     return True
-
-
-def _interrupt(e: BaseException) -> BaseException | None:
-    """The `Interrupted` (or KeyboardInterrupt) in `e`'s chain, for its signal."""
-    while e is not None and not isinstance(e, KeyboardInterrupt):
-        e = e.__cause__ or e.__context__
-    return e
 
 
 def untrained(cfg: RunConfig) -> str | None:

@@ -9,6 +9,7 @@ free page when a server idles. CUDA memory is not affected."""
 
 import ctypes
 import ctypes.util
+import functools
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 MMAP_BYTES = 1 << 30  # buffers up to 1 GiB come from (and return to) the heap
@@ -16,6 +17,7 @@ KEPT_BYTES = 256 << 20  # free memory above this at the top of the heap goes bac
 ARENAS = 2  # the torch thread and the rest (glibc's default: 8 per core, each with a heap of its own)
 
 
+@functools.cache  # find_library runs ldconfig: once per process, not at every idle spell
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"))

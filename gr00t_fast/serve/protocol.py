@@ -191,6 +191,8 @@ def _decoder(seen: set[str] | None) -> Any:
     """msgpack's object hook: array and modality-config entries of every format; the array formats met go into
     `seen`."""
 
+    met = set() if seen is None else seen
+
     def decode(obj: dict) -> Any:
         marker = next((m for m in MODALITY_CONFIG_MARKERS if m in obj or m.encode() in obj), None)
         if marker is not None:
@@ -202,12 +204,10 @@ def _decoder(seen: set[str] | None) -> Any:
         if _NDARRAY in obj:
             if "as_npy" not in obj:
                 raise ProtocolError("ndarray entry without 'as_npy'")
-            if seen is not None:
-                seen.add("npy")
+            met.add("npy")
             return npy_to_array(obj["as_npy"])
         if b"nd" in obj or ("nd" in obj and "data" in obj):
-            if seen is not None:
-                seen.add("msgpack-numpy")
+            met.add("msgpack-numpy")
             return msgpack_numpy_to_array(obj)
         return obj
 

@@ -241,16 +241,17 @@ class PolicyServer:
                 result, started, finished = current.future.result()
                 self.admission.served(finished - started)
             if current.envelope:  # not answered yet (an overdue request was answered with an error already)
-                try:
-                    if error is not None:
-                        raise error
-                    reply = current.encode(result)
-                    log.info("get_action: decode %.2f ms, queue %.2f ms, inference %.2f ms, encode %.2f ms (%d bytes)",
-                             (current.decoded - current.received) * 1e3, (started - current.decoded) * 1e3,
-                             (finished - started) * 1e3, (time.monotonic() - finished) * 1e3, len(reply))
-                except Exception as e:  # noqa: BLE001
-                    reply = current.encode_error(self._error(e, "get_action"))
-                    e.__traceback__ = None
+                if error is None:
+                    try:
+                        reply = current.encode(result)
+                        log.info("get_action: decode %.2f ms, queue %.2f ms, inference %.2f ms, encode %.2f ms (%d "
+                                 "bytes)", (current.decoded - current.received) * 1e3,
+                                 (started - current.decoded) * 1e3, (finished - started) * 1e3,
+                                 (time.monotonic() - finished) * 1e3, len(reply))
+                    except Exception as e:  # noqa: BLE001 - a result that does not encode
+                        error = e
+                if error is not None:
+                    reply = current.encode_error(self._error(error, "get_action"))
                 replies.append((current.envelope, reply))
             current.future = current.data = error = None
         for pending in [p for p in (*self.in_flight, *self.queue) if p.envelope and (now > p.deadline or p.dropped)]:
