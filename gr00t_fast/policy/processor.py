@@ -231,7 +231,8 @@ class Processor:
                 raise ValueError(f"{key}: expected finite values, received {state.reshape(-1)[:16].tolist()}")
             lo, hi = self.state_min[key], self.state_max[key]
             span = hi - lo  # a constant dimension (max == min) normalizes to 0 whatever it reads
-            deviation = np.where(span > 0, np.abs(2 * (state - lo) / np.where(span > 0, span, 1.0) - 1), 0.0)
+            with np.errstate(over="ignore"):  # 1e308 deviates by inf: refused below like any far value
+                deviation = np.where(span > 0, np.abs(2 * (state - lo) / np.where(span > 0, span, 1.0) - 1), 0.0)
             if (deviation > MAX_STATE_DEVIATION).any():
                 raise ValueError(f"{key}: values {state.reshape(-1)[:8].tolist()} lie far outside the checkpoint's "
                                  f"statistics (min {lo.tolist()}, max {hi.tolist()}): more than "
