@@ -1,6 +1,6 @@
 """gr00t-fast: fast in-process inference for NVIDIA GR00T N1.5.
 
-The public names (each package's `__all__` lists its own; the README lists them all):
+The public names (each package's `__all__` lists its own; docs/architecture.md lists them all):
 
     from gr00t_fast import load_policy, create_policy, Gr00tPolicy, Policy, PolicyConfig, RtcRequest, PolicyClient
 

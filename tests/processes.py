@@ -7,13 +7,20 @@ import sys
 import threading
 
 
+def default_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class Command:
     """`gr00t-fast <argv>` as a real process: its stdout read line by line as it comes (`wait_for`), signals sent to
     it at chosen moments, then `finish` for (exit code, stdout, stderr)."""
 
     def __init__(self, argv: list[str]):
+        # the stop signals at their defaults, as in a terminal: a suite started in the background (`pytest &`) runs
+        # with SIGINT ignored, which its children would inherit (Python then installs no KeyboardInterrupt)
         self.process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+                                        stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals)
         self._lines: queue.Queue = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []

@@ -6,6 +6,7 @@
 """
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -46,8 +47,9 @@ def build_parser() -> ArgumentParser:
                         "batched observation as get_action takes it (video.<camera> (N, T, H, W, 3) uint8, "
                         "state.<key> (N, T, D), the instruction key N strings): --calibration_samples of its N, "
                         "evenly spaced, beside as many synthetic scenes (default: those alone)")
-    parser.add_argument("--embodiment_tag", default="new_embodiment", help="int8 --calibration: the checkpoint's "
-                        "embodiment whose statistics normalize the states")
+    parser.add_argument("--embodiment_tag", default="new_embodiment", help="the checkpoint's embodiment: its "
+                        "statistics give the action error in the policy's units (and normalize int8 --calibration's "
+                        "states)")
     parser.add_argument("--eagle_path", default=None, help="Eagle assets folder (default: found beside the checkpoint)")
     return parser
 
@@ -97,23 +99,45 @@ def export_graphs(args: argparse.Namespace, out: Path) -> None:
     cameras = len(get_data_config(args.data_config).video_keys)
     steps = args.denoising_steps or model.config.num_inference_timesteps
     inputs, noise = example_inputs(model.config, batch=args.batch, cameras=cameras)
+    decode = action_decoder(args, model)
     if args.target == "onnx":
+        from gr00t_fast.export.int8 import action_error
         from gr00t_fast.export.onnx import export_onnx
 
         report = export_onnx(model, out, inputs, noise, steps)
         for graph, entry in report.items():
-            print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e}")
+            print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e} (graph output)")
+        report = {"graphs": report, "action_error": action_error(model, out, (inputs, noise), steps, decode)}
+        print(f"ONNX graphs in {out}; {describe_error(report['action_error'])}")
     else:
         from gr00t_fast.export.int8 import export_int8
 
         samples = calibration(args, model, cameras)
-        report = {"action_error": export_int8(model, out, samples, (inputs, noise), steps),
+        report = {"action_error": export_int8(model, out, samples, (inputs, noise), steps, decode=decode),
                   "calibration": {"observations": args.calibration, "samples": len(samples)}}
-        print(f"INT8 graphs in {out}; action error vs fp32 eager: max {report['action_error']['max_abs_diff']:.4f}, "
-              f"mean {report['action_error']['mean_abs_diff']:.4f}")
+        print(f"INT8 graphs in {out}; {describe_error(report['action_error'])}")
     manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
                     cameras=cameras, num_steps=steps, report=report)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def action_decoder(args: argparse.Namespace, model: torch.nn.Module):
+    """Normalized actions -> {key: actions in the policy's units}: the processor's decoding for `--data_config` and
+    `--embodiment_tag`, with the checkpoint's statistics."""
+    from gr00t_fast.policy.metadata import load_metadata
+    from gr00t_fast.policy.processor import processor_for_model
+
+    processor = processor_for_model(model.config, get_data_config(args.data_config),
+                                    load_metadata(args.model_path, args.embodiment_tag))
+    return functools.partial(processor.decode, batched=True)
+
+
+def describe_error(error: dict) -> str:
+    """The action error against fp32 eager PyTorch, normalized and per action key in the policy's units."""
+    keys = ", ".join(f"{key} {diff:.3g}" for key, diff in error["max_abs_diff_by_key"].items())
+    return (f"actions against PyTorch fp32 eager: max {error['max_abs_diff']:.3g}, mean {error['mean_abs_diff']:.3g} "
+            f"normalized (the model's [-1, 1] range); max per key in the checkpoint's units (SO-100: degrees, "
+            f"the gripper 0-100): {keys}")
 
 
 def calibration(args: argparse.Namespace, model: torch.nn.Module, cameras: int) -> list:

@@ -197,9 +197,10 @@ def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sampl
 
 def export_int8(
     model: torch.nn.Module, out_dir: str | Path, calibration: list[Sample], evaluation: Sample, num_steps: int,
-    progress: bool = True,
+    progress: bool = True, decode: Callable[[torch.Tensor], dict] | None = None,
 ) -> dict:
-    """fp32 ONNX export (into a scratch folder), INT8 quantization into `out_dir`, and its action error."""
+    """fp32 ONNX export (into a scratch folder), INT8 quantization into `out_dir`, and its action error (`decode`:
+    per action key too, in the policy's units)."""
     from gr00t_fast.export.onnx import export_onnx
 
     out = Path(out_dir)
@@ -207,6 +208,6 @@ def export_int8(
     export_onnx(model, fp32_dir, *calibration[0], num_steps, progress=progress)
     quantize_graphs(model, fp32_dir, out, calibration, num_steps, progress=progress)
     shutil.rmtree(fp32_dir)
-    error = action_error(model, out, evaluation, num_steps)
+    error = action_error(model, out, evaluation, num_steps, decode)
     log.info("INT8 action error vs fp32 eager: %s", error)
     return error

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH
+
 __all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
 AUTO_DTYPE_ENV = "GR00T_FAST_AUTO_DTYPE"
@@ -45,7 +47,8 @@ class Precision:
         counts = {k: v for k, v in self.quantization.items() if k != "mode"}
         text = f"{self.quantization['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers"
         return text + (f" ({counts['slow_on_cpu']} too small to pay on this CPU stay "
-                       f"{str(self.dtype).removeprefix('torch.')})" if counts.get("slow_on_cpu") else "")
+                       f"{str(self.dtype).removeprefix('torch.')}: narrower than {CPU_INT8_MIN_WIDTH} or under "
+                       f"{CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call)" if counts.get("slow_on_cpu") else "")
 
     def __str__(self) -> str:
         name = str(self.dtype).removeprefix("torch.")

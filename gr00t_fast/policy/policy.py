@@ -17,6 +17,9 @@ from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import torch_thread, use_device
 
 
+SUB_STAGES = ("backbone", "action_head")  # parts of "model", where the backend splits it
+
+
 class Timings:
     """Per-call stage timings (ms) and rolling statistics over the last `window` calls."""
 
@@ -40,6 +43,16 @@ class Timings:
         out = {"count": len(self.history), "last": dict(self.history[-1])}
         out.update({name: dict(zip(stages, map(float, values))) for name, values in stats.items()})
         return out
+
+    def report(self) -> str:
+        """`summary()` as a table: one row per stage, its p50 / p90 / max / last call in milliseconds."""
+        s = self.summary()
+        if not s["count"]:
+            return "get_action: no call timed yet"
+        lines = [f"get_action, the last {s['count']} calls (ms)   p50      p90      max     last"]
+        lines += [f"  {'  of which ' * (stage in SUB_STAGES)}{stage:<{28 - 11 * (stage in SUB_STAGES)}}" + "".join(f"{s[stat][stage]:9.1f}" for stat in ("p50", "p90", "max", "last"))
+                  for stage in s["last"]]
+        return "\n".join(lines)
 
 
 class NonFiniteActionError(RuntimeError):
@@ -109,6 +122,16 @@ class Gr00tPolicy:
         precision = {} if self.precision is None else {"precision": self.precision.as_dict()}
         threads = {"threads": cpu_threads.as_dict()} if self.device.type == "cpu" else {}
         return {**self._timings.summary(), **precision, **threads}
+
+    def timing_report(self) -> str:
+        """`timings` to read: the stages in ms (preprocess: observation -> model inputs; backbone and action_head
+        when the backend splits the model; postprocess: decoding and clipping; total), the precision and, on a
+        CPU, the threads the last call ran with."""
+        lines = [self._timings.report(), f"  precision: {self.precision}"]
+        if self.device.type == "cpu":
+            t = cpu_threads.as_dict()
+            lines.append(f"  threads: {t['mode']}, {t['usable_cpus']} usable CPUs, the last call ran with {t['last']}")
+        return "\n".join(lines)
 
     def _noise(self, noise, batched: bool, batch: int) -> torch.Tensor:
         shape = (self.action_horizon, self.config.max_action_dim)

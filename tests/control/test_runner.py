@@ -13,6 +13,7 @@ import pytest
 from gr00t_fast.control import run as runner
 from gr00t_fast.robot import OpenCVCameraConfig, SimSO100Config, SO100FollowerConfig
 from gr00t_fast.control.telemetry import load_records, summarize
+from processes import default_stop_signals
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_FLAGS = ["--robot.type=so100_sim", "--robot.cameras={front: {type: sim, width: 160, height: 120}}"]
@@ -177,7 +178,8 @@ def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint):
     env = dict(os.environ, GR00T_FAST_CACHE=str(tmp_path), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, str(REPO / "so100_inference_optimized.py"), *SIM_FLAGS, f"--model_path={tiny_checkpoint}",
            "--fps=20", "--telemetry_interval=0.2"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_stop_signals)
     lines = []
     try:
         deadline = time.monotonic() + 120

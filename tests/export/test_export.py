@@ -34,11 +34,17 @@ def onnx_dir(tiny_checkpoint, tmp_path_factory):
 
 
 def test_onnx_graphs_match_pytorch(onnx_dir):
-    """Every graph passed onnx.checker and matches PyTorch within 1e-4 under ONNX Runtime."""
+    """Every graph passed onnx.checker and matches PyTorch within 1e-4 under ONNX Runtime; the actions too, reported
+    per key in the policy's units: half the statistics' range times the normalized difference at most."""
     report = json.loads((onnx_dir / "manifest.json").read_text())["report"]
-    assert sorted(report) == ["llm", "sampler_s2", "vision", "vl"]
-    for graph, entry in report.items():
+    assert sorted(report["graphs"]) == ["llm", "sampler_s2", "vision", "vl"]
+    for graph, entry in report["graphs"].items():
         assert entry["max_abs_diff"] <= 1e-4, graph
+    error = report["action_error"]
+    assert sorted(error["max_abs_diff_by_key"]) == ["action.gripper", "action.single_arm"]
+    assert 0 <= error["mean_abs_diff"] <= error["max_abs_diff"] <= 1e-4
+    for key, units in error["max_abs_diff_by_key"].items():
+        assert 0 < units <= error["max_abs_diff"] * 200 / 2 + 1e-9, key  # the tiny checkpoint's ranges: <= 200
 
 
 def test_int8_graphs_keep_their_weights_as_external_data_and_report_action_error(model, onnx_dir, tmp_path):
@@ -114,6 +120,7 @@ def test_int8_calibrated_on_your_own_observations_holds_on_nvidias_cases(golden_
                      "--denoising_steps", "4"]) == 0
     report = json.loads((out / "manifest.json").read_text())["report"]
     assert report["calibration"] == {"observations": str(frames), "samples": 16}  # 8 of theirs + 8 synthetic
+    assert report["action_error"]["max_abs_diff_by_key"]["action.single_arm"] > 0  # in degrees, on the terminal too
     policy = load_policy(golden_checkpoint, device="cpu", dtype="float32", warmup=False)
     for name, error in nvidia_case_degrees(policy, out, 4, golden_checkpoint).items():
         degrees = error["max_abs_diff_by_key"]["action.single_arm"]

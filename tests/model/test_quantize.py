@@ -146,7 +146,8 @@ def test_the_policy_says_how_many_layers_run_int8(tiny_checkpoint):
     assert counts["mode"] == "int8" and counts["converted"] + counts["slow_on_cpu"] + counts["kept"] + \
         counts["few_rows"] == 43 and counts["slow_on_cpu"] > 0
     assert str(policy.precision) == (f"float32, int8 matmuls in {counts['converted']} of 43 layers "
-                                     f"({counts['slow_on_cpu']} too small to pay on this CPU stay float32)")
+                                     f"({counts['slow_on_cpu']} too small to pay on this CPU stay float32: narrower "
+                                     "than 256 or under 4M multiply-adds per call)")
     policy.get_action(policy.dummy_observation())
     assert policy.timings["precision"]["quantization"] == counts
     assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).precision.quantization is None

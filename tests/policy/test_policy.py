@@ -77,6 +77,12 @@ def test_timings(policy):
     last = timings["last"]
     assert last["total"] == pytest.approx(last["preprocess"] + last["model"] + last["postprocess"])
     assert policy.backend.stage_ms().keys() == {"backbone", "action_head"}
+    report = policy.timing_report().splitlines()
+    assert report[0].startswith(f"get_action, the last {timings['count']} calls (ms)")
+    total = next(line for line in report if line.split()[0] == "total").split()
+    assert float(total[1]) == pytest.approx(timings["p50"]["total"], abs=0.05)  # p50 column, in ms
+    assert any(line.split()[:3] == ["of", "which", "backbone"] for line in report)
+    assert f"precision: {policy.precision}" in policy.timing_report()
 
 
 def test_modality_config_and_attributes(policy):

@@ -172,8 +172,9 @@ def test_fuzzed_real_server_answers_everything_and_keeps_serving(policy, tmp_pat
                 assert len(reply) < 4096, (i, message[:60])
             else:  # a flipped byte inside a frame still makes a valid observation: then the actions are real
                 assert set(decoded) == set(want) and all(np.isfinite(v).all() for v in decoded.values()), i
-            got = client.get_action(good)  # a good request after each bad one: served, and served right
-            assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want), i
+            got = client.get_action(good)  # a good request after each bad one: served, and served right (to the
+            # rounding of the thread team, which adapts to the machine's load: `runtime.threads`)
+            assert set(got) == set(want) and all(np.allclose(got[k], want[k], rtol=0, atol=1e-4) for k in want), i
         huge = small_observation("x" * 1_000_000)  # a literal 1 MB instruction under the language key
         for message, words in ((protocol.pack(protocol.make_request("get_action", huge)), "exceeds max_str_len"),
                                (protocol.pack_legacy(protocol.make_request("get_action", huge)),

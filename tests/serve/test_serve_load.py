@@ -28,7 +28,7 @@ from gr00t_fast.serve import ServerError, protocol
 from fakes import observation
 
 REPO = Path(__file__).resolve().parents[2]
-RSS_BOUND_MB_PER_MESSAGE_MB, RSS_BOUND_BASE_MB = 4, 256  # README: "Bounds under load"
+RSS_BOUND_MB_PER_MESSAGE_MB, RSS_BOUND_BASE_MB = 4, 256  # docs/guides/serve.md: "Memory"
 
 
 @contextlib.contextmanager
@@ -85,7 +85,7 @@ def test_64_concurrent_robots_are_all_answered(tiny_checkpoint, tmp_path):
 def test_over_bound_requests_are_refused_at_once_and_memory_stays_bounded(tiny_checkpoint, tmp_path):
     """Batches beyond --max_batch and frames beyond the pixel budget get one line naming the batch, the bound and
     the flag; a request filling --max-message-mb with one maximal frame is served; the server's peak RSS above its
-    steady state stays within the README's bound for that message size."""
+    steady state stays within the bound docs/guides/serve.md states for that message size."""
     message_mb = 64
     with serve(tiny_checkpoint, tmp_path) as served, served.client(timeout_ms=10_000) as client:
         for seed in range(3):
