@@ -81,8 +81,8 @@ def load_policy(
 
     `data_config`: "auto" (so100 for Isaac-GR00T checkpoints, the checkpoint's own keys for LeRobot ones),
     "so100", "so100_dualcam", a modality JSON path, "metadata" (keys from the checkpoint) or a DataConfig. `device` defaults to CUDA when available. `dtype`: "auto"
-    (bfloat16 on CUDA; on a CPU bfloat16 where it has AMX / AVX512-BF16 and bf16 is faster for this checkpoint,
-    timed at load, else float32: `gr00t_fast.model.precision`), float32 (the exact path), bfloat16, float16 or None
+    (bfloat16 on CUDA; on a CPU bfloat16 where it has AMX / AVX512-BF16 units and the checkpoint 10M parameters or
+    more, else float32, a rule decided before the weights are read: `gr00t_fast.model.precision`), float32 (the exact path), bfloat16, float16 or None
     (bfloat16 on CUDA, float32 on CPU); `policy.precision` says what was chosen and why.
     `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt (`gr00t_fast.backends`); `backend_dir` holds
     exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);

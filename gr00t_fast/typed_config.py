@@ -26,7 +26,7 @@ from typing import Any, Literal, Union
 import draccus
 import yaml
 
-from gr00t_fast.cli_args import ArgumentParser, closest
+from gr00t_fast.cli_args import ArgumentParser, closest, normalize_flag
 
 __all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "convert", "field_help", "flag_fields",
            "load_yaml", "parse_config", "parse_yaml", "shown"]
@@ -320,14 +320,19 @@ def _help_line(flag: FlagField) -> str:
     return text.strip().replace("%", "%%")
 
 
-def config_parser(cls: type, prog: str, description: str) -> ArgumentParser:
+def config_parser(cls: type, prog: str, description: str, default: Any = None,
+                  configs: tuple[str, ...] = ()) -> ArgumentParser:
     """argparse flags for every `flag_fields(cls)` (values kept as typed: `parse_config` reads them), grouped by
-    the class that declares them, each with its description, default and choices; plus `--config_path`."""
+    the class that declares them, each with its description, default (`default`'s values where given) and choices;
+    plus `--config_path`, and `--config NAME` for ready-made `configs` (the caller resolves it first)."""
     parser = ArgumentParser(prog=prog, description=description)
+    if configs:
+        parser.add_argument("--config", default=argparse.SUPPRESS, metavar="NAME",
+                            help=f"a ready-made config: {', '.join(configs)}; flags override it")
     parser.add_argument("--config_path", default=argparse.SUPPRESS, metavar="FILE",
                         help="a YAML file of these settings (robot: {type: ..., port: ...}); flags override it")
     groups: dict[str, Any] = {}
-    for flag in flag_fields(cls):
+    for flag in flag_fields(cls, default=default):
         if flag.group not in groups:
             groups[flag.group] = parser.add_argument_group(flag.group, flag.about or None)
         metavar = "{" + ",".join(flag.choices) + "}" if flag.choices else flag.metavar
@@ -336,10 +341,20 @@ def config_parser(cls: type, prog: str, description: str) -> ArgumentParser:
     return parser
 
 
-def parse_config(cls: type, argv: list[str], prog: str, description: str) -> Any:
+def parse_config(cls: type, argv: list[str], prog: str, description: str, configs: tuple[str, ...] = ()) -> Any:
     """`cls` from `--config_path` (YAML) and the flags over it. ValueError naming the flag or the file and key;
-    OSError for an unreadable config file; SystemExit(2) for an unknown flag, SystemExit(0) after --help."""
-    given = vars(config_parser(cls, prog, description).parse_args(argv))
+    OSError for an unreadable config file; SystemExit(2) for an unknown flag, SystemExit(0) after --help, whose
+    defaults are the config file's values where it sets them (what these flags would run)."""
+    if {"-h", "--help"} & set(argv):
+        path = _config_path_in(argv)
+        try:
+            default = build(cls, load_yaml(path)) if path else None
+        except (ConfigError, OSError, ValueError):
+            default = None  # the help without it; parsing for real names the problem
+        if default is not None:
+            description += f"\n\nThe defaults shown are {Path(path).name}'s, then the built-in ones."
+        config_parser(cls, prog, description, default, configs).parse_args(argv)
+    given = vars(config_parser(cls, prog, description, configs=configs).parse_args(argv))
     path = given.pop("config_path", None)
     tree = load_yaml(path) if path else {}
     flags = {name: Plain(value) for name, value in given.items()}
@@ -350,6 +365,15 @@ def parse_config(cls: type, argv: list[str], prog: str, description: str) -> Any
         return build(cls, merged)
     except ConfigError as e:
         raise ValueError(_located(e, flags, tree, path, {f.name for f in flag_fields(cls)})) from None
+
+
+def _config_path_in(argv: list[str]) -> str | None:
+    """The `--config_path` among `argv` (either spelling, `=VALUE` or the next argument), None without one."""
+    for i, arg in enumerate(argv):
+        name, _, value = normalize_flag(arg).partition("=")
+        if name == "--config_path":
+            return value or (argv[i + 1] if i + 1 < len(argv) else None)
+    return None
 
 
 def _set(tree: dict, keys: list[str], value: Plain) -> None:

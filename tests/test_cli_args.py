@@ -267,3 +267,25 @@ def test_help_of_run_and_bench_explains():
     assert helped.returncode == 0 and "the task, as the policy was trained to read it" in helped.stdout
     bench = cli("bench", "--help")
     assert bench.returncode == 0 and "Every flag also takes dashes." in bench.stdout
+
+
+def test_run_help_shows_the_values_that_would_run(capsys):
+    """`run --help` alone shows the sim_demo config's values (the no-flag run: 10 Hz, horizon 16) and `--config
+    NAME` in its usage; with a config named, that config's."""
+    from gr00t_fast.control.run import parse
+
+    def help_of(*argv: str) -> str:
+        with pytest.raises(SystemExit) as e:
+            parse([*argv, "--help"])
+        assert e.value.code == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    demo = help_of()
+    assert "[--config NAME]" in demo and "The defaults shown are sim_demo.yaml's" in demo
+    assert "one action per period (default: 10)" in demo and "may be executed (default: 16)" in demo
+    follower = help_of("--config", "so100_follower")
+    assert "one action per period (default: 30)" in follower and "may be executed (default: 8)" in follower
+    from gr00t_fast.serve.cli import serve_parser
+
+    serve = " ".join(serve_parser().format_help().split())  # the flags it shares with run say nothing of run's
+    assert "run:" not in serve and "simulation" not in serve and "timed at load" not in serve

@@ -38,7 +38,8 @@ def _flag_name(arg: str) -> str | None:
 
 def select_config(argv: list[str]) -> tuple[list[str], Path | None]:
     """The flags without `--config NAME` / `--config=NAME`, and the config file to start from: the named one, the
-    demo when no config file and no robot type is given (the no-flag run is a bounded simulated demo), else None."""
+    demo when no config file and no robot type is given (the no-flag run is a bounded simulated demo; `--help` then
+    shows its values), else None."""
     rest, name = [], None
     args = iter(argv)
     for arg in args:
@@ -49,6 +50,6 @@ def select_config(argv: list[str]) -> tuple[list[str], Path | None]:
     if name is not None:
         return rest, config_file(name)
     named = {_flag_name(arg) for arg in rest}
-    if named & {"config_path", "robot", "robot.type", "help"} or "-h" in rest:
+    if named & {"config_path", "robot", "robot.type"}:  # --help alone shows the demo's values: what would run
         return rest, None
     return rest, config_file(DEMO)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gr00t_fast.cli_args import normalize_flag
-from gr00t_fast.configs import select_config
+from gr00t_fast.configs import config_names, select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.control.plot import plot_error, plot_joints
@@ -286,7 +286,8 @@ def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None,
 DESCRIPTION = """Drive a real or simulated SO-100 with GR00T N1.5 from one terminal (also so100_inference_optimized.py).
 
 `--config NAME` starts from a ready-made config (sim_demo, so100_follower, so100_dualcam), `--config_path=FILE` from
-a YAML file of your own; with neither and no --robot.type the run is the sim_demo config. Every flag also takes
+a YAML file of your own; with neither and no --robot.type the run is the sim_demo config. Without --model_path the
+simulation runs a random-weight demo checkpoint (generated once); a real robot needs the checkpoint named. Every flag also takes
 dashes (--model-path). Values are read as their setting's type: text and choices as typed
 (--rtc=off, --lang_instruction=yes), numbers, booleans (true/false/yes/no/on/off), null (or ~) to unset an optional
 setting, YAML for structures (--robot.cameras="{front: {type: opencv, index_or_path: 0}}")."""
@@ -297,7 +298,7 @@ def parse(argv: list[str] | None = None) -> RunConfig:
     `--robot.type`: the sim_demo config); ValueError (naming the flag, or the config file and key) or OSError."""
     argv, config = select_config(sys.argv[1:] if argv is None else argv)
     argv = argv if config is None else [f"--config_path={config}", *argv]
-    return parse_config(RunConfig, argv, "gr00t-fast run", DESCRIPTION)
+    return parse_config(RunConfig, argv, "gr00t-fast run", DESCRIPTION, tuple(config_names()))
 
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:

@@ -26,7 +26,7 @@ class PolicyConfig:
 
     model_path: str = field(default="", metadata=_help(
         "checkpoint directory, or a Hugging Face model id ORG/NAME (Isaac-GR00T or LeRobot format; a local folder of "
-        "that name wins); run: empty drives the simulation with a random-weight demo checkpoint"))
+        "that name wins)"))
     revision: str | None = field(default=None, metadata=_help(
         "with a model id: the branch, tag or commit to load (default: main)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
@@ -35,8 +35,9 @@ class PolicyConfig:
     denoising_steps: int | None = field(default=None, metadata=_help("flow-matching steps (default: the checkpoint's, 4)"))
     device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
     dtype: DTypeName | None = field(default="auto", metadata=_help(
-        "auto: bfloat16 on CUDA; on a CPU bfloat16 where it has AMX/AVX512-BF16 and bf16 is faster for this checkpoint "
-        "(timed at load), else float32. float32 is the exact path; null: bfloat16 on CUDA, float32 on CPU"))
+        "auto: bfloat16 on CUDA; on a CPU bfloat16 where it has AMX or AVX512-BF16 units and the checkpoint 10M "
+        "parameters or more, else float32 (a rule: the same at every load). float32 is the exact path; null: "
+        "bfloat16 on CUDA, float32 on CPU"))
     backend: BackendName = field(default="torch", metadata=_help("how the network runs (gr00t_fast.backends)"))
     backend_dir: str | None = field(default=None, metadata=_help(
         "onnxruntime: exported ONNX graphs; tensorrt: built engines (default: exported / built into the cache)"))

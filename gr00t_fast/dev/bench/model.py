@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def peak_rss_of_loading(path: Path, dtype: str | None) -> dict[str, Any]:
     """Load in a fresh process, touching every weight: the load time, its peak RSS (VmHWM) growth next to the
-    weights' size, and the precision `dtype` resolved to (auto: chosen and timed at load)."""
+    weights' size, and the precision `dtype` resolved to (auto: by the rule of `gr00t_fast.model.precision`)."""
     code = ("import time, json; from gr00t_fast.model import load_model;"
             "from gr00t_fast.dev.bench.common import peak_rss_mb;"
             f"before = peak_rss_mb(); start = time.perf_counter(); m = load_model({str(path)!r}, device='cpu', "
