@@ -92,6 +92,13 @@ class Backend(ABC):
         raise ValueError(f"backend {self.name!r} does not support real-time chunking (rtc); use backend 'torch'")
 
     @property
+    def precision(self) -> str:
+        """What the network runs in here, for reports: the model's dtype (and `--quantize`'s matmuls) for the
+        PyTorch backends; exported backends say what their graphs or engines hold."""
+        quantized = getattr(getattr(self.model, "precision", None), "quantized", lambda: "")()
+        return str(self.model.dtype).removeprefix("torch.") + (f", {quantized}" if quantized else "")
+
+    @property
     def supports_rtc(self) -> bool:
         """Whether `rtc` runs here (a subclass overrides it) rather than refusing."""
         return type(self).rtc is not Backend.rtc

@@ -63,6 +63,14 @@ class OnnxRuntimeBackend(GraphBackend):
             self.session(graph)
 
     @property
+    def precision(self) -> str:
+        """float32 graphs, or int8 where `export int8` quantized them (Q/DQ nodes in the vision graph)."""
+        import onnx
+
+        graph = onnx.load(str(graph_file(self.onnx_dir, "vision")), load_external_data=False).graph
+        return "int8 Q/DQ graphs" if any(n.op_type == "QuantizeLinear" for n in graph.node) else "float32 graphs"
+
+    @property
     def active_providers(self) -> list[str]:
         return self.sessions["vision"].get_providers()
 

@@ -39,6 +39,10 @@ class TensorRTBackend(GraphBackend):
         reasons = [r for r in (package_missing("tensorrt", "TensorRT", "tensorrt"), cuda_missing(device)) if r]
         return " and ".join(reasons) or None
 
+    @property
+    def precision(self) -> str:
+        return f"{self.manifest['precision']} engines"
+
     def __init__(self, model: torch.nn.Module, engine_dir: str | Path):
         import tensorrt as trt
 

@@ -264,7 +264,8 @@ def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None,
     """The summary, then the files asked for: the video (rendered now from the recorded states; `cancelled()`
     stops it early, e.g. a stop signal) and the plot."""
     title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
-    print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg)), flush=True)
+    print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg),
+                         remote=bool(cfg.policy_host)), flush=True)
     threads = getattr(loop.policy, "timings", {}).get("threads")  # in-process on a CPU
     if threads:
         print(f"Torch threads: {threads['mode']}, {threads['usable_cpus']} usable CPUs; the last call ran with "

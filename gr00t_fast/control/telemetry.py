@@ -82,19 +82,32 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
     }
 
 
+UNKNOWN_WEIGHTS_JUMP_DEG = 30.0  # a policy server's mean jump above this: say what it usually means
+
+
+def random_weights_note(made: str) -> str:
+    """Why chunk-switch jumps are large on a checkpoint of random weights (`made`: how they were made)."""
+    return (f"the checkpoint holds random weights ({made}): its chunks are unrelated to each other, so these jumps "
+            "measure the weights, not the loop (a trained policy's are a few degrees)")
+
+
 def format_summary(summary: dict[str, float | int], title: str = "Control loop summary",
-                   random_weights: str | None = None) -> str:
+                   random_weights: str | None = None, remote: bool = False) -> str:
     """Human-readable summary block. Every count is of the same steps and calls: refills are the steps that waited
     for an inference call, so refills + overlapped calls = calls; each call after the first is a chunk switch
-    unless it failed. `random_weights` (how the checkpoint's untrained weights were made) explains the jumps."""
+    unless it failed. `random_weights` (how the checkpoint's untrained weights were made) explains the jumps;
+    `remote` (a policy server, whose weights are not known here) explains them when they are large."""
     s = summary
     if not s["steps"]:
         return f"==== {title} ====\nno control step was run"
     jumps = (f"Chunk-switch jump: mean {_deg(s['jump_mean_deg'])} deg, max {_deg(s['jump_max_deg'])} deg "
              f"({s['chunk_switches']} chunk switches)")
     if random_weights and s["chunk_switches"]:
-        jumps += (f"\n  the checkpoint holds random weights ({random_weights}): its chunks are unrelated to each "
-                  "other, so these jumps measure the weights, not the loop (a trained policy's are a few degrees)")
+        jumps += f"\n  {random_weights_note(random_weights)}"
+    elif remote and s["chunk_switches"] and s["jump_mean_deg"] > UNKNOWN_WEIGHTS_JUMP_DEG:
+        jumps += ("\n  the policy server's weights are not known here: jumps this large usually mean a checkpoint of "
+                  "random weights (make-checkpoint's), whose chunks are unrelated to each other; a trained policy's "
+                  "are a few degrees")
     return "\n".join(
         [
             f"==== {title} ====",

@@ -117,3 +117,7 @@ def test_the_legend_is_printed_once_and_the_summary_counts_agree():
     assert "Inference: 2 calls, mean 100.0 ms: 1 waited for (the refills), 1 ran while the arm moved" in text
     assert "(1 chunk switches)\n  the checkpoint holds random weights (random, size small, seed 0)" in text
     assert "random weights" not in format_summary(summarize(records))
+    # a policy server's weights are not known here: jumps of 40 deg get the note, jumps of a few degrees do not
+    assert "the policy server's weights are not known here" in format_summary(summarize(records), remote=True)
+    calm = [*records[:2], _record(2, jump=3.0), *records[3:]]
+    assert "weights are not known" not in format_summary(summarize(calm), remote=True)

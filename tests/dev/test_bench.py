@@ -40,6 +40,7 @@ def test_inference(tiny_checkpoint, tmp_path, capsys):
         assert row["successful_runs"] == 2 and len(row["times_ms"]) == 2 and row["first_call_ms"] > 0
         assert row["min"] <= row["median"] <= row["max"]
         assert row["closed_loop"]["steps"] == 16 and row["closed_loop"]["refills"] == 2
+        assert row["precision"] == "float32"  # each row says what it ran in
     # same observation and noise: the server computes exactly the direct 4-step actions, 2 steps do not
     assert rows["Server 4-step"]["max_action_diff_vs_direct_4step"] == 0.0
     assert rows["Direct 2-step"]["max_action_diff_vs_direct_4step"] > 0.0
@@ -50,7 +51,7 @@ def test_inference(tiny_checkpoint, tmp_path, capsys):
     start = lines.index("Metric")
     assert lines[start : start + len(metrics)] == metrics
     header = console.splitlines()[start]
-    assert header.split()[-1] == "Direct/Server" and "Server 4-step (ms)" in header
+    assert header.split()[-1] == "Direct/Server" and "Server 4-step (float32; ms)" in header  # dtype, unit
     assert "Successful Runs" in markdown and "Step/Refill" in markdown
 
 
@@ -63,6 +64,7 @@ def test_loop(tiny_checkpoint, tmp_path):
     runs = result["runs"]
     assert [(r["method"], r["delay_s"]) for r in runs] == [(m, d) for d in (0.1,) for m in LOOP_METHODS]
     assert "Jump mean (deg)" in markdown and "Jerk RMS" in markdown
+    assert "holds random weights" in result["random_weights"] and result["random_weights"] in markdown  # the jumps'
     assert set(result["call_cost"]) == {"plain", "freeze", "guided", "guided-identity"}
     gaps = result["switch_gap"]["modes"]
     assert set(gaps) == {"plain", "freeze", "guided", "guided-identity"} and "Switch gap mean (deg)" in markdown

@@ -65,6 +65,10 @@ def test_int8_graphs_keep_their_weights_as_external_data_and_report_action_error
         zero_points = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.name.endswith("_zero_point")]
         assert zero_points and all(z.dtype == "int8" and not z.any() for z in zero_points), graph
         assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}, graph
+    from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
+
+    assert OnnxRuntimeBackend(model, out).precision == "int8 Q/DQ graphs"  # what bench rows say they ran
+    assert OnnxRuntimeBackend(model, onnx_dir).precision == "float32 graphs"
     int8_bytes = (out / "llm" / "llm.onnx.data").stat().st_size
     assert int8_bytes < graph_file(onnx_dir, "llm").stat().st_size  # int8 weights
     error = action_error(model, out, example_inputs(model.config, seed=9), 2)

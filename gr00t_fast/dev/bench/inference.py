@@ -137,7 +137,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for name, c in configs.items():
         report = measured[name].report()
-        rows.append({"name": name, "backend": c.backend, "denoising_steps": c.steps, **report,
+        precision = backends[c.backend][0].precision if c.backend in backends else "the server's"
+        rows.append({"name": name, "backend": c.backend, "precision": precision, "denoising_steps": c.steps, **report,
                      "build_s": backends[c.backend][1] if c.backend in backends and name.startswith("Direct") else None,
                      "closed_loop": loops[name], "speedup_vs_server": server_median / report["median"],
                      "max_action_diff_vs_direct_4step": max_action_diff(measured[name].output, reference)})
@@ -159,7 +160,7 @@ def headline(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The table users know: one column per configuration, then Direct/Server (direct 4-step over server)."""
     by_name = {r["name"]: r for r in rows}
     server, direct = by_name["Server 4-step"], by_name["Direct 4-step"]
-    headers = ["Metric"] + [f"{r['name']} (ms)" for r in rows] + ["Direct/Server"]
+    headers = ["Metric"] + [f"{r['name']} ({r['precision']}; ms)" for r in rows] + ["Direct/Server"]
     table = [[label] + [fmt(r[key]) for r in rows] + [f"{direct[key] / server[key]:.2f}x"]
              for label, key in (("Mean Time", "mean"), ("Median Time", "median"), ("Min Time", "min"), ("Max Time", "max"))]
     table.append(["Successful Runs"] + [f"{r['successful_runs']}/{r['runs']}" for r in rows] + ["-"])
@@ -172,9 +173,9 @@ def headline(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def detail(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["Configuration", "Median (ms)", "Speed-up vs server", "First call (ms)", "Warm-up (ms)",
+    headers = ["Configuration", "Backend", "Precision", "Median (ms)", "Speed-up vs server", "First call (ms)", "Warm-up (ms)",
                "Max Δ action vs direct 4-step", "Stages (median ms)"]
-    return headers, [[r["name"], fmt(r["median"]), f"{r['speedup_vs_server']:.2f}x", fmt(r["first_call_ms"]),
+    return headers, [[r["name"], r["backend"] or "-", r["precision"], fmt(r["median"]), f"{r['speedup_vs_server']:.2f}x", fmt(r["first_call_ms"]),
                       ", ".join(fmt(x) for x in r["warmup_ms"]) or "-",
                       "-" if r["max_action_diff_vs_direct_4step"] is None else f"{r['max_action_diff_vs_direct_4step']:.2e}",
                       ", ".join(f"{k} {v:.1f}" for k, v in r["stage_median_ms"].items() if k != "total") or "-"]

@@ -12,12 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
-from gr00t_fast.control.telemetry import StepRecord, summarize
+from gr00t_fast.control.telemetry import StepRecord, random_weights_note, summarize
 from gr00t_fast.dev.bench.common import (
     INSTRUCTION, Bench, FixedNoisePolicy, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
     measure, policy_client,
 )
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RTC_MODES, RtcRequest
+from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.robot.base import JOINT_NAMES
 
 
@@ -140,6 +141,10 @@ class RemotePolicy:
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     policy = bench.load(data_config="so100", warmup=True)
     steps = policy.denoising_steps
+    made = random_weights(bench.checkpoint)
+    weights_note = random_weights_note(made) if made and "demo_task" not in made else None
+    if weights_note:  # the jumps and tracking errors below are the weights'
+        print(f"note: {weights_note}; fit one with make-checkpoint --demo_task reach", flush=True)
     fixed = FixedNoisePolicy(policy, bench_noise(policy, bench.policy.seed), steps)
     n_steps = int(round(args.duration * args.fps))
     print(f"reference: sync, no delay, {n_steps} steps retimed to 1/{args.fps:g} s", flush=True)
@@ -166,7 +171,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     result = {**bench.header(policy.device), "fps": args.fps, "duration_s": args.duration,
               "action_horizon": args.action_horizon, "denoising_steps": steps, "camera_size": list(args.camera_size),
               "reference": "sync without delay, retimed to k/fps", "runs": runs, "call_cost": costs,
-              "switch_gap": gaps, "heading_kept": headings}
+              "switch_gap": gaps, "heading_kept": headings, "random_weights": weights_note}
     bench.write(result, "Control loop (simulated SO-100)",
                 f"{args.fps:g} Hz, {args.duration:g} s per run, action_horizon {args.action_horizon} of 16, {steps} "
                 f"denoising steps, sim camera {args.camera_size[0]}x{args.camera_size[1]}. Tracking error: executed "
@@ -179,7 +184,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "measured calls. Switch gap (offline): |row d of a chunk continuing the previous one's tail - that "
                 "tail's row d|, arm max, per mode (see `switch_gaps`). Heading kept (offline): the share of new chunks "
                 "that keep heading where the previous one headed, from the middle of the demo task's swing, where "
-                "it may take either pose (see `heading_kept`).",
+                "it may take either pose (see `heading_kept`)." + (f"\n\n**Note:** {weights_note}." if weights_note
+                                                                     else ""),
                 [loop_rows(runs), switch_rows(runs), cost_rows(costs), gap_rows(gaps, headings)],
                 {"loop_trajectories.png": lambda path: plot_trajectories(reference, curves, args, path),
                  "loop_errors.png": lambda path: plot_errors(curves, args, path),
