@@ -10,13 +10,18 @@ call's host-side glue runs as C++ instead of Python, which is what a small, over
 time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
 """
 
+import os
 import warnings
+from pathlib import Path
 
 import torch
 
 from gr00t_fast.backends.base import Backend
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.runtime.cache import cache_dir
 from gr00t_fast.runtime.progress import ticking
+
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -24,6 +29,15 @@ MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cu
 # ones) and says so in 12 lines that tell a user nothing
 warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functools.lru_cache`-wrapped function",
                         category=UserWarning)
+
+
+def keep_compiled_code() -> Path:
+    """Inductor's on-disk caches (compiled graphs and their AOTAutograd wrappers, keyed by the graph, its shapes,
+    torch's version and the CPU or GPU) beside gr00t-fast's other artifacts, `cache_dir()/inductor`, instead of
+    `/tmp`, which a reboot empties: a second run loads its compiled code instead of compiling again. A folder the
+    user named with `TORCHINDUCTOR_CACHE_DIR` is kept."""
+    os.environ.setdefault(INDUCTOR_CACHE_ENV, str(cache_dir() / "inductor"))
+    return Path(os.environ[INDUCTOR_CACHE_ENV])
 
 
 class CompiledBackend(Backend):
@@ -47,6 +61,8 @@ class CompiledBackend(Backend):
             opts["options"] = {"cpp_wrapper": True}
         elif backend == "inductor":
             opts["mode"] = mode
+        if backend == "inductor":
+            keep_compiled_code()
         self.whole_call = torch.compile(model, **opts)
         self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line
 

@@ -2,6 +2,7 @@
 GPU-only ones for registration and a capability check that names what this machine lacks."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,17 @@ def test_image_merge_replaces_image_tokens_in_order(model):
     torch.testing.assert_close(merged[0, 1:3], patches[0])
     torch.testing.assert_close(merged[0, 0], table[1])
     torch.testing.assert_close(merged[0, 3], table[2])
+
+
+def test_inductor_keeps_its_compiled_code_beside_the_other_artifacts(model, monkeypatch, tmp_path):
+    """Inductor's own cache folder (what it reads and writes) is cache_dir()/inductor unless the user named one."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
+
+    from gr00t_fast.runtime.cache import cache_dir
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    make_backend("compile", model)
+    assert Path(inductor_cache_dir()) == cache_dir() / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    make_backend("compile", model)
+    assert Path(inductor_cache_dir()) == tmp_path / "mine"
