@@ -35,8 +35,12 @@ def keep_compiled_code() -> Path:
     """Inductor's on-disk caches (compiled graphs and their AOTAutograd wrappers, keyed by the graph, its shapes,
     torch's version and the CPU or GPU) beside gr00t-fast's other artifacts, `cache_dir()/inductor`, instead of
     `/tmp`, which a reboot empties: a second run loads its compiled code instead of compiling again. A folder the
-    user named with `TORCHINDUCTOR_CACHE_DIR` is kept."""
-    os.environ.setdefault(INDUCTOR_CACHE_ENV, str(cache_dir() / "inductor"))
+    user named with `TORCHINDUCTOR_CACHE_DIR` is kept; Inductor's default, which torch writes into that variable
+    the first time anything asks for its cache (writing a checkpoint does), is not a choice and is replaced."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get(INDUCTOR_CACHE_ENV) in (None, os.path.abspath(default_cache_dir())):
+        os.environ[INDUCTOR_CACHE_ENV] = str(cache_dir() / "inductor")
     return Path(os.environ[INDUCTOR_CACHE_ENV])
 
 

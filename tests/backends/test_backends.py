@@ -149,11 +149,14 @@ def test_image_merge_replaces_image_tokens_in_order(model):
 
 def test_inductor_keeps_its_compiled_code_beside_the_other_artifacts(model, monkeypatch, tmp_path):
     """Inductor's own cache folder (what it reads and writes) is cache_dir()/inductor unless the user named one."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir, default_cache_dir
 
     from gr00t_fast.runtime.cache import cache_dir
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    make_backend("compile", model)
+    assert Path(inductor_cache_dir()) == cache_dir() / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # torch's own default, written by torch
     make_backend("compile", model)
     assert Path(inductor_cache_dir()) == cache_dir() / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
