@@ -8,17 +8,22 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-__all__ = ["redrawn", "ticking"]
+__all__ = ["LOG_INTERVAL_S", "redrawn", "ticking"]
+
+LOG_INTERVAL_S = 30.0  # redraws into a file or pipe
 
 
 @contextlib.contextmanager
 def redrawn(bar: tqdm, interval_s: float = 1.0) -> Iterator[tqdm]:
     """Redraw `bar` every `interval_s` while the block runs (its elapsed time moves during a long step), then close
-    it. A disabled bar is only closed."""
+    it; every `LOG_INTERVAL_S` where its stream is not a terminal (a log file gets no line per second). A disabled
+    bar is only closed."""
     stop = threading.Event()
+    terminal = getattr(getattr(bar, "fp", None), "isatty", lambda: False)()  # a disabled bar has no stream
+    interval = interval_s if terminal else max(interval_s, LOG_INTERVAL_S)
 
     def redraw() -> None:
-        while not stop.wait(interval_s):
+        while not stop.wait(interval):
             bar.refresh()
 
     thread = None if bar.disable else threading.Thread(target=redraw, name="gr00t-progress", daemon=True)

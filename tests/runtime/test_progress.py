@@ -1,13 +1,16 @@
 """Progress for long work: the compiled backend's first call per input shape, demo-task fitting, checkpoint
 writing and ONNX export show a tqdm line on stderr; nothing is shown when progress is off."""
 
+import io
 import shutil
 import threading
 
 import pytest
 import torch
 
-from gr00t_fast.runtime.progress import ticking
+from tqdm import tqdm
+
+from gr00t_fast.runtime.progress import redrawn, ticking
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,26 @@ def test_ticking_redraws_until_the_block_ends(capsys):
     with ticking("silent", enabled=False):
         pass
     assert capsys.readouterr().err == ""
+
+
+class Stream(io.StringIO):
+    def __init__(self, terminal: bool):
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_log_file_is_not_redrawn_every_second(terminal):
+    """On a terminal the elapsed time moves every `interval_s`; into a file or pipe it is drawn at the start and
+    the end (and every LOG_INTERVAL_S), not once a second into a log."""
+    stream = Stream(terminal)
+    with redrawn(tqdm(desc="compiling", bar_format="{desc}: {elapsed}", file=stream), interval_s=0.01):
+        threading.Event().wait(0.3)
+    draws = stream.getvalue().count("compiling:")
+    assert draws > 5 if terminal else draws <= 3, stream.getvalue()
 
 
 @torch.inference_mode()
