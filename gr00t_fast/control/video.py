@@ -77,13 +77,14 @@ class SimVideo:
         """The joint panel of one step: a row per joint, target bar and measured tick over the joint's range."""
         panel = np.zeros((height, PANEL_WIDTH, 3), np.uint8)
         scale = min(0.45, height / 600)
-        row = max(12, (height - 24) // (len(self.joint_keys) + 1))
+        footer = int(14 * scale / 0.45)  # a legend line's height
+        row = max(12, (height - 12 - 2 * footer) // (len(self.joint_keys) + 1))
         status = "HELD" if record.hold else "new chunk" if record.chunk_jump_deg is not None else ""
         cv2.putText(panel, f"step {record.step}  {record.t:5.2f} s  {status}", (6, row - 4), FONT, scale,
                     RED if record.hold else YELLOW if status else WHITE, 1, cv2.LINE_AA)
         span = PANEL_WIDTH - 12
-        cv2.putText(panel, "bar: target sent, tick: measured", (6, height - 6), FONT, scale * 0.8, WHITE, 1,
-                    cv2.LINE_AA)
+        for line, text in enumerate(("bar: target sent, tick: measured", "joints in deg, gripper 0-100")):
+            cv2.putText(panel, text, (6, height - 6 - footer * (1 - line)), FONT, scale * 0.8, WHITE, 1, cv2.LINE_AA)
         for i, key in enumerate(self.joint_keys):
             y = row * (i + 2)
             lo, hi = self.limits[i]
