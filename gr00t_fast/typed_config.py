@@ -28,8 +28,8 @@ import yaml
 
 from gr00t_fast.cli_args import ArgumentParser, closest, normalize_flag
 
-__all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "convert", "field_help", "flag_fields",
-           "load_yaml", "parse_config", "parse_yaml", "shown"]
+__all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "config_path_in", "convert", "field_help",
+           "flag_fields", "load_yaml", "parse_config", "parse_yaml", "shown"]
 
 NULL_WORDS = ("", "~", "null", "Null", "NULL")  # YAML's spellings of null: unset an optional field
 TRUE_WORDS, FALSE_WORDS = ("y", "yes", "true", "on"), ("n", "no", "false", "off")  # YAML 1.1's booleans, any case
@@ -346,7 +346,7 @@ def parse_config(cls: type, argv: list[str], prog: str, description: str, config
     OSError for an unreadable config file; SystemExit(2) for an unknown flag, SystemExit(0) after --help, whose
     defaults are the config file's values where it sets them (what these flags would run)."""
     if {"-h", "--help"} & set(argv):
-        path = _config_path_in(argv)
+        path = config_path_in(argv)
         try:
             default = build(cls, load_yaml(path)) if path else None
         except (ConfigError, OSError, ValueError):
@@ -367,13 +367,15 @@ def parse_config(cls: type, argv: list[str], prog: str, description: str, config
         raise ValueError(_located(e, flags, tree, path, {f.name for f in flag_fields(cls)})) from None
 
 
-def _config_path_in(argv: list[str]) -> str | None:
-    """The `--config_path` among `argv` (either spelling, `=VALUE` or the next argument), None without one."""
+def config_path_in(argv: list[str]) -> str | None:
+    """The `--config_path` `argv` gives (either spelling, `=VALUE` or the next argument; the last one, as argparse
+    reads it), None without one."""
+    path = None
     for i, arg in enumerate(argv):
-        name, _, value = normalize_flag(arg).partition("=")
+        name, equals, value = normalize_flag(arg).partition("=")
         if name == "--config_path":
-            return value or (argv[i + 1] if i + 1 < len(argv) else None)
-    return None
+            path = value if equals else (argv[i + 1] if i + 1 < len(argv) else None)
+    return path
 
 
 def _set(tree: dict, keys: list[str], value: Plain) -> None:

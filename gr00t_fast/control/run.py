@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from gr00t_fast.cli_args import normalize_flag
 from gr00t_fast.configs import config_names, select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.outputs import output_error
@@ -38,7 +37,7 @@ from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
-from gr00t_fast.typed_config import parse_config
+from gr00t_fast.typed_config import config_path_in, parse_config
 
 
 @dataclass
@@ -288,8 +287,8 @@ DESCRIPTION = """Drive a real or simulated SO-100 with GR00T N1.5 from one termi
 
 `--config NAME` starts from a ready-made config (sim_demo, so100_follower, so100_dualcam), `--config_path=FILE` from
 a YAML file of your own; with neither and no --robot.type the run is the sim_demo config. Without --model_path the
-simulation runs a random-weight demo checkpoint (generated once); a real robot needs the checkpoint named. Every flag also takes
-dashes (--model-path). Values are read as their setting's type: text and choices as typed
+simulation runs a random-weight demo checkpoint (generated once); a real robot needs the checkpoint named. Every
+flag also takes dashes (--model-path). Values are read as their setting's type: text and choices as typed
 (--rtc=off, --lang_instruction=yes), numbers, booleans (true/false/yes/no/on/off), null (or ~) to unset an optional
 setting, YAML for structures (--robot.cameras="{front: {type: opencv, index_or_path: 0}}")."""
 
@@ -304,10 +303,7 @@ def parse(argv: list[str] | None = None) -> RunConfig:
 
 def config_path_error(argv: list[str], e: OSError) -> str | None:
     """"--config_path: no such file: <path>" when `e` is about the file that flag names, else None."""
-    argv = [normalize_flag(arg) for arg in argv]
-    paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config_path=")]
-    paths += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config_path"]
-    if e.filename is None or str(e.filename) not in paths:
+    if e.filename is None or str(e.filename) != config_path_in(argv):
         return None
     problem = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or type(e).__name__).lower()
     return f"--config_path: {problem}: {e.filename}"

@@ -190,8 +190,8 @@ def quantize_graphs(
 
 def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int,
                  decode: Callable[[torch.Tensor], dict] | None = None) -> dict:
-    """Max/mean absolute action difference of the INT8 graphs (ONNX Runtime) against fp32 eager PyTorch (`decode`:
-    per action key too, in the policy's units, as `fidelity`)."""
+    """Max/mean absolute action difference of exported graphs (INT8 here, `export onnx`'s float32 too) under ONNX
+    Runtime against fp32 eager PyTorch (`decode`: per action key too, in the policy's units, as `fidelity`)."""
     return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), *evaluation, num_steps, decode)
 
 

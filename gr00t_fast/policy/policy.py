@@ -50,8 +50,9 @@ class Timings:
         if not s["count"]:
             return "get_action: no call timed yet"
         lines = [f"get_action, the last {s['count']} calls (ms)   p50      p90      max     last"]
-        lines += [f"  {'  of which ' * (stage in SUB_STAGES)}{stage:<{28 - 11 * (stage in SUB_STAGES)}}" + "".join(f"{s[stat][stage]:9.1f}" for stat in ("p50", "p90", "max", "last"))
-                  for stage in s["last"]]
+        for stage in s["last"]:
+            label = f"  of which {stage}" if stage in SUB_STAGES else stage
+            lines.append(f"  {label:<28}" + "".join(f"{s[stat][stage]:9.1f}" for stat in ("p50", "p90", "max", "last")))
         return "\n".join(lines)
 
 

@@ -138,7 +138,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for name, c in configs.items():
         report = measured[name].report()
         precision = backends[c.backend][0].precision if c.backend in backends else "the server's"
-        rows.append({"name": name, "backend": c.backend, "precision": precision, "denoising_steps": c.steps, **report,
+        rows.append({"name": name, "backend": c.backend, "precision": precision, "denoising_steps": c.steps,
+                     **report,
                      "build_s": backends[c.backend][1] if c.backend in backends and name.startswith("Direct") else None,
                      "closed_loop": loops[name], "speedup_vs_server": server_median / report["median"],
                      "max_action_diff_vs_direct_4step": max_action_diff(measured[name].output, reference)})
@@ -173,9 +174,10 @@ def headline(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def detail(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["Configuration", "Backend", "Precision", "Median (ms)", "Speed-up vs server", "First call (ms)", "Warm-up (ms)",
-               "Max Δ action vs direct 4-step", "Stages (median ms)"]
-    return headers, [[r["name"], r["backend"] or "-", r["precision"], fmt(r["median"]), f"{r['speedup_vs_server']:.2f}x", fmt(r["first_call_ms"]),
+    headers = ["Configuration", "Backend", "Precision", "Median (ms)", "Speed-up vs server", "First call (ms)",
+               "Warm-up (ms)", "Max Δ action vs direct 4-step", "Stages (median ms)"]
+    return headers, [[r["name"], r["backend"] or "-", r["precision"], fmt(r["median"]),
+                      f"{r['speedup_vs_server']:.2f}x", fmt(r["first_call_ms"]),
                       ", ".join(fmt(x) for x in r["warmup_ms"]) or "-",
                       "-" if r["max_action_diff_vs_direct_4step"] is None else f"{r['max_action_diff_vs_direct_4step']:.2e}",
                       ", ".join(f"{k} {v:.1f}" for k, v in r["stage_median_ms"].items() if k != "total") or "-"]
