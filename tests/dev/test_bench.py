@@ -339,3 +339,20 @@ def test_an_isaac_checkout_alone_runs_with_this_python(tmp_path, monkeypatch):
     assert Upstream.find(src=str(tmp_path)) == Upstream(Path(sys.executable), tmp_path)
     with pytest.raises(ValueError, match="give --upstream_src"):
         Upstream.find()
+
+
+def test_ab_when_nvidias_side_exits_is_one_line(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """An Isaac-GR00T checkout NVIDIA's pipeline cannot import (here only a broken `gr00t.model.policy`): its
+    process exits, and bench ab says so in one line with the exception its log ends with and where that log is."""
+    for name in ("GR00T_UPSTREAM_PYTHON", "GR00T_UPSTREAM_SRC"):
+        monkeypatch.delenv(name, raising=False)
+    src = tmp_path / "isaac"
+    (src / "gr00t" / "model").mkdir(parents=True)
+    (src / "gr00t" / "model" / "policy.py").write_text("raise ImportError('this checkout is broken')\n")
+    argv = ["ab", "--model_path", str(tiny_checkpoint), "--upstream_src", str(src), "--dtypes", "float32",
+            "--out", str(tmp_path / "out"), *COMMON]
+    assert bench.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("gr00t-fast bench ab: error: NVIDIA's Gr00tPolicy process exited: ModuleNotFoundError: "
+                          "No module named 'gr00t.") and "(its log: " in err, err

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    Bench, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, check_subset, figure, fmt, local_server,
-    measure, peak_rss_mb, policy_client, reset_peak_rss, timed,
+    Bench, BenchError, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, check_subset, figure, fmt,
+    local_server, measure, peak_rss_mb, policy_client, reset_peak_rss, timed,
 )
 from gr00t_fast.dev.bench.inference import Config, build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
@@ -163,7 +163,7 @@ class UpstreamProcess:
     def reply(self) -> dict[str, Any]:
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"NVIDIA's Gr00tPolicy process exited: {self.log.read_text()[-2000:]}")
+            raise BenchError.from_log("NVIDIA's Gr00tPolicy process exited", self.log)
         return json.loads(line)
 
     def __call__(self) -> SelfTimed:
@@ -199,7 +199,7 @@ def upstream_server(upstream: Upstream, checkpoint: Path, inputs: Inputs, work: 
         with policy_client(port, timeout_ms=1000) as probe:
             while not probe.ping():
                 if proc.poll() is not None or time.perf_counter() - start > START_TIMEOUT_S:
-                    raise RuntimeError(f"NVIDIA's inference_service.py did not start: {log.read_text()[-2000:]}")
+                    raise BenchError.from_log("NVIDIA's inference_service.py did not start", log)
         yield port, time.perf_counter() - start, lambda: peak_rss_mb(proc.pid)
     finally:
         proc.terminate()

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from gr00t_fast.cli_args import ArgumentParser, MissingExtra, require
-from gr00t_fast.dev.bench.common import Bench, checkpoint_path
+from gr00t_fast.dev.bench.common import Bench, BenchError, checkpoint_path
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -106,5 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cpu_threads.last)
     torch.manual_seed(policy.seed)
     bench = Bench(args.benchmark, policy, checkpoint, args.reps, args.warmup, Path(args.out), "gr00t-fast bench " + " ".join(argv))
-    module.run(bench, args)
+    try:
+        module.run(bench, args)
+    except BenchError as e:
+        print(f"gr00t-fast bench {args.benchmark}: error: {e}", file=sys.stderr)
+        return 1
     return 0

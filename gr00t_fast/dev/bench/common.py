@@ -28,6 +28,18 @@ Actions = dict[str, np.ndarray]
 Table = tuple[Sequence[str], Sequence[Sequence[Any]]]  # (headers, rows)
 
 
+class BenchError(RuntimeError):
+    """A benchmark that cannot go on (NVIDIA's side exited, did not start): `gr00t-fast bench` prints it in one
+    line, exit code 1."""
+
+    @classmethod
+    def from_log(cls, what: str, log: Path) -> "BenchError":
+        """`what`, then the last line of `log` that says anything (the exception of a traceback), and where the
+        whole log is."""
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        return cls(f"{what}: {lines[-1] if lines else 'nothing in its log'} (its log: {log})")
+
+
 # ---------------------------------------------------------------------------------------------------- settings
 @dataclass
 class Bench:
