@@ -314,6 +314,15 @@ def test_ab_against_the_server_you_run(tiny_checkpoint, tmp_path, monkeypatch, c
                           "gr00t-fast torch 4-step bf16"]
     assert set(rows["gr00t-fast torch 4-step bf16"]["ratio"]) == {"NVIDIA server fp32"}
     assert "NVIDIA server fp32" in markdown
+    # how close to the hardware: the call's FLOPs over its time, beside a large matmul in the same precision
+    assert result["flops_per_call"] > 1e8 and set(result["matmul_probe"]["gflops"]) == {"float32", "bfloat16"}
+    for name, row in rows.items():
+        if name == "NVIDIA server fp32":  # the server the user runs: its checkpoint and steps are its own
+            assert row["gflops"] is None and row["of_matmul_probe"] is None
+            continue
+        assert row["gflops"] == pytest.approx(result["flops_per_call"] / row["median"] / 1e6)
+        assert row["of_matmul_probe"] == pytest.approx(row["gflops"] / result["matmul_probe"]["gflops"][row["dtype"]])
+    assert "320x2048x2048 matmul GFLOP/s, same precision" in markdown and "GFLOP per call" in markdown
 
 
 def test_ab_against_a_port_where_nothing_answers_is_one_line(tiny_checkpoint, capsys):

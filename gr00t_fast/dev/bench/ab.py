@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    Bench, BenchError, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, check_subset, figure, fmt,
-    local_server, measure, peak_rss_mb, policy_client, reset_peak_rss, timed,
+    MATMUL_PROBE, Bench, BenchError, FixedNoisePolicy, SelfTimed, bench_noise, bench_observation, call_flops,
+    check_subset, figure, fmt, local_server, matmul_rate, measure, peak_rss_mb, policy_client, reset_peak_rss, timed,
 )
 from gr00t_fast.dev.bench.inference import Config, build_backends, closed_loop_steps, max_action_diff
 from gr00t_fast.dev.upstream import Upstream, write_cases
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
 DTYPES = {"float32": "fp32", "bfloat16": "bf16"}  # --dtypes -> its name in the rows
 NVIDIA_DIRECT, NVIDIA_SERVER, FAST_SERVER = "NVIDIA in-process", "NVIDIA server fp32", "gr00t-fast server"
@@ -319,6 +320,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     inputs = Inputs(obs, noise, bench.policy.denoising_steps or 4, policy.data_config.name, policy.embodiment_tag,
                     tuple(policy.data_config.video_keys), policy.device)
     header = bench.header(policy.device)
+    flops = call_flops(policy, obs, noise)  # the same network on every side: one count for every row
+    probe = {d: run_on_torch_thread(matmul_rate, getattr(torch, d), policy.device) for d in args.dtypes}
     # sequential: nothing stays loaded between configurations (the float32 policy is loaded again in its turn)
     loaded = {} if args.sequential else {(default["dtype"], None): (load_s, policy)}
     del policy
@@ -335,14 +338,19 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                    for d, q in [*((d, None) for d in args.dtypes), *(("float32", q) for q in quantize_rows(bench))]]
         sides, measured, loops = run_groups(groups, bench, args, inputs)
     rows = summarize_rows(measured, sides, inputs.steps, args.bootstrap)
+    for row in rows:  # the rate each row's call reaches, beside the matmul probe in its precision (not for a server
+        # the user runs: its checkpoint and steps are its own)
+        row["gflops"] = flops / row["median"] / 1e6 if row["same_call"] else None
+        row["of_matmul_probe"] = row["gflops"] / probe[row["dtype"]] if row["gflops"] and not row["quantize"] else None
     warning = load_warning(header["environment"])
     reported = next((s.reported for s in sides.values() if s.reported), {})
     result = {**header, "nvidia_steps": inputs.steps, "data_config": inputs.data_config, "dtypes": args.dtypes,
               "quantize": quantize_rows(bench), "sequential": args.sequential, "default_precision": default,
               "nvidia_torch_threads": reported.get("torch_threads"), "configurations": rows, "step_refill": loops,
-              "notes": notes, "load_warning": warning}
+              "notes": notes, "load_warning": warning, "flops_per_call": flops, "matmul_probe": {
+                  "shape": list(MATMUL_PROBE), "gflops": probe}}
     bench.write(result, "gr00t-fast against NVIDIA's pipeline", summary_text(bench, args, result),
-                [latency_table(rows), stage_table(rows), loop_table(loops)],
+                [latency_table(rows), compute_table(rows, result), stage_table(rows), loop_table(loops)],
                 {"ab.png": lambda path: plot(rows, loops, path)})
     if warning:
         print(f"WARNING: {warning}", flush=True)
@@ -415,6 +423,10 @@ def summary_text(bench: Bench, args: argparse.Namespace, r: dict[str, Any]) -> s
     text += (f"\n- gr00t-fast's default (`--dtype auto`) chose {d['dtype']} here ({d['reason']}): its rows are "
              f"the {precision_label(d['dtype'], None)} rows" + ("" if d["dtype"] in r["dtypes"] else " (not measured: "
                                                                "not among --dtypes)"))
+    text += (f"\n- The network does {r['flops_per_call'] / 1e9:.1f} GFLOP per call (torch's FlopCounterMode: "
+             "matmuls, attention, convolutions); a " + "x".join(map(str, r["matmul_probe"]["shape"])) + " matmul "
+             "reaches " + ", ".join(f"{v:.0f} GFLOP/s in {k}" for k, v in r["matmul_probe"]["gflops"].items())
+             + " on these threads: each row's rate is in the second table")
     text += "".join(f"\n- {n}" for n in r["notes"])
     return text + (f"\n\n**Warning: {r['load_warning']}.**" if r["load_warning"] else "")
 
@@ -439,7 +451,8 @@ def summarize_rows(measured: dict[str, Any], sides: dict[str, Side], nvidia_step
                      "nvidia_same_dtype": same_dtype if same_dtype in nvidia else None,
                      "max_action_diff_vs_nvidia_fp32": diffs["fp32"],
                      "max_action_diff_vs_nvidia_same_dtype": diffs["same_dtype"],
-                     "load_s": side.load_s, "peak_rss_mb": side.peak_rss_mb, "precision": side.precision})
+                     "load_s": side.load_s, "peak_rss_mb": side.peak_rss_mb, "precision": side.precision,
+                     "same_call": comparable})
     return rows
 
 
@@ -464,6 +477,18 @@ def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
                       speedup(r, bases[0]), speedup(r, r["nvidia_same_dtype"]), *(speedup(r, b) for b in bases[1:]),
                       diff(r["max_action_diff_vs_nvidia_fp32"]), diff(r["max_action_diff_vs_nvidia_same_dtype"]),
                       fmt(r["peak_rss_mb"], 0), f"{r['successful_runs']}/{r['runs']}"] for r in rows]
+
+
+def compute_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """How close each call comes to the hardware: the call's FLOPs over its median time, beside the rate of a
+    large matmul (`MATMUL_PROBE`) in the row's precision on the same threads (int8 rows: float-equivalent)."""
+    probe, shape = result["matmul_probe"]["gflops"], "x".join(map(str, result["matmul_probe"]["shape"]))
+    headers = ["Configuration", "GFLOP per call", "GFLOP/s", f"{shape} matmul GFLOP/s, same precision",
+               "Share of that matmul's rate"]
+    return headers, [[r["name"], fmt(result["flops_per_call"] / 1e9, 1), fmt(r["gflops"], 1),
+                      fmt(probe[r["dtype"]], 1) if not r["quantize"] else "-",
+                      "-" if r["of_matmul_probe"] is None else f"{r['of_matmul_probe']:.0%}"]
+                     for r in rows if r["gflops"] is not None]
 
 
 def stage_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

@@ -20,6 +20,7 @@ from gr00t_fast.backends import synchronize
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.runtime.threads import cpu_threads
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.policy.config import PolicyConfig
 
 SERVER_TIMEOUT_MS = 600_000
@@ -194,6 +195,31 @@ def reset_peak_rss() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- timing
+MATMUL_PROBE = (320, 2048, 2048)  # (rows, inner, columns): a full-size LLM projection over one camera's prompt
+
+
+def matmul_rate(dtype: torch.dtype, device: torch.device, reps: int = 20) -> float:
+    """GFLOP/s of the fastest of `reps` `MATMUL_PROBE` matmuls in `dtype` on `device`, with the calling thread's
+    torch threads: what the hardware gives a large matmul, beside which a whole call's rate is read."""
+    m, k, n = MATMUL_PROBE
+    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
+    best = min(timed(lambda: a @ b, device)[0] for _ in range(reps + 3))
+    return 2 * m * k * n / best / 1e6
+
+
+def call_flops(policy: Any, observation: dict[str, Any], noise: np.ndarray) -> int:
+    """Floating-point operations of one `get_action` (torch's FlopCounterMode over the call: matmuls, attention,
+    convolutions; elementwise work is not counted). Runs where the policy runs, its torch thread."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count() -> int:
+        with FlopCounterMode(display=False) as counter:
+            policy.get_action(observation, noise=noise)
+        return counter.get_total_flops()
+
+    return run_on_torch_thread(count)
+
+
 def timed(fn: Callable[[], Any], device: torch.device | None = None, events: bool = False) -> tuple[float, Any]:
     """(ms, result) of one call: the host clock, `device` synchronized before both reads; with `events` on a GPU,
     CUDA events around the call instead (no synchronization before it, so launch overhead counts)."""
