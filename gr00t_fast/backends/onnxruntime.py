@@ -5,6 +5,7 @@
 `load_policy(..., backend="onnxruntime")` without a folder exports the graphs first (gr00t_fast.export).
 """
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -62,9 +63,9 @@ class OnnxRuntimeBackend(GraphBackend):
         for graph in ("vision", "llm", "vl"):
             self.session(graph)
 
-    @property
+    @functools.cached_property
     def precision(self) -> str:
-        """float32 graphs, or int8 where `export int8` quantized them (Q/DQ nodes in the vision graph)."""
+        """float32 graphs, or int8 where `export int8` quantized them (Q/DQ nodes in the vision graph; read once)."""
         import onnx
 
         graph = onnx.load(str(graph_file(self.onnx_dir, "vision")), load_external_data=False).graph
