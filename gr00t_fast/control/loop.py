@@ -4,9 +4,10 @@ Two modes share one loop:
 - `sync` (the upstream behaviour, kept as the baseline): when the queue is empty, capture, infer (blocking), then
   execute `action_horizon` actions one per period.
 - `async`: inference runs on its own thread and is requested when the queue falls to a threshold. Each chunk is
-  tagged with the step of its observation; when it arrives, the actions whose step has passed (the measured
-  latency) are dropped and the rest is cross-faded with the actions still queued, so the arm neither freezes
-  nor jumps at chunk boundaries.
+  tagged with the queue's pop count at its observation; when it arrives, the actions the arm has executed since
+  (the measured latency, in the steps that moved it) are dropped and the rest is cross-faded with the actions still
+  queued, so the arm neither freezes nor jumps at chunk boundaries. Steps held while the queue was empty do not
+  count: an inference slower than a chunk lasts makes the arm wait, then go on from where it stopped.
 - `async` with `rtc` (`freeze`, `guided`, `guided-identity`: real-time chunking, `gr00t_fast.model.rtc`): instead of
   blending after the fact, the request carries the queued actions' normalized plan as the prefix and the delay d
   (actions popped from the queue during the previous call); the new chunk continues that plan, its first d' rows
@@ -137,7 +138,6 @@ class ActionQueue:
 @dataclass
 class _Request:
     observation: dict[str, Any]
-    step: int  # step of the observation
     popped: int  # the queue's pop count when the request was made
     rtc: RtcRequest | None = None
 
@@ -229,7 +229,7 @@ class ControlLoop:
         warning = self.policy.state_warning(policy_obs)
         if warning:
             self.report(warning)
-        result = self._infer(self._request(policy_obs, step=0))
+        result = self._infer(self._request(policy_obs))
         if result.error is not None:
             raise RuntimeError(f"warm-up inference failed: {result.error}")
         return result.latency_s
@@ -299,7 +299,7 @@ class ControlLoop:
         refill = False
         if self.config.mode == "async":
             if policy_obs is not None and wants_inference:
-                self._requests.put(self._request(policy_obs, step))
+                self._requests.put(self._request(policy_obs))
                 self._in_flight = True
             if not self._got_chunk and self._in_flight and not len(self.queue):
                 refill = True  # nothing to execute before the first chunk: wait for it
@@ -308,7 +308,7 @@ class ControlLoop:
                 inference_ms = self._collect(step, block=False)
         elif not len(self.queue) and policy_obs is not None:
             refill = True
-            inference_ms = self._accept(self._infer(self._request(policy_obs, step)), step)
+            inference_ms = self._accept(self._infer(self._request(policy_obs)), step)
 
         action = self.queue.pop()
         hold = action is None
@@ -361,7 +361,7 @@ class ControlLoop:
         latency_steps = math.ceil((self.latency_s or 0.0) / self.period)
         return min(horizon, latency_steps + max(1, horizon // 4))
 
-    def _request(self, policy_obs: dict[str, Any], step: int) -> _Request:
+    def _request(self, policy_obs: dict[str, Any]) -> _Request:
         """An inference request; with RTC it carries the queued plan as the prefix and the last measured delay."""
         rtc = None
         if self.config.rtc != "off":
@@ -373,7 +373,7 @@ class ControlLoop:
             rtc = RtcRequest(self.config.rtc, prefix, min(delay, len(prefix)), beta=self.config.rtc_beta)
         for callback in self.on_observation:
             callback(policy_obs)
-        return _Request(policy_obs, step, self.queue.popped, rtc)
+        return _Request(policy_obs, self.queue.popped, rtc)
 
     def _infer(self, request: _Request) -> _Result:
         start = time.perf_counter()
@@ -395,16 +395,17 @@ class ControlLoop:
         return _Result(request, None if error else actions, latency, error, plan)
 
     def _accept(self, result: _Result, step: int) -> float:
-        """Put a finished inference into the queue, aligned to the current `step` (blend: by the steps elapsed since
-        its observation; RTC: by the actions popped since its request); returns its latency in ms."""
+        """Put a finished inference into the queue, aligned to the actions popped since its request (blend and RTC
+        alike: a step that held the arm did not move it past any of the chunk's actions); returns its latency in
+        ms."""
         if result.error is not None:
             self._fail(step, result.error)
             return result.latency_s * 1e3
         planned = self.queue.actions[0] if len(self.queue) else self.last_safe
+        delay = self.queue.popped - result.request.popped
         if result.plan is None:
-            self.queue.merge(result.actions, stale=step - result.request.step)
+            self.queue.merge(result.actions, stale=delay)
         else:
-            delay = self.queue.popped - result.request.popped
             if self._got_chunk:  # the first chunk is waited for: nothing executes during that call
                 self.rtc_delays.append(delay)
             self.queue.replace(result.actions, result.plan, delay)

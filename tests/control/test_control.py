@@ -105,6 +105,19 @@ def test_async_aligns_chunks_by_latency():
     np.testing.assert_allclose([a[0] for a in robot.sent][1:], np.arange(1, 40))
 
 
+def test_async_slower_than_a_chunk_waits_then_goes_on():
+    """Inference of 6 steps for chunks of 4 actions: the arm holds while it waits, then executes each new chunk from
+    where it stopped (held steps did not move it past any action), instead of dropping every chunk as stale and
+    holding the first chunk's last pose for good."""
+    robot, policy = FakeRobot(), FakePolicy(lambda s, call: np.full((16, 6), 10.0 * (call + 1)))
+    loop, errors = make_loop(robot, policy, mode="async", fps=50, action_horizon=4, inject_delay=0.12)
+    records = loop.run(max_steps=60)
+    assert not errors and policy.calls >= 4
+    assert any(r.hold for r in records[4:])  # it cannot keep up: waits are expected
+    executed = sorted({a[0] for a, r in zip(robot.sent, records) if not r.hold})
+    assert executed[-1] >= 30.0  # chunks after the second reached the arm (before: only the first, 10)
+
+
 def test_chunk_boundaries_are_blended_in_async():
     """Consecutive chunks 10 apart: sync jumps by 10 at every boundary, async cross-fades over the overlap."""
     for mode in ("sync", "async"):
