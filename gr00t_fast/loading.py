@@ -115,10 +115,10 @@ def load_policy(
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
         quantize_model(model, quantize)
+    runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
-                                    image_preprocessing, bounds)
-    policy = Gr00tPolicy(processor, build_backend(backend, model, model_path, config, backend_dir, backend_options),
-                         denoising_steps=denoising_steps, seed=seed)
+                                    image_preprocessing, bounds, runner.prompt_step)
+    policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()
     return policy

@@ -5,6 +5,7 @@
 
 Every backend subclasses `Backend`: `missing(device)` says what this machine lacks for it (None when it can run),
 `__call__` runs one call, and `stage_ms()` optionally splits the last call's time into backbone / action head.
+A backend compiled for static shapes sets `prompt_step`: the processor pads every prompt to a multiple of it.
 """
 
 import importlib.util
@@ -16,6 +17,10 @@ import torch
 
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.rtc import RtcRequest
+
+
+STATIC_PROMPT_STEP = 32  # every instruction of 1-32 tokens (nearly all real ones) shares one compiled graph (a
+# full-size compile takes minutes on a CPU); the padding costs at most 31 of the ~320 tokens of a one-camera prompt
 
 
 def synchronize(device: torch.device) -> None:
@@ -69,6 +74,9 @@ class Backend(ABC):
     """Runs a loaded `Gr00tN15` on `ModelInputs`. Subclasses set `name` and implement `__call__`."""
 
     name: ClassVar[str]
+    # prompts are left-padded to a multiple of this many tokens (the padding masked and isolated, `Processor`): 1 for
+    # backends that take any length as it comes, STATIC_PROMPT_STEP for those that compile a graph per input shape
+    prompt_step: ClassVar[int] = 1
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

@@ -2,8 +2,10 @@
 decoding) as one `torch.compile` function.
 
 Compiled with `fullgraph=True` (a graph break is an error, not a silent slowdown) and static shapes: each new
-(batch, prompt length, cameras, steps) triggers one recompilation, then runs from the cache. The step tables
-are computed eagerly and passed in (`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the
+(batch, prompt length, cameras, steps) triggers one recompilation, then runs from the cache. Prompts are padded to
+`prompt_step` tokens of instruction (`Processor`): every instruction of 1-32 tokens has one length, so the warm-up
+and a new instruction do not recompile. The step tables are computed eagerly and passed in
+(`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the
 whole call as one CUDA graph on a GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests
 to prove the graph has no breaks). On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the
 call's host-side glue runs as C++ instead of Python, which is what a small, overhead-bound checkpoint spends its
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gr00t_fast.backends.base import Backend
+from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.runtime.cache import cache_dir
 from gr00t_fast.runtime.progress import ticking
@@ -46,6 +48,7 @@ def keep_compiled_code() -> Path:
 
 class CompiledBackend(Backend):
     name = "compile"
+    prompt_step = STATIC_PROMPT_STEP
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
                  fullgraph: bool = True, dynamic: bool = False, cpp_wrapper: bool | None = None):

@@ -5,8 +5,8 @@ input signature (shapes of every tensor, embodiment id when it is an int, step c
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
 (`torch.compile`, fused kernels, no CUDA graphs of its own) unless `compiled=False` (then the eager kernels).
-A new signature (another batch size, camera count or prompt length) captures a new graph; the most recent
-`max_graphs` are kept.
+A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
+tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
 """
 
 from collections import OrderedDict
@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from gr00t_fast.backends.base import Backend, cuda_missing
+from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend, cuda_missing
 from gr00t_fast.model.inputs import ModelInputs
 
 
@@ -42,6 +42,7 @@ def _clone(inputs: ModelInputs) -> ModelInputs:
 
 class CudaGraphBackend(Backend):
     name = "cuda-graph"
+    prompt_step = STATIC_PROMPT_STEP
 
     @classmethod
     def missing(cls, device: torch.device) -> str | None:

@@ -110,10 +110,15 @@ class PromptTokenizer:
             raise ValueError(f"instruction of {length} tokens is too long: at most {limit} (max_instruction_tokens)")
         return ids
 
-    def __call__(self, instructions: list[str], n_cameras: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask), both (B, L) int64, left-padded with `<|endoftext|>` (mask 0 there)."""
+    def __call__(self, instructions: list[str], n_cameras: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), both (B, L) int64, left-padded with `<|endoftext|>` (mask 0 there) to the
+        longest prompt; with `multiple` > 1, to the prompt template plus the longest instruction's tokens rounded
+        up to a multiple of `multiple` (at least one): instructions of 1 to `multiple` tokens give one length."""
         rows = [self.encode(text, n_cameras) for text in instructions]
         length = max(len(r) for r in rows)
+        if multiple > 1:
+            template = self._template_length(n_cameras)
+            length = template + -(-max(length - template, 1) // multiple) * multiple
         ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
         for i, row in enumerate(rows):

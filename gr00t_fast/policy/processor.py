@@ -133,9 +133,12 @@ class Processor:
         dtype: torch.dtype = torch.float32,
         pipeline: str = "isaac",
         bounds: RequestBounds | None = None,
+        prompt_step: int = 1,
     ):
         """`bounds`: observations per call and pixels per call (default `RequestBounds()`), checked before any
-        frame is resized."""
+        frame is resized. `prompt_step` > 1 (a static-shape backend's `Backend.prompt_step`): every prompt is
+        left-padded to a multiple of that many tokens, the padding masked and hidden from the action head too
+        (`ModelInputs.isolate_padding`), so that instructions of similar length share one compiled graph."""
         if pipeline not in PIPELINES:
             raise ValueError(f"image preprocessing {pipeline!r} is not one of {PIPELINES}")
         self.config = data_config
@@ -156,6 +159,7 @@ class Processor:
             )
         self.video_resolution = {k: metadata.video_resolution[k] for k in data_config.video_keys}
         self.bounds = bounds or RequestBounds()
+        self.prompt_step = prompt_step
         self.state_dims = {k: metadata.stats[k].dim for k in data_config.state_keys}
         self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys}
         self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys}
@@ -314,14 +318,17 @@ class Processor:
 
     def __call__(self, obs: dict) -> ModelInputs:
         batched, batch = self.check(obs)
-        ids, mask = self.tokenizer(self.instructions(obs, batched, batch), len(self.config.video_keys))
+        ids, mask = self.tokenizer(self.instructions(obs, batched, batch), len(self.config.video_keys),
+                                   self.prompt_step)
+        static = self.prompt_step > 1  # one mask and one attention path for every prompt length
         return ModelInputs(
             input_ids=ids.to(self.device),
-            attention_mask=None if bool(mask.all()) else mask.to(self.device),
+            attention_mask=mask.to(self.device) if static or not bool(mask.all()) else None,
             pixel_values=self.pixel_values(obs, batch),
             state=self.state(obs, batch),
             embodiment_id=self.embodiment_id,
             batched=batched,
+            isolate_padding=static,
         )
 
     def decode(self, actions: torch.Tensor, batched: bool) -> dict[str, np.ndarray]:
@@ -337,10 +344,12 @@ class Processor:
 def processor_for_model(config: Gr00tConfig, data_config: DataConfig, metadata: EmbodimentMetadata,
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                         max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS, pipeline: str = "auto",
-                     bounds: RequestBounds | None = None) -> Processor:
+                        bounds: RequestBounds | None = None, prompt_step: int = 1) -> Processor:
     """The processor for a model: its Eagle tokenizer, state/action widths and image size; `pipeline` "auto"
-    reproduces the preprocessing of the code that wrote the checkpoint (Isaac-GR00T or LeRobot)."""
+    reproduces the preprocessing of the code that wrote the checkpoint (Isaac-GR00T or LeRobot); `prompt_step`:
+    see `Processor`."""
     tokenizer = PromptTokenizer.for_model(config, max_instruction_tokens)
     return Processor(data_config, metadata, tokenizer, max_state_dim=config.max_state_dim,
                      max_action_dim=config.max_action_dim, image_size=config.image_size, device=device, dtype=dtype,
-                     pipeline=metadata.source if pipeline == "auto" else pipeline, bounds=bounds)
+                     pipeline=metadata.source if pipeline == "auto" else pipeline, bounds=bounds,
+                     prompt_step=prompt_step)

@@ -67,6 +67,25 @@ def test_cpu_backends_through_the_policy(policies, name):
     assert policy.get_action(obs, noise=noise, denoising_steps=2)["action.gripper"].shape == (16, 1)
 
 
+def test_compile_pads_prompts_so_that_instructions_share_one_graph(policies):
+    """A static-shape backend gets every instruction of 1-32 tokens as one prompt length (the warm-up's "warm up" and
+    a real one compile once), and the padding, masked and isolated, changes no action."""
+    policy, eager = policies["compile"], policies["torch"]
+    noise = np.random.default_rng(1).standard_normal((16, 32)).astype(np.float32)
+    lengths = {}
+    for text in ("warm up", "pick up the red cube on the left and put it into the small bowl next to the plate"):
+        obs = {**eager.dummy_observation(), eager.data_config.language_key: [text]}
+        inputs = policy.processor(obs)
+        lengths[text] = (inputs.input_ids.shape[1], eager.processor(obs).input_ids.shape[1])
+        assert inputs.isolate_padding and inputs.attention_mask is not None
+        want, got = eager.get_action(obs, noise=noise), policy.get_action(obs, noise=noise)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], atol=1e-4 * 200)
+    (padded_a, plain_a), (padded_b, plain_b) = lengths.values()
+    assert padded_a == padded_b and plain_a < plain_b <= padded_b
+    assert policies["torch"].processor.prompt_step == 1 and policy.backend.prompt_step == 32
+
+
 @pytest.mark.parametrize("name", GPU_BACKENDS)
 def test_gpu_backends_say_what_is_missing(model, name):
     has_gpu, has_trt = torch.cuda.is_available(), importlib.util.find_spec("tensorrt") is not None
