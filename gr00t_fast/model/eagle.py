@@ -5,6 +5,7 @@ by name. Static shapes and `scaled_dot_product_attention` throughout; no Python-
 hot path beyond what depends on the (static) input shapes.
 """
 
+import contextlib
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -112,8 +113,9 @@ class RMSNorm(nn.Module):
 @lru_cache(maxsize=16)
 def rope_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device, dtype: torch.dtype):
     """RoPE tables for positions 0..L-1 (computed in float32 as in Qwen3, then cast), made once per prompt length
-    (outside any inference mode, so that they also serve autograd)."""
-    with torch.inference_mode(False):
+    (outside any inference mode, so that they also serve autograd). Traced by torch.compile (which inlines the
+    cache), no grad-mode switch enters the graph: one would keep AOTAutograd from caching it between runs."""
+    with contextlib.nullcontext() if torch.compiler.is_compiling() else torch.inference_mode(False):
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
         freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
