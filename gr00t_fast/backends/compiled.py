@@ -4,12 +4,13 @@ decoding) as one `torch.compile` function.
 Compiled with `fullgraph=True` (a graph break is an error, not a silent slowdown) and static shapes: each new
 (batch, prompt length, cameras, steps) triggers one recompilation, then runs from the cache. Prompts are padded to
 `prompt_step` tokens of instruction (`Processor`): every instruction of 1-32 tokens has one length, so the warm-up
-and a new instruction do not recompile. The step tables are computed eagerly and passed in
-(`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the
-whole call as one CUDA graph on a GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests
-to prove the graph has no breaks). On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the
-call's host-side glue runs as C++ instead of Python, which is what a small, overhead-bound checkpoint spends its
-time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
+and a new instruction do not recompile. The padding is hidden from the action head too, so a batch of instructions
+of different lengths gets each row's own actions (as fleet serving does), where the `torch` backend reproduces
+upstream, whose padding reaches the action head. The step tables are computed eagerly and passed in
+(`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the whole call as one CUDA graph on a
+GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests to prove the graph has no breaks).
+On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the call's host-side glue runs as C++
+instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
 """
 
 import os
