@@ -27,6 +27,9 @@ from gr00t_fast.runtime.progress import ticking
 INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# input shapes one compiled model may take. Dynamo's default (8) makes the 9th a hard error under fullgraph=True:
+# a server batching robots sees batch sizes x prompt lengths x step counts, and its 9th shape failed
+MAX_COMPILED_SHAPES = 64
 
 # Dynamo traces through the rotary tables' lru_cache (their arguments are static: the traced values are the cached
 # ones) and says so in 12 lines that tell a user nothing
@@ -45,6 +48,14 @@ def keep_compiled_code() -> Path:
     if os.environ.get(INDUCTOR_CACHE_ENV) in (None, os.path.abspath(default_cache_dir())):
         os.environ[INDUCTOR_CACHE_ENV] = str(cache_dir() / "inductor")
     return Path(os.environ[INDUCTOR_CACHE_ENV])
+
+
+def allow_compiled_shapes() -> None:
+    """Let one compiled model take `MAX_COMPILED_SHAPES` input shapes (Dynamo's `recompile_limit`; a higher limit
+    set by the user is kept)."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, MAX_COMPILED_SHAPES)
 
 
 class CompiledBackend(Backend):
@@ -71,6 +82,7 @@ class CompiledBackend(Backend):
             opts["mode"] = mode
         if backend == "inductor":
             keep_compiled_code()
+        allow_compiled_shapes()
         self.whole_call = torch.compile(model, **opts)
         self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line
 

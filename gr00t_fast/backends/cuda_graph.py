@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend, cuda_missing
+from gr00t_fast.backends.compiled import allow_compiled_shapes
 from gr00t_fast.model.inputs import ModelInputs
 
 
@@ -51,6 +52,8 @@ class CudaGraphBackend(Backend):
     def __init__(self, model: torch.nn.Module, max_graphs: int = 8, warmup_iters: int = 2, compiled: bool = True):
         super().__init__(model)
         self.max_graphs, self.warmup_iters = max_graphs, warmup_iters
+        if compiled:
+            allow_compiled_shapes()
         self.whole_call = torch.compile(model, mode="max-autotune-no-cudagraphs", fullgraph=True) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape

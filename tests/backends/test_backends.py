@@ -184,6 +184,17 @@ def test_the_compiled_graph_is_one_aotautograd_caches_between_runs(model, padded
     check_cacheable(graphs[0])  # raises BypassAOTAutogradCache with the reason
 
 
+def test_a_compiled_model_takes_more_shapes_than_dynamos_default_limit(model):
+    """Dynamo allows 8 input shapes per model by default, and with fullgraph=True the 9th is a hard error: the 9th
+    step count or batch size a server saw failed. The compiled backends raise the limit."""
+    backend = make_backend("compile", model, backend="eager")
+    inputs, noise = example_inputs(model.config)
+    with torch.inference_mode():
+        for steps in range(1, 11):
+            backend(inputs, noise, steps)
+    assert len(backend.compiled_shapes) == 10
+
+
 def test_inductor_keeps_its_compiled_code_beside_the_other_artifacts(model, monkeypatch, tmp_path):
     """Inductor's own cache folder (what it reads and writes) is cache_dir()/inductor unless the user named one."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir, default_cache_dir
