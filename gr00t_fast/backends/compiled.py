@@ -10,7 +10,8 @@ upstream, whose padding reaches the action head. The step tables are computed ea
 (`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the whole call as one CUDA graph on a
 GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests to prove the graph has no breaks).
 On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the call's host-side glue runs as C++
-instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md). One graph has no backbone / action-head boundary: no stage split is reported.
+instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md). One
+graph has no backbone / action-head boundary: no stage split is reported.
 """
 
 import os
