@@ -95,6 +95,24 @@ def test_scaling(tiny_checkpoint, tmp_path):
     assert all(r["successful_runs"] == 2 for r in result["rows"])
 
 
+def test_contention_interleaves_settings_and_loop_segments_over_rounds(tiny_checkpoint, tmp_path, capsys):
+    argv = ["contention", "--model_path", str(tiny_checkpoint), "--busy", "0", "--settings", "auto,1", "--rounds", "2",
+            "--reps", "3", "--warmup", "1", "--loop_duration", "1", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "contention.json").read_text())
+    rows = {r["threads"]: r for r in result["rows"]}
+    assert list(rows) == ["auto", "1"] and rows["1"]["teams"] == [1]
+    for row in rows.values():
+        assert len(row["times_ms"]) == 3  # 2 + 1 over the rounds
+        loop = row["loop"]
+        assert loop["segments"] == 2 and loop["inferences"] >= 2 and loop["steps"] >= 2  # each segment's first chunk
+        assert loop["inference_mean_ms"] == pytest.approx(np.mean(loop["inference_ms"]))
+        assert loop["inference_vs_alone"] == pytest.approx(loop["inference_mean_ms"] / np.mean(row["times_ms"]))
+    order = [line.split("threads ")[1].split()[0] for line in capsys.readouterr().out.splitlines()
+             if "busy, round" in line]
+    assert order == ["auto", "1", "1", "auto"]  # drift reaches both settings alike
+
+
 def test_tracking_error_is_zero_on_time_and_grows_with_lag():
     import numpy as np
 
@@ -125,6 +143,7 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["fleet", "--servers", "serial", "--chunk_steps", "0"], "--chunk_steps >= 1"),
         (["backends", "--observations", "/nonexistent/cases.npz"], "--observations: expected example, reach or"),
         (["reach", "--precisions", "float32,fp4"], "unknown ['fp4']"),
+        (["contention", "--rounds", "0"], "--rounds >= 1"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):

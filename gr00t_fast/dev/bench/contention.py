@@ -1,6 +1,10 @@
 """A busy robot computer: `get_action` p50/p90/max with 0, 1 and 2 competing busy processes (each spins one core),
 per thread setting (auto, the default; 1; every usable CPU, fixed: the old default), and the simulated control loop
-(async) under the same load: inference time, steps held after the first chunk and the longest freeze."""
+(async) under the same load: inference time, steps held after the first chunk and the longest freeze.
+
+A shared 2-core machine drifts by 10-20% over minutes (the same setting measured 105 ms, then 125 ms). So each busy
+count runs in `--rounds`: every round times each setting's calls, then a segment of its loop, settings in alternating
+order. Every ratio then compares figures pooled over the same rounds, and drift reaches both sides alike."""
 
 from __future__ import annotations
 
@@ -31,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", type=word_list, default=["auto", "1", "all"],
                         help="thread settings: auto (the default), a number, or all (every usable CPU, fixed)")
     parser.add_argument("--loop_duration", type=float, default=20.0,
-                        help="seconds of the simulated loop per busy count and setting (0: no loop rows)")
+                        help="seconds of the simulated loop per busy count and setting, split over the rounds "
+                             "(0: no loop rows)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds per busy count: each times every setting's share of the calls and of the loop")
     parser.add_argument("--fps", type=float, default=10.0, help="control rate of the loop rows")
     parser.add_argument("--action_horizon", type=int, default=16, help="actions per chunk in the loop rows")
 
@@ -40,8 +47,8 @@ def check(args: argparse.Namespace) -> None:
     busy = [int(b) for b in args.busy if b.isdigit()]
     if len(busy) != len(args.busy) or any(s not in ("auto", "all") and not s.isdigit() for s in args.settings):
         raise ValueError(f"--busy takes counts, --settings auto, all or numbers; got {args.busy} and {args.settings}")
-    if args.loop_duration < 0 or args.fps <= 0 or args.action_horizon < 1:
-        raise ValueError("--loop_duration must be >= 0, --fps > 0 and --action_horizon >= 1")
+    if args.loop_duration < 0 or args.fps <= 0 or args.action_horizon < 1 or args.rounds < 1:
+        raise ValueError("--loop_duration must be >= 0, --fps > 0, --action_horizon >= 1 and --rounds >= 1")
 
 
 def threads_of(setting: str) -> int | None:
@@ -74,46 +81,76 @@ def calls(policy: Any, observation: dict, warmup: int, reps: int) -> tuple[list[
     return times, teams
 
 
-def loop_run(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """The async loop on the simulated arm (its camera at the policy's resolution) for --loop_duration seconds."""
+def loop_segment(robot: Any, policy: Any, args: argparse.Namespace, duration: float) -> dict[str, Any]:
+    """The async loop on the connected simulated arm for `duration` seconds (a fresh loop, warmed up as `run` does)."""
     from gr00t_fast.control.loop import ControlConfig, ControlLoop
-    from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
 
-    (width, height), = policy.video_resolution.values()
-    robot = make_robot(SimSO100Config(cameras={"front": SimCameraConfig(width=width, height=height)}), fps=args.fps)
-    robot.connect()
-    try:
-        loop = ControlLoop(robot, policy, ControlConfig(fps=args.fps, action_horizon=args.action_horizon),
-                           report=lambda msg: None)
-        loop.warmup()
-        records = loop.run(duration=args.loop_duration)
-    finally:
-        robot.disconnect()
+    loop = ControlLoop(robot, policy, ControlConfig(fps=args.fps, action_horizon=args.action_horizon),
+                       report=lambda msg: None)
+    loop.warmup()
+    records = loop.run(duration=duration)
     first = next((i for i, r in enumerate(records) if not r.hold), len(records))
     summary = summarize(records)
     return {"steps": summary["steps"], "held_after_first_chunk": sum(r.hold for r in records[first:]),
-            "longest_freeze_ms": summary["longest_freeze_ms"], "inference_mean_ms": summary["inference_mean_ms"],
-            "inferences": summary["inferences"]}
+            "longest_freeze_ms": summary["longest_freeze_ms"],
+            "inference_ms": [r.inference_ms for r in records if r.inference_ms is not None]}
+
+
+def pooled_loop(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """One setting's loop segments as one run: steps and held steps summed, the longest freeze, every inference."""
+    inference = [ms for s in segments for ms in s["inference_ms"]]
+    return {"segments": len(segments), "steps": sum(s["steps"] for s in segments),
+            "held_after_first_chunk": sum(s["held_after_first_chunk"] for s in segments),
+            "longest_freeze_ms": max(s["longest_freeze_ms"] for s in segments),
+            "inference_mean_ms": float(np.mean(inference)) if inference else float("nan"),
+            "inferences": len(inference), "inference_ms": inference}
+
+
+def sim_robot(policy: Any, fps: float) -> Any:
+    """The simulated arm with one camera at the policy's resolution, not yet connected."""
+    from gr00t_fast.robot import SimCameraConfig, SimSO100Config, make_robot
+
+    (width, height), = policy.video_resolution.values()
+    return make_robot(SimSO100Config(cameras={"front": SimCameraConfig(width=width, height=height)}), fps=fps)
+
+
+def busy_rows(policy: Any, observation: dict, busy: int, bench: Bench, args: argparse.Namespace) -> list[dict]:
+    """Every setting under `busy` busy processes, interleaved over the rounds: calls, then a loop segment."""
+    times = {s: [] for s in args.settings}
+    teams = {s: set() for s in args.settings}
+    segments = {s: [] for s in args.settings}
+    shares = [args.reps // args.rounds + (r < args.reps % args.rounds) for r in range(args.rounds)]
+    robot = sim_robot(policy, args.fps) if args.loop_duration else None
+    with busy_processes(busy), contextlib.ExitStack() as stack:
+        if robot is not None:
+            robot.connect()
+            stack.callback(robot.disconnect)
+        for r, reps in enumerate(shares):
+            for setting in args.settings if (busy + r) % 2 == 0 else args.settings[::-1]:  # alternate the order
+                run_on_torch_thread(cpu_threads.configure, threads_of(setting))
+                time.sleep(WINDOW_S)  # auto's first decision measures this span (in a run: the model's load)
+                print(f"{busy} busy, round {r + 1}/{args.rounds}, threads {setting} ...", flush=True)
+                # the first round warms up as asked; later ones once, for the team that changed size in between
+                t, team = calls(policy, observation, bench.warmup if r == 0 else 1, reps)
+                times[setting] += t
+                teams[setting] |= set(team)
+                if robot is not None:
+                    segments[setting].append(loop_segment(robot, policy, args, args.loop_duration / args.rounds))
+    rows = []
+    for setting in args.settings:
+        t = times[setting]
+        row = {"busy": busy, "threads": setting, "teams": sorted(teams[setting]), "p50": float(np.percentile(t, 50)),
+               "p90": float(np.percentile(t, 90)), "max": float(np.max(t)), "times_ms": t}
+        if segments[setting]:
+            row["loop"] = pooled_loop(segments[setting])
+        rows.append(row)
+    return rows
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     policy = bench.load(warmup=True)
     observation = bench_observation(policy, bench.policy.seed)
-    rows = []
-    for busy in [int(b) for b in args.busy]:
-        with busy_processes(busy):
-            settings = args.settings if busy % 2 == 0 else args.settings[::-1]  # alternate the order
-            for setting in settings:
-                run_on_torch_thread(cpu_threads.configure, threads_of(setting))
-                time.sleep(WINDOW_S)  # auto's first decision measures this span (in a run: the model's load)
-                print(f"{busy} busy, threads {setting} ...", flush=True)
-                times, teams = calls(policy, observation, bench.warmup, bench.reps)
-                row = {"busy": busy, "threads": setting, "teams": sorted(set(teams)),
-                       "p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
-                       "max": float(np.max(times)), "times_ms": times}
-                if args.loop_duration:
-                    row["loop"] = loop_run(policy, args)
-                rows.append(row)
+    rows = [row for busy in [int(b) for b in args.busy] for row in busy_rows(policy, observation, busy, bench, args)]
     run_on_torch_thread(cpu_threads.configure, bench.policy.threads)
     one_idle = next((r["p50"] for r in rows if r["busy"] == 0 and r["threads"] == "1"), None)
     for r in rows:
@@ -130,11 +167,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
               r.get("loop", {}).get("held_after_first_chunk", "-"), fmt(r.get("loop", {}).get("longest_freeze_ms"))]
              for r in rows]
     text = (f"Checkpoint `{bench.checkpoint}`, {policy.precision}; {cpu_threads.limit} usable CPUs. Each busy process "
-            f"spins one core (`python -c '{HOG}'`), started {SETTLE_S:g} s before the row. Per row {bench.warmup} "
-            f"warm-up + {bench.reps} measured `get_action` calls, settings in alternating order per busy count; "
-            f"then the async loop on the simulated SO-100 at {args.fps:g} Hz, horizon {args.action_horizon}, for "
-            f"{args.loop_duration:g} s ('vs alone': its mean inference over the mean of the same row's calls alone, "
-            "without the loop).")
+            f"spins one core (`python -c '{HOG}'`), started {SETTLE_S:g} s before its busy count's rounds. Per busy "
+            f"count {args.rounds} rounds; in each, every setting (in alternating order) runs its share of "
+            f"{bench.reps} measured `get_action` calls ({bench.warmup} warm-up calls in the first round, 1 in later "
+            f"ones), then its share of {args.loop_duration:g} s of the async loop on the simulated SO-100 at "
+            f"{args.fps:g} Hz, horizon {args.action_horizon} ('vs alone': the loop's mean inference over the mean of "
+            "the same setting's calls alone, both pooled over the same rounds; held steps summed over the "
+            "segments, each after its own first chunk).")
     bench.write(result, "Inference on a busy computer", text, [(headers, table)],
                 {"contention.png": lambda path: plot(rows, path)})
     return result
