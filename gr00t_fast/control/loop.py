@@ -281,6 +281,10 @@ class ControlLoop:
         errors_before = len(self.errors)
         self._jump = None
         state, policy_obs = None, None
+        inference_ms = None
+        if self.config.mode == "async" and self._in_flight:
+            # a chunk that finished since the last step first: then this step can already ask for the next one
+            inference_ms = self._collect(step, block=False)
         wants_inference = not len(self.queue) if self.config.mode == "sync" else (
             not self._in_flight and len(self.queue) <= self._threshold())
         try:
@@ -295,7 +299,6 @@ class ControlLoop:
         if self.last_safe is None and state is not None:
             self.last_safe = state
 
-        inference_ms = None
         refill = False
         if self.config.mode == "async":
             if policy_obs is not None and wants_inference:
@@ -304,7 +307,7 @@ class ControlLoop:
             if not self._got_chunk and self._in_flight and not len(self.queue):
                 refill = True  # nothing to execute before the first chunk: wait for it
                 inference_ms = self._collect(step, block=True)
-            elif self._in_flight:
+            elif self._in_flight and inference_ms is None:  # finished while the cameras were read
                 inference_ms = self._collect(step, block=False)
         elif not len(self.queue) and policy_obs is not None:
             refill = True

@@ -118,6 +118,20 @@ def test_async_slower_than_a_chunk_waits_then_goes_on():
     assert executed[-1] >= 30.0  # chunks after the second reached the arm (before: only the first, 10)
 
 
+def test_async_asks_for_the_next_chunk_in_the_step_that_receives_one():
+    """A finished chunk is taken at the start of a step, before the step decides whether to ask: with the threshold
+    at the horizon the next request goes out in the same step. Before, it waited a step, and a policy slower than a
+    chunk lost a control period on every chunk."""
+    robot, policy = FakeRobot(), FakePolicy(lambda s, call: np.full((16, 6), float(call)))
+    loop, errors = make_loop(robot, policy, mode="async", fps=50, action_horizon=8, queue_threshold=8)
+    requested = []
+    loop.on_observation.append(lambda obs: requested.append(len(loop.records)))
+    records = loop.run(max_steps=30)
+    received = [i for i, r in enumerate(records) if r.inference_ms is not None and i > 0]  # 0: the first, waited for
+    assert not errors and len(received) >= 5
+    assert sum(i in requested for i in received) >= len(received) / 2  # before: never in the same step
+
+
 def test_chunk_boundaries_are_blended_in_async():
     """Consecutive chunks 10 apart: sync jumps by 10 at every boundary, async cross-fades over the overlap."""
     for mode in ("sync", "async"):
