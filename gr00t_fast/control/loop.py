@@ -7,7 +7,9 @@ Two modes share one loop:
   tagged with the queue's pop count at its observation; when it arrives, the actions the arm has executed since
   (the measured latency, in the steps that moved it) are dropped and the rest is cross-faded with the actions still
   queued, so the arm neither freezes nor jumps at chunk boundaries. Steps held while the queue was empty do not
-  count: an inference slower than a chunk lasts makes the arm wait, then go on from where it stopped.
+  count: an inference slower than a chunk lasts makes the arm wait, then go on from where it stopped. A chunk
+  brings `action_horizon` less the call's steps, so the arm moves without a wait while a call takes less than half
+  a chunk. A chunk that finished is taken at the start of a step, before the step decides whether to ask again.
 - `async` with `rtc` (`freeze`, `guided`, `guided-identity`: real-time chunking, `gr00t_fast.model.rtc`): instead of
   blending after the fact, the request carries the queued actions' normalized plan as the prefix and the delay d
   (actions popped from the queue during the previous call); the new chunk continues that plan, its first d' rows
