@@ -107,10 +107,26 @@ def test_contention_interleaves_settings_and_loop_segments_over_rounds(tiny_chec
         loop = row["loop"]
         assert loop["segments"] == 2 and loop["inferences"] >= 2 and loop["steps"] >= 2  # each segment's first chunk
         assert loop["inference_mean_ms"] == pytest.approx(np.mean(loop["inference_ms"]))
+        assert loop["freeze_beyond_call_ms"] <= loop["longest_freeze_ms"]
         assert loop["inference_vs_alone"] == pytest.approx(loop["inference_mean_ms"] / np.mean(row["times_ms"]))
     order = [line.split("threads ")[1].split()[0] for line in capsys.readouterr().out.splitlines()
              if "busy, round" in line]
     assert order == ["auto", "1", "1", "auto"]  # drift reaches both settings alike
+
+
+def test_freeze_beyond_call_is_the_pause_less_the_call_that_ended_it():
+    from gr00t_fast.control.telemetry import StepRecord
+    from gr00t_fast.dev.bench.contention import freeze_beyond_call_ms
+
+    def step(k, hold, inference_ms=None):
+        return StepRecord(step=k, t=0.1 * k, state=[], action=[], refill=False, hold=hold, inference_ms=inference_ms,
+                          loop_ms=1.0, queue_depth=0)
+
+    # a chunk without a pause (step 1), then 4 held steps ended by a 350 ms call's chunk at step 6: 500 - 350
+    records = [step(0, False), step(1, False, 120.0), *[step(k, True) for k in range(2, 6)], step(6, False, 350.0),
+               step(7, False)]
+    assert freeze_beyond_call_ms(records) == pytest.approx(150.0)
+    assert freeze_beyond_call_ms(records[:2]) == 0.0  # no pause
 
 
 def test_tracking_error_is_zero_on_time_and_grows_with_lag():

@@ -81,6 +81,14 @@ def calls(policy: Any, observation: dict, warmup: int, reps: int) -> tuple[list[
     return times, teams
 
 
+def freeze_beyond_call_ms(records: list) -> float:
+    """The most a pause between two fresh actions outlasted the call whose chunk ended it (ms; 0 when no pause
+    ended with a chunk): the wait the loop adds to the inference it waits for (#37: at most two control periods)."""
+    moved = [(i, r) for i, r in enumerate(records) if not r.hold]
+    return max([(b.t - a.t) * 1e3 - b.inference_ms for (i, a), (j, b) in zip(moved, moved[1:])
+                if j > i + 1 and b.inference_ms is not None], default=0.0)  # held steps in between: a pause
+
+
 def loop_segment(robot: Any, policy: Any, args: argparse.Namespace, duration: float) -> dict[str, Any]:
     """The async loop on the connected simulated arm for `duration` seconds (a fresh loop, warmed up as `run` does)."""
     from gr00t_fast.control.loop import ControlConfig, ControlLoop
@@ -92,7 +100,7 @@ def loop_segment(robot: Any, policy: Any, args: argparse.Namespace, duration: fl
     first = next((i for i, r in enumerate(records) if not r.hold), len(records))
     summary = summarize(records)
     return {"steps": summary["steps"], "held_after_first_chunk": sum(r.hold for r in records[first:]),
-            "longest_freeze_ms": summary["longest_freeze_ms"],
+            "longest_freeze_ms": summary["longest_freeze_ms"], "freeze_beyond_call_ms": freeze_beyond_call_ms(records),
             "inference_ms": [r.inference_ms for r in records if r.inference_ms is not None]}
 
 
@@ -102,6 +110,7 @@ def pooled_loop(segments: list[dict[str, Any]]) -> dict[str, Any]:
     return {"segments": len(segments), "steps": sum(s["steps"] for s in segments),
             "held_after_first_chunk": sum(s["held_after_first_chunk"] for s in segments),
             "longest_freeze_ms": max(s["longest_freeze_ms"] for s in segments),
+            "freeze_beyond_call_ms": max(s["freeze_beyond_call_ms"] for s in segments),
             "inference_mean_ms": float(np.mean(inference)) if inference else float("nan"),
             "inferences": len(inference), "inference_ms": inference}
 
@@ -160,11 +169,13 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             r["loop"]["inference_vs_alone"] = r["loop"]["inference_mean_ms"] / float(np.mean(r["times_ms"]))
     result = {**bench.header(policy.device), "rows": rows, "usable_cpus": cpu_threads.limit}
     headers = ["Busy processes", "Threads", "Ran with", "p50 (ms)", "p90 (ms)", "max (ms)", "p50 / 1-thread idle p50",
-               "p90 / p50", "Loop inference (ms)", "vs alone", "Held after 1st chunk", "Longest freeze (ms)"]
+               "p90 / p50", "Loop inference (ms)", "vs alone", "Held after 1st chunk", "Longest freeze (ms)",
+               "Freeze beyond its call (ms)"]
     table = [[r["busy"], r["threads"], ",".join(map(str, r["teams"])), fmt(r["p50"]), fmt(r["p90"]), fmt(r["max"]),
               fmt(r["p50_vs_one_thread_idle"], 2), fmt(r["p90_vs_own_p50"], 2),
               fmt(r.get("loop", {}).get("inference_mean_ms")), fmt(r.get("loop", {}).get("inference_vs_alone"), 2),
-              r.get("loop", {}).get("held_after_first_chunk", "-"), fmt(r.get("loop", {}).get("longest_freeze_ms"))]
+              r.get("loop", {}).get("held_after_first_chunk", "-"), fmt(r.get("loop", {}).get("longest_freeze_ms")),
+              fmt(r.get("loop", {}).get("freeze_beyond_call_ms"))]
              for r in rows]
     text = (f"Checkpoint `{bench.checkpoint}`, {policy.precision}; {cpu_threads.limit} usable CPUs. Each busy process "
             f"spins one core (`python -c '{HOG}'`), started {SETTLE_S:g} s before its busy count's rounds. Per busy "
@@ -173,7 +184,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             f"ones), then its share of {args.loop_duration:g} s of the async loop on the simulated SO-100 at "
             f"{args.fps:g} Hz, horizon {args.action_horizon} ('vs alone': the loop's mean inference over the mean of "
             "the same setting's calls alone, both pooled over the same rounds; held steps summed over the "
-            "segments, each after its own first chunk).")
+            "segments, each after its own first chunk; 'freeze beyond its call': the most a pause between two fresh actions "
+            "outlasted the call whose chunk ended it).")
     bench.write(result, "Inference on a busy computer", text, [(headers, table)],
                 {"contention.png": lambda path: plot(rows, path)})
     return result
