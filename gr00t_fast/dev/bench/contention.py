@@ -2,9 +2,10 @@
 per thread setting (auto, the default; 1; every usable CPU, fixed: the old default), and the simulated control loop
 (async) under the same load: inference time, steps held after the first chunk and the longest freeze.
 
-A shared 2-core machine drifts by 10-20% over minutes (the same setting measured 105 ms, then 125 ms). So each busy
-count runs in `--rounds`: every round times each setting's calls, then a segment of its loop, settings in alternating
-order. Every ratio then compares figures pooled over the same rounds, and drift reaches both sides alike."""
+A shared 2-core machine drifts by 10-25% over minutes (the same setting measured about 107 ms, then 133 ms). So each
+busy count runs in `--rounds`: every round times each setting's calls, then a segment of its loop, settings in
+alternating order. Every ratio then compares figures pooled over the same rounds, and drift reaches both sides
+alike."""
 
 from __future__ import annotations
 
@@ -184,8 +185,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             f"ones), then its share of {args.loop_duration:g} s of the async loop on the simulated SO-100 at "
             f"{args.fps:g} Hz, horizon {args.action_horizon} ('vs alone': the loop's mean inference over the mean of "
             "the same setting's calls alone, both pooled over the same rounds; held steps summed over the "
-            "segments, each after its own first chunk; 'freeze beyond its call': the most a pause between two fresh actions "
-            "outlasted the call whose chunk ended it).")
+            "segments, each after its own first chunk; 'freeze beyond its call': the most a pause between two fresh "
+            "actions outlasted the call whose chunk ended it).")
     bench.write(result, "Inference on a busy computer", text, [(headers, table)],
                 {"contention.png": lambda path: plot(rows, path)})
     return result
