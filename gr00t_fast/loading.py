@@ -17,6 +17,7 @@ from gr00t_fast.export import ensure_artifacts
 from gr00t_fast.model import load_model
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, quantize_linears
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
@@ -29,7 +30,7 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "quantize_model"]
+__all__ = ["TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "pack_model", "quantize_model"]
 
 TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
 
@@ -45,11 +46,23 @@ def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
     return counts
 
 
+def pack_model(model: torch.nn.Module) -> int:
+    """The eager backend's Linear layers packed for oneDNN where that pays (`gr00t_fast.model.packed`: bfloat16 on a
+    CPU with bf16 units), counted in `model.precision`; returns how many."""
+    count = pack_linears(model) if packing_pays(model) else 0
+    if count and model.precision is not None:
+        model.precision = replace(model.precision, packed_layers=count)
+    return count
+
+
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
                   backend_dir: str | Path | None = None, options: dict | None = None) -> Backend:
     """The backend `name` for `model` with its artifacts (`export.ensure_artifacts`). The capability check comes
-    first: nothing is exported for a backend this machine cannot run."""
+    first: nothing is exported for a backend this machine cannot run. The `torch` backend runs `model` as it is;
+    every other one gets packed layers back as plain ones (compile, export and capture cannot read packed weights)."""
     cls = require_backend(name, model.device)
+    if name != "torch" and unpack_linears(model) and model.precision is not None:
+        model.precision = replace(model.precision, packed_layers=0)
     return cls(model, **ensure_artifacts(name, model, model_path, cameras=len(data_config.video_keys),
                                          backend_dir=backend_dir, options=options))
 
@@ -115,6 +128,8 @@ def load_policy(
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
         quantize_model(model, quantize)
+    if backend == "torch":
+        pack_model(model)
     runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds, runner.prompt_step)

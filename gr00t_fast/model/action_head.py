@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr00t_fast.model.config import Gr00tConfig, TransformerConfig
+from gr00t_fast.model.packed import linear_gelu
 
 EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
 EulerStep = Callable[[torch.Tensor, int, Callable[[torch.Tensor, int], torch.Tensor]], torch.Tensor]
@@ -136,7 +137,7 @@ class GeluProj(nn.Module):
         self.proj = nn.Linear(dim, inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.proj(x), approximate="tanh")
+        return linear_gelu(self.proj, x)
 
 
 class FeedForward(nn.Module):
@@ -214,7 +215,7 @@ class TimestepEncoder(nn.Module):
         self.timestep_embedder = TimestepEmbedding(256, dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        dtype = self.timestep_embedder.linear_1.weight.dtype
+        dtype = self.timestep_embedder.linear_1.bias.dtype  # bias: a packed layer's weight is opaque
         return self.timestep_embedder(timestep_sinusoid(t).to(dtype))
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr00t_fast.model.config import LLMConfig, VisionConfig
+from gr00t_fast.model.packed import linear_gelu
 
 
 # --------------------------------------------------------------------------------------------- SigLIP
@@ -37,7 +38,7 @@ class SiglipMLP(nn.Module):
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(linear_gelu(self.fc1, x))
 
 
 class SiglipLayer(nn.Module):

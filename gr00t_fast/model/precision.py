@@ -35,6 +35,7 @@ class Precision:
     requested: str
     reason: str
     quantization: dict | None = None  # `--quantize`: its mode and `quantize_linears`' layer counts
+    packed_layers: int = 0  # Linear layers the eager backend runs with oneDNN-packed weights (`model.packed`)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "dtype": str(self.dtype).removeprefix("torch.")}
@@ -53,7 +54,8 @@ class Precision:
     def __str__(self) -> str:
         name = str(self.dtype).removeprefix("torch.")
         text = name if self.requested != "auto" else f"{name} (auto: {self.reason})"
-        return f"{text}, {self.quantized()}" if self.quantization is not None else text
+        text = f"{text}, {self.quantized()}" if self.quantization is not None else text
+        return f"{text}, oneDNN-packed weights in {self.packed_layers} layers" if self.packed_layers else text
 
 
 def bf16_units() -> str | None:

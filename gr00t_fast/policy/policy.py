@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.processor import Processor
@@ -77,13 +78,18 @@ class Gr00tPolicy:
         self.config = self.model.config
         self.device = self.model.device
         self.dtype = self.model.dtype
-        self.precision = self.model.precision  # what the network runs in and why (`gr00t_fast.model.precision`)
         self.denoising_steps = check_steps(self.config.num_inference_timesteps if denoising_steps is None
                                            else denoising_steps)
         # the sampler's noise is drawn on the host and copied over (16x32 floats): the same seed gives the same
         # noise on every device, and no CUDA generator (driver state a trace without a GPU cannot make) is needed
         self.generator = torch.Generator().manual_seed(seed)
         self._timings = Timings()
+
+    @property
+    def precision(self) -> Precision | None:
+        """What the network runs in and why (`gr00t_fast.model.precision`), as it is now (another backend built on
+        the same model may have given back its packed layers)."""
+        return self.model.precision
 
     @property
     def data_config(self) -> DataConfig:

@@ -250,7 +250,8 @@ def test_reach_per_precision(tiny_checkpoint, tmp_path, monkeypatch, int8_at_eve
         assert all(0 <= p["closest_arm_deg"] < 360 and 0 <= p["closest_step"] < 8 for p in o["poses"]), name
     assert outcome["float32"]["max_arm_deviation_deg"] == 0.0
     assert outcome["bfloat16"]["max_arm_deviation_deg"] > 0 and outcome["int8"]["max_arm_deviation_deg"] > 0
-    assert outcome["float32"]["ran_as"] == "float32" and outcome["bfloat16"]["ran_as"] == "bfloat16"
+    assert outcome["float32"]["ran_as"] == "float32"
+    assert outcome["bfloat16"]["ran_as"] in ("bfloat16", "bfloat16, oneDNN-packed weights in 44 layers")  # bf16 units
     assert outcome["int8"]["ran_as"].startswith("float32, int8 matmuls in "), outcome["int8"]["ran_as"]
     assert "Closest to A / B (deg)" in markdown and "Turns toward A / B" in markdown
 

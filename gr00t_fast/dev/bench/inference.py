@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,16 +42,33 @@ def check(args: argparse.Namespace) -> None:
                          f"got {args.steps} and {args.backends}")
 
 
+def plain_model(policy: Any, checkpoint: Path) -> Any:
+    """The policy's model where its layers are plain; where the torch backend packed them (`model.packed`), a second
+    load of it (quantized alike) that other backends can compile or export, so that the torch rows stay packed."""
+    from gr00t_fast.loading import quantize_model
+    from gr00t_fast.model import load_model
+    from gr00t_fast.model.packed import packed_layers
+
+    model = policy.model
+    if not packed_layers(model):
+        return model
+    plain = load_model(checkpoint, device=model.device, dtype=model.dtype, eagle_path=model.config.eagle_dir)
+    if model.precision.quantization is not None:
+        quantize_model(plain, model.precision.quantization["mode"])
+    return plain
+
+
 @torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.runtime.torch_thread)
 def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dict[str, tuple[Any, float]], list[str]]:
-    """({name: (backend, build s)}, notes on the skipped ones)."""
+    """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`."""
     from gr00t_fast.loading import build_backend
 
     built, notes = {}, []
+    plain = functools.cache(lambda: plain_model(policy, checkpoint))
     for name in names:
         try:
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
-                name, policy.model, checkpoint, policy.data_config))
+                name, plain(), checkpoint, policy.data_config))
             built[name] = (backend, ms / 1e3)
         except Exception as e:  # noqa: BLE001 - unknown, missing extra, no GPU: skipped with the reason
             notes.append(f"backend {name} skipped: {error_text(e)}")

@@ -1,0 +1,78 @@
+"""oneDNN-packed bf16 Linear layers: the same results as `nn.Linear` bit for bit, GELU fused no less accurately, packed
+by `load_policy` only for the eager backend where bf16 units make it pay, and given back plain to every other use.
+The oneDNN ops run on any x86 CPU (bf16 emulated without bf16 units), so these tests do not need the units."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.loading import build_backend, load_policy
+from gr00t_fast.model import example_inputs, load_model, packed
+from gr00t_fast.model.packed import PackedLinear, linear_gelu, pack_linears, packed_layers, unpack_linears
+from gr00t_fast.policy.data_config import get_data_config
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+def bf16_linear(inputs: int, outputs: int, bias: bool = True) -> torch.nn.Linear:
+    torch.manual_seed(0)
+    return torch.nn.Linear(inputs, outputs, bias=bias).to(torch.bfloat16).requires_grad_(False)
+
+
+@pytest.mark.parametrize("shape", [(7, 96), (2, 33, 96), (1, 1, 96)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_is_the_linear_bit_for_bit(shape, bias):
+    linear = bf16_linear(96, 80, bias)
+    x = torch.randn(*shape).to(torch.bfloat16)
+    with torch.no_grad():
+        out = PackedLinear(linear)(x)
+    assert out.shape == (*shape[:-1], 80) and out.dtype == torch.bfloat16
+    assert torch.equal(out, linear(x))
+
+
+def test_fused_gelu_is_as_close_to_float32_as_gelu_after_the_linear():
+    linear = bf16_linear(128, 256)
+    x = torch.randn(40, 128).to(torch.bfloat16)
+    exact = F.gelu(F.linear(x.float(), linear.weight.float(), linear.bias.float()), approximate="tanh")
+    with torch.no_grad():
+        fused, unfused = linear_gelu(PackedLinear(linear), x), linear_gelu(linear, x)
+    assert torch.equal(unfused, F.gelu(linear(x), approximate="tanh"))
+    assert (fused.float() - exact).abs().max() <= (unfused.float() - exact).abs().max()
+
+
+def test_unpacking_gives_the_model_back_bit_for_bit(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
+    weights = {name: w.clone() for name, w in model.state_dict().items()}
+    inputs, noise = example_inputs(model.config, dtype=torch.bfloat16)
+    before = TorchBackend(model)(inputs, noise, 4)
+    count = pack_linears(model)
+    assert count == packed_layers(model) == 44 and not any(type(m) is torch.nn.Linear for m in model.modules())
+    model.action_head.step_table_cache.clear()
+    packed_out = TorchBackend(model)(inputs, noise, 4)
+    torch.testing.assert_close(packed_out, before, atol=0.1, rtol=0)  # bf16; the fused GELU rounds once less
+    assert unpack_linears(model) == 44 and packed_layers(model) == 0
+    assert all(torch.equal(model.state_dict()[name], w) for name, w in weights.items())
+    model.action_head.step_table_cache.clear()
+    assert torch.equal(TorchBackend(model)(inputs, noise, 4), before)
+
+
+def test_float32_layers_stay_plain(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    assert pack_linears(model) == 0 and not packed.packing_pays(model)
+
+
+@pytest.mark.parametrize("units", ["AVX512-BF16", None])
+def test_the_eager_policy_is_packed_where_bf16_units_make_it_pay(tiny_checkpoint, monkeypatch, units):
+    monkeypatch.setattr(packed, "bf16_units", lambda: units)
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="bfloat16", data_config="so100", warmup=False)
+    assert packed_layers(policy.model) == policy.precision.packed_layers == (44 if units else 0)
+    assert str(policy.precision).endswith(", oneDNN-packed weights in 44 layers") == bool(units)
+    actions = policy.get_action(policy.dummy_observation())
+    assert all(v.shape[0] == 16 for v in actions.values())
+    if units:  # another backend on the same model gets plain layers (torch.compile cannot read packed ones)
+        build_backend("compile", policy.model, tiny_checkpoint, get_data_config("so100"))
+        assert packed_layers(policy.model) == policy.precision.packed_layers == 0
+    other = load_policy(tiny_checkpoint, device="cpu", dtype="bfloat16", backend="compile", data_config="so100",
+                        warmup=False)
+    assert packed_layers(other.model) == 0
