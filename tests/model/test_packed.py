@@ -2,6 +2,8 @@
 by `load_policy` only for the eager backend where bf16 units make it pay, and given back plain to every other use.
 The oneDNN ops run on any x86 CPU (bf16 emulated without bf16 units), so these tests do not need the units."""
 
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,6 +57,21 @@ def test_unpacking_gives_the_model_back_bit_for_bit(tiny_checkpoint):
     assert all(torch.equal(model.state_dict()[name], w) for name, w in weights.items())
     model.action_head.step_table_cache.clear()
     assert torch.equal(TorchBackend(model)(inputs, noise, 4), before)
+
+
+def test_packing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint, monkeypatch):
+    """Never two copies of the model: when a layer is packed, every weight packed before it is gone already."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
+    packed_before, alive = [], []
+
+    class Recording(PackedLinear):
+        def __init__(self, linear):
+            alive.append(sum(ref() is not None for ref in packed_before))
+            packed_before.append(weakref.ref(linear.weight))
+            super().__init__(linear)
+
+    monkeypatch.setattr(packed, "PackedLinear", Recording)
+    assert pack_linears(model) == 44 and alive == [0] * 44
 
 
 def test_float32_layers_stay_plain(tiny_checkpoint):
