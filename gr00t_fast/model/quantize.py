@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gr00t_fast.model.swap import replace_layers
+
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
 # int8 on a CPU (oneDNN's VNNI `_int_mm`, 1 thread): the per-token quantization and the rescale cost ~40 us a layer
@@ -148,21 +150,25 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
     rows = rows_seen(model, sample) if sample is not None else {}
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
-    counts = {"converted": 0, "kept": 0, "few_rows": 0, "slow_on_cpu": 0}
-    for stack in transformer_stacks(model).values():
-        for parent in list(stack.modules()):
-            for name, child in parent.named_children():
-                if type(child) is not nn.Linear:
-                    continue
-                seen = rows.get(child, MIN_ROWS + 1)
-                if child.in_features % width or child.out_features % width:
-                    counts["kept"] += 1
-                elif seen <= MIN_ROWS:
-                    counts["few_rows"] += 1
-                elif cpu_int8 and not int8_pays_on_cpu(seen, child.in_features, child.out_features):
-                    counts["slow_on_cpu"] += 1
-                else:
-                    setattr(parent, name, QuantizedLinear(child, mode))
-                    counts["converted"] += 1
+
+    def verdict(layer: nn.Linear) -> str:
+        seen = rows.get(layer, MIN_ROWS + 1)
+        if layer.in_features % width or layer.out_features % width:
+            return "kept"
+        if seen <= MIN_ROWS:
+            return "few_rows"
+        if cpu_int8 and not int8_pays_on_cpu(seen, layer.in_features, layer.out_features):
+            return "slow_on_cpu"
+        return "converted"
+
+    stacks = transformer_stacks(model)
+    verdicts = {stack: [(parent, name, verdict(child)) for parent, module in stacks[stack].named_modules()
+                        for name, child in module.named_children() if type(child) is nn.Linear] for stack in stacks}
+    rows.clear()  # it keys the old layers: names only from here (`replace_layers`)
+    counts = {key: sum(v == key for layers in verdicts.values() for *_, v in layers)
+              for key in ("converted", "kept", "few_rows", "slow_on_cpu")}
+    for stack, layers in verdicts.items():
+        replace_layers(stacks[stack], [(parent, name) for parent, name, v in layers if v == "converted"],
+                       lambda layer: QuantizedLinear(layer, mode))
     model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts

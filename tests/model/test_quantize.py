@@ -1,6 +1,8 @@
 """INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers against an independent float64 reference:
 exact where quantization loses nothing, close otherwise; wired through load_policy and free of graph breaks."""
 
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +177,20 @@ def test_fp8_on_cuda_says_what_it_needs(monkeypatch, capability, dtype, message)
         check_fp8_cuda(torch.device("cuda"), dtype)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
     check_fp8_cuda(torch.device("cuda"), torch.bfloat16)
+
+
+def test_quantizing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint, monkeypatch):
+    """Never two copies of the stacks: when a layer is quantized, every layer quantized before it is gone already."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    before, alive = [], []
+
+    class Recording(QuantizedLinear):
+        def __init__(self, linear, mode):
+            alive.append(sum(ref() is not None for ref in before))
+            before.append(weakref.ref(linear.weight))
+            super().__init__(linear, mode)
+
+    monkeypatch.setattr(quantize, "QuantizedLinear", Recording)
+    inputs, noise = example_inputs(model.config)
+    counts = quantize_linears(model, "fp8", sample=lambda: make_backend("torch", model)(inputs, noise, 4))
+    assert counts["converted"] == len(alive) > 10 and alive == [0] * len(alive)
