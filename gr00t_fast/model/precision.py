@@ -35,7 +35,7 @@ class Precision:
     requested: str
     reason: str
     quantization: dict | None = None  # `--quantize`: its mode and `quantize_linears`' layer counts
-    packed_layers: int = 0  # Linear layers the eager backend runs with oneDNN-packed weights (`model.packed`)
+    packed_layers: int = 0  # Linear layers the eager backend runs with oneDNN-packed weights (`gr00t_fast.model.packed`)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "dtype": str(self.dtype).removeprefix("torch.")}

@@ -43,7 +43,7 @@ def check(args: argparse.Namespace) -> None:
 
 
 def plain_model(policy: Any, checkpoint: Path) -> Any:
-    """The policy's model where its layers are plain; where the torch backend packed them (`model.packed`), a second
+    """The policy's model where its layers are plain; where the torch backend packed them (`gr00t_fast.model.packed`), a second
     load of it (quantized alike) that other backends can compile or export, so that the torch rows stay packed."""
     from gr00t_fast.loading import quantize_model
     from gr00t_fast.model import load_model
