@@ -168,9 +168,11 @@ def test_bad_arguments(argv, message, capsys):
     assert message in err and err.count("\n") == 1  # one line
 
 
-def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
+def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeypatch):
     """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
-    units, on the demo task's swing (compile and ORT INT8 skipped: slow to build)."""
+    units, on the demo task's swing (compile and ORT INT8 skipped: slow to build). With bf16 units the bf16 torch
+    rows run packed layers, as `load_policy` would build them."""
+    monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--observations",
             "reach", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
@@ -194,6 +196,23 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size):
                        ("torch fp8 (_scaled_mm)", "fp8")]:
         assert rows[name]["quantized"].startswith(f"{mode} matmuls in "), rows[name]["quantized"]
     assert not rows["torch int8 (_int_mm)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
+    assert {name: row["packed_layers"] > 0 for name, row in rows.items()} == {
+        "torch float32 eager": False, "torch bfloat16 eager": True, "onnxruntime fp32": False,
+        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": True, "torch fp8 (_scaled_mm)": False}
+    assert "| Packed layers |" in markdown
+
+
+def test_backends_of_a_packed_policy(tiny_checkpoint, tmp_path, monkeypatch):
+    """A bf16 policy has its own torch row (before, the bf16 row of a float32 policy replaced it), and that row keeps
+    its packed layers while ONNX exports plain ones (a second load: before, the export unpacked the one shared model)."""
+    monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
+    argv = ["backends", "--model_path", str(tiny_checkpoint), "--dtype", "bfloat16", "--skip",
+            "compile,onnxruntime int8,int8,fp8", "--out", str(tmp_path), *COMMON]
+    assert bench.main(argv) == 0
+    rows = {r["backend"]: r for r in check_outputs(tmp_path, "backends", [])[0]["results"]}
+    assert {name: row["packed_layers"] for name, row in rows.items()} == {
+        "torch bfloat16 eager": 44, "onnxruntime fp32": 0}
+    assert all(row["successful_runs"] == 2 for row in rows.values())
 
 
 def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):

@@ -48,21 +48,33 @@ def check(args: argparse.Namespace) -> None:
         read_observations(args.observations)  # a bad file is one line before anything loads
 
 
-def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
-    """Row name -> a factory of its backend (built lazily: one failure does not stop the others)."""
+def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
+    """Row name -> a factory of its backend (built lazily: one failure does not stop the others). Each torch row runs
+    as `load_policy` would build it: packed where that pays (`gr00t_fast.model.packed`); the other backends compile
+    or export plain layers (`plain_model`, a second load where the policy's were packed)."""
     from gr00t_fast.backends import make_backend
+    from gr00t_fast.dev.bench.inference import plain_model
+    from gr00t_fast.loading import build_backend, pack_model, quantize_model
     from gr00t_fast.policy.data_config import get_data_config
-    from gr00t_fast.loading import build_backend, quantize_model
 
     data_config = get_data_config(bench.policy.data_config)
+    model = policy.model
+    plain = functools.cache(lambda: plain_model(policy, bench.checkpoint))
     bf16 = functools.cache(lambda: bench.load_model(device=model.device, dtype=torch.bfloat16))
 
-    def quantized(mode: str, backend: str, base: Callable[[], Any] = lambda: model) -> Callable[[], Any]:
-        """A factory of `backend` on a quantized copy of `base()` (the policy's model, or the bf16 one)."""
+    def packed_bf16():
+        bf16_model = bench.load_model(device=model.device, dtype=torch.bfloat16)
+        pack_model(bf16_model)
+        return InDtype(make_backend("torch", bf16_model), torch.bfloat16)
+
+    def quantized(mode: str, backend: str, base: Callable[[], Any] = plain) -> Callable[[], Any]:
+        """A factory of `backend` on a quantized copy of `base()` (the policy's plain model, or the bf16 one)."""
 
         def build():
             copied = copy.deepcopy(base())
             quantize_model(copied, mode)
+            if backend == "torch":
+                pack_model(copied)
             built = make_backend(backend, copied)
             return built if copied.dtype == model.dtype else InDtype(built, copied.dtype)
         return build
@@ -71,25 +83,24 @@ def candidates(bench: Bench, model: torch.nn.Module, args: argparse.Namespace, s
         from gr00t_fast.export.int8 import calibration_inputs, export_int8
 
         calibration = calibration_inputs(model.config, 8, args.cameras)
-        export_int8(model, bench.out / "int8", calibration, calibration[0], steps, progress=False)
-        return make_backend("onnxruntime", model, onnx_dir=bench.out / "int8")
+        export_int8(plain(), bench.out / "int8", calibration, calibration[0], steps, progress=False)
+        return make_backend("onnxruntime", plain(), onnx_dir=bench.out / "int8")
 
     dtype = str(model.dtype).removeprefix("torch.")
     if model.device.type == "cpu":
-        rows = {
-            f"torch {dtype} eager": lambda: make_backend("torch", model),
-            "torch bfloat16 eager": lambda: InDtype(make_backend("torch", bf16()), torch.bfloat16),
-            "compile (inductor)": lambda: make_backend("compile", model),
-            "onnxruntime fp32": lambda: build_backend("onnxruntime", model, bench.checkpoint, data_config),
-            "onnxruntime int8": ort_int8,
-            "torch int8 (_int_mm)": quantized("int8", "torch"),
-            "compile + int8 (_int_mm)": quantized("int8", "compile"),
-            "torch bfloat16 + int8 (_int_mm)": quantized("int8", "torch", bf16),
-            "torch fp8 (_scaled_mm)": quantized("fp8", "torch"),
-        }
-        if model.dtype == torch.bfloat16:  # the policy's own rows are the bf16 ones already
-            del rows["torch bfloat16 eager"], rows["torch bfloat16 + int8 (_int_mm)"]
-        return rows
+        own_bf16 = model.dtype == torch.bfloat16  # then the policy's own rows are the bf16 ones
+        rows = [
+            (f"torch {dtype} eager", lambda: make_backend("torch", model)),
+            ("torch bfloat16 eager", None if own_bf16 else packed_bf16),
+            ("compile (inductor)", lambda: make_backend("compile", plain())),
+            ("onnxruntime fp32", lambda: build_backend("onnxruntime", plain(), bench.checkpoint, data_config)),
+            ("onnxruntime int8", ort_int8),
+            ("torch int8 (_int_mm)", quantized("int8", "torch")),
+            ("compile + int8 (_int_mm)", quantized("int8", "compile")),
+            ("torch bfloat16 + int8 (_int_mm)", None if own_bf16 else quantized("int8", "torch", bf16)),
+            ("torch fp8 (_scaled_mm)", quantized("fp8", "torch")),
+        ]
+        return {name: factory for name, factory in rows if factory is not None}
     rows = {
         f"torch {dtype} eager": lambda: make_backend("torch", model),
         f"compile {dtype} (max-autotune-no-cudagraphs)": lambda: make_backend("compile", model,
@@ -180,6 +191,7 @@ def errors(backend: Callable[..., torch.Tensor], reference: Callable[..., torch.
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
     from gr00t_fast.model.loading import resolve_device_dtype
+    from gr00t_fast.model.packed import packed_layers
 
     # each CPU row is a precision against float32: with dtype auto (the default) the policy's own rows are float32
     cpu = resolve_device_dtype(bench.policy.device, None)[0].type == "cpu"
@@ -193,7 +205,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     fp32 = model if model.dtype == torch.float32 else bench.load_model(device=model.device, dtype=torch.float32)
     reference = make_backend("torch", fp32)
     built, failed, rows = {}, {}, []
-    for name, factory in candidates(bench, model, args, steps).items():
+    for name, factory in candidates(bench, policy, args, steps).items():
         if any(word in name for word in args.skip):
             continue
         try:
@@ -205,23 +217,26 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     calls = {name: (lambda b=backend: b(inputs, noise, steps)) for name, (backend, _, _) in built.items()}
     measured = measure(calls, model.device, bench.warmup, bench.reps)
     for name, (backend, build_s, error) in built.items():
-        rows.append({"backend": name, "quantized": quantization(backend), "build_s": build_s, **error,
-                     **measured[name].report()})
+        rows.append({"backend": name, "quantized": quantization(backend), "packed_layers": packed_layers(backend.model),
+                     "build_s": build_s, **error, **measured[name].report()})
     rows += [{"backend": name, "error": error} for name, error in failed.items()]
     keys = list(policy.processor.action_slices)
     result = {**bench.header(model.device), "dtype": str(model.dtype), "steps": steps, "cameras": args.cameras,
               "batch": args.batch, "observations": args.observations, "error_inputs": list(cases), "results": rows}
     headers = ["Backend", "Median (ms)", "First call (ms)", "Max abs Δ", "Mean abs Δ",
-               *(f"Max Δ {key.removeprefix('action.')}" for key in keys), "Quantized (--quantize)"]
+               *(f"Max Δ {key.removeprefix('action.')}" for key in keys), "Quantized (--quantize)", "Packed layers"]
     table = [[r["backend"], fmt(r["median"], 2), fmt(r["first_call_ms"]), f"{r['max_abs_diff']:.2e}",
-              f"{r['mean_abs_diff']:.2e}", *(f"{r['max_abs_diff_by_key'][key]:.3g}" for key in keys), r["quantized"]]
-             if "error" not in r else [r["backend"], "failed: " + r["error"], *[""] * (4 + len(keys))] for r in rows]
+              f"{r['mean_abs_diff']:.2e}", *(f"{r['max_abs_diff_by_key'][key]:.3g}" for key in keys), r["quantized"],
+              r["packed_layers"]]
+             if "error" not in r else [r["backend"], "failed: " + r["error"], *[""] * (5 + len(keys))] for r in rows]
     bench.write(result, "Backends", f"Checkpoint `{bench.checkpoint}`, {model.dtype}, {steps} steps, {args.cameras} "
                 f"camera(s), batch {args.batch}. Action error against fp32 eager on `--observations "
                 f"{args.observations}` ({', '.join(cases)}): max / mean abs Δ in normalized units over all "
                 f"{model.config.max_action_dim} action dims; Max Δ <key>: the largest difference of the decoded "
                 "actions in the policy's units (the checkpoint's statistics, as get_action returns them: degrees "
                 "for the SO-100 arm joints, 0-100 for the gripper); Quantized: the layers `--quantize` converted (on a "
-                "CPU those too small for it to pay stay in the float precision: such a row can run float itself).",
+                "CPU those too small for it to pay stay in the float precision: such a row can run float itself); "
+                "Packed layers: the Linear layers a torch row runs with oneDNN-packed bf16 weights, as `load_policy` "
+                "packs them where the CPU has bf16 units (compiled and exported rows run plain ones).",
                 [(headers, table)])
     return result
