@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import (
-    Bench, bench_noise, bench_observation, error_text, fmt, measure, model_inputs, timed,
+    Bench, bench_noise, bench_observation, error_text, fmt, measure, model_inputs, plain_model, timed,
 )
 
 SWING_POINTS = 5  # observations along the demo task's swing (`--observations reach`)
@@ -53,7 +53,6 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
     as `load_policy` would build it: packed where that pays (`gr00t_fast.model.packed`); the other backends compile
     or export plain layers (`plain_model`, a second load where the policy's were packed)."""
     from gr00t_fast.backends import make_backend
-    from gr00t_fast.dev.bench.inference import plain_model
     from gr00t_fast.loading import build_backend, pack_model, quantize_model
     from gr00t_fast.policy.data_config import get_data_config
 

@@ -218,6 +218,22 @@ def packed_linear_flops(x_shape: torch.Size, weight_shape: torch.Size, *args: An
     return 2 * math.prod(x_shape[:-1]) * weight_shape[0] * weight_shape[1]
 
 
+def plain_model(policy: Any, checkpoint: Path) -> Any:
+    """The policy's model where its layers are plain; where the torch backend packed them (`gr00t_fast.model.packed`),
+    a second load of it (quantized alike) that other backends can compile or export, so that the torch rows stay
+    packed."""
+    from gr00t_fast.loading import quantize_model
+    from gr00t_fast.model import load_model
+
+    model = policy.model
+    if not packed_layers(model):
+        return model
+    plain = load_model(checkpoint, device=model.device, dtype=model.dtype, eagle_path=model.config.eagle_dir)
+    if model.precision.quantization is not None:
+        quantize_model(plain, model.precision.quantization["mode"])
+    return plain
+
+
 def call_flops(policy: Any, observation: dict[str, Any], noise: np.ndarray) -> int:
     """Floating-point operations of one `get_action` (torch's FlopCounterMode over the call: matmuls, attention,
     convolutions; elementwise work is not counted). Runs where the policy runs, its torch thread."""

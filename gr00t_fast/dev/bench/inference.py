@@ -16,7 +16,7 @@ from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.telemetry import summarize
 from gr00t_fast.dev.bench.common import (
     INSTRUCTION, Actions, Bench, FixedNoisePolicy, bench_noise, bench_observation, error_text, fmt,
-    figure, local_server, measure, parse_address, policy_client, timed,
+    figure, local_server, measure, parse_address, plain_model, policy_client, timed,
 )
 from gr00t_fast.runtime.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
@@ -40,22 +40,6 @@ def check(args: argparse.Namespace) -> None:
     if 4 not in args.steps or "torch" not in args.backends:
         raise ValueError(f"--steps must include 4 and --backends torch (the eager 4-step reference), "
                          f"got {args.steps} and {args.backends}")
-
-
-def plain_model(policy: Any, checkpoint: Path) -> Any:
-    """The policy's model where its layers are plain; where the torch backend packed them (`gr00t_fast.model.packed`), a second
-    load of it (quantized alike) that other backends can compile or export, so that the torch rows stay packed."""
-    from gr00t_fast.loading import quantize_model
-    from gr00t_fast.model import load_model
-    from gr00t_fast.model.packed import packed_layers
-
-    model = policy.model
-    if not packed_layers(model):
-        return model
-    plain = load_model(checkpoint, device=model.device, dtype=model.dtype, eagle_path=model.config.eagle_dir)
-    if model.precision.quantization is not None:
-        quantize_model(plain, model.precision.quantization["mode"])
-    return plain
 
 
 @torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.runtime.torch_thread)
