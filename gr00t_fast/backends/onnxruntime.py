@@ -82,7 +82,12 @@ class OnnxRuntimeBackend(GraphBackend):
                 raise FileNotFoundError(
                     f"{path} does not exist; export it with `gr00t-fast export onnx --steps N --out {self.onnx_dir}`"
                 )
-            self.sessions[graph] = ort_session(path, self.providers)
+            try:
+                self.sessions[graph] = ort_session(path, self.providers)
+            except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ...: a raw multi-line traceback otherwise
+                reason = " ".join(str(e).split())[:300]
+                raise RuntimeError(f"{path} cannot be loaded by ONNX Runtime, it is corrupt or truncated "
+                                   f"({type(e).__name__}: {reason}); export it again") from None
         return self.sessions[graph]
 
     def ensure_sampler(self, num_steps: int) -> str:

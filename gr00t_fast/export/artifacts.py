@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from gr00t_fast.runtime.cache import cache_dir
+from gr00t_fast.export.manifest import check_artifacts
+from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 
 ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
 
@@ -15,12 +16,16 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
                      backend_dir: str | Path | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The constructor options of backend `backend` for `model` with its artifacts: `backend_dir` when given, else
     ONNX graphs exported into the cache, or TensorRT engines found there (nothing reloaded or re-exported) or built
-    into it, for prompts of `cameras` images. Backends without artifacts get `options` back."""
+    into it, for prompts of `cameras` images. Backends without artifacts get `options` back. A given folder must
+    hold a complete export of this checkpoint's weights (`manifest.check_artifacts`): another checkpoint's graphs,
+    or half an export, are refused in one line."""
     options = dict(options or {})
     if backend_dir is not None:
         if backend not in ARTIFACT_OPTION:
             raise ValueError(f"backend_dir is for the backends {sorted(ARTIFACT_OPTION)}, not {backend!r}")
         options[ARTIFACT_OPTION[backend]] = backend_dir
+    if options.get(ARTIFACT_OPTION.get(backend)) is not None:  # the user's folder: made from these weights, whole
+        check_artifacts(options[ARTIFACT_OPTION[backend]], backend, model_path)
     elif backend == "onnxruntime" and "onnx_dir" not in options:
         from gr00t_fast.export.onnx import cached_onnx_export
 
@@ -28,7 +33,8 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
     elif backend == "tensorrt" and "engine_dir" not in options:
         from gr00t_fast.export.tensorrt import build_engines
 
-        precision = options.pop("precision", "bf16")
-        options["engine_dir"] = build_engines(model_path, cache_dir() / "tensorrt" / f"{cameras}cam_{precision}",
+        precision = options.pop("precision", "bf16")  # a folder per weights: two processes never share a manifest
+        folder = cache_dir() / "tensorrt" / f"{checkpoint_fingerprint(model_path)}-{cameras}cam_{precision}"
+        options["engine_dir"] = build_engines(model_path, folder,
                                               cameras=cameras, precision=precision, eagle_path=model.config.eagle_dir)
     return options

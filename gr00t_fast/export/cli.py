@@ -7,18 +7,18 @@
 
 import argparse
 import functools
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 from gr00t_fast.cli_args import ArgumentParser, require
+from gr00t_fast.export.manifest import MANIFEST, write_manifest
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.runtime.atomic import staged
 
 
 # target -> the optional modules it needs, checked before anything is written (TensorRT's engine build checks its
@@ -55,30 +55,37 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Export; a bad checkpoint, a missing extra or a failing build is one line and exit code 2, and an output
-    folder this run created is removed again when the export does not finish (nothing half-written is left)."""
+    """Export; a bad checkpoint, a missing extra or a failing build is one line and exit code 2. ONNX and INT8
+    graphs are written into a folder beside `--out` and renamed into place once whole, manifest last: a failed or
+    killed run leaves `--out` as it was (its leftover folder is removed by the next run)."""
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    fresh = not out.exists()
     try:
         args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
         if args.calibration is not None and args.target != "int8" or args.calibration_samples < 1:
             raise ValueError(f"--calibration is for export int8 and --calibration_samples must be >= 1, got export "
                              f"{args.target} --calibration {args.calibration} --calibration_samples "
                              f"{args.calibration_samples}")
+        check_out(out)
         require(f"export {args.target}", *NEEDS[args.target])
         if args.target == "tensorrt":
             export_engines(args, out)
         else:
-            export_graphs(args, out)
-    except BaseException as e:
-        if fresh:
-            shutil.rmtree(out, ignore_errors=True)
-        if not isinstance(e, (ImportError, ValueError, OSError, RuntimeError)):
-            raise
+            with staged(out, replace=True) as tmp:
+                export_graphs(args, tmp)
+            print(f"{'ONNX' if args.target == 'onnx' else 'INT8'} graphs and {MANIFEST} in {out}")
+    except (ImportError, ValueError, OSError, RuntimeError) as e:
         print(f"gr00t-fast export: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_out(out: Path) -> None:
+    """`--out` must be new, an empty folder or an earlier export (it has a manifest): a re-export replaces it whole;
+    any other folder is never replaced."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST).is_file())):
+        raise ValueError(f"--out {out} exists and is not an earlier export (no {MANIFEST}): an export replaces its "
+                         "folder whole, so choose a new or empty folder")
 
 
 def export_engines(args: argparse.Namespace, out: Path) -> None:
@@ -92,7 +99,8 @@ def export_engines(args: argparse.Namespace, out: Path) -> None:
 
 
 def export_graphs(args: argparse.Namespace, out: Path) -> None:
-    """ONNX (fp32) or INT8 graphs and their manifest.json."""
+    """ONNX (fp32) or INT8 graphs and their manifest.json (the weights' fingerprint, the options, every file), into
+    the folder `out`."""
     from gr00t_fast.model import load_model
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
@@ -106,19 +114,20 @@ def export_graphs(args: argparse.Namespace, out: Path) -> None:
 
         report = export_onnx(model, out, inputs, noise, steps)
         for graph, entry in report.items():
+            entry["path"] = Path(entry["path"]).relative_to(out).as_posix()  # `out` is the staging folder
             print(f"{graph:<12} {entry['path']}  max |onnx - torch| = {entry['max_abs_diff']:.2e} (graph output)")
         report = {"graphs": report, "action_error": action_error(model, out, (inputs, noise), steps, decode)}
-        print(f"ONNX graphs in {out}; {describe_error(report['action_error'])}")
+        print(f"ONNX graphs: {describe_error(report['action_error'])}")
     else:
         from gr00t_fast.export.int8 import export_int8
 
         samples = calibration(args, model, cameras)
         report = {"action_error": export_int8(model, out, samples, (inputs, noise), steps, decode=decode),
                   "calibration": {"observations": args.calibration, "samples": len(samples)}}
-        print(f"INT8 graphs in {out}; {describe_error(report['action_error'])}")
-    manifest = dict(target=args.target, checkpoint=str(args.model_path), data_config=args.data_config,
-                    cameras=cameras, num_steps=steps, report=report)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        print(f"INT8 graphs: {describe_error(report['action_error'])}")
+    write_manifest(out, target=args.target, checkpoint=args.model_path,
+                   options=dict(data_config=args.data_config, cameras=cameras, num_steps=steps, batch=args.batch),
+                   report=report)
 
 
 def action_decoder(args: argparse.Namespace, model: torch.nn.Module):

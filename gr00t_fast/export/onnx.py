@@ -18,6 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
+from gr00t_fast.export.manifest import IncompleteArtifacts, check_artifacts, write_manifest
+from gr00t_fast.runtime.atomic import scratch, staged
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs, example_inputs
@@ -106,24 +108,38 @@ def export_onnx(
 
 def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
     """`onnxruntime` backend options for a checkpoint without exported graphs: fp32 graphs exported once into the
-    cache (keyed by the checkpoint's fingerprint and the gr00t-fast version), samplers for other step counts
-    exported on first use. A model in another precision or on another device is exported from an fp32 CPU copy."""
+    cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its manifest), samplers for
+    other step counts exported on first use. A folder without a complete manifest (an export killed midway, a
+    truncated file) is exported again, whole, and renamed into place. A model in another precision or on another
+    device is exported from an fp32 CPU copy."""
     from gr00t_fast import __version__
     from gr00t_fast.model import load_model
 
-    fp32 = model if (model.dtype, model.device.type) == (torch.float32, "cpu") else \
-        load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=model.config.eagle_dir)
-    folder = cache_dir() / "onnx" / f"{checkpoint_fingerprint(model_path)}-{__version__}"
+    fingerprint = checkpoint_fingerprint(model_path)
+    folder = cache_dir() / "onnx" / f"{fingerprint}-{__version__}"
+    fp32 = None
 
-    def export(num_steps: int, graphs: tuple[str, ...] | None = None) -> None:
-        scratch = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # concurrent exports never see half a file
-        export_onnx(fp32, scratch, *example_inputs(fp32.config), num_steps, graphs=graphs)
-        folder.mkdir(parents=True, exist_ok=True)
-        for graph_dir in scratch.iterdir():
-            shutil.rmtree(folder / graph_dir.name, ignore_errors=True)
-            os.replace(graph_dir, folder / graph_dir.name)
-        scratch.rmdir()
+    def export(num_steps: int, into: Path, graphs: tuple[str, ...] | None = None) -> None:
+        nonlocal fp32
+        if fp32 is None:
+            fp32 = model if (model.dtype, model.device.type) == (torch.float32, "cpu") else \
+                load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=model.config.eagle_dir)
+        export_onnx(fp32, into, *example_inputs(fp32.config), num_steps, graphs=graphs)
 
-    if not all(graph_file(folder, graph).is_file() for graph in ("vision", "llm", "vl")):
-        export(fp32.config.num_inference_timesteps)
-    return {"onnx_dir": folder, "export_sampler": lambda num_steps: export(num_steps, (sampler_name(num_steps),))}
+    def add_sampler(num_steps: int) -> None:  # each graph folder renamed in whole, then the manifest rewritten
+        with scratch(folder) as tmp:
+            export(num_steps, tmp, (sampler_name(num_steps),))
+            for graph_dir in tmp.iterdir():
+                shutil.rmtree(folder / graph_dir.name, ignore_errors=True)
+                os.replace(graph_dir, folder / graph_dir.name)
+        write_manifest(folder, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
+
+    try:
+        check_artifacts(folder, "onnxruntime", model_path, fingerprint)
+    except IncompleteArtifacts as e:
+        if folder.exists():
+            log.warning("exporting the cached ONNX graphs again: %s", e)
+        with staged(folder, replace=True) as tmp:
+            export(model.config.num_inference_timesteps, tmp)
+            write_manifest(tmp, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
+    return {"onnx_dir": folder, "export_sampler": add_sampler}

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from gr00t_fast.backends.tensorrt import Profile, Shape, TensorRTBackend
+from gr00t_fast.export.manifest import write_manifest
+from gr00t_fast.runtime.atomic import write_atomic
 from gr00t_fast.runtime.cache import checkpoint_fingerprint
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind, sampler_name
@@ -189,10 +191,9 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see the log above")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    write_atomic(engine_path, bytes(serialized))  # a killed build leaves no half engine under the cached name
     if timing_cache is not None:
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     log.info("built %s (%s) in %.0f s", engine_path.name, precision, time.perf_counter() - start)
     return engine_path
 
@@ -285,11 +286,12 @@ def build_engines(
             build_engine(graph_file(onnx_dir, graph), engines[graph], profiles[graph], precision,
                          timing_cache=out / "engines" / "timing.cache", progress=progress)
     log.info("TensorRT engines: %d reused from %s, %d built", len(engines) - len(missing), out / "engines", len(missing))
-    manifest = dict(checkpoint=str(model_path), fingerprint=fingerprint, precision=precision, gpu=gpu,
-                    compute_capability=capability, tensorrt=trt.__version__, cameras=cameras, batch=list(batch),
-                    prompt=list(prompt), num_steps=steps,
-                    graphs={graph: dict(engine=engine.name, profile={k: [list(s) for s in v]
+    write_manifest(out, target="tensorrt", checkpoint=model_path, fingerprint=fingerprint,
+                   options=dict(cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps,
+                                precision=precision),
+                   files={f"engines/{engine.name}": engine.stat().st_size for engine in engines.values()},
+                   precision=precision, gpu=gpu, compute_capability=capability, tensorrt=trt.__version__,
+                   graphs={graph: dict(engine=engine.name, profile={k: [list(s) for s in v]
                                                                     for k, v in profiles[graph].items()})
-                            for graph, engine in engines.items()})
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                           for graph, engine in engines.items()})
     return out

@@ -9,12 +9,10 @@ The command line is `gr00t-fast make-checkpoint` (`gr00t_fast.dev.make_checkpoin
 marked random (`gr00t_fast.model.provenance`): no real robot is driven with it.
 """
 
-import contextlib
 import copy
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -22,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from gr00t_fast.runtime.atomic import staged
 from gr00t_fast.runtime.cache import cache_dir
 from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
@@ -323,21 +322,6 @@ def save_shard(tensors: dict[str, torch.Tensor], path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     path.chmod(0o666 & ~umask)
-
-
-@contextlib.contextmanager
-def staged(path: Path) -> Iterator[Path]:
-    """A fresh folder beside `path` to write a checkpoint into, renamed to `path` when the block completes and
-    removed when it fails or is interrupted: `path` holds a whole checkpoint or nothing. The rename's OSError (e.g.
-    `path` appeared meanwhile and is not empty) propagates, after the folder is removed."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield tmp
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def cached_checkpoint(name: str, size: str, finish: Callable[[Path], Any] | None = None) -> Path:

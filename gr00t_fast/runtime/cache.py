@@ -1,8 +1,14 @@
-"""Where gr00t-fast keeps what it generates once and reuses: demo checkpoints, exported graphs, TensorRT engines."""
+"""Where gr00t-fast keeps what it generates once and reuses: demo checkpoints, exported graphs, TensorRT engines,
+and what identifies a checkpoint's weights (`checkpoint_fingerprint`) so that none of it answers for other weights."""
 
 import hashlib
+import json
 import os
 from pathlib import Path
+
+from gr00t_fast.runtime.atomic import write_atomic
+
+FINGERPRINT_FILES = ("config.json", "model.safetensors.index.json")  # hashed with the weights: they shape the model
 
 
 def cache_dir() -> Path:
@@ -10,23 +16,40 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GR00T_FAST_CACHE") or Path.home() / ".cache" / "gr00t_fast")
 
 
-def checkpoint_fingerprint(checkpoint_dir: str | Path, content: bool = False) -> str:
-    """Hash of config.json, the safetensors index and every weight file's size and mtime (or its bytes)."""
-    path = Path(checkpoint_dir)
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, remembered in the cache under its identity (device, inode, size, mtime and ctime):
+    a file rewritten in any way, its times set back or not, changes its ctime and is hashed again."""
+    stat = path.stat()
+    identity = f"{os.path.realpath(path)}:{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:" \
+               f"{stat.st_ctime_ns}"
+    memo = cache_dir() / "digests" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+    try:
+        return json.loads(memo.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors.index.json"):
-        if (path / name).is_file():
-            h.update(name.encode() + (path / name).read_bytes())
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        write_atomic(memo, json.dumps({"file": str(path), "sha256": digest}).encode())
+    except OSError:  # an unwritable cache only costs the hash again next time
+        pass
+    return digest
+
+
+def checkpoint_fingerprint(checkpoint_dir: str | Path) -> str:
+    """What a checkpoint's weights are, by content: sha256 over config.json, the safetensors index and every weight
+    file's bytes (each file hashed once per version, `file_digest`). Artifacts made from the checkpoint carry it."""
+    path = Path(checkpoint_dir)
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise ValueError(f"{path} holds no *.safetensors files")
+    h = hashlib.sha256()
+    for name in FINGERPRINT_FILES:
+        if (path / name).is_file():
+            h.update(name.encode() + (path / name).read_bytes())
     for f in weights:
-        stat = f.stat()
-        h.update(f"{f.name}:{stat.st_size}".encode())
-        if content:
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 24), b""):
-                    h.update(block)
-        else:
-            h.update(str(stat.st_mtime_ns).encode())
+        h.update(f"{f.name}:{file_digest(f)}".encode())
     return h.hexdigest()[:16]

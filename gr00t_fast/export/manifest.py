@@ -1,0 +1,95 @@
+"""The manifest every artifact folder carries (`manifest.json`, written last, in the staging folder the whole export is
+renamed from): which weights it was made from (`checkpoint_fingerprint`, by content), the options that shape it, and
+every file with its size. A folder without a complete manifest is not a model; one made from other weights is
+refused in one line naming both checkpoints (`check_artifacts`), so another checkpoint's graphs never drive an arm.
+
+    write_manifest(folder, target="onnx", checkpoint=ckpt, options={"num_steps": 4})
+    check_artifacts(folder, "onnxruntime", ckpt)   # ArtifactMismatch / IncompleteArtifacts, one line each
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gr00t_fast.runtime.atomic import write_atomic
+from gr00t_fast.runtime.cache import checkpoint_fingerprint
+
+__all__ = ["ArtifactMismatch", "IncompleteArtifacts", "MANIFEST", "TARGETS", "check_artifacts", "read_manifest",
+           "write_manifest"]
+
+MANIFEST = "manifest.json"
+FORMAT = 2  # 1: no fingerprint and no file list (before artifacts were matched to their checkpoint)
+TARGETS = {"onnxruntime": ("onnx", "int8"), "tensorrt": ("tensorrt",)}  # backend -> the exports it runs
+EXPORT_COMMAND = {"onnxruntime": "export onnx", "tensorrt": "export tensorrt"}
+
+
+class IncompleteArtifacts(ValueError):
+    """A folder that is not a whole export: no manifest, an unreadable one, or files missing or of another size."""
+
+
+class ArtifactMismatch(ValueError):
+    """Artifacts made from other weights (or for another backend) than the checkpoint being loaded."""
+
+
+def folder_files(folder: Path) -> dict[str, int]:
+    """Every file under `folder` but the manifest: its path relative to `folder` -> its size in bytes."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def write_manifest(folder: str | Path, *, target: str, checkpoint: str | Path, options: dict[str, Any],
+                   files: dict[str, int] | None = None, fingerprint: str | None = None, **extra: Any) -> dict:
+    """Write `folder/manifest.json` (atomically) for the artifacts in it, made by `target` from `checkpoint` with
+    `options`; `files` (default: every file in the folder) are those a load needs. Returns the manifest."""
+    from gr00t_fast import __version__
+
+    folder = Path(folder)
+    manifest = dict(format=FORMAT, target=target, checkpoint=str(checkpoint),
+                    fingerprint=fingerprint or checkpoint_fingerprint(checkpoint), options=options,
+                    gr00t_fast=__version__, files=folder_files(folder) if files is None else files, **extra)
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def read_manifest(folder: str | Path, hint: str = "re-export it") -> dict:
+    """The manifest of a complete artifact folder; IncompleteArtifacts (one line ending in `hint`) when the folder
+    has no readable manifest of this format, or a file it lists is missing or of another size (truncated)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise IncompleteArtifacts(f"{folder} is not a folder of exported artifacts; {hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IncompleteArtifacts(f"{folder} has no {MANIFEST}: not a complete export (an interrupted one, or not "
+                                  f"made by gr00t-fast); {hint}") from None
+    except (OSError, ValueError) as e:
+        raise IncompleteArtifacts(f"{path} is unreadable ({e}); {hint}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
+            not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("fingerprint"), str):
+        raise IncompleteArtifacts(f"{path} is not a manifest of this gr00t-fast (format {FORMAT}, with the weights' "
+                                  f"fingerprint and the file list; older exports lack them); {hint}")
+    for name, size in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise IncompleteArtifacts(f"{folder}: {name}, listed in its {MANIFEST}, is missing; {hint}")
+        if file.stat().st_size != size:
+            raise IncompleteArtifacts(f"{folder}: {name} has {file.stat().st_size} bytes, its {MANIFEST} says "
+                                      f"{size} (truncated or replaced); {hint}")
+    return manifest
+
+
+def check_artifacts(folder: str | Path, backend: str, checkpoint: str | Path, fingerprint: str | None = None) -> dict:
+    """The manifest of `folder` once it is complete, made for `backend` and from the weights of `checkpoint` (their
+    `fingerprint`, computed when not given); else one line naming the folder, both checkpoints and the fix."""
+    command = f"gr00t-fast {EXPORT_COMMAND.get(backend, 'export')} --model_path {checkpoint} --out {folder}"
+    manifest = read_manifest(folder, f"export it with `{command}`")
+    if manifest["target"] not in TARGETS.get(backend, ()):
+        raise ArtifactMismatch(f"{folder} holds `export {manifest['target']}` artifacts, which backend {backend!r} "
+                               f"does not run (it runs {' / '.join(TARGETS.get(backend, ()))})")
+    want = fingerprint or checkpoint_fingerprint(checkpoint)
+    if manifest["fingerprint"] != want:
+        raise ArtifactMismatch(f"{folder} was exported from {manifest['checkpoint']} (weights {manifest['fingerprint']})"
+                               f", not from {checkpoint} (weights {want}): its actions would be another model's; "
+                               f"re-export with `{command}`, or load the checkpoint it was made from")
+    return manifest
