@@ -58,6 +58,14 @@ def positive(text: str) -> float:
     return value
 
 
+def token(text: str) -> str:
+    """An API token (argparse `type=`): an empty one would silently mean no authentication, so it is refused."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a non-empty token (an empty one would mean no authentication; "
+                                         "leave the flag out to serve without one)")
+    return text
+
+
 def non_negative(text: str) -> float:
     """A finite number >= 0 (grace periods; argparse `type=`)."""
     value = float(text)

@@ -26,11 +26,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Served:
     """A running `gr00t-fast serve` process: its port, its log, its memory."""
 
-    def __init__(self, process: subprocess.Popen, port: int, log: Path):
-        self.process, self.port, self.log = process, port, log
+    def __init__(self, process: subprocess.Popen, port: int, log: Path, api_token: str | None = None):
+        self.process, self.port, self.log, self.api_token = process, port, log, api_token
 
     def client(self, timeout_ms: int = 120_000, **options) -> PolicyClient:
-        return PolicyClient(port=self.port, timeout_ms=timeout_ms, **options)
+        """A client of the server (with its token, unless `options` say otherwise)."""
+        return PolicyClient(port=self.port, timeout_ms=timeout_ms, **{"api_token": self.api_token, **options})
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -51,14 +52,16 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(checkpoint: str | Path, log: Path, *flags: str, start_timeout_s: float = START_TIMEOUT_S) -> Iterator[Served]:
-    """`gr00t-fast serve --model-path checkpoint *flags` on a free port, answering pings; killed at the end of the
-    block unless stopped in it. Its output goes to `log`."""
+def serve(checkpoint: str | Path, log: Path, *flags: str, start_timeout_s: float = START_TIMEOUT_S,
+          api_token: str | None = None) -> Iterator[Served]:
+    """`gr00t-fast serve --model-path checkpoint *flags` on a free port (`--api_token` when given: its clients send
+    it), answering pings; killed at the end of the block unless stopped in it. Its output goes to `log`."""
     port = free_port()
+    flags += ("--api_token", api_token) if api_token is not None else ()
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", "serve", "--model-path", str(checkpoint),
                                     "--port", str(port), *flags], stdout=out, stderr=subprocess.STDOUT)
-    served = Served(process, port, Path(log))
+    served = Served(process, port, Path(log), api_token)
     try:
         with served.client(timeout_ms=500) as client:
             deadline = time.monotonic() + start_timeout_s

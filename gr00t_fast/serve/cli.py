@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any, Callable
 
-from gr00t_fast.cli_args import ArgumentParser, non_negative, port, positive
+from gr00t_fast.cli_args import ArgumentParser, non_negative, port, positive, token
 from gr00t_fast.loading import create_policy
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
@@ -21,7 +21,8 @@ from gr00t_fast.serve import protocol
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE
 from gr00t_fast.serve.fleet_front import FleetFront
 from gr00t_fast.serve.fleet_model import MODEL_NAME, FleetModel
-from gr00t_fast.serve.server import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer
+from gr00t_fast.serve.server import (DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer,
+                                     is_loopback)
 from gr00t_fast.serve.triton import check_ports_free, start_triton
 from gr00t_fast.serve.watch import CheckpointWatch
 
@@ -40,7 +41,8 @@ def serve_parser() -> ArgumentParser:
     add = parser.add_argument
     add("--port", type=port, default=5555, help="TCP port (0: any free one)")
     add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
-    add("--api_token", default=None, help="require this token in every request")
+    add("--api_token", type=token, default=None, help="require this token in every request (without it, a server "
+        "bound to a public address says so once)")
     add("--max_message_mb", type=positive, default=DEFAULT_MAX_MESSAGE_MB, help="largest accepted request in MiB")
     add("--request_timeout_s", type=positive, default=DEFAULT_REQUEST_TIMEOUT_S,
         help="a get_action not answered this long after it arrived gets an error reply (seconds)")
@@ -135,7 +137,7 @@ def fleet_parser() -> ArgumentParser:
                         help="longest a request waits for others to batch with")
     parser.add_argument("--host", default="127.0.0.1", help="interface of the ZeroMQ front")
     parser.add_argument("--port", type=port, default=5555, help="ZeroMQ front port")
-    parser.add_argument("--api_token", default=None, help="require this token in every ZeroMQ request, and in the "
+    parser.add_argument("--api_token", type=token, default=None, help="require this token in every ZeroMQ request, and in the "
                         "triton-access-token header (gRPC: triton-grpc-protocol-triton-access-token) of Triton's")
     parser.add_argument("--triton_host", default="127.0.0.1", help="interface of Triton's gRPC/HTTP endpoints")
     parser.add_argument("--grpc_port", type=port, default=8001, help="Triton gRPC port")
@@ -186,7 +188,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
                               metrics_port=args.metrics_port, api_token=args.api_token)
     except (KeyboardInterrupt, OSError, ValueError, RuntimeError) as e:
         return setup_failed("gr00t-fast fleet", e, front)
-    if args.api_token is None and args.triton_host not in ("127.0.0.1", "localhost", "::1"):
+    if args.api_token is None and not is_loopback(args.triton_host):
         log.warning("Triton on %s without --api_token: anyone on the network can drive the robots", args.triton_host)
     log.info("Triton model %r: gRPC %s:%d, HTTP %s:%d; ZeroMQ front %s", MODEL_NAME, args.triton_host, args.grpc_port,
              args.triton_host, args.http_port, front.address)

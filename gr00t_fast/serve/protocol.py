@@ -19,7 +19,11 @@ came in:
 
 Object arrays are refused in every encoding. Every decode is bounded: strings (`MAX_STR_BYTES`), maps
 (`MAX_MAP_KEYS`), lists (`MAX_LIST_ITEMS`), nesting (msgpack's own stack), array dimensions, archive entries; every
-error text is cut to `MAX_ERROR_CHARS`.
+error text is cut to `MAX_ERROR_CHARS`. Before msgpack builds anything, `check_structure` walks the message's headers
+(binary payloads skipped by their length) and refuses one that holds more than `MAX_OBJECTS` values or
+`MAX_CONTAINERS` maps and lists: 50 MB of nested empty lists, under any byte limit, decoded to 4.5 GB in 20-33 s;
+refused, they cost a few milliseconds and no memory. `request_token` then reads the top-level `api_token` without
+decoding the rest, so a server checks the token before the message's payload is copied.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ MAX_STR_BYTES = 64 * 1024  # an instruction, a key (the tokenizer bounds instruc
 MAX_MAP_KEYS = 1024  # keys per map (an observation has a handful)
 MAX_LIST_ITEMS = 4096  # items per list (a batch of instructions)
 MAX_ARCHIVE_ENTRIES = 4096  # files in a legacy torch.save archive
+MAX_OBJECTS = 1 << 16  # values (keys, scalars, strings, bins, maps, lists) in one msgpack message; an observation
+# has a few dozen (arrays travel as bin payloads), a batch of instructions up to MAX_LIST_ITEMS
+MAX_CONTAINERS = 4096  # maps and lists in one message (each costs ~100 bytes and more once decoded)
 MAX_ERROR_CHARS = 1000  # error replies and log lines quote at most this much
 ERROR_MAP_FIELD = "error_map_ok"  # request field of clients that read {"error": ...} replies (gr00t-fast's)
 ERROR_PREFIX = "gr00t-fast server error: "
@@ -214,6 +221,84 @@ def _decoder(seen: set[str] | None) -> Any:
     return decode
 
 
+# msgpack type byte -> (bytes of its length field, or of the value itself when `_FIXED`), for the variable ones
+_SIZED = {0xc4: 1, 0xc5: 2, 0xc6: 4, 0xd9: 1, 0xda: 2, 0xdb: 4}  # bin8/16/32, str8/16/32: length, then payload
+_FIXED = {0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4,
+          0xd3: 8}  # nil, false, true, float32/64, uint8-64, int8-64
+_CONTAINERS = {0xdc: (2, 1), 0xdd: (4, 1), 0xde: (2, 2), 0xdf: (4, 2)}  # array16/32, map16/32: (length bytes, items)
+
+
+def check_structure(data: bytes, max_objects: int = MAX_OBJECTS, max_containers: int = MAX_CONTAINERS) -> None:
+    """Walk one msgpack message's headers without building any object, payloads skipped by their length:
+    ProtocolError when it holds more than `max_objects` values or `max_containers` maps and lists, is cut short or
+    uses ext types (never part of the protocol). Stops at the first bound exceeded: its cost is bounded by them, not
+    by the message's size."""
+    pos, remaining, objects, containers, size = 0, 1, 0, 0, len(data)
+    while remaining:
+        if pos >= size:
+            raise ProtocolError(f"undecodable msgpack message: cut short ({remaining} more values declared)")
+        byte = data[pos]
+        pos += 1
+        remaining -= 1
+        objects += 1
+        if byte <= 0x7f or byte >= 0xe0:  # positive / negative fixint
+            continue
+        if byte <= 0x9f:  # fixmap 0x80-0x8f, fixarray 0x90-0x9f
+            count, items = byte & 0x0f, 2 if byte <= 0x8f else 1
+        elif byte <= 0xbf:  # fixstr
+            pos += byte & 0x1f
+            count = None
+        elif byte in _FIXED:
+            pos += _FIXED[byte]
+            count = None
+        elif byte in _SIZED:
+            width = _SIZED[byte]
+            pos += width + int.from_bytes(data[pos:pos + width], "big")
+            count = None
+        elif byte in _CONTAINERS:
+            width, items = _CONTAINERS[byte]
+            count = int.from_bytes(data[pos:pos + width], "big")
+            pos += width
+        else:
+            raise ProtocolError(f"undecodable msgpack message: type byte 0x{byte:02x} at offset {pos - 1} (ext types "
+                                "are not part of the protocol)")
+        if count is not None:
+            containers += 1
+            remaining += count * items
+            if containers > max_containers:
+                raise ProtocolError(f"message holds more than {max_containers} maps and lists; an observation has a "
+                                    "few (its arrays travel as binary payloads)")
+        if objects > max_objects:
+            raise ProtocolError(f"message holds more than {max_objects} values; an observation has a few dozen (its "
+                                "arrays travel as binary payloads)")
+    if pos > size:
+        raise ProtocolError(f"undecodable msgpack message: cut short ({pos - size} bytes of its last value missing)")
+    if pos < size:
+        raise ProtocolError(f"undecodable msgpack message: {size - pos} bytes after its end")
+
+
+def request_token(data: bytes) -> str | None:
+    """The `api_token` of a msgpack request, read without decoding anything else (the other values are skipped by
+    msgpack's own parser); None when the message is no map or has no token, ProtocolError when the token is no
+    string. Call after `check_structure`."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1), max_str_len=MAX_STR_BYTES,
+                                max_map_len=MAX_MAP_KEYS, max_array_len=MAX_LIST_ITEMS, max_ext_len=0)
+    unpacker.feed(data)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == "api_token":
+                token = unpacker.unpack()
+                break
+            unpacker.skip()
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - no map, or malformed: the full decode names what is wrong
+        return None
+    if not isinstance(token, str):
+        raise ProtocolError(f"'api_token' must be a string, got {type(token).__name__}")
+    return token
+
+
 def pack(obj: Any, array_format: str = "npy") -> bytes:
     """msgpack-encode a message, numpy arrays as .npy entries (N1.5) or msgpack-numpy ones (`ARRAY_FORMATS`)."""
     return msgpack.packb(obj, default=_ENCODERS[array_format], use_bin_type=True)
@@ -225,6 +310,7 @@ def unpack(data: bytes, seen: set[str] | None = None) -> Any:
     if is_legacy(data):
         raise ProtocolError("the message is in the legacy torch.save format, not msgpack (legacy_format=True / "
                             "--policy_legacy_format talks to such a server)")
+    check_structure(data)
     try:
         return msgpack.unpackb(data, object_hook=_decoder(seen), raw=False, max_str_len=MAX_STR_BYTES,
                                max_map_len=MAX_MAP_KEYS, max_array_len=MAX_LIST_ITEMS, max_ext_len=0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import ipaddress
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE, Admission, Overloaded,
 
 log = logging.getLogger("gr00t_fast.serve")
 
-DEFAULT_MAX_MESSAGE_MB = 64.0
+DEFAULT_MAX_MESSAGE_MB = 32.0  # a few cameras at full resolution: four 1920x1080 RGB frames are 23.7 MiB
 DEFAULT_REQUEST_TIMEOUT_S = 15.0  # NVIDIA's client gives up after 15 s (its default timeout_ms)
 DEFAULT_GRACE_S = 5.0
 IDLE_RELEASE_S = 2.0  # without a request this long, the C heap's free memory goes back to the kernel
@@ -51,6 +52,14 @@ def bounded_stack(e: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
         return f"Traceback (most recent call last):\n{frames}"
     return f"Traceback (most recent call last, {len(frames) - limit} characters of outer frames left out):\n" \
            f"{frames[-limit:]}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server on this machine (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @dataclass
@@ -95,6 +104,8 @@ class PolicyServer:
         max_queue: int = DEFAULT_MAX_QUEUE,
         grace_s: float = DEFAULT_GRACE_S,
     ):
+        if api_token is not None and (not isinstance(api_token, str) or not api_token):
+            raise ValueError(f"api_token must be a non-empty string or None (no authentication), got {api_token!r}")
         self.policy = policy
         self.api_token = api_token
         self.max_message_bytes = max_message_bytes
@@ -133,8 +144,8 @@ class PolicyServer:
             raise OSError(f"cannot bind the policy server to {protocol.tcp_address(host, port)}: {e}") from None
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(self.address.rsplit(":", 1)[1])
-        if host in ("*", "0.0.0.0", "::") and api_token is None:
-            log.warning("serving on all interfaces without --api-token: anyone on the network can drive the robot")
+        if api_token is None and not is_loopback(host):
+            log.warning("serving on %s without --api_token: anyone who reaches it can drive the robot", host)
 
     # --- endpoints ---
 
@@ -167,8 +178,9 @@ class PolicyServer:
             log.error("request failed (%s): %s\n%s", endpoint, text, bounded_stack(e))
         return text
 
-    def receive(self, envelope: list[bytes], message: bytes) -> bytes | None:
-        """Decode and answer one raw request now, or queue it for inference (None); never raises."""
+    def receive(self, envelope: list[bytes], message: bytes | memoryview) -> bytes | None:
+        """Decode and answer one raw request now, or queue it for inference (None); never raises. A msgpack request
+        costs bounded work before its token is checked (`protocol.check_structure`, `protocol.request_token`)."""
         received = time.monotonic()
         legacy = protocol.is_legacy(message)
         encode = protocol.pack_legacy if legacy else protocol.pack
@@ -189,14 +201,16 @@ class PolicyServer:
                     "legacy torch.save messages are disabled (they are pickle-based); use a msgpack client "
                     "or start the server with --allow-legacy-format"
                 )
+            if not legacy:  # bounded work first: the structure's budget, then the token, then the decode
+                protocol.check_structure(message)
+                self.authorize(protocol.request_token(message))
             seen: set[str] = set()
-            request = protocol.unpack_legacy(message) if legacy else protocol.unpack(message, seen)
+            request = protocol.unpack_legacy(bytes(message)) if legacy else protocol.unpack(message, seen)
             if not legacy:  # the reply's arrays in the request's format (NVIDIA's current client: msgpack-numpy)
                 encode = functools.partial(protocol.pack, array_format=protocol.reply_format(seen))
             endpoint, data, api_token = protocol.validate_request(request)
             error_map_ok = error_map_ok or request.get(protocol.ERROR_MAP_FIELD) is True
-            if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
-                raise PermissionError("Unauthorized: Invalid API token")
+            self.authorize(api_token)
             if self.stopped_at is not None:
                 raise ShuttingDown("the server is shutting down and takes no new requests")
             if endpoint == "get_action":
@@ -215,6 +229,11 @@ class PolicyServer:
             return encode(result)
         except Exception as e:  # noqa: BLE001 - every failure becomes an error reply
             return encode_error(self._error(e, endpoint))
+
+    def authorize(self, api_token: str | None) -> None:
+        """PermissionError unless the server takes requests without a token or `api_token` is its token."""
+        if self.api_token is not None and not hmac.compare_digest((api_token or "").encode(), self.api_token.encode()):
+            raise PermissionError("Unauthorized: Invalid API token")
 
     def admit(self, observation: dict[str, Any], client_timeout_ms: Any) -> float:
         """Refuse, before any work, a get_action beyond the policy's bounds or one that cannot be answered within its
@@ -317,16 +336,20 @@ class PolicyServer:
             self.released = True
 
     def read_message(self) -> None:
-        """Receive one message and answer it now, or queue it."""
-        frames = self.socket.recv_multipart()
+        """Receive one message and answer it now, or queue it. The body is read where ZeroMQ received it (no copy)
+        and freed before the reply is sent: a message costs its own size once."""
+        frames = self.socket.recv_multipart(copy=False)
         self.last_message, self.released = time.monotonic(), False
-        if b"" not in frames[1:]:  # no REQ envelope (routing id, empty delimiter): nobody to answer
+        delimiter = next((i for i, frame in enumerate(frames) if i and len(frame) == 0), None)
+        if delimiter is None:  # no REQ envelope (routing id, empty delimiter): nobody to answer
             log.warning("dropped a message without a REQ envelope (%d frames)", len(frames))
             return
-        split = frames.index(b"", 1) + 1
-        envelope, body = frames[:split], frames[split:]
+        envelope, body = [frame.bytes for frame in frames[:delimiter + 1]], frames[delimiter + 1:]
+        del frames
         if len(body) == 1:
-            reply = self.receive(envelope, body[0])
+            message = body.pop().buffer
+            reply = self.receive(envelope, message)
+            del message  # freed before the reply goes out, not once the client's next message has arrived too
         else:
             reply = protocol.pack({"error": f"ProtocolError: expected one message frame, got {len(body)}"})
         if reply is not None:

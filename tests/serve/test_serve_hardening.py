@@ -41,6 +41,8 @@ def test_decoding_is_bounded():
     with pytest.raises(protocol.ProtocolError, match="exceeds max_str_len"):
         protocol.unpack(msgpack.packb({"endpoint": "x" * 100_000}))
     with pytest.raises(protocol.ProtocolError, match="nested too deeply"):
+        protocol.unpack(b"\x91" * 4000 + b"\xc0")
+    with pytest.raises(protocol.ProtocolError, match="more than 4096 maps and lists"):
         protocol.unpack(b"\x91" * 100_000 + b"\xc0")
     with pytest.raises(protocol.ProtocolError, match="legacy torch.save format, not msgpack"):
         protocol.unpack(protocol.pack_legacy({"endpoint": "ping"}))
@@ -267,6 +269,8 @@ def test_bad_serve_flags_get_one_line(capsys):
     (["--max_message_mb", "nan"], "argument --max_message_mb: expected a finite number > 0, got nan"),
     (["--request_timeout_s", "nan"], "argument --request_timeout_s: expected a finite number > 0, got nan"),
     (["--grace_s", "-1"], "argument --grace_s: expected a finite number >= 0, got -1"),
+    (["--api_token", ""], "argument --api_token: expected a non-empty token (an empty one would mean no "
+                          "authentication; leave the flag out to serve without one)"),
     (["--model-paht", "x"], "unknown flag --model_paht (did you mean --model_path?)"),
 ])
 def test_serve_flags_out_of_range_or_misspelt_are_one_line_naming_the_flag(flags, words, capsys):
@@ -278,6 +282,22 @@ def test_serve_flags_out_of_range_or_misspelt_are_one_line_naming_the_flag(flags
             main(argv if main is serve_main else ["serve", *argv])
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err == f"{program}: error: {words}", err
+
+
+def test_an_unauthenticated_public_bind_says_so_once_and_an_empty_token_is_refused(caplog):
+    """`--api_token ""` silently meant no authentication and skipped the warning for a public bind; now it is an
+    error (above, as a flag; here, for the library), and any bind beyond loopback without a token warns once."""
+    with pytest.raises(ValueError, match="api_token must be a non-empty string"):
+        PolicyServer(None, port=0, api_token="")
+    for host, warned in (("0.0.0.0", True), ("::", True), ("127.0.0.1", False), ("127.0.0.2", False),
+                         ("::1", False), ("localhost", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gr00t_fast.serve"):
+            PolicyServer(None, host=host, port=0).close()
+            PolicyServer(None, host=host, port=0, api_token="s3cret").close()
+        warnings = [r.getMessage() for r in caplog.records if "without --api_token" in r.getMessage()]
+        assert warnings == ([f"serving on {host} without --api_token: anyone who reaches it can drive the robot"]
+                            if warned else []), host
 
 
 def test_error_texts_are_bounded(policy):

@@ -86,8 +86,9 @@ def test_over_bound_requests_are_refused_at_once_and_memory_stays_bounded(tiny_c
     """Batches beyond --max_batch and frames beyond the pixel budget get one line naming the batch, the bound and
     the flag; a request filling --max-message-mb with one maximal frame is served; the server's peak RSS above its
     steady state stays within the bound docs/guides/serve.md states for that message size."""
-    message_mb = 64
-    with serve(tiny_checkpoint, tmp_path) as served, served.client(timeout_ms=10_000) as client:
+    message_mb = 64  # above the default (32): one 4096 x 4096 frame, the largest accepted, is 48 MiB
+    with serve(tiny_checkpoint, tmp_path, "--max_message_mb", str(message_mb)) as served, \
+            served.client(timeout_ms=10_000) as client:
         for seed in range(3):
             client.get_action(observation(seed))  # steady state: warm allocator, queues, codecs
         steady_kb = served.status_kb("VmRSS")

@@ -200,6 +200,6 @@ def test_the_batch_pixel_and_size_bounds_hold_for_msgpack_numpy(policy, noise):
         huge["video.webcam"] = np.zeros((1, 1, 8192, 8192, 3), np.uint8)
         reply = protocol.unpack(server.handle(protocol.pack(protocol.make_request("get_action", huge),
                                                             "msgpack-numpy")))
-        assert "exceeds the limit of 64.0 MB (--max-message-mb)" in reply["error"], reply
+        assert "exceeds the limit of 32.0 MB (--max-message-mb)" in reply["error"], reply
     finally:
         server.close()
