@@ -65,10 +65,12 @@ def find_eagle_dir(checkpoint_dir: str | Path | None, eagle_path: str | Path | N
             return local
         looked.append(str(local))
     if not os.environ.get("GR00T_FAST_NO_HUB"):
-        from gr00t_fast.model.hub import HubError, snapshot
+        from gr00t_fast.model.hub import HubError, UnsafeSnapshot, snapshot
 
         try:
             return snapshot(hub_repo, what="Eagle assets")
+        except UnsafeSnapshot:  # there, but not to be read: say why rather than "not found"
+            raise
         except HubError as e:
             log.debug("%s", e)
             looked.append(f"the Hugging Face cache ({hub_repo})")

@@ -127,3 +127,56 @@ def test_hub_errors_are_one_line(hub_cache):
     with pytest.raises(HubError) as raised:
         resolve_checkpoint("acme/missing")
     assert "\n" not in str(raised.value) and "revision main" in str(raised.value)
+
+
+def test_a_ref_pointing_outside_the_cache_is_refused(hub_cache, tiny_checkpoint, tmp_path):
+    """The repro: `refs/main` holding `../../../../../tmp/x` loaded a checkpoint from outside the cache under the
+    id's name. A ref is a commit hash, and the snapshot is that commit's folder in the cache: else one line."""
+    cache_repo(hub_cache, REPO_ID, tiny_checkpoint)
+    outside = shutil.copytree(tiny_checkpoint, tmp_path / "x")
+    repo = hub_cache / f"models--{REPO_ID.replace('/', '--')}"
+    traversal = os.path.relpath(outside, repo / "snapshots")
+    assert traversal.startswith("../")
+    (repo / "refs" / "main").write_text(traversal)
+    with pytest.raises(HubError, match="refusing its cached snapshot, its ref .*refs/main holds '../") as raised:
+        resolve_checkpoint(REPO_ID)
+    assert "\n" not in str(raised.value)
+    done = gr00t_fast("run", "--robot.type=so100_sim", "--max_steps", "1", "--model_path", REPO_ID, cwd=tmp_path)
+    assert done.returncode == 2 and "not a commit hash" in done.stderr and "loading" not in done.stdout, done.stderr
+    (repo / "snapshots" / ("f" * 40)).symlink_to(outside)  # a commit's folder that is a link out of the cache
+    (repo / "refs" / "main").write_text("f" * 40)
+    with pytest.raises(HubError, match=f"resolves to {outside}, not a commit's folder"):
+        resolve_checkpoint(REPO_ID)
+
+
+@pytest.mark.parametrize("repo_id, name", [(REPO_ID, "config.json"), (REPO_ID, "experiment_cfg/metadata.json"),
+                                           (EAGLE_REPO, "tokenizer_config.json"), (EAGLE_REPO, "config.json")])
+def test_a_file_linked_out_of_the_cache_is_never_read(hub_cache, tiny_checkpoint, tmp_path, repo_id, name,
+                                                      monkeypatch):
+    """config.json, metadata.json and the Eagle tokenizer and config, symlinked out of the snapshot, were followed;
+    every file must resolve into the repository's blobs/ (or lie in the snapshot itself)."""
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "empty_lerobot_home"))  # not there: from the Hub cache
+    files = tiny_checkpoint if repo_id == REPO_ID else tiny_checkpoint / "eagle2_hg_model"
+    snapshot = cache_repo(hub_cache, repo_id, files)
+    assert (snapshot / name).is_symlink()
+    stolen = shutil.copy(files / name, tmp_path / "elsewhere.json")
+    (snapshot / name).unlink()
+    (snapshot / name).symlink_to(stolen)
+    with pytest.raises(HubError, match=f"{name} resolves to {stolen}, outside the cache's .*blobs"):
+        from gr00t_fast.model.hub import snapshot as hub_snapshot
+
+        hub_snapshot(repo_id)
+    if repo_id == EAGLE_REPO:  # a LeRobot checkpoint's Eagle assets come from there: the load says why not
+        from lerobot_n15_format import write_lerobot_n15
+
+        from gr00t_fast import load_policy
+
+        stats = {key: {"min": torch.full((6,), -90.0), "max": torch.full((6,), 90.0)}
+                 for key in ("observation.state", "action")}
+        folder = write_lerobot_n15(tmp_path / "lerobot_ckpt", tiny_checkpoint, {"front": (480, 640)}, stats)
+        with pytest.raises(HubError, match=f"Eagle assets {EAGLE_REPO} .*refusing its cached snapshot, {name}"):
+            load_policy(folder, device="cpu", warmup=False)
+        return
+    (snapshot / name).unlink()
+    shutil.copy(stolen, snapshot / name)  # a plain file in the snapshot (caches without symlinks) is read
+    assert resolve_checkpoint(repo_id) == snapshot
