@@ -17,6 +17,7 @@ import pytest
 import torch
 import zmq
 
+from gr00t_fast.dev.hostile import BOMB_KINDS, decode_bomb
 from gr00t_fast.loading import load_policy
 from gr00t_fast.serve import PolicyClient, PolicyServer, ServerError, protocol
 from gr00t_fast.serve.server import MAX_TRACEBACK_CHARS
@@ -130,6 +131,7 @@ def hostile_messages(rng: np.random.Generator, marker: Path) -> list[bytes]:
         request(endpoint="ping", api_token=123),
         protocol.pack_legacy({"endpoint": "ping", "data": {"x": Evil(marker)}}),  # a pickle payload
         compressed_bomb(), b"PK\x03\x04" + rng.bytes(500),  # a compressed bomb, a broken archive
+        *(decode_bomb(30, kind) for kind in BOMB_KINDS),  # nested empty lists / maps under the 32 MB default
     ]
     for obs, _ in BAD_OBSERVATIONS.values():
         messages.append(request(endpoint="get_action", data=obs))
