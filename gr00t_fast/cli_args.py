@@ -17,12 +17,12 @@ import sys
 from typing import Iterable, NoReturn, Sequence
 
 __all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missing_extra", "non_negative", "normalize_flag",
-           "port", "positive", "require"]
+           "port", "positive", "require", "token"]
 
 # optional module -> the gr00t-fast extra that installs it
 EXTRAS = {
     "onnx": "onnx", "onnxruntime": "onnx", "tensorrt": "tensorrt", "matplotlib": "bench", "pytriton": "fleet",
-    "tritonclient": "fleet", "mujoco": "sim", "lerobot": "lerobot",
+    "tritonclient": "fleet", "mujoco": "sim", "lerobot": "lerobot", "av": "data", "pyarrow": "data",
 }
 
 

@@ -16,7 +16,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["HubError", "MODEL_ID", "UnsafeSnapshot", "check_snapshot", "resolve_checkpoint", "snapshot"]
+__all__ = ["HubError", "MODEL_ID", "UnsafeSnapshot", "check_snapshot", "resolve_checkpoint", "resolve_dataset",
+           "snapshot"]
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # ORG/NAME, as the Hub spells repository ids
 COMMIT = re.compile(r"^[0-9a-f]{40}$")  # what a ref file holds and a snapshot folder is named
@@ -30,6 +31,15 @@ class UnsafeSnapshot(HubError):
     """A cached snapshot that is not contained in the cache as huggingface_hub writes it (`check_snapshot`)."""
 
 
+def resolve_dataset(dataset_path: str | Path, revision: str | None = None) -> Path:
+    """`dataset_path` as a folder: a local path as it is, an `ORG/NAME` dataset id as its huggingface_hub snapshot
+    (the same rules as `resolve_checkpoint`)."""
+    path = Path(dataset_path).expanduser()
+    if path.exists() or not MODEL_ID.match(str(dataset_path)):
+        return path
+    return snapshot(str(dataset_path), revision, "--dataset_path", repo_type="dataset")
+
+
 def resolve_checkpoint(model_path: str | Path, revision: str | None = None) -> Path:
     """`model_path` as a folder: a local path as it is (it wins over a model id of the same spelling), an
     `ORG/NAME` id as its huggingface_hub snapshot (cached, else downloaded; `revision` applies to it alone).
@@ -40,15 +50,15 @@ def resolve_checkpoint(model_path: str | Path, revision: str | None = None) -> P
     return snapshot(str(model_path), revision, "--model_path")
 
 
-def snapshot(repo_id: str, revision: str | None = None, what: str = "model") -> Path:
+def snapshot(repo_id: str, revision: str | None = None, what: str = "model", repo_type: str = "model") -> Path:
     """The local snapshot folder of `repo_id` at `revision` (default: main), downloaded when not cached and the
-    machine is online; HubError, one line, when it cannot be had."""
+    machine is online; HubError, one line, when it cannot be had. `repo_type` "dataset" for a dataset id."""
     import huggingface_hub
     from huggingface_hub import constants, errors
 
     at = f"{repo_id} (revision {revision or 'main'})"
     try:
-        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision))
+        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, repo_type=repo_type))
     except errors.GatedRepoError:
         why = "is gated: accept its terms on the Hub, then log in (`hf auth login` or HF_TOKEN)"
     except errors.RepositoryNotFoundError:
@@ -65,15 +75,16 @@ def snapshot(repo_id: str, revision: str | None = None, what: str = "model") -> 
     except errors.HfHubHTTPError as e:
         why = f"could not be downloaded ({' '.join(str(e).split())[:200]})"
     else:
-        problem = check_snapshot(folder, repo_id, revision)
+        problem = check_snapshot(folder, repo_id, revision, repo_type=repo_type)
         if problem is None:
             return folder
         raise UnsafeSnapshot(f"{what} {at}: refusing its cached snapshot, {problem}")
-    local = "" if what != "--model_path" else f"; no local folder {repo_id} either"
+    local = "" if not what.startswith("--") else f"; no local folder {repo_id} either"
     raise HubError(f"{what} {at} {why}{local}") from None
 
 
-def check_snapshot(folder: Path, repo_id: str, revision: str | None = None, cache: str | Path | None = None) -> str | None:
+def check_snapshot(folder: Path, repo_id: str, revision: str | None = None, cache: str | Path | None = None,
+                   repo_type: str = "model") -> str | None:
     """What makes `folder` not a snapshot of `repo_id` as huggingface_hub caches one in `cache` (default: its
     HF_HUB_CACHE), or None: the ref of `revision` (a branch or tag; a commit names its folder itself) must hold a
     commit hash, `folder` must be that commit's folder under the repository's `snapshots/`, and every file in it must
@@ -83,7 +94,7 @@ def check_snapshot(folder: Path, repo_id: str, revision: str | None = None, cach
         from huggingface_hub import constants
 
         cache = constants.HF_HUB_CACHE
-    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    repo = Path(cache) / f"{repo_type}s--{repo_id.replace('/', '--')}"
     ref = repo / "refs" / (revision or "main")
     if not (revision and COMMIT.match(revision)) and ref.is_file():
         commit = ref.read_text(errors="replace").strip()

@@ -1,0 +1,242 @@
+"""`gr00t-fast eval`: open-loop evaluation of a checkpoint (or a served policy) on recorded episodes, NVIDIA's
+`scripts/eval_policy.py` with its options under their names, on LeRobot v2.x (`meta/modality.json`) and v3.0
+datasets read in place.
+
+    gr00t-fast eval --model_path CKPT --dataset_path DATASET [--episodes 0 1] [--steps 150] [--action_horizon 16]
+                    [--out results.json] [--save_arrays arrays.npz] [--plot DIR] [--compare reference default int8]
+    gr00t-fast eval --policy_host HOST --policy_port 5555 --dataset_path DATASET      # a served policy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gr00t_fast.cli_args import ArgumentParser, port, require, token
+from gr00t_fast.control.outputs import output_error
+from gr00t_fast.data import DatasetError, RecordedDataset, open_dataset
+from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_options
+from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
+from gr00t_fast.evaluation.open_loop import EpisodeRun, compared_keys, episode_steps, evaluate
+from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
+from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="gr00t-fast eval", description=__doc__.split("\n\n")[0] + " Every flag also takes "
+                            "dashes (--dataset-path).")
+    add_policy_arguments(parser, required_model=False)
+    add = parser.add_argument
+    add("--dataset_path", required=True, help="a LeRobot dataset folder (v2.0/v2.1 with meta/modality.json, or "
+        "v3.0), or a Hugging Face dataset id ORG/NAME from the local cache")
+    add("--dataset_revision", default=None, help="with a dataset id: its branch, tag or commit (default: main)")
+    add("--episodes", type=int, nargs="+", default=None, help="episode indices to evaluate (default: all)")
+    add("--steps", type=int, default=None, help="steps evaluated per episode (default: NVIDIA's 150, cut to the "
+        "episode's length; more than an episode has is an error)")
+    add("--action_horizon", type=int, default=16, help="steps between inferences, and actions compared per chunk")
+    add("--modality_keys", nargs="+", default=None, help="action keys compared, e.g. single_arm gripper (default: "
+        "every action key of the data config)")
+    add("--camera_map", default=None, help="dataset camera -> the policy's video key, e.g. \"{front: webcam, wrist: "
+        "wrist}\" (needed where the dataset's cameras do not match the data config's by count or name)")
+    add("--batch", type=int, default=8, help="episodes whose observations go to the policy in one call (a served "
+        "policy: 1 unless its server's --max_batch allows more)")
+    add("--noise_seed", type=int, default=0, help="seeds the sampler's noise, drawn per episode and inference point")
+    add("--compare", nargs="+", default=None, metavar="PATH", help=f"evaluate several paths on the same episodes and "
+        f"noise and print one table: {', '.join(PATHS)} (steps<N> for any N); the reference is always included")
+    add("--policy_host", default=None, help="evaluate the policy served at this host (gr00t-fast serve, or "
+        "Isaac-GR00T's inference_service.py) instead of loading --model_path")
+    add("--policy_port", type=port, default=5555, help="port of --policy_host")
+    add("--policy_timeout_ms", type=int, default=60_000, help="how long a call to --policy_host may take")
+    add("--api_token", type=token, default=None, help="the token --policy_host requires")
+    add("--out", default=None, help="write every figure to this JSON file")
+    add("--save_arrays", default=None, help="write gt/<episode>, pred/<episode>, state/<episode> ((steps, dims) "
+        "each) to this .npz")
+    add("--plot", default=None, help="write one figure per episode into this folder")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """ValueError, one line, for flags out of range or combined wrongly (before anything is read)."""
+    for flag in ("steps", "action_horizon", "batch"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be >= 1, got {value}")
+    if args.policy_host is None and not args.model_path:
+        raise ValueError("name the policy: --model_path CKPT, or --policy_host HOST for a served one")
+    if args.policy_host is not None and args.compare:
+        raise ValueError("--compare loads the checkpoint each way: give --model_path, not --policy_host")
+    for path in args.compare or ():
+        path_options(path)
+    for flag in ("out", "save_arrays"):
+        if getattr(args, flag) and (error := output_error(f"--{flag}", getattr(args, flag))):
+            raise ValueError(error)
+    if args.plot and (error := output_error("--plot", Path(args.plot) / "episode_0.png")):
+        raise ValueError(error)
+
+
+def camera_map(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    import yaml
+
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--camera_map {text!r} is not a map ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ValueError(f"--camera_map {text!r} must map camera names to video keys, e.g. \"{{front: webcam}}\"")
+    return mapping
+
+
+def check_against_checkpoint(dataset: RecordedDataset, metadata: Any) -> None:
+    """The dataset's widths and fps must be the checkpoint's (its metadata): one line naming the key otherwise."""
+    for key, width in dataset.widths().items():
+        stats = metadata.stats.get(key)
+        if stats is not None and stats.dim != width:
+            raise DatasetError(f"{dataset.source}: {key} has {width} values, the checkpoint's statistics have "
+                               f"{stats.dim}")
+    for key in dataset.data_config.video_keys:
+        fps = ((metadata.modalities.get("video") or {}).get(key.split(".", 1)[1]) or {}).get("fps")
+        if fps is not None and abs(float(fps) - dataset.fps) > 1e-6:
+            raise DatasetError(f"{dataset.layout.root / 'meta' / 'info.json'}: recorded at {dataset.fps:g} fps, the "
+                               f"checkpoint was trained at {float(fps):g} fps ({key}): its chunks cover another span "
+                               "of time than the recording's")
+
+
+def load(args: argparse.Namespace, options: dict[str, Any], announce: bool = True) -> Any:
+    from gr00t_fast.loading import create_policy
+
+    config = policy_config_from_args(args)
+    return create_policy(config, warmup=True, announce=announce, **options)
+
+
+def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], Any]:
+    """The served policy (or None), the dataset read for the policy's data config, the episodes, the checkpoint's
+    metadata (or None): everything checked before any weights load."""
+    require("gr00t-fast eval", "pyarrow", "av", *(["matplotlib"] if args.plot else []))
+    dataset_path = resolve_dataset(args.dataset_path, args.dataset_revision)
+    client = metadata = None
+    if args.policy_host is not None:
+        from gr00t_fast.serve.client import PolicyClient
+
+        client = PolicyClient(args.policy_host, args.policy_port, timeout_ms=args.policy_timeout_ms,
+                              api_token=args.api_token)
+        data_config = client.data_config
+    else:
+        from gr00t_fast.policy.data_config import get_data_config
+        from gr00t_fast.policy.metadata import load_metadata
+
+        args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
+        metadata = load_metadata(args.model_path, args.embodiment_tag)
+        data_config = get_data_config(args.data_config, metadata.modalities, metadata.source)
+    dataset = open_dataset(dataset_path, data_config, args.action_horizon, camera_map(args.camera_map))
+    episodes = args.episodes if args.episodes is not None else dataset.episodes
+    for episode in episodes:
+        episode_steps(dataset, dataset.episode(episode).index, args.steps)
+    if metadata is not None:
+        check_against_checkpoint(dataset, metadata)
+    return client, dataset, list(episodes), metadata
+
+
+def run_path(args, policy, dataset, episodes, joints) -> tuple[list[EpisodeRun], dict]:
+    runs = evaluate(policy, dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
+                    batch=args.batch if args.policy_host is None else 1, noise_seed=args.noise_seed)
+    return runs, overall_metrics(runs, args.action_horizon, joints)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                     for row in rows)
+
+
+def report(episode_rows: list[dict], overall: dict, joints: list[str]) -> str:
+    rows = [["episode", "steps", "MSE (NVIDIA)", "MAE", "RMSE", "max |error|"]]
+    for m in [*episode_rows, {**overall, "episode": "all"}]:
+        rows.append([str(m["episode"]), str(m["steps"]), f"{m['mse']:.4g}", f"{m['mae']:.4g}", f"{m['rmse']:.4g}",
+                     f"{m['max_abs']:.4g}"])
+    lines = [table(rows), "", table([["joint", "MAE", "RMSE", "max |error|"]] + [
+        [name, f"{j['mae']:.4g}", f"{j['rmse']:.4g}", f"{j['max_abs']:.4g}"]
+        for name, j in overall["joints"].items()])]
+    positions = ", ".join("-" if v is None else f"{v:.3g}" for v in overall["mae_by_position"])
+    lines += ["", f"MAE by position in the chunk (0 = the observation's step): {positions}",
+              "Units are the dataset's own (SO-100: degrees, the gripper 0-100); MSE in squared units. Open loop: "
+              "each chunk starts from a recorded observation, so these are not success rates."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        client, dataset, episodes, metadata = prepare(args)
+        keys = compared_keys(dataset, args.modality_keys)
+        joints = [name for key in keys for name in dataset.names(f"action.{key}")]
+        print(f"dataset {dataset.layout.root} (LeRobot {dataset.layout.version}, {dataset.fps:g} fps, keys from "
+              f"{dataset.source.name}): {len(episodes)} episode(s)", flush=True)
+        results: dict[str, tuple[list[EpisodeRun], dict]] = {}
+        if args.compare:
+            for path in ["reference", *[p for p in dict.fromkeys(args.compare) if p != "reference"]]:
+                print(f"--- {path} ---", flush=True)
+                policy = load(args, path_options(path))
+                results[path] = run_path(args, policy, dataset, episodes, joints)
+                del policy
+            main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
+        else:
+            policy = client if client is not None else load(args, {})
+            results["policy"] = run_path(args, policy, dataset, episodes, joints)
+            main_path = "policy"
+        runs, overall = results[main_path]
+        per_episode = [episode_metrics(run, args.action_horizon, joints) for run in runs]
+        print(report(per_episode, overall, joints))
+        summary: dict[str, Any] = {"dataset": str(dataset.layout.root), "version": dataset.layout.version,
+                                   "model_path": args.model_path, "policy_host": args.policy_host,
+                                   "episodes": episodes, "action_horizon": args.action_horizon,
+                                   "modality_keys": keys, "joints": joints, "path": main_path,
+                                   "per_episode": per_episode, "overall": overall}
+        if args.compare:
+            rows = compare_rows(results)
+            print()
+            print(table([["path", "MSE (NVIDIA)", "MAE", "max |error|", "max |dev. from reference|", "ms/obs"]] + [
+                [r["path"], f"{r['mse']:.4g}", f"{r['mae']:.4g}", f"{r['max_abs']:.4g}",
+                 f"{r['max_deviation_from_reference']:.4g}", f"{r['ms_per_observation']:.1f}"] for r in rows]))
+            summary["compare"] = rows
+        write_outputs(args, summary, results, main_path, per_episode, joints)
+    except (DatasetError, HubError, ValueError, OSError, RuntimeError, ImportError) as e:
+        print(f"gr00t-fast eval: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gr00t-fast eval: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def write_outputs(args, summary: dict, results: dict, main_path: str, per_episode: list[dict],
+                  joints: list[str]) -> None:
+    runs = results[main_path][0]
+    for flag in (args.out, args.save_arrays):
+        if flag:
+            Path(flag).parent.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2))
+        print(f"figures written to {args.out}")
+    if args.save_arrays:
+        arrays = {f"{name}/{run.episode}": getattr(run, name) for run in runs for name in ("gt", "pred", "state")}
+        for path, (other, _) in results.items():
+            if path != main_path:
+                arrays.update({f"pred_{path}/{run.episode}": run.pred for run in other})
+        np.savez(args.save_arrays, **arrays)
+        print(f"arrays written to {args.save_arrays}")
+    if args.plot:
+        from gr00t_fast.evaluation.plot import plot_episode
+
+        for run, metrics in zip(runs, per_episode):
+            plot_episode(run, metrics, joints, Path(args.plot) / f"episode_{run.episode}.png")
+        print(f"{len(runs)} figure(s) written to {args.plot}")

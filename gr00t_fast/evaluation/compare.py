@@ -1,0 +1,60 @@
+"""Fast paths judged on the user's own recordings (`gr00t-fast eval --compare`): each path is the same checkpoint
+loaded another way, evaluated on the same episodes with the same sampler noise, and set against the recording and
+against the fp32 reference (the largest deviation from the reference's actions, in the data's units).
+
+| path          | loaded as                                                    |
+|---------------|--------------------------------------------------------------|
+| `reference`   | float32, the torch backend (the exact path)                  |
+| `default`     | the command's own flags (dtype auto: the precision rule)     |
+| `bf16`        | bfloat16                                                     |
+| `int8`        | `--quantize int8` matmuls                                    |
+| `onnxruntime` | exported fp32 graphs run by ONNX Runtime                     |
+| `tensorrt`    | TensorRT engines (a CUDA GPU and TensorRT)                   |
+| `steps<N>`    | the command's flags with N denoising steps (e.g. steps1)     |
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from gr00t_fast.evaluation.open_loop import EpisodeRun
+
+__all__ = ["PATHS", "compare_rows", "path_options"]
+
+PATHS = ("reference", "default", "bf16", "int8", "onnxruntime", "tensorrt", "steps4", "steps2", "steps1")
+STEPS = re.compile(r"^steps([1-9][0-9]?)$")
+
+
+def path_options(path: str) -> dict[str, Any]:
+    """The `load_policy` options that make `path` from the command's own (ValueError for an unknown path)."""
+    if path == "reference":
+        return {"dtype": "float32", "backend": "torch", "quantize": None}
+    if path == "default":
+        return {}
+    if path == "bf16":
+        return {"dtype": "bfloat16", "backend": "torch"}
+    if path == "int8":
+        return {"quantize": "int8", "backend": "torch"}
+    if path in ("onnxruntime", "tensorrt"):
+        return {"backend": path, "quantize": None, "backend_dir": None}
+    steps = STEPS.match(path)
+    if steps:
+        return {"denoising_steps": int(steps.group(1))}
+    raise ValueError(f"--compare: unknown path {path!r}; known: {', '.join(PATHS)} (steps<N> for any N in 1-99)")
+
+
+def compare_rows(results: dict[str, tuple[list[EpisodeRun], dict]]) -> list[dict]:
+    """Per path: its overall figures against the recording, the largest deviation from the reference's actions
+    (in the data's units, over every evaluated step) and the median ms per observation. `results`: path -> (runs,
+    overall metrics), the reference among them."""
+    reference = {run.episode: run.pred for run in results["reference"][0]}
+    rows = []
+    for path, (runs, overall) in results.items():
+        deviation = max(float(np.abs(run.pred - reference[run.episode]).max()) for run in runs)
+        ms = [t for run in runs for t in run.ms_per_observation]
+        rows.append({"path": path, "mse": overall["mse"], "mae": overall["mae"], "max_abs": overall["max_abs"],
+                     "max_deviation_from_reference": deviation, "ms_per_observation": float(np.median(ms))})
+    return rows

@@ -1,0 +1,143 @@
+"""`gr00t-fast eval` end to end on a LeRobot v2.1 dataset (tests/recorded.py) with the tiny checkpoint: NVIDIA's
+semantics (a chunk every action_horizon steps, recorded actions as ground truth, its MSE), batching that changes no
+action, the outputs, `--compare`, a served policy, and one line for every bad flag or mismatched dataset. NVIDIA's
+own loop is compared in tests/upstream, LeRobot v3.0 datasets in tests/real_lerobot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gr00t_fast.data import open_dataset
+from gr00t_fast.evaluation import evaluate, overall_metrics
+from gr00t_fast.evaluation.cli import main
+from gr00t_fast.loading import load_policy
+from recorded import trajectory, write_v21
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory) -> Path:
+    return write_v21(tmp_path_factory.mktemp("data") / "so100", lengths=(40, 23, 33), size=(96, 128))
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    return load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False)
+
+
+class Zero:
+    """A policy that always answers zeros: the evaluation's ground truth and NVIDIA's MSE can be read off."""
+
+    action_horizon = 16
+
+    def get_action(self, observation, *, noise=None, denoising_steps=None):
+        batch = len(observation["annotation.human.task_description"])
+        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
+
+
+def test_ground_truth_and_mse_are_nvidias(dataset_path):
+    """A chunk every 16 steps; the recorded actions of the steps each covers are the ground truth (the last chunk cut
+    at `steps`); NVIDIA's MSE is the mean squared difference, averaged over episodes."""
+    dataset = open_dataset(dataset_path)
+    runs = evaluate(Zero(), dataset, [0, 1, 2], steps=None, progress=False)
+    for run, length in zip(runs, (40, 23, 33)):
+        _, actions = trajectory(length, run.episode)
+        np.testing.assert_array_equal(run.gt, actions.astype(np.float64))
+        assert run.points == list(range(0, length, 16)) and run.pred.shape == run.gt.shape
+    overall = overall_metrics(runs, 16, dataset.names("action.single_arm") + dataset.names("action.gripper"))
+    assert overall["mse"] == pytest.approx(np.mean([np.mean(r.gt ** 2) for r in runs]))
+    assert overall["joints"]["gripper.pos"]["max_abs"] == pytest.approx(max(np.abs(r.gt[:, 5]).max() for r in runs))
+    assert len(overall["mae_by_position"]) == 16 and overall["steps"] == 96
+
+
+def test_batching_episodes_changes_no_action(dataset_path, policy):
+    dataset = open_dataset(dataset_path)
+    one = evaluate(policy, dataset, [0, 1, 2], steps=20, batch=1, progress=False)
+    three = evaluate(policy, dataset, [0, 1, 2], steps=20, batch=3, progress=False)
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a.pred, b.pred, rtol=0, atol=1e-4)
+        assert np.abs(a.pred).max() > 0
+
+
+def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
+                 "--out", str(out / "results.json"), "--save_arrays", str(out / "arrays.npz"),
+                 "--plot", str(out / "plots"), "--dtype", "float32"]) == 0
+    printed = capsys.readouterr().out
+    assert "MSE (NVIDIA)" in printed and "shoulder_pan.pos" in printed and "not success rates" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["episodes"] == [0, 2] and results["version"] == "v2.1"
+    assert [m["steps"] for m in results["per_episode"]] == [40, 33]
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["gt/0"].shape == arrays["pred/0"].shape == (40, 6) and arrays["state/2"].shape == (33, 6)
+    assert results["overall"]["mse"] == pytest.approx(np.mean([np.mean((arrays[f"gt/{e}"] - arrays[f"pred/{e}"]) ** 2)
+                                                               for e in (0, 2)]))
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["episode_0.png", "episode_2.png"]
+
+
+def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1",
+                 "--compare", "default", "onnxruntime", "steps1", "--out", str(out)]) == 0
+    rows = {row["path"]: row for row in json.loads(out.read_text())["compare"]}
+    assert list(rows) == ["reference", "default", "onnxruntime", "steps1"]
+    assert rows["reference"]["max_deviation_from_reference"] == 0
+    assert rows["default"]["max_deviation_from_reference"] == 0  # the tiny checkpoint's default is float32
+    assert 0 < rows["onnxruntime"]["max_deviation_from_reference"] < 0.05  # degrees: the graphs' rounding
+    assert rows["steps1"]["max_deviation_from_reference"] > 1  # one step is another sampler
+    assert "max |dev. from reference|" in capsys.readouterr().out
+
+
+def test_a_served_policy_is_evaluated_through_the_client(dataset_path, tiny_checkpoint, tmp_path, capsys):
+    from gr00t_fast.dev.served import serve
+
+    with serve(tiny_checkpoint, tmp_path / "serve.log", "--dtype", "float32") as served:
+        assert main(["--policy_host", "127.0.0.1", "--policy_port", str(served.port), "--dataset_path",
+                     str(dataset_path), "--episodes", "1", "--steps", "20", "--out", str(tmp_path / "r.json")]) == 0
+        assert served.stop() == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["per_episode"][0]["steps"] == 20 and np.isfinite(results["overall"]["mse"])
+
+
+def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Path:
+    root = shutil.copytree(dataset_path, tmp_path / "changed")
+    for name, edit in (("info.json", info), ("modality.json", modality)):
+        if edit is not None:
+            data = json.loads((root / "meta" / name).read_text())
+            edit(data)
+            (root / "meta" / name).write_text(json.dumps(data))
+    return root
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--episodes", "5"], "no episode 5 (it has 3: 0-2)"),
+    (["--steps", "30"], "episode 1 has 23 steps, --steps 30 asks for more"),
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--compare", "fp4"], "--compare: unknown path 'fp4'"),
+    (["--modality_keys", "left_arm"], "--modality_keys ['left_arm'] are not actions of data config 'so100'"),
+    (["--camera_map", "[1, 2"], "--camera_map '[1, 2' is not a map"),
+    (["--action_horizon", "32"], "--action_horizon 32 exceeds the policy's chunk of 16"),
+    (["--out", "/proc/nope/r.json"], "--out: cannot write /proc/nope/r.json"),
+])
+def test_bad_flags_are_one_line(flags, words, dataset_path, tiny_checkpoint, capsys):
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gr00t-fast eval: error:") and words in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("info, modality, words", [
+    (lambda i: i.update(fps=15), None, "recorded at 15 fps, the checkpoint was trained at 30 fps (video.webcam)"),
+    (None, lambda m: m["state"]["single_arm"].update(end=4), "state.single_arm has 4 values, the checkpoint's "
+                                                            "statistics have 5"),
+])
+def test_a_dataset_that_does_not_match_the_checkpoint_is_one_line(info, modality, words, dataset_path,
+                                                                  tiny_checkpoint, tmp_path, capsys):
+    root = changed(dataset_path, tmp_path, info, modality)
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err, err
