@@ -63,6 +63,25 @@ class Upstream:
                 for c in cases}
 
 
+    def evaluation(self, checkpoint: Path, spec: dict[str, Any], workdir: Path, timeout_s: float = 1800) -> dict:
+        """NVIDIA's dataset reader and open-loop evaluation (the runner's `eval` mode): {"step": {(episode, index):
+        {key: array}}, "mse": {episode: float}, "seconds": float}."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "eval.json").write_text(json.dumps(spec))
+        done = subprocess.run(self.command("eval", checkpoint, workdir / "eval.json", workdir / "eval.npz"),
+                              env=self.env(), cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"NVIDIA's evaluation failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        data = np.load(workdir / "eval.npz")
+        steps: dict = {}
+        for name in data.files:
+            if name.startswith("step/"):
+                _, episode, index, key = name.split("/", 3)
+                steps.setdefault((int(episode), int(index)), {})[key] = data[name]
+        return {"step": steps, "mse": {int(n.split("/")[1]): float(data[n]) for n in data.files if n.startswith("mse/")},
+                "seconds": float(data["seconds"])}
+
+
 def write_cases(path: Path, cases: list[dict[str, Any]]) -> None:
     """The runner's case file: `spec` and `<name>/<observation key>`, `<name>/noise` (with a batch axis)."""
     arrays: dict[str, np.ndarray] = {"spec": np.array(json.dumps(

@@ -12,6 +12,11 @@ arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial
                                 "peak_rss_mb"}), after one ready line ({"load_s", "torch_threads", "dtype",
                                 "peak_rss_mb"})
   serve CKPT NOISE.npy ARGS...  scripts/inference_service.py ARGS with the sampler's noise fixed to NOISE.npy
+  eval CKPT SPEC.json OUT.npz   NVIDIA's dataset reader and open-loop evaluation on a LeRobot v2.x dataset
+                                (`LeRobotSingleDataset`, `calc_mse_for_single_trajectory`), SPEC: {"dataset", "data_config",
+                                "video_backend", "episodes", "steps", "action_horizon", "policy": "zero" (always zeros)
+                                or "gr00t" (Gr00tPolicy), "step_data": [[episode, index], ...]}; OUT: `step/<episode>/
+                                <index>/<key>` (get_step_data), `mse/<episode>` and `seconds` (the evaluation loop)
 
 The initial noise is fixed the way NVIDIA's public reference data was made: the action head's one `torch.randn`
 draw of shape (B, horizon, action_dim) per call returns the given array; every other step is NVIDIA's code.
@@ -216,6 +221,52 @@ def serve(checkpoint: Path, noise_path: Path, args: list[str]) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+class ZeroPolicy:
+    """Answers every observation with zeros: NVIDIA's MSE then shows its ground truth alone."""
+
+    def __init__(self, dims: dict[str, int], horizon: int):
+        self.dims, self.horizon = dims, horizon
+
+    def get_action(self, observation: dict) -> dict:
+        import numpy as np
+
+        return {key: np.zeros((self.horizon, dim)) for key, dim in self.dims.items()}
+
+
+def dataset_eval(checkpoint: Path, spec_path: Path, out_path: Path) -> None:
+    import numpy as np
+    from gr00t.data.dataset import LeRobotSingleDataset
+    from gr00t.experiment.data_config import DATA_CONFIG_MAP
+    from gr00t.utils.eval import calc_mse_for_single_trajectory
+
+    spec = json.loads(spec_path.read_text())
+    config = DATA_CONFIG_MAP[spec["data_config"]]
+    dataset = LeRobotSingleDataset(spec["dataset"], config.modality_config(), embodiment_tag="new_embodiment",
+                                   video_backend=spec["video_backend"])
+    arrays: dict = {}
+    for episode, index in spec["step_data"]:
+        for key, value in dataset.get_step_data(episode, index).items():
+            arrays[f"step/{episode}/{index}/{key}"] = np.asarray(value)
+    keys = [key.split(".", 1)[1] for key in config.action_keys]
+    if spec["policy"] == "zero":
+        step = dataset.get_step_data(spec["episodes"][0], 0)
+        policy = ZeroPolicy({k: step[k].shape[1] for k in config.action_keys}, spec["action_horizon"])
+    else:
+        from gr00t.model.policy import Gr00tPolicy
+
+        policy = Gr00tPolicy(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu",
+                             modality_config=config.modality_config(), modality_transform=config.transform(),
+                             denoising_steps=spec.get("denoising_steps"))
+        cpu_autocast(policy)
+    start = time.perf_counter()
+    for episode in spec["episodes"]:
+        arrays[f"mse/{episode}"] = np.asarray(calc_mse_for_single_trajectory(
+            policy, dataset, episode, modality_keys=keys, steps=spec["steps"], action_horizon=spec["action_horizon"],
+            plot=False))
+    arrays["seconds"] = np.asarray(time.perf_counter() - start)
+    np.savez(out_path, **arrays)
+
+
 def main(argv: list[str]) -> None:
     mode, checkpoint, rest = argv[0], Path(argv[1]), argv[2:]
     use_checkpoint_eagle(checkpoint)
@@ -225,8 +276,10 @@ def main(argv: list[str]) -> None:
         serve_timing(checkpoint, Path(rest[0]))
     elif mode == "serve":
         serve(checkpoint, Path(rest[0]), rest[1:])
+    elif mode == "eval":
+        dataset_eval(checkpoint, Path(rest[0]), Path(rest[1]))
     else:
-        raise SystemExit(f"unknown mode {mode!r}: outputs, time or serve")
+        raise SystemExit(f"unknown mode {mode!r}: outputs, time, serve or eval")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from gr00t_fast.export.manifest import check_artifacts
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 
 ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
@@ -25,6 +24,8 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
             raise ValueError(f"backend_dir is for the backends {sorted(ARTIFACT_OPTION)}, not {backend!r}")
         options[ARTIFACT_OPTION[backend]] = backend_dir
     if options.get(ARTIFACT_OPTION.get(backend)) is not None:  # the user's folder: made from these weights, whole
+        from gr00t_fast.export.manifest import check_artifacts
+
         check_artifacts(options[ARTIFACT_OPTION[backend]], backend, model_path)
     elif backend == "onnxruntime" and "onnx_dir" not in options:
         from gr00t_fast.export.onnx import cached_onnx_export

@@ -1,0 +1,54 @@
+"""`gr00t_fast.data` and `gr00t-fast eval` against NVIDIA's own dataset reader and evaluation loop
+(`LeRobotSingleDataset.get_step_data`, `calc_mse_for_single_trajectory`, run by its own python through
+gr00t_fast/dev/upstream_runner.py) on a LeRobot v2.1 dataset with `meta/modality.json` (tests/recorded.py).
+
+Skipped unless GR00T_UPSTREAM_PYTHON and GR00T_UPSTREAM_SRC name a built environment (../shared/upstream/setup.sh).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gr00t_fast.data import open_dataset
+from gr00t_fast.dev.upstream import Upstream
+from gr00t_fast.evaluation import evaluate
+from recorded import write_v21
+
+try:
+    UPSTREAM = Upstream.find()
+except ValueError as e:
+    pytest.skip(f"NVIDIA's pipeline is not available: {e}", allow_module_level=True)
+
+PAIRS = [(0, 0), (0, 17), (0, 24), (0, 39), (1, 0), (1, 22), (2, 5), (2, 32)]
+
+
+class Zero:
+    action_horizon = 16
+
+    def get_action(self, observation, *, noise=None, denoising_steps=None):
+        batch = len(observation["annotation.human.task_description"])
+        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
+
+
+def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
+    """Every key, shape, dtype and value of `step` equals NVIDIA's `get_step_data` (decord decoding the same H.264
+    files: the frames too), padding past the episode's end included; and NVIDIA's own evaluation loop with a policy
+    that answers zeros gives the MSE `evaluate` gives: the same ground truth, the same formula."""
+    root = write_v21(tmp_path / "so100", lengths=(40, 23, 33), size=(120, 160))
+    theirs = UPSTREAM.evaluation(tiny_checkpoint, {
+        "dataset": str(root), "data_config": "so100", "video_backend": "decord", "episodes": [0, 1, 2], "steps": 23,
+        "action_horizon": 16, "policy": "zero", "step_data": PAIRS}, tmp_path / "upstream")
+    dataset = open_dataset(root)
+    for pair in PAIRS:
+        ours, nvidia = dataset.step(*pair), theirs["step"][pair]
+        assert sorted(ours) == sorted(nvidia), pair
+        for key, value in ours.items():
+            if key.startswith("annotation."):
+                assert list(value) == list(nvidia[key]), (pair, key)
+            else:
+                assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
+                np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
+    runs = evaluate(Zero(), dataset, [0, 1, 2], steps=23, progress=False)
+    for run in runs:
+        assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
