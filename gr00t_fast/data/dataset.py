@@ -227,6 +227,23 @@ class RecordedDataset:
             out.append(step)
         return out
 
+    def sample(self, n: int) -> dict[str, Any]:
+        """`n` recorded observations evenly spaced over every step of every episode, as one batched observation
+        (`video.*` (n, 1, H, W, 3), `state.*` (n, 1, D), the instruction key n strings; no actions): each episode's
+        video decoded once (`export int8 --calibration DATASET`)."""
+        steps = [(e, i) for e in self.episodes for i in range(self.episode(e).length)]
+        if not steps:
+            raise DatasetError(f"{self.layout.root}: no recorded steps")
+        picks = [steps[k] for k in np.unique(np.linspace(0, len(steps) - 1, n).round().astype(int))]
+        chosen = [s for e in dict.fromkeys(e for e, _ in picks)
+                  for s in self.steps(e, [i for pe, i in picks if pe == e])]
+        observation: dict[str, Any] = {}
+        for key in chosen[0]:
+            if not key.startswith("action."):
+                values = [s[key] for s in chosen]
+                observation[key] = [v[0] for v in values] if isinstance(values[0], list) else np.stack(values)
+        return observation
+
     def step(self, episode: int, index: int) -> dict[str, Any]:
         """What NVIDIA's `LeRobotSingleDataset.get_step_data(episode, index)` returns for this data config."""
         return self.steps(episode, [index])[0]

@@ -2,7 +2,7 @@
 
     gr00t-fast export onnx     --model_path CKPT --out DIR [--data_config so100] [--denoising_steps 4] [--batch 1]
     gr00t-fast export tensorrt --model_path CKPT --out DIR [--precision bf16] [--batch 1] [--max_batch 4]
-    gr00t-fast export int8     --model_path CKPT --out DIR [--calibration OBS.npz] [--calibration_samples 8]
+    gr00t-fast export int8     --model_path CKPT --out DIR [--calibration OBS.npz|DATASET] [--calibration_samples 8]
 """
 
 import argparse
@@ -43,10 +43,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max_instruction_tokens", type=int, default=INSTRUCTION_MARGIN,
                         help="tensorrt: instruction tokens the prompt-length profile allows")
     parser.add_argument("--calibration_samples", type=int, default=8, help="int8: sample observations to calibrate on")
-    parser.add_argument("--calibration", default=None, help="int8: calibrate on your own observations: an .npz of one "
-                        "batched observation as get_action takes it (video.<camera> (N, T, H, W, 3) uint8, "
-                        "state.<key> (N, T, D), the instruction key N strings): --calibration_samples of its N, "
-                        "evenly spaced, beside as many synthetic scenes (default: those alone)")
+    parser.add_argument("--calibration", default=None, help="int8: calibrate on your own observations: a recorded "
+                        "LeRobot dataset folder (v2.x with meta/modality.json, or v3.0), or an .npz of one batched "
+                        "observation as get_action takes it (video.<camera> (N, T, H, W, 3) uint8, state.<key> "
+                        "(N, T, D), the instruction key N strings): --calibration_samples of them, evenly spaced, "
+                        "beside as many synthetic scenes (default: those alone)")
     parser.add_argument("--embodiment_tag", default="new_embodiment", help="the checkpoint's embodiment: its "
                         "statistics give the action error in the policy's units (and normalize int8 --calibration's "
                         "states)")
@@ -163,6 +164,12 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module, cameras: int) 
     from gr00t_fast.policy.processor import processor_for_model
 
     metadata = load_metadata(args.model_path, args.embodiment_tag)
-    processor = processor_for_model(model.config, get_data_config(args.data_config, metadata.modalities,
-                                                                  metadata.source), metadata)
-    return observation_samples(args.calibration, processor, model.config, args.calibration_samples) + synthetic
+    data_config = get_data_config(args.data_config, metadata.modalities, metadata.source)
+    processor = processor_for_model(model.config, data_config, metadata)
+    source = args.calibration
+    if Path(source).is_dir():  # a recorded LeRobot dataset: frames and states of its episodes, evenly spaced
+        from gr00t_fast.data import open_dataset
+
+        require("export int8 --calibration DATASET", "pyarrow", "av")
+        source = open_dataset(source, data_config).sample(args.calibration_samples)
+    return observation_samples(source, processor, model.config, args.calibration_samples) + synthetic

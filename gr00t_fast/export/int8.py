@@ -107,12 +107,14 @@ def read_observations(path: str | Path) -> dict[str, np.ndarray]:
     return observation
 
 
-def observation_samples(path: str | Path, process: Callable[[dict], ModelInputs], config, n: int,
+def observation_samples(source: str | Path | dict, process: Callable[[dict], ModelInputs], config, n: int,
                         seed: int = 0) -> list[Sample]:
-    """Up to `n` sample calls from a user's own observations (`read_observations`; `export int8 --calibration`,
-    `bench backends --observations`), evenly spaced, each through `process` (the policy's processor: frames resized
-    and normalized as at inference), with seeded noise."""
-    observation = read_observations(path)
+    """Up to `n` sample calls from a user's own observations (an .npz, `read_observations`, or a batched observation
+    already read, e.g. from a recorded dataset; `export int8 --calibration`, `bench backends --observations`), evenly
+    spaced, each through `process` (the policy's processor: frames resized and normalized as at inference), with
+    seeded noise."""
+    observation = source if isinstance(source, dict) else read_observations(source)
+    path = "the recorded observations" if isinstance(source, dict) else source
     picks = np.unique(np.linspace(0, len(next(iter(observation.values()))) - 1, n).round().astype(int))
     gen = torch.Generator().manual_seed(seed)
     samples = []

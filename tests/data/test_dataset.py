@@ -17,7 +17,7 @@ import pytest
 
 from gr00t_fast.data import DatasetError, open_dataset
 from gr00t_fast.data.video import frames_at
-from recorded import SO100_MODALITY, TASKS, frame, trajectory, write_v21, write_video
+from gr00t_fast.dev.recorded import SO100_MODALITY, TASKS, frame, trajectory, write_v21, write_video
 
 SIZE = (96, 128)
 

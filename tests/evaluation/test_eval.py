@@ -16,7 +16,7 @@ from gr00t_fast.data import open_dataset
 from gr00t_fast.evaluation import evaluate, overall_metrics
 from gr00t_fast.evaluation.cli import main
 from gr00t_fast.loading import load_policy
-from recorded import trajectory, write_v21
+from gr00t_fast.dev.recorded import trajectory, write_v21
 
 
 @pytest.fixture(scope="module")

@@ -412,3 +412,20 @@ def test_a_precision_the_gpu_cannot_run_is_named_with_the_device():
     assert precision_error("bf16", "Tesla T4", "7.5").startswith("--precision bf16 needs compute capability 8.0")
     assert precision_error("fp8", "NVIDIA H100 80GB HBM3", "9.0") is None
     assert precision_error("fp32", "anything", "6.1") is None
+
+
+def test_int8_calibrates_on_a_recorded_dataset(tiny_checkpoint, tmp_path):
+    """`export int8 --calibration DATASET`: frames and states of a recorded LeRobot dataset (evenly spaced over its
+    episodes, each video decoded once) beside the synthetic scenes."""
+    from gr00t_fast.data import open_dataset
+    from gr00t_fast.dev.recorded import write_v21
+
+    dataset = write_v21(tmp_path / "recorded", lengths=(20, 12), size=(96, 128))
+    sample = open_dataset(dataset).sample(4)
+    assert sample["video.webcam"].shape == (4, 1, 96, 128, 3) and sample["state.single_arm"].shape == (4, 1, 5)
+    assert len(sample["annotation.human.task_description"]) == 4 and "action.gripper" not in sample
+    out = tmp_path / "int8"
+    assert cli.main(["int8", "--model_path", str(tiny_checkpoint), "--out", str(out), "--calibration", str(dataset),
+                     "--calibration_samples", "4", "--denoising_steps", "2"]) == 0
+    report = json.loads((out / "manifest.json").read_text())["report"]
+    assert report["calibration"] == {"observations": str(dataset), "samples": 8}

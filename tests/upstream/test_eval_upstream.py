@@ -13,7 +13,7 @@ import pytest
 from gr00t_fast.data import open_dataset
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.evaluation import evaluate
-from recorded import write_v21
+from gr00t_fast.dev.recorded import write_v21
 
 try:
     UPSTREAM = Upstream.find()

@@ -1,10 +1,14 @@
-"""LeRobot v2.1 datasets in NVIDIA's layout (one parquet and one H.264 mp4 per episode, `meta/modality.json`), written
-for the tests the way LeRobot 0.3 wrote them; LeRobot v3.0 datasets are written by LeRobot's own `LeRobotDataset` in
-tests/real_lerobot, never imitated here."""
+"""Synthetic SO-100 recordings in NVIDIA's layout, LeRobot v2.1 (one parquet and one H.264 mp4 per episode,
+`meta/modality.json`), as LeRobot 0.3 wrote them: for the tests, the benchmarks and `gr00t-fast make-dataset`.
+LeRobot v3.0 datasets are written by LeRobot's own `LeRobotDataset` (tests/real_lerobot), never imitated here.
+
+    gr00t-fast make-dataset --out so100_demo [--episodes 3] [--length 150] [--height 480 --width 640]
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +110,31 @@ def write_v21(root: Path, lengths: tuple[int, ...] = (40, 23), fps: int = 30, si
     if modality is not None:
         (meta / "modality.json").write_text(json.dumps(modality, indent=2))
     return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`gr00t-fast make-dataset`: a synthetic v2.1 SO-100 dataset (moving bars for frames, smooth joint sweeps)."""
+    from gr00t_fast.cli_args import ArgumentParser
+    from gr00t_fast.runtime.atomic import staged
+
+    parser = ArgumentParser(prog="gr00t-fast make-dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="the dataset folder to write (must not exist)")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes (default 3)")
+    parser.add_argument("--length", type=int, default=150, help="steps per episode (default 150, NVIDIA's eval)")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    args = parser.parse_args(argv)
+    if min(args.episodes, args.length, args.fps) < 1 or args.height < 16 or args.width < 16:
+        parser.error("--episodes, --length and --fps must be >= 1, --height and --width >= 16")
+    out = Path(args.out)
+    if out.exists():
+        parser.error(f"--out {out} exists: choose a new folder")
+    try:
+        with staged(out) as tmp:
+            write_v21(tmp, (args.length,) * args.episodes, args.fps, (args.height, args.width))
+    except OSError as e:
+        print(f"gr00t-fast make-dataset: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote a LeRobot v2.1 SO-100 dataset ({args.episodes} episodes of {args.length} steps) to {out}")
+    return 0

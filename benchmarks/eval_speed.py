@@ -1,0 +1,71 @@
+"""`gr00t-fast eval` against NVIDIA's own open-loop evaluation (`LeRobotSingleDataset` with decord and
+`calc_mse_for_single_trajectory` with its `Gr00tPolicy`, as scripts/eval_policy.py runs them), on the same episodes.
+
+    python benchmarks/eval_speed.py [--size small] [--episodes 4] [--length 150] [--rounds 2] [--out DIR]
+
+Needs NVIDIA's environment (`../shared/upstream/setup.sh`; GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC). The dataset
+is `gr00t-fast make-dataset`'s (LeRobot v2.1, one 640x480 camera, 30 fps). Each round times NVIDIA's loop (its own
+process, fp32: its CPU default) and then gr00t-fast's (this process, the defaults of `gr00t-fast eval`: the dtype
+rule, packed weights, batched episodes), the model already loaded on both sides; the ratio is per round. Writes
+`<out>/eval_speed.json` with the CPU's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gr00t_fast.data import open_dataset
+from gr00t_fast.dev.recorded import write_v21
+from gr00t_fast.dev.upstream import Upstream
+from gr00t_fast.evaluation import evaluate, overall_metrics
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model.random_checkpoint import cached_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=("tiny", "small"), default="small")
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--length", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/cpu")
+    args = parser.parse_args()
+    upstream = Upstream.find()
+    checkpoint = cached_checkpoint(f"demo_{args.size}" if args.size == "small" else "tiny", args.size)
+    work = Path(tempfile.mkdtemp(prefix="eval_speed_"))
+    dataset_path = write_v21(work / "so100", (args.length,) * args.episodes, 30, (480, 640))
+    episodes = list(range(args.episodes))
+    policy = load_policy(checkpoint)  # gr00t-fast eval's defaults
+    dataset = open_dataset(dataset_path, policy.data_config)
+    joints = [n for k in policy.data_config.action_keys for n in dataset.names(k)]
+    rounds = []
+    for r in range(args.rounds):
+        theirs = upstream.evaluation(checkpoint, {
+            "dataset": str(dataset_path), "data_config": "so100", "video_backend": "decord", "episodes": episodes,
+            "steps": args.length, "action_horizon": 16, "policy": "gr00t", "step_data": []}, work / f"upstream{r}")
+        start = time.perf_counter()
+        runs = evaluate(policy, dataset, episodes, args.length, progress=False, noise_seed=r)
+        ours_s = time.perf_counter() - start
+        ours_mse = overall_metrics(runs, 16, joints)["mse"]
+        rounds.append({"nvidia_s": theirs["seconds"], "gr00t_fast_s": ours_s, "speedup": theirs["seconds"] / ours_s,
+                       "nvidia_mse": float(np.mean(list(theirs["mse"].values()))), "gr00t_fast_mse": ours_mse})
+        print(json.dumps(rounds[-1]), flush=True)
+    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    result = {"checkpoint": args.size, "episodes": args.episodes, "steps": args.length, "calls_per_episode":
+              len(range(0, args.length, 16)), "precision": str(policy.precision), "rounds": rounds,
+              "lscpu_flags": next((line.split(":", 1)[1].split() for line in flags.splitlines()
+                                   if line.startswith("Flags")), [])}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_speed_{args.size}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
