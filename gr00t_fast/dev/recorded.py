@@ -112,10 +112,8 @@ def write_v21(root: Path, lengths: tuple[int, ...] = (40, 23), fps: int = 30, si
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`gr00t-fast make-dataset`: a synthetic v2.1 SO-100 dataset (moving bars for frames, smooth joint sweeps)."""
+def build_parser():
     from gr00t_fast.cli_args import ArgumentParser
-    from gr00t_fast.runtime.atomic import staged
 
     parser = ArgumentParser(prog="gr00t-fast make-dataset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the dataset folder to write (must not exist)")
@@ -124,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`gr00t-fast make-dataset`: a synthetic v2.1 SO-100 dataset (moving bars for frames, smooth joint sweeps)."""
+    from gr00t_fast.runtime.atomic import staged
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if min(args.episodes, args.length, args.fps) < 1 or args.height < 16 or args.width < 16:
         parser.error("--episodes, --length and --fps must be >= 1, --height and --width >= 16")
