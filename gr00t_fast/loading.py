@@ -88,6 +88,7 @@ def load_policy(
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
     image_preprocessing: str = "auto",
     max_batch: int = IN_PROCESS_MAX_BATCH,
+    openvino_device: str = "CPU",
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy: a folder, or a Hugging Face model id `ORG/NAME` at `revision`
     (resolved by huggingface_hub: its cache, HF_HUB_OFFLINE, its token; `gr00t_fast.model.hub`).
@@ -97,8 +98,10 @@ def load_policy(
     (bfloat16 on CUDA; on a CPU bfloat16 where it has AMX / AVX512-BF16 units and the checkpoint 10M parameters or
     more, else float32, a rule decided before the weights are read: `gr00t_fast.model.precision`), float32 (the exact path), bfloat16, float16 or None
     (bfloat16 on CUDA, float32 on CPU); `policy.precision` says what was chosen and why.
-    `backend`: torch, compile, cuda-graph, onnxruntime or tensorrt (`gr00t_fast.backends`); `backend_dir` holds
-    exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache);
+    `backend`: torch, compile, cuda-graph, onnxruntime, openvino or tensorrt (`gr00t_fast.backends`); `backend_dir`
+    holds exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache); openvino
+    takes its precision from `dtype` and `quantize` ("int8": NNCF INT8 weights; `backends.openvino.openvino_options`)
+    and runs on `openvino_device` (CPU; GPU, NPU and AUTO are passed through to OpenVINO);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
@@ -108,9 +111,16 @@ def load_policy(
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
     `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
+    if backend == "openvino":  # its precision from dtype and quantize (a rule, `openvino_options`); the PyTorch
+        # model is float32 (it exports the graphs and runs the embedding lookup between them)
+        from gr00t_fast.backends.openvino import openvino_options
+
+        backend_options = {**openvino_options(dtype, quantize), "device": openvino_device, **(backend_options or {})}
+        dtype, quantize = "float32", None
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
         raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
-                         f"{TORCH_BACKENDS}, got backend {backend!r} (exported graphs: gr00t-fast export int8)")
+                         f"{TORCH_BACKENDS} (or openvino: INT8 weights), got backend {backend!r} (exported graphs: "
+                         "gr00t-fast export int8)")
     if denoising_steps is not None:
         check_steps(denoising_steps)
     if max_instruction_tokens < 1:

@@ -6,6 +6,7 @@
 | `compile`     | `torch.compile` of backbone and sampler                | -                              |
 | `cuda-graph`  | the whole call as one CUDA graph replay                | a CUDA GPU                     |
 | `onnxruntime` | exported ONNX graphs (fp32 / INT8)                     | onnxruntime                    |
+| `openvino`    | exported ONNX graphs compiled by OpenVINO (f32 / bf16, INT8 weights) | openvino (+ nncf for INT8) |
 | `tensorrt`    | TensorRT engines built from the ONNX graphs            | TensorRT and a CUDA GPU        |
 
 Importing a backend's module never imports its optional dependency; `missing(device)` says what is lacking.
@@ -18,10 +19,12 @@ from gr00t_fast.backends.compiled import CompiledBackend
 from gr00t_fast.backends.cuda_graph import CudaGraphBackend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
+from gr00t_fast.backends.openvino import OpenVinoBackend
 from gr00t_fast.backends.tensorrt import TensorRTBackend
 
 BACKENDS: dict[str, type[Backend]] = {
-    cls.name: cls for cls in (TorchBackend, CompiledBackend, CudaGraphBackend, OnnxRuntimeBackend, TensorRTBackend)
+    cls.name: cls for cls in (TorchBackend, CompiledBackend, CudaGraphBackend, OnnxRuntimeBackend, OpenVinoBackend,
+                              TensorRTBackend)
 }
 
 

@@ -8,14 +8,16 @@ import torch
 
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
 
-ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its artifact-folder option
+ARTIFACT_OPTION = {"onnxruntime": "onnx_dir", "openvino": "onnx_dir", "tensorrt": "engine_dir"}  # backend -> its
+# artifact-folder option
 
 
 def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Path, *, cameras: int,
                      backend_dir: str | Path | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The constructor options of backend `backend` for `model` with its artifacts: `backend_dir` when given, else
     ONNX graphs exported into the cache, or TensorRT engines found there (nothing reloaded or re-exported) or built
-    into it, for prompts of `cameras` images. Backends without artifacts get `options` back. A given folder must
+    into it, for prompts of `cameras` images; OpenVINO's compiled-model cache in a folder keyed by the weights'
+    fingerprint, OpenVINO's version, the device and the precision. Backends without artifacts get `options` back. A given folder must
     hold a complete export of this checkpoint's weights (`manifest.check_artifacts`): another checkpoint's graphs,
     or half an export, are refused in one line."""
     options = dict(options or {})
@@ -27,7 +29,7 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
         from gr00t_fast.export.manifest import check_artifacts
 
         check_artifacts(options[ARTIFACT_OPTION[backend]], backend, model_path)
-    elif backend == "onnxruntime" and "onnx_dir" not in options:
+    elif backend in ("onnxruntime", "openvino") and "onnx_dir" not in options:
         from gr00t_fast.export.onnx import cached_onnx_export
 
         options.update(cached_onnx_export(model, model_path))
@@ -38,4 +40,10 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
         folder = cache_dir() / "tensorrt" / f"{checkpoint_fingerprint(model_path)}-{cameras}cam_{precision}"
         options["engine_dir"] = build_engines(model_path, folder,
                                               cameras=cameras, precision=precision, eagle_path=model.config.eagle_dir)
+    if backend == "openvino" and "cache_dir" not in options:  # compiled models per weights, OpenVINO, device, precision
+        import openvino
+
+        key = [checkpoint_fingerprint(model_path), openvino.__version__.split("-")[0], options.get("device", "CPU"),
+               options.get("precision", "f32"), options.get("weights") or "fp"]
+        options["cache_dir"] = cache_dir() / "openvino" / "-".join(str(k).replace(":", "_") for k in key)
     return options

@@ -19,8 +19,9 @@ __all__ = ["ArtifactMismatch", "IncompleteArtifacts", "MANIFEST", "TARGETS", "ch
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # 1: no fingerprint and no file list (before artifacts were matched to their checkpoint)
-TARGETS = {"onnxruntime": ("onnx", "int8"), "tensorrt": ("tensorrt",)}  # backend -> the exports it runs
-EXPORT_COMMAND = {"onnxruntime": "export onnx", "tensorrt": "export tensorrt"}
+TARGETS = {"onnxruntime": ("onnx", "int8"), "openvino": ("onnx", "int8"), "tensorrt": ("tensorrt",)}  # backend ->
+# the exports it runs
+EXPORT_COMMAND = {"onnxruntime": "export onnx", "openvino": "export onnx", "tensorrt": "export tensorrt"}
 
 
 class IncompleteArtifacts(ValueError):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from gr00t_fast.literals import literal
 
-BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
+BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "openvino", "tensorrt")
 DTypeName = literal("auto", "float32", "bfloat16", "float16")
 Quantization = literal("int8", "fp8")
 ImagePreprocessing = literal("auto", "isaac", "lerobot")
@@ -40,8 +40,12 @@ class PolicyConfig:
         "bfloat16 on CUDA, float32 on CPU"))
     backend: BackendName = field(default="torch", metadata=_help("how the network runs (gr00t_fast.backends)"))
     backend_dir: str | None = field(default=None, metadata=_help(
-        "onnxruntime: exported ONNX graphs; tensorrt: built engines (default: exported / built into the cache)"))
-    quantize: Quantization | None = field(default=None, metadata=_help("int8/fp8 matmuls (torch, compile, cuda-graph)"))
+        "onnxruntime, openvino: exported ONNX graphs; tensorrt: built engines (default: exported / built into the "
+        "cache)"))
+    quantize: Quantization | None = field(default=None, metadata=_help(
+        "int8/fp8 matmuls (torch, compile, cuda-graph); openvino: int8 weights (NNCF)"))
+    openvino_device: str = field(default="CPU", metadata=_help(
+        "the openvino backend's device: CPU (tested), GPU, NPU or AUTO (passed through to OpenVINO)"))
     eagle_path: str | None = field(default=None, metadata=_help(
         "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
     seed: int = field(default=0, metadata=_help("seeds the denoising noise"))

@@ -68,3 +68,19 @@ def test_end_to_end_actions(golden, policies, case):
         tolerance = 1e-4 * policy.processor.action_range[key].max() / 2  # 1e-4 normalized, in action units
         np.testing.assert_allclose(out[key], arrays[f"out.{key}"], atol=tolerance, rtol=0)
     np.testing.assert_allclose(normalized(policy, out), arrays["action_pred"][..., :6], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_end_to_end_actions_through_openvino(golden, golden_checkpoint, case):
+    """The same cases through the `openvino` backend's f32 graphs: 1e-4 in normalized units, as every backend."""
+    pytest.importorskip("openvino")
+    arrays, obs = case_inputs(golden, case)
+    policy = OPENVINO.get(str(arrays["data_config"])) or OPENVINO.setdefault(str(arrays["data_config"]), load_policy(
+        golden_checkpoint, data_config=str(arrays["data_config"]), device="cpu", backend="openvino", dtype="float32",
+        warmup=False))
+    assert policy.backend.precision == "OpenVINO f32 on CPU"
+    out = policy.get_action(obs, noise=arrays["noise"], denoising_steps=int(arrays["denoising_steps"]))
+    np.testing.assert_allclose(normalized(policy, out), arrays["action_pred"][..., :6], atol=1e-4, rtol=0)
+
+
+OPENVINO: dict = {}  # data config -> the openvino policy, shared by the cases

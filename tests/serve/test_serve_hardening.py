@@ -187,8 +187,8 @@ def test_fuzzed_real_server_answers_everything_and_keeps_serving(policy, tmp_pat
             reply = socket.recv()  # within the budget
             error = (protocol.unpack_legacy(reply) if protocol.is_legacy(reply) else protocol.unpack(reply))["error"]
             assert words in error and "\n" not in error and len(error) <= protocol.MAX_ERROR_CHARS + 100, error
-            got = client.get_action(good)
-            assert all(np.array_equal(got[k], want[k]) for k in want)
+            got = client.get_action(good)  # to the rounding of the thread team, as above
+            assert all(np.allclose(got[k], want[k], rtol=0, atol=1e-4) for k in want)
         growth = rss_mb() - baseline
     socket.close()
     assert not marker.exists()
@@ -225,7 +225,7 @@ def test_fuzzed_token_protected_server_answers_only_the_token(policy, tmp_path):
             assert set(decoded) == {"error"} and len(reply) < 4096, (i, message[:60])
             if i % 100 == 0:  # the right token is still served, and served right
                 got = client.get_action(good)
-                assert all(np.array_equal(got[k], want[k]) for k in want), i
+                assert all(np.allclose(got[k], want[k], rtol=0, atol=1e-4) for k in want), i  # thread rounding
         assert client.ping()
     socket.close()
     assert not marker.exists()

@@ -94,6 +94,10 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
             ("compile (inductor)", lambda: make_backend("compile", plain())),
             ("onnxruntime fp32", lambda: build_backend("onnxruntime", plain(), bench.checkpoint, data_config)),
             ("onnxruntime int8", ort_int8),
+            *((f"openvino {precision}{' + int8 weights' if weights else ''}",
+               lambda p=precision, w=weights: build_backend("openvino", plain(), bench.checkpoint, data_config,
+                                                            options={"precision": p, "weights": w}))
+              for precision in ("f32", "bf16") for weights in (None, "int8")),
             ("torch int8 (_int_mm)", quantized("int8", "torch")),
             ("compile + int8 (_int_mm)", quantized("int8", "compile")),
             ("torch bfloat16 + int8 (_int_mm)", None if own_bf16 else quantized("int8", "torch", bf16)),

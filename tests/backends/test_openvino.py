@@ -1,0 +1,109 @@
+"""The `openvino` backend on the real OpenVINO runtime (CPU): bf16 and INT8 weights (NNCF) within their measured
+bounds (NVIDIA's golden cases in f32: tests/policy/test_policy_golden.py), batches, the compiled-model cache keyed by weights / version / device /
+precision, the precision rule, and one line for what it cannot do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gr00t_fast.backends.openvino import openvino_options
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model.rtc import RtcRequest
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def policies(tiny_checkpoint):
+    cache = {}
+
+    def get(**options):
+        key = tuple(sorted(options.items()))
+        if key not in cache:
+            cache[key] = load_policy(tiny_checkpoint, device="cpu", warmup=False, **options)
+        return cache[key]
+
+    return get
+
+
+def case(policy, seed: int = 0, batch: int | None = None):
+    observation = policy.dummy_observation()
+    rng = np.random.default_rng(seed)
+    if batch:
+        observation = {k: (v * batch if isinstance(v, list) else np.concatenate([v[None]] * batch)) for k, v in
+                       observation.items()}
+    noise = rng.standard_normal(((batch,) if batch else ()) + (16, 32)).astype(np.float32)
+    return observation, noise
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def test_precisions_against_fp32_eager(policies):
+    """f32 matches the fp32 eager path to float rounding; bf16 compute and INT8 weights move the tiny random
+    checkpoint's actions by a few degrees at most (measured: 1.8 and 4.8 on its own statistics' ranges)."""
+    reference = policies(dtype="float32")
+    observation, noise = case(reference)
+    want = reference.get_action(observation, noise=noise)
+    f32 = policies(backend="openvino", dtype="float32")
+    assert largest_difference(f32.get_action(observation, noise=noise), want) < 1e-3
+    for options in ({"dtype": "bfloat16"}, {"dtype": "float32", "quantize": "int8"}):
+        policy = policies(backend="openvino", **options)
+        difference = largest_difference(policy.get_action(observation, noise=noise), want)
+        assert 0 < difference < 10, (options, difference)
+    assert "int8 weights (NNCF)" in policies(backend="openvino", dtype="float32", quantize="int8").backend.precision
+
+
+def test_a_batch_is_its_rows(policies):
+    policy = policies(backend="openvino", dtype="float32")
+    observation, noise = case(policy, seed=3, batch=3)
+    batched = policy.get_action(observation, noise=noise)
+    single, _ = case(policy, seed=3)
+    for row in range(3):
+        alone = policy.get_action(single, noise=noise[row])
+        assert largest_difference({k: batched[k][row] for k in batched}, alone) < 1e-4
+
+
+def test_the_cache_is_keyed_by_weights_version_device_and_precision(tiny_checkpoint, tmp_path, monkeypatch):
+    import openvino
+
+    from gr00t_fast.runtime.cache import checkpoint_fingerprint
+
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    policy = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="float32", quantize="int8",
+                         warmup=False)
+    observation, noise = case(policy)
+    first = policy.get_action(observation, noise=noise)  # compiles (and compresses) the sampler too
+    folder = policy.backend.cache_dir
+    assert folder.parent == tmp_path / "cache" / "openvino"
+    assert folder.name == f"{checkpoint_fingerprint(tiny_checkpoint)}-{openvino.__version__.split('-')[0]}-CPU-f32-int8"
+    assert any((folder / "compiled").iterdir()) and (folder / "int8" / "llm" / "llm.xml").is_file()
+    import nncf
+
+    monkeypatch.setattr(nncf, "compress_weights", lambda *a, **k: pytest.fail("compressed the weights again"))
+    again = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="float32", quantize="int8",
+                        warmup=False)
+    assert largest_difference(again.get_action(observation, noise=noise), first) == 0
+
+
+def test_the_precision_rule_and_what_it_refuses(policies, monkeypatch):
+    monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: "AVX512-BF16")
+    assert openvino_options("auto", None) == {"precision": "bf16", "weights": None}
+    monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: None)
+    assert openvino_options("auto", "int8") == {"precision": "f32", "weights": "int8"}
+    assert openvino_options("bfloat16", None)["precision"] == "bf16"
+    with pytest.raises(ValueError, match="runs float32 or bfloat16"):
+        openvino_options("float16", None)
+    with pytest.raises(ValueError, match="compresses weights to int8"):
+        openvino_options("auto", "fp8")
+    policy = policies(backend="openvino", dtype="float32")
+    observation, _ = case(policy)
+    with pytest.raises(ValueError, match="does not support real-time chunking"):
+        policy.get_action(observation, rtc=RtcRequest("guided", np.zeros((16, 6), np.float32), inference_delay=2))
+
+
+def test_an_unknown_device_is_one_line(tiny_checkpoint):
+    with pytest.raises(ValueError, match="OpenVINO device 'NPU.7' is not available here; available: \\['CPU'"):
+        load_policy(tiny_checkpoint, device="cpu", backend="openvino", openvino_device="NPU.7", warmup=False)
