@@ -1,7 +1,7 @@
 """`gr00t-fast eval` against NVIDIA's own open-loop evaluation (`LeRobotSingleDataset` with decord and
 `calc_mse_for_single_trajectory` with its `Gr00tPolicy`, as scripts/eval_policy.py runs them), on the same episodes.
 
-    python benchmarks/eval_speed.py [--size small] [--episodes 4] [--length 150] [--rounds 2] [--out DIR]
+    python benchmarks/eval_speed.py [--size small] [--episodes 4] [--length 150] [--rounds 2] [--backend torch]
 
 Needs NVIDIA's environment (`../shared/upstream/setup.sh`; GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC). The dataset
 is `gr00t-fast make-dataset`'s (LeRobot v2.1, one 640x480 camera, 30 fps). Each round times NVIDIA's loop (its own
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--length", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backend", default="torch", help="gr00t-fast's backend (its precision by the dtype rule)")
     parser.add_argument("--out", default="benchmarks/results/cpu")
     args = parser.parse_args()
     upstream = Upstream.find()
@@ -42,7 +43,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="eval_speed_"))
     dataset_path = write_v21(work / "so100", (args.length,) * args.episodes, 30, (480, 640))
     episodes = list(range(args.episodes))
-    policy = load_policy(checkpoint)  # gr00t-fast eval's defaults
+    policy = load_policy(checkpoint, backend=args.backend)  # gr00t-fast eval's defaults (and --backend)
     dataset = open_dataset(dataset_path, policy.data_config)
     joints = [n for k in policy.data_config.action_keys for n in dataset.names(k)]
     rounds = []
@@ -58,13 +59,13 @@ def main() -> None:
                        "nvidia_mse": float(np.mean(list(theirs["mse"].values()))), "gr00t_fast_mse": ours_mse})
         print(json.dumps(rounds[-1]), flush=True)
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    result = {"checkpoint": args.size, "episodes": args.episodes, "steps": args.length, "calls_per_episode":
+    result = {"checkpoint": args.size, "backend": args.backend, "episodes": args.episodes, "steps": args.length, "calls_per_episode":
               len(range(0, args.length, 16)), "precision": str(policy.precision), "rounds": rounds,
               "lscpu_flags": next((line.split(":", 1)[1].split() for line in flags.splitlines()
                                    if line.startswith("Flags")), [])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"eval_speed_{args.size}.json").write_text(json.dumps(result, indent=2))
+    (out / f"eval_speed_{args.size}_{args.backend}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ against the fp32 reference (the largest deviation from the reference's actions, 
 | `bf16`        | bfloat16                                                     |
 | `int8`        | `--quantize int8` matmuls                                    |
 | `onnxruntime` | exported fp32 graphs run by ONNX Runtime                     |
+| `openvino`    | the graphs compiled by OpenVINO, its precision by the rule   |
+| `openvino-f32`, `openvino-bf16`, `openvino-int8` | OpenVINO in f32, in bf16, with NNCF INT8 weights |
 | `tensorrt`    | TensorRT engines (a CUDA GPU and TensorRT)                   |
 | `steps<N>`    | the command's flags with N denoising steps (e.g. steps1)     |
 """
@@ -24,7 +26,8 @@ from gr00t_fast.evaluation.open_loop import EpisodeRun
 
 __all__ = ["PATHS", "compare_rows", "path_options"]
 
-PATHS = ("reference", "default", "bf16", "int8", "onnxruntime", "tensorrt", "steps4", "steps2", "steps1")
+PATHS = ("reference", "default", "bf16", "int8", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16",
+         "openvino-int8", "tensorrt", "steps4", "steps2", "steps1")
 STEPS = re.compile(r"^steps([1-9][0-9]?)$")
 
 
@@ -38,8 +41,12 @@ def path_options(path: str) -> dict[str, Any]:
         return {"dtype": "bfloat16", "backend": "torch"}
     if path == "int8":
         return {"quantize": "int8", "backend": "torch"}
-    if path in ("onnxruntime", "tensorrt"):
+    if path in ("onnxruntime", "openvino", "tensorrt"):
         return {"backend": path, "quantize": None, "backend_dir": None}
+    if path.startswith("openvino-") and path[9:] in ("f32", "bf16", "int8"):
+        kind = path[9:]
+        return {"backend": "openvino", "backend_dir": None, "dtype": "bfloat16" if kind == "bf16" else "float32",
+                "quantize": "int8" if kind == "int8" else None}
     steps = STEPS.match(path)
     if steps:
         return {"denoising_steps": int(steps.group(1))}

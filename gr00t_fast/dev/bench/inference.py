@@ -44,15 +44,18 @@ def check(args: argparse.Namespace) -> None:
 
 @torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.runtime.torch_thread)
 def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dict[str, tuple[Any, float]], list[str]]:
-    """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`."""
+    """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`;
+    openvino computes in the policy's precision (bf16 for a bf16 policy, else f32)."""
+    from gr00t_fast.backends.openvino import openvino_options
     from gr00t_fast.loading import build_backend
 
     built, notes = {}, []
     plain = functools.cache(lambda: plain_model(policy, checkpoint))
     for name in names:
         try:
+            options = openvino_options(policy.model.dtype, None) if name == "openvino" else None
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
-                name, plain(), checkpoint, policy.data_config))
+                name, plain(), checkpoint, policy.data_config, options=options))
             built[name] = (backend, ms / 1e3)
         except Exception as e:  # noqa: BLE001 - unknown, missing extra, no GPU: skipped with the reason
             notes.append(f"backend {name} skipped: {error_text(e)}")
