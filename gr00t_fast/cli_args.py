@@ -23,6 +23,7 @@ __all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missin
 EXTRAS = {
     "onnx": "onnx", "onnxruntime": "onnx", "tensorrt": "tensorrt", "matplotlib": "bench", "pytriton": "fleet",
     "tritonclient": "fleet", "mujoco": "sim", "lerobot": "lerobot", "av": "data", "pyarrow": "data",
+    "openvino": "openvino", "nncf": "openvino",
 }
 
 

@@ -67,6 +67,23 @@ def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, dat
                                          backend_dir=backend_dir, options=options))
 
 
+def openvino_precision(model: torch.nn.Module, runner: Backend, requested: str, processor: Any) -> None:
+    """`model.precision` says what the openvino backend runs and why; away from f32 it also says what that costs:
+    the largest action difference against fp32 eager on an example call, in the policy's units (as export does)."""
+    from gr00t_fast.backends import fidelity
+    from gr00t_fast.backends.openvino import describe
+
+    dtype = torch.bfloat16 if runner.precision_hint == "bf16" else torch.float32
+    reason = describe(runner.precision_hint, runner.weights, requested)
+    if runner.precision_hint != "f32" or runner.weights:
+        inputs, noise = example_inputs(model.config)
+        error = fidelity(runner, TorchBackend(model), inputs, noise, model.config.num_inference_timesteps,
+                         decode=lambda actions: processor.decode(actions, batched=True))
+        reason += "; actions vs fp32 eager: max " + ", ".join(
+            f"{key.removeprefix('action.')} {diff:.3g}" for key, diff in error["max_abs_diff_by_key"].items())
+    model.precision = replace(model.precision, dtype=dtype, requested=requested, reason=reason)
+
+
 @torch_thread
 def load_policy(
     model_path: str | Path,
@@ -115,6 +132,7 @@ def load_policy(
         # model is float32 (it exports the graphs and runs the embedding lookup between them)
         from gr00t_fast.backends.openvino import openvino_options
 
+        requested = "auto" if dtype in ("auto", None) else str(dtype).removeprefix("torch.")
         backend_options = {**openvino_options(dtype, quantize), "device": openvino_device, **(backend_options or {})}
         dtype, quantize = "float32", None
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
@@ -141,6 +159,8 @@ def load_policy(
     if backend == "torch":
         pack_model(model)
     runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
+    if backend == "openvino":
+        openvino_precision(model, runner, requested, processor_for_model(model.config, config, metadata))
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds, runner.prompt_step)
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,7 @@ from gr00t_fast.backends.graph import GraphBackend
 from gr00t_fast.backends.onnxruntime import to_numpy
 from gr00t_fast.model.graphs import graph_file, sampler_name
 
-__all__ = ["OpenVinoBackend", "PRECISIONS", "openvino_options"]
+__all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,28 @@ def openvino_options(dtype: str | torch.dtype | None, quantize: str | None) -> d
     """The backend's precision options for `load_policy`'s `dtype` and `quantize`: float32 -> f32, bfloat16 -> bf16,
     "auto" / None -> bf16 where the CPU has bf16 units, else f32 (`gr00t_fast.model.precision.bf16_units`: the same
     machine always gets the same); `quantize="int8"` -> INT8 weights."""
-    from gr00t_fast.model.precision import bf16_units
+    from gr00t_fast.model.precision import AUTO_DTYPE_ENV, bf16_units
 
     name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
     if name not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"backend 'openvino' runs float32 or bfloat16 (or auto), not {name}")
     if quantize not in WEIGHTS:
         raise ValueError(f"backend 'openvino' compresses weights to int8 (quantize='int8'), not {quantize!r}")
-    precision = {"float32": "f32", "bfloat16": "bf16"}.get(name) or ("bf16" if bf16_units() else "f32")
-    return {"precision": precision, "weights": quantize}
+    if name == "auto":
+        name = os.environ.get(AUTO_DTYPE_ENV) or ("bfloat16" if bf16_units() else "float32")
+    return {"precision": {"float32": "f32", "bfloat16": "bf16"}[name], "weights": quantize}
+
+
+def describe(precision: str, weights: str | None, requested: str) -> str:
+    """Why the openvino backend runs as it does, for `Precision.reason`."""
+    from gr00t_fast.model.precision import bf16_units
+
+    why = f"OpenVINO {precision} compute" + (", NNCF INT8 weights" if weights else "")
+    if requested == "auto":
+        units = bf16_units()
+        why += f" ({units}: bf16 units)" if precision == "bf16" and units else \
+            (" (no bf16 units)" if units is None else " (pinned)")
+    return why
 
 
 class OpenVinoBackend(GraphBackend):
@@ -116,6 +130,7 @@ class OpenVinoBackend(GraphBackend):
         ir = self.cache_dir / "int8" / graph / f"{graph}.xml" if self.cache_dir is not None else None
         if ir is not None and ir.is_file() and ir.with_suffix(".bin").is_file():
             return self.core.read_model(str(ir))
+        nncf.set_log_level(logging.ERROR)  # its per-graph statistics tables: the load line says what was done
         model = nncf.compress_weights(self.core.read_model(str(path)), mode=nncf.CompressWeightsMode.INT8_ASYM)
         if ir is not None:
             with staged(ir.parent, replace=True) as tmp:

@@ -15,7 +15,7 @@ from gr00t_fast.model.eagle import merge_image_embeddings
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.inputs import example_inputs
 
-CPU_BACKENDS = {"torch": None, "compile": {"backend": "eager"}, "onnxruntime": None}  # options keep the test fast
+CPU_BACKENDS = {"torch": None, "compile": {"backend": "eager"}, "onnxruntime": None, "openvino": None}  # fast options
 GPU_BACKENDS = ("cuda-graph", "tensorrt")
 
 
@@ -134,7 +134,7 @@ def test_compile_writes_the_cpp_wrapper_on_cpu_by_default(model):
 
 
 def test_unknown_backend_lists_them_all(model):
-    with pytest.raises(ValueError, match="compile, cuda-graph, onnxruntime, tensorrt, torch"):
+    with pytest.raises(ValueError, match="compile, cuda-graph, onnxruntime, openvino, tensorrt, torch"):
         make_backend("tvm", model)
 
 

@@ -89,6 +89,10 @@ def test_the_cache_is_keyed_by_weights_version_device_and_precision(tiny_checkpo
 
 
 def test_the_precision_rule_and_what_it_refuses(policies, monkeypatch):
+    from gr00t_fast.model.precision import AUTO_DTYPE_ENV
+
+    assert openvino_options("auto", None)["precision"] == "f32"  # the suite pins dtype auto to float32
+    monkeypatch.delenv(AUTO_DTYPE_ENV)
     monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: "AVX512-BF16")
     assert openvino_options("auto", None) == {"precision": "bf16", "weights": None}
     monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: None)
