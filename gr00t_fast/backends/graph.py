@@ -1,11 +1,13 @@
 """What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part."""
 
 from abc import abstractmethod
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
-from gr00t_fast.model.graphs import run_graphs
+from gr00t_fast.model.graphs import graph_file, run_graphs, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
 
 
@@ -39,3 +41,14 @@ class GraphBackend(Backend):
         actions = run_graphs(run, self.model, inputs, noise, num_steps)
         clock.mark()
         return actions
+
+
+def onnx_sampler(onnx_dir: Path, num_steps: int, loaded: dict[str, Any], load: Callable[[str], Any],
+                 export_sampler: Callable[[int], None] | None) -> str:
+    """`ensure_sampler` of a backend reading an ONNX folder: the `num_steps` sampler graph exported first (by
+    `export_sampler`, when given and the folder lacks it), then loaded; returns its name."""
+    name = sampler_name(num_steps)
+    if name not in loaded and export_sampler and not graph_file(onnx_dir, name).is_file():
+        export_sampler(num_steps)
+    load(name)
+    return name

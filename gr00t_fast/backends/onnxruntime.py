@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend
-from gr00t_fast.model.graphs import graph_file, sampler_name
+from gr00t_fast.backends.graph import GraphBackend, onnx_sampler
+from gr00t_fast.model.graphs import graph_file
 
 
 def ort_session(path: Path, providers: list[str] | None = None):
@@ -91,11 +91,7 @@ class OnnxRuntimeBackend(GraphBackend):
         return self.sessions[graph]
 
     def ensure_sampler(self, num_steps: int) -> str:
-        name = sampler_name(num_steps)
-        if name not in self.sessions and self.export_sampler and not graph_file(self.onnx_dir, name).is_file():
-            self.export_sampler(num_steps)
-        self.session(name)
-        return name
+        return onnx_sampler(self.onnx_dir, num_steps, self.sessions, self.session, self.export_sampler)
 
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         session = self.session(graph)

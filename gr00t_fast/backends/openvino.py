@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.backends.graph import GraphBackend, onnx_sampler
 from gr00t_fast.backends.onnxruntime import to_numpy
-from gr00t_fast.model.graphs import graph_file, sampler_name
+from gr00t_fast.model.graphs import graph_file
 
 __all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
 
@@ -155,11 +155,7 @@ class OpenVinoBackend(GraphBackend):
         return self.requests[graph]
 
     def ensure_sampler(self, num_steps: int) -> str:
-        name = sampler_name(num_steps)
-        if name not in self.requests and self.export_sampler and not graph_file(self.onnx_dir, name).is_file():
-            self.export_sampler(num_steps)
-        self.request(name)
-        return name
+        return onnx_sampler(self.onnx_dir, num_steps, self.requests, self.request, self.export_sampler)
 
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         request = self.request(graph)
