@@ -21,10 +21,11 @@ REPO_ID = "acme/gr00t-n15-tiny"
 EAGLE_REPO = "lerobot/eagle2hg-processor-groot-n1p5"
 
 
-def cache_repo(cache: Path, repo_id: str, files: Path, ref: str = "main", commit: str | None = None) -> Path:
+def cache_repo(cache: Path, repo_id: str, files: Path, ref: str = "main", commit: str | None = None,
+               repo_type: str = "model") -> Path:
     """`files` as huggingface_hub caches a repository's snapshot: each file a blob named by its hash, the snapshot
     a tree of relative symlinks into the blobs, `refs/<ref>` naming the commit. Returns the snapshot folder."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    repo = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
     commit = commit or hashlib.sha1(f"{repo_id}@{ref}".encode()).hexdigest()
     snapshot = repo / "snapshots" / commit
     for path in sorted(p for p in files.rglob("*") if p.is_file()):
@@ -180,3 +181,19 @@ def test_a_file_linked_out_of_the_cache_is_never_read(hub_cache, tiny_checkpoint
     (snapshot / name).unlink()
     shutil.copy(stolen, snapshot / name)  # a plain file in the snapshot (caches without symlinks) is read
     assert resolve_checkpoint(repo_id) == snapshot
+
+
+def test_eval_reads_a_dataset_id_from_the_cache(hub_cache, tiny_checkpoint, tmp_path, capsys):
+    """`gr00t-fast eval --dataset_path ORG/NAME`: a dataset snapshot in the Hugging Face cache, the same rules as a
+    model id (a ref pointing outside the cache is refused)."""
+    from gr00t_fast.dev.recorded import write_v21
+    from gr00t_fast.evaluation.cli import main
+
+    snapshot = cache_repo(hub_cache, "me/so100_rec", write_v21(tmp_path / "rec", lengths=(20,), size=(96, 128)),
+                          repo_type="dataset")
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", "me/so100_rec"]) == 0
+    assert f"dataset {snapshot} (LeRobot v2.1" in capsys.readouterr().out
+    repo = hub_cache / "datasets--me--so100_rec"
+    (repo / "refs" / "main").write_text(os.path.relpath(tmp_path / "rec", repo / "snapshots"))  # a folder outside
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", "me/so100_rec"]) == 2
+    assert "refusing its cached snapshot" in capsys.readouterr().err
