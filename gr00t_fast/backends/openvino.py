@@ -22,11 +22,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from gr00t_fast.backends.base import package_missing
 from gr00t_fast.backends.graph import GraphBackend, onnx_sampler
 from gr00t_fast.backends.onnxruntime import to_numpy
 from gr00t_fast.model.graphs import graph_file
+from gr00t_fast.runtime.progress import redrawn
 
 __all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
 
@@ -105,8 +107,11 @@ class OpenVinoBackend(GraphBackend):
         self.requests: dict = {}
         self.ports: dict[str, list[str]] = {}
         self.compile_s: dict[str, float] = {}
-        for graph in ("vision", "llm", "vl"):
-            self.request(graph)
+        with redrawn(tqdm(("vision", "llm", "vl"), desc=f"OpenVINO {self.precision_hint} on {device}", unit="graph",
+                          disable=not progress)) as bar:  # minutes at full size the first time (then cached)
+            for graph in bar:
+                bar.set_postfix_str(graph)
+                self.request(graph)
 
     @functools.cached_property
     def precision(self) -> str:
