@@ -43,16 +43,20 @@ def largest_difference(a: dict, b: dict) -> float:
 
 def test_precisions_against_fp32_eager(policies):
     """f32 matches the fp32 eager path to float rounding; bf16 compute and INT8 weights move the tiny random
-    checkpoint's actions by a few degrees at most (measured: 1.8 and 4.8 on its own statistics' ranges)."""
+    checkpoint's actions by a few degrees at most (measured on an AVX512-BF16 CPU: 1.8 and 4.8 on its own statistics'
+    ranges)."""
     reference = policies(dtype="float32")
     observation, noise = case(reference)
     want = reference.get_action(observation, noise=noise)
     f32 = policies(backend="openvino", dtype="float32")
     assert largest_difference(f32.get_action(observation, noise=noise), want) < 1e-3
+    from gr00t_fast.model.precision import bf16_units
+
     for options in ({"dtype": "bfloat16"}, {"dtype": "float32", "quantize": "int8"}):
         policy = policies(backend="openvino", **options)
         difference = largest_difference(policy.get_action(observation, noise=noise), want)
-        assert 0 < difference < 10, (options, difference)
+        moved = "quantize" in options or bf16_units() is not None  # OpenVINO computes f32 without bf16 units
+        assert (0 < difference if moved else 0 <= difference) and difference < 10, (options, difference)
     assert "int8 weights (NNCF)" in policies(backend="openvino", dtype="float32", quantize="int8").backend.precision
 
 

@@ -178,8 +178,12 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
     assert bench.main(argv) == 0
     result, markdown = check_outputs(tmp_path, "backends", [])
     rows = {r["backend"]: r for r in result["results"]}
+    openvino = {"openvino f32", "openvino bf16", "openvino f32 + int8 weights", "openvino bf16 + int8 weights"}
     assert set(rows) == {"torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", "torch int8 (_int_mm)",
-                         "torch bfloat16 + int8 (_int_mm)", "torch fp8 (_scaled_mm)"}
+                         "torch bfloat16 + int8 (_int_mm)", "torch fp8 (_scaled_mm)", *openvino}
+    assert rows["openvino f32"]["max_abs_diff"] < 1e-4  # OpenVINO's f32 graphs: rounding only
+    assert all(rows[name]["mean_abs_diff"] < 0.2 for name in openvino)  # bf16: f32 where the CPU has no bf16 units
+    assert rows["openvino f32 + int8 weights"]["mean_abs_diff"] > 0
     assert result["error_inputs"] == ["swing 0.00", "swing 0.25", "swing 0.50", "swing 0.75", "swing 1.00"]
     assert rows["torch float32 eager"]["max_abs_diff"] == 0.0 and rows["onnxruntime fp32"]["max_abs_diff"] < 1e-4
     assert rows["torch float32 eager"]["max_abs_diff_by_key"] == {"action.single_arm": 0.0, "action.gripper": 0.0}
@@ -190,7 +194,7 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
     assert all(r["successful_runs"] == 2 for r in rows.values())
     assert "Max Δ single_arm" in markdown and "Max Δ gripper" in markdown and "Quantized (--quantize)" in markdown
     # each row says what --quantize converted in the network it ran (nothing in the unquantized and exported ones)
-    unquantized = ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32")
+    unquantized = ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", *openvino)
     assert {rows[name]["quantized"] for name in unquantized} == {""}
     for name, mode in [("torch int8 (_int_mm)", "int8"), ("torch bfloat16 + int8 (_int_mm)", "int8"),
                        ("torch fp8 (_scaled_mm)", "fp8")]:
@@ -198,7 +202,8 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
     assert not rows["torch int8 (_int_mm)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
     assert {name: row["packed_layers"] > 0 for name, row in rows.items()} == {
         "torch float32 eager": False, "torch bfloat16 eager": True, "onnxruntime fp32": False,
-        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": True, "torch fp8 (_scaled_mm)": False}
+        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": True, "torch fp8 (_scaled_mm)": False,
+        **{name: False for name in openvino}}
     assert "| Packed layers |" in markdown
 
 
@@ -207,7 +212,7 @@ def test_backends_of_a_packed_policy(tiny_checkpoint, tmp_path, monkeypatch):
     its packed layers while ONNX exports plain ones (a second load: before, the export unpacked the one shared model)."""
     monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--dtype", "bfloat16", "--skip",
-            "compile,onnxruntime int8,int8,fp8", "--out", str(tmp_path), *COMMON]
+            "compile,onnxruntime int8,int8,fp8,openvino", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
     rows = {r["backend"]: r for r in check_outputs(tmp_path, "backends", [])[0]["results"]}
     assert {name: row["packed_layers"] for name, row in rows.items()} == {
@@ -220,7 +225,7 @@ def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
     decoded actions by a finite, non-zero amount per key; fp32 against itself by nothing."""
     cases = golden_checkpoint.parent / "cases.npz"
     argv = ["backends", "--model_path", str(golden_checkpoint), "--observations", str(cases), "--skip",
-            "compile,onnxruntime,int8,fp8", "--out", str(tmp_path), *COMMON]
+            "compile,onnxruntime,int8,fp8,openvino", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path, "backends", [])
     assert result["error_inputs"] == ["so100_steps4", "so100_steps2_instr2", "so100_batch2_samelen"]
@@ -241,7 +246,7 @@ def test_backends_on_your_own_observations(tiny_checkpoint, tmp_path):
     own = tmp_path / "observations.npz"
     np.savez(own, **sim_swing_observations(3, size=(64, 48)))
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--observations", str(own), "--skip",
-            "compile,onnxruntime,int8,fp8", "--out", str(tmp_path / "out"), *COMMON]
+            "compile,onnxruntime,int8,fp8,openvino", "--out", str(tmp_path / "out"), *COMMON]
     assert bench.main(argv) == 0
     result, _ = check_outputs(tmp_path / "out", "backends", [])
     assert result["error_inputs"] == ["sample 0", "sample 1", "sample 2"]
