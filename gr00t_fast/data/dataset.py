@@ -61,7 +61,8 @@ class RecordedDataset:
             self.parts, self.cameras, self.language_column = self._from_modality(layout.modality, where)
         else:
             self.parts, self.cameras, self.language_column = self._from_features(camera_map, where)
-        self._cache: tuple[int, dict[str, np.ndarray]] | None = None
+        self._cache: tuple[int, dict[str, np.ndarray]] | None = None  # the last episode's columns
+        self._file: tuple[Path, Any] | None = None  # the last data file read (a pyarrow table)
 
     # --- mapping ---------------------------------------------------------------------------------------------------
 
@@ -175,14 +176,14 @@ class RecordedDataset:
         """The episode's rows: timestamp, every state and action key (float64), the task index (cached: one)."""
         if self._cache is not None and self._cache[0] == index:
             return self._cache[1]
-        episode = self.episode(index)
-        names = sorted({"timestamp", "episode_index", self.language_column, *(p.column for p in self.parts.values())})
-        table = read_parquet(episode.data_file, columns=[n for n in names if n != "episode_index"] +
-                             (["episode_index"] if self.layout.version.startswith("v3") else []))
+        episode, v3 = self.episode(index), self.layout.version.startswith("v3")
         path = episode.data_file
-        if self.layout.version.startswith("v3"):
-            rows = np.flatnonzero(column(table, "episode_index", path) == index)
-            table = table.take(rows)
+        if self._file is None or self._file[0] != path:  # v3.0: many episodes per file, read once for them all
+            names = sorted({"timestamp", self.language_column, *(p.column for p in self.parts.values())})
+            self._file = (path, read_parquet(path, columns=names + (["episode_index"] if v3 else [])))
+        table = self._file[1]
+        if v3:
+            table = table.take(np.flatnonzero(column(table, "episode_index", path) == index))
         if table.num_rows != episode.length:
             raise DatasetError(f"{path}: episode {index} has {table.num_rows} rows, its metadata says "
                                f"{episode.length}")
