@@ -1,6 +1,8 @@
 """The fake-CUDA lane: the full-size N1.5 on fake CUDA tensors (`gr00t_fast.dev.fake_cuda`). Needs a CUDA build of
 torch (no GPU): `.ci/fake_cuda_env.sh` builds that environment, `.ci/run` runs this folder in it."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,12 +27,28 @@ def folder(tmp_path_factory):
     return config_folder(tmp_path_factory.mktemp("full") / "n15_full")
 
 
+_ACTIVE: list[FakeCuda] = []  # the fake CUDA mode while this folder's tests run
+
+
 @pytest.fixture(scope="session")
 def cuda():
     mode = FakeCuda()
     on_torch_thread(mode.__enter__)
+    _ACTIVE.append(mode)
     yield mode
-    on_torch_thread(mode.__exit__, None, None, None)
+    leave_fake_cuda()
+
+
+def leave_fake_cuda() -> None:
+    while _ACTIVE:
+        on_torch_thread(_ACTIVE.pop().__exit__, None, None, None)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """The fake CUDA mode ends with this folder's last test, not with the session: left active on the torch thread
+    (the suite on Python 3.12 runs this folder too), it made that thread's later ONNX exports trace broken graphs."""
+    if nextitem is None or Path(str(nextitem.fspath)).parent != Path(__file__).parent:
+        leave_fake_cuda()
 
 
 @pytest.fixture(scope="session")
