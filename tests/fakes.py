@@ -164,6 +164,17 @@ class FakeClock:
         self.t += seconds
 
 
+class ZeroPolicy:
+    """An SO-100 policy that always answers zeros (batched observations): an open-loop evaluation's ground truth and
+    NVIDIA's MSE can be read off it."""
+
+    action_horizon = 16
+
+    def get_action(self, observation, *, noise=None, denoising_steps=None):
+        batch = len(observation["annotation.human.task_description"])
+        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
+
+
 def make_loop(robot, policy, **kw):
     errors = []
     loop = ControlLoop(robot, policy, ControlConfig(lang_instruction="pick", **kw), report=errors.append)

@@ -18,6 +18,8 @@ from gr00t_fast.evaluation.cli import main
 from gr00t_fast.loading import load_policy
 from gr00t_fast.dev.recorded import trajectory, write_v21
 
+from fakes import ZeroPolicy
+
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory) -> Path:
@@ -29,21 +31,11 @@ def policy(tiny_checkpoint):
     return load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False)
 
 
-class Zero:
-    """A policy that always answers zeros: the evaluation's ground truth and NVIDIA's MSE can be read off."""
-
-    action_horizon = 16
-
-    def get_action(self, observation, *, noise=None, denoising_steps=None):
-        batch = len(observation["annotation.human.task_description"])
-        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
-
-
 def test_ground_truth_and_mse_are_nvidias(dataset_path):
     """A chunk every 16 steps; the recorded actions of the steps each covers are the ground truth (the last chunk cut
     at `steps`); NVIDIA's MSE is the mean squared difference, averaged over episodes."""
     dataset = open_dataset(dataset_path)
-    runs = evaluate(Zero(), dataset, [0, 1, 2], steps=None, progress=False)
+    runs = evaluate(ZeroPolicy(), dataset, [0, 1, 2], steps=None, progress=False)
     for run, length in zip(runs, (40, 23, 33)):
         _, actions = trajectory(length, run.episode)
         np.testing.assert_array_equal(run.gt, actions.astype(np.float64))

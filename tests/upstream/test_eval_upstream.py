@@ -15,20 +15,14 @@ from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.evaluation import evaluate
 from gr00t_fast.dev.recorded import write_v21
 
+from fakes import ZeroPolicy
+
 try:
     UPSTREAM = Upstream.find()
 except ValueError as e:
     pytest.skip(f"NVIDIA's pipeline is not available: {e}", allow_module_level=True)
 
 PAIRS = [(0, 0), (0, 17), (0, 24), (0, 39), (1, 0), (1, 22), (2, 5), (2, 32)]
-
-
-class Zero:
-    action_horizon = 16
-
-    def get_action(self, observation, *, noise=None, denoising_steps=None):
-        batch = len(observation["annotation.human.task_description"])
-        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
 
 
 def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
@@ -49,6 +43,6 @@ def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
             else:
                 assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
                 np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
-    runs = evaluate(Zero(), dataset, [0, 1, 2], steps=23, progress=False)
+    runs = evaluate(ZeroPolicy(), dataset, [0, 1, 2], steps=23, progress=False)
     for run in runs:
         assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
