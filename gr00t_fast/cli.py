@@ -20,7 +20,8 @@ COMMANDS = {
     "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
     "make-dataset": ("gr00t_fast.dev.recorded", "write a synthetic SO-100 dataset (LeRobot v2.1, NVIDIA's layout)"),
     "install-lerobot": ("gr00t_fast.robot.lerobot_install", "install LeRobot for this Python, keeping your torch"),
-    "eval": ("gr00t_fast.evaluation.cli", "open-loop evaluation on recorded LeRobot datasets (NVIDIA's eval_policy.py)"),
+    "eval": ("gr00t_fast.evaluation.cli",
+             "open-loop evaluation on recorded LeRobot datasets (NVIDIA's eval_policy.py)"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
     "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),
 }

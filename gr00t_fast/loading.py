@@ -159,10 +159,10 @@ def load_policy(
     if backend == "torch":
         pack_model(model)
     runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
-    if backend == "openvino":
-        openvino_precision(model, runner, requested, processor_for_model(model.config, config, metadata))
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds, runner.prompt_step)
+    if backend == "openvino":
+        openvino_precision(model, runner, requested, processor)
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

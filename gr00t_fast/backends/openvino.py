@@ -123,8 +123,8 @@ class OpenVinoBackend(GraphBackend):
         on first use and written whole."""
         path = graph_file(self.onnx_dir, graph)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; export it with `gr00t-fast export onnx --denoising_steps N "
-                                    f"--out {self.onnx_dir}`")
+            raise FileNotFoundError(f"{path} does not exist; export it with `gr00t-fast export onnx "
+                                    f"--denoising_steps N --out {self.onnx_dir}`")
         if self.weights is None:
             return self.core.read_model(str(path))
         import nncf

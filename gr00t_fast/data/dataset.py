@@ -199,21 +199,19 @@ class RecordedDataset:
         self._cache = (index, out)
         return out
 
-    def steps(self, episode: int, indices: Sequence[int], video: bool = True) -> list[dict[str, Any]]:
+    def steps(self, episode: int, indices: Sequence[int]) -> list[dict[str, Any]]:
         """`step(episode, i)` for every i in `indices`, each video decoded once, in order."""
         data, length = self.columns(episode), self.episode(episode).length
         indices = [int(i) for i in indices]
         bad = [i for i in indices if not 0 <= i < length]
         if bad:
             raise DatasetError(f"{self.layout.root}: episode {episode} has {length} steps, asked for step {bad[0]}")
-        clipped = np.asarray(indices)
         frames = {}
-        if video:
-            for key, feature in self.cameras.items():
-                path, start = self.episode(episode).videos.get(feature, (None, 0.0))
-                if path is None:
-                    raise DatasetError(f"{self.layout.root / 'meta' / 'info.json'}: no video path for {feature!r}")
-                frames[key] = frames_at(path, start + data["timestamp"][clipped], self.fps, start)
+        for key, feature in self.cameras.items():
+            path, start = self.episode(episode).videos.get(feature, (None, 0.0))
+            if path is None:
+                raise DatasetError(f"{self.layout.root / 'meta' / 'info.json'}: no video path for {feature!r}")
+            frames[key] = frames_at(path, start + data["timestamp"][indices], self.fps, start)
         out = []
         for n, base in enumerate(indices):
             step: dict[str, Any] = {key: frames[key][n][None] for key in frames}

@@ -139,7 +139,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
     dataset = open_dataset(dataset_path, data_config, args.action_horizon, camera_map(args.camera_map))
     episodes = args.episodes if args.episodes is not None else dataset.episodes
     for episode in episodes:
-        episode_steps(dataset, dataset.episode(episode).index, args.steps)
+        episode_steps(dataset, episode, args.steps)  # an episode out of range or too short: one line, now
     if metadata is not None:
         check_against_checkpoint(dataset, metadata)
     return client, dataset, list(episodes), metadata

@@ -4,8 +4,8 @@ and the chunk's first `action_horizon` actions are set against the recorded acti
 
 Faster than NVIDIA's loop, same numbers: each episode's video is decoded once, in order, on a thread that reads the
 next episodes while the policy runs, and the observations of several episodes at the same step go to the policy as
-one batch (episodes of the same instruction: one prompt length). The sampler's noise is drawn per episode and inference point from `noise_seed`, so paths compared on the
-same episodes (`--compare`) start from the same noise.
+one batch (episodes of the same instruction: one prompt length). The sampler's noise is drawn per episode and
+inference point from `noise_seed`, so paths compared on the same episodes (`--compare`) start from the same noise.
 
     runs = evaluate(policy, open_dataset("recordings"), episodes=[0, 1], steps=150)
 """
@@ -103,9 +103,10 @@ def compared_keys(dataset: RecordedDataset, modality_keys: Sequence[str] | None)
 
 
 def _same_instruction(observations: dict[int, dict], language: str) -> list[list[int]]:
-    """The rows of `observations` split by instruction: one batch holds one prompt length. Left-padded to a longer one, a prompt's tokens
-    move to other rotary positions, as in NVIDIA's batched calls, and its actions differ from its own call's (by
-    degrees on the tiny checkpoint); rows of one instruction batch to exactly their single calls' actions."""
+    """The rows of `observations` split by instruction: one batch holds one prompt length. Left-padded to a longer
+    one, a prompt's tokens move to other rotary positions, as in NVIDIA's batched calls, and its actions differ from
+    its own call's (by degrees on the tiny checkpoint); rows of one instruction batch to their single calls' actions
+    (exactly, in float32)."""
     batches: dict[str, list[int]] = {}
     for i, observation in observations.items():
         batches.setdefault(observation[language][0], []).append(i)

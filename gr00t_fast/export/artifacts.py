@@ -17,9 +17,9 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
     """The constructor options of backend `backend` for `model` with its artifacts: `backend_dir` when given, else
     ONNX graphs exported into the cache, or TensorRT engines found there (nothing reloaded or re-exported) or built
     into it, for prompts of `cameras` images; OpenVINO's compiled-model cache in a folder keyed by the weights'
-    fingerprint, OpenVINO's version, the device and the precision. Backends without artifacts get `options` back. A given folder must
-    hold a complete export of this checkpoint's weights (`manifest.check_artifacts`): another checkpoint's graphs,
-    or half an export, are refused in one line."""
+    fingerprint, OpenVINO's version, the device and the precision. Backends without artifacts get `options` back.
+    A given folder must hold a complete export of this checkpoint's weights (`manifest.check_artifacts`): another
+    checkpoint's graphs, or half an export, are refused in one line."""
     options = dict(options or {})
     if backend_dir is not None:
         if backend not in ARTIFACT_OPTION:

@@ -304,13 +304,14 @@ def pack(obj: Any, array_format: str = "npy") -> bytes:
     return msgpack.packb(obj, default=_ENCODERS[array_format], use_bin_type=True)
 
 
-def unpack(data: bytes, seen: set[str] | None = None) -> Any:
+def unpack(data: bytes, seen: set[str] | None = None, checked: bool = False) -> Any:
     """Decode a msgpack message within the size bounds, arrays in either format (the formats met are added to
-    `seen`); anything malformed raises ProtocolError."""
+    `seen`); anything malformed raises ProtocolError. `checked`: the caller has run `check_structure` on it."""
     if is_legacy(data):
         raise ProtocolError("the message is in the legacy torch.save format, not msgpack (legacy_format=True / "
                             "--policy_legacy_format talks to such a server)")
-    check_structure(data)
+    if not checked:
+        check_structure(data)
     try:
         return msgpack.unpackb(data, object_hook=_decoder(seen), raw=False, max_str_len=MAX_STR_BYTES,
                                max_map_len=MAX_MAP_KEYS, max_array_len=MAX_LIST_ITEMS, max_ext_len=0)

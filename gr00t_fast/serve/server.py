@@ -205,7 +205,7 @@ class PolicyServer:
                 protocol.check_structure(message)
                 self.authorize(protocol.request_token(message))
             seen: set[str] = set()
-            request = protocol.unpack_legacy(bytes(message)) if legacy else protocol.unpack(message, seen)
+            request = protocol.unpack_legacy(bytes(message)) if legacy else protocol.unpack(message, seen, checked=True)
             if not legacy:  # the reply's arrays in the request's format (NVIDIA's current client: msgpack-numpy)
                 encode = functools.partial(protocol.pack, array_format=protocol.reply_format(seen))
             endpoint, data, api_token = protocol.validate_request(request)
