@@ -10,7 +10,10 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_FAKE_CUDA_ENV:-${TMPDIR:-/tmp}/gr00t-fast-fake-cuda}}
 PYTHON=${PYTHON:-python3.11}
-if [ ! -f "$ENV/.complete" ]; then
+# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
+STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
+  rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.14.1
@@ -22,7 +25,7 @@ if [ ! -f "$ENV/.complete" ]; then
   $PIP --no-deps tensorrt-cu13-bindings==10.16.1.11 || echo "tensorrt-cu13-bindings not installable: its test skips"
   $PIP --no-deps -e "$REPO"
   "$ENV/bin/python" -c "import torch; assert torch.version.cuda, torch.__version__"
-  touch "$ENV/.complete"
+  echo "$STAMP" > "$ENV/.complete"
 fi
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"

@@ -11,16 +11,17 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_FLEET_ENV:-${TMPDIR:-/tmp}/gr00t-fast-fleet}}
 PYTHON=${PYTHON:-python3.11}
-if [ ! -f "$ENV/.complete" ]; then
+# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
+STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
+  rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.13.0
   $PIP "numpy>=1.26,<2" "opencv-python-headless>=4.9,<4.12" -e "$REPO[fleet,sim]" "pytest>=8" "pytest-timeout>=2.3" \
-       "matplotlib>=3.7"
-  touch "$ENV/.complete"
+       "matplotlib>=3.7" "msgpack-numpy==0.4.8"  # NVIDIA's current PolicyClient needs msgpack-numpy
+  echo "$STAMP" > "$ENV/.complete"
 fi
-# NVIDIA's current PolicyClient needs msgpack-numpy (also in an environment built before it was added)
-"$ENV/bin/pip" install -q --disable-pip-version-check "msgpack-numpy==0.4.8"
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

@@ -12,19 +12,19 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_LEROBOT06_ENV:-${TMPDIR:-/tmp}/gr00t-fast-lerobot06}}
 PYTHON=${PYTHON:-$(bash "$REPO/.ci/find_python.sh" 3.12)}
-if [ ! -f "$ENV/.complete-install-lerobot" ]; then  # (renamed marker: environments built by hand are rebuilt)
+# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
+STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+if [ "$(cat "$ENV/.complete-install-lerobot" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.14.1 torchvision==0.29.1
   $PIP -e "$REPO[test]"
   "$ENV/bin/gr00t-fast" install-lerobot --release 0.6.1 > "$ENV/install-lerobot.log"
-  touch "$ENV/.complete-install-lerobot"
+  echo "$STAMP" > "$ENV/.complete-install-lerobot"
 fi
 # gr00t-fast's LeRobot policy plugin (policy type gr00t_fast for lerobot-rollout / lerobot-eval)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/plugins/lerobot_policy_gr00t_fast"
-# NVIDIA's current PolicyClient needs msgpack-numpy (also in an environment built before it was added)
-"$ENV/bin/pip" install -q --disable-pip-version-check "msgpack-numpy==0.4.8"
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
 echo "$ENV/bin/python"

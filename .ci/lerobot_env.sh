@@ -13,14 +13,16 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_LEROBOT_ENV:-${TMPDIR:-/tmp}/gr00t-fast-lerobot}}
 PYTHON=${PYTHON:-python3.11}
-if [ ! -f "$ENV/.complete-install-lerobot" ]; then  # (renamed marker: environments built by hand are rebuilt)
+# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
+STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+if [ "$(cat "$ENV/.complete-install-lerobot" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.13.0
   $PIP -e "$REPO[test]"
   "$ENV/bin/gr00t-fast" install-lerobot --release 0.4.4 > "$ENV/install-lerobot.log"
-  touch "$ENV/.complete-install-lerobot"
+  echo "$STAMP" > "$ENV/.complete-install-lerobot"
 fi
 # gr00t-fast's LeRobot policy plugin (policy type gr00t_fast for lerobot-record / lerobot-eval)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/plugins/lerobot_policy_gr00t_fast"

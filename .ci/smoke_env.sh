@@ -11,12 +11,15 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 VERSION=$1
 ENV=${2:-${TMPDIR:-/tmp}/gr00t-fast-smoke-$VERSION}
 PYTHON=$(bash "$REPO/.ci/find_python.sh" "$VERSION")
-if [ ! -f "$ENV/.complete" ]; then
+# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
+STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
+  rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"
   PIP="$ENV/bin/pip install -q --disable-pip-version-check"
   $PIP torch==2.14.1
   $PIP -e "$REPO" "pytest>=8" "pytest-timeout>=2.3"
-  touch "$ENV/.complete"
+  echo "$STAMP" > "$ENV/.complete"
 fi
 # the editable install points at this checkout, also where the environment was built from another one (CI's clones)
 "$ENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO"
