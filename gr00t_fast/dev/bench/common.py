@@ -141,6 +141,9 @@ def git_commit() -> str | None:
 
 
 CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # bf16 / int8 units
+# what caps the instruction sets the libraries use below the CPU's flags (to measure a lesser CPU class on this one):
+# torch's kernels, oneDNN (torch's and OpenVINO's), OpenVINO's own kernels, MKL
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpuinfo_field(name: str) -> str | None:
@@ -156,10 +159,13 @@ def environment(device: torch.device) -> dict[str, Any]:
     from gr00t_fast import __version__
 
     flags = set((cpuinfo_field("flags") or "").split())
-    versions = {name: version_of(name) for name in ("torch", "numpy", "onnxruntime", "tensorrt", "mujoco", "pyzmq")}
+    versions = {name: version_of(name) for name in ("torch", "numpy", "onnxruntime", "openvino", "tensorrt", "mujoco",
+                                                   "pyzmq")}
     return {
         "cpu": cpuinfo_field("model name") or platform.processor(), "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+        "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
         "torch_threads": torch.get_num_threads(), "threads": cpu_threads.as_dict() | {"text": cpu_threads.describe()},
         "load_average": list(os.getloadavg()),
@@ -170,13 +176,16 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def environment_markdown(env: dict[str, Any]) -> str:
-    v, flags = env["versions"], env.get("cpu_flags", {})
+    v, flags, caps = env["versions"], env.get("cpu_flags", {}), env.get("isa_caps", {})
     present = " ".join(f for f, on in flags.items() if on) or "none"
     absent = " ".join(f for f, on in flags.items() if not on) or "none"
     return (f"Machine: {env['cpu']}, {env['cores_usable']} cores, GPU: {env['gpu'] or 'none'}; device {env['device']}, "
             f"torch threads {env['torch_threads']} ({env['threads']['text']}); load average {', '.join(f'{x:.2f}' for x in env['load_average'])}. "
             f"CPU flags present: {present}; absent: {absent}. "
+            + (f"Instruction sets capped: {' '.join(f'{name}={cap}' for name, cap in caps.items())}. " if caps else "")
+            + f"torch CPU capability {env.get('torch_cpu_capability')}. "
             f"Versions: python {v['python']}, torch {v['torch']}, numpy {v['numpy']}, onnxruntime {v['onnxruntime']}, "
+            f"openvino {v.get('openvino')}, "
             f"gr00t_fast {v['gr00t_fast']} ({v['gr00t_fast_commit']}).")
 
 
