@@ -257,10 +257,11 @@ def fast_policy(bench: Bench, args: argparse.Namespace, inputs: Inputs, dtype: s
 
     load_s, policy = loaded.pop((dtype, quantize), None) or load(bench, dtype, quantize)
     label = precision_label(dtype, quantize)
-    names = args.backends if quantize is None else [b for b in args.backends if b in TORCH_BACKENDS]
-    backends, skipped = build_backends(policy, names, bench.checkpoint)
-    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} matmuls need a "
-                                                         f"PyTorch backend" for b in args.backends if b not in names]
+    quantizes = (*TORCH_BACKENDS, "openvino") if quantize == "int8" else TORCH_BACKENDS  # openvino: NNCF weights
+    names = args.backends if quantize is None else [b for b in args.backends if b in quantizes]
+    backends, skipped = build_backends(policy, names, bench.checkpoint, quantize)
+    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} needs a PyTorch "
+                                                         f"backend" for b in args.backends if b not in names]
     if quantize is not None:  # how many layers it converted (the CPU's size rule may leave them all in float)
         notes.append(f"gr00t-fast {label}: {policy.precision}")
     common = {"dtype": dtype, "quantize": quantize, "load_s": load_s, "precision": policy.precision.as_dict(),

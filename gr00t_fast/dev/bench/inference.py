@@ -43,9 +43,11 @@ def check(args: argparse.Namespace) -> None:
 
 
 @torch_thread  # exports and compiles run torch ops: on the policy's thread (see gr00t_fast.runtime.torch_thread)
-def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dict[str, tuple[Any, float]], list[str]]:
+def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: str | None = None
+                   ) -> tuple[dict[str, tuple[Any, float]], list[str]]:
     """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`;
-    openvino computes in the policy's precision (bf16 for a bf16 policy, else f32)."""
+    openvino computes in the policy's precision (bf16 for a bf16 policy, else f32), with `quantize` ("int8": NNCF
+    INT8 weights)."""
     from gr00t_fast.backends.openvino import openvino_options
     from gr00t_fast.loading import build_backend
 
@@ -53,7 +55,7 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path) -> tuple[dic
     plain = functools.cache(lambda: plain_model(policy, checkpoint))
     for name in names:
         try:
-            options = openvino_options(policy.model.dtype, None) if name == "openvino" else None
+            options = openvino_options(policy.model.dtype, quantize) if name == "openvino" else None
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
                 name, plain(), checkpoint, policy.data_config, options=options))
             built[name] = (backend, ms / 1e3)
