@@ -118,6 +118,12 @@ class OpenVinoBackend(GraphBackend):
         return f"OpenVINO {self.precision_hint}" + (", int8 weights (NNCF)" if self.weights else "") + \
             f" on {self.device_name}"
 
+    @property
+    def threads(self) -> int:
+        """The threads OpenVINO runs a call with: `threads`, or its own choice, fixed when it compiled."""
+        request = next(iter(self.requests.values()))
+        return int(request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
+
     def read(self, graph: str):
         """The graph as an OpenVINO model: the ONNX file, or (INT8 weights) its compressed IR from the cache, made
         on first use and written whole."""

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -112,6 +113,17 @@ def test_contention_interleaves_settings_and_loop_segments_over_rounds(tiny_chec
     order = [line.split("threads ")[1].split()[0] for line in capsys.readouterr().out.splitlines()
              if "busy, round" in line]
     assert order == ["auto", "1", "1", "auto"]  # drift reaches both settings alike
+
+
+def test_contention_compiles_an_openvino_policy_per_setting(tiny_checkpoint, tmp_path, monkeypatch):
+    """OpenVINO cannot change a compiled model's team per call: each setting is its own policy with that team."""
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    argv = ["contention", "--model_path", str(tiny_checkpoint), "--backend", "openvino", "--busy", "0", "--settings",
+            "1,all", "--rounds", "1", "--reps", "2", "--warmup", "1", "--loop_duration", "0", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    rows = {r["threads"]: r for r in json.loads((tmp_path / "contention.json").read_text())["rows"]}
+    assert rows["1"]["teams"] == [1] and rows["all"]["teams"] == [len(os.sched_getaffinity(0))]
+    assert all(len(r["times_ms"]) == 2 for r in rows.values())
 
 
 def test_freeze_beyond_call_is_the_pause_less_the_call_that_ended_it():

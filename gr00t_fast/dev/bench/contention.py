@@ -5,7 +5,10 @@ per thread setting (auto, the default; 1; every usable CPU, fixed: the old defau
 A shared 2-core machine drifts by 10-25% over minutes (the same setting measured about 107 ms, then 133 ms). So each
 busy count runs in `--rounds`: every round times each setting's calls, then a segment of its loop, settings in
 alternating order. Every ratio then compares figures pooled over the same rounds, and drift reaches both sides
-alike."""
+alike.
+
+With `--backend openvino` each setting is its own policy compiled with that many OpenVINO threads (auto: OpenVINO's
+own choice, fixed when it compiles; OpenVINO cannot change a compiled model's team per call as torch can)."""
 
 from __future__ import annotations
 
@@ -71,14 +74,14 @@ def busy_processes(count: int) -> Iterator[None]:
 
 
 def calls(policy: Any, observation: dict, warmup: int, reps: int) -> tuple[list[float], list[int]]:
-    """Latencies (ms) of `reps` calls after `warmup`, and the team each ran with."""
+    """Latencies (ms) of `reps` calls after `warmup`, and the team each ran with (openvino: its compiled one)."""
     times, teams = [], []
     for i in range(warmup + reps):
         start = time.perf_counter()
         policy.get_action(observation)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
-            teams.append(cpu_threads.last)
+            teams.append(policy.backend.threads if policy.backend.name == "openvino" else cpu_threads.last)
     return times, teams
 
 
@@ -124,13 +127,24 @@ def sim_robot(policy: Any, fps: float) -> Any:
     return make_robot(SimSO100Config(cameras={"front": SimCameraConfig(width=width, height=height)}), fps=fps)
 
 
-def busy_rows(policy: Any, observation: dict, busy: int, bench: Bench, args: argparse.Namespace) -> list[dict]:
+def policies_per_setting(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """The policy each setting runs: one torch policy whose team `cpu_threads` sets per call, or one openvino policy
+    per setting, compiled with its thread count."""
+    if bench.policy.backend != "openvino":
+        policy = bench.load(warmup=True)
+        return dict.fromkeys(args.settings, policy)
+    return {s: bench.load(warmup=True, backend_options={"progress": False, "threads": threads_of(s)})
+            for s in args.settings}
+
+
+def busy_rows(policies: dict[str, Any], observation: dict, busy: int, bench: Bench, args: argparse.Namespace
+              ) -> list[dict]:
     """Every setting under `busy` busy processes, interleaved over the rounds: calls, then a loop segment."""
     times = {s: [] for s in args.settings}
     teams = {s: set() for s in args.settings}
     segments = {s: [] for s in args.settings}
     shares = [args.reps // args.rounds + (r < args.reps % args.rounds) for r in range(args.rounds)]
-    robot = sim_robot(policy, args.fps) if args.loop_duration else None
+    robot = sim_robot(next(iter(policies.values())), args.fps) if args.loop_duration else None
     with busy_processes(busy), contextlib.ExitStack() as stack:
         if robot is not None:
             robot.connect()
@@ -141,11 +155,12 @@ def busy_rows(policy: Any, observation: dict, busy: int, bench: Bench, args: arg
                 time.sleep(WINDOW_S)  # auto's first decision measures this span (in a run: the model's load)
                 print(f"{busy} busy, round {r + 1}/{args.rounds}, threads {setting} ...", flush=True)
                 # the first round warms up as asked; later ones once, for the team that changed size in between
-                t, team = calls(policy, observation, bench.warmup if r == 0 else 1, reps)
+                t, team = calls(policies[setting], observation, bench.warmup if r == 0 else 1, reps)
                 times[setting] += t
                 teams[setting] |= set(team)
                 if robot is not None:
-                    segments[setting].append(loop_segment(robot, policy, args, args.loop_duration / args.rounds))
+                    segments[setting].append(loop_segment(robot, policies[setting], args,
+                                                          args.loop_duration / args.rounds))
     rows = []
     for setting in args.settings:
         t = times[setting]
@@ -158,9 +173,10 @@ def busy_rows(policy: Any, observation: dict, busy: int, bench: Bench, args: arg
 
 
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    policy = bench.load(warmup=True)
+    policies = policies_per_setting(bench, args)
+    policy = next(iter(policies.values()))
     observation = bench_observation(policy, bench.policy.seed)
-    rows = [row for busy in [int(b) for b in args.busy] for row in busy_rows(policy, observation, busy, bench, args)]
+    rows = [row for busy in [int(b) for b in args.busy] for row in busy_rows(policies, observation, busy, bench, args)]
     run_on_torch_thread(cpu_threads.configure, bench.policy.threads)
     one_idle = next((r["p50"] for r in rows if r["busy"] == 0 and r["threads"] == "1"), None)
     for r in rows:
