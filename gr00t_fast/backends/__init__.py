@@ -10,6 +10,12 @@
 | `tensorrt`    | TensorRT engines built from the ONNX graphs            | TensorRT and a CUDA GPU        |
 
 Importing a backend's module never imports its optional dependency; `missing(device)` says what is lacking.
+
+The default is `torch` on every device and CPU class (`backend_reason`, in `Gr00tPolicy.timings`): measured side by
+side against it (benchmarks/README.md, 2 fixed threads), `openvino` at its default precision ran 0.99x (tiny) and
+1.04x (48M) its speed on a CPU with bf16 units, 0.84x and 1.15x on the same CPU capped to AVX2: nowhere the 1.5x
+that would pay for what it lacks (a first load that exports and compiles, real-time chunking, isolate_padding
+batches); full size is unmeasured.
 """
 
 import torch
@@ -26,6 +32,17 @@ BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls for cls in (TorchBackend, CompiledBackend, CudaGraphBackend, OnnxRuntimeBackend, OpenVinoBackend,
                               TensorRTBackend)
 }
+
+
+DEFAULT_BACKEND = "torch"
+
+
+def backend_reason(name: str) -> str:
+    """Why a policy runs backend `name`: the default's rule, or the caller's choice."""
+    if name != DEFAULT_BACKEND:
+        return f"{name}: asked for (the default is {DEFAULT_BACKEND})"
+    return (f"{name}: the default on every device and CPU class measured (openvino ran 0.84-1.15x its speed on CPUs "
+            "with and without bf16 units, short of the 1.5x that would pay for what it lacks; gr00t_fast.backends)")
 
 
 class BackendUnavailable(RuntimeError):
@@ -48,4 +65,4 @@ def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
     return require_backend(name, model.device)(model, **options)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "fidelity", "make_backend", "require_backend", "synchronize"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_reason", "fidelity", "make_backend", "require_backend", "synchronize"]

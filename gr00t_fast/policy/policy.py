@@ -9,6 +9,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from gr00t_fast.backends import backend_reason
 from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
@@ -125,16 +126,18 @@ class Gr00tPolicy:
     def timings(self) -> dict:
         """Stage timings in ms (preprocess, model, postprocess, total; backbone / action_head when the backend
         splits them): the last call and mean/p50/p90/max over the last 100 calls; and the precision they were
-        measured in ({"dtype", "requested", "reason", ...})."""
+        measured in ({"dtype", "requested", "reason", ...}) and the backend ({"name", "reason"})."""
         precision = {} if self.precision is None else {"precision": self.precision.as_dict()}
         threads = {"threads": cpu_threads.as_dict()} if self.device.type == "cpu" else {}
-        return {**self._timings.summary(), **precision, **threads}
+        backend = {"name": self.backend.name, "reason": backend_reason(self.backend.name)}
+        return {**self._timings.summary(), **precision, "backend": backend, **threads}
 
     def timing_report(self) -> str:
         """`timings` to read: the stages in ms (preprocess: observation -> model inputs; backbone and action_head
         when the backend splits the model; postprocess: decoding and clipping; total), the precision and, on a
         CPU, the threads the last call ran with."""
-        lines = [self._timings.report(), f"  precision: {self.precision}"]
+        lines = [self._timings.report(), f"  precision: {self.precision}",
+                 f"  backend: {backend_reason(self.backend.name)}"]
         if self.device.type == "cpu":
             t = cpu_threads.as_dict()
             lines.append(f"  threads: {t['mode']}, {t['usable_cpus']} usable CPUs, the last call ran with {t['last']}")

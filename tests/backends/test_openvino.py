@@ -58,6 +58,7 @@ def test_precisions_against_fp32_eager(policies):
         moved = "quantize" in options or bf16_units() is not None  # OpenVINO computes f32 without bf16 units
         assert (0 < difference if moved else 0 <= difference) and difference < 10, (options, difference)
     assert "int8 weights (NNCF)" in policies(backend="openvino", dtype="float32", quantize="int8").backend.precision
+    assert f32.timings["backend"] == {"name": "openvino", "reason": "openvino: asked for (the default is torch)"}
 
 
 def test_a_batch_is_its_rows(policies):

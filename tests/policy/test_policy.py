@@ -83,6 +83,8 @@ def test_timings(policy):
     assert float(total[1]) == pytest.approx(timings["p50"]["total"], abs=0.05)  # p50 column, in ms
     assert any(line.split()[:3] == ["of", "which", "backbone"] for line in report)
     assert f"precision: {policy.precision}" in policy.timing_report()
+    assert timings["backend"]["name"] == "torch" and "the default" in timings["backend"]["reason"]
+    assert f"backend: {timings['backend']['reason']}" in policy.timing_report()
 
 
 def test_modality_config_and_attributes(policy):
