@@ -65,4 +65,5 @@ def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
     return require_backend(name, model.device)(model, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_reason", "fidelity", "make_backend", "require_backend", "synchronize"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_reason", "fidelity", "make_backend",
+           "require_backend", "synchronize"]
