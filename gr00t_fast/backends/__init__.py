@@ -20,7 +20,7 @@ batches); full size is unmeasured.
 
 import torch
 
-from gr00t_fast.backends.base import Backend, fidelity, synchronize
+from gr00t_fast.backends.base import DEFAULT_BACKEND, Backend, backend_reason, fidelity, synchronize
 from gr00t_fast.backends.compiled import CompiledBackend
 from gr00t_fast.backends.cuda_graph import CudaGraphBackend
 from gr00t_fast.backends.eager import TorchBackend
@@ -32,17 +32,6 @@ BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls for cls in (TorchBackend, CompiledBackend, CudaGraphBackend, OnnxRuntimeBackend, OpenVinoBackend,
                               TensorRTBackend)
 }
-
-
-DEFAULT_BACKEND = "torch"
-
-
-def backend_reason(name: str) -> str:
-    """Why a policy runs backend `name`: the default's rule, or the caller's choice."""
-    if name != DEFAULT_BACKEND:
-        return f"{name}: asked for (the default is {DEFAULT_BACKEND})"
-    return (f"{name}: the default on every device and CPU class measured (openvino ran 0.84-1.15x its speed on CPUs "
-            "with and without bf16 units, short of the 1.5x that would pay for what it lacks; gr00t_fast.backends)")
 
 
 class BackendUnavailable(RuntimeError):

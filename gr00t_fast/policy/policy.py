@@ -9,8 +9,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from gr00t_fast.backends import backend_reason
-from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.backends.base import Backend, StageClock, backend_reason
 from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
