@@ -9,12 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gr00t_fast.backends import Backend, require_backend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.export import ensure_artifacts
 from gr00t_fast.model import load_model
+from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
@@ -30,9 +32,12 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "pack_model", "quantize_model"]
+__all__ = ["GRAPH_BACKENDS", "TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "pack_model",
+           "quantize_model"]
 
 TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
+GRAPH_BACKENDS = ("onnxruntime", "openvino")  # run exported ONNX graphs: the PyTorch model hosts their embedding
+# lookup alone (`load_model(..., only=GRAPH_HOST_TENSORS)`)
 
 
 def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
@@ -67,18 +72,30 @@ def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, dat
                                          backend_dir=backend_dir, options=options))
 
 
-def openvino_precision(model: torch.nn.Module, runner: Backend, requested: str, processor: Any) -> None:
+def openvino_precision(model: torch.nn.Module, model_path: Path, runner: Backend, requested: str,
+                       processor: Any) -> None:
     """`model.precision` says what the openvino backend runs and why; away from f32 it also says what that costs:
-    the largest action difference against fp32 eager on an example call, in the policy's units (as export does)."""
+    the largest action difference against fp32 eager on an example call, in the policy's units (as export does).
+    fp32 eager's answer is the one the cached export stored (`REFERENCE_ACTIONS`), else computed by a float32 copy
+    of the model, loaded for it and freed after."""
     from gr00t_fast.backends import fidelity
     from gr00t_fast.backends.openvino import describe
+    from gr00t_fast.export.onnx import REFERENCE_ACTIONS
 
     dtype = torch.bfloat16 if runner.precision_hint == "bf16" else torch.float32
     reason = describe(runner.precision_hint, runner.weights, requested)
     if runner.precision_hint != "f32" or runner.weights:
         inputs, noise = example_inputs(model.config)
-        error = fidelity(runner, TorchBackend(model), inputs, noise, model.config.num_inference_timesteps,
+        stored = runner.onnx_dir / REFERENCE_ACTIONS
+        if stored.is_file():
+            actions = torch.from_numpy(np.load(stored))
+            reference = lambda *call: actions  # noqa: E731 - the stored answer to this very call
+        else:
+            reference = TorchBackend(load_model(model_path, device="cpu", dtype=torch.float32,
+                                                eagle_path=model.config.eagle_dir))
+        error = fidelity(runner, reference, inputs, noise, model.config.num_inference_timesteps,
                          decode=lambda actions: processor.decode(actions, batched=True))
+        del reference
         reason += "; actions vs fp32 eager: max " + ", ".join(
             f"{key.removeprefix('action.')} {diff:.3g}" for key, diff in error["max_abs_diff_by_key"].items())
     model.precision = replace(model.precision, dtype=dtype, requested=requested, reason=reason)
@@ -150,7 +167,9 @@ def load_policy(
     if dtype == "auto" and backend not in TORCH_BACKENDS:
         dtype = None  # exported graphs and engines: the device's default precision
     cpu_threads.configure(threads)
-    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path)
+    # exported graphs hold the network: the PyTorch model hosts their embedding lookup alone, in that memory alone
+    only = GRAPH_HOST_TENSORS if backend in GRAPH_BACKENDS else None
+    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path, only=only)
     if model.device.type == "cpu":
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
@@ -162,7 +181,7 @@ def load_policy(
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds, runner.prompt_step)
     if backend == "openvino":
-        openvino_precision(model, runner, requested, processor)
+        openvino_precision(model, model_path, runner, requested, processor)
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

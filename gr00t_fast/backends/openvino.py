@@ -7,8 +7,10 @@ passed through to OpenVINO, not run in this project's CI).
 precision by a rule (`openvino_options`): bf16 compute where the CPU has bf16 units (AVX512-BF16, AMX), else f32;
 `quantize="int8"` compresses the weights to INT8 with NNCF (`nncf.compress_weights`, compute stays in the chosen
 precision), written once as OpenVINO IR beside the compiled-model cache. The compiled models are cached by OpenVINO
-(`CACHE_DIR`) in a folder keyed by the weights' fingerprint, OpenVINO's version, the device and the precision.
-The sampler runs as one graph: real-time chunking needs the torch backend.
+(`CACHE_DIR`) in a folder keyed by the weights' fingerprint, OpenVINO's version, the device and the precision, and
+compiled from the file's path, so that a cached one loads without the weights being read; the policy's PyTorch model
+holds the embedding table alone (`gr00t_fast.model.graphs.GRAPH_HOST_TENSORS`). The sampler runs as one graph:
+real-time chunking needs the torch backend.
 """
 
 from __future__ import annotations
@@ -124,15 +126,16 @@ class OpenVinoBackend(GraphBackend):
         request = next(iter(self.requests.values()))
         return int(request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
 
-    def read(self, graph: str):
-        """The graph as an OpenVINO model: the ONNX file, or (INT8 weights) its compressed IR from the cache, made
-        on first use and written whole."""
+    def source(self, graph: str):
+        """What OpenVINO compiles for the graph: the ONNX file's path, or (INT8 weights) that of its compressed IR in
+        the cache, made on first use and written whole (the model itself without a cache). A path lets a compiled
+        model in OpenVINO's cache load without the weights being read."""
         path = graph_file(self.onnx_dir, graph)
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; export it with `gr00t-fast export onnx "
                                     f"--denoising_steps N --out {self.onnx_dir}`")
         if self.weights is None:
-            return self.core.read_model(str(path))
+            return str(path)
         import nncf
         import openvino as ov
 
@@ -140,19 +143,20 @@ class OpenVinoBackend(GraphBackend):
 
         ir = self.cache_dir / "int8" / graph / f"{graph}.xml" if self.cache_dir is not None else None
         if ir is not None and ir.is_file() and ir.with_suffix(".bin").is_file():
-            return self.core.read_model(str(ir))
+            return str(ir)
         nncf.set_log_level(logging.ERROR)  # its per-graph statistics tables: the load line says what was done
         model = nncf.compress_weights(self.core.read_model(str(path)), mode=nncf.CompressWeightsMode.INT8_ASYM)
-        if ir is not None:
-            with staged(ir.parent, replace=True) as tmp:
-                ov.save_model(model, str(tmp / ir.name), compress_to_fp16=False)
-        return model
+        if ir is None:
+            return model
+        with staged(ir.parent, replace=True) as tmp:
+            ov.save_model(model, str(tmp / ir.name), compress_to_fp16=False)
+        return str(ir)
 
     def request(self, graph: str):
         if graph not in self.requests:
             start = time.perf_counter()
             try:
-                compiled = self.core.compile_model(self.read(graph), self.device_name, self.config)
+                compiled = self.core.compile_model(self.source(graph), self.device_name, self.config)
             except (FileNotFoundError, ValueError):
                 raise
             except Exception as e:  # noqa: BLE001 - OpenVINO's RuntimeError zoo: one line naming the graph

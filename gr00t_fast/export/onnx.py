@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
 from gr00t_fast.export.manifest import IncompleteArtifacts, check_artifacts, write_manifest
 from gr00t_fast.runtime.atomic import scratch, staged
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17  # LayerNormalization is native from 17; TensorRT 10 parses it
 PARITY_ATOL = 1e-4
+REFERENCE_ACTIONS = "reference_actions.npy"  # in a cached export: fp32 eager's actions on `example_inputs`
 # graph kind -> {tensor name: {axis: dynamic axis name}}
 DYNAMIC_AXES: dict[str, dict[str, dict[int, str]]] = {
     "vision": {"pixel_values": {0: "images"}, "image_embeds": {0: "images"}},
@@ -108,23 +110,27 @@ def export_onnx(
 
 def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
     """`onnxruntime` backend options for a checkpoint without exported graphs: fp32 graphs exported once into the
-    cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its manifest), samplers for
-    other step counts exported on first use. A folder without a complete manifest (an export killed midway, a
+    cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its manifest, and fp32 eager's
+    actions on the example call, `REFERENCE_ACTIONS`), samplers for other step counts exported on first use. A folder without a complete manifest (an export killed midway, a
     truncated file) is exported again, whole, and renamed into place. A model in another precision or on another
-    device is exported from an fp32 CPU copy."""
+    device, or one that holds only the graphs' host tensors (`load_model(..., only=...)`), is exported from an fp32 CPU
+    copy loaded for each export and freed after it."""
     from gr00t_fast import __version__
     from gr00t_fast.model import load_model
+    from gr00t_fast.model.loading import is_complete
 
     fingerprint = checkpoint_fingerprint(model_path)
     folder = cache_dir() / "onnx" / f"{fingerprint}-{__version__}"
-    fp32 = None
 
     def export(num_steps: int, into: Path, graphs: tuple[str, ...] | None = None) -> None:
-        nonlocal fp32
-        if fp32 is None:
-            fp32 = model if (model.dtype, model.device.type) == (torch.float32, "cpu") else \
-                load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=model.config.eagle_dir)
-        export_onnx(fp32, into, *example_inputs(fp32.config), num_steps, graphs=graphs)
+        fp32 = model if (model.dtype, model.device.type) == (torch.float32, "cpu") and is_complete(model) else \
+            load_model(model_path, device="cpu", dtype=torch.float32, eagle_path=model.config.eagle_dir)  # freed after
+        inputs, noise = example_inputs(fp32.config)
+        export_onnx(fp32, into, inputs, noise, num_steps, graphs=graphs)
+        if graphs is None:  # what fp32 eager answers to the example call: the yardstick of a precision at load
+            with torch.inference_mode():
+                actions = TorchBackend(fp32)(inputs, noise, num_steps)
+            np.save(into / REFERENCE_ACTIONS, actions.float().numpy())
 
     def add_sampler(num_steps: int) -> None:  # each graph folder renamed in whole, then the manifest rewritten
         with scratch(folder) as tmp:

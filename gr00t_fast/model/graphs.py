@@ -18,6 +18,7 @@ from torch import nn
 
 from gr00t_fast.model.eagle import merge_image_embeddings
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.loading import EMBED_TOKENS
 
 GRAPHS = ("vision", "llm", "vl", "sampler")
 # graph kind -> (input names, output name)
@@ -27,6 +28,9 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "vl": (("features",), "vl_embeds"),
     "sampler": (("vl_embeds", "state", "embodiment_id", "noise"), "actions"),
 }
+# What the chain needs of the PyTorch model besides the graphs: the embedding table of the lookup between vision and
+# llm, and the tensor the model reads its device and dtype from (`load_model(..., only=GRAPH_HOST_TENSORS)`)
+GRAPH_HOST_TENSORS = (EMBED_TOKENS, "action_head.future_tokens.weight")
 GraphRunner = Callable[[str, dict[str, torch.Tensor]], torch.Tensor]  # (graph name, feeds) -> output
 
 

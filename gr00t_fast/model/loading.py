@@ -9,6 +9,7 @@ policy changes nothing in it (`gr00t_fast.model.owned_weights`).
 import json
 import re
 from pathlib import Path
+from typing import Collection
 
 import torch
 
@@ -94,11 +95,13 @@ def is_unused(name: str, kept_llm_layers: int) -> bool:
 
 
 def read_state_dict(
-    checkpoint_dir: Path, expected: dict[str, torch.Size], kept_llm_layers: int, device: torch.device, dtype: torch.dtype
+    checkpoint_dir: Path, expected: dict[str, torch.Size], kept_llm_layers: int, device: torch.device, dtype: torch.dtype,
+    only: Collection[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Read every expected tensor (cast to `dtype` on `device`); one clear error lists every mismatch."""
+    """Read every expected tensor (cast to `dtype` on `device`), or those named in `only` (every name and shape is
+    still checked); one clear error lists every mismatch."""
     tensors: dict[str, torch.Tensor] = {}
-    unexpected, wrong_shape, non_finite = [], [], []
+    unexpected, wrong_shape, non_finite, found = [], [], [], set()
     for path in weight_files(checkpoint_dir):
         try:
             with OwnedSafetensors(path) as f:
@@ -116,6 +119,9 @@ def read_state_dict(
                     if shape != tuple(expected[name]):
                         wrong_shape.append(f"{name}: checkpoint {list(shape)} vs model {list(expected[name])}")
                         continue
+                    found.add(name)
+                    if only is not None and name not in only:
+                        continue
                     tensor = f.tensor(key)
                     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                         non_finite.append(name)
@@ -125,13 +131,18 @@ def read_state_dict(
     if non_finite:
         raise CheckpointError(f"checkpoint {checkpoint_dir} has NaN/inf values in {len(non_finite)} tensor(s): "
                               f"{few(sorted(non_finite))}")
-    missing = sorted(set(expected) - set(tensors) - {w.split(":")[0] for w in wrong_shape})
+    missing = sorted(set(expected) - found - {w.split(":")[0] for w in wrong_shape})
     problems = [(f"{len(items)} {title}", items) for title, items in
                 (("missing", missing), ("unexpected", sorted(unexpected)), ("wrongly shaped", wrong_shape)) if items]
     if problems:
         raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its config: "
                               + "; ".join(f"{title} ({few(items)})" for title, items in problems))
     return tensors
+
+
+def is_complete(model: torch.nn.Module) -> bool:
+    """Whether every weight of `model` is loaded (not a `load_model(..., only=...)` host with the rest on meta)."""
+    return not any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers()))
 
 
 def few(items: list[str], shown: int = 3) -> str:
@@ -177,13 +188,16 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     eagle_path: str | Path | None = None,
+    only: Collection[str] | None = None,
 ) -> Gr00tN15:
     """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
 
     `device` defaults to CUDA when available, `dtype` to bfloat16 on CUDA and float32 on CPU. `dtype="auto"`: the
     same on CUDA; on a CPU bfloat16 where it has bf16 units and the checkpoint is large enough for bf16 to pay
     (`gr00t_fast.model.precision`), decided before the weights are read. `model.precision` says what it runs in and
-    why.
+    why. `only`: read these tensors alone (unfused state-dict names), the rest stay on the meta device: the host of
+    exported graphs (`gr00t_fast.model.graphs.GRAPH_HOST_TENSORS`) in the memory of what it runs (`is_complete`
+    says which a model is).
     """
     path = Path(path)
     device, load_dtype = resolve_device_dtype(device, dtype)
@@ -194,8 +208,11 @@ def load_model(
     else:
         why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
         precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."), why)
-    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, precision.dtype)
-    model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
+    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, precision.dtype, only)
+    if only is None:
+        model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
+    else:
+        model.load_state_dict(state, strict=False, assign=True)
     del state  # the model holds every tensor now: nothing else may keep one alive
     model = model.eval().requires_grad_(False)
     model.precision = precision

@@ -116,3 +116,37 @@ def test_the_precision_rule_and_what_it_refuses(policies, monkeypatch):
 def test_an_unknown_device_is_one_line(tiny_checkpoint):
     with pytest.raises(ValueError, match="OpenVINO device 'NPU.7' is not available here; available: \\['CPU'"):
         load_policy(tiny_checkpoint, device="cpu", backend="openvino", openvino_device="NPU.7", warmup=False)
+
+
+def test_the_policy_holds_what_the_graphs_leave_out_alone(tiny_checkpoint, tmp_path, monkeypatch):
+    """The PyTorch model of a graph backend holds the embedding lookup's table alone, the rest on the meta device;
+    the precision's cost said at load comes from fp32 eager's answer stored with the cached export, the same line a
+    float32 copy of the model computes where none is stored."""
+    import torch
+
+    from gr00t_fast.export import onnx as onnx_export
+    from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
+    from gr00t_fast.model.loading import is_complete
+
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    first = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
+    assert not is_complete(first.model)
+    assert {n for n, p in first.model.state_dict().items() if not p.is_meta} == set(GRAPH_HOST_TENSORS)
+    assert (first.backend.onnx_dir / onnx_export.REFERENCE_ACTIONS).is_file()
+    assert "actions vs fp32 eager: max" in first.precision.reason
+    full_loads = []
+    real_load = torch.nn.Module.load_state_dict
+
+    def counted(module, state, strict=True, assign=False):
+        full_loads.append(strict)
+        return real_load(module, state, strict=strict, assign=assign)
+
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", counted)
+    stored = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
+    assert full_loads == [False] and stored.precision.reason == first.precision.reason
+    monkeypatch.setattr(onnx_export, "REFERENCE_ACTIONS", "not_stored.npy")
+    computed = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
+    assert full_loads == [False, False, True] and computed.precision.reason == first.precision.reason
+    observation, noise = case(first)
+    assert largest_difference(computed.get_action(observation, noise=noise),
+                              first.get_action(observation, noise=noise)) == 0

@@ -256,3 +256,24 @@ def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path):
     assert code == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == f"gr00t-fast make-checkpoint: interrupted; nothing written to {out}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_reads_the_named_tensors_and_still_checks_every_one(ckpt):
+    """`only` (the host of exported graphs) reads the named tensors alone, the rest stay on the meta device, and a
+    checkpoint that does not match its config is refused all the same."""
+    from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
+    from gr00t_fast.model.loading import is_complete
+
+    full = load_model(ckpt, device="cpu")
+    host = load_model(ckpt, device="cpu", only=GRAPH_HOST_TENSORS)
+    assert is_complete(full) and not is_complete(host)
+    loaded = {name: tensor for name, tensor in host.state_dict().items() if not tensor.is_meta}
+    assert set(loaded) == set(GRAPH_HOST_TENSORS)
+    assert all(torch.equal(tensor, full.state_dict()[name]) for name, tensor in loaded.items())
+    assert (host.device, host.dtype) == (full.device, full.dtype)
+    tensors = all_tensors(ckpt)
+    del tensors["action_head.vlln.weight"]
+    tensors["action_head.vlln.bias"] = torch.zeros(3)
+    as_single_file(ckpt, tensors)
+    with pytest.raises(CheckpointError, match="1 missing .*action_head.vlln.weight.*1 wrongly shaped"):
+        load_model(ckpt, device="cpu", only=GRAPH_HOST_TENSORS)
