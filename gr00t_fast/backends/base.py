@@ -31,7 +31,8 @@ def backend_reason(name: str) -> str:
     if name != DEFAULT_BACKEND:
         return f"{name}: asked for (the default is {DEFAULT_BACKEND})"
     return (f"{name}: the default on every device and CPU class measured (openvino ran 0.84-1.15x its speed on CPUs "
-            "with and without bf16 units, short of the 1.5x that would pay for what it lacks; gr00t_fast.backends)")
+            "with and without bf16 units, tiny to full size, short of the 1.5x that would pay for what it lacks; "
+            "gr00t_fast.backends)")
 
 
 def synchronize(device: torch.device) -> None:
