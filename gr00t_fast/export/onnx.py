@@ -111,8 +111,9 @@ def export_onnx(
 def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
     """`onnxruntime` backend options for a checkpoint without exported graphs: fp32 graphs exported once into the
     cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its manifest, and fp32 eager's
-    actions on the example call, `REFERENCE_ACTIONS`), samplers for other step counts exported on first use. A folder without a complete manifest (an export killed midway, a
-    truncated file) is exported again, whole, and renamed into place. A model in another precision or on another
+    actions on the example call, `REFERENCE_ACTIONS`), samplers for other step counts exported on first use. A
+    folder without a complete manifest (an export killed midway, a truncated file) is exported again, whole, and
+    renamed into place. A model in another precision or on another
     device, or one that holds only the graphs' host tensors (`load_model(..., only=...)`), is exported from an fp32 CPU
     copy loaded for each export and freed after it."""
     from gr00t_fast import __version__
