@@ -24,9 +24,9 @@ def read_dtypes(monkeypatch) -> list[torch.dtype]:
     """The dtypes the loader reads weights in, one per load."""
     seen, read = [], loading_module.read_state_dict
 
-    def traced(path, expected, layers, device, dtype):
+    def traced(path, expected, layers, device, dtype, *rest):
         seen.append(dtype)
-        return read(path, expected, layers, device, dtype)
+        return read(path, expected, layers, device, dtype, *rest)
 
     monkeypatch.setattr(loading_module, "read_state_dict", traced)
     return seen
