@@ -17,6 +17,7 @@ import torch
 from gr00t_fast.export import cli
 from gr00t_fast.export.manifest import MANIFEST, ArtifactMismatch, IncompleteArtifacts, check_artifacts
 from gr00t_fast.loading import load_policy
+from gr00t_fast.model.loading import is_complete
 from gr00t_fast.model.random_checkpoint import write_checkpoint
 from gr00t_fast.runtime.atomic import staged
 from gr00t_fast.runtime.cache import checkpoint_fingerprint
@@ -78,6 +79,7 @@ def test_weights_copied_over_with_their_times_kept_are_new_weights(tiny_checkpoi
     assert checkpoint_fingerprint(ckpt) == checkpoint_fingerprint(other_checkpoint) != before
     second = load_policy(ckpt, backend="onnxruntime", warmup=False)
     assert second.backend.onnx_dir != first.backend.onnx_dir
+    assert not is_complete(second.model)  # the graphs hold the network: the PyTorch model, the embedding table alone
     want = actions(load_policy(other_checkpoint, dtype="float32", warmup=False))
     assert torch.allclose(actions(second), want, atol=1e-4)
     assert not torch.allclose(actions(first), want, atol=1e-2)
