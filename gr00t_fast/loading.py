@@ -25,6 +25,7 @@ from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig, get_data_config
+from gr00t_fast.policy.transforms import key_transforms
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
@@ -164,6 +165,7 @@ def load_policy(
     model_path = resolve_checkpoint(model_path, revision)
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
+    key_transforms(config, metadata)  # a config the metadata cannot serve is refused before the weights load
     if dtype == "auto" and backend not in TORCH_BACKENDS:
         dtype = None  # exported graphs and engines: the device's default precision
     cpu_threads.configure(threads)

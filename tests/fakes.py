@@ -179,3 +179,9 @@ def make_loop(robot, policy, **kw):
     errors = []
     loop = ControlLoop(robot, policy, ControlConfig(lang_instruction="pick", **kw), report=errors.append)
     return loop, errors
+
+
+def action_range(policy, key: str) -> np.ndarray:
+    """max - min of `key`'s statistics, float32 (per dimension): the action units of one normalized unit x 2."""
+    stats = policy.processor.action_transforms[key].stats
+    return stats["max"].astype(np.float32) - stats["min"].astype(np.float32)

@@ -1,22 +1,44 @@
-"""Data configs: which observation keys a policy reads and which action keys it writes (Isaac-GR00T names)."""
+"""Data configs: which observation keys a policy reads, which action keys it writes, and how each state and action
+key is transformed (Isaac-GR00T's names, NVIDIA's twelve N1.5 configs, and a user's own in a YAML or JSON file)."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 LANGUAGE_KEY = "annotation.human.task_description"
+ACTION_HORIZON = 16  # every N1.5 data config's action_indices: range(16)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Observation and action keys of one robot setup, in the order the model sees them."""
+    """Observation and action keys of one robot setup, in the order the model sees them, and their transforms.
+
+    Field by field NVIDIA's `BaseDataConfig` subclasses: `video_keys`, `state_keys`, `action_keys`, the one of
+    `language_keys`; `state_modes` / `action_modes` are the `normalization_modes` of the state / action
+    `StateActionTransform` (a key left out is not normalized), `state_rotations` / `action_rotations` its
+    `target_rotations`, `sin_cos` the `apply_to` of `StateActionSinCosTransform`. Built from keys alone
+    (`state_modes=None`, `action_modes=None`), every state and action key is min-max normalized: the SO-100 way.
+    """
 
     name: str
     video_keys: tuple[str, ...]
     state_keys: tuple[str, ...]
     action_keys: tuple[str, ...]
     language_key: str = LANGUAGE_KEY
+    state_modes: dict[str, str] | None = None
+    action_modes: dict[str, str] | None = None
+    state_rotations: dict[str, str] = field(default_factory=dict)
+    action_rotations: dict[str, str] = field(default_factory=dict)
+    sin_cos: tuple[str, ...] = ()
+    # True where the keys were derived from a modality description (metadata, modality.json): min-max alone, so
+    # keys the metadata marks as rotations or discrete are refused (`gr00t_fast.policy.transforms`)
+    derived: bool = False
+
+    def __post_init__(self):
+        for name, keys in (("state_modes", self.state_keys), ("action_modes", self.action_keys)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, {key: "min_max" for key in keys})
 
     def modality_config(self, action_horizon: int) -> dict[str, dict[str, list]]:
         """Isaac's `get_modality_config()` as a plain serializable dict."""
@@ -28,20 +50,195 @@ class DataConfig:
         }
 
 
-_SO100_STATE = ("state.single_arm", "state.gripper")
-_SO100_ACTION = ("action.single_arm", "action.gripper")
+def _config(name, video, state, action, language, state_modes="min_max", action_modes="min_max", **transforms):
+    """A built-in config; "min_max" for a modality: every key of it min-max normalized."""
+    state, action = tuple(f"state.{k}" for k in state), tuple(f"action.{k}" for k in action)
+    return DataConfig(name, tuple(f"video.{k}" for k in video), state, action, language,
+                      {k: "min_max" for k in state} if state_modes == "min_max" else state_modes,
+                      {k: "min_max" for k in action} if action_modes == "min_max" else action_modes, **transforms)
 
-DATA_CONFIGS: dict[str, DataConfig] = {
-    "so100": DataConfig("so100", ("video.webcam",), _SO100_STATE, _SO100_ACTION),
-    "so100_dualcam": DataConfig("so100_dualcam", ("video.front", "video.wrist"), _SO100_STATE, _SO100_ACTION),
+
+_ACTION = "annotation.human.action.task_description"
+_GR1 = ("left_arm", "right_arm", "left_hand", "right_hand")
+_SO100 = ("single_arm", "gripper")
+_PANDA_STATE = ("right_arm_eef_pos", "right_arm_eef_quat", "right_gripper_qpos", "left_arm_eef_pos",
+                "left_arm_eef_quat", "left_gripper_qpos")
+_PANDA_ACTION = ("right_arm_eef_pos", "right_arm_eef_rot", "right_gripper_close", "left_arm_eef_pos",
+                 "left_arm_eef_rot", "left_gripper_close")
+_PANDA_ROTATIONS = {"state.right_arm_eef_quat": "rotation_6d", "state.left_arm_eef_quat": "rotation_6d"}
+_AGIBOT = ("left_arm_joint_position", "right_arm_joint_position", "left_effector_position",
+           "right_effector_position", "head_position", "waist_position")
+
+# NVIDIA's N1.5 `DATA_CONFIG_MAP` (gr00t/experiment/data_config.py at n1.5-release), key for key
+DATA_CONFIGS: dict[str, DataConfig] = {config.name: config for config in [
+    _config("fourier_gr1_arms_waist", ["ego_view"], (*_GR1, "waist"), (*_GR1, "waist"),
+            "annotation.human.coarse_action", state_modes={}, sin_cos=tuple(f"state.{k}" for k in (*_GR1, "waist"))),
+    _config("fourier_gr1_arms_only", ["ego_view"], _GR1, _GR1, _ACTION, state_modes={},
+            sin_cos=tuple(f"state.{k}" for k in _GR1)),
+    _config("fourier_gr1_full_upper_body", ["front_view"], (*_GR1, "waist", "neck"), (*_GR1, "waist", "neck"), _ACTION),
+    _config("bimanual_panda_gripper", ["right_wrist_view", "left_wrist_view", "front_view"], _PANDA_STATE,
+            _PANDA_ACTION, _ACTION,
+            state_modes={f"state.{k}": "min_max" for k in _PANDA_STATE if "quat" not in k},
+            action_modes={"action.right_gripper_close": "binary", "action.left_gripper_close": "binary"},
+            state_rotations=_PANDA_ROTATIONS),
+    _config("bimanual_panda_hand", ["right_wrist_view", "left_wrist_view", "ego_view"],
+            [k.replace("gripper_qpos", "hand") for k in _PANDA_STATE],
+            [k.replace("gripper_close", "hand") for k in _PANDA_ACTION], _ACTION,
+            state_modes={f"state.{k}": "min_max" for k in ("right_arm_eef_pos", "right_hand", "left_arm_eef_pos",
+                                                         "left_hand")},
+            action_modes={"action.right_hand": "min_max", "action.left_hand": "min_max"},
+            state_rotations=_PANDA_ROTATIONS),
+    _config("single_panda_gripper", ["left_view", "right_view", "wrist_view"],
+            ("end_effector_position_relative", "end_effector_rotation_relative", "gripper_qpos", "base_position",
+             "base_rotation"),
+            ("end_effector_position", "end_effector_rotation", "gripper_close", "base_motion", "control_mode"), _ACTION,
+            action_modes={"action.end_effector_position": "min_max", "action.end_effector_rotation": "min_max",
+                          "action.gripper_close": "binary", "action.base_motion": "min_max",
+                          "action.control_mode": "binary"},
+            state_rotations={"state.end_effector_rotation_relative": "rotation_6d",
+                             "state.base_rotation": "rotation_6d"}),
+    _config("so100", ["webcam"], _SO100, _SO100, LANGUAGE_KEY),
+    _config("so100_dualcam", ["front", "wrist"], _SO100, _SO100, LANGUAGE_KEY),
+    _config("unitree_g1", ["rs_view"], _GR1, _GR1, LANGUAGE_KEY),
+    _config("unitree_g1_full_body", ["rs_view"], ("left_leg", "right_leg", "waist", *_GR1), _GR1, LANGUAGE_KEY),
+    _config("oxe_droid", ["exterior_image_1", "exterior_image_2", "wrist_image"],
+            ("eef_position", "eef_rotation", "gripper_position"),
+            ("eef_position_delta", "eef_rotation_delta", "gripper_position"), "annotation.language.language_instruction",
+            state_modes={"state.eef_position": "min_max", "state.gripper_position": "min_max"},
+            action_modes={"action.gripper_position": "binary"},
+            state_rotations={"state.eef_rotation": "rotation_6d"},
+            action_rotations={"action.eef_rotation_delta": "axis_angle"}),
+    _config("agibot_genie1", ["top_head", "hand_left", "hand_right"], _AGIBOT, (*_AGIBOT, "robot_velocity"),
+            "annotation.language.action_text"),
+]}
+
+# ---- a user's own config: a YAML or JSON file with NVIDIA's class attributes ------------------------------------
+
+FILE_FIELDS = {
+    "name": "the config's name (default: the file's name)",
+    "video_keys": "cameras, in the model's order: [video.<camera>, ...]",
+    "state_keys": "state keys, in the model's order: [state.<key>, ...]",
+    "action_keys": "action keys, in the model's order: [action.<key>, ...]",
+    "language_keys": "the one language key: [annotation.<...>]",
+    "observation_indices": "[0] (N1.5 reads the current step)",
+    "action_indices": f"[0, 1, ..., {ACTION_HORIZON - 1}] (the model's action horizon)",
+    "state_normalization_modes": "state key -> min_max | q99 | mean_std | binary (keys left out: unnormalized)",
+    "state_target_rotations": "state key -> the rotation the model sees (rotation_6d, axis_angle, ...)",
+    "state_sin_cos": "state keys passed through sin/cos instead (their width doubles)",
+    "action_normalization_modes": "action key -> min_max | q99 | mean_std | binary (left out: unnormalized)",
+    "action_target_rotations": "action key -> the rotation the model predicts it in (decoded back to the metadata's)",
 }
+REQUIRED_FIELDS = ("video_keys", "state_keys", "action_keys", "language_keys")
+
+
+def to_file(config: DataConfig) -> dict[str, Any]:
+    """`config` as the fields of a data-config file (what `gr00t-fast data-config show` prints)."""
+    return {"name": config.name, "video_keys": list(config.video_keys), "state_keys": list(config.state_keys),
+            "action_keys": list(config.action_keys), "language_keys": [config.language_key],
+            "observation_indices": [0], "action_indices": list(range(ACTION_HORIZON)),
+            "state_normalization_modes": dict(config.state_modes), "state_target_rotations": dict(config.state_rotations),
+            "state_sin_cos": list(config.sin_cos), "action_normalization_modes": dict(config.action_modes),
+            "action_target_rotations": dict(config.action_rotations)}
+
+
+def from_file(path: Path, fields: dict[str, Any]) -> DataConfig:
+    """A config from a file's fields, every mistake named on a line of its own (ValueError)."""
+    from gr00t_fast.policy.rotations import parse
+
+    mistakes = [f"unknown field {k!r}" for k in fields if k not in FILE_FIELDS]
+    mistakes += [f"missing field {k!r} ({FILE_FIELDS[k]})" for k in REQUIRED_FIELDS if k not in fields]
+
+    def keys(name: str, prefix: str, many: bool = True) -> list[str]:
+        value = fields.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+            mistakes.append(f"{name} must be a list of strings, got {value!r}")
+            return []
+        for key in value:
+            if not key.startswith(prefix) or key.count(".") < 1 or key == prefix:
+                mistakes.append(f"{name}: {key!r} must start with {prefix!r}")
+        if len(set(value)) != len(value):
+            mistakes.append(f"{name} lists a key twice: {value}")
+        if name in REQUIRED_FIELDS and not value and name in fields:
+            mistakes.append(f"{name} is empty")
+        return value
+
+    video, state, action = keys("video_keys", "video."), keys("state_keys", "state."), keys("action_keys", "action.")
+    language = keys("language_keys", "annotation.")
+    if "language_keys" in fields and len(language) != 1:
+        mistakes.append(f"language_keys must name exactly one key, got {language}")
+    if fields.get("observation_indices", [0]) != [0]:
+        mistakes.append(f"observation_indices must be [0] (N1.5 reads one step), got {fields['observation_indices']!r}")
+    if fields.get("action_indices", list(range(ACTION_HORIZON))) != list(range(ACTION_HORIZON)):
+        mistakes.append(f"action_indices must be [0, ..., {ACTION_HORIZON - 1}] (N1.5's action horizon), got "
+                        f"{fields['action_indices']!r}")
+
+    def per_key(name: str, allowed: list[str], check) -> dict[str, str]:
+        value = fields.get(name, {})
+        if not isinstance(value, dict):
+            mistakes.append(f"{name} must map keys to values, got {value!r}")
+            return {}
+        for key, item in value.items():
+            if key not in allowed:
+                mistakes.append(f"{name}: {key!r} is not one of the config's keys {allowed}")
+            problem = check(item)
+            if problem:
+                mistakes.append(f"{name}.{key}: {problem}")
+        return value
+
+    def mode(item) -> str | None:
+        return None if item in ("min_max", "q99", "mean_std", "binary") else \
+            f"{item!r} is no normalization mode (min_max, q99, mean_std, binary)"
+
+    def rotation(item) -> str | None:
+        try:
+            parse(str(item))
+        except ValueError as e:
+            return str(e)
+        return None
+
+    state_modes = per_key("state_normalization_modes", state, mode)
+    action_modes = per_key("action_normalization_modes", action, mode)
+    state_rotations = per_key("state_target_rotations", state, rotation)
+    action_rotations = per_key("action_target_rotations", action, rotation)
+    sin_cos = keys("state_sin_cos", "state.")
+    for key in sin_cos:
+        if key not in state:
+            mistakes.append(f"state_sin_cos: {key!r} is not one of the state keys {state}")
+        if key in state_modes or key in state_rotations:
+            mistakes.append(f"state_sin_cos: {key!r} is also normalized or rotated; sin/cos replaces both")
+    if mistakes:
+        raise ValueError(f"data config file {path}: {len(mistakes)} mistake(s):\n" + "\n".join(f"  - {m}" for m in mistakes))
+    return DataConfig(str(fields.get("name") or path.stem), tuple(video), tuple(state), tuple(action), language[0],
+                      dict(state_modes), dict(action_modes), dict(state_rotations), dict(action_rotations),
+                      tuple(sin_cos))
+
+
+def read_file(path: Path) -> DataConfig:
+    """A data-config file (.yaml/.yml/.json with `video_keys`, ...) or Isaac's `modality.json` (sections `video`,
+    `state`, `action` keyed by sub-key: keys only, min-max normalized)."""
+    import yaml
+
+    if not path.is_file():
+        raise ValueError(f"data config file {path} does not exist")
+    try:
+        fields = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"data config file {path} is not valid {path.suffix[1:].upper()}: "
+                         f"{str(e).splitlines()[0]}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"data config file {path} holds {type(fields).__name__}, expected a map of fields")
+    if "video_keys" in fields or path.suffix != ".json":
+        return from_file(path, fields)
+    return from_modalities(path.stem, fields)
 
 
 def from_modalities(name: str, modalities: dict[str, Any]) -> DataConfig:
     """Config from a modality description: Isaac's `modality.json` or the `modalities` of metadata.json.
 
     Both map "video"/"state"/"action" to dicts keyed by sub-key (`webcam`, `single_arm`, ...); an optional
-    "annotation" dict names the language key (the first one is used).
+    "annotation" dict names the language key (the first one is used). Every state and action key is min-max
+    normalized (`derived`): a key the checkpoint's metadata marks as a rotation or as discrete is refused when the
+    policy is built.
     """
     for modality in ("video", "state", "action"):
         if not isinstance(modalities.get(modality), dict) or not modalities[modality]:
@@ -53,6 +250,7 @@ def from_modalities(name: str, modalities: dict[str, Any]) -> DataConfig:
         state_keys=tuple(f"state.{k}" for k in modalities["state"]),
         action_keys=tuple(f"action.{k}" for k in modalities["action"]),
         language_key=f"annotation.{annotations[0]}" if annotations else LANGUAGE_KEY,
+        derived=True,
     )
 
 
@@ -68,7 +266,8 @@ def from_modality_config(name: str, config: dict[str, Any]) -> DataConfig:
 
 def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[str, Any] | None = None,
                     checkpoint_source: str = "isaac") -> DataConfig:
-    """Resolve a data config: a DataConfig, a built-in name, a modality JSON path, "metadata" or "auto".
+    """Resolve a data config: a DataConfig, a built-in name, a file (.yaml/.yml/.json, see `read_file`),
+    "metadata" or "auto".
 
     "metadata" derives the keys from the checkpoint's modalities (pass them as `metadata_modalities`); "auto" is
     "so100" for Isaac-GR00T checkpoints and "metadata" for LeRobot ones (`checkpoint_source`).
@@ -77,16 +276,17 @@ def get_data_config(spec: "str | Path | DataConfig", metadata_modalities: dict[s
         return spec
     if spec == "auto":
         spec = "metadata" if checkpoint_source == "lerobot" else "so100"
-    if isinstance(spec, Path) or str(spec).endswith(".json"):
-        path = Path(spec)
-        if not path.is_file():
-            raise ValueError(f"data config file {path} does not exist")
-        return from_modalities(path.stem, json.loads(path.read_text()))
+    if isinstance(spec, Path) or str(spec).endswith((".json", ".yaml", ".yml")):
+        return read_file(Path(spec))
     if spec == "metadata":
         if metadata_modalities is None:
             raise ValueError("data config 'metadata' needs the checkpoint metadata modalities")
         return from_modalities("metadata", metadata_modalities)
     if spec in DATA_CONFIGS:
         return DATA_CONFIGS[spec]
-    known = ["auto"] + sorted(DATA_CONFIGS) + ["metadata", "<path to a modality .json>"]
+    if ":" in str(spec):
+        raise ValueError(f"data config {spec!r}: NVIDIA's module:ClassName configs are Python code gr00t-fast does not "
+                         "import; write the class's fields to a file (`gr00t-fast data-config show NAME` prints one "
+                         "to start from) and pass --data_config FILE.yaml")
+    known = ["auto"] + sorted(DATA_CONFIGS) + ["metadata", "<a data-config .yaml/.json or a modality .json>"]
     raise ValueError(f"unknown data config {spec!r}; known: {', '.join(known)}")

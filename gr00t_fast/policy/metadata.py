@@ -1,6 +1,6 @@
 """Checkpoint metadata (`experiment_cfg/metadata.json`): embodiment ids, normalization statistics, camera resolutions."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -8,18 +8,34 @@ import numpy as np
 
 from gr00t_fast.model.config import EMBODIMENT_IDS, check_lerobot_n15, checkpoint_file, is_lerobot_config, read_json
 from gr00t_fast.policy.bounds import MAX_FRAME_PIXELS
+from gr00t_fast.policy.rotations import parse as parse_rotation
 
 
 @dataclass(frozen=True)
-class MinMax:
-    """Per-dimension min/max statistics of one state or action key (float64, as stored)."""
+class Statistics:
+    """Per-dimension statistics of one state or action key (float64, as stored): min and max always, the mean,
+    standard deviation and 1st/99th percentiles where the file has them (`q99` and `mean_std` normalization)."""
 
     min: np.ndarray
     max: np.ndarray
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    q01: np.ndarray | None = None
+    q99: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
         return self.min.shape[0]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What metadata.json's `modalities.<state|action>.<key>` says of one key (NVIDIA's `StateActionMetadata`)."""
+
+    width: int
+    rotation_type: str | None = None  # "quaternion", "euler_angles_rpy", ...: see `gr00t_fast.policy.rotations`
+    absolute: bool = True
+    continuous: bool = True
 
 
 @dataclass(frozen=True)
@@ -28,10 +44,15 @@ class EmbodimentMetadata:
 
     tag: str
     embodiment_id: int
-    stats: dict[str, MinMax]  # "state.single_arm" / "action.gripper" -> statistics
+    stats: dict[str, Statistics]  # "state.single_arm" / "action.gripper" -> statistics
     video_resolution: dict[str, tuple[int, int]]  # "video.webcam" -> training (W, H)
     modalities: dict[str, Any]  # raw "modalities" entry (derives a data config)
     source: str = "isaac"  # "isaac" (experiment_cfg/metadata.json) or "lerobot" (a LeRobot GrootPolicy checkpoint)
+    keys: dict[str, KeyInfo] = field(default_factory=dict)  # "state.single_arm" -> width, rotation, flags
+
+    def __post_init__(self):
+        for key, stats in self.stats.items():  # a key the modalities leave out: plain, as wide as its statistics
+            self.keys.setdefault(key, KeyInfo(stats.dim))
 
 
 def embodiment_id(tag: str) -> int:
@@ -53,17 +74,20 @@ def physical_limit(key: str) -> float:
     return GRIPPER_LIMIT if "gripper" in key else JOINT_LIMIT
 
 
-def check_min_max(where: str, key: str, stats: MinMax) -> MinMax:
+def check_min_max(where: str, key: str, stats: Statistics) -> Statistics:
     """`stats` when they make sense, else a one-line ValueError naming `where` (the file), `key` and the field:
-    min and max finite (normalization divides by max - min and decoding multiplies by it, so one inf would turn every
+    every statistic finite (normalization divides by max - min and decoding multiplies by it, so one inf would turn every
     action into NaN/inf), min <= max in every dimension, and both within what the key can physically mean
     (`physical_limit`)."""
-    for field, values in (("min", stats.min), ("max", stats.max)):
+    for name in ("min", "max", "mean", "std", "q01", "q99"):
+        values = getattr(stats, name)
+        if values is None:
+            continue
         with np.errstate(over="ignore"):
             fits = np.isfinite(values.astype(np.float32)).all()
         if not fits:
             what = "non-finite values" if not np.isfinite(values).all() else "values beyond float32"
-            raise ValueError(f"{where}: {key}.{field} holds {what} {values.reshape(-1)[:8].tolist()}; "
+            raise ValueError(f"{where}: {key}.{name} holds {what} {values.reshape(-1)[:8].tolist()}; "
                              "expected finite float32 numbers")
     swapped = np.flatnonzero(stats.min > stats.max)
     if swapped.size:
@@ -91,12 +115,30 @@ def check_resolution(where: str, key: str, resolution: tuple[int, int]) -> tuple
     return width, height
 
 
-def _min_max(key: str, entry: dict[str, Any]) -> MinMax:
-    lo = np.asarray(entry["min"], dtype=np.float64).reshape(-1)
-    hi = np.asarray(entry["max"], dtype=np.float64).reshape(-1)
-    if lo.shape != hi.shape:
-        raise ValueError(f"metadata statistics for {key}: min has shape {lo.shape}, max has shape {hi.shape}")
-    return MinMax(lo, hi)
+def _statistics(key: str, entry: dict[str, Any]) -> Statistics:
+    values = {name: np.asarray(entry[name], dtype=np.float64).reshape(-1)
+              for name in ("min", "max", "mean", "std", "q01", "q99") if name in ("min", "max") or name in entry}
+    for name, value in values.items():
+        if value.shape != values["min"].shape:
+            raise ValueError(f"metadata statistics for {key}: min has shape {values['min'].shape}, {name} has shape "
+                             f"{value.shape}")
+    return Statistics(**values)
+
+
+def _key_info(key: str, entry: Any, stats: Statistics | None) -> KeyInfo:
+    """A key's `modalities` entry; its width is the entry's shape, else its statistics' width."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"modalities.{key} is {entry!r}; expected a map with shape, rotation_type, absolute, continuous")
+    shape = entry.get("shape")
+    width = int(shape[0]) if isinstance(shape, list) and len(shape) == 1 else (stats.dim if stats else None)
+    if width is None or width < 1 or (stats is not None and stats.dim != width):
+        raise ValueError(f"modalities.{key}.shape is {shape!r}, its statistics have {stats.dim if stats else 'no'} "
+                         "values; expected [width] matching them")
+    rotation = entry.get("rotation_type")
+    if rotation is not None:
+        parse_rotation(str(rotation))
+    return KeyInfo(width, None if rotation is None else str(rotation), bool(entry.get("absolute", True)),
+                   bool(entry.get("continuous", True)))
 
 
 # How LeRobot's SO-100/SO-101 datasets lay out observation.state and action: the five arm joints, then the gripper.
@@ -140,7 +182,7 @@ def lerobot_metadata(checkpoint_dir: Path, config: dict[str, Any], embodiment_ta
         start = 0
         for name, dim in SO100_PARTS:
             out[f"{modality}.{name}"] = check_min_max(f"{checkpoint_dir}/{source}", f"{prefix}.{name}",
-                                                      MinMax(low[start : start + dim], high[start : start + dim]))
+                                                      Statistics(low[start : start + dim], high[start : start + dim]))
             start += dim
         parts[modality] = {name: {"shape": [dim]} for name, dim in SO100_PARTS}
     video = {cam: {"resolution": list(check_resolution(
@@ -168,10 +210,13 @@ def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> Embodiment
     entry = everything[embodiment_tag]
     try:
         stats = {
-            f"{modality}.{key}": _min_max(f"{modality}.{key}", value)
+            f"{modality}.{key}": _statistics(f"{modality}.{key}", value)
             for modality in ("state", "action")
             for key, value in entry["statistics"][modality].items()
         }
+        keys = {f"{modality}.{key}": _key_info(f"{modality}.{key}", value, stats.get(f"{modality}.{key}"))
+                for modality in ("state", "action")
+                for key, value in (entry.get("modalities", {}).get(modality) or {}).items()}
         video = entry.get("modalities", {}).get("video", {})
         resolution = {f"video.{cam}": (int(v["resolution"][0]), int(v["resolution"][1])) for cam, v in video.items()}
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -187,4 +232,5 @@ def load_metadata(checkpoint_dir: str | Path, embodiment_tag: str) -> Embodiment
         stats=stats,
         video_resolution=resolution,
         modalities=entry.get("modalities", {}),
+        keys=keys,
     )

@@ -208,13 +208,13 @@ class Gr00tPolicy:
         return self.processor.state_warning(observation)
 
     def dummy_observation(self) -> dict:
-        """A valid unbatched observation: black frames at the training resolution, mid-range state."""
+        """A valid unbatched observation: black frames at the training resolution, mid-range state (identity
+        rotations)."""
         obs: dict = {}
         for key, (width, height) in self.video_resolution.items():
             obs[key] = np.zeros((1, height, width, 3), dtype=np.uint8)
         for key in self.data_config.state_keys:
-            mid = (self.processor.state_min[key] + self.processor.state_max[key]) / 2
-            obs[key] = mid[None, :].copy()
+            obs[key] = self.processor.neutral_state(key)[None, :].copy()
         obs[self.data_config.language_key] = ["warm up"]
         return obs
 

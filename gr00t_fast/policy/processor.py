@@ -11,7 +11,9 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.policy.bounds import MAX_FRAME_PIXELS, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy import rotations
 from gr00t_fast.policy.metadata import EmbodimentMetadata
+from gr00t_fast.policy.transforms import key_transforms
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,12 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=interp)
 
 
+def lerobot_min_max(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """LeRobot's GR00T state normalization in x's dtype, `2 * (x - min) / (max - min) - 1`, 0 where max == min."""
+    low, span = low.astype(x.dtype), high.astype(x.dtype) - low.astype(x.dtype)
+    return np.where(span != 0, 2 * (x - low) / np.where(span != 0, span, x.dtype.type(1)) - 1, x.dtype.type(0))
+
+
 class Processor:
     """Turns Isaac-format observations into complete `ModelInputs` (tokenized prompt included) and normalized
     actions back into `action.<key>` arrays."""
@@ -149,36 +157,27 @@ class Processor:
         self.max_state_dim = max_state_dim
         self.device = torch.device(device)
         self.dtype = dtype
-        missing = [k for k in (*data_config.state_keys, *data_config.action_keys) if k not in metadata.stats]
-        missing += [k for k in data_config.video_keys if k not in metadata.video_resolution]
-        if missing:
-            known = sorted(metadata.stats) + sorted(metadata.video_resolution)
-            raise ValueError(
-                f"data config {data_config.name!r} needs {missing}, which metadata.json for "
-                f"{metadata.tag!r} does not describe; it has: {', '.join(known)}"
-            )
+        states, actions = key_transforms(data_config, metadata)
         self.video_resolution = {k: metadata.video_resolution[k] for k in data_config.video_keys}
         self.bounds = bounds or RequestBounds()
         self.prompt_step = prompt_step
-        self.state_dims = {k: metadata.stats[k].dim for k in data_config.state_keys}
-        self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys}
-        self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys}
-        if sum(self.state_dims.values()) > max_state_dim:
-            raise ValueError(f"state keys need {sum(self.state_dims.values())} dims, the model takes {max_state_dim}")
-        self.action_slices: dict[str, slice] = {}
+        self.state_transforms = {t.key: t for t in states}
+        self.action_transforms = {t.key: t for t in actions}
+        self.state_dims = {t.key: t.width for t in states}  # as the robot gives them
+        self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys if k in metadata.stats}
+        self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys if k in metadata.stats}
+        model_state = sum(t.model_width for t in states)
+        if model_state > max_state_dim:
+            raise ValueError(f"state keys need {model_state} dims after their transforms, the model takes {max_state_dim}")
+        self.action_slices: dict[str, slice] = {}  # each action key's columns of the model's prediction
         start = 0
-        for key in data_config.action_keys:
-            self.action_slices[key] = slice(start, start + metadata.stats[key].dim)
-            start += metadata.stats[key].dim
+        for t in actions:
+            self.action_slices[t.key] = slice(start, start + t.model_width)
+            start += t.model_width
         if start > max_action_dim:
             raise ValueError(f"action keys need {start} dims, the model predicts {max_action_dim}")
         self.action_dim = start  # the embodiment's action dims, the first of the model's max_action_dim
-        self.key_dims = {**self.state_dims, **{k: s.stop - s.start for k, s in self.action_slices.items()}}
-        # Un-normalization runs in float32 with float32 statistics (as upstream).
-        self.action_low = {k: metadata.stats[k].min.astype(np.float32) for k in data_config.action_keys}
-        self.action_range = {
-            k: (metadata.stats[k].max.astype(np.float32) - self.action_low[k]) for k in data_config.action_keys
-        }
+        self.key_dims = {**self.state_dims, **{t.key: t.width for t in actions}}
         self._warned: set[str] = set()
 
     # ---- validation -------------------------------------------------------------------------------
@@ -230,10 +229,15 @@ class Processor:
             if state.dtype.kind not in "fiu":
                 raise ValueError(f"{key}: expected a float array, received dtype {state.dtype}")
             if state.shape != want:
-                raise ValueError(f"{key}: expected shape {want}, received {state.shape}")
+                rotation = self.state_transforms[key].rotation
+                what = f" (a {rotation[0]} rotation)" if rotation else ""
+                raise ValueError(f"{key}: expected shape {want}{what}, received {state.shape}")
             if not np.isfinite(state).all():
                 raise ValueError(f"{key}: expected finite values, received {state.reshape(-1)[:16].tolist()}")
-            lo, hi = self.state_min[key], self.state_max[key]
+            bounds = self.state_transforms[key].range
+            if bounds is None:
+                continue
+            lo, hi = bounds
             span = hi - lo  # a constant dimension (max == min) normalizes to 0 whatever it reads
             with np.errstate(over="ignore"):  # 1e308 deviates by inf: refused below like any far value
                 deviation = np.where(span > 0, np.abs(2 * (state - lo) / np.where(span > 0, span, 1.0) - 1), 0.0)
@@ -248,8 +252,10 @@ class Processor:
         sign that the robot's units differ from the training data's (degrees vs -100..100, another calibration)."""
         far = []
         for key in self.config.state_keys:
+            if self.state_transforms[key].range is None:
+                continue
             x = np.asarray(obs[key], dtype=np.float64).reshape(-1)
-            lo, hi = self.state_min[key], self.state_max[key]
+            lo, hi = self.state_transforms[key].range
             margin = STATE_WARNING_MARGIN * (hi - lo)
             if x.shape == lo.shape and ((x < lo - margin) | (x > hi + margin)).any():
                 far.append(f"{key} {np.round(x, 1).tolist()} (statistics {np.round(lo, 1).tolist()} .. "
@@ -301,20 +307,28 @@ class Processor:
         return pixels.to(self.dtype)
 
     def state(self, obs: dict, batch: int) -> torch.Tensor:
-        """Min-max normalized state (0 where max == min, no clamping), zero-padded, (B, 1, D): in float64 as
-        Isaac computes it, in float32 as LeRobot does (`2 * (x - min) / (max - min) - 1`)."""
+        """Each state key through its transforms (`gr00t_fast.policy.transforms`), concatenated and zero-padded,
+        (B, 1, D): in float64 as Isaac computes it, in float32 as LeRobot does (min-max alone there)."""
         dtype = np.float64 if self.pipeline == "isaac" else np.float32
         out = np.zeros((batch, 1, self.max_state_dim), dtype=dtype)
         start = 0
-        for key in self.config.state_keys:
+        for key, transform in self.state_transforms.items():
             x = obs[key].reshape(batch, 1, -1).astype(dtype)
-            lo, hi = self.state_min[key].astype(dtype), self.state_max[key].astype(dtype)
-            span = hi - lo
-            safe = np.where(span != 0, span, dtype(1.0))
-            norm = 2 * ((x - lo) / safe) - 1 if self.pipeline == "isaac" else 2 * (x - lo) / safe - 1
-            out[..., start : start + lo.shape[0]] = np.where(span != 0, norm, dtype(0.0))
-            start += lo.shape[0]
+            x = transform.apply(x) if self.pipeline == "isaac" else lerobot_min_max(x, *transform.range)
+            if not np.isfinite(x).all():  # a zero quaternion, a degenerate 6D rotation
+                what = f"no {transform.rotation[0]} rotation" if transform.rotation else "beyond float range"
+                raise ValueError(f"{key}: {obs[key].reshape(-1)[:9].tolist()} is {what} (its transforms give "
+                                 "non-finite values)")
+            out[..., start : start + x.shape[-1]] = x
+            start += x.shape[-1]
         return torch.from_numpy(out.astype(np.float32)).to(self.device, self.dtype)
+
+    def neutral_state(self, key: str) -> np.ndarray:
+        """A valid state for `key`, (width,): mid-range, the identity for a rotation (warm-up calls)."""
+        transform = self.state_transforms[key]
+        if transform.rotation:
+            return rotations.from_matrix(np.eye(3), transform.rotation[0])
+        return (self.state_min[key] + self.state_max[key]) / 2 if key in self.state_min else np.zeros(transform.width)
 
     def __call__(self, obs: dict) -> ModelInputs:
         batched, batch = self.check(obs)
@@ -332,11 +346,12 @@ class Processor:
         )
 
     def decode(self, actions: torch.Tensor, batched: bool) -> dict[str, np.ndarray]:
-        """(B, T, max_action_dim) normalized actions -> `action.<key>` float32 (T, D), or (B, T, D) when batched."""
+        """(B, T, max_action_dim) normalized actions -> `action.<key>` float32 (T, D), or (B, T, D) when batched:
+        each key's columns through its inverse transforms, in float32 as NVIDIA's `unapply`."""
         pred = actions.to("cpu", torch.float32).numpy()
         out = {}
         for key, dims in self.action_slices.items():
-            value = (pred[..., dims] + 1) / 2 * self.action_range[key] + self.action_low[key]
+            value = self.action_transforms[key].unapply(pred[..., dims])
             out[key] = value if batched else value[0]
         return out
 

@@ -49,7 +49,7 @@ def test_non_finite_actions_are_never_returned(tiny_checkpoint):
 
 def test_actions_that_decode_to_non_finite_values_are_never_returned(policy, monkeypatch):
     """A finite normalized prediction times an overflowing range: the decoded arrays are checked too."""
-    monkeypatch.setitem(policy.processor.action_range, "action.single_arm", np.full(5, np.inf, np.float32))
+    monkeypatch.setitem(policy.processor.action_transforms["action.single_arm"].stats, "max", np.full(5, np.inf))
     with pytest.raises(NonFiniteActionError, match=r"non-finite values \(NaN/inf\) in \['action.single_arm'\]"):
         policy.get_action(small_observation())
 

@@ -101,7 +101,7 @@ def test_modality_config_and_attributes(policy):
 def test_load_errors(tiny_checkpoint):
     with pytest.raises(ValueError, match="embodiment tag 'gr1' not in .*available: new_embodiment"):
         load_policy(tiny_checkpoint, embodiment_tag="gr1", warmup=False)
-    with pytest.raises(ValueError, match="unknown data config 'so101'; known: auto, so100, so100_dualcam"):
+    with pytest.raises(ValueError, match="unknown data config .so101.; known: auto, agibot_genie1, .*, so100, so100_dualcam, unitree_g1"):
         load_policy(tiny_checkpoint, data_config="so101", warmup=False)
 
 

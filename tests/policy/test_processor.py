@@ -214,7 +214,7 @@ def test_batched_language_as_array(processor, tokenizer):
 
 def test_data_configs(checkpoint, tmp_path):
     assert DATA_CONFIGS["so100_dualcam"].video_keys == ("video.front", "video.wrist")
-    with pytest.raises(ValueError, match="unknown data config 'nope'; known: auto, so100, so100_dualcam"):
+    with pytest.raises(ValueError, match="unknown data config 'nope'; known: auto, agibot_genie1, .*, so100, so100_dualcam, unitree_g1"):
         get_data_config("nope")
     modality = {
         "state": {"single_arm": {"start": 0, "end": 5}, "gripper": {"start": 5, "end": 6}},
@@ -225,7 +225,8 @@ def test_data_configs(checkpoint, tmp_path):
     path = tmp_path / "so100__modality.json"
     path.write_text(json.dumps(modality))
     cfg = get_data_config(path)
-    assert cfg == DataConfig("so100__modality", ("video.front",), DATA_CONFIGS["so100"].state_keys, DATA_CONFIGS["so100"].action_keys)
+    assert cfg == DataConfig("so100__modality", ("video.front",), DATA_CONFIGS["so100"].state_keys,
+                             DATA_CONFIGS["so100"].action_keys, derived=True)
     derived = get_data_config("metadata", load_metadata(checkpoint, "new_embodiment").modalities)
     assert derived.video_keys == ("video.webcam", "video.front", "video.wrist")
     assert derived.state_keys == ("state.single_arm", "state.gripper")

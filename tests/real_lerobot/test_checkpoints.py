@@ -149,7 +149,7 @@ def test_lerobot_checkpoint_is_recognised(written, tiny_checkpoint):
     assert policy.data_config.video_keys == ("video.front", "video.wrist")
     assert policy.video_resolution == {"video.front": (640, 480), "video.wrist": (640, 480)}
     np.testing.assert_array_equal(policy.processor.state_min["state.gripper"], [1.0])
-    np.testing.assert_array_equal(policy.processor.action_low["action.single_arm"], [-92, -96, -101, -91, -99])
+    np.testing.assert_array_equal(policy.processor.action_transforms["action.single_arm"].stats["min"], [-92, -96, -101, -91, -99])
     reference = load_policy(tiny_checkpoint, device="cpu", warmup=False)  # the same weights, saved by LeRobot
     for name, tensor in reference.model.state_dict().items():
         assert torch.equal(policy.model.state_dict()[name], tensor), name

@@ -18,6 +18,7 @@ import torch
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.loading import load_policy
+from fakes import action_range
 
 try:
     UPSTREAM = Upstream.find()
@@ -83,7 +84,7 @@ def test_make_checkpoint_loaded_by_nvidia_gives_the_same_actions_on_the_same_inp
         np.testing.assert_allclose(pred.numpy(), up["action_pred"], rtol=0, atol=1e-5, err_msg=name)
         batched = up["action_pred"].shape[0] > 1
         for key, value in policy.processor.decode(pred, batched).items():
-            scale = float(np.max(policy.processor.action_range[key]))
+            scale = float(np.max(action_range(policy, key)))
             np.testing.assert_allclose(value, up[key], rtol=0, atol=1e-5 * scale, err_msg=f"{name} {key}")
 
 
