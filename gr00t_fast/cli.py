@@ -22,6 +22,8 @@ COMMANDS = {
     "install-lerobot": ("gr00t_fast.robot.lerobot_install", "install LeRobot for this Python, keeping your torch"),
     "eval": ("gr00t_fast.evaluation.cli",
              "open-loop evaluation on recorded LeRobot datasets (NVIDIA's eval_policy.py)"),
+    "data-config": ("gr00t_fast.policy.data_config_cli",
+                    "list NVIDIA's N1.5 data configs, or print one as a file to write your robot's from"),
     "export": ("gr00t_fast.export.cli", "export ONNX graphs, TensorRT engines or INT8 models"),
     "bench": ("gr00t_fast.dev.bench", "benchmark inference, the control loop and scaling"),
 }

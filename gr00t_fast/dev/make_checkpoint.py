@@ -2,9 +2,12 @@
 (`gr00t_fast.model.random_checkpoint`).
 
     gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--demo_task reach]
+                               [--data_config NAME [--embodiment_tag TAG]]
 
 `--demo_task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
 chunks from two modes, for judging chunk switches and real-time chunking, which random weights cannot show.
+`--data_config NAME` (one of NVIDIA's twelve) adds metadata for that robot's datasets under the base model's tag for it
+(gr1, oxe_droid, agibot_genie1) or `--embodiment_tag` (`gr00t_fast.policy.embodiments`); SO-100's is always there.
 """
 
 import math
@@ -14,8 +17,9 @@ from pathlib import Path
 from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.dev.demo_task import FIT_STEPS, fit_reach
-from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint
+from gr00t_fast.model.config import EMBODIMENT_IDS, Gr00tConfig
+from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint, write_metadata
+from gr00t_fast.policy.embodiments import LAYOUTS
 from gr00t_fast.runtime.threads import cpu_threads
 
 
@@ -30,6 +34,10 @@ def build_parser() -> ArgumentParser:
                         help="dtype on disk (default: float32 for tiny/small, bfloat16 for full)")
     parser.add_argument("--demo_task", choices=["reach"], default=None,
                         help="then fit the action head to a scripted two-pose SO-100 motion (gr00t_fast.dev.demo_task)")
+    parser.add_argument("--data_config", choices=sorted(LAYOUTS), default=None,
+                        help="also write metadata for this NVIDIA data config's robot (gr00t_fast.policy.embodiments)")
+    parser.add_argument("--embodiment_tag", default=None, help="the tag of --data_config's metadata (default: the base "
+                        "model's tag for that robot, else new_embodiment)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: auto, every usable "
                         "CPU, fewer while other processes keep them busy)")
     parser.add_argument("--demo_steps", type=int, default=FIT_STEPS,
@@ -42,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.demo_steps < 1 or args.threads is not None and args.threads < 1:
         parser.error(f"--demo_steps and --threads must be >= 1, got {args.demo_steps} and {args.threads}")
+    if args.embodiment_tag is not None and args.data_config is None:
+        parser.error("--embodiment_tag names the tag of --data_config's metadata: pass --data_config too")
+    if args.embodiment_tag is not None and args.embodiment_tag not in EMBODIMENT_IDS:
+        parser.error(f"--embodiment_tag {args.embodiment_tag!r} is not one N1.5 knows: {', '.join(sorted(EMBODIMENT_IDS))}")
     cpu_threads.configure(args.threads)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -52,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with staged(out) as tmp:  # an interrupted or failed run leaves nothing at --out
             write_checkpoint(tmp, args.size, args.seed, args.dtype)
+            if args.data_config:
+                tag = write_metadata(tmp, args.data_config, args.embodiment_tag, args.seed)
+                print(f"metadata for {args.data_config} under embodiment tag {tag!r}")
             if args.demo_task:
                 first, last = fit_reach(tmp, steps=args.demo_steps, seed=args.seed)["loss"]
                 print(f"fitted the action head to the {args.demo_task} task: loss {first:.3f} -> {last:.4f}")

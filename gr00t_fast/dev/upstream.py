@@ -83,9 +83,11 @@ class Upstream:
 
 
 def write_cases(path: Path, cases: list[dict[str, Any]]) -> None:
-    """The runner's case file: `spec` and `<name>/<observation key>`, `<name>/noise` (with a batch axis)."""
+    """The runner's case file: `spec` (with a case's "embodiment_tag" and "checkpoint" where it names them) and
+    `<name>/<observation key>`, `<name>/noise` (with a batch axis)."""
     arrays: dict[str, np.ndarray] = {"spec": np.array(json.dumps(
-        [{"name": c["name"], "data_config": c["data_config"], "steps": c["steps"]} for c in cases]))}
+        [{"name": c["name"], "data_config": c["data_config"], "steps": c["steps"],
+          **{k: str(c[k]) for k in ("embodiment_tag", "checkpoint") if k in c}} for c in cases]))}
     for c in cases:
         arrays.update({f"{c['name']}/{k}": np.asarray(v) for k, v in c["observation"].items()})
         noise = np.asarray(c["noise"], np.float32)

@@ -2,7 +2,7 @@
 
 Run with the python of an environment where Isaac-GR00T is importable (`../shared/upstream/setup.sh` builds one);
 it never imports gr00t-fast, and gr00t-fast never imports it: tests and `gr00t-fast bench ab` start it as a
-subprocess. Cases come in an .npz: `spec` (JSON: [{"name", "data_config", "steps"}]) and per case the observation
+subprocess. Cases come in an .npz: `spec` (JSON: [{"name", "data_config", "steps", optionally "embodiment_tag", "checkpoint"}]) and per case the observation
 arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial noise `<name>/noise` (B, horizon, action_dim), B = 1 for an unbatched observation.
 
   outputs CKPT IN.npz OUT.npz   per case: NVIDIA's model inputs (`<name>/eagle_input_ids`, `.../eagle_pixel_values`,
@@ -121,19 +121,21 @@ class Upstream:
         self.drawn += 1
         return self.noise
 
-    def policy(self, data_config: str, steps: int):
+    def policy(self, data_config: str, steps: int, tag: str = "new_embodiment", checkpoint: str | None = None):
+        """NVIDIA's Gr00tPolicy for `data_config` and embodiment `tag` on `checkpoint` (default: the runner's)."""
         from gr00t.experiment.data_config import DATA_CONFIG_MAP
         from gr00t.model.policy import Gr00tPolicy
 
-        if data_config not in self.policies:
+        key = (data_config, tag, checkpoint)
+        if key not in self.policies:
             dc = DATA_CONFIG_MAP[data_config]
-            policy = Gr00tPolicy(model_path=str(self.checkpoint), embodiment_tag="new_embodiment", device="cpu",
+            policy = Gr00tPolicy(model_path=checkpoint or str(self.checkpoint), embodiment_tag=tag, device="cpu",
                                  modality_config=dc.modality_config(), modality_transform=dc.transform())
             cpu_autocast(policy)
             for stage in ("apply_transforms", "_get_action_from_normalized_input", "_get_unnormalized_action"):
                 setattr(policy, stage, self.timed(stage, getattr(policy, stage)))
-            self.policies[data_config] = policy
-        policy = self.policies[data_config]
+            self.policies[key] = policy
+        policy = self.policies[key]
         policy.denoising_steps = steps
         return policy
 
@@ -148,7 +150,8 @@ class Upstream:
 
     def get_action(self, case: dict) -> dict:
         self.noise, self.last, self.drawn = case["noise"], {}, 0
-        actions = self.policy(case["data_config"], case["steps"]).get_action(dict(case["observation"]))
+        actions = self.policy(case["data_config"], case["steps"], case.get("embodiment_tag", "new_embodiment"),
+                              case.get("checkpoint")).get_action(dict(case["observation"]))
         if self.drawn != 1:
             raise RuntimeError(f"{case['name']}: the action head drew {self.drawn} samples of the noise's shape "
                                f"{case['noise'].shape}, expected exactly 1")

@@ -145,5 +145,7 @@ def from_matrix(m: np.ndarray, name: str) -> np.ndarray:
 
 
 def convert(x: np.ndarray, source: str, target: str) -> np.ndarray:
-    """Rotations from type `source` to type `target` through the matrix, as NVIDIA's `RotationTransform`."""
-    return from_matrix(to_matrix(x, source), target)
+    """Rotations from type `source` to type `target` through the matrix, as NVIDIA's `RotationTransform`; a value
+    that is no rotation (a zero quaternion) gives non-finite values, for the caller to refuse."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return from_matrix(to_matrix(x, source), target)
