@@ -210,3 +210,26 @@ def test_inductor_keeps_its_compiled_code_beside_the_other_artifacts(model, monk
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     make_backend("compile", model)
     assert Path(inductor_cache_dir()) == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_graph_backends_take_every_configs_state_gr1_sin_cos_and_droid_rotations(tiny_checkpoint, name, tmp_path,
+                                                                                  monkeypatch):
+    """GR1's sin/cos state (52 values), DROID's 6D rotations and 3 cameras pass the exported graphs: the actions
+    equal eager's within 1e-4 of each key's range, binary keys exactly."""
+    from embodiment_cases import action_scale, embodiment_checkpoint, observation
+
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    for config in ("fourier_gr1_arms_only", "oxe_droid"):
+        checkpoint, tag = embodiment_checkpoint(tiny_checkpoint, tmp_path / config, config)
+        eager, graphs = (load_policy(checkpoint, data_config=config, embodiment_tag=tag, device="cpu", backend=b,
+                                     dtype="float32", warmup=False) for b in ("torch", name))
+        obs = observation(eager, np.random.default_rng(7))
+        noise = np.random.default_rng(8).standard_normal((16, 32)).astype(np.float32)
+        want, got = eager.get_action(obs, noise=noise), graphs.get_action(obs, noise=noise)
+        for key in want:
+            if eager.processor.action_transforms[key].mode == "binary":
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{config} {key}")
+            else:
+                np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-4 * action_scale(eager, key),
+                                           err_msg=f"{config} {key}")
