@@ -165,14 +165,17 @@ class FakeClock:
 
 
 class ZeroPolicy:
-    """An SO-100 policy that always answers zeros (batched observations): an open-loop evaluation's ground truth and
-    NVIDIA's MSE can be read off it."""
+    """A policy that always answers zeros (batched observations), SO-100's keys or `widths` ({action key: width}):
+    an open-loop evaluation's ground truth and NVIDIA's MSE can be read off it."""
 
     action_horizon = 16
 
+    def __init__(self, widths: dict[str, int] | None = None):
+        self.widths = widths or {"action.single_arm": 5, "action.gripper": 1}
+
     def get_action(self, observation, *, noise=None, denoising_steps=None):
-        batch = len(observation["annotation.human.task_description"])
-        return {"action.single_arm": np.zeros((batch, 16, 5)), "action.gripper": np.zeros((batch, 16, 1))}
+        batch = len(next(v for k, v in observation.items() if k.startswith("annotation.")))
+        return {key: np.zeros((batch, 16, width)) for key, width in self.widths.items()}
 
 
 def make_loop(robot, policy, **kw):

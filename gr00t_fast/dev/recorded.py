@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SO100_MODALITY = {
-    "state": {"single_arm": {"start": 0, "end": 5}, "gripper": {"start": 5, "end": 6}},
-    "action": {"single_arm": {"start": 0, "end": 5}, "gripper": {"start": 5, "end": 6}},
-    "video": {"webcam": {"original_key": "observation.images.webcam"}},
-    "annotation": {"human.task_description": {"original_key": "task_index"}},
-}
 TASKS = ("Pick up the red cube and put it in the box.", "Place the block in the bowl.")
 JOINTS = ("shoulder_pan.pos", "shoulder_lift.pos", "elbow_flex.pos", "wrist_flex.pos", "wrist_roll.pos", "gripper.pos")
 
@@ -47,18 +42,68 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
             container.mux(packet)
 
 
-def trajectory(length: int, episode: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """States and actions (length, 6) in degrees (the gripper 0-100): smooth sweeps, actions leading states."""
+def trajectory(length: int, episode: int, seed: int = 0, width: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """States and actions (length, width) in degrees (SO-100's gripper, the 6th, 0-100): smooth sweeps, actions
+    leading states."""
     t = np.arange(length + 3)[:, None] / 10.0
-    phase = np.arange(6)[None] * 0.7 + episode + seed
+    phase = np.arange(width)[None] * 0.7 + episode + seed
     sweep = 40 * np.sin(t + phase)
-    sweep[:, 5] = 50 + 45 * np.sin(t[:, 0] + episode)
+    if width == 6:
+        sweep[:, 5] = 50 + 45 * np.sin(t[:, 0] + episode)
     return sweep[:length].astype(np.float32), sweep[3:3 + length].astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a synthetic dataset looks like: LeRobot version, robot, cameras, the state/action vector's parts (one
+    modality.json slice each, the same for state and action), its tasks and which columns hold task indices."""
+
+    version: str
+    robot_type: str
+    cameras: tuple[str, ...]
+    parts: tuple[tuple[str, int], ...]
+    annotations: dict[str, int]  # modality.json annotation key -> the task index its column holds (-1: per episode)
+    tasks: tuple[str, ...] = TASKS
+    scale: float = 1.0  # SO-100: degrees; robots in radians: 1/40
+
+    @property
+    def width(self) -> int:
+        return sum(w for _, w in self.parts)
+
+    def modality(self) -> dict:
+        slices, start = {}, 0
+        for name, width in self.parts:
+            slices[name] = {"start": start, "end": start + width}
+            start += width
+        annotation = {key: ({"original_key": "task_index"} if key == "human.task_description" else {})
+                      for key in self.annotations}
+        return {"state": slices, "action": dict(slices),
+                "video": {c: {"original_key": f"observation.images.{c}"} for c in self.cameras},
+                "annotation": annotation}
+
+
+RECIPES = {
+    "so100": Recipe("v2.1", "so100", ("webcam",), (("single_arm", 5), ("gripper", 1)),
+                    {"human.task_description": -1}),
+    # NVIDIA's GR1 demo (demo_data/robot_sim.PickNPlace): v2.0, 44 values, the task in annotation columns
+    "fourier_gr1": Recipe("v2.0", "GR1ArmsAndWaistFourierHands", ("ego_view",),
+                          (("left_arm", 7), ("left_hand", 6), ("left_leg", 6), ("neck", 3), ("right_arm", 7),
+                           ("right_hand", 6), ("right_leg", 6), ("waist", 3)),
+                          {"human.action.task_description": -1, "human.validity": 2},
+                          (*TASKS, "valid"), 1 / 40),
+    "agibot_genie1": Recipe("v2.1", "agibot_genie1", ("top_head", "hand_left", "hand_right"),
+                            (("left_arm_joint_position", 7), ("right_arm_joint_position", 7),
+                             ("left_effector_position", 1), ("right_effector_position", 1), ("head_position", 2),
+                             ("waist_position", 2), ("robot_velocity", 2)),
+                            {"language.action_text": -1}, scale=1 / 40),
+}
+SO100_MODALITY = RECIPES["so100"].modality()
+
+
 def write_v21(root: Path, lengths: tuple[int, ...] = (40, 23), fps: int = 30, size: tuple[int, int] = (96, 128),
-              modality: dict | None = SO100_MODALITY) -> Path:
-    """A LeRobot v2.1 SO-100 dataset with one camera `webcam`, episodes of `lengths`, tasks alternating."""
+              recipe: Recipe = RECIPES["so100"], with_modality: bool = True) -> Path:
+    """A LeRobot v2 dataset in NVIDIA's layout (default: SO-100, v2.1, one camera `webcam`), episodes of `lengths`,
+    tasks alternating; meta/modality.json the recipe's (none without `with_modality`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -66,49 +111,54 @@ def write_v21(root: Path, lengths: tuple[int, ...] = (40, 23), fps: int = 30, si
     meta = root / "meta"
     meta.mkdir(parents=True, exist_ok=True)
     index = 0
+    columns = {key: f"annotation.{key}" for key in recipe.annotations if key != "human.task_description"}
     with open(meta / "episodes.jsonl", "w") as episodes:
         for episode, length in enumerate(lengths):
-            states, actions = trajectory(length, episode)
+            states, actions = trajectory(length, episode, width=recipe.width)
             task = episode % len(TASKS)
-            table = pa.table({
-                "observation.state": pa.array(list(states), type=pa.list_(pa.float32())),
-                "action": pa.array(list(actions), type=pa.list_(pa.float32())),
+            table = {
+                "observation.state": pa.array(list(states * recipe.scale), type=pa.list_(pa.float32())),
+                "action": pa.array(list(actions * recipe.scale), type=pa.list_(pa.float32())),
                 "timestamp": pa.array(np.arange(length, dtype=np.float32) / fps),
                 "frame_index": pa.array(np.arange(length)), "episode_index": pa.array(np.full(length, episode)),
                 "index": pa.array(np.arange(index, index + length)), "task_index": pa.array(np.full(length, task)),
-            })
+            }
+            for key, column in columns.items():
+                table[column] = pa.array(np.full(length, task if recipe.annotations[key] < 0 else recipe.annotations[key]))
             path = root / "data" / "chunk-000" / f"episode_{episode:06d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path)
-            write_video(root / "videos" / "chunk-000" / "observation.images.webcam" / f"episode_{episode:06d}.mp4",
-                        np.stack([frame(i, height, width, episode) for i in range(length)]), fps)
+            pq.write_table(pa.table(table), path)
+            for n, camera in enumerate(recipe.cameras):
+                write_video(root / "videos" / "chunk-000" / f"observation.images.{camera}" / f"episode_{episode:06d}.mp4",
+                            np.stack([frame(i + 3 * n, height, width, episode) for i in range(length)]), fps)
             episodes.write(json.dumps({"episode_index": episode, "tasks": [TASKS[task]], "length": length}) + "\n")
             index += length
     (meta / "tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n"
-                                              for i, t in enumerate(TASKS)))
-    vector = {"dtype": "float32", "shape": [6], "names": list(JOINTS)}
+                                              for i, t in enumerate(recipe.tasks)))
+    names = list(JOINTS) if recipe.robot_type == "so100" else \
+        [f"{name}_{i}" for name, w in recipe.parts for i in range(w)]
+    vector = {"dtype": "float32", "shape": [recipe.width], "names": names}
+    video = {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
+             "info": {"video.fps": float(fps), "video.height": height, "video.width": width, "video.channels": 3,
+                      "video.codec": "h264", "video.pix_fmt": "yuv420p"}}
+    scalar = {"dtype": "int64", "shape": [1], "names": None}
     info = {
-        "codebase_version": "v2.1", "robot_type": "so100", "total_episodes": len(lengths), "total_frames": index,
-        "total_tasks": len(TASKS), "chunks_size": 1000, "fps": fps, "splits": {"train": f"0:{len(lengths)}"},
+        "codebase_version": recipe.version, "robot_type": recipe.robot_type, "total_episodes": len(lengths),
+        "total_frames": index, "total_tasks": len(recipe.tasks), "chunks_size": 1000, "fps": fps,
+        "splits": {"train": f"0:{len(lengths)}"},
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
         "features": {
             "action": vector, "observation.state": vector,
-            "observation.images.webcam": {"dtype": "video", "shape": [height, width, 3],
-                                          "names": ["height", "width", "channels"],
-                                          "info": {"video.fps": float(fps), "video.height": height,
-                                                   "video.width": width, "video.channels": 3,
-                                                   "video.codec": "h264", "video.pix_fmt": "yuv420p"}},
+            **{f"observation.images.{camera}": video for camera in recipe.cameras},
             "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-            "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-            "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-            "index": {"dtype": "int64", "shape": [1], "names": None},
-            "task_index": {"dtype": "int64", "shape": [1], "names": None},
+            "frame_index": scalar, "episode_index": scalar, "index": scalar, "task_index": scalar,
+            **{column: scalar for column in columns.values()},
         },
     }
     (meta / "info.json").write_text(json.dumps(info, indent=2))
-    if modality is not None:
-        (meta / "modality.json").write_text(json.dumps(modality, indent=2))
+    if with_modality:
+        (meta / "modality.json").write_text(json.dumps(recipe.modality(), indent=2))
     return root
 
 

@@ -14,7 +14,7 @@ arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial
   serve CKPT NOISE.npy ARGS...  scripts/inference_service.py ARGS with the sampler's noise fixed to NOISE.npy
   eval CKPT SPEC.json OUT.npz   NVIDIA's dataset reader and open-loop evaluation on a LeRobot v2.x dataset
                                 (`LeRobotSingleDataset`, `calc_mse_for_single_trajectory`), SPEC: {"dataset", "data_config",
-                                "video_backend", "episodes", "steps", "action_horizon", "policy": "zero" (always zeros)
+                                "embodiment_tag" (default new_embodiment), "video_backend", "episodes", "steps", "action_horizon", "policy": "zero" (always zeros)
                                 or "gr00t" (Gr00tPolicy), "step_data": [[episode, index], ...]}; OUT: `step/<episode>/
                                 <index>/<key>` (get_step_data), `mse/<episode>` and `seconds` (the evaluation loop)
 
@@ -244,7 +244,8 @@ def dataset_eval(checkpoint: Path, spec_path: Path, out_path: Path) -> None:
 
     spec = json.loads(spec_path.read_text())
     config = DATA_CONFIG_MAP[spec["data_config"]]
-    dataset = LeRobotSingleDataset(spec["dataset"], config.modality_config(), embodiment_tag="new_embodiment",
+    tag = spec.get("embodiment_tag", "new_embodiment")
+    dataset = LeRobotSingleDataset(spec["dataset"], config.modality_config(), embodiment_tag=tag,
                                    video_backend=spec["video_backend"])
     arrays: dict = {}
     for episode, index in spec["step_data"]:
@@ -257,7 +258,7 @@ def dataset_eval(checkpoint: Path, spec_path: Path, out_path: Path) -> None:
     else:
         from gr00t.model.policy import Gr00tPolicy
 
-        policy = Gr00tPolicy(model_path=str(checkpoint), embodiment_tag="new_embodiment", device="cpu",
+        policy = Gr00tPolicy(model_path=str(checkpoint), embodiment_tag=tag, device="cpu",
                              modality_config=config.modality_config(), modality_transform=config.transform(),
                              denoising_steps=spec.get("denoising_steps"))
         cpu_autocast(policy)

@@ -31,7 +31,8 @@ class PolicyConfig:
         "with a model id: the branch, tag or commit to load (default: main)"))
     embodiment_tag: str = field(default="new_embodiment", metadata=_help("embodiment of the checkpoint"))
     data_config: str = field(default="auto", metadata=_help(
-        "auto (so100; a LeRobot checkpoint's own keys), so100, so100_dualcam, metadata or a modality .json"))
+        "auto (so100; a LeRobot checkpoint's own keys), one of NVIDIA's twelve (gr00t-fast data-config list), "
+        "metadata (min-max keys alone), a data-config .yaml/.json of your robot, or a modality .json"))
     denoising_steps: int | None = field(default=None, metadata=_help("flow-matching steps (default: the checkpoint's, 4)"))
     device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
     dtype: DTypeName | None = field(default="auto", metadata=_help(

@@ -133,3 +133,20 @@ def test_a_dataset_that_does_not_match_the_checkpoint_is_one_line(info, modality
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err, err
+
+
+def test_eval_runs_nvidias_gr1_config_on_its_demo_layout(tiny_checkpoint, tmp_path, capsys):
+    """`--data_config fourier_gr1_arms_only --embodiment_tag gr1` on NVIDIA's GR1 demo layout (v2.0, 44 values, the
+    task in annotation columns): only the arms and hands are read and predicted, each joint's error reported."""
+    from embodiment_cases import embodiment_checkpoint
+    from gr00t_fast.dev.recorded import RECIPES
+
+    checkpoint, tag = embodiment_checkpoint(tiny_checkpoint, tmp_path / "gr1", "fourier_gr1_arms_only")
+    root = write_v21(tmp_path / "robot_sim.PickNPlace", lengths=(20,), fps=20, size=(64, 64),
+                     recipe=RECIPES["fourier_gr1"])
+    assert main(["--model_path", str(checkpoint), "--dataset_path", str(root), "--data_config",
+                 "fourier_gr1_arms_only", "--embodiment_tag", tag, "--out", str(tmp_path / "out.json")]) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    out = capsys.readouterr().out
+    assert "left_arm_0" in out and "right_hand_5" in out and "leg" not in out and "waist" not in out
+    assert json.dumps(result).count("left_hand") >= 6

@@ -46,3 +46,34 @@ def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
     runs = evaluate(ZeroPolicy(), dataset, [0, 1, 2], steps=23, progress=False)
     for run in runs:
         assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
+
+
+@pytest.mark.parametrize("recipe, data_config, tag", [("fourier_gr1", "fourier_gr1_arms_only", "gr1"),
+                                                      ("agibot_genie1", "agibot_genie1", "agibot_genie1")])
+def test_gr1_demo_layout_and_three_cameras_read_as_nvidia_reads_them(tiny_checkpoint, tmp_path, recipe, data_config,
+                                                                     tag):
+    """NVIDIA's GR1 demo layout (LeRobot v2.0, 44 values sliced by modality.json, the task in annotation columns
+    of task indices beside annotation.human.validity) read for `fourier_gr1_arms_only`, and a three-camera AgiBot
+    dataset: `step` is NVIDIA's `get_step_data` (keys the config does not read left out), and NVIDIA's loop with a
+    zero policy gives `evaluate`'s MSE."""
+    from gr00t_fast.dev.recorded import RECIPES
+
+    root = write_v21(tmp_path / recipe, lengths=(30, 21), fps=20, size=(64, 80), recipe=RECIPES[recipe])
+    pairs = [(0, 0), (0, 20), (0, 29), (1, 3), (1, 20)]
+    theirs = UPSTREAM.evaluation(tiny_checkpoint, {
+        "dataset": str(root), "data_config": data_config, "embodiment_tag": tag, "video_backend": "decord",
+        "episodes": [0, 1], "steps": 21, "action_horizon": 16, "policy": "zero", "step_data": pairs},
+        tmp_path / "upstream")
+    dataset = open_dataset(root, data_config)
+    for pair in pairs:
+        ours, nvidia = dataset.step(*pair), theirs["step"][pair]
+        assert sorted(ours) == sorted(nvidia), pair
+        for key, value in ours.items():
+            if key.startswith("annotation."):
+                assert list(value) == list(nvidia[key]), (pair, key)
+            else:
+                assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
+                np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
+    widths = {key: width for key, width in dataset.widths().items() if key.startswith("action.")}
+    for run in evaluate(ZeroPolicy(widths), dataset, [0, 1], steps=21, progress=False):
+        assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
