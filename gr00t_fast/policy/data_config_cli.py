@@ -1,9 +1,9 @@
 """`gr00t-fast data-config`: the data configs gr00t-fast knows, and one of them as a file to start your own from.
 
     gr00t-fast data-config list                 NVIDIA's twelve N1.5 configs: cameras, keys, language key, base tag
-    gr00t-fast data-config show NAME [--json]   one config as a data-config file (YAML, or JSON), with each key's
-                                                width in NVIDIA's datasets as a comment; edit it and pass
-                                                --data_config FILE.yaml to run, serve, eval, bench or export
+    gr00t-fast data-config show NAME [--json] [--out FILE]   one config as a data-config file (YAML, or JSON),
+                                                each key's width in NVIDIA's datasets as a comment; edit it and
+                                                pass --data_config FILE.yaml to run, serve, eval, bench or export
     gr00t-fast data-config check FILE           validate a file: every mistake on a line of its own
 """
 
@@ -25,6 +25,7 @@ def build_parser() -> ArgumentParser:
     show = commands.add_parser("show", help="one config as a data-config file")
     show.add_argument("name", choices=sorted(DATA_CONFIGS), metavar="NAME", help="a built-in config (see list)")
     show.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    show.add_argument("--out", default=None, help="write the file there (must not exist) instead of printing it")
     check = commands.add_parser("check", help="validate a data-config file")
     check.add_argument("file")
     return parser
@@ -68,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print("\n".join(describe(name) for name in DATA_CONFIGS))
         print("\nyour own robot: gr00t-fast data-config show NAME > my_robot.yaml, edit, then --data_config my_robot.yaml")
+    elif args.command == "show" and args.out:
+        try:
+            with open(args.out, "x") as file:
+                file.write(show(args.name, args.json) + "\n")
+        except OSError as e:
+            print(f"gr00t-fast data-config: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        print(f"wrote NVIDIA's {args.name!r} to {args.out}: edit it for your robot, then --data_config {args.out}")
     elif args.command == "show":
         print(show(args.name, args.json))
     else:

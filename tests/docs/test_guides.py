@@ -63,12 +63,13 @@ def parse(argv: list[str]) -> None:
     from gr00t_fast.dev.recorded import build_parser as dataset_parser
     from gr00t_fast.evaluation.cli import build_parser as eval_parser
     from gr00t_fast.export.cli import build_parser as export_parser
+    from gr00t_fast.policy.data_config_cli import build_parser as data_config_parser
     from gr00t_fast.robot.lerobot_install import build_parser as install_parser
     from gr00t_fast.serve.cli import fleet_parser, serve_parser
 
     parsers = {"serve": serve_parser, "fleet serve": fleet_parser, "export": export_parser, "bench": bench_parser,
                "make-checkpoint": checkpoint_parser, "install-lerobot": install_parser, "eval": eval_parser,
-               "make-dataset": dataset_parser}
+               "make-dataset": dataset_parser, "data-config": data_config_parser}
     parsers[command]().parse_args(rest)
 
 
