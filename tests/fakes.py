@@ -1,6 +1,7 @@
 """The test suite's stand-ins, in one place: a robot (hardware is the one thing faked), policies that implement
 `gr00t_fast.policy.Policy` with scripted actions, and a clock for exact loop timing."""
 
+import random
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ from gr00t_fast.control.loop import ControlConfig, ControlLoop
 
 from gr00t_fast.policy.data_config import DATA_CONFIGS
 from gr00t_fast.robot import JOINT_NAMES
-from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, CameraError
+from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS, BusError, CameraError, RobotGone
 
 FRAME_VALUE = 7
 CRASH_KEY = "test.crash"  # makes ServedPolicy fail like a bug would (not a ValueError)
@@ -56,23 +57,42 @@ BAD_OBSERVATIONS = {  # observation -> the words its error must contain
 
 
 class FakeRobot:
-    """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead."""
+    """Position-controlled arm that reaches every target; shoulder_pan can report a step clock instead. Its bus can
+    leave a seeded share of reads and writes unanswered (`bus_drops`: `BusError`, counted in `dropped`), fall
+    silent from observation `silent_from` on, or be unplugged at observation `gone_at` (`RobotGone`)."""
 
     camera_names = ("front",)
     action_features = {key: float for key in ACTION_KEYS}
     joint_groups = SO100_JOINT_GROUPS
 
-    def __init__(self, limits=1000.0, clock=False, camera_fails=()):
+    def __init__(self, limits=1000.0, clock=False, camera_fails=(), bus_drops=0.0, silent_from=None, gone_at=None,
+                 seed=0):
         self.joint_limits = {f"{j}.pos": (-limits, limits) for j in JOINT_NAMES[:5]} | {"gripper.pos": (0.0, 100.0)}
         self.pos = np.zeros(6)
         self.clock = clock
         self.camera_fails = set(camera_fails)
         self.observations = 0
         self.sent: list[np.ndarray] = []
+        self.bus_drops, self.silent_from, self.gone_at = bus_drops, silent_from, gone_at
+        self.rng = random.Random(seed)
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return "FakeRobot(port='/dev/fake')"
+
+    def _bus(self, doing: str) -> None:
+        if self.gone_at is not None and self.observations > self.gone_at:
+            raise RobotGone(f"{self}: {doing}: the serial device failed ([Errno 5] Input/output error)")
+        silent = self.silent_from is not None and self.observations > self.silent_from
+        if silent or self.rng.random() < self.bus_drops:
+            self.dropped += 1
+            raise BusError(f"{self}: {doing}: Failed to sync read 'Present_Position' on ids=[1, 2, 3, 4, 5, 6] after "
+                           "1 tries. [TxRxResult] There is no status packet!")
 
     def get_observation(self):
         n = self.observations
         self.observations += 1
+        self._bus("reading the joints and cameras")
         if n in self.camera_fails:
             raise CameraError("front: no frame")
         pos = np.full(6, float(n)) if self.clock else self.pos
@@ -81,6 +101,7 @@ class FakeRobot:
         }
 
     def send_action(self, action):
+        self._bus("sending the joint targets")
         self.pos = np.array([action[f"{j}.pos"] for j in JOINT_NAMES])
         self.sent.append(self.pos)
         return dict(action)

@@ -19,9 +19,12 @@ step| (arm joints, degrees).
 
 Robot joints and cameras map onto the policy's keys through a `RobotAdapter` (derived from the data config).
 Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
-the joint limits (the robot applies its own `max_relative_target`); a failed observation, a failed inference or a
-non-finite chunk holds the last safe position, is reported, and the loop stops after `max_consecutive_failures` of
-them in a row.
+the joint limits (the robot applies its own `max_relative_target`). A joint read or write the bus leaves unanswered
+(`BusError`) or a camera frame that does not come (`CameraError`) is retried within the step (`bus_retries`, half a
+period at most); a read that still fails holds the last safe target, a camera that still fails skips that step's
+inference. Such a step, a failed inference or a non-finite chunk is reported and counted, and the loop stops after
+`max_consecutive_failures` of them in a row, naming the last; a robot that is gone (`RobotGone`: the serial device
+unplugged) stops it at once.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.literals import literal
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.base import Policy
-from gr00t_fast.robot.base import CameraError, Robot
+from gr00t_fast.robot.base import BusError, CameraError, Robot, RobotGone
 
 ControlMode = literal("sync", "async")  # sync (upstream: infer, then execute the chunk) or async (overlapped)
 RtcMode = literal("off", "freeze", "guided", "guided-identity")  # async chunk switch: blend (off) or real-time chunking
@@ -63,6 +66,7 @@ class ControlConfig:
     camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5  # stop after this many failed steps in a row (each holds the last safe pose)
+    bus_retries: int = 3  # retries of a joint read/write or camera frame that failed, within half a period
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
     rtc: RtcMode = "off"  # async: off (blend the overlap), freeze, guided or guided-identity (real-time chunking)
     rtc_beta: float = 5.0  # the guided modes' guidance weight ceiling (about the number of denoising steps)
@@ -78,6 +82,8 @@ class ControlConfig:
             raise ValueError(f"action_horizon must be >= 1, got {self.action_horizon}")
         if self.max_consecutive_failures < 1:
             raise ValueError(f"max_consecutive_failures must be >= 1, got {self.max_consecutive_failures}")
+        if self.bus_retries < 0:
+            raise ValueError(f"bus_retries must be >= 0, got {self.bus_retries}")
         if not math.isfinite(self.inject_delay) or self.inject_delay < 0:
             raise ValueError(f"inject_delay must be >= 0, got {self.inject_delay}")
         if self.rtc not in typing.get_args(RtcMode):
@@ -199,6 +205,7 @@ class ControlLoop:
         self._in_flight = False
         self._got_chunk = False
         self._jump: float | None = None  # chunk-switch jump of the current step (degrees), if a chunk arrived
+        self._retries = 0  # retried robot reads/writes of the current step
         self._worker: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------------------------------
@@ -223,7 +230,7 @@ class ControlLoop:
 
     def warmup(self) -> float:
         """One inference on a real observation (not executed) before the first motion; returns its latency in s."""
-        obs = self.robot.get_observation()
+        obs = self._retried(self.robot.get_observation, self.now(), budget_s=1.0)
         state = self.adapter.joints(obs)
         if self.last_safe is None:
             self.last_safe = state
@@ -248,9 +255,16 @@ class ControlLoop:
                 self.stop_reason = self._finished(max_steps, duration, self.now() - t0)
                 if self.stop_reason:
                     break
-                self._step(len(self.records), t0)
+                try:
+                    self._step(len(self.records), t0)
+                except RobotGone as e:
+                    self.stop_reason, self.aborted = f"the robot is gone: {e}", True
+                    self.report(f"stopping: {self.stop_reason}")
+                    break
                 if self._consecutive_failures >= self.config.max_consecutive_failures:
-                    self.stop_reason, self.aborted = f"{self._consecutive_failures} consecutive failures", True
+                    last = self.errors[-1][1] if self.errors else "unknown"
+                    self.stop_reason = f"{self._consecutive_failures} consecutive failed steps, the last: {last}"
+                    self.aborted = True
                     self.report(f"stopping: {self.stop_reason}")
                     break
                 deadline += self.period
@@ -281,7 +295,7 @@ class ControlLoop:
     def _step(self, step: int, t0: float) -> None:
         start = self.now()
         errors_before = len(self.errors)
-        self._jump = None
+        self._jump, self._retries, fault = None, 0, None
         state, policy_obs = None, None
         inference_ms = None
         if self.config.mode == "async" and self._in_flight:
@@ -291,13 +305,17 @@ class ControlLoop:
             not self._in_flight and len(self.queue) <= self._threshold())
         try:
             if wants_inference or not hasattr(self.robot, "read_joints"):
-                obs = self.robot.get_observation()
+                obs = self._retried(self.robot.get_observation, start)
                 policy_obs = self._policy_observation(obs)
             else:  # cameras are only needed for inference; a simulated frame costs tens of ms to render
-                obs = self.robot.read_joints()
+                obs = self._retried(self.robot.read_joints, start)
             state = self.adapter.joints(obs)
         except CameraError as e:
+            fault = "camera"
             self._fail(step, f"camera error: {e}")
+        except BusError as e:
+            fault = "bus"
+            self._fail(step, f"bus error: {e}")
         if self.last_safe is None and state is not None:
             self.last_safe = state
 
@@ -315,17 +333,23 @@ class ControlLoop:
             refill = True
             inference_ms = self._accept(self._infer(self._request(policy_obs)), step)
 
-        action = self.queue.pop()
+        action = None if fault == "bus" else self.queue.pop()  # a failed joint read: hold, keep the plan
         hold = action is None
         if hold:
             action = self.last_safe
+        sent = np.zeros(0)
         if action is not None:
             action = self._clip(action)
-            sent = self.adapter.joints(self.robot.send_action(self.adapter.joint_dict(action)))
-            self.last_safe = sent
-        else:
-            sent = np.zeros(0)
-        if len(self.errors) == errors_before and not hold:
+            try:
+                sent = self.adapter.joints(self._retried(lambda: self.robot.send_action(self.adapter.joint_dict(action)),
+                                                         start))
+                self.last_safe = sent
+            except BusError as e:
+                fault = "bus"
+                self._fail(step, f"bus error: {e}")
+        if len(self.errors) > errors_before:  # a failed step, however many of its parts failed
+            self._consecutive_failures += 1
+        elif not hold:
             self._consecutive_failures = 0
 
         record = StepRecord(
@@ -339,17 +363,31 @@ class ControlLoop:
             loop_ms=(self.now() - start) * 1e3,
             queue_depth=len(self.queue),
             chunk_jump_deg=self._jump,
+            retries=self._retries,
+            fault=fault,
         )
         self.records.append(record)
         for callback in self.on_step:
             callback(record)
+
+    def _retried(self, call: Callable[[], Any], start: float, budget_s: float | None = None) -> Any:
+        """`call()`, again after a `BusError` or `CameraError` while retries are left (`bus_retries`) and less than
+        `budget_s` (default: half a period) has passed since `start`; the last failure is raised."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except (BusError, CameraError):
+                if attempt == self.config.bus_retries or self.now() - start > (budget_s or self.period / 2):
+                    raise
+                attempt += 1
+                self._retries += 1
 
     def _clip(self, action: np.ndarray) -> np.ndarray:
         """Targets inside the joint limits (the robot applies its own `max_relative_target`)."""
         return np.clip(action, self.lo, self.hi)
 
     def _fail(self, step: int, message: str) -> None:
-        self._consecutive_failures += 1
         self.errors.append((step, message))
         self.report(f"step {step}: {message} (holding the last safe position)")
 

@@ -208,8 +208,8 @@ def drive(cfg: RunConfig, robot: Any, signals: StopSignals) -> tuple[int | None,
         signals.drive(loop)
         try:
             print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
-        except (RuntimeError, ValueError) as e:  # a camera or the policy failing on the first observation
-            return setup_error(e), loop, video
+        except (RuntimeError, ValueError, OSError) as e:  # a camera, the bus or the policy failing on the first
+            return setup_error(e), loop, video  # observation (OSError: LeRobot's ConnectionError, a serial failure)
         print(
             f"driving {cfg.robot.type} at {cfg.fps:g} Hz, {cfg.mode} mode, action horizon {cfg.action_horizon}, "
             f"cameras {loop.adapter.camera_map}; Ctrl-C to stop",

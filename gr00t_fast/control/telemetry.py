@@ -31,6 +31,8 @@ class StepRecord:
     loop_ms: float  # work time of the step (observation, any blocking inference, send), sleep excluded
     queue_depth: int  # actions left in the queue after this step
     chunk_jump_deg: float | None = None  # a chunk switch happened: |new action - the one the queue held|, arm max
+    retries: int = 0  # robot reads/writes (or camera frames) retried during the step
+    fault: str | None = None  # "bus": a joint read or write still failed (held); "camera": no frame (no inference)
 
 
 def control_periods_ms(records: Sequence[StepRecord]) -> np.ndarray:
@@ -65,6 +67,9 @@ def summarize(records: Sequence[StepRecord]) -> dict[str, float | int]:
         "steps": len(records),
         "refills": sum(r.refill for r in records),
         "holds": sum(r.hold for r in records),
+        "retries": sum(r.retries for r in records),
+        "bus_faults": sum(r.fault == "bus" for r in records),
+        "camera_misses": sum(r.fault == "camera" for r in records),
         "step_mean_ms": step["mean"],
         "step_median_ms": step["median"],
         "step_min_ms": step["min"],
@@ -122,6 +127,8 @@ def format_summary(summary: dict[str, float | int], title: str = "Control loop s
             f"Inference: {s['inferences']} calls, mean {s['inference_mean_ms']:.1f} ms: {s['refills']} waited for "
             f"(the refills), {s['inferences'] - s['refills']} ran while the arm moved",
             jumps,
+            f"Robot faults: {s['retries']} reads/writes retried; {s['bus_faults']} steps whose joint read or write "
+            f"still failed (held); {s['camera_misses']} steps without a camera frame (no inference)",
         ]
     )
 
@@ -132,7 +139,8 @@ def _deg(value: float) -> str:
 
 LEGEND = ("live line, over the steps since the previous one: inference = mean latency of the calls that finished | "
           "loop = mean work per step, sleep excluded | period = median time between actions (1000/fps ms when on "
-          "time) | queue = actions left to execute | held = steps that repeated the last position (no action ready)")
+          "time) | queue = actions left to execute | held = steps that repeated the last position (no action ready) | "
+          "faults = reads/writes retried, steps the bus or a camera still failed")
 
 
 class LiveTelemetry:
@@ -169,6 +177,8 @@ def status_line(records: Sequence[StepRecord]) -> str:
         + f" | loop {np.mean([r.loop_ms for r in records]):6.2f} ms"
         + (f" | period {np.median(periods):6.1f} ms" if periods.size else "")
         + f" | queue {last.queue_depth:2d} | held {sum(r.hold for r in records)}"
+        + f" | faults {sum(r.retries for r in records)} retried, {sum(r.fault == 'bus' for r in records)} bus, "
+          f"{sum(r.fault == 'camera' for r in records)} camera"
     )
 
 

@@ -7,7 +7,8 @@
 `--demo_task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
 chunks from two modes, for judging chunk switches and real-time chunking, which random weights cannot show.
 `--data_config NAME` (one of NVIDIA's twelve) adds metadata for that robot's datasets under the base model's tag for it
-(gr1, oxe_droid, agibot_genie1) or `--embodiment_tag` (`gr00t_fast.policy.embodiments`); SO-100's is always there.
+(gr1, oxe_droid, agibot_genie1) or `--embodiment_tag` (`gr00t_fast.policy.embodiments`); under new_embodiment it
+replaces SO-100's.
 """
 
 import math

@@ -1,6 +1,6 @@
 """Robots driven by gr00t-fast: LeRobot's SO-100/SO-101 followers and a built-in MuJoCo SO-100 simulation."""
 
-from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, Robot
+from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, BusError, CameraError, Robot, RobotGone
 from gr00t_fast.robot.config import (
     CameraConfig,
     OpenCVCameraConfig,
@@ -14,11 +14,13 @@ from gr00t_fast.robot.config import (
 __all__ = [
     "ACTION_KEYS",
     "JOINT_NAMES",
+    "BusError",
     "CameraConfig",
     "CameraError",
     "OpenCVCameraConfig",
     "Robot",
     "RobotConfig",
+    "RobotGone",
     "SimCameraConfig",
     "SimSO100Config",
     "SO100FollowerConfig",

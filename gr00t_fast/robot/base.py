@@ -20,6 +20,15 @@ class CameraError(RuntimeError):
     """A camera returned no frame. Raised by `get_observation`, never papered over with a blank image."""
 
 
+class BusError(ConnectionError):
+    """A joint read or write got no valid answer this time (a dropped status packet): the control loop retries it
+    within the step and otherwise holds the last safe target."""
+
+
+class RobotGone(ConnectionError):
+    """The robot's connection is gone (the serial device vanished or fails every transfer): the run stops."""
+
+
 @runtime_checkable
 class Robot(Protocol):
     """What the control loop needs from an arm. `make_robot` builds one from a `RobotConfig`."""

@@ -4,7 +4,9 @@ LeRobot is an optional extra, imported only when a real follower is built: `lero
 one `SOFollower` for both arms, 0.6 included), else the `so100_follower` / `so101_follower` modules of 0.4.0-0.4.2. Calibration,
 torque handling, `max_relative_target` and the cameras' background reading are LeRobot's own. `connect()` checks
 the port and the calibration file first and turns every connection, camera or calibration failure into one
-`ConnectionError` line, with whatever was opened closed again.
+`ConnectionError` line, with whatever was opened closed again. Once connected, a read or write the motors leave
+unanswered ("There is no status packet", lerobot#1252) is a `BusError` for the control loop to retry and ride
+through, a serial device that is gone (unplugged) a `RobotGone`.
 """
 
 import importlib.util
@@ -16,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.robot.base import ACTION_KEYS, JOINT_NAMES, CameraError, So100Features, check_action, clip_to_limits
+from gr00t_fast.robot.base import (ACTION_KEYS, JOINT_NAMES, BusError, CameraError, RobotGone, So100Features, check_action,
+                                   clip_to_limits)
 from gr00t_fast.robot.config import OpenCVCameraConfig, SO100FollowerConfig, SO101FollowerConfig
 from gr00t_fast.robot.lerobot_version import lerobot_problem
 
@@ -177,11 +180,25 @@ class LeRobotFollower(So100Features):
         else:
             self._close_opened()
 
-    def get_observation(self) -> dict[str, float | np.ndarray]:
+    def _bus(self, doing: str, call):
+        """`call()` with LeRobot's failures sorted: the motors left a transfer unanswered (LeRobot's ConnectionError)
+        -> BusError; a camera without a frame (TimeoutError, RuntimeError) -> CameraError; the serial device failing
+        (pyserial's SerialException, any other OSError) or its port vanished -> RobotGone. One line each."""
         try:
-            raw = self._robot.get_observation()
+            return call()
+        except ConnectionError as e:
+            gone = port_problem(self.config.port)
+            if gone:
+                raise RobotGone(f"{self}: {doing}: {gone}: the USB cable came out or the adapter lost power") from e
+            raise BusError(f"{self}: {doing}: {one_line(e)}") from e
         except (TimeoutError, RuntimeError) as e:  # what LeRobot's camera reads raise when no frame arrives
             raise CameraError(f"{self}: a camera gave no frame: {one_line(e)}") from e
+        except OSError as e:
+            raise RobotGone(f"{self}: {doing}: the serial device failed ({one_line(e)}): the USB cable came out or "
+                            "the adapter lost power") from e
+
+    def get_observation(self) -> dict[str, float | np.ndarray]:
+        raw = self._bus("reading the joints and cameras", self._robot.get_observation)
         obs: dict[str, float | np.ndarray] = {key: float(raw[key]) for key in ACTION_KEYS}
         for name in self.camera_names:
             frame = raw.get(name)
@@ -192,8 +209,10 @@ class LeRobotFollower(So100Features):
 
     def read_joints(self) -> dict[str, float]:
         """Joint positions only (one sync read of the bus), without the cameras."""
-        return {f"{motor}.pos": float(value) for motor, value in self._robot.bus.sync_read("Present_Position").items()}
+        values = self._bus("reading the joints", lambda: self._robot.bus.sync_read("Present_Position"))
+        return {f"{motor}.pos": float(value) for motor, value in values.items()}
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
-        sent = self._robot.send_action(clip_to_limits(check_action(action), self.joint_limits))
+        goal = clip_to_limits(check_action(action), self.joint_limits)
+        sent = self._bus("sending the joint targets", lambda: self._robot.send_action(goal))
         return {key: float(value) for key, value in sent.items()}

@@ -207,19 +207,24 @@ def test_inference_exceptions_hold_and_stop_after_max_consecutive_failures(mode)
     robot = FakeRobot()
     loop, errors = make_loop(robot, FakePolicy(plan), mode=mode, fps=100, action_horizon=4, max_consecutive_failures=3)
     records = loop.run(max_steps=100)
-    assert loop.aborted and loop.stop_reason == "3 consecutive failures"
-    assert sum("GPU on fire" in e for e in errors) == 3 and len(records) < 100
+    assert loop.aborted and loop.stop_reason.startswith("3 consecutive failed steps, the last: inference failed")
+    assert sum(e.startswith("step") and "GPU on fire" in e for e in errors) == 3 and len(records) < 100
     np.testing.assert_allclose(np.array(robot.sent)[:, 0], 30.0)  # the last safe position is held throughout
 
 
 def test_camera_error_is_reported_and_never_fed_to_the_policy():
     robot, policy = FakeRobot(camera_fails={2, 3}), FakePolicy(lambda s, call: np.full((16, 6), 5.0 + call))
-    loop, errors = make_loop(robot, policy, mode="sync", fps=200, action_horizon=2)
+    loop, errors = make_loop(robot, policy, mode="sync", fps=200, action_horizon=2, bus_retries=0)
     records = loop.run(max_steps=6)
     assert [s for s, _ in loop.errors] == [2, 3] and all("camera" in e for e in errors)
     assert [r.hold for r in records] == [False, False, True, True, False, False]
     np.testing.assert_allclose([a[0] for a in robot.sent], [5, 5, 5, 5, 6, 6])
-    assert records[2].state == []
+    assert records[2].state == [] and records[2].fault == "camera"
+    robot = FakeRobot(camera_fails={2, 3})  # with retries (the default), a frame that comes on the third try
+    loop, errors = make_loop(robot, FakePolicy(lambda s, call: np.full((16, 6), 5.0 + call)), mode="sync", fps=200,
+                             action_horizon=2)
+    records = loop.run(max_steps=6)
+    assert not errors and [r.retries for r in records] == [0, 0, 2, 0, 0, 0]
 
 
 def test_stop_finishes_the_step(tmp_path):

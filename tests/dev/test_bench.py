@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gr00t_fast.dev import bench
 from gr00t_fast.dev.bench.loop import LOOP_METHODS, tracking_error
@@ -180,11 +181,16 @@ def test_bad_arguments(argv, message, capsys):
     assert message in err and err.count("\n") == 1  # one line
 
 
+# oneDNN packs bf16 weights on AVX512 CPUs (or AVX-NE-CONVERT ones); an AVX2-only CPU computes bf16 unpacked
+PACKABLE = torch.backends.cpu.get_cpu_capability() != "AVX2"
+
+
 def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeypatch):
     """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
     units, on the demo task's swing (compile and ORT INT8 skipped: slow to build). With bf16 units the bf16 torch
     rows run packed layers, as `load_policy` would build them."""
-    monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
+    if PACKABLE:
+        monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--skip", "compile,onnxruntime int8", "--observations",
             "reach", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
@@ -213,8 +219,8 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
         assert rows[name]["quantized"].startswith(f"{mode} matmuls in "), rows[name]["quantized"]
     assert not rows["torch int8 (_int_mm)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
     assert {name: row["packed_layers"] > 0 for name, row in rows.items()} == {
-        "torch float32 eager": False, "torch bfloat16 eager": True, "onnxruntime fp32": False,
-        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": True, "torch fp8 (_scaled_mm)": False,
+        "torch float32 eager": False, "torch bfloat16 eager": PACKABLE, "onnxruntime fp32": False,
+        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": PACKABLE, "torch fp8 (_scaled_mm)": False,
         **{name: False for name in openvino}}
     assert "| Packed layers |" in markdown
 
@@ -222,7 +228,10 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
 def test_backends_of_a_packed_policy(tiny_checkpoint, tmp_path, monkeypatch):
     """A bf16 policy has its own torch row (before, the bf16 row of a float32 policy replaced it), and that row keeps
     its packed layers while ONNX exports plain ones (a second load: before, the export unpacked the one shared model)."""
-    monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
+    if not PACKABLE:
+        pytest.skip("oneDNN packs bf16 weights on AVX512 (or AVX-NE-CONVERT) CPUs; this one has AVX2 only")
+    if PACKABLE:
+        monkeypatch.setattr("gr00t_fast.model.packed.bf16_units", lambda: "AVX512-BF16")
     argv = ["backends", "--model_path", str(tiny_checkpoint), "--dtype", "bfloat16", "--skip",
             "compile,onnxruntime int8,int8,fp8,openvino", "--out", str(tmp_path), *COMMON]
     assert bench.main(argv) == 0
