@@ -159,6 +159,22 @@ class MissingExtra(ImportError):
                                                                                         if install else ""))
 
 
+DEBUG_ENV = "GR00T_FAST_DEBUG"  # set (to anything but 0): a one-line error is followed by its traceback
+
+
+def error_line(prog: str, error: BaseException | str, join: bool = True) -> None:
+    """`<prog>: error: <the error>` on stderr, its whitespace joined into one line (`join`); with GR00T_FAST_DEBUG
+    set, the traceback behind it first (for a bug report: the line says what to fix in the input, not where the
+    code failed)."""
+    import os
+
+    if isinstance(error, BaseException) and os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    print(f"{prog}: error: {' '.join(str(error).split()) if join else error}", file=sys.stderr)
+
+
 def require(needed_for: str, *modules: str) -> None:
     """Raise `MissingExtra` unless every module of `modules` can be imported (checked before any work starts)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]

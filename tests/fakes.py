@@ -115,6 +115,8 @@ class FakePolicy:
     video_resolution = {"video.webcam": (32, 24)}
     key_dims = None
 
+    noise_shape = None  # draws no noise
+
     def __init__(self, plan):
         self.plan = plan
         self.calls = 0
@@ -143,7 +145,7 @@ class ServedPolicy:
 
     action_horizon = 16
     data_config = DATA_CONFIGS["so100"]
-    video_resolution = key_dims = None
+    video_resolution = key_dims = noise_shape = None
 
     def __init__(self, gate: threading.Event | None = None):
         self.gate = gate
@@ -190,6 +192,7 @@ class ZeroPolicy:
     an open-loop evaluation's ground truth and NVIDIA's MSE can be read off it."""
 
     action_horizon = 16
+    noise_shape = None
 
     def __init__(self, widths: dict[str, int] | None = None):
         self.widths = widths or {"action.single_arm": 5, "action.gripper": 1}

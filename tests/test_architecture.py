@@ -71,7 +71,7 @@ def test_the_top_level_names():
                                                                                      "PolicyConfig", "RtcRequest"]
     for cls in (Gr00tPolicy, PolicyClient):  # both implement the contract the loop, servers and plugin rely on
         missing = [name for name in ("action_horizon", "data_config", "video_resolution", "key_dims", "get_action",
-                                     "get_modality_config", "supports_rtc", "state_warning") if not hasattr(cls, name)]
+                                     "get_modality_config", "supports_rtc", "state_warning", "noise_shape") if not hasattr(cls, name)]
         assert not missing, f"{cls.__name__} lacks {missing} of Policy"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         gr00t_fast.nothing  # noqa: B018

@@ -16,6 +16,7 @@ real-time chunking needs the torch backend.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -140,8 +141,12 @@ class OpenVinoBackend(GraphBackend):
         import openvino as ov
 
         from gr00t_fast.runtime.atomic import staged
+        from gr00t_fast.runtime.cache import file_digest
 
-        ir = self.cache_dir / "int8" / graph / f"{graph}.xml" if self.cache_dir is not None else None
+        # the IR of these very graph files (their digests: `file_digest`, hashed once per file): never another's
+        digest = hashlib.sha256("".join(file_digest(f) for f in sorted(path.parent.iterdir()) if f.is_file())
+                                .encode()).hexdigest()[:16]
+        ir = self.cache_dir / "int8" / f"{graph}-{digest}" / f"{graph}.xml" if self.cache_dir is not None else None
         if ir is not None and ir.is_file() and ir.with_suffix(".bin").is_file():
             return str(ir)
         nncf.set_log_level(logging.ERROR)  # its per-graph statistics tables: the load line says what was done

@@ -20,8 +20,8 @@ step| (arm joints, degrees).
 Robot joints and cameras map onto the policy's keys through a `RobotAdapter` (derived from the data config).
 Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
 the joint limits (the robot applies its own `max_relative_target`). A joint read or write the bus leaves unanswered
-(`BusError`) or a camera frame that does not come (`CameraError`) is retried within the step (`bus_retries`, half a
-period at most); a read that still fails holds the last safe target, a camera that still fails skips that step's
+(`BusError`) or a camera frame that does not come (`CameraError`) is retried within the step (`bus_retries`, while
+the step is inside its period); a read that still fails holds the last safe target, a camera that still fails skips that step's
 inference. Such a step, a failed inference or a non-finite chunk is reported and counted, and the loop stops after
 `max_consecutive_failures` of them in a row, naming the last; a robot that is gone (`RobotGone`: the serial device
 unplugged) stops it at once.
@@ -66,7 +66,7 @@ class ControlConfig:
     camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5  # stop after this many failed steps in a row (each holds the last safe pose)
-    bus_retries: int = 3  # retries of a joint read/write or camera frame that failed, within half a period
+    bus_retries: int = 3  # retries of a joint read/write or camera frame that failed, within the step's period
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
     rtc: RtcMode = "off"  # async: off (blend the overlap), freeze, guided or guided-identity (real-time chunking)
     rtc_beta: float = 5.0  # the guided modes' guidance weight ceiling (about the number of denoising steps)
@@ -372,13 +372,13 @@ class ControlLoop:
 
     def _retried(self, call: Callable[[], Any], start: float, budget_s: float | None = None) -> Any:
         """`call()`, again after a `BusError` or `CameraError` while retries are left (`bus_retries`) and less than
-        `budget_s` (default: half a period) has passed since `start`; the last failure is raised."""
+        `budget_s` (default: the period) has passed since `start`; the last failure is raised."""
         attempt = 0
         while True:
             try:
                 return call()
             except (BusError, CameraError):
-                if attempt == self.config.bus_retries or self.now() - start > (budget_s or self.period / 2):
+                if attempt == self.config.bus_retries or self.now() - start > (budget_s or self.period):
                     raise
                 attempt += 1
                 self._retries += 1

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gr00t_fast.cli_args import error_line
 from gr00t_fast.configs import config_names, select_config
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 from gr00t_fast.control.outputs import output_error
@@ -108,7 +109,7 @@ INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C before it drove the ro
 
 
 def setup_error(e: Exception | str) -> int:
-    print(f"gr00t-fast run: error: {e}", file=sys.stderr)
+    error_line("gr00t-fast run", e, join=False)  # GR00T_FAST_DEBUG=1: with the traceback
     return 2
 
 

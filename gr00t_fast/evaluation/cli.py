@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t_fast.cli_args import ArgumentParser, port, require, token
+from gr00t_fast.cli_args import ArgumentParser, error_line, port, require, token
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.data import DatasetError, RecordedDataset, open_dataset
 from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_options
@@ -37,7 +37,7 @@ def build_parser() -> ArgumentParser:
     add("--dataset_path", required=True, help="a LeRobot dataset folder (v2.0/v2.1 with meta/modality.json, or "
         "v3.0), or a Hugging Face dataset id ORG/NAME from the local cache")
     add("--dataset_revision", default=None, help="with a dataset id: its branch, tag or commit (default: main)")
-    add("--episodes", type=int, nargs="+", default=None, help="episode indices to evaluate (default: all)")
+    add("--episodes", nargs="+", default=None, help="episode indices to evaluate, 0 1 2 or 0,1,2 (default: all)")
     add("--steps", type=int, default=None, help="steps evaluated per episode (default: NVIDIA's 150, cut to the "
         "episode's length; more than an episode has is an error)")
     add("--action_horizon", type=int, default=16, help="steps between inferences, and actions compared per chunk")
@@ -47,7 +47,8 @@ def build_parser() -> ArgumentParser:
         "wrist}\" (needed where the dataset's cameras do not match the data config's by count or name)")
     add("--batch", type=int, default=8, help="episodes whose observations go to the policy in one call (a served "
         "policy: 1 unless its server's --max_batch allows more)")
-    add("--noise_seed", type=int, default=0, help="seeds the sampler's noise, drawn per episode and inference point")
+    add("--noise_seed", type=int, default=None, help="seeds the sampler's noise, drawn per episode and inference "
+        "point (default 0; an in-process policy's: a server draws its own)")
     add("--compare", nargs="+", default=None, metavar="PATH", help=f"evaluate several paths on the same episodes and "
         f"noise and print one table: {', '.join(PATHS)} (steps<N> for any N); the reference is always included")
     add("--policy_host", default=None, help="evaluate the policy served at this host (gr00t-fast serve, or "
@@ -70,6 +71,15 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
     if args.policy_host is None and not args.model_path:
         raise ValueError("name the policy: --model_path CKPT, or --policy_host HOST for a served one")
+    if args.episodes is not None:
+        try:
+            args.episodes = [int(part) for item in args.episodes for part in item.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"--episodes takes episode indices, e.g. --episodes 0 1 2 or --episodes 0,1,2; got "
+                             f"{' '.join(args.episodes)!r}") from None
+    if args.policy_host is not None and args.noise_seed is not None:
+        raise ValueError("--noise_seed seeds an in-process policy's noise; a server draws its own (the protocol "
+                         "carries none): leave it out with --policy_host")
     if args.policy_host is not None and args.compare:
         raise ValueError("--compare loads the checkpoint each way: give --model_path, not --policy_host")
     for path in args.compare or ():
@@ -147,7 +157,8 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
 
 def run_path(args, policy, dataset, episodes, joints) -> tuple[list[EpisodeRun], dict]:
     runs = evaluate(policy, dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
-                    batch=args.batch if args.policy_host is None else 1, noise_seed=args.noise_seed)
+                    batch=args.batch if args.policy_host is None else 1,
+                    noise_seed=0 if args.noise_seed is None else args.noise_seed)
     return runs, overall_metrics(runs, args.action_horizon, joints)
 
 
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["compare"] = rows
         write_outputs(args, summary, results, main_path, per_episode, joints)
     except (DatasetError, HubError, ValueError, OSError, RuntimeError, ImportError) as e:
-        print(f"gr00t-fast eval: error: {' '.join(str(e).split())}", file=sys.stderr)
+        error_line("gr00t-fast eval", e)  # GR00T_FAST_DEBUG=1: with the traceback
         return 2
     except KeyboardInterrupt:
         print("gr00t-fast eval: interrupted", file=sys.stderr)

@@ -61,11 +61,10 @@ def episode_steps(dataset: RecordedDataset, episode: int, steps: int | None) -> 
 def _noise(policy: Any, seed: int, episode: int, point: int) -> np.ndarray | None:
     """The sampler's initial noise for one episode and inference point, or None for a policy that draws its own
     (a served one)."""
-    config = getattr(policy, "config", None)
-    if config is None:
+    shape = policy.noise_shape
+    if shape is None:
         return None
-    rng = np.random.default_rng([seed, episode, point])
-    return rng.standard_normal((policy.action_horizon, config.max_action_dim)).astype(np.float32)
+    return np.random.default_rng([seed, episode, point]).standard_normal(shape).astype(np.float32)
 
 
 def _load(dataset: RecordedDataset, episode: int, steps: int, action_horizon: int,

@@ -1,6 +1,7 @@
 """`ensure_artifacts`: what a backend needs on disk for a checkpoint (exported ONNX graphs, built TensorRT engines),
 given, found in the cache or made into it. The one question `gr00t_fast.loading` asks of this package."""
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
                      backend_dir: str | Path | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The constructor options of backend `backend` for `model` with its artifacts: `backend_dir` when given, else
     ONNX graphs exported into the cache, or TensorRT engines found there (nothing reloaded or re-exported) or built
-    into it, for prompts of `cameras` images; OpenVINO's compiled-model cache in a folder keyed by the weights'
-    fingerprint, OpenVINO's version, the device and the precision. Backends without artifacts get `options` back.
+    into it, for prompts of `cameras` images; OpenVINO's compiled-model cache in a folder keyed by the digests of the
+    graphs it compiles, gr00t-fast's and OpenVINO's versions, the device and the precision. Backends without artifacts get `options` back.
     A given folder must hold a complete export of this checkpoint's weights (`manifest.check_artifacts`): another
     checkpoint's graphs, or half an export, are refused in one line."""
     options = dict(options or {})
@@ -40,10 +41,17 @@ def ensure_artifacts(backend: str, model: torch.nn.Module, model_path: str | Pat
         folder = cache_dir() / "tensorrt" / f"{checkpoint_fingerprint(model_path)}-{cameras}cam_{precision}"
         options["engine_dir"] = build_engines(model_path, folder,
                                               cameras=cameras, precision=precision, eagle_path=model.config.eagle_dir)
-    if backend == "openvino" and "cache_dir" not in options:  # compiled models per weights, OpenVINO, device, precision
+    if backend == "openvino" and "cache_dir" not in options:  # compiled models and compressed weights per graphs (by
+        # content), gr00t-fast, OpenVINO, device, precision
         import openvino
 
-        key = [checkpoint_fingerprint(model_path), openvino.__version__.split("-")[0], options.get("device", "CPU"),
+        from gr00t_fast import __version__
+        from gr00t_fast.export.manifest import read_manifest
+
+        files = read_manifest(options["onnx_dir"])["files"]
+        graphs = hashlib.sha256("".join(f"{name}:{entry['sha256']};" for name, entry in sorted(files.items()))
+                                .encode()).hexdigest()[:16]
+        key = [graphs, __version__, openvino.__version__.split("-")[0], options.get("device", "CPU"),
                options.get("precision", "f32"), options.get("weights") or "fp"]
         options["cache_dir"] = cache_dir() / "openvino" / "-".join(str(k).replace(":", "_") for k in key)
     return options

@@ -1,7 +1,10 @@
 """The manifest every artifact folder carries (`manifest.json`, written last, in the staging folder the whole export is
 renamed from): which weights it was made from (`checkpoint_fingerprint`, by content), the options that shape it, and
-every file with its size. A folder without a complete manifest is not a model; one made from other weights is
-refused in one line naming both checkpoints (`check_artifacts`), so another checkpoint's graphs never drive an arm.
+every file with its size and sha256. A folder without a complete manifest is not a model; one made from other
+weights is refused in one line naming both checkpoints (`check_artifacts`), and so is a file whose content is not the
+one listed (a graph copied in from another export of the same size), so another checkpoint's graphs never drive an
+arm. A file's digest is computed once per file identity (`runtime.cache.file_digest`: device, inode, size, mtime,
+ctime, which a copy cannot keep), so a multi-GB graph is hashed on its first load only.
 
     write_manifest(folder, target="onnx", checkpoint=ckpt, options={"num_steps": 4})
     check_artifacts(folder, "onnxruntime", ckpt)   # ArtifactMismatch / IncompleteArtifacts, one line each
@@ -12,49 +15,58 @@ from pathlib import Path
 from typing import Any
 
 from gr00t_fast.runtime.atomic import write_atomic
-from gr00t_fast.runtime.cache import checkpoint_fingerprint
+from gr00t_fast.runtime.cache import checkpoint_fingerprint, file_digest
 
 __all__ = ["ArtifactMismatch", "IncompleteArtifacts", "MANIFEST", "TARGETS", "check_artifacts", "read_manifest",
            "write_manifest"]
 
 MANIFEST = "manifest.json"
-FORMAT = 2  # 1: no fingerprint and no file list (before artifacts were matched to their checkpoint)
+FORMAT = 3  # 1: no fingerprint, no file list; 2: files by size alone (before artifacts were checked by content)
 TARGETS = {"onnxruntime": ("onnx", "int8"), "openvino": ("onnx", "int8"), "tensorrt": ("tensorrt",)}  # backend ->
 # the exports it runs
 EXPORT_COMMAND = {"onnxruntime": "export onnx", "openvino": "export onnx", "tensorrt": "export tensorrt"}
 
 
 class IncompleteArtifacts(ValueError):
-    """A folder that is not a whole export: no manifest, an unreadable one, or files missing or of another size."""
+    """A folder that is not a whole export: no manifest, an unreadable one, or files missing, of another size or of
+    another content than listed."""
 
 
 class ArtifactMismatch(ValueError):
     """Artifacts made from other weights (or for another backend) than the checkpoint being loaded."""
 
 
-def folder_files(folder: Path) -> dict[str, int]:
-    """Every file under `folder` but the manifest: its path relative to `folder` -> its size in bytes."""
-    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+def file_entry(path: Path) -> dict[str, Any]:
+    """A file's manifest entry: its size in bytes and the sha256 of its content."""
+    return {"size": path.stat().st_size, "sha256": file_digest(path)}
+
+
+def folder_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under `folder` but the manifest: its path relative to `folder` -> its `file_entry`."""
+    return {p.relative_to(folder).as_posix(): file_entry(p) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != MANIFEST}
 
 
 def write_manifest(folder: str | Path, *, target: str, checkpoint: str | Path, options: dict[str, Any],
-                   files: dict[str, int] | None = None, fingerprint: str | None = None, **extra: Any) -> dict:
+                   files: list[str] | None = None, fingerprint: str | None = None, **extra: Any) -> dict:
     """Write `folder/manifest.json` (atomically) for the artifacts in it, made by `target` from `checkpoint` with
-    `options`; `files` (default: every file in the folder) are those a load needs. Returns the manifest."""
+    `options`; `files` (paths relative to `folder`; default: every file in it) are those a load needs. Returns the
+    manifest."""
     from gr00t_fast import __version__
 
     folder = Path(folder)
     manifest = dict(format=FORMAT, target=target, checkpoint=str(checkpoint),
                     fingerprint=fingerprint or checkpoint_fingerprint(checkpoint), options=options,
-                    gr00t_fast=__version__, files=folder_files(folder) if files is None else files, **extra)
+                    gr00t_fast=__version__, **extra,
+                    files=folder_files(folder) if files is None else {name: file_entry(folder / name) for name in files})
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
 
 
 def read_manifest(folder: str | Path, hint: str = "re-export it") -> dict:
     """The manifest of a complete artifact folder; IncompleteArtifacts (one line ending in `hint`) when the folder
-    has no readable manifest of this format, or a file it lists is missing or of another size (truncated)."""
+    has no readable manifest of this format, or a file it lists is missing, of another size (truncated) or of
+    another content (replaced, copied in from another export)."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -69,14 +81,21 @@ def read_manifest(folder: str | Path, hint: str = "re-export it") -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
             not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("fingerprint"), str):
         raise IncompleteArtifacts(f"{path} is not a manifest of this gr00t-fast (format {FORMAT}, with the weights' "
-                                  f"fingerprint and the file list; older exports lack them); {hint}")
-    for name, size in manifest["files"].items():
+                                  f"fingerprint and each file's size and sha256; older exports lack them); {hint}")
+    for name, entry in manifest["files"].items():
         file = folder / name
+        if not isinstance(entry, dict) or not {"size", "sha256"} <= set(entry):
+            raise IncompleteArtifacts(f"{path}: the entry of {name} lacks its size and sha256; {hint}")
         if not file.is_file():
             raise IncompleteArtifacts(f"{folder}: {name}, listed in its {MANIFEST}, is missing; {hint}")
-        if file.stat().st_size != size:
+        if file.stat().st_size != entry["size"]:
             raise IncompleteArtifacts(f"{folder}: {name} has {file.stat().st_size} bytes, its {MANIFEST} says "
-                                      f"{size} (truncated or replaced); {hint}")
+                                      f"{entry['size']} (truncated or replaced); {hint}")
+        digest = file_digest(file)
+        if digest != entry["sha256"]:
+            raise IncompleteArtifacts(f"{folder}: {name} is not the file its {MANIFEST} lists (sha256 {digest[:16]}, "
+                                      f"listed {str(entry['sha256'])[:16]}): replaced or copied in from another "
+                                      f"export; {hint}")
     return manifest
 
 

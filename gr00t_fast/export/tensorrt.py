@@ -289,7 +289,7 @@ def build_engines(
     write_manifest(out, target="tensorrt", checkpoint=model_path, fingerprint=fingerprint,
                    options=dict(cameras=cameras, batch=list(batch), prompt=list(prompt), num_steps=steps,
                                 precision=precision),
-                   files={f"engines/{engine.name}": engine.stat().st_size for engine in engines.values()},
+                   files=[f"engines/{engine.name}" for engine in engines.values()],
                    precision=precision, gpu=gpu, compute_capability=capability, tensorrt=trt.__version__,
                    graphs={graph: dict(engine=engine.name, profile={k: [list(s) for s in v]
                                                                     for k, v in profiles[graph].items()})

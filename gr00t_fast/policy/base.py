@@ -40,6 +40,11 @@ class Policy(Protocol):
     def get_modality_config(self) -> dict[str, Any]:
         """The observation and action keys in Isaac-GR00T's `get_modality_config` form."""
 
+    @property
+    def noise_shape(self) -> tuple[int, int] | None:
+        """(horizon, action dim) of the sampler's initial noise `get_action(noise=...)` takes per observation, or
+        None where the policy draws its own (a server)."""
+
     def supports_rtc(self) -> bool:
         """Whether `get_action` takes `rtc` (real-time chunking)."""
 

@@ -113,6 +113,10 @@ class Gr00tPolicy:
     def action_horizon(self) -> int:
         return self.config.action_horizon
 
+    @property
+    def noise_shape(self) -> tuple[int, int]:
+        return self.action_horizon, self.config.max_action_dim
+
     def supports_rtc(self) -> bool:
         """Real-time chunking needs a backend that runs the sampler step by step (`torch`)."""
         return self.backend.supports_rtc

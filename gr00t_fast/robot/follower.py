@@ -25,6 +25,11 @@ from gr00t_fast.robot.lerobot_version import lerobot_problem
 
 log = logging.getLogger(__name__)
 
+try:  # pyserial's POSIX port lets termios.error (not an OSError) out of flush() once the device is gone
+    from termios import error as TermiosError
+except ImportError:  # Windows
+    TermiosError = OSError
+
 # Software joint limits in LeRobot's degree mode (0 = middle of the calibrated range), taken from the SO-ARM CAD
 # joint ranges (the MJCF `so100_sim` uses): pan +-110, lift +-100, elbow +-96.8, wrist flex +-95, wrist roll
 # -157.2..162.8. The motors also stop at their calibrated range; these only keep commands inside the arm's travel.
@@ -174,11 +179,26 @@ class LeRobotFollower(So100Features):
                 log.warning("%s: closing a camera failed: %s", self, one_line(e))
 
     def disconnect(self) -> None:
-        """Close the bus (torque off when `disable_torque_on_disconnect`) and the cameras."""
-        if self._robot.is_connected:
-            self._robot.disconnect()
-        else:
+        """Close the bus (torque off when `disable_torque_on_disconnect`) and the cameras. Where the bus cannot
+        switch the torque off (silent servos, an unplugged adapter) the cameras and the port are still closed, and
+        the failure is raised as one ConnectionError line."""
+        if not self._robot.is_connected:
             self._close_opened()
+            return
+        try:
+            self._robot.disconnect()
+        except Exception as e:  # noqa: BLE001 - whatever the bus raised: close the rest, then say it
+            for camera in self._robot.cameras.values():
+                if camera.is_connected:
+                    try:
+                        camera.disconnect()
+                    except Exception as failed:  # noqa: BLE001
+                        log.warning("%s: closing a camera failed: %s", self, one_line(failed))
+            try:
+                self._robot.bus.port_handler.closePort()
+            except Exception as failed:  # noqa: BLE001
+                log.warning("%s: closing the port failed: %s", self, one_line(failed))
+            raise ConnectionError(f"{self}: the torque could not be switched off ({one_line(e)})") from e
 
     def _bus(self, doing: str, call):
         """`call()` with LeRobot's failures sorted: the motors left a transfer unanswered (LeRobot's ConnectionError)
@@ -193,7 +213,7 @@ class LeRobotFollower(So100Features):
             raise BusError(f"{self}: {doing}: {one_line(e)}") from e
         except (TimeoutError, RuntimeError) as e:  # what LeRobot's camera reads raise when no frame arrives
             raise CameraError(f"{self}: a camera gave no frame: {one_line(e)}") from e
-        except OSError as e:
+        except (OSError, TermiosError) as e:
             raise RobotGone(f"{self}: {doing}: the serial device failed ({one_line(e)}): the USB cable came out or "
                             "the adapter lost power") from e
 

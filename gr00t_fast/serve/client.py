@@ -105,6 +105,8 @@ class PolicyClient:
     def action_horizon(self) -> int:
         return len(self.get_modality_config()["action"]["delta_indices"])
 
+    noise_shape = None  # the server draws its own noise: the protocol carries none
+
     def supports_rtc(self) -> bool:
         """Real-time chunking travels in the msgpack format (a gr00t-fast server answers it; others refuse)."""
         return not self.legacy_format

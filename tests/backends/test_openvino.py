@@ -71,10 +71,15 @@ def test_a_batch_is_its_rows(policies):
         assert largest_difference({k: batched[k][row] for k in batched}, alone) < 1e-4
 
 
-def test_the_cache_is_keyed_by_weights_version_device_and_precision(tiny_checkpoint, tmp_path, monkeypatch):
+def test_the_cache_is_keyed_by_graphs_versions_device_and_precision(tiny_checkpoint, tmp_path, monkeypatch):
+    """The compiled models and INT8 weights live in a folder keyed by the digests of the graphs they were made
+    from, gr00t-fast's and OpenVINO's versions, the device and the precision; a second load compresses nothing."""
+    import hashlib
+
     import openvino
 
-    from gr00t_fast.runtime.cache import checkpoint_fingerprint
+    from gr00t_fast import __version__
+    from gr00t_fast.export.manifest import read_manifest
 
     monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
     policy = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="float32", quantize="int8",
@@ -83,8 +88,10 @@ def test_the_cache_is_keyed_by_weights_version_device_and_precision(tiny_checkpo
     first = policy.get_action(observation, noise=noise)  # compiles (and compresses) the sampler too
     folder = policy.backend.cache_dir
     assert folder.parent == tmp_path / "cache" / "openvino"
-    assert folder.name == f"{checkpoint_fingerprint(tiny_checkpoint)}-{openvino.__version__.split('-')[0]}-CPU-f32-int8"
-    assert any((folder / "compiled").iterdir()) and (folder / "int8" / "llm" / "llm.xml").is_file()
+    files = read_manifest(policy.backend.onnx_dir)["files"]
+    graphs = hashlib.sha256("".join(f"{n}:{e['sha256']};" for n, e in sorted(files.items())).encode()).hexdigest()
+    assert folder.name == f"{graphs[:16]}-{__version__}-{openvino.__version__.split('-')[0]}-CPU-f32-int8"
+    assert any((folder / "compiled").iterdir()) and len(list((folder / "int8").glob("llm-*/llm.xml"))) == 1
     import nncf
 
     monkeypatch.setattr(nncf, "compress_weights", lambda *a, **k: pytest.fail("compressed the weights again"))

@@ -150,3 +150,22 @@ def test_eval_runs_nvidias_gr1_config_on_its_demo_layout(tiny_checkpoint, tmp_pa
     out = capsys.readouterr().out
     assert "left_arm_0" in out and "right_hand_5" in out and "leg" not in out and "waist" not in out
     assert json.dumps(result).count("left_hand") >= 6
+
+
+def test_episodes_take_commas_noise_seed_refuses_a_server_and_debug_shows_the_traceback(dataset_path,
+                                                                                        tiny_checkpoint, capsys,
+                                                                                        monkeypatch):
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0,2",
+                 "--steps", "16"]) == 0
+    assert "episode" in capsys.readouterr().out
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0;1"]) == 2
+    assert "--episodes takes episode indices, e.g. --episodes 0 1 2 or --episodes 0,1,2" in capsys.readouterr().err
+    assert main(["--policy_host", "127.0.0.1", "--dataset_path", str(dataset_path), "--noise_seed", "3"]) == 2
+    assert "a server draws its own" in capsys.readouterr().err
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "no episode 9" in err
+    monkeypatch.setenv("GR00T_FAST_DEBUG", "1")
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.rstrip().splitlines()[-1].startswith("gr00t-fast eval: error: ")

@@ -187,3 +187,26 @@ def test_a_killed_make_checkpoint_leaves_nothing_behind_for_long(tmp_path):
         tmp.mkdir()
         (tmp / "config.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"] and (out / "config.json").read_text() == "{}"
+
+
+def test_graphs_copied_in_from_another_checkpoints_export_are_refused_by_content(exported, tiny_checkpoint,
+                                                                                 other_checkpoint, tmp_path):
+    """Two checkpoints of one architecture export graphs of equal sizes: the review copied checkpoint 2's vision and
+    sampler graphs into checkpoint 1's export and drove the arm 235 degrees off. Each file's sha256 is in the
+    manifest now: the copied file is named in one line before anything runs; the original file passes again."""
+    from gr00t_fast.export.cli import main as export_main
+
+    theirs = tmp_path / "theirs"
+    assert export_main(["onnx", "--model_path", str(other_checkpoint), "--out", str(theirs), "--denoising_steps",
+                        "2"]) == 0
+    ours = shutil.copytree(exported, tmp_path / "ours")
+    for graph in ("vision/vision.onnx", "sampler_s2/sampler_s2.onnx"):
+        assert (theirs / graph).stat().st_size == (ours / graph).stat().st_size  # the size check let them through
+        shutil.copy2(theirs / graph, ours / graph)  # times kept: only the content tells
+    with pytest.raises(IncompleteArtifacts, match=r"sampler_s2/sampler_s2.onnx is not the file its manifest.json lists "
+                                                  r"\(sha256 \w+, listed \w+\): replaced or copied in") as e:
+        load_policy(tiny_checkpoint, backend="onnxruntime", backend_dir=ours, warmup=False)
+    assert "\n" not in str(e.value)
+    for graph in ("vision/vision.onnx", "sampler_s2/sampler_s2.onnx"):
+        shutil.copy2(exported / graph, ours / graph)
+    assert check_artifacts(ours, "onnxruntime", tiny_checkpoint)["checkpoint"] == str(tiny_checkpoint)

@@ -4,12 +4,15 @@ LeRobot's `SOFollower`, its `FeetechMotorsBus`, Feetech's `scservo_sdk` and pyse
 `bus.port` as they would open a USB serial adapter. A thread on the other end of the pty parses the Feetech
 (SCS protocol 0) instruction packets they send, answers PING / READ / WRITE / SYNC_READ / SYNC_WRITE from a
 register table per servo (STS3215 memory map, below), moves a servo's present position to its goal while its
-torque is on, and records every Goal_Position write.
+torque is on, and records every Goal_Position write. Faults of a real bus on demand: a seeded share of read replies
+dropped (`drop`: "There is no status packet", lerobot#1252), the servos falling silent (`silence`), the adapter
+unplugged (`unplug`: the pty's far end closed, so every transfer fails as on a vanished USB device).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import select
 import threading
 import tty
@@ -50,6 +53,7 @@ class SimulatedFeetechBus:
             self._put(servo, PRESENT_POSITION, positions[servo])
             self._put(servo, GOAL_POSITION, positions[servo])
         self.goal_writes: list[dict[int, int]] = []  # one {servo: raw goal} per Goal_Position write
+        self.drop_share, self.dropped, self.silent, self._rng = 0.0, 0, False, random.Random(0)
         self.lock = threading.Lock()
         self.master, slave = os.openpty()
         tty.setraw(slave)
@@ -70,11 +74,27 @@ class SimulatedFeetechBus:
     def torque_on(self, servo: int) -> bool:
         return bool(self.read(servo, TORQUE_ENABLE, 1))
 
+    def drop(self, share: float, seed: int = 0) -> None:
+        """From now on leave `share` of the read replies (READ, SYNC_READ) unsent, seeded; `dropped` counts them."""
+        self.drop_share, self._rng = share, random.Random(seed)
+
+    def silence(self) -> None:
+        """The servos stop answering (their power failed; the USB adapter stays)."""
+        self.silent = True
+
+    def unplug(self) -> None:
+        """The USB adapter is pulled: the far end of the pty closes and every read and write on the port fails."""
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self.master)
+        self.master = None
+
     def close(self) -> None:
         self.answering.discard(self.port)
         self._stop.set()
         self._thread.join(2)
-        os.close(self.master)
+        if self.master is not None:
+            os.close(self.master)
         os.close(self._slave)
 
     # --- the servos ---
@@ -107,6 +127,10 @@ class SimulatedFeetechBus:
                             goals[target] = int.from_bytes(params[at + 1 : at + 3], "little")
                 if goals:
                     self.goal_writes.append(goals)
+                return b""
+            if self.silent or instruction in (READ, SYNC_READ) and self.drop_share and \
+                    self._rng.random() < self.drop_share:
+                self.dropped += 1
                 return b""
             if instruction == SYNC_READ:  # address, size, ids: every servo answers in turn
                 address, size = params[0], params[1]

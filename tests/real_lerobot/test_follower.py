@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +217,80 @@ def test_sigterm_once_the_arm_is_connected_turns_its_torque_off(bus, camera, tra
     assert rc in (0, 143), out.err
     assert "robot disconnected" in out.out and "Traceback" not in out.err
     assert not any(bus.torque_on(i) for i in MOTOR_IDS.values())
+
+
+def after_steps(record: Path, steps: int, fault) -> None:
+    """`fault()` once the run has recorded `steps` steps (2 minutes at most)."""
+    deadline = time.monotonic() + 120
+    while (not record.exists() or len(record.read_text().splitlines()) < steps) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fault()
+
+
+def faulty(bus) -> None:
+    """LeRobot's own 50 ms packet timeout on this bus (the stand-in's patient margin would make each dropped
+    packet cost half a second)."""
+    SimulatedFeetechBus.answering.discard(bus.port)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_five_percent_dropped_status_packets_are_ridden_through(mode, bus, camera, trained_stand_in, tmp_path, capsys):
+    """LeRobot's SOFollower on a bus that leaves 5% of its read replies unanswered (seeded) from the first step on:
+    the run completes every step, each failed read retried (or, where the retries still failed, the step held) and
+    accounted for."""
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    faulty(bus)
+    record = tmp_path / "steps.jsonl"
+    dropping = threading.Thread(target=after_steps, args=(record, 1, lambda: bus.drop(0.05, seed=7)))
+    dropping.start()  # from the first step on: LeRobot's connect() itself does not retry
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", f"--mode={mode}", "--max_steps=80",
+                        "--action_horizon=8", "--fps=5", f"--record={record}"))
+    dropping.join()
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "Traceback" not in out.err and "80 steps done" in out.out
+    records = load_records(record)
+    assert [r.step for r in records] == list(range(80))
+    retried, faults = sum(r.retries for r in records), sum(r.fault == "bus" for r in records)
+    assert bus.dropped >= 3 and retried >= 1
+    assert retried + faults == bus.dropped  # every dropped reply: a retry, or a step that held
+    assert f"Robot faults: {retried} reads/writes retried; {faults} steps" in out.out
+    assert not any(bus.torque_on(i) for i in MOTOR_IDS.values()) and "robot disconnected" in out.out
+
+
+def test_servos_that_fall_silent_stop_the_run_in_one_line_naming_the_port(bus, camera, trained_stand_in, tmp_path,
+                                                                          capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    faulty(bus)
+    record = tmp_path / "steps.jsonl"
+    watcher = threading.Thread(target=after_steps, args=(record, 10, bus.silence))
+    watcher.start()
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--duration=60", "--fps=10",
+                        f"--record={record}"))
+    watcher.join()
+    out = capsys.readouterr()
+    assert rc == 1, out.err
+    assert "Traceback" not in out.err
+    stop = [line for line in out.err.splitlines() if line.startswith("gr00t-fast: stopping: ")]
+    assert len(stop) == 1 and "consecutive failed steps, the last: bus error: LeRobotFollower(" in stop[0]
+    assert bus.port in stop[0] and "There is no status packet" in stop[0]
+    assert "the torque could not be switched off" in out.err and "switch its power off" in out.err
+
+
+def test_an_unplugged_adapter_stops_the_run_at_once_in_one_line(bus, camera, trained_stand_in, tmp_path, capsys):
+    calibration_dir = tmp_path / "calibration"
+    write_calibration(calibration_dir)
+    record = tmp_path / "steps.jsonl"
+    watcher = threading.Thread(target=after_steps, args=(record, 10, bus.unplug))
+    watcher.start()
+    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--duration=60", "--fps=10",
+                        f"--record={record}"))
+    watcher.join()
+    out = capsys.readouterr()
+    assert rc == 1, out.err
+    assert "Traceback" not in out.err
+    stop = [line for line in out.err.splitlines() if line.startswith("gr00t-fast: stopping: the robot is gone: ")]
+    assert len(stop) == 1 and bus.port in stop[0] and "the serial device failed" in stop[0], out.err
+    assert "switch its power off" in out.err
