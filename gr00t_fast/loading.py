@@ -15,7 +15,7 @@ import torch
 from gr00t_fast.backends import Backend, require_backend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.export import ensure_artifacts
-from gr00t_fast.model import load_model
+from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
 from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.inputs import example_inputs
@@ -84,7 +84,7 @@ def openvino_precision(model: torch.nn.Module, model_path: Path, runner: Backend
     from gr00t_fast.export.onnx import REFERENCE_ACTIONS
 
     dtype = torch.bfloat16 if runner.precision_hint == "bf16" else torch.float32
-    reason = describe(runner.precision_hint, runner.weights, requested)
+    reason = describe(runner.precision_hint, runner.weights, requested, sum(p.numel() for p in model.parameters()))
     if runner.precision_hint != "f32" or runner.weights:
         inputs, noise = example_inputs(model.config)
         stored = runner.onnx_dir / REFERENCE_ACTIONS
@@ -146,12 +146,8 @@ def load_policy(
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
     `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
-    if backend == "openvino":  # its precision from dtype and quantize (a rule, `openvino_options`); the PyTorch
-        # model is float32 (it exports the graphs and runs the embedding lookup between them)
-        from gr00t_fast.backends.openvino import openvino_options
-
-        requested = "auto" if dtype in ("auto", None) else str(dtype).removeprefix("torch.")
-        backend_options = {**openvino_options(dtype, quantize), "device": openvino_device, **(backend_options or {})}
+    openvino = (dtype, quantize) if backend == "openvino" else None  # its precision: `openvino_options`, below
+    if openvino is not None:  # the PyTorch model is float32 (it exports the graphs, runs the embedding lookup)
         dtype, quantize = "float32", None
     if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
         raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
@@ -166,6 +162,14 @@ def load_policy(
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     key_transforms(config, metadata)  # a config the metadata cannot serve is refused before the weights load
+    if openvino is not None:  # the precision rule every backend follows, on the network's size (before any weight)
+        from gr00t_fast.backends.openvino import openvino_options
+
+        requested = "auto" if openvino[0] in ("auto", None) else str(openvino[0]).removeprefix("torch.")
+        parameters = sum(p.numel() for p in build_meta_model(Gr00tConfig.from_checkpoint(model_path, eagle_path))
+                         .parameters())
+        backend_options = {**openvino_options(*openvino, parameters), "device": openvino_device,
+                           **(backend_options or {})}
     if dtype == "auto" and backend not in TORCH_BACKENDS:
         dtype = None  # exported graphs and engines: the device's default precision
     cpu_threads.configure(threads)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gr00t_fast.model.random_checkpoint import write_metadata
+from gr00t_fast.dev.embodiment_metadata import write_metadata
 from gr00t_fast.policy import rotations
 
 WORDS = ["pick", "the", "red", "cube", "and", "place", "it", "in", "bowl", "left", "slowly"]

@@ -89,3 +89,32 @@ def test_a_moved_package_s_submodules_are_the_new_modules():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         assert importlib.import_module("gr00t_fast.bench.cli") is importlib.import_module("gr00t_fast.dev.bench.cli")
+
+
+DATA_MAY_IMPORT = {"gr00t_fast.policy.data_config", "gr00t_fast.robot.base"}  # keys and joint names, no model
+
+
+def test_the_data_layer_knows_nothing_of_the_model_and_imports_no_torch():
+    """data/ reads recordings for a data config: it imports data/, the data config and the robot's joint names
+    alone, and `import gr00t_fast.data` (an `open_dataset(...).step()` too) loads neither torch nor model code."""
+    import subprocess
+
+    outside = [(f, b) for a, b, f in imports() if room(a) == "data" and room(b) != "data" and b not in DATA_MAY_IMPORT]
+    assert not outside, f"data/ imports {outside}"
+    probe = ("import sys, gr00t_fast.data, gr00t_fast.data.dataset; "
+             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('gr00t_fast.model')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_evaluation_knows_policies_through_the_policy_contract():
+    """evaluation/ evaluates whatever implements `Policy` (an in-process one from `loading`, a `PolicyClient`): it
+    imports no policy implementation, processor, backend or model code but the hub's id resolution."""
+    allowed_rooms = {"evaluation", "data", "cli_args", "control", "loading", "serve"}
+    allowed = {"gr00t_fast.policy.config", "gr00t_fast.policy.data_config", "gr00t_fast.policy.metadata",
+               "gr00t_fast.policy.base", "gr00t_fast.model.hub"}
+    found = [(f, b) for a, b, f in imports() if room(a) == "evaluation" and room(b) not in allowed_rooms
+             and b not in allowed]
+    assert not found, f"evaluation/ imports {found}"
+    source = (PACKAGE / "evaluation" / "open_loop.py").read_text()
+    assert "getattr(policy" not in source and "hasattr(policy" not in source

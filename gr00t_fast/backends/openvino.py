@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,11 +40,12 @@ PRECISIONS = ("f32", "bf16")  # OpenVINO's INFERENCE_PRECISION_HINT
 WEIGHTS = (None, "int8")  # NNCF weight compression
 
 
-def openvino_options(dtype: str | torch.dtype | None, quantize: str | None) -> dict:
-    """The backend's precision options for `load_policy`'s `dtype` and `quantize`: float32 -> f32, bfloat16 -> bf16,
-    "auto" / None -> bf16 where the CPU has bf16 units, else f32 (`gr00t_fast.model.precision.bf16_units`: the same
-    machine always gets the same); `quantize="int8"` -> INT8 weights."""
-    from gr00t_fast.model.precision import AUTO_DTYPE_ENV, bf16_units
+def openvino_options(dtype: str | torch.dtype | None, quantize: str | None, parameters: int) -> dict:
+    """The backend's precision options for `load_policy`'s `dtype` and `quantize` on a network of `parameters`:
+    float32 -> f32, bfloat16 -> bf16, "auto" / None -> the CPU precision rule every backend follows
+    (`gr00t_fast.model.precision.auto_cpu_precision`: bf16 units, the size floor, GR00T_FAST_AUTO_DTYPE);
+    `quantize="int8"` -> INT8 weights."""
+    from gr00t_fast.model.precision import auto_cpu_precision
 
     name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
     if name not in ("auto", "float32", "bfloat16"):
@@ -53,20 +53,24 @@ def openvino_options(dtype: str | torch.dtype | None, quantize: str | None) -> d
     if quantize not in WEIGHTS:
         raise ValueError(f"backend 'openvino' compresses weights to int8 (quantize='int8'), not {quantize!r}")
     if name == "auto":
-        name = os.environ.get(AUTO_DTYPE_ENV) or ("bfloat16" if bf16_units() else "float32")
+        name = str(auto_cpu_precision(parameters).dtype).removeprefix("torch.")
     return {"precision": {"float32": "f32", "bfloat16": "bf16"}[name], "weights": quantize}
 
 
-def describe(precision: str, weights: str | None, requested: str) -> str:
-    """Why the openvino backend runs as it does, for `Precision.reason`."""
-    from gr00t_fast.model.precision import bf16_units
+def device_available(device: str, available: list[str]) -> bool:
+    """Whether OpenVINO can run `device` as it names devices: one it lists ("CPU", "GPU.1"), a family of them ("GPU"
+    where it lists "GPU.0"), or a virtual device over them ("AUTO", "AUTO:GPU,CPU", "MULTI:...", "HETERO:...")."""
+    if device.split(":")[0] in ("AUTO", "MULTI", "HETERO"):
+        return True
+    return device in available or any(name.split(".")[0] == device for name in available)
+
+
+def describe(precision: str, weights: str | None, requested: str, parameters: int) -> str:
+    """Why the openvino backend runs as it does, for `Precision.reason`: with dtype auto, the rule's own reason."""
+    from gr00t_fast.model.precision import auto_cpu_precision
 
     why = f"OpenVINO {precision} compute" + (", NNCF INT8 weights" if weights else "")
-    if requested == "auto":
-        units = bf16_units()
-        why += f" ({units}: bf16 units)" if precision == "bf16" and units else \
-            (" (no bf16 units)" if units is None else " (pinned)")
-    return why
+    return f"{why} ({auto_cpu_precision(parameters).reason})" if requested == "auto" else why
 
 
 class OpenVinoBackend(GraphBackend):
@@ -93,8 +97,7 @@ class OpenVinoBackend(GraphBackend):
             raise ValueError(f"openvino precision must be one of {PRECISIONS} and weights one of {WEIGHTS}, got "
                              f"{precision!r} and {weights!r}")
         self.core = ov.Core()
-        if device.split(":")[0] not in ("AUTO", "MULTI", "HETERO") and \
-                device.split(".")[0] not in self.core.available_devices:
+        if not device_available(device, self.core.available_devices):
             raise ValueError(f"OpenVINO device {device!r} is not available here; available: "
                              f"{self.core.available_devices}")
         self.onnx_dir, self.device_name, self.weights = Path(onnx_dir), device, weights

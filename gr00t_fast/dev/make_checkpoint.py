@@ -19,7 +19,8 @@ from gr00t_fast.cli_args import ArgumentParser
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.dev.demo_task import FIT_STEPS, fit_reach
 from gr00t_fast.model.config import EMBODIMENT_IDS, Gr00tConfig
-from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint, write_metadata
+from gr00t_fast.dev.embodiment_metadata import write_metadata
+from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint
 from gr00t_fast.policy.embodiments import LAYOUTS
 from gr00t_fast.runtime.threads import cpu_threads
 

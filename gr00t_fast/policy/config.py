@@ -46,7 +46,8 @@ class PolicyConfig:
     quantize: Quantization | None = field(default=None, metadata=_help(
         "int8/fp8 matmuls (torch, compile, cuda-graph); openvino: int8 weights (NNCF)"))
     openvino_device: str = field(default="CPU", metadata=_help(
-        "the openvino backend's device: CPU (tested), GPU, NPU or AUTO (passed through to OpenVINO)"))
+        "the openvino backend's device as OpenVINO names it: CPU (tested), GPU, GPU.1, NPU, AUTO or AUTO:GPU,CPU "
+        "(passed through to OpenVINO)"))
     eagle_path: str | None = field(default=None, metadata=_help(
         "Eagle asset folder (default: <model_path>/eagle2_hg_model or the HF cache)"))
     seed: int = field(default=0, metadata=_help("seeds the denoising noise"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from gr00t_fast.cli_args import ArgumentParser
-from gr00t_fast.policy.data_config import DATA_CONFIGS, FILE_FIELDS, read_file, to_file
+from gr00t_fast.policy.data_config import DATA_CONFIGS, read_file, to_file
 from gr00t_fast.policy.embodiments import LAYOUTS
 
 

@@ -95,11 +95,11 @@ def check_min_max(where: str, key: str, stats: Statistics) -> Statistics:
         raise ValueError(f"{where}: {key}.min > {key}.max in {swapped.size} dimension(s), e.g. dimension {i}: min "
                          f"{stats.min[i]:g}, max {stats.max[i]:g} (swapped?)")
     limit = physical_limit(key)
-    for field, values in (("min", stats.min), ("max", stats.max)):
+    for name, values in (("min", stats.min), ("max", stats.max)):
         beyond = np.flatnonzero(np.abs(values) > limit)
         if beyond.size:
             i = int(beyond[0])
-            raise ValueError(f"{where}: {key}.{field}[{i}] = {values[i]:g} is beyond what the key can mean (|value| <= "
+            raise ValueError(f"{where}: {key}.{name}[{i}] = {values[i]:g} is beyond what the key can mean (|value| <= "
                              f"{limit:g}: {'a gripper' if limit == GRIPPER_LIMIT else 'a joint, four turns in degrees'})"
                              "; the statistics are corrupt or in other units")
     return stats

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_fast.backends.openvino import openvino_options
+from gr00t_fast.backends.openvino import describe, device_available, openvino_options
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.rtc import RtcRequest
 
@@ -103,17 +103,23 @@ def test_the_cache_is_keyed_by_graphs_versions_device_and_precision(tiny_checkpo
 def test_the_precision_rule_and_what_it_refuses(policies, monkeypatch):
     from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 
-    assert openvino_options("auto", None)["precision"] == "f32"  # the suite pins dtype auto to float32
+    big, tiny = 48_000_000, 1_300_000
+    assert openvino_options("auto", None, big)["precision"] == "f32"  # the suite pins dtype auto to float32
     monkeypatch.delenv(AUTO_DTYPE_ENV)
     monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: "AVX512-BF16")
-    assert openvino_options("auto", None) == {"precision": "bf16", "weights": None}
+    assert openvino_options("auto", None, big) == {"precision": "bf16", "weights": None}
+    assert openvino_options("auto", None, tiny)["precision"] == "f32"  # the rule's 10M floor, as for torch
+    assert "below 10M calls are overhead-bound" in describe("f32", None, "auto", tiny)
     monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: None)
-    assert openvino_options("auto", "int8") == {"precision": "f32", "weights": "int8"}
-    assert openvino_options("bfloat16", None)["precision"] == "bf16"
+    assert openvino_options("auto", "int8", big) == {"precision": "f32", "weights": "int8"}
+    assert openvino_options("bfloat16", None, big)["precision"] == "bf16"
     with pytest.raises(ValueError, match="runs float32 or bfloat16"):
-        openvino_options("float16", None)
+        openvino_options("float16", None, big)
     with pytest.raises(ValueError, match="compresses weights to int8"):
-        openvino_options("auto", "fp8")
+        openvino_options("auto", "fp8", big)
+    monkeypatch.setenv(AUTO_DTYPE_ENV, "float16")  # a bad pin: one line, as for the torch backends
+    with pytest.raises(ValueError, match="GR00T_FAST_AUTO_DTYPE='float16': expected one of float32, bfloat16"):
+        openvino_options("auto", None, big)
     policy = policies(backend="openvino", dtype="float32")
     observation, _ = case(policy)
     with pytest.raises(ValueError, match="does not support real-time chunking"):
@@ -157,3 +163,11 @@ def test_the_policy_holds_what_the_graphs_leave_out_alone(tiny_checkpoint, tmp_p
     observation, noise = case(first)
     assert largest_difference(computed.get_action(observation, noise=noise),
                               first.get_action(observation, noise=noise)) == 0
+
+
+def test_device_names_as_openvino_lists_them():
+    listed = ["CPU", "GPU.0", "GPU.1", "NPU"]
+    assert all(device_available(d, listed) for d in ("CPU", "GPU", "GPU.0", "GPU.1", "NPU", "AUTO", "AUTO:GPU,CPU",
+                                                     "MULTI:GPU.0,GPU.1", "HETERO:GPU,CPU"))
+    assert not any(device_available(d, listed) for d in ("GPU.2", "TPU", "gpu"))
+    assert not device_available("GPU", ["CPU"])

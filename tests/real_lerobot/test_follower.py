@@ -259,38 +259,35 @@ def test_five_percent_dropped_status_packets_are_ridden_through(mode, bus, camer
     assert not any(bus.torque_on(i) for i in MOTOR_IDS.values()) and "robot disconnected" in out.out
 
 
-def test_servos_that_fall_silent_stop_the_run_in_one_line_naming_the_port(bus, camera, trained_stand_in, tmp_path,
-                                                                          capsys):
+def run_until(fault, bus, trained_stand_in, tmp_path, capsys) -> tuple[int, str]:
+    """`gr00t-fast run` at 10 Hz with `fault()` striking after 10 steps: (exit code, stderr), no traceback in it."""
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
-    faulty(bus)
     record = tmp_path / "steps.jsonl"
-    watcher = threading.Thread(target=after_steps, args=(record, 10, bus.silence))
+    watcher = threading.Thread(target=after_steps, args=(record, 10, fault))
     watcher.start()
     rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--duration=60", "--fps=10",
                         f"--record={record}"))
     watcher.join()
-    out = capsys.readouterr()
-    assert rc == 1, out.err
-    assert "Traceback" not in out.err
-    stop = [line for line in out.err.splitlines() if line.startswith("gr00t-fast: stopping: ")]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def test_servos_that_fall_silent_stop_the_run_in_one_line_naming_the_port(bus, camera, trained_stand_in, tmp_path,
+                                                                          capsys):
+    faulty(bus)
+    rc, err = run_until(bus.silence, bus, trained_stand_in, tmp_path, capsys)
+    assert rc == 1, err
+    stop = [line for line in err.splitlines() if line.startswith("gr00t-fast: stopping: ")]
     assert len(stop) == 1 and "consecutive failed steps, the last: bus error: LeRobotFollower(" in stop[0]
     assert bus.port in stop[0] and "There is no status packet" in stop[0]
-    assert "the torque could not be switched off" in out.err and "switch its power off" in out.err
+    assert "the torque could not be switched off" in err and "switch its power off" in err
 
 
 def test_an_unplugged_adapter_stops_the_run_at_once_in_one_line(bus, camera, trained_stand_in, tmp_path, capsys):
-    calibration_dir = tmp_path / "calibration"
-    write_calibration(calibration_dir)
-    record = tmp_path / "steps.jsonl"
-    watcher = threading.Thread(target=after_steps, args=(record, 10, bus.unplug))
-    watcher.start()
-    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", "--duration=60", "--fps=10",
-                        f"--record={record}"))
-    watcher.join()
-    out = capsys.readouterr()
-    assert rc == 1, out.err
-    assert "Traceback" not in out.err
-    stop = [line for line in out.err.splitlines() if line.startswith("gr00t-fast: stopping: the robot is gone: ")]
-    assert len(stop) == 1 and bus.port in stop[0] and "the serial device failed" in stop[0], out.err
-    assert "switch its power off" in out.err
+    rc, err = run_until(bus.unplug, bus, trained_stand_in, tmp_path, capsys)
+    assert rc == 1, err
+    stop = [line for line in err.splitlines() if line.startswith("gr00t-fast: stopping: the robot is gone: ")]
+    assert len(stop) == 1 and bus.port in stop[0] and "the serial device failed" in stop[0], err
+    assert "switch its power off" in err

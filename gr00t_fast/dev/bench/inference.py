@@ -55,7 +55,8 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: st
     plain = functools.cache(lambda: plain_model(policy, checkpoint))
     for name in names:
         try:
-            options = openvino_options(policy.model.dtype, quantize) if name == "openvino" else None
+            options = openvino_options(policy.model.dtype, quantize,
+                                                                                 sum(p.numel() for p in policy.model.parameters())) if name == "openvino" else None
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
                 name, plain(), checkpoint, policy.data_config, options=options))
             built[name] = (backend, ms / 1e3)
