@@ -30,9 +30,8 @@ def backend_reason(name: str) -> str:
     """Why a policy runs backend `name`: the default's rule, or the caller's choice."""
     if name != DEFAULT_BACKEND:
         return f"{name}: asked for (the default is {DEFAULT_BACKEND})"
-    return (f"{name}: the default on every device and CPU class measured (openvino ran 0.84-1.29x its speed on CPUs "
-            "with and without bf16 units, tiny to full size, short of the 1.5x that would pay for what it lacks; "
-            "gr00t_fast.backends)")
+    return (f"{name}: the default on every device and CPU class measured (no other backend is fast enough to pay for "
+            "what it lacks: benchmarks/README.md, 'The CPU backends against NVIDIA and the torch default, per CPU class')")
 
 
 def synchronize(device: torch.device) -> None:

@@ -4,11 +4,26 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.graphs import graph_file, run_graphs, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    """A graph's feed: float tensors as float32 (the exported graphs' precision), on the host."""
+    return (x.float() if x.is_floating_point() else x).detach().cpu().numpy()
+
+
+def existing_graph(onnx_dir: Path, graph: str) -> Path:
+    """The file of `graph` in `onnx_dir`, or FileNotFoundError saying how to export it (one line)."""
+    path = graph_file(onnx_dir, graph)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; export it with `gr00t-fast export onnx --denoising_steps N "
+                                f"--out {onnx_dir}`")
+    return path
 
 
 class GraphBackend(Backend):

@@ -9,11 +9,10 @@ import functools
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend, onnx_sampler
+from gr00t_fast.backends.graph import GraphBackend, existing_graph, onnx_sampler, to_numpy
 from gr00t_fast.model.graphs import graph_file
 
 
@@ -28,11 +27,6 @@ def ort_session(path: Path, providers: list[str] | None = None):
     available = ort.get_available_providers()
     providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     return ort.InferenceSession(str(path), options, providers=providers)
-
-
-def to_numpy(x: torch.Tensor) -> np.ndarray:
-    """Feed for ONNX Runtime: float tensors as float32 (the exported graphs' precision), on the host."""
-    return (x.float() if x.is_floating_point() else x).detach().cpu().numpy()
 
 
 class OnnxRuntimeBackend(GraphBackend):
@@ -77,11 +71,7 @@ class OnnxRuntimeBackend(GraphBackend):
 
     def session(self, graph: str):
         if graph not in self.sessions:
-            path = graph_file(self.onnx_dir, graph)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} does not exist; export it with `gr00t-fast export onnx --steps N --out {self.onnx_dir}`"
-                )
+            path = existing_graph(self.onnx_dir, graph)
             try:
                 self.sessions[graph] = ort_session(path, self.providers)
             except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ...: a raw multi-line traceback otherwise

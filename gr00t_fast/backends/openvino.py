@@ -27,9 +27,7 @@ import torch
 from tqdm import tqdm
 
 from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend, onnx_sampler
-from gr00t_fast.backends.onnxruntime import to_numpy
-from gr00t_fast.model.graphs import graph_file
+from gr00t_fast.backends.graph import GraphBackend, existing_graph, onnx_sampler, to_numpy
 from gr00t_fast.runtime.progress import redrawn
 
 __all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
@@ -134,10 +132,7 @@ class OpenVinoBackend(GraphBackend):
         """What OpenVINO compiles for the graph: the ONNX file's path, or (INT8 weights) that of its compressed IR in
         the cache, made on first use and written whole (the model itself without a cache). A path lets a compiled
         model in OpenVINO's cache load without the weights being read."""
-        path = graph_file(self.onnx_dir, graph)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; export it with `gr00t-fast export onnx "
-                                    f"--denoising_steps N --out {self.onnx_dir}`")
+        path = existing_graph(self.onnx_dir, graph)
         if self.weights is None:
             return str(path)
         import nncf

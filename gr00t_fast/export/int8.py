@@ -41,7 +41,8 @@ from tqdm import tqdm
 
 from gr00t_fast.backends import fidelity
 from gr00t_fast.backends.eager import TorchBackend
-from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend, to_numpy
+from gr00t_fast.backends.graph import to_numpy
+from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.inputs import example_inputs
@@ -162,7 +163,10 @@ def quantize_graphs(
 ) -> Path:
     """Quantize `graphs` (default: every graph in `onnx_dir`) into `out_dir` (same layout), calibrated on
     `calibration`. Weights are written as external data (`<graph>.onnx.data`, one file per graph in its own
-    folder): at full size the llm and sampler graphs are over protobuf's 2 GB."""
+    folder): at full size the llm and sampler graphs are over protobuf's 2 GB. Weights take 7 bits (`reduce_range`):
+    ONNX Runtime's int8 GEMM on CPUs without VNNI (AVX2, AVX512 before VNNI) adds byte pairs in 16 bits, which
+    saturate with 8-bit weights: NVIDIA's tiny so100 cases moved the arm 11.4 deg there, within the 8-deg bound
+    with 7 bits (an AMD EPYC with AVX2 only, 2026-11-25); graphs run wherever they are copied to."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -181,8 +185,8 @@ def quantize_graphs(
         quantize_static(
             prepared, target, GraphCalibrationReader([r[graph_kind(graph)] for r in recorded]),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=quantized_nodes(prepared, graph),
-            use_external_data_format=True,
+            per_channel=True, reduce_range=True, op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_quantize=quantized_nodes(prepared, graph), use_external_data_format=True,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
         prepared.unlink()

@@ -18,7 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from gr00t_fast.backends.eager import TorchBackend
-from gr00t_fast.backends.onnxruntime import ort_session, to_numpy
+from gr00t_fast.backends.graph import to_numpy
+from gr00t_fast.backends.onnxruntime import ort_session
 from gr00t_fast.export.manifest import IncompleteArtifacts, check_artifacts, write_manifest
 from gr00t_fast.runtime.atomic import scratch, staged
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint

@@ -216,7 +216,7 @@ def graphs_to_build(model_path: str | Path, out: Path, graphs: list[str], precis
     (ONNX Runtime) or FP8 Q/DQ (ModelOpt) when asked; each graph in its own folder."""
     import torch
 
-    from gr00t_fast.backends.onnxruntime import to_numpy
+    from gr00t_fast.backends.graph import to_numpy
     from gr00t_fast.export.onnx import export_onnx
     from gr00t_fast.model import load_model
 
