@@ -33,11 +33,12 @@ class UnsafeSnapshot(HubError):
 
 def resolve_dataset(dataset_path: str | Path, revision: str | None = None) -> Path:
     """`dataset_path` as a folder: a local path as it is, an `ORG/NAME` dataset id as its huggingface_hub snapshot
-    (the same rules as `resolve_checkpoint`)."""
+    already in the local cache (never downloaded: a dataset can hold many GB of video; the same checks as
+    `resolve_checkpoint`)."""
     path = Path(dataset_path).expanduser()
     if path.exists() or not MODEL_ID.match(str(dataset_path)):
         return path
-    return snapshot(str(dataset_path), revision, "--dataset_path", repo_type="dataset")
+    return snapshot(str(dataset_path), revision, "--dataset_path", repo_type="dataset", local_only=True)
 
 
 def resolve_checkpoint(model_path: str | Path, revision: str | None = None) -> Path:
@@ -50,15 +51,18 @@ def resolve_checkpoint(model_path: str | Path, revision: str | None = None) -> P
     return snapshot(str(model_path), revision, "--model_path")
 
 
-def snapshot(repo_id: str, revision: str | None = None, what: str = "model", repo_type: str = "model") -> Path:
+def snapshot(repo_id: str, revision: str | None = None, what: str = "model", repo_type: str = "model",
+             local_only: bool = False) -> Path:
     """The local snapshot folder of `repo_id` at `revision` (default: main), downloaded when not cached and the
-    machine is online; HubError, one line, when it cannot be had. `repo_type` "dataset" for a dataset id."""
+    machine is online (never with `local_only`); HubError, one line, when it cannot be had. `repo_type` "dataset"
+    for a dataset id."""
     import huggingface_hub
     from huggingface_hub import constants, errors
 
     at = f"{repo_id} (revision {revision or 'main'})"
     try:
-        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, repo_type=repo_type))
+        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, repo_type=repo_type,
+                                                        local_files_only=local_only))
     except errors.GatedRepoError:
         why = "is gated: accept its terms on the Hub, then log in (`hf auth login` or HF_TOKEN)"
     except errors.RepositoryNotFoundError:
@@ -67,7 +71,10 @@ def snapshot(repo_id: str, revision: str | None = None, what: str = "model", rep
         why = f"has no revision {revision!r} (a branch, tag or commit of the repository)"
     except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, OSError) as e:
         cache = constants.HF_HUB_CACHE
-        if constants.HF_HUB_OFFLINE:
+        if local_only:
+            why = (f"is not in the Hugging Face cache ({cache}); {repo_type}s are read from the cache alone: "
+                   f"`hf download {repo_id} --repo-type {repo_type}` first")
+        elif constants.HF_HUB_OFFLINE:
             why = f"is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE is set: this machine is offline"
         else:
             reason = " ".join(str(e).split()).split(" An error happened")[0]

@@ -197,3 +197,25 @@ def test_eval_reads_a_dataset_id_from_the_cache(hub_cache, tiny_checkpoint, tmp_
     (repo / "refs" / "main").write_text(os.path.relpath(tmp_path / "rec", repo / "snapshots"))  # a folder outside
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", "me/so100_rec"]) == 2
     assert "refusing its cached snapshot" in capsys.readouterr().err
+
+
+def test_a_dataset_id_is_read_from_the_cache_alone_never_downloaded(hub_cache, tiny_checkpoint, monkeypatch, capsys):
+    """A dataset can hold many GB of video: an id not in the cache is one line saying how to download it, and
+    huggingface_hub is asked for the local files only (online or not)."""
+    import huggingface_hub
+
+    from gr00t_fast.evaluation.cli import main
+
+    asked = []
+    download = huggingface_hub.snapshot_download
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("local_files_only"))
+        return download(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", "me/never_downloaded"]) == 2
+    err = capsys.readouterr().err
+    assert asked == [True]
+    assert "is not in the Hugging Face cache" in err and "`hf download me/never_downloaded --repo-type dataset`" in err
