@@ -20,7 +20,7 @@ import numpy as np
 from gr00t_fast.cli_args import ArgumentParser, error_line, port, require, token
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.data import DatasetError, RecordedDataset, open_dataset
-from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_options
+from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_modules, path_options
 from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
 from gr00t_fast.evaluation.open_loop import EpisodeRun, compared_keys, episode_steps, evaluate
 from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
@@ -82,8 +82,9 @@ def check_args(args: argparse.Namespace) -> None:
                          "carries none): leave it out with --policy_host")
     if args.policy_host is not None and args.compare:
         raise ValueError("--compare loads the checkpoint each way: give --model_path, not --policy_host")
-    for path in args.compare or ():
+    for path in args.compare or ():  # every path's name and extra, before the first one runs
         path_options(path)
+        require(f"--compare {path}", *path_modules(path))
     for flag in ("out", "save_arrays"):
         if getattr(args, flag) and (error := output_error(f"--{flag}", getattr(args, flag))):
             raise ValueError(error)

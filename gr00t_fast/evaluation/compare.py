@@ -24,7 +24,7 @@ import numpy as np
 
 from gr00t_fast.evaluation.open_loop import EpisodeRun
 
-__all__ = ["PATHS", "compare_rows", "path_options"]
+__all__ = ["PATHS", "compare_rows", "path_modules", "path_options"]
 
 PATHS = ("reference", "default", "bf16", "int8", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16",
          "openvino-int8", "tensorrt", "steps4", "steps2", "steps1")
@@ -51,6 +51,17 @@ def path_options(path: str) -> dict[str, Any]:
     if steps:
         return {"denoising_steps": int(steps.group(1))}
     raise ValueError(f"--compare: unknown path {path!r}; known: {', '.join(PATHS)} (steps<N> for any N in 1-99)")
+
+
+def path_modules(path: str) -> tuple[str, ...]:
+    """The modules a path needs beyond gr00t-fast's own (its extra), checked before the first path runs."""
+    if path == "onnxruntime":
+        return "onnx", "onnxruntime"
+    if path.startswith("openvino"):
+        return ("onnx", "openvino", "nncf") if path == "openvino-int8" else ("onnx", "openvino")
+    if path == "tensorrt":
+        return "onnx", "tensorrt"
+    return ()
 
 
 def compare_rows(results: dict[str, tuple[list[EpisodeRun], dict]]) -> list[dict]:

@@ -169,3 +169,17 @@ def test_episodes_take_commas_noise_seed_refuses_a_server_and_debug_shows_the_tr
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.rstrip().splitlines()[-1].startswith("gr00t-fast eval: error: ")
+
+
+def test_compare_checks_every_paths_extra_before_the_first_runs(dataset_path, tiny_checkpoint, capsys, monkeypatch):
+    """A missing extra of the last path is one line before anything loads (before, two paths ran first)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    loaded = []
+    monkeypatch.setattr("gr00t_fast.evaluation.cli.load", lambda *a, **k: loaded.append(a) or pytest.fail("loaded"))
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--compare", "default",
+                 "steps2", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert "--compare openvino" in err and "openvino" in err and err.count("\n") == 1 and not loaded
