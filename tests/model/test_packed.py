@@ -1,6 +1,8 @@
 """oneDNN-packed bf16 Linear layers: the same results as `nn.Linear` bit for bit, GELU fused no less accurately, packed
 by `load_policy` only for the eager backend where bf16 units make it pay, and given back plain to every other use.
-The oneDNN ops run on any x86 CPU (bf16 emulated without bf16 units), so these tests do not need the units."""
+The oneDNN ops run on AVX512 CPUs without bf16 units too (bf16 emulated), so these tests do not need the units; an
+AVX2-only CPU cannot run them at all (oneDNN's bf16 reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT), and never packs:
+`packing_pays` asks for bf16 units, which no such CPU has."""
 
 import weakref
 
@@ -15,6 +17,8 @@ from gr00t_fast.model.packed import PackedLinear, linear_gelu, pack_linears, pac
 from gr00t_fast.policy.data_config import get_data_config
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+packs = pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"),
+                           reason="oneDNN's packed bf16 GEMM needs AVX512 (or AVX-NE-CONVERT); this CPU has AVX2 at most")
 
 
 def bf16_linear(inputs: int, outputs: int, bias: bool = True) -> torch.nn.Linear:
@@ -24,6 +28,7 @@ def bf16_linear(inputs: int, outputs: int, bias: bool = True) -> torch.nn.Linear
 
 @pytest.mark.parametrize("shape", [(7, 96), (2, 33, 96), (1, 1, 96)])
 @pytest.mark.parametrize("bias", [True, False])
+@packs
 def test_packed_linear_is_the_linear_bit_for_bit(shape, bias):
     linear = bf16_linear(96, 80, bias)
     x = torch.randn(*shape).to(torch.bfloat16)
@@ -33,6 +38,7 @@ def test_packed_linear_is_the_linear_bit_for_bit(shape, bias):
     assert torch.equal(out, linear(x))
 
 
+@packs
 def test_fused_gelu_is_as_close_to_float32_as_gelu_after_the_linear():
     linear = bf16_linear(128, 256)
     x = torch.randn(40, 128).to(torch.bfloat16)
@@ -43,6 +49,7 @@ def test_fused_gelu_is_as_close_to_float32_as_gelu_after_the_linear():
     assert (fused.float() - exact).abs().max() <= (unfused.float() - exact).abs().max()
 
 
+@packs
 def test_unpacking_gives_the_model_back_bit_for_bit(tiny_checkpoint):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
     weights = {name: w.clone() for name, w in model.state_dict().items()}
@@ -59,6 +66,7 @@ def test_unpacking_gives_the_model_back_bit_for_bit(tiny_checkpoint):
     assert torch.equal(TorchBackend(model)(inputs, noise, 4), before)
 
 
+@packs
 def test_packing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint, monkeypatch):
     """Never two copies of the model: when a layer is packed, every weight packed before it is gone already."""
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
@@ -79,7 +87,7 @@ def test_float32_layers_stay_plain(tiny_checkpoint):
     assert pack_linears(model) == 0 and not packed.packing_pays(model)
 
 
-@pytest.mark.parametrize("units", ["AVX512-BF16", None])
+@pytest.mark.parametrize("units", [pytest.param("AVX512-BF16", marks=packs), None])
 def test_the_eager_policy_is_packed_where_bf16_units_make_it_pay(tiny_checkpoint, monkeypatch, units):
     monkeypatch.setattr(packed, "bf16_units", lambda: units)
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="bfloat16", data_config="so100", warmup=False)
