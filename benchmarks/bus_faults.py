@@ -41,6 +41,7 @@ def one_run(rate: float, checkpoint: Path, work: Path, steps: int, fps: int) -> 
     def drop_once_running():
         while not record.exists() or not record.read_text().strip():
             time.sleep(0.01)
+        SimulatedFeetechBus.answering.discard(bus.port)  # LeRobot's own 50 ms from now on (patient while connecting)
         bus.drop(rate, seed=1)
 
     dropping = threading.Thread(target=drop_once_running, daemon=True)
@@ -68,8 +69,17 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/cpu/bus_faults.json")
     args = parser.parse_args()
     from lerobot.cameras.opencv import camera_opencv
+    from lerobot.motors.feetech import feetech
 
     camera_opencv.cv2.VideoCapture = StandInCamera
+    lerobots = feetech.patch_setPacketTimeout  # as tests/real_lerobot/conftest.py: the stand-in servos (a Python
+
+    def patient(port_handler, packet_length):  # thread) get more time while LeRobot connects
+        lerobots(port_handler, packet_length)
+        if port_handler.port_name in SimulatedFeetechBus.answering:
+            port_handler.packet_timeout += 500.0
+
+    feetech.patch_setPacketTimeout = patient
     work = Path(tempfile.mkdtemp())
     write_calibration(work / "calibration")
     checkpoint = write_checkpoint(work / "ckpt", progress=False)
