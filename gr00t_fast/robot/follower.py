@@ -227,9 +227,17 @@ class LeRobotFollower(So100Features):
             obs[name] = frame
         return obs
 
+    @property
+    def read_retries(self) -> int:
+        """The retries LeRobot makes itself of a failed joint read (`num_read_retries`, 0.5+), before the control
+        loop's own (`bus_retries`) come in."""
+        return int(getattr(self._robot.config, "num_read_retries", 0))
+
     def read_joints(self) -> dict[str, float]:
-        """Joint positions only (one sync read of the bus), without the cameras."""
-        values = self._bus("reading the joints", lambda: self._robot.bus.sync_read("Present_Position"))
+        """Joint positions only (one sync read of the bus, retried by LeRobot as its own reads are), without the
+        cameras."""
+        retries = {"num_retry": self.read_retries} if self.read_retries else {}
+        values = self._bus("reading the joints", lambda: self._robot.bus.sync_read("Present_Position", **retries))
         return {f"{motor}.pos": float(value) for motor, value in values.items()}
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:

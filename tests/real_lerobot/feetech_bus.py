@@ -53,7 +53,7 @@ class SimulatedFeetechBus:
             self._put(servo, PRESENT_POSITION, positions[servo])
             self._put(servo, GOAL_POSITION, positions[servo])
         self.goal_writes: list[dict[int, int]] = []  # one {servo: raw goal} per Goal_Position write
-        self.drop_share, self.dropped, self.silent, self._rng = 0.0, 0, False, random.Random(0)
+        self.drop_share, self.drop_from, self.dropped, self.silent, self._rng = 0.0, 0, 0, False, random.Random(0)
         self.lock = threading.Lock()
         self.master, slave = os.openpty()
         tty.setraw(slave)
@@ -74,9 +74,11 @@ class SimulatedFeetechBus:
     def torque_on(self, servo: int) -> bool:
         return bool(self.read(servo, TORQUE_ENABLE, 1))
 
-    def drop(self, share: float, seed: int = 0) -> None:
-        """From now on leave `share` of the read replies (READ, SYNC_READ) unsent, seeded; `dropped` counts them."""
+    def drop(self, share: float, seed: int = 0, after_goals: int = 0) -> None:
+        """Leave `share` of the read replies (READ, SYNC_READ) unsent, seeded, once `after_goals` more Goal_Position
+        writes of every servo have come (0: from now on); `dropped` counts them."""
         self.drop_share, self._rng = share, random.Random(seed)
+        self.drop_from = sum(len(g) == len(self.registers) for g in self.goal_writes) + after_goals
 
     def silence(self) -> None:
         """The servos stop answering (their power failed; the USB adapter stays)."""
@@ -128,8 +130,8 @@ class SimulatedFeetechBus:
                 if goals:
                     self.goal_writes.append(goals)
                 return b""
-            if self.silent or instruction in (READ, SYNC_READ) and self.drop_share and \
-                    self._rng.random() < self.drop_share:
+            dropping = self.drop_share and sum(len(g) == len(self.registers) for g in self.goal_writes) >= self.drop_from
+            if self.silent or instruction in (READ, SYNC_READ) and dropping and self._rng.random() < self.drop_share:
                 self.dropped += 1
                 return b""
             if instruction == SYNC_READ:  # address, size, ids: every servo answers in turn

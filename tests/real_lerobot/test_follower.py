@@ -220,11 +220,24 @@ def test_sigterm_once_the_arm_is_connected_turns_its_torque_off(bus, camera, tra
 
 
 def after_steps(record: Path, steps: int, fault) -> None:
-    """`fault()` once the run has recorded `steps` steps (2 minutes at most)."""
+    """`fault()` once the run has recorded `steps` control steps (its `--record`, written line by line; 2 minutes at
+    most): after LeRobot's connect() and the warm-up, which retry nothing themselves."""
     deadline = time.monotonic() + 120
-    while (not record.exists() or len(record.read_text().splitlines()) < steps) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while time.monotonic() < deadline and (not record.exists() or len(record.read_text().splitlines()) < steps):
+        time.sleep(0.05)  # gently: the stand-in servos' thread needs the GIL while LeRobot connects
     fault()
+
+
+def run_connected(argv: list[str], capsys, tries: int = 5):
+    """`run.main(argv)` and its captured output, run again (up to `tries` times) where it ended at setup, before
+    driving: the stand-in servos are a Python thread that can miss a status packet while LeRobot connects on a loaded
+    machine (no fault injected then: the bus drops nothing before the first action), and connect() retries nothing."""
+    for _ in range(tries):
+        rc = run.main(argv)
+        out = capsys.readouterr()
+        if rc != 2 or "driving " in out.out:
+            break
+    return rc, out
 
 
 def faulty(bus) -> None:
@@ -242,19 +255,20 @@ def test_five_percent_dropped_status_packets_are_ridden_through(mode, bus, camer
     write_calibration(calibration_dir)
     faulty(bus)
     record = tmp_path / "steps.jsonl"
-    dropping = threading.Thread(target=after_steps, args=(record, 1, lambda: bus.drop(0.05, seed=7)))
-    dropping.start()  # from the first step on: LeRobot's connect() itself does not retry
-    rc = run.main(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", f"--mode={mode}", "--max_steps=80",
-                        "--action_horizon=8", "--fps=5", f"--record={record}"))
-    dropping.join()
-    out = capsys.readouterr()
+    bus.drop(0.05, seed=7, after_goals=1)  # from the first step's action on: LeRobot's connect() retries nothing
+    rc, out = run_connected(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", f"--mode={mode}",
+                                  "--max_steps=80", "--action_horizon=8", "--fps=5", f"--record={record}"), capsys)
     assert rc == 0, out.err
     assert "Traceback" not in out.err and "80 steps done" in out.out
     records = load_records(record)
     assert [r.step for r in records] == list(range(80))
     retried, faults = sum(r.retries for r in records), sum(r.fault == "bus" for r in records)
-    assert bus.dropped >= 3 and retried >= 1
-    assert retried + faults == bus.dropped  # every dropped reply: a retry, or a step that held
+    assert bus.dropped >= 3
+    lerobot_retries = make_robot(run.parse(flags(bus, calibration_dir)).robot).read_retries  # 0.6.1: 2, 0.4.4: 0
+    if lerobot_retries:  # LeRobot retries its reads itself (unseen by the loop), the loop what it gives up on
+        assert retried + faults <= bus.dropped
+    else:  # every dropped reply: a retry of the loop's, or a step that held
+        assert retried >= 1 and retried + faults == bus.dropped
     assert f"Robot faults: {retried} reads/writes retried; {faults} steps" in out.out
     assert not any(bus.torque_on(i) for i in MOTOR_IDS.values()) and "robot disconnected" in out.out
 
