@@ -35,7 +35,9 @@ from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.loading import create_policy
 from gr00t_fast.model.hub import HubError, resolve_checkpoint
 from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.transforms import key_transforms
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 from gr00t_fast.typed_config import config_path_in, parse_config
@@ -154,9 +156,10 @@ def run(cfg: RunConfig) -> int:
     unwritable = outputs_error(cfg)
     if unwritable:
         return setup_error(unwritable)
-    if not cfg.policy_host:  # statistics and camera resolutions that make no sense: refused before the arm's torque
-        try:
-            load_metadata(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag)
+    if not cfg.policy_host:  # statistics, camera resolutions or a data config that make no sense: refused before the
+        try:  # arm's torque
+            metadata = load_metadata(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag)
+            key_transforms(get_data_config(cfg.data_config, metadata.modalities, metadata.source), metadata)
         except (ValueError, OSError) as e:
             return setup_error(e)
     with StopSignals() as signals:

@@ -63,3 +63,14 @@ def test_summary_of_a_run_without_steps():
 
     text = format_summary(summarize([]), title="sync @ 30 Hz: 0 steps done")
     assert "nan" not in text and "no control step was run" in text
+
+
+def test_a_data_config_the_checkpoint_cannot_serve_is_refused_before_the_robot_connects(tiny_checkpoint, capsys,
+                                                                                          monkeypatch):
+    """`run --data_config unitree_g1` on an SO-100 checkpoint: one line before the robot is even built."""
+    from gr00t_fast.control import run
+
+    monkeypatch.setattr(run, "make_robot", lambda *a, **k: pytest.fail("the robot was built"))
+    assert run.main([f"--model_path={tiny_checkpoint}", "--data_config", "unitree_g1", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "data config 'unitree_g1'" in err and "does not describe" in err and err.count("\n") == 1
