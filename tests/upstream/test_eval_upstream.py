@@ -25,6 +25,19 @@ except ValueError as e:
 PAIRS = [(0, 0), (0, 17), (0, 24), (0, 39), (1, 0), (1, 22), (2, 5), (2, 32)]
 
 
+def assert_steps_are_nvidias(dataset, theirs: dict, pairs: list) -> None:
+    """Every key, shape, dtype and value of `dataset.step` equals NVIDIA's `get_step_data` at each pair."""
+    for pair in pairs:
+        ours, nvidia = dataset.step(*pair), theirs["step"][pair]
+        assert sorted(ours) == sorted(nvidia), pair
+        for key, value in ours.items():
+            if key.startswith("annotation."):
+                assert list(value) == list(nvidia[key]), (pair, key)
+            else:
+                assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
+                np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
+
+
 def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
     """Every key, shape, dtype and value of `step` equals NVIDIA's `get_step_data` (decord decoding the same H.264
     files: the frames too), padding past the episode's end included; and NVIDIA's own evaluation loop with a policy
@@ -34,15 +47,7 @@ def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
         "dataset": str(root), "data_config": "so100", "video_backend": "decord", "episodes": [0, 1, 2], "steps": 23,
         "action_horizon": 16, "policy": "zero", "step_data": PAIRS}, tmp_path / "upstream")
     dataset = open_dataset(root)
-    for pair in PAIRS:
-        ours, nvidia = dataset.step(*pair), theirs["step"][pair]
-        assert sorted(ours) == sorted(nvidia), pair
-        for key, value in ours.items():
-            if key.startswith("annotation."):
-                assert list(value) == list(nvidia[key]), (pair, key)
-            else:
-                assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
-                np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
+    assert_steps_are_nvidias(dataset, theirs, PAIRS)
     runs = evaluate(ZeroPolicy(), dataset, [0, 1, 2], steps=23, progress=False)
     for run in runs:
         assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
@@ -65,15 +70,7 @@ def test_gr1_demo_layout_and_three_cameras_read_as_nvidia_reads_them(tiny_checkp
         "episodes": [0, 1], "steps": 21, "action_horizon": 16, "policy": "zero", "step_data": pairs},
         tmp_path / "upstream")
     dataset = open_dataset(root, data_config)
-    for pair in pairs:
-        ours, nvidia = dataset.step(*pair), theirs["step"][pair]
-        assert sorted(ours) == sorted(nvidia), pair
-        for key, value in ours.items():
-            if key.startswith("annotation."):
-                assert list(value) == list(nvidia[key]), (pair, key)
-            else:
-                assert value.dtype == nvidia[key].dtype and value.shape == nvidia[key].shape, (pair, key)
-                np.testing.assert_array_equal(value, nvidia[key], err_msg=f"{pair} {key}")
+    assert_steps_are_nvidias(dataset, theirs, pairs)
     widths = {key: width for key, width in dataset.widths().items() if key.startswith("action.")}
     for run in evaluate(ZeroPolicy(widths), dataset, [0, 1], steps=21, progress=False):
         assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
