@@ -131,6 +131,8 @@ class SimulatedFeetechBus:
                     self.goal_writes.append(goals)
                 return b""
             dropping = self.drop_share and sum(len(g) == len(self.registers) for g in self.goal_writes) >= self.drop_from
+            if dropping:  # LeRobot's own 50 ms per packet from now on (patient while it connected: conftest)
+                self.answering.discard(self.port)
             if self.silent or instruction in (READ, SYNC_READ) and dropping and self._rng.random() < self.drop_share:
                 self.dropped += 1
                 return b""

@@ -240,12 +240,6 @@ def run_connected(argv: list[str], capsys, tries: int = 5):
     return rc, out
 
 
-def faulty(bus) -> None:
-    """LeRobot's own 50 ms packet timeout on this bus (the stand-in's patient margin would make each dropped
-    packet cost half a second)."""
-    SimulatedFeetechBus.answering.discard(bus.port)
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_five_percent_dropped_status_packets_are_ridden_through(mode, bus, camera, trained_stand_in, tmp_path, capsys):
     """LeRobot's SOFollower on a bus that leaves 5% of its read replies unanswered (seeded) from the first step on:
@@ -253,7 +247,6 @@ def test_five_percent_dropped_status_packets_are_ridden_through(mode, bus, camer
     accounted for."""
     calibration_dir = tmp_path / "calibration"
     write_calibration(calibration_dir)
-    faulty(bus)
     record = tmp_path / "steps.jsonl"
     bus.drop(0.05, seed=7, after_goals=1)  # from the first step's action on: LeRobot's connect() retries nothing
     rc, out = run_connected(flags(bus, calibration_dir, f"--model_path={trained_stand_in}", f"--mode={mode}",
@@ -290,7 +283,6 @@ def run_until(fault, bus, trained_stand_in, tmp_path, capsys) -> tuple[int, str]
 
 def test_servos_that_fall_silent_stop_the_run_in_one_line_naming_the_port(bus, camera, trained_stand_in, tmp_path,
                                                                           capsys):
-    faulty(bus)
     rc, err = run_until(bus.silence, bus, trained_stand_in, tmp_path, capsys)
     assert rc == 1, err
     stop = [line for line in err.splitlines() if line.startswith("gr00t-fast: stopping: ")]
