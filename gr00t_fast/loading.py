@@ -9,18 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from gr00t_fast.backends import Backend, require_backend
+from gr00t_fast.backends import BACKENDS, DEFAULT_BACKEND, Backend, backend_class, require_backend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.export import ensure_artifacts
 from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
-from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import MODES, quantize_linears
+from gr00t_fast.model.quantize import quantize_linears
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
@@ -33,12 +31,7 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["GRAPH_BACKENDS", "TORCH_BACKENDS", "build_backend", "create_policy", "load_policy", "pack_model",
-           "quantize_model"]
-
-TORCH_BACKENDS = ("torch", "compile", "cuda-graph")
-GRAPH_BACKENDS = ("onnxruntime", "openvino")  # run exported ONNX graphs: the PyTorch model hosts their embedding
-# lookup alone (`load_model(..., only=GRAPH_HOST_TENSORS)`)
+__all__ = ["build_backend", "create_policy", "load_policy", "pack_model", "quantize_model"]
 
 
 def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
@@ -67,39 +60,10 @@ def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, dat
     first: nothing is exported for a backend this machine cannot run. The `torch` backend runs `model` as it is;
     every other one gets packed layers back as plain ones (compile, export and capture cannot read packed weights)."""
     cls = require_backend(name, model.device)
-    if name != "torch" and unpack_linears(model) and model.precision is not None:
+    if not cls.packs and unpack_linears(model) and model.precision is not None:
         model.precision = replace(model.precision, packed_layers=0)
-    return cls(model, **ensure_artifacts(name, model, model_path, cameras=len(data_config.video_keys),
+    return cls(model, **ensure_artifacts(cls, model, model_path, cameras=len(data_config.video_keys),
                                          backend_dir=backend_dir, options=options))
-
-
-def openvino_precision(model: torch.nn.Module, model_path: Path, runner: Backend, requested: str,
-                       processor: Any) -> None:
-    """`model.precision` says what the openvino backend runs and why; away from f32 it also says what that costs:
-    the largest action difference against fp32 eager on an example call, in the policy's units (as export does).
-    fp32 eager's answer is the one the cached export stored (`REFERENCE_ACTIONS`), else computed by a float32 copy
-    of the model, loaded for it and freed after."""
-    from gr00t_fast.backends import fidelity
-    from gr00t_fast.backends.openvino import describe
-    from gr00t_fast.export.onnx import REFERENCE_ACTIONS
-
-    dtype = torch.bfloat16 if runner.precision_hint == "bf16" else torch.float32
-    reason = describe(runner.precision_hint, runner.weights, requested, sum(p.numel() for p in model.parameters()))
-    if runner.precision_hint != "f32" or runner.weights:
-        inputs, noise = example_inputs(model.config)
-        stored = runner.onnx_dir / REFERENCE_ACTIONS
-        if stored.is_file():
-            actions = torch.from_numpy(np.load(stored))
-            reference = lambda *call: actions  # noqa: E731 - the stored answer to this very call
-        else:
-            reference = TorchBackend(load_model(model_path, device="cpu", dtype=torch.float32,
-                                                eagle_path=model.config.eagle_dir))
-        error = fidelity(runner, reference, inputs, noise, model.config.num_inference_timesteps,
-                         decode=lambda actions: processor.decode(actions, batched=True))
-        del reference
-        reason += "; actions vs fp32 eager: max " + ", ".join(
-            f"{key.removeprefix('action.')} {diff:.3g}" for key, diff in error["max_abs_diff_by_key"].items())
-    model.precision = replace(model.precision, dtype=dtype, requested=requested, reason=reason)
 
 
 @torch_thread
@@ -114,7 +78,7 @@ def load_policy(
     dtype: torch.dtype | str | None = "auto",
     eagle_path: str | Path | None = None,
     warmup: bool = True,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     backend_dir: str | Path | None = None,
     backend_options: dict | None = None,
     quantize: str | None = None,
@@ -146,13 +110,11 @@ def load_policy(
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
     `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
-    openvino = (dtype, quantize) if backend == "openvino" else None  # its precision: `openvino_options`, below
-    if openvino is not None:  # the PyTorch model is float32 (it exports the graphs, runs the embedding lookup)
-        dtype, quantize = "float32", None
-    if quantize is not None and (quantize not in MODES or backend not in TORCH_BACKENDS):
-        raise ValueError(f"quantize={quantize!r} needs one of {sorted(MODES)} and a PyTorch backend "
-                         f"{TORCH_BACKENDS} (or openvino: INT8 weights), got backend {backend!r} (exported graphs: "
-                         "gr00t-fast export int8)")
+    cls = backend_class(backend)  # what a load prepares for it, declared by the backend (`backends.base.Backend`)
+    if quantize is not None and quantize not in cls.quantize_modes:
+        runs = "; ".join(f"{name}: {', '.join(c.quantize_modes)}" for name, c in BACKENDS.items() if c.quantize_modes)
+        raise ValueError(f"quantize={quantize!r} is not run by backend {backend!r} (backends that quantize: {runs}; "
+                         "exported INT8 graphs: gr00t-fast export int8)")
     if denoising_steps is not None:
         check_steps(denoising_steps)
     if max_instruction_tokens < 1:
@@ -162,32 +124,26 @@ def load_policy(
     metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
     config = get_data_config(data_config, metadata.modalities, metadata.source)
     key_transforms(config, metadata)  # a config the metadata cannot serve is refused before the weights load
-    if openvino is not None:  # the precision rule every backend follows, on the network's size (before any weight)
-        from gr00t_fast.backends.openvino import openvino_options
-
-        requested = "auto" if openvino[0] in ("auto", None) else str(openvino[0]).removeprefix("torch.")
-        parameters = sum(p.numel() for p in build_meta_model(Gr00tConfig.from_checkpoint(model_path, eagle_path))
-                         .parameters())
-        backend_options = {**openvino_options(*openvino, parameters), "device": openvino_device,
-                           **(backend_options or {})}
-    if dtype == "auto" and backend not in TORCH_BACKENDS:
-        dtype = None  # exported graphs and engines: the device's default precision
+    # the model's dtype and quantize, and the backend's own options (its precision), before any weight is read
+    parameters = lambda: sum(p.numel() for p in build_meta_model(  # noqa: E731 - the size, if the rule asks
+        Gr00tConfig.from_checkpoint(model_path, eagle_path)).parameters())
+    dtype, quantize, chosen = cls.configure(dtype, quantize, parameters, openvino_device)
+    backend_options = {**chosen, **(backend_options or {})}
     cpu_threads.configure(threads)
-    # exported graphs hold the network: the PyTorch model hosts their embedding lookup alone, in that memory alone
-    only = GRAPH_HOST_TENSORS if backend in GRAPH_BACKENDS else None
-    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path, only=only)
+    # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
+    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path,
+                       only=cls.host_tensors)
     if model.device.type == "cpu":
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
     if quantize is not None:
         quantize_model(model, quantize)
-    if backend == "torch":
+    if cls.packs:
         pack_model(model)
     runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
                                     image_preprocessing, bounds, runner.prompt_step)
-    if backend == "openvino":
-        openvino_precision(model, model_path, runner, requested, processor)
+    runner.settle(model_path, lambda actions: processor.decode(actions, batched=True))
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

@@ -118,3 +118,15 @@ def test_evaluation_knows_policies_through_the_policy_contract():
     assert not found, f"evaluation/ imports {found}"
     source = (PACKAGE / "evaluation" / "open_loop.py").read_text()
     assert "getattr(policy" not in source and "hasattr(policy" not in source
+
+
+def test_loading_and_the_artifacts_name_no_backend():
+    """What differs per backend (quantize modes, packing, host tensors, exports, options, cache keys, what it says of
+    its precision) is declared by the backend (`backends.base.Backend`): loading and the artifact code ask its class
+    and branch on no backend's name, so a new backend needs no change there."""
+    from gr00t_fast.backends import BACKENDS
+
+    for path in (PACKAGE / "loading.py", PACKAGE / "export" / "artifacts.py", PACKAGE / "export" / "manifest.py"):
+        named = [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Constant) and node.value in BACKENDS]
+        assert not named, f"{path.name} names backends: {named}"

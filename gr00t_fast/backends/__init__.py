@@ -38,15 +38,21 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run on this machine; the message names what is missing."""
 
 
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend `name` (what a load prepares for it is declared there); ValueError for an unknown name."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name]
+
+
 def require_backend(name: str, device: torch.device) -> type[Backend]:
     """The class of backend `name`; ValueError for an unknown name, BackendUnavailable naming what this machine
     lacks for a model on `device`."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    reason = BACKENDS[name].missing(device)
+    cls = backend_class(name)
+    reason = cls.missing(device)
     if reason:
         raise BackendUnavailable(f"backend {name!r} needs {reason}")
-    return BACKENDS[name]
+    return cls
 
 
 def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
@@ -54,5 +60,5 @@ def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
     return require_backend(name, model.device)(model, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_reason", "fidelity", "make_backend",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_class", "backend_reason", "fidelity", "make_backend",
            "require_backend", "synchronize"]

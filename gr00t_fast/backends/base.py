@@ -6,12 +6,19 @@
 Every backend subclasses `Backend`: `missing(device)` says what this machine lacks for it (None when it can run),
 `__call__` runs one call, and `stage_ms()` optionally splits the last call's time into backbone / action head.
 A backend compiled for static shapes sets `prompt_step`: the processor pads every prompt to a multiple of it.
+
+What a load prepares for a backend is declared here too, so that `gr00t_fast.loading` and `gr00t_fast.export` name
+no backend: the `quantize` modes it runs (`quantize_modes`), whether its Linear layers are packed (`packs`), the
+model tensors it needs (`host_tensors`), the exports it runs from a folder (`exports`, `artifact_option`), its own
+options from `load_policy`'s dtype and quantize (`configure`), the key of its compiled-model cache (`cache_key`),
+and what it says of its precision once the policy can decode (`settle`).
 """
 
 import importlib.util
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Sequence
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
@@ -88,6 +95,11 @@ class Backend(ABC):
     # prompts are left-padded to a multiple of this many tokens (the padding masked and isolated, `Processor`): 1 for
     # backends that take any length as it comes, STATIC_PROMPT_STEP for those that compile a graph per input shape
     prompt_step: ClassVar[int] = 1
+    quantize_modes: ClassVar[tuple[str, ...]] = ()  # `load_policy(quantize=...)` values it runs
+    packs: ClassVar[bool] = False  # runs the model's Linear layers oneDNN-packed where that pays (`model.packed`)
+    host_tensors: ClassVar[tuple[str, ...] | None] = None  # the model tensors it reads (None: the whole network)
+    exports: ClassVar[tuple[str, ...]] = ()  # the `gr00t-fast export` targets it runs (none: the model's weights)
+    artifact_option: ClassVar[str | None] = None  # its constructor option naming the folder of such an export
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -98,6 +110,24 @@ class Backend(ABC):
         """What this machine lacks to run the backend for a model on `device`, phrased as what the backend
         needs ("a CUDA GPU (...)"); None when it can run."""
         return None
+
+    @classmethod
+    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
+                  ) -> tuple[Any, str | None, dict[str, Any]]:
+        """(the PyTorch model's dtype, its quantize mode, this backend's own options) for `load_policy`'s `dtype`,
+        `quantize` (one of `quantize_modes`) and backend `device`, decided before any weight is read; `parameters()`
+        counts the network's parameters from its config. Here: the model runs as asked."""
+        return dtype, quantize, {}
+
+    @classmethod
+    def cache_key(cls, options: dict[str, Any]) -> list[str] | None:
+        """What, besides the digests of the graphs it runs and gr00t-fast's version, keys this backend's cache of
+        compiled models (None: it keeps none) for its constructor `options`."""
+        return None
+
+    def settle(self, model_path: str | Path, decode: Callable[[torch.Tensor], dict]) -> None:
+        """Called once the policy can decode actions (`decode`: normalized actions -> {key: values}): a backend that
+        runs another precision than the PyTorch model states it in `model.precision`. Here: nothing to state."""
 
     @abstractmethod
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:

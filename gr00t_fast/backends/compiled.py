@@ -22,6 +22,7 @@ import torch
 
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.quantize import MODES as QUANTIZE_MODES
 from gr00t_fast.runtime.cache import cache_dir
 from gr00t_fast.runtime.progress import ticking
 
@@ -61,6 +62,7 @@ def allow_compiled_shapes() -> None:
 
 class CompiledBackend(Backend):
     name = "compile"
+    quantize_modes = tuple(QUANTIZE_MODES)  # `model.quantize`: int8 / fp8 matmuls
     prompt_step = STATIC_PROMPT_STEP
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",

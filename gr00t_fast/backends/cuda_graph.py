@@ -17,6 +17,7 @@ import torch
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend, cuda_missing
 from gr00t_fast.backends.compiled import allow_compiled_shapes
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.quantize import MODES
 
 
 @dataclass
@@ -43,6 +44,7 @@ def _clone(inputs: ModelInputs) -> ModelInputs:
 
 class CudaGraphBackend(Backend):
     name = "cuda-graph"
+    quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
     prompt_step = STATIC_PROMPT_STEP
 
     @classmethod

@@ -6,6 +6,7 @@ import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.quantize import MODES
 from gr00t_fast.model.rtc import RtcRequest, rtc_sample
 
 
@@ -13,6 +14,8 @@ class TorchBackend(Backend):
     """Eager PyTorch: the backbone, then the action head, with the split between them marked."""
 
     name = "torch"
+    quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
+    packs = True
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         mask = inputs.attention_mask if inputs.isolate_padding else None

@@ -1,14 +1,15 @@
-"""What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part."""
+"""What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part;
+those reading an ONNX export folder (`OnnxGraphBackend`) also its layout, its host tensors and its samplers."""
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
 from gr00t_fast.backends.base import Backend, StageClock
-from gr00t_fast.model.graphs import graph_file, run_graphs, sampler_name
+from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS, graph_file, run_graphs, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
 
 
@@ -29,8 +30,15 @@ def existing_graph(onnx_dir: Path, graph: str) -> Path:
 class GraphBackend(Backend):
     """Runs vision -> image/token merge -> llm -> vl -> sampler_s{N}, one exported graph at a time.
 
-    Subclasses implement `run(graph, feeds)` and `ensure_sampler(num_steps)` (the sampler graph's name).
+    Subclasses implement `run(graph, feeds)` and `ensure_sampler(num_steps)` (the sampler graph's name). They run
+    their artifacts in the precision those were made in: no `quantize`, and `dtype="auto"` leaves the PyTorch model
+    (which hosts the embedding lookup) in the device's default.
     """
+
+    @classmethod
+    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
+                  ) -> tuple[Any, str | None, dict[str, Any]]:
+        return (None if dtype == "auto" else dtype), None, {}
 
     @abstractmethod
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -58,12 +66,36 @@ class GraphBackend(Backend):
         return actions
 
 
-def onnx_sampler(onnx_dir: Path, num_steps: int, loaded: dict[str, Any], load: Callable[[str], Any],
-                 export_sampler: Callable[[int], None] | None) -> str:
-    """`ensure_sampler` of a backend reading an ONNX folder: the `num_steps` sampler graph exported first (by
-    `export_sampler`, when given and the folder lacks it), then loaded; returns its name."""
-    name = sampler_name(num_steps)
-    if name not in loaded and export_sampler and not graph_file(onnx_dir, name).is_file():
-        export_sampler(num_steps)
-    load(name)
-    return name
+class OnnxGraphBackend(GraphBackend):
+    """A graph backend reading `gr00t-fast export onnx|int8` folders (`onnx_dir`): the PyTorch model holds the
+    graphs' host tensors alone. Subclasses keep what they loaded per graph in `self.loaded` and implement `load`;
+    `export_sampler(num_steps)`, when given, writes a missing sampler graph into `onnx_dir` on first use."""
+
+    exports: ClassVar[tuple[str, ...]] = ("onnx", "int8")
+    artifact_option: ClassVar[str | None] = "onnx_dir"
+    host_tensors: ClassVar[tuple[str, ...] | None] = GRAPH_HOST_TENSORS
+
+    def __init__(self, model: torch.nn.Module, onnx_dir: str | Path,
+                 export_sampler: Callable[[int], None] | None = None):
+        super().__init__(model)
+        self.onnx_dir, self.export_sampler = Path(onnx_dir), export_sampler
+        self.loaded: dict[str, Any] = {}
+
+    @abstractmethod
+    def load(self, graph: str) -> Any:
+        """What runs `graph` (an ONNX Runtime session, an OpenVINO infer request), made once from its file."""
+
+    def graph(self, graph: str) -> Any:
+        """`load(graph)`, once."""
+        if graph not in self.loaded:
+            self.loaded[graph] = self.load(graph)
+        return self.loaded[graph]
+
+    def ensure_sampler(self, num_steps: int) -> str:
+        """The `num_steps` sampler graph exported first (by `export_sampler`, when given and the folder lacks it),
+        then loaded; returns its name."""
+        name = sampler_name(num_steps)
+        if name not in self.loaded and self.export_sampler and not graph_file(self.onnx_dir, name).is_file():
+            self.export_sampler(num_steps)
+        self.graph(name)
+        return name

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend, existing_graph, onnx_sampler, to_numpy
+from gr00t_fast.backends.graph import OnnxGraphBackend, existing_graph, to_numpy
 from gr00t_fast.model.graphs import graph_file
 
 
@@ -29,11 +29,9 @@ def ort_session(path: Path, providers: list[str] | None = None):
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
-class OnnxRuntimeBackend(GraphBackend):
-    """Runs `vision`, `llm`, `vl` and `sampler_s{N}` ONNX graphs from `onnx_dir` with ONNX Runtime.
-
-    `export_sampler(num_steps)`, when given, writes a missing sampler graph into `onnx_dir` on first use.
-    """
+class OnnxRuntimeBackend(OnnxGraphBackend):
+    """Runs `vision`, `llm`, `vl` and `sampler_s{N}` ONNX graphs from `onnx_dir` with ONNX Runtime (`providers`:
+    its execution providers, default CUDA when available, else CPU)."""
 
     name = "onnxruntime"
 
@@ -45,17 +43,14 @@ class OnnxRuntimeBackend(GraphBackend):
                  export_sampler: Callable[[int], None] | None = None):
         import onnxruntime
 
-        super().__init__(model)
-        self.onnx_dir = Path(onnx_dir)
+        super().__init__(model, onnx_dir, export_sampler)
         available = onnxruntime.get_available_providers()
         unknown = [p for p in providers or [] if p not in available]
         if unknown:
             raise ValueError(f"ONNX Runtime providers {unknown} are not available here; available: {available}")
         self.providers = providers
-        self.export_sampler = export_sampler
-        self.sessions: dict = {}
         for graph in ("vision", "llm", "vl"):
-            self.session(graph)
+            self.graph(graph)
 
     @functools.cached_property
     def precision(self) -> str:
@@ -67,23 +62,18 @@ class OnnxRuntimeBackend(GraphBackend):
 
     @property
     def active_providers(self) -> list[str]:
-        return self.sessions["vision"].get_providers()
+        return self.graph("vision").get_providers()
 
-    def session(self, graph: str):
-        if graph not in self.sessions:
-            path = existing_graph(self.onnx_dir, graph)
-            try:
-                self.sessions[graph] = ort_session(path, self.providers)
-            except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ...: a raw multi-line traceback otherwise
-                reason = " ".join(str(e).split())[:300]
-                raise RuntimeError(f"{path} cannot be loaded by ONNX Runtime, it is corrupt or truncated "
-                                   f"({type(e).__name__}: {reason}); export it again") from None
-        return self.sessions[graph]
-
-    def ensure_sampler(self, num_steps: int) -> str:
-        return onnx_sampler(self.onnx_dir, num_steps, self.sessions, self.session, self.export_sampler)
+    def load(self, graph: str):
+        path = existing_graph(self.onnx_dir, graph)
+        try:
+            return ort_session(path, self.providers)
+        except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ...: a raw multi-line traceback otherwise
+            reason = " ".join(str(e).split())[:300]
+            raise RuntimeError(f"{path} cannot be loaded by ONNX Runtime, it is corrupt or truncated "
+                               f"({type(e).__name__}: {reason}); export it again") from None
 
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
-        session = self.session(graph)
+        session = self.graph(graph)
         (out,) = session.run(None, {arg.name: to_numpy(feeds[arg.name]) for arg in session.get_inputs()})
         return torch.from_numpy(out).to(self.device)

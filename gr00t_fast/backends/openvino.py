@@ -1,16 +1,18 @@
-"""`openvino` backend: the exported ONNX graphs compiled and run by OpenVINO (`CPU` here; `GPU`, `NPU` and `AUTO`
-passed through to OpenVINO, not run in this project's CI).
+"""`openvino` backend: the exported ONNX graphs compiled and run by OpenVINO (`CPU` here; `GPU`, `GPU.1`, `NPU` and
+`AUTO:GPU,CPU` passed through to OpenVINO as it names them, not run in this project's CI).
 
     make_backend("openvino", model, onnx_dir="out/onnx", precision="bf16", weights="int8", cache_dir=...)
 
-`load_policy(..., backend="openvino")` exports the graphs into the cache first (`gr00t_fast.export`) and picks the
-precision by a rule (`openvino_options`): bf16 compute where the CPU has bf16 units (AVX512-BF16, AMX), else f32;
-`quantize="int8"` compresses the weights to INT8 with NNCF (`nncf.compress_weights`, compute stays in the chosen
-precision), written once as OpenVINO IR beside the compiled-model cache. The compiled models are cached by OpenVINO
-(`CACHE_DIR`) in a folder keyed by the weights' fingerprint, OpenVINO's version, the device and the precision, and
-compiled from the file's path, so that a cached one loads without the weights being read; the policy's PyTorch model
-holds the embedding table alone (`gr00t_fast.model.graphs.GRAPH_HOST_TENSORS`). The sampler runs as one graph:
-real-time chunking needs the torch backend.
+`load_policy(..., backend="openvino")` exports the graphs into the cache first (`gr00t_fast.export`) and takes its
+precision from `dtype` and `quantize` (`configure`): float32 -> f32, bfloat16 -> bf16, auto -> the CPU precision rule
+every backend follows (`gr00t_fast.model.precision`); `quantize="int8"` compresses the weights to INT8 with NNCF
+(`nncf.compress_weights`, compute stays in the chosen precision), written once as OpenVINO IR beside the
+compiled-model cache. The compiled models are cached by OpenVINO (`CACHE_DIR`) in a folder keyed by the digests of
+the graphs, gr00t-fast's and OpenVINO's versions, the device and the precision (`cache_key`, `export.ensure_artifacts`),
+and compiled from the file's path, so that a cached one loads without the weights being read; the policy's PyTorch
+model holds the embedding table alone (`OnnxGraphBackend.host_tensors`). Away from f32 the load line says what the
+precision costs in actions against fp32 eager (`settle`). The sampler runs as one graph: real-time chunking needs the
+torch backend.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import functools
 import hashlib
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from gr00t_fast.backends.base import package_missing
-from gr00t_fast.backends.graph import GraphBackend, existing_graph, onnx_sampler, to_numpy
+from gr00t_fast.backends.base import fidelity, package_missing
+from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.backends.graph import OnnxGraphBackend, existing_graph, to_numpy
+from gr00t_fast.model.graphs import REFERENCE_ACTIONS
+from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.runtime.progress import redrawn
 
 __all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
@@ -71,26 +77,45 @@ def describe(precision: str, weights: str | None, requested: str, parameters: in
     return f"{why} ({auto_cpu_precision(parameters).reason})" if requested == "auto" else why
 
 
-class OpenVinoBackend(GraphBackend):
+class OpenVinoBackend(OnnxGraphBackend):
     """Runs `vision`, `llm`, `vl` and `sampler_s{N}` from `onnx_dir` as OpenVINO compiled models on `device`.
 
     `precision`: "f32" or "bf16" compute; `weights`: None or "int8" (NNCF, IR written once into `cache_dir`);
     `cache_dir`: OpenVINO's compiled-model cache (and the INT8 IR); `threads`: INFERENCE_NUM_THREADS (None:
-    OpenVINO's own choice); `export_sampler(num_steps)`, when given, writes a missing sampler graph on first use.
+    OpenVINO's own choice); `requested`: `load_policy`'s dtype as asked ("auto", "float32", "bfloat16"), for the
+    precision the policy states (`settle`).
     """
 
     name = "openvino"
+    quantize_modes = ("int8",)  # NNCF INT8 weights
 
     @classmethod
     def missing(cls, device: torch.device) -> str | None:
         return package_missing("openvino", "OpenVINO", "openvino")
 
+    @classmethod
+    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
+                  ) -> tuple[Any, str | None, dict[str, Any]]:
+        """The PyTorch model loads in float32 (it exports the graphs, runs the embedding lookup); `dtype` and
+        `quantize` are OpenVINO's (`openvino_options`)."""
+        requested = "auto" if dtype in ("auto", None) else str(dtype).removeprefix("torch.")
+        size = parameters() if requested == "auto" else 0  # the rule's size floor: the network, from its config
+        return "float32", None, {**openvino_options(dtype, quantize, size), "device": device, "requested": requested}
+
+    @classmethod
+    def cache_key(cls, options: dict[str, Any]) -> list[str]:
+        import openvino
+
+        return [openvino.__version__.split("-")[0], options.get("device", "CPU"), options.get("precision", "f32"),
+                options.get("weights") or "fp"]
+
     def __init__(self, model: torch.nn.Module, onnx_dir: str | Path, precision: str = "f32", weights: str | None = None,
                  device: str = "CPU", cache_dir: str | Path | None = None, threads: int | None = None,
-                 export_sampler: Callable[[int], None] | None = None, progress: bool = True):
+                 export_sampler: Callable[[int], None] | None = None, progress: bool = True,
+                 requested: str | None = None):
         import openvino as ov
 
-        super().__init__(model)
+        super().__init__(model, onnx_dir, export_sampler)
         if precision not in PRECISIONS or weights not in WEIGHTS:
             raise ValueError(f"openvino precision must be one of {PRECISIONS} and weights one of {WEIGHTS}, got "
                              f"{precision!r} and {weights!r}")
@@ -98,24 +123,23 @@ class OpenVinoBackend(GraphBackend):
         if not device_available(device, self.core.available_devices):
             raise ValueError(f"OpenVINO device {device!r} is not available here; available: "
                              f"{self.core.available_devices}")
-        self.onnx_dir, self.device_name, self.weights = Path(onnx_dir), device, weights
-        self.precision_hint = precision
+        self.device_name, self.weights, self.precision_hint = device, weights, precision
+        self.requested = requested or {"f32": "float32", "bf16": "bfloat16"}[precision]
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.export_sampler, self.progress = export_sampler, progress
+        self.progress = progress
         self.config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self.config["CACHE_DIR"] = str(self.cache_dir / "compiled")
-        self.requests: dict = {}
         self.ports: dict[str, list[str]] = {}
         self.compile_s: dict[str, float] = {}
         with redrawn(tqdm(("vision", "llm", "vl"), desc=f"OpenVINO {self.precision_hint} on {device}", unit="graph",
                           disable=not progress)) as bar:  # minutes at full size the first time (then cached)
             for graph in bar:
                 bar.set_postfix_str(graph)
-                self.request(graph)
+                self.graph(graph)
 
     @functools.cached_property
     def precision(self) -> str:
@@ -125,7 +149,7 @@ class OpenVinoBackend(GraphBackend):
     @property
     def threads(self) -> int:
         """The threads OpenVINO runs a call with: `threads`, or its own choice, fixed when it compiled."""
-        request = next(iter(self.requests.values()))
+        request = next(iter(self.loaded.values()))
         return int(request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
 
     def source(self, graph: str):
@@ -155,28 +179,49 @@ class OpenVinoBackend(GraphBackend):
             ov.save_model(model, str(tmp / ir.name), compress_to_fp16=False)
         return str(ir)
 
-    def request(self, graph: str):
-        if graph not in self.requests:
-            start = time.perf_counter()
-            try:
-                compiled = self.core.compile_model(self.source(graph), self.device_name, self.config)
-            except (FileNotFoundError, ValueError):
-                raise
-            except Exception as e:  # noqa: BLE001 - OpenVINO's RuntimeError zoo: one line naming the graph
-                reason = " ".join(str(e).split())[:300]
-                raise RuntimeError(f"OpenVINO cannot compile {graph} for {self.device_name} ({type(e).__name__}: "
-                                   f"{reason})") from None
-            self.requests[graph] = compiled.create_infer_request()
-            self.compile_s[graph] = time.perf_counter() - start
-            if self.progress:
-                log.info("OpenVINO compiled %s (%s) in %.1f s", graph, self.precision, self.compile_s[graph])
-        return self.requests[graph]
+    def load(self, graph: str):
+        start = time.perf_counter()
+        try:
+            compiled = self.core.compile_model(self.source(graph), self.device_name, self.config)
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as e:  # noqa: BLE001 - OpenVINO's RuntimeError zoo: one line naming the graph
+            reason = " ".join(str(e).split())[:300]
+            raise RuntimeError(f"OpenVINO cannot compile {graph} for {self.device_name} ({type(e).__name__}: "
+                               f"{reason})") from None
+        self.compile_s[graph] = time.perf_counter() - start
+        if self.progress:
+            log.info("OpenVINO compiled %s (%s) in %.1f s", graph, self.precision, self.compile_s[graph])
+        return compiled.create_infer_request()
 
-    def ensure_sampler(self, num_steps: int) -> str:
-        return onnx_sampler(self.onnx_dir, num_steps, self.requests, self.request, self.export_sampler)
+    def settle(self, model_path: str | Path, decode: Callable[[torch.Tensor], dict]) -> None:
+        """`model.precision` says what OpenVINO runs and why; away from f32 also what that costs: the largest action
+        difference against fp32 eager on an example call, in the policy's units (as export does). fp32 eager's
+        answer is the one the cached export stored (`REFERENCE_ACTIONS`), else computed by a float32 copy of the
+        model, loaded for it and freed after."""
+        from gr00t_fast.model import load_model
+
+        model = self.model
+        dtype = torch.bfloat16 if self.precision_hint == "bf16" else torch.float32
+        reason = describe(self.precision_hint, self.weights, self.requested, sum(p.numel() for p in model.parameters()))
+        if self.precision_hint != "f32" or self.weights:
+            inputs, noise = example_inputs(model.config)
+            stored = self.onnx_dir / REFERENCE_ACTIONS
+            if stored.is_file():
+                actions = torch.from_numpy(np.load(stored))
+                reference = lambda *call: actions  # noqa: E731 - the stored answer to this very call
+            else:
+                reference = TorchBackend(load_model(model_path, device="cpu", dtype=torch.float32,
+                                                    eagle_path=model.config.eagle_dir))
+            error = fidelity(self, reference, inputs, noise, model.config.num_inference_timesteps,
+                             decode=decode)
+            del reference
+            reason += "; actions vs fp32 eager: max " + ", ".join(
+                f"{key.removeprefix('action.')} {diff:.3g}" for key, diff in error["max_abs_diff_by_key"].items())
+        model.precision = replace(model.precision, dtype=dtype, requested=self.requested, reason=reason)
 
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
-        request = self.request(graph)
+        request = self.graph(graph)
         ports = self.ports.setdefault(graph, [next(n for n in port.get_names() if n in feeds)  # a port has
                                               for port in request.model_inputs])  # several names: the graph's own
         request.infer({i: to_numpy(feeds[name]) for i, name in enumerate(ports)})

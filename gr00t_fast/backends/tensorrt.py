@@ -32,7 +32,11 @@ def check_shapes(graph: str, profile: Profile, shapes: dict[str, Shape]) -> None
 
 
 class TensorRTBackend(GraphBackend):
+    """Runs the engines `gr00t-fast export tensorrt` built into `engine_dir` (its `manifest.json` lists them)."""
+
     name = "tensorrt"
+    exports = ("tensorrt",)
+    artifact_option = "engine_dir"
 
     @classmethod
     def missing(cls, device: torch.device) -> str | None:
@@ -71,7 +75,7 @@ class TensorRTBackend(GraphBackend):
         name = sampler_name(num_steps)
         if name not in self.engines:
             raise ValueError(f"no {num_steps}-step sampler engine in {self.engine_dir} (has {sorted(self.engines)}); "
-                             f"export with --steps {num_steps}")
+                             f"build it with `gr00t-fast export tensorrt --denoising_steps {num_steps}`")
         return name
 
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:

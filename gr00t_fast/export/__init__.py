@@ -4,6 +4,6 @@
 `.tensorrt`) import their optional dependencies only when called.
 """
 
-from gr00t_fast.export.artifacts import ARTIFACT_OPTION, ensure_artifacts
+from gr00t_fast.export.artifacts import ensure_artifacts
 
-__all__ = ["ARTIFACT_OPTION", "ensure_artifacts"]
+__all__ = ["ensure_artifacts"]

@@ -7,24 +7,20 @@ arm. A file's digest is computed once per file identity (`runtime.cache.file_dig
 ctime, which a copy cannot keep), so a multi-GB graph is hashed on its first load only.
 
     write_manifest(folder, target="onnx", checkpoint=ckpt, options={"num_steps": 4})
-    check_artifacts(folder, "onnxruntime", ckpt)   # ArtifactMismatch / IncompleteArtifacts, one line each
+    check_artifacts(folder, ("onnx", "int8"), ckpt)   # ArtifactMismatch / IncompleteArtifacts, one line each
 """
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from gr00t_fast.runtime.atomic import write_atomic
 from gr00t_fast.runtime.cache import checkpoint_fingerprint, file_digest
 
-__all__ = ["ArtifactMismatch", "IncompleteArtifacts", "MANIFEST", "TARGETS", "check_artifacts", "read_manifest",
-           "write_manifest"]
+__all__ = ["ArtifactMismatch", "IncompleteArtifacts", "MANIFEST", "check_artifacts", "read_manifest", "write_manifest"]
 
 MANIFEST = "manifest.json"
 FORMAT = 3  # 1: no fingerprint, no file list; 2: files by size alone (before artifacts were checked by content)
-TARGETS = {"onnxruntime": ("onnx", "int8"), "openvino": ("onnx", "int8"), "tensorrt": ("tensorrt",)}  # backend ->
-# the exports it runs
-EXPORT_COMMAND = {"onnxruntime": "export onnx", "openvino": "export onnx", "tensorrt": "export tensorrt"}
 
 
 class IncompleteArtifacts(ValueError):
@@ -99,14 +95,16 @@ def read_manifest(folder: str | Path, hint: str = "re-export it") -> dict:
     return manifest
 
 
-def check_artifacts(folder: str | Path, backend: str, checkpoint: str | Path, fingerprint: str | None = None) -> dict:
-    """The manifest of `folder` once it is complete, made for `backend` and from the weights of `checkpoint` (their
-    `fingerprint`, computed when not given); else one line naming the folder, both checkpoints and the fix."""
-    command = f"gr00t-fast {EXPORT_COMMAND.get(backend, 'export')} --model_path {checkpoint} --out {folder}"
+def check_artifacts(folder: str | Path, exports: Sequence[str], checkpoint: str | Path, fingerprint: str | None = None,
+                    runner: str = "this backend") -> dict:
+    """The manifest of `folder` once it is complete, made by one of the `exports` (`gr00t-fast export` targets, those
+    `runner` runs) from the weights of `checkpoint` (their `fingerprint`, computed when not given); else one line
+    naming the folder, both checkpoints and the fix."""
+    command = f"gr00t-fast export {exports[0]} --model_path {checkpoint} --out {folder}"
     manifest = read_manifest(folder, f"export it with `{command}`")
-    if manifest["target"] not in TARGETS.get(backend, ()):
-        raise ArtifactMismatch(f"{folder} holds `export {manifest['target']}` artifacts, which backend {backend!r} "
-                               f"does not run (it runs {' / '.join(TARGETS.get(backend, ()))})")
+    if manifest["target"] not in exports:
+        raise ArtifactMismatch(f"{folder} holds `export {manifest['target']}` artifacts, which {runner} does not run "
+                               f"(it runs {' / '.join(exports)})")
     want = fingerprint or checkpoint_fingerprint(checkpoint)
     if manifest["fingerprint"] != want:
         raise ArtifactMismatch(f"{folder} was exported from {manifest['checkpoint']} (weights {manifest['fingerprint']})"

@@ -23,7 +23,7 @@ from gr00t_fast.backends.onnxruntime import ort_session
 from gr00t_fast.export.manifest import IncompleteArtifacts, check_artifacts, write_manifest
 from gr00t_fast.runtime.atomic import scratch, staged
 from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
-from gr00t_fast.model.graphs import GRAPH_IO, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
+from gr00t_fast.model.graphs import GRAPH_IO, REFERENCE_ACTIONS, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs, example_inputs
 from gr00t_fast.runtime.progress import redrawn
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 OPSET = 17  # LayerNormalization is native from 17; TensorRT 10 parses it
 PARITY_ATOL = 1e-4
-REFERENCE_ACTIONS = "reference_actions.npy"  # in a cached export: fp32 eager's actions on `example_inputs`
 # graph kind -> {tensor name: {axis: dynamic axis name}}
 DYNAMIC_AXES: dict[str, dict[str, dict[int, str]]] = {
     "vision": {"pixel_values": {0: "images"}, "image_embeds": {0: "images"}},
@@ -143,7 +142,7 @@ def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
         write_manifest(folder, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
 
     try:
-        check_artifacts(folder, "onnxruntime", model_path, fingerprint)
+        check_artifacts(folder, ("onnx",), model_path, fingerprint)
     except IncompleteArtifacts as e:
         if folder.exists():
             log.warning("exporting the cached ONNX graphs again: %s", e)

@@ -31,6 +31,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
 # What the chain needs of the PyTorch model besides the graphs: the embedding table of the lookup between vision and
 # llm, and the tensor the model reads its device and dtype from (`load_model(..., only=GRAPH_HOST_TENSORS)`)
 GRAPH_HOST_TENSORS = (EMBED_TOKENS, "action_head.future_tokens.weight")
+REFERENCE_ACTIONS = "reference_actions.npy"  # in a cached export: fp32 eager's actions on `example_inputs`
 GraphRunner = Callable[[str, dict[str, torch.Tensor]], torch.Tensor]  # (graph name, feeds) -> output
 
 

@@ -233,3 +233,50 @@ def test_graph_backends_take_every_configs_state_gr1_sin_cos_and_droid_rotations
             else:
                 np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-4 * action_scale(eager, key),
                                            err_msg=f"{config} {key}")
+
+
+def test_a_new_backend_is_one_class_and_one_registry_entry(tiny_checkpoint, policies, tmp_path, monkeypatch):
+    """`load_policy` and the artifact code ask a backend's class what it needs (`Backend.configure`, `host_tensors`,
+    `exports`, `cache_key`, `settle`, `quantize_modes`): a backend they have never heard of loads with its
+    options, its export from the cache, a compiled-model cache keyed by the graphs' content, and its say on the
+    precision, without a line of theirs changing."""
+    from gr00t_fast import __version__
+    from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
+    from gr00t_fast.export.artifacts import sources_digest
+    from gr00t_fast.model.loading import is_complete
+
+    class Tagged(OnnxRuntimeBackend):
+        name = "ort-tagged"
+        quantize_modes = ("int8",)
+
+        @classmethod
+        def configure(cls, dtype, quantize, parameters, device):
+            return "float32", None, {"tag": f"{quantize}-{parameters()}-{device}"}
+
+        @classmethod
+        def cache_key(cls, options):
+            return [options["tag"]]
+
+        def __init__(self, model, onnx_dir, tag, cache_dir, export_sampler=None):
+            super().__init__(model, onnx_dir, export_sampler=export_sampler)
+            self.tag, self.cache_dir = tag, cache_dir
+
+        def settle(self, model_path, decode):
+            self.decoded = decode(torch.zeros(1, 16, 32))
+
+    monkeypatch.setitem(BACKENDS, Tagged.name, Tagged)
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path))
+    policy = load_policy(tiny_checkpoint, device="cpu", backend="ort-tagged", quantize="int8", warmup=False,
+                         openvino_device="NPU")
+    runner = policy.backend
+    parameters = sum(p.numel() for p in load_model(tiny_checkpoint, device="cpu").parameters())
+    assert runner.tag == f"int8-{parameters}-NPU" and not is_complete(policy.model)  # host tensors alone
+    assert runner.cache_dir == tmp_path / "ort-tagged" / f"{sources_digest(runner.onnx_dir)}-{__version__}-{runner.tag}"
+    assert set(runner.decoded) == set(policy.data_config.action_keys)
+    obs = policy.dummy_observation()
+    noise = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    want, got = policies["onnxruntime"].get_action(obs, noise=noise), policy.get_action(obs, noise=noise)
+    assert all(np.array_equal(got[key], want[key]) for key in want)
+    with pytest.raises(ValueError, match=r"quantize='fp8' is not run by backend 'ort-tagged' \(backends that quantize: "
+                                         r"torch: int8, fp8; .*ort-tagged: int8"):
+        load_policy(tiny_checkpoint, device="cpu", backend="ort-tagged", quantize="fp8", warmup=False)

@@ -137,15 +137,15 @@ def test_the_policy_holds_what_the_graphs_leave_out_alone(tiny_checkpoint, tmp_p
     float32 copy of the model computes where none is stored."""
     import torch
 
-    from gr00t_fast.export import onnx as onnx_export
-    from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS
+    from gr00t_fast.backends import openvino
+    from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS, REFERENCE_ACTIONS
     from gr00t_fast.model.loading import is_complete
 
     monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
     first = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
     assert not is_complete(first.model)
     assert {n for n, p in first.model.state_dict().items() if not p.is_meta} == set(GRAPH_HOST_TENSORS)
-    assert (first.backend.onnx_dir / onnx_export.REFERENCE_ACTIONS).is_file()
+    assert (first.backend.onnx_dir / REFERENCE_ACTIONS).is_file()
     assert "actions vs fp32 eager: max" in first.precision.reason
     full_loads = []
     real_load = torch.nn.Module.load_state_dict
@@ -157,7 +157,7 @@ def test_the_policy_holds_what_the_graphs_leave_out_alone(tiny_checkpoint, tmp_p
     monkeypatch.setattr(torch.nn.Module, "load_state_dict", counted)
     stored = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
     assert full_loads == [False] and stored.precision.reason == first.precision.reason
-    monkeypatch.setattr(onnx_export, "REFERENCE_ACTIONS", "not_stored.npy")
+    monkeypatch.setattr(openvino, "REFERENCE_ACTIONS", "not_stored.npy")
     computed = load_policy(tiny_checkpoint, device="cpu", backend="openvino", dtype="bfloat16", warmup=False)
     assert full_loads == [False, False, True] and computed.precision.reason == first.precision.reason
     observation, noise = case(first)

@@ -103,12 +103,12 @@ def test_a_killed_reexport_leaves_the_previous_export_whole(exported, tiny_check
     process.wait()
     assert staging.is_dir()  # what it left
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    check_artifacts(out, "onnxruntime", tiny_checkpoint)
+    check_artifacts(out, ("onnx", "int8"), tiny_checkpoint)
     with pytest.raises(ArtifactMismatch):
-        check_artifacts(out, "onnxruntime", other_checkpoint)
+        check_artifacts(out, ("onnx", "int8"), other_checkpoint)
     assert cli.main(["onnx", "--model_path", str(other_checkpoint), "--out", str(out), "--denoising_steps", "2"]) == 0
     assert not staging.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["onnx1"]
-    assert check_artifacts(out, "onnxruntime", other_checkpoint)["checkpoint"] == str(other_checkpoint)
+    assert check_artifacts(out, ("onnx", "int8"), other_checkpoint)["checkpoint"] == str(other_checkpoint)
 
 
 def test_a_truncated_or_unlisted_folder_is_not_a_model(exported, tiny_checkpoint, tmp_path):
@@ -132,10 +132,10 @@ def test_a_truncated_or_unlisted_folder_is_not_a_model(exported, tiny_checkpoint
     manifest = json.loads((exported / MANIFEST).read_text())
     (out / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "fingerprint"}))
     with pytest.raises(IncompleteArtifacts, match="older exports lack them"):
-        check_artifacts(out, "onnxruntime", tiny_checkpoint)
+        check_artifacts(out, ("onnx", "int8"), tiny_checkpoint)
     (out / MANIFEST).write_text(json.dumps({**manifest, "target": "tensorrt"}))
     with pytest.raises(ArtifactMismatch, match="which backend 'onnxruntime' does not run"):
-        check_artifacts(out, "onnxruntime", tiny_checkpoint)
+        load_policy(tiny_checkpoint, backend="onnxruntime", backend_dir=out, warmup=False)
 
 
 def test_export_never_replaces_a_folder_that_is_not_an_export(tiny_checkpoint, tmp_path, capsys):
@@ -157,9 +157,9 @@ def test_a_cached_export_killed_midway_is_exported_again(tiny_checkpoint, tmp_pa
     shutil.rmtree(folder / "llm")
     again = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False)
     assert again.backend.onnx_dir == folder and (folder / "llm" / "llm.onnx").is_file()
-    check_artifacts(folder, "onnxruntime", tiny_checkpoint)
+    check_artifacts(folder, ("onnx", "int8"), tiny_checkpoint)
     again.backend.ensure_sampler(2)  # a sampler for another step count joins the folder and its manifest
-    assert "sampler_s2/sampler_s2.onnx" in check_artifacts(folder, "onnxruntime", tiny_checkpoint)["files"]
+    assert "sampler_s2/sampler_s2.onnx" in check_artifacts(folder, ("onnx", "int8"), tiny_checkpoint)["files"]
 
 
 def test_a_killed_make_checkpoint_leaves_nothing_behind_for_long(tmp_path):
@@ -209,4 +209,4 @@ def test_graphs_copied_in_from_another_checkpoints_export_are_refused_by_content
     assert "\n" not in str(e.value)
     for graph in ("vision/vision.onnx", "sampler_s2/sampler_s2.onnx"):
         shutil.copy2(exported / graph, ours / graph)
-    assert check_artifacts(ours, "onnxruntime", tiny_checkpoint)["checkpoint"] == str(tiny_checkpoint)
+    assert check_artifacts(ours, ("onnx", "int8"), tiny_checkpoint)["checkpoint"] == str(tiny_checkpoint)

@@ -161,8 +161,11 @@ def test_quantized_policy_and_errors(tiny_checkpoint):
     assert all(np.isfinite(v).all() and v.shape[0] == 16 for v in actions.values())
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
         quantize_linears(policy.model, "int4")
-    with pytest.raises(ValueError, match="needs one of .* and a PyTorch backend"):
+    with pytest.raises(ValueError, match="quantize='int8' is not run by backend 'onnxruntime' \\(backends that "
+                                         "quantize: torch: int8, fp8; compile: int8, fp8; .*export int8"):
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="onnxruntime", warmup=False)
+    with pytest.raises(ValueError, match="quantize='fp8' is not run by backend 'openvino'"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="fp8", backend="openvino", warmup=False)
 
 
 @pytest.mark.parametrize("capability, dtype, message", [((8, 0), torch.bfloat16, "compute capability 8.9 or newer"),

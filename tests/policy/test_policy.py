@@ -138,7 +138,7 @@ def test_policy_config_is_shared_by_run_serve_and_bench():
 
 
 def test_backend_dir_only_for_artifact_backends(tiny_checkpoint):
-    with pytest.raises(ValueError, match="backend_dir is for the backends"):
+    with pytest.raises(ValueError, match="backend_dir holds exported graphs or engines; backend 'torch' runs"):
         load_policy(tiny_checkpoint, device="cpu", backend="torch", backend_dir="x", warmup=False)
 
 

@@ -253,15 +253,15 @@ def fast_policy(bench: Bench, args: argparse.Namespace, inputs: Inputs, dtype: s
                 loaded: dict[tuple, tuple[float, Any]], notes: list[str]):
     """A gr00t-fast policy in `dtype` (with `quantize` matmuls), per backend and step count; the float32 one also
     behind gr00t-fast's server. `loaded`: policies loaded already, (load s, policy) by (dtype, quantize)."""
-    from gr00t_fast.loading import TORCH_BACKENDS
+    from gr00t_fast.backends import BACKENDS
 
     load_s, policy = loaded.pop((dtype, quantize), None) or load(bench, dtype, quantize)
     label = precision_label(dtype, quantize)
-    quantizes = (*TORCH_BACKENDS, "openvino") if quantize == "int8" else TORCH_BACKENDS  # openvino: NNCF weights
-    names = args.backends if quantize is None else [b for b in args.backends if b in quantizes]
+    names = args.backends if quantize is None else [b for b in args.backends
+                                                    if b in BACKENDS and quantize in BACKENDS[b].quantize_modes]
     backends, skipped = build_backends(policy, names, bench.checkpoint, quantize)
-    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: {quantize} needs a PyTorch "
-                                                         f"backend" for b in args.backends if b not in names]
+    notes += [f"{label}: {note}" for note in skipped] + [f"{label}: backend {b} skipped: it does not run "
+                                                         f"{quantize}" for b in args.backends if b not in names]
     if quantize is not None:  # how many layers it converted (the CPU's size rule may leave them all in float)
         notes.append(f"gr00t-fast {label}: {policy.precision}")
     common = {"dtype": dtype, "quantize": quantize, "load_s": load_s, "precision": policy.precision.as_dict(),

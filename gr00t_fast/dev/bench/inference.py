@@ -48,15 +48,15 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: st
     """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`;
     openvino computes in the policy's precision (bf16 for a bf16 policy, else f32), with `quantize` ("int8": NNCF
     INT8 weights)."""
-    from gr00t_fast.backends.openvino import openvino_options
+    from gr00t_fast.backends import backend_class
     from gr00t_fast.loading import build_backend
 
     built, notes = {}, []
     plain = functools.cache(lambda: plain_model(policy, checkpoint))
+    size = lambda: sum(p.numel() for p in policy.model.parameters())  # noqa: E731
     for name in names:
-        try:
-            options = openvino_options(policy.model.dtype, quantize,
-                                                                                 sum(p.numel() for p in policy.model.parameters())) if name == "openvino" else None
+        try:  # the backend's own options for the policy's dtype and quantize (openvino: its precision)
+            options = backend_class(name).configure(policy.model.dtype, quantize, size, "CPU")[2]
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
                 name, plain(), checkpoint, policy.data_config, options=options))
             built[name] = (backend, ms / 1e3)
