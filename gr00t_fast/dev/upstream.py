@@ -65,7 +65,8 @@ class Upstream:
 
     def evaluation(self, checkpoint: Path, spec: dict[str, Any], workdir: Path, timeout_s: float = 1800) -> dict:
         """NVIDIA's dataset reader and open-loop evaluation (the runner's `eval` mode): {"step": {(episode, index):
-        {key: array}}, "mse": {episode: float}, "seconds": float}."""
+        {key: array}}, "pred": {(episode, point): {key: array}} (its policy's answers, with a "noise_seed"), "mse":
+        {episode: float}, "seconds": float}."""
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "eval.json").write_text(json.dumps(spec))
         done = subprocess.run(self.command("eval", checkpoint, workdir / "eval.json", workdir / "eval.npz"),
@@ -73,12 +74,12 @@ class Upstream:
         if done.returncode != 0:
             raise RuntimeError(f"NVIDIA's evaluation failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         data = np.load(workdir / "eval.npz")
-        steps: dict = {}
+        found: dict[str, dict] = {"step": {}, "pred": {}}
         for name in data.files:
-            if name.startswith("step/"):
-                _, episode, index, key = name.split("/", 3)
-                steps.setdefault((int(episode), int(index)), {})[key] = data[name]
-        return {"step": steps, "mse": {int(n.split("/")[1]): float(data[n]) for n in data.files if n.startswith("mse/")},
+            if name.startswith(("step/", "pred/")):
+                kind, episode, index, key = name.split("/", 3)
+                found[kind].setdefault((int(episode), int(index)), {})[key] = data[name]
+        return {**found, "mse": {int(n.split("/")[1]): float(data[n]) for n in data.files if n.startswith("mse/")},
                 "seconds": float(data["seconds"])}
 
 

@@ -15,8 +15,10 @@ arrays `<name>/<key>` (the instruction as a str array) and the sampler's initial
   eval CKPT SPEC.json OUT.npz   NVIDIA's dataset reader and open-loop evaluation on a LeRobot v2.x dataset
                                 (`LeRobotSingleDataset`, `calc_mse_for_single_trajectory`), SPEC: {"dataset", "data_config",
                                 "embodiment_tag" (default new_embodiment), "video_backend", "episodes", "steps", "action_horizon", "policy": "zero" (always zeros)
-                                or "gr00t" (Gr00tPolicy), "step_data": [[episode, index], ...]}; OUT: `step/<episode>/
-                                <index>/<key>` (get_step_data), `mse/<episode>` and `seconds` (the evaluation loop)
+                                or "gr00t" (Gr00tPolicy; with "noise_seed", each call's noise drawn as gr00t-fast's
+                                evaluation draws it, `SeededNoise`), "step_data": [[episode, index], ...]}; OUT:
+                                `step/<episode>/<index>/<key>` (get_step_data), `mse/<episode>` and `seconds` (the
+                                evaluation loop), with a seed `pred/<episode>/<point>/<key>` (each call's actions)
 
 The initial noise is fixed the way NVIDIA's public reference data was made: the action head's one `torch.randn`
 draw of shape (B, horizon, action_dim) per call returns the given array; every other step is NVIDIA's code.
@@ -236,6 +238,44 @@ class ZeroPolicy:
         return {key: np.zeros((self.horizon, dim)) for key, dim in self.dims.items()}
 
 
+class SeededNoise:
+    """Gr00tPolicy whose sampler starts each call from the noise gr00t-fast's open-loop evaluation draws for it
+    (`gr00t_fast.evaluation.open_loop`: numpy's `default_rng([seed, episode, point]).standard_normal((horizon,
+    action_dim))`, `point` the call's first step, one call per `action_horizon` steps), so that both evaluations
+    of the same episodes see the same noise. Exactly one draw of that shape per call, or the call fails."""
+
+    def __init__(self, policy, seed: int, action_horizon: int):
+        head = policy.model.action_head.config
+        self.policy, self.seed, self.action_horizon = policy, seed, action_horizon
+        self.shape = (1, head.action_horizon, head.action_dim)
+        self.episode, self.calls, self.noise, self.drawn = 0, 0, None, 0
+        self.chunks: dict = {}  # (episode, point) -> the actions NVIDIA's policy answered
+        fix_noise(self.draw)
+
+    def draw(self, shape: tuple) -> object:
+        if self.noise is None or shape != self.noise.shape:
+            return None
+        self.drawn += 1
+        return self.noise
+
+    def start(self, episode: int) -> None:
+        self.episode, self.calls = episode, 0
+
+    def get_action(self, observation: dict) -> dict:
+        import numpy as np
+
+        point = self.calls * self.action_horizon
+        rng = np.random.default_rng([self.seed, self.episode, point])
+        self.noise, self.drawn = rng.standard_normal(self.shape[1:]).astype(np.float32)[None], 0
+        actions = self.policy.get_action(observation)
+        if self.drawn != 1:
+            raise RuntimeError(f"episode {self.episode}, step {point}: the action head drew {self.drawn} samples of "
+                               f"the noise's shape {self.shape}, expected exactly 1")
+        self.calls += 1
+        self.chunks[self.episode, point] = actions
+        return actions
+
+
 def dataset_eval(checkpoint: Path, spec_path: Path, out_path: Path) -> None:
     import numpy as np
     from gr00t.data.dataset import LeRobotSingleDataset
@@ -262,12 +302,18 @@ def dataset_eval(checkpoint: Path, spec_path: Path, out_path: Path) -> None:
                              modality_config=config.modality_config(), modality_transform=config.transform(),
                              denoising_steps=spec.get("denoising_steps"))
         cpu_autocast(policy)
+        if "noise_seed" in spec:
+            policy = SeededNoise(policy, spec["noise_seed"], spec["action_horizon"])
     start = time.perf_counter()
     for episode in spec["episodes"]:
+        if isinstance(policy, SeededNoise):
+            policy.start(episode)
         arrays[f"mse/{episode}"] = np.asarray(calc_mse_for_single_trajectory(
             policy, dataset, episode, modality_keys=keys, steps=spec["steps"], action_horizon=spec["action_horizon"],
             plot=False))
     arrays["seconds"] = np.asarray(time.perf_counter() - start)
+    for (episode, point), chunk in getattr(policy, "chunks", {}).items():
+        arrays.update({f"pred/{episode}/{point}/{key}": np.asarray(value) for key, value in chunk.items()})
     np.savez(out_path, **arrays)
 
 
