@@ -9,7 +9,9 @@ every backend follows (`gr00t_fast.model.precision`); `quantize="int8"` compress
 (`nncf.compress_weights`, compute stays in the chosen precision), written once as OpenVINO IR beside the
 compiled-model cache. The compiled models are cached by OpenVINO (`CACHE_DIR`) in a folder keyed by the digests of
 the graphs, gr00t-fast's and OpenVINO's versions, the device and the precision (`cache_key`, `export.ensure_artifacts`),
-and compiled from the file's path, so that a cached one loads without the weights being read; the policy's PyTorch
+and compiled from the file's path, so that a cached one loads without the weights being read. Every file the cache
+folder holds is recorded with its sha256 as it is written (`runtime.cache.seal`): a file it did not write, or one
+changed since, is named in one line and the folder compiled again before anything runs from it. The policy's PyTorch
 model holds the embedding table alone (`OnnxGraphBackend.host_tensors`). Away from f32 the load line says what the
 precision costs in actions against fp32 eager (`settle`). The sampler runs as one graph: real-time chunking needs the
 torch backend.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -130,7 +133,13 @@ class OpenVinoBackend(OnnxGraphBackend):
         self.config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        if self.cache_dir is not None:
+        if self.cache_dir is not None:  # compiled models and INT8 IR: only the files this cache wrote (`seal`)
+            from gr00t_fast.runtime.cache import unsealed
+
+            reason = unsealed(self.cache_dir)
+            if reason is not None:
+                log.warning("OpenVINO cache %s: %s; compiling into it again", self.cache_dir, reason)
+                shutil.rmtree(self.cache_dir)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self.config["CACHE_DIR"] = str(self.cache_dir / "compiled")
         self.ports: dict[str, list[str]] = {}
@@ -190,6 +199,10 @@ class OpenVinoBackend(OnnxGraphBackend):
             raise RuntimeError(f"OpenVINO cannot compile {graph} for {self.device_name} ({type(e).__name__}: "
                                f"{reason})") from None
         self.compile_s[graph] = time.perf_counter() - start
+        if self.cache_dir is not None:  # what this compile wrote, recorded for the next load to check
+            from gr00t_fast.runtime.cache import seal
+
+            seal(self.cache_dir)
         if self.progress:
             log.info("OpenVINO compiled %s (%s) in %.1f s", graph, self.precision, self.compile_s[graph])
         return compiled.create_infer_request()

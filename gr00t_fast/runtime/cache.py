@@ -9,6 +9,7 @@ from pathlib import Path
 from gr00t_fast.runtime.atomic import write_atomic
 
 FINGERPRINT_FILES = ("config.json", "model.safetensors.index.json")  # hashed with the weights: they shape the model
+SEAL = "sha256.json"  # a cache folder's record of the files it wrote (`seal`)
 
 
 def cache_dir() -> Path:
@@ -37,6 +38,33 @@ def file_digest(path: Path) -> str:
     except OSError:  # an unwritable cache only costs the hash again next time
         pass
     return digest
+
+
+def seal(folder: Path) -> None:
+    """Record every file under `folder` with its sha256 (`file_digest`, hashed once per file identity) in
+    `folder/sha256.json`, after the folder's owner wrote what it caches there (compiled models, compressed weights)."""
+    files = {p.relative_to(folder).as_posix(): file_digest(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != SEAL}
+    write_atomic(folder / SEAL, json.dumps(files, indent=1).encode())
+
+
+def unsealed(folder: Path) -> str | None:
+    """Why `folder` holds a file that `seal` did not record as it is (added from elsewhere, replaced, changed), or
+    None when every file is the one recorded (a missing one is made again by the cache's owner)."""
+    try:
+        listed = json.loads((folder / SEAL).read_text())
+    except FileNotFoundError:
+        listed = {}
+    except (OSError, ValueError) as e:
+        return f"its {SEAL} is unreadable ({e})"
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name != SEAL:
+            if not isinstance(listed, dict) or name not in listed:
+                return f"{name} was not written by this cache"
+            if file_digest(path) != listed[name]:
+                return f"{name} is not the file this cache wrote (replaced or copied in from another)"
+    return None
 
 
 def checkpoint_fingerprint(checkpoint_dir: str | Path) -> str:

@@ -171,3 +171,34 @@ def test_device_names_as_openvino_lists_them():
                                                      "MULTI:GPU.0,GPU.1", "HETERO:GPU,CPU"))
     assert not any(device_available(d, listed) for d in ("GPU.2", "TPU", "gpu"))
     assert not device_available("GPU", ["CPU"])
+
+
+def test_the_compiled_cache_serves_only_the_files_it_wrote(tiny_checkpoint, tmp_path, monkeypatch, caplog):
+    """OpenVINO's compiled models and NNCF INT8 IR in the cache are recorded with their sha256 as they are written
+    (`runtime.cache.seal`): a blob copied in from another cache folder, or an IR file changed in place, is named in
+    one line and the folder compiled again before anything runs from it; the actions stay the first load's."""
+    import logging
+    import shutil
+
+    from gr00t_fast.runtime.cache import unsealed
+
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path))
+    load = lambda **options: load_policy(tiny_checkpoint, device="cpu", backend="openvino",  # noqa: E731
+                                         warmup=False, **options)
+    first = load(quantize="int8")
+    cache = first.backend.cache_dir
+    assert unsealed(cache) is None and list((cache / "compiled").iterdir()) and list((cache / "int8").rglob("*.bin"))
+    observation, noise = case(first)
+    want = first.get_action(observation, noise=noise)
+    elsewhere = load().backend.cache_dir  # f32 weights: another cache folder
+    shutil.copy(next((elsewhere / "compiled").iterdir()), cache / "compiled" / "from_elsewhere.blob")
+    ir = next((cache / "int8").rglob("*.bin"))
+    for tamper, line in ((lambda: None, "compiled/from_elsewhere.blob was not written by this cache"),
+                         (lambda: ir.write_bytes(ir.read_bytes()[:-4] + b"\0\0\0\0"),
+                          f"{ir.relative_to(cache).as_posix()} is not the file this cache wrote")):
+        tamper()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gr00t_fast.backends.openvino"):
+            again = load(quantize="int8")
+        assert line in caplog.text and unsealed(cache) is None
+        assert largest_difference(again.get_action(observation, noise=noise), want) == 0
