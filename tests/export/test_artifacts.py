@@ -162,6 +162,26 @@ def test_a_cached_export_killed_midway_is_exported_again(tiny_checkpoint, tmp_pa
     assert "sampler_s2/sampler_s2.onnx" in check_artifacts(folder, ("onnx", "int8"), tiny_checkpoint)["files"]
 
 
+def test_graphs_mixed_between_two_cached_exports_are_exported_again(tiny_checkpoint, other_checkpoint, tmp_path,
+                                                                     monkeypatch, caplog):
+    """The cache's graphs are checked by content too: ck2's cached vision and sampler graphs copied over ck1's (the
+    same sizes) are named in one line and ck1's graphs exported again before a call runs; ck1's actions."""
+    import logging
+
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    ours = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False).backend.onnx_dir
+    theirs = load_policy(other_checkpoint, backend="onnxruntime", warmup=False).backend.onnx_dir
+    for graph in ("vision/vision.onnx", "sampler_s4/sampler_s4.onnx"):
+        assert (ours / graph).stat().st_size == (theirs / graph).stat().st_size
+        shutil.copy2(theirs / graph, ours / graph)
+    with caplog.at_level(logging.WARNING, logger="gr00t_fast.export.onnx"):
+        again = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False)
+    assert "sampler_s4/sampler_s4.onnx is not the file its manifest.json lists" in caplog.text
+    assert again.backend.onnx_dir == ours and check_artifacts(ours, ("onnx",), tiny_checkpoint)
+    assert torch.allclose(actions(again), actions(load_policy(tiny_checkpoint, dtype="float32", warmup=False)),
+                          atol=1e-4)
+
+
 def test_a_killed_make_checkpoint_leaves_nothing_behind_for_long(tmp_path):
     """A killed run's hidden staging folder (the checkpoint's size) is removed by the next run beside it; a
     replacement interrupted between its two renames puts the previous folder back."""
