@@ -108,20 +108,29 @@ def load_cases(path: Path) -> list[dict]:
     return cases
 
 
-class Upstream:
-    """NVIDIA's Gr00tPolicy per data config, its three stages timed, the initial noise fixed per call."""
+class FixedNoise:
+    """`torch.randn` of the shape of `self.noise` returns `self.noise` (set before each call), counting the draws
+    in `self.drawn`; other draws are torch's."""
 
-    def __init__(self, checkpoint: Path):
-        self.checkpoint, self.policies, self.noise, self.drawn = checkpoint, {}, None, 0
-        self.last: dict = {}
+    def __init__(self):
+        self.noise, self.drawn = None, 0
         fix_noise(self.draw)
 
     def draw(self, shape: tuple) -> object:
-        """The case's noise for the action head's one draw of its shape."""
+        """The call's noise for the action head's one draw of its shape."""
         if self.noise is None or shape != self.noise.shape:
             return None
         self.drawn += 1
         return self.noise
+
+
+class Upstream(FixedNoise):
+    """NVIDIA's Gr00tPolicy per data config, its three stages timed, the initial noise fixed per call."""
+
+    def __init__(self, checkpoint: Path):
+        super().__init__()
+        self.checkpoint, self.policies = checkpoint, {}
+        self.last: dict = {}
 
     def policy(self, data_config: str, steps: int, tag: str = "new_embodiment", checkpoint: str | None = None):
         """NVIDIA's Gr00tPolicy for `data_config` and embodiment `tag` on `checkpoint` (default: the runner's)."""
@@ -238,25 +247,19 @@ class ZeroPolicy:
         return {key: np.zeros((self.horizon, dim)) for key, dim in self.dims.items()}
 
 
-class SeededNoise:
+class SeededNoise(FixedNoise):
     """Gr00tPolicy whose sampler starts each call from the noise gr00t-fast's open-loop evaluation draws for it
     (`gr00t_fast.evaluation.open_loop`: numpy's `default_rng([seed, episode, point]).standard_normal((horizon,
     action_dim))`, `point` the call's first step, one call per `action_horizon` steps), so that both evaluations
     of the same episodes see the same noise. Exactly one draw of that shape per call, or the call fails."""
 
     def __init__(self, policy, seed: int, action_horizon: int):
+        super().__init__()
         head = policy.model.action_head.config
         self.policy, self.seed, self.action_horizon = policy, seed, action_horizon
         self.shape = (1, head.action_horizon, head.action_dim)
-        self.episode, self.calls, self.noise, self.drawn = 0, 0, None, 0
+        self.episode, self.calls = 0, 0
         self.chunks: dict = {}  # (episode, point) -> the actions NVIDIA's policy answered
-        fix_noise(self.draw)
-
-    def draw(self, shape: tuple) -> object:
-        if self.noise is None or shape != self.noise.shape:
-            return None
-        self.drawn += 1
-        return self.noise
 
     def start(self, episode: int) -> None:
         self.episode, self.calls = episode, 0
