@@ -60,5 +60,6 @@ def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
     return require_backend(name, model.device)(model, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_class", "backend_reason", "fidelity", "make_backend",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_class", "backend_reason", "fidelity",
+           "make_backend",
            "require_backend", "synchronize"]
