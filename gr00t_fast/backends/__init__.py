@@ -61,5 +61,4 @@ def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "backend_class", "backend_reason", "fidelity",
-           "make_backend",
-           "require_backend", "synchronize"]
+           "make_backend", "require_backend", "synchronize"]
