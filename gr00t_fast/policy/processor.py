@@ -118,12 +118,6 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=interp)
 
 
-def lerobot_min_max(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """LeRobot's GR00T state normalization in x's dtype, `2 * (x - min) / (max - min) - 1`, 0 where max == min."""
-    low, span = low.astype(x.dtype), high.astype(x.dtype) - low.astype(x.dtype)
-    return np.where(span != 0, 2 * (x - low) / np.where(span != 0, span, x.dtype.type(1)) - 1, x.dtype.type(0))
-
-
 class Processor:
     """Turns Isaac-format observations into complete `ModelInputs` (tokenized prompt included) and normalized
     actions back into `action.<key>` arrays."""
@@ -308,13 +302,22 @@ class Processor:
 
     def state(self, obs: dict, batch: int) -> torch.Tensor:
         """Each state key through its transforms (`gr00t_fast.policy.transforms`), concatenated and zero-padded,
-        (B, 1, D): in float64 as Isaac computes it, in float32 as LeRobot does (min-max alone there)."""
+        (B, 1, D): in float64 as Isaac computes it, in float32 as LeRobot does.
+
+        LeRobot's GR00T N1.5 preprocessing (`GrootPackInputsStep`) knows one normalization, min-max over the
+        statistics in float32, `2 * (x - min) / (max - min) - 1` (0 where max == min): NVIDIA's `min_max` in float32
+        bit for bit (a factor of 2 commutes with rounding), so a `min_max` key gets LeRobot's own values. For every
+        other key LeRobot's GR00T has nothing, and it gets NVIDIA's transforms in float32, the normalization the
+        checkpoint was trained with (never min-max in its place): sin/cos, rotations (converted, then min-max over
+        NVIDIA's fixed bounds), `binary`, unnormalized keys, `q99` and `mean_std` (LeRobot's general normalizer has
+        QUANTILES and MEAN_STD, with an epsilon and no clamp, but its GR00T pipeline does not use them).
+        """
         dtype = np.float64 if self.pipeline == "isaac" else np.float32
         out = np.zeros((batch, 1, self.max_state_dim), dtype=dtype)
         start = 0
         for key, transform in self.state_transforms.items():
             x = obs[key].reshape(batch, 1, -1).astype(dtype)
-            x = transform.apply(x) if self.pipeline == "isaac" else lerobot_min_max(x, *transform.range)
+            x = transform.apply(x)
             if not np.isfinite(x).all():  # a zero quaternion, a degenerate 6D rotation
                 what = f"no {transform.rotation[0]} rotation" if transform.rotation else "beyond float range"
                 raise ValueError(f"{key}: {obs[key].reshape(-1)[:9].tolist()} is {what} (its transforms give "
@@ -347,7 +350,10 @@ class Processor:
 
     def decode(self, actions: torch.Tensor, batched: bool) -> dict[str, np.ndarray]:
         """(B, T, max_action_dim) normalized actions -> `action.<key>` float32 (T, D), or (B, T, D) when batched:
-        each key's columns through its inverse transforms, in float32 as NVIDIA's `unapply`."""
+        each key's columns through its inverse transforms, in float32 as NVIDIA's `unapply`, whichever the pipeline:
+        a `min_max` key's inverse is LeRobot's `GrootActionUnpackUnnormalizeStep` bit for bit (the same float32
+        operations), and LeRobot's GR00T has no inverse for the other keys (rotations, `binary` thresholded at 0.5,
+        unnormalized, `q99`, `mean_std`), as it has no normalization for their states (`state`)."""
         pred = actions.to("cpu", torch.float32).numpy()
         out = {}
         for key, dims in self.action_slices.items():

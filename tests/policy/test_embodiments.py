@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from embodiment_cases import embodiment_checkpoint, observation, random_rotations
@@ -41,20 +42,75 @@ def test_all_twelve_of_nvidias_configs_are_known():
     assert DATA_CONFIGS["fourier_gr1_arms_waist"].language_key == "annotation.human.coarse_action"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_every_config_acts_in_its_robots_units(policies, name):
-    """Each key as wide as the robot's, finite, binary keys 0 or 1, batched and not."""
-    policy, rng = policies[name], np.random.default_rng(0)
+def acts_in_its_robots_units(policy, name: str, rng: np.random.Generator) -> None:
+    """Each key as wide as the robot's and finite, a binary key the model's own prediction for its columns
+    thresholded at 0.5, batched and not."""
     layout = LAYOUTS[name]
     for batch in (0, 2):
-        actions = policy.get_action(observation(policy, rng, batch), noise=None)
+        obs = observation(policy, rng, batch)
+        noise = rng.standard_normal((max(batch, 1), *policy.noise_shape)).astype(np.float32)
+        actions = policy.get_action(obs, noise=noise if batch else noise[0])
+        with torch.inference_mode():
+            raw = policy.backend(policy.processor(obs), torch.from_numpy(noise), policy.denoising_steps).numpy()
         assert sorted(actions) == sorted(policy.data_config.action_keys)
         for key, value in actions.items():
             width = layout.action[key.removeprefix("action.")].width
             assert value.shape == ((batch, 16, width) if batch else (16, width)) and value.dtype == np.float32
             assert np.isfinite(value).all()
             if policy.processor.action_transforms[key].mode == "binary":
-                assert set(np.unique(value)) <= {0.0, 1.0}
+                predicted = raw[..., policy.processor.action_slices[key]]
+                np.testing.assert_array_equal(value, (predicted if batch else predicted[0]) > 0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_acts_in_its_robots_units(policies, name):
+    """Isaac's preprocessing (the checkpoints' own)."""
+    acts_in_its_robots_units(policies[name], name, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "binary" in DATA_CONFIGS[n].action_modes.values()])
+def test_binary_actions_threshold_the_prediction_at_one_half(policies, name):
+    """NVIDIA's `Normalizer.inverse` for binary keys: 1 above 0.5, else 0 (0.5 itself is 0)."""
+    processor = policies[name].processor
+    predicted = torch.tensor([-1.0, 0.0, 0.4999, 0.5, 0.5001, 1.0, 1.5])
+    pred = torch.zeros(1, len(predicted), 32)
+    binary = [key for key, t in processor.action_transforms.items() if t.mode == "binary"]
+    for key in binary:
+        pred[0, :, processor.action_slices[key]] = predicted[:, None]
+    actions = processor.decode(pred, batched=False)
+    for key in binary:
+        np.testing.assert_array_equal(actions[key][:, 0], [0, 0, 0, 0, 1, 1, 1])
+
+
+@pytest.fixture(scope="module")
+def lerobot_policies(checkpoints):
+    return {name: load_policy(ck, data_config=name, embodiment_tag=tag, device="cpu", warmup=False,
+                              image_preprocessing="lerobot") for name, (ck, tag) in checkpoints.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_runs_with_lerobots_preprocessing(policies, lerobot_policies, name):
+    """image_preprocessing="lerobot": a min_max state key gets LeRobot's min-max formula in float32, every other key
+    (sin/cos, rotations, unnormalized) NVIDIA's transforms in float32 (LeRobot's GR00T has none for it): the Isaac
+    pipeline's values to float32 rounding; the actions are the robot's."""
+    policy, rng = lerobot_policies[name], np.random.default_rng(7)
+    obs = observation(policy, rng, batch=2)
+    state = policy.processor(obs).state.numpy()[:, 0]
+    start = 0
+    for key, transform in policy.processor.state_transforms.items():
+        x = obs[key][:, 0].astype(np.float32)
+        if transform.mode == "min_max" and not transform.rotation and not transform.sin_cos:
+            lo, hi = (transform.stats[stat].astype(np.float32) for stat in ("min", "max"))
+            expected = np.where(hi != lo, 2 * (x - lo) / np.where(hi != lo, hi - lo, 1) - 1, 0)
+        else:
+            expected = transform.apply(x)
+        assert expected.dtype == np.float32
+        np.testing.assert_array_equal(state[:, start : start + expected.shape[-1]], expected, err_msg=key)
+        start += expected.shape[-1]
+    assert not state[:, start:].any()
+    isaac = policies[name].processor(obs).state.numpy()[:, 0]
+    np.testing.assert_allclose(state, isaac, rtol=1e-6, atol=1e-6)
+    acts_in_its_robots_units(policy, name, rng)
 
 
 def test_gr1_states_reach_the_model_as_sin_and_cos(policies):

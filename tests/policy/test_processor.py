@@ -156,6 +156,31 @@ def test_normalization_round_trip(processor):
     assert unbatched["action.single_arm"].shape == (16, 5)
 
 
+def test_lerobot_pipeline_keeps_nvidias_q99_and_mean_std(checkpoint, tokenizer):
+    """LeRobot's GR00T normalizes with min-max alone: under its pipeline a q99 or mean_std key gets NVIDIA's
+    normalization (float32), never min-max in its place."""
+    path = checkpoint / "experiment_cfg" / "metadata.json"
+    everything = json.loads(path.read_text())
+    q01, q99 = [-80.0, -85.0, -90.0, -80.0, -88.0], [80.0, 88.0, 87.0, 92.0, 85.0]
+    stats = everything["new_embodiment"]["statistics"]["state"]
+    stats["single_arm"].update(q01=q01, q99=q99)
+    stats["gripper"] = {"min": [0.0], "max": [100.0], "mean": [40.0], "std": [20.0]}
+    path.write_text(json.dumps(everything))
+    so100 = DATA_CONFIGS["so100"]
+    config = DataConfig("mine", so100.video_keys, so100.state_keys, so100.action_keys,
+                        state_modes={"state.single_arm": "q99", "state.gripper": "mean_std"})
+    processor = Processor(config, load_metadata(checkpoint, "new_embodiment"), tokenizer, max_state_dim=64,
+                          max_action_dim=32, pipeline="lerobot")
+    obs = observation()
+    obs["state.single_arm"] = np.array([[-90.0, 98.0, 0.0, 200.0, 30.0]])  # beyond q01/q99: clamped to -1, 1
+    obs["state.gripper"] = np.array([[73.0]])
+    state = processor(obs).state[0, 0].numpy()
+    arm, low, high = (np.asarray(v, np.float32) for v in (obs["state.single_arm"][0], q01, q99))
+    np.testing.assert_array_equal(state[:5], np.clip(2 * ((arm - low) / (high - low)) - 1, -1, 1))
+    assert state[0] == -1 and state[3] == 1
+    assert state[5] == np.float32(73.0 - 40.0) / np.float32(20.0)
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 
