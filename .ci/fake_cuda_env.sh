@@ -10,8 +10,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_FAKE_CUDA_ENV:-${TMPDIR:-/tmp}/gr00t-fast-fake-cuda}}
 PYTHON=${PYTHON:-python3.11}
-# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
-STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+# the recipe: this script and the setup.cfg lines it installs (.ci/stamp.sh); an environment built from another
+# recipe is rebuilt
+STAMP=$(bash "$REPO/.ci/stamp.sh" "$0")
 if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"

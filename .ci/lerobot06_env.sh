@@ -12,8 +12,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ENV=${1:-${GR00T_LEROBOT06_ENV:-${TMPDIR:-/tmp}/gr00t-fast-lerobot06}}
 PYTHON=${PYTHON:-$(bash "$REPO/.ci/find_python.sh" 3.12)}
-# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
-STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+# the recipe: this script and the setup.cfg lines it installs (.ci/stamp.sh); an environment built from another
+# recipe is rebuilt
+STAMP=$(bash "$REPO/.ci/stamp.sh" "$0" test lerobot gr00t_fast/robot/lerobot_install.py)
 if [ "$(cat "$ENV/.complete-install-lerobot" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"

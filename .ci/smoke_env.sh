@@ -11,8 +11,9 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 VERSION=$1
 ENV=${2:-${TMPDIR:-/tmp}/gr00t-fast-smoke-$VERSION}
 PYTHON=$(bash "$REPO/.ci/find_python.sh" "$VERSION")
-# the recipe: this script and the requirements in setup.cfg; an environment built from another one is rebuilt
-STAMP=$(cat "$0" "$REPO/setup.cfg" | sha256sum | cut -d " " -f 1)
+# the recipe: this script and the setup.cfg lines it installs (.ci/stamp.sh); an environment built from another
+# recipe is rebuilt
+STAMP=$(bash "$REPO/.ci/stamp.sh" "$0")
 if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$ENV"
   "$PYTHON" -m venv "$ENV"

@@ -11,6 +11,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# Under pytest-xdist each worker runs on a CPU of its own (gw0 on the first usable one, gw1 on the next), and so do
+# the processes it starts: gr00t-fast's adaptive thread team (`runtime.threads`) would otherwise follow the other
+# worker's load from call to call, and the tests that compare two runs bit for bit would see other float
+# reductions. Set before anything reads the affinity (`cpu_threads` does on import).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and hasattr(os, "sched_setaffinity"):
+    _CPUS = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_CPUS[int(_WORKER[2:]) % len(_CPUS)]})
+
 import pytest
 
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
