@@ -7,30 +7,24 @@ The public names (each package's `__all__` lists its own; docs/architecture.md l
 Names resolve on first use, so that `import gr00t_fast` stays cheap for the command line and the robot tools.
 """
 
-import importlib
-from typing import Any
-
 from gr00t_fast import moved
+from gr00t_fast.runtime.lazy import lazy_names
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "load_policy": "gr00t_fast.loading",
-    "create_policy": "gr00t_fast.loading",
-    "load_model": "gr00t_fast.model",
-    "Gr00tPolicy": "gr00t_fast.policy",
-    "Policy": "gr00t_fast.policy",
-    "PolicyConfig": "gr00t_fast.policy",
-    "RtcRequest": "gr00t_fast.model",
-    "PolicyClient": "gr00t_fast.serve",
-    "PolicyServer": "gr00t_fast.serve",
+    "load_policy": "loading",
+    "create_policy": "loading",
+    "load_model": "model",
+    "Gr00tPolicy": "policy",
+    "Policy": "policy",
+    "PolicyConfig": "policy",
+    "RtcRequest": "model",
+    "PolicyClient": "serve",
+    "PolicyServer": "serve",
 }
 __all__ = ["__version__", *_HOMES]
 
 moved.install()
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_names(__name__, _HOMES)

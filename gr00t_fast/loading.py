@@ -1,8 +1,9 @@
-"""The one place that assembles a policy (openpi's `create_trained_policy`): checkpoint -> model (+ quantization)
--> processor -> backend (+ the artifacts `gr00t_fast.export` makes for it) -> `Gr00tPolicy`.
+"""The one place that assembles a policy (openpi's `create_trained_policy`): checkpoint -> model -> processor ->
+backend (which loads itself: quantized, packed, exported, cached, `backends.base.Backend.load`) -> `Gr00tPolicy`.
 
 It sits above every layer: `policy/` knows neither `export/` nor the backend implementations, `export/` knows no
-`policy/`, and this module hands each what it needs.
+`policy/`, and this module hands each what it needs (a backend gets the artifacts of `export/` through its
+`LoadRequest`). It names no backend: what differs per backend is the backend's to say.
 """
 
 from dataclasses import replace
@@ -11,20 +12,16 @@ from typing import Any
 
 import torch
 
-from gr00t_fast.backends import BACKENDS, DEFAULT_BACKEND, Backend, backend_class, require_backend
-from gr00t_fast.backends.eager import TorchBackend
-from gr00t_fast.export import ensure_artifacts
+from gr00t_fast.backends import DEFAULT_BACKEND, Backend, LoadRequest, backend_class, require_backend
+from gr00t_fast.backends.pytorch import pack_model, quantize_model
+from gr00t_fast.export import Artifacts
 from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
 from gr00t_fast.model.hub import resolve_checkpoint
-from gr00t_fast.model.inputs import example_inputs
-from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import quantize_linears
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
-from gr00t_fast.policy.data_config import DataConfig, get_data_config
-from gr00t_fast.policy.transforms import key_transforms
-from gr00t_fast.policy.metadata import load_metadata
+from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy.preflight import check_policy_inputs
 from gr00t_fast.policy.policy import Gr00tPolicy, check_steps
 from gr00t_fast.policy.processor import processor_for_model
 from gr00t_fast.runtime.heap import keep_freed_memory
@@ -34,36 +31,17 @@ from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, u
 __all__ = ["build_backend", "create_policy", "load_policy", "pack_model", "quantize_model"]
 
 
-def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
-    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1). Its layer
-    counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are returned."""
-    inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
-    steps = model.config.num_inference_timesteps
-    counts = quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
-    if model.precision is not None:
-        model.precision = replace(model.precision, quantization={"mode": mode, **counts})
-    return counts
-
-
-def pack_model(model: torch.nn.Module) -> int:
-    """The eager backend's Linear layers packed for oneDNN where that pays (`gr00t_fast.model.packed`: bfloat16 on a
-    CPU with bf16 units), counted in `model.precision`; returns how many."""
-    count = pack_linears(model) if packing_pays(model) else 0
-    if count and model.precision is not None:
-        model.precision = replace(model.precision, packed_layers=count)
-    return count
-
-
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
                   backend_dir: str | Path | None = None, options: dict | None = None) -> Backend:
-    """The backend `name` for `model` with its artifacts (`export.ensure_artifacts`). The capability check comes
-    first: nothing is exported for a backend this machine cannot run. The `torch` backend runs `model` as it is;
-    every other one gets packed layers back as plain ones (compile, export and capture cannot read packed weights)."""
+    """The backend `name` for a loaded `model` (`Backend.load`: its artifacts given, cached or made; `options` its
+    constructor's, `quantize` not applied again). The capability check comes first: nothing is exported for a
+    backend this machine cannot run. The backend loads itself on `model` in place, as `load_policy` does: the eager
+    backend packs its Linear layers for oneDNN where that pays (`backends.pytorch.pack_model`) and the other PyTorch
+    backends unpack them, so pass a model of its own to a backend whose layers must stay as they are."""
     cls = require_backend(name, model.device)
-    if not cls.packs and unpack_linears(model) and model.precision is not None:
-        model.precision = replace(model.precision, packed_layers=0)
-    return cls(model, **ensure_artifacts(cls, model, model_path, cameras=len(data_config.video_keys),
-                                         backend_dir=backend_dir, options=options))
+    return cls.load(model, LoadRequest(Path(model_path), dtype=model.dtype, options=options or {},
+                                       backend_dir=None if backend_dir is None else Path(backend_dir),
+                                       artifacts=Artifacts(model_path, len(data_config.video_keys))))
 
 
 @torch_thread
@@ -97,53 +75,47 @@ def load_policy(
     (bfloat16 on CUDA; on a CPU bfloat16 where it has AMX / AVX512-BF16 units and the checkpoint 10M parameters or
     more, else float32, a rule decided before the weights are read: `gr00t_fast.model.precision`), float32 (the exact path), bfloat16, float16 or None
     (bfloat16 on CUDA, float32 on CPU); `policy.precision` says what was chosen and why.
-    `backend`: torch, compile, cuda-graph, onnxruntime, openvino or tensorrt (`gr00t_fast.backends`); `backend_dir`
+    `backend`: a name of `gr00t_fast.backends.BACKENDS` (the default runs the model eagerly); `backend_dir`
     holds exported ONNX graphs / TensorRT engines (without it they are exported / built into the cache); openvino
     takes its precision from `dtype` and `quantize` ("int8": NNCF INT8 weights; `backends.openvino.openvino_options`)
-    and runs on `openvino_device` (CPU; GPU, NPU and AUTO are passed through to OpenVINO);
+    and runs on `openvino_device` (CPU; GPU, NPU and AUTO are passed through to OpenVINO; the backend reads it as
+    `LoadRequest.device_name`);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
     (None: adapted before each call to the CPUs other work leaves, `gr00t_fast.runtime.threads`). Instructions longer than
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
-    checkpoint: Isaac-GR00T's crop + bilinear resize, or LeRobot's bicubic squash), "isaac" or "lerobot".
+    checkpoint), "isaac" or "lerobot": whose image resizing and state normalization to use (`Processor.state`).
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
     `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
     """
-    cls = backend_class(backend)  # what a load prepares for it, declared by the backend (`backends.base.Backend`)
-    if quantize is not None and quantize not in cls.quantize_modes:
-        runs = "; ".join(f"{name}: {', '.join(c.quantize_modes)}" for name, c in BACKENDS.items() if c.quantize_modes)
-        raise ValueError(f"quantize={quantize!r} is not run by backend {backend!r} (backends that quantize: {runs}; "
-                         "exported INT8 graphs: gr00t-fast export int8)")
+    cls = backend_class(backend, quantize)  # the backend loads itself (`backends.base.Backend`)
     if denoising_steps is not None:
         check_steps(denoising_steps)
     if max_instruction_tokens < 1:
         raise ValueError(f"max_instruction_tokens must be >= 1, got {max_instruction_tokens}")
     bounds = RequestBounds(max_batch)
     model_path = resolve_checkpoint(model_path, revision)
-    metadata = load_metadata(model_path, embodiment_tag)  # bad tag / config fail before the weights load
-    config = get_data_config(data_config, metadata.modalities, metadata.source)
-    key_transforms(config, metadata)  # a config the metadata cannot serve is refused before the weights load
-    # the model's dtype and quantize, and the backend's own options (its precision), before any weight is read
+    # a bad tag, data config, or a config the metadata cannot serve fail before the weights load
+    config, metadata = check_policy_inputs(model_path, embodiment_tag, data_config)
+    # the model's dtype and the backend's own options (its precision), before any weight is read
     parameters = lambda: sum(p.numel() for p in build_meta_model(  # noqa: E731 - the size, if the rule asks
         Gr00tConfig.from_checkpoint(model_path, eagle_path)).parameters())
-    dtype, quantize, chosen = cls.configure(dtype, quantize, parameters, openvino_device)
-    backend_options = {**chosen, **(backend_options or {})}
+    request = cls.configure(LoadRequest(
+        model_path, dtype=dtype, quantize=quantize, options=backend_options or {},
+        backend_dir=None if backend_dir is None else Path(backend_dir), device_name=openvino_device,
+        parameters=parameters, artifacts=Artifacts(model_path, len(config.video_keys))))
     cpu_threads.configure(threads)
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
-    model = load_model(model_path, device=device, dtype=dtype, eagle_path=eagle_path,
+    model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,
                        only=cls.host_tensors)
     if model.device.type == "cpu":
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
-    if quantize is not None:
-        quantize_model(model, quantize)
-    if cls.packs:
-        pack_model(model)
-    runner = build_backend(backend, model, model_path, config, backend_dir, backend_options)
+    require_backend(backend, model.device)  # nothing is quantized or exported for a backend this machine cannot run
     processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
-                                    image_preprocessing, bounds, runner.prompt_step)
-    runner.settle(model_path, lambda actions: processor.decode(actions, batched=True))
+                                    image_preprocessing, bounds, cls.prompt_step)
+    runner = cls.load(model, replace(request, decode=lambda actions: processor.decode(actions, batched=True)))
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

@@ -1,4 +1,5 @@
-"""Dataclass configs from flags and YAML files, each value read as its field's type says (`gr00t-fast run`).
+"""Dataclass configs from flags and YAML files, each value read as its field's type says (`gr00t-fast run`; a
+data-config file's fields are read by the same `load_yaml` and `convert`: `gr00t_fast.policy.data_config`).
 
 draccus reads every value as YAML 1.1 first, where `off`, `on`, `yes`, `no`, `y`, `n`, `true`, `false` are booleans
 and `null`, `~` are None, so `--rtc=off` reached a choice field as False. Here a value is text until its field's
@@ -194,6 +195,9 @@ def build(cls: type, tree: Any, at: tuple[str, ...] = (), default: Any = None) -
             raise ConfigError(at + (f.name,), f"required{of} ({field_help(cls, f)})")
     hints = typing.get_type_hints(cls)
     kwargs = {k: convert(v, hints[k], at + (k,), _default(fields[k])) for k, v in tree.items()}
+    for k, v in kwargs.items():  # choices known when the flags are read (a field's `choices`: a registry's names)
+        if "choices" in fields[k].metadata and v not in fields[k].metadata["choices"]():
+            raise _expected(at + (k,), f"one of {', '.join(fields[k].metadata['choices']())}", v)
     try:
         return cls(**kwargs)
     except ValueError as e:  # the class's own checks (__post_init__) name the setting
@@ -261,7 +265,8 @@ def _fields(cls: type, prefix: str, default: Any, registry: dict[str, type] | No
             types_ = [name for name, sub in registry.items() if issubclass(sub, owner)]
             group = f"{prefix[:-1]}: every type" if len(types_) == len(registry) else \
                 f"{prefix}type={', '.join(types_)}"
-        flags.append(FlagField(prefix + f.name, group, _about(owner), field_help(cls, f), value, _choices(kind),
+        choices = tuple(f.metadata["choices"]()) if "choices" in f.metadata else _choices(kind)
+        flags.append(FlagField(prefix + f.name, group, _about(owner), field_help(cls, f), value, choices,
                                _metavar(kind)))
     return flags
 

@@ -47,8 +47,8 @@ def test_nothing_outside_dev_imports_dev_and_policy_imports_no_export():
     assert not [(f, b) for a, b, f in rows if room(b) == "dev" and room(a) != "dev"]
     assert not [(f, b) for a, b, f in rows if room(a) == "policy" and room(b) == "export"]
     implementations = [(f, b) for a, b, f in rows if room(a) == "policy" and room(b) == "backends"
-                       and b != "gr00t_fast.backends.base"]
-    assert not implementations, "policy/ knows backends through their contract (backends.base) alone"
+                       and b not in ("gr00t_fast.backends.base", "gr00t_fast.backends")]
+    assert not implementations, "policy/ knows backends through their contract (backends.base) and the registry alone"
 
 
 def test_the_runtime_imports_no_other_layer():
@@ -109,10 +109,11 @@ def test_the_data_layer_knows_nothing_of_the_model_and_imports_no_torch():
 
 def test_evaluation_knows_policies_through_the_policy_contract():
     """evaluation/ evaluates whatever implements `Policy` (an in-process one from `loading`, a `PolicyClient`): it
-    imports no policy implementation, processor, backend or model code but the hub's id resolution."""
+    imports no policy implementation, processor, backend or model code but the hub's id resolution and the checks a
+    load runs before the weights (`policy.preflight`)."""
     allowed_rooms = {"evaluation", "data", "cli_args", "control", "loading", "serve"}
     allowed = {"gr00t_fast.policy.config", "gr00t_fast.policy.data_config", "gr00t_fast.policy.metadata",
-               "gr00t_fast.policy.base", "gr00t_fast.model.hub"}
+               "gr00t_fast.policy.preflight", "gr00t_fast.policy.base", "gr00t_fast.model.hub"}
     found = [(f, b) for a, b, f in imports() if room(a) == "evaluation" and room(b) not in allowed_rooms
              and b not in allowed]
     assert not found, f"evaluation/ imports {found}"
@@ -120,13 +121,98 @@ def test_evaluation_knows_policies_through_the_policy_contract():
     assert "getattr(policy" not in source and "hasattr(policy" not in source
 
 
-def test_loading_and_the_artifacts_name_no_backend():
-    """What differs per backend (quantize modes, packing, host tensors, exports, options, cache keys, what it says of
-    its precision) is declared by the backend (`backends.base.Backend`): loading and the artifact code ask its class
-    and branch on no backend's name, so a new backend needs no change there."""
+# modules that name backends by design (never their classes): what they name is a user's choice among them
+NAMES_BACKENDS = {
+    "gr00t_fast/dev/": "the benchmarks time the backends they name",
+    "gr00t_fast/evaluation/compare.py": "`eval --compare`'s paths are named after the backends they load",
+}
+# strings spelled like a backend that name something else, per module: what each is
+NOT_BACKENDS = {
+    "gr00t_fast/cli_args.py": ({"onnxruntime", "openvino", "tensorrt"}, "Python modules, mapped to their extras"),
+    "gr00t_fast/robot/lerobot_install.py": ({"torch"}, "the torch package LeRobot is installed beside"),
+    "gr00t_fast/export/cli.py": ({"onnxruntime", "tensorrt"}, "Python modules an export needs; the target tensorrt"),
+    "gr00t_fast/export/tensorrt.py": ({"tensorrt"}, "the export target it builds (`export_runner`: who runs it)"),
+}
+
+
+def backend_classes() -> set[str]:
+    """The names of every class of the backends package that implements the contract (its subclasses of `Backend`,
+    intermediate ones too: GraphBackend, PyTorchBackend, ...)."""
+    import pkgutil
+
+    import gr00t_fast.backends as package
+    from gr00t_fast.backends.base import Backend
+
+    modules = [importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    return {value.__name__ for module in modules for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Backend) and value is not Backend}
+
+
+def backend_references(source: str, classes: set[str], names: set[str]) -> list[str]:
+    """Where `source` uses a backend class (imports it, checks an instance or a subclass against it: any mention) or
+    holds a string that is a backend's name, wherever it stands: compared ("cuda-graph" == ...), listed
+    (`STATIC = ("cuda-graph",)`), passed (`make_backend("onnxruntime", ...)`) or a default (`default="torch"`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        mentioned = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) else \
+            {node.id} if isinstance(node, ast.Name) else {node.attr} if isinstance(node, ast.Attribute) else set()
+        found += [f"line {node.lineno}: {name}" for name in sorted(mentioned & classes)]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+            found.append(f"line {node.lineno}: {node.value!r}")
+    return found
+
+
+def test_no_module_outside_backends_names_a_backend_or_checks_a_backend_class():
+    """A backend is one class and one registry entry: the commands' choices, the fleet, loading and export read the
+    registry and what a backend declares (`isolates_padding`, `prompt_step`, `exports`, ...), never a backend's class
+    (isinstance, an import of it) or its name (`name == "cuda-graph"`, `make_backend("onnxruntime", ...)`), so a new
+    backend needs no change there. Dev tools and the user-facing lists of `NAMES_BACKENDS` name backends, never their
+    classes; `NOT_BACKENDS` lists the strings spelled like a backend that are something else, each one still used."""
     from gr00t_fast.backends import BACKENDS
 
-    for path in (PACKAGE / "loading.py", PACKAGE / "export" / "artifacts.py", PACKAGE / "export" / "manifest.py"):
-        named = [(node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Constant) and node.value in BACKENDS]
-        assert not named, f"{path.name} names backends: {named}"
+    classes, found, unused = backend_classes(), {}, dict(NOT_BACKENDS)
+    assert {"GraphBackend", "OnnxGraphBackend", "TorchBackend", "CudaGraphBackend"} <= classes
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(REPO).as_posix()
+        if relative.startswith("gr00t_fast/backends/"):
+            continue
+        names = set() if any(relative.startswith(prefix) for prefix in NAMES_BACKENDS) else \
+            set(BACKENDS) - NOT_BACKENDS.get(relative, (set(),))[0]
+        references = backend_references(path.read_text(), classes, names)
+        if references:
+            found[relative] = references
+        if relative in unused and backend_references(path.read_text(), set(), NOT_BACKENDS[relative][0]):
+            del unused[relative]
+    assert not found, f"modules naming a backend or checking a backend's class: {found}"
+    assert not unused, f"NOT_BACKENDS lists strings these modules no longer hold: {sorted(unused)}"
+
+
+def test_the_backend_check_finds_what_it_forbids():
+    """The check above catches each way the seam was crossed before: an isinstance against a graph backend, a name
+    compared, a name kept in a constant and compared through it, a name passed or made a default, an implementation
+    imported."""
+    classes, names = backend_classes(), {"cuda-graph", "torch", "onnxruntime"}
+    for line in ("from gr00t_fast.backends.graph import GraphBackend",
+                 "ok = isinstance(policy.backend, graph.GraphBackend)",
+                 "buckets = GRAPH_BUCKETS if policy.backend.name == 'cuda-graph' else ()",
+                 "eager = name in ('torch', 'compile')",
+                 "STATIC = ('cuda-graph',)\nbuckets = GRAPH_BUCKETS if backend.name in STATIC else ()",
+                 "graphs = make_backend('onnxruntime', model, onnx_dir=folder)",
+                 "backend: str = field(default='torch')"):
+        assert backend_references(line, classes, names), line
+    assert not backend_references("backend = make_backend(name, model)\nok = backend.isolates_padding\n"
+                                  "line = f'backend {name!r} runs on torch'", classes, names)
+
+
+def test_the_lazy_packages_share_one_lazy_import():
+    """`gr00t_fast`, `gr00t_fast.policy` and `gr00t_fast.runtime` resolve their names on first use through one helper
+    (`runtime.lazy.lazy_names`): no module writes its own module-level `__getattr__`."""
+    own = [path.relative_to(REPO).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
+           if any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+                  for node in ast.parse(path.read_text()).body)]
+    assert not own, f"modules with their own __getattr__: {own}"
+    from gr00t_fast.runtime.lazy import lazy_names
+
+    for name in ("gr00t_fast", "gr00t_fast.policy", "gr00t_fast.runtime"):
+        module = importlib.import_module(name)
+        assert module.__getattr__.__qualname__ == f"{lazy_names.__name__}.<locals>.__getattr__", name

@@ -3,22 +3,27 @@
     backend = make_backend("onnxruntime", model, onnx_dir=...)   # gr00t_fast.backends
     actions = backend(inputs, noise, num_steps)                  # ModelInputs -> (B, horizon, max_action_dim) fp32
 
-Every backend subclasses `Backend`: `missing(device)` says what this machine lacks for it (None when it can run),
-`__call__` runs one call, and `stage_ms()` optionally splits the last call's time into backbone / action head.
-A backend compiled for static shapes sets `prompt_step`: the processor pads every prompt to a multiple of it.
+Every backend subclasses `Backend` and is registered once (`gr00t_fast.backends.BACKENDS`): `missing(device)` says
+what this machine lacks for it (None when it can run), `__call__` runs one call, and `stage_ms()` optionally splits
+the last call's time into backbone / action head.
 
-What a load prepares for a backend is declared here too, so that `gr00t_fast.loading` and `gr00t_fast.export` name
-no backend: the `quantize` modes it runs (`quantize_modes`), whether its Linear layers are packed (`packs`), the
-model tensors it needs (`host_tensors`), the exports it runs from a folder (`exports`, `artifact_option`), its own
-options from `load_policy`'s dtype and quantize (`configure`), the key of its compiled-model cache (`cache_key`),
-and what it says of its precision once the policy can decode (`settle`).
+A backend loads itself: `configure(request)` decides, before any weight is read, what the PyTorch model loads in and
+the backend's own options; `load(model, request)` makes the backend of the loaded model, with whatever it needs:
+quantized or packed layers, its constructor's options with the exported graphs or built engines it runs
+(`load_options`, which asks `request.artifacts` to check, find or make them), a compiled-model cache, what it says
+of its precision. What else a load, a server or export asks of it is declared here: the `quantize` modes it runs
+(`quantize_modes`), the model tensors it reads (`host_tensors`), the `gr00t-fast export` targets it runs (`exports`),
+the prompt padding it needs (`prompt_step`) and whether a batch of prompts of different lengths gets each row's own
+actions (`isolates_padding`). Nothing outside `gr00t_fast.backends` names a backend or checks a backend's class
+(tests/test_architecture.py).
 """
 
 import importlib.util
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
@@ -88,18 +93,37 @@ def package_missing(package: str, label: str, extra: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a load asks of a backend (`load_policy`'s arguments that concern how the network runs); each backend reads
+    the fields it runs with. `Backend.configure` returns it as the backend runs it, `Backend.load` makes the backend."""
+
+    model_path: Path
+    dtype: Any = "auto"  # the PyTorch model's dtype as asked; after `configure`, what the model loads in
+    quantize: str | None = None  # one of the backend's `quantize_modes`
+    options: Mapping[str, Any] = field(default_factory=dict)  # the backend constructor's (`backend_options`)
+    backend_dir: Path | None = None  # the user's folder of exported graphs or built engines
+    device_name: str | None = None  # the device as the backend's own runtime names it ("GPU.1"); None: its default
+    parameters: Callable[[], int] | None = None  # the network's parameter count, from its config (the precision rule)
+    artifacts: Any = None  # `gr00t_fast.export.artifacts.Artifacts`: exports checked, cached or made for the checkpoint
+    decode: Callable[[torch.Tensor], dict] | None = None  # normalized actions -> {key: values}, the policy's units
+
+
 class Backend(ABC):
     """Runs a loaded `Gr00tN15` on `ModelInputs`. Subclasses set `name` and implement `__call__`."""
 
     name: ClassVar[str]
     # prompts are left-padded to a multiple of this many tokens (the padding masked and isolated, `Processor`): 1 for
     # backends that take any length as it comes, STATIC_PROMPT_STEP for those that compile a graph per input shape
+    # (a server batching robots pads its batches to a few row counts for them too, `serve.fleet_model`)
     prompt_step: ClassVar[int] = 1
     quantize_modes: ClassVar[tuple[str, ...]] = ()  # `load_policy(quantize=...)` values it runs
-    packs: ClassVar[bool] = False  # runs the model's Linear layers oneDNN-packed where that pays (`model.packed`)
     host_tensors: ClassVar[tuple[str, ...] | None] = None  # the model tensors it reads (None: the whole network)
-    exports: ClassVar[tuple[str, ...]] = ()  # the `gr00t-fast export` targets it runs (none: the model's weights)
-    artifact_option: ClassVar[str | None] = None  # its constructor option naming the folder of such an export
+    # the `gr00t-fast export` targets whose folders it runs (none: the checkpoint's weights); the first registered
+    # backend running a target is the one export checks it with (`gr00t_fast.backends.export_runner`)
+    exports: ClassVar[tuple[str, ...]] = ()
+    # a batch of prompts of different lengths gets each row's own actions (the padding hidden from the action head)
+    isolates_padding: ClassVar[bool] = True
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -112,22 +136,28 @@ class Backend(ABC):
         return None
 
     @classmethod
-    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
-                  ) -> tuple[Any, str | None, dict[str, Any]]:
-        """(the PyTorch model's dtype, its quantize mode, this backend's own options) for `load_policy`'s `dtype`,
-        `quantize` (one of `quantize_modes`) and backend `device`, decided before any weight is read; `parameters()`
-        counts the network's parameters from its config. Here: the model runs as asked."""
-        return dtype, quantize, {}
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        """`request` as this backend runs it, decided before any weight is read (a bad option is refused here): the
+        PyTorch model's `dtype`, the backend's own `options`. Here: the model runs as asked; a folder of exports is
+        refused (this backend runs the checkpoint's weights)."""
+        if request.backend_dir is not None:
+            raise ValueError(f"backend_dir holds exported graphs or engines; backend {cls.name!r} runs the "
+                             "checkpoint's weights")
+        return request
 
     @classmethod
-    def cache_key(cls, options: dict[str, Any]) -> list[str] | None:
-        """What, besides the digests of the graphs it runs and gr00t-fast's version, keys this backend's cache of
-        compiled models (None: it keeps none) for its constructor `options`."""
-        return None
+    def load(cls, model: torch.nn.Module, request: LoadRequest) -> "Backend":
+        """The backend of `model` (loaded as `configure` said, holding `host_tensors`), with whatever it needs made
+        first: quantized or packed layers (`model` is changed in place), exported graphs or built engines, a
+        compiled-model cache, what it says of its precision. Here: the constructor with `load_options`."""
+        return cls(model, **cls.load_options(model, request))
 
-    def settle(self, model_path: str | Path, decode: Callable[[torch.Tensor], dict]) -> None:
-        """Called once the policy can decode actions (`decode`: normalized actions -> {key: values}): a backend that
-        runs another precision than the PyTorch model states it in `model.precision`. Here: nothing to state."""
+    @classmethod
+    def load_options(cls, model: torch.nn.Module, request: LoadRequest) -> dict[str, Any]:
+        """The constructor's options for `model`: the request's, with the folder of exports the backend runs (the
+        user's, checked, else the checkpoint's, found in the cache or made there first) and its compiled-model cache.
+        Here: the request's options."""
+        return dict(request.options)
 
     @abstractmethod
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
@@ -138,7 +168,9 @@ class Backend(ABC):
         """Like `__call__`, the sampler continuing `request.prefix` (real-time chunking, `gr00t_fast.model.rtc`;
         one request for every row or one per row); backends that run the sampler as one compiled or exported graph
         do not support it (`supports_rtc`)."""
-        raise ValueError(f"backend {self.name!r} does not support real-time chunking (rtc); use backend 'torch'")
+        from gr00t_fast.backends import without_rtc  # the registry, which imports this module
+
+        raise ValueError(without_rtc(self.name))
 
     @property
     def precision(self) -> str:
@@ -150,7 +182,7 @@ class Backend(ABC):
     @property
     def supports_rtc(self) -> bool:
         """Whether `rtc` runs here (a subclass overrides it) rather than refusing."""
-        return type(self).rtc is not Backend.rtc
+        return runs_rtc(type(self))
 
     def stage_ms(self) -> dict[str, float]:
         """Split of the last call's model time into backbone / action_head, for backends that mark it: they set
@@ -160,6 +192,11 @@ class Backend(ABC):
             return {}
         backbone, action_head = split.elapsed_ms()
         return {"backbone": backbone, "action_head": action_head}
+
+
+def runs_rtc(cls: type[Backend]) -> bool:
+    """Whether backend class `cls` runs real-time chunking (it overrides `Backend.rtc`) rather than refusing it."""
+    return cls.rtc is not Backend.rtc
 
 
 @torch.inference_mode()

@@ -10,20 +10,23 @@ upstream, whose padding reaches the action head. The step tables are computed ea
 (`FlowMatchingActionHead.step_tables`). `mode="reduce-overhead"` replays the whole call as one CUDA graph on a
 GPU; `backend="aot_eager"` skips Inductor (fast to compile, used by the CPU tests to prove the graph has no breaks).
 On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the call's host-side glue runs as C++
-instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md). One
-graph has no backbone / action-head boundary: no stage split is reported.
+instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md).
+Inductor keeps its compiled code in `cache_dir()/inductor` (`keep_compiled_code`); a new shape is compiled into it by
+one process at a time (`runtime.cache.locked`): a second one loading the same checkpoint at once waits, then loads
+the first one's code. One graph has no backbone / action-head boundary: no stage split is reported.
 """
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
 
 import torch
 
-from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend
+from gr00t_fast.backends.base import STATIC_PROMPT_STEP
+from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.model.quantize import MODES as QUANTIZE_MODES
-from gr00t_fast.runtime.cache import cache_dir
+from gr00t_fast.runtime.cache import cache_dir, locked
 from gr00t_fast.runtime.progress import ticking
 
 INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -60,9 +63,8 @@ def allow_compiled_shapes() -> None:
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, MAX_COMPILED_SHAPES)
 
 
-class CompiledBackend(Backend):
+class CompiledBackend(PyTorchBackend):
     name = "compile"
-    quantize_modes = tuple(QUANTIZE_MODES)  # `model.quantize`: int8 / fp8 matmuls
     prompt_step = STATIC_PROMPT_STEP
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
@@ -83,8 +85,8 @@ class CompiledBackend(Backend):
             opts["options"] = {"cpp_wrapper": True}
         elif backend == "inductor":
             opts["mode"] = mode
-        if backend == "inductor":
-            keep_compiled_code()
+        # Inductor's on-disk cache (None: the backend compiles none), written by one process at a time (`locked`)
+        self.code_cache = keep_compiled_code() if backend == "inductor" else None
         allow_compiled_shapes()
         self.whole_call = torch.compile(model, **opts)
         self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line
@@ -95,7 +97,10 @@ class CompiledBackend(Backend):
                  inputs.attention_mask is None)
         new = (f"torch.compile: compiling for batch {inputs.batch_size}, {inputs.input_ids.shape[1]} prompt tokens, "
                f"{inputs.pixel_values.shape[0]} images, {num_steps} steps (once per input shape, a minute or more)")
-        with ticking(new, enabled=shape not in self.compiled_shapes):
+        compiling = shape not in self.compiled_shapes
+        # a second process compiling the same shape waits for the first, then loads its code from the cache
+        with locked(self.code_cache) if compiling and self.code_cache else contextlib.nullcontext(), \
+                ticking(new, enabled=compiling):
             actions = self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
                                       inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
         self.compiled_shapes.add(shape)

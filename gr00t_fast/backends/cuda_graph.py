@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from gr00t_fast.backends.base import STATIC_PROMPT_STEP, Backend, cuda_missing
+from gr00t_fast.backends.base import STATIC_PROMPT_STEP, cuda_missing
 from gr00t_fast.backends.compiled import allow_compiled_shapes
+from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.model.quantize import MODES
 
 
 @dataclass
@@ -42,9 +42,8 @@ def _clone(inputs: ModelInputs) -> ModelInputs:
                           for f in fields(inputs)})
 
 
-class CudaGraphBackend(Backend):
+class CudaGraphBackend(PyTorchBackend):
     name = "cuda-graph"
-    quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
     prompt_step = STATIC_PROMPT_STEP
 
     @classmethod

@@ -4,18 +4,24 @@ from typing import Callable, Sequence
 
 import torch
 
-from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.backends.base import Backend, LoadRequest, StageClock
+from gr00t_fast.backends.pytorch import PyTorchBackend, pack_model
 from gr00t_fast.model.inputs import ModelInputs
-from gr00t_fast.model.quantize import MODES
 from gr00t_fast.model.rtc import RtcRequest, rtc_sample
 
 
-class TorchBackend(Backend):
+class TorchBackend(PyTorchBackend):
     """Eager PyTorch: the backbone, then the action head, with the split between them marked."""
 
     name = "torch"
-    quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
-    packs = True
+
+    @classmethod
+    def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:
+        """Quantized as asked, then its Linear layers packed for oneDNN where that pays (`pack_model`): `model`
+        itself is changed, the caller's model included."""
+        backend = super().load(model, request)
+        pack_model(model)
+        return backend
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         mask = inputs.attention_mask if inputs.isolate_padding else None

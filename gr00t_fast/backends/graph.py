@@ -1,14 +1,16 @@
-"""What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part;
+"""What the backends running exported graphs share: the graph chain of `gr00t_fast.model.graphs`, timed per part, and
+where their folder comes from as they load (`given_folder`: the user's, checked, else the checkpoint's in the cache);
 those reading an ONNX export folder (`OnnxGraphBackend`) also its layout, its host tensors and its samplers."""
 
 from abc import abstractmethod
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
-from gr00t_fast.backends.base import Backend, StageClock
+from gr00t_fast.backends.base import Backend, LoadRequest, StageClock
 from gr00t_fast.model.graphs import GRAPH_HOST_TENSORS, graph_file, run_graphs, sampler_name
 from gr00t_fast.model.inputs import ModelInputs
 
@@ -27,18 +29,31 @@ def existing_graph(onnx_dir: Path, graph: str) -> Path:
     return path
 
 
+def given_folder(backend: type[Backend], request: LoadRequest, options: dict[str, Any], option: str) -> bool:
+    """Whether the user gave the folder of exports `backend` runs (`backend_dir`, or its constructor option `option`);
+    if so, it is checked (a complete export of these weights by one of `backend.exports`, else one line) and set in
+    `options`. If not, the backend takes the checkpoint's export from the cache (`request.artifacts`)."""
+    folder = request.backend_dir if request.backend_dir is not None else options.get(option)
+    if folder is None:
+        return False
+    options[option] = request.artifacts.given(folder, backend.exports, f"backend {backend.name!r}")
+    return True
+
+
 class GraphBackend(Backend):
     """Runs vision -> image/token merge -> llm -> vl -> sampler_s{N}, one exported graph at a time.
 
     Subclasses implement `run(graph, feeds)` and `ensure_sampler(num_steps)` (the sampler graph's name). They run
     their artifacts in the precision those were made in: no `quantize`, and `dtype="auto"` leaves the PyTorch model
-    (which hosts the embedding lookup) in the device's default.
+    (which hosts the embedding lookup) in the device's default. The graphs let prompt padding reach the action head
+    as upstream does: a batch of prompts of different lengths is refused (`isolates_padding`).
     """
 
+    isolates_padding = False
+
     @classmethod
-    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
-                  ) -> tuple[Any, str | None, dict[str, Any]]:
-        return (None if dtype == "auto" else dtype), None, {}
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        return replace(request, dtype=None if request.dtype == "auto" else request.dtype)
 
     @abstractmethod
     def run(self, graph: str, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -68,12 +83,22 @@ class GraphBackend(Backend):
 
 class OnnxGraphBackend(GraphBackend):
     """A graph backend reading `gr00t-fast export onnx|int8` folders (`onnx_dir`): the PyTorch model holds the
-    graphs' host tensors alone. Subclasses keep what they loaded per graph in `self.loaded` and implement `load`;
-    `export_sampler(num_steps)`, when given, writes a missing sampler graph into `onnx_dir` on first use."""
+    graphs' host tensors alone. Subclasses keep what they loaded per graph in `self.loaded` and implement
+    `load_graph`; `export_sampler(num_steps)`, when given, writes a missing sampler graph into `onnx_dir` on first
+    use."""
 
-    exports: ClassVar[tuple[str, ...]] = ("onnx", "int8")
-    artifact_option: ClassVar[str | None] = "onnx_dir"
+    exports: ClassVar[tuple[str, ...]] = ("onnx", "int8")  # the `gr00t-fast export` targets it runs
     host_tensors: ClassVar[tuple[str, ...] | None] = GRAPH_HOST_TENSORS
+
+    @classmethod
+    def load_options(cls, model: torch.nn.Module, request: LoadRequest) -> dict[str, Any]:
+        """The request's options with the graphs' folder: the user's (`backend_dir`, or an `onnx_dir` option), which
+        must hold a complete export of these weights, else the checkpoint's export in the cache, made on first use
+        (samplers for other step counts too: `export_sampler`)."""
+        options = dict(request.options)
+        if not given_folder(cls, request, options, "onnx_dir"):
+            options["onnx_dir"], options["export_sampler"] = request.artifacts.onnx(model)
+        return options
 
     def __init__(self, model: torch.nn.Module, onnx_dir: str | Path,
                  export_sampler: Callable[[int], None] | None = None):
@@ -82,13 +107,13 @@ class OnnxGraphBackend(GraphBackend):
         self.loaded: dict[str, Any] = {}
 
     @abstractmethod
-    def load(self, graph: str) -> Any:
+    def load_graph(self, graph: str) -> Any:
         """What runs `graph` (an ONNX Runtime session, an OpenVINO infer request), made once from its file."""
 
     def graph(self, graph: str) -> Any:
-        """`load(graph)`, once."""
+        """`load_graph(graph)`, once."""
         if graph not in self.loaded:
-            self.loaded[graph] = self.load(graph)
+            self.loaded[graph] = self.load_graph(graph)
         return self.loaded[graph]
 
     def ensure_sampler(self, num_steps: int) -> str:

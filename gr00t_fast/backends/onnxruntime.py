@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(OnnxGraphBackend):
     def active_providers(self) -> list[str]:
         return self.graph("vision").get_providers()
 
-    def load(self, graph: str):
+    def load_graph(self, graph: str):
         path = existing_graph(self.onnx_dir, graph)
         try:
             return ort_session(path, self.providers)

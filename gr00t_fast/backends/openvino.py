@@ -3,26 +3,27 @@
 
     make_backend("openvino", model, onnx_dir="out/onnx", precision="bf16", weights="int8", cache_dir=...)
 
-`load_policy(..., backend="openvino")` exports the graphs into the cache first (`gr00t_fast.export`) and takes its
-precision from `dtype` and `quantize` (`configure`): float32 -> f32, bfloat16 -> bf16, auto -> the CPU precision rule
-every backend follows (`gr00t_fast.model.precision`); `quantize="int8"` compresses the weights to INT8 with NNCF
-(`nncf.compress_weights`, compute stays in the chosen precision), written once as OpenVINO IR beside the
-compiled-model cache. The compiled models are cached by OpenVINO (`CACHE_DIR`) in a folder keyed by the digests of
-the graphs, gr00t-fast's and OpenVINO's versions, the device and the precision (`cache_key`, `export.ensure_artifacts`),
-and compiled from the file's path, so that a cached one loads without the weights being read. Every file the cache
-folder holds is recorded with its sha256 as it is written (`runtime.cache.seal`): a file it did not write, or one
-changed since, is named in one line and the folder compiled again before anything runs from it. The policy's PyTorch
-model holds the embedding table alone (`OnnxGraphBackend.host_tensors`). Away from f32 the load line says what the
-precision costs in actions against fp32 eager (`settle`). The sampler runs as one graph: real-time chunking needs the
-torch backend.
+`load_policy(..., backend="openvino")` exports the graphs into the cache first (`OnnxGraphBackend.load_options`) and
+takes its precision from `dtype` and `quantize` (`configure`): float32 -> f32, bfloat16 -> bf16, auto -> the CPU
+precision rule every backend follows (`gr00t_fast.model.precision`); `quantize="int8"` compresses the weights to
+INT8 with NNCF (`nncf.compress_weights`, compute stays in the chosen precision), written once as OpenVINO IR beside
+the compiled-model cache. The compiled models are cached by OpenVINO (`CACHE_DIR`) in a folder keyed by the digests
+of the graphs, gr00t-fast's and OpenVINO's versions, the device and the precision (`load_options`), and compiled
+from the file's path, so that a cached one loads without the weights being read. The folder is written by one
+process at a time, and every file it holds is recorded with its sha256 as it is written (`runtime.cache.sealed`): a
+second process loading the same checkpoint at once waits for the first one's compile, then loads it; a file the
+cache did not write, or one changed since, is named in one line and the folder compiled again before anything runs
+from it. The policy's PyTorch model holds the embedding table alone (`OnnxGraphBackend.host_tensors`). Away from f32
+the load line says what the precision costs in actions against fp32 eager (`state_precision`). The sampler runs as
+one graph: real-time chunking needs the torch backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,11 +33,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gr00t_fast.backends.base import fidelity, package_missing
+from gr00t_fast.backends.base import Backend, LoadRequest, fidelity, package_missing
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.graph import OnnxGraphBackend, existing_graph, to_numpy
 from gr00t_fast.model.graphs import REFERENCE_ACTIONS
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.runtime.cache import file_digest, sealed
 from gr00t_fast.runtime.progress import redrawn
 
 __all__ = ["OpenVinoBackend", "PRECISIONS", "describe", "openvino_options"]
@@ -86,7 +88,7 @@ class OpenVinoBackend(OnnxGraphBackend):
     `precision`: "f32" or "bf16" compute; `weights`: None or "int8" (NNCF, IR written once into `cache_dir`);
     `cache_dir`: OpenVINO's compiled-model cache (and the INT8 IR); `threads`: INFERENCE_NUM_THREADS (None:
     OpenVINO's own choice); `requested`: `load_policy`'s dtype as asked ("auto", "float32", "bfloat16"), for the
-    precision the policy states (`settle`).
+    precision the policy states (`state_precision`).
     """
 
     name = "openvino"
@@ -97,20 +99,39 @@ class OpenVinoBackend(OnnxGraphBackend):
         return package_missing("openvino", "OpenVINO", "openvino")
 
     @classmethod
-    def configure(cls, dtype: Any, quantize: str | None, parameters: Callable[[], int], device: str
-                  ) -> tuple[Any, str | None, dict[str, Any]]:
+    def configure(cls, request: LoadRequest) -> LoadRequest:
         """The PyTorch model loads in float32 (it exports the graphs, runs the embedding lookup); `dtype` and
-        `quantize` are OpenVINO's (`openvino_options`)."""
-        requested = "auto" if dtype in ("auto", None) else str(dtype).removeprefix("torch.")
-        size = parameters() if requested == "auto" else 0  # the rule's size floor: the network, from its config
-        return "float32", None, {**openvino_options(dtype, quantize, size), "device": device, "requested": requested}
+        `quantize` are OpenVINO's (`openvino_options`), the device `request.device_name` (`load_policy`'s
+        `openvino_device`; None: CPU)."""
+        requested = "auto" if request.dtype in ("auto", None) else str(request.dtype).removeprefix("torch.")
+        size = request.parameters() if requested == "auto" else 0  # the rule's size floor: the network, from its config
+        device = {} if request.device_name is None else {"device": request.device_name}
+        options = {**openvino_options(request.dtype, request.quantize, size), **device, "requested": requested,
+                   **request.options}
+        return replace(request, dtype="float32", options=options)
 
     @classmethod
-    def cache_key(cls, options: dict[str, Any]) -> list[str]:
+    def load_options(cls, model: torch.nn.Module, request: LoadRequest) -> dict[str, Any]:
+        """The graphs' folder (`OnnxGraphBackend.load_options`) and a cache folder for their compiled models, keyed by
+        the graphs' digests, gr00t-fast's and OpenVINO's versions, the device and the precision (a `cache_dir` option
+        names another, None none)."""
         import openvino
 
-        return [openvino.__version__.split("-")[0], options.get("device", "CPU"), options.get("precision", "f32"),
-                options.get("weights") or "fp"]
+        options = super().load_options(model, request)
+        if "cache_dir" not in options:
+            options["cache_dir"] = request.artifacts.compiled_cache(
+                cls.name, options["onnx_dir"], openvino.__version__.split("-")[0], options.get("device", "CPU"),
+                options.get("precision", "f32"), options.get("weights") or "fp")
+        return options
+
+    @classmethod
+    def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:
+        """The graphs compiled (`load_options`); with `request.decode`, the precision they run in stated with its
+        cost (`state_precision`)."""
+        backend = super().load(model, request)
+        if request.decode is not None:
+            backend.state_precision(request.model_path, request.decode)
+        return backend
 
     def __init__(self, model: torch.nn.Module, onnx_dir: str | Path, precision: str = "f32", weights: str | None = None,
                  device: str = "CPU", cache_dir: str | Path | None = None, threads: int | None = None,
@@ -133,14 +154,7 @@ class OpenVinoBackend(OnnxGraphBackend):
         self.config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        if self.cache_dir is not None:  # compiled models and INT8 IR: only the files this cache wrote (`seal`)
-            from gr00t_fast.runtime.cache import unsealed
-
-            reason = unsealed(self.cache_dir)
-            if reason is not None:
-                log.warning("OpenVINO cache %s: %s; compiling into it again", self.cache_dir, reason)
-                shutil.rmtree(self.cache_dir)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if self.cache_dir is not None:  # compiled models and INT8 IR, written under `sealed` (`load_graph`)
             self.config["CACHE_DIR"] = str(self.cache_dir / "compiled")
         self.ports: dict[str, list[str]] = {}
         self.compile_s: dict[str, float] = {}
@@ -172,7 +186,6 @@ class OpenVinoBackend(OnnxGraphBackend):
         import openvino as ov
 
         from gr00t_fast.runtime.atomic import staged
-        from gr00t_fast.runtime.cache import file_digest
 
         # the IR of these very graph files (their digests: `file_digest`, hashed once per file): never another's
         digest = hashlib.sha256("".join(file_digest(f) for f in sorted(path.parent.iterdir()) if f.is_file())
@@ -188,26 +201,25 @@ class OpenVinoBackend(OnnxGraphBackend):
             ov.save_model(model, str(tmp / ir.name), compress_to_fp16=False)
         return str(ir)
 
-    def load(self, graph: str):
+    def load_graph(self, graph: str):
+        """The graph compiled, or its compiled model loaded from the cache: the cache folder is this process's alone
+        while it compiles, and what the compile wrote is recorded for the next load to check (`sealed`)."""
         start = time.perf_counter()
-        try:
-            compiled = self.core.compile_model(self.source(graph), self.device_name, self.config)
-        except (FileNotFoundError, ValueError):
-            raise
-        except Exception as e:  # noqa: BLE001 - OpenVINO's RuntimeError zoo: one line naming the graph
-            reason = " ".join(str(e).split())[:300]
-            raise RuntimeError(f"OpenVINO cannot compile {graph} for {self.device_name} ({type(e).__name__}: "
-                               f"{reason})") from None
+        with sealed(self.cache_dir) if self.cache_dir is not None else contextlib.nullcontext():
+            try:
+                compiled = self.core.compile_model(self.source(graph), self.device_name, self.config)
+            except (FileNotFoundError, ValueError):
+                raise
+            except Exception as e:  # noqa: BLE001 - OpenVINO's RuntimeError zoo: one line naming the graph
+                reason = " ".join(str(e).split())[:300]
+                raise RuntimeError(f"OpenVINO cannot compile {graph} for {self.device_name} ({type(e).__name__}: "
+                                   f"{reason})") from None
         self.compile_s[graph] = time.perf_counter() - start
-        if self.cache_dir is not None:  # what this compile wrote, recorded for the next load to check
-            from gr00t_fast.runtime.cache import seal
-
-            seal(self.cache_dir)
         if self.progress:
             log.info("OpenVINO compiled %s (%s) in %.1f s", graph, self.precision, self.compile_s[graph])
         return compiled.create_infer_request()
 
-    def settle(self, model_path: str | Path, decode: Callable[[torch.Tensor], dict]) -> None:
+    def state_precision(self, model_path: str | Path, decode: Callable[[torch.Tensor], dict]) -> None:
         """`model.precision` says what OpenVINO runs and why; away from f32 also what that costs: the largest action
         difference against fp32 eager on an example call, in the policy's units (as export does). fp32 eager's
         answer is the one the cached export stored (`REFERENCE_ACTIONS`), else computed by a float32 copy of the

@@ -2,18 +2,20 @@
 
     make_backend("tensorrt", model, engine_dir="engines/so100_bf16")     # built by `gr00t-fast export tensorrt`
 
-`load_policy(..., backend="tensorrt")` without a folder builds (or reuses from the cache) engines first.
+`load_policy(..., backend="tensorrt")` without a folder builds (or reuses from the cache) engines first
+(`load_options`).
 Shapes are checked against each engine's optimization profile before running, so a camera count, batch or
 prompt length the engine was not built for is a clear error instead of TensorRT's "dimension mismatch".
 """
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from gr00t_fast.backends.base import cuda_missing, package_missing
-from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.backends.base import LoadRequest, cuda_missing, package_missing
+from gr00t_fast.backends.graph import GraphBackend, given_folder
 from gr00t_fast.model.graphs import sampler_name
 
 Shape = tuple[int, ...]
@@ -35,13 +37,22 @@ class TensorRTBackend(GraphBackend):
     """Runs the engines `gr00t-fast export tensorrt` built into `engine_dir` (its `manifest.json` lists them)."""
 
     name = "tensorrt"
-    exports = ("tensorrt",)
-    artifact_option = "engine_dir"
+    exports = ("tensorrt",)  # the `gr00t-fast export` target it runs
 
     @classmethod
     def missing(cls, device: torch.device) -> str | None:
         reasons = [r for r in (package_missing("tensorrt", "TensorRT", "tensorrt"), cuda_missing(device)) if r]
         return " and ".join(reasons) or None
+
+    @classmethod
+    def load_options(cls, model: torch.nn.Module, request: LoadRequest) -> dict[str, Any]:
+        """The request's options with the engines' folder: the user's (`backend_dir`, or an `engine_dir` option),
+        which must be a complete build from these weights, else those in the cache for this checkpoint, camera count
+        and `precision` option (default bf16), built there first where one is missing."""
+        options = dict(request.options)
+        if not given_folder(cls, request, options, "engine_dir"):
+            options["engine_dir"] = request.artifacts.engines(model, cls.name, options.pop("precision", "bf16"))
+        return options
 
     @property
     def precision(self) -> str:

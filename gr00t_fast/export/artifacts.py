@@ -1,56 +1,76 @@
-"""`ensure_artifacts`: what a backend needs on disk for a checkpoint (exported ONNX graphs, built TensorRT engines),
-given, found in the cache or made into it. The one question `gr00t_fast.loading` asks of this package; what a
-backend runs, and how its compiled-model cache is keyed, the backend declares (`Backend.exports`,
-`artifact_option`, `cache_key`): nothing here names a backend."""
+"""`Artifacts`: what a backend asks of export as it loads itself (`Backend.load`, through `LoadRequest.artifacts`):
+a folder the user gave, checked; the checkpoint's ONNX graphs or TensorRT engines, found in the cache or made into it;
+a folder for its compiled models, keyed by what they are compiled from. Which of them a backend needs is the
+backend's to say: nothing here names a backend."""
 
 import hashlib
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from gr00t_fast.backends.base import Backend
-from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
+from gr00t_fast.backends.base import Backend, LoadRequest
+from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint, locked
+
+__all__ = ["Artifacts", "ensure_artifacts", "sources_digest"]
+
+
+class Artifacts:
+    """The artifacts of the checkpoint at `model_path`, for prompts of `cameras` images (an engine's profile)."""
+
+    def __init__(self, model_path: str | Path, cameras: int = 1):
+        self.model_path, self.cameras = Path(model_path), cameras
+
+    def given(self, folder: str | Path, exports: tuple[str, ...], runner: str) -> Path:
+        """`folder`, once it holds a complete export of this checkpoint's weights by one of the `exports` (the
+        `gr00t-fast export` targets `runner` runs, `manifest.check_artifacts`): another checkpoint's graphs, or half
+        an export, are refused in one line."""
+        from gr00t_fast.export.manifest import check_artifacts
+
+        check_artifacts(folder, exports, self.model_path, runner=runner)
+        return Path(folder)
+
+    def onnx(self, model: torch.nn.Module) -> tuple[Path, Callable[[int], None]]:
+        """The checkpoint's fp32 ONNX graphs in the cache, exported first where they are missing (one process at a
+        time), and the function that adds a sampler for another step count (`onnx.cached_onnx_export`)."""
+        from gr00t_fast.export.onnx import cached_onnx_export
+
+        return cached_onnx_export(model, self.model_path)
+
+    def engines(self, model: torch.nn.Module, name: str, precision: str) -> Path:
+        """TensorRT engines of the checkpoint in `precision` for `cameras` images, in the cache folder of backend
+        `name` (one per weights and camera count), built there where one is missing, by one process at a time (a
+        second one waits, then reuses them)."""
+        from gr00t_fast.export.tensorrt import build_engines
+
+        folder = cache_dir() / name / f"{checkpoint_fingerprint(self.model_path)}-{self.cameras}cam_{precision}"
+        with locked(folder):
+            return build_engines(self.model_path, folder, cameras=self.cameras, precision=precision,
+                                 eagle_path=model.config.eagle_dir)
+
+    def compiled_cache(self, name: str, sources: str | Path, *key: str) -> Path:
+        """The cache folder of backend `name`'s models compiled from the export `sources`: keyed by the digests of
+        the files they are compiled from (by content), gr00t-fast's version and the backend's own `key`."""
+        from gr00t_fast import __version__
+
+        return cache_dir() / name / "-".join(str(k).replace(":", "_") for k in (sources_digest(sources), __version__,
+                                                                                 *key))
 
 
 def ensure_artifacts(backend: type[Backend], model: torch.nn.Module, model_path: str | Path, *, cameras: int,
                      backend_dir: str | Path | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The constructor options of `backend` for `model` with its artifacts: `backend_dir` when given, else ONNX
-    graphs exported into the cache, or TensorRT engines found there (nothing reloaded or re-exported) or built into
-    it, for prompts of `cameras` images; a compiled-model cache (`cache_dir`, for a backend with a `cache_key`) in a
-    folder keyed by the digests of the files it compiles, gr00t-fast's version and the backend's key. Backends
-    without artifacts get `options` back. A given folder must hold a complete export of this checkpoint's weights
-    (`manifest.check_artifacts`): another checkpoint's graphs, or half an export, are refused in one line."""
-    options, option = dict(options or {}), backend.artifact_option
-    if backend_dir is not None:
-        if option is None:
-            raise ValueError(f"backend_dir holds exported graphs or engines; backend {backend.name!r} runs the "
-                             "checkpoint's weights")
-        options[option] = backend_dir
-    if option is None:
-        return options
-    if options.get(option) is not None:  # the user's folder: made from these weights, whole
-        from gr00t_fast.export.manifest import check_artifacts
-
-        check_artifacts(options[option], backend.exports, model_path, runner=f"backend {backend.name!r}")
-    elif "onnx" in backend.exports:
-        from gr00t_fast.export.onnx import cached_onnx_export
-
-        options.update(cached_onnx_export(model, model_path))
-    else:  # engines
-        from gr00t_fast.export.tensorrt import build_engines
-
-        precision = options.pop("precision", "bf16")  # a folder per weights: two processes never share a manifest
-        folder = cache_dir() / backend.name / f"{checkpoint_fingerprint(model_path)}-{cameras}cam_{precision}"
-        options[option] = build_engines(model_path, folder, cameras=cameras, precision=precision,
-                                        eagle_path=model.config.eagle_dir)
-    key = backend.cache_key(options)
-    if key is not None and "cache_dir" not in options:  # compiled models per source files (by content), gr00t-fast
-        from gr00t_fast import __version__
-
-        options["cache_dir"] = cache_dir() / backend.name / "-".join(
-            str(k).replace(":", "_") for k in (sources_digest(options[option]), __version__, *key))
-    return options
+    """Deprecated (goes away in the next release): a backend loads itself, `backend.load(model, request)`. The
+    constructor options of `backend` for `model` with its artifacts, as a load makes them (`Backend.configure`, then
+    `Backend.load_options`): `backend_dir` or the exports cached or made for prompts of `cameras` images, and a
+    compiled-model cache; a folder given to a backend that runs none is refused in one line."""
+    warnings.warn("gr00t_fast.export.ensure_artifacts is deprecated: a backend loads itself, "
+                  "backend.load(model, LoadRequest(...)) (or its options: backend.load_options)", DeprecationWarning,
+                  stacklevel=2)
+    request = backend.configure(LoadRequest(Path(model_path), dtype=model.dtype, options=options or {},
+                                            backend_dir=None if backend_dir is None else Path(backend_dir),
+                                            artifacts=Artifacts(model_path, cameras)))
+    return backend.load_options(model, request)
 
 
 def sources_digest(folder: str | Path) -> str:

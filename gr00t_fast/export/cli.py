@@ -7,17 +7,18 @@
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 
 import torch
 
-from gr00t_fast.cli_args import ArgumentParser, require
+from gr00t_fast.cli_args import ArgumentParser, error_line, require
 from gr00t_fast.export.manifest import MANIFEST, write_manifest
 from gr00t_fast.export.tensorrt import INSTRUCTION_MARGIN, PRECISIONS
 from gr00t_fast.model.hub import resolve_checkpoint
-from gr00t_fast.policy.data_config import get_data_config
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy.metadata import EmbodimentMetadata
+from gr00t_fast.policy.preflight import check_policy_inputs
 from gr00t_fast.runtime.atomic import staged
 
 
@@ -69,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.calibration_samples}")
         check_out(out)
         require(f"export {args.target}", *NEEDS[args.target])
+        config, metadata = check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)
         if args.target == "tensorrt":
-            export_engines(args, out)
+            export_engines(args, out, config)
         else:
             with staged(out, replace=True) as tmp:
-                export_graphs(args, tmp)
+                export_graphs(args, tmp, config, metadata)
             print(f"{'ONNX' if args.target == 'onnx' else 'INT8'} graphs and {MANIFEST} in {out}")
     except (ImportError, ValueError, OSError, RuntimeError) as e:
-        print(f"gr00t-fast export: error: {' '.join(str(e).split())}", file=sys.stderr)
+        error_line("gr00t-fast export", e)
         return 2
     return 0
 
@@ -89,26 +91,26 @@ def check_out(out: Path) -> None:
                          "folder whole, so choose a new or empty folder")
 
 
-def export_engines(args: argparse.Namespace, out: Path) -> None:
+def export_engines(args: argparse.Namespace, out: Path, config: DataConfig) -> None:
     from gr00t_fast.export.tensorrt import build_engines
 
     max_batch = max(args.batch, args.max_batch or args.batch)
-    build_engines(args.model_path, out, cameras=len(get_data_config(args.data_config).video_keys),
+    build_engines(args.model_path, out, cameras=len(config.video_keys),
                   batch=(1, args.batch, max_batch), num_steps=args.denoising_steps, precision=args.precision,
                   instruction_margin=args.max_instruction_tokens, eagle_path=args.eagle_path)
     print(f"TensorRT engines and manifest.json written to {out}")
 
 
-def export_graphs(args: argparse.Namespace, out: Path) -> None:
+def export_graphs(args: argparse.Namespace, out: Path, config: DataConfig, metadata: EmbodimentMetadata) -> None:
     """ONNX (fp32) or INT8 graphs and their manifest.json (the weights' fingerprint, the options, every file), into
-    the folder `out`."""
+    the folder `out`, for the data config `config` (its camera count) and the checkpoint's `metadata`."""
     from gr00t_fast.model import load_model
 
     model = load_model(args.model_path, device="cpu", dtype=torch.float32, eagle_path=args.eagle_path)
-    cameras = len(get_data_config(args.data_config).video_keys)
+    cameras = len(config.video_keys)
     steps = args.denoising_steps or model.config.num_inference_timesteps
     inputs, noise = example_inputs(model.config, batch=args.batch, cameras=cameras)
-    decode = action_decoder(args, model)
+    decode = action_decoder(model, config, metadata)
     if args.target == "onnx":
         from gr00t_fast.export.int8 import action_error
         from gr00t_fast.export.onnx import export_onnx
@@ -122,7 +124,7 @@ def export_graphs(args: argparse.Namespace, out: Path) -> None:
     else:
         from gr00t_fast.export.int8 import export_int8
 
-        samples = calibration(args, model, cameras)
+        samples = calibration(args, model, config, metadata)
         report = {"action_error": export_int8(model, out, samples, (inputs, noise), steps, decode=decode),
                   "calibration": {"observations": args.calibration, "samples": len(samples)}}
         print(f"INT8 graphs: {describe_error(report['action_error'])}")
@@ -131,14 +133,12 @@ def export_graphs(args: argparse.Namespace, out: Path) -> None:
                    report=report)
 
 
-def action_decoder(args: argparse.Namespace, model: torch.nn.Module):
+def action_decoder(model: torch.nn.Module, config: DataConfig, metadata: EmbodimentMetadata):
     """Normalized actions -> {key: actions in the policy's units}: the processor's decoding for `--data_config` and
     `--embodiment_tag`, with the checkpoint's statistics."""
-    from gr00t_fast.policy.metadata import load_metadata
     from gr00t_fast.policy.processor import processor_for_model
 
-    processor = processor_for_model(model.config, get_data_config(args.data_config),
-                                    load_metadata(args.model_path, args.embodiment_tag))
+    processor = processor_for_model(model.config, config, metadata)
     return functools.partial(processor.decode, batched=True)
 
 
@@ -150,26 +150,24 @@ def describe_error(error: dict) -> str:
             f"the gripper 0-100): {keys}")
 
 
-def calibration(args: argparse.Namespace, model: torch.nn.Module, cameras: int) -> list:
+def calibration(args: argparse.Namespace, model: torch.nn.Module, config: DataConfig,
+                metadata: EmbodimentMetadata) -> list:
     """The int8 calibration samples: synthetic scenes (their states and noise span the whole normalized range), and
     with `--calibration` as many of the user's own observations besides, through the policy's processor for
     `--data_config` (frames and states as at inference). Their own frames alone would leave states outside the
     recorded ones beyond the calibrated range (benchmarks/README.md: 12.5 deg on one of NVIDIA's cases)."""
     from gr00t_fast.export.int8 import calibration_inputs, observation_samples
 
-    synthetic = calibration_inputs(model.config, args.calibration_samples, cameras)
+    synthetic = calibration_inputs(model.config, args.calibration_samples, len(config.video_keys))
     if args.calibration is None:
         return synthetic
-    from gr00t_fast.policy.metadata import load_metadata
     from gr00t_fast.policy.processor import processor_for_model
 
-    metadata = load_metadata(args.model_path, args.embodiment_tag)
-    data_config = get_data_config(args.data_config, metadata.modalities, metadata.source)
-    processor = processor_for_model(model.config, data_config, metadata)
+    processor = processor_for_model(model.config, config, metadata)
     source = args.calibration
     if Path(source).is_dir():  # a recorded LeRobot dataset: frames and states of its episodes, evenly spaced
         from gr00t_fast.data import open_dataset
 
         require("export int8 --calibration DATASET", "pyarrow", "av")
-        source = open_dataset(source, data_config).sample(args.calibration_samples)
+        source = open_dataset(source, config).sample(args.calibration_samples)
     return observation_samples(source, processor, model.config, args.calibration_samples) + synthetic

@@ -39,10 +39,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gr00t_fast.backends import fidelity
-from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.backends import export_runner, fidelity, make_backend, reference_backend
 from gr00t_fast.backends.graph import to_numpy
-from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.inputs import example_inputs
@@ -196,9 +194,11 @@ def quantize_graphs(
 
 def action_error(model: torch.nn.Module, int8_dir: str | Path, evaluation: Sample, num_steps: int,
                  decode: Callable[[torch.Tensor], dict] | None = None) -> dict:
-    """Max/mean absolute action difference of exported graphs (INT8 here, `export onnx`'s float32 too) under ONNX
-    Runtime against fp32 eager PyTorch (`decode`: per action key too, in the policy's units, as `fidelity`)."""
-    return fidelity(OnnxRuntimeBackend(model, onnx_dir=int8_dir), TorchBackend(model), *evaluation, num_steps, decode)
+    """Max/mean absolute action difference of exported graphs (INT8 here, `export onnx`'s float32 too) run by the
+    backend that checks INT8 exports (`export_runner`: ONNX Runtime) against fp32 eager PyTorch (`decode`: per action
+    key too, in the policy's units, as `fidelity`)."""
+    graphs = make_backend(export_runner("int8").name, model, onnx_dir=int8_dir)
+    return fidelity(graphs, reference_backend(model), *evaluation, num_steps, decode)
 
 
 def export_int8(

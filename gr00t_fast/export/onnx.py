@@ -11,18 +11,19 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.backends import reference_backend
 from gr00t_fast.backends.graph import to_numpy
 from gr00t_fast.backends.onnxruntime import ort_session
 from gr00t_fast.export.manifest import IncompleteArtifacts, check_artifacts, write_manifest
 from gr00t_fast.runtime.atomic import scratch, staged
-from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint
+from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint, locked
 from gr00t_fast.model.graphs import GRAPH_IO, REFERENCE_ACTIONS, graph_file, graph_inputs, graph_kind, graph_module, sampler_name
 from gr00t_fast.model.inputs import ModelInputs, example_inputs
 from gr00t_fast.runtime.progress import redrawn
@@ -108,12 +109,13 @@ def export_onnx(
     return report
 
 
-def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
-    """`onnxruntime` backend options for a checkpoint without exported graphs: fp32 graphs exported once into the
-    cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its manifest, and fp32 eager's
-    actions on the example call, `REFERENCE_ACTIONS`), samplers for other step counts exported on first use. A
-    folder without a complete manifest (an export killed midway, a truncated file) is exported again, whole, and
-    renamed into place. A model in another precision or on another
+def cached_onnx_export(model: nn.Module, model_path: str | Path) -> tuple[Path, Callable[[int], None]]:
+    """(the folder, the function exporting a sampler for another step count into it) of a checkpoint's fp32 graphs,
+    exported once into the cache (a folder per weights fingerprint, by content, and gr00t-fast version, with its
+    manifest, and fp32 eager's actions on the example call, `REFERENCE_ACTIONS`). A folder without a complete
+    manifest (an export killed midway, a truncated file) is exported again, whole, and renamed into place. The
+    folder is checked and written by one process at a time (`runtime.cache.locked`): a second one loading the same
+    checkpoint at once waits for the first one's export, then uses it. A model in another precision or on another
     device, or one that holds only the graphs' host tensors (`load_model(..., only=...)`), is exported from an fp32 CPU
     copy loaded for each export and freed after it."""
     from gr00t_fast import __version__
@@ -130,23 +132,26 @@ def cached_onnx_export(model: nn.Module, model_path: str | Path) -> dict:
         export_onnx(fp32, into, inputs, noise, num_steps, graphs=graphs)
         if graphs is None:  # what fp32 eager answers to the example call: the yardstick of a precision at load
             with torch.inference_mode():
-                actions = TorchBackend(fp32)(inputs, noise, num_steps)
+                actions = reference_backend(fp32)(inputs, noise, num_steps)
             np.save(into / REFERENCE_ACTIONS, actions.float().numpy())
 
     def add_sampler(num_steps: int) -> None:  # each graph folder renamed in whole, then the manifest rewritten
-        with scratch(folder) as tmp:
+        with locked(folder), scratch(folder) as tmp:
+            if graph_file(folder, sampler_name(num_steps)).is_file():  # added by another process meanwhile
+                return
             export(num_steps, tmp, (sampler_name(num_steps),))
             for graph_dir in tmp.iterdir():
                 shutil.rmtree(folder / graph_dir.name, ignore_errors=True)
                 os.replace(graph_dir, folder / graph_dir.name)
-        write_manifest(folder, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
+            write_manifest(folder, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
 
-    try:
-        check_artifacts(folder, ("onnx",), model_path, fingerprint)
-    except IncompleteArtifacts as e:
-        if folder.exists():
-            log.warning("exporting the cached ONNX graphs again: %s", e)
-        with staged(folder, replace=True) as tmp:
-            export(model.config.num_inference_timesteps, tmp)
-            write_manifest(tmp, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
-    return {"onnx_dir": folder, "export_sampler": add_sampler}
+    with locked(folder):
+        try:
+            check_artifacts(folder, ("onnx",), model_path, fingerprint)
+        except IncompleteArtifacts as e:
+            if folder.exists():
+                log.warning("exporting the cached ONNX graphs again: %s", e)
+            with staged(folder, replace=True) as tmp:
+                export(model.config.num_inference_timesteps, tmp)
+                write_manifest(tmp, target="onnx", checkpoint=model_path, fingerprint=fingerprint, options={})
+    return folder, add_sampler

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gr00t_fast.backends.tensorrt import Profile, Shape, TensorRTBackend
+from gr00t_fast.backends import export_runner
+from gr00t_fast.backends.tensorrt import Profile, Shape
 from gr00t_fast.export.manifest import write_manifest
 from gr00t_fast.runtime.atomic import write_atomic
 from gr00t_fast.runtime.cache import checkpoint_fingerprint
@@ -256,7 +257,7 @@ def build_engines(
     `tensorrt` backend loads. `cameras`: images per prompt (the data config's video keys)."""
     import torch
 
-    reason = TensorRTBackend.missing(torch.device("cuda"))
+    reason = export_runner("tensorrt").missing(torch.device("cuda"))  # what the engines' runner needs
     if reason:
         raise RuntimeError(f"building TensorRT engines needs {reason}")
     import tensorrt as trt

@@ -8,9 +8,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gr00t_fast.backends import BACKENDS, DEFAULT_BACKEND
 from gr00t_fast.literals import literal
 
-BackendName = literal("torch", "compile", "cuda-graph", "onnxruntime", "openvino", "tensorrt")
 DTypeName = literal("auto", "float32", "bfloat16", "float16")
 Quantization = literal("int8", "fp8")
 ImagePreprocessing = literal("auto", "isaac", "lerobot")
@@ -18,6 +18,17 @@ ImagePreprocessing = literal("auto", "isaac", "lerobot")
 
 def _help(text: str) -> dict:
     return {"help": text}
+
+
+def backend_names() -> tuple[str, ...]:
+    """`--backend`'s choices: the names in the backend registry (`gr00t_fast.backends.BACKENDS`), read when a
+    command parses its flags, so that a registered backend is one the commands take."""
+    return tuple(BACKENDS)
+
+
+# deprecated (goes away in the next release): the names registered when this module was imported, as a Literal type;
+# `--backend`'s choices are read from the registry when the flags are (`backend_names`)
+BackendName = literal(*backend_names())
 
 
 @dataclass
@@ -39,7 +50,8 @@ class PolicyConfig:
         "auto: bfloat16 on CUDA; on a CPU bfloat16 where it has AMX or AVX512-BF16 units and the checkpoint 10M "
         "parameters or more, else float32 (a rule: the same at every load). float32 is the exact path; null: "
         "bfloat16 on CUDA, float32 on CPU"))
-    backend: BackendName = field(default="torch", metadata=_help("how the network runs (gr00t_fast.backends)"))
+    backend: str = field(default=DEFAULT_BACKEND, metadata={"help": "how the network runs (gr00t_fast.backends)",
+                                                            "choices": backend_names})
     backend_dir: str | None = field(default=None, metadata=_help(
         "onnxruntime, openvino: exported ONNX graphs; tensorrt: built engines (default: exported / built into the "
         "cache)"))
@@ -79,14 +91,17 @@ class PolicyConfig:
 
 def add_policy_arguments(parser: argparse.ArgumentParser, required_model: bool = True) -> None:
     """One argparse flag per `PolicyConfig` field (`--model_path`; a `gr00t_fast.cli_args.ArgumentParser` takes
-    `--model-path` too), choices from the Literal types, help from the field metadata."""
+    `--model-path` too), choices from the Literal types or the field's `choices` (`backend_names`), help from the
+    field metadata."""
     hints = typing.get_type_hints(PolicyConfig)
     for f in dataclasses.fields(PolicyConfig):
         kind = hints[f.name]
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
             kind = next(t for t in typing.get_args(kind) if t is not type(None))
         options: dict[str, Any] = {"default": f.default, "help": f.metadata["help"], "dest": f.name}
-        if typing.get_origin(kind) is Literal:
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]()
+        elif typing.get_origin(kind) is Literal:
             options["choices"] = typing.get_args(kind)
         else:
             options["type"] = kind

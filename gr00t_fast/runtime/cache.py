@@ -1,12 +1,24 @@
 """Where gr00t-fast keeps what it generates once and reuses: demo checkpoints, exported graphs, TensorRT engines,
-and what identifies a checkpoint's weights (`checkpoint_fingerprint`) so that none of it answers for other weights."""
+compiled models, and what identifies a checkpoint's weights (`checkpoint_fingerprint`) so that none of it answers for
+other weights. A cache folder is made by one process at a time (`locked`: two processes loading the same fresh
+checkpoint at once never read or remove what the other is writing); one that records the files it holds (`sealed`)
+serves no file it did not write."""
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 from gr00t_fast.runtime.atomic import write_atomic
+from gr00t_fast.runtime.progress import ticking
+
+log = logging.getLogger(__name__)
 
 FINGERPRINT_FILES = ("config.json", "model.safetensors.index.json")  # hashed with the weights: they shape the model
 SEAL = "sha256.json"  # a cache folder's record of the files it wrote (`seal`)
@@ -65,6 +77,44 @@ def unsealed(folder: Path) -> str | None:
             if file_digest(path) != listed[name]:
                 return f"{name} is not the file this cache wrote (replaced or copied in from another)"
     return None
+
+
+_LOCKS: dict[str, FileLock] = {}  # one per lock file: the thread holding it may take it again
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path) -> Iterator[Path]:
+    """`folder` for this process alone while the block runs: a file lock (`filelock`, as huggingface_hub locks its
+    downloads) on `.NAME.lock` beside it. The thread holding it may take it again; another process or thread waits
+    until it is released, its wait shown on stderr. Yields `folder`."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = str(folder.with_name(f".{folder.name}.lock"))
+    lock = _LOCKS.setdefault(path, FileLock(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        with ticking(f"waiting for another process writing {folder}"):
+            lock.acquire()
+    try:
+        yield folder
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def sealed(folder: str | Path) -> Iterator[Path]:
+    """Write into the cache folder `folder` (`locked` while the block runs): a folder holding a file that `seal` did
+    not record as it is (`unsealed`: added from elsewhere, replaced, changed, or left by a write that never finished)
+    is named in one warning and emptied first; what the block wrote is recorded after it (`seal`). Yields `folder`."""
+    with locked(folder) as folder:
+        reason = unsealed(folder)
+        if reason is not None:
+            log.warning("cache %s: %s; made again", folder, reason)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        seal(folder)
 
 
 def checkpoint_fingerprint(checkpoint_dir: str | Path) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gr00t_fast.backends.graph import GraphBackend
+from gr00t_fast.backends import BACKENDS, without_rtc
 from gr00t_fast.model.inputs import ModelInputs, collate
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.policy import Gr00tPolicy
@@ -46,8 +46,9 @@ NOISE = "noise"  # optional FP32 input (horizon, max_action_dim): the sampler's 
 RTC = "rtc"  # optional BYTES input: real-time chunking's request, msgpack of the ZeroMQ protocol's `rtc` map
 ERROR = "error"  # BYTES output: empty, or why this request got no actions
 MAX_ROBOTS = 4096  # robots counted in `FleetModel.robots` (least recently seen forgotten first)
-GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32)  # cuda-graph: batches padded up to one of these row counts ...
-GRAPH_PROMPT_STEP = 64  # ... and prompts to a multiple of this many tokens, so that few graphs get captured
+# a backend compiling a graph per input shape (`Backend.prompt_step` > 1; cuda-graph captures one per bucket): batches
+GRAPH_BUCKETS = (1, 2, 4, 8, 16, 32)  # padded up to one of these row counts ...
+GRAPH_PROMPT_STEP = 64  # ... and prompts to a multiple of this many tokens, so that few graphs get compiled
 
 
 class FleetModel:
@@ -58,12 +59,20 @@ class FleetModel:
         """`noise`: one fixed initial sample (horizon, max_action_dim) for every row without its own (tests and
         benchmarks, like `FixedNoisePolicy`); None draws it from the policy's generator. `buckets`: row counts a
         batch is padded up to (repeating its last row; with prompts padded to a multiple of `prompt_step`), by
-        default `GRAPH_BUCKETS` for the cuda-graph backend (a captured graph per bucket), none otherwise."""
-        if isinstance(policy.backend, GraphBackend):
-            raise ValueError(f"fleet serving batches prompts of different lengths, which backend "
-                             f"{policy.backend.name!r} (exported graphs) cannot isolate; use torch, compile or cuda-graph")
+        default `GRAPH_BUCKETS` for a backend that compiles a graph per input shape (`Backend.prompt_step` > 1),
+        none otherwise. A backend that cannot batch prompts of different lengths (`Backend.isolates_padding`) is
+        refused, naming those of the registry that can."""
+        backend = policy.backend
+        if not backend.isolates_padding:
+            able = ", ".join(name for name, cls in BACKENDS.items() if cls.isolates_padding)
+            raise ValueError(f"fleet serving batches prompts of different lengths, which backend {backend.name!r} "
+                             f"cannot isolate; use one of: {able}")
         self.policy = policy
-        self.buckets = (GRAPH_BUCKETS if policy.backend.name == "cuda-graph" else ()) if buckets is None else buckets
+        # every backend compiling per input shape, not cuda-graph alone: compile (static shapes) compiles again for
+        # each new row count and prompt length (a minute or more with Inductor) and fails past
+        # `backends.compiled.MAX_COMPILED_SHAPES` of them, which Triton's 1..max_batch rows times the prompt lengths
+        # would pass; the buckets bound both to a few shapes, at the price of computing the padding rows
+        self.buckets = (GRAPH_BUCKETS if backend.prompt_step > 1 else ()) if buckets is None else buckets
         self.prompt_step = prompt_step
         self.noise = None if noise is None else torch.as_tensor(np.asarray(noise, np.float32))
         self.pad_id = policy.processor.tokenizer.pad_id
@@ -116,8 +125,7 @@ class FleetModel:
         inputs = self.policy.processor(observation)
         if rtc is not None:
             if not self.policy.backend.supports_rtc:
-                raise ValueError(f"backend {self.policy.backend.name!r} does not support real-time chunking (rtc); "
-                                 "serve with backend 'torch'")
+                raise ValueError(without_rtc(self.policy.backend.name))
             if inputs.batch_size != 1:
                 raise ValueError(f"rtc continues one robot's chunk: send one observation, not a batch of "
                                  f"{inputs.batch_size}")

@@ -2,6 +2,7 @@
 GPU-only ones for registration and a capability check that names what this machine lacks."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ def test_registry_lists_every_backend_as_a_subclass():
 
 
 @pytest.mark.parametrize("name", sorted(CPU_BACKENDS))
+@pytest.mark.slow
 def test_cpu_backends_through_the_policy(policies, name):
     """Same observation and noise through get_action: actions within 1e-4 of eager, timing keys present."""
     policy, eager = policies[name], policies["torch"]
@@ -184,6 +186,7 @@ def test_the_compiled_graph_is_one_aotautograd_caches_between_runs(model, padded
     check_cacheable(graphs[0])  # raises BypassAOTAutogradCache with the reason
 
 
+@pytest.mark.slow
 def test_a_compiled_model_takes_more_shapes_than_dynamos_default_limit(model):
     """Dynamo allows 8 input shapes per model by default, and with fullgraph=True the 9th is a hard error: the 9th
     step count or batch size a server saw failed. The compiled backends raise the limit."""
@@ -213,6 +216,7 @@ def test_inductor_keeps_its_compiled_code_beside_the_other_artifacts(model, monk
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+@pytest.mark.slow
 def test_graph_backends_take_every_configs_state_gr1_sin_cos_and_droid_rotations(tiny_checkpoint, name, tmp_path,
                                                                                   monkeypatch):
     """GR1's sin/cos state (52 values), DROID's 6D rotations and 3 cameras pass the exported graphs: the actions
@@ -235,36 +239,53 @@ def test_graph_backends_take_every_configs_state_gr1_sin_cos_and_droid_rotations
                                            err_msg=f"{config} {key}")
 
 
-def test_a_new_backend_is_one_class_and_one_registry_entry(tiny_checkpoint, policies, tmp_path, monkeypatch):
-    """`load_policy` and the artifact code ask a backend's class what it needs (`Backend.configure`, `host_tensors`,
-    `exports`, `cache_key`, `settle`, `quantize_modes`): a backend they have never heard of loads with its
-    options, its export from the cache, a compiled-model cache keyed by the graphs' content, and its say on the
-    precision, without a line of theirs changing."""
+def test_a_new_backend_is_one_class_and_one_registry_entry(tiny_checkpoint, policies, tmp_path, monkeypatch, capsys):
+    """A backend nothing else has heard of is one class that loads itself (`configure` before the weights: its
+    options from dtype, quantize and the network's size; `load` after: its export from the cache, a compiled-model
+    cache keyed by the graphs' content, its say on the precision) and one registry entry: `load_policy`, the
+    commands' `--backend` (run's typed flags and help, serve's argparse flags) and the fleet take it without a line
+    of theirs changing. A backend reads the load options it runs with alone (no `device` is passed to it; the
+    device as its runtime names it, `load_policy`'s `openvino_device`, is the request's `device_name`)."""
+    from dataclasses import replace
+
     from gr00t_fast import __version__
+    from gr00t_fast.backends.eager import TorchBackend
     from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
+    from gr00t_fast.control.run import parse
     from gr00t_fast.export.artifacts import sources_digest
     from gr00t_fast.model.loading import is_complete
+    from gr00t_fast.serve.cli import serve_parser
+    from gr00t_fast.serve.fleet_model import GRAPH_BUCKETS, FleetModel
 
     class Tagged(OnnxRuntimeBackend):
         name = "ort-tagged"
         quantize_modes = ("int8",)
 
         @classmethod
-        def configure(cls, dtype, quantize, parameters, device):
-            return "float32", None, {"tag": f"{quantize}-{parameters()}-{device}"}
+        def configure(cls, request):
+            tag = f"{request.quantize}-{request.parameters()}-{request.device_name}"
+            return replace(request, dtype="float32", options={"tag": tag})
 
         @classmethod
-        def cache_key(cls, options):
-            return [options["tag"]]
+        def load(cls, model, request):
+            options = cls.load_options(model, request)
+            backend = cls(model, **options, cache_dir=request.artifacts.compiled_cache(cls.name, options["onnx_dir"],
+                                                                                       options["tag"]))
+            backend.decoded = request.decode(torch.zeros(1, 16, 32))
+            return backend
 
         def __init__(self, model, onnx_dir, tag, cache_dir, export_sampler=None):
             super().__init__(model, onnx_dir, export_sampler=export_sampler)
             self.tag, self.cache_dir = tag, cache_dir
 
-        def settle(self, model_path, decode):
-            self.decoded = decode(torch.zeros(1, 16, 32))
+    class Padded(TorchBackend):  # no graph backend, yet its batches let the prompt padding through
+        name, isolates_padding = "torch-padded", False
 
-    monkeypatch.setitem(BACKENDS, Tagged.name, Tagged)
+    class Static(TorchBackend):  # compiles a graph per input shape, named like no backend the fleet knows
+        name, prompt_step = "torch-static", 32
+
+    for cls in (Tagged, Padded, Static):
+        monkeypatch.setitem(BACKENDS, cls.name, cls)
     monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path))
     policy = load_policy(tiny_checkpoint, device="cpu", backend="ort-tagged", quantize="int8", warmup=False,
                          openvino_device="NPU")
@@ -280,3 +301,132 @@ def test_a_new_backend_is_one_class_and_one_registry_entry(tiny_checkpoint, poli
     with pytest.raises(ValueError, match=r"quantize='fp8' is not run by backend 'ort-tagged' \(backends that quantize: "
                                          r"torch: int8, fp8; .*ort-tagged: int8"):
         load_policy(tiny_checkpoint, device="cpu", backend="ort-tagged", quantize="fp8", warmup=False)
+
+    assert parse(["--backend", "ort-tagged", "--model_path", str(tiny_checkpoint)]).backend == "ort-tagged"
+    with pytest.raises(ValueError, match="--backend: expected one of torch, .*, ort-tagged, torch-padded, torch-static, "
+                                         "got 'tvm'"):
+        parse(["--backend", "tvm"])
+    assert serve_parser().parse_args(["--backend=torch-static"]).backend == "torch-static"
+    assert "ort-tagged,torch-padded,torch-static}" in serve_parser().format_help()
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    assert "ort-tagged,torch-padded,torch-static}" in capsys.readouterr().out
+
+    with pytest.raises(ValueError, match="backend 'ort-tagged' cannot isolate; use one of: torch, compile, cuda-graph, "
+                                         "torch-static$"):
+        FleetModel(policy)
+    with pytest.raises(ValueError, match="backend 'torch-padded' cannot isolate"):
+        FleetModel(load_policy(tiny_checkpoint, device="cpu", backend="torch-padded", warmup=False))
+    static = FleetModel(load_policy(tiny_checkpoint, device="cpu", backend="torch-static", warmup=False))
+    assert static.buckets == GRAPH_BUCKETS and FleetModel(policies["torch"]).buckets == ()
+
+
+class StubArtifacts:
+    """`LoadRequest.artifacts` answering what it was asked, to see where a backend's folder comes from."""
+
+    def given(self, folder, exports, runner):
+        return ("given", Path(folder), exports, runner)
+
+    def onnx(self, model):
+        return ("cached onnx", None)
+
+    def engines(self, model, name, precision):
+        return ("built", name, precision)
+
+
+@pytest.mark.parametrize("name, option", [("onnxruntime", "onnx_dir"), ("tensorrt", "engine_dir")])
+def test_a_graph_backend_runs_the_users_folder_checked_else_the_cache(model, name, option):
+    """One rule for every graph backend's folder (`graph.given_folder`): `backend_dir`, else the folder option, is the
+    user's, checked against the exports the backend runs; without either, the checkpoint's, from the cache."""
+    from gr00t_fast.backends import LoadRequest
+
+    cls = BACKENDS[name]
+    given = ("given", Path("mine"), cls.exports, f"backend {name!r}")
+    for request in (LoadRequest(Path("ck"), backend_dir=Path("mine"), artifacts=StubArtifacts()),
+                    LoadRequest(Path("ck"), options={option: "mine"}, artifacts=StubArtifacts())):
+        assert cls.load_options(model, request) == {option: given}
+    cached = cls.load_options(model, LoadRequest(Path("ck"), options={"precision": "fp16"}, artifacts=StubArtifacts()))
+    assert cached[option] == (("built", name, "fp16") if name == "tensorrt" else "cached onnx")
+
+
+def test_export_finds_the_runner_of_each_target_in_the_registry(model, policies, tiny_checkpoint, tmp_path,
+                                                                 monkeypatch):
+    """export checks INT8 graphs with, and builds engines for, the first registered backend running that target
+    (`Backend.exports`): a backend registered ahead of the others is the one export uses, no export line naming it."""
+    from gr00t_fast import backends
+    from gr00t_fast.backends import export_runner
+    from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
+    from gr00t_fast.export.int8 import action_error
+    from gr00t_fast.export.tensorrt import build_engines
+
+    assert export_runner("int8") is export_runner("onnx") is BACKENDS["onnxruntime"]
+    assert export_runner("tensorrt") is BACKENDS["tensorrt"]
+    with pytest.raises(ValueError, match="no backend runs export target 'tflite'; targets run: int8, onnx, tensorrt$"):
+        export_runner("tflite")
+    built = []
+
+    class First(OnnxRuntimeBackend):
+        name = "ort-first"
+
+        def __init__(self, model, onnx_dir, **options):
+            super().__init__(model, onnx_dir, **options)
+            built.append(Path(onnx_dir))
+
+    class Elsewhere(Backend):  # runs TensorRT engines on a machine nobody has
+        name, exports = "engines-elsewhere", ("tensorrt",)
+
+        @classmethod
+        def missing(cls, device):
+            return "a machine nobody has"
+
+        def __call__(self, inputs, noise, num_steps):
+            raise AssertionError("never loaded")
+
+    monkeypatch.setattr(backends, "BACKENDS", {First.name: First, Elsewhere.name: Elsewhere, **BACKENDS})
+    folder = policies["onnxruntime"].backend.onnx_dir
+    steps = model.config.num_inference_timesteps
+    assert action_error(model, folder, example_inputs(model.config), steps)["max_abs_diff"] <= 1e-4
+    assert built == [folder]
+    with pytest.raises(RuntimeError, match="^building TensorRT engines needs a machine nobody has$"):
+        build_engines(tiny_checkpoint, tmp_path / "engines")
+
+
+def test_rtc_refusals_name_the_backends_that_run_it(policies, monkeypatch):
+    """A backend without real-time chunking, in-process or in the fleet, says so in one line naming the registered
+    backends that run it (`without_rtc`), a new one among them."""
+    from gr00t_fast.backends.eager import TorchBackend
+    from gr00t_fast.model.rtc import RtcRequest
+    from gr00t_fast.serve.fleet_model import FleetModel
+
+    class Chunking(TorchBackend):
+        name = "torch-chunking"
+
+    monkeypatch.setitem(BACKENDS, Chunking.name, Chunking)
+    refusal = r"backend 'compile' does not support real-time chunking \(rtc\); use one of: torch, torch-chunking$"
+    policy = policies["compile"]
+    rtc = RtcRequest("guided", np.zeros((10, 6), np.float32), 1)
+    inputs, noise = example_inputs(policy.model.config)
+    with pytest.raises(ValueError, match=refusal):
+        policy.backend.rtc(inputs, noise, 4, rtc)
+    (result,) = FleetModel(policy)([policy.dummy_observation()], [None], ["arm"], [rtc])
+    assert re.fullmatch(f"ValueError: {refusal}", result)
+
+
+def test_the_old_public_names_still_work(model, policies, tiny_checkpoint):
+    """`gr00t_fast.export.ensure_artifacts` (deprecated: a backend loads itself) gives a backend's constructor options
+    as a load makes them; `policy.config.BackendName` is the registry's names as a Literal type."""
+    import typing
+
+    from gr00t_fast.export import ensure_artifacts
+    from gr00t_fast.policy.config import BackendName
+
+    folder = policies["onnxruntime"].backend.onnx_dir
+    with pytest.warns(DeprecationWarning, match="ensure_artifacts is deprecated: a backend loads itself"):
+        options = ensure_artifacts(BACKENDS["onnxruntime"], model, tiny_checkpoint, cameras=1, backend_dir=folder)
+    assert options == {"onnx_dir": folder}
+    with pytest.warns(DeprecationWarning):
+        assert ensure_artifacts(BACKENDS["compile"], model, tiny_checkpoint, cameras=1,
+                                options={"backend": "eager"}) == {"backend": "eager"}
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="backend 'torch' runs the checkpoint's"):
+        ensure_artifacts(BACKENDS["torch"], model, tiny_checkpoint, cameras=1, backend_dir=folder)
+    assert typing.get_args(BackendName) == tuple(BACKENDS)

@@ -71,6 +71,7 @@ def test_a_batch_is_its_rows(policies):
         assert largest_difference({k: batched[k][row] for k in batched}, alone) < 1e-4
 
 
+@pytest.mark.slow
 def test_the_cache_is_keyed_by_graphs_versions_device_and_precision(tiny_checkpoint, tmp_path, monkeypatch):
     """The compiled models and INT8 weights live in a folder keyed by the digests of the graphs they were made
     from, gr00t-fast's and OpenVINO's versions, the device and the precision; a second load compresses nothing."""
@@ -131,6 +132,7 @@ def test_an_unknown_device_is_one_line(tiny_checkpoint):
         load_policy(tiny_checkpoint, device="cpu", backend="openvino", openvino_device="NPU.7", warmup=False)
 
 
+@pytest.mark.slow
 def test_the_policy_holds_what_the_graphs_leave_out_alone(tiny_checkpoint, tmp_path, monkeypatch):
     """The PyTorch model of a graph backend holds the embedding lookup's table alone, the rest on the meta device;
     the precision's cost said at load comes from fp32 eager's answer stored with the cached export, the same line a
@@ -173,6 +175,7 @@ def test_device_names_as_openvino_lists_them():
     assert not device_available("GPU", ["CPU"])
 
 
+@pytest.mark.slow
 def test_the_compiled_cache_serves_only_the_files_it_wrote(tiny_checkpoint, tmp_path, monkeypatch, caplog):
     """OpenVINO's compiled models and NNCF INT8 IR in the cache are recorded with their sha256 as they are written
     (`runtime.cache.seal`): a blob copied in from another cache folder, or an IR file changed in place, is named in

@@ -108,6 +108,7 @@ def test_int8_graphs_move_nvidias_actions_by_a_few_degrees_only(golden_checkpoin
         assert 0 < degrees < 8 and np.isfinite(error["max_abs_diff"]), (name, error)
 
 
+@pytest.mark.slow
 def test_int8_calibrated_on_your_own_observations_holds_on_nvidias_cases(golden_checkpoint, tmp_path):
     """`export int8 --calibration FILE` on simulated SO-100 frames (MuJoCo renders, unlike NVIDIA's images): they
     calibrate beside the synthetic scenes, and on NVIDIA's so100 cases the arm moves by a few degrees (4.2 measured

@@ -78,7 +78,8 @@ def test_batched_equals_unbatched(policy, batch):
 
 
 def test_graph_buckets_pad_the_batch_without_changing_actions(policy, noise):
-    """cuda-graph batches are padded to a bucket (rows and prompt length); the padding changes no robot's actions."""
+    """A compiling backend's batches (cuda-graph, compile) are padded to a bucket (rows and prompt length); the
+    padding changes no robot's actions."""
     observations = [robot_observation(policy, i) for i in range(3)]
     model = FleetModel(policy, noise=noise, buckets=(1, 2, 4, 8))
     for obs, result in zip(observations, model(observations, [None] * 3, [None] * 3)):

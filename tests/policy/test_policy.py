@@ -153,9 +153,10 @@ def test_seed_goes_through_load_policy(tiny_checkpoint):
     assert not np.allclose(outs[0], outs[2])
 
 
+@pytest.mark.slow
 def test_inference_path_imports_no_dev_tool_and_no_exporter(tiny_checkpoint):
     """Loading a policy and acting imports neither the development tools nor an exporter (torch backend): of
-    export/, only `ensure_artifacts`, which finds a torch backend nothing to make."""
+    export/, only `export.artifacts`, of which a torch backend asks nothing."""
     import subprocess
     import sys
 

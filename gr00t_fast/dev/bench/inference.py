@@ -48,7 +48,7 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: st
     """({name: (backend, build s)}, notes on the skipped ones). Backends other than torch run on `plain_model`;
     openvino computes in the policy's precision (bf16 for a bf16 policy, else f32), with `quantize` ("int8": NNCF
     INT8 weights)."""
-    from gr00t_fast.backends import backend_class
+    from gr00t_fast.backends import LoadRequest, backend_class
     from gr00t_fast.loading import build_backend
 
     built, notes = {}, []
@@ -56,7 +56,8 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: st
     size = lambda: sum(p.numel() for p in policy.model.parameters())  # noqa: E731
     for name in names:
         try:  # the backend's own options for the policy's dtype and quantize (openvino: its precision)
-            options = backend_class(name).configure(policy.model.dtype, quantize, size, "CPU")[2]
+            options = backend_class(name).configure(LoadRequest(checkpoint, dtype=policy.model.dtype, quantize=quantize,
+                                                                parameters=size)).options
             ms, backend = timed(lambda: policy.backend if name == "torch" else build_backend(
                 name, plain(), checkpoint, policy.data_config, options=options))
             built[name] = (backend, ms / 1e3)

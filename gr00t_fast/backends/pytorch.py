@@ -1,0 +1,51 @@
+"""What the backends running the PyTorch model (torch, compile, cuda-graph) make of it as they load: its matmuls
+quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by the eager backend where that pays
+(`pack_model`) and plain for the others, which compile or capture it (packed weights cannot be read there)."""
+
+from dataclasses import replace
+
+import torch
+
+from gr00t_fast.backends.base import Backend, LoadRequest
+from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
+from gr00t_fast.model.quantize import MODES, quantize_linears
+
+__all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
+
+
+def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
+    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1). Its layer
+    counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are returned."""
+    from gr00t_fast.backends.eager import TorchBackend
+
+    inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
+    steps = model.config.num_inference_timesteps
+    counts = quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
+    if model.precision is not None:
+        model.precision = replace(model.precision, quantization={"mode": mode, **counts})
+    return counts
+
+
+def pack_model(model: torch.nn.Module) -> int:
+    """The eager backend's Linear layers packed for oneDNN where that pays (`gr00t_fast.model.packed`: bfloat16 on a
+    CPU with bf16 units), counted in `model.precision`; returns how many."""
+    count = pack_linears(model) if packing_pays(model) else 0
+    if count and model.precision is not None:
+        model.precision = replace(model.precision, packed_layers=count)
+    return count
+
+
+class PyTorchBackend(Backend):
+    """A backend running the PyTorch model itself: it quantizes its matmuls as `load_policy(quantize=...)` asks."""
+
+    quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
+
+    @classmethod
+    def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:
+        """The model's layers plain (a model packed for the eager backend before is unpacked), quantized as asked."""
+        if unpack_linears(model) and model.precision is not None:
+            model.precision = replace(model.precision, packed_layers=0)
+        if request.quantize is not None:
+            quantize_model(model, request.quantize)
+        return super().load(model, request)
