@@ -14,11 +14,13 @@ INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGIN
 # returns the exit code (None: 0).
 COMMANDS = {
     "run": ("gr00t_fast.control.run", "drive a real or simulated SO-100 with the policy in-process"),
-    "serve": ("gr00t_fast.serve.cli:serve_main", "serve the policy over the Isaac-GR00T ZeroMQ protocol"),
+    "serve": ("gr00t_fast.serve.cli:serve_main",
+              "serve the policy over the Isaac-GR00T ZeroMQ protocol, or LeRobot's async inference (--protocol lerobot)"),
     "fleet": ("gr00t_fast.serve.cli:fleet_main",
               "serve one policy to many robots: Triton with dynamic batching (fleet serve)"),
     "make-checkpoint": ("gr00t_fast.dev.make_checkpoint", "write a random-weight checkpoint in the official layout"),
-    "make-dataset": ("gr00t_fast.dev.recorded", "write a synthetic SO-100 dataset (LeRobot v2.1, NVIDIA's layout)"),
+    "make-dataset": ("gr00t_fast.dev.recorded",
+                     "write a synthetic dataset for one of NVIDIA's data configs (LeRobot v2.x, NVIDIA's layout)"),
     "install-lerobot": ("gr00t_fast.robot.lerobot_install", "install LeRobot for this Python, keeping your torch"),
     "eval": ("gr00t_fast.evaluation.cli",
              "open-loop evaluation on recorded LeRobot datasets (NVIDIA's eval_policy.py)"),

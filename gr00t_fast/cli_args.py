@@ -16,8 +16,8 @@ import math
 import sys
 from typing import Iterable, NoReturn, Sequence
 
-__all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "closest", "missing_extra", "non_negative", "normalize_flag",
-           "port", "positive", "require", "token"]
+__all__ = ["ArgumentParser", "HelpFormatter", "MissingExtra", "Mistakes", "closest", "error_line", "missing_extra",
+           "non_negative", "normalize_flag", "port", "positive", "positive_int", "require", "token"]
 
 # optional module -> the gr00t-fast extra that installs it
 EXTRAS = {
@@ -59,6 +59,14 @@ def positive(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A whole number > 0 (counts, rates, sizes; argparse `type=`)."""
+    value = int(text)  # argparse: "invalid positive_int value"
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text}")
+    return value
+
+
 def token(text: str) -> str:
     """An API token (argparse `type=`): an empty one would silently mean no authentication, so it is refused."""
     if not text:
@@ -75,7 +83,8 @@ def non_negative(text: str) -> float:
     return value
 
 
-METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT", port: "PORT", positive: "FLOAT", non_negative: "FLOAT"}
+METAVARS = {None: "TEXT", str: "TEXT", int: "INT", float: "FLOAT", port: "PORT", positive: "FLOAT", positive_int: "INT",
+            non_negative: "FLOAT"}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -159,20 +168,33 @@ class MissingExtra(ImportError):
                                                                                         if install else ""))
 
 
+class Mistakes(ValueError):
+    """Every mistake found in one input (a config file), each a line of its own wherever it is printed
+    (`error_line` keeps them apart): `<where>: <the mistake>` for one, else `<where>: N mistakes:` and a `  - `
+    line per mistake."""
+
+    def __init__(self, where: str, mistakes: Sequence[str]) -> None:
+        self.where, self.mistakes = where, [" ".join(m.split()) for m in mistakes]
+        lines = "".join(f"\n  - {m}" for m in self.mistakes)
+        super().__init__(f"{where}: {self.mistakes[0]}" if len(self.mistakes) == 1 else
+                         f"{where}: {len(self.mistakes)} mistakes:{lines}")
+
+
 DEBUG_ENV = "GR00T_FAST_DEBUG"  # set (to anything but 0): a one-line error is followed by its traceback
 
 
 def error_line(prog: str, error: BaseException | str, join: bool = True) -> None:
-    """`<prog>: error: <the error>` on stderr, its whitespace joined into one line (`join`); with GR00T_FAST_DEBUG
-    set, the traceback behind it first (for a bug report: the line says what to fix in the input, not where the
-    code failed)."""
+    """`<prog>: error: <the error>` on stderr, its whitespace joined into one line (`join`; `Mistakes` keep a line
+    each); with GR00T_FAST_DEBUG set, the traceback behind it first (for a bug report: the line says what to fix in
+    the input, not where the code failed)."""
     import os
 
     if isinstance(error, BaseException) and os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
         import traceback
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-    print(f"{prog}: error: {' '.join(str(error).split()) if join else error}", file=sys.stderr)
+    one_line = join and not isinstance(error, Mistakes)
+    print(f"{prog}: error: {' '.join(str(error).split()) if one_line else error}", file=sys.stderr)
 
 
 def require(needed_for: str, *modules: str) -> None:

@@ -245,6 +245,7 @@ def test_port_check_refuses_only_a_missing_device_path():
 # --- the real entry points (subprocesses; each fails or stops before a model loads) -----------------------------
 
 
+@pytest.mark.slow
 def test_entry_points_answer_in_one_line():
     typo = cli("run", "--denoising_step=2")
     assert typo.returncode == 2 and typo.stderr.strip() == (

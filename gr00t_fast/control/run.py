@@ -33,11 +33,12 @@ from gr00t_fast.runtime.interrupt import interrupt_in
 from gr00t_fast.model.provenance import random_weights
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
 from gr00t_fast.loading import create_policy
-from gr00t_fast.model.hub import HubError, resolve_checkpoint
+from gr00t_fast.model.hub import resolve_checkpoint
+from gr00t_fast.policy.adapter import RobotAdapter
 from gr00t_fast.policy.config import PolicyConfig
-from gr00t_fast.policy.data_config import get_data_config
-from gr00t_fast.policy.metadata import load_metadata
-from gr00t_fast.policy.transforms import key_transforms
+from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy.metadata import EmbodimentMetadata
+from gr00t_fast.policy.preflight import check_data_config, check_policy_inputs
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 from gr00t_fast.typed_config import config_path_in, parse_config
@@ -136,17 +137,28 @@ def outputs_error(cfg: RunConfig) -> str | None:
     return next((error for flag, path in outputs.items() if path and (error := output_error(flag, path))), None)
 
 
+def check_robot(robot: Any, cfg: RunConfig, config: DataConfig, metadata: EmbodimentMetadata) -> None:
+    """ValueError (one line) where the robot, built but not connected, cannot serve the data config: a key without
+    a joint group on it, a group of another width than the checkpoint's, joints no action commands, cameras that do
+    not map onto the config's (`--camera_map`). The control loop maps it the same way once the model is loaded."""
+    dims = {key: info.width for key, info in metadata.keys.items()}
+    RobotAdapter.build(robot, config, cfg.camera_map, metadata.video_resolution, dims)
+
+
 def run(cfg: RunConfig) -> int:
     """Connect the robot, load the policy, warm up, drive, print the summary. Returns the exit code.
 
-    The robot connects before the model loads: a wrong port, a missing calibration or a dead camera fails in
-    seconds, not after the model. Every setup failure is one line and exit code 2. Once connected, the robot is
-    disconnected (torque off) on every way out: an error, Ctrl-C (any number of times) or SIGTERM at any moment
-    (`StopSignals`)."""
-    if cfg.model_path and not cfg.policy_host:  # a Hugging Face model id: its snapshot folder from here on
-        try:
-            cfg.model_path = str(resolve_checkpoint(cfg.model_path, cfg.revision))
-        except HubError as e:
+    What the checkpoint's metadata, the data config and the robot's joints and cameras can say is checked before
+    either moves (`check_policy_inputs`, `check_robot`). The robot connects before the model loads: a wrong port, a
+    missing calibration or a dead camera fails in seconds, not after the model. Every setup failure is one line
+    (a data-config file's mistakes: one line each) and exit code 2. Once connected, the robot is disconnected
+    (torque off) on every way out: an error, Ctrl-C (any number of times) or SIGTERM at any moment (`StopSignals`)."""
+    if not cfg.policy_host:
+        try:  # a data-config file's mistakes before a download or the demo checkpoint's generation
+            check_data_config(cfg.data_config)
+            if cfg.model_path:  # a Hugging Face model id: its snapshot folder from here on
+                cfg.model_path = str(resolve_checkpoint(cfg.model_path, cfg.revision))
+        except (ValueError, OSError) as e:  # (an id neither cached nor downloadable: HubError, a ValueError)
             return setup_error(e)
         except KeyboardInterrupt:
             return interrupted("downloading the checkpoint")
@@ -156,16 +168,18 @@ def run(cfg: RunConfig) -> int:
     unwritable = outputs_error(cfg)
     if unwritable:
         return setup_error(unwritable)
-    if not cfg.policy_host:  # statistics, camera resolutions or a data config that make no sense: refused before the
-        try:  # arm's torque
-            metadata = load_metadata(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag)
-            key_transforms(get_data_config(cfg.data_config, metadata.modalities, metadata.source), metadata)
+    inputs = None  # statistics, camera resolutions or a data config that make no sense: refused before the arm's
+    if not cfg.policy_host:  # torque, and before the model loads
+        try:
+            inputs = check_policy_inputs(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag, cfg.data_config)
         except (ValueError, OSError) as e:
             return setup_error(e)
     with StopSignals() as signals:
         robot = None
         try:
             robot = make_robot(cfg.robot, fps=cfg.fps)
+            if inputs is not None:
+                check_robot(robot, cfg, *inputs)
             robot.connect()
         except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
             signals.hold()

@@ -141,12 +141,10 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
                               api_token=args.api_token)
         data_config = client.data_config
     else:
-        from gr00t_fast.policy.data_config import get_data_config
-        from gr00t_fast.policy.metadata import load_metadata
+        from gr00t_fast.policy.preflight import check_policy_inputs
 
         args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
-        metadata = load_metadata(args.model_path, args.embodiment_tag)
-        data_config = get_data_config(args.data_config, metadata.modalities, metadata.source)
+        data_config, metadata = check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)
     dataset = open_dataset(dataset_path, data_config, args.action_horizon, camera_map(args.camera_map))
     episodes = args.episodes if args.episodes is not None else dataset.episodes
     for episode in episodes:

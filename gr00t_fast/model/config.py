@@ -172,25 +172,40 @@ class Gr00tConfig:
 
     @classmethod
     def from_checkpoint(cls, checkpoint_dir: str | Path, eagle_path: str | Path | None = None) -> "Gr00tConfig":
-        """Read `<checkpoint>/config.json` plus the Eagle assets config (see `find_eagle_dir`)."""
-        cfg_file = checkpoint_file(checkpoint_dir, "config.json")
-        model_cfg = read_json(cfg_file)
-        also: tuple[Path, ...] = ()
-        hub_repo = HUB_REPO
-        if is_lerobot_config(model_cfg):  # the network is the LeRobot policy's base model: its config, or N1.5-3B's
-            check_lerobot_n15(model_cfg, cfg_file)
-            hub_repo = model_cfg.get("tokenizer_assets_repo", HUB_REPO)
-            also = (lerobot_assets_dir(hub_repo),)
-            base = Path(model_cfg.get("base_model_path") or "") / "config.json"
-            model_cfg = read_json(base) if base.is_file() else {"model_type": "gr00t_n1_5"}
-        if not isinstance(model_cfg, dict) or model_cfg.get("model_type") != "gr00t_n1_5":
-            found = model_cfg.get("model_type", model_cfg.get("type")) if isinstance(model_cfg, dict) else model_cfg
-            raise ValueError(f"{cfg_file} is not a GR00T N1.5 config: model_type is {found!r}, expected 'gr00t_n1_5'")
-        for section in ("backbone_cfg", "action_head_cfg"):
-            if not isinstance(model_cfg.get(section, {}), dict):
-                raise ValueError(f"{cfg_file}: {section} must be a map, got {type(model_cfg[section]).__name__}")
+        """Read `<checkpoint>/config.json` (`network_config`) plus the Eagle assets config (see `find_eagle_dir`)."""
+        model_cfg, also, hub_repo = network_config(checkpoint_dir)
         eagle_dir = find_eagle_dir(checkpoint_dir, eagle_path, also, hub_repo)
         return cls.from_dicts(model_cfg, load_eagle_config(eagle_dir), eagle_dir)
+
+
+def network_config(checkpoint_dir: str | Path) -> tuple[dict[str, Any], tuple[Path, ...], str]:
+    """The network's `config.json` dict, checked to be GR00T N1.5 (a LeRobot checkpoint's: its base model's, or
+    N1.5-3B's), where else its Eagle assets may be (LeRobot's copy) and their hub repo; reads config.json alone."""
+    cfg_file = checkpoint_file(checkpoint_dir, "config.json")
+    model_cfg = read_json(cfg_file)
+    also: tuple[Path, ...] = ()
+    hub_repo = HUB_REPO
+    if is_lerobot_config(model_cfg):  # the network is the LeRobot policy's base model: its config, or N1.5-3B's
+        check_lerobot_n15(model_cfg, cfg_file)
+        hub_repo = model_cfg.get("tokenizer_assets_repo", HUB_REPO)
+        also = (lerobot_assets_dir(hub_repo),)
+        base = Path(model_cfg.get("base_model_path") or "") / "config.json"
+        model_cfg = read_json(base) if base.is_file() else {"model_type": "gr00t_n1_5"}
+    if not isinstance(model_cfg, dict) or model_cfg.get("model_type") != "gr00t_n1_5":
+        found = model_cfg.get("model_type", model_cfg.get("type")) if isinstance(model_cfg, dict) else model_cfg
+        raise ValueError(f"{cfg_file} is not a GR00T N1.5 config: model_type is {found!r}, expected 'gr00t_n1_5'")
+    for section in ("backbone_cfg", "action_head_cfg"):
+        if not isinstance(model_cfg.get(section, {}), dict):
+            raise ValueError(f"{cfg_file}: {section} must be a map, got {type(model_cfg[section]).__name__}")
+    return model_cfg, also, hub_repo
+
+
+def model_widths(checkpoint_dir: str | Path) -> tuple[int, int]:
+    """(max_state_dim, max_action_dim) of a checkpoint's network from its config.json alone, without its Eagle
+    assets or weights: the widths a data config's states and actions must fit in."""
+    head = network_config(checkpoint_dir)[0].get("action_head_cfg", {})
+    return (int(head.get("max_state_dim", Gr00tConfig.max_state_dim)),
+            int(head.get("max_action_dim", Gr00tConfig.max_action_dim)))
 
 
 def read_json(path: Path) -> Any:

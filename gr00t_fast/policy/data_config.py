@@ -114,19 +114,26 @@ DATA_CONFIGS: dict[str, DataConfig] = {config.name: config for config in [
 
 # ---- a user's own config: a YAML or JSON file with NVIDIA's class attributes ------------------------------------
 
-FILE_FIELDS = {
-    "name": "the config's name (default: the file's name)",
-    "video_keys": "cameras, in the model's order: [video.<camera>, ...]",
-    "state_keys": "state keys, in the model's order: [state.<key>, ...]",
-    "action_keys": "action keys, in the model's order: [action.<key>, ...]",
-    "language_keys": "the one language key: [annotation.<...>]",
-    "observation_indices": "[0] (N1.5 reads the current step)",
-    "action_indices": f"[0, 1, ..., {ACTION_HORIZON - 1}] (the model's action horizon)",
-    "state_normalization_modes": "state key -> min_max | q99 | mean_std | binary (keys left out: unnormalized)",
-    "state_target_rotations": "state key -> the rotation the model sees (rotation_6d, axis_angle, ...)",
-    "state_sin_cos": "state keys passed through sin/cos instead (their width doubles)",
-    "action_normalization_modes": "action key -> min_max | q99 | mean_std | binary (left out: unnormalized)",
-    "action_target_rotations": "action key -> the rotation the model predicts it in (decoded back to the metadata's)",
+MODES = ("min_max", "q99", "mean_std", "binary")  # the normalization modes (`gr00t_fast.policy.transforms`)
+_MODES = " | ".join(MODES)
+
+# field -> (its type, as `gr00t_fast.typed_config` reads it; its value when left out; what it holds)
+FILE_FIELDS: dict[str, tuple[Any, Any, str]] = {
+    "name": (str | None, None, "the config's name (default: the file's name)"),
+    "video_keys": (list[str], (), "cameras, in the model's order: [video.<camera>, ...]"),
+    "state_keys": (list[str], (), "state keys, in the model's order: [state.<key>, ...]"),
+    "action_keys": (list[str], (), "action keys, in the model's order: [action.<key>, ...]"),
+    "language_keys": (list[str], (), "the one language key: [annotation.<...>]"),
+    "observation_indices": (list[int], [0], "[0] (N1.5 reads the current step)"),
+    "action_indices": (list[int], list(range(ACTION_HORIZON)),
+                       f"[0, 1, ..., {ACTION_HORIZON - 1}] (the model's action horizon)"),
+    "state_normalization_modes": (dict[str, str], {}, f"state key -> {_MODES} (keys left out: unnormalized)"),
+    "state_target_rotations": (dict[str, str], {}, "state key -> the rotation the model sees (rotation_6d, "
+                                                   "axis_angle, ...)"),
+    "state_sin_cos": (list[str], (), "state keys passed through sin/cos instead (their width doubles)"),
+    "action_normalization_modes": (dict[str, str], {}, f"action key -> {_MODES} (left out: unnormalized)"),
+    "action_target_rotations": (dict[str, str], {}, "action key -> the rotation the model predicts it in (decoded "
+                                                    "back to the metadata's)"),
 }
 REQUIRED_FIELDS = ("video_keys", "state_keys", "action_keys", "language_keys")
 
@@ -141,92 +148,109 @@ def to_file(config: DataConfig) -> dict[str, Any]:
             "action_target_rotations": dict(config.action_rotations)}
 
 
-def from_file(path: Path, fields: dict[str, Any]) -> DataConfig:
-    """A config from a file's fields, every mistake named on a line of its own (ValueError)."""
+def _typed(fields: dict[Any, Any], mistakes: list[str]) -> dict[str, Any]:
+    """The fields read as their types say (`gr00t_fast.typed_config.convert`: text stays text, `name: no` is the
+    name "no"); every unknown field (with the closest known one), missing field and value of another type added to
+    `mistakes` (such a field is left out)."""
+    from gr00t_fast.cli_args import closest
+    from gr00t_fast.typed_config import ConfigError, convert
+
+    mistakes += [f"unknown field {k!r}{closest(str(k), FILE_FIELDS)}" for k in fields if k not in FILE_FIELDS]
+    mistakes += [f"missing field {k!r} ({FILE_FIELDS[k][2]})" for k in REQUIRED_FIELDS if k not in fields]
+    values = {}
+    for name, value in fields.items():
+        if name in FILE_FIELDS:
+            try:
+                values[name] = convert(value, FILE_FIELDS[name][0], (name,))
+            except ConfigError as e:
+                mistakes.append(f"{'.'.join(e.at)}: {e}")
+    return values
+
+
+def from_file(path: Path, fields: dict[Any, Any]) -> DataConfig:
+    """A config from a file's fields (YAML's read as `Plain` text, see `gr00t_fast.typed_config`), every mistake
+    named on a line of its own (`gr00t_fast.cli_args.Mistakes`, a ValueError)."""
+    from gr00t_fast.cli_args import Mistakes
     from gr00t_fast.policy.rotations import parse
 
-    mistakes = [f"unknown field {k!r}" for k in fields if k not in FILE_FIELDS]
-    mistakes += [f"missing field {k!r} ({FILE_FIELDS[k]})" for k in REQUIRED_FIELDS if k not in fields]
+    mistakes: list[str] = []
+    given = _typed(fields, mistakes)
+    values = {**{name: default for name, (_, default, _) in FILE_FIELDS.items()}, **given}
 
-    def keys(name: str, prefix: str, many: bool = True) -> list[str]:
-        value = fields.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-            mistakes.append(f"{name} must be a list of strings, got {value!r}")
-            return []
+    def keys(name: str, prefix: str) -> list[str]:
+        value = values[name]
         for key in value:
-            if not key.startswith(prefix) or key.count(".") < 1 or key == prefix:
+            if not key.startswith(prefix) or key == prefix:
                 mistakes.append(f"{name}: {key!r} must start with {prefix!r}")
         if len(set(value)) != len(value):
-            mistakes.append(f"{name} lists a key twice: {value}")
-        if name in REQUIRED_FIELDS and not value and name in fields:
+            mistakes.append(f"{name} lists a key twice: {list(value)}")
+        if name in REQUIRED_FIELDS and name in given and not value:
             mistakes.append(f"{name} is empty")
         return value
 
     video, state, action = keys("video_keys", "video."), keys("state_keys", "state."), keys("action_keys", "action.")
     language = keys("language_keys", "annotation.")
-    if "language_keys" in fields and len(language) != 1:
-        mistakes.append(f"language_keys must name exactly one key, got {language}")
-    if fields.get("observation_indices", [0]) != [0]:
-        mistakes.append(f"observation_indices must be [0] (N1.5 reads one step), got {fields['observation_indices']!r}")
-    if fields.get("action_indices", list(range(ACTION_HORIZON))) != list(range(ACTION_HORIZON)):
+    if "language_keys" in given and len(language) != 1:
+        mistakes.append(f"language_keys must name exactly one key, got {list(language)}")
+    if values["observation_indices"] != [0]:
+        mistakes.append(f"observation_indices must be [0] (N1.5 reads one step), got {values['observation_indices']}")
+    if values["action_indices"] != list(range(ACTION_HORIZON)):
         mistakes.append(f"action_indices must be [0, ..., {ACTION_HORIZON - 1}] (N1.5's action horizon), got "
-                        f"{fields['action_indices']!r}")
+                        f"{values['action_indices']}")
 
-    def per_key(name: str, allowed: list[str], check) -> dict[str, str]:
-        value = fields.get(name, {})
-        if not isinstance(value, dict):
-            mistakes.append(f"{name} must map keys to values, got {value!r}")
-            return {}
-        for key, item in value.items():
-            if key not in allowed:
-                mistakes.append(f"{name}: {key!r} is not one of the config's keys {allowed}")
+    def per_key(name: str, of: str, check) -> dict[str, str]:
+        for key, item in values[name].items():
+            if of in given and key not in values[of]:  # (keys that were not read are one mistake already)
+                mistakes.append(f"{name}: {key!r} is not one of the config's keys {list(values[of])}")
             problem = check(item)
             if problem:
                 mistakes.append(f"{name}.{key}: {problem}")
-        return value
+        return values[name]
 
-    def mode(item) -> str | None:
-        return None if item in ("min_max", "q99", "mean_std", "binary") else \
-            f"{item!r} is no normalization mode (min_max, q99, mean_std, binary)"
+    def mode(item: str) -> str | None:
+        return None if item in MODES else f"{item!r} is no normalization mode ({', '.join(MODES)})"
 
-    def rotation(item) -> str | None:
+    def rotation(item: str) -> str | None:
         try:
-            parse(str(item))
+            parse(item)
         except ValueError as e:
             return str(e)
         return None
 
-    state_modes = per_key("state_normalization_modes", state, mode)
-    action_modes = per_key("action_normalization_modes", action, mode)
-    state_rotations = per_key("state_target_rotations", state, rotation)
-    action_rotations = per_key("action_target_rotations", action, rotation)
+    state_modes = per_key("state_normalization_modes", "state_keys", mode)
+    action_modes = per_key("action_normalization_modes", "action_keys", mode)
+    state_rotations = per_key("state_target_rotations", "state_keys", rotation)
+    action_rotations = per_key("action_target_rotations", "action_keys", rotation)
     sin_cos = keys("state_sin_cos", "state.")
     for key in sin_cos:
-        if key not in state:
-            mistakes.append(f"state_sin_cos: {key!r} is not one of the state keys {state}")
+        if "state_keys" in given and key not in state:
+            mistakes.append(f"state_sin_cos: {key!r} is not one of the state keys {list(state)}")
         if key in state_modes or key in state_rotations:
             mistakes.append(f"state_sin_cos: {key!r} is also normalized or rotated; sin/cos replaces both")
     if mistakes:
-        raise ValueError(f"data config file {path}: {len(mistakes)} mistake(s):\n" + "\n".join(f"  - {m}" for m in mistakes))
-    return DataConfig(str(fields.get("name") or path.stem), tuple(video), tuple(state), tuple(action), language[0],
+        raise Mistakes(f"data config file {path}", mistakes)
+    return DataConfig(values["name"] or path.stem, tuple(video), tuple(state), tuple(action), language[0],
                       dict(state_modes), dict(action_modes), dict(state_rotations), dict(action_rotations),
                       tuple(sin_cos))
 
 
 def read_file(path: Path) -> DataConfig:
     """A data-config file (.yaml/.yml/.json with `video_keys`, ...) or Isaac's `modality.json` (sections `video`,
-    `state`, `action` keyed by sub-key: keys only, min-max normalized)."""
-    import yaml
+    `state`, `action` keyed by sub-key: keys only, min-max normalized). YAML is read as run configs are
+    (`gr00t_fast.typed_config.load_yaml`: no YAML 1.1 booleans or numbers in place of text)."""
+    from gr00t_fast.typed_config import load_yaml
 
     if not path.is_file():
         raise ValueError(f"data config file {path} does not exist")
-    try:
-        fields = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
-    except (ValueError, yaml.YAMLError) as e:
-        raise ValueError(f"data config file {path} is not valid {path.suffix[1:].upper()}: "
-                         f"{str(e).splitlines()[0]}") from None
-    if not isinstance(fields, dict):
-        raise ValueError(f"data config file {path} holds {type(fields).__name__}, expected a map of fields")
+    if path.suffix == ".json":
+        try:
+            fields = json.loads(path.read_text())
+        except ValueError as e:
+            raise ValueError(f"data config file {path} is not valid JSON: {str(e).splitlines()[0]}") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"data config file {path} holds {type(fields).__name__}, expected a map of fields")
+    else:
+        fields = load_yaml(path)  # "<path>: malformed YAML ..." / "<path>: expected a mapping ..."
     if "video_keys" in fields or path.suffix != ".json":
         return from_file(path, fields)
     return from_modalities(path.stem, fields)

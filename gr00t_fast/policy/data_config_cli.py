@@ -8,12 +8,11 @@
 """
 
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
-from gr00t_fast.cli_args import ArgumentParser
+from gr00t_fast.cli_args import ArgumentParser, error_line
 from gr00t_fast.policy.data_config import DATA_CONFIGS, read_file, to_file
 from gr00t_fast.policy.embodiments import LAYOUTS
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out, "x") as file:
                 file.write(show(args.name, args.json) + "\n")
         except OSError as e:
-            print(f"gr00t-fast data-config: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+            error_line("gr00t-fast data-config", f"cannot write {args.out}: {e.strerror or e}")
             return 2
         print(f"wrote NVIDIA's {args.name!r} to {args.out}: edit it for your robot, then --data_config {args.out}")
     elif args.command == "show":
@@ -82,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             config = read_file(Path(args.file))
-        except ValueError as e:
-            print(f"gr00t-fast data-config: {e}", file=sys.stderr)
+        except (ValueError, OSError) as e:  # every mistake of a file on a line of its own (`Mistakes`)
+            error_line("gr00t-fast data-config", e)
             return 2
         print(f"{args.file}: a valid data config {config.name!r} ({len(config.video_keys)} camera(s), "
               f"{len(config.state_keys)} state keys, {len(config.action_keys)} action keys)")

@@ -13,7 +13,7 @@ from gr00t_fast.policy.bounds import MAX_FRAME_PIXELS, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy import rotations
 from gr00t_fast.policy.metadata import EmbodimentMetadata
-from gr00t_fast.policy.transforms import key_transforms
+from gr00t_fast.policy.transforms import check_widths, key_transforms
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS, PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class Processor:
         self.device = torch.device(device)
         self.dtype = dtype
         states, actions = key_transforms(data_config, metadata)
+        check_widths(data_config, states, actions, max_state_dim, max_action_dim)
         self.video_resolution = {k: metadata.video_resolution[k] for k in data_config.video_keys}
         self.bounds = bounds or RequestBounds()
         self.prompt_step = prompt_step
@@ -160,16 +161,11 @@ class Processor:
         self.state_dims = {t.key: t.width for t in states}  # as the robot gives them
         self.state_min = {k: metadata.stats[k].min for k in data_config.state_keys if k in metadata.stats}
         self.state_max = {k: metadata.stats[k].max for k in data_config.state_keys if k in metadata.stats}
-        model_state = sum(t.model_width for t in states)
-        if model_state > max_state_dim:
-            raise ValueError(f"state keys need {model_state} dims after their transforms, the model takes {max_state_dim}")
         self.action_slices: dict[str, slice] = {}  # each action key's columns of the model's prediction
         start = 0
         for t in actions:
             self.action_slices[t.key] = slice(start, start + t.model_width)
             start += t.model_width
-        if start > max_action_dim:
-            raise ValueError(f"action keys need {start} dims, the model predicts {max_action_dim}")
         self.action_dim = start  # the embodiment's action dims, the first of the model's max_action_dim
         self.key_dims = {**self.state_dims, **{t.key: t.width for t in actions}}
         self._warned: set[str] = set()

@@ -85,6 +85,7 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert "max |dev. from reference|" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_served_policy_is_evaluated_through_the_client(dataset_path, tiny_checkpoint, tmp_path, capsys):
     from gr00t_fast.dev.served import serve
 
@@ -143,7 +144,7 @@ def test_eval_runs_nvidias_gr1_config_on_its_demo_layout(tiny_checkpoint, tmp_pa
 
     checkpoint, tag = embodiment_checkpoint(tiny_checkpoint, tmp_path / "gr1", "fourier_gr1_arms_only")
     root = write_v21(tmp_path / "robot_sim.PickNPlace", lengths=(20,), fps=20, size=(64, 64),
-                     recipe=RECIPES["fourier_gr1"])
+                     recipe=RECIPES["fourier_gr1_arms_only"])
     assert main(["--model_path", str(checkpoint), "--dataset_path", str(root), "--data_config",
                  "fourier_gr1_arms_only", "--embodiment_tag", tag, "--out", str(tmp_path / "out.json")]) == 0
     result = json.loads((tmp_path / "out.json").read_text())

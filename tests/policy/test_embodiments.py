@@ -275,6 +275,43 @@ def test_relative_rotations_cannot_be_normalized(checkpoints, tmp_path):
         key_transforms(DATA_CONFIGS["single_panda_gripper"], metadata)
 
 
+def test_every_keys_mistake_is_a_line_of_its_own(checkpoints):
+    """`key_transforms` goes on past a key's mistake: both Panda grippers' binary statistics of 0..2 are reported,
+    each on its own line (`Mistakes`)."""
+    from dataclasses import replace
+
+    from gr00t_fast.cli_args import Mistakes
+
+    checkpoint, tag = checkpoints["bimanual_panda_gripper"]
+    metadata = load_metadata(checkpoint, tag)
+    grippers = ("action.right_gripper_close", "action.left_gripper_close")
+    object.__setattr__(metadata, "stats", {**metadata.stats, **{key: replace(metadata.stats[key], max=np.array([2.0]))
+                                                                for key in grippers}})
+    with pytest.raises(Mistakes) as e:
+        key_transforms(DATA_CONFIGS["bimanual_panda_gripper"], metadata)
+    assert str(e.value).splitlines() == [
+        f"data config 'bimanual_panda_gripper' with the metadata of {tag!r}: 2 mistakes:",
+        *(f"  - {key} is binary, but its statistics are min [0.0], max [2.0]; a binary key holds 0 or 1 (thresholded "
+          "at 0.5)" for key in grippers)]
+
+
+def test_the_processor_refuses_keys_wider_than_the_model(checkpoints):
+    """What `check_policy_inputs` refuses before the load (tests/test_mistakes_before_load.py), a `Processor` built
+    directly refuses too: GR1's 26 joints take 52 state dims with sin/cos and 26 action dims."""
+    from gr00t_fast.cli_args import Mistakes
+    from gr00t_fast.policy.processor import Processor
+
+    checkpoint, tag = checkpoints["fourier_gr1_arms_only"]
+    metadata = load_metadata(checkpoint, tag)
+    with pytest.raises(Mistakes) as e:
+        Processor(DATA_CONFIGS["fourier_gr1_arms_only"], metadata, None, max_state_dim=51, max_action_dim=25)
+    assert str(e.value).splitlines() == ["data config 'fourier_gr1_arms_only': 2 mistakes:",
+                                         "  - its state keys take 52 dims after their transforms, the model has 51",
+                                         "  - its action keys take 26 dims after their transforms, the model has 25"]
+    assert Processor(DATA_CONFIGS["fourier_gr1_arms_only"], metadata, None, max_state_dim=52,
+                     max_action_dim=26).action_dim == 26
+
+
 def test_bad_rotation_states_are_one_line(policies):
     policy = policies["bimanual_panda_gripper"]
     obs = observation(policy, np.random.default_rng(6))

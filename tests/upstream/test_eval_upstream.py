@@ -53,7 +53,7 @@ def test_steps_and_mse_are_nvidias_to_the_last_digit(tiny_checkpoint, tmp_path):
         assert np.mean((run.gt - run.pred) ** 2) == pytest.approx(theirs["mse"][run.episode], rel=1e-12)
 
 
-@pytest.mark.parametrize("recipe, data_config, tag", [("fourier_gr1", "fourier_gr1_arms_only", "gr1"),
+@pytest.mark.parametrize("recipe, data_config, tag", [("fourier_gr1_arms_only", "fourier_gr1_arms_only", "gr1"),
                                                       ("agibot_genie1", "agibot_genie1", "agibot_genie1")])
 def test_gr1_demo_layout_and_three_cameras_read_as_nvidia_reads_them(tiny_checkpoint, tmp_path, recipe, data_config,
                                                                      tag):

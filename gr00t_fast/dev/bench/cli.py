@@ -16,9 +16,10 @@ from typing import Callable
 
 import torch
 
-from gr00t_fast.cli_args import ArgumentParser, MissingExtra, require
+from gr00t_fast.cli_args import ArgumentParser, MissingExtra, error_line, require
 from gr00t_fast.dev.bench.common import Bench, BenchError, checkpoint_path
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.policy.preflight import check_data_config, check_policy_inputs
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
@@ -95,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "check"):
             module.check(args)
         policy = policy_config_from_args(args)
+        check_data_config(policy.data_config)  # a file's mistakes before a download or a generated checkpoint
         checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None),
                                      policy.revision)
-    except (ValueError, MissingExtra) as e:
-        print(f"gr00t-fast bench: error: {e}", file=sys.stderr)
+        check_policy_inputs(checkpoint, policy.embodiment_tag, policy.data_config)  # before any weights load
+    except (ValueError, OSError, MissingExtra) as e:
+        error_line("gr00t-fast bench", e)
         return 2
     # --threads (default auto) where inference runs, the torch thread; the main thread (what the benchmarks time
     # there and report, NVIDIA's processes they start) takes the same team
