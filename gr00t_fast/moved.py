@@ -18,6 +18,7 @@ __all__ = ["MOVED", "install"]
 MOVED = {
     "gr00t_fast.bench": "gr00t_fast.dev.bench",
     "gr00t_fast.cache": "gr00t_fast.runtime.cache",
+    "gr00t_fast.control.adapter": "gr00t_fast.policy.adapter",
     "gr00t_fast.data_config": "gr00t_fast.policy.data_config",
     "gr00t_fast.eagle_assets": "gr00t_fast.model.eagle_assets",
     "gr00t_fast.interrupt": "gr00t_fast.runtime.interrupt",

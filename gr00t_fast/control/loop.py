@@ -19,12 +19,16 @@ step| (arm joints, degrees).
 
 Robot joints and cameras map onto the policy's keys through a `RobotAdapter` (derived from the data config).
 Every step is deadline-scheduled (`t0 + k * period`, no accumulated drift) and safety-checked: targets are clipped to
-the joint limits (the robot applies its own `max_relative_target`). A joint read or write the bus leaves unanswered
-(`BusError`) or a camera frame that does not come (`CameraError`) is retried within the step (`bus_retries`, while
-the step is inside its period); a read that still fails holds the last safe target, a camera that still fails skips that step's
-inference. Such a step, a failed inference or a non-finite chunk is reported and counted, and the loop stops after
-`max_consecutive_failures` of them in a row, naming the last; a robot that is gone (`RobotGone`: the serial device
-unplugged) stops it at once.
+the joint limits (the robot applies its own `max_relative_target`). A step's robot work is sorted by the operation
+that failed, whatever it raised: reading the joints, reading a camera (the robot's `CameraError`), writing the joint
+targets. A failed read or write is tried again (`bus_retries`) only where the attempt can finish inside the step's
+period, at what one unanswered attempt may cost (the robot's `read_attempt_s` / `write_attempt_s`: its bus's packet
+timeout): a read leaves one write attempt's time before the period ends, a write has the rest. A joint read that
+still fails holds the last target (nothing is written that step), a write that still fails leaves the last target
+in place, a camera that still fails skips that step's inference; the next step starts on schedule. Such a step, a
+failed inference or a non-finite chunk is reported and counted, and the loop stops after `max_consecutive_failures`
+of them in a row, naming the last; a robot that is gone (`RobotGone`: the serial device unplugged) stops it at once.
+Nothing else escapes a step.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from gr00t_fast.control.adapter import RobotAdapter
+from gr00t_fast.policy.adapter import RobotAdapter
 from gr00t_fast.control.signals import StopSignals
 from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.literals import literal
@@ -66,7 +70,7 @@ class ControlConfig:
     camera_map: dict[str, str] | None = None  # robot camera -> model video key, e.g. {front: video.webcam}
     inject_delay: float = 0.0  # artificial inference latency in seconds (tests, benchmarks)
     max_consecutive_failures: int = 5  # stop after this many failed steps in a row (each holds the last safe pose)
-    bus_retries: int = 3  # retries of a joint read/write or camera frame that failed, within the step's period
+    bus_retries: int = 3  # retries of a joint read/write or camera frame that failed, where they fit the period
     queue_threshold: int | None = None  # async: request inference at this queue depth; None: from the latency
     rtc: RtcMode = "off"  # async: off (blend the overlap), freeze, guided or guided-identity (real-time chunking)
     rtc_beta: float = 5.0  # the guided modes' guidance weight ceiling (about the number of denoising steps)
@@ -180,8 +184,8 @@ class ControlLoop:
         self.lo, self.hi = np.array([robot.joint_limits[key] for key in self.adapter.joint_keys], dtype=np.float64).T
         self.arm = np.array(["gripper" not in key for key in self.adapter.joint_keys])  # joints in degrees
         if config.rtc != "off" and not policy.supports_rtc():
-            raise ValueError(f"rtc={config.rtc} needs a policy that supports real-time chunking (Gr00tPolicy with "
-                             f"backend torch, or a PolicyClient in the msgpack format); this {type(policy).__name__} "
+            raise ValueError(f"rtc={config.rtc} needs a policy that supports real-time chunking (a Gr00tPolicy on "
+                             f"a backend that runs it, or a PolicyClient in the msgpack format); this {type(policy).__name__} "
                              "does not")
         if config.action_horizon > policy.action_horizon:
             raise ValueError(f"action_horizon {config.action_horizon} exceeds the policy's chunk of "
@@ -230,7 +234,7 @@ class ControlLoop:
 
     def warmup(self) -> float:
         """One inference on a real observation (not executed) before the first motion; returns its latency in s."""
-        obs = self._retried(self.robot.get_observation, self.now(), budget_s=1.0)
+        obs = self._retried(self.robot.get_observation, self.now() + 1.0, "read")
         state = self.adapter.joints(obs)
         if self.last_safe is None:
             self.last_safe = state
@@ -256,7 +260,7 @@ class ControlLoop:
                 if self.stop_reason:
                     break
                 try:
-                    self._step(len(self.records), t0)
+                    self._step(len(self.records), t0, end=deadline + self.period)
                 except RobotGone as e:
                     self.stop_reason, self.aborted = f"the robot is gone: {e}", True
                     self.report(f"stopping: {self.stop_reason}")
@@ -292,7 +296,8 @@ class ControlLoop:
 
     # -- one step ----------------------------------------------------------------------------------------------
 
-    def _step(self, step: int, t0: float) -> None:
+    def _step(self, step: int, t0: float, end: float) -> None:
+        """One step, whose retries finish by `end` (the next step's scheduled start); raises only `RobotGone`."""
         start = self.now()
         errors_before = len(self.errors)
         self._jump, self._retries, fault = None, 0, None
@@ -303,19 +308,22 @@ class ControlLoop:
             inference_ms = self._collect(step, block=False)
         wants_inference = not len(self.queue) if self.config.mode == "sync" else (
             not self._in_flight and len(self.queue) <= self._threshold())
-        try:
-            if wants_inference or not hasattr(self.robot, "read_joints"):
-                obs = self._retried(self.robot.get_observation, start)
-                policy_obs = self._policy_observation(obs)
-            else:  # cameras are only needed for inference; a simulated frame costs tens of ms to render
-                obs = self._retried(self.robot.read_joints, start)
+        # cameras are only needed for inference; a simulated frame costs tens of ms to render
+        read = self.robot.get_observation if wants_inference or not hasattr(self.robot, "read_joints") \
+            else self.robot.read_joints
+        try:  # the read's retries leave one write attempt's time before the period ends
+            obs = self._retried(read, end - self._attempt_s("write"), "read")
             state = self.adapter.joints(obs)
-        except CameraError as e:
+            if wants_inference:
+                policy_obs = self._policy_observation(obs)
+        except RobotGone:
+            raise
+        except CameraError as e:  # the robot's word for a camera that gave no frame (the joints may have answered)
             fault = "camera"
-            self._fail(step, f"camera error: {e}")
-        except BusError as e:
-            fault = "bus"
-            self._fail(step, f"bus error: {e}")
+            self._fail(step, f"reading a camera failed: {_one_line(e)}")
+        except Exception as e:  # noqa: BLE001 - whatever reading the joints raised: held, counted, never fatal
+            fault, state = "bus", None
+            self._fail(step, f"reading the joints failed: {_one_line(e)}")
         if self.last_safe is None and state is not None:
             self.last_safe = state
 
@@ -333,20 +341,23 @@ class ControlLoop:
             refill = True
             inference_ms = self._accept(self._infer(self._request(policy_obs)), step)
 
-        action = None if fault == "bus" else self.queue.pop()  # a failed joint read: hold, keep the plan
+        # a failed joint read holds: nothing is written (the servos keep the last target), the plan waits
+        action = None if fault == "bus" else self.queue.pop()
         hold = action is None
-        if hold:
+        if hold and fault != "bus":
             action = self.last_safe
         sent = np.zeros(0)
         if action is not None:
             action = self._clip(action)
             try:
                 sent = self.adapter.joints(self._retried(lambda: self.robot.send_action(self.adapter.joint_dict(action)),
-                                                         start))
+                                                         end, "write"))
                 self.last_safe = sent
-            except BusError as e:
+            except RobotGone:
+                raise
+            except Exception as e:  # noqa: BLE001 - whatever writing raised: the last target stays, counted
                 fault = "bus"
-                self._fail(step, f"bus error: {e}")
+                self._fail(step, f"writing the joint targets failed: {_one_line(e)}")
         if len(self.errors) > errors_before:  # a failed step, however many of its parts failed
             self._consecutive_failures += 1
         elif not hold:
@@ -370,15 +381,24 @@ class ControlLoop:
         for callback in self.on_step:
             callback(record)
 
-    def _retried(self, call: Callable[[], Any], start: float, budget_s: float | None = None) -> Any:
-        """`call()`, again after a `BusError` or `CameraError` while retries are left (`bus_retries`) and less than
-        `budget_s` (default: the period) has passed since `start`; the last failure is raised."""
+    def _attempt_s(self, operation: str) -> float:
+        """What one `operation` ("read" or "write") attempt may cost when the robot leaves it unanswered: the
+        robot's `read_attempt_s` / `write_attempt_s` (its bus's packet timeout, asked again before every attempt),
+        0 for a robot that gives none."""
+        return float(getattr(self.robot, f"{operation}_attempt_s", 0.0))
+
+    def _retried(self, call: Callable[[], Any], deadline: float, operation: str) -> Any:
+        """`call()`, tried again after a failure while retries are left (`bus_retries`) and another attempt ends by
+        `deadline` though it cost the whole `_attempt_s(operation)`: an attempt that cannot finish in time is not
+        started. `RobotGone` and the last failure are raised."""
         attempt = 0
         while True:
             try:
                 return call()
-            except (BusError, CameraError):
-                if attempt == self.config.bus_retries or self.now() - start > (budget_s or self.period):
+            except RobotGone:
+                raise
+            except Exception:
+                if attempt == self.config.bus_retries or self.now() + self._attempt_s(operation) > deadline:
                     raise
                 attempt += 1
                 self._retries += 1
@@ -469,6 +489,12 @@ class ControlLoop:
     def _worker_loop(self) -> None:
         while (request := self._requests.get()) is not None:
             self._results.put(self._infer(request))
+
+
+def _one_line(error: BaseException) -> str:
+    """A failure in one line: the robot's own errors as they are, anything else with its type."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, (BusError, CameraError)) else f"{type(error).__name__}: {text}"
 
 
 @contextlib.contextmanager

@@ -17,12 +17,15 @@ SO100_JOINT_GROUPS: JointGroups = {"single_arm": JOINT_NAMES[:5], "gripper": JOI
 
 
 class CameraError(RuntimeError):
-    """A camera returned no frame. Raised by `get_observation`, never papered over with a blank image."""
+    """Reading a camera failed: it returned no frame, whatever the camera's driver raised. Raised by
+    `get_observation`, never papered over with a blank image; the control loop retries it within the step's period,
+    then skips that step's inference."""
 
 
 class BusError(ConnectionError):
-    """A joint read or write got no valid answer this time (a dropped status packet): the control loop retries it
-    within the step and otherwise holds the last safe target."""
+    """Reading the joints or writing the joint targets failed this time, whatever the driver raised (typically a
+    dropped status packet): the control loop retries it where the retry fits the step's period, then holds the last
+    target."""
 
 
 class RobotGone(ConnectionError):
@@ -66,6 +69,9 @@ class Robot(Protocol):
 
     # Optional: `read_joints() -> dict[str, float]`, the joint positions without capturing the cameras. The
     # control loop uses it on steps that need no inference (the simulation renders frames, which is slow).
+    # Optional: `read_attempt_s` / `write_attempt_s: float`, the seconds one joint read / one write of the targets
+    # may take when the bus leaves it unanswered (its packet timeout; asked before every retry). The control loop
+    # starts a retry only where that much time is left in the step's period; without them, 0.
 
 
 class So100Features:

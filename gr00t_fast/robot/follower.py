@@ -3,18 +3,23 @@
 LeRobot is an optional extra, imported only when a real follower is built: `lerobot.robots.so_follower` (0.4.3+,
 one `SOFollower` for both arms, 0.6 included), else the `so100_follower` / `so101_follower` modules of 0.4.0-0.4.2. Calibration,
 torque handling, `max_relative_target` and the cameras' background reading are LeRobot's own. `connect()` checks
-the port and the calibration file first and turns every connection, camera or calibration failure into one
-`ConnectionError` line, with whatever was opened closed again. Once connected, a read or write the motors leave
-unanswered ("There is no status packet", lerobot#1252) is a `BusError` for the control loop to retry and ride
-through, a serial device that is gone (unplugged) a `RobotGone`.
+the port and the calibration file first, rides through packets the motors leave unanswered while connecting
+(`CONNECT_ATTEMPTS`, each failed try one warning line) and turns every other connection, camera or calibration
+failure into one `ConnectionError` line, with whatever was opened closed again. Once connected, failures are sorted
+by the operation that failed, whatever LeRobot raised: reading the joints or writing the joint targets is a
+`BusError` (a packet left unanswered, lerobot#1252) for the control loop to retry and ride through, reading a camera a
+`CameraError`, and a serial device that is gone (unplugged) a `RobotGone` either way. The loop owns every retry, so it
+can fit each into the step's period (`read_attempt_s`, `write_attempt_s`: the bus's packet timeout): LeRobot 0.6's
+own read retries (`num_read_retries`) are set to 0.
 """
 
+import dataclasses
 import importlib.util
 import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,6 +46,11 @@ SO100_JOINT_LIMITS_DEG: dict[str, tuple[float, float]] = {
     "wrist_roll.pos": (-157.2, 162.8),
     "gripper.pos": (0.0, 100.0),
 }
+CONNECT_ATTEMPTS = 3  # connect() tries this often where the motors leave a packet unanswered
+# LeRobot's words for packets the motors left unanswered or garbled (the Feetech SDK's TxRxResult, and the motor check
+# after unanswered pings): the bus is flaky, not wrong
+UNANSWERED = ("There is no status packet", "Incorrect status packet", "Missing motor IDs")
+
 # With use_degrees=False LeRobot reports arm joints in -100..100 of the calibrated range.
 SO100_JOINT_LIMITS_RANGE: dict[str, tuple[float, float]] = {
     **{key: (-100.0, 100.0) for key in ACTION_KEYS[:-1]},
@@ -101,6 +111,9 @@ def to_lerobot(config: SO100FollowerConfig) -> Any:
     max_relative_target = config.max_relative_target
     if isinstance(max_relative_target, dict):  # LeRobot wants every motor: unlisted ones are unbounded
         max_relative_target = {joint: float(max_relative_target.get(joint, math.inf)) for joint in JOINT_NAMES}
+    # 0.6 retries a failed read itself, unseen by the loop's period budget: the loop retries instead
+    own_retries = {"num_read_retries": 0} if "num_read_retries" in {f.name for f in dataclasses.fields(config_cls)} \
+        else {}
     lerobot_config = config_cls(
         port=config.port,
         id=config.id,
@@ -109,6 +122,7 @@ def to_lerobot(config: SO100FollowerConfig) -> Any:
         max_relative_target=max_relative_target,
         disable_torque_on_disconnect=config.disable_torque_on_disconnect,
         use_degrees=config.use_degrees,
+        **own_retries,
     )
     return follower_cls(lerobot_config)
 
@@ -146,7 +160,9 @@ class LeRobotFollower(So100Features):
 
     def connect(self) -> None:
         """Check the port and the calibration file, open the bus and the cameras, make the motors hold the file's
-        calibration. Any failure closes what was opened and raises one ConnectionError line."""
+        calibration. Where the motors leave a packet unanswered, what was opened is closed and the connection tried
+        again (`CONNECT_ATTEMPTS` in all, one warning line each); any other failure, or the last, closes what was
+        opened and raises one ConnectionError line."""
         problem = port_problem(self.config.port)
         if problem:
             raise ConnectionError(f"{self}: {problem}")
@@ -154,29 +170,49 @@ class LeRobotFollower(So100Features):
         if not self.calibration_file.is_file() and not interactive:
             raise ConnectionError(f"{self}: no calibration file {self.calibration_file}; calibrate the arm first: "
                                   f"`{self.calibrate_hint()}`")
-        try:
-            self._robot.connect(calibrate=interactive)  # with a terminal, LeRobot asks what it needs to
-            if not self._robot.is_calibrated:  # the motors hold another calibration than the file: use the file
-                log.warning("%s: the motors' calibration differs from %s; writing the file's", self, self.calibration_file)
-                with self._robot.bus.torque_disabled():
-                    self._robot.bus.write_calibration(self._robot.calibration)
-        except (ConnectionError, RuntimeError, OSError, TimeoutError, EOFError, ValueError) as e:
-            self._close_opened()
-            raise ConnectionError(f"{self}: {one_line(e)}") from e
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return self._connect(interactive)
+            except (ConnectionError, RuntimeError, OSError, TimeoutError, EOFError, ValueError) as e:
+                self._close_opened()
+                line = one_line(e)
+                if attempt == CONNECT_ATTEMPTS or not any(words in line for words in UNANSWERED):
+                    raise ConnectionError(f"{self}: {line}") from e
+                log.warning("%s: connecting: the motors left a packet unanswered (%s); trying again (%d of %d)",
+                            self, line, attempt + 1, CONNECT_ATTEMPTS)
+
+    def _connect(self, interactive: bool) -> None:
+        self._robot.connect(calibrate=interactive)  # with a terminal, LeRobot asks what it needs to
+        if not self._robot.is_calibrated:  # the motors hold another calibration than the file: use the file
+            log.warning("%s: the motors' calibration differs from %s; writing the file's", self,
+                        self.calibration_file)
+            with self._robot.bus.torque_disabled():
+                self._robot.bus.write_calibration(self._robot.calibration)
 
     def _close_opened(self) -> None:
-        """Close the bus and the cameras that a failed connect() left open."""
+        """Close the bus (torque off when `disable_torque_on_disconnect`) and the cameras that a failed connect() left
+        open; where the bus cannot switch the torque off, its port is closed all the same."""
         try:
             if self._robot.bus.is_connected:
                 self._robot.bus.disconnect(self.config.disable_torque_on_disconnect)
         except Exception as e:  # noqa: BLE001 - best effort: the original error is the one to report
             log.warning("%s: closing the bus failed: %s", self, one_line(e))
+        self._close_rest()
+
+    def _close_rest(self) -> None:
+        """Close the cameras and the serial port, whatever state they are in (best effort, each failure a warning)."""
         for camera in self._robot.cameras.values():
             try:
                 if camera.is_connected:
                     camera.disconnect()
             except Exception as e:  # noqa: BLE001
                 log.warning("%s: closing a camera failed: %s", self, one_line(e))
+        port = self._robot.bus.port_handler
+        if port.is_open:
+            try:
+                port.closePort()
+            except Exception as e:  # noqa: BLE001
+                log.warning("%s: closing the port failed: %s", self, one_line(e))
 
     def disconnect(self) -> None:
         """Close the bus (torque off when `disable_torque_on_disconnect`) and the cameras. Where the bus cannot
@@ -188,59 +224,69 @@ class LeRobotFollower(So100Features):
         try:
             self._robot.disconnect()
         except Exception as e:  # noqa: BLE001 - whatever the bus raised: close the rest, then say it
-            for camera in self._robot.cameras.values():
-                if camera.is_connected:
-                    try:
-                        camera.disconnect()
-                    except Exception as failed:  # noqa: BLE001
-                        log.warning("%s: closing a camera failed: %s", self, one_line(failed))
-            try:
-                self._robot.bus.port_handler.closePort()
-            except Exception as failed:  # noqa: BLE001
-                log.warning("%s: closing the port failed: %s", self, one_line(failed))
+            self._close_rest()
             raise ConnectionError(f"{self}: the torque could not be switched off ({one_line(e)})") from e
 
-    def _bus(self, doing: str, call):
-        """`call()` with LeRobot's failures sorted: the motors left a transfer unanswered (LeRobot's ConnectionError)
-        -> BusError; a camera without a frame (TimeoutError, RuntimeError) -> CameraError; the serial device failing
-        (pyserial's SerialException, any other OSError) or its port vanished -> RobotGone. One line each."""
+    def _bus(self, doing: str, call: Callable[[], Any]) -> Any:
+        """`call()`, a transfer on the bus, its failure sorted by what it means for the run, whatever LeRobot raised:
+        the serial device gone (its port vanished, or pyserial failing: an OSError that is not LeRobot's
+        ConnectionError) -> RobotGone; anything else (a packet the motors left unanswered) -> BusError. One line."""
         try:
             return call()
-        except ConnectionError as e:
+        except Exception as e:  # noqa: BLE001 - sorted by the operation, not by what LeRobot raised
+            if isinstance(e, (OSError, TermiosError)) and not isinstance(e, ConnectionError):
+                raise RobotGone(f"{self}: {doing}: the serial device failed ({one_line(e)}): the USB cable came out "
+                                "or the adapter lost power") from e
             gone = port_problem(self.config.port)
             if gone:
                 raise RobotGone(f"{self}: {doing}: {gone}: the USB cable came out or the adapter lost power") from e
             raise BusError(f"{self}: {doing}: {one_line(e)}") from e
-        except (TimeoutError, RuntimeError) as e:  # what LeRobot's camera reads raise when no frame arrives
-            raise CameraError(f"{self}: a camera gave no frame: {one_line(e)}") from e
-        except (OSError, TermiosError) as e:
-            raise RobotGone(f"{self}: {doing}: the serial device failed ({one_line(e)}): the USB cable came out or "
-                            "the adapter lost power") from e
+
+    def _frame(self, name: str) -> np.ndarray:
+        """Camera `name`'s latest frame (LeRobot's background reader, as its follower reads it); any failure is a
+        CameraError line."""
+        camera = self._robot.cameras[name]
+        read = getattr(camera, "read_latest", None) or camera.async_read  # read_latest: 0.4.3+
+        try:
+            frame = read()
+        except Exception as e:  # noqa: BLE001 - whatever the camera raised: no frame
+            raise CameraError(f"{self}: camera {name!r} gave no frame: {one_line(e)}") from e
+        if frame is None or frame.size == 0:
+            raise CameraError(f"{self}: camera {name!r} gave no frame")
+        return frame
 
     def get_observation(self) -> dict[str, float | np.ndarray]:
-        raw = self._bus("reading the joints and cameras", self._robot.get_observation)
-        obs: dict[str, float | np.ndarray] = {key: float(raw[key]) for key in ACTION_KEYS}
+        """The joints (`read_joints`), then one frame per camera: LeRobot's follower reads them so, here each failure
+        is sorted by which of the two failed."""
+        obs: dict[str, float | np.ndarray] = dict(self.read_joints())
         for name in self.camera_names:
-            frame = raw.get(name)
-            if frame is None or frame.size == 0:
-                raise CameraError(f"{self}: camera {name!r} gave no frame")
-            obs[name] = frame
+            obs[name] = self._frame(name)
         return obs
 
-    @property
-    def read_retries(self) -> int:
-        """The retries LeRobot makes itself of a failed joint read (`num_read_retries`, 0.5+), before the control
-        loop's own (`bus_retries`) come in."""
-        return int(getattr(self._robot.config, "num_read_retries", 0))
-
     def read_joints(self) -> dict[str, float]:
-        """Joint positions only (one sync read of the bus, retried by LeRobot as its own reads are), without the
-        cameras."""
-        retries = {"num_retry": self.read_retries} if self.read_retries else {}
-        values = self._bus("reading the joints", lambda: self._robot.bus.sync_read("Present_Position", **retries))
+        """Joint positions only (one sync read of the bus), without the cameras."""
+        values = self._bus("reading the joints", lambda: self._robot.bus.sync_read("Present_Position"))
         return {f"{motor}.pos": float(value) for motor, value in values.items()}
+
+    @property
+    def read_attempt_s(self) -> float:
+        """What one joint read may cost when the motors leave it unanswered, in seconds: the packet timeout the bus
+        sets for a sync read of every motor's position (LeRobot's patched Feetech SDK: 50 ms and the bytes' time),
+        asked of the bus itself."""
+        port = self._robot.bus.port_handler
+        kept = port.packet_start_time, port.packet_timeout  # the next transfer sets its own: leave the bus as it was
+        port.setPacketTimeout((6 + 2) * len(self._robot.bus.motors))  # the SDK's syncReadTx: 2-byte positions
+        timeout_ms = port.packet_timeout
+        port.packet_start_time, port.packet_timeout = kept
+        return timeout_ms / 1e3
+
+    @property
+    def write_attempt_s(self) -> float:
+        """What one write of joint targets may cost unanswered: a read's, where LeRobot reads the present position
+        first (`max_relative_target`); else nothing (a sync write waits for no reply)."""
+        return self.read_attempt_s if self.config.max_relative_target is not None else 0.0
 
     def send_action(self, action: dict[str, float]) -> dict[str, float]:
         goal = clip_to_limits(check_action(action), self.joint_limits)
-        sent = self._bus("sending the joint targets", lambda: self._robot.send_action(goal))
+        sent = self._bus("writing the joint targets", lambda: self._robot.send_action(goal))
         return {key: float(value) for key, value in sent.items()}

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gr00t_fast.control.adapter import RobotAdapter, resolve_camera_map
+from gr00t_fast.policy.adapter import RobotAdapter, resolve_camera_map
 from gr00t_fast.control.loop import ActionQueue
 from gr00t_fast.control.telemetry import StepRecorder, format_summary, load_records, summarize
 from gr00t_fast.policy.data_config import DATA_CONFIGS, from_modality_config
@@ -264,8 +264,14 @@ def test_sigterm_stops_after_the_current_step():
 
     robot = FakeRobot()
     loop, errors = make_loop(robot, FakePolicy(clock_plan), fps=100)
-    loop.on_step.append(lambda r: r.step == 3 and os.kill(os.getpid(), signal.SIGTERM))
     previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(record):  # a real SIGTERM to this process, only while the loop's handler is there to take it
+        if record.step == 3:
+            assert signal.getsignal(signal.SIGTERM) is not previous, "stop_on_signals installed no SIGTERM handler"
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.on_step.append(terminate)
     with stop_on_signals(loop):
         records = loop.run(duration=10.0)
     assert len(records) == 4 and loop.stop_reason == "stop requested" and "SIGTERM" in errors[0]

@@ -39,6 +39,7 @@ def test_packaged_configs_by_name_and_the_no_flag_demo():
         config_file("nope")
 
 
+@pytest.mark.slow
 def test_video_and_plot_from_outside_the_checkout(tmp_path, tiny_checkpoint):
     """`gr00t-fast run --config sim_demo ... --video --plot` in a folder outside the checkout: one decodable frame
     per step (camera + joint panel), a PNG plot, the legend once, a summary whose counts agree."""

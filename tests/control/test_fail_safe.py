@@ -74,6 +74,7 @@ def assert_clean_stop(code: int, out: str, err: str, codes=(0,)) -> None:
 
 
 @needs_mujoco
+@pytest.mark.slow
 def test_sigterm_while_the_model_loads_disconnects_the_robot(tiny_checkpoint):
     command = Command(run_argv(tiny_checkpoint, "--max_steps=100"))
     assert command.wait_for("loading ")  # printed by the load itself, after the robot connected
@@ -84,6 +85,7 @@ def test_sigterm_while_the_model_loads_disconnects_the_robot(tiny_checkpoint):
 
 
 @needs_mujoco
+@pytest.mark.slow
 def test_a_double_ctrl_c_while_driving_stops_at_once_without_an_abort(tiny_checkpoint, tmp_path):
     command = Command(run_argv(tiny_checkpoint, "--duration=60", f"--record={tmp_path / 'steps.jsonl'}",
                                f"--video={tmp_path / 'run.mp4'}"))
@@ -102,6 +104,7 @@ def test_a_double_ctrl_c_while_driving_stops_at_once_without_an_abort(tiny_check
 
 @needs_mujoco
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.slow
 def test_repeated_signals_at_random_moments_always_disconnect(seed, tiny_checkpoint, tmp_path):
     """Two to four SIGINT/SIGTERM at random moments from the model load on (over the load, the warm-up, the drive,
     the disconnect and the files written after it)."""

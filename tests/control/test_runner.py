@@ -174,6 +174,7 @@ def test_sim_end_to_end_with_injected_latency(mode, tmp_path, tiny_policy, monke
         assert [r.step for r in records if r.refill] == [0] and summary["inferences"] >= 2
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint):
     env = dict(os.environ, GR00T_FAST_CACHE=str(tmp_path), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, str(REPO / "so100_inference_optimized.py"), *SIM_FLAGS, f"--model_path={tiny_checkpoint}",
@@ -238,6 +239,7 @@ def test_drives_a_legacy_format_server(tmp_path, tiny_policy):
     assert rc == 0 and len(load_records(record)) == 3
 
 
+@pytest.mark.slow
 def test_record_observations_feeds_int8_calibration(tmp_path, tiny_policy, tiny_checkpoint, monkeypatch, capsys):
     """`run --record_observations OBS.npz` keeps the observations sent to the policy (the warm-up's and every
     inference's) stacked on a sample axis, and `export int8 --calibration` calibrates on that very file."""

@@ -23,30 +23,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# Feetech's SDK gives a servo 50 ms to answer (LeRobot's patch of its packet timeout). A real servo answers within
-# a millisecond; the stand-in (`feetech_bus.py`) is a Python thread that must win the GIL from LeRobot's busy-polling
-# read loop, its image-writer threads and the model, on a loaded 2-core CI machine: it has missed 50 ms there
-# ("There is no status packet!"). Its answers get this much more time (a bus without servos keeps LeRobot's 50 ms:
-# there the timeout is the expected outcome).
-STAND_IN_BUS_MARGIN_MS = 500.0
-
-
 @pytest.fixture(autouse=True)
 def patient_servo_timeout(monkeypatch):
-    """LeRobot's Feetech packet timeout plus `STAND_IN_BUS_MARGIN_MS` on the port of a stand-in bus with servos."""
+    """The stand-in servos' replies waited for past LeRobot's packet timeout (`feetech_bus.patient`)."""
     if not HAS_LEROBOT:
         return
-    from feetech_bus import SimulatedFeetechBus
+    from feetech_bus import patient
     from lerobot.motors.feetech import feetech
 
-    lerobots = feetech.patch_setPacketTimeout  # FeetechMotorsBus binds it to its PortHandler when created
-
-    def set_packet_timeout(port_handler, packet_length):  # noqa: N802 - the SDK's name
-        lerobots(port_handler, packet_length)
-        if port_handler.port_name in SimulatedFeetechBus.answering:
-            port_handler.packet_timeout += STAND_IN_BUS_MARGIN_MS
-
-    monkeypatch.setattr(feetech, "patch_setPacketTimeout", set_packet_timeout)
+    monkeypatch.setattr(feetech, "patch_setPacketTimeout", patient(feetech.patch_setPacketTimeout))
 
 
 @pytest.fixture

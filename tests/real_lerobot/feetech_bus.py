@@ -4,18 +4,24 @@ LeRobot's `SOFollower`, its `FeetechMotorsBus`, Feetech's `scservo_sdk` and pyse
 `bus.port` as they would open a USB serial adapter. A thread on the other end of the pty parses the Feetech
 (SCS protocol 0) instruction packets they send, answers PING / READ / WRITE / SYNC_READ / SYNC_WRITE from a
 register table per servo (STS3215 memory map, below), moves a servo's present position to its goal while its
-torque is on, and records every Goal_Position write. Faults of a real bus on demand: a seeded share of read replies
-dropped (`drop`: "There is no status packet", lerobot#1252), the servos falling silent (`silence`), the adapter
-unplugged (`unplug`: the pty's far end closed, so every transfer fails as on a vanished USB device).
+torque is on, and records every Goal_Position write. Faults of a real bus on demand, counted per operation: a seeded
+share of the replies to the step's joint reads, to the reads LeRobot's send path makes (with `max_relative_target`)
+or to pings dropped (`drop`: "There is no status packet", lerobot#1252), the next few of them left unanswered
+(`leave_unanswered`: a flaky bus while LeRobot connects), the servos falling silent (`silence`), the adapter
+unplugged (`unplug`: the pty's far end closed, so every transfer fails as on a vanished USB device). A reply left
+unanswered costs LeRobot its own packet timeout, as on a real bus; one that is coming is waited for longer
+(`patient`), so LeRobot sees a fault exactly where one was injected.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import select
 import threading
 import tty
+from collections import Counter
 
 # STS3215 memory map (Feetech datasheet): address of each register this stand-in gives meaning to.
 FIRMWARE_MAJOR, FIRMWARE_MINOR, MODEL_NUMBER, SERVO_ID = 0, 1, 3, 5
@@ -24,6 +30,11 @@ TORQUE_ENABLE, GOAL_POSITION, PRESENT_POSITION = 40, 42, 56
 STS3215 = 777  # model number
 PING, READ, WRITE, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 BROADCAST = 0xFE
+# Feetech's SDK gives a servo LeRobot's 50 ms to answer. A real servo answers within a millisecond; the stand-in is a
+# Python thread that must win the GIL from LeRobot's busy-polling read loop, the cameras' threads and the model, on a
+# loaded 2-core CI machine: it has missed 50 ms there ("There is no status packet!"). A reply it is going to send
+# gets this much more time (one it leaves unanswered does not: `SimulatedFeetechBus.timed_out`).
+MARGIN_MS = 500.0
 
 
 def checksum(body: bytes) -> int:
@@ -38,7 +49,7 @@ class SimulatedFeetechBus:
     """Servos 1..6 on `self.port`. `calibration` (motor id -> (homing_offset, range_min, range_max)) is what their
     EEPROM holds, as after `lerobot-calibrate`; `positions` (id -> raw 0..4095) where the joints rest."""
 
-    answering: set[str] = set()  # ports of the open buses that have servos (see conftest's patient_servo_timeout)
+    serving: dict[str, SimulatedFeetechBus] = {}  # port -> the open bus with servos on it (see `patient`)
 
     def __init__(self, calibration: dict[int, tuple[int, int, int]], positions: dict[int, int]):
         self.registers = {servo: bytearray(256) for servo in positions}
@@ -53,7 +64,12 @@ class SimulatedFeetechBus:
             self._put(servo, PRESENT_POSITION, positions[servo])
             self._put(servo, GOAL_POSITION, positions[servo])
         self.goal_writes: list[dict[int, int]] = []  # one {servo: raw goal} per Goal_Position write
-        self.drop_share, self.drop_from, self.dropped, self.silent, self._rng = 0.0, 0, 0, False, random.Random(0)
+        self.drop_share, self.drop_from, self.silent, self._rng = 0.0, 0, False, random.Random(0)
+        self.drop_of: tuple[str, ...] = ()
+        self.unanswered: Counter[str] = Counter()  # operation -> replies still to leave unsent
+        self.dropped_by: Counter[str] = Counter()  # operation -> replies left unsent
+        self._waits_to_end = 0  # replies left unsent that LeRobot has not yet stopped waiting for
+        self._read_since_goal = False  # a sync read was answered since the last Goal_Position write
         self.lock = threading.Lock()
         self.master, slave = os.openpty()
         tty.setraw(slave)
@@ -63,7 +79,7 @@ class SimulatedFeetechBus:
         self._thread = threading.Thread(target=self._serve, name="feetech-bus", daemon=True)
         self._thread.start()
         if self.registers:
-            self.answering.add(self.port)
+            self.serving[self.port] = self
 
     # --- what the test inspects ---
 
@@ -74,11 +90,23 @@ class SimulatedFeetechBus:
     def torque_on(self, servo: int) -> bool:
         return bool(self.read(servo, TORQUE_ENABLE, 1))
 
-    def drop(self, share: float, seed: int = 0, after_goals: int = 0) -> None:
-        """Leave `share` of the read replies (READ, SYNC_READ) unsent, seeded, once `after_goals` more Goal_Position
-        writes of every servo have come (0: from now on); `dropped` counts them."""
-        self.drop_share, self._rng = share, random.Random(seed)
+    @property
+    def dropped(self) -> int:
+        """Replies left unsent, whatever their operation (a silent bus's included)."""
+        return sum(self.dropped_by.values())
+
+    def drop(self, share: float, seed: int = 0, after_goals: int = 0, of: tuple[str, ...] = ("read",)) -> None:
+        """Leave `share` of the replies to the operations `of` unsent, seeded, once `after_goals` more Goal_Position
+        writes of every servo have come (0: from now on). Operations, as the servos can tell them apart: "read" a
+        step's joint read (the first sync read answered after a Goal_Position write, or a single-servo read), "write"
+        the read LeRobot's send path makes before writing (`max_relative_target`: a further sync read before the
+        next Goal_Position write), "ping"."""
+        self.drop_share, self.drop_of, self._rng = share, of, random.Random(seed)
         self.drop_from = sum(len(g) == len(self.registers) for g in self.goal_writes) + after_goals
+
+    def leave_unanswered(self, count: int, of: str) -> None:
+        """Leave the next `count` replies to operation `of` (see `drop`) unsent."""
+        self.unanswered[of] += count
 
     def silence(self) -> None:
         """The servos stop answering (their power failed; the USB adapter stays)."""
@@ -92,7 +120,7 @@ class SimulatedFeetechBus:
         self.master = None
 
     def close(self) -> None:
-        self.answering.discard(self.port)
+        self.serving.pop(self.port, None)
         self._stop.set()
         self._thread.join(2)
         if self.master is not None:
@@ -115,6 +143,23 @@ class SimulatedFeetechBus:
         body = bytes([servo, len(params) + 2, 0]) + params
         return b"\xff\xff" + body + bytes([checksum(body)])
 
+    def timed_out(self, port_handler) -> bool:
+        """The Feetech SDK's `isPacketTimeout` for a transfer on this bus: past LeRobot's packet timeout where this
+        bus left the reply unanswered (as a real bus would), past it and `MARGIN_MS` where the reply is coming."""
+        elapsed = port_handler.getTimeSinceStart()
+        if elapsed <= port_handler.packet_timeout:
+            return False
+        with self.lock:
+            if self._waits_to_end:  # transfers are sequential: the one waiting is the one left unanswered
+                self._waits_to_end -= 1
+                return True
+        return elapsed > port_handler.packet_timeout + MARGIN_MS
+
+    def _unanswered(self, operation: str) -> bytes:
+        self.dropped_by[operation] += 1
+        self._waits_to_end += 1
+        return b""
+
     def _handle(self, servo: int, instruction: int, params: bytes) -> bytes:
         """The reply bytes to one instruction packet (nothing for broadcasts and absent servos)."""
         with self.lock:
@@ -129,15 +174,21 @@ class SimulatedFeetechBus:
                             goals[target] = int.from_bytes(params[at + 1 : at + 3], "little")
                 if goals:
                     self.goal_writes.append(goals)
+                    self._read_since_goal = False
                 return b""
-            dropping = self.drop_share and sum(len(g) == len(self.registers) for g in self.goal_writes) >= self.drop_from
-            if dropping:  # LeRobot's own 50 ms per packet from now on (patient while it connected: conftest)
-                self.answering.discard(self.port)
-            if self.silent or instruction in (READ, SYNC_READ) and dropping and self._rng.random() < self.drop_share:
-                self.dropped += 1
-                return b""
+            operation = {PING: "ping", READ: "read", SYNC_READ: "write" if self._read_since_goal else "read"}.get(
+                instruction)
+            if self.silent:
+                return self._unanswered("silent")
+            if operation and self.unanswered[operation]:
+                self.unanswered[operation] -= 1
+                return self._unanswered(operation)
+            goals = sum(len(g) == len(self.registers) for g in self.goal_writes)
+            if operation in self.drop_of and goals >= self.drop_from and self._rng.random() < self.drop_share:
+                return self._unanswered(operation)
             if instruction == SYNC_READ:  # address, size, ids: every servo answers in turn
                 address, size = params[0], params[1]
+                self._read_since_goal = True
                 return b"".join(self._status(t, bytes(self.registers[t][address : address + size]))
                                 for t in params[2:] if t in self.registers)
             if servo == BROADCAST or servo not in self.registers:
@@ -178,3 +229,17 @@ class SimulatedFeetechBus:
                 reply = self._handle(body[0], body[2], body[3:])
                 if reply:
                     os.write(self.master, reply)
+
+
+def patient(lerobots):
+    """LeRobot's `feetech.patch_setPacketTimeout` (`lerobots`, which each bus binds to its port handler) with the
+    port handler of a stand-in bus timing out by `SimulatedFeetechBus.timed_out`; for the suite (conftest) and the
+    benchmark."""
+
+    def set_packet_timeout(port_handler, packet_length):  # noqa: N802 - the SDK's name
+        lerobots(port_handler, packet_length)
+        bus = SimulatedFeetechBus.serving.get(port_handler.port_name)
+        if bus is not None:
+            port_handler.isPacketTimeout = functools.partial(bus.timed_out, port_handler)
+
+    return set_packet_timeout
