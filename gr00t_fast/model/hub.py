@@ -41,14 +41,16 @@ def resolve_dataset(dataset_path: str | Path, revision: str | None = None) -> Pa
     return snapshot(str(dataset_path), revision, "--dataset_path", repo_type="dataset", local_only=True)
 
 
-def resolve_checkpoint(model_path: str | Path, revision: str | None = None) -> Path:
+def resolve_checkpoint(model_path: str | Path, revision: str | None = None, local_only: bool = False,
+                       what: str = "--model_path") -> Path:
     """`model_path` as a folder: a local path as it is (it wins over a model id of the same spelling), an
-    `ORG/NAME` id as its huggingface_hub snapshot (cached, else downloaded; `revision` applies to it alone).
-    Anything else is returned unchanged, for the loader to name what is wrong with it."""
+    `ORG/NAME` id as its huggingface_hub snapshot (cached, else downloaded unless `local_only`: a checkpoint a network
+    client names; `revision` applies to it alone; errors name it as `what`). Anything else is returned unchanged,
+    for the loader to name what is wrong with it."""
     path = Path(model_path).expanduser()
     if path.exists() or not MODEL_ID.match(str(model_path)):
         return path
-    return snapshot(str(model_path), revision, "--model_path")
+    return snapshot(str(model_path), revision, what, local_only=local_only)
 
 
 def snapshot(repo_id: str, revision: str | None = None, what: str = "model", repo_type: str = "model",

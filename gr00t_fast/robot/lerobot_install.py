@@ -3,8 +3,8 @@
 LeRobot pins torch below what gr00t-fast runs on (0.4.4: torch < 2.11; 0.6.1: < 2.12), so `pip install lerobot`
 (or the `lerobot` extra) replaces the installed torch, from PyPI with a CUDA build and fifteen nvidia-* wheels.
 Here LeRobot and a torchvision matching the installed torch go in with `--no-deps`, then the requirements LeRobot
-imports for the SO follower, its motors, cameras and datasets, under a pip constraint that pins the installed torch:
-pip keeps it, or stops and says which package would not. `--dry_run` prints the commands instead. The LeRobot lanes
+imports for the SO follower, its motors, cameras, datasets and async inference (gRPC), under a pip constraint that
+pins the installed torch: pip keeps it, or stops and says which package would not. `--dry_run` prints the commands instead. The LeRobot lanes
 of `.ci/run` build their environments with this command.
 
     gr00t-fast install-lerobot [--dry_run] [--release 0.4.4]
@@ -24,7 +24,8 @@ from gr00t_fast.robot.lerobot_version import LEROBOT_FOR_PYTHON, python_version
 
 __all__ = ["REQUIREMENTS", "main", "pip_commands", "torchvision_for"]
 
-# What LeRobot declares and imports, less torch and torchvision (its own pins of those are the ones left out)
+# What LeRobot declares and imports, less torch and torchvision (its own pins of those are the ones left out); grpcio
+# and protobuf: its async inference transport (the `async` extra), for `gr00t-fast serve --protocol lerobot` too
 REQUIREMENTS = {
     "0.4.4": [
         "datasets>=4.0.0,<5.0.0", "diffusers>=0.27.2,<0.36.0", "huggingface-hub[cli]>=0.34.2,<0.36.0",
@@ -34,7 +35,7 @@ REQUIREMENTS = {
         "gymnasium>=1.1.1,<2.0.0", "deepdiff>=7.0.1,<9.0.0", "imageio[ffmpeg]>=2.34.0,<3.0.0",
         "termcolor>=2.4.0,<4.0.0", "feetech-servo-sdk>=1.0.0,<2.0.0", "transformers>=4.57.1,<5.0.0",
         "num2words>=0.5.14,<0.6.0", "safetensors>=0.4.3,<1.0.0", "wandb>=0.24.0,<0.25.0", "rerun-sdk>=0.24.0,<0.27.0",
-        "peft>=0.13.0,<1.0.0", "dm-tree>=0.1.8,<1.0.0",
+        "peft>=0.13.0,<1.0.0", "dm-tree>=0.1.8,<1.0.0", "grpcio==1.73.1", "protobuf>=6.31.1,<6.32.0",
     ],
     "0.6.1": [
         "numpy>=2.0.0,<2.3.0", "opencv-python-headless>=4.9.0,<4.14.0", "Pillow>=10.0.0,<13.0.0",
@@ -42,7 +43,7 @@ REQUIREMENTS = {
         "gymnasium>=1.1.1,<2.0.0", "safetensors>=0.4.3,<1.0.0", "packaging>=24.2,<26.0", "termcolor>=2.4.0,<4.0.0",
         "tqdm>=4.66.0,<5.0.0", "setuptools>=71.0.0,<82.0.0", "feetech-servo-sdk>=1.0.0,<2.0.0", "pyserial>=3.5,<4.0",
         "deepdiff>=7.0.1,<9.0.0", "datasets>=4.8.0,<5.0.0", "pandas>=2.0.0,<3.0.0", "pyarrow>=21.0.0,<30.0.0",
-        "av>=15.0.0,<16.0.0", "jsonlines>=4.0.0,<5.0.0",
+        "av>=15.0.0,<16.0.0", "jsonlines>=4.0.0,<5.0.0", "grpcio>=1.73.1,<2.0.0", "protobuf>=6.31.1,<8.0.0",
     ],
 }
 

@@ -1,6 +1,7 @@
-"""The command line of both servers: `gr00t-fast serve` (one policy, the Isaac-GR00T ZeroMQ protocol) and
-`gr00t-fast fleet serve` (one policy for many robots: Triton with dynamic batching, the ZeroMQ protocol in front).
-Both bind their sockets before the model loads and answer a bad flag, checkpoint or address in one line (exit 2)."""
+"""The command line of both servers: `gr00t-fast serve` (one policy, the Isaac-GR00T ZeroMQ protocol, or with
+`--protocol lerobot` LeRobot's async inference over gRPC: `gr00t_fast.serve.lerobot_grpc`) and `gr00t-fast fleet
+serve` (one policy for many robots: Triton with dynamic batching, the ZeroMQ protocol in front). Both bind their
+sockets before the model loads and answer a bad flag, checkpoint or address in one line (exit 2)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gr00t_fast.loading import create_policy
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.policy.preflight import check_policy_inputs
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
@@ -25,8 +27,12 @@ from gr00t_fast.serve.server import (DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DE
                                      is_loopback)
 from gr00t_fast.serve.triton import check_ports_free, start_triton
 from gr00t_fast.serve.watch import CheckpointWatch
+from gr00t_fast.typed_config import convert, parse_yaml
 
-__all__ = ["add_load_arguments", "check_load_arguments", "fleet_main", "fleet_parser", "serve_main", "serve_parser"]
+__all__ = ["add_load_arguments", "camera_map", "check_load_arguments", "fleet_main", "fleet_parser", "serve_main",
+           "serve_parser"]
+
+PROTOCOLS = {"zmq": 5555, "lerobot": 8080}  # --protocol -> its default port
 
 log = logging.getLogger("gr00t_fast.fleet")
 
@@ -35,11 +41,16 @@ def serve_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="gr00t-fast serve",
         description="Serve a GR00T N1.5 policy over the Isaac-GR00T ZeroMQ protocol (drop-in for "
-        "scripts/inference_service.py --server). Every flag also takes dashes (--model-path).",
+        "scripts/inference_service.py --server), or with --protocol lerobot to LeRobot's async inference "
+        "robot_client (gRPC). Every flag also takes dashes (--model-path).",
     )
-    add_policy_arguments(parser)
+    add_policy_arguments(parser, required_model=False)
     add = parser.add_argument
-    add("--port", type=port, default=5555, help="TCP port (0: any free one)")
+    add("--protocol", choices=sorted(PROTOCOLS), default="zmq", help="zmq: Isaac-GR00T's ZeroMQ protocol (needs "
+        "--model_path); lerobot: LeRobot's async inference (its robot_client names the checkpoint, unless "
+        "--model_path fixes it; the queue flags below are the ZeroMQ server's)")
+    add("--port", type=port, default=None, help="TCP port (0: any free one; default: 5555, with --protocol lerobot "
+        "8080)")
     add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
     add("--api_token", type=token, default=None, help="require this token in every request (without it, a server "
         "bound to a public address says so once)")
@@ -49,7 +60,16 @@ def serve_parser() -> ArgumentParser:
     add_load_arguments(parser, SERVE_MAX_BATCH)
     add("--allow_legacy_format", action="store_true", help="also accept the old pickle-based torch.save format")
     add("--server", action="store_true", help="accepted for compatibility with inference_service.py; no effect")
+    add("--camera_map", type=camera_map, default=None, help="--protocol lerobot: the robot's camera -> the "
+        "checkpoint's video key, e.g. \"{front: webcam}\" (default: the cameras in name order)")
+    add("--fps", type=positive, default=30.0, help="--protocol lerobot: the robot's control rate; a chunk's action i "
+        "is stamped i/fps after its observation (LeRobot's policy_server --fps; default 30)")
     return parser
+
+
+def camera_map(text: str) -> dict[str, str]:
+    """A `--camera_map` flag: a YAML map of camera names to video keys."""
+    return convert(parse_yaml(text, ("camera_map",)), dict[str, str], ("camera_map",))
 
 
 def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:
@@ -109,17 +129,43 @@ def serve_until_stopped(server: PolicyServer, then: Callable[[], None] = lambda:
 
 def serve_main(argv: list[str] | None = None) -> int:
     """`gr00t-fast serve`."""
-    args = serve_parser().parse_args(argv)
+    parser = serve_parser()
+    args = parser.parse_args(argv)
+    if args.protocol == "zmq" and not args.model_path:
+        parser.error("the following arguments are required: --model_path (--protocol lerobot takes the checkpoint "
+                     "its robot client names)")
+    args.port = PROTOCOLS[args.protocol] if args.port is None else args.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.protocol == "lerobot":
+        return serve_lerobot(args)
     server = None
     try:
         check_load_arguments(args)
         args.model_path = str(resolve_checkpoint(args.model_path, args.revision))  # a model id: its snapshot folder
         config = policy_config_from_args(args)
+        check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)  # before it binds or loads
         # bound before the model loads: an address it cannot use is reported at once
         server = PolicyServer(None, allow_legacy_format=args.allow_legacy_format, **server_options(args))
         server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
         server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
+    except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
+        return setup_failed("gr00t-fast serve", e, server)
+    return serve_until_stopped(server)
+
+
+def serve_lerobot(args: argparse.Namespace) -> int:
+    """`gr00t-fast serve --protocol lerobot`: bound first, then the checkpoint of --model_path loaded, if any."""
+    from gr00t_fast.serve.lerobot_grpc import LeRobotServer
+
+    server = None
+    try:
+        server = LeRobotServer(policy_config_from_args(args), host=args.host, port=args.port,
+                               api_token=args.api_token, max_message_bytes=int(args.max_message_mb * 2**20),
+                               camera_map=args.camera_map, fps=args.fps, grace_s=args.grace_s)
+        if args.model_path:
+            args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
+            check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)  # before the model loads
+            server.serve_only(args.model_path)
     except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
         return setup_failed("gr00t-fast serve", e, server)
     return serve_until_stopped(server)
@@ -180,6 +226,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
                            **server_options(args))
         check_ports_free(args.triton_host, [args.grpc_port, args.http_port, args.metrics_port])
         args.model_path = str(resolve_checkpoint(args.model_path, args.revision))  # a model id: its snapshot folder
+        check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)  # before the model loads
         front.housekeeping.append(CheckpointWatch(args.model_path).poll)
         front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
                                               max_batch=args.max_batch)

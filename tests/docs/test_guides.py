@@ -43,6 +43,7 @@ def not_run(argv: list[str]) -> str | None:
         ("nvidia/" in text, "downloads from the Hugging Face Hub (tests/model/test_hub.py resolves ids offline)"),
         ("--demo_task" in text, "fits for about 10 minutes (tests/dev runs the fit in short)"),
         (argv[0] == "install-lerobot" and "--dry-run" not in argv, "installs packages"),
+        ("--protocol" in argv and "lerobot" in argv, "needs LeRobot's transport: tests/real_lerobot runs this server"),
     ]
     return next((reason for matched, reason in reasons if matched), None)
 
@@ -108,6 +109,7 @@ def runnable_pages() -> list:
 
 
 @pytest.mark.parametrize("page", runnable_pages())
+@pytest.mark.slow
 def test_the_cpu_commands_of_each_guide_run(page, tiny_checkpoint, tmp_path):
     """In the page's order, in one folder (a later command uses what an earlier one wrote); a `serve` stays up for
     the commands after it (`run --policy_host`) and must answer them."""

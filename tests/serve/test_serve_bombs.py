@@ -55,6 +55,7 @@ def test_real_messages_pass_the_walk_and_their_token_is_read_alone():
         protocol.request_token(msgpack.packb({"api_token": 1}))
 
 
+@pytest.mark.slow
 def test_bombs_without_a_token_cost_the_server_bounded_memory_and_other_robots_nothing(tiny_checkpoint, tmp_path):
     """A real server with --api_token and the byte limit the bombs were under (64 MB, the default is 32 now): a robot
     pings and asks for actions throughout while an unauthenticated

@@ -152,6 +152,7 @@ class FixedNoise:
         return self.policy.get_modality_config()
 
 
+@pytest.mark.slow
 def test_fuzzed_real_server_answers_everything_and_keeps_serving(policy, tmp_path):
     """0 crashes; every bad message answered within the budget (an error, or actions where a flipped byte still
     made a valid observation); a good get_action after each; the server's memory bounded; no pickle payload runs."""

@@ -47,6 +47,7 @@ def error_of(call) -> str:
 
 
 @pytest.mark.timeout(1200)  # 1,280 inferences: about a minute on an idle 2-core machine, more on a busy one
+@pytest.mark.slow
 def test_64_concurrent_robots_are_all_answered(tiny_checkpoint, tmp_path):
     """Default flags: 64 clients x 20 get_action each, all at once: every request answered with actions.
 
@@ -82,6 +83,7 @@ def test_64_concurrent_robots_are_all_answered(tiny_checkpoint, tmp_path):
 # --- bounds ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_over_bound_requests_are_refused_at_once_and_memory_stays_bounded(tiny_checkpoint, tmp_path):
     """Batches beyond --max_batch and frames beyond the pixel budget get one line naming the batch, the bound and
     the flag; a request filling --max-message-mb with one maximal frame is served; the server's peak RSS above its
@@ -111,6 +113,7 @@ def test_over_bound_requests_are_refused_at_once_and_memory_stays_bounded(tiny_c
     assert growth_mb < bound_mb, f"peak RSS {growth_mb:.0f} MB above the steady state (bound {bound_mb} MB)"
 
 
+@pytest.mark.slow
 def test_max_batch_flag_admits_batches(tiny_checkpoint, tmp_path):
     with serve(tiny_checkpoint, tmp_path, "--max_batch", "3") as served, served.client() as client:
         assert client.get_action(observation(batch=3))["action.single_arm"].shape == (3, 16, 5)
@@ -148,6 +151,7 @@ def replies_of(sockets: list[zmq.Socket], poller: zmq.Poller, timeout_s: float) 
 
 
 @pytest.mark.parametrize("grace_s", ["60", "0"])
+@pytest.mark.slow
 def test_sigterm_answers_every_request_received_then_exits_0(tiny_checkpoint, tmp_path, grace_s):
     """10 robots mid-request when SIGTERM lands: each gets a reply and the server exits 0. Every request the server
     had received (its log says how many) gets its actions within the grace period; one that arrives after the
@@ -172,6 +176,7 @@ def test_sigterm_answers_every_request_received_then_exits_0(tiny_checkpoint, tm
         assert len(out_of_grace) == unanswered, (unanswered, refused)
 
 
+@pytest.mark.slow
 def test_an_address_in_use_is_reported_before_the_model_loads(tiny_checkpoint):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -186,6 +191,7 @@ def test_an_address_in_use_is_reported_before_the_model_loads(tiny_checkpoint):
 # --- weights that cannot change under a running server ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rewritten_checkpoint_files_change_nothing_but_a_log_line(tiny_checkpoint, tmp_path):
     """Another checkpoint's shards copied over the served ones (in place, as cp does), then every shard truncated:
     the server keeps answering with the actions of the checkpoint it loaded, and says in its log that the folder

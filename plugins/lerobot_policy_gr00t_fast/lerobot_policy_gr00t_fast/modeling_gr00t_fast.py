@@ -11,18 +11,16 @@ chunk's leftover and the inference delay; gr00t-fast's real-time chunking contin
 
 from collections import deque
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gr00t_fast.control.adapter import RobotAdapter
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY
-from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
-from gr00t_fast.robot.follower import SO100_JOINT_LIMITS_DEG, SO100_JOINT_LIMITS_RANGE
+from gr00t_fast.policy.lerobot_mapping import LeRobotMapping
+from gr00t_fast.robot.base import ACTION_KEYS
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
@@ -55,10 +53,7 @@ class Gr00tFastPolicy(PreTrainedPolicy):
                                  data_config=config.data_config, denoising_steps=config.denoising_steps,
                                  device=config.device, dtype=config.dtype, backend=config.backend)
         self.joint_keys = joint_keys_of(dataset_meta)
-        limits = SO100_JOINT_LIMITS_DEG if config.use_degrees else SO100_JOINT_LIMITS_RANGE
-        self.lo = np.array([limits.get(key, (-np.inf, np.inf))[0] for key in self.joint_keys])
-        self.hi = np.array([limits.get(key, (-np.inf, np.inf))[1] for key in self.joint_keys])
-        self.adapter: RobotAdapter | None = None  # built at the first batch, when the cameras are known
+        self.mapping: LeRobotMapping | None = None  # built at the first batch, when the cameras are known
         self._queue: deque[Tensor] = deque(maxlen=config.n_action_steps)
         self._plan = ChunkPlan()  # the last chunk, for LeRobot's RTC engine to continue
 
@@ -94,13 +89,11 @@ class Gr00tFastPolicy(PreTrainedPolicy):
         """Forget the actions `select_action` still had queued (the next call predicts a new chunk)."""
         self._queue.clear()
 
-    def _adapter(self, cameras: list[str]) -> RobotAdapter:
-        if self.adapter is None:
-            robot = SimpleNamespace(action_features=self.joint_keys, joint_groups=SO100_JOINT_GROUPS,
-                                    camera_names=cameras)
-            self.adapter = RobotAdapter.build(robot, self.gr00t.data_config, self.config.camera_map,
-                                              self.gr00t.video_resolution, self.gr00t.key_dims)
-        return self.adapter
+    def _mapping(self, cameras: list[str]) -> LeRobotMapping:
+        if self.mapping is None:
+            self.mapping = LeRobotMapping(self.gr00t, self.joint_keys, cameras, self.config.camera_map,
+                                          self.config.use_degrees)
+        return self.mapping
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict[str, Tensor], inference_delay: int | None = None,
@@ -109,7 +102,7 @@ class Gr00tFastPolicy(PreTrainedPolicy):
         engine passes `inference_delay` (then B is 1) and the previous chunk's `prev_chunk_left_over`."""
         prefix = f"{OBS_IMAGES}."
         cameras = sorted(key[len(prefix):] for key in batch if key.startswith(prefix))
-        adapter = self._adapter(cameras)
+        mapping = self._mapping(cameras)
         state = batch[OBS_STATE].detach().cpu().numpy().astype(np.float64)
         if inference_delay is not None and state.shape[0] != 1:
             raise ValueError(f"real-time chunking continues one robot's chunk: got a batch of {state.shape[0]}")
@@ -118,14 +111,14 @@ class Gr00tFastPolicy(PreTrainedPolicy):
         for row in range(state.shape[0]):
             robot_obs: dict[str, Any] = dict(zip(self.joint_keys, state[row]))
             robot_obs.update({cam: frame_of(batch[prefix + cam][row]) for cam in cameras})
-            observation = adapter.observation(robot_obs, tasks if isinstance(tasks, str) else tasks[row])
+            observation = mapping.observation(robot_obs, tasks if isinstance(tasks, str) else tasks[row])
             if inference_delay is None:
                 output = self.gr00t.get_action(observation)
             else:
                 rtc = self._plan.request(self.config.rtc_mode, prev_chunk_left_over, inference_delay,
                                          getattr(self.config, "rtc_config", None))
                 output = self.gr00t.get_action(observation, rtc=rtc)
-            chunks.append(np.clip(adapter.actions(output), self.lo, self.hi))
+            chunks.append(mapping.actions(output))
         result = torch.from_numpy(np.stack(chunks)).float()
         if inference_delay is not None:
             self._plan.keep(result[0], output[RTC_CHUNK_KEY])
