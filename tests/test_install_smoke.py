@@ -48,12 +48,14 @@ def checkpoint(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_get_action(checkpoint):
     actions = load_policy(checkpoint, device="cpu", warmup=False).get_action(observation())
     assert actions["action.single_arm"].shape == (16, 5) and actions["action.gripper"].shape == (16, 1)
     assert all(np.isfinite(value).all() for value in actions.values())
 
 
+@pytest.mark.slow
 def test_serve_round_trip(checkpoint):
     port = free_port()
     server = subprocess.Popen([*console_script(), "serve", f"--model-path={checkpoint}", "--device=cpu",

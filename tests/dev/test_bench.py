@@ -57,6 +57,7 @@ def test_inference(tiny_checkpoint, tmp_path, capsys):
     assert "Successful Runs" in markdown and "Step/Refill" in markdown
 
 
+@pytest.mark.slow
 def test_loop(tiny_checkpoint, tmp_path):
     argv = ["loop", "--model_path", str(tiny_checkpoint), "--duration", "0.3", "--fps", "10", "--delays", "0.1",
             "--camera_size", "64x48", "--out", str(tmp_path), *COMMON]
@@ -116,6 +117,7 @@ def test_contention_interleaves_settings_and_loop_segments_over_rounds(tiny_chec
     assert order == ["auto", "1", "1", "auto"]  # drift reaches both settings alike
 
 
+@pytest.mark.slow
 def test_contention_compiles_an_openvino_policy_per_setting(tiny_checkpoint, tmp_path, monkeypatch):
     """OpenVINO cannot change a compiled model's team per call: each setting is its own policy with that team."""
     monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
@@ -185,6 +187,7 @@ def test_bad_arguments(argv, message, capsys):
 PACKABLE = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
 
 
+@pytest.mark.slow
 def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeypatch):
     """Model-level rows with their action error against fp32 eager, normalized and per action key in the policy's
     units, on the demo task's swing (compile and ORT INT8 skipped: slow to build). With bf16 units the bf16 torch

@@ -60,6 +60,7 @@ def gr00t_fast(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProce
                           timeout=300, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_run_drives_the_simulation_from_a_cached_model_id(hub_cache, tiny_checkpoint):
     if importlib.util.find_spec("mujoco") is None:  # not imported here: MuJoCo picks its GL backend at import
         pytest.skip("the simulation extra is not installed")
@@ -115,6 +116,7 @@ def test_a_lerobot_checkpoint_and_its_eagle_processor_resolve_from_the_cache(hub
 
 @pytest.mark.parametrize("command", [["run", "--robot.type=so100_sim"], ["serve"], ["bench", "inference"],
                                      ["export", "onnx", "--out", "unused"]])
+@pytest.mark.slow
 def test_an_id_neither_cached_nor_reachable_is_one_line(command, hub_cache, tmp_path):
     done = gr00t_fast(*command, "--model_path", "nvidia/GR00T-N1.5-3B", "--revision", "v9", cwd=tmp_path)
     err = done.stderr.strip()
@@ -130,6 +132,7 @@ def test_hub_errors_are_one_line(hub_cache):
     assert "\n" not in str(raised.value) and "revision main" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_ref_pointing_outside_the_cache_is_refused(hub_cache, tiny_checkpoint, tmp_path):
     """The repro: `refs/main` holding `../../../../../tmp/x` loaded a checkpoint from outside the cache under the
     id's name. A ref is a commit hash, and the snapshot is that commit's folder in the cache: else one line."""

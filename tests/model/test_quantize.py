@@ -132,6 +132,7 @@ def test_the_cpu_rule_is_for_cpus_only(tiny_checkpoint, monkeypatch):
     assert counts["slow_on_cpu"] == counts["few_rows"] == 0 and counts["converted"] > len(WIDE_TINY_LAYERS)
 
 
+@pytest.mark.slow
 def test_quantized_model_compiles_without_graph_breaks(tiny_checkpoint):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     quantize_linears(model, "int8")

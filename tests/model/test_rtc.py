@@ -138,6 +138,7 @@ def test_guided_identity_is_the_guided_update_with_the_identity_jacobian(feature
     assert float((vjp - want).abs().max()) > 1e-3
 
 
+@pytest.mark.slow
 def test_guided_identity_pulls_harder_than_the_vjp_on_a_fitted_head(reach_policy):
     """A head fitted to a task (its denoised estimate hardly depends on x) is steered little through its Jacobian:
     on the previous chunk's continuation, guided-identity lands closer to the prefix than guided, and both closer

@@ -39,6 +39,7 @@ def test_missing_lerobot_is_one_line_with_what_to_install(trained_stand_in):
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="LeRobot 0.6.1 imports on Python >= 3.12")
+@pytest.mark.slow
 def test_lerobot_too_new_for_this_python_is_one_line(tmp_path_factory, trained_stand_in):
     target = tmp_path_factory.mktemp("lerobot061")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",

@@ -29,6 +29,7 @@ INTERRUPTED_COMMANDS = {
 
 
 @pytest.mark.parametrize("command", list(INTERRUPTED_COMMANDS))
+@pytest.mark.slow
 def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
     """A real process, interrupted once it says that it loads (the line comes from the load itself, so the load
     runs when the signal lands): exit code 130 and one line, no abort from a torch call cut off at shutdown."""
