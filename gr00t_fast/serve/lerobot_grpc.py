@@ -51,7 +51,8 @@ from gr00t_fast.robot.lerobot_version import install_advice
 from gr00t_fast.serve.lerobot_wire import (Observation, PolicySetup, TimedAction, actions_message, read_observation,
                                            read_policy_setup)
 from gr00t_fast.serve.protocol import bounded
-from gr00t_fast.serve.server import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, bounded_stack, is_loopback
+from gr00t_fast.serve.server import (DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, bounded_stack, is_loopback,
+                                     serving_in_thread)
 from gr00t_fast.serve.watch import CheckpointWatch
 
 __all__ = ["DEFAULT_PORT", "LeRobotServer", "POLICY_TYPES", "Refused", "transport"]
@@ -381,18 +382,9 @@ class LeRobotServer:
         self.stopped.set()
         self.server.stop(grace_s).wait()
 
-    @contextlib.contextmanager
-    def in_thread(self, join_timeout: float = 30.0) -> Iterator["LeRobotServer"]:
+    def in_thread(self, join_timeout: float = 30.0) -> contextlib.AbstractContextManager["LeRobotServer"]:
         """Serve from a daemon thread for the duration of the block (tests, benchmarks), then stop and join."""
-        thread = threading.Thread(target=self.run, name="gr00t-lerobot-server", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-            thread.join(join_timeout)
-            if thread.is_alive():
-                raise RuntimeError(f"LeRobot policy server on {self.address} did not stop within {join_timeout} s")
+        return serving_in_thread(self, "LeRobot policy server", join_timeout)
 
 
 def robot_values(values: dict[str, Any], mapping: LeRobotMapping) -> dict[str, Any]:

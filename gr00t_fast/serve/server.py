@@ -392,15 +392,21 @@ class PolicyServer:
         self.socket.close(linger=linger_ms)
         self.context.term()
 
-    @contextlib.contextmanager
-    def in_thread(self, join_timeout: float = 10.0) -> Iterator["PolicyServer"]:
+    def in_thread(self, join_timeout: float = 10.0) -> contextlib.AbstractContextManager["PolicyServer"]:
         """Serve from a daemon thread for the duration of the block (tests, benchmarks), then stop and join."""
-        thread = threading.Thread(target=self.run, name="gr00t-policy-server", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.stop()
-            thread.join(join_timeout)
-            if thread.is_alive():
-                raise RuntimeError(f"policy server on {self.address} did not stop within {join_timeout} s")
+        return serving_in_thread(self, "policy server", join_timeout)
+
+
+@contextlib.contextmanager
+def serving_in_thread(server: Any, what: str, join_timeout: float) -> Iterator[Any]:
+    """`server.run()` in a daemon thread for the duration of the block, then `server.stop()` and a join of at most
+    `join_timeout` seconds (RuntimeError naming `what` and `server.address` if it does not stop)."""
+    thread = threading.Thread(target=server.run, name=f"gr00t-{what.replace(' ', '-')}", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(join_timeout)
+        if thread.is_alive():
+            raise RuntimeError(f"{what} on {server.address} did not stop within {join_timeout} s")
