@@ -23,8 +23,7 @@ def small_checkpoint() -> Path:
 
 INTERRUPTED_COMMANDS = {
     "serve": ["serve", "--model-path", "{ckpt}", "--port", "0", "--device", "cpu"],
-    "run": ["run", "--model_path={ckpt}", "--robot.type=so100_sim", "--robot.cameras={{}}", "--device=cpu",
-            "--max_steps=1"],
+    "run": ["run", "--model_path={ckpt}", "--robot.type=so100_sim", "--device=cpu", "--max_steps=1"],
 }
 
 
