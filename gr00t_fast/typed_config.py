@@ -30,7 +30,7 @@ import yaml
 from gr00t_fast.cli_args import ArgumentParser, closest, normalize_flag
 
 __all__ = ["ConfigError", "FlagField", "Plain", "build", "config_parser", "config_path_in", "convert", "field_help",
-           "flag_fields", "load_yaml", "parse_config", "parse_yaml", "shown"]
+           "camera_map", "flag_fields", "load_yaml", "parse_config", "parse_yaml", "shown"]
 
 NULL_WORDS = ("", "~", "null", "Null", "NULL")  # YAML's spellings of null: unset an optional field
 TRUE_WORDS, FALSE_WORDS = ("y", "yes", "true", "on"), ("n", "no", "false", "off")  # YAML 1.1's booleans, any case
@@ -406,3 +406,13 @@ def _located(e: ConfigError, flags: dict, tree: dict, path: str | None, known: s
     if path and e.at and node is not dataclasses.MISSING:
         return f"{path}: {name}: {e}"
     return f"--{name}: {e}" if name in known else f"{name}: {e}" if name else str(e)
+
+
+def camera_map(text: str) -> dict[str, str]:
+    """A `--camera_map` flag (`serve`, `eval`): a YAML map of camera names to video keys, read as every config file
+    is (text stays text); ValueError, one line, for anything else."""
+    try:
+        return convert(parse_yaml(text, ("camera_map",)), dict[str, str], ("camera_map",))
+    except ValueError as e:
+        raise ValueError(f"--camera_map {text!r} must map camera names to video keys, e.g. \"{{front: webcam}}\" "
+                         f"({e})") from None

@@ -111,7 +111,7 @@ def test_evaluation_knows_policies_through_the_policy_contract():
     """evaluation/ evaluates whatever implements `Policy` (an in-process one from `loading`, a `PolicyClient`): it
     imports no policy implementation, processor, backend or model code but the hub's id resolution and the checks a
     load runs before the weights (`policy.preflight`)."""
-    allowed_rooms = {"evaluation", "data", "cli_args", "control", "loading", "serve"}
+    allowed_rooms = {"evaluation", "data", "cli_args", "typed_config", "control", "loading", "serve"}
     allowed = {"gr00t_fast.policy.config", "gr00t_fast.policy.data_config", "gr00t_fast.policy.metadata",
                "gr00t_fast.policy.preflight", "gr00t_fast.policy.base", "gr00t_fast.model.hub"}
     found = [(f, b) for a, b, f in imports() if room(a) == "evaluation" and room(b) not in allowed_rooms

@@ -25,6 +25,7 @@ from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
 from gr00t_fast.evaluation.open_loop import EpisodeRun, compared_keys, episode_steps, evaluate
 from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.typed_config import camera_map
 
 __all__ = ["build_parser", "main"]
 
@@ -92,20 +93,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(error)
 
 
-def camera_map(text: str | None) -> dict[str, str] | None:
-    if text is None:
-        return None
-    import yaml
-
-    try:
-        mapping = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"--camera_map {text!r} is not a map ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
-        raise ValueError(f"--camera_map {text!r} must map camera names to video keys, e.g. \"{{front: webcam}}\"")
-    return mapping
-
-
 def check_against_checkpoint(dataset: RecordedDataset, metadata: Any) -> None:
     """The dataset's widths and fps must be the checkpoint's (its metadata): one line naming the key otherwise."""
     for key, width in dataset.widths().items():
@@ -145,7 +132,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
 
         args.model_path = str(resolve_checkpoint(args.model_path, args.revision))
         data_config, metadata = check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)
-    dataset = open_dataset(dataset_path, data_config, args.action_horizon, camera_map(args.camera_map))
+    dataset = open_dataset(dataset_path, data_config, args.action_horizon, camera_map(args.camera_map) if args.camera_map else None)
     episodes = args.episodes if args.episodes is not None else dataset.episodes
     for episode in episodes:
         episode_steps(dataset, episode, args.steps)  # an episode out of range or too short: one line, now

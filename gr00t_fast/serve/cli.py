@@ -27,9 +27,9 @@ from gr00t_fast.serve.server import (DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DE
                                      is_loopback)
 from gr00t_fast.serve.triton import check_ports_free, start_triton
 from gr00t_fast.serve.watch import CheckpointWatch
-from gr00t_fast.typed_config import convert, parse_yaml
+from gr00t_fast.typed_config import camera_map
 
-__all__ = ["add_load_arguments", "camera_map", "check_load_arguments", "fleet_main", "fleet_parser", "serve_main",
+__all__ = ["add_load_arguments", "check_load_arguments", "fleet_main", "fleet_parser", "serve_main",
            "serve_parser"]
 
 PROTOCOLS = {"zmq": 5555, "lerobot": 8080}  # --protocol -> its default port
@@ -65,11 +65,6 @@ def serve_parser() -> ArgumentParser:
     add("--fps", type=positive, default=30.0, help="--protocol lerobot: the robot's control rate; a chunk's action i "
         "is stamped i/fps after its observation (LeRobot's policy_server --fps; default 30)")
     return parser
-
-
-def camera_map(text: str) -> dict[str, str]:
-    """A `--camera_map` flag: a YAML map of camera names to video keys."""
-    return convert(parse_yaml(text, ("camera_map",)), dict[str, str], ("camera_map",))
 
 
 def add_load_arguments(parser: ArgumentParser, max_batch: int | None) -> None:

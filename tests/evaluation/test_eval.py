@@ -113,7 +113,8 @@ def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Pat
     (["--steps", "0"], "--steps must be >= 1, got 0"),
     (["--compare", "fp4"], "--compare: unknown path 'fp4'"),
     (["--modality_keys", "left_arm"], "--modality_keys ['left_arm'] are not actions of data config 'so100'"),
-    (["--camera_map", "[1, 2"], "--camera_map '[1, 2' is not a map"),
+    (["--camera_map", "[1, 2"], "--camera_map '[1, 2' must map camera names to video keys"),
+    (["--camera_map", "[front]"], "--camera_map '[front]' must map camera names to video keys"),
     (["--action_horizon", "32"], "--action_horizon 32 exceeds the policy's chunk of 16"),
     (["--out", "/proc/nope/r.json"], "--out: cannot write /proc/nope/r.json"),
 ])
