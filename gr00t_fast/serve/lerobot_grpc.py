@@ -12,13 +12,15 @@ LeRobot runs big policies off the robot with `lerobot.async_inference.policy_ser
   fast path and warmed before the call returns. With `--model_path` the server loaded and warmed it at start, and a
   client naming another checkpoint is refused in one line. The robot's features (`lerobot_features`) give its joint
   and camera names: `gr00t_fast.policy.lerobot_mapping` maps them onto the checkpoint's keys.
-- `SendObservations` streams one pickled `TimedObservation` in chunks: read within `--max_message_mb`, unpickled by
+- `SendObservations` streams one pickled `TimedObservation` in chunks: read within `--max_message_mb` and
+  `STREAM_DEADLINE_S` (a stream still open then is cancelled, its server thread freed), unpickled by
   the allow-list (`gr00t_fast.serve.lerobot_wire`, `gr00t_fast.serve.safe_pickle`), checked and mapped at arrival, then queued as LeRobot's server
   queues (a queue of one, newest first; `must_go` always enters, others only when their step was not predicted yet
   and the arm moved by 1 or more since the last observation inferred).
 - `GetActions` waits up to `OBSERVATION_WAIT_S` for a queued observation (an empty answer otherwise, as LeRobot's),
   runs the policy on it and answers its first `actions_per_chunk` actions as LeRobot's `TimedAction`s: the
-  observation's timestamp plus i/`--fps`, its timestep plus i, joint targets in the robot's order and units.
+  observation's timestamp plus i/`--fps`, its timestep plus i, joint targets in the robot's order and units (a
+  chunk that is not finite is refused, never sent).
 
 Where LeRobot's server unpickles whatever reaches its port, every refusal here (a pickle naming anything but what
 the client sends, random bytes, an oversized stream, a wrong type, another client) is a gRPC error with one line,
@@ -33,6 +35,7 @@ import contextlib
 import dataclasses
 import hmac
 import logging
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +69,10 @@ OBSERVATION_WAIT_S = 2.0  # GetActions' wait for an observation (LeRobot's obs_q
 SESSION_IDLE_S = 5.0  # a session without a call this long gives way to another client's Ready
 MAX_GRPC_MESSAGE = 4 * 2**20 + 2**16  # one gRPC message: LeRobot sends chunks of 2 MiB and caps messages at 4 MiB
 MAX_CHUNKS = 4096  # messages in one observation stream
+STREAM_DEADLINE_S = 30.0  # an observation stream not complete by then is cut (its gRPC thread freed)
 WORKERS = 8  # gRPC threads; calls beyond twice as many are refused by gRPC itself (RESOURCE_EXHAUSTED)
 POLL_S = 0.1  # how often a waiting GetActions looks whether its client is still there
+MAX_TASK_CHARS = 2000  # an observation's task: a language instruction
 
 
 class Refused(Exception):
@@ -246,7 +251,7 @@ class LeRobotServer:
     def answer(self, method: str, context: Any, work: Callable[[str], Any]) -> Any:
         """Run `work(peer)`; any failure becomes a gRPC error with one line, logged once (the stack too when it was
         unexpected). gRPC's abort raises: it leaves this call, never the server."""
-        peer = context.peer()
+        peer, unexpected = context.peer(), False
         try:
             self.authorize(context)
             return work(peer)
@@ -255,11 +260,11 @@ class LeRobotServer:
         except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as e:  # bad input, a load
             code, text = "INVALID_ARGUMENT", bounded(f"{type(e).__name__}: {' '.join(str(e).split())}")
         except Exception as e:  # noqa: BLE001 - whatever else: the server keeps serving
-            code, text = "INTERNAL", bounded(f"{type(e).__name__}: {' '.join(str(e).split())}")
+            code, text, unexpected = "INTERNAL", bounded(f"{type(e).__name__}: {' '.join(str(e).split())}"), True
             log.error("%s from %s failed: %s\n%s", method, peer, text, bounded_stack(e))
         if not context.is_active():  # its client has gone (said once, where that was noticed): nobody to answer
             return None
-        if code != "INTERNAL":
+        if not unexpected:
             log.warning("%s from %s refused: %s", method, peer, text)
         context.abort(getattr(self.grpc.StatusCode, code), text)
 
@@ -310,12 +315,21 @@ class LeRobotServer:
 
     def observation(self, peer: str, chunks: Iterator[Any], context: Any) -> Any:
         with self.call(peer, counted=False) as session:
+            cut = threading.Event()
+            deadline = threading.Timer(STREAM_DEADLINE_S, lambda: (cut.set(), context.cancel()))
+            deadline.daemon = True
+            deadline.start()  # a stream still open then is cancelled: a silent client holds no server thread
             try:
                 data = self.receive(chunks, session)
             except Exception:
+                if cut.is_set():
+                    log.warning("observation stream from %s cut: not complete within %g s", peer, STREAM_DEADLINE_S)
+                    return None
                 if not context.is_active():
                     self.left(session, "in the middle of an observation")
                 raise
+            finally:
+                deadline.cancel()
             observation = read_observation(data, self.max_message_bytes)
             arrived = time.monotonic()
             if session.mapping is None:
@@ -350,6 +364,9 @@ class LeRobotServer:
                 started = time.monotonic()
                 output = self.policy.get_action(model_observation)
                 inferred = time.monotonic()
+            if not all(np.isfinite(values).all() for values in output.values()):  # clipping would let NaN pass
+                raise Refused("INTERNAL", f"the policy's actions for observation #{observation.timestep} are not "
+                              "finite (NaN or inf): none are sent")
             chunk = mapping.actions(output)[: setup.actions_per_chunk]
             data = actions_message(timed_actions(chunk, observation, self.environment_dt))
         log.info("observation #%d (must_go %s): queued %.1f ms, inference %.1f ms, %d actions", observation.timestep,
@@ -388,26 +405,31 @@ class LeRobotServer:
 
 
 def robot_values(values: dict[str, Any], mapping: LeRobotMapping) -> dict[str, Any]:
-    """The joint values (finite numbers), camera frames ((H, W, 3) uint8) and task (a string) of a raw observation,
-    checked: ValueError, one line, naming what is missing or wrong."""
+    """The joint values (finite numbers), camera frames ((H, W, 3) uint8 arrays) and task (a string of at most
+    `MAX_TASK_CHARS`) of a raw observation, their types checked before anything converts them: ValueError, one line,
+    naming what is missing or wrong by its type and shape (never its value: a crafted one can be huge to print)."""
     missing = [key for key in (*mapping.joint_keys, *mapping.adapter.camera_map) if key not in values]
     if missing:
         raise ValueError(bounded(f"the observation misses {missing}, which the robot's features named; it holds "
-                                 f"{sorted(values)}", 300))
+                                 f"{sorted(values)[:20]}", 300))
     checked: dict[str, Any] = {}
     for key in mapping.joint_keys:
-        value = np.asarray(values[key])
-        if value.shape != () or value.dtype.kind not in "iuf" or not np.isfinite(value):
-            raise ValueError(bounded(f"joint {key!r} must be a finite number, got {values[key]!r}", 300))
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not abs(value) <= sys.float_info.max:  # finite, a Python int too (float() of a huge one raises)
+            raise ValueError(bounded(f"joint {key!r} must be a finite number, got {type(value).__name__}", 300))
         checked[key] = float(value)
     for camera in mapping.adapter.camera_map:
-        frame = np.asarray(values[camera])
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or not frame.size:
-            raise ValueError(f"camera {camera!r} must be an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
+        frame = values[camera]
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 \
+                or not frame.size:
+            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ValueError(bounded(f"camera {camera!r} must be an (H, W, 3) uint8 frame, got {got}", 300))
         checked[camera] = frame
     task = values.get("task", "")
-    if not isinstance(task, str):
-        raise ValueError(f"'task' must be a string, got {type(task).__name__}")
+    if not isinstance(task, str) or len(task) > MAX_TASK_CHARS:
+        got = f"{len(task)} characters" if isinstance(task, str) else type(task).__name__
+        raise ValueError(f"'task' must be a string of at most {MAX_TASK_CHARS} characters, got {got}")
     checked["task"] = task
     return checked
 

@@ -95,7 +95,7 @@ def _robot_features(features: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     names = state.get("names") if isinstance(state, dict) else None
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
         raise UnsafePickle(bounded(f"RemotePolicyConfig.lerobot_features needs {OBS_STATE!r} with the robot's joint "
-                                   f"names, got {state!r}", 300))
+                                   f"names, got {type(state).__name__}", 300))
     cameras = tuple(key[len(OBS_IMAGES):] for key in features if key.startswith(OBS_IMAGES))
     return tuple(names), cameras
 

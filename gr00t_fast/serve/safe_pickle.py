@@ -69,7 +69,8 @@ class _NdarrayType:
 
 def _plain(dtype: Any) -> np.dtype:
     if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.kind not in "biufc":
-        raise UnsafePickle(bounded(f"numpy arrays of dtype {dtype!r} are refused (plain numbers only: object arrays "
+        shown = dtype.str if isinstance(dtype, np.dtype) else type(dtype).__name__  # never a crafted value's repr
+        raise UnsafePickle(bounded(f"numpy arrays of dtype {shown} are refused (plain numbers only: object arrays "
                                    "hold pickled objects)", 300))
     return dtype
 
@@ -145,7 +146,7 @@ class _AllowListUnpickler(pickle._Unpickler):
         if isinstance(built, np.dtype):
             if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
                     and state[2:] == (None, None, None, -1, -1, 0)):
-                raise UnsafePickle(bounded(f"a numpy dtype's state {state!r} is refused (plain numbers only)", 300))
+                raise UnsafePickle(f"a numpy dtype's state (a {type(state).__name__}) is refused (plain numbers only)")
         elif isinstance(built, np.ndarray):
             if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
                     and isinstance(state[4], bytes)):

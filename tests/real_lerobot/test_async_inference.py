@@ -200,7 +200,7 @@ def test_oversized_streams_bad_values_and_a_stream_cut_short_are_refused_in_one_
                                ({**values, "front": FRAME, "gripper.pos": "open"}, "joint 'gripper.pos' must be a "
                                                                                    "finite number"),
                                (values, "the observation misses ['front']"),
-                               ({**values, "front": FRAME, "task": 3}, "'task' must be a string, got int")]:
+                               ({**values, "front": FRAME, "task": 3}, "'task' must be a string of at most 2000 characters, got int")]:
                 data = pickle.dumps(TimedObservation(1.0, 0, wrong, must_go=True))
                 refused = refusal(stub.SendObservations, send_bytes_in_chunks(data, services_pb2.Observation))
                 assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and why in refused.details(), \
@@ -209,6 +209,52 @@ def test_oversized_streams_bad_values_and_a_stream_cut_short_are_refused_in_one_
             refused = refusal(stub.SendObservations, iter(cut))
             assert "ended before its last chunk" in refused.details()
             assert served(stub, trained_stand_in)
+
+
+def test_a_policys_non_finite_actions_are_refused_never_sent(server, trained_stand_in, caplog):
+    """Clipping to the arm's travel lets NaN through: a chunk with any is refused, and the server keeps serving."""
+    with client(server.port) as stub:
+        start(stub, trained_stand_in)
+        get_action = server.policy.get_action
+
+        def nan_action(observation):
+            output = get_action(observation)
+            return {key: np.where(np.arange(value.shape[-1]) == 0, np.nan, value) for key, value in output.items()}
+
+        server.policy.get_action = nan_action
+        stub.SendObservations(observation(3, must_go=True))
+        with caplog.at_level(logging.WARNING, logger="gr00t_fast.serve"):
+            refused = refusal(stub.GetActions, services_pb2.Empty())
+        assert refused.code() == grpc.StatusCode.INTERNAL
+        assert refused.details() == "the policy's actions for observation #3 are not finite (NaN or inf): none are sent"
+        logged = [r.getMessage() for r in caplog.records if r.name == "gr00t_fast.serve"]
+        assert len(logged) == 1 and "GetActions from" in logged[0] and "not finite" in logged[0], logged
+        del server.policy.get_action
+        assert served(stub, trained_stand_in)
+
+
+def test_a_stalled_observation_stream_is_cut_and_its_thread_freed(trained_stand_in, caplog, monkeypatch):
+    """A client that opens a stream and goes silent holds a server thread until the stream's deadline (here 0.5 s,
+    one thread): then the stream is cancelled and the next call is served."""
+    monkeypatch.setattr(lerobot_grpc, "WORKERS", 1)
+    monkeypatch.setattr(lerobot_grpc, "STREAM_DEADLINE_S", 0.5)
+    release = threading.Event()
+
+    def stalled():
+        yield services_pb2.Observation(transfer_state=services_pb2.TRANSFER_BEGIN, data=b"\x80\x04")
+        release.wait(60)
+
+    with LeRobotServer(PolicyConfig(device="cpu"), port=0).in_thread() as one_thread, client(one_thread.port) as stub:
+        try:
+            start(stub, trained_stand_in)
+            with caplog.at_level(logging.WARNING, logger="gr00t_fast.serve"):
+                stream = stub.SendObservations.future(stalled())
+                assert stream.exception(timeout=20).code() == grpc.StatusCode.CANCELLED  # 20 s: a safety net only
+            assert [r for r in caplog.records if "observation stream from" in r.getMessage()
+                    and "cut: not complete within 0.5 s" in r.getMessage()]
+            assert served(stub, trained_stand_in)  # the one thread serves again
+        finally:
+            release.set()
 
 
 HELPERS = b"lerobot.async_inference.helpers"

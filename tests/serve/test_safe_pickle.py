@@ -175,6 +175,26 @@ def test_states_and_shapes_numpy_trusts_are_refused():
         loads(b"\x80\x04}}b.", {}, LIMIT)  # BUILD on an object that is no admitted record
 
 
+class NestedDtypeState:
+    """A dtype state holding three lists of 200 that point at each other (1.4 KB pickled, 8 million elements)."""
+
+    def __reduce__(self):
+        inner = [0] * 200
+        bomb = [[[inner] * 200] * 200]
+        return np.dtype, ("f8", False, True), (3, "<", None, None, None, -1, -1, 0, *bomb)
+
+
+def test_refusals_name_types_never_print_crafted_values():
+    from numpy._core.multiarray import scalar
+
+    with pytest.raises(UnsafePickle) as refused:
+        loads(pickle.dumps(NestedDtypeState()), {}, LIMIT)
+    assert str(refused.value) == "a numpy dtype's state (a tuple) is refused (plain numbers only)"
+    with pytest.raises(UnsafePickle) as refused:
+        loads(pickle.dumps(Crafted(scalar, ([[0] * 200] * 200, b"abcd"))), {}, LIMIT)
+    assert str(refused.value).startswith("numpy arrays of dtype list are refused")
+
+
 def test_torch_tensors_are_refused_and_their_nested_archive_never_read(tmp_path):
     """A tensor's pickle holds a torch.save archive (`torch.storage._load_from_bytes`) that a full torch.load reads:
     refused by name, before the archive is opened."""
