@@ -60,7 +60,7 @@ def test_a_retry_is_not_started_when_it_cannot_finish_in_the_period(write_attemp
     assert robot.attempts == {"read": read_retries + 3, "write": 1}  # step 1, from 100 ms: one drop, then the read
     assert (second.retries, second.fault, second.t) == (1, None, pytest.approx(0.13))
     assert robot.sent[0].tolist() == second.action == [10.0] * 6
-    assert errors == [f"step 0: reading the joints failed: FakeRobot(port='/dev/fake'): reading the joints and cameras:"
+    assert errors == ["step 0: reading the joints failed: FakeRobot(port='/dev/fake'): reading the joints and cameras:"
                       " [TxRxResult] There is no status packet! (holding the last safe position)"]
 
 
