@@ -56,3 +56,19 @@ def test_a_port_in_use_is_reported_before_the_model_loads(tiny_checkpoint, taken
                                 capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "loading" not in result.stdout, result
     assert ("cannot bind the policy server" if taken == "--port" else "cannot bind Triton") in result.stderr
+
+
+def test_a_data_config_the_checkpoint_cannot_serve_is_one_line_before_the_model_loads(tiny_checkpoint, tmp_path):
+    """`fleet serve` checks the checkpoint's metadata against the data config before it loads (issue 58): each
+    mistake on its own line, no "loading" line."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: no\nvidoe_keys: [video.webcam]\nstate_keys: [state.single_arm]\n")
+    ports = [a for flag in ("--port", "--grpc_port", "--http_port", "--metrics_port") for a in (flag, str(free_port()))]
+    for data_config, lines in (("fourier_gr1_arms_only", 1), (str(bad), 5)):
+        result = subprocess.run([sys.executable, "-m", "gr00t_fast.cli", "fleet", "serve", "--model_path",
+                                 str(tiny_checkpoint), "--device", "cpu", "--data_config", data_config, *ports],
+                                capture_output=True, text=True, timeout=120)
+        err = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "loading" not in result.stdout + result.stderr, result
+        assert err[0].startswith("gr00t-fast fleet: error:") and len(err) == lines, err
+    assert "did you mean video_keys?" in result.stderr
