@@ -33,6 +33,9 @@ __all__ = ["add_load_arguments", "check_load_arguments", "fleet_main", "fleet_pa
            "serve_parser"]
 
 PROTOCOLS = {"zmq": 5555, "lerobot": 8080}  # --protocol -> its default port
+# the flags only one protocol reads: set with the other, they are refused rather than ignored
+PROTOCOL_FLAGS = {"zmq": ("request_timeout_s", "max_batch", "max_queue", "allow_legacy_format"),
+                  "lerobot": ("camera_map", "fps")}
 
 log = logging.getLogger("gr00t_fast.fleet")
 
@@ -129,6 +132,10 @@ def serve_main(argv: list[str] | None = None) -> int:
     if args.protocol == "zmq" and not args.model_path:
         parser.error("the following arguments are required: --model_path (--protocol lerobot takes the checkpoint "
                      "its robot client names)")
+    for protocol, names in PROTOCOL_FLAGS.items():
+        given = [f"--{name}" for name in names if getattr(args, name) != parser.get_default(name)]
+        if protocol != args.protocol and given:
+            parser.error(f"{', '.join(given)}: read by --protocol {protocol} only, not by --protocol {args.protocol}")
     args.port = PROTOCOLS[args.protocol] if args.port is None else args.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.protocol == "lerobot":

@@ -36,6 +36,18 @@ def test_lerobot_flags_are_checked_on_the_flag_line(capsys):
     assert "camera_map" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("argv, words", [
+    (["--protocol", "lerobot", "--max_queue", "3", "--max_batch", "2"],
+     "--max_batch, --max_queue: read by --protocol zmq only, not by --protocol lerobot"),
+    (["--model_path", "unused", "--fps", "10"], "--fps: read by --protocol lerobot only, not by --protocol zmq"),
+])
+def test_a_flag_of_the_other_protocol_is_refused_not_ignored(argv, words, capsys):
+    with pytest.raises(SystemExit) as exited:
+        serve_main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and err == f"gr00t-fast serve: error: {words}", err
+
 def nested_bomb(n: int = 200) -> list:
     """Three lists of `n` pointing at each other: a pickle of about 1.4 KB that expands to n**3 elements."""
     inner = [0] * n
