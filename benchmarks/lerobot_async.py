@@ -42,7 +42,7 @@ import torchvision_shim  # noqa: E402,F401 - LeRobot's torchvision import beside
 from feetech_bus import SimulatedFeetechBus, patient  # noqa: E402
 from lerobot_n15_format import write_lerobot_n15  # noqa: E402
 from stand_ins import CALIBRATION, MOTOR_IDS, REST, StandInCamera, write_calibration  # noqa: E402
-from test_checkpoints import STATS, lerobot_eagle_assets  # noqa: E402
+from test_checkpoints import STATS, eagle_on_cpu, lerobot_eagle_assets  # noqa: E402
 
 from gr00t_fast.model.random_checkpoint import write_checkpoint  # noqa: E402
 from gr00t_fast.policy.config import PolicyConfig  # noqa: E402
@@ -78,22 +78,6 @@ def gr00t_fasts_server() -> Iterator[int]:
     """`gr00t-fast serve --protocol lerobot`'s server on a free loopback port."""
     with LeRobotServer(PolicyConfig(device="cpu"), port=0).in_thread() as server:
         yield server.port
-
-
-def eagle_on_cpu() -> None:
-    """LeRobot's GR00T forces flash-attention-2 on SigLIP, which a CPU cannot run: SDPA instead
-    (tests/real_lerobot/test_checkpoints.py makes the same adjustment)."""
-    import lerobot.policies.groot.groot_n1 as groot_n1
-    from lerobot.policies.groot.utils import ensure_eagle_cache_ready
-
-    def eagle_cache_for_cpu(vendor_dir, cache_dir, repo):
-        ensure_eagle_cache_ready(vendor_dir, cache_dir, repo)
-        modeling = Path(cache_dir) / "modeling_eagle2_5_vl.py"
-        modeling.write_text(modeling.read_text().replace(
-            'config.vision_config._attn_implementation = "flash_attention_2"',
-            'config.vision_config._attn_implementation = "sdpa"'))
-
-    groot_n1.ensure_eagle_cache_ready = eagle_cache_for_cpu
 
 
 def observation_times(port: int, checkpoint: Path, count: int) -> dict:
@@ -183,7 +167,10 @@ def main() -> None:
     tiny = write_checkpoint(WORK / "tiny", size="tiny", seed=0, progress=False)
     lerobot_eagle_assets(tiny / "eagle2_hg_model", WORK / "lerobot_home" / "lerobot" / "eagle2hg-processor-groot-n1p5")
     checkpoint = write_lerobot_n15(WORK / "groot", tiny, {"front": (480, 640)}, STATS)
-    eagle_on_cpu()
+    import lerobot.policies.groot.groot_n1 as groot_n1
+    from lerobot.policies.groot.utils import ensure_eagle_cache_ready
+
+    groot_n1.ensure_eagle_cache_ready = eagle_on_cpu(ensure_eagle_cache_ready)  # LeRobot's server on a CPU
     results = {}
     for name, serving in (("lerobot_policy_server_groot", lerobots_server), ("gr00t_fast_serve_lerobot",
                                                                                gr00t_fasts_server)):

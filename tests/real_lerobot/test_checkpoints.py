@@ -36,6 +36,20 @@ STATS = {"observation.state": {"min": torch.tensor([-90.0, -95, -100, -90, -98, 
 INSTRUCTION = "Pick up the cube"
 
 
+def eagle_on_cpu(ensure_eagle_cache_ready):
+    """LeRobot's `ensure_eagle_cache_ready`, then SDPA for SigLIP in the cached Eagle modeling file: LeRobot's GR00T
+    forces flash-attention-2 there, which a CPU cannot run (also benchmarks/lerobot_async.py)."""
+
+    def eagle_cache_for_cpu(vendor_dir, cache_dir, repo):
+        ensure_eagle_cache_ready(vendor_dir, cache_dir, repo)
+        modeling = Path(cache_dir) / "modeling_eagle2_5_vl.py"
+        modeling.write_text(modeling.read_text().replace(
+            'config.vision_config._attn_implementation = "flash_attention_2"',
+            'config.vision_config._attn_implementation = "sdpa"'))
+
+    return eagle_cache_for_cpu
+
+
 def lerobot_eagle_assets(eagle_dir: Path, destination: Path) -> None:
     """The tiny checkpoint's Eagle files as LeRobot hosts them (its remote-code classes are named Eagle25VL*)."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -83,14 +97,7 @@ def lerobot(tiny_checkpoint, lerobot_home, tmp_path_factory):
 
         mp.setattr(processor_groot, "HF_LEROBOT_HOME", home)
 
-        def eagle_cache_for_cpu(vendor_dir, cache_dir, repo):
-            ensure_eagle_cache_ready(vendor_dir, cache_dir, repo)
-            modeling = Path(cache_dir) / "modeling_eagle2_5_vl.py"
-            modeling.write_text(modeling.read_text().replace(
-                'config.vision_config._attn_implementation = "flash_attention_2"',
-                'config.vision_config._attn_implementation = "sdpa"'))
-
-        mp.setattr(groot_n1, "ensure_eagle_cache_ready", eagle_cache_for_cpu)
+        mp.setattr(groot_n1, "ensure_eagle_cache_ready", eagle_on_cpu(ensure_eagle_cache_ready))
         features = {f"observation.images.{cam}": PolicyFeature(FeatureType.VISUAL, (3, h, w))
                     for cam, (h, w) in CAMERAS.items()}
         features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
