@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from gr00t_fast.backends.base import STATIC_PROMPT_STEP
+from gr00t_fast.backends.base import STATIC_PROMPT_STEP, LoadRequest
 from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.quantize import int8_engine
 from gr00t_fast.runtime.cache import cache_dir, locked
 from gr00t_fast.runtime.progress import ticking
 
@@ -66,6 +67,17 @@ def allow_compiled_shapes() -> None:
 class CompiledBackend(PyTorchBackend):
     name = "compile"
     prompt_step = STATIC_PROMPT_STEP
+
+    @classmethod
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        """As `PyTorchBackend.configure`; int8 where it runs on FBGEMM (a CPU without VNNI or AMX) is refused before
+        any weight is read: torch.compile cannot trace FBGEMM's packed weights (fullgraph)."""
+        request = super().configure(request)
+        if request.quantize == "int8" and not torch.cuda.is_available() and int8_engine("cpu").name == "fbgemm":
+            raise ValueError("--backend compile --quantize int8 compiles torch._int_mm, which has no fast kernel on a "
+                             "CPU without VNNI or AMX; int8 runs on FBGEMM here, which torch.compile cannot trace: use "
+                             "--backend torch")
+        return request
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
                  fullgraph: bool = True, dynamic: bool = False, cpp_wrapper: bool | None = None):

@@ -9,7 +9,7 @@ import torch
 from gr00t_fast.backends.base import Backend, LoadRequest
 from gr00t_fast.model.inputs import example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import MODES, quantize_linears
+from gr00t_fast.model.quantize import MODES, int8_engine, quantize_linears
 
 __all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
 
@@ -22,8 +22,9 @@ def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
     inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
     steps = model.config.num_inference_timesteps
     counts = quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
+    engine = {"engine": str(int8_engine(model.device))} if mode == "int8" else {}
     if model.precision is not None:
-        model.precision = replace(model.precision, quantization={"mode": mode, **counts})
+        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts})
     return counts
 
 
@@ -40,6 +41,14 @@ class PyTorchBackend(Backend):
     """A backend running the PyTorch model itself: it quantizes its matmuls as `load_policy(quantize=...)` asks."""
 
     quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
+
+    @classmethod
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        """As `Backend.configure`; int8 on a CPU-only machine is refused here, before any weight is read, where the
+        CPU has no fast int8 engine (`int8_engine`)."""
+        if request.quantize == "int8" and not torch.cuda.is_available():
+            int8_engine("cpu")
+        return super().configure(request)
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:

@@ -18,8 +18,27 @@ sample), where quantizing the activations costs more than the matmul saves. On a
 of that call too small to pay (`int8_pays_on_cpu`: narrower than 256 or under 4M multiply-adds; every layer of
 NVIDIA's tiny checkpoint, whose int8 ran slower than float32): counted as slow_on_cpu.
 Both kernels also run on CPU (that is how the tests check them); fp8's speed matters on a GPU only.
+
+int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the load line says which and why):
+    onednn  `torch._int_mm` (oneDNN's s8 GEMM) where the CPU has VNNI (AVX512-VNNI) or AMX: activations per token.
+    fbgemm  FBGEMM's u8s8 dynamic GEMM (`quantized::linear_dynamic`) on a CPU with AVX2 and no VNNI: there torch's
+            `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
+            slower than NVIDIA at full size) and is never chosen. Activations per tensor in 7 bits
+            (`reduce_range`: AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel.
+`GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX).
+
+Outlier channels (trained transformers carry a few input channels 20-100x the rest, LLM.int8(), SmoothQuant) would
+take the per-token scale and leave the other channels a few levels: a layer whose inputs have them (a channel's
+largest value over `OUTLIER_RATIO` x the median channel's in the sample call) is smoothed as SmoothQuant does
+(alpha 0.5): its weight columns are multiplied by s_j = sqrt(amax(x_j) / amax(w_j)) before they are quantized and its
+input divided by s_j at run time, the same product with the outliers' range shared between both operands. Then every
+converted layer's own error is measured on the sample call (the relative difference of its output from the float
+layer's, on the inputs the quantized network gives it) and a layer above `MAX_LAYER_ERROR` stays in float
+(counted as `too_lossy`): the layers whose error does not pay for their speed are found by measurement, not by hand.
 """
 
+import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -36,6 +55,57 @@ MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
 # 49x256x256 0.85x, every layer of NVIDIA's tiny checkpoint 0.3-0.9x): benchmarks/README.md, "CPU precisions".
 CPU_INT8_MIN_WIDTH = 256
 CPU_INT8_MIN_MACS = 4_000_000
+INT8_ENGINE_ENV = "GR00T_FAST_INT8_ENGINE"
+INT8_ENGINES = ("onednn", "fbgemm")  # on a CPU; CUDA runs `torch._int_mm` (cuBLASLt)
+OUTLIER_RATIO = 16.0  # an input channel this many times the median channel's absmax is an outlier: smooth the layer
+# (random weights reach 8.4x, in the DiT's feed-forward outputs after GELU; trained transformers 20-100x)
+SMOOTH_ALPHA = 0.5  # SmoothQuant's migration strength: half of the range moves into the weights
+MAX_LAYER_ERROR = 0.05  # a converted layer whose output moves by more (relative, on the sample call) stays in float
+
+
+@dataclass(frozen=True)
+class Int8Engine:
+    """The kernel int8 matmuls run on (`name`: "onednn", "fbgemm" or "cuda") and why (`reason`)."""
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+def int8_units() -> str | None:
+    """The CPU's int8 dot-product units as torch sees them ("AMX", "AVX512-VNNI"), None without (there
+    `torch._int_mm` has no fast kernel)."""
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(torch.cpu, "_is_vnni_supported", lambda: False)():
+        return "AVX512-VNNI"
+    return None
+
+
+def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
+    """The engine `--quantize int8` runs on for a model on `device` (module docstring); ValueError in one line where
+    no engine is fast here, or for a pin this CPU cannot run fast."""
+    if torch.device(device).type == "cuda":
+        return Int8Engine("cuda", "torch._int_mm, cuBLASLt's int8 GEMM")
+    units = int8_units()
+    fbgemm = "fbgemm" in torch.backends.quantized.supported_engines and \
+        getattr(torch.cpu, "_is_avx2_supported", lambda: False)()
+    pinned = os.environ.get(INT8_ENGINE_ENV)
+    if pinned and pinned not in INT8_ENGINES:
+        raise ValueError(f"{INT8_ENGINE_ENV}={pinned!r}: expected one of {', '.join(INT8_ENGINES)}")
+    if pinned == "onednn" or (not pinned and units):
+        if units is None:
+            raise ValueError(f"{INT8_ENGINE_ENV}=onednn: this CPU has no VNNI or AMX, where torch._int_mm has no fast "
+                             "kernel (17x slower than NVIDIA's fp32 at full size); unset it to run FBGEMM's")
+        return Int8Engine("onednn", f"{units}, oneDNN's s8 GEMM (torch._int_mm), activations per token"
+                          + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
+    if fbgemm:
+        why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
+        return Int8Engine("fbgemm", f"{why}, FBGEMM's u8s8 GEMM, activations per tensor in 7 bits")
+    raise ValueError(f"--quantize int8 needs a CPU with VNNI or AMX (oneDNN) or AVX2 (FBGEMM); this one has neither "
+                     f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
 
 
 def int_mm_rows(n: int) -> int:
@@ -67,24 +137,41 @@ def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
 
 
 class QuantizedLinear(nn.Module):
-    """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization."""
+    """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per tensor
+    on the fbgemm engine). `engine`: int8's (`int8_engine`, default the one for the weight's device); `smooth`: the
+    SmoothQuant factor per input channel (module docstring), None for none."""
 
-    def __init__(self, linear: nn.Linear, mode: str):
+    def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None):
         super().__init__()
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]
         self.out_dtype = linear.weight.dtype
         if mode == "fp8" and linear.weight.is_cuda:
             check_fp8_cuda(linear.weight.device, self.out_dtype)
+        self.engine = (engine or int8_engine(linear.weight.device).name) if mode == "int8" else "fp8"
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight, scale = _quantize_rows(linear.weight.detach(), self.qdtype, self.qmax)
+        weight = linear.weight.detach()
+        if smooth is not None:
+            weight = weight.float() * smooth
+            self.register_buffer("inv_smooth", smooth.reciprocal().to(self.out_dtype))
+        else:
+            self.inv_smooth = None
+        self.bias = linear.bias
+        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight
+            self.packed = fbgemm_pack(weight.float(), None if self.bias is None else self.bias.detach().float())
+            return
+        weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
         self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
-        self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
+        if self.inv_smooth is not None:
+            rows = rows * self.inv_smooth
+        if self.engine == "fbgemm":
+            out = torch.ops.quantized.linear_dynamic(rows.float(), self.packed, True)  # reduce_range: 7-bit inputs
+            return out.to(self.out_dtype).reshape(*lead, self.out_features)
         n = rows.shape[0]
         if self.mode == "int8" and rows.is_cuda and n != int_mm_rows(n):  # static: a Python branch, no graph break
             rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
@@ -101,7 +188,21 @@ class QuantizedLinear(nn.Module):
         return out.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+        smoothed = ", smoothed" if self.inv_smooth is not None else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}, " \
+               f"engine={self.engine}{smoothed}"
+
+
+def fbgemm_pack(weight: torch.Tensor, bias: torch.Tensor | None):
+    """`weight` (out, in) quantized per output channel (symmetric int8) and packed for FBGEMM's dynamic GEMM."""
+    import warnings
+
+    torch.backends.quantized.engine = "fbgemm"
+    scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
+    with warnings.catch_warnings():  # torch.ao's quantized tensors are marked deprecated; the ops stay in torch
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, bias)
 
 
 def int8_pays_on_cpu(rows: int, in_features: int, out_features: int) -> bool:
@@ -121,13 +222,33 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
+ERROR_ROWS = 64  # input rows of the sample call kept per layer to measure its own int8 error
+
+
+class InputStats:
+    """What a Linear layer was given during the sample call: the most rows in one call, each input channel's largest
+    magnitude over all calls, and up to `ERROR_ROWS` rows of its first call (evenly spaced)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.rows = x.shape[0]
+        self.channel_absmax = x.abs().amax(dim=0)
+        self.sample = x[torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0])).round().long()].clone()
+
+    def add(self, x: torch.Tensor) -> None:
+        self.rows = max(self.rows, x.shape[0])
+        torch.maximum(self.channel_absmax, x.abs().amax(dim=0), out=self.channel_absmax)
+
+
 @torch.no_grad()
-def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, int]:
-    """Most rows (tokens x batch) each Linear layer of `model` multiplies during `sample()`."""
-    rows: dict[nn.Module, int] = {}
+def input_stats(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, InputStats]:
+    """`InputStats` of each Linear layer of `model` during `sample()`, a call of the model."""
+    stats: dict[nn.Module, InputStats] = {}
 
     def record(layer: nn.Module, args: tuple) -> None:
-        rows[layer] = max(rows.get(layer, 0), args[0].numel() // args[0].shape[-1])
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+        if x.shape[0]:
+            stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x))
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules() if type(m) is nn.Linear]
     try:
@@ -135,40 +256,75 @@ def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, in
     finally:
         for hook in hooks:
             hook.remove()
-    return rows
+    return stats
+
+
+def smoothing(layer: nn.Linear, channel_absmax: torch.Tensor) -> torch.Tensor | None:
+    """SmoothQuant's factor per input channel, sqrt(amax(x_j) / amax(w_j)) at alpha 0.5, where the inputs have outlier
+    channels (one over `OUTLIER_RATIO` x the median channel's largest value); None where they have none."""
+    if channel_absmax.max() <= OUTLIER_RATIO * channel_absmax.median().clamp(min=1e-12):
+        return None
+    weight_absmax = layer.weight.detach().float().abs().amax(dim=0).clamp(min=1e-12)
+    return channel_absmax.clamp(min=1e-12) ** SMOOTH_ALPHA / weight_absmax ** (1 - SMOOTH_ALPHA)
+
+
+@torch.no_grad()
+def layer_error(layer: nn.Linear, quantized: nn.Module, x: torch.Tensor) -> float:
+    """The relative difference of `quantized`'s output from the float `layer`'s on inputs `x`."""
+    x = x.to(layer.weight.dtype)
+    want = layer(x).float()
+    return ((quantized(x).float() - want).norm() / want.norm().clamp(min=1e-12)).item()
 
 
 @torch.no_grad()
 def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None) -> dict[str, int]:
-    """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns the counts converted, kept
-    (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during `sample()`, a call of the model) and
-    slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows seen during `sample()`)."""
+    """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns how many of them each
+    verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
+    `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
+    seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds
+    `MAX_LAYER_ERROR`), and "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
+    channels). Without `sample` every layer the kernel takes is converted, unsmoothed and unmeasured."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     width = MODES[mode][2]
+    engine = int8_engine(model.device).name if mode == "int8" else None
     if sample is not None:
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
-    rows = rows_seen(model, sample) if sample is not None else {}
+    seen = input_stats(model, sample) if sample is not None else {}
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
 
     def verdict(layer: nn.Linear) -> str:
-        seen = rows.get(layer, MIN_ROWS + 1)
+        rows = seen[layer].rows if layer in seen else MIN_ROWS + 1
         if layer.in_features % width or layer.out_features % width:
             return "kept"
-        if seen <= MIN_ROWS:
+        if rows <= MIN_ROWS:
             return "few_rows"
-        if cpu_int8 and not int8_pays_on_cpu(seen, layer.in_features, layer.out_features):
+        if cpu_int8 and not int8_pays_on_cpu(rows, layer.in_features, layer.out_features):
             return "slow_on_cpu"
         return "converted"
 
     stacks = transformer_stacks(model)
-    verdicts = {stack: [(parent, name, verdict(child)) for parent, module in stacks[stack].named_modules()
-                        for name, child in module.named_children() if type(child) is nn.Linear] for stack in stacks}
-    rows.clear()  # it keys the old layers: names only from here (`replace_layers`)
-    counts = {key: sum(v == key for layers in verdicts.values() for *_, v in layers)
-              for key in ("converted", "kept", "few_rows", "slow_on_cpu")}
-    for stack, layers in verdicts.items():
-        replace_layers(stacks[stack], [(parent, name) for parent, name, v in layers if v == "converted"],
-                       lambda layer: QuantizedLinear(layer, mode))
+    layers = [(stack, parent, name, verdict(child), seen.get(child)) for stack in stacks
+              for parent, module in stacks[stack].named_modules() for name, child in module.named_children()
+              if type(child) is nn.Linear]
+    seen.clear()  # it keys the old layers: names only from here (`replace_layers`)
+    counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0}
+
+    def convert(layer: nn.Linear, stats: InputStats | None) -> nn.Module:
+        smooth = smoothing(layer, stats.channel_absmax) if stats is not None and mode == "int8" else None
+        quantized = QuantizedLinear(layer, mode, engine, smooth)
+        if stats is not None and mode == "int8" and layer_error(layer, quantized, stats.sample) > MAX_LAYER_ERROR:
+            counts["too_lossy"] += 1
+            return layer
+        counts["converted"] += 1
+        counts["smoothed"] += smooth is not None
+        return quantized
+
+    for stack, parent, name, decided, stats in layers:
+        if decided != "converted":
+            counts[decided] += 1
+            continue
+        replace_layers(stacks[stack], [(parent, name)], lambda layer, stats=stats: convert(layer, stats))
+    layers.clear()
     model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts

@@ -148,9 +148,10 @@ def test_the_policy_says_how_many_layers_run_int8(tiny_checkpoint):
     counts = policy.precision.quantization
     assert counts["mode"] == "int8" and counts["converted"] + counts["slow_on_cpu"] + counts["kept"] + \
         counts["few_rows"] == 43 and counts["slow_on_cpu"] > 0
-    assert str(policy.precision) == (f"float32, int8 matmuls in {counts['converted']} of 43 layers "
-                                     f"({counts['slow_on_cpu']} too small to pay on this CPU stay float32: narrower "
-                                     "than 256 or under 4M multiply-adds per call)")
+    assert str(policy.precision) == (f"float32, int8 matmuls in {counts['converted']} of 43 layers on "
+                                     f"{counts['engine']} ({counts['slow_on_cpu']} too small to pay on this CPU stay "
+                                     "float32: narrower than 256 or under 4M multiply-adds per call)")
+    assert counts["engine"] == str(quantize.int8_engine("cpu"))
     policy.get_action(policy.dummy_observation())
     assert policy.timings["precision"]["quantization"] == counts
     assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).precision.quantization is None
@@ -189,12 +190,115 @@ def test_quantizing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint,
     before, alive = [], []
 
     class Recording(QuantizedLinear):
-        def __init__(self, linear, mode):
+        def __init__(self, linear, mode, *args):
             alive.append(sum(ref() is not None for ref in before))
             before.append(weakref.ref(linear.weight))
-            super().__init__(linear, mode)
+            super().__init__(linear, mode, *args)
 
     monkeypatch.setattr(quantize, "QuantizedLinear", Recording)
     inputs, noise = example_inputs(model.config)
     counts = quantize_linears(model, "fp8", sample=lambda: make_backend("torch", model)(inputs, noise, 4))
     assert counts["converted"] == len(alive) > 10 and alive == [0] * len(alive)
+
+
+@pytest.fixture
+def cpu_units(monkeypatch):
+    """The CPU's int8 and AVX2 units as `int8_engine` reads them, set by the test (no pin)."""
+    monkeypatch.delenv(quantize.INT8_ENGINE_ENV, raising=False)
+
+    def set_units(int8: str | None, avx2: bool = True) -> None:
+        monkeypatch.setattr(quantize, "int8_units", lambda: int8)
+        monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
+    return set_units
+
+
+def test_int8_runs_torch_int_mm_only_where_the_cpu_has_vnni_or_amx(cpu_units, monkeypatch):
+    """Without VNNI `torch._int_mm` has no fast kernel (17x slower than NVIDIA at full size): FBGEMM runs instead,
+    and a pin cannot bring `_int_mm` back there."""
+    cpu_units("AVX512-VNNI")
+    assert quantize.int8_engine("cpu").name == "onednn" and quantize.int8_engine("cuda").name == "cuda"
+    cpu_units(None)
+    assert quantize.int8_engine("cpu").name == "fbgemm"
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "onednn")
+    with pytest.raises(ValueError, match="GR00T_FAST_INT8_ENGINE=onednn: this CPU has no VNNI or AMX"):
+        quantize.int8_engine("cpu")
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "int4")
+    with pytest.raises(ValueError, match="GR00T_FAST_INT8_ENGINE='int4': expected one of onednn, fbgemm"):
+        quantize.int8_engine("cpu")
+    monkeypatch.delenv(quantize.INT8_ENGINE_ENV)
+    cpu_units(None, avx2=False)
+    with pytest.raises(ValueError, match=r"--quantize int8 needs a CPU with VNNI or AMX \(oneDNN\) or AVX2"):
+        quantize.int8_engine("cpu")
+
+
+def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_reference, cpu_units, monkeypatch,
+                                                   int8_at_every_size):
+    cpu_units(None)
+    monkeypatch.setattr(torch, "_int_mm", lambda *a: pytest.fail("torch._int_mm called on a CPU without VNNI"))
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    counts = quantize_model(model, "int8")
+    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert counts["converted"] == len(layers) > 10 and {m.engine for m in layers} == {"fbgemm"}
+    assert model.precision.quantization["engine"].startswith("fbgemm: no VNNI or AMX")
+    error = fidelity(make_backend("torch", model), fp32_reference[1], *example_inputs(model.config), 4)
+    assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
+
+
+def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_checkpoint, cpu_units, monkeypatch):
+    """No engine at all; and FBGEMM's engine (no VNNI) under torch.compile, which cannot trace it."""
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    cpu_units(None, avx2=False)
+    with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
+    cpu_units(None)
+    with pytest.raises(ValueError, match="int8 runs on FBGEMM here, which torch.compile cannot trace: use --backend "
+                                         "torch"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
+
+
+@pytest.mark.parametrize("engine, tolerance", [("onednn", 0.02), ("fbgemm", 0.04)])
+def test_outlier_channels_are_smoothed_into_the_weights(engine, tolerance):
+    """Three input channels 60x the rest take a per-token (or per-tensor) scale: the other channels get a few levels.
+    SmoothQuant's factors share the range with the weights: the same product, its error cut by more than 3x."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 256)
+    x = torch.randn(64, 256)
+    x[:, :3] *= 60
+    smooth = quantize.smoothing(linear, quantize.InputStats(x).channel_absmax)
+    assert smooth is not None and quantize.smoothing(linear, torch.randn(64, 256).abs().amax(0)) is None
+    plain, smoothed = QuantizedLinear(linear, "int8", engine), QuantizedLinear(linear, "int8", engine, smooth)
+    error = quantize.layer_error(linear, smoothed, x)
+    assert error < tolerance and quantize.layer_error(linear, plain, x) > 3 * error
+
+
+def llm_with_outlier_channels(tiny_checkpoint) -> torch.nn.Module:
+    """The tiny checkpoint with three channels of every LLM input norm's weight 60x: its attention inputs carry
+    outlier channels (`make-checkpoint --outliers` does it to every stack)."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        for layer in model.backbone.eagle_model.language_model.model.layers:
+            layer.input_layernorm.weight[:3] *= 60
+    return model
+
+
+def test_quantize_smooths_the_layers_whose_inputs_have_outliers(tiny_checkpoint, int8_at_every_size):
+    model = llm_with_outlier_channels(tiny_checkpoint)
+    reference = make_backend("torch", model)
+    inputs, noise = example_inputs(model.config)
+    want = reference(inputs, noise, 4)
+    counts = quantize_model(model, "int8")
+    qkv = [layer.self_attn.qkv_proj for layer in model.backbone.eagle_model.language_model.model.layers]
+    assert all(isinstance(m, QuantizedLinear) and m.inv_smooth is not None for m in qkv)
+    assert counts["smoothed"] >= len(qkv) and counts["too_lossy"] == 0
+    assert (make_backend("torch", model)(inputs, noise, 4) - want).abs().max() < 1.0
+
+
+def test_layers_whose_own_error_is_too_large_stay_float(tiny_checkpoint, int8_at_every_size, monkeypatch):
+    """The error of each converted layer is measured on the sample call's inputs: a bound no layer meets leaves
+    every layer in float, counted too_lossy."""
+    every = quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8")
+    monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", 1e-6)
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    counts = quantize_model(model, "int8")
+    assert counts["converted"] == 0 and counts["too_lossy"] == every["converted"] > 10
+    assert not converted_names(model) and "stay float32: their own int8 error over" in str(model.precision)
