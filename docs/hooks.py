@@ -1,13 +1,13 @@
-"""MkDocs hook: the README (the site's home page), the benchmarks' log (`benchmarks/README.md`) and its figures are
-published from where they live instead of being copied into `docs/`; the README's links into `docs/` are made
-relative to the site."""
+"""MkDocs hook: the README (the site's home page), the benchmarks' page and log (`benchmarks/README.md`,
+`benchmarks/history.md`) and their figures are published from where they live instead of being copied into `docs/`;
+the README's links into `docs/` are made relative to the site."""
 
 from pathlib import Path
 
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ("README.md", "benchmarks/README.md", "benchmarks/results/**/*.png")
+PUBLISHED = ("README.md", "benchmarks/README.md", "benchmarks/history.md", "benchmarks/results/**/*.png")
 
 
 def on_files(files, config):

@@ -3,7 +3,7 @@
 A bf16 `F.linear` on a CPU is a oneDNN GEMM that reorders its weight into oneDNN's blocked layout on every call.
 Packed at load (`torch.ops.mkldnn._reorder_linear_weight`, what Inductor's weight freezing does) the reorder is
 gone: the same results bit for bit, each layer 5-11% faster at full size's shapes and 20-40% at the 48M checkpoint's
-(AVX512-BF16, 2 threads; benchmarks/README.md, "Packed bf16 weights"). The tanh-GELU after a projection (SigLIP's
+(AVX512-BF16, 2 threads; benchmarks/history.md, "Packed bf16 weights"). The tanh-GELU after a projection (SigLIP's
 fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 accumulator before the rounding to
 bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output.
 

@@ -3,7 +3,7 @@ every load, with the reason why.
 
 On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units (AMX
 tiles or AVX512-BF16, as torch reports them) and the checkpoint has at least `BF16_MIN_PARAMETERS` parameters;
-everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/README.md, "Precision on a CPU"): the
+everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/history.md, "Packed bf16 weights"; current ratios: benchmarks/README.md, "Which path is fastest on my CPU?"): the
 tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the casts cost
 more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier version timed
 both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16 loads of one

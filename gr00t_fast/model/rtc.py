@@ -10,7 +10,7 @@ Conventions as N1.5's sampler: tau = k/N, tau=0 is noise, tau=1 is data, Euler s
   Autograd runs for that VJP only (the caller runs under `no_grad`, never `inference_mode`).
 - `guided-identity`: the same update with the Jacobian of x1_hat taken as the identity, g = W * (Y - x1_hat): no
   backward pass. A trained policy's denoised estimate hardly depends on x where it is confident (the VJP then shrinks
-  the correction to a fraction of the gap: `benchmarks/README.md` measures it); this variant pulls x1_hat itself.
+  the correction to a fraction of the gap: `benchmarks/history.md` measures it); this variant pulls x1_hat itself.
   It is what LeRobot's RTC computes (`RTCProcessor.denoise_step` evaluates v before x requires grad, so its
   autograd correction is W * (Y - x1_hat)).
 - `freeze` (no backward): the rows the prefix covers start at Y, the others at the noise, and every row moves with

@@ -76,7 +76,8 @@ def common_parser() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="gr00t-fast bench", description="Benchmarks: each writes JSON, Markdown and PNG to "
-                            "--out (benchmarks/README.md has the method and the figures). Every flag also takes dashes.")
+                            "--out (benchmarks/README.md has the figures, benchmarks/history.md the method). "
+                            "Every flag also takes dashes.")
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, text in BENCHMARKS.items():
         module = importlib.import_module(f"gr00t_fast.dev.bench.{name}")

@@ -1,0 +1,518 @@
+"""The benchmarks page, `benchmarks/README.md`, generated from the result files its tables cite.
+
+    python benchmarks/page.py            # writes benchmarks/README.md
+    python benchmarks/page.py --check    # exits 1 where the page is not what the result files say
+
+The page is `INTRO` and then `SECTIONS`: a heading, a few lines of text, at most one table and at most one plot. A
+table is a declaration of rows and columns. A row or a column names the result file its cells read (a path under
+`benchmarks/results/`; a row's file wins), how a row finds its record in that file (`pick`: the name of a `bench
+ab` configuration, or a function of the file's JSON; a record that is not there is a "-") and the metric that
+turns the record into the cell's text (a row's metric wins, so a table's first row can give NVIDIA's milliseconds
+where the others give ratios). Under every table the page lists each file it read, the command that wrote it (as
+the file records it, else from `COMMANDS`) and the CPU flags the file records. Nothing in a table is typed here but
+the rows' and columns' names; a row that finds no record in any column is an error, not an empty row.
+
+A table of `bench ab` results is a few lines. INT8 at full size from a new `bench ab` JSON, say:
+
+    INT8 = "cpu/ab_full_int8_2026-11-26.json"
+    Section("INT8 at full size", "What it measured, in a line or two.", Table(
+        rows=[Row("NVIDIA fp32", "NVIDIA in-process fp32"), Row("NVIDIA bf16", "NVIDIA in-process bf16"),
+              Row("torch int8", "gr00t-fast torch 4-step fp32 int8")],
+        columns=[Col("median", INT8, median), Col("vs NVIDIA fp32", INT8, speedup),
+                 Col("deviation from NVIDIA fp32", INT8, deviation)]),
+        plot="cpu/ab_full_int8_2026-11-26.png"),
+
+in `SECTIONS` where the question it answers is (`level=3` for a table under a question's heading; `corner=` heads
+the label column); or a column per file and one metric (`best=ratio` bolds each column's fastest gr00t-fast row),
+as the speed tables below. Then run this script and commit the page with the result files:
+`tests/docs/test_benchmarks_page.py` fails while the page and the files disagree. `INTRO`, the table of benchmarks
+and the shared flags, is the page's one hand-written part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+HERE = Path(__file__).resolve().parent
+PAGE = HERE / "README.md"
+RESULTS = HERE / "results"
+
+# the CPU flags of bf16 / int8 units, as `gr00t_fast.dev.bench.common.CPU_FLAGS` records them in `bench` JSONs
+CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+
+Record = dict[str, Any]
+Load = Callable[[str], Record]
+
+# Result files that do not record the command that wrote them: the command their benchmark documents.
+COMMANDS = {
+    "cpu/eval_compare_small.json": "gr00t-fast make-dataset --out evsmall --episodes 4 --length 150 && gr00t-fast "
+                                   "eval --model_path ~/.cache/gr00t_fast/demo_small --dataset_path evsmall --compare "
+                                   "default bf16 int8 onnxruntime openvino openvino-f32 openvino-int8 steps2 steps1",
+    "cpu/eval_speed_small_torch.json": "python benchmarks/eval_speed.py --size small --episodes 4 --length 150 "
+                                       "--rounds 3 --backend torch",
+    "cpu/eval_speed_small_openvino.json": "python benchmarks/eval_speed.py --size small --episodes 4 --length 150 "
+                                          "--rounds 3 --backend openvino",
+    "cpu/bus_faults.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 10 "
+                           "--rates 0 0.01 0.05 0.2",
+    "cpu/bus_faults_5hz.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 5 "
+                               "--rates 0.05 0.2 --out benchmarks/results/cpu/bus_faults_5hz.json",
+    "cpu/lerobot_async.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/lerobot_async.py",
+    "cpu/hostile_messages.json": "python benchmarks/hostile_messages.py --megabytes 50 --rounds 10",
+}
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
+
+
+def number(value: float | None) -> str:
+    if value is None:  # e.g. NVIDIA fp32's deviation from itself
+        return "-"
+    return "0" if value == 0 else f"{value:.0e}" if abs(value) < 0.01 else f"{value:.2f}"
+
+
+# metrics of a `bench ab` configuration
+def ratio(r: Record) -> float:
+    return r["ratio"]["NVIDIA in-process fp32"][0]
+
+
+def speedup(r: Record) -> str:
+    mid, low, high = r["ratio"]["NVIDIA in-process fp32"]
+    return f"{mid:.2f}x [{low:.2f}, {high:.2f}]" + (" (default)" if r.get("default") else "")
+
+
+def median(r: Record) -> str:
+    return ms(r["median"])
+
+
+def deviation(r: Record) -> str:
+    return number(r["max_action_diff_vs_nvidia_fp32"])
+
+
+def memory(r: Record) -> str:
+    return f"{r['peak_rss_mb']:,.0f} MB (load {r['load_s']:.0f} s)"
+
+
+def default_configuration(data: Record) -> str:
+    """The name of gr00t-fast's default row in a `bench ab` file: torch at the precision `--dtype auto` chose."""
+    return "gr00t-fast torch 4-step " + {"float32": "fp32", "bfloat16": "bf16"}[data["default_precision"]["dtype"]]
+
+
+def configuration(name: str) -> Callable[[Record], Record | None]:
+    """The `bench ab` configuration of that name, `default` saying whether it is gr00t-fast's default."""
+    def pick(data: Record) -> Record | None:
+        found = next((c for c in data["configurations"] if c["name"] == name), None)
+        return found and {**found, "default": name == default_configuration(data)}
+    return pick
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table's row: its label, how it finds its record in a file, and the file and metric where its own."""
+    label: str
+    pick: str | Callable[[Record], Any] = lambda data: data  # a `bench ab` configuration's name, or a function
+    file: str | None = None
+    metric: Callable[[Any], str] | None = None
+
+
+@dataclass(frozen=True)
+class Col:
+    """A table's column: its header, and the file it reads and the metric it shows where the rows leave them."""
+    label: str
+    file: str | None = None
+    metric: Callable[[Any], str] | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows by columns, each cell `metric(pick(file))`; a record that is not there is a "-"."""
+    rows: Sequence[Row]
+    columns: Sequence[Col]
+    corner: str = ""  # the label column's header
+    best: Callable[[Record], float] | None = None  # bolds each column's highest gr00t-fast row by it
+
+    def files(self) -> list[str]:
+        return list(dict.fromkeys(f for f in [*(r.file for r in self.rows), *(c.file for c in self.columns)] if f))
+
+    def render(self, load: Load) -> list[str]:
+        records = [[self.record(row, col, load) for col in self.columns] for row in self.rows]
+        for row, found in zip(self.rows, records):
+            if all(r is None for r in found):
+                raise ValueError(f"row {row.label!r} finds no record in any of its files")
+        cells = [[(row.metric or col.metric or str)(r) if r is not None else "-" for col, r in zip(self.columns, found)]
+                 for row, found in zip(self.rows, records)]
+        if self.best:
+            for j in range(len(self.columns)):
+                mine = [(self.best(found[j]), i) for i, (row, found) in enumerate(zip(self.rows, records))
+                        if found[j] is not None and row.metric is None and found[j]["name"].startswith("gr00t-fast")]
+                if mine:
+                    i = max(mine)[1]
+                    head, _, tail = cells[i][j].partition(" ")
+                    cells[i][j] = f"**{head}** {tail}".rstrip()
+        lines = ["| " + " | ".join([self.corner, *(c.label for c in self.columns)]) + " |",
+                 "|" + "---|" * (len(self.columns) + 1)]
+        return lines + ["| " + " | ".join([row.label, *line]) + " |" for row, line in zip(self.rows, cells)]
+
+    @staticmethod
+    def record(row: Row, col: Col, load: Load) -> Any:
+        file = row.file or col.file
+        if file is None:
+            raise ValueError(f"row {row.label!r}, column {col.label!r}: neither names a result file")
+        pick = configuration(row.pick) if isinstance(row.pick, str) else row.pick
+        return pick(load(file))
+
+
+def flags(data: Record) -> str:
+    """The CPU and its bf16 / int8 unit flags as the file records them, and the instruction-set caps in effect."""
+    env = data.get("environment", {})
+    cpu = env.get("cpu") or data.get("cpu") or "CPU not recorded"
+    recorded = env.get("cpu_flags") or data.get("cpu_flags") or data.get("lscpu_flags")
+    if isinstance(recorded, str):  # `lscpu`'s avx / amx flags
+        recorded = recorded.split()
+    if isinstance(recorded, list):  # all of the CPU's flags
+        recorded = {flag: flag in recorded for flag in CPU_FLAGS}
+    if recorded:
+        present, absent = ([f for f, on in recorded.items() if on is has] for has in (True, False))
+        text = (" ".join(present) or "none") + (f"; no {' '.join(absent)}" if absent else "")
+    else:  # `isa`: the flags it looked for that are present
+        text = " ".join(data.get("isa", [])) or "flags not recorded"
+    caps = env.get("isa_caps")
+    return f"{cpu}; {text}" + (f"; capped: {' '.join(f'{name}={cap}' for name, cap in caps.items())}" if caps else "")
+
+
+def citation(files: Sequence[str], load: Load, cited: set[str]) -> list[str]:
+    """Each file the table read with the command that wrote it and the CPU flags it records (once where all agree);
+    the files an earlier table cited, by name on one line."""
+    new = [file for file in files if file not in cited]
+    machines = {file: flags(load(file)) for file in new}
+    one = len(set(machines.values())) == 1
+    lines = []
+    for file in new:
+        data = load(file)
+        command = (f"`{data['command']}`" if "command" in data
+                   else f"`{COMMANDS[file]}` (the file does not record its command)")
+        lines.append(f"- `results/{file}`: {command}" + ("" if one else f"; {machines[file]}"))
+    if one:
+        lines.append(f"- CPU flags as recorded: {machines[new[0]]}")
+    if len(new) < len(files):
+        lines.append("- cited above: " + ", ".join(f"`results/{file}`" for file in files if file in cited))
+    cited.update(files)
+    return lines
+
+
+def wrap(text: str) -> str:
+    """A paragraph in lines of at most 120 characters, none of which Markdown would read as a list, quote or heading."""
+    lines = textwrap.wrap(text, 120, break_on_hyphens=False)
+    for line in lines:
+        if re.match(r"([-*+>|] |#|\d+[.)] )", line):
+            raise ValueError(f"a wrapped line would start a Markdown block, reword: {line!r}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading, its text (wrapped), a table with the files it read, a plot, and text after them."""
+    heading: str
+    text: str = ""
+    table: Table | None = None
+    plot: str | None = None  # a figure under benchmarks/results/
+    after: str = ""
+    level: int = 2
+
+    def render(self, load: Load, cited: set[str]) -> str:
+        parts = ["#" * self.level + " " + self.heading, wrap(self.text)]
+        if self.table:
+            parts += ["\n".join(self.table.render(load)),
+                      "Read from:\n" + "\n".join(citation(self.table.files(), load, cited))]
+        if self.plot:
+            parts.append(f"![{self.heading}](results/{self.plot})")
+        return "\n\n".join(p for p in [*parts, self.after] if p)
+
+
+INTRO = """\
+# Benchmarks
+
+<!-- Generated by benchmarks/page.py from the result files each table cites: edit page.py, then run it. -->
+
+`gr00t-fast bench <benchmark>` (code: `gr00t_fast/dev/bench/`: `cli.py` parses the shared flags, `common.py` holds the
+one timing helper, observation builder and writer, and each other module is one benchmark) measures what
+gr00t-fast is for: how much faster the in-process policy is than the upstream ZeroMQ server-client split, what each
+backend, quantization and denoising-step count costs and changes in the actions, and what that means for a
+control loop.
+
+| Benchmark | Command | Writes to `--out` |
+|---|---|---|
+| Inference speed | `gr00t-fast bench inference` | `inference.json`, `inference.md`, `inference.png` |
+| Backends (model level) | `gr00t-fast bench backends` | `backends.json`, `backends.md` |
+| Protocol overhead | `gr00t-fast bench server` | `server.json`, `server.md` |
+| Demo task in the closed loop per precision | `gr00t-fast bench reach` | `reach.json`, `reach.md` |
+| Control loop, real-time chunking | `gr00t-fast bench loop` | `loop.json`, `loop.md`, `loop_trajectories.png`, `loop_errors.png`, `loop_switches.png`, `loop_metrics.png` |
+| Scaling | `gr00t-fast bench scaling` | `scaling.json`, `scaling.md`, `scaling.png` |
+| Model stages, memory | `gr00t-fast bench model` | `model.json`, `model.md` |
+| Against NVIDIA's pipeline | `gr00t-fast bench ab` | `ab.json`, `ab.md`, `ab.png` |
+| The fast paths on one GPU | `gr00t-fast bench gpu` | `gpu.json`, `gpu.md` |
+| GR00T vs LeRobot's ACT / Diffusion / SmolVLA (step vs refill) | `gr00t-fast bench policies` (LeRobot env) | `policies.json`, `policies.md`, `policies.png` |
+| Fleet serving | `gr00t-fast bench fleet` (fleet env) | `fleet.json`, `fleet.md`, `fleet.png` |
+| A busy computer: inference and the loop beside other processes | `gr00t-fast bench contention` | `contention.json`, `contention.md`, `contention.png` |
+| Server memory: a flood of bad requests, a soak | `python benchmarks/server_memory.py` | `server_memory.json` |
+| Decode bombs against a real server | `python benchmarks/hostile_messages.py` | `hostile_messages.json` |
+| `gr00t-fast eval` against NVIDIA's evaluation loop | `python benchmarks/eval_speed.py` (NVIDIA's env) | `eval_speed_<size>_<backend>.json` |
+| A data config's pre- and postprocessing per camera (NVIDIA's three-camera configs against `so100_dualcam`) | `python benchmarks/data_config_cost.py` | `data_config_cost.json` |
+| The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
+| LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
+
+One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
+`--denoising_steps`, `--backend`, `--quantize`, `--seed`, ... as for `gr00t-fast run`), `--size tiny|small|full`
+(without `--model_path`: a random-weight checkpoint generated once into `$GR00T_FAST_CACHE`, default
+`~/.cache/gr00t_fast/bench_<size>`), `--reps` (measured calls), `--warmup` (calls before measuring; the first is
+reported as the cold call), `--threads` (torch CPU threads: default auto, every usable CPU and fewer while other
+processes keep them busy, `gr00t_fast.runtime.threads`; a number fixes them; recorded in every JSON's
+`environment.threads`), `--out DIR`.
+`gr00t-fast bench <benchmark> --help` lists the rest.
+
+## Reading these tables
+
+Every table below is written by `python benchmarks/page.py` from the result files listed under it (each with the
+command that wrote it and the CPU flags it records); `tests/docs/test_benchmarks_page.py` fails when the page and
+the files disagree. The checkpoints hold random weights: NVIDIA's tiny reference (`../shared/golden_public/tiny_n15`),
+`make-checkpoint --size small` (48M parameters) and `--size full` (the N1.5 architecture, 2.4B). A trained
+checkpoint's activations have outlier channels that random weights lack, so a reduced precision's error here is
+likely a lower bound. The method, every earlier figure and the lab notes are in [history.md](history.md)."""
+
+# `bench ab`, 4 denoising steps, one 640x480 camera, 2 torch threads on each side
+SIZES = ("tiny", "48M", "full size")
+EPYC = [f"cpu/ab_{size}_openvino_avx512bf16_2026-11-25.json" for size in ("tiny", "small", "full")]
+CAPPED = [f"cpu/ab_{size}_openvino_avx2cap_2026-11-25.json" for size in ("tiny", "small", "full")]
+XEON = ["cpu/ab_tiny_int8.json", "cpu/ab_small_int8.json", "cpu/ab_full_compile.json"]
+NVIDIA_MS = Row("NVIDIA fp32, a call", "NVIDIA in-process fp32", metric=median)
+
+
+EVAL_COMPARE = "cpu/eval_compare_small.json"
+LEROBOT = "cpu/lerobot_async.json"
+
+
+def compared(path: str) -> Row:
+    """The row of `eval --compare`'s path."""
+    return Row(path, lambda data: next((c for c in data["compare"] if c["path"] == path), None))
+
+
+def bus(fps: float, rate: float) -> Row:
+    """`bus_faults.py`'s run at that rate in the file of that rate of steps."""
+    file = {10: "cpu/bus_faults.json", 5: "cpu/bus_faults_5hz.json"}[fps]
+
+    def pick(data: Record) -> Record | None:
+        found = next((r for r in data["rows"] if r["drop_rate"] == rate), None) if data["fps"] == fps else None
+        return found and {**found, "of": data["steps"]}
+    return Row(f"{fps} Hz, {rate:.0%}", pick, file=file)
+
+
+def rounds(key: str, form: str) -> Callable[[Record], str]:
+    return lambda data: ", ".join(form.format(r[key]) for r in data["rounds"])
+
+
+def flood(d: Record) -> str:
+    f = d["flood"]
+    return (f"{f['requests']:,} requests: {f['rss_start_mb']:.0f} -> {f['rss_after_mb']:.0f} -> "
+            f"{f['rss_after_idle_mb']:.0f} MB after {f['idle_s']:.0f} s idle")
+
+
+def soak(d: Record) -> str:
+    s = d["soak"]
+    return (f"{s['clients']} clients x {s['requests']} `get_action`: {s['rss_mb'][0][1]:.0f} -> "
+            f"{s['rss_mb'][-1][1]:.0f} MB, second half {s['second_half_growth']:+.1%}")
+
+
+def per_size(files: Sequence[str], metric: Callable[[Record], str]) -> list[Col]:
+    return [Col(size, file, metric) for size, file in zip(SIZES, files)]
+
+
+SECTIONS = [
+    Section("Which path is fastest on my CPU?",
+            "One table per CPU class as the result files name it (a class is measured on that class), one `bench ab` "
+            "run per column: the ratio of NVIDIA's `Gr00tPolicy` fp32 median (its CPU default) to the path's, calls "
+            "alternating between the processes, [95% bootstrap interval]. **Bold**: the column's fastest gr00t-fast "
+            "path; (default): what gr00t-fast runs without flags."),
+    Section("AVX512-BF16", level=3, plot="cpu/ab_full_openvino_avx512bf16_2026-11-25.png",
+            table=Table(corner="path", best=ratio, columns=per_size(EPYC, speedup), rows=[
+                NVIDIA_MS, Row("NVIDIA bf16", "NVIDIA in-process bf16"),
+                Row("torch fp32", "gr00t-fast torch 4-step fp32"), Row("torch bf16", "gr00t-fast torch 4-step bf16"),
+                Row("ONNX Runtime fp32", "gr00t-fast onnxruntime 4-step fp32"),
+                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
+                Row("OpenVINO bf16", "gr00t-fast openvino 4-step bf16"),
+                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
+                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+    Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3,
+            text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
+                 "core, not an AVX2 CPU's speed.", plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
+            table=Table(corner="path", best=ratio, columns=per_size(CAPPED, speedup), rows=[
+                NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
+                Row("ONNX Runtime fp32", "gr00t-fast onnxruntime 4-step fp32"),
+                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
+                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
+                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+    Section("AVX512-VNNI without bf16 units", level=3, plot="cpu/ab_full_compile.png",
+            table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[
+                NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
+                Row("compile fp32", "gr00t-fast compile 4-step fp32"),
+                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
+                Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8")])),
+    Section("At what error?",
+            "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
+            "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
+            "NVIDIA bf16 is NVIDIA's own pipeline cast to bf16: the deviation a user of NVIDIA's bf16 already accepts.",
+            Table(corner="path", columns=[Col(f"{tag}, {size}", file, deviation) for tag, files in
+                                          (("bf16 units", EPYC), ("AVX2 cap", CAPPED), ("VNNI", XEON))
+                                          for size, file in zip(("tiny", "48M", "full"), files)], rows=[
+                Row("NVIDIA bf16", "NVIDIA in-process bf16"),
+                Row("torch fp32", "gr00t-fast torch 4-step fp32"), Row("torch bf16", "gr00t-fast torch 4-step bf16"),
+                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
+                Row("OpenVINO bf16", "gr00t-fast openvino 4-step bf16"),
+                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
+                Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8"),
+                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+    Section("On a recording: `gr00t-fast eval --compare`", level=3,
+            text="Each path against torch fp32 (`reference`) on the same 4 episodes x 150 steps of a `make-dataset` "
+                 "recording, 48M checkpoint: the largest action difference, and the time per observation.",
+            table=Table(corner="path", columns=[
+                Col("max deviation from the reference", EVAL_COMPARE,
+                    lambda r: number(r["max_deviation_from_reference"])),
+                Col("per observation", EVAL_COMPARE, lambda r: ms(r["ms_per_observation"]))],
+                rows=[compared(path) for path in ("reference", "default", "int8", "onnxruntime", "openvino",
+                                                  "openvino-f32", "openvino-int8", "steps2", "steps1")])),
+    Section("For what memory?",
+            "Full size: the peak resident memory of each configuration's process or policy while it loaded and ran "
+            "(`bench ab --sequential` resets the high-water mark before each), and its load time. gr00t-fast's rows "
+            "of one precision are one policy holding every backend of its run, so a column with OpenVINO holds its "
+            "graphs too.",
+            Table(corner="configuration", columns=[
+                Col("bf16 units, torch", "cpu/ab_full_packed_2026-11-24.json", memory),
+                Col("bf16 units, torch + OpenVINO", EPYC[2], memory),
+                Col("AVX2 cap, torch + OpenVINO", CAPPED[2], memory),
+                Col("VNNI, torch + compile", XEON[2], memory)], rows=[
+                Row("NVIDIA fp32", "NVIDIA in-process fp32"), Row("NVIDIA bf16", "NVIDIA in-process bf16"),
+                Row("gr00t-fast fp32", "gr00t-fast torch 4-step fp32"),
+                Row("gr00t-fast bf16", "gr00t-fast torch 4-step bf16"),
+                Row("gr00t-fast `--quantize int8`", "gr00t-fast torch 4-step fp32 int8")])),
+    Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
+            "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
+            "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "
+            "`gr00t_fast.evaluation.evaluate` as `gr00t-fast eval` runs it. Whole runs, one value per round.",
+            Table(corner="", columns=[Col("default", "cpu/eval_speed_small_torch.json"),
+                                      Col("`--backend openvino`", "cpu/eval_speed_small_openvino.json")], rows=[
+                Row("episodes x steps", metric=lambda d: f"{d['episodes']} x {d['steps']}"),
+                Row("precision", metric=lambda d: d["precision"].split(" (")[0]),
+                Row("NVIDIA", metric=rounds("nvidia_s", "{:.2f} s")),
+                Row("gr00t-fast", metric=rounds("gr00t_fast_s", "{:.2f} s")),
+                Row("speed-up", metric=rounds("speedup", "{:.2f}x")),
+                Row("NVIDIA's MSE to the recording", metric=rounds("nvidia_mse", "{:,.0f}")),
+                Row("gr00t-fast's MSE to the recording", metric=rounds("gr00t_fast_mse", "{:,.0f}"))])),
+    Section("The loop on a faulty bus",
+            "LeRobot 0.4.4's own `SOFollower` and `FeetechMotorsBus` on six simulated STS3215 servos behind a pty, the "
+            "tiny checkpoint, `gr00t-fast run` in-process, async, default `--bus_retries 3`. The servos leave the "
+            "first two pings unanswered (every first connect fails); from the first action on, the given share of "
+            "replies to the joint reads and writes is left unanswered, each costing LeRobot's packet timeout. "
+            "Schedule: the time between step starts; period: between step ends.",
+            Table(corner="run", columns=[
+                Col("exit", metric=lambda r: str(r["exit_code"])),
+                Col("steps", metric=lambda r: f"{r['steps']} of {r['of']}"),
+                Col("connect tries", metric=lambda r: str(r["connect_tries"])),
+                Col("dropped reads / writes", metric=lambda r: f"{r['dropped_reads']} / {r['dropped_writes']}"),
+                Col("retried", metric=lambda r: str(r["retried"])), Col("held", metric=lambda r: str(r["held_steps"])),
+                Col("schedule p50 / p99", metric=lambda r: f"{r['schedule_p50_ms']:.1f} / {ms(r['schedule_p99_ms'])}"),
+                Col("period p50 / p99", metric=lambda r: f"{r['period_p50_ms']:.1f} / {ms(r['period_p99_ms'])}")],
+                rows=[bus(10, rate) for rate in (0, 0.01, 0.05, 0.2)] + [bus(5, rate) for rate in (0.05, 0.2)])),
+    Section("LeRobot's async inference",
+            "LeRobot 0.4.4's `policy_server` with its `groot` policy and `gr00t-fast serve --protocol lerobot`, each "
+            "serving one tiny random-weight N1.5 checkpoint in LeRobot's format on loopback to LeRobot's own client "
+            "messages.",
+            Table(corner="server", columns=[
+                Col("policy load", LEROBOT, lambda r: f"{r['policy_load_s']:.2f} s"),
+                Col("first observation", LEROBOT, lambda r: ms(r["first_observation_ms"])),
+                Col("observation to actions, median / p90 / max", LEROBOT,
+                    lambda r: " / ".join(ms(r["observation_to_actions_ms"][k]) for k in ("median", "p90", "max"))),
+                Col("actions per s (the client's target)", LEROBOT,
+                    lambda r: f"{r['actions_per_s']:.1f} ({r['target_fps']})")], rows=[
+                Row("LeRobot `policy_server` (groot)", lambda d: d["servers"]["lerobot_policy_server_groot"]),
+                Row("gr00t-fast `serve --protocol lerobot`", lambda d: d["servers"]["gr00t_fast_serve_lerobot"])])),
+    Section("A server under attack and under load",
+            "`gr00t-fast serve` on the tiny checkpoint: malformed requests, decode bombs from an unauthenticated "
+            "client while a robot with the token calls `get_action`, and a burst of requests whose clients left.",
+            Table(corner="", columns=[Col("measured")], rows=[
+                Row("malformed requests from 8 sockets: RSS before, right after, after the idle time",
+                    file="cpu/server_memory_after.json", metric=flood),
+                Row("a soak after them: RSS over the soak, its second half's growth",
+                    file="cpu/server_memory_after.json", metric=soak),
+                Row("the same, longer", file="cpu/server_memory_soak800_2026-11-24.json", metric=soak),
+                Row("decode bombs of nested lists; of nested maps: the reply, median (max)",
+                    file="cpu/hostile_messages.json",
+                    metric=lambda d: "; ".join(f"{d['message_mb'][k]:.0f} MB: {ms(d['bomb_reply_ms'][k]['median'])} "
+                                               f"({ms(d['bomb_reply_ms'][k]['max'])})" for k in ("lists", "maps"))),
+                Row("the server's peak RSS above its steady state", file="cpu/hostile_messages.json",
+                    metric=lambda d: f"+{d['server_peak_rss_growth_mb']:.0f} MB"),
+                Row("the robot's `get_action` before / during the bombs, median (max)",
+                    file="cpu/hostile_messages.json",
+                    metric=lambda d: " / ".join(f"{ms(d['robot_get_action_ms'][k]['median'])} "
+                                                f"({ms(d['robot_get_action_ms'][k]['max'])})"
+                                                for k in ("before", "during"))),
+                Row("the next client after a burst of abandoned requests, per trial",
+                    file="cpu/abandoned_burst_after.json",
+                    metric=lambda d: f"burst of {d['burst']}: " + ", ".join(t["outcome"] for t in d["trials"]))])),
+    Section("GPU",
+            "No GPU has run these benchmarks yet. On a GPU machine, `bench gpu` (about 10 minutes on one H100; it "
+            "generates the full-size random checkpoint once) measures torch fp32 and bf16, compile, cuda-graph and "
+            "bf16 with fp8 / int8 matmuls at full size: the cold call, the warm median and p90 over 50 calls (CUDA "
+            "events), peak GPU memory and the action error against fp32 eager. The H100 targets (full size, bf16, 1 "
+            "camera, 4 steps: <= 15 ms end to end with `cuda-graph`, then <= 8 ms) and the TensorRT rows are measured "
+            "with the three commands after it.",
+            after="""```
+gr00t-fast bench gpu --out benchmarks/results/gpu
+gr00t-fast bench inference --size full --device cuda --dtype bfloat16 --reps 50 --warmup 5 --out bench_out/h100
+gr00t-fast bench backends --size full --device cuda --reps 50 --out bench_out/h100
+gr00t-fast bench scaling --size full --device cuda --dtype bfloat16 --reps 30 --out bench_out/h100
+```"""),
+]
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="say whether the page is what the files say; write nothing")
+    args = parser.parse_args(argv)
+    page = render()
+    if not args.check:
+        PAGE.write_text(page)
+        print(f"wrote {PAGE} ({page.count(chr(10))} lines)")
+        return 0
+    diff = list(difflib.unified_diff(PAGE.read_text().splitlines(), page.splitlines(), "README.md", "generated",
+                                     lineterm="", n=0))
+    print("\n".join(diff[:20]) if diff else f"{PAGE} is what the result files say")
+    return 1 if diff else 0
+
+
+def render(results: Path = RESULTS) -> str:
+    """The page, from the result files under `results`."""
+    cache: dict[str, Record] = {}
+
+    def load(file: str) -> Record:
+        if file not in cache:
+            cache[file] = json.loads((results / file).read_text())
+        return cache[file]
+
+    cited: set[str] = set()
+    return "\n\n".join([INTRO, *(section.render(load, cited) for section in SECTIONS)]) + "\n"
+
+
+def sources() -> list[str]:
+    """Every result file the page reads or shows (tables' files and plots), relative to `RESULTS`."""
+    return list(dict.fromkeys(f for s in SECTIONS for f in [*(s.table.files() if s.table else []), s.plot] if f))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
