@@ -1,14 +1,21 @@
 """`gr00t-fast make-checkpoint`: write a random-weight checkpoint in the official layout
 (`gr00t_fast.model.random_checkpoint`).
 
-    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--demo_task reach]
-                               [--data_config NAME [--embodiment_tag TAG]]
+    gr00t-fast make-checkpoint --size {tiny,small,full} --out DIR [--seed S] [--dtype bfloat16] [--outliers]
+                               [--demo_task reach] [--data_config NAME [--embodiment_tag TAG]]
 
 `--demo_task reach` then fits the action head to a scripted two-pose motion (`gr00t_fast.dev.demo_task`): smooth
 chunks from two modes, for judging chunk switches and real-time chunking, which random weights cannot show.
 `--data_config NAME` (one of NVIDIA's twelve) adds metadata for that robot's datasets under the base model's tag for it
 (gr1, oxe_droid, agibot_genie1) or `--embodiment_tag` (`gr00t_fast.policy.embodiments`); under new_embodiment it
 replaces SO-100's.
+`--outliers` gives the weights the activation outlier channels of trained transformers (LLM.int8(), SmoothQuant),
+which random weights lack, so that INT8 is judged on its hard case, not a flattering one: in each quantized stack
+(SigLIP, Qwen3, VL self-attention, DiT) 4 fixed channels of the norms feeding its Linear layers (RMSNorm / LayerNorm
+weights, the DiT's AdaLN modulation) are scaled by 30-100x, and the next Linear's weight columns for those channels
+divided by the same factor: the same function as without (the same seed's actions to float rounding), the Linear
+inputs 20-100x the median channel in those channels (`gr00t_fast.model.outliers`). `--demo_task` then fits the
+action head on those weights; the mark in `gr00t_fast.json` says the checkpoint carries them.
 """
 
 import math
@@ -34,6 +41,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seeds the random weights (and the demo task's fit)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="dtype on disk (default: float32 for tiny/small, bfloat16 for full)")
+    parser.add_argument("--outliers", action="store_true",
+                        help="give every transformer stack the activation outlier channels of trained models: 4 "
+                        "channels of the norms feeding its Linear layers x30-100, the next Linear's columns divided to "
+                        "match (same function; INT8's hard case, which random weights lack: gr00t_fast.model.outliers)")
     parser.add_argument("--demo_task", choices=["reach"], default=None,
                         help="then fit the action head to a scripted two-pose SO-100 motion (gr00t_fast.dev.demo_task)")
     parser.add_argument("--data_config", choices=sorted(LAYOUTS), default=None,
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(unwritable)
     try:
         with staged(out) as tmp:  # an interrupted or failed run leaves nothing at --out
-            write_checkpoint(tmp, args.size, args.seed, args.dtype)
+            write_checkpoint(tmp, args.size, args.seed, args.dtype, outliers=args.outliers)
             if args.data_config:
                 tag = write_metadata(tmp, args.data_config, args.embodiment_tag, args.seed)
                 print(f"metadata for {args.data_config} under embodiment tag {tag!r}")
@@ -79,5 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gr00t-fast make-checkpoint: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
         return 2
     n = sum(math.prod(s) for s in parameter_shapes(Gr00tConfig.from_checkpoint(out)).values())
-    print(f"wrote {args.size} checkpoint ({n:,} parameters) to {out}")
+    carrying = ", with outlier channels" if args.outliers else ""
+    print(f"wrote {args.size} checkpoint ({n:,} parameters{carrying}) to {out}")
     return 0

@@ -26,6 +26,7 @@ from gr00t_fast.model.eagle_assets import DEFAULT_EAGLE_CONFIG
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes
 from gr00t_fast.model.loading import build_meta_model
+from gr00t_fast.model.outliers import CHANNELS, FACTORS, OutlierChannels
 from gr00t_fast.model.provenance import mark_random
 from gr00t_fast.model.tokenizer import qwen2_pre_tokenizer
 from gr00t_fast.runtime.progress import redrawn
@@ -260,9 +261,10 @@ def shard_plan(shapes: dict[str, torch.Size], itemsize: int, shards: int) -> lis
     return plan
 
 
-def _tensors(names, shapes, gen, dtype, bar) -> Iterator[tuple[str, torch.Tensor]]:
+def _tensors(names, shapes, gen, dtype, bar, outliers: OutlierChannels | None) -> Iterator[tuple[str, torch.Tensor]]:
     for name in names:
-        t = random_tensor(name, shapes[name], gen, dtype)
+        t = random_tensor(name, shapes[name], gen, torch.float32)
+        t = (t if outliers is None else outliers.apply(name, t)).to(dtype)
         bar.update(t.numel() * t.element_size())
         yield name, t
 
@@ -290,11 +292,18 @@ def write_config(out: Path, size: str, seed: int = 0, dtype: str | None = None) 
 
 
 def write_checkpoint(
-    out_dir: str | Path, size: str = "tiny", seed: int = 0, dtype: str | None = None, progress: bool = True
+    out_dir: str | Path, size: str = "tiny", seed: int = 0, dtype: str | None = None, progress: bool = True,
+    outliers: bool = False,
 ) -> Path:
-    """Write a random-weight checkpoint of preset `size` into `out_dir` (created) and return its path."""
+    """Write a random-weight checkpoint of preset `size` into `out_dir` (created) and return its path. `outliers`:
+    the same weights with activation outlier channels scaled in (`gr00t_fast.model.outliers`), marked so."""
     out = Path(out_dir)
     config, dtype_name = write_config(out, size, seed, dtype)
+    channels = None
+    if outliers:
+        channels = OutlierChannels.draw(config, seed)
+        mark_random(out, outliers=f"{CHANNELS} channels a stack, x{FACTORS[0]:g}-{FACTORS[1]:g} in the norms, "
+                                  "compensated in the next Linear")
     shapes = parameter_shapes(config)
     torch_dtype = getattr(torch, dtype_name)
     plan = shard_plan(shapes, torch.tensor([], dtype=torch_dtype).element_size(), SIZES[size]["shards"])
@@ -305,7 +314,7 @@ def write_checkpoint(
     with redrawn(bar):  # a full-size shard (2 GB) is saved in one call: the elapsed time keeps moving meanwhile
         for i, names in enumerate(plan, 1):
             fname = f"model-{i:05d}-of-{len(plan):05d}.safetensors"
-            tensors = dict(_tensors(names, shapes, gen, torch_dtype, bar))
+            tensors = dict(_tensors(names, shapes, gen, torch_dtype, bar, channels))
             bar.set_postfix_str(f"saving {fname}")
             save_shard(tensors, out / fname)
             bar.set_postfix_str("", refresh=False)
