@@ -145,7 +145,6 @@ def test_a_data_config_files_mistakes_come_before_the_demo_checkpoint_is_generat
         raise AssertionError("generated a checkpoint")
 
     monkeypatch.setattr(gr00t_fast.model.random_checkpoint, "cached_checkpoint", generate)
-    monkeypatch.setattr(gr00t_fast.control.run, "cached_checkpoint", generate)
     bad = tmp_path / "BAD.yaml"
     bad.write_text(BAD)
     if name == "run":

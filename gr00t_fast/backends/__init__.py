@@ -30,77 +30,17 @@ nowhere the 1.5x that would pay for what it lacks (a first load that exports and
 isolate_padding batches, and at full size in bf16 2.4x the memory).
 """
 
-import torch
+from gr00t_fast.backends.names import BACKEND_NAMES, DEFAULT_BACKEND
+from gr00t_fast.runtime.lazy import lazy_names
 
-from gr00t_fast.backends.base import (DEFAULT_BACKEND, Backend, LoadRequest, backend_reason, fidelity, runs_rtc,
-                                      synchronize)
-from gr00t_fast.backends.compiled import CompiledBackend
-from gr00t_fast.backends.cuda_graph import CudaGraphBackend
-from gr00t_fast.backends.eager import TorchBackend
-from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
-from gr00t_fast.backends.openvino import OpenVinoBackend
-from gr00t_fast.backends.tensorrt import TensorRTBackend
-
-# in order: the first backend running an export target (`Backend.exports`) is the one export checks it with
-BACKENDS: dict[str, type[Backend]] = {
-    cls.name: cls for cls in (TorchBackend, CompiledBackend, CudaGraphBackend, OnnxRuntimeBackend, OpenVinoBackend,
-                              TensorRTBackend)
+_HOMES = {
+    "Backend": "base", "LoadRequest": "base", "backend_reason": "base", "fidelity": "base", "synchronize": "base",
+    "BACKENDS": "registry", "BackendUnavailable": "registry", "backend_class": "registry", "export_runner": "registry",
+    "make_backend": "registry", "reference_backend": "registry", "require_backend": "registry",
+    "without_rtc": "registry",
+    "TorchBackend": "eager", "CompiledBackend": "compiled", "CudaGraphBackend": "cuda_graph",
+    "OnnxRuntimeBackend": "onnxruntime", "OpenVinoBackend": "openvino", "TensorRTBackend": "tensorrt",
 }
+__all__ = ["BACKEND_NAMES", "DEFAULT_BACKEND", *_HOMES]
 
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot run on this machine; the message names what is missing."""
-
-
-def backend_class(name: str, quantize: str | None = None) -> type[Backend]:
-    """The class of backend `name` (it loads itself: `Backend.configure`, `Backend.load`); ValueError for an unknown
-    name, or a `quantize` mode it does not run (naming the backends that quantize)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    cls = BACKENDS[name]
-    if quantize is not None and quantize not in cls.quantize_modes:
-        runs = "; ".join(f"{n}: {', '.join(c.quantize_modes)}" for n, c in BACKENDS.items() if c.quantize_modes)
-        raise ValueError(f"quantize={quantize!r} is not run by backend {name!r} (backends that quantize: {runs}; "
-                         "exported INT8 graphs: gr00t-fast export int8)")
-    return cls
-
-
-def require_backend(name: str, device: torch.device) -> type[Backend]:
-    """The class of backend `name`; ValueError for an unknown name, BackendUnavailable naming what this machine
-    lacks for a model on `device`."""
-    cls = backend_class(name)
-    reason = cls.missing(device)
-    if reason:
-        raise BackendUnavailable(f"backend {name!r} needs {reason}")
-    return cls
-
-
-def make_backend(name: str, model: torch.nn.Module, **options) -> Backend:
-    """Build the backend `name` for a loaded model (options go to its constructor)."""
-    return require_backend(name, model.device)(model, **options)
-
-
-def export_runner(target: str) -> type[Backend]:
-    """The class of the backend that runs `gr00t-fast export TARGET`'s folders and that export checks them with:
-    the first in `BACKENDS` whose `exports` hold `target`; ValueError for a target no backend runs."""
-    runner = next((cls for cls in BACKENDS.values() if target in cls.exports), None)
-    if runner is None:
-        runs = sorted({t for cls in BACKENDS.values() for t in cls.exports})
-        raise ValueError(f"no backend runs export target {target!r}; targets run: {', '.join(runs)}")
-    return runner
-
-
-def without_rtc(name: str) -> str:
-    """The one line refusing real-time chunking on backend `name`, naming the registered backends that run it."""
-    able = ", ".join(n for n, cls in BACKENDS.items() if runs_rtc(cls))
-    return f"backend {name!r} does not support real-time chunking (rtc); use one of: {able}"
-
-
-def reference_backend(model: torch.nn.Module) -> Backend:
-    """The eager path of `model`, which every other backend is measured against (`fidelity`, in float32)."""
-    return TorchBackend(model)
-
-
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendUnavailable", "LoadRequest", "backend_class",
-           "backend_reason", "export_runner", "fidelity", "make_backend", "reference_backend", "require_backend",
-           "synchronize", "without_rtc"]
+__getattr__ = lazy_names(__name__, _HOMES)

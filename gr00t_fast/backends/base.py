@@ -27,15 +27,13 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
+from gr00t_fast.backends.names import DEFAULT_BACKEND
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.rtc import RtcRequest
 
 
 STATIC_PROMPT_STEP = 32  # every instruction of 1-32 tokens (nearly all real ones) shares one compiled graph (a
 # full-size compile takes minutes on a CPU); the padding costs at most 31 of the ~320 tokens of a one-camera prompt
-
-
-DEFAULT_BACKEND = "torch"
 
 
 def backend_reason(name: str) -> str:

@@ -1,10 +1,16 @@
-"""Driving a robot with a policy: the robot <-> policy adapter, the control loop, its telemetry and `gr00t-fast run`."""
+"""Driving a robot with a policy: the robot <-> policy adapter, the control loop, its telemetry and `gr00t-fast run`.
 
-from gr00t_fast.policy.adapter import RobotAdapter
-from gr00t_fast.control.loop import ActionQueue, ControlConfig, ControlLoop, stop_on_signals
-from gr00t_fast.control.telemetry import (
-    LiveTelemetry, ObservationRecorder, StepRecord, StepRecorder, format_summary, load_records, summarize,
-)
+Names resolve on first use (`runtime.lazy`), so that `gr00t-fast run --help` and the torch-free modules here
+(`control.outputs`, `control.signals`) import no torch."""
 
-__all__ = ["ActionQueue", "ControlConfig", "ControlLoop", "LiveTelemetry", "ObservationRecorder", "RobotAdapter",
-           "StepRecord", "StepRecorder", "format_summary", "load_records", "stop_on_signals", "summarize"]
+from gr00t_fast.runtime.lazy import lazy_names
+
+_HOMES = {
+    "ActionQueue": "loop", "ControlConfig": "config", "ControlLoop": "loop", "RobotAdapter": "loop",
+    "stop_on_signals": "loop",
+    "LiveTelemetry": "telemetry", "ObservationRecorder": "telemetry", "StepRecord": "telemetry",
+    "StepRecorder": "telemetry", "format_summary": "telemetry", "load_records": "telemetry", "summarize": "telemetry",
+}
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_names(__name__, _HOMES)

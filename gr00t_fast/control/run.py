@@ -19,30 +19,27 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gr00t_fast.cli_args import error_line
 from gr00t_fast.configs import config_names, select_config
-from gr00t_fast.control.loop import ControlConfig, ControlLoop
+from gr00t_fast.control.config import ControlConfig
 from gr00t_fast.control.outputs import output_error
-from gr00t_fast.control.plot import plot_error, plot_joints
 from gr00t_fast.control.signals import Interrupted, StopSignals
-from gr00t_fast.control.telemetry import LiveTelemetry, ObservationRecorder, StepRecorder, format_summary, summarize
-from gr00t_fast.control.video import SimVideo, video_error
 from gr00t_fast.runtime.interrupt import interrupt_in
 from gr00t_fast.model.provenance import random_weights
-from gr00t_fast.model.random_checkpoint import cached_checkpoint
-from gr00t_fast.loading import create_policy
 from gr00t_fast.model.hub import resolve_checkpoint
-from gr00t_fast.policy.adapter import RobotAdapter
 from gr00t_fast.policy.config import PolicyConfig
-from gr00t_fast.policy.data_config import DataConfig
-from gr00t_fast.policy.metadata import EmbodimentMetadata
 from gr00t_fast.policy.preflight import check_data_config, check_policy_inputs
-from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.robot import RobotConfig, SimSO100Config, make_robot
 from gr00t_fast.typed_config import config_path_in, parse_config
 
+if TYPE_CHECKING:  # the loop, the policy and the video import torch, cv2: `run --help` reads none of them
+    from gr00t_fast.control.loop import ControlLoop
+    from gr00t_fast.control.telemetry import ObservationRecorder
+    from gr00t_fast.control.video import SimVideo
+    from gr00t_fast.policy.data_config import DataConfig
+    from gr00t_fast.policy.metadata import EmbodimentMetadata
 
 @dataclass
 class RunConfig(PolicyConfig, ControlConfig):
@@ -79,6 +76,8 @@ class RunConfig(PolicyConfig, ControlConfig):
 
 def demo_checkpoint() -> Path:
     """The random-weight "small" demo checkpoint for the simulation, generated on first use."""
+    from gr00t_fast.model.random_checkpoint import cached_checkpoint
+
     return cached_checkpoint("demo_small", "small")
 
 
@@ -105,6 +104,8 @@ def make_policy(cfg: RunConfig) -> Any:
 
         return PolicyClient(cfg.policy_host, cfg.policy_port, timeout_ms=cfg.policy_timeout_ms, api_token=cfg.api_token,
                             legacy_format=cfg.policy_legacy_format, robot_id=cfg.robot_id)
+    from gr00t_fast.loading import create_policy
+
     return create_policy(cfg, cfg.model_path or str(demo_checkpoint()), warmup=True, announce=True)
 
 
@@ -128,6 +129,9 @@ def interrupted(doing: str, e: BaseException | None = None) -> int:
 def outputs_error(cfg: RunConfig) -> str | None:
     """Why one of the files the run would write cannot be (the first), or None: checked before anything loads or
     connects."""
+    from gr00t_fast.control.plot import plot_error
+    from gr00t_fast.control.video import video_error
+
     if cfg.video and (error := video_error(cfg.video, cfg.robot)):
         return error
     if cfg.plot and (error := plot_error()):
@@ -141,6 +145,8 @@ def check_robot(robot: Any, cfg: RunConfig, config: DataConfig, metadata: Embodi
     """ValueError (one line) where the robot, built but not connected, cannot serve the data config: a key without
     a joint group on it, a group of another width than the checkpoint's, joints no action commands, cameras that do
     not map onto the config's (`--camera_map`). The control loop maps it the same way once the model is loaded."""
+    from gr00t_fast.policy.adapter import RobotAdapter
+
     dims = {key: info.width for key, info in metadata.keys.items()}
     RobotAdapter.build(robot, config, cfg.camera_map, metadata.video_resolution, dims)
 
@@ -208,6 +214,10 @@ def run(cfg: RunConfig) -> int:
 def drive(cfg: RunConfig, robot: Any, signals: StopSignals) -> tuple[int | None, ControlLoop | None, Any]:
     """Load the policy, warm up and run the loop on the connected `robot`: (exit code when it ended early, the
     loop, the video). The caller disconnects the robot, whatever happens here."""
+    from gr00t_fast.control.loop import ControlLoop
+    from gr00t_fast.control.telemetry import LiveTelemetry, ObservationRecorder, StepRecorder
+    from gr00t_fast.control.video import SimVideo
+
     recorder = observations = loop = video = None
     try:
         try:
@@ -280,6 +290,9 @@ def report(cfg: RunConfig, loop: ControlLoop, video: SimVideo | None,
            cancelled: Callable[[], bool] = lambda: False) -> int:
     """The summary, then the files asked for: the video (rendered now from the recorded states; `cancelled()`
     stops it early, e.g. a stop signal) and the plot."""
+    from gr00t_fast.control.plot import plot_joints
+    from gr00t_fast.control.telemetry import format_summary, summarize
+
     title = f"{cfg.mode} @ {cfg.fps:g} Hz: {loop.stop_reason}"
     print(format_summary(summarize(loop.records), title=title, random_weights=untrained(cfg),
                          remote=bool(cfg.policy_host)), flush=True)
@@ -334,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # a bad flag or config file: one line
         return setup_error((isinstance(e, OSError) and config_path_error(argv, e)) or " ".join(str(e).split()))
     code = run(cfg)
+    from gr00t_fast.runtime.torch_thread import exit_if_busy
+
     exit_if_busy(code)  # the robot is disconnected; a model load or an inference may still run on the torch thread
     return code
 

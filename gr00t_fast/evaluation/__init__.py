@@ -1,9 +1,15 @@
 """Open-loop evaluation on recorded datasets (`gr00t-fast eval`), above `policy/` as `control/` is: data flows one way,
-dataset (`gr00t_fast.data`) -> observation -> policy -> actions -> metrics."""
+dataset (`gr00t_fast.data`) -> observation -> policy -> actions -> metrics.
 
-from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_options
-from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
-from gr00t_fast.evaluation.open_loop import DEFAULT_STEPS, EpisodeRun, evaluate, inference_points
+Names resolve on first use (`runtime.lazy`), so that `gr00t-fast eval --help` reads no dataset code."""
 
-__all__ = ["DEFAULT_STEPS", "EpisodeRun", "PATHS", "compare_rows", "episode_metrics", "evaluate", "inference_points",
-           "overall_metrics", "path_options"]
+from gr00t_fast.runtime.lazy import lazy_names
+
+_HOMES = {
+    "PATHS": "compare", "compare_rows": "compare", "path_options": "compare", "episode_metrics": "metrics",
+    "overall_metrics": "metrics", "DEFAULT_STEPS": "open_loop", "EpisodeRun": "open_loop", "evaluate": "open_loop",
+    "inference_points": "open_loop",
+}
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_names(__name__, _HOMES)

@@ -18,11 +18,12 @@ against the fp32 reference (the largest deviation from the reference's actions, 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gr00t_fast.evaluation.open_loop import EpisodeRun
+if TYPE_CHECKING:  # `eval --help` reads PATHS without the dataset code
+    from gr00t_fast.evaluation.open_loop import EpisodeRun
 
 __all__ = ["PATHS", "compare_rows", "path_modules", "path_options"]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Collection
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
@@ -151,9 +152,19 @@ def few(items: list[str], shown: int = 3) -> str:
     return ", ".join(items[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
+class _SkipInit(TorchFunctionMode):
+    """Leaves out `torch.nn.init`'s fills while modules are built: a meta tensor holds no values to fill, and a meta
+    `normal_` (nn.Embedding's) runs a Python decomposition that imports torch._dynamo, ~1 s of every load."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def build_meta_model(config: Gr00tConfig) -> Gr00tN15:
-    """The network on the meta device: names and shapes without allocating memory."""
-    with torch.device("meta"):
+    """The network on the meta device: names and shapes without allocating memory (nor initializing weights)."""
+    with torch.device("meta"), _SkipInit():
         return Gr00tN15(config)
 
 

@@ -5,12 +5,16 @@ loop, the servers and the LeRobot plugin depend on it alone. Every call runs on 
 policies (`gr00t_fast.runtime.torch_thread`), whichever thread makes it.
 """
 
-from typing import Any, Protocol, runtime_checkable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gr00t_fast.model.rtc import RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
+
+if TYPE_CHECKING:  # the contract names the model's RTC request; its users need not import torch
+    from gr00t_fast.model.rtc import RtcRequest
 
 __all__ = ["Policy"]
 

@@ -3,12 +3,13 @@
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gr00t_fast.backends import BACKENDS, DEFAULT_BACKEND
+from gr00t_fast.backends.names import BACKEND_NAMES, DEFAULT_BACKEND
 from gr00t_fast.literals import literal
 
 DTypeName = literal("auto", "float32", "bfloat16", "float16")
@@ -21,13 +22,15 @@ def _help(text: str) -> dict:
 
 
 def backend_names() -> tuple[str, ...]:
-    """`--backend`'s choices: the names in the backend registry (`gr00t_fast.backends.BACKENDS`), read when a
-    command parses its flags, so that a registered backend is one the commands take."""
-    return tuple(BACKENDS)
+    """`--backend`'s choices: the built-in backends' names (`gr00t_fast.backends.names`, declared without importing
+    torch, so that `--help` and a flag's error come before any heavy import; a test holds them equal to the
+    registry's), and any backend registered since (`gr00t_fast.backends.BACKENDS`: registering one imports it), read
+    when a command parses its flags."""
+    registry = sys.modules.get("gr00t_fast.backends.registry")
+    return BACKEND_NAMES + tuple(n for n in getattr(registry, "BACKENDS", ()) if n not in BACKEND_NAMES)
 
 
-# deprecated (goes away in the next release): the names registered when this module was imported, as a Literal type;
-# `--backend`'s choices are read from the registry when the flags are (`backend_names`)
+# deprecated (goes away in the next release): the registry's names as a Literal type (`backend_names`)
 BackendName = literal(*backend_names())
 
 

@@ -1,8 +1,11 @@
 """Serve a policy over the Isaac-GR00T ZeroMQ protocol (`server`), to many robots through Triton (`fleet_model`,
-`triton`, `fleet_front`), the commands of both (`cli`), and the client side (`client`)."""
+`triton`, `fleet_front`), the commands of both (`cli`), and the client side (`client`).
 
-from gr00t_fast.serve.client import PolicyClient, ServerError
-from gr00t_fast.serve.protocol import ProtocolError
-from gr00t_fast.serve.server import PolicyServer
+Names resolve on first use (`runtime.lazy`), so that `gr00t-fast serve --help` imports no torch."""
 
-__all__ = ["PolicyClient", "PolicyServer", "ProtocolError", "ServerError"]
+from gr00t_fast.runtime.lazy import lazy_names
+
+_HOMES = {"PolicyClient": "client", "ServerError": "client", "ProtocolError": "protocol", "PolicyServer": "server"}
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_names(__name__, _HOMES)

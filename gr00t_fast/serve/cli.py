@@ -12,20 +12,15 @@ import sys
 from typing import Any, Callable
 
 from gr00t_fast.cli_args import ArgumentParser, non_negative, port, positive, token
-from gr00t_fast.loading import create_policy
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.policy.bounds import SERVE_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.policy.preflight import check_policy_inputs
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
-from gr00t_fast.runtime.torch_thread import exit_if_busy
 from gr00t_fast.serve import protocol
 from gr00t_fast.serve.admission import DEFAULT_MAX_QUEUE
-from gr00t_fast.serve.fleet_front import FleetFront
-from gr00t_fast.serve.fleet_model import MODEL_NAME, FleetModel
 from gr00t_fast.serve.server import (DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_MB, DEFAULT_REQUEST_TIMEOUT_S, PolicyServer,
                                      is_loopback)
-from gr00t_fast.serve.triton import check_ports_free, start_triton
 from gr00t_fast.serve.watch import CheckpointWatch
 from gr00t_fast.typed_config import camera_map
 
@@ -106,6 +101,8 @@ def setup_failed(program: str, e: BaseException, server: PolicyServer | None) ->
         server.close()
     if raised_by_interrupt(e):
         print(f"{program}: interrupted while loading the model", file=sys.stderr, flush=True)
+        from gr00t_fast.runtime.torch_thread import exit_if_busy
+
         exit_if_busy(130)
         return 130
     print(f"{program}: error: {protocol.bounded(str(e))}", file=sys.stderr)
@@ -121,6 +118,8 @@ def serve_until_stopped(server: PolicyServer, then: Callable[[], None] = lambda:
         server.run()
     finally:
         then()
+    from gr00t_fast.runtime.torch_thread import exit_if_busy
+
     exit_if_busy(0)
     return 0
 
@@ -140,6 +139,8 @@ def serve_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.protocol == "lerobot":
         return serve_lerobot(args)
+    from gr00t_fast.loading import create_policy
+
     server = None
     try:
         check_load_arguments(args)
@@ -222,6 +223,11 @@ def fleet_main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"gr00t-fast fleet: error: {e}", file=sys.stderr)
         return 2
+    from gr00t_fast.loading import create_policy
+    from gr00t_fast.serve.fleet_front import FleetFront
+    from gr00t_fast.serve.fleet_model import MODEL_NAME, FleetModel
+    from gr00t_fast.serve.triton import check_ports_free, start_triton
+
     front = None
     try:  # the ZeroMQ front bound, Triton's ports checked, before the model loads
         front = FleetFront(None, f"grpc://127.0.0.1:{args.grpc_port}", concurrency=2 * args.max_batch,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from gr00t_fast.model.rtc import RtcRequest
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig, from_modality_config
 from gr00t_fast.serve import protocol
 
@@ -135,8 +135,8 @@ class PolicyClient:
                if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu" or not np.isfinite(value).all()]
         if bad:
             raise ServerError(f"get_action reply has non-numeric or non-finite actions in {sorted(bad)[:8]}")
-        if rtc is not None and protocol.RTC_CHUNK_KEY not in action:
-            raise ServerError(f"the server ignored rtc (its reply has no {protocol.RTC_CHUNK_KEY!r}): it is not a "
+        if rtc is not None and RTC_CHUNK_KEY not in action:
+            raise ServerError(f"the server ignored rtc (its reply has no {RTC_CHUNK_KEY!r}): it is not a "
                               "gr00t-fast server with real-time chunking")
         return action
 

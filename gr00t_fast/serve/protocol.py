@@ -32,12 +32,13 @@ import io
 import json
 import math
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
 
-from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+if TYPE_CHECKING:  # the model's RTC imports torch: `serve --help` and the server's setup read none of it
+    from gr00t_fast.model.rtc import RtcRequest
 
 ENDPOINTS = ("ping", "kill", "get_action", "get_modality_config", "reset")  # reset: N1.6/N1.7 clients
 LEGACY_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
@@ -527,4 +528,6 @@ def rtc_from_wire(wire: Any) -> RtcRequest:
         fields[name] = value
     if "inference_delay" not in fields:
         raise ProtocolError(f"'{RTC_FIELD}' needs 'inference_delay'")
+    from gr00t_fast.model.rtc import RtcRequest
+
     return RtcRequest(wire["mode"], prefix.astype(np.float32), **fields)

@@ -353,8 +353,7 @@ def test_export_finds_the_runner_of_each_target_in_the_registry(model, policies,
                                                                  monkeypatch):
     """export checks INT8 graphs with, and builds engines for, the first registered backend running that target
     (`Backend.exports`): a backend registered ahead of the others is the one export uses, no export line naming it."""
-    from gr00t_fast import backends
-    from gr00t_fast.backends import export_runner
+    from gr00t_fast.backends import export_runner, registry
     from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
     from gr00t_fast.export.int8 import action_error
     from gr00t_fast.export.tensorrt import build_engines
@@ -382,7 +381,7 @@ def test_export_finds_the_runner_of_each_target_in_the_registry(model, policies,
         def __call__(self, inputs, noise, num_steps):
             raise AssertionError("never loaded")
 
-    monkeypatch.setattr(backends, "BACKENDS", {First.name: First, Elsewhere.name: Elsewhere, **BACKENDS})
+    monkeypatch.setattr(registry, "BACKENDS", {First.name: First, Elsewhere.name: Elsewhere, **BACKENDS})
     folder = policies["onnxruntime"].backend.onnx_dir
     steps = model.config.num_inference_timesteps
     assert action_error(model, folder, example_inputs(model.config), steps)["max_abs_diff"] <= 1e-4

@@ -277,3 +277,16 @@ def test_only_reads_the_named_tensors_and_still_checks_every_one(ckpt):
     as_single_file(ckpt, tensors)
     with pytest.raises(CheckpointError, match="1 missing .*action_head.vlln.weight.*1 wrongly shaped"):
         load_model(ckpt, device="cpu", only=GRAPH_HOST_TENSORS)
+
+
+def test_the_meta_model_is_built_without_importing_torch_dynamo(tiny_checkpoint):
+    """`build_meta_model` leaves out nn.init's fills: a meta `normal_` would import torch._dynamo (~1 s of a load)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from gr00t_fast.model.config import Gr00tConfig; "
+             "from gr00t_fast.model.loading import build_meta_model; "
+             f"model = build_meta_model(Gr00tConfig.from_checkpoint({str(tiny_checkpoint)!r})); "
+             "print('torch._dynamo' in sys.modules, all(p.is_meta for p in model.parameters()))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr
