@@ -6,14 +6,17 @@
 Needs NVIDIA's environment (`../shared/upstream/setup.sh`; GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC). The dataset
 is `gr00t-fast make-dataset`'s (LeRobot v2.1, one 640x480 camera, 30 fps). Each round times NVIDIA's loop (its own
 process, fp32: its CPU default) and then gr00t-fast's (this process, the defaults of `gr00t-fast eval`: the dtype
-rule, packed weights, batched episodes), the model already loaded on both sides; the ratio is per round. Writes
-`<out>/eval_speed.json` with the CPU's flags.
+rule, packed weights, batched episodes), the model already loaded on both sides; the ratio is per round. Each round
+also times both as whole commands, from the process's start to its exit (imports, the model's load, the dataset
+read, the loop): `gr00t-fast eval` as a user types it against NVIDIA's evaluation process. Writes
+`<out>/eval_speed_<size>_<backend>.json` with the CPU's flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -48,15 +51,25 @@ def main() -> None:
     joints = [n for k in policy.data_config.action_keys for n in dataset.names(k)]
     rounds = []
     for r in range(args.rounds):
+        start = time.perf_counter()
         theirs = upstream.evaluation(checkpoint, {
             "dataset": str(dataset_path), "data_config": "so100", "video_backend": "decord", "episodes": episodes,
             "steps": args.length, "action_horizon": 16, "policy": "gr00t", "step_data": []}, work / f"upstream{r}")
+        theirs_whole_s = time.perf_counter() - start
         start = time.perf_counter()
         runs = evaluate(policy, dataset, episodes, args.length, progress=False, noise_seed=r)
         ours_s = time.perf_counter() - start
         ours_mse = overall_metrics(runs, 16, joints)["mse"]
+        command = [shutil.which("gr00t-fast"), "eval", "--model_path", str(checkpoint), "--dataset_path",
+                   str(dataset_path), "--episodes", *map(str, episodes), "--steps", str(args.length), "--backend",
+                   args.backend]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        ours_whole_s = time.perf_counter() - start
         rounds.append({"nvidia_s": theirs["seconds"], "gr00t_fast_s": ours_s, "speedup": theirs["seconds"] / ours_s,
-                       "nvidia_mse": float(np.mean(list(theirs["mse"].values()))), "gr00t_fast_mse": ours_mse})
+                       "nvidia_mse": float(np.mean(list(theirs["mse"].values()))), "gr00t_fast_mse": ours_mse,
+                       "nvidia_whole_s": theirs_whole_s, "gr00t_fast_whole_s": ours_whole_s,
+                       "whole_speedup": theirs_whole_s / ours_whole_s})
         print(json.dumps(rounds[-1]), flush=True)
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     result = {"checkpoint": args.size, "backend": args.backend, "episodes": args.episodes, "steps": args.length, "calls_per_episode":

@@ -293,6 +293,15 @@ EPYC = [f"cpu/ab_{size}_openvino_avx512bf16_2026-11-25.json" for size in ("tiny"
 CAPPED = [f"cpu/ab_{size}_openvino_avx2cap_2026-11-25.json" for size in ("tiny", "small", "full")]
 XEON = ["cpu/ab_tiny_int8.json", "cpu/ab_small_int8.json", "cpu/ab_full_compile.json"]
 NVIDIA_MS = Row("NVIDIA fp32, a call", "NVIDIA in-process fp32", metric=median)
+# `--quantize int8` on this project's AMD EPYC (AVX512-BF16, AVX512-VNNI): random and `--outliers` checkpoints, and
+# the FBGEMM engine pinned (the engine of CPUs without VNNI, run here on AVX-512: not an AVX2 CPU's speed)
+INT8 = {run: f"cpu/ab_{run}_avx512bf16_2026-11-25.json" for run in (
+    "full_int8", "full_int8_outliers", "small_int8", "small_int8_outliers", "small_int8_fbgemm")}
+INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "small_int8": "48M",
+                "small_int8_outliers": "48M, outliers", "small_int8_fbgemm": "48M, FBGEMM pinned"}
+INT8_ROWS = [Row("NVIDIA bf16", "NVIDIA in-process bf16"), Row("torch fp32", "gr00t-fast torch 4-step fp32"),
+             Row("torch bf16", "gr00t-fast torch 4-step bf16"),
+             Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8")]
 
 
 EVAL_COMPARE = "cpu/eval_compare_small.json"
@@ -315,7 +324,8 @@ def bus(fps: float, rate: float) -> Row:
 
 
 def rounds(key: str, form: str) -> Callable[[Record], str]:
-    return lambda data: ", ".join(form.format(r[key]) for r in data["rounds"])
+    """Each round's `key`, or "-" where the file's rounds do not record it (an older run of its benchmark)."""
+    return lambda data: ", ".join(form.format(r[key]) for r in data["rounds"]) if key in data["rounds"][0] else "-"
 
 
 def flood(d: Record) -> str:
@@ -364,6 +374,21 @@ SECTIONS = [
                 Row("compile fp32", "gr00t-fast compile 4-step fp32"),
                 Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
                 Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8")])),
+    Section("`--quantize int8`", plot="cpu/ab_full_int8_avx512bf16_2026-11-25.png",
+            text="int8 x int8 matmuls in the transformer stacks (`gr00t_fast.model.quantize`: oneDNN's `torch._int_mm` "
+                 "on a CPU with VNNI or AMX, FBGEMM's u8s8 GEMM without), on one CPU class: an AMD EPYC with "
+                 "AVX512-BF16 and AVX512-VNNI. Random weights, and the same weights with `make-checkpoint "
+                 "--outliers` (a few channels 30-100x the rest where int8 sees them, as trained transformers "
+                 "have). Speed as above, against NVIDIA's fp32 `Gr00tPolicy`; the FBGEMM column pins the engine of "
+                 "CPUs without VNNI on this one (AVX-512 kernels): no AVX2-only CPU has been measured.",
+            table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
+                                                           for run, file in INT8.items()],
+                        rows=[NVIDIA_MS, *INT8_ROWS])),
+    Section("Its error", level=3,
+            text="The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` (policy units, as below): "
+                 "NVIDIA's own bf16 is the bound a user already accepts.",
+            table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
+                        rows=INT8_ROWS)),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
@@ -396,7 +421,8 @@ SECTIONS = [
                 Col("bf16 units, torch", "cpu/ab_full_packed_2026-11-24.json", memory),
                 Col("bf16 units, torch + OpenVINO", EPYC[2], memory),
                 Col("AVX2 cap, torch + OpenVINO", CAPPED[2], memory),
-                Col("VNNI, torch + compile", XEON[2], memory)], rows=[
+                Col("VNNI, torch + compile", XEON[2], memory),
+                Col("bf16 units, torch, `--quantize int8` run", INT8["full_int8"], memory)], rows=[
                 Row("NVIDIA fp32", "NVIDIA in-process fp32"), Row("NVIDIA bf16", "NVIDIA in-process bf16"),
                 Row("gr00t-fast fp32", "gr00t-fast torch 4-step fp32"),
                 Row("gr00t-fast bf16", "gr00t-fast torch 4-step bf16"),
@@ -404,7 +430,8 @@ SECTIONS = [
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "
-            "`gr00t_fast.evaluation.evaluate` as `gr00t-fast eval` runs it. Whole runs, one value per round.",
+            "`gr00t_fast.evaluation.evaluate` as `gr00t-fast eval` runs it, one value per round; then both as whole "
+            "commands, from the process's start to its exit (imports, load, dataset, loop).",
             Table(corner="", columns=[Col("default", "cpu/eval_speed_small_torch.json"),
                                       Col("`--backend openvino`", "cpu/eval_speed_small_openvino.json")], rows=[
                 Row("episodes x steps", metric=lambda d: f"{d['episodes']} x {d['steps']}"),
@@ -412,6 +439,9 @@ SECTIONS = [
                 Row("NVIDIA", metric=rounds("nvidia_s", "{:.2f} s")),
                 Row("gr00t-fast", metric=rounds("gr00t_fast_s", "{:.2f} s")),
                 Row("speed-up", metric=rounds("speedup", "{:.2f}x")),
+                Row("NVIDIA, whole command", metric=rounds("nvidia_whole_s", "{:.2f} s")),
+                Row("`gr00t-fast eval`, whole command", metric=rounds("gr00t_fast_whole_s", "{:.2f} s")),
+                Row("speed-up, whole command", metric=rounds("whole_speedup", "{:.2f}x")),
                 Row("NVIDIA's MSE to the recording", metric=rounds("nvidia_mse", "{:,.0f}")),
                 Row("gr00t-fast's MSE to the recording", metric=rounds("gr00t_fast_mse", "{:,.0f}"))])),
     Section("The loop on a faulty bus",

@@ -8,7 +8,7 @@ from gr00t_fast.runtime.lazy import lazy_names
 _HOMES = {
     "PATHS": "compare", "compare_rows": "compare", "path_options": "compare", "episode_metrics": "metrics",
     "overall_metrics": "metrics", "DEFAULT_STEPS": "open_loop", "EpisodeRun": "open_loop", "evaluate": "open_loop",
-    "inference_points": "open_loop",
+    "inference_points": "open_loop", "ReadAhead": "open_loop",
 }
 __all__ = sorted(_HOMES)
 

@@ -22,7 +22,7 @@ from gr00t_fast.control.outputs import output_error
 from gr00t_fast.data import DatasetError, RecordedDataset, open_dataset
 from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_modules, path_options
 from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
-from gr00t_fast.evaluation.open_loop import EpisodeRun, compared_keys, episode_steps, evaluate
+from gr00t_fast.evaluation.open_loop import EpisodeRun, ReadAhead, compared_keys, episode_steps, evaluate
 from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.typed_config import camera_map
@@ -141,10 +141,17 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
     return client, dataset, list(episodes), metadata
 
 
-def run_path(args, policy, dataset, episodes, joints) -> tuple[list[EpisodeRun], dict]:
+def read_ahead(args, dataset, episodes) -> ReadAhead:
+    """The episodes read on a thread from now on (while the policy loads), in the batches the policy takes."""
+    return ReadAhead(dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
+                     args.batch if args.policy_host is None else 1)
+
+
+def run_path(args, policy, dataset, episodes, joints,
+             reads: ReadAhead | None = None) -> tuple[list[EpisodeRun], dict]:
     runs = evaluate(policy, dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
                     batch=args.batch if args.policy_host is None else 1,
-                    noise_seed=0 if args.noise_seed is None else args.noise_seed)
+                    noise_seed=0 if args.noise_seed is None else args.noise_seed, reads=reads)
     return runs, overall_metrics(runs, args.action_horizon, joints)
 
 
@@ -187,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                 del policy
             main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
         else:
+            reads = read_ahead(args, dataset, episodes)  # the first episodes decode while the policy loads
             policy = client if client is not None else load(args, {})
-            results["policy"] = run_path(args, policy, dataset, episodes, joints)
+            results["policy"] = run_path(args, policy, dataset, episodes, joints, reads)
             main_path = "policy"
         runs, overall = results[main_path]
         per_episode = [episode_metrics(run, args.action_horizon, joints) for run in runs]

@@ -6,6 +6,7 @@ Faster than NVIDIA's loop, same numbers: each episode's video is decoded once, i
 next episodes while the policy runs, and the observations of several episodes at the same step go to the policy as
 one batch (episodes of the same instruction: one prompt length). The sampler's noise is drawn per episode and
 inference point from `noise_seed`, so paths compared on the same episodes (`--compare`) start from the same noise.
+`ReadAhead` starts reading the first episodes as it is made: `gr00t-fast eval` makes it before the policy loads.
 
     runs = evaluate(policy, open_dataset("recordings"), episodes=[0, 1], steps=150)
 """
@@ -22,7 +23,8 @@ from tqdm import tqdm
 
 from gr00t_fast.data import DatasetError, RecordedDataset
 
-__all__ = ["DEFAULT_STEPS", "EpisodeRun", "compared_keys", "episode_steps", "evaluate", "inference_points"]
+__all__ = ["DEFAULT_STEPS", "EpisodeRun", "ReadAhead", "compared_keys", "episode_steps", "evaluate",
+           "inference_points"]
 
 DEFAULT_STEPS = 150  # NVIDIA's eval_policy.py default
 
@@ -112,29 +114,50 @@ def _same_instruction(observations: dict[int, dict], language: str) -> list[list
     return list(batches.values())
 
 
+class ReadAhead:
+    """The episodes' observations read on a thread of their own, a group of `batch` episodes ahead of the policy
+    (`_load`: each episode's frames at its inference points decoded once, its recorded actions and states); the
+    first group is read from the moment it is made. Iterate for (group, its episodes read) in order."""
+
+    def __init__(self, dataset: RecordedDataset, episodes: Sequence[int], steps: int | None = None,
+                 action_horizon: int = 16, modality_keys: Sequence[str] | None = None, batch: int = 8):
+        self.dataset, self.action_horizon = dataset, action_horizon
+        self.keys = compared_keys(dataset, modality_keys)
+        self.lengths = {episode: episode_steps(dataset, episode, steps) for episode in episodes}
+        self.groups = [list(episodes[i:i + batch]) for i in range(0, len(episodes), batch)]
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="gr00t-eval-read")
+        self.pending = self.reader.submit(self.read, self.groups[0]) if self.groups else None
+
+    def read(self, group: list[int]) -> list[tuple[list[dict], np.ndarray, np.ndarray]]:
+        return [_load(self.dataset, e, self.lengths[e], self.action_horizon, self.keys) for e in group]
+
+    def __iter__(self):
+        try:
+            for n, group in enumerate(self.groups):
+                loaded = self.pending.result()
+                self.pending = self.reader.submit(self.read, self.groups[n + 1]) if n + 1 < len(self.groups) else None
+                yield group, loaded
+        finally:
+            self.reader.shutdown(cancel_futures=True)
+
+
 def evaluate(policy: Any, dataset: RecordedDataset, episodes: Sequence[int], steps: int | None = None,
              action_horizon: int = 16, modality_keys: Sequence[str] | None = None, *, batch: int = 8,
-             noise_seed: int = 0, denoising_steps: int | None = None, progress: bool = True) -> list[EpisodeRun]:
+             noise_seed: int = 0, denoising_steps: int | None = None, progress: bool = True,
+             reads: ReadAhead | None = None) -> list[EpisodeRun]:
     """Evaluate `policy` on `episodes` of `dataset` (see the module): one `EpisodeRun` per episode, in order.
     `modality_keys`: the action keys compared (default: the data config's, e.g. single_arm and gripper); `batch`:
-    episodes per policy call (a served policy takes what its server's --max_batch allows)."""
+    episodes per policy call (a served policy takes what its server's --max_batch allows); `reads`: a `ReadAhead`
+    of these very arguments made earlier (reading while the policy loaded), else one is made here."""
     if action_horizon > policy.action_horizon:
         raise ValueError(f"--action_horizon {action_horizon} exceeds the policy's chunk of {policy.action_horizon}")
-    keys = compared_keys(dataset, modality_keys)
-    lengths = {episode: episode_steps(dataset, episode, steps) for episode in episodes}
+    reads = reads or ReadAhead(dataset, episodes, steps, action_horizon, modality_keys, batch)
+    keys, lengths = reads.keys, reads.lengths
     language = dataset.data_config.language_key
-    groups = [list(episodes[i:i + batch]) for i in range(0, len(episodes), batch)]
-    calls = sum(len(inference_points(max(lengths[e] for e in g), action_horizon)) for g in groups)
+    calls = sum(len(inference_points(max(lengths[e] for e in g), action_horizon)) for g in reads.groups)
     runs = []
-    with ThreadPoolExecutor(1, thread_name_prefix="gr00t-eval-read") as reader, \
-            tqdm(total=calls, desc="evaluating", unit="call", disable=not progress) as bar:
-        def read(group: list[int]):
-            return [_load(dataset, e, lengths[e], action_horizon, keys) for e in group]
-
-        pending = reader.submit(read, groups[0]) if groups else None
-        for n, group in enumerate(groups):
-            loaded = pending.result()
-            pending = reader.submit(read, groups[n + 1]) if n + 1 < len(groups) else None
+    with tqdm(total=calls, desc="evaluating", unit="call", disable=not progress) as bar:
+        for group, loaded in reads:
             preds: dict[int, list[np.ndarray]] = {e: [] for e in group}
             times: dict[int, list[float]] = {e: [] for e in group}
             for k, point in enumerate(inference_points(max(lengths[e] for e in group), action_horizon)):

@@ -185,3 +185,23 @@ def test_compare_checks_every_paths_extra_before_the_first_runs(dataset_path, ti
                  "steps2", "openvino"]) == 2
     err = capsys.readouterr().err
     assert "--compare openvino" in err and "openvino" in err and err.count("\n") == 1 and not loaded
+
+
+def test_eval_reads_the_first_episodes_while_the_policy_loads(dataset_path, tiny_checkpoint, monkeypatch, capsys):
+    """`gr00t-fast eval` starts decoding the episodes before it asks for the policy (`ReadAhead`): the first group's
+    read is under way (here: done) by the time the load starts, and evaluate uses that very read."""
+    import threading
+
+    from gr00t_fast.evaluation import cli, open_loop
+
+    read, loads = threading.Event(), []
+    monkeypatch.setattr(open_loop, "_load", lambda *a, _load=open_loop._load: (read.set(), _load(*a))[1])
+
+    def load(args, options, announce=True):
+        loads.append(read.wait(timeout=20))  # the read started before the load: it finishes while the load waits
+        return ZeroPolicy()
+
+    monkeypatch.setattr(cli, "load", load)
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
+                 "--dtype", "float32"]) == 0
+    assert loads == [True] and "MSE (NVIDIA)" in capsys.readouterr().out
