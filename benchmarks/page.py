@@ -56,6 +56,10 @@ COMMANDS = {
     "cpu/eval_compare_small.json": "gr00t-fast make-dataset --out evsmall --episodes 4 --length 150 && gr00t-fast "
                                    "eval --model_path ~/.cache/gr00t_fast/demo_small --dataset_path evsmall --compare "
                                    "default bf16 int8 onnxruntime openvino openvino-f32 openvino-int8 steps2 steps1",
+    "cpu/eval_compare_full_2026-11-25.json": "gr00t-fast make-dataset --out evfull --episodes 2 --length 64 && "
+                                             "gr00t-fast eval --model_path ~/.cache/gr00t_fast/full_fp32 "
+                                             "--dataset_path evfull --compare default int8 (the AMD EPYC of the int8 "
+                                             "runs above)",
     "cpu/eval_speed_small_torch.json": "python benchmarks/eval_speed.py --size small --episodes 4 --length 150 "
                                        "--rounds 3 --backend torch",
     "cpu/eval_speed_small_openvino.json": "python benchmarks/eval_speed.py --size small --episodes 4 --length 150 "
@@ -305,6 +309,7 @@ INT8_ROWS = [Row("NVIDIA bf16", "NVIDIA in-process bf16"), Row("torch fp32", "gr
 
 
 EVAL_COMPARE = "cpu/eval_compare_small.json"
+EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
 
 
@@ -404,12 +409,15 @@ SECTIONS = [
                 Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8"),
                 Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
     Section("On a recording: `gr00t-fast eval --compare`", level=3,
-            text="Each path against torch fp32 (`reference`) on the same 4 episodes x 150 steps of a `make-dataset` "
-                 "recording, 48M checkpoint: the largest action difference, and the time per observation.",
+            text="Each path against torch fp32 (`reference`) on the same episodes of a `make-dataset` recording (48M: "
+                 "4 episodes x 150 steps; full size: 2 x 64): the largest action difference, and the time per "
+                 "observation.",
             table=Table(corner="path", columns=[
-                Col("max deviation from the reference", EVAL_COMPARE,
+                Col("48M: max deviation from the reference", EVAL_COMPARE,
                     lambda r: number(r["max_deviation_from_reference"])),
-                Col("per observation", EVAL_COMPARE, lambda r: ms(r["ms_per_observation"]))],
+                Col("48M: per observation", EVAL_COMPARE, lambda r: ms(r["ms_per_observation"])),
+                Col("full size: max deviation", EVAL_COMPARE_FULL, lambda r: number(r["max_deviation_from_reference"])),
+                Col("full size: per observation", EVAL_COMPARE_FULL, lambda r: ms(r["ms_per_observation"]))],
                 rows=[compared(path) for path in ("reference", "default", "int8", "onnxruntime", "openvino",
                                                   "openvino-f32", "openvino-int8", "steps2", "steps1")])),
     Section("For what memory?",
