@@ -366,7 +366,9 @@ SECTIONS = [
                 Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
     Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3,
             text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
-                 "core, not an AVX2 CPU's speed.", plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
+                 "core, not an AVX2 CPU's speed. Its torch `--quantize int8` row ran `torch._int_mm`, which issue 59 "
+                 "measured 17x slower than NVIDIA on a real AVX2 CPU (an AMD EPYC Zen 3, no result file here): "
+                 "without VNNI int8 now runs on FBGEMM instead, not measured on such a CPU yet.", plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
             table=Table(corner="path", best=ratio, columns=per_size(CAPPED, speedup), rows=[
                 NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
                 Row("ONNX Runtime fp32", "gr00t-fast onnxruntime 4-step fp32"),

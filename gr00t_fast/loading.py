@@ -16,6 +16,7 @@ from gr00t_fast.backends import DEFAULT_BACKEND, Backend, LoadRequest, backend_c
 from gr00t_fast.backends.pytorch import pack_model, quantize_model
 from gr00t_fast.export import Artifacts
 from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
+from gr00t_fast.model.loading import resolve_device_dtype
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig
@@ -104,7 +105,8 @@ def load_policy(
     request = cls.configure(LoadRequest(
         model_path, dtype=dtype, quantize=quantize, options=backend_options or {},
         backend_dir=None if backend_dir is None else Path(backend_dir), device_name=openvino_device,
-        parameters=parameters, artifacts=Artifacts(model_path, len(config.video_keys))))
+        parameters=parameters, artifacts=Artifacts(model_path, len(config.video_keys)),
+        device=resolve_device_dtype(device, None)[0]))
     cpu_threads.configure(threads)
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
     model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,

@@ -59,6 +59,16 @@ def golden_checkpoint() -> Path:
     return shared_path("golden_public", "tiny_n15")
 
 
+@pytest.fixture(autouse=True)
+def onednn_int8(monkeypatch):
+    """int8 runs oneDNN's `torch._int_mm` in every test whatever the CPU (`gr00t_fast.model.quantize.int8_engine`
+    reads VNNI): its kernel is exact on any CPU, only slow without VNNI (at the tests' sizes, nothing), and it is the
+    engine the tests' expectations are written for. The tests of FBGEMM and of the engine rule set the units they
+    test."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.int8_units", lambda: "AVX512-VNNI")
+    monkeypatch.delenv("GR00T_FAST_INT8_ENGINE", raising=False)
+
+
 @pytest.fixture
 def int8_at_every_size(monkeypatch):
     """int8 converts the tiny checkpoint's layers on a CPU too (the size rule of `gr00t_fast.model.quantize` keeps

@@ -11,10 +11,12 @@
 
 Importing a backend's module never imports its optional dependency; `missing(device)` says what is lacking.
 
-A backend is one class that loads itself (`Backend.configure`, `Backend.load`) and one entry in `BACKENDS`: the
-commands' `--backend` choices, `load_policy`, the fleet (`isolates_padding`, `prompt_step`, `without_rtc`) and the
-export code (`export_runner`) all read this registry, and no module outside this package names a backend or checks a
-backend's class (tests/test_architecture.py).
+A backend is one class that loads itself (`Backend.configure`, `Backend.load`) and one entry in `BACKENDS`
+(`backends/registry.py`): `load_policy`, the fleet (`isolates_padding`, `prompt_step`, `without_rtc`) and the export
+code (`export_runner`) read this registry; the commands' `--backend` choices are the built-in names of
+`backends/names.py` (torch-free, held equal to the registry by a test) and any backend registered since; no module
+outside this package names a backend or checks a backend's class (tests/test_architecture.py). This package resolves
+its names on first use (`runtime.lazy`): importing it imports no torch.
 
 A subclass written for an earlier release follows the contract's changes: `load(model, request)` is a classmethod
 that makes the backend (an `OnnxGraphBackend`'s `load(graph)`, which loads one graph, is now `load_graph(graph)`);
@@ -35,6 +37,7 @@ from gr00t_fast.runtime.lazy import lazy_names
 
 _HOMES = {
     "Backend": "base", "LoadRequest": "base", "backend_reason": "base", "fidelity": "base", "synchronize": "base",
+    "runs_rtc": "base",
     "BACKENDS": "registry", "BackendUnavailable": "registry", "backend_class": "registry", "export_runner": "registry",
     "make_backend": "registry", "reference_backend": "registry", "require_backend": "registry",
     "without_rtc": "registry",

@@ -105,6 +105,11 @@ class LoadRequest:
     parameters: Callable[[], int] | None = None  # the network's parameter count, from its config (the precision rule)
     artifacts: Any = None  # `gr00t_fast.export.artifacts.Artifacts`: exports checked, cached or made for the checkpoint
     decode: Callable[[torch.Tensor], dict] | None = None  # normalized actions -> {key: values}, the policy's units
+    device: torch.device | None = None  # the device the model loads on, known before its weights (None: unknown)
+
+    def on_cpu(self) -> bool:
+        """Whether the model loads on a CPU (unknown: where CUDA is not available)."""
+        return self.device.type == "cpu" if self.device is not None else not torch.cuda.is_available()
 
 
 class Backend(ABC):

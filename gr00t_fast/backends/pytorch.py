@@ -44,9 +44,9 @@ class PyTorchBackend(Backend):
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
-        """As `Backend.configure`; int8 on a CPU-only machine is refused here, before any weight is read, where the
-        CPU has no fast int8 engine (`int8_engine`)."""
-        if request.quantize == "int8" and not torch.cuda.is_available():
+        """As `Backend.configure`; int8 for a model on a CPU is refused here, before any weight is read, where the CPU
+        has no fast int8 engine (`int8_engine`)."""
+        if request.quantize == "int8" and request.on_cpu():
             int8_engine("cpu")
         return super().configure(request)
 

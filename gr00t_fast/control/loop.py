@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from gr00t_fast.policy.adapter import RobotAdapter
-from gr00t_fast.control.config import ControlConfig
+from gr00t_fast.control.config import ControlConfig, ControlMode, RtcMode  # noqa: F401 - their home until 2026-11
 from gr00t_fast.control.signals import StopSignals
 from gr00t_fast.control.telemetry import StepRecord
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest

@@ -3,7 +3,8 @@ every load, with the reason why.
 
 On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units (AMX
 tiles or AVX512-BF16, as torch reports them) and the checkpoint has at least `BF16_MIN_PARAMETERS` parameters;
-everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/history.md, "Packed bf16 weights"; current ratios: benchmarks/README.md, "Which path is fastest on my CPU?"): the
+everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/history.md, "Packed bf16 weights";
+current ratios: benchmarks/README.md, "Which path is fastest on my CPU?"): the
 tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the casts cost
 more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier version timed
 both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16 loads of one
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, MAX_LAYER_ERROR, VERDICTS
+from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, MAX_LAYER_ERROR, VERDICTS, cpu_units
 
 __all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
@@ -69,11 +70,7 @@ class Precision:
 def bf16_units() -> str | None:
     """The CPU's bf16 matrix/vector units as torch sees them ("AMX", "AVX512-BF16"), None when it has neither (there
     bf16 matmuls are emulated and several times slower than float32)."""
-    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
-        return "AMX"
-    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
-        return "AVX512-BF16"
-    return None
+    return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"})
 
 
 def auto_cpu_precision(parameters: int) -> Precision:

@@ -23,21 +23,29 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
     onednn  `torch._int_mm` (oneDNN's s8 GEMM) where the CPU has VNNI (AVX512-VNNI) or AMX: activations per token.
     fbgemm  FBGEMM's u8s8 dynamic GEMM (`quantized::linear_dynamic`) on a CPU with AVX2 and no VNNI: there torch's
             `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
-            slower than NVIDIA at full size) and is never chosen. Activations per tensor in 7 bits
-            (`reduce_range`: AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel.
+            slower than NVIDIA at full size) and is never chosen. Activations per sample in 7 bits (`reduce_range`:
+            AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. Its speed on an
+            AVX2-only CPU has not been measured by this project (nor its size rule, `int8_pays_on_cpu`, measured on
+            oneDNN with VNNI).
 `GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX).
 
 Outlier channels (trained transformers carry a few input channels 20-100x the rest, LLM.int8(), SmoothQuant) would
 take the per-token scale and leave the other channels a few levels: a layer whose inputs have them (a channel's
 largest value over `OUTLIER_RATIO` x the median channel's in the sample call) is smoothed as SmoothQuant does
 (alpha 0.5): its weight columns are multiplied by s_j = sqrt(amax(x_j) / amax(w_j)) before they are quantized and its
-input divided by s_j at run time, the same product with the outliers' range shared between both operands. Then every
-converted layer's own error is measured on the sample call (the relative difference of its output from the float
-layer's, on the inputs the quantized network gives it) and a layer above `MAX_LAYER_ERROR` stays in float
-(counted as `too_lossy`): the layers whose error does not pay for their speed are found by measurement, not by hand.
+input divided by s_j at run time, the same product with the outliers' range shared between both operands (a channel
+quiet in the sample call counts as 1% of the median channel: its s_j stays in range). Then every converted layer's
+own error is measured on its inputs in the sample call (the float network's: the relative difference of its output
+from the float layer's, on up to `ERROR_ROWS` rows, the largest among them) and a layer above `MAX_LAYER_ERROR`
+stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are found by
+measurement, not by hand.
+
+FBGEMM's activations share one scale per call: each sample of a batch (the leading axis) is its own call, so that a
+sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
 """
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -46,6 +54,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr00t_fast.model.swap import replace_layers
+
+__all__ = ["CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "INT8_ENGINES", "INT8_ENGINE_ENV", "InputStats", "Int8Engine",
+           "MAX_LAYER_ERROR", "MIN_ROWS", "MODES", "QuantizedLinear", "VERDICTS", "check_fp8_cuda", "cpu_units",
+           "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "layer_error",
+           "quantize_linears", "rows_seen", "smoothing", "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -61,6 +74,8 @@ OUTLIER_RATIO = 16.0  # an input channel this many times the median channel's ab
 # (random weights reach 8.4x, in the DiT's feed-forward outputs after GELU; trained transformers 20-100x)
 SMOOTH_ALPHA = 0.5  # SmoothQuant's migration strength: half of the range moves into the weights
 MAX_LAYER_ERROR = 0.05  # a converted layer whose output moves by more (relative, on the sample call) stays in float
+QUIET_CHANNEL = 0.01  # a channel quieter than this share of the median channel counts as that share when smoothing
+FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
 
 
 @dataclass(frozen=True)
@@ -74,14 +89,16 @@ class Int8Engine:
         return f"{self.name}: {self.reason}"
 
 
+def cpu_units(checks: dict[str, str]) -> str | None:
+    """The first of `checks` (a unit's name -> the `torch.cpu` probe saying the CPU has it) this CPU has, None for
+    none (a probe this torch lacks: absent)."""
+    return next((unit for unit, probe in checks.items() if getattr(torch.cpu, probe, lambda: False)()), None)
+
+
 def int8_units() -> str | None:
     """The CPU's int8 dot-product units as torch sees them ("AMX", "AVX512-VNNI"), None without (there
     `torch._int_mm` has no fast kernel)."""
-    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
-        return "AMX"
-    if getattr(torch.cpu, "_is_vnni_supported", lambda: False)():
-        return "AVX512-VNNI"
-    return None
+    return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-VNNI": "_is_vnni_supported"})
 
 
 def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
@@ -153,25 +170,28 @@ class QuantizedLinear(nn.Module):
         weight = linear.weight.detach()
         if smooth is not None:
             weight = weight.float() * smooth
-            self.register_buffer("inv_smooth", smooth.reciprocal().to(self.out_dtype))
+            self.register_buffer("inv_smooth", smooth.reciprocal().float())  # float32, as the product it undoes
         else:
             self.inv_smooth = None
-        self.bias = linear.bias
-        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight
-            self.packed = fbgemm_pack(weight.float(), None if self.bias is None else self.bias.detach().float())
+        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight, and the bias
+            self.packed = fbgemm_pack(weight.float(), None if linear.bias is None else linear.bias.detach().float())
             return
+        self.bias = linear.bias
         weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
         self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        rows = x.reshape(-1, self.in_features)
         if self.inv_smooth is not None:
-            rows = rows * self.inv_smooth
-        if self.engine == "fbgemm":
-            out = torch.ops.quantized.linear_dynamic(rows.float(), self.packed, True)  # reduce_range: 7-bit inputs
+            x = x.float() * self.inv_smooth
+        if self.engine == "fbgemm":  # one call (one activation scale) per sample of the batch; 7-bit activations
+            x = x.float()
+            samples = x.reshape(x.shape[0], -1, self.in_features) if x.dim() >= 3 else [x.reshape(-1, self.in_features)]
+            out = torch.cat([torch.ops.quantized.linear_dynamic(sample, self.packed, FBGEMM_REDUCE_RANGE)
+                             for sample in samples])
             return out.to(self.out_dtype).reshape(*lead, self.out_features)
+        rows = x.reshape(-1, self.in_features)
         n = rows.shape[0]
         if self.mode == "int8" and rows.is_cuda and n != int_mm_rows(n):  # static: a Python branch, no graph break
             rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
@@ -194,15 +214,18 @@ class QuantizedLinear(nn.Module):
 
 
 def fbgemm_pack(weight: torch.Tensor, bias: torch.Tensor | None):
-    """`weight` (out, in) quantized per output channel (symmetric int8) and packed for FBGEMM's dynamic GEMM."""
-    import warnings
-
-    torch.backends.quantized.engine = "fbgemm"
+    """`weight` (out, in) quantized per output channel (symmetric int8) and packed for FBGEMM's dynamic GEMM (the
+    process's quantized engine set to FBGEMM while it packs)."""
     scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
-    with warnings.catch_warnings():  # torch.ao's quantized tensors are marked deprecated; the ops stay in torch
-        warnings.simplefilter("ignore")
-        q = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-        return torch.ops.quantized.linear_prepack(q, bias)
+    engine = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = "fbgemm"
+        with warnings.catch_warnings():  # torch.ao's quantized tensors are marked deprecated; the ops stay in torch
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+            return torch.ops.quantized.linear_prepack(q, bias)
+    finally:
+        torch.backends.quantized.engine = engine
 
 
 def int8_pays_on_cpu(rows: int, in_features: int, out_features: int) -> bool:
@@ -228,12 +251,15 @@ ERROR_ROWS = 64  # input rows of the sample call kept per layer to measure its o
 
 class InputStats:
     """What a Linear layer was given during the sample call: the most rows in one call, each input channel's largest
-    magnitude over all calls, and up to `ERROR_ROWS` rows of its first call (evenly spaced)."""
+    magnitude over all calls, and up to `ERROR_ROWS` rows of its first call (evenly spaced) with its largest rows (the
+    ones that set a per-tensor scale)."""
 
     def __init__(self, x: torch.Tensor):
         self.rows = x.shape[0]
         self.channel_absmax = x.abs().amax(dim=0)
-        self.sample = x[torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0])).round().long()].clone()
+        largest = x.abs().amax(dim=1).topk(min(ERROR_ROWS // 8, x.shape[0])).indices  # the rows that set a scale
+        spaced = torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0])).round().long()
+        self.sample = x[torch.cat([spaced, largest]).unique()].clone()
 
     def add(self, x: torch.Tensor) -> None:
         self.rows = max(self.rows, x.shape[0])
@@ -259,13 +285,21 @@ def input_stats(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, 
     return stats
 
 
+def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, int]:
+    """Most rows (tokens x batch) each Linear layer of `model` multiplies during `sample()`."""
+    return {layer: stats.rows for layer, stats in input_stats(model, sample).items()}
+
+
 def smoothing(layer: nn.Linear, channel_absmax: torch.Tensor) -> torch.Tensor | None:
     """SmoothQuant's factor per input channel, sqrt(amax(x_j) / amax(w_j)) at alpha 0.5, where the inputs have outlier
-    channels (one over `OUTLIER_RATIO` x the median channel's largest value); None where they have none."""
-    if channel_absmax.max() <= OUTLIER_RATIO * channel_absmax.median().clamp(min=1e-12):
+    channels (one over `OUTLIER_RATIO` x the median channel's largest value); None where they have none. A channel
+    quieter than `QUIET_CHANNEL` x the median counts as that (zero in the sample, it would be scaled up without
+    bound at run time)."""
+    median = channel_absmax.median().clamp(min=1e-12)
+    if channel_absmax.max() <= OUTLIER_RATIO * median:
         return None
     weight_absmax = layer.weight.detach().float().abs().amax(dim=0).clamp(min=1e-12)
-    return channel_absmax.clamp(min=1e-12) ** SMOOTH_ALPHA / weight_absmax ** (1 - SMOOTH_ALPHA)
+    return channel_absmax.clamp(min=QUIET_CHANNEL * median) ** SMOOTH_ALPHA / weight_absmax ** (1 - SMOOTH_ALPHA)
 
 
 @torch.no_grad()

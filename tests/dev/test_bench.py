@@ -200,15 +200,15 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
     result, markdown = check_outputs(tmp_path, "backends", [])
     rows = {r["backend"]: r for r in result["results"]}
     openvino = {"openvino f32", "openvino bf16", "openvino f32 + int8 weights", "openvino bf16 + int8 weights"}
-    assert set(rows) == {"torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", "torch int8 (_int_mm)",
-                         "torch bfloat16 + int8 (_int_mm)", "torch fp8 (_scaled_mm)", *openvino}
+    assert set(rows) == {"torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", "torch int8 (onednn)",
+                         "torch bfloat16 + int8 (onednn)", "torch fp8 (_scaled_mm)", *openvino}
     assert rows["openvino f32"]["max_abs_diff"] < 1e-4  # OpenVINO's f32 graphs: rounding only
     assert all(rows[name]["mean_abs_diff"] < 0.2 for name in openvino)  # bf16: f32 where the CPU has no bf16 units
     assert rows["openvino f32 + int8 weights"]["mean_abs_diff"] > 0
     assert result["error_inputs"] == ["swing 0.00", "swing 0.25", "swing 0.50", "swing 0.75", "swing 1.00"]
     assert rows["torch float32 eager"]["max_abs_diff"] == 0.0 and rows["onnxruntime fp32"]["max_abs_diff"] < 1e-4
     assert rows["torch float32 eager"]["max_abs_diff_by_key"] == {"action.single_arm": 0.0, "action.gripper": 0.0}
-    for name in ("torch bfloat16 eager", "torch int8 (_int_mm)", "torch bfloat16 + int8 (_int_mm)"):
+    for name in ("torch bfloat16 eager", "torch int8 (onednn)", "torch bfloat16 + int8 (onednn)"):
         row = rows[name]
         assert 0 < row["mean_abs_diff"] < 0.2, name
         assert all(0 < v < 90 for v in row["max_abs_diff_by_key"].values()), (name, row["max_abs_diff_by_key"])
@@ -217,13 +217,13 @@ def test_backends(tiny_checkpoint, tmp_path, capsys, int8_at_every_size, monkeyp
     # each row says what --quantize converted in the network it ran (nothing in the unquantized and exported ones)
     unquantized = ("torch float32 eager", "torch bfloat16 eager", "onnxruntime fp32", *openvino)
     assert {rows[name]["quantized"] for name in unquantized} == {""}
-    for name, mode in [("torch int8 (_int_mm)", "int8"), ("torch bfloat16 + int8 (_int_mm)", "int8"),
+    for name, mode in [("torch int8 (onednn)", "int8"), ("torch bfloat16 + int8 (onednn)", "int8"),
                        ("torch fp8 (_scaled_mm)", "fp8")]:
         assert rows[name]["quantized"].startswith(f"{mode} matmuls in "), rows[name]["quantized"]
-    assert not rows["torch int8 (_int_mm)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
+    assert not rows["torch int8 (onednn)"]["quantized"].startswith("int8 matmuls in 0 of"), "int8_at_every_size"
     assert {name: row["packed_layers"] > 0 for name, row in rows.items()} == {
         "torch float32 eager": False, "torch bfloat16 eager": PACKABLE, "onnxruntime fp32": False,
-        "torch int8 (_int_mm)": False, "torch bfloat16 + int8 (_int_mm)": PACKABLE, "torch fp8 (_scaled_mm)": False,
+        "torch int8 (onednn)": False, "torch bfloat16 + int8 (onednn)": PACKABLE, "torch fp8 (_scaled_mm)": False,
         **{name: False for name in openvino}}
     assert "| Packed layers |" in markdown
 

@@ -146,8 +146,7 @@ def test_the_policy_says_how_many_layers_run_int8(tiny_checkpoint):
     """On a CPU the size rule can leave every layer in float: the load line and `timings` say so."""
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False)
     counts = policy.precision.quantization
-    assert counts["mode"] == "int8" and counts["converted"] + counts["slow_on_cpu"] + counts["kept"] + \
-        counts["few_rows"] == 43 and counts["slow_on_cpu"] > 0
+    assert counts["mode"] == "int8" and sum(counts[k] for k in quantize.VERDICTS) == 43 and counts["slow_on_cpu"] > 0
     assert str(policy.precision) == (f"float32, int8 matmuls in {counts['converted']} of 43 layers on "
                                      f"{counts['engine']} ({counts['slow_on_cpu']} too small to pay on this CPU stay "
                                      "float32: narrower than 256 or under 4M multiply-adds per call)")
@@ -202,9 +201,8 @@ def test_quantizing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint,
 
 
 @pytest.fixture
-def cpu_units(monkeypatch):
+def cpu_has(monkeypatch):
     """The CPU's int8 and AVX2 units as `int8_engine` reads them, set by the test (no pin)."""
-    monkeypatch.delenv(quantize.INT8_ENGINE_ENV, raising=False)
 
     def set_units(int8: str | None, avx2: bool = True) -> None:
         monkeypatch.setattr(quantize, "int8_units", lambda: int8)
@@ -212,12 +210,15 @@ def cpu_units(monkeypatch):
     return set_units
 
 
-def test_int8_runs_torch_int_mm_only_where_the_cpu_has_vnni_or_amx(cpu_units, monkeypatch):
+def test_int8_runs_torch_int_mm_only_where_the_cpu_has_vnni_or_amx(cpu_has, monkeypatch):
     """Without VNNI `torch._int_mm` has no fast kernel (17x slower than NVIDIA at full size): FBGEMM runs instead,
     and a pin cannot bring `_int_mm` back there."""
-    cpu_units("AVX512-VNNI")
+    cpu_has("AVX512-VNNI")
     assert quantize.int8_engine("cpu").name == "onednn" and quantize.int8_engine("cuda").name == "cuda"
-    cpu_units(None)
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    assert quantize.int8_engine("cpu").name == "fbgemm"  # a pin holds on a CPU with VNNI too
+    monkeypatch.delenv(quantize.INT8_ENGINE_ENV)
+    cpu_has(None)
     assert quantize.int8_engine("cpu").name == "fbgemm"
     monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "onednn")
     with pytest.raises(ValueError, match="GR00T_FAST_INT8_ENGINE=onednn: this CPU has no VNNI or AMX"):
@@ -226,33 +227,39 @@ def test_int8_runs_torch_int_mm_only_where_the_cpu_has_vnni_or_amx(cpu_units, mo
     with pytest.raises(ValueError, match="GR00T_FAST_INT8_ENGINE='int4': expected one of onednn, fbgemm"):
         quantize.int8_engine("cpu")
     monkeypatch.delenv(quantize.INT8_ENGINE_ENV)
-    cpu_units(None, avx2=False)
+    cpu_has(None, avx2=False)
     with pytest.raises(ValueError, match=r"--quantize int8 needs a CPU with VNNI or AMX \(oneDNN\) or AVX2"):
         quantize.int8_engine("cpu")
 
 
-def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_reference, cpu_units, monkeypatch,
+def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_reference, cpu_has, monkeypatch,
                                                    int8_at_every_size):
-    cpu_units(None)
+    cpu_has(None)
     monkeypatch.setattr(torch, "_int_mm", lambda *a: pytest.fail("torch._int_mm called on a CPU without VNNI"))
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     counts = quantize_model(model, "int8")
     layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
     assert counts["converted"] == len(layers) > 10 and {m.engine for m in layers} == {"fbgemm"}
+    assert counts["too_lossy"] <= counts["converted"] // 10  # a kernel or scale bug would fail most layers' bound
     assert model.precision.quantization["engine"].startswith("fbgemm: no VNNI or AMX")
     error = fidelity(make_backend("torch", model), fp32_reference[1], *example_inputs(model.config), 4)
     assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
 
 
-def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_checkpoint, cpu_units, monkeypatch):
+def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_checkpoint, cpu_has, monkeypatch):
     """No engine at all; and FBGEMM's engine (no VNNI) under torch.compile, which cannot trace it."""
     monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
-    cpu_units(None, avx2=False)
+    cpu_has(None, avx2=False)
     with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
-    cpu_units(None)
-    with pytest.raises(ValueError, match="int8 runs on FBGEMM here, which torch.compile cannot trace: use --backend "
-                                         "torch"):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, the model asked on its CPU
+    with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
+    monkeypatch.undo()
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    cpu_has(None)
+    with pytest.raises(ValueError, match=r"int8 runs on FBGEMM here \(no VNNI or AMX.*\), which torch.compile cannot "
+                                         "trace: use --backend torch"):
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
 
 
@@ -271,18 +278,16 @@ def test_outlier_channels_are_smoothed_into_the_weights(engine, tolerance):
     assert error < tolerance and quantize.layer_error(linear, plain, x) > 3 * error
 
 
-def llm_with_outlier_channels(tiny_checkpoint) -> torch.nn.Module:
-    """The tiny checkpoint with three channels of every LLM input norm's weight 60x: its attention inputs carry
-    outlier channels (`make-checkpoint --outliers` does it to every stack)."""
-    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    with torch.no_grad():
-        for layer in model.backbone.eagle_model.language_model.model.layers:
-            layer.input_layernorm.weight[:3] *= 60
-    return model
+@pytest.fixture(scope="module")
+def outlier_checkpoint(tmp_path_factory):
+    """The tiny checkpoint with `make-checkpoint --outliers`' channels (`gr00t_fast.model.outliers`)."""
+    from gr00t_fast.model.random_checkpoint import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("outliers") / "tiny", "tiny", 0, progress=False, outliers=True)
 
 
-def test_quantize_smooths_the_layers_whose_inputs_have_outliers(tiny_checkpoint, int8_at_every_size):
-    model = llm_with_outlier_channels(tiny_checkpoint)
+def test_quantize_smooths_the_layers_whose_inputs_have_outliers(outlier_checkpoint, int8_at_every_size):
+    model = load_model(outlier_checkpoint, device="cpu", dtype=torch.float32)
     reference = make_backend("torch", model)
     inputs, noise = example_inputs(model.config)
     want = reference(inputs, noise, 4)
@@ -302,3 +307,40 @@ def test_layers_whose_own_error_is_too_large_stay_float(tiny_checkpoint, int8_at
     counts = quantize_model(model, "int8")
     assert counts["converted"] == 0 and counts["too_lossy"] == every["converted"] > 10
     assert not converted_names(model) and "stay float32: their own int8 error over" in str(model.precision)
+
+
+def test_fbgemm_keeps_each_sample_to_itself_and_each_weight_row_its_scale():
+    """FBGEMM's activations share one scale per call: each sample of a batch is its own call, so a sample 50x larger
+    beside it changes nothing; weight rows 100x apart each keep their own scale (per channel)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 128)
+    with torch.no_grad():
+        linear.weight[::2] *= 100
+    layer = QuantizedLinear(linear, "int8", "fbgemm")
+    quiet, loud = torch.randn(1, 20, 256), 50 * torch.randn(1, 20, 256)
+    alone = layer(quiet)
+    torch.testing.assert_close(layer(torch.cat([quiet, loud]))[:1], alone, rtol=0, atol=0)
+    want = linear(quiet)
+    for rows in (slice(0, None, 2), slice(1, None, 2)):  # the loud weight rows and the quiet ones, each within 4%
+        assert ((alone[..., rows] - want[..., rows]).norm() / want[..., rows].norm()).item() < 0.04
+
+
+def test_a_channel_quiet_in_the_sample_is_not_scaled_without_bound():
+    """A channel zero in the sample call and 0.5 at run time: its smoothing factor stays in range (1% of the median
+    channel), not 1e-12, so the layer stays within int8's usual error."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 256)
+    sample = torch.randn(64, 256)
+    sample[:, :3] *= 60
+    sample[:, 5] = 0
+    layer = QuantizedLinear(linear, "int8", "onednn", quantize.smoothing(linear, quantize.InputStats(sample).channel_absmax))
+    later = torch.randn(64, 256)
+    later[:, 5] = 0.5
+    assert quantize.layer_error(linear, layer, later) < 0.05
+
+
+def test_the_error_sample_holds_the_rows_that_set_a_scale():
+    x = torch.randn(1000, 64)
+    x[778] *= 100  # one token 100x the rest (an attention sink), between the evenly spaced rows
+    sample = quantize.InputStats(x).sample
+    assert len(sample) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8 and (sample == x[778]).all(dim=1).any()

@@ -22,6 +22,7 @@ import torch
 from gr00t_fast.dev.bench.common import (
     Bench, bench_noise, bench_observation, error_text, fmt, measure, model_inputs, plain_model, timed,
 )
+from gr00t_fast.model.quantize import int8_engine
 
 SWING_POINTS = 5  # observations along the demo task's swing (`--observations reach`)
 OWN_SAMPLES = 16  # most samples of your own observations file the error is measured on (evenly spaced)
@@ -88,6 +89,7 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
     dtype = str(model.dtype).removeprefix("torch.")
     if model.device.type == "cpu":
         own_bf16 = model.dtype == torch.bfloat16  # then the policy's own rows are the bf16 ones
+        engine = int8_engine(model.device).name  # FBGEMM's int8 cannot be compiled (`CompiledBackend.configure`)
         rows = [
             (f"torch {dtype} eager", lambda: make_backend("torch", model)),
             ("torch bfloat16 eager", None if own_bf16 else packed_bf16),
@@ -98,9 +100,9 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
                lambda p=precision, w=weights: build_backend("openvino", plain(), bench.checkpoint, data_config,
                                                             options={"precision": p, "weights": w}))
               for precision in ("f32", "bf16") for weights in (None, "int8")),
-            ("torch int8 (_int_mm)", quantized("int8", "torch")),
-            ("compile + int8 (_int_mm)", quantized("int8", "compile")),
-            ("torch bfloat16 + int8 (_int_mm)", None if own_bf16 else quantized("int8", "torch", bf16)),
+            (f"torch int8 ({engine})", quantized("int8", "torch")),
+            (f"compile + int8 ({engine})", None if engine == "fbgemm" else quantized("int8", "compile")),  # refused
+            (f"torch bfloat16 + int8 ({engine})", None if own_bf16 else quantized("int8", "torch", bf16)),
             ("torch fp8 (_scaled_mm)", quantized("fp8", "torch")),
         ]
         return {name: factory for name, factory in rows if factory is not None}
