@@ -174,15 +174,23 @@ class Table:
         return pick(load(file))
 
 
-def flags(data: Record) -> str:
-    """The CPU and its bf16 / int8 unit flags as the file records them, and the instruction-set caps in effect."""
+def unit_flags(data: Record) -> dict[str, bool] | None:
+    """The CPU's bf16 / int8 unit flags (`CPU_FLAGS`) as the file records them: each present or not; None where the
+    file records none."""
     env = data.get("environment", {})
-    cpu = env.get("cpu") or data.get("cpu") or "CPU not recorded"
     recorded = env.get("cpu_flags") or data.get("cpu_flags") or data.get("lscpu_flags")
     if isinstance(recorded, str):  # `lscpu`'s avx / amx flags
         recorded = recorded.split()
     if isinstance(recorded, list):  # all of the CPU's flags
         recorded = {flag: flag in recorded for flag in CPU_FLAGS}
+    return recorded or None
+
+
+def flags(data: Record) -> str:
+    """The CPU and its bf16 / int8 unit flags as the file records them, and the instruction-set caps in effect."""
+    env = data.get("environment", {})
+    cpu = env.get("cpu") or data.get("cpu") or "CPU not recorded"
+    recorded = unit_flags(data)
     if recorded:
         present, absent = ([f for f, on in recorded.items() if on is has] for has in (True, False))
         text = (" ".join(present) or "none") + (f"; no {' '.join(absent)}" if absent else "")
@@ -230,9 +238,15 @@ class Section:
     plot: str | None = None  # a figure under benchmarks/results/
     after: str = ""
     level: int = 2
+    cpu: dict[str, bool] | None = None  # the CPU class its heading names: flags every file it reads must record so
 
     def render(self, load: Load, cited: set[str]) -> str:
         parts = ["#" * self.level + " " + self.heading, wrap(self.text)]
+        for file in self.table.files() if self.table and self.cpu else []:
+            recorded = unit_flags(load(file)) or {}
+            wrong = {flag: recorded.get(flag) for flag, has in self.cpu.items() if recorded.get(flag) is not has}
+            if wrong:
+                raise ValueError(f"{self.heading!r} reads {file}, which records {wrong}, not the class's {self.cpu}")
         if self.table:
             parts += ["\n".join(self.table.render(load)),
                       "Read from:\n" + "\n".join(citation(self.table.files(), load, cited))]
@@ -355,7 +369,7 @@ SECTIONS = [
             "run per column: the ratio of NVIDIA's `Gr00tPolicy` fp32 median (its CPU default) to the path's, calls "
             "alternating between the processes, [95% bootstrap interval]. **Bold**: the column's fastest gr00t-fast "
             "path; (default): what gr00t-fast runs without flags."),
-    Section("AVX512-BF16", level=3, plot="cpu/ab_full_openvino_avx512bf16_2026-11-25.png",
+    Section("AVX512-BF16", level=3, plot="cpu/ab_full_openvino_avx512bf16_2026-11-25.png", cpu={"avx512_bf16": True},
             table=Table(corner="path", best=ratio, columns=per_size(EPYC, speedup), rows=[
                 NVIDIA_MS, Row("NVIDIA bf16", "NVIDIA in-process bf16"),
                 Row("torch fp32", "gr00t-fast torch 4-step fp32"), Row("torch bf16", "gr00t-fast torch 4-step bf16"),
@@ -364,7 +378,7 @@ SECTIONS = [
                 Row("OpenVINO bf16", "gr00t-fast openvino 4-step bf16"),
                 Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
                 Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
-    Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3,
+    Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3, cpu={"avx512_bf16": True},
             text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
                  "core, not an AVX2 CPU's speed. Its torch `--quantize int8` row ran `torch._int_mm`, which issue 59 "
                  "measured 17x slower than NVIDIA on a real AVX2 CPU (an AMD EPYC Zen 3, no result file here): "
@@ -376,12 +390,14 @@ SECTIONS = [
                 Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
                 Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
     Section("AVX512-VNNI without bf16 units", level=3, plot="cpu/ab_full_compile.png",
+            cpu={"avx512_vnni": True, "avx512_bf16": False},
             table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[
                 NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
                 Row("compile fp32", "gr00t-fast compile 4-step fp32"),
                 Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
                 Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8")])),
     Section("`--quantize int8`", plot="cpu/ab_full_int8_avx512bf16_2026-11-25.png",
+            cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="int8 x int8 matmuls in the transformer stacks (`gr00t_fast.model.quantize`: oneDNN's `torch._int_mm` "
                  "on a CPU with VNNI or AMX, FBGEMM's u8s8 GEMM without), on one CPU class: an AMD EPYC with "
                  "AVX512-BF16 and AVX512-VNNI. Random weights, and the same weights with `make-checkpoint "

@@ -120,7 +120,7 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
         why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
-        return Int8Engine("fbgemm", f"{why}, FBGEMM's u8s8 GEMM, activations per tensor in 7 bits")
+        return Int8Engine("fbgemm", f"{why}, FBGEMM's u8s8 GEMM, activations per sample in 7 bits")
     raise ValueError(f"--quantize int8 needs a CPU with VNNI or AMX (oneDNN) or AVX2 (FBGEMM); this one has neither "
                      f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
 
@@ -154,7 +154,7 @@ def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
 
 
 class QuantizedLinear(nn.Module):
-    """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per tensor
+    """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per sample
     on the fbgemm engine). `engine`: int8's (`int8_engine`, default the one for the weight's device); `smooth`: the
     SmoothQuant factor per input channel (module docstring), None for none."""
 

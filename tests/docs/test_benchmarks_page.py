@@ -65,3 +65,18 @@ def test_the_cpu_flags_are_the_ones_the_bench_harness_records(page):
     recorded = next(ast.literal_eval(node.value) for node in ast.parse(source).body
                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "CPU_FLAGS")
     assert page.CPU_FLAGS == recorded
+
+
+def test_a_cpu_class_heading_refuses_a_file_of_another_class(page, tmp_path):
+    """A class's section (`Section.cpu`) reads only files that record that class's flags: a file of a CPU without
+    bf16 units under the AVX512-BF16 heading is an error, not a mislabelled column."""
+    for name in page.sources():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page.RESULTS / name, tmp_path / name)
+    file = tmp_path / page.EPYC[1]
+    data = json.loads(file.read_text())
+    data["environment"]["cpu_flags"]["avx512_bf16"] = False
+    file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="'AVX512-BF16' reads .*ab_small_openvino_avx512bf16.*, which records "
+                                         "\\{'avx512_bf16': False\\}"):
+        page.render(tmp_path)
