@@ -258,8 +258,8 @@ class InputStats:
         self.rows = x.shape[0]
         self.channel_absmax = x.abs().amax(dim=0)
         largest = x.abs().amax(dim=1).topk(min(ERROR_ROWS // 8, x.shape[0])).indices  # the rows that set a scale
-        spaced = torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0])).round().long()
-        self.sample = x[torch.cat([spaced, largest]).unique()].clone()
+        spaced = torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0]), device=x.device).round().long()
+        self.sample = x[torch.cat([spaced, largest])].clone()  # a row in both counts twice
 
     def add(self, x: torch.Tensor) -> None:
         self.rows = max(self.rows, x.shape[0])
