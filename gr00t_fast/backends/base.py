@@ -41,7 +41,7 @@ def backend_reason(name: str) -> str:
     if name != DEFAULT_BACKEND:
         return f"{name}: asked for (the default is {DEFAULT_BACKEND})"
     return (f"{name}: the default on every device and CPU class measured (no other backend is fast enough to pay for "
-            "what it lacks: benchmarks/README.md, 'The CPU backends against NVIDIA and the torch default, per CPU class')")
+            "what it lacks: benchmarks/README.md, 'Which path is fastest on my CPU?')")
 
 
 def synchronize(device: torch.device) -> None:

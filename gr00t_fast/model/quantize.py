@@ -65,7 +65,8 @@ MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
 # int8 on a CPU (oneDNN's VNNI `_int_mm`, 1 thread): the per-token quantization and the rescale cost ~40 us a layer
 # plus a share that grows with rows x (in + out); the matmul it shortens grows with rows x in x out. It paid from
 # min(in, out) = 256 and 4M multiply-adds (320x256x256 1.35x, 16x512x512 1.3x) and cost below (320x384x96 0.7x,
-# 49x256x256 0.85x, every layer of NVIDIA's tiny checkpoint 0.3-0.9x): benchmarks/history.md, "INT8 on a CPU: where it pays".
+# 49x256x256 0.85x, every layer of NVIDIA's tiny checkpoint 0.3-0.9x): benchmarks/history.md, "INT8 on a CPU: where
+# it pays".
 CPU_INT8_MIN_WIDTH = 256
 CPU_INT8_MIN_MACS = 4_000_000
 INT8_ENGINE_ENV = "GR00T_FAST_INT8_ENGINE"
