@@ -310,6 +310,23 @@ SIZES = ("tiny", "48M", "full size")
 EPYC = [f"cpu/ab_{size}_openvino_avx512bf16_2026-11-25.json" for size in ("tiny", "small", "full")]
 CAPPED = [f"cpu/ab_{size}_openvino_avx2cap_2026-11-25.json" for size in ("tiny", "small", "full")]
 XEON = ["cpu/ab_tiny_int8.json", "cpu/ab_small_int8.json", "cpu/ab_full_compile.json"]
+# `bench ab` configurations under the labels the tables give them (`paths`)
+PATHS = {
+    "NVIDIA fp32": "NVIDIA in-process fp32", "NVIDIA bf16": "NVIDIA in-process bf16",
+    "torch fp32": "gr00t-fast torch 4-step fp32", "torch bf16": "gr00t-fast torch 4-step bf16",
+    "compile fp32": "gr00t-fast compile 4-step fp32", "ONNX Runtime fp32": "gr00t-fast onnxruntime 4-step fp32",
+    "OpenVINO f32": "gr00t-fast openvino 4-step fp32", "OpenVINO bf16": "gr00t-fast openvino 4-step bf16",
+    "torch `--quantize int8`": "gr00t-fast torch 4-step fp32 int8",
+    "compile `--quantize int8`": "gr00t-fast compile 4-step fp32 int8",
+    "OpenVINO f32, NNCF INT8 weights": "gr00t-fast openvino 4-step fp32 int8",
+}
+
+
+def paths(*labels: str) -> list[Row]:
+    """The table rows of these `PATHS` labels, in order."""
+    return [Row(label, PATHS[label]) for label in labels]
+
+
 NVIDIA_MS = Row("NVIDIA fp32, a call", "NVIDIA in-process fp32", metric=median)
 # `--quantize int8` on this project's AMD EPYC (AVX512-BF16, AVX512-VNNI): random and `--outliers` checkpoints, and
 # the FBGEMM engine pinned (the engine of CPUs without VNNI, run here on AVX-512: not an AVX2 CPU's speed)
@@ -317,9 +334,7 @@ INT8 = {run: f"cpu/ab_{run}_avx512bf16_2026-11-25.json" for run in (
     "full_int8", "full_int8_outliers", "small_int8", "small_int8_outliers", "small_int8_fbgemm")}
 INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "small_int8": "48M",
                 "small_int8_outliers": "48M, outliers", "small_int8_fbgemm": "48M, FBGEMM pinned"}
-INT8_ROWS = [Row("NVIDIA bf16", "NVIDIA in-process bf16"), Row("torch fp32", "gr00t-fast torch 4-step fp32"),
-             Row("torch bf16", "gr00t-fast torch 4-step bf16"),
-             Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8")]
+INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize int8`")
 
 
 EVAL_COMPARE = "cpu/eval_compare_small.json"
@@ -369,33 +384,25 @@ SECTIONS = [
             "run per column: the ratio of NVIDIA's `Gr00tPolicy` fp32 median (its CPU default) to the path's, calls "
             "alternating between the processes, [95% bootstrap interval]. **Bold**: the column's fastest gr00t-fast "
             "path; (default): what gr00t-fast runs without flags."),
-    Section("AVX512-BF16", level=3, plot="cpu/ab_full_openvino_avx512bf16_2026-11-25.png", cpu={"avx512_bf16": True},
+    Section("AVX512-BF16", level=3, plot="cpu/ab_full_openvino_avx512bf16_2026-11-25.png",
+            cpu={"avx512_bf16": True},
             table=Table(corner="path", best=ratio, columns=per_size(EPYC, speedup), rows=[
-                NVIDIA_MS, Row("NVIDIA bf16", "NVIDIA in-process bf16"),
-                Row("torch fp32", "gr00t-fast torch 4-step fp32"), Row("torch bf16", "gr00t-fast torch 4-step bf16"),
-                Row("ONNX Runtime fp32", "gr00t-fast onnxruntime 4-step fp32"),
-                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
-                Row("OpenVINO bf16", "gr00t-fast openvino 4-step bf16"),
-                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
-                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+                NVIDIA_MS, *paths("NVIDIA bf16", "torch fp32", "torch bf16", "ONNX Runtime fp32", "OpenVINO f32",
+                                  "OpenVINO bf16", "torch `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
     Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3, cpu={"avx512_bf16": True},
             text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
                  "core, not an AVX2 CPU's speed. Its torch `--quantize int8` row ran `torch._int_mm`, which issue 59 "
                  "measured 17x slower than NVIDIA on a real AVX2 CPU (an AMD EPYC Zen 3, no result file here): "
-                 "without VNNI int8 now runs on FBGEMM instead, not measured on such a CPU yet.", plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
+                 "without VNNI int8 now runs on FBGEMM instead, not measured on such a CPU yet.",
+            plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
             table=Table(corner="path", best=ratio, columns=per_size(CAPPED, speedup), rows=[
-                NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
-                Row("ONNX Runtime fp32", "gr00t-fast onnxruntime 4-step fp32"),
-                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
-                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
-                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+                NVIDIA_MS, *paths("torch fp32", "ONNX Runtime fp32", "OpenVINO f32", "torch `--quantize int8`",
+                                  "OpenVINO f32, NNCF INT8 weights")])),
     Section("AVX512-VNNI without bf16 units", level=3, plot="cpu/ab_full_compile.png",
             cpu={"avx512_vnni": True, "avx512_bf16": False},
             table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[
-                NVIDIA_MS, Row("torch fp32", "gr00t-fast torch 4-step fp32"),
-                Row("compile fp32", "gr00t-fast compile 4-step fp32"),
-                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
-                Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8")])),
+                NVIDIA_MS, *paths("torch fp32", "compile fp32", "torch `--quantize int8`",
+                                  "compile `--quantize int8`")])),
     Section("`--quantize int8`", plot="cpu/ab_full_int8_avx512bf16_2026-11-25.png",
             cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="int8 x int8 matmuls in the transformer stacks (`gr00t_fast.model.quantize`: oneDNN's `torch._int_mm` "
@@ -419,13 +426,8 @@ SECTIONS = [
             Table(corner="path", columns=[Col(f"{tag}, {size}", file, deviation) for tag, files in
                                           (("bf16 units", EPYC), ("AVX2 cap", CAPPED), ("VNNI", XEON))
                                           for size, file in zip(("tiny", "48M", "full"), files)], rows=[
-                Row("NVIDIA bf16", "NVIDIA in-process bf16"),
-                Row("torch fp32", "gr00t-fast torch 4-step fp32"), Row("torch bf16", "gr00t-fast torch 4-step bf16"),
-                Row("OpenVINO f32", "gr00t-fast openvino 4-step fp32"),
-                Row("OpenVINO bf16", "gr00t-fast openvino 4-step bf16"),
-                Row("torch `--quantize int8`", "gr00t-fast torch 4-step fp32 int8"),
-                Row("compile `--quantize int8`", "gr00t-fast compile 4-step fp32 int8"),
-                Row("OpenVINO f32, NNCF INT8 weights", "gr00t-fast openvino 4-step fp32 int8")])),
+                *paths("NVIDIA bf16", "torch fp32", "torch bf16", "OpenVINO f32", "OpenVINO bf16",
+                       "torch `--quantize int8`", "compile `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
     Section("On a recording: `gr00t-fast eval --compare`", level=3,
             text="Each path against torch fp32 (`reference`) on the same episodes of a `make-dataset` recording (48M: "
                  "4 episodes x 150 steps; full size: 2 x 64): the largest action difference, and the time per "
