@@ -73,10 +73,11 @@ class CompiledBackend(PyTorchBackend):
         """As `PyTorchBackend.configure`; int8 where it runs on FBGEMM (a CPU without VNNI or AMX) is refused before
         any weight is read: torch.compile cannot trace FBGEMM's packed weights (fullgraph)."""
         request = super().configure(request)
-        if request.quantize == "int8" and request.on_cpu() and int8_engine("cpu").name == "fbgemm":
+        engine = int8_engine("cpu") if request.quantize == "int8" and request.on_cpu() else None
+        if engine is not None and engine.name == "fbgemm":
             raise ValueError(f"--backend compile --quantize int8 compiles torch._int_mm (oneDNN: fast with VNNI or "
-                             f"AMX); int8 runs on FBGEMM here ({int8_engine('cpu').reason}), which torch.compile "
-                             "cannot trace: use --backend torch")
+                             f"AMX); int8 runs on FBGEMM here ({engine.reason}), which torch.compile cannot trace: "
+                             "use --backend torch")
         return request
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",

@@ -47,7 +47,7 @@ sample's actions never depend on its batch mates (its prompt padding rows are pa
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -268,8 +268,8 @@ class InputStats:
 
 
 @torch.no_grad()
-def input_stats(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, InputStats]:
-    """`InputStats` of each Linear layer of `model` during `sample()`, a call of the model."""
+def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any]) -> dict[nn.Module, InputStats]:
+    """`InputStats` of each of `layers` (Linear layers) during `sample()`, a call of the model holding them."""
     stats: dict[nn.Module, InputStats] = {}
 
     def record(layer: nn.Module, args: tuple) -> None:
@@ -277,7 +277,7 @@ def input_stats(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, 
         if x.shape[0]:
             stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x))
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if type(m) is nn.Linear]
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
     try:
         sample()
     finally:
@@ -288,7 +288,8 @@ def input_stats(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, 
 
 def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, int]:
     """Most rows (tokens x batch) each Linear layer of `model` multiplies during `sample()`."""
-    return {layer: stats.rows for layer, stats in input_stats(model, sample).items()}
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    return {layer: stats.rows for layer, stats in input_stats(linears, sample).items()}
 
 
 def smoothing(layer: nn.Linear, channel_absmax: torch.Tensor) -> torch.Tensor | None:
@@ -325,7 +326,10 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     engine = int8_engine(model.device).name if mode == "int8" else None
     if sample is not None:
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
-    seen = input_stats(model, sample) if sample is not None else {}
+    stacks = transformer_stacks(model)
+    linears = [m for stack in stacks.values() for m in stack.modules() if type(m) is nn.Linear]
+    seen = input_stats(linears, sample) if sample is not None else {}  # only the stacks' layers are quantized
+    linears.clear()
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
 
     def verdict(layer: nn.Linear) -> str:
@@ -338,7 +342,6 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
             return "slow_on_cpu"
         return "converted"
 
-    stacks = transformer_stacks(model)
     layers = [(stack, parent, name, verdict(child), seen.get(child)) for stack in stacks
               for parent, module in stacks[stack].named_modules() for name, child in module.named_children()
               if type(child) is nn.Linear]
