@@ -31,7 +31,7 @@ def center_crop_box(height: int, width: int, scale: float = CROP_SCALE) -> tuple
 
 
 @lru_cache(maxsize=32)
-def _aa_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _aa_taps(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Source indices (out, K) and float32 weights (out, K) of antialiased bilinear resampling.
 
     Term by term PyTorch 2.5's `_compute_indices_min_size_weights_aa` for float input (the version the
@@ -57,7 +57,7 @@ def _aa_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.T
     k = max(len(ws) for _, ws in rows)
     index = torch.tensor([[min(xmin + j, in_size - 1) for j in range(k)] for xmin, _ in rows], dtype=torch.long)
     weight = torch.tensor([[float(ws[j]) if j < len(ws) else 0.0 for j in range(k)] for _, ws in rows], dtype=torch.float32)
-    return index.to(device), weight.to(device)
+    return index, weight
 
 
 def _resample(x: torch.Tensor, out_size: int) -> torch.Tensor:
@@ -66,7 +66,7 @@ def _resample(x: torch.Tensor, out_size: int) -> torch.Tensor:
     Upstream's CPU kernel accumulates `out = x0*w0; out += xj*wj` in float32, compiled to fused
     multiply-adds; `torch.addcmul` is that fused multiply-add bit for bit (checked in the tests).
     """
-    index, weight = _aa_taps(x.shape[0], out_size, x.device)
+    index, weight = _aa_taps(x.shape[0], out_size)
     shape = (-1,) + (1,) * (x.ndim - 1)
     acc = x.index_select(0, index[:, 0]).mul_(weight[:, 0].view(shape))
     taps = torch.empty_like(acc)
@@ -75,33 +75,35 @@ def _resample(x: torch.Tensor, out_size: int) -> torch.Tensor:
     return acc
 
 
-def transform_frames(frames: np.ndarray, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 SigLIP input in [-1, 1] on `device`, bit-exact to Isaac +
+def transform_frames(frames: np.ndarray, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 SigLIP input in [-1, 1] on the host, bit-exact to Isaac +
     Eagle.
 
     /255 -> 95% center crop -> bilinear antialiased resize (horizontal pass, then vertical, as torch 2.5 CPU)
     -> (x*255) truncated to uint8 -> (u8 - 127.5) / 127.5. The crop is a slice taken before the float conversion.
     Recent torch's `interpolate(antialias=True)` rounds differently: 1-level differences on a few % of pixels.
+    It runs on the host whatever the model's device (`Processor.pixel_values` moves the result): CUDA divides by a
+    scalar as a multiply by its reciprocal, which moves pixels across a level's edge (measured on an H200: actions
+    4.2e-3 off NVIDIA's, where the host gives 5e-7).
     """
     top, left, crop_h, crop_w = center_crop_box(frames.shape[1], frames.shape[2])
     # (W, N, H, C) contiguous, so every resampling tap gathers whole contiguous rows; OpenCV transposes the uint8
-    # crops on the host several times faster than a strided copy, then they travel to the device in one piece.
+    # crops several times faster than a strided copy.
     crops = [cv2.transpose(frame[top : top + crop_h, left : left + crop_w]) for frame in frames]
-    crop = torch.from_numpy(crops[0][:, None] if len(crops) == 1 else np.stack(crops, axis=1)).to(device)
+    crop = torch.from_numpy(crops[0][:, None] if len(crops) == 1 else np.stack(crops, axis=1))
     x = _resample(crop.to(torch.float32).div_(255.0), size)  # (size_w, N, H, C)
     x = _resample(x.permute(2, 1, 0, 3).contiguous(), size)  # (size_h, N, size_w, C)
     u8 = x.mul_(255).to(torch.uint8)
     return u8.permute(1, 3, 0, 2).to(torch.float32).sub_(127.5).div_(127.5)
 
 
-def transform_frames_lerobot(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 in [-1, 1], bit-exact to LeRobot's GR00T preprocessing:
-    no crop, the Eagle image processor's uint8 bicubic antialiased squash to size x size (torchvision's native
-    uint8 path on CPU), then (x - 127.5) / 127.5."""
-    x = frames.permute(0, 3, 1, 2).contiguous()
+def transform_frames_lerobot(frames: np.ndarray, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float32 in [-1, 1] on the host (as `transform_frames`), bit-exact
+    to LeRobot's GR00T preprocessing: no crop, the Eagle image processor's uint8 bicubic antialiased squash to
+    size x size (torchvision's native uint8 path on CPU), then (x - 127.5) / 127.5."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
     if x.shape[-2:] != (size, size):
-        x = torch.nn.functional.interpolate(x.cpu(), size=(size, size), mode="bicubic", align_corners=False,
-                                            antialias=True).to(frames.device)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     return (x.to(torch.float32) - 127.5) / 127.5
 
 
@@ -290,11 +292,11 @@ class Processor:
         for key in self.config.video_keys:
             frames = obs[key].reshape(batch, *obs[key].shape[-3:])
             if self.pipeline == "isaac":  # Isaac resizes to the training resolution first; LeRobot squashes any
-                per_camera.append(transform_frames(self._fit_resolution(key, frames), self.image_size, self.device))
+                per_camera.append(transform_frames(self._fit_resolution(key, frames), self.image_size))
             else:
-                per_camera.append(transform_frames_lerobot(torch.from_numpy(frames).to(self.device), self.image_size))
-        pixels = torch.stack(per_camera, dim=1).flatten(0, 1)
-        return pixels.to(self.dtype)
+                per_camera.append(transform_frames_lerobot(frames, self.image_size))
+        pixels = torch.stack(per_camera, dim=1).flatten(0, 1)  # on the host, where the transforms are exact
+        return pixels.to(self.device, self.dtype)
 
     def state(self, obs: dict, batch: int) -> torch.Tensor:
         """Each state key through its transforms (`gr00t_fast.policy.transforms`), concatenated and zero-padded,

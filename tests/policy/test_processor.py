@@ -113,6 +113,36 @@ def test_transform_frames_matches_independent_reference():
     assert (out[0] - (torch_aa[0] * 2 - 1)).abs().max() <= 2 / 127.5
 
 
+
+class DeviceOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every op that touches a tensor off the host (its name), copies to the device included."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat = torch.utils._pytree.tree_leaves((args, kwargs))
+        out = func(*args, **kwargs)
+        if any(isinstance(t, torch.Tensor) and t.device.type != "cpu"
+               for t in flat + torch.utils._pytree.tree_leaves(out)):
+            self.ops.append(func.__name__)
+        return out
+
+
+@pytest.mark.parametrize("pipeline", ["isaac", "lerobot"])
+def test_image_arithmetic_runs_on_the_host_whatever_the_device(checkpoint, tokenizer, pipeline):
+    """The image transforms are exact on the host alone (CUDA divides by a scalar as a multiply by its reciprocal:
+    4.2e-3 off NVIDIA on an H200): on another device (here meta) the pixels only arrive there, by one copy."""
+    processor = Processor(DATA_CONFIGS["so100"], load_metadata(checkpoint, "new_embodiment"), tokenizer,
+                          max_state_dim=64, max_action_dim=32, device="meta", pipeline=pipeline)
+    with DeviceOps() as seen:
+        pixels = processor.pixel_values(observation(batch=2), 2)
+    assert pixels.device.type == "meta" and pixels.shape == (2, 3, 224, 224)
+    assert seen.ops == ["_to_copy.default"]
+
+
 def test_auto_resize_warns_once_per_camera(processor, caplog):
     obs = observation(size=(240, 320))
     with caplog.at_level(logging.WARNING, logger="gr00t_fast.policy.processor"):
