@@ -159,6 +159,20 @@ def test_siglip_matches_transformers(tiny_model):
     torch.testing.assert_close(ours(pixels), hf(pixel_values=pixels).last_hidden_state, atol=1e-5, rtol=1e-5)
 
 
+
+@torch.inference_mode()
+def test_patch_embedding_is_one_matrix_product(tiny_model):
+    """No convolution runs (cuDNN would take a float32 one in TF32 on a GPU), and the product equals it."""
+    embeddings = tiny_model.backbone.eagle_model.vision_model.vision_model.embeddings
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    with torch.profiler.profile() as prof:
+        out = embeddings(pixels)
+    names = {event.name for event in prof.events()}
+    assert "aten::linear" in names and not any("conv" in name for name in names)
+    conv = embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2) + embeddings.position_embedding.weight
+    torch.testing.assert_close(out, conv, atol=1e-5, rtol=1e-5)
+
+
 @torch.inference_mode()
 def test_qwen3_matches_transformers(tiny_model):
     c = tiny_model.config.llm
