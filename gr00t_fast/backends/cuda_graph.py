@@ -4,7 +4,9 @@ Vision tower, LLM, VL self-attention, every denoising step and the action decode
 input signature (shapes of every tensor, embodiment id when it is an int, step count) into static buffers;
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
-(`torch.compile`, fused kernels, no CUDA graphs of its own) unless `compiled=False` (then the eager kernels).
+(`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own) unless
+`compiled=False` (then the eager kernels). Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
+checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
 A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
 tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
 """
@@ -55,7 +57,7 @@ class CudaGraphBackend(PyTorchBackend):
         self.max_graphs, self.warmup_iters = max_graphs, warmup_iters
         if compiled:
             allow_compiled_shapes()
-        self.whole_call = torch.compile(model, mode="max-autotune-no-cudagraphs", fullgraph=True) if compiled else model
+        self.whole_call = torch.compile(model, fullgraph=True) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape
 
