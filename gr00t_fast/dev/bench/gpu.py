@@ -1,28 +1,33 @@
 """The fast paths on one GPU in one command: a full-size random checkpoint (generated once), then torch fp32, torch
 bf16, compile, cuda-graph and bf16 + fp8 / int8 matmuls, each with its cold call, warm median / p90 over `--reps`
 calls (CUDA events, two input sets alternating), peak memory and action error against fp32 eager. A row that fails
-is reported and the others go on. `--device cpu --size tiny` runs the same rows on CPU (host clock, no memory)."""
+is reported and the others go on. `--device cpu --size tiny` runs the same rows on CPU (host clock, no memory).
+`--golden` (a source checkout's `tests/reference/golden_public` by default) adds NVIDIA's reference cases in float32
+on the device: eager before the timed rows, as a CUDA graph after them."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import traceback
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gr00t_fast.dev.bench.common import Bench, error_text, fmt, model_inputs, timed
 from gr00t_fast.model.inputs import ModelInputs
 
 Call = tuple[ModelInputs, torch.Tensor]  # inputs and noise of one call
+GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "reference" / "golden_public"  # in a source checkout
 ROWS = {  # name -> (model dtype, backend, quantization); quantized rows run as CUDA graphs on a GPU
     "torch fp32": (torch.float32, "torch", None),
     "torch bf16": (torch.bfloat16, "torch", None),
-    "compile bf16": (torch.bfloat16, "compile", None),
     "cuda-graph bf16": (torch.bfloat16, "cuda-graph", None),
     "bf16 + fp8": (torch.bfloat16, "cuda-graph", "fp8"),
     "bf16 + int8": (torch.bfloat16, "cuda-graph", "int8"),
+    "compile bf16": (torch.bfloat16, "compile", None),  # last: its compile is the longest build
 }
 
 
@@ -30,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gr00t_fast.dev.bench import backends
 
     backends.add_arguments(parser)  # --cameras --batch --skip
+    parser.add_argument("--golden", default=str(GOLDEN) if GOLDEN.is_dir() else None,
+                        help="a folder of NVIDIA's reference outputs (cases.npz and its tiny_n15 checkpoint: "
+                             "tests/reference/golden_public): each case through the policy in float32 on this "
+                             "device against NVIDIA's actions, eager first and (on a GPU) as a CUDA graph last")
     parser.add_argument("--plan", action="store_true",
                         help="print the full-size memory plan per GPU from a fake-CUDA trace (no GPU, no checkpoint: "
                              "a CUDA build of torch) and exit")
@@ -37,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """--plan runs here, before any checkpoint is generated or loaded, and exits."""
+    """--plan runs here, before any checkpoint is generated or loaded, and exits; a --golden folder is checked."""
+    if args.golden and not all((Path(args.golden) / name).exists() for name in ("cases.npz", "tiny_n15")):
+        raise ValueError(f"--golden {args.golden}: expected a folder holding cases.npz and tiny_n15")
     if args.plan:
         from gr00t_fast.dev.memory_plan import print_plan
 
@@ -79,11 +90,43 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
             "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
 
 
+def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, Any]:
+    """Each case of NVIDIA's reference outputs (its `Gr00tPolicy`, float32 on a CPU, its tiny checkpoint) through
+    `load_policy` in float32 on `device` with `backend`: the largest deviation from NVIDIA's normalized actions."""
+    from gr00t_fast.dev.bench.backends import case_observations
+    from gr00t_fast.loading import load_policy
+
+    name = f"NVIDIA's reference, {backend} float32"
+    try:
+        with np.load(folder / "cases.npz") as cases:
+            configs = sorted({str(cases[f"{case}/data_config"]) for case in cases["cases"]})
+            expected = {str(case): (cases[f"{case}/action_pred"], int(cases[f"{case}/denoising_steps"]))
+                        for case in cases["cases"]}
+        deviations = {}
+        for config in configs:
+            policy = load_policy(str(folder / "tiny_n15"), data_config=config, device=str(device), dtype="float32",
+                                 backend=backend, warmup=False)
+            for case, (observation, noise) in case_observations(folder / "cases.npz", config).items():
+                action_pred, steps = expected[case]
+                inputs = policy.processor(observation)
+                noise = torch.as_tensor(noise, dtype=torch.float32, device=device)
+                pred = policy.backend(inputs, noise if inputs.batched else noise[None], steps)
+                dims = policy.processor.action_dim  # the padding beyond the robot's dimensions is never decoded
+                pred = pred.float().cpu().numpy().reshape(action_pred.shape)[..., :dims]
+                deviations[case] = float(np.abs(pred - action_pred[..., :dims]).max())
+    except Exception as e:  # noqa: BLE001 - reported in the result; the other rows still run
+        print(f"{name}: failed:\n{traceback.format_exc()[-3000:]}", flush=True)
+        return {"row": name, "error": error_text(e), "traceback": traceback.format_exc()[-3000:]}
+    print(f"{name}: {len(deviations)} cases, largest deviation {max(deviations.values()):.2e}", flush=True)
+    return {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations}
+
+
 @torch.inference_mode()
 def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
 
     device = torch.device(bench.policy.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    golden = [golden_row(Path(args.golden), device, "torch")] if args.golden else []
     fp32 = bench.load_model(device=device, dtype=torch.float32)
     steps = bench.policy.denoising_steps or fp32.config.num_inference_timesteps
     calls = [model_inputs(fp32, args.cameras, args.batch, seed) for seed in (0, 1)]
@@ -92,7 +135,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     del fp32, reference
     rows: list[dict[str, Any]] = []
     result = {**bench.header(device), "steps": steps, "cameras": args.cameras,
-              "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows}
+              "batch": args.batch, "timer": "cuda events" if device.type == "cuda" else "host clock", "results": rows,
+              "golden": golden}
     for name in ROWS:
         if any(word in name for word in args.skip):
             continue
@@ -107,6 +151,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                          "traceback": traceback.format_exc()[-3000:]})
             print(f"{name}: failed:\n{rows[-1]['traceback']}", flush=True)
         write(bench, result)  # after every row: a run cut short keeps what it measured
+    if args.golden and device.type == "cuda":  # last: a CUDA graph compiles once per case's input shape
+        golden.append(golden_row(Path(args.golden), device, "cuda-graph"))
+        write(bench, result)
     return result
 
 
@@ -116,8 +163,12 @@ def write(bench: Bench, result: dict[str, Any]) -> None:
     table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
               f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
              else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in result["results"]]
+    reference = [[r["row"], str(r["cases"]), f"{r['max_abs_diff']:.2e}"] if "error" not in r
+                 else [r["row"], "failed: " + r["error"], ""] for r in result["golden"]]
     bench.write(result, "Fast paths on one device",
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
                 f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
                 "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "
-                "included.", [(headers, table)])
+                "included." + (" First, NVIDIA's reference cases through the policy in float32 on this device: the "
+                               "largest deviation from NVIDIA's normalized actions." if reference else ""),
+                [*([(["Reference", "Cases", "Max abs Δ"], reference)] if reference else []), (headers, table)])
