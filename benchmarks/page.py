@@ -524,15 +524,17 @@ SECTIONS = [
                     file="cpu/abandoned_burst_after.json",
                     metric=lambda d: f"burst of {d['burst']}: " + ", ".join(t["outcome"] for t in d["trials"]))])),
     Section("GPU",
-            "One NVIDIA H200, lent for 15 minutes on 2026-11-26 (`bench gpu`, full size, bf16, 1 camera, 4 steps, "
-            "code 94fe30a plus the `--golden` rows): torch eager ran; the rest did not, and what it found is fixed "
-            "but not yet re-run on a GPU. cuda-graph, fp8 and int8 (all captured as CUDA graphs) and compile did not "
-            "finish a first call: Inductor's max-autotune GEMM search, which cuda-graph used then, ran 200 s at full "
-            "size and 477 s on NVIDIA's tiny checkpoint without finishing (the logs beside the file); cuda-graph now "
-            "compiles in Inductor's default mode. NVIDIA's reference cases in float32 on the GPU were 4.2e-3 off "
-            "NVIDIA's actions (5e-7 on a CPU): CUDA divides by a scalar as a multiply by its reciprocal, which "
-            "moved pixels across a level in the image transforms (emulated on a CPU: 4.19e-3); those now run on the "
-            "host, and the patch embedding is a matrix product (cuDNN would run a float32 convolution in TF32).",
+            "One NVIDIA H200, lent for 15 minutes on 2026-11-26 (`bench gpu`, full size, 1 camera, 4 steps; the "
+            "three commands, their wall times and what each showed: `results/gpu/h200_2026-11-26_runs.md`): torch "
+            "eager ran, below. cuda-graph stalled: its max-autotune compile had not finished a first call after 200 s "
+            "at full size (and after 26 GEMM searches, 477 s, on NVIDIA's tiny checkpoint); the fp8 and int8 rows "
+            "(CUDA graphs too) were never reached and compile was skipped. cuda-graph now compiles in Inductor's "
+            "default mode, not re-run on a GPU. NVIDIA's reference cases in float32 on the GPU were 4.20e-3 off "
+            "NVIDIA's actions (`h200_2026-11-26_run1.log`, line 3; <= 1e-6 on a CPU): CUDA divides by a scalar as a "
+            "multiply by its reciprocal, which moved pixels across a level in the image transforms (emulated on a "
+            "CPU: 4.19e-3). Those now run on the host, and the patch embedding is a matrix product (cuDNN would run "
+            "a float32 convolution in TF32): not re-run on a GPU. The times are the model call alone (no "
+            "preprocessing or decoding).",
             Table(corner="", columns=[
                 Col("cold call", "gpu/h200_2026-11-26.json", lambda r: ms(r["cold_call_ms"])),
                 Col("median", "gpu/h200_2026-11-26.json", lambda r: ms(r["median"])),

@@ -17,7 +17,8 @@ action difference against fp32) these cannot be quantized statically without a l
   (the batch-2 case);
 - the sampler's DiT feed-forward output projections (their GELU input has outlier channels): 4 deg alone on the
   fitted demo head (`make-checkpoint --demo-task reach`), where all the quantized layers together cost ~1;
-- the patch embedding (a Conv), the connector and the DiT's output projections, outside those layers and blocks.
+- the patch embedding (one MatMul over the patches), the connector and the DiT's output projections, outside those
+  layers and blocks.
 The calibration frames are smooth synthetic scenes, not noise: noise frames give SigLIP and the LLM activations
 no camera frame gives (calibrated on them, the vision graph alone moved the arm by up to 23 deg).
 

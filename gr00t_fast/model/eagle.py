@@ -59,17 +59,17 @@ class SiglipEmbeddings(nn.Module):
         super().__init__()
         self.patch_embedding = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size, stride=cfg.patch_size)
         self.position_embedding = nn.Embedding(cfg.num_patches, cfg.hidden_size)
+        self.grid, self.patch = cfg.image_size // cfg.patch_size, cfg.patch_size  # patches per side, their side
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The patch convolution as the matrix product it is (stride = kernel): one GEMM, in float32 where the model
         is, on every device (cuDNN runs a float32 convolution in TF32 unless told otherwise: 5e-4 off NVIDIA's
-        actions, emulated)."""
-        conv = self.patch_embedding
-        n, c, h, w = pixel_values.shape
-        p = conv.kernel_size[0]
-        patches = pixel_values.to(conv.weight.dtype).reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
-        x = F.linear(patches.reshape(n, (h // p) * (w // p), c * p * p), conv.weight.flatten(1), conv.bias)
-        return x + self.position_embedding.weight
+        actions, emulated). Its shapes come from the config (the convolution's: a border short of a patch is
+        dropped)."""
+        conv, g, p = self.patch_embedding, self.grid, self.patch
+        pixels = pixel_values[..., : g * p, : g * p].to(conv.weight.dtype)
+        patches = pixels.reshape(-1, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, g * g, 3 * p * p)
+        return F.linear(patches, conv.weight.flatten(1), conv.bias) + self.position_embedding.weight
 
 
 class SiglipEncoder(nn.Module):

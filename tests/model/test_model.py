@@ -159,12 +159,17 @@ def test_siglip_matches_transformers(tiny_model):
     torch.testing.assert_close(ours(pixels), hf(pixel_values=pixels).last_hidden_state, atol=1e-5, rtol=1e-5)
 
 
-
 @torch.inference_mode()
-def test_patch_embedding_is_one_matrix_product(tiny_model):
-    """No convolution runs (cuDNN would take a float32 one in TF32 on a GPU), and the product equals it."""
-    embeddings = tiny_model.backbone.eagle_model.vision_model.vision_model.embeddings
-    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+@pytest.mark.parametrize("image_size, patch_size", [(224, 14), (230, 14)])  # 230: a border short of a patch
+def test_patch_embedding_is_one_matrix_product(image_size, patch_size):
+    """No convolution runs (cuDNN would take a float32 one in TF32 on a GPU), and the product equals it, a border
+    short of a patch dropped as the convolution drops it."""
+    from gr00t_fast.model.config import VisionConfig
+    from gr00t_fast.model.eagle import SiglipEmbeddings
+
+    embeddings = SiglipEmbeddings(VisionConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                                               image_size=image_size, patch_size=patch_size))
+    pixels = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(5))
     with torch.profiler.profile() as prof:
         out = embeddings(pixels)
     names = {event.name for event in prof.events()}

@@ -113,7 +113,6 @@ def test_transform_frames_matches_independent_reference():
     assert (out[0] - (torch_aa[0] * 2 - 1)).abs().max() <= 2 / 127.5
 
 
-
 class DeviceOps(torch.utils._python_dispatch.TorchDispatchMode):
     """Records every op that touches a tensor off the host (its name), copies to the device included."""
 

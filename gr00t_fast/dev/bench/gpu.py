@@ -2,8 +2,8 @@
 bf16, compile, cuda-graph and bf16 + fp8 / int8 matmuls, each with its cold call, warm median / p90 over `--reps`
 calls (CUDA events, two input sets alternating), peak memory and action error against fp32 eager. A row that fails
 is reported and the others go on. `--device cpu --size tiny` runs the same rows on CPU (host clock, no memory).
-`--golden` (a source checkout's `tests/reference/golden_public` by default) adds NVIDIA's reference cases in float32
-on the device: eager before the timed rows, as a CUDA graph after them."""
+`--golden` (a source checkout's `tests/reference/golden_public` by default; `--golden ""` leaves them out) adds
+NVIDIA's reference cases in float32 on the device: eager before the timed rows, as a CUDA graph after them."""
 
 from __future__ import annotations
 
@@ -114,11 +114,12 @@ def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, An
                 dims = policy.processor.action_dim  # the padding beyond the robot's dimensions is never decoded
                 pred = pred.float().cpu().numpy().reshape(action_pred.shape)[..., :dims]
                 deviations[case] = float(np.abs(pred - action_pred[..., :dims]).max())
+        row = {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations}
     except Exception as e:  # noqa: BLE001 - reported in the result; the other rows still run
         print(f"{name}: failed:\n{traceback.format_exc()[-3000:]}", flush=True)
         return {"row": name, "error": error_text(e), "traceback": traceback.format_exc()[-3000:]}
-    print(f"{name}: {len(deviations)} cases, largest deviation {max(deviations.values()):.2e}", flush=True)
-    return {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations}
+    print(f"{name}: {row['cases']} cases, largest deviation {row['max_abs_diff']:.2e}", flush=True)
+    return row
 
 
 @torch.inference_mode()
@@ -126,6 +127,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     from gr00t_fast.backends import make_backend
 
     device = torch.device(bench.policy.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if not args.golden:
+        print("no --golden folder (a source checkout's tests/reference/golden_public): NVIDIA's reference cases are "
+              "not run", flush=True)
     golden = [golden_row(Path(args.golden), device, "torch")] if args.golden else []
     fp32 = bench.load_model(device=device, dtype=torch.float32)
     steps = bench.policy.denoising_steps or fp32.config.num_inference_timesteps
@@ -169,6 +173,7 @@ def write(bench: Bench, result: dict[str, Any]) -> None:
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
                 f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
                 "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "
-                "included." + (" First, NVIDIA's reference cases through the policy in float32 on this device: the "
-                               "largest deviation from NVIDIA's normalized actions." if reference else ""),
+                "included." + (" NVIDIA's reference cases through the policy in float32 on this device (eager "
+                               "before the timed rows, as a CUDA graph after them): the largest deviation from "
+                               "NVIDIA's normalized actions." if reference else ""),
                 [*([(["Reference", "Cases", "Max abs Δ"], reference)] if reference else []), (headers, table)])
