@@ -29,7 +29,10 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["build_backend", "create_policy", "load_policy", "pack_model", "quantize_model"]
+__all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "create_policy", "load_policy", "pack_model",
+           "quantize_model"]
+
+CALIBRATION_SAMPLES = 8  # observations of a `calibration` file `--quantize` measures its activations on
 
 
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
@@ -61,6 +64,7 @@ def load_policy(
     backend_dir: str | Path | None = None,
     backend_options: dict | None = None,
     quantize: str | None = None,
+    calibration: str | Path | None = None,
     seed: int = 0,
     threads: int | None = None,
     max_instruction_tokens: int = MAX_INSTRUCTION_TOKENS,
@@ -83,6 +87,9 @@ def load_policy(
     `LoadRequest.device_name`);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
+    `calibration`: an .npz of your own observations (`gr00t_fast.export.int8.read_observations`): `quantize`
+    measures its activations on `CALIBRATION_SAMPLES` of them, evenly spaced (default: an example call); each goes
+    through the processor before any weight is read, so a set that does not fit the checkpoint is refused first.
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
     (None: adapted before each call to the CPUs other work leaves, `gr00t_fast.runtime.threads`). Instructions longer than
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
@@ -107,6 +114,10 @@ def load_policy(
         backend_dir=None if backend_dir is None else Path(backend_dir), device_name=openvino_device,
         parameters=parameters, artifacts=Artifacts(model_path, len(config.video_keys)),
         device=resolve_device_dtype(device, None)[0]))
+    if calibration is not None:
+        request = replace(request, calibration=calibration_calls(
+            calibration, cls, request, Gr00tConfig.from_checkpoint(model_path, eagle_path), config, metadata,
+            max_instruction_tokens, image_preprocessing, bounds, seed))
     cpu_threads.configure(threads)
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
     model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,
@@ -122,6 +133,23 @@ def load_policy(
     if warmup:
         policy.warmup()
     return policy
+
+
+def calibration_calls(path: str | Path, cls: type[Backend], request: LoadRequest, model_config: Gr00tConfig,
+                      data_config: DataConfig, metadata: Any, max_instruction_tokens: int, image_preprocessing: str,
+                      bounds: RequestBounds, seed: int) -> list:
+    """`CALIBRATION_SAMPLES` host float32 (inputs, noise) calls of the observations at `path`, through a processor
+    like the policy's (no weights needed): a file that is not observations, or observations this checkpoint and data
+    config do not take, is refused in one line naming the sample."""
+    from gr00t_fast.export.int8 import observation_samples
+
+    if request.quantize is None or not cls.calibrates:
+        raise ValueError(f"calibration {path}: the observations --quantize measures its activations on; it needs "
+                         f"--quantize with a backend that quantizes the network itself (torch, compile, cuda-graph), "
+                         f"got --backend {cls.name} --quantize {request.quantize}")
+    host = processor_for_model(model_config, data_config, metadata, "cpu", torch.float32, max_instruction_tokens,
+                               image_preprocessing, bounds, cls.prompt_step)
+    return observation_samples(path, host, model_config, CALIBRATION_SAMPLES, seed)
 
 
 def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup: bool = True,

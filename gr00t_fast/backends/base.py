@@ -106,6 +106,9 @@ class LoadRequest:
     artifacts: Any = None  # `gr00t_fast.export.artifacts.Artifacts`: exports checked, cached or made for the checkpoint
     decode: Callable[[torch.Tensor], dict] | None = None  # normalized actions -> {key: values}, the policy's units
     device: torch.device | None = None  # the device the model loads on, known before its weights (None: unknown)
+    # (ModelInputs, noise) host float32 calls from the user's observations that `quantize` measures its activations
+    # on (`Backend.calibrates`); None: an example call
+    calibration: Sequence[tuple[Any, torch.Tensor]] | None = None
 
     def on_cpu(self) -> bool:
         """Whether the model loads on a CPU (unknown: where CUDA is not available)."""
@@ -121,6 +124,7 @@ class Backend(ABC):
     # (a server batching robots pads its batches to a few row counts for them too, `serve.fleet_model`)
     prompt_step: ClassVar[int] = 1
     quantize_modes: ClassVar[tuple[str, ...]] = ()  # `load_policy(quantize=...)` values it runs
+    calibrates: ClassVar[bool] = False  # its `quantize` measures activations on `LoadRequest.calibration`
     host_tensors: ClassVar[tuple[str, ...] | None] = None  # the model tensors it reads (None: the whole network)
     # the `gr00t-fast export` targets whose folders it runs (none: the checkpoint's weights); the first registered
     # backend running a target is the one export checks it with (`gr00t_fast.backends.export_runner`)

@@ -3,28 +3,34 @@ quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by 
 (`pack_model`) and plain for the others, which compile or capture it (packed weights cannot be read there)."""
 
 from dataclasses import replace
+from typing import Sequence
 
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
-from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.inputs import ModelInputs, example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, quantize_linears
 
 __all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
 
 
-def quantize_model(model: torch.nn.Module, mode: str) -> dict[str, int]:
-    """`quantize_linears` in place, skipping the layers that see few rows in an example call (batch 1). Its layer
-    counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are returned."""
+def quantize_model(model: torch.nn.Module, mode: str,
+                   calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None) -> dict[str, int]:
+    """`quantize_linears` in place, its activations measured in the sample calls: `calibration` (host float32
+    (inputs, noise) calls of the user's observations, `LoadRequest.calibration`), else an example call (batch 1).
+    Its layer counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are
+    returned."""
     from gr00t_fast.backends.eager import TorchBackend
 
-    inputs, noise = example_inputs(model.config, device=model.device, dtype=model.dtype)
-    steps = model.config.num_inference_timesteps
-    counts = quantize_linears(model, mode, sample=lambda: TorchBackend(model)(inputs, noise, steps))
+    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calibration] \
+        if calibration else [example_inputs(model.config, device=model.device, dtype=model.dtype)]
+    steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
+    counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls])
     engine = {"engine": str(int8_engine(model.device))} if mode == "int8" else {}
+    observations = {"observations": len(calibration)} if calibration else {}
     if model.precision is not None:
-        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts})
+        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
     return counts
 
 
@@ -41,6 +47,7 @@ class PyTorchBackend(Backend):
     """A backend running the PyTorch model itself: it quantizes its matmuls as `load_policy(quantize=...)` asks."""
 
     quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
+    calibrates = True
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
@@ -56,5 +63,5 @@ class PyTorchBackend(Backend):
         if unpack_linears(model) and model.precision is not None:
             model.precision = replace(model.precision, packed_layers=0)
         if request.quantize is not None:
-            quantize_model(model, request.quantize)
+            quantize_model(model, request.quantize, request.calibration)
         return super().load(model, request)

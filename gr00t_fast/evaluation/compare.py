@@ -7,12 +7,15 @@ against the fp32 reference (the largest deviation from the reference's actions, 
 | `reference`   | float32, the torch backend (the exact path)                  |
 | `default`     | the command's own flags (dtype auto: the precision rule)     |
 | `bf16`        | bfloat16                                                     |
-| `int8`        | `--quantize int8` matmuls                                    |
+| `int8`        | `--quantize int8` matmuls (measured on `--calibration` if given) |
 | `onnxruntime` | exported fp32 graphs run by ONNX Runtime                     |
 | `openvino`    | the graphs compiled by OpenVINO, its precision by the rule   |
 | `openvino-f32`, `openvino-bf16`, `openvino-int8` | OpenVINO in f32, in bf16, with NNCF INT8 weights |
 | `tensorrt`    | TensorRT engines (a CUDA GPU and TensorRT)                   |
 | `steps<N>`    | the command's flags with N denoising steps (e.g. steps1)     |
+
+`--calibration` goes with the paths that quantize the network themselves (`default` with the command's `--quantize`,
+`int8`); the others load without it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ STEPS = re.compile(r"^steps([1-9][0-9]?)$")
 def path_options(path: str) -> dict[str, Any]:
     """The `load_policy` options that make `path` from the command's own (ValueError for an unknown path)."""
     if path == "reference":
-        return {"dtype": "float32", "backend": "torch", "quantize": None}
+        return {"dtype": "float32", "backend": "torch", "quantize": None, "calibration": None}
     if path == "default":
         return {}
     if path == "bf16":
@@ -43,11 +46,11 @@ def path_options(path: str) -> dict[str, Any]:
     if path == "int8":
         return {"quantize": "int8", "backend": "torch"}
     if path in ("onnxruntime", "openvino", "tensorrt"):
-        return {"backend": path, "quantize": None, "backend_dir": None}
+        return {"backend": path, "quantize": None, "calibration": None, "backend_dir": None}
     if path.startswith("openvino-") and path[9:] in ("f32", "bf16", "int8"):
         kind = path[9:]
         return {"backend": "openvino", "backend_dir": None, "dtype": "bfloat16" if kind == "bf16" else "float32",
-                "quantize": "int8" if kind == "int8" else None}
+                "quantize": "int8" if kind == "int8" else None, "calibration": None}  # NNCF weights: no activations
     steps = STEPS.match(path)
     if steps:
         return {"denoising_steps": int(steps.group(1))}

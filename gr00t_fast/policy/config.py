@@ -60,6 +60,10 @@ class PolicyConfig:
         "cache)"))
     quantize: Quantization | None = field(default=None, metadata=_help(
         "int8/fp8 matmuls (torch, compile, cuda-graph); openvino: int8 weights (NNCF)"))
+    calibration: str | None = field(default=None, metadata=_help(
+        "with --quantize (torch, compile, cuda-graph): an .npz of your own observations (`run --record_observations` "
+        "writes one) whose activations set the smoothing and the per-layer error check, 8 of them evenly spaced "
+        "(default: an example call of random frames)"))
     openvino_device: str = field(default="CPU", metadata=_help(
         "the openvino backend's device as OpenVINO names it: CPU (tested), GPU, GPU.1, NPU, AUTO or AUTO:GPU,CPU "
         "(passed through to OpenVINO)"))
@@ -78,6 +82,9 @@ class PolicyConfig:
             raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
+        if self.calibration is not None and self.quantize is None:
+            raise ValueError(f"calibration {self.calibration}: the observations --quantize measures its activations "
+                             "on; give --quantize int8 (or fp8) too")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or null: auto), got {self.threads}")
         if self.device is not None:  # fail on the flag line, before any checkpoint is read or generated

@@ -85,6 +85,21 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert "max |dev. from reference|" in capsys.readouterr().out
 
 
+
+def test_compare_calibrates_the_paths_that_quantize_alone(dataset_path, tiny_checkpoint, tmp_path, capsys):
+    """`--quantize int8 --calibration`: `default` and `int8` measure their activations on the observations, the
+    reference (float32, no quantization) loads without them (it would be refused with them)."""
+    rng, calibration = np.random.default_rng(0), tmp_path / "obs.npz"
+    np.savez(calibration, **{"video.webcam": rng.integers(0, 256, (3, 1, 480, 640, 3), dtype=np.uint8),
+                             "state.single_arm": rng.uniform(-50, 50, (3, 1, 5)),
+                             "state.gripper": rng.uniform(0, 50, (3, 1, 1)),
+                             "annotation.human.task_description": np.array(["pick"] * 3)})
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1",
+                 "--steps", "5", "--quantize", "int8", "--calibration", str(calibration),
+                 "--compare", "default", "int8"]) == 0
+    assert capsys.readouterr().out.count("activations measured on 3 of your observations") == 2
+
+
 @pytest.mark.slow
 def test_a_served_policy_is_evaluated_through_the_client(dataset_path, tiny_checkpoint, tmp_path, capsys):
     from gr00t_fast.dev.served import serve
