@@ -1,10 +1,14 @@
 """The test suite's stand-ins, in one place: a robot (hardware is the one thing faked), policies that implement
-`gr00t_fast.policy.Policy` with scripted actions, and a clock for exact loop timing."""
+`gr00t_fast.policy.Policy` with scripted actions, a clock for exact loop timing, and a recorder of the ops that run
+off the host (`DeviceOps`)."""
 
 import random
 import threading
 
 import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 
@@ -212,3 +216,20 @@ def action_range(policy, key: str) -> np.ndarray:
     """max - min of `key`'s statistics, float32 (per dimension): the action units of one normalized unit x 2."""
     stats = policy.processor.action_transforms[key].stats
     return stats["max"].astype(np.float32) - stats["min"].astype(np.float32)
+
+
+class DeviceOps(TorchDispatchMode):
+    """Records every op that touches a tensor off the host (its name), copies to the device included."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat = tree_leaves((args, kwargs))
+        out = func(*args, **kwargs)
+        if any(isinstance(t, torch.Tensor) and t.device.type != "cpu"
+               for t in flat + tree_leaves(out)):
+            self.ops.append(func.__name__)
+        return out

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import CPU_BUILD, WHY_SKIPPED, DTYPES, on_torch_thread
+from fakes import DeviceOps
 from gr00t_fast.dev.fake_cuda import CAPTURE_REGION
 from gr00t_fast.dev.gpu_trace import observation, trace_call
 from gr00t_fast.model.rtc import RtcRequest
@@ -28,6 +29,25 @@ def traced(cuda, policy, call, name=""):
 def synced(trace):
     """The host syncs outside the model call, as "op at file" (line numbers left out)."""
     return [sync.split(":")[0] for sync in trace.syncs_outside]
+
+
+@pytest.mark.parametrize("pipeline", ["isaac", "lerobot"])
+def test_image_arithmetic_stays_on_the_host(cuda, policies, pipeline):
+    """The image transforms are exact on the host alone (CUDA divides by a scalar as a multiply by its reciprocal:
+    4.2e-3 off NVIDIA on an H200): on a CUDA device the pixels only arrive there, by one copy."""
+    policy = policies(torch.bfloat16)
+    processor, obs = policy.processor, observation(policy)
+
+    def pixels():
+        processor.pipeline, before = pipeline, processor.pipeline
+        try:
+            with DeviceOps() as seen:
+                return processor.pixel_values(obs, 1), seen.ops
+        finally:
+            processor.pipeline = before
+
+    out, ops = on_torch_thread(pixels)
+    assert out.device == torch.device("cuda:0") and out.dtype == torch.bfloat16 and ops == ["_to_copy.default"]
 
 
 def action_shapes(actions):

@@ -13,6 +13,7 @@ from gr00t_fast.policy.data_config import DATA_CONFIGS, DataConfig, get_data_con
 from gr00t_fast.policy.metadata import load_metadata
 from gr00t_fast.policy.processor import Processor, center_crop_box, transform_frames
 from gr00t_fast.model.tokenizer import PromptTokenizer
+from fakes import DeviceOps
 
 ARM_MIN, ARM_MAX = [-90.0, -95.0, -100.0, -90.0, -98.0], [90.0, 98.0, 97.0, 102.0, 95.0]
 
@@ -111,23 +112,6 @@ def test_transform_frames_matches_independent_reference():
     # and it is the same filter as torch's own antialiased bilinear, to within one uint8 level
     torch_aa = F.interpolate(torch.from_numpy(crop).permute(2, 0, 1)[None], size=(16, 16), mode="bilinear", antialias=True)
     assert (out[0] - (torch_aa[0] * 2 - 1)).abs().max() <= 2 / 127.5
-
-
-class DeviceOps(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records every op that touches a tensor off the host (its name), copies to the device included."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        flat = torch.utils._pytree.tree_leaves((args, kwargs))
-        out = func(*args, **kwargs)
-        if any(isinstance(t, torch.Tensor) and t.device.type != "cpu"
-               for t in flat + torch.utils._pytree.tree_leaves(out)):
-            self.ops.append(func.__name__)
-        return out
 
 
 @pytest.mark.parametrize("pipeline", ["isaac", "lerobot"])
