@@ -19,7 +19,7 @@ from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
 from gr00t_fast.model.loading import resolve_device_dtype
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
-from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.policy.config import PolicyConfig, calibrated
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.preflight import check_policy_inputs
@@ -143,10 +143,10 @@ def calibration_calls(path: str | Path, cls: type[Backend], request: LoadRequest
     config do not take, is refused in one line naming the sample."""
     from gr00t_fast.export.int8 import observation_samples
 
-    if request.quantize is None or not cls.calibrates:
-        raise ValueError(f"calibration {path}: the observations --quantize measures its activations on; it needs "
-                         f"--quantize with a backend that quantizes the network itself (torch, compile, cuda-graph), "
-                         f"got --backend {cls.name} --quantize {request.quantize}")
+    if request.quantize != "int8" or not cls.calibrates:  # `check_calibration` on a command's flag line
+        raise ValueError(f"calibration {path}: the observations --quantize int8 measures its activations on, with a "
+                         f"backend that quantizes the network itself; got backend {cls.name!r}, quantize "
+                         f"{request.quantize!r}")
     host = processor_for_model(model_config, data_config, metadata, "cpu", torch.float32, max_instruction_tokens,
                                image_preprocessing, bounds, cls.prompt_step)
     return observation_samples(path, host, model_config, CALIBRATION_SAMPLES, seed)
@@ -158,7 +158,7 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
     `options` go to `load_policy` too, e.g. a server's `max_batch`). `announce` prints "loading <path> ..." from
     the torch thread once the load runs there (a Ctrl-C after that line always interrupts a load in progress, see
     `runtime.torch_thread.exit_if_busy`), and "loaded on <device>, <precision>" once it is done."""
-    kwargs = {**config.load_kwargs(model_path), **options}
+    kwargs = calibrated({**config.load_kwargs(model_path), **options})  # `options` may load what it cannot calibrate
 
     def load() -> Gr00tPolicy:
         if announce:

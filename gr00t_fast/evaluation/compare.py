@@ -14,8 +14,8 @@ against the fp32 reference (the largest deviation from the reference's actions, 
 | `tensorrt`    | TensorRT engines (a CUDA GPU and TensorRT)                   |
 | `steps<N>`    | the command's flags with N denoising steps (e.g. steps1)     |
 
-`--calibration` goes with the paths that quantize the network themselves (`default` with the command's `--quantize`,
-`int8`); the others load without it.
+`--calibration` goes with the paths that load int8 it calibrates (`default` with the command's `--quantize int8`,
+`int8`); the others load without it (`gr00t_fast.policy.config.calibrated`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ STEPS = re.compile(r"^steps([1-9][0-9]?)$")
 def path_options(path: str) -> dict[str, Any]:
     """The `load_policy` options that make `path` from the command's own (ValueError for an unknown path)."""
     if path == "reference":
-        return {"dtype": "float32", "backend": "torch", "quantize": None, "calibration": None}
+        return {"dtype": "float32", "backend": "torch", "quantize": None}
     if path == "default":
         return {}
     if path == "bf16":
@@ -46,11 +46,11 @@ def path_options(path: str) -> dict[str, Any]:
     if path == "int8":
         return {"quantize": "int8", "backend": "torch"}
     if path in ("onnxruntime", "openvino", "tensorrt"):
-        return {"backend": path, "quantize": None, "calibration": None, "backend_dir": None}
+        return {"backend": path, "quantize": None, "backend_dir": None}
     if path.startswith("openvino-") and path[9:] in ("f32", "bf16", "int8"):
         kind = path[9:]
         return {"backend": "openvino", "backend_dir": None, "dtype": "bfloat16" if kind == "bf16" else "float32",
-                "quantize": "int8" if kind == "int8" else None, "calibration": None}  # NNCF weights: no activations
+                "quantize": "int8" if kind == "int8" else None}
     steps = STEPS.match(path)
     if steps:
         return {"denoising_steps": int(steps.group(1))}

@@ -252,19 +252,36 @@ ERROR_ROWS = 64  # input rows of the sample call kept per layer to measure its o
 
 class InputStats:
     """What a Linear layer was given during the sample call: the most rows in one call, each input channel's largest
-    magnitude over all calls, and up to `ERROR_ROWS` rows of its first call (evenly spaced) with its largest rows (the
-    ones that set a per-tensor scale)."""
+    magnitude over all calls, and `ERROR_ROWS` rows spread evenly over all its calls (each call's share evenly spaced
+    within it: every observation of a calibration, every denoising step) with the `ERROR_ROWS // 8` largest rows of
+    all calls (the ones that set a per-tensor scale)."""
 
     def __init__(self, x: torch.Tensor):
-        self.rows = x.shape[0]
+        self.rows, self.calls = x.shape[0], 1
         self.channel_absmax = x.abs().amax(dim=0)
-        largest = x.abs().amax(dim=1).topk(min(ERROR_ROWS // 8, x.shape[0])).indices  # the rows that set a scale
-        spaced = torch.linspace(0, x.shape[0] - 1, min(ERROR_ROWS, x.shape[0]), device=x.device).round().long()
-        self.sample = x[torch.cat([spaced, largest])].clone()  # a row in both counts twice
+        self.spaced, self.largest = _evenly(x, ERROR_ROWS).clone(), _largest(x).clone()
 
     def add(self, x: torch.Tensor) -> None:
-        self.rows = max(self.rows, x.shape[0])
+        self.rows, self.calls = max(self.rows, x.shape[0]), self.calls + 1
         torch.maximum(self.channel_absmax, x.abs().amax(dim=0), out=self.channel_absmax)
+        share = max(1, ERROR_ROWS // self.calls)  # the earlier calls keep the rest, still evenly over them
+        self.spaced = torch.cat([_evenly(self.spaced, ERROR_ROWS - share), _evenly(x, share)])
+        self.largest = _largest(torch.cat([self.largest, _largest(x)]))
+
+    @property
+    def sample(self) -> torch.Tensor:
+        """The rows a converted layer's own error is measured on (a row in both parts counts twice)."""
+        return torch.cat([self.spaced, self.largest])
+
+
+def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
+    """`n` rows of `x` evenly spaced (all of them where it has fewer)."""
+    return x[torch.linspace(0, x.shape[0] - 1, min(n, x.shape[0]), device=x.device).round().long()]
+
+
+def _largest(x: torch.Tensor) -> torch.Tensor:
+    """The `ERROR_ROWS // 8` rows of `x` with the largest magnitude."""
+    return x[x.abs().amax(dim=1).topk(min(ERROR_ROWS // 8, x.shape[0])).indices]
 
 
 @torch.no_grad()

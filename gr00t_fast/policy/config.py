@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gr00t_fast.backends.names import BACKEND_NAMES, DEFAULT_BACKEND
+from gr00t_fast.backends.names import BACKEND_NAMES, CALIBRATING_BACKENDS, DEFAULT_BACKEND
 from gr00t_fast.literals import literal
 
 DTypeName = literal("auto", "float32", "bfloat16", "float16")
@@ -61,9 +61,10 @@ class PolicyConfig:
     quantize: Quantization | None = field(default=None, metadata=_help(
         "int8/fp8 matmuls (torch, compile, cuda-graph); openvino: int8 weights (NNCF)"))
     calibration: str | None = field(default=None, metadata=_help(
-        "with --quantize (torch, compile, cuda-graph): an .npz of your own observations (`run --record_observations` "
-        "writes one) whose activations set the smoothing and the per-layer error check, 8 of them evenly spaced "
-        "(default: an example call of random frames)"))
+        "--quantize int8 (torch, compile, cuda-graph) measured on your own observations: an .npz as `run "
+        "--record_observations` writes, up to 8 of them evenly spaced, whose activations set the smoothing and the "
+        "per-layer error check (one model call each as the policy loads; default: one example call of random "
+        "frames)"))
     openvino_device: str = field(default="CPU", metadata=_help(
         "the openvino backend's device as OpenVINO names it: CPU (tested), GPU, GPU.1, NPU, AUTO or AUTO:GPU,CPU "
         "(passed through to OpenVINO)"))
@@ -82,9 +83,8 @@ class PolicyConfig:
             raise ValueError(f"denoising_steps must be >= 1, got {self.denoising_steps}")
         if self.max_instruction_tokens < 1:
             raise ValueError(f"max_instruction_tokens must be >= 1, got {self.max_instruction_tokens}")
-        if self.calibration is not None and self.quantize is None:
-            raise ValueError(f"calibration {self.calibration}: the observations --quantize measures its activations "
-                             "on; give --quantize int8 (or fp8) too")
+        if self.calibration is not None:  # the flag line, before any checkpoint is read or a robot connects
+            check_calibration(self.calibration, self.quantize, self.backend)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 (or null: auto), got {self.threads}")
         if self.device is not None:  # fail on the flag line, before any checkpoint is read or generated
@@ -97,6 +97,28 @@ class PolicyConfig:
         kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(PolicyConfig)}
         kwargs["model_path"] = model_path or self.model_path
         return kwargs
+
+
+def check_calibration(path: str, quantize: str | None, backend: str) -> None:
+    """ValueError in one line unless `path` can calibrate this load: `--quantize int8` on a backend that quantizes the
+    network itself (fp8 and OpenVINO's int8 weights measure no activations), and an .npz of observations (each is
+    checked against the checkpoint when the policy loads, before its weights)."""
+    if quantize != "int8" or backend not in CALIBRATING_BACKENDS:
+        raise ValueError(f"--calibration {path}: the observations --quantize int8 measures its activations on, with "
+                         f"--backend {', '.join(CALIBRATING_BACKENDS)}; got --backend {backend} --quantize {quantize}")
+    from gr00t_fast.export.int8 import read_observations
+
+    read_observations(path)
+
+
+def calibrated(options: dict[str, Any]) -> dict[str, Any]:
+    """`load_policy` keyword arguments with `calibration` dropped where they load no int8 that it calibrates: a load
+    derived from a command given `--calibration` (an `eval --compare` path, a benchmark's row); the command's own
+    combination was checked on its flag line (`check_calibration`)."""
+    if options.get("calibration") is not None and (options.get("quantize") != "int8"
+                                                    or options.get("backend") not in CALIBRATING_BACKENDS):
+        return {**options, "calibration": None}
+    return options
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, required_model: bool = True) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from gr00t_fast.backends import pytorch
 from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy
-from gr00t_fast.policy.config import PolicyConfig
+from gr00t_fast.evaluation.compare import PATHS, path_options
+from gr00t_fast.policy.config import PolicyConfig, calibrated
 
 
 def observations(n: int) -> dict:
@@ -57,7 +58,9 @@ def test_quantize_measures_the_activations_of_the_recorded_observations(tiny_che
 
 
 @pytest.mark.parametrize("case, message", [
-    ("openvino", "needs --quantize with a backend that quantizes the network itself"),
+    ("openvino", "with a backend that quantizes the network itself; got backend 'openvino'"),
+    ("fp8", "got backend 'torch', quantize 'fp8'"),
+    ("no quantize", "got backend 'torch', quantize None"),
     ("not npz", "not an .npz of observation arrays"),
     ("no camera", "sample 0: "),
 ])
@@ -68,12 +71,27 @@ def test_a_calibration_set_that_does_not_fit_is_refused_before_the_weights(corru
         path.write_bytes(b"not an npz")
     else:
         np.savez(path, **({k: v for k, v in obs.items() if k != "video.webcam"} if case == "no camera" else obs))
-    backend = "openvino" if case == "openvino" else "torch"
+    quantize = {"fp8": "fp8", "no quantize": None}.get(case, "int8")
     with pytest.raises(ValueError, match=message):
-        load_policy(corrupt, device="cpu", dtype="float32", backend=backend, quantize="int8", calibration=path,
-                    warmup=False)
+        load_policy(corrupt, device="cpu", dtype="float32", backend="openvino" if case == "openvino" else "torch",
+                    quantize=quantize, calibration=path, warmup=False)
 
 
-def test_calibration_without_quantize_is_a_flag_mistake():
-    with pytest.raises(ValueError, match="give --quantize int8"):
-        PolicyConfig(model_path="ckpt", calibration="obs.npz")
+@pytest.mark.parametrize("flags, message", [
+    ({}, "got --backend torch --quantize None"),
+    ({"quantize": "fp8"}, "got --backend torch --quantize fp8"),
+    ({"quantize": "int8", "backend": "openvino"}, "got --backend openvino --quantize int8"),
+    ({"quantize": "int8", "calibration": "missing.npz"}, "missing.npz: not an .npz"),
+])
+def test_calibration_mistakes_are_flag_mistakes(flags, message):
+    """On the flag line: before a checkpoint is resolved (a hub id downloaded) or a robot connects."""
+    with pytest.raises(ValueError, match=message):
+        PolicyConfig(**{"model_path": "ckpt", "calibration": "obs.npz", **flags})
+
+
+def test_derived_loads_drop_the_calibration_they_cannot_use(recorded):
+    """`eval --compare`'s paths (and a benchmark's rows) from a command given --quantize int8 --calibration: only
+    the int8 loads on a backend that calibrates keep it (`bf16` and `steps<N>` keep the command's int8)."""
+    command = PolicyConfig(model_path="ckpt", quantize="int8", calibration=str(recorded)).load_kwargs()
+    kept = [path for path in PATHS if calibrated({**command, **path_options(path)})["calibration"] is not None]
+    assert kept == ["default", "bf16", "int8", "steps4", "steps2", "steps1"]  # bf16 keeps the command's int8

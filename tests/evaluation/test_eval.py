@@ -85,7 +85,6 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert "max |dev. from reference|" in capsys.readouterr().out
 
 
-
 def test_compare_calibrates_the_paths_that_quantize_alone(dataset_path, tiny_checkpoint, tmp_path, capsys):
     """`--quantize int8 --calibration`: `default` and `int8` measure their activations on the observations, the
     reference (float32, no quantization) loads without them (it would be refused with them)."""

@@ -344,3 +344,16 @@ def test_the_error_sample_holds_the_rows_that_set_a_scale():
     x[778] *= 100  # one token 100x the rest (an attention sink), between the evenly spaced rows
     sample = quantize.InputStats(x).sample
     assert len(sample) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8 and (sample == x[778]).all(dim=1).any()
+
+
+def test_the_error_sample_spreads_over_every_call():
+    """Each call (a calibration observation, a denoising step) gets an equal share of the evenly spaced rows, and
+    the largest rows are the largest of all calls."""
+    calls = [torch.full((300, 8), float(k + 1)) for k in range(5)]
+    calls[3][17] *= 50
+    stats = quantize.InputStats(calls[0])
+    for x in calls[1:]:
+        stats.add(x)
+    shares = torch.bincount(stats.spaced[:, 0].long(), minlength=6)[1:]
+    assert len(stats.spaced) == quantize.ERROR_ROWS and shares.min() >= shares.max() - 2
+    assert (stats.largest == calls[3][17]).all(dim=1).any() and stats.calls == 5

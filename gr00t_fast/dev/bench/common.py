@@ -60,8 +60,10 @@ class Bench:
 
     def load(self, **overrides: Any) -> Any:
         from gr00t_fast.loading import load_policy
+        from gr00t_fast.policy.config import calibrated
 
-        policy = load_policy(**{**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False, **overrides})
+        policy = load_policy(**calibrated({**self.policy.load_kwargs(str(self.checkpoint)), "warmup": False,
+                                           **overrides}))
         self.precision = policy.precision
         return policy
 
