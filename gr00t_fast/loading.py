@@ -87,7 +87,7 @@ def load_policy(
     `LoadRequest.device_name`);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
-    `calibration`: an .npz of your own observations (`gr00t_fast.export.int8.read_observations`): `quantize`
+    `calibration`: an .npz of your own observations (`gr00t_fast.policy.observations.read_observations`): `quantize`
     measures its activations on `CALIBRATION_SAMPLES` of them, evenly spaced (default: an example call); each goes
     through the processor before any weight is read, so a set that does not fit the checkpoint is refused first.
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads

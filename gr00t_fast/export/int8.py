@@ -44,6 +44,7 @@ from gr00t_fast.backends import export_runner, fidelity, make_backend, reference
 from gr00t_fast.backends.graph import to_numpy
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.policy.observations import read_observations
 from gr00t_fast.model.inputs import example_inputs
 
 log = logging.getLogger(__name__)
@@ -90,21 +91,6 @@ def calibration_inputs(config, n: int, cameras: int = 1, seed: int = 0) -> list[
         inputs.pixel_values = torch.stack([scene(rng, config.image_size) for _ in range(cameras)])
         samples.append((inputs, noise))
     return samples
-
-
-def read_observations(path: str | Path) -> dict[str, np.ndarray]:
-    """One batched observation as `get_action` takes it, N samples (`video.<camera>` (N, T, H, W, 3) uint8,
-    `state.<key>` (N, T, D), the instruction key N strings), from an .npz: every array with the same N >= 1."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            observation = {key: data[key] for key in data.files}
-    except Exception as e:  # noqa: BLE001 - not a file, not an npz, a pickled array: one line naming the file
-        raise ValueError(f"{path}: not an .npz of observation arrays ({' '.join(str(e).split())})")
-    lengths = {key: len(value) if value.ndim else 0 for key, value in observation.items()}
-    if not lengths or len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise ValueError(f"{path}: expected arrays with one leading sample axis of the same length (N >= 1), got "
-                         f"lengths {lengths}")
-    return observation
 
 
 def observation_samples(source: str | Path | dict, process: Callable[[dict], ModelInputs], config, n: int,

@@ -106,7 +106,7 @@ def check_calibration(path: str, quantize: str | None, backend: str) -> None:
     if quantize != "int8" or backend not in CALIBRATING_BACKENDS:
         raise ValueError(f"--calibration {path}: the observations --quantize int8 measures its activations on, with "
                          f"--backend {', '.join(CALIBRATING_BACKENDS)}; got --backend {backend} --quantize {quantize}")
-    from gr00t_fast.export.int8 import read_observations
+    from gr00t_fast.policy.observations import read_observations
 
     read_observations(path)
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    from gr00t_fast.export.int8 import read_observations
+    from gr00t_fast.policy.observations import read_observations
 
     if args.observations not in ("example", "reach") and not Path(args.observations).is_file():
         raise ValueError(f"--observations: expected example, reach or an .npz file, got {args.observations!r}")
