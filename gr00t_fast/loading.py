@@ -29,10 +29,10 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "create_policy", "load_policy", "pack_model",
-           "quantize_model"]
+__all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "check_calibration_fits", "create_policy",
+           "load_policy", "pack_model", "quantize_model"]
 
-CALIBRATION_SAMPLES = 8  # observations of a `calibration` file `--quantize` measures its activations on
+CALIBRATION_SAMPLES = 8  # observations of a `calibration` file `--quantize int8` measures its activations on
 
 
 def build_backend(name: str, model: torch.nn.Module, model_path: str | Path, data_config: DataConfig,
@@ -87,8 +87,9 @@ def load_policy(
     `LoadRequest.device_name`);
     `backend_options` go to the backend's constructor (e.g. `{"mode": "reduce-overhead"}` for compile).
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
-    `calibration`: an .npz of your own observations (`gr00t_fast.policy.observations.read_observations`): `quantize`
-    measures its activations on `CALIBRATION_SAMPLES` of them, evenly spaced (default: an example call); each goes
+    `calibration`: with `quantize="int8"` on a backend that quantizes the network itself (torch, compile,
+    cuda-graph), an .npz of your own observations (`gr00t_fast.policy.observations.read_observations`) whose
+    activations it measures, up to `CALIBRATION_SAMPLES` of them evenly spaced (default: an example call); each goes
     through the processor before any weight is read, so a set that does not fit the checkpoint is refused first.
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
     (None: adapted before each call to the CPUs other work leaves, `gr00t_fast.runtime.threads`). Instructions longer than
@@ -150,6 +151,17 @@ def calibration_calls(path: str | Path, cls: type[Backend], request: LoadRequest
     host = processor_for_model(model_config, data_config, metadata, "cpu", torch.float32, max_instruction_tokens,
                                image_preprocessing, bounds, cls.prompt_step)
     return observation_samples(path, host, model_config, CALIBRATION_SAMPLES, seed)
+
+
+def check_calibration_fits(config: PolicyConfig, model_path: str | Path, data_config: DataConfig,
+                           metadata: Any) -> None:
+    """ValueError in one line unless every observation of `config.calibration` goes through this checkpoint's
+    processor (no weights read): what `load_policy` checks too, for a command that must know before a robot
+    connects (`gr00t-fast run`)."""
+    cls = backend_class(config.backend, config.quantize)
+    calibration_calls(config.calibration, cls, LoadRequest(Path(model_path), quantize=config.quantize),
+                      Gr00tConfig.from_checkpoint(model_path, config.eagle_path), data_config, metadata,
+                      config.max_instruction_tokens, config.image_preprocessing, RequestBounds(), config.seed)
 
 
 def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup: bool = True,

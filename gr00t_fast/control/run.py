@@ -178,6 +178,10 @@ def run(cfg: RunConfig) -> int:
     if not cfg.policy_host:  # torque, and before the model loads
         try:
             inputs = check_policy_inputs(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag, cfg.data_config)
+            if cfg.calibration is not None:  # each observation through the processor: no weights, no robot yet
+                from gr00t_fast.loading import check_calibration_fits
+
+                check_calibration_fits(cfg, cfg.model_path or demo_checkpoint(), *inputs)
         except (ValueError, OSError) as e:
             return setup_error(e)
     with StopSignals() as signals:

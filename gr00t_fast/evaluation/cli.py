@@ -83,6 +83,11 @@ def check_args(args: argparse.Namespace) -> None:
                          "carries none): leave it out with --policy_host")
     if args.policy_host is not None and args.compare:
         raise ValueError("--compare loads the checkpoint each way: give --model_path, not --policy_host")
+    if args.policy_host is None:
+        policy_config_from_args(args)  # the policy's own flags (--device, --calibration's file, ...) checked here
+    elif args.quantize is not None or args.calibration is not None:
+        raise ValueError("--quantize and --calibration load the checkpoint in-process: leave them out with "
+                         "--policy_host (the server runs what it was started with)")
     for path in args.compare or ():  # every path's name and extra, before the first one runs
         path_options(path)
         require(f"--compare {path}", *path_modules(path))

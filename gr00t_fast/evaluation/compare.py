@@ -7,15 +7,16 @@ against the fp32 reference (the largest deviation from the reference's actions, 
 | `reference`   | float32, the torch backend (the exact path)                  |
 | `default`     | the command's own flags (dtype auto: the precision rule)     |
 | `bf16`        | bfloat16                                                     |
-| `int8`        | `--quantize int8` matmuls (measured on `--calibration` if given) |
+| `int8`        | `--quantize int8` matmuls                                    |
 | `onnxruntime` | exported fp32 graphs run by ONNX Runtime                     |
 | `openvino`    | the graphs compiled by OpenVINO, its precision by the rule   |
 | `openvino-f32`, `openvino-bf16`, `openvino-int8` | OpenVINO in f32, in bf16, with NNCF INT8 weights |
 | `tensorrt`    | TensorRT engines (a CUDA GPU and TensorRT)                   |
 | `steps<N>`    | the command's flags with N denoising steps (e.g. steps1)     |
 
-`--calibration` goes with the paths that load int8 it calibrates (`default` with the command's `--quantize int8`,
-`int8`); the others load without it (`gr00t_fast.policy.config.calibrated`).
+With `--quantize int8 --calibration` on the command, the paths that load int8 on the torch backends (`default`,
+`bf16`, `int8`, `steps<N>`) measure its activations on the observations; the others load without them
+(`gr00t_fast.policy.config.calibrated`).
 """
 
 from __future__ import annotations

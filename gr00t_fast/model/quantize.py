@@ -252,21 +252,32 @@ ERROR_ROWS = 64  # input rows of the sample call kept per layer to measure its o
 
 class InputStats:
     """What a Linear layer was given during the sample call: the most rows in one call, each input channel's largest
-    magnitude over all calls, and `ERROR_ROWS` rows spread evenly over all its calls (each call's share evenly spaced
-    within it: every observation of a calibration, every denoising step) with the `ERROR_ROWS // 8` largest rows of
-    all calls (the ones that set a per-tensor scale)."""
+    magnitude over all calls, and `ERROR_ROWS` rows shared equally by its calls (each call's share evenly spaced
+    within it: every observation of a calibration, every denoising step; past `ERROR_ROWS` calls, a row of every
+    other call, then of every fourth, ...) with the `ERROR_ROWS // 8` largest rows of all calls (the ones that set a
+    per-tensor scale)."""
 
     def __init__(self, x: torch.Tensor):
-        self.rows, self.calls = x.shape[0], 1
+        self.rows, self.calls, self.stride = x.shape[0], 1, 1
         self.channel_absmax = x.abs().amax(dim=0)
-        self.spaced, self.largest = _evenly(x, ERROR_ROWS).clone(), _largest(x).clone()
+        self.parts = [_evenly(x, ERROR_ROWS).clone()]  # one per kept call, trimmed to its share
+        self.largest = _largest(x).clone()
 
     def add(self, x: torch.Tensor) -> None:
         self.rows, self.calls = max(self.rows, x.shape[0]), self.calls + 1
         torch.maximum(self.channel_absmax, x.abs().amax(dim=0), out=self.channel_absmax)
-        share = max(1, ERROR_ROWS // self.calls)  # the earlier calls keep the rest, still evenly over them
-        self.spaced = torch.cat([_evenly(self.spaced, ERROR_ROWS - share), _evenly(x, share)])
         self.largest = _largest(torch.cat([self.largest, _largest(x)]))
+        if (self.calls - 1) % self.stride:
+            return
+        self.parts.append(_evenly(x, ERROR_ROWS))
+        if len(self.parts) > ERROR_ROWS:  # every call cannot keep a row: every other one does, and so on
+            self.parts, self.stride = self.parts[::2], self.stride * 2
+        share, extra = divmod(ERROR_ROWS, len(self.parts))  # the first `extra` calls keep one row more
+        self.parts = [_evenly(part, share + (i < extra)).clone() for i, part in enumerate(self.parts)]
+
+    @property
+    def spaced(self) -> torch.Tensor:
+        return torch.cat(self.parts)
 
     @property
     def sample(self) -> torch.Tensor:

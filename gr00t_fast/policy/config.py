@@ -108,7 +108,10 @@ def check_calibration(path: str, quantize: str | None, backend: str) -> None:
                          f"--backend {', '.join(CALIBRATING_BACKENDS)}; got --backend {backend} --quantize {quantize}")
     from gr00t_fast.policy.observations import read_observations
 
-    read_observations(path)
+    try:
+        read_observations(path)
+    except ValueError as e:
+        raise ValueError(f"--calibration {e}") from None
 
 
 def calibrated(options: dict[str, Any]) -> dict[str, Any]:

@@ -95,3 +95,5 @@ def test_derived_loads_drop_the_calibration_they_cannot_use(recorded):
     command = PolicyConfig(model_path="ckpt", quantize="int8", calibration=str(recorded)).load_kwargs()
     kept = [path for path in PATHS if calibrated({**command, **path_options(path)})["calibration"] is not None]
     assert kept == ["default", "bf16", "int8", "steps4", "steps2", "steps1"]  # bf16 keeps the command's int8
+    for quantize, backend in (("fp8", "torch"), ("int8", "openvino"), (None, "compile")):  # a benchmark's overrides
+        assert calibrated({**command, "quantize": quantize, "backend": backend})["calibration"] is None

@@ -74,3 +74,18 @@ def test_a_data_config_the_checkpoint_cannot_serve_is_refused_before_the_robot_c
     assert run.main([f"--model_path={tiny_checkpoint}", "--data_config", "unitree_g1", "--duration", "1"]) == 2
     err = capsys.readouterr().err
     assert "data config 'unitree_g1'" in err and "does not describe" in err and err.count("\n") == 1
+
+
+def test_calibration_observations_that_do_not_fit_are_refused_before_the_robot_connects(tiny_checkpoint, tmp_path,
+                                                                                        capsys):
+    import numpy as np
+
+    from gr00t_fast.control import run
+
+    path = tmp_path / "obs.npz"  # an .npz of observations, but without the camera the checkpoint reads
+    np.savez(path, **{"state.single_arm": np.zeros((2, 1, 5)), "state.gripper": np.zeros((2, 1, 1)),
+                      "annotation.human.task_description": np.array(["pick", "pick"])})
+    assert run.main(["--robot.type=so100_sim", "--robot.cameras={}", f"--model_path={tiny_checkpoint}",
+                     "--quantize=int8", f"--calibration={path}"]) == 2
+    out, err = capsys.readouterr()
+    assert "sample 0" in err and len(err.strip().splitlines()) == 1 and "robot disconnected" not in out, (out, err)

@@ -175,6 +175,8 @@ def test_tracking_error_is_zero_on_time_and_grows_with_lag():
         (["backends", "--observations", "/nonexistent/cases.npz"], "--observations: expected example, reach or"),
         (["reach", "--precisions", "float32,fp4"], "unknown ['fp4']"),
         (["contention", "--rounds", "0"], "--rounds >= 1"),
+        *[([name, "--quantize", "int8", "--calibration", "obs.npz"], f"bench {name} quantizes models of its own")
+          for name in ("backends", "gpu", "inference")],
     ],
 )
 def test_bad_arguments(argv, message, capsys):

@@ -131,11 +131,19 @@ def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Pat
     (["--camera_map", "[front]"], "--camera_map '[front]' must map camera names to video keys"),
     (["--action_horizon", "32"], "--action_horizon 32 exceeds the policy's chunk of 16"),
     (["--out", "/proc/nope/r.json"], "--out: cannot write /proc/nope/r.json"),
+    (["--quantize", "int8", "--calibration", "/nope/obs.npz"], "--calibration /nope/obs.npz"),  # (no .npz there)
+    (["--quantize", "fp8", "--calibration", "obs.npz"], "got --backend torch --quantize fp8"),
 ])
 def test_bad_flags_are_one_line(flags, words, dataset_path, tiny_checkpoint, capsys):
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gr00t-fast eval: error:") and words in err and "\n" not in err, err
+
+
+def test_policy_flags_are_checked_before_the_dataset_is_read(tiny_checkpoint, capsys):
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", "/nope/dataset", "--quantize", "int8",
+                 "--calibration", "/nope/obs.npz"]) == 2
+    assert "--calibration /nope/obs.npz" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("info, modality, words", [

@@ -346,14 +346,17 @@ def test_the_error_sample_holds_the_rows_that_set_a_scale():
     assert len(sample) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8 and (sample == x[778]).all(dim=1).any()
 
 
-def test_the_error_sample_spreads_over_every_call():
-    """Each call (a calibration observation, a denoising step) gets an equal share of the evenly spaced rows, and
-    the largest rows are the largest of all calls."""
-    calls = [torch.full((300, 8), float(k + 1)) for k in range(5)]
-    calls[3][17] *= 50
-    stats = quantize.InputStats(calls[0])
-    for x in calls[1:]:
+@pytest.mark.parametrize("calls", [5, 32, 100])  # 32: 8 calibration observations x 4 denoising steps
+def test_the_error_sample_spreads_over_every_call(calls):
+    """Each call (a calibration observation, a denoising step) gets an equal share of the evenly spaced rows (past
+    `ERROR_ROWS` calls, every other call one row), and the largest rows are the largest of all calls."""
+    xs = [torch.full((300, 8), float(k + 1)) for k in range(calls)]
+    xs[3][17] *= 50
+    stats = quantize.InputStats(xs[0])
+    for x in xs[1:]:
         stats.add(x)
-    shares = torch.bincount(stats.spaced[:, 0].long(), minlength=6)[1:]
-    assert len(stats.spaced) == quantize.ERROR_ROWS and shares.min() >= shares.max() - 2
-    assert (stats.largest == calls[3][17]).all(dim=1).any() and stats.calls == 5
+    shares = torch.bincount(stats.spaced[:, 0].long(), minlength=calls + 1)[1:]
+    kept = shares[shares > 0]
+    assert kept.max() - kept.min() <= 1 and len(kept) == (calls if calls <= quantize.ERROR_ROWS else calls // 2)
+    assert len(stats.spaced) == min(quantize.ERROR_ROWS, len(kept) * kept.max())
+    assert (stats.largest == xs[3][17]).all(dim=1).any() and stats.calls == calls

@@ -24,6 +24,7 @@ from gr00t_fast.dev.bench.common import (
 )
 from gr00t_fast.model.quantize import int8_engine
 
+OWN_QUANTIZATION = True  # its rows quantize models of their own: `--calibration` is refused (`cli`)
 SWING_POINTS = 5  # observations along the demo task's swing (`--observations reach`)
 OWN_SAMPLES = 16  # most samples of your own observations file the error is measured on (evenly spaced)
 

@@ -1,7 +1,8 @@
 """`gr00t-fast bench <benchmark>`: one harness, one set of flags (the policy's own, see PolicyConfig, plus --size,
 --reps, --warmup, --threads and --out).
 
-Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `run(bench, args)`,
+Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `OWN_QUANTIZATION`
+(it quantizes models of its own on an example call: `--calibration` refused), `run(bench, args)`,
 optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning) and `default_checkpoint(size)` (the
 checkpoint without --model_path, instead of a random-weight one). Every benchmark plots: matplotlib
 (the `bench` extra) is checked before any starts."""
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--reps must be >= 1 and --warmup >= 0, got {args.reps} and {args.warmup}")
         if hasattr(module, "check"):
             module.check(args)
+        if args.calibration is not None and getattr(module, "OWN_QUANTIZATION", False):
+            raise ValueError(f"--calibration: bench {args.benchmark} quantizes models of its own on an example call, "
+                             "which it would not calibrate; leave it out here (bench ab, bench reach and the "
+                             "commands that run a policy take it)")
         policy = policy_config_from_args(args)
         check_data_config(policy.data_config)  # a file's mistakes before a download or a generated checkpoint
         checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None),

@@ -19,6 +19,7 @@ import torch
 from gr00t_fast.dev.bench.common import Bench, error_text, fmt, model_inputs, timed
 from gr00t_fast.model.inputs import ModelInputs
 
+OWN_QUANTIZATION = True  # its rows quantize models of their own: `--calibration` is refused (`cli`)
 Call = tuple[ModelInputs, torch.Tensor]  # inputs and noise of one call
 GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "reference" / "golden_public"  # in a source checkout
 ROWS = {  # name -> (model dtype, backend, quantization); quantized rows run as CUDA graphs on a GPU

@@ -21,6 +21,7 @@ from gr00t_fast.dev.bench.common import (
 from gr00t_fast.runtime.torch_thread import torch_thread
 from gr00t_fast.robot.base import ACTION_KEYS, SO100_JOINT_GROUPS
 
+OWN_QUANTIZATION = True  # its other backends quantize a plain model of their own: `--calibration` is refused
 ALL_BACKENDS = ("torch", "compile", "cuda-graph", "onnxruntime", "tensorrt")
 
 
