@@ -286,6 +286,7 @@ control loop.
 | A data config's pre- and postprocessing per camera (NVIDIA's three-camera configs against `so100_dualcam`) | `python benchmarks/data_config_cost.py` | `data_config_cost.json` |
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
+| `--quantize int8` calibrated on recorded observations against the example call (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
 `--denoising_steps`, `--backend`, `--quantize`, `--seed`, ... as for `gr00t-fast run`), `--size tiny|small|full`
