@@ -19,7 +19,7 @@ from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
 from gr00t_fast.model.loading import resolve_device_dtype
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
-from gr00t_fast.policy.config import PolicyConfig, calibrated
+from gr00t_fast.policy.config import PolicyConfig, calibrated, check_calibration
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH, RequestBounds
 from gr00t_fast.policy.data_config import DataConfig
 from gr00t_fast.policy.preflight import check_policy_inputs
@@ -144,10 +144,7 @@ def calibration_calls(path: str | Path, cls: type[Backend], request: LoadRequest
     config do not take, is refused in one line naming the sample."""
     from gr00t_fast.export.int8 import observation_samples
 
-    if request.quantize != "int8" or not cls.calibrates:  # `check_calibration` on a command's flag line
-        raise ValueError(f"calibration {path}: the observations --quantize int8 measures its activations on, with a "
-                         f"backend that quantizes the network itself; got backend {cls.name!r}, quantize "
-                         f"{request.quantize!r}")
+    check_calibration(str(path), request.quantize, cls.name)  # as on a command's flag line: the one rule
     host = processor_for_model(model_config, data_config, metadata, "cpu", torch.float32, max_instruction_tokens,
                                image_preprocessing, bounds, cls.prompt_step)
     return observation_samples(path, host, model_config, CALIBRATION_SAMPLES, seed)

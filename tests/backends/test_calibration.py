@@ -58,9 +58,9 @@ def test_quantize_measures_the_activations_of_the_recorded_observations(tiny_che
 
 
 @pytest.mark.parametrize("case, message", [
-    ("openvino", "with a backend that quantizes the network itself; got backend 'openvino'"),
-    ("fp8", "got backend 'torch', quantize 'fp8'"),
-    ("no quantize", "got backend 'torch', quantize None"),
+    ("openvino", "got --backend openvino --quantize int8"),
+    ("fp8", "got --backend torch --quantize fp8"),
+    ("no quantize", "got --backend torch --quantize None"),
     ("not npz", "not an .npz of observation arrays"),
     ("no camera", "sample 0: "),
 ])
