@@ -1,5 +1,6 @@
 """Commands driven as real processes by the tests."""
 
+import os
 import queue
 import signal
 import subprocess
@@ -19,8 +20,10 @@ class Command:
     def __init__(self, argv: list[str]):
         # the stop signals at their defaults, as in a terminal: a suite started in the background (`pytest &`) runs
         # with SIGINT ignored, which its children would inherit (Python then installs no KeyboardInterrupt)
+        # faulthandler: a process that hangs is aborted by `finish` and prints where each of its threads stood
         self.process = subprocess.Popen([sys.executable, "-m", "gr00t_fast.cli", *argv], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals)
+                                        stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals,
+                                        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         self._lines: queue.Queue = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
@@ -50,14 +53,24 @@ class Command:
             self.process.send_signal(signum)
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
-        """Exit code, stdout and stderr (a process still running after `timeout` s is killed: the test fails)."""
+        """Exit code, stdout and stderr. A process still running after `timeout` s fails the test with what it
+        printed and, aborted (SIGABRT: faulthandler), the Python stack of each of its threads."""
         try:
             code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            code = None
         finally:
             self.process.kill()
             for reader in self._readers:
                 reader.join(10)
-        return code, "".join(self.out), "".join(self.err)
+        err = "".join(self.err)
+        assert code is not None, f"still running {timeout:g} s on (aborted): its stderr, then its threads' stacks:\n{err[-8000:]}"
+        return code, "".join(self.out), err
 
 
 def assert_interrupted_while_loading(argv: list[str], program: str) -> None:
