@@ -287,6 +287,7 @@ control loop.
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
 | `--quantize int8` calibrated on recorded observations against the example call (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
+| Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations' | `python benchmarks/int8_error_sources.py` | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
 `--denoising_steps`, `--backend`, `--quantize`, `--seed`, ... as for `gr00t-fast run`), `--size tiny|small|full`
@@ -321,6 +322,21 @@ PATHS = {
     "compile `--quantize int8`": "gr00t-fast compile 4-step fp32 int8",
     "OpenVINO f32, NNCF INT8 weights": "gr00t-fast openvino 4-step fp32 int8",
 }
+
+
+# `benchmarks/int8_error_sources.py`: the largest action difference from fp32 (and the mean one) per row
+ERROR_SOURCES = {
+    "48M": "cpu/int8_error_sources_small_avx512bf16_2026-11-26.json",
+    "48M, `--calibration`": "cpu/int8_error_sources_small_calibrated_avx512bf16_2026-11-26.json",
+    "full size": "cpu/int8_error_sources_full_avx512bf16_2026-11-26.json",
+    "full size, `--calibration`": "cpu/int8_error_sources_full_gptq_calibrated_avx512bf16_2026-11-26.json",
+    "full size, `--calibration`, plain rounding": "cpu/int8_error_sources_full_plain_calibrated_avx512bf16_2026-11-26.json",
+    "full size, fitted to the example call (not kept)": "cpu/int8_error_sources_full_gptq_avx512bf16_2026-11-26.json",
+}
+
+
+def error_cell(r: Record) -> str:
+    return f"{r['max']:.2f} ({r['mean']:.2f})"
 
 
 def paths(*labels: str) -> list[Row]:
@@ -420,6 +436,21 @@ SECTIONS = [
                  "NVIDIA's own bf16 is the bound a user already accepts.",
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
+    Section("Where its error comes from", level=3,
+            text="`python benchmarks/int8_error_sources.py`: each row loaded as `--quantize int8` loads, against "
+                 "gr00t-fast's fp32 on 6 observations of the simulated SO-100 (one noise each): the largest action "
+                 "difference (its mean). A stack alone: only its layers int8. Weights alone, activations alone: one "
+                 "rounding without the other, in a float32 matmul (analyses, not paths). Plain rounding: each weight "
+                 "at its nearest level, what int8 does without `--calibration`. With it (8 observations of another "
+                 "simulated run, `--robot.seed 7`) the weights are rounded as GPTQ does, fitted to those calls (about "
+                 "2 minutes more of the load at full size on 2 cores). The last column fitted them to the example "
+                 "call's random frames instead (every stack but the vision tower): worse than plain rounding at full "
+                 "size, not kept. bf16 is gr00t-fast's own, not NVIDIA's.",
+            table=Table(corner="row", columns=[Col(label, file, error_cell) for label, file in ERROR_SOURCES.items()],
+                        rows=[Row(name, lambda d, name=name: d["rows"].get(name)) for name in (
+                            "bf16", "int8", "int8, plain rounding", "int8, vision alone", "int8, llm alone",
+                            "int8, vl_self_attention alone", "int8, dit alone", "int8 weights alone",
+                            "int8 activations alone")])),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "

@@ -13,14 +13,11 @@ the same observations and noise: the largest action difference (degrees; gripper
 """
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from gr00t_fast.dev.bench.common import environment
+from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.loading import load_policy
 from gr00t_fast.policy.observations import read_observations
 
@@ -52,11 +49,7 @@ def main() -> int:
                       "max": max(differences)}
         print(f"int8, {name}: {[round(d, 2) for d in differences]}, max {max(differences):.2f}", flush=True)
         del policy
-    result = {"command": " ".join(sys.argv), "environment": environment(torch.device("cpu")),
-              "held_out_observations": len(held), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, held_out_observations=len(held), rows=rows)
     return 0
 
 

@@ -18,7 +18,8 @@ __all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
 def quantize_model(model: torch.nn.Module, mode: str,
                    calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None) -> dict[str, int]:
     """`quantize_linears` in place, its activations measured in the sample calls: `calibration` (host float32
-    (inputs, noise) calls of the user's observations, `LoadRequest.calibration`), else an example call (batch 1).
+    (inputs, noise) calls of the user's observations, `LoadRequest.calibration`; the int8 weights are rounded to fit
+    them too), else an example call (batch 1).
     Its layer counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are
     returned."""
     from gr00t_fast.backends.eager import TorchBackend
@@ -26,7 +27,8 @@ def quantize_model(model: torch.nn.Module, mode: str,
     calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calibration] \
         if calibration else [example_inputs(model.config, device=model.device, dtype=model.dtype)]
     steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
-    counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls])
+    counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls],
+                              fit_weights=bool(calibration))
     engine = {"engine": str(int8_engine(model.device))} if mode == "int8" else {}
     observations = {"observations": len(calibration)} if calibration else {}
     if model.precision is not None:

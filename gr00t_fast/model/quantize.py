@@ -2,6 +2,14 @@
 
 Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at
 run time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph).
+Rounding each weight to its nearest level is what moves the actions most (48M, random weights: the int8 weights
+alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size 3.2 and 2.6 of 3.8;
+`benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
+GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
+by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.26 against
+4.95; full size: 3.22 against 3.89; at full size it costs about 2 minutes of a 2-core CPU at load). Fitted to the
+example call's random frames it moved the actions more than plain rounding at full size (5.94): without
+observations every weight goes to its nearest level.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
@@ -36,9 +44,9 @@ largest value over `OUTLIER_RATIO` x the median channel's in the sample call) is
 input divided by s_j at run time, the same product with the outliers' range shared between both operands (a channel
 quiet in the sample call counts as 1% of the median channel: its s_j stays in range). Then every converted layer's
 own error is measured on its inputs in the sample call (the float network's: the relative difference of its output
-from the float layer's, on up to `ERROR_ROWS` rows, the largest among them) and a layer above `MAX_LAYER_ERROR`
-stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are found by
-measurement, not by hand.
+from the float layer's, on the kept rows its rounding was not fitted to and the largest ones) and a layer above
+`MAX_LAYER_ERROR` stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are
+found by measurement, not by hand.
 
 FBGEMM's activations share one scale per call: each sample of a batch (the leading axis) is its own call, so that a
 sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
@@ -76,6 +84,9 @@ OUTLIER_RATIO = 16.0  # an input channel this many times the median channel's ab
 SMOOTH_ALPHA = 0.5  # SmoothQuant's migration strength: half of the range moves into the weights
 MAX_LAYER_ERROR = 0.05  # a converted layer whose output moves by more (relative, on the sample call) stays in float
 QUIET_CHANNEL = 0.01  # a channel quieter than this share of the median channel counts as that share when smoothing
+GPTQ_DAMP = 0.01  # GPTQ's damping of H: this share of its mean diagonal added to the diagonal
+GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
+GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
 FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
 
 
@@ -143,6 +154,40 @@ def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[to
     return (q.round() if dtype == torch.int8 else q.clamp(-qmax, qmax)).to(dtype), scale
 
 
+def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 weights (out, in) and their float32 scales (out, 1) as `_quantize_rows` makes them (per output channel,
+    absmax / qmax), each column's rounding error carried into the columns not yet rounded as GPTQ does (Frantar et
+    al. 2022: weighted by the inverse of H = X^T X of the layer's inputs `rows`, damped by `GPTQ_DAMP` x its mean
+    diagonal), so that the layer's output on inputs like `rows` moves less than with each weight at its nearest
+    level. The input channels go in chunks of `GPTQ_CHUNK`, each with its own block of H (an error is carried within
+    its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. A chunk whose inputs are all
+    zero: plain rounding."""
+    scale = weight.detach().float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / qmax
+    step = scale.reshape(-1)
+    w = weight.detach().float().t().contiguous()  # (in, out): a column of the weight is a contiguous row here
+    x = rows.to(w.device, torch.float32)
+    q = torch.empty_like(w)
+    for first in range(0, w.shape[0], GPTQ_CHUNK):
+        chunk, inputs = w[first:first + GPTQ_CHUNK], x[:, first:first + GPTQ_CHUNK]
+        h = inputs.t() @ inputs
+        damp = GPTQ_DAMP * h.diagonal().mean()
+        if not torch.isfinite(damp) or damp <= 0:
+            q[first:first + len(chunk)] = (chunk / step).round_().clamp_(-qmax, qmax)
+            continue
+        h.diagonal().add_(damp)
+        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+        for start in range(0, len(chunk), GPTQ_BLOCK):  # a block's columns one by one, then the rest at once
+            end = min(start + GPTQ_BLOCK, len(chunk))
+            block, inverse = chunk[start:end], hinv[start:end, start:end]
+            errors = torch.empty_like(block)
+            for i in range(end - start):
+                levels = q[first + start + i] = (block[i] / step).round_().clamp_(-qmax, qmax)
+                errors[i] = (block[i] - levels * step) / inverse[i, i]
+                block[i + 1:].sub_(torch.outer(inverse[i, i + 1:], errors[i]))
+            chunk[end:] -= hinv[start:end, end:].t() @ errors
+    return q.t().contiguous().to(torch.int8), scale
+
+
 def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
     """Row-wise `torch._scaled_mm` on CUDA: compute capability 8.9+ (Ada, Hopper, Blackwell), bfloat16 output."""
     capability = torch.cuda.get_device_capability(device)
@@ -157,9 +202,11 @@ def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
 class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per sample
     on the fbgemm engine). `engine`: int8's (`int8_engine`, default the one for the weight's device); `smooth`: the
-    SmoothQuant factor per input channel (module docstring), None for none."""
+    SmoothQuant factor per input channel (module docstring), None for none; `rows`: inputs of the float layer (before
+    smoothing) the int8 weights' rounding is fitted to (`_round_weights`), None for plain rounding."""
 
-    def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None):
+    def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
+                 rows: torch.Tensor | None = None):
         super().__init__()
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]
@@ -172,13 +219,17 @@ class QuantizedLinear(nn.Module):
         if smooth is not None:
             weight = weight.float() * smooth
             self.register_buffer("inv_smooth", smooth.reciprocal().float())  # float32, as the product it undoes
+            rows = None if rows is None else rows.float() / smooth.to(rows.device)
         else:
             self.inv_smooth = None
+        if mode == "int8" and rows is not None:
+            weight, scale = _round_weights(weight, rows, self.qmax)
+        else:
+            weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
         if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight, and the bias
-            self.packed = fbgemm_pack(weight.float(), None if linear.bias is None else linear.bias.detach().float())
+            self.packed = fbgemm_pack(weight, scale, None if linear.bias is None else linear.bias.detach().float())
             return
         self.bias = linear.bias
-        weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
         self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
 
@@ -214,16 +265,17 @@ class QuantizedLinear(nn.Module):
                f"engine={self.engine}{smoothed}"
 
 
-def fbgemm_pack(weight: torch.Tensor, bias: torch.Tensor | None):
-    """`weight` (out, in) quantized per output channel (symmetric int8) and packed for FBGEMM's dynamic GEMM (the
-    process's quantized engine set to FBGEMM while it packs)."""
-    scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
+def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    """int8 `weight` (out, in) with its per-output-channel `scale` (out, 1), packed for FBGEMM's dynamic GEMM as they
+    are (the process's quantized engine set to FBGEMM while it packs)."""
+    scale = scale.reshape(-1).double()
     engine = torch.backends.quantized.engine
     try:
         torch.backends.quantized.engine = "fbgemm"
         with warnings.catch_warnings():  # torch.ao's quantized tensors are marked deprecated; the ops stay in torch
             warnings.simplefilter("ignore")
-            q = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+            q = torch._make_per_channel_quantized_tensor(weight.cpu(), scale.cpu(),
+                                                         torch.zeros_like(scale, dtype=torch.long).cpu(), 0)
             return torch.ops.quantized.linear_prepack(q, bias)
     finally:
         torch.backends.quantized.engine = engine
@@ -247,7 +299,7 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
 
 
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
-ERROR_ROWS = 64  # input rows of the sample call kept per layer to measure its own int8 error
+ERROR_ROWS = 128  # input rows of the sample call kept per layer: half fit its int8 rounding, half measure its error
 
 
 class InputStats:
@@ -280,9 +332,15 @@ class InputStats:
         return torch.cat(self.parts)
 
     @property
-    def sample(self) -> torch.Tensor:
-        """The rows a converted layer's own error is measured on (a row in both parts counts twice)."""
-        return torch.cat([self.spaced, self.largest])
+    def fit(self) -> torch.Tensor:
+        """The rows the int8 weights' rounding is fitted to (`_round_weights`): every other evenly spaced row."""
+        return self.spaced[0::2]
+
+    @property
+    def held_out(self) -> torch.Tensor:
+        """The rows a converted layer's own error is measured on: the other evenly spaced rows (none fitted) and the
+        largest ones."""
+        return torch.cat([self.spaced[1::2], self.largest])
 
 
 def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -341,13 +399,16 @@ def layer_error(layer: nn.Linear, quantized: nn.Module, x: torch.Tensor) -> floa
 
 
 @torch.no_grad()
-def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None) -> dict[str, int]:
+def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None,
+                     fit_weights: bool = False) -> dict[str, int]:
     """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns how many of them each
     verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds
     `MAX_LAYER_ERROR`), and "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
-    channels). Without `sample` every layer the kernel takes is converted, unsmoothed and unmeasured."""
+    channels). With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the
+    user's observations), else to their nearest levels. Without `sample` every layer the kernel takes is converted,
+    unsmoothed, unmeasured and plainly rounded."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     width = MODES[mode][2]
@@ -377,9 +438,10 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0}
 
     def convert(layer: nn.Linear, stats: InputStats | None) -> nn.Module:
-        smooth = smoothing(layer, stats.channel_absmax) if stats is not None and mode == "int8" else None
-        quantized = QuantizedLinear(layer, mode, engine, smooth)
-        if stats is not None and mode == "int8" and layer_error(layer, quantized, stats.sample) > MAX_LAYER_ERROR:
+        measured = stats is not None and mode == "int8"
+        smooth = smoothing(layer, stats.channel_absmax) if measured else None
+        quantized = QuantizedLinear(layer, mode, engine, smooth, stats.fit if measured and fit_weights else None)
+        if measured and layer_error(layer, quantized, stats.held_out) > MAX_LAYER_ERROR:
             counts["too_lossy"] += 1
             return layer
         counts["converted"] += 1

@@ -39,11 +39,11 @@ def corrupt(tiny_checkpoint, tmp_path_factory):
 def test_quantize_measures_the_activations_of_the_recorded_observations(tiny_checkpoint, recorded, monkeypatch):
     seen, quantize_linears = [], pytorch.quantize_linears
 
-    def spy(model, mode, sample=None):  # the pixels every sample call gives the vision tower
+    def spy(model, mode, sample=None, fit_weights=False):  # the pixels every sample call gives the vision tower
         vision = model.backbone.eagle_model.vision_model
         hook = vision.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
         try:
-            return quantize_linears(model, mode, sample)
+            return quantize_linears(model, mode, sample, fit_weights)
         finally:
             hook.remove()
 

@@ -339,11 +339,15 @@ def test_a_channel_quiet_in_the_sample_is_not_scaled_without_bound():
     assert quantize.layer_error(linear, layer, later) < 0.05
 
 
-def test_the_error_sample_holds_the_rows_that_set_a_scale():
+def test_the_error_is_measured_on_rows_the_rounding_was_not_fitted_to_and_on_those_that_set_a_scale():
     x = torch.randn(1000, 64)
     x[778] *= 100  # one token 100x the rest (an attention sink), between the evenly spaced rows
-    sample = quantize.InputStats(x).sample
-    assert len(sample) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8 and (sample == x[778]).all(dim=1).any()
+    stats = quantize.InputStats(x)
+    held_out, fit = stats.held_out, stats.fit
+    assert len(held_out) + len(fit) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8
+    assert (held_out == x[778]).all(dim=1).any()
+    spaced = held_out[:len(held_out) - len(stats.largest)]
+    assert not (spaced[:, None] == fit[None]).all(dim=2).any() and len(fit) == len(spaced) == quantize.ERROR_ROWS // 2
 
 
 @pytest.mark.parametrize("calls", [5, 32, 100])  # 32: 8 calibration observations x 4 denoising steps
@@ -360,3 +364,81 @@ def test_the_error_sample_spreads_over_every_call(calls):
     assert kept.max() - kept.min() <= 1 and len(kept) == (calls if calls <= quantize.ERROR_ROWS else calls // 2)
     assert len(stats.spaced) == min(quantize.ERROR_ROWS, len(kept) * kept.max())
     assert (stats.largest == xs[3][17]).all(dim=1).any() and stats.calls == calls
+
+
+def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torch.Tensor]:
+    """Batches of inputs of one kind, like a transformer layer's: most of their energy in a few directions (a rank-8
+    part shared by every batch, over small noise)."""
+    basis = torch.randn(8, width, generator=gen)
+    return [torch.randn(n, 8, generator=gen) @ basis + 0.05 * torch.randn(n, width, generator=gen) for n in rows]
+
+
+def weight_error(weight: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> float:
+    """The relative change of x @ weight^T when the weight is int8 `q` x `scale` (per row): the weights' part of
+    a layer's error alone (the activations kept exact)."""
+    want = x.double() @ weight.detach().double().t()
+    return ((x.double() @ (q.double() * scale.double()).t() - want).norm() / want.norm()).item()
+
+
+@pytest.mark.parametrize("engine", ["onednn", "fbgemm"])
+def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rounding(engine):
+    """GPTQ's rounding (`_round_weights`) on the inputs of the sample call: on other inputs of their kind the layer's
+    output error is well below plain rounding's, with the same scales and levels; FBGEMM packs those very levels."""
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(256, 192)
+    fit, held_out = correlated_inputs(256, gen, 64, 256)
+    plain = QuantizedLinear(linear, "int8", engine)
+    fitted = QuantizedLinear(linear, "int8", engine, rows=fit)
+    q, scale = quantize._round_weights(linear.weight, fit, 127.0)
+    want_q, want_scale = quantize._quantize_rows(linear.weight, torch.int8, 127.0)
+    assert q.dtype == torch.int8 and q.abs().max() <= 127 and torch.equal(scale, want_scale)
+    assert (q != want_q).float().mean() > 0.05  # levels moved, not only rounded
+    assert weight_error(linear.weight, q, scale, held_out) < 0.6 * weight_error(linear.weight, want_q, scale, held_out)
+    if engine == "fbgemm":
+        weight, _ = torch.ops.quantized.linear_unpack(fitted.packed)
+        assert torch.equal(weight.int_repr(), q)
+        assert torch.allclose(weight.q_per_channel_scales().float(), scale.reshape(-1))
+    else:
+        assert torch.equal(fitted.weight, q) and torch.equal(plain.weight, want_q)
+
+
+def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
+    """Where SmoothQuant scales the weight's columns, the rows are divided the same way before GPTQ weighs them: the
+    fitted layer beats plain rounding on other inputs of the kind."""
+    gen = torch.Generator().manual_seed(1)
+    linear = torch.nn.Linear(256, 192)
+    fit, held_out = correlated_inputs(256, gen, 64, 256)
+    fit[:, :3] *= 60
+    held_out[:, :3] *= 60
+    smooth = quantize.smoothing(linear, quantize.InputStats(fit).channel_absmax)
+    assert smooth is not None
+    plain = QuantizedLinear(linear, "int8", "onednn", smooth)
+    fitted = QuantizedLinear(linear, "int8", "onednn", smooth, rows=fit)
+    smoothed_weight, smoothed_inputs = linear.weight * smooth, held_out / smooth
+    errors = [weight_error(smoothed_weight, layer.weight, layer.weight_scale.t(), smoothed_inputs)
+              for layer in (fitted, plain)]
+    assert errors[0] < 0.6 * errors[1]
+
+
+def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_call(tiny_checkpoint,
+                                                                                     int8_at_every_size):
+    """The example call's frames are random, not what a robot sees: its int8 weights keep their nearest levels; with
+    `--calibration` every stack's weights are rounded to fit those calls, and the load line says so."""
+
+    def fitted(calibration) -> dict[str, bool]:
+        model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+        plain = {name: quantize._quantize_rows(m.weight, torch.int8, 127.0)[0]
+                 for name, m in model.named_modules() if type(m) is torch.nn.Linear}
+        quantize_model(model, "int8", calibration)
+        stacks = quantize.transformer_stacks(model)
+        names = {stack: {n for n, m in model.named_modules() if any(m is s for s in module.modules())}
+                 for stack, module in stacks.items()}
+        return {stack: any(not torch.equal(m.weight, plain[n]) for n, m in model.named_modules()
+                           if n in names[stack] and isinstance(m, QuantizedLinear)) for stack in stacks}, \
+            str(model.precision)
+
+    example, text = fitted(None)
+    assert not any(example.values()) and "GPTQ" not in text
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    calibrated, text = fitted([example_inputs(model.config, seed=seed) for seed in (1, 2)])
+    assert all(calibrated.values()) and "the weights rounded to fit them (GPTQ)" in text

@@ -178,6 +178,18 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def write_result(path: str | Path, **fields: Any) -> None:
+    """A benchmark script's result file (`benchmarks/*.py`): the command that ran, this machine (a CPU run), then
+    `fields`, as JSON at `path` (its folder made)."""
+    import sys
+
+    result = {"command": " ".join(sys.argv), "environment": environment(torch.device("cpu")), **fields}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
 def environment_markdown(env: dict[str, Any]) -> str:
     v, flags, caps = env["versions"], env.get("cpu_flags", {}), env.get("isa_caps", {})
     present = " ".join(f for f, on in flags.items() if on) or "none"

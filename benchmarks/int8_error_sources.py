@@ -1,0 +1,144 @@
+"""Where `--quantize int8`'s action error comes from: each transformer stack quantized alone, and the weights' rounding
+apart from the activations'.
+
+A float32 checkpoint, recorded observations (`gr00t-fast run --record_observations`), one initial noise each. Every
+row is loaded as `--quantize int8` loads (`quantize_linears`: the same verdicts, smoothing and per-layer error check on
+the example call, or on `--calibration`'s observations) and compared with fp32 eager on the same observations and
+noise: the largest action difference (degrees; gripper units), as `bench ab` reports it, and the mean one. Rows:
+
+    bf16                     the model cast to bfloat16 (gr00t-fast's own; the issue's bound is NVIDIA's bf16)
+    int8                     `--quantize int8` as shipped (oneDNN's `torch._int_mm` or FBGEMM, as the CPU has)
+    int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
+                             weights are rounded as GPTQ does, fitted to the calibration's calls)
+    int8, <stack> alone      only that stack's Linear layers converted (the others float32)
+    int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
+    int8 activations alone   activations rounded per token to int8 as the kernel sees them, weights float32
+
+The last two are analyses, not paths a user can run: the same quantized values (`_quantize_rows`) in a float32
+matmul, so that each rounding is seen without the other.
+
+    gr00t-fast run --duration 5 --record_observations obs.npz                   # 6 observations
+    gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 others
+    python benchmarks/int8_error_sources.py --model_path ~/.cache/gr00t_fast/small_fp32 --observations obs.npz \\
+        [--calibration cal.npz] --out benchmarks/results/cpu/int8_error_sources_small.json
+"""
+
+import argparse
+import contextlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+import gr00t_fast.model.quantize as quantize
+from gr00t_fast.dev.bench.common import write_result
+from gr00t_fast.loading import load_policy
+from gr00t_fast.policy.observations import read_observations
+
+
+class Simulated(quantize.QuantizedLinear):
+    """A converted layer whose int8 values go through a float32 matmul (`forward`): oneDNN's layout of the weights
+    whatever the CPU's engine (no int8 kernel runs)."""
+
+    def __init__(self, linear: torch.nn.Linear, mode: str, engine: str | None = None, smooth=None, rows=None):
+        super().__init__(linear, mode, "onednn", smooth, rows)
+        self.register_buffer("float_weight", linear.weight.detach().float() * (1 if smooth is None else smooth))
+
+
+class WeightsAlone(Simulated):
+    """The int8 weights dequantized, float32 activations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.float() * self.weight_scale.t()
+        return _float_linear(self, x, weight)
+
+
+class ActivationsAlone(Simulated):
+    """Activations rounded per token to int8 (smoothed first where the layer is), the float32 weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _float_linear(self, x, self.float_weight, round_activations=True)
+
+
+def _float_linear(layer: quantize.QuantizedLinear, x: torch.Tensor, weight: torch.Tensor,
+                  round_activations: bool = False) -> torch.Tensor:
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, layer.in_features).float()
+    if layer.inv_smooth is not None:
+        rows = rows * layer.inv_smooth
+    if round_activations:
+        q, scale = quantize._quantize_rows(rows, torch.int8, 127.0)
+        rows = q.float() * scale
+    out = rows @ weight.t()
+    if layer.bias is not None:
+        out = out + layer.bias
+    return out.to(layer.out_dtype).reshape(*lead, layer.out_features)
+
+
+@contextlib.contextmanager
+def patched(**values):
+    """`gr00t_fast.model.quantize`'s names replaced for the block (the layer class, the stacks, the rounding)."""
+    old = {name: getattr(quantize, name) for name in values}
+    for name, value in values.items():
+        setattr(quantize, name, value)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            setattr(quantize, name, value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_path", required=True)
+    parser.add_argument("--observations", required=True)
+    parser.add_argument("--calibration", default=None,
+                        help="observations the int8 rows measure their activations on (`--calibration`), another "
+                             "recording than --observations; default: the example call")
+    parser.add_argument("--rows", nargs="*", default=None, help="the rows to run (their names above; default all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    recorded = read_observations(args.observations)
+    observations = [{k: v[i] for k, v in recorded.items()} for i in range(len(recorded["state.gripper"]))]
+    noise = [np.random.default_rng(i).standard_normal((16, 32)).astype(np.float32) for i in range(len(observations))]
+    load = dict(device="cpu", warmup=False, threads=args.threads)
+
+    def actions(policy):
+        keys = policy.data_config.action_keys
+        return np.stack([np.concatenate([policy.get_action(o, noise=n)[k] for k in keys], -1)
+                         for o, n in zip(observations, noise)])
+
+    reference = actions(load_policy(args.model_path, dtype="float32", **load))
+    stacks = quantize.transformer_stacks
+    rows = {}
+
+    def row(name: str, dtype: str = "float32", **patch) -> None:
+        if args.rows is not None and name not in args.rows:
+            return
+        with patched(**patch):
+            int8 = dict(quantize="int8", calibration=args.calibration) if dtype == "float32" else {}
+            start = time.perf_counter()
+            policy = load_policy(args.model_path, dtype=dtype, **int8, **load)
+            load_s = time.perf_counter() - start
+            difference = np.abs(actions(policy) - reference)
+        counts = {k: v for k, v in (policy.precision.quantization or {}).items() if k in quantize.VERDICTS}
+        rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts,
+                      "load_s": load_s}
+        print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}  load {load_s:.1f} s  "
+              f"{counts}", flush=True)
+
+    row("bf16", dtype="bfloat16")
+    row("int8")
+    row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: quantize._quantize_rows(weight, torch.int8, qmax))
+    for stack in ("vision", "llm", "vl_self_attention", "dit"):
+        row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
+    row("int8 weights alone", QuantizedLinear=WeightsAlone)
+    row("int8 activations alone", QuantizedLinear=ActivationsAlone)
+    write_result(args.out, observations=len(observations), rows=rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
