@@ -161,7 +161,7 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
     diagonal), so that the layer's output on inputs like `rows` moves less than with each weight at its nearest
     level. The input channels go in chunks of `GPTQ_CHUNK`, each with its own block of H (an error is carried within
     its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. A chunk whose inputs are all
-    zero: plain rounding."""
+    zero or not finite, or whose H float32 cannot factor: plain rounding."""
     scale = weight.detach().float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / qmax
     step = scale.reshape(-1)
     w = weight.detach().float().t().contiguous()  # (in, out): a column of the weight is a contiguous row here
@@ -171,11 +171,16 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
         chunk, inputs = w[first:first + GPTQ_CHUNK], x[:, first:first + GPTQ_CHUNK]
         h = inputs.t() @ inputs
         damp = GPTQ_DAMP * h.diagonal().mean()
-        if not torch.isfinite(damp) or damp <= 0:
+        hinv = None
+        if torch.isfinite(damp) and damp > 0:
+            h.diagonal().add_(damp)
+            factor, info = torch.linalg.cholesky_ex(h)
+            if info.item() == 0:
+                hinv, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(factor), upper=True)
+                hinv = hinv if info.item() == 0 and torch.isfinite(hinv).all() else None
+        if hinv is None:  # no inputs, or none a float32 Cholesky takes
             q[first:first + len(chunk)] = (chunk / step).round_().clamp_(-qmax, qmax)
             continue
-        h.diagonal().add_(damp)
-        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
         for start in range(0, len(chunk), GPTQ_BLOCK):  # a block's columns one by one, then the rest at once
             end = min(start + GPTQ_BLOCK, len(chunk))
             block, inverse = chunk[start:end], hinv[start:end, start:end]

@@ -442,3 +442,14 @@ def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_c
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     calibrated, text = fitted([example_inputs(model.config, seed=seed) for seed in (1, 2)])
     assert all(calibrated.values()) and "the weights rounded to fit them (GPTQ)" in text
+
+
+@pytest.mark.parametrize("rows", ["zero", "nan", "inf"])
+def test_inputs_gptq_cannot_weigh_leave_the_nearest_levels(rows):
+    """All-zero inputs carry no weighting, and non-finite ones (a broken observation) no usable one: the weights keep
+    their nearest levels, finite, instead of a failed factorization at load."""
+    weight = torch.randn(64, 256)
+    x = {"zero": torch.zeros(8, 256), "nan": torch.full((8, 256), float("nan")),
+         "inf": torch.randn(8, 256).index_fill_(1, torch.tensor([3]), float("inf"))}[rows]
+    q, scale = quantize._round_weights(weight, x, 127.0)
+    assert torch.equal(q, quantize._quantize_rows(weight, torch.int8, 127.0)[0]) and torch.isfinite(scale).all()
