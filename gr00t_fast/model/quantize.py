@@ -7,7 +7,7 @@ alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1
 `benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
 GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
 by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.26 against
-4.95; full size: 3.22 against 3.89; at full size it costs about 2 minutes of a 2-core CPU at load). Fitted to the
+4.95; full size: 3.22 against 3.89, its load 195 s against 88 s on 2 cores). Fitted to the
 example call's random frames it moved the actions more than plain rounding at full size (5.94): without
 observations every weight goes to its nearest level.
 
