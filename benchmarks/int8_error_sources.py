@@ -10,6 +10,8 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
     int8                     `--quantize int8` as shipped (oneDNN's `torch._int_mm` or FBGEMM, as the CPU has)
     int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
                              weights are rounded as GPTQ does, fitted to the calibration's calls)
+    int8, weights fitted to the example call   GPTQ's rounding fitted to the example call's random frames (without
+                             --calibration; not what int8 does)
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
     int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
     int8 activations alone   activations rounded per token to int8 as the kernel sees them, weights float32
@@ -31,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+import gr00t_fast.backends.pytorch as pytorch
 import gr00t_fast.model.quantize as quantize
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.loading import load_policy
@@ -77,16 +80,26 @@ def _float_linear(layer: quantize.QuantizedLinear, x: torch.Tensor, weight: torc
 
 
 @contextlib.contextmanager
-def patched(**values):
-    """`gr00t_fast.model.quantize`'s names replaced for the block (the layer class, the stacks, the rounding)."""
-    old = {name: getattr(quantize, name) for name in values}
+def patched(module=quantize, **values):
+    """`module`'s names (default `gr00t_fast.model.quantize`'s) replaced for the block."""
+    old = {name: getattr(module, name) for name in values}
     for name, value in values.items():
-        setattr(quantize, name, value)
+        setattr(module, name, value)
     try:
         yield
     finally:
         for name, value in old.items():
-            setattr(quantize, name, value)
+            setattr(module, name, value)
+
+
+def fitting(model, mode, sample=None, fit_weights=False):
+    """`quantize_linears` with the int8 weights fitted to its sample call whatever it is (the example call too)."""
+    return quantize.quantize_linears(model, mode, sample, fit_weights=True)
+
+
+ROWS = ("bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call", "int8, vision alone",
+        "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone", "int8 weights alone",
+        "int8 activations alone")
 
 
 def main() -> int:
@@ -100,7 +113,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    unknown = set(args.rows or ()) - set(ROWS)
+    if unknown:
+        parser.error(f"--rows {sorted(unknown)}: not rows of this benchmark ({', '.join(ROWS)})")
     recorded = read_observations(args.observations)
+    if args.calibration:
+        read_observations(args.calibration)  # a file that is not observations: refused before the reference runs
     observations = [{k: v[i] for k, v in recorded.items()} for i in range(len(recorded["state.gripper"]))]
     noise = [np.random.default_rng(i).standard_normal((16, 32)).astype(np.float32) for i in range(len(observations))]
     load = dict(device="cpu", warmup=False, threads=args.threads)
@@ -131,7 +149,10 @@ def main() -> int:
 
     row("bf16", dtype="bfloat16")
     row("int8")
-    row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: quantize._quantize_rows(weight, torch.int8, qmax))
+    row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: (
+        *quantize._quantize_rows(weight, torch.int8, qmax), False))
+    if args.calibration is None:
+        row("int8, weights fitted to the example call", module=pytorch, quantize_linears=fitting)
     for stack in ("vision", "llm", "vl_self_attention", "dit"):
         row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
     row("int8 weights alone", QuantizedLinear=WeightsAlone)

@@ -331,7 +331,7 @@ ERROR_SOURCES = {
     "full size": "cpu/int8_error_sources_full_avx512bf16_2026-11-26.json",
     "full size, `--calibration`": "cpu/int8_error_sources_full_gptq_calibrated_avx512bf16_2026-11-26.json",
     "full size, `--calibration`, plain rounding": "cpu/int8_error_sources_full_plain_calibrated_avx512bf16_2026-11-26.json",
-    "full size, fitted to the example call (not kept)": "cpu/int8_error_sources_full_gptq_avx512bf16_2026-11-26.json",
+    "full size, fitted to the example call": "cpu/int8_error_sources_full_example_fit_avx512bf16_2026-11-26.json",
 }
 
 
@@ -443,19 +443,19 @@ SECTIONS = [
                  "rounding without the other, in a float32 matmul (analyses, not paths). Plain rounding: each weight "
                  "at its nearest level, what int8 does without `--calibration`. With it (8 observations of another "
                  "simulated run, `--robot.seed 7`) the weights are rounded as GPTQ does, fitted to those calls, at a "
-                 "cost in load time (the load rows: whole loads, the calibration calls included, on a machine "
-                 "partly busy with other runs: the 48M column's two loads run the same code, 9 s and 5 s). The last "
-                 "column fitted "
-                 "them to the example "
-                 "call's random frames instead (every stack but the vision tower): worse than plain rounding at full "
-                 "size, not kept. bf16 is gr00t-fast's own, not NVIDIA's.",
+                 "cost in load time (the load rows: whole loads, the calibration calls included; the full-size ones "
+                 "on a machine partly busy with other runs). Fitted to the example call's random frames instead (a "
+                 "row, not what int8 does), the weights moved full size's largest action more than plain rounding "
+                 "did, its mean less. bf16 is gr00t-fast's own, not NVIDIA's.",
             table=Table(corner="row", columns=[Col(label, file, error_cell) for label, file in ERROR_SOURCES.items()],
                         rows=[Row(name, lambda d, name=name: d["rows"].get(name)) for name in (
-                            "bf16", "int8", "int8, plain rounding", "int8, vision alone", "int8, llm alone",
+                            "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call",
+                            "int8, vision alone", "int8, llm alone",
                             "int8, vl_self_attention alone", "int8, dit alone", "int8 weights alone",
                             "int8 activations alone")] + [
                             Row(f"load: {name}", lambda d, name=name: (d["rows"].get(name) or {}).get("load_s"),
-                                metric=lambda s: f"{s:.0f} s") for name in ("int8", "int8, plain rounding")])),
+                                metric=lambda s: f"{s:.0f} s") for name in (
+                                "int8", "int8, plain rounding", "int8, weights fitted to the example call")])),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "

@@ -2,6 +2,7 @@
 
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import threading
 
 
 def default_stop_signals() -> None:
+    """A child's setup (`preexec_fn`): SIGINT and SIGTERM at their defaults, as in a terminal, and no core file."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a hung command `finish` aborts leaves no core file
 
 
 class Command:

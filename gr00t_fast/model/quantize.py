@@ -8,8 +8,8 @@ alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1
 GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
 by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.26 against
 4.95; full size: 3.22 against 3.89, its load 195 s against 88 s on 2 cores). Fitted to the
-example call's random frames it moved the actions more than plain rounding at full size (5.94): without
-observations every weight goes to its nearest level.
+example call's random frames it moved full size's largest action more than plain rounding (4.20 against 3.81, the
+mean less): without observations every weight goes to its nearest level.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
@@ -53,6 +53,7 @@ sample's actions never depend on its batch mates (its prompt padding rows are pa
 """
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -60,6 +61,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from gr00t_fast.model.swap import replace_layers
 
@@ -142,28 +144,35 @@ def int_mm_rows(n: int) -> int:
     return max(24, -(-n // 8) * 8)
 
 
-def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row quantization of a 2-D tensor: (values in `dtype`, float32 scales (rows, 1))."""
-    x = x.float()
+def _row_scales(x: torch.Tensor, qmax: float) -> torch.Tensor:
+    """Symmetric per-row scales of a float32 2-D tensor, (rows, 1): each row's largest magnitude over `qmax`."""
     if x.is_cuda:
         absmax = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True)
     else:  # the same values; the CPU's inf-norm is a generic reduction, 3-8x slower than abs + amax at these widths
         absmax = x.abs().amax(dim=1, keepdim=True)
-    scale = absmax.clamp(min=1e-12) / qmax
+    return absmax.clamp(min=1e-12) / qmax
+
+
+def _quantize_rows(x: torch.Tensor, dtype: torch.dtype, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row quantization of a 2-D tensor: (values in `dtype`, float32 scales (rows, 1))."""
+    x = x.float()
+    scale = _row_scales(x, qmax)
     q = x / scale  # within [-qmax, qmax] up to rounding: int8 rounds to at most 127, fp8 (no inf) is clamped
     return (q.round() if dtype == torch.int8 else q.clamp(-qmax, qmax)).to(dtype), scale
 
 
-def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 weights (out, in) and their float32 scales (out, 1) as `_quantize_rows` makes them (per output channel,
+def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """int8 weights (out, in), their float32 scales (out, 1) as `_quantize_rows` makes them (per output channel,
     absmax / qmax), each column's rounding error carried into the columns not yet rounded as GPTQ does (Frantar et
     al. 2022: weighted by the inverse of H = X^T X of the layer's inputs `rows`, damped by `GPTQ_DAMP` x its mean
     diagonal), so that the layer's output on inputs like `rows` moves less than with each weight at its nearest
     level. The input channels go in chunks of `GPTQ_CHUNK`, each with its own block of H (an error is carried within
     its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. A chunk whose inputs are all
-    zero or not finite, or whose H float32 cannot factor: plain rounding."""
-    scale = weight.detach().float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / qmax
+    zero or not finite, or whose H float32 cannot factor: plain rounding. The third value: whether any chunk was
+    fitted."""
+    scale = _row_scales(weight.detach().float(), qmax)
     step = scale.reshape(-1)
+    fitted = False
     w = weight.detach().float().t().contiguous()  # (in, out): a column of the weight is a contiguous row here
     x = rows.to(w.device, torch.float32)
     q = torch.empty_like(w)
@@ -181,6 +190,7 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
         if hinv is None:  # no inputs, or none a float32 Cholesky takes
             q[first:first + len(chunk)] = (chunk / step).round_().clamp_(-qmax, qmax)
             continue
+        fitted = True
         for start in range(0, len(chunk), GPTQ_BLOCK):  # a block's columns one by one, then the rest at once
             end = min(start + GPTQ_BLOCK, len(chunk))
             block, inverse = chunk[start:end], hinv[start:end, start:end]
@@ -190,7 +200,7 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
                 errors[i] = (block[i] - levels * step) / inverse[i, i]
                 block[i + 1:].sub_(torch.outer(inverse[i, i + 1:], errors[i]))
             chunk[end:] -= hinv[start:end, end:].t() @ errors
-    return q.t().contiguous().to(torch.int8), scale
+    return q.t().contiguous().to(torch.int8), scale, fitted
 
 
 def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
@@ -227,8 +237,9 @@ class QuantizedLinear(nn.Module):
             rows = None if rows is None else rows.float() / smooth.to(rows.device)
         else:
             self.inv_smooth = None
+        self.fitted = False  # whether the int8 levels were fitted to `rows` (`_round_weights`)
         if mode == "int8" and rows is not None:
-            weight, scale = _round_weights(weight, rows, self.qmax)
+            weight, scale, self.fitted = _round_weights(weight, rows, self.qmax)
         else:
             weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
         if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight, and the bias
@@ -342,10 +353,17 @@ class InputStats:
         return self.spaced[0::2]
 
     @property
+    def kept(self) -> torch.Tensor:
+        """Every row kept: the evenly spaced ones and the largest."""
+        return torch.cat([self.spaced, self.largest])
+
+    @property
     def held_out(self) -> torch.Tensor:
-        """The rows a converted layer's own error is measured on: the other evenly spaced rows (none fitted) and the
-        largest ones."""
-        return torch.cat([self.spaced[1::2], self.largest])
+        """The rows a converted layer's own error is measured on where its rounding was fitted: the other evenly
+        spaced rows and the largest ones, none of them fitted."""
+        fit = self.fit
+        largest = self.largest[~(self.largest[:, None] == fit[None]).all(dim=2).any(dim=1)]
+        return torch.cat([self.spaced[1::2], largest])
 
 
 def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -410,8 +428,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds
-    `MAX_LAYER_ERROR`), and "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
-    channels). With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the
+    `MAX_LAYER_ERROR`), "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
+    channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the
     user's observations), else to their nearest levels. Without `sample` every layer the kernel takes is converted,
     unsmoothed, unmeasured and plainly rounded."""
     if mode not in MODES:
@@ -440,24 +458,29 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
               for parent, module in stacks[stack].named_modules() for name, child in module.named_children()
               if type(child) is nn.Linear]
     seen.clear()  # it keys the old layers: names only from here (`replace_layers`)
-    counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0}
+    counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0, "fitted": 0}
 
     def convert(layer: nn.Linear, stats: InputStats | None) -> nn.Module:
         measured = stats is not None and mode == "int8"
         smooth = smoothing(layer, stats.channel_absmax) if measured else None
         quantized = QuantizedLinear(layer, mode, engine, smooth, stats.fit if measured and fit_weights else None)
-        if measured and layer_error(layer, quantized, stats.held_out) > MAX_LAYER_ERROR:
+        if measured and layer_error(layer, quantized, stats.held_out if fit_weights else stats.kept) > MAX_LAYER_ERROR:
             counts["too_lossy"] += 1
             return layer
         counts["converted"] += 1
         counts["smoothed"] += smooth is not None
+        counts["fitted"] += quantized.fitted
         return quantized
 
-    for stack, parent, name, decided, stats in layers:
-        if decided != "converted":
-            counts[decided] += 1
-            continue
-        replace_layers(stacks[stack], [(parent, name)], lambda layer, stats=stats: convert(layer, stats))
+    # fitting the weights takes minutes at full size on a CPU: a terminal sees it move
+    with tqdm(total=len(layers), desc="rounding the int8 weights to your observations", unit="layer",
+              disable=not (fit_weights and sys.stderr.isatty())) as bar:
+        for stack, parent, name, decided, stats in layers:
+            if decided != "converted":
+                counts[decided] += 1
+            else:
+                replace_layers(stacks[stack], [(parent, name)], lambda layer, stats=stats: convert(layer, stats))
+            bar.update(1)
     layers.clear()
     model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts

@@ -346,11 +346,14 @@ def test_the_error_is_measured_on_rows_the_rounding_was_not_fitted_to_and_on_tho
     held_out, fit = stats.held_out, stats.fit
     assert len(held_out) + len(fit) <= quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8
     assert (held_out == x[778]).all(dim=1).any()
-    spaced = held_out[:len(held_out) - len(stats.largest)]
-    assert not (spaced[:, None] == fit[None]).all(dim=2).any() and len(fit) == len(spaced) == quantize.ERROR_ROWS // 2
+    assert not (held_out[:, None] == fit[None]).all(dim=2).any() and len(fit) == quantize.ERROR_ROWS // 2
+    assert len(stats.kept) == quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8
+    x[quantize.InputStats(x).fit[0].eq(x).all(dim=1).nonzero()[0, 0]] *= 1000  # a fitted row among the largest
+    stats = quantize.InputStats(x)
+    assert not (stats.held_out[:, None] == stats.fit[None]).all(dim=2).any()
 
 
-@pytest.mark.parametrize("calls", [5, 32, 100])  # 32: 8 calibration observations x 4 denoising steps
+@pytest.mark.parametrize("calls", [5, 32, 200])  # 32: 8 calibration observations x 4 denoising steps; 200: past ERROR_ROWS
 def test_the_error_sample_spreads_over_every_call(calls):
     """Each call (a calibration observation, a denoising step) gets an equal share of the evenly spaced rows (past
     `ERROR_ROWS` calls, every other call one row), and the largest rows are the largest of all calls."""
@@ -389,8 +392,9 @@ def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rou
     fit, held_out = correlated_inputs(256, gen, 64, 256)
     plain = QuantizedLinear(linear, "int8", engine)
     fitted = QuantizedLinear(linear, "int8", engine, rows=fit)
-    q, scale = quantize._round_weights(linear.weight, fit, 127.0)
+    q, scale, fitted_any = quantize._round_weights(linear.weight, fit, 127.0)
     want_q, want_scale = quantize._quantize_rows(linear.weight, torch.int8, 127.0)
+    assert fitted_any and fitted.fitted and not plain.fitted
     assert q.dtype == torch.int8 and q.abs().max() <= 127 and torch.equal(scale, want_scale)
     assert (q != want_q).float().mean() > 0.05  # levels moved, not only rounded
     assert weight_error(linear.weight, q, scale, held_out) < 0.6 * weight_error(linear.weight, want_q, scale, held_out)
@@ -421,27 +425,34 @@ def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
 
 
 def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_call(tiny_checkpoint,
-                                                                                     int8_at_every_size):
+                                                                                     int8_at_every_size, monkeypatch):
     """The example call's frames are random, not what a robot sees: its int8 weights keep their nearest levels; with
-    `--calibration` every stack's weights are rounded to fit those calls, and the load line says so."""
+    `--calibration` every stack's weights are rounded to fit those calls (on the rows not used for the error check),
+    and the load line counts them."""
+    fits = []
+    round_weights = quantize._round_weights
+    monkeypatch.setattr(quantize, "_round_weights", lambda w, rows, qmax: fits.append(rows) or round_weights(w, rows, qmax))
+    checked = []
+    layer_error = quantize.layer_error
+    monkeypatch.setattr(quantize, "layer_error", lambda *a: checked.append(a[2]) or layer_error(*a))
 
-    def fitted(calibration) -> dict[str, bool]:
+    def quantized(calibration):
         model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-        plain = {name: quantize._quantize_rows(m.weight, torch.int8, 127.0)[0]
-                 for name, m in model.named_modules() if type(m) is torch.nn.Linear}
-        quantize_model(model, "int8", calibration)
-        stacks = quantize.transformer_stacks(model)
-        names = {stack: {n for n, m in model.named_modules() if any(m is s for s in module.modules())}
-                 for stack, module in stacks.items()}
-        return {stack: any(not torch.equal(m.weight, plain[n]) for n, m in model.named_modules()
-                           if n in names[stack] and isinstance(m, QuantizedLinear)) for stack in stacks}, \
-            str(model.precision)
+        counts = quantize_model(model, "int8", calibration)
+        stacks = {stack: any(m.fitted for m in module.modules() if isinstance(m, QuantizedLinear))
+                  for stack, module in quantize.transformer_stacks(model).items()}
+        return counts, stacks, str(model.precision)
 
-    example, text = fitted(None)
-    assert not any(example.values()) and "GPTQ" not in text
+    counts, stacks, text = quantized(None)
+    assert counts["fitted"] == 0 and not any(stacks.values()) and not fits and "GPTQ" not in text
+    assert all(len(rows) == quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8 for rows in checked if len(rows) > 100)
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    calibrated, text = fitted([example_inputs(model.config, seed=seed) for seed in (1, 2)])
-    assert all(calibrated.values()) and "the weights rounded to fit them (GPTQ)" in text
+    checked.clear()
+    counts, stacks, text = quantized([example_inputs(model.config, seed=seed) for seed in (1, 2)])
+    assert counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
+    assert f"the weights of {counts['fitted']} rounded to fit them (GPTQ)" in text
+    for fit, held_out in zip(fits, checked, strict=True):  # no row fitted is a row the error is measured on
+        assert not (fit[:, None] == held_out[None]).all(dim=2).any()
 
 
 @pytest.mark.parametrize("rows", ["zero", "nan", "inf"])
@@ -451,5 +462,41 @@ def test_inputs_gptq_cannot_weigh_leave_the_nearest_levels(rows):
     weight = torch.randn(64, 256)
     x = {"zero": torch.zeros(8, 256), "nan": torch.full((8, 256), float("nan")),
          "inf": torch.randn(8, 256).index_fill_(1, torch.tensor([3]), float("inf"))}[rows]
-    q, scale = quantize._round_weights(weight, x, 127.0)
+    q, scale, fitted = quantize._round_weights(weight, x, 127.0)
     assert torch.equal(q, quantize._quantize_rows(weight, torch.int8, 127.0)[0]) and torch.isfinite(scale).all()
+    assert not fitted
+
+
+def reference_gptq(weight: torch.Tensor, rows: torch.Tensor, chunk: int) -> torch.Tensor:
+    """GPTQ's levels as the paper's loop computes them, column by column in float64, one H block per `chunk` input
+    channels (per-output-channel scales, damping 1% of the mean diagonal)."""
+    w = weight.double().clone()
+    scale = (weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0).double()
+    q = torch.empty_like(w)
+    for first in range(0, w.shape[1], chunk):
+        last = min(first + chunk, w.shape[1])
+        x = rows[:, first:last].double()
+        h = x.t() @ x
+        h += quantize.GPTQ_DAMP * h.diagonal().mean() * torch.eye(last - first, dtype=h.dtype)
+        u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+        for i in range(last - first):
+            q[:, first + i] = (w[:, first + i] / scale[:, 0]).round().clamp(-127, 127)
+            error = (w[:, first + i] - q[:, first + i] * scale[:, 0]) / u[i, i]
+            w[:, first + i + 1:last] -= error[:, None] * u[i, i + 1:][None, :]
+    return q
+
+
+def test_the_blocked_chunked_rounding_is_gptqs(monkeypatch):
+    """`_round_weights` (blocks of columns, chunks of input channels, a transposed copy) gives the levels of the
+    paper's column-by-column loop: across blocks and across chunks (96 inputs: chunks of 64 and 32, blocks of 16)."""
+    monkeypatch.setattr(quantize, "GPTQ_CHUNK", 64)
+    monkeypatch.setattr(quantize, "GPTQ_BLOCK", 16)
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.randn(40, 96, generator=gen)
+    (rows,) = correlated_inputs(96, gen, 24)
+    rows[:, 64:] *= 3  # the second chunk's inputs of their own scale
+    q, scale, fitted = quantize._round_weights(weight, rows, 127.0)
+    want = reference_gptq(weight, rows, 64)
+    differ = q.double() != want
+    assert fitted and differ.float().mean() < 0.005 and (q.double() - want).abs().max() <= 1  # float32 against 64
+    assert (want != quantize._quantize_rows(weight, torch.int8, 127.0)[0].double()).float().mean() > 0.05

@@ -181,9 +181,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 def write_result(path: str | Path, **fields: Any) -> None:
     """A benchmark script's result file (`benchmarks/*.py`): the command that ran, this machine (a CPU run), then
     `fields`, as JSON at `path` (its folder made)."""
+    import shlex
     import sys
 
-    result = {"command": " ".join(sys.argv), "environment": environment(torch.device("cpu")), **fields}
+    result = {"command": shlex.join(sys.argv), "environment": environment(torch.device("cpu")), **fields}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
