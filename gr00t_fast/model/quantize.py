@@ -6,8 +6,8 @@ Rounding each weight to its nearest level is what moves the actions most (48M, r
 alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size 3.2 and 2.6 of 3.8;
 `benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
 GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
-by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.26 against
-4.95; full size: 3.22 against 3.89, its load 195 s against 88 s on 2 cores). Fitted to the
+by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.00 against
+4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores). Fitted to the
 example call's random frames it moved full size's largest action more than plain rounding (4.20 against 3.81, the
 mean less): without observations every weight goes to its nearest level.
 
@@ -65,9 +65,9 @@ from tqdm import tqdm
 
 from gr00t_fast.model.swap import replace_layers
 
-__all__ = ["CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "INT8_ENGINES", "INT8_ENGINE_ENV", "InputStats", "Int8Engine",
-           "MAX_LAYER_ERROR", "MIN_ROWS", "MODES", "QuantizedLinear", "VERDICTS", "check_fp8_cuda", "cpu_units",
-           "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "layer_error",
+__all__ = ["CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV", "InputStats",
+           "Int8Engine", "MAX_LAYER_ERROR", "MIN_ROWS", "MODES", "QuantizedLinear", "VERDICTS", "check_fp8_cuda",
+           "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "layer_error",
            "quantize_linears", "rows_seen", "smoothing", "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
@@ -315,32 +315,39 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
 
 
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
-ERROR_ROWS = 128  # input rows of the sample call kept per layer: half fit its int8 rounding, half measure its error
+ERROR_ROWS = 128  # input rows of the sample call kept per layer to measure its own int8 error
+# rows kept per layer where its int8 weights are fitted (`--calibration`): half fit the rounding, half measure the
+# error. Full size, fitted to 8 observations: 64 fitted rows 3.22 (mean 1.03), 256 2.89 (0.90), plain rounding 3.89
+# (1.38), bf16 2.46 (0.85) (`benchmarks/history.md`, 2026-11-26); 512 x 4 bytes x each layer's input width: ~1.2 GB
+# more at full size while the sample calls run.
+FIT_ROWS = 512
 
 
 class InputStats:
     """What a Linear layer was given during the sample call: the most rows in one call, each input channel's largest
-    magnitude over all calls, and `ERROR_ROWS` rows shared equally by its calls (each call's share evenly spaced
-    within it: every observation of a calibration, every denoising step; past `ERROR_ROWS` calls, a row of every
-    other call, then of every fourth, ...) with the `ERROR_ROWS // 8` largest rows of all calls (the ones that set a
+    magnitude over all calls, and `keep` rows (`ERROR_ROWS`, `FIT_ROWS` where its weights are fitted) shared equally
+    by its calls (each call's share evenly spaced within it: every observation of a calibration, every denoising
+    step; past `keep` calls, a row of every other call, then of every fourth, ...) with the `keep // 8` largest rows
+    of all calls (the ones that set a
     per-tensor scale)."""
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, keep: int = ERROR_ROWS):
+        self.keep = keep
         self.rows, self.calls, self.stride = x.shape[0], 1, 1
         self.channel_absmax = x.abs().amax(dim=0)
-        self.parts = [_evenly(x, ERROR_ROWS).clone()]  # one per kept call, trimmed to its share
-        self.largest = _largest(x).clone()
+        self.parts = [_evenly(x, keep).clone()]  # one per kept call, trimmed to its share
+        self.largest = _largest(x, keep // 8).clone()
 
     def add(self, x: torch.Tensor) -> None:
         self.rows, self.calls = max(self.rows, x.shape[0]), self.calls + 1
         torch.maximum(self.channel_absmax, x.abs().amax(dim=0), out=self.channel_absmax)
-        self.largest = _largest(torch.cat([self.largest, _largest(x)]))
+        self.largest = _largest(torch.cat([self.largest, _largest(x, self.keep // 8)]), self.keep // 8)
         if (self.calls - 1) % self.stride:
             return
-        self.parts.append(_evenly(x, ERROR_ROWS))
-        if len(self.parts) > ERROR_ROWS:  # every call cannot keep a row: every other one does, and so on
+        self.parts.append(_evenly(x, self.keep))
+        if len(self.parts) > self.keep:  # every call cannot keep a row: every other one does, and so on
             self.parts, self.stride = self.parts[::2], self.stride * 2
-        share, extra = divmod(ERROR_ROWS, len(self.parts))  # the first `extra` calls keep one row more
+        share, extra = divmod(self.keep, len(self.parts))  # the first `extra` calls keep one row more
         self.parts = [_evenly(part, share + (i < extra)).clone() for i, part in enumerate(self.parts)]
 
     @property
@@ -371,20 +378,21 @@ def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[torch.linspace(0, x.shape[0] - 1, min(n, x.shape[0]), device=x.device).round().long()]
 
 
-def _largest(x: torch.Tensor) -> torch.Tensor:
-    """The `ERROR_ROWS // 8` rows of `x` with the largest magnitude."""
-    return x[x.abs().amax(dim=1).topk(min(ERROR_ROWS // 8, x.shape[0])).indices]
+def _largest(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The `n` rows of `x` with the largest magnitude."""
+    return x[x.abs().amax(dim=1).topk(min(n, x.shape[0])).indices]
 
 
 @torch.no_grad()
-def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any]) -> dict[nn.Module, InputStats]:
+def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any],
+                keep: int = ERROR_ROWS) -> dict[nn.Module, InputStats]:
     """`InputStats` of each of `layers` (Linear layers) during `sample()`, a call of the model holding them."""
     stats: dict[nn.Module, InputStats] = {}
 
     def record(layer: nn.Module, args: tuple) -> None:
         x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
         if x.shape[0]:
-            stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x))
+            stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x, keep))
 
     hooks = [layer.register_forward_pre_hook(record) for layer in layers]
     try:
@@ -429,9 +437,10 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds
     `MAX_LAYER_ERROR`), "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
-    channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the
-    user's observations), else to their nearest levels. Without `sample` every layer the kernel takes is converted,
-    unsmoothed, unmeasured and plainly rounded."""
+    channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
+    int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's observations), else to
+    their nearest levels. Without `sample` every layer the kernel takes is converted, unsmoothed, unmeasured and
+    plainly rounded."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     width = MODES[mode][2]
@@ -440,7 +449,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
     stacks = transformer_stacks(model)
     linears = [m for stack in stacks.values() for m in stack.modules() if type(m) is nn.Linear]
-    seen = input_stats(linears, sample) if sample is not None else {}  # only the stacks' layers are quantized
+    keep = FIT_ROWS if fit_weights and mode == "int8" else ERROR_ROWS
+    seen = input_stats(linears, sample, keep) if sample is not None else {}  # only the stacks' layers are quantized
     linears.clear()
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
 

@@ -431,7 +431,8 @@ def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_c
     and the load line counts them."""
     fits = []
     round_weights = quantize._round_weights
-    monkeypatch.setattr(quantize, "_round_weights", lambda w, rows, qmax: fits.append(rows) or round_weights(w, rows, qmax))
+    monkeypatch.setattr(quantize, "_round_weights",
+                        lambda w, rows, qmax: fits.append(rows) or round_weights(w, rows, qmax))
     checked = []
     layer_error = quantize.layer_error
     monkeypatch.setattr(quantize, "layer_error", lambda *a: checked.append(a[2]) or layer_error(*a))
@@ -450,9 +451,18 @@ def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_c
     checked.clear()
     counts, stacks, text = quantized([example_inputs(model.config, seed=seed) for seed in (1, 2)])
     assert counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
+    assert max(map(len, fits)) == quantize.FIT_ROWS // 2  # the vision tower's 2 x 256 patch rows, every other one
     assert f"the weights of {counts['fitted']} rounded to fit them (GPTQ)" in text
-    for fit, held_out in zip(fits, checked, strict=True):  # no row fitted is a row the error is measured on
-        assert not (fit[:, None] == held_out[None]).all(dim=2).any()
+    # which rows go where: the fitted ones to the rounding, the held-out ones to the error check (marked 1 and 2)
+    def marked(value: float) -> property:
+        return property(lambda self: torch.full((3, self.channel_absmax.numel()), value))
+
+    monkeypatch.setattr(quantize.InputStats, "fit", marked(1.0))
+    monkeypatch.setattr(quantize.InputStats, "held_out", marked(2.0))
+    fits.clear(), checked.clear()
+    quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8",
+                   [example_inputs(model.config)])
+    assert fits and checked and all((rows == 1).all() for rows in fits) and all((rows == 2).all() for rows in checked)
 
 
 @pytest.mark.parametrize("rows", ["zero", "nan", "inf"])
