@@ -53,7 +53,7 @@ class Precision:
         text = f"{q['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers" + \
             (f" on {q['engine']}" if q.get("engine") else "")
         notes = [f"activations measured on {q['observations']} of your observations"] if q.get("observations") else []
-        notes += [f"the weights of {q['fitted']} rounded to fit them (GPTQ)"] if q.get("fitted") else []
+        notes += [f"the weights of {q['fitted']} layers rounded to fit them (GPTQ)"] if q.get("fitted") else []
         notes += [f"{q['smoothed']} smoothed for outlier channels"] if q.get("smoothed") else []
         notes += [f"{counts['too_lossy']} stay {name}: their own int8 error over {MAX_LAYER_ERROR:.0%}"] \
             if counts["too_lossy"] else []

@@ -317,9 +317,10 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
 ERROR_ROWS = 128  # input rows of the sample call kept per layer to measure its own int8 error
 # rows kept per layer where its int8 weights are fitted (`--calibration`): half fit the rounding, half measure the
-# error. Full size, fitted to 8 observations: 64 fitted rows 3.22 (mean 1.03), 256 2.89 (0.90), plain rounding 3.89
-# (1.38), bf16 2.46 (0.85) (`benchmarks/history.md`, 2026-11-26); 512 x 4 bytes x each layer's input width: ~1.2 GB
-# more at full size while the sample calls run.
+# error. Fitted to 8 observations, largest action difference (mean): full size 64 fitted rows 3.22 (1.03), 256 2.89
+# (0.90), plain rounding 3.89 (1.38), bf16 2.46 (0.85); 48M 2.26 (0.42) and 2.00 (0.56), bf16 1.85 (0.51): the largest
+# difference falls, at 48M the mean rises (`benchmarks/history.md`, 2026-11-26). 512 x 4 bytes x each layer's input
+# width: ~1.2 GB more at full size (on the model's device) while the calibration calls run.
 FIT_ROWS = 512
 
 
@@ -474,7 +475,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
         measured = stats is not None and mode == "int8"
         smooth = smoothing(layer, stats.channel_absmax) if measured else None
         quantized = QuantizedLinear(layer, mode, engine, smooth, stats.fit if measured and fit_weights else None)
-        if measured and layer_error(layer, quantized, stats.held_out if fit_weights else stats.kept) > MAX_LAYER_ERROR:
+        checked = stats.held_out if quantized.fitted else stats.kept if measured else None
+        if measured and layer_error(layer, quantized, checked) > MAX_LAYER_ERROR:
             counts["too_lossy"] += 1
             return layer
         counts["converted"] += 1
@@ -484,7 +486,7 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
 
     # fitting the weights takes minutes at full size on a CPU: a terminal sees it move
     with tqdm(total=len(layers), desc="rounding the int8 weights to your observations", unit="layer",
-              disable=not (fit_weights and sys.stderr.isatty())) as bar:
+              disable=not (fit_weights and mode == "int8" and getattr(sys.stderr, "isatty", lambda: False)())) as bar:
         for stack, parent, name, decided, stats in layers:
             if decided != "converted":
                 counts[decided] += 1
