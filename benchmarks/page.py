@@ -445,8 +445,8 @@ SECTIONS = [
                  "simulated run, `--robot.seed 7`) the weights are rounded as GPTQ does, fitted to those calls, at a "
                  "cost in load time (the load rows: whole loads, the calibration calls included; the full-size ones "
                  "on a machine partly busy with other runs). Fitted to the example call's random frames instead (a "
-                 "row, not what int8 does), the weights moved full size's largest action more than plain rounding "
-                 "did, its mean less. bf16 is gr00t-fast's own, not NVIDIA's.",
+                 "row, not what int8 does without `--calibration`), they moved the actions less than plain rounding "
+                 "too, at a longer load. bf16 is gr00t-fast's own, not NVIDIA's.",
             table=Table(corner="row", columns=[Col(label, file, error_cell) for label, file in ERROR_SOURCES.items()],
                         rows=[Row(name, lambda d, name=name: d["rows"].get(name)) for name in (
                             "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call",

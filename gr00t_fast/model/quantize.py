@@ -7,9 +7,10 @@ alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1
 `benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
 GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
 by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.00 against
-4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores). Fitted to the
-example call's random frames it moved full size's largest action more than plain rounding (4.20 against 3.81, the
-mean less): without observations every weight goes to its nearest level.
+4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores). Without
+observations every weight goes to its nearest level: fitted to the example call's random frames with 64 rows, full
+size's largest action difference grew (4.20 against 3.81); with the 256 fitted now it fell (2.91 against 3.81, 48M 3.67
+against 4.95) at ~80 s more load at full size. Fitting without observations is not the default yet (not decided).
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
