@@ -217,9 +217,18 @@ def after_steps(record: Path, steps: int, fault) -> None:
     """`fault()` once the run has recorded `steps` control steps (its `--record`, written line by line; 2 minutes at
     most): after LeRobot's connect() and the warm-up."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not record.exists() or len(record.read_text().splitlines()) < steps):
+    while time.monotonic() < deadline and recorded_steps(record) < steps:
         time.sleep(0.05)  # gently: the stand-in servos' thread needs the GIL while LeRobot connects
     fault()
+
+
+def recorded_steps(record: Path) -> int:
+    """Lines of the run's `--record` so far: none where it is not there (yet, or between an `exists()` and a read,
+    which once ended this thread with FileNotFoundError before its fault and let the run finish unfaulted)."""
+    try:
+        return len(record.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
 
 
 @pytest.mark.slow
