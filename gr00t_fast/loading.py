@@ -122,7 +122,7 @@ def load_policy(
     cpu_threads.configure(threads)
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
     model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,
-                       only=cls.host_tensors)
+                       only=cls.host_tensors, defer=cls.deferred_tensors(request))
     if model.device.type == "cpu":
         keep_freed_memory()
     use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it

@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Collection, Mapping, Sequence
 
 import torch
 
@@ -151,6 +151,13 @@ class Backend(ABC):
             raise ValueError(f"backend_dir holds exported graphs or engines; backend {cls.name!r} runs the "
                              "checkpoint's weights")
         return request
+
+    @classmethod
+    def deferred_tensors(cls, request: LoadRequest) -> Callable[[torch.nn.Module], Collection[str]] | None:
+        """The tensors the load leaves on the meta device for `load` to read itself, layer by layer (names of the
+        meta model; `load_model(..., defer=...)`), so that the model is never held whole in the dtype it loads in;
+        None: every tensor is read first. Here: none."""
+        return None
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> "Backend":

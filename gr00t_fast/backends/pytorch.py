@@ -3,14 +3,14 @@ quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by 
 (`pack_model`) and plain for the others, which compile or capture it (packed weights cannot be read there)."""
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
 from gr00t_fast.model.inputs import ModelInputs, example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import MODES, int8_engine, quantize_linears
+from gr00t_fast.model.quantize import MODES, int8_engine, quantize_linears, quantized_weights
 
 __all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
 
@@ -58,6 +58,12 @@ class PyTorchBackend(Backend):
         if request.quantize == "int8" and request.on_cpu():
             int8_engine("cpu")
         return super().configure(request)
+
+    @classmethod
+    def deferred_tensors(cls, request: LoadRequest) -> Callable[[torch.nn.Module], Collection[str]] | None:
+        """With `quantize`, the Linear weights it converts (`quantized_weights`): each is read as `quantize_model`
+        reaches it, and the model is never held whole in float."""
+        return quantized_weights if request.quantize is not None else None
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:

@@ -31,9 +31,11 @@ def checkpoint_shapes(model: nn.Module) -> dict[str, torch.Size]:
 def fuse_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A checkpoint-layout state dict turned into `model`'s layout, in place (and returned): each fused tensor is its
     parts concatenated, and the parts leave the dict as it is made, so a load holds one fused tensor's parts twice
-    at most, never all of them."""
+    at most, never all of them. A fused tensor none of whose parts is in `state` is left out (a deferred weight,
+    `gr00t_fast.model.deferred`)."""
     for fused, parts in fused_names(model).items():
-        state[fused] = torch.cat([state.pop(name) for name, _ in parts])
+        if any(name in state for name, _ in parts):
+            state[fused] = torch.cat([state.pop(name) for name, _ in parts])
     return state
 
 

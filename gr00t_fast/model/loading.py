@@ -9,13 +9,14 @@ policy changes nothing in it (`gr00t_fast.model.owned_weights`).
 import json
 import re
 from pathlib import Path
-from typing import Collection
+from typing import Callable, Collection
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from gr00t_fast.model.config import Gr00tConfig
-from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict
+from gr00t_fast.model.deferred import DeferredWeights
+from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict, fused_names
 from gr00t_fast.model.gr00t import Gr00tN15
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError
 from gr00t_fast.model.precision import Precision, auto_cpu_precision
@@ -95,17 +96,21 @@ def is_unused(name: str, kept_llm_layers: int) -> bool:
     return layer is not None and int(layer.group(1)) >= kept_llm_layers
 
 
-def read_state_dict(
-    checkpoint_dir: Path, expected: dict[str, torch.Size], kept_llm_layers: int, device: torch.device, dtype: torch.dtype,
-    only: Collection[str] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Read every expected tensor (cast to `dtype` on `device`), or those named in `only` (every name and shape is
-    still checked); one clear error lists every mismatch."""
-    tensors: dict[str, torch.Tensor] = {}
-    unexpected, wrong_shape, non_finite, found = [], [], [], set()
-    for path in weight_files(checkpoint_dir):
+class CheckpointTensors:
+    """A checkpoint's weight files held open (a context manager), every tensor's name and shape checked against the
+    model's (`expected`, the checkpoint's layout) before any is read: one CheckpointError lists every missing,
+    unexpected and wrongly shaped tensor. `read(names)` reads those tensors, each into memory of its own."""
+
+    def __init__(self, checkpoint_dir: Path, expected: dict[str, torch.Size], kept_llm_layers: int):
+        self.checkpoint_dir = checkpoint_dir
+        self.files: list[OwnedSafetensors] = []
+        self.where: dict[str, tuple[OwnedSafetensors, str]] = {}  # expected name -> (its file, its key there)
+        self.finite: set[str] = set()  # the names read and found finite (a tensor read again is not checked again)
+        unexpected, wrong_shape = [], []
         try:
-            with OwnedSafetensors(path) as f:
+            for path in weight_files(checkpoint_dir):
+                f = OwnedSafetensors(path)
+                self.files.append(f)
                 keys = f.keys()
                 names = {key.removeprefix(LEROBOT_PREFIX) for key in keys}
                 for key in keys:
@@ -120,25 +125,48 @@ def read_state_dict(
                     if shape != tuple(expected[name]):
                         wrong_shape.append(f"{name}: checkpoint {list(shape)} vs model {list(expected[name])}")
                         continue
-                    found.add(name)
-                    if only is not None and name not in only:
-                        continue
-                    tensor = f.tensor(key)
-                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                        non_finite.append(name)
-                    tensors[name] = tensor.to(device=device, dtype=dtype)
+                    self.where[name] = (f, key)
+        except WeightFileError as err:
+            self.close()
+            raise CheckpointError(str(err)) from None
+        missing = sorted(set(expected) - set(self.where) - {w.split(":")[0] for w in wrong_shape})
+        problems = [(f"{len(items)} {title}", items) for title, items in
+                    (("missing", missing), ("unexpected", sorted(unexpected)), ("wrongly shaped", wrong_shape)) if items]
+        if problems:
+            self.close()
+            raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its config: "
+                                  + "; ".join(f"{title} ({few(items)})" for title, items in problems))
+
+    def __enter__(self) -> "CheckpointTensors":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def read(self, names: Collection[str], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The tensors `names` (expected ones), in the files' order, cast to `dtype` on `device`; one CheckpointError
+        names every one holding NaN or inf."""
+        tensors: dict[str, torch.Tensor] = {}
+        non_finite = []
+        try:
+            for name in [name for name in self.where if name in names]:
+                f, key = self.where[name]
+                tensor = f.tensor(key)
+                if name not in self.finite and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    non_finite.append(name)
+                else:
+                    self.finite.add(name)
+                tensors[name] = tensor.to(device=device, dtype=dtype)
         except WeightFileError as err:
             raise CheckpointError(str(err)) from None
-    if non_finite:
-        raise CheckpointError(f"checkpoint {checkpoint_dir} has NaN/inf values in {len(non_finite)} tensor(s): "
-                              f"{few(sorted(non_finite))}")
-    missing = sorted(set(expected) - found - {w.split(":")[0] for w in wrong_shape})
-    problems = [(f"{len(items)} {title}", items) for title, items in
-                (("missing", missing), ("unexpected", sorted(unexpected)), ("wrongly shaped", wrong_shape)) if items]
-    if problems:
-        raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its config: "
-                              + "; ".join(f"{title} ({few(items)})" for title, items in problems))
-    return tensors
+        if non_finite:
+            raise CheckpointError(f"checkpoint {self.checkpoint_dir} has NaN/inf values in {len(non_finite)} "
+                                  f"tensor(s): {few(sorted(non_finite))}")
+        return tensors
 
 
 def is_complete(model: torch.nn.Module) -> bool:
@@ -200,6 +228,7 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     eagle_path: str | Path | None = None,
     only: Collection[str] | None = None,
+    defer: Callable[[Gr00tN15], Collection[str]] | None = None,
 ) -> Gr00tN15:
     """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
 
@@ -208,7 +237,9 @@ def load_model(
     (`gr00t_fast.model.precision`), decided before the weights are read. `model.precision` says what it runs in and
     why. `only`: read these tensors alone (unfused state-dict names), the rest stay on the meta device: the host of
     exported graphs (`gr00t_fast.model.graphs.GRAPH_HOST_TENSORS`) in the memory of what it runs (`is_complete`
-    says which a model is).
+    says which a model is). `defer`: the names (the model's layout) of the tensors to leave on the meta device,
+    given the meta model, read when asked through `model.deferred_weights` (`gr00t_fast.model.deferred`), which keeps
+    the checkpoint's files open until it is closed; every name and shape is checked at load all the same.
     """
     path = Path(path)
     device, load_dtype = resolve_device_dtype(device, dtype)
@@ -219,12 +250,28 @@ def load_model(
     else:
         why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
         precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."), why)
-    state = read_state_dict(path, checkpoint_shapes(model), config.llm.num_layers, device, precision.dtype, only)
+    if only is not None and defer is not None:
+        raise ValueError("load_model takes only= or defer=, not both")
+    deferred = set(defer(model)) if defer is not None else set()
+    parts = fused_names(model)
+    unread = {part for name in deferred for part, _ in parts.get(name, ((name, 0),))}
+    tensors = CheckpointTensors(path, checkpoint_shapes(model), config.llm.num_layers)
+    try:
+        state = tensors.read({name for name in tensors.where if name not in unread} if only is None else set(only),
+                             device, precision.dtype)
+    except BaseException:
+        tensors.close()
+        raise
     if only is None:
-        model.load_state_dict(fuse_state_dict(model, state), strict=True, assign=True)
+        loaded = model.load_state_dict(fuse_state_dict(model, state), strict=not deferred, assign=True)
+        assert set(loaded.missing_keys) == deferred and not loaded.unexpected_keys, "deferred names are the model's"
     else:
         model.load_state_dict(state, strict=False, assign=True)
     del state  # the model holds every tensor now: nothing else may keep one alive
     model = model.eval().requires_grad_(False)
     model.precision = precision
+    if deferred:
+        model.deferred_weights = DeferredWeights(model, tensors, deferred, device, precision.dtype)
+    else:
+        tensors.close()
     return model

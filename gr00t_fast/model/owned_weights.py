@@ -59,6 +59,9 @@ class OwnedSafetensors:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.file.close()
 
     def keys(self) -> list[str]:

@@ -64,12 +64,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV", "InputStats",
            "Int8Engine", "MAX_LAYER_ERROR", "MIN_ROWS", "MODES", "QuantizedLinear", "VERDICTS", "check_fp8_cuda",
            "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "layer_error",
-           "quantize_linears", "rows_seen", "smoothing", "transformer_stacks"]
+           "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -304,6 +305,15 @@ def int8_pays_on_cpu(rows: int, in_features: int, out_features: int) -> bool:
     return min(in_features, out_features) >= CPU_INT8_MIN_WIDTH and macs >= CPU_INT8_MIN_MACS
 
 
+def quantized_weights(model: nn.Module) -> list[str]:
+    """The names of the weights of the transformer stacks' Linear layers, the ones `quantize_linears` converts: what a
+    load may leave on the meta device for it to read one layer at a time (`load_model(..., defer=quantized_weights)`,
+    `gr00t_fast.model.deferred`)."""
+    names = {module: name for name, module in model.named_modules()}
+    return [f"{names[layer]}.weight" for stack in transformer_stacks(model).values()
+            for layer in stack.modules() if type(layer) is nn.Linear]
+
+
 def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
     """The modules whose Linear layers are quantized, by name."""
     eagle = model.backbone.eagle_model
@@ -386,17 +396,24 @@ def _largest(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any],
-                keep: int = ERROR_ROWS) -> dict[nn.Module, InputStats]:
-    """`InputStats` of each of `layers` (Linear layers) during `sample()`, a call of the model holding them."""
+def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any], keep: int = ERROR_ROWS,
+                deferred: DeferredWeights | None = None) -> dict[nn.Module, InputStats]:
+    """`InputStats` of each of `layers` (Linear layers) during `sample()`, a call of the model holding them. A layer
+    whose weight is `deferred` is read as the call reaches it and emptied after it ran."""
     stats: dict[nn.Module, InputStats] = {}
 
     def record(layer: nn.Module, args: tuple) -> None:
+        if deferred is not None:
+            deferred.fill(layer)
         x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
         if x.shape[0]:
             stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x, keep))
 
+    layers = list(layers)
     hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+    if deferred is not None:
+        hooks += [layer.register_forward_hook(lambda layer, args, out: deferred.empty(layer))
+                  for layer in layers if layer in deferred]
     try:
         sample()
     finally:
@@ -442,9 +459,21 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
     int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's observations), else to
     their nearest levels. Without `sample` every layer the kernel takes is converted, unsmoothed, unmeasured and
-    plainly rounded."""
+    plainly rounded. A model loaded with these weights deferred (`quantized_weights`, `model.deferred_weights`) reads
+    each layer as the sample call reaches it and to convert it: its float weights are never held all at once."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
+    deferred: DeferredWeights | None = getattr(model, "deferred_weights", None)
+    try:
+        return _quantize_linears(model, mode, sample, fit_weights, deferred)
+    finally:
+        if deferred is not None:
+            deferred.close()
+            del model.deferred_weights
+
+
+def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None, fit_weights: bool,
+                      deferred: DeferredWeights | None) -> dict[str, int]:
     width = MODES[mode][2]
     engine = int8_engine(model.device).name if mode == "int8" else None
     if sample is not None:
@@ -452,7 +481,7 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     stacks = transformer_stacks(model)
     linears = [m for stack in stacks.values() for m in stack.modules() if type(m) is nn.Linear]
     keep = FIT_ROWS if fit_weights and mode == "int8" else ERROR_ROWS
-    seen = input_stats(linears, sample, keep) if sample is not None else {}  # only the stacks' layers are quantized
+    seen = input_stats(linears, sample, keep, deferred) if sample is not None else {}  # only the stacks' layers
     linears.clear()
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
 
@@ -473,6 +502,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0, "fitted": 0}
 
     def convert(layer: nn.Linear, stats: InputStats | None) -> nn.Module:
+        if deferred is not None:
+            deferred.fill(layer)
         measured = stats is not None and mode == "int8"
         smooth = smoothing(layer, stats.channel_absmax) if measured else None
         quantized = QuantizedLinear(layer, mode, engine, smooth, stats.fit if measured and fit_weights else None)
@@ -495,5 +526,7 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
                 replace_layers(stacks[stack], [(parent, name)], lambda layer, stats=stats: convert(layer, stats))
             bar.update(1)
     layers.clear()
+    for layer in deferred.pending() if deferred is not None else ():  # the layers that stay in float, read for good
+        deferred.fill(layer)
     model.action_head.step_table_cache.clear()  # the tables were computed with the old weights
     return counts

@@ -22,13 +22,13 @@ def unpinned(monkeypatch):
 
 def read_dtypes(monkeypatch) -> list[torch.dtype]:
     """The dtypes the loader reads weights in, one per load."""
-    seen, read = [], loading_module.read_state_dict
+    seen, read = [], loading_module.CheckpointTensors.read
 
-    def traced(path, expected, layers, device, dtype, *rest):
+    def traced(self, names, device, dtype):
         seen.append(dtype)
-        return read(path, expected, layers, device, dtype, *rest)
+        return read(self, names, device, dtype)
 
-    monkeypatch.setattr(loading_module, "read_state_dict", traced)
+    monkeypatch.setattr(loading_module.CheckpointTensors, "read", traced)
     return seen
 
 

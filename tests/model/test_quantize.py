@@ -11,7 +11,9 @@ from gr00t_fast.backends import fidelity, make_backend
 from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import load_policy, quantize_model
+from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.loading import is_complete
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
 # Values each format holds exactly at scale 1 (e4m3: 3 mantissa bits), each row reaching the format's maximum.
@@ -198,6 +200,42 @@ def test_quantizing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint,
     inputs, noise = example_inputs(model.config)
     counts = quantize_linears(model, "fp8", sample=lambda: make_backend("torch", model)(inputs, noise, 4))
     assert counts["converted"] == len(alive) > 10 and alive == [0] * len(alive)
+
+
+def test_a_quantized_load_reads_one_float_layer_at_a_time_into_the_same_bits(tiny_checkpoint, int8_at_every_size,
+                                                                             monkeypatch):
+    """The Linear weights int8 converts are deferred at load (never the whole float model in memory): each is read as
+    the sample call reaches it and emptied after it ran, read again to be converted, and only the layers that stay
+    float are kept; the model is the one quantized from the float model held whole, bit for bit."""
+    monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", float("inf"))  # no layer falls back to float after its read
+    whole = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_model(whole, "int8")
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32, defer=quantize.quantized_weights)
+    deferred, names = model.deferred_weights, set(quantize.quantized_weights(model))
+    assert {name for name, t in model.named_parameters() if t.is_meta} == names and len(names) == 43
+    held = []  # before each read: how many deferred layers hold their float weights
+    fill = DeferredWeights.fill
+    monkeypatch.setattr(DeferredWeights, "fill", lambda self, module: (
+        held.append(len(self.owners) - len(self.pending())) if module in self.pending() else None, fill(self, module))[1])
+    counts = quantize_model(model, "int8")
+    stay_float = counts["kept"] + counts["few_rows"] + counts["slow_on_cpu"]
+    assert counts["converted"] > 20 and stay_float > 0 and counts["too_lossy"] == 0
+    # the sample call (each DiT layer once per step), the conversions, then the layers that stay float read for good
+    assert held == [0] * (len(held) - stay_float) + list(range(stay_float)) and len(held) > 43 + counts["converted"]
+    assert is_complete(model) and not hasattr(model, "deferred_weights") and all(f.file.closed for f in deferred.tensors.files)
+    inputs, noise = example_inputs(model.config)
+    assert torch.equal(make_backend("torch", model)(inputs, noise, 4), make_backend("torch", whole)(inputs, noise, 4))
+
+
+@pytest.mark.parametrize("backend", ["torch", "compile"])
+def test_an_int8_policy_load_defers_the_weights_it_converts(tiny_checkpoint, monkeypatch, backend):
+    made, init = [], DeferredWeights.__init__
+    monkeypatch.setattr(DeferredWeights, "__init__", lambda self, model, *args: made.append(
+        sorted(n for n, t in model.named_parameters() if t.is_meta)) or init(self, model, *args))
+    load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False, backend=backend)
+    assert made == []
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False, backend=backend)
+    assert made == [sorted(quantize.quantized_weights(policy.model))] and is_complete(policy.model)
 
 
 @pytest.fixture

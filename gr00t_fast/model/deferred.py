@@ -1,0 +1,61 @@
+"""Weights a model leaves on the meta device at load and reads from its checkpoint when a caller asks
+(`load_model(..., defer=...)`): the model whose Linear layers are quantized as it loads (`gr00t_fast.model.quantize`)
+never holds all of its float weights at once. Each layer is read when the sample call reaches it and emptied after
+it ran (a layer the call runs twice, a DiT layer at every denoising step, is read twice), then read once more to be
+converted. Full size, `--quantize int8` on a CPU: a load peaks at 5.4 GB for the 4.3 GB of weights it holds once
+loaded, against 11.4 GB with the float32 model read whole first, in the same time (`benchmarks/int8_load_memory.py`).
+Each tensor is checked for NaN/inf at its first read, so a bad weight is named as the sample call reaches it.
+"""
+
+import weakref
+from typing import Collection
+
+import torch
+from torch import nn
+
+from gr00t_fast.model.fusion import fused_names
+
+__all__ = ["DeferredWeights"]
+
+
+class DeferredWeights:
+    """`model`'s tensors `names` (its own layout: fused names for fused layers) read from the open checkpoint
+    `tensors` (`gr00t_fast.model.loading.CheckpointTensors`) on demand: `fill(module)` reads the module's deferred
+    parameters (a fused one from its checkpoint parts, as the load fuses them), `empty(module)` returns them to the
+    meta device; `close()` once every module that stays is filled for good (`pending` says which are not)."""
+
+    def __init__(self, model: nn.Module, tensors, names: Collection[str], device: torch.device, dtype: torch.dtype):
+        parts = fused_names(model)
+        self.tensors, self.device, self.dtype = tensors, device, dtype
+        # module -> {parameter: its checkpoint names}; weak: a module replaced (quantized) is freed with its entry
+        self.owners: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+        for name in names:
+            module, _, parameter = name.rpartition(".")
+            self.owners.setdefault(model.get_submodule(module), {})[parameter] = \
+                tuple(part for part, _ in parts.get(name, ((name, 0),)))
+
+    def __contains__(self, module: nn.Module) -> bool:
+        return module in self.owners
+
+    def pending(self) -> list[nn.Module]:
+        """The modules holding a deferred parameter still on the meta device."""
+        return [module for module, params in self.owners.items() if any(getattr(module, p).is_meta for p in params)]
+
+    def fill(self, module: nn.Module) -> bool:
+        """Read `module`'s deferred parameters that are on the meta device; whether any was."""
+        empty = {p: parts for p, parts in self.owners.get(module, {}).items() if getattr(module, p).is_meta}
+        for parameter, parts in empty.items():
+            read = self.tensors.read(parts, self.device, self.dtype)
+            tensor = torch.cat([read.pop(part) for part in parts]) if len(parts) > 1 else read[parts[0]]
+            setattr(module, parameter, nn.Parameter(tensor, requires_grad=False))
+        return bool(empty)
+
+    def empty(self, module: nn.Module) -> None:
+        """`module`'s deferred parameters back on the meta device (their memory freed)."""
+        for parameter in self.owners.get(module, {}):
+            tensor = getattr(module, parameter)
+            setattr(module, parameter, nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=False))
+
+    def close(self) -> None:
+        """The checkpoint's files closed: nothing more can be read."""
+        self.tensors.close()
