@@ -354,6 +354,7 @@ INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "sm
 INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize int8`")
 
 
+LOAD_MEMORY = "cpu/int8_load_memory_full_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -492,6 +493,24 @@ SECTIONS = [
                 Row("gr00t-fast fp32", "gr00t-fast torch 4-step fp32"),
                 Row("gr00t-fast bf16", "gr00t-fast torch 4-step bf16"),
                 Row("gr00t-fast `--quantize int8`", "gr00t-fast torch 4-step fp32 int8")])),
+    Section("While `--quantize int8` loads", level=3, cpu={"avx512_vnni": True},
+            text="`python benchmarks/int8_load_memory.py`: full size, `--quantize int8` on the torch backend, each load "
+                 "in a process of its own, the two kinds alternating: its peak resident memory (the process's, "
+                 "~240 MB of it torch and gr00t-fast imported before the load), that peak over the bytes of the "
+                 "weights the loaded model holds (int8, and the layers and tables that stay float32), and each load's "
+                 "time. A layer at a time: the float32 weights of the layers int8 converts read as the example call "
+                 "reaches them and to convert them (`gr00t_fast.model.deferred`), what a load does now; whole: the "
+                 "float32 model read first, then quantized. Both loads' actions are the same bits. (The `--quantize int8` row above ran before: "
+                 "the float32 model read whole.)",
+            table=Table(corner="full size, `--quantize int8`", columns=[
+                Col("peak while loading", LOAD_MEMORY, lambda r: f"{r['peak_mb']:,.0f} MB"),
+                Col("weights held once loaded", LOAD_MEMORY, lambda r: f"{r['weights_mb']:,.0f} MB"),
+                Col("peak / weights", LOAD_MEMORY, lambda r: f"{r['peak_over_weights']:.2f}x"),
+                Col("load", LOAD_MEMORY, lambda r: ", ".join(f"{s:.0f} s" for s in r["load_s"]))], rows=[
+                Row("float32 weights read a layer at a time", lambda d: {**d["summary"]["deferred"],
+                                                                         "weights_mb": d["weights_mb"]}),
+                Row("the float32 model read whole first", lambda d: {**d["summary"]["whole"],
+                                                                     "weights_mb": d["weights_mb"]})])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "

@@ -1,0 +1,93 @@
+"""The peak memory of a `--quantize int8` load (torch backend): the float weights of the layers it converts deferred
+(read one layer at a time, `gr00t_fast.model.deferred`, what `load_policy` does) against the float model held whole
+and then quantized (what it did before). Each load runs in a process of its own (`ru_maxrss` is a process's high-water
+mark), the sides alternating, `--rounds` of each; each reports its peak resident memory, its resident memory once
+loaded and before (torch and gr00t-fast imported), its load time (`load_policy(..., warmup=False)`), the bytes of the weights it holds (int8, and what stays in
+float) and its actions on the example call, which must be the same bits on both sides.
+
+    python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 2 \\
+        --out benchmarks/results/cpu/int8_load_memory_full.json
+"""
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIDES = ("deferred", "whole")
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, MB."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
+def load(model_path: str, side: str) -> dict:
+    """One load of `side` in this process: what the parent records."""
+    import torch
+
+    from gr00t_fast.backends.pytorch import PyTorchBackend
+    from gr00t_fast.loading import load_policy
+    from gr00t_fast.model.inputs import example_inputs
+
+    if side == "whole":  # the float model read whole, then quantized layer by layer (before deferred weights)
+        PyTorchBackend.deferred_tensors = classmethod(lambda cls, request: None)
+    before_mb = rss_mb()
+    start = time.perf_counter()
+    policy = load_policy(model_path, quantize="int8", device="cpu", dtype="float32", warmup=False, threads=2)
+    load_s = time.perf_counter() - start
+    peak_mb, loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb()
+    held, storages = {"int8": 0, "float": 0}, set()
+    for tensor in [*policy.model.parameters(), *policy.model.buffers()]:
+        if tensor.untyped_storage().data_ptr() not in storages:
+            storages.add(tensor.untyped_storage().data_ptr())
+            held["int8" if tensor.dtype == torch.int8 else "float"] += tensor.untyped_storage().nbytes()
+    inputs, noise = example_inputs(policy.model.config, dtype=policy.model.dtype)
+    with torch.inference_mode():
+        actions = policy.backend(inputs, noise, policy.model.config.num_inference_timesteps)
+    return {"side": side, "peak_mb": peak_mb, "rss_before_mb": before_mb, "rss_loaded_mb": loaded_mb, "load_s": load_s,
+            "int8_weights_mb": held["int8"] / 2**20, "float_weights_mb": held["float"] / 2**20,
+            "actions_sha256": hashlib.sha256(actions.numpy().tobytes()).hexdigest(),
+            "precision": str(policy.precision)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_path", required=True, help="a float32 checkpoint")
+    parser.add_argument("--rounds", type=int, default=2, help="loads of each side, alternating")
+    parser.add_argument("--out", default="bench_out/int8_load_memory.json")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one load, in a child process
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(load(args.model_path, args.side)))
+        return
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    from gr00t_fast.dev.bench.common import write_result
+
+    runs = []
+    for round_ in range(args.rounds):
+        for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
+            child = subprocess.run([sys.executable, __file__, "--model_path", args.model_path, "--side", side],
+                                   capture_output=True, text=True)
+            if child.returncode:
+                sys.exit(f"the {side} load failed (exit {child.returncode}): {child.stderr.strip()[-2000:]}")
+            runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            print(f"{side}: peak {runs[-1]['peak_mb']:,.0f} MB, load {runs[-1]['load_s']:.1f} s", flush=True)
+    if len({run["actions_sha256"] for run in runs}) != 1:
+        sys.exit("the two sides' actions differ: " + ", ".join(f"{r['side']} {r['actions_sha256'][:12]}" for r in runs))
+    weights_mb = runs[0]["int8_weights_mb"] + runs[0]["float_weights_mb"]
+    summary = {side: {"peak_mb": max(r["peak_mb"] for r in runs if r["side"] == side),
+                      "peak_over_weights": max(r["peak_mb"] for r in runs if r["side"] == side) / weights_mb,
+                      "peak_above_start_over_weights": max(r["peak_mb"] - r["rss_before_mb"] for r in runs
+                                                           if r["side"] == side) / weights_mb,
+                      "load_s": [round(r["load_s"], 1) for r in runs if r["side"] == side]} for side in SIDES}
+    write_result(args.out, model_path=args.model_path, weights_mb=weights_mb, summary=summary, runs=runs)
+
+
+if __name__ == "__main__":
+    main()
