@@ -380,9 +380,9 @@ class InputStats:
     def held_out(self) -> torch.Tensor:
         """The rows a converted layer's own error is measured on where its rounding was fitted: the other evenly
         spaced rows and the largest ones, none of them fitted."""
-        fit = self.fit
-        largest = self.largest[~(self.largest[:, None] == fit[None]).all(dim=2).any(dim=1)]
-        return torch.cat([self.spaced[1::2], largest])
+        fit = self.fit  # one row of `largest` at a time: all at once would be rows x rows x width booleans
+        fitted = torch.stack([(fit == row).all(dim=1).any() for row in self.largest])
+        return torch.cat([self.spaced[1::2], self.largest[~fitted]])
 
 
 def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
