@@ -121,15 +121,23 @@ def load_policy(
             max_instruction_tokens, image_preprocessing, bounds, seed))
     cpu_threads.configure(threads)
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
+    # a backend that quantizes the network reads the weights it converts one layer at a time (`deferred_tensors`)
     model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,
                        only=cls.host_tensors, defer=cls.deferred_tensors(request))
-    if model.device.type == "cpu":
-        keep_freed_memory()
-    use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
-    require_backend(backend, model.device)  # nothing is quantized or exported for a backend this machine cannot run
-    processor = processor_for_model(model.config, config, metadata, model.device, model.dtype, max_instruction_tokens,
-                                    image_preprocessing, bounds, cls.prompt_step)
-    runner = cls.load(model, replace(request, decode=lambda actions: processor.decode(actions, batched=True)))
+    try:
+        if model.device.type == "cpu":
+            keep_freed_memory()
+        use_device(model.device)  # this (torch) thread's current CUDA device: backends capture and stream on it
+        require_backend(backend, model.device)  # nothing is quantized or exported for a backend this machine cannot run
+        processor = processor_for_model(model.config, config, metadata, model.device, model.dtype,
+                                        max_instruction_tokens, image_preprocessing, bounds, cls.prompt_step)
+        runner = cls.load(model, replace(request, decode=lambda actions: processor.decode(actions, batched=True)))
+    finally:  # the checkpoint's files closed on every way out; a load that left deferred weights unread is a bug
+        unread, model.deferred_weights = model.deferred_weights, None
+        if unread is not None:
+            unread.close()
+    if unread is not None:
+        raise RuntimeError(f"backend {backend!r} deferred weights its load never read: {len(unread.pending())} layers")
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

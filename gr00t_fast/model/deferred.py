@@ -3,36 +3,35 @@
 never holds all of its float weights at once. Each layer is read when the sample call reaches it and emptied after
 it ran (a layer the call runs twice, a DiT layer at every denoising step, is read twice), then read once more to be
 converted. Full size, `--quantize int8` on a CPU: a load peaks at 5.4 GB for the 4.3 GB of weights it holds once
-loaded, against 11.4 GB with the float32 model read whole first, in the same time (`benchmarks/int8_load_memory.py`).
+loaded, against 11.4 GB with the float32 model read whole first (`benchmarks/int8_load_memory.py`). The price is
+reading them ~2.3x over (~20 GiB for an 8.9 GiB checkpoint; ~100 GiB with 8 calibration calls): about the same load
+time where the page cache holds the checkpoint, unmeasured where it does not.
 Each tensor is checked for NaN/inf at its first read, so a bad weight is named as the sample call reaches it.
 """
 
 import weakref
-from typing import Collection
+from typing import Mapping
 
 import torch
 from torch import nn
-
-from gr00t_fast.model.fusion import fused_names
 
 __all__ = ["DeferredWeights"]
 
 
 class DeferredWeights:
-    """`model`'s tensors `names` (its own layout: fused names for fused layers) read from the open checkpoint
-    `tensors` (`gr00t_fast.model.loading.CheckpointTensors`) on demand: `fill(module)` reads the module's deferred
-    parameters (a fused one from its checkpoint parts, as the load fuses them), `empty(module)` returns them to the
-    meta device; `close()` once every module that stays is filled for good (`pending` says which are not)."""
+    """`model`'s tensors `names` (its own layout, each with its checkpoint names: a fused one's parts) read from the
+    open checkpoint `tensors` (`gr00t_fast.model.loading.CheckpointTensors`) on demand: `fill(module)` reads the
+    module's deferred parameters (a fused one from its parts, as the load fuses them), `empty(module)` returns them to
+    the meta device; `close()` once every module that stays is filled for good (`pending` says which are not)."""
 
-    def __init__(self, model: nn.Module, tensors, names: Collection[str], device: torch.device, dtype: torch.dtype):
-        parts = fused_names(model)
+    def __init__(self, model: nn.Module, tensors, names: Mapping[str, tuple[str, ...]], device: torch.device,
+                 dtype: torch.dtype):
         self.tensors, self.device, self.dtype = tensors, device, dtype
         # module -> {parameter: its checkpoint names}; weak: a module replaced (quantized) is freed with its entry
         self.owners: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
-        for name in names:
+        for name, parts in names.items():
             module, _, parameter = name.rpartition(".")
-            self.owners.setdefault(model.get_submodule(module), {})[parameter] = \
-                tuple(part for part, _ in parts.get(name, ((name, 0),)))
+            self.owners.setdefault(model.get_submodule(module), {})[parameter] = parts
 
     def __contains__(self, module: nn.Module) -> bool:
         return module in self.owners

@@ -19,6 +19,12 @@ def fused_names(model: nn.Module) -> dict[str, Parts]:
     return names
 
 
+def part_names(name: str, fused: dict[str, Parts]) -> tuple[str, ...]:
+    """The checkpoint names of the model's tensor `name` (`fused`: the model's `fused_names`): its parts where it is
+    fused, else itself."""
+    return tuple(part for part, _ in fused.get(name, ((name, 0),)))
+
+
 def checkpoint_shapes(model: nn.Module) -> dict[str, torch.Size]:
     """The tensor names and shapes of `model`'s checkpoint: its state dict with fused tensors listed as parts."""
     shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}

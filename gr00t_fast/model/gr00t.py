@@ -10,6 +10,7 @@ from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.eagle import EagleBackbone
 
 if TYPE_CHECKING:
+    from gr00t_fast.model.deferred import DeferredWeights
     from gr00t_fast.model.precision import Precision
 
 
@@ -17,6 +18,8 @@ class Gr00tN15(nn.Module):
     """Parameter names match the official checkpoint (`backbone.*`, `action_head.*`)."""
 
     precision: "Precision | None" = None  # what it runs in and why, set by `load_model`
+    # the weights `load_model(..., defer=...)` left unread, read by whoever quantizes the model (then None)
+    deferred_weights: "DeferredWeights | None" = None
 
     def __init__(self, config: Gr00tConfig):
         super().__init__()

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from gr00t_fast.model.config import Gr00tConfig
 from gr00t_fast.model.deferred import DeferredWeights
-from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict, fused_names
+from gr00t_fast.model.fusion import checkpoint_shapes, fuse_state_dict, fused_names, part_names
 from gr00t_fast.model.gr00t import Gr00tN15
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError
 from gr00t_fast.model.precision import Precision, auto_cpu_precision
@@ -97,7 +97,7 @@ def is_unused(name: str, kept_llm_layers: int) -> bool:
 
 
 class CheckpointTensors:
-    """A checkpoint's weight files held open (a context manager), every tensor's name and shape checked against the
+    """A checkpoint's weight files held open until `close()`, every tensor's name and shape checked against the
     model's (`expected`, the checkpoint's layout) before any is read: one CheckpointError lists every missing,
     unexpected and wrongly shaped tensor. `read(names)` reads those tensors, each into memory of its own."""
 
@@ -136,12 +136,6 @@ class CheckpointTensors:
             self.close()
             raise CheckpointError(f"checkpoint {checkpoint_dir} does not match its config: "
                                   + "; ".join(f"{title} ({few(items)})" for title, items in problems))
-
-    def __enter__(self) -> "CheckpointTensors":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         for f in self.files:
@@ -252,26 +246,26 @@ def load_model(
         precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."), why)
     if only is not None and defer is not None:
         raise ValueError("load_model takes only= or defer=, not both")
-    deferred = set(defer(model)) if defer is not None else set()
-    parts = fused_names(model)
-    unread = {part for name in deferred for part, _ in parts.get(name, ((name, 0),))}
+    fused = fused_names(model)
+    deferred = {name: part_names(name, fused) for name in defer(model)} if defer is not None else {}
+    strangers = sorted(set(deferred) - set(model.state_dict()))
+    if strangers:
+        raise ValueError(f"defer names tensors the model does not have: {few(strangers)}")
+    unread = {part for parts in deferred.values() for part in parts}
     tensors = CheckpointTensors(path, checkpoint_shapes(model), config.llm.num_layers)
     try:
         state = tensors.read({name for name in tensors.where if name not in unread} if only is None else set(only),
                              device, precision.dtype)
+        model.load_state_dict(fuse_state_dict(model, state) if only is None else state,
+                              strict=only is None and not deferred, assign=True)
+        del state  # the model holds every tensor now: nothing else may keep one alive
+        model = model.eval().requires_grad_(False)
+        model.precision = precision
+        if deferred:
+            model.deferred_weights = DeferredWeights(model, tensors, deferred, device, precision.dtype)
     except BaseException:
         tensors.close()
         raise
-    if only is None:
-        loaded = model.load_state_dict(fuse_state_dict(model, state), strict=not deferred, assign=True)
-        assert set(loaded.missing_keys) == deferred and not loaded.unexpected_keys, "deferred names are the model's"
-    else:
-        model.load_state_dict(state, strict=False, assign=True)
-    del state  # the model holds every tensor now: nothing else may keep one alive
-    model = model.eval().requires_grad_(False)
-    model.precision = precision
-    if deferred:
-        model.deferred_weights = DeferredWeights(model, tensors, deferred, device, precision.dtype)
-    else:
+    if not deferred:
         tensors.close()
     return model

@@ -469,7 +469,7 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     finally:
         if deferred is not None:
             deferred.close()
-            del model.deferred_weights
+            model.deferred_weights = None
 
 
 def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None, fit_weights: bool,

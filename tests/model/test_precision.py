@@ -21,7 +21,7 @@ def unpinned(monkeypatch):
 
 
 def read_dtypes(monkeypatch) -> list[torch.dtype]:
-    """The dtypes the loader reads weights in, one per load."""
+    """The dtypes the loader reads weights in, one per read (one per load without deferred weights)."""
     seen, read = [], loading_module.CheckpointTensors.read
 
     def traced(self, names, device, dtype):

@@ -6,14 +6,16 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from gr00t_fast.backends import fidelity, make_backend
+from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import load_policy, quantize_model
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.inputs import example_inputs
-from gr00t_fast.model.loading import is_complete
+from gr00t_fast.model.loading import build_meta_model, is_complete
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
 # Values each format holds exactly at scale 1 (e4m3: 3 mantissa bits), each row reaching the format's maximum.
@@ -202,40 +204,86 @@ def test_quantizing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint,
     assert counts["converted"] == len(alive) > 10 and alive == [0] * len(alive)
 
 
-def test_a_quantized_load_reads_one_float_layer_at_a_time_into_the_same_bits(tiny_checkpoint, int8_at_every_size,
-                                                                             monkeypatch):
+def test_a_quantized_load_holds_one_float_layer_at_a_time(tiny_checkpoint, int8_at_every_size, monkeypatch):
     """The Linear weights int8 converts are deferred at load (never the whole float model in memory): each is read as
-    the sample call reaches it and emptied after it ran, read again to be converted, and only the layers that stay
-    float are kept; the model is the one quantized from the float model held whole, bit for bit."""
+    the sample call reaches it and freed after it ran, read again to be converted and freed with the old layer; only
+    the layers that stay float are kept; the model is the one quantized from the float model held whole, bit for
+    bit."""
     monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", float("inf"))  # no layer falls back to float after its read
     whole = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     quantize_model(whole, "int8")
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32, defer=quantize.quantized_weights)
     deferred, names = model.deferred_weights, set(quantize.quantized_weights(model))
     assert {name for name, t in model.named_parameters() if t.is_meta} == names and len(names) == 43
-    held = []  # before each read: how many deferred layers hold their float weights
-    fill = DeferredWeights.fill
-    monkeypatch.setattr(DeferredWeights, "fill", lambda self, module: (
-        held.append(len(self.owners) - len(self.pending())) if module in self.pending() else None, fill(self, module))[1])
+    read, alive = [], []  # every tensor read (its memory); before each read, how much of it is still alive
+
+    def fill(self, module):
+        alive.append(sum(not ref.expired() for ref in read))
+        filled = DeferredWeights_fill(self, module)
+        read.extend(StorageWeakRef(getattr(module, name).untyped_storage()) for name in self.owners[module])
+        return filled
+    DeferredWeights_fill = DeferredWeights.fill
+    monkeypatch.setattr(DeferredWeights, "fill", fill)
     counts = quantize_model(model, "int8")
     stay_float = counts["kept"] + counts["few_rows"] + counts["slow_on_cpu"]
     assert counts["converted"] > 20 and stay_float > 0 and counts["too_lossy"] == 0
     # the sample call (each DiT layer once per step), the conversions, then the layers that stay float read for good
-    assert held == [0] * (len(held) - stay_float) + list(range(stay_float)) and len(held) > 43 + counts["converted"]
-    assert is_complete(model) and not hasattr(model, "deferred_weights") and all(f.file.closed for f in deferred.tensors.files)
+    assert alive == [0] * (len(alive) - stay_float) + list(range(stay_float)) and len(alive) > 43 + counts["converted"]
+    assert is_complete(model) and model.deferred_weights is None and all(f.file.closed for f in deferred.tensors.files)
     inputs, noise = example_inputs(model.config)
     assert torch.equal(make_backend("torch", model)(inputs, noise, 4), make_backend("torch", whole)(inputs, noise, 4))
 
 
+@pytest.fixture(scope="module")
+def observations_file(tmp_path_factory):
+    """12 observations of the tiny checkpoint's SO-100, as `--calibration` reads them."""
+    rng, n = np.random.default_rng(1), 12
+    path = tmp_path_factory.mktemp("calibration") / "obs.npz"
+    np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
+                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)), "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
+                      "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
+    return path
+
+
+@pytest.mark.parametrize("mode, dtype, calibrated, max_error", [
+    ("int8", "float32", False, None), ("int8", "bfloat16", False, None), ("int8", "float32", True, None),
+    ("fp8", "float32", False, None), ("int8", "float32", False, 0.01), ("int8", "float32", True, 0.012)])
+def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
+        tiny_checkpoint, int8_at_every_size, monkeypatch, observations_file, mode, dtype, calibrated, max_error):
+    """Each precision, fitted to observations or not, layers too lossy kept float (max_error: some are)."""
+    if max_error is not None:
+        monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", max_error)
+    options = dict(device="cpu", dtype=dtype, quantize=mode, warmup=False,
+                   calibration=observations_file if calibrated else None)
+    deferred = load_policy(tiny_checkpoint, **options)
+    monkeypatch.setattr(PyTorchBackend, "deferred_tensors", classmethod(lambda cls, request: None))
+    whole = load_policy(tiny_checkpoint, **options)
+    counts = deferred.model.precision.quantization
+    assert counts == whole.model.precision.quantization and counts["converted"] > 0
+    assert (counts["too_lossy"] > 0) == (max_error is not None) and (counts["fitted"] > 0) == calibrated
+    assert {p.dtype for p in deferred.model.parameters()} == {p.dtype for p in whole.model.parameters()}
+    inputs, noise = example_inputs(deferred.model.config, dtype=deferred.model.dtype)
+    assert torch.equal(deferred.backend(inputs, noise, 4), whole.backend(inputs, noise, 4))
+
+
 @pytest.mark.parametrize("backend", ["torch", "compile"])
-def test_an_int8_policy_load_defers_the_weights_it_converts(tiny_checkpoint, monkeypatch, backend):
+def test_an_int8_policy_load_defers_the_weights_it_converts_and_closes_the_checkpoint(tiny_checkpoint, monkeypatch,
+                                                                                      cpu_has, backend):
+    cpu_has("AVX512-VNNI")  # compile's int8 runs on oneDNN alone (nothing is compiled: no warm-up)
     made, init = [], DeferredWeights.__init__
-    monkeypatch.setattr(DeferredWeights, "__init__", lambda self, model, *args: made.append(
-        sorted(n for n, t in model.named_parameters() if t.is_meta)) or init(self, model, *args))
+    monkeypatch.setattr(DeferredWeights, "__init__", lambda self, model, *args: made.append(self) or init(
+        self, model, *args) or self.met.update(n for n, t in model.named_parameters() if t.is_meta))
+    monkeypatch.setattr(DeferredWeights, "met", set(), raising=False)
     load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False, backend=backend)
     assert made == []
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False, backend=backend)
-    assert made == [sorted(quantize.quantized_weights(policy.model))] and is_complete(policy.model)
+    meta = build_meta_model(policy.model.config)
+    assert DeferredWeights.met == set(quantize.quantized_weights(meta)) and len(DeferredWeights.met) == 43
+    assert is_complete(policy.model) and all(f.file.closed for f in made[0].tensors.files)
+    monkeypatch.setattr("gr00t_fast.loading.processor_for_model", lambda *args: 1 / 0)  # a failure before quantizing
+    with pytest.raises(ZeroDivisionError):
+        load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False, backend=backend)
+    assert len(made) == 2 and all(f.file.closed for f in made[1].tensors.files)
 
 
 @pytest.fixture
