@@ -31,8 +31,8 @@ class WeightFileError(ValueError):
 
 
 class OwnedSafetensors:
-    """One open safetensors file (a context manager): its keys, shapes, and `tensor(key)` as a CPU tensor in memory
-    of its own."""
+    """One open safetensors file until `close()`: its keys, shapes, and `tensor(key)` as a CPU tensor in memory of
+    its own."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -54,12 +54,6 @@ class OwnedSafetensors:
             self.file.close()
             raise WeightFileError(f"cannot read {path} (changed while it was read?): {err!r}") from None
         self.data_start = 8 + length
-
-    def __enter__(self) -> "OwnedSafetensors":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self.file.close()
