@@ -15,6 +15,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from gr00t_fast.runtime.heap import release_freed_memory
+
 __all__ = ["DeferredWeights"]
 
 
@@ -50,10 +52,13 @@ class DeferredWeights:
         return bool(empty)
 
     def empty(self, module: nn.Module) -> None:
-        """`module`'s deferred parameters back on the meta device (their memory freed)."""
+        """`module`'s deferred parameters back on the meta device, their memory given back to the kernel: kept in the
+        heap, the freed weights of the layers a call has run leave holes the next ones do not fit (full size: +2.9 GB
+        over its sample call, the load's peak 5.7 GB instead of 5.0 GB)."""
         for parameter in self.owners.get(module, {}):
             tensor = getattr(module, parameter)
             setattr(module, parameter, nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=False))
+        release_freed_memory()
 
     def close(self) -> None:
         """The checkpoint's files closed: nothing more can be read."""

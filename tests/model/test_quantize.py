@@ -224,11 +224,14 @@ def test_a_quantized_load_holds_one_float_layer_at_a_time(tiny_checkpoint, int8_
         return filled
     DeferredWeights_fill = DeferredWeights.fill
     monkeypatch.setattr(DeferredWeights, "fill", fill)
+    trims = []  # the heap given back to the kernel: freed weights kept there would grow the peak they were freed for
+    monkeypatch.setattr("gr00t_fast.model.deferred.release_freed_memory", lambda: trims.append(len(alive)))
     counts = quantize_model(model, "int8")
     stay_float = counts["kept"] + counts["few_rows"] + counts["slow_on_cpu"]
     assert counts["converted"] > 20 and stay_float > 0 and counts["too_lossy"] == 0
     # the sample call (each DiT layer once per step), the conversions, then the layers that stay float read for good
     assert alive == [0] * (len(alive) - stay_float) + list(range(stay_float)) and len(alive) > 43 + counts["converted"]
+    assert trims == list(range(1, len(alive) - counts["converted"] - stay_float + 1))  # after each read of the call
     assert is_complete(model) and model.deferred_weights is None and all(f.file.closed for f in deferred.tensors.files)
     inputs, noise = example_inputs(model.config)
     assert torch.equal(make_backend("torch", model)(inputs, noise, 4), make_backend("torch", whole)(inputs, noise, 4))
