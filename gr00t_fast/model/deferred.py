@@ -2,8 +2,8 @@
 (`load_model(..., defer=...)`): the model whose Linear layers are quantized as it loads (`gr00t_fast.model.quantize`)
 never holds all of its float weights at once. Each layer is read when the sample call reaches it and emptied after
 it ran (a layer the call runs twice, a DiT layer at every denoising step, is read twice), then read once more to be
-converted. Full size, `--quantize int8` on a CPU: a load peaks at 5.4 GB for the 4.3 GB of weights it holds once
-loaded, against 11.4 GB with the float32 model read whole first (`benchmarks/int8_load_memory.py`). The price is
+converted. Full size, `--quantize int8` on a CPU: a load peaks at 5.0 GB for the 4.3 GB of weights it holds once
+loaded, against 11.1 GB with the float32 model read whole first (`benchmarks/int8_load_memory.py`). The price is
 reading them ~2.3x over (~20 GiB for an 8.9 GiB checkpoint; ~100 GiB with 8 calibration calls): about the same load
 time where the page cache holds the checkpoint, unmeasured where it does not.
 Each tensor is checked for NaN/inf at its first read, so a bad weight is named as the sample call reaches it.
