@@ -7,6 +7,9 @@ float) and its actions on the example call, which must be the same bits on both 
 
     python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 2 \\
         --out benchmarks/results/cpu/int8_load_memory_full.json
+    gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 observations
+    python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 1 \\
+        --calibration cal.npz --out benchmarks/results/cpu/int8_load_memory_full_calibrated.json
 """
 
 import argparse
@@ -26,7 +29,7 @@ def rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
-def load(model_path: str, side: str) -> dict:
+def load(model_path: str, side: str, calibration: str | None) -> dict:
     """One load of `side` in this process: what the parent records."""
     import torch
 
@@ -38,7 +41,8 @@ def load(model_path: str, side: str) -> dict:
         PyTorchBackend.deferred_tensors = classmethod(lambda cls, request: None)
     before_mb = rss_mb()
     start = time.perf_counter()
-    policy = load_policy(model_path, quantize="int8", device="cpu", dtype="float32", warmup=False, threads=2)
+    policy = load_policy(model_path, quantize="int8", device="cpu", dtype="float32", warmup=False, threads=2,
+                         calibration=calibration)
     load_s = time.perf_counter() - start
     peak_mb, loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb()
     held, storages = {"int8": 0, "float": 0}, set()
@@ -59,11 +63,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_path", required=True, help="a float32 checkpoint")
     parser.add_argument("--rounds", type=int, default=2, help="loads of each side, alternating")
+    parser.add_argument("--calibration", help="observations (.npz) the loads measure and fit to (`--calibration`)")
     parser.add_argument("--out", default="bench_out/int8_load_memory.json")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one load, in a child process
     args = parser.parse_args()
     if args.side:
-        print(json.dumps(load(args.model_path, args.side)))
+        print(json.dumps(load(args.model_path, args.side, args.calibration)))
         return
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
@@ -72,8 +77,9 @@ def main() -> None:
     runs = []
     for round_ in range(args.rounds):
         for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
-            child = subprocess.run([sys.executable, __file__, "--model_path", args.model_path, "--side", side],
-                                   capture_output=True, text=True)
+            calibration = ["--calibration", args.calibration] if args.calibration else []
+            child = subprocess.run([sys.executable, __file__, "--model_path", args.model_path, "--side", side,
+                                    *calibration], capture_output=True, text=True)
             if child.returncode:
                 sys.exit(f"the {side} load failed (exit {child.returncode}): {child.stderr.strip()[-2000:]}")
             runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -86,7 +92,8 @@ def main() -> None:
                       "peak_above_start_over_weights": max(r["peak_mb"] - r["rss_before_mb"] for r in runs
                                                            if r["side"] == side) / weights_mb,
                       "load_s": [round(r["load_s"], 1) for r in runs if r["side"] == side]} for side in SIDES}
-    write_result(args.out, model_path=args.model_path, weights_mb=weights_mb, summary=summary, runs=runs)
+    write_result(args.out, model_path=args.model_path, calibration=args.calibration, weights_mb=weights_mb,
+                 summary=summary, runs=runs)
 
 
 if __name__ == "__main__":

@@ -136,8 +136,8 @@ def load_policy(
         unread, model.deferred_weights = model.deferred_weights, None
         if unread is not None:
             unread.close()
-    if unread is not None:
-        raise RuntimeError(f"backend {backend!r} deferred weights its load never read: {len(unread.pending())} layers")
+    if unread is not None and unread.pending():
+        raise RuntimeError(f"backend {backend!r} left weights unread in {len(unread.pending())} layers after its load")
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
         policy.warmup()

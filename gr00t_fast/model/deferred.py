@@ -5,7 +5,7 @@ it ran (a layer the call runs twice, a DiT layer at every denoising step, is rea
 converted. Full size, `--quantize int8` on a CPU: a load peaks at 5.0 GB for the 4.3 GB of weights it holds once
 loaded, against 11.1 GB with the float32 model read whole first (`benchmarks/int8_load_memory.py`). The price is
 reading them ~2.3x over (~20 GiB for an 8.9 GiB checkpoint; ~100 GiB with 8 calibration calls): about the same load
-time where the page cache holds the checkpoint, unmeasured where it does not.
+time without `--calibration` where the page cache holds the checkpoint, unmeasured where it does not.
 Each tensor is checked for NaN/inf at its first read, so a bad weight is named as the sample call reaches it.
 """
 
@@ -52,13 +52,15 @@ class DeferredWeights:
         return bool(empty)
 
     def empty(self, module: nn.Module) -> None:
-        """`module`'s deferred parameters back on the meta device, their memory given back to the kernel: kept in the
-        heap, the freed weights of the layers a call has run leave holes the next ones do not fit (full size: +2.9 GB
-        over its sample call, the load's peak 5.7 GB instead of 5.0 GB)."""
+        """`module`'s deferred parameters back on the meta device, their memory (on a CPU) given back to the kernel:
+        kept in the heap, the freed weights of the layers a call has run leave holes the next ones do not fit (full
+        size, untrimmed: peaks of 4,993 to 5,865 MB run to run, up to 3 GB of it freed weights during the sample call;
+        trimmed: 4,999 and 5,000 MB)."""
         for parameter in self.owners.get(module, {}):
             tensor = getattr(module, parameter)
             setattr(module, parameter, nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=False))
-        release_freed_memory()
+        if self.device.type == "cpu":
+            release_freed_memory()
 
     def close(self) -> None:
         """The checkpoint's files closed: nothing more can be read."""

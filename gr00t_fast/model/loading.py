@@ -138,8 +138,12 @@ class CheckpointTensors:
                                   + "; ".join(f"{title} ({few(items)})" for title, items in problems))
 
     def close(self) -> None:
+        """Every file closed (one that fails to close does not keep the others open)."""
         for f in self.files:
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def read(self, names: Collection[str], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The tensors `names` (expected ones), in the files' order, cast to `dtype` on `device`; one CheckpointError

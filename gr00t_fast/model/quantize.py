@@ -7,7 +7,7 @@ alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1
 `benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
 GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
 by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.00 against
-4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores). Without
+4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the float model read whole). Without
 observations every weight goes to its nearest level: fitted to the example call's random frames with 64 rows, full
 size's largest action difference grew (4.20 against 3.81); with the 256 fitted now it fell (2.91 against 3.81, 48M 3.67
 against 4.95) at ~80 s more load at full size. Fitting without observations is not the default yet (not decided).
@@ -381,8 +381,8 @@ class InputStats:
         """The rows a converted layer's own error is measured on where its rounding was fitted: the other evenly
         spaced rows and the largest ones, none of them fitted."""
         fit = self.fit  # one row of `largest` at a time: all at once would be rows x rows x width booleans
-        fitted = torch.stack([(fit == row).all(dim=1).any() for row in self.largest])
-        return torch.cat([self.spaced[1::2], self.largest[~fitted]])
+        fitted = [(fit == row).all(dim=1).any() for row in self.largest]
+        return torch.cat([self.spaced[1::2], self.largest[~torch.stack(fitted)] if fitted else self.largest])
 
 
 def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -232,6 +232,7 @@ def test_a_quantized_load_holds_one_float_layer_at_a_time(tiny_checkpoint, int8_
     # the sample call (each DiT layer once per step), the conversions, then the layers that stay float read for good
     assert alive == [0] * (len(alive) - stay_float) + list(range(stay_float)) and len(alive) > 43 + counts["converted"]
     assert trims == list(range(1, len(alive) - counts["converted"] - stay_float + 1))  # after each read of the call
+    assert sum(not ref.expired() for ref in read) == stay_float >= 2  # the weak references do see what is alive
     assert is_complete(model) and model.deferred_weights is None and all(f.file.closed for f in deferred.tensors.files)
     inputs, noise = example_inputs(model.config)
     assert torch.equal(make_backend("torch", model)(inputs, noise, 4), make_backend("torch", whole)(inputs, noise, 4))
@@ -258,9 +259,12 @@ def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", max_error)
     options = dict(device="cpu", dtype=dtype, quantize=mode, warmup=False,
                    calibration=observations_file if calibrated else None)
+    made, init = [], DeferredWeights.__init__
+    monkeypatch.setattr(DeferredWeights, "__init__", lambda self, *args: made.append(self) or init(self, *args))
     deferred = load_policy(tiny_checkpoint, **options)
     monkeypatch.setattr(PyTorchBackend, "deferred_tensors", classmethod(lambda cls, request: None))
     whole = load_policy(tiny_checkpoint, **options)
+    assert len(made) == 1  # the first load deferred, the second did not
     counts = deferred.model.precision.quantization
     assert counts == whole.model.precision.quantization and counts["converted"] > 0
     assert (counts["too_lossy"] > 0) == (max_error is not None) and (counts["fitted"] > 0) == calibrated

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.loading import CheckpointError
 from gr00t_fast.loading import load_policy
 from gr00t_fast.policy.policy import NonFiniteActionError
@@ -99,7 +100,7 @@ def test_impossible_camera_resolutions_are_named_at_load(tiny_checkpoint, tmp_pa
 
 
 @pytest.mark.parametrize("quantize, suffix", [(None, "vlln.weight"), ("int8", "layers.0.self_attn.q_proj.weight")])
-def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path, quantize, suffix):
+def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path, monkeypatch, quantize, suffix):
     """int8 reads the weights it converts one layer at a time (`gr00t_fast.model.deferred`): one with inf is named
     all the same, as the sample call reaches it."""
     ckpt = Path(shutil.copytree(tiny_checkpoint, tmp_path / "nan"))
@@ -108,8 +109,11 @@ def test_nan_weight_in_a_checkpoint_is_named_at_load(tiny_checkpoint, tmp_path, 
     name = next(k for k in tensors if k.endswith(suffix))
     tensors[name][3] = float("inf")
     save_file(tensors, shard)
+    made, init = [], DeferredWeights.__init__
+    monkeypatch.setattr(DeferredWeights, "__init__", lambda self, *args: made.append(self) or init(self, *args))
     with pytest.raises(CheckpointError, match=f"NaN/inf values in 1 tensor.*{re.escape(name)}"):
         load_policy(ckpt, device="cpu", warmup=False, quantize=quantize)
+    assert len(made) == (quantize is not None)  # with int8 the weight was deferred: named at its own read
 
 
 @pytest.mark.parametrize("break_it, words", [
