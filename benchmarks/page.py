@@ -355,6 +355,7 @@ INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize 
 
 
 LOAD_MEMORY = "cpu/int8_load_memory_full_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
+LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -500,8 +501,10 @@ SECTIONS = [
                  "weights the loaded model holds (int8, and the layers and tables that stay float32), and each load's "
                  "time. A layer at a time: the float32 weights of the layers int8 converts read as the example call "
                  "reaches them and to convert them (`gr00t_fast.model.deferred`), what a load does now; whole: the "
-                 "float32 model read first, then quantized. Both loads' actions are the same bits. (The `--quantize int8` row above ran before: "
-                 "the float32 model read whole.)",
+                 "float32 model read first, then quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
+                 "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, here from the "
+                 "page cache, and the load is slower. (The `--quantize int8` row above ran before: the float32 model "
+                 "read whole.)",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("peak while loading", LOAD_MEMORY, lambda r: f"{r['peak_mb']:,.0f} MB"),
                 Col("weights held once loaded", LOAD_MEMORY, lambda r: f"{r['weights_mb']:,.0f} MB"),
@@ -510,7 +513,11 @@ SECTIONS = [
                 Row("float32 weights read a layer at a time", lambda d: {**d["summary"]["deferred"],
                                                                          "weights_mb": d["weights_mb"]}),
                 Row("the float32 model read whole first", lambda d: {**d["summary"]["whole"],
-                                                                     "weights_mb": d["weights_mb"]})])),
+                                                                     "weights_mb": d["weights_mb"]}),
+                Row("`--calibration` (8 observations): a layer at a time", file=LOAD_MEMORY_CALIBRATED,
+                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
+                Row("`--calibration` (8 observations): whole first", file=LOAD_MEMORY_CALIBRATED,
+                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]})])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "
