@@ -37,8 +37,9 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> bool:
-    """Return every free page of every heap to the kernel (malloc_trim(0)): for a process that idles. False where the
-    C library is not glibc."""
+    """Return every free page of every heap to the kernel (malloc_trim(0)): for a process that idles, and after each
+    layer a load reads and frees (`gr00t_fast.model.deferred`, `gr00t_fast.model.swap`). False where the C library
+    is not glibc."""
     libc = _libc()
     try:
         libc.malloc_trim(0)
