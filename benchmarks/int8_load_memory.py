@@ -34,6 +34,7 @@ def load(model_path: str, side: str, calibration: str | None) -> dict:
     import torch
 
     from gr00t_fast.backends.pytorch import PyTorchBackend
+    from gr00t_fast.dev.upstream_runner import peak_rss_mb
     from gr00t_fast.loading import load_policy
     from gr00t_fast.model.inputs import example_inputs
 
@@ -44,7 +45,7 @@ def load(model_path: str, side: str, calibration: str | None) -> dict:
     policy = load_policy(model_path, quantize="int8", device="cpu", dtype="float32", warmup=False, threads=2,
                          calibration=calibration)
     load_s = time.perf_counter() - start
-    peak_mb, loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb()
+    peak_mb, loaded_mb = peak_rss_mb(), rss_mb()
     held, storages = {"int8": 0, "float": 0}, set()
     for tensor in [*policy.model.parameters(), *policy.model.buffers()]:
         if tensor.untyped_storage().data_ptr() not in storages:

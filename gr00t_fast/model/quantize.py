@@ -172,10 +172,11 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
     its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. A chunk whose inputs are all
     zero or not finite, or whose H float32 cannot factor: plain rounding. The third value: whether any chunk was
     fitted."""
-    scale = _row_scales(weight.detach().float(), qmax)
+    w = weight.detach().float()
+    scale = _row_scales(w, qmax)
     step = scale.reshape(-1)
     fitted = False
-    w = weight.detach().float().t().contiguous()  # (in, out): a column of the weight is a contiguous row here
+    w = w.t().contiguous()  # (in, out): a column of the weight is a contiguous row here
     x = rows.to(w.device, torch.float32)
     q = torch.empty_like(w)
     for first in range(0, w.shape[0], GPTQ_CHUNK):
@@ -340,8 +341,7 @@ class InputStats:
     magnitude over all calls, and `keep` rows (`ERROR_ROWS`, `FIT_ROWS` where its weights are fitted) shared equally
     by its calls (each call's share evenly spaced within it: every observation of a calibration, every denoising
     step; past `keep` calls, a row of every other call, then of every fourth, ...) with the `keep // 8` largest rows
-    of all calls (the ones that set a
-    per-tensor scale)."""
+    of all calls (the ones that set a per-tensor scale)."""
 
     def __init__(self, x: torch.Tensor, keep: int = ERROR_ROWS):
         self.keep = keep
