@@ -9,7 +9,7 @@ process, fp32: its CPU default) and then gr00t-fast's (this process, the default
 rule, packed weights, batched episodes), the model already loaded on both sides; the ratio is per round. Each round
 also times both as whole commands, from the process's start to its exit (imports, the model's load, the dataset
 read, the loop): `gr00t-fast eval` as a user types it against NVIDIA's evaluation process. Writes
-`<out>/eval_speed_<size>_<backend>.json` with the CPU's flags.
+`<out>/eval_speed_<size>_<backend>.json` with the command and the machine (CPU, its flags, load average).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from gr00t_fast.data import open_dataset
+from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.dev.recorded import write_v21
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.evaluation import evaluate, overall_metrics
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.random_checkpoint import cached_checkpoint
+
+
+def console_script() -> str:
+    """The `gr00t-fast` script of this interpreter's environment, as an activated environment runs it (not a version
+    manager's shim in front of it: pyenv's adds ~50 ms of bash), else the one on PATH."""
+    beside = Path(sys.executable).parent / "gr00t-fast"
+    return str(beside) if beside.is_file() else shutil.which("gr00t-fast")
 
 
 def main() -> None:
@@ -60,7 +69,7 @@ def main() -> None:
         runs = evaluate(policy, dataset, episodes, args.length, progress=False, noise_seed=r)
         ours_s = time.perf_counter() - start
         ours_mse = overall_metrics(runs, 16, joints)["mse"]
-        command = [shutil.which("gr00t-fast"), "eval", "--model_path", str(checkpoint), "--dataset_path",
+        command = [console_script(), "eval", "--model_path", str(checkpoint), "--dataset_path",
                    str(dataset_path), "--episodes", *map(str, episodes), "--steps", str(args.length), "--backend",
                    args.backend]
         start = time.perf_counter()
@@ -71,15 +80,9 @@ def main() -> None:
                        "nvidia_whole_s": theirs_whole_s, "gr00t_fast_whole_s": ours_whole_s,
                        "whole_speedup": theirs_whole_s / ours_whole_s})
         print(json.dumps(rounds[-1]), flush=True)
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    result = {"checkpoint": args.size, "backend": args.backend, "episodes": args.episodes, "steps": args.length, "calls_per_episode":
-              len(range(0, args.length, 16)), "precision": str(policy.precision), "rounds": rounds,
-              "lscpu_flags": next((line.split(":", 1)[1].split() for line in flags.splitlines()
-                                   if line.startswith("Flags")), [])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"eval_speed_{args.size}_{args.backend}.json").write_text(json.dumps(result, indent=2))
-
+    write_result(Path(args.out) / f"eval_speed_{args.size}_{args.backend}.json", checkpoint=args.size,
+                 backend=args.backend, episodes=args.episodes, steps=args.length,
+                 calls_per_episode=len(range(0, args.length, 16)), precision=str(policy.precision), rounds=rounds)
 
 if __name__ == "__main__":
     main()

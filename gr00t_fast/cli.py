@@ -1,5 +1,6 @@
 """`gr00t-fast` command line: one subcommand per job, each owned by its module."""
 
+import gc
 import importlib
 import os
 import signal
@@ -62,12 +63,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console(argv: list[str] | None = None) -> None:
-    """The `gr00t-fast` executable: `main`, then exit with its code. The work is done then, and stop signals are
-    ignored while the interpreter shuts down: Ctrl-C pressed once more as a run ends is neither a KeyboardInterrupt
-    traceback nor a kill by the signal (Python resets handlers to the defaults during shutdown, not an ignore)."""
+    """The `gr00t-fast` executable: `main`, then exit with its code. The work is done then: the objects made are
+    left to the OS (the collector frozen), and stop signals are ignored while the interpreter shuts down: Ctrl-C
+    pressed once more as a run ends is neither a KeyboardInterrupt traceback nor a kill by the signal (Python resets
+    handlers to the defaults during shutdown, not an ignore)."""
     code = main(argv)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    # every object made so far is left to the OS: the shutdown's last collections skip them (a walk over torch's and
+    # the model's objects, ~0.4 s of `gr00t-fast eval`'s 4.7 s). atexit handlers and module teardown still run.
+    gc.freeze()
     if code == INTERRUPTED:
         # the command caught its Ctrl-C and is done, yet CPython's shutdown sometimes ends the process by SIGINT
         # (status -2, not 130): 4 of 12 Ctrl-Cs during make-checkpoint's fit, after `main` had returned 130 and

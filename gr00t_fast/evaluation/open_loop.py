@@ -3,9 +3,10 @@ trajectory`): the policy is asked for a chunk every `action_horizon` steps on th
 and the chunk's first `action_horizon` actions are set against the recorded actions of the steps they cover.
 
 Faster than NVIDIA's loop, same numbers: each episode's video is decoded once, in order, on a thread that reads the
-next episodes while the policy runs, and the observations of several episodes at the same step go to the policy as
-one batch (episodes of the same instruction: one prompt length). The sampler's noise is drawn per episode and
-inference point from `noise_seed`, so paths compared on the same episodes (`--compare`) start from the same noise.
+next episodes while the policy runs, and the observations of a group of episodes go to the policy in batches of
+`batch`, any episode and step together (open loop: each chunk starts from its own recorded observation), one
+instruction in a batch (one prompt length). The sampler's noise is drawn per episode and inference point from
+`noise_seed`, so paths compared on the same episodes (`--compare`) start from the same noise.
 `ReadAhead` starts reading the first episodes as it is made: `gr00t-fast eval` makes it before the policy loads.
 
     runs = evaluate(policy, open_dataset("recordings"), episodes=[0, 1], steps=150)
@@ -103,12 +104,12 @@ def compared_keys(dataset: RecordedDataset, modality_keys: Sequence[str] | None)
     return keys
 
 
-def _same_instruction(observations: dict[int, dict], language: str) -> list[list[int]]:
-    """The rows of `observations` split by instruction: one batch holds one prompt length. Left-padded to a longer
+def _same_instruction(observations: dict[Any, dict], language: str) -> list[list[Any]]:
+    """The keys of `observations` split by instruction, in order: one batch holds one prompt length. Left-padded to a longer
     one, a prompt's tokens move to other rotary positions, as in NVIDIA's batched calls, and its actions differ from
     its own call's (by degrees on the tiny checkpoint); rows of one instruction batch to their single calls' actions
     (exactly, in float32)."""
-    batches: dict[str, list[int]] = {}
+    batches: dict[str, list[Any]] = {}
     for i, observation in observations.items():
         batches.setdefault(observation[language][0], []).append(i)
     return list(batches.values())
@@ -147,39 +148,39 @@ def evaluate(policy: Any, dataset: RecordedDataset, episodes: Sequence[int], ste
              reads: ReadAhead | None = None) -> list[EpisodeRun]:
     """Evaluate `policy` on `episodes` of `dataset` (see the module): one `EpisodeRun` per episode, in order.
     `modality_keys`: the action keys compared (default: the data config's, e.g. single_arm and gripper); `batch`:
-    episodes per policy call (a served policy takes what its server's --max_batch allows); `reads`: a `ReadAhead`
+    observations per policy call, and episodes read at a time (a served policy takes what its server's --max_batch
+    allows); `reads`: a `ReadAhead`
     of these very arguments made earlier (reading while the policy loaded), else one is made here."""
     if action_horizon > policy.action_horizon:
         raise ValueError(f"--action_horizon {action_horizon} exceeds the policy's chunk of {policy.action_horizon}")
     reads = reads or ReadAhead(dataset, episodes, steps, action_horizon, modality_keys, batch)
     keys, lengths = reads.keys, reads.lengths
     language = dataset.data_config.language_key
-    calls = sum(len(inference_points(max(lengths[e] for e in g), action_horizon)) for g in reads.groups)
+    total = sum(len(inference_points(lengths[e], action_horizon)) for e in episodes)
     runs = []
-    with tqdm(total=calls, desc="evaluating", unit="call", disable=not progress) as bar:
+    with tqdm(total=total, desc="evaluating", unit="obs", disable=not progress) as bar:
         for group, loaded in reads:
-            preds: dict[int, list[np.ndarray]] = {e: [] for e in group}
-            times: dict[int, list[float]] = {e: [] for e in group}
-            for k, point in enumerate(inference_points(max(lengths[e] for e in group), action_horizon)):
-                asked = {i: loaded[i][0][k] for i, e in enumerate(group) if point < lengths[e]}
-                for rows in _same_instruction(asked, language):
-                    observation = _batch([loaded[i][0][k] for i in rows])
-                    noise = [_noise(policy, noise_seed, group[i], point) for i in rows]
+            asked = {(i, k): observations[k] for i, (observations, _, _) in enumerate(loaded)
+                     for k in range(len(observations))}
+            preds: dict[tuple[int, int], np.ndarray] = {}
+            times: dict[tuple[int, int], float] = {}
+            for same in _same_instruction(asked, language):
+                for rows in (same[n:n + batch] for n in range(0, len(same), batch)):
+                    observation = _batch([asked[row] for row in rows])
+                    noise = [_noise(policy, noise_seed, group[i], k * action_horizon) for i, k in rows]
                     options = {} if noise[0] is None else {"noise": np.stack(noise)}
                     start = time.perf_counter()
                     chunk = policy.get_action(observation, denoising_steps=denoising_steps, **options)
                     elapsed = (time.perf_counter() - start) * 1e3
                     predicted = np.concatenate([np.asarray(chunk[f"action.{key}"], dtype=np.float64).reshape(
                         len(rows), policy.action_horizon, -1)[:, :action_horizon] for key in keys], axis=2)
-                    for j, i in enumerate(rows):
-                        preds[group[i]].append(predicted[j])
-                        times[group[i]].append(elapsed / len(rows))
-                bar.update(1)
-            for i, episode in enumerate(group):
-                _, gt, state = loaded[i]
-                pred = np.concatenate(preds[episode])[:lengths[episode]]
+                    for row, chunk_row in zip(rows, predicted):
+                        preds[row], times[row] = chunk_row, elapsed / len(rows)
+                    bar.update(len(rows))
+            for i, (episode, (observations, gt, state)) in enumerate(zip(group, loaded)):
+                pred = np.concatenate([preds[i, k] for k in range(len(observations))])[:lengths[episode]]
                 if not np.isfinite(pred).all():
                     raise ValueError(f"episode {episode}: the policy returned non-finite actions")
                 runs.append(EpisodeRun(episode, gt, pred, state, inference_points(lengths[episode], action_horizon),
-                                       times[episode]))
+                                       [times[i, k] for k in range(len(observations))]))
     return runs

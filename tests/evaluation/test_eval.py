@@ -46,13 +46,32 @@ def test_ground_truth_and_mse_are_nvidias(dataset_path):
     assert len(overall["mae_by_position"]) == 16 and overall["steps"] == 96
 
 
-def test_batching_episodes_changes_no_action(dataset_path, policy):
+class CallSizes:
+    """A policy's calls, each noted by its number of observations."""
+
+    def __init__(self, policy):
+        self.policy, self.sizes = policy, []
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def get_action(self, observation, **options):
+        self.sizes.append(len(observation["annotation.human.task_description"]))
+        return self.policy.get_action(observation, **options)
+
+
+def test_batching_changes_no_action_and_fills_each_call_across_episodes_and_steps(dataset_path, policy):
+    """Episodes 0 and 2 share an instruction (3 + 3 inference points in 40 and 33 steps), episode 1 has its own (2
+    points): a batch of 4 takes 4 of the first six observations, whatever their episode and step, then the other 2,
+    then episode 1's 2. The actions are their single calls'."""
     dataset = open_dataset(dataset_path)
-    one = evaluate(policy, dataset, [0, 1, 2], steps=20, batch=1, progress=False)
-    three = evaluate(policy, dataset, [0, 1, 2], steps=20, batch=3, progress=False)
-    for a, b in zip(one, three):
+    one, four = CallSizes(policy), CallSizes(policy)
+    singles = evaluate(one, dataset, [0, 1, 2], batch=1, progress=False)
+    batched = evaluate(four, dataset, [0, 1, 2], batch=4, progress=False)
+    assert one.sizes == [1] * 8 and four.sizes == [4, 2, 2]
+    for a, b in zip(singles, batched):
         np.testing.assert_allclose(a.pred, b.pred, rtol=0, atol=1e-4)
-        assert np.abs(a.pred).max() > 0
+        assert np.abs(a.pred).max() > 0 and len(b.ms_per_observation) == len(b.points)
 
 
 def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_path, capsys):
@@ -83,6 +102,20 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert 0 < rows["onnxruntime"]["max_deviation_from_reference"] < 0.05  # degrees: the graphs' rounding
     assert rows["steps1"]["max_deviation_from_reference"] > 1  # one step is another sampler
     assert "max |dev. from reference|" in capsys.readouterr().out
+
+
+def test_an_evaluation_alone_pays_no_warm_up_and_compare_warms_every_path(dataset_path, tiny_checkpoint, monkeypatch,
+                                                                         capsys):
+    """Alone, `eval` times nothing: its first call pays the lazy initialisation (no warm-up calls, ~0.3 s of the
+    command at 48M). `--compare` reports each path's ms/obs: each is warmed up before its first timed call."""
+    from gr00t_fast.policy.policy import Gr00tPolicy
+
+    warmed = []
+    monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3: warmed.append(self.precision))
+    args = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1", "--steps", "5"]
+    assert main(args) == 0 and warmed == []
+    assert main([*args, "--compare", "default", "steps1"]) == 0 and len(warmed) == 3
+    assert "ms/obs" in capsys.readouterr().out
 
 
 def test_compare_calibrates_the_paths_that_quantize_alone(dataset_path, tiny_checkpoint, tmp_path, capsys):
@@ -219,7 +252,7 @@ def test_eval_reads_the_first_episodes_while_the_policy_loads(dataset_path, tiny
     read, loads = threading.Event(), []
     monkeypatch.setattr(open_loop, "_load", lambda *a, _load=open_loop._load: (read.set(), _load(*a))[1])
 
-    def load(args, options, announce=True):
+    def load(args, options, warmup):
         loads.append(read.wait(timeout=20))  # the read started before the load: it finishes while the load waits
         return ZeroPolicy()
 
