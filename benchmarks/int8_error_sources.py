@@ -6,7 +6,13 @@ row is loaded as `--quantize int8` loads (`quantize_linears`: the same verdicts,
 the example call, or on `--calibration`'s observations) and compared with fp32 eager on the same observations and
 noise: the largest action difference (degrees; gripper units), as `bench ab` reports it, and the mean one. Rows:
 
-    bf16                     the model cast to bfloat16 (gr00t-fast's own; the issue's bound is NVIDIA's bf16)
+    NVIDIA bf16              NVIDIA's `Gr00tPolicy` in bfloat16 against itself in float32 (its own processes:
+                             GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC), the same observations and noise: the
+                             bound a user accepts. Against its own float32, not gr00t-fast's: the environment's
+                             torch may resize frames otherwise than the official stack's torch 2.5, which
+                             gr00t-fast reproduces (torch 2.13 rounds ~7% of the pixels of these frames one level
+                             away: 0.38 in the 48M's actions in float32)
+    bf16                     the model cast to bfloat16 (gr00t-fast's own)
     int8                     `--quantize int8` as shipped (oneDNN's `torch._int_mm` or FBGEMM, as the CPU has)
     int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
                              weights are rounded as GPTQ does, fitted to the calibration's calls)
@@ -28,7 +34,9 @@ matmul, so that each rounding is seen without the other.
 import argparse
 import contextlib
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +44,7 @@ import torch
 import gr00t_fast.backends.pytorch as pytorch
 import gr00t_fast.model.quantize as quantize
 from gr00t_fast.dev.bench.common import write_result
+from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.loading import load_policy
 from gr00t_fast.policy.observations import read_observations
 
@@ -97,9 +106,15 @@ def fitting(model, mode, sample=None, fit_weights=False):
     return quantize.quantize_linears(model, mode, sample, fit_weights=True)
 
 
-ROWS = ("bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call", "int8, vision alone",
+ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call", "int8, vision alone",
         "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone", "int8 weights alone",
         "int8 activations alone")
+
+
+def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None) -> None:
+    rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts, "load_s": load_s}
+    load = "" if load_s is None else f"  load {load_s:.1f} s"
+    print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}{load}  {counts}", flush=True)
 
 
 def main() -> int:
@@ -116,6 +131,11 @@ def main() -> int:
     unknown = set(args.rows or ()) - set(ROWS)
     if unknown:
         parser.error(f"--rows {sorted(unknown)}: not rows of this benchmark ({', '.join(ROWS)})")
+    try:  # refused before any work
+        upstream = Upstream.find() if args.rows is None or "NVIDIA bf16" in args.rows else None
+    except ValueError as err:
+        parser.error(f"the row 'NVIDIA bf16' runs NVIDIA's pipeline: set GR00T_UPSTREAM_PYTHON and GR00T_UPSTREAM_SRC "
+                     f"(../shared/upstream/setup.sh), or leave it out with --rows ({err})")
     recorded = read_observations(args.observations)
     if args.calibration:
         read_observations(args.calibration)  # a file that is not observations: refused before the reference runs
@@ -128,9 +148,21 @@ def main() -> int:
         return np.stack([np.concatenate([policy.get_action(o, noise=n)[k] for k in keys], -1)
                          for o, n in zip(observations, noise)])
 
-    reference = actions(load_policy(args.model_path, dtype="float32", **load))
+    policy = load_policy(args.model_path, dtype="float32", **load)
+    reference, data_config, steps = actions(policy), policy.data_config, policy.denoising_steps
+    del policy
     stacks = quantize.transformer_stacks
     rows = {}
+    if upstream is not None:  # NVIDIA's processes while nothing else is loaded (the full size's float32 reads 9 GB)
+        cases = [{"name": f"observation{i}", "data_config": data_config.name, "steps": steps, "observation": o,
+                  "noise": n} for i, (o, n) in enumerate(zip(observations, noise))]
+        nvidia = {}
+        for dtype in ("float32", "bfloat16"):
+            with tempfile.TemporaryDirectory(prefix="int8_error_sources_") as work:
+                theirs = upstream.outputs(Path(args.model_path), cases, Path(work), timeout_s=3600, dtype=dtype)
+            nvidia[dtype] = np.stack([np.concatenate([theirs[c["name"]][k] for k in data_config.action_keys], -1)
+                                      for c in cases])
+        record(rows, "NVIDIA bf16", np.abs(nvidia["bfloat16"] - nvidia["float32"]), {}, None)  # its own processes
 
     def row(name: str, dtype: str = "float32", **patch) -> None:
         if args.rows is not None and name not in args.rows:
@@ -142,10 +174,7 @@ def main() -> int:
             load_s = time.perf_counter() - start
             difference = np.abs(actions(policy) - reference)
         counts = {k: v for k, v in (policy.precision.quantization or {}).items() if k in quantize.VERDICTS}
-        rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts,
-                      "load_s": load_s}
-        print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}  load {load_s:.1f} s  "
-              f"{counts}", flush=True)
+        record(rows, name, difference, counts, load_s)
 
     row("bf16", dtype="bfloat16")
     row("int8")

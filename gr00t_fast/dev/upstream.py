@@ -50,12 +50,14 @@ class Upstream:
     def command(self, mode: str, checkpoint: Path, *args: str) -> list[str]:
         return [str(self.python), str(RUNNER), mode, str(checkpoint), *map(str, args)]
 
-    def outputs(self, checkpoint: Path, cases: list[dict[str, Any]], workdir: Path,
-                timeout_s: float = 900) -> dict[str, dict[str, np.ndarray]]:
-        """NVIDIA's model inputs and actions per case: {name: {"eagle_input_ids", ..., "action_pred", "action.<key>"}}."""
+    def outputs(self, checkpoint: Path, cases: list[dict[str, Any]], workdir: Path, timeout_s: float = 900,
+                dtype: str = "float32") -> dict[str, dict[str, np.ndarray]]:
+        """NVIDIA's model inputs and actions per case: {name: {"eagle_input_ids", ..., "action_pred", "action.<key>"}},
+        its model in `dtype` (GR00T_COMPUTE_DTYPE)."""
         write_cases(workdir / "cases.npz", cases)
         done = subprocess.run(self.command("outputs", checkpoint, workdir / "cases.npz", workdir / "upstream.npz"),
-                              env=self.env(), cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
+                              env=self.env(dtype=dtype), cwd=workdir, capture_output=True, text=True,
+                              timeout=timeout_s)
         if done.returncode != 0:
             raise RuntimeError(f"NVIDIA's pipeline failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         data = np.load(workdir / "upstream.npz")
