@@ -38,7 +38,10 @@ def console_script() -> str:
     """The `gr00t-fast` script of this interpreter's environment, as an activated environment runs it (not a version
     manager's shim in front of it: pyenv's adds ~50 ms of bash), else the one on PATH."""
     beside = Path(sys.executable).parent / "gr00t-fast"
-    return str(beside) if beside.is_file() else shutil.which("gr00t-fast")
+    found = str(beside) if beside.is_file() else shutil.which("gr00t-fast")
+    if found is None:
+        raise SystemExit("no gr00t-fast script beside this python or on PATH: pip install -e . first")
+    return found
 
 
 def main() -> None:
@@ -82,7 +85,8 @@ def main() -> None:
         print(json.dumps(rounds[-1]), flush=True)
     write_result(Path(args.out) / f"eval_speed_{args.size}_{args.backend}.json", checkpoint=args.size,
                  backend=args.backend, episodes=args.episodes, steps=args.length,
-                 calls_per_episode=len(range(0, args.length, 16)), precision=str(policy.precision), rounds=rounds)
+                 points_per_episode=len(range(0, args.length, 16)), precision=str(policy.precision), rounds=rounds)
+
 
 if __name__ == "__main__":
     main()

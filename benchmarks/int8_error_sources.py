@@ -106,13 +106,14 @@ def fitting(model, mode, sample=None, fit_weights=False):
     return quantize.quantize_linears(model, mode, sample, fit_weights=True)
 
 
-ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call", "int8, vision alone",
-        "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone", "int8 weights alone",
-        "int8 activations alone")
+ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call",
+        "int8, vision alone", "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone",
+        "int8 weights alone", "int8 activations alone")
 
 
 def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None) -> None:
-    rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts, "load_s": load_s}
+    rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts,
+                  "load_s": load_s}
     load = "" if load_s is None else f"  load {load_s:.1f} s"
     print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}{load}  {counts}", flush=True)
 
@@ -134,8 +135,8 @@ def main() -> int:
     try:  # refused before any work
         upstream = Upstream.find() if args.rows is None or "NVIDIA bf16" in args.rows else None
     except ValueError as err:
-        parser.error(f"the row 'NVIDIA bf16' runs NVIDIA's pipeline: set GR00T_UPSTREAM_PYTHON and GR00T_UPSTREAM_SRC "
-                     f"(../shared/upstream/setup.sh), or leave it out with --rows ({err})")
+        parser.error(f"the row 'NVIDIA bf16' runs NVIDIA's pipeline: set GR00T_UPSTREAM_SRC (and GR00T_UPSTREAM_PYTHON "
+                     f"for its own environment: ../shared/upstream/setup.sh), or leave it out with --rows ({err})")
     recorded = read_observations(args.observations)
     if args.calibration:
         read_observations(args.calibration)  # a file that is not observations: refused before the reference runs

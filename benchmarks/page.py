@@ -119,8 +119,11 @@ class Row:
     """A table's row: its label, how it finds its record in a file, and the file and metric where its own."""
     label: str
     pick: str | Callable[[Record], Any] = lambda data: data  # a `bench ab` configuration's name, or a function
-    file: str | None = None
+    file: str | dict[str, str] | None = None  # a dict: its file per column label (the column's file elsewhere)
     metric: Callable[[Any], str] | None = None
+
+    def file_in(self, col: "Col") -> str | None:
+        return (self.file.get(col.label) if isinstance(self.file, dict) else self.file) or col.file
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ class Table:
     best: Callable[[Record], float] | None = None  # bolds each column's highest gr00t-fast row by it
 
     def files(self) -> list[str]:
-        return list(dict.fromkeys(f for f in [*(r.file for r in self.rows), *(c.file for c in self.columns)] if f))
+        named = [f for r in self.rows for f in (r.file.values() if isinstance(r.file, dict) else [r.file])]
+        return list(dict.fromkeys(f for f in [*named, *(c.file for c in self.columns)] if f))
 
     def render(self, load: Load) -> list[str]:
         records = [[self.record(row, col, load) for col in self.columns] for row in self.rows]
@@ -163,7 +167,7 @@ class Table:
 
     @staticmethod
     def record(row: Row, col: Col, load: Load) -> Any:
-        file = row.file or col.file
+        file = row.file_in(col)
         if file is None:
             raise ValueError(f"row {row.label!r}, column {col.label!r}: neither names a result file")
         pick = configuration(row.pick) if isinstance(row.pick, str) else row.pick
@@ -283,7 +287,7 @@ control loop.
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
 | `--quantize int8` calibrated on recorded observations against the example call (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
-| Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations' | `python benchmarks/int8_error_sources.py` | `--out FILE` |
+| Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations'; NVIDIA's bf16 on the same observations | `python benchmarks/int8_error_sources.py` (NVIDIA's env, or `--rows` without `NVIDIA bf16`) | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
 `--denoising_steps`, `--backend`, `--quantize`, `--seed`, ... as for `gr00t-fast run`), `--size tiny|small|full`

@@ -71,7 +71,9 @@ def console(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     # every object made so far is left to the OS: the shutdown's last collections skip them (a walk over torch's and
-    # the model's objects, ~0.4 s of `gr00t-fast eval`'s 4.7 s). atexit handlers and module teardown still run.
+    # the model's objects, ~0.4 s of `gr00t-fast eval`'s 4.7 s). atexit handlers, weakref finalizers and module
+    # teardown still run; a reference cycle that is garbage already never runs its `__del__` (every command closes
+    # its robot, files and servers itself before `main` returns).
     gc.freeze()
     if code == INTERRUPTED:
         # the command caught its Ctrl-C and is done, yet CPython's shutdown sometimes ends the process by SIGINT

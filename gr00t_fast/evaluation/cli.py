@@ -20,10 +20,11 @@ import numpy as np
 from gr00t_fast.cli_args import ArgumentParser, error_line, port, require, token
 from gr00t_fast.control.outputs import output_error
 from gr00t_fast.data import DatasetError, RecordedDataset, open_dataset
-from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_modules, path_options
+from gr00t_fast.evaluation.compare import PATHS, compare_rows, path_batch, path_modules, path_options
 from gr00t_fast.evaluation.metrics import episode_metrics, overall_metrics
 from gr00t_fast.evaluation.open_loop import EpisodeRun, ReadAhead, compared_keys, episode_steps, evaluate
 from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
+from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
 from gr00t_fast.typed_config import camera_map
 
@@ -47,8 +48,8 @@ def build_parser() -> ArgumentParser:
     add("--camera_map", default=None, help="dataset camera -> the policy's video key, e.g. \"{front: webcam, wrist: "
         "wrist}\" (needed where the dataset's cameras do not match the data config's by count or name)")
     add("--batch", type=int, default=8, help="observations that go to the policy in one call, of any episode and "
-        "step with one instruction (episodes are read that many at a time; a served policy: 1 unless its server's "
-        "--max_batch allows more)")
+        "step with one instruction, at most 32 (episodes are read that many at a time; a served policy and "
+        "--compare tensorrt: 1)")
     add("--noise_seed", type=int, default=None, help="seeds the sampler's noise, drawn per episode and inference "
         "point (default 0; an in-process policy's: a server draws its own)")
     add("--compare", nargs="+", default=None, metavar="PATH", help=f"evaluate several paths on the same episodes and "
@@ -71,6 +72,8 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
+    if args.batch > IN_PROCESS_MAX_BATCH:
+        raise ValueError(f"--batch {args.batch}: a policy call takes at most {IN_PROCESS_MAX_BATCH} observations")
     if args.policy_host is None and not args.model_path:
         raise ValueError("name the policy: --model_path CKPT, or --policy_host HOST for a served one")
     if args.episodes is not None:
@@ -149,16 +152,14 @@ def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], 
     return client, dataset, list(episodes), metadata
 
 
-def read_ahead(args, dataset, episodes) -> ReadAhead:
-    """The episodes read on a thread from now on (while the policy loads), in the batches the policy takes."""
-    return ReadAhead(dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
-                     args.batch if args.policy_host is None else 1)
+def read_ahead(args, dataset, episodes, batch: int) -> ReadAhead:
+    """The episodes read on a thread from now on (while the policy loads), `batch` episodes at a time."""
+    return ReadAhead(dataset, episodes, args.steps, args.action_horizon, args.modality_keys, batch)
 
 
-def run_path(args, policy, dataset, episodes, joints,
+def run_path(args, policy, dataset, episodes, joints, batch: int,
              reads: ReadAhead | None = None) -> tuple[list[EpisodeRun], dict]:
-    runs = evaluate(policy, dataset, episodes, args.steps, args.action_horizon, args.modality_keys,
-                    batch=args.batch if args.policy_host is None else 1,
+    runs = evaluate(policy, dataset, episodes, args.steps, args.action_horizon, args.modality_keys, batch=batch,
                     noise_seed=0 if args.noise_seed is None else args.noise_seed, reads=reads)
     return runs, overall_metrics(runs, args.action_horizon, joints)
 
@@ -198,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             for path in ["reference", *[p for p in dict.fromkeys(args.compare) if p != "reference"]]:
                 print(f"--- {path} ---", flush=True)
                 policy = load(args, path_options(path), warmup=True)
-                results[path] = run_path(args, policy, dataset, episodes, joints)
+                results[path] = run_path(args, policy, dataset, episodes, joints, path_batch(path, args.batch))
                 del policy
             main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
         else:
-            reads = read_ahead(args, dataset, episodes)  # the first episodes decode while the policy loads
+            batch = args.batch if client is None else 1  # a served policy: one observation a request
+            reads = read_ahead(args, dataset, episodes, batch)  # the first episodes decode while the policy loads
             policy = client if client is not None else load(args, {}, warmup=False)
-            results["policy"] = run_path(args, policy, dataset, episodes, joints, reads)
+            results["policy"] = run_path(args, policy, dataset, episodes, joints, batch, reads)
             main_path = "policy"
         runs, overall = results[main_path]
         per_episode = [episode_metrics(run, args.action_horizon, joints) for run in runs]

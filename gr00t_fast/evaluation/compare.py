@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:  # `eval --help` reads PATHS without the dataset code
     from gr00t_fast.evaluation.open_loop import EpisodeRun
 
-__all__ = ["PATHS", "compare_rows", "path_modules", "path_options"]
+__all__ = ["PATHS", "compare_rows", "path_batch", "path_modules", "path_options"]
 
 PATHS = ("reference", "default", "bf16", "int8", "onnxruntime", "openvino", "openvino-f32", "openvino-bf16",
          "openvino-int8", "tensorrt", "steps4", "steps2", "steps1")
@@ -56,6 +56,12 @@ def path_options(path: str) -> dict[str, Any]:
     if steps:
         return {"denoising_steps": int(steps.group(1))}
     raise ValueError(f"--compare: unknown path {path!r}; known: {', '.join(PATHS)} (steps<N> for any N in 1-99)")
+
+
+def path_batch(path: str, batch: int) -> int:
+    """Observations one call of `path` takes: `batch`, but one for the TensorRT engines it builds (their profile is
+    export's default, a batch of one)."""
+    return 1 if path == "tensorrt" else batch
 
 
 def path_modules(path: str) -> tuple[str, ...]:

@@ -74,6 +74,36 @@ def test_batching_changes_no_action_and_fills_each_call_across_episodes_and_step
         assert np.abs(a.pred).max() > 0 and len(b.ms_per_observation) == len(b.points)
 
 
+class NoiseEcho:
+    """A policy that answers its initial noise (the first 6 of its columns) and takes 10 ms of `clock` per
+    observation."""
+
+    action_horizon, noise_shape = 16, (16, 32)
+
+    def __init__(self):
+        self.clock = 0.0
+
+    def get_action(self, observation, *, noise, denoising_steps=None):
+        self.clock += 0.010 * len(noise)
+        return {"action.single_arm": noise[:, :, :5], "action.gripper": noise[:, :, 5:6]}
+
+
+def test_each_observation_gets_its_own_episodes_and_steps_noise_and_its_share_of_the_calls_time(dataset_path,
+                                                                                                 monkeypatch):
+    """Batched two at a time (two read groups, [0, 1] and [2]), each chunk starts from the noise of its episode and
+    inference point (`--noise_seed`'s draws, whichever call it was in) and counts its share of its call's time."""
+    from gr00t_fast.evaluation import open_loop
+
+    policy = NoiseEcho()
+    monkeypatch.setattr(open_loop.time, "perf_counter", lambda: policy.clock)
+    runs = evaluate(policy, open_dataset(dataset_path), [0, 1, 2], batch=2, noise_seed=5, progress=False)
+    for run, length in zip(runs, (40, 23, 33)):
+        noise = [np.random.default_rng([5, run.episode, point]).standard_normal((16, 32))[:, :6]
+                 for point in run.points]
+        np.testing.assert_allclose(run.pred, np.concatenate(noise)[:length], rtol=0, atol=1e-6)
+        assert run.ms_per_observation == pytest.approx([10.0] * len(run.points))
+
+
 def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
@@ -112,7 +142,8 @@ def test_an_evaluation_alone_pays_no_warm_up_and_compare_warms_every_path(datase
 
     warmed = []
     monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3: warmed.append(self.precision))
-    args = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1", "--steps", "5"]
+    args = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1", "--steps",
+            "5"]
     assert main(args) == 0 and warmed == []
     assert main([*args, "--compare", "default", "steps1"]) == 0 and len(warmed) == 3
     assert "ms/obs" in capsys.readouterr().out
@@ -158,6 +189,7 @@ def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Pat
     (["--episodes", "5"], "no episode 5 (it has 3: 0-2)"),
     (["--steps", "30"], "episode 1 has 23 steps, --steps 30 asks for more"),
     (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--batch", "33"], "--batch 33: a policy call takes at most 32 observations"),
     (["--compare", "fp4"], "--compare: unknown path 'fp4'"),
     (["--modality_keys", "left_arm"], "--modality_keys ['left_arm'] are not actions of data config 'so100'"),
     (["--camera_map", "[1, 2"], "--camera_map '[1, 2' must map camera names to video keys"),
@@ -226,6 +258,25 @@ def test_episodes_take_commas_noise_seed_refuses_a_server_and_debug_shows_the_tr
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and err.rstrip().splitlines()[-1].startswith("gr00t-fast eval: error: ")
+
+
+def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpoint, monkeypatch):
+    """The TensorRT engines `--compare tensorrt` builds take a batch of one: its calls hold one observation each, the
+    other paths' up to `--batch`."""
+    from gr00t_fast.evaluation import cli
+
+    sizes = {}
+
+    def load(args, options, warmup):
+        policy = CallSizes(ZeroPolicy())
+        sizes[options["backend"]] = policy.sizes
+        return policy
+
+    monkeypatch.setattr(cli, "require", lambda *names: None)  # TensorRT's extra, as on a machine that has it
+    monkeypatch.setattr(cli, "load", load)
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
+                 "--compare", "tensorrt"]) == 0
+    assert set(sizes["tensorrt"]) == {1} and sizes["torch"] == [6]  # 3 + 3 inference points, one instruction
 
 
 def test_compare_checks_every_paths_extra_before_the_first_runs(dataset_path, tiny_checkpoint, capsys, monkeypatch):

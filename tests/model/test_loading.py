@@ -292,16 +292,19 @@ def test_the_meta_model_is_built_without_importing_torch_dynamo(tiny_checkpoint)
     assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e5m2,
+                                   torch.float8_e4m3fn])
 def test_the_finite_check_of_a_weight_is_exact_where_its_sum_overflows(dtype, ckpt):
     """The load's NaN/inf check sums a tensor first: finite values whose sum leaves the dtype's range still load, and
-    a NaN, an inf, or an inf beside a -inf (a sum of NaN) is found in each dtype."""
+    a NaN, an inf, or an inf beside a -inf (a sum of NaN) is found in each dtype (float8 e4m3 has no inf, and an inf
+    cast to it saturates: a NaN stands in)."""
     from gr00t_fast.model.loading import all_finite
 
     big = torch.finfo(dtype).max * 0.75
-    assert all_finite(torch.tensor([big, big, 1.0], dtype=dtype))
-    for bad in ([1.0, float("nan")], [float("inf"), 1.0], [float("inf"), -float("inf")], [big, big, -float("inf")]):
-        assert not all_finite(torch.tensor(bad, dtype=dtype)), bad
+    assert all_finite(torch.tensor([big, big, 1.0]).to(dtype))
+    inf = float("nan") if dtype == torch.float8_e4m3fn else float("inf")
+    for bad in ([1.0, float("nan")], [inf, 1.0], [inf, -inf], [big, big, -inf]):
+        assert not all_finite(torch.tensor(bad).to(dtype)), bad
     tensors = all_tensors(ckpt)
     name = "action_head.vlln.weight"
     tensors[name] = torch.full_like(tensors[name], torch.finfo(torch.float32).max * 0.75)
