@@ -339,6 +339,23 @@ def error_cell(r: Record) -> str:
     return f"{r['max']:.2f} ({r['mean']:.2f})"
 
 
+def row_error(name: str) -> Callable[[Record], str]:
+    """An `int8_error_sources.py` file's row `name` as `error_cell` shows it."""
+    return lambda data: error_cell(data["rows"][name])
+
+
+# the same runs per checkpoint: NVIDIA's bf16 against its own fp32, int8 and int8 with `--calibration` against fp32
+WITHIN_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
+                  Col("`--quantize int8`", metric=row_error("int8")),
+                  Col("`--quantize int8 --calibration`", metric=row_error("int8")))
+WITHIN = {
+    "48M": ("small", "small", "small_calibrated"),
+    "48M, outliers": ("small_outliers", "small_outliers", "small_outliers_calibrated"),
+    "full size": ("full_nvidia_bf16", "full", "full_gptq_calibrated"),
+    "full size, outliers": ("full_outliers", "full_outliers", "full_outliers_calibrated"),
+}
+
+
 def paths(*labels: str) -> list[Row]:
     """The table rows of these `PATHS` labels, in order."""
     return [Row(label, PATHS[label]) for label in labels]
@@ -438,6 +455,18 @@ SECTIONS = [
                  "NVIDIA's own bf16 is the bound a user already accepts.",
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
+    Section("Within NVIDIA's own bf16?", level=3,
+            text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
+                 "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "
+                 "NVIDIA bf16: NVIDIA's `Gr00tPolicy` in bf16 against itself in float32, the deviation a user of "
+                 "NVIDIA's bf16 accepts (on other observations than `bench ab`'s above); int8 against gr00t-fast's "
+                 "float32 (NVIDIA's float32 with the official stack's frame resizing, which NVIDIA's environment here "
+                 "rounds otherwise: torch 2.13 against 2.5). `--calibration`: 8 observations of another simulated run "
+                 "(`--robot.seed 7`), to which the int8 weights are fitted (GPTQ); without it each weight sits at its "
+                 "nearest level. The bound is the largest difference, as `bench ab` reports it; the means beside it.",
+            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=[
+                Row(name, file={col.label: f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json"
+                                for col, run in zip(WITHIN_COLUMNS, runs)}) for name, runs in WITHIN.items()])),
     Section("Where its error comes from", level=3,
             text="`python benchmarks/int8_error_sources.py`: each row loaded as `--quantize int8` loads, against "
                  "gr00t-fast's fp32 on 6 observations of the simulated SO-100 (one noise each): the largest action "
