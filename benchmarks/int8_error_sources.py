@@ -8,10 +8,10 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
 
     NVIDIA bf16              NVIDIA's `Gr00tPolicy` in bfloat16 against itself in float32 (its own processes:
                              GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC), the same observations and noise: the
-                             bound a user accepts. Against its own float32, not gr00t-fast's: the environment's
-                             torch may resize frames otherwise than the official stack's torch 2.5, which
-                             gr00t-fast reproduces (torch 2.13 rounds ~7% of the pixels of these frames one level
-                             away: 0.38 in the 48M's actions in float32)
+                             bound a user accepts. Against its own float32, not gr00t-fast's: NVIDIA's resize on
+                             the environment's torch may round pixels otherwise than gr00t-fast's (torch 2.5's
+                             arithmetic, the official stack's): with torch 2.13, 7% of the simulated frames'
+                             pixels one level apart, 0.38 in the 48M's actions in float32 (lab notes in history.md)
     bf16                     the model cast to bfloat16 (gr00t-fast's own)
     int8                     `--quantize int8` as shipped (oneDNN's `torch._int_mm` or FBGEMM, as the CPU has)
     int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
@@ -29,10 +29,14 @@ matmul, so that each rounding is seen without the other.
     gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 others
     python benchmarks/int8_error_sources.py --model_path ~/.cache/gr00t_fast/small_fp32 --observations obs.npz \\
         [--calibration cal.npz] --out benchmarks/results/cpu/int8_error_sources_small.json
+
+Without `--rows`, the "NVIDIA bf16" row needs NVIDIA's environment (GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC);
+`--rows` without that row runs without it.
 """
 
 import argparse
 import contextlib
+import gc
 import sys
 import tempfile
 import time
@@ -152,6 +156,7 @@ def main() -> int:
     policy = load_policy(args.model_path, dtype="float32", **load)
     reference, data_config, steps = actions(policy), policy.data_config, policy.denoising_steps
     del policy
+    gc.collect()  # the float32 model gone before NVIDIA's processes load theirs
     stacks = quantize.transformer_stacks
     rows = {}
     if upstream is not None:  # NVIDIA's processes while nothing else is loaded (the full size's float32 reads 9 GB)

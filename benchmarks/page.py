@@ -39,7 +39,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 HERE = Path(__file__).resolve().parent
 PAGE = HERE / "README.md"
@@ -119,11 +119,14 @@ class Row:
     """A table's row: its label, how it finds its record in a file, and the file and metric where its own."""
     label: str
     pick: str | Callable[[Record], Any] = lambda data: data  # a `bench ab` configuration's name, or a function
-    file: str | dict[str, str] | None = None  # a dict: its file per column label (the column's file elsewhere)
+    file: str | Mapping[str, str] | None = None  # a mapping: its file for each column, by the column's label
     metric: Callable[[Any], str] | None = None
 
+    def files(self) -> list[str]:
+        return list(self.file.values()) if isinstance(self.file, Mapping) else [self.file] if self.file else []
+
     def file_in(self, col: "Col") -> str | None:
-        return (self.file.get(col.label) if isinstance(self.file, dict) else self.file) or col.file
+        return self.file[col.label] if isinstance(self.file, Mapping) else self.file or col.file
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,15 @@ class Table:
     corner: str = ""  # the label column's header
     best: Callable[[Record], float] | None = None  # bolds each column's highest gr00t-fast row by it
 
+    def __post_init__(self) -> None:
+        labels = [col.label for col in self.columns]
+        for row in self.rows:
+            if isinstance(row.file, Mapping) and sorted(row.file) != sorted(labels):
+                raise ValueError(f"row {row.label!r} names files for the columns {sorted(row.file)}, the table's are "
+                                 f"{sorted(labels)}")
+
     def files(self) -> list[str]:
-        named = [f for r in self.rows for f in (r.file.values() if isinstance(r.file, dict) else [r.file])]
+        named = [f for row in self.rows for f in row.files()]
         return list(dict.fromkeys(f for f in [*named, *(c.file for c in self.columns)] if f))
 
     def render(self, load: Load) -> list[str]:
@@ -341,18 +351,24 @@ def error_cell(r: Record) -> str:
 
 def row_error(name: str) -> Callable[[Record], str]:
     """An `int8_error_sources.py` file's row `name` as `error_cell` shows it."""
-    return lambda data: error_cell(data["rows"][name])
+    def cell(data: Record) -> str:
+        if name not in data["rows"]:
+            raise ValueError(f"`{data['command']}` wrote no row {name!r}")
+        return error_cell(data["rows"][name])
+    return cell
 
 
-# the same runs per checkpoint: NVIDIA's bf16 against its own fp32, int8 and int8 with `--calibration` against fp32
+# per checkpoint, the `int8_error_sources.py` runs its columns read, all on the same 6 observations and noises:
+# NVIDIA's bf16 against its own fp32; gr00t-fast's bf16, int8 and int8 with `--calibration` against gr00t-fast's fp32
 WITHIN_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
+                  Col("gr00t-fast bf16 (its default here)", metric=row_error("bf16")),
                   Col("`--quantize int8`", metric=row_error("int8")),
                   Col("`--quantize int8 --calibration`", metric=row_error("int8")))
 WITHIN = {
-    "48M": ("small", "small", "small_calibrated"),
-    "48M, outliers": ("small_outliers", "small_outliers", "small_outliers_calibrated"),
-    "full size": ("full_nvidia_bf16", "full", "full_gptq_calibrated"),
-    "full size, outliers": ("full_outliers", "full_outliers", "full_outliers_calibrated"),
+    "48M": ("small", "small", "small", "small_calibrated"),
+    "48M, outliers": ("small_outliers", "small_outliers", "small_outliers", "small_outliers_calibrated"),
+    "full size": ("full_nvidia_bf16", "full_nvidia_bf16", "full_nvidia_bf16", "full_calibrated"),
+    "full size, outliers": ("full_outliers", "full_outliers", "full_outliers", "full_outliers_calibrated"),
 }
 
 
@@ -451,19 +467,22 @@ SECTIONS = [
                                                            for run, file in INT8.items()],
                         rows=[NVIDIA_MS, *INT8_ROWS])),
     Section("Its error", level=3,
-            text="The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` (policy units, as below): "
-                 "NVIDIA's own bf16 is the bound a user already accepts.",
+            text="The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` (policy units, as below), on "
+                 "`bench ab`'s one observation: NVIDIA's own bf16 is the bound a user already accepts (it depends on "
+                 "the inputs: \"Within NVIDIA's own bf16?\" below).",
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
-    Section("Within NVIDIA's own bf16?", level=3,
+    Section("Within NVIDIA's own bf16?", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
                  "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "
                  "NVIDIA bf16: NVIDIA's `Gr00tPolicy` in bf16 against itself in float32, the deviation a user of "
-                 "NVIDIA's bf16 accepts (on other observations than `bench ab`'s above); int8 against gr00t-fast's "
-                 "float32 (NVIDIA's float32 with the official stack's frame resizing, which NVIDIA's environment here "
-                 "rounds otherwise: torch 2.13 against 2.5). `--calibration`: 8 observations of another simulated run "
-                 "(`--robot.seed 7`), to which the int8 weights are fitted (GPTQ); without it each weight sits at its "
-                 "nearest level. The bound is the largest difference, as `bench ab` reports it; the means beside it.",
+                 "NVIDIA's bf16 accepts (on other observations than `bench ab`'s one above); gr00t-fast's bf16 and "
+                 "int8 against gr00t-fast's float32 (NVIDIA's float32 with the official stack's frame resizing, torch "
+                 "2.5's arithmetic; NVIDIA's environment here, torch 2.13, rounds 7% of these frames' pixels one level "
+                 "apart from it: the two float32 references are 0.38 apart at 48M, lab notes in history.md). "
+                 "`--calibration`: 8 observations of another simulated run (`--robot.seed 7`), to which the int8 "
+                 "weights are fitted (GPTQ); without it each weight sits at its nearest level. The bound is the "
+                 "largest difference, as `bench ab` reports it; the means beside it.",
             table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=[
                 Row(name, file={col.label: f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json"
                                 for col, run in zip(WITHIN_COLUMNS, runs)}) for name, runs in WITHIN.items()])),

@@ -60,6 +60,15 @@ def test_a_row_that_finds_no_record_is_refused(page):
         table.render(lambda file: json.loads((page.RESULTS / file).read_text()))
 
 
+def test_a_row_naming_a_file_per_column_must_name_one_for_each(page):
+    columns = page.WITHIN_COLUMNS
+    files = {col.label: "cpu/int8_error_sources_small_avx512bf16_2026-11-26.json" for col in columns}
+    assert page.Table(rows=[page.Row("48M", file=files)], columns=columns).files() == [files[columns[0].label]]
+    for wrong in ({**files, "a typo": files[columns[0].label]}, dict(list(files.items())[1:])):
+        with pytest.raises(ValueError, match="row '48M' names files for the columns"):
+            page.Table(rows=[page.Row("48M", file=wrong)], columns=columns)
+
+
 def test_the_cpu_flags_are_the_ones_the_bench_harness_records(page):
     source = (REPO / "gr00t_fast" / "dev" / "bench" / "common.py").read_text()
     recorded = next(ast.literal_eval(node.value) for node in ast.parse(source).body
