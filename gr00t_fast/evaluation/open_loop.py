@@ -105,10 +105,10 @@ def compared_keys(dataset: RecordedDataset, modality_keys: Sequence[str] | None)
 
 
 def _same_instruction(observations: dict[Any, dict], language: str) -> list[list[Any]]:
-    """The keys of `observations` split by instruction, in order: one batch holds one prompt length. Left-padded to a longer
-    one, a prompt's tokens move to other rotary positions, as in NVIDIA's batched calls, and its actions differ from
-    its own call's (by degrees on the tiny checkpoint); rows of one instruction batch to their single calls' actions
-    (to float32's rounding: ~1e-7 of the actions' range)."""
+    """The keys of `observations` split by instruction, in order: one batch holds one prompt length. Left-padded to
+    a longer one, a prompt's tokens move to other rotary positions, as in NVIDIA's batched calls, and its actions
+    differ from its own call's (by degrees on the tiny checkpoint); rows of one instruction batch to their single
+    calls' actions (to float32's rounding: ~1e-7 of the actions' range)."""
     batches: dict[str, list[Any]] = {}
     for i, observation in observations.items():
         batches.setdefault(observation[language][0], []).append(i)
@@ -149,8 +149,8 @@ def evaluate(policy: Any, dataset: RecordedDataset, episodes: Sequence[int], ste
     """Evaluate `policy` on `episodes` of `dataset` (see the module): one `EpisodeRun` per episode, in order.
     `modality_keys`: the action keys compared (default: the data config's, e.g. single_arm and gripper); `batch`:
     observations per policy call, and episodes read at a time (at most what the policy takes a call: a served one
-    what its server's --max_batch allows); `reads`: a `ReadAhead`
-    of these very arguments made earlier (reading while the policy loaded), else one is made here."""
+    what its server's --max_batch allows); `reads`: a `ReadAhead` of these very arguments made earlier (reading
+    while the policy loaded), else one is made here."""
     if action_horizon > policy.action_horizon:
         raise ValueError(f"--action_horizon {action_horizon} exceeds the policy's chunk of {policy.action_horizon}")
     reads = reads or ReadAhead(dataset, episodes, steps, action_horizon, modality_keys, batch)
