@@ -115,9 +115,10 @@ ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, weights fi
         "int8 weights alone", "int8 activations alone")
 
 
-def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None) -> None:
+def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None,
+           precision: str | None = None) -> None:
     rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts,
-                  "load_s": load_s}
+                  "load_s": load_s, "precision": precision}
     load = "" if load_s is None else f"  load {load_s:.1f} s"
     print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}{load}  {counts}", flush=True)
 
@@ -170,17 +171,18 @@ def main() -> int:
                                       for c in cases])
         record(rows, "NVIDIA bf16", np.abs(nvidia["bfloat16"] - nvidia["float32"]), {}, None)  # its own processes
 
-    def row(name: str, dtype: str = "float32", **patch) -> None:
+    def row(name: str, dtype: str | None = None, **patch) -> None:
+        """A row loaded in `dtype` (bf16), else as `--quantize int8` loads (dtype auto: float32 for int8)."""
         if args.rows is not None and name not in args.rows:
             return
         with patched(**patch):
-            int8 = dict(quantize="int8", calibration=args.calibration) if dtype == "float32" else {}
+            int8 = dict(quantize="int8", calibration=args.calibration) if dtype is None else {}
             start = time.perf_counter()
-            policy = load_policy(args.model_path, dtype=dtype, **int8, **load)
+            policy = load_policy(args.model_path, dtype=dtype or "auto", **int8, **load)
             load_s = time.perf_counter() - start
             difference = np.abs(actions(policy) - reference)
         counts = {k: v for k, v in (policy.precision.quantization or {}).items() if k in quantize.VERDICTS}
-        record(rows, name, difference, counts, load_s)
+        record(rows, name, difference, counts, load_s, str(policy.precision))
 
     row("bf16", dtype="bfloat16")
     row("int8")

@@ -123,7 +123,7 @@ def load_policy(
     # a backend running exported graphs reads the embedding lookup's table alone: the model holds that alone
     # a backend that quantizes the network reads the weights it converts one layer at a time (`deferred_tensors`)
     model = load_model(model_path, device=device, dtype=request.dtype, eagle_path=eagle_path,
-                       only=cls.host_tensors, defer=cls.deferred_tensors(request))
+                       only=cls.host_tensors, defer=cls.deferred_tensors(request), quantize=request.quantize)
     try:
         if model.device.type == "cpu":
             keep_freed_memory()

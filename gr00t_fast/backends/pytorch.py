@@ -10,7 +10,7 @@ import torch
 from gr00t_fast.backends.base import Backend, LoadRequest
 from gr00t_fast.model.inputs import ModelInputs, example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import MODES, int8_engine, quantize_linears, quantized_weights
+from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
 
 __all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
 
@@ -31,8 +31,11 @@ def quantize_model(model: torch.nn.Module, mode: str,
                               fit_weights=bool(calibration))
     engine = {"engine": str(int8_engine(model.device))} if mode == "int8" else {}
     observations = {"observations": len(calibration)} if calibration else {}
+    kept = kept_layers(model, mode)
+    kept = {"kept_in": str(kept.dtype).removeprefix("torch."), "max_layer_error": kept.max_error}
     if model.precision is not None:
-        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
+        model.precision = replace(model.precision,
+                                  quantization={"mode": mode, **engine, **counts, **observations, **kept})
     return counts
 
 

@@ -236,6 +236,7 @@ def load_model(
     eagle_path: str | Path | None = None,
     only: Collection[str] | None = None,
     defer: Callable[[Gr00tN15], Collection[str]] | None = None,
+    quantize: str | None = None,
 ) -> Gr00tN15:
     """Load a GR00T N1.5 checkpoint directory for inference (eval mode, no grad).
 
@@ -247,13 +248,14 @@ def load_model(
     says which a model is). `defer`: the names (the model's layout) of the tensors to leave on the meta device,
     given the meta model, read when asked through `model.deferred_weights` (`gr00t_fast.model.deferred`), which keeps
     the checkpoint's files open until it is closed; every name and shape is checked at load all the same.
+    `quantize`: the matmuls the backend will quantize ("int8", "fp8"): `dtype="auto"` on a CPU runs int8 in float32.
     """
     path = Path(path)
     device, load_dtype = resolve_device_dtype(device, dtype)
     config = Gr00tConfig.from_checkpoint(path, eagle_path)
     model = build_meta_model(config)
     if dtype == "auto" and device.type == "cpu":  # decided before any weight is read: they are read into it
-        precision = auto_cpu_precision(sum(p.numel() for p in model.parameters()))
+        precision = auto_cpu_precision(sum(p.numel() for p in model.parameters()), quantize)
     else:
         why = "the default on " + device.type if dtype in (None, "auto") else "as requested"
         precision = Precision(load_dtype, "auto" if dtype == "auto" else str(load_dtype).removeprefix("torch."), why)

@@ -46,8 +46,12 @@ input divided by s_j at run time, the same product with the outliers' range shar
 quiet in the sample call counts as 1% of the median channel: its s_j stays in range). Then every converted layer's
 own error is measured on its inputs in the sample call (the float network's: the relative difference of its output
 from the float layer's, on the kept rows its rounding was not fitted to and the largest ones) and a layer above
-`MAX_LAYER_ERROR` stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are
-found by measurement, not by hand.
+its bound stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are found by
+measurement, not by hand. The bound is what keeping a layer costs: where the layers kept run in bfloat16 (a bfloat16
+model, or a float32 model on a CPU with bf16 units, where such a layer is cast to bfloat16: `Bf16Linear`) it is
+`MAX_LAYER_ERROR_BF16`, 2%, else `MAX_LAYER_ERROR`, 5% (`kept_layers`). At full size 2% keeps the 12 LLM `down_proj`
+layers (2048x6144, their own int8 error 2.4-3.6% on random weights and with outliers; every other layer under 2%):
+in float32 they cost 1.19x a call, in bfloat16 1.05x (AVX512-BF16, 2 threads; benchmarks/history.md).
 
 FBGEMM's activations share one scale per call: each sample of a batch (the leading axis) is its own call, so that a
 sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
@@ -67,10 +71,11 @@ from tqdm import tqdm
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
-__all__ = ["CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV", "InputStats",
-           "Int8Engine", "MAX_LAYER_ERROR", "MIN_ROWS", "MODES", "QuantizedLinear", "VERDICTS", "check_fp8_cuda",
-           "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "layer_error",
-           "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
+__all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
+           "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES",
+           "QuantizedLinear", "VERDICTS", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine",
+           "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error", "quantize_linears",
+           "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -87,6 +92,7 @@ OUTLIER_RATIO = 16.0  # an input channel this many times the median channel's ab
 # (random weights reach 8.4x, in the DiT's feed-forward outputs after GELU; trained transformers 20-100x)
 SMOOTH_ALPHA = 0.5  # SmoothQuant's migration strength: half of the range moves into the weights
 MAX_LAYER_ERROR = 0.05  # a converted layer whose output moves by more (relative, on the sample call) stays in float
+MAX_LAYER_ERROR_BF16 = 0.02  # the same where the layers kept run in bfloat16 (`kept_layers`): they cost less
 QUIET_CHANNEL = 0.01  # a channel quieter than this share of the median channel counts as that share when smoothing
 GPTQ_DAMP = 0.01  # GPTQ's damping of H: this share of its mean diagonal added to the diagonal
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
@@ -115,6 +121,12 @@ def int8_units() -> str | None:
     """The CPU's int8 dot-product units as torch sees them ("AMX", "AVX512-VNNI"), None without (there
     `torch._int_mm` has no fast kernel)."""
     return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-VNNI": "_is_vnni_supported"})
+
+
+def bf16_units() -> str | None:
+    """The CPU's bf16 matrix/vector units as torch sees them ("AMX", "AVX512-BF16"), None when it has neither (there
+    bf16 matmuls are emulated and several times slower than float32)."""
+    return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"})
 
 
 def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
@@ -282,6 +294,45 @@ class QuantizedLinear(nn.Module):
         smoothed = ", smoothed" if self.inv_smooth is not None else ""
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}, " \
                f"engine={self.engine}{smoothed}"
+
+
+class Bf16Linear(nn.Module):
+    """A float32 `nn.Linear` whose product runs in bfloat16: its weight stored in bfloat16, its input cast to bfloat16,
+    the product back in float32 and the bias added there. How a layer `quantize_linears` keeps out of int8 runs in a
+    float32 model on a CPU with bf16 units (`kept_layers`)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x.to(torch.bfloat16), self.weight).to(x.dtype)
+        return out if self.bias is None else out.add_(self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bfloat16 product"
+
+
+@dataclass(frozen=True)
+class KeptLayers:
+    """What the layers `quantize_linears` keeps out of int8 (too lossy) run in, and the bound on a converted layer's
+    own error past which it is kept."""
+
+    dtype: torch.dtype
+    max_error: float
+
+
+def kept_layers(model: nn.Module, mode: str) -> KeptLayers:
+    """How `quantize_linears` keeps layers of `model` out of `mode`: in bfloat16 with the bound `MAX_LAYER_ERROR_BF16`
+    where that is cheap (a bfloat16 model; a float32 model on a CPU with bf16 units, int8: `Bf16Linear`), else in the
+    model's dtype with `MAX_LAYER_ERROR`."""
+    if model.dtype == torch.bfloat16:
+        return KeptLayers(torch.bfloat16, MAX_LAYER_ERROR_BF16)
+    if mode == "int8" and model.device.type == "cpu" and model.dtype == torch.float32 and bf16_units() is not None:
+        return KeptLayers(torch.bfloat16, MAX_LAYER_ERROR_BF16)
+    return KeptLayers(model.dtype, MAX_LAYER_ERROR)
 
 
 def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
@@ -454,8 +505,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns how many of them each
     verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
-    seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds
-    `MAX_LAYER_ERROR`), "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
+    seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
+    `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
     channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
     int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's observations), else to
     their nearest levels. Without `sample` every layer the kernel takes is converted, unsmoothed, unmeasured and
@@ -484,6 +535,8 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
     seen = input_stats(linears, sample, keep, deferred) if sample is not None else {}  # only the stacks' layers
     linears.clear()
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
+    kept = kept_layers(model, mode)
+    keep = Bf16Linear if kept.dtype != model.dtype else lambda layer: layer
 
     def verdict(layer: nn.Linear) -> str:
         rows = seen[layer].rows if layer in seen else MIN_ROWS + 1
@@ -508,9 +561,9 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
         smooth = smoothing(layer, stats.channel_absmax) if measured else None
         quantized = QuantizedLinear(layer, mode, engine, smooth, stats.fit if measured and fit_weights else None)
         checked = stats.held_out if quantized.fitted else stats.kept if measured else None
-        if measured and layer_error(layer, quantized, checked) > MAX_LAYER_ERROR:
+        if measured and layer_error(layer, quantized, checked) > kept.max_error:
             counts["too_lossy"] += 1
-            return layer
+            return keep(layer)
         counts["converted"] += 1
         counts["smoothed"] += smooth is not None
         counts["fitted"] += quantized.fitted

@@ -73,6 +73,22 @@ def test_bf16_units_and_a_large_checkpoint_read_the_weights_as_bf16(unpinned, ti
     assert torch.equal(actions(models[0]), actions(load_model(tiny_checkpoint, device="cpu", dtype="bfloat16")))
 
 
+def test_int8_runs_in_float32_where_auto_would_pick_bf16(unpinned, tiny_checkpoint, int8_at_every_size):
+    """`--quantize int8` with dtype auto on a CPU with bf16 units and a large checkpoint: the model in float32 (its
+    weights read so), the int8 matmuls rescaling into it, the layers int8 keeps out in bfloat16 there; the load line
+    says why."""
+    unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr("gr00t_fast.model.quantize.bf16_units", lambda: "AMX")
+    unpinned.setattr("gr00t_fast.model.quantize.int8_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
+    seen = read_dtypes(unpinned)
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="auto", quantize="int8", warmup=False)
+    assert policy.model.dtype == torch.float32 and set(seen) == {torch.float32}
+    assert str(policy.precision).startswith("float32 (auto: int8 matmuls rescale into float32")
+    assert policy.precision.quantization["kept_in"] == "bfloat16"
+    assert load_policy(tiny_checkpoint, device="cpu", dtype="auto", warmup=False).model.dtype == torch.bfloat16
+
+
 def test_the_pin_decides(unpinned, tiny_checkpoint):
     unpinned.setenv(AUTO_DTYPE_ENV, "bfloat16")
     seen = read_dtypes(unpinned)

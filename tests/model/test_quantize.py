@@ -257,6 +257,7 @@ def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
     """Each precision, fitted to observations or not, layers too lossy kept float (max_error: some are)."""
     if max_error is not None:
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", max_error)
+        monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16", max_error)
     options = dict(device="cpu", dtype=dtype, quantize=mode, warmup=False,
                    calibration=observations_file if calibrated else None)
     made, init = [], DeferredWeights.__init__
@@ -295,10 +296,11 @@ def test_an_int8_policy_load_defers_the_weights_it_converts_and_closes_the_check
 
 @pytest.fixture
 def cpu_has(monkeypatch):
-    """The CPU's int8 and AVX2 units as `int8_engine` reads them, set by the test (no pin)."""
+    """The CPU's int8, AVX2 and bf16 units as `int8_engine` and `kept_layers` read them, set by the test (no pin)."""
 
-    def set_units(int8: str | None, avx2: bool = True) -> None:
+    def set_units(int8: str | None, avx2: bool = True, bf16: str | None = None) -> None:
         monkeypatch.setattr(quantize, "int8_units", lambda: int8)
+        monkeypatch.setattr(quantize, "bf16_units", lambda: bf16)
         monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
     return set_units
 
@@ -391,15 +393,34 @@ def test_quantize_smooths_the_layers_whose_inputs_have_outliers(outlier_checkpoi
     assert (make_backend("torch", model)(inputs, noise, 4) - want).abs().max() < 1.0
 
 
-def test_layers_whose_own_error_is_too_large_stay_float(tiny_checkpoint, int8_at_every_size, monkeypatch):
+@pytest.mark.parametrize("units", [None, "AVX512-BF16"])
+def test_layers_whose_own_error_is_too_large_stay_float(tiny_checkpoint, int8_at_every_size, monkeypatch, units):
     """The error of each converted layer is measured on the sample call's inputs: a bound no layer meets leaves
-    every layer in float, counted too_lossy."""
+    every layer in float, counted too_lossy: in float32 on a CPU without bf16 units, in bfloat16 (`Bf16Linear`)
+    with them, each kind with its own bound."""
+    monkeypatch.setattr(quantize, "bf16_units", lambda: units)
     every = quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8")
-    monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", 1e-6)
+    monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16" if units else "MAX_LAYER_ERROR", 1e-6)
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     counts = quantize_model(model, "int8")
     assert counts["converted"] == 0 and counts["too_lossy"] == every["converted"] > 10
-    assert not converted_names(model) and "stay float32: their own int8 error over" in str(model.precision)
+    kept = "bfloat16" if units else "float32"
+    assert not converted_names(model) and f"{counts['too_lossy']} stay {kept}: their own int8 error over 0%" \
+        in str(model.precision)
+    bf16 = [m for m in model.modules() if isinstance(m, quantize.Bf16Linear)]
+    assert len(bf16) == (counts["too_lossy"] if units else 0)
+
+
+def test_a_layer_kept_in_bf16_is_the_bf16_product_of_the_float32_layer():
+    """`Bf16Linear`: the product of the input and weight rounded to bfloat16, in float32 out, the bias added there;
+    what `kept_layers` says a float32 CPU model with bf16 units keeps its too-lossy layers in, and with which bound."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(5, 3, 64)
+    want = torch.nn.functional.linear(x.bfloat16(), linear.weight.bfloat16()).float() + linear.bias
+    got = quantize.Bf16Linear(linear)(x)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    assert not torch.equal(got, linear(x))  # not the float32 layer
 
 
 def test_fbgemm_keeps_each_sample_to_itself_and_each_weight_row_its_scale():
