@@ -572,7 +572,8 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
     # fitting the weights takes minutes at full size on a CPU: a terminal sees it move
     with tqdm(total=len(layers), desc="rounding the int8 weights to your observations", unit="layer",
               disable=not (fit_weights and mode == "int8" and getattr(sys.stderr, "isatty", lambda: False)())) as bar:
-        for stack, parent, name, decided, stats in layers:
+        for i, (stack, parent, name, decided, stats) in enumerate(layers):
+            layers[i] = None  # its kept rows go with it: they are not all held beside the int8 weights at the end
             if decided != "converted":
                 counts[decided] += 1
             else:

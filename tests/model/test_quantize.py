@@ -638,3 +638,22 @@ def test_an_h_that_does_not_factor_leaves_the_nearest_levels(monkeypatch):
     (rows,) = correlated_inputs(256, torch.Generator().manual_seed(3), 32)
     q, _, fitted = quantize._round_weights(weight, rows, 127.0)
     assert not fitted and torch.equal(q, quantize._quantize_rows(weight, torch.int8, 127.0)[0])
+
+
+def test_each_layers_kept_rows_are_freed_once_it_is_converted(tiny_checkpoint, int8_at_every_size, monkeypatch):
+    """The rows kept of each layer's inputs (512 a layer with `--calibration`: ~1.2 GB at full size) go as the layer
+    is converted, not all at the end beside every int8 weight (the load's peak)."""
+    alive = weakref.WeakSet()
+
+    class Tracked(quantize.InputStats):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            alive.add(self)
+
+    monkeypatch.setattr(quantize, "InputStats", Tracked)
+    held, init = [], QuantizedLinear.__init__
+    monkeypatch.setattr(QuantizedLinear, "__init__",
+                        lambda self, *a, **k: held.append(len(alive)) or init(self, *a, **k))
+    counts = quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8")
+    assert len(held) == counts["converted"] + counts["too_lossy"] > 10
+    assert all(later < earlier for earlier, later in zip(held, held[1:])) and not alive
