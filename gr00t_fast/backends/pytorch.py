@@ -29,13 +29,13 @@ def quantize_model(model: torch.nn.Module, mode: str,
     steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
     counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls],
                               fit_weights=bool(calibration))
-    engine = {"engine": str(int8_engine(model.device))} if mode == "int8" else {}
-    observations = {"observations": len(calibration)} if calibration else {}
     kept = kept_layers(model, mode)
-    kept = {"kept_in": str(kept.dtype).removeprefix("torch."), "max_layer_error": kept.max_error}
+    engine = {"engine": str(int8_engine(model.device)), "kept_in": str(kept.dtype).removeprefix("torch."),
+              "max_layer_error": kept.max_error} if mode == "int8" else {}
+    observations = {"observations": len(calibration)} if calibration else {}
     if model.precision is not None:
         model.precision = replace(model.precision,
-                                  quantization={"mode": mode, **engine, **counts, **observations, **kept})
+                                  quantization={"mode": mode, **engine, **counts, **observations})
     return counts
 
 

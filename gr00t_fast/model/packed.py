@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gr00t_fast.model.precision import bf16_units
+from gr00t_fast.model.quantize import bf16_units
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["PackedLinear", "linear_gelu", "pack_linears", "packed_layers", "packing_pays", "unpack_linears"]

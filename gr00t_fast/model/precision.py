@@ -11,7 +11,7 @@ both dtypes at every load: the choice then moved with the machine's load (24 flo
 checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the dtype is known
 before the first weight is read, so the weights are read straight into it.
 
-With `--quantize int8` on a CPU it is float32 whatever the CPU: the int8 matmuls rescale into the model's dtype, and
+With `--quantize int8` on a CPU it is float32 whatever the CPU (unless pinned): the int8 matmuls rescale into the model's dtype, and
 in bfloat16 the rest of the network adds its own rounding to theirs (48M, calibrated on 8 observations: the largest
 action difference from float32 3.19 in bfloat16 against 2.00 in float32, NVIDIA's own bf16 2.49; benchmarks/history.md).
 The layers int8 keeps out still run in bfloat16 where the CPU has bf16 units (`gr00t_fast.model.quantize.kept_layers`).
@@ -61,7 +61,7 @@ class Precision:
         notes += [f"the weights of {q['fitted']} layers rounded to fit them (GPTQ)"] if q.get("fitted") else []
         notes += [f"{q['smoothed']} smoothed for outlier channels"] if q.get("smoothed") else []
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "
-                  f"{q['max_layer_error']:.0%}"] if counts["too_lossy"] else []
+                  f"{q.get('max_layer_error', 0):.0%}"] if counts["too_lossy"] else []
         notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "
                   f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call"] \
             if counts["slow_on_cpu"] else []

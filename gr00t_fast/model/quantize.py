@@ -47,11 +47,11 @@ quiet in the sample call counts as 1% of the median channel: its s_j stays in ra
 own error is measured on its inputs in the sample call (the float network's: the relative difference of its output
 from the float layer's, on the kept rows its rounding was not fitted to and the largest ones) and a layer above
 its bound stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are found by
-measurement, not by hand. The bound is what keeping a layer costs: where the layers kept run in bfloat16 (a bfloat16
-model, or a float32 model on a CPU with bf16 units, where such a layer is cast to bfloat16: `Bf16Linear`) it is
-`MAX_LAYER_ERROR_BF16`, 2%, else `MAX_LAYER_ERROR`, 5% (`kept_layers`). At full size 2% keeps the 12 LLM `down_proj`
-layers (2048x6144, their own int8 error 2.4-3.6% on random weights and with outliers; every other layer under 2%):
-in float32 they cost 1.19x a call, in bfloat16 1.05x (AVX512-BF16, 2 threads; benchmarks/history.md).
+measurement, not by hand. The bound is what keeping a layer costs: int8 on a CPU with bf16 units keeps its layers in
+bfloat16 (in a float32 model cast to bfloat16: `Bf16Linear`) with `MAX_LAYER_ERROR_BF16`, 2%; elsewhere they stay in
+the model's dtype with `MAX_LAYER_ERROR`, 5% (`kept_layers`; on a GPU not measured). At full size 2% keeps the 12 LLM
+`down_proj` layers (2048x6144, their own int8 error 2.4-3.6% on random weights and with outliers; every other layer
+under 2%): in float32 they cost 1.19x a call, in bfloat16 1.05x (AVX512-BF16, 2 threads; benchmarks/history.md).
 
 FBGEMM's activations share one scale per call: each sample of a batch (the leading axis) is its own call, so that a
 sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
@@ -325,12 +325,12 @@ class KeptLayers:
 
 
 def kept_layers(model: nn.Module, mode: str) -> KeptLayers:
-    """How `quantize_linears` keeps layers of `model` out of `mode`: in bfloat16 with the bound `MAX_LAYER_ERROR_BF16`
-    where that is cheap (a bfloat16 model; a float32 model on a CPU with bf16 units, int8: `Bf16Linear`), else in the
-    model's dtype with `MAX_LAYER_ERROR`."""
-    if model.dtype == torch.bfloat16:
-        return KeptLayers(torch.bfloat16, MAX_LAYER_ERROR_BF16)
-    if mode == "int8" and model.device.type == "cpu" and model.dtype == torch.float32 and bf16_units() is not None:
+    """How `quantize_linears` keeps layers of `model` out of `mode`: int8 on a CPU with bf16 units, in bfloat16 (a
+    bfloat16 model's own layers; in a float32 model, whatever dtype was asked, as `Bf16Linear`) with the bound
+    `MAX_LAYER_ERROR_BF16`, where keeping a layer costs little (measured there); everywhere else (a GPU, a CPU
+    without bf16 units, where bf16 is emulated, fp8) in the model's dtype with `MAX_LAYER_ERROR`."""
+    if mode == "int8" and model.device.type == "cpu" and model.dtype in (torch.float32, torch.bfloat16) \
+            and bf16_units() is not None:
         return KeptLayers(torch.bfloat16, MAX_LAYER_ERROR_BF16)
     return KeptLayers(model.dtype, MAX_LAYER_ERROR)
 
@@ -506,8 +506,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
-    `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers SmoothQuant smoothed (their inputs have outlier
-    channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
+    `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
+    SmoothQuant smoothed (their inputs have outlier channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
     int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's observations), else to
     their nearest levels. Without `sample` every layer the kernel takes is converted, unsmoothed, unmeasured and
     plainly rounded. A model loaded with these weights deferred (`quantized_weights`, `model.deferred_weights`) reads
@@ -536,7 +536,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
     linears.clear()
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
     kept = kept_layers(model, mode)
-    keep = Bf16Linear if kept.dtype != model.dtype else lambda layer: layer
+    keep_layer = Bf16Linear if kept.dtype != model.dtype else lambda layer: layer
 
     def verdict(layer: nn.Linear) -> str:
         rows = seen[layer].rows if layer in seen else MIN_ROWS + 1
@@ -563,7 +563,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
         checked = stats.held_out if quantized.fitted else stats.kept if measured else None
         if measured and layer_error(layer, quantized, checked) > kept.max_error:
             counts["too_lossy"] += 1
-            return keep(layer)
+            return keep_layer(layer)
         counts["converted"] += 1
         counts["smoothed"] += smooth is not None
         counts["fitted"] += quantized.fitted

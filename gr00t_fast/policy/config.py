@@ -51,9 +51,8 @@ class PolicyConfig:
     device: str | None = field(default=None, metadata=_help("torch device (default: cuda when available, else cpu)"))
     dtype: DTypeName | None = field(default="auto", metadata=_help(
         "auto: bfloat16 on CUDA; on a CPU bfloat16 where it has AMX or AVX512-BF16 units and the checkpoint 10M "
-        "parameters or more, else float32 (a rule: the same at every load; with --quantize int8 on a CPU, float32). "
-        "float32 is the exact path; null: "
-        "bfloat16 on CUDA, float32 on CPU"))
+        "parameters or more, else float32 (a rule: the same at every load; torch backends with --quantize int8 on a "
+        "CPU: float32). float32 is the exact path; null: bfloat16 on CUDA, float32 on CPU"))
     backend: str = field(default=DEFAULT_BACKEND, metadata={"help": "how the network runs (gr00t_fast.backends)",
                                                             "choices": backend_names})
     backend_dir: str | None = field(default=None, metadata=_help(

@@ -1,6 +1,7 @@
 """INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers against an independent float64 reference:
 exact where quantization loses nothing, close otherwise; wired through load_policy and free of graph breaks."""
 
+import types
 import weakref
 
 import numpy as np
@@ -403,12 +404,28 @@ def test_layers_whose_own_error_is_too_large_stay_float(tiny_checkpoint, int8_at
     monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16" if units else "MAX_LAYER_ERROR", 1e-6)
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     counts = quantize_model(model, "int8")
-    assert counts["converted"] == 0 and counts["too_lossy"] == every["converted"] > 10
+    assert counts["converted"] == 0 and counts["too_lossy"] == every["converted"] + every["too_lossy"] > 10
     kept = "bfloat16" if units else "float32"
     assert not converted_names(model) and f"{counts['too_lossy']} stay {kept}: their own int8 error over 0%" \
         in str(model.precision)
     bf16 = [m for m in model.modules() if isinstance(m, quantize.Bf16Linear)]
     assert len(bf16) == (counts["too_lossy"] if units else 0)
+
+
+@pytest.mark.parametrize("device, dtype, mode, units, kept", [
+    ("cpu", torch.float32, "int8", "AVX512-BF16", (torch.bfloat16, quantize.MAX_LAYER_ERROR_BF16)),
+    ("cpu", torch.bfloat16, "int8", "AMX", (torch.bfloat16, quantize.MAX_LAYER_ERROR_BF16)),
+    ("cpu", torch.float32, "int8", None, (torch.float32, quantize.MAX_LAYER_ERROR)),
+    ("cpu", torch.bfloat16, "int8", None, (torch.bfloat16, quantize.MAX_LAYER_ERROR)),  # emulated bf16: not cheap
+    ("cpu", torch.float32, "fp8", "AMX", (torch.float32, quantize.MAX_LAYER_ERROR)),
+    ("cuda", torch.bfloat16, "int8", "AMX", (torch.bfloat16, quantize.MAX_LAYER_ERROR)),  # a GPU: not measured
+    ("cuda", torch.float32, "int8", "AMX", (torch.float32, quantize.MAX_LAYER_ERROR)),
+])
+def test_layers_are_kept_in_bf16_at_the_tighter_bound_only_where_the_cpu_makes_it_cheap(
+        monkeypatch, device, dtype, mode, units, kept):
+    monkeypatch.setattr(quantize, "bf16_units", lambda: units)
+    model = types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+    assert quantize.kept_layers(model, mode) == quantize.KeptLayers(*kept)
 
 
 def test_a_layer_kept_in_bf16_is_the_bf16_product_of_the_float32_layer():
