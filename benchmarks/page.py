@@ -515,12 +515,13 @@ SECTIONS = [
             text="`python benchmarks/int8_load_memory.py`: full size, `--quantize int8` on the torch backend, each load "
                  "in a process of its own, the two kinds alternating: its peak resident memory (the process's, "
                  "~240 MB of it torch and gr00t-fast imported before the load), that peak over the bytes of the "
-                 "weights the loaded model holds (int8, and the layers and tables that stay float32), and each load's "
-                 "time. A layer at a time: the float32 weights of the layers int8 converts read as the example call "
+                 "weights the loaded model holds (int8, the 12 layers kept in bf16, and the layers and tables that "
+                 "stay float32), and each load's time (whether the checkpoint's pages were cached was not "
+                 "controlled: the first load read it after runs of another checkpoint). A layer at a time: the float32 weights of the layers int8 converts read as the example call "
                  "reaches them and to convert them (`gr00t_fast.model.deferred`), what a load does now; whole: the "
                  "float32 model read first, then quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
-                 "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, here from the "
-                 "page cache, and the load is slower. (The `--quantize int8` row above ran before: the float32 model "
+                 "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
+                 "slower; each layer's kept input rows (512) go as it is converted. (The `--quantize int8` row above ran before: the float32 model "
                  "read whole.)",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("peak while loading", LOAD_MEMORY, lambda r: f"{r['peak_mb']:,.0f} MB"),

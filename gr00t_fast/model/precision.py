@@ -57,7 +57,12 @@ class Precision:
         name = str(self.dtype).removeprefix("torch.")
         text = f"{q['mode']} matmuls in {counts['converted']} of {sum(counts.values())} layers" + \
             (f" on {q['engine']}" if q.get("engine") else "")
-        notes = [f"activations measured on {q['observations']} of your observations"] if q.get("observations") else []
+        if q.get("observations"):
+            notes = [f"activations measured on {q['observations']} of your observations"]
+        elif q["mode"] == "int8" and counts["converted"]:  # what moves int8's actions most: said where it can be fixed
+            notes = ["the weights at their nearest levels: --calibration fits them to your observations"]
+        else:
+            notes = []
         notes += [f"the weights of {q['fitted']} layers rounded to fit them (GPTQ)"] if q.get("fitted") else []
         notes += [f"{q['smoothed']} smoothed for outlier channels"] if q.get("smoothed") else []
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "

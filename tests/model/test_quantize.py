@@ -674,3 +674,14 @@ def test_each_layers_kept_rows_are_freed_once_it_is_converted(tiny_checkpoint, i
     counts = quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8")
     assert len(held) == counts["converted"] + counts["too_lossy"] > 10
     assert all(later < earlier for earlier, later in zip(held, held[1:])) and not alive
+
+
+def test_the_load_line_points_an_uncalibrated_int8_to_calibration(tiny_checkpoint, int8_at_every_size):
+    """The weights' rounding is what moves int8's actions most, and `--calibration` what fits it: the load line of an
+    int8 load without it says so; fp8 (no calibration) does not."""
+    hint = "the weights at their nearest levels: --calibration fits them to your observations"
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    assert quantize_model(model, "int8")["converted"] > 0 and hint in str(model.precision)
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_model(model, "fp8")
+    assert hint not in str(model.precision)
