@@ -450,7 +450,8 @@ SECTIONS = [
                  "--outliers` (a few channels 30-100x the rest where int8 sees them, as trained transformers "
                  "have). Speed as above, against NVIDIA's fp32 `Gr00tPolicy`; the FBGEMM column pins the engine of "
                  "CPUs without VNNI on this one (AVX-512 kernels; 31 of its layers over the 2% bound run in bf16 here, "
-                 "where a CPU without bf16 units keeps those over 5% in float32): no AVX2-only CPU has been measured. "
+                 "where a CPU without bf16 units keeps those over 5% in float32: this column is not what such a CPU runs): no "
+                 "AVX2-only CPU has been measured. "
                  "int8 as it loads now: the model in float32, the layers whose own int8 error is over 2% in bf16; "
                  "3 calls a side at full size (a run an hour before gave 4.53x and 3.70x: history.md).",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
@@ -481,7 +482,9 @@ SECTIONS = [
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
-            "NVIDIA bf16 is NVIDIA's own pipeline cast to bf16: the deviation a user of NVIDIA's bf16 already accepts.",
+            "NVIDIA bf16 is NVIDIA's own pipeline cast to bf16: the deviation a user of NVIDIA's bf16 already accepts. "
+            "The `--quantize int8` cells of the bf16-units columns were measured before the 2% bound (every layer "
+            "int8; the current ones: \"Its error\" above).",
             Table(corner="path", columns=[Col(f"{tag}, {size}", file, deviation) for tag, files in
                                           (("bf16 units", EPYC), ("AVX2 cap", CAPPED), ("VNNI", XEON))
                                           for size, file in zip(("tiny", "48M", "full"), files)], rows=[
@@ -524,8 +527,9 @@ SECTIONS = [
                  "reaches them and to convert them (`gr00t_fast.model.deferred`), what a load does now; whole: the "
                  "float32 model read first, then quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
-                 "slower; each layer's kept input rows (512) go as it is converted. (The `--quantize int8` row above ran before: the float32 model "
-                 "read whole.)",
+                 "slower; each layer's kept input rows (512) go as it is converted. (In \"For what memory?\" above, the `--quantize int8` rows of the "
+                 "first four columns ran before loads deferred, the float32 model read whole; the last column's "
+                 "loaded as now.)",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("peak while loading", LOAD_MEMORY, lambda r: f"{r['peak_mb']:,.0f} MB"),
                 Col("weights held once loaded", LOAD_MEMORY, lambda r: f"{r['weights_mb']:,.0f} MB"),
