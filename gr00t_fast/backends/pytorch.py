@@ -34,8 +34,7 @@ def quantize_model(model: torch.nn.Module, mode: str,
               "max_layer_error": kept.max_error} if mode == "int8" else {}
     observations = {"observations": len(calibration)} if calibration else {}
     if model.precision is not None:
-        model.precision = replace(model.precision,
-                                  quantization={"mode": mode, **engine, **counts, **observations})
+        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
     return counts
 
 

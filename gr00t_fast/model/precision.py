@@ -11,10 +11,11 @@ both dtypes at every load: the choice then moved with the machine's load (24 flo
 checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the dtype is known
 before the first weight is read, so the weights are read straight into it.
 
-With `--quantize int8` on a CPU it is float32 whatever the CPU (unless pinned): the int8 matmuls rescale into the model's dtype, and
-in bfloat16 the rest of the network adds its own rounding to theirs (48M, calibrated on 8 observations: the largest
-action difference from float32 3.19 in bfloat16 against 2.00 in float32, NVIDIA's own bf16 2.49; benchmarks/history.md).
-The layers int8 keeps out still run in bfloat16 where the CPU has bf16 units (`gr00t_fast.model.quantize.kept_layers`).
+With `--quantize int8` on a CPU it is float32 whatever the CPU (unless pinned): the int8 matmuls rescale into the
+model's dtype, and in bfloat16 the rest of the network adds its own rounding to theirs (48M, calibrated on 8
+observations: the largest action difference from float32 3.19 in bfloat16 against 2.00 in float32, NVIDIA's own bf16
+2.49; benchmarks/history.md). The layers int8 keeps out still run in bfloat16 where the CPU has bf16 units
+(`gr00t_fast.model.quantize.kept_layers`).
 
 `GR00T_FAST_AUTO_DTYPE=float32|bfloat16` pins the choice (the test suite pins float32).
 """

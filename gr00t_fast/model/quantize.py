@@ -507,10 +507,10 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
     `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
-    SmoothQuant smoothed (their inputs have outlier channels), and "fitted": how many have their int8 levels fitted to the sample call's inputs. With `fit_weights`,
-    int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's observations), else to
-    their nearest levels. Without `sample` every layer the kernel takes is converted, unsmoothed, unmeasured and
-    plainly rounded. A model loaded with these weights deferred (`quantized_weights`, `model.deferred_weights`) reads
+    SmoothQuant smoothed (their inputs have outlier channels), and "fitted": how many have their int8 levels fitted
+    to the sample call's inputs. With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
+    (`_round_weights`: the user's observations), else to their nearest levels. Without `sample` every layer the
+    kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred (`quantized_weights`, `model.deferred_weights`) reads
     each layer as the sample call reaches it and to convert it: its float weights are never held all at once."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
