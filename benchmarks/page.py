@@ -449,9 +449,9 @@ SECTIONS = [
                  "AVX512-BF16 and AVX512-VNNI. Random weights, and the same weights with `make-checkpoint "
                  "--outliers` (a few channels 30-100x the rest where int8 sees them, as trained transformers "
                  "have). Speed as above, against NVIDIA's fp32 `Gr00tPolicy`; the FBGEMM column pins the engine of "
-                 "CPUs without VNNI on this one (AVX-512 kernels; 31 of its layers over the 2% bound run in bf16 here, "
-                 "where a CPU without bf16 units keeps those over 5% in float32: this column is not what such a CPU runs): no "
-                 "AVX2-only CPU has been measured. "
+                 "CPUs without VNNI on this one (AVX-512 kernels; 31 of its layers over the 2% bound run in bf16 "
+                 "here, where a CPU without bf16 units keeps those over 5% in float32: this column is not what such "
+                 "a CPU runs): no AVX2-only CPU has been measured. "
                  "int8 as it loads now: the model in float32, the layers whose own int8 error is over 2% in bf16; "
                  "3 calls a side at full size (a run an hour before gave 4.53x and 3.70x: history.md).",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
@@ -523,13 +523,14 @@ SECTIONS = [
                  "~240 MB of it torch and gr00t-fast imported before the load), that peak over the bytes of the "
                  "weights the loaded model holds (int8, the 12 layers kept in bf16, and the layers and tables that "
                  "stay float32), and each load's time (whether the checkpoint's pages were cached was not "
-                 "controlled: the first load read it after runs of another checkpoint). A layer at a time: the float32 weights of the layers int8 converts read as the example call "
-                 "reaches them and to convert them (`gr00t_fast.model.deferred`), what a load does now; whole: the "
-                 "float32 model read first, then quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
+                 "controlled: the first load read it after runs of another checkpoint). A layer at a time: the "
+                 "float32 weights of the layers int8 converts read as the example call reaches them and to convert "
+                 "them (`gr00t_fast.model.deferred`), what a load does now; whole: the float32 model read first, then "
+                 "quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
-                 "slower; each layer's kept input rows (512) go as it is converted. (In \"For what memory?\" above, the `--quantize int8` rows of the "
-                 "first four columns ran before loads deferred, the float32 model read whole; the last column's "
-                 "loaded as now.)",
+                 "slower; each layer's kept input rows (512) go as it is converted. (In \"For what memory?\" above, "
+                 "the `--quantize int8` rows of the first four columns ran before loads deferred, the float32 model "
+                 "read whole; the last column's loaded as now.)",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("peak while loading", LOAD_MEMORY, lambda r: f"{r['peak_mb']:,.0f} MB"),
                 Col("weights held once loaded", LOAD_MEMORY, lambda r: f"{r['weights_mb']:,.0f} MB"),

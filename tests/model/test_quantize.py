@@ -258,7 +258,6 @@ def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
     """Each precision, fitted to observations or not, layers too lossy kept float (max_error: some are)."""
     if max_error is not None:
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", max_error)
-        monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16", max_error)
     options = dict(device="cpu", dtype=dtype, quantize=mode, warmup=False,
                    calibration=observations_file if calibrated else None)
     made, init = [], DeferredWeights.__init__
