@@ -13,7 +13,9 @@ On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the
 instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md).
 Inductor keeps its compiled code in `cache_dir()/inductor` (`keep_compiled_code`); a new shape is compiled into it by
 one process at a time (`runtime.cache.locked`): a second one loading the same checkpoint at once waits, then loads
-the first one's code. One graph has no backbone / action-head boundary: no stage split is reported.
+the first one's code. One graph has no backbone / action-head boundary: no stage split is reported. The first call of each shape is checked
+against the model's own kernels (`agrees`): where the compiled call's actions differ by more than the arithmetic
+explains, it says so in one line and the model's own kernels run from then on.
 """
 
 import contextlib
@@ -56,6 +58,39 @@ def keep_compiled_code() -> Path:
     return Path(os.environ[INDUCTOR_CACHE_ENV])
 
 
+# a wrong compiled kernel moves the actions by tenths (Inductor on an H100 in float32, NVIDIA's reference cases:
+# 0.29-0.43, the eager kernels 2e-6; benchmarks/results/gpu), a compiler's own rounding by far less
+AGREE_FLOAT32 = 1e-3  # float32 matmuls: the fused kernels round sums differently, ~1e-6 measured
+AGREE_ROUNDED = 0.1  # bf16 / fp16, or quantized matmuls: bf16 itself is 1.6e-2 from float32 at full size
+
+
+def whole_call_args(model: torch.nn.Module, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> tuple:
+    """The arguments of the model's whole call (its `forward`), the step tables computed eagerly."""
+    tables = model.action_head.step_tables(num_steps, noise.shape[1])
+    return (inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state, inputs.embodiment_id, noise,
+            num_steps, tables, inputs.isolate_padding)
+
+
+def agrees(backend: PyTorchBackend, actions: torch.Tensor, args: tuple) -> bool:
+    """Whether a compiled call's `actions` match the model's own kernels on the same `args` within what the model's
+    arithmetic explains (`AGREE_*`; a NaN never does). Where not, `backend.fallback` says so, in a warning too, and
+    `backend.whole_call` is the model itself from then on. True without a check where nothing is compiled."""
+    model = backend.model
+    if backend.whole_call is model:
+        return True
+    exact = model.dtype == torch.float32 and not getattr(getattr(model, "precision", None), "quantization", None)
+    largest = (actions.float() - model(*args).float()).abs().max().item()
+    if largest <= (AGREE_FLOAT32 if exact else AGREE_ROUNDED):
+        return True
+    backend.whole_call = model
+    backend.fallback = (f"{backend.name}: the compiled call's actions differ from the model's own kernels by "
+                        f"{largest:.3g} (batch {args[0].shape[0]}, {args[0].shape[1]} prompt tokens, {args[6]} "
+                        f"steps, {model.dtype}): a fault of the compiler on this device; the model's own kernels run "
+                        "from now on")
+    warnings.warn(backend.fallback, RuntimeWarning, stacklevel=3)
+    return False
+
+
 def allow_compiled_shapes() -> None:
     """Let one compiled model take `MAX_COMPILED_SHAPES` input shapes (Dynamo's `recompile_limit`; a higher limit
     set by the user is kept)."""
@@ -81,8 +116,11 @@ class CompiledBackend(PyTorchBackend):
         return request
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
-                 fullgraph: bool = True, dynamic: bool = False, cpp_wrapper: bool | None = None):
+                 fullgraph: bool = True, dynamic: bool = False, cpp_wrapper: bool | None = None, check: bool = True):
+        """`check`: each shape's first call compared with the model's own kernels (`agrees`; off only where tensors
+        hold no values, as in a trace on fake CUDA)."""
         super().__init__(model)
+        self.check = check
         if mode not in MODES:
             raise ValueError(f"compile mode {mode!r} is not one of {MODES}")
         if mode not in (None, "default") and backend != "inductor":
@@ -103,9 +141,10 @@ class CompiledBackend(PyTorchBackend):
         allow_compiled_shapes()
         self.whole_call = torch.compile(model, **opts)
         self.compiled_shapes: set[tuple] = set()  # inputs compiled for: a new one shows a progress line
+        self.fallback: str | None = None  # why the model's own kernels run instead (`agrees`)
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
-        tables = self.model.action_head.step_tables(num_steps, noise.shape[1])
+        args = whole_call_args(self.model, inputs, noise, num_steps)
         shape = (tuple(inputs.input_ids.shape), tuple(inputs.pixel_values.shape), tuple(noise.shape), num_steps,
                  inputs.attention_mask is None)
         new = (f"torch.compile: compiling for batch {inputs.batch_size}, {inputs.input_ids.shape[1]} prompt tokens, "
@@ -114,7 +153,8 @@ class CompiledBackend(PyTorchBackend):
         # a second process compiling the same shape waits for the first, then loads its code from the cache
         with locked(self.code_cache) if compiling and self.code_cache else contextlib.nullcontext(), \
                 ticking(new, enabled=compiling):
-            actions = self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
-                                      inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
+            actions = self.whole_call(*args)
         self.compiled_shapes.add(shape)
+        if compiling and self.check and not agrees(self, actions, args):
+            actions = self.whole_call(*args)
         return actions

@@ -5,7 +5,9 @@ input signature (shapes of every tensor, embodiment id when it is an int, step c
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
 (`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own) unless
-`compiled=False` (then the eager kernels). Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
+`compiled=False` (then the eager kernels). A new graph's first replay is checked against the model's own kernels
+(`compiled.agrees`): where they differ by more than the arithmetic explains, it says so in one line and the graphs are
+captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
 checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
 A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
 tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
@@ -17,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, cuda_missing
-from gr00t_fast.backends.compiled import allow_compiled_shapes
+from gr00t_fast.backends.compiled import agrees, allow_compiled_shapes, whole_call_args
 from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
 
@@ -60,11 +62,10 @@ class CudaGraphBackend(PyTorchBackend):
         self.whole_call = torch.compile(model, fullgraph=True) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape
+        self.fallback: str | None = None  # why the graphs hold the eager kernels instead (`agrees`)
 
     def run_model(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
-        tables = self.model.action_head.step_tables(num_steps, noise.shape[1])  # made before capture, then reused
-        return self.whole_call(inputs.input_ids, inputs.attention_mask, inputs.pixel_values, inputs.state,
-                               inputs.embodiment_id, noise, num_steps, tables, inputs.isolate_padding)
+        return self.whole_call(*whole_call_args(self.model, inputs, noise, num_steps))  # tables made before capture
 
     @torch.inference_mode()
     def capture(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> CapturedGraph:
@@ -89,7 +90,8 @@ class CudaGraphBackend(PyTorchBackend):
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         key = signature(inputs, noise, num_steps)
         captured = self.graphs.get(key)
-        if captured is None:
+        new = captured is None
+        if new:
             captured = self.graphs[key] = self.capture(inputs, noise, num_steps)
             if len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
@@ -101,4 +103,8 @@ class CudaGraphBackend(PyTorchBackend):
                 buffer.copy_(getattr(inputs, f.name), non_blocking=True)
         captured.noise.copy_(noise, non_blocking=True)
         captured.graph.replay()
-        return captured.output.clone()
+        actions = captured.output.clone()
+        if new and not agrees(self, actions, whole_call_args(self.model, captured.inputs, captured.noise, num_steps)):
+            self.graphs.clear()  # every graph held the compiled kernels
+            return self(inputs, noise, num_steps)
+        return actions

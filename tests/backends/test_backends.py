@@ -3,6 +3,7 @@ GPU-only ones for registration and a capability check that names what this machi
 
 import importlib.util
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -429,3 +430,72 @@ def test_the_old_public_names_still_work(model, policies, tiny_checkpoint):
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="backend 'torch' runs the checkpoint's"):
         ensure_artifacts(BACKENDS["torch"], model, tiny_checkpoint, cameras=1, backend_dir=folder)
     assert typing.get_args(BackendName) == tuple(BACKENDS)
+
+
+def off_by(offset: float):
+    """A torch.compile backend whose code is off by `offset` in every floating output: a faulty compiler, planted."""
+    def compiler(gm, example_inputs):
+        def run(*args):
+            return type(out := gm.forward(*args))(o + offset if o.is_floating_point() else o for o in out)
+        return run
+    return compiler
+
+
+def test_a_compiled_call_that_disagrees_with_eager_is_named_and_eager_runs(model, reference, padded_batch):
+    """Inductor on an H100 moved NVIDIA's reference cases by 0.3-0.4 in float32 where the eager kernels were 2e-6 off
+    (benchmarks/results/gpu): a compiled call is checked against the model's own kernels on each shape's first call;
+    where it is off, one warning names it and the model's own kernels run, for that call and every later one."""
+    inputs, noise = padded_batch
+    backend = make_backend("compile", model, backend=off_by(0.5))
+    with torch.inference_mode(), pytest.warns(RuntimeWarning, match=r"compile: the compiled call's actions differ "
+                                              r"from the model's own kernels by 0\.5 .*own kernels run from now on"):
+        actions = backend(inputs, noise, 2)
+    torch.testing.assert_close(actions, reference(inputs, noise, 2), atol=1e-5, rtol=0)
+    assert backend.whole_call is model and "0.5" in backend.fallback
+    one, one_noise = example_inputs(model.config)  # another shape: not compiled again, no second warning
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(backend(one, one_noise, 2), reference(one, one_noise, 2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("offset, kept", [(1e-4, True), (float("nan"), False)])
+def test_a_compiled_call_within_the_arithmetic_is_kept_and_a_nan_never_is(model, padded_batch, offset, kept):
+    """float32 agrees within 1e-3 (a compiler's own rounding, ~1e-6 measured); a NaN never agrees."""
+    inputs, noise = padded_batch
+    backend = make_backend("compile", model, backend=off_by(offset))
+    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        actions = backend(inputs, noise, 2)
+    assert (backend.fallback is None) == kept and (backend.whole_call is not model) == kept
+    assert bool(caught) != kept and torch.isfinite(actions).all()
+
+
+def test_a_cuda_graph_of_compiled_kernels_that_disagree_is_captured_again_from_eager(model, reference, padded_batch,
+                                                                                      monkeypatch):
+    """The cuda-graph backend checks each new graph's first replay; where it is off, every graph is dropped and captured
+    again from the model's own kernels. The CUDA graph (hardware) is stood in for by replaying the captured call on the
+    host; the backend's own bookkeeping runs as on a GPU."""
+    from types import SimpleNamespace
+
+    from gr00t_fast.backends.compiled import whole_call_args
+    from gr00t_fast.backends.cuda_graph import CapturedGraph, CudaGraphBackend, _clone
+
+    class HostGraph(CudaGraphBackend):
+        captured_from: list = []
+
+        def capture(self, inputs, noise, num_steps):
+            static, static_noise = _clone(inputs), noise.clone()
+            self.captured_from.append(self.whole_call)
+            run, call = self.whole_call, (lambda: run(*whole_call_args(self.model, static, static_noise, num_steps)))
+            output = call()
+            return CapturedGraph(SimpleNamespace(replay=lambda: output.copy_(call())), static, static_noise, output)
+
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    backend = HostGraph(model)
+    backend.whole_call = torch.compile(model, backend=off_by(0.5), fullgraph=True)
+    compiled = backend.whole_call
+    inputs, noise = padded_batch
+    with torch.inference_mode(), pytest.warns(RuntimeWarning, match=r"cuda-graph: the compiled call's actions differ"):
+        actions = backend(inputs, noise, 2)
+    torch.testing.assert_close(actions, reference(inputs, noise, 2), atol=1e-5, rtol=0)
+    assert backend.captured_from == [compiled, model] and len(backend.graphs) == 1
