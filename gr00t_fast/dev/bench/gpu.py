@@ -87,7 +87,7 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"row": name, "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "quantize": quantize,
             "build_s": build_ms / 1e3, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times,
-            "peak_memory_mb": peak,
+            "peak_memory_mb": peak, "fallback": getattr(backend, "fallback", None),
             "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
 
 
@@ -103,7 +103,7 @@ def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, An
             configs = sorted({str(cases[f"{case}/data_config"]) for case in cases["cases"]})
             expected = {str(case): (cases[f"{case}/action_pred"], int(cases[f"{case}/denoising_steps"]))
                         for case in cases["cases"]}
-        deviations = {}
+        deviations, fallbacks = {}, []
         for config in configs:
             policy = load_policy(str(folder / "tiny_n15"), data_config=config, device=str(device), dtype="float32",
                                  backend=backend, warmup=False)
@@ -115,11 +115,14 @@ def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, An
                 dims = policy.processor.action_dim  # the padding beyond the robot's dimensions is never decoded
                 pred = pred.float().cpu().numpy().reshape(action_pred.shape)[..., :dims]
                 deviations[case] = float(np.abs(pred - action_pred[..., :dims]).max())
-        row = {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations}
+            fallbacks += [policy.backend.fallback] if getattr(policy.backend, "fallback", None) else []
+        row = {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations,
+               "fallback": fallbacks}
     except Exception as e:  # noqa: BLE001 - reported in the result; the other rows still run
         print(f"{name}: failed:\n{traceback.format_exc()[-3000:]}", flush=True)
         return {"row": name, "error": error_text(e), "traceback": traceback.format_exc()[-3000:]}
-    print(f"{name}: {row['cases']} cases, largest deviation {row['max_abs_diff']:.2e}", flush=True)
+    print(f"{name}: {row['cases']} cases, largest deviation {row['max_abs_diff']:.2e}"
+          + "".join(f"\n  {line}" for line in fallbacks), flush=True)
     return row
 
 
@@ -164,11 +167,14 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 def write(bench: Bench, result: dict[str, Any]) -> None:
     """JSON and Markdown table of the rows measured so far."""
+    def label(r: dict[str, Any]) -> str:  # a compiled row whose kernels disagreed with eager ran the eager ones
+        return r["row"] + (" (its compiled kernels disagreed with eager: eager ran)" if r.get("fallback") else "")
+
     headers = ["Row", "Cold call (ms)", "Median (ms)", "p90 (ms)", "Peak memory (MB)", "Max abs Δ", "Mean abs Δ"]
-    table = [[r["row"], fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
+    table = [[label(r), fmt(r["cold_call_ms"]), fmt(r["median"], 2), fmt(r["p90"], 2), fmt(r["peak_memory_mb"], 0),
               f"{r['max_abs_diff']:.2e}", f"{r['mean_abs_diff']:.2e}"] if "error" not in r
              else [r["row"], "failed: " + r["error"], "", "", "", "", ""] for r in result["results"]]
-    reference = [[r["row"], str(r["cases"]), f"{r['max_abs_diff']:.2e}"] if "error" not in r
+    reference = [[label(r), str(r["cases"]), f"{r['max_abs_diff']:.2e}"] if "error" not in r
                  else [r["row"], "failed: " + r["error"], ""] for r in result["golden"]]
     bench.write(result, "Fast paths on one device",
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
