@@ -194,6 +194,12 @@ class Backend(ABC):
         return str(self.model.dtype).removeprefix("torch.") + (f", {quantized}" if quantized else "")
 
     @property
+    def fallback(self) -> str | None:
+        """Why this backend runs other kernels than its own, e.g. a compiled call that disagreed with the model's own
+        kernels (`gr00t_fast.backends.compiled.EagerCheck`); None where it runs its own."""
+        return None
+
+    @property
     def supports_rtc(self) -> bool:
         """Whether `rtc` runs here (a subclass overrides it) rather than refusing."""
         return runs_rtc(type(self))

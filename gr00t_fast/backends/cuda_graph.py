@@ -5,9 +5,9 @@ input signature (shapes of every tensor, embodiment id when it is an int, step c
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
 (`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own) unless
-`compiled=False` (then the eager kernels). A new graph's first replay is checked against the model's own kernels
-(`compiled.agrees`): where they differ by more than the arithmetic explains, it says so in one line and the graphs are
-captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
+`compiled=False` (then the eager kernels). Each signature's first replay is checked against the model's own kernels
+(`compiled.EagerCheck`): where they differ by more than the arithmetic explains, it says so in one line and the graphs
+are captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
 checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
 A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
 tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, cuda_missing
-from gr00t_fast.backends.compiled import agrees, allow_compiled_shapes, whole_call_args
+from gr00t_fast.backends.compiled import EagerCheck, allow_compiled_shapes, signature, whole_call_args
 from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
 
@@ -30,15 +30,6 @@ class CapturedGraph:
     inputs: ModelInputs  # static input buffers, refilled before every replay
     noise: torch.Tensor
     output: torch.Tensor  # static output buffer, overwritten by every replay
-
-
-def signature(inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> tuple:
-    """What a captured graph is specialized on: tensor shapes/dtypes, int embodiment ids, None masks, steps."""
-    key: list = [num_steps, tuple(noise.shape)]
-    for f in fields(inputs):
-        value = getattr(inputs, f.name)
-        key.append((f.name, tuple(value.shape), value.dtype) if torch.is_tensor(value) else (f.name, value))
-    return tuple(key)
 
 
 def _clone(inputs: ModelInputs) -> ModelInputs:
@@ -62,7 +53,11 @@ class CudaGraphBackend(PyTorchBackend):
         self.whole_call = torch.compile(model, fullgraph=True) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape
-        self.fallback: str | None = None  # why the graphs hold the eager kernels instead (`agrees`)
+        self.eager_check = EagerCheck(self.name, model)
+
+    @property
+    def fallback(self) -> str | None:
+        return self.eager_check.fallback
 
     def run_model(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         return self.whole_call(*whole_call_args(self.model, inputs, noise, num_steps))  # tables made before capture
@@ -90,11 +85,8 @@ class CudaGraphBackend(PyTorchBackend):
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         key = signature(inputs, noise, num_steps)
         captured = self.graphs.get(key)
-        new = captured is None
-        if new:
-            captured = self.graphs[key] = self.capture(inputs, noise, num_steps)
-            if len(self.graphs) > self.max_graphs:
-                self.graphs.popitem(last=False)
+        if captured is None:
+            captured = self.capture(inputs, noise, num_steps)
         else:
             self.graphs.move_to_end(key)
         for f in fields(inputs):
@@ -104,7 +96,15 @@ class CudaGraphBackend(PyTorchBackend):
         captured.noise.copy_(noise, non_blocking=True)
         captured.graph.replay()
         actions = captured.output.clone()
-        if new and not agrees(self, actions, whole_call_args(self.model, captured.inputs, captured.noise, num_steps)):
-            self.graphs.clear()  # every graph held the compiled kernels
-            return self(inputs, noise, num_steps)
+        if key not in self.graphs:  # kept once its first replay agrees with the model's own kernels (`EagerCheck`)
+            if self.whole_call is not self.model:
+                own = self.eager_check(key, actions, whole_call_args(self.model, captured.inputs, captured.noise,
+                                                                     num_steps))
+                if own is not None:
+                    self.whole_call = self.model
+                    self.graphs.clear()  # every graph held the compiled kernels
+                    return own
+            self.graphs[key] = captured
+            if len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
         return actions

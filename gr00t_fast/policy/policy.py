@@ -129,10 +129,12 @@ class Gr00tPolicy:
     def timings(self) -> dict:
         """Stage timings in ms (preprocess, model, postprocess, total; backbone / action_head when the backend
         splits them): the last call and mean/p50/p90/max over the last 100 calls; and the precision they were
-        measured in ({"dtype", "requested", "reason", ...}) and the backend ({"name", "reason"})."""
+        measured in ({"dtype", "requested", "reason", ...}) and the backend ({"name", "reason"}, and "fallback" where
+        it runs other kernels than its own: `Backend.fallback`)."""
         precision = {} if self.precision is None else {"precision": self.precision.as_dict()}
         threads = {"threads": cpu_threads.as_dict()} if self.device.type == "cpu" else {}
-        backend = {"name": self.backend.name, "reason": backend_reason(self.backend.name)}
+        backend = {"name": self.backend.name, "reason": backend_reason(self.backend.name),
+                   **({"fallback": self.backend.fallback} if self.backend.fallback else {})}
         return {**self._timings.summary(), **precision, "backend": backend, **threads}
 
     def timing_report(self) -> str:
@@ -140,7 +142,8 @@ class Gr00tPolicy:
         when the backend splits the model; postprocess: decoding and clipping; total), the precision and, on a
         CPU, the threads the last call ran with."""
         lines = [self._timings.report(), f"  precision: {self.precision}",
-                 f"  backend: {backend_reason(self.backend.name)}"]
+                 f"  backend: {backend_reason(self.backend.name)}"
+                 + (f"; {self.backend.fallback}" if self.backend.fallback else "")]
         if self.device.type == "cpu":
             t = cpu_threads.as_dict()
             lines.append(f"  threads: {t['mode']}, {t['usable_cpus']} usable CPUs, the last call ran with {t['last']}")

@@ -3,7 +3,9 @@ bf16, compile, cuda-graph and bf16 + fp8 / int8 matmuls, each with its cold call
 calls (CUDA events, two input sets alternating), peak memory and action error against fp32 eager. A row that fails
 is reported and the others go on. `--device cpu --size tiny` runs the same rows on CPU (host clock, no memory).
 `--golden` (a source checkout's `tests/reference/golden_public` by default; `--golden ""` leaves them out) adds
-NVIDIA's reference cases in float32 on the device: eager before the timed rows, as a CUDA graph after them."""
+NVIDIA's reference cases in float32 on the device: eager before the timed rows, as a CUDA graph and compiled after
+them. A compiled row's cold call includes its check against the model's own kernels (`compiled.EagerCheck`), whose
+largest difference each row records, and its fallback where they disagreed."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--golden", default=str(GOLDEN) if GOLDEN.is_dir() else None,
                         help="a folder of NVIDIA's reference outputs (cases.npz and its tiny_n15 checkpoint: "
                              "tests/reference/golden_public): each case through the policy in float32 on this "
-                             "device against NVIDIA's actions, eager first and (on a GPU) as a CUDA graph last")
+                             "device against NVIDIA's actions, eager first and (on a GPU) as a CUDA graph and "
+                             "compiled last")
     parser.add_argument("--plan", action="store_true",
                         help="print the full-size memory plan per GPU from a fake-CUDA trace (no GPU, no checkpoint: "
                              "a CUDA build of torch) and exit")
@@ -87,8 +90,16 @@ def measure_row(bench: Bench, name: str, calls: list[Call], references: list[tor
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"row": name, "backend": backend_name, "dtype": str(dtype).removeprefix("torch."), "quantize": quantize,
             "build_s": build_ms / 1e3, "cold_call_ms": cold_ms, **stats_ms(times), "times_ms": times,
-            "peak_memory_mb": peak, "fallback": getattr(backend, "fallback", None),
+            "peak_memory_mb": peak, **eager_check(backend),
             "max_abs_diff": max(d.max().item() for d in diffs), "mean_abs_diff": sum(d.mean().item() for d in diffs) / 2}
+
+
+def eager_check(backend: Any) -> dict[str, Any]:
+    """What a compiled backend's check against the model's own kernels found (`compiled.EagerCheck`): the largest
+    difference of its checks and its fallback, if any (both lists: one entry per backend checked)."""
+    check = getattr(backend, "eager_check", None)
+    return {"compiled_vs_eager": [max(check.differences)] if check and check.differences else [],
+            "fallback": [backend.fallback] if backend.fallback else []}
 
 
 def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, Any]:
@@ -103,7 +114,7 @@ def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, An
             configs = sorted({str(cases[f"{case}/data_config"]) for case in cases["cases"]})
             expected = {str(case): (cases[f"{case}/action_pred"], int(cases[f"{case}/denoising_steps"]))
                         for case in cases["cases"]}
-        deviations, fallbacks = {}, []
+        deviations, checks = {}, {"compiled_vs_eager": [], "fallback": []}
         for config in configs:
             policy = load_policy(str(folder / "tiny_n15"), data_config=config, device=str(device), dtype="float32",
                                  backend=backend, warmup=False)
@@ -115,14 +126,15 @@ def golden_row(folder: Path, device: torch.device, backend: str) -> dict[str, An
                 dims = policy.processor.action_dim  # the padding beyond the robot's dimensions is never decoded
                 pred = pred.float().cpu().numpy().reshape(action_pred.shape)[..., :dims]
                 deviations[case] = float(np.abs(pred - action_pred[..., :dims]).max())
-            fallbacks += [policy.backend.fallback] if getattr(policy.backend, "fallback", None) else []
+            for key, values in eager_check(policy.backend).items():
+                checks[key] += values
         row = {"row": name, "cases": len(deviations), "max_abs_diff": max(deviations.values()), "per_case": deviations,
-               "fallback": fallbacks}
+               **checks}
     except Exception as e:  # noqa: BLE001 - reported in the result; the other rows still run
         print(f"{name}: failed:\n{traceback.format_exc()[-3000:]}", flush=True)
         return {"row": name, "error": error_text(e), "traceback": traceback.format_exc()[-3000:]}
     print(f"{name}: {row['cases']} cases, largest deviation {row['max_abs_diff']:.2e}"
-          + "".join(f"\n  {line}" for line in fallbacks), flush=True)
+          + "".join(f"\n  {line}" for line in checks["fallback"]), flush=True)
     return row
 
 
@@ -159,9 +171,10 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                          "traceback": traceback.format_exc()[-3000:]})
             print(f"{name}: failed:\n{rows[-1]['traceback']}", flush=True)
         write(bench, result)  # after every row: a run cut short keeps what it measured
-    if args.golden and device.type == "cuda":  # last: a CUDA graph compiles once per case's input shape
-        golden.append(golden_row(Path(args.golden), device, "cuda-graph"))
-        write(bench, result)
+    if args.golden and device.type == "cuda":  # last: Inductor compiles once per case's input shape
+        for backend in ("cuda-graph", "compile"):
+            golden.append(golden_row(Path(args.golden), device, backend))
+            write(bench, result)
     return result
 
 
@@ -180,7 +193,8 @@ def write(bench: Bench, result: dict[str, Any]) -> None:
                 f"Checkpoint `{bench.checkpoint}`, {result['steps']} steps, {result['cameras']} camera(s), batch "
                 f"{result['batch']}, {bench.reps} warm calls alternating two inputs ({result['timer']}); action error "
                 "against fp32 eager in normalized units; peak memory is what the row allocated on the GPU, its weights "
-                "included." + (" NVIDIA's reference cases through the policy in float32 on this device (eager "
-                               "before the timed rows, as a CUDA graph after them): the largest deviation from "
-                               "NVIDIA's normalized actions." if reference else ""),
+                "included; a compiled row's cold call includes its check against the eager kernels." +
+                (" NVIDIA's reference cases through the policy in float32 on this device (eager before the timed rows, "
+                 "as a CUDA graph and compiled after them): the largest deviation from NVIDIA's normalized actions."
+                 if reference else ""),
                 [*([(["Reference", "Cases", "Max abs Δ"], reference)] if reference else []), (headers, table)])
