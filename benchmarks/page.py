@@ -619,11 +619,12 @@ SECTIONS = [
             "Two GPUs were lent for 15 minutes each on 2026-11-26. An H100 in the afternoon ran every row but "
             "compile (`bench gpu`, full size, 1 camera, 4 steps; the two commands, their wall times and what each "
             "showed: `results/gpu/h100_2026-11-26_runs.md`): below. NVIDIA's reference cases in float32 there: "
-            "2.1e-6 off NVIDIA's actions eager (<= 1e-6 on a CPU), 0.42 off through cuda-graph. The fault is "
-            "Inductor's CUDA code, not the graph or the padding: a CUDA graph of the eager kernels was 2.0e-6 off, "
-            "the compile backend 0.29-0.43, Inductor on a CPU <= 7e-7. A compiled call is now checked against the "
-            "eager kernels on each shape's first call, and where it is off one warning names it and the eager kernels "
-            "run: not re-run on a GPU. The timed cuda-graph bf16 row is 1.2e-2 from fp32 eager, less than bf16 eager "
+            "2.1e-6 off NVIDIA's actions eager (<= 1e-6 on a CPU), 0.33 and 0.42 off on 2 of 4 through cuda-graph. "
+            "The fault is Inductor's CUDA code, not the graph or the padding: a CUDA graph of the eager kernels was "
+            "2.0e-6 off, the compile backend (run on those four cases only) 0.29-0.43, Inductor on a CPU <= 7.2e-7 "
+            "(`h100_2026-11-26_run2_cpu.log`). A compiled call is now checked against the eager kernels on each "
+            "signature's first call, and where it is off one warning names it and the eager kernels run: not re-run "
+            "on a GPU. The timed cuda-graph bf16 row is 1.2e-2 from fp32 eager, less than bf16 eager "
             "(1.6e-2): no sign of the fault at full size in bf16. An H200 that morning "
             "(`results/gpu/h200_2026-11-26_runs.md`) ran torch eager alone (52.3 and 28.6 ms); its cuda-graph "
             "stalled in max-autotune's compile, since replaced by the default mode. The times are the model call "
@@ -640,7 +641,7 @@ SECTIONS = [
             after="The H100 targets (full size, bf16, 1 camera, 4 steps: <= 15 ms end to end with `cuda-graph`, then "
                   "<= 8 ms): the model call alone takes 7.2 ms there; end to end (preprocessing, decoding) was not "
                   "measured on a GPU. fp8 and int8 matmuls are slower than bf16 at batch 1 (8.4 and 9.2 ms) and "
-                  "further from fp32 (0.26 and 0.075). The compile row was not run. The next lent GPU runs the "
+                  "further from fp32 (0.26 and 0.075). The timed compile row was not run. The next lent GPU runs the "
                   "command `../shared/gpu/device_kit.sh` prints."),
 ]
 
