@@ -39,7 +39,9 @@ class StopSignals:
     """A context manager over a command's whole hold on a robot, from before it connects to the last file it writes.
 
     Setting up (at first): the first signal raises `Interrupted` in the main thread, later ones are noted.
-    `drive(loop)`: each signal asks the loop to stop (the first after the current step, the next ones at once).
+    `drive(loop)`: each signal asks the loop to stop (the first after the current step, the next ones at once); a
+    signal that raised during setup, yet setup went on, stops the loop before its first step: a library caught it
+    (import probes catch the ImportError that a pybind11 extension interrupted while it initializes raises).
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
     files are written): a signal sets `cancelled`, which the writers check. Leaving restores the handlers that were
     there before."""
@@ -49,7 +51,7 @@ class StopSignals:
         self.loop: ControlLoop | None = None
         self._mode = "raise"  # "raise" (once), "drive", "hold" or "finish"
         self.cancelled = False  # a signal came after `finish()`
-        self._raised = False
+        self._raised: str | None = None  # the signal that raised during setup
         self._noted = False
         self._previous: dict[int, Any] = {}
 
@@ -62,8 +64,12 @@ class StopSignals:
             signal.signal(sig, handler)
 
     def drive(self, loop: "ControlLoop") -> None:
-        """From now on signals stop `loop` instead of raising."""
+        """From now on signals stop `loop` instead of raising; a signal already raised (and caught on its way) stops
+        it before its first step."""
         self.loop, self._mode = loop, "drive"
+        if self._raised:
+            self._say(f"{self._raised} while setting up: stopping before the first step")
+            loop.stop()
 
     def hold(self) -> None:
         """From now on signals are only noted: the robot is being released."""
@@ -85,7 +91,7 @@ class StopSignals:
                 self.loop.hurry()
             return
         if self._mode == "raise" and not self._raised:
-            self._raised = True
+            self._raised = name
             raise Interrupted(signum)
         self.cancelled = self._mode == "finish"
         if not self._noted:  # once: a held-down Ctrl-C is one line

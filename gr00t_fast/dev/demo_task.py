@@ -15,6 +15,7 @@ any camera (a simulator's renders, random frames) gives the same motion.
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -142,8 +143,9 @@ def min_max(meta, kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, seed: int = 0,
-              progress: bool = True) -> dict:
-    """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}."""
+              progress: bool = True, on_step: Callable[[], None] | None = None) -> dict:
+    """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}. `on_step`
+    runs after each step (make-checkpoint raises there a Ctrl-C that a library caught)."""
     checkpoint = Path(checkpoint)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -184,6 +186,8 @@ def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, s
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step()
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
     head.step_table_cache.clear()

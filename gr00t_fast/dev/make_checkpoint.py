@@ -29,6 +29,7 @@ from gr00t_fast.model.config import EMBODIMENT_IDS, Gr00tConfig
 from gr00t_fast.dev.embodiment_metadata import write_metadata
 from gr00t_fast.model.random_checkpoint import SIZES, parameter_shapes, staged, write_checkpoint
 from gr00t_fast.policy.embodiments import LAYOUTS
+from gr00t_fast.runtime.interrupt import RememberedInterrupt
 from gr00t_fast.runtime.threads import cpu_threads
 
 
@@ -75,14 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     if unwritable:
         parser.error(unwritable)
     try:
-        with staged(out) as tmp:  # an interrupted or failed run leaves nothing at --out
+        # an interrupted or failed run leaves nothing at --out, also where a library caught the Ctrl-C
+        with RememberedInterrupt() as interrupt, staged(out) as tmp:
             write_checkpoint(tmp, args.size, args.seed, args.dtype, outliers=args.outliers)
+            interrupt.check()
             if args.data_config:
                 tag = write_metadata(tmp, args.data_config, args.embodiment_tag, args.seed)
                 print(f"metadata for {args.data_config} under embodiment tag {tag!r}")
             if args.demo_task:
-                first, last = fit_reach(tmp, steps=args.demo_steps, seed=args.seed)["loss"]
+                first, last = fit_reach(tmp, steps=args.demo_steps, seed=args.seed, on_step=interrupt.check)["loss"]
                 print(f"fitted the action head to the {args.demo_task} task: loss {first:.3f} -> {last:.4f}")
+            interrupt.check()
     except KeyboardInterrupt:
         print(f"\ngr00t-fast make-checkpoint: interrupted; nothing written to {out}", file=sys.stderr, flush=True)
         return 130

@@ -1,4 +1,7 @@
-"""Ctrl-C, wherever it lands: told apart from the errors it can turn into."""
+"""Ctrl-C, wherever it lands: told apart from the errors it can turn into, and not lost where a library catches it."""
+
+import signal
+import threading
 
 
 def interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
@@ -18,3 +21,34 @@ def interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
 def raised_by_interrupt(error: BaseException) -> bool:
     """Whether `error` is a KeyboardInterrupt or has one in its cause/context chain (`interrupt_in`)."""
     return interrupt_in(error) is not None
+
+
+class RememberedInterrupt:
+    """Within it, SIGINT raises KeyboardInterrupt as Python's own handler does, and is remembered: `check()` raises it
+    again where something caught it on its way (a pybind11 extension interrupted while it initializes raises
+    ImportError, which import probes such as torch's for triton catch). With torch's CUDA build, a Ctrl-C as
+    make-checkpoint's fit began was lost 2 of 3 times in one session and the fit ran on (the catcher not found).
+    Off the main thread (no signal handler can be set there) it only holds `check()`; leaving restores the handler
+    that was there."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: list = []  # the handler replaced, where one was
+
+    def __enter__(self) -> "RememberedInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = [signal.signal(signal.SIGINT, self._handle)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler in self._previous:
+            signal.signal(signal.SIGINT, handler)
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt where a SIGINT came within (whether or not it was caught since)."""
+        if self.pending:
+            raise KeyboardInterrupt

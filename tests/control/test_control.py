@@ -1,5 +1,9 @@
 """Control loop with a fake robot and a fake policy: mapping, queue, alignment, blending, timing, safety."""
 
+import os
+import signal
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -305,3 +309,23 @@ def test_loop_resizes_frames_like_the_processor(size, interpolation):
     mapping = adapter(resolution=size)
     obs = mapping.observation({**mapping.joint_dict(np.zeros(6)), "front": frame}, "pick")
     np.testing.assert_array_equal(obs["video.webcam"][0], cv2.resize(frame, size, interpolation=interpolation))
+
+
+def test_a_signal_caught_during_setup_stops_the_loop_before_its_first_step():
+    """A Ctrl-C that raised while the command set up, and that a library caught on its way (import probes catch the
+    ImportError that a pybind11 extension interrupted while it initializes raises), never lets the arm move: the loop
+    stops before its first step."""
+    from gr00t_fast.control.signals import StopSignals
+
+    robot = FakeRobot()
+    loop, errors = make_loop(robot, FakePolicy(lambda state, call: np.zeros((16, 6))))
+    with StopSignals() as signals:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, at once
+        except KeyboardInterrupt:
+            pass  # what the library does
+        signals.drive(loop)
+        records = loop.run(max_steps=3)
+    assert records == [] and robot.sent == [] and loop.stop_reason == "stop requested"
+    assert errors == ["SIGINT while setting up: stopping before the first step"]

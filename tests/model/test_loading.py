@@ -238,7 +238,11 @@ def test_make_checkpoint_files_share_one_mode_and_a_full_out_folder_is_refused(t
     assert f"--out {out} exists and is not an empty folder" in capsys.readouterr().err
 
 
-def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path):
+@pytest.mark.parametrize("moment", ["as the fit begins", "during the fit"])
+def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path, moment):
+    """Half a second after the staging folder appeared, a Ctrl-C lands as the fit begins (with torch's CUDA build one
+    was lost there 2 of 3 times in an earlier session, the catcher not found; not reproduced since); once the fit's
+    progress shows, it lands in the fit."""
     import signal
     import time
 
@@ -248,18 +252,49 @@ def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path):
     command = Command(["make-checkpoint", "--size", "tiny", "--out", str(out), "--demo_task", "reach",
                        "--demo_steps", "100000"])
     deadline = time.monotonic() + 300
-    # the staging folder exists and the fit runs (its progress on stderr): a Ctrl-C sent half a second after the
-    # folder appeared sometimes went unseen with the CUDA build of torch (2.14.1+cu130, no GPU), the fit running on
-    # to the timeout: lost somewhere as the fit began (not found; the same at earlier commits, not with torch's CPU
-    # build)
-    while not (list(tmp_path.glob(".fitted.tmp*")) and "fitting the reach task" in "".join(command.err)) \
+    shown = "fitting the reach task" if moment == "during the fit" else ""
+    while not (list(tmp_path.glob(".fitted.tmp*")) and shown in "".join(command.err)) \
             and command.process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    if not shown:
+        time.sleep(0.5)
     command.send(signal.SIGINT)
     code, _, err = command.finish()
     assert code == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == f"gr00t-fast make-checkpoint: interrupted; nothing written to {out}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_a_library_catches_as_the_fit_begins_still_stops_make_checkpoint(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C that something caught on its way (planted: the optimizer's construction catches it, as libraries that
+    probe an import catch the ImportError an interrupted extension makes of it) is raised again after the fit's
+    first step: nothing at --out, exit 130."""
+    import os
+    import signal
+    import time
+
+    class Catching(torch.optim.AdamW):
+        steps = 0
+
+        def __init__(self, *args, **kwargs):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises here, at once
+            except KeyboardInterrupt:
+                pass
+            super().__init__(*args, **kwargs)
+
+        def step(self, *args, **kwargs):
+            Catching.steps += 1
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Catching)
+    out = tmp_path / "fitted"
+    assert make_checkpoint_main(["--size", "tiny", "--out", str(out), "--demo_task", "reach",
+                                 "--demo_steps", "200"]) == 130
+    assert Catching.steps == 1 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"gr00t-fast make-checkpoint: interrupted; nothing written to {out}"
 
 
 def test_only_reads_the_named_tensors_and_still_checks_every_one(ckpt):

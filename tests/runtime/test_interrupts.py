@@ -36,3 +36,26 @@ def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
         pytest.skip("the simulated robot needs MuJoCo")
     assert_interrupted_while_loading([arg.format(ckpt=small_checkpoint) for arg in INTERRUPTED_COMMANDS[command]],
                                      f"gr00t-fast {command}")
+
+
+def test_a_ctrl_c_a_library_caught_is_raised_again_at_the_next_check():
+    """`RememberedInterrupt`: SIGINT raises KeyboardInterrupt at once; where something caught it (torch's `import
+    triton` probes catch what an interrupted pybind11 import makes of it), `check()` raises it again; leaving gives
+    the previous handler back, and without a signal `check()` passes."""
+    import os
+    import signal
+    import time
+
+    from gr00t_fast.runtime.interrupt import RememberedInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with RememberedInterrupt() as interrupt:
+        interrupt.check()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, at once
+        except KeyboardInterrupt:
+            pass  # what the library does
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    assert signal.getsignal(signal.SIGINT) is before
