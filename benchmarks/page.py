@@ -367,7 +367,7 @@ def paths(*labels: str) -> list[Row]:
 NVIDIA_MS = Row("NVIDIA fp32, a call", "NVIDIA in-process fp32", metric=median)
 # `--quantize int8` on this project's AMD EPYC (AVX512-BF16, AVX512-VNNI): random and `--outliers` checkpoints, and
 # the FBGEMM engine pinned (the engine of CPUs without VNNI, run here on AVX-512: not an AVX2 CPU's speed)
-INT8 = {run: f"cpu/ab_{run}_avx512bf16_2026-11-26.json" for run in (
+INT8 = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_avx512bf16_2026-11-26.json" for run in (
     "full_int8", "full_int8_outliers", "small_int8", "small_int8_outliers", "small_int8_fbgemm")}
 INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "small_int8": "48M",
                 "small_int8_outliers": "48M, outliers", "small_int8_fbgemm": "48M, FBGEMM pinned"}
@@ -442,7 +442,7 @@ SECTIONS = [
             table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[
                 NVIDIA_MS, *paths("torch fp32", "compile fp32", "torch `--quantize int8`",
                                   "compile `--quantize int8`")])),
-    Section("`--quantize int8`", plot="cpu/ab_full_int8_avx512bf16_2026-11-26.png",
+    Section("`--quantize int8`", plot="cpu/ab_full_int8_reps8_avx512bf16_2026-11-26.png",
             cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="int8 x int8 matmuls in the transformer stacks (`gr00t_fast.model.quantize`: oneDNN's `torch._int_mm` "
                  "on a CPU with VNNI or AMX, FBGEMM's u8s8 GEMM without), on one CPU class: an AMD EPYC with "
@@ -453,7 +453,9 @@ SECTIONS = [
                  "here, where a CPU without bf16 units keeps those over 5% in float32: this column is not what such "
                  "a CPU runs): no AVX2-only CPU has been measured. "
                  "int8 as it loads now: the model in float32, the layers whose own int8 error is over 2% in bf16; "
-                 "3 calls a side at full size (a run an hour before gave 4.53x and 3.70x: history.md).",
+                 "8 calls a side at full size: 4.04x [3.96, 4.10] and 4.34x [3.90, 4.53] (95% CI), medians at 4x, the "
+                 "intervals reaching under it; the `--outliers` run warned of load, 1-minute average 1.1 before and 1.9 "
+                 "after (with 3 calls a side, two runs gave 3.89x / 4.70x and 4.53x / 3.70x: history.md).",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
                                                            for run, file in INT8.items()],
                         rows=[NVIDIA_MS, *INT8_ROWS])),
