@@ -453,9 +453,9 @@ SECTIONS = [
                  "here, where a CPU without bf16 units keeps those over 5% in float32: this column is not what such "
                  "a CPU runs): no AVX2-only CPU has been measured. "
                  "int8 as it loads now: the model in float32, the layers whose own int8 error is over 2% in bf16; "
-                 "8 calls a side at full size: 4.04x [3.96, 4.10] and 4.34x [3.90, 4.53] (95% CI), medians at 4x, the "
-                 "intervals reaching under it; the `--outliers` run warned of load, 1-minute average 1.1 before and 1.9 "
-                 "after (with 3 calls a side, two runs gave 3.89x / 4.70x and 4.53x / 3.70x: history.md).",
+                 "8 calls a side at full size: 4.04x [3.96, 4.10] and 4.34x [3.90, 4.53] (95% CI), medians at 4x, "
+                 "the intervals reaching under it; the `--outliers` run warned of load, 1-minute average 1.1 before "
+                 "and 1.9 after (with 3 calls a side, two runs gave 3.89x / 4.70x and 4.53x / 3.70x: history.md).",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
                                                            for run, file in INT8.items()],
                         rows=[NVIDIA_MS, *INT8_ROWS])),
@@ -618,15 +618,15 @@ SECTIONS = [
                     file="cpu/abandoned_burst_after.json",
                     metric=lambda d: f"burst of {d['burst']}: " + ", ".join(t["outcome"] for t in d["trials"]))])),
     Section("GPU",
-            "Two GPUs were lent for 15 minutes each on 2026-11-26. An H100 in the afternoon ran every row but "
+            "Two GPUs were lent for 15 minutes each on 2026-11-26. An H100 in the afternoon ran every timed row but "
             "compile (`bench gpu`, full size, 1 camera, 4 steps; the two commands, their wall times and what each "
             "showed: `results/gpu/h100_2026-11-26_runs.md`): below. NVIDIA's reference cases in float32 there: "
             "2.1e-6 off NVIDIA's actions eager (<= 1e-6 on a CPU), 0.33 and 0.42 off on 2 of 4 through cuda-graph. "
             "The fault is Inductor's CUDA code, not the graph or the padding: a CUDA graph of the eager kernels was "
             "2.0e-6 off, the compile backend (run on those four cases only) 0.29-0.43, Inductor on a CPU <= 7.2e-7 "
-            "(`h100_2026-11-26_run2_cpu.log`). A compiled call is now checked against the eager kernels on each "
-            "signature's first call, and where it is off one warning names it and the eager kernels run: not re-run "
-            "on a GPU. The timed cuda-graph bf16 row is 1.2e-2 from fp32 eager, less than bf16 eager "
+            "(`results/gpu/h100_2026-11-26_run2_cpu.log`). A compiled call is now checked against the eager kernels "
+            "on each signature's first call, and where it is off one warning names it and the eager kernels run: not "
+            "re-run on a GPU. The timed cuda-graph bf16 row is 1.2e-2 from fp32 eager, less than bf16 eager "
             "(1.6e-2): no sign of the fault at full size in bf16. An H200 that morning "
             "(`results/gpu/h200_2026-11-26_runs.md`) ran torch eager alone (52.3 and 28.6 ms); its cuda-graph "
             "stalled in max-autotune's compile, since replaced by the default mode. The times are the model call "

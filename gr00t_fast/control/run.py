@@ -238,6 +238,8 @@ def drive(cfg: RunConfig, robot: Any, signals: StopSignals) -> tuple[int | None,
                 return interrupted("loading the model", interrupt), None, None
             return setup_error(e), None, None  # checkpoint, backend, camera map, horizon, unreachable server
         signals.drive(loop)
+        if signals.raised is not None:  # it raised while setting up, and something caught it on its way
+            return interrupted("setting up", Interrupted(signals.raised)), loop, video
         try:
             print(f"warm-up inference on a live observation: {loop.warmup() * 1e3:.1f} ms", flush=True)
         except (RuntimeError, ValueError, OSError) as e:  # a camera, the bus or the policy failing on the first

@@ -39,9 +39,10 @@ class StopSignals:
     """A context manager over a command's whole hold on a robot, from before it connects to the last file it writes.
 
     Setting up (at first): the first signal raises `Interrupted` in the main thread, later ones are noted.
-    `drive(loop)`: each signal asks the loop to stop (the first after the current step, the next ones at once); a
-    signal that raised during setup, yet setup went on, stops the loop before its first step: a library caught it
-    (import probes catch the ImportError that a pybind11 extension interrupted while it initializes raises).
+    `drive(loop)`: each signal asks the loop to stop (the first after the current step, the next ones at once).
+    `raised`: the signal that raised during setup; set when `drive` is reached, something caught it on its way
+    (a pybind11 extension interrupted while it initializes raises ImportError, which import probes catch): the
+    command ends as interrupted, and `drive` stops the loop before its first step all the same.
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
     files are written): a signal sets `cancelled`, which the writers check. Leaving restores the handlers that were
     there before."""
@@ -51,7 +52,7 @@ class StopSignals:
         self.loop: ControlLoop | None = None
         self._mode = "raise"  # "raise" (once), "drive", "hold" or "finish"
         self.cancelled = False  # a signal came after `finish()`
-        self._raised: str | None = None  # the signal that raised during setup
+        self._raised: int | None = None  # the signal that raised during setup
         self._noted = False
         self._previous: dict[int, Any] = {}
 
@@ -67,9 +68,13 @@ class StopSignals:
         """From now on signals stop `loop` instead of raising; a signal already raised (and caught on its way) stops
         it before its first step."""
         self.loop, self._mode = loop, "drive"
-        if self._raised:
-            self._say(f"{self._raised} while setting up: stopping before the first step")
+        if self._raised is not None:
             loop.stop()
+
+    @property
+    def raised(self) -> int | None:
+        """The signal that raised `Interrupted` during setup, if one did."""
+        return self._raised
 
     def hold(self) -> None:
         """From now on signals are only noted: the robot is being released."""
@@ -90,13 +95,14 @@ class StopSignals:
                 self._say(f"{name} again: stopping at once, without waiting for the inference in flight")
                 self.loop.hurry()
             return
-        if self._mode == "raise" and not self._raised:
-            self._raised = name
+        if self._mode == "raise" and self._raised is None:
+            self._raised = signum
             raise Interrupted(signum)
         self.cancelled = self._mode == "finish"
         if not self._noted:  # once: a held-down Ctrl-C is one line
             self._noted = True
             self._say(f"{name}: " + ("stopping the files being written" if self.cancelled else
+                                     "stopping before the first step" if self._mode == "raise" else
                                      "already stopping; the robot is disconnected first"))
 
     def _say(self, message: str) -> None:

@@ -145,7 +145,7 @@ def min_max(meta, kind: str) -> tuple[np.ndarray, np.ndarray]:
 def fit_reach(checkpoint: str | Path, steps: int = FIT_STEPS, batch: int = 64, seed: int = 0,
               progress: bool = True, on_step: Callable[[], None] | None = None) -> dict:
     """Train the action head of the checkpoint in place on the reach task; returns {"loss": first, last}. `on_step`
-    runs after each step (make-checkpoint raises there a Ctrl-C that a library caught)."""
+    runs after each step (a caller can stop the fit there by raising)."""
     checkpoint = Path(checkpoint)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -27,16 +27,18 @@ class RememberedInterrupt:
     """Within it, SIGINT raises KeyboardInterrupt as Python's own handler does, and is remembered: `check()` raises it
     again where something caught it on its way (a pybind11 extension interrupted while it initializes raises
     ImportError, which import probes such as torch's for triton catch). With torch's CUDA build, a Ctrl-C as
-    make-checkpoint's fit began was lost 2 of 3 times in one session and the fit ran on (the catcher not found).
-    Off the main thread (no signal handler can be set there) it only holds `check()`; leaving restores the handler
-    that was there."""
+    make-checkpoint's fit began was lost 2 of 3 times in one session and the fit ran on (the catcher not found, the
+    loss not reproduced since: this is the remedy for a suspected mechanism). It takes over Python's own handler only
+    (an ignored SIGINT stays ignored) and only on the main thread, else it just holds `check()`; leaving restores the
+    handler that was there."""
 
     def __init__(self) -> None:
         self.pending = False
         self._previous: list = []  # the handler replaced, where one was
 
     def __enter__(self) -> "RememberedInterrupt":
-        if threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays so
             self._previous = [signal.signal(signal.SIGINT, self._handle)]
         return self
 

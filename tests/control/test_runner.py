@@ -259,3 +259,27 @@ def test_record_observations_feeds_int8_calibration(tmp_path, tiny_policy, tiny_
     assert export_cli.main(["int8", "--model_path", str(tiny_checkpoint), "--out", str(tmp_path / "int8"),
                             "--calibration", str(observations), "--calibration_samples", "2",
                             "--denoising_steps", "2"]) == 0
+
+
+def test_a_ctrl_c_caught_while_the_model_loads_ends_the_run_as_interrupted(tmp_path, tiny_policy, monkeypatch, capsys):
+    """A Ctrl-C that raised while the policy loaded, and that something caught on its way (planted in the load: a
+    pybind11 extension interrupted while it initializes raises ImportError, which import probes catch), ends the run
+    as interrupted, in one line and exit 130, before the warm-up and without a step; the arm is disconnected."""
+    import signal as signals
+
+    caught = []
+
+    def catching_load(cfg):
+        try:
+            signals.raise_signal(signals.SIGINT)
+        except KeyboardInterrupt:
+            caught.append(True)
+        return tiny_policy
+
+    monkeypatch.setattr(runner, "make_policy", catching_load)
+    record = tmp_path / "steps.jsonl"
+    assert runner.main(SIM_FLAGS + [f"--record={record}", "--max_steps=3"]) == 130 and caught
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines()[-1] == "gr00t-fast run: interrupted while setting up", err
+    assert "warm-up" not in out and "driving" not in out and "robot disconnected" in out, out
+    assert not record.exists() or load_records(record) == []
