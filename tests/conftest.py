@@ -8,6 +8,7 @@ goes to a folder of this test session, never the user's `~/.cache/gr00t_fast`.""
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def int8_at_every_size(monkeypatch):
     them all float32 there): for tests of what int8 itself does."""
     monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_WIDTH", 0)
     monkeypatch.setattr("gr00t_fast.model.quantize.CPU_INT8_MIN_MACS", 0)
+
+
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled by Python's own handler during the test, as in a command started from a terminal: a test run
+    started in the background inherits SIGINT ignored, and Python then leaves it so."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -265,7 +265,8 @@ def test_ctrl_c_during_make_checkpoint_leaves_nothing_at_out(tmp_path, moment):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_ctrl_c_a_library_catches_as_the_fit_begins_still_stops_make_checkpoint(tmp_path, monkeypatch, capsys):
+def test_a_ctrl_c_a_library_catches_as_the_fit_begins_still_stops_make_checkpoint(tmp_path, monkeypatch, capsys,
+                                                                                  python_sigint):
     """A Ctrl-C that something caught on its way (planted: the optimizer's construction catches it, as libraries that
     probe an import catch the ImportError an interrupted extension makes of it) is raised again after the fit's
     first step: nothing at --out, exit 130."""

@@ -38,7 +38,7 @@ def test_ctrl_c_while_loading_ends_with_one_line(command, small_checkpoint):
                                      f"gr00t-fast {command}")
 
 
-def test_a_ctrl_c_a_library_caught_is_raised_again_at_the_next_check():
+def test_a_ctrl_c_a_library_caught_is_raised_again_at_the_next_check(python_sigint):
     """`RememberedInterrupt`: SIGINT raises KeyboardInterrupt at once; where something caught it (import probes catch
     the ImportError an interrupted pybind11 extension raises), `check()` raises it again; leaving gives the previous
     handler back, without a signal `check()` passes, and an ignored SIGINT stays ignored."""
