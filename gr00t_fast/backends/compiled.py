@@ -13,9 +13,9 @@ On a CPU Inductor writes its C++ wrapper (`cpp_wrapper`, the default there): the
 instead of Python, which is what a small, overhead-bound checkpoint spends its time on (benchmarks/README.md).
 Inductor keeps its compiled code in `cache_dir()/inductor` (`keep_compiled_code`); a new shape is compiled into it by
 one process at a time (`runtime.cache.locked`): a second one loading the same checkpoint at once waits, then loads
-the first one's code. One graph has no backbone / action-head boundary: no stage split is reported. The first call of each signature is
-checked against the model's own kernels (`EagerCheck`): where the compiled call's actions differ by more than the
-arithmetic explains, it says so in one line and the model's own kernels run from then on.
+the first one's code. One graph has no backbone / action-head boundary: no stage split is reported. The first call of
+each signature is checked against the model's own kernels (`EagerCheck`): where the compiled call's actions differ by
+more than the arithmetic explains, it says so in one line and the model's own kernels run from then on.
 """
 
 import contextlib

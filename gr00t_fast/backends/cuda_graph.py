@@ -7,8 +7,8 @@ is where eager N1.5 spends most of its time on a GPU. What is captured is the wh
 (`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own) unless
 `compiled=False` (then the eager kernels). Each signature's first replay is checked against the model's own kernels
 (`compiled.EagerCheck`): where they differ by more than the arithmetic explains, it says so in one line and the graphs
-are captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny
-checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
+are captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's
+tiny checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
 A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
 tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
 """

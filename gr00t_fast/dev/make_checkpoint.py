@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             interrupt.check()
     except KeyboardInterrupt:
         done = (out / "config.json").exists()  # it landed after the checkpoint was renamed in
-        print(f"\ngr00t-fast make-checkpoint: interrupted; " + (f"{out} is complete" if done else
-                                                              f"nothing written to {out}"), file=sys.stderr, flush=True)
+        print("\ngr00t-fast make-checkpoint: interrupted; " + (f"{out} is complete" if done else
+                                                             f"nothing written to {out}"), file=sys.stderr, flush=True)
         return 130
     except OSError as e:
         print(f"gr00t-fast make-checkpoint: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
