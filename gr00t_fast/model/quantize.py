@@ -510,8 +510,9 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     SmoothQuant smoothed (their inputs have outlier channels), and "fitted": how many have their int8 levels fitted
     to the sample call's inputs. With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
     (`_round_weights`: the user's observations), else to their nearest levels. Without `sample` every layer the
-    kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred (`quantized_weights`, `model.deferred_weights`) reads
-    each layer as the sample call reaches it and to convert it: its float weights are never held all at once."""
+    kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
+    (`quantized_weights`, `model.deferred_weights`) reads each layer as the sample call reaches it and to convert it:
+    its float weights are never held all at once."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose one of {sorted(MODES)}")
     deferred: DeferredWeights | None = getattr(model, "deferred_weights", None)
