@@ -59,6 +59,20 @@ def keep_compiled_code() -> Path:
     return Path(os.environ[INDUCTOR_CACHE_ENV])
 
 
+# Inductor's options for every compile here, its mode's own (`list_mode_options`) added. comprehensive_padding off: on
+# an H100 (torch 2.11) Inductor's padded strides made the vision-language backbone's features 4.5 off and the actions
+# 0.33 off NVIDIA's; without it 1.7e-6, as eager (benchmarks/results/gpu/h100_2026-11-26_evening_runs.md). Inductor
+# itself leaves it off on a CPU, where compiles were exact all along.
+INDUCTOR_OPTIONS = {"comprehensive_padding": False}
+
+
+def inductor_options(mode: str | None = None, dynamic: bool | None = None, **extra) -> dict:
+    """`torch.compile(options=...)` for Inductor in `mode`: the mode's options, `INDUCTOR_OPTIONS`, then `extra`."""
+    from torch._inductor import list_mode_options
+
+    return {**list_mode_options(mode or "default", dynamic), **INDUCTOR_OPTIONS, **extra}
+
+
 # a wrong compiled kernel moves the actions by tenths (Inductor on an H100, float32, NVIDIA's reference cases: 0.33 and
 # 0.42 as a CUDA graph, 0.29-0.43 as the compile backend, the eager kernels 2e-6; benchmarks/results/gpu), a compiler's
 # own rounding by far less (compile against eager on a CPU at 48M: float32 8e-7, bf16 0.012, int8 matmuls 0.016)
@@ -160,10 +174,8 @@ class CompiledBackend(PyTorchBackend):
         if cpp_wrapper and not plain_inductor:
             raise ValueError(f"cpp_wrapper needs backend='inductor' and no mode, got {backend!r} and {mode!r}")
         opts = dict(backend=backend, fullgraph=fullgraph, dynamic=dynamic)
-        if cpp_wrapper:
-            opts["options"] = {"cpp_wrapper": True}
-        elif backend == "inductor":
-            opts["mode"] = mode
+        if backend == "inductor":
+            opts["options"] = inductor_options(mode, dynamic, **({"cpp_wrapper": True} if cpp_wrapper else {}))
         # Inductor's on-disk cache (None: the backend compiles none), written by one process at a time (`locked`)
         self.code_cache = keep_compiled_code() if backend == "inductor" else None
         allow_compiled_shapes()

@@ -4,8 +4,8 @@ Vision tower, LLM, VL self-attention, every denoising step and the action decode
 input signature (shapes of every tensor, embodiment id when it is an int, step count) into static buffers;
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
-(`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own) unless
-`compiled=False` (then the eager kernels). Each signature's first replay is checked against the model's own kernels
+(`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own; comprehensive
+padding off, `compiled.INDUCTOR_OPTIONS`) unless `compiled=False` (then the eager kernels). Each signature's first replay is checked against the model's own kernels
 (`compiled.EagerCheck`): where they differ by more than the arithmetic explains, it says so in one line and the graphs
 are captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's
 tiny checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
@@ -19,7 +19,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from gr00t_fast.backends.base import STATIC_PROMPT_STEP, cuda_missing
-from gr00t_fast.backends.compiled import EagerCheck, allow_compiled_shapes, signature, whole_call_args
+from gr00t_fast.backends.compiled import (EagerCheck, allow_compiled_shapes, inductor_options, signature,
+                                          whole_call_args)
 from gr00t_fast.backends.pytorch import PyTorchBackend
 from gr00t_fast.model.inputs import ModelInputs
 
@@ -50,7 +51,7 @@ class CudaGraphBackend(PyTorchBackend):
         self.max_graphs, self.warmup_iters = max_graphs, warmup_iters
         if compiled:
             allow_compiled_shapes()
-        self.whole_call = torch.compile(model, fullgraph=True) if compiled else model
+        self.whole_call = torch.compile(model, fullgraph=True, options=inductor_options()) if compiled else model
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one memory pool shared by every captured shape
         self.eager_check = EagerCheck(self.name, model)
@@ -103,6 +104,9 @@ class CudaGraphBackend(PyTorchBackend):
                 if own is not None:
                     self.whole_call = self.model
                     self.graphs.clear()  # every graph held the compiled kernels
+                    # a pool whose graphs are all gone cannot take another capture (torch 2.11 on an H100: an
+                    # internal assert in the caching allocator, and the CUDA generator left mid-capture)
+                    self.pool = torch.cuda.graph_pool_handle()
                     return own
             self.graphs[key] = captured
             if len(self.graphs) > self.max_graphs:
