@@ -5,10 +5,11 @@ input signature (shapes of every tensor, embodiment id when it is an int, step c
 a call copies its inputs into those buffers and replays the graph: one launch instead of thousands, which
 is where eager N1.5 spends most of its time on a GPU. What is captured is the whole call compiled by Inductor
 (`torch.compile` in its default mode: fused kernels, cuBLAS's GEMMs, no CUDA graphs of its own; comprehensive
-padding off, `compiled.INDUCTOR_OPTIONS`) unless `compiled=False` (then the eager kernels). Each signature's first replay is checked against the model's own kernels
-(`compiled.EagerCheck`): where they differ by more than the arithmetic explains, it says so in one line and the graphs
-are captured from the eager kernels from then on. Not max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's
-tiny checkpoint and over 200 s at full size without finishing either first call (`benchmarks/results/gpu`).
+padding off, `compiled.INDUCTOR_OPTIONS`) unless `compiled=False` (then the eager kernels). Each signature's first
+replay is checked against the model's own kernels (`compiled.EagerCheck`): where they differ by more than the
+arithmetic explains, it says so in one line and the graphs are captured from the eager kernels from then on. Not
+max-autotune: on an H200 its GEMM search took 477 s on NVIDIA's tiny checkpoint and over 200 s at full size without
+finishing either first call (`benchmarks/results/gpu`).
 A new signature (another batch size, camera count or prompt length, which the processor pads to `prompt_step`
 tokens of instruction) captures a new graph; the most recent `max_graphs` are kept.
 """
