@@ -185,33 +185,40 @@ def run(cfg: RunConfig) -> int:
         except (ValueError, OSError) as e:
             return setup_error(e)
     with StopSignals() as signals:
-        robot = None
-        try:
-            robot = make_robot(cfg.robot, fps=cfg.fps)
-            if inputs is not None:
-                check_robot(robot, cfg, *inputs)
-            robot.connect()
-        except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
-            signals.hold()
-            interrupt = interrupt_in(e)  # (an extension interrupted while importing raises ImportError)
-            if interrupt is None:
-                return setup_error(e)
-            if robot is not None:  # a signal while importing the simulator or LeRobot, or connecting
-                try:  # torque off whatever part of the connection was made
-                    robot.disconnect()
-                    print("robot disconnected", flush=True)
-                except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
-                    pass
-            return interrupted("setting up the robot", interrupt)
-        try:
-            code, loop, video = drive(cfg, robot, signals)
-        finally:
-            signals.hold()
-            released = release(robot)
-        if code is not None:
-            return code
-        signals.finish()  # the robot is released: a signal now cuts the video short
-        code = report(cfg, loop, video, cancelled=lambda: signals.cancelled or loop.hurried)
+        # the run's objects die as `hold_robot` returns, its handlers still in place: freed after them, a signal
+        # would raise in whatever finalizer ran ("Exception ignored ... KeyboardInterrupt", and exit 0)
+        return hold_robot(cfg, inputs, signals)
+
+
+def hold_robot(cfg: RunConfig, inputs: Any, signals: StopSignals) -> int:
+    """Connect, drive, release and report, under `signals`; the exit code."""
+    robot = None
+    try:
+        robot = make_robot(cfg.robot, fps=cfg.fps)
+        if inputs is not None:
+            check_robot(robot, cfg, *inputs)
+        robot.connect()
+    except (KeyboardInterrupt, ImportError, ValueError, ConnectionError, RuntimeError, OSError) as e:
+        signals.hold()
+        interrupt = interrupt_in(e)  # (an extension interrupted while importing raises ImportError)
+        if interrupt is None:
+            return setup_error(e)
+        if robot is not None:  # a signal while importing the simulator or LeRobot, or connecting
+            try:  # torque off whatever part of the connection was made
+                robot.disconnect()
+                print("robot disconnected", flush=True)
+            except Exception:  # noqa: BLE001 - it was not connected (far enough to disconnect)
+                pass
+        return interrupted("setting up the robot", interrupt)
+    try:
+        code, loop, video = drive(cfg, robot, signals)
+    finally:
+        signals.hold()
+        released = release(robot)
+    if code is not None:
+        return code
+    signals.finish()  # the robot is released: a signal now cuts the video short
+    code = report(cfg, loop, video, cancelled=lambda: signals.cancelled or loop.hurried)
     return code if released else 1
 
 

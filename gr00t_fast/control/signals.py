@@ -44,8 +44,8 @@ class StopSignals:
     (a pybind11 extension interrupted while it initializes raises ImportError, which import probes catch): the
     command ends as interrupted, and `drive` stops the loop before its first step all the same.
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
-    files are written): a signal sets `cancelled`, which the writers check. Leaving restores the handlers that were
-    there before."""
+    files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop, then restores
+    the handlers that were there before."""
 
     def __init__(self) -> None:
         self.signals = 0  # received so far
@@ -61,6 +61,7 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.loop = None  # the loop and what it holds (robot, policy) freed while these handlers are still in place
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

@@ -283,3 +283,30 @@ def test_a_ctrl_c_caught_while_the_model_loads_ends_the_run_as_interrupted(tmp_p
     assert err.strip().splitlines()[-1] == "gr00t-fast run: interrupted while setting up", err
     assert "warm-up" not in out and "driving" not in out and "robot disconnected" in out, out
     assert not record.exists() or load_records(record) == []
+
+
+def test_the_runs_objects_are_freed_before_its_signal_handlers_are_restored(tmp_path, tiny_policy, monkeypatch):
+    """A SIGINT while the run's objects were freed, after `StopSignals` had restored Python's handler, raised in a
+    finalizer ("Exception ignored ... KeyboardInterrupt" and exit 0: the slow lane, 2026-11-26): the loop and the
+    robot it holds are freed while the run's own handlers are still in place."""
+    import weakref
+
+    from gr00t_fast.control import loop as loop_module
+
+    made, alive_when_restored = [], []
+    init, set_handler = loop_module.ControlLoop.__init__, signal.signal
+
+    def recording_init(self, robot, *args, **kwargs):
+        made.extend([weakref.ref(self), weakref.ref(robot)])
+        init(self, robot, *args, **kwargs)
+
+    def setting(signum, handler):
+        if made and getattr(handler, "__name__", None) != "_handle":  # a handler the run's own replaced
+            alive_when_restored.append([ref() is not None for ref in made])
+        return set_handler(signum, handler)
+
+    monkeypatch.setattr(loop_module.ControlLoop, "__init__", recording_init)
+    monkeypatch.setattr(signal, "signal", setting)
+    monkeypatch.setattr(runner, "make_policy", lambda cfg: tiny_policy)
+    assert runner.main(SIM_FLAGS + [f"--record={tmp_path / 'steps.jsonl'}", "--max_steps=3"]) == 0
+    assert alive_when_restored == [[False, False]] * 2  # SIGINT's and SIGTERM's
