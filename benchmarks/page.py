@@ -53,8 +53,7 @@ Load = Callable[[str], Record]
 
 # Result files that do not record the command that wrote them: the command their benchmark documents.
 COMMANDS = {
-    "gpu/h100_2026-11-26_evening_padding.json": "python3 diag4.py padding (the script is in "
-                                                "results/gpu/h100_2026-11-26_evening_runs.md)",
+    "gpu/h100_2026-11-26_evening_padding.json": "python3 diag4.py padding",
     "cpu/eval_compare_small.json": "gr00t-fast make-dataset --out evsmall --episodes 4 --length 150 && gr00t-fast "
                                    "eval --model_path ~/.cache/gr00t_fast/demo_small --dataset_path evsmall --compare "
                                    "default bf16 int8 onnxruntime openvino openvino-f32 openvino-int8 steps2 steps1",
@@ -625,11 +624,13 @@ SECTIONS = [
             "0.33 and 0.42 off NVIDIA's actions through cuda-graph on 2 of 4 (the afternoon's H100): Inductor's "
             "comprehensive padding, on by default on a GPU and off on a CPU. With it the vision-language backbone's "
             "features were 4.5 off, the action head exact; without it the same static compile was 1.7e-6 off, eager "
-            "1.7e-6. Every compile now turns it off. Through the library's cuda-graph load the four cases are then "
-            "2.0e-6 off (eager 2.1e-6; on a CPU <= 1e-6), and each check against the eager kernels found 7.7e-7; "
-            "with the padding forced back on, the check named it (0.52) and the eager kernels ran: the four cases "
-            "2e-6 off, the graphs after it captured from them. The compile backend's four cases through the library "
-            "were cut by the run's time limit (the one case above through the same compile: 1.7e-6). The rows below "
+            "1.7e-6 (one case tried). Every compile now turns it off. Through the library's cuda-graph load the four "
+            "cases are then 2.0e-6 off (eager 2.1e-6; on a CPU <= 1e-6), and its two checks against the eager kernels "
+            "found 7.7e-7 and 7.2e-7; with the padding forced back on, the check named it (0.52) and the eager kernels "
+            "ran: the three cases of that load 2e-6 off, the graphs after the first captured from them (the "
+            "dual-camera case, another load, compiled right with the padding on: the fault depends on the shapes). "
+            "The compile backend's four cases through the library, and its check's fallback on a GPU, were cut by the "
+            "run's time limit (the one case above through the same compile: 1.7e-6). The rows below "
             "are `bench gpu` that evening, full size, 1 camera, 4 steps, the model call alone (no preprocessing or "
             "decoding); the action difference is from fp32 eager, in normalized units.",
             Table(corner="", columns=[
@@ -647,7 +648,8 @@ SECTIONS = [
                   "measured on a GPU. The timed compile row was not run."),
     Section("Comprehensive padding off against on",
             "Full size, bf16, cuda-graph, the same model, 40 calls each alternating, in one run on the evening's "
-            "H100 (`results/gpu/h100_2026-11-26_evening_padding.json`): turning the padding off costs nothing. "
+            "H100 (`results/gpu/h100_2026-11-26_evening_padding.json`; the script `diag4.py` is in "
+            "`results/gpu/h100_2026-11-26_evening_runs.md`): turning the padding off costs nothing. "
             "Neither check against the bf16 eager kernels exceeded bf16's bound (0.1) at full size.",
             Table(corner="", columns=[
                 Col("median", "gpu/h100_2026-11-26_evening_padding.json", lambda r: f"{r['median_ms']:.2f} ms"),

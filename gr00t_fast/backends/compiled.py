@@ -61,16 +61,17 @@ def keep_compiled_code() -> Path:
 
 # Inductor's options for every compile here, its mode's own (`list_mode_options`) added. comprehensive_padding off: on
 # an H100 (torch 2.11) Inductor's padded strides made the vision-language backbone's features 4.5 off and the actions
-# 0.33 off NVIDIA's; without it 1.7e-6, as eager (benchmarks/results/gpu/h100_2026-11-26_evening_runs.md). Inductor
-# itself leaves it off on a CPU, where compiles were exact all along.
+# 0.33 off NVIDIA's on the case tried; without it 1.7e-6, as eager, and the cuda-graph load 2e-6 on all four cases
+# (benchmarks/results/gpu/h100_2026-11-26_evening_runs.md). Inductor itself leaves it off on a CPU, where compiles were
+# exact all along. Options override Inductor's config: TORCHINDUCTOR_COMPREHENSIVE_PADDING=1 does not turn it back on.
 INDUCTOR_OPTIONS = {"comprehensive_padding": False}
 
 
-def inductor_options(mode: str | None = None, dynamic: bool | None = None, **extra) -> dict:
+def inductor_options(mode: str | None = None, dynamic: bool | None = None, extra: dict | None = None) -> dict:
     """`torch.compile(options=...)` for Inductor in `mode`: the mode's options, `INDUCTOR_OPTIONS`, then `extra`."""
     from torch._inductor import list_mode_options
 
-    return {**list_mode_options(mode or "default", dynamic), **INDUCTOR_OPTIONS, **extra}
+    return {**list_mode_options(mode or "default", dynamic), **INDUCTOR_OPTIONS, **(extra or {})}
 
 
 # a wrong compiled kernel moves the actions by tenths (Inductor on an H100, float32, NVIDIA's reference cases: 0.33 and
@@ -175,7 +176,7 @@ class CompiledBackend(PyTorchBackend):
             raise ValueError(f"cpp_wrapper needs backend='inductor' and no mode, got {backend!r} and {mode!r}")
         opts = dict(backend=backend, fullgraph=fullgraph, dynamic=dynamic)
         if backend == "inductor":
-            opts["options"] = inductor_options(mode, dynamic, **({"cpp_wrapper": True} if cpp_wrapper else {}))
+            opts["options"] = inductor_options(mode, dynamic, {"cpp_wrapper": True} if cpp_wrapper else None)
         # Inductor's on-disk cache (None: the backend compiles none), written by one process at a time (`locked`)
         self.code_cache = keep_compiled_code() if backend == "inductor" else None
         allow_compiled_shapes()

@@ -190,7 +190,7 @@ def run(cfg: RunConfig) -> int:
         return hold_robot(cfg, inputs, signals)
 
 
-def hold_robot(cfg: RunConfig, inputs: Any, signals: StopSignals) -> int:
+def hold_robot(cfg: RunConfig, inputs: tuple | None, signals: StopSignals) -> int:
     """Connect, drive, release and report, under `signals`; the exit code."""
     robot = None
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import signal
 import sys
+import traceback
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,8 +46,8 @@ class StopSignals:
     (a pybind11 extension interrupted while it initializes raises ImportError, which import probes catch): the
     command ends as interrupted, and `drive` stops the loop before its first step all the same.
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
-    files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop, then restores
-    the handlers that were there before."""
+    files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop (and of the
+    locals of an escaping error's frames), then restores the handlers that were there before."""
 
     def __init__(self) -> None:
         self.signals = 0  # received so far
@@ -60,8 +62,12 @@ class StopSignals:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.loop = None  # the loop and what it holds (robot, policy) freed while these handlers are still in place
+    def __exit__(self, kind: object, error: object, trace: TracebackType | None) -> None:
+        # the loop and what it holds (robot, policy) freed while these handlers are still in place, also where an
+        # error's traceback would keep the frames that hold them (their locals let go; the traceback still prints)
+        self.loop = None
+        if trace is not None:
+            traceback.clear_frames(trace)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

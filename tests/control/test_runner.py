@@ -285,15 +285,19 @@ def test_a_ctrl_c_caught_while_the_model_loads_ends_the_run_as_interrupted(tmp_p
     assert not record.exists() or load_records(record) == []
 
 
-def test_the_runs_objects_are_freed_before_its_signal_handlers_are_restored(tmp_path, tiny_policy, monkeypatch):
-    """A SIGINT while the run's objects were freed, after `StopSignals` had restored Python's handler, raised in a
-    finalizer ("Exception ignored ... KeyboardInterrupt" and exit 0: the slow lane, 2026-11-26): the loop and the
-    robot it holds are freed while the run's own handlers are still in place."""
+def sync_run_flags(tmp_path) -> list[str]:
+    return [f"--record={tmp_path / 'steps.jsonl'}", "--max_steps=3", "--mode=sync"]
+
+
+def _run_noting_what_is_alive(monkeypatch, tiny_policy, argv, alive: list) -> int:
+    """`runner.main(argv)`'s code (its error raised), appending to `alive`, each time a handler other than
+    `StopSignals`' own is set after the loop exists, whether the loop and the robot it drives are still alive."""
     import weakref
 
     from gr00t_fast.control import loop as loop_module
+    from gr00t_fast.control.signals import StopSignals
 
-    made, alive_when_restored = [], []
+    made = []
     init, set_handler = loop_module.ControlLoop.__init__, signal.signal
 
     def recording_init(self, robot, *args, **kwargs):
@@ -301,12 +305,38 @@ def test_the_runs_objects_are_freed_before_its_signal_handlers_are_restored(tmp_
         init(self, robot, *args, **kwargs)
 
     def setting(signum, handler):
-        if made and getattr(handler, "__name__", None) != "_handle":  # a handler the run's own replaced
-            alive_when_restored.append([ref() is not None for ref in made])
+        if made and not isinstance(getattr(handler, "__self__", None), StopSignals):
+            alive.append([ref() is not None for ref in made])
         return set_handler(signum, handler)
 
     monkeypatch.setattr(loop_module.ControlLoop, "__init__", recording_init)
     monkeypatch.setattr(signal, "signal", setting)
     monkeypatch.setattr(runner, "make_policy", lambda cfg: tiny_policy)
-    assert runner.main(SIM_FLAGS + [f"--record={tmp_path / 'steps.jsonl'}", "--max_steps=3"]) == 0
-    assert alive_when_restored == [[False, False]] * 2  # SIGINT's and SIGTERM's
+    try:
+        return runner.main(SIM_FLAGS + argv)
+    finally:
+        monkeypatch.undo()
+
+
+def test_the_runs_objects_are_freed_before_its_signal_handlers_are_restored(tmp_path, tiny_policy, monkeypatch):
+    """A SIGINT while the run's objects were freed, after `StopSignals` had restored Python's handler, raised in a
+    finalizer ("Exception ignored ... KeyboardInterrupt" and exit 0: the slow lane, 2026-11-26): the loop and the
+    robot it holds (and the policy, where nothing else holds it) are freed while the run's own handlers are in place.
+    Synchronous: no inference thread that could hold the loop past the run."""
+    alive = []
+    assert _run_noting_what_is_alive(monkeypatch, tiny_policy, sync_run_flags(tmp_path), alive) == 0
+    assert alive == [[False, False]] * 2  # SIGINT's handler and SIGTERM's
+
+
+def test_an_error_escaping_the_run_frees_its_objects_before_the_handlers_are_restored(tmp_path, tiny_policy,
+                                                                                       monkeypatch):
+    """An unexpected error after the drive: its traceback holds the frames that hold the loop and the robot; their
+    locals are let go before the handlers are restored, and the error still reaches the caller."""
+    def failing_report(*args, **kwargs):
+        raise RuntimeError("a fault in the summary")
+
+    monkeypatch.setattr(runner, "report", failing_report)
+    alive = []
+    with pytest.raises(RuntimeError, match="a fault in the summary"):
+        _run_noting_what_is_alive(monkeypatch, tiny_policy, sync_run_flags(tmp_path), alive)
+    assert alive == [[False, False]] * 2
