@@ -375,7 +375,7 @@ INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "sm
 INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize int8`")
 
 
-LOAD_MEMORY = "cpu/int8_load_memory_full_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
+LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
@@ -525,8 +525,9 @@ SECTIONS = [
                  "in a process of its own, the two kinds alternating: its peak resident memory (the process's, "
                  "~240 MB of it torch and gr00t-fast imported before the load), that peak over the bytes of the "
                  "weights the loaded model holds (int8, the 12 layers kept in bf16, and the layers and tables that "
-                 "stay float32), and each load's time (whether the checkpoint's pages were cached was not "
-                 "controlled: the first load read it after runs of another checkpoint). A layer at a time: the "
+                 "stay float32), and each load's time (three of each on a quiet machine, the checkpoint's pages cached by the loads "
+                 "before: a layer at a time is no slower; an earlier run, its first load after another checkpoint's "
+                 "runs, had read 84 and 68 s against 38 and 48 s). A layer at a time: the "
                  "float32 weights of the layers int8 converts read as the example call reaches them and to convert "
                  "them (`gr00t_fast.model.deferred`), what a load does now; whole: the float32 model read first, then "
                  "quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
