@@ -46,8 +46,9 @@ class StopSignals:
     (a pybind11 extension interrupted while it initializes raises ImportError, which import probes catch): the
     command ends as interrupted, and `drive` stops the loop before its first step all the same.
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
-    files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop (and of the
-    locals of an escaping error's frames), then restores the handlers that were there before."""
+    files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop and of the
+    locals of an escaping error's finished frames (the traceback still prints; a post-mortem debugger sees those
+    frames without locals), then restores the handlers that were there before."""
 
     def __init__(self) -> None:
         self.signals = 0  # received so far
