@@ -418,6 +418,17 @@ def per_size(files: Sequence[str], metric: Callable[[Record], str]) -> list[Col]
     return [Col(size, file, metric) for size, file in zip(SIZES, files)]
 
 
+def gpu_rows(file: str, names: Sequence[str]) -> Table:
+    """`bench gpu`'s timed rows `names` from `file`: cold call, median, p90, peak GPU memory, action difference."""
+    return Table(corner="", columns=[
+        Col("cold call", file, lambda r: ms(r["cold_call_ms"])),
+        Col("median", file, lambda r: ms(r["median"])),
+        Col("p90", file, lambda r: ms(r["p90"])),
+        Col("peak GPU memory", file, lambda r: f"{r['peak_memory_mb'] / 1024:.1f} GB"),
+        Col("largest action difference from fp32 (normalized)", file, lambda r: f"{r['max_abs_diff']:.2g}")],
+        rows=[Row(name, lambda d, name=name: next(r for r in d["results"] if r["row"] == name)) for name in names])
+
+
 SECTIONS = [
     Section("Which path is fastest on my CPU?",
             "One table per CPU class as the result files name it (a class is measured on that class), one `bench ab` "
@@ -634,16 +645,7 @@ SECTIONS = [
             "run's time limit (the one case above through the same compile: 1.7e-6). The rows below "
             "are `bench gpu` that evening, full size, 1 camera, 4 steps, the model call alone (no preprocessing or "
             "decoding); the action difference is from fp32 eager, in normalized units.",
-            Table(corner="", columns=[
-                Col("cold call", "gpu/h100_2026-11-26_evening.json", lambda r: ms(r["cold_call_ms"])),
-                Col("median", "gpu/h100_2026-11-26_evening.json", lambda r: ms(r["median"])),
-                Col("p90", "gpu/h100_2026-11-26_evening.json", lambda r: ms(r["p90"])),
-                Col("peak GPU memory", "gpu/h100_2026-11-26_evening.json",
-                    lambda r: f"{r['peak_memory_mb'] / 1024:.1f} GB"),
-                Col("largest action difference from fp32", "gpu/h100_2026-11-26_evening.json",
-                    lambda r: f"{r['max_abs_diff']:.2g}")],
-                rows=[Row(name, lambda d, name=name: next(r for r in d["results"] if r["row"] == name))
-                      for name in ("torch fp32", "torch bf16", "cuda-graph bf16")]),
+            gpu_rows("gpu/h100_2026-11-26_evening.json", ("torch fp32", "torch bf16", "cuda-graph bf16")),
             after="The H100 targets (full size, bf16, 1 camera, 4 steps: <= 15 ms end to end with `cuda-graph`, then "
                   "<= 8 ms): the model call alone takes 7.3 ms there; end to end (preprocessing, decoding) was not "
                   "measured on a GPU. The timed compile row was not run."),
@@ -664,15 +666,8 @@ SECTIONS = [
             "the fix (the cuda-graph rows with comprehensive padding on). An H200 that morning "
             "(`results/gpu/h200_2026-11-26_runs.md`) ran torch eager alone (52.3 and 28.6 ms); its cuda-graph "
             "stalled in max-autotune's compile, since replaced by the default mode.",
-            Table(corner="", columns=[
-                Col("cold call", "gpu/h100_2026-11-26.json", lambda r: ms(r["cold_call_ms"])),
-                Col("median", "gpu/h100_2026-11-26.json", lambda r: ms(r["median"])),
-                Col("p90", "gpu/h100_2026-11-26.json", lambda r: ms(r["p90"])),
-                Col("peak GPU memory", "gpu/h100_2026-11-26.json", lambda r: f"{r['peak_memory_mb'] / 1024:.1f} GB"),
-                Col("largest action difference from fp32 (normalized)", "gpu/h100_2026-11-26.json",
-                    lambda r: f"{r['max_abs_diff']:.2g}")],
-                rows=[Row(name, lambda d, name=name: next(r for r in d["results"] if r["row"] == name))
-                      for name in ("torch fp32", "torch bf16", "cuda-graph bf16", "bf16 + fp8", "bf16 + int8")]),
+            gpu_rows("gpu/h100_2026-11-26.json",
+                     ("torch fp32", "torch bf16", "cuda-graph bf16", "bf16 + fp8", "bf16 + int8")),
             after="fp8 and int8 matmuls are slower than bf16 at batch 1 (8.4 and 9.2 ms against 7.2) and further from "
                   "fp32 (0.26 and 0.075). The next lent GPU runs the command `../shared/gpu/device_kit.sh` prints.",
             level=3),
