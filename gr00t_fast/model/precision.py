@@ -1,21 +1,23 @@
 """`dtype="auto"`: the precision the network runs in, chosen by a rule before its weights are read, the same at
 every load, with the reason why.
 
-On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units (AMX
-tiles or AVX512-BF16, as torch reports them) and the checkpoint has at least `BF16_MIN_PARAMETERS` parameters;
-everywhere else float32, the exact path. Measured on AVX512-BF16 (benchmarks/history.md, "Packed bf16 weights";
-current ratios: benchmarks/README.md, "Which path is fastest on my CPU?"): the
-tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the casts cost
-more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier version timed
-both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16 loads of one
-checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the dtype is known
-before the first weight is read, so the weights are read straight into it.
+On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units that
+pay (AMX tiles, or AVX512-BF16 where this machine measured bf16 matmuls faster than float32, once, then read from the
+cache: `gr00t_fast.model.bf16_speed`; an Intel Xeon's AVX512-BF16 without AMX ran them at 0.59x) and the checkpoint
+has at least `BF16_MIN_PARAMETERS` parameters; everywhere else float32, the exact path. Measured on AVX512-BF16
+(benchmarks/history.md, "Packed bf16 weights"; current ratios: benchmarks/README.md, "Which path is fastest on my
+CPU?"): the tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the
+casts cost more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier
+version timed both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16
+loads of one checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the
+dtype is known before the first weight is read, so the weights are read straight into it; the one probe a machine
+with AVX512-BF16 and no AMX runs is a single matmul, kept for every later load.
 
 With `--quantize int8` on a CPU it is float32 whatever the CPU (unless pinned): the int8 matmuls rescale into the
 model's dtype, and in bfloat16 the rest of the network adds its own rounding to theirs (48M, calibrated on 8
 observations: the largest action difference from float32 3.19 in bfloat16 against 2.00 in float32, NVIDIA's own bf16
-2.49; benchmarks/history.md). The layers int8 keeps out still run in bfloat16 where the CPU has bf16 units
-(`gr00t_fast.model.quantize.kept_layers`).
+2.49; benchmarks/history.md). The layers int8 keeps out still run in bfloat16 where the CPU's bf16 units
+pay (`gr00t_fast.model.quantize.kept_layers`).
 
 `GR00T_FAST_AUTO_DTYPE=float32|bfloat16` pins the choice (the test suite pins float32).
 """
@@ -25,7 +27,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, VERDICTS, bf16_units
+from gr00t_fast.model.bf16_speed import bf16_rates
+from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, VERDICTS, bf16_flags, bf16_units
 
 __all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
@@ -92,6 +95,8 @@ def auto_cpu_precision(parameters: int, quantize: str | None = None) -> Precisio
         return Precision(torch.float32, "auto", "int8 matmuls rescale into float32: bf16 around them would add its "
                                                 "own rounding to theirs")
     units = bf16_units()
+    if units is None and bf16_flags() is not None:
+        return Precision(torch.float32, "auto", f"{bf16_flags()}, but {bf16_rates()} on this CPU: bf16 does not pay")
     if units is None:
         return Precision(torch.float32, "auto", f"this CPU has no AMX or AVX512-BF16 (torch capability "
                                                 f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be emulated")

@@ -73,7 +73,7 @@ from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
            "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES",
-           "QuantizedLinear", "VERDICTS", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine",
+           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine",
            "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error", "quantize_linears",
            "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
 
@@ -123,10 +123,22 @@ def int8_units() -> str | None:
     return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-VNNI": "_is_vnni_supported"})
 
 
-def bf16_units() -> str | None:
+def bf16_flags() -> str | None:
     """The CPU's bf16 matrix/vector units as torch sees them ("AMX", "AVX512-BF16"), None when it has neither (there
     bf16 matmuls are emulated and several times slower than float32)."""
     return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"})
+
+
+def bf16_units() -> str | None:
+    """The CPU's bf16 units (`bf16_flags`) where bf16 matmuls pay on it: AMX, or AVX512-BF16 where this machine
+    measured bf16 at least `MIN_SPEEDUP` x float32's rate (`gr00t_fast.model.bf16_speed`: once per machine, then read
+    from the cache); None elsewhere. What the CPU precision rule, int8's kept layers and packing ask."""
+    units = bf16_flags()
+    if units == "AVX512-BF16":
+        from gr00t_fast.model.bf16_speed import bf16_rates  # it times packed layers, whose module imports this one
+
+        return units if bf16_rates().pays else None
+    return units
 
 
 def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:

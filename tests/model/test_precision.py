@@ -10,6 +10,7 @@ from gr00t_fast.loading import create_policy, load_policy
 from gr00t_fast.model import example_inputs, load_model
 from gr00t_fast.model import loading as loading_module
 from gr00t_fast.model import precision as precision_module
+from gr00t_fast.model.bf16_speed import Bf16Rates
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from gr00t_fast.policy.config import PolicyConfig
 
@@ -45,10 +46,24 @@ def actions(model):
 
 def test_no_bf16_units_means_float32(unpinned, tiny_checkpoint):
     unpinned.setattr(precision_module, "bf16_units", lambda: None)
+    unpinned.setattr(precision_module, "bf16_flags", lambda: None)
     model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
     assert model.dtype == torch.float32 and floating_dtypes(model) == {torch.float32}
     assert model.precision.requested == "auto" and "no AMX or AVX512-BF16" in model.precision.reason
     assert str(model.precision).startswith("float32 (auto: ")
+
+
+def test_avx512_bf16_measured_slower_than_float32_means_float32(unpinned, tiny_checkpoint):
+    """An Intel Xeon's AVX512-BF16 without AMX: the units are there, its bf16 matmuls ran at 0.59x float32's
+    (`gr00t_fast.model.bf16_speed`); a checkpoint large enough for bf16 loads float32, and the load line says why."""
+    unpinned.setattr(precision_module, "bf16_units", lambda: None)  # what `bf16_units` says for such a CPU
+    unpinned.setattr(precision_module, "bf16_flags", lambda: "AVX512-BF16")
+    unpinned.setattr(precision_module, "bf16_rates", lambda: Bf16Rates(168.0, 287.0))
+    unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
+    model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
+    assert model.dtype == torch.float32 and floating_dtypes(model) == {torch.float32}
+    assert model.precision.reason == ("AVX512-BF16, but its bf16 matmuls measured 168 GFLOP/s against float32's 287 "
+                                      "on this CPU: bf16 does not pay")
 
 
 def test_bf16_units_and_a_small_checkpoint_mean_float32_bitwise(unpinned, tiny_checkpoint):
@@ -109,6 +124,7 @@ def test_explicit_dtypes_are_as_requested(tiny_checkpoint):
 
 def test_policy_reports_the_choice(unpinned, tiny_checkpoint, capsys):
     unpinned.setattr(precision_module, "bf16_units", lambda: None)
+    unpinned.setattr(precision_module, "bf16_flags", lambda: None)
     policy = create_policy(PolicyConfig(model_path=str(tiny_checkpoint)), warmup=False, announce=True)
     assert PolicyConfig().dtype == "auto" and policy.dtype == torch.float32
     line = capsys.readouterr().out.splitlines()[-1]

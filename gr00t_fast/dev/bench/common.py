@@ -21,7 +21,7 @@ from gr00t_fast.backends import synchronize
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.packed import PackedLinear, packed_layers
-from gr00t_fast.model.precision import bf16_units
+from gr00t_fast.model.quantize import bf16_flags, bf16_units
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.policy.config import PolicyConfig
@@ -169,6 +169,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # the bf16 units the precision rule counts: AMX, or AVX512-BF16 where bf16 matmuls measured faster here
+        "bf16_units": bf16_units() if device.type == "cpu" else None,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
         "torch_threads": torch.get_num_threads(), "threads": cpu_threads.as_dict() | {"text": cpu_threads.describe()},
         "load_average": list(os.getloadavg()),
@@ -232,7 +234,7 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, reps: int = 20) -> flo
     m, k, n = MATMUL_PROBE
     a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
     best = fastest(lambda: a @ b, device, reps + 3)
-    if device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() and bf16_units():
+    if device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() and bf16_flags():
         packed = PackedLinear(torch.nn.Linear(k, n, bias=False, dtype=dtype))  # the eager path's own GEMM, if faster
         best = min(best, fastest(lambda: packed(a), device, reps + 3))
     return 2 * m * k * n / best / 1e6
