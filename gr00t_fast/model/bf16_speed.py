@@ -1,22 +1,27 @@
 """Whether bf16 matmuls pay on this CPU: the bf16 units torch reports do not say it alone.
 
-AMX tiles multiply bf16 several times faster than float32, and so does AVX512-BF16 on the AMD EPYCs this project
-was measured on (a 320x2048x2048 product about 2.4x float32's rate, 2 threads). An Intel Xeon with AVX512-BF16 and no
-AMX ran the same product in bf16 at 168 GFLOP/s against float32's 287. Its dot-product instruction does twice an FMA's
-work at about half an FMA's rate, and the conversions come on top. There the full-size default in bf16 ran at 0.91x
-NVIDIA's fp32 where float32 ran at 1.23x (benchmarks/history.md, 2026-11-26). So on a CPU with AVX512-BF16 and no
-AMX, the first load times that product (`PROBE`) in both dtypes and keeps what it measured in the cache folder
-(`bf16_rates`). bf16 is timed as the eager path runs it (oneDNN-packed, `gr00t_fast.model.packed`), float32 as
-`F.linear`, alternating, the fastest of `REPS` each (well under a second). The record is keyed by the CPU (its model
-name and flags) and torch's version, so every later load on this machine reads the same verdict. bf16 pays where its
-rate is at least `MIN_SPEEDUP` x float32's (measured 0.59x and about 2.4x: far from it either way). An unwritable
-cache only costs the probe again at the next load; an unreadable record is measured again.
+AMX tiles multiply bf16 several times faster than float32, and so does AVX512-BF16 on the AMD EPYCs this project was
+measured on (a 320x2048x2048 product at 2.1-3.0x float32's rate, 2 threads). An Intel Xeon with AVX512-BF16 and no
+AMX ran the same product in bf16 at 168 GFLOP/s against float32's 287 (why was not looked into). There the full-size
+default in bf16 ran at 0.91x NVIDIA's fp32 where float32 ran at 1.23x (benchmarks/history.md, 2026-11-26). So on a
+CPU with AVX512-BF16 and no AMX, the first load times that product (`PROBE`) in both dtypes and keeps what it
+measured in the cache folder (`bf16_rates`). bf16 is timed as the eager path would run it (oneDNN-packed,
+`gr00t_fast.model.packed`, where torch has oneDNN), float32 as `F.linear`, alternating, the fastest of `REPS` each
+(well under a second), on inputs of their own generator (the process's random state is left as it was). The record
+is keyed by the CPU (its model name and flags), torch's version and the instruction-set caps in the environment
+(`ISA_CAPS`), so every later load on this machine reads the same verdict; one process measures at a time, the others
+read what it wrote. bf16 pays where its rate is at least `MIN_SPEEDUP` x float32's (measured 0.59x and 2.1-3.0x: far
+from it either way). An unwritable cache only costs the probe again at the next load; a record that is not two
+finite positive rates is measured again.
 """
 
 import functools
 import hashlib
 import json
+import math
+import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,21 +30,30 @@ import torch
 import torch.nn.functional as F
 
 from gr00t_fast.runtime.atomic import write_atomic
-from gr00t_fast.runtime.cache import cache_dir
+from gr00t_fast.runtime.cache import cache_dir, locked
 
-__all__ = ["Bf16Rates", "MIN_SPEEDUP", "PROBE", "bf16_rates", "probe_rates"]
+__all__ = ["Bf16Rates", "ISA_CAPS", "MIN_SPEEDUP", "PROBE", "bf16_rates", "probe_rates"]
 
 PROBE = (320, 2048, 2048)  # (rows, inner, columns): a full-size LLM projection over one camera's prompt
 REPS = 5
 MIN_SPEEDUP = 1.25  # bf16 pays from this many times float32's rate
+MAX_GFLOPS = 1e7  # a rate above this is not a measurement of a CPU (10 PFLOP/s)
+# the variables that cap the instruction sets the libraries' kernels use (ATen's, oneDNN's, OpenVINO's, MKL's)
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "MKL_ENABLE_INSTRUCTIONS")
+_measuring = threading.Lock()
 
 
 @dataclass(frozen=True)
 class Bf16Rates:
-    """`PROBE`'s rate in bf16 and float32 on this CPU, GFLOP/s."""
+    """`PROBE`'s rate in bf16 and float32 on this CPU, GFLOP/s: finite and positive, or ValueError."""
 
     bf16_gflops: float
     float32_gflops: float
+
+    def __post_init__(self) -> None:
+        for rate in (self.bf16_gflops, self.float32_gflops):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < MAX_GFLOPS:
+                raise ValueError(f"a rate of {rate!r} GFLOP/s is not a measurement")  # NaN fails the comparison
 
     @property
     def pays(self) -> bool:
@@ -51,47 +65,71 @@ class Bf16Rates:
 
 def probe_rates(reps: int = REPS) -> Bf16Rates:
     """`PROBE` timed in both dtypes with the calling thread's torch threads, alternating, the fastest of `reps`."""
-    from gr00t_fast.model.packed import PackedLinear
+    from gr00t_fast.model.packed import PackedLinear  # `packed` imports `quantize`, which asks this module
 
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
     m, k, n = PROBE
-    x = torch.randn(m, k)
-    weight = torch.randn(n, k) / k**0.5
-    packed, x16 = PackedLinear(torch.nn.Linear(k, n, bias=False, dtype=torch.bfloat16)), x.to(torch.bfloat16)
-    calls = {"bf16": lambda: packed(x16), "float32": lambda: F.linear(x, weight)}
-    best = dict.fromkeys(calls, float("inf"))
+    generator = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(m, k, generator=generator), torch.randn(n, k, generator=generator) / k**0.5
+    x16, weight16 = x.to(torch.bfloat16), weight.to(torch.bfloat16)
+    if torch.backends.mkldnn.is_available():  # the eager path's own GEMM where bf16 pays (`packed.packing_pays`)
+        linear = torch.nn.Linear(k, n, bias=False, device="meta")  # no draw from the process's random state
+        linear.weight = torch.nn.Parameter(weight16, requires_grad=False)
+        packed = PackedLinear(linear)
+        bf16 = lambda: packed(x16)  # noqa: E731
+    else:
+        bf16 = lambda: F.linear(x16, weight16)  # noqa: E731
+    calls = {"bf16": bf16, "float32": lambda: F.linear(x, weight)}
+    best = dict.fromkeys(calls, math.inf)
     with torch.inference_mode():
         for rep in range(reps + 1):  # the first round warms both up
             for name, call in calls.items():
                 start = time.perf_counter()
                 call()
-                best[name] = min(best[name], time.perf_counter() - start) if rep else best[name]
+                if rep:
+                    best[name] = min(best[name], time.perf_counter() - start)
     return Bf16Rates(*(2 * m * k * n / best[name] / 1e9 for name in ("bf16", "float32")))
 
 
 def _record_path() -> Path:
-    """The record of this CPU and torch in the cache folder."""
-    cpu = platform.processor() or platform.machine()
+    """The record of this CPU, torch and instruction-set caps in the cache folder."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
-        cpu = "\n".join(dict.fromkeys(lines)) or cpu
+        lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith(("model name", "flags"))]
+        cpu = "\n".join(dict.fromkeys(lines))
     except OSError:
-        pass
-    key = hashlib.sha256(f"{cpu}\n{torch.__version__}".encode()).hexdigest()[:16]
-    return cache_dir() / "cpu" / f"bf16_rates_{key}.json"
+        cpu = ""
+    caps = [f"{name}={os.environ.get(name, '')}" for name in ISA_CAPS]
+    key = "\n".join([cpu or platform.processor() or platform.machine(), torch.__version__, *caps])
+    return cache_dir() / "cpu" / f"bf16_rates_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _read(path: Path) -> Bf16Rates | None:
+    """The record at `path`, None where there is none or it is not one."""
+    try:
+        return Bf16Rates(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, RecursionError):
+        return None
 
 
 @functools.cache
 def bf16_rates() -> Bf16Rates:
-    """This CPU's `Bf16Rates`, measured once per machine (and torch) and read from the cache folder after."""
-    path = _record_path()
-    try:
-        return Bf16Rates(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):  # none yet, or one that is not a record: measured (again)
-        pass
-    rates = probe_rates()
-    try:
-        write_atomic(path, json.dumps(asdict(rates)).encode())
-    except OSError:
-        pass
-    return rates
+    """This CPU's `Bf16Rates`, measured once per machine (torch, caps) and read from the cache folder after."""
+    with _measuring:  # functools.cache does not keep two threads from measuring at once
+        try:
+            path = _record_path()
+        except RuntimeError:  # no home folder to put the cache in: measured at each process's first ask
+            return probe_rates()
+        rates = _read(path)
+        if rates is not None:
+            return rates
+        try:
+            with locked(path):  # another process measuring now: its record is read once it is written
+                rates = _read(path)
+                if rates is None:
+                    rates = probe_rates()
+                    write_atomic(path, json.dumps(asdict(rates)).encode())
+        except OSError:  # an unwritable cache: measured again at the next load
+            rates = rates or probe_rates()
+        return rates

@@ -1,4 +1,4 @@
-"""Linear layers with their weights packed once for oneDNN: the eager bfloat16 path on a CPU with bf16 units.
+"""Linear layers with their weights packed once for oneDNN: the eager bfloat16 path on a CPU whose bf16 units pay.
 
 A bf16 `F.linear` on a CPU is a oneDNN GEMM that reorders its weight into oneDNN's blocked layout on every call.
 Packed at load (`torch.ops.mkldnn._reorder_linear_weight`, what Inductor's weight freezing does) the reorder is
@@ -56,9 +56,11 @@ def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def packing_pays(model: nn.Module) -> bool:
-    """Whether `model` runs faster packed: bfloat16 on a CPU with bf16 units (AMX / AVX512-BF16) and a torch built
-    with oneDNN. Without bf16 units bf16 is emulated (and `dtype="auto"` runs float32 there); float32 layers gained
-    -7% to +11% packed on AVX512 and are left as they are."""
+    """Whether `model` runs faster packed: bfloat16 on a CPU whose bf16 units pay (`bf16_units`: AMX, or AVX512-BF16
+    measured faster than float32) and a torch built with oneDNN. Elsewhere `dtype="auto"` runs float32, and a bf16
+    model pinned there runs unpacked (full size on an Intel Xeon whose AVX512-BF16 is slower than float32: 0.86x
+    NVIDIA's fp32 unpacked, 0.91x packed in an earlier run; benchmarks/history.md); float32 layers gained -7% to +11%
+    packed on AVX512 and are left as they are."""
     return (model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
             and bf16_units() is not None)
 

@@ -47,9 +47,10 @@ quiet in the sample call counts as 1% of the median channel: its s_j stays in ra
 own error is measured on its inputs in the sample call (the float network's: the relative difference of its output
 from the float layer's, on the kept rows its rounding was not fitted to and the largest ones) and a layer above
 its bound stays in float (counted as `too_lossy`): the layers whose error does not pay for their speed are found by
-measurement, not by hand. The bound is what keeping a layer costs: int8 on a CPU with bf16 units keeps its layers in
-bfloat16 (in a float32 model cast to bfloat16: `Bf16Linear`) with `MAX_LAYER_ERROR_BF16`, 2%; elsewhere they stay in
-the model's dtype with `MAX_LAYER_ERROR`, 5% (`kept_layers`; on a GPU not measured). At full size 2% keeps the 12 LLM
+measurement, not by hand. The bound is what keeping a layer costs: int8 on a CPU whose bf16 units pay
+(`bf16_units`) keeps its layers in bfloat16 (in a float32 model cast to bfloat16: `Bf16Linear`) with
+`MAX_LAYER_ERROR_BF16`, 2%; elsewhere they stay in the model's dtype with `MAX_LAYER_ERROR`, 5% (`kept_layers`; on a
+GPU not measured). At full size 2% keeps the 12 LLM
 `down_proj` layers (2048x6144, their own int8 error 2.4-3.6% on random weights and with outliers; every other layer
 under 2%): in float32 they cost 1.19x a call, in bfloat16 1.05x (AVX512-BF16, 2 threads; benchmarks/history.md).
 
@@ -68,13 +69,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from gr00t_fast.model.bf16_speed import bf16_rates
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
            "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES",
-           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine",
-           "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error", "quantize_linears",
+           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats",
+           "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error", "quantize_linears",
            "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
@@ -134,11 +136,7 @@ def bf16_units() -> str | None:
     measured bf16 at least `MIN_SPEEDUP` x float32's rate (`gr00t_fast.model.bf16_speed`: once per machine, then read
     from the cache); None elsewhere. What the CPU precision rule, int8's kept layers and packing ask."""
     units = bf16_flags()
-    if units == "AVX512-BF16":
-        from gr00t_fast.model.bf16_speed import bf16_rates  # it times packed layers, whose module imports this one
-
-        return units if bf16_rates().pays else None
-    return units
+    return None if units == "AVX512-BF16" and not bf16_rates().pays else units
 
 
 def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
@@ -311,7 +309,7 @@ class QuantizedLinear(nn.Module):
 class Bf16Linear(nn.Module):
     """A float32 `nn.Linear` whose product runs in bfloat16: its weight stored in bfloat16, its input cast to bfloat16,
     the product back in float32 and the bias added there. How a layer `quantize_linears` keeps out of int8 runs in a
-    float32 model on a CPU with bf16 units (`kept_layers`)."""
+    float32 model on a CPU whose bf16 units pay (`kept_layers`)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -337,10 +335,10 @@ class KeptLayers:
 
 
 def kept_layers(model: nn.Module, mode: str) -> KeptLayers:
-    """How `quantize_linears` keeps layers of `model` out of `mode`: int8 on a CPU with bf16 units, in bfloat16 (a
-    bfloat16 model's own layers; in a float32 model, whatever dtype was asked, as `Bf16Linear`) with the bound
-    `MAX_LAYER_ERROR_BF16`, where keeping a layer costs little (measured there); everywhere else (a GPU, a CPU
-    without bf16 units, where bf16 is emulated, fp8) in the model's dtype with `MAX_LAYER_ERROR`."""
+    """How `quantize_linears` keeps layers of `model` out of `mode`: int8 on a CPU whose bf16 units pay (`bf16_units`),
+    in bfloat16 (a bfloat16 model's own layers; in a float32 model, whatever dtype was asked, as `Bf16Linear`) with
+    the bound `MAX_LAYER_ERROR_BF16`, where keeping a layer costs little (measured there); everywhere else (a GPU, a
+    CPU whose bf16 is emulated or slower than float32, fp8) in the model's dtype with `MAX_LAYER_ERROR`."""
     if mode == "int8" and model.device.type == "cpu" and model.dtype in (torch.float32, torch.bfloat16) \
             and bf16_units() is not None:
         return KeptLayers(torch.bfloat16, MAX_LAYER_ERROR_BF16)

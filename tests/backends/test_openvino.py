@@ -50,12 +50,12 @@ def test_precisions_against_fp32_eager(policies):
     want = reference.get_action(observation, noise=noise)
     f32 = policies(backend="openvino", dtype="float32")
     assert largest_difference(f32.get_action(observation, noise=noise), want) < 1e-3
-    from gr00t_fast.model.precision import bf16_units
+    from gr00t_fast.model.quantize import bf16_flags
 
     for options in ({"dtype": "bfloat16"}, {"dtype": "float32", "quantize": "int8"}):
         policy = policies(backend="openvino", **options)
         difference = largest_difference(policy.get_action(observation, noise=noise), want)
-        moved = "quantize" in options or bf16_units() is not None  # OpenVINO computes f32 without bf16 units
+        moved = "quantize" in options or bf16_flags() is not None  # OpenVINO computes f32 without bf16 units
         assert (0 < difference if moved else 0 <= difference) and difference < 10, (options, difference)
     assert "int8 weights (NNCF)" in policies(backend="openvino", dtype="float32", quantize="int8").backend.precision
     assert f32.timings["backend"] == {"name": "openvino", "reason": "openvino: asked for (the default is torch)"}

@@ -3,12 +3,16 @@ measured once per machine and read from the cache after, an unreadable record me
 costing only the probe."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
+import torch
 
 from gr00t_fast.model import bf16_speed
 from gr00t_fast.model import quantize
 from gr00t_fast.model.bf16_speed import MIN_SPEEDUP, Bf16Rates
+from gr00t_fast.model.packed import PackedLinear
 
 real_bf16_units = quantize.bf16_units  # read at import: the suite's autouse fixture stands it in for each test
 
@@ -24,6 +28,14 @@ def probes(monkeypatch, tmp_path):
     bf16_speed.bf16_rates.cache_clear()
 
 
+def test_a_rate_is_a_finite_positive_number():
+    for bad in (0, -1.0, float("nan"), float("inf"), 1e308, True, "300", None):
+        with pytest.raises(ValueError, match="is not a measurement"):
+            Bf16Rates(bad, 100.0)
+        with pytest.raises(ValueError, match="is not a measurement"):
+            Bf16Rates(100.0, bad)
+
+
 def test_bf16_pays_from_the_speedup():
     assert not Bf16Rates(168.0, 287.0).pays  # the Intel Xeon without AMX
     assert Bf16Rates(440.0, 184.0).pays  # the AMD EPYC
@@ -37,12 +49,27 @@ def test_the_rates_are_measured_once_per_machine_then_read(probes, tmp_path):
     bf16_speed.bf16_rates.cache_clear()  # a later load, another process
     records[0].write_text(json.dumps({"bf16_gflops": 300.0, "float32_gflops": 200.0}))
     assert bf16_speed.bf16_rates() == Bf16Rates(300.0, 200.0) and len(probes) == 1
-    for broken in ("not json", json.dumps({"bf16": 1}), json.dumps([1, 2])):  # measured again, and rewritten
+    broken = ["not json", json.dumps({"bf16": 1}), json.dumps([1, 2]), "[" * 100_000 + "]" * 100_000,
+              *(json.dumps({"bf16_gflops": bad, "float32_gflops": 200.0}) for bad in (1e308, -5, 0, True, "300", None,
+                                                                                       [300])),
+              '{"bf16_gflops": Infinity, "float32_gflops": 200}', '{"bf16_gflops": 300, "float32_gflops": NaN}']
+    for record in broken:  # none is a measurement: measured again, and rewritten
         bf16_speed.bf16_rates.cache_clear()
-        records[0].write_text(broken)
-        assert bf16_speed.bf16_rates() == Bf16Rates(100.0, 200.0)
+        records[0].write_text(record)
+        assert bf16_speed.bf16_rates() == Bf16Rates(100.0, 200.0), record[:60]
         assert json.loads(records[0].read_text()) == {"bf16_gflops": 100.0, "float32_gflops": 200.0}
-    assert len(probes) == 4
+    assert len(probes) == 1 + len(broken)
+
+
+def test_a_record_is_kept_per_cpu_torch_and_instruction_set_cap(probes, monkeypatch, tmp_path):
+    bf16_speed.bf16_rates()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a capped oneDNN runs other kernels: its own record
+    bf16_speed.bf16_rates.cache_clear()
+    bf16_speed.bf16_rates()
+    monkeypatch.setattr(bf16_speed.torch, "__version__", "0.0.0")
+    bf16_speed.bf16_rates.cache_clear()
+    bf16_speed.bf16_rates()
+    assert len(probes) == 3 and len(list((tmp_path / "cache" / "cpu").glob("bf16_rates_*.json"))) == 3
 
 
 def test_an_unwritable_cache_costs_only_the_probe(probes, monkeypatch, tmp_path):
@@ -53,7 +80,7 @@ def test_an_unwritable_cache_costs_only_the_probe(probes, monkeypatch, tmp_path)
 
 def test_only_avx512_bf16_asks_the_measurement(monkeypatch):
     def measured(rates):
-        monkeypatch.setattr(bf16_speed, "bf16_rates", lambda: rates)
+        monkeypatch.setattr(quantize, "bf16_rates", lambda: rates)
 
     monkeypatch.setattr(quantize, "bf16_flags", lambda: "AVX512-BF16")
     measured(Bf16Rates(168.0, 287.0))
@@ -66,6 +93,36 @@ def test_only_avx512_bf16_asks_the_measurement(monkeypatch):
         assert real_bf16_units() == flags
 
 
-def test_the_probe_times_both_dtypes():
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"),
+                    reason="oneDNN's packed bf16 GEMM needs AVX512 (or AVX-NE-CONVERT); this CPU has AVX2 at most")
+def test_the_probe_times_bf16_packed_and_float32_and_leaves_the_random_state(monkeypatch):
+    ran, linear, forward = [], bf16_speed.F.linear, PackedLinear.forward
+    monkeypatch.setattr(bf16_speed.F, "linear", lambda x, w: ran.append(("F.linear", x.dtype)) or linear(x, w))
+    monkeypatch.setattr(PackedLinear, "forward", lambda self, x: ran.append(("packed", x.dtype)) or forward(self, x))
+    state = torch.get_rng_state()
     rates = bf16_speed.probe_rates(reps=1)
+    assert set(ran) == {("packed", torch.bfloat16), ("F.linear", torch.float32)} and len(ran) == 4
+    assert torch.equal(torch.get_rng_state(), state)
     assert 0 < rates.bf16_gflops < float("inf") and 0 < rates.float32_gflops < float("inf")
+    with pytest.raises(ValueError, match="reps must be >= 1"):
+        bf16_speed.probe_rates(reps=0)
+
+
+def test_the_rule_reads_the_measurement_end_to_end(probes, monkeypatch, tiny_checkpoint):
+    """dtype="auto" on a CPU whose flags say AVX512-BF16: float32 where the probe measured bf16 slower, bfloat16 where
+    faster (the real `bf16_units` and precision rule; only the flags and the probe stood in)."""
+    from gr00t_fast.model import load_model
+    from gr00t_fast.model import precision
+
+    monkeypatch.delenv(precision.AUTO_DTYPE_ENV, raising=False)
+    monkeypatch.setattr(precision, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
+    for module in (quantize, precision):
+        monkeypatch.setattr(module, "bf16_flags", lambda: "AVX512-BF16")
+    model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
+    assert model.dtype == torch.float32 and len(probes) == 1
+    assert model.precision.reason == ("AVX512-BF16, but its bf16 matmuls measured 100 GFLOP/s against float32's 200 "
+                                      "on this CPU: bf16 does not pay")
+    monkeypatch.setattr(bf16_speed, "probe_rates", lambda: Bf16Rates(300.0, 200.0))
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(Path(os.environ["GR00T_FAST_CACHE"]) / "another_machine"))
+    bf16_speed.bf16_rates.cache_clear()
+    assert load_model(tiny_checkpoint, device="cpu", dtype="auto").dtype == torch.bfloat16

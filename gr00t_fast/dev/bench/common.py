@@ -21,6 +21,7 @@ from gr00t_fast.backends import synchronize
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.packed import PackedLinear, packed_layers
+from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.quantize import bf16_flags, bf16_units
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -144,9 +145,8 @@ def git_commit() -> str | None:
 
 
 CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # bf16 / int8 units
-# what caps the instruction sets the libraries use below the CPU's flags (to measure a lesser CPU class on this one):
-# torch's kernels, oneDNN (torch's and OpenVINO's), OpenVINO's own kernels, MKL
-ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "MKL_ENABLE_INSTRUCTIONS")
+# `ISA_CAPS` (`gr00t_fast.model.bf16_speed`): what caps the instruction sets the libraries use below the CPU's flags
+# (to measure a lesser CPU class on this one), recorded in every result's environment
 
 
 def cpuinfo_field(name: str) -> str | None:
@@ -224,7 +224,7 @@ def reset_peak_rss() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-MATMUL_PROBE = (320, 2048, 2048)  # (rows, inner, columns): a full-size LLM projection over one camera's prompt
+MATMUL_PROBE = PROBE  # (rows, inner, columns): the precision rule's probe (`gr00t_fast.model.bf16_speed`)
 
 
 def matmul_rate(dtype: torch.dtype, device: torch.device, reps: int = 20) -> float:
