@@ -5,10 +5,11 @@ measured as the stack less its layers), what lies outside the stacks, pre- and p
 cost the most (a kind: one name with its layer index as `*`, e.g. `llm.layers.*.mlp.down_proj`, summed over the
 layers); and torch.profiler's operators over one call.
 
-Times are medians over `--reps` calls of `policy.get_action` on `bench ab`'s observation and noise, with a forward
-hook timing every Linear layer and stack (a CPU runs its kernels synchronously; the hooks cost a few us a layer, and
-the calls' totals are compared with the ab file's int8 median in the result). The target's gap is read from `--ab`
-(NVIDIA's fp32 median there over `--target` is the budget a call must fit in; the int8 row's median is what it takes).
+Times are medians over `--reps` calls of `policy.get_action` on `bench ab`'s observation and noise, after a warm-up
+call (which also computes the action head's step tables: their few-row float layers do not run in the timed calls).
+A forward hook times every Linear layer and stack: a CPU runs its kernels synchronously, and the hooks cost a few us
+a layer. The target's gap is read from `--ab`, a run on this CPU: NVIDIA's fp32 median there over `--target` is the
+budget a call must fit in, the int8 row's median is what it takes.
 
     python benchmarks/int8_profile.py --model_path ~/.cache/gr00t_fast/full_fp32 --ab AB.json --target 4 \\
         --out benchmarks/results/cpu/int8_profile_full.json
@@ -25,12 +26,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gr00t_fast.dev.bench.common import bench_noise, bench_observation, write_result
+from gr00t_fast.dev.bench.common import bench_noise, bench_observation, environment, write_result
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear, transformer_stacks
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
-KINDS = {QuantizedLinear: "int8 layers", Bf16Linear: "layers kept in bf16", nn.Linear: "float layers"}
+KINDS = {QuantizedLinear: "int8_layers", Bf16Linear: "layers_kept_in_bf16", nn.Linear: "float_layers"}
 NVIDIA_FP32 = "NVIDIA in-process fp32"
 TOP_KINDS = 12
 TOP_OPS = 15
@@ -38,8 +39,14 @@ TOP_OPS = 15
 
 def ab_target(path: str, target: float) -> dict:
     """The int8 row of a `bench ab` result against NVIDIA's fp32 over `target`: the budget and the gap, in ms."""
-    rows = {row["name"]: row for row in json.loads(Path(path).read_text())["configurations"]}
-    int8 = [row for row in rows.values() if row.get("quantize") == "int8" and row["name"].startswith("gr00t-fast torch")]
+    data = json.loads(Path(path).read_text())
+    here = environment(torch.device("cpu"))
+    if (data["environment"]["cpu"], data["environment"]["cpu_flags"]) != (here["cpu"], here["cpu_flags"]):
+        raise SystemExit(f"--ab {path}: measured on {data['environment']['cpu']}, not this CPU ({here['cpu']}): a "
+                         f"target's gap is read on the CPU class it was measured on")
+    rows = {row["name"]: row for row in data["configurations"]}
+    int8 = [row for row in rows.values()
+            if row.get("quantize") == "int8" and row["name"].startswith("gr00t-fast torch")]
     if NVIDIA_FP32 not in rows or len(int8) != 1:
         raise SystemExit(f"--ab {path}: expected one {NVIDIA_FP32!r} row and one gr00t-fast torch int8 row")
     budget = rows[NVIDIA_FP32]["median"] / target
@@ -98,9 +105,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench_out/int8_profile.json")
     args = parser.parse_args()
-    if args.reps < 1 or args.target <= 0:
-        parser.error("--reps must be >= 1 and --target > 0")
-    target = ab_target(args.ab, args.target)  # a bad file is named before the load
+    if args.reps < 1 or args.target <= 0 or args.threads < 1:
+        parser.error("--reps and --threads must be >= 1 and --target > 0")
+    target = ab_target(args.ab, args.target)  # a bad file, or one of another CPU, is named before the load
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).touch()  # an unwritable --out fails here, not after the load and the calls
 
     policy = load_policy(args.model_path, quantize="int8", device="cpu", dtype="float32", threads=args.threads)
     observation, noise = bench_observation(policy), bench_noise(policy)
@@ -111,15 +120,17 @@ def main() -> None:
             if type(layer) in KINDS:
                 clock.time(layer, f"{stack_name}|{KINDS[type(layer)]}|{layer_kind(f'{stack_name}.{name}')}")
     call = lambda: policy.get_action(observation, noise=noise)  # noqa: E731
-    call()
-    clock.take()
     calls = []
-    for _ in range(args.reps):
-        start = time.perf_counter()
-        call()
-        calls.append({"call": 1e3 * (time.perf_counter() - start), **policy.timings["last"], **clock.take()})
-    for hook in clock.hooks:
-        hook.remove()
+    try:
+        call()  # the warm-up also fills the action head's step tables: their layers do not run in the timed calls
+        clock.take()
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            call()
+            calls.append({"call": 1e3 * (time.perf_counter() - start), **policy.timings["last"], **clock.take()})
+    finally:
+        for hook in clock.hooks:
+            hook.remove()
     median = {key: statistics.median(c.get(key, 0.0) for c in calls) for key in calls[0]}
 
     stacks = {}
@@ -146,8 +157,9 @@ def main() -> None:
     profiled_ms = sum(e.self_cpu_time_total for e in ops) / 1e3
     operators = [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3} for e in ops[:TOP_OPS]]
 
-    print(f"{args.target:g}x NVIDIA fp32 ({target['nvidia_fp32_ms']:.0f} ms): a budget of {target['budget_ms']:.0f} ms; "
-          f"int8 took {target['int8_ms']:.0f} ms in {args.ab} ({target['gap_ms']:+.0f} ms); here {stages['call_ms']:.0f} ms a call")
+    print(f"{args.target:g}x NVIDIA fp32 ({target['nvidia_fp32_ms']:.0f} ms): a budget of {target['budget_ms']:.0f} "
+          f"ms; int8 took {target['int8_ms']:.0f} ms in {args.ab} ({target['gap_ms']:+.0f} ms); here "
+          f"{stages['call_ms']:.0f} ms a call")
     for stack_name, row in stacks.items():
         print(f"  {stack_name:<18}" + "  ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in row.items()))
     for row in kinds[:TOP_KINDS]:

@@ -375,6 +375,29 @@ INT8_COLUMNS = {"full_int8": "full", "full_int8_outliers": "full, outliers", "sm
 INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize int8`")
 
 
+# the same `bench ab` int8 runs on an Intel Xeon with AVX512-BF16 and AVX512-VNNI (AVX512-FP16, AVX-VNNI; no AMX)
+INT8_XEON = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_xeon_avx512bf16_2026-11-26.json"
+             for run in ("full_int8", "full_int8_outliers", "small_int8")}
+PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
+PROFILE_PARTS = {"int8 layers": "int8_layers_ms", "layers kept in bf16": "layers_kept_in_bf16_ms",
+                 "float layers": "float_layers_ms", "the rest of the stack": "rest_ms"}
+PROFILE_VERDICTS = {"int8_layers": "int8", "layers_kept_in_bf16": "bf16 (kept out of int8)", "float_layers": "float"}
+
+
+def stack_row(label: str, stack: str) -> Row:
+    """A quantized stack's row of `int8_profile.py`'s breakdown: its time, and its parts."""
+    return Row(label, lambda d: {"total_ms": d["stacks"][stack]["total_ms"], **d["stacks"][stack]})
+
+
+def stage_row(label: str, key: str) -> Row:
+    """A part of `int8_profile.py`'s call outside the stacks: its time alone."""
+    return Row(label, lambda d: {"total_ms": d["stages"][key]})
+
+
+def part(key: str) -> Callable[[Record], str]:
+    return lambda r: ms(r[key]) if key in r else "-"
+
+
 LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
 EVAL_COMPARE = "cpu/eval_compare_small.json"
@@ -477,6 +500,57 @@ SECTIONS = [
                  "the inputs: \"Within NVIDIA's own bf16?\" below).",
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
+    Section("On an Intel Xeon with bf16 and VNNI units", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
+            plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
+            text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
+                 "AVX512-FP16 and AVX-VNNI, no AMX (the flags `lscpu` printed beside the runs are in the files). "
+                 "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
+                 "observation.",
+            table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
+                                                           for run, file in INT8_XEON.items()],
+                        rows=[NVIDIA_MS, *INT8_ROWS, *(Row(f"{row.label}: largest difference", row.pick,
+                                                           metric=deviation) for row in INT8_ROWS)])),
+    Section("Where a full-size `--quantize int8` call goes", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
+            text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
+                 "median of the same `bench ab` run, then where a call of that load goes "
+                 "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
+                 "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
+            table=Table(corner="", columns=[
+                Col("NVIDIA fp32", INT8_XEON["full_int8"], lambda d: ms(d["median"])),
+                Col("budget at 4x", INT8_XEON["full_int8"], lambda d: ms(d["median"] / 4)),
+                Col("`--quantize int8`", INT8_XEON["full_int8"], lambda d: ms(d["int8"]["median"])),
+                Col("over the budget", INT8_XEON["full_int8"], lambda d: f"{d['int8']['median'] - d['median'] / 4:+,.0f} "
+                    f"ms ({d['int8']['median'] / (d['median'] / 4) - 1:+.0%})"),
+                Col("a call in the profile", PROFILE, lambda d: ms(d["stages"]["call_ms"]))],
+                rows=[Row("full size, 4 steps", lambda d: {**configuration(PATHS["NVIDIA fp32"])(d),
+                                                          "int8": configuration(PATHS["torch `--quantize int8`"])(d)}
+                          if "configurations" in d else d)])),
+    Section("Its parts", level=4,
+            table=Table(corner="full size, `--quantize int8`", columns=[
+                Col("time", PROFILE, part("total_ms")),
+                *(Col(label, PROFILE, part(key)) for label, key in PROFILE_PARTS.items())], rows=[
+                stack_row("SigLIP (vision)", "vision"), stack_row("Qwen3 (LLM)", "llm"),
+                stack_row("VL self-attention", "vl_self_attention"), stack_row("DiT (4 steps)", "dit"),
+                stage_row("backbone outside the stacks", "backbone_outside_stacks_ms"),
+                stage_row("action head outside the stacks", "action_head_outside_stacks_ms"),
+                stage_row("preprocessing", "preprocess_ms"), stage_row("postprocessing", "postprocess_ms"),
+                stage_row("the call", "call_ms")])),
+    Section("The layer kinds that cost the most", level=4,
+            text="A kind: one layer name with its index as `*`, its layers summed.",
+            table=Table(corner="", columns=[
+                Col("layer kind", PROFILE, lambda r: f"`{r['kind']}`"),
+                Col("runs as", PROFILE, lambda r: PROFILE_VERDICTS[r["verdict"]]),
+                Col("time", PROFILE, lambda r: ms(r["ms"]))],
+                rows=[Row(str(i + 1), lambda d, i=i: d["layer_kinds"][i]) for i in range(8)])),
+    Section("Its operators", level=4,
+            text="torch.profiler over one call of the same load, the operators by their own time. The int8 matmuls "
+                 "run near this CPU's int8 rate; 4x here needs the per-token activation quantization and the rescale "
+                 "(`abs`, `amax`, `div`, `round`, `mul_`, casts) fused into them, what `--backend compile` does, not "
+                 "run here at full size (history.md).",
+            table=Table(corner="", columns=[
+                Col("operator", PROFILE, lambda r: f"`{r['op']}`"), Col("calls", PROFILE, lambda r: str(r["calls"])),
+                Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],
+                rows=[Row(str(i + 1), lambda d, i=i: d["operators"][i]) for i in range(10)])),
     Section("Within NVIDIA's own bf16?", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
                  "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "
