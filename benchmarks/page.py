@@ -386,7 +386,7 @@ PROFILE_VERDICTS = {"int8_layers": "int8", "layers_kept_in_bf16": "bf16 (kept ou
 
 def stack_row(label: str, stack: str) -> Row:
     """A quantized stack's row of `int8_profile.py`'s breakdown: its time, and its parts."""
-    return Row(label, lambda d: {"total_ms": d["stacks"][stack]["total_ms"], **d["stacks"][stack]})
+    return Row(label, lambda d: d["stacks"][stack])
 
 
 def stage_row(label: str, key: str) -> Row:
@@ -500,17 +500,19 @@ SECTIONS = [
                  "the inputs: \"Within NVIDIA's own bf16?\" below).",
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
-    Section("On an Intel Xeon with bf16 and VNNI units", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
+    Section("On an Intel Xeon with bf16 and VNNI units", level=3,
+            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
             plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
-                 "AVX512-FP16 and AVX-VNNI, no AMX (the flags `lscpu` printed beside the runs are in the files). "
+                 "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: `results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
                                                            for run, file in INT8_XEON.items()],
                         rows=[NVIDIA_MS, *INT8_ROWS, *(Row(f"{row.label}: largest difference", row.pick,
                                                            metric=deviation) for row in INT8_ROWS)])),
-    Section("Where a full-size `--quantize int8` call goes", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
+    Section("Where a full-size `--quantize int8` call goes", level=3,
+            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
             text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
                  "median of the same `bench ab` run, then where a call of that load goes "
                  "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
@@ -519,8 +521,9 @@ SECTIONS = [
                 Col("NVIDIA fp32", INT8_XEON["full_int8"], lambda d: ms(d["median"])),
                 Col("budget at 4x", INT8_XEON["full_int8"], lambda d: ms(d["median"] / 4)),
                 Col("`--quantize int8`", INT8_XEON["full_int8"], lambda d: ms(d["int8"]["median"])),
-                Col("over the budget", INT8_XEON["full_int8"], lambda d: f"{d['int8']['median'] - d['median'] / 4:+,.0f} "
-                    f"ms ({d['int8']['median'] / (d['median'] / 4) - 1:+.0%})"),
+                Col("over the budget", INT8_XEON["full_int8"],
+                    lambda d: f"{d['int8']['median'] - d['median'] / 4:+,.0f} ms "
+                              f"({d['int8']['median'] / (d['median'] / 4) - 1:+.0%})"),
                 Col("a call in the profile", PROFILE, lambda d: ms(d["stages"]["call_ms"]))],
                 rows=[Row("full size, 4 steps", lambda d: {**configuration(PATHS["NVIDIA fp32"])(d),
                                                           "int8": configuration(PATHS["torch `--quantize int8`"])(d)}
@@ -541,16 +544,19 @@ SECTIONS = [
                 Col("layer kind", PROFILE, lambda r: f"`{r['kind']}`"),
                 Col("runs as", PROFILE, lambda r: PROFILE_VERDICTS[r["verdict"]]),
                 Col("time", PROFILE, lambda r: ms(r["ms"]))],
-                rows=[Row(str(i + 1), lambda d, i=i: d["layer_kinds"][i]) for i in range(8)])),
+                rows=[Row(str(i + 1), lambda d, i=i: d["layer_kinds"][i] if i < len(d["layer_kinds"]) else None)
+                      for i in range(8)])),
     Section("Its operators", level=4,
-            text="torch.profiler over one call of the same load, the operators by their own time. The int8 matmuls "
-                 "run near this CPU's int8 rate; 4x here needs the per-token activation quantization and the rescale "
-                 "(`abs`, `amax`, `div`, `round`, `mul_`, casts) fused into them, what `--backend compile` does, not "
-                 "run here at full size (history.md).",
+            text="torch.profiler over one call of the same load, the operators by their own time. `_int_mm` ran "
+                 "at about 850 GOP/s over the call (a scratch check of the 320x2048x2048 product alone: 1,014 GOP/s, "
+                 "no result file). The per-token activation quantization and the rescale (`abs`, `amax`, `div`, "
+                 "`round`, `mul_`, casts) take about 220 ms: 4x here needs them nearly free, e.g. fused with each "
+                 "other as Inductor does under `--backend compile` (not run here at full size; history.md).",
             table=Table(corner="", columns=[
                 Col("operator", PROFILE, lambda r: f"`{r['op']}`"), Col("calls", PROFILE, lambda r: str(r["calls"])),
                 Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],
-                rows=[Row(str(i + 1), lambda d, i=i: d["operators"][i]) for i in range(10)])),
+                rows=[Row(str(i + 1), lambda d, i=i: d["operators"][i] if i < len(d["operators"]) else None)
+                      for i in range(10)])),
     Section("Within NVIDIA's own bf16?", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
                  "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "

@@ -6,13 +6,13 @@ AMX ran the same product in bf16 at 168 GFLOP/s against float32's 287 (why was n
 default in bf16 ran at 0.91x NVIDIA's fp32 where float32 ran at 1.23x (benchmarks/history.md, 2026-11-26). So on a
 CPU with AVX512-BF16 and no AMX, the first load times that product (`PROBE`) in both dtypes and keeps what it
 measured in the cache folder (`bf16_rates`). bf16 is timed as the eager path would run it (oneDNN-packed,
-`gr00t_fast.model.packed`, where torch has oneDNN), float32 as `F.linear`, alternating, the fastest of `REPS` each
+`gr00t_fast.model.packed`, where oneDNN packs it), float32 as `F.linear`, alternating, the fastest of `REPS` each
 (well under a second), on inputs of their own generator (the process's random state is left as it was). The record
-is keyed by the CPU (its model name and flags), torch's version and the instruction-set caps in the environment
-(`ISA_CAPS`), so every later load on this machine reads the same verdict; one process measures at a time, the others
-read what it wrote. bf16 pays where its rate is at least `MIN_SPEEDUP` x float32's (measured 0.59x and 2.1-3.0x: far
-from it either way). An unwritable cache only costs the probe again at the next load; a record that is not two
-finite positive rates is measured again.
+is keyed by the CPU (its model name and flags), torch's version, the instruction-set caps in the environment
+(`ISA_CAPS`), the thread count and the probe itself, so every later load on this machine (at that thread count)
+reads the same verdict; one process measures at a time, the others read what it wrote. bf16 pays where its rate is
+at least `MIN_SPEEDUP` x float32's (measured 0.59x and 2.1-3.0x: far from it either way). An unwritable cache only
+costs the probe again at the next load; a record that is not two finite positive rates is measured again.
 """
 
 import functools
@@ -36,10 +36,12 @@ __all__ = ["Bf16Rates", "ISA_CAPS", "MIN_SPEEDUP", "PROBE", "bf16_rates", "probe
 
 PROBE = (320, 2048, 2048)  # (rows, inner, columns): a full-size LLM projection over one camera's prompt
 REPS = 5
+VERSION = 1  # of the probe and its record: a changed probe measures again
 MIN_SPEEDUP = 1.25  # bf16 pays from this many times float32's rate
 MAX_GFLOPS = 1e7  # a rate above this is not a measurement of a CPU (10 PFLOP/s)
 # the variables that cap the instruction sets the libraries' kernels use (ATen's, oneDNN's, OpenVINO's, MKL's)
-ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "MKL_ENABLE_INSTRUCTIONS")
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA",
+            "MKL_ENABLE_INSTRUCTIONS")
 _measuring = threading.Lock()
 
 
@@ -73,13 +75,16 @@ def probe_rates(reps: int = REPS) -> Bf16Rates:
     generator = torch.Generator().manual_seed(0)
     x, weight = torch.randn(m, k, generator=generator), torch.randn(n, k, generator=generator) / k**0.5
     x16, weight16 = x.to(torch.bfloat16), weight.to(torch.bfloat16)
+    bf16 = lambda: F.linear(x16, weight16)  # noqa: E731 - where oneDNN cannot pack it
     if torch.backends.mkldnn.is_available():  # the eager path's own GEMM where bf16 pays (`packed.packing_pays`)
         linear = torch.nn.Linear(k, n, bias=False, device="meta")  # no draw from the process's random state
         linear.weight = torch.nn.Parameter(weight16, requires_grad=False)
-        packed = PackedLinear(linear)
-        bf16 = lambda: packed(x16)  # noqa: E731
-    else:
-        bf16 = lambda: F.linear(x16, weight16)  # noqa: E731
+        try:  # oneDNN capped below AVX-512 (ONEDNN_MAX_CPU_ISA) may refuse packed bf16
+            packed = PackedLinear(linear)
+            packed(x16)
+            bf16 = lambda: packed(x16)  # noqa: E731
+        except RuntimeError:
+            pass
     calls = {"bf16": bf16, "float32": lambda: F.linear(x, weight)}
     best = dict.fromkeys(calls, math.inf)
     with torch.inference_mode():
@@ -93,7 +98,7 @@ def probe_rates(reps: int = REPS) -> Bf16Rates:
 
 
 def _record_path() -> Path:
-    """The record of this CPU, torch and instruction-set caps in the cache folder."""
+    """The record of this CPU, torch, instruction-set caps, thread count and probe in the cache folder."""
     try:
         lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith(("model name", "flags"))]
@@ -101,7 +106,8 @@ def _record_path() -> Path:
     except OSError:
         cpu = ""
     caps = [f"{name}={os.environ.get(name, '')}" for name in ISA_CAPS]
-    key = "\n".join([cpu or platform.processor() or platform.machine(), torch.__version__, *caps])
+    probe = f"probe {VERSION}: {PROBE} x {REPS}, {torch.get_num_threads()} threads"
+    key = "\n".join([cpu or platform.processor() or platform.machine(), torch.__version__, *caps, probe])
     return cache_dir() / "cpu" / f"bf16_rates_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 

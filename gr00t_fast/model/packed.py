@@ -58,9 +58,9 @@ def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def packing_pays(model: nn.Module) -> bool:
     """Whether `model` runs faster packed: bfloat16 on a CPU whose bf16 units pay (`bf16_units`: AMX, or AVX512-BF16
     measured faster than float32) and a torch built with oneDNN. Elsewhere `dtype="auto"` runs float32, and a bf16
-    model pinned there runs unpacked (full size on an Intel Xeon whose AVX512-BF16 is slower than float32: 0.86x
-    NVIDIA's fp32 unpacked, 0.91x packed in an earlier run; benchmarks/history.md); float32 layers gained -7% to +11%
-    packed on AVX512 and are left as they are."""
+    model pinned there runs unpacked (full size on an Intel Xeon whose AVX512-BF16 is slower than float32: 6.07 s a
+    call unpacked, 6.10 s packed, two runs; benchmarks/history.md); float32 layers gained -7% to +11% packed on AVX512
+    and are left as they are."""
     return (model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
             and bf16_units() is not None)
 

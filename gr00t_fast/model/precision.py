@@ -2,16 +2,17 @@
 every load, with the reason why.
 
 On CUDA it is bfloat16 (NVIDIA's own default for N1.5). On a CPU it is bfloat16 where the CPU has bf16 units that
-pay (AMX tiles, or AVX512-BF16 where this machine measured bf16 matmuls faster than float32, once, then read from the
-cache: `gr00t_fast.model.bf16_speed`; an Intel Xeon's AVX512-BF16 without AMX ran them at 0.59x) and the checkpoint
-has at least `BF16_MIN_PARAMETERS` parameters; everywhere else float32, the exact path. Measured on AVX512-BF16
-(benchmarks/history.md, "Packed bf16 weights"; current ratios: benchmarks/README.md, "Which path is fastest on my
-CPU?"): the tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-bound and the
-casts cost more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about 3x. An earlier
-version timed both dtypes at every load: the choice then moved with the machine's load (24 float32 and 8 bfloat16
-loads of one checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at full size. Now the
-dtype is known before the first weight is read, so the weights are read straight into it; the one probe a machine
-with AVX512-BF16 and no AMX runs is a single matmul, kept for every later load.
+pay (AMX tiles, or AVX512-BF16 where this machine measured bf16 matmuls at 1.25x float32's rate or more, once, then
+read from the cache: `gr00t_fast.model.bf16_speed`; an Intel Xeon's AVX512-BF16 without AMX ran them at 0.59x) and
+the checkpoint has at least `BF16_MIN_PARAMETERS` parameters; everywhere else float32, the exact path. Measured on
+AVX512-BF16 (benchmarks/history.md, "Packed bf16 weights"; current ratios: benchmarks/README.md, "Which path is
+fastest on my CPU?"): the tiny checkpoints (about 1-2M parameters) run faster in float32, their calls are overhead-
+bound and the casts cost more than the matmuls save; the 48M checkpoint runs 2.2x faster in bf16, full size about
+3x. An earlier version timed both dtypes at every load: the choice then moved with the machine's load (24 float32
+and 8 bfloat16 loads of one checkpoint in an afternoon), held two copies of the weights, and cost 20 s a load at
+full size. Now the dtype is known before the first weight is read, so the weights are read straight into it; the one
+probe a machine with AVX512-BF16 and no AMX runs (one matmul shape, timed a few times, for a checkpoint of 10M
+parameters or more) is kept for every later load.
 
 With `--quantize int8` on a CPU it is float32 whatever the CPU (unless pinned): the int8 matmuls rescale into the
 model's dtype, and in bfloat16 the rest of the network adds its own rounding to theirs (48M, calibrated on 8
@@ -94,15 +95,15 @@ def auto_cpu_precision(parameters: int, quantize: str | None = None) -> Precisio
     if quantize == "int8":
         return Precision(torch.float32, "auto", "int8 matmuls rescale into float32: bf16 around them would add its "
                                                 "own rounding to theirs")
-    units = bf16_units()
-    if units is None and bf16_flags() is not None:
-        return Precision(torch.float32, "auto", f"{bf16_flags()}, but {bf16_rates()} on this CPU: bf16 does not pay")
-    if units is None:
+    flags = bf16_flags()
+    if flags is None:
         return Precision(torch.float32, "auto", f"this CPU has no AMX or AVX512-BF16 (torch capability "
                                                 f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be emulated")
     size = f"{parameters / 1e6:.1f}M parameters"
-    if parameters >= BF16_MIN_PARAMETERS:
-        return Precision(torch.bfloat16, "auto", f"{units} and {size} (bf16 pays from "
-                                                 f"{BF16_MIN_PARAMETERS / 1e6:.0f}M)")
-    return Precision(torch.float32, "auto", f"{units}, but {size}: below {BF16_MIN_PARAMETERS / 1e6:.0f}M calls are "
-                                            "overhead-bound and bf16 does not pay")
+    if parameters < BF16_MIN_PARAMETERS:  # decided before any probe: a small checkpoint never waits for one
+        return Precision(torch.float32, "auto", f"{flags}, but {size}: below {BF16_MIN_PARAMETERS / 1e6:.0f}M calls "
+                                                "are overhead-bound and bf16 does not pay")
+    units = bf16_units()
+    if units is None:
+        return Precision(torch.float32, "auto", f"{flags}, but {bf16_rates()} on this CPU: bf16 does not pay")
+    return Precision(torch.bfloat16, "auto", f"{units} and {size} (bf16 pays from {BF16_MIN_PARAMETERS / 1e6:.0f}M)")

@@ -108,6 +108,7 @@ def test_the_precision_rule_and_what_it_refuses(policies, monkeypatch):
     assert openvino_options("auto", None, big)["precision"] == "f32"  # the suite pins dtype auto to float32
     monkeypatch.delenv(AUTO_DTYPE_ENV)
     monkeypatch.setattr("gr00t_fast.model.precision.bf16_units", lambda: "AVX512-BF16")
+    monkeypatch.setattr("gr00t_fast.model.precision.bf16_flags", lambda: "AVX512-BF16")
     assert openvino_options("auto", None, big) == {"precision": "bf16", "weights": None}
     assert openvino_options("auto", None, tiny)["precision"] == "f32"  # the rule's 10M floor, as for torch
     assert "below 10M calls are overhead-bound" in describe("f32", None, "auto", tiny)

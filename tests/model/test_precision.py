@@ -68,6 +68,7 @@ def test_avx512_bf16_measured_slower_than_float32_means_float32(unpinned, tiny_c
 
 def test_bf16_units_and_a_small_checkpoint_mean_float32_bitwise(unpinned, tiny_checkpoint):
     unpinned.setattr(precision_module, "bf16_units", lambda: "AVX512-BF16")
+    unpinned.setattr(precision_module, "bf16_flags", lambda: "AVX512-BF16")
     model = load_model(tiny_checkpoint, device="cpu", dtype="auto")
     assert model.dtype == torch.float32 and floating_dtypes(model) == {torch.float32}
     assert model.precision.reason == ("AVX512-BF16, but 1.3M parameters: below 10M calls are overhead-bound and bf16 "
@@ -79,6 +80,7 @@ def test_bf16_units_and_a_small_checkpoint_mean_float32_bitwise(unpinned, tiny_c
 def test_bf16_units_and_a_large_checkpoint_read_the_weights_as_bf16(unpinned, tiny_checkpoint):
     """Every load the same dtype, and the weights read straight into it (no float32 copy on the way)."""
     unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "bf16_flags", lambda: "AMX")
     unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
     seen = read_dtypes(unpinned)
     models = [load_model(tiny_checkpoint, device="cpu", dtype="auto") for _ in range(3)]
@@ -93,6 +95,7 @@ def test_int8_runs_in_float32_where_auto_would_pick_bf16(unpinned, tiny_checkpoi
     weights read so), the int8 matmuls rescaling into it, the layers int8 keeps out in bfloat16 there; the load line
     says why."""
     unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "bf16_flags", lambda: "AMX")
     unpinned.setattr("gr00t_fast.model.quantize.bf16_units", lambda: "AMX")
     unpinned.setattr("gr00t_fast.model.quantize.int8_units", lambda: "AMX")
     unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 1_000_000)  # the tiny checkpoint counts as large
@@ -135,6 +138,7 @@ def test_policy_reports_the_choice(unpinned, tiny_checkpoint, capsys):
 
 def test_auto_with_an_exported_backend_is_the_device_default(unpinned, tiny_checkpoint):
     unpinned.setattr(precision_module, "bf16_units", lambda: "AMX")
+    unpinned.setattr(precision_module, "bf16_flags", lambda: "AMX")
     unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 0)
     policy = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False)
     assert policy.dtype == torch.float32 and policy.precision.reason == "the default on cpu"

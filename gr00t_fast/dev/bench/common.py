@@ -169,7 +169,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        # the bf16 units the precision rule counts: AMX, or AVX512-BF16 where bf16 matmuls measured faster here
+        # the bf16 units the precision rule counts: AMX, or AVX512-BF16 where bf16 matmuls measured >= 1.25x float32
         "bf16_units": bf16_units() if device.type == "cpu" else None,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
         "torch_threads": torch.get_num_threads(), "threads": cpu_threads.as_dict() | {"text": cpu_threads.describe()},
