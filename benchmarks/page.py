@@ -504,7 +504,8 @@ SECTIONS = [
             cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
             plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
-                 "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: `results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`). "
+                 "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
@@ -616,7 +617,8 @@ SECTIONS = [
                  "in a process of its own, the two kinds alternating: its peak resident memory (the process's, "
                  "~240 MB of it torch and gr00t-fast imported before the load), that peak over the bytes of the "
                  "weights the loaded model holds (int8, the 12 layers kept in bf16, and the layers and tables that "
-                 "stay float32), and each load's time (three of each, load average ~1.5 on 2 cores, the page cache not controlled: "
+                 "stay float32), and each load's time (three of each, load average ~1.5 on 2 cores, the page cache "
+                 "not controlled: "
                  "a layer at a time no slower here; an earlier run had read 84 and 68 s against 38 and 48 s, not "
                  "explained). A layer at a time: the "
                  "float32 weights of the layers int8 converts read as the example call reaches them and to convert "
