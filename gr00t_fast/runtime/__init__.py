@@ -1,5 +1,5 @@
 """Process-level concerns shared by every layer: the one torch thread every PyTorch call runs on
-(`torch_thread`), its CPU threads on a shared machine (`threads`), heap trimming (`heap`), whole-or-absent writes (`atomic`), telling a Ctrl-C apart from an error (`interrupt`) and the cache directory
+(`torch_thread`), its CPU threads on a shared machine (`threads`), heap trimming (`heap`), whole-or-absent writes (`atomic`), the CPU's /proc/cpuinfo fields (`cpuinfo`), telling a Ctrl-C apart from an error (`interrupt`) and the cache directory
 (`cache`, its folders made by one process at a time) and progress lines for long work (`progress`). Nothing here
 imports another gr00t-fast package.
 
@@ -14,7 +14,7 @@ _HOMES = {
     "lazy_names": "lazy", "keep_freed_memory": "heap", "release_freed_memory": "heap",
     "raised_by_interrupt": "interrupt", "exit_if_busy": "torch_thread", "on_torch_thread": "torch_thread",
     "run_on_torch_thread": "torch_thread", "use_device": "torch_thread", "cpu_threads": "threads",
-    "usable_cpus": "threads", "staged": "atomic", "write_atomic": "atomic",
+    "usable_cpus": "threads", "staged": "atomic", "write_atomic": "atomic", "cpuinfo_field": "cpuinfo",
 }
 __all__ = sorted(_HOMES)
 

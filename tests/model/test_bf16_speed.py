@@ -13,6 +13,7 @@ from gr00t_fast.model import bf16_speed
 from gr00t_fast.model import quantize
 from gr00t_fast.model.bf16_speed import MIN_SPEEDUP, Bf16Rates
 from gr00t_fast.model.packed import PackedLinear
+from gr00t_fast.runtime import cpuinfo
 
 real_bf16_units = quantize.bf16_units  # read at import: the suite's autouse fixture stands it in for each test
 
@@ -69,7 +70,12 @@ def test_a_record_is_kept_per_cpu_torch_and_instruction_set_cap(probes, monkeypa
     monkeypatch.setattr(bf16_speed.torch, "__version__", "0.0.0")
     bf16_speed.bf16_rates.cache_clear()
     bf16_speed.bf16_rates()
-    assert len(probes) == 3 and len(list((tmp_path / "cache" / "cpu").glob("bf16_rates_*.json"))) == 3
+    other_cpu = tmp_path / "cpuinfo"
+    other_cpu.write_text("processor\t: 0\nmodel name\t: Another CPU\nflags\t\t: avx2 avx512_bf16\n")
+    monkeypatch.setattr(cpuinfo, "CPUINFO", other_cpu)
+    bf16_speed.bf16_rates.cache_clear()
+    bf16_speed.bf16_rates()
+    assert len(probes) == 4 and len(list((tmp_path / "cache" / "cpu").glob("bf16_rates_*.json"))) == 4
 
 
 def test_an_unwritable_cache_costs_only_the_probe(probes, monkeypatch, tmp_path):

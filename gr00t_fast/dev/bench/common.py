@@ -23,6 +23,7 @@ from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.packed import PackedLinear, packed_layers
 from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.quantize import bf16_flags, bf16_units
+from gr00t_fast.runtime.cpuinfo import cpuinfo_field
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.policy.config import PolicyConfig
@@ -147,14 +148,6 @@ def git_commit() -> str | None:
 CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # bf16 / int8 units
 # `ISA_CAPS` (`gr00t_fast.model.bf16_speed`): what caps the instruction sets the libraries use below the CPU's flags
 # (to measure a lesser CPU class on this one), recorded in every result's environment
-
-
-def cpuinfo_field(name: str) -> str | None:
-    """The first `name: value` of /proc/cpuinfo (None where there is none)."""
-    if not Path("/proc/cpuinfo").exists():
-        return None
-    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.split(":", 1)[0].strip() == name), None)
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -1,0 +1,22 @@
+"""/proc/cpuinfo's fields (`gr00t_fast.runtime.cpuinfo`): the first of each name, None where there is none."""
+
+from gr00t_fast.runtime import cpuinfo
+from gr00t_fast.runtime.cpuinfo import cpuinfo_field
+
+
+def test_the_first_value_of_a_field(monkeypatch, tmp_path):
+    text = tmp_path / "cpuinfo"
+    text.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx2 avx512_vnni\n\n"
+                    "processor\t: 1\nmodel name\t: Second socket\nmodel name extra\t: no\n")
+    monkeypatch.setattr(cpuinfo, "CPUINFO", text)
+    assert cpuinfo_field("model name") == "Intel(R) Xeon(R) Processor"
+    assert cpuinfo_field("flags") == "fpu avx2 avx512_vnni"
+    assert cpuinfo_field("model") is None  # a name is matched whole, not as a prefix
+    assert cpuinfo_field("cpu MHz") is None
+
+
+def test_no_file_is_no_field(monkeypatch, tmp_path):
+    monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path / "absent")
+    assert cpuinfo_field("flags") is None
+    monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path)  # a folder: unreadable as text
+    assert cpuinfo_field("flags") is None
