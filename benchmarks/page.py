@@ -378,6 +378,11 @@ INT8_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "torch `--quantize 
 # the same `bench ab` int8 runs on an Intel Xeon with AVX512-BF16 and AVX512-VNNI (AVX512-FP16, AVX-VNNI; no AMX)
 INT8_XEON = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_xeon_avx512bf16_2026-11-26.json"
              for run in ("full_int8", "full_int8_outliers", "small_int8")}
+# the next day, on the same Xeon: full size with `--backends torch,compile`, float32 and `--quantize int8` rows only
+COMPILE_XEON = "cpu/ab_full_compile_reps8_xeon_avx512bf16_2026-11-27.json"
+XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON}
+XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
+                  "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
 PROFILE_PARTS = {"int8 layers": "int8_layers_ms", "layers kept in bf16": "layers_kept_in_bf16_ms",
                  "float layers": "float_layers_ms", "the rest of the stack": "rest_ms"}
@@ -392,6 +397,17 @@ def stack_row(label: str, stack: str) -> Row:
 def stage_row(label: str, key: str) -> Row:
     """A part of `int8_profile.py`'s call outside the stacks: its time alone."""
     return Row(label, lambda d: {"total_ms": d["stages"][key]})
+
+
+def budget(backend: str) -> Callable[[Record], Record | None]:
+    """A `bench ab` file's NVIDIA fp32 row with `backend`'s int8 row under "int8"; the profile (of the torch
+    backend's int8) as it is for "torch", none for another backend."""
+    def pick(data: Record) -> Record | None:
+        if "configurations" not in data:
+            return data if backend == "torch" else None
+        return {**configuration(PATHS["NVIDIA fp32"])(data),
+                "int8": configuration(PATHS[f"{backend} `--quantize int8`"])(data)}
+    return pick
 
 
 def part(key: str) -> Callable[[Record], str]:
@@ -505,17 +521,19 @@ SECTIONS = [
             plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
                  "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
-                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`). "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`, `..._2026-11-27.txt`). The last column is a "
+                 "run of the next day on the same machine with `--backends torch,compile` (float32 rows only; its own NVIDIA baseline). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
-            table=Table(corner="path", best=ratio, columns=[Col(INT8_COLUMNS[run], file, speedup)
-                                                           for run, file in INT8_XEON.items()],
-                        rows=[NVIDIA_MS, *INT8_ROWS, *(Row(f"{row.label}: largest difference", row.pick,
-                                                           metric=deviation) for row in INT8_ROWS)])),
+            table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
+                                                           for label, file in XEON_COLUMNS.items()],
+                        rows=[NVIDIA_MS, *XEON_ROWS, *(Row(f"{row.label}: largest difference", row.pick,
+                                                           metric=deviation) for row in XEON_ROWS)])),
     Section("Where a full-size `--quantize int8` call goes", level=3,
             cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
             text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
-                 "median of the same `bench ab` run, then where a call of that load goes "
+                 "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
+                 "for 15 min on these 2 cores, Inductor's cache serves later loads), then where an eager call goes "
                  "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
                  "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
             table=Table(corner="", columns=[
@@ -526,9 +544,11 @@ SECTIONS = [
                     lambda d: f"{d['int8']['median'] - d['median'] / 4:+,.0f} ms "
                               f"({d['int8']['median'] / (d['median'] / 4) - 1:+.0%})"),
                 Col("a call in the profile", PROFILE, lambda d: ms(d["stages"]["call_ms"]))],
-                rows=[Row("full size, 4 steps", lambda d: {**configuration(PATHS["NVIDIA fp32"])(d),
-                                                          "int8": configuration(PATHS["torch `--quantize int8`"])(d)}
-                          if "configurations" in d else d)])),
+                rows=[Row("full size, 4 steps", budget("torch")),
+                      Row("the same, `--backend compile` (the next day)", budget("compile"),
+                          file={"NVIDIA fp32": COMPILE_XEON, "budget at 4x": COMPILE_XEON,
+                                "`--quantize int8`": COMPILE_XEON, "over the budget": COMPILE_XEON,
+                                "a call in the profile": PROFILE})])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
@@ -551,8 +571,8 @@ SECTIONS = [
             text="torch.profiler over one call of the same load, the operators by their own time. `_int_mm` ran "
                  "at about 850 GOP/s over the call (a scratch check of the 320x2048x2048 product alone: 1,014 GOP/s, "
                  "no result file). The per-token activation quantization and the rescale (`abs`, `amax`, `div`, "
-                 "`round`, `mul_`, casts) take about 220 ms: 4x here needs them nearly free, e.g. fused with each "
-                 "other as Inductor does under `--backend compile` (not run here at full size; history.md).",
+                 "`round`, `mul_`, casts) take about 220 ms: 4x here needs them nearly free. Inductor fuses them "
+                 "(with GELU, the norms and the residuals) under `--backend compile`: 4.29x the next day, above.",
             table=Table(corner="", columns=[
                 Col("operator", PROFILE, lambda r: f"`{r['op']}`"), Col("calls", PROFILE, lambda r: str(r["calls"])),
                 Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],
