@@ -405,8 +405,8 @@ def budget(backend: str) -> Callable[[Record], Record | None]:
     def pick(data: Record) -> Record | None:
         if "configurations" not in data:
             return data if backend == "torch" else None
-        return {**configuration(PATHS["NVIDIA fp32"])(data),
-                "int8": configuration(PATHS[f"{backend} `--quantize int8`"])(data)}
+        nvidia, int8 = (configuration(PATHS[path])(data) for path in ("NVIDIA fp32", f"{backend} `--quantize int8`"))
+        return nvidia and int8 and {**nvidia, "int8": int8}
     return pick
 
 
@@ -521,8 +521,12 @@ SECTIONS = [
             plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
                  "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
-                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`, `..._2026-11-27.txt`). The last column is a "
-                 "run of the next day on the same machine with `--backends torch,compile` (float32 rows only; its own NVIDIA baseline). "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`, "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27.txt`). "
+                 "The last column is a run of the next day on a machine of the same CPU model and flags with "
+                 "`--backends torch,compile` (float32 rows only; its own NVIDIA baseline, whose in-process median "
+                 "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
+                 "4.13x [4.08, 4.22], eager int8 at 3.46x). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -571,8 +575,9 @@ SECTIONS = [
             text="torch.profiler over one call of the same load, the operators by their own time. `_int_mm` ran "
                  "at about 850 GOP/s over the call (a scratch check of the 320x2048x2048 product alone: 1,014 GOP/s, "
                  "no result file). The per-token activation quantization and the rescale (`abs`, `amax`, `div`, "
-                 "`round`, `mul_`, casts) take about 220 ms: 4x here needs them nearly free. Inductor fuses them "
-                 "(with GELU, the norms and the residuals) under `--backend compile`: 4.29x the next day, above.",
+                 "`round`, `mul_`, casts) take about 220 ms: 4x here needs them nearly free. Compiled "
+                 "(`--backend compile`, where Inductor may fuse them with each other and with their neighbours; "
+                 "its code was not inspected) the call ran at 4.29x the next day, above.",
             table=Table(corner="", columns=[
                 Col("operator", PROFILE, lambda r: f"`{r['op']}`"), Col("calls", PROFILE, lambda r: str(r["calls"])),
                 Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],

@@ -1,7 +1,8 @@
 """Process-level concerns shared by every layer: the one torch thread every PyTorch call runs on
-(`torch_thread`), its CPU threads on a shared machine (`threads`), heap trimming (`heap`), whole-or-absent writes (`atomic`), the CPU's /proc/cpuinfo fields (`cpuinfo`), telling a Ctrl-C apart from an error (`interrupt`) and the cache directory
-(`cache`, its folders made by one process at a time) and progress lines for long work (`progress`). Nothing here
-imports another gr00t-fast package.
+(`torch_thread`), its CPU threads on a shared machine (`threads`), heap trimming (`heap`), whole-or-absent writes
+(`atomic`), the CPU's /proc/cpuinfo fields (`cpuinfo`), telling a Ctrl-C apart from an error (`interrupt`) and the
+cache directory (`cache`, its folders made by one process at a time) and progress lines for long work (`progress`).
+Nothing here imports another gr00t-fast package.
 
 (`torch_thread`, the decorator, is `gr00t_fast.runtime.torch_thread.torch_thread`: the package attribute is the module.)
 Names resolve on first use (`lazy`, as `gr00t_fast` and `gr00t_fast.policy` resolve theirs), so that

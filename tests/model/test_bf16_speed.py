@@ -71,11 +71,15 @@ def test_a_record_is_kept_per_cpu_torch_and_instruction_set_cap(probes, monkeypa
     bf16_speed.bf16_rates.cache_clear()
     bf16_speed.bf16_rates()
     other_cpu = tmp_path / "cpuinfo"
-    other_cpu.write_text("processor\t: 0\nmodel name\t: Another CPU\nflags\t\t: avx2 avx512_bf16\n")
-    monkeypatch.setattr(cpuinfo, "CPUINFO", other_cpu)
-    bf16_speed.bf16_rates.cache_clear()
-    bf16_speed.bf16_rates()
-    assert len(probes) == 4 and len(list((tmp_path / "cache" / "cpu").glob("bf16_rates_*.json"))) == 4
+    for model, flags, mhz, measured in [("Another CPU", "avx2 avx512_bf16", "2000.0", 4),  # another model: its own
+                                        ("Another CPU", "avx2 avx512_bf16", "3123.4", 4),  # its clock: the same CPU
+                                        ("Another CPU", "avx2 avx512_bf16 amx_tile", "2000.0", 5)]:  # other flags
+        other_cpu.write_text(f"processor\t: 0\nmodel name\t: {model}\ncpu MHz\t\t: {mhz}\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(cpuinfo, "CPUINFO", other_cpu)
+        bf16_speed.bf16_rates.cache_clear()
+        bf16_speed.bf16_rates()
+        assert len(probes) == measured, (model, flags, mhz)
+    assert len(list((tmp_path / "cache" / "cpu").glob("bf16_rates_*.json"))) == 5
 
 
 def test_an_unwritable_cache_costs_only_the_probe(probes, monkeypatch, tmp_path):

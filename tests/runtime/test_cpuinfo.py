@@ -15,6 +15,12 @@ def test_the_first_value_of_a_field(monkeypatch, tmp_path):
     assert cpuinfo_field("cpu MHz") is None
 
 
+def test_the_benchmarks_read_the_same_reader():
+    from gr00t_fast.dev.bench import common  # its old home, kept importable
+
+    assert common.cpuinfo_field is cpuinfo_field
+
+
 def test_no_file_is_no_field(monkeypatch, tmp_path):
     monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path / "absent")
     assert cpuinfo_field("flags") is None
