@@ -148,14 +148,25 @@ class CompiledBackend(PyTorchBackend):
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
-        """As `PyTorchBackend.configure`; int8 where it runs on FBGEMM (a CPU without VNNI or AMX) is refused before
-        any weight is read: torch.compile cannot trace FBGEMM's packed weights (fullgraph)."""
+        """As `PyTorchBackend.configure`; int8 on a CPU is refused before any weight is read where it runs on FBGEMM
+        (a CPU without VNNI or AMX: torch.compile cannot trace FBGEMM's packed weights, fullgraph) and where
+        Inductor's weight freezing is on (`TORCHINDUCTOR_FREEZING=1`): it turns `torch._int_mm` into oneDNN's
+        quantized linear with int8 activations, a reference kernel on an AVX512-VNNI Xeon (23-26 s for one
+        320x2048x2048 product against 3-6 ms with uint8 ones; benchmarks/history.md, 2026-11-27)."""
         request = super().configure(request)
         engine = int8_engine("cpu") if request.quantize == "int8" and request.on_cpu() else None
         if engine is not None and engine.name == "fbgemm":
             raise ValueError(f"--backend compile --quantize int8 compiles torch._int_mm (oneDNN: fast with VNNI or "
                              f"AMX); int8 runs on FBGEMM here ({engine.reason}), which torch.compile cannot trace: "
                              "use --backend torch")
+        if engine is not None:
+            import torch._inductor.config as inductor_config
+
+            if inductor_config.freezing:
+                raise ValueError("--backend compile --quantize int8 with Inductor's weight freezing on "
+                                 "(TORCHINDUCTOR_FREEZING=1): freezing hands torch._int_mm's int8 activations to "
+                                 "oneDNN's quantized linear, whose int8-activation kernel took seconds a layer on "
+                                 "a CPU: unset TORCHINDUCTOR_FREEZING, or use --backend torch")
         return request
 
     def __init__(self, model: torch.nn.Module, mode: str | None = None, backend: str = "inductor",

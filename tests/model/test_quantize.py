@@ -16,6 +16,7 @@ from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_
 from gr00t_fast.loading import load_policy, quantize_model
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.model.loading import build_meta_model, is_complete
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
@@ -355,6 +356,27 @@ def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_che
     cpu_has(None)
     with pytest.raises(ValueError, match=r"int8 runs on FBGEMM here \(no VNNI or AMX.*\), which torch.compile cannot "
                                          "trace: use --backend torch"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
+
+
+def test_compiled_int8_under_inductor_freezing_is_refused_before_the_weights(tiny_checkpoint, cpu_has, monkeypatch):
+    """Freezing turns `torch._int_mm` into oneDNN's quantized linear with int8 activations: seconds a layer on an
+    AVX512-VNNI Xeon (benchmarks/history.md, 2026-11-27)."""
+    import torch._inductor.config as inductor_config
+
+    def freezing(on: bool) -> None:  # Inductor's config is per thread: set where the load and the compiles run, as
+        run_on_torch_thread(lambda: setattr(inductor_config, "freezing", on))  # TORCHINDUCTOR_FREEZING=1 sets all
+
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    cpu_has("AVX512-VNNI")
+    try:
+        freezing(True)
+        with pytest.raises(ValueError, match=r"weight freezing on \(TORCHINDUCTOR_FREEZING=1\).*unset "
+                                             "TORCHINDUCTOR_FREEZING, or use --backend torch"):
+            load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
+    finally:
+        freezing(False)
+    with pytest.raises(pytest.fail.Exception, match="the weights were read"):  # without it: past the check
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
 
 
