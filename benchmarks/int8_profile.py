@@ -8,8 +8,10 @@ layers); and torch.profiler's operators over one call.
 Times are medians over `--reps` calls of `policy.get_action` on `bench ab`'s observation and noise, after a warm-up
 call (which also computes the action head's step tables: their few-row float layers do not run in the timed calls).
 A forward hook times every Linear layer and stack: a CPU runs its kernels synchronously, and the hooks cost a few us
-a layer. The target's gap is read from `--ab`, a run on this CPU: NVIDIA's fp32 median there over `--target` is the
-budget a call must fit in, the int8 row's median is what it takes.
+a layer. The layers run eagerly (`GR00T_FAST_COMPILE_BLOCKS=0`): compiled blocks (the torch backend's int8 default on
+oneDNN, `gr00t_fast.backends.regional`) cannot be timed layer by layer, so this is where the eager call goes. The
+target's gap is read from `--ab`, a run on this CPU: NVIDIA's fp32 median there over `--target` is the budget a call
+must fit in, the int8 row's median is what it takes.
 
     python benchmarks/int8_profile.py --model_path ~/.cache/gr00t_fast/full_fp32 --ab AB.json --target 4 \\
         --out benchmarks/results/cpu/int8_profile_full.json
@@ -17,6 +19,7 @@ budget a call must fit in, the int8 row's median is what it takes.
 
 import argparse
 import json
+import os
 import re
 import statistics
 import time
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation, environment, write_result
+from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear, transformer_stacks
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -111,6 +115,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).touch()  # an unwritable --out fails here, not after the load and the calls
 
+    os.environ[COMPILE_BLOCKS_ENV] = "0"  # hooks time each layer: its eager code
     policy = load_policy(args.model_path, quantize="int8", device="cpu", dtype="float32", threads=args.threads)
     observation, noise = bench_observation(policy), bench_noise(policy)
     model, clock = policy.model, Clock()

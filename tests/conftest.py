@@ -2,7 +2,10 @@
 
 `dtype="auto"` (the default) is pinned to float32 for the whole suite and the processes it starts: on a CPU with
 bf16 units it picks bf16 for the larger checkpoints, and the suite compares actions exactly
-(tests/model/test_precision.py tests the choice itself). What gr00t-fast caches (demo checkpoints, exported graphs)
+(tests/model/test_precision.py tests the choice itself). The torch backend's int8 transformer blocks stay eager
+(`GR00T_FAST_COMPILE_BLOCKS=0`): compiled, every int8 load would spend tens of seconds in Inductor, and int8 levels
+a float rounding apart flip where the suite compares int8 runs; tests/backends/test_regional.py turns them on. What
+gr00t-fast caches (demo checkpoints, exported graphs)
 goes to a folder of this test session, never the user's `~/.cache/gr00t_fast`."""
 
 import atexit
@@ -23,10 +26,12 @@ if _WORKER.startswith("gw") and hasattr(os, "sched_setaffinity"):
 
 import pytest
 
+from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from shared_data import shared_path
 
 os.environ[AUTO_DTYPE_ENV] = "float32"
+os.environ[COMPILE_BLOCKS_ENV] = "0"
 os.environ["GR00T_FAST_CACHE"] = tempfile.mkdtemp(prefix="gr00t_fast_test_cache_")
 atexit.register(shutil.rmtree, os.environ["GR00T_FAST_CACHE"], ignore_errors=True)
 

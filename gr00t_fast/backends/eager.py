@@ -1,11 +1,14 @@
-"""`torch` backend: the model's own modules, eagerly, timed per part."""
+"""`torch` backend: the model's own modules, eagerly, timed per part (an int8 model on a CPU with its transformer
+blocks compiled: `gr00t_fast.backends.regional`)."""
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest, StageClock
 from gr00t_fast.backends.pytorch import PyTorchBackend, pack_model
+from gr00t_fast.backends.regional import CompiledBlocks, blocks_compile, check_compile_blocks_env, transformer_blocks
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.rtc import RtcRequest, rtc_sample
 
@@ -14,14 +17,30 @@ class TorchBackend(PyTorchBackend):
     """Eager PyTorch: the backbone, then the action head, with the split between them marked."""
 
     name = "torch"
+    blocks: CompiledBlocks | None = None  # set by `load` where the int8 model's blocks compile
+
+    @classmethod
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        """As `PyTorchBackend.configure`; a bad `GR00T_FAST_COMPILE_BLOCKS` is refused before any weight is read."""
+        check_compile_blocks_env()
+        return super().configure(request)
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:
-        """Quantized as asked, then its Linear layers packed for oneDNN where that pays (`pack_model`): `model`
-        itself is changed, the caller's model included."""
+        """Quantized as asked, then its Linear layers packed for oneDNN where that pays (`pack_model`), an int8 model's
+        transformer blocks compiled on a CPU (`blocks_compile`): `model` itself is changed, the caller's model
+        included."""
         backend = super().load(model, request)
         pack_model(model)
+        if blocks_compile(model):
+            backend.blocks = CompiledBlocks(transformer_blocks(model))
+            if model.precision is not None:
+                model.precision = replace(model.precision, compiled_blocks=len(backend.blocks.blocks))
         return backend
+
+    @property
+    def fallback(self) -> str | None:
+        return None if self.blocks is None else self.blocks.fallback
 
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         mask = inputs.attention_mask if inputs.isolate_padding else None
@@ -35,10 +54,18 @@ class TorchBackend(PyTorchBackend):
                                                              inputs.embodiment_id, noise, num_steps, request, mask))
 
     def _run(self, inputs: ModelInputs, sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        clock = self.split = StageClock(self.device)
-        clock.mark()
-        features = self.model.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
-        clock.mark()
-        actions = sample(features)
-        clock.mark()
+        def call() -> torch.Tensor:
+            clock = self.split = StageClock(self.device)
+            clock.mark()
+            features = self.model.backbone(inputs.input_ids, inputs.attention_mask, inputs.pixel_values)
+            clock.mark()
+            actions = sample(features)
+            clock.mark()
+            return actions
+
+        if self.blocks is None:
+            return call()
+        actions = self.blocks.run(call)
+        if self.blocks.fallback and self.model.precision is not None and self.model.precision.compiled_blocks:
+            self.model.precision = replace(self.model.precision, compiled_blocks=0)  # reports say what runs
         return actions

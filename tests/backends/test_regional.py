@@ -1,0 +1,190 @@
+"""The torch backend's int8 model with its transformer blocks compiled one by one (`gr00t_fast.backends.regional`):
+where it happens, that the blocks trace whole with dynamic shapes (one graph for every prompt length), that autograd
+runs their own code, and that a failing compiler leaves the model's own code running, said once. The suite keeps the
+blocks eager (conftest.py); these tests turn them on. Traced with "aot_eager" (no C++ compile); Inductor itself in the
+slow lane."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torch._dynamo.utils
+
+from gr00t_fast.backends import eager
+from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, blocks_compile,
+                                          check_compile_blocks_env, transformer_blocks)
+from gr00t_fast.dev.bench.common import bench_noise, bench_observation
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model import load_model
+from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
+from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+from gr00t_fast.runtime.torch_thread import run_on_torch_thread
+
+
+@pytest.fixture
+def blocks_on(monkeypatch):
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
+
+
+def traced_policy(checkpoint, monkeypatch, **options):
+    """An int8 policy of `checkpoint` whose blocks run as "aot_eager" traces them (the load's own wiring)."""
+    monkeypatch.setattr(eager, "CompiledBlocks", functools.partial(CompiledBlocks, backend="aot_eager"))
+    return load_policy(checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False, **options)
+
+
+def test_the_blocks_are_every_layer_of_each_stack_in_order(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    cfg = model.config
+    kinds = [type(block).__name__ for block in transformer_blocks(model)]
+    counts = [("SiglipLayer", cfg.vision.num_layers), ("Qwen3Layer", cfg.llm.num_layers),
+              ("SelfAttentionBlock", cfg.vl_self_attention.num_layers), ("DiTBlock", cfg.dit.num_layers)]
+    assert kinds == [kind for kind, count in counts for _ in range(count)]
+    assert len({id(block) for block in transformer_blocks(model)}) == len(kinds)
+
+
+def test_blocks_compile_only_where_int8_runs_on_onednn(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    assert not blocks_compile(model)  # float: nothing to fuse
+    quantize_linears(model, "int8")
+    assert blocks_compile(model)
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
+    assert not blocks_compile(model)
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
+    for layer in model.modules():  # FBGEMM's packed weights cannot be traced
+        if isinstance(layer, QuantizedLinear):
+            layer.engine = "fbgemm"
+    assert not blocks_compile(model)
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2"])
+def test_a_bad_compile_blocks_value_is_refused_before_the_weights(tiny_checkpoint, monkeypatch, value):
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, value)
+    with pytest.raises(ValueError, match=f"{COMPILE_BLOCKS_ENV}={value!r}: expected 0"):
+        check_compile_blocks_env()
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("weights read"))
+    with pytest.raises(ValueError, match=COMPILE_BLOCKS_ENV):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
+
+
+def test_an_int8_load_compiles_its_blocks_and_says_so(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    blocks = transformer_blocks(policy.model)
+    assert policy.backend.blocks.blocks == blocks and all("forward" in vars(block) for block in blocks)
+    assert policy.precision.compiled_blocks == len(blocks)
+    assert f"its {len(blocks)} transformer blocks compiled" in str(policy.precision)
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
+    assert traced_policy(tiny_checkpoint, monkeypatch).backend.blocks is None
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
+    assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).backend.blocks is None
+
+
+def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt(
+        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    observation, noise = bench_observation(policy), bench_noise(policy)
+    prompts = ["pick", "pick up the red cube and put it in the box", "pick up the red cube, then the blue one, "
+               "and put both of them in the box on the left side of the table"]
+    graphs = torch._dynamo.utils.counters["stats"]
+    compiled, unique = [], []
+    for prompt in prompts:
+        observation[policy.data_config.language_key] = [prompt]
+        compiled.append(policy.get_action(observation, noise=noise))
+        unique.append(graphs["unique_graphs"])
+    assert unique[0] == unique[1] == unique[2]  # dynamic shapes: another prompt length compiles nothing
+    policy.backend.blocks.switch(False)
+    for prompt, actions in zip(prompts, compiled):
+        observation[policy.data_config.language_key] = [prompt]
+        own = policy.get_action(observation, noise=noise)
+        for key in own:
+            assert abs(actions[key] - own[key]).max() < 1e-4, (prompt, key)
+    assert policy.backend.fallback is None
+
+
+def test_autograd_runs_the_blocks_own_code(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_linears(model, "int8")
+    blocks = CompiledBlocks(transformer_blocks(model), backend="aot_eager")
+    calls = []
+    blocks.compiled = [lambda *a, **k: calls.append(1) for _ in blocks.blocks]
+    blocks.switch(True)
+    block = model.backbone.eagle_model.vision_model.vision_model.encoder.layers[0]
+    x = torch.randn(1, 5, block.layer_norm1.normalized_shape[0], requires_grad=True)
+    with torch.enable_grad():
+        out = block(x)
+    assert calls == [] and out.requires_grad
+    with torch.no_grad():
+        block(x)
+    assert calls == [1]
+
+
+def failing_compiler(graph, example_inputs):
+    raise RuntimeError("no working C++ compiler")
+
+
+def test_a_failing_compiler_leaves_the_model_s_own_code_said_once(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                  monkeypatch):
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    observation, noise = bench_observation(policy), bench_noise(policy)
+    policy.backend.blocks.switch(False)
+    own = policy.get_action(observation, noise=noise)
+    blocks = policy.backend.blocks = CompiledBlocks(transformer_blocks(policy.model), backend=failing_compiler)
+    with pytest.warns(RuntimeWarning, match="compiling the int8 transformer blocks failed \\(RuntimeError: no "
+                                            "working C\\+\\+ compiler\\); their own code runs from now on") as caught:
+        actions = policy.get_action(observation, noise=noise)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert all((actions[key] == own[key]).all() for key in own)
+    assert not blocks.on and policy.backend.fallback == blocks.fallback and policy.precision.compiled_blocks == 0
+    policy.get_action(observation, noise=noise)  # no second warning: pytest's "error" filter would raise it
+
+
+def test_a_call_the_model_s_own_code_refuses_too_keeps_the_blocks_compiled(tiny_checkpoint, int8_at_every_size,
+                                                                          blocks_on, monkeypatch):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_linears(model, "int8")
+    blocks = CompiledBlocks(transformer_blocks(model), backend=failing_compiler)
+
+    block = blocks.blocks[0]
+    x = torch.randn(1, 5, block.layer_norm1.normalized_shape[0])
+
+    def call():
+        block(x)  # compiled: the failing compiler raises here
+        raise ValueError("a bad call")  # the model's own code gets this far
+
+    with pytest.raises(ValueError, match="a bad call"):
+        run_on_torch_thread(lambda: blocks.run(call))
+    assert blocks.on and blocks.fallback is None
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_int8_blocks_into_the_eager_actions(tiny_checkpoint, int8_at_every_size, blocks_on):
+    """The load's own compile, Inductor's C++ kernels: close to the blocks' own code (int8 levels a float rounding
+    apart may flip: not bit for bit), for two prompt lengths."""
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")  # the warm-up compiles
+    assert policy.backend.blocks.on and policy.backend.fallback is None
+    observation, noise = bench_observation(policy), bench_noise(policy)
+    for prompt in ["pick", "pick up the red cube and put it in the box on the left"]:
+        observation[policy.data_config.language_key] = [prompt]
+        compiled = policy.get_action(observation, noise=noise)
+        policy.backend.blocks.switch(False)
+        own = policy.get_action(observation, noise=noise)
+        policy.backend.blocks.switch(True)
+        for key in own:
+            assert abs(compiled[key] - own[key]).max() < 0.05 * (abs(own[key]).max() + 1), (prompt, key)
+
+
+@pytest.mark.slow
+def test_guided_real_time_chunking_runs_through_the_compiled_blocks(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                   monkeypatch):
+    """Its VJP (autograd on) runs the blocks' own code, the rest of the sampler their compiled code: the actions of
+    the blocks' own code throughout."""
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    observation = policy.dummy_observation()
+    noise = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    first = policy.get_action(observation, noise=noise, rtc=RtcRequest("freeze", np.zeros((0, 0), np.float32), 0))
+    rtc = RtcRequest("guided", first[RTC_CHUNK_KEY][4:], 3)
+    compiled = policy.get_action(observation, noise=noise, rtc=rtc)
+    policy.backend.blocks.switch(False)
+    own = policy.get_action(observation, noise=noise, rtc=rtc)
+    assert abs(compiled[RTC_CHUNK_KEY] - own[RTC_CHUNK_KEY]).max() < 1e-4
+    assert policy.backend.fallback is None
