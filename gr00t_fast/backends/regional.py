@@ -10,8 +10,9 @@ stack's blocks share one compiled code (Dynamo reuses it for every layer of the 
 prompt length, batch size and camera count runs the code the warm-up compiled. Inductor keeps it in
 `cache_dir()/inductor` (`keep_compiled_code`): a later load reads it instead of compiling.
 
-Where it runs (`blocks_compile`): int8 on oneDNN's `torch._int_mm` with at least one layer converted. FBGEMM's packed
-weights cannot be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend
+Where it runs (`blocks_compile`): int8 on oneDNN's `torch._int_mm` with at least one layer converted and no layer
+packed for oneDNN (`gr00t_fast.model.packed`: a bfloat16 model pinned where bf16 pays). FBGEMM's packed weights cannot
+be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend
 compile` or `cuda-graph` for the same purpose. `GR00T_FAST_COMPILE_BLOCKS=0` keeps the blocks eager.
 A call with autograd on (guided real-time chunking's VJP) runs the blocks' own code. Where compiling fails (no C++
 compiler, a fault of the compiler), the blocks' own code runs from then on, said once in one line.
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from gr00t_fast.backends.compiled import allow_compiled_shapes, inductor_options, keep_compiled_code
+from gr00t_fast.model.packed import packed_layers
 from gr00t_fast.model.quantize import QuantizedLinear, transformer_stacks
 from gr00t_fast.runtime.cache import locked
 from gr00t_fast.runtime.progress import ticking
@@ -57,8 +59,9 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
 
 def blocks_compile(model: nn.Module) -> bool:
     """Whether the torch backend compiles `model`'s transformer blocks (module docstring): a CPU model with int8
-    layers on oneDNN, not turned off by `COMPILE_BLOCKS_ENV`."""
-    return model.device.type == "cpu" and check_compile_blocks_env() and any(
+    layers on oneDNN and none packed for oneDNN (a bfloat16 model where bf16 pays: `torch.compile` cannot read a
+    packed weight, and that path was measured packed), not turned off by `COMPILE_BLOCKS_ENV`."""
+    return model.device.type == "cpu" and check_compile_blocks_env() and not packed_layers(model) and any(
         isinstance(m, QuantizedLinear) and m.engine == "onednn" for m in model.modules())
 
 

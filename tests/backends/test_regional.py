@@ -16,7 +16,8 @@ from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, bl
                                           check_compile_blocks_env, transformer_blocks)
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation
 from gr00t_fast.loading import load_policy
-from gr00t_fast.model import load_model
+from gr00t_fast.model import load_model, packed
+from gr00t_fast.model.packed import pack_linears
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -51,6 +52,11 @@ def test_blocks_compile_only_where_int8_runs_on_onednn(tiny_checkpoint, int8_at_
     monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
     assert not blocks_compile(model)
     monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
+    monkeypatch.setattr(packed, "bf16_units", lambda: "AMX")
+    bf16 = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
+    quantize_linears(bf16, "int8")
+    assert blocks_compile(bf16) and pack_linears(bf16)
+    assert not blocks_compile(bf16)  # oneDNN-packed weights cannot be traced: that path stays packed and eager
     for layer in model.modules():  # FBGEMM's packed weights cannot be traced
         if isinstance(layer, QuantizedLinear):
             layer.engine = "fbgemm"
