@@ -23,6 +23,7 @@ import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -134,6 +135,15 @@ class EagerCheck:
         return own
 
 
+@contextlib.contextmanager
+def compiling(code_cache: Path | None, desc: str, new: bool) -> Iterator[None]:
+    """Around a compiled call: where it is `new` (it compiles), Inductor's cache `code_cache` for this process alone
+    (`runtime.cache.locked`: a second process compiling the same code waits, then reads it) and `desc` as a progress
+    line; nothing otherwise."""
+    with locked(code_cache) if new and code_cache else contextlib.nullcontext(), ticking(desc, enabled=new):
+        yield
+
+
 def allow_compiled_shapes() -> None:
     """Let one compiled model take `MAX_COMPILED_SHAPES` input shapes (Dynamo's `recompile_limit`; a higher limit
     set by the user is kept)."""
@@ -206,10 +216,8 @@ class CompiledBackend(PyTorchBackend):
         key = signature(inputs, noise, num_steps)
         new = (f"torch.compile: compiling for batch {inputs.batch_size}, {inputs.input_ids.shape[1]} prompt tokens, "
                f"{inputs.pixel_values.shape[0]} images, {num_steps} steps (once per input shape, a minute or more)")
-        compiling = key not in self.compiled_shapes
         # a second process compiling the same shape waits for the first, then loads its code from the cache
-        with locked(self.code_cache) if compiling and self.code_cache else contextlib.nullcontext(), \
-                ticking(new, enabled=compiling):
+        with compiling(self.code_cache, new, key not in self.compiled_shapes):
             actions = self.whole_call(*args)
         self.compiled_shapes.add(key)
         own = self.eager_check(key, actions, args) if self.check else None

@@ -8,8 +8,9 @@ import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest, StageClock
 from gr00t_fast.backends.pytorch import PyTorchBackend, pack_model
-from gr00t_fast.backends.regional import CompiledBlocks, blocks_compile, check_compile_blocks_env, transformer_blocks
+from gr00t_fast.backends.regional import CompiledBlocks, blocks_compile, check_compile_blocks_env
 from gr00t_fast.model.inputs import ModelInputs
+from gr00t_fast.model.quantize import transformer_blocks
 from gr00t_fast.model.rtc import RtcRequest, rtc_sample
 
 
@@ -65,7 +66,8 @@ class TorchBackend(PyTorchBackend):
 
         if self.blocks is None:
             return call()
-        actions = self.blocks.run(call)
+        # what Dynamo compiles anew for: a batch past 1 (it specializes sizes of 1), no_grad after inference_mode
+        actions = self.blocks.run(call, key=(inputs.batch_size > 1, torch.is_inference_mode_enabled()))
         if self.blocks.fallback and self.model.precision is not None and self.model.precision.compiled_blocks:
             self.model.precision = replace(self.model.precision, compiled_blocks=0)  # reports say what runs
         return actions

@@ -1,6 +1,7 @@
 """What the backends running the PyTorch model (torch, compile, cuda-graph) make of it as they load: its matmuls
 quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by the eager backend where that pays
-(`pack_model`) and plain for the others, which compile or capture it (packed weights cannot be read there)."""
+(`pack_model`) and its int8 transformer blocks compiled by it (`gr00t_fast.backends.regional`), plain for the others,
+which compile or capture it (packed weights cannot be read there)."""
 
 from dataclasses import replace
 from typing import Callable, Collection, Sequence
@@ -69,9 +70,14 @@ class PyTorchBackend(Backend):
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:
-        """The model's layers plain (a model packed for the eager backend before is unpacked), quantized as asked."""
+        """The model's layers plain (a model packed for the eager backend before is unpacked, its compiled blocks get
+        their own forward back), quantized as asked."""
+        from gr00t_fast.backends.regional import uncompile_blocks  # it imports the compile backend, which imports this
+
         if unpack_linears(model) and model.precision is not None:
             model.precision = replace(model.precision, packed_layers=0)
+        if uncompile_blocks(model) and model.precision is not None:
+            model.precision = replace(model.precision, compiled_blocks=0)
         if request.quantize is not None:
             quantize_model(model, request.quantize, request.calibration)
         return super().load(model, request)

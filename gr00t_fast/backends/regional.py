@@ -5,35 +5,37 @@ Eagerly, `--quantize int8`'s per-token activation quantization and its rescale a
 layer's activations around every `torch._int_mm`; compiled, Inductor fuses them with each other and with the norms,
 activations and residuals around them. Full size on an Intel Xeon with AVX512-VNNI (2 threads, one process, calls
 alternating): 1.18-1.19x the eager int8 call; 48M 1.25x; compiling the whole call instead (`--backend compile`) ran
-1.20x, but its first compile takes 13-15 min on 2 cores, the blocks' ~40 s (benchmarks/history.md, 2026-11-27). A
-stack's blocks share one compiled code (Dynamo reuses it for every layer of the same kind), with dynamic shapes: every
-prompt length, batch size and camera count runs the code the warm-up compiled. Inductor keeps it in
-`cache_dir()/inductor` (`keep_compiled_code`): a later load reads it instead of compiling.
+1.20x, but its first compile takes 13-15 min on 2 cores, the blocks' ~35 s (benchmarks/history.md, 2026-11-27). The
+layers of one kind share their compiled code (Dynamo reuses it for every layer of the class: a few graphs per stack,
+e.g. the DiT's cross- and self-attention blocks), with dynamic shapes: every prompt length runs the code the warm-up
+compiled. Dynamo still specializes sizes of 1, so a first batch of 2 or more observations compiles once more, and so
+does the first call under `no_grad` (guided real-time chunking) after `inference_mode` ones: each such first call
+shows the progress line. Inductor keeps the code in `cache_dir()/inductor` (`keep_compiled_code`): a later load reads
+it instead of compiling.
 
 Where it runs (`blocks_compile`): int8 on oneDNN's `torch._int_mm` with at least one layer converted and no layer
 packed for oneDNN (`gr00t_fast.model.packed`: a bfloat16 model pinned where bf16 pays). FBGEMM's packed weights cannot
-be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend
-compile` or `cuda-graph` for the same purpose. `GR00T_FAST_COMPILE_BLOCKS=0` keeps the blocks eager.
+be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend compile` or
+`cuda-graph` for the same purpose. `GR00T_FAST_COMPILE_BLOCKS=0` keeps the blocks eager.
 A call with autograd on (guided real-time chunking's VJP) runs the blocks' own code. Where compiling fails (no C++
-compiler, a fault of the compiler), the blocks' own code runs from then on, said once in one line.
+compiler, a fault of the compiler), the blocks' own code runs from then on, said once in one line. Any other backend
+loading the same model gets its blocks' own code back (`uncompile_blocks`, as packed layers are unpacked).
 """
 
-import contextlib
 import os
 import warnings
-from typing import Callable, TypeVar
+import weakref
+from typing import Callable, Hashable, TypeVar
 
 import torch
 from torch import nn
 
-from gr00t_fast.backends.compiled import allow_compiled_shapes, inductor_options, keep_compiled_code
+from gr00t_fast.backends.compiled import allow_compiled_shapes, compiling, inductor_options, keep_compiled_code
 from gr00t_fast.model.packed import packed_layers
-from gr00t_fast.model.quantize import QuantizedLinear, transformer_stacks
-from gr00t_fast.runtime.cache import locked
-from gr00t_fast.runtime.progress import ticking
+from gr00t_fast.model.quantize import QuantizedLinear, transformer_blocks
+from gr00t_fast.runtime.interrupt import raised_by_interrupt
 
-__all__ = ["COMPILE_BLOCKS_ENV", "CompiledBlocks", "blocks_compile", "check_compile_blocks_env", "root_cause",
-           "transformer_blocks"]
+__all__ = ["COMPILE_BLOCKS_ENV", "CompiledBlocks", "blocks_compile", "check_compile_blocks_env", "uncompile_blocks"]
 
 COMPILE_BLOCKS_ENV = "GR00T_FAST_COMPILE_BLOCKS"
 T = TypeVar("T")
@@ -49,14 +51,6 @@ def check_compile_blocks_env() -> bool:
     return value == "1"
 
 
-def transformer_blocks(model: nn.Module) -> list[nn.Module]:
-    """The layers of `model`'s transformer stacks (`transformer_stacks`), in order: SigLIP's, Qwen3's, the VL
-    self-attention's and the DiT's."""
-    stacks = transformer_stacks(model)
-    return [*stacks["vision"].vision_model.encoder.layers, *stacks["llm"].model.layers,
-            *stacks["vl_self_attention"].transformer_blocks, *stacks["dit"].transformer_blocks]
-
-
 def blocks_compile(model: nn.Module) -> bool:
     """Whether the torch backend compiles `model`'s transformer blocks (module docstring): a CPU model with int8
     layers on oneDNN and none packed for oneDNN (a bfloat16 model where bf16 pays: `torch.compile` cannot read a
@@ -65,71 +59,85 @@ def blocks_compile(model: nn.Module) -> bool:
         isinstance(m, QuantizedLinear) and m.engine == "onednn" for m in model.modules())
 
 
-def root_cause(error: BaseException) -> str:
+def uncompile_blocks(model: nn.Module) -> int:
+    """`model`'s transformer blocks back to their own forward; how many had been compiled."""
+    count = 0
+    for block in transformer_blocks(model):
+        count += vars(block).pop("forward", None) is not None
+    return count
+
+
+def _root_cause(error: BaseException) -> str:
     """The innermost error `error` wraps (Dynamo's `inner_exception`, else `__cause__`), as "Type: its first line"."""
-    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None and inner is not error:
+    seen = {id(error)}
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
         error = inner
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def _while_no_grad(own: Callable, compiled: Callable) -> Callable:
-    """A forward running `compiled` while autograd is off, `own` while it is on."""
+def _while_no_grad(block: nn.Module, compiled: Callable) -> Callable:
+    """`block`'s forward: `compiled` (its class's forward compiled) while autograd is off, its own while it is on. It
+    holds `block` weakly: a module holding a function that holds the module would live on after its model is dropped,
+    until Python's cycle collector runs."""
+    ref, own = weakref.ref(block), type(block).forward
+
     def forward(*args, **kwargs):
-        return (own if torch.is_grad_enabled() else compiled)(*args, **kwargs)
+        return (own if torch.is_grad_enabled() else compiled)(ref(), *args, **kwargs)
     return forward
 
 
 class CompiledBlocks:
     """`blocks` whose forward runs as `torch.compile`'s code (`backend`: Inductor; "aot_eager" traces without
-    compiling, as the tests do) while autograd is off. `run(call)` runs one call of the model: its first under
-    Inductor's cache lock with a progress line (the compile happens there), and where the compiler fails, the blocks'
-    own code from then on (`fallback` says why, once, in a warning too)."""
+    compiling, as the tests do) while autograd is off. `run(call, key)` runs one call of the model: the first of each
+    `key` (what Dynamo compiles anew for) under Inductor's cache lock with a progress line, and where the compiler
+    fails, the blocks' own code from then on (`fallback` says why, once, in a warning too)."""
 
-    def __init__(self, blocks: list[nn.Module], backend: str = "inductor"):
-        self.blocks, self.backend = blocks, backend
+    def __init__(self, blocks: list[nn.Module], backend: str | Callable = "inductor"):
+        self.blocks = blocks
         self.code_cache = keep_compiled_code() if backend == "inductor" else None
         self.fallback: str | None = None
-        self.called = False
+        self.keys: set[Hashable] = set()  # those a call has run for
         allow_compiled_shapes()
         opts = {"options": inductor_options(None, True)} if backend == "inductor" else {}
-        self.compiled = [torch.compile(block.forward, backend=backend, fullgraph=True, dynamic=True, **opts)
-                         for block in blocks]
+        compiled = {kind: torch.compile(kind.forward, backend=backend, fullgraph=True, dynamic=True, **opts)
+                    for kind in {type(block) for block in blocks}}  # one per class: Dynamo's code object is shared
+        self.forwards = [_while_no_grad(block, compiled[type(block)]) for block in blocks]
+        self.on = False
         self.switch(True)
-
-    @property
-    def on(self) -> bool:
-        """Whether the blocks run their compiled code (while autograd is off)."""
-        return bool(self.blocks) and "forward" in vars(self.blocks[0])
 
     def switch(self, on: bool) -> None:
         """The blocks' compiled code (`on`) or their own forward."""
-        for block, compiled in zip(self.blocks, self.compiled):
+        for block, forward in zip(self.blocks, self.forwards):
             vars(block).pop("forward", None)
             if on:
-                block.forward = _while_no_grad(block.forward, compiled)
+                block.forward = forward
+        self.on = on
 
-    def run(self, call: Callable[[], T]) -> T:
+    def run(self, call: Callable[[], T], key: Hashable = None) -> T:
         """`call()` (one call of the model) with the blocks as they are (module docstring)."""
         if not self.on:
             return call()
         from torch._dynamo.exc import TorchDynamoException  # imported by `torch.compile` already
 
-        first, self.called = not self.called, True
         desc = (f"torch.compile: compiling the int8 model's {len(self.blocks)} transformer blocks (once on this "
-                "machine; about 40 s at full size on 2 cores)")
+                "machine; about 35 s at full size on 2 cores)")
         try:
-            with locked(self.code_cache) if first and self.code_cache else contextlib.nullcontext(), \
-                    ticking(desc, enabled=first):
-                return call()
+            with compiling(self.code_cache, desc, key not in self.keys):
+                result = call()
         except TorchDynamoException as error:
+            if raised_by_interrupt(error):
+                raise
             self.switch(False)
             try:
                 result = call()
             except Exception:  # the blocks' own code fails too: the call's fault, not the compiler's
                 self.switch(True)
                 raise
-            self.fallback = (f"torch backend: compiling the int8 transformer blocks failed ({root_cause(error)}); "
+            self.fallback = (f"torch backend: compiling the int8 transformer blocks failed ({_root_cause(error)}); "
                              "their own code runs from now on")
             warnings.warn(self.fallback, RuntimeWarning, stacklevel=2)
             return result
+        self.keys.add(key)
+        return result

@@ -47,7 +47,7 @@ class Precision:
     reason: str
     quantization: dict | None = None  # `--quantize`: its mode and `quantize_linears`' layer counts
     packed_layers: int = 0  # Linear layers the eager backend runs with oneDNN-packed weights (`gr00t_fast.model.packed`)
-    compiled_blocks: int = 0  # transformer blocks the eager backend runs compiled (`gr00t_fast.backends.regional`)
+    compiled_blocks: int = 0  # transformer blocks the eager backend runs compiled (`gr00t_fast.backends`)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "dtype": str(self.dtype).removeprefix("torch.")}
@@ -83,8 +83,7 @@ class Precision:
         text = name if self.requested != "auto" else f"{name} (auto: {self.reason})"
         text = f"{text}, {self.quantized()}" if self.quantization is not None else text
         text = f"{text}, oneDNN-packed weights in {self.packed_layers} layers" if self.packed_layers else text
-        return f"{text}, its {self.compiled_blocks} transformer blocks compiled (Inductor fuses int8's quantization " \
-               "with its neighbours)" if self.compiled_blocks else text
+        return f"{text}, its {self.compiled_blocks} transformer blocks compiled" if self.compiled_blocks else text
 
 
 def auto_cpu_precision(parameters: int, quantize: str | None = None) -> Precision:

@@ -77,7 +77,8 @@ __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", 
            "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES",
            "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats",
            "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error",
-           "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_stacks"]
+           "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_blocks",
+           "transformer_stacks"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -385,6 +386,14 @@ def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
         "vl_self_attention": model.action_head.vl_self_attention,
         "dit": model.action_head.model,
     }
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The layers of `model`'s transformer stacks (`transformer_stacks`), in order: SigLIP's, Qwen3's, the VL
+    self-attention's and the DiT's."""
+    stacks = transformer_stacks(model)
+    return [*stacks["vision"].vision_model.encoder.layers, *stacks["llm"].model.layers,
+            *stacks["vl_self_attention"].transformer_blocks, *stacks["dit"].transformer_blocks]
 
 
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer

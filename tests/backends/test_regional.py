@@ -4,7 +4,11 @@ runs their own code, and that a failing compiler leaves the model's own code run
 blocks eager (conftest.py); these tests turn them on. Traced with "aot_eager" (no C++ compile); Inductor itself in the
 slow lane."""
 
+import contextlib
 import functools
+import gc
+import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -12,13 +16,15 @@ import torch
 import torch._dynamo.utils
 
 from gr00t_fast.backends import eager
+from gr00t_fast.backends.base import LoadRequest
+from gr00t_fast.backends.compiled import CompiledBackend
 from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, blocks_compile,
-                                          check_compile_blocks_env, transformer_blocks)
+                                          check_compile_blocks_env, uncompile_blocks)
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model import load_model, packed
 from gr00t_fast.model.packed import pack_linears
-from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears
+from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears, transformer_blocks
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
@@ -92,11 +98,12 @@ def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt
     prompts = ["pick", "pick up the red cube and put it in the box", "pick up the red cube, then the blue one, "
                "and put both of them in the box on the left side of the table"]
     graphs = torch._dynamo.utils.counters["stats"]
-    compiled, unique = [], []
+    before, compiled, unique = graphs["unique_graphs"], [], []
     for prompt in prompts:
         observation[policy.data_config.language_key] = [prompt]
         compiled.append(policy.get_action(observation, noise=noise))
         unique.append(graphs["unique_graphs"])
+    assert unique[0] > before and policy.backend.blocks.on  # the calls ran compiled code
     assert unique[0] == unique[1] == unique[2]  # dynamic shapes: another prompt length compiles nothing
     policy.backend.blocks.switch(False)
     for prompt, actions in zip(prompts, compiled):
@@ -110,10 +117,12 @@ def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt
 def test_autograd_runs_the_blocks_own_code(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     quantize_linears(model, "int8")
-    blocks = CompiledBlocks(transformer_blocks(model), backend="aot_eager")
     calls = []
-    blocks.compiled = [lambda *a, **k: calls.append(1) for _ in blocks.blocks]
-    blocks.switch(True)
+
+    def counting(graph, example_inputs):  # a Dynamo backend: its graph runs as traced, each run counted
+        return lambda *args: calls.append(1) or graph.forward(*args)
+
+    CompiledBlocks(transformer_blocks(model), backend=counting)
     block = model.backbone.eagle_model.vision_model.vision_model.encoder.layers[0]
     x = torch.randn(1, 5, block.layer_norm1.normalized_shape[0], requires_grad=True)
     with torch.enable_grad():
@@ -121,7 +130,7 @@ def test_autograd_runs_the_blocks_own_code(tiny_checkpoint, int8_at_every_size, 
     assert calls == [] and out.requires_grad
     with torch.no_grad():
         block(x)
-    assert calls == [1]
+    assert calls == [1]  # autograd off: the compiled code
 
 
 def failing_compiler(graph, example_inputs):
@@ -141,7 +150,10 @@ def test_a_failing_compiler_leaves_the_model_s_own_code_said_once(tiny_checkpoin
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
     assert all((actions[key] == own[key]).all() for key in own)
     assert not blocks.on and policy.backend.fallback == blocks.fallback and policy.precision.compiled_blocks == 0
-    policy.get_action(observation, noise=noise)  # no second warning: pytest's "error" filter would raise it
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        policy.get_action(observation, noise=noise)
+    assert again == []  # said once
 
 
 def test_a_call_the_model_s_own_code_refuses_too_keeps_the_blocks_compiled(tiny_checkpoint, int8_at_every_size,
@@ -154,7 +166,8 @@ def test_a_call_the_model_s_own_code_refuses_too_keeps_the_blocks_compiled(tiny_
     x = torch.randn(1, 5, block.layer_norm1.normalized_shape[0])
 
     def call():
-        block(x)  # compiled: the failing compiler raises here
+        with torch.no_grad():  # autograd off: the compiled code, where the failing compiler raises
+            block(x)
         raise ValueError("a bad call")  # the model's own code gets this far
 
     with pytest.raises(ValueError, match="a bad call"):
@@ -194,3 +207,45 @@ def test_guided_real_time_chunking_runs_through_the_compiled_blocks(tiny_checkpo
     own = policy.get_action(observation, noise=noise, rtc=rtc)
     assert abs(compiled[RTC_CHUNK_KEY] - own[RTC_CHUNK_KEY]).max() < 1e-4
     assert policy.backend.fallback is None
+
+
+def test_a_new_batch_size_or_grad_mode_is_a_first_call_of_its_own(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                   monkeypatch):
+    """Dynamo specializes sizes of 1 and compiles again for a batch of 2 (and for no_grad after inference_mode): that
+    call takes the cache lock and shows the progress line too."""
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    seen = []
+    monkeypatch.setattr("gr00t_fast.backends.regional.compiling",
+                        lambda cache, desc, new: seen.append(new) or contextlib.nullcontext())
+    observation, noise = bench_observation(policy), bench_noise(policy)
+    batch = {key: np.stack([value, value]) if isinstance(value, np.ndarray) else value * 2
+             for key, value in observation.items()}
+    for obs in (observation, observation, batch, batch, observation):
+        policy.get_action(obs)
+    assert seen == [True, False, True, False, False]
+    assert policy.backend.blocks.keys == {(False, True), (True, True)}
+
+
+def test_the_blocks_do_not_keep_a_dropped_model_alive(tiny_checkpoint, int8_at_every_size):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_linears(model, "int8")
+    blocks = CompiledBlocks(transformer_blocks(model), backend="aot_eager")
+    block = model.backbone.eagle_model.vision_model.vision_model.encoder.layers[0]
+    with torch.no_grad():
+        block(torch.randn(1, 5, block.layer_norm1.normalized_shape[0]))
+    dropped = weakref.ref(block)
+    gc.disable()  # freed by reference counting alone, no cycle collection needed
+    try:
+        del model, blocks, block
+        assert dropped() is None
+    finally:
+        gc.enable()
+
+
+def test_another_backend_loading_the_model_gets_the_blocks_own_code(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                    monkeypatch):
+    policy = traced_policy(tiny_checkpoint, monkeypatch)
+    model = policy.model
+    CompiledBackend.load(model, LoadRequest(tiny_checkpoint, options={"backend": "aot_eager"}))
+    assert not any("forward" in vars(block) for block in transformer_blocks(model))
+    assert model.precision.compiled_blocks == 0 and uncompile_blocks(model) == 0

@@ -52,8 +52,9 @@ def check(args: argparse.Namespace) -> None:
 
 def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) -> dict[str, Callable[[], Any]]:
     """Row name -> a factory of its backend (built lazily: one failure does not stop the others). Each torch row runs
-    as `load_policy` would build it: packed where that pays (`gr00t_fast.model.packed`); the other backends compile
-    or export plain layers (`plain_model`, a second load where the policy's were packed)."""
+    as `load_policy` would build it: packed where that pays (`gr00t_fast.model.packed`), an int8 one with its blocks
+    compiled where that pays (`gr00t_fast.backends.regional`); the other backends compile or export plain layers
+    (`plain_model`, a second load where the policy's were packed or compiled)."""
     from gr00t_fast.backends import make_backend
     from gr00t_fast.loading import build_backend, pack_model, quantize_model
     from gr00t_fast.policy.data_config import get_data_config
@@ -74,9 +75,9 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
         def build():
             copied = copy.deepcopy(base())
             quantize_model(copied, mode)
-            if backend == "torch":
-                pack_model(copied)
-            built = make_backend(backend, copied)
+            # the torch backend loads itself as `load_policy` loads it: packed, its int8 blocks compiled, where that pays
+            built = build_backend(backend, copied, bench.checkpoint, data_config) if backend == "torch" \
+                else make_backend(backend, copied)
             return built if copied.dtype == model.dtype else InDtype(built, copied.dtype)
         return build
 

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from gr00t_fast.backends import synchronize
+from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.packed import PackedLinear, packed_layers
 from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
-from gr00t_fast.model.quantize import bf16_flags, bf16_units
+from gr00t_fast.model.precision import AUTO_DTYPE_ENV
+from gr00t_fast.model.quantize import INT8_ENGINE_ENV, bf16_flags, bf16_units
 from gr00t_fast.runtime.cpuinfo import cpuinfo_field
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -150,6 +152,9 @@ CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "
 # (to measure a lesser CPU class on this one), recorded in every result's environment
 
 
+RUN_SWITCHES = (AUTO_DTYPE_ENV, COMPILE_BLOCKS_ENV, INT8_ENGINE_ENV)
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Machine, threads, load and library versions: what a figure needs to be compared with another."""
     from gr00t_fast import __version__
@@ -161,6 +166,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu": cpuinfo_field("model name") or platform.processor(), "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
+        # gr00t-fast's switches of what runs, set for the run: a command line does not show them
+        "gr00t_fast_env": {name: os.environ[name] for name in RUN_SWITCHES if name in os.environ},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         # the bf16 units the precision rule counts: AMX, or AVX512-BF16 where bf16 matmuls measured >= 1.25x float32
         "bf16_units": bf16_units() if device.type == "cpu" else None,
@@ -248,14 +255,14 @@ def packed_linear_flops(x_shape: torch.Size, weight_shape: torch.Size, *args: An
 
 
 def plain_model(policy: Any, checkpoint: Path) -> Any:
-    """The policy's model where its layers are plain; where the torch backend packed them (`gr00t_fast.model.packed`),
-    a second load of it (quantized alike) that other backends can compile or export, so that the torch rows stay
-    packed."""
+    """The policy's model where its layers are plain; where the torch backend packed them (`gr00t_fast.model.packed`)
+    or compiled its int8 blocks (`gr00t_fast.backends.regional`), a second load of it (quantized alike) that other
+    backends can compile or export, so that the torch rows stay as they are."""
     from gr00t_fast.loading import quantize_model
     from gr00t_fast.model import load_model
 
     model = policy.model
-    if not packed_layers(model):
+    if not packed_layers(model) and not (model.precision and model.precision.compiled_blocks):
         return model
     plain = load_model(checkpoint, device=model.device, dtype=model.dtype, eagle_path=model.config.eagle_dir)
     if model.precision.quantization is not None:
