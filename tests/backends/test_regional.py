@@ -249,3 +249,17 @@ def test_another_backend_loading_the_model_gets_the_blocks_own_code(tiny_checkpo
     CompiledBackend.load(model, LoadRequest(tiny_checkpoint, options={"backend": "aot_eager"}))
     assert not any("forward" in vars(block) for block in transformer_blocks(model))
     assert model.precision.compiled_blocks == 0 and uncompile_blocks(model) == 0
+
+
+@pytest.mark.slow
+def test_a_second_load_reuses_the_graphs_of_the_first(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    """A reloaded checkpoint (a server's CheckpointWatch) adds no graphs: Dynamo's cache serves the second load's
+    blocks, not a compile of their own towards its recompile limit."""
+    graphs = torch._dynamo.utils.counters["stats"]
+    for load in range(2):
+        policy = traced_policy(tiny_checkpoint, monkeypatch)
+        observation, noise = bench_observation(policy), bench_noise(policy)
+        before = graphs["unique_graphs"]
+        policy.get_action(observation, noise=noise)
+        assert policy.backend.blocks.on
+    assert graphs["unique_graphs"] == before  # the second load's first call compiled nothing
