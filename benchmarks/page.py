@@ -360,6 +360,14 @@ WITHIN = {
 }
 
 
+# the same on the Intel Xeon, 6 other observations (its own simulated run): NVIDIA's bf16, then `--quantize int8` with
+# its transformer blocks compiled (the torch backend's default there) and eager (GR00T_FAST_COMPILE_BLOCKS=0)
+WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
+                       Col("`--quantize int8`, blocks compiled", metric=row_error("int8")),
+                       Col("`--quantize int8`, eager", metric=row_error("int8")))
+WITHIN_XEON = {"48M": "small", "full size": "full"}
+
+
 def paths(*labels: str) -> list[Row]:
     """The table rows of these `PATHS` labels, in order."""
     return [Row(label, PATHS[label]) for label in labels]
@@ -622,6 +630,17 @@ SECTIONS = [
             table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=[
                 Row(name, file={col.label: f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json"
                                 for col, run in zip(WITHIN_COLUMNS, runs)}) for name, runs in WITHIN.items()])),
+    Section("Within NVIDIA's own bf16 on the Intel Xeon, blocks compiled", level=4,
+            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
+            text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
+                 "--record_observations`; other observations than the table above), one noise each, without "
+                 "`--calibration`: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
+                 "backend loads it there (its transformer blocks compiled) and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), "
+                 "each against gr00t-fast's float32. The largest action difference (its mean).",
+            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS, rows=[
+                Row(name, file={col.label: f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json"
+                                for col, kind in zip(WITHIN_XEON_COLUMNS, ("nvidia_bf16", "blocks", "eager"))})
+                for name, run in WITHIN_XEON.items()])),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
