@@ -368,6 +368,11 @@ WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
 WITHIN_XEON = {"48M": "small", "full size": "full"}
 
 
+def file_rows(columns: Sequence[Col], files: dict[str, Sequence[str]]) -> list[Row]:
+    """A row per name, each of `columns` read from that row's file in the same place of `files[name]`."""
+    return [Row(name, file={col.label: file for col, file in zip(columns, row)}) for name, row in files.items()]
+
+
 def paths(*labels: str) -> list[Row]:
     """The table rows of these `PATHS` labels, in order."""
     return [Row(label, PATHS[label]) for label in labels]
@@ -627,9 +632,9 @@ SECTIONS = [
                  "noises). `--calibration`: 8 observations of another simulated run (`--robot.seed 7`), to which the "
                  "int8 weights are fitted (GPTQ); without it each weight sits at its nearest level. The bound is the "
                  "largest difference, as `bench ab` reports it; the means beside it.",
-            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=[
-                Row(name, file={col.label: f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json"
-                                for col, run in zip(WITHIN_COLUMNS, runs)}) for name, runs in WITHIN.items()])),
+            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=file_rows(WITHIN_COLUMNS, {
+                name: [f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json" for run in runs]
+                for name, runs in WITHIN.items()}))),
     Section("Within NVIDIA's own bf16 on the Intel Xeon, blocks compiled", level=4,
             cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
@@ -637,10 +642,9 @@ SECTIONS = [
                  "`--calibration`: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
                  "backend loads it there (its transformer blocks compiled) and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), "
                  "each against gr00t-fast's float32. The largest action difference (its mean).",
-            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS, rows=[
-                Row(name, file={col.label: f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json"
-                                for col, kind in zip(WITHIN_XEON_COLUMNS, ("nvidia_bf16", "blocks", "eager"))})
-                for name, run in WITHIN_XEON.items()])),
+            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS, rows=file_rows(WITHIN_XEON_COLUMNS, {
+                name: [f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json"
+                       for kind in ("nvidia_bf16", "blocks", "eager")] for name, run in WITHIN_XEON.items()}))),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
