@@ -395,6 +395,7 @@ INT8_XEON = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_xeo
 COMPILE_XEON = "cpu/ab_full_compile_reps8_xeon_avx512bf16_2026-11-27.json"
 # later that day, `--backends torch`: `--quantize int8` with its transformer blocks compiled (the torch backend's int8
 # default since then, `gr00t_fast.backends.regional`), then eager (GR00T_FAST_COMPILE_BLOCKS=0), one run after the other
+XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the flags its sections' files record
 BLOCKS_XEON = "cpu/ab_full_int8_blocks_reps8_xeon_avx512bf16_2026-11-27.json"
 EAGER_XEON = "cpu/ab_full_int8_eager_reps8_xeon_avx512bf16_2026-11-27.json"
 SMALL_BLOCKS_XEON = "cpu/ab_small_int8_blocks_xeon_avx512bf16_2026-11-27.json"  # 48M, blocks compiled, right after
@@ -537,7 +538,7 @@ SECTIONS = [
             table=Table(corner="path", columns=[Col(INT8_COLUMNS[run], file, deviation) for run, file in INT8.items()],
                         rows=INT8_ROWS)),
     Section("On an Intel Xeon with bf16 and VNNI units", level=3,
-            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
+            cpu=XEON_CPU,
             plot="cpu/ab_full_int8_reps8_xeon_avx512bf16_2026-11-26.png",
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
                  "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
@@ -558,7 +559,7 @@ SECTIONS = [
                         rows=[NVIDIA_MS, *XEON_ROWS, *(Row(f"{row.label}: largest difference", row.pick,
                                                            metric=deviation) for row in XEON_ROWS)])),
     Section("Where a full-size `--quantize int8` call goes", level=3,
-            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
+            cpu=XEON_CPU,
             text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
                  "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
                  "for 15 min on these 2 cores, Inductor's cache serves later loads; then the two torch-backend runs "
@@ -636,7 +637,7 @@ SECTIONS = [
                 name: [f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json" for run in runs]
                 for name, runs in WITHIN.items()}))),
     Section("Within NVIDIA's own bf16 on the Intel Xeon, blocks compiled", level=4,
-            cpu={"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False},
+            cpu=XEON_CPU,
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
                  "--record_observations`; other observations than the table above), one noise each, without "
                  "`--calibration`: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
