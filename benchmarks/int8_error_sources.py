@@ -66,8 +66,8 @@ class WeightsAlone(Simulated):
     """The int8 weights dequantized, float32 activations."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.float() * self.weight_scale.t()
-        return _float_linear(self, x, weight)
+        levels, scale = self.levels()
+        return _float_linear(self, x, levels.float() * scale)
 
 
 class ActivationsAlone(Simulated):

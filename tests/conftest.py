@@ -67,9 +67,10 @@ def golden_checkpoint() -> Path:
 
 @pytest.fixture(autouse=True)
 def onednn_int8(monkeypatch):
-    """int8 runs oneDNN's `torch._int_mm` in every test whatever the CPU (`gr00t_fast.model.quantize.int8_engine`
-    reads VNNI): its kernel is exact on any CPU, only slow without VNNI (at the tests' sizes, nothing), and it is the
-    engine the tests' expectations are written for. The layers int8 keeps out stay in the model's dtype at the 5%
+    """int8 runs oneDNN's engine in every test whatever the CPU (`gr00t_fast.model.quantize.int8_engine` reads
+    VNNI): on prepacked weights where the CPU has VNNI or AMX (`onednn_packs` reads the CPU itself), else
+    `torch._int_mm`, exact on any CPU and only slow without VNNI (at the tests' sizes, nothing); it is the engine the
+    tests' expectations are written for. The layers int8 keeps out stay in the model's dtype at the 5%
     bound as on a CPU without bf16 units (`kept_layers`), whatever this CPU has. The tests of FBGEMM, of the engine
     rule and of the layers kept in bf16 set the units they test."""
     monkeypatch.setattr("gr00t_fast.model.quantize.int8_units", lambda: "AVX512-VNNI")

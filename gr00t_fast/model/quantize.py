@@ -15,7 +15,8 @@ against 4.95) at ~80 s more load at full size. Fitting without observations is n
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
           int8 GEMM is exact with; on CUDA rows are padded to a multiple of 8 above 16 (it refuses <= 16 rows, and
-          17 was reported wrong on CUDA 12.1, pytorch#107671). On a CPU it is oneDNN's s8 GEMM (VNNI), any rows.
+          17 was reported wrong on CUDA 12.1, pytorch#107671). On a CPU with VNNI or AMX the weight is prepacked
+          instead (below, "onednn").
     fp8   float8_e4m3fn x float8_e4m3fn with row-wise scales (`torch._scaled_mm`, bias fused), output in the model
           dtype, which on CUDA must be bfloat16 (the only output row-wise scaling has there).
 
@@ -29,7 +30,14 @@ NVIDIA's tiny checkpoint, whose int8 ran slower than float32): counted as slow_o
 Both kernels also run on CPU (that is how the tests check them); fp8's speed matters on a GPU only.
 
 int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the load line says which and why):
-    onednn  `torch._int_mm` (oneDNN's s8 GEMM) where the CPU has VNNI (AVX512-VNNI) or AMX: activations per token.
+    onednn  oneDNN's u8s8 GEMM where the CPU has VNNI (AVX512-VNNI) or AMX, activations per token: each weight
+            prepacked once in oneDNN's blocked layout (`onednn_pack`), the activations' int8 levels shifted by
+            `ONEDNN_ZERO_POINT` into uint8 (oneDNN's fast int8 GEMM is u8 x s8; the zero point takes the shift back
+            out, the same int32 sums as `torch._int_mm`'s). `torch._int_mm` reorders its weight into that layout on
+            every call: at the DiT's 49 rows the weights' reads bound the GEMM and the reorder doubles them (packed:
+            1.19x at 49x1536x6144, 1.34x at 16 rows, 1.02x at 289; a full-size call 1.07x; benchmarks/history.md,
+            2026-11-27). The GEMM runs as `onednn_int8_mm`, an op of its own, so that `torch.compile` calls it as it
+            is (Inductor lowers oneDNN's int8 linear only for weights frozen into the graph).
     fbgemm  FBGEMM's u8s8 dynamic GEMM (`quantized::linear_dynamic`) on a CPU with AVX2 and no VNNI: there torch's
             `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
             slower than NVIDIA at full size) and is never chosen. Activations per sample in 7 bits (`reduce_range`:
@@ -74,9 +82,10 @@ from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
-           "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES",
-           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats",
-           "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error",
+           "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16",
+           "MIN_ROWS", "MODES", "ONEDNN_ZERO_POINT", "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units",
+           "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units",
+           "int_mm_rows", "kept_layers", "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs",
            "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_blocks",
            "transformer_stacks"]
 
@@ -101,6 +110,7 @@ GPTQ_DAMP = 0.01  # GPTQ's damping of H: this share of its mean diagonal added t
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
 FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
+ONEDNN_ZERO_POINT = 128  # int8 levels (-127..127) + this = the uint8 activations oneDNN's packed GEMM takes
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,21 @@ def cpu_units(checks: dict[str, str]) -> str | None:
     return next((unit for unit, probe in checks.items() if getattr(torch.cpu, probe, lambda: False)()), None)
 
 
+INT8_UNITS = {"AMX": "_is_amx_tile_supported", "AVX512-VNNI": "_is_vnni_supported"}  # `cpu_units`' probes
+
+
 def int8_units() -> str | None:
     """The CPU's int8 dot-product units as torch sees them ("AMX", "AVX512-VNNI"), None without (there
     `torch._int_mm` has no fast kernel)."""
-    return cpu_units({"AMX": "_is_amx_tile_supported", "AVX512-VNNI": "_is_vnni_supported"})
+    return cpu_units(INT8_UNITS)
+
+
+def onednn_packs() -> bool:
+    """Whether a oneDNN int8 layer runs on a prepacked weight (`onednn_pack`): where this CPU has VNNI or AMX, which
+    sum u8 x s8 products in int32. Without them oneDNN's u8s8 GEMM adds byte pairs in 16 bits, which saturate
+    (255 x 127 x 2 > 32767), and the layer runs `torch._int_mm` (exact anywhere, fast only with VNNI: the tests run
+    oneDNN's engine on every CPU)."""
+    return cpu_units(INT8_UNITS) is not None
 
 
 def bf16_flags() -> str | None:
@@ -155,7 +176,7 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
         if units is None:
             raise ValueError(f"{INT8_ENGINE_ENV}=onednn: this CPU has no VNNI or AMX, where torch._int_mm has no fast "
                              "kernel (17x slower than NVIDIA's fp32 at full size); unset it to run FBGEMM's")
-        return Int8Engine("onednn", f"{units}, oneDNN's s8 GEMM (torch._int_mm), activations per token"
+        return Int8Engine("onednn", f"{units}, oneDNN's u8s8 GEMM on prepacked weights, activations per token"
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
         why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
@@ -240,6 +261,28 @@ def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
                          f"dtype=bfloat16, not {dtype}")
 
 
+def onednn_pack(weight: torch.Tensor) -> torch.Tensor:
+    """int8 `weight` (out, in) in oneDNN's blocked layout for its u8s8 GEMM (`onednn_int8_mm`): an opaque tensor the
+    same size; `.to_dense()` gives its transpose back."""
+    return torch.ops.onednn.qlinear_prepack(weight, None)
+
+
+@torch.library.custom_op("gr00t_fast::onednn_int8_mm", mutates_args=())
+def onednn_int8_mm(levels: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor,
+                   zero_points: torch.Tensor) -> torch.Tensor:
+    """float32 (rows, out): `levels` (rows, in; uint8, int8 levels + `ONEDNN_ZERO_POINT`) times the `onednn_pack`ed
+    int8 weight, summed in int32, each output channel times its `weight_scale` (out,); `zero_points`: the weight's,
+    zeros (out,) int64."""
+    return torch.ops.onednn.qlinear_pointwise(levels, 1.0, ONEDNN_ZERO_POINT, packed, weight_scale, zero_points, None,
+                                              1.0, 0, torch.float32, "none", [], "")
+
+
+@onednn_int8_mm.register_fake
+def _(levels: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor,
+      zero_points: torch.Tensor) -> torch.Tensor:
+    return levels.new_empty((levels.shape[0], weight_scale.shape[0]), dtype=torch.float32)
+
+
 class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per sample
     on the fbgemm engine). `engine`: int8's (`int8_engine`, default the one for the weight's device); `smooth`: the
@@ -272,8 +315,13 @@ class QuantizedLinear(nn.Module):
             self.packed = fbgemm_pack(weight, scale, None if linear.bias is None else linear.bias.detach().float())
             return
         self.bias = linear.bias
-        self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
+        self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
+        if self.engine == "onednn" and weight.device.type == "cpu" and onednn_packs():
+            self.packed = onednn_pack(weight)  # not a buffer: opaque
+            self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+        else:
+            self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -286,6 +334,14 @@ class QuantizedLinear(nn.Module):
                              for sample in samples])
             return out.to(self.out_dtype).reshape(*lead, self.out_features)
         rows = x.reshape(-1, self.in_features)
+        if self.packed is not None:  # oneDNN's u8s8 GEMM: the levels shifted into uint8, the weight's scale fused
+            rows = rows.float()
+            scale = _row_scales(rows, self.qmax)
+            levels = (rows / scale).round_().add_(ONEDNN_ZERO_POINT).to(torch.uint8)
+            out = onednn_int8_mm(levels, self.packed, self.weight_scale.reshape(-1), self.zero_points).mul_(scale)
+            out = out.to(self.out_dtype)
+            out = out if self.bias is None else out.add_(self.bias)
+            return out.reshape(*lead, self.out_features)
         n = rows.shape[0]
         if self.mode == "int8" and rows.is_cuda and n != int_mm_rows(n):  # static: a Python branch, no graph break
             rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
@@ -300,6 +356,15 @@ class QuantizedLinear(nn.Module):
             out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
                                    out_dtype=self.out_dtype)
         return out.reshape(*lead, self.out_features)
+
+    def levels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight's levels (out, in; int8 or fp8) and their float32 scales (out, 1), however the engine keeps
+        them (packed by FBGEMM or oneDNN, or plain)."""
+        if self.engine == "fbgemm":
+            weight, _ = torch.ops.quantized.linear_unpack(self.packed)
+            return weight.int_repr(), weight.q_per_channel_scales().float().reshape(-1, 1)
+        weight = self.weight if self.packed is None else self.packed.to_dense().t()
+        return weight, self.weight_scale.t()
 
     def extra_repr(self) -> str:
         smoothed = ", smoothed" if self.inv_smooth is not None else ""

@@ -61,12 +61,36 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
 
 @pytest.mark.parametrize("rows, padded", [(1, 24), (15, 24), (17, 24), (24, 24), (25, 32), (120, 120)])
 def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of_8(monkeypatch, rows, padded):
-    """CUDA's rows are padded (`int_mm_rows`: cuBLASLt's limits); the CPU kernel takes any count, so no padding."""
+    """CUDA's rows are padded (`int_mm_rows`: cuBLASLt's limits); the CPU kernel takes any count, so no padding.
+    (A CPU with VNNI or AMX runs prepacked weights instead: `torch._int_mm` as a CPU without them runs it.)"""
+    monkeypatch.setattr(quantize, "onednn_packs", lambda: False)
     seen, int_mm = [], torch._int_mm
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: seen.append((a.shape, a.stride(), b.shape, b.stride())) or int_mm(a, b))
     layer = QuantizedLinear(torch.nn.Linear(64, 48), "int8")
     assert layer(torch.randn(rows, 64)).shape == (rows, 48) and int_mm_rows(rows) == padded
     assert seen == [((rows, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
+
+
+@pytest.mark.skipif(not quantize.onednn_packs(), reason="oneDNN's u8s8 GEMM is exact only with VNNI or AMX (its 16-bit "
+                    "byte-pair sums saturate without): this CPU's int8 layers run torch._int_mm")
+@pytest.mark.parametrize("tokens", [5, 40])
+def test_onednn_prepacked_weights_give_the_sums_of_int_mm(monkeypatch, tokens):
+    """Prepacked, the layer's levels go in shifted into uint8 (zero point 128): the same int32 sums as
+    `torch._int_mm`'s, exact where nothing is lost, and within a float rounding of the unpacked layer on any input
+    (the two scales multiplied in another order)."""
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    with torch.no_grad():
+        linear.weight.copy_(on_grid("int8", 48, 64, gen))
+    packed = QuantizedLinear(linear, "int8", "onednn")
+    monkeypatch.setattr(quantize, "onednn_packs", lambda: False)
+    plain = QuantizedLinear(linear, "int8", "onednn")
+    assert packed.packed is not None and plain.packed is None and not hasattr(packed, "weight")
+    assert all(torch.equal(a, b) for a, b in zip(packed.levels(), plain.levels()))
+    x = on_grid("int8", 3 * tokens, 64, gen).reshape(3, tokens, 64)
+    torch.testing.assert_close(packed(x), float_reference(linear, x), atol=0, rtol=0)
+    x = 5 * torch.randn(3, tokens, 64, generator=gen)
+    torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +105,7 @@ def test_model_quantization_reports_its_action_error(tiny_checkpoint, fp32_refer
     counts = quantize_linears(model, mode)
     quantized = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
     assert counts["converted"] == len(quantized) > 0
-    assert all(m.weight.dtype == (torch.int8 if mode == "int8" else torch.float8_e4m3fn) for m in quantized)
+    assert all(m.levels()[0].dtype == (torch.int8 if mode == "int8" else torch.float8_e4m3fn) for m in quantized)
     assert not any(isinstance(m, QuantizedLinear) for m in model.action_head.action_encoder.modules())
     error = fidelity(make_backend("torch", model), fp32_reference[1], *example_inputs(model.config), 4)
     assert 1e-4 < error["mean_abs_diff"] < 0.2 and error["max_abs_diff"] < 1.0
@@ -306,7 +330,7 @@ def cpu_has(monkeypatch):
     return set_units
 
 
-def test_int8_runs_torch_int_mm_only_where_the_cpu_has_vnni_or_amx(cpu_has, monkeypatch):
+def test_int8_runs_onednn_only_where_the_cpu_has_vnni_or_amx(cpu_has, monkeypatch):
     """Without VNNI `torch._int_mm` has no fast kernel (17x slower than NVIDIA at full size): FBGEMM runs instead,
     and a pin cannot bring `_int_mm` back there."""
     cpu_has("AVX512-VNNI")
@@ -552,12 +576,8 @@ def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rou
     assert q.dtype == torch.int8 and q.abs().max() <= 127 and torch.equal(scale, want_scale)
     assert (q != want_q).float().mean() > 0.05  # levels moved, not only rounded
     assert weight_error(linear.weight, q, scale, held_out) < 0.6 * weight_error(linear.weight, want_q, scale, held_out)
-    if engine == "fbgemm":
-        weight, _ = torch.ops.quantized.linear_unpack(fitted.packed)
-        assert torch.equal(weight.int_repr(), q)
-        assert torch.allclose(weight.q_per_channel_scales().float(), scale.reshape(-1))
-    else:
-        assert torch.equal(fitted.weight, q) and torch.equal(plain.weight, want_q)
+    assert torch.equal(fitted.levels()[0], q) and torch.equal(plain.levels()[0], want_q)
+    assert torch.equal(fitted.levels()[1], scale)
 
 
 def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
@@ -573,8 +593,7 @@ def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
     plain = QuantizedLinear(linear, "int8", "onednn", smooth)
     fitted = QuantizedLinear(linear, "int8", "onednn", smooth, rows=fit)
     smoothed_weight, smoothed_inputs = linear.weight * smooth, held_out / smooth
-    errors = [weight_error(smoothed_weight, layer.weight, layer.weight_scale.t(), smoothed_inputs)
-              for layer in (fitted, plain)]
+    errors = [weight_error(smoothed_weight, *layer.levels(), smoothed_inputs) for layer in (fitted, plain)]
     assert errors[0] < 0.6 * errors[1]
 
 
