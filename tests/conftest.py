@@ -79,6 +79,18 @@ def onednn_int8(monkeypatch):
 
 
 @pytest.fixture
+def int8_prepacked(monkeypatch):
+    """oneDNN's int8 layers prepacked at every size (`gr00t_fast.model.quantize.ONEDNN_PACK_MIN_WEIGHT`: the tiny
+    checkpoint's are all below it); skipped on a CPU without VNNI or AMX, whose oneDNN u8s8 GEMM saturates."""
+    from gr00t_fast.model import quantize
+
+    if not quantize.onednn_packs(quantize.ONEDNN_PACK_MIN_WEIGHT, 1):
+        pytest.skip("oneDNN's prepacked u8s8 GEMM is exact only with VNNI or AMX (16-bit byte-pair sums saturate "
+                    "without): this CPU's int8 layers run torch._int_mm")
+    monkeypatch.setattr(quantize, "ONEDNN_PACK_MIN_WEIGHT", 0)
+
+
+@pytest.fixture
 def int8_at_every_size(monkeypatch):
     """int8 converts the tiny checkpoint's layers on a CPU too (the size rule of `gr00t_fast.model.quantize` keeps
     them all float32 there): for tests of what int8 itself does."""

@@ -2,7 +2,7 @@
 each SigLIP, Qwen3, VL self-attention and DiT layer runs as Inductor's code, the rest of the call as it is.
 
 Eagerly, `--quantize int8`'s per-token activation quantization and its rescale are a dozen separate passes over each
-layer's activations around every `torch._int_mm`; compiled, Inductor fuses them with each other and with the norms,
+layer's activations around every int8 GEMM; compiled, Inductor fuses them with each other and with the norms,
 activations and residuals around them. Full size on an Intel Xeon with AVX512-VNNI (2 threads, one process, calls
 alternating): 1.18-1.19x the eager int8 call; 48M 1.25x; compiling the whole call instead (`--backend compile`) ran
 1.20x, but its first compile takes 13-15 min on 2 cores, the blocks' ~35 s (benchmarks/history.md, 2026-11-27). The
@@ -13,8 +13,9 @@ does the first call under `no_grad` (guided real-time chunking) after `inference
 shows the progress line. Inductor keeps the code in `cache_dir()/inductor` (`keep_compiled_code`): a later load reads
 it instead of compiling.
 
-Where it runs (`blocks_compile`): int8 on oneDNN's `torch._int_mm` with at least one layer converted and no layer
-packed for oneDNN (`gr00t_fast.model.packed`: a bfloat16 model pinned where bf16 pays). FBGEMM's packed weights cannot
+Where it runs (`blocks_compile`): int8 on oneDNN (its GEMM an op Dynamo passes through as it is,
+`gr00t_fast.model.quantize.onednn_int8_mm`) with at least one layer converted and no bfloat16 layer packed for
+oneDNN (`gr00t_fast.model.packed`: a bfloat16 model pinned where bf16 pays). FBGEMM's packed weights cannot
 be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend compile` or
 `cuda-graph` for the same purpose. `GR00T_FAST_COMPILE_BLOCKS=0` keeps the blocks eager.
 A call with autograd on (guided real-time chunking's VJP) runs the blocks' own code. Where compiling fails (no C++

@@ -31,7 +31,8 @@ Both kernels also run on CPU (that is how the tests check them); fp8's speed mat
 
 int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the load line says which and why):
     onednn  oneDNN's u8s8 GEMM where the CPU has VNNI (AVX512-VNNI) or AMX, activations per token: each weight
-            prepacked once in oneDNN's blocked layout (`onednn_pack`), the activations' int8 levels shifted by
+            of at least `ONEDNN_PACK_MIN_WEIGHT` values prepacked once in oneDNN's blocked layout (`onednn_pack`;
+            smaller ones run `torch._int_mm`, faster there), the activations' int8 levels shifted by
             `ONEDNN_ZERO_POINT` into uint8 (oneDNN's fast int8 GEMM is u8 x s8; the zero point takes the shift back
             out, the same int32 sums as `torch._int_mm`'s). `torch._int_mm` reorders its weight into that layout on
             every call: at the DiT's 49 rows the weights' reads bound the GEMM and the reorder doubles them (packed:
@@ -83,9 +84,9 @@ from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
            "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16",
-           "MIN_ROWS", "MODES", "ONEDNN_ZERO_POINT", "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units",
-           "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units",
-           "int_mm_rows", "kept_layers", "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs",
+           "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT", "QuantizedLinear", "VERDICTS",
+           "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu",
+           "int8_units", "int_mm_rows", "kept_layers", "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs",
            "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_blocks",
            "transformer_stacks"]
 
@@ -111,6 +112,11 @@ GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
 FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
 ONEDNN_ZERO_POINT = 128  # int8 levels (-127..127) + this = the uint8 activations oneDNN's packed GEMM takes
+# oneDNN's packed int8 GEMM pays where the weight's reads bound the GEMM (weights past the caches, few rows): 32
+# distinct weights at 49 rows, 1536x6144 1.19x `_int_mm`, 1152x4304 at 256 rows 1.07x; small ones cost its fixed
+# ~30 us a call (384x384 0.57x; 48M, whose layers are all under 1M values, 0.84x a call packed whole) and 2048x2048 at
+# 49 rows ran 0.92x (scratch, Intel Xeon with AVX512-VNNI, 2 threads; benchmarks/history.md, 2026-11-27)
+ONEDNN_PACK_MIN_WEIGHT = 4_500_000  # in x out
 
 
 @dataclass(frozen=True)
@@ -139,12 +145,12 @@ def int8_units() -> str | None:
     return cpu_units(INT8_UNITS)
 
 
-def onednn_packs() -> bool:
-    """Whether a oneDNN int8 layer runs on a prepacked weight (`onednn_pack`): where this CPU has VNNI or AMX, which
-    sum u8 x s8 products in int32. Without them oneDNN's u8s8 GEMM adds byte pairs in 16 bits, which saturate
-    (255 x 127 x 2 > 32767), and the layer runs `torch._int_mm` (exact anywhere, fast only with VNNI: the tests run
-    oneDNN's engine on every CPU)."""
-    return cpu_units(INT8_UNITS) is not None
+def onednn_packs(in_features: int, out_features: int) -> bool:
+    """Whether a oneDNN int8 layer of this size runs on a prepacked weight (`onednn_pack`): one of at least
+    `ONEDNN_PACK_MIN_WEIGHT` values, where this CPU has VNNI or AMX, which sum u8 x s8 products in int32. Without them
+    oneDNN's u8s8 GEMM adds byte pairs in 16 bits, which saturate (255 x 127 x 2 > 32767), and the layer runs
+    `torch._int_mm` (exact anywhere, fast only with VNNI: the tests run oneDNN's engine on every CPU)."""
+    return in_features * out_features >= ONEDNN_PACK_MIN_WEIGHT and cpu_units(INT8_UNITS) is not None
 
 
 def bf16_flags() -> str | None:
@@ -176,7 +182,7 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
         if units is None:
             raise ValueError(f"{INT8_ENGINE_ENV}=onednn: this CPU has no VNNI or AMX, where torch._int_mm has no fast "
                              "kernel (17x slower than NVIDIA's fp32 at full size); unset it to run FBGEMM's")
-        return Int8Engine("onednn", f"{units}, oneDNN's u8s8 GEMM on prepacked weights, activations per token"
+        return Int8Engine("onednn", f"{units}, oneDNN's int8 GEMM (large weights prepacked), activations per token"
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
         why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
@@ -317,7 +323,7 @@ class QuantizedLinear(nn.Module):
         self.bias = linear.bias
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
-        if self.engine == "onednn" and weight.device.type == "cpu" and onednn_packs():
+        if self.engine == "onednn" and weight.device.type == "cpu" and onednn_packs(*weight.shape[::-1]):
             self.packed = onednn_pack(weight)  # not a buffer: opaque
             self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         else:

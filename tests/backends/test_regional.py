@@ -22,7 +22,7 @@ from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, bl
                                           check_compile_blocks_env, uncompile_blocks)
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation
 from gr00t_fast.loading import load_policy
-from gr00t_fast.model import load_model, packed
+from gr00t_fast.model import load_model, packed, quantize
 from gr00t_fast.model.packed import pack_linears
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears, transformer_blocks
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
@@ -91,9 +91,15 @@ def test_an_int8_load_compiles_its_blocks_and_says_so(tiny_checkpoint, int8_at_e
     assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).backend.blocks is None
 
 
+@pytest.mark.parametrize("prepacked", [False, True])
 def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt(
-        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch, request, prepacked):
+    """Also with the layers' weights prepacked for oneDNN (full size's large ones): Dynamo passes their GEMM through."""
+    if prepacked:
+        request.getfixturevalue("int8_prepacked")
     policy = traced_policy(tiny_checkpoint, monkeypatch)
+    layers = [m for m in policy.model.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and all((m.packed is not None) == prepacked for m in layers)
     observation, noise = bench_observation(policy), bench_noise(policy)
     prompts = ["pick", "pick up the red cube and put it in the box", "pick up the red cube, then the blue one, "
                "and put both of them in the box on the left side of the table"]
@@ -176,9 +182,13 @@ def test_a_call_the_model_s_own_code_refuses_too_keeps_the_blocks_compiled(tiny_
 
 
 @pytest.mark.slow
-def test_inductor_compiles_the_int8_blocks_into_the_eager_actions(tiny_checkpoint, int8_at_every_size, blocks_on):
-    """The load's own compile, Inductor's C++ kernels: close to the blocks' own code (int8 levels a float rounding
-    apart may flip: not bit for bit), for two prompt lengths."""
+def test_inductor_compiles_the_int8_blocks_into_the_eager_actions(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                   monkeypatch):
+    """The load's own compile, Inductor's C++ kernels, the weights prepacked where the CPU has VNNI or AMX (oneDNN's
+    GEMM called as it is): close to the blocks' own code (int8 levels a float rounding apart may flip: not bit for
+    bit), for two prompt lengths."""
+    if quantize.onednn_packs(quantize.ONEDNN_PACK_MIN_WEIGHT, 1):
+        monkeypatch.setattr(quantize, "ONEDNN_PACK_MIN_WEIGHT", 0)
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")  # the warm-up compiles
     assert policy.backend.blocks.on and policy.backend.fallback is None
     observation, noise = bench_observation(policy), bench_noise(policy)

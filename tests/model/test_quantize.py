@@ -63,7 +63,7 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
 def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of_8(monkeypatch, rows, padded):
     """CUDA's rows are padded (`int_mm_rows`: cuBLASLt's limits); the CPU kernel takes any count, so no padding.
     (A CPU with VNNI or AMX runs prepacked weights instead: `torch._int_mm` as a CPU without them runs it.)"""
-    monkeypatch.setattr(quantize, "onednn_packs", lambda: False)
+    monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: False)
     seen, int_mm = [], torch._int_mm
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: seen.append((a.shape, a.stride(), b.shape, b.stride())) or int_mm(a, b))
     layer = QuantizedLinear(torch.nn.Linear(64, 48), "int8")
@@ -71,10 +71,8 @@ def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of
     assert seen == [((rows, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
 
 
-@pytest.mark.skipif(not quantize.onednn_packs(), reason="oneDNN's u8s8 GEMM is exact only with VNNI or AMX (its 16-bit "
-                    "byte-pair sums saturate without): this CPU's int8 layers run torch._int_mm")
 @pytest.mark.parametrize("tokens", [5, 40])
-def test_onednn_prepacked_weights_give_the_sums_of_int_mm(monkeypatch, tokens):
+def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkeypatch, tokens):
     """Prepacked, the layer's levels go in shifted into uint8 (zero point 128): the same int32 sums as
     `torch._int_mm`'s, exact where nothing is lost, and within a float rounding of the unpacked layer on any input
     (the two scales multiplied in another order)."""
@@ -83,7 +81,7 @@ def test_onednn_prepacked_weights_give_the_sums_of_int_mm(monkeypatch, tokens):
     with torch.no_grad():
         linear.weight.copy_(on_grid("int8", 48, 64, gen))
     packed = QuantizedLinear(linear, "int8", "onednn")
-    monkeypatch.setattr(quantize, "onednn_packs", lambda: False)
+    monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: False)
     plain = QuantizedLinear(linear, "int8", "onednn")
     assert packed.packed is not None and plain.packed is None and not hasattr(packed, "weight")
     assert all(torch.equal(a, b) for a, b in zip(packed.levels(), plain.levels()))
@@ -91,6 +89,16 @@ def test_onednn_prepacked_weights_give_the_sums_of_int_mm(monkeypatch, tokens):
     torch.testing.assert_close(packed(x), float_reference(linear, x), atol=0, rtol=0)
     x = 5 * torch.randn(3, tokens, 64, generator=gen)
     torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=1e-6)
+
+
+def test_only_large_weights_are_prepacked_and_only_where_the_cpu_has_int8_units(monkeypatch):
+    """Prepacking pays where the weight's reads bound the GEMM (full size's large layers) and costs its fixed time on
+    small ones (48M's, all under 1M values); without VNNI or AMX oneDNN's u8s8 GEMM saturates: never packed there."""
+    monkeypatch.setattr(quantize, "cpu_units", lambda probes: "AVX512-VNNI")
+    assert quantize.onednn_packs(1536, 6144) and quantize.onednn_packs(1152, 4304)
+    assert not quantize.onednn_packs(2048, 2048) and not quantize.onednn_packs(384, 1536)
+    monkeypatch.setattr(quantize, "cpu_units", lambda probes: None)
+    assert not quantize.onednn_packs(1536, 6144)
 
 
 @pytest.fixture(scope="module")
