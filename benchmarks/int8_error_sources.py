@@ -13,7 +13,7 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
                              arithmetic, the official stack's): with torch 2.13, 7% of the simulated frames'
                              pixels one level apart, 0.38 in the 48M's actions in float32 (lab notes in history.md)
     bf16                     the model cast to bfloat16 (gr00t-fast's own)
-    int8                     `--quantize int8` as shipped (oneDNN's `torch._int_mm` or FBGEMM, as the CPU has)
+    int8                     `--quantize int8` as shipped (oneDNN's GEMM or FBGEMM, as the CPU has)
     int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
                              weights are rounded as GPTQ does, fitted to the calibration's calls)
     int8, weights fitted to the example call   GPTQ's rounding fitted to the example call's random frames (without

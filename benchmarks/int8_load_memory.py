@@ -37,6 +37,7 @@ def load(model_path: str, side: str, calibration: str | None) -> dict:
     from gr00t_fast.dev.upstream_runner import peak_rss_mb
     from gr00t_fast.loading import load_policy
     from gr00t_fast.model.inputs import example_inputs
+    from gr00t_fast.model.quantize import QuantizedLinear
 
     if side == "whole":  # the float model read whole, then quantized layer by layer (before deferred weights)
         PyTorchBackend.deferred_tensors = classmethod(lambda cls, request: None)
@@ -51,6 +52,8 @@ def load(model_path: str, side: str, calibration: str | None) -> dict:
         if tensor.untyped_storage().data_ptr() not in storages:
             storages.add(tensor.untyped_storage().data_ptr())
             held["int8" if tensor.dtype == torch.int8 else "float"] += tensor.untyped_storage().nbytes()
+    held["int8"] += sum(m.in_features * m.out_features for m in policy.model.modules()  # not buffers: opaque
+                        if isinstance(m, QuantizedLinear) and m.engine == "onednn" and m.packed is not None)
     inputs, noise = example_inputs(policy.model.config, dtype=policy.model.dtype)
     with torch.inference_mode():
         actions = policy.backend(inputs, noise, policy.model.config.num_inference_timesteps)

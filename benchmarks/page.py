@@ -361,14 +361,14 @@ WITHIN = {
 
 
 # the same on the Intel Xeon, 6 other observations (its own simulated run): NVIDIA's bf16, then `--quantize int8` as
-# the torch backend runs it there now (weights prepacked, blocks compiled), then on `torch._int_mm` with its transformer
-# blocks compiled and eager (GR00T_FAST_COMPILE_BLOCKS=0)
-WITHIN_XEON_KINDS = ("nvidia_bf16", "packed", "blocks", "eager")  # the files' tags, in the columns' order
+# the torch backend runs it there now (blocks compiled, weights of 4.5M values or more prepacked: 48M has none, so its
+# run on `torch._int_mm` is that path), then on `torch._int_mm` only, blocks compiled and eager
 WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
-                       Col("`--quantize int8` (prepacked, blocks compiled)", metric=row_error("int8")),
-                       Col("on `_int_mm`, blocks compiled", metric=row_error("int8")),
-                       Col("on `_int_mm`, eager", metric=row_error("int8")))
-WITHIN_XEON = {"48M": "small", "full size": "full"}
+                       Col("`--quantize int8` (blocks compiled, large weights prepacked)", metric=row_error("int8")),
+                       Col("on `_int_mm` only, blocks compiled", metric=row_error("int8")),
+                       Col("on `_int_mm` only, eager", metric=row_error("int8")))
+WITHIN_XEON = {"48M": ("small", ("nvidia_bf16", "blocks", "blocks", "eager")),  # the files' tags, column by column
+               "full size": ("full", ("nvidia_bf16", "packed", "blocks", "eager"))}
 
 
 def file_rows(columns: Sequence[Col], files: dict[str, Sequence[str]]) -> list[Row]:
@@ -402,14 +402,17 @@ XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the 
 BLOCKS_XEON = "cpu/ab_full_int8_blocks_reps8_xeon_avx512bf16_2026-11-27.json"
 EAGER_XEON = "cpu/ab_full_int8_eager_reps8_xeon_avx512bf16_2026-11-27.json"
 SMALL_BLOCKS_XEON = "cpu/ab_small_int8_blocks_xeon_avx512bf16_2026-11-27.json"  # 48M, blocks compiled, right after
-# that evening: the int8 weights prepacked for oneDNN (the default since), blocks compiled; two full-size runs, then 48M
-PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
-               "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json")
+# that evening, blocks compiled: every int8 weight prepacked for oneDNN (two full-size runs), then (the default since)
+# the weights of 4.5M values or more: full size, then 48M (none of its layers that large)
+ALLPACKED_XEON = ("cpu/ab_full_int8_allpacked_reps8_xeon_avx512bf16_2026-11-27.json",
+                  "cpu/ab_full_int8_allpacked_run2_reps8_xeon_avx512bf16_2026-11-27.json")
+PACKED_XEON = "cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json"
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
                 "full, int8 blocks compiled": BLOCKS_XEON, "full, int8 eager": EAGER_XEON,
-                "48M, int8 blocks compiled": SMALL_BLOCKS_XEON, "full, int8 prepacked": PACKED_XEON[0],
-                "full, int8 prepacked, again": PACKED_XEON[1], "48M, int8 prepacked": SMALL_PACKED_XEON}
+                "48M, int8 blocks compiled": SMALL_BLOCKS_XEON, "full, int8 all prepacked": ALLPACKED_XEON[0],
+                "the same, again": ALLPACKED_XEON[1], "full, int8 large prepacked": PACKED_XEON,
+                "48M, int8 large prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
@@ -559,9 +562,10 @@ SECTIONS = [
                  "the other, `--backends torch`: full size's `--quantize int8` with the transformer blocks compiled "
                  "(the torch backend's int8 default since then, about 35 s of compiling in the first load), then "
                  "eager (`GR00T_FAST_COMPILE_BLOCKS=0`), then 48M with the blocks compiled (20 calls a side, not "
-                 "`--sequential`); each has its own NVIDIA baseline. The last three ran that evening with int8's "
-                 "weights prepacked for oneDNN (`gr00t_fast.model.quantize.onednn_pack`, the default since; blocks "
-                 "compiled): full size twice, 48M as before. "
+                 "`--sequential`); each has its own NVIDIA baseline. The last four ran that evening, blocks "
+                 "compiled, with int8's weights prepacked for oneDNN (`gr00t_fast.model.quantize.onednn_pack`): "
+                 "every weight (full size twice), then the weights of 4.5M values or more (the default since: full "
+                 "size, and 48M, none of whose layers is that large). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -595,8 +599,9 @@ SECTIONS = [
                           "a call in the profile": PROFILE})
                         for label, file in (("the same day later, torch, int8 blocks compiled", BLOCKS_XEON),
                                             ("then torch, int8 eager", EAGER_XEON),
-                                            ("that evening, int8 weights prepacked", PACKED_XEON[0]),
-                                            ("the same, again", PACKED_XEON[1])))])),
+                                            ("that evening, every int8 weight prepacked", ALLPACKED_XEON[0]),
+                                            ("the same, again", ALLPACKED_XEON[1]),
+                                            ("then the weights of 4.5M values or more", PACKED_XEON)))])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
@@ -627,9 +632,10 @@ SECTIONS = [
                  "activations and residuals together) about 200 ms: what is left is mostly the int8 matmuls "
                  "themselves (~935 GOP/s over the call; 1,211-1,241 GOP/s alone at 300-320 rows, 450-790 at the "
                  "DiT's 17-49 rows, where the weights' reads bound it at 8-13 GB/s). `_int_mm` reorders each weight "
-                 "on every call: prepacked once instead (the default since that evening), oneDNN's GEMM took 871 "
-                 "ms of 1,306 ms in the same kind of profile, 1.19x faster than `_int_mm` at 49 rows and 1.02x at "
-                 "289 (scratch, 32 distinct weights), the whole call 1.066x in one process (history.md).",
+                 "on every call: prepacked once instead (the large ones, the default since that evening), oneDNN's "
+                 "GEMM took 871 ms of 1,306 ms in the same kind of profile (every weight packed), 1.19x faster than "
+                 "`_int_mm` at 49x1536x6144 and 1.02x at 289 rows (scratch, distinct weights), the whole call 1.066x "
+                 "in one process (history.md).",
             table=Table(corner="", columns=[
                 Col("operator", PROFILE, lambda r: f"`{r['op']}`"), Col("calls", PROFILE, lambda r: str(r["calls"])),
                 Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],
@@ -659,8 +665,8 @@ SECTIONS = [
                  "backend loads it there (its transformer blocks compiled) and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), "
                  "each against gr00t-fast's float32. The largest action difference (its mean).",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS, rows=file_rows(WITHIN_XEON_COLUMNS, {
-                name: [f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json"
-                       for kind in WITHIN_XEON_KINDS] for name, run in WITHIN_XEON.items()}))),
+                name: [f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json" for kind in kinds]
+                for name, (run, kinds) in WITHIN_XEON.items()}))),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "

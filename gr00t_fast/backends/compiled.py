@@ -160,13 +160,14 @@ class CompiledBackend(PyTorchBackend):
     def configure(cls, request: LoadRequest) -> LoadRequest:
         """As `PyTorchBackend.configure`; int8 on a CPU is refused before any weight is read where it runs on FBGEMM
         (a CPU without VNNI or AMX: torch.compile cannot trace FBGEMM's packed weights, fullgraph) and where
-        Inductor's weight freezing is on (`TORCHINDUCTOR_FREEZING=1`): it turns `torch._int_mm` into oneDNN's
-        quantized linear with int8 activations, a reference kernel on an AVX512-VNNI Xeon (23-26 s for one
+        Inductor's weight freezing is on (`TORCHINDUCTOR_FREEZING=1`): it turns `torch._int_mm` (the layers whose
+        weights are not prepacked, `gr00t_fast.model.quantize.onednn_packs`) into oneDNN's quantized linear with int8
+        activations, a reference kernel on an AVX512-VNNI Xeon (23-26 s for one
         320x2048x2048 product against 3-6 ms with uint8 ones; benchmarks/history.md, 2026-11-27)."""
         request = super().configure(request)
         engine = int8_engine("cpu") if request.quantize == "int8" and request.on_cpu() else None
         if engine is not None and engine.name == "fbgemm":
-            raise ValueError(f"--backend compile --quantize int8 compiles torch._int_mm (oneDNN: fast with VNNI or "
+            raise ValueError(f"--backend compile --quantize int8 compiles oneDNN's int8 GEMM (fast with VNNI or "
                              f"AMX); int8 runs on FBGEMM here ({engine.reason}), which torch.compile cannot trace: "
                              "use --backend torch")
         if engine is not None:

@@ -54,8 +54,9 @@ def check_compile_blocks_env() -> bool:
 
 def blocks_compile(model: nn.Module) -> bool:
     """Whether the torch backend compiles `model`'s transformer blocks (module docstring): a CPU model with int8
-    layers on oneDNN and none packed for oneDNN (a bfloat16 model where bf16 pays: `torch.compile` cannot read a
-    packed weight, and that path was measured packed), not turned off by `COMPILE_BLOCKS_ENV`."""
+    layers on oneDNN and no bf16 layer packed for oneDNN (a bfloat16 model where bf16 pays: `torch.compile` cannot
+    read a packed bf16 weight, and that path was measured packed; int8's prepacked weights go through their own op),
+    not turned off by `COMPILE_BLOCKS_ENV`."""
     return model.device.type == "cpu" and check_compile_blocks_env() and not packed_layers(model) and any(
         isinstance(m, QuantizedLinear) and m.engine == "onednn" for m in model.modules())
 

@@ -8,8 +8,10 @@ fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 
 bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output.
 
 A packed weight is an opaque oneDNN tensor: no state dict, copy, `torch.compile` or export can read it. So only
-the eager `torch` backend runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
-`unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit.
+the eager `torch` backend runs a packed bf16 model (`gr00t_fast.loading` packs it after any quantization), and
+`unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit. (int8's
+large weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers are converted: their GEMM is an
+op of its own that `torch.compile` passes through.)
 """
 
 from typing import Callable

@@ -71,6 +71,7 @@ class Precision:
             notes = []
         notes += [f"the weights of {q['fitted']} layers rounded to fit them (GPTQ)"] if q.get("fitted") else []
         notes += [f"{q['smoothed']} smoothed for outlier channels"] if q.get("smoothed") else []
+        notes += [f"{q['prepacked']} with their weights prepacked for oneDNN"] if q.get("prepacked") else []
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "
                   f"{q.get('max_layer_error', 0):.0%}"] if counts["too_lossy"] else []
         notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "

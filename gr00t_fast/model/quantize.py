@@ -115,7 +115,9 @@ ONEDNN_ZERO_POINT = 128  # int8 levels (-127..127) + this = the uint8 activation
 # oneDNN's packed int8 GEMM pays where the weight's reads bound the GEMM (weights past the caches, few rows): 32
 # distinct weights at 49 rows, 1536x6144 1.19x `_int_mm`, 1152x4304 at 256 rows 1.07x; small ones cost its fixed
 # ~30 us a call (384x384 0.57x; 48M, whose layers are all under 1M values, 0.84x a call packed whole) and 2048x2048 at
-# 49 rows ran 0.92x (scratch, Intel Xeon with AVX512-VNNI, 2 threads; benchmarks/history.md, 2026-11-27)
+# 49 rows ran 0.92x; full size packed above this bound ran as fast as packed whole (1.00x in one process). Scratch,
+# Intel Xeon with AVX512-VNNI, 2 threads, 16 distinct weights a shape (benchmarks/history.md, 2026-11-27). Not
+# measured on AMX.
 ONEDNN_PACK_MIN_WEIGHT = 4_500_000  # in x out
 
 
@@ -147,10 +149,11 @@ def int8_units() -> str | None:
 
 def onednn_packs(in_features: int, out_features: int) -> bool:
     """Whether a oneDNN int8 layer of this size runs on a prepacked weight (`onednn_pack`): one of at least
-    `ONEDNN_PACK_MIN_WEIGHT` values, where this CPU has VNNI or AMX, which sum u8 x s8 products in int32. Without them
-    oneDNN's u8s8 GEMM adds byte pairs in 16 bits, which saturate (255 x 127 x 2 > 32767), and the layer runs
-    `torch._int_mm` (exact anywhere, fast only with VNNI: the tests run oneDNN's engine on every CPU)."""
-    return in_features * out_features >= ONEDNN_PACK_MIN_WEIGHT and cpu_units(INT8_UNITS) is not None
+    `ONEDNN_PACK_MIN_WEIGHT` values, in a torch built with oneDNN, where this CPU itself has VNNI or AMX (read here,
+    not through `int8_units`), which sum u8 x s8 products in int32. Without them oneDNN's u8s8 GEMM adds byte pairs
+    in 16 bits, which saturate (255 x 127 x 2 > 32767): there the layer runs `torch._int_mm`, exact on any CPU."""
+    return in_features * out_features >= ONEDNN_PACK_MIN_WEIGHT and torch.backends.mkldnn.is_available() \
+        and cpu_units(INT8_UNITS) is not None
 
 
 def bf16_flags() -> str | None:
@@ -182,7 +185,7 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
         if units is None:
             raise ValueError(f"{INT8_ENGINE_ENV}=onednn: this CPU has no VNNI or AMX, where torch._int_mm has no fast "
                              "kernel (17x slower than NVIDIA's fp32 at full size); unset it to run FBGEMM's")
-        return Int8Engine("onednn", f"{units}, oneDNN's int8 GEMM (large weights prepacked), activations per token"
+        return Int8Engine("onednn", f"{units}, oneDNN's int8 GEMM, activations per token"
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
         why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
@@ -293,7 +296,12 @@ class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (per sample
     on the fbgemm engine). `engine`: int8's (`int8_engine`, default the one for the weight's device); `smooth`: the
     SmoothQuant factor per input channel (module docstring), None for none; `rows`: inputs of the float layer (before
-    smoothing) the int8 weights' rounding is fitted to (`_round_weights`), None for plain rounding."""
+    smoothing) the int8 weights' rounding is fitted to (`_round_weights`), None for plain rounding.
+
+    On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
+    object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
+    model is made where it runs, from the float checkpoint, and never copied or saved; `levels()` reads the int8
+    weight of any engine."""
 
     def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None):
@@ -597,8 +605,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
     `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
-    SmoothQuant smoothed (their inputs have outlier channels), and "fitted": how many have their int8 levels fitted
-    to the sample call's inputs. With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
+    SmoothQuant smoothed (their inputs have outlier channels), "fitted": how many have their int8 levels fitted
+    to the sample call's inputs, and "prepacked": how many run oneDNN's GEMM on a prepacked weight (`onednn_packs`). With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
     (`_round_weights`: the user's observations), else to their nearest levels. Without `sample` every layer the
     kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
     (`quantized_weights`, `model.deferred_weights`) reads each layer as the sample call reaches it and to convert it:
@@ -643,7 +651,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
               for parent, module in stacks[stack].named_modules() for name, child in module.named_children()
               if type(child) is nn.Linear]
     seen.clear()  # it keys the old layers: names only from here (`replace_layers`)
-    counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0, "fitted": 0}
+    counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0, "fitted": 0, "prepacked": 0}
 
     def convert(layer: nn.Linear, stats: InputStats | None) -> nn.Module:
         if deferred is not None:
@@ -658,6 +666,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
         counts["converted"] += 1
         counts["smoothed"] += smooth is not None
         counts["fitted"] += quantized.fitted
+        counts["prepacked"] += quantized.engine == "onednn" and quantized.packed is not None
         return quantized
 
     # fitting the weights takes minutes at full size on a CPU: a terminal sees it move

@@ -71,22 +71,25 @@ def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of
     assert seen == [((rows, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
 
 
-@pytest.mark.parametrize("tokens", [5, 40])
-def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkeypatch, tokens):
+@pytest.mark.parametrize("tokens, bias", [(5, True), (40, True), (40, False)])
+def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkeypatch, tokens, bias):
     """Prepacked, the layer's levels go in shifted into uint8 (zero point 128): the same int32 sums as
-    `torch._int_mm`'s, exact where nothing is lost, and within a float rounding of the unpacked layer on any input
-    (the two scales multiplied in another order)."""
+    `torch._int_mm`'s, each output channel at its own scale (rows a power of two apart: still exact), exact where
+    nothing is lost, and within a float rounding of the unpacked layer on any input (the two scales multiplied in
+    another order)."""
     gen = torch.Generator().manual_seed(0)
-    linear = torch.nn.Linear(64, 48)
+    linear = torch.nn.Linear(64, 48, bias=bias)
     with torch.no_grad():
-        linear.weight.copy_(on_grid("int8", 48, 64, gen))
+        linear.weight.copy_(on_grid("int8", 48, 64, gen) * 2.0 ** torch.randint(-6, 3, (48, 1), generator=gen))
     packed = QuantizedLinear(linear, "int8", "onednn")
     monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: False)
     plain = QuantizedLinear(linear, "int8", "onednn")
     assert packed.packed is not None and plain.packed is None and not hasattr(packed, "weight")
     assert all(torch.equal(a, b) for a, b in zip(packed.levels(), plain.levels()))
+    assert len(set(packed.levels()[1].flatten().tolist())) > 4  # the weight rows' scales differ
     x = on_grid("int8", 3 * tokens, 64, gen).reshape(3, tokens, 64)
-    torch.testing.assert_close(packed(x), float_reference(linear, x), atol=0, rtol=0)
+    want = x.double() @ linear.weight.double().t() + (0 if linear.bias is None else linear.bias.double())
+    torch.testing.assert_close(packed(x), want.float(), atol=0, rtol=0)
     x = 5 * torch.randn(3, tokens, 64, generator=gen)
     torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=1e-6)
 
@@ -94,7 +97,7 @@ def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkey
 def test_only_large_weights_are_prepacked_and_only_where_the_cpu_has_int8_units(monkeypatch):
     """Prepacking pays where the weight's reads bound the GEMM (full size's large layers) and costs its fixed time on
     small ones (48M's, all under 1M values); without VNNI or AMX oneDNN's u8s8 GEMM saturates: never packed there."""
-    monkeypatch.setattr(quantize, "cpu_units", lambda probes: "AVX512-VNNI")
+    monkeypatch.setattr(quantize, "cpu_units", lambda probes: "AVX512-VNNI" if probes is quantize.INT8_UNITS else None)
     assert quantize.onednn_packs(1536, 6144) and quantize.onednn_packs(1152, 4304)
     assert not quantize.onednn_packs(2048, 2048) and not quantize.onednn_packs(384, 1536)
     monkeypatch.setattr(quantize, "cpu_units", lambda probes: None)
