@@ -367,13 +367,15 @@ WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
                        Col("`--quantize int8` (blocks compiled, large weights prepacked)", metric=row_error("int8")),
                        Col("on `_int_mm` only, blocks compiled", metric=row_error("int8")),
                        Col("on `_int_mm` only, eager", metric=row_error("int8")))
-WITHIN_XEON = {"48M": ("small", ("nvidia_bf16", "blocks", "blocks", "eager")),  # the files' tags, column by column
-               "full size": ("full", ("nvidia_bf16", "packed", "blocks", "eager"))}
+WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_blocks", "small_blocks", "small_eager"),  # a file per column
+               "full size": ("full_nvidia_bf16", "full_packed", "full_blocks", "full_eager")}
 
 
-def file_rows(columns: Sequence[Col], files: dict[str, Sequence[str]]) -> list[Row]:
-    """A row per name, each of `columns` read from that row's file in the same place of `files[name]`."""
-    return [Row(name, file={col.label: file for col, file in zip(columns, row)}) for name, row in files.items()]
+def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
+    """A row per checkpoint of `int8_error_sources.py` result files: each of `columns` read from
+    `cpu/int8_error_sources_{run}_{suffix}.json`, `run` in the same place of `runs[checkpoint]`."""
+    return [Row(name, file={col.label: f"cpu/int8_error_sources_{run}_{suffix}.json" for col, run in zip(columns, row)})
+            for name, row in runs.items()]
 
 
 def paths(*labels: str) -> list[Row]:
@@ -658,19 +660,18 @@ SECTIONS = [
                  "noises). `--calibration`: 8 observations of another simulated run (`--robot.seed 7`), to which the "
                  "int8 weights are fitted (GPTQ); without it each weight sits at its nearest level. The bound is the "
                  "largest difference, as `bench ab` reports it; the means beside it.",
-            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS, rows=file_rows(WITHIN_COLUMNS, {
-                name: [f"cpu/int8_error_sources_{run}_avx512bf16_2026-11-26.json" for run in runs]
-                for name, runs in WITHIN.items()}))),
+            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS,
+                        rows=error_rows(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26"))),
     Section("Within NVIDIA's own bf16 on the Intel Xeon, blocks compiled", level=4,
             cpu=XEON_CPU,
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
                  "--record_observations`; other observations than the table above), one noise each, without "
                  "`--calibration`: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
-                 "backend loads it there (its transformer blocks compiled) and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), "
-                 "each against gr00t-fast's float32. The largest action difference (its mean).",
-            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS, rows=file_rows(WITHIN_XEON_COLUMNS, {
-                name: [f"cpu/int8_error_sources_{run}_{kind}_xeon_avx512bf16_2026-11-27.json" for kind in kinds]
-                for name, (run, kinds) in WITHIN_XEON.items()}))),
+                 "backend loads it there now (its transformer blocks compiled, its weights of 4.5M values or more "
+                 "prepacked; 48M has none, so its cell is the `_int_mm` run's), then on `_int_mm` only, blocks "
+                 "compiled and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), each against gr00t-fast's float32. The largest action difference (its mean).",
+            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
+                        rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
