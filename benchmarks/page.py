@@ -362,13 +362,15 @@ WITHIN = {
 
 # the same on the Intel Xeon, 6 other observations (its own simulated run): NVIDIA's bf16, then `--quantize int8` as
 # the torch backend runs it there now (blocks compiled, weights of 4.5M values or more prepacked: 48M has none, so its
-# run on `torch._int_mm` is that path), then on `torch._int_mm` only, blocks compiled and eager
+# run on `torch._int_mm` is that path), without and with `--calibration`, then on `torch._int_mm` only, blocks
+# compiled and eager
 WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
                        Col("`--quantize int8` (blocks compiled, large weights prepacked)", metric=row_error("int8")),
+                       Col("the same, `--calibration`", metric=row_error("int8")),
                        Col("on `_int_mm` only, blocks compiled", metric=row_error("int8")),
                        Col("on `_int_mm` only, eager", metric=row_error("int8")))
-WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_blocks", "small_blocks", "small_eager"),  # a file per column
-               "full size": ("full_nvidia_bf16", "full_packed", "full_blocks", "full_eager")}
+WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_blocks", "small_calibrated", "small_blocks", "small_eager"),
+               "full size": ("full_nvidia_bf16", "full_packed", "full_calibrated", "full_blocks", "full_eager")}
 
 
 def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
@@ -668,8 +670,10 @@ SECTIONS = [
                  "--record_observations`; other observations than the table above), one noise each, without "
                  "`--calibration`: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
                  "backend loads it there now (its transformer blocks compiled, its weights of 4.5M values or more "
-                 "prepacked; 48M has none, so its cell is the `_int_mm` run's), then on `_int_mm` only, blocks "
-                 "compiled and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), each against gr00t-fast's float32. The largest action difference (its mean).",
+                 "prepacked; 48M has none, so its cell is the `_int_mm` run's), the same with `--calibration` (8 "
+                 "observations of another simulated run, `--robot.seed 7`, the weights fitted to them), then on "
+                 "`_int_mm` only, blocks compiled and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), each against "
+                 "gr00t-fast's float32. The largest action difference (its mean).",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
