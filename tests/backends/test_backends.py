@@ -495,10 +495,10 @@ def test_float32_agrees_within_1e_3_and_a_nan_never(model, padded_batch, offset,
 
 
 def test_rounded_arithmetic_agrees_within_0_1(tiny_checkpoint, model, padded_batch, monkeypatch):
-    """bf16, TF32 or quantized matmuls round by hundredths (bf16 0.012, int8 0.016 against eager at 48M on a CPU):
-    0.01 is kept there, float32 at full precision bounds it at 1e-3."""
-    from gr00t_fast.backends.compiled import AGREE_FLOAT32, AGREE_ROUNDED, EagerCheck
-    from gr00t_fast.model.quantize import Bf16Linear
+    """bf16, TF32 or int8 matmuls round by hundredths (bf16 0.012, int8 0.016 against eager at 48M on a CPU):
+    0.01 is kept there, float32 at full precision bounds it at 1e-3, fp8's flipped levels at 0.2."""
+    from gr00t_fast.backends.compiled import AGREE_FLOAT32, AGREE_FP8, AGREE_ROUNDED, EagerCheck
+    from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear
 
     bf16 = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
     inputs, noise = padded_batch
@@ -515,6 +515,10 @@ def test_rounded_arithmetic_agrees_within_0_1(tiny_checkpoint, model, padded_bat
     parent = kept.get_submodule(name.rpartition(".")[0])
     setattr(parent, name.rpartition(".")[2], Bf16Linear(linear))  # a layer kept in bf16 by --quantize int8
     assert EagerCheck("compile", kept).bound() == AGREE_ROUNDED
+    name, linear = next((n, m) for n, m in kept.named_modules() if type(m) is torch.nn.Linear)
+    parent = kept.get_submodule(name.rpartition(".")[0])
+    setattr(parent, name.rpartition(".")[2], QuantizedLinear(linear, "fp8"))
+    assert EagerCheck("compile", kept).bound() == AGREE_FP8
 
 
 def test_a_cuda_graph_of_compiled_kernels_that_disagree_is_captured_again_from_eager(model, reference, padded_batch,

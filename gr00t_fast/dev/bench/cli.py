@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     run_on_torch_thread(cpu_threads.configure, policy.threads)
     torch.set_num_threads(cpu_threads.last)
     torch.manual_seed(policy.seed)
-    bench = Bench(args.benchmark, policy, checkpoint, args.reps, args.warmup, Path(args.out), "gr00t-fast bench " + " ".join(argv))
+    bench = Bench(args.benchmark, policy, checkpoint, args.reps, args.warmup, Path(args.out),
+                  "gr00t-fast bench " + shlex.join(argv))
     try:
         module.run(bench, args)
     except BenchError as e:
