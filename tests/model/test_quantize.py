@@ -183,6 +183,25 @@ def test_quantized_model_compiles_without_graph_breaks(tiny_checkpoint):
     torch.testing.assert_close(compiled, eager)
 
 
+@pytest.mark.slow
+def test_inductor_compiles_the_whole_call_of_a_prepacked_int8_model(tiny_checkpoint, int8_at_every_size,
+                                                                   int8_prepacked):
+    """`--backend compile --quantize int8` where the CPU has VNNI or AMX: Inductor and its C++ wrapper call oneDNN's
+    GEMM on the prepacked weights as it is (`onednn_int8_mm`); the backend's own check against the model's kernels
+    agrees, nothing falls back."""
+    from gr00t_fast.backends.compiled import AGREE_ROUNDED
+
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    quantize_linears(model, "int8")
+    assert sum(m.packed is not None for m in model.modules() if isinstance(m, QuantizedLinear)) > 30
+    inputs, noise = example_inputs(model.config)
+    eager = make_backend("torch", model)(inputs, noise, 4)
+    backend = make_backend("compile", model)
+    compiled = run_on_torch_thread(lambda: backend(inputs, noise, 4))
+    assert backend.cpp_wrapper and backend.fallback is None and len(backend.eager_check.differences) == 1
+    assert (compiled - eager).abs().max() < AGREE_ROUNDED
+
+
 def test_the_policy_says_how_many_layers_run_int8(tiny_checkpoint):
     """On a CPU the size rule can leave every layer in float: the load line and `timings` say so."""
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False)
