@@ -47,6 +47,20 @@ warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a `functoo
                         category=UserWarning)
 
 
+def cpp_compiler_missing() -> str | None:
+    """Why Inductor could not compile its C++ kernels here, in one line: none of the compilers it looks for
+    (`torch._inductor.config.cpp.cxx`: `CXX`, else g++) answers `--version`; None where one does. Run as Inductor
+    does, on the thread that compiles (its config is per thread), before any weight is read."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
 def keep_compiled_code() -> Path:
     """Inductor's on-disk caches (compiled graphs and their AOTAutograd wrappers, keyed by the graph, its shapes,
     torch's version and the CPU or GPU) beside gr00t-fast's other artifacts, `cache_dir()/inductor`, instead of
@@ -163,13 +177,18 @@ class CompiledBackend(PyTorchBackend):
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
-        """As `PyTorchBackend.configure`; int8 on a CPU is refused before any weight is read where it runs on FBGEMM
+        """As `PyTorchBackend.configure`; on a CPU without a C++ compiler for Inductor (`cpp_compiler_missing`) the
+        backend is refused before any weight is read, and int8 on a CPU where it runs on FBGEMM
         (a CPU without VNNI or AMX: torch.compile cannot trace FBGEMM's packed weights, fullgraph) and where
         Inductor's weight freezing is on (`TORCHINDUCTOR_FREEZING=1`): it turns `torch._int_mm` (the layers whose
         weights are not prepacked, `gr00t_fast.model.quantize.onednn_packs`) into oneDNN's quantized linear with int8
         activations, a reference kernel on an AVX512-VNNI Xeon (23-26 s for one
         320x2048x2048 product against 3-6 ms with uint8 ones; benchmarks/history.md, 2026-11-27)."""
         request = super().configure(request)
+        if request.on_cpu() and request.options.get("backend", "inductor") == "inductor" and \
+                (missing := cpp_compiler_missing()):
+            raise ValueError(f"--backend compile on a CPU needs a C++ compiler for Inductor's kernels ({missing}): "
+                             "install g++ or name one in CXX, or use --backend torch")
         engine = int8_engine("cpu") if request.quantize == "int8" and request.on_cpu() else None
         if engine is not None and engine.name == "fbgemm":
             raise ValueError(f"--backend compile --quantize int8 compiles oneDNN's int8 GEMM (fast with VNNI or "

@@ -1,6 +1,7 @@
 """`torch` backend: the model's own modules, eagerly, timed per part (an int8 model on a CPU with its transformer
 blocks compiled: `gr00t_fast.backends.regional`)."""
 
+import warnings
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -8,7 +9,8 @@ import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest, StageClock
 from gr00t_fast.backends.pytorch import PyTorchBackend, pack_model
-from gr00t_fast.backends.regional import CompiledBlocks, blocks_compile, check_compile_blocks_env
+from gr00t_fast.backends.regional import (CompiledBlocks, blocks_compile, blocks_without_compiler,
+                                          check_compile_blocks_env)
 from gr00t_fast.model.inputs import ModelInputs
 from gr00t_fast.model.quantize import transformer_blocks
 from gr00t_fast.model.rtc import RtcRequest, rtc_sample
@@ -22,9 +24,13 @@ class TorchBackend(PyTorchBackend):
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
-        """As `PyTorchBackend.configure`; a bad `GR00T_FAST_COMPILE_BLOCKS` is refused before any weight is read."""
+        """As `PyTorchBackend.configure`; a bad `GR00T_FAST_COMPILE_BLOCKS` is refused before any weight is read, and a
+        missing C++ compiler, which leaves an int8 model's blocks eager, is said then (`blocks_without_compiler`)."""
         check_compile_blocks_env()
-        return super().configure(request)
+        request = super().configure(request)
+        if line := blocks_without_compiler(request):
+            warnings.warn(line, RuntimeWarning, stacklevel=2)
+        return request
 
     @classmethod
     def load(cls, model: torch.nn.Module, request: LoadRequest) -> Backend:

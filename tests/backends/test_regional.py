@@ -18,7 +18,7 @@ import torch._dynamo.utils
 from gr00t_fast.backends import eager
 from gr00t_fast.backends.base import LoadRequest
 from gr00t_fast.backends.compiled import CompiledBackend
-from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, blocks_compile,
+from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, blocks_compile, blocks_without_compiler,
                                           check_compile_blocks_env, uncompile_blocks)
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation
 from gr00t_fast.loading import load_policy
@@ -137,6 +137,45 @@ def test_autograd_runs_the_blocks_own_code(tiny_checkpoint, int8_at_every_size, 
     with torch.no_grad():
         block(x)
     assert calls == [1]  # autograd off: the compiled code
+
+
+@contextlib.contextmanager
+def no_cpp_compiler():
+    """Inductor finds no C++ compiler (its `cpp.cxx` names none that answers), on the thread that loads and compiles
+    (Inductor's config is per thread)."""
+    import torch._inductor.config as inductor_config
+
+    before = run_on_torch_thread(lambda: inductor_config.cpp.cxx)
+    run_on_torch_thread(lambda: setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++")))
+    try:
+        yield
+    finally:
+        run_on_torch_thread(lambda: setattr(inductor_config.cpp, "cxx", before))
+
+
+def test_a_missing_cpp_compiler_is_said_before_the_weights_and_the_blocks_run_their_own_code(
+        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    request = LoadRequest(tiny_checkpoint, dtype="float32", quantize="int8", device=torch.device("cpu"))
+    if quantize.int8_engine("cpu").name != "onednn":
+        pytest.skip("the blocks compile only where int8 runs on oneDNN (VNNI or AMX)")
+    assert run_on_torch_thread(lambda: blocks_without_compiler(request)) is None  # this machine has one
+    said = (r"torch backend: no C\+\+ compiler for Inductor \(No working C\+\+ compiler found.*/nonexistent/g\+\+"
+            r".*\): the int8 model's transformer blocks run their own code")
+    with no_cpp_compiler():
+        with monkeypatch.context() as patched:
+            patched.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+            with pytest.warns(RuntimeWarning, match=said), pytest.raises(pytest.fail.Exception, match="weights"):
+                load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False)
+        with pytest.warns(RuntimeWarning, match=said):
+            policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False)
+    assert policy.backend.blocks is None and not policy.precision.compiled_blocks
+
+
+def test_the_compile_backend_without_a_cpp_compiler_is_refused_before_the_weights(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    with no_cpp_compiler(), pytest.raises(ValueError, match=r"--backend compile on a CPU needs a C\+\+ compiler for "
+                                                            r"Inductor's kernels \(No working C\+\+ compiler found"):
+        load_policy(tiny_checkpoint, device="cpu", backend="compile", warmup=False)
 
 
 def failing_compiler(graph, example_inputs):
