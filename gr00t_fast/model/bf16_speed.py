@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from gr00t_fast.runtime.atomic import write_atomic
 from gr00t_fast.runtime.cache import cache_dir, locked
-from gr00t_fast.runtime.cpuinfo import cpuinfo_field
+from gr00t_fast.runtime.cpuinfo import cpuinfo_fields
 
 __all__ = ["Bf16Rates", "ISA_CAPS", "MIN_SPEEDUP", "PROBE", "bf16_rates", "probe_rates"]
 
@@ -100,7 +100,7 @@ def probe_rates(reps: int = REPS) -> Bf16Rates:
 
 def _record_path() -> Path:
     """The record of this CPU, torch, instruction-set caps, thread count and probe in the cache folder."""
-    cpu = "\n".join(value for value in (cpuinfo_field("model name"), cpuinfo_field("flags")) if value)
+    cpu = "\n".join(value for value in cpuinfo_fields("model name", "flags") if value)
     caps = [f"{name}={os.environ.get(name, '')}" for name in ISA_CAPS]
     probe = f"probe {VERSION}: {PROBE} x {REPS}, {torch.get_num_threads()} threads"
     key = "\n".join([cpu or platform.processor() or platform.machine(), torch.__version__, *caps, probe])

@@ -1,7 +1,7 @@
 """/proc/cpuinfo's fields (`gr00t_fast.runtime.cpuinfo`): the first of each name, None where there is none."""
 
 from gr00t_fast.runtime import cpuinfo
-from gr00t_fast.runtime.cpuinfo import cpuinfo_field
+from gr00t_fast.runtime.cpuinfo import cpuinfo_field, cpuinfo_fields
 
 
 def test_the_first_value_of_a_field(monkeypatch, tmp_path):
@@ -13,6 +13,7 @@ def test_the_first_value_of_a_field(monkeypatch, tmp_path):
     assert cpuinfo_field("flags") == "fpu avx2 avx512_vnni"
     assert cpuinfo_field("model") is None  # a name is matched whole, not as a prefix
     assert cpuinfo_field("cpu MHz") is None
+    assert cpuinfo_fields("flags", "model name", "cpu MHz") == ["fpu avx2 avx512_vnni", "Intel(R) Xeon(R) Processor", None]
 
 
 def test_the_benchmarks_read_the_same_reader():
@@ -23,6 +24,6 @@ def test_the_benchmarks_read_the_same_reader():
 
 def test_no_file_is_no_field(monkeypatch, tmp_path):
     monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path / "absent")
-    assert cpuinfo_field("flags") is None
+    assert cpuinfo_field("flags") is None and cpuinfo_fields("flags", "model name") == [None, None]
     monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path)  # a folder: unreadable as text
     assert cpuinfo_field("flags") is None
