@@ -507,9 +507,9 @@ def test_rounded_arithmetic_agrees_within_0_1(tiny_checkpoint, model, padded_bat
         quiet(lambda: backend(inputs.to("cpu", torch.bfloat16), noise, 2))
     assert backend.fallback is None and len(backend.eager_check.differences) == 1
     assert EagerCheck("compile", model).bound() == AGREE_FLOAT32
-    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")  # TF32 on a GPU
-    assert EagerCheck("compile", model).bound() == AGREE_ROUNDED
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "get_float32_matmul_precision", lambda: "high")  # TF32 on a GPU
+        assert EagerCheck("compile", model).bound() == AGREE_ROUNDED
     kept = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     name, linear = next((n, m) for n, m in kept.named_modules() if isinstance(m, torch.nn.Linear))
     parent = kept.get_submodule(name.rpartition(".")[0])

@@ -309,13 +309,11 @@ def _run_noting_what_is_alive(monkeypatch, tiny_policy, argv, alive: list) -> in
             alive.append([ref() is not None for ref in made])
         return set_handler(signum, handler)
 
-    monkeypatch.setattr(loop_module.ControlLoop, "__init__", recording_init)
-    monkeypatch.setattr(signal, "signal", setting)
-    monkeypatch.setattr(runner, "make_policy", lambda cfg: tiny_policy)
-    try:
+    with monkeypatch.context() as patched:  # undone on the way out; the test's other patches stay
+        patched.setattr(loop_module.ControlLoop, "__init__", recording_init)
+        patched.setattr(signal, "signal", setting)
+        patched.setattr(runner, "make_policy", lambda cfg: tiny_policy)
         return runner.main(SIM_FLAGS + argv)
-    finally:
-        monkeypatch.undo()
 
 
 def test_the_runs_objects_are_freed_before_its_signal_handlers_are_restored(tmp_path, tiny_policy, monkeypatch):

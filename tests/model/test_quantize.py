@@ -402,11 +402,10 @@ def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_che
     cpu_has(None, avx2=False)
     with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, the model asked on its CPU
-    with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
-        load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
-    monkeypatch.undo()
-    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, the model asked on its CPU
+        with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
+            load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
     cpu_has(None)
     with pytest.raises(ValueError, match=r"int8 runs on FBGEMM here \(no VNNI or AMX.*\), which torch.compile cannot "
                                          "trace: use --backend torch"):

@@ -196,10 +196,10 @@ def test_assets_are_found_without_importing_the_package():
 def test_missing_simulation_packages_give_install_hint(monkeypatch):
     from gr00t_fast.robot import sim
 
-    monkeypatch.setattr(sim.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ImportError, match=r'pip install "gr00t-fast\[sim\]"'):
-        sim.so101_mjcf_path()
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(sim.importlib.util, "find_spec", lambda name: None)
+        with pytest.raises(ImportError, match=r'pip install "gr00t-fast\[sim\]"'):
+            sim.so101_mjcf_path()
 
     monkeypatch.setitem(sys.modules, "mujoco", None)
     monkeypatch.delitem(sys.modules, "gr00t_fast.robot.sim")
