@@ -37,6 +37,20 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def _let_go_of_locals(error: BaseException) -> None:
+    """The locals of the finished frames of `error`'s traceback, and of every error it was raised from (`__cause__`)
+    or while handling (`__context__`), let go (the tracebacks still print)."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
+
+
 class StopSignals:
     """A context manager over a command's whole hold on a robot, from before it connects to the last file it writes.
 
@@ -47,8 +61,9 @@ class StopSignals:
     command ends as interrupted, and `drive` stops the loop before its first step all the same.
     `hold()`: signals are only noted (the robot is being released). `finish()` (the robot is released, the run's
     files are written): a signal sets `cancelled`, which the writers check. Leaving lets go of the loop and of the
-    locals of an escaping error's finished frames (the traceback still prints; a post-mortem debugger sees those
-    frames without locals), then restores the handlers that were there before."""
+    locals of an escaping error's finished frames, and of the errors it was raised from or while handling (the
+    tracebacks still print; a post-mortem debugger sees those frames without locals), then restores the handlers
+    that were there before."""
 
     def __init__(self) -> None:
         self.signals = 0  # received so far
@@ -67,8 +82,8 @@ class StopSignals:
         # the loop and what it holds (robot, policy) freed while these handlers are still in place, also where an
         # error's traceback would keep the frames that hold them (their locals let go; the traceback still prints)
         self.loop = None
-        if trace is not None:
-            traceback.clear_frames(trace)
+        if isinstance(error, BaseException):
+            _let_go_of_locals(error)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

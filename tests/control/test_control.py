@@ -309,6 +309,36 @@ def test_loop_resizes_frames_like_the_processor(size, interpolation):
     np.testing.assert_array_equal(obs["video.webcam"][0], cv2.resize(frame, size, interpolation=interpolation))
 
 
+def test_leaving_lets_go_of_the_locals_of_an_escaping_error_and_of_the_error_it_was_raised_during():
+    """An error raised while handling another (a fault in the cleanup after a failed step): the first error's
+    frames, reachable only through the escaping one's `__context__`, may hold the robot or the loop too."""
+    import weakref
+
+    from gr00t_fast.control.signals import StopSignals
+
+    class Held:
+        pass
+
+    refs = []
+
+    def first_fault():
+        held = Held()  # only this frame holds it
+        refs.append(weakref.ref(held))
+        raise ValueError("the step failed")
+
+    def body():
+        try:
+            first_fault()
+        except ValueError:
+            raise RuntimeError("the cleanup failed too")
+
+    with pytest.raises(RuntimeError, match="the cleanup failed too") as caught:
+        with StopSignals():
+            body()
+    assert isinstance(caught.value.__context__, ValueError)  # the chain itself is kept
+    assert refs[0]() is None
+
+
 def test_a_signal_caught_during_setup_stops_the_loop_before_its_first_step(capsys):
     """A Ctrl-C that raised while the command set up, and that something caught on its way (a pybind11 extension
     interrupted while it initializes raises ImportError, which import probes catch), never lets the arm move: the
