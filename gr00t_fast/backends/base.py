@@ -200,6 +200,12 @@ class Backend(ABC):
         return None
 
     @property
+    def compiles_first_batch(self) -> bool:
+        """Whether the first call with a batch of 2 or more compiles anew, once for every larger batch (a policy
+        that takes batches makes one in its warm-up)."""
+        return False
+
+    @property
     def supports_rtc(self) -> bool:
         """Whether `rtc` runs here (a subclass overrides it) rather than refusing."""
         return runs_rtc(type(self))

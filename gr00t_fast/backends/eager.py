@@ -49,6 +49,11 @@ class TorchBackend(PyTorchBackend):
     def fallback(self) -> str | None:
         return None if self.blocks is None else self.blocks.fallback
 
+    @property
+    def compiles_first_batch(self) -> bool:
+        """The compiled blocks: Dynamo specializes sizes of 1, so a batch of 2 compiles once for every batch."""
+        return self.blocks is not None and self.blocks.on
+
     def __call__(self, inputs: ModelInputs, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
         mask = inputs.attention_mask if inputs.isolate_padding else None
         return self._run(inputs, lambda features: self.model.action_head.get_action(

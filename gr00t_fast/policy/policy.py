@@ -227,8 +227,14 @@ class Gr00tPolicy:
 
     @torch_thread
     def warmup(self, iterations: int = 3) -> None:
-        """Run real calls so that lazy initialisation (allocator, kernels, caches) is paid before the first action."""
+        """Run real calls so that lazy initialisation (allocator, kernels, caches) is paid before the first action;
+        where the policy takes batches and its backend compiles anew for the first one (`compiles_first_batch`), a
+        batch of 2 too, so that a server's first batch does not compile."""
         obs = self.dummy_observation()
         for _ in range(iterations):
             self.get_action(obs)
+        if self.processor.bounds.max_batch > 1 and self.backend.compiles_first_batch:
+            pair = {key: value * 2 if key == self.data_config.language_key else np.stack([value] * 2)
+                    for key, value in obs.items()}
+            self.get_action(pair)
         self._timings.clear()

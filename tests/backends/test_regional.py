@@ -182,6 +182,18 @@ def failing_compiler(graph, example_inputs):
     raise RuntimeError("no working C++ compiler")
 
 
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_a_policy_that_takes_batches_compiles_for_them_in_its_warm_up(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                     monkeypatch, max_batch):
+    """Dynamo specializes sizes of 1: a server's first batch would compile during serving. Its warm-up makes one
+    batch of 2 (every batch of 2 or more runs that code); a policy of one observation at a time does not."""
+    policy = traced_policy(tiny_checkpoint, monkeypatch, max_batch=max_batch)
+    assert policy.backend.compiles_first_batch
+    policy.warmup(iterations=1)
+    assert ((True, True) in policy.backend.blocks.keys) == (max_batch > 1)
+    assert (False, True) in policy.backend.blocks.keys
+
+
 def test_a_failing_compiler_leaves_the_model_s_own_code_said_once(tiny_checkpoint, int8_at_every_size, blocks_on,
                                                                   monkeypatch):
     policy = traced_policy(tiny_checkpoint, monkeypatch)
