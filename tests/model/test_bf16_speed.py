@@ -62,6 +62,39 @@ def test_the_rates_are_measured_once_per_machine_then_read(probes, tmp_path):
     assert len(probes) == 1 + len(broken)
 
 
+def test_a_process_measuring_now_is_waited_for_and_its_record_read(probes, monkeypatch):
+    """Two loads at once on one machine: the second waits on the first's file lock, then reads its record instead of
+    measuring too (the first is a real process holding the lock until told to write)."""
+    import subprocess
+    import sys
+    import threading
+
+    from gr00t_fast.runtime import cache
+
+    path = bf16_speed._record_path()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import json, sys; from pathlib import Path\n"
+         "from gr00t_fast.runtime.atomic import write_atomic\nfrom gr00t_fast.runtime.cache import locked\n"
+         "with locked(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.readline()\n"
+         "    write_atomic(Path(sys.argv[1]), json.dumps({'bf16_gflops': 300.0, 'float32_gflops': 200.0}).encode())\n",
+         str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiting, real_ticking = threading.Event(), cache.ticking
+        monkeypatch.setattr(cache, "ticking", lambda *a, **k: waiting.set() or real_ticking(*a, **k))
+        got = []
+        reader = threading.Thread(target=lambda: got.append(bf16_speed.bf16_rates()))
+        reader.start()
+        assert waiting.wait(60)  # it found the lock held and waits
+        holder.stdin.write("write\n")
+        holder.stdin.flush()
+        reader.join(60)
+        assert got == [Bf16Rates(300.0, 200.0)] and probes == []  # read, not measured
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_record_is_kept_per_cpu_torch_and_instruction_set_cap(probes, monkeypatch, tmp_path):
     bf16_speed.bf16_rates()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a capped oneDNN runs other kernels: its own record
