@@ -94,6 +94,27 @@ def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkey
     torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, smoothed, fitted", [(torch.bfloat16, False, False), (torch.float32, True, False),
+                                                     (torch.float32, True, True)])
+def test_prepacked_bf16_smoothed_and_fitted_layers_run_as_their_plain_twins(int8_prepacked, monkeypatch, dtype,
+                                                                          smoothed, fitted):
+    """What a prepacked layer does before and after the GEMM: a bfloat16 model's output dtype, SmoothQuant's input
+    scale (`inv_smooth`), levels fitted to calibration rows: as the same layer on `torch._int_mm`."""
+    gen = torch.Generator().manual_seed(1)
+    linear = torch.nn.Linear(64, 48).to(dtype)
+    smooth = torch.rand(64, generator=gen) + 0.5 if smoothed else None
+    rows = torch.randn(128, 64, generator=gen) if fitted else None
+    packed = QuantizedLinear(linear, "int8", "onednn", smooth=smooth, rows=rows)
+    monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: False)
+    plain = QuantizedLinear(linear, "int8", "onednn", smooth=smooth, rows=rows)
+    assert packed.packed is not None and plain.packed is None and packed.fitted == plain.fitted == fitted
+    assert all(torch.equal(a, b) for a, b in zip(packed.levels(), plain.levels()))
+    x = (3 * torch.randn(2, 9, 64, generator=gen)).to(dtype)
+    out = packed(x)
+    assert out.dtype == dtype and out.shape == (2, 9, 48)
+    torch.testing.assert_close(out, plain(x), **({} if dtype == torch.bfloat16 else {"atol": 1e-5, "rtol": 1e-6}))
+
+
 def test_only_large_weights_are_prepacked_and_only_where_the_cpu_has_int8_units(monkeypatch):
     """Prepacking pays where the weight's reads bound the GEMM (full size's large layers) and costs its fixed time on
     small ones (48M's, all under 1M values); without VNNI or AMX oneDNN's u8s8 GEMM saturates: never packed there."""
