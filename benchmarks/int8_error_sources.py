@@ -54,24 +54,32 @@ from gr00t_fast.policy.observations import read_observations
 
 
 class Simulated(quantize.QuantizedLinear):
-    """A converted layer whose int8 values go through a float32 matmul (`forward`): oneDNN's layout of the weights
-    whatever the CPU's engine (no int8 kernel runs)."""
+    """A converted layer whose int8 values go through a float32 matmul (`forward`) with the float32 weight
+    `float_weight` made once (each subclass's `simulated_weight`): oneDNN's levels of the weights whatever the CPU's engine (no int8
+    kernel runs, and no packed copy is kept)."""
 
     def __init__(self, linear: torch.nn.Linear, mode: str, engine: str | None = None, smooth=None, rows=None):
         super().__init__(linear, mode, "onednn", smooth, rows)
-        self.register_buffer("float_weight", linear.weight.detach().float() * (1 if smooth is None else smooth))
+        self.register_buffer("float_weight", self.simulated_weight(linear, smooth))
+        self.packed = None
 
 
 class WeightsAlone(Simulated):
     """The int8 weights dequantized, float32 activations."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def simulated_weight(self, linear: torch.nn.Linear, smooth: torch.Tensor | None) -> torch.Tensor:
         levels, scale = self.levels()
-        return _float_linear(self, x, levels.float() * scale)
+        return levels.float() * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _float_linear(self, x, self.float_weight)
 
 
 class ActivationsAlone(Simulated):
     """Activations rounded per token to int8 (smoothed first where the layer is), the float32 weights."""
+
+    def simulated_weight(self, linear: torch.nn.Linear, smooth: torch.Tensor | None) -> torch.Tensor:
+        return linear.weight.detach().float() * (1 if smooth is None else smooth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _float_linear(self, x, self.float_weight, round_activations=True)
