@@ -67,6 +67,7 @@ FBGEMM's activations share one scale per call: each sample of a batch (the leadi
 sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
 """
 
+import functools
 import os
 import sys
 import warnings
@@ -151,9 +152,19 @@ def onednn_packs(in_features: int, out_features: int) -> bool:
     """Whether a oneDNN int8 layer of this size runs on a prepacked weight (`onednn_pack`): one of at least
     `ONEDNN_PACK_MIN_WEIGHT` values, in a torch built with oneDNN, where this CPU itself has VNNI or AMX (read here,
     not through `int8_units`), which sum u8 x s8 products in int32. Without them oneDNN's u8s8 GEMM adds byte pairs
-    in 16 bits, which saturate (255 x 127 x 2 > 32767): there the layer runs `torch._int_mm`, exact on any CPU."""
+    in 16 bits, which saturate (255 x 127 x 2 > 32767): there the layer runs `torch._int_mm`, exact on any CPU. The
+    two oneDNN ops are torch's internals: a torch without them runs `torch._int_mm` too."""
     return in_features * out_features >= ONEDNN_PACK_MIN_WEIGHT and torch.backends.mkldnn.is_available() \
-        and cpu_units(INT8_UNITS) is not None
+        and cpu_units(INT8_UNITS) is not None and _has_onednn_int8_ops()
+
+
+@functools.cache
+def _has_onednn_int8_ops() -> bool:
+    """Whether this torch registers oneDNN's int8 prepack and GEMM ops (`onednn_pack`, `onednn_int8_mm`)."""
+    try:
+        return all(hasattr(torch.ops.onednn, op) for op in ("qlinear_prepack", "qlinear_pointwise"))
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def bf16_flags() -> str | None:

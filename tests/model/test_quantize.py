@@ -121,6 +121,10 @@ def test_only_large_weights_are_prepacked_and_only_where_the_cpu_has_int8_units(
     monkeypatch.setattr(quantize, "cpu_units", lambda probes: "AVX512-VNNI" if probes is quantize.INT8_UNITS else None)
     assert quantize.onednn_packs(1536, 6144) and quantize.onednn_packs(1152, 4304)
     assert not quantize.onednn_packs(2048, 2048) and not quantize.onednn_packs(384, 1536)
+    assert quantize._has_onednn_int8_ops()  # this torch has oneDNN's ops; one without them runs torch._int_mm
+    with monkeypatch.context() as patched:
+        patched.setattr(quantize, "_has_onednn_int8_ops", lambda: False)
+        assert not quantize.onednn_packs(1536, 6144)
     monkeypatch.setattr(quantize, "cpu_units", lambda probes: None)
     assert not quantize.onednn_packs(1536, 6144)
 
