@@ -55,13 +55,12 @@ from gr00t_fast.policy.observations import read_observations
 
 class Simulated(quantize.QuantizedLinear):
     """A converted layer whose int8 values go through a float32 matmul (`forward`) with the float32 weight
-    `float_weight` made once (each subclass's `simulated_weight`): oneDNN's levels of the weights whatever the CPU's engine (no int8
-    kernel runs, and no packed copy is kept)."""
+    `float_weight` made once (each subclass's `simulated_weight`): oneDNN's levels of the weights whatever the CPU's
+    engine (no int8 kernel runs; its rows load with packing off, `unpacked`)."""
 
     def __init__(self, linear: torch.nn.Linear, mode: str, engine: str | None = None, smooth=None, rows=None):
         super().__init__(linear, mode, "onednn", smooth, rows)
         self.register_buffer("float_weight", self.simulated_weight(linear, smooth))
-        self.packed = None
 
 
 class WeightsAlone(Simulated):
@@ -200,8 +199,9 @@ def main() -> int:
         row("int8, weights fitted to the example call", module=pytorch, quantize_linears=fitting)
     for stack in ("vision", "llm", "vl_self_attention", "dit"):
         row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
-    row("int8 weights alone", QuantizedLinear=WeightsAlone)
-    row("int8 activations alone", QuantizedLinear=ActivationsAlone)
+    unpacked = dict(onednn_packs=lambda *shape: False)  # the simulated layers keep plain levels, no packed copy
+    row("int8 weights alone", QuantizedLinear=WeightsAlone, **unpacked)
+    row("int8 activations alone", QuantizedLinear=ActivationsAlone, **unpacked)
     write_result(args.out, observations=len(observations), rows=rows)
     return 0
 

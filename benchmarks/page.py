@@ -500,8 +500,9 @@ def gpu_rows(rows: Mapping[str, str]) -> Table:
     action difference."""
     return Table(corner="", columns=[
         Col("cold call", metric=lambda r: ms(r["cold_call_ms"])),
-        Col("median", metric=lambda r: ms(r["median"]) + (" (its compiled kernels disagreed with eager: eager ran)"
-                                                          if r.get("fallback") else "")),
+        Col("kernels timed", metric=lambda r: "eager" if r["backend"] == "torch" else
+            "eager (the compiled ones disagreed)" if r.get("fallback") else "compiled"),
+        Col("median", metric=lambda r: ms(r["median"])),
         Col("p90", metric=lambda r: ms(r["p90"])),
         Col("peak GPU memory", metric=lambda r: f"{r['peak_memory_mb'] / 1024:.1f} GB"),
         Col("largest action difference from fp32 (normalized)", metric=lambda r: f"{r['max_abs_diff']:.2g}")],
@@ -840,13 +841,15 @@ SECTIONS = [
                       "cuda-graph bf16": "gpu/h200_2026-11-27_bf16.json", "compile bf16": "gpu/h200_2026-11-27.json",
                       "bf16 + int8": "gpu/h200_2026-11-27.json", "bf16 + fp8": "gpu/h200_2026-11-27.json"}),
             after="The H100 targets (full size, bf16, 1 camera, 4 steps: <= 15 ms end to end with `cuda-graph`, then "
-                  "<= 8 ms): the model call alone takes 6.7 ms on the H200 and 7.3 ms on the H100; end to end "
+                  "<= 8 ms): the model call alone takes 6.7 ms on the H200 and 7.2-7.3 ms on the two H100s; end to end "
                   "(preprocessing, decoding) was not measured on a GPU. int8 matmuls are slower than bf16 at batch 1 "
-                  "(9.0 against 6.7 ms here, 9.2 against 7.2 on the H100). fp8's CUDA graph was 0.107 from its own "
-                  "eager kernels, over the check's bound for rounded arithmetic (0.1), so the check fell back and the "
-                  "eager fp8 kernels ran (18.3 ms): fp8's 3 mantissa bits turn the compiler's bf16 rounding into "
-                  "flipped levels (fp8 itself is 0.24-0.26 from fp32). fp8 now has its own bound, 0.2 (the compiler "
-                  "fault found on the H100 moved the actions by 0.29-0.52); the fp8 graph with it has not run on a GPU "
+                  "(9.0 against 6.7 ms here, 9.2 against 7.2 on the afternoon's H100). fp8's CUDA graph was 0.107 "
+                  "from its own eager kernels, over the check's bound for rounded arithmetic (0.1), so the check "
+                  "fell back and the eager fp8 kernels ran (18.3 ms): fp8's 3 mantissa bits turn the compiler's bf16 "
+                  "rounding into "
+                  "flipped levels (fp8 itself is 0.24-0.26 from fp32). fp8 now has its own bound, 0.2, provisional: "
+                  "twice the one measurement; the compiler fault found on the H100 (0.29-0.52, float32 models) was "
+                  "never measured on an fp8 model. The fp8 graph under it has not run on a GPU "
                   "(on the H100 before the check, 8.4 ms)."),
     Section("NVIDIA's reference cases on the H200",
             "NVIDIA's four cases (`tests/reference/golden_public`: its `Gr00tPolicy` in float32 on a CPU, its tiny "

@@ -71,6 +71,7 @@ def load_policy(
     image_preprocessing: str = "auto",
     max_batch: int = IN_PROCESS_MAX_BATCH,
     openvino_device: str = "CPU",
+    warmup_batch: bool = False,
 ) -> Gr00tPolicy:
     """Load a GR00T N1.5 checkpoint as a policy: a folder, or a Hugging Face model id `ORG/NAME` at `revision`
     (resolved by huggingface_hub: its cache, HF_HUB_OFFLINE, its token; `gr00t_fast.model.hub`).
@@ -96,7 +97,9 @@ def load_policy(
     `max_instruction_tokens` are refused. `image_preprocessing`: "auto" (that of the code that wrote the
     checkpoint), "isaac" or "lerobot": whose image resizing and state normalization to use (`Processor.state`).
     `max_batch`: the most observations one call takes (its frames within the matching pixel budget, see
-    `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized.
+    `gr00t_fast.policy.bounds`); a larger request is refused before any frame is resized. `warmup_batch`: the
+    warm-up makes a batch of 2 too where the backend compiles anew for the first batch (a server that takes batches;
+    `Gr00tPolicy.warmup`).
     """
     cls = backend_class(backend, quantize)  # the backend loads itself (`backends.base.Backend`)
     if denoising_steps is not None:
@@ -140,7 +143,7 @@ def load_policy(
         raise RuntimeError(f"backend {backend!r} left weights unread in {len(unread.pending())} layers after its load")
     policy = Gr00tPolicy(processor, runner, denoising_steps=denoising_steps, seed=seed)
     if warmup:
-        policy.warmup()
+        policy.warmup(batch=warmup_batch)
     return policy
 
 

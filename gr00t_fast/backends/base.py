@@ -200,9 +200,10 @@ class Backend(ABC):
         return None
 
     @property
-    def compiles_first_batch(self) -> bool:
-        """Whether the first call with a batch of 2 or more compiles anew, once for every larger batch (a policy
-        that takes batches makes one in its warm-up)."""
+    def compiles_batches_once(self) -> bool:
+        """Whether the first call with a batch of 2 or more compiles anew and that one compile serves every batch
+        (dynamic shapes), so that a warm-up with a batch of 2 covers a server's batches (`Gr00tPolicy.warmup`).
+        Backends of static shapes compile per batch size: not warmed so."""
         return False
 
     @property

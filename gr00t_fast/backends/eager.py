@@ -50,7 +50,7 @@ class TorchBackend(PyTorchBackend):
         return None if self.blocks is None else self.blocks.fallback
 
     @property
-    def compiles_first_batch(self) -> bool:
+    def compiles_batches_once(self) -> bool:
         """The compiled blocks: Dynamo specializes sizes of 1, so a batch of 2 compiles once for every batch."""
         return self.blocks is not None and self.blocks.on
 

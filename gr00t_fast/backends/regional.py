@@ -9,7 +9,7 @@ alternating): 1.18-1.19x the eager int8 call; 48M 1.25x; compiling the whole cal
 layers of one kind share their compiled code (Dynamo reuses it for every layer of the class: a few graphs per stack,
 e.g. the DiT's cross- and self-attention blocks), with dynamic shapes: every prompt length runs the code the warm-up
 compiled. Dynamo still specializes sizes of 1, so a first batch of 2 or more observations compiles once more (a
-policy that takes batches, a server's, makes one in its warm-up: `compiles_first_batch`), and so does the first call
+server that takes batches makes one in its warm-up: `compiles_batches_once`), and so does the first call
 under `no_grad` (guided real-time chunking) after `inference_mode` ones: each such first call shows the progress
 line. Inductor keeps the code in `cache_dir()/inductor` (`keep_compiled_code`): a later load reads
 it instead of compiling.

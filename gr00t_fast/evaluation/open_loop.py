@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gr00t_fast.data import DatasetError, RecordedDataset
+from gr00t_fast.policy.observations import batch_observations
 
 __all__ = ["DEFAULT_STEPS", "EpisodeRun", "ReadAhead", "compared_keys", "episode_steps", "evaluate",
            "inference_points"]
@@ -84,13 +85,6 @@ def _load(dataset: RecordedDataset, episode: int, steps: int, action_horizon: in
         np.zeros((steps, 0))
     observations = [{k: v for k, v in record.items() if not k.startswith("action.")} for record in records]
     return observations, gt, state
-
-
-def _batch(observations: list[dict]) -> dict[str, Any]:
-    """Observations of one step (T=1 each) as one batched observation (B, T, ...), instructions a list of B."""
-    first = observations[0]
-    return {key: [o[key][0] for o in observations] if isinstance(first[key], list) else
-            np.stack([o[key] for o in observations]) for key in first}
 
 
 def compared_keys(dataset: RecordedDataset, modality_keys: Sequence[str] | None) -> list[str]:
@@ -166,7 +160,7 @@ def evaluate(policy: Any, dataset: RecordedDataset, episodes: Sequence[int], ste
             times: dict[tuple[int, int], float] = {}
             for same in _same_instruction(asked, language):
                 for rows in (same[n:n + batch] for n in range(0, len(same), batch)):
-                    observation = _batch([asked[row] for row in rows])
+                    observation = batch_observations([asked[row] for row in rows])
                     noise = [_noise(policy, noise_seed, group[i], k * action_horizon) for i, k in rows]
                     options = {} if noise[0] is None else {"noise": np.stack(noise)}
                     start = time.perf_counter()

@@ -160,11 +160,17 @@ def onednn_packs(in_features: int, out_features: int) -> bool:
 
 @functools.cache
 def _has_onednn_int8_ops() -> bool:
-    """Whether this torch registers oneDNN's int8 prepack and GEMM ops (`onednn_pack`, `onednn_int8_mm`)."""
+    """Whether this torch runs oneDNN's int8 prepack and GEMM ops as `onednn_pack` and `onednn_int8_mm` call them
+    (torch's internals, whose signatures have changed between releases): one 8x16 layer packed and multiplied, its
+    sums checked."""
+    weight = (torch.arange(128).reshape(8, 16) % 11 - 5).to(torch.int8)
+    levels = (torch.arange(32).reshape(2, 16) % 7 - 3).to(torch.int8)
     try:
-        return all(hasattr(torch.ops.onednn, op) for op in ("qlinear_prepack", "qlinear_pointwise"))
-    except (AttributeError, RuntimeError):
+        out = onednn_int8_mm((levels.int() + ONEDNN_ZERO_POINT).to(torch.uint8), onednn_pack(weight), torch.ones(8),
+                             torch.zeros(8, dtype=torch.long))
+    except (AttributeError, RuntimeError, TypeError):
         return False
+    return torch.equal(out, levels.float() @ weight.float().t())
 
 
 def bf16_flags() -> str | None:

@@ -13,6 +13,7 @@ from gr00t_fast.backends.base import Backend, StageClock, backend_reason
 from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.policy.data_config import DataConfig
+from gr00t_fast.policy.observations import batch_observations
 from gr00t_fast.policy.processor import Processor
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import torch_thread, use_device
@@ -226,15 +227,13 @@ class Gr00tPolicy:
         return obs
 
     @torch_thread
-    def warmup(self, iterations: int = 3) -> None:
+    def warmup(self, iterations: int = 3, batch: bool = False) -> None:
         """Run real calls so that lazy initialisation (allocator, kernels, caches) is paid before the first action;
-        where the policy takes batches and its backend compiles anew for the first one (`compiles_first_batch`), a
-        batch of 2 too, so that a server's first batch does not compile."""
+        `batch` (a server that takes batches): a batch of 2 too where the backend compiles anew for the first batch
+        and that code serves every batch (`Backend.compiles_batches_once`), so the first batch served does not."""
         obs = self.dummy_observation()
         for _ in range(iterations):
             self.get_action(obs)
-        if self.processor.bounds.max_batch > 1 and self.backend.compiles_first_batch:
-            pair = {key: value * 2 if key == self.data_config.language_key else np.stack([value] * 2)
-                    for key, value in obs.items()}
-            self.get_action(pair)
+        if batch and self.processor.bounds.max_batch > 1 and self.backend.compiles_batches_once:
+            self.get_action(batch_observations([obs, obs]))
         self._timings.clear()

@@ -150,7 +150,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         # bound before the model loads: an address it cannot use is reported at once
         server = PolicyServer(None, allow_legacy_format=args.allow_legacy_format, **server_options(args))
         server.housekeeping.append(CheckpointWatch(args.model_path).poll)  # the folder as the weights are read
-        server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch)
+        server.policy = create_policy(config, warmup=True, announce=True, max_batch=args.max_batch,
+                                      warmup_batch=args.max_batch > 1)
     except (KeyboardInterrupt, ImportError, OSError, ValueError, RuntimeError) as e:
         return setup_failed("gr00t-fast serve", e, server)
     return serve_until_stopped(server)
@@ -237,7 +238,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
         check_policy_inputs(args.model_path, args.embodiment_tag, args.data_config)  # before the model loads
         front.housekeeping.append(CheckpointWatch(args.model_path).poll)
         front.policy = policy = create_policy(policy_config_from_args(args), warmup=True, announce=True,
-                                              max_batch=args.max_batch)
+                                              max_batch=args.max_batch, warmup_batch=args.max_batch > 1)
         triton = start_triton(FleetModel(policy), max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
                               host=args.triton_host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, api_token=args.api_token)

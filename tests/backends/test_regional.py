@@ -182,16 +182,19 @@ def failing_compiler(graph, example_inputs):
     raise RuntimeError("no working C++ compiler")
 
 
-@pytest.mark.parametrize("max_batch", [1, 4])
-def test_a_policy_that_takes_batches_compiles_for_them_in_its_warm_up(tiny_checkpoint, int8_at_every_size, blocks_on,
-                                                                     monkeypatch, max_batch):
-    """Dynamo specializes sizes of 1: a server's first batch would compile during serving. Its warm-up makes one
-    batch of 2 (every batch of 2 or more runs that code); a policy of one observation at a time does not."""
+@pytest.mark.parametrize("max_batch, batch, warmed", [(4, True, True), (1, True, False), (4, False, False)])
+def test_a_server_that_takes_batches_compiles_for_them_in_its_warm_up(tiny_checkpoint, int8_at_every_size, blocks_on,
+                                                                     monkeypatch, max_batch, batch, warmed):
+    """Dynamo specializes sizes of 1: a server's first batch would compile during serving. Its warm-up (`batch`,
+    what `serve --max_batch` above 1 asks) makes one batch of 2, whose code serves every batch; a policy of one
+    observation at a time, and a load that serves no batches (`run`, `eval`), do not."""
     policy = traced_policy(tiny_checkpoint, monkeypatch, max_batch=max_batch)
-    assert policy.backend.compiles_first_batch
-    policy.warmup(iterations=1)
-    assert ((True, True) in policy.backend.blocks.keys) == (max_batch > 1)
+    assert policy.backend.compiles_batches_once
+    policy.warmup(iterations=1, batch=batch)
+    assert ((True, True) in policy.backend.blocks.keys) == warmed
     assert (False, True) in policy.backend.blocks.keys
+    policy.backend.blocks.switch(False)  # the blocks' own code: nothing compiles for batches
+    assert not policy.backend.compiles_batches_once
 
 
 def test_a_failing_compiler_leaves_the_model_s_own_code_said_once(tiny_checkpoint, int8_at_every_size, blocks_on,

@@ -338,6 +338,20 @@ def test_leaving_lets_go_of_the_locals_of_an_escaping_error_and_of_the_error_it_
     assert isinstance(caught.value.__context__, ValueError)  # the chain itself is kept
     assert refs[0]() is None
 
+    def explicit():  # `raise ... from`, kept apart from any `except` block: only `__cause__` links them
+        cause = None
+        try:
+            first_fault()
+        except ValueError as error:
+            cause = error
+        raise RuntimeError("a wrapped fault") from cause
+
+    with pytest.raises(RuntimeError, match="a wrapped fault") as caught:
+        with StopSignals():
+            explicit()
+    assert isinstance(caught.value.__cause__, ValueError) and caught.value.__context__ is None
+    assert refs[1]() is None
+
 
 def test_a_signal_caught_during_setup_stops_the_loop_before_its_first_step(capsys):
     """A Ctrl-C that raised while the command set up, and that something caught on its way (a pybind11 extension

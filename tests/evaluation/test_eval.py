@@ -141,7 +141,7 @@ def test_an_evaluation_alone_pays_no_warm_up_and_compare_warms_every_path(datase
     from gr00t_fast.policy.policy import Gr00tPolicy
 
     warmed = []
-    monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3: warmed.append(self.precision))
+    monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3, batch=False: warmed.append(self.precision))
     args = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1", "--steps",
             "5"]
     assert main(args) == 0 and warmed == []

@@ -62,7 +62,7 @@ def test_the_rates_are_measured_once_per_machine_then_read(probes, tmp_path):
     assert len(probes) == 1 + len(broken)
 
 
-def test_a_process_measuring_now_is_waited_for_and_its_record_read(probes, monkeypatch):
+def test_a_process_measuring_now_is_waited_for_and_its_record_read(probes, monkeypatch, tmp_path):
     """Two loads at once on one machine: the second waits on the first's file lock, then reads its record instead of
     measuring too (the first is a real process holding the lock until told to write)."""
     import subprocess
@@ -71,7 +71,8 @@ def test_a_process_measuring_now_is_waited_for_and_its_record_read(probes, monke
 
     from gr00t_fast.runtime import cache
 
-    path = bf16_speed._record_path()
+    path = tmp_path / "cache" / "cpu" / "bf16_rates_this_machine.json"  # the key is not what is tested here
+    monkeypatch.setattr(bf16_speed, "_record_path", lambda: path)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import json, sys; from pathlib import Path\n"
          "from gr00t_fast.runtime.atomic import write_atomic\nfrom gr00t_fast.runtime.cache import locked\n"
@@ -83,7 +84,7 @@ def test_a_process_measuring_now_is_waited_for_and_its_record_read(probes, monke
         waiting, real_ticking = threading.Event(), cache.ticking
         monkeypatch.setattr(cache, "ticking", lambda *a, **k: waiting.set() or real_ticking(*a, **k))
         got = []
-        reader = threading.Thread(target=lambda: got.append(bf16_speed.bf16_rates()))
+        reader = threading.Thread(target=lambda: got.append(bf16_speed.bf16_rates()), daemon=True)
         reader.start()
         assert waiting.wait(60)  # it found the lock held and waits
         holder.stdin.write("write\n")

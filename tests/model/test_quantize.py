@@ -115,16 +115,28 @@ def test_prepacked_bf16_smoothed_and_fitted_layers_run_as_their_plain_twins(int8
     torch.testing.assert_close(out, plain(x), **({} if dtype == torch.bfloat16 else {"atol": 1e-5, "rtol": 1e-6}))
 
 
+def test_the_onednn_ops_probe_runs_them_as_the_layers_call_them(int8_prepacked, monkeypatch):
+    """The probe packs and multiplies one small layer: right on this torch, False where the call fails or its sums
+    are wrong (a changed zero-point convention)."""
+    quantize._has_onednn_int8_ops.cache_clear()
+    assert quantize._has_onednn_int8_ops()
+    for broken in (lambda *a: (_ for _ in ()).throw(RuntimeError("no such op")), lambda *a: torch.zeros(2, 8)):
+        quantize._has_onednn_int8_ops.cache_clear()
+        monkeypatch.setattr(quantize, "onednn_int8_mm", broken)
+        assert not quantize._has_onednn_int8_ops()
+    quantize._has_onednn_int8_ops.cache_clear()
+
+
 def test_only_large_weights_are_prepacked_and_only_where_the_cpu_has_int8_units(monkeypatch):
     """Prepacking pays where the weight's reads bound the GEMM (full size's large layers) and costs its fixed time on
     small ones (48M's, all under 1M values); without VNNI or AMX oneDNN's u8s8 GEMM saturates: never packed there."""
     monkeypatch.setattr(quantize, "cpu_units", lambda probes: "AVX512-VNNI" if probes is quantize.INT8_UNITS else None)
+    monkeypatch.setattr(quantize, "_has_onednn_int8_ops", lambda: True)
     assert quantize.onednn_packs(1536, 6144) and quantize.onednn_packs(1152, 4304)
     assert not quantize.onednn_packs(2048, 2048) and not quantize.onednn_packs(384, 1536)
-    assert quantize._has_onednn_int8_ops()  # this torch has oneDNN's ops; one without them runs torch._int_mm
-    with monkeypatch.context() as patched:
-        patched.setattr(quantize, "_has_onednn_int8_ops", lambda: False)
-        assert not quantize.onednn_packs(1536, 6144)
+    monkeypatch.setattr(quantize, "_has_onednn_int8_ops", lambda: False)  # a torch whose oneDNN ops differ
+    assert not quantize.onednn_packs(1536, 6144)
+    monkeypatch.setattr(quantize, "_has_onednn_int8_ops", lambda: True)
     monkeypatch.setattr(quantize, "cpu_units", lambda probes: None)
     assert not quantize.onednn_packs(1536, 6144)
 
@@ -214,8 +226,10 @@ def test_inductor_compiles_the_whole_call_of_a_prepacked_int8_model(tiny_checkpo
     """`--backend compile --quantize int8` where the CPU has VNNI or AMX: Inductor and its C++ wrapper call oneDNN's
     GEMM on the prepacked weights as it is (`onednn_int8_mm`); the backend's own check against the model's kernels
     agrees, nothing falls back."""
-    from gr00t_fast.backends.compiled import AGREE_ROUNDED
+    from gr00t_fast.backends.compiled import AGREE_ROUNDED, cpp_compiler_missing
 
+    if missing := run_on_torch_thread(cpp_compiler_missing):
+        pytest.skip(f"Inductor needs a C++ compiler: {missing}")
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     quantize_linears(model, "int8")
     assert sum(m.packed is not None for m in model.modules() if isinstance(m, QuantizedLinear)) > 30
