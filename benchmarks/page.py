@@ -411,13 +411,14 @@ SMALL_BLOCKS_XEON = "cpu/ab_small_int8_blocks_xeon_avx512bf16_2026-11-27.json"  
 ALLPACKED_XEON = ("cpu/ab_full_int8_allpacked_reps8_xeon_avx512bf16_2026-11-27.json",
                   "cpu/ab_full_int8_allpacked_run2_reps8_xeon_avx512bf16_2026-11-27.json")
 PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
-               "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json")  # the second on a quiet machine
+               "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",  # the second on a quiet machine
+               "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json")  # the next session's code
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
                 "full, int8 blocks compiled": BLOCKS_XEON, "full, int8 eager": EAGER_XEON,
                 "48M, int8 blocks compiled": SMALL_BLOCKS_XEON, "full, int8 all prepacked": ALLPACKED_XEON[0],
                 "the same, again": ALLPACKED_XEON[1], "full, int8 large prepacked": PACKED_XEON[0],
-                "the same, quiet": PACKED_XEON[1],
+                "the same, quiet": PACKED_XEON[1], "the same, a third run": PACKED_XEON[2],
                 "48M, int8 large prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
@@ -625,7 +626,8 @@ SECTIONS = [
                                             ("that evening, every int8 weight prepacked", ALLPACKED_XEON[0]),
                                             ("the same, again", ALLPACKED_XEON[1]),
                                             ("then the weights of 4.5M values or more", PACKED_XEON[0]),
-                                            ("the same, on a quiet machine", PACKED_XEON[1])))])),
+                                            ("the same, on a quiet machine", PACKED_XEON[1]),
+                                            ("the same, a third run (that night's code)", PACKED_XEON[2])))])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
