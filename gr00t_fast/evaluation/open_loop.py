@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gr00t_fast.data import DatasetError, RecordedDataset
-from gr00t_fast.policy.observations import batch_observations
+from gr00t_fast.policy.base import batch_observations
 
 __all__ = ["DEFAULT_STEPS", "EpisodeRun", "ReadAhead", "compared_keys", "episode_steps", "evaluate",
            "inference_points"]

@@ -14,7 +14,7 @@ _WHERE = {
     "check_policy_inputs": "preflight",
     "Gr00tPolicy": "policy",
     "NonFiniteActionError": "policy", "Processor": "processor", "processor_for_model": "processor",
-    "read_observations": "observations", "batch_observations": "observations",
+    "read_observations": "observations", "batch_observations": "base",
 }
 
 __all__ = sorted(_WHERE)

@@ -16,7 +16,7 @@ from gr00t_fast.policy.data_config import DataConfig
 if TYPE_CHECKING:  # the contract names the model's RTC request; its users need not import torch
     from gr00t_fast.model.rtc import RtcRequest
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "batch_observations"]
 
 
 @runtime_checkable
@@ -54,3 +54,11 @@ class Policy(Protocol):
 
     def state_warning(self, observation: dict[str, Any]) -> str | None:
         """A warning when the observation's state lies far outside what the policy was trained on, else None."""
+
+
+def batch_observations(observations: list[dict]) -> dict[str, Any]:
+    """Unbatched observations (T=1 each) as one batched observation (B, T, ...), instructions a list of B: what
+    `get_action` takes for B robots at once."""
+    first = observations[0]
+    return {key: [o[key][0] for o in observations] if isinstance(first[key], list) else
+            np.stack([o[key] for o in observations]) for key in first}

@@ -1,13 +1,11 @@
 """A file of recorded observations (`gr00t-fast run --record_observations` writes one): what `--calibration` and
-`export int8 --calibration` read, checked before any model work; and several observations as one batched one
-(`batch_observations`). Numpy alone."""
+`export int8 --calibration` read, checked before any model work; numpy alone."""
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_observations", "read_observations"]
+__all__ = ["read_observations"]
 
 
 def read_observations(path: str | Path) -> dict[str, np.ndarray]:
@@ -23,10 +21,3 @@ def read_observations(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: expected arrays with one leading sample axis of the same length (N >= 1), got "
                          f"lengths {lengths}")
     return observation
-
-
-def batch_observations(observations: list[dict]) -> dict[str, Any]:
-    """Unbatched observations (T=1 each) as one batched observation (B, T, ...), instructions a list of B."""
-    first = observations[0]
-    return {key: [o[key][0] for o in observations] if isinstance(first[key], list) else
-            np.stack([o[key] for o in observations]) for key in first}

@@ -12,8 +12,8 @@ import torch
 from gr00t_fast.backends.base import Backend, StageClock, backend_reason
 from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
+from gr00t_fast.policy.base import batch_observations
 from gr00t_fast.policy.data_config import DataConfig
-from gr00t_fast.policy.observations import batch_observations
 from gr00t_fast.policy.processor import Processor
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import torch_thread, use_device
