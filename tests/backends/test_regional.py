@@ -195,6 +195,8 @@ def test_a_server_that_takes_batches_compiles_for_them_in_its_warm_up(tiny_check
     assert (False, True) in policy.backend.blocks.keys
     policy.backend.blocks.switch(False)  # the blocks' own code: nothing compiles for batches
     assert not policy.backend.compiles_batches_once
+    compiled = CompiledBackend(policy.model, backend="aot_eager")  # static shapes: a compile per batch size
+    assert not compiled.compiles_batches_once
 
 
 def test_a_failing_compiler_leaves_the_model_s_own_code_said_once(tiny_checkpoint, int8_at_every_size, blocks_on,
