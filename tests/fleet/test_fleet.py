@@ -236,6 +236,23 @@ def test_cli_fleet_bad_flags_get_one_line(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("max_batch", [1, 8])
+def test_cli_fleet_asks_its_warm_up_for_a_batch_where_it_takes_batches(tiny_checkpoint, monkeypatch, capsys,
+                                                                        max_batch):
+    from gr00t_fast.serve.cli import fleet_main as main
+
+    asked = []
+
+    def create_policy(config, *args, **options):
+        asked.append(options)
+        raise ValueError("stopped before the weights")
+
+    monkeypatch.setattr("gr00t_fast.loading.create_policy", create_policy)
+    assert main(["serve", "--model_path", str(tiny_checkpoint), "--max_batch", str(max_batch), "--port", "0"]) == 2
+    assert "stopped before the weights" in capsys.readouterr().err
+    assert [(o["max_batch"], o["warmup_batch"]) for o in asked] == [(max_batch, max_batch > 1)]
+
+
 def test_api_token_guards_the_zmq_front_and_triton_inference(policy, noise):
     from pytriton.client.exceptions import PyTritonClientError
 

@@ -287,6 +287,24 @@ def test_serve_flags_out_of_range_or_misspelt_are_one_line_naming_the_flag(flags
         assert exit_.value.code == 2 and err == f"{program}: error: {words}", err
 
 
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_a_server_that_takes_batches_asks_its_warm_up_for_one(tiny_checkpoint, monkeypatch, capsys, max_batch):
+    """`--max_batch` above 1: the load warms a batch of 2 too (where the backend compiles anew for the first batch);
+    one observation at a time: it does not (`load_policy(warmup_batch=...)`; the fleet's front passes it alike)."""
+    from gr00t_fast.serve.cli import serve_main
+
+    asked = []
+
+    def create_policy(config, *args, **options):
+        asked.append(options)
+        raise ValueError("stopped before the weights")
+
+    monkeypatch.setattr("gr00t_fast.loading.create_policy", create_policy)
+    assert serve_main(["--model_path", str(tiny_checkpoint), "--max_batch", str(max_batch), "--port", "0"]) == 2
+    assert "stopped before the weights" in capsys.readouterr().err
+    assert [(o["max_batch"], o["warmup_batch"]) for o in asked] == [(max_batch, max_batch > 1)]
+
+
 def test_an_unauthenticated_public_bind_says_so_once_and_an_empty_token_is_refused(caplog):
     """`--api_token ""` silently meant no authentication and skipped the warning for a public bind; now it is an
     error (above, as a flag; here, for the library), and any bind beyond loopback without a token warns once."""
