@@ -1,6 +1,7 @@
 """INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers against an independent float64 reference:
 exact where quantization loses nothing, close otherwise; wired through load_policy and free of graph breaks."""
 
+import os
 import types
 import weakref
 
@@ -470,6 +471,25 @@ def test_compiled_int8_under_inductor_freezing_is_refused_before_the_weights(tin
         freezing(False)
     with pytest.raises(pytest.fail.Exception, match="the weights were read"):  # without it: past the check
         load_policy(tiny_checkpoint, device="cpu", quantize="int8", backend="compile", warmup=False)
+
+
+def test_torchinductor_freezing_in_the_environment_reaches_the_thread_that_loads(tiny_checkpoint):
+    """Inductor's config is per thread, read from `TORCHINDUCTOR_*` at import: the variable, unlike a config change in
+    the user's own thread, reaches gr00t-fast's torch thread, where the check before the weights reads it."""
+    import subprocess
+    import sys
+
+    if quantize.int8_engine("cpu").name != "onednn":
+        pytest.skip("compiled int8 runs on oneDNN only (VNNI or AMX); FBGEMM is refused before freezing is read")
+    code = ("import sys; from gr00t_fast.loading import load_policy\n"
+            "try:\n    load_policy(sys.argv[1], device='cpu', quantize='int8', backend='compile', warmup=False)\n"
+            "except ValueError as e:\n    print(e)\n")
+    for value, said in (("1", True), ("0", False)):
+        env = {**os.environ, "TORCHINDUCTOR_FREEZING": value, "GR00T_FAST_COMPILE_BLOCKS": "0"}
+        done = subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert ("weight freezing on (TORCHINDUCTOR_FREEZING=1)" in done.stdout) == said, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("engine, tolerance", [("onednn", 0.02), ("fbgemm", 0.04)])
