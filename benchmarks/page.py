@@ -690,7 +690,8 @@ SECTIONS = [
             cpu=XEON_CPU,
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
                  "--record_observations`; other observations than the table above), one noise each, without "
-                 "`--calibration` unless the column says so: NVIDIA's bf16 against its own float32, then `--quantize int8` as the torch "
+                 "`--calibration` unless the column says so: NVIDIA's bf16 against its own float32, then "
+                 "`--quantize int8` as the torch "
                  "backend loads it there now (its transformer blocks compiled, its weights of 4.5M values or more "
                  "prepacked; 48M has none, so its cell is the `_int_mm` run's), the same with `--calibration` (8 "
                  "observations of another simulated run, `--robot.seed 7`, the weights fitted to them), then on "

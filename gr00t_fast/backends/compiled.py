@@ -96,8 +96,9 @@ AGREE_FLOAT32 = 1e-3  # float32 matmuls at full precision (no TF32), nothing qua
 AGREE_ROUNDED = 0.1  # bf16 / fp16, TF32, or int8 matmuls: bf16 itself is 1.6e-2 from float32 at full size
 # fp8 (e4m3: 3 bits of mantissa) turns the compiler's bf16 rounding into flipped fp8 levels: its CUDA graph was 0.107
 # from its own eager kernels at full size on an H200 (0.106 on another; int8 0.040, bf16 0.016), fp8 itself 0.24-0.27
-# from float32. Provisional, from that measurement: twice it. The compiler fault above (0.29-0.52, NVIDIA's tiny checkpoint in
-# float32) is not measured on an fp8 model, so the bound is not shown to separate a fault from fp8's own rounding.
+# from float32. Provisional, from that measurement: twice it. The compiler fault above (0.29-0.52, NVIDIA's tiny
+# checkpoint in float32) is not measured on an fp8 model, so the bound is not shown to separate a fault from fp8's own
+# rounding.
 AGREE_FP8 = 0.2
 
 

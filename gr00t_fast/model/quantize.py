@@ -623,7 +623,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
     `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
     SmoothQuant smoothed (their inputs have outlier channels), "fitted": how many have their int8 levels fitted
-    to the sample call's inputs, and "prepacked": how many run oneDNN's GEMM on a prepacked weight (`onednn_packs`). With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
+    to the sample call's inputs, and "prepacked": how many run oneDNN's GEMM on a prepacked weight (`onednn_packs`).
+    With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
     (`_round_weights`: the user's observations), else to their nearest levels. Without `sample` every layer the
     kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
     (`quantized_weights`, `model.deferred_weights`) reads each layer as the sample call reaches it and to convert it:

@@ -13,7 +13,8 @@ def test_the_first_value_of_a_field(monkeypatch, tmp_path):
     assert cpuinfo_field("flags") == "fpu avx2 avx512_vnni"
     assert cpuinfo_field("model") is None  # a name is matched whole, not as a prefix
     assert cpuinfo_field("cpu MHz") is None
-    assert cpuinfo_fields("flags", "model name", "cpu MHz") == ["fpu avx2 avx512_vnni", "Intel(R) Xeon(R) Processor", None]
+    assert cpuinfo_fields("flags", "model name", "cpu MHz") == ["fpu avx2 avx512_vnni", "Intel(R) Xeon(R) Processor",
+                                                                 None]
 
 
 def test_the_benchmarks_read_the_same_reader():
