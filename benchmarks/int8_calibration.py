@@ -25,10 +25,11 @@ from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.onnxruntime import OnnxRuntimeBackend
 from gr00t_fast.dev.bench.backends import InDtype, case_observations
 from gr00t_fast.dev.demo_task import sim_swing_observations
-from gr00t_fast.export.int8 import INSTRUCTIONS, calibration_inputs, observation_samples, quantize_graphs
+from gr00t_fast.export.int8 import observation_samples, quantize_graphs
 from gr00t_fast.export.onnx import export_onnx
 from gr00t_fast.loading import load_policy, quantize_model
 from gr00t_fast.model import load_model
+from gr00t_fast.model.inputs import INSTRUCTIONS, calibration_inputs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "golden_public"
 STEPS = 4
@@ -86,8 +87,8 @@ def main() -> None:
     quantize.CPU_INT8_MIN_WIDTH = quantize.CPU_INT8_MIN_MACS = 0  # every layer, as on a GPU
     int8 = copy.deepcopy(model)
     quantize_model(int8, "int8")
-    rows.append(error_row("--quantize int8, every layer (dynamic, no calibration)", TorchBackend(int8), reference,
-                          evaluations, decode))
+    rows.append(error_row("--quantize int8, every layer (dynamic, fitted to synthetic scenes)", TorchBackend(int8),
+                          reference, evaluations, decode))
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     result = {"command": " ".join(["python", *sys.argv]), "lscpu": flags, "rows": rows}
     (out / "int8_calibration.json").write_text(json.dumps(result, indent=1))

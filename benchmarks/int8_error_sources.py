@@ -3,7 +3,7 @@ apart from the activations'.
 
 A float32 checkpoint, recorded observations (`gr00t-fast run --record_observations`), one initial noise each. Every
 row is loaded as `--quantize int8` loads (`quantize_linears`: the same verdicts, smoothing and per-layer error check on
-the example call, or on `--calibration`'s observations) and compared with fp32 eager on the same observations and
+4 synthetic scenes, or on `--calibration`'s observations) and compared with fp32 eager on the same observations and
 noise: the largest action difference (degrees; gripper units), as `bench ab` reports it, and the mean one. Rows:
 
     NVIDIA bf16              NVIDIA's `Gr00tPolicy` in bfloat16 against itself in float32 (its own processes:
@@ -13,11 +13,10 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
                              arithmetic, the official stack's): with torch 2.13, 7% of the simulated frames'
                              pixels one level apart, 0.38 in the 48M's actions in float32 (lab notes in history.md)
     bf16                     the model cast to bfloat16 (gr00t-fast's own)
-    int8                     `--quantize int8` as shipped (oneDNN's GEMM or FBGEMM, as the CPU has)
-    int8, plain rounding     each weight at its nearest level (what int8 does without --calibration; with it the
-                             weights are rounded as GPTQ does, fitted to the calibration's calls)
-    int8, weights fitted to the example call   GPTQ's rounding fitted to the example call's random frames (without
-                             --calibration; not what int8 does)
+    int8                     `--quantize int8` as shipped (oneDNN's GEMM or FBGEMM, as the CPU has): its weights
+                             fitted (GPTQ) to the sample calls, `--calibration`'s or 4 synthetic scenes
+    int8, plain rounding     the same sample calls, each weight at its nearest level (what int8 did without
+                             --calibration before 2026-11-27, its activations measured on one example call)
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
     int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
     int8 activations alone   activations rounded per token to int8 as the kernel sees them, weights float32
@@ -45,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import gr00t_fast.backends.pytorch as pytorch
 import gr00t_fast.model.quantize as quantize
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.dev.upstream import Upstream
@@ -112,12 +110,7 @@ def patched(module=quantize, **values):
             setattr(module, name, value)
 
 
-def fitting(model, mode, sample=None, fit_weights=False):
-    """`quantize_linears` with the int8 weights fitted to its sample call whatever it is (the example call too)."""
-    return quantize.quantize_linears(model, mode, sample, fit_weights=True)
-
-
-ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, weights fitted to the example call",
+ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding",
         "int8, vision alone", "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone",
         "int8 weights alone", "int8 activations alone")
 
@@ -136,7 +129,7 @@ def main() -> int:
     parser.add_argument("--observations", required=True)
     parser.add_argument("--calibration", default=None,
                         help="observations the int8 rows measure their activations on (`--calibration`), another "
-                             "recording than --observations; default: the example call")
+                             "recording than --observations; default: 4 synthetic scenes")
     parser.add_argument("--rows", nargs="*", default=None, help="the rows to run (their names above; default all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True)
@@ -195,8 +188,6 @@ def main() -> int:
     row("int8")
     row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: (
         *quantize._quantize_rows(weight, torch.int8, qmax), False))
-    if args.calibration is None:
-        row("int8, weights fitted to the example call", module=pytorch, quantize_linears=fitting)
     for stack in ("vision", "llm", "vl_self_attention", "dit"):
         row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
     unpacked = dict(onednn_packs=lambda *shape: False)  # the simulated layers keep plain levels, no packed copy

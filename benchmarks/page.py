@@ -297,7 +297,7 @@ control loop.
 | A data config's pre- and postprocessing per camera (NVIDIA's three-camera configs against `so100_dualcam`) | `python benchmarks/data_config_cost.py` | `data_config_cost.json` |
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
-| `--quantize int8` calibrated on recorded observations against the example call (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
+| `--quantize int8` calibrated on recorded observations against without (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
 | Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations'; NVIDIA's bf16 on the same observations | `python benchmarks/int8_error_sources.py` (NVIDIA's env, or `--rows` without `NVIDIA bf16`) | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
@@ -361,16 +361,16 @@ WITHIN = {
 
 
 # the same on the Intel Xeon, 6 other observations (its own simulated run): NVIDIA's bf16, then `--quantize int8` as
-# the torch backend runs it there now (blocks compiled, weights of 4.5M values or more prepacked: 48M has none, so its
-# run on `torch._int_mm` is that path), without and with `--calibration`, then on `torch._int_mm` only, blocks
-# compiled and eager
+# the torch backend loads it there now (its weights fitted to synthetic scenes, blocks compiled, weights of 4.5M values
+# or more prepacked: 48M has none), the same with each weight at its nearest level, and with `--calibration`
 WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
-                       Col("`--quantize int8` (blocks compiled, large weights prepacked)", metric=row_error("int8")),
-                       Col("the same, `--calibration`", metric=row_error("int8")),
-                       Col("on `_int_mm` only, blocks compiled", metric=row_error("int8")),
-                       Col("on `_int_mm` only, eager", metric=row_error("int8")))
-WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_blocks", "small_calibrated", "small_blocks", "small_eager"),
-               "full size": ("full_nvidia_bf16", "full_packed", "full_calibrated", "full_blocks", "full_eager")}
+                       Col("`--quantize int8` (fitted to 4 synthetic scenes)", metric=row_error("int8")),
+                       Col("the same, each weight at its nearest level", metric=row_error("int8, plain rounding")),
+                       Col("`--quantize int8 --calibration`", metric=row_error("int8")))
+WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_synthetic", "small_nearest", "small_calibrated"),
+               "48M, outliers": ("small_outliers",) * 3 + ("small_outliers_calibrated",),
+               "full size": ("full_nvidia_bf16", "full_synthetic", "full_nearest", "full_calibrated"),
+               "full size, outliers": ("full_outliers",) * 3 + ("full_outliers_calibrated",)}
 
 
 def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
@@ -400,26 +400,18 @@ INT8_XEON = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_xeo
              for run in ("full_int8", "full_int8_outliers", "small_int8")}
 # the next day, on the same Xeon: full size with `--backends torch,compile`, float32 and `--quantize int8` rows only
 COMPILE_XEON = "cpu/ab_full_compile_reps8_xeon_avx512bf16_2026-11-27.json"
-# later that day, `--backends torch`: `--quantize int8` with its transformer blocks compiled (the torch backend's int8
-# default since then, `gr00t_fast.backends.regional`), then eager (GR00T_FAST_COMPILE_BLOCKS=0), one run after the other
 XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the flags its sections' files record
-BLOCKS_XEON = "cpu/ab_full_int8_blocks_reps8_xeon_avx512bf16_2026-11-27.json"
-EAGER_XEON = "cpu/ab_full_int8_eager_reps8_xeon_avx512bf16_2026-11-27.json"
-SMALL_BLOCKS_XEON = "cpu/ab_small_int8_blocks_xeon_avx512bf16_2026-11-27.json"  # 48M, blocks compiled, right after
-# that evening, blocks compiled: every int8 weight prepacked for oneDNN (two full-size runs), then (the default since)
-# the weights of 4.5M values or more: full size, then 48M (none of its layers that large)
-ALLPACKED_XEON = ("cpu/ab_full_int8_allpacked_reps8_xeon_avx512bf16_2026-11-27.json",
-                  "cpu/ab_full_int8_allpacked_run2_reps8_xeon_avx512bf16_2026-11-27.json")
+# `--quantize int8` as the torch backend runs it now (its transformer blocks compiled, its weights of 4.5M values or
+# more prepacked for oneDNN): full size three times (the second on a quiet machine, the third the next session's
+# code), then 48M (none of its layers that large). The runs before them (blocks compiled on `_int_mm`, eager, every
+# weight prepacked) are in history.md.
 PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
-               "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",  # the second on a quiet machine
-               "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json")  # the next session's code
+               "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",
+               "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json")
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
-                "full, int8 blocks compiled": BLOCKS_XEON, "full, int8 eager": EAGER_XEON,
-                "48M, int8 blocks compiled": SMALL_BLOCKS_XEON, "full, int8 all prepacked": ALLPACKED_XEON[0],
-                "the same, again": ALLPACKED_XEON[1], "full, int8 large prepacked": PACKED_XEON[0],
-                "the same, quiet": PACKED_XEON[1], "the same, a third run": PACKED_XEON[2],
-                "48M, int8 large prepacked": SMALL_PACKED_XEON}
+                "full, int8 now": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
+                "the same, a third run": PACKED_XEON[2], "48M, int8 now": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
@@ -455,6 +447,8 @@ def part(key: str) -> Callable[[Record], str]:
 
 LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
+# the default since 2026-11-27 (its weights fitted to 4 synthetic scenes), one load a side, on the Intel Xeon
+LOAD_MEMORY_SYNTHETIC = "cpu/int8_load_memory_full_synthetic_xeon_avx512bf16_2026-11-27.json"
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -585,15 +579,16 @@ SECTIONS = [
                  "\"full, with compile\" is a run of the next day on a machine of the same CPU model and flags with "
                  "`--backends torch,compile` (float32 rows only; its own NVIDIA baseline, whose in-process median "
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
-                 "4.13x [4.08, 4.22], eager int8 at 3.46x). The last three are runs of later that day, one after "
-                 "the other, `--backends torch`: full size's `--quantize int8` with the transformer blocks compiled "
-                 "(the torch backend's int8 default since then, about 35 s of compiling in the first load), then "
-                 "eager (`GR00T_FAST_COMPILE_BLOCKS=0`), then 48M with the blocks compiled (20 calls a side, not "
-                 "`--sequential`); each has its own NVIDIA baseline. The last four ran that evening, blocks "
-                 "compiled, with int8's weights prepacked for oneDNN (`gr00t_fast.model.quantize.onednn_pack`): "
-                 "every weight (full size twice), then the weights of 4.5M values or more (the default since: full "
-                 "size, 48M, none of whose layers is that large, then full size again after the CI run, the machine "
-                 "quiet). "
+                 "4.13x [4.08, 4.22], eager int8 at 3.46x). The int8 cells of the first three columns ran eagerly on "
+                 "`torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks and prepacked "
+                 "its large weights. The last four are `--quantize int8` as it runs now (`--backends torch`, blocks "
+                 "compiled, weights of 4.5M values or more prepacked for oneDNN, "
+                 "`gr00t_fast.model.quantize.onednn_pack`): full size three times (the second on a quiet machine, "
+                 "the third with the next session's code), then 48M (none of its layers that large; 20 calls a "
+                 "side, not `--sequential`), each against its own NVIDIA baseline; the runs between (blocks "
+                 "compiled on `_int_mm`, eager, every weight prepacked) are in history.md. Their int8 weights sat at "
+                 "their nearest levels (fitted to synthetic scenes since: the same matmuls, another largest "
+                 "difference, \"Within NVIDIA's own bf16 on the Intel Xeon\" below). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -604,9 +599,8 @@ SECTIONS = [
             cpu=XEON_CPU,
             text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
                  "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
-                 "for 15 min on these 2 cores, Inductor's cache serves later loads; then the two torch-backend runs "
-                 "of later that day, its transformer blocks compiled, about 35 s, and eager), then where an eager "
-                 "call goes "
+                 "for 15 min on these 2 cores, Inductor's cache serves later loads; then the torch backend's int8 "
+                 "as it runs now, three runs), then where an eager call of the first run goes "
                  "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
                  "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
             table=Table(corner="", columns=[
@@ -625,13 +619,10 @@ SECTIONS = [
                       *(Row(label, budget("torch", profiled=False), file={**dict.fromkeys(
                           ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget"), file),
                           "a call in the profile": PROFILE})
-                        for label, file in (("the same day later, torch, int8 blocks compiled", BLOCKS_XEON),
-                                            ("then torch, int8 eager", EAGER_XEON),
-                                            ("that evening, every int8 weight prepacked", ALLPACKED_XEON[0]),
-                                            ("the same, again", ALLPACKED_XEON[1]),
-                                            ("then the weights of 4.5M values or more", PACKED_XEON[0]),
+                        for label, file in (("`--quantize int8` now (blocks compiled, large weights prepacked)",
+                                             PACKED_XEON[0]),
                                             ("the same, on a quiet machine", PACKED_XEON[1]),
-                                            ("the same, a third run (that night's code)", PACKED_XEON[2])))])),
+                                            ("the same, a third run (the next session's code)", PACKED_XEON[2])))])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
@@ -679,24 +670,26 @@ SECTIONS = [
                  "int8 against gr00t-fast's float32 (NVIDIA's float32 with the official stack's frame resizing, torch "
                  "2.5's arithmetic; NVIDIA's environment here, torch 2.13, rounds 7% of these frames' pixels one level "
                  "apart from it: the two float32 references are 0.38 apart at 48M, lab notes in history.md). "
-                 "int8 as `--quantize int8` loads it here: the model in float32, the layers whose own int8 error "
-                 "is over 2% in bf16 (the int8 columns measured after the bf16 ones, on the same observations and "
-                 "noises). `--calibration`: 8 observations of another simulated run (`--robot.seed 7`), to which the "
-                 "int8 weights are fitted (GPTQ); without it each weight sits at its nearest level. The bound is the "
+                 "int8 as `--quantize int8` loaded it here on 2026-11-26: the model in float32, the layers whose own "
+                 "int8 error is over 2% in bf16 (the int8 columns measured after the bf16 ones, on the same "
+                 "observations and noises). `--calibration`: 8 observations of another simulated run "
+                 "(`--robot.seed 7`), to which the "
+                 "int8 weights are fitted (GPTQ); without it each weight sat at its nearest level (fitted to synthetic "
+                 "scenes since 2026-11-27: the Intel Xeon's table below). The bound is the "
                  "largest difference, as `bench ab` reports it; the means beside it.",
             table=Table(corner="checkpoint", columns=WITHIN_COLUMNS,
                         rows=error_rows(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26"))),
-    Section("Within NVIDIA's own bf16 on the Intel Xeon, blocks compiled", level=4,
+    Section("Within NVIDIA's own bf16 on the Intel Xeon", level=4,
             cpu=XEON_CPU,
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
-                 "--record_observations`; other observations than the table above), one noise each, without "
-                 "`--calibration` unless the column says so: NVIDIA's bf16 against its own float32, then "
-                 "`--quantize int8` as the torch "
-                 "backend loads it there now (its transformer blocks compiled, its weights of 4.5M values or more "
-                 "prepacked; 48M has none, so its cell is the `_int_mm` run's), the same with `--calibration` (8 "
-                 "observations of another simulated run, `--robot.seed 7`, the weights fitted to them), then on "
-                 "`_int_mm` only, blocks compiled and eager (`GR00T_FAST_COMPILE_BLOCKS=0`), each against "
-                 "gr00t-fast's float32. The largest action difference (its mean).",
+                 "--record_observations`; other observations than the table above), one noise each: NVIDIA's bf16 "
+                 "against its own float32, then `--quantize int8` as the torch backend loads it there now (its "
+                 "weights fitted (GPTQ) to 4 synthetic scenes, its transformer blocks compiled, its weights of 4.5M "
+                 "values or more prepacked; 48M has none), the same with each weight at its nearest level (the "
+                 "default before 2026-11-27, late, measured its activations on one example call instead: full size "
+                 "3.50 (1.15), 48M 5.31 (1.54)), and with `--calibration` (8 observations of another simulated run, "
+                 "`--robot.seed 7`, the weights fitted to them), each against gr00t-fast's float32. The largest "
+                 "action difference (its mean). On `_int_mm` only, blocks compiled against eager: history.md.",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
@@ -746,11 +739,15 @@ SECTIONS = [
                  "not controlled: "
                  "a layer at a time no slower here; an earlier run had read 84 and 68 s against 38 and 48 s, not "
                  "explained). A layer at a time: the "
-                 "float32 weights of the layers int8 converts read as the example call reaches them and to convert "
+                 "float32 weights of the layers int8 converts read as the example call (the default then) reaches "
+                 "them and to convert "
                  "them (`gr00t_fast.model.deferred`), what a load does now; whole: the float32 model read first, then "
                  "quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
-                 "slower; each layer's kept input rows (512) go as it is converted. (In \"For what memory?\" above, "
+                 "slower; each layer's kept input rows (512) go as it is converted. The last two rows are the "
+                 "default since 2026-11-27, on the Intel Xeon (no layer kept in bf16 there, so more weights stay "
+                 "float32): without `--calibration` it runs 4 synthetic scenes, keeps 512 rows a layer and fits the "
+                 "weights to them, one load a side. (In \"For what memory?\" above, "
                  "the `--quantize int8` rows of the first four columns ran before loads deferred, the float32 model "
                  "read whole; the last column's loaded as now.)",
             table=Table(corner="full size, `--quantize int8`", columns=[
@@ -765,6 +762,10 @@ SECTIONS = [
                 Row("`--calibration` (8 observations): a layer at a time", file=LOAD_MEMORY_CALIBRATED,
                     pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
                 Row("`--calibration` (8 observations): whole first", file=LOAD_MEMORY_CALIBRATED,
+                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]}),
+                Row("4 synthetic scenes, fitted (Intel Xeon): a layer at a time", file=LOAD_MEMORY_SYNTHETIC,
+                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
+                Row("4 synthetic scenes, fitted (Intel Xeon): whole first", file=LOAD_MEMORY_SYNTHETIC,
                     pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]})])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "

@@ -1,5 +1,6 @@
-"""`--quantize int8 --calibration`: the torch path's action error with its activations measured on an example call
-(random frames, the default) and on recorded observations, on observations held out of the calibration.
+"""`--quantize int8 --calibration`: the torch path's action error without it (on a CPU its activations measured and
+its weights fitted on synthetic scenes; before 2026-11-27 one example call of random frames, the weights at their
+nearest levels) and with recorded observations, on observations held out of the calibration.
 
 A full-size checkpoint in float32; recordings of the simulated SO-100 (`gr00t-fast run --record_observations`): the
 calibration file and a longer run whose later observations (from `--held_out_from` on) it does not hold (the
@@ -42,7 +43,7 @@ def main() -> int:
 
     reference = actions(load_policy(args.model_path, **load))
     rows = {}
-    for name, calibration in (("example call", None), ("recorded observations", args.calibration)):
+    for name, calibration in (("without --calibration", None), ("recorded observations", args.calibration)):
         policy = load_policy(args.model_path, quantize="int8", calibration=calibration, **load)
         differences = [float(np.abs(a - r).max()) for a, r in zip(actions(policy), reference)]
         rows[name] = {"precision": str(policy.precision), "largest_action_difference": differences,

@@ -90,7 +90,7 @@ def load_policy(
     `quantize`: "int8" or "fp8" matmuls in the transformer stacks (`gr00t_fast.model.quantize`; PyTorch backends).
     `calibration`: with `quantize="int8"` on a backend that quantizes the network itself (torch, compile,
     cuda-graph), an .npz of your own observations (`gr00t_fast.policy.observations.read_observations`) whose
-    activations it measures, up to `CALIBRATION_SAMPLES` of them evenly spaced (default: an example call); each goes
+    activations it measures, up to `CALIBRATION_SAMPLES` of them evenly spaced (default: synthetic scenes); each goes
     through the processor before any weight is read, so a set that does not fit the checkpoint is refused first.
     `seed` seeds the sampler's noise when `get_action` is given none. `threads`: the process's torch CPU threads
     (None: adapted before each call to the CPUs other work leaves, `gr00t_fast.runtime.threads`). Instructions longer than

@@ -107,7 +107,7 @@ class LoadRequest:
     decode: Callable[[torch.Tensor], dict] | None = None  # normalized actions -> {key: values}, the policy's units
     device: torch.device | None = None  # the device the model loads on, known before its weights (None: unknown)
     # (ModelInputs, noise) host float32 calls from the user's observations that `quantize` measures its activations
-    # on (`Backend.calibrates`); None: an example call
+    # on (`Backend.calibrates`); None: synthetic scenes for int8 on a CPU, else an example call
     calibration: Sequence[tuple[Any, torch.Tensor]] | None = None
 
     def on_cpu(self) -> bool:

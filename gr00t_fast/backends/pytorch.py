@@ -9,31 +9,42 @@ from typing import Callable, Collection, Sequence
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
-from gr00t_fast.model.inputs import ModelInputs, example_inputs
+from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inputs
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
 
-__all__ = ["PyTorchBackend", "pack_model", "quantize_model"]
+__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model"]
+
+# int8 on a CPU without the user's observations: its weights fitted to this many synthetic scenes
+# (`calibration_inputs`) rather than each at its nearest level. On an Intel Xeon's 6 simulated observations the largest
+# action difference from fp32 fell on the four checkpoints measured, most with outlier channels (full size 6.01 to
+# 3.57, NVIDIA's bf16 3.78); a full-size load takes ~3.7 min instead of ~40 s on 2 cores (benchmarks/history.md,
+# "int8 fitted to synthetic scenes by default"). On a GPU not measured: one example call, the nearest levels.
+SYNTHETIC_CALLS = 4
 
 
 def quantize_model(model: torch.nn.Module, mode: str,
                    calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None) -> dict[str, int]:
     """`quantize_linears` in place, its activations measured in the sample calls: `calibration` (host float32
-    (inputs, noise) calls of the user's observations, `LoadRequest.calibration`; the int8 weights are rounded to fit
-    them too), else an example call (batch 1).
+    (inputs, noise) calls of the user's observations, `LoadRequest.calibration`), else for int8 on a CPU
+    `SYNTHETIC_CALLS` synthetic scenes (`calibration_inputs`), else an example call (batch 1). int8's weights are
+    rounded to fit the observations or the scenes (GPTQ), those of the example call to their nearest levels.
     Its layer counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are
     returned."""
     from gr00t_fast.backends.eager import TorchBackend
 
-    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calibration] \
-        if calibration else [example_inputs(model.config, device=model.device, dtype=model.dtype)]
+    int8 = mode == "int8"
+    scenes = int8 and not calibration and model.device.type == "cpu"
+    calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
+                            else [example_inputs(model.config)])
+    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calls]
     steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
     counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls],
-                              fit_weights=bool(calibration))
+                              fit_weights=int8 and bool(calibration or scenes))
     kept = kept_layers(model, mode)
     engine = {"engine": str(int8_engine(model.device)), "kept_in": str(kept.dtype).removeprefix("torch."),
-              "max_layer_error": kept.max_error} if mode == "int8" else {}
-    observations = {"observations": len(calibration)} if calibration else {}
+              "max_layer_error": kept.max_error} if int8 else {}
+    observations = {"observations": len(calibration)} if calibration else {"synthetic": len(calls)} if scenes else {}
     if model.precision is not None:
         model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
     return counts

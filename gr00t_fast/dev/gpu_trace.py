@@ -62,7 +62,7 @@ def fake_model(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
 
 def fake_policy(folder: Path, dtype: torch.dtype, backend: str = "torch", quantize: str | None = None,
                 data_config: str = "so100", **backend_options) -> Any:
-    """`load_policy`'s steps on fake CUDA: model, quantization (its example call included), processor, backend,
+    """`load_policy`'s steps on fake CUDA: model, quantization (its example call on a GPU included), processor, backend,
     `Gr00tPolicy`. The backend class is built directly: its GPU capability check would (rightly) refuse."""
     from gr00t_fast.backends import BACKENDS
     from gr00t_fast.policy.data_config import get_data_config

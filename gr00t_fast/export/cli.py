@@ -156,7 +156,8 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module, config: DataCo
     with `--calibration` as many of the user's own observations besides, through the policy's processor for
     `--data_config` (frames and states as at inference). Their own frames alone would leave states outside the
     recorded ones beyond the calibrated range (benchmarks/history.md: 12.5 deg on one of NVIDIA's cases)."""
-    from gr00t_fast.export.int8 import calibration_inputs, observation_samples
+    from gr00t_fast.export.int8 import observation_samples
+    from gr00t_fast.model.inputs import calibration_inputs
 
     synthetic = calibration_inputs(model.config, args.calibration_samples, len(config.video_keys))
     if args.calibration is None:

@@ -43,54 +43,15 @@ from tqdm import tqdm
 from gr00t_fast.backends import export_runner, fidelity, make_backend, reference_backend
 from gr00t_fast.backends.graph import to_numpy
 from gr00t_fast.model.graphs import graph_file, graph_inputs, graph_kind
-from gr00t_fast.model.inputs import ModelInputs
+# the synthetic calls live with the model's inputs (the torch backends' int8 fits them too); imported here by name
+from gr00t_fast.model.inputs import INSTRUCTIONS, ModelInputs, Sample, calibration_inputs, scene  # noqa: F401
 from gr00t_fast.policy.observations import read_observations
-from gr00t_fast.model.inputs import example_inputs
 
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ["MatMul", "Gemm"]  # with a weight initializer, in a transformer stack; all else stays fp32
 STACK_LAYER = re.compile(r"/(layers|transformer_blocks)\.\d+/")  # SigLIP / Qwen3 layers, VL and DiT blocks
 DIT_FF_OUT = re.compile(r"/transformer_blocks\.\d+/ff/net\.2(_\d+)?/")  # the sampler's FF output projections
-
-
-INSTRUCTIONS = (
-    "Pick up the red cube and put it in the box.", "Place the block in the bowl.", "Fold the napkin in half.",
-    "Open the drawer and take out the spoon.", "Stack the yellow cup on the blue plate.",
-    "Move the pen to the left side of the table.",
-)
-
-
-Sample = tuple[ModelInputs, torch.Tensor]  # model inputs and noise of one call
-
-
-def scene(rng: np.random.Generator, size: int) -> torch.Tensor:
-    """A smooth synthetic camera frame as SigLIP input, (3, size, size) in [-1, 1]: a two-colour gradient, a table
-    band and a few flat boxes and shaded discs."""
-    y, x = np.mgrid[0:size, 0:size][..., None] / size  # (size, size, 1) each
-    low, high = rng.uniform(0, 255, (2, 3))
-    image = low + (high - low) * (y * rng.uniform() + x * rng.uniform()) / 2
-    image = np.where(y > rng.uniform(0.4, 0.7), rng.uniform(0, 255, 3), image)
-    for _ in range(rng.integers(2, 6)):
-        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.15)
-        if rng.uniform() < 0.5:  # a box
-            image = np.where((abs(y - cy) < r) & (abs(x - cx) < 1.5 * r), rng.uniform(0, 255, 3), image)
-        else:  # a disc, darker toward its rim
-            d = ((y - cy) ** 2 + (x - cx) ** 2) / r**2
-            image = np.where(d < 1, rng.uniform(0, 255, 3) * (1 - 0.4 * d), image)
-    return torch.from_numpy(image / 127.5 - 1).permute(2, 0, 1).float()
-
-
-def calibration_inputs(config, n: int, cameras: int = 1, seed: int = 0) -> list[Sample]:
-    """`n` sample calls: varied instructions, synthetic scenes as camera frames, states and noise."""
-    samples = []
-    for i in range(n):
-        inputs, noise = example_inputs(config, cameras=cameras, seed=seed + i,
-                                       instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]])
-        rng = np.random.default_rng(seed + i)
-        inputs.pixel_values = torch.stack([scene(rng, config.image_size) for _ in range(cameras)])
-        samples.append((inputs, noise))
-    return samples
 
 
 def observation_samples(source: str | Path | dict, process: Callable[[dict], ModelInputs], config, n: int,

@@ -226,7 +226,8 @@ def graphs_to_build(model_path: str | Path, out: Path, graphs: list[str], precis
     onnx_dir = out / "onnx"
     export_onnx(model, onnx_dir, inputs, noise, num_steps, graphs=tuple(graphs), progress=progress)
     if precision == "int8":
-        from gr00t_fast.export.int8 import calibration_inputs, quantize_graphs
+        from gr00t_fast.export.int8 import quantize_graphs
+        from gr00t_fast.model.inputs import calibration_inputs
 
         calibration = calibration_inputs(model.config, 8, cameras)
         return quantize_graphs(model, onnx_dir, out / "onnx_int8", calibration, num_steps, graphs, progress)

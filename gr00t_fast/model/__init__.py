@@ -7,7 +7,8 @@ from gr00t_fast.runtime.lazy import lazy_names
 
 _HOMES = {
     "EMBODIMENT_IDS": "config", "Gr00tConfig": "config", "Gr00tN15": "gr00t", "ModelInputs": "inputs",
-    "example_inputs": "inputs", "CheckpointError": "loading", "build_meta_model": "loading", "load_model": "loading",
+    "calibration_inputs": "inputs", "example_inputs": "inputs", "CheckpointError": "loading",
+    "build_meta_model": "loading", "load_model": "loading",
     "Precision": "precision", "random_weights": "provenance", "RtcRequest": "rtc", "PromptTokenizer": "tokenizer",
 }
 __all__ = sorted(_HOMES)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,11 @@ from gr00t_fast.model.config import EMBODIMENT_IDS, Gr00tConfig
 from gr00t_fast.model.tokenizer import PromptTokenizer
 
 EXAMPLE_INSTRUCTION = "Pick up the red cube and put it in the box."
+INSTRUCTIONS = (  # the synthetic calls' (`calibration_inputs`)
+    EXAMPLE_INSTRUCTION, "Place the block in the bowl.", "Fold the napkin in half.",
+    "Open the drawer and take out the spoon.", "Stack the yellow cup on the blue plate.",
+    "Move the pen to the left side of the table.",
+)
 EmbodimentId = torch.Tensor | int  # (B,) long tensor, or one Python int for the whole batch (no gather copy)
 
 
@@ -94,3 +100,37 @@ def example_inputs(
     inputs = ModelInputs(ids, None if bool(mask.all()) else mask, pixels, state,
                          torch.full((batch,), EMBODIMENT_IDS["new_embodiment"], dtype=torch.long))
     return inputs.to(device, dtype), noise.to(device)
+
+
+Sample = tuple[ModelInputs, torch.Tensor]  # model inputs and noise of one call
+
+
+def scene(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """A smooth synthetic camera frame as SigLIP input, (3, size, size) in [-1, 1]: a two-colour gradient, a table
+    band and a few flat boxes and shaded discs."""
+    y, x = np.mgrid[0:size, 0:size][..., None] / size  # (size, size, 1) each
+    low, high = rng.uniform(0, 255, (2, 3))
+    image = low + (high - low) * (y * rng.uniform() + x * rng.uniform()) / 2
+    image = np.where(y > rng.uniform(0.4, 0.7), rng.uniform(0, 255, 3), image)
+    for _ in range(rng.integers(2, 6)):
+        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.15)
+        if rng.uniform() < 0.5:  # a box
+            image = np.where((abs(y - cy) < r) & (abs(x - cx) < 1.5 * r), rng.uniform(0, 255, 3), image)
+        else:  # a disc, darker toward its rim
+            d = ((y - cy) ** 2 + (x - cx) ** 2) / r**2
+            image = np.where(d < 1, rng.uniform(0, 255, 3) * (1 - 0.4 * d), image)
+    return torch.from_numpy(image / 127.5 - 1).permute(2, 0, 1).float()
+
+
+def calibration_inputs(config: Gr00tConfig, n: int, cameras: int = 1, seed: int = 0) -> list[Sample]:
+    """`n` synthetic calls, what int8 is calibrated on without the user's observations (`export int8`'s graphs, the
+    torch backends' `--quantize int8`): varied instructions, synthetic scenes as camera frames (not noise: noise
+    frames give SigLIP and the LLM activations no camera frame gives), states and noise."""
+    samples = []
+    for i in range(n):
+        inputs, noise = example_inputs(config, cameras=cameras, seed=seed + i,
+                                       instructions=[INSTRUCTIONS[i % len(INSTRUCTIONS)]])
+        rng = np.random.default_rng(seed + i)
+        inputs.pixel_values = torch.stack([scene(rng, config.image_size) for _ in range(cameras)])
+        samples.append((inputs, noise))
+    return samples

@@ -65,6 +65,8 @@ class Precision:
             (f" on {q['engine']}" if q.get("engine") else "")
         if q.get("observations"):
             notes = [f"activations measured on {q['observations']} of your observations"]
+        elif q.get("synthetic") and counts["converted"]:  # a trained model's own frames fit it better: said so
+            notes = [f"activations measured on {q['synthetic']} synthetic scenes (--calibration: on your observations)"]
         elif q["mode"] == "int8" and counts["converted"]:  # what moves int8's actions most: said where it can be fixed
             notes = ["the weights at their nearest levels: --calibration fits them to your observations"]
         else:

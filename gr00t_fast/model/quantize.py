@@ -2,15 +2,14 @@
 
 Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at
 run time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph).
-Rounding each weight to its nearest level is what moves the actions most (48M, random weights: the int8 weights
+Rounding each weight to its nearest level is what moved the actions most (48M, random weights: the int8 weights
 alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size 3.2 and 2.6 of 3.8;
-`benchmarks/int8_error_sources.py`). With the user's observations (`--calibration`) the int8 weights are rounded as
-GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted
-by the layer's inputs in those calls, so that the layer's output moves less on inputs of that kind (48M: 2.00 against
-4.95; full size: 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the float model read whole). Without
-observations every weight goes to its nearest level: fitted to the example call's random frames with 64 rows, full
-size's largest action difference grew (4.20 against 3.81); with the 256 fitted now it fell (2.91 against 3.81, 48M 3.67
-against 4.95) at ~80 s more load at full size. Fitting without observations is not the default yet (not decided).
+`benchmarks/int8_error_sources.py`), so int8's weights are rounded as GPTQ rounds them (`_round_weights`): each
+column's rounding error carried into the columns not yet rounded, weighted by the layer's inputs in the sample calls,
+so that the layer's output moves less on inputs of that kind. The sample calls are the user's observations
+(`--calibration`: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the
+float model read whole), else synthetic scenes (`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures there).
+`quantize_linears(fit_weights=False)` keeps the nearest levels.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
@@ -494,11 +493,12 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
 
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
 ERROR_ROWS = 128  # input rows of the sample call kept per layer to measure its own int8 error
-# rows kept per layer where its int8 weights are fitted (`--calibration`): half fit the rounding, half measure the
+# rows kept per layer where its int8 weights are fitted (to `--calibration`'s observations or, on a CPU without them,
+# synthetic scenes: `gr00t_fast.backends.pytorch.quantize_model`): half fit the rounding, half measure the
 # error. Fitted to 8 observations, largest action difference (mean): full size 64 fitted rows 3.22 (1.03), 256 2.89
 # (0.90), plain rounding 3.89 (1.38), bf16 2.46 (0.85); 48M 2.26 (0.42) and 2.00 (0.56), bf16 1.85 (0.51): the largest
 # difference falls, at 48M the mean rises (`benchmarks/history.md`, 2026-11-26). 512 x 4 bytes x each layer's input
-# width: ~1.2 GB more at full size (on the model's device) while the calibration calls run.
+# width: ~1.2 GB more at full size (on the model's device) while the sample calls run.
 FIT_ROWS = 512
 
 
@@ -624,9 +624,9 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
     `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
     SmoothQuant smoothed (their inputs have outlier channels), "fitted": how many have their int8 levels fitted
     to the sample call's inputs, and "prepacked": how many run oneDNN's GEMM on a prepacked weight (`onednn_packs`).
-    With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()`
-    (`_round_weights`: the user's observations), else to their nearest levels. Without `sample` every layer the
-    kernel takes is converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
+    With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's
+    observations, or synthetic scenes), else to their nearest levels. Without `sample` every layer the kernel takes is
+    converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
     (`quantized_weights`, `model.deferred_weights`) reads each layer as the sample call reaches it and to convert it:
     its float weights are never held all at once."""
     if mode not in MODES:
@@ -688,7 +688,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
         return quantized
 
     # fitting the weights takes minutes at full size on a CPU: a terminal sees it move
-    with tqdm(total=len(layers), desc="rounding the int8 weights to your observations", unit="layer",
+    with tqdm(total=len(layers), desc="rounding the int8 weights to fit the sample calls (GPTQ)", unit="layer",
               disable=not (fit_weights and mode == "int8" and getattr(sys.stderr, "isatty", lambda: False)())) as bar:
         for i, (stack, parent, name, decided, stats) in enumerate(layers):
             layers[i] = None  # its kept rows go with it: they are not all held beside the int8 weights at the end

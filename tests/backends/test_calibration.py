@@ -55,7 +55,7 @@ def test_quantize_measures_the_activations_of_the_recorded_observations(tiny_che
     expected = [policy.processor({k: v[i : i + 1] for k, v in obs.items()}).pixel_values for i in picks]
     assert len(seen) == CALIBRATION_SAMPLES and all((a == b).all() for a, b in zip(seen, expected))
     assert f"activations measured on {CALIBRATION_SAMPLES} of your observations" in str(policy.precision)
-    assert "nearest levels" not in str(policy.precision)
+    assert "synthetic" not in policy.precision.quantization
 
 
 @pytest.mark.parametrize("case, message", [

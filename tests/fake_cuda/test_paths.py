@@ -97,9 +97,12 @@ def test_guided_rtc_vjp_is_not_traceable(cuda, policies):
 
 @pytest.mark.parametrize("dtype, quantize", [("bf16", "int8"), ("fp16", "int8"), ("bf16", "fp8")])
 def test_quantized_matmuls(cuda, policies, dtype, quantize):
+    """On a GPU int8 measures its activations on one example call, its weights at their nearest levels (fitting them
+    to synthetic scenes is measured on CPUs only; GPTQ's loop over every column would also not end in this lane)."""
     policy = policies(DTYPES[dtype], quantize=quantize)
     trace = traced(cuda, policy, lambda: policy.get_action(observation(policy)), f"{quantize} {dtype}")
     assert trace.outputs == [("cuda:0", "torch.float32", (1, 16, 32))]
+    assert "synthetic" not in policy.model.precision.quantization and policy.model.precision.quantization["fitted"] == 0
 
 
 def test_fp8_in_fp16_is_refused_in_one_line(cuda, policies):

@@ -11,12 +11,13 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from gr00t_fast.backends import fidelity, make_backend
-from gr00t_fast.backends.pytorch import PyTorchBackend
+from gr00t_fast.backends.eager import TorchBackend
+from gr00t_fast.backends.pytorch import SYNTHETIC_CALLS, PyTorchBackend
 from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
-from gr00t_fast.loading import load_policy, quantize_model
+from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy, quantize_model
 from gr00t_fast.model.deferred import DeferredWeights
-from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.inputs import calibration_inputs, example_inputs
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.model.loading import build_meta_model, is_complete
 
@@ -350,7 +351,8 @@ def observations_file(tmp_path_factory):
     ("fp8", "float32", False, None), ("int8", "float32", False, 0.01), ("int8", "float32", True, 0.012)])
 def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
         tiny_checkpoint, int8_at_every_size, monkeypatch, observations_file, mode, dtype, calibrated, max_error):
-    """Each precision, fitted to observations or not, layers too lossy kept float (max_error: some are)."""
+    """Each precision, int8 fitted to observations or to synthetic scenes, layers too lossy kept float (max_error:
+    some are)."""
     if max_error is not None:
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", max_error)
     options = dict(device="cpu", dtype=dtype, quantize=mode, warmup=False,
@@ -363,7 +365,8 @@ def test_a_deferred_load_quantizes_into_the_same_bits_as_the_whole_model(
     assert len(made) == 1  # the first load deferred, the second did not
     counts = deferred.model.precision.quantization
     assert counts == whole.model.precision.quantization and counts["converted"] > 0
-    assert (counts["too_lossy"] > 0) == (max_error is not None) and (counts["fitted"] > 0) == calibrated
+    assert (counts["too_lossy"] > 0) == (max_error is not None) and (counts["fitted"] > 0) == (mode == "int8")
+    assert counts.get("observations") == (CALIBRATION_SAMPLES if calibrated else None)
     assert {p.dtype for p in deferred.model.parameters()} == {p.dtype for p in whole.model.parameters()}
     inputs, noise = example_inputs(deferred.model.config, dtype=deferred.model.dtype)
     assert torch.equal(deferred.backend(inputs, noise, 4), whole.backend(inputs, noise, 4))
@@ -685,12 +688,12 @@ def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
     assert errors[0] < 0.6 * errors[1]
 
 
-def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_call(tiny_checkpoint,
-                                                                                     int8_at_every_size, monkeypatch):
-    """The example call's frames are random, not what a robot sees: its int8 weights keep their nearest levels; with
-    `--calibration` every stack's weights are rounded to fit those calls (on the rows not used for the error check),
-    and the load line counts them."""
-    fits = []
+def test_int8_weights_are_fitted_to_your_observations_else_to_synthetic_scenes(tiny_checkpoint, int8_at_every_size,
+                                                                                monkeypatch):
+    """Rounding each weight to its nearest level moves int8's actions most: without `--calibration` every stack's
+    weights are rounded to fit `SYNTHETIC_CALLS` synthetic scenes (their frames, not an example call's noise), with
+    it to fit those calls (on the rows not used for the error check), and the load line says which."""
+    fits, frames = [], []
     round_weights = quantize._round_weights
     monkeypatch.setattr(quantize, "_round_weights",
                         lambda w, rows, qmax: fits.append(rows) or round_weights(w, rows, qmax))
@@ -700,21 +703,34 @@ def test_int8_weights_are_fitted_to_your_observations_and_never_to_the_example_c
 
     def quantized(calibration):
         model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+        vision = model.backbone.eagle_model.vision_model
+        hook = vision.register_forward_pre_hook(lambda module, args: frames.append(args[0].clone()))
         counts = quantize_model(model, "int8", calibration)
+        hook.remove()
         stacks = {stack: any(m.fitted for m in module.modules() if isinstance(m, QuantizedLinear))
                   for stack, module in quantize.transformer_stacks(model).items()}
-        return counts, stacks, str(model.precision)
+        return counts, stacks, str(model.precision), model.config
 
-    counts, stacks, text = quantized(None)
-    assert counts["fitted"] == 0 and not any(stacks.values()) and not fits and "GPTQ" not in text
-    every = quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8  # nothing fitted: all the kept rows checked
-    assert any(len(rows) == every for rows in checked) and all(len(rows) <= every for rows in checked)
-    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    checked.clear()
-    counts, stacks, text = quantized([example_inputs(model.config, seed=seed) for seed in (1, 2)])
+    counts, stacks, text, config = quantized(None)
+    scenes = calibration_inputs(config, SYNTHETIC_CALLS)
+    assert len(frames) == SYNTHETIC_CALLS and all(torch.equal(seen, inputs.pixel_values)
+                                                  for seen, (inputs, _) in zip(frames, scenes))
     assert counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
+    assert f"activations measured on {SYNTHETIC_CALLS} synthetic scenes" in text and "GPTQ" in text
+    fits.clear(), checked.clear(), frames.clear()
+    counts, stacks, text, _ = quantized([example_inputs(config, seed=seed) for seed in (1, 2)])
+    assert len(frames) == 2 and counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
     assert max(map(len, fits)) == quantize.FIT_ROWS // 2  # the vision tower's 2 x 256 patch rows, every other one
-    assert f"the weights of {counts['fitted']} layers rounded to fit them (GPTQ)" in text
+    assert f"the weights of {counts['fitted']} layers rounded to fit them (GPTQ)" in text and "synthetic" not in text
+    # `quantize_linears` told not to fit: the nearest levels, every kept row checked
+    fits.clear(), checked.clear()
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    inputs, noise = example_inputs(model.config)
+    run = TorchBackend(model)
+    sample = lambda: run(inputs, noise, model.config.num_inference_timesteps)  # noqa: E731
+    assert quantize_linears(model, "int8", sample, fit_weights=False)["fitted"] == 0
+    every = quantize.ERROR_ROWS + quantize.ERROR_ROWS // 8  # nothing fitted: all the kept rows checked
+    assert not fits and any(len(rows) == every for rows in checked) and all(len(rows) <= every for rows in checked)
     # which rows go where: the fitted ones to the rounding, the held-out ones to the error check (marked 1 and 2)
     def marked(value: float) -> property:
         return property(lambda self: torch.full((3, self.channel_absmax.numel()), value))
@@ -805,11 +821,11 @@ def test_each_layers_kept_rows_are_freed_once_it_is_converted(tiny_checkpoint, i
 
 
 def test_the_load_line_points_an_uncalibrated_int8_to_calibration(tiny_checkpoint, int8_at_every_size):
-    """The weights' rounding is what moves int8's actions most, and `--calibration` what fits it: the load line of an
-    int8 load without it says so; fp8 (no calibration) does not."""
-    hint = "the weights at their nearest levels: --calibration fits them to your observations"
+    """A trained model's weights fit its own frames better than synthetic scenes, and `--calibration` is how: the load
+    line of an int8 load without it says so; fp8 (no calibration) does not."""
+    hint = f"activations measured on {SYNTHETIC_CALLS} synthetic scenes (--calibration: on your observations)"
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     assert quantize_model(model, "int8")["converted"] > 0 and hint in str(model.precision)
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     quantize_model(model, "fp8")
-    assert hint not in str(model.precision)
+    assert "synthetic" not in str(model.precision)

@@ -82,7 +82,8 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
         return build
 
     def ort_int8():
-        from gr00t_fast.export.int8 import calibration_inputs, export_int8
+        from gr00t_fast.export.int8 import export_int8
+        from gr00t_fast.model.inputs import calibration_inputs
 
         calibration = calibration_inputs(model.config, 8, args.cameras)
         export_int8(plain(), bench.out / "int8", calibration, calibration[0], steps, progress=False)

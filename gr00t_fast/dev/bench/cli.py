@@ -2,7 +2,7 @@
 --reps, --warmup, --threads and --out).
 
 Each benchmark module has `add_arguments(parser)`, optional `check(args)` (raise ValueError), `OWN_QUANTIZATION`
-(it quantizes models of its own on an example call: `--calibration` refused), `run(bench, args)`,
+(it quantizes models of its own on synthetic calls: `--calibration` refused), `run(bench, args)`,
 optionally `DEPRECATED` (old flag -> new flag, still accepted with a warning) and `default_checkpoint(size)` (the
 checkpoint without --model_path, instead of a random-weight one). Every benchmark plots: matplotlib
 (the `bench` extra) is checked before any starts."""
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(module, "check"):
             module.check(args)
         if args.calibration is not None and getattr(module, "OWN_QUANTIZATION", False):
-            raise ValueError(f"--calibration: bench {args.benchmark} quantizes models of its own on an example call, "
+            raise ValueError(f"--calibration: bench {args.benchmark} quantizes models of its own on synthetic calls, "
                              "which it would not calibrate; leave it out here (bench ab, bench reach and the "
                              "commands that run a policy take it)")
         policy = policy_config_from_args(args)
