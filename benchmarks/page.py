@@ -297,7 +297,7 @@ control loop.
 | A data config's pre- and postprocessing per camera (NVIDIA's three-camera configs against `so100_dualcam`) | `python benchmarks/data_config_cost.py` | `data_config_cost.json` |
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
-| `--quantize int8` calibrated on recorded observations against without (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
+| `--quantize int8` calibrated on recorded observations against without it (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
 | Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations'; NVIDIA's bf16 on the same observations | `python benchmarks/int8_error_sources.py` (NVIDIA's env, or `--rows` without `NVIDIA bf16`) | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
@@ -410,8 +410,8 @@ PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json")
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
-                "full, int8 now": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
-                "the same, a third run": PACKED_XEON[2], "48M, int8 now": SMALL_PACKED_XEON}
+                "full, blocks + prepacked": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
+                "the same, a third run": PACKED_XEON[2], "48M, blocks + prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
@@ -556,7 +556,8 @@ SECTIONS = [
                  "CPUs without VNNI on this one (AVX-512 kernels; 31 of its layers over the 2% bound run in bf16 "
                  "here, where a CPU without bf16 units keeps those over 5% in float32: this column is not what such "
                  "a CPU runs): no AVX2-only CPU has been measured. "
-                 "int8 as it loads now: the model in float32, the layers whose own int8 error is over 2% in bf16; "
+                 "int8 as it loaded on 2026-11-26 (each weight at its nearest level): the model in float32, the "
+                 "layers whose own int8 error is over 2% in bf16; "
                  "8 calls a side at full size: 4.04x [3.96, 4.10] and 4.34x [3.90, 4.53] (95% CI), medians at 4x, "
                  "the intervals reaching under it; the `--outliers` run warned of load, 1-minute average 1.1 before "
                  "and 1.9 after (with 3 calls a side, two runs gave 3.89x / 4.70x and 4.53x / 3.70x: history.md).",
@@ -579,10 +580,10 @@ SECTIONS = [
                  "\"full, with compile\" is a run of the next day on a machine of the same CPU model and flags with "
                  "`--backends torch,compile` (float32 rows only; its own NVIDIA baseline, whose in-process median "
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
-                 "4.13x [4.08, 4.22], eager int8 at 3.46x). The int8 cells of the first three columns ran eagerly on "
-                 "`torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks and prepacked "
-                 "its large weights. The last four are `--quantize int8` as it runs now (`--backends torch`, blocks "
-                 "compiled, weights of 4.5M values or more prepacked for oneDNN, "
+                 "4.13x [4.08, 4.22], eager int8 at 3.46x). The torch int8 cells of the first four columns ran "
+                 "eagerly on `torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks "
+                 "and prepacked its large weights. The last four are `--quantize int8` as it runs now "
+                 "(`--backends torch`, blocks compiled, weights of 4.5M values or more prepacked for oneDNN, "
                  "`gr00t_fast.model.quantize.onednn_pack`): full size three times (the second on a quiet machine, "
                  "the third with the next session's code), then 48M (none of its layers that large; 20 calls a "
                  "side, not `--sequential`), each against its own NVIDIA baseline; the runs between (blocks "

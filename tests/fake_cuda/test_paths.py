@@ -11,6 +11,7 @@ from conftest import CPU_BUILD, WHY_SKIPPED, DTYPES, on_torch_thread
 from fakes import DeviceOps
 from gr00t_fast.dev.fake_cuda import CAPTURE_REGION
 from gr00t_fast.dev.gpu_trace import observation, trace_call
+from gr00t_fast.model.quantize import QuantizedLinear
 from gr00t_fast.model.rtc import RtcRequest
 from gr00t_fast.serve.fleet_model import GRAPH_BUCKETS, GRAPH_PROMPT_STEP, FleetModel
 
@@ -102,7 +103,8 @@ def test_quantized_matmuls(cuda, policies, dtype, quantize):
     policy = policies(DTYPES[dtype], quantize=quantize)
     trace = traced(cuda, policy, lambda: policy.get_action(observation(policy)), f"{quantize} {dtype}")
     assert trace.outputs == [("cuda:0", "torch.float32", (1, 16, 32))]
-    assert "synthetic" not in policy.model.precision.quantization and policy.model.precision.quantization["fitted"] == 0
+    layers = [m for m in policy.model.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and not any(layer.fitted for layer in layers)
 
 
 def test_fp8_in_fp16_is_refused_in_one_line(cuda, policies):

@@ -142,3 +142,17 @@ def test_auto_with_an_exported_backend_is_the_device_default(unpinned, tiny_chec
     unpinned.setattr(precision_module, "BF16_MIN_PARAMETERS", 0)
     policy = load_policy(tiny_checkpoint, backend="onnxruntime", warmup=False)
     assert policy.dtype == torch.float32 and policy.precision.reason == "the default on cpu"
+
+
+@pytest.mark.parametrize("record, says", [
+    ({"observations": 8}, "activations measured on 8 of your observations"),
+    ({"synthetic": 4}, "activations measured on 4 synthetic scenes (--calibration: on your observations)"),
+    ({}, "the weights at their nearest levels: --calibration fits them to your observations"),  # int8 on a GPU
+])
+def test_the_load_line_says_what_int8_measured_its_activations_on(record, says):
+    """Your observations, the synthetic scenes (int8 on a CPU without them), or one example call with every weight at
+    its nearest level (int8 on a GPU): each load line says which, and only that."""
+    lines = ("of your observations", "synthetic scenes", "nearest levels")
+    quantization = {"mode": "int8", "engine": "onednn", "converted": 3, "few_rows": 1, **record}
+    text = precision_module.Precision(torch.float32, "float32", "asked", quantization).quantized()
+    assert says in text and sum(line in text for line in lines) == 1
