@@ -8,8 +8,9 @@ alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1
 column's rounding error carried into the columns not yet rounded, weighted by the layer's inputs in the sample calls,
 so that the layer's output moves less on inputs of that kind. The sample calls are the user's observations
 (`--calibration`: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the
-float model read whole), else synthetic scenes (`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures there).
-`quantize_linears(fit_weights=False)` keeps the nearest levels.
+float model read whole), else on a CPU synthetic scenes (`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures
+there); on a GPU without observations one example call, and `quantize_linears(fit_weights=False)` keeps the nearest
+levels.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
