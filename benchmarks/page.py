@@ -407,11 +407,13 @@ XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the 
 # weight prepacked) are in history.md.
 PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",
-               "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json")
+               "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json",
+               "cpu/ab_full_int8_synthetic_reps8_xeon_avx512bf16_2026-11-27.json")  # weights fitted to scenes
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
                 "full, blocks + prepacked": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
-                "the same, a third run": PACKED_XEON[2], "48M, blocks + prepacked": SMALL_PACKED_XEON}
+                "the same, a third run": PACKED_XEON[2], "the same, fitted to scenes": PACKED_XEON[3],
+                "48M, blocks + prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
@@ -582,14 +584,15 @@ SECTIONS = [
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
                  "4.13x [4.08, 4.22], eager int8 at 3.46x). The torch int8 cells of the first four columns ran "
                  "eagerly on `torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks "
-                 "and prepacked its large weights. The last four are `--quantize int8` as it runs now "
-                 "(`--backends torch`, blocks compiled, weights of 4.5M values or more prepacked for oneDNN, "
-                 "`gr00t_fast.model.quantize.onednn_pack`): full size three times (the second on a quiet machine, "
-                 "the third with the next session's code), then 48M (none of its layers that large; 20 calls a "
-                 "side, not `--sequential`), each against its own NVIDIA baseline; the runs between (blocks "
-                 "compiled on `_int_mm`, eager, every weight prepacked) are in history.md. Their int8 weights sat at "
-                 "their nearest levels (fitted to synthetic scenes since: the same matmuls, another largest "
-                 "difference, \"Within NVIDIA's own bf16 on the Intel Xeon\" below). "
+                 "and prepacked its large weights. The last five are `--quantize int8` with its blocks compiled "
+                 "and its weights of 4.5M values or more prepacked for oneDNN (`--backends torch`, "
+                 "`gr00t_fast.model.quantize.onednn_pack`): full size three times with each weight at its nearest "
+                 "level (the second on a quiet machine, the third with the next session's code), then as it runs "
+                 "now, its weights fitted to 4 synthetic scenes (the same matmuls: the speed is the same, another "
+                 "largest difference; \"Within NVIDIA's own bf16 on the Intel Xeon\" below), then 48M at nearest "
+                 "levels (none of its layers that large; 20 calls a side, not `--sequential`), each against its "
+                 "own NVIDIA baseline; the runs between (blocks compiled on `_int_mm`, eager, every weight "
+                 "prepacked) are in history.md. "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -623,7 +626,9 @@ SECTIONS = [
                         for label, file in (("`--quantize int8` now (blocks compiled, large weights prepacked)",
                                              PACKED_XEON[0]),
                                             ("the same, on a quiet machine", PACKED_XEON[1]),
-                                            ("the same, a third run (the next session's code)", PACKED_XEON[2])))])),
+                                            ("the same, a third run (the next session's code)", PACKED_XEON[2]),
+                                            ("the same, its weights fitted to synthetic scenes (the default since)",
+                                             PACKED_XEON[3])))])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
