@@ -271,7 +271,7 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
             for i in range(end - start):
                 levels = q[first + start + i] = (block[i] / step).round_().clamp_(-qmax, qmax)
                 errors[i] = (block[i] - levels * step) / inverse[i, i]
-                block[i + 1:].sub_(torch.outer(inverse[i, i + 1:], errors[i]))
+                block[i + 1:].addr_(inverse[i, i + 1:], errors[i], alpha=-1)  # in place: no outer product made
             chunk[end:] -= hinv[start:end, end:].t() @ errors
     return q.t().contiguous().to(torch.int8), scale, fitted
 
