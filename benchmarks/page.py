@@ -401,10 +401,10 @@ INT8_XEON = {run: f"cpu/ab_{run}{'_reps8' if run.startswith('full') else ''}_xeo
 # the next day, on the same Xeon: full size with `--backends torch,compile`, float32 and `--quantize int8` rows only
 COMPILE_XEON = "cpu/ab_full_compile_reps8_xeon_avx512bf16_2026-11-27.json"
 XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the flags its sections' files record
-# `--quantize int8` as the torch backend runs it now (its transformer blocks compiled, its weights of 4.5M values or
-# more prepacked for oneDNN): full size three times (the second on a quiet machine, the third the next session's
-# code), then 48M (none of its layers that large). The runs before them (blocks compiled on `_int_mm`, eager, every
-# weight prepacked) are in history.md.
+# `--quantize int8` with the torch backend's transformer blocks compiled and its weights of 4.5M values or more
+# prepacked for oneDNN: full size three times at nearest levels (the second on a quiet machine, the third the next
+# session's code), then fitted to synthetic scenes (the default since), then 48M at nearest levels (none of its layers
+# that large). The runs before them (blocks compiled on `_int_mm`, eager, every weight prepacked) are in history.md.
 PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json",
@@ -604,7 +604,8 @@ SECTIONS = [
             text="On the Intel Xeon above: the 4x target's budget (NVIDIA's fp32 median over 4) against the int8 "
                  "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
                  "for 15 min on these 2 cores, Inductor's cache serves later loads; then the torch backend's int8 "
-                 "as it runs now, three runs), then where an eager call of the first run goes "
+                 "with its blocks compiled and large weights prepacked: three runs at nearest levels, one fitted to "
+                 "synthetic scenes, the default now), then where an eager call of the first run goes "
                  "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
                  "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
             table=Table(corner="", columns=[
@@ -623,8 +624,8 @@ SECTIONS = [
                       *(Row(label, budget("torch", profiled=False), file={**dict.fromkeys(
                           ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget"), file),
                           "a call in the profile": PROFILE})
-                        for label, file in (("`--quantize int8` now (blocks compiled, large weights prepacked)",
-                                             PACKED_XEON[0]),
+                        for label, file in (("`--quantize int8`, blocks compiled, large weights prepacked, nearest "
+                                             "levels", PACKED_XEON[0]),
                                             ("the same, on a quiet machine", PACKED_XEON[1]),
                                             ("the same, a third run (the next session's code)", PACKED_XEON[2]),
                                             ("the same, its weights fitted to synthetic scenes (the default since)",
