@@ -19,10 +19,11 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
                              --calibration before 2026-11-27, its activations measured on one example call)
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
     int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
-    int8 activations alone   activations rounded per token to int8 as the kernel sees them, weights float32
+    int8 activations alone   activations rounded per token to int8 as the kernel sees them (each over its range),
+                             weights float32
 
-The last two are analyses, not paths a user can run: the same quantized values (`_quantize_rows`) in a float32
-matmul, so that each rounding is seen without the other.
+The last two are analyses, not paths a user can run: the same quantized values (`levels()`, `_range_rows`) in a
+float32 matmul, so that each rounding is seen without the other.
 
     gr00t-fast run --duration 5 --record_observations obs.npz                   # 6 observations
     gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 others
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 
 import gr00t_fast.model.quantize as quantize
+from gr00t_fast.backends import eager, regional
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.loading import load_policy
@@ -73,7 +75,8 @@ class WeightsAlone(Simulated):
 
 
 class ActivationsAlone(Simulated):
-    """Activations rounded per token to int8 (smoothed first where the layer is), the float32 weights."""
+    """Activations rounded per token to int8 over each row's range (smoothed first where the layer is), the float32
+    weights."""
 
     def simulated_weight(self, linear: torch.nn.Linear, smooth: torch.Tensor | None) -> torch.Tensor:
         return linear.weight.detach().float() * (1 if smooth is None else smooth)
@@ -89,8 +92,8 @@ def _float_linear(layer: quantize.QuantizedLinear, x: torch.Tensor, weight: torc
     if layer.inv_smooth is not None:
         rows = rows * layer.inv_smooth
     if round_activations:
-        q, scale = quantize._quantize_rows(rows, torch.int8, 127.0)
-        rows = q.float() * scale
+        q, scale, offset = quantize._range_rows(rows)
+        rows = q.float() * scale + offset
     out = rows @ weight.t()
     if layer.bias is not None:
         out = out + layer.bias
@@ -158,7 +161,14 @@ def main() -> int:
     reference, data_config, steps = actions(policy), policy.data_config, policy.denoising_steps
     del policy
     gc.collect()  # the float32 model gone before NVIDIA's processes load theirs
-    stacks = quantize.transformer_stacks
+    stacks, blocks = quantize.transformer_stacks, quantize.transformer_blocks
+
+    def every_block(model):
+        """All the transformer blocks while a row converts one stack's layers alone (the backends compile and uncompile
+        them all)."""
+        with patched(transformer_stacks=stacks):
+            return blocks(model)
+
     rows = {}
     if upstream is not None:  # NVIDIA's processes while nothing else is loaded (the full size's float32 reads 9 GB)
         cases = [{"name": f"observation{i}", "data_config": data_config.name, "steps": steps, "observation": o,
@@ -189,7 +199,8 @@ def main() -> int:
     row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: (
         *quantize._quantize_rows(weight, torch.int8, qmax), False))
     for stack in ("vision", "llm", "vl_self_attention", "dit"):
-        row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
+        with patched(eager, transformer_blocks=every_block), patched(regional, transformer_blocks=every_block):
+            row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})
     unpacked = dict(onednn_packs=lambda *shape: False)  # the simulated layers keep plain levels, no packed copy
     row("int8 weights alone", QuantizedLinear=WeightsAlone, **unpacked)
     row("int8 activations alone", QuantizedLinear=ActivationsAlone, **unpacked)

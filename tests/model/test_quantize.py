@@ -30,11 +30,16 @@ def float_reference(linear: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return (x.double() @ linear.weight.double().t() + linear.bias.double()).float()
 
 
-def on_grid(mode: str, rows: int, cols: int, gen: torch.Generator) -> torch.Tensor:
+def on_grid(mode: str, rows: int, cols: int, gen: torch.Generator, activations: bool = False) -> torch.Tensor:
+    """Values a `mode` layer holds exactly: weights (and fp8 activations) symmetric, each row reaching the format's
+    maximum (scale 1); int8 activations each row spanning -128..127 (its own range, `_range_rows`: scale 1, zero at
+    level 0)."""
     grid = GRID[mode]
     values = grid[torch.randint(len(grid), (rows, cols), generator=gen)]
     values = values * torch.where(torch.rand(rows, cols, generator=gen) < 0.5, -1.0, 1.0)
     values[:, 0] = QMAX[mode]  # every row's max is the format's max: scale 1, nothing lost
+    if activations and mode == "int8":
+        values[:, 1] = -128.0  # and its min the lowest level
     return values
 
 
@@ -45,7 +50,7 @@ def test_quantized_linear_is_exact_when_nothing_is_lost(mode, tokens):
     linear = torch.nn.Linear(64, 48)
     with torch.no_grad():
         linear.weight.copy_(on_grid(mode, 48, 64, gen))
-    x = on_grid(mode, 3 * tokens, 64, gen).reshape(3, tokens, 64)
+    x = on_grid(mode, 3 * tokens, 64, gen, activations=True).reshape(3, tokens, 64)
     out = QuantizedLinear(linear, mode)(x)
     assert out.shape == (3, tokens, 48) and out.dtype == torch.float32
     torch.testing.assert_close(out, float_reference(linear, x), atol=0, rtol=0)
@@ -59,6 +64,34 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
     x = torch.randn(3, tokens, 64)
     out, want = QuantizedLinear(linear, mode)(x), float_reference(linear, x)
     assert 1e-4 < ((out - want).norm() / want.norm()).item() < tolerance  # quantized, yet close
+
+
+@pytest.mark.parametrize("prepacked", [False, True])
+def test_int8_activations_span_each_rows_own_range_with_zero_exact(request, prepacked):
+    """int8 activations take each row's own range [min, max] (`_range_rows`): a zero stays exactly zero (padded
+    channels, masked rows), and a skewed row (a GELU's output, the input of every FF down projection) gets about twice
+    the levels a symmetric scale gives it: its output moves about half as much."""
+    if prepacked:
+        request.getfixturevalue("int8_prepacked")
+    gen = torch.Generator().manual_seed(2)
+    x = torch.nn.functional.gelu(2 * torch.randn(3, 40, 256, generator=gen))
+    x[:, :, 200:] = 0.0  # padded channels
+    x[1] = 0.0  # a masked sample
+    levels, scale, offset = quantize._range_rows(x.reshape(-1, 256))
+    restored = (levels.float() * scale + offset).reshape(x.shape)
+    assert torch.equal(restored[x == 0], torch.zeros_like(restored[x == 0]))
+    assert levels.min() == -128 and levels.max() == 127
+    linear = torch.nn.Linear(256, 64)
+    layer = QuantizedLinear(linear, "int8", "onednn")
+    assert (layer.packed is not None) == prepacked
+    weight = layer.levels()[0].double() * layer.levels()[1].double()
+    want = x.double() @ weight.t() + linear.bias.double()
+    torch.testing.assert_close(layer(x)[1], linear.bias.expand(40, 64), atol=1e-6, rtol=0)
+    ranged = restored.double() @ weight.t() + linear.bias.double()
+    torch.testing.assert_close(layer(x).double(), ranged, atol=1e-4, rtol=1e-5)  # the levels above, nothing else
+    symmetric, symmetric_scale = quantize._quantize_rows(x.reshape(-1, 256), torch.int8, 127.0)
+    symmetric = (symmetric.double() * symmetric_scale).reshape(x.shape) @ weight.t() + linear.bias.double()
+    assert (layer(x) - want).norm() < 0.6 * (symmetric - want).norm()
 
 
 @pytest.mark.parametrize("rows, padded", [(1, 24), (15, 24), (17, 24), (24, 24), (25, 32), (120, 120)])
@@ -89,7 +122,7 @@ def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkey
     assert packed.packed is not None and plain.packed is None and not hasattr(packed, "weight")
     assert all(torch.equal(a, b) for a, b in zip(packed.levels(), plain.levels()))
     assert len(set(packed.levels()[1].flatten().tolist())) > 4  # the weight rows' scales differ
-    x = on_grid("int8", 3 * tokens, 64, gen).reshape(3, tokens, 64)
+    x = on_grid("int8", 3 * tokens, 64, gen, activations=True).reshape(3, tokens, 64)
     want = x.double() @ linear.weight.double().t() + (0 if linear.bias is None else linear.bias.double())
     torch.testing.assert_close(packed(x), want.float(), atol=0, rtol=0)
     x = 5 * torch.randn(3, tokens, 64, generator=gen)
