@@ -1,24 +1,25 @@
 """INT8 / FP8 matmuls for the PyTorch backends: Linear layers swapped for `torch._int_mm` / `torch._scaled_mm`.
 
-Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at
-run time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph):
-int8's over each token's own range [min, max] in 255 steps with zero on a level (`_range_rows`; a GELU's output, the
-input of every FF down projection, gets about twice the levels of a symmetric scale, and a padded channel stays
-exactly zero), the offset added back through each output channel's weight sum (`QuantizedLinear.level_sums`); fp8's
-symmetric. Against symmetric int8 activations, on an Intel Xeon's 6 simulated observations (the largest action
-difference from float32, its mean): at 48M the means fall on the random and the outlier checkpoint, with and without
-`--calibration` (0.66 to 0.55, 0.89 to 0.59; 0.54 to 0.41, 0.80 to 0.46); at full size it is mixed (without
-`--calibration` 3.95 (1.14) to 2.84 (0.89), with outliers 3.24 (1.12) to 4.01 (0.97)); a full-size call as fast
-(benchmarks/history.md, "int8 activations over each token's range").
-Rounding each weight to its nearest level is what moved the actions most (48M, random weights: the int8 weights
-alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size 3.2 and 2.6 of 3.8;
-`benchmarks/int8_error_sources.py`), so int8's weights are rounded as GPTQ rounds them (`_round_weights`): each
-column's rounding error carried into the columns not yet rounded, weighted by the layer's inputs in the sample calls,
-so that the layer's output moves less on inputs of that kind. The sample calls are the user's observations
-(`--calibration`: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the
-float model read whole), else on a CPU synthetic scenes (`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures
-there); on a GPU without observations one example call, and `quantize_linears(fit_weights=False)` keeps the nearest
-levels.
+Weights are quantized once, symmetric with one scale per output channel; activations are quantized per token at run
+time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph): int8's
+over each token's own range [min, max] in 255 steps with zero on a level (`_range_rows`; a GELU's output, the input
+of SigLIP's, the VL self-attention's and the DiT's FF down projections, gets about twice the levels of a symmetric
+scale, and a padded channel stays exactly zero), the offset added back through each output channel's weight sum
+(`QuantizedLinear.level_sums`); fp8's symmetric. Against symmetric int8 activations, on an Intel Xeon's 6 simulated
+observations (the largest action difference from float32, its mean): at 48M the means fall on the random and the
+outlier checkpoint, with and without `--calibration` (0.66 to 0.55, 0.89 to 0.59; 0.54 to 0.41, 0.80 to 0.46); at
+full size it is mixed (without `--calibration` 3.95 (1.14) to 2.84 (0.89), with outliers 3.24 (1.12) to 4.01 (0.97);
+with it the largest falls and the means rise, 0.82 to 1.07 and 0.75 to 0.85); a full-size call with its blocks
+compiled as fast (benchmarks/history.md, "int8 activations over each token's range"; eager and on a GPU not timed).
+Rounding each weight to its nearest level is what moved the actions most (48M, random weights, symmetric activations
+then: the int8 weights alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size
+3.2 and 2.6 of 3.8; `benchmarks/int8_error_sources.py`), so int8's weights are rounded as GPTQ rounds them
+(`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted by the layer's
+inputs in the sample calls, so that the layer's output moves less on inputs of that kind. The sample calls are the
+user's observations (`--calibration`: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s
+on 2 cores, the float model read whole), else on a CPU synthetic scenes
+(`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures there); on a GPU without observations one example call,
+and `quantize_linears(fit_weights=False)` keeps the nearest levels.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
@@ -120,7 +121,7 @@ GPTQ_DAMP = 0.01  # GPTQ's damping of H: this share of its mean diagonal added t
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
 FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
-ONEDNN_ZERO_POINT = 128  # int8 levels (-127..127) + this = the uint8 activations oneDNN's packed GEMM takes
+ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activations oneDNN's packed GEMM takes
 # oneDNN's packed int8 GEMM pays where the weight's reads bound the GEMM (weights past the caches, few rows): 32
 # distinct weights at 49 rows, 1536x6144 1.19x `_int_mm`, 1152x4304 at 256 rows 1.07x; small ones cost its fixed
 # ~30 us a call (384x384 0.57x; 48M, whose layers are all under 1M values, 0.84x a call packed whole) and 2048x2048 at
@@ -173,6 +174,7 @@ def _has_onednn_int8_ops() -> bool:
     sums checked."""
     weight = (torch.arange(128).reshape(8, 16) % 11 - 5).to(torch.int8)
     levels = (torch.arange(32).reshape(2, 16) % 7 - 3).to(torch.int8)
+    weight[0, :2], levels[0, :2], levels[1, :2] = 127, -128, 127  # the extremes: uint8 0 and 255
     try:
         out = onednn_int8_mm((levels.int() + ONEDNN_ZERO_POINT).to(torch.uint8), onednn_pack(weight), torch.ones(8),
                              torch.zeros(8, dtype=torch.long))
@@ -247,8 +249,8 @@ def _range_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     scale * (levels @ W) + offset * (the weight's row sums): `QuantizedLinear.level_sums`."""
     x = x.float()  # out of place where autograd keeps an output (guided real-time chunking's VJP runs through here)
     low = x.amin(dim=1, keepdim=True).clamp(max=0)  # amin + amax: 2-3x faster than aminmax, abs().amax() on a CPU
-    scale = (x.amax(dim=1, keepdim=True).clamp(min=0) - low).clamp(min=1e-12) / 255
-    zero = -(low / scale).round() - 128  # zero's level: exact, as symmetric rounding keeps it
+    scale = (x.amax(dim=1, keepdim=True).clamp(min=0) - low).clamp(min=1e-12) / 255  # the range holds zero:
+    zero = -(low / scale).round() - 128  # zero's level, within -128..127; zero exact, as symmetric rounding keeps it
     levels = (x / scale).round_().add_(zero).clamp_(-128, 127)
     return levels.to(torch.int8), scale, -zero * scale
 

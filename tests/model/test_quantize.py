@@ -81,6 +81,10 @@ def test_int8_activations_span_each_rows_own_range_with_zero_exact(request, prep
     restored = (levels.float() * scale + offset).reshape(x.shape)
     assert torch.equal(restored[x == 0], torch.zeros_like(restored[x == 0]))
     assert levels.min() == -128 and levels.max() == 127
+    rows = torch.stack([torch.rand(256, generator=gen) + 1, -torch.rand(256, generator=gen) - 1,  # one sign only
+                        torch.full((256,), 3.0), torch.full((256,), -2.0), 1e4 * torch.randn(256, generator=gen)])
+    levels, scale, offset = quantize._range_rows(rows)
+    assert ((levels.float() * scale + offset - rows).abs() <= 0.501 * scale).all()  # within half a level, each row
     linear = torch.nn.Linear(256, 64)
     layer = QuantizedLinear(linear, "int8", "onednn")
     assert (layer.packed is not None) == prepacked
