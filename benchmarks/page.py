@@ -367,10 +367,12 @@ WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
                        Col("`--quantize int8` (fitted to 4 synthetic scenes)", metric=row_error("int8")),
                        Col("the same, each weight at its nearest level", metric=row_error("int8, plain rounding")),
                        Col("`--quantize int8 --calibration`", metric=row_error("int8")))
-WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_synthetic", "small_nearest", "small_calibrated"),
-               "48M, outliers": ("small_outliers",) * 3 + ("small_outliers_calibrated",),
-               "full size": ("full_nvidia_bf16", "full_synthetic", "full_nearest", "full_calibrated"),
-               "full size, outliers": ("full_outliers",) * 3 + ("full_outliers_calibrated",)}
+WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_ranged", "small_ranged", "small_ranged_calibrated"),
+               "48M, outliers": ("small_outliers",) + ("small_outliers_ranged",) * 2
+                                + ("small_outliers_ranged_calibrated",),
+               "full size": ("full_nvidia_bf16", "full_ranged", "full_ranged_nearest", "full_ranged_calibrated"),
+               "full size, outliers": ("full_outliers", "full_outliers_ranged", "full_outliers_ranged_nearest",
+                                       "full_outliers_ranged_calibrated")}
 
 
 def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
@@ -403,17 +405,19 @@ COMPILE_XEON = "cpu/ab_full_compile_reps8_xeon_avx512bf16_2026-11-27.json"
 XEON_CPU = {"avx512_bf16": True, "avx512_vnni": True, "amx_tile": False}  # the flags its sections' files record
 # `--quantize int8` with the torch backend's transformer blocks compiled and its weights of 4.5M values or more
 # prepacked for oneDNN: full size three times at nearest levels (the second on a quiet machine, the third the next
-# session's code), then fitted to synthetic scenes (the default since), then 48M at nearest levels (none of its layers
-# that large). The runs before them (blocks compiled on `_int_mm`, eager, every weight prepacked) are in history.md.
+# session's code), then fitted to synthetic scenes, then with activations over each token's range too (the default
+# since), then 48M at nearest levels (none of its layers that large). The runs before them (blocks compiled on
+# `_int_mm`, eager, every weight prepacked) are in history.md.
 PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run2_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_packed_run3_reps8_xeon_avx512bf16_2026-11-27.json",
-               "cpu/ab_full_int8_synthetic_reps8_xeon_avx512bf16_2026-11-27.json")  # weights fitted to scenes
+               "cpu/ab_full_int8_synthetic_reps8_xeon_avx512bf16_2026-11-27.json",  # weights fitted to scenes
+               "cpu/ab_full_int8_ranged_reps8_xeon_avx512bf16_2026-11-27.json")  # activations over each range
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
                 "full, blocks + prepacked": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
                 "the same, a third run": PACKED_XEON[2], "the same, fitted to scenes": PACKED_XEON[3],
-                "48M, blocks + prepacked": SMALL_PACKED_XEON}
+                "fitted, activations over each range": PACKED_XEON[4], "48M, blocks + prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
@@ -584,12 +588,13 @@ SECTIONS = [
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
                  "4.13x [4.08, 4.22], eager int8 at 3.46x). The torch int8 cells of the first four columns ran "
                  "eagerly on `torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks "
-                 "and prepacked its large weights. The last five are `--quantize int8` with its blocks compiled "
+                 "and prepacked its large weights. The last six are `--quantize int8` with its blocks compiled "
                  "and its weights of 4.5M values or more prepacked for oneDNN (`--backends torch`, "
                  "`gr00t_fast.model.quantize.onednn_pack`): full size three times with each weight at its nearest "
-                 "level (the second on a quiet machine, the third with the next session's code), then as it runs "
-                 "now, its weights fitted to 4 synthetic scenes (the same matmuls: the speed is the same, another "
-                 "largest difference; \"Within NVIDIA's own bf16 on the Intel Xeon\" below), then 48M at nearest "
+                 "level (the second on a quiet machine, the third with the next session's code), then its weights "
+                 "fitted to 4 synthetic scenes (the same matmuls: the speed is the same, another largest "
+                 "difference), then as it runs now, its activations over each token's range too (\"Within NVIDIA's "
+                 "own bf16 on the Intel Xeon\" below), then 48M at nearest "
                  "levels (none of its layers that large; 20 calls a side, not `--sequential`), each against its "
                  "own NVIDIA baseline; the runs between (blocks compiled on `_int_mm`, eager, every weight "
                  "prepacked) are in history.md. "
@@ -605,7 +610,8 @@ SECTIONS = [
                  "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
                  "for 15 min on these 2 cores, Inductor's cache serves later loads; then the torch backend's int8 "
                  "with its blocks compiled and large weights prepacked: three runs at nearest levels, one fitted to "
-                 "synthetic scenes, the default now), then where an eager call of the first run goes "
+                 "synthetic scenes, one with activations over each token's range too, the default now), then where "
+                 "an eager call of the first run goes "
                  "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
                  "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
             table=Table(corner="", columns=[
@@ -628,8 +634,9 @@ SECTIONS = [
                                              "levels", PACKED_XEON[0]),
                                             ("the same, on a quiet machine", PACKED_XEON[1]),
                                             ("the same, a third run (the next session's code)", PACKED_XEON[2]),
-                                            ("the same, its weights fitted to synthetic scenes (the default since)",
-                                             PACKED_XEON[3])))])),
+                                            ("the same, its weights fitted to synthetic scenes", PACKED_XEON[3]),
+                                            ("the same, its activations over each token's range too (the default "
+                                             "since)", PACKED_XEON[4])))])),
     Section("Its parts", level=4,
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
@@ -677,13 +684,12 @@ SECTIONS = [
                  "int8 against gr00t-fast's float32 (NVIDIA's float32 with the official stack's frame resizing, torch "
                  "2.5's arithmetic; NVIDIA's environment here, torch 2.13, rounds 7% of these frames' pixels one level "
                  "apart from it: the two float32 references are 0.38 apart at 48M, lab notes in history.md). "
-                 "int8 as `--quantize int8` loaded it here on 2026-11-26: the model in float32, the layers whose own "
-                 "int8 error is over 2% in bf16 (the int8 columns measured after the bf16 ones, on the same "
-                 "observations and noises). `--calibration`: 8 observations of another simulated run "
-                 "(`--robot.seed 7`), to which the "
-                 "int8 weights are fitted (GPTQ); without it each weight sat at its nearest level (fitted to synthetic "
-                 "scenes since 2026-11-27: the Intel Xeon's table below). The bound is the "
-                 "largest difference, as `bench ab` reports it; the means beside it.",
+                 "int8 as `--quantize int8` loaded it here on 2026-11-26 (symmetric activations then): the model in "
+                 "float32, the layers whose own int8 error is over 2% in bf16 (the int8 columns measured after the "
+                 "bf16 ones, on the same observations and noises). `--calibration`: 8 observations of another "
+                 "simulated run (`--robot.seed 7`), to which the int8 weights are fitted (GPTQ); without it each "
+                 "weight sat at its nearest level (fitted to synthetic scenes since 2026-11-27: the Intel Xeon's table "
+                 "below). The bound is the largest difference, as `bench ab` reports it; the means beside it.",
             table=Table(corner="checkpoint", columns=WITHIN_COLUMNS,
                         rows=error_rows(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26"))),
     Section("Within NVIDIA's own bf16 on the Intel Xeon", level=4,
@@ -691,12 +697,12 @@ SECTIONS = [
             text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
                  "--record_observations`; other observations than the table above), one noise each: NVIDIA's bf16 "
                  "against its own float32, then `--quantize int8` as the torch backend loads it there now (its "
-                 "weights fitted (GPTQ) to 4 synthetic scenes, its transformer blocks compiled, its weights of 4.5M "
-                 "values or more prepacked; 48M has none), the same with each weight at its nearest level (the "
-                 "default before 2026-11-27, late, measured its activations on one example call instead: full size "
-                 "3.50 (1.15), 48M 5.31 (1.54)), and with `--calibration` (8 observations of another simulated run, "
-                 "`--robot.seed 7`, the weights fitted to them), each against gr00t-fast's float32. The largest "
-                 "action difference (its mean). On `_int_mm` only, blocks compiled against eager: history.md.",
+                 "weights fitted (GPTQ) to 4 synthetic scenes, its activations over each token's own range, its "
+                 "transformer blocks compiled, its weights of 4.5M values or more prepacked; 48M has none), the same "
+                 "with each weight at its nearest level, and with `--calibration` (8 observations of another "
+                 "simulated run, `--robot.seed 7`, the weights fitted to them), each against gr00t-fast's float32. "
+                 "The largest action difference (its mean). With symmetric activations (before), one example call, "
+                 "`_int_mm` only, blocks compiled against eager: history.md.",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
