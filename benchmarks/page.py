@@ -364,7 +364,8 @@ WITHIN = {
 # the torch backend loads it there now (its weights fitted to synthetic scenes, blocks compiled, weights of 4.5M values
 # or more prepacked: 48M has none), the same with each weight at its nearest level, and with `--calibration`
 WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
-                       Col("`--quantize int8` (fitted to 4 synthetic scenes)", metric=row_error("int8")),
+                       Col("`--quantize int8` (fitted to 4 synthetic scenes, activations over each token's range)",
+                           metric=row_error("int8")),
                        Col("the same, each weight at its nearest level", metric=row_error("int8, plain rounding")),
                        Col("`--quantize int8 --calibration`", metric=row_error("int8")))
 WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_ranged", "small_ranged", "small_ranged_calibrated"),

@@ -17,10 +17,12 @@ __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model"]
 
 # int8 on a CPU without the user's observations: its weights fitted to this many synthetic scenes
 # (`calibration_inputs`) rather than each at its nearest level. On an Intel Xeon's 6 simulated observations the largest
-# action difference from fp32 fell on the four checkpoints measured, most with outlier channels (full size 6.01 to
-# 3.57, NVIDIA's bf16 3.78); a full-size load takes ~3-4 min instead of ~40 s on 2 cores (benchmarks/history.md,
-# "int8 fitted to synthetic scenes by default"). On a GPU not measured: one example call, the nearest levels. Not
-# measured either: FBGEMM's engine (an AVX2-only CPU) and a bfloat16 model, which fit all the same.
+# action difference from fp32 fell on the four checkpoints measured (full size with outlier channels 7.31 to 4.01,
+# random 3.86 to 2.84, NVIDIA's bf16 3.78 and 3.11; 48M 4.69 to 2.51 and 5.47 to 2.61, NVIDIA's 2.40; activations
+# over each token's range, benchmarks/README.md); a full-size load takes ~3-4 min instead of ~40 s on 2 cores
+# (benchmarks/history.md, "int8 fitted to synthetic scenes by default"). On a GPU not measured: one example call,
+# the nearest levels. Not measured either: FBGEMM's engine (an AVX2-only CPU) and a bfloat16 model, which fit all
+# the same.
 SYNTHETIC_CALLS = 4
 
 

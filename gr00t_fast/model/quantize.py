@@ -10,16 +10,17 @@ observations (the largest action difference from float32, its mean): at 48M the 
 outlier checkpoint, with and without `--calibration` (0.66 to 0.55, 0.89 to 0.59; 0.54 to 0.41, 0.80 to 0.46); at
 full size it is mixed (without `--calibration` 3.95 (1.14) to 2.84 (0.89), with outliers 3.24 (1.12) to 4.01 (0.97);
 with it the largest falls and the means rise, 0.82 to 1.07 and 0.75 to 0.85); a full-size call with its blocks
-compiled as fast (benchmarks/history.md, "int8 activations over each token's range"; eager and on a GPU not timed).
-Rounding each weight to its nearest level is what moved the actions most (48M, random weights, symmetric activations
-then: the int8 weights alone 4.7 of int8's largest difference from fp32 of 4.9, its activations alone 1.7; full size
-3.2 and 2.6 of 3.8; `benchmarks/int8_error_sources.py`), so int8's weights are rounded as GPTQ rounds them
-(`_round_weights`): each column's rounding error carried into the columns not yet rounded, weighted by the layer's
-inputs in the sample calls, so that the layer's output moves less on inputs of that kind. The sample calls are the
-user's observations (`--calibration`: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s
-on 2 cores, the float model read whole), else on a CPU synthetic scenes
-(`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures there); on a GPU without observations one example call,
-and `quantize_linears(fit_weights=False)` keeps the nearest levels.
+compiled no slower within its runs' ~5% spread (benchmarks/history.md, "int8 activations over each token's range";
+eager and on a GPU not timed). Rounding each weight to its nearest level is what moved the actions most (48M, random
+weights, symmetric activations then: the int8 weights alone 4.7 of int8's largest difference from fp32 of 4.9, its
+activations alone 1.7; full size 3.2 and 2.6 of 3.8; `benchmarks/int8_error_sources.py`), so int8's weights are
+rounded as GPTQ rounds them (`_round_weights`): each column's rounding error carried into the columns not yet
+rounded, weighted by the layer's inputs in the sample calls, so that the layer's output moves less on inputs of that
+kind. The sample calls are the user's observations (`--calibration`, on an AMD EPYC on 2026-11-26 with symmetric
+activations: 48M 2.00 against 4.95; full size 2.89 against 3.89, its load 238 s against 88 s on 2 cores, the float
+model read whole), else on a CPU synthetic scenes (`gr00t_fast.backends.pytorch.SYNTHETIC_CALLS`; their figures
+there); on a GPU without observations one example call, and `quantize_linears(fit_weights=False)` keeps the nearest
+levels.
 
     int8  int8 x int8 -> int32 (`torch._int_mm`), rescaled into the model dtype. The weight is stored (out, in)
           row-major and handed over as its transpose, a column-major (in, out) operand: the "TN" layout cuBLASLt's
@@ -248,7 +249,7 @@ def _range_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     float32 scales and offsets (rows, 1)) with x ~ scale * levels + offset. A row's output is then
     scale * (levels @ W) + offset * (the weight's row sums): `QuantizedLinear.level_sums`."""
     x = x.float()  # out of place where autograd keeps an output (guided real-time chunking's VJP runs through here)
-    low = x.amin(dim=1, keepdim=True).clamp(max=0)  # amin + amax: 2-3x faster than aminmax, abs().amax() on a CPU
+    low = x.amin(dim=1, keepdim=True).clamp(max=0)  # amin + amax: on a CPU 1.7-1.9x abs().amax(), 9-10x aminmax
     scale = (x.amax(dim=1, keepdim=True).clamp(min=0) - low).clamp(min=1e-12) / 255  # the range holds zero:
     zero = -(low / scale).round() - 128  # zero's level, within -128..127; zero exact, as symmetric rounding keeps it
     levels = (x / scale).round_().add_(zero).clamp_(-128, 127)
