@@ -69,7 +69,7 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
 @pytest.mark.parametrize("prepacked", [False, True])
 def test_int8_activations_span_each_rows_own_range_with_zero_exact(request, prepacked):
     """int8 activations take each row's own range [min, max] (`_range_rows`): a zero stays exactly zero (padded
-    channels, masked rows), and a skewed row (a GELU's output, the input of every FF down projection) gets about twice
+    channels, masked rows), and a skewed row (a GELU's output, the input of most FF down projections) gets about twice
     the levels a symmetric scale gives it: its output moves about half as much."""
     if prepacked:
         request.getfixturevalue("int8_prepacked")
