@@ -1,10 +1,11 @@
 """Where `--quantize int8`'s action error comes from: each transformer stack quantized alone, and the weights' rounding
 apart from the activations'.
 
-A float32 checkpoint, recorded observations (`gr00t-fast run --record_observations`), one initial noise each. Every
-row is loaded as `--quantize int8` loads (`quantize_linears`: the same verdicts, smoothing and per-layer error check on
-4 synthetic scenes, or on `--calibration`'s observations) and compared with fp32 eager on the same observations and
-noise: the largest action difference (degrees; gripper units), as `bench ab` reports it, and the mean one. Rows:
+A float32 checkpoint, recorded observations (`gr00t-fast run --record_observations`), `--noises` initial noises each
+(one call per observation and noise). Every row is loaded as `--quantize int8` loads (`quantize_linears`: the same
+verdicts, smoothing and per-layer error check on the synthetic scenes, or on `--calibration`'s observations) and
+compared with fp32 eager on the same calls: the largest action difference (degrees; gripper units) over all calls, a
+call's own largest (as `bench ab` reports it; their median over the calls) and the mean one. Rows:
 
     NVIDIA bf16              NVIDIA's `Gr00tPolicy` in bfloat16 against itself in float32 (its own processes:
                              GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC), the same observations and noise: the
@@ -14,7 +15,8 @@ noise: the largest action difference (degrees; gripper units), as `bench ab` rep
                              pixels one level apart, 0.38 in the 48M's actions in float32 (lab notes in history.md)
     bf16                     the model cast to bfloat16 (gr00t-fast's own)
     int8                     `--quantize int8` as shipped (oneDNN's GEMM or FBGEMM, as the CPU has): its weights
-                             fitted (GPTQ) to the sample calls, `--calibration`'s or 4 synthetic scenes
+                             fitted (GPTQ, damped `--gptq_damp`) to the sample calls, `--calibration`'s or
+                             `--synthetic_calls` synthetic scenes
     int8, plain rounding     the same sample calls, each weight at its nearest level (what int8 did without
                              --calibration before 2026-11-27, its activations measured on one example call)
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
@@ -27,8 +29,9 @@ float32 matmul, so that each rounding is seen without the other.
 
     gr00t-fast run --duration 5 --record_observations obs.npz                   # 6 observations
     gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 others
+    gr00t-fast run --duration 20 --record_observations obs20.npz                # 20 observations
     python benchmarks/int8_error_sources.py --model_path ~/.cache/gr00t_fast/small_fp32 --observations obs.npz \\
-        [--calibration cal.npz] --out benchmarks/results/cpu/int8_error_sources_small.json
+        [--calibration cal.npz] [--noises 3] --out benchmarks/results/cpu/int8_error_sources_small.json
 
 Without `--rows`, the "NVIDIA bf16" row needs NVIDIA's environment (GR00T_UPSTREAM_PYTHON / GR00T_UPSTREAM_SRC);
 `--rows` without that row runs without it.
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 
 import gr00t_fast.model.quantize as quantize
-from gr00t_fast.backends import eager, regional
+from gr00t_fast.backends import eager, pytorch, regional
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.loading import load_policy
@@ -120,10 +123,13 @@ ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding",
 
 def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None,
            precision: str | None = None) -> None:
-    rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()), "layers": counts,
-                  "load_s": load_s, "precision": precision}
+    calls = difference.reshape(len(difference), -1).max(1)  # each call's largest difference, as `bench ab` reports
+    rows[name] = {"max": float(difference.max()), "mean": float(difference.mean()),
+                  "calls_median": float(np.median(calls)), "calls": [round(float(c), 4) for c in calls],
+                  "layers": counts, "load_s": load_s, "precision": precision}
     load = "" if load_s is None else f"  load {load_s:.1f} s"
-    print(f"{name:32s} largest {difference.max():6.3f}  mean {difference.mean():.4f}{load}  {counts}", flush=True)
+    print(f"{name:32s} largest {difference.max():6.3f}  a call's (median) {np.median(calls):6.3f}  "
+          f"mean {difference.mean():.4f}{load}  {counts}", flush=True)
 
 
 def main() -> int:
@@ -132,12 +138,21 @@ def main() -> int:
     parser.add_argument("--observations", required=True)
     parser.add_argument("--calibration", default=None,
                         help="observations the int8 rows measure their activations on (`--calibration`), another "
-                             "recording than --observations; default: 4 synthetic scenes")
+                             "recording than --observations; default: --synthetic_calls synthetic scenes")
     parser.add_argument("--rows", nargs="*", default=None, help="the rows to run (their names above; default all)")
+    parser.add_argument("--noises", type=int, default=1,
+                        help="initial noises per observation (each observation and noise one call)")
+    parser.add_argument("--synthetic_calls", type=int, default=pytorch.SYNTHETIC_CALLS,
+                        help="the synthetic scenes the int8 rows fit to without --calibration (an earlier default: 4)")
+    parser.add_argument("--gptq_damp", type=float, default=quantize.GPTQ_DAMP,
+                        help="GPTQ's damping, a share of H's mean diagonal (an earlier default: 0.01)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     unknown = set(args.rows or ()) - set(ROWS)
+    if min(args.noises, args.synthetic_calls) < 1 or args.gptq_damp <= 0:
+        parser.error(f"--noises {args.noises} and --synthetic_calls {args.synthetic_calls}: at least 1; --gptq_damp "
+                     f"{args.gptq_damp}: above 0")
     if unknown:
         parser.error(f"--rows {sorted(unknown)}: not rows of this benchmark ({', '.join(ROWS)})")
     try:  # refused before any work
@@ -148,7 +163,8 @@ def main() -> int:
     recorded = read_observations(args.observations)
     if args.calibration:
         read_observations(args.calibration)  # a file that is not observations: refused before the reference runs
-    observations = [{k: v[i] for k, v in recorded.items()} for i in range(len(recorded["state.gripper"]))]
+    recordings = [{k: v[i] for k, v in recorded.items()} for i in range(len(recorded["state.gripper"]))]
+    observations = recordings * args.noises  # call i: observation i % n with noise seed i (one noise each: seed i)
     noise = [np.random.default_rng(i).standard_normal((16, 32)).astype(np.float32) for i in range(len(observations))]
     load = dict(device="cpu", warmup=False, threads=args.threads)
 
@@ -182,10 +198,11 @@ def main() -> int:
         record(rows, "NVIDIA bf16", np.abs(nvidia["bfloat16"] - nvidia["float32"]), {}, None)  # its own processes
 
     def row(name: str, dtype: str | None = None, **patch) -> None:
-        """A row loaded in `dtype` (bf16), else as `--quantize int8` loads (dtype auto: float32 for int8)."""
+        """A row loaded in `dtype` (bf16), else as `--quantize int8` loads (dtype auto: float32 for int8), with
+        --gptq_damp and --synthetic_calls."""
         if args.rows is not None and name not in args.rows:
             return
-        with patched(**patch):
+        with patched(GPTQ_DAMP=args.gptq_damp, **patch), patched(pytorch, SYNTHETIC_CALLS=args.synthetic_calls):
             int8 = dict(quantize="int8", calibration=args.calibration) if dtype is None else {}
             start = time.perf_counter()
             policy = load_policy(args.model_path, dtype=dtype or "auto", **int8, **load)
@@ -204,7 +221,8 @@ def main() -> int:
     unpacked = dict(onednn_packs=lambda *shape: False)  # the simulated layers keep plain levels, no packed copy
     row("int8 weights alone", QuantizedLinear=WeightsAlone, **unpacked)
     row("int8 activations alone", QuantizedLinear=ActivationsAlone, **unpacked)
-    write_result(args.out, observations=len(observations), rows=rows)
+    write_result(args.out, observations=len(recordings), noises=args.noises, synthetic_calls=args.synthetic_calls,
+                 gptq_damp=args.gptq_damp, rows=rows)
     return 0
 
 

@@ -335,13 +335,15 @@ PATHS = {
 }
 
 
-def row_error(name: str) -> Callable[[Record], str]:
-    """An `int8_error_sources.py` file's row `name`: its largest action difference from fp32 (its mean)."""
+def row_error(name: str, spread: bool = False) -> Callable[[Record], str]:
+    """An `int8_error_sources.py` file's row `name`: its largest action difference from fp32 (its mean); `spread`:
+    the largest of all its calls / a call's own largest, the median over the calls (the mean)."""
     def cell(data: Record) -> str:
-        if name not in data["rows"]:
-            raise ValueError(f"`{data['command']}` wrote no row {name!r}")
-        row = data["rows"][name]
-        return f"{row['max']:.2f} ({row['mean']:.2f})"
+        row = data["rows"].get(name, {})
+        if not row or spread and "calls_median" not in row:
+            raise ValueError(f"`{data['command']}` wrote no row {name!r}{' with its calls' if spread else ''}")
+        median = f" / {row['calls_median']:.2f}" if spread else ""
+        return f"{row['max']:.2f}{median} ({row['mean']:.2f})"
     return cell
 
 
@@ -360,20 +362,16 @@ WITHIN = {
 }
 
 
-# the same on the Intel Xeon, 6 other observations (its own simulated run): NVIDIA's bf16, then `--quantize int8` as
-# the torch backend loads it there now (its weights fitted to synthetic scenes, blocks compiled, weights of 4.5M values
-# or more prepacked: 48M has none), the same with each weight at its nearest level, and with `--calibration`
-WITHIN_XEON_COLUMNS = (Col("NVIDIA bf16", metric=row_error("NVIDIA bf16")),
-                       Col("`--quantize int8` (fitted to 4 synthetic scenes, activations over each token's range)",
-                           metric=row_error("int8")),
-                       Col("the same, each weight at its nearest level", metric=row_error("int8, plain rounding")),
-                       Col("`--quantize int8 --calibration`", metric=row_error("int8")))
-WITHIN_XEON = {"48M": ("small_nvidia_bf16", "small_ranged", "small_ranged", "small_ranged_calibrated"),
-               "48M, outliers": ("small_outliers",) + ("small_outliers_ranged",) * 2
-                                + ("small_outliers_ranged_calibrated",),
-               "full size": ("full_nvidia_bf16", "full_ranged", "full_ranged_nearest", "full_ranged_calibrated"),
-               "full size, outliers": ("full_outliers", "full_outliers_ranged", "full_outliers_ranged_nearest",
-                                       "full_outliers_ranged_calibrated")}
+# the same on the Intel Xeon, 20 observations of its own simulated run (48M 3 noises each, full size 1): NVIDIA's
+# bf16, gr00t-fast's, then `--quantize int8` as the torch backend loads it there now, as it loaded before 2026-11-27's
+# night (4 synthetic scenes, GPTQ damped 0.01), and with `--calibration`
+WITHIN_XEON_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for label, row in (
+    ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"),
+    ("`--quantize int8` (8 synthetic scenes, GPTQ damped 0.1)", "int8"),
+    ("the same before (4 scenes, damped 0.01)", "int8"), ("`--quantize int8 --calibration`", "int8")))
+WITHIN_XEON = {"48M, 60 calls": ("small_obs20x3",) * 3 + ("small_obs20x3_before", "small_obs20x3_calibrated"),
+               "48M, outliers": ("small_outliers_obs20x3",) * 3
+                                + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
 
 
 def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
@@ -695,15 +693,17 @@ SECTIONS = [
                         rows=error_rows(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26"))),
     Section("Within NVIDIA's own bf16 on the Intel Xeon", level=4,
             cpu=XEON_CPU,
-            text="The Intel Xeon above, 6 observations of its own simulated run (`gr00t-fast run --duration 5 "
-                 "--record_observations`; other observations than the table above), one noise each: NVIDIA's bf16 "
-                 "against its own float32, then `--quantize int8` as the torch backend loads it there now (its "
-                 "weights fitted (GPTQ) to 4 synthetic scenes, its activations over each token's own range, its "
-                 "transformer blocks compiled, its weights of 4.5M values or more prepacked; 48M has none), the same "
-                 "with each weight at its nearest level, and with `--calibration` (8 observations of another "
-                 "simulated run, `--robot.seed 7`, the weights fitted to them), each against gr00t-fast's float32. "
-                 "The largest action difference (its mean). With symmetric activations (before), one example call, "
-                 "`_int_mm` only, blocks compiled against eager: history.md.",
+            text="The Intel Xeon above, 20 observations of its own simulated run (`gr00t-fast run --duration 20 "
+                 "--record_observations`), at 48M with 3 initial noises each (60 calls), at full size one (20): "
+                 "NVIDIA's bf16 against its own float32, gr00t-fast's bf16, then `--quantize int8` as the torch "
+                 "backend loads it there now (its weights fitted (GPTQ, damped 0.1) to 8 synthetic scenes, its "
+                 "activations over each token's own range, its transformer blocks compiled, its weights of 4.5M "
+                 "values or more prepacked; 48M has none), as it loaded before (4 scenes, damped 0.01), and with "
+                 "`--calibration` (8 observations of another simulated run, `--robot.seed 7`, the weights fitted to "
+                 "them), each against gr00t-fast's float32. A cell: the largest action difference of all calls / a "
+                 "call's own largest, as `bench ab` reports it, the median over the calls (the mean difference). The "
+                 "6-observation tables before, symmetric activations, one example call, `_int_mm` only, blocks "
+                 "compiled against eager: history.md.",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",

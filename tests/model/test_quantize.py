@@ -795,7 +795,7 @@ def test_inputs_gptq_cannot_weigh_leave_the_nearest_levels(rows):
 
 def reference_gptq(weight: torch.Tensor, rows: torch.Tensor, chunk: int) -> torch.Tensor:
     """GPTQ's levels as the paper's loop computes them, column by column in float64, one H block per `chunk` input
-    channels (per-output-channel scales, damping 1% of the mean diagonal)."""
+    channels (per-output-channel scales, damping `GPTQ_DAMP` of the mean diagonal)."""
     w = weight.double().clone()
     scale = (weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0).double()
     q = torch.empty_like(w)
