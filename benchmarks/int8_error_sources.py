@@ -150,7 +150,7 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     unknown = set(args.rows or ()) - set(ROWS)
-    if min(args.noises, args.synthetic_calls) < 1 or args.gptq_damp <= 0:
+    if min(args.noises, args.synthetic_calls) < 1 or not args.gptq_damp > 0:
         parser.error(f"--noises {args.noises} and --synthetic_calls {args.synthetic_calls}: at least 1; --gptq_damp "
                      f"{args.gptq_damp}: above 0")
     if unknown:

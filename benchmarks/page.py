@@ -369,8 +369,10 @@ WITHIN_XEON_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for l
     ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"),
     ("`--quantize int8` (8 synthetic scenes, GPTQ damped 0.1)", "int8"),
     ("the same before (4 scenes, damped 0.01)", "int8"), ("`--quantize int8 --calibration`", "int8")))
-WITHIN_XEON = {"48M, 60 calls": ("small_obs20x3",) * 3 + ("small_obs20x3_before", "small_obs20x3_calibrated"),
-               "48M, outliers": ("small_outliers_obs20x3",) * 3
+WITHIN_XEON_FULL = {"full size (20 calls)": ("full_obs20_nvidia",) * 2 + ("full_obs20",),
+                    "full size, outliers (20 calls)": ("full_outliers_obs20_nvidia",) * 2 + ("full_outliers_obs20",)}
+WITHIN_XEON = {"48M (60 calls)": ("small_obs20x3",) * 3 + ("small_obs20x3_before", "small_obs20x3_calibrated"),
+               "48M, outliers (60 calls)": ("small_outliers_obs20x3",) * 3
                                 + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
 
 
@@ -452,7 +454,7 @@ def part(key: str) -> Callable[[Record], str]:
 
 LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks/int8_load_memory.py`
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
-# the default since 2026-11-27 (its weights fitted to 4 synthetic scenes), one load a side, on the Intel Xeon
+# the default from 2026-11-27 until that night (its weights fitted to 4 synthetic scenes), one load a side, Intel Xeon
 LOAD_MEMORY_SYNTHETIC = "cpu/int8_load_memory_full_synthetic_xeon_avx512bf16_2026-11-27.json"
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
@@ -592,8 +594,9 @@ SECTIONS = [
                  "`gr00t_fast.model.quantize.onednn_pack`): full size three times with each weight at its nearest "
                  "level (the second on a quiet machine, the third with the next session's code), then its weights "
                  "fitted to 4 synthetic scenes (the same matmuls: the speed is the same, another largest "
-                 "difference), then as it runs now, its activations over each token's range too (\"Within NVIDIA's "
-                 "own bf16 on the Intel Xeon\" below), then 48M at nearest "
+                 "difference), then with its activations over each token's range too (the matmuls as they run now; "
+                 "its fit has changed since, 8 scenes damped 0.1: \"Within NVIDIA's own bf16 on the Intel Xeon\" "
+                 "below), then 48M at nearest "
                  "levels (none of its layers that large; 20 calls a side, not `--sequential`), each against its "
                  "own NVIDIA baseline; the runs between (blocks compiled on `_int_mm`, eager, every weight "
                  "prepacked) are in history.md. "
@@ -694,7 +697,7 @@ SECTIONS = [
     Section("Within NVIDIA's own bf16 on the Intel Xeon", level=4,
             cpu=XEON_CPU,
             text="The Intel Xeon above, 20 observations of its own simulated run (`gr00t-fast run --duration 20 "
-                 "--record_observations`), at 48M with 3 initial noises each (60 calls), at full size one (20): "
+                 "--record_observations`), at 48M with 3 initial noises each (60 calls), at full size one (20, below): "
                  "NVIDIA's bf16 against its own float32, gr00t-fast's bf16, then `--quantize int8` as the torch "
                  "backend loads it there now (its weights fitted (GPTQ, damped 0.1) to 8 synthetic scenes, its "
                  "activations over each token's own range, its transformer blocks compiled, its weights of 4.5M "
@@ -706,6 +709,14 @@ SECTIONS = [
                  "compiled against eager: history.md.",
             table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
+    Section("At full size", level=5, cpu=XEON_CPU,
+            text="The same 20 observations, one noise each (a full-size run of NVIDIA's rows took ~1 h beside "
+                 "other work on these 2 cores). The default before and `--calibration` were not run on them at full "
+                 "size; on the 6 observations of the table before, the default before was within NVIDIA's bf16 "
+                 "on random weights and over it with outlier channels, `--calibration` within on both (history.md, \"int8 activations "
+                 "over each token's range\").",
+            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS[:3],
+                        rows=error_rows(WITHIN_XEON_COLUMNS[:3], WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
@@ -759,9 +770,10 @@ SECTIONS = [
                  "quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
                  "slower; each layer's kept input rows (512) go as it is converted. The last two rows are the "
-                 "default since 2026-11-27, on the Intel Xeon (no layer kept in bf16 there, so more weights stay "
-                 "float32): without `--calibration` it runs 4 synthetic scenes, keeps 512 rows a layer and fits the "
-                 "weights to them, one load a side. (In \"For what memory?\" above, "
+                 "default from 2026-11-27 until that night, on the Intel Xeon (no layer kept in bf16 there, so more "
+                 "weights stay float32): without `--calibration` it ran 4 synthetic scenes (8 since, not measured "
+                 "here), kept 512 rows a layer and fitted the weights to them, one load a side. (In \"For what "
+                 "memory?\" above, "
                  "the `--quantize int8` rows of the first four columns ran before loads deferred, the float32 model "
                  "read whole; the last column's loaded as now.)",
             table=Table(corner="full size, `--quantize int8`", columns=[

@@ -13,19 +13,20 @@ from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inp
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
 
-__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model"]
+__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model", "sample_calls"]
 
 # int8 on a CPU without the user's observations: its weights fitted to this many synthetic scenes
 # (`calibration_inputs`) rather than each at its nearest level. 8 (and GPTQ damped 0.1, `quantize.GPTQ_DAMP`) since
 # 2026-11-27's night, 4 (damped 0.01) before: on an Intel Xeon's 20 simulated observations, 3 noises each, 48M's
 # median over the calls of a call's largest action difference from fp32 fell from 2.34 to 1.29 (NVIDIA's bf16 1.81)
-# and with outlier channels from 2.02 to 1.59 (1.78); full size: benchmarks/README.md, "Within NVIDIA's own bf16 on
-# the Intel Xeon". A layer's int8 weight error on 10 of those observations' inputs (48M, the mean over layers): 4
-# scenes 0.47% damped 0.01, 0.43% damped 0.1; 8 scenes 0.40%, 16 0.39%; plain rounding 0.74%
-# (`benchmarks/int8_weight_fit.py`; benchmarks/history.md, "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float
-# call of the model during the load: a full-size load takes ~3-4 min on 2 cores instead of ~40 s at nearest levels.
-# On a GPU not measured: one example call, the nearest levels. Not measured either: FBGEMM's engine (an AVX2-only
-# CPU) and a bfloat16 model, which fit all the same.
+# and with outlier channels from 2.02 to 1.59 (1.78), where the largest of all 60 calls rose from 2.85 to 3.18
+# (NVIDIA's 2.69); full size: benchmarks/README.md, "Within NVIDIA's own bf16 on the Intel Xeon". A layer's int8
+# weight error on 10 of those observations' inputs (48M, the mean over layers): 4 scenes 0.47% damped 0.01, 0.43%
+# damped 0.1; 8 scenes 0.40%, 16 0.39%; plain rounding 0.74% (`benchmarks/int8_weight_fit.py`; benchmarks/history.md,
+# "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float call of the model during the load: a full-size load
+# took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels; with 8 not timed on a quiet machine. On a GPU
+# not measured: one example call, the nearest levels. Not measured either: FBGEMM's engine (an AVX2-only CPU) and a
+# bfloat16 model, which fit all the same.
 SYNTHETIC_CALLS = 8
 
 
@@ -37,15 +38,11 @@ def quantize_model(model: torch.nn.Module, mode: str,
     rounded to fit the observations or the scenes (GPTQ), those of the example call to their nearest levels.
     Its layer counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are
     returned."""
-    from gr00t_fast.backends.eager import TorchBackend
-
     int8 = mode == "int8"
     scenes = int8 and not calibration and model.device.type == "cpu"
     calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
                             else [example_inputs(model.config)])
-    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calls]
-    steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
-    counts = quantize_linears(model, mode, sample=lambda: [backend(inputs, noise, steps) for inputs, noise in calls],
+    counts = quantize_linears(model, mode, sample=sample_calls(model, calls),
                               fit_weights=int8 and bool(calibration or scenes))
     kept = kept_layers(model, mode)
     engine = {"engine": str(int8_engine(model.device)), "kept_in": str(kept.dtype).removeprefix("torch."),
@@ -54,6 +51,16 @@ def quantize_model(model: torch.nn.Module, mode: str,
     if model.precision is not None:
         model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
     return counts
+
+
+def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> Callable[[], list]:
+    """`calls` ((inputs, noise) of the host's, e.g. `calibration_inputs`) as one sample call of `model` in its own
+    dtype and on its device, eager and unquantized: what `quantize_linears` measures its layers' inputs on."""
+    from gr00t_fast.backends.eager import TorchBackend
+
+    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calls]
+    steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
+    return lambda: [backend(inputs, noise, steps) for inputs, noise in calls]
 
 
 def pack_model(model: torch.nn.Module) -> int:

@@ -120,9 +120,11 @@ MAX_LAYER_ERROR_BF16 = 0.02  # the same where the layers kept run in bfloat16 (`
 QUIET_CHANNEL = 0.01  # a channel quieter than this share of the median channel counts as that share when smoothing
 # GPTQ's damping of H: this share of its mean diagonal added to the diagonal. Fitted to synthetic scenes, a layer's
 # rounding is judged on other inputs (the user's frames): 0.1 holds the error GPTQ carries into directions the scenes
-# never took; a layer's weight error on 10 simulated observations' inputs (48M, the mean over layers) 0.43% against
-# 0.47% at 0.01 (plain rounding 0.74%, fitted to other observations of the same scene 0.24% either way;
-# `benchmarks/int8_weight_fit.py`, benchmarks/history.md, "GPTQ damped 0.1, 8 synthetic scenes").
+# never took. A layer's weight error on 10 simulated observations' inputs (48M, the mean over layers; plain rounding
+# 0.74%): fitted to 8 scenes 0.40% against 0.44% at 0.01 (4 scenes 0.43% and 0.47%); fitted to other observations of
+# the same scene 0.24-0.25% either way, and `--calibration`'s actions the same at 48M (benchmarks/history.md). 0.3
+# holds the scenes' rows a little better and the same scene's a little worse (`benchmarks/int8_weight_fit.py`;
+# benchmarks/history.md, "GPTQ damped 0.1, 8 synthetic scenes"). On a GPU it applies to `--calibration` only.
 GPTQ_DAMP = 0.1
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)

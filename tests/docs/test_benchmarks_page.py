@@ -89,3 +89,14 @@ def test_a_cpu_class_heading_refuses_a_file_of_another_class(page, tmp_path):
     with pytest.raises(ValueError, match="'AVX512-BF16' reads .*ab_small_openvino_avx512bf16.*, which records "
                                          "\\{'avx512_bf16': False\\}"):
         page.render(tmp_path)
+
+
+def test_an_error_cell_over_calls_needs_a_file_that_recorded_them(page):
+    row = {"max": 3.0, "mean": 0.5, "calls_median": 1.25}
+    assert page.row_error("int8", spread=True)({"command": "x", "rows": {"int8": row}}) == "3.00 / 1.25 (0.50)"
+    assert page.row_error("int8")({"command": "x", "rows": {"int8": row}}) == "3.00 (0.50)"
+    older = {"command": "int8_error_sources.py --out old.json", "rows": {"int8": {"max": 3.0, "mean": 0.5}}}
+    with pytest.raises(ValueError, match="wrote no row 'int8' with its calls"):
+        page.row_error("int8", spread=True)(older)
+    with pytest.raises(ValueError, match="wrote no row 'bf16'"):
+        page.row_error("bf16")(older)
