@@ -72,9 +72,7 @@ def main() -> int:
                 else:
                     quantize.GPTQ_DAMP = damp
                     levels, scale, _ = quantize._round_weights(weight, sources[source][name].fit, 127.0)
-                x = stats.spaced
-                want = x @ weight.t()
-                errors[name] = ((x @ (levels.float() * scale).t() - want).norm() / want.norm()).item()
+                errors[name] = quantize.weight_error(weight, levels, scale, stats.spaced)
             values = np.array(list(errors.values()))
             results[label] = {"mean": float(values.mean()), "median": float(np.median(values)),
                               "max": float(values.max()), "layers": errors,

@@ -98,8 +98,8 @@ __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", 
            "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT", "QuantizedLinear", "VERDICTS",
            "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu",
            "int8_units", "int_mm_rows", "kept_layers", "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs",
-           "quantize_linears", "quantized_weights", "rows_seen", "smoothing", "transformer_blocks",
-           "transformer_stacks"]
+           "quantize_linears", "quantized_weights", "relative_error", "rows_seen", "smoothing", "transformer_blocks",
+           "transformer_stacks", "weight_error"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -640,12 +640,25 @@ def smoothing(layer: nn.Linear, channel_absmax: torch.Tensor) -> torch.Tensor | 
     return channel_absmax.clamp(min=QUIET_CHANNEL * median) ** SMOOTH_ALPHA / weight_absmax ** (1 - SMOOTH_ALPHA)
 
 
+def relative_error(out: torch.Tensor, want: torch.Tensor) -> float:
+    """How far `out` is from `want`: the norm of their difference over `want`'s (every element at once)."""
+    return ((out - want).norm() / want.norm().clamp(min=1e-12)).item()
+
+
 @torch.no_grad()
 def layer_error(layer: nn.Linear, quantized: nn.Module, x: torch.Tensor) -> float:
-    """The relative difference of `quantized`'s output from the float `layer`'s on inputs `x`."""
+    """The relative difference (`relative_error`) of `quantized`'s output from the float `layer`'s on inputs `x`."""
     x = x.to(layer.weight.dtype)
-    want = layer(x).float()
-    return ((quantized(x).float() - want).norm() / want.norm().clamp(min=1e-12)).item()
+    return relative_error(quantized(x).float(), layer(x).float())
+
+
+@torch.no_grad()
+def weight_error(weight: torch.Tensor, levels: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> float:
+    """The relative change (`relative_error`) of x @ weight^T when the weight is `levels` x `scale` (per output
+    channel, as `QuantizedLinear.levels` gives them): the weights' part of a layer's error alone, its inputs `x` kept
+    exact, in float64."""
+    x = x.double()
+    return relative_error(x @ (levels.double() * scale.double()).t(), x @ weight.detach().double().t())
 
 
 @torch.no_grad()

@@ -63,7 +63,7 @@ def test_quantized_linear_is_close_to_float(mode, tolerance, tokens):
     linear = torch.nn.Linear(64, 48)
     x = torch.randn(3, tokens, 64)
     out, want = QuantizedLinear(linear, mode)(x), float_reference(linear, x)
-    assert 1e-4 < ((out - want).norm() / want.norm()).item() < tolerance  # quantized, yet close
+    assert 1e-4 < quantize.relative_error(out, want) < tolerance  # quantized, yet close
 
 
 @pytest.mark.parametrize("prepacked", [False, True])
@@ -626,7 +626,7 @@ def test_fbgemm_keeps_each_sample_to_itself_and_each_weight_row_its_scale():
     torch.testing.assert_close(layer(torch.cat([quiet, loud]))[:1], alone, rtol=0, atol=0)
     want = linear(quiet)
     for rows in (slice(0, None, 2), slice(1, None, 2)):  # the loud weight rows and the quiet ones, each within 4%
-        assert ((alone[..., rows] - want[..., rows]).norm() / want[..., rows].norm()).item() < 0.04
+        assert quantize.relative_error(alone[..., rows], want[..., rows]) < 0.04
 
 
 def test_a_channel_quiet_in_the_sample_is_not_scaled_without_bound():
@@ -682,13 +682,6 @@ def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torc
     return [torch.randn(n, 8, generator=gen) @ basis + 0.05 * torch.randn(n, width, generator=gen) for n in rows]
 
 
-def weight_error(weight: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> float:
-    """The relative change of x @ weight^T when the weight is int8 `q` x `scale` (per row): the weights' part of
-    a layer's error alone (the activations kept exact)."""
-    want = x.double() @ weight.detach().double().t()
-    return ((x.double() @ (q.double() * scale.double()).t() - want).norm() / want.norm()).item()
-
-
 @pytest.mark.parametrize("engine", ["onednn", "fbgemm"])
 def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rounding(engine):
     """GPTQ's rounding (`_round_weights`) on the inputs of the sample call: on other inputs of their kind the layer's
@@ -703,7 +696,8 @@ def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rou
     assert fitted_any and fitted.fitted and not plain.fitted
     assert q.dtype == torch.int8 and q.abs().max() <= 127 and torch.equal(scale, want_scale)
     assert (q != want_q).float().mean() > 0.05  # levels moved, not only rounded
-    assert weight_error(linear.weight, q, scale, held_out) < 0.6 * weight_error(linear.weight, want_q, scale, held_out)
+    error = [quantize.weight_error(linear.weight, levels, scale, held_out) for levels in (q, want_q)]
+    assert error[0] < 0.6 * error[1]
     assert torch.equal(fitted.levels()[0], q) and torch.equal(plain.levels()[0], want_q)
     assert torch.equal(fitted.levels()[1], scale)
 
@@ -721,7 +715,7 @@ def test_a_smoothed_layer_fits_its_rounding_to_the_smoothed_inputs():
     plain = QuantizedLinear(linear, "int8", "onednn", smooth)
     fitted = QuantizedLinear(linear, "int8", "onednn", smooth, rows=fit)
     smoothed_weight, smoothed_inputs = linear.weight * smooth, held_out / smooth
-    errors = [weight_error(smoothed_weight, *layer.levels(), smoothed_inputs) for layer in (fitted, plain)]
+    errors = [quantize.weight_error(smoothed_weight, *layer.levels(), smoothed_inputs) for layer in (fitted, plain)]
     assert errors[0] < 0.6 * errors[1]
 
 
