@@ -7,6 +7,8 @@ float) and its actions on the example call, which must be the same bits on both 
 
     python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 2 \\
         --out benchmarks/results/cpu/int8_load_memory_full.json
+    python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 1 --sides deferred \\
+        --out benchmarks/results/cpu/int8_load_memory_full_deferred.json
     gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 observations
     python benchmarks/int8_load_memory.py --model_path ~/.cache/gr00t_fast/full_fp32 --rounds 1 \\
         --calibration cal.npz --out benchmarks/results/cpu/int8_load_memory_full_calibrated.json
@@ -68,6 +70,8 @@ def main() -> None:
     parser.add_argument("--model_path", required=True, help="a float32 checkpoint")
     parser.add_argument("--rounds", type=int, default=2, help="loads of each side, alternating")
     parser.add_argument("--calibration", help="observations (.npz) the loads measure and fit to (`--calibration`)")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
+                        help="the loads to run (default both; `deferred` alone: what `load_policy` does)")
     parser.add_argument("--out", default="bench_out/int8_load_memory.json")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one load, in a child process
     args = parser.parse_args()
@@ -80,7 +84,7 @@ def main() -> None:
 
     runs = []
     for round_ in range(args.rounds):
-        for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
+        for side in args.sides if round_ % 2 == 0 else args.sides[::-1]:
             calibration = ["--calibration", args.calibration] if args.calibration else []
             child = subprocess.run([sys.executable, __file__, "--model_path", args.model_path, "--side", side,
                                     *calibration], capture_output=True, text=True)
@@ -89,13 +93,13 @@ def main() -> None:
             runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(f"{side}: peak {runs[-1]['peak_mb']:,.0f} MB, load {runs[-1]['load_s']:.1f} s", flush=True)
     if len({run["actions_sha256"] for run in runs}) != 1:
-        sys.exit("the two sides' actions differ: " + ", ".join(f"{r['side']} {r['actions_sha256'][:12]}" for r in runs))
+        sys.exit("the loads' actions differ: " + ", ".join(f"{r['side']} {r['actions_sha256'][:12]}" for r in runs))
     weights_mb = runs[0]["int8_weights_mb"] + runs[0]["float_weights_mb"]
     summary = {side: {"peak_mb": max(r["peak_mb"] for r in runs if r["side"] == side),
                       "peak_over_weights": max(r["peak_mb"] for r in runs if r["side"] == side) / weights_mb,
                       "peak_above_start_over_weights": max(r["peak_mb"] - r["rss_before_mb"] for r in runs
                                                            if r["side"] == side) / weights_mb,
-                      "load_s": [round(r["load_s"], 1) for r in runs if r["side"] == side]} for side in SIDES}
+                      "load_s": [round(r["load_s"], 1) for r in runs if r["side"] == side]} for side in args.sides}
     write_result(args.out, model_path=args.model_path, calibration=args.calibration, weights_mb=weights_mb,
                  summary=summary, runs=runs)
 

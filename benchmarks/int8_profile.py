@@ -13,8 +13,15 @@ oneDNN, `gr00t_fast.backends.regional`) cannot be timed layer by layer, so this 
 target's gap is read from `--ab`, a run on this CPU: NVIDIA's fp32 median there over `--target` is the budget a call
 must fit in, the int8 row's median is what it takes.
 
+`--compiled` profiles the call as `--quantize int8` runs it (its blocks compiled where they compile): only the stacks
+are timed (a hook inside a compiled block would change its code), and torch.profiler's operators are summed by what
+they do (`OPERATOR_GROUPS`: the int8 GEMMs, attention, the fused code Inductor made of everything else in the
+blocks, float matmuls, the compiled code's own entry costs, the rest), beside the eager run's layer by layer.
+
     python benchmarks/int8_profile.py --model_path ~/.cache/gr00t_fast/full_fp32 --ab AB.json --target 4 \\
         --out benchmarks/results/cpu/int8_profile_full.json
+    python benchmarks/int8_profile.py --model_path ~/.cache/gr00t_fast/full_fp32 --ab AB.json --compiled \\
+        --out benchmarks/results/cpu/int8_profile_full_compiled.json
 """
 
 import argparse
@@ -39,6 +46,22 @@ KINDS = {QuantizedLinear: "int8_layers", Bf16Linear: "layers_kept_in_bf16", nn.L
 NVIDIA_FP32 = "NVIDIA in-process fp32"
 TOP_KINDS = 12
 TOP_OPS = 15
+# torch.profiler's operators by what they do: an operator counts in the first group one of whose names it starts with
+OPERATOR_GROUPS = {
+    "int8 GEMMs": ("onednn::qlinear_pointwise", "aten::_int_mm", "gr00t_fast::onednn_int8_mm",
+                   "quantized::linear_dynamic"),
+    "attention": ("aten::_scaled_dot_product", "aten::scaled_dot_product"),
+    "float matmuls": ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "mkldnn::"),
+    "compiled blocks' fused code": ("## Call CompiledFxGraph",),  # Inductor's kernels and the Python that calls them
+    "entering compiled code": ("TorchDynamo Cache Lookup", "Pregraph bytecode", "AOTDispatcher",
+                               "Torch-Compiled Region"),
+}
+OTHER_OPERATORS = "everything else"
+
+
+def operator_group(name: str) -> str:
+    """The `OPERATOR_GROUPS` group of a torch.profiler operator, `OTHER_OPERATORS` for none."""
+    return next((group for group, names in OPERATOR_GROUPS.items() if name.startswith(names)), OTHER_OPERATORS)
 
 
 def ab_target(path: str, target: float) -> dict:
@@ -107,6 +130,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=4.0, help="the speed target, x NVIDIA's fp32 (default 4)")
     parser.add_argument("--reps", type=int, default=5, help="timed calls (after one warm-up call)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compiled", action="store_true",
+                        help="profile the call as it runs (blocks compiled), the stacks timed, not each layer")
     parser.add_argument("--out", default="bench_out/int8_profile.json")
     args = parser.parse_args()
     if args.reps < 1 or args.target <= 0 or args.threads < 1:
@@ -115,13 +140,14 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).touch()  # an unwritable --out fails here, not after the load and the calls
 
-    os.environ[COMPILE_BLOCKS_ENV] = "0"  # hooks time each layer: its eager code
+    if not args.compiled:
+        os.environ[COMPILE_BLOCKS_ENV] = "0"  # hooks time each layer: its eager code
     policy = load_policy(args.model_path, quantize="int8", device="cpu", dtype="float32", threads=args.threads)
     observation, noise = bench_observation(policy), bench_noise(policy)
     model, clock = policy.model, Clock()
     for stack_name, stack in transformer_stacks(model).items():
         clock.time_outermost(list(stack.modules()), f"{stack_name}|stack")
-        for name, layer in stack.named_modules():
+        for name, layer in stack.named_modules() if not args.compiled else ():
             if type(layer) in KINDS:
                 clock.time(layer, f"{stack_name}|{KINDS[type(layer)]}|{layer_kind(f'{stack_name}.{name}')}")
     call = lambda: policy.get_action(observation, noise=noise)  # noqa: E731
@@ -140,10 +166,13 @@ def main() -> None:
 
     stacks = {}
     for stack_name in transformer_stacks(model):
+        stacks[stack_name] = {"total_ms": median[f"{stack_name}|stack"]}
+        if args.compiled:  # its layers run inside compiled blocks: not timed one by one
+            continue
         parts = {kind: sum(v for k, v in median.items() if k.startswith(f"{stack_name}|{kind}|"))
                  for kind in KINDS.values()}
-        stacks[stack_name] = {"total_ms": median[f"{stack_name}|stack"], **{f"{k}_ms": v for k, v in parts.items()},
-                              "rest_ms": median[f"{stack_name}|stack"] - sum(parts.values())}
+        stacks[stack_name] |= {**{f"{k}_ms": v for k, v in parts.items()},
+                               "rest_ms": median[f"{stack_name}|stack"] - sum(parts.values())}
     in_stacks = {"backbone": ("vision", "llm"), "action_head": ("vl_self_attention", "dit")}
     stages = {"preprocess_ms": median["preprocess"], "postprocess_ms": median["postprocess"],
               "model_ms": median["model"], "call_ms": median["call"],
@@ -161,6 +190,9 @@ def main() -> None:
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     operators_ms = sum(e.self_cpu_time_total for e in ops) / 1e3  # their own times summed
     operators = [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3} for e in ops[:TOP_OPS]]
+    groups = dict.fromkeys([*OPERATOR_GROUPS, OTHER_OPERATORS], 0.0)
+    for e in ops:
+        groups[operator_group(e.key)] += e.self_cpu_time_total / 1e3
 
     print(f"{args.target:g}x NVIDIA fp32 ({target['nvidia_fp32_ms']:.0f} ms): a budget of {target['budget_ms']:.0f} "
           f"ms; int8 took {target['int8_ms']:.0f} ms in {args.ab} ({target['gap_ms']:+.0f} ms); here "
@@ -169,9 +201,10 @@ def main() -> None:
         print(f"  {stack_name:<18}" + "  ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in row.items()))
     for row in kinds[:TOP_KINDS]:
         print(f"  {row['kind']:<48} {row['verdict']:<20} {row['ms']:.0f} ms")
-    write_result(args.out, model_path=args.model_path, reps=args.reps, threads=args.threads,
+    print("  operators: " + ", ".join(f"{group} {v:.0f} ms" for group, v in groups.items()))
+    write_result(args.out, model_path=args.model_path, reps=args.reps, threads=args.threads, compiled=args.compiled,
                  precision=str(policy.precision), target=target, stages=stages, stacks=stacks, layer_kinds=kinds,
-                 operators=operators, operators_self_ms=operators_ms, calls=calls)
+                 operators=operators, operator_groups=groups, operators_self_ms=operators_ms, calls=calls)
 
 
 if __name__ == "__main__":

@@ -415,13 +415,19 @@ PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_synthetic_reps8_xeon_avx512bf16_2026-11-27.json",  # weights fitted to scenes
                "cpu/ab_full_int8_ranged_reps8_xeon_avx512bf16_2026-11-27.json")  # activations over each range
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
+# `--quantize int8` as it loads now (fitted to 8 synthetic scenes, GPTQ damped 0.1), twice, that evening: the first
+# with NVIDIA's and gr00t-fast's bf16 rows, the second float32 and int8 only
+DEFAULT_XEON = ("cpu/ab_full_int8_default_reps8_xeon_avx512bf16_2026-11-27.json",
+                "cpu/ab_full_int8_default_run2_reps8_xeon_avx512bf16_2026-11-27.json")
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
-                "full, blocks + prepacked": PACKED_XEON[0], "the same, quiet": PACKED_XEON[1],
-                "the same, a third run": PACKED_XEON[2], "the same, fitted to scenes": PACKED_XEON[3],
-                "fitted, activations over each range": PACKED_XEON[4], "48M, blocks + prepacked": SMALL_PACKED_XEON}
+                "full, blocks + prepacked": PACKED_XEON[0], "activations over each range": PACKED_XEON[4],
+                "8 scenes, damped 0.1 (now)": DEFAULT_XEON[0], "the same, a second run": DEFAULT_XEON[1],
+                "48M, blocks + prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
                   "compile `--quantize int8`")
 PROFILE = "cpu/int8_profile_full_xeon_avx512bf16_2026-11-26.json"  # `benchmarks/int8_profile.py`
+# the same script's `--compiled`: the call as `--quantize int8` runs it now (blocks compiled, large weights prepacked)
+PROFILE_COMPILED = "cpu/int8_profile_full_compiled_xeon_avx512bf16_2026-11-27.json"
 PROFILE_PARTS = {"int8 layers": "int8_layers_ms", "layers kept in bf16": "layers_kept_in_bf16_ms",
                  "float layers": "float_layers_ms", "the rest of the stack": "rest_ms"}
 PROFILE_VERDICTS = {"int8_layers": "int8", "layers_kept_in_bf16": "bf16 (kept out of int8)", "float_layers": "float"}
@@ -456,6 +462,8 @@ LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
 # the default from 2026-11-27 until that night (its weights fitted to 4 synthetic scenes), one load a side, Intel Xeon
 LOAD_MEMORY_SYNTHETIC = "cpu/int8_load_memory_full_synthetic_xeon_avx512bf16_2026-11-27.json"
+# the default since that night (8 scenes, damped 0.1), a layer at a time only, one load, quiet, that evening's Xeon
+LOAD_MEMORY_SCENES8 = "cpu/int8_load_memory_full_scenes8_xeon_avx512bf16_2026-11-27.json"
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -583,23 +591,23 @@ SECTIONS = [
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
                  "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
                  "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`, "
-                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27.txt`). "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27.txt`, "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27_evening.txt`). "
                  "\"full, with compile\" is a run of the next day on a machine of the same CPU model and flags with "
                  "`--backends torch,compile` (float32 rows only; its own NVIDIA baseline, whose in-process median "
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
                  "4.13x [4.08, 4.22], eager int8 at 3.46x). The torch int8 cells of the first four columns ran "
                  "eagerly on `torch._int_mm`, before the torch backend compiled an int8 model's transformer blocks "
-                 "and prepacked its large weights. The last six are `--quantize int8` with its blocks compiled "
+                 "and prepacked its large weights. The last five are `--quantize int8` with its blocks compiled "
                  "and its weights of 4.5M values or more prepacked for oneDNN (`--backends torch`, "
-                 "`gr00t_fast.model.quantize.onednn_pack`): full size three times with each weight at its nearest "
-                 "level (the second on a quiet machine, the third with the next session's code), then its weights "
-                 "fitted to 4 synthetic scenes (the same matmuls: the speed is the same, another largest "
-                 "difference), then with its activations over each token's range too (the matmuls as they run now; "
-                 "its fit has changed since, 8 scenes damped 0.1: \"Within NVIDIA's own bf16 on the Intel Xeon\" "
-                 "below), then 48M at nearest "
-                 "levels (none of its layers that large; 20 calls a side, not `--sequential`), each against its "
-                 "own NVIDIA baseline; the runs between (blocks compiled on `_int_mm`, eager, every weight "
-                 "prepacked) are in history.md. "
+                 "`gr00t_fast.model.quantize.onednn_pack`): full size with each weight at its nearest level, then "
+                 "with its weights fitted to 4 synthetic scenes and its activations over each token's range (the "
+                 "matmuls as they run now), then twice as it loads now (fitted to 8 scenes, damped 0.1: the same "
+                 "matmuls, another largest difference; \"Within NVIDIA's own bf16 on the Intel Xeon\" below), "
+                 "then 48M at nearest levels (none of its layers that large; 20 calls a side, not `--sequential`), "
+                 "each against its own NVIDIA baseline; the runs between (a second and a third at nearest levels, "
+                 "fitted to scenes with symmetric activations: the table below; blocks compiled on `_int_mm`, "
+                 "eager, every weight prepacked: history.md) are not repeated here. "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -612,10 +620,12 @@ SECTIONS = [
                  "median of the same `bench ab` run (eager, then compiled: the compiled call's first load compiled "
                  "for 15 min on these 2 cores, Inductor's cache serves later loads; then the torch backend's int8 "
                  "with its blocks compiled and large weights prepacked: three runs at nearest levels, one fitted to "
-                 "synthetic scenes, one with activations over each token's range too, the default now), then where "
-                 "an eager call of the first run goes "
-                 "(`python benchmarks/int8_profile.py`, medians over its calls; each Linear layer and stack timed by "
-                 "a forward hook; a stack's rest is its attention, norms, activations and residuals).",
+                 "synthetic scenes, one with activations over each token's range too, two as it loads now), then "
+                 "where a call goes (`python benchmarks/int8_profile.py`, medians over its calls): eagerly, each "
+                 "Linear layer and stack timed by a forward hook (a stack's rest is its attention, norms, "
+                 "activations and residuals), and as it runs now (`--compiled`, the stacks timed). The same code "
+                 "ran 1.28-1.33 s a call on 2026-11-27's earlier machines and 1.37-1.42 s that evening (its fit "
+                 "does not change its speed: 1 and 8 scenes 1.41 s and 1.42 s in one process, history.md).",
             table=Table(corner="", columns=[
                 Col("NVIDIA fp32", INT8_XEON["full_int8"], lambda d: ms(d["median"])),
                 Col("budget at 4x", INT8_XEON["full_int8"], lambda d: ms(d["median"] / 4)),
@@ -637,11 +647,22 @@ SECTIONS = [
                                             ("the same, on a quiet machine", PACKED_XEON[1]),
                                             ("the same, a third run (the next session's code)", PACKED_XEON[2]),
                                             ("the same, its weights fitted to synthetic scenes", PACKED_XEON[3]),
-                                            ("the same, its activations over each token's range too (the default "
-                                             "since)", PACKED_XEON[4])))])),
+                                            ("the same, its activations over each token's range too",
+                                             PACKED_XEON[4]))),
+                      *(Row(label, budget("torch", profiled=profiled), file={**dict.fromkeys(
+                          ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget"), file),
+                          "a call in the profile": PROFILE_COMPILED})
+                        for label, file, profiled in (
+                            ("as it loads now (fitted to 8 scenes, damped 0.1; profiled `--compiled`)",
+                             DEFAULT_XEON[0], True),
+                            ("the same, a second run", DEFAULT_XEON[1], False)))])),
     Section("Its parts", level=4,
+            text="The eager call layer by layer, and beside it the call as it runs now (`int8_profile.py --compiled`, "
+                 "2026-11-27: its blocks compiled, its large weights prepacked, fitted to 8 synthetic scenes; only "
+                 "the stacks timed, a hook inside a compiled block would change its code).",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
+                Col("time as it runs now", PROFILE_COMPILED, part("total_ms")),
                 *(Col(label, PROFILE, part(key)) for label, key in PROFILE_PARTS.items())], rows=[
                 stack_row("SigLIP (vision)", "vision"), stack_row("Qwen3 (LLM)", "llm"),
                 stack_row("VL self-attention", "vl_self_attention"), stack_row("DiT (4 steps)", "dit"),
@@ -678,6 +699,22 @@ SECTIONS = [
                 Col("own time", PROFILE, lambda r: ms(r["self_ms"]))],
                 rows=[Row(str(i + 1), lambda d, i=i: d["operators"][i] if i < len(d["operators"]) else None)
                       for i in range(10)])),
+    Section("The call as it runs now, by what its operators do", level=4,
+            text="torch.profiler over one call of `int8_profile.py --compiled` (above), each operator's own time "
+                 "summed by what it does (`OPERATOR_GROUPS` in the script). The int8 GEMMs run at 1.14-1.28 TOP/s "
+                 "alone at the LLM's, SigLIP's and VL self-attention's shapes and 1.03-1.09 at the DiT's 49 rows "
+                 "(oneDNN's packed GEMM, scratch, no result file), about what a 1024x4096x4096 product reaches here "
+                 "(1.27): the rest of the call is attention in float32 and the fused code Inductor made of the "
+                 "quantization, rescales, norms, activations and residuals. Tried on this CPU and ruled out "
+                 "(history.md, 2026-11-27, evening): attention in bf16, packing the layers under 4.5M values, and a "
+                 "rescale out of place for Inductor to fuse further.",
+            table=Table(corner="operators", columns=[
+                Col("own time", PROFILE_COMPILED, lambda r: ms(r["ms"])),
+                Col("share of the call's operator time", PROFILE_COMPILED, lambda r: f"{r['share']:.0%}")],
+                rows=[Row(group, lambda d, group=group: {"ms": d["operator_groups"][group],
+                                                         "share": d["operator_groups"][group] / d["operators_self_ms"]})
+                      for group in ("int8 GEMMs", "attention", "compiled blocks' fused code", "float matmuls",
+                                    "entering compiled code", "everything else")])),
     Section("Within NVIDIA's own bf16?", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
                  "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "
@@ -771,8 +808,9 @@ SECTIONS = [
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
                  "slower; each layer's kept input rows (512) go as it is converted. The last two rows are the "
                  "default from 2026-11-27 until that night, on the Intel Xeon (no layer kept in bf16 there, so more "
-                 "weights stay float32): without `--calibration` it ran 4 synthetic scenes (8 since, not measured "
-                 "here), kept 512 rows a layer and fitted the weights to them, one load a side. (In \"For what "
+                 "weights stay float32): without `--calibration` it ran 4 synthetic scenes, kept 512 rows a layer "
+                 "and fitted the weights to them, one load a side; the last row, the default since (8 scenes, one "
+                 "load a layer at a time, on a quiet machine of the same model that evening). (In \"For what "
                  "memory?\" above, "
                  "the `--quantize int8` rows of the first four columns ran before loads deferred, the float32 model "
                  "read whole; the last column's loaded as now.)",
@@ -792,7 +830,9 @@ SECTIONS = [
                 Row("4 synthetic scenes, fitted (Intel Xeon): a layer at a time", file=LOAD_MEMORY_SYNTHETIC,
                     pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
                 Row("4 synthetic scenes, fitted (Intel Xeon): whole first", file=LOAD_MEMORY_SYNTHETIC,
-                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]})])),
+                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]}),
+                Row("8 synthetic scenes, fitted (Intel Xeon, now): a layer at a time", file=LOAD_MEMORY_SCENES8,
+                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]})])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "
