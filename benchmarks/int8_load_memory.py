@@ -80,6 +80,7 @@ def main() -> None:
         return
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    args.sides = list(dict.fromkeys(args.sides))  # each side once a round
     from gr00t_fast.dev.bench.common import write_result
 
     runs = []

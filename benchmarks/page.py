@@ -415,12 +415,12 @@ PACKED_XEON = ("cpu/ab_full_int8_packed_reps8_xeon_avx512bf16_2026-11-27.json",
                "cpu/ab_full_int8_synthetic_reps8_xeon_avx512bf16_2026-11-27.json",  # weights fitted to scenes
                "cpu/ab_full_int8_ranged_reps8_xeon_avx512bf16_2026-11-27.json")  # activations over each range
 SMALL_PACKED_XEON = "cpu/ab_small_int8_packed_xeon_avx512bf16_2026-11-27.json"
-# `--quantize int8` as it loads now (fitted to 8 synthetic scenes, GPTQ damped 0.1), twice, that evening: the first
+# `--quantize int8` as it loads now (fitted to 8 synthetic scenes, GPTQ damped 0.1), twice, in later runs: the first
 # with NVIDIA's and gr00t-fast's bf16 rows, the second float32 and int8 only
 DEFAULT_XEON = ("cpu/ab_full_int8_default_reps8_xeon_avx512bf16_2026-11-27.json",
                 "cpu/ab_full_int8_default_run2_reps8_xeon_avx512bf16_2026-11-27.json")
 XEON_COLUMNS = {**{INT8_COLUMNS[run]: file for run, file in INT8_XEON.items()}, "full, with compile": COMPILE_XEON,
-                "full, blocks + prepacked": PACKED_XEON[0], "activations over each range": PACKED_XEON[4],
+                "full, blocks + prepacked": PACKED_XEON[0], "4 scenes, damped 0.01": PACKED_XEON[4],
                 "8 scenes, damped 0.1 (now)": DEFAULT_XEON[0], "the same, a second run": DEFAULT_XEON[1],
                 "48M, blocks + prepacked": SMALL_PACKED_XEON}
 XEON_ROWS = paths("NVIDIA bf16", "torch fp32", "torch bf16", "compile fp32", "torch `--quantize int8`",
@@ -444,14 +444,25 @@ def stage_row(label: str, key: str) -> Row:
 
 
 def budget(backend: str, profiled: bool = True) -> Callable[[Record], Record | None]:
-    """A `bench ab` file's NVIDIA fp32 row with `backend`'s int8 row under "int8"; the profile (of the torch
-    backend's eager int8) as it is for "torch" where the row's call is the one profiled, none elsewhere."""
+    """A `bench ab` file's NVIDIA fp32 row with `backend`'s int8 row under "int8"; a profile of the torch backend's
+    int8 (eager or `--compiled`) as it is for "torch" where the row's call is the one profiled, none elsewhere."""
     def pick(data: Record) -> Record | None:
         if "configurations" not in data:
             return data if backend == "torch" and profiled else None
         nvidia, int8 = (configuration(PATHS[path])(data) for path in ("NVIDIA fp32", f"{backend} `--quantize int8`"))
         return nvidia and int8 and {**nvidia, "int8": int8}
     return pick
+
+
+BUDGET_COLUMNS = ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget")
+
+
+def budget_row(label: str, ab_file: str, profile: str = PROFILE, backend: str = "torch",
+               profiled: bool = False) -> Row:
+    """A row of the 4x budget's table from one `bench ab` file, its last column from `profile` (shown where the
+    profile ran that file's call: `profiled`)."""
+    return Row(label, budget(backend, profiled=profiled),
+               file={**dict.fromkeys(BUDGET_COLUMNS, ab_file), "a call in the profile": profile})
 
 
 def part(key: str) -> Callable[[Record], str]:
@@ -462,8 +473,13 @@ LOAD_MEMORY = "cpu/int8_load_memory_full_rounds3_2026-11-26.json"  # `benchmarks
 LOAD_MEMORY_CALIBRATED = "cpu/int8_load_memory_full_calibrated_2026-11-26.json"  # its `--calibration` run
 # the default from 2026-11-27 until that night (its weights fitted to 4 synthetic scenes), one load a side, Intel Xeon
 LOAD_MEMORY_SYNTHETIC = "cpu/int8_load_memory_full_synthetic_xeon_avx512bf16_2026-11-27.json"
-# the default since that night (8 scenes, damped 0.1), a layer at a time only, one load, quiet, that evening's Xeon
+# the default since that night (8 scenes, damped 0.1), a layer at a time only, one load, nothing else running
 LOAD_MEMORY_SCENES8 = "cpu/int8_load_memory_full_scenes8_xeon_avx512bf16_2026-11-27.json"
+
+
+def load_side(side: str) -> Callable[[Record], Record]:
+    """One kind of load of an `int8_load_memory.py` file ("deferred" or "whole"), with the weights it holds."""
+    return lambda d: {**d["summary"][side], "weights_mb": d["weights_mb"]}
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -591,8 +607,7 @@ SECTIONS = [
             text="The same `bench ab` runs on another CPU of the class: an Intel Xeon with AVX512-BF16, AVX512-VNNI, "
                  "AVX512-FP16 and AVX-VNNI, no AMX (`lscpu` beside the runs: "
                  "`results/cpu/lscpu_xeon_avx512bf16_2026-11-26.txt`, "
-                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27.txt`, "
-                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27_evening.txt`). "
+                 "`results/cpu/lscpu_xeon_avx512bf16_2026-11-27.txt`). "
                  "\"full, with compile\" is a run of the next day on a machine of the same CPU model and flags with "
                  "`--backends torch,compile` (float32 rows only; its own NVIDIA baseline, whose in-process median "
                  "was slower and more spread than its server's that day: against the server, compiled int8 ran at "
@@ -605,9 +620,10 @@ SECTIONS = [
                  "matmuls as they run now), then twice as it loads now (fitted to 8 scenes, damped 0.1: the same "
                  "matmuls, another largest difference; \"Within NVIDIA's own bf16 on the Intel Xeon\" below), "
                  "then 48M at nearest levels (none of its layers that large; 20 calls a side, not `--sequential`), "
-                 "each against its own NVIDIA baseline; the runs between (a second and a third at nearest levels, "
-                 "fitted to scenes with symmetric activations: the table below; blocks compiled on `_int_mm`, "
-                 "eager, every weight prepacked: history.md) are not repeated here. "
+                 "each against its own NVIDIA baseline; the runs between are not repeated here (a second and a "
+                 "third at nearest levels and one fitted to scenes with symmetric activations: their times in the "
+                 "table below, their largest differences 3.97, 3.97 and 3.84 in their files; blocks compiled on "
+                 "`_int_mm`, eager, every weight prepacked: history.md). "
                  "Speed against NVIDIA's fp32 `Gr00tPolicy`, then the largest action difference from it on the one "
                  "observation.",
             table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup)
@@ -624,8 +640,9 @@ SECTIONS = [
                  "where a call goes (`python benchmarks/int8_profile.py`, medians over its calls): eagerly, each "
                  "Linear layer and stack timed by a forward hook (a stack's rest is its attention, norms, "
                  "activations and residuals), and as it runs now (`--compiled`, the stacks timed). The same code "
-                 "ran 1.28-1.33 s a call on 2026-11-27's earlier machines and 1.37-1.42 s that evening (its fit "
-                 "does not change its speed: 1 and 8 scenes 1.41 s and 1.42 s in one process, history.md).",
+                 "ran 1.28-1.33 s a call in the earlier runs and 1.37-1.42 s in the last ones, the same CPU model and "
+                 "flags (its fit does not change its speed: 1 and 8 scenes 1.41 s and 1.42 s in one process, "
+                 "history.md).",
             table=Table(corner="", columns=[
                 Col("NVIDIA fp32", INT8_XEON["full_int8"], lambda d: ms(d["median"])),
                 Col("budget at 4x", INT8_XEON["full_int8"], lambda d: ms(d["median"] / 4)),
@@ -635,35 +652,24 @@ SECTIONS = [
                               f"({d['int8']['median'] / (d['median'] / 4) - 1:+.0%})"),
                 Col("a call in the profile", PROFILE, lambda d: ms(d["stages"]["call_ms"]))],
                 rows=[Row("full size, 4 steps", budget("torch")),
-                      Row("the same, `--backend compile` (the next day)", budget("compile"),
-                          file={"NVIDIA fp32": COMPILE_XEON, "budget at 4x": COMPILE_XEON,
-                                "`--quantize int8`": COMPILE_XEON, "over the budget": COMPILE_XEON,
-                                "a call in the profile": PROFILE}),
-                      *(Row(label, budget("torch", profiled=False), file={**dict.fromkeys(
-                          ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget"), file),
-                          "a call in the profile": PROFILE})
-                        for label, file in (("`--quantize int8`, blocks compiled, large weights prepacked, nearest "
-                                             "levels", PACKED_XEON[0]),
-                                            ("the same, on a quiet machine", PACKED_XEON[1]),
-                                            ("the same, a third run (the next session's code)", PACKED_XEON[2]),
-                                            ("the same, its weights fitted to synthetic scenes", PACKED_XEON[3]),
-                                            ("the same, its activations over each token's range too",
-                                             PACKED_XEON[4]))),
-                      *(Row(label, budget("torch", profiled=profiled), file={**dict.fromkeys(
-                          ("NVIDIA fp32", "budget at 4x", "`--quantize int8`", "over the budget"), file),
-                          "a call in the profile": PROFILE_COMPILED})
-                        for label, file, profiled in (
-                            ("as it loads now (fitted to 8 scenes, damped 0.1; profiled `--compiled`)",
-                             DEFAULT_XEON[0], True),
-                            ("the same, a second run", DEFAULT_XEON[1], False)))])),
+                      budget_row("the same, `--backend compile` (the next day)", COMPILE_XEON, backend="compile"),
+                      budget_row("`--quantize int8`, blocks compiled, large weights prepacked, nearest levels",
+                                 PACKED_XEON[0]),
+                      budget_row("the same, on a quiet machine", PACKED_XEON[1]),
+                      budget_row("the same, a third run (the next session's code)", PACKED_XEON[2]),
+                      budget_row("the same, its weights fitted to synthetic scenes", PACKED_XEON[3]),
+                      budget_row("the same, its activations over each token's range too", PACKED_XEON[4]),
+                      budget_row("as it loads now (fitted to 8 scenes, damped 0.1; profiled `--compiled`)",
+                                 DEFAULT_XEON[0], PROFILE_COMPILED, profiled=True),
+                      budget_row("the same, a second run", DEFAULT_XEON[1], PROFILE_COMPILED)])),
     Section("Its parts", level=4,
             text="The eager call layer by layer, and beside it the call as it runs now (`int8_profile.py --compiled`, "
                  "2026-11-27: its blocks compiled, its large weights prepacked, fitted to 8 synthetic scenes; only "
                  "the stacks timed, a hook inside a compiled block would change its code).",
             table=Table(corner="full size, `--quantize int8`", columns=[
                 Col("time", PROFILE, part("total_ms")),
-                Col("time as it runs now", PROFILE_COMPILED, part("total_ms")),
-                *(Col(label, PROFILE, part(key)) for label, key in PROFILE_PARTS.items())], rows=[
+                *(Col(label, PROFILE, part(key)) for label, key in PROFILE_PARTS.items()),
+                Col("time as it runs now", PROFILE_COMPILED, part("total_ms"))], rows=[
                 stack_row("SigLIP (vision)", "vision"), stack_row("Qwen3 (LLM)", "llm"),
                 stack_row("VL self-attention", "vl_self_attention"), stack_row("DiT (4 steps)", "dit"),
                 stage_row("backbone outside the stacks", "backbone_outside_stacks_ms"),
@@ -702,19 +708,20 @@ SECTIONS = [
     Section("The call as it runs now, by what its operators do", level=4,
             text="torch.profiler over one call of `int8_profile.py --compiled` (above), each operator's own time "
                  "summed by what it does (`OPERATOR_GROUPS` in the script). The int8 GEMMs run at 1.14-1.28 TOP/s "
-                 "alone at the LLM's, SigLIP's and VL self-attention's shapes and 1.03-1.09 at the DiT's 49 rows "
+                 "alone at the LLM's, SigLIP's and VL self-attention's shapes and 1.03-1.05 at the DiT's 49 rows "
                  "(oneDNN's packed GEMM, scratch, no result file), about what a 1024x4096x4096 product reaches here "
                  "(1.27): the rest of the call is attention in float32 and the fused code Inductor made of the "
                  "quantization, rescales, norms, activations and residuals. Tried on this CPU and ruled out "
-                 "(history.md, 2026-11-27, evening): attention in bf16, packing the layers under 4.5M values, and a "
-                 "rescale out of place for Inductor to fuse further.",
+                 "(history.md, \"Where the rest of a full-size int8 call goes\"): attention in bf16, packing the "
+                 "layers under 4.5M values, and a rescale out of place for Inductor to fuse further. The int8 GEMMs' "
+                 "time includes the dispatch of the op that calls oneDNN's (20 ms).",
             table=Table(corner="operators", columns=[
                 Col("own time", PROFILE_COMPILED, lambda r: ms(r["ms"])),
                 Col("share of the call's operator time", PROFILE_COMPILED, lambda r: f"{r['share']:.0%}")],
                 rows=[Row(group, lambda d, group=group: {"ms": d["operator_groups"][group],
                                                          "share": d["operator_groups"][group] / d["operators_self_ms"]})
                       for group in ("int8 GEMMs", "attention", "compiled blocks' fused code", "float matmuls",
-                                    "entering compiled code", "everything else")])),
+                                    "entering compiled code", "everything else")])),  # `int8_profile.py`'s groups
     Section("Within NVIDIA's own bf16?", level=3, cpu={"avx512_bf16": True, "avx512_vnni": True},
             text="The same 6 observations of the simulated SO-100 (one noise each) through every path "
                  "(`python benchmarks/int8_error_sources.py`): the largest action difference from float32 (its mean). "
@@ -806,11 +813,11 @@ SECTIONS = [
                  "them (`gr00t_fast.model.deferred`), what a load does now; whole: the float32 model read first, then "
                  "quantized. Both loads' actions are the same bits. With `--calibration` (one load each) every "
                  "observation's call reads the layers again: ~100 GiB read for an 8.9 GiB checkpoint, and the load is "
-                 "slower; each layer's kept input rows (512) go as it is converted. The last two rows are the "
+                 "slower; each layer's kept input rows (512) go as it is converted. The two 4-scene rows are the "
                  "default from 2026-11-27 until that night, on the Intel Xeon (no layer kept in bf16 there, so more "
                  "weights stay float32): without `--calibration` it ran 4 synthetic scenes, kept 512 rows a layer "
                  "and fitted the weights to them, one load a side; the last row, the default since (8 scenes, one "
-                 "load a layer at a time, on a quiet machine of the same model that evening). (In \"For what "
+                 "load a layer at a time, nothing else running). (In \"For what "
                  "memory?\" above, "
                  "the `--quantize int8` rows of the first four columns ran before loads deferred, the float32 model "
                  "read whole; the last column's loaded as now.)",
@@ -819,20 +826,18 @@ SECTIONS = [
                 Col("weights held once loaded", LOAD_MEMORY, lambda r: f"{r['weights_mb']:,.0f} MB"),
                 Col("peak / weights", LOAD_MEMORY, lambda r: f"{r['peak_over_weights']:.2f}x"),
                 Col("load", LOAD_MEMORY, lambda r: ", ".join(f"{s:.0f} s" for s in r["load_s"]))], rows=[
-                Row("float32 weights read a layer at a time", lambda d: {**d["summary"]["deferred"],
-                                                                         "weights_mb": d["weights_mb"]}),
-                Row("the float32 model read whole first", lambda d: {**d["summary"]["whole"],
-                                                                     "weights_mb": d["weights_mb"]}),
+                Row("float32 weights read a layer at a time", load_side("deferred")),
+                Row("the float32 model read whole first", load_side("whole")),
                 Row("`--calibration` (8 observations): a layer at a time", file=LOAD_MEMORY_CALIBRATED,
-                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
+                    pick=load_side("deferred")),
                 Row("`--calibration` (8 observations): whole first", file=LOAD_MEMORY_CALIBRATED,
-                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]}),
+                    pick=load_side("whole")),
                 Row("4 synthetic scenes, fitted (Intel Xeon): a layer at a time", file=LOAD_MEMORY_SYNTHETIC,
-                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]}),
+                    pick=load_side("deferred")),
                 Row("4 synthetic scenes, fitted (Intel Xeon): whole first", file=LOAD_MEMORY_SYNTHETIC,
-                    pick=lambda d: {**d["summary"]["whole"], "weights_mb": d["weights_mb"]}),
+                    pick=load_side("whole")),
                 Row("8 synthetic scenes, fitted (Intel Xeon, now): a layer at a time", file=LOAD_MEMORY_SCENES8,
-                    pick=lambda d: {**d["summary"]["deferred"], "weights_mb": d["weights_mb"]})])),
+                    pick=load_side("deferred"))])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "

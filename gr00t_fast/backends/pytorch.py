@@ -24,7 +24,8 @@ __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model", 
 # weight error on 10 of those observations' inputs (48M, the mean over layers): 4 scenes 0.47% damped 0.01, 0.43%
 # damped 0.1; 8 scenes 0.40%, 16 0.39%; plain rounding 0.74% (`benchmarks/int8_weight_fit.py`; benchmarks/history.md,
 # "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float call of the model during the load: a full-size load
-# took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels; with 8 not timed on a quiet machine. On a GPU
+# took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels, with 8 266 s (its peak 1.17x the weights held;
+# benchmarks/README.md, "While `--quantize int8` loads"). On a GPU
 # not measured: one example call, the nearest levels. Not measured either: FBGEMM's engine (an AVX2-only CPU) and a
 # bfloat16 model, which fit all the same.
 SYNTHETIC_CALLS = 8

@@ -682,6 +682,24 @@ def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torc
     return [torch.randn(n, 8, generator=gen) @ basis + 0.05 * torch.randn(n, width, generator=gen) for n in rows]
 
 
+def test_relative_error_is_the_norm_of_the_difference_over_the_wanted_norm():
+    """The measure a layer's int8 error is judged by (`layer_error`'s bound): |out - want| / |want| over every element,
+    0 where both are zero (its clamp), never NaN."""
+    want = torch.tensor([[3.0, 4.0], [0.0, 0.0]])  # norm 5
+    assert quantize.relative_error(want + torch.tensor([[0.0, 0.5], [0.0, 0.0]]), want) == pytest.approx(0.1)
+    assert quantize.relative_error(want, want) == 0
+    assert quantize.relative_error(torch.zeros(2, 2), torch.zeros(2, 2)) == 0
+
+
+def test_weight_error_is_the_outputs_change_from_the_weights_alone():
+    """int8 levels x per-output-channel scales against the float weight, on every row of the inputs."""
+    weight = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    x = torch.tensor([[1.0, 1.0], [2.0, 0.0]])  # x @ weight^T = [[1, 2], [2, 0]], norm 3
+    levels, scale = torch.tensor([[1, 0], [0, 1]], dtype=torch.int8), torch.tensor([[1.0], [2.5]])  # [[1, 0], [0, 2.5]]
+    assert quantize.weight_error(weight, levels, scale, x) == pytest.approx(0.5 / 3)  # one output off by 0.5
+    assert quantize.weight_error(weight, levels, torch.tensor([[1.0], [2.0]]), x) == 0
+
+
 @pytest.mark.parametrize("engine", ["onednn", "fbgemm"])
 def test_int8_weights_fitted_to_the_inputs_move_the_output_less_than_nearest_rounding(engine):
     """GPTQ's rounding (`_round_weights`) on the inputs of the sample call: on other inputs of their kind the layer's
