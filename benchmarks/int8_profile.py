@@ -37,9 +37,11 @@ import torch
 from torch import nn
 
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation, environment, write_result
+from gr00t_fast.backends.compiled import cpp_compiler_missing
 from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
 from gr00t_fast.loading import load_policy
-from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear, transformer_blocks, transformer_stacks
+from gr00t_fast.model.quantize import (Bf16Linear, QuantizedLinear, int8_engine, transformer_blocks,
+                                       transformer_stacks)
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 
 KINDS = {QuantizedLinear: "int8_layers", Bf16Linear: "layers_kept_in_bf16", nn.Linear: "float_layers"}
@@ -141,6 +143,10 @@ def main() -> None:
     if args.reps < 1 or args.target <= 0 or args.threads < 1:
         parser.error("--reps and --threads must be >= 1 and --target > 0")
     target = ab_target(args.ab, args.target)  # a bad file, or one of another CPU, is named before the load
+    if args.compiled and (engine := int8_engine("cpu")).name != "onednn":
+        parser.error(f"--compiled: int8 runs on {engine.name} here ({engine.reason}): its blocks do not compile")
+    if args.compiled and (missing := cpp_compiler_missing()):
+        parser.error(f"--compiled: no C++ compiler for Inductor ({missing}): the blocks would run their own code")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).touch()  # an unwritable --out fails here, not after the load and the calls
 
