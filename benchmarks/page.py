@@ -369,8 +369,10 @@ WITHIN_XEON_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for l
     ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"),
     ("`--quantize int8` (8 synthetic scenes, GPTQ damped 0.1)", "int8"),
     ("the same before (4 scenes, damped 0.01)", "int8"), ("`--quantize int8 --calibration`", "int8")))
-WITHIN_XEON_FULL = {"full size (20 calls)": ("full_obs20_nvidia",) * 2 + ("full_obs20",),
-                    "full size, outliers (20 calls)": ("full_outliers_obs20_nvidia",) * 2 + ("full_outliers_obs20",)}
+WITHIN_XEON_FULL = {"full size (20 calls)": ("full_obs20_nvidia",) * 2 + ("full_obs20", "full_obs20_calibrated"),
+                    "full size, outliers (20 calls)": ("full_outliers_obs20_nvidia",) * 2
+                    + ("full_outliers_obs20", "full_outliers_obs20_calibrated")}
+WITHIN_XEON_FULL_COLUMNS = (*WITHIN_XEON_COLUMNS[:3], WITHIN_XEON_COLUMNS[4])  # not the default before
 WITHIN_XEON = {"48M (60 calls)": ("small_obs20x3",) * 3 + ("small_obs20x3_before", "small_obs20x3_calibrated"),
                "48M, outliers (60 calls)": ("small_outliers_obs20x3",) * 3
                                 + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
@@ -755,12 +757,12 @@ SECTIONS = [
                         rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
     Section("At full size", level=5, cpu=XEON_CPU,
             text="The same 20 observations, one noise each (a full-size run of NVIDIA's rows took ~1 h beside "
-                 "other work on these 2 cores). The default before and `--calibration` were not run on them at full "
-                 "size; on the 6 observations of the table before, the default before was within NVIDIA's bf16 "
-                 "on random weights and over it with outlier channels, `--calibration` within on both (history.md, \"int8 activations "
-                 "over each token's range\").",
-            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS[:3],
-                        rows=error_rows(WITHIN_XEON_COLUMNS[:3], WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27"))),
+                 "other work on these 2 cores). The default before was not run on them at full size; on the 6 "
+                 "observations of the table before, it was within NVIDIA's bf16 on random weights and over it with "
+                 "outlier channels (history.md, \"int8 activations over each token's range\"). `--calibration`: "
+                 "the same 8 observations as at 48M.",
+            table=Table(corner="checkpoint", columns=WITHIN_XEON_FULL_COLUMNS,
+                        rows=error_rows(WITHIN_XEON_FULL_COLUMNS, WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27"))),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
