@@ -17,6 +17,7 @@ alone: no activation rounding, no smoothing). A row: the mean, median and larges
 
 import argparse
 import sys
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -61,27 +62,24 @@ def main() -> int:
     sources |= {f"{n} scenes": rows_of(calibration_inputs(model.config, n)) for n in args.scenes}
     fits = [("plain rounding", None, None)] + [(f"{source}, damped {damp:g}", source, damp)
                                                 for source in sources for damp in args.damps]
-    results, default_damp = {}, quantize.GPTQ_DAMP
-    try:
-        for label, source, damp in fits:
-            errors = {}
-            for name, stats in held.items():
-                weight = layers[name].weight.detach().float()
-                if source is None:
-                    levels, scale = quantize._quantize_rows(weight, torch.int8, 127.0)
-                else:
-                    quantize.GPTQ_DAMP = damp
+    results = {}
+    for label, source, damp in fits:
+        errors = {}
+        for name, stats in held.items():
+            weight = layers[name].weight.detach().float()
+            if source is None:
+                levels, scale = quantize._quantize_rows(weight, torch.int8, 127.0)
+            else:
+                with patch.object(quantize, "GPTQ_DAMP", damp):
                     levels, scale, _ = quantize._round_weights(weight, sources[source][name].fit, 127.0)
-                errors[name] = quantize.weight_error(weight, levels, scale, stats.spaced)
-            values = np.array(list(errors.values()))
-            results[label] = {"mean": float(values.mean()), "median": float(np.median(values)),
-                              "max": float(values.max()), "layers": errors,
-                              "stacks": {s: float(np.mean([e for n, e in errors.items() if n.startswith(s + ".")]))
-                                         for s in stacks}}
-            print(f"{label:36s} mean {values.mean():.4%}  median {np.median(values):.4%}  largest {values.max():.4%}  "
-                  + "  ".join(f"{s} {v:.4%}" for s, v in results[label]["stacks"].items()), flush=True)
-    finally:
-        quantize.GPTQ_DAMP = default_damp
+            errors[name] = quantize.weight_error(weight, levels, scale, stats.spaced)
+        values = np.array(list(errors.values()))
+        results[label] = {"mean": float(values.mean()), "median": float(np.median(values)),
+                          "max": float(values.max()), "layers": errors,
+                          "stacks": {s: float(np.mean([e for n, e in errors.items() if n.startswith(s + ".")]))
+                                     for s in stacks}}
+        print(f"{label:36s} mean {values.mean():.4%}  median {np.median(values):.4%}  largest {values.max():.4%}  "
+              + "  ".join(f"{s} {v:.4%}" for s, v in results[label]["stacks"].items()), flush=True)
     write_result(args.out, test_calls=len(test), layers=len(held), results=results)
     return 0
 

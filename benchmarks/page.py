@@ -378,11 +378,12 @@ WITHIN_XEON = {"48M (60 calls)": ("small_obs20x3",) * 3 + ("small_obs20x3_before
                                 + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
 
 
-def error_rows(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> list[Row]:
+def error_table(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> Table:
     """A row per checkpoint of `int8_error_sources.py` result files: each of `columns` read from
     `cpu/int8_error_sources_{run}_{suffix}.json`, `run` in the same place of `runs[checkpoint]`."""
-    return [Row(name, file={col.label: f"cpu/int8_error_sources_{run}_{suffix}.json" for col, run in zip(columns, row)})
-            for name, row in runs.items()]
+    return Table(corner="checkpoint", columns=columns, rows=[
+        Row(name, file={col.label: f"cpu/int8_error_sources_{run}_{suffix}.json" for col, run in zip(columns, row)})
+        for name, row in runs.items()])
 
 
 def paths(*labels: str) -> list[Row]:
@@ -738,8 +739,7 @@ SECTIONS = [
                  "simulated run (`--robot.seed 7`), to which the int8 weights are fitted (GPTQ); without it each "
                  "weight sat at its nearest level (fitted to synthetic scenes since 2026-11-27: the Intel Xeon's table "
                  "below). The bound is the largest difference, as `bench ab` reports it; the means beside it.",
-            table=Table(corner="checkpoint", columns=WITHIN_COLUMNS,
-                        rows=error_rows(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26"))),
+            table=error_table(WITHIN_COLUMNS, WITHIN, "avx512bf16_2026-11-26")),
     Section("Within NVIDIA's own bf16 on the Intel Xeon", level=4,
             cpu=XEON_CPU,
             text="The Intel Xeon above, 20 observations of its own simulated run (`gr00t-fast run --duration 20 "
@@ -753,16 +753,14 @@ SECTIONS = [
                  "call's own largest, as `bench ab` reports it, the median over the calls (the mean difference). The "
                  "6-observation tables before, symmetric activations, one example call, `_int_mm` only, blocks "
                  "compiled against eager: history.md.",
-            table=Table(corner="checkpoint", columns=WITHIN_XEON_COLUMNS,
-                        rows=error_rows(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27"))),
+            table=error_table(WITHIN_XEON_COLUMNS, WITHIN_XEON, "xeon_avx512bf16_2026-11-27")),
     Section("At full size", level=5, cpu=XEON_CPU,
             text="The same 20 observations, one noise each (a full-size run of NVIDIA's rows took ~1 h beside "
                  "other work on these 2 cores). The default before was not run on them at full size; on the 6 "
                  "observations of the table before, it was within NVIDIA's bf16 on random weights and over it with "
                  "outlier channels (history.md, \"int8 activations over each token's range\"). `--calibration`: "
                  "the same 8 observations as at 48M.",
-            table=Table(corner="checkpoint", columns=WITHIN_XEON_FULL_COLUMNS,
-                        rows=error_rows(WITHIN_XEON_FULL_COLUMNS, WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27"))),
+            table=error_table(WITHIN_XEON_FULL_COLUMNS, WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27")),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
