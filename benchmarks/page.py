@@ -298,6 +298,7 @@ control loop.
 | The control loop on a faulty Feetech bus (LeRobot's own follower; connect faults, 0-20% of the read and write replies dropped) | `python benchmarks/bus_faults.py` (LeRobot env) | `bus_faults.json`, `bus_faults_5hz.json` |
 | LeRobot's async inference: `serve --protocol lerobot` against LeRobot's own `policy_server` (groot), LeRobot's `RobotClient` messages | `python benchmarks/lerobot_async.py` (LeRobot env) | `lerobot_async.json` |
 | `--quantize int8` calibrated on recorded observations against without it (torch, held-out observations) | `python benchmarks/torch_int8_calibration.py` | `--out FILE` |
+| Each engine's int8 and float32 GEMM at full size's shapes (torch's, packed or not; FBGEMM's or oneDNN's int8; ONNX Runtime's) | `python benchmarks/gemm_rates.py` | `--out FILE` |
 | Where `--quantize int8`'s action error comes from: each stack alone, the weights' rounding apart from the activations'; NVIDIA's bf16 on the same observations | `python benchmarks/int8_error_sources.py` (NVIDIA's env, or `--rows` without `NVIDIA bf16`) | `--out FILE` |
 
 One set of flags for all: the policy's own (`--model_path`, `--data_config`, `--device`, `--dtype`,
@@ -323,6 +324,14 @@ SIZES = ("tiny", "48M", "full size")
 EPYC = [f"cpu/ab_{size}_openvino_avx512bf16_2026-11-25.json" for size in ("tiny", "small", "full")]
 CAPPED = [f"cpu/ab_{size}_openvino_avx2cap_2026-11-25.json" for size in ("tiny", "small", "full")]
 XEON = ["cpu/ab_tiny_int8.json", "cpu/ab_small_int8.json", "cpu/ab_full_compile.json"]
+# a real AVX2-only CPU (an AMD EPYC, Zen 1): before and after float32's layers were packed for oneDNN there; its
+# int8 GEMM rates beside float32's (`benchmarks/gemm_rates.py`)
+AVX2 = {"48M, before": "cpu/ab_small_int8_avx2_epyc_2026-11-27.json",
+        "48M, float32 packed": "cpu/ab_small_packed_avx2_epyc_2026-11-27.json",
+        "full size, before": "cpu/ab_full_int8_avx2_epyc_2026-11-27.json",
+        "full size, float32 packed": "cpu/ab_full_packed_avx2_epyc_2026-11-27.json"}
+AVX2_CPU = {"avx2": True, "avx512f": False}
+GEMM_RATES = "cpu/gemm_rates_avx2_epyc_2026-11-27.json"
 # `bench ab` configurations under the labels the tables give them (`paths`)
 PATHS = {
     "NVIDIA fp32": "NVIDIA in-process fp32", "NVIDIA bf16": "NVIDIA in-process bf16",
@@ -333,6 +342,18 @@ PATHS = {
     "compile `--quantize int8`": "gr00t-fast compile 4-step fp32 int8",
     "OpenVINO f32, NNCF INT8 weights": "gr00t-fast openvino 4-step fp32 int8",
 }
+
+
+def gemm_rate(side: str) -> Callable[[Record], str]:
+    """A `gemm_rates.py` shape's rate on `side` (GOP/s or GFLOP/s)."""
+    return lambda shape: f"{shape['rates'][side]:.0f}"
+
+
+def gemm_shape(label: str, shape: str) -> Row:
+    """A `gemm_rates.py` shape's row (`label` as the file names it), labelled with its size too."""
+    def pick(data: Record) -> Record:
+        return next(s for s in data["shapes"] if s["label"] == label and "x".join(map(str, s["shape"])) == shape)
+    return Row(f"{label}, {shape}", pick)
 
 
 def row_error(name: str, spread: bool = False) -> Callable[[Record], str]:
@@ -570,11 +591,42 @@ SECTIONS = [
             text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
                  "core, not an AVX2 CPU's speed. Its torch `--quantize int8` row ran `torch._int_mm`, which issue 59 "
                  "measured 17x slower than NVIDIA on a real AVX2 CPU (an AMD EPYC Zen 3, no result file here): "
-                 "without VNNI int8 now runs on FBGEMM instead, not measured on such a CPU yet.",
+                 "without VNNI int8 runs on FBGEMM instead, measured on a real AVX2-only CPU in the next table.",
             plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
             table=Table(corner="path", best=ratio, columns=per_size(CAPPED, speedup), rows=[
                 NVIDIA_MS, *paths("torch fp32", "ONNX Runtime fp32", "OpenVINO f32", "torch `--quantize int8`",
                                   "OpenVINO f32, NNCF INT8 weights")])),
+    Section("AVX2 only", level=3, cpu=AVX2_CPU, plot="cpu/ab_full_int8_avx2_epyc_2026-11-27.png",
+            text="A real AVX2-only CPU: an AMD EPYC (Zen 1, 128-bit vector units; `lscpu` beside the runs: "
+                 "`results/cpu/lscpu_avx2_epyc_2026-11-27.txt`). \"before\": float32's layers ran `F.linear` (MKL's "
+                 "GEMM); \"float32 packed\": as gr00t-fast runs float32 now on a CPU without AVX-512, its layers "
+                 "packed for oneDNN (`gr00t_fast.model.packed`), and int8's layers kept in float with them. "
+                 "`--quantize int8` ran FBGEMM here; it is now refused on this CPU (its int8 GEMM no faster than "
+                 "float32's, below; `GR00T_FAST_INT8_ENGINE=fbgemm` still runs it), which these runs came before. "
+                 "Its largest action difference from NVIDIA's fp32 on `bench ab`'s observation: 48M 3.20 and 2.96, "
+                 "full size 6.83 (NVIDIA's own bf16 on the same observation at full size, on the Intel Xeon below: "
+                 "2.57). 5 calls a side at full size, 20 at 48M; the full-size float32 packed run started right after "
+                 "the 48M one (1-minute load average 1.5 from it). Peak memory at full size: float32 10.7 GB, packed "
+                 "11.9 GB, int8 7.4 GB.",
+            table=Table(corner="path", best=ratio, columns=[Col(label, file, speedup) for label, file in AVX2.items()],
+                        rows=[NVIDIA_MS, *paths("torch fp32", "ONNX Runtime fp32", "OpenVINO f32",
+                                                "torch `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
+    Section("Its GEMMs", level=4, cpu=AVX2_CPU,
+            text="Each engine's GEMM at full size's shapes on the same CPU (`python benchmarks/gemm_rates.py`: 2 "
+                 "threads, the fastest of 10 calls, a library's sides alternating): int8 in GOP/s, float32 in "
+                 "GFLOP/s. Zen 1's byte multiply-adds give no more than its float32 FMAs: FBGEMM's and ONNX Runtime's "
+                 "int8 run at float32's rate, where the issue's Zen 3 ran ONNX Runtime's u8s8 at 1.93x its float32. "
+                 "torch's `F.linear` (MKL) is the slow float32 here, most at the DiT's 49 rows; packed for oneDNN "
+                 "(`gr00t_fast.model.packed`, the eager path now) the same products ran 1.11x-2.00x faster, about "
+                 "FBGEMM's int8 rate: `--quantize int8` is refused here (its load times the two at 320x2048x2048).",
+            table=Table(corner="shape, rows x inner x columns", columns=[
+                Col(side, GEMM_RATES, gemm_rate(side)) for side in (
+                    "torch float32", "torch float32 packed", "torch int8 (fbgemm)", "onnxruntime float32",
+                    "onnxruntime u8s8")],
+                rows=[gemm_shape(*shape) for shape in (
+                    ("LLM projection", "320x2048x2048"), ("LLM feed-forward up", "320x2048x6144"),
+                    ("LLM feed-forward down", "320x6144x2048"), ("SigLIP feed-forward up", "256x1152x4304"),
+                    ("DiT feed-forward up", "49x1536x6144"), ("DiT projection", "49x1536x1536"))])),
     Section("AVX512-VNNI without bf16 units", level=3, plot="cpu/ab_full_compile.png",
             cpu={"avx512_vnni": True, "avx512_bf16": False},
             table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[

@@ -1,6 +1,6 @@
 """The test suite's stand-ins, in one place: a robot (hardware is the one thing faked), policies that implement
-`gr00t_fast.policy.Policy` with scripted actions, a clock for exact loop timing, and a recorder of the ops that run
-off the host (`DeviceOps`)."""
+`gr00t_fast.policy.Policy` with scripted actions, a clock for exact loop timing, a recorder of the ops that run
+off the host (`DeviceOps`), and the mark of tests this CPU cannot run at all (`packs_bf16`)."""
 
 import random
 import threading
@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+import pytest
 
 from gr00t_fast.control.loop import ControlConfig, ControlLoop
 
@@ -233,3 +235,10 @@ class DeviceOps(TorchDispatchMode):
                for t in flat + tree_leaves(out)):
             self.ops.append(func.__name__)
         return out
+
+
+# oneDNN's packed bf16 GEMM (`gr00t_fast.model.packed`) runs with bf16 units faked on AVX512 CPUs (bf16 emulated); an
+# AVX2-only CPU cannot run it at all (its bf16 reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT)
+packs_bf16 = pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"),
+                                reason="oneDNN's packed bf16 GEMM needs AVX512 (or AVX-NE-CONVERT); this CPU has AVX2 "
+                                       "at most")

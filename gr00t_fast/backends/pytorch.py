@@ -26,8 +26,9 @@ __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model", 
 # "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float call of the model during the load: a full-size load
 # took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels, with 8 266 s (its peak 1.17x the weights held;
 # benchmarks/README.md, "While `--quantize int8` loads"). On a GPU
-# not measured: one example call, the nearest levels. Not measured either: FBGEMM's engine (an AVX2-only CPU) and a
-# bfloat16 model, which fit all the same.
+# not measured: one example call, the nearest levels. Not measured either: the fit's error on FBGEMM's engine (on an
+# AVX2-only AMD EPYC, where int8 is refused now, its load took 600 s at full size) and a bfloat16 model, which fit
+# all the same.
 SYNTHETIC_CALLS = 8
 
 
@@ -66,7 +67,7 @@ def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torc
 
 def pack_model(model: torch.nn.Module) -> int:
     """The eager backend's Linear layers packed for oneDNN where that pays (`gr00t_fast.model.packed`: bfloat16 on a
-    CPU with bf16 units), counted in `model.precision`; returns how many."""
+    CPU with bf16 units, float32 on one without AVX-512), counted in `model.precision`; returns how many."""
     count = pack_linears(model) if packing_pays(model) else 0
     if count and model.precision is not None:
         model.precision = replace(model.precision, packed_layers=count)

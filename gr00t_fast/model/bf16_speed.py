@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from gr00t_fast.runtime.atomic import write_atomic
 from gr00t_fast.runtime.cache import cache_dir, locked
 from gr00t_fast.runtime.cpuinfo import cpuinfo_fields
 
-__all__ = ["Bf16Rates", "ISA_CAPS", "MIN_SPEEDUP", "PROBE", "bf16_rates", "probe_rates"]
+__all__ = ["Bf16Rates", "ISA_CAPS", "MIN_SPEEDUP", "PROBE", "bf16_rates", "fastest_s", "probe_rates"]
 
 PROBE = (320, 2048, 2048)  # (rows, inner, columns): a full-size LLM projection over one camera's prompt
 REPS = 5
@@ -86,16 +87,22 @@ def probe_rates(reps: int = REPS) -> Bf16Rates:
             bf16 = lambda: packed(x16)  # noqa: E731
         except RuntimeError:
             pass
-    calls = {"bf16": bf16, "float32": lambda: F.linear(x, weight)}
+    best = fastest_s({"bf16": bf16, "float32": lambda: F.linear(x, weight)}, reps)
+    return Bf16Rates(*(2 * m * k * n / best[name] / 1e9 for name in ("bf16", "float32")))
+
+
+def fastest_s(calls: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Each call's fastest of `reps` in seconds, the calls alternating, after a first round that warms them up (under
+    `inference_mode`): a probe's timing."""
     best = dict.fromkeys(calls, math.inf)
     with torch.inference_mode():
-        for rep in range(reps + 1):  # the first round warms both up
+        for rep in range(reps + 1):
             for name, call in calls.items():
                 start = time.perf_counter()
                 call()
                 if rep:
                     best[name] = min(best[name], time.perf_counter() - start)
-    return Bf16Rates(*(2 * m * k * n / best[name] / 1e9 for name in ("bf16", "float32")))
+    return best
 
 
 def _record_path() -> Path:

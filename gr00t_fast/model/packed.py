@@ -1,4 +1,4 @@
-"""Linear layers with their weights packed once for oneDNN: the eager bfloat16 path on a CPU whose bf16 units pay.
+"""Linear layers with their weights packed once for oneDNN: the eager path where that pays on a CPU.
 
 A bf16 `F.linear` on a CPU is a oneDNN GEMM that reorders its weight into oneDNN's blocked layout on every call.
 Packed at load (`torch.ops.mkldnn._reorder_linear_weight`, what Inductor's weight freezing does) the reorder is
@@ -7,11 +7,22 @@ gone: the same results bit for bit, each layer 5-11% faster at full size's shape
 fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 accumulator before the rounding to
 bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output.
 
-A packed weight is an opaque oneDNN tensor: no state dict, copy, `torch.compile` or export can read it. So only
-the eager `torch` backend runs a packed bf16 model (`gr00t_fast.loading` packs it after any quantization), and
-`unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit. (int8's
-large weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers are converted: their GEMM is an
-op of its own that `torch.compile` passes through.)
+A float32 `F.linear` runs MKL's GEMM instead, which on an AMD EPYC with AVX2 only (no AVX-512) ran full size's
+shapes at 32-63 GFLOP/s where oneDNN's packed float32 GEMM ran 61-73 (1.22x at 320x2048x2048, 2.00x at the DiT's
+49x1536x6144; the same values within 7e-6 on random operands, scratch, not bit for bit: another order of the sums; 2
+threads, `benchmarks/gemm_rates.py`): a full-size call 1.58x NVIDIA's fp32 packed against 1.32x
+(benchmarks/README.md, "AVX2 only"; its peak memory 11.9 GB against 10.7 GB). So float32 packs too on an AMD CPU
+with AVX2 and no AVX-512, for checkpoints of `MIN_PARAMETERS` or more (smaller ones, NVIDIA's tiny reference among
+them, stay as NVIDIA's pipeline runs them); on AVX-512 float32 layers gained -7% to +11% packed and stay plain. Not
+measured on Intel CPUs with AVX2 only (where MKL is Intel's own) nor on other architectures: they stay plain.
+
+A packed weight is an opaque oneDNN tensor: no state dict, copy, `torch.compile` or export can read it. So only the
+eager `torch` backend runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
+`unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit. oneDNN's op
+has no gradient (autograd dropped the layer's share silently): where one is asked of its input (guided real-time
+chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on the weight unpacked. (int8's large
+weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers are converted: their GEMM is an op of
+its own that `torch.compile` passes through.)
 """
 
 from typing import Callable
@@ -22,12 +33,16 @@ from torch import nn
 
 from gr00t_fast.model.quantize import bf16_units
 from gr00t_fast.model.swap import replace_layers
+from gr00t_fast.runtime.cpuinfo import cpuinfo_field
 
-__all__ = ["PackedLinear", "linear_gelu", "pack_linears", "packed_layers", "packing_pays", "unpack_linears"]
+__all__ = ["MIN_PARAMETERS", "PackedLinear", "float32_packs", "linear_gelu", "pack_linears", "packed_layers",
+           "packing_pays", "unpack_linears"]
+
+MIN_PARAMETERS = 10_000_000  # float32 packs from this size (the precision rule's bf16 bound too: overhead-bound below)
 
 
 class PackedLinear(nn.Module):
-    """`nn.Linear` in bfloat16 with its weight in oneDNN's layout; `activation="gelu"` fuses a tanh-GELU."""
+    """`nn.Linear` (bfloat16 or float32) with its weight in oneDNN's layout; `activation="gelu"` fuses a tanh-GELU."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -36,6 +51,10 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:  # oneDNN's op has no gradient: `_PackedProduct` gives x's
+            out = _PackedProduct.apply(x, self.packed)
+            out = out if self.bias is None else out + self.bias
+            return F.gelu(out, approximate="tanh") if activation == "gelu" else out
         algorithm = "tanh" if activation == "gelu" else ""
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, activation, [], algorithm)
 
@@ -47,7 +66,21 @@ class PackedLinear(nn.Module):
         return linear
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN-packed bfloat16"
+        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN-packed {self.packed.dtype}"
+
+
+class _PackedProduct(torch.autograd.Function):
+    """x times a packed weight, forward on oneDNN's packed GEMM, its gradient for x (the weight's is never asked:
+    a loaded model's weights are frozen) from the weight unpacked in the backward pass alone."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        ctx.packed = packed
+        return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad @ ctx.packed.to_dense(), None
 
 
 def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -58,13 +91,24 @@ def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def packing_pays(model: nn.Module) -> bool:
-    """Whether `model` runs faster packed: bfloat16 on a CPU whose bf16 units pay (`bf16_units`: AMX, or AVX512-BF16
-    measured faster than float32) and a torch built with oneDNN. Elsewhere `dtype="auto"` runs float32, and a bf16
+    """Whether `model` runs faster packed, in a torch built with oneDNN on a CPU: bfloat16 where the CPU's bf16 units
+    pay (`bf16_units`: AMX, or AVX512-BF16 measured faster than float32), float32 where the CPU has no AVX-512 and
+    the model at least `MIN_PARAMETERS` (module docstring). Elsewhere `dtype="auto"` runs float32 unpacked, and a bf16
     model pinned there runs unpacked (full size on an Intel Xeon whose AVX512-BF16 is slower than float32: 6.07 s a
-    call unpacked, 6.10 s packed, two runs; benchmarks/history.md); float32 layers gained -7% to +11% packed on AVX512
-    and are left as they are."""
-    return (model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-            and bf16_units() is not None)
+    call unpacked, 6.10 s packed, two runs; benchmarks/history.md)."""
+    if model.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if model.dtype == torch.bfloat16:
+        return bf16_units() is not None
+    return model.dtype == torch.float32 and float32_packs() \
+        and sum(p.numel() for p in model.parameters()) >= MIN_PARAMETERS
+
+
+def float32_packs() -> bool:
+    """Whether float32 layers pack on this CPU (a large enough model, `packing_pays`): in a torch built with oneDNN,
+    on an AMD CPU with AVX2 and no AVX-512, the one class measured (MKL's float32 GEMM slow there)."""
+    return torch.backends.mkldnn.is_available() and torch.cpu._is_avx2_supported() \
+        and not torch.cpu._is_avx512_supported() and cpuinfo_field("vendor_id") == "AuthenticAMD"
 
 
 def _swap(model: nn.Module, kind: type, convert: Callable[[nn.Module], nn.Module], where=lambda layer: True) -> int:
@@ -77,8 +121,10 @@ def _swap(model: nn.Module, kind: type, convert: Callable[[nn.Module], nn.Module
 
 @torch.no_grad()
 def pack_linears(model: nn.Module) -> int:
-    """Every bfloat16 `nn.Linear` of `model` swapped for a `PackedLinear` in place; returns how many."""
-    return _swap(model, nn.Linear, PackedLinear, lambda layer: layer.weight.dtype == torch.bfloat16)
+    """Every `nn.Linear` of `model` in its dtype (bfloat16 or float32) swapped for a `PackedLinear` in place; returns
+    how many."""
+    dtype = model.dtype if model.dtype in (torch.bfloat16, torch.float32) else None
+    return _swap(model, nn.Linear, PackedLinear, lambda layer: layer.weight.dtype == dtype)
 
 
 @torch.no_grad()

@@ -52,10 +52,16 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
     fbgemm  FBGEMM's u8s8 dynamic GEMM (`quantized::linear_dynamic`) on a CPU with AVX2 and no VNNI: there torch's
             `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
             slower than NVIDIA at full size) and is never chosen. Activations per sample in 7 bits (`reduce_range`:
-            AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. Its speed on an
-            AVX2-only CPU has not been measured by this project (nor its size rule, `int8_pays_on_cpu`, measured on
-            oneDNN with VNNI).
-`GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX).
+            AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. Only where it
+            pays: the first int8 load of a process times it against the float32 GEMM the model would run instead
+            (`fbgemm_rates`) and refuses int8, in one line, where it is under `INT8_MIN_SPEEDUP` x float32's rate. On
+            an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more than its float32
+            FMAs) it ran 68-73 GOP/s at full size's shapes against oneDNN's packed float32 61-73 GFLOP/s
+            (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest action
+            difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
+            float32 packed ran 1.58x (13.0 s, a run of its own) at 1.7e-4 (benchmarks/README.md, "AVX2 only"): it
+            is refused there. The size rule, `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
+`GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX; a pinned fbgemm is not timed).
 
 Outlier channels (trained transformers carry a few input channels 20-100x the rest, LLM.int8(), SmoothQuant) would
 take the per-token scale and leave the other channels a few levels: a layer whose inputs have them (a channel's
@@ -89,17 +95,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from gr00t_fast.model.bf16_speed import bf16_rates
+from gr00t_fast.model.bf16_speed import PROBE, bf16_rates, fastest_s
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
-           "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16",
-           "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT", "QuantizedLinear", "VERDICTS",
-           "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "input_stats", "int8_engine", "int8_pays_on_cpu",
-           "int8_units", "int_mm_rows", "kept_layers", "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs",
-           "quantize_linears", "quantized_weights", "relative_error", "rows_seen", "smoothing", "transformer_blocks",
-           "transformer_stacks", "weight_error"]
+           "INT8_MIN_SPEEDUP", "INT8_PROBE", "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR",
+           "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT",
+           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "fbgemm_rates",
+           "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error",
+           "onednn_int8_mm", "onednn_pack", "onednn_packs", "quantize_linears", "quantized_weights", "relative_error",
+           "rows_seen", "smoothing", "transformer_blocks", "transformer_stacks", "weight_error"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -137,6 +143,8 @@ ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activation
 # Intel Xeon with AVX512-VNNI, 2 threads, 16 distinct weights a shape (benchmarks/history.md, 2026-11-27). Not
 # measured on AMX.
 ONEDNN_PACK_MIN_WEIGHT = 4_500_000  # in x out
+INT8_MIN_SPEEDUP = 1.25  # FBGEMM's int8 GEMM runs where it is at least this many times float32's (bf16's bound too)
+INT8_PROBE = PROBE  # rows, inner, columns: a full-size LLM projection (bf16's probe too)
 
 
 @dataclass(frozen=True)
@@ -223,10 +231,44 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
         return Int8Engine("onednn", f"{units}, oneDNN's int8 GEMM, activations per token"
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
-        why = f"pinned by {INT8_ENGINE_ENV}" if pinned else "no VNNI or AMX, where torch._int_mm has no fast kernel"
-        return Int8Engine("fbgemm", f"{why}, FBGEMM's u8s8 GEMM, activations per sample in 7 bits")
+        if pinned:
+            return Int8Engine("fbgemm", f"pinned by {INT8_ENGINE_ENV}, FBGEMM's u8s8 GEMM, activations per sample in "
+                                        "7 bits")
+        int8, float32 = fbgemm_rates()
+        rates = (f"FBGEMM's u8s8 GEMM {int8:.0f} GOP/s against float32's {float32:.0f} GFLOP/s at "
+                 f"{'x'.join(map(str, INT8_PROBE))}, {torch.get_num_threads()} threads")
+        if int8 < INT8_MIN_SPEEDUP * float32:
+            raise ValueError(f"--quantize int8 does not pay on this CPU (no VNNI or AMX): {rates}; int8 would move "
+                             f"the actions for no speed: run without --quantize (or pin {INT8_ENGINE_ENV}=fbgemm)")
+        return Int8Engine("fbgemm", f"no VNNI or AMX, where torch._int_mm has no fast kernel; {rates}, activations "
+                                    "per sample in 7 bits")
     raise ValueError(f"--quantize int8 needs a CPU with VNNI or AMX (oneDNN) or AVX2 (FBGEMM); this one has neither "
                      f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
+
+
+@functools.cache
+def fbgemm_rates() -> tuple[float, float]:
+    """GOP/s of FBGEMM's int8 GEMM (its activations quantized inside it) and GFLOP/s of the float32 GEMM a model
+    runs instead on this CPU (oneDNN-packed where float32 packs, `gr00t_fast.model.packed`; `F.linear` elsewhere), at
+    `INT8_PROBE` on the calling thread's torch threads: alternating, the fastest of 5 each (well under a second),
+    once per process, on inputs of their own generator."""
+    from gr00t_fast.model.packed import PackedLinear, float32_packs
+
+    rows, inner, columns = INT8_PROBE
+    generator = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(rows, inner, generator=generator), torch.randn(columns, inner, generator=generator)
+    scale = weight.abs().amax(dim=1, keepdim=True) / 127
+    packed = fbgemm_pack((weight / scale).round().to(torch.int8), scale, None)
+    calls = {"int8": lambda: torch.ops.quantized.linear_dynamic(x, packed, FBGEMM_REDUCE_RANGE)}
+    if float32_packs():
+        linear = nn.Linear(inner, columns, bias=False, device="meta")
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        float32_layer = PackedLinear(linear)
+        calls["float32"] = lambda: float32_layer(x)
+    else:
+        calls["float32"] = lambda: F.linear(x, weight)
+    best = fastest_s(calls, 5)
+    return tuple(2 * rows * inner * columns / best[name] / 1e9 for name in ("int8", "float32"))
 
 
 def int_mm_rows(n: int) -> int:

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch._dynamo.utils
 
+from fakes import packs_bf16
 from gr00t_fast.backends import eager
 from gr00t_fast.backends.base import LoadRequest
 from gr00t_fast.backends.compiled import CompiledBackend
@@ -58,15 +59,20 @@ def test_blocks_compile_only_where_int8_runs_on_onednn(tiny_checkpoint, int8_at_
     monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
     assert not blocks_compile(model)
     monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
-    monkeypatch.setattr(packed, "bf16_units", lambda: "AMX")
-    bf16 = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
-    quantize_linears(bf16, "int8")
-    assert blocks_compile(bf16) and pack_linears(bf16)
-    assert not blocks_compile(bf16)  # oneDNN-packed weights cannot be traced: that path stays packed and eager
     for layer in model.modules():  # FBGEMM's packed weights cannot be traced
         if isinstance(layer, QuantizedLinear):
             layer.engine = "fbgemm"
     assert not blocks_compile(model)
+
+
+@packs_bf16
+def test_blocks_of_a_packed_model_stay_eager(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+    """oneDNN-packed weights cannot be traced: that path stays packed and eager."""
+    monkeypatch.setattr(packed, "bf16_units", lambda: "AMX")
+    bf16 = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
+    quantize_linears(bf16, "int8")
+    assert blocks_compile(bf16) and pack_linears(bf16)
+    assert not blocks_compile(bf16)
 
 
 @pytest.mark.parametrize("value", ["yes", "", "2"])

@@ -185,6 +185,20 @@ def test_bad_arguments(argv, message, capsys):
     assert message in err and err.count("\n") == 1  # one line
 
 
+
+@pytest.mark.parametrize("argv", [["ab", "--quantize", "int8"], ["reach", "--precisions", "float32,int8"]])
+def test_int8_this_cpu_refuses_is_said_before_any_work(argv, tiny_checkpoint, monkeypatch, capsys):
+    """A CPU whose FBGEMM is no faster than its float32 (an AMD EPYC with AVX2 only): one line, before a model loads,
+    not after the float32 rows ran."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.int8_units", lambda: None)
+    monkeypatch.setattr("gr00t_fast.model.quantize.fbgemm_rates", lambda: (74.0, 72.0))
+    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: True)
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    monkeypatch.setattr("gr00t_fast.dev.bench.ab.Upstream.find", lambda *a: None)  # NVIDIA's pipeline: never reached
+    assert bench.main([*argv, "--model_path", str(tiny_checkpoint), "--device", "cpu", "--out", "/tmp/unused"]) == 2
+    err = capsys.readouterr().err
+    assert "--quantize int8 does not pay on this CPU" in err and err.count("\n") == 1
+
 # oneDNN packs bf16 weights on AVX512 CPUs (or AVX-NE-CONVERT ones); an AVX2-only CPU computes bf16 unpacked
 PACKABLE = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
 
@@ -378,6 +392,20 @@ def test_a_benchmarks_own_defaults_stay_its_own():
                 for name in ("backends", "inference", "reach", "gpu")}
     assert defaults == {"backends": ("small", 20), "inference": ("small", 20), "reach": ("tiny", 20),
                         "gpu": ("full", 50)}
+
+
+def test_the_benchmarks_own_server_waits_as_long_as_its_clients(tiny_checkpoint):
+    """A full-size call of an AVX2-only CPU took 17 s: the server a benchmark starts must take a request of its
+    clients (`SERVER_TIMEOUT_MS`) after such a call, not refuse it at the serve command's 15 s default."""
+    from gr00t_fast import load_policy
+    from gr00t_fast.dev.bench.common import SERVER_TIMEOUT_MS, local_server
+
+    server = local_server(load_policy(tiny_checkpoint, device="cpu", warmup=False))
+    try:
+        server.admission.served(17.0)
+        server.admission.check(running=0, budget_s=server.admission.budget_s(SERVER_TIMEOUT_MS))
+    finally:
+        server.close()
 
 
 def test_ab_against_the_server_you_run(tiny_checkpoint, tmp_path, monkeypatch, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gr00t_fast.data import open_dataset
 from gr00t_fast.evaluation import evaluate, overall_metrics
@@ -203,6 +204,20 @@ def test_bad_flags_are_one_line(flags, words, dataset_path, tiny_checkpoint, cap
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gr00t-fast eval: error:") and words in err and "\n" not in err, err
+
+
+def test_an_int8_path_this_cpu_refuses_is_said_before_the_first_path_runs(dataset_path, tiny_checkpoint, monkeypatch,
+                                                                         capsys):
+    """`--compare reference,int8` on a CPU whose FBGEMM is no faster than its float32: one line, before `reference`
+    loads, not after it ran."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.int8_units", lambda: None)
+    monkeypatch.setattr("gr00t_fast.model.quantize.fbgemm_rates", lambda: (74.0, 72.0))
+    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: True)
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
+    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--device", "cpu",
+                 "--compare", "reference", "int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--quantize int8 does not pay on this CPU" in err and "\n" not in err, err
 
 
 def test_policy_flags_are_checked_before_the_dataset_is_read(tiny_checkpoint, capsys):

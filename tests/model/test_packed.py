@@ -1,15 +1,18 @@
-"""oneDNN-packed bf16 Linear layers: the same results as `nn.Linear` bit for bit, GELU fused no less accurately, packed
-by `load_policy` only for the eager backend where bf16 units make it pay, and given back plain to every other use.
-The oneDNN ops run on AVX512 CPUs without bf16 units too (bf16 emulated), so these tests do not need the units; an
-AVX2-only CPU cannot run them at all (oneDNN's bf16 reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT), and never packs:
-`packing_pays` asks for bf16 units, which no such CPU has."""
+"""oneDNN-packed Linear layers: bf16 the same results as `nn.Linear` bit for bit, float32 within float32's rounding,
+GELU fused no less accurately, gradients as `nn.Linear`'s, packed by `load_policy` only for the eager backend where
+that pays, and given back plain to every other use. The bf16 ops run on AVX512 CPUs without bf16 units too (bf16
+emulated), so these tests do not need the units; an AVX2-only CPU cannot run them at all (oneDNN's bf16 reorder needs
+AVX512BW/VL/DQ or AVX-NE-CONVERT), and never packs bf16: `packing_pays` asks for bf16 units, which no such CPU has.
+The float32 ops run on any x86 CPU."""
 
 import weakref
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from fakes import packs_bf16
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.loading import build_backend, load_policy
 from gr00t_fast.model import example_inputs, load_model, packed
@@ -17,8 +20,7 @@ from gr00t_fast.model.packed import PackedLinear, linear_gelu, pack_linears, pac
 from gr00t_fast.policy.data_config import get_data_config
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
-packs = pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"),
-                           reason="oneDNN's packed bf16 GEMM needs AVX512 (or AVX-NE-CONVERT); this CPU has AVX2 at most")
+packs = packs_bf16
 
 
 def bf16_linear(inputs: int, outputs: int, bias: bool = True) -> torch.nn.Linear:
@@ -82,9 +84,62 @@ def test_packing_frees_each_old_weight_before_the_next_layer(tiny_checkpoint, mo
     assert pack_linears(model) == 44 and alive == [0] * 44
 
 
-def test_float32_layers_stay_plain(tiny_checkpoint):
+def test_float32_packs_on_an_avx2_amd_cpu_from_ten_million_parameters(tiny_checkpoint, monkeypatch):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    assert pack_linears(model) == 0 and not packed.packing_pays(model)
+
+    def pays(**differs) -> bool:  # on the class measured (MKL's float32 GEMM slow there), but for `differs`
+        cpu = {"avx2": True, "avx512": False, "vendor_id": "AuthenticAMD", **differs}
+        monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: cpu["avx2"])
+        monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: cpu["avx512"])
+        monkeypatch.setattr(packed, "cpuinfo_field", lambda name: cpu.get(name))
+        return packed.packing_pays(model)
+
+    assert not pays()  # NVIDIA's tiny reference size: as NVIDIA's pipeline runs it
+    monkeypatch.setattr(packed, "MIN_PARAMETERS", sum(p.numel() for p in model.parameters()))
+    assert pays()
+    assert not pays(avx512=True) and not pays(vendor_id="GenuineIntel") and not pays(avx2=False)  # not measured
+
+
+def float32_linear(inputs: int, outputs: int) -> torch.nn.Linear:
+    torch.manual_seed(0)
+    return torch.nn.Linear(inputs, outputs)
+
+
+def test_packed_float32_is_the_linear_within_its_rounding():
+    linear, x = float32_linear(192, 160), torch.randn(2, 49, 192)
+    with torch.no_grad():
+        packed_layer = PackedLinear(linear)
+        torch.testing.assert_close(packed_layer(x), linear(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(linear_gelu(packed_layer, x), F.gelu(linear(x), approximate="tanh"), atol=1e-5,
+                                   rtol=1e-5)
+        assert torch.equal(packed_layer.unpacked().weight, linear.weight)
+
+
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_gradients_flow_through_a_packed_layer(activation):
+    """Guided real-time chunking's VJP runs through the DiT (`torch.autograd.grad` under `no_grad` + `enable_grad`):
+    oneDNN's op has no gradient, so a packed layer must not drop its share of it (autograd would, silently)."""
+    linear = float32_linear(64, 48).requires_grad_(False)  # frozen, as a loaded model's weights are
+    with torch.no_grad():
+        packed_layer = PackedLinear(linear)
+    plain = linear if activation == "none" else lambda x: linear_gelu(linear, x)
+    x, error = torch.randn(5, 64, requires_grad=True), torch.randn(5, 48)
+    (wanted,) = torch.autograd.grad(plain(x), x, error)
+    (got,) = torch.autograd.grad(packed_layer(x, activation), x, error)
+    torch.testing.assert_close(got, wanted, atol=1e-5, rtol=1e-5)
+
+
+def test_the_eager_float32_policy_is_packed_where_float32_packs(tiny_checkpoint, monkeypatch):
+    reference = load_policy(tiny_checkpoint, device="cpu", dtype="float32", data_config="so100", warmup=False)
+    monkeypatch.setattr(packed, "float32_packs", lambda: True)
+    monkeypatch.setattr(packed, "MIN_PARAMETERS", 0)
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", data_config="so100", warmup=False)
+    assert packed_layers(policy.model) == policy.precision.packed_layers == 44 and packed_layers(reference.model) == 0
+    observation = policy.dummy_observation()
+    noise = torch.randn(policy.model.config.action_horizon, policy.model.config.max_action_dim)
+    got, want = policy.get_action(observation, noise=noise), reference.get_action(observation, noise=noise)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-4)
 
 
 @pytest.mark.parametrize("units", [pytest.param("AVX512-BF16", marks=packs), None])

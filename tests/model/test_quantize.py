@@ -431,12 +431,15 @@ def test_an_int8_policy_load_defers_the_weights_it_converts_and_closes_the_check
 
 @pytest.fixture
 def cpu_has(monkeypatch):
-    """The CPU's int8, AVX2 and bf16 units as `int8_engine` and `kept_layers` read them, set by the test (no pin)."""
+    """The CPU's int8, AVX2 and bf16 units as `int8_engine` and `kept_layers` read them, and FBGEMM's rate against
+    float32's (`fbgemm_rates`: by default twice, where it pays), set by the test (no pin)."""
 
-    def set_units(int8: str | None, avx2: bool = True, bf16: str | None = None) -> None:
+    def set_units(int8: str | None, avx2: bool = True, bf16: str | None = None,
+                  fbgemm: tuple[float, float] = (200.0, 100.0)) -> None:
         monkeypatch.setattr(quantize, "int8_units", lambda: int8)
         monkeypatch.setattr(quantize, "bf16_units", lambda: bf16)
         monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
+        monkeypatch.setattr(quantize, "fbgemm_rates", lambda: fbgemm)
     return set_units
 
 
@@ -462,6 +465,32 @@ def test_int8_runs_onednn_only_where_the_cpu_has_vnni_or_amx(cpu_has, monkeypatc
         quantize.int8_engine("cpu")
 
 
+def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
+    """An AMD EPYC with AVX2 only ran FBGEMM's int8 GEMM no faster than its float32 one (72-85 GOP/s against 73-84
+    GFLOP/s at 320x2048x2048): there int8 would move the actions for no speed, and is refused in one line; a pin still
+    runs it."""
+    cpu_has(None, fbgemm=(74.0, 72.0))
+    with pytest.raises(ValueError, match=r"^--quantize int8 does not pay on this CPU \(no VNNI or AMX\): FBGEMM's "
+                                         r"u8s8 GEMM 74 GOP/s against float32's 72 GFLOP/s at 320x2048x2048"):
+        quantize.int8_engine("cpu")
+    cpu_has(None, fbgemm=(quantize.INT8_MIN_SPEEDUP * 72.0, 72.0))
+    assert "FBGEMM's u8s8 GEMM 90 GOP/s against float32's 72" in quantize.int8_engine("cpu").reason
+    cpu_has(None, fbgemm=(74.0, 72.0))
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    assert quantize.int8_engine("cpu").name == "fbgemm"
+
+
+@pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
+def test_fbgemm_rates_are_measured_here():
+    """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process."""
+    quantize.fbgemm_rates.cache_clear()
+    try:
+        int8, float32 = quantize.fbgemm_rates()
+        assert 0 < int8 < 1e6 and 0 < float32 < 1e6 and quantize.fbgemm_rates() == (int8, float32)
+    finally:
+        quantize.fbgemm_rates.cache_clear()
+
+
 def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_reference, cpu_has, monkeypatch,
                                                    int8_at_every_size):
     cpu_has(None)
@@ -477,7 +506,8 @@ def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_referen
 
 
 def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_checkpoint, cpu_has, monkeypatch):
-    """No engine at all; and FBGEMM's engine (no VNNI) under torch.compile, which cannot trace it."""
+    """No engine at all; FBGEMM's no faster than float32 here; and FBGEMM's engine (no VNNI) under torch.compile,
+    which cannot trace it."""
     monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: pytest.fail("the weights were read"))
     cpu_has(None, avx2=False)
     with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
@@ -486,6 +516,9 @@ def test_a_cpu_without_a_fast_int8_engine_is_refused_before_the_weights(tiny_che
         patched.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, the model asked on its CPU
         with pytest.raises(ValueError, match="--quantize int8 needs a CPU with VNNI or AMX"):
             load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
+    cpu_has(None, fbgemm=(74.0, 72.0))
+    with pytest.raises(ValueError, match="--quantize int8 does not pay on this CPU"):
+        load_policy(tiny_checkpoint, device="cpu", quantize="int8", warmup=False)
     cpu_has(None)
     with pytest.raises(ValueError, match=r"int8 runs on FBGEMM here \(no VNNI or AMX.*\), which torch.compile cannot "
                                          "trace: use --backend torch"):
@@ -519,7 +552,7 @@ def test_torchinductor_freezing_in_the_environment_reaches_the_thread_that_loads
     import subprocess
     import sys
 
-    if quantize.int8_engine("cpu").name != "onednn":
+    if quantize.cpu_units(quantize.INT8_UNITS) is None:  # this CPU itself, in the process below (no fixture there)
         pytest.skip("compiled int8 runs on oneDNN only (VNNI or AMX); FBGEMM is refused before freezing is read")
     code = ("import sys; from gr00t_fast.loading import load_policy\n"
             "try:\n    load_policy(sys.argv[1], device='cpu', quantize='int8', backend='compile', warmup=False)\n"

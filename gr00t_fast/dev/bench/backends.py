@@ -92,7 +92,10 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
     dtype = str(model.dtype).removeprefix("torch.")
     if model.device.type == "cpu":
         own_bf16 = model.dtype == torch.bfloat16  # then the policy's own rows are the bf16 ones
-        engine = int8_engine(model.device).name  # FBGEMM's int8 cannot be compiled (`CompiledBackend.configure`)
+        try:
+            engine = int8_engine(model.device).name  # FBGEMM's int8 cannot be compiled (`CompiledBackend.configure`)
+        except ValueError:  # int8 refused on this CPU (no engine, or FBGEMM no faster than float32): no int8 rows
+            engine = None
         rows = [
             (f"torch {dtype} eager", lambda: make_backend("torch", model)),
             ("torch bfloat16 eager", None if own_bf16 else packed_bf16),
@@ -103,12 +106,12 @@ def candidates(bench: Bench, policy: Any, args: argparse.Namespace, steps: int) 
                lambda p=precision, w=weights: build_backend("openvino", plain(), bench.checkpoint, data_config,
                                                             options={"precision": p, "weights": w}))
               for precision in ("f32", "bf16") for weights in (None, "int8")),
-            (f"torch int8 ({engine})", quantized("int8", "torch")),
-            (f"compile + int8 ({engine})", None if engine == "fbgemm" else quantized("int8", "compile")),  # refused
-            (f"torch bfloat16 + int8 ({engine})", None if own_bf16 else quantized("int8", "torch", bf16)),
+            (f"torch int8 ({engine})", engine and quantized("int8", "torch")),
+            (f"compile + int8 ({engine})", engine not in (None, "fbgemm") and quantized("int8", "compile")),  # refused
+            (f"torch bfloat16 + int8 ({engine})", engine and not own_bf16 and quantized("int8", "torch", bf16)),
             ("torch fp8 (_scaled_mm)", quantized("fp8", "torch")),
         ]
-        return {name: factory for name, factory in rows if factory is not None}
+        return {name: factory for name, factory in rows if factory}
     rows = {
         f"torch {dtype} eager": lambda: make_backend("torch", model),
         # Inductor's default mode: max-autotune's GEMM search did not finish a full-size call in 200 s on an H200
@@ -244,7 +247,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 "actions in the policy's units (the checkpoint's statistics, as get_action returns them: degrees "
                 "for the SO-100 arm joints, 0-100 for the gripper); Quantized: the layers `--quantize` converted (on a "
                 "CPU those too small for it to pay stay in the float precision: such a row can run float itself); "
-                "Packed layers: the Linear layers a torch row runs with oneDNN-packed bf16 weights, as `load_policy` "
-                "packs them where the CPU has bf16 units (compiled and exported rows run plain ones).",
+                "Packed layers: the Linear layers a torch row runs with oneDNN-packed weights, as `load_policy` "
+                "packs them where that pays (bf16 with bf16 units, float32 on an AMD CPU with AVX2 only; compiled and "
+                "exported rows run plain ones).",
                 [(headers, table)])
     return result

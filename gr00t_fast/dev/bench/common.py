@@ -21,7 +21,7 @@ from gr00t_fast.backends import synchronize
 from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
 from gr00t_fast.control.telemetry import stats_ms
 from gr00t_fast.model.hub import resolve_checkpoint
-from gr00t_fast.model.packed import PackedLinear, packed_layers
+from gr00t_fast.model.packed import PackedLinear, float32_packs, packed_layers
 from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from gr00t_fast.model.quantize import INT8_ENGINE_ENV, bf16_flags, bf16_units
@@ -229,12 +229,14 @@ MATMUL_PROBE = PROBE  # (rows, inner, columns): the precision rule's probe (`gr0
 
 def matmul_rate(dtype: torch.dtype, device: torch.device, reps: int = 20) -> float:
     """GFLOP/s of the fastest of `reps` `MATMUL_PROBE` matmuls in `dtype` on `device`, with the calling thread's
-    torch threads: what the hardware gives a large matmul, beside which a whole call's rate is read. bf16 on a CPU
-    takes the faster of a plain matmul and the packed one the eager backend runs (`gr00t_fast.model.packed`)."""
+    torch threads: what the hardware gives a large matmul, beside which a whole call's rate is read. bf16 on a CPU,
+    and float32 where it packs (`float32_packs`), take the faster of a plain matmul and the packed one the eager
+    backend runs (`gr00t_fast.model.packed`)."""
     m, k, n = MATMUL_PROBE
     a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
     best = fastest(lambda: a @ b, device, reps + 3)
-    if device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available() and bf16_flags():
+    packs = bf16_flags() if dtype == torch.bfloat16 else dtype == torch.float32 and float32_packs()
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and packs:
         packed = PackedLinear(torch.nn.Linear(k, n, bias=False, dtype=dtype))  # the eager path's own GEMM, if faster
         best = min(best, fastest(lambda: packed(a), device, reps + 3))
     return 2 * m * k * n / best / 1e6
@@ -439,9 +441,12 @@ def policy_client(port: int, host: str = "127.0.0.1", timeout_ms: int = SERVER_T
 
 
 def local_server(policy: Any, **options: Any) -> Any:
-    """A gr00t-fast PolicyServer for `policy` on a free loopback port (start it with `.in_thread()`)."""
+    """A gr00t-fast PolicyServer for `policy` on a free loopback port (start it with `.in_thread()`), whose requests
+    wait as long as the benchmark's clients do (`SERVER_TIMEOUT_MS`: the server's own default, 15 s, refused every
+    full-size call of an AVX2-only CPU, 17 s each)."""
     from gr00t_fast.serve import PolicyServer
 
+    options = {"request_timeout_s": SERVER_TIMEOUT_MS / 1000, **options}
     return PolicyServer(policy, host="127.0.0.1", port=0, poll_ms=20, **options)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from gr00t_fast.dev.bench.common import (
     Bench, bench_observation, check_subset, figure, fmt, local_server, policy_client, timed,
 )
+from gr00t_fast.serve.server import DEFAULT_REQUEST_TIMEOUT_S
 
 SERVERS = ("serial", "fleet")
 PROMPTS = ["Place the block in the bowl", "Pick up the red cube", "Stack the blue blocks on the plate, then wave",
@@ -141,7 +142,8 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         for count in args.robots:
             print(f"{server}: {count} robots ...", flush=True)
             if server == "serial":
-                with local_server(policy).in_thread() as served:
+                # `gr00t-fast serve` as it runs: its own request budget, not the benchmark's long one
+                with local_server(policy, request_timeout_s=DEFAULT_REQUEST_TIMEOUT_S).in_thread() as served:
                     row = drive(served.port, observations[:count], policy.action_horizon, args, bench.warmup)
             else:
                 row = run_fleet(policy, observations[:count], args, bench.warmup)
