@@ -599,7 +599,8 @@ SECTIONS = [
     Section("AVX2 only", level=3, cpu=AVX2_CPU, plot="cpu/ab_full_int8_avx2_epyc_2026-11-27.png",
             text="A real AVX2-only CPU: an AMD EPYC (Zen 1, 128-bit vector units; `lscpu` beside the runs: "
                  "`results/cpu/lscpu_avx2_epyc_2026-11-27.txt`). \"before\": float32's layers ran `F.linear` (MKL's "
-                 "GEMM); \"float32 packed\": as gr00t-fast runs float32 now on a CPU without AVX-512, its layers "
+                 "GEMM); \"float32 packed\": as gr00t-fast runs float32 now on an AMD CPU with AVX2 and no AVX-512, "
+                 "its layers "
                  "packed for oneDNN (`gr00t_fast.model.packed`), and int8's layers kept in float with them. "
                  "`--quantize int8` ran FBGEMM here; it is now refused on this CPU (its int8 GEMM no faster than "
                  "float32's, below; `GR00T_FAST_INT8_ENGINE=fbgemm` still runs it), which these runs came before. "
@@ -617,7 +618,7 @@ SECTIONS = [
                  "GFLOP/s. Zen 1's byte multiply-adds give no more than its float32 FMAs: FBGEMM's and ONNX Runtime's "
                  "int8 run at float32's rate, where the issue's Zen 3 ran ONNX Runtime's u8s8 at 1.93x its float32. "
                  "torch's `F.linear` (MKL) is the slow float32 here, most at the DiT's 49 rows; packed for oneDNN "
-                 "(`gr00t_fast.model.packed`, the eager path now) the same products ran 1.11x-2.00x faster, about "
+                 "(`gr00t_fast.model.packed`, the eager path now) the same products ran 1.12x-2.00x faster, about "
                  "FBGEMM's int8 rate: `--quantize int8` is refused here (its load times the two at 320x2048x2048).",
             table=Table(corner="shape, rows x inner x columns", columns=[
                 Col(side, GEMM_RATES, gemm_rate(side)) for side in (

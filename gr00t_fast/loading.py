@@ -17,7 +17,6 @@ from gr00t_fast.backends.pytorch import pack_model, quantize_model
 from gr00t_fast.export import Artifacts
 from gr00t_fast.model import Gr00tConfig, build_meta_model, load_model
 from gr00t_fast.model.loading import resolve_device_dtype
-from gr00t_fast.model.quantize import int8_engine
 from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.tokenizer import MAX_INSTRUCTION_TOKENS
 from gr00t_fast.policy.config import PolicyConfig, calibrated, check_calibration
@@ -30,7 +29,7 @@ from gr00t_fast.runtime.heap import keep_freed_memory
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
-__all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "check_calibration_fits", "check_int8_on",
+__all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "check_calibration_fits", "check_quantize",
            "create_policy", "load_policy", "pack_model", "quantize_model"]
 
 CALIBRATION_SAMPLES = 8  # observations of a `calibration` file `--quantize int8` measures its activations on
@@ -162,13 +161,11 @@ def calibration_calls(path: str | Path, cls: type[Backend], request: LoadRequest
     return observation_samples(path, host, model_config, CALIBRATION_SAMPLES, seed)
 
 
-def check_int8_on(device: str | torch.device | None) -> None:
-    """`int8_engine`'s one-line ValueError, no weights read, where a model on `device` (None or "auto": this CPU
-    unless CUDA is available) would be refused int8: what `load_policy` checks too, for a command that loads several
-    ways and must know before its first (`eval --compare`, `bench ab --quantize int8`, `bench reach`)."""
-    cpu = torch.device(device).type == "cpu" if device not in (None, "auto") else not torch.cuda.is_available()
-    if cpu:
-        int8_engine("cpu")
+def check_quantize(quantize: str | None, device: str | torch.device | None, backend: str = DEFAULT_BACKEND) -> None:
+    """ValueError, one line, no weights read, where `backend` cannot run `quantize` for a model on `device` (None: the
+    default device; `Backend.check_quantize`: int8 on a CPU that refuses it), what `load_policy` checks too, for a
+    command that must know before its first load or before a robot connects (`run`, `eval --compare`, `bench`)."""
+    backend_class(backend, quantize).check_quantize(quantize, resolve_device_dtype(device, None)[0].type == "cpu")
 
 
 def check_calibration_fits(config: PolicyConfig, model_path: str | Path, data_config: DataConfig,

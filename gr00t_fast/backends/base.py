@@ -143,6 +143,12 @@ class Backend(ABC):
         return None
 
     @classmethod
+    def check_quantize(cls, quantize: str | None, on_cpu: bool) -> None:
+        """ValueError, one line, no weights read, where this backend cannot run `quantize` on this machine (a model on
+        its CPU where `on_cpu`): what `configure` asks too, for a command that must know before its first load or
+        before a robot connects. Here: nothing (the registry refuses a mode a backend never runs)."""
+
+    @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
         """`request` as this backend runs it, decided before any weight is read (a bad option is refused here): the
         PyTorch model's `dtype`, the backend's own `options`. Here: the model runs as asked; a folder of exports is

@@ -67,7 +67,8 @@ def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torc
 
 def pack_model(model: torch.nn.Module) -> int:
     """The eager backend's Linear layers packed for oneDNN where that pays (`gr00t_fast.model.packed`: bfloat16 on a
-    CPU with bf16 units, float32 on one without AVX-512), counted in `model.precision`; returns how many."""
+    CPU with bf16 units, float32 on an AMD one with AVX2 and no AVX-512), counted in `model.precision`; returns how
+    many."""
     count = pack_linears(model) if packing_pays(model) else 0
     if count and model.precision is not None:
         model.precision = replace(model.precision, packed_layers=count)
@@ -81,11 +82,16 @@ class PyTorchBackend(Backend):
     calibrates = True
 
     @classmethod
-    def configure(cls, request: LoadRequest) -> LoadRequest:
-        """As `Backend.configure`; int8 for a model on a CPU is refused here, before any weight is read, where the CPU
-        has no fast int8 engine (`int8_engine`)."""
-        if request.quantize == "int8" and request.on_cpu():
+    def check_quantize(cls, quantize: str | None, on_cpu: bool) -> None:
+        """int8 for a model on a CPU is refused where the CPU has no fast int8 engine (`int8_engine`: none, or FBGEMM
+        no faster than float32)."""
+        if quantize == "int8" and on_cpu:
             int8_engine("cpu")
+
+    @classmethod
+    def configure(cls, request: LoadRequest) -> LoadRequest:
+        """As `Backend.configure`, after `check_quantize`: before any weight is read."""
+        cls.check_quantize(request.quantize, request.on_cpu())
         return super().configure(request)
 
     @classmethod

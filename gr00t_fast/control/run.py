@@ -178,6 +178,10 @@ def run(cfg: RunConfig) -> int:
     if not cfg.policy_host:  # torque, and before the model loads
         try:
             inputs = check_policy_inputs(cfg.model_path or demo_checkpoint(), cfg.embodiment_tag, cfg.data_config)
+            if cfg.quantize == "int8":  # a CPU that refuses int8 (no engine, or FBGEMM no faster than float32)
+                from gr00t_fast.loading import check_quantize
+
+                check_quantize("int8", cfg.device, cfg.backend)
             if cfg.calibration is not None:  # each observation through the processor: no weights, no robot yet
                 from gr00t_fast.loading import check_calibration_fits
 

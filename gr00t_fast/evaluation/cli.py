@@ -93,10 +93,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--quantize and --calibration load the checkpoint in-process: leave them out with "
                          "--policy_host (the server runs what it was started with)")
     for path in args.compare or ():  # every path's name and extra, before the first one runs
-        if path_options(path).get("quantize") == "int8":  # one line where this CPU refuses int8
-            from gr00t_fast.loading import check_int8_on
+        runs = {"quantize": args.quantize, "backend": args.backend, **path_options(path)}  # the path as it loads
+        if runs["quantize"] == "int8":  # one line where this CPU refuses int8
+            from gr00t_fast.loading import check_quantize
 
-            check_int8_on(args.device)
+            check_quantize("int8", args.device, runs["backend"])
         require(f"--compare {path}", *path_modules(path))
     for flag in ("out", "save_arrays"):
         if getattr(args, flag) and (error := output_error(f"--{flag}", getattr(args, flag))):

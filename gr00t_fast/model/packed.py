@@ -8,7 +8,7 @@ fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 
 bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output.
 
 A float32 `F.linear` runs MKL's GEMM instead, which on an AMD EPYC with AVX2 only (no AVX-512) ran full size's
-shapes at 32-63 GFLOP/s where oneDNN's packed float32 GEMM ran 61-73 (1.22x at 320x2048x2048, 2.00x at the DiT's
+shapes at 32-63 GFLOP/s where oneDNN's packed float32 GEMM ran 61-73 (1.21x at 320x2048x2048, 2.00x at the DiT's
 49x1536x6144; the same values within 7e-6 on random operands, scratch, not bit for bit: another order of the sums; 2
 threads, `benchmarks/gemm_rates.py`): a full-size call 1.58x NVIDIA's fp32 packed against 1.32x
 (benchmarks/README.md, "AVX2 only"; its peak memory 11.9 GB against 10.7 GB). So float32 packs too on an AMD CPU
@@ -92,10 +92,11 @@ def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def packing_pays(model: nn.Module) -> bool:
     """Whether `model` runs faster packed, in a torch built with oneDNN on a CPU: bfloat16 where the CPU's bf16 units
-    pay (`bf16_units`: AMX, or AVX512-BF16 measured faster than float32), float32 where the CPU has no AVX-512 and
-    the model at least `MIN_PARAMETERS` (module docstring). Elsewhere `dtype="auto"` runs float32 unpacked, and a bf16
-    model pinned there runs unpacked (full size on an Intel Xeon whose AVX512-BF16 is slower than float32: 6.07 s a
-    call unpacked, 6.10 s packed, two runs; benchmarks/history.md)."""
+    pay (`bf16_units`: AMX, or AVX512-BF16 measured faster than float32), float32 where it packs on this CPU
+    (`float32_packs`: AMD, AVX2, no AVX-512) and the model at least `MIN_PARAMETERS` (module docstring). Elsewhere
+    `dtype="auto"` runs float32 unpacked, and a bf16 model pinned there runs unpacked (full size on an Intel Xeon
+    whose AVX512-BF16 is slower than float32: 6.07 s a call unpacked, 6.10 s packed, two runs;
+    benchmarks/history.md)."""
     if model.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     if model.dtype == torch.bfloat16:

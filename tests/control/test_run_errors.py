@@ -7,6 +7,7 @@ import importlib.abc
 import importlib.util
 
 import pytest
+import torch
 
 
 @pytest.mark.parametrize("flag, words", [
@@ -74,6 +75,20 @@ def test_a_data_config_the_checkpoint_cannot_serve_is_refused_before_the_robot_c
     assert run.main([f"--model_path={tiny_checkpoint}", "--data_config", "unitree_g1", "--duration", "1"]) == 2
     err = capsys.readouterr().err
     assert "data config 'unitree_g1'" in err and "does not describe" in err and err.count("\n") == 1
+
+
+def test_int8_this_cpu_refuses_is_refused_before_the_robot_connects(tiny_checkpoint, capsys, monkeypatch):
+    """`run --quantize int8` where FBGEMM is no faster than float32 (an AMD EPYC with AVX2 only): one line, the arm's
+    torque never switched on."""
+    from gr00t_fast.control import run
+
+    monkeypatch.setattr("gr00t_fast.model.quantize.int8_units", lambda: None)
+    monkeypatch.setattr("gr00t_fast.model.quantize.fbgemm_rates", lambda: (74.0, 72.0))
+    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: True)
+    monkeypatch.setattr(run, "make_robot", lambda *a, **k: pytest.fail("the robot was built"))
+    assert run.main([f"--model_path={tiny_checkpoint}", "--device=cpu", "--quantize=int8", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--quantize int8 does not pay on this CPU" in err and err.count("\n") == 1
 
 
 def test_calibration_observations_that_do_not_fit_are_refused_before_the_robot_connects(tiny_checkpoint, tmp_path,

@@ -108,6 +108,9 @@ def runnable_pages() -> list:
             if any(not_run(argv) is None for argv in commands(page))]
 
 
+INT8_REFUSED = "--quantize int8 does not pay on this CPU"  # `gr00t_fast.model.quantize.int8_engine`'s refusal
+
+
 @pytest.mark.parametrize("page", runnable_pages())
 @pytest.mark.slow
 def test_the_cpu_commands_of_each_guide_run(page, tiny_checkpoint, tmp_path):
@@ -130,6 +133,9 @@ def test_the_cpu_commands_of_each_guide_run(page, tiny_checkpoint, tmp_path):
                 continue
             process = gr00t_fast(argv, tmp_path)
             out, _ = process.communicate(timeout=600)
+            if "--quantize" in argv and "int8" in argv and process.returncode == 2 and INT8_REFUSED in out:
+                assert "Traceback" not in out and "robot disconnected" not in out, out[-3000:]
+                continue  # a CPU whose FBGEMM is no faster than its float32 refuses int8 in one line, as documented
             assert process.returncode == 0, f"gr00t-fast {' '.join(argv)} exited {process.returncode}:\n{out[-3000:]}"
             assert "Traceback" not in out, out[-3000:]
             ran.append(argv[0])

@@ -466,9 +466,9 @@ def test_int8_runs_onednn_only_where_the_cpu_has_vnni_or_amx(cpu_has, monkeypatc
 
 
 def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
-    """An AMD EPYC with AVX2 only ran FBGEMM's int8 GEMM no faster than its float32 one (72-85 GOP/s against 73-84
-    GFLOP/s at 320x2048x2048): there int8 would move the actions for no speed, and is refused in one line; a pin still
-    runs it."""
+    """An AMD EPYC with AVX2 only ran FBGEMM's int8 GEMM no faster than its float32 one (72-83 GOP/s against 73-80
+    GFLOP/s packed at 320x2048x2048 in two runs): there int8 would move the actions for no speed, and is refused in
+    one line; a pin still runs it."""
     cpu_has(None, fbgemm=(74.0, 72.0))
     with pytest.raises(ValueError, match=r"^--quantize int8 does not pay on this CPU \(no VNNI or AMX\): FBGEMM's "
                                          r"u8s8 GEMM 74 GOP/s against float32's 72 GFLOP/s at 320x2048x2048"):

@@ -107,11 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = checkpoint_path(policy.model_path, args.size, getattr(module, "default_checkpoint", None),
                                      policy.revision)
         check_policy_inputs(checkpoint, policy.embodiment_tag, policy.data_config)  # before any weights load
-        precisions = getattr(args, "precisions", None) or ()  # bench reach's
-        if getattr(args, "quantize", None) == "int8" or any("int8" in p for p in precisions):
-            from gr00t_fast.loading import check_int8_on
+        if getattr(args, "quantize", None) == "int8":  # bench reach checks its own precisions (`reach.check`)
+            from gr00t_fast.loading import check_quantize
 
-            check_int8_on(policy.device)  # one line where this CPU refuses int8, before any work
+            check_quantize("int8", policy.device, policy.backend)  # one line where int8 is refused, before any work
     except (ValueError, OSError, MissingExtra) as e:
         error_line("gr00t-fast bench", e)
         return 2

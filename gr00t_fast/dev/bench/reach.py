@@ -45,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> None:
     check_subset("--precisions", args.precisions, list(PRECISIONS))
+    if any(PRECISIONS[p][1] == "int8" for p in args.precisions):  # before the first precision runs
+        from gr00t_fast.loading import check_quantize
+
+        try:
+            check_quantize("int8", args.device, args.backend)
+        except ValueError as refused:  # named by the user: one line; the default's: run the others, say why
+            if args.precisions != list(PRECISIONS):
+                raise ValueError(f"--precisions {','.join(args.precisions)}: {refused}") from None
+            args.precisions = [p for p in args.precisions if PRECISIONS[p][1] != "int8"]
+            print(f"bench reach: its int8 precisions skipped: {refused}", flush=True)
     if args.max_steps < 1 or args.fps <= 0 or args.action_horizon < 1 or args.tolerance <= 0:
         raise ValueError(f"--max_steps and --action_horizon must be >= 1, --fps and --tolerance > 0, got "
                          f"{args.max_steps}, {args.action_horizon}, {args.fps} and {args.tolerance}")
