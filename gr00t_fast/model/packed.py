@@ -66,7 +66,8 @@ class PackedLinear(nn.Module):
         return linear
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN-packed {self.packed.dtype}"
+        dtype = str(self.packed.dtype).removeprefix("torch.")
+        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN-packed {dtype}"
 
 
 class _PackedProduct(torch.autograd.Function):
