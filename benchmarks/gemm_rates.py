@@ -82,9 +82,7 @@ def torch_calls(x: torch.Tensor, weight: torch.Tensor, engine: str) -> dict[str,
         packed, row_levels = onednn_pack(levels), torch.randint(0, 256, x.shape, dtype=torch.uint8)
         zeros = torch.zeros(len(weight), dtype=torch.long)
         int8 = lambda: onednn_int8_mm(row_levels, packed, scale.reshape(-1), zeros)  # noqa: E731
-    linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
-    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
-    packed_linear = PackedLinear(linear)
+    packed_linear = PackedLinear.from_weight(weight)
     return {"torch float32": lambda: F.linear(x, weight), "torch float32 packed": lambda: packed_linear(x),
             f"torch int8 ({engine})": int8}
 

@@ -79,10 +79,8 @@ def probe_rates(reps: int = REPS) -> Bf16Rates:
     x16, weight16 = x.to(torch.bfloat16), weight.to(torch.bfloat16)
     bf16 = lambda: F.linear(x16, weight16)  # noqa: E731 - where oneDNN cannot pack it
     if torch.backends.mkldnn.is_available():  # the eager path's own GEMM where bf16 pays (`packed.packing_pays`)
-        linear = torch.nn.Linear(k, n, bias=False, device="meta")  # no draw from the process's random state
-        linear.weight = torch.nn.Parameter(weight16, requires_grad=False)
         try:  # oneDNN capped below AVX-512 (ONEDNN_MAX_CPU_ISA) may refuse packed bf16
-            packed = PackedLinear(linear)
+            packed = PackedLinear.from_weight(weight16)
             packed(x16)
             bf16 = lambda: packed(x16)  # noqa: E731
         except RuntimeError:

@@ -58,6 +58,14 @@ class PackedLinear(nn.Module):
         algorithm = "tanh" if activation == "gelu" else ""
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, activation, [], algorithm)
 
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor) -> "PackedLinear":
+        """A layer without bias over `weight` (out, in) as it is: no layer made first, no draw from the process's
+        random state (the probes' and benchmarks' GEMM)."""
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        return cls(linear)
+
     def unpacked(self) -> nn.Linear:
         """The plain layer again, its weight the same values in the usual (out, in) layout."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")

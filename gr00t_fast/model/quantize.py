@@ -261,9 +261,7 @@ def fbgemm_rates() -> tuple[float, float]:
     packed = fbgemm_pack((weight / scale).round().to(torch.int8), scale, None)
     calls = {"int8": lambda: torch.ops.quantized.linear_dynamic(x, packed, FBGEMM_REDUCE_RANGE)}
     if float32_packs():
-        linear = nn.Linear(inner, columns, bias=False, device="meta")
-        linear.weight = nn.Parameter(weight, requires_grad=False)
-        float32_layer = PackedLinear(linear)
+        float32_layer = PackedLinear.from_weight(weight)
         calls["float32"] = lambda: float32_layer(x)
     else:
         calls["float32"] = lambda: F.linear(x, weight)
