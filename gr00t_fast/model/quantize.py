@@ -246,12 +246,17 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
                      f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
 
 
-@functools.cache
 def fbgemm_rates() -> tuple[float, float]:
     """GOP/s of FBGEMM's int8 GEMM (its activations quantized inside it) and GFLOP/s of the float32 GEMM a model
     runs instead on this CPU (oneDNN-packed where float32 packs, `gr00t_fast.model.packed`; `F.linear` elsewhere), at
     `INT8_PROBE` on the calling thread's torch threads: alternating, the fastest of 5 each (well under a second),
-    once per process, on inputs of their own generator."""
+    once per process and thread count, on inputs of their own generator."""
+    return _fbgemm_rates_at(torch.get_num_threads())
+
+
+@functools.cache
+def _fbgemm_rates_at(threads: int) -> tuple[float, float]:
+    """`fbgemm_rates` measured, cached by the torch thread count it runs at."""
     from gr00t_fast.model.packed import PackedLinear, float32_packs
 
     rows, inner, columns = INT8_PROBE

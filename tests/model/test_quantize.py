@@ -482,13 +482,19 @@ def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
 
 @pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
 def test_fbgemm_rates_are_measured_here():
-    """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process."""
-    quantize.fbgemm_rates.cache_clear()
+    """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process and thread count (a
+    bench's `--threads` applied after the first ask is measured at its own)."""
+    threads = torch.get_num_threads()
+    quantize._fbgemm_rates_at.cache_clear()
     try:
         int8, float32 = quantize.fbgemm_rates()
         assert 0 < int8 < 1e6 and 0 < float32 < 1e6 and quantize.fbgemm_rates() == (int8, float32)
+        torch.set_num_threads(threads + 1)
+        quantize.fbgemm_rates()
+        assert quantize._fbgemm_rates_at.cache_info().misses == 2
     finally:
-        quantize.fbgemm_rates.cache_clear()
+        torch.set_num_threads(threads)
+        quantize._fbgemm_rates_at.cache_clear()
 
 
 def test_without_vnni_the_model_never_calls_int_mm(tiny_checkpoint, fp32_reference, cpu_has, monkeypatch,

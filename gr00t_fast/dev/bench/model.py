@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from gr00t_fast.dev.bench.common import Bench, fmt, measure, model_inputs, timed
+from gr00t_fast.model.packed import parameter_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +68,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     medians["one denoising step (from 1 vs 4 steps)"] = (medians["action head, 4 steps"]
                                                          - medians["action head, 1 step"]) / 3
     result.update(prompt_tokens=ids.shape[1], median_ms=medians,
-                  parameters=sum(p.numel() for p in model.parameters()))
+                  parameters=parameter_count(model))
     tables.append((["Stage", "Median (ms)"], [[name, fmt(ms, 2)] for name, ms in medians.items()]))
     print(text, flush=True)
     bench.write(result, "Model stages", text, tables)

@@ -138,6 +138,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:  # LeRobot 0.4
         from lerobot.utils.control_utils import predict_action
 
+    from gr00t_fast.model.packed import parameter_count
     from gr00t_fast.runtime.cache import cache_dir
 
     # SO-100 observations as LeRobot's record loop builds them: joint degrees and one RGB uint8 camera frame
@@ -154,7 +155,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             lambda obs: predict_action(obs, policy, torch.device("cpu"), pre, post, False, task=INSTRUCTION,
                                        robot_type="so100_follower"), frames, args.n_action_steps, bench.reps)}
         if name == "gr00t_fast":
-            rows[name]["parameters"] = sum(p.numel() for p in policy.gr00t.backend.model.parameters())
+            rows[name]["parameters"] = parameter_count(policy.gr00t.backend.model)  # packed weights counted
         print(f"{TITLES[name]}: refill {fmt(rows[name]['refill_mean_ms'])} ms", flush=True)
         del policy
     result = {**bench.header(torch.device("cpu"), threads=torch.get_num_threads(), n_action_steps=args.n_action_steps),
