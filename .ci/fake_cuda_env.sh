@@ -20,7 +20,7 @@ if [ "$(cat "$ENV/.complete" 2>/dev/null)" != "$STAMP" ]; then
   $PIP torch==2.14.1
   $PIP "numpy>=1.26,<3" "safetensors>=0.4,<1" "tokenizers>=0.19,<1" "opencv-python-headless>=4.9" \
        "draccus>=0.10,<0.12" "pyyaml>=6" "pyzmq>=25" "msgpack>=1.0" "tqdm>=4.60" "pytest>=8" "pytest-timeout>=2.3" \
-       "onnx>=1.16" "onnxruntime>=1.18" polygraphy==0.53.6
+       "pytest-xdist>=3.5" "onnx>=1.16" "onnxruntime>=1.18" polygraphy==0.53.6
   # TensorRT 10's real Python bindings (1.3 MB, from PyPI; its libraries come only from pypi.nvidia.com, out of reach
   # here, so `import tensorrt` fails): tests/fake_cuda/test_tensorrt_api.py checks the engine code's names against them
   $PIP --no-deps tensorrt-cu13-bindings==10.16.1.11 || echo "tensorrt-cu13-bindings not installable: its test skips"
