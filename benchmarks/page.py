@@ -356,6 +356,33 @@ def gemm_shape(label: str, shape: str) -> Row:
     return Row(f"{label}, {shape}", pick)
 
 
+# issue 59's targets for `--quantize int8` on AVX2, by the checkpoint `bench ab` ran (its folder's name)
+AVX2_TARGETS = {"small_fp32": 2.5, "full_fp32": 3.0}
+
+
+def call_rate(r: Record) -> str:
+    """A `bench ab` configuration's call: its median, the GFLOP/s it reaches, its share of the matmul probe."""
+    return f"{ms(r['median'])}: {r['gflops']:.0f} GFLOP/s, {r['of_matmul_probe']:.0%} of the probe"
+
+
+def probe_rate(data: Record) -> float:
+    """GFLOP/s of a `bench ab` file's float32 matmul probe."""
+    return data["matmul_probe"]["gflops"]["float32"]
+
+
+def at_probe_rate(data: Record) -> str:
+    """A call at the float32 probe's rate (every FLOP at the speed of a large GEMM), against NVIDIA's fp32 call."""
+    floor_ms = data["flops_per_call"] / probe_rate(data) / 1e6
+    return f"{ms(floor_ms)}: at most {configuration(PATHS['NVIDIA fp32'])(data)['median'] / floor_ms:.2f}x NVIDIA"
+
+
+def target_rate(data: Record) -> str:
+    """The rate issue 59's target for the file's checkpoint asks of a whole call, against the float32 probe's."""
+    target = AVX2_TARGETS[Path(data["checkpoint"]).name]
+    needed = target * data["flops_per_call"] / configuration(PATHS["NVIDIA fp32"])(data)["median"] / 1e6
+    return f"{target:g}x: {needed:.0f} GFLOP/s, {needed / probe_rate(data):.2f}x the probe"
+
+
 def row_error(name: str, spread: bool = False) -> Callable[[Record], str]:
     """An `int8_error_sources.py` file's row `name`: its largest action difference from fp32 (its mean); `spread`:
     the largest of all its calls / a call's own largest, the median over the calls (the mean)."""
@@ -628,6 +655,21 @@ SECTIONS = [
                     ("LLM projection", "320x2048x2048"), ("LLM feed-forward up", "320x2048x6144"),
                     ("LLM feed-forward down", "320x6144x2048"), ("SigLIP feed-forward up", "256x1152x4304"),
                     ("DiT feed-forward up", "49x1536x6144"), ("DiT projection", "49x1536x1536"))])),
+    Section("Its ceiling", level=4, cpu=AVX2_CPU,
+            text="What a call costs in arithmetic (`bench ab`'s FlopCounterMode count: matmuls and attention), and "
+                 "the speed it could reach with every FLOP at the rate of a large float32 GEMM on this CPU (`bench "
+                 "ab`'s probe, 320x2048x2048, the faster of `F.linear` and packed; no engine's GEMM ran above 75 "
+                 "G(FL)OP/s here, int8's included, above). gr00t-fast's full-size call already runs near that rate, "
+                 "NVIDIA's below it: the ratio to NVIDIA is capped by the rate NVIDIA leaves, and issue 59's AVX2 "
+                 "targets ask a whole call for more than this CPU's GEMMs give, in any engine.",
+            table=Table(corner="", columns=[Col(label.split(",")[0], AVX2[label]) for label in (
+                "48M, float32 packed", "full size, float32 packed")], rows=[
+                Row("GFLOP a call", metric=lambda data: f"{data['flops_per_call'] / 1e9:.1f}"),
+                Row("float32 matmul probe", metric=lambda data: f"{probe_rate(data):.0f} GFLOP/s"),
+                Row("NVIDIA fp32", PATHS["NVIDIA fp32"], metric=call_rate),
+                Row("gr00t-fast torch fp32 (default, packed)", PATHS["torch fp32"], metric=call_rate),
+                Row("a call at the probe's rate", metric=at_probe_rate),
+                Row("issue 59's target needs", metric=target_rate)])),
     Section("AVX512-VNNI without bf16 units", level=3, plot="cpu/ab_full_compile.png",
             cpu={"avx512_vnni": True, "avx512_bf16": False},
             table=Table(corner="path", best=ratio, columns=per_size(XEON, speedup), rows=[
