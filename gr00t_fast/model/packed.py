@@ -12,9 +12,10 @@ shapes at 32-63 GFLOP/s where oneDNN's packed float32 GEMM ran 61-73 (1.21x at 3
 49x1536x6144; the same values within 7e-6 on random operands, scratch, not bit for bit: another order of the sums; 2
 threads, `benchmarks/gemm_rates.py`): a full-size call 1.58x NVIDIA's fp32 packed against 1.32x
 (benchmarks/README.md, "AVX2 only"; its peak memory 11.9 GB against 10.7 GB). So float32 packs too on an AMD CPU
-with AVX2 and no AVX-512, for checkpoints of `BF16_MIN_PARAMETERS` or more (bf16's bound, calls overhead-bound
-below: smaller ones, NVIDIA's tiny reference among them, stay as NVIDIA's pipeline runs them); on AVX-512 float32 layers gained -7% to +11% packed and stay plain. Not
-measured on Intel CPUs with AVX2 only (where MKL is Intel's own) nor on other architectures: they stay plain.
+with AVX2 and no AVX-512, for checkpoints of `precision.BF16_MIN_PARAMETERS` or more (bf16's bound, calls
+overhead-bound below: smaller ones, NVIDIA's tiny reference among them, stay as NVIDIA's pipeline runs them); on
+AVX-512 float32 layers gained -7% to +11% packed and stay plain. Not measured on Intel CPUs with AVX2 only (where MKL
+is Intel's own) nor on other architectures: they stay plain.
 
 A packed weight is an opaque oneDNN tensor: no state dict, copy, `torch.compile` or export can read it. So only the
 eager `torch` backend runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gr00t_fast.model.precision import BF16_MIN_PARAMETERS
+from gr00t_fast.model import precision
 from gr00t_fast.model.quantize import bf16_units
 from gr00t_fast.model.swap import replace_layers
 from gr00t_fast.runtime.cpuinfo import cpuinfo_field
@@ -101,16 +102,16 @@ def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def packing_pays(model: nn.Module) -> bool:
     """Whether `model` runs faster packed, in a torch built with oneDNN on a CPU: bfloat16 where the CPU's bf16 units
     pay (`bf16_units`: AMX, or AVX512-BF16 measured faster than float32), float32 where it packs on this CPU
-    (`float32_packs`: AMD, AVX2, no AVX-512) and the model at least `BF16_MIN_PARAMETERS` (module docstring).
-    Elsewhere `dtype="auto"` runs float32 unpacked, and a bf16 model pinned there runs unpacked (full size on an Intel Xeon
-    whose AVX512-BF16 is slower than float32: 6.07 s a call unpacked, 6.10 s packed, two runs;
+    (`float32_packs`: AMD, AVX2, no AVX-512) and the model at least `precision.BF16_MIN_PARAMETERS` (module
+    docstring). Elsewhere `dtype="auto"` runs float32 unpacked, and a bf16 model pinned there runs unpacked (full
+    size on an Intel Xeon whose AVX512-BF16 is slower than float32: 6.07 s a call unpacked, 6.10 s packed, two runs;
     benchmarks/history.md)."""
     if model.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     if model.dtype == torch.bfloat16:
         return bf16_units() is not None
     return model.dtype == torch.float32 and float32_packs() \
-        and parameter_count(model) >= BF16_MIN_PARAMETERS
+        and parameter_count(model) >= precision.BF16_MIN_PARAMETERS
 
 
 def float32_packs() -> bool:

@@ -53,14 +53,14 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
             slower than NVIDIA at full size) and is never chosen. Activations per sample in 7 bits (`reduce_range`:
             AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. Only where it
-            pays: the first int8 load of a process times it against the float32 GEMM the model would run instead
-            (`fbgemm_rates`) and refuses int8, in one line, where it is under `INT8_MIN_SPEEDUP` x float32's rate. On
-            an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more than its float32
-            FMAs) it ran 68-73 GOP/s at full size's shapes against oneDNN's packed float32 61-73 GFLOP/s
-            (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest action
-            difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
-            float32 packed ran 1.58x (13.0 s, a run of its own) at 1.7e-4 (benchmarks/README.md, "AVX2 only"): it
-            is refused there. The size rule, `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
+            pays: a process's first int8 load at each torch thread count times it against the float32 GEMM the model
+            would run instead (`fbgemm_rates`) and refuses int8, in one line, where it is under `INT8_MIN_SPEEDUP` x
+            float32's rate. On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
+            than its float32 FMAs) it ran 68-73 GOP/s at full size's shapes against oneDNN's packed float32 61-73
+            GFLOP/s (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest
+            action difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
+            float32 packed ran 1.58x (13.0 s, a run of its own) at 1.7e-4 (benchmarks/README.md, "AVX2 only"): it is
+            refused there. The size rule, `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
 `GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX; a pinned fbgemm is not timed).
 
 Outlier channels (trained transformers carry a few input channels 20-100x the rest, LLM.int8(), SmoothQuant) would

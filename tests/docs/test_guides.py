@@ -42,8 +42,9 @@ def not_run(argv: list[str]) -> str | None:
         (argv[0] == "bench", "a benchmark, minutes of CPU: benchmarks/README.md has its figures"),
         ("nvidia/" in text, "downloads from the Hugging Face Hub (tests/model/test_hub.py resolves ids offline)"),
         ("--demo_task" in text, "fits for about 10 minutes (tests/dev runs the fit in short)"),
-        (argv[0] == "run" and "compile" in argv and "--model_path" not in argv,
-         "compiles the demo checkpoint for minutes (4 on an AVX2 EPYC): tests/backends compiles the tiny one"),
+        (argv[0] == "run" and "compile" in text and not any(arg.startswith("--model_path") for arg in argv),
+         "compiles the demo checkpoint for minutes (4 on an AVX2 EPYC): tests/backends/test_backends.py runs the "
+         "compile backend through the policy on the tiny one"),
         (argv[0] == "install-lerobot" and "--dry-run" not in argv, "installs packages"),
         ("--protocol" in argv and "lerobot" in argv, "needs LeRobot's transport: tests/real_lerobot runs this server"),
     ]

@@ -95,7 +95,7 @@ def test_float32_packs_on_an_avx2_amd_cpu_from_ten_million_parameters(tiny_check
         return packed.packing_pays(model)
 
     assert not pays()  # NVIDIA's tiny reference size: as NVIDIA's pipeline runs it
-    monkeypatch.setattr(packed, "BF16_MIN_PARAMETERS", packed.parameter_count(model))
+    monkeypatch.setattr(packed.precision, "BF16_MIN_PARAMETERS", packed.parameter_count(model))
     assert pays()
     assert not pays(avx512=True) and not pays(vendor_id="GenuineIntel") and not pays(avx2=False)  # not measured
 
@@ -132,7 +132,7 @@ def test_gradients_flow_through_a_packed_layer(activation):
 def test_the_eager_float32_policy_is_packed_where_float32_packs(tiny_checkpoint, monkeypatch):
     reference = load_policy(tiny_checkpoint, device="cpu", dtype="float32", data_config="so100", warmup=False)
     monkeypatch.setattr(packed, "float32_packs", lambda: True)
-    monkeypatch.setattr(packed, "BF16_MIN_PARAMETERS", 0)
+    monkeypatch.setattr(packed.precision, "BF16_MIN_PARAMETERS", 0)
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", data_config="so100", warmup=False)
     assert packed_layers(policy.model) == policy.precision.packed_layers == 44 and packed_layers(reference.model) == 0
     plain = sum(p.numel() for p in reference.model.parameters())  # packed weights are not parameters: still counted

@@ -51,10 +51,11 @@ def build_backends(policy: Any, names: list[str], checkpoint: Path, quantize: st
     INT8 weights)."""
     from gr00t_fast.backends import LoadRequest, backend_class
     from gr00t_fast.loading import build_backend
+    from gr00t_fast.model.packed import parameter_count
 
     built, notes = {}, []
     plain = functools.cache(lambda: plain_model(policy, checkpoint))
-    size = lambda: sum(p.numel() for p in policy.model.parameters())  # noqa: E731
+    size = lambda: parameter_count(policy.model)  # noqa: E731 - packed weights counted
     for name in names:
         try:  # the backend's own options for the policy's dtype and quantize (openvino: its precision)
             options = backend_class(name).configure(LoadRequest(checkpoint, dtype=policy.model.dtype, quantize=quantize,
