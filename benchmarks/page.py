@@ -430,6 +430,16 @@ WITHIN_XEON = {"48M (60 calls)": ("small_obs20x3",) * 3 + ("small_obs20x3_before
                "48M, outliers (60 calls)": ("small_outliers_obs20x3",) * 3
                                 + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
 
+# FBGEMM pinned on the AMD EPYC with AVX2 only (Zen 1), 23 observations of its own run, 3 noises each: NVIDIA's bf16,
+# gr00t-fast's, FBGEMM with each token's own range (now), one range per sample (before), and an experiment not taken
+WITHIN_AVX2_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for label, row in (
+    ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"), ("FBGEMM, each token's range (now)", "int8"),
+    ("FBGEMM, one range per sample (before)", "int8"),
+    ("FBGEMM, 8-bit activations, 7-bit weights (not taken)", "int8")))
+WITHIN_AVX2 = {f"48M{kind} (69 calls)": (f"small{run}_fbgemm",) * 3 + (f"small{run}_fbgemm_before",
+                                                                       f"small{run}_fbgemm_8bit")
+               for kind, run in (("", ""), (", outliers", "_outliers"))}
+
 
 def error_table(columns: Sequence[Col], runs: dict[str, Sequence[str]], suffix: str) -> Table:
     """A row per checkpoint of `int8_error_sources.py` result files: each of `columns` read from
@@ -862,6 +872,19 @@ SECTIONS = [
                  "outlier channels (history.md, \"int8 activations over each token's range\"). `--calibration`: "
                  "the same 8 observations as at 48M.",
             table=error_table(WITHIN_XEON_FULL_COLUMNS, WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27")),
+    Section("Within NVIDIA's own bf16 on FBGEMM", level=4, cpu=AVX2_CPU,
+            text="FBGEMM is the int8 engine of CPUs with AVX2 and no VNNI (refused on this Zen 1 EPYC, where it is no "
+                 "faster than float32: pinned here by `GR00T_FAST_INT8_ENGINE=fbgemm`). FBGEMM quantizes a call's "
+                 "activations with one scale; before 2026-11-28 each sample was its own call, all its tokens in "
+                 "one range, so a loud token left the others few levels. Now each token's own range in 7 bits "
+                 "(`_fbgemm_rows`: levels 0..127 that FBGEMM takes as they are), one call for the batch, the same "
+                 "int32 sums at 1.01-1.04x the GEMM's time (full size's shapes, 2 threads, scratch). The AVX2 EPYC, "
+                 "23 observations of its own simulated run, 3 initial noises each, cells as above; the last column "
+                 "an experiment not taken (8-bit activations over 7-bit weights, no saturation either: better with "
+                 "outliers, worse without); each file's `note` names the code it ran. Even per token, FBGEMM's 7 bits leave 48M over NVIDIA's bf16 in the "
+                 "median call, and with outliers in the largest: where FBGEMM pays (an AVX2 CPU with 256-bit units, "
+                 "none here), its error is not yet within the bound.",
+            table=error_table(WITHIN_AVX2_COLUMNS, WITHIN_AVX2, "avx2_epyc_2026-11-28")),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "

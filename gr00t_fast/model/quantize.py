@@ -4,7 +4,8 @@ Weights are quantized once, symmetric with one scale per output channel; activat
 time (a reduction on the device, no host sync, so the result still compiles and captures in a CUDA graph): int8's
 over each token's own range [min, max] in 255 steps with zero on a level (`_range_rows`; a GELU's output, the input
 of SigLIP's, the VL self-attention's and the DiT's FF down projections, gets about twice the levels of a symmetric
-scale, and a padded channel stays exactly zero), the offset added back through each output channel's weight sum
+scale, and a padded channel stays exactly zero; on FBGEMM in 127 steps from its min, `_fbgemm_rows`, below), the
+offset added back through each output channel's weight sum
 (`QuantizedLinear.level_sums`); fp8's symmetric. Against symmetric int8 activations, on an Intel Xeon's 6 simulated
 observations (the largest action difference from float32, its mean): at 48M the means fall on the random and the
 outlier checkpoint, with and without `--calibration` (0.66 to 0.55, 0.89 to 0.59; 0.54 to 0.41, 0.80 to 0.46); at
@@ -51,8 +52,11 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             is (Inductor lowers oneDNN's int8 linear only for weights frozen into the graph).
     fbgemm  FBGEMM's u8s8 dynamic GEMM (`quantized::linear_dynamic`) on a CPU with AVX2 and no VNNI: there torch's
             `_int_mm` has no fast kernel (4.5 GOP/s against 118 GFLOP/s of f32 matmul on an AMD EPYC Zen 3: 17x
-            slower than NVIDIA at full size) and is never chosen. Activations per sample in 7 bits (`reduce_range`:
-            AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. Only where it
+            slower than NVIDIA at full size) and is never chosen. Activations per token in 7 bits (`reduce_range`:
+            AVX2's byte-pair adds saturate in 16 bits with 8-bit activations), weights per channel. FBGEMM quantizes
+            a call's activations with one scale; each token's own levels 0..127 (`_fbgemm_rows`) are handed to it as
+            floats it maps to themselves, so that a token's range is its own (before 2026-11-28 one call per
+            sample, its tokens sharing one range: a loud token left the others few levels). Only where it
             pays: a process's first int8 load at each torch thread count times it against the float32 GEMM the model
             would run instead (`fbgemm_rates`) and refuses int8, in one line, where it is under `INT8_MIN_SPEEDUP` x
             float32's rate. On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
@@ -79,8 +83,8 @@ GPU not measured). At full size 2% keeps the 12 LLM
 `down_proj` layers (2048x6144, their own int8 error 2.4-3.6% on random weights and with outliers; every other layer
 under 2%): in float32 they cost 1.19x a call, in bfloat16 1.05x (AVX512-BF16, 2 threads; benchmarks/history.md).
 
-FBGEMM's activations share one scale per call: each sample of a batch (the leading axis) is its own call, so that a
-sample's actions never depend on its batch mates (its prompt padding rows are part of its own call).
+FBGEMM's one call for a whole batch keeps each token to itself too (`_fbgemm_rows`): a sample's actions never depend
+on its batch mates.
 """
 
 import functools
@@ -135,6 +139,7 @@ GPTQ_DAMP = 0.1
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
 FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
+FBGEMM_STEPS = 127  # the levels 0..127 `reduce_range` quantizes a call's [min, max] into: `_fbgemm_rows` fills them
 ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activations oneDNN's packed GEMM takes
 # oneDNN's packed int8 GEMM pays where the weight's reads bound the GEMM (weights past the caches, few rows): 32
 # distinct weights at 49 rows, 1536x6144 1.19x `_int_mm`, 1152x4304 at 256 rows 1.07x; small ones cost its fixed
@@ -232,25 +237,26 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
                           + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
     if fbgemm:
         if pinned:
-            return Int8Engine("fbgemm", f"pinned by {INT8_ENGINE_ENV}, FBGEMM's u8s8 GEMM, activations per sample in "
+            return Int8Engine("fbgemm", f"pinned by {INT8_ENGINE_ENV}, FBGEMM's u8s8 GEMM, activations per token in "
                                         "7 bits")
         int8, float32 = fbgemm_rates()
-        rates = (f"FBGEMM's u8s8 GEMM {int8:.0f} GOP/s against float32's {float32:.0f} GFLOP/s at "
+        rates = (f"an int8 layer on FBGEMM's u8s8 GEMM {int8:.0f} GOP/s against float32's {float32:.0f} GFLOP/s at "
                  f"{'x'.join(map(str, INT8_PROBE))}, {torch.get_num_threads()} threads")
         if int8 < INT8_MIN_SPEEDUP * float32:
             raise ValueError(f"--quantize int8 does not pay on this CPU (no VNNI or AMX): {rates}; int8 would move "
                              f"the actions for no speed: run without --quantize (or pin {INT8_ENGINE_ENV}=fbgemm)")
         return Int8Engine("fbgemm", f"no VNNI or AMX, where torch._int_mm has no fast kernel; {rates}, activations "
-                                    "per sample in 7 bits")
+                                    "per token in 7 bits")
     raise ValueError(f"--quantize int8 needs a CPU with VNNI or AMX (oneDNN) or AVX2 (FBGEMM); this one has neither "
                      f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
 
 
 def fbgemm_rates() -> tuple[float, float]:
-    """GOP/s of FBGEMM's int8 GEMM (its activations quantized inside it) and GFLOP/s of the float32 GEMM a model
-    runs instead on this CPU (oneDNN-packed where float32 packs, `gr00t_fast.model.packed`; `F.linear` elsewhere), at
-    `INT8_PROBE` on the calling thread's torch threads: alternating, the fastest of 5 each (well under a second),
-    once per process and thread count, on inputs of their own generator."""
+    """GOP/s of an int8 layer on FBGEMM (`QuantizedLinear`'s, its activations' levels and rescale included) and
+    GFLOP/s of the float32 GEMM a model runs instead on this CPU (oneDNN-packed where float32 packs,
+    `gr00t_fast.model.packed`; `F.linear` elsewhere), at `INT8_PROBE` on the calling thread's torch threads:
+    alternating, the fastest of 5 each (well under a second), once per process and thread count, on inputs of their
+    own generator."""
     return _fbgemm_rates_at(torch.get_num_threads())
 
 
@@ -262,9 +268,10 @@ def _fbgemm_rates_at(threads: int) -> tuple[float, float]:
     rows, inner, columns = INT8_PROBE
     generator = torch.Generator().manual_seed(0)
     x, weight = torch.randn(rows, inner, generator=generator), torch.randn(columns, inner, generator=generator)
-    scale = weight.abs().amax(dim=1, keepdim=True) / 127
-    packed = fbgemm_pack((weight / scale).round().to(torch.int8), scale, None)
-    calls = {"int8": lambda: torch.ops.quantized.linear_dynamic(x, packed, FBGEMM_REDUCE_RANGE)}
+    linear = nn.Linear(inner, columns, bias=False, device="meta")
+    linear.weight = nn.Parameter(weight, requires_grad=False)
+    int8_layer = QuantizedLinear(linear, "int8", "fbgemm")
+    calls = {"int8": lambda: int8_layer(x)}
     if float32_packs():
         float32_layer = PackedLinear.from_weight(weight)
         calls["float32"] = lambda: float32_layer(x)
@@ -306,6 +313,18 @@ def _range_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     zero = -(low / scale).round() - 128  # zero's level, within -128..127; zero exact, as symmetric rounding keeps it
     levels = (x / scale).round_().add_(zero).clamp_(-128, 127)
     return levels.to(torch.int8), scale, -zero * scale
+
+
+def _fbgemm_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FBGEMM's activations per token: each row of a float32 2-D tensor over its own [min, max] in `FBGEMM_STEPS`
+    steps, as float32 levels (rows, in), and float32 scales and offsets (rows, 1), x ~ scale * levels + offset. A row
+    that is not constant has a level 0 (its min) and a level 127 (its max, within an ulp of 127 before rounding), so
+    FBGEMM's own quantization of a call (`reduce_range`: the call's [min(0, min), max] in 0..127) maps these levels to
+    themselves (scale 1, zero point 0), whatever the other rows hold, and its GEMM returns their exact int32 sums times
+    each weight row's scale. A constant row's levels are all 0: its offset carries it whole."""
+    low = x.amin(dim=1, keepdim=True)
+    scale = (x.amax(dim=1, keepdim=True) - low).clamp_(min=1e-12).div_(FBGEMM_STEPS)
+    return (x - low).div_(scale).round_().clamp_(0, FBGEMM_STEPS), scale, low
 
 
 def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -386,10 +405,10 @@ def _(levels: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor,
 
 class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (int8: over
-    each token's range, `_range_rows`; per sample on the fbgemm engine). `engine`: int8's (`int8_engine`, default
-    the one for the weight's device); `smooth`: the SmoothQuant factor per input channel (module docstring), None for
-    none; `rows`: inputs of the float layer (before smoothing) the int8 weights' rounding is fitted to
-    (`_round_weights`), None for plain rounding.
+    each token's range, `_range_rows`; in 7 bits on the fbgemm engine, `_fbgemm_rows`). `engine`: int8's
+    (`int8_engine`, default the one for the weight's device); `smooth`: the SmoothQuant factor per input channel
+    (module docstring), None for none; `rows`: inputs of the float layer (before smoothing) the int8 weights'
+    rounding is fitted to (`_round_weights`), None for plain rounding.
 
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
     object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
@@ -418,13 +437,13 @@ class QuantizedLinear(nn.Module):
             weight, scale, self.fitted = _round_weights(weight, rows, self.qmax)
         else:
             weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
-        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight, and the bias
-            self.packed = fbgemm_pack(weight, scale, None if linear.bias is None else linear.bias.detach().float())
-            return
         self.bias = linear.bias
-        self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         if mode == "int8":  # each output channel's weight summed (scaled): what a row's offset adds (`_range_rows`)
-            self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).t().mul_(self.weight_scale))
+            self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).mul_(scale).t())
+        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight
+            self.packed = fbgemm_pack(weight, scale, None)
+            return
+        self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
         if self.engine == "onednn" and weight.device.type == "cpu" and onednn_packs(*weight.shape[::-1]):
             self.packed = onednn_pack(weight)  # not a buffer: opaque
@@ -436,13 +455,13 @@ class QuantizedLinear(nn.Module):
         lead = x.shape[:-1]
         if self.inv_smooth is not None:
             x = x.float() * self.inv_smooth
-        if self.engine == "fbgemm":  # one call (one activation scale) per sample of the batch; 7-bit activations
-            x = x.float()
-            samples = x.reshape(x.shape[0], -1, self.in_features) if x.dim() >= 3 else [x.reshape(-1, self.in_features)]
-            out = torch.cat([torch.ops.quantized.linear_dynamic(sample, self.packed, FBGEMM_REDUCE_RANGE)
-                             for sample in samples])
-            return out.to(self.out_dtype).reshape(*lead, self.out_features)
         rows = x.reshape(-1, self.in_features)
+        if self.engine == "fbgemm":  # each token's 7-bit levels, which FBGEMM takes as they are (`_fbgemm_rows`)
+            levels, scale, offset = _fbgemm_rows(rows.float())
+            out = torch.ops.quantized.linear_dynamic(levels, self.packed, FBGEMM_REDUCE_RANGE)
+            out = out.mul_(scale).add_(offset * self.level_sums).to(self.out_dtype)
+            out = out if self.bias is None else out.add_(self.bias)
+            return out.reshape(*lead, self.out_features)
         if self.packed is not None:  # oneDNN's u8s8 GEMM: the levels shifted into uint8, the weight's scale fused
             levels, scale, offset = _range_rows(rows)
             levels = levels.view(torch.uint8).add_(ONEDNN_ZERO_POINT)  # two's complement: -128..127 -> 0..255

@@ -470,11 +470,12 @@ def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
     GFLOP/s packed at 320x2048x2048 in two runs): there int8 would move the actions for no speed, and is refused in
     one line; a pin still runs it."""
     cpu_has(None, fbgemm=(74.0, 72.0))
-    with pytest.raises(ValueError, match=r"^--quantize int8 does not pay on this CPU \(no VNNI or AMX\): FBGEMM's "
-                                         r"u8s8 GEMM 74 GOP/s against float32's 72 GFLOP/s at 320x2048x2048"):
+    with pytest.raises(ValueError, match=r"^--quantize int8 does not pay on this CPU \(no VNNI or AMX\): an int8 "
+                                         r"layer on FBGEMM's u8s8 GEMM 74 GOP/s against float32's 72 GFLOP/s at "
+                                         r"320x2048x2048"):
         quantize.int8_engine("cpu")
     cpu_has(None, fbgemm=(quantize.INT8_MIN_SPEEDUP * 72.0, 72.0))
-    assert "FBGEMM's u8s8 GEMM 90 GOP/s against float32's 72" in quantize.int8_engine("cpu").reason
+    assert "an int8 layer on FBGEMM's u8s8 GEMM 90 GOP/s against float32's 72" in quantize.int8_engine("cpu").reason
     cpu_has(None, fbgemm=(74.0, 72.0))
     monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
     assert quantize.int8_engine("cpu").name == "fbgemm"
@@ -652,9 +653,11 @@ def test_a_layer_kept_in_bf16_is_the_bf16_product_of_the_float32_layer():
     assert not torch.equal(got, linear(x))  # not the float32 layer
 
 
-def test_fbgemm_keeps_each_sample_to_itself_and_each_weight_row_its_scale():
-    """FBGEMM's activations share one scale per call: each sample of a batch is its own call, so a sample 50x larger
-    beside it changes nothing; weight rows 100x apart each keep their own scale (per channel)."""
+def test_fbgemm_keeps_each_token_to_itself_and_each_weight_row_its_scale():
+    """FBGEMM quantizes a call's activations with one scale: each token's own 7-bit levels (`_fbgemm_rows`), which it
+    takes as they are, keep a token's output its own (a token 50x larger in its sample or a batch mate beside it
+    changes nothing) and are all FBGEMM rounds: its output is their int32 sums times the scales, to float32's
+    rounding. Constant rows ride on their offsets. Weight rows 100x apart each keep their own scale (per channel)."""
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 128)
     with torch.no_grad():
@@ -663,9 +666,20 @@ def test_fbgemm_keeps_each_sample_to_itself_and_each_weight_row_its_scale():
     quiet, loud = torch.randn(1, 20, 256), 50 * torch.randn(1, 20, 256)
     alone = layer(quiet)
     torch.testing.assert_close(layer(torch.cat([quiet, loud]))[:1], alone, rtol=0, atol=0)
+    mixed = torch.cat([quiet[:, :10], loud[:, :1], quiet[:, 10:]], dim=1)  # a loud token inside the sample
+    torch.testing.assert_close(layer(mixed)[:, [*range(10), *range(11, 21)]], alone, rtol=0, atol=0)
+    levels, scale, offset = quantize._fbgemm_rows(quiet.reshape(-1, 256))
+    assert ((levels == 0).any(dim=1) & (levels == 127).any(dim=1)).all() and torch.equal(levels, levels.round())
+    weight, weight_scale = layer.levels()
+    sums = levels.double() @ weight.double().t()  # exact in float64
+    exact = sums * weight_scale.double().t() * scale.double() + offset.double() * layer.level_sums.double()
+    torch.testing.assert_close(alone.reshape(20, 128).double(), exact + linear.bias.double(), rtol=1e-5, atol=1e-4)
+    constant = torch.stack([torch.zeros(256), torch.full((256,), 0.7)])
+    riding = torch.stack([torch.zeros(128), 0.7 * layer.level_sums[0]]).double() + linear.bias.double()
+    torch.testing.assert_close(layer(constant).double(), riding, rtol=1e-6, atol=1e-4)
     want = linear(quiet)
-    for rows in (slice(0, None, 2), slice(1, None, 2)):  # the loud weight rows and the quiet ones, each within 4%
-        assert quantize.relative_error(alone[..., rows], want[..., rows]) < 0.04
+    for rows in (slice(0, None, 2), slice(1, None, 2)):  # the loud weight rows and the quiet ones, each within 3%
+        assert quantize.relative_error(alone[..., rows], want[..., rows]) < 0.03
 
 
 def test_a_channel_quiet_in_the_sample_is_not_scaled_without_bound():
