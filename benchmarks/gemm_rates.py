@@ -76,7 +76,7 @@ def torch_calls(x: torch.Tensor, weight: torch.Tensor, engine: str) -> dict[str,
     scale = weight.abs().amax(dim=1, keepdim=True) / 127
     levels = (weight / scale).round().to(torch.int8)
     if engine == "fbgemm":
-        packed = fbgemm_pack(levels, scale, None)
+        packed = fbgemm_pack(levels, scale)
         int8 = lambda: torch.ops.quantized.linear_dynamic(x, packed, True)  # noqa: E731
     else:
         packed, row_levels = onednn_pack(levels), torch.randint(0, 256, x.shape, dtype=torch.uint8)

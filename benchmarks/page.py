@@ -893,12 +893,18 @@ SECTIONS = [
                  "activations with one scale; before 2026-11-28 each sample was its own call, all its tokens in "
                  "one range, so a loud token left the others few levels. Now each token's own range in 7 bits "
                  "(`_fbgemm_rows`: levels 0..127 that FBGEMM takes as they are), one call for the batch, the same "
-                 "int32 sums at 1.01-1.04x the GEMM's time (full size's shapes, 2 threads, scratch). The AVX2 EPYC, "
-                 "23 observations of its own simulated run, 3 initial noises each, cells as above; the last column "
-                 "an experiment not taken (8-bit activations over 7-bit weights, no saturation either: better with "
-                 "outliers, worse without); each file's `note` names the code it ran. Even per token, FBGEMM's 7 bits leave 48M over NVIDIA's bf16 in the "
-                 "median call, and with outliers in the largest: where FBGEMM pays (an AVX2 CPU with 256-bit units, "
-                 "none here), its error is not yet within the bound.",
+                 "int32 sums at 1.01-1.04x the GEMM's time (full size's shapes, 2 threads, a scratch run: "
+                 "history.md). The AVX2 EPYC, 23 observations of its own simulated run, 3 initial noises each, cells "
+                 "as above. Not the change alone: before, 4 of the 77 layers stayed float32 (their own error on the "
+                 "sample calls over 5%), now none (66 int8 against 62). The last column an experiment not taken "
+                 "(8-bit activations over 7-bit weights, no saturation either: better with outliers, worse "
+                 "without); each file's `note` names the code it ran. Even per token, FBGEMM's 7 bits leave 48M over "
+                 "NVIDIA's bf16 in the median call, and with outliers in the largest: where FBGEMM pays (an AVX2 CPU "
+                 "with 256-bit units, none here), its error is not yet within the bound. At full size, `bench ab` on "
+                 "its one observation with FBGEMM pinned (`results/cpu/ab_full_fbgemm_per_token_avx2_epyc_2026-11-28"
+                 ".json`, the machine loaded by other work part of the time): 1.60x NVIDIA's fp32 beside float32's "
+                 "1.59x, its largest action difference 3.95 where per sample it was 6.83 (\"AVX2 only\" above; "
+                 "NVIDIA's own bf16 on that observation 2.57, on the Intel Xeon).",
             table=error_table(WITHIN_AVX2_COLUMNS, WITHIN_AVX2, "avx2_epyc_2026-11-28")),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "
@@ -988,10 +994,11 @@ SECTIONS = [
             eval_table("cpu/eval_speed_small_torch.json", "cpu/eval_speed_small_openvino.json")),
     Section("On the AVX2 EPYC", level=3, cpu=AVX2_CPU,
             text="The same runs on the AMD EPYC with AVX2 only (Zen 1), where float32 is the default (packed for "
-                 "oneDNN) and int8 is refused. Its loop is the model's calls (scratch: 9.6 s of a 9.9 s loop, 6 "
-                 "calls of 8, 8, 4, 8, 8 and 4 observations; at 8, ~13 GFLOP an observation, the GEMMs at 64 GFLOP/s, "
-                 "92% of this CPU's float32 probe, attention at 42). At the probe's rate, 69 GFLOP/s, its 40 "
-                 "observations would take ~7.5 s and the whole command ~9.3 s, 2.8-3.2x NVIDIA's: issue 59's 3x "
+                 "oneDNN) and int8 is refused. Its loop is the model's calls (a scratch run after these, history.md: "
+                 "9.6 s of a 9.9 s loop, 6 calls of 8, 8, 4, 8, 8 and 4 observations; at 8, ~13 GFLOP an "
+                 "observation, the GEMMs at 64 GFLOP/s, 92% of this CPU's float32 probe, attention at 42). At the "
+                 "probe's rate, 69 GFLOP/s, its 40 observations would take ~7.5 s, and the whole command, with the "
+                 "~1.8 s the table's runs spent outside the loop, ~9.3 s: 2.8-3.2x NVIDIA's. Issue 59's 3x "
                  "for the whole command is at this CPU's arithmetic ceiling here, as a call's targets are "
                  "(\"Its ceiling\" above).",
             table=eval_table("cpu/eval_speed_small_torch_avx2_epyc_2026-11-28.json",

@@ -64,7 +64,8 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             GFLOP/s (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest
             action difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
             float32 packed ran 1.58x (13.0 s, a run of its own) at 1.7e-4 (benchmarks/README.md, "AVX2 only"): it is
-            refused there. The size rule, `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
+            refused there. With each token's own range (2026-11-28) the same observation moved by 3.95, 1.60x beside
+            float32's 1.59x in one run (benchmarks/README.md, "Within NVIDIA's own bf16 on FBGEMM"). The size rule, `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
 `GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX; a pinned fbgemm is not timed).
 
 Outlier channels (trained transformers carry a few input channels 20-100x the rest, LLM.int8(), SmoothQuant) would
@@ -138,8 +139,10 @@ QUIET_CHANNEL = 0.01  # a channel quieter than this share of the median channel 
 GPTQ_DAMP = 0.1
 GPTQ_BLOCK = 128  # columns rounded one by one before the rest of their chunk is updated at once
 GPTQ_CHUNK = 2048  # input channels whose rounding errors are carried among each other (H's diagonal blocks)
-FBGEMM_REDUCE_RANGE = True  # 7-bit activations: AVX2's 16-bit byte-pair sums cannot saturate
-FBGEMM_STEPS = 127  # the levels 0..127 `reduce_range` quantizes a call's [min, max] into: `_fbgemm_rows` fills them
+# FBGEMM quantizes a call's [min(0, min), max] into 0..127 with `reduce_range` (7 bits: AVX2's 16-bit byte-pair sums
+# cannot saturate), so `_fbgemm_rows`' levels 0..127 pass at scale 1: the two go together
+FBGEMM_REDUCE_RANGE = True
+FBGEMM_STEPS = 127
 ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activations oneDNN's packed GEMM takes
 # oneDNN's packed int8 GEMM pays where the weight's reads bound the GEMM (weights past the caches, few rows): 32
 # distinct weights at 49 rows, 1536x6144 1.19x `_int_mm`, 1152x4304 at 256 rows 1.07x; small ones cost its fixed
@@ -321,10 +324,14 @@ def _fbgemm_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     that is not constant has a level 0 (its min) and a level 127 (its max, within an ulp of 127 before rounding), so
     FBGEMM's own quantization of a call (`reduce_range`: the call's [min(0, min), max] in 0..127) maps these levels to
     themselves (scale 1, zero point 0), whatever the other rows hold, and its GEMM returns their exact int32 sums times
-    each weight row's scale. A constant row's levels are all 0: its offset carries it whole."""
+    each weight row's scale. A constant row's levels are all 0: its offset carries it whole; a range under float32's
+    smallest normal number times 127 is widened to it."""
     low = x.amin(dim=1, keepdim=True)
-    scale = (x.amax(dim=1, keepdim=True) - low).clamp_(min=1e-12).div_(FBGEMM_STEPS)
-    return (x - low).div_(scale).round_().clamp_(0, FBGEMM_STEPS), scale, low
+    scale = (x.amax(dim=1, keepdim=True) - low).clamp_(min=FBGEMM_STEPS * torch.finfo(torch.float32).tiny)
+    scale = scale.div_(FBGEMM_STEPS)
+    # a token with NaN or an overflowing range gets levels 0 (FBGEMM raises on a NaN in its range) and stays NaN
+    # through its scale or offset, alone: no batch mate sees it
+    return (x - low).div_(scale).round_().clamp_(0, FBGEMM_STEPS).nan_to_num_(0.0), scale, low
 
 
 def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -441,7 +448,7 @@ class QuantizedLinear(nn.Module):
         if mode == "int8":  # each output channel's weight summed (scaled): what a row's offset adds (`_range_rows`)
             self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).mul_(scale).t())
         if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight
-            self.packed = fbgemm_pack(weight, scale, None)
+            self.packed = fbgemm_pack(weight, scale)
             return
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
@@ -539,9 +546,9 @@ def kept_layers(model: nn.Module, mode: str) -> KeptLayers:
     return KeptLayers(model.dtype, MAX_LAYER_ERROR)
 
 
-def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor):
     """int8 `weight` (out, in) with its per-output-channel `scale` (out, 1), packed for FBGEMM's dynamic GEMM as they
-    are (the process's quantized engine set to FBGEMM while it packs)."""
+    are, without a bias (the process's quantized engine set to FBGEMM while it packs)."""
     scale = scale.reshape(-1).double()
     engine = torch.backends.quantized.engine
     try:
@@ -550,7 +557,7 @@ def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | 
             warnings.simplefilter("ignore")
             q = torch._make_per_channel_quantized_tensor(weight.cpu(), scale.cpu(),
                                                          torch.zeros_like(scale, dtype=torch.long).cpu(), 0)
-            return torch.ops.quantized.linear_prepack(q, bias)
+            return torch.ops.quantized.linear_prepack(q, None)
     finally:
         torch.backends.quantized.engine = engine
 

@@ -482,13 +482,18 @@ def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
 
 
 @pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
-def test_fbgemm_rates_are_measured_here():
+def test_fbgemm_rates_are_measured_here(monkeypatch):
     """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process and thread count (a
-    bench's `--threads` applied after the first ask is measured at its own)."""
+    bench's `--threads` applied after the first ask is measured at its own), int8's of the layer as it runs (its
+    activations' levels and rescale included)."""
     threads = torch.get_num_threads()
     quantize._fbgemm_rates_at.cache_clear()
+    engines = []
+    forward = QuantizedLinear.forward
+    monkeypatch.setattr(QuantizedLinear, "forward", lambda self, x: engines.append(self.engine) or forward(self, x))
     try:
         int8, float32 = quantize.fbgemm_rates()
+        assert len(engines) >= 5 and set(engines) == {"fbgemm"}
         assert 0 < int8 < 1e6 and 0 < float32 < 1e6 and quantize.fbgemm_rates() == (int8, float32)
         torch.set_num_threads(threads + 1)
         quantize.fbgemm_rates()
@@ -664,6 +669,7 @@ def test_fbgemm_keeps_each_token_to_itself_and_each_weight_row_its_scale():
         linear.weight[::2] *= 100
     layer = QuantizedLinear(linear, "int8", "fbgemm")
     quiet, loud = torch.randn(1, 20, 256), 50 * torch.randn(1, 20, 256)
+    quiet[0, 3] += 5  # a token of one sign: its own [min, max], not zero's
     alone = layer(quiet)
     torch.testing.assert_close(layer(torch.cat([quiet, loud]))[:1], alone, rtol=0, atol=0)
     mixed = torch.cat([quiet[:, :10], loud[:, :1], quiet[:, 10:]], dim=1)  # a loud token inside the sample
@@ -680,6 +686,12 @@ def test_fbgemm_keeps_each_token_to_itself_and_each_weight_row_its_scale():
     want = linear(quiet)
     for rows in (slice(0, None, 2), slice(1, None, 2)):  # the loud weight rows and the quiet ones, each within 3%
         assert quantize.relative_error(alone[..., rows], want[..., rows]) < 0.03
+    tiny, broken = 1e-13 * torch.randn(1, 20, 256), torch.randn(1, 20, 256)
+    broken[0, 0, 7], broken[0, 5, 9] = float("nan"), float("inf")  # NaN in the call's first row: FBGEMM's range
+    beside = layer(torch.cat([tiny, broken, quiet]))
+    torch.testing.assert_close(beside[:1], layer(tiny), rtol=0, atol=0)  # a range under 1e-12 still its own
+    torch.testing.assert_close(beside[2:], alone, rtol=0, atol=0)
+    assert beside[1, [0, 5]].isnan().all() and beside[1, [*range(1, 5), *range(6, 20)]].isfinite().all()
 
 
 def test_a_channel_quiet_in_the_sample_is_not_scaled_without_bound():
