@@ -543,9 +543,20 @@ LOAD_MEMORY_SYNTHETIC = "cpu/int8_load_memory_full_synthetic_xeon_avx512bf16_202
 LOAD_MEMORY_SCENES8 = "cpu/int8_load_memory_full_scenes8_xeon_avx512bf16_2026-11-27.json"
 
 
-def load_side(side: str) -> Callable[[Record], Record]:
-    """One kind of load of an `int8_load_memory.py` file ("deferred" or "whole"), with the weights it holds."""
-    return lambda d: {**d["summary"][side], "weights_mb": d["weights_mb"]}
+# the int8 cache (`gr00t_fast.model.int8_cache`) on the AVX2 EPYC, FBGEMM pinned: 48M and full size
+LOAD_CACHED = {"48M": "cpu/int8_load_memory_small_cached_avx2_epyc_2026-11-28.json",
+               "full size": "cpu/int8_load_memory_full_cached_avx2_epyc_2026-11-28.json"}
+
+
+def load_side(side: str) -> Callable[[Record], Record | None]:
+    """One kind of load of an `int8_load_memory.py` file ("deferred", "whole", "saving" or "cached"), with the weights
+    it holds; None where the file's run had no such load."""
+    return lambda d: d["summary"].get(side) and {**d["summary"][side], "weights_mb": d["weights_mb"]}
+
+
+def load_cell(r: Record) -> str:
+    """A load's peak, that peak over the weights it holds, and its times."""
+    return f"{r['peak_mb']:,.0f} MB ({r['peak_over_weights']:.2f}x), " + ", ".join(f"{s:.1f} s" for s in r["load_s"])
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
 LEROBOT = "cpu/lerobot_async.json"
@@ -983,6 +994,24 @@ SECTIONS = [
                     pick=load_side("whole")),
                 Row("8 synthetic scenes, fitted (Intel Xeon, now): a layer at a time", file=LOAD_MEMORY_SCENES8,
                     pick=load_side("deferred"))])),
+    Section("Read from the int8 cache", level=4, cpu=AVX2_CPU,
+            text="A later load of the same checkpoint reads the int8 layers the first one saved "
+                 "(`gr00t_fast.model.int8_cache`: keyed by the checkpoint's content, gr00t-fast's code, torch's "
+                 "version, the engine and the sample calls; `GR00T_FAST_INT8_CACHE=0` turns it off). "
+                 "`python benchmarks/int8_load_memory.py --sides deferred cached` (48M) and `--sides cached` (full "
+                 "size) on the AVX2 EPYC with FBGEMM pinned (`GR00T_FAST_INT8_ENGINE=fbgemm`; int8 is refused there "
+                 "otherwise), each load in a process of its own: the first load of the cached side saves the layers "
+                 "(it also hashes the checkpoint's files once, for the key), the others read them; every load's "
+                 "actions the same bits. Each cell: the peak resident memory, that peak over the weights held once "
+                 "loaded (FBGEMM's packed copies counted as one byte a weight), and each load's time (2 threads; "
+                 "the 48M process's ~240 MB of imports weigh on its ratio). At full size the file is 1.6 GB, and most "
+                 "of a read load's time is FBGEMM packing its weights again (scratch: 290 ms for a 6144x2048 weight, "
+                 "one layer at a time; its packed form cannot be saved).",
+            table=Table(corner="`--quantize int8`, 8 synthetic scenes", columns=[
+                Col(size, file, load_cell) for size, file in LOAD_CACHED.items()], rows=[
+                Row("quantized as it loads, the cache off", load_side("deferred")),
+                Row("quantized, then saved to the cache (the first load)", load_side("saving")),
+                Row("read from the cache", load_side("cached"))])),
     Section("`gr00t-fast eval` against NVIDIA's evaluation loop",
             "The same episodes of a `make-dataset` recording, the 48M checkpoint loaded on both sides: NVIDIA's "
             "`LeRobotSingleDataset` and `calc_mse_for_single_trajectory` with its fp32 `Gr00tPolicy`, against "

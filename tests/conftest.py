@@ -5,8 +5,9 @@ bf16 units it picks bf16 for the larger checkpoints, and the suite compares acti
 (tests/model/test_precision.py tests the choice itself). The torch backend's int8 transformer blocks stay eager
 (`GR00T_FAST_COMPILE_BLOCKS=0`): compiled, every int8 load would spend tens of seconds in Inductor, and int8 levels
 a float rounding apart flip where the suite compares int8 runs; tests/backends/test_regional.py turns them on. What
-gr00t-fast caches (demo checkpoints, exported graphs)
-goes to a folder of this test session, never the user's `~/.cache/gr00t_fast`."""
+gr00t-fast caches (demo checkpoints, exported graphs) goes to a folder of this test session, never the user's
+`~/.cache/gr00t_fast`; int8 loads do not cache their layers (`GR00T_FAST_INT8_CACHE=0`: a test's monkeypatched rules
+would meet another's layers), tests/model/test_int8_cache.py turns it on."""
 
 import atexit
 import os
@@ -27,12 +28,14 @@ if _WORKER.startswith("gw") and hasattr(os, "sched_setaffinity"):
 import pytest
 
 from gr00t_fast.backends.regional import COMPILE_BLOCKS_ENV
+from gr00t_fast.model.int8_cache import INT8_CACHE_ENV
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from shared_data import shared_path
 
 os.environ[AUTO_DTYPE_ENV] = "float32"
 os.environ[COMPILE_BLOCKS_ENV] = "0"
 os.environ["GR00T_FAST_CACHE"] = tempfile.mkdtemp(prefix="gr00t_fast_test_cache_")
+os.environ[INT8_CACHE_ENV] = "0"
 atexit.register(shutil.rmtree, os.environ["GR00T_FAST_CACHE"], ignore_errors=True)
 
 
@@ -44,6 +47,27 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     write_checkpoint(out, size="tiny", seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def outlier_checkpoint(tmp_path_factory) -> Path:
+    """The tiny checkpoint with `make-checkpoint --outliers`' channels (`gr00t_fast.model.outliers`)."""
+    from gr00t_fast.model.random_checkpoint import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("outliers") / "tiny", "tiny", 0, progress=False, outliers=True)
+
+
+@pytest.fixture(scope="session")
+def observations_file(tmp_path_factory):
+    """12 observations of the tiny checkpoint's SO-100, as `--calibration` reads them."""
+    import numpy as np
+
+    rng, n = np.random.default_rng(1), 12
+    path = tmp_path_factory.mktemp("calibration") / "obs.npz"
+    np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
+                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)), "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
+                      "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,21 @@ quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by 
 (`pack_model`) and its int8 transformer blocks compiled by it (`gr00t_fast.backends.regional`), plain for the others,
 which compile or capture it (packed weights cannot be read there)."""
 
-from dataclasses import replace
+import hashlib
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Callable, Collection, Sequence
 
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
 from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inputs
+from gr00t_fast.model.int8_cache import int8_cache_enabled, quantize_cached
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
 
-__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model", "sample_calls"]
+__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "calls_digest", "int8_cache_folder", "pack_model", "quantize_model",
+           "sample_calls"]
 
 # int8 on a CPU without the user's observations: its weights fitted to this many synthetic scenes
 # (`calibration_inputs`) rather than each at its nearest level. 8 (and GPTQ damped 0.1, `quantize.GPTQ_DAMP`) since
@@ -25,34 +29,69 @@ __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "pack_model", "quantize_model", 
 # damped 0.1; 8 scenes 0.40%, 16 0.39%; plain rounding 0.74% (`benchmarks/int8_weight_fit.py`; benchmarks/history.md,
 # "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float call of the model during the load: a full-size load
 # took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels, with 8 266 s (its peak 1.17x the weights held;
-# benchmarks/README.md, "While `--quantize int8` loads"). On a GPU
-# not measured: one example call, the nearest levels. Not measured either: the fit's error on FBGEMM's engine (on an
-# AVX2-only AMD EPYC, where int8 is refused now, its load took 600 s at full size) and a bfloat16 model, which fit
-# all the same.
+# benchmarks/README.md, "While `--quantize int8` loads"); a later load of the same checkpoint reads the layers the
+# first one saved (`gr00t_fast.model.int8_cache`). On a GPU not measured: one example call, the nearest levels. Not
+# measured either: a bfloat16 model, which fits all the same.
 SYNTHETIC_CALLS = 8
 
 
 def quantize_model(model: torch.nn.Module, mode: str,
-                   calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None) -> dict[str, int]:
+                   calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None,
+                   cache: Path | None = None) -> dict[str, int]:
     """`quantize_linears` in place, its activations measured in the sample calls: `calibration` (host float32
     (inputs, noise) calls of the user's observations, `LoadRequest.calibration`), else for int8 on a CPU
     `SYNTHETIC_CALLS` synthetic scenes (`calibration_inputs`), else an example call (batch 1). int8's weights are
     rounded to fit the observations or the scenes (GPTQ), those of the example call to their nearest levels.
-    Its layer counts go into `model.precision` (the load line, `policy.timings`, every benchmark row) and are
-    returned."""
+    `cache`: the folder whose int8 layers a load with the same key saved (`int8_cache_folder`): read from it where
+    they are, else saved there (`gr00t_fast.model.int8_cache`). Its layer counts go into `model.precision` (the load
+    line, `policy.timings`, every benchmark row) and are returned."""
     int8 = mode == "int8"
     scenes = int8 and not calibration and model.device.type == "cpu"
-    calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
-                            else [example_inputs(model.config)])
-    counts = quantize_linears(model, mode, sample=sample_calls(model, calls),
-                              fit_weights=int8 and bool(calibration or scenes))
+
+    def quantize() -> dict[str, int]:
+        calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
+                                else [example_inputs(model.config)])
+        return quantize_linears(model, mode, sample=sample_calls(model, calls),
+                                fit_weights=int8 and bool(calibration or scenes))
+
+    counts, cached = quantize_cached(model, cache, quantize) if cache is not None else (quantize(), None)
     kept = kept_layers(model, mode)
     engine = {"engine": str(int8_engine(model.device)), "kept_in": str(kept.dtype).removeprefix("torch."),
               "max_layer_error": kept.max_error} if int8 else {}
-    observations = {"observations": len(calibration)} if calibration else {"synthetic": len(calls)} if scenes else {}
+    observations = {"observations": len(calibration)} if calibration else {"synthetic": SYNTHETIC_CALLS} if scenes \
+        else {}
     if model.precision is not None:
-        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations})
+        model.precision = replace(model.precision, quantization={"mode": mode, **engine, **counts, **observations,
+                                                                 **({"cache": cached} if cached else {})})
     return counts
+
+
+def int8_cache_folder(model: torch.nn.Module, request: LoadRequest) -> Path | None:
+    """The int8 cache folder of this load (`quantize_model`'s `cache`): keyed by the checkpoint, gr00t-fast's code,
+    torch's version, the engine, what kept layers run in and their bound, the model's dtype and the sample calls
+    (the user's observations by content, else the synthetic scenes); None where a load does not cache: not int8 on a
+    CPU (elsewhere it takes one example call), a backend loaded without artifacts, or `GR00T_FAST_INT8_CACHE=0`."""
+    if request.quantize != "int8" or model.device.type != "cpu" or request.artifacts is None \
+            or not int8_cache_enabled():
+        return None
+    kept = kept_layers(model, "int8")
+    calls = calls_digest(request.calibration) if request.calibration else f"synthetic {SYNTHETIC_CALLS}"
+    return request.artifacts.derived_weights("int8", torch.__version__, int8_engine(model.device).name, kept.dtype,
+                                             kept.max_error, model.dtype, calls)
+
+
+def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:
+    """What (inputs, noise) calls are, by content: sha256 over every field of each call, tensors by dtype, shape and
+    bytes."""
+    h = hashlib.sha256()
+    for inputs, noise in calls:
+        for value in (*(getattr(inputs, f.name) for f in fields(inputs)), noise):
+            if torch.is_tensor(value):
+                h.update(f"{value.dtype}{tuple(value.shape)}".encode())
+                h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(repr(value).encode())
+    return h.hexdigest()[:16]
 
 
 def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> Callable[[], list]:
@@ -84,9 +123,10 @@ class PyTorchBackend(Backend):
     @classmethod
     def check_quantize(cls, quantize: str | None, on_cpu: bool) -> None:
         """int8 for a model on a CPU is refused where the CPU has no fast int8 engine (`int8_engine`: none, or FBGEMM
-        no faster than float32)."""
+        no faster than float32), and a `GR00T_FAST_INT8_CACHE` that is not 0 or 1."""
         if quantize == "int8" and on_cpu:
             int8_engine("cpu")
+            int8_cache_enabled()  # a bad GR00T_FAST_INT8_CACHE is named before the weights too
 
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
@@ -111,5 +151,5 @@ class PyTorchBackend(Backend):
         if uncompile_blocks(model) and model.precision is not None:
             model.precision = replace(model.precision, compiled_blocks=0)
         if request.quantize is not None:
-            quantize_model(model, request.quantize, request.calibration)
+            quantize_model(model, request.quantize, request.calibration, int8_cache_folder(model, request))
         return super().load(model, request)

@@ -1,7 +1,7 @@
 """`Artifacts`: what a backend asks of export as it loads itself (`Backend.load`, through `LoadRequest.artifacts`):
 a folder the user gave, checked; the checkpoint's ONNX graphs or TensorRT engines, found in the cache or made into it;
-a folder for its compiled models, keyed by what they are compiled from. Which of them a backend needs is the
-backend's to say: nothing here names a backend."""
+a folder for its compiled models, keyed by what they are compiled from; a folder for the weights it derives as it
+loads (int8 layers). Which of them a backend needs is the backend's to say: nothing here names a backend."""
 
 import hashlib
 import warnings
@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
-from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint, locked
+from gr00t_fast.runtime.cache import cache_dir, checkpoint_fingerprint, code_digest, locked
 
 __all__ = ["Artifacts", "ensure_artifacts", "sources_digest"]
 
@@ -48,6 +48,13 @@ class Artifacts:
         with locked(folder):
             return build_engines(self.model_path, folder, cameras=self.cameras, precision=precision,
                                  eagle_path=model.config.eagle_dir)
+
+    def derived_weights(self, name: str, *key: str) -> Path:
+        """The cache folder of weights backend `name` derives from the checkpoint's as it loads (the torch backends'
+        int8 layers, `gr00t_fast.model.int8_cache`): keyed by the checkpoint's content (`checkpoint_fingerprint`),
+        gr00t-fast's code (`code_digest`) and the backend's own `key`."""
+        key = hashlib.sha256("\0".join((code_digest(), *map(str, key))).encode()).hexdigest()[:16]
+        return cache_dir() / name / f"{checkpoint_fingerprint(self.model_path)}-{key}"
 
     def compiled_cache(self, name: str, sources: str | Path, *key: str) -> Path:
         """The cache folder of backend `name`'s models compiled from the export `sources`: keyed by the digests of

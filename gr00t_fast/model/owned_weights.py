@@ -15,6 +15,7 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -50,6 +51,7 @@ class OwnedSafetensors:
             (length,) = struct.unpack("<Q", self.file.read(8))
             header = json.loads(self.file.read(length))
             self.entries = {name: header[name] for name in names}
+            self.metadata: dict[str, str] = header.get("__metadata__") or {}
         except (ValueError, KeyError, struct.error) as err:  # the file changed since safetensors checked it
             self.file.close()
             raise WeightFileError(f"cannot read {path} (changed while it was read?): {err!r}") from None
@@ -82,3 +84,27 @@ class OwnedSafetensors:
                                   "bytes (the file changed while it was read?)")
         shape = self.shape(key)
         return buffer.view(dtype).reshape(shape) if math.prod(shape) else torch.empty(shape, dtype=dtype)
+
+
+def write_streamed(path: Path, layout: dict[str, tuple[torch.dtype, tuple[int, ...]]],
+                   tensor: Callable[[str], torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file at `path` of the tensors `layout` names (name -> dtype, shape), each made by `tensor(name)`
+    as it is written and dropped after: the writer holds one tensor at a time (`safetensors.torch.save_file` takes
+    them all at once: at full size 2.3 GB of int8 levels unpacked beside their packed copies)."""
+    codes = {dtype: code for code, dtype in DTYPES.items()}
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name, (dtype, shape) in layout.items():
+        size = math.prod(shape) * dtype.itemsize
+        header[name] = {"dtype": codes[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data 8-byte aligned, as safetensors writes it
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        for name, (dtype, shape) in layout.items():
+            value = tensor(name).detach().cpu().contiguous()
+            if value.dtype != dtype or tuple(value.shape) != tuple(shape):
+                raise ValueError(f"{name}: made {value.dtype} {list(value.shape)}, declared {dtype} {list(shape)}")
+            f.write(memoryview(value.reshape(-1).view(torch.uint8).numpy()))
+            del value  # before the next is made

@@ -76,6 +76,7 @@ class Precision:
         notes += [f"{q['prepacked']} with their weights prepacked for oneDNN"] if q.get("prepacked") else []
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "
                   f"{q.get('max_layer_error', 0):.0%}"] if counts["too_lossy"] else []
+        notes += [f"its layers {q['cache']}"] if q.get("cache") else []
         notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "
                   f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call"] \
             if counts["slow_on_cpu"] else []

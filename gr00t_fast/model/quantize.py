@@ -416,15 +416,17 @@ class QuantizedLinear(nn.Module):
     each token's range, `_range_rows`; in 7 bits on the fbgemm engine, `_fbgemm_rows`). `engine`: int8's
     (`int8_engine`, default the one for the weight's device); `smooth`: the SmoothQuant factor per input channel
     (module docstring), None for none; `rows`: inputs of the float layer (before smoothing) the int8 weights'
-    rounding is fitted to (`_round_weights`), None for plain rounding.
+    rounding is fitted to (`_round_weights`), None for plain rounding; `stored`: the (levels, scales, 1 / smooth or
+    None) `levels()` and `inv_smooth` gave of this layer quantized before (`gr00t_fast.model.int8_cache`), held as
+    they are: `linear`'s weight is not read (it may be on the meta device), its bias is.
 
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
     object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
-    model is made where it runs, from the float checkpoint, and never copied or saved; `levels()` reads the int8
-    weight of any engine."""
+    model is made where it runs, from the float checkpoint or from its own int8 cache, and is never copied; `levels()`
+    reads the int8 weight of any engine."""
 
     def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
-                 rows: torch.Tensor | None = None):
+                 rows: torch.Tensor | None = None, stored: tuple[torch.Tensor, torch.Tensor, Any] | None = None):
         super().__init__()
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]
@@ -433,18 +435,20 @@ class QuantizedLinear(nn.Module):
             check_fp8_cuda(linear.weight.device, self.out_dtype)
         self.engine = (engine or int8_engine(linear.weight.device).name) if mode == "int8" else "fp8"
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach()
-        if smooth is not None:
-            weight = weight.float() * smooth
-            self.register_buffer("inv_smooth", smooth.reciprocal().float())  # float32, as the product it undoes
-            rows = None if rows is None else rows.float() / smooth.to(rows.device)
-        else:
-            self.inv_smooth = None
         self.fitted = False  # whether the int8 levels were fitted to `rows` (`_round_weights`)
-        if mode == "int8" and rows is not None:
-            weight, scale, self.fitted = _round_weights(weight, rows, self.qmax)
+        if stored is not None:
+            weight, scale, inv_smooth = stored
         else:
-            weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
+            weight, inv_smooth = linear.weight.detach(), None
+            if smooth is not None:
+                weight = weight.float() * smooth
+                inv_smooth = smooth.reciprocal().float()  # float32, as the product it undoes
+                rows = None if rows is None else rows.float() / smooth.to(rows.device)
+            if mode == "int8" and rows is not None:
+                weight, scale, self.fitted = _round_weights(weight, rows, self.qmax)
+            else:
+                weight, scale = _quantize_rows(weight, self.qdtype, self.qmax)
+        self.register_buffer("inv_smooth", inv_smooth)
         self.bias = linear.bias
         if mode == "int8":  # each output channel's weight summed (scaled): what a row's offset adds (`_range_rows`)
             self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).mul_(scale).t())

@@ -5,6 +5,7 @@ checkpoint at once never read or remove what the other is writing); one that rec
 serves no file it did not write."""
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -130,4 +131,16 @@ def checkpoint_fingerprint(checkpoint_dir: str | Path) -> str:
             h.update(name.encode() + (path / name).read_bytes())
     for f in weights:
         h.update(f"{f.name}:{file_digest(f)}".encode())
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def code_digest() -> str:
+    """What gr00t-fast's code is, by content: sha256 over every Python file of the package (its name and bytes), once
+    per process. What a cache made by running the code (int8 layers fitted at load) is keyed by: any change of the code
+    or of a constant in it makes the cache anew."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]

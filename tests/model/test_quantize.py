@@ -372,17 +372,6 @@ def test_a_quantized_load_holds_one_float_layer_at_a_time(tiny_checkpoint, int8_
     assert torch.equal(make_backend("torch", model)(inputs, noise, 4), make_backend("torch", whole)(inputs, noise, 4))
 
 
-@pytest.fixture(scope="module")
-def observations_file(tmp_path_factory):
-    """12 observations of the tiny checkpoint's SO-100, as `--calibration` reads them."""
-    rng, n = np.random.default_rng(1), 12
-    path = tmp_path_factory.mktemp("calibration") / "obs.npz"
-    np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
-                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)), "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
-                      "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
-    return path
-
-
 @pytest.mark.parametrize("mode, dtype, calibrated, max_error", [
     ("int8", "float32", False, None), ("int8", "bfloat16", False, None), ("int8", "float32", True, None),
     ("fp8", "float32", False, None), ("int8", "float32", False, 0.01), ("int8", "float32", True, 0.012)])
@@ -590,14 +579,6 @@ def test_outlier_channels_are_smoothed_into_the_weights(engine, tolerance):
     plain, smoothed = QuantizedLinear(linear, "int8", engine), QuantizedLinear(linear, "int8", engine, smooth)
     error = quantize.layer_error(linear, smoothed, x)
     assert error < tolerance and quantize.layer_error(linear, plain, x) > 3 * error
-
-
-@pytest.fixture(scope="module")
-def outlier_checkpoint(tmp_path_factory):
-    """The tiny checkpoint with `make-checkpoint --outliers`' channels (`gr00t_fast.model.outliers`)."""
-    from gr00t_fast.model.random_checkpoint import write_checkpoint
-
-    return write_checkpoint(tmp_path_factory.mktemp("outliers") / "tiny", "tiny", 0, progress=False, outliers=True)
 
 
 def test_quantize_smooths_the_layers_whose_inputs_have_outliers(outlier_checkpoint, int8_at_every_size):

@@ -24,6 +24,7 @@ from gr00t_fast.model.hub import resolve_checkpoint
 from gr00t_fast.model.packed import PackedLinear, float32_packs, packed_layers
 from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
+from gr00t_fast.model.int8_cache import INT8_CACHE_ENV
 from gr00t_fast.model.quantize import INT8_ENGINE_ENV, bf16_flags, bf16_units
 from gr00t_fast.runtime.cpuinfo import cpuinfo_field
 from gr00t_fast.runtime.threads import cpu_threads
@@ -152,7 +153,7 @@ CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "
 # (to measure a lesser CPU class on this one), recorded in every result's environment
 
 
-RUN_SWITCHES = (AUTO_DTYPE_ENV, COMPILE_BLOCKS_ENV, INT8_ENGINE_ENV)
+RUN_SWITCHES = (AUTO_DTYPE_ENV, COMPILE_BLOCKS_ENV, INT8_ENGINE_ENV, INT8_CACHE_ENV)
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -1,0 +1,188 @@
+"""The int8 cache (`gr00t_fast.model.int8_cache`): a second `--quantize int8` load of the same checkpoint reads the
+layers the first one saved, without a sample call, and acts the same bits; the key follows what the layers depend on;
+a damaged, foreign or unwritable cache never changes what a load runs."""
+
+import gc
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.multiprocessing.reductions import StorageWeakRef
+
+from gr00t_fast.backends.base import LoadRequest
+from gr00t_fast.backends.pytorch import int8_cache_folder
+from gr00t_fast.export.artifacts import Artifacts
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model import quantize
+from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model.int8_cache import INT8_CACHE_ENV, INT8_CACHE_FILE, Int8CacheError, read_layers
+from gr00t_fast.model.loading import is_complete, load_model
+from gr00t_fast.model.owned_weights import write_streamed
+from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear
+
+
+@pytest.fixture
+def int8_cache(monkeypatch, tmp_path, int8_at_every_size):
+    """The int8 cache on, in a folder of the test's own; the tiny checkpoints' layers all int8."""
+    monkeypatch.setenv(INT8_CACHE_ENV, "1")
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "int8"
+
+
+def int8_policy(checkpoint, **options):
+    return load_policy(checkpoint, device="cpu", dtype="float32", quantize="int8", warmup=False, **options)
+
+
+def layer_kinds(model) -> dict[str, str]:
+    return {name: f"{type(m).__name__}:{getattr(m, 'engine', '')}:{getattr(m, 'inv_smooth', None) is not None}"
+            for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, QuantizedLinear, Bf16Linear))}
+
+
+def actions(policy) -> torch.Tensor:
+    inputs, noise = example_inputs(policy.model.config)
+    return policy.backend(inputs, noise, 4)
+
+
+@pytest.mark.parametrize("case", ["onednn", "fbgemm", "calibrated", "kept_in_bf16", "kept_float32", "outliers"])
+def test_a_second_int8_load_reads_the_layers_the_first_saved_and_acts_the_same_bits(
+        int8_cache, tiny_checkpoint, outlier_checkpoint, observations_file, monkeypatch, case):
+    checkpoint = outlier_checkpoint if case == "outliers" else tiny_checkpoint
+    options = {"calibration": observations_file} if case == "calibrated" else {}
+    if case == "fbgemm":
+        monkeypatch.setattr(quantize, "int8_units", lambda: None)
+        monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    if case == "kept_in_bf16":
+        monkeypatch.setattr(quantize, "bf16_units", lambda: "AVX512-BF16")
+        monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16", 0.01)
+    if case == "kept_float32":
+        monkeypatch.setattr(quantize, "MAX_LAYER_ERROR", 0.01)
+    first = int8_policy(checkpoint, **options)
+    saved = first.model.precision.quantization
+    assert saved["cache"].startswith(f"saved to {int8_cache}")
+    monkeypatch.setattr("gr00t_fast.backends.pytorch.quantize_linears", lambda *a, **k: 1 / 0)  # no sample call now
+    second = int8_policy(checkpoint, **options)
+    read = second.model.precision.quantization
+    assert read["cache"] == saved["cache"].replace("saved to", "read from").removesuffix(" for the next load")
+    assert {k: v for k, v in read.items() if k != "cache"} == {k: v for k, v in saved.items() if k != "cache"}
+    assert f"its layers read from {int8_cache}" in str(second.model.precision)
+    kinds = layer_kinds(second.model)
+    assert kinds == layer_kinds(first.model) and is_complete(second.model)
+    if case == "kept_in_bf16":
+        assert saved["too_lossy"] > 0 and sum(k.startswith("Bf16Linear") for k in kinds.values()) == saved["too_lossy"]
+    if case == "kept_float32":
+        assert saved["too_lossy"] > 0
+    if case == "outliers":
+        assert saved["smoothed"] > 0
+    assert {k.split(":")[1] for k in kinds.values() if k.startswith("QuantizedLinear")} == \
+        {"fbgemm" if case == "fbgemm" else "onednn"}
+    assert torch.equal(actions(second), actions(first))
+    assert [p.dtype for p in second.model.parameters()] == [p.dtype for p in first.model.parameters()]
+
+
+def test_the_cache_is_keyed_by_what_the_layers_depend_on(int8_cache, tiny_checkpoint, outlier_checkpoint,
+                                                         monkeypatch):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    inputs, noise = example_inputs(model.config)
+
+    def folder(checkpoint=tiny_checkpoint, **request):
+        return int8_cache_folder(model, LoadRequest(checkpoint, quantize="int8", artifacts=Artifacts(checkpoint),
+                                                    **request))
+
+    base = folder()
+    assert base == folder() and base.parent == int8_cache
+    calibrated = folder(calibration=[(inputs, noise)])
+    assert calibrated == folder(calibration=[(inputs, noise.clone())]) != base
+    assert folder(calibration=[(inputs, noise + 1e-6)]) != calibrated
+    assert folder(outlier_checkpoint) != base
+    with monkeypatch.context() as m:
+        m.setattr("gr00t_fast.export.artifacts.code_digest", lambda: "other code")
+        assert folder() != base
+    with monkeypatch.context() as m:
+        m.setattr(quantize, "int8_units", lambda: None)
+        m.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+        assert folder() != base
+    with monkeypatch.context() as m:
+        m.setattr(quantize, "bf16_units", lambda: "AVX512-BF16")
+        assert folder() != base  # kept layers in bfloat16 at 2%
+    assert folder() == base
+    assert int8_cache_folder(model.to(torch.bfloat16), LoadRequest(tiny_checkpoint, quantize="int8",
+                                                                   artifacts=Artifacts(tiny_checkpoint))) != base
+    monkeypatch.setenv(INT8_CACHE_ENV, "0")
+    assert folder() is None
+
+
+def test_a_damaged_cache_file_is_named_and_made_again(int8_cache, tiny_checkpoint, caplog):
+    first = int8_policy(tiny_checkpoint)
+    file = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}"))
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 1  # a flipped bit in the last layer's levels
+    file.write_bytes(bytes(data))
+    again = int8_policy(tiny_checkpoint)
+    assert "is not the file this cache wrote" in caplog.text
+    assert again.model.precision.quantization["cache"].startswith("saved to")
+    assert torch.equal(actions(again), actions(first))
+
+
+def test_a_cache_file_that_does_not_fit_the_model_is_refused_before_any_layer_changes(tiny_checkpoint, tmp_path):
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    name = "backbone.eagle_model.language_model.model.layers.0.mlp.down_proj"
+    layer = model.get_submodule(name)
+    out, inp = layer.out_features, layer.in_features
+    before = layer_kinds(model)
+
+    def cache_file(levels_shape, scale, layer_name=name) -> tmp_path:
+        tensors = {f"{layer_name}.levels": torch.zeros(levels_shape, dtype=torch.int8), f"{layer_name}.scale": scale}
+        file = tmp_path / "int8_layers.safetensors"
+        meta = '{"counts": {"converted": 1}, "layers": {"%s": {"mode": "int8", "fitted": false}}}' % layer_name
+        write_streamed(file, {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}, tensors.__getitem__,
+                       {"gr00t_fast.int8": meta})
+        return file
+
+    with pytest.raises(Int8CacheError, match=f"{name}.levels is torch.int8 \\[{out}, {inp + 1}\\], this model's "):
+        read_layers(model, cache_file((out, inp + 1), torch.ones(out, 1)))
+    with pytest.raises(Int8CacheError, match=f"{name}.scale holds values that are not finite and positive"):
+        read_layers(model, cache_file((out, inp), torch.full((out, 1), float("nan"))))
+    with pytest.raises(Int8CacheError, match="'backbone.nope' is not a float Linear layer"):
+        read_layers(model, cache_file((out, inp), torch.ones(out, 1), "backbone.nope"))
+    (tmp_path / "int8_layers.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(Int8CacheError, match="corrupt or not safetensors"):
+        read_layers(model, tmp_path / "int8_layers.safetensors")
+    assert layer_kinds(model) == before
+    counts = read_layers(model, cache_file((out, inp), torch.ones(out, 1)))
+    assert counts == {"converted": 1} and isinstance(model.get_submodule(name), QuantizedLinear)
+
+
+def test_an_unwritable_cache_costs_the_saving_alone(int8_cache, tiny_checkpoint, monkeypatch, tmp_path, caplog):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "a_file" / "cache"))
+    policy = int8_policy(tiny_checkpoint)
+    assert policy.model.precision.quantization["cache"] == "not saved (not a directory)"
+    assert "not written (not a directory): the next load quantizes again" in caplog.text
+    assert policy.model.precision.quantization["converted"] > 0 and is_complete(policy.model)
+
+
+def test_a_bad_cache_switch_is_refused_before_the_weights(tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv(INT8_CACHE_ENV, "yes")
+    monkeypatch.setattr("gr00t_fast.loading.load_model", lambda *a, **k: 1 / 0)
+    with pytest.raises(ValueError, match=f"{INT8_CACHE_ENV}='yes': expected 1 .* or 0"):
+        int8_policy(tiny_checkpoint)
+
+
+def test_the_layers_are_written_one_at_a_time_and_read_back_by_safetensors(tmp_path):
+    layout = {f"t{i}": (torch.int8 if i % 2 else torch.float32, (i + 1, 3)) for i in range(5)}
+    made: list[StorageWeakRef] = []
+
+    def tensor(name: str) -> torch.Tensor:
+        gc.collect()
+        assert all(ref.expired() for ref in made)  # the ones written before are gone
+        dtype, shape = layout[name]
+        value = torch.arange(shape[0] * shape[1]).reshape(shape).to(dtype)
+        made.append(StorageWeakRef(value.untyped_storage()))
+        return value
+
+    write_streamed(tmp_path / "x.safetensors", layout, tensor, {"a": "b"})
+    back = load_file(tmp_path / "x.safetensors")
+    assert list(back) == list(layout) and all(back[k].dtype == d and back[k].shape == s for k, (d, s) in layout.items())
+    assert torch.equal(back["t3"], torch.arange(12).reshape(4, 3).to(torch.int8))
+    with pytest.raises(ValueError, match="t0: made torch.float32 \\[2, 2\\], declared torch.float32 \\[1, 3\\]"):
+        write_streamed(tmp_path / "y.safetensors", layout, lambda name: torch.zeros(2, 2))
