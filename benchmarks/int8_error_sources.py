@@ -40,6 +40,7 @@ Without `--rows`, the "NVIDIA bf16" row needs NVIDIA's environment (GR00T_UPSTRE
 import argparse
 import contextlib
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -53,7 +54,10 @@ from gr00t_fast.backends import eager, pytorch, regional
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.dev.upstream import Upstream
 from gr00t_fast.loading import load_policy
+from gr00t_fast.model.int8_cache import INT8_CACHE_ENV
 from gr00t_fast.policy.observations import read_observations
+
+os.environ[INT8_CACHE_ENV] = "0"  # its rows patch the quantization rules: every load quantizes anew
 
 
 class Simulated(quantize.QuantizedLinear):

@@ -996,8 +996,8 @@ SECTIONS = [
                     pick=load_side("deferred"))])),
     Section("Read from the int8 cache", level=4, cpu=AVX2_CPU,
             text="A later load of the same checkpoint reads the int8 layers the first one saved "
-                 "(`gr00t_fast.model.int8_cache`: keyed by the checkpoint's content, gr00t-fast's code, torch's "
-                 "version, the engine and the sample calls; `GR00T_FAST_INT8_CACHE=0` turns it off). "
+                 "(`gr00t_fast.model.int8_cache`: keyed by the checkpoint's content and config, gr00t-fast's code, "
+                 "torch's version, the engine and the sample calls; `GR00T_FAST_INT8_CACHE=0` turns it off). "
                  "`python benchmarks/int8_load_memory.py --sides deferred cached` (48M) and `--sides cached` (full "
                  "size) on the AVX2 EPYC with FBGEMM pinned (`GR00T_FAST_INT8_ENGINE=fbgemm`; int8 is refused there "
                  "otherwise), each load in a process of its own: the first load of the cached side saves the layers "

@@ -65,7 +65,8 @@ def observations_file(tmp_path_factory):
     rng, n = np.random.default_rng(1), 12
     path = tmp_path_factory.mktemp("calibration") / "obs.npz"
     np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
-                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)), "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
+                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)),
+                      "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
                       "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
     return path
 

@@ -3,7 +3,10 @@ quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by 
 (`pack_model`) and its int8 transformer blocks compiled by it (`gr00t_fast.backends.regional`), plain for the others,
 which compile or capture it (packed weights cannot be read there)."""
 
+import errno
 import hashlib
+import logging
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, Collection, Sequence
@@ -15,6 +18,9 @@ from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inp
 from gr00t_fast.model.int8_cache import int8_cache_enabled, quantize_cached
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
+from gr00t_fast.runtime.cache import cache_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "calls_digest", "int8_cache_folder", "pack_model", "quantize_model",
            "sample_calls"]
@@ -68,16 +74,25 @@ def quantize_model(model: torch.nn.Module, mode: str,
 
 def int8_cache_folder(model: torch.nn.Module, request: LoadRequest) -> Path | None:
     """The int8 cache folder of this load (`quantize_model`'s `cache`): keyed by the checkpoint, gr00t-fast's code,
-    torch's version, the engine, what kept layers run in and their bound, the model's dtype and the sample calls
-    (the user's observations by content, else the synthetic scenes); None where a load does not cache: not int8 on a
-    CPU (elsewhere it takes one example call), a backend loaded without artifacts, or `GR00T_FAST_INT8_CACHE=0`."""
+    torch's version, the engine, what kept layers run in and their bound, the model's dtype and config (its Eagle
+    config's too) and the sample calls by content (the user's observations, else the synthetic scenes); None where a
+    load does not cache: not int8 on a CPU (elsewhere it takes one example call), a backend loaded without artifacts,
+    `GR00T_FAST_INT8_CACHE=0`, or a cache folder that cannot be written (one warning)."""
     if request.quantize != "int8" or model.device.type != "cpu" or request.artifacts is None \
             or not int8_cache_enabled():
         return None
+    try:  # before the checkpoint is hashed: an unwritable cache would hash it again at every load
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        if not os.access(cache_dir(), os.W_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as err:
+        log.warning("int8 cache off for this load: %s cannot be written (%s)", cache_dir(),
+                    (err.strerror or str(err)).lower())
+        return None
     kept = kept_layers(model, "int8")
-    calls = calls_digest(request.calibration) if request.calibration else f"synthetic {SYNTHETIC_CALLS}"
+    calls = calls_digest(request.calibration or calibration_inputs(model.config, SYNTHETIC_CALLS))
     return request.artifacts.derived_weights("int8", torch.__version__, int8_engine(model.device).name, kept.dtype,
-                                             kept.max_error, model.dtype, calls)
+                                             kept.max_error, model.dtype, repr(model.config), calls)
 
 
 def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:

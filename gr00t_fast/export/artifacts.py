@@ -49,12 +49,12 @@ class Artifacts:
             return build_engines(self.model_path, folder, cameras=self.cameras, precision=precision,
                                  eagle_path=model.config.eagle_dir)
 
-    def derived_weights(self, name: str, *key: str) -> Path:
-        """The cache folder of weights backend `name` derives from the checkpoint's as it loads (the torch backends'
-        int8 layers, `gr00t_fast.model.int8_cache`): keyed by the checkpoint's content (`checkpoint_fingerprint`),
-        gr00t-fast's code (`code_digest`) and the backend's own `key`."""
-        key = hashlib.sha256("\0".join((code_digest(), *map(str, key))).encode()).hexdigest()[:16]
-        return cache_dir() / name / f"{checkpoint_fingerprint(self.model_path)}-{key}"
+    def derived_weights(self, kind: str, *key: Any) -> Path:
+        """The cache folder of the weights of `kind` a backend derives from the checkpoint's as it loads ("int8": the
+        torch backends' int8 layers, `gr00t_fast.model.int8_cache`): keyed by the checkpoint's content
+        (`checkpoint_fingerprint`), gr00t-fast's code (`code_digest`) and the backend's own `key`."""
+        digest = hashlib.sha256("\0".join((code_digest(), *map(str, key))).encode()).hexdigest()[:16]
+        return cache_dir() / kind / f"{checkpoint_fingerprint(self.model_path)}-{digest}"
 
     def compiled_cache(self, name: str, sources: str | Path, *key: str) -> Path:
         """The cache folder of backend `name`'s models compiled from the export `sources`: keyed by the digests of

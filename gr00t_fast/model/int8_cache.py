@@ -2,14 +2,18 @@
 smoothing of every converted layer and which layers stay in bfloat16, in one safetensors file of a cache folder
 (`gr00t_fast.runtime.cache`). On a CPU the load measures its layers on 8 synthetic scenes (or the user's
 observations) and fits every weight's rounding to them: minutes at full size (266 s on an Intel Xeon, ~600 s on an
-AVX2 EPYC, 2 threads). Read back, the same layers take the time of reading their bytes, and the policy's actions are
-the same bits as the load that saved them.
+AVX2 EPYC, 2 threads). Read back, the policy's actions are the same bits as the load that saved them.
 
-The folder is keyed by everything the layers depend on (the backend's `int8_cache_key`): the checkpoint's content,
-gr00t-fast's code (`code_digest`: every tunable of `gr00t_fast.model.quantize` with it), torch's version, the engine,
-what kept layers run in, the model's dtype and the sample calls (the user's observations by content, or the synthetic
-scenes); a folder holding a file it did not write is emptied and made again (`sealed`), and a file that does not fit
-the model is named in one warning and made again. `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it.
+The folder is keyed by what the layers depend on (`gr00t_fast.backends.pytorch.int8_cache_folder`): the checkpoint's
+content, the model's config (the Eagle config's too), gr00t-fast's code (`code_digest`: every tunable of
+`gr00t_fast.model.quantize` with it), torch's version, the engine, what kept layers run in, the model's dtype and the
+sample calls by content (the user's observations, or the synthetic scenes). Not the thread count: GPTQ's float sums at
+another count can round a few weights to the next level (tiny: 2 of 37 layers between 1 and 2 threads), so a read load
+runs the layers of the load that saved them, bit for bit, which a fresh load on another thread count may not. A folder
+holding a file it did not write is emptied and made again (`sealed`), and a file that does not fit the model is named
+in one warning and made again. Read back, the layers take most of their time being packed again (FBGEMM: full size
+32-34 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it;
+an unwritable cache folder turns it off for the load, in one warning.
 """
 
 import json
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError, write_streamed
-from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear, transformer_stacks
+from gr00t_fast.model.quantize import VERDICTS, Bf16Linear, QuantizedLinear, transformer_stacks
 from gr00t_fast.model.swap import replace_layers
 from gr00t_fast.runtime.cache import sealed
 
@@ -141,6 +145,10 @@ def _checked(f: OwnedSafetensors, linears: dict[str, nn.Module]) -> tuple[dict, 
         assert isinstance(layers, dict) and isinstance(counts, dict)
     except (KeyError, TypeError, ValueError, AssertionError) as err:
         raise Int8CacheError(f"{f.path}: no readable {META_KEY} record ({type(err).__name__})") from None
+    decided = sum(counts.get(verdict, 0) for verdict in VERDICTS)
+    if decided != len(linears):
+        raise Int8CacheError(f"{f.path}: its counts decide {decided} layers, this model's transformer stacks have "
+                             f"{len(linears)}")
     stored = {}
     for name, how in layers.items():
         layer = linears.get(name)
@@ -148,6 +156,8 @@ def _checked(f: OwnedSafetensors, linears: dict[str, nn.Module]) -> tuple[dict, 
             raise Int8CacheError(f"{f.path}: {name!r} is not a float Linear layer of this model's transformer stacks")
         if "kept" in how:
             continue
+        if how.get("mode") != "int8":
+            raise Int8CacheError(f"{f.path}: layer {name!r} is not recorded as int8 ({how!r})")
         out, inp = layer.out_features, layer.in_features
         want = {"levels": ((out, inp), torch.int8), "scale": ((out, 1), torch.float32)}
         if f"{name}.inv_smooth" in f.entries:
@@ -170,26 +180,30 @@ def _checked(f: OwnedSafetensors, linears: dict[str, nn.Module]) -> tuple[dict, 
 def quantize_cached(model: nn.Module, folder: Path, quantize: Callable[[], dict[str, int]]) -> tuple[dict, str]:
     """`model`'s layers read from `folder` where a load with the same key saved them (`read_layers`), else quantized
     by `quantize()` and saved there (`save_layers`); returns the layer counts and what the cache did ("read from
-    ...", "saved to ...", or why it was not). A folder that cannot be made or written costs the saving alone (one
-    warning); a file that does not fit the model is named in one warning and made again."""
-    counts, touched = None, False
+    ...", "saved to ...", or why it was not). A cache that cannot be made, locked or written costs the saving alone (one
+    warning: the layers read or quantized are kept); a file that does not fit the model is named in one warning and
+    made again. An error of the model's own load (the checkpoint) is raised as it is."""
+    counts, done, busy = None, None, False  # busy: the model is being changed (an error then is the load's)
     try:
-        with sealed(folder) as folder:  # a second process loading the same checkpoint waits, then reads
-            file = folder / INT8_CACHE_FILE
+        with sealed(folder) as kept:  # a second process loading the same checkpoint waits, then reads
+            file = kept / INT8_CACHE_FILE
             if file.is_file():
                 try:
-                    touched = True
-                    return read_layers(model, file), f"read from {folder}"
-                except Int8CacheError as err:
+                    busy = True
+                    counts, done = read_layers(model, file), f"read from {kept}"
+                except Int8CacheError as err:  # raised before any layer changed
+                    busy = False
                     log.warning("int8 cache: %s; quantizing again", err)
                     file.unlink()
-            touched = True
-            counts = quantize()
-            save_layers(model, counts, file)
-        return counts, f"saved to {folder} for the next load"
-    except OSError as err:
-        if counts is None and touched:  # the model's own load failed, not the cache's
+            if counts is None:
+                busy = True
+                counts = quantize()
+                save_layers(model, counts, file)
+                done = f"saved to {kept} for the next load"
+        return counts, done
+    except (OSError, ValueError) as err:
+        if busy and counts is None:
             raise
-        why = (err.strerror or str(err)).lower()
+        why = (err.strerror or str(err)).lower() if isinstance(err, OSError) else str(err)
         log.warning("int8 cache %s not written (%s): the next load quantizes again", folder, why)
-        return (quantize() if counts is None else counts), f"not saved ({why})"
+        return (quantize() if counts is None else counts), done or f"not saved ({why})"

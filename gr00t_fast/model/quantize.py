@@ -418,7 +418,8 @@ class QuantizedLinear(nn.Module):
     (module docstring), None for none; `rows`: inputs of the float layer (before smoothing) the int8 weights'
     rounding is fitted to (`_round_weights`), None for plain rounding; `stored`: the (levels, scales, 1 / smooth or
     None) `levels()` and `inv_smooth` gave of this layer quantized before (`gr00t_fast.model.int8_cache`), held as
-    they are: `linear`'s weight is not read (it may be on the meta device), its bias is.
+    they are (`smooth` and `rows` unused): `linear`'s weight values are not read (it may be on the meta device), its
+    dtype is, and its bias is kept.
 
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
     object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
@@ -426,7 +427,8 @@ class QuantizedLinear(nn.Module):
     reads the int8 weight of any engine."""
 
     def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
-                 rows: torch.Tensor | None = None, stored: tuple[torch.Tensor, torch.Tensor, Any] | None = None):
+                 rows: torch.Tensor | None = None,
+                 stored: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None):
         super().__init__()
         self.mode = mode
         self.qdtype, self.qmax, _ = MODES[mode]

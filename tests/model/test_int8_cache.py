@@ -2,7 +2,11 @@
 layers the first one saved, without a sample call, and acts the same bits; the key follows what the layers depend on;
 a damaged, foreign or unwritable cache never changes what a load runs."""
 
+import dataclasses
+import errno
 import gc
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,15 +14,18 @@ from safetensors.torch import load_file
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from gr00t_fast.backends.base import LoadRequest
+from gr00t_fast.backends import pytorch
 from gr00t_fast.backends.pytorch import int8_cache_folder
 from gr00t_fast.export.artifacts import Artifacts
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model import quantize
 from gr00t_fast.model.inputs import example_inputs
+from gr00t_fast.model import int8_cache as int8_cache_module
 from gr00t_fast.model.int8_cache import INT8_CACHE_ENV, INT8_CACHE_FILE, Int8CacheError, read_layers
 from gr00t_fast.model.loading import is_complete, load_model
 from gr00t_fast.model.owned_weights import write_streamed
 from gr00t_fast.model.quantize import Bf16Linear, QuantizedLinear
+from gr00t_fast.runtime.cache import seal
 
 
 @pytest.fixture
@@ -104,6 +111,19 @@ def test_the_cache_is_keyed_by_what_the_layers_depend_on(int8_cache, tiny_checkp
     with monkeypatch.context() as m:
         m.setattr(quantize, "bf16_units", lambda: "AVX512-BF16")
         assert folder() != base  # kept layers in bfloat16 at 2%
+    with monkeypatch.context() as m:
+        m.setattr(quantize, "MAX_LAYER_ERROR", 0.04)
+        assert folder() != base
+    with monkeypatch.context() as m:
+        m.setattr(torch, "__version__", "9.9.9")
+        assert folder() != base
+    with monkeypatch.context() as m:
+        m.setattr(model, "config", dataclasses.replace(model.config, num_inference_timesteps=7))
+        assert folder() != base  # the config (the synthetic scenes are made from it too)
+    with monkeypatch.context() as m:
+        m.setattr("gr00t_fast.backends.pytorch.calibration_inputs",
+                  lambda config, n: [(inputs, noise)] * n)  # other synthetic scenes
+        assert folder() != base
     assert folder() == base
     assert int8_cache_folder(model.to(torch.bfloat16), LoadRequest(tiny_checkpoint, quantize="int8",
                                                                    artifacts=Artifacts(tiny_checkpoint))) != base
@@ -125,39 +145,85 @@ def test_a_damaged_cache_file_is_named_and_made_again(int8_cache, tiny_checkpoin
 
 def test_a_cache_file_that_does_not_fit_the_model_is_refused_before_any_layer_changes(tiny_checkpoint, tmp_path):
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    name = "backbone.eagle_model.language_model.model.layers.0.mlp.down_proj"
+    first, name = [f"backbone.eagle_model.language_model.model.layers.{i}.mlp.down_proj" for i in (0, 1)]
     layer = model.get_submodule(name)
     out, inp = layer.out_features, layer.in_features
+    stack_layers = len(int8_cache_module._stack_linears(model))
     before = layer_kinds(model)
 
-    def cache_file(levels_shape, scale, layer_name=name) -> tmp_path:
-        tensors = {f"{layer_name}.levels": torch.zeros(levels_shape, dtype=torch.int8), f"{layer_name}.scale": scale}
+    def cache_file(levels_shape, scale, layer_name=name, decided=stack_layers) -> Path:
+        """A file whose first layer fits and whose last (`layer_name`) is as given."""
+        tensors = {f"{first}.levels": torch.zeros(out, inp, dtype=torch.int8), f"{first}.scale": torch.ones(out, 1),
+                   f"{layer_name}.levels": torch.zeros(levels_shape, dtype=torch.int8), f"{layer_name}.scale": scale}
+        layers = {n: {"mode": "int8", "fitted": False} for n in (first, layer_name)}
+        meta = {"counts": {"converted": 2, "kept": decided - 2}, "layers": layers}
         file = tmp_path / "int8_layers.safetensors"
-        meta = '{"counts": {"converted": 1}, "layers": {"%s": {"mode": "int8", "fitted": false}}}' % layer_name
         write_streamed(file, {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}, tensors.__getitem__,
-                       {"gr00t_fast.int8": meta})
+                       {"gr00t_fast.int8": json.dumps(meta)})
         return file
 
     with pytest.raises(Int8CacheError, match=f"{name}.levels is torch.int8 \\[{out}, {inp + 1}\\], this model's "):
         read_layers(model, cache_file((out, inp + 1), torch.ones(out, 1)))
-    with pytest.raises(Int8CacheError, match=f"{name}.scale holds values that are not finite and positive"):
-        read_layers(model, cache_file((out, inp), torch.full((out, 1), float("nan"))))
+    for scale in (float("nan"), 0.0, -1.0):
+        with pytest.raises(Int8CacheError, match=f"{name}.scale holds values that are not finite and positive"):
+            read_layers(model, cache_file((out, inp), torch.full((out, 1), scale)))
     with pytest.raises(Int8CacheError, match="'backbone.nope' is not a float Linear layer"):
         read_layers(model, cache_file((out, inp), torch.ones(out, 1), "backbone.nope"))
+    with pytest.raises(Int8CacheError, match=f"its counts decide {stack_layers + 1} layers, this model's transformer "
+                                             f"stacks have {stack_layers}"):
+        read_layers(model, cache_file((out, inp), torch.ones(out, 1), decided=stack_layers + 1))
     (tmp_path / "int8_layers.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(Int8CacheError, match="corrupt or not safetensors"):
         read_layers(model, tmp_path / "int8_layers.safetensors")
     assert layer_kinds(model) == before
     counts = read_layers(model, cache_file((out, inp), torch.ones(out, 1)))
-    assert counts == {"converted": 1} and isinstance(model.get_submodule(name), QuantizedLinear)
+    assert counts["converted"] == 2 and all(isinstance(model.get_submodule(n), QuantizedLinear) for n in (first, name))
 
 
-def test_an_unwritable_cache_costs_the_saving_alone(int8_cache, tiny_checkpoint, monkeypatch, tmp_path, caplog):
+def test_a_sealed_file_that_does_not_fit_is_named_and_made_again(int8_cache, tiny_checkpoint, caplog):
+    first = int8_policy(tiny_checkpoint)
+    folder = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}")).parent
+    name = "backbone.eagle_model.language_model.model.layers.0.mlp.down_proj"
+    tensors = {f"{name}.levels": torch.zeros(3, 3, dtype=torch.int8), f"{name}.scale": torch.ones(3, 1)}
+    meta = {"counts": {"converted": 1}, "layers": {name: {"mode": "int8"}}}
+    write_streamed(folder / INT8_CACHE_FILE, {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()},
+                   tensors.__getitem__, {"gr00t_fast.int8": json.dumps(meta)})
+    seal(folder)  # as if this cache had written it
+    again = int8_policy(tiny_checkpoint)
+    assert "int8 cache: " in caplog.text and "; quantizing again" in caplog.text
+    assert again.model.precision.quantization["cache"].startswith("saved to")
+    assert torch.equal(actions(again), actions(first))
+
+
+def test_a_cache_that_fails_to_save_or_seal_keeps_the_layers_it_made_or_read(int8_cache, tiny_checkpoint, monkeypatch,
+                                                                              caplog):
+    made = []
+    quantize_linears = pytorch.quantize_linears
+    monkeypatch.setattr(pytorch, "quantize_linears", lambda *a, **k: made.append(1) or quantize_linears(*a, **k))
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(int8_cache_module, "save_layers", lambda *a: (_ for _ in ()).throw(full))
+        unsaved = int8_policy(tiny_checkpoint)
+    assert len(made) == 1 and unsaved.model.precision.quantization["cache"] == "not saved (no space left on device)"
+    assert "not written (no space left on device)" in caplog.text
+    saved = int8_policy(tiny_checkpoint)
+    assert len(made) == 2 and torch.equal(actions(saved), actions(unsaved))
+    with monkeypatch.context() as m:  # the read's seal cannot be rewritten: the layers read are kept
+        m.setattr("gr00t_fast.runtime.cache.seal", lambda folder: (_ for _ in ()).throw(full))
+        read = int8_policy(tiny_checkpoint)
+    assert len(made) == 2 and read.model.precision.quantization["cache"].startswith("read from")
+    assert torch.equal(actions(read), actions(saved))
+
+
+def test_an_unwritable_cache_is_off_for_the_load_before_the_checkpoint_is_hashed(int8_cache, tiny_checkpoint,
+                                                                                   monkeypatch, tmp_path, caplog):
     (tmp_path / "a_file").write_text("")
     monkeypatch.setenv("GR00T_FAST_CACHE", str(tmp_path / "a_file" / "cache"))
+    monkeypatch.setattr("gr00t_fast.export.artifacts.checkpoint_fingerprint", lambda path: 1 / 0)
     policy = int8_policy(tiny_checkpoint)
-    assert policy.model.precision.quantization["cache"] == "not saved (not a directory)"
-    assert "not written (not a directory): the next load quantizes again" in caplog.text
+    assert "cache" not in policy.model.precision.quantization
+    assert f"int8 cache off for this load: {tmp_path / 'a_file' / 'cache'} cannot be written (not a directory)" \
+        in caplog.text
     assert policy.model.precision.quantization["converted"] > 0 and is_complete(policy.model)
 
 
