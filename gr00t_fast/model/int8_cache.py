@@ -141,11 +141,12 @@ def _checked(f: OwnedSafetensors, linears: dict[str, nn.Module]) -> tuple[dict, 
     what does not fit `linears` (the model's stack layers, by name)."""
     try:
         meta = json.loads(f.metadata[META_KEY])
-        layers, counts = meta["layers"], meta["counts"]
-        assert isinstance(layers, dict) and isinstance(counts, dict)
-    except (KeyError, TypeError, ValueError, AssertionError) as err:
+        layers, counts = dict(meta["layers"]), dict(meta["counts"])
+        decided = sum(int(counts.get(verdict, 0)) for verdict in VERDICTS)
+        if not all(isinstance(how, dict) for how in layers.values()):
+            raise TypeError("a layer's record is not a mapping")
+    except (KeyError, TypeError, ValueError) as err:
         raise Int8CacheError(f"{f.path}: no readable {META_KEY} record ({type(err).__name__})") from None
-    decided = sum(counts.get(verdict, 0) for verdict in VERDICTS)
     if decided != len(linears):
         raise Int8CacheError(f"{f.path}: its counts decide {decided} layers, this model's transformer stacks have "
                              f"{len(linears)}")
