@@ -90,7 +90,7 @@ def write_streamed(path: Path, layout: dict[str, tuple[torch.dtype, tuple[int, .
                    tensor: Callable[[str], torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """A safetensors file at `path` of the tensors `layout` names (name -> dtype, shape), each made by `tensor(name)`
     as it is written and dropped after: the writer holds one tensor at a time (`safetensors.torch.save_file` takes
-    them all at once: at full size 2.3 GB of int8 levels unpacked beside their packed copies)."""
+    them all at once: at full size 1.5 GB of int8 levels unpacked beside their packed copies)."""
     codes = {dtype: code for code, dtype in DTYPES.items()}
     header: dict = {"__metadata__": metadata} if metadata else {}
     offset = 0
