@@ -10,8 +10,8 @@ sessions whose idle threads spun, each ran at 55-70% of its rate), on `--threads
                      model runs on a CPU without AVX-512 (and the float layers of an int8 one)
     torch int8       the engine of this CPU's class (`gr00t_fast.model.quantize.int8_engine`; its verdict, or why it
                      refuses int8 here, is recorded): FBGEMM's `quantized::linear_dynamic` without VNNI or AMX
-                     (activations quantized per call inside it, 7 bits), else oneDNN's packed u8s8 GEMM
-                     (`onednn_int8_mm`, the activations' quantization not counted)
+                     (activations quantized per call inside it, 7 bits as `QuantizedLinear` has them), else
+                     oneDNN's packed u8s8 GEMM (`onednn_int8_mm`, the activations' quantization not counted)
     onnxruntime float32 / u8s8   MLAS: a MatMul, and DynamicQuantizeLinear + MatMulInteger (u8 activations, s8
                      weights; the dequantization not counted)
 Rates in GFLOP/s for float32 and GOP/s for int8 (2 x rows x inner x columns per call either way).
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.model.bf16_speed import fastest_s
 from gr00t_fast.model.packed import PackedLinear
-from gr00t_fast.model.quantize import (ONEDNN_ZERO_POINT, fbgemm_pack, int8_engine, int8_units, onednn_int8_mm,
-                                       onednn_pack)
+from gr00t_fast.model.quantize import (FBGEMM_REDUCE_RANGE, ONEDNN_ZERO_POINT, fbgemm_pack, int8_engine, int8_units,
+                                       onednn_int8_mm, onednn_pack)
 
 SHAPES = {"LLM projection": (320, 2048, 2048), "LLM feed-forward up": (320, 2048, 6144),
           "LLM feed-forward down": (320, 6144, 2048), "SigLIP feed-forward up": (256, 1152, 4304),
@@ -77,7 +77,7 @@ def torch_calls(x: torch.Tensor, weight: torch.Tensor, engine: str) -> dict[str,
     levels = (weight / scale).round().to(torch.int8)
     if engine == "fbgemm":
         packed = fbgemm_pack(levels, scale)
-        int8 = lambda: torch.ops.quantized.linear_dynamic(x, packed, True)  # noqa: E731
+        int8 = lambda: torch.ops.quantized.linear_dynamic(x, packed, FBGEMM_REDUCE_RANGE)  # noqa: E731
     else:
         packed, row_levels = onednn_pack(levels), torch.randint(0, 256, x.shape, dtype=torch.uint8)
         zeros = torch.zeros(len(weight), dtype=torch.long)

@@ -19,6 +19,10 @@ call's own largest (as `bench ab` reports it; their median over the calls) and t
                              `--synthetic_calls` synthetic scenes
     int8, plain rounding     the same sample calls, each weight at its nearest level (what int8 did without
                              --calibration before 2026-11-27, its activations measured on one example call)
+    int8, oneDNN's 8 bits    oneDNN's scheme (8-bit activations, unbounded 8-bit weights) on any CPU, whatever
+                             engine is pinned: its exact int32 sums through `torch._int_mm` (slow without VNNI or
+                             AMX: 48M's 69 calls ~17 min on one thread of the AVX2 EPYC against ~5 min on FBGEMM, the
+                             same values), for FBGEMM's CPUs, whose 16-bit pair sums take 7-bit activations
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
     int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
     int8 activations alone   activations rounded per token to int8 as the kernel sees them (each over its range),
@@ -120,7 +124,7 @@ def patched(module=quantize, **values):
             setattr(module, name, value)
 
 
-ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding",
+ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, oneDNN's 8 bits",
         "int8, vision alone", "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone",
         "int8 weights alone", "int8 activations alone")
 
@@ -219,6 +223,13 @@ def main() -> int:
     row("int8")
     row("int8, plain rounding", _round_weights=lambda weight, rows, qmax: (
         *quantize._quantize_rows(weight, torch.int8, qmax), False))
+    pinned = os.environ.pop(quantize.INT8_ENGINE_ENV, None)  # oneDNN's engine, whatever the process pinned
+    try:
+        row("int8, oneDNN's 8 bits", int8_units=lambda: "oneDNN's scheme through torch._int_mm",
+            onednn_packs=lambda *shape: False)
+    finally:
+        if pinned is not None:
+            os.environ[quantize.INT8_ENGINE_ENV] = pinned
     for stack in ("vision", "llm", "vl_self_attention", "dit"):
         with patched(eager, transformer_blocks=every_block), patched(regional, transformer_blocks=every_block):
             row(f"int8, {stack} alone", transformer_stacks=lambda model, stack=stack: {stack: stacks(model)[stack]})

@@ -28,6 +28,7 @@ from gr00t_fast.dev.bench.common import write_result
 from gr00t_fast.export.int8 import observation_samples
 from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy
 from gr00t_fast.model.inputs import calibration_inputs
+from gr00t_fast.model.packed import unpack_linears
 
 
 def main() -> int:
@@ -45,6 +46,7 @@ def main() -> int:
         parser.error("--scenes and --test_calls: at least 1; --damps: above 0")
     policy = load_policy(args.model_path, dtype="float32", device="cpu", warmup=False, threads=args.threads)
     model = policy.model
+    unpack_linears(model)  # packed for oneDNN where float32 packs (an AMD CPU with AVX2 only): plain Linear layers here
     stacks = quantize.transformer_stacks(model)
     layers = {f"{stack}.{name}": m for stack, module in stacks.items() for name, m in module.named_modules()
               if type(m) is torch.nn.Linear}

@@ -431,13 +431,14 @@ WITHIN_XEON = {"48M (60 calls)": ("small_obs20x3",) * 3 + ("small_obs20x3_before
                                 + ("small_outliers_obs20x3_before", "small_outliers_obs20x3_calibrated")}
 
 # FBGEMM pinned on the AMD EPYC with AVX2 only (Zen 1), 23 observations of its own run, 3 noises each: NVIDIA's bf16,
-# gr00t-fast's, FBGEMM with each token's own range (now), one range per sample (before), and an experiment not taken
+# gr00t-fast's, FBGEMM as it runs (7-bit activations), oneDNN's 8 bits on the same CPU, and two experiments not taken
 WITHIN_AVX2_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for label, row in (
-    ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"), ("FBGEMM, each token's range (now)", "int8"),
-    ("FBGEMM, one range per sample (before)", "int8"),
-    ("FBGEMM, 8-bit activations, 7-bit weights (not taken)", "int8")))
-WITHIN_AVX2 = {f"48M{kind} (69 calls)": (f"small{run}_fbgemm",) * 3 + (f"small{run}_fbgemm_before",
-                                                                       f"small{run}_fbgemm_8bit")
+    ("NVIDIA bf16", "NVIDIA bf16"), ("gr00t-fast bf16", "bf16"), ("FBGEMM: 7-bit activations (now)", "int8"),
+    ("oneDNN's 8 bits (`torch._int_mm`)", "int8, oneDNN's 8 bits"),
+    ("FBGEMM: 8-bit activations, 7-bit weights (not taken)", "int8"),
+    ("FBGEMM: 8-bit activations, weight pairs within 128 (not taken)", "int8")))
+WITHIN_AVX2 = {f"48M{kind} (69 calls)": (f"small{run}_fbgemm",) * 3 + (f"small{run}_onednn8", f"small{run}_fbgemm_8bit",
+                                                                       f"small{run}_fbgemm_pairs")
                for kind, run in (("", ""), (", outliers", "_outliers"))}
 
 
@@ -900,22 +901,23 @@ SECTIONS = [
             table=error_table(WITHIN_XEON_FULL_COLUMNS, WITHIN_XEON_FULL, "xeon_avx512bf16_2026-11-27")),
     Section("Within NVIDIA's own bf16 on FBGEMM", level=4, cpu=AVX2_CPU,
             text="FBGEMM is the int8 engine of CPUs with AVX2 and no VNNI (refused on this Zen 1 EPYC, where it is no "
-                 "faster than float32: pinned here by `GR00T_FAST_INT8_ENGINE=fbgemm`). FBGEMM quantizes a call's "
-                 "activations with one scale; before 2026-11-28 each sample was its own call, all its tokens in "
-                 "one range, so a loud token left the others few levels. Now each token's own range in 7 bits "
-                 "(`_fbgemm_rows`: levels 0..127 that FBGEMM takes as they are), one call for the batch, the same "
-                 "int32 sums at 1.01-1.04x the GEMM's time (full size's shapes, 2 threads, a scratch run: "
-                 "history.md). The AVX2 EPYC, 23 observations of its own simulated run, 3 initial noises each, cells "
-                 "as above. Not the change alone: before, 4 of the 77 layers stayed float32 (their own error on the "
-                 "sample calls over 5%), now none (66 int8 against 62). The last column an experiment not taken "
-                 "(8-bit activations over 7-bit weights, no saturation either: better with outliers, worse "
-                 "without); each file's `note` names the code it ran. Even per token, FBGEMM's 7 bits leave 48M over "
-                 "NVIDIA's bf16 in the median call, and with outliers in the largest: where FBGEMM pays (an AVX2 CPU "
-                 "with 256-bit units, none here), its error is not yet within the bound. At full size, `bench ab` on "
-                 "its one observation with FBGEMM pinned (`results/cpu/ab_full_fbgemm_per_token_avx2_epyc_2026-11-28"
-                 ".json`, the machine loaded by other work part of the time): 1.60x NVIDIA's fp32 beside float32's "
-                 "1.59x, its largest action difference 3.95 where per sample it was 6.83 (\"AVX2 only\" above; "
-                 "NVIDIA's own bf16 on that observation 2.57, on the Intel Xeon).",
+                 "faster than float32: pinned here by `GR00T_FAST_INT8_ENGINE=fbgemm`). Its AVX2 kernels add each pair "
+                 "of input channels' u8 x s8 products in 16 bits, which saturate: 8-bit activations against 8-bit "
+                 "weights would overflow them (255 x 127 x 2), so FBGEMM's activations take 7 bits (each token's own "
+                 "range, levels 0..127 it keeps as they are: `_fbgemm_rows`). The AVX2 EPYC, 23 observations of its "
+                 "own simulated run, 3 initial noises each, cells as above. oneDNN's scheme (8-bit activations and "
+                 "weights, the CPUs with VNNI) on the same calls through `torch._int_mm`'s exact sums is within "
+                 "NVIDIA's bf16, FBGEMM's 7 bits are not in the median call: the 8th bit of the activations is what "
+                 "FBGEMM lacks. Neither exact way to give it back paid: 8-bit activations over 7-bit weights (no "
+                 "saturation: 255 x 63 x 2) and over weights whose pairs of input channels keep their levels within "
+                 "128 (255 x 128, each weight row's step its largest pair over 128, ~1.4x an 8-bit step) each lost "
+                 "more in the weights than the activations gained; so did 7.4 bits and zero on a level (history.md, "
+                 "\"FBGEMM in 8 bits?\": each stack alone, the weights and the activations alone). Where FBGEMM pays "
+                 "(an AVX2 CPU with 256-bit units, none here), its error is over NVIDIA's bf16 in the median call at "
+                 "48M, and with outliers in the largest. At full size, `bench ab` on its one observation with FBGEMM "
+                 "pinned (`results/cpu/ab_full_fbgemm_per_token_avx2_epyc_2026-11-28.json`): 1.60x NVIDIA's fp32 "
+                 "beside float32's 1.59x, its largest action difference 3.95 (NVIDIA's own bf16 on that observation "
+                 "2.57, on the Intel Xeon).",
             table=error_table(WITHIN_AVX2_COLUMNS, WITHIN_AVX2, "avx2_epyc_2026-11-28")),
     Section("At what error?",
             "The largest difference of any action from NVIDIA's fp32 `Gr00tPolicy` on the same observation and initial "

@@ -65,7 +65,10 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             action difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
             float32 packed ran 1.58x (13.0 s, a run of its own) at 1.7e-4 (benchmarks/README.md, "AVX2 only"): it is
             refused there. With each token's own range (2026-11-28) the same observation moved by 3.95, 1.60x beside
-            float32's 1.59x in one run (benchmarks/README.md, "Within NVIDIA's own bf16 on FBGEMM"). The size rule,
+            float32's 1.59x in one run (benchmarks/README.md, "Within NVIDIA's own bf16 on FBGEMM"). Its 7 bits
+            leave 48M's actions over NVIDIA's bf16 in the median call where oneDNN's 8 bits on the same calls are
+            within; the exact ways to 8 bits tried (7-bit weights, or weight pairs within 128 at ~1.4x the step)
+            moved the actions more (benchmarks/history.md, "FBGEMM in 8 bits?"). The size rule,
             `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
 `GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX; a pinned fbgemm is not timed).
 
