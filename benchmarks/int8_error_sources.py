@@ -20,13 +20,17 @@ call's own largest (as `bench ab` reports it; their median over the calls) and t
     int8, plain rounding     the same sample calls, each weight at its nearest level (what int8 did without
                              --calibration before 2026-11-27, its activations measured on one example call)
     int8, oneDNN's 8 bits    oneDNN's scheme (8-bit activations, unbounded 8-bit weights) on any CPU, whatever
-                             engine is pinned: its exact int32 sums through `torch._int_mm` (slow without VNNI or
-                             AMX: 48M's 69 calls ~17 min on one thread of the AVX2 EPYC against ~5 min on FBGEMM, the
-                             same values), for FBGEMM's CPUs, whose 16-bit pair sums take 7-bit activations
+                             engine is pinned: its exact int32 sums through `torch._int_mm` (an analysis on a CPU
+                             without VNNI or AMX, where int8 never runs it: slow there, 48M's 69 calls took ~17 min on
+                             one thread of the AVX2 EPYC against ~5 min on FBGEMM in this session's runs; the same
+                             int32 sums as oneDNN's packed GEMM, rescaled in another order), for FBGEMM's CPUs, whose
+                             16-bit pair sums take 7-bit activations. Its transformer blocks compile where the int8
+                             row's would on a CPU with VNNI (`GR00T_FAST_COMPILE_BLOCKS=0` keeps them eager)
     int8, <stack> alone      only that stack's Linear layers converted (the others float32)
     int8 weights alone       every converted layer's int8 weights dequantized into a float32 matmul, activations float
     int8 activations alone   activations rounded per token to int8 as the kernel sees them (each over its range),
                              weights float32
+    int8 activations alone, FBGEMM's 7 bits   the same in FBGEMM's 7 bits (`_fbgemm_rows`)
 
 The last two are analyses, not paths a user can run: the same quantized values (`levels()`, `_range_rows`) in a
 float32 matmul, so that each rounding is seen without the other.
@@ -49,6 +53,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -86,24 +91,32 @@ class WeightsAlone(Simulated):
 
 
 class ActivationsAlone(Simulated):
-    """Activations rounded per token to int8 over each row's range (smoothed first where the layer is), the float32
-    weights."""
+    """Activations rounded per token to int8 over each row's range as oneDNN's scheme has them (`_range_rows`;
+    smoothed first where the layer is), the float32 weights."""
+
+    levels = staticmethod(quantize._range_rows)
 
     def simulated_weight(self, linear: torch.nn.Linear, smooth: torch.Tensor | None) -> torch.Tensor:
         return linear.weight.detach().float() * (1 if smooth is None else smooth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _float_linear(self, x, self.float_weight, round_activations=True)
+        return _float_linear(self, x, self.float_weight, round_activations=self.levels)
+
+
+class FbgemmActivationsAlone(ActivationsAlone):
+    """The same with FBGEMM's 7-bit levels of each token (`_fbgemm_rows`)."""
+
+    levels = staticmethod(quantize._fbgemm_rows)
 
 
 def _float_linear(layer: quantize.QuantizedLinear, x: torch.Tensor, weight: torch.Tensor,
-                  round_activations: bool = False) -> torch.Tensor:
+                  round_activations: Callable | None = None) -> torch.Tensor:
     lead = x.shape[:-1]
     rows = x.reshape(-1, layer.in_features).float()
     if layer.inv_smooth is not None:
         rows = rows * layer.inv_smooth
-    if round_activations:
-        q, scale, offset = quantize._range_rows(rows)
+    if round_activations is not None:
+        q, scale, offset = round_activations(rows)
         rows = q.float() * scale + offset
     out = rows @ weight.t()
     if layer.bias is not None:
@@ -126,7 +139,7 @@ def patched(module=quantize, **values):
 
 ROWS = ("NVIDIA bf16", "bf16", "int8", "int8, plain rounding", "int8, oneDNN's 8 bits",
         "int8, vision alone", "int8, llm alone", "int8, vl_self_attention alone", "int8, dit alone",
-        "int8 weights alone", "int8 activations alone")
+        "int8 weights alone", "int8 activations alone", "int8 activations alone, FBGEMM's 7 bits")
 
 
 def record(rows: dict, name: str, difference: np.ndarray, counts: dict, load_s: float | None,
@@ -225,7 +238,7 @@ def main() -> int:
         *quantize._quantize_rows(weight, torch.int8, qmax), False))
     pinned = os.environ.pop(quantize.INT8_ENGINE_ENV, None)  # oneDNN's engine, whatever the process pinned
     try:
-        row("int8, oneDNN's 8 bits", int8_units=lambda: "oneDNN's scheme through torch._int_mm",
+        row("int8, oneDNN's 8 bits", int8_units=lambda: "VNNI simulated by torch._int_mm",
             onednn_packs=lambda *shape: False)
     finally:
         if pinned is not None:
@@ -236,6 +249,7 @@ def main() -> int:
     unpacked = dict(onednn_packs=lambda *shape: False)  # the simulated layers keep plain levels, no packed copy
     row("int8 weights alone", QuantizedLinear=WeightsAlone, **unpacked)
     row("int8 activations alone", QuantizedLinear=ActivationsAlone, **unpacked)
+    row("int8 activations alone, FBGEMM's 7 bits", QuantizedLinear=FbgemmActivationsAlone, **unpacked)
     write_result(args.out, observations=len(recordings), noises=args.noises, synthetic_calls=args.synthetic_calls,
                  gptq_damp=args.gptq_damp, rows=rows)
     return 0

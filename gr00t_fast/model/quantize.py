@@ -67,8 +67,9 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             refused there. With each token's own range (2026-11-28) the same observation moved by 3.95, 1.60x beside
             float32's 1.59x in one run (benchmarks/README.md, "Within NVIDIA's own bf16 on FBGEMM"). Its 7 bits
             leave 48M's actions over NVIDIA's bf16 in the median call where oneDNN's 8 bits on the same calls are
-            within; the exact ways to 8 bits tried (7-bit weights, or weight pairs within 128 at ~1.4x the step)
-            moved the actions more (benchmarks/history.md, "FBGEMM in 8 bits?"). The size rule,
+            within (7-bit activations alone move them about twice as far as 8-bit ones); the ways to 8 bits at one
+            GEMM's cost tried (7-bit weights, or weight pairs within 128) were worse on random weights and mixed
+            with outliers (benchmarks/history.md, "FBGEMM in 8 bits?"). The size rule,
             `int8_pays_on_cpu`, was measured on oneDNN with VNNI.
 `GR00T_FAST_INT8_ENGINE=onednn|fbgemm` pins it (onednn is refused without VNNI or AMX; a pinned fbgemm is not timed).
 
@@ -108,7 +109,8 @@ from gr00t_fast.model.bf16_speed import PROBE, bf16_rates, fastest_s
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
-__all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FIT_ROWS", "INT8_ENGINES", "INT8_ENGINE_ENV",
+__all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FBGEMM_REDUCE_RANGE", "FBGEMM_STEPS", "FIT_ROWS",
+           "INT8_ENGINES", "INT8_ENGINE_ENV",
            "INT8_MIN_SPEEDUP", "INT8_PROBE", "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR",
            "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT",
            "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "fbgemm_rates",
