@@ -32,8 +32,8 @@ call's own largest (as `bench ab` reports it; their median over the calls) and t
                              weights float32
     int8 activations alone, FBGEMM's 7 bits   the same in FBGEMM's 7 bits (`_fbgemm_rows`)
 
-The last two are analyses, not paths a user can run: the same quantized values (`levels()`, `_range_rows`) in a
-float32 matmul, so that each rounding is seen without the other.
+The weights-alone and activations-alone rows are analyses, not paths a user can run: the same quantized values
+(`levels()`, `_range_rows`, `_fbgemm_rows`) in a float32 matmul, so that each rounding is seen without the other.
 
     gr00t-fast run --duration 5 --record_observations obs.npz                   # 6 observations
     gr00t-fast run --duration 7 --robot.seed 7 --record_observations cal.npz    # 8 others
