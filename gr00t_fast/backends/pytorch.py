@@ -9,13 +9,13 @@ import logging
 import os
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
 from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inputs
-from gr00t_fast.model.int8_cache import int8_cache_enabled, quantize_cached
+from gr00t_fast.model.int8_cache import INT8_CACHE_FILE, int8_cache_enabled, quantize_cached
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
 from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
 from gr00t_fast.runtime.cache import cache_dir
@@ -43,20 +43,22 @@ SYNTHETIC_CALLS = 8
 
 def quantize_model(model: torch.nn.Module, mode: str,
                    calibration: Sequence[tuple[ModelInputs, torch.Tensor]] | None = None,
-                   cache: Path | None = None) -> dict[str, int]:
+                   artifacts: Any = None) -> dict[str, int]:
     """`quantize_linears` in place, its activations measured in the sample calls: `calibration` (host float32
     (inputs, noise) calls of the user's observations, `LoadRequest.calibration`), else for int8 on a CPU
     `SYNTHETIC_CALLS` synthetic scenes (`calibration_inputs`), else an example call (batch 1). int8's weights are
     rounded to fit the observations or the scenes (GPTQ), those of the example call to their nearest levels.
-    `cache`: the folder whose int8 layers a load with the same key saved (`int8_cache_folder`): read from it where
-    they are, else saved there (`gr00t_fast.model.int8_cache`). Its layer counts go into `model.precision` (the load
+    `artifacts`: the checkpoint's (`LoadRequest.artifacts`, `gr00t_fast.export.artifacts.Artifacts`): int8 on a CPU
+    reads its layers from the cache folder where a load with the same key saved them (`int8_cache_folder`), else saves
+    them there (`gr00t_fast.model.int8_cache`); None: no cache. Its layer counts go into `model.precision` (the load
     line, `policy.timings`, every benchmark row) and are returned."""
     int8 = mode == "int8"
     scenes = int8 and not calibration and model.device.type == "cpu"
+    calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
+                            else [example_inputs(model.config)])
+    cache = int8_cache_folder(model, artifacts, calls) if int8 and artifacts is not None else None
 
     def quantize() -> dict[str, int]:
-        calls = calibration or (calibration_inputs(model.config, SYNTHETIC_CALLS) if scenes
-                                else [example_inputs(model.config)])
         return quantize_linears(model, mode, sample=sample_calls(model, calls),
                                 fit_weights=int8 and bool(calibration or scenes))
 
@@ -72,27 +74,28 @@ def quantize_model(model: torch.nn.Module, mode: str,
     return counts
 
 
-def int8_cache_folder(model: torch.nn.Module, request: LoadRequest) -> Path | None:
-    """The int8 cache folder of this load (`quantize_model`'s `cache`): keyed by the checkpoint, gr00t-fast's code,
-    torch's version, the engine, what kept layers run in and their bound, the model's dtype and config (its Eagle
-    config's too) and the sample calls by content (the user's observations, else the synthetic scenes); None where a
-    load does not cache: not int8 on a CPU (elsewhere it takes one example call), a backend loaded without artifacts,
-    `GR00T_FAST_INT8_CACHE=0`, or a cache folder that cannot be written (one warning)."""
-    if request.quantize != "int8" or model.device.type != "cpu" or request.artifacts is None \
-            or not int8_cache_enabled():
+def int8_cache_folder(model: torch.nn.Module, artifacts: Any,
+                      calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> Path | None:
+    """The int8 cache folder of a `--quantize int8` load of `model` from the checkpoint of `artifacts` fitted to the
+    sample calls `calls` (`quantize_model`'s: the user's observations, else the synthetic scenes): keyed by the
+    checkpoint, gr00t-fast's code, torch's version, the engine, what kept layers run in and their bound, the model's
+    dtype and config (its Eagle config's too) and `calls` by content; None where a load does not cache: not on a CPU
+    (elsewhere int8 takes one example call), `GR00T_FAST_INT8_CACHE=0`, or a cache that cannot be written and holds no
+    int8 layers to read as they are (one warning)."""
+    if model.device.type != "cpu" or not int8_cache_enabled():
         return None
     try:  # before the checkpoint is hashed: an unwritable cache would hash it again at every load
         cache_dir().mkdir(parents=True, exist_ok=True)
         if not os.access(cache_dir(), os.W_OK):
             raise PermissionError(errno.EACCES, "not writable")
     except OSError as err:
-        log.warning("int8 cache off for this load: %s cannot be written (%s)", cache_dir(),
-                    (err.strerror or str(err)).lower())
-        return None
+        if not any((cache_dir() / "int8").glob(f"*/{INT8_CACHE_FILE}")):  # else read as it is (`read_as_it_is`)
+            log.warning("int8 cache off for this load: %s cannot be written (%s)", cache_dir(),
+                        (err.strerror or str(err)).lower())
+            return None
     kept = kept_layers(model, "int8")
-    calls = calls_digest(request.calibration or calibration_inputs(model.config, SYNTHETIC_CALLS))
-    return request.artifacts.derived_weights("int8", torch.__version__, int8_engine(model.device).name, kept.dtype,
-                                             kept.max_error, model.dtype, repr(model.config), calls)
+    return artifacts.derived_weights("int8", torch.__version__, int8_engine(model.device).name, kept.dtype,
+                                     kept.max_error, model.dtype, repr(model.config), calls_digest(calls))
 
 
 def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:
@@ -166,5 +169,5 @@ class PyTorchBackend(Backend):
         if uncompile_blocks(model) and model.precision is not None:
             model.precision = replace(model.precision, compiled_blocks=0)
         if request.quantize is not None:
-            quantize_model(model, request.quantize, request.calibration, int8_cache_folder(model, request))
+            quantize_model(model, request.quantize, request.calibration, request.artifacts)
         return super().load(model, request)

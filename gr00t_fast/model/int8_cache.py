@@ -12,8 +12,11 @@ another count can round a few weights to the next level (tiny: 2 of 37 layers be
 runs the layers of the load that saved them, bit for bit, which a fresh load on another thread count may not. A folder
 holding a file it did not write is emptied and made again (`sealed`), and a file that does not fit the model is named
 in one warning and made again. Read back, the layers take most of their time being packed again (FBGEMM: full size
-32-34 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it;
-an unwritable cache folder turns it off for the load, in one warning.
+32-34 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it.
+A cache that cannot be written (a read-only file system, one baked into a container image) is read as it is where it
+holds the file sealed for this key (`read_as_it_is`); with none, it is off for the load, in one warning, and the
+checkpoint is not hashed for it. Read-only, the checkpoint's digests are not remembered: each load hashes its weight
+files again to find the folder (about 1 GB/s) unless the cache holds the digests of these very files.
 """
 
 import json
@@ -26,12 +29,12 @@ import torch
 from torch import nn
 
 from gr00t_fast.model.owned_weights import OwnedSafetensors, WeightFileError, write_streamed
-from gr00t_fast.model.quantize import VERDICTS, Bf16Linear, QuantizedLinear, transformer_stacks
+from gr00t_fast.model.quantize import VERDICTS, Bf16Linear, QuantizedLinear, stack_linears
 from gr00t_fast.model.swap import replace_layers
-from gr00t_fast.runtime.cache import sealed
+from gr00t_fast.runtime.cache import sealed, unsealed
 
 __all__ = ["INT8_CACHE_ENV", "INT8_CACHE_FILE", "Int8CacheError", "int8_cache_enabled", "quantize_cached",
-           "read_layers", "save_layers"]
+           "read_as_it_is", "read_layers", "save_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +55,12 @@ def int8_cache_enabled() -> bool:
     return value == "1"
 
 
-def _stack_linears(model: nn.Module) -> dict[str, nn.Module]:
-    """The transformer stacks' layers `quantize_linears` decides on, by their name in `model`."""
-    stacks = set(transformer_stacks(model).values())
-    found = {}
-    for prefix, stack in model.named_modules():
-        if stack in stacks:
-            found |= {f"{prefix}.{name}": m for name, m in stack.named_modules()
-                      if isinstance(m, (nn.Linear, QuantizedLinear, Bf16Linear))}
-    return found
-
-
 def save_layers(model: nn.Module, counts: dict[str, int], file: Path) -> None:
     """`model`'s quantized layers (its `QuantizedLinear` levels, scales and 1 / smoothing; its `Bf16Linear` names)
     and `quantize_linears`' `counts` in `file` (safetensors), one layer's levels unpacked at a time, written beside it
     and renamed into place."""
     quantized, layout, layers = {}, {}, {}
-    for name, layer in _stack_linears(model).items():
+    for name, layer in stack_linears(model).items():
         if isinstance(layer, QuantizedLinear):
             quantized[name] = layer
             out, inp = layer.out_features, layer.in_features
@@ -102,7 +94,7 @@ def read_layers(model: nn.Module, file: Path) -> dict[str, int]:
     """`model`'s layers as `save_layers` saved them in `file`; returns the counts saved with them. Every layer's
     name, shape and values are checked before any is replaced (Int8CacheError: the model is left as it was). The
     weights of the layers staying float are read from the checkpoint (`model.deferred_weights`, closed after)."""
-    linears = _stack_linears(model)
+    linears = stack_linears(model)
     try:
         f = OwnedSafetensors(file)
     except WeightFileError as err:
@@ -182,8 +174,9 @@ def quantize_cached(model: nn.Module, folder: Path, quantize: Callable[[], dict[
     """`model`'s layers read from `folder` where a load with the same key saved them (`read_layers`), else quantized
     by `quantize()` and saved there (`save_layers`); returns the layer counts and what the cache did ("read from
     ...", "saved to ...", or why it was not). A cache that cannot be made, locked or written costs the saving alone (one
-    warning: the layers read or quantized are kept); a file that does not fit the model is named in one warning and
-    made again. An error of the model's own load (the checkpoint) is raised as it is."""
+    warning: the layers read or quantized are kept), and one that cannot be locked is still read where its sealed file
+    fits (`read_as_it_is`: a read-only cache); a file that does not fit the model is named in one warning and made
+    again. An error of the model's own load (the checkpoint) is raised as it is."""
     counts, done, busy = None, None, False  # busy: the model is being changed (an error then is the load's)
     try:
         with sealed(folder) as kept:  # a second process loading the same checkpoint waits, then reads
@@ -206,5 +199,25 @@ def quantize_cached(model: nn.Module, folder: Path, quantize: Callable[[], dict[
         if busy and counts is None:
             raise
         why = (err.strerror or str(err)).lower() if isinstance(err, OSError) else str(err)
+        if counts is None and (counts := read_as_it_is(model, folder)) is not None:
+            return counts, f"read from {folder} ({why}: read as it is)"
         log.warning("int8 cache %s not written (%s): the next load quantizes again", folder, why)
         return (quantize() if counts is None else counts), done or f"not saved ({why})"
+
+
+def read_as_it_is(model: nn.Module, folder: Path) -> dict[str, int] | None:
+    """The counts of `model`'s layers read from a cache folder this process cannot lock or write (a read-only file
+    system, a cache baked into an image, another user's): where its file is the one the folder's seal records
+    (`unsealed`) and fits the model (`read_layers`); else None, named in one warning where there was a file, and the
+    model left as it was. Unlocked: no process writes there, and a file being replaced does not match its seal."""
+    file = folder / INT8_CACHE_FILE
+    if not file.is_file():
+        return None
+    reason = unsealed(folder)
+    try:
+        if reason is not None:
+            raise Int8CacheError(f"{folder}: {reason}")
+        return read_layers(model, file)
+    except Int8CacheError as err:  # raised before any layer changed
+        log.warning("int8 cache: %s; not read", err)
+        return None

@@ -116,7 +116,7 @@ __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FBGEMM_REDU
            "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "fbgemm_rates",
            "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error",
            "onednn_int8_mm", "onednn_pack", "onednn_packs", "quantize_linears", "quantized_weights", "relative_error",
-           "rows_seen", "smoothing", "transformer_blocks", "transformer_stacks", "weight_error"]
+           "rows_seen", "smoothing", "stack_linears", "transformer_blocks", "transformer_stacks", "weight_error"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -423,8 +423,8 @@ class QuantizedLinear(nn.Module):
     (module docstring), None for none; `rows`: inputs of the float layer (before smoothing) the int8 weights'
     rounding is fitted to (`_round_weights`), None for plain rounding; `stored`: the (levels, scales, 1 / smooth or
     None) `levels()` and `inv_smooth` gave of this layer quantized before (`gr00t_fast.model.int8_cache`), held as
-    they are (`smooth` and `rows` unused): `linear`'s weight values are not read (it may be on the meta device), its
-    dtype is, and its bias is kept.
+    they are (with `smooth` or `rows` too: ValueError): `linear`'s weight values are not read (it may be on the meta
+    device), its dtype is, and its bias is kept.
 
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
     object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
@@ -444,6 +444,8 @@ class QuantizedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.fitted = False  # whether the int8 levels were fitted to `rows` (`_round_weights`)
         if stored is not None:
+            if smooth is not None or rows is not None:
+                raise ValueError("QuantizedLinear: stored levels are held as they are; smooth and rows would be unused")
             weight, scale, inv_smooth = stored
         else:
             weight, inv_smooth = linear.weight.detach(), None
@@ -584,9 +586,16 @@ def quantized_weights(model: nn.Module) -> list[str]:
     """The names of the weights of the transformer stacks' Linear layers, the ones `quantize_linears` converts: what a
     load may leave on the meta device for it to read one layer at a time (`load_model(..., defer=quantized_weights)`,
     `gr00t_fast.model.deferred`)."""
+    return [f"{name}.weight" for name, layer in stack_linears(model).items() if type(layer) is nn.Linear]
+
+
+def stack_linears(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers of `model`'s transformer stacks (`transformer_stacks`) that `quantize_linears` decides on, by their
+    name in `model`, stack by stack: each a float `nn.Linear` before, a `QuantizedLinear`, `Bf16Linear` or
+    `nn.Linear` after. The one list of them: what a load defers, quantizes, and saves to and reads from its cache."""
     names = {module: name for name, module in model.named_modules()}
-    return [f"{names[layer]}.weight" for stack in transformer_stacks(model).values()
-            for layer in stack.modules() if type(layer) is nn.Linear]
+    return {f"{names[stack]}.{name}": layer for stack in transformer_stacks(model).values()
+            for name, layer in stack.named_modules() if isinstance(layer, (nn.Linear, QuantizedLinear, Bf16Linear))}
 
 
 def transformer_stacks(model: nn.Module) -> dict[str, nn.Module]:
@@ -776,11 +785,9 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
     engine = int8_engine(model.device).name if mode == "int8" else None
     if sample is not None:
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
-    stacks = transformer_stacks(model)
-    linears = [m for stack in stacks.values() for m in stack.modules() if type(m) is nn.Linear]
+    linears = {name: m for name, m in stack_linears(model).items() if type(m) is nn.Linear}
     keep = FIT_ROWS if fit_weights and mode == "int8" else ERROR_ROWS
-    seen = input_stats(linears, sample, keep, deferred) if sample is not None else {}  # only the stacks' layers
-    linears.clear()
+    seen = input_stats(linears.values(), sample, keep, deferred) if sample is not None else {}  # the stacks' alone
     cpu_int8 = mode == "int8" and sample is not None and model.device.type == "cpu"
     kept = kept_layers(model, mode)
     keep_layer = Bf16Linear if kept.dtype != model.dtype else lambda layer: layer
@@ -795,9 +802,8 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
             return "slow_on_cpu"
         return "converted"
 
-    layers = [(stack, parent, name, verdict(child), seen.get(child)) for stack in stacks
-              for parent, module in stacks[stack].named_modules() for name, child in module.named_children()
-              if type(child) is nn.Linear]
+    layers = [(name, verdict(layer), seen.get(layer)) for name, layer in linears.items()]
+    linears.clear()
     seen.clear()  # it keys the old layers: names only from here (`replace_layers`)
     counts = dict.fromkeys(VERDICTS, 0) | {"smoothed": 0, "fitted": 0, "prepacked": 0}
 
@@ -820,12 +826,12 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
     # fitting the weights takes minutes at full size on a CPU: a terminal sees it move
     with tqdm(total=len(layers), desc="rounding the int8 weights to fit the sample calls (GPTQ)", unit="layer",
               disable=not (fit_weights and mode == "int8" and getattr(sys.stderr, "isatty", lambda: False)())) as bar:
-        for i, (stack, parent, name, decided, stats) in enumerate(layers):
+        for i, (name, decided, stats) in enumerate(layers):
             layers[i] = None  # its kept rows go with it: they are not all held beside the int8 weights at the end
             if decided != "converted":
                 counts[decided] += 1
             else:
-                replace_layers(stacks[stack], [(parent, name)], lambda layer, stats=stats: convert(layer, stats))
+                replace_layers(model, [tuple(name.rsplit(".", 1))], lambda layer, stats=stats: convert(layer, stats))
             bar.update(1)
     layers.clear()
     for layer in deferred.pending() if deferred is not None else ():  # the layers that stay in float, read for good

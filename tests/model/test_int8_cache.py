@@ -6,6 +6,10 @@ import dataclasses
 import errno
 import gc
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from gr00t_fast.backends.base import LoadRequest
 from gr00t_fast.backends import pytorch
 from gr00t_fast.backends.pytorch import int8_cache_folder
 from gr00t_fast.export.artifacts import Artifacts
@@ -50,7 +53,8 @@ def actions(policy) -> torch.Tensor:
     return policy.backend(inputs, noise, 4)
 
 
-@pytest.mark.parametrize("case", ["onednn", "fbgemm", "calibrated", "kept_in_bf16", "kept_float32", "outliers"])
+@pytest.mark.parametrize("case", ["onednn", "onednn_prepacked", "fbgemm", "calibrated", "kept_in_bf16", "kept_float32",
+                                  "outliers"])
 def test_a_second_int8_load_reads_the_layers_the_first_saved_and_acts_the_same_bits(
         int8_cache, tiny_checkpoint, outlier_checkpoint, observations_file, monkeypatch, case):
     checkpoint = outlier_checkpoint if case == "outliers" else tiny_checkpoint
@@ -58,6 +62,8 @@ def test_a_second_int8_load_reads_the_layers_the_first_saved_and_acts_the_same_b
     if case == "fbgemm":
         monkeypatch.setattr(quantize, "int8_units", lambda: None)
         monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    if case == "onednn_prepacked":  # packed on any CPU: without VNNI its sums saturate, the same at both loads
+        monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: True)
     if case == "kept_in_bf16":
         monkeypatch.setattr(quantize, "bf16_units", lambda: "AVX512-BF16")
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16", 0.01)
@@ -80,6 +86,7 @@ def test_a_second_int8_load_reads_the_layers_the_first_saved_and_acts_the_same_b
         assert saved["too_lossy"] > 0
     if case == "outliers":
         assert saved["smoothed"] > 0
+    assert (saved["prepacked"] == saved["converted"] > 0) if case == "onednn_prepacked" else saved["prepacked"] == 0
     assert {k.split(":")[1] for k in kinds.values() if k.startswith("QuantizedLinear")} == \
         {"fbgemm" if case == "fbgemm" else "onednn"}
     assert torch.equal(actions(second), actions(first))
@@ -91,15 +98,15 @@ def test_the_cache_is_keyed_by_what_the_layers_depend_on(int8_cache, tiny_checkp
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     inputs, noise = example_inputs(model.config)
 
-    def folder(checkpoint=tiny_checkpoint, **request):
-        return int8_cache_folder(model, LoadRequest(checkpoint, quantize="int8", artifacts=Artifacts(checkpoint),
-                                                    **request))
+    def folder(checkpoint=tiny_checkpoint, calls=((inputs, noise),)):
+        return int8_cache_folder(model, Artifacts(checkpoint), calls)
 
     base = folder()
     assert base == folder() and base.parent == int8_cache
-    calibrated = folder(calibration=[(inputs, noise)])
-    assert calibrated == folder(calibration=[(inputs, noise.clone())]) != base
-    assert folder(calibration=[(inputs, noise + 1e-6)]) != calibrated
+    assert folder(calls=[(inputs, noise.clone())]) == base
+    assert folder(calls=[(inputs, noise + 1e-6)]) != base
+    assert folder(calls=[(dataclasses.replace(inputs, state=inputs.state + 1e-6), noise)]) != base
+    assert folder(calls=[(inputs, noise)] * 2) != base
     assert folder(outlier_checkpoint) != base
     with monkeypatch.context() as m:
         m.setattr("gr00t_fast.export.artifacts.code_digest", lambda: "other code")
@@ -119,16 +126,21 @@ def test_the_cache_is_keyed_by_what_the_layers_depend_on(int8_cache, tiny_checkp
         assert folder() != base
     with monkeypatch.context() as m:
         m.setattr(model, "config", dataclasses.replace(model.config, num_inference_timesteps=7))
-        assert folder() != base  # the config (the synthetic scenes are made from it too)
-    with monkeypatch.context() as m:
-        m.setattr("gr00t_fast.backends.pytorch.calibration_inputs",
-                  lambda config, n: [(inputs, noise)] * n)  # other synthetic scenes
         assert folder() != base
     assert folder() == base
-    assert int8_cache_folder(model.to(torch.bfloat16), LoadRequest(tiny_checkpoint, quantize="int8",
-                                                                   artifacts=Artifacts(tiny_checkpoint))) != base
+    assert int8_cache_folder(model.to(torch.bfloat16), Artifacts(tiny_checkpoint), [(inputs, noise)]) != base
     monkeypatch.setenv(INT8_CACHE_ENV, "0")
     assert folder() is None
+
+
+def test_a_load_makes_its_synthetic_scenes_once_and_keys_its_cache_by_them(int8_cache, tiny_checkpoint, monkeypatch):
+    made, digested = [], []
+    scenes, digest = pytorch.calibration_inputs, pytorch.calls_digest
+    monkeypatch.setattr(pytorch, "calibration_inputs", lambda *a: made.append(scenes(*a)) or made[-1])
+    monkeypatch.setattr(pytorch, "calls_digest", lambda calls: digested.append(calls) or digest(calls))
+    policy = int8_policy(tiny_checkpoint)
+    assert len(made) == 1 and digested == made and len(made[0]) == pytorch.SYNTHETIC_CALLS
+    assert policy.model.precision.quantization["synthetic"] == pytorch.SYNTHETIC_CALLS
 
 
 def test_a_damaged_cache_file_is_named_and_made_again(int8_cache, tiny_checkpoint, caplog):
@@ -148,7 +160,7 @@ def test_a_cache_file_that_does_not_fit_the_model_is_refused_before_any_layer_ch
     first, name = [f"backbone.eagle_model.language_model.model.layers.{i}.mlp.down_proj" for i in (0, 1)]
     layer = model.get_submodule(name)
     out, inp = layer.out_features, layer.in_features
-    stack_layers = len(int8_cache_module._stack_linears(model))
+    stack_layers = len(quantize.stack_linears(model))
     before = layer_kinds(model)
 
     def cache_file(levels_shape, scale, layer_name=name, decided=stack_layers) -> Path:
@@ -252,3 +264,109 @@ def test_the_layers_are_written_one_at_a_time_and_read_back_by_safetensors(tmp_p
     assert torch.equal(back["t3"], torch.arange(12).reshape(4, 3).to(torch.int8))
     with pytest.raises(ValueError, match="t0: made torch.float32 \\[2, 2\\], declared torch.float32 \\[1, 3\\]"):
         write_streamed(tmp_path / "y.safetensors", layout, lambda name: torch.zeros(2, 2))
+
+
+@pytest.fixture
+def fbgemm(monkeypatch):
+    """int8 on FBGEMM, which packs its own copy of every layer's levels: what a layer holds is not what was read."""
+    monkeypatch.setattr(quantize, "int8_units", lambda: None)
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+
+
+def test_a_save_unpacks_one_layer_at_a_time(int8_cache, tiny_checkpoint, fbgemm, monkeypatch):
+    unpacked: list[StorageWeakRef] = []
+    levels = QuantizedLinear.levels
+
+    def one_at_a_time(layer):
+        gc.collect()
+        assert all(ref.expired() for ref in unpacked)  # the layers written before are gone
+        out = levels(layer)
+        unpacked.extend(StorageWeakRef(t.untyped_storage()) for t in out)
+        return out
+
+    monkeypatch.setattr(QuantizedLinear, "levels", one_at_a_time)
+    policy = int8_policy(tiny_checkpoint)
+    assert policy.model.precision.quantization["cache"].startswith("saved to")
+    assert len(unpacked) == 2 * policy.model.precision.quantization["converted"] > 0
+
+
+def test_a_read_frees_each_layers_levels_as_its_own_copy_is_packed(int8_cache, tiny_checkpoint, fbgemm, monkeypatch):
+    int8_policy(tiny_checkpoint)
+    read: dict[str, StorageWeakRef] = {}
+    checked, replace_layers = int8_cache_module._checked, int8_cache_module.replace_layers
+
+    def weakly(f, linears):
+        layers, counts, stored = checked(f, linears)
+        read.update({name: StorageWeakRef(levels.untyped_storage()) for name, (levels, _, _) in stored.items()})
+        return layers, counts, stored
+
+    held_after = []
+
+    def replaced(model, names, convert):
+        count = replace_layers(model, names, convert)
+        gc.collect()
+        held_after.append(sum(not ref.expired() for ref in read.values()))
+        return count
+
+    monkeypatch.setattr(int8_cache_module, "_checked", weakly)
+    monkeypatch.setattr(int8_cache_module, "replace_layers", replaced)
+    policy = int8_policy(tiny_checkpoint)
+    assert policy.model.precision.quantization["cache"].startswith("read from")
+    converted = len(read)
+    assert converted == policy.model.precision.quantization["converted"] > 1
+    assert held_after == sorted(held_after, reverse=True) and held_after[0] == converted - 1 and held_after[-1] == 0
+
+
+def test_stored_levels_are_held_as_they_are_not_smoothed_or_fitted_again():
+    layer = torch.nn.Linear(16, 8)
+    stored = (torch.ones(8, 16, dtype=torch.int8), torch.ones(8, 1), None)
+    with pytest.raises(ValueError, match="stored levels are held as they are; smooth and rows would be unused"):
+        QuantizedLinear(layer, "int8", "onednn", smooth=torch.ones(16), stored=stored)
+    with pytest.raises(ValueError, match="stored levels are held as they are"):
+        QuantizedLinear(layer, "int8", "onednn", rows=torch.ones(4, 16), stored=stored)
+
+
+READ_ONLY_LOAD = """
+import json, sys
+import torch
+from gr00t_fast.model import quantize
+quantize.int8_units, quantize.bf16_units = lambda: "AVX512-VNNI", lambda: None  # as the tests' fixtures set them
+quantize.CPU_INT8_MIN_WIDTH = quantize.CPU_INT8_MIN_MACS = 0
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model.inputs import example_inputs
+torch.set_num_threads(int(sys.argv[2]))
+policy = load_policy(sys.argv[1], device="cpu", dtype="float32", quantize="int8", warmup=False)
+inputs, noise = example_inputs(policy.model.config)
+print(json.dumps({"cache": policy.model.precision.quantization.get("cache"),
+                  "actions": policy.backend(inputs, noise, 4).numpy().tobytes().hex()}))
+"""
+
+
+def read_only_load(cache: Path, checkpoint: Path) -> subprocess.CompletedProcess:
+    """A `--quantize int8` load in its own process with `cache` mounted read-only (a private mount namespace)."""
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return subprocess.run(["unshare", "-m", "sh", "-c", mount, str(cache), sys.executable, "-c", READ_ONLY_LOAD,
+                           str(checkpoint), str(torch.get_num_threads())], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "GR00T_FAST_CACHE": str(cache)})
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
+    ["unshare", "-m", "sh", "-c", "mount --bind / /mnt"], capture_output=True).returncode != 0,
+    reason="a read-only mount needs unshare and mount rights (a private mount namespace)")
+def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int8_cache, tiny_checkpoint):
+    first = int8_policy(tiny_checkpoint)
+    file = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}"))
+    read = read_only_load(int8_cache.parent, tiny_checkpoint)
+    assert read.returncode == 0, read.stderr[-2000:]
+    out = json.loads(read.stdout.splitlines()[-1])
+    assert out["cache"] == f"read from {file.parent} (read-only file system: read as it is)"
+    assert bytes.fromhex(out["actions"]) == actions(first).numpy().tobytes()
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 1  # not the file the seal records: quantized again, not read, nothing written
+    file.write_bytes(bytes(data))
+    again = read_only_load(int8_cache.parent, tiny_checkpoint)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout.splitlines()[-1])["cache"] == "not saved (read-only file system)"
+    assert f"int8 cache: {file.parent}: {INT8_CACHE_FILE} is not the file this cache wrote" in again.stderr
+    assert "; not read" in again.stderr and file.read_bytes() == bytes(data)
+
