@@ -316,7 +316,7 @@ def _range_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     """int8 activations per row over the row's own range [min, max] in 255 steps: (levels (rows, in; int8),
     float32 scales and offsets (rows, 1)) with x ~ scale * levels + offset. A row's output is then
     scale * (levels @ W) + offset * (the weight's row sums): `QuantizedLinear.level_sums`."""
-    x = x.float()  # out of place where autograd keeps an output (guided real-time chunking's VJP runs through here)
+    x = x.float()  # the scales in float32 whatever the model's dtype
     low = x.amin(dim=1, keepdim=True).clamp(max=0)  # amin + amax: on a CPU 1.7-1.9x abs().amax(), 9-10x aminmax
     scale = (x.amax(dim=1, keepdim=True).clamp(min=0) - low).clamp(min=1e-12) / 255  # the range holds zero:
     zero = -(low / scale).round() - 128  # zero's level, within -128..127; zero exact, as symmetric rounding keeps it
@@ -477,19 +477,23 @@ class QuantizedLinear(nn.Module):
         if self.inv_smooth is not None:
             x = x.float() * self.inv_smooth
         rows = x.reshape(-1, self.in_features)
+        if torch.is_grad_enabled() and rows.requires_grad:  # the int8 / fp8 GEMMs have none: `_QuantizedProduct`
+            return _QuantizedProduct.apply(rows, self).reshape(*lead, self.out_features)
+        return self.product(rows).reshape(*lead, self.out_features)
+
+    def product(self, rows: torch.Tensor) -> torch.Tensor:
+        """The layer's output (rows, out) for its input `rows` (rows, in), smoothed where the layer is."""
         if self.engine == "fbgemm":  # each token's 7-bit levels, which FBGEMM takes as they are (`_fbgemm_rows`)
             levels, scale, offset = _fbgemm_rows(rows.float())
             out = torch.ops.quantized.linear_dynamic(levels, self.packed, FBGEMM_REDUCE_RANGE)
             out = out.mul_(scale).add_(offset * self.level_sums).to(self.out_dtype)
-            out = out if self.bias is None else out.add_(self.bias)
-            return out.reshape(*lead, self.out_features)
+            return out if self.bias is None else out.add_(self.bias)
         if self.packed is not None:  # oneDNN's u8s8 GEMM: the levels shifted into uint8, the weight's scale fused
             levels, scale, offset = _range_rows(rows)
             levels = levels.view(torch.uint8).add_(ONEDNN_ZERO_POINT)  # two's complement: -128..127 -> 0..255
             out = onednn_int8_mm(levels, self.packed, self.weight_scale.reshape(-1), self.zero_points)
             out = out.mul_(scale).add_(offset * self.level_sums).to(self.out_dtype)
-            out = out if self.bias is None else out.add_(self.bias)
-            return out.reshape(*lead, self.out_features)
+            return out if self.bias is None else out.add_(self.bias)
         n = rows.shape[0]
         if self.mode == "int8" and rows.is_cuda and n != int_mm_rows(n):  # static: a Python branch, no graph break
             rows = F.pad(rows, (0, 0, 0, int_mm_rows(n) - n))
@@ -504,7 +508,7 @@ class QuantizedLinear(nn.Module):
             bias = None if self.bias is None else self.bias.to(self.out_dtype)
             out = torch._scaled_mm(q, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, bias=bias,
                                    out_dtype=self.out_dtype)
-        return out.reshape(*lead, self.out_features)
+        return out
 
     def levels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight's levels (out, in; int8 or fp8) and their float32 scales (out, 1), however the engine keeps
@@ -519,6 +523,24 @@ class QuantizedLinear(nn.Module):
         smoothed = ", smoothed" if self.inv_smooth is not None else ""
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}, " \
                f"engine={self.engine}{smoothed}"
+
+
+class _QuantizedProduct(torch.autograd.Function):
+    """A `QuantizedLinear`'s output for its input rows, forward on its int8 / fp8 GEMM, the rows' gradient that of the
+    layer its levels stand for (straight through: the gradient times the weight's levels times their scales, as the
+    float layer's times its weight). Without it autograd saw only the rows' min and max (each token's scale and
+    offset): guided real-time chunking's VJP through an int8 DiT ran on a gradient unrelated to the layer's (cosine
+    ~0 to the float layer's). The weight's gradient is never asked: a loaded model's weights are frozen."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, layer: "QuantizedLinear") -> torch.Tensor:
+        ctx.layer, ctx.rows_dtype = layer, rows.dtype
+        return layer.product(rows.detach())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        levels, scale = ctx.layer.levels()
+        return (grad.float() @ (levels.float() * scale)).to(ctx.rows_dtype), None
 
 
 class Bf16Linear(nn.Module):

@@ -110,6 +110,33 @@ def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of
     assert seen == [((rows, 64), (64, 1), (64, 48), (1, 64))]  # row-major activations x column-major weight: "TN"
 
 
+@pytest.mark.parametrize("engine", ["onednn", "onednn_prepacked", "fbgemm"])
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_the_gradient_through_an_int8_layer_is_its_levels_times_their_scales(monkeypatch, engine, smoothed):
+    """Guided real-time chunking's VJP runs through the DiT's int8 layers: the input's gradient is the one of the
+    layer the int8 levels stand for (straight through: the output's gradient times levels x scales, times 1 / smoothing
+    where the layer is smoothed), within int8's rounding of the float layer's; the output is the same bits as without
+    autograd. (Autograd alone saw only each token's min and max: a gradient at cosine ~0 to the float layer's.)"""
+    if engine == "onednn_prepacked":
+        monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: True)
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(256, 96).requires_grad_(False)  # frozen, as a loaded model's weights are
+    smooth = torch.rand(256, generator=gen) + 0.5 if smoothed else None
+    layer = QuantizedLinear(linear, "int8", engine.removesuffix("_prepacked"), smooth)
+    assert (layer.packed is not None) == (engine != "onednn") and (layer.inv_smooth is not None) == smoothed
+    x, error = torch.randn(2, 7, 256, generator=gen, requires_grad=True), torch.randn(2, 7, 96, generator=gen)
+    out = layer(x)
+    (got,) = torch.autograd.grad(out, x, error)
+    levels, scale = layer.levels()
+    want = error @ (levels.float() * scale)
+    want = want if smooth is None else want / smooth
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    (plain,) = torch.autograd.grad(linear(x), x, error)
+    assert float((got - plain).norm() / plain.norm()) < 0.02
+    with torch.no_grad():
+        assert torch.equal(out, layer(x))
+
+
 @pytest.mark.parametrize("tokens, bias", [(5, True), (40, True), (40, False)])
 def test_onednn_prepacked_weights_give_the_sums_of_int_mm(int8_prepacked, monkeypatch, tokens, bias):
     """Prepacked, the layer's levels go in shifted into uint8 (zero point 128): the same int32 sums as
