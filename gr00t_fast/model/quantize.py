@@ -443,6 +443,7 @@ class QuantizedLinear(nn.Module):
         self.engine = (engine or int8_engine(linear.weight.device).name) if mode == "int8" else "fp8"
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.fitted = False  # whether the int8 levels were fitted to `rows` (`_round_weights`)
+        self.gradient_levels: tuple[torch.Tensor, torch.Tensor] | None = None  # FBGEMM's, kept by `_QuantizedProduct`
         if stored is not None:
             if smooth is not None or rows is not None:
                 raise ValueError("QuantizedLinear: stored levels are held as they are; smooth and rows would be unused")
@@ -530,7 +531,9 @@ class _QuantizedProduct(torch.autograd.Function):
     layer its levels stand for (straight through: the gradient times the weight's levels times their scales, as the
     float layer's times its weight). Without it autograd saw only the rows' min and max (each token's scale and
     offset): guided real-time chunking's VJP through an int8 DiT ran on a gradient unrelated to the layer's (cosine
-    ~0 to the float layer's). The weight's gradient is never asked: a loaded model's weights are frozen."""
+    ~0 to the float layer's). The weight's gradient is never asked: a loaded model's weights are frozen. On FBGEMM
+    a layer keeps its levels unpacked after its first backward pass (`gradient_levels`: int8, a quarter of its float
+    weight, only in the layers a gradient runs through: the DiT's on guided real-time chunking's path)."""
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor, layer: "QuantizedLinear") -> torch.Tensor:
@@ -539,8 +542,12 @@ class _QuantizedProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        levels, scale = ctx.layer.levels()
-        return (grad.float() @ (levels.float() * scale)).to(ctx.rows_dtype), None
+        layer = ctx.layer
+        if layer.engine != "fbgemm":
+            levels, scale = layer.levels()  # oneDNN's packed copy unpacks in ~1 ms a layer; a plain one is at hand
+        else:  # FBGEMM's unpacks in 18-146 ms a full-size DiT layer (its GEMM here 5-40 ms): kept after the first
+            layer.gradient_levels = levels, scale = layer.gradient_levels or layer.levels()
+        return ((grad.float() * scale.t()) @ levels.float()).to(ctx.rows_dtype), None
 
 
 class Bf16Linear(nn.Module):

@@ -135,6 +135,8 @@ def test_the_gradient_through_a_quantized_layer_is_its_levels_times_their_scales
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     (plain,) = torch.autograd.grad(linear(x), x, error)
     assert float((got - plain).norm() / plain.norm()) < (0.05 if mode == "fp8" else 0.02)  # 3 mantissa bits
+    assert (layer.gradient_levels is not None) == (engine == "fbgemm")  # its slow unpacking done once
+    assert torch.equal(torch.autograd.grad(layer(x), x, error)[0], got)
     with torch.no_grad():
         assert torch.equal(out, layer(x))
 
