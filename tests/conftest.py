@@ -116,6 +116,13 @@ def int8_prepacked(monkeypatch):
 
 
 @pytest.fixture
+def onednn_packed_anywhere(monkeypatch):
+    """oneDNN's int8 layers prepacked at every size on any CPU: without VNNI or AMX its u8s8 sums saturate (not the
+    exact sums of `int8_prepacked`), the same at every call, for tests of what a packed layer holds and gives back."""
+    monkeypatch.setattr("gr00t_fast.model.quantize.onednn_packs", lambda in_features, out_features: True)
+
+
+@pytest.fixture
 def int8_at_every_size(monkeypatch):
     """int8 converts the tiny checkpoint's layers on a CPU too (the size rule of `gr00t_fast.model.quantize` keeps
     them all float32 there): for tests of what int8 itself does."""

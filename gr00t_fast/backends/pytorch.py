@@ -81,21 +81,22 @@ def int8_cache_folder(model: torch.nn.Module, artifacts: Any,
     checkpoint, gr00t-fast's code, torch's version, the engine, what kept layers run in and their bound, the model's
     dtype and config (its Eagle config's too) and `calls` by content; None where a load does not cache: not on a CPU
     (elsewhere int8 takes one example call), `GR00T_FAST_INT8_CACHE=0`, or a cache that cannot be written and holds no
-    int8 layers to read as they are (one warning)."""
+    int8 layers for this key to read as they are (one warning)."""
     if model.device.type != "cpu" or not int8_cache_enabled():
         return None
+    kept = kept_layers(model, "int8")
+    key = (torch.__version__, int8_engine(model.device).name, kept.dtype, kept.max_error, model.dtype,
+           repr(model.config), calls_digest(calls))
     try:  # before the checkpoint is hashed: an unwritable cache would hash it again at every load
         cache_dir().mkdir(parents=True, exist_ok=True)
         if not os.access(cache_dir(), os.W_OK):
             raise PermissionError(errno.EACCES, "not writable")
     except OSError as err:
-        if not any((cache_dir() / "int8").glob(f"*/{INT8_CACHE_FILE}")):  # else read as it is (`read_as_it_is`)
+        if not artifacts.derived_weights_held("int8", INT8_CACHE_FILE, *key):  # else read as it is (`read_as_it_is`)
             log.warning("int8 cache off for this load: %s cannot be written (%s)", cache_dir(),
                         (err.strerror or str(err)).lower())
             return None
-    kept = kept_layers(model, "int8")
-    return artifacts.derived_weights("int8", torch.__version__, int8_engine(model.device).name, kept.dtype,
-                                     kept.max_error, model.dtype, repr(model.config), calls_digest(calls))
+    return artifacts.derived_weights("int8", *key)
 
 
 def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:

@@ -53,8 +53,12 @@ class Artifacts:
         """The cache folder of the weights of `kind` a backend derives from the checkpoint's as it loads ("int8": the
         torch backends' int8 layers, `gr00t_fast.model.int8_cache`): keyed by the checkpoint's content
         (`checkpoint_fingerprint`), gr00t-fast's code (`code_digest`) and the backend's own `key`."""
-        digest = hashlib.sha256("\0".join((code_digest(), *map(str, key))).encode()).hexdigest()[:16]
-        return cache_dir() / kind / f"{checkpoint_fingerprint(self.model_path)}-{digest}"
+        return cache_dir() / kind / f"{checkpoint_fingerprint(self.model_path)}-{_key_digest(key)}"
+
+    def derived_weights_held(self, kind: str, name: str, *key: Any) -> bool:
+        """Whether the cache holds a file `name` in a `derived_weights(kind, *key)` folder of any checkpoint: found
+        without hashing this one (what a cache that cannot be written may still be read for)."""
+        return any((cache_dir() / kind).glob(f"*-{_key_digest(key)}/{name}"))
 
     def compiled_cache(self, name: str, sources: str | Path, *key: str) -> Path:
         """The cache folder of backend `name`'s models compiled from the export `sources`: keyed by the digests of
@@ -63,6 +67,11 @@ class Artifacts:
 
         return cache_dir() / name / "-".join(str(k).replace(":", "_") for k in (sources_digest(sources), __version__,
                                                                                  *key))
+
+
+def _key_digest(key: tuple) -> str:
+    """A `derived_weights` key with gr00t-fast's code (`code_digest`), by content."""
+    return hashlib.sha256("\0".join((code_digest(), *map(str, key))).encode()).hexdigest()[:16]
 
 
 def ensure_artifacts(backend: type[Backend], model: torch.nn.Module, model_path: str | Path, *, cameras: int,

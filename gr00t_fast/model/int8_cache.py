@@ -14,9 +14,10 @@ holding a file it did not write is emptied and made again (`sealed`), and a file
 in one warning and made again. Read back, the layers take most of their time being packed again (FBGEMM: full size
 32-34 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it.
 A cache that cannot be written (a read-only file system, one baked into a container image) is read as it is where it
-holds the file sealed for this key (`read_as_it_is`); with none, it is off for the load, in one warning, and the
-checkpoint is not hashed for it. Read-only, the checkpoint's digests are not remembered: each load hashes its weight
-files again to find the folder (about 1 GB/s) unless the cache holds the digests of these very files.
+holds the file sealed for this key (`read_as_it_is`); with no file for this key (of any checkpoint), it is off for the
+load, in one warning, and the checkpoint is not hashed for it. Read-only, digests are not remembered: each load hashes
+the checkpoint's weight files again to find the folder, and the cache file to check its seal (about 1 GB/s), unless
+the cache holds the digests of these very files.
 """
 
 import json
@@ -117,7 +118,7 @@ def read_layers(model: nn.Module, file: Path) -> dict[str, int]:
 
     try:
         for name in layers:  # each layer's levels freed as its own copy is packed
-            replace_layers(model, [tuple(name.rsplit(".", 1))], lambda layer, name=name: restored(layer, name))
+            replace_layers(model, [name], lambda layer, name=name: restored(layer, name))
         for layer in deferred.pending() if deferred is not None else ():
             deferred.fill(layer)
     finally:
@@ -177,10 +178,10 @@ def quantize_cached(model: nn.Module, folder: Path, quantize: Callable[[], dict[
     warning: the layers read or quantized are kept), and one that cannot be locked is still read where its sealed file
     fits (`read_as_it_is`: a read-only cache); a file that does not fit the model is named in one warning and made
     again. An error of the model's own load (the checkpoint) is raised as it is."""
-    counts, done, busy = None, None, False  # busy: the model is being changed (an error then is the load's)
+    counts, done, busy, entered = None, None, False, False  # busy: the model is being changed (an error is the load's)
     try:
         with sealed(folder) as kept:  # a second process loading the same checkpoint waits, then reads
-            file = kept / INT8_CACHE_FILE
+            entered, file = True, kept / INT8_CACHE_FILE  # locked: a failure from here is not read as it is
             if file.is_file():
                 try:
                     busy = True
@@ -199,7 +200,7 @@ def quantize_cached(model: nn.Module, folder: Path, quantize: Callable[[], dict[
         if busy and counts is None:
             raise
         why = (err.strerror or str(err)).lower() if isinstance(err, OSError) else str(err)
-        if counts is None and (counts := read_as_it_is(model, folder)) is not None:
+        if counts is None and not entered and (counts := read_as_it_is(model, folder)) is not None:
             return counts, f"read from {folder} ({why}: read as it is)"
         log.warning("int8 cache %s not written (%s): the next load quantizes again", folder, why)
         return (quantize() if counts is None else counts), done or f"not saved ({why})"
@@ -211,9 +212,12 @@ def read_as_it_is(model: nn.Module, folder: Path) -> dict[str, int] | None:
     (`unsealed`) and fits the model (`read_layers`); else None, named in one warning where there was a file, and the
     model left as it was. Unlocked: no process writes there, and a file being replaced does not match its seal."""
     file = folder / INT8_CACHE_FILE
-    if not file.is_file():
-        return None
-    reason = unsealed(folder)
+    try:
+        if not file.is_file():
+            return None
+        reason = unsealed(folder)  # hashes the file where its digest is not remembered (1.6 GB at full size)
+    except OSError as err:  # a folder or file this process may not read (another user's cache)
+        reason = f"it cannot be read ({(err.strerror or str(err)).lower()})"
     try:
         if reason is not None:
             raise Int8CacheError(f"{folder}: {reason}")

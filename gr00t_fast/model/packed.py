@@ -124,9 +124,8 @@ def float32_packs() -> bool:
 def _swap(model: nn.Module, kind: type, convert: Callable[[nn.Module], nn.Module], where=lambda layer: True) -> int:
     """Each `kind` layer of `model` that `where` accepts replaced by `convert(layer)`, one at a time
     (`replace_layers`: never two copies of the model)."""
-    return replace_layers(model, [(parent, name) for parent, module in model.named_modules()
-                                  for name, child in module.named_children() if type(child) is kind and where(child)],
-                          convert)
+    names = [name for name, layer in model.named_modules() if type(layer) is kind and where(layer)]
+    return replace_layers(model, names, convert)
 
 
 @torch.no_grad()

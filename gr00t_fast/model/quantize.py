@@ -860,7 +860,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | N
             if decided != "converted":
                 counts[decided] += 1
             else:
-                replace_layers(model, [tuple(name.rsplit(".", 1))], lambda layer, stats=stats: convert(layer, stats))
+                replace_layers(model, [name], lambda layer, stats=stats: convert(layer, stats))
             bar.update(1)
     layers.clear()
     for layer in deferred.pending() if deferred is not None else ():  # the layers that stay in float, read for good

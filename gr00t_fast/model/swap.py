@@ -16,11 +16,13 @@ from gr00t_fast.runtime.heap import release_freed_memory
 __all__ = ["replace_layers"]
 
 
-def replace_layers(root: nn.Module, names: list[tuple[str, str]], convert: Callable[[nn.Module], nn.Module]) -> int:
-    """Each (parent module name, child name) of `root` replaced by `convert(child)`; returns how many."""
-    for parent, name in names:
+def replace_layers(root: nn.Module, names: list[str], convert: Callable[[nn.Module], nn.Module]) -> int:
+    """Each layer of `root` named in `names` (dotted, as `named_modules` names it) replaced by `convert(layer)`;
+    returns how many."""
+    for name in names:
         release_freed_memory()
+        parent, _, child = name.rpartition(".")
         module = root.get_submodule(parent)
-        setattr(module, name, convert(getattr(module, name)))
+        setattr(module, child, convert(getattr(module, child)))
     release_freed_memory()
     return len(names)

@@ -56,14 +56,11 @@ def actions(policy) -> torch.Tensor:
 @pytest.mark.parametrize("case", ["onednn", "onednn_prepacked", "fbgemm", "calibrated", "kept_in_bf16", "kept_float32",
                                   "outliers"])
 def test_a_second_int8_load_reads_the_layers_the_first_saved_and_acts_the_same_bits(
-        int8_cache, tiny_checkpoint, outlier_checkpoint, observations_file, monkeypatch, case):
+        int8_cache, tiny_checkpoint, outlier_checkpoint, observations_file, monkeypatch, request, case):
     checkpoint = outlier_checkpoint if case == "outliers" else tiny_checkpoint
     options = {"calibration": observations_file} if case == "calibrated" else {}
-    if case == "fbgemm":
-        monkeypatch.setattr(quantize, "int8_units", lambda: None)
-        monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
-    if case == "onednn_prepacked":  # packed on any CPU: without VNNI its sums saturate, the same at both loads
-        monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: True)
+    if case in ("fbgemm", "onednn_prepacked"):  # prepacked: on any CPU, the same sums at both loads
+        request.getfixturevalue({"fbgemm": "fbgemm", "onednn_prepacked": "onednn_packed_anywhere"}[case])
     if case == "kept_in_bf16":
         monkeypatch.setattr(quantize, "bf16_units", lambda: "AVX512-BF16")
         monkeypatch.setattr(quantize, "MAX_LAYER_ERROR_BF16", 0.01)
@@ -192,7 +189,7 @@ def test_a_cache_file_that_does_not_fit_the_model_is_refused_before_any_layer_ch
     assert counts["converted"] == 2 and all(isinstance(model.get_submodule(n), QuantizedLinear) for n in (first, name))
 
 
-def test_a_sealed_file_that_does_not_fit_is_named_and_made_again(int8_cache, tiny_checkpoint, caplog):
+def test_a_sealed_file_that_does_not_fit_is_named_and_made_again(int8_cache, tiny_checkpoint, monkeypatch, caplog):
     first = int8_policy(tiny_checkpoint)
     folder = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}")).parent
     name = "backbone.eagle_model.language_model.model.layers.0.mlp.down_proj"
@@ -201,10 +198,16 @@ def test_a_sealed_file_that_does_not_fit_is_named_and_made_again(int8_cache, tin
     write_streamed(folder / INT8_CACHE_FILE, {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()},
                    tensors.__getitem__, {"gr00t_fast.int8": json.dumps(meta)})
     seal(folder)  # as if this cache had written it
+    with monkeypatch.context() as m:  # it cannot be removed: named once, not read again as it is, quantized
+        m.setattr(Path, "unlink", lambda path, missing_ok=False: (_ for _ in ()).throw(PermissionError(
+            errno.EACCES, "Permission denied")))
+        kept = int8_policy(tiny_checkpoint)
+    assert caplog.text.count("int8 cache: ") == 1 and "; not read" not in caplog.text
+    assert kept.model.precision.quantization["cache"] == "not saved (permission denied)"
     again = int8_policy(tiny_checkpoint)
     assert "int8 cache: " in caplog.text and "; quantizing again" in caplog.text
     assert again.model.precision.quantization["cache"].startswith("saved to")
-    assert torch.equal(actions(again), actions(first))
+    assert torch.equal(actions(again), actions(first)) and torch.equal(actions(kept), actions(first))
 
 
 def test_a_cache_that_fails_to_save_or_seal_keeps_the_layers_it_made_or_read(int8_cache, tiny_checkpoint, monkeypatch,
@@ -335,25 +338,33 @@ quantize.CPU_INT8_MIN_WIDTH = quantize.CPU_INT8_MIN_MACS = 0
 from gr00t_fast.loading import load_policy
 from gr00t_fast.model.inputs import example_inputs
 torch.set_num_threads(int(sys.argv[2]))
-policy = load_policy(sys.argv[1], device="cpu", dtype="float32", quantize="int8", warmup=False)
+policy = load_policy(sys.argv[1], device="cpu", dtype="float32", quantize="int8", warmup=False,
+                     calibration=sys.argv[3] if len(sys.argv) > 3 else None)
 inputs, noise = example_inputs(policy.model.config)
 print(json.dumps({"cache": policy.model.precision.quantization.get("cache"),
                   "actions": policy.backend(inputs, noise, 4).numpy().tobytes().hex()}))
 """
 
 
-def read_only_load(cache: Path, checkpoint: Path) -> subprocess.CompletedProcess:
-    """A `--quantize int8` load in its own process with `cache` mounted read-only (a private mount namespace)."""
-    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-    return subprocess.run(["unshare", "-m", "sh", "-c", mount, str(cache), sys.executable, "-c", READ_ONLY_LOAD,
-                           str(checkpoint), str(torch.get_num_threads())], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "GR00T_FAST_CACHE": str(cache)})
+READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'  # in a private mount namespace
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
-    ["unshare", "-m", "sh", "-c", "mount --bind / /mnt"], capture_output=True).returncode != 0,
-    reason="a read-only mount needs unshare and mount rights (a private mount namespace)")
-def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int8_cache, tiny_checkpoint):
+def read_only_load(cache: Path, checkpoint: Path, *calibration: Path) -> subprocess.CompletedProcess:
+    """A `--quantize int8` load in its own process with `cache` mounted read-only (`unshare -rm`: a user and mount
+    namespace of its own), its tiny layers int8 on oneDNN as the tests' fixtures make them (`READ_ONLY_LOAD`)."""
+    return subprocess.run(["unshare", "-rm", "sh", "-c", READ_ONLY, str(cache), sys.executable, "-c", READ_ONLY_LOAD,
+                           str(checkpoint), str(torch.get_num_threads()), *map(str, calibration)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GR00T_FAST_CACHE": str(cache)})
+
+
+def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int8_cache, tiny_checkpoint, tmp_path,
+                                                                                observations_file):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", READ_ONLY, str(probe), "true"],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("a read-only mount needs unshare and a user and mount namespace of its own")
     first = int8_policy(tiny_checkpoint)
     file = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}"))
     read = read_only_load(int8_cache.parent, tiny_checkpoint)
@@ -369,4 +380,24 @@ def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int
     assert json.loads(again.stdout.splitlines()[-1])["cache"] == "not saved (read-only file system)"
     assert f"int8 cache: {file.parent}: {INT8_CACHE_FILE} is not the file this cache wrote" in again.stderr
     assert "; not read" in again.stderr and file.read_bytes() == bytes(data)
+    other = read_only_load(int8_cache.parent, tiny_checkpoint, observations_file)  # another key: nothing to read
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert json.loads(other.stdout.splitlines()[-1])["cache"] is None
+    assert f"int8 cache off for this load: {int8_cache.parent} cannot be written (not writable)" \
+        in other.stderr
+
+
+def test_a_cache_file_this_process_may_not_read_is_named_and_not_read(int8_cache, tiny_checkpoint, monkeypatch,
+                                                                      caplog):
+    first = int8_policy(tiny_checkpoint)
+    folder = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}")).parent
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    before = layer_kinds(model)
+    denied = PermissionError(errno.EACCES, "Permission denied")
+    with monkeypatch.context() as m:
+        m.setattr(int8_cache_module, "unsealed", lambda folder: (_ for _ in ()).throw(denied))
+        assert int8_cache_module.read_as_it_is(model, folder) is None and layer_kinds(model) == before
+    assert f"int8 cache: {folder}: it cannot be read (permission denied); not read" in caplog.text
+    counts = int8_cache_module.read_as_it_is(model, folder)  # readable again: read
+    assert counts["converted"] == first.model.precision.quantization["converted"]
 

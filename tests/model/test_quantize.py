@@ -112,13 +112,13 @@ def test_int_mm_gets_a_column_major_weight_and_cuda_rows_padded_to_a_multiple_of
 
 @pytest.mark.parametrize("engine", ["onednn", "onednn_prepacked", "fbgemm", "fp8"])
 @pytest.mark.parametrize("smoothed", [False, True])
-def test_the_gradient_through_a_quantized_layer_is_its_levels_times_their_scales(monkeypatch, engine, smoothed):
+def test_the_gradient_through_a_quantized_layer_is_its_levels_times_their_scales(request, engine, smoothed):
     """Guided real-time chunking's VJP runs through the DiT's int8 (fp8) layers: the input's gradient is that of the
     layer the int8 levels stand for (straight through: the output's gradient times levels x scales, times 1 / smoothing
     where the layer is smoothed), within int8's rounding of the float layer's; the output is the same bits as without
     autograd. (Autograd alone saw only each token's min and max: a gradient at cosine ~0 to the float layer's.)"""
     if engine == "onednn_prepacked":
-        monkeypatch.setattr(quantize, "onednn_packs", lambda *shape: True)
+        request.getfixturevalue("onednn_packed_anywhere")
     gen = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(256, 96).requires_grad_(False)  # frozen, as a loaded model's weights are
     smooth = torch.rand(256, generator=gen) + 0.5 if smoothed else None
