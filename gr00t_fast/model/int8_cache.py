@@ -23,6 +23,7 @@ the cache holds the digests of these very files.
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -212,10 +213,12 @@ def read_as_it_is(model: nn.Module, folder: Path) -> dict[str, int] | None:
     (`unsealed`) and fits the model (`read_layers`); else None, named in one warning where there was a file, and the
     model left as it was. Unlocked: no process writes there, and a file being replaced does not match its seal."""
     file = folder / INT8_CACHE_FILE
-    try:
-        if not file.is_file():
+    try:  # `stat`, not `is_file`: newer Pythons' `is_file` says False for a folder this process may not enter
+        if not stat.S_ISREG(file.stat().st_mode):
             return None
         reason = unsealed(folder)  # hashes the file where its digest is not remembered (1.6 GB at full size)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except OSError as err:  # a folder or file this process may not read (another user's cache)
         reason = f"it cannot be read ({(err.strerror or str(err)).lower()})"
     try:

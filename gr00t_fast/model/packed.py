@@ -124,7 +124,7 @@ def float32_packs() -> bool:
 def _swap(model: nn.Module, kind: type, convert: Callable[[nn.Module], nn.Module], where=lambda layer: True) -> int:
     """Each `kind` layer of `model` that `where` accepts replaced by `convert(layer)`, one at a time
     (`replace_layers`: never two copies of the model)."""
-    names = [name for name, layer in model.named_modules() if type(layer) is kind and where(layer)]
+    names = [name for name, layer in model.named_modules() if name and type(layer) is kind and where(layer)]
     return replace_layers(model, names, convert)
 
 

@@ -199,11 +199,13 @@ def test_a_sealed_file_that_does_not_fit_is_named_and_made_again(int8_cache, tin
                    tensors.__getitem__, {"gr00t_fast.int8": json.dumps(meta)})
     seal(folder)  # as if this cache had written it
     with monkeypatch.context() as m:  # it cannot be removed: named once, not read again as it is, quantized
+        unlink = Path.unlink
         m.setattr(Path, "unlink", lambda path, missing_ok=False: (_ for _ in ()).throw(PermissionError(
-            errno.EACCES, "Permission denied")))
+            errno.EACCES, "Permission denied")) if path.name == INT8_CACHE_FILE else unlink(path, missing_ok))
         kept = int8_policy(tiny_checkpoint)
     assert caplog.text.count("int8 cache: ") == 1 and "; not read" not in caplog.text
     assert kept.model.precision.quantization["cache"] == "not saved (permission denied)"
+    caplog.clear()
     again = int8_policy(tiny_checkpoint)
     assert "int8 cache: " in caplog.text and "; quantizing again" in caplog.text
     assert again.model.precision.quantization["cache"].startswith("saved to")
@@ -349,10 +351,21 @@ print(json.dumps({"cache": policy.model.precision.quantization.get("cache"),
 READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'  # in a private mount namespace
 
 
-def read_only_load(cache: Path, checkpoint: Path, *calibration: Path) -> subprocess.CompletedProcess:
-    """A `--quantize int8` load in its own process with `cache` mounted read-only (`unshare -rm`: a user and mount
-    namespace of its own), its tiny layers int8 on oneDNN as the tests' fixtures make them (`READ_ONLY_LOAD`)."""
-    return subprocess.run(["unshare", "-rm", "sh", "-c", READ_ONLY, str(cache), sys.executable, "-c", READ_ONLY_LOAD,
+def mount_namespace(probe: Path) -> list[str] | None:
+    """The `unshare` command that mounts `probe` read-only in a namespace of its own: `-m` (root's mount rights) or
+    `-rm` (a user namespace too: any user where user namespaces are allowed); None where neither can."""
+    for flags in (["-m"], ["-rm"]) if shutil.which("unshare") else ():
+        if subprocess.run(["unshare", *flags, "sh", "-c", READ_ONLY, str(probe), "true"],
+                          capture_output=True).returncode == 0:
+            return ["unshare", *flags]
+    return None
+
+
+def read_only_load(unshare: list[str], cache: Path, checkpoint: Path,
+                   *calibration: Path) -> subprocess.CompletedProcess:
+    """A `--quantize int8` load in its own process with `cache` mounted read-only (`unshare`: `mount_namespace`), its
+    tiny layers int8 on oneDNN as the tests' fixtures make them (`READ_ONLY_LOAD`)."""
+    return subprocess.run([*unshare, "sh", "-c", READ_ONLY, str(cache), sys.executable, "-c", READ_ONLY_LOAD,
                            str(checkpoint), str(torch.get_num_threads()), *map(str, calibration)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "GR00T_FAST_CACHE": str(cache)})
@@ -360,14 +373,13 @@ def read_only_load(cache: Path, checkpoint: Path, *calibration: Path) -> subproc
 
 def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int8_cache, tiny_checkpoint, tmp_path,
                                                                                 observations_file):
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", READ_ONLY, str(probe), "true"],
-                                                         capture_output=True).returncode != 0:
-        pytest.skip("a read-only mount needs unshare and a user and mount namespace of its own")
+    (tmp_path / "probe").mkdir()
+    unshare = mount_namespace(tmp_path / "probe")
+    if unshare is None:
+        pytest.skip("a read-only mount needs unshare and a mount namespace of its own (root's, or a user namespace)")
     first = int8_policy(tiny_checkpoint)
     file = next(int8_cache.glob(f"*/{INT8_CACHE_FILE}"))
-    read = read_only_load(int8_cache.parent, tiny_checkpoint)
+    read = read_only_load(unshare, int8_cache.parent, tiny_checkpoint)
     assert read.returncode == 0, read.stderr[-2000:]
     out = json.loads(read.stdout.splitlines()[-1])
     assert out["cache"] == f"read from {file.parent} (read-only file system: read as it is)"
@@ -375,12 +387,12 @@ def test_a_read_only_cache_is_read_as_it_is_where_its_file_is_the_one_sealed(int
     data = bytearray(file.read_bytes())
     data[-1] ^= 1  # not the file the seal records: quantized again, not read, nothing written
     file.write_bytes(bytes(data))
-    again = read_only_load(int8_cache.parent, tiny_checkpoint)
+    again = read_only_load(unshare, int8_cache.parent, tiny_checkpoint)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads(again.stdout.splitlines()[-1])["cache"] == "not saved (read-only file system)"
     assert f"int8 cache: {file.parent}: {INT8_CACHE_FILE} is not the file this cache wrote" in again.stderr
     assert "; not read" in again.stderr and file.read_bytes() == bytes(data)
-    other = read_only_load(int8_cache.parent, tiny_checkpoint, observations_file)  # another key: nothing to read
+    other = read_only_load(unshare, int8_cache.parent, tiny_checkpoint, observations_file)  # another key: none
     assert other.returncode == 0, other.stderr[-2000:]
     assert json.loads(other.stdout.splitlines()[-1])["cache"] is None
     assert f"int8 cache off for this load: {int8_cache.parent} cannot be written (not writable)" \
@@ -401,3 +413,16 @@ def test_a_cache_file_this_process_may_not_read_is_named_and_not_read(int8_cache
     counts = int8_cache_module.read_as_it_is(model, folder)  # readable again: read
     assert counts["converted"] == first.model.precision.quantization["converted"]
 
+
+
+def test_an_unwritable_cache_is_keyed_only_where_it_holds_this_keys_file(int8_cache, tiny_checkpoint, monkeypatch):
+    """In-process twin of the read-only mount's key check, for machines where no mount namespace can be made."""
+    int8_policy(tiny_checkpoint)
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    saved = pytorch.calibration_inputs(model.config, pytorch.SYNTHETIC_CALLS)  # the load's synthetic scenes
+    folder = int8_cache_folder(model, Artifacts(tiny_checkpoint), saved)
+    assert (folder / INT8_CACHE_FILE).is_file()
+    monkeypatch.setattr(pytorch.os, "access", lambda path, mode: False)  # as a read-only file system answers
+    assert int8_cache_folder(model, Artifacts(tiny_checkpoint), saved) == folder
+    monkeypatch.setattr("gr00t_fast.export.artifacts.checkpoint_fingerprint", lambda path: 1 / 0)
+    assert int8_cache_folder(model, Artifacts(tiny_checkpoint), [example_inputs(model.config)]) is None
