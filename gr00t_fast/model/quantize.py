@@ -346,41 +346,51 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
     al. 2022: weighted by the inverse of H = X^T X of the layer's inputs `rows`, damped by `GPTQ_DAMP` x its mean
     diagonal), so that the layer's output on inputs like `rows` moves less than with each weight at its nearest
     level. The input channels go in chunks of `GPTQ_CHUNK`, each with its own block of H (an error is carried within
-    its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. A chunk whose inputs are all
-    zero or not finite, or whose H float32 cannot factor: plain rounding. The third value: whether any chunk was
-    fitted."""
+    its chunk): a whole H of the widest layers (8192) would cost minutes of a CPU at load. The weights are carried in
+    units of their row's step (the levels before rounding). A chunk whose inputs are all zero or not finite, or whose H
+    float32 cannot factor: plain rounding. The third value: whether any chunk was fitted."""
     w = weight.detach().float()
     scale = _row_scales(w, qmax)
-    step = scale.reshape(-1)
-    fitted = False
-    w = w.t().contiguous()  # (in, out): a column of the weight is a contiguous row here
+    z = (w / scale).t().contiguous()  # (in, out): a column of the weight, in its rows' steps, is a contiguous row
     x = rows.to(w.device, torch.float32)
-    q = torch.empty_like(w)
-    for first in range(0, w.shape[0], GPTQ_CHUNK):
-        chunk, inputs = w[first:first + GPTQ_CHUNK], x[:, first:first + GPTQ_CHUNK]
-        h = inputs.t() @ inputs
-        damp = GPTQ_DAMP * h.diagonal().mean()
-        hinv = None
-        if torch.isfinite(damp) and damp > 0:
-            h.diagonal().add_(damp)
-            factor, info = torch.linalg.cholesky_ex(h)
-            if info.item() == 0:
-                hinv, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(factor), upper=True)
-                hinv = hinv if info.item() == 0 and torch.isfinite(hinv).all() else None
-        if hinv is None:  # no inputs, or none a float32 Cholesky takes
-            q[first:first + len(chunk)] = (chunk / step).round_().clamp_(-qmax, qmax)
+    q = torch.empty_like(z)
+    fitted = False
+    for first in range(0, z.shape[0], GPTQ_CHUNK):
+        chunk, levels = z[first:first + GPTQ_CHUNK], q[first:first + GPTQ_CHUNK]
+        u = _inverse_factor(x[:, first:first + GPTQ_CHUNK])
+        if u is None:  # no inputs, or none a float32 Cholesky takes
+            torch.round(chunk, out=levels).clamp_(-qmax, qmax)
             continue
         fitted = True
         for start in range(0, len(chunk), GPTQ_BLOCK):  # a block's columns one by one, then the rest at once
             end = min(start + GPTQ_BLOCK, len(chunk))
-            block, inverse = chunk[start:end], hinv[start:end, start:end]
-            errors = torch.empty_like(block)
+            block, inverse, rounded = chunk[start:end], u[start:end, start:end], levels[start:end]
+            errors = torch.empty_like(block)  # each column's rounding error; over U's diagonal once the block is done
+            carry = inverse / inverse.diagonal()[:, None]  # how much of column i's error each later column takes
             for i in range(end - start):
-                levels = q[first + start + i] = (block[i] / step).round_().clamp_(-qmax, qmax)
-                errors[i] = (block[i] - levels * step) / inverse[i, i]
-                block[i + 1:].addr_(inverse[i, i + 1:], errors[i], alpha=-1)  # in place: no outer product made
-            chunk[end:] -= hinv[start:end, end:].t() @ errors
+                torch.round(block[i], out=rounded[i]).clamp_(-qmax, qmax)
+                torch.sub(block[i], rounded[i], out=errors[i])
+                block[i + 1:].addr_(carry[i, i + 1:], errors[i], alpha=-1)  # in place: no outer product made
+            errors /= inverse.diagonal()[:, None]
+            chunk[end:].addmm_(u[start:end, end:].t(), errors, alpha=-1)
     return q.t().contiguous().to(torch.int8), scale, fitted
+
+
+def _inverse_factor(inputs: torch.Tensor) -> torch.Tensor | None:
+    """GPTQ's U: the upper Cholesky factor of H^-1 (H^-1 = U^T U), H = X^T X of `inputs` damped; None where H is zero,
+    not finite or does not factor in float32. With J the reversal of H's channels, J H J = L L^T gives U = J L^-1 J:
+    one factorization and one triangular solve, where inverting H and factoring H^-1 would take three."""
+    h = inputs.t() @ inputs
+    damp = GPTQ_DAMP * h.diagonal().mean()
+    if not (torch.isfinite(damp) and damp > 0):
+        return None
+    h.diagonal().add_(damp)
+    factor, info = torch.linalg.cholesky_ex(h.flip(0, 1))
+    if info.item():
+        return None
+    eye = torch.eye(len(h), dtype=h.dtype, device=h.device)
+    u = torch.linalg.solve_triangular(factor, eye, upper=False).flip(0, 1)
+    return u if torch.isfinite(u).all() else None
 
 
 def check_fp8_cuda(device: torch.device, dtype: torch.dtype) -> None:
@@ -668,8 +678,8 @@ class InputStats:
         self.keep = keep
         self.rows, self.calls, self.stride = x.shape[0], 1, 1
         self.channel_absmax = x.abs().amax(dim=0)
-        self.parts = [_evenly(x, keep).clone()]  # one per kept call, trimmed to its share
-        self.largest = _largest(x, keep // 8).clone()
+        self.parts = [_evenly(x, keep)]  # one per kept call, trimmed to its share (indexing copies: none views `x`)
+        self.largest = _largest(x, keep // 8)
 
     def add(self, x: torch.Tensor) -> None:
         self.rows, self.calls = max(self.rows, x.shape[0]), self.calls + 1
@@ -681,7 +691,7 @@ class InputStats:
         if len(self.parts) > self.keep:  # every call cannot keep a row: every other one does, and so on
             self.parts, self.stride = self.parts[::2], self.stride * 2
         share, extra = divmod(self.keep, len(self.parts))  # the first `extra` calls keep one row more
-        self.parts = [_evenly(part, share + (i < extra)).clone() for i, part in enumerate(self.parts)]
+        self.parts = [_evenly(part, share + (i < extra)) for i, part in enumerate(self.parts)]
 
     @property
     def spaced(self) -> torch.Tensor:
