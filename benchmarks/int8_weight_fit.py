@@ -9,7 +9,8 @@ them without `--calibration`), each evenly spaced through the policy's processor
 run (`gr00t_fast.backends.pytorch.sample_calls`). Each layer int8 converts on a CPU (more than `MIN_ROWS` rows, and
 `int8_pays_on_cpu`) is then rounded per output channel to int8 (`quantize._round_weights`, with each damping of H;
 plain: each weight at its nearest level) and its relative output error measured on the test rows in float32 (weights
-alone: no activation rounding, no smoothing). A row: the mean, median and largest over layers, and each stack's mean.
+alone: no activation rounding, no smoothing). A row: the mean, median and largest over layers, and each stack's mean;
+layers by their name in the model (`quantize.stack_linears`; files before 2026-11-28 evening: by stack and name).
 
     python benchmarks/int8_weight_fit.py --model_path ~/.cache/gr00t_fast/small_fp32 --observations obs20.npz \\
         --calibration cal.npz --scenes 4 8 16 --damps 0.01 0.1 --out benchmarks/results/cpu/int8_weight_fit.json
@@ -47,9 +48,9 @@ def main() -> int:
     policy = load_policy(args.model_path, dtype="float32", device="cpu", warmup=False, threads=args.threads)
     model = policy.model
     unpack_linears(model)  # packed for oneDNN where float32 packs (an AMD CPU with AVX2 only): plain Linear layers here
-    stacks = quantize.transformer_stacks(model)
-    layers = {f"{stack}.{name}": m for stack, module in stacks.items() for name, m in module.named_modules()
-              if type(m) is torch.nn.Linear}
+    names = {module: name for name, module in model.named_modules()}
+    stacks = {stack: names[module] + "." for stack, module in quantize.transformer_stacks(model).items()}
+    layers = {name: m for name, m in quantize.stack_linears(model).items() if type(m) is torch.nn.Linear}
 
     def rows_of(calls: list) -> dict[str, quantize.InputStats]:
         model.action_head.step_table_cache.clear()  # as `quantize_linears`: the step tables' layers run every time
@@ -80,8 +81,8 @@ def main() -> int:
         values = np.array(list(errors.values()))
         results[label] = {"mean": float(values.mean()), "median": float(np.median(values)),
                           "max": float(values.max()), "layers": errors,
-                          "stacks": {s: float(np.mean([e for n, e in errors.items() if n.startswith(s + ".")]))
-                                     for s in stacks}}
+                          "stacks": {s: float(np.mean([e for n, e in errors.items() if n.startswith(prefix)]))
+                                     for s, prefix in stacks.items()}}
         print(f"{label:36s} mean {values.mean():.4%}  median {np.median(values):.4%}  largest {values.max():.4%}  "
               + "  ".join(f"{s} {v:.4%}" for s, v in results[label]["stacks"].items()), flush=True)
     write_result(args.out, test_calls=len(test), layers=len(held), results=results)

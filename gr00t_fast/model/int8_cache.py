@@ -1,8 +1,8 @@
 """A `--quantize int8` load's layers kept for the next load of the same checkpoint: the int8 levels, scales and
 smoothing of every converted layer and which layers stay in bfloat16, in one safetensors file of a cache folder
 (`gr00t_fast.runtime.cache`). On a CPU the load measures its layers on 8 synthetic scenes (or the user's
-observations) and fits every weight's rounding to them: minutes at full size (266 s on an Intel Xeon, 664-684 s on
-an AVX2 EPYC with FBGEMM, 2 threads). Read back, the policy's actions are the same bits as the load that saved them.
+observations) and fits every weight's rounding to them: minutes at full size (266 s on an Intel Xeon, 634 s on an
+AVX2 EPYC with FBGEMM, 2 threads). Read back, the policy's actions are the same bits as the load that saved them.
 
 The folder is keyed by what the layers depend on (`gr00t_fast.backends.pytorch.int8_cache_folder`): the checkpoint's
 content, the model's config (the Eagle config's too), gr00t-fast's code (`code_digest`: every tunable of
@@ -12,7 +12,7 @@ another count can round a few weights to the next level (tiny: 2 of 37 layers be
 runs the layers of the load that saved them, bit for bit, which a fresh load on another thread count may not. A folder
 holding a file it did not write is emptied and made again (`sealed`), and a file that does not fit the model is named
 in one warning and made again. Read back, the layers take most of their time being packed again (FBGEMM: full size
-32-34 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it.
+32-35 s on an AVX2 EPYC, its packed form cannot be saved). `GR00T_FAST_INT8_CACHE=0` neither reads nor writes it.
 A cache that cannot be written (a read-only file system, one baked into a container image) is read as it is where it
 holds the file sealed for this key (`read_as_it_is`); with no file for this key (of any checkpoint), it is off for the
 load, in one warning, and the checkpoint is not hashed for it. Read-only, digests are not remembered: each load hashes
