@@ -1,0 +1,73 @@
+"""The int8 benchmark scripts (`benchmarks/int8_error_sources.py`, `benchmarks/int8_weight_fit.py`) run end to end on
+the tiny checkpoint (its layers converted at every size): every row they write is there, finite, and what it claims
+to be (a stack alone converts that stack's layers only; the weights' fit is measured per stack by the layers' names
+in the model)."""
+
+import json
+import math
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gr00t_fast.loading import load_policy
+from gr00t_fast.model import quantize
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STACKS = ("vision", "llm", "vl_self_attention", "dit")
+
+
+@pytest.fixture(scope="module")
+def observations(tmp_path_factory) -> Path:
+    rng, n = np.random.default_rng(3), 3
+    path = tmp_path_factory.mktemp("observations") / "obs.npz"
+    np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
+                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)),
+                      "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
+                      "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
+    return path
+
+
+def run_script(name: str, monkeypatch, *argv: str) -> None:
+    """`benchmarks/<name>`'s `main()` in this process (the tests' fixtures hold for it), its exit status 0."""
+    script = runpy.run_path(str(BENCHMARKS / name), run_name="benchmark_under_test")
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    assert script["main"]() == 0
+
+
+def test_int8_error_sources_rows(tiny_checkpoint, observations, int8_at_every_size, monkeypatch, tmp_path):
+    out = tmp_path / "sources.json"
+    rows = ["bf16", "int8", "int8, plain rounding", *(f"int8, {stack} alone" for stack in STACKS),
+            "int8 weights alone", "int8 activations alone", "int8 activations alone, FBGEMM's 7 bits"]
+    run_script("int8_error_sources.py", monkeypatch, "--model_path", str(tiny_checkpoint), "--observations",
+               str(observations), "--synthetic_calls", "2", "--threads", "1", "--out", str(out), "--rows", *rows)
+    written = json.loads(out.read_text())["rows"]
+    assert list(written) == rows
+    for name, row in written.items():
+        assert len(row["calls"]) == 3 and all(math.isfinite(row[k]) and row[k] >= 0 for k in ("max", "mean")), name
+        assert row["max"] > 0, f"{name}: the same actions as float32"
+    converted = written["int8"]["layers"]["converted"]
+    alone = [written[f"int8, {stack} alone"]["layers"]["converted"] for stack in STACKS]
+    assert converted > 0 and all(n > 0 for n in alone) and sum(alone) == converted  # each stack its own layers
+    assert written["int8, plain rounding"]["calls"] != written["int8"]["calls"]  # GPTQ's levels, not the nearest
+
+
+def test_int8_weight_fit_measures_each_stack_by_the_layers_names(tiny_checkpoint, observations, int8_at_every_size,
+                                                                  monkeypatch, tmp_path):
+    out = tmp_path / "fit.json"
+    run_script("int8_weight_fit.py", monkeypatch, "--model_path", str(tiny_checkpoint), "--observations",
+               str(observations), "--test_calls", "2", "--scenes", "2", "--damps", "0.1", "--threads", "1",
+               "--out", str(out))
+    written = json.loads(out.read_text())
+    model = load_policy(tiny_checkpoint, dtype="float32", device="cpu", warmup=False).model
+    linears = {name for name, layer in quantize.stack_linears(model).items() if type(layer) is torch.nn.Linear}
+    assert list(written["results"]) == ["plain rounding", "2 scenes, damped 0.1"]
+    for label, result in written["results"].items():
+        assert set(result["layers"]) <= linears and len(result["layers"]) == written["layers"] > 0, label
+        assert list(result["stacks"]) == list(STACKS)
+        for stack, mean in result["stacks"].items():  # a stack whose layers its prefix misses would be NaN
+            assert math.isfinite(mean) and mean > 0, (label, stack)
+        assert result["mean"] == pytest.approx(np.mean(list(result["layers"].values())))
