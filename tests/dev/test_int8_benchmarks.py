@@ -20,17 +20,6 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 STACKS = ("vision", "llm", "vl_self_attention", "dit")
 
 
-@pytest.fixture(scope="module")
-def observations(tmp_path_factory) -> Path:
-    rng, n = np.random.default_rng(3), 3
-    path = tmp_path_factory.mktemp("observations") / "obs.npz"
-    np.savez(path, **{"video.webcam": rng.integers(0, 256, (n, 1, 480, 640, 3), dtype=np.uint8),
-                      "state.single_arm": rng.uniform(-50, 50, (n, 1, 5)),
-                      "state.gripper": rng.uniform(0, 50, (n, 1, 1)),
-                      "annotation.human.task_description": np.array([f"task {i}" for i in range(n)])})
-    return path
-
-
 def run_script(name: str, monkeypatch, *argv: str) -> None:
     """`benchmarks/<name>`'s `main()` in this process (the tests' fixtures hold for it), its exit status 0."""
     script = runpy.run_path(str(BENCHMARKS / name), run_name="benchmark_under_test")
@@ -38,16 +27,16 @@ def run_script(name: str, monkeypatch, *argv: str) -> None:
     assert script["main"]() == 0
 
 
-def test_int8_error_sources_rows(tiny_checkpoint, observations, int8_at_every_size, monkeypatch, tmp_path):
+def test_int8_error_sources_rows(tiny_checkpoint, observations_file, int8_at_every_size, monkeypatch, tmp_path):
     out = tmp_path / "sources.json"
     rows = ["bf16", "int8", "int8, plain rounding", *(f"int8, {stack} alone" for stack in STACKS),
             "int8 weights alone", "int8 activations alone", "int8 activations alone, FBGEMM's 7 bits"]
     run_script("int8_error_sources.py", monkeypatch, "--model_path", str(tiny_checkpoint), "--observations",
-               str(observations), "--synthetic_calls", "2", "--threads", "1", "--out", str(out), "--rows", *rows)
+               str(observations_file), "--synthetic_calls", "2", "--threads", "1", "--out", str(out), "--rows", *rows)
     written = json.loads(out.read_text())["rows"]
     assert list(written) == rows
     for name, row in written.items():
-        assert len(row["calls"]) == 3 and all(math.isfinite(row[k]) and row[k] >= 0 for k in ("max", "mean")), name
+        assert len(row["calls"]) == 12 and all(math.isfinite(row[k]) and row[k] >= 0 for k in ("max", "mean")), name
         assert row["max"] > 0, f"{name}: the same actions as float32"
     converted = written["int8"]["layers"]["converted"]
     alone = [written[f"int8, {stack} alone"]["layers"]["converted"] for stack in STACKS]
@@ -55,11 +44,11 @@ def test_int8_error_sources_rows(tiny_checkpoint, observations, int8_at_every_si
     assert written["int8, plain rounding"]["calls"] != written["int8"]["calls"]  # GPTQ's levels, not the nearest
 
 
-def test_int8_weight_fit_measures_each_stack_by_the_layers_names(tiny_checkpoint, observations, int8_at_every_size,
-                                                                  monkeypatch, tmp_path):
+def test_int8_weight_fit_measures_each_stack_by_the_layers_names(tiny_checkpoint, observations_file,
+                                                                  int8_at_every_size, monkeypatch, tmp_path):
     out = tmp_path / "fit.json"
     run_script("int8_weight_fit.py", monkeypatch, "--model_path", str(tiny_checkpoint), "--observations",
-               str(observations), "--test_calls", "2", "--scenes", "2", "--damps", "0.1", "--threads", "1",
+               str(observations_file), "--test_calls", "2", "--scenes", "2", "--damps", "0.1", "--threads", "1",
                "--out", str(out))
     written = json.loads(out.read_text())
     model = load_policy(tiny_checkpoint, dtype="float32", device="cpu", warmup=False).model
