@@ -1010,7 +1010,8 @@ SECTIONS = [
                  "the 48M process's ~240 MB of imports weigh on its ratio). At full size the file is 1.6 GB, and most "
                  "of a read load's time is FBGEMM packing its weights again (scratch: 290 ms for a 6144x2048 weight, "
                  "one layer at a time; its packed form cannot be saved). The morning's first load took 684 s at full "
-                 "size, before GPTQ's factorization and steps were made cheaper (history.md, \"A first int8 load\").",
+                 "size, before GPTQ was made 1.25x faster (one load each, not side by side: history.md, \"A first "
+                 "int8 load\").",
             table=Table(corner="`--quantize int8`, 8 synthetic scenes", columns=[
                 Col(size, file, load_cell) for size, file in LOAD_CACHED.items()], rows=[
                 Row("quantized as it loads, the cache off", load_side("deferred")),

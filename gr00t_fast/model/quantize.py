@@ -364,14 +364,14 @@ def _round_weights(weight: torch.Tensor, rows: torch.Tensor, qmax: float) -> tup
         fitted = True
         for start in range(0, len(chunk), GPTQ_BLOCK):  # a block's columns one by one, then the rest at once
             end = min(start + GPTQ_BLOCK, len(chunk))
-            block, inverse, rounded = chunk[start:end], u[start:end, start:end], levels[start:end]
+            block, u_block, rounded = chunk[start:end], u[start:end, start:end], levels[start:end]
             errors = torch.empty_like(block)  # each column's rounding error; over U's diagonal once the block is done
-            carry = inverse / inverse.diagonal()[:, None]  # how much of column i's error each later column takes
+            carry = u_block / u_block.diagonal()[:, None]  # how much of column i's error each later column takes
             for i in range(end - start):
                 torch.round(block[i], out=rounded[i]).clamp_(-qmax, qmax)
                 torch.sub(block[i], rounded[i], out=errors[i])
                 block[i + 1:].addr_(carry[i, i + 1:], errors[i], alpha=-1)  # in place: no outer product made
-            errors /= inverse.diagonal()[:, None]
+            errors /= u_block.diagonal()[:, None]
             chunk[end:].addmm_(u[start:end, end:].t(), errors, alpha=-1)
     return q.t().contiguous().to(torch.int8), scale, fitted
 

@@ -755,6 +755,20 @@ def test_the_error_sample_spreads_over_every_call(keep, calls):
     assert (stats.largest == xs[3][17]).all(dim=1).any() and stats.calls == calls
 
 
+@pytest.mark.parametrize("rows", [1, 3, 300])
+def test_the_kept_rows_hold_no_view_of_a_layers_input(rows):
+    """A hook's input is the model's own activation (a view of a buffer the next layer may reuse): the rows kept of it
+    are copies, whatever the batch (one row, fewer than `keep`, more)."""
+    x = torch.randn(rows, 8)
+    stats = quantize.InputStats(x, keep=16)
+    stats.add(torch.randn(rows, 8))
+    kept = [*stats.parts, stats.largest]
+    assert all(part.untyped_storage().data_ptr() != x.untyped_storage().data_ptr() for part in kept)
+    before = [part.clone() for part in kept]
+    x.fill_(7.0)
+    assert all(torch.equal(part, was) for part, was in zip(kept, before))
+
+
 def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torch.Tensor]:
     """Batches of inputs of one kind, like a transformer layer's: most of their energy in a few directions (a rank-8
     part shared by every batch, over small noise)."""
