@@ -4,9 +4,11 @@ quantized when asked (`quantize_model`), its Linear layers packed for oneDNN by 
 which compile or capture it (packed weights cannot be read there)."""
 
 import errno
+import functools
 import hashlib
 import logging
 import os
+import weakref
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
@@ -14,16 +16,18 @@ from typing import Any, Callable, Collection, Sequence
 import torch
 
 from gr00t_fast.backends.base import Backend, LoadRequest
-from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, example_inputs
+from gr00t_fast.model.inputs import ModelInputs, calibration_inputs, collate, example_inputs
 from gr00t_fast.model.int8_cache import INT8_CACHE_FILE, int8_cache_enabled, quantize_cached
 from gr00t_fast.model.packed import pack_linears, packing_pays, unpack_linears
-from gr00t_fast.model.quantize import MODES, int8_engine, kept_layers, quantize_linears, quantized_weights
+from gr00t_fast.model.quantize import (MODES, SampleBatch, int8_engine, kept_layers, prompt_linears, quantize_linears,
+                                      quantized_weights)
+from gr00t_fast.model.tokenizer import PromptTokenizer
 from gr00t_fast.runtime.cache import cache_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "calls_digest", "int8_cache_folder", "pack_model", "quantize_model",
-           "sample_calls"]
+__all__ = ["PyTorchBackend", "SAMPLE_BATCH", "SYNTHETIC_CALLS", "calls_digest", "int8_cache_folder", "pack_model",
+           "quantize_model", "sample_calls"]
 
 # int8 on a CPU without the user's observations: its weights fitted to this many synthetic scenes
 # (`calibration_inputs`) rather than each at its nearest level. 8 (and GPTQ damped 0.1, `quantize.GPTQ_DAMP`) since
@@ -33,12 +37,16 @@ __all__ = ["PyTorchBackend", "SYNTHETIC_CALLS", "calls_digest", "int8_cache_fold
 # (NVIDIA's 2.69); full size: benchmarks/README.md, "Within NVIDIA's own bf16 on the Intel Xeon". A layer's int8
 # weight error on 10 of those observations' inputs (48M, the mean over layers): 4 scenes 0.47% damped 0.01, 0.43%
 # damped 0.1; 8 scenes 0.40%, 16 0.39%; plain rounding 0.74% (`benchmarks/int8_weight_fit.py`; benchmarks/history.md,
-# "GPTQ damped 0.1, 8 synthetic scenes"). Each scene is a float call of the model during the load: a full-size load
+# "GPTQ damped 0.1, 8 synthetic scenes"). The scenes run through the float model during the load: a full-size load
 # took ~3-4 min on 2 cores with 4 instead of ~40 s at nearest levels, with 8 266 s (its peak 1.17x the weights held;
 # benchmarks/README.md, "While `--quantize int8` loads"); a later load of the same checkpoint reads the layers the
 # first one saved (`gr00t_fast.model.int8_cache`). On a GPU not measured: one example call, the nearest levels. Not
 # measured either: a bfloat16 model, which fits all the same.
 SYNTHETIC_CALLS = 8
+# sample calls run as one batched call of the model (`sample_calls`): at full size on an AMD EPYC with AVX2 (Zen 1,
+# 2 threads) the 8 synthetic scenes' float32 calls took 115.7 s batched against 142.5 s one by one (their actions
+# 1.1e-6 apart), and each deferred layer is read once per batch instead of once per call (~10 s of reads a call).
+SAMPLE_BATCH = 8
 
 
 def quantize_model(model: torch.nn.Module, mode: str,
@@ -113,14 +121,25 @@ def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:
     return h.hexdigest()[:16]
 
 
-def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> Callable[[], list]:
-    """`calls` ((inputs, noise) of the host's, e.g. `calibration_inputs`) as one sample call of `model` in its own
-    dtype and on its device, eager and unquantized: what `quantize_linears` measures its layers' inputs on."""
+def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> list[SampleBatch]:
+    """`calls` ((inputs, noise) of the host's, e.g. `calibration_inputs`) as the sample calls of `model` in its own
+    dtype and on its device, eager and unquantized, `SAMPLE_BATCH` at a time in one batched call (each row one call,
+    its prompt's padding dropped from the statistics): what `quantize_linears` measures its layers' inputs on."""
     from gr00t_fast.backends.eager import TorchBackend
 
-    calls = [(inputs.to(model.device, model.dtype), noise.to(model.device)) for inputs, noise in calls]
     steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
-    return lambda: [backend(inputs, noise, steps) for inputs, noise in calls]
+    fed = weakref.WeakSet(prompt_linears(model))  # weakly: the float layers go as they are converted
+    batches = []
+    for start in range(0, len(calls), SAMPLE_BATCH):
+        part = calls[start:start + SAMPLE_BATCH]
+        lengths = {inputs.input_ids.shape[1] for inputs, _ in part}
+        pad_id = PromptTokenizer.for_model(model.config).pad_id if len(lengths) > 1 else 0  # 0: no padding made
+        inputs = collate([inputs for inputs, _ in part], pad_id).to(model.device, model.dtype)
+        noise = torch.cat([noise for _, noise in part]).to(model.device)
+        mask = inputs.attention_mask
+        pads = (0,) * inputs.batch_size if mask is None else tuple((mask == 0).sum(dim=1).tolist())
+        batches.append(SampleBatch(functools.partial(backend, inputs, noise, steps), pads, fed))
+    return batches
 
 
 def pack_model(model: torch.nn.Module) -> int:

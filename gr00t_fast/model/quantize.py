@@ -97,7 +97,8 @@ import functools
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
@@ -113,10 +114,11 @@ __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FBGEMM_REDU
            "INT8_ENGINES", "INT8_ENGINE_ENV",
            "INT8_MIN_SPEEDUP", "INT8_PROBE", "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR",
            "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT",
-           "QuantizedLinear", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "fbgemm_rates",
-           "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers", "layer_error",
-           "onednn_int8_mm", "onednn_pack", "onednn_packs", "quantize_linears", "quantized_weights", "relative_error",
-           "rows_seen", "smoothing", "stack_linears", "transformer_blocks", "transformer_stacks", "weight_error"]
+           "QuantizedLinear", "SampleBatch", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units",
+           "fbgemm_rates", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers",
+           "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs", "prompt_linears", "quantize_linears",
+           "quantized_weights", "relative_error", "smoothing", "stack_linears", "transformer_blocks",
+           "transformer_stacks", "weight_error"]
 
 MODES = {"int8": (torch.int8, 127.0, 8), "fp8": (torch.float8_e4m3fn, 448.0, 16)}  # dtype, largest value, width
 MIN_ROWS = 4  # layers that see this many rows or fewer per call stay in float
@@ -656,6 +658,15 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
             *stacks["vl_self_attention"].transformer_blocks, *stacks["dit"].transformer_blocks]
 
 
+def prompt_linears(model: nn.Module) -> frozenset[nn.Module]:
+    """The Linear layers of `model` whose input rows are prompt positions (left-padded in a batch of prompts of
+    different lengths): the LLM's, the VL self-attention's and the DiT's cross-attention K/V."""
+    head = model.action_head
+    return frozenset(m for m in (*model.backbone.eagle_model.language_model.modules(), *head.vl_self_attention.modules(),
+                                 *(block.attn1.to_kv for block in head.model.transformer_blocks if block.cross))
+                     if isinstance(m, nn.Linear))
+
+
 VERDICTS = ("converted", "kept", "few_rows", "slow_on_cpu", "too_lossy")  # what `quantize_linears` made of each layer
 ERROR_ROWS = 128  # input rows of the sample call kept per layer to measure its own int8 error
 # rows kept per layer where its int8 weights are fitted (to `--calibration`'s observations or, on a CPU without them,
@@ -726,19 +737,48 @@ def _largest(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[x.abs().amax(dim=1).topk(min(n, x.shape[0])).indices]
 
 
+@dataclass(frozen=True)
+class SampleBatch:
+    """Several sample calls run as one batched call of the model (`run()`), their inputs stacked along the batch axis
+    (each call one row, its camera frames sample-major) and their prompts left-padded to the longest
+    (`gr00t_fast.model.inputs.collate`): `pads` holds each call's padding, in prompt positions. `input_stats` keeps
+    each call's rows to themselves (a layer's input split along its batch axis) and drops the padded positions'
+    rows of the layers in `prompt_fed` (`prompt_linears`): the statistics of the calls run one by one, at one
+    read of each deferred layer per batch instead of one per call. `prompt_fed` holds its layers weakly: a batch
+    kept by a caller keeps no float layer (nor its weight) alive after it is converted."""
+
+    run: Callable[[], Any]
+    pads: tuple[int, ...]
+    prompt_fed: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+
+    def calls(self, layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """`layer`'s input `x` in this batch as each call's own (its rows at prompt padding dropped); an input with
+        no batch axis (fewer than 3 dimensions: the step tables' rows, computed once for every call) as it is."""
+        if x.dim() < 3 or self.pads == (0,):
+            return [x]
+        if x.shape[0] % len(self.pads):
+            raise ValueError(f"a layer's input of shape {tuple(x.shape)} does not split into the batch's "
+                             f"{len(self.pads)} sample calls")
+        parts = x.reshape(len(self.pads), -1, *x.shape[1:])  # (calls, frames per call, positions, channels)
+        return [part[:, pad:] if layer in self.prompt_fed else part for part, pad in zip(parts, self.pads)]
+
+
 @torch.no_grad()
-def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any], keep: int = ERROR_ROWS,
-                deferred: DeferredWeights | None = None) -> dict[nn.Module, InputStats]:
-    """`InputStats` of each of `layers` (Linear layers) during `sample()`, a call of the model holding them. A layer
-    whose weight is `deferred` is read as the call reaches it and emptied after it ran."""
+def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any] | Iterable[SampleBatch],
+                keep: int = ERROR_ROWS, deferred: DeferredWeights | None = None) -> dict[nn.Module, InputStats]:
+    """`InputStats` of each of `layers` (Linear layers) during `sample`: a call of the model holding them, or
+    batched sample calls (`SampleBatch`), each call's rows its own. A layer whose weight is `deferred` is read as
+    the call reaches it and emptied after it ran."""
     stats: dict[nn.Module, InputStats] = {}
+    batches = [SampleBatch(sample, (0,))] if callable(sample) else list(sample)
 
     def record(layer: nn.Module, args: tuple) -> None:
         if deferred is not None:
             deferred.fill(layer)
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-        if x.shape[0]:
-            stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x, keep))
+        for part in batch.calls(layer, args[0].detach()):
+            x = part.reshape(-1, part.shape[-1]).float()
+            if x.shape[0]:
+                stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x, keep))
 
     layers = list(layers)
     hooks = [layer.register_forward_pre_hook(record) for layer in layers]
@@ -746,17 +786,12 @@ def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any], keep: in
         hooks += [layer.register_forward_hook(lambda layer, args, out: deferred.empty(layer))
                   for layer in layers if layer in deferred]
     try:
-        sample()
+        for batch in batches:
+            batch.run()
     finally:
         for hook in hooks:
             hook.remove()
     return stats
-
-
-def rows_seen(model: nn.Module, sample: Callable[[], Any]) -> dict[nn.Module, int]:
-    """Most rows (tokens x batch) each Linear layer of `model` multiplies during `sample()`."""
-    linears = [m for m in model.modules() if type(m) is nn.Linear]
-    return {layer: stats.rows for layer, stats in input_stats(linears, sample).items()}
 
 
 def smoothing(layer: nn.Linear, channel_absmax: torch.Tensor) -> torch.Tensor | None:
@@ -793,16 +828,18 @@ def weight_error(weight: torch.Tensor, levels: torch.Tensor, scale: torch.Tensor
 
 
 @torch.no_grad()
-def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None = None,
+def quantize_linears(model: nn.Module, mode: str,
+                     sample: Callable[[], Any] | Iterable[SampleBatch] | None = None,
                      fit_weights: bool = False) -> dict[str, int]:
     """Swap the transformer stacks' Linear layers for `QuantizedLinear` in place; returns how many of them each
-    verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows during
-    `sample()`, a call of the model), slow_on_cpu (int8 on a CPU model: layers `int8_pays_on_cpu` refuses at the rows
-    seen during `sample()`) and too_lossy (int8 whose own error on the sample call's inputs exceeds its bound,
-    `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how many converted layers
+    verdict got (`VERDICTS`): converted, kept (widths the kernel cannot take), few_rows (<= MIN_ROWS rows in a call of
+    `sample`: a call of the model, or sample calls batched, `SampleBatch`), slow_on_cpu (int8 on a CPU model: layers
+    `int8_pays_on_cpu` refuses at the most rows of a call) and too_lossy (int8 whose own error on the sample call's
+    inputs exceeds its bound, `kept_layers`: kept in bfloat16 or the model's dtype as that says), "smoothed": how
+    many converted layers
     SmoothQuant smoothed (their inputs have outlier channels), "fitted": how many have their int8 levels fitted
     to the sample call's inputs, and "prepacked": how many run oneDNN's GEMM on a prepacked weight (`onednn_packs`).
-    With `fit_weights`, int8 weights are rounded to fit the inputs of `sample()` (`_round_weights`: the user's
+    With `fit_weights`, int8 weights are rounded to fit the inputs of `sample` (`_round_weights`: the user's
     observations, or synthetic scenes), else to their nearest levels. Without `sample` every layer the kernel takes is
     converted, unsmoothed, unmeasured and plainly rounded. A model loaded with these weights deferred
     (`quantized_weights`, `model.deferred_weights`) reads each layer as the sample call reaches it and to convert it:
@@ -818,7 +855,8 @@ def quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | No
             model.deferred_weights = None
 
 
-def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | None, fit_weights: bool,
+def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | Iterable[SampleBatch] | None,
+                      fit_weights: bool,
                       deferred: DeferredWeights | None) -> dict[str, int]:
     width = MODES[mode][2]
     engine = int8_engine(model.device).name if mode == "int8" else None

@@ -12,7 +12,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from gr00t_fast.backends import fidelity, make_backend
 from gr00t_fast.backends.eager import TorchBackend
-from gr00t_fast.backends.pytorch import SYNTHETIC_CALLS, PyTorchBackend
+from gr00t_fast.backends.pytorch import SYNTHETIC_CALLS, PyTorchBackend, sample_calls
 from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy, quantize_model
@@ -769,6 +769,46 @@ def test_the_kept_rows_hold_no_view_of_a_layers_input(rows):
     assert all(torch.equal(part, was) for part, was in zip(kept, before))
 
 
+def test_batched_sample_calls_keep_each_calls_rows_to_itself_without_the_prompts_padding(tiny_checkpoint):
+    """The sample calls run as one batched call (`sample_calls`: prompts of different lengths left-padded) give each
+    layer the statistics of the calls run one by one: each call's rows its own (the most rows of a call, the calls
+    counted, the evenly spaced rows of each), the padded positions' rows dropped where a layer's rows are prompt
+    positions (the LLM, the VL self-attention, the DiT's cross-attention K/V)."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    calls = calibration_inputs(model.config, 3)
+    assert len({inputs.input_ids.shape[1] for inputs, _ in calls}) == 3  # the batch pads two of its three prompts
+    layers = list(quantize.stack_linears(model).values())
+
+    def stats(batches):
+        model.action_head.step_table_cache.clear()  # computed in the first call, as in a load
+        return quantize.input_stats(layers, batches, quantize.FIT_ROWS)
+
+    batched = sample_calls(model, calls)
+    assert len(batched) == 1 and sorted(batched[0].pads) == [0, 5, 6]
+    one_by_one, together = stats([b for call in calls for b in sample_calls(model, [call])]), stats(batched)
+    assert one_by_one.keys() == together.keys() and len(together) == len(layers)
+    fed = quantize.prompt_linears(model)
+    for layer in layers:
+        a, b = one_by_one[layer], together[layer]
+        assert (a.rows, a.calls) == (b.rows, b.calls)
+        torch.testing.assert_close(b.channel_absmax, a.channel_absmax, rtol=1e-5, atol=1e-5)
+        if a.calls == len(calls):  # called once a call (a DiT layer at every step: another order of its calls)
+            torch.testing.assert_close(b.spaced, a.spaced, rtol=1e-5, atol=1e-5)
+    assert fed and fed < set(layers) and not fed & set(quantize.transformer_stacks(model)["vision"].modules())
+
+
+def test_a_sample_batch_splits_only_inputs_with_a_batch_axis():
+    """An input without a batch axis (the step tables', made once for every call) is one call's as it is; one that
+    does not split into the batch's calls is a one-line error."""
+    layer = torch.nn.Linear(4, 4)
+    batch = quantize.SampleBatch(lambda: None, (0, 2), weakref.WeakSet([layer]))
+    assert [tuple(p.shape) for p in batch.calls(layer, torch.zeros(4, 4))] == [(4, 4)]
+    assert [tuple(p.shape) for p in batch.calls(layer, torch.zeros(2, 5, 4))] == [(1, 5, 4), (1, 3, 4)]
+    assert [tuple(p.shape) for p in batch.calls(torch.nn.Linear(4, 4), torch.zeros(4, 5, 4))] == [(2, 5, 4)] * 2
+    with pytest.raises(ValueError, match="does not split into the batch's 2 sample calls"):
+        batch.calls(layer, torch.zeros(3, 5, 4))
+
+
 def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torch.Tensor]:
     """Batches of inputs of one kind, like a transformer layer's: most of their energy in a few directions (a rank-8
     part shared by every batch, over small noise)."""
@@ -856,13 +896,13 @@ def test_int8_weights_are_fitted_to_your_observations_else_to_synthetic_scenes(t
 
     counts, stacks, text, config = quantized(None)
     scenes = calibration_inputs(config, SYNTHETIC_CALLS)
-    assert len(frames) == SYNTHETIC_CALLS and all(torch.equal(seen, inputs.pixel_values)
-                                                  for seen, (inputs, _) in zip(frames, scenes))
+    assert len(frames) == 1 and torch.equal(frames[0], torch.cat([inputs.pixel_values for inputs, _ in scenes]))
     assert counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
     assert f"activations measured on {SYNTHETIC_CALLS} synthetic scenes" in text and "GPTQ" in text
     fits.clear(), checked.clear(), frames.clear()
     counts, stacks, text, _ = quantized([example_inputs(config, seed=seed) for seed in (1, 2)])
-    assert len(frames) == 2 and counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
+    assert len(frames) == 1 and len(frames[0]) == 2  # the two observations in one batched call
+    assert counts["fitted"] == counts["converted"] == len(fits) > 0 and all(stacks.values())
     assert max(map(len, fits)) == quantize.FIT_ROWS // 2  # the vision tower's 2 x 256 patch rows, every other one
     assert f"the weights of {counts['fitted']} layers rounded to fit them (GPTQ)" in text and "synthetic" not in text
     # `quantize_linears` told not to fit: the nearest levels, every kept row checked
