@@ -545,8 +545,8 @@ LOAD_MEMORY_SCENES8 = "cpu/int8_load_memory_full_scenes8_xeon_avx512bf16_2026-11
 
 
 # the int8 cache (`gr00t_fast.model.int8_cache`) on the AVX2 EPYC, FBGEMM pinned: 48M and full size
-LOAD_CACHED = {"48M": "cpu/int8_load_memory_small_cached_avx2_epyc_2026-11-28_evening.json",
-               "full size": "cpu/int8_load_memory_full_cached_avx2_epyc_2026-11-28_evening.json"}
+LOAD_CACHED = {"48M": "cpu/int8_load_memory_small_cached_avx2_epyc_2026-11-28_night.json",
+               "full size": "cpu/int8_load_memory_full_cached_avx2_epyc_2026-11-28_night.json"}
 
 
 def load_side(side: str) -> Callable[[Record], Record | None]:
@@ -1009,9 +1009,10 @@ SECTIONS = [
                  "loaded (FBGEMM's packed copies counted as one byte a weight), and each load's time (2 threads; "
                  "the 48M process's ~240 MB of imports weigh on its ratio). At full size the file is 1.6 GB, and most "
                  "of a read load's time is FBGEMM packing its weights again (scratch: 290 ms for a 6144x2048 weight, "
-                 "one layer at a time; its packed form cannot be saved). The morning's first load took 684 s at full "
-                 "size, before GPTQ was made 1.25x faster (one load each, not side by side: history.md, \"A first "
-                 "int8 load\").",
+                 "one layer at a time; its packed form cannot be saved). A first load at full size took 684 s in the "
+                 "morning, 634 s in the evening once GPTQ ran 1.25x faster, then as here with the sample calls run "
+                 "as one batched call (one load each, not side by side: history.md, \"The sample calls batched\" "
+                 "and \"A first int8 load\").",
             table=Table(corner="`--quantize int8`, 8 synthetic scenes", columns=[
                 Col(size, file, load_cell) for size, file in LOAD_CACHED.items()], rows=[
                 Row("quantized as it loads, the cache off", load_side("deferred")),

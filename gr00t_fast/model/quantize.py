@@ -661,8 +661,8 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
 def prompt_linears(model: nn.Module) -> frozenset[nn.Module]:
     """The Linear layers of `model` whose input rows are prompt positions (left-padded in a batch of prompts of
     different lengths): the LLM's, the VL self-attention's and the DiT's cross-attention K/V."""
-    head = model.action_head
-    return frozenset(m for m in (*model.backbone.eagle_model.language_model.modules(), *head.vl_self_attention.modules(),
+    head, llm = model.action_head, model.backbone.eagle_model.language_model
+    return frozenset(m for m in (*llm.modules(), *head.vl_self_attention.modules(),
                                  *(block.attn1.to_kv for block in head.model.transformer_blocks if block.cross))
                      if isinstance(m, nn.Linear))
 
