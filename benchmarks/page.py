@@ -437,8 +437,8 @@ WITHIN_AVX2_COLUMNS = tuple(Col(label, metric=row_error(row, spread=True)) for l
     ("oneDNN's 8 bits (`torch._int_mm`)", "int8, oneDNN's 8 bits"),
     ("activations alone: FBGEMM's 7 bits", "int8 activations alone, FBGEMM's 7 bits"),
     ("activations alone: 8 bits", "int8 activations alone")))
-WITHIN_AVX2 = {f"48M{kind} (69 calls)": (f"small{run}_fbgemm",) * 2 + (f"small{run}_fbgemm_activations",
-                                                                       f"small{run}_onednn8")
+WITHIN_AVX2 = {f"48M{kind} (69 calls)": (f"small{run}_fbgemm",) * 2 + (f"small{run}_fbgemm_batched",
+                                                                       f"small{run}_onednn8_batched")
                + (f"small{run}_fbgemm_activations",) * 2 for kind, run in (("", ""), (", outliers", "_outliers"))}
 
 
@@ -908,8 +908,12 @@ SECTIONS = [
                  "own simulated run, 3 initial noises each, cells as above. The oneDNN column is an analysis, not a "
                  "path this CPU runs: the scheme of CPUs with VNNI (8-bit activations and weights) through "
                  "`torch._int_mm`'s exact sums, ~3x FBGEMM's time here. It is within NVIDIA's bf16 in the largest "
-                 "and the median call (with outliers its mean is over, 0.52 against 0.47); FBGEMM is over in the "
-                 "median call, and with outliers in the largest too. The activations alone (the weights float32) "
+                 "and the median call (with outliers its mean is over, 0.51 against 0.47); FBGEMM is over in all three "
+                 "on both checkpoints. The two int8 columns are the code of "
+                 "2026-11-28's night (the sample calls batched), the others its midday's (no int8 weights in them): "
+                 "at 48M a change of a few int8 levels moves these cells this much (FBGEMM at midday 3.75 / 2.50 "
+                 "(0.74), with outliers 4.27 / 2.71 (0.80); history.md, \"The sample calls batched\"), where each "
+                 "layer's own error stays the same. The activations alone (the weights float32) "
                  "show why: in FBGEMM's 7 bits they move the actions about twice as far as in 8. Exact ways to 8 bits "
                  "on FBGEMM at one GEMM's cost were tried (history.md, \"FBGEMM in 8 bits?\": 8-bit activations over "
                  "7-bit weights, or over weights whose pairs of input channels keep their levels within 128): worse "
