@@ -124,20 +124,20 @@ def calls_digest(calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> str:
 def sample_calls(model: torch.nn.Module, calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> list[SampleBatch]:
     """`calls` ((inputs, noise) of the host's, e.g. `calibration_inputs`) as the sample calls of `model` in its own
     dtype and on its device, eager and unquantized, `SAMPLE_BATCH` at a time in one batched call (each row one call,
-    its prompt's padding dropped from the statistics): what `quantize_linears` measures its layers' inputs on."""
+    the padding the batch adds to its prompt dropped from the statistics): what `quantize_linears` measures its
+    layers' inputs on."""
     from gr00t_fast.backends.eager import TorchBackend
 
     steps, backend = model.config.num_inference_timesteps, TorchBackend(model)
     fed = weakref.WeakSet(prompt_linears(model))  # weakly: the float layers go as they are converted
+    pad_id = PromptTokenizer.for_model(model.config).pad_id if calls else 0
     batches = []
     for start in range(0, len(calls), SAMPLE_BATCH):
         part = calls[start:start + SAMPLE_BATCH]
-        lengths = {inputs.input_ids.shape[1] for inputs, _ in part}
-        pad_id = PromptTokenizer.for_model(model.config).pad_id if len(lengths) > 1 else 0  # 0: no padding made
         inputs = collate([inputs for inputs, _ in part], pad_id).to(model.device, model.dtype)
         noise = torch.cat([noise for _, noise in part]).to(model.device)
-        mask = inputs.attention_mask
-        pads = (0,) * inputs.batch_size if mask is None else tuple((mask == 0).sum(dim=1).tolist())
+        length = inputs.input_ids.shape[1]  # the padding collate added to each row (a call's own stays)
+        pads = tuple(length - own.input_ids.shape[1] for own, _ in part for _ in range(own.batch_size))
         batches.append(SampleBatch(functools.partial(backend, inputs, noise, steps), pads, fed))
     return batches
 

@@ -6,8 +6,9 @@ converted. Full size, `--quantize int8` on a CPU with one example call (the defa
 at 4.8 GB for the 4.5 GB of weights it holds once loaded, against 10.0 GB with the float32 model read whole first
 (`benchmarks/int8_load_memory.py`; the figures of benchmarks/README.md, "While `--quantize int8` loads"). The price is
 reading them ~2.3x over (~20 GiB for an 8.9 GiB checkpoint): about the same load time where the page cache holds the
-checkpoint (34-41 s against 39-41 s), unmeasured where it does not. With 8 calibration calls ~100 GiB: 5.2 GB against
-12.1 GB, a load of 325 s against 262 s; with 4 synthetic scenes (the default from 2026-11-27 until that night;
+checkpoint (34-41 s against 39-41 s), unmeasured where it does not. With 8 calibration calls one at a time (before
+the sample calls were batched, `gr00t_fast.backends.pytorch.sample_calls`) ~100 GiB: 5.2 GB against 12.1 GB, a load of
+325 s against 262 s; with 4 synthetic scenes (the default from 2026-11-27 until that night;
 Intel Xeon, 4.3 GB held): 5.4 GB against 11.7 GB, 228 s against 199 s; with 8 (the default since) 5.1 GB, 266 s,
 read a layer at a time.
 Each tensor is checked for NaN/inf at its first read, so a bad weight is named as the sample call reaches it.

@@ -1,8 +1,9 @@
 """A `--quantize int8` load's layers kept for the next load of the same checkpoint: the int8 levels, scales and
 smoothing of every converted layer and which layers stay in bfloat16, in one safetensors file of a cache folder
 (`gr00t_fast.runtime.cache`). On a CPU the load measures its layers on 8 synthetic scenes (or the user's
-observations) and fits every weight's rounding to them: minutes at full size (266 s on an Intel Xeon, 511 s on an
-AVX2 EPYC with FBGEMM, 2 threads). Read back, the policy's actions are the same bits as the load that saved them.
+observations) and fits every weight's rounding to them: minutes at full size (266 s on an Intel Xeon with its sample
+calls one at a time, 511 s on an AVX2 EPYC with FBGEMM, batched, 2 threads). Read back, the policy's actions are the
+same bits as the load that saved them.
 
 The folder is keyed by what the layers depend on (`gr00t_fast.backends.pytorch.int8_cache_folder`): the checkpoint's
 content, the model's config (the Eagle config's too), gr00t-fast's code (`code_digest`: every tunable of

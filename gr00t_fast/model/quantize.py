@@ -737,24 +737,27 @@ def _largest(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[x.abs().amax(dim=1).topk(min(n, x.shape[0])).indices]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleBatch:
     """Several sample calls run as one batched call of the model (`run()`), their inputs stacked along the batch axis
     (each call one row, its camera frames sample-major) and their prompts left-padded to the longest
-    (`gr00t_fast.model.inputs.collate`): `pads` holds each call's padding, in prompt positions. `input_stats` keeps
-    each call's rows to themselves (a layer's input split along its batch axis) and drops the padded positions'
-    rows of the layers in `prompt_fed` (`prompt_linears`): the statistics of the calls run one by one, at one
-    read of each deferred layer per batch instead of one per call. `prompt_fed` holds its layers weakly: a batch
-    kept by a caller keeps no float layer (nor its weight) alive after it is converted."""
+    (`gr00t_fast.model.inputs.collate`): `pads` holds the padding the batch added to each call's prompt, in prompt
+    positions (a call's own padding, e.g. a compiled backend's prompt step, stays: it runs at inference). `input_stats`
+    keeps each call's rows to themselves (a layer's input split along its batch axis) and drops the added padding's
+    rows of the layers in `prompt_fed` (`prompt_linears`): each layer's rows per call, calls and channel maxima are
+    those of the calls run one by one (a layer called at every denoising step gets its calls step by step, not call by
+    call, and keeps another even selection of their rows), at one read of each deferred layer per batch instead of one
+    per call. `prompt_fed` holds its layers weakly: a batch kept by a caller keeps no float layer (nor its weight)
+    alive after it is converted."""
 
     run: Callable[[], Any]
     pads: tuple[int, ...]
     prompt_fed: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
-    def calls(self, layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        """`layer`'s input `x` in this batch as each call's own (its rows at prompt padding dropped); an input with
+    def per_call(self, layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """`layer`'s input `x` in this batch as each call's own (its rows at added padding dropped); an input with
         no batch axis (fewer than 3 dimensions: the step tables' rows, computed once for every call) as it is."""
-        if x.dim() < 3 or self.pads == (0,):
+        if x.dim() < 3:
             return [x]
         if x.shape[0] % len(self.pads):
             raise ValueError(f"a layer's input of shape {tuple(x.shape)} does not split into the batch's "
@@ -771,11 +774,12 @@ def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any] | Iterabl
     the call reaches it and emptied after it ran."""
     stats: dict[nn.Module, InputStats] = {}
     batches = [SampleBatch(sample, (0,))] if callable(sample) else list(sample)
+    running: list[SampleBatch] = []  # the batch whose call the hooks see
 
     def record(layer: nn.Module, args: tuple) -> None:
         if deferred is not None:
             deferred.fill(layer)
-        for part in batch.calls(layer, args[0].detach()):
+        for part in running[-1].per_call(layer, args[0].detach()):
             x = part.reshape(-1, part.shape[-1]).float()
             if x.shape[0]:
                 stats[layer].add(x) if layer in stats else stats.__setitem__(layer, InputStats(x, keep))
@@ -787,6 +791,7 @@ def input_stats(layers: Iterable[nn.Module], sample: Callable[[], Any] | Iterabl
                   for layer in layers if layer in deferred]
     try:
         for batch in batches:
+            running.append(batch)
             batch.run()
     finally:
         for hook in hooks:

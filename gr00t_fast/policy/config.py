@@ -64,9 +64,10 @@ class PolicyConfig:
         "--quantize int8 (torch, compile, cuda-graph) measured on your own observations: an .npz as `run "
         "--record_observations` writes, up to 8 of them evenly spaced, whose activations set the smoothing and the "
         "per-layer error check and to which the int8 weights are rounded (GPTQ; one batched model call as the "
-        "policy loads, then the fit: minutes at full size on 2 CPU cores, 266-330 s of an Intel Xeon, ~510 s of an "
-        "AVX2 EPYC, ~1.2 GB more while it runs; default on a CPU: 8 synthetic scenes, whose activations the weights "
-        "are fitted to; on a GPU: one example call, the weights at their nearest levels)"))
+        "policy loads, then the fit: minutes at full size on 2 CPU cores: 266-330 s of an Intel Xeon one call at a "
+        "time, ~510 s of an AVX2 EPYC batched, ~1.2 GB more while it runs; default on a CPU: 8 synthetic "
+        "scenes, whose activations the weights are fitted to; on a GPU: one example call, the weights at their "
+        "nearest levels)"))
     openvino_device: str = field(default="CPU", metadata=_help(
         "the openvino backend's device as OpenVINO names it: CPU (tested), GPU, GPU.1, NPU, AUTO or AUTO:GPU,CPU "
         "(passed through to OpenVINO)"))

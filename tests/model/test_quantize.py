@@ -775,7 +775,7 @@ def test_batched_sample_calls_keep_each_calls_rows_to_itself_without_the_prompts
     counted, the evenly spaced rows of each), the padded positions' rows dropped where a layer's rows are prompt
     positions (the LLM, the VL self-attention, the DiT's cross-attention K/V)."""
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
-    calls = calibration_inputs(model.config, 3)
+    calls = calibration_inputs(model.config, 3, cameras=2)  # each call's frames its own, sample-major
     assert len({inputs.input_ids.shape[1] for inputs, _ in calls}) == 3  # the batch pads two of its three prompts
     layers = list(quantize.stack_linears(model).values())
 
@@ -798,15 +798,20 @@ def test_batched_sample_calls_keep_each_calls_rows_to_itself_without_the_prompts
 
 
 def test_a_sample_batch_splits_only_inputs_with_a_batch_axis():
-    """An input without a batch axis (the step tables', made once for every call) is one call's as it is; one that
-    does not split into the batch's calls is a one-line error."""
-    layer = torch.nn.Linear(4, 4)
+    """An input without a batch axis (the step tables', made once for every call) is one call's as it is; one with
+    it is split into its calls, a prompt-fed layer's added left padding dropped; one that does not split into the
+    batch's calls is a one-line error."""
+    layer, other = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
     batch = quantize.SampleBatch(lambda: None, (0, 2), weakref.WeakSet([layer]))
-    assert [tuple(p.shape) for p in batch.calls(layer, torch.zeros(4, 4))] == [(4, 4)]
-    assert [tuple(p.shape) for p in batch.calls(layer, torch.zeros(2, 5, 4))] == [(1, 5, 4), (1, 3, 4)]
-    assert [tuple(p.shape) for p in batch.calls(torch.nn.Linear(4, 4), torch.zeros(4, 5, 4))] == [(2, 5, 4)] * 2
+    table = torch.arange(16.0).reshape(4, 4)
+    assert [p.data_ptr() for p in batch.per_call(layer, table)] == [table.data_ptr()]
+    x = torch.arange(40.0).reshape(2, 5, 4)
+    first, second = batch.per_call(layer, x)
+    assert torch.equal(first, x[0:1]) and torch.equal(second, x[1:2, 2:])
+    frames = torch.arange(80.0).reshape(4, 5, 4)  # two calls of two frames each, sample-major
+    assert [torch.equal(p, frames[2 * i:2 * i + 2]) for i, p in enumerate(batch.per_call(other, frames))] == [True] * 2
     with pytest.raises(ValueError, match="does not split into the batch's 2 sample calls"):
-        batch.calls(layer, torch.zeros(3, 5, 4))
+        batch.per_call(layer, torch.zeros(3, 5, 4))
 
 
 def correlated_inputs(width: int, gen: torch.Generator, *rows: int) -> list[torch.Tensor]:
