@@ -17,7 +17,8 @@ from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy, quantize_model
 from gr00t_fast.model.deferred import DeferredWeights
-from gr00t_fast.model.inputs import calibration_inputs, example_inputs
+from gr00t_fast.model.inputs import calibration_inputs, collate, example_inputs
+from gr00t_fast.model.tokenizer import PromptTokenizer
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.model.loading import build_meta_model, is_complete
 
@@ -795,6 +796,17 @@ def test_batched_sample_calls_keep_each_calls_rows_to_itself_without_the_prompts
         if a.calls == len(calls):  # called once a call (a DiT layer at every step: another order of its calls)
             torch.testing.assert_close(b.spaced, a.spaced, rtol=1e-5, atol=1e-5)
     assert fed and fed < set(layers) and not fed & set(quantize.transformer_stacks(model)["vision"].modules())
+
+
+def test_a_calls_own_prompt_padding_stays_in_its_rows(tiny_checkpoint):
+    """A call whose prompt its backend already padded (the compiled backends' prompt step) runs those positions at
+    inference too: the batch drops only the padding it adds."""
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    (short, noise), (other, other_noise) = calibration_inputs(model.config, 2)
+    length = max(short.input_ids.shape[1], other.input_ids.shape[1]) + 7
+    stepped = collate([short], PromptTokenizer.for_model(model.config).pad_id, length)  # its own left padding
+    (batch,) = sample_calls(model, [(stepped, noise), (other, other_noise)])
+    assert batch.pads == (0, length - other.input_ids.shape[1])
 
 
 def test_a_sample_batch_splits_only_inputs_with_a_batch_axis():
