@@ -182,7 +182,8 @@ class CompiledBackend(PyTorchBackend):
     def configure(cls, request: LoadRequest) -> LoadRequest:
         """As `PyTorchBackend.configure`; on a CPU without a C++ compiler for Inductor (`cpp_compiler_missing`) the
         backend is refused before any weight is read, and int8 on a CPU where it runs on FBGEMM
-        (a CPU without VNNI or AMX: torch.compile cannot trace FBGEMM's packed weights, fullgraph) and where
+        (a CPU without VNNI or AMX: the whole model compiled there is neither tested nor measured; the torch
+        backend compiles its transformer blocks, `gr00t_fast.backends.regional`) and where
         Inductor's weight freezing is on (`TORCHINDUCTOR_FREEZING=1`): it turns `torch._int_mm` (the layers whose
         weights are not prepacked, `gr00t_fast.model.quantize.onednn_packs`) into oneDNN's quantized linear with int8
         activations, a reference kernel on an AVX512-VNNI Xeon (23-26 s for one
@@ -195,8 +196,8 @@ class CompiledBackend(PyTorchBackend):
         engine = int8_engine("cpu") if request.quantize == "int8" and request.on_cpu() else None
         if engine is not None and engine.name == "fbgemm":
             raise ValueError(f"--backend compile --quantize int8 compiles oneDNN's int8 GEMM (fast with VNNI or "
-                             f"AMX); int8 runs on FBGEMM here ({engine.reason}), which torch.compile cannot trace: "
-                             "use --backend torch")
+                             f"AMX); int8 runs on FBGEMM here ({engine.reason}): use --backend torch, which "
+                             "compiles the int8 model's transformer blocks")
         if engine is not None:
             import torch._inductor.config as inductor_config
 

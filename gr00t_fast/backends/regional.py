@@ -14,10 +14,11 @@ under `no_grad` (guided real-time chunking) after `inference_mode` ones: each su
 line. Inductor keeps the code in `cache_dir()/inductor` (`keep_compiled_code`): a later load reads
 it instead of compiling.
 
-Where it runs (`blocks_compile`): int8 on oneDNN (its GEMM an op Dynamo passes through as it is,
-`gr00t_fast.model.quantize.onednn_int8_mm`) with at least one layer converted and no bfloat16 layer packed for
-oneDNN (`gr00t_fast.model.packed`: a bfloat16 model pinned where bf16 pays). FBGEMM's packed weights cannot
-be traced, a float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend compile` or
+Where it runs (`blocks_compile`): int8 on either CPU engine, oneDNN's or FBGEMM's (each GEMM an op Dynamo passes
+through as it is, `gr00t_fast.model.quantize.onednn_int8_mm` and `fbgemm_int8_mm`, as are the float32 layers packed
+for oneDNN beside FBGEMM's on an AMD CPU with AVX2 only, `gr00t_fast.model.packed.packed_linear`), with at least one
+layer converted and no bfloat16 layer packed for oneDNN (a bfloat16 model pinned where bf16 pays: measured packed and
+eager). A float model gains nothing measurable (48M float32: 0.995x), and CUDA runs `--backend compile` or
 `cuda-graph` for the same purpose. `GR00T_FAST_COMPILE_BLOCKS=0` keeps the blocks eager.
 A call with autograd on (guided real-time chunking's VJP) runs the blocks' own code. Without a C++ compiler the blocks
 run their own code, said in one line before the weights are read; where compiling fails all the same (a fault of the
@@ -37,7 +38,7 @@ from gr00t_fast.backends.base import LoadRequest
 from gr00t_fast.backends.compiled import (allow_compiled_shapes, compiling, cpp_compiler_missing, inductor_options,
                                           keep_compiled_code)
 from gr00t_fast.model.packed import packed_layers
-from gr00t_fast.model.quantize import QuantizedLinear, int8_engine, transformer_blocks
+from gr00t_fast.model.quantize import INT8_ENGINES, QuantizedLinear, transformer_blocks
 from gr00t_fast.runtime.interrupt import raised_by_interrupt
 
 __all__ = ["COMPILE_BLOCKS_ENV", "CompiledBlocks", "blocks_compile", "blocks_without_compiler",
@@ -59,20 +60,20 @@ def check_compile_blocks_env() -> bool:
 
 def blocks_compile(model: nn.Module) -> bool:
     """Whether the torch backend compiles `model`'s transformer blocks (module docstring): a CPU model with int8
-    layers on oneDNN and no bf16 layer packed for oneDNN (a bfloat16 model where bf16 pays: `torch.compile` cannot
-    read a packed bf16 weight, and that path was measured packed; int8's prepacked weights go through their own op),
+    layers (on either engine) and no bf16 layer packed for oneDNN (a bfloat16 model where bf16 pays: that path was
+    measured packed and eager; packed weights, int8's and float32's, go through ops of their own),
     not turned off by `COMPILE_BLOCKS_ENV`, on a machine with a C++ compiler for Inductor (`cpp_compiler_missing`;
     `blocks_without_compiler` says so before the weights)."""
-    return model.device.type == "cpu" and check_compile_blocks_env() and not packed_layers(model) and any(
-        isinstance(m, QuantizedLinear) and m.engine == "onednn" for m in model.modules()) and \
-        cpp_compiler_missing() is None
+    return model.device.type == "cpu" and check_compile_blocks_env() and not packed_layers(model, torch.bfloat16) \
+        and any(isinstance(m, QuantizedLinear) and m.engine in INT8_ENGINES for m in model.modules()) \
+        and cpp_compiler_missing() is None
 
 
 def blocks_without_compiler(request: LoadRequest) -> str | None:
-    """Before any weight is read: where a load would compile its int8 blocks (int8 on a CPU with oneDNN's engine,
-    `COMPILE_BLOCKS_ENV` on) but Inductor finds no C++ compiler, the line that says they run eagerly; else None."""
+    """Before any weight is read: where a load would compile its int8 blocks (int8 on a CPU, `COMPILE_BLOCKS_ENV`
+    on) but Inductor finds no C++ compiler, the line that says they run eagerly; else None."""
     if request.quantize != "int8" or not request.on_cpu() or not check_compile_blocks_env() or \
-            int8_engine("cpu").name != "onednn" or (missing := cpp_compiler_missing()) is None:
+            (missing := cpp_compiler_missing()) is None:
         return None
     return (f"torch backend: no C++ compiler for Inductor ({missing}): the int8 model's transformer blocks run "
             "their own code, about 1.2x slower at full size; install g++ or name one in CXX")

@@ -37,8 +37,23 @@ from gr00t_fast.model.quantize import bf16_units
 from gr00t_fast.model.swap import replace_layers
 from gr00t_fast.runtime.cpuinfo import cpuinfo_field
 
-__all__ = ["PackedLinear", "float32_packs", "linear_gelu", "pack_linears", "packed_layers", "packing_pays",
-           "parameter_count", "unpack_linears"]
+__all__ = ["PackedLinear", "float32_packs", "linear_gelu", "pack_linears", "packed_layers", "packed_linear",
+           "packing_pays", "parameter_count", "unpack_linears"]
+
+
+@torch.library.custom_op("gr00t_fast::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """`x` (..., in) times the `PackedLinear` weight `packed`, plus `bias`, then `activation` ("none" or "gelu": the
+    tanh-GELU) on oneDNN's packed GEMM. An op of its own, so that `torch.compile` calls it as it is: Inductor's own
+    lowering of oneDNN's linear takes only weights it packed itself (an int8 model's transformer blocks compiled
+    with their float layers packed, `gr00t_fast.backends.regional`)."""
+    algorithm = "tanh" if activation == "gelu" else ""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], algorithm)
+
+
+@packed_linear.register_fake
+def _(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
 
 class PackedLinear(nn.Module):
@@ -55,8 +70,7 @@ class PackedLinear(nn.Module):
             out = _PackedProduct.apply(x, self.packed)
             out = out if self.bias is None else out + self.bias
             return F.gelu(out, approximate="tanh") if activation == "gelu" else out
-        algorithm = "tanh" if activation == "gelu" else ""
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, activation, [], algorithm)
+        return packed_linear(x, self.packed, self.bias, activation)
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor) -> "PackedLinear":
@@ -85,7 +99,7 @@ class _PackedProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         ctx.packed = packed
-        return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        return packed_linear(x, packed, None, "none")
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -148,6 +162,6 @@ def parameter_count(model: nn.Module) -> int:
         m.in_features * m.out_features for m in model.modules() if type(m) is PackedLinear)
 
 
-def packed_layers(model: nn.Module) -> int:
-    """How many of `model`'s layers are packed."""
-    return sum(type(m) is PackedLinear for m in model.modules())
+def packed_layers(model: nn.Module, dtype: torch.dtype | None = None) -> int:
+    """How many of `model`'s layers are packed (of `dtype` only, where given)."""
+    return sum(type(m) is PackedLinear and dtype in (None, m.packed.dtype) for m in model.modules())

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from gr00t_fast.model.bf16_speed import bf16_rates
-from gr00t_fast.model.quantize import CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, VERDICTS, bf16_flags, bf16_units
+from gr00t_fast.model.quantize import (CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, INT8_LAYER_MIN_SPEEDUP, VERDICTS,
+                                      bf16_flags, bf16_units)
 
 __all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
@@ -77,8 +78,11 @@ class Precision:
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "
                   f"{q.get('max_layer_error', 0):.0%}"] if counts["too_lossy"] else []
         notes += [f"its layers {q['cache']}"] if q.get("cache") else []
+        engine = str(q.get("engine", ""))  # FBGEMM's layers are timed unless it is pinned (`int8_pays_on_cpu`)
+        timed = f", or timed under {INT8_LAYER_MIN_SPEEDUP:g}x float32's speed at their size on FBGEMM" \
+            if engine.startswith("fbgemm") and "pinned" not in engine else ""
         notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "
-                  f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call"] \
+                  f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call{timed}"] \
             if counts["slow_on_cpu"] else []
         return text + (f" ({'; '.join(notes)})" if notes else "")
 

@@ -59,7 +59,11 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             sample, its tokens sharing one range: a loud token left the others few levels). Only where it
             pays: a process's first int8 load at each torch thread count times it against the float32 GEMM the model
             would run instead (`fbgemm_rates`) and refuses int8, in one line, where it is under `INT8_MIN_SPEEDUP` x
-            float32's rate. On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
+            float32's rate; and each layer is int8 only where it runs at least `INT8_LAYER_MIN_SPEEDUP` x its float32
+            layer at its own size, timed at the load (`int8_pays_on_cpu`; on an AMD EPYC Zen 3 full size's layers
+            ran 1.23-1.73x, the 48M checkpoint's 0.45-1.01x: 48M stays float32 there). The GEMM runs as
+            `fbgemm_int8_mm`, an op of its own whose weight a tensor names, so that the torch backend's compiled
+            transformer blocks call it as it is (`gr00t_fast.backends.regional`). On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
             than its float32 FMAs) it ran 68-73 GOP/s at full size's shapes against oneDNN's packed float32 61-73
             GFLOP/s (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest
             action difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
@@ -94,6 +98,7 @@ on its batch mates.
 """
 
 import functools
+import itertools
 import os
 import sys
 import warnings
@@ -111,11 +116,11 @@ from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.swap import replace_layers
 
 __all__ = ["Bf16Linear", "CPU_INT8_MIN_MACS", "CPU_INT8_MIN_WIDTH", "FBGEMM_REDUCE_RANGE", "FBGEMM_STEPS", "FIT_ROWS",
-           "INT8_ENGINES", "INT8_ENGINE_ENV",
-           "INT8_MIN_SPEEDUP", "INT8_PROBE", "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR",
-           "MAX_LAYER_ERROR_BF16", "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT",
-           "QuantizedLinear", "SampleBatch", "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units",
-           "fbgemm_rates", "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers",
+           "INT8_ENGINES", "INT8_ENGINE_ENV", "INT8_LAYER_MIN_SPEEDUP", "INT8_MIN_SPEEDUP", "INT8_PROBE",
+           "INT8_UNITS", "InputStats", "Int8Engine", "KeptLayers", "MAX_LAYER_ERROR", "MAX_LAYER_ERROR_BF16",
+           "MIN_ROWS", "MODES", "ONEDNN_PACK_MIN_WEIGHT", "ONEDNN_ZERO_POINT", "QuantizedLinear", "SampleBatch",
+           "VERDICTS", "bf16_flags", "bf16_units", "check_fp8_cuda", "cpu_units", "fbgemm_int8_mm", "fbgemm_rates",
+           "input_stats", "int8_engine", "int8_pays_on_cpu", "int8_units", "int_mm_rows", "kept_layers",
            "layer_error", "onednn_int8_mm", "onednn_pack", "onednn_packs", "prompt_linears", "quantize_linears",
            "quantized_weights", "relative_error", "smoothing", "stack_linears", "transformer_blocks",
            "transformer_stacks", "weight_error"]
@@ -160,6 +165,12 @@ ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activation
 # measured on AMX.
 ONEDNN_PACK_MIN_WEIGHT = 4_500_000  # in x out
 INT8_MIN_SPEEDUP = 1.25  # FBGEMM's int8 GEMM runs where it is at least this many times float32's (bf16's bound too)
+# and each layer on FBGEMM where it is at least this many times its float32 layer's rate at its size
+# (`int8_pays_on_cpu`):
+# on an AMD EPYC Zen 3 (AVX2, 2 threads) every layer of the 48M checkpoint ran int8 at 0.45-1.01x its float32 packed
+# (the call 0.91x float32's), every full-size layer 1.23-1.73x but one (1.50x in all); a layer under 1.1x would move
+# the actions for next to no time (benchmarks/history.md, "Zen 3")
+INT8_LAYER_MIN_SPEEDUP = 1.1
 INT8_PROBE = PROBE  # rows, inner, columns: a full-size LLM projection (bf16's probe too)
 
 
@@ -262,21 +273,21 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
                      f"(torch capability {torch.backends.cpu.get_cpu_capability()}): run without --quantize")
 
 
-def fbgemm_rates() -> tuple[float, float]:
+def fbgemm_rates(shape: tuple[int, int, int] = INT8_PROBE) -> tuple[float, float]:
     """GOP/s of an int8 layer on FBGEMM (`QuantizedLinear`'s, its activations' levels and rescale included) and
     GFLOP/s of the float32 GEMM a model runs instead on this CPU (oneDNN-packed where float32 packs,
-    `gr00t_fast.model.packed`; `F.linear` elsewhere), at `INT8_PROBE` on the calling thread's torch threads:
-    alternating, the fastest of 5 each (well under a second), once per process and thread count, on inputs of their
-    own generator."""
-    return _fbgemm_rates_at(torch.get_num_threads())
+    `gr00t_fast.model.packed`; `F.linear` elsewhere), at `shape` (rows, inner, columns) on the calling thread's torch
+    threads: alternating, the fastest of 5 each (well under a second at full size's largest layer), once per process,
+    shape and thread count, on inputs of their own generator."""
+    return _fbgemm_rates_at(torch.get_num_threads(), shape)
 
 
 @functools.cache
-def _fbgemm_rates_at(threads: int) -> tuple[float, float]:
+def _fbgemm_rates_at(threads: int, shape: tuple[int, int, int]) -> tuple[float, float]:
     """`fbgemm_rates` measured, cached by the torch thread count it runs at."""
     from gr00t_fast.model.packed import PackedLinear, float32_packs
 
-    rows, inner, columns = INT8_PROBE
+    rows, inner, columns = shape
     generator = torch.Generator().manual_seed(0)
     x, weight = torch.randn(rows, inner, generator=generator), torch.randn(columns, inner, generator=generator)
     linear = nn.Linear(inner, columns, bias=False, device="meta")
@@ -428,6 +439,24 @@ def _(levels: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor,
     return levels.new_empty((levels.shape[0], weight_scale.shape[0]), dtype=torch.float32)
 
 
+_FBGEMM_WEIGHTS: dict[int, Any] = {}  # a layer's `handle` -> FBGEMM's packed weight, while the layer lives
+_fbgemm_handles = itertools.count()
+
+
+@torch.library.custom_op("gr00t_fast::fbgemm_int8_mm", mutates_args=())
+def fbgemm_int8_mm(levels: torch.Tensor, handle: torch.Tensor, out_features: int) -> torch.Tensor:
+    """float32 (rows, `out_features`): `levels` (rows, in; float32 levels 0..`FBGEMM_STEPS`, `_fbgemm_rows`) times
+    the `fbgemm_pack`ed int8 weight that `handle` names (a 0-d int64 tensor, the weight's key in `_FBGEMM_WEIGHTS`),
+    summed in int32, each output channel times its scale. An op of its own whose weight is named by a tensor, so that
+    `torch.compile` calls it as it is: FBGEMM's packed weight is an object Dynamo cannot trace."""
+    return torch.ops.quantized.linear_dynamic(levels, _FBGEMM_WEIGHTS[int(handle)], FBGEMM_REDUCE_RANGE)
+
+
+@fbgemm_int8_mm.register_fake
+def _(levels: torch.Tensor, handle: torch.Tensor, out_features: int) -> torch.Tensor:
+    return levels.new_empty((levels.shape[0], out_features), dtype=torch.float32)
+
+
 class QuantizedLinear(nn.Module):
     """`nn.Linear` with int8 or fp8 weights (per output channel) and per-token activation quantization (int8: over
     each token's range, `_range_rows`; in 7 bits on the fbgemm engine, `_fbgemm_rows`). `engine`: int8's
@@ -474,8 +503,11 @@ class QuantizedLinear(nn.Module):
         self.bias = linear.bias
         if mode == "int8":  # each output channel's weight summed (scaled): what a row's offset adds (`_range_rows`)
             self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).mul_(scale).t())
-        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight
+        if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight; `fbgemm_int8_mm` finds it
             self.packed = fbgemm_pack(weight, scale)
+            self.handle = torch.tensor(next(_fbgemm_handles))  # not a buffer, as `packed` is not one
+            _FBGEMM_WEIGHTS[int(self.handle)] = self.packed
+            weakref.finalize(self, _FBGEMM_WEIGHTS.pop, int(self.handle), None)
             return
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
@@ -498,7 +530,7 @@ class QuantizedLinear(nn.Module):
         """The layer's output (rows, out) for its input `rows` (rows, in), smoothed where the layer is."""
         if self.engine == "fbgemm":  # each token's 7-bit levels, which FBGEMM takes as they are (`_fbgemm_rows`)
             levels, scale, offset = _fbgemm_rows(rows.float())
-            out = torch.ops.quantized.linear_dynamic(levels, self.packed, FBGEMM_REDUCE_RANGE)
+            out = fbgemm_int8_mm(levels, self.handle, self.out_features)
             out = out.mul_(scale).add_(offset * self.level_sums).to(self.out_dtype)
             return out if self.bias is None else out.add_(self.bias)
         if self.packed is not None:  # oneDNN's u8s8 GEMM: the levels shifted into uint8, the weight's scale fused
@@ -617,10 +649,18 @@ def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor):
         torch.backends.quantized.engine = engine
 
 
-def int8_pays_on_cpu(rows: int, in_features: int, out_features: int) -> bool:
-    """Whether `QuantizedLinear` int8 beats the float Linear on a CPU for a layer seeing `rows` rows per call."""
+def int8_pays_on_cpu(rows: int, in_features: int, out_features: int, engine: str = "onednn") -> bool:
+    """Whether `QuantizedLinear` int8 on `engine` beats the float Linear on a CPU for a layer seeing `rows` rows per
+    call: at least `CPU_INT8_MIN_WIDTH` wide and `CPU_INT8_MIN_MACS` multiply-adds (measured on oneDNN with VNNI),
+    and on FBGEMM, unless pinned, at least `INT8_LAYER_MIN_SPEEDUP` x the float32 layer's rate at its size, timed
+    (`fbgemm_rates`: once per size and process, ~20 sizes at full size)."""
     macs = rows * in_features * out_features
-    return min(in_features, out_features) >= CPU_INT8_MIN_WIDTH and macs >= CPU_INT8_MIN_MACS
+    if min(in_features, out_features) < CPU_INT8_MIN_WIDTH or macs < CPU_INT8_MIN_MACS:
+        return False
+    if engine != "fbgemm" or os.environ.get(INT8_ENGINE_ENV):
+        return True
+    int8, float32 = fbgemm_rates((rows, in_features, out_features))
+    return int8 >= INT8_LAYER_MIN_SPEEDUP * float32
 
 
 def quantized_weights(model: nn.Module) -> list[str]:
@@ -880,7 +920,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | I
             return "kept"
         if rows <= MIN_ROWS:
             return "few_rows"
-        if cpu_int8 and not int8_pays_on_cpu(rows, layer.in_features, layer.out_features):
+        if cpu_int8 and not int8_pays_on_cpu(rows, layer.in_features, layer.out_features, engine):
             return "slow_on_cpu"
         return "converted"
 

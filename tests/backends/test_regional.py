@@ -7,6 +7,7 @@ slow lane."""
 import contextlib
 import functools
 import gc
+import itertools
 import warnings
 import weakref
 
@@ -23,8 +24,8 @@ from gr00t_fast.backends.regional import (COMPILE_BLOCKS_ENV, CompiledBlocks, bl
                                           check_compile_blocks_env, uncompile_blocks)
 from gr00t_fast.dev.bench.common import bench_noise, bench_observation
 from gr00t_fast.loading import load_policy
-from gr00t_fast.model import load_model, packed, quantize
-from gr00t_fast.model.packed import pack_linears
+from gr00t_fast.model import load_model, packed, precision, quantize
+from gr00t_fast.model.packed import PackedLinear, pack_linears, unpack_linears
 from gr00t_fast.model.quantize import QuantizedLinear, quantize_linears, transformer_blocks
 from gr00t_fast.model.rtc import RTC_CHUNK_KEY, RtcRequest
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
@@ -51,17 +52,20 @@ def test_the_blocks_are_every_layer_of_each_stack_in_order(tiny_checkpoint):
     assert len({id(block) for block in transformer_blocks(model)}) == len(kinds)
 
 
-def test_blocks_compile_only_where_int8_runs_on_onednn(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
+@pytest.mark.parametrize("engine", quantize.INT8_ENGINES)
+def test_blocks_compile_where_int8_runs_on_a_cpu_engine(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch,
+                                                        engine):
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, engine)
     model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
     assert not blocks_compile(model)  # float: nothing to fuse
-    quantize_linears(model, "int8")
-    assert blocks_compile(model)
-    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
+    pack_linears(model)
     assert not blocks_compile(model)
-    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "1")
-    for layer in model.modules():  # FBGEMM's packed weights cannot be traced
-        if isinstance(layer, QuantizedLinear):
-            layer.engine = "fbgemm"
+    unpack_linears(model)
+    quantize_linears(model, "int8")
+    assert {m.engine for m in model.modules() if isinstance(m, QuantizedLinear)} == {engine}
+    assert blocks_compile(model)
+    assert pack_linears(model) and blocks_compile(model)  # float32 packed (an AMD CPU with AVX2 only): its own op
+    monkeypatch.setenv(COMPILE_BLOCKS_ENV, "0")
     assert not blocks_compile(model)
 
 
@@ -97,15 +101,41 @@ def test_an_int8_load_compiles_its_blocks_and_says_so(tiny_checkpoint, int8_at_e
     assert load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False).backend.blocks is None
 
 
-@pytest.mark.parametrize("prepacked", [False, True])
-def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt(
-        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch, request, prepacked):
-    """Also with the layers' weights prepacked for oneDNN (full size's large ones): Dynamo passes their GEMM through."""
-    if prepacked:
+def engine_variant(variant: str, monkeypatch, request) -> None:
+    """`variant`: "onednn", "onednn prepacked" (full size's large weights), "fbgemm" (a CPU without VNNI), or "fbgemm,
+    float layers packed" (an AMD CPU with AVX2 only: every other stack layer left in float32, packed for oneDNN with
+    the layers outside the stacks)."""
+    if variant == "onednn prepacked":
         request.getfixturevalue("int8_prepacked")
+    if variant.startswith("fbgemm"):
+        monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    if variant == "fbgemm, float layers packed":
+        monkeypatch.setattr(packed, "float32_packs", lambda: True)
+        monkeypatch.setattr(precision, "BF16_MIN_PARAMETERS", 0)
+        layers = itertools.count()
+        monkeypatch.setattr(quantize, "int8_pays_on_cpu", lambda *shape: next(layers) % 2 == 0)
+
+
+def check_engine_variant(variant: str, model: torch.nn.Module) -> None:
+    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and {m.engine for m in layers} == {variant.split(",")[0].split()[0]}
+    if variant.startswith("onednn"):
+        assert all((m.packed is not None) == (variant == "onednn prepacked") for m in layers)
+    in_blocks = [type(m) for block in transformer_blocks(model) for m in block.modules()]
+    assert (PackedLinear in in_blocks) == (variant == "fbgemm, float layers packed")
+
+
+ENGINE_VARIANTS = ["onednn", "onednn prepacked", "fbgemm", "fbgemm, float layers packed"]
+
+
+@pytest.mark.parametrize("variant", ENGINE_VARIANTS)
+def test_the_traced_blocks_give_the_eager_actions_and_one_graph_for_every_prompt(
+        tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch, request, variant):
+    """On either engine, oneDNN's with its weights prepacked too, FBGEMM's with float layers packed for oneDNN in the
+    blocks: Dynamo passes each GEMM through as its own op."""
+    engine_variant(variant, monkeypatch, request)
     policy = traced_policy(tiny_checkpoint, monkeypatch)
-    layers = [m for m in policy.model.modules() if isinstance(m, QuantizedLinear)]
-    assert layers and all((m.packed is not None) == prepacked for m in layers)
+    check_engine_variant(variant, policy.model)
     observation, noise = bench_observation(policy), bench_noise(policy)
     prompts = ["pick", "pick up the red cube and put it in the box", "pick up the red cube, then the blue one, "
                "and put both of them in the box on the left side of the table"]
@@ -162,8 +192,6 @@ def no_cpp_compiler():
 def test_a_missing_cpp_compiler_is_said_before_the_weights_and_the_blocks_run_their_own_code(
         tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
     request = LoadRequest(tiny_checkpoint, dtype="float32", quantize="int8", device=torch.device("cpu"))
-    if quantize.int8_engine("cpu").name != "onednn":
-        pytest.skip("the blocks compile only where int8 runs on oneDNN (VNNI or AMX)")
     assert run_on_torch_thread(lambda: blocks_without_compiler(request)) is None  # this machine has one
     said = (r"torch backend: no C\+\+ compiler for Inductor \(No working C\+\+ compiler found.*/nonexistent/g\+\+"
             r".*\): the int8 model's transformer blocks run their own code")
@@ -244,15 +272,20 @@ def test_a_call_the_model_s_own_code_refuses_too_keeps_the_blocks_compiled(tiny_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant", ["onednn", "fbgemm, float layers packed"])
 def test_inductor_compiles_the_int8_blocks_into_the_eager_actions(tiny_checkpoint, int8_at_every_size, blocks_on,
-                                                                   monkeypatch):
-    """The load's own compile, Inductor's C++ kernels, the weights prepacked where the CPU has VNNI or AMX (oneDNN's
-    GEMM called as it is): close to the blocks' own code (int8 levels a float rounding apart may flip: not bit for
-    bit), for two prompt lengths."""
-    if quantize.onednn_packs(quantize.ONEDNN_PACK_MIN_WEIGHT, 1):
+                                                                   monkeypatch, request, variant):
+    """The load's own compile, Inductor's C++ kernels, oneDNN's int8 weights prepacked where the CPU has VNNI or AMX,
+    or FBGEMM's with float32 layers packed for oneDNN (each GEMM called as it is: Inductor's own lowering of oneDNN's
+    linear takes no weight packed before): close to the blocks' own code (int8 levels a float rounding apart may
+    flip: not bit for bit), for two prompt lengths."""
+    if variant == "onednn" and quantize.onednn_packs(quantize.ONEDNN_PACK_MIN_WEIGHT, 1):
         monkeypatch.setattr(quantize, "ONEDNN_PACK_MIN_WEIGHT", 0)
+    engine_variant(variant, monkeypatch, request)
     policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")  # the warm-up compiles
     assert policy.backend.blocks.on and policy.backend.fallback is None
+    if variant != "onednn":  # oneDNN's weights prepacked or not by the CPU
+        check_engine_variant(variant, policy.model)
     observation, noise = bench_observation(policy), bench_noise(policy)
     for prompt in ["pick", "pick up the red cube and put it in the box on the left"]:
         observation[policy.data_config.language_key] = [prompt]

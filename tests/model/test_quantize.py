@@ -16,6 +16,7 @@ from gr00t_fast.backends.pytorch import SYNTHETIC_CALLS, PyTorchBackend, sample_
 from gr00t_fast.model import load_model, quantize
 from gr00t_fast.model.quantize import QuantizedLinear, int8_pays_on_cpu, int_mm_rows, quantize_linears
 from gr00t_fast.loading import CALIBRATION_SAMPLES, load_policy, quantize_model
+from gr00t_fast.model.precision import Precision
 from gr00t_fast.model.deferred import DeferredWeights
 from gr00t_fast.model.inputs import calibration_inputs, collate, example_inputs
 from gr00t_fast.model.tokenizer import PromptTokenizer
@@ -460,7 +461,7 @@ def cpu_has(monkeypatch):
         monkeypatch.setattr(quantize, "int8_units", lambda: int8)
         monkeypatch.setattr(quantize, "bf16_units", lambda: bf16)
         monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
-        monkeypatch.setattr(quantize, "fbgemm_rates", lambda: fbgemm)
+        monkeypatch.setattr(quantize, "fbgemm_rates", lambda shape=quantize.INT8_PROBE: fbgemm)
     return set_units
 
 
@@ -502,6 +503,54 @@ def test_fbgemm_runs_only_where_it_beats_float32(cpu_has, monkeypatch):
     assert quantize.int8_engine("cpu").name == "fbgemm"
 
 
+def test_a_layer_runs_fbgemm_only_where_it_beats_its_float32_layer(cpu_has, monkeypatch):
+    """On an AMD EPYC Zen 3 every layer of the 48M checkpoint ran slower on FBGEMM than in float32, where full size's
+    ran 1.2-1.7x faster: each layer's verdict times int8 against float32 at its own size, unless FBGEMM is pinned
+    (the size rule first, untimed); oneDNN's keeps the size rule alone."""
+    timed = []
+
+    def rates(shape=quantize.INT8_PROBE):
+        timed.append(shape)
+        return (120.0, 100.0) if shape[1] >= 2048 else (105.0, 100.0)  # 1.2x and 1.05x float32's rate
+    cpu_has(None)
+    monkeypatch.setattr(quantize, "fbgemm_rates", rates)
+    assert int8_pays_on_cpu(289, 2048, 12288, "fbgemm") and not int8_pays_on_cpu(289, 384, 2048, "fbgemm")
+    assert timed == [(289, 2048, 12288), (289, 384, 2048)]
+    assert not int8_pays_on_cpu(49, 256, 256, "fbgemm") and len(timed) == 2  # under the size rule: not timed
+    assert int8_pays_on_cpu(289, 384, 2048, "onednn") and int8_pays_on_cpu(289, 384, 2048) and len(timed) == 2
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")
+    assert int8_pays_on_cpu(289, 384, 2048, "fbgemm") and len(timed) == 2
+
+
+def said_of(counts: dict) -> str:
+    """What the load line says of `quantize_model`'s `counts` on this process's engine."""
+    engine = str(quantize.int8_engine("cpu"))
+    quantization = {"mode": "int8", "engine": engine, **counts}
+    return Precision(torch.float32, "float32", "", quantization=quantization).quantized()
+
+
+def test_fbgemm_layers_slower_than_float32_stay_float32(tiny_checkpoint, cpu_has, monkeypatch):
+    """The tiny checkpoint's wide layers (`WIDE_TINY_LAYERS`, at a width bound of 96) on FBGEMM, not pinned: those
+    timed under `INT8_LAYER_MIN_SPEEDUP` x float32 stay float32, counted as slow_on_cpu."""
+    monkeypatch.setattr(quantize, "CPU_INT8_MIN_WIDTH", 96)
+    cpu_has(None)
+    slow = {(320, 96, 384)}  # the LLM's gate_up_proj: 96 -> 2 x 192
+    monkeypatch.setattr(quantize, "fbgemm_rates", lambda shape=quantize.INT8_PROBE: (
+        (100.0, 100.0) if shape[1:] in {s[1:] for s in slow} else (200.0, 100.0)))
+    model = load_model(tiny_checkpoint, device="cpu", dtype=torch.float32)
+    shapes = {name: (m.in_features, m.out_features) for name, m in model.named_modules() if name in WIDE_TINY_LAYERS}
+    counts = quantize_model(model, "int8")
+    kept = {name for name, shape in shapes.items() if shape in {s[1:] for s in slow}}
+    assert kept and {m.engine for m in model.modules() if isinstance(m, QuantizedLinear)} == {"fbgemm"}
+    assert converted_names(model) == WIDE_TINY_LAYERS - kept and counts["converted"] == len(WIDE_TINY_LAYERS - kept)
+    said = said_of(counts)
+    assert said.endswith("or timed under 1.1x float32's speed at their size on FBGEMM)"), said
+    monkeypatch.setenv(quantize.INT8_ENGINE_ENV, "fbgemm")  # pinned: not timed, and not said
+    counts = quantize_model(load_model(tiny_checkpoint, device="cpu", dtype=torch.float32), "int8")
+    said = said_of(counts)
+    assert counts["converted"] == len(WIDE_TINY_LAYERS) and said.endswith("multiply-adds per call)"), said
+
+
 @pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
 def test_fbgemm_rates_are_measured_here(monkeypatch):
     """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process and thread count (a
@@ -519,6 +568,8 @@ def test_fbgemm_rates_are_measured_here(monkeypatch):
         torch.set_num_threads(threads + 1)
         quantize.fbgemm_rates()
         assert quantize._fbgemm_rates_at.cache_info().misses == 2
+        quantize.fbgemm_rates((49, 256, 512))  # a layer's own size (`int8_pays_on_cpu`)
+        assert quantize._fbgemm_rates_at.cache_info().misses == 3 and engines.count("fbgemm") > len(set(engines))
     finally:
         torch.set_num_threads(threads)
         quantize._fbgemm_rates_at.cache_clear()
