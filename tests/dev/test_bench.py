@@ -260,6 +260,20 @@ def test_backends_of_a_packed_policy(tiny_checkpoint, tmp_path, monkeypatch):
     assert all(row["successful_runs"] == 2 for row in rows.values())
 
 
+def test_a_packed_policys_flops_are_its_plain_ones(tiny_checkpoint):
+    """`bench ab`'s GFLOP a call counts a packed layer's op as the matmul it is (FlopCounterMode does not know it):
+    float32 packed, as an AMD CPU with AVX2 only runs it."""
+    from gr00t_fast.dev.bench.common import bench_noise, bench_observation, call_flops
+    from gr00t_fast.loading import load_policy
+    from gr00t_fast.model.packed import pack_linears
+
+    policy = load_policy(tiny_checkpoint, device="cpu", dtype="float32", warmup=False)
+    observation, noise = bench_observation(policy), bench_noise(policy)
+    policy.get_action(observation, noise=noise)  # the action head's step tables, computed once: in neither count
+    plain = call_flops(policy, observation, noise)
+    assert pack_linears(policy.model) and call_flops(policy, observation, noise) == plain > 0
+
+
 def test_backends_on_nvidias_reference_cases(golden_checkpoint, tmp_path):
     """On NVIDIA's tiny checkpoint and its own observations and noise (the so100 cases of cases.npz), bf16 moves the
     decoded actions by a finite, non-zero amount per key; fp32 against itself by nothing."""
