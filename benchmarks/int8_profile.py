@@ -52,9 +52,9 @@ TOP_OPS = 15
 # int8 GEMMs include the dispatch of the op that calls oneDNN's (`gr00t_fast::onednn_int8_mm`'s own time).
 OPERATOR_GROUPS = {
     "int8 GEMMs": ("onednn::qlinear_pointwise", "aten::_int_mm", "gr00t_fast::onednn_int8_mm",
-                   "quantized::linear_dynamic"),
+                   "gr00t_fast::fbgemm_int8_mm", "quantized::linear_dynamic"),
     "attention": ("aten::_scaled_dot_product", "aten::scaled_dot_product"),
-    "float matmuls": ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "mkldnn::",
+    "float matmuls": ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "mkldnn::", "gr00t_fast::packed_linear",
                       "quantized::linear_dynamic_fp16"),
     "compiled blocks' fused code": ("## Call CompiledFxGraph",),  # Inductor's kernels and the Python that calls them
     "entering compiled code": ("TorchDynamo Cache Lookup", "Pregraph bytecode", "AOTDispatcher",

@@ -59,7 +59,8 @@ def main() -> int:
 
     test = observation_samples(args.observations, policy.processor, model.config, args.test_calls, seed=1)
     held = {name: stats for name, stats in rows_of(test).items() if stats.rows > quantize.MIN_ROWS
-            and quantize.int8_pays_on_cpu(stats.rows, layers[name].in_features, layers[name].out_features)}
+            and quantize.int8_pays_on_cpu(stats.rows, layers[name].in_features, layers[name].out_features,
+                                                      timed=False)}
     if not held:
         parser.error(f"{args.model_path}: no layer of its transformer stacks converts to int8 on a CPU")
     sources = {} if args.calibration is None else {"observations": rows_of(observation_samples(

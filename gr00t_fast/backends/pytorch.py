@@ -72,8 +72,8 @@ def quantize_model(model: torch.nn.Module, mode: str,
 
     counts, cached = quantize_cached(model, cache, quantize) if cache is not None else (quantize(), None)
     kept = kept_layers(model, mode)
-    engine = {"engine": str(int8_engine(model.device)), "kept_in": str(kept.dtype).removeprefix("torch."),
-              "max_layer_error": kept.max_error} if int8 else {}
+    engine = {"engine": str(int8_engine(model.device)), "layers_timed": int8_engine(model.device).times_layers,
+              "kept_in": str(kept.dtype).removeprefix("torch."), "max_layer_error": kept.max_error} if int8 else {}
     observations = {"observations": len(calibration)} if calibration else {"synthetic": SYNTHETIC_CALLS} if scenes \
         else {}
     if model.precision is not None:
@@ -86,14 +86,15 @@ def int8_cache_folder(model: torch.nn.Module, artifacts: Any,
                       calls: Sequence[tuple[ModelInputs, torch.Tensor]]) -> Path | None:
     """The int8 cache folder of a `--quantize int8` load of `model` from the checkpoint of `artifacts` fitted to the
     sample calls `calls` (`quantize_model`'s: the user's observations, else the synthetic scenes): keyed by the
-    checkpoint, gr00t-fast's code, torch's version, the engine, what kept layers run in and their bound, the model's
-    dtype and config (its Eagle config's too) and `calls` by content; None where a load does not cache: not on a CPU
-    (elsewhere int8 takes one example call), `GR00T_FAST_INT8_CACHE=0`, or a cache that cannot be written and holds no
-    int8 layers for this key to read as they are (one warning)."""
+    checkpoint, gr00t-fast's code, torch's version, the engine (and whether it times layers), what kept layers run in
+    and their bound, the model's dtype and config (its Eagle config's too) and `calls` by content; None where a load
+    does not cache: not on a CPU (elsewhere int8 takes one example call), `GR00T_FAST_INT8_CACHE=0`, or a cache that
+    cannot be written and holds no int8 layers for this key to read as they are (one warning)."""
     if model.device.type != "cpu" or not int8_cache_enabled():
         return None
     kept = kept_layers(model, "int8")
-    key = (torch.__version__, int8_engine(model.device).name, kept.dtype, kept.max_error, model.dtype,
+    engine = int8_engine(model.device)  # a pinned FBGEMM's layers are not timed (`Int8Engine.times_layers`)
+    key = (torch.__version__, engine.name, engine.times_layers, kept.dtype, kept.max_error, model.dtype,
            repr(model.config), calls_digest(calls))
     try:  # before the checkpoint is hashed: an unwritable cache would hash it again at every load
         cache_dir().mkdir(parents=True, exist_ok=True)

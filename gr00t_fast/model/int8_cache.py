@@ -8,7 +8,8 @@ same bits as the load that saved them.
 The folder is keyed by what the layers depend on (`gr00t_fast.backends.pytorch.int8_cache_folder`): the checkpoint's
 content, the model's config (the Eagle config's too), gr00t-fast's code (`code_digest`: every tunable of
 `gr00t_fast.model.quantize` with it), torch's version, the engine, what kept layers run in, the model's dtype and the
-sample calls by content (the user's observations, or the synthetic scenes). Not the thread count: GPTQ's float sums at
+sample calls by content (the user's observations, or the synthetic scenes), and whether FBGEMM timed each layer
+(`Int8Engine.times_layers`: its verdicts are the saving load's). Not the thread count: GPTQ's float sums at
 another count can round a few weights to the next level (tiny: 2 of 37 layers between 1 and 2 threads), so a read load
 runs the layers of the load that saved them, bit for bit, which a fresh load on another thread count may not. A folder
 holding a file it did not write is emptied and made again (`sealed`), and a file that does not fit the model is named

@@ -17,8 +17,9 @@ overhead-bound below: smaller ones, NVIDIA's tiny reference among them, stay as 
 AVX-512 float32 layers gained -7% to +11% packed and stay plain. Not measured on Intel CPUs with AVX2 only (where MKL
 is Intel's own) nor on other architectures: they stay plain.
 
-A packed weight is an opaque oneDNN tensor: no state dict, copy, `torch.compile` or export can read it. So only the
-eager `torch` backend runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
+A packed weight is an opaque oneDNN tensor: no state dict, copy or export can read it, and `torch.compile` only
+through `packed_linear`, an op of its own (the `torch` backend's compiled int8 blocks). So only the `torch` backend
+runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
 `unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit. oneDNN's op
 has no gradient (autograd dropped the layer's share silently): where one is asked of its input (guided real-time
 chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on the weight unpacked. (int8's large
@@ -47,6 +48,12 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
     tanh-GELU) on oneDNN's packed GEMM. An op of its own, so that `torch.compile` calls it as it is: Inductor's own
     lowering of oneDNN's linear takes only weights it packed itself (an int8 model's transformer blocks compiled
     with their float layers packed, `gr00t_fast.backends.regional`)."""
+    return _linear_pointwise(x, packed, bias, activation)
+
+
+def _linear_pointwise(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None,
+                      activation: str) -> torch.Tensor:
+    """`packed_linear` on oneDNN's op itself: what an eager call runs (a custom op's Python dispatch costs a call)."""
     algorithm = "tanh" if activation == "gelu" else ""
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], algorithm)
 
@@ -70,7 +77,8 @@ class PackedLinear(nn.Module):
             out = _PackedProduct.apply(x, self.packed)
             out = out if self.bias is None else out + self.bias
             return F.gelu(out, approximate="tanh") if activation == "gelu" else out
-        return packed_linear(x, self.packed, self.bias, activation)
+        product = packed_linear if torch.compiler.is_compiling() else _linear_pointwise
+        return product(x, self.packed, self.bias, activation)
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor) -> "PackedLinear":
@@ -99,7 +107,7 @@ class _PackedProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         ctx.packed = packed
-        return packed_linear(x, packed, None, "none")
+        return _linear_pointwise(x, packed, None, "none")
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

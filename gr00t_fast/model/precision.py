@@ -78,9 +78,8 @@ class Precision:
         notes += [f"{counts['too_lossy']} stay {q.get('kept_in', name)}: their own int8 error over "
                   f"{q.get('max_layer_error', 0):.0%}"] if counts["too_lossy"] else []
         notes += [f"its layers {q['cache']}"] if q.get("cache") else []
-        engine = str(q.get("engine", ""))  # FBGEMM's layers are timed unless it is pinned (`int8_pays_on_cpu`)
         timed = f", or timed under {INT8_LAYER_MIN_SPEEDUP:g}x float32's speed at their size on FBGEMM" \
-            if engine.startswith("fbgemm") and "pinned" not in engine else ""
+            if q.get("layers_timed") else ""  # `int8_pays_on_cpu`
         notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "
                   f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call{timed}"] \
             if counts["slow_on_cpu"] else []

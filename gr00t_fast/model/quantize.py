@@ -63,7 +63,8 @@ int8 on a CPU runs on one of two engines, chosen by the CPU (`int8_engine`; the 
             layer at its own size, timed at the load (`int8_pays_on_cpu`; on an AMD EPYC Zen 3 full size's layers
             ran 1.23-1.73x, the 48M checkpoint's 0.45-1.01x: 48M stays float32 there). The GEMM runs as
             `fbgemm_int8_mm`, an op of its own whose weight a tensor names, so that the torch backend's compiled
-            transformer blocks call it as it is (`gr00t_fast.backends.regional`). On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
+            transformer blocks call it as it is (`gr00t_fast.backends.regional`; eagerly FBGEMM's op itself runs).
+            On an AMD EPYC with AVX2 only (Zen 1: 128-bit units, whose byte multiply-adds give no more
             than its float32 FMAs) it ran 68-73 GOP/s at full size's shapes against oneDNN's packed float32 61-73
             GFLOP/s (`benchmarks/gemm_rates.py`), and a full-size call 1.62x NVIDIA's fp32 (13.3 s) with its largest
             action difference 6.83 on `bench ab`'s observation (NVIDIA's own bf16 there: 2.57, on an Intel Xeon), where
@@ -176,10 +177,17 @@ INT8_PROBE = PROBE  # rows, inner, columns: a full-size LLM projection (bf16's p
 
 @dataclass(frozen=True)
 class Int8Engine:
-    """The kernel int8 matmuls run on (`name`: "onednn", "fbgemm" or "cuda") and why (`reason`)."""
+    """The kernel int8 matmuls run on (`name`: "onednn", "fbgemm" or "cuda") and why (`reason`); `pinned`: by
+    `INT8_ENGINE_ENV`."""
 
     name: str
     reason: str
+    pinned: bool = False
+
+    @property
+    def times_layers(self) -> bool:
+        """Whether a load times each layer's int8 against its float32 (`int8_pays_on_cpu`): FBGEMM, not pinned."""
+        return self.name == "fbgemm" and not self.pinned
 
     def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
@@ -256,11 +264,11 @@ def int8_engine(device: torch.device | str = "cpu") -> Int8Engine:
             raise ValueError(f"{INT8_ENGINE_ENV}=onednn: this CPU has no VNNI or AMX, where torch._int_mm has no fast "
                              "kernel (17x slower than NVIDIA's fp32 at full size); unset it to run FBGEMM's")
         return Int8Engine("onednn", f"{units}, oneDNN's int8 GEMM, activations per token"
-                          + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""))
+                          + (f", pinned by {INT8_ENGINE_ENV}" if pinned else ""), pinned=bool(pinned))
     if fbgemm:
         if pinned:
             return Int8Engine("fbgemm", f"pinned by {INT8_ENGINE_ENV}, FBGEMM's u8s8 GEMM, activations per token in "
-                                        "7 bits")
+                                        "7 bits", pinned=True)
         int8, float32 = fbgemm_rates()
         rates = (f"an int8 layer on FBGEMM's u8s8 GEMM {int8:.0f} GOP/s against float32's {float32:.0f} GFLOP/s at "
                  f"{'x'.join(map(str, INT8_PROBE))}, {torch.get_num_threads()} threads")
@@ -277,14 +285,14 @@ def fbgemm_rates(shape: tuple[int, int, int] = INT8_PROBE) -> tuple[float, float
     """GOP/s of an int8 layer on FBGEMM (`QuantizedLinear`'s, its activations' levels and rescale included) and
     GFLOP/s of the float32 GEMM a model runs instead on this CPU (oneDNN-packed where float32 packs,
     `gr00t_fast.model.packed`; `F.linear` elsewhere), at `shape` (rows, inner, columns) on the calling thread's torch
-    threads: alternating, the fastest of 5 each (well under a second at full size's largest layer), once per process,
-    shape and thread count, on inputs of their own generator."""
+    threads: alternating, the fastest of 5 each (about a second at full size's largest layer, its weight made and
+    packed included), once per process, shape and thread count, on inputs of their own generator."""
     return _fbgemm_rates_at(torch.get_num_threads(), shape)
 
 
 @functools.cache
 def _fbgemm_rates_at(threads: int, shape: tuple[int, int, int]) -> tuple[float, float]:
-    """`fbgemm_rates` measured, cached by the torch thread count it runs at."""
+    """`fbgemm_rates` measured, cached by the torch thread count it runs at and the shape."""
     from gr00t_fast.model.packed import PackedLinear, float32_packs
 
     rows, inner, columns = shape
@@ -530,7 +538,10 @@ class QuantizedLinear(nn.Module):
         """The layer's output (rows, out) for its input `rows` (rows, in), smoothed where the layer is."""
         if self.engine == "fbgemm":  # each token's 7-bit levels, which FBGEMM takes as they are (`_fbgemm_rows`)
             levels, scale, offset = _fbgemm_rows(rows.float())
-            out = fbgemm_int8_mm(levels, self.handle, self.out_features)
+            if torch.compiler.is_compiling():  # eagerly the op itself: a custom op's Python dispatch costs a call
+                out = fbgemm_int8_mm(levels, self.handle, self.out_features)
+            else:
+                out = torch.ops.quantized.linear_dynamic(levels, self.packed, FBGEMM_REDUCE_RANGE)
             out = out.mul_(scale).add_(offset * self.level_sums).to(self.out_dtype)
             return out if self.bias is None else out.add_(self.bias)
         if self.packed is not None:  # oneDNN's u8s8 GEMM: the levels shifted into uint8, the weight's scale fused
@@ -649,15 +660,15 @@ def fbgemm_pack(weight: torch.Tensor, scale: torch.Tensor):
         torch.backends.quantized.engine = engine
 
 
-def int8_pays_on_cpu(rows: int, in_features: int, out_features: int, engine: str = "onednn") -> bool:
-    """Whether `QuantizedLinear` int8 on `engine` beats the float Linear on a CPU for a layer seeing `rows` rows per
-    call: at least `CPU_INT8_MIN_WIDTH` wide and `CPU_INT8_MIN_MACS` multiply-adds (measured on oneDNN with VNNI),
-    and on FBGEMM, unless pinned, at least `INT8_LAYER_MIN_SPEEDUP` x the float32 layer's rate at its size, timed
-    (`fbgemm_rates`: once per size and process, ~20 sizes at full size)."""
+def int8_pays_on_cpu(rows: int, in_features: int, out_features: int, timed: bool) -> bool:
+    """Whether `QuantizedLinear` int8 beats the float Linear on a CPU for a layer seeing `rows` rows per call: at
+    least `CPU_INT8_MIN_WIDTH` wide and `CPU_INT8_MIN_MACS` multiply-adds (measured on oneDNN with VNNI), and where
+    `timed` (FBGEMM, not pinned: `Int8Engine.times_layers`) at least `INT8_LAYER_MIN_SPEEDUP` x the float32 layer's
+    rate at its size on FBGEMM (`fbgemm_rates`: once per size and process, ~20 sizes at full size)."""
     macs = rows * in_features * out_features
     if min(in_features, out_features) < CPU_INT8_MIN_WIDTH or macs < CPU_INT8_MIN_MACS:
         return False
-    if engine != "fbgemm" or os.environ.get(INT8_ENGINE_ENV):
+    if not timed:
         return True
     int8, float32 = fbgemm_rates((rows, in_features, out_features))
     return int8 >= INT8_LAYER_MIN_SPEEDUP * float32
@@ -904,7 +915,8 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | I
                       fit_weights: bool,
                       deferred: DeferredWeights | None) -> dict[str, int]:
     width = MODES[mode][2]
-    engine = int8_engine(model.device).name if mode == "int8" else None
+    int8 = int8_engine(model.device) if mode == "int8" else None
+    engine = int8 and int8.name
     if sample is not None:
         model.action_head.step_table_cache.clear()  # the sample call computes the step tables: their layers count
     linears = {name: m for name, m in stack_linears(model).items() if type(m) is nn.Linear}
@@ -920,7 +932,7 @@ def _quantize_linears(model: nn.Module, mode: str, sample: Callable[[], Any] | I
             return "kept"
         if rows <= MIN_ROWS:
             return "few_rows"
-        if cpu_int8 and not int8_pays_on_cpu(rows, layer.in_features, layer.out_features, engine):
+        if cpu_int8 and not int8_pays_on_cpu(rows, layer.in_features, layer.out_features, int8.times_layers):
             return "slow_on_cpu"
         return "converted"
 

@@ -71,7 +71,7 @@ def test_blocks_compile_where_int8_runs_on_a_cpu_engine(tiny_checkpoint, int8_at
 
 @packs_bf16
 def test_blocks_of_a_packed_model_stay_eager(tiny_checkpoint, int8_at_every_size, blocks_on, monkeypatch):
-    """oneDNN-packed weights cannot be traced: that path stays packed and eager."""
+    """bf16 weights packed for oneDNN (where bf16 pays): that path stays packed and eager, as it was measured."""
     monkeypatch.setattr(packed, "bf16_units", lambda: "AMX")
     bf16 = load_model(tiny_checkpoint, device="cpu", dtype=torch.bfloat16)
     quantize_linears(bf16, "int8")

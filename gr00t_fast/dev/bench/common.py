@@ -253,8 +253,7 @@ def fastest(call: Callable[[], Any], device: torch.device, reps: int, budget_ms:
 
 
 def packed_linear_flops(x_shape: torch.Size, weight_shape: torch.Size, *args: Any, **kwargs: Any) -> int:
-    """FlopCounterMode's formula for `PackedLinear`'s op (`gr00t_fast.model.packed.packed_linear`), which it does not
-    know: a matmul's."""
+    """FlopCounterMode's formula for `PackedLinear`'s oneDNN op, which it does not know: a matmul's."""
     return 2 * math.prod(x_shape[:-1]) * weight_shape[0] * weight_shape[1]
 
 
@@ -279,7 +278,7 @@ def call_flops(policy: Any, observation: dict[str, Any], noise: np.ndarray) -> i
     convolutions; elementwise work is not counted). Runs where the policy runs, its torch thread."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    packed = {torch.ops.gr00t_fast.packed_linear: packed_linear_flops} if packed_layers(policy.model) else {}
+    packed = {torch.ops.mkldnn._linear_pointwise: packed_linear_flops} if packed_layers(policy.model) else {}
 
     def count() -> int:
         with FlopCounterMode(display=False, custom_mapping=packed) as counter:
