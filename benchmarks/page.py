@@ -772,7 +772,7 @@ SECTIONS = [
                  "have). Speed as above, against NVIDIA's fp32 `Gr00tPolicy`; the FBGEMM column pins the engine of "
                  "CPUs without VNNI on this one (AVX-512 kernels; 31 of its layers over the 2% bound run in bf16 "
                  "here, where a CPU without bf16 units keeps those over 5% in float32: this column is not what such "
-                 "a CPU runs): no AVX2-only CPU has been measured. "
+                 "a CPU runs; an AVX2-only Zen 3's own runs: \"AVX2 with 256-bit units (Zen 3)\" above). "
                  "int8 as it loaded on 2026-11-26 (each weight at its nearest level): the model in float32, the "
                  "layers whose own int8 error is over 2% in bf16; "
                  "8 calls a side at full size: 4.04x [3.96, 4.10] and 4.34x [3.90, 4.53] (95% CI), medians at 4x, "
