@@ -72,8 +72,9 @@ def quantize_model(model: torch.nn.Module, mode: str,
 
     counts, cached = quantize_cached(model, cache, quantize) if cache is not None else (quantize(), None)
     kept = kept_layers(model, mode)
-    engine = {"engine": str(int8_engine(model.device)), "layers_timed": int8_engine(model.device).times_layers,
-              "kept_in": str(kept.dtype).removeprefix("torch."), "max_layer_error": kept.max_error} if int8 else {}
+    chosen = int8_engine(model.device) if int8 else None
+    engine = {"engine": str(chosen), "layers_timed": chosen.times_layers,
+              "kept_in": str(kept.dtype).removeprefix("torch."), "max_layer_error": kept.max_error} if chosen else {}
     observations = {"observations": len(calibration)} if calibration else {"synthetic": SYNTHETIC_CALLS} if scenes \
         else {}
     if model.precision is not None:

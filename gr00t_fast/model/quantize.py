@@ -167,10 +167,9 @@ ONEDNN_ZERO_POINT = 128  # int8 levels (-128..127) + this = the uint8 activation
 ONEDNN_PACK_MIN_WEIGHT = 4_500_000  # in x out
 INT8_MIN_SPEEDUP = 1.25  # FBGEMM's int8 GEMM runs where it is at least this many times float32's (bf16's bound too)
 # and each layer on FBGEMM where it is at least this many times its float32 layer's rate at its size
-# (`int8_pays_on_cpu`):
-# on an AMD EPYC Zen 3 (AVX2, 2 threads) every layer of the 48M checkpoint ran int8 at 0.45-1.01x its float32 packed
-# (the call 0.91x float32's), every full-size layer 1.23-1.73x but one (1.50x in all); a layer under 1.1x would move
-# the actions for next to no time (benchmarks/history.md, "Zen 3")
+# (`int8_pays_on_cpu`): on an AMD EPYC Zen 3 (AVX2, 2 threads) every layer of the 48M checkpoint ran int8 at
+# 0.45-1.01x its float32 packed (the call 0.91x float32's), every full-size layer 1.23-1.73x but one (1.50x in all); a
+# layer under 1.1x would move the actions for next to no time (benchmarks/history.md, "Zen 3")
 INT8_LAYER_MIN_SPEEDUP = 1.1
 INT8_PROBE = PROBE  # rows, inner, columns: a full-size LLM projection (bf16's probe too)
 
