@@ -61,6 +61,10 @@ COMMANDS = {
                                              "gr00t-fast eval --model_path ~/.cache/gr00t_fast/full_fp32 "
                                              "--dataset_path evfull --compare default int8 (the AMD EPYC of the int8 "
                                              "runs above)",
+    "cpu/eval_compare_full_avx2_zen3_epyc_2026-11-29.json": "gr00t-fast make-dataset --out evfull --episodes 4 "
+                                                            "--length 64 && gr00t-fast eval --model_path "
+                                                            "~/.cache/gr00t_fast/full_fp32 --dataset_path evfull "
+                                                            "--compare int8 --threads 2 (the AMD EPYC Zen 3, FBGEMM)",
     "cpu/bus_faults.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 10 "
                            "--rates 0 0.01 0.05 0.2",
     "cpu/bus_faults_5hz.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 5 "
@@ -586,6 +590,7 @@ def load_cell(r: Record) -> str:
     return f"{r['peak_mb']:,.0f} MB ({r['peak_over_weights']:.2f}x), " + ", ".join(f"{s:.1f} s" for s in r["load_s"])
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
+EVAL_COMPARE_FULL_ZEN3 = "cpu/eval_compare_full_avx2_zen3_epyc_2026-11-29.json"
 LEROBOT = "cpu/lerobot_async.json"
 
 
@@ -982,14 +987,21 @@ SECTIONS = [
                        "torch `--quantize int8`", "compile `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
     Section("On a recording: `gr00t-fast eval --compare`", level=3,
             text="Each path against torch fp32 (`reference`) on the same episodes of a `make-dataset` recording (48M: "
-                 "4 episodes x 150 steps; full size: 2 x 64): the largest action difference, and the time per "
-                 "observation.",
+                 "4 episodes x 150 steps; full size: 2 x 64, on the Zen 3 4 x 64): the largest action difference, "
+                 "and the time per observation (the whole run's over its observations: on the Zen 3 the int8 "
+                 "path's first call compiles its blocks at the batch of 8, 86 s for its first 8 observations and 32 "
+                 "s for the next 8, the reference's 57 s and 62 s; oneDNN int8 on the AVX512 EPYC, FBGEMM on the "
+                 "Zen 3).",
             table=Table(corner="path", columns=[
                 Col("48M: max deviation from the reference", EVAL_COMPARE,
                     lambda r: number(r["max_deviation_from_reference"])),
                 Col("48M: per observation", EVAL_COMPARE, lambda r: ms(r["ms_per_observation"])),
                 Col("full size: max deviation", EVAL_COMPARE_FULL, lambda r: number(r["max_deviation_from_reference"])),
-                Col("full size: per observation", EVAL_COMPARE_FULL, lambda r: ms(r["ms_per_observation"]))],
+                Col("full size: per observation", EVAL_COMPARE_FULL, lambda r: ms(r["ms_per_observation"])),
+                Col("full size, Zen 3: max deviation", EVAL_COMPARE_FULL_ZEN3,
+                    lambda r: number(r["max_deviation_from_reference"])),
+                Col("full size, Zen 3: per observation", EVAL_COMPARE_FULL_ZEN3,
+                    lambda r: ms(r["ms_per_observation"]))],
                 rows=[compared(path) for path in ("reference", "default", "int8", "onnxruntime", "openvino",
                                                   "openvino-f32", "openvino-int8", "steps2", "steps1")])),
     Section("For what memory?",
@@ -1088,6 +1100,15 @@ SECTIONS = [
                  "(\"Its ceiling\" above).",
             table=eval_table("cpu/eval_speed_small_torch_avx2_epyc_2026-11-28.json",
                              "cpu/eval_speed_small_openvino_avx2_epyc_2026-11-28.json")),
+    Section("On the Zen 3", level=3, cpu=AVX2_CPU,
+            text="The same runs on the AMD EPYC Zen 3 (AVX2, 256-bit units; \"AVX2 with 256-bit units (Zen 3)\" "
+                 "above), where float32 is the default: at 48M no layer's int8 beats its float32 layer here, so "
+                 "`--quantize int8` would run float32 too. The loop is 1.3-1.5x NVIDIA's (OpenVINO 1.5-2.0x), the "
+                 "whole command 1.9-2.4x: NVIDIA's command spends ~8.5 s outside its loop, `gr00t-fast eval` ~1 s "
+                 "(OpenVINO 1.4-4.2 s: its compiled graphs read). Issue 59's 3x for the whole command is not met on "
+                 "this CPU: against NVIDIA's ~17.5 s it asks for ~5.8 s, torch's loop at ~1.9x NVIDIA's.",
+            table=eval_table("cpu/eval_speed_small_torch_avx2_zen3_epyc_2026-11-29.json",
+                             "cpu/eval_speed_small_openvino_avx2_zen3_epyc_2026-11-29.json")),
     Section("The loop on a faulty bus",
             "LeRobot 0.4.4's own `SOFollower` and `FeetechMotorsBus` on six simulated STS3215 servos behind a pty, the "
             "tiny checkpoint, `gr00t-fast run` in-process, async, default `--bus_retries 3`. The servos leave the "
