@@ -64,7 +64,8 @@ COMMANDS = {
     "cpu/eval_compare_full_avx2_zen3_epyc_2026-11-29.json": "gr00t-fast make-dataset --out evfull --episodes 4 "
                                                             "--length 64 && gr00t-fast eval --model_path "
                                                             "~/.cache/gr00t_fast/full_fp32 --dataset_path evfull "
-                                                            "--compare int8 --threads 2 (the AMD EPYC Zen 3, FBGEMM)",
+                                                            "--compare int8 --threads 2 (the AMD EPYC Zen 3, FBGEMM; "
+                                                            "layer counts and per-call times from its log)",
     "cpu/bus_faults.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 10 "
                            "--rates 0 0.01 0.05 0.2",
     "cpu/bus_faults_5hz.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 5 "
@@ -1104,9 +1105,10 @@ SECTIONS = [
             text="The same runs on the AMD EPYC Zen 3 (AVX2, 256-bit units; \"AVX2 with 256-bit units (Zen 3)\" "
                  "above), where float32 is the default: at 48M no layer's int8 beats its float32 layer here, so "
                  "`--quantize int8` would run float32 too. The loop is 1.3-1.5x NVIDIA's (OpenVINO 1.5-2.0x), the "
-                 "whole command 1.9-2.4x: NVIDIA's command spends ~8.5 s outside its loop, `gr00t-fast eval` ~1 s "
-                 "(OpenVINO 1.4-4.2 s: its compiled graphs read). Issue 59's 3x for the whole command is not met on "
-                 "this CPU: against NVIDIA's ~17.5 s it asks for ~5.8 s, torch's loop at ~1.9x NVIDIA's.",
+                 "whole command 1.9-2.4x: NVIDIA's command spends ~8.5 s outside its loop, `gr00t-fast eval` "
+                 "1.0-2.3 s (OpenVINO 1.4-4.2 s: its compiled graphs read). Issue 59's 3x for the whole command is "
+                 "not met on this CPU: against NVIDIA's ~17.5 s it asks for ~5.8 s, torch's loop at 1.7-2.6x "
+                 "NVIDIA's round by round.",
             table=eval_table("cpu/eval_speed_small_torch_avx2_zen3_epyc_2026-11-29.json",
                              "cpu/eval_speed_small_openvino_avx2_zen3_epyc_2026-11-29.json")),
     Section("The loop on a faulty bus",

@@ -283,7 +283,7 @@ def test_a_save_unpacks_one_layer_at_a_time(int8_cache, tiny_checkpoint, fbgemm,
     levels = QuantizedLinear.levels
 
     def one_at_a_time(layer):
-        assert all(ref.expired() for ref in unpacked)  # the layers written before are freed already (no gc.collect)
+        assert all(ref.expired() for ref in unpacked)  # the layers written before are freed by refcount alone
         out = levels(layer)
         unpacked.extend(StorageWeakRef(t.untyped_storage()) for t in out)
         return out
