@@ -512,9 +512,7 @@ class QuantizedLinear(nn.Module):
             self.register_buffer("level_sums", weight.float().sum(dim=1, keepdim=True).mul_(scale).t())
         if self.engine == "fbgemm":  # FBGEMM packs its own copy of the int8 weight; `fbgemm_int8_mm` finds it
             self.packed = fbgemm_pack(weight, scale)
-            self.handle = torch.tensor(next(_fbgemm_handles))  # not a buffer, as `packed` is not one
-            _FBGEMM_WEIGHTS[int(self.handle)] = self.packed
-            weakref.finalize(self, _FBGEMM_WEIGHTS.pop, int(self.handle), None)
+            self.name_packed()
             return
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
         self.packed = None  # oneDNN's copy of the int8 weight where the CPU's int8 units run it (`onednn_pack`)
@@ -523,6 +521,19 @@ class QuantizedLinear(nn.Module):
             self.register_buffer("zero_points", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         else:
             self.register_buffer("weight", weight)  # (out, in): `.t()` is the column-major operand both kernels want
+
+    def name_packed(self) -> None:
+        """A `handle` of its own naming this layer's FBGEMM weight in `_FBGEMM_WEIGHTS` while the layer lives."""
+        self.handle = torch.tensor(next(_fbgemm_handles))  # not a buffer, as `packed` is not one
+        _FBGEMM_WEIGHTS[int(self.handle)] = self.packed
+        weakref.finalize(self, _FBGEMM_WEIGHTS.pop, int(self.handle), None)
+
+    def __setstate__(self, state: dict) -> None:
+        """A copy (deepcopy, unpickling) of an FBGEMM layer names its own packed weight, not its original's, which
+        goes with the original."""
+        super().__setstate__(state)
+        if self.engine == "fbgemm":
+            self.name_packed()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

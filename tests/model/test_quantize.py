@@ -1,8 +1,10 @@
 """INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers against an independent float64 reference:
 exact where quantization loses nothing, close otherwise; wired through load_policy and free of graph breaks."""
 
+import copy
 import gc
 import os
+import pickle
 import types
 import weakref
 
@@ -568,6 +570,24 @@ def test_an_fbgemm_layers_weight_is_named_while_the_layer_lives():
                        torch.ops.quantized.linear_dynamic(torch.ones(5, 64), layer.packed, True))
     assert layer(x).shape == (5, 32)
     del layer
+    gc.collect()
+    assert key not in quantize._FBGEMM_WEIGHTS
+
+
+@pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_fbgemm_layer_names_its_own_weight(how):
+    """A deepcopied or unpickled layer's `fbgemm_int8_mm` still finds its weight once the original is gone."""
+    layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "fbgemm")
+    copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    assert int(copied.handle) != int(layer.handle)
+    levels = torch.ones(5, 64)
+    expected = torch.ops.quantized.linear_dynamic(levels, layer.packed, True)
+    del layer
+    gc.collect()
+    assert torch.equal(quantize.fbgemm_int8_mm(levels, copied.handle, 32), expected)
+    key = int(copied.handle)
+    del copied
     gc.collect()
     assert key not in quantize._FBGEMM_WEIGHTS
 
