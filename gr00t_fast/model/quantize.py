@@ -475,9 +475,9 @@ class QuantizedLinear(nn.Module):
     device), its dtype is, and its bias is kept.
 
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
-    object, not a buffer, so `state_dict`, `copy.deepcopy`, pickling and `.to(device)` do not carry it. A quantized
-    model is made where it runs, from the float checkpoint or from its own int8 cache, and is never copied; `levels()`
-    reads the int8 weight of any engine."""
+    object, not a buffer, so `state_dict` and `.to(device)` do not carry it. A quantized model is made where it runs,
+    from the float checkpoint or from its own int8 cache, not copied; a deepcopied or unpickled FBGEMM layer carries
+    its packed weight under a handle of its own (`__setstate__`). `levels()` reads the int8 weight of any engine."""
 
     def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None,

@@ -581,10 +581,13 @@ def test_a_copied_fbgemm_layer_names_its_own_weight(how):
     layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "fbgemm")
     copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
     assert int(copied.handle) != int(layer.handle)
+    assert quantize._FBGEMM_WEIGHTS[int(copied.handle)] is copied.packed
     levels = torch.ones(5, 64)
     expected = torch.ops.quantized.linear_dynamic(levels, layer.packed, True)
+    original = int(layer.handle)
     del layer
     gc.collect()
+    assert original not in quantize._FBGEMM_WEIGHTS
     assert torch.equal(quantize.fbgemm_int8_mm(levels, copied.handle, 32), expected)
     key = int(copied.handle)
     del copied
