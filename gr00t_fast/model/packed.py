@@ -3,9 +3,12 @@
 A bf16 `F.linear` on a CPU is a oneDNN GEMM that reorders its weight into oneDNN's blocked layout on every call.
 Packed at load (`torch.ops.mkldnn._reorder_linear_weight`, what Inductor's weight freezing does) the reorder is
 gone: the same results bit for bit, each layer 5-11% faster at full size's shapes and 20-40% at the 48M checkpoint's
-(AVX512-BF16, 2 threads; benchmarks/history.md, "Packed bf16 weights"). The tanh-GELU after a projection (SigLIP's
-fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 accumulator before the rounding to
-bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output.
+(AVX512-BF16, 2 threads; benchmarks/history.md, "Packed bf16 weights"). In bf16 the tanh-GELU after a projection
+(SigLIP's fc1, the DiT's feed-forward) becomes the GEMM's post-op, applied to the float32 accumulator before the
+rounding to bf16: one pass less, and a rounding less than `F.gelu` on the bf16 output. A float32 layer has no rounding
+to spare, and there the post-op costs more than the pass it saves (AMD EPYC Zen 3, 2 threads: SigLIP's fc1 at full
+size 31 ms fused against 21 ms with `F.gelu` after it; a full-size call 3% faster, 48M 3-5%; history.md, "float32's
+GELU after its GEMM"): its GELU is `F.gelu` on the GEMM's output, as NVIDIA's pipeline runs it.
 
 A float32 `F.linear` runs MKL's GEMM instead, which on an AMD EPYC with AVX2 only (no AVX-512) ran full size's
 shapes at 32-63 GFLOP/s where oneDNN's packed float32 GEMM ran 61-73 (1.21x at 320x2048x2048, 2.00x at the DiT's
@@ -115,8 +118,9 @@ class _PackedProduct(torch.autograd.Function):
 
 
 def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`F.gelu(layer(x), approximate="tanh")`, fused into the GEMM where `layer` is packed."""
-    if isinstance(layer, PackedLinear):
+    """`F.gelu(layer(x), approximate="tanh")`, fused into the GEMM where `layer` is packed in bf16 (the module's
+    docstring)."""
+    if isinstance(layer, PackedLinear) and layer.packed.dtype == torch.bfloat16:
         return layer(x, activation="gelu")
     return F.gelu(layer(x), approximate="tanh")
 
