@@ -30,7 +30,7 @@ from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread, torch_thread, use_device
 
 __all__ = ["CALIBRATION_SAMPLES", "build_backend", "calibration_calls", "check_calibration_fits", "check_quantize",
-           "create_policy", "load_policy", "pack_model", "quantize_model"]
+           "create_policy", "load_policy", "loaded_as", "pack_model", "quantize_model"]
 
 CALIBRATION_SAMPLES = 8  # observations of a `calibration` file `--quantize int8` measures its activations on
 
@@ -192,8 +192,14 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
             print(f"loading {kwargs['model_path']} ...", flush=True)
         policy = load_policy(**kwargs, warmup=warmup)
         if announce:
-            threads = f", {cpu_threads.describe()}" if policy.device.type == "cpu" else ""
-            print(f"loaded on {policy.device}, {policy.precision}{threads}", flush=True)
+            print(f"loaded on {loaded_as(policy)}", flush=True)
         return policy
 
     return run_on_torch_thread(load)
+
+
+def loaded_as(policy: Gr00tPolicy) -> str:
+    """How `policy` runs, as its load line says it: the device, the precision (its int8 layers and their engine, its
+    packed and compiled layers) and, on a CPU, the threads."""
+    threads = f", {cpu_threads.describe()}" if policy.device.type == "cpu" else ""
+    return f"{policy.device}, {policy.precision}{threads}"

@@ -123,11 +123,13 @@ def check_against_checkpoint(dataset: RecordedDataset, metadata: Any) -> None:
 
 def load(args: argparse.Namespace, options: dict[str, Any], warmup: bool) -> Any:
     """The policy of `args` with `options` (a --compare path's). `warmup`: its lazy initialisation paid before the
-    first call is timed (--compare's ms/obs); an evaluation alone times nothing, and its first call pays it instead
-    (~0.3 s less of `gr00t-fast eval` at 48M than three warm-up calls)."""
+    first call is timed (--compare's ms/obs), a batch's compile included (the int8 blocks compile once more for the
+    first batch of 2 or more: 54 s of a full-size path's first call of 8 on the Zen 3, otherwise in its ms/obs); an
+    evaluation alone times nothing, and its first call pays it instead (~0.3 s less of `gr00t-fast eval` at 48M than
+    three warm-up calls)."""
     from gr00t_fast.loading import create_policy
 
-    return create_policy(policy_config_from_args(args), warmup=warmup, announce=True, **options)
+    return create_policy(policy_config_from_args(args), warmup=warmup, warmup_batch=warmup, announce=True, **options)
 
 
 def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], Any]:
@@ -199,10 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset {dataset.layout.root} (LeRobot {dataset.layout.version}, {dataset.fps:g} fps, keys from "
               f"{dataset.source.name}): {len(episodes)} episode(s)", flush=True)
         results: dict[str, tuple[list[EpisodeRun], dict]] = {}
+        loaded_as: dict[str, str] = {}
         if args.compare:
+            from gr00t_fast.loading import loaded_as as policy_loaded_as
+
             for path in ["reference", *[p for p in dict.fromkeys(args.compare) if p != "reference"]]:
                 print(f"--- {path} ---", flush=True)
                 policy = load(args, path_options(path), warmup=True)
+                loaded_as[path] = policy_loaded_as(policy)
                 results[path] = run_path(args, policy, dataset, episodes, joints, path_batch(path, args.batch))
                 del policy
             main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "modality_keys": keys, "joints": joints, "path": main_path,
                                    "per_episode": per_episode, "overall": overall}
         if args.compare:
-            rows = compare_rows(results)
+            rows = compare_rows(results, loaded_as)
             print()
             print(table([["path", "MSE (NVIDIA)", "MAE", "max |error|", "max |dev. from reference|", "ms/obs"]] + [
                 [r["path"], f"{r['mse']:.4g}", f"{r['mae']:.4g}", f"{r['max_abs']:.4g}",

@@ -75,15 +75,16 @@ def path_modules(path: str) -> tuple[str, ...]:
     return ()
 
 
-def compare_rows(results: dict[str, tuple[list[EpisodeRun], dict]]) -> list[dict]:
-    """Per path: its overall figures against the recording, the largest deviation from the reference's actions
-    (in the data's units, over every evaluated step) and the median ms per observation. `results`: path -> (runs,
-    overall metrics), the reference among them."""
+def compare_rows(results: dict[str, tuple[list[EpisodeRun], dict]], loaded_as: dict[str, str]) -> list[dict]:
+    """Per path: how it loaded (`loaded_as`: path -> its device and precision, e.g. how many layers int8 and on which
+    engine), its overall figures against the recording, the largest deviation from the reference's actions (in the
+    data's units, over every evaluated step) and the median ms per observation. `results`: path -> (runs, overall
+    metrics), the reference among them."""
     reference = {run.episode: run.pred for run in results["reference"][0]}
     rows = []
     for path, (runs, overall) in results.items():
         deviation = max(float(np.abs(run.pred - reference[run.episode]).max()) for run in runs)
         ms = [t for run in runs for t in run.ms_per_observation]
-        rows.append({"path": path, "mse": overall["mse"], "mae": overall["mae"], "max_abs": overall["max_abs"],
+        rows.append({"path": path, "loaded_as": loaded_as[path], "mse": overall["mse"], "mae": overall["mae"], "max_abs": overall["max_abs"],
                      "max_deviation_from_reference": deviation, "ms_per_observation": float(np.median(ms))})
     return rows

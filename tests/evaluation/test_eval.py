@@ -132,21 +132,23 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert rows["default"]["max_deviation_from_reference"] == 0  # the tiny checkpoint's default is float32
     assert 0 < rows["onnxruntime"]["max_deviation_from_reference"] < 0.05  # degrees: the graphs' rounding
     assert rows["steps1"]["max_deviation_from_reference"] > 1  # one step is another sampler
+    assert all(row["loaded_as"].startswith("cpu, float32") and "thread" in row["loaded_as"] for row in rows.values())
     assert "max |dev. from reference|" in capsys.readouterr().out
 
 
 def test_an_evaluation_alone_pays_no_warm_up_and_compare_warms_every_path(dataset_path, tiny_checkpoint, monkeypatch,
                                                                          capsys):
     """Alone, `eval` times nothing: its first call pays the lazy initialisation (no warm-up calls, ~0.3 s of the
-    command at 48M). `--compare` reports each path's ms/obs: each is warmed up before its first timed call."""
+    command at 48M). `--compare` reports each path's ms/obs: each is warmed up before its first timed call, a batch
+    too (the int8 blocks compile once more for their first batch)."""
     from gr00t_fast.policy.policy import Gr00tPolicy
 
     warmed = []
-    monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3, batch=False: warmed.append(self.precision))
+    monkeypatch.setattr(Gr00tPolicy, "warmup", lambda self, iterations=3, batch=False: warmed.append(batch))
     args = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "1", "--steps",
             "5"]
     assert main(args) == 0 and warmed == []
-    assert main([*args, "--compare", "default", "steps1"]) == 0 and len(warmed) == 3
+    assert main([*args, "--compare", "default", "steps1"]) == 0 and warmed == [True] * 3
     assert "ms/obs" in capsys.readouterr().out
 
 
@@ -278,6 +280,7 @@ def test_episodes_take_commas_noise_seed_refuses_a_server_and_debug_shows_the_tr
 def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpoint, monkeypatch):
     """The TensorRT engines `--compare tensorrt` builds take a batch of one: its calls hold one observation each, the
     other paths' up to `--batch`."""
+    from gr00t_fast import loading
     from gr00t_fast.evaluation import cli
 
     sizes = {}
@@ -289,6 +292,7 @@ def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpo
 
     monkeypatch.setattr(cli, "require", lambda *names: None)  # TensorRT's extra, as on a machine that has it
     monkeypatch.setattr(cli, "load", load)
+    monkeypatch.setattr(loading, "loaded_as", lambda policy: "a stand-in")  # no device, no precision
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
                  "--compare", "tensorrt"]) == 0
     assert set(sizes["tensorrt"]) == {1} and sizes["torch"] == [6]  # 3 + 3 inference points, one instruction
