@@ -700,9 +700,9 @@ SECTIONS = [
     Section("AVX2 only", level=3, cpu=AVX2_CPU, plot="cpu/ab_full_int8_avx2_epyc_2026-11-27.png",
             text="A real AVX2-only CPU: an AMD EPYC (Zen 1, 128-bit vector units; `lscpu` beside the runs: "
                  "`results/cpu/lscpu_avx2_epyc_2026-11-27.txt`). \"before\": float32's layers ran `F.linear` (MKL's "
-                 "GEMM); \"float32 packed\": as gr00t-fast runs float32 now on an AMD CPU with AVX2 and no AVX-512, "
-                 "its layers "
-                 "packed for oneDNN (`gr00t_fast.model.packed`), and int8's layers kept in float with them. "
+                 "GEMM); \"float32 packed\": as gr00t-fast runs float32 on an AMD CPU with AVX2 and no AVX-512, "
+                 "its layers packed for oneDNN (`gr00t_fast.model.packed`; their tanh-GELU fused then, `F.gelu` "
+                 "after the GEMM since 2026-11-29: history.md), and int8's layers kept in float with them. "
                  "`--quantize int8` ran FBGEMM here; it is now refused on this CPU (its int8 GEMM no faster than "
                  "float32's, below; `GR00T_FAST_INT8_ENGINE=fbgemm` still runs it), which these runs came before. "
                  "Its largest action difference from NVIDIA's fp32 on `bench ab`'s observation: 48M 3.20 and 2.96, "

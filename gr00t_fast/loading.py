@@ -184,7 +184,7 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
     """The policy `config` describes (`model_path` overrides its checkpoint, e.g. the simulation's demo one;
     `options` go to `load_policy` too, e.g. a server's `max_batch`). `announce` prints "loading <path> ..." from
     the torch thread once the load runs there (a Ctrl-C after that line always interrupts a load in progress, see
-    `runtime.torch_thread.exit_if_busy`), and "loaded on <device>, <precision>" once it is done."""
+    `runtime.torch_thread.exit_if_busy`), and "loaded on <device>, <precision>" once it is done (`loaded_as`)."""
     kwargs = calibrated({**config.load_kwargs(model_path), **options})  # `options` may load what it cannot calibrate
 
     def load() -> Gr00tPolicy:
@@ -199,7 +199,10 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
 
 
 def loaded_as(policy: Gr00tPolicy) -> str:
-    """How `policy` runs, as its load line says it: the device, the precision (its int8 layers and their engine, its
-    packed and compiled layers) and, on a CPU, the threads."""
+    """How `policy` runs, as its load line says it: the device; the precision (its int8 layers and their engine, its
+    packed and compiled layers), or for any other backend than `torch` its name and what it runs (an exported
+    backend's graphs or engines: the model's own precision is then only its host part's); on a CPU, the threads."""
+    backend = policy.backend
+    runs = str(policy.precision) if backend.name == "torch" else f"{backend.name}, {backend.precision}"
     threads = f", {cpu_threads.describe()}" if policy.device.type == "cpu" else ""
-    return f"{policy.device}, {policy.precision}{threads}"
+    return f"{policy.device}, {runs}{threads}"

@@ -121,15 +121,16 @@ def check_against_checkpoint(dataset: RecordedDataset, metadata: Any) -> None:
                                "of time than the recording's")
 
 
-def load(args: argparse.Namespace, options: dict[str, Any], warmup: bool) -> Any:
+def load(args: argparse.Namespace, options: dict[str, Any], warmup: bool, warmup_batch: bool = False) -> Any:
     """The policy of `args` with `options` (a --compare path's). `warmup`: its lazy initialisation paid before the
-    first call is timed (--compare's ms/obs), a batch's compile included (the int8 blocks compile once more for the
-    first batch of 2 or more: 54 s of a full-size path's first call of 8 on the Zen 3, otherwise in its ms/obs); an
-    evaluation alone times nothing, and its first call pays it instead (~0.3 s less of `gr00t-fast eval` at 48M than
-    three warm-up calls)."""
+    first call is timed (--compare's ms/obs); `warmup_batch`: a batch's compile too, where its calls take batches
+    (the int8 blocks compile once more for the first batch of 2 or more: 54 s of a full-size path's first call of 8
+    on the Zen 3, otherwise in its ms/obs). An evaluation alone times nothing, and its first call pays it instead
+    (~0.3 s less of `gr00t-fast eval` at 48M than three warm-up calls)."""
     from gr00t_fast.loading import create_policy
 
-    return create_policy(policy_config_from_args(args), warmup=warmup, warmup_batch=warmup, announce=True, **options)
+    return create_policy(policy_config_from_args(args), warmup=warmup, warmup_batch=warmup_batch, announce=True,
+                         **options)
 
 
 def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], Any]:
@@ -207,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in ["reference", *[p for p in dict.fromkeys(args.compare) if p != "reference"]]:
                 print(f"--- {path} ---", flush=True)
-                policy = load(args, path_options(path), warmup=True)
+                batch = path_batch(path, args.batch)
+                policy = load(args, path_options(path), warmup=True, warmup_batch=batch > 1)
                 loaded_as[path] = policy_loaded_as(policy)
-                results[path] = run_path(args, policy, dataset, episodes, joints, path_batch(path, args.batch))
+                results[path] = run_path(args, policy, dataset, episodes, joints, batch)
                 del policy
             main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
         else:

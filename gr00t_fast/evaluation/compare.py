@@ -85,6 +85,7 @@ def compare_rows(results: dict[str, tuple[list[EpisodeRun], dict]], loaded_as: d
     for path, (runs, overall) in results.items():
         deviation = max(float(np.abs(run.pred - reference[run.episode]).max()) for run in runs)
         ms = [t for run in runs for t in run.ms_per_observation]
-        rows.append({"path": path, "loaded_as": loaded_as[path], "mse": overall["mse"], "mae": overall["mae"], "max_abs": overall["max_abs"],
-                     "max_deviation_from_reference": deviation, "ms_per_observation": float(np.median(ms))})
+        rows.append({"path": path, "loaded_as": loaded_as[path], "mse": overall["mse"], "mae": overall["mae"],
+                     "max_abs": overall["max_abs"], "max_deviation_from_reference": deviation,
+                     "ms_per_observation": float(np.median(ms))})
     return rows

@@ -67,7 +67,8 @@ def _(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, activati
 
 
 class PackedLinear(nn.Module):
-    """`nn.Linear` (bfloat16 or float32) with its weight in oneDNN's layout; `activation="gelu"` fuses a tanh-GELU."""
+    """`nn.Linear` (bfloat16 or float32) with its weight in oneDNN's layout; `activation="gelu"` adds a tanh-GELU,
+    fused into the GEMM in bf16, `F.gelu` on its output in float32 (the module's docstring)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -76,6 +77,8 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        if activation == "gelu" and self.packed.dtype != torch.bfloat16:
+            return F.gelu(self(x), approximate="tanh")
         if torch.is_grad_enabled() and x.requires_grad:  # oneDNN's op has no gradient: `_PackedProduct` gives x's
             out = _PackedProduct.apply(x, self.packed)
             out = out if self.bias is None else out + self.bias
@@ -118,9 +121,8 @@ class _PackedProduct(torch.autograd.Function):
 
 
 def linear_gelu(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`F.gelu(layer(x), approximate="tanh")`, fused into the GEMM where `layer` is packed in bf16 (the module's
-    docstring)."""
-    if isinstance(layer, PackedLinear) and layer.packed.dtype == torch.bfloat16:
+    """`F.gelu(layer(x), approximate="tanh")`, fused into the GEMM where `layer` is packed in bf16 (`PackedLinear`)."""
+    if isinstance(layer, PackedLinear):
         return layer(x, activation="gelu")
     return F.gelu(layer(x), approximate="tanh")
 

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from gr00t_fast.model.bf16_speed import bf16_rates
-from gr00t_fast.model.quantize import (CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, INT8_LAYER_MIN_SPEEDUP, VERDICTS,
-                                      bf16_flags, bf16_units)
+from gr00t_fast.model.quantize import (CPU_INT8_MIN_MACS, CPU_INT8_MIN_WIDTH, INT8_LAYER_MIN_SPEEDUP, MIN_ROWS, MODES,
+                                      VERDICTS, bf16_flags, bf16_units)
 
 __all__ = ["AUTO_DTYPE_ENV", "BF16_MIN_PARAMETERS", "Precision", "auto_cpu_precision", "bf16_units"]
 
@@ -55,8 +55,8 @@ class Precision:
 
     def quantized(self) -> str:
         """What `--quantize` converted, on which engine, "" when it was not asked for, e.g. "int8 matmuls in 120 of
-        160 layers on onednn: AVX512-VNNI, ... (6 smoothed for outlier channels; 37 too small to pay on this CPU stay
-        float32: ...)"."""
+        160 layers on onednn: AVX512-VNNI, ... (6 smoothed for outlier channels; 37 stay float32 where int8 does not pay
+        on this CPU: ...)": every layer not converted is counted in one note, by why it stays."""
         if self.quantization is None:
             return ""
         q = self.quantization
@@ -80,9 +80,12 @@ class Precision:
         notes += [f"its layers {q['cache']}"] if q.get("cache") else []
         timed = f", or timed under {INT8_LAYER_MIN_SPEEDUP:g}x float32's speed at their size on FBGEMM" \
             if q.get("layers_timed") else ""  # `int8_pays_on_cpu`
-        notes += [f"{counts['slow_on_cpu']} too small to pay on this CPU stay {name}: narrower than "
+        notes += [f"{counts['slow_on_cpu']} stay {name} where int8 does not pay on this CPU: narrower than "
                   f"{CPU_INT8_MIN_WIDTH} or under {CPU_INT8_MIN_MACS / 1e6:g}M multiply-adds per call{timed}"] \
             if counts["slow_on_cpu"] else []
+        notes += [f"{counts['few_rows']} stay {name}: {MIN_ROWS} rows or fewer per call"] if counts["few_rows"] else []
+        notes += [f"{counts['kept']} stay {name}: widths not multiples of {MODES[q['mode']][2]}"] \
+            if counts["kept"] else []
         return text + (f" ({'; '.join(notes)})" if notes else "")
 
     def __str__(self) -> str:

@@ -132,7 +132,9 @@ def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint
     assert rows["default"]["max_deviation_from_reference"] == 0  # the tiny checkpoint's default is float32
     assert 0 < rows["onnxruntime"]["max_deviation_from_reference"] < 0.05  # degrees: the graphs' rounding
     assert rows["steps1"]["max_deviation_from_reference"] > 1  # one step is another sampler
-    assert all(row["loaded_as"].startswith("cpu, float32") and "thread" in row["loaded_as"] for row in rows.values())
+    loaded = {path: row["loaded_as"] for path, row in rows.items()}
+    assert loaded["reference"].startswith("cpu, float32") and "thread" in loaded["reference"]
+    assert loaded["onnxruntime"].startswith("cpu, onnxruntime, ")  # its graphs' precision, not the host model's
     assert "max |dev. from reference|" in capsys.readouterr().out
 
 
@@ -149,6 +151,8 @@ def test_an_evaluation_alone_pays_no_warm_up_and_compare_warms_every_path(datase
             "5"]
     assert main(args) == 0 and warmed == []
     assert main([*args, "--compare", "default", "steps1"]) == 0 and warmed == [True] * 3
+    warmed.clear()
+    assert main([*args, "--compare", "default", "--batch", "1"]) == 0 and warmed == [False] * 2  # no batch to compile
     assert "ms/obs" in capsys.readouterr().out
 
 
@@ -283,11 +287,11 @@ def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpo
     from gr00t_fast import loading
     from gr00t_fast.evaluation import cli
 
-    sizes = {}
+    sizes, batch_warmed = {}, {}
 
-    def load(args, options, warmup):
+    def load(args, options, warmup, warmup_batch):
         policy = CallSizes(ZeroPolicy())
-        sizes[options["backend"]] = policy.sizes
+        sizes[options["backend"]], batch_warmed[options["backend"]] = policy.sizes, warmup_batch
         return policy
 
     monkeypatch.setattr(cli, "require", lambda *names: None)  # TensorRT's extra, as on a machine that has it
@@ -296,6 +300,7 @@ def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpo
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
                  "--compare", "tensorrt"]) == 0
     assert set(sizes["tensorrt"]) == {1} and sizes["torch"] == [6]  # 3 + 3 inference points, one instruction
+    assert batch_warmed == {"torch": True, "tensorrt": False}
 
 
 def test_compare_checks_every_paths_extra_before_the_first_runs(dataset_path, tiny_checkpoint, capsys, monkeypatch):
