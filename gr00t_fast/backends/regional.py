@@ -71,13 +71,15 @@ def blocks_compile(model: nn.Module) -> bool:
 
 def blocks_without_compiler(request: LoadRequest) -> str | None:
     """Before any weight is read: where a load would compile its int8 blocks (int8 on a CPU, `COMPILE_BLOCKS_ENV`
-    on) but Inductor finds no C++ compiler, the line that says they run eagerly; else None."""
+    on) but Inductor finds no C++ compiler, the line that says they run eagerly; else None. Which layers the size
+    rule converts is known only once the weights are read (at 48M on an AVX2 CPU, none): the line says "wherever
+    its layers run int8"."""
     if request.quantize != "int8" or not request.on_cpu() or not check_compile_blocks_env() or \
             (missing := cpp_compiler_missing()) is None:
         return None
     return (f"torch backend: no C++ compiler for Inductor ({missing}): the int8 model's transformer blocks run "
-            "their own code, slower (full size: about 1.2x on oneDNN, 1.06x on FBGEMM); install g++ or name one "
-            "in CXX")
+            "their own code wherever its layers run int8, slower (full size: about 1.2x on oneDNN, 1.06x on "
+            "FBGEMM); install g++ or name one in CXX")
 
 
 def uncompile_blocks(model: nn.Module) -> int:
