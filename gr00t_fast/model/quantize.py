@@ -477,7 +477,8 @@ class QuantizedLinear(nn.Module):
     On the CPU engines the weight is `packed` (FBGEMM's always, oneDNN's where `onednn_packs`): an opaque tensor or
     object, not a buffer, so `state_dict` and `.to(device)` do not carry it. A quantized model is made where it runs,
     from the float checkpoint or from its own int8 cache, not copied; a deepcopied or unpickled FBGEMM layer carries
-    its packed weight under a handle of its own (`__setstate__`). `levels()` reads the int8 weight of any engine."""
+    its packed weight under a handle of its own, a oneDNN one its levels, packed again (`__getstate__`,
+    `__setstate__`). `levels()` reads the int8 weight of any engine."""
 
     def __init__(self, linear: nn.Linear, mode: str, engine: str | None = None, smooth: torch.Tensor | None = None,
                  rows: torch.Tensor | None = None,
@@ -528,12 +529,21 @@ class QuantizedLinear(nn.Module):
         _FBGEMM_WEIGHTS[int(self.handle)] = self.packed
         weakref.finalize(self, _FBGEMM_WEIGHTS.pop, int(self.handle), None)
 
+    def __getstate__(self) -> dict:
+        """A oneDNN-packed weight is opaque (no copy or pickle reads it): a copy carries its int8 levels instead."""
+        state = super().__getstate__()
+        if self.engine == "onednn" and self.packed is not None:
+            state = {**state, "packed": self.packed.to_dense().t().contiguous()}
+        return state
+
     def __setstate__(self, state: dict) -> None:
         """A copy (deepcopy, unpickling) of an FBGEMM layer names its own packed weight, not its original's, which
-        goes with the original."""
+        goes with the original; a oneDNN layer's copy packs the levels it carries (`__getstate__`)."""
         super().__setstate__(state)
         if self.engine == "fbgemm":
             self.name_packed()
+        elif self.packed is not None:
+            self.packed = onednn_pack(self.packed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

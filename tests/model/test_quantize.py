@@ -599,6 +599,23 @@ def test_a_copied_fbgemm_layer_names_its_own_weight(how):
     assert key not in quantize._FBGEMM_WEIGHTS
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a torch without oneDNN")
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_onednn_layer_packs_its_own_weight(how, monkeypatch):
+    """oneDNN's packed weight is opaque (torch cannot copy or pickle it): a copy carries the levels and packs them.
+    Packed here whatever the CPU (without VNNI oneDNN's sums may saturate: the copy's must be the original's all the
+    same)."""
+    monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: True)
+    torch.manual_seed(0)
+    layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "onednn")
+    copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    assert layer.packed.layout == copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
+    assert all(torch.equal(a, b) for a, b in zip(copied.levels(), layer.levels()))
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        assert torch.equal(copied(x), layer(x))
+
+
 @pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
 def test_fbgemm_rates_are_measured_here(monkeypatch):
     """The probe itself, on this CPU's FBGEMM and float32 GEMMs: two rates, once per process and thread count (a
