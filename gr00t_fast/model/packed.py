@@ -20,12 +20,12 @@ overhead-bound below: smaller ones, NVIDIA's tiny reference among them, stay as 
 AVX-512 float32 layers gained -7% to +11% packed and stay plain. Not measured on Intel CPUs with AVX2 only (where MKL
 is Intel's own) nor on other architectures: they stay plain.
 
-A packed weight is an opaque oneDNN tensor: no state dict, copy or export can read it, and `torch.compile` only
-through `packed_linear`, an op of its own (the `torch` backend's compiled int8 blocks). So only the `torch` backend
-runs a packed model (`gr00t_fast.loading` packs it after any quantization), and
-`unpack_linears` gives any other consumer of the model its plain `nn.Linear` layers back, bit for bit. oneDNN's op
-has no gradient (autograd dropped the layer's share silently): where one is asked of its input (guided real-time
-chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on the weight unpacked. (int8's large
+A packed weight is an opaque oneDNN tensor: no state dict or export can read it (a deepcopied or unpickled layer
+carries it unpacked and packs it again), and `torch.compile` only through `packed_linear`, an op of its own (the
+`torch` backend's compiled int8 blocks). So only the `torch` backend runs a packed model (`gr00t_fast.loading`
+packs it after any quantization), and `unpack_linears` gives any other consumer of the model its plain `nn.Linear`
+layers back, bit for bit. oneDNN's op has no gradient (autograd dropped the layer's share silently): where one is
+asked of its input (guided real-time chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on the weight unpacked. (int8's large
 weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers are converted: their GEMM is an op of
 its own that `torch.compile` passes through.)
 """
@@ -85,6 +85,14 @@ class PackedLinear(nn.Module):
             return F.gelu(out, approximate="tanh") if activation == "gelu" else out
         product = packed_linear if torch.compiler.is_compiling() else _linear_pointwise
         return product(x, self.packed, self.bias, activation)
+
+    def __getstate__(self) -> dict:
+        """The packed weight is opaque (no copy or pickle reads it): a copy carries it unpacked (`__setstate__`)."""
+        return {**super().__getstate__(), "packed": self.packed.to_dense()}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.packed, None)
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor) -> "PackedLinear":

@@ -5,6 +5,8 @@ on AVX512 CPUs without bf16 units too (bf16 emulated), so these tests do not nee
 run them at all (oneDNN's bf16 reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT), and never packs bf16: `packing_pays`
 asks for bf16 units, which no such CPU has. The float32 ops run on any x86 CPU."""
 
+import copy
+import pickle
 import weakref
 
 import numpy as np
@@ -114,6 +116,17 @@ def test_packed_float32_is_the_linear_within_its_rounding():
         # float32's GELU is aten's on the GEMM's output, as NVIDIA's pipeline runs it (oneDNN's post-op is slower)
         assert torch.equal(linear_gelu(packed_layer, x), F.gelu(packed_layer(x), approximate="tanh"))
         assert torch.equal(packed_layer.unpacked().weight, linear.weight)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_packed_layer_packs_its_own_weight(how):
+    """oneDNN's packed weight is opaque (torch cannot copy or pickle it): a copy carries it unpacked and packs it."""
+    linear, x = float32_linear(96, 80).requires_grad_(False), torch.randn(3, 96)
+    with torch.no_grad():
+        layer = PackedLinear(linear)
+        copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+        assert copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
+        assert torch.equal(copied(x), layer(x)) and torch.equal(copied.unpacked().weight, linear.weight)
 
 
 @pytest.mark.parametrize("activation", ["none", "gelu"])
