@@ -25,9 +25,9 @@ carries it unpacked and packs it again), and `torch.compile` only through `packe
 `torch` backend's compiled int8 blocks). So only the `torch` backend runs a packed model (`gr00t_fast.loading`
 packs it after any quantization), and `unpack_linears` gives any other consumer of the model its plain `nn.Linear`
 layers back, bit for bit. oneDNN's op has no gradient (autograd dropped the layer's share silently): where one is
-asked of its input (guided real-time chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on the weight unpacked. (int8's large
-weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers are converted: their GEMM is an op of
-its own that `torch.compile` passes through.)
+asked of its input (guided real-time chunking's VJP), a packed layer's product is `_PackedProduct`, its backward on
+the weight unpacked. (int8's large weights are prepacked for oneDNN by `gr00t_fast.model.quantize` as the layers
+are converted: their GEMM is an op of its own that `torch.compile` passes through.)
 """
 
 from typing import Callable
