@@ -538,12 +538,16 @@ class QuantizedLinear(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         """A copy (deepcopy, unpickling) of an FBGEMM layer names its own packed weight, not its original's, which
-        goes with the original; a oneDNN layer's copy packs the levels it carries (`__getstate__`)."""
+        goes with the original; a oneDNN layer's copy packs the levels it carries (`__getstate__`) where this CPU
+        packs them (`onednn_packs`: unpickled where oneDNN's u8s8 sums would saturate, it keeps them plain)."""
         super().__setstate__(state)
         if self.engine == "fbgemm":
             self.name_packed()
-        elif self.packed is not None:
+        elif self.packed is not None and onednn_packs(self.in_features, self.out_features):
             self.packed = onednn_pack(self.packed)
+        elif self.packed is not None:
+            self.register_buffer("weight", self.packed)
+            self.packed = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

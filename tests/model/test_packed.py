@@ -118,14 +118,16 @@ def test_packed_float32_is_the_linear_within_its_rounding():
         assert torch.equal(packed_layer.unpacked().weight, linear.weight)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=packs)])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
-def test_a_copied_packed_layer_packs_its_own_weight(how):
+def test_a_copied_packed_layer_packs_its_own_weight(how, dtype):
     """oneDNN's packed weight is opaque (torch cannot copy or pickle it): a copy carries it unpacked and packs it."""
-    linear, x = float32_linear(96, 80).requires_grad_(False), torch.randn(3, 96)
+    linear = float32_linear(96, 80).to(dtype).requires_grad_(False)
+    x = torch.randn(3, 96).to(dtype)
     with torch.no_grad():
         layer = PackedLinear(linear)
         copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
-        assert copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
+        assert layer.packed.layout == copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
         assert torch.equal(copied(x), layer(x)) and torch.equal(copied.unpacked().weight, linear.weight)
 
 

@@ -601,11 +601,9 @@ def test_a_copied_fbgemm_layer_names_its_own_weight(how):
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a torch without oneDNN")
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
-def test_a_copied_onednn_layer_packs_its_own_weight(how, monkeypatch):
-    """oneDNN's packed weight is opaque (torch cannot copy or pickle it): a copy carries the levels and packs them.
-    Packed here whatever the CPU (without VNNI oneDNN's sums may saturate: the copy's must be the original's all the
-    same)."""
-    monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: True)
+def test_a_copied_onednn_layer_packs_its_own_weight(how, onednn_packed_anywhere, monkeypatch):
+    """oneDNN's packed weight is opaque (torch cannot copy or pickle it): a copy carries the levels and packs them
+    where this CPU packs them, else keeps them plain (`torch._int_mm`'s exact sums)."""
     torch.manual_seed(0)
     layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "onednn")
     copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
@@ -614,6 +612,14 @@ def test_a_copied_onednn_layer_packs_its_own_weight(how, monkeypatch):
     x = torch.randn(5, 64)
     with torch.inference_mode():
         assert torch.equal(copied(x), layer(x))
+    monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: False)  # a CPU that packs none
+    plain = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    assert plain.packed is None and all(torch.equal(a, b) for a, b in zip(plain.levels(), layer.levels()))
+    base = torch.nn.Linear(64, 32)
+    base.bias = layer.bias
+    exact = QuantizedLinear(base, "int8", "onednn", stored=(*layer.levels(), None))  # unpacked: `_int_mm`'s sums
+    with torch.inference_mode():
+        assert exact.packed is None and torch.equal(plain(x), exact(x))
 
 
 @pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="a torch without FBGEMM")
