@@ -200,9 +200,8 @@ def create_policy(config: PolicyConfig, model_path: str | None = None, *, warmup
 
 def loaded_as(policy: Gr00tPolicy) -> str:
     """How `policy` runs, as its load line says it: the device; the precision (its int8 layers and their engine, its
-    packed and compiled layers), or for any other backend than `torch` its name and what it runs (an exported
-    backend's graphs or engines: the model's own precision is then only its host part's); on a CPU, the threads."""
-    backend = policy.backend
-    runs = str(policy.precision) if backend.name == "torch" else f"{backend.name}, {backend.precision}"
+    packed and compiled layers), after the backend's name where it is not the default, or an exported backend's
+    graphs or engines (the model's own precision is then only its host part's: `Backend.describe`); on a CPU, the
+    threads."""
     threads = f", {cpu_threads.describe()}" if policy.device.type == "cpu" else ""
-    return f"{policy.device}, {runs}{threads}"
+    return f"{policy.device}, {policy.backend.describe(str(policy.precision))}{threads}"

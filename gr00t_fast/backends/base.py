@@ -192,6 +192,11 @@ class Backend(ABC):
 
         raise ValueError(without_rtc(self.name))
 
+    def describe(self, precision: str) -> str:
+        """How the network runs here, for the load line: this backend and what its graphs or engines hold
+        (`precision`); the PyTorch backends give the model's own `precision` (its `Precision`, said whole) instead."""
+        return f"{self.name}, {self.precision}"
+
     @property
     def precision(self) -> str:
         """What the network runs in here, for reports: the model's dtype (and `--quantize`'s matmuls) for the

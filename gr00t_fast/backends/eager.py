@@ -22,6 +22,10 @@ class TorchBackend(PyTorchBackend):
     name = "torch"
     blocks: CompiledBlocks | None = None  # set by `load` where the int8 model's blocks compile
 
+    def describe(self, precision: str) -> str:
+        """The model's own `precision` alone: the default backend goes unnamed in the load line."""
+        return precision
+
     @classmethod
     def configure(cls, request: LoadRequest) -> LoadRequest:
         """As `PyTorchBackend.configure`; a bad `GR00T_FAST_COMPILE_BLOCKS` is refused before any weight is read, and a

@@ -160,6 +160,10 @@ class PyTorchBackend(Backend):
     quantize_modes = tuple(MODES)  # `model.quantize`: int8 / fp8 matmuls
     calibrates = True
 
+    def describe(self, precision: str) -> str:
+        """The model's own `precision`, after this backend's name."""
+        return f"{self.name}, {precision}"
+
     @classmethod
     def check_quantize(cls, quantize: str | None, on_cpu: bool) -> None:
         """int8 for a model on a CPU is refused where the CPU has no fast int8 engine (`int8_engine`: none, or FBGEMM
