@@ -193,8 +193,9 @@ class Backend(ABC):
         raise ValueError(without_rtc(self.name))
 
     def describe(self, precision: str) -> str:
-        """How the network runs here, for the load line: this backend and what its graphs or engines hold
-        (`precision`); the PyTorch backends give the model's own `precision` (its `Precision`, said whole) instead."""
+        """How the network runs here, for the load line: an exported backend's name and what its graphs or engines
+        hold (`self.precision`; the model's `precision` given is only its host part's). The PyTorch backends say the
+        model's own `precision` instead (its `Precision`, said whole)."""
         return f"{self.name}, {self.precision}"
 
     @property
