@@ -1,7 +1,10 @@
 """The test suite's stand-ins, in one place: a robot (hardware is the one thing faked), policies that implement
 `gr00t_fast.policy.Policy` with scripted actions, a clock for exact loop timing, a recorder of the ops that run
-off the host (`DeviceOps`), and the mark of tests this CPU cannot run at all (`packs_bf16`)."""
+off the host (`DeviceOps`), the mark of tests this CPU cannot run at all (`packs_bf16`), and a module copied either
+way Python copies one (`copy_of`)."""
 
+import copy
+import pickle
 import random
 import threading
 
@@ -242,3 +245,8 @@ class DeviceOps(TorchDispatchMode):
 packs_bf16 = pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"),
                                 reason="oneDNN's packed bf16 GEMM needs AVX512 (or AVX-NE-CONVERT); this CPU has AVX2 "
                                        "at most")
+
+
+def copy_of(module, how: str):
+    """`module` copied as `how` says: "deepcopy" (`copy.deepcopy`) or "pickle" (pickled and unpickled)."""
+    return copy.deepcopy(module) if how == "deepcopy" else pickle.loads(pickle.dumps(module))

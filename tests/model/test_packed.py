@@ -5,8 +5,6 @@ on AVX512 CPUs without bf16 units too (bf16 emulated), so these tests do not nee
 run them at all (oneDNN's bf16 reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT), and never packs bf16: `packing_pays`
 asks for bf16 units, which no such CPU has. The float32 ops run on any x86 CPU."""
 
-import copy
-import pickle
 import weakref
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fakes import packs_bf16
+from fakes import copy_of, packs_bf16
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.loading import build_backend, load_policy
 from gr00t_fast.model import example_inputs, load_model, packed
@@ -126,7 +124,7 @@ def test_a_copied_packed_layer_packs_its_own_weight(how, dtype):
     x = torch.randn(3, 96).to(dtype)
     with torch.no_grad():
         layer = PackedLinear(linear)
-        copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+        copied = copy_of(layer, how)
         assert layer.packed.layout == copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
         assert torch.equal(copied(x), layer(x)) and torch.equal(copied.unpacked().weight, linear.weight)
 

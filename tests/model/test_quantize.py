@@ -1,10 +1,8 @@
 """INT8 (`torch._int_mm`) and FP8 (`torch._scaled_mm`) Linear layers against an independent float64 reference:
 exact where quantization loses nothing, close otherwise; wired through load_policy and free of graph breaks."""
 
-import copy
 import gc
 import os
-import pickle
 import re
 import types
 import weakref
@@ -14,6 +12,7 @@ import pytest
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
+from fakes import copy_of
 from gr00t_fast.backends import fidelity, make_backend
 from gr00t_fast.backends.eager import TorchBackend
 from gr00t_fast.backends.pytorch import SYNTHETIC_CALLS, PyTorchBackend, sample_calls
@@ -583,7 +582,7 @@ def test_an_fbgemm_layers_weight_is_named_while_the_layer_lives():
 def test_a_copied_fbgemm_layer_names_its_own_weight(how):
     """A deepcopied or unpickled layer's `fbgemm_int8_mm` still finds its weight once the original is gone."""
     layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "fbgemm")
-    copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    copied = copy_of(layer, how)
     assert int(copied.handle) != int(layer.handle)
     assert quantize._FBGEMM_WEIGHTS[int(copied.handle)] is copied.packed
     levels = torch.ones(5, 64)
@@ -606,14 +605,14 @@ def test_a_copied_onednn_layer_packs_its_own_weight(how, onednn_packed_anywhere,
     where this CPU packs them, else keeps them plain (`torch._int_mm`'s exact sums)."""
     torch.manual_seed(0)
     layer = QuantizedLinear(torch.nn.Linear(64, 32), "int8", "onednn")
-    copied = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    copied = copy_of(layer, how)
     assert layer.packed.layout == copied.packed.layout == torch._mkldnn and copied.packed is not layer.packed
     assert all(torch.equal(a, b) for a, b in zip(copied.levels(), layer.levels()))
     x = torch.randn(5, 64)
     with torch.inference_mode():
         assert torch.equal(copied(x), layer(x))
     monkeypatch.setattr(quantize, "onednn_packs", lambda in_features, out_features: False)  # a CPU that packs none
-    plain = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    plain = copy_of(layer, how)
     assert plain.packed is None and all(torch.equal(a, b) for a, b in zip(plain.levels(), layer.levels()))
     base = torch.nn.Linear(64, 32)
     base.bias = layer.bias
