@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 PAGE = HERE / "README.md"
 RESULTS = HERE / "results"
 
-# the CPU flags of bf16 / int8 units, as `gr00t_fast.dev.bench.common.CPU_FLAGS` records them in `bench` JSONs
+# the CPU flags of bf16 / int8 units, as `gr00t_fast.runtime.cpuinfo.CPU_FLAGS` records them in result files
 CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
 
 Record = dict[str, Any]

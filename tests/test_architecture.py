@@ -111,11 +111,12 @@ def test_the_data_layer_knows_nothing_of_the_model_and_imports_no_torch():
 def test_evaluation_knows_policies_through_the_policy_contract():
     """evaluation/ evaluates whatever implements `Policy` (an in-process one from `loading`, a `PolicyClient`): it
     imports no policy implementation, processor, backend or model code but the hub's id resolution, the checks a
-    load runs before the weights (`policy.preflight`) and how many observations a call may hold (`policy.bounds`)."""
+    load runs before the weights (`policy.preflight`), how many observations a call may hold (`policy.bounds`) and the
+    CPU its results record (`runtime.cpuinfo`)."""
     allowed_rooms = {"evaluation", "data", "cli_args", "typed_config", "control", "loading", "serve"}
     allowed = {"gr00t_fast.policy.config", "gr00t_fast.policy.data_config", "gr00t_fast.policy.metadata",
                "gr00t_fast.policy.preflight", "gr00t_fast.policy.base", "gr00t_fast.policy.bounds",
-               "gr00t_fast.model.hub", "gr00t_fast.runtime.lazy"}
+               "gr00t_fast.model.hub", "gr00t_fast.runtime.lazy", "gr00t_fast.runtime.cpuinfo"}
     found = [(f, b) for a, b, f in imports() if room(a) == "evaluation" and room(b) not in allowed_rooms
              and b not in allowed]
     assert not found, f"evaluation/ imports {found}"

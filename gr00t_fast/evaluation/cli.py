@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from gr00t_fast.evaluation.open_loop import EpisodeRun, ReadAhead, compared_keys
 from gr00t_fast.model.hub import HubError, resolve_checkpoint, resolve_dataset
 from gr00t_fast.policy.bounds import IN_PROCESS_MAX_BATCH
 from gr00t_fast.policy.config import add_policy_arguments, policy_config_from_args
+from gr00t_fast.runtime.cpuinfo import cpu_record
 from gr00t_fast.typed_config import camera_map
 
 __all__ = ["build_parser", "main"]
@@ -192,7 +195,16 @@ def report(episode_rows: list[dict], overall: dict, joints: list[str]) -> str:
     return "\n".join(lines)
 
 
+def machine(args) -> dict[str, Any]:
+    """The machine a run's times are from, as its `--out` file records them: the CPU and its bf16 / int8 units
+    (`cpu_record`, what the benchmarks page reads), its cores, the torch threads asked for (None: auto) and the load
+    average as the run ended."""
+    return {**cpu_record(), "cores": os.cpu_count(), "threads": args.threads,
+            "load_average": list(os.getloadavg())}
+
+
 def main(argv: list[str] | None = None) -> int:
+    command = shlex.join(["gr00t-fast", "eval", *(sys.argv[1:] if argv is None else argv)])
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         runs, overall = results[main_path]
         per_episode = [episode_metrics(run, args.action_horizon, joints) for run in runs]
         print(report(per_episode, overall, joints))
-        summary: dict[str, Any] = {"dataset": str(dataset.layout.root), "version": dataset.layout.version,
+        summary: dict[str, Any] = {"command": command, "environment": machine(args),
+                                   "dataset": str(dataset.layout.root), "version": dataset.layout.version,
                                    "model_path": args.model_path, "policy_host": args.policy_host,
                                    "episodes": episodes, "action_horizon": args.action_horizon,
                                    "modality_keys": keys, "joints": joints, "path": main_path,

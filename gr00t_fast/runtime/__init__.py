@@ -16,7 +16,7 @@ _HOMES = {
     "raised_by_interrupt": "interrupt", "exit_if_busy": "torch_thread", "on_torch_thread": "torch_thread",
     "run_on_torch_thread": "torch_thread", "use_device": "torch_thread", "cpu_threads": "threads",
     "usable_cpus": "threads", "staged": "atomic", "write_atomic": "atomic", "cpuinfo_field": "cpuinfo",
-    "cpuinfo_fields": "cpuinfo",
+    "cpuinfo_fields": "cpuinfo", "cpu_record": "cpuinfo", "CPU_FLAGS": "cpuinfo",
 }
 __all__ = sorted(_HOMES)
 

@@ -69,8 +69,8 @@ def test_a_row_naming_a_file_per_column_must_name_one_for_each(page):
             page.Table(rows=[page.Row("48M", file=wrong)], columns=columns)
 
 
-def test_the_cpu_flags_are_the_ones_the_bench_harness_records(page):
-    source = (REPO / "gr00t_fast" / "dev" / "bench" / "common.py").read_text()
+def test_the_cpu_flags_are_the_ones_the_result_files_record(page):
+    source = (REPO / "gr00t_fast" / "runtime" / "cpuinfo.py").read_text()
     recorded = next(ast.literal_eval(node.value) for node in ast.parse(source).body
                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "CPU_FLAGS")
     assert page.CPU_FLAGS == recorded

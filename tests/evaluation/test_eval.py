@@ -17,6 +17,7 @@ from gr00t_fast.data import open_dataset
 from gr00t_fast.evaluation import evaluate, overall_metrics
 from gr00t_fast.evaluation.cli import main
 from gr00t_fast.loading import load_policy
+from gr00t_fast.runtime.cpuinfo import cpu_record
 from gr00t_fast.dev.recorded import trajectory, write_v21
 
 from fakes import ZeroPolicy
@@ -114,6 +115,9 @@ def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_p
     assert "MSE (NVIDIA)" in printed and "shoulder_pan.pos" in printed and "not success rates" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["episodes"] == [0, 2] and results["version"] == "v2.1"
+    assert results["command"].startswith("gr00t-fast eval --model_path ") and results["command"].endswith("float32")
+    assert results["environment"]["cpu_flags"] == cpu_record()["cpu_flags"]  # what the benchmarks page reads
+    assert results["environment"]["threads"] is None  # not asked for: auto
     assert [m["steps"] for m in results["per_episode"]] == [40, 33]
     arrays = np.load(out / "arrays.npz")
     assert arrays["gt/0"].shape == arrays["pred/0"].shape == (40, 6) and arrays["state/2"].shape == (33, 6)

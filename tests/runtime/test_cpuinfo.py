@@ -20,7 +20,16 @@ def test_the_first_value_of_a_field(monkeypatch, tmp_path):
 def test_the_benchmarks_read_the_same_reader():
     from gr00t_fast.dev.bench import common  # its old home, kept importable
 
-    assert common.cpuinfo_field is cpuinfo_field
+    assert common.cpuinfo_field is cpuinfo_field and common.CPU_FLAGS is cpuinfo.CPU_FLAGS
+
+
+def test_a_result_file_records_the_cpu_and_its_units(monkeypatch, tmp_path):
+    text = tmp_path / "cpuinfo"
+    text.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma avx512_vnnix\n")
+    monkeypatch.setattr(cpuinfo, "CPUINFO", text)
+    record = cpuinfo.cpu_record()
+    assert record["cpu"] == "AMD EPYC"
+    assert record["cpu_flags"] == {flag: flag == "avx2" for flag in cpuinfo.CPU_FLAGS}  # whole names: no vnni here
 
 
 def test_no_file_is_no_field(monkeypatch, tmp_path):

@@ -26,7 +26,8 @@ from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from gr00t_fast.model.int8_cache import INT8_CACHE_ENV
 from gr00t_fast.model.quantize import INT8_ENGINE_ENV, bf16_flags, bf16_units
-from gr00t_fast.runtime.cpuinfo import cpuinfo_field
+from gr00t_fast.runtime.cpuinfo import CPU_FLAGS, cpu_record, cpuinfo_field  # noqa: F401 (CPU_FLAGS, cpuinfo_field:
+# their old home here, kept importable)
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.policy.config import PolicyConfig
@@ -148,7 +149,6 @@ def git_commit() -> str | None:
     return None
 
 
-CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # bf16 / int8 units
 # `ISA_CAPS` (`gr00t_fast.model.bf16_speed`): what caps the instruction sets the libraries use below the CPU's flags
 # (to measure a lesser CPU class on this one), recorded in every result's environment
 
@@ -160,12 +160,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     """Machine, threads, load and library versions: what a figure needs to be compared with another."""
     from gr00t_fast import __version__
 
-    flags = set((cpuinfo_field("flags") or "").split())
     versions = {name: version_of(name) for name in ("torch", "numpy", "onnxruntime", "openvino", "tensorrt", "mujoco",
                                                    "pyzmq")}
     return {
-        "cpu": cpuinfo_field("model name") or platform.processor(), "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)), "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+        **cpu_record(), "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
         "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
         # gr00t-fast's switches of what runs, set for the run: a command line does not show them
         "gr00t_fast_env": {name: os.environ[name] for name in RUN_SWITCHES if name in os.environ},
