@@ -61,11 +61,6 @@ COMMANDS = {
                                              "gr00t-fast eval --model_path ~/.cache/gr00t_fast/full_fp32 "
                                              "--dataset_path evfull --compare default int8 (the AMD EPYC of the int8 "
                                              "runs above)",
-    "cpu/eval_compare_full_warm_avx2_zen3_epyc_2026-11-29.json": "gr00t-fast eval --model_path "
-                                                                 "~/.cache/gr00t_fast/full_fp32 --dataset_path evfull "
-                                                                 "--compare int8 --threads 2 --out F (the same "
-                                                                 "recording as the run before, each path warmed at "
-                                                                 "its batch of 8)",
     "cpu/bus_faults.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 10 "
                            "--rates 0 0.01 0.05 0.2",
     "cpu/bus_faults_5hz.json": "$(bash .ci/lerobot_env.sh | tail -n 1) benchmarks/bus_faults.py --steps 150 --fps 5 "
@@ -327,7 +322,6 @@ likely a lower bound. The method, every earlier figure and the lab notes are in 
 # `bench ab`, 4 denoising steps, one 640x480 camera, 2 torch threads on each side
 SIZES = ("tiny", "48M", "full size")
 EPYC = [f"cpu/ab_{size}_openvino_avx512bf16_2026-11-25.json" for size in ("tiny", "small", "full")]
-CAPPED = [f"cpu/ab_{size}_openvino_avx2cap_2026-11-25.json" for size in ("tiny", "small", "full")]
 XEON = ["cpu/ab_tiny_int8.json", "cpu/ab_small_int8.json", "cpu/ab_full_compile.json"]
 # a real AVX2-only CPU (an AMD EPYC, Zen 1): before and after float32's layers were packed for oneDNN there; its
 # int8 GEMM rates beside float32's (`benchmarks/gemm_rates.py`)
@@ -338,11 +332,13 @@ AVX2 = {"48M, before": "cpu/ab_small_int8_avx2_epyc_2026-11-27.json",
 AVX2_CPU = {"avx2": True, "avx512f": False}
 GEMM_RATES = "cpu/gemm_rates_avx2_epyc_2026-11-27.json"
 # an AMD EPYC Zen 3 (AVX2 only, 256-bit units): `--quantize int8` before (every layer the size rule takes on FBGEMM,
-# eager) and now (each layer int8 where FBGEMM runs it >= 1.1x its float32 layer, the blocks compiled); its GEMMs
+# eager) and now (each layer int8 where FBGEMM runs it >= 1.1x its float32 layer, the blocks compiled), now on the
+# `--outliers` checkpoint; its GEMMs
 ZEN3 = {"48M, before": "cpu/ab_small_int8_before_avx2_zen3_epyc_2026-11-29.json",
         "48M, now": "cpu/ab_small_int8_avx2_zen3_epyc_2026-11-29.json",
         "full size, before": "cpu/ab_full_int8_before_avx2_zen3_epyc_2026-11-29.json",
-        "full size, now": "cpu/ab_full_int8_avx2_zen3_epyc_2026-11-29.json"}
+        "full size, now": "cpu/ab_full_int8_avx2_zen3_epyc_2026-11-29.json",
+        "full size, outliers": "cpu/ab_full_int8_outliers_avx2_zen3_epyc_2026-11-29.json"}
 GEMM_RATES_ZEN3 = "cpu/gemm_rates_avx2_zen3_epyc_2026-11-29.json"
 # `bench ab` configurations under the labels the tables give them (`paths`)
 PATHS = {
@@ -369,10 +365,13 @@ def gemm_shape(label: str, shape: str) -> Row:
 
 
 def avx2_speed_table(runs: Mapping[str, str]) -> Table:
-    """An AVX2 CPU's `bench ab` runs, a column each (label: file): each path's speed-up over NVIDIA's fp32."""
+    """An AVX2 CPU's `bench ab` runs, a column each (label: file): each path's speed-up over NVIDIA's fp32, and
+    int8's largest action difference from it."""
     return Table(corner="path", best=ratio, columns=[Col(label, file, speedup) for label, file in runs.items()],
                  rows=[NVIDIA_MS, *paths("torch fp32", "ONNX Runtime fp32", "OpenVINO f32", "torch `--quantize int8`",
-                                         "OpenVINO f32, NNCF INT8 weights")])
+                                         "OpenVINO f32, NNCF INT8 weights"),
+                       Row("torch `--quantize int8`: largest difference", PATHS["torch `--quantize int8`"],
+                           metric=deviation)])
 
 
 def gemm_table(file: str) -> Table:
@@ -591,7 +590,7 @@ def load_cell(r: Record) -> str:
     return f"{r['peak_mb']:,.0f} MB ({r['peak_over_weights']:.2f}x), " + ", ".join(f"{s:.1f} s" for s in r["load_s"])
 EVAL_COMPARE = "cpu/eval_compare_small.json"
 EVAL_COMPARE_FULL = "cpu/eval_compare_full_2026-11-25.json"
-EVAL_COMPARE_FULL_ZEN3 = "cpu/eval_compare_full_warm_avx2_zen3_epyc_2026-11-29.json"
+EVAL_COMPARE_FULL_ZEN3 = "cpu/eval_compare_full_recorded_avx2_zen3_epyc_2026-11-29.json"
 LEROBOT = "cpu/lerobot_async.json"
 
 
@@ -688,15 +687,6 @@ SECTIONS = [
             table=Table(corner="path", best=ratio, columns=per_size(EPYC, speedup), rows=[
                 NVIDIA_MS, *paths("NVIDIA bf16", "torch fp32", "torch bf16", "ONNX Runtime fp32", "OpenVINO f32",
                                   "OpenVINO bf16", "torch `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
-    Section("An AVX512-BF16 CPU capped to AVX2 instructions", level=3, cpu={"avx512_bf16": True},
-            text="The libraries capped by their own switches (`capped:` below): an AVX2 CPU's instructions on a newer "
-                 "core, not an AVX2 CPU's speed. Its torch `--quantize int8` row ran `torch._int_mm`, which issue 59 "
-                 "measured 17x slower than NVIDIA on a real AVX2 CPU (an AMD EPYC Zen 3, no result file here): "
-                 "without VNNI int8 runs on FBGEMM instead, measured on a real AVX2-only CPU in the next table.",
-            plot="cpu/ab_full_openvino_avx2cap_2026-11-25.png",
-            table=Table(corner="path", best=ratio, columns=per_size(CAPPED, speedup), rows=[
-                NVIDIA_MS, *paths("torch fp32", "ONNX Runtime fp32", "OpenVINO f32", "torch `--quantize int8`",
-                                  "OpenVINO f32, NNCF INT8 weights")])),
     Section("AVX2 only", level=3, cpu=AVX2_CPU, plot="cpu/ab_full_int8_avx2_epyc_2026-11-27.png",
             text="A real AVX2-only CPU: an AMD EPYC (Zen 1, 128-bit vector units; `lscpu` beside the runs: "
                  "`results/cpu/lscpu_avx2_epyc_2026-11-27.txt`). \"before\": float32's layers ran `F.linear` (MKL's "
@@ -750,7 +740,12 @@ SECTIONS = [
                  "whose median moved between runs (full size 12.4 s before, 14.2 s now: the int8 call "
                  "itself 7.0 s before, 6.1 s now, the load 425 s now with its first compile). Largest action "
                  "difference from NVIDIA's fp32 at full size: 5.97 before, 4.02 now (NVIDIA's own bf16 on the same "
-                 "observation, on the Intel Xeon below: 2.57); at 48M now the float32 path's 8e-5. "
+                 "observation, on the Intel Xeon below: 2.57); at 48M now the float32 path's 8e-5. \"full size, "
+                 "outliers\": the same code on `make-checkpoint --outliers` (run later that day, NVIDIA's median 11.1 "
+                 "s in it): the int8 call 6.2 s, as on the random weights, its largest difference 4.18 (NVIDIA's own "
+                 "bf16 on that observation, on the Intel Xeon: 2.82); 239 of 264 layers int8, 103 of them smoothed "
+                 "for their outlier channels, 6 kept float32 for their own error; load average 1.1 before the run and "
+                 "1.6 after it. "
                  "Where the time goes (`benchmarks/int8_profile.py --target 3`, eager, before: "
                  "`results/cpu/int8_profile_full_before_avx2_zen3_epyc_2026-11-29.json`): 5.7 s a call, its int8 "
                  "GEMMs 4.05 s at ~200 GOP/s (FBGEMM's rate), float matmuls 0.43 s, attention 0.34 s, the rest 0.74 "
@@ -980,10 +975,16 @@ SECTIONS = [
             "noise, in the policy's units (degrees for the arm's joints, 0-100 for the gripper), from the runs above. "
             "NVIDIA bf16 is NVIDIA's own pipeline cast to bf16: the deviation a user of NVIDIA's bf16 already accepts. "
             "The `--quantize int8` cells of the bf16-units columns were measured before the 2% bound (every layer "
-            "int8; the current ones: \"Its error\" above).",
-            Table(corner="path", columns=[Col(f"{tag}, {size}", file, deviation) for tag, files in
-                                          (("bf16 units", EPYC), ("AVX2 cap", CAPPED), ("VNNI", XEON))
-                                          for size, file in zip(("tiny", "48M", "full"), files)], rows=[
+            "int8; the current ones: \"Its error\" above); the Zen 3's are int8 as it runs now (FBGEMM, 7-bit "
+            "activations; at 48M no layer pays there, so it runs float32). NVIDIA's bf16 did not run on the Zen 3, "
+            "whose bf16 is emulated (a full-size call would take many minutes); on the same observations on the Intel "
+            "Xeon (\"On an Intel Xeon with bf16 and VNNI units\" above) it moved full size's actions by 2.57, with "
+            "outliers 2.82: int8 on FBGEMM is over that bound at full size.",
+            Table(corner="path", columns=[
+                *(Col(f"{tag}, {size}", file, deviation) for tag, files in (("bf16 units", EPYC), ("VNNI", XEON))
+                  for size, file in zip(("tiny", "48M", "full"), files)),
+                *(Col(f"Zen 3, {size}", ZEN3[size], deviation) for size in ("48M, now", "full size, now",
+                                                                             "full size, outliers"))], rows=[
                 *paths("NVIDIA bf16", "torch fp32", "torch bf16", "OpenVINO f32", "OpenVINO bf16",
                        "torch `--quantize int8`", "compile `--quantize int8`", "OpenVINO f32, NNCF INT8 weights")])),
     Section("On a recording: `gr00t-fast eval --compare`", level=3,
@@ -991,13 +992,13 @@ SECTIONS = [
                  "4 episodes x 150 steps; full size: 2 x 64, on the Zen 3 4 x 64): the largest action difference, "
                  "and the time per observation (the median over its observations; oneDNN int8 on the AVX512 EPYC, "
                  "FBGEMM on the Zen 3). On the Zen 3 each path was warmed at its batch of 8 before its first timed "
-                 "call, so the int8 path's batch compile is not in its time: 1.79x the reference's there (its load "
-                 "line, in the file: 238 of 264 layers int8, 6 kept float32 for their own error, its 59 transformer "
-                 "blocks compiled). Each figure there is the median of 16 observations in two calls of 8. Light work "
-                 "shared the 2 cores part of the run (a reviewer reading files, a page build), and both paths ran "
-                 "slower than in the Zen 3's run before: the reference 8.7 s an observation against 7.5 s, int8 4.9 "
-                 "s against ~4.0 s in its warm second call there (216 layers int8 then, its deviation 7.22; "
-                 "history.md, \"Zen 3\"): the 1.79x is about that run's warm 1.9x.",
+                 "call, so the int8 path's batch compile is not in its time: 1.63x the reference's there, each "
+                 "figure the median of 16 observations in two calls of 8. Its load line, in the file: 212 of 264 "
+                 "layers int8, 6 kept float32 for their own error, 27 timed under 1.1x float32 at their size (SigLIP's "
+                 "out_proj, 256x1152x1152, whose load-time ratio read 1.08-1.21x in three fresh processes that day: "
+                 "int8 or not flips between loads there, at a few ms a call), its 59 transformer blocks compiled. Two "
+                 "earlier runs on this recording (history.md, \"Zen 3\"), 238 and 216 layers int8: 1.79x (6.38) and "
+                 "1.9x warm (7.22); the reference's own observation took 7.5-8.7 s across the three.",
             table=Table(corner="path", columns=[
                 Col("48M: max deviation from the reference", EVAL_COMPARE,
                     lambda r: number(r["max_deviation_from_reference"])),
@@ -1018,7 +1019,7 @@ SECTIONS = [
             Table(corner="configuration", columns=[
                 Col("bf16 units, torch", "cpu/ab_full_packed_2026-11-24.json", memory),
                 Col("bf16 units, torch + OpenVINO", EPYC[2], memory),
-                Col("AVX2 cap, torch + OpenVINO", CAPPED[2], memory),
+                Col("Zen 3 (AVX2), torch, `--quantize int8` run", ZEN3["full size, now"], memory),
                 Col("VNNI, torch + compile", XEON[2], memory),
                 Col("bf16 units, torch, `--quantize int8` run", INT8["full_int8"], memory)], rows=[
                 Row("NVIDIA fp32", "NVIDIA in-process fp32"), Row("NVIDIA bf16", "NVIDIA in-process bf16"),
