@@ -332,8 +332,8 @@ AVX2 = {"48M, before": "cpu/ab_small_int8_avx2_epyc_2026-11-27.json",
 AVX2_CPU = {"avx2": True, "avx512f": False}
 GEMM_RATES = "cpu/gemm_rates_avx2_epyc_2026-11-27.json"
 # an AMD EPYC Zen 3 (AVX2 only, 256-bit units): `--quantize int8` before (every layer the size rule takes on FBGEMM,
-# eager) and now (each layer int8 where FBGEMM runs it >= 1.1x its float32 layer, the blocks compiled), now on the
-# `--outliers` checkpoint; its GEMMs
+# eager) and now (each layer int8 where FBGEMM runs it >= 1.1x its float32 layer, the blocks compiled), and now's rules on
+# the `--outliers` checkpoint; its GEMMs
 ZEN3 = {"48M, before": "cpu/ab_small_int8_before_avx2_zen3_epyc_2026-11-29.json",
         "48M, now": "cpu/ab_small_int8_avx2_zen3_epyc_2026-11-29.json",
         "full size, before": "cpu/ab_full_int8_before_avx2_zen3_epyc_2026-11-29.json",
@@ -741,8 +741,9 @@ SECTIONS = [
                  "itself 7.0 s before, 6.1 s now, the load 425 s now with its first compile). Largest action "
                  "difference from NVIDIA's fp32 at full size: 5.97 before, 4.02 now (NVIDIA's own bf16 on the same "
                  "observation, on the Intel Xeon below: 2.57); at 48M now the float32 path's 8e-5. \"full size, "
-                 "outliers\": the same code on `make-checkpoint --outliers` (run later that day, NVIDIA's median 11.1 "
-                 "s in it): the int8 call 6.2 s, as on the random weights, its largest difference 4.18 (NVIDIA's own "
+                 "outliers\": `make-checkpoint --outliers`, run later that day on the code of then (its int8 GEMMs and "
+                 "layer rules those of \"now\"; float32's GELU after its GEMM by then), NVIDIA's median 11.1 s in "
+                 "it: the int8 call 6.2 s, as on the random weights, its largest difference 4.18 (NVIDIA's own "
                  "bf16 on that observation, on the Intel Xeon: 2.82); 239 of 264 layers int8, 103 of them smoothed "
                  "for their outlier channels, 6 kept float32 for their own error; load average 1.1 before the run and "
                  "1.6 after it. "
@@ -977,9 +978,10 @@ SECTIONS = [
             "The `--quantize int8` cells of the bf16-units columns were measured before the 2% bound (every layer "
             "int8; the current ones: \"Its error\" above); the Zen 3's are int8 as it runs now (FBGEMM, 7-bit "
             "activations; at 48M no layer pays there, so it runs float32). NVIDIA's bf16 did not run on the Zen 3, "
-            "whose bf16 is emulated (a full-size call would take many minutes); on the same observations on the Intel "
-            "Xeon (\"On an Intel Xeon with bf16 and VNNI units\" above) it moved full size's actions by 2.57, with "
-            "outliers 2.82: int8 on FBGEMM is over that bound at full size.",
+            "whose bf16 is emulated (a full-size call would take many minutes); on the same observation it moved full "
+            "size's actions by 2.64 on the AVX512-BF16 EPYC (this table) and by 2.57, with outliers 2.82, on the "
+            "Intel Xeon (\"On an Intel Xeon with bf16 and VNNI units\" above): int8 on FBGEMM is over that bound at "
+            "full size.",
             Table(corner="path", columns=[
                 *(Col(f"{tag}, {size}", file, deviation) for tag, files in (("bf16 units", EPYC), ("VNNI", XEON))
                   for size, file in zip(("tiny", "48M", "full"), files)),
@@ -994,9 +996,11 @@ SECTIONS = [
                  "FBGEMM on the Zen 3). On the Zen 3 each path was warmed at its batch of 8 before its first timed "
                  "call, so the int8 path's batch compile is not in its time: 1.63x the reference's there, each "
                  "figure the median of 16 observations in two calls of 8. Its load line, in the file: 212 of 264 "
-                 "layers int8, 6 kept float32 for their own error, 27 timed under 1.1x float32 at their size (SigLIP's "
-                 "out_proj, 256x1152x1152, whose load-time ratio read 1.08-1.21x in three fresh processes that day: "
-                 "int8 or not flips between loads there, at a few ms a call), its 59 transformer blocks compiled. Two "
+                 "layers int8, 6 kept float32 for their own error, 27 too small or timed under 1.1x float32 at their "
+                 "size, its 59 transformer blocks compiled. The 27 are SigLIP's out_proj layers (256x1152x1152; the "
+                 "int8 cache's layer list, against the load before, which had them int8), whose ratio read "
+                 "1.08-1.21x in three fresh processes that day (scratch, history.md): int8 or not flips between loads "
+                 "there, at a few ms a call. Two "
                  "earlier runs on this recording (history.md, \"Zen 3\"), 238 and 216 layers int8: 1.79x (6.38) and "
                  "1.9x warm (7.22); the reference's own observation took 7.5-8.7 s across the three.",
             table=Table(corner="path", columns=[

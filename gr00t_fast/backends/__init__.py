@@ -27,7 +27,8 @@ loads (`backends.pytorch.pack_model`).
 
 The default is `torch` on every device and CPU class (`backend_reason`, in `Gr00tPolicy.timings`): measured side by
 side against it (benchmarks/README.md, 2 fixed threads), `openvino` at its default precision ran 0.99x (tiny), 1.04x
-(48M) and 0.97x (full size) its speed on a CPU with bf16 units, 0.84x, 1.15x and 1.29x on the same CPU capped to AVX2:
+(48M) and 0.97x (full size) its speed on a CPU with bf16 units, 0.84x, 1.15x and 1.29x on the same CPU capped to AVX2
+(benchmarks/history.md):
 nowhere the 1.5x that would pay for what it lacks (a first load that exports and compiles, real-time chunking,
 isolate_padding batches, and at full size in bf16 2.4x the memory).
 """

@@ -195,16 +195,37 @@ def report(episode_rows: list[dict], overall: dict, joints: list[str]) -> str:
     return "\n".join(lines)
 
 
-def machine(args) -> dict[str, Any]:
-    """The machine a run's times are from, as its `--out` file records them: the CPU and its bf16 / int8 units
-    (`cpu_record`, what the benchmarks page reads), its cores, the torch threads asked for (None: auto) and the load
-    average as the run ended."""
-    return {**cpu_record(), "cores": os.cpu_count(), "threads": args.threads,
-            "load_average": list(os.getloadavg())}
+def typed_command(argv: list[str]) -> str:
+    """The command as typed, for its `--out` file: `--api_token`'s value hidden."""
+    shown = [*argv]
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--api_token=", "--api-token=")):
+            shown[i] = arg.split("=", 1)[0] + "=***"
+        elif arg in ("--api_token", "--api-token") and i + 1 < len(argv):
+            shown[i + 1] = "***"
+    return shlex.join(["gr00t-fast", "eval", *shown])
+
+
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages; None where the OS does not give them."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def machine(args, load_before: list[float] | None) -> dict[str, Any]:
+    """This process's machine, as its `--out` file records it: the CPU and its bf16 / int8 units (`cpu_record`, what
+    the benchmarks page reads), its cores, the torch threads asked for (`threads_asked`; None: auto) and the load
+    average before the run and as it ended. The policy's times are this machine's where it ran in-process; a served
+    policy's are its server's (the file names this one `client_environment` then)."""
+    return {**cpu_record(), "cores": os.cpu_count(), "threads_asked": args.threads,
+            "load_average": {"before": load_before, "after": load_average()}}
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = shlex.join(["gr00t-fast", "eval", *(sys.argv[1:] if argv is None else argv)])
+    command = typed_command(sys.argv[1:] if argv is None else argv)
+    load_before = load_average()
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
@@ -235,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         runs, overall = results[main_path]
         per_episode = [episode_metrics(run, args.action_horizon, joints) for run in runs]
         print(report(per_episode, overall, joints))
-        summary: dict[str, Any] = {"command": command, "environment": machine(args),
+        where = "environment" if client is None else "client_environment"  # whose times these are (`machine`)
+        summary: dict[str, Any] = {"command": command, where: machine(args, load_before),
                                    "dataset": str(dataset.layout.root), "version": dataset.layout.version,
                                    "model_path": args.model_path, "policy_host": args.policy_host,
                                    "episodes": episodes, "action_horizon": args.action_horizon,

@@ -6,6 +6,7 @@ own loop is compared in tests/upstream, LeRobot v3.0 datasets in tests/real_lero
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import torch
 
 from gr00t_fast.data import open_dataset
 from gr00t_fast.evaluation import evaluate, overall_metrics
-from gr00t_fast.evaluation.cli import main
+from gr00t_fast.evaluation import cli as eval_cli
+from gr00t_fast.evaluation.cli import main, typed_command
 from gr00t_fast.loading import load_policy
-from gr00t_fast.runtime.cpuinfo import cpu_record
+from gr00t_fast.runtime import cpuinfo
 from gr00t_fast.dev.recorded import trajectory, write_v21
 
 from fakes import ZeroPolicy
@@ -106,24 +108,35 @@ def test_each_observation_gets_its_own_episodes_and_steps_noise_and_its_share_of
         assert run.ms_per_observation == pytest.approx([10.0] * len(run.points))
 
 
-def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_path, capsys):
+def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
-                 "--out", str(out / "results.json"), "--save_arrays", str(out / "arrays.npz"),
-                 "--plot", str(out / "plots"), "--dtype", "float32"]) == 0
+    # the machine the file records is `cpu_record`'s (tests/runtime/test_cpuinfo.py reads /proc/cpuinfo's text)
+    avx2 = {"cpu": "AMD EPYC 7B13", "cpu_flags": {flag: flag == "avx2" for flag in cpuinfo.CPU_FLAGS}}
+    monkeypatch.setattr(eval_cli, "cpu_record", lambda: avx2)
+    argv = ["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
+            "--out", str(out / "results.json"), "--save_arrays", str(out / "arrays.npz"),
+            "--plot", str(out / "plots"), "--dtype", "float32"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "MSE (NVIDIA)" in printed and "shoulder_pan.pos" in printed and "not success rates" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["episodes"] == [0, 2] and results["version"] == "v2.1"
-    assert results["command"].startswith("gr00t-fast eval --model_path ") and results["command"].endswith("float32")
-    assert results["environment"]["cpu_flags"] == cpu_record()["cpu_flags"]  # what the benchmarks page reads
-    assert results["environment"]["threads"] is None  # not asked for: auto
+    assert shlex.split(results["command"]) == ["gr00t-fast", "eval", *argv]
+    machine = results["environment"]  # what the benchmarks page reads
+    assert machine["cpu"] == avx2["cpu"] and machine["cpu_flags"] == avx2["cpu_flags"]
+    assert machine["threads_asked"] is None  # not asked for: auto
+    assert set(machine["load_average"]) == {"before", "after"}
     assert [m["steps"] for m in results["per_episode"]] == [40, 33]
     arrays = np.load(out / "arrays.npz")
     assert arrays["gt/0"].shape == arrays["pred/0"].shape == (40, 6) and arrays["state/2"].shape == (33, 6)
     assert results["overall"]["mse"] == pytest.approx(np.mean([np.mean((arrays[f"gt/{e}"] - arrays[f"pred/{e}"]) ** 2)
                                                                for e in (0, 2)]))
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["episode_0.png", "episode_2.png"]
+
+
+def test_the_command_recorded_hides_the_api_token():
+    assert typed_command(["--policy_host", "h", "--api_token", "s3cret", "--api-token=s3cret", "--out", "r.json"]) \
+        == "gr00t-fast eval --policy_host h --api_token '***' '--api-token=***' --out r.json"
 
 
 def test_compare_runs_every_path_on_the_same_noise(dataset_path, tiny_checkpoint, tmp_path, capsys):
@@ -178,12 +191,16 @@ def test_compare_calibrates_the_paths_that_quantize_alone(dataset_path, tiny_che
 def test_a_served_policy_is_evaluated_through_the_client(dataset_path, tiny_checkpoint, tmp_path, capsys):
     from gr00t_fast.dev.served import serve
 
-    with serve(tiny_checkpoint, tmp_path / "serve.log", "--dtype", "float32") as served:
-        assert main(["--policy_host", "127.0.0.1", "--policy_port", str(served.port), "--dataset_path",
-                     str(dataset_path), "--episodes", "1", "--steps", "20", "--out", str(tmp_path / "r.json")]) == 0
+    with serve(tiny_checkpoint, tmp_path / "serve.log", "--dtype", "float32", api_token="s3cret") as served:
+        assert main(["--policy_host", "127.0.0.1", "--policy_port", str(served.port), "--api_token", "s3cret",
+                     "--dataset_path", str(dataset_path), "--episodes", "1", "--steps", "20",
+                     "--out", str(tmp_path / "r.json")]) == 0
         assert served.stop() == 0
-    results = json.loads((tmp_path / "r.json").read_text())
+    written = (tmp_path / "r.json").read_text()
+    results = json.loads(written)
     assert results["per_episode"][0]["steps"] == 20 and np.isfinite(results["overall"]["mse"])
+    assert "s3cret" not in written
+    assert "client_environment" in results and "environment" not in results  # the times are the server's
 
 
 def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Path:

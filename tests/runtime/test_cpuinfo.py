@@ -30,6 +30,8 @@ def test_a_result_file_records_the_cpu_and_its_units(monkeypatch, tmp_path):
     record = cpuinfo.cpu_record()
     assert record["cpu"] == "AMD EPYC"
     assert record["cpu_flags"] == {flag: flag == "avx2" for flag in cpuinfo.CPU_FLAGS}  # whole names: no vnni here
+    monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path / "absent")  # not Linux: the platform's name, no unit claimed
+    assert cpuinfo.cpu_record()["cpu_flags"] == dict.fromkeys(cpuinfo.CPU_FLAGS, False)
 
 
 def test_no_file_is_no_field(monkeypatch, tmp_path):

@@ -26,8 +26,8 @@ from gr00t_fast.model.bf16_speed import ISA_CAPS, PROBE
 from gr00t_fast.model.precision import AUTO_DTYPE_ENV
 from gr00t_fast.model.int8_cache import INT8_CACHE_ENV
 from gr00t_fast.model.quantize import INT8_ENGINE_ENV, bf16_flags, bf16_units
-from gr00t_fast.runtime.cpuinfo import CPU_FLAGS, cpu_record, cpuinfo_field  # noqa: F401 (CPU_FLAGS, cpuinfo_field:
-# their old home here, kept importable)
+# CPU_FLAGS and cpuinfo_field lived here first: still importable from here (module paths are an API)
+from gr00t_fast.runtime.cpuinfo import CPU_FLAGS, cpu_record, cpuinfo_field  # noqa: F401
 from gr00t_fast.runtime.threads import cpu_threads
 from gr00t_fast.runtime.torch_thread import run_on_torch_thread
 from gr00t_fast.policy.config import PolicyConfig
