@@ -533,7 +533,7 @@ class QuantizedLinear(nn.Module):
         """A oneDNN-packed weight is opaque (no copy or pickle reads it): a copy carries its int8 levels instead."""
         state = super().__getstate__()
         if self.engine == "onednn" and self.packed is not None:
-            state = {**state, "packed": self.packed.to_dense().t().contiguous()}
+            state = {**state, "packed": self.levels()[0].contiguous()}
         return state
 
     def __setstate__(self, state: dict) -> None:
