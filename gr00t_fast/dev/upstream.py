@@ -50,31 +50,35 @@ class Upstream:
     def command(self, mode: str, checkpoint: Path, *args: str) -> list[str]:
         return [str(self.python), str(RUNNER), mode, str(checkpoint), *map(str, args)]
 
+    def run(self, mode: str, checkpoint: Path, workdir: Path, *args: Path, timeout_s: float,
+            dtype: str = "float32") -> None:
+        """The runner's `mode` on `checkpoint` in `workdir`, NVIDIA's model in `dtype` (GR00T_COMPUTE_DTYPE);
+        RuntimeError with the end of its stderr where it fails."""
+        done = subprocess.run(self.command(mode, checkpoint, *args), env=self.env(dtype=dtype), cwd=workdir,
+                              capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"NVIDIA's pipeline ({mode}) failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+
     def outputs(self, checkpoint: Path, cases: list[dict[str, Any]], workdir: Path, timeout_s: float = 900,
                 dtype: str = "float32") -> dict[str, dict[str, np.ndarray]]:
         """NVIDIA's model inputs and actions per case: {name: {"eagle_input_ids", ..., "action_pred", "action.<key>"}},
         its model in `dtype` (GR00T_COMPUTE_DTYPE)."""
         write_cases(workdir / "cases.npz", cases)
-        done = subprocess.run(self.command("outputs", checkpoint, workdir / "cases.npz", workdir / "upstream.npz"),
-                              env=self.env(dtype=dtype), cwd=workdir, capture_output=True, text=True,
-                              timeout=timeout_s)
-        if done.returncode != 0:
-            raise RuntimeError(f"NVIDIA's pipeline failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        self.run("outputs", checkpoint, workdir, workdir / "cases.npz", workdir / "upstream.npz", timeout_s=timeout_s,
+                 dtype=dtype)
         data = np.load(workdir / "upstream.npz")
         return {c["name"]: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(c["name"] + "/")}
                 for c in cases}
 
-
-    def evaluation(self, checkpoint: Path, spec: dict[str, Any], workdir: Path, timeout_s: float = 1800) -> dict:
-        """NVIDIA's dataset reader and open-loop evaluation (the runner's `eval` mode): {"step": {(episode, index):
-        {key: array}}, "pred": {(episode, point): {key: array}} (its policy's answers, with a "noise_seed"), "mse":
-        {episode: float}, "seconds": float}."""
+    def evaluation(self, checkpoint: Path, spec: dict[str, Any], workdir: Path, timeout_s: float = 1800,
+                   dtype: str = "float32") -> dict:
+        """NVIDIA's dataset reader and open-loop evaluation (the runner's `eval` mode), its model in `dtype`
+        (GR00T_COMPUTE_DTYPE): {"step": {(episode, index): {key: array}}, "pred": {(episode, point): {key: array}} (its
+        policy's answers, with a "noise_seed"), "mse": {episode: float}, "seconds": float}."""
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "eval.json").write_text(json.dumps(spec))
-        done = subprocess.run(self.command("eval", checkpoint, workdir / "eval.json", workdir / "eval.npz"),
-                              env=self.env(), cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
-        if done.returncode != 0:
-            raise RuntimeError(f"NVIDIA's evaluation failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        self.run("eval", checkpoint, workdir, workdir / "eval.json", workdir / "eval.npz", timeout_s=timeout_s,
+                 dtype=dtype)
         data = np.load(workdir / "eval.npz")
         found: dict[str, dict] = {"step": {}, "pred": {}}
         for name in data.files:

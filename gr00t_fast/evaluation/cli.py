@@ -124,16 +124,20 @@ def check_against_checkpoint(dataset: RecordedDataset, metadata: Any) -> None:
                                "of time than the recording's")
 
 
-def load(args: argparse.Namespace, options: dict[str, Any], warmup: bool, warmup_batch: bool = False) -> Any:
-    """The policy of `args` with `options` (a --compare path's). `warmup`: its lazy initialisation paid before the
-    first call is timed (--compare's ms/obs); `warmup_batch`: a batch's compile too, where its calls take batches
-    (the int8 blocks compile once more for the first batch of 2 or more: 54 s of a full-size path's first call of 8
-    on the Zen 3, otherwise in its ms/obs). An evaluation alone times nothing, and its first call pays it instead
-    (~0.3 s less of `gr00t-fast eval` at 48M than three warm-up calls)."""
-    from gr00t_fast.loading import create_policy
+def load(args: argparse.Namespace, options: dict[str, Any], warmup: bool,
+         warmup_batch: bool = False) -> tuple[Any, str]:
+    """The policy of `args` with `options` (a --compare path's), and how it runs as its load line says it
+    (`loading.loaded_as`: its precision, int8 layers and engine, threads; the result file's `loaded_as`).
+    `warmup`: its lazy initialisation paid before the first call is timed (--compare's ms/obs); `warmup_batch`: a
+    batch's compile too, where its calls take batches (the int8 blocks compile once more for the first batch of 2 or
+    more: 54 s of a full-size path's first call of 8 on the Zen 3, otherwise in its ms/obs). An evaluation alone
+    times nothing, and its first call pays it instead (~0.3 s less of `gr00t-fast eval` at 48M than three warm-up
+    calls)."""
+    from gr00t_fast.loading import create_policy, loaded_as
 
-    return create_policy(policy_config_from_args(args), warmup=warmup, warmup_batch=warmup_batch, announce=True,
-                         **options)
+    policy = create_policy(policy_config_from_args(args), warmup=warmup, warmup_batch=warmup_batch, announce=True,
+                           **options)
+    return policy, loaded_as(policy)
 
 
 def prepare(args: argparse.Namespace) -> tuple[Any, RecordedDataset, list[int], Any]:
@@ -237,20 +241,20 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, tuple[list[EpisodeRun], dict]] = {}
         loaded_as: dict[str, str] = {}
         if args.compare:
-            from gr00t_fast.loading import loaded_as as policy_loaded_as
-
             for path in ["reference", *[p for p in dict.fromkeys(args.compare) if p != "reference"]]:
                 print(f"--- {path} ---", flush=True)
                 batch = path_batch(path, args.batch)
-                policy = load(args, path_options(path), warmup=True, warmup_batch=batch > 1)
-                loaded_as[path] = policy_loaded_as(policy)
+                policy, loaded_as[path] = load(args, path_options(path), warmup=True, warmup_batch=batch > 1)
                 results[path] = run_path(args, policy, dataset, episodes, joints, batch)
                 del policy
             main_path = next((p for p in ("default", *args.compare) if p in results), "reference")
         else:
             batch = args.batch if client is None else 1  # a served policy: one observation a request
             reads = read_ahead(args, dataset, episodes, batch)  # the first episodes decode while the policy loads
-            policy = client if client is not None else load(args, {}, warmup=False)
+            if client is None:
+                policy, loaded_as["policy"] = load(args, {}, warmup=False)
+            else:
+                policy = client
             results["policy"] = run_path(args, policy, dataset, episodes, joints, batch, reads)
             main_path = "policy"
         runs, overall = results[main_path]
@@ -262,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "model_path": args.model_path, "policy_host": args.policy_host,
                                    "episodes": episodes, "action_horizon": args.action_horizon,
                                    "modality_keys": keys, "joints": joints, "path": main_path,
+                                   "loaded_as": loaded_as,
                                    "per_episode": per_episode, "overall": overall}
         if args.compare:
             rows = compare_rows(results, loaded_as)

@@ -126,6 +126,8 @@ def test_eval_end_to_end_writes_its_outputs(dataset_path, tiny_checkpoint, tmp_p
     assert machine["cpu"] == avx2["cpu"] and machine["cpu_flags"] == avx2["cpu_flags"]
     assert machine["threads_asked"] is None  # not asked for: auto
     assert set(machine["load_average"]) == {"before", "after"}
+    loaded = results["loaded_as"]["policy"]  # how the policy ran, as its load line said it
+    assert loaded.startswith("cpu, float32") and "thread" in loaded
     assert [m["steps"] for m in results["per_episode"]] == [40, 33]
     arrays = np.load(out / "arrays.npz")
     assert arrays["gt/0"].shape == arrays["pred/0"].shape == (40, 6) and arrays["state/2"].shape == (33, 6)
@@ -201,6 +203,7 @@ def test_a_served_policy_is_evaluated_through_the_client(dataset_path, tiny_chec
     assert results["per_episode"][0]["steps"] == 20 and np.isfinite(results["overall"]["mse"])
     assert "s3cret" not in written
     assert "client_environment" in results and "environment" not in results  # the times are the server's
+    assert results["loaded_as"] == {}  # the server loaded it: this process knows no load line
 
 
 def changed(dataset_path: Path, tmp_path: Path, info=None, modality=None) -> Path:
@@ -305,7 +308,6 @@ def test_episodes_take_commas_noise_seed_refuses_a_server_and_debug_shows_the_tr
 def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpoint, monkeypatch):
     """The TensorRT engines `--compare tensorrt` builds take a batch of one: its calls hold one observation each, the
     other paths' up to `--batch`."""
-    from gr00t_fast import loading
     from gr00t_fast.evaluation import cli
 
     sizes, batch_warmed = {}, {}
@@ -313,11 +315,10 @@ def test_compare_runs_tensorrt_one_observation_a_call(dataset_path, tiny_checkpo
     def load(args, options, warmup, warmup_batch):
         policy = CallSizes(ZeroPolicy())
         sizes[options["backend"]], batch_warmed[options["backend"]] = policy.sizes, warmup_batch
-        return policy
+        return policy, "a stand-in"  # no device, no precision: no load line
 
     monkeypatch.setattr(cli, "require", lambda *names: None)  # TensorRT's extra, as on a machine that has it
     monkeypatch.setattr(cli, "load", load)
-    monkeypatch.setattr(loading, "loaded_as", lambda policy: "a stand-in")  # no device, no precision
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",
                  "--compare", "tensorrt"]) == 0
     assert set(sizes["tensorrt"]) == {1} and sizes["torch"] == [6]  # 3 + 3 inference points, one instruction
@@ -350,7 +351,7 @@ def test_eval_reads_the_first_episodes_while_the_policy_loads(dataset_path, tiny
 
     def load(args, options, warmup):
         loads.append(read.wait(timeout=20))  # the read started before the load: it finishes while the load waits
-        return ZeroPolicy()
+        return ZeroPolicy(), "a stand-in"
 
     monkeypatch.setattr(cli, "load", load)
     assert main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(dataset_path), "--episodes", "0", "2",

@@ -25,6 +25,13 @@ except ValueError as e:
 PAIRS = [(0, 0), (0, 17), (0, 24), (0, 39), (1, 0), (1, 22), (2, 5), (2, 32)]
 
 
+def gr00t_spec(root, episodes: list[int], steps: int, noise_seed: int) -> dict:
+    """NVIDIA's evaluation loop with its Gr00tPolicy on `root`'s so100 episodes, chunks of 16, each call's noise drawn
+    as `gr00t-fast eval --noise_seed` draws it."""
+    return {"dataset": str(root), "data_config": "so100", "video_backend": "decord", "episodes": episodes,
+            "steps": steps, "action_horizon": 16, "policy": "gr00t", "noise_seed": noise_seed, "step_data": []}
+
+
 def assert_steps_are_nvidias(dataset, theirs: dict, pairs: list) -> None:
     """Every key, shape, dtype and value of `dataset.step` equals NVIDIA's `get_step_data` at each pair."""
     for pair in pairs:
@@ -83,7 +90,7 @@ def test_eval_predicts_what_nvidias_policy_predicts_in_its_loop(tiny_checkpoint,
     NVIDIA's MSE per episode. Not to the last digit: NVIDIA's pipeline runs on this environment's torch, whose
     antialiased resize rounds a few % of pixels one uint8 level away from torch 2.5.1's, which gr00t-fast
     reproduces (`test_upstream.py`); on this tiny random checkpoint that moves actions by up to 0.16 degrees of a
-    +-310 degree spread (measured), and the MSE by 3.5e-4 of itself. Other noise, or a chunk sliced one step off,
+    +-310 degree spread (measured), and the MSE by 3.5e-4 of itself. Other noise (420 degrees), or a chunk one step off,
     moves them by tens of degrees."""
     import json
 
@@ -91,10 +98,7 @@ def test_eval_predicts_what_nvidias_policy_predicts_in_its_loop(tiny_checkpoint,
 
     root = write_v21(tmp_path / "so100", lengths=(40, 23, 33), size=(480, 640))  # the checkpoint's resolution
     episodes, steps, horizon = [0, 1, 2], 23, 16
-    theirs = UPSTREAM.evaluation(tiny_checkpoint, {
-        "dataset": str(root), "data_config": "so100", "video_backend": "decord", "episodes": episodes,
-        "steps": steps, "action_horizon": horizon, "policy": "gr00t", "noise_seed": 3, "step_data": []},
-        tmp_path / "upstream")
+    theirs = UPSTREAM.evaluation(tiny_checkpoint, gr00t_spec(root, episodes, steps, noise_seed=3), tmp_path / "upstream")
     out, arrays = tmp_path / "eval.json", tmp_path / "eval.npz"
     assert eval_main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(root), "--data_config", "so100",
                       "--episodes", "0,1,2", "--steps", str(steps), "--noise_seed", "3", "--batch", "3",
@@ -108,3 +112,17 @@ def test_eval_predicts_what_nvidias_policy_predicts_in_its_loop(tiny_checkpoint,
         np.testing.assert_allclose(ours[f"pred/{episode}"], nvidia, rtol=0, atol=0.5, err_msg=f"episode {episode}")
         mse = json.loads(out.read_text())["per_episode"][episodes.index(episode)]["mse"]
         assert mse == pytest.approx(theirs["mse"][episode], rel=2e-3)
+
+
+def test_nvidias_loop_runs_its_model_in_bf16_when_asked(tiny_checkpoint, tmp_path):
+    """`Upstream.evaluation(dtype="bfloat16")` runs NVIDIA's Gr00tPolicy in bf16 (its GPU default, under CPU autocast:
+    the bound `benchmarks/int8_against_bf16.py` holds int8 to): on the same calls and noise its answers move from its
+    float32 ones by bf16's rounding, not by another sample."""
+    root = write_v21(tmp_path / "so100", lengths=(20,), size=(480, 640))
+    spec = gr00t_spec(root, [0], steps=20, noise_seed=3)
+    runs = {dtype: UPSTREAM.evaluation(tiny_checkpoint, spec, tmp_path / dtype, dtype=dtype)["pred"]
+            for dtype in ("float32", "bfloat16")}
+    assert sorted(runs["float32"]) == sorted(runs["bfloat16"]) == [(0, 0), (0, 16)]
+    moved = max(np.abs(runs["float32"][point][key] - runs["bfloat16"][point][key]).max()
+                for point in runs["float32"] for key in runs["float32"][point])
+    assert 1e-3 < moved < 5  # degrees: bf16's rounding, 1.8 (measured); another noise seed moved them by 420
