@@ -90,15 +90,16 @@ def test_eval_predicts_what_nvidias_policy_predicts_in_its_loop(tiny_checkpoint,
     NVIDIA's MSE per episode. Not to the last digit: NVIDIA's pipeline runs on this environment's torch, whose
     antialiased resize rounds a few % of pixels one uint8 level away from torch 2.5.1's, which gr00t-fast
     reproduces (`test_upstream.py`); on this tiny random checkpoint that moves actions by up to 0.16 degrees of a
-    +-310 degree spread (measured), and the MSE by 3.5e-4 of itself. Other noise (420 degrees), or a chunk one step off,
-    moves them by tens of degrees."""
+    +-310 degree spread (measured), and the MSE by 3.5e-4 of itself. Other noise (420 degrees), or a chunk one step
+    off, moves them by tens of degrees."""
     import json
 
     from gr00t_fast.evaluation.cli import main as eval_main
 
     root = write_v21(tmp_path / "so100", lengths=(40, 23, 33), size=(480, 640))  # the checkpoint's resolution
     episodes, steps, horizon = [0, 1, 2], 23, 16
-    theirs = UPSTREAM.evaluation(tiny_checkpoint, gr00t_spec(root, episodes, steps, noise_seed=3), tmp_path / "upstream")
+    theirs = UPSTREAM.evaluation(tiny_checkpoint, gr00t_spec(root, episodes, steps, noise_seed=3),
+                                 tmp_path / "upstream")
     out, arrays = tmp_path / "eval.json", tmp_path / "eval.npz"
     assert eval_main(["--model_path", str(tiny_checkpoint), "--dataset_path", str(root), "--data_config", "so100",
                       "--episodes", "0,1,2", "--steps", str(steps), "--noise_seed", "3", "--batch", "3",
